@@ -1,0 +1,244 @@
+//! JSON bodies of the API: this crate's own types, converted from the core's.
+
+use beffroi_core::{Incident, LogEntry, Territory, Timestamp};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+fn ts(t: Timestamp) -> String {
+    t.to_string()
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct IncidentDto {
+    pub id: u64,
+    /// Deduplication key: `rule@site:ID` or `rule@device:ID`.
+    pub key: String,
+    pub rule: String,
+    pub category: String,
+    /// info | minor | major | critical
+    pub severity: String,
+    /// new | acknowledged | in_progress | resolved | closed
+    pub status: String,
+    pub title: String,
+    pub commune: String,
+    pub commune_name: String,
+    pub site: String,
+    pub site_name: String,
+    pub device: Option<String>,
+    /// `[longitude, latitude]`
+    pub position: [f64; 2],
+    pub opened_at: String,
+    pub updated_at: String,
+    pub acknowledged_at: Option<String>,
+    pub resolved_at: Option<String>,
+    pub closed_at: Option<String>,
+    pub owner: Option<String>,
+    pub condition_active: bool,
+    pub alarm_count: u32,
+    pub evidence: String,
+}
+
+impl IncidentDto {
+    pub fn from_core(i: &Incident, t: &Territory) -> Self {
+        let site = t.site(i.site);
+        let commune = t.commune(i.commune);
+        IncidentDto {
+            id: i.id.0,
+            key: i.key.as_str().into(),
+            rule: i.rule.to_string(),
+            category: i.category.to_string(),
+            severity: i.severity.as_str().into(),
+            status: i.status.as_str().into(),
+            title: i.title.to_string(),
+            commune: commune.id.to_string(),
+            commune_name: commune.name.to_string(),
+            site: site.id.to_string(),
+            site_name: site.name.to_string(),
+            device: i.device.map(|d| t.device(d).id.to_string()),
+            position: [i.position.lon, i.position.lat],
+            opened_at: ts(i.opened_at),
+            updated_at: ts(i.updated_at),
+            acknowledged_at: i.acknowledged_at.map(ts),
+            resolved_at: i.resolved_at.map(ts),
+            closed_at: i.closed_at.map(ts),
+            owner: i.owner.as_deref().map(Into::into),
+            condition_active: i.condition_active,
+            alarm_count: i.alarm_count,
+            evidence: i.evidence.clone(),
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SopStepDto {
+    pub index: usize,
+    pub text: String,
+    pub done_by: Option<String>,
+    pub done_at: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SopDto {
+    pub title: Option<String>,
+    pub steps: Vec<SopStepDto>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct LogEntryDto {
+    pub at: String,
+    /// `user:NAME`, `rule:ID` or `system`
+    pub actor: String,
+    pub action: String,
+    pub detail: String,
+}
+
+impl From<&LogEntry> for LogEntryDto {
+    fn from(e: &LogEntry) -> Self {
+        LogEntryDto {
+            at: ts(e.at),
+            actor: e.actor.to_string(),
+            action: e.action.to_string(),
+            detail: e.detail.clone(),
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct IncidentDetailDto {
+    #[serde(flatten)]
+    pub incident: IncidentDto,
+    pub sop: SopDto,
+    pub log: Vec<LogEntryDto>,
+}
+
+impl IncidentDetailDto {
+    pub fn from_core(i: &Incident, log: &[LogEntry], t: &Territory) -> Self {
+        IncidentDetailDto {
+            incident: IncidentDto::from_core(i, t),
+            sop: SopDto {
+                title: i.sop_title.as_deref().map(Into::into),
+                steps: i
+                    .sop
+                    .iter()
+                    .enumerate()
+                    .map(|(index, s)| SopStepDto {
+                        index,
+                        text: s.text.to_string(),
+                        done_by: s.done_by.as_deref().map(Into::into),
+                        done_at: s.done_at.map(ts),
+                    })
+                    .collect(),
+            },
+            log: log.iter().map(Into::into).collect(),
+        }
+    }
+}
+
+/// An action on an incident.
+#[derive(Deserialize, ToSchema)]
+pub struct ActionRequest {
+    /// acknowledge | start | resolve | close | reopen | assign | comment | complete_step
+    pub action: String,
+    /// For `assign`: the unit or person in charge.
+    pub owner: Option<String>,
+    /// For `comment`: the log entry.
+    pub text: Option<String>,
+    /// For `complete_step`: the 0-based index of the procedure step.
+    pub step: Option<usize>,
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct LoginRequest {
+    pub username: String,
+    pub password: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct LoginResponse {
+    pub token: String,
+    /// Seconds until the token expires.
+    pub expires_in: u64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct RejectionDto {
+    /// malformed | oversized | unknown_device | unknown_field | wrong_type | out_of_range | bad_time | overload
+    pub reason: String,
+    pub detail: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct IngestResponse {
+    pub accepted: usize,
+    pub rejected: Vec<RejectionDto>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct StoredRejectionDto {
+    pub at: String,
+    pub source: String,
+    pub reason: String,
+    pub detail: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct DeviceDto {
+    pub id: String,
+    pub kind: String,
+    pub site: String,
+    pub commune: String,
+    pub position: [f64; 2],
+    /// normal | alarm | silent
+    pub state: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ObservationDto {
+    pub field: String,
+    #[schema(value_type = Object)]
+    pub value: serde_json::Value,
+    pub unit: Option<String>,
+    pub time: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct DeviceDetailDto {
+    #[serde(flatten)]
+    pub device: DeviceDto,
+    pub kind_label: String,
+    pub dev_eui: Option<String>,
+    pub recent: Vec<ObservationDto>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct CommuneDto {
+    pub id: String,
+    pub name: String,
+    pub insee: Option<String>,
+    pub position: [f64; 2],
+    pub sites: usize,
+    pub devices: usize,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct TerritoryDto {
+    pub id: String,
+    pub name: String,
+    pub communes: Vec<CommuneDto>,
+    pub sites: usize,
+    pub devices: usize,
+    pub kinds: Vec<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct RuleDto {
+    pub id: String,
+    pub title: String,
+    pub category: String,
+    pub severity: String,
+    /// threshold | absence | rate | correlation
+    #[serde(rename = "type")]
+    pub ty: String,
+    pub key: String,
+    pub auto_resolve: bool,
+}

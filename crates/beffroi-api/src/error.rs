@@ -1,0 +1,116 @@
+//! The public error codes of the API.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+/// Every error the API can answer, with its HTTP status. Codes are stable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorCode {
+    /// 401: no or invalid bearer token.
+    Unauthorized,
+    /// 401: wrong username or password.
+    InvalidCredentials,
+    /// 400: the request is not understood (bad JSON, unknown parameter value).
+    InvalidRequest,
+    /// 404: no such incident, device or route.
+    NotFound,
+    /// 409: the action is not allowed in the incident's current state.
+    InvalidTransition,
+    /// 413: body too large.
+    PayloadTooLarge,
+    /// 422: the payload was understood but every observation in it was rejected.
+    ObservationsRejected,
+    /// 503: the ingest queue is full; retry later.
+    Overloaded,
+    /// 503: the store failed; nothing was acknowledged.
+    StoreUnavailable,
+}
+
+impl ErrorCode {
+    pub fn status(self) -> StatusCode {
+        match self {
+            ErrorCode::Unauthorized | ErrorCode::InvalidCredentials => StatusCode::UNAUTHORIZED,
+            ErrorCode::InvalidRequest => StatusCode::BAD_REQUEST,
+            ErrorCode::NotFound => StatusCode::NOT_FOUND,
+            ErrorCode::InvalidTransition => StatusCode::CONFLICT,
+            ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::ObservationsRejected => StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorCode::Overloaded | ErrorCode::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::InvalidCredentials => "invalid_credentials",
+            ErrorCode::InvalidRequest => "invalid_request",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::InvalidTransition => "invalid_transition",
+            ErrorCode::PayloadTooLarge => "payload_too_large",
+            ErrorCode::ObservationsRejected => "observations_rejected",
+            ErrorCode::Overloaded => "overloaded",
+            ErrorCode::StoreUnavailable => "store_unavailable",
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct ApiError {
+    pub code: ErrorCode,
+    pub message: String,
+    pub details: Option<serde_json::Value>,
+}
+
+impl ApiError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        ApiError {
+            code,
+            message: message.into(),
+            details: None,
+        }
+    }
+    pub fn with_details(mut self, d: serde_json::Value) -> Self {
+        self.details = Some(d);
+        self
+    }
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// Stable machine-readable code, e.g. `invalid_transition`.
+    pub code: String,
+    pub message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub details: Option<serde_json::Value>,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.code.status();
+        let mut resp = (
+            status,
+            Json(ErrorBody {
+                error: ErrorDetail {
+                    code: self.code.as_str().into(),
+                    message: self.message,
+                    details: self.details,
+                },
+            }),
+        )
+            .into_response();
+        if self.code == ErrorCode::Unauthorized {
+            resp.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static("Bearer"),
+            );
+        }
+        resp
+    }
+}

@@ -1,0 +1,664 @@
+use std::convert::Infallible;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, RwLock};
+
+use axum::Json;
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use beffroi_core::{Actor, DeviceIdx, IncidentAction, IncidentId, Severity, Status, Value};
+use beffroi_engine::live::{DeviceState, LiveEvent};
+use beffroi_engine::runner::{ActError, EngineHandle};
+use beffroi_engine::store::IncidentQuery;
+use beffroi_engine::{Ack, AckOutcome, Envelope, Source};
+use beffroi_wire::Format;
+use futures::Stream;
+use serde::Deserialize;
+use tokio::sync::{broadcast, oneshot};
+
+use crate::AppState;
+use crate::dto::*;
+use crate::error::{ApiError, ErrorCode};
+
+/// The authenticated user of a request.
+pub struct User(pub String);
+
+impl FromRequestParts<AppState> for User {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let header_token = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim);
+        // EventSource cannot set headers: the stream also takes `?access_token=`.
+        let query_token = parts
+            .uri
+            .query()
+            .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("access_token=")));
+        let token = header_token
+            .or(query_token)
+            .ok_or_else(|| ApiError::new(ErrorCode::Unauthorized, "missing bearer token"))?;
+        state
+            .auth
+            .check(token)
+            .map(User)
+            .ok_or_else(|| ApiError::new(ErrorCode::Unauthorized, "invalid or expired token"))
+    }
+}
+
+fn store_err(e: impl std::fmt::Display) -> ApiError {
+    tracing::error!(error = %e, "store read failed");
+    ApiError::new(ErrorCode::StoreUnavailable, "the store is unavailable")
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f).await.map_err(store_err)?
+}
+
+#[utoipa::path(get, path = "/healthz", responses((status = 200, description = "ready"), (status = 503, description = "starting")))]
+pub async fn healthz(State(s): State<AppState>) -> Response {
+    if s.ready.load(Ordering::Acquire) {
+        (StatusCode::OK, "ok\n").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "starting\n").into_response()
+    }
+}
+
+#[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus text exposition")))]
+pub async fn metrics(State(s): State<AppState>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        s.engine.metrics.encode(),
+    )
+        .into_response()
+}
+
+pub async fn openapi() -> Response {
+    Json(crate::openapi::document()).into_response()
+}
+
+#[utoipa::path(post, path = "/api/v1/auth/login", request_body = LoginRequest,
+    responses((status = 200, body = LoginResponse), (status = 401, body = crate::error::ErrorBody)))]
+pub async fn login(
+    State(s): State<AppState>,
+    body: Result<Json<LoginRequest>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<LoginResponse>, ApiError> {
+    let Json(req) = body.map_err(|e| ApiError::new(ErrorCode::InvalidRequest, e.body_text()))?;
+    let auth = Arc::clone(&s.auth);
+    let user = req.username.clone();
+    let token = tokio::task::spawn_blocking(move || auth.login(&req.username, &req.password))
+        .await
+        .map_err(store_err)?;
+    match token {
+        Some(token) => {
+            tracing::info!(user = %user, "login");
+            Ok(Json(LoginResponse {
+                token,
+                expires_in: s.auth.ttl().as_secs(),
+            }))
+        }
+        None => {
+            tracing::warn!("failed login");
+            Err(ApiError::new(
+                ErrorCode::InvalidCredentials,
+                "wrong username or password",
+            ))
+        }
+    }
+}
+
+#[utoipa::path(post, path = "/api/v1/auth/logout", responses((status = 204)), security(("bearer" = [])))]
+pub async fn logout(State(s): State<AppState>, headers: HeaderMap, _u: User) -> StatusCode {
+    if let Some(t) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+    {
+        s.auth.logout(t.trim());
+    }
+    StatusCode::NO_CONTENT
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+pub struct IncidentParams {
+    /// `open` (new, acknowledged, in progress), `active` (not closed), or a comma-separated
+    /// list of statuses.
+    status: Option<String>,
+    category: Option<String>,
+    /// Commune id.
+    commune: Option<String>,
+    min_severity: Option<String>,
+    limit: Option<usize>,
+}
+
+#[utoipa::path(get, path = "/api/v1/incidents", params(IncidentParams),
+    responses((status = 200, body = [IncidentDto])), security(("bearer" = [])))]
+pub async fn list_incidents(
+    State(s): State<AppState>,
+    _u: User,
+    Query(p): Query<IncidentParams>,
+) -> Result<Json<Vec<IncidentDto>>, ApiError> {
+    let mut q = IncidentQuery {
+        category: p.category,
+        commune: p.commune,
+        limit: p.limit.unwrap_or(500).min(5000),
+        ..Default::default()
+    };
+    if let Some(st) = p.status.as_deref() {
+        for part in st.split(',').map(str::trim).filter(|x| !x.is_empty()) {
+            match part {
+                "open" => {
+                    q.statuses
+                        .extend([Status::New, Status::Acknowledged, Status::InProgress])
+                }
+                "active" => q.statuses.extend([
+                    Status::New,
+                    Status::Acknowledged,
+                    Status::InProgress,
+                    Status::Resolved,
+                ]),
+                other => q.statuses.push(Status::parse(other).ok_or_else(|| {
+                    ApiError::new(
+                        ErrorCode::InvalidRequest,
+                        format!("unknown status `{other}`"),
+                    )
+                })?),
+            }
+        }
+    }
+    if let Some(sev) = p.min_severity.as_deref() {
+        q.min_severity = Some(Severity::parse(sev).ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::InvalidRequest,
+                format!("unknown severity `{sev}`"),
+            )
+        })?);
+    }
+    let reader = Arc::clone(&s.reader);
+    let t = Arc::clone(&s.engine.territory);
+    blocking(move || {
+        let list = reader.incidents(&q).map_err(store_err)?;
+        Ok(Json(
+            list.iter().map(|i| IncidentDto::from_core(i, &t)).collect(),
+        ))
+    })
+    .await
+}
+
+#[utoipa::path(get, path = "/api/v1/incidents/{id}", params(("id" = u64, Path)),
+    responses((status = 200, body = IncidentDetailDto), (status = 404, body = crate::error::ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn get_incident(
+    State(s): State<AppState>,
+    _u: User,
+    Path(id): Path<u64>,
+) -> Result<Json<IncidentDetailDto>, ApiError> {
+    let reader = Arc::clone(&s.reader);
+    let t = Arc::clone(&s.engine.territory);
+    blocking(move || {
+        match reader
+            .incident_with_log(IncidentId(id))
+            .map_err(store_err)?
+        {
+            Some((i, log)) => Ok(Json(IncidentDetailDto::from_core(&i, &log, &t))),
+            None => Err(ApiError::new(
+                ErrorCode::NotFound,
+                format!("no incident {id}"),
+            )),
+        }
+    })
+    .await
+}
+
+#[utoipa::path(post, path = "/api/v1/incidents/{id}/actions", params(("id" = u64, Path)),
+    request_body = ActionRequest,
+    responses((status = 200, body = IncidentDto), (status = 409, body = crate::error::ErrorBody),
+        (status = 404, body = crate::error::ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn act(
+    State(s): State<AppState>,
+    User(user): User,
+    Path(id): Path<u64>,
+    body: Result<Json<ActionRequest>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<IncidentDto>, ApiError> {
+    let Json(req) = body.map_err(|e| ApiError::new(ErrorCode::InvalidRequest, e.body_text()))?;
+    let missing = |f: &str| {
+        ApiError::new(
+            ErrorCode::InvalidRequest,
+            format!("action `{}` needs `{f}`", req.action),
+        )
+    };
+    let action = match req.action.as_str() {
+        "acknowledge" => IncidentAction::Acknowledge,
+        "start" => IncidentAction::Start,
+        "resolve" => IncidentAction::Resolve,
+        "close" => IncidentAction::Close,
+        "reopen" => IncidentAction::Reopen,
+        "assign" => {
+            IncidentAction::Assign(req.owner.as_deref().ok_or_else(|| missing("owner"))?.into())
+        }
+        "comment" => IncidentAction::Comment(req.text.clone().ok_or_else(|| missing("text"))?),
+        "complete_step" => IncidentAction::CompleteStep(req.step.ok_or_else(|| missing("step"))?),
+        other => {
+            return Err(ApiError::new(
+                ErrorCode::InvalidRequest,
+                format!("unknown action `{other}`"),
+            ));
+        }
+    };
+    match s
+        .engine
+        .act(IncidentId(id), action, Actor::User(user.into()))
+        .await
+    {
+        Ok(i) => Ok(Json(IncidentDto::from_core(&i, &s.engine.territory))),
+        Err(ActError::Transition(beffroi_core::TransitionError::NotFound(_))) => {
+            Err(ApiError::new(
+                ErrorCode::NotFound,
+                format!("no active incident {id} (closed incidents are final)"),
+            ))
+        }
+        Err(ActError::Transition(e)) => {
+            Err(ApiError::new(ErrorCode::InvalidTransition, e.to_string()))
+        }
+        Err(e) => Err(ApiError::new(ErrorCode::StoreUnavailable, e.to_string())),
+    }
+}
+
+#[utoipa::path(get, path = "/api/v1/territory", responses((status = 200, body = TerritoryDto)), security(("bearer" = [])))]
+pub async fn territory(State(s): State<AppState>, _u: User) -> Json<TerritoryDto> {
+    let t = &s.engine.territory;
+    let mut sites = vec![0usize; t.communes.len()];
+    let mut devices = vec![0usize; t.communes.len()];
+    for site in &t.sites {
+        sites[site.commune.get()] += 1;
+    }
+    for d in &t.devices {
+        devices[t.site(d.site).commune.get()] += 1;
+    }
+    Json(TerritoryDto {
+        id: t.id.to_string(),
+        name: t.name.to_string(),
+        communes: t
+            .communes
+            .iter()
+            .enumerate()
+            .map(|(i, c)| CommuneDto {
+                id: c.id.to_string(),
+                name: c.name.to_string(),
+                insee: c.insee.as_deref().map(Into::into),
+                position: [c.position.lon, c.position.lat],
+                sites: sites[i],
+                devices: devices[i],
+            })
+            .collect(),
+        sites: t.sites.len(),
+        devices: t.devices.len(),
+        kinds: t.kinds.iter().map(|k| k.id.to_string()).collect(),
+    })
+}
+
+#[utoipa::path(get, path = "/api/v1/territory/sites", responses((status = 200, description = "GeoJSON FeatureCollection of the sites")), security(("bearer" = [])))]
+pub async fn sites_geojson(State(s): State<AppState>, _u: User) -> Response {
+    let t = &s.engine.territory;
+    let features: Vec<serde_json::Value> = t
+        .sites
+        .iter()
+        .map(|site| {
+            let geometry = match &site.perimeter {
+                Some(ring) => serde_json::json!({"type": "Polygon", "coordinates": [ring.iter().map(|p| [p.lon, p.lat]).collect::<Vec<_>>()]}),
+                None => serde_json::json!({"type": "Point", "coordinates": [site.position.lon, site.position.lat]}),
+            };
+            serde_json::json!({
+                "type": "Feature",
+                "geometry": geometry,
+                "properties": {"id": &*site.id, "name": &*site.name, "kind": site.kind.as_str(),
+                    "commune": &*t.commune(site.commune).id},
+            })
+        })
+        .collect();
+    (
+        [(header::CONTENT_TYPE, "application/geo+json")],
+        Json(serde_json::json!({"type": "FeatureCollection", "features": features})),
+    )
+        .into_response()
+}
+
+/// Device states as seen on the live stream, for the map and device listings.
+pub struct DeviceBoard {
+    states: RwLock<Vec<DeviceState>>,
+}
+
+impl DeviceBoard {
+    pub fn follow(engine: &EngineHandle) -> Arc<Self> {
+        let board = Arc::new(DeviceBoard {
+            states: RwLock::new(vec![DeviceState::Normal; engine.territory.devices.len()]),
+        });
+        let mut rx = engine.subscribe();
+        let b = Arc::clone(&board);
+        let metrics = Arc::clone(&engine.metrics);
+        tokio::spawn(async move {
+            loop {
+                match rx.recv().await {
+                    Ok(LiveEvent::Device(d)) => {
+                        let mut g = b.states.write().unwrap_or_else(|p| p.into_inner());
+                        if let Some(s) = g.get_mut(d.device.get()) {
+                            *s = d.state;
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(broadcast::error::RecvError::Lagged(n)) => {
+                        metrics.live_lagged.inc_by(n);
+                    }
+                    Err(broadcast::error::RecvError::Closed) => break,
+                }
+            }
+        });
+        board
+    }
+
+    pub fn state(&self, d: DeviceIdx) -> DeviceState {
+        self.states
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(d.get())
+            .copied()
+            .unwrap_or(DeviceState::Normal)
+    }
+}
+
+fn device_dto(s: &AppState, d: DeviceIdx) -> DeviceDto {
+    let t = &s.engine.territory;
+    let dev = t.device(d);
+    let site = t.site(dev.site);
+    DeviceDto {
+        id: dev.id.to_string(),
+        kind: t.kind(dev.kind).id.to_string(),
+        site: site.id.to_string(),
+        commune: t.commune(site.commune).id.to_string(),
+        position: [dev.position.lon, dev.position.lat],
+        state: s.board.state(d).as_str().into(),
+    }
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+pub struct DeviceParams {
+    kind: Option<String>,
+    commune: Option<String>,
+    site: Option<String>,
+    /// normal | alarm | silent
+    state: Option<String>,
+    limit: Option<usize>,
+}
+
+#[utoipa::path(get, path = "/api/v1/devices", params(DeviceParams), responses((status = 200, body = [DeviceDto])), security(("bearer" = [])))]
+pub async fn list_devices(
+    State(s): State<AppState>,
+    _u: User,
+    Query(p): Query<DeviceParams>,
+) -> Json<Vec<DeviceDto>> {
+    let limit = p.limit.unwrap_or(200_000);
+    let t = Arc::clone(&s.engine.territory);
+    let list = (0..t.devices.len())
+        .map(|i| DeviceIdx(i as u32))
+        .map(|d| device_dto(&s, d))
+        .filter(|d| p.kind.as_ref().is_none_or(|k| &d.kind == k))
+        .filter(|d| p.commune.as_ref().is_none_or(|c| &d.commune == c))
+        .filter(|d| p.site.as_ref().is_none_or(|c| &d.site == c))
+        .filter(|d| p.state.as_ref().is_none_or(|c| &d.state == c))
+        .take(limit)
+        .collect();
+    Json(list)
+}
+
+#[utoipa::path(get, path = "/api/v1/devices/{id}", params(("id" = String, Path)),
+    responses((status = 200, body = DeviceDetailDto), (status = 404, body = crate::error::ErrorBody)), security(("bearer" = [])))]
+pub async fn get_device(
+    State(s): State<AppState>,
+    _u: User,
+    Path(id): Path<String>,
+) -> Result<Json<DeviceDetailDto>, ApiError> {
+    let t = Arc::clone(&s.engine.territory);
+    let d = t
+        .device_id(&id)
+        .ok_or_else(|| ApiError::new(ErrorCode::NotFound, format!("no device `{id}`")))?;
+    let reader = Arc::clone(&s.reader);
+    let recent = blocking(move || {
+        reader
+            .observations(d, beffroi_core::Timestamp(0), 200)
+            .map_err(store_err)
+    })
+    .await?;
+    let kind = t.kind_of(d);
+    Ok(Json(DeviceDetailDto {
+        device: device_dto(&s, d),
+        kind_label: kind.label.to_string(),
+        dev_eui: t.device(d).dev_eui.as_deref().map(Into::into),
+        recent: recent
+            .iter()
+            .map(|o| {
+                let spec = &kind.fields[o.field.get()];
+                ObservationDto {
+                    field: spec.name.to_string(),
+                    value: match &o.value {
+                        Value::Number(n) => serde_json::json!(n),
+                        Value::Bool(b) => serde_json::json!(b),
+                        // Personal values are not shown until pseudonymisation lands.
+                        Value::Text(_) if spec.category == beffroi_core::DataCategory::Personal => {
+                            serde_json::json!("(personal)")
+                        }
+                        Value::Text(x) => serde_json::json!(&**x),
+                    },
+                    unit: spec.unit.as_deref().map(Into::into),
+                    time: o.time.to_string(),
+                }
+            })
+            .collect(),
+    }))
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+pub struct IngestParams {
+    /// senml (default) | json | chirpstack
+    format: Option<String>,
+}
+
+#[utoipa::path(post, path = "/api/v1/observations", params(IngestParams),
+    request_body(content = String, description = "SenML JSON pack (application/senml+json), plain JSON or a ChirpStack uplink"),
+    responses((status = 200, body = IngestResponse), (status = 422, body = crate::error::ErrorBody),
+        (status = 503, body = crate::error::ErrorBody)), security(("bearer" = [])))]
+pub async fn post_observations(
+    State(s): State<AppState>,
+    _u: User,
+    Query(p): Query<IngestParams>,
+    headers: HeaderMap,
+    body: bytes::Bytes,
+) -> Result<Json<IngestResponse>, ApiError> {
+    ingest(s, None, p, &headers, body).await
+}
+
+#[utoipa::path(post, path = "/api/v1/devices/{id}/observations", params(("id" = String, Path), IngestParams),
+    request_body(content = String, description = "SenML JSON pack whose names are field names, or plain JSON"),
+    responses((status = 200, body = IngestResponse)), security(("bearer" = [])))]
+pub async fn post_device_observations(
+    State(s): State<AppState>,
+    _u: User,
+    Path(id): Path<String>,
+    Query(p): Query<IngestParams>,
+    headers: HeaderMap,
+    body: bytes::Bytes,
+) -> Result<Json<IngestResponse>, ApiError> {
+    ingest(s, Some(id), p, &headers, body).await
+}
+
+async fn ingest(
+    s: AppState,
+    device: Option<String>,
+    p: IngestParams,
+    headers: &HeaderMap,
+    body: bytes::Bytes,
+) -> Result<Json<IngestResponse>, ApiError> {
+    let format = match p.format.as_deref() {
+        Some(f) => Format::parse(f).ok_or_else(|| {
+            ApiError::new(ErrorCode::InvalidRequest, format!("unknown format `{f}`"))
+        })?,
+        None => match headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+        {
+            Some(ct) if ct.starts_with("application/senml+json") => Format::Senml,
+            _ => Format::Senml,
+        },
+    };
+    let (tx, rx) = oneshot::channel();
+    let env = Envelope {
+        source: Source::Http,
+        format,
+        device_hint: device.map(Into::into),
+        payload: body,
+        received: s.engine.clock.now(),
+        ack: Some(Ack::new(move |o| {
+            let _ = tx.send(o);
+        })),
+    };
+    if let Err(env) = s.engine.try_submit(env) {
+        s.engine
+            .metrics
+            .rejected(Source::Http, beffroi_wire::RejectReason::Overload)
+            .inc();
+        drop(env);
+        return Err(ApiError::new(
+            ErrorCode::Overloaded,
+            "ingest queue full, retry later",
+        ));
+    }
+    match rx.await {
+        Ok(AckOutcome::Stored { accepted, rejected }) => {
+            let rejected: Vec<RejectionDto> = rejected
+                .iter()
+                .map(|r| RejectionDto {
+                    reason: r.reason.as_str().into(),
+                    detail: r.detail.clone(),
+                })
+                .collect();
+            if accepted == 0 && !rejected.is_empty() {
+                let details = serde_json::to_value(&rejected).unwrap_or_default();
+                return Err(ApiError::new(
+                    ErrorCode::ObservationsRejected,
+                    format!("{} rejected, none accepted", rejected.len()),
+                )
+                .with_details(details));
+            }
+            Ok(Json(IngestResponse { accepted, rejected }))
+        }
+        Ok(AckOutcome::Failed(e)) => Err(ApiError::new(ErrorCode::StoreUnavailable, e)),
+        Err(_) => Err(ApiError::new(
+            ErrorCode::StoreUnavailable,
+            "engine stopped before storing",
+        )),
+    }
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+pub struct LimitParams {
+    limit: Option<usize>,
+}
+
+#[utoipa::path(get, path = "/api/v1/rejections", params(LimitParams), responses((status = 200, body = [StoredRejectionDto])), security(("bearer" = [])))]
+pub async fn rejections(
+    State(s): State<AppState>,
+    _u: User,
+    Query(p): Query<LimitParams>,
+) -> Result<Json<Vec<StoredRejectionDto>>, ApiError> {
+    let reader = Arc::clone(&s.reader);
+    let limit = p.limit.unwrap_or(100).min(10_000);
+    blocking(move || {
+        let list = reader.rejections(limit).map_err(store_err)?;
+        Ok(Json(
+            list.into_iter()
+                .map(|r| StoredRejectionDto {
+                    at: r.at.to_string(),
+                    source: r.source.as_str().into(),
+                    reason: r.reason.as_str().into(),
+                    detail: r.detail,
+                })
+                .collect(),
+        ))
+    })
+    .await
+}
+
+#[utoipa::path(get, path = "/api/v1/rules", responses((status = 200, body = [RuleDto])), security(("bearer" = [])))]
+pub async fn rules(State(s): State<AppState>, _u: User) -> Json<Vec<RuleDto>> {
+    let set = s.engine.rules();
+    Json(
+        set.rules
+            .iter()
+            .map(|r| RuleDto {
+                id: r.id.to_string(),
+                title: r.title.to_string(),
+                category: r.category.to_string(),
+                severity: r.severity.as_str().into(),
+                ty: r.body.type_name().into(),
+                key: match r.key {
+                    beffroi_rules::KeyBy::Site => "site".into(),
+                    beffroi_rules::KeyBy::Device => "device".into(),
+                },
+                auto_resolve: r.auto_resolve,
+            })
+            .collect(),
+    )
+}
+
+#[utoipa::path(get, path = "/api/v1/stream",
+    responses((status = 200, description = "text/event-stream: `incident` events (IncidentDto plus `created`), `device` events ({device, state, at}), `lagged` when events were skipped")),
+    security(("bearer" = [])))]
+pub async fn stream(
+    State(s): State<AppState>,
+    _u: User,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let rx = s.engine.subscribe();
+    let t = Arc::clone(&s.engine.territory);
+    let metrics = Arc::clone(&s.engine.metrics);
+    let stream = futures::stream::unfold(rx, move |mut rx| {
+        let t = Arc::clone(&t);
+        let metrics = Arc::clone(&metrics);
+        async move {
+            let ev = match rx.recv().await {
+                Ok(LiveEvent::Incident(c)) => {
+                    let mut v = serde_json::to_value(IncidentDto::from_core(&c.incident, &t))
+                        .unwrap_or_default();
+                    v["created"] = serde_json::Value::Bool(c.created);
+                    Event::default().event("incident").data(v.to_string())
+                }
+                Ok(LiveEvent::Device(d)) => Event::default().event("device").data(
+                    serde_json::json!({
+                        "device": &*t.device(d.device).id,
+                        "state": d.state.as_str(),
+                        "at": d.at.to_string(),
+                    })
+                    .to_string(),
+                ),
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    metrics.live_lagged.inc_by(n);
+                    Event::default()
+                        .event("lagged")
+                        .data(serde_json::json!({"skipped": n}).to_string())
+                }
+                Err(broadcast::error::RecvError::Closed) => return None,
+            };
+            Some((Ok(ev), rx))
+        }
+    });
+    Sse::new(stream).keep_alive(KeepAlive::default())
+}

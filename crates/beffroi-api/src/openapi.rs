@@ -1,0 +1,44 @@
+//! The OpenAPI 3.1 document, generated from the handlers' annotations.
+
+use utoipa::OpenApi;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+
+use crate::dto::*;
+use crate::error::{ErrorBody, ErrorDetail};
+use crate::handlers;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Beffroi API", description = "Safe-city hypervision: incidents, devices, observations, live stream."),
+    paths(
+        handlers::healthz, handlers::metrics, handlers::login, handlers::logout,
+        handlers::list_incidents, handlers::get_incident, handlers::act,
+        handlers::territory, handlers::sites_geojson, handlers::list_devices, handlers::get_device,
+        handlers::post_observations, handlers::post_device_observations, handlers::rejections,
+        handlers::rules, handlers::stream,
+    ),
+    components(schemas(
+        IncidentDto, IncidentDetailDto, SopDto, SopStepDto, LogEntryDto, ActionRequest,
+        LoginRequest, LoginResponse, RejectionDto, IngestResponse, StoredRejectionDto,
+        DeviceDto, DeviceDetailDto, ObservationDto, TerritoryDto, CommuneDto, RuleDto,
+        ErrorBody, ErrorDetail,
+    )),
+    modifiers(&Bearer),
+)]
+struct ApiDoc;
+
+struct Bearer;
+
+impl utoipa::Modify for Bearer {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+pub fn document() -> utoipa::openapi::OpenApi {
+    ApiDoc::openapi()
+}

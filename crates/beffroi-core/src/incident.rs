@@ -1,0 +1,614 @@
+//! Incidents: the lifecycle state machine and the deduplication book.
+//!
+//! Invariant kept by [`IncidentBook`]: at most one incident that is not `Closed` exists per
+//! [`DedupKey`]. The book is the single owner of incident state in a partition; the engine
+//! feeds it alarms and operator actions one at a time, which makes "open or update"
+//! atomic without locks.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+
+use crate::alarm::{Alarm, AlarmKind, DedupKey};
+use crate::geo::Point;
+use crate::territory::{CommuneIdx, DeviceIdx, SiteIdx, Territory};
+use crate::time::Timestamp;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Severity {
+    Info,
+    Minor,
+    Major,
+    Critical,
+}
+
+impl Severity {
+    pub const ALL: [Severity; 4] = [
+        Severity::Info,
+        Severity::Minor,
+        Severity::Major,
+        Severity::Critical,
+    ];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Info => "info",
+            Severity::Minor => "minor",
+            Severity::Major => "major",
+            Severity::Critical => "critical",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Severity> {
+        Severity::ALL.into_iter().find(|v| v.as_str() == s)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Status {
+    New,
+    Acknowledged,
+    InProgress,
+    Resolved,
+    Closed,
+}
+
+impl Status {
+    pub const ALL: [Status; 5] = [
+        Status::New,
+        Status::Acknowledged,
+        Status::InProgress,
+        Status::Resolved,
+        Status::Closed,
+    ];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::New => "new",
+            Status::Acknowledged => "acknowledged",
+            Status::InProgress => "in_progress",
+            Status::Resolved => "resolved",
+            Status::Closed => "closed",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Status> {
+        Status::ALL.into_iter().find(|v| v.as_str() == s)
+    }
+    /// Open means someone still has to act: new, acknowledged or in progress.
+    pub fn is_open(self) -> bool {
+        matches!(
+            self,
+            Status::New | Status::Acknowledged | Status::InProgress
+        )
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct IncidentId(pub u64);
+
+impl fmt::Display for IncidentId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// Who did something: a person or a rule.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Actor {
+    User(Arc<str>),
+    Rule(Arc<str>),
+    System,
+}
+
+impl fmt::Display for Actor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Actor::User(u) => write!(f, "user:{u}"),
+            Actor::Rule(r) => write!(f, "rule:{r}"),
+            Actor::System => f.write_str("system"),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct SopStep {
+    pub text: Arc<str>,
+    pub done_by: Option<Arc<str>>,
+    pub done_at: Option<Timestamp>,
+}
+
+/// One line of the incident's chronological log (*main courante*).
+#[derive(Clone, Debug, PartialEq)]
+pub struct LogEntry {
+    pub at: Timestamp,
+    pub actor: Actor,
+    /// Machine-readable action: `opened`, `acknowledged`, `escalated`, `comment`…
+    pub action: Arc<str>,
+    pub detail: String,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Incident {
+    pub id: IncidentId,
+    pub key: DedupKey,
+    pub rule: Arc<str>,
+    pub category: Arc<str>,
+    pub severity: Severity,
+    pub status: Status,
+    pub title: Arc<str>,
+    pub commune: CommuneIdx,
+    pub site: SiteIdx,
+    pub device: Option<DeviceIdx>,
+    pub position: Point,
+    pub opened_at: Timestamp,
+    pub updated_at: Timestamp,
+    pub acknowledged_at: Option<Timestamp>,
+    pub resolved_at: Option<Timestamp>,
+    pub closed_at: Option<Timestamp>,
+    pub owner: Option<Arc<str>>,
+    /// Whether the rule's condition currently holds.
+    pub condition_active: bool,
+    /// How many times the condition was raised for this incident.
+    pub alarm_count: u32,
+    pub evidence: String,
+    pub sop_title: Option<Arc<str>>,
+    pub sop: Vec<SopStep>,
+}
+
+/// What an operator (or the system) asks of an incident.
+#[derive(Clone, Debug, PartialEq)]
+pub enum IncidentAction {
+    Acknowledge,
+    Start,
+    Resolve,
+    Close,
+    Reopen,
+    Assign(Arc<str>),
+    Comment(String),
+    CompleteStep(usize),
+}
+
+impl IncidentAction {
+    pub fn name(&self) -> &'static str {
+        match self {
+            IncidentAction::Acknowledge => "acknowledge",
+            IncidentAction::Start => "start",
+            IncidentAction::Resolve => "resolve",
+            IncidentAction::Close => "close",
+            IncidentAction::Reopen => "reopen",
+            IncidentAction::Assign(_) => "assign",
+            IncidentAction::Comment(_) => "comment",
+            IncidentAction::CompleteStep(_) => "complete_step",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TransitionError {
+    #[error("incident {0} not found among active incidents")]
+    NotFound(IncidentId),
+    #[error("cannot {action} an incident that is {from}")]
+    NotAllowed {
+        action: &'static str,
+        from: &'static str,
+    },
+    #[error("incident has no procedure step {0}")]
+    NoSuchStep(usize),
+    #[error("procedure step {0} is already done")]
+    StepDone(usize),
+    #[error("another incident ({0}) is already active for this key")]
+    KeyTaken(IncidentId),
+    #[error("text must not be empty")]
+    EmptyText,
+}
+
+/// The state change of one incident, to persist and broadcast.
+#[derive(Clone, Debug, PartialEq)]
+pub struct IncidentChange {
+    pub incident: Incident,
+    pub created: bool,
+    pub log: Vec<LogEntry>,
+}
+
+/// A reflex procedure for a category.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Procedure {
+    pub category: Arc<str>,
+    pub title: Arc<str>,
+    pub steps: Vec<Arc<str>>,
+}
+
+/// The active (not closed) incidents of a partition, indexed by id and deduplication key.
+#[derive(Debug, Default)]
+pub struct IncidentBook {
+    by_id: HashMap<IncidentId, Incident>,
+    by_key: HashMap<DedupKey, IncidentId>,
+    procedures: HashMap<Arc<str>, Procedure>,
+    next_id: u64,
+}
+
+impl IncidentBook {
+    pub fn new(procedures: impl IntoIterator<Item = Procedure>) -> Self {
+        IncidentBook {
+            procedures: procedures
+                .into_iter()
+                .map(|p| (p.category.clone(), p))
+                .collect(),
+            next_id: 1,
+            ..Default::default()
+        }
+    }
+
+    /// Replaces the procedures used for incidents opened from now on.
+    pub fn set_procedures(&mut self, procedures: impl IntoIterator<Item = Procedure>) {
+        self.procedures = procedures
+            .into_iter()
+            .map(|p| (p.category.clone(), p))
+            .collect();
+    }
+
+    /// Reinstates an incident read back from the store (restart). Closed incidents are
+    /// ignored; ids allocated later are above every restored id.
+    pub fn restore(&mut self, incident: Incident) -> Result<(), TransitionError> {
+        self.next_id = self.next_id.max(incident.id.0 + 1);
+        if incident.status == Status::Closed {
+            return Ok(());
+        }
+        if let Some(other) = self.by_key.get(&incident.key)
+            && *other != incident.id
+        {
+            return Err(TransitionError::KeyTaken(*other));
+        }
+        self.by_key.insert(incident.key.clone(), incident.id);
+        self.by_id.insert(incident.id, incident);
+        Ok(())
+    }
+
+    /// Makes sure future ids are above `id` (ids of closed incidents in the store).
+    pub fn reserve_ids_through(&mut self, id: IncidentId) {
+        self.next_id = self.next_id.max(id.0 + 1);
+    }
+
+    pub fn get(&self, id: IncidentId) -> Option<&Incident> {
+        self.by_id.get(&id)
+    }
+    pub fn by_key(&self, key: &DedupKey) -> Option<&Incident> {
+        self.by_key.get(key).and_then(|id| self.by_id.get(id))
+    }
+    pub fn active(&self) -> impl Iterator<Item = &Incident> {
+        self.by_id.values()
+    }
+    pub fn len(&self) -> usize {
+        self.by_id.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.by_id.is_empty()
+    }
+
+    /// Applies an alarm: opens an incident for its key, or updates the active one.
+    /// Returns `None` when nothing changed (a clear for a key without incident).
+    pub fn apply_alarm(&mut self, alarm: &Alarm, territory: &Territory) -> Option<IncidentChange> {
+        let actor = Actor::Rule(alarm.rule.clone());
+        let at = alarm.at;
+        if let Some(id) = self.by_key.get(&alarm.key).copied() {
+            let inc = self.by_id.get_mut(&id)?;
+            let mut log = Vec::new();
+            match alarm.kind {
+                AlarmKind::Raise | AlarmKind::Escalate => {
+                    let was_active = inc.condition_active;
+                    inc.condition_active = true;
+                    inc.evidence.clone_from(&alarm.evidence);
+                    if !was_active {
+                        inc.alarm_count += 1;
+                    }
+                    if inc.status == Status::Resolved {
+                        inc.status = Status::New;
+                        inc.resolved_at = None;
+                        inc.acknowledged_at = None;
+                        log.push(entry(at, &actor, "reopened", &alarm.evidence));
+                    } else if !was_active {
+                        log.push(entry(at, &actor, "raised_again", &alarm.evidence));
+                    }
+                    if alarm.severity > inc.severity {
+                        let detail = format!(
+                            "severity {} → {}",
+                            inc.severity.as_str(),
+                            alarm.severity.as_str()
+                        );
+                        inc.severity = alarm.severity;
+                        log.push(entry(at, &actor, "escalated", &detail));
+                    }
+                }
+                AlarmKind::Clear => {
+                    if !inc.condition_active {
+                        return None;
+                    }
+                    inc.condition_active = false;
+                    if inc.status.is_open() && alarm.auto_resolve {
+                        inc.status = Status::Resolved;
+                        inc.resolved_at = Some(at);
+                        log.push(entry(at, &actor, "auto_resolved", &alarm.evidence));
+                    } else {
+                        log.push(entry(at, &actor, "condition_cleared", &alarm.evidence));
+                    }
+                }
+            }
+            if log.is_empty() {
+                return None;
+            }
+            inc.updated_at = inc.updated_at.max(at);
+            return Some(IncidentChange {
+                incident: inc.clone(),
+                created: false,
+                log,
+            });
+        }
+        if alarm.kind == AlarmKind::Clear {
+            return None;
+        }
+        let site = territory.site(alarm.site);
+        let position = alarm
+            .device
+            .map(|d| territory.device(d).position)
+            .unwrap_or(site.position);
+        let procedure = self.procedures.get(&alarm.category);
+        let id = IncidentId(self.next_id);
+        self.next_id += 1;
+        let inc = Incident {
+            id,
+            key: alarm.key.clone(),
+            rule: alarm.rule.clone(),
+            category: alarm.category.clone(),
+            severity: alarm.severity,
+            status: Status::New,
+            title: alarm.title.clone(),
+            commune: site.commune,
+            site: alarm.site,
+            device: alarm.device,
+            position,
+            opened_at: at,
+            updated_at: at,
+            acknowledged_at: None,
+            resolved_at: None,
+            closed_at: None,
+            owner: None,
+            condition_active: true,
+            alarm_count: 1,
+            evidence: alarm.evidence.clone(),
+            sop_title: procedure.map(|p| p.title.clone()),
+            sop: procedure
+                .map(|p| {
+                    p.steps
+                        .iter()
+                        .map(|s| SopStep {
+                            text: s.clone(),
+                            done_by: None,
+                            done_at: None,
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+        };
+        let log = vec![entry(
+            at,
+            &actor,
+            "opened",
+            &format!("{} — {}", alarm.severity.as_str(), alarm.evidence),
+        )];
+        self.by_key.insert(inc.key.clone(), id);
+        self.by_id.insert(id, inc.clone());
+        Some(IncidentChange {
+            incident: inc,
+            created: true,
+            log,
+        })
+    }
+
+    /// Applies an operator action. Closed incidents leave the book: they are final, and a
+    /// new alarm for their key opens a new incident.
+    pub fn act(
+        &mut self,
+        id: IncidentId,
+        action: &IncidentAction,
+        actor: &Actor,
+        at: Timestamp,
+    ) -> Result<IncidentChange, TransitionError> {
+        let inc = self
+            .by_id
+            .get_mut(&id)
+            .ok_or(TransitionError::NotFound(id))?;
+        let not_allowed = |inc: &Incident| TransitionError::NotAllowed {
+            action: action.name(),
+            from: inc.status.as_str(),
+        };
+        let (log_action, detail): (&'static str, String) = match action {
+            IncidentAction::Acknowledge => {
+                if inc.status != Status::New {
+                    return Err(not_allowed(inc));
+                }
+                inc.status = Status::Acknowledged;
+                inc.acknowledged_at = Some(at);
+                ("acknowledged", String::new())
+            }
+            IncidentAction::Start => {
+                if !matches!(inc.status, Status::New | Status::Acknowledged) {
+                    return Err(not_allowed(inc));
+                }
+                if inc.acknowledged_at.is_none() {
+                    inc.acknowledged_at = Some(at);
+                }
+                inc.status = Status::InProgress;
+                ("started", String::new())
+            }
+            IncidentAction::Resolve => {
+                if !inc.status.is_open() {
+                    return Err(not_allowed(inc));
+                }
+                inc.status = Status::Resolved;
+                inc.resolved_at = Some(at);
+                ("resolved", String::new())
+            }
+            IncidentAction::Close => {
+                if inc.status != Status::Resolved {
+                    return Err(not_allowed(inc));
+                }
+                inc.status = Status::Closed;
+                inc.closed_at = Some(at);
+                ("closed", String::new())
+            }
+            IncidentAction::Reopen => {
+                if !matches!(inc.status, Status::Resolved | Status::Closed) {
+                    return Err(not_allowed(inc));
+                }
+                inc.status = Status::Acknowledged;
+                inc.resolved_at = None;
+                inc.closed_at = None;
+                inc.acknowledged_at = Some(at);
+                ("reopened", String::new())
+            }
+            IncidentAction::Assign(owner) => {
+                if inc.status == Status::Closed {
+                    return Err(not_allowed(inc));
+                }
+                if owner.trim().is_empty() {
+                    return Err(TransitionError::EmptyText);
+                }
+                inc.owner = Some(owner.clone());
+                ("assigned", owner.to_string())
+            }
+            IncidentAction::Comment(text) => {
+                if text.trim().is_empty() {
+                    return Err(TransitionError::EmptyText);
+                }
+                ("comment", text.clone())
+            }
+            IncidentAction::CompleteStep(i) => {
+                if inc.status == Status::Closed {
+                    return Err(not_allowed(inc));
+                }
+                let step = inc.sop.get_mut(*i).ok_or(TransitionError::NoSuchStep(*i))?;
+                if step.done_at.is_some() {
+                    return Err(TransitionError::StepDone(*i));
+                }
+                step.done_at = Some(at);
+                step.done_by = Some(actor.to_string().into());
+                ("step_done", format!("{}. {}", i + 1, step.text))
+            }
+        };
+        inc.updated_at = inc.updated_at.max(at);
+        let change = IncidentChange {
+            incident: inc.clone(),
+            created: false,
+            log: vec![entry(at, actor, log_action, &detail)],
+        };
+        if inc.status == Status::Closed {
+            self.by_key.remove(&inc.key);
+            self.by_id.remove(&id);
+        }
+        Ok(change)
+    }
+}
+
+fn entry(at: Timestamp, actor: &Actor, action: &'static str, detail: &str) -> LogEntry {
+    LogEntry {
+        at,
+        actor: actor.clone(),
+        action: action.into(),
+        detail: detail.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::territory::fixture;
+
+    fn alarm(kind: AlarmKind, sev: Severity, at: i64) -> Alarm {
+        let t = fixture::small();
+        Alarm {
+            kind,
+            key: DedupKey::for_site("r", "s2"),
+            rule: "r".into(),
+            category: "flood".into(),
+            severity: sev,
+            title: "High water".into(),
+            site: t.site_id("s2").expect("fixture"),
+            device: t.device_id("g1"),
+            at: Timestamp(at),
+            evidence: "level_m=3".into(),
+            auto_resolve: true,
+        }
+    }
+
+    fn book() -> IncidentBook {
+        IncidentBook::new([Procedure {
+            category: "flood".into(),
+            title: "Crue".into(),
+            steps: vec!["Vigicrues".into(), "Astreinte".into()],
+        }])
+    }
+
+    #[test]
+    fn one_incident_per_key_and_escalation_only_raises() {
+        let t = fixture::small();
+        let mut b = book();
+        let c1 = b
+            .apply_alarm(&alarm(AlarmKind::Raise, Severity::Major, 1), &t)
+            .expect("opens");
+        assert!(c1.created);
+        assert_eq!(c1.incident.sop.len(), 2);
+        let c2 = b.apply_alarm(&alarm(AlarmKind::Raise, Severity::Major, 2), &t);
+        assert_eq!(c2, None, "same condition still active: nothing new");
+        let c3 = b
+            .apply_alarm(&alarm(AlarmKind::Escalate, Severity::Critical, 3), &t)
+            .expect("escalates");
+        assert_eq!(c3.incident.id, c1.incident.id);
+        assert_eq!(c3.incident.severity, Severity::Critical);
+        let c4 = b.apply_alarm(&alarm(AlarmKind::Raise, Severity::Minor, 4), &t);
+        assert_eq!(c4, None);
+        assert_eq!(b.len(), 1);
+    }
+
+    #[test]
+    fn lifecycle_and_reopen_by_rule() {
+        let t = fixture::small();
+        let mut b = book();
+        let id = b
+            .apply_alarm(&alarm(AlarmKind::Raise, Severity::Major, 1), &t)
+            .expect("opens")
+            .incident
+            .id;
+        let op = Actor::User("alice".into());
+        assert!(matches!(
+            b.act(id, &IncidentAction::Close, &op, Timestamp(2)),
+            Err(TransitionError::NotAllowed { .. })
+        ));
+        b.act(id, &IncidentAction::Acknowledge, &op, Timestamp(2))
+            .expect("ack");
+        b.act(id, &IncidentAction::CompleteStep(1), &op, Timestamp(3))
+            .expect("step");
+        assert_eq!(
+            b.act(id, &IncidentAction::CompleteStep(1), &op, Timestamp(3)),
+            Err(TransitionError::StepDone(1))
+        );
+        let c = b
+            .apply_alarm(&alarm(AlarmKind::Clear, Severity::Major, 4), &t)
+            .expect("auto-resolves");
+        assert_eq!(c.incident.status, Status::Resolved);
+        let c = b
+            .apply_alarm(&alarm(AlarmKind::Raise, Severity::Major, 5), &t)
+            .expect("reopens");
+        assert_eq!(c.incident.status, Status::New);
+        assert_eq!(c.incident.id, id);
+        assert_eq!(c.incident.alarm_count, 2);
+        b.act(id, &IncidentAction::Resolve, &op, Timestamp(6))
+            .expect("resolve");
+        let closed = b
+            .act(id, &IncidentAction::Close, &op, Timestamp(7))
+            .expect("close");
+        assert_eq!(closed.incident.status, Status::Closed);
+        assert!(b.is_empty());
+        let again = b
+            .apply_alarm(&alarm(AlarmKind::Raise, Severity::Major, 8), &t)
+            .expect("new incident after close");
+        assert!(again.created);
+        assert_ne!(again.incident.id, id);
+    }
+}

@@ -1,0 +1,30 @@
+//! Beffroi's pure domain core.
+//!
+//! This crate holds the vocabulary every other crate speaks: the territory model
+//! (territory → communes → zones → sites → devices, device kinds and their fields),
+//! observations, alarms produced by rules, and the incident state machine with its
+//! deduplication book.
+//!
+//! **Architecture invariant:** no I/O, no clock reads, no async. Time is always passed in
+//! as a [`Timestamp`]; a [`Clock`] is injected by the edges. Everything here is
+//! deterministic and testable without a runtime.
+
+pub mod alarm;
+pub mod geo;
+pub mod incident;
+pub mod observation;
+pub mod territory;
+pub mod time;
+
+pub use alarm::{Alarm, AlarmKind, DedupKey};
+pub use geo::Point;
+pub use incident::{
+    Actor, Incident, IncidentAction, IncidentBook, IncidentChange, IncidentId, LogEntry, Severity,
+    SopStep, Status, TransitionError,
+};
+pub use observation::{Observation, Value};
+pub use territory::{
+    Commune, CommuneIdx, DataCategory, Device, DeviceIdx, DeviceKind, FieldIdx, FieldSpec,
+    FieldType, KindIdx, Site, SiteIdx, SiteKind, Territory, Zone, ZoneIdx,
+};
+pub use time::{Clock, Duration, SimClock, Timestamp};

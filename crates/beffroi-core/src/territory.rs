@@ -1,0 +1,421 @@
+//! The territory model: territory → communes → zones → sites → devices, and device kinds.
+//!
+//! Everything is addressed by dense indices (`DeviceIdx`, `SiteIdx`…) into the vectors of
+//! [`Territory`], with maps from the textual ids of the configuration. The loader
+//! (`beffroi-territory`) guarantees that every index stored here is in bounds.
+
+use rustc_hash::FxHashMap as HashMap;
+use std::sync::Arc;
+
+use crate::geo::Point;
+use crate::time::Duration;
+
+macro_rules! index_type {
+    ($($name:ident),*) => {$(
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub struct $name(pub u32);
+        impl $name {
+            pub fn get(self) -> usize { self.0 as usize }
+        }
+    )*};
+}
+index_type!(CommuneIdx, ZoneIdx, SiteIdx, DeviceIdx, KindIdx);
+
+/// Index of a field inside its device kind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct FieldIdx(pub u16);
+
+impl FieldIdx {
+    pub fn get(self) -> usize {
+        self.0 as usize
+    }
+}
+
+/// How a field's data must be treated with regard to personal data.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DataCategory {
+    /// Measurements about things: water level, temperature, door state.
+    Technical,
+    /// Identifies or can identify a person (badge number, plate): pseudonymised before storage.
+    Personal,
+}
+
+impl DataCategory {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DataCategory::Technical => "technical",
+            DataCategory::Personal => "personal",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum FieldType {
+    Number,
+    Bool,
+    Text,
+}
+
+impl FieldType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FieldType::Number => "number",
+            FieldType::Bool => "bool",
+            FieldType::Text => "text",
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct FieldSpec {
+    pub name: Arc<str>,
+    pub unit: Option<Arc<str>>,
+    pub ty: FieldType,
+    /// Physical range for numbers; values outside are rejected at ingest.
+    pub min: Option<f64>,
+    pub max: Option<f64>,
+    pub category: DataCategory,
+}
+
+#[derive(Clone, Debug)]
+pub struct DeviceKind {
+    pub id: Arc<str>,
+    pub label: Arc<str>,
+    pub heartbeat: Option<Duration>,
+    pub fields: Vec<FieldSpec>,
+}
+
+impl DeviceKind {
+    pub fn field(&self, name: &str) -> Option<FieldIdx> {
+        self.fields
+            .iter()
+            .position(|f| &*f.name == name)
+            .map(|i| FieldIdx(i as u16))
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SiteKind {
+    TownHall,
+    School,
+    Gym,
+    MediaLibrary,
+    RiverReach,
+    RoadSection,
+    EventGround,
+    PublicBuilding,
+    Other,
+}
+
+impl SiteKind {
+    pub const ALL: [SiteKind; 9] = [
+        SiteKind::TownHall,
+        SiteKind::School,
+        SiteKind::Gym,
+        SiteKind::MediaLibrary,
+        SiteKind::RiverReach,
+        SiteKind::RoadSection,
+        SiteKind::EventGround,
+        SiteKind::PublicBuilding,
+        SiteKind::Other,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SiteKind::TownHall => "town_hall",
+            SiteKind::School => "school",
+            SiteKind::Gym => "gym",
+            SiteKind::MediaLibrary => "media_library",
+            SiteKind::RiverReach => "river_reach",
+            SiteKind::RoadSection => "road_section",
+            SiteKind::EventGround => "event_ground",
+            SiteKind::PublicBuilding => "public_building",
+            SiteKind::Other => "other",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<SiteKind> {
+        SiteKind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Commune {
+    pub id: Arc<str>,
+    pub name: Arc<str>,
+    pub insee: Option<Arc<str>>,
+    pub position: Point,
+}
+
+#[derive(Clone, Debug)]
+pub struct Zone {
+    pub id: Arc<str>,
+    pub name: Arc<str>,
+    pub commune: CommuneIdx,
+}
+
+#[derive(Clone, Debug)]
+pub struct Site {
+    pub id: Arc<str>,
+    pub name: Arc<str>,
+    pub kind: SiteKind,
+    pub commune: CommuneIdx,
+    pub zone: Option<ZoneIdx>,
+    pub position: Point,
+    /// Outer ring of the site's perimeter, when the site is a polygon.
+    pub perimeter: Option<Vec<Point>>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Device {
+    pub id: Arc<str>,
+    pub kind: KindIdx,
+    pub site: SiteIdx,
+    pub position: Point,
+    /// LoRaWAN device EUI, lowercase hex.
+    pub dev_eui: Option<Arc<str>>,
+}
+
+/// A validated territory. Build it through [`TerritoryBuilder`] (used by the loader), which
+/// maintains the id maps.
+#[derive(Clone, Debug, Default)]
+pub struct Territory {
+    pub id: Arc<str>,
+    pub name: Arc<str>,
+    pub communes: Vec<Commune>,
+    pub zones: Vec<Zone>,
+    pub sites: Vec<Site>,
+    pub kinds: Vec<DeviceKind>,
+    pub devices: Vec<Device>,
+    commune_ids: HashMap<Arc<str>, CommuneIdx>,
+    zone_ids: HashMap<Arc<str>, ZoneIdx>,
+    site_ids: HashMap<Arc<str>, SiteIdx>,
+    kind_ids: HashMap<Arc<str>, KindIdx>,
+    device_ids: HashMap<Arc<str>, DeviceIdx>,
+    dev_euis: HashMap<Arc<str>, DeviceIdx>,
+    devices_by_kind: Vec<Vec<DeviceIdx>>,
+}
+
+/// Returned when an id is declared twice.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("duplicate {what} id `{id}`")]
+pub struct DuplicateId {
+    pub what: &'static str,
+    pub id: String,
+}
+
+impl Territory {
+    pub fn new(id: &str, name: &str) -> Self {
+        Territory {
+            id: id.into(),
+            name: name.into(),
+            ..Default::default()
+        }
+    }
+
+    pub fn commune_id(&self, id: &str) -> Option<CommuneIdx> {
+        self.commune_ids.get(id).copied()
+    }
+    pub fn zone_id(&self, id: &str) -> Option<ZoneIdx> {
+        self.zone_ids.get(id).copied()
+    }
+    pub fn site_id(&self, id: &str) -> Option<SiteIdx> {
+        self.site_ids.get(id).copied()
+    }
+    pub fn kind_id(&self, id: &str) -> Option<KindIdx> {
+        self.kind_ids.get(id).copied()
+    }
+    pub fn device_id(&self, id: &str) -> Option<DeviceIdx> {
+        self.device_ids.get(id).copied()
+    }
+    /// Finds a device by LoRaWAN EUI (case-insensitive).
+    pub fn device_by_eui(&self, eui: &str) -> Option<DeviceIdx> {
+        if eui.bytes().any(|b| b.is_ascii_uppercase()) {
+            self.dev_euis
+                .get(eui.to_ascii_lowercase().as_str())
+                .copied()
+        } else {
+            self.dev_euis.get(eui).copied()
+        }
+    }
+
+    pub fn commune(&self, i: CommuneIdx) -> &Commune {
+        &self.communes[i.get()]
+    }
+    pub fn site(&self, i: SiteIdx) -> &Site {
+        &self.sites[i.get()]
+    }
+    pub fn kind(&self, i: KindIdx) -> &DeviceKind {
+        &self.kinds[i.get()]
+    }
+    pub fn device(&self, i: DeviceIdx) -> &Device {
+        &self.devices[i.get()]
+    }
+    pub fn kind_of(&self, d: DeviceIdx) -> &DeviceKind {
+        self.kind(self.device(d).kind)
+    }
+    pub fn devices_of_kind(&self, k: KindIdx) -> &[DeviceIdx] {
+        self.devices_by_kind
+            .get(k.get())
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
+    }
+
+    pub fn add_commune(&mut self, c: Commune) -> Result<CommuneIdx, DuplicateId> {
+        let idx = CommuneIdx(self.communes.len() as u32);
+        insert_unique(&mut self.commune_ids, &c.id, idx, "commune")?;
+        self.communes.push(c);
+        Ok(idx)
+    }
+    pub fn add_zone(&mut self, z: Zone) -> Result<ZoneIdx, DuplicateId> {
+        let idx = ZoneIdx(self.zones.len() as u32);
+        insert_unique(&mut self.zone_ids, &z.id, idx, "zone")?;
+        self.zones.push(z);
+        Ok(idx)
+    }
+    pub fn add_site(&mut self, s: Site) -> Result<SiteIdx, DuplicateId> {
+        let idx = SiteIdx(self.sites.len() as u32);
+        insert_unique(&mut self.site_ids, &s.id, idx, "site")?;
+        self.sites.push(s);
+        Ok(idx)
+    }
+    pub fn add_kind(&mut self, k: DeviceKind) -> Result<KindIdx, DuplicateId> {
+        let idx = KindIdx(self.kinds.len() as u32);
+        insert_unique(&mut self.kind_ids, &k.id, idx, "kind")?;
+        self.kinds.push(k);
+        self.devices_by_kind.push(Vec::new());
+        Ok(idx)
+    }
+    /// Adds a device. The caller guarantees that `d.kind` and `d.site` are valid indices.
+    pub fn add_device(&mut self, d: Device) -> Result<DeviceIdx, DuplicateId> {
+        let idx = DeviceIdx(self.devices.len() as u32);
+        if let Some(eui) = &d.dev_eui
+            && self.dev_euis.contains_key(eui)
+        {
+            return Err(DuplicateId {
+                what: "dev_eui",
+                id: eui.to_string(),
+            });
+        }
+        insert_unique(&mut self.device_ids, &d.id, idx, "device")?;
+        if let Some(eui) = &d.dev_eui {
+            self.dev_euis.insert(eui.clone(), idx);
+        }
+        self.devices_by_kind[d.kind.get()].push(idx);
+        self.devices.push(d);
+        Ok(idx)
+    }
+}
+
+fn insert_unique<I: Copy>(
+    map: &mut HashMap<Arc<str>, I>,
+    id: &Arc<str>,
+    idx: I,
+    what: &'static str,
+) -> Result<(), DuplicateId> {
+    if map.contains_key(id) {
+        return Err(DuplicateId {
+            what,
+            id: id.to_string(),
+        });
+    }
+    map.insert(id.clone(), idx);
+    Ok(())
+}
+
+/// Builds a small territory in code, for tests of the crates above the core.
+pub mod fixture {
+    use super::*;
+
+    /// One commune `c1`, two sites `s1` (school) and `s2` (river reach, 300 m away), kinds
+    /// `level` (field `level_m`, 0..10, heartbeat 10 min) and `alarm` (fields `on` bool and
+    /// `badge` text personal), devices `g1`, `g2` (level at s2) and `a1` (alarm at s1).
+    pub fn small() -> Territory {
+        let mut t = Territory::new("t", "Test territory");
+        let c = t
+            .add_commune(Commune {
+                id: "c1".into(),
+                name: "Commune 1".into(),
+                insee: None,
+                position: Point::new(5.0, 47.0),
+            })
+            .expect("fresh id");
+        let s1 = t
+            .add_site(Site {
+                id: "s1".into(),
+                name: "École 1".into(),
+                kind: SiteKind::School,
+                commune: c,
+                zone: None,
+                position: Point::new(5.0, 47.0),
+                perimeter: None,
+            })
+            .expect("fresh id");
+        let s2 = t
+            .add_site(Site {
+                id: "s2".into(),
+                name: "Bief 2".into(),
+                kind: SiteKind::RiverReach,
+                commune: c,
+                zone: None,
+                position: Point::new(5.004, 47.0),
+                perimeter: None,
+            })
+            .expect("fresh id");
+        let level = t
+            .add_kind(DeviceKind {
+                id: "level".into(),
+                label: "Level".into(),
+                heartbeat: Some(Duration::from_mins(10)),
+                fields: vec![FieldSpec {
+                    name: "level_m".into(),
+                    unit: Some("m".into()),
+                    ty: FieldType::Number,
+                    min: Some(0.0),
+                    max: Some(10.0),
+                    category: DataCategory::Technical,
+                }],
+            })
+            .expect("fresh id");
+        let alarm = t
+            .add_kind(DeviceKind {
+                id: "alarm".into(),
+                label: "Alarm".into(),
+                heartbeat: None,
+                fields: vec![
+                    FieldSpec {
+                        name: "on".into(),
+                        unit: None,
+                        ty: FieldType::Bool,
+                        min: None,
+                        max: None,
+                        category: DataCategory::Technical,
+                    },
+                    FieldSpec {
+                        name: "badge".into(),
+                        unit: None,
+                        ty: FieldType::Text,
+                        min: None,
+                        max: None,
+                        category: DataCategory::Personal,
+                    },
+                ],
+            })
+            .expect("fresh id");
+        for (id, kind, site, eui) in [
+            ("g1", level, s2, Some("0011223344556677")),
+            ("g2", level, s2, None),
+            ("a1", alarm, s1, None),
+        ] {
+            t.add_device(Device {
+                id: id.into(),
+                kind,
+                site,
+                position: t.site(site).position,
+                dev_eui: eui.map(Into::into),
+            })
+            .expect("fresh id");
+        }
+        t
+    }
+}

@@ -1,0 +1,73 @@
+//! What sources hand to the pipeline, and how they learn the outcome.
+
+use std::sync::Arc;
+
+use beffroi_core::Timestamp;
+use beffroi_wire::{Format, Rejection};
+use bytes::Bytes;
+
+/// Where an input came from. Bounded: used as a metric label.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Source {
+    Mqtt,
+    Http,
+    Simulator,
+}
+
+impl Source {
+    pub const ALL: [Source; 3] = [Source::Mqtt, Source::Http, Source::Simulator];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Mqtt => "mqtt",
+            Source::Http => "http",
+            Source::Simulator => "simulator",
+        }
+    }
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// The outcome of one envelope, reported once everything it produced is durable.
+#[derive(Clone, Debug, PartialEq)]
+pub enum AckOutcome {
+    /// Observations and rejections are committed to the store.
+    Stored {
+        accepted: usize,
+        rejected: Vec<Rejection>,
+    },
+    /// The store failed: the sender must not consider the data safe (MQTT: no PUBACK,
+    /// the broker redelivers).
+    Failed(String),
+}
+
+/// Called exactly once per envelope, after the outcome is durable (or failed).
+pub struct Ack(Box<dyn FnOnce(AckOutcome) + Send>);
+
+impl Ack {
+    pub fn new(f: impl FnOnce(AckOutcome) + Send + 'static) -> Self {
+        Ack(Box::new(f))
+    }
+    pub fn call(self, outcome: AckOutcome) {
+        (self.0)(outcome)
+    }
+}
+
+impl std::fmt::Debug for Ack {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Ack(..)")
+    }
+}
+
+/// One payload from a source.
+#[derive(Debug)]
+pub struct Envelope {
+    pub source: Source,
+    pub format: Format,
+    /// The device named by the transport (MQTT topic, HTTP path), if any.
+    pub device_hint: Option<Arc<str>>,
+    pub payload: Bytes,
+    /// Processing time of reception.
+    pub received: Timestamp,
+    pub ack: Option<Ack>,
+}

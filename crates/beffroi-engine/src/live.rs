@@ -1,0 +1,39 @@
+//! Events of the live stream (SSE), published only after the change they describe is
+//! durable.
+
+use std::sync::Arc;
+
+use beffroi_core::{DeviceIdx, IncidentChange, Timestamp};
+
+/// A device's operational state as shown on the map.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DeviceState {
+    Normal,
+    /// A rule raised a condition on it.
+    Alarm,
+    /// It stopped reporting (an absence rule fired).
+    Silent,
+}
+
+impl DeviceState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeviceState::Normal => "normal",
+            DeviceState::Alarm => "alarm",
+            DeviceState::Silent => "silent",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct DeviceChange {
+    pub device: DeviceIdx,
+    pub state: DeviceState,
+    pub at: Timestamp,
+}
+
+#[derive(Clone, Debug)]
+pub enum LiveEvent {
+    Incident(Arc<IncidentChange>),
+    Device(DeviceChange),
+}

@@ -1,0 +1,205 @@
+//! Prometheus instrumentation of the pipeline.
+//!
+//! Naming: `beffroi_<component>_<what>_<unit>`; labels have bounded cardinality (source,
+//! reason, category, result — never a device id). Hot-path counters are resolved once and
+//! kept, so counting costs one atomic add.
+
+use std::sync::Mutex;
+
+use beffroi_wire::RejectReason;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::envelope::Source;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SourceLabel {
+    pub source: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RejectLabel {
+    pub source: &'static str,
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CategoryLabel {
+    pub category: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabel {
+    pub result: &'static str,
+}
+
+pub struct Metrics {
+    registry: Mutex<Registry>,
+    /// Envelopes received, per source.
+    pub messages: Vec<Counter>,
+    /// Observations accepted, per source.
+    pub accepted: Vec<Counter>,
+    /// Observations or messages rejected, per source × reason.
+    rejected: Vec<Counter>,
+    pub incidents_opened: Family<CategoryLabel, Counter>,
+    pub incident_changes: Counter,
+    pub alarms: Counter,
+    pub store_batches: Counter,
+    pub store_rows: Counter,
+    pub store_errors: Counter,
+    pub store_commit_seconds: Histogram,
+    pub ingest_queue_depth: Gauge,
+    pub live_lagged: Counter,
+    pub rules_loaded: Gauge,
+    pub rule_reloads: Family<ResultLabel, Counter>,
+    pub log_suppressed: Counter,
+    pub observations_purged: Counter,
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut r = Registry::with_prefix("beffroi");
+        let messages_f = Family::<SourceLabel, Counter>::default();
+        let accepted_f = Family::<SourceLabel, Counter>::default();
+        let rejected_f = Family::<RejectLabel, Counter>::default();
+        let per_source = |f: &Family<SourceLabel, Counter>| {
+            Source::ALL
+                .iter()
+                .map(|s| f.get_or_create(&SourceLabel { source: s.as_str() }).clone())
+                .collect::<Vec<_>>()
+        };
+        let messages = per_source(&messages_f);
+        let accepted = per_source(&accepted_f);
+        let mut rejected = Vec::new();
+        for s in Source::ALL {
+            for reason in RejectReason::ALL {
+                rejected.push(
+                    rejected_f
+                        .get_or_create(&RejectLabel {
+                            source: s.as_str(),
+                            reason: reason.as_str(),
+                        })
+                        .clone(),
+                );
+            }
+        }
+        let m = Metrics {
+            messages,
+            accepted,
+            rejected,
+            incidents_opened: Family::default(),
+            incident_changes: Counter::default(),
+            alarms: Counter::default(),
+            store_batches: Counter::default(),
+            store_rows: Counter::default(),
+            store_errors: Counter::default(),
+            store_commit_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 14)),
+            ingest_queue_depth: Gauge::default(),
+            live_lagged: Counter::default(),
+            rules_loaded: Gauge::default(),
+            rule_reloads: Family::default(),
+            log_suppressed: Counter::default(),
+            observations_purged: Counter::default(),
+            registry: Mutex::new(Registry::default()),
+        };
+        r.register(
+            "ingest_messages",
+            "Payloads received, per source",
+            messages_f,
+        );
+        r.register(
+            "observations_accepted",
+            "Observations validated and handed to the rules, per source",
+            accepted_f,
+        );
+        r.register(
+            "observations_rejected",
+            "Inputs refused, per source and reason (each is stored in the rejections table)",
+            rejected_f,
+        );
+        r.register(
+            "incidents_opened",
+            "Incidents opened, per category",
+            m.incidents_opened.clone(),
+        );
+        r.register(
+            "incident_changes",
+            "Incident state changes committed",
+            m.incident_changes.clone(),
+        );
+        r.register("alarms", "Alarms emitted by rules", m.alarms.clone());
+        r.register(
+            "store_batches",
+            "Write batches committed",
+            m.store_batches.clone(),
+        );
+        r.register("store_rows", "Rows committed", m.store_rows.clone());
+        r.register(
+            "store_errors",
+            "Failed commits (senders are not acknowledged)",
+            m.store_errors.clone(),
+        );
+        r.register(
+            "store_commit_seconds",
+            "Time to commit one batch",
+            m.store_commit_seconds.clone(),
+        );
+        r.register(
+            "ingest_queue_depth",
+            "Envelopes waiting for the pipeline",
+            m.ingest_queue_depth.clone(),
+        );
+        r.register(
+            "live_lagged_events",
+            "Live events skipped by slow stream subscribers",
+            m.live_lagged.clone(),
+        );
+        r.register("rules_loaded", "Rules in force", m.rules_loaded.clone());
+        r.register(
+            "rule_reloads",
+            "Rule file reloads, per result",
+            m.rule_reloads.clone(),
+        );
+        r.register(
+            "log_suppressed",
+            "Log lines suppressed by the rejection log limiter",
+            m.log_suppressed.clone(),
+        );
+        r.register(
+            "observations_purged",
+            "Observations deleted by the retention window",
+            m.observations_purged.clone(),
+        );
+        *m.registry.lock().unwrap_or_else(|p| p.into_inner()) = r;
+        m
+    }
+
+    pub fn rejected(&self, source: Source, reason: RejectReason) -> &Counter {
+        &self.rejected[source.index() * RejectReason::ALL.len() + reason.index()]
+    }
+
+    /// Registers more metrics (from other components) in the same registry.
+    pub fn with_registry<T>(&self, f: impl FnOnce(&mut Registry) -> T) -> T {
+        let mut g = self.registry.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut g)
+    }
+
+    /// The Prometheus text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        let g = self.registry.lock().unwrap_or_else(|p| p.into_inner());
+        // Encoding into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &g);
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,0 +1,313 @@
+//! The synchronous pipeline of one partition: decode → validate → twin → rules → incidents.
+
+use std::sync::Arc;
+
+use beffroi_core::incident::Procedure;
+use beffroi_core::{
+    Actor, Alarm, AlarmKind, DeviceIdx, Incident, IncidentAction, IncidentBook, IncidentId,
+    Observation, Territory, Timestamp, TransitionError,
+};
+use beffroi_rules::{Evaluator, RuleSet};
+use beffroi_wire::{Context, Format, RejectReason, Rejection};
+
+use crate::envelope::Source;
+use crate::live::{DeviceChange, DeviceState};
+use crate::metrics::Metrics;
+use crate::store::{StoredObservation, StoredRejection, WriteBatch};
+
+/// What processing produced, to commit and then publish.
+#[derive(Debug, Default)]
+pub struct Output {
+    pub batch: WriteBatch,
+    pub devices: Vec<DeviceChange>,
+}
+
+impl Output {
+    pub fn is_empty(&self) -> bool {
+        self.batch.is_empty() && self.devices.is_empty()
+    }
+}
+
+/// Result of one payload.
+#[derive(Debug, Default, PartialEq)]
+pub struct Ingested {
+    pub accepted: usize,
+    pub rejected: Vec<Rejection>,
+}
+
+/// Logs at most `per_window` lines per window of processing time; counts the rest.
+struct LogLimiter {
+    window_start: Timestamp,
+    count: u32,
+    per_window: u32,
+}
+
+impl LogLimiter {
+    fn allow(&mut self, now: Timestamp, metrics: &Metrics) -> bool {
+        if now.since(self.window_start).millis() >= 10_000 {
+            if self.count > self.per_window {
+                tracing::warn!(
+                    suppressed = self.count - self.per_window,
+                    "rejection log lines suppressed in the last window"
+                );
+            }
+            self.window_start = now;
+            self.count = 0;
+        }
+        self.count += 1;
+        if self.count > self.per_window {
+            metrics.log_suppressed.inc();
+            false
+        } else {
+            true
+        }
+    }
+}
+
+pub struct Pipeline {
+    territory: Arc<Territory>,
+    eval: Evaluator,
+    book: IncidentBook,
+    metrics: Arc<Metrics>,
+    states: Vec<DeviceState>,
+    alarms: Vec<Alarm>,
+    obs: Vec<Observation>,
+    limiter: LogLimiter,
+}
+
+impl Pipeline {
+    pub fn new(
+        territory: Arc<Territory>,
+        rules: Arc<RuleSet>,
+        procedures: Vec<Procedure>,
+        metrics: Arc<Metrics>,
+        start: Timestamp,
+    ) -> Self {
+        metrics.rules_loaded.set(rules.len() as i64);
+        Pipeline {
+            eval: Evaluator::new(rules, Arc::clone(&territory), start),
+            book: IncidentBook::new(procedures),
+            states: vec![DeviceState::Normal; territory.devices.len()],
+            territory,
+            metrics,
+            alarms: Vec::new(),
+            obs: Vec::new(),
+            limiter: LogLimiter {
+                window_start: start,
+                count: 0,
+                per_window: 20,
+            },
+        }
+    }
+
+    pub fn territory(&self) -> &Arc<Territory> {
+        &self.territory
+    }
+    pub fn book(&self) -> &IncidentBook {
+        &self.book
+    }
+    pub fn rules(&self) -> &Arc<RuleSet> {
+        self.eval.rules()
+    }
+    pub fn device_state(&self, d: DeviceIdx) -> DeviceState {
+        self.states
+            .get(d.get())
+            .copied()
+            .unwrap_or(DeviceState::Normal)
+    }
+    pub fn last_seen(&self, d: DeviceIdx) -> Option<Timestamp> {
+        self.eval.last_seen(d)
+    }
+
+    /// Rebuilds state read back from the store after a restart.
+    pub fn restore(
+        &mut self,
+        incidents: Vec<Incident>,
+        max_id: IncidentId,
+        last_seen: &[(DeviceIdx, Timestamp)],
+    ) -> Result<(), TransitionError> {
+        self.book.reserve_ids_through(max_id);
+        for (d, t) in last_seen {
+            self.eval.set_last_seen(*d, *t);
+        }
+        for inc in incidents {
+            if inc.condition_active {
+                self.eval.restore_raised(
+                    &inc.rule,
+                    inc.site,
+                    inc.device,
+                    inc.opened_at,
+                    inc.severity,
+                );
+                if let Some(d) = inc.device
+                    && let Some(s) = self.states.get_mut(d.get())
+                {
+                    *s = if inc.category.as_ref() == "device" {
+                        DeviceState::Silent
+                    } else {
+                        DeviceState::Alarm
+                    };
+                }
+            }
+            self.book.restore(inc)?;
+        }
+        Ok(())
+    }
+
+    pub fn replace_rules(&mut self, rules: Arc<RuleSet>) {
+        self.metrics.rules_loaded.set(rules.len() as i64);
+        self.eval.replace_rules(rules);
+    }
+
+    pub fn replace_procedures(&mut self, procedures: Vec<Procedure>) {
+        self.book.set_procedures(procedures);
+    }
+
+    /// Decodes, validates and evaluates one payload.
+    pub fn ingest(
+        &mut self,
+        source: Source,
+        format: Format,
+        device_hint: Option<&str>,
+        payload: &[u8],
+        received: Timestamp,
+        out: &mut Output,
+    ) -> Ingested {
+        self.metrics.messages[source.index()].inc();
+        let mut result = Ingested::default();
+        let cx = Context {
+            device_hint,
+            received,
+        };
+        let records = match beffroi_wire::decode(format, payload, cx) {
+            Ok(r) => r,
+            Err(rej) => {
+                self.reject(source, rej.clone(), received, out);
+                result.rejected.push(rej);
+                return result;
+            }
+        };
+        self.obs.clear();
+        for r in &records {
+            match beffroi_wire::validate(&self.territory, r, received) {
+                Ok(o) => self.obs.push(o),
+                Err(rej) => {
+                    self.reject(source, rej.clone(), received, out);
+                    result.rejected.push(rej);
+                }
+            }
+        }
+        result.accepted = self.obs.len();
+        self.metrics.accepted[source.index()].inc_by(self.obs.len() as u64);
+        let obs = std::mem::take(&mut self.obs);
+        for o in &obs {
+            self.eval.on_observation(o, &mut self.alarms);
+            out.batch.observations.push(StoredObservation {
+                device: o.device,
+                field: o.field,
+                value: o.value.clone(),
+                time: o.time,
+                received,
+            });
+        }
+        self.obs = obs;
+        self.flush_alarms(out);
+        result
+    }
+
+    /// Accepts observations that are already validated (simulator, benchmarks).
+    pub fn ingest_observation(&mut self, o: &Observation, received: Timestamp, out: &mut Output) {
+        self.metrics.accepted[Source::Simulator.index()].inc();
+        self.eval.on_observation(o, &mut self.alarms);
+        out.batch.observations.push(StoredObservation {
+            device: o.device,
+            field: o.field,
+            value: o.value.clone(),
+            time: o.time,
+            received,
+        });
+        self.flush_alarms(out);
+    }
+
+    /// Records an input refused before reaching the pipeline (e.g. overload).
+    pub fn reject(&mut self, source: Source, rej: Rejection, at: Timestamp, out: &mut Output) {
+        self.metrics.rejected(source, rej.reason).inc();
+        if self.limiter.allow(at, &self.metrics) {
+            tracing::info!(source = source.as_str(), reason = rej.reason.as_str(), detail = %rej.detail, "input rejected");
+        }
+        out.batch.rejections.push(StoredRejection {
+            at,
+            source,
+            reason: rej.reason,
+            detail: rej.detail,
+        });
+    }
+
+    /// Advances processing time.
+    pub fn tick(&mut self, now: Timestamp, out: &mut Output) {
+        self.eval.on_tick(now, &mut self.alarms);
+        self.flush_alarms(out);
+    }
+
+    /// An operator action on an incident.
+    pub fn act(
+        &mut self,
+        id: IncidentId,
+        action: &IncidentAction,
+        actor: &Actor,
+        now: Timestamp,
+        out: &mut Output,
+    ) -> Result<Incident, TransitionError> {
+        let change = self.book.act(id, action, actor, now)?;
+        let inc = change.incident.clone();
+        self.metrics.incident_changes.inc();
+        out.batch.incidents.push(change);
+        Ok(inc)
+    }
+
+    fn flush_alarms(&mut self, out: &mut Output) {
+        if self.alarms.is_empty() {
+            return;
+        }
+        let alarms = std::mem::take(&mut self.alarms);
+        for a in &alarms {
+            self.metrics.alarms.inc();
+            if let Some(d) = a.device {
+                let state = match (&a.kind, a.category.as_ref()) {
+                    (AlarmKind::Clear, _) => DeviceState::Normal,
+                    (_, _) if a.evidence.starts_with("no message") => DeviceState::Silent,
+                    _ => DeviceState::Alarm,
+                };
+                if let Some(s) = self.states.get_mut(d.get())
+                    && *s != state
+                {
+                    *s = state;
+                    out.devices.push(DeviceChange {
+                        device: d,
+                        state,
+                        at: a.at,
+                    });
+                }
+            }
+            if let Some(change) = self.book.apply_alarm(a, &self.territory) {
+                if change.created {
+                    self.metrics
+                        .incidents_opened
+                        .get_or_create(&crate::metrics::CategoryLabel {
+                            category: change.incident.category.to_string(),
+                        })
+                        .inc();
+                }
+                self.metrics.incident_changes.inc();
+                out.batch.incidents.push(change);
+            }
+        }
+        self.alarms = alarms;
+        self.alarms.clear();
+    }
+}
+
+/// An overload rejection, for sources that refuse rather than wait.
+pub fn overload() -> Rejection {
+    Rejection::new(RejectReason::Overload, "pipeline queue full")
+}

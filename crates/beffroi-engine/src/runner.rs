@@ -1,0 +1,483 @@
+//! The pipeline on tokio.
+//!
+//! ```text
+//!  sources ──(bounded mpsc, policy per source)──▶ pipeline task ──(bounded)──▶ writer thread
+//!                                  commands ──▶      (Pipeline)                 store.write(batch)
+//!                                  ticks    ──▶                                then acks, replies,
+//!                                                                              live events
+//! ```
+//!
+//! Overload policy: MQTT and the simulator wait (`submit`), so the broker holds messages
+//! for our persistent session; HTTP refuses at once (`try_submit` → 503) and the refusal
+//! is counted. The writer channel is bounded too: a slow disk slows the pipeline, which
+//! slows the sources; nothing is dropped silently. Acknowledgements, command replies and
+//! live events are released only after the batch that carries them is committed.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use beffroi_core::incident::Procedure;
+use beffroi_core::{
+    Actor, Clock, Incident, IncidentAction, IncidentId, Territory, Timestamp, TransitionError,
+};
+use beffroi_rules::RuleSet;
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+
+use crate::envelope::{Ack, AckOutcome, Envelope};
+use crate::live::LiveEvent;
+use crate::metrics::Metrics;
+use crate::pipeline::{Ingested, Output, Pipeline};
+use crate::store::{Store, StoreError};
+
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    /// Capacity of the ingest queue, in envelopes.
+    pub ingest_capacity: usize,
+    /// Most envelopes folded into one write batch.
+    pub batch_max: usize,
+    /// Processing-time tick of the rules (absence, sustained, escalation), in wall time.
+    pub tick: std::time::Duration,
+    /// Observations older than this (event time) are purged; `None` keeps everything.
+    pub retention: Option<beffroi_core::Duration>,
+    /// Capacity of the live event channel per subscriber.
+    pub live_capacity: usize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            ingest_capacity: 8192,
+            batch_max: 2048,
+            tick: std::time::Duration::from_millis(500),
+            retention: Some(beffroi_core::Duration::from_mins(60 * 24 * 30)),
+            live_capacity: 4096,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ActError {
+    #[error(transparent)]
+    Transition(#[from] TransitionError),
+    #[error("the change could not be stored: {0}")]
+    Store(String),
+    #[error("the engine is shutting down")]
+    Closed,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("the engine is shutting down")]
+pub struct EngineClosed;
+
+enum Command {
+    Act {
+        id: IncidentId,
+        action: IncidentAction,
+        actor: Actor,
+        reply: oneshot::Sender<Result<Incident, ActError>>,
+    },
+    ReplaceRules(Arc<RuleSet>, Vec<Procedure>),
+}
+
+type Reply = (
+    oneshot::Sender<Result<Incident, ActError>>,
+    Result<Incident, TransitionError>,
+);
+
+struct Job {
+    out: Output,
+    acks: Vec<(Ack, Ingested)>,
+    replies: Vec<Reply>,
+    purge_before: Option<Timestamp>,
+}
+
+/// A cloneable handle on a running engine.
+#[derive(Clone)]
+pub struct EngineHandle {
+    ingest: mpsc::Sender<Envelope>,
+    commands: mpsc::Sender<Command>,
+    live: broadcast::Sender<LiveEvent>,
+    pub metrics: Arc<Metrics>,
+    pub territory: Arc<Territory>,
+    pub clock: Arc<dyn Clock>,
+    rules: watch::Receiver<Arc<RuleSet>>,
+}
+
+impl EngineHandle {
+    /// Submits an envelope, waiting for room (backpressure).
+    pub async fn submit(&self, env: Envelope) -> Result<(), EngineClosed> {
+        let r = self.ingest.send(env).await.map_err(|_| EngineClosed);
+        self.metrics
+            .ingest_queue_depth
+            .set((self.ingest.max_capacity() - self.ingest.capacity()) as i64);
+        r
+    }
+
+    /// Submits an envelope if there is room; otherwise hands it back (the caller refuses
+    /// it and counts the overload).
+    pub fn try_submit(&self, env: Envelope) -> Result<(), Box<Envelope>> {
+        match self.ingest.try_send(env) {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::TrySendError::Full(e) | mpsc::error::TrySendError::Closed(e)) => {
+                Err(Box::new(e))
+            }
+        }
+    }
+
+    /// Applies an operator action; returns once the change is durable.
+    pub async fn act(
+        &self,
+        id: IncidentId,
+        action: IncidentAction,
+        actor: Actor,
+    ) -> Result<Incident, ActError> {
+        let (reply, rx) = oneshot::channel();
+        self.commands
+            .send(Command::Act {
+                id,
+                action,
+                actor,
+                reply,
+            })
+            .await
+            .map_err(|_| ActError::Closed)?;
+        rx.await.map_err(|_| ActError::Closed)?
+    }
+
+    /// Swaps the rules and procedures in force.
+    pub async fn replace_rules(
+        &self,
+        rules: Arc<RuleSet>,
+        procedures: Vec<Procedure>,
+    ) -> Result<(), EngineClosed> {
+        self.commands
+            .send(Command::ReplaceRules(rules, procedures))
+            .await
+            .map_err(|_| EngineClosed)
+    }
+
+    /// The ingest queue itself, for sources that wait for room (MQTT, simulator).
+    pub fn ingest_sender(&self) -> mpsc::Sender<Envelope> {
+        self.ingest.clone()
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<LiveEvent> {
+        self.live.subscribe()
+    }
+
+    pub fn rules(&self) -> Arc<RuleSet> {
+        Arc::clone(&self.rules.borrow())
+    }
+}
+
+/// A running engine: the handle plus the tasks to await on shutdown.
+pub struct Engine {
+    pub handle: EngineHandle,
+    pipeline_task: tokio::task::JoinHandle<()>,
+    writer_thread: std::thread::JoinHandle<()>,
+}
+
+impl Engine {
+    /// Stops accepting input once every handle is dropped, drains and commits what is
+    /// queued, then returns.
+    pub async fn shutdown(self) {
+        let Engine {
+            handle,
+            pipeline_task,
+            writer_thread,
+        } = self;
+        drop(handle);
+        let _ = pipeline_task.await;
+        let _ = tokio::task::spawn_blocking(move || writer_thread.join()).await;
+    }
+}
+
+/// Starts the engine: restores state from the store (off the runtime), spawns the writer
+/// thread and the pipeline task.
+pub async fn start(
+    territory: Arc<Territory>,
+    rules: Arc<RuleSet>,
+    procedures: Vec<Procedure>,
+    mut store: Box<dyn Store>,
+    clock: Arc<dyn Clock>,
+    metrics: Arc<Metrics>,
+    cfg: EngineConfig,
+) -> Result<Engine, StoreError> {
+    let start = clock.now();
+    let (store, restored) = tokio::task::spawn_blocking(move || {
+        let r = (|| {
+            Ok::<_, StoreError>((
+                store.active_incidents()?,
+                store.max_incident_id()?,
+                store.last_seen()?,
+            ))
+        })();
+        (store, r)
+    })
+    .await
+    .map_err(|e| StoreError::Backend(format!("restore task: {e}")))?;
+    let (incidents, max_id, last_seen) = restored?;
+    let mut pipeline = Pipeline::new(
+        Arc::clone(&territory),
+        Arc::clone(&rules),
+        procedures,
+        Arc::clone(&metrics),
+        start,
+    );
+    let restored_count = incidents.len();
+    pipeline
+        .restore(incidents, max_id, &last_seen)
+        .map_err(|e| StoreError::Inconsistent(e.to_string()))?;
+    tracing::info!(
+        active_incidents = restored_count,
+        devices_seen = last_seen.len(),
+        "state restored from the store"
+    );
+
+    let (ingest_tx, ingest_rx) = mpsc::channel(cfg.ingest_capacity);
+    let (cmd_tx, cmd_rx) = mpsc::channel(64);
+    let (live_tx, _) = broadcast::channel(cfg.live_capacity);
+    let (job_tx, job_rx) = mpsc::channel::<Job>(4);
+    let (rules_tx, rules_rx) = watch::channel(rules);
+
+    let writer_metrics = Arc::clone(&metrics);
+    let writer_live = live_tx.clone();
+    let writer_thread = std::thread::Builder::new()
+        .name("beffroi-store-writer".into())
+        .spawn(move || writer_loop(store, job_rx, writer_live, writer_metrics))
+        .map_err(|e| StoreError::Backend(format!("cannot spawn the writer thread: {e}")))?;
+
+    let pipeline_task = tokio::spawn(pipeline_loop(
+        pipeline,
+        ingest_rx,
+        cmd_rx,
+        job_tx,
+        rules_tx,
+        Arc::clone(&clock),
+        Arc::clone(&metrics),
+        cfg,
+    ));
+    Ok(Engine {
+        handle: EngineHandle {
+            ingest: ingest_tx,
+            commands: cmd_tx,
+            live: live_tx,
+            metrics,
+            territory,
+            clock,
+            rules: rules_rx,
+        },
+        pipeline_task,
+        writer_thread,
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn pipeline_loop(
+    mut p: Pipeline,
+    mut ingest: mpsc::Receiver<Envelope>,
+    mut commands: mpsc::Receiver<Command>,
+    jobs: mpsc::Sender<Job>,
+    rules_tx: watch::Sender<Arc<RuleSet>>,
+    clock: Arc<dyn Clock>,
+    metrics: Arc<Metrics>,
+    cfg: EngineConfig,
+) {
+    let mut tick = tokio::time::interval(cfg.tick);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_purge = clock.now();
+    let mut commands_open = true;
+    loop {
+        let mut job = Job {
+            out: Output::default(),
+            acks: Vec::new(),
+            replies: Vec::new(),
+            purge_before: None,
+        };
+        tokio::select! {
+            biased;
+            cmd = commands.recv(), if commands_open => match cmd {
+                Some(c) => handle_command(&mut p, c, &clock, &rules_tx, &mut job),
+                None => commands_open = false,
+            },
+            env = ingest.recv() => match env {
+                Some(env) => {
+                    process(&mut p, env, &mut job);
+                    // Fold whatever else is already queued into the same batch.
+                    while job.acks.len() < cfg.batch_max {
+                        match ingest.try_recv() {
+                            Ok(env) => process(&mut p, env, &mut job),
+                            Err(_) => break,
+                        }
+                    }
+                    metrics.ingest_queue_depth.set(ingest.len() as i64);
+                }
+                // Every handle is gone and the queue is drained.
+                None => break,
+            },
+            _ = tick.tick() => {
+                let now = clock.now();
+                p.tick(now, &mut job.out);
+                if let Some(keep) = cfg.retention
+                    && now.since(last_purge) >= beffroi_core::Duration::from_mins(10) {
+                        last_purge = now;
+                        job.purge_before = Some(now.minus(keep));
+                    }
+            }
+        }
+        if job.out.is_empty()
+            && job.acks.is_empty()
+            && job.replies.is_empty()
+            && job.purge_before.is_none()
+        {
+            continue;
+        }
+        if jobs.send(job).await.is_err() {
+            tracing::error!("store writer stopped; pipeline stops");
+            return;
+        }
+    }
+}
+
+fn process(p: &mut Pipeline, env: Envelope, job: &mut Job) {
+    let ingested = p.ingest(
+        env.source,
+        env.format,
+        env.device_hint.as_deref(),
+        &env.payload,
+        env.received,
+        &mut job.out,
+    );
+    if let Some(ack) = env.ack {
+        job.acks.push((ack, ingested));
+    }
+}
+
+fn handle_command(
+    p: &mut Pipeline,
+    cmd: Command,
+    clock: &Arc<dyn Clock>,
+    rules_tx: &watch::Sender<Arc<RuleSet>>,
+    job: &mut Job,
+) {
+    match cmd {
+        Command::Act {
+            id,
+            action,
+            actor,
+            reply,
+        } => {
+            let r = p.act(id, &action, &actor, clock.now(), &mut job.out);
+            job.replies.push((reply, r));
+        }
+        Command::ReplaceRules(rules, procedures) => {
+            tracing::info!(rules = rules.len(), "rules replaced");
+            p.replace_rules(Arc::clone(&rules));
+            p.replace_procedures(procedures);
+            let _ = rules_tx.send(rules);
+        }
+    }
+}
+
+fn writer_loop(
+    mut store: Box<dyn Store>,
+    mut jobs: mpsc::Receiver<Job>,
+    live: broadcast::Sender<LiveEvent>,
+    metrics: Arc<Metrics>,
+) {
+    while let Some(job) = jobs.blocking_recv() {
+        let started = Instant::now();
+        let result = if job.out.batch.is_empty() {
+            Ok(())
+        } else {
+            store.write(&job.out.batch)
+        };
+        match result {
+            Ok(()) => {
+                if !job.out.batch.is_empty() {
+                    metrics.store_batches.inc();
+                    metrics.store_rows.inc_by(job.out.batch.len() as u64);
+                    metrics
+                        .store_commit_seconds
+                        .observe(started.elapsed().as_secs_f64());
+                }
+                for (ack, ingested) in job.acks {
+                    ack.call(AckOutcome::Stored {
+                        accepted: ingested.accepted,
+                        rejected: ingested.rejected,
+                    });
+                }
+                for (reply, r) in job.replies {
+                    let _ = reply.send(r.map_err(ActError::from));
+                }
+                let Output { batch, devices } = job.out;
+                for change in batch.incidents {
+                    let _ = live.send(LiveEvent::Incident(Arc::new(change)));
+                }
+                for d in devices {
+                    let _ = live.send(LiveEvent::Device(d));
+                }
+            }
+            Err(e) => {
+                metrics.store_errors.inc();
+                tracing::error!(error = %e, rows = job.out.batch.len(), "commit failed; senders not acknowledged");
+                let msg = e.to_string();
+                for (ack, _) in job.acks {
+                    ack.call(AckOutcome::Failed(msg.clone()));
+                }
+                for (reply, _) in job.replies {
+                    let _ = reply.send(Err(ActError::Store(msg.clone())));
+                }
+            }
+        }
+        if let Some(before) = job.purge_before {
+            match store.purge_observations(before) {
+                Ok(n) => {
+                    metrics.observations_purged.inc_by(n as u64);
+                }
+                Err(e) => tracing::warn!(error = %e, "retention purge failed"),
+            }
+        }
+    }
+}
+
+/// Processing time of the wall clock.
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Timestamp {
+        let ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0);
+        Timestamp(ms)
+    }
+}
+
+/// A clock that runs `speed` times faster than the wall clock from a given origin: the
+/// demo plays hours of scenario in minutes.
+pub struct ScaledClock {
+    origin: Timestamp,
+    wall_origin: Instant,
+    speed: f64,
+}
+
+impl ScaledClock {
+    pub fn new(origin: Timestamp, speed: f64) -> Self {
+        ScaledClock {
+            origin,
+            wall_origin: Instant::now(),
+            speed: speed.max(0.001),
+        }
+    }
+    pub fn speed(&self) -> f64 {
+        self.speed
+    }
+}
+
+impl Clock for ScaledClock {
+    fn now(&self) -> Timestamp {
+        let elapsed = self.wall_origin.elapsed().as_secs_f64() * self.speed * 1000.0;
+        self.origin.plus(beffroi_core::Duration(elapsed as i64))
+    }
+}

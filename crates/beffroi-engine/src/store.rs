@@ -1,0 +1,104 @@
+//! The persistence boundary. The engine writes through [`Store`] on a dedicated thread and
+//! the API reads through [`StoreReader`] (from `spawn_blocking`). `beffroi-store` implements
+//! both on SQLite.
+
+use beffroi_core::{
+    DeviceIdx, FieldIdx, Incident, IncidentChange, IncidentId, LogEntry, Severity, Status,
+    Timestamp, Value,
+};
+use beffroi_wire::RejectReason;
+
+use crate::envelope::Source;
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoredObservation {
+    pub device: DeviceIdx,
+    pub field: FieldIdx,
+    pub value: Value,
+    pub time: Timestamp,
+    pub received: Timestamp,
+}
+
+/// A refused input, kept so that nothing is silently dropped. Holds no payload bytes (they
+/// may carry personal data); the detail names ids, fields and technical values only.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoredRejection {
+    pub at: Timestamp,
+    pub source: Source,
+    pub reason: RejectReason,
+    pub detail: String,
+}
+
+/// Everything one commit makes durable, in order.
+#[derive(Debug, Default)]
+pub struct WriteBatch {
+    pub observations: Vec<StoredObservation>,
+    pub rejections: Vec<StoredRejection>,
+    pub incidents: Vec<IncidentChange>,
+}
+
+impl WriteBatch {
+    pub fn is_empty(&self) -> bool {
+        self.observations.is_empty() && self.rejections.is_empty() && self.incidents.is_empty()
+    }
+    pub fn len(&self) -> usize {
+        self.observations.len() + self.rejections.len() + self.incidents.len()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("store backend: {0}")]
+    Backend(String),
+    #[error("stored data is inconsistent with the territory: {0}")]
+    Inconsistent(String),
+}
+
+/// Filter for incident listings.
+#[derive(Clone, Debug, Default)]
+pub struct IncidentQuery {
+    /// Only these statuses (empty: all).
+    pub statuses: Vec<Status>,
+    pub category: Option<String>,
+    /// Commune id.
+    pub commune: Option<String>,
+    pub min_severity: Option<Severity>,
+    /// At most this many, most recently updated first (0: the store's default, 500).
+    pub limit: usize,
+}
+
+/// Writes. One writer at a time; called from a dedicated thread, never from async code.
+pub trait Store: Send + 'static {
+    /// Commits the whole batch atomically. Observations are idempotent on
+    /// (device, field, time): a redelivered message is not stored twice.
+    fn write(&mut self, batch: &WriteBatch) -> Result<(), StoreError>;
+    /// Incidents that are not closed, to rebuild the incident book on start.
+    fn active_incidents(&mut self) -> Result<Vec<Incident>, StoreError>;
+    /// Highest incident id ever allocated (0 when none).
+    fn max_incident_id(&mut self) -> Result<IncidentId, StoreError>;
+    /// Any incident by id, closed ones included (to reopen them).
+    fn incident(&mut self, id: IncidentId) -> Result<Option<Incident>, StoreError>;
+    /// Last time each device was heard of.
+    fn last_seen(&mut self) -> Result<Vec<(DeviceIdx, Timestamp)>, StoreError>;
+    /// Deletes observations with an event time before `before`; returns how many.
+    fn purge_observations(&mut self, before: Timestamp) -> Result<usize, StoreError>;
+}
+
+/// Reads, safe to call concurrently with the writer (blocking: use `spawn_blocking`).
+pub trait StoreReader: Send + Sync + 'static {
+    fn incidents(&self, q: &IncidentQuery) -> Result<Vec<Incident>, StoreError>;
+    fn incident_with_log(
+        &self,
+        id: IncidentId,
+    ) -> Result<Option<(Incident, Vec<LogEntry>)>, StoreError>;
+    /// Most recent observations of a device, newest first.
+    fn observations(
+        &self,
+        device: DeviceIdx,
+        since: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<StoredObservation>, StoreError>;
+    fn observation_count(&self) -> Result<u64, StoreError>;
+    /// Most recent rejections, newest first.
+    fn rejections(&self, limit: usize) -> Result<Vec<StoredRejection>, StoreError>;
+}

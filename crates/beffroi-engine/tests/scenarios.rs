@@ -1,0 +1,179 @@
+//! Plays every demo scenario (with the background) through the pipeline on a simulated
+//! clock and checks the incidents each one declares — and, for exclusive scenarios, that
+//! no other incident opens.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use beffroi_core::{Duration, Incident, IncidentId, Severity, Territory, Timestamp};
+use beffroi_engine::Source;
+use beffroi_engine::metrics::Metrics;
+use beffroi_engine::pipeline::{Output, Pipeline};
+use beffroi_sim::{Player, Scenario};
+use beffroi_territory::SourceFile;
+
+fn demo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../demo")
+}
+
+struct Fixture {
+    territory: Arc<Territory>,
+    rules: Arc<beffroi_rules::RuleSet>,
+    procedures: Vec<beffroi_core::incident::Procedure>,
+    scenarios: Vec<Arc<Scenario>>,
+}
+
+fn fixture() -> Fixture {
+    let dir = demo();
+    let territory = beffroi_territory::load_dir(&dir.join("territory")).expect("demo territory");
+    let rules = beffroi_rules::parse_file(&dir.join("rules.toml"), &territory).expect("rules");
+    let procedures = beffroi_engine::procedures::parse(
+        &SourceFile::read(&dir.join("procedures.toml")).expect("read"),
+    )
+    .expect("procedures");
+    let scenarios = beffroi_sim::load_dir(&dir.join("scenarios"), &territory).expect("scenarios");
+    Fixture {
+        territory: Arc::new(territory),
+        rules: Arc::new(rules),
+        procedures,
+        scenarios: scenarios.into_iter().map(Arc::new).collect(),
+    }
+}
+
+/// Plays scenarios together; returns every incident opened (final state) by id.
+fn play(
+    f: &Fixture,
+    scenarios: Vec<Arc<Scenario>>,
+    end: Duration,
+) -> (HashMap<IncidentId, Incident>, usize) {
+    let start = Timestamp(1_795_694_400_000);
+    let mut player = Player::new(Arc::clone(&f.territory), scenarios, start, &f.territory.id);
+    let mut p = Pipeline::new(
+        Arc::clone(&f.territory),
+        Arc::clone(&f.rules),
+        f.procedures.clone(),
+        Arc::new(Metrics::new()),
+        start,
+    );
+    let step = Duration::from_secs(15);
+    let mut offset = Duration::ZERO;
+    let mut msgs = Vec::new();
+    let mut incidents = HashMap::new();
+    let mut rejected = 0;
+    while offset <= end {
+        msgs.clear();
+        player.drain_until(offset, &mut msgs);
+        let mut out = Output::default();
+        for m in msgs.drain(..) {
+            let received = start.plus(m.offset);
+            let hint = m
+                .topic
+                .strip_prefix("beffroi/")
+                .and_then(|t| t.split('/').nth(1));
+            let r = p.ingest(
+                Source::Simulator,
+                m.format,
+                hint,
+                &m.payload,
+                received,
+                &mut out,
+            );
+            rejected += r.rejected.len();
+        }
+        p.tick(start.plus(offset), &mut out);
+        for c in out.batch.incidents {
+            incidents.insert(c.incident.id, c.incident);
+        }
+        offset = offset.plus_d(step);
+    }
+    (incidents, rejected)
+}
+
+trait PlusD {
+    fn plus_d(self, d: Duration) -> Duration;
+}
+impl PlusD for Duration {
+    fn plus_d(self, d: Duration) -> Duration {
+        Duration(self.0 + d.0)
+    }
+}
+
+fn matches(e: &beffroi_sim::Expect, i: &Incident, t: &Territory, start: Timestamp) -> bool {
+    e.rule.as_deref().is_none_or(|r| r == &*i.rule)
+        && e.category.as_deref().is_none_or(|c| c == &*i.category)
+        && e.site.as_deref().is_none_or(|s| s == &*t.site(i.site).id)
+        && e.by.is_none_or(|by| i.opened_at <= start.plus(by))
+}
+
+fn check(f: &Fixture, name: &str) {
+    let background = f
+        .scenarios
+        .iter()
+        .find(|s| s.name == "background")
+        .expect("background scenario")
+        .clone();
+    let sc = f
+        .scenarios
+        .iter()
+        .find(|s| s.name == name)
+        .expect("scenario")
+        .clone();
+    let list = if name == "background" {
+        vec![background]
+    } else {
+        vec![background, Arc::clone(&sc)]
+    };
+    let start = Timestamp(1_795_694_400_000);
+    let (incidents, rejected) = play(f, list, sc.duration);
+    assert_eq!(rejected, 0, "{name}: the simulator produced rejected input");
+    let t = &f.territory;
+    for e in &sc.expects {
+        let found = incidents
+            .values()
+            .filter(|i| matches(e, i, t, start))
+            .collect::<Vec<_>>();
+        assert!(
+            !found.is_empty(),
+            "{name}: expected incident not opened: {e:?}\nopened: {:#?}",
+            incidents
+                .values()
+                .map(|i| (&i.rule, &i.title, i.opened_at))
+                .collect::<Vec<_>>()
+        );
+        if let Some(min) = e.min_severity {
+            let best = found
+                .iter()
+                .map(|i| i.severity)
+                .max()
+                .unwrap_or(Severity::Info);
+            assert!(best >= min, "{name}: {e:?} reached only {}", best.as_str());
+        }
+    }
+    if sc.exclusive {
+        for i in incidents.values() {
+            assert!(
+                sc.expects.iter().any(|e| matches(e, i, t, start)
+                    || (e.by.is_some() && {
+                        let mut e2 = e.clone();
+                        e2.by = None;
+                        matches(&e2, i, t, start)
+                    })),
+                "{name}: unexpected incident {} `{}` ({})",
+                i.rule,
+                i.title,
+                i.evidence
+            );
+        }
+    }
+}
+
+#[test]
+fn every_demo_scenario_produces_its_incidents() {
+    let f = fixture();
+    let names: Vec<String> = f.scenarios.iter().map(|s| s.name.clone()).collect();
+    assert!(names.len() >= 8, "{names:?}");
+    for name in &names {
+        check(&f, name);
+    }
+}

@@ -1,0 +1,758 @@
+use std::collections::HashSet;
+use std::path::Path;
+
+use beffroi_core::{Duration, FieldType, KindIdx, Severity, SiteKind, Territory, Value};
+use beffroi_territory::{ConfigError, ConfigErrors, SourceFile, parse_duration};
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::model::{Body, Bucket, Condition, KeyBy, Op, Rule, RuleIdx, RuleSet, Scope, Target};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    #[serde(default)]
+    rule: Vec<Spanned<RawRule>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRule {
+    id: String,
+    title: String,
+    category: String,
+    severity: String,
+    #[serde(default)]
+    key: Option<String>,
+    #[serde(default)]
+    auto_resolve: bool,
+    #[serde(default)]
+    kind: Option<String>,
+    #[serde(default)]
+    communes: Vec<String>,
+    #[serde(default)]
+    site_kinds: Vec<String>,
+    #[serde(default)]
+    sites: Vec<String>,
+    #[serde(default)]
+    devices: Vec<String>,
+    #[serde(default)]
+    threshold: Option<RawThreshold>,
+    #[serde(default)]
+    absence: Option<RawAbsence>,
+    #[serde(default)]
+    rate: Option<RawRate>,
+    #[serde(default)]
+    correlation: Option<RawCorrelation>,
+    #[serde(default)]
+    escalate: Vec<RawEscalate>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawCond {
+    #[serde(default)]
+    kind: Option<String>,
+    field: String,
+    #[serde(default)]
+    above: Option<f64>,
+    #[serde(default)]
+    below: Option<f64>,
+    #[serde(default)]
+    equals: Option<toml::Value>,
+    #[serde(default)]
+    not_equals: Option<toml::Value>,
+    #[serde(default)]
+    between: Option<[f64; 2]>,
+    #[serde(default)]
+    outside: Option<[f64; 2]>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawThreshold {
+    #[serde(flatten)]
+    cond: RawCond,
+    #[serde(default, rename = "for")]
+    sustained: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAbsence {
+    #[serde(default)]
+    after: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRate {
+    #[serde(flatten)]
+    cond: RawCond,
+    count: u32,
+    window: String,
+    #[serde(default)]
+    per: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCorrelation {
+    window: String,
+    #[serde(default)]
+    scope: Option<String>,
+    #[serde(default)]
+    radius_m: Option<f64>,
+    when: Vec<RawCond>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEscalate {
+    after: String,
+    severity: String,
+}
+
+/// Reads and compiles a rules file.
+pub fn parse_file(path: &Path, territory: &Territory) -> Result<RuleSet, ConfigErrors> {
+    let src = SourceFile::read(path)?;
+    parse(&src, territory)
+}
+
+struct Cx<'a> {
+    src: &'a SourceFile,
+    line: usize,
+    rule: String,
+    errors: &'a mut ConfigErrors,
+}
+
+impl Cx<'_> {
+    fn err(&mut self, field: &str, msg: impl std::fmt::Display) {
+        self.errors.push(ConfigError::new(
+            self.src.path.clone(),
+            Some(self.line),
+            Some(field),
+            format!("rule `{}`: {msg}", self.rule),
+        ));
+    }
+}
+
+/// Parses, validates and compiles rules against a territory. Reports every error found.
+pub fn parse(src: &SourceFile, territory: &Territory) -> Result<RuleSet, ConfigErrors> {
+    let file: File = toml::from_str(&src.text).map_err(|e| ConfigError::from_toml(src, &e))?;
+    let mut errors = ConfigErrors::default();
+    let mut rules = Vec::new();
+    let mut ids = HashSet::new();
+    for raw in &file.rule {
+        let line = src.line(raw.span().start);
+        let raw = raw.get_ref();
+        let mut cx = Cx {
+            src,
+            line,
+            rule: raw.id.clone(),
+            errors: &mut errors,
+        };
+        if !ids.insert(raw.id.clone()) {
+            cx.err("id", "duplicate rule id");
+            continue;
+        }
+        if let Some(rule) = compile_rule(raw, territory, line, &mut cx) {
+            rules.push(rule);
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    Ok(index(rules, territory))
+}
+
+fn duration(cx: &mut Cx<'_>, field: &str, s: &str) -> Option<Duration> {
+    match parse_duration(s) {
+        Ok(d) if d.millis() > 0 => Some(d),
+        Ok(_) => {
+            cx.err(field, "must be longer than zero");
+            None
+        }
+        Err(e) => {
+            cx.err(field, e);
+            None
+        }
+    }
+}
+
+fn compile_rule(raw: &RawRule, t: &Territory, line: usize, cx: &mut Cx<'_>) -> Option<Rule> {
+    let before = cx.errors.len();
+    if raw.id.is_empty()
+        || !raw
+            .id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+    {
+        cx.err("id", "ids use lowercase letters, digits, '-' and '_'");
+    }
+    if raw.title.trim().is_empty() {
+        cx.err("title", "must not be empty");
+    }
+    if raw.category.trim().is_empty() {
+        cx.err("category", "must not be empty");
+    }
+    let severity = Severity::parse(&raw.severity).or_else(|| {
+        cx.err(
+            "severity",
+            format!(
+                "unknown severity `{}` (info, minor, major, critical)",
+                raw.severity
+            ),
+        );
+        None
+    });
+    let key = match raw.key.as_deref() {
+        None | Some("device") => KeyBy::Device,
+        Some("site") => KeyBy::Site,
+        Some(other) => {
+            cx.err("key", format!("unknown key `{other}` (site or device)"));
+            KeyBy::Device
+        }
+    };
+    let rule_kind = raw.kind.as_deref().and_then(|k| {
+        t.kind_id(k).or_else(|| {
+            cx.err("kind", format!("unknown device kind `{k}`"));
+            None
+        })
+    });
+
+    let bodies = [
+        raw.threshold.is_some(),
+        raw.absence.is_some(),
+        raw.rate.is_some(),
+        raw.correlation.is_some(),
+    ]
+    .iter()
+    .filter(|b| **b)
+    .count();
+    if bodies != 1 {
+        cx.err(
+            "threshold",
+            "a rule needs exactly one of `threshold`, `absence`, `rate`, `correlation`",
+        );
+        return None;
+    }
+    let need_kind = |cx: &mut Cx<'_>| {
+        if raw.kind.is_none() {
+            cx.err("kind", "this rule type needs `kind`");
+        }
+        rule_kind
+    };
+    let body = if let Some(th) = &raw.threshold {
+        let kind = need_kind(cx);
+        let cond = kind.and_then(|k| condition(cx, "threshold", &th.cond, k, t));
+        let sustained = match &th.sustained {
+            Some(s) => duration(cx, "threshold.for", s),
+            None => None,
+        };
+        cond.map(|cond| Body::Threshold { cond, sustained })
+    } else if let Some(ab) = &raw.absence {
+        let kind = need_kind(cx);
+        kind.and_then(|k| {
+            let after = match &ab.after {
+                Some(s) => duration(cx, "absence.after", s),
+                None => match t.kind(k).heartbeat {
+                    Some(h) => Some(Duration(h.millis() * 3)),
+                    None => {
+                        cx.err(
+                            "absence.after",
+                            "the kind declares no heartbeat: give `after`",
+                        );
+                        None
+                    }
+                },
+            };
+            after.map(|after| Body::Absence { kind: k, after })
+        })
+    } else if let Some(rt) = &raw.rate {
+        let kind = need_kind(cx);
+        let cond = kind.and_then(|k| condition(cx, "rate", &rt.cond, k, t));
+        let window = duration(cx, "rate.window", &rt.window);
+        let per = match rt.per.as_deref() {
+            None | Some("device") => KeyBy::Device,
+            Some("site") => KeyBy::Site,
+            Some(o) => {
+                cx.err("rate.per", format!("unknown `{o}` (device or site)"));
+                KeyBy::Device
+            }
+        };
+        if rt.count < 1 {
+            cx.err("rate.count", "must be at least 1");
+        }
+        match (cond, window) {
+            (Some(cond), Some(window)) => Some(Body::Rate {
+                cond,
+                count: rt.count.max(1),
+                window,
+                per,
+            }),
+            _ => None,
+        }
+    } else if let Some(co) = &raw.correlation {
+        if raw.kind.is_some() {
+            cx.err(
+                "kind",
+                "a correlation names a kind in each `when` condition, not at the rule level",
+            );
+        }
+        if key == KeyBy::Device {
+            cx.err(
+                "key",
+                "a correlation is keyed by site: write key = \"site\"",
+            );
+        }
+        let window = duration(cx, "correlation.window", &co.window);
+        let scope = match (co.scope.as_deref(), co.radius_m) {
+            (None | Some("site"), None) => Some(Scope::Site),
+            (None | Some("radius"), Some(r)) if r > 0.0 && r <= 100_000.0 => {
+                Some(Scope::RadiusM(r))
+            }
+            (_, Some(_)) => {
+                cx.err("correlation.radius_m", "must be in (0, 100000] metres");
+                None
+            }
+            (Some(o), None) => {
+                cx.err(
+                    "correlation.scope",
+                    format!("unknown `{o}` (site, or radius_m = …)"),
+                );
+                None
+            }
+        };
+        if co.when.len() < 2 {
+            cx.err(
+                "correlation.when",
+                "a correlation needs at least two conditions",
+            );
+        }
+        if co.when.len() > 16 {
+            cx.err("correlation.when", "at most 16 conditions");
+        }
+        let mut conds = Vec::new();
+        for (i, w) in co.when.iter().enumerate() {
+            let f = format!("correlation.when[{i}]");
+            let Some(kname) = &w.kind else {
+                cx.err(&f, "needs `kind`");
+                continue;
+            };
+            let Some(k) = t.kind_id(kname) else {
+                cx.err(
+                    &format!("{f}.kind"),
+                    format!("unknown device kind `{kname}`"),
+                );
+                continue;
+            };
+            if let Some(c) = condition(cx, &f, w, k, t) {
+                conds.push(c);
+            }
+        }
+        match (window, scope) {
+            (Some(window), Some(scope)) if conds.len() == co.when.len() => {
+                Some(Body::Correlation {
+                    conds,
+                    window,
+                    scope,
+                })
+            }
+            _ => None,
+        }
+    } else {
+        None
+    };
+
+    // Scope filters.
+    let mut site_ok: Option<Vec<bool>> = None;
+    if !raw.communes.is_empty() || !raw.site_kinds.is_empty() || !raw.sites.is_empty() {
+        let mut communes = Vec::new();
+        for c in &raw.communes {
+            match t.commune_id(c) {
+                Some(ci) => communes.push(ci),
+                None => cx.err("communes", format!("unknown commune `{c}`")),
+            }
+        }
+        let mut kinds = Vec::new();
+        for k in &raw.site_kinds {
+            match SiteKind::parse(k) {
+                Some(sk) => kinds.push(sk),
+                None => cx.err("site_kinds", format!("unknown site kind `{k}`")),
+            }
+        }
+        let mut listed = Vec::new();
+        for s in &raw.sites {
+            match t.site_id(s) {
+                Some(si) => listed.push(si),
+                None => cx.err("sites", format!("unknown site `{s}`")),
+            }
+        }
+        site_ok = Some(
+            t.sites
+                .iter()
+                .enumerate()
+                .map(|(i, s)| {
+                    (communes.is_empty() || communes.contains(&s.commune))
+                        && (kinds.is_empty() || kinds.contains(&s.kind))
+                        && (listed.is_empty() || listed.contains(&beffroi_core::SiteIdx(i as u32)))
+                })
+                .collect(),
+        );
+    }
+    let mut devices = Vec::new();
+    for d in &raw.devices {
+        match t.device_id(d) {
+            Some(di) => {
+                if rule_kind.is_some_and(|k| t.device(di).kind != k) {
+                    cx.err(
+                        "devices",
+                        format!(
+                            "device `{d}` is not of kind `{}`",
+                            raw.kind.as_deref().unwrap_or("")
+                        ),
+                    );
+                }
+                devices.push(di)
+            }
+            None => cx.err("devices", format!("unknown device `{d}`")),
+        }
+    }
+
+    let mut escalate = Vec::new();
+    let mut last = (Duration::ZERO, severity.unwrap_or(Severity::Info));
+    for (i, e) in raw.escalate.iter().enumerate() {
+        let f = format!("escalate[{i}]");
+        let after = duration(cx, &format!("{f}.after"), &e.after);
+        let sev = Severity::parse(&e.severity);
+        if sev.is_none() {
+            cx.err(
+                &format!("{f}.severity"),
+                format!("unknown severity `{}`", e.severity),
+            );
+        }
+        if let (Some(after), Some(sev)) = (after, sev) {
+            if after <= last.0 || sev <= last.1 {
+                cx.err(
+                    &f,
+                    "escalation steps need increasing `after` and increasing severity above the rule's",
+                );
+            }
+            last = (after, sev);
+            escalate.push((after, sev));
+        }
+    }
+
+    if cx.errors.len() > before {
+        return None;
+    }
+    Some(Rule {
+        id: raw.id.as_str().into(),
+        title: raw.title.as_str().into(),
+        category: raw.category.as_str().into(),
+        severity: severity?,
+        key,
+        auto_resolve: raw.auto_resolve,
+        body: body?,
+        escalate,
+        sites: site_ok.map(Into::into),
+        devices: (!devices.is_empty()).then(|| devices.into()),
+        line,
+    })
+}
+
+fn condition(
+    cx: &mut Cx<'_>,
+    at: &str,
+    c: &RawCond,
+    kind: KindIdx,
+    t: &Territory,
+) -> Option<Condition> {
+    let k = t.kind(kind);
+    let Some(field) = k.field(&c.field) else {
+        cx.err(
+            &format!("{at}.field"),
+            format!("kind `{}` has no field `{}`", k.id, c.field),
+        );
+        return None;
+    };
+    let spec = &k.fields[field.get()];
+    let ops = [
+        c.above.is_some(),
+        c.below.is_some(),
+        c.equals.is_some(),
+        c.not_equals.is_some(),
+        c.between.is_some(),
+        c.outside.is_some(),
+    ]
+    .iter()
+    .filter(|b| **b)
+    .count();
+    if ops != 1 {
+        cx.err(
+            at,
+            "needs exactly one operator: above, below, equals, not_equals, between, outside",
+        );
+        return None;
+    }
+    let lit = |cx: &mut Cx<'_>, v: &toml::Value, name: &str| -> Option<Value> {
+        let f = format!("{at}.{name}");
+        match (v, spec.ty) {
+            (toml::Value::Float(x), FieldType::Number) => Some(Value::Number(*x)),
+            (toml::Value::Integer(x), FieldType::Number) => Some(Value::Number(*x as f64)),
+            (toml::Value::Boolean(b), FieldType::Bool) => Some(Value::Bool(*b)),
+            (toml::Value::String(s), FieldType::Text) => Some(Value::Text(s.as_str().into())),
+            _ => {
+                cx.err(
+                    &f,
+                    format!(
+                        "field `{}` is a {}: compare it with a {} value",
+                        spec.name,
+                        spec.ty.as_str(),
+                        spec.ty.as_str()
+                    ),
+                );
+                None
+            }
+        }
+    };
+    let numeric = |cx: &mut Cx<'_>, name: &str| {
+        if spec.ty != FieldType::Number {
+            cx.err(
+                &format!("{at}.{name}"),
+                format!(
+                    "`{name}` compares numbers but field `{}` is a {}",
+                    spec.name,
+                    spec.ty.as_str()
+                ),
+            );
+            false
+        } else {
+            true
+        }
+    };
+    let op = if let Some(x) = c.above {
+        numeric(cx, "above").then_some(Op::Above(x))
+    } else if let Some(x) = c.below {
+        numeric(cx, "below").then_some(Op::Below(x))
+    } else if let Some([a, b]) = c.between {
+        (numeric(cx, "between") && a <= b).then_some(Op::Between(a, b))
+    } else if let Some([a, b]) = c.outside {
+        (numeric(cx, "outside") && a <= b).then_some(Op::Outside(a, b))
+    } else if let Some(v) = &c.equals {
+        lit(cx, v, "equals").map(Op::Equals)
+    } else if let Some(v) = &c.not_equals {
+        lit(cx, v, "not_equals").map(Op::NotEquals)
+    } else {
+        None
+    }?;
+    // A threshold outside the physical range can never match.
+    let (lo, hi) = (
+        spec.min.unwrap_or(f64::NEG_INFINITY),
+        spec.max.unwrap_or(f64::INFINITY),
+    );
+    let never = match op {
+        Op::Above(x) => x >= hi,
+        Op::Below(x) => x <= lo,
+        Op::Between(a, b) => b < lo || a > hi,
+        _ => false,
+    };
+    if never {
+        cx.err(
+            at,
+            format!(
+                "`{} {}` can never match: `{}` ranges over [{lo}, {hi}]",
+                spec.name,
+                op.describe(),
+                spec.name
+            ),
+        );
+        return None;
+    }
+    Some(Condition {
+        kind,
+        field,
+        field_name: spec.name.clone(),
+        op,
+    })
+}
+
+fn index(rules: Vec<Rule>, t: &Territory) -> RuleSet {
+    let mut index: Vec<Vec<Bucket>> = t
+        .kinds
+        .iter()
+        .map(|k| vec![Bucket::default(); k.fields.len()])
+        .collect();
+    let mut absence = Vec::new();
+    for (ri, rule) in rules.iter().enumerate() {
+        let ri = RuleIdx(ri as u32);
+        let conds: Vec<&Condition> = match &rule.body {
+            Body::Threshold { cond, .. } | Body::Rate { cond, .. } => vec![cond],
+            Body::Correlation { conds, .. } => conds.iter().collect(),
+            Body::Absence { .. } => {
+                absence.push(ri);
+                vec![]
+            }
+        };
+        for (ci, c) in conds.into_iter().enumerate() {
+            let target = Target {
+                rule: ri,
+                cond: ci as u16,
+            };
+            let bucket = &mut index[c.kind.get()][c.field.get()];
+            if let Some(devs) = &rule.devices {
+                for d in devs.iter() {
+                    bucket.by_device.entry(*d).or_default().push(target);
+                }
+            } else if let Some(sites) = &rule.sites {
+                let n = sites.iter().filter(|b| **b).count();
+                // Few sites: index per site; many: a global entry with a scope check.
+                if n <= 64 {
+                    for (si, ok) in sites.iter().enumerate() {
+                        if *ok {
+                            bucket
+                                .by_site
+                                .entry(beffroi_core::SiteIdx(si as u32))
+                                .or_default()
+                                .push(target);
+                        }
+                    }
+                } else {
+                    bucket.global.push(target);
+                }
+            } else {
+                bucket.global.push(target);
+            }
+        }
+    }
+    RuleSet {
+        rules,
+        index,
+        absence,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use beffroi_core::territory::fixture;
+
+    fn compile(text: &str) -> Result<RuleSet, ConfigErrors> {
+        parse(&SourceFile::new("rules.toml", text), &fixture::small())
+    }
+
+    #[test]
+    fn compiles_every_rule_type() {
+        let set = compile(
+            r#"
+[[rule]]
+id = "high"
+title = "High water at {site}"
+category = "flood"
+severity = "major"
+key = "site"
+kind = "level"
+auto_resolve = true
+[rule.threshold]
+field = "level_m"
+above = 2.5
+for = "10m"
+[[rule.escalate]]
+after = "30m"
+severity = "critical"
+
+[[rule]]
+id = "silent"
+title = "Silent"
+category = "device"
+severity = "minor"
+kind = "level"
+[rule.absence]
+
+[[rule]]
+id = "burst"
+title = "Burst"
+category = "access"
+severity = "minor"
+kind = "alarm"
+[rule.rate]
+field = "on"
+equals = true
+count = 3
+window = "5m"
+
+[[rule]]
+id = "both"
+title = "Both"
+category = "flood"
+severity = "critical"
+key = "site"
+[rule.correlation]
+window = "5m"
+radius_m = 1000
+[[rule.correlation.when]]
+kind = "level"
+field = "level_m"
+above = 1
+[[rule.correlation.when]]
+kind = "alarm"
+field = "on"
+equals = true
+"#,
+        )
+        .expect("valid");
+        assert_eq!(set.len(), 4);
+        assert!(matches!(
+            set.rule(RuleIdx(1)).body,
+            Body::Absence { after, .. } if after == Duration::from_mins(30)
+        ));
+    }
+
+    #[test]
+    fn errors_name_line_field_and_rule() {
+        let errs = compile(
+            r#"
+[[rule]]
+id = "a"
+title = "A"
+category = "flood"
+severity = "major"
+kind = "level"
+[rule.threshold]
+field = "level_m"
+above = 12.0
+
+[[rule]]
+id = "b"
+title = "B"
+category = "flood"
+severity = "urgent"
+kind = "alarm"
+[rule.threshold]
+field = "on"
+above = 1.0
+"#,
+        )
+        .expect_err("invalid");
+        let text = errs.to_string();
+        assert!(
+            text.contains("rules.toml:2: `threshold`: rule `a`: `level_m > 12` can never match"),
+            "{text}"
+        );
+        assert!(
+            text.contains("rules.toml:12: `severity`: rule `b`: unknown severity `urgent`"),
+            "{text}"
+        );
+        assert!(
+            text.contains("rules.toml:12: `threshold.above`: rule `b`: `above` compares numbers but field `on` is a bool"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn syntax_error_has_a_line() {
+        let errs = compile("[[rule]]\nid = \"a\"\ntitle = \n").expect_err("invalid");
+        assert_eq!(errs.0[0].line, Some(3));
+    }
+}

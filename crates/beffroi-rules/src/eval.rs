@@ -1,0 +1,697 @@
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use beffroi_core::{
+    Alarm, AlarmKind, DedupKey, DeviceIdx, Duration, Observation, SiteIdx, Territory, Timestamp,
+    Value,
+};
+use rustc_hash::{FxHashMap, FxHashSet};
+
+use crate::model::{Body, Condition, KeyBy, Rule, RuleIdx, RuleSet, Scope, Target};
+
+/// A unit is what a condition holds for: a device or a site, encoded in 64 bits.
+type Unit = u64;
+const SITE_TAG: u64 = 1 << 32;
+
+fn dev_unit(d: DeviceIdx) -> Unit {
+    u64::from(d.0)
+}
+fn site_unit(s: SiteIdx) -> Unit {
+    SITE_TAG | u64::from(s.0)
+}
+
+#[derive(Default)]
+struct ThreshState {
+    since: Option<Timestamp>,
+    fired: bool,
+    last: Option<Value>,
+}
+
+#[derive(Default)]
+struct RateState {
+    times: VecDeque<Timestamp>,
+    fired: bool,
+}
+
+struct CorrState {
+    last_true: Vec<Option<Timestamp>>,
+    fired: bool,
+}
+
+struct KeyState {
+    units: Vec<Unit>,
+    raised_at: Timestamp,
+    level: usize,
+    site: SiteIdx,
+    device: Option<DeviceIdx>,
+}
+
+/// The stateful evaluation of a [`RuleSet`] over a stream of observations and ticks.
+///
+/// State is keyed by (rule, device) or (rule, site), so a partition of devices and sites can
+/// be evaluated independently. Two devices of one site with a site-keyed rule raise a single
+/// alarm, which clears only when both have cleared.
+pub struct Evaluator {
+    set: Arc<RuleSet>,
+    territory: Arc<Territory>,
+    last_seen: Vec<Timestamp>,
+    thresh: FxHashMap<(RuleIdx, DeviceIdx), ThreshState>,
+    pending: FxHashSet<(RuleIdx, DeviceIdx)>,
+    absent: FxHashSet<(RuleIdx, DeviceIdx)>,
+    rate: FxHashMap<(RuleIdx, Unit), RateState>,
+    corr: FxHashMap<(RuleIdx, SiteIdx), CorrState>,
+    neighbours: FxHashMap<(RuleIdx, SiteIdx), Arc<[SiteIdx]>>,
+    keys: FxHashMap<(RuleIdx, Unit), KeyState>,
+    /// The value that last made a condition true, per device, for `{value}` in titles.
+    last_value: FxHashMap<DeviceIdx, Value>,
+}
+
+impl Evaluator {
+    /// Every device counts as last seen at `start` until it reports.
+    pub fn new(set: Arc<RuleSet>, territory: Arc<Territory>, start: Timestamp) -> Self {
+        Evaluator {
+            last_seen: vec![start; territory.devices.len()],
+            set,
+            territory,
+            thresh: FxHashMap::default(),
+            pending: FxHashSet::default(),
+            absent: FxHashSet::default(),
+            rate: FxHashMap::default(),
+            corr: FxHashMap::default(),
+            neighbours: FxHashMap::default(),
+            keys: FxHashMap::default(),
+            last_value: FxHashMap::default(),
+        }
+    }
+
+    pub fn rules(&self) -> &Arc<RuleSet> {
+        &self.set
+    }
+
+    /// Swaps in a new rule set. Per-rule state restarts from scratch (conditions still true
+    /// raise again, which the incident book absorbs); device liveness is kept.
+    pub fn replace_rules(&mut self, set: Arc<RuleSet>) {
+        self.set = set;
+        self.thresh.clear();
+        self.pending.clear();
+        self.absent.clear();
+        self.rate.clear();
+        self.corr.clear();
+        self.neighbours.clear();
+        self.keys.clear();
+        self.last_value.clear();
+    }
+
+    /// Restores when a device was last heard of (after a restart): absence rules then count
+    /// from that time, not from the restart.
+    pub fn set_last_seen(&mut self, d: DeviceIdx, t: Timestamp) {
+        if let Some(slot) = self.last_seen.get_mut(d.get()) {
+            *slot = t;
+        }
+    }
+
+    /// Re-arms the state of a condition that was raised before a restart (an incident whose
+    /// condition was still active), so that it clears, escalates and deduplicates as if
+    /// the process had never stopped. Unknown rules (since removed) are ignored.
+    pub fn restore_raised(
+        &mut self,
+        rule_id: &str,
+        site: SiteIdx,
+        device: Option<DeviceIdx>,
+        raised_at: Timestamp,
+        severity: beffroi_core::Severity,
+    ) {
+        let set = Arc::clone(&self.set);
+        let Some(ri) = set.rules.iter().position(|r| &*r.id == rule_id) else {
+            return;
+        };
+        let r = RuleIdx(ri as u32);
+        let rule = set.rule(r);
+        let unit = match (&rule.body, device) {
+            (Body::Threshold { .. }, Some(d)) => {
+                self.thresh.insert(
+                    (r, d),
+                    ThreshState {
+                        since: Some(raised_at),
+                        fired: true,
+                        last: None,
+                    },
+                );
+                dev_unit(d)
+            }
+            (Body::Absence { .. }, Some(d)) => {
+                self.absent.insert((r, d));
+                dev_unit(d)
+            }
+            (Body::Rate { per, .. }, _) => {
+                let unit = match (per, device) {
+                    (KeyBy::Device, Some(d)) => dev_unit(d),
+                    _ => site_unit(site),
+                };
+                self.rate.insert(
+                    (r, unit),
+                    RateState {
+                        times: VecDeque::new(),
+                        fired: true,
+                    },
+                );
+                unit
+            }
+            (Body::Correlation { conds, .. }, _) => {
+                self.corr.insert(
+                    (r, site),
+                    CorrState {
+                        last_true: vec![Some(raised_at); conds.len()],
+                        fired: true,
+                    },
+                );
+                site_unit(site)
+            }
+            _ => return,
+        };
+        let key = Self::key_of(rule, site, device);
+        let level = rule
+            .escalate
+            .iter()
+            .take_while(|(_, s)| *s <= severity)
+            .count();
+        let ks = self.keys.entry((r, key)).or_insert_with(|| KeyState {
+            units: Vec::new(),
+            raised_at,
+            level,
+            site,
+            device: if rule.key == KeyBy::Device {
+                device
+            } else {
+                None
+            },
+        });
+        if !ks.units.contains(&unit) {
+            ks.units.push(unit);
+        }
+    }
+
+    pub fn last_seen(&self, d: DeviceIdx) -> Option<Timestamp> {
+        self.last_seen.get(d.get()).copied()
+    }
+
+    /// Number of (rule, key) conditions currently raised.
+    pub fn active_keys(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Feeds one validated observation; alarms are appended to `out`.
+    pub fn on_observation(&mut self, obs: &Observation, out: &mut Vec<Alarm>) {
+        let set = Arc::clone(&self.set);
+        let d = obs.device;
+        let t = obs.time;
+        if let Some(slot) = self.last_seen.get_mut(d.get())
+            && t > *slot
+        {
+            *slot = t;
+        }
+        if !self.absent.is_empty() {
+            for &r in &set.absence {
+                if self.absent.remove(&(r, d)) {
+                    let ev = format!("{} reports again", self.territory.device(d).id);
+                    self.unit_down(&set, r, dev_unit(d), t, ev, out);
+                }
+            }
+        }
+        let device = self.territory.device(d);
+        let site = device.site;
+        let Some(bucket) = set.bucket(device.kind, obs.field) else {
+            return;
+        };
+        let scoped_site = bucket.by_site.get(&site).map(Vec::as_slice).unwrap_or(&[]);
+        let scoped_dev = bucket.by_device.get(&d).map(Vec::as_slice).unwrap_or(&[]);
+        for target in bucket.global.iter().chain(scoped_site).chain(scoped_dev) {
+            self.apply(&set, *target, obs, site, out);
+        }
+    }
+
+    fn apply(
+        &mut self,
+        set: &Arc<RuleSet>,
+        target: Target,
+        obs: &Observation,
+        site: SiteIdx,
+        out: &mut Vec<Alarm>,
+    ) {
+        let r = target.rule;
+        let rule = set.rule(r);
+        if !rule.site_allowed(site) {
+            return;
+        }
+        let d = obs.device;
+        let t = obs.time;
+        match &rule.body {
+            Body::Threshold { cond, sustained } => {
+                let holds = cond.op.eval(&obs.value);
+                if !holds && !self.thresh.contains_key(&(r, d)) {
+                    return;
+                }
+                let st = self.thresh.entry((r, d)).or_default();
+                if holds {
+                    let since = *st.since.get_or_insert(t);
+                    st.last = Some(obs.value.clone());
+                    self.last_value.insert(d, obs.value.clone());
+                    if !st.fired {
+                        if sustained.is_none_or(|s| t.since(since) >= s) {
+                            st.fired = true;
+                            self.pending.remove(&(r, d));
+                            let ev = self.evidence(cond, d, &obs.value, *sustained);
+                            self.unit_up(set, r, dev_unit(d), site, Some(d), t, ev, out);
+                        } else {
+                            self.pending.insert((r, d));
+                        }
+                    }
+                } else {
+                    let was = st.fired;
+                    self.thresh.remove(&(r, d));
+                    self.pending.remove(&(r, d));
+                    if was {
+                        let ev = format!(
+                            "{} back to {} = {}",
+                            self.territory.device(d).id,
+                            cond.field_name,
+                            obs.value
+                        );
+                        self.unit_down(set, r, dev_unit(d), t, ev, out);
+                    }
+                }
+            }
+            Body::Rate {
+                cond,
+                count,
+                window,
+                per,
+            } => {
+                if !cond.op.eval(&obs.value) {
+                    return;
+                }
+                let unit = match per {
+                    KeyBy::Device => dev_unit(d),
+                    KeyBy::Site => site_unit(site),
+                };
+                let st = self.rate.entry((r, unit)).or_default();
+                st.times.push_back(t);
+                let horizon = t.minus(*window);
+                while st.times.front().is_some_and(|x| *x < horizon) {
+                    st.times.pop_front();
+                }
+                // Keep memory bounded: only the last `count` times matter.
+                while st.times.len() > *count as usize {
+                    st.times.pop_front();
+                }
+                if !st.fired && st.times.len() >= *count as usize {
+                    st.fired = true;
+                    let ev = format!(
+                        "{count} × {} {} within {}s at {}",
+                        cond.field_name,
+                        cond.op.describe(),
+                        window.millis() / 1000,
+                        self.territory.device(d).id
+                    );
+                    self.unit_up(set, r, unit, site, Some(d), t, ev, out);
+                }
+            }
+            Body::Correlation {
+                conds,
+                window,
+                scope,
+            } => {
+                let ci = target.cond as usize;
+                let Some(cond) = conds.get(ci) else { return };
+                if !cond.op.eval(&obs.value) {
+                    return;
+                }
+                let n = conds.len();
+                let st = self.corr.entry((r, site)).or_insert_with(|| CorrState {
+                    last_true: vec![None; n],
+                    fired: false,
+                });
+                st.last_true[ci] = Some(st.last_true[ci].map_or(t, |x| x.max(t)));
+                let fired = st.fired;
+                if !fired && self.correlated(set, r, site, t, *window, scope, n) {
+                    if let Some(st) = self.corr.get_mut(&(r, site)) {
+                        st.fired = true;
+                    }
+                    let ev = format!(
+                        "{} conditions within {}s ({}), last {} {} {}",
+                        n,
+                        window.millis() / 1000,
+                        match scope {
+                            Scope::Site => "same site".to_string(),
+                            Scope::RadiusM(m) => format!("within {m} m"),
+                        },
+                        self.territory.device(d).id,
+                        cond.field_name,
+                        obs.value
+                    );
+                    self.unit_up(set, r, site_unit(site), site, Some(d), t, ev, out);
+                }
+            }
+            Body::Absence { .. } => {}
+        }
+    }
+
+    /// Whether every condition of a correlation was true within `window` before `now`, at
+    /// `site` or (radius scope) at a site within the radius.
+    #[allow(clippy::too_many_arguments)]
+    fn correlated(
+        &mut self,
+        set: &Arc<RuleSet>,
+        r: RuleIdx,
+        site: SiteIdx,
+        now: Timestamp,
+        window: Duration,
+        scope: &Scope,
+        n: usize,
+    ) -> bool {
+        let horizon = now.minus(window);
+        match scope {
+            Scope::Site => self
+                .corr
+                .get(&(r, site))
+                .is_some_and(|st| st.last_true.iter().all(|x| x.is_some_and(|x| x >= horizon))),
+            Scope::RadiusM(m) => {
+                let near = self.neighbours(set, r, site, *m);
+                (0..n).all(|i| {
+                    near.iter().any(|s| {
+                        self.corr
+                            .get(&(r, *s))
+                            .and_then(|st| st.last_true[i])
+                            .is_some_and(|x| x >= horizon)
+                    })
+                })
+            }
+        }
+    }
+
+    fn neighbours(&mut self, set: &RuleSet, r: RuleIdx, site: SiteIdx, m: f64) -> Arc<[SiteIdx]> {
+        if let Some(n) = self.neighbours.get(&(r, site)) {
+            return Arc::clone(n);
+        }
+        let here = self.territory.site(site).position;
+        let rule = set.rule(r);
+        let list: Arc<[SiteIdx]> = self
+            .territory
+            .sites
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (SiteIdx(i as u32), s))
+            .filter(|(i, s)| rule.site_allowed(*i) && s.position.distance_m(&here) <= m)
+            .map(|(i, _)| i)
+            .collect();
+        self.neighbours.insert((r, site), Arc::clone(&list));
+        list
+    }
+
+    /// Advances processing time: sustained conditions, absences, expired rates and
+    /// correlations, escalations.
+    pub fn on_tick(&mut self, now: Timestamp, out: &mut Vec<Alarm>) {
+        let set = Arc::clone(&self.set);
+        // Sustained thresholds that have now lasted long enough.
+        if !self.pending.is_empty() {
+            let mut due = Vec::new();
+            for &(r, d) in &self.pending {
+                if let (
+                    Body::Threshold {
+                        sustained: Some(s), ..
+                    },
+                    Some(st),
+                ) = (&set.rule(r).body, self.thresh.get(&(r, d)))
+                    && st.since.is_some_and(|since| now.since(since) >= *s)
+                {
+                    due.push((r, d));
+                }
+            }
+            due.sort_unstable();
+            for (r, d) in due {
+                self.pending.remove(&(r, d));
+                let Some(st) = self.thresh.get_mut(&(r, d)) else {
+                    continue;
+                };
+                st.fired = true;
+                let value = st.last.clone();
+                if let Body::Threshold { cond, sustained } = &set.rule(r).body {
+                    let ev = match &value {
+                        Some(v) => self.evidence(cond, d, v, *sustained),
+                        None => String::new(),
+                    };
+                    let site = self.territory.device(d).site;
+                    self.unit_up(&set, r, dev_unit(d), site, Some(d), now, ev, out);
+                }
+            }
+        }
+        // Absence of messages.
+        let territory = Arc::clone(&self.territory);
+        for &r in &set.absence {
+            let rule = set.rule(r);
+            let Body::Absence { kind, after } = rule.body else {
+                continue;
+            };
+            let horizon = now.minus(after);
+            for &d in territory.devices_of_kind(kind) {
+                let seen = self.last_seen[d.get()];
+                if seen > horizon || self.absent.contains(&(r, d)) {
+                    continue;
+                }
+                if let Some(devs) = &rule.devices
+                    && !devs.contains(&d)
+                {
+                    continue;
+                }
+                let site = self.territory.device(d).site;
+                if !rule.site_allowed(site) {
+                    continue;
+                }
+                self.absent.insert((r, d));
+                let ev = format!(
+                    "no message from {} since {seen} ({} min)",
+                    self.territory.device(d).id,
+                    now.since(seen).millis() / 60_000
+                );
+                self.unit_up(&set, r, dev_unit(d), site, Some(d), now, ev, out);
+            }
+        }
+        // Rates that fell below their count.
+        let mut down = Vec::new();
+        self.rate.retain(|&(r, unit), st| {
+            if let Body::Rate { count, window, .. } = &set.rule(r).body {
+                let horizon = now.minus(*window);
+                while st.times.front().is_some_and(|x| *x < horizon) {
+                    st.times.pop_front();
+                }
+                if st.fired && st.times.len() < *count as usize {
+                    st.fired = false;
+                    down.push((r, unit));
+                }
+            }
+            st.fired || !st.times.is_empty()
+        });
+        down.sort_unstable();
+        for (r, unit) in down {
+            self.unit_down(&set, r, unit, now, "rate back below its count".into(), out);
+        }
+        // Correlations whose window has passed.
+        let mut expired = Vec::new();
+        for (&(r, s), st) in &self.corr {
+            if let Body::Correlation { window, .. } = &set.rule(r).body {
+                let horizon = now.minus(*window);
+                let any_recent = st.last_true.iter().any(|x| x.is_some_and(|x| x >= horizon));
+                let all_recent = st.last_true.iter().all(|x| x.is_some_and(|x| x >= horizon));
+                if (st.fired && !all_recent) || (!st.fired && !any_recent) {
+                    expired.push((r, s, st.fired));
+                }
+            }
+        }
+        expired.sort_unstable_by_key(|(r, s, _)| (*r, *s));
+        for (r, s, fired) in expired {
+            if let Body::Correlation {
+                window,
+                scope,
+                conds,
+            } = &set.rule(r).body
+                && fired
+                && matches!(scope, Scope::RadiusM(_))
+            {
+                let (w, sc, n) = (*window, scope.clone(), conds.len());
+                if self.correlated(&set, r, s, now, w, &sc, n) {
+                    continue;
+                }
+            }
+            self.corr.remove(&(r, s));
+            if fired {
+                self.unit_down(
+                    &set,
+                    r,
+                    site_unit(s),
+                    now,
+                    "correlation window passed".into(),
+                    out,
+                );
+            }
+        }
+        // Escalations.
+        let mut esc = Vec::new();
+        for (&(r, key), ks) in &mut self.keys {
+            let rule = set.rule(r);
+            while let Some((after, sev)) = rule.escalate.get(ks.level) {
+                if now.since(ks.raised_at) < *after {
+                    break;
+                }
+                ks.level += 1;
+                esc.push((r, key, *after, *sev, ks.site, ks.device));
+            }
+        }
+        esc.sort_unstable_by_key(|e| (e.0, e.1, e.2));
+        for (r, _, after, sev, site, device) in esc {
+            let rule = set.rule(r);
+            let mut a = self.alarm(rule, AlarmKind::Escalate, site, device, now);
+            a.severity = sev;
+            a.evidence = format!("condition active for {} min", after.millis() / 60_000);
+            out.push(a);
+        }
+    }
+
+    fn evidence(
+        &self,
+        cond: &Condition,
+        d: DeviceIdx,
+        v: &Value,
+        sustained: Option<Duration>,
+    ) -> String {
+        let mut s = format!(
+            "{} {} = {} ({})",
+            self.territory.device(d).id,
+            cond.field_name,
+            v,
+            cond.op.describe()
+        );
+        if let Some(d) = sustained {
+            s.push_str(&format!(" for {} min", d.millis() / 60_000));
+        }
+        s
+    }
+
+    fn key_of(rule: &Rule, site: SiteIdx, device: Option<DeviceIdx>) -> Unit {
+        match (rule.key, device) {
+            (KeyBy::Device, Some(d)) => dev_unit(d),
+            _ => site_unit(site),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn unit_up(
+        &mut self,
+        set: &RuleSet,
+        r: RuleIdx,
+        unit: Unit,
+        site: SiteIdx,
+        device: Option<DeviceIdx>,
+        at: Timestamp,
+        evidence: String,
+        out: &mut Vec<Alarm>,
+    ) {
+        let rule = set.rule(r);
+        let key = Self::key_of(rule, site, device);
+        let ks = self.keys.entry((r, key)).or_insert_with(|| KeyState {
+            units: Vec::new(),
+            raised_at: at,
+            level: 0,
+            site,
+            device: if rule.key == KeyBy::Device {
+                device
+            } else {
+                None
+            },
+        });
+        let first = ks.units.is_empty();
+        if !ks.units.contains(&unit) {
+            ks.units.push(unit);
+        }
+        if first {
+            ks.raised_at = at;
+            ks.level = 0;
+            let dev = ks.device.or(device);
+            let mut a = self.alarm(rule, AlarmKind::Raise, site, dev, at);
+            if a.title.contains("{value}") {
+                let value = device
+                    .and_then(|d| self.last_value.get(&d))
+                    .map(ToString::to_string)
+                    .unwrap_or_default();
+                a.title = a.title.replace("{value}", &value).into();
+            }
+            a.evidence = evidence;
+            out.push(a);
+        }
+    }
+
+    fn unit_down(
+        &mut self,
+        set: &RuleSet,
+        r: RuleIdx,
+        unit: Unit,
+        at: Timestamp,
+        evidence: String,
+        out: &mut Vec<Alarm>,
+    ) {
+        let rule = set.rule(r);
+        let key = self
+            .keys
+            .iter()
+            .find(|((kr, _), ks)| *kr == r && ks.units.contains(&unit))
+            .map(|(k, _)| *k);
+        let key = match key {
+            Some(k) => k,
+            None => return,
+        };
+        let Some(ks) = self.keys.get_mut(&key) else {
+            return;
+        };
+        ks.units.retain(|u| *u != unit);
+        if ks.units.is_empty() {
+            let (site, device) = (ks.site, ks.device);
+            self.keys.remove(&key);
+            let mut a = self.alarm(rule, AlarmKind::Clear, site, device, at);
+            a.evidence = evidence;
+            out.push(a);
+        }
+    }
+
+    fn alarm(
+        &self,
+        rule: &Rule,
+        kind: AlarmKind,
+        site: SiteIdx,
+        device: Option<DeviceIdx>,
+        at: Timestamp,
+    ) -> Alarm {
+        let t = &self.territory;
+        let s = t.site(site);
+        let key = match (rule.key, device) {
+            (KeyBy::Device, Some(d)) => DedupKey::for_device(&rule.id, &t.device(d).id),
+            _ => DedupKey::for_site(&rule.id, &s.id),
+        };
+        let title = rule
+            .title
+            .replace("{site}", &s.name)
+            .replace("{commune}", &t.commune(s.commune).name)
+            .replace("{device}", device.map(|d| &*t.device(d).id).unwrap_or(""));
+        Alarm {
+            kind,
+            key,
+            rule: rule.id.clone(),
+            category: rule.category.clone(),
+            severity: rule.severity,
+            title: title.into(),
+            site,
+            device,
+            at,
+            evidence: String::new(),
+            auto_resolve: rule.auto_resolve,
+        }
+    }
+}

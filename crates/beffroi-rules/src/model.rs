@@ -1,0 +1,167 @@
+use std::sync::Arc;
+
+use beffroi_core::{Duration, FieldIdx, KindIdx, Severity, SiteIdx, Value};
+use rustc_hash::FxHashMap;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RuleIdx(pub u32);
+
+/// One incident per rule × site, or per rule × device.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyBy {
+    Site,
+    Device,
+}
+
+/// A typed comparison. Numbers only compare with numbers, booleans with booleans.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Op {
+    Above(f64),
+    Below(f64),
+    Equals(Value),
+    NotEquals(Value),
+    Between(f64, f64),
+    Outside(f64, f64),
+}
+
+impl Op {
+    pub fn eval(&self, v: &Value) -> bool {
+        match (self, v) {
+            (Op::Above(x), Value::Number(n)) => n > x,
+            (Op::Below(x), Value::Number(n)) => n < x,
+            (Op::Between(a, b), Value::Number(n)) => a <= n && n <= b,
+            (Op::Outside(a, b), Value::Number(n)) => n < a || n > b,
+            (Op::Equals(x), v) => x == v,
+            (Op::NotEquals(x), v) => x != v,
+            _ => false,
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        match self {
+            Op::Above(x) => format!("> {x}"),
+            Op::Below(x) => format!("< {x}"),
+            Op::Equals(x) => format!("= {x}"),
+            Op::NotEquals(x) => format!("≠ {x}"),
+            Op::Between(a, b) => format!("in [{a}, {b}]"),
+            Op::Outside(a, b) => format!("outside [{a}, {b}]"),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Condition {
+    pub kind: KindIdx,
+    pub field: FieldIdx,
+    pub field_name: Arc<str>,
+    pub op: Op,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Scope {
+    Site,
+    RadiusM(f64),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Body {
+    Threshold {
+        cond: Condition,
+        sustained: Option<Duration>,
+    },
+    Absence {
+        kind: KindIdx,
+        after: Duration,
+    },
+    Rate {
+        cond: Condition,
+        count: u32,
+        window: Duration,
+        per: KeyBy,
+    },
+    Correlation {
+        conds: Vec<Condition>,
+        window: Duration,
+        scope: Scope,
+    },
+}
+
+impl Body {
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Body::Threshold { .. } => "threshold",
+            Body::Absence { .. } => "absence",
+            Body::Rate { .. } => "rate",
+            Body::Correlation { .. } => "correlation",
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Rule {
+    pub id: Arc<str>,
+    pub title: Arc<str>,
+    pub category: Arc<str>,
+    pub severity: Severity,
+    pub key: KeyBy,
+    pub auto_resolve: bool,
+    pub body: Body,
+    /// `(after, severity)` in increasing order of `after`.
+    pub escalate: Vec<(Duration, Severity)>,
+    /// Sites the rule applies to; `None` means every site.
+    pub sites: Option<Arc<[bool]>>,
+    /// Devices the rule is restricted to, if the rule lists devices.
+    pub devices: Option<Arc<[beffroi_core::DeviceIdx]>>,
+    /// 1-based line of the rule in its file.
+    pub line: usize,
+}
+
+impl Rule {
+    pub fn site_allowed(&self, s: SiteIdx) -> bool {
+        self.sites
+            .as_ref()
+            .is_none_or(|v| v.get(s.get()).copied().unwrap_or(false))
+    }
+}
+
+/// Which rule and condition an observation of a (kind, field) feeds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Target {
+    pub rule: RuleIdx,
+    pub cond: u16,
+}
+
+/// Targets of one (kind, field), split so that scoped rules cost nothing elsewhere.
+#[derive(Clone, Debug, Default)]
+pub struct Bucket {
+    pub global: Vec<Target>,
+    pub by_site: FxHashMap<SiteIdx, Vec<Target>>,
+    pub by_device: FxHashMap<beffroi_core::DeviceIdx, Vec<Target>>,
+}
+
+/// A validated, compiled, indexed set of rules.
+#[derive(Clone, Debug, Default)]
+pub struct RuleSet {
+    pub rules: Vec<Rule>,
+    /// `index[kind][field]`.
+    pub(crate) index: Vec<Vec<Bucket>>,
+    pub(crate) absence: Vec<RuleIdx>,
+}
+
+impl RuleSet {
+    pub fn len(&self) -> usize {
+        self.rules.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+    pub fn rule(&self, r: RuleIdx) -> &Rule {
+        &self.rules[r.0 as usize]
+    }
+    pub fn by_id(&self, id: &str) -> Option<&Rule> {
+        self.rules.iter().find(|r| &*r.id == id)
+    }
+    pub(crate) fn bucket(&self, kind: KindIdx, field: FieldIdx) -> Option<&Bucket> {
+        self.index.get(kind.get()).and_then(|f| f.get(field.get()))
+    }
+}

@@ -1,0 +1,254 @@
+//! Reads shared by the writer (restart) and the reader pool (API).
+
+use beffroi_core::{DeviceIdx, Incident, IncidentId, LogEntry, Severity, Territory, Timestamp};
+use beffroi_engine::StoreError;
+use beffroi_engine::store::{IncidentQuery, StoredObservation, StoredRejection};
+use rusqlite::types::Value as SqlValue;
+use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
+
+use crate::error::{Context, SkipList, Skipped, inconsistent};
+use crate::rows::{
+    INCIDENT_COLUMNS, IncidentRow, LOG_COLUMNS, LogRow, OBSERVATION_COLUMNS, ObservationRow,
+    REJECTION_COLUMNS, RejectionRow, device_id, device_idx, field_idx, id_from_sql, id_to_sql,
+    limit_to_sql,
+};
+
+/// Limit used when a listing asks for 0 rows.
+pub const DEFAULT_LIMIT: usize = 500;
+
+fn effective_limit(limit: usize) -> i64 {
+    limit_to_sql(if limit == 0 { DEFAULT_LIMIT } else { limit })
+}
+
+/// Any incident by id; `Inconsistent` when it no longer fits the territory.
+pub(crate) fn incident(
+    conn: &Connection,
+    t: &Territory,
+    id: IncidentId,
+) -> Result<Option<Incident>, StoreError> {
+    let sql = format!("SELECT {INCIDENT_COLUMNS} FROM incidents WHERE id = ?1");
+    let row = conn
+        .prepare_cached(&sql)
+        .ctx("prepare incident")?
+        .query_row([id_to_sql(id)?], IncidentRow::read)
+        .optional()
+        .ctx("read incident")?;
+    row.map(|r| r.into_incident(t)).transpose()
+}
+
+/// Incidents that are not closed, by id.
+pub(crate) fn active_incidents(
+    conn: &Connection,
+    t: &Territory,
+    skipped: &Skipped,
+) -> Result<Vec<Incident>, StoreError> {
+    let sql =
+        format!("SELECT {INCIDENT_COLUMNS} FROM incidents WHERE status != 'closed' ORDER BY id");
+    let mut stmt = conn.prepare_cached(&sql).ctx("prepare active incidents")?;
+    let rows = stmt
+        .query_map([], IncidentRow::read)
+        .ctx("read active incidents")?;
+    let mut out = SkipList::new();
+    for row in rows {
+        out.push(row.ctx("read active incidents")?.into_incident(t))?;
+    }
+    Ok(out.finish(skipped, "incidents"))
+}
+
+pub(crate) fn max_incident_id(conn: &Connection) -> Result<IncidentId, StoreError> {
+    let max: i64 = conn
+        .prepare_cached("SELECT coalesce(max(id), 0) FROM incidents")
+        .ctx("prepare max incident id")?
+        .query_row([], |r| r.get(0))
+        .ctx("read max incident id")?;
+    id_from_sql(max)
+}
+
+pub(crate) fn last_seen(
+    conn: &Connection,
+    t: &Territory,
+    skipped: &Skipped,
+) -> Result<Vec<(DeviceIdx, Timestamp)>, StoreError> {
+    let mut stmt = conn
+        .prepare_cached("SELECT device, last_seen FROM device_state")
+        .ctx("prepare last seen")?;
+    let rows = stmt
+        .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+        .ctx("read last seen")?;
+    let mut out = SkipList::new();
+    for row in rows {
+        let (device, at) = row.ctx("read last seen")?;
+        out.push(device_idx(t, &device).map(|d| (d, Timestamp(at))))?;
+    }
+    Ok(out.finish(skipped, "device_state"))
+}
+
+pub(crate) fn incidents(
+    conn: &Connection,
+    t: &Territory,
+    q: &IncidentQuery,
+    skipped: &Skipped,
+) -> Result<Vec<Incident>, StoreError> {
+    let mut clauses: Vec<String> = Vec::new();
+    let mut args: Vec<SqlValue> = Vec::new();
+    let mut any_of = |column: &str, values: Vec<&str>| {
+        let marks = vec!["?"; values.len()].join(", ");
+        clauses.push(format!("{column} IN ({marks})"));
+        args.extend(values.into_iter().map(|v| SqlValue::Text(v.to_string())));
+    };
+    if !q.statuses.is_empty() {
+        any_of("status", q.statuses.iter().map(|s| s.as_str()).collect());
+    }
+    if let Some(category) = &q.category {
+        any_of("category", vec![category]);
+    }
+    if let Some(commune) = &q.commune {
+        any_of("commune", vec![commune]);
+    }
+    if let Some(min) = q.min_severity {
+        any_of(
+            "severity",
+            Severity::ALL
+                .into_iter()
+                .filter(|s| *s >= min)
+                .map(Severity::as_str)
+                .collect(),
+        );
+    }
+    let filter = if clauses.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {}", clauses.join(" AND "))
+    };
+    args.push(SqlValue::Integer(effective_limit(q.limit)));
+    let sql = format!(
+        "SELECT {INCIDENT_COLUMNS} FROM incidents {filter} \
+         ORDER BY updated_at DESC, id DESC LIMIT ?"
+    );
+    let mut stmt = conn.prepare_cached(&sql).ctx("prepare incident list")?;
+    let rows = stmt
+        .query_map(params_from_iter(args), IncidentRow::read)
+        .ctx("list incidents")?;
+    let mut out = SkipList::new();
+    for row in rows {
+        out.push(row.ctx("list incidents")?.into_incident(t))?;
+    }
+    Ok(out.finish(skipped, "incidents"))
+}
+
+/// The incident and its log in chronological order, from one snapshot.
+pub(crate) fn incident_with_log(
+    conn: &mut Connection,
+    t: &Territory,
+    id: IncidentId,
+) -> Result<Option<(Incident, Vec<LogEntry>)>, StoreError> {
+    let tx = conn.transaction().ctx("begin read")?;
+    let Some(incident) = incident(&tx, t, id)? else {
+        return Ok(None);
+    };
+    let sql =
+        format!("SELECT {LOG_COLUMNS} FROM incident_log WHERE incident_id = ?1 ORDER BY at, id");
+    let mut stmt = tx.prepare_cached(&sql).ctx("prepare incident log")?;
+    let rows = stmt
+        .query_map([id_to_sql(id)?], LogRow::read)
+        .ctx("read incident log")?;
+    let mut log = Vec::new();
+    for row in rows {
+        log.push(row.ctx("read incident log")?.into_entry()?);
+    }
+    Ok(Some((incident, log)))
+}
+
+/// Newest observations of `device` since `since`, at most `limit`.
+///
+/// The primary key is (device, field, time): rather than sorting every row of the device,
+/// each field is read newest first through the key (fields are found by skipping along the
+/// key, one seek each), and the per-field lists are merged.
+pub(crate) fn observations(
+    conn: &Connection,
+    t: &Territory,
+    device: DeviceIdx,
+    since: Timestamp,
+    limit: usize,
+    skipped: &Skipped,
+) -> Result<Vec<StoredObservation>, StoreError> {
+    let device_name = device_id(t, device)?;
+    let limit = effective_limit(limit);
+    let mut first_field = conn
+        .prepare_cached("SELECT field FROM observations WHERE device = ?1 ORDER BY field LIMIT 1")
+        .ctx("prepare observation fields")?;
+    let mut next_field = conn
+        .prepare_cached(
+            "SELECT field FROM observations WHERE device = ?1 AND field > ?2 \
+             ORDER BY field LIMIT 1",
+        )
+        .ctx("prepare observation fields")?;
+    let sql = format!(
+        "SELECT {OBSERVATION_COLUMNS} FROM observations \
+         WHERE device = ?1 AND field = ?2 AND time >= ?3 ORDER BY time DESC LIMIT ?4"
+    );
+    let mut newest = conn.prepare_cached(&sql).ctx("prepare observations")?;
+
+    let mut out = SkipList::new();
+    let mut field: Option<String> = first_field
+        .query_row([device_name], |r| r.get(0))
+        .optional()
+        .ctx("read observation fields")?;
+    while let Some(name) = field {
+        let rows = newest
+            .query_map(
+                params![device_name, name, since.0, limit],
+                ObservationRow::read,
+            )
+            .ctx("read observations")?;
+        match field_idx(t, device, &name) {
+            Ok(f) => {
+                for row in rows {
+                    out.push(row.ctx("read observations")?.into_observation(device, f))?;
+                }
+            }
+            Err(reason) => {
+                let mut count = 0;
+                for row in rows {
+                    row.ctx("read observations")?;
+                    count += 1;
+                }
+                out.skip(count, reason);
+            }
+        }
+        field = next_field
+            .query_row(params![device_name, name], |r| r.get(0))
+            .optional()
+            .ctx("read observation fields")?;
+    }
+    let mut items = out.finish(skipped, "observations");
+    items.sort_by(|a, b| b.time.cmp(&a.time).then(a.field.cmp(&b.field)));
+    items.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+    Ok(items)
+}
+
+pub(crate) fn observation_count(conn: &Connection) -> Result<u64, StoreError> {
+    let n: i64 = conn
+        .prepare_cached("SELECT value FROM counters WHERE name = 'observations'")
+        .ctx("prepare observation count")?
+        .query_row([], |r| r.get(0))
+        .ctx("read observation count")?;
+    u64::try_from(n).map_err(|_| inconsistent(format!("negative observation count {n}")))
+}
+
+pub(crate) fn rejections(
+    conn: &Connection,
+    limit: usize,
+    skipped: &Skipped,
+) -> Result<Vec<StoredRejection>, StoreError> {
+    let sql = format!("SELECT {REJECTION_COLUMNS} FROM rejections ORDER BY id DESC LIMIT ?1");
+    let mut stmt = conn.prepare_cached(&sql).ctx("prepare rejections")?;
+    let rows = stmt
+        .query_map([effective_limit(limit)], RejectionRow::read)
+        .ctx("read rejections")?;
+    let mut out = SkipList::new();
+    for row in rows {
+        out.push(row.ctx("read rejections")?.into_rejection())?;
+    }
+    Ok(out.finish(skipped, "rejections"))
+}

@@ -1,0 +1,86 @@
+//! [`SqliteReader`]: the read side, for the API.
+
+use std::sync::{Arc, PoisonError, RwLock};
+
+use beffroi_core::{DeviceIdx, Incident, IncidentId, LogEntry, Territory, Timestamp};
+use beffroi_engine::store::{IncidentQuery, StoredObservation, StoredRejection};
+use beffroi_engine::{StoreError, StoreReader};
+
+use crate::error::Skipped;
+use crate::pool::Pool;
+use crate::queries;
+
+/// Reads through a small pool of read-only connections. Safe to share between threads
+/// (`Arc<SqliteReader>`); every call blocks (use `spawn_blocking` from async code) and
+/// waits for a free connection when all are busy. Thanks to WAL, readers never block the
+/// writer and see every committed batch.
+///
+/// A listing `limit` of 0 means [`DEFAULT_LIMIT`](crate::DEFAULT_LIMIT).
+pub struct SqliteReader {
+    pool: Pool,
+    territory: RwLock<Arc<Territory>>,
+    skipped: Skipped,
+}
+
+impl SqliteReader {
+    pub(crate) fn new(pool: Pool, territory: Arc<Territory>, skipped: Skipped) -> Self {
+        SqliteReader {
+            pool,
+            territory: RwLock::new(territory),
+            skipped,
+        }
+    }
+
+    /// Resolves ids against a new territory from now on (after a territory reload).
+    pub fn set_territory(&self, territory: Arc<Territory>) {
+        *self
+            .territory
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = territory;
+    }
+
+    /// Rows left out of listings (by the reader or the writer) since the store was opened,
+    /// because they name a device, site, commune or field the territory no longer has, or
+    /// are malformed.
+    pub fn skipped_rows(&self) -> u64 {
+        self.skipped.get()
+    }
+
+    fn territory(&self) -> Arc<Territory> {
+        self.territory
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
+impl StoreReader for SqliteReader {
+    fn incidents(&self, q: &IncidentQuery) -> Result<Vec<Incident>, StoreError> {
+        queries::incidents(&self.pool.get(), &self.territory(), q, &self.skipped)
+    }
+
+    fn incident_with_log(
+        &self,
+        id: IncidentId,
+    ) -> Result<Option<(Incident, Vec<LogEntry>)>, StoreError> {
+        queries::incident_with_log(&mut self.pool.get(), &self.territory(), id)
+    }
+
+    fn observations(
+        &self,
+        device: DeviceIdx,
+        since: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<StoredObservation>, StoreError> {
+        let t = self.territory();
+        queries::observations(&self.pool.get(), &t, device, since, limit, &self.skipped)
+    }
+
+    fn observation_count(&self) -> Result<u64, StoreError> {
+        queries::observation_count(&self.pool.get())
+    }
+
+    fn rejections(&self, limit: usize) -> Result<Vec<StoredRejection>, StoreError> {
+        queries::rejections(&self.pool.get(), limit, &self.skipped)
+    }
+}

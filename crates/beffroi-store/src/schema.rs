@@ -1,0 +1,119 @@
+//! The schema, as an ordered list of migrations. `PRAGMA user_version` records how many
+//! have been applied; each one runs in its own transaction together with the version bump,
+//! so a crash mid-migration leaves the previous version intact.
+//!
+//! Never edit a released migration: append a new one.
+
+use rusqlite::{Connection, TransactionBehavior};
+
+use beffroi_engine::StoreError;
+
+use crate::error::Context;
+
+/// Migration `i` brings the database from version `i` to version `i + 1`.
+const MIGRATIONS: &[&str] = &[V1_INITIAL];
+
+/// The schema version this build writes.
+pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
+
+/// Ids are stored as the territory's textual ids (never as indices), times as milliseconds
+/// since the Unix epoch (UTC), enumerations as their `as_str` form.
+const V1_INITIAL: &str = r#"
+CREATE TABLE observations (
+    device     TEXT    NOT NULL,
+    field      TEXT    NOT NULL,
+    time       INTEGER NOT NULL,
+    value      REAL,
+    value_bool INTEGER CHECK (value_bool IN (0, 1)),
+    value_text TEXT,
+    received   INTEGER NOT NULL,
+    PRIMARY KEY (device, field, time)
+) WITHOUT ROWID, STRICT;
+
+CREATE TABLE device_state (
+    device    TEXT    NOT NULL PRIMARY KEY,
+    last_seen INTEGER NOT NULL
+) WITHOUT ROWID, STRICT;
+
+CREATE TABLE rejections (
+    id     INTEGER PRIMARY KEY,
+    at     INTEGER NOT NULL,
+    source TEXT    NOT NULL,
+    reason TEXT    NOT NULL,
+    detail TEXT    NOT NULL
+) STRICT;
+
+CREATE TABLE incidents (
+    id               INTEGER PRIMARY KEY,
+    key              TEXT    NOT NULL,
+    rule             TEXT    NOT NULL,
+    category         TEXT    NOT NULL,
+    severity         TEXT    NOT NULL
+        CHECK (severity IN ('info', 'minor', 'major', 'critical')),
+    status           TEXT    NOT NULL
+        CHECK (status IN ('new', 'acknowledged', 'in_progress', 'resolved', 'closed')),
+    title            TEXT    NOT NULL,
+    commune          TEXT    NOT NULL,
+    site             TEXT    NOT NULL,
+    device           TEXT,
+    lon              REAL    NOT NULL,
+    lat              REAL    NOT NULL,
+    opened_at        INTEGER NOT NULL,
+    updated_at       INTEGER NOT NULL,
+    acknowledged_at  INTEGER,
+    resolved_at      INTEGER,
+    closed_at        INTEGER,
+    owner            TEXT,
+    condition_active INTEGER NOT NULL CHECK (condition_active IN (0, 1)),
+    alarm_count      INTEGER NOT NULL,
+    evidence         TEXT    NOT NULL,
+    sop_title        TEXT,
+    sop              TEXT    NOT NULL DEFAULT '[]'
+) STRICT;
+
+-- Backstop of the engine's invariant: at most one incident that is not closed per key.
+CREATE UNIQUE INDEX incidents_open_key ON incidents (key) WHERE status != 'closed';
+CREATE INDEX incidents_updated ON incidents (updated_at);
+
+CREATE TABLE incident_log (
+    id          INTEGER PRIMARY KEY,
+    incident_id INTEGER NOT NULL REFERENCES incidents (id),
+    at          INTEGER NOT NULL,
+    actor       TEXT    NOT NULL,
+    action      TEXT    NOT NULL,
+    detail      TEXT    NOT NULL
+) STRICT;
+CREATE INDEX incident_log_incident ON incident_log (incident_id);
+
+-- Row counts kept in the same transactions as the rows they count (count(*) scans).
+CREATE TABLE counters (
+    name  TEXT    NOT NULL PRIMARY KEY,
+    value INTEGER NOT NULL
+) WITHOUT ROWID, STRICT;
+INSERT INTO counters (name, value) VALUES ('observations', 0);
+"#;
+
+/// Brings the database to [`SCHEMA_VERSION`]. Refuses a database written by a newer build.
+pub(crate) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let current: u32 = conn
+        .pragma_query_value(None, "user_version", |row| row.get(0))
+        .ctx("read schema version")?;
+    if current > SCHEMA_VERSION {
+        return Err(StoreError::Backend(format!(
+            "database schema version {current} is newer than this build supports \
+             ({SCHEMA_VERSION})"
+        )));
+    }
+    for (version, sql) in (1u32..).zip(MIGRATIONS).skip(current as usize) {
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .ctx("begin migration")?;
+        tx.execute_batch(sql)
+            .map_err(|e| StoreError::Backend(format!("migration to version {version}: {e}")))?;
+        tx.pragma_update(None, "user_version", version)
+            .ctx("set schema version")?;
+        tx.commit().ctx("commit migration")?;
+        tracing::info!(version, "store schema migrated");
+    }
+    Ok(())
+}

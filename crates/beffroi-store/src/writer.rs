@@ -1,0 +1,317 @@
+//! [`SqliteStore`]: the single writer.
+
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock};
+
+use beffroi_core::{DeviceIdx, Incident, IncidentId, Territory, Timestamp};
+use beffroi_engine::store::StoredObservation;
+use beffroi_engine::{Store, StoreError, WriteBatch};
+use rusqlite::{
+    Connection, OptionalExtension, Statement, Transaction, TransactionBehavior, params,
+};
+
+use crate::error::{Context, Skipped};
+use crate::queries;
+use crate::rows::{self, INSERT_LOG, UPSERT_INCIDENT, device_field, id_to_sql};
+
+/// Rows deleted per transaction by [`Store::purge_observations`]: small enough that the
+/// write lock is held for milliseconds, large enough that fsyncs do not dominate.
+pub const PURGE_CHUNK: usize = 5_000;
+
+const UPSERT_DEVICE_STATE: &str = "INSERT INTO device_state (device, last_seen) VALUES (?1, ?2) \
+     ON CONFLICT (device) DO UPDATE SET last_seen = max(last_seen, excluded.last_seen)";
+const INSERT_REJECTION: &str =
+    "INSERT INTO rejections (at, source, reason, detail) VALUES (?1, ?2, ?3, ?4)";
+const ADD_OBSERVATION_COUNT: &str =
+    "UPDATE counters SET value = value + ?1 WHERE name = 'observations'";
+
+/// The one writer connection. Owned by the engine's store thread; every call blocks until
+/// the data is durable (WAL, `synchronous=FULL`).
+pub struct SqliteStore {
+    conn: Connection,
+    territory: Arc<Territory>,
+    skipped: Skipped,
+}
+
+impl SqliteStore {
+    pub(crate) fn new(conn: Connection, territory: Arc<Territory>, skipped: Skipped) -> Self {
+        SqliteStore {
+            conn,
+            territory,
+            skipped,
+        }
+    }
+
+    /// Resolves ids against a new territory from now on (after a territory reload).
+    pub fn set_territory(&mut self, territory: Arc<Territory>) {
+        self.territory = territory;
+    }
+
+    /// Rows left out of listings since the store was opened; see
+    /// [`SqliteReader::skipped_rows`](crate::SqliteReader::skipped_rows).
+    pub fn skipped_rows(&self) -> u64 {
+        self.skipped.get()
+    }
+
+    fn begin(&mut self) -> Result<Transaction<'_>, StoreError> {
+        self.conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .ctx("begin write")
+    }
+}
+
+impl Store for SqliteStore {
+    fn write(&mut self, batch: &WriteBatch) -> Result<(), StoreError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let territory = Arc::clone(&self.territory);
+        let t = &*territory;
+        let tx = self.begin()?;
+
+        if !batch.incidents.is_empty() {
+            let mut upsert = tx.prepare_cached(UPSERT_INCIDENT).ctx("prepare incident")?;
+            let mut log = tx.prepare_cached(INSERT_LOG).ctx("prepare incident log")?;
+            for change in &batch.incidents {
+                let inc = &change.incident;
+                rows::upsert_incident(&mut upsert, t, inc)?;
+                let id = id_to_sql(inc.id)?;
+                for entry in &change.log {
+                    log.execute(params![
+                        id,
+                        entry.at.0,
+                        entry.actor.to_string(),
+                        &*entry.action,
+                        entry.detail
+                    ])
+                    .ctx("write incident log")?;
+                }
+            }
+        }
+
+        if !batch.observations.is_empty() {
+            let inserted = insert_observations(&tx, t, &batch.observations)?;
+            let mut last_seen: HashMap<DeviceIdx, Timestamp> = HashMap::new();
+            for o in &batch.observations {
+                last_seen
+                    .entry(o.device)
+                    .and_modify(|at| *at = (*at).max(o.received))
+                    .or_insert(o.received);
+            }
+            let mut seen = tx
+                .prepare_cached(UPSERT_DEVICE_STATE)
+                .ctx("prepare device state")?;
+            for (device, at) in last_seen {
+                seen.execute(params![rows::device_id(t, device)?, at.0])
+                    .ctx("write device state")?;
+            }
+            if inserted > 0 {
+                tx.prepare_cached(ADD_OBSERVATION_COUNT)
+                    .ctx("prepare observation count")?
+                    .execute([inserted as i64])
+                    .ctx("write observation count")?;
+            }
+        }
+
+        if !batch.rejections.is_empty() {
+            let mut insert = tx
+                .prepare_cached(INSERT_REJECTION)
+                .ctx("prepare rejection")?;
+            for r in &batch.rejections {
+                insert
+                    .execute(params![
+                        r.at.0,
+                        r.source.as_str(),
+                        r.reason.as_str(),
+                        r.detail
+                    ])
+                    .ctx("write rejection")?;
+            }
+        }
+
+        tx.commit().ctx("commit write")
+    }
+
+    fn active_incidents(&mut self) -> Result<Vec<Incident>, StoreError> {
+        queries::active_incidents(&self.conn, &self.territory, &self.skipped)
+    }
+
+    fn max_incident_id(&mut self) -> Result<IncidentId, StoreError> {
+        queries::max_incident_id(&self.conn)
+    }
+
+    fn incident(&mut self, id: IncidentId) -> Result<Option<Incident>, StoreError> {
+        queries::incident(&self.conn, &self.territory, id)
+    }
+
+    fn last_seen(&mut self) -> Result<Vec<(DeviceIdx, Timestamp)>, StoreError> {
+        queries::last_seen(&self.conn, &self.territory, &self.skipped)
+    }
+
+    /// Walks the (device, field) pairs along the primary key (one seek each, no scan) and
+    /// deletes each pair's rows older than `before`, at most [`PURGE_CHUNK`] rows per
+    /// transaction. Rows of devices no longer in the territory are purged too.
+    fn purge_observations(&mut self, before: Timestamp) -> Result<usize, StoreError> {
+        let mut total = 0usize;
+        // The pair being purged; `None` before the first one.
+        let mut pair: Option<(String, String)> = None;
+        let mut first = true;
+        loop {
+            let tx = self.begin()?;
+            let mut budget = PURGE_CHUNK;
+            let mut finished = false;
+            while budget > 0 {
+                if first {
+                    pair = first_pair(&tx)?;
+                    first = false;
+                }
+                let Some((device, field)) = &pair else {
+                    finished = true;
+                    break;
+                };
+                let deleted = tx
+                    .prepare_cached(
+                        "DELETE FROM observations WHERE device = ?1 AND field = ?2 AND time IN \
+                         (SELECT time FROM observations \
+                          WHERE device = ?1 AND field = ?2 AND time < ?3 \
+                          ORDER BY time LIMIT ?4)",
+                    )
+                    .ctx("prepare purge")?
+                    .execute(params![device, field, before.0, budget as i64])
+                    .ctx("purge observations")?;
+                budget -= deleted;
+                total += deleted;
+                if budget > 0 {
+                    // This pair has nothing older left: move on to the next one.
+                    pair = next_pair(&tx, device, field)?;
+                }
+            }
+            let deleted_here = PURGE_CHUNK - budget;
+            if deleted_here > 0 {
+                tx.prepare_cached(
+                    "UPDATE counters SET value = value - ?1 WHERE name = 'observations'",
+                )
+                .ctx("prepare observation count")?
+                .execute([deleted_here as i64])
+                .ctx("write observation count")?;
+            }
+            tx.commit().ctx("commit purge")?;
+            if finished {
+                break;
+            }
+        }
+        if total > 0 {
+            tracing::info!(deleted = total, before = %before, "observations purged");
+        }
+        Ok(total)
+    }
+}
+
+fn first_pair(tx: &Connection) -> Result<Option<(String, String)>, StoreError> {
+    tx.prepare_cached("SELECT device, field FROM observations ORDER BY device, field LIMIT 1")
+        .ctx("prepare purge walk")?
+        .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()
+        .ctx("purge walk")
+}
+
+/// The (device, field) pair that follows `(device, field)` in key order.
+fn next_pair(
+    tx: &Connection,
+    device: &str,
+    field: &str,
+) -> Result<Option<(String, String)>, StoreError> {
+    let same_device: Option<String> = tx
+        .prepare_cached(
+            "SELECT field FROM observations WHERE device = ?1 AND field > ?2 \
+             ORDER BY field LIMIT 1",
+        )
+        .ctx("prepare purge walk")?
+        .query_row([device, field], |r| r.get(0))
+        .optional()
+        .ctx("purge walk")?;
+    if let Some(next) = same_device {
+        return Ok(Some((device.to_string(), next)));
+    }
+    tx.prepare_cached(
+        "SELECT device, field FROM observations WHERE device > ?1 \
+         ORDER BY device, field LIMIT 1",
+    )
+    .ctx("prepare purge walk")?
+    .query_row([device], |r| Ok((r.get(0)?, r.get(1)?)))
+    .optional()
+    .ctx("purge walk")
+}
+
+// ---- observation inserts ---------------------------------------------------------------
+
+/// Observations inserted per statement: one `VALUES` list of this many rows amortises the
+/// per-statement cost (7 parameters a row, far below SQLite's limit of 32,766).
+const ROWS_PER_INSERT: usize = 64;
+
+/// `INSERT OR IGNORE` of `rows` observations, parameters numbered row after row.
+fn insert_observations_sql(rows: usize) -> String {
+    let mut sql = String::from(
+        "INSERT OR IGNORE INTO observations \
+         (device, field, time, value, value_bool, value_text, received) VALUES ",
+    );
+    for i in 0..rows {
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        sql.push_str("(?, ?, ?, ?, ?, ?, ?)");
+    }
+    sql
+}
+
+static INSERT_OBSERVATIONS: LazyLock<String> =
+    LazyLock::new(|| insert_observations_sql(ROWS_PER_INSERT));
+static INSERT_OBSERVATION: LazyLock<String> = LazyLock::new(|| insert_observations_sql(1));
+
+/// Inserts the observations (idempotently) and returns how many were new.
+fn insert_observations(
+    tx: &Connection,
+    t: &Territory,
+    observations: &[StoredObservation],
+) -> Result<usize, StoreError> {
+    let mut inserted = 0;
+    let mut many = tx
+        .prepare_cached(&INSERT_OBSERVATIONS)
+        .ctx("prepare observations")?;
+    let mut chunks = observations.chunks_exact(ROWS_PER_INSERT);
+    for chunk in &mut chunks {
+        bind_observations(&mut many, t, chunk)?;
+        inserted += many.raw_execute().ctx("write observations")?;
+    }
+    let mut one = tx
+        .prepare_cached(&INSERT_OBSERVATION)
+        .ctx("prepare observation")?;
+    for o in chunks.remainder() {
+        bind_observations(&mut one, t, std::slice::from_ref(o))?;
+        inserted += one.raw_execute().ctx("write observation")?;
+    }
+    Ok(inserted)
+}
+
+fn bind_observations(
+    stmt: &mut Statement<'_>,
+    t: &Territory,
+    observations: &[StoredObservation],
+) -> Result<(), StoreError> {
+    for (i, o) in observations.iter().enumerate() {
+        let (device, field) = device_field(t, o.device, o.field)?;
+        let (value, value_bool, value_text) = rows::value_columns(&o.value);
+        let at = i * 7;
+        let bound = (|| {
+            stmt.raw_bind_parameter(at + 1, device)?;
+            stmt.raw_bind_parameter(at + 2, field)?;
+            stmt.raw_bind_parameter(at + 3, o.time.0)?;
+            stmt.raw_bind_parameter(at + 4, value)?;
+            stmt.raw_bind_parameter(at + 5, value_bool)?;
+            stmt.raw_bind_parameter(at + 6, value_text)?;
+            stmt.raw_bind_parameter(at + 7, o.received.0)
+        })();
+        bound.ctx("bind observation")?;
+    }
+    Ok(())
+}

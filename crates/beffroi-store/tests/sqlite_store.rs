@@ -1,0 +1,642 @@
+//! The SQLite store against the persistence contract, on files in a temporary directory.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use beffroi_core::territory::fixture;
+use beffroi_core::{
+    Actor, DedupKey, FieldIdx, Incident, IncidentChange, IncidentId, LogEntry, Point, Severity,
+    SopStep, Status, Territory, Timestamp, Value,
+};
+use beffroi_engine::store::{IncidentQuery, StoredObservation, StoredRejection};
+use beffroi_engine::{Source, Store, StoreError, StoreReader, WriteBatch};
+use beffroi_store::{PURGE_CHUNK, SqliteReader, SqliteStore};
+use beffroi_wire::RejectReason;
+
+fn territory() -> Arc<Territory> {
+    Arc::new(fixture::small())
+}
+
+fn open(path: &Path) -> (SqliteStore, SqliteReader) {
+    beffroi_store::open(path, territory()).expect("open store")
+}
+
+fn temp() -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("beffroi.db");
+    (dir, path)
+}
+
+/// An incident at site `s2` on device `g1`, with a two-step procedure.
+fn incident(id: u64, key: &str, status: Status, at: i64) -> Incident {
+    let t = fixture::small();
+    Incident {
+        id: IncidentId(id),
+        key: DedupKey(key.into()),
+        rule: "flood-high".into(),
+        category: "flood".into(),
+        severity: Severity::Major,
+        status,
+        title: "Crue — niveau haut".into(),
+        commune: t.commune_id("c1").expect("fixture"),
+        site: t.site_id("s2").expect("fixture"),
+        device: t.device_id("g1"),
+        position: Point::new(5.004, 47.0),
+        opened_at: Timestamp(at),
+        updated_at: Timestamp(at),
+        acknowledged_at: None,
+        resolved_at: None,
+        closed_at: (status == Status::Closed).then_some(Timestamp(at)),
+        owner: None,
+        condition_active: true,
+        alarm_count: 1,
+        evidence: "level_m=3.2".into(),
+        sop_title: Some("Crue".into()),
+        sop: vec![
+            SopStep {
+                text: "Consulter Vigicrues".into(),
+                done_by: None,
+                done_at: None,
+            },
+            SopStep {
+                text: "Prévenir l'astreinte".into(),
+                done_by: None,
+                done_at: None,
+            },
+        ],
+    }
+}
+
+fn log(at: i64, actor: Actor, action: &str, detail: &str) -> LogEntry {
+    LogEntry {
+        at: Timestamp(at),
+        actor,
+        action: action.into(),
+        detail: detail.into(),
+    }
+}
+
+fn change(incident: Incident, created: bool, log: Vec<LogEntry>) -> WriteBatch {
+    WriteBatch {
+        incidents: vec![IncidentChange {
+            incident,
+            created,
+            log,
+        }],
+        ..Default::default()
+    }
+}
+
+fn level(device: &str, time: i64, value: f64) -> StoredObservation {
+    let t = fixture::small();
+    StoredObservation {
+        device: t.device_id(device).expect("fixture"),
+        field: FieldIdx(0),
+        value: Value::Number(value),
+        time: Timestamp(time),
+        received: Timestamp(time + 50),
+    }
+}
+
+fn observations_of_every_type() -> Vec<StoredObservation> {
+    let a1 = fixture::small().device_id("a1").expect("fixture");
+    vec![
+        level("g1", 1_000, 1.5),
+        level("g1", 2_000, 1.75),
+        level("g2", 1_500, 0.0),
+        StoredObservation {
+            device: a1,
+            field: FieldIdx(0),
+            value: Value::Bool(true),
+            time: Timestamp(1_200),
+            received: Timestamp(1_300),
+        },
+        StoredObservation {
+            device: a1,
+            field: FieldIdx(1),
+            value: Value::Text("pseudo:7f3a".into()),
+            time: Timestamp(1_200),
+            received: Timestamp(1_300),
+        },
+    ]
+}
+
+#[test]
+fn incident_round_trips_with_procedure_and_log() {
+    let (_dir, path) = temp();
+    let (mut store, reader) = open(&path);
+    let opened = incident(7, "flood-high@site:s2", Status::New, 1_000);
+    store
+        .write(&change(
+            opened.clone(),
+            true,
+            vec![log(
+                1_000,
+                Actor::Rule("flood-high".into()),
+                "opened",
+                "major — level_m=3.2",
+            )],
+        ))
+        .expect("write opened");
+
+    let mut worked = opened.clone();
+    worked.status = Status::Acknowledged;
+    worked.acknowledged_at = Some(Timestamp(2_000));
+    worked.owner = Some("alice".into());
+    worked.updated_at = Timestamp(3_000);
+    worked.sop[1].done_by = Some("user:alice".into());
+    worked.sop[1].done_at = Some(Timestamp(3_000));
+    let later = vec![
+        log(2_000, Actor::User("alice".into()), "acknowledged", ""),
+        log(
+            3_000,
+            Actor::User("alice".into()),
+            "step_done",
+            "2. Prévenir l'astreinte",
+        ),
+        log(3_000, Actor::System, "comment", "relevé transmis"),
+    ];
+    store
+        .write(&change(worked.clone(), false, later.clone()))
+        .expect("write update");
+
+    assert_eq!(
+        store.incident(IncidentId(7)).expect("read"),
+        Some(worked.clone())
+    );
+    assert_eq!(store.incident(IncidentId(8)).expect("read"), None);
+    assert_eq!(store.max_incident_id().expect("max"), IncidentId(7));
+    assert_eq!(
+        store.active_incidents().expect("active"),
+        vec![worked.clone()]
+    );
+
+    let (read, entries) = reader
+        .incident_with_log(IncidentId(7))
+        .expect("read")
+        .expect("present");
+    assert_eq!(read, worked);
+    let mut expected = vec![log(
+        1_000,
+        Actor::Rule("flood-high".into()),
+        "opened",
+        "major — level_m=3.2",
+    )];
+    expected.extend(later);
+    assert_eq!(entries, expected);
+    assert_eq!(
+        reader.incident_with_log(IncidentId(99)).expect("read"),
+        None
+    );
+}
+
+#[test]
+fn incident_listing_filters_and_orders_by_update() {
+    let (_dir, path) = temp();
+    let (mut store, reader) = open(&path);
+    let mut a = incident(1, "a@site:s2", Status::New, 1_000);
+    a.severity = Severity::Minor;
+    let mut b = incident(2, "b@site:s2", Status::Resolved, 3_000);
+    b.severity = Severity::Critical;
+    let mut c = incident(3, "c@site:s2", Status::Closed, 2_000);
+    c.category = "intrusion".into();
+    for inc in [&a, &b, &c] {
+        store
+            .write(&change(inc.clone(), true, vec![]))
+            .expect("write");
+    }
+    let ids = |q: IncidentQuery| -> Vec<u64> {
+        reader
+            .incidents(&q)
+            .expect("list")
+            .iter()
+            .map(|i| i.id.0)
+            .collect()
+    };
+    assert_eq!(ids(IncidentQuery::default()), vec![2, 3, 1]);
+    assert_eq!(
+        ids(IncidentQuery {
+            statuses: vec![Status::New, Status::Resolved],
+            ..Default::default()
+        }),
+        vec![2, 1]
+    );
+    assert_eq!(
+        ids(IncidentQuery {
+            min_severity: Some(Severity::Major),
+            ..Default::default()
+        }),
+        vec![2, 3]
+    );
+    assert_eq!(
+        ids(IncidentQuery {
+            category: Some("intrusion".into()),
+            ..Default::default()
+        }),
+        vec![3]
+    );
+    assert_eq!(
+        ids(IncidentQuery {
+            commune: Some("c1".into()),
+            limit: 2,
+            ..Default::default()
+        }),
+        vec![2, 3]
+    );
+    assert_eq!(
+        ids(IncidentQuery {
+            commune: Some("elsewhere".into()),
+            ..Default::default()
+        }),
+        Vec::<u64>::new()
+    );
+}
+
+#[test]
+fn one_open_incident_per_key_is_enforced_by_the_schema() {
+    let (_dir, path) = temp();
+    let (mut store, reader) = open(&path);
+    let key = "flood-high@site:s2";
+    let first = incident(1, key, Status::New, 1_000);
+    store
+        .write(&change(first.clone(), true, vec![]))
+        .expect("first");
+
+    let second = incident(2, key, Status::New, 2_000);
+    let refused = store.write(&change(
+        second.clone(),
+        true,
+        vec![log(2_000, Actor::System, "opened", "")],
+    ));
+    assert!(
+        matches!(&refused, Err(StoreError::Backend(m)) if m.contains("UNIQUE")),
+        "{refused:?}"
+    );
+    // The whole batch was rolled back: no orphan log entry, no second incident.
+    assert_eq!(store.incident(IncidentId(2)).expect("read"), None);
+    assert_eq!(store.max_incident_id().expect("max"), IncidentId(1));
+
+    let mut closed = first;
+    closed.status = Status::Closed;
+    closed.closed_at = Some(Timestamp(1_500));
+    store.write(&change(closed, false, vec![])).expect("close");
+    store
+        .write(&change(second.clone(), true, vec![]))
+        .expect("a new incident once the first is closed");
+    assert_eq!(store.active_incidents().expect("active"), vec![second]);
+    assert_eq!(
+        reader
+            .incidents(&IncidentQuery::default())
+            .expect("list")
+            .len(),
+        2
+    );
+}
+
+#[test]
+fn observations_are_idempotent_on_redelivery() {
+    let (_dir, path) = temp();
+    let (mut store, reader) = open(&path);
+    let batch = WriteBatch {
+        observations: observations_of_every_type(),
+        ..Default::default()
+    };
+    store.write(&batch).expect("first delivery");
+    store.write(&batch).expect("redelivery");
+    assert_eq!(reader.observation_count().expect("count"), 5);
+    // A duplicate inside one batch, and more rows than one multi-row INSERT holds.
+    let mut repeated: Vec<_> = (0..150).map(|i| level("g2", 10_000 + i, 1.0)).collect();
+    repeated.extend(repeated.clone());
+    store
+        .write(&WriteBatch {
+            observations: repeated,
+            ..Default::default()
+        })
+        .expect("batch with duplicates");
+    assert_eq!(reader.observation_count().expect("count"), 155);
+    store
+        .write(&WriteBatch {
+            observations: vec![level("g2", 10_000 + 149, 1.0)],
+            ..Default::default()
+        })
+        .expect("single redelivery");
+    assert_eq!(reader.observation_count().expect("count"), 155);
+
+    let t = fixture::small();
+    let g1 = t.device_id("g1").expect("fixture");
+    let a1 = t.device_id("a1").expect("fixture");
+    assert_eq!(
+        reader.observations(g1, Timestamp(0), 10).expect("read"),
+        vec![level("g1", 2_000, 1.75), level("g1", 1_000, 1.5)]
+    );
+    assert_eq!(
+        reader.observations(g1, Timestamp(1_500), 10).expect("read"),
+        vec![level("g1", 2_000, 1.75)]
+    );
+    assert_eq!(
+        reader.observations(g1, Timestamp(0), 1).expect("read"),
+        vec![level("g1", 2_000, 1.75)]
+    );
+    assert_eq!(
+        reader
+            .observations(t.device_id("g2").expect("fixture"), Timestamp(0), 0)
+            .expect("read")
+            .len(),
+        151,
+        "limit 0 means the default limit"
+    );
+    let alarm = reader.observations(a1, Timestamp(0), 10).expect("read");
+    assert_eq!(alarm, observations_of_every_type()[3..].to_vec());
+
+    let mut seen = store.last_seen().expect("last seen");
+    seen.sort();
+    let g2 = t.device_id("g2").expect("fixture");
+    let mut expected = vec![
+        (g1, Timestamp(2_050)),
+        (g2, Timestamp(10_149 + 50)),
+        (a1, Timestamp(1_300)),
+    ];
+    expected.sort();
+    assert_eq!(seen, expected, "the latest reception time of each device");
+}
+
+#[test]
+fn rejections_are_listed_newest_first() {
+    let (_dir, path) = temp();
+    let (mut store, reader) = open(&path);
+    let rejection = |at: i64, reason: RejectReason| StoredRejection {
+        at: Timestamp(at),
+        source: Source::Mqtt,
+        reason,
+        detail: format!("device g9 at {at}"),
+    };
+    store
+        .write(&WriteBatch {
+            rejections: vec![
+                rejection(1, RejectReason::UnknownDevice),
+                rejection(2, RejectReason::OutOfRange),
+            ],
+            ..Default::default()
+        })
+        .expect("write");
+    assert_eq!(
+        reader.rejections(0).expect("read"),
+        vec![
+            rejection(2, RejectReason::OutOfRange),
+            rejection(1, RejectReason::UnknownDevice)
+        ]
+    );
+    assert_eq!(reader.rejections(1).expect("read").len(), 1);
+}
+
+#[test]
+fn purge_deletes_by_event_time_across_chunks() {
+    let (_dir, path) = temp();
+    let (mut store, reader) = open(&path);
+    // Three (device, field) pairs, enough old rows to need several purge transactions.
+    let per_device = PURGE_CHUNK + 1_000;
+    for device in ["g1", "g2"] {
+        let observations = (0..per_device as i64)
+            .map(|i| level(device, i * 1_000, 1.0))
+            .collect();
+        store
+            .write(&WriteBatch {
+                observations,
+                ..Default::default()
+            })
+            .expect("write");
+    }
+    store
+        .write(&WriteBatch {
+            observations: observations_of_every_type()[3..].to_vec(),
+            ..Default::default()
+        })
+        .expect("write");
+    let total = 2 * per_device as u64 + 2;
+    assert_eq!(reader.observation_count().expect("count"), total);
+
+    let cut = Timestamp(per_device as i64 * 1_000 - 10_000); // keeps the last 10 per gauge
+    let purged = store.purge_observations(cut).expect("purge");
+    assert_eq!(purged as u64, total - 20);
+    assert_eq!(reader.observation_count().expect("count"), 20);
+    let g1 = fixture::small().device_id("g1").expect("fixture");
+    let left = reader.observations(g1, Timestamp(0), 100).expect("read");
+    assert_eq!(left.len(), 10);
+    assert!(left.iter().all(|o| o.time >= cut));
+
+    assert_eq!(store.purge_observations(cut).expect("purge again"), 0);
+}
+
+#[test]
+fn reopening_the_file_keeps_everything() {
+    let (_dir, path) = temp();
+    let inc = incident(3, "flood-high@site:s2", Status::New, 1_000);
+    let entry = log(1_000, Actor::Rule("flood-high".into()), "opened", "major");
+    {
+        let (mut store, _reader) = open(&path);
+        let mut batch = change(inc.clone(), true, vec![entry.clone()]);
+        batch.observations = observations_of_every_type();
+        batch.rejections = vec![StoredRejection {
+            at: Timestamp(5),
+            source: Source::Http,
+            reason: RejectReason::Malformed,
+            detail: "expected a JSON array".into(),
+        }];
+        store.write(&batch).expect("write");
+    } // Both halves dropped: the process "restarts".
+
+    let (mut store, reader) = open(&path);
+    assert_eq!(store.max_incident_id().expect("max"), IncidentId(3));
+    assert_eq!(store.active_incidents().expect("active"), vec![inc.clone()]);
+    assert_eq!(
+        reader.incident_with_log(IncidentId(3)).expect("read"),
+        Some((inc, vec![entry]))
+    );
+    assert_eq!(reader.observation_count().expect("count"), 5);
+    assert_eq!(store.last_seen().expect("last seen").len(), 3);
+    assert_eq!(reader.rejections(10).expect("read").len(), 1);
+    // Still idempotent across the restart.
+    store
+        .write(&WriteBatch {
+            observations: observations_of_every_type(),
+            ..Default::default()
+        })
+        .expect("redelivery");
+    assert_eq!(reader.observation_count().expect("count"), 5);
+}
+
+#[test]
+fn reader_sees_commits_while_the_writer_is_open() {
+    let (_dir, path) = temp();
+    let (mut store, reader) = open(&path);
+    let reader = Arc::new(reader);
+    assert_eq!(reader.observation_count().expect("count"), 0);
+    store
+        .write(&WriteBatch {
+            observations: vec![level("g1", 1_000, 2.0)],
+            ..Default::default()
+        })
+        .expect("write");
+    assert_eq!(reader.observation_count().expect("count"), 1);
+
+    // Concurrent readers (more than the pool holds) while the writer keeps writing.
+    let handles: Vec<_> = (0..8)
+        .map(|_| {
+            let reader = Arc::clone(&reader);
+            std::thread::spawn(move || {
+                let mut last = 0;
+                for _ in 0..50 {
+                    let n = reader.observation_count().expect("count");
+                    assert!(n >= last, "counts never go back");
+                    last = n;
+                }
+            })
+        })
+        .collect();
+    for i in 2..50 {
+        store
+            .write(&WriteBatch {
+                observations: vec![level("g1", i * 1_000, 2.0)],
+                ..Default::default()
+            })
+            .expect("write");
+    }
+    for h in handles {
+        h.join().expect("reader thread");
+    }
+    assert_eq!(reader.observation_count().expect("count"), 49);
+}
+
+/// The fixture territory without device `g1`: indices of the devices after it shift.
+fn territory_without_g1() -> Territory {
+    let f = fixture::small();
+    let mut t = Territory::new(&f.id, &f.name);
+    for c in f.communes {
+        t.add_commune(c).expect("fresh");
+    }
+    for s in f.sites {
+        t.add_site(s).expect("fresh");
+    }
+    for k in f.kinds {
+        t.add_kind(k).expect("fresh");
+    }
+    for d in f.devices.into_iter().filter(|d| &*d.id != "g1") {
+        t.add_device(d).expect("fresh");
+    }
+    t
+}
+
+#[test]
+fn rows_that_no_longer_fit_the_territory_are_reported_not_panicked_on() {
+    let (_dir, path) = temp();
+    {
+        let (mut store, _reader) = open(&path);
+        let mut batch = change(incident(1, "k@device:g1", Status::New, 1_000), true, vec![]);
+        batch.observations = observations_of_every_type();
+        store.write(&batch).expect("write");
+    }
+    let edited = Arc::new(territory_without_g1());
+    let (mut store, reader) = beffroi_store::open(&path, Arc::clone(&edited)).expect("reopen");
+    assert!(matches!(
+        store.incident(IncidentId(1)),
+        Err(StoreError::Inconsistent(_))
+    ));
+    assert!(matches!(
+        reader.incident_with_log(IncidentId(1)),
+        Err(StoreError::Inconsistent(_))
+    ));
+    assert_eq!(store.active_incidents().expect("active"), vec![]);
+    assert_eq!(
+        reader.incidents(&IncidentQuery::default()).expect("list"),
+        vec![]
+    );
+    // Textual ids survive the shift of indices: g2 is now index 0 and still has its reading.
+    let g2 = edited.device_id("g2").expect("kept");
+    let seen = store.last_seen().expect("last seen");
+    assert!(seen.contains(&(g2, Timestamp(1_550))), "{seen:?}");
+    assert_eq!(seen.len(), 2, "g1's state is skipped");
+    assert_eq!(
+        reader.observations(g2, Timestamp(0), 10).expect("read"),
+        vec![StoredObservation {
+            device: g2,
+            ..level("g2", 1_500, 0.0)
+        }]
+    );
+    assert_eq!(
+        reader.skipped_rows(),
+        3,
+        "two incident listings and one device state"
+    );
+    assert_eq!(store.max_incident_id().expect("max"), IncidentId(1));
+}
+
+#[test]
+fn a_database_from_a_newer_build_is_refused() {
+    let (_dir, path) = temp();
+    drop(open(&path));
+    rusqlite::Connection::open(&path)
+        .expect("open")
+        .pragma_update(None, "user_version", beffroi_store::SCHEMA_VERSION + 1)
+        .expect("bump version");
+    match beffroi_store::open(&path, territory()) {
+        Err(StoreError::Backend(m)) => assert!(m.contains("newer"), "{m}"),
+        other => panic!("expected a refusal, got {:?}", other.map(|_| ())),
+    }
+}
+
+#[test]
+fn the_file_is_in_wal_mode_at_the_current_schema_version() {
+    let (_dir, path) = temp();
+    let _store = open(&path);
+    let conn = rusqlite::Connection::open(&path).expect("open");
+    let mode: String = conn
+        .pragma_query_value(None, "journal_mode", |r| r.get(0))
+        .expect("journal mode");
+    assert_eq!(mode, "wal");
+    let version: u32 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .expect("user version");
+    assert_eq!(version, beffroi_store::SCHEMA_VERSION);
+}
+
+/// Set in the child process of [`acknowledged_batches_survive_an_aborted_process`].
+const CHILD_DB: &str = "BEFFROI_STORE_TEST_CHILD_DB";
+
+#[test]
+fn acknowledged_batches_survive_an_aborted_process() {
+    if let Ok(path) = std::env::var(CHILD_DB) {
+        // The child: commit batches, then die without closing anything (no checkpoint, no
+        // destructor), as with kill -9.
+        let (mut store, _reader) = open(Path::new(&path));
+        for i in 0..20 {
+            store
+                .write(&WriteBatch {
+                    observations: vec![level("g1", i * 1_000, 1.0)],
+                    ..change(
+                        incident(i as u64 + 1, &format!("k{i}@site:s2"), Status::New, i),
+                        true,
+                        vec![],
+                    )
+                })
+                .expect("write");
+        }
+        std::process::abort();
+    }
+    let (_dir, path) = temp();
+    let status = std::process::Command::new(std::env::current_exe().expect("test binary"))
+        .args([
+            "--exact",
+            "acknowledged_batches_survive_an_aborted_process",
+            "--nocapture",
+        ])
+        .env(CHILD_DB, &path)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("run child");
+    assert!(!status.success(), "the child aborts");
+    let (mut store, reader) = open(&path);
+    assert_eq!(reader.observation_count().expect("count"), 20);
+    assert_eq!(store.max_incident_id().expect("max"), IncidentId(20));
+    assert_eq!(store.active_incidents().expect("active").len(), 20);
+}

@@ -1,0 +1,15 @@
+//! Loading and validating a territory folder.
+//!
+//! A territory is described by a folder of TOML and GeoJSON files (see `docs/formats.md`).
+//! [`load_dir`] reads it from disk; [`load`] parses an in-memory set of files, so that tests
+//! and the embedded demo use the same code. Every problem found is reported, not just the
+//! first, each naming the file, the line and the field.
+//!
+//! The shared error types ([`ConfigError`], [`ConfigErrors`]), [`SourceFile`] and the
+//! duration parser are also used by the rule, procedure and scenario loaders.
+
+mod error;
+mod load;
+
+pub use error::{ConfigError, ConfigErrors, SourceFile, line_of_offset, parse_duration};
+pub use load::{load, load_dir, read_dir_sources};

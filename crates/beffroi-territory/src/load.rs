@@ -1,0 +1,672 @@
+use std::path::Path;
+use std::sync::Arc;
+
+use beffroi_core::geo::ring_centre;
+use beffroi_core::{
+    Commune, DataCategory, Device, DeviceKind, FieldSpec, FieldType, Point, Site, SiteKind,
+    Territory, Zone,
+};
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::error::{ConfigError, ConfigErrors, SourceFile, parse_duration};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TerritoryFile {
+    territory: Header,
+    #[serde(default)]
+    commune: Vec<Spanned<CommuneRaw>>,
+    #[serde(default)]
+    zone: Vec<Spanned<ZoneRaw>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Header {
+    id: String,
+    name: String,
+    #[serde(default)]
+    #[allow(dead_code)]
+    timezone: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CommuneRaw {
+    id: String,
+    name: String,
+    #[serde(default)]
+    insee: Option<String>,
+    position: [f64; 2],
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ZoneRaw {
+    id: String,
+    name: String,
+    commune: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KindsFile {
+    #[serde(default)]
+    kind: Vec<Spanned<KindRaw>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KindRaw {
+    id: String,
+    label: String,
+    #[serde(default)]
+    heartbeat: Option<String>,
+    #[serde(default)]
+    field: Vec<Spanned<FieldRaw>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FieldRaw {
+    name: String,
+    #[serde(default)]
+    unit: Option<String>,
+    #[serde(rename = "type")]
+    ty: String,
+    #[serde(default)]
+    min: Option<f64>,
+    #[serde(default)]
+    max: Option<f64>,
+    category: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DevicesFile {
+    #[serde(default)]
+    device: Vec<Spanned<DeviceRaw>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeviceRaw {
+    id: String,
+    kind: String,
+    site: String,
+    #[serde(default)]
+    position: Option<[f64; 2]>,
+    #[serde(default)]
+    dev_eui: Option<String>,
+}
+
+/// Checks an identifier: lowercase ASCII letters, digits, `-`, `_`, `.`; 1..=128 chars.
+pub(crate) fn valid_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 128
+        && id.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_' || b == b'.'
+        })
+}
+
+struct Ctx<'a> {
+    src: &'a SourceFile,
+    errors: &'a mut ConfigErrors,
+}
+
+impl Ctx<'_> {
+    fn err(&mut self, span_start: usize, field: &str, msg: impl Into<String>) {
+        let line = self.src.line(span_start);
+        self.errors.push(ConfigError::new(
+            self.src.path.clone(),
+            Some(line),
+            Some(field),
+            msg,
+        ));
+    }
+}
+
+fn point(p: [f64; 2]) -> Option<Point> {
+    let pt = Point::new(p[0], p[1]);
+    pt.is_valid().then_some(pt)
+}
+
+/// Reads every file a territory folder may contain.
+pub fn read_dir_sources(dir: &Path) -> Result<Vec<SourceFile>, ConfigErrors> {
+    let mut files = Vec::new();
+    let mut errors = ConfigErrors::default();
+    for name in [
+        "territory.toml",
+        "kinds.toml",
+        "sites.geojson",
+        "communes.geojson",
+    ] {
+        let p = dir.join(name);
+        if name == "communes.geojson" && !p.exists() {
+            continue;
+        }
+        match SourceFile::read(&p) {
+            Ok(f) => files.push(SourceFile::new(name, f.text)),
+            Err(e) => errors.push(e),
+        }
+    }
+    let devices = dir.join("devices");
+    match std::fs::read_dir(&devices) {
+        Ok(entries) => {
+            let mut paths: Vec<_> = entries
+                .filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+                .collect();
+            paths.sort();
+            for p in paths {
+                match SourceFile::read(&p) {
+                    Ok(f) => {
+                        let name = p
+                            .file_name()
+                            .map(|n| format!("devices/{}", n.to_string_lossy()))
+                            .unwrap_or(f.path);
+                        files.push(SourceFile::new(name, f.text));
+                    }
+                    Err(e) => errors.push(e),
+                }
+            }
+        }
+        Err(e) => errors.push(ConfigError::new(
+            devices.display().to_string(),
+            None,
+            None,
+            format!("cannot read the devices folder: {e}"),
+        )),
+    }
+    errors.into_result(files)
+}
+
+/// Loads a territory folder from disk. File names in errors are relative to `dir`.
+pub fn load_dir(dir: &Path) -> Result<Territory, ConfigErrors> {
+    let files = read_dir_sources(dir).map_err(|mut e| {
+        for err in &mut e.0 {
+            if !err.file.starts_with('/') {
+                err.file = dir.join(&err.file).display().to_string();
+            }
+        }
+        e
+    })?;
+    load(&files).map_err(|mut e| {
+        for err in &mut e.0 {
+            err.file = dir.join(&err.file).display().to_string();
+        }
+        e
+    })
+}
+
+/// Parses and validates a territory from its files: `territory.toml`, `kinds.toml`,
+/// `sites.geojson`, optional `communes.geojson`, and any `devices/*.toml`.
+pub fn load(files: &[SourceFile]) -> Result<Territory, ConfigErrors> {
+    let mut errors = ConfigErrors::default();
+    let find = |name: &str| files.iter().find(|f| f.path == name);
+    let Some(tfile) = find("territory.toml") else {
+        return Err(ConfigError::new("territory.toml", None, None, "file missing").into());
+    };
+    let parsed: TerritoryFile = match toml::from_str(&tfile.text) {
+        Ok(p) => p,
+        Err(e) => return Err(ConfigError::from_toml(tfile, &e).into()),
+    };
+    let mut t = Territory::new(&parsed.territory.id, &parsed.territory.name);
+    {
+        let mut cx = Ctx {
+            src: tfile,
+            errors: &mut errors,
+        };
+        if !valid_id(&parsed.territory.id) {
+            cx.err(
+                0,
+                "territory.id",
+                "ids use lowercase letters, digits, '-', '_', '.'",
+            );
+        }
+        for c in &parsed.commune {
+            let at = c.span().start;
+            let c = c.get_ref();
+            if !valid_id(&c.id) {
+                cx.err(at, "commune.id", format!("invalid id `{}`", c.id));
+                continue;
+            }
+            let Some(position) = point(c.position) else {
+                cx.err(
+                    at,
+                    "commune.position",
+                    "expected [longitude, latitude] in WGS84 degrees",
+                );
+                continue;
+            };
+            if let Err(e) = t.add_commune(Commune {
+                id: c.id.as_str().into(),
+                name: c.name.as_str().into(),
+                insee: c.insee.as_deref().map(Into::into),
+                position,
+            }) {
+                cx.err(at, "commune.id", e.to_string());
+            }
+        }
+        for z in &parsed.zone {
+            let at = z.span().start;
+            let z = z.get_ref();
+            let Some(commune) = t.commune_id(&z.commune) else {
+                cx.err(
+                    at,
+                    "zone.commune",
+                    format!("unknown commune `{}`", z.commune),
+                );
+                continue;
+            };
+            if !valid_id(&z.id) {
+                cx.err(at, "zone.id", format!("invalid id `{}`", z.id));
+                continue;
+            }
+            if let Err(e) = t.add_zone(Zone {
+                id: z.id.as_str().into(),
+                name: z.name.as_str().into(),
+                commune,
+            }) {
+                cx.err(at, "zone.id", e.to_string());
+            }
+        }
+        if t.communes.is_empty() {
+            cx.err(0, "commune", "a territory needs at least one commune");
+        }
+    }
+
+    match find("kinds.toml") {
+        None => errors.push(ConfigError::new("kinds.toml", None, None, "file missing")),
+        Some(kfile) => load_kinds(kfile, &mut t, &mut errors),
+    }
+    match find("sites.geojson") {
+        None => errors.push(ConfigError::new(
+            "sites.geojson",
+            None,
+            None,
+            "file missing",
+        )),
+        Some(sfile) => load_sites(sfile, &mut t, &mut errors),
+    }
+    for f in files.iter().filter(|f| f.path.starts_with("devices/")) {
+        load_devices(f, &mut t, &mut errors);
+    }
+    errors.into_result(t)
+}
+
+fn load_kinds(src: &SourceFile, t: &mut Territory, errors: &mut ConfigErrors) {
+    let parsed: KindsFile = match toml::from_str(&src.text) {
+        Ok(p) => p,
+        Err(e) => return errors.push(ConfigError::from_toml(src, &e)),
+    };
+    let mut cx = Ctx { src, errors };
+    for k in &parsed.kind {
+        let at = k.span().start;
+        let k = k.get_ref();
+        if !valid_id(&k.id) {
+            cx.err(at, "kind.id", format!("invalid id `{}`", k.id));
+            continue;
+        }
+        let heartbeat = match k.heartbeat.as_deref().map(parse_duration) {
+            None => None,
+            Some(Ok(d)) if d.millis() > 0 => Some(d),
+            Some(Ok(_)) => {
+                cx.err(at, "kind.heartbeat", "must be longer than zero");
+                None
+            }
+            Some(Err(e)) => {
+                cx.err(at, "kind.heartbeat", e);
+                None
+            }
+        };
+        let mut fields = Vec::new();
+        for f in &k.field {
+            let fat = f.span().start;
+            let f = f.get_ref();
+            if !valid_id(&f.name) {
+                cx.err(fat, "field.name", format!("invalid name `{}`", f.name));
+                continue;
+            }
+            if fields.iter().any(|x: &FieldSpec| *x.name == *f.name) {
+                cx.err(fat, "field.name", format!("duplicate field `{}`", f.name));
+                continue;
+            }
+            let ty = match f.ty.as_str() {
+                "number" => FieldType::Number,
+                "bool" => FieldType::Bool,
+                "text" => FieldType::Text,
+                other => {
+                    cx.err(
+                        fat,
+                        "field.type",
+                        format!("unknown type `{other}` (number, bool or text)"),
+                    );
+                    continue;
+                }
+            };
+            let category = match f.category.as_str() {
+                "technical" => DataCategory::Technical,
+                "personal" => DataCategory::Personal,
+                other => {
+                    cx.err(
+                        fat,
+                        "field.category",
+                        format!("unknown category `{other}` (technical or personal)"),
+                    );
+                    continue;
+                }
+            };
+            if ty != FieldType::Number && (f.min.is_some() || f.max.is_some()) {
+                cx.err(fat, "field.min", "only number fields have a range");
+                continue;
+            }
+            if let (Some(lo), Some(hi)) = (f.min, f.max)
+                && lo.partial_cmp(&hi) != Some(std::cmp::Ordering::Less)
+            {
+                cx.err(fat, "field.max", format!("max {hi} must be above min {lo}"));
+                continue;
+            }
+            fields.push(FieldSpec {
+                name: f.name.as_str().into(),
+                unit: f.unit.as_deref().map(Into::into),
+                ty,
+                min: f.min,
+                max: f.max,
+                category,
+            });
+        }
+        if fields.is_empty() {
+            cx.err(
+                at,
+                "kind.field",
+                format!("kind `{}` declares no field", k.id),
+            );
+            continue;
+        }
+        if let Err(e) = t.add_kind(DeviceKind {
+            id: k.id.as_str().into(),
+            label: k.label.as_str().into(),
+            heartbeat,
+            fields,
+        }) {
+            cx.err(at, "kind.id", e.to_string());
+        }
+    }
+}
+
+/// Line of the feature whose `"id"` property is `id`, found textually since JSON parsers
+/// do not keep positions.
+fn feature_line(src: &SourceFile, id: &str, nth: usize) -> Option<usize> {
+    let needle = format!("\"{id}\"");
+    if let Some(off) = src.text.match_indices(&needle).map(|(i, _)| i).next() {
+        return Some(src.line(off));
+    }
+    src.text
+        .match_indices("\"Feature\"")
+        .nth(nth)
+        .map(|(i, _)| src.line(i))
+}
+
+fn load_sites(src: &SourceFile, t: &mut Territory, errors: &mut ConfigErrors) {
+    let fc: geojson::FeatureCollection = match src.text.parse::<geojson::GeoJson>() {
+        Ok(geojson::GeoJson::FeatureCollection(fc)) => fc,
+        Ok(_) => {
+            return errors.push(ConfigError::new(
+                src.path.clone(),
+                Some(1),
+                None,
+                "expected a GeoJSON FeatureCollection",
+            ));
+        }
+        Err(e) => {
+            let line = match &e {
+                geojson::Error::MalformedJson(je) => Some(je.line()),
+                _ => None,
+            };
+            return errors.push(ConfigError::new(
+                src.path.clone(),
+                line,
+                None,
+                e.to_string(),
+            ));
+        }
+    };
+    for (n, f) in fc.features.iter().enumerate() {
+        let prop = |k: &str| {
+            f.properties
+                .as_ref()
+                .and_then(|p| p.get(k))
+                .and_then(|v| v.as_str())
+        };
+        let id = prop("id").unwrap_or("");
+        let line = feature_line(src, id, n);
+        let mut err = |field: &str, msg: String| {
+            errors.push(ConfigError::new(
+                src.path.clone(),
+                line,
+                Some(field),
+                format!("feature #{n}: {msg}"),
+            ))
+        };
+        if !valid_id(id) {
+            err(
+                "properties.id",
+                format!("missing or invalid site id `{id}`"),
+            );
+            continue;
+        }
+        let Some(name) = prop("name") else {
+            err("properties.name", format!("site `{id}` has no name"));
+            continue;
+        };
+        let kind = match prop("kind").map(|k| (k, SiteKind::parse(k))) {
+            Some((_, Some(k))) => k,
+            Some((k, None)) => {
+                err("properties.kind", format!("unknown site kind `{k}`"));
+                continue;
+            }
+            None => {
+                err("properties.kind", format!("site `{id}` has no kind"));
+                continue;
+            }
+        };
+        let Some(commune) = prop("commune").and_then(|c| t.commune_id(c)) else {
+            err(
+                "properties.commune",
+                format!(
+                    "site `{id}`: unknown commune `{}`",
+                    prop("commune").unwrap_or("")
+                ),
+            );
+            continue;
+        };
+        let zone = match prop("zone") {
+            None => None,
+            Some(z) => match t.zone_id(z) {
+                Some(zi) => Some(zi),
+                None => {
+                    err(
+                        "properties.zone",
+                        format!("site `{id}`: unknown zone `{z}`"),
+                    );
+                    continue;
+                }
+            },
+        };
+        let to_pt = |c: &Vec<f64>| match c.as_slice() {
+            [lon, lat, ..] => point([*lon, *lat]),
+            _ => None,
+        };
+        let (position, perimeter) = match f.geometry.as_ref().map(|g| &g.value) {
+            Some(geojson::Value::Point(c)) => (to_pt(c), None),
+            Some(geojson::Value::Polygon(rings)) => {
+                let ring: Option<Vec<Point>> = rings
+                    .first()
+                    .map(|r| r.iter().map(to_pt).collect::<Option<Vec<_>>>())
+                    .unwrap_or(None);
+                match ring {
+                    Some(r) if r.len() >= 4 => (ring_centre(&r), Some(r)),
+                    _ => (None, None),
+                }
+            }
+            Some(geojson::Value::LineString(line)) => {
+                let pts: Option<Vec<Point>> = line.iter().map(to_pt).collect();
+                (pts.as_deref().and_then(ring_centre), None)
+            }
+            _ => (None, None),
+        };
+        let Some(position) = position else {
+            err(
+                "geometry",
+                format!("site `{id}`: needs a valid Point, LineString or Polygon in WGS84"),
+            );
+            continue;
+        };
+        if let Err(e) = t.add_site(Site {
+            id: id.into(),
+            name: name.into(),
+            kind,
+            commune,
+            zone,
+            position,
+            perimeter,
+        }) {
+            err("properties.id", e.to_string());
+        }
+    }
+}
+
+fn load_devices(src: &SourceFile, t: &mut Territory, errors: &mut ConfigErrors) {
+    let parsed: DevicesFile = match toml::from_str(&src.text) {
+        Ok(p) => p,
+        Err(e) => return errors.push(ConfigError::from_toml(src, &e)),
+    };
+    let mut cx = Ctx { src, errors };
+    for d in &parsed.device {
+        let at = d.span().start;
+        let d = d.get_ref();
+        if !valid_id(&d.id) {
+            cx.err(at, "device.id", format!("invalid id `{}`", d.id));
+            continue;
+        }
+        let Some(kind) = t.kind_id(&d.kind) else {
+            cx.err(
+                at,
+                "device.kind",
+                format!("device `{}`: unknown kind `{}`", d.id, d.kind),
+            );
+            continue;
+        };
+        let Some(site) = t.site_id(&d.site) else {
+            cx.err(
+                at,
+                "device.site",
+                format!("device `{}`: unknown site `{}`", d.id, d.site),
+            );
+            continue;
+        };
+        let position = match d.position {
+            None => t.site(site).position,
+            Some(p) => match point(p) {
+                Some(p) => p,
+                None => {
+                    cx.err(
+                        at,
+                        "device.position",
+                        "expected [longitude, latitude] in WGS84 degrees",
+                    );
+                    continue;
+                }
+            },
+        };
+        let dev_eui: Option<Arc<str>> = match &d.dev_eui {
+            None => None,
+            Some(e) if e.len() == 16 && e.bytes().all(|b| b.is_ascii_hexdigit()) => {
+                Some(e.to_ascii_lowercase().into())
+            }
+            Some(e) => {
+                cx.err(
+                    at,
+                    "device.dev_eui",
+                    format!("`{e}` is not 16 hexadecimal digits"),
+                );
+                continue;
+            }
+        };
+        if let Err(e) = t.add_device(Device {
+            id: d.id.as_str().into(),
+            kind,
+            site,
+            position,
+            dev_eui,
+        }) {
+            cx.err(at, "device.id", e.to_string());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn files(devices: &str) -> Vec<SourceFile> {
+        vec![
+            SourceFile::new(
+                "territory.toml",
+                "[territory]\nid = \"t\"\nname = \"T\"\n\n[[commune]]\nid = \"c1\"\nname = \"C\"\nposition = [5.0, 47.0]\n",
+            ),
+            SourceFile::new(
+                "kinds.toml",
+                "[[kind]]\nid = \"level\"\nlabel = \"L\"\nheartbeat = \"10m\"\n[[kind.field]]\nname = \"level_m\"\ntype = \"number\"\nmin = 0.0\nmax = 10.0\ncategory = \"technical\"\n",
+            ),
+            SourceFile::new(
+                "sites.geojson",
+                r#"{"type":"FeatureCollection","features":[
+{"type":"Feature","properties":{"id":"s1","name":"S","kind":"school","commune":"c1"},"geometry":{"type":"Point","coordinates":[5.0,47.0]}}
+]}"#,
+            ),
+            SourceFile::new("devices/c1.toml", devices),
+        ]
+    }
+
+    #[test]
+    fn loads_a_valid_territory() {
+        let t = load(&files(
+            "[[device]]\nid = \"d1\"\nkind = \"level\"\nsite = \"s1\"\ndev_eui = \"00112233AABBCCDD\"\n",
+        ))
+        .expect("valid");
+        assert_eq!(t.devices.len(), 1);
+        assert_eq!(t.device_by_eui("00112233aabbccdd"), t.device_id("d1"));
+        assert_eq!(t.device_by_eui("00112233AABBCCDD"), t.device_id("d1"));
+    }
+
+    #[test]
+    fn reports_every_error_with_file_line_and_field() {
+        let errs = load(&files(
+            "[[device]]\nid = \"d1\"\nkind = \"nope\"\nsite = \"s1\"\n\n[[device]]\nid = \"d2\"\nkind = \"level\"\nsite = \"elsewhere\"\n",
+        ))
+        .expect_err("invalid");
+        let text = errs.to_string();
+        assert_eq!(errs.len(), 2, "{text}");
+        assert!(
+            text.contains("devices/c1.toml:1: `device.kind`: device `d1`: unknown kind `nope`"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "devices/c1.toml:6: `device.site`: device `d2`: unknown site `elsewhere`"
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn syntax_errors_have_lines() {
+        let errs = load(&files("[[device]]\nid = \"d1\"\nkind = \n")).expect_err("invalid");
+        assert_eq!(errs.0[0].file, "devices/c1.toml");
+        assert_eq!(errs.0[0].line, Some(3));
+    }
+}

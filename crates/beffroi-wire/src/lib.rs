@@ -1,0 +1,225 @@
+//! Wire formats of ingest and their validation against the territory.
+//!
+//! Three payload forms are decoded into [`RawRecord`]s:
+//! - SenML JSON (RFC 8428), the canonical form ([`senml`]);
+//! - a plain JSON form (`{"device", "time", "values"}`) ([`plain`]);
+//! - the uplink event of a ChirpStack v4 LoRaWAN network server ([`chirpstack`]).
+//!
+//! [`validate`] turns a raw record into a core [`Observation`] or a [`Rejection`] with a
+//! bounded [`RejectReason`], which the engine counts per reason.
+//!
+//! **Architecture invariant:** no I/O; these types never leave the ingest edge (the core
+//! does not know them).
+
+pub mod chirpstack;
+pub mod plain;
+pub mod senml;
+mod validate;
+
+use std::borrow::Cow;
+
+use beffroi_core::Timestamp;
+
+pub use validate::{Validator, validate};
+
+/// Largest payload accepted, in bytes.
+pub const MAX_PAYLOAD: usize = 64 * 1024;
+/// Largest number of records in one payload.
+pub const MAX_RECORDS: usize = 1000;
+
+/// Payload format, chosen by the topic suffix, the HTTP content type or a query parameter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Format {
+    Senml,
+    Json,
+    Chirpstack,
+}
+
+impl Format {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Format::Senml => "senml",
+            Format::Json => "json",
+            Format::Chirpstack => "chirpstack",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Format> {
+        match s {
+            "senml" | "senml+json" => Some(Format::Senml),
+            "json" => Some(Format::Json),
+            "chirpstack" | "up" => Some(Format::Chirpstack),
+            _ => None,
+        }
+    }
+}
+
+/// How a record names its device.
+#[derive(Clone, Debug, PartialEq)]
+pub enum DeviceRef<'a> {
+    Id(Cow<'a, str>),
+    DevEui(Cow<'a, str>),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum RawValue<'a> {
+    Number(f64),
+    Bool(bool),
+    Text(Cow<'a, str>),
+    /// A JSON value of a type no field can hold (object, array, null, SenML data value).
+    Other(&'static str),
+}
+
+/// One decoded, not yet validated, measurement.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RawRecord<'a> {
+    pub device: DeviceRef<'a>,
+    pub field: Cow<'a, str>,
+    pub value: RawValue<'a>,
+    /// Event time; `None` means "when received".
+    pub time: Option<Timestamp>,
+}
+
+/// Why an input was refused. Bounded: used as a metric label.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RejectReason {
+    Malformed,
+    Oversized,
+    UnknownDevice,
+    UnknownField,
+    WrongType,
+    OutOfRange,
+    BadTime,
+    Overload,
+}
+
+impl RejectReason {
+    pub const ALL: [RejectReason; 8] = [
+        RejectReason::Malformed,
+        RejectReason::Oversized,
+        RejectReason::UnknownDevice,
+        RejectReason::UnknownField,
+        RejectReason::WrongType,
+        RejectReason::OutOfRange,
+        RejectReason::BadTime,
+        RejectReason::Overload,
+    ];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RejectReason::Malformed => "malformed",
+            RejectReason::Oversized => "oversized",
+            RejectReason::UnknownDevice => "unknown_device",
+            RejectReason::UnknownField => "unknown_field",
+            RejectReason::WrongType => "wrong_type",
+            RejectReason::OutOfRange => "out_of_range",
+            RejectReason::BadTime => "bad_time",
+            RejectReason::Overload => "overload",
+        }
+    }
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// A refused input with a human-readable detail (never containing a personal value).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{}: {detail}", reason.as_str())]
+pub struct Rejection {
+    pub reason: RejectReason,
+    pub detail: String,
+}
+
+impl Rejection {
+    pub fn new(reason: RejectReason, detail: impl Into<String>) -> Self {
+        Rejection {
+            reason,
+            detail: detail.into(),
+        }
+    }
+}
+
+/// Context of a payload: the device named by the transport (MQTT topic, HTTP path), if any.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Context<'a> {
+    pub device_hint: Option<&'a str>,
+    pub received: Timestamp,
+}
+
+/// Decodes a payload of the given format into raw records.
+pub fn decode<'a>(
+    format: Format,
+    payload: &'a [u8],
+    cx: Context<'_>,
+) -> Result<Vec<RawRecord<'a>>, Rejection> {
+    if payload.len() > MAX_PAYLOAD {
+        return Err(Rejection::new(
+            RejectReason::Oversized,
+            format!("{} bytes, limit {MAX_PAYLOAD}", payload.len()),
+        ));
+    }
+    let records = match format {
+        Format::Senml => senml::decode(payload, cx)?,
+        Format::Json => plain::decode(payload, cx)?,
+        Format::Chirpstack => chirpstack::decode(payload)?,
+    };
+    if records.len() > MAX_RECORDS {
+        return Err(Rejection::new(
+            RejectReason::Oversized,
+            format!("{} records, limit {MAX_RECORDS}", records.len()),
+        ));
+    }
+    Ok(records)
+}
+
+pub(crate) fn malformed(e: impl std::fmt::Display) -> Rejection {
+    Rejection::new(RejectReason::Malformed, e.to_string())
+}
+
+/// Parses an RFC 3339 timestamp (`2026-11-26T12:00:00Z`, offsets allowed).
+pub fn parse_rfc3339(s: &str) -> Option<Timestamp> {
+    // humantime only takes `Z`; normalise an explicit offset by hand.
+    let s = s.trim();
+    let (base, offset_min) = split_offset(s)?;
+    let t = humantime::parse_rfc3339_weak(base).ok()?;
+    let ms = t.duration_since(std::time::UNIX_EPOCH).ok()?.as_millis();
+    let ms = i64::try_from(ms).ok()?;
+    Some(Timestamp(ms - offset_min * 60_000))
+}
+
+fn split_offset(s: &str) -> Option<(&str, i64)> {
+    if let Some(b) = s.strip_suffix('Z').or_else(|| s.strip_suffix('z')) {
+        return Some((b, 0));
+    }
+    let bytes = s.as_bytes();
+    if bytes.len() > 6 {
+        let i = bytes.len() - 6;
+        if (bytes[i] == b'+' || bytes[i] == b'-') && bytes[i + 3] == b':' {
+            let h: i64 = s[i + 1..i + 3].parse().ok()?;
+            let m: i64 = s[i + 4..].parse().ok()?;
+            let sign = if bytes[i] == b'-' { -1 } else { 1 };
+            return Some((&s[..i], sign * (h * 60 + m)));
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_with_offsets() {
+        assert_eq!(
+            parse_rfc3339("2026-11-26T12:00:00Z"),
+            Some(Timestamp(1_795_694_400_000))
+        );
+        assert_eq!(
+            parse_rfc3339("2026-11-26T13:00:00+01:00"),
+            Some(Timestamp(1_795_694_400_000))
+        );
+        assert_eq!(
+            parse_rfc3339("2026-11-26T12:00:00.250Z"),
+            Some(Timestamp(1_795_694_400_250))
+        );
+        assert_eq!(parse_rfc3339("yesterday"), None);
+    }
+}

@@ -1,0 +1,187 @@
+use beffroi_core::{Duration, FieldType, Observation, Territory, Timestamp, Value};
+
+use crate::{DeviceRef, RawRecord, RawValue, RejectReason, Rejection};
+
+/// Largest accepted text value, in bytes.
+pub const MAX_TEXT: usize = 256;
+/// How far in the future an event time may be (sensor clock skew) before it is refused.
+pub const MAX_FUTURE: Duration = Duration::from_mins(5);
+
+/// Validates raw records against a territory.
+pub struct Validator<'t> {
+    pub territory: &'t Territory,
+}
+
+impl Validator<'_> {
+    pub fn validate(
+        &self,
+        r: &RawRecord<'_>,
+        received: Timestamp,
+    ) -> Result<Observation, Rejection> {
+        validate(self.territory, r, received)
+    }
+}
+
+/// Checks that the device exists, the field belongs to its kind, the value has the field's
+/// type and lies within its physical range, and the time is not in the future.
+pub fn validate(
+    t: &Territory,
+    r: &RawRecord<'_>,
+    received: Timestamp,
+) -> Result<Observation, Rejection> {
+    let device = match &r.device {
+        DeviceRef::Id(id) => t.device_id(id),
+        DeviceRef::DevEui(eui) => t.device_by_eui(eui),
+    }
+    .ok_or_else(|| {
+        // Only a bounded prefix of the unknown id goes into the detail.
+        let shown: String = match &r.device {
+            DeviceRef::Id(id) => id.chars().take(64).collect(),
+            DeviceRef::DevEui(e) => format!("devEui {}", e.chars().take(32).collect::<String>()),
+        };
+        Rejection::new(
+            RejectReason::UnknownDevice,
+            format!("unknown device `{shown}`"),
+        )
+    })?;
+    let kind = t.kind_of(device);
+    let field = kind.field(&r.field).ok_or_else(|| {
+        Rejection::new(
+            RejectReason::UnknownField,
+            format!(
+                "kind `{}` has no field `{}`",
+                kind.id,
+                r.field.chars().take(64).collect::<String>()
+            ),
+        )
+    })?;
+    let spec = &kind.fields[field.get()];
+    let value = match (&r.value, spec.ty) {
+        (RawValue::Number(n), FieldType::Number) => {
+            if !n.is_finite() {
+                return Err(Rejection::new(
+                    RejectReason::OutOfRange,
+                    "not a finite number",
+                ));
+            }
+            if spec.min.is_some_and(|lo| *n < lo) || spec.max.is_some_and(|hi| *n > hi) {
+                return Err(Rejection::new(
+                    RejectReason::OutOfRange,
+                    format!(
+                        "{}.{} = {n} outside [{}, {}]",
+                        kind.id,
+                        spec.name,
+                        spec.min.map_or("-inf".to_string(), |v| v.to_string()),
+                        spec.max.map_or("+inf".to_string(), |v| v.to_string()),
+                    ),
+                ));
+            }
+            Value::Number(*n)
+        }
+        (RawValue::Bool(b), FieldType::Bool) => Value::Bool(*b),
+        (RawValue::Text(s), FieldType::Text) => {
+            if s.len() > MAX_TEXT {
+                return Err(Rejection::new(
+                    RejectReason::Oversized,
+                    format!(
+                        "{}.{}: text longer than {MAX_TEXT} bytes",
+                        kind.id, spec.name
+                    ),
+                ));
+            }
+            Value::Text(s.as_ref().into())
+        }
+        (got, want) => {
+            let got = match got {
+                RawValue::Number(_) => "number",
+                RawValue::Bool(_) => "bool",
+                RawValue::Text(_) => "text",
+                RawValue::Other(o) => o,
+            };
+            return Err(Rejection::new(
+                RejectReason::WrongType,
+                format!(
+                    "{}.{} expects {}, got {got}",
+                    kind.id,
+                    spec.name,
+                    want.as_str()
+                ),
+            ));
+        }
+    };
+    let time = r.time.unwrap_or(received);
+    if time > received.plus(MAX_FUTURE) {
+        return Err(Rejection::new(
+            RejectReason::BadTime,
+            format!("event time {time} is ahead of reception {received}"),
+        ));
+    }
+    Ok(Observation {
+        device,
+        field,
+        value,
+        time,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Context, Format, decode};
+    use beffroi_core::territory::fixture;
+
+    fn check(format: Format, payload: &str) -> Vec<Result<Observation, RejectReason>> {
+        let t = fixture::small();
+        let now = Timestamp(1_795_694_400_000);
+        decode(
+            format,
+            payload.as_bytes(),
+            Context {
+                device_hint: None,
+                received: now,
+            },
+        )
+        .expect("decodes")
+        .iter()
+        .map(|r| validate(&t, r, now).map_err(|e| e.reason))
+        .collect()
+    }
+
+    #[test]
+    fn every_reason_is_reachable() {
+        use RejectReason::*;
+        let got: Vec<_> = check(
+            Format::Json,
+            r#"[{"device":"nope","values":{"level_m":1}},
+                {"device":"g1","values":{"depth":1}},
+                {"device":"g1","values":{"level_m":true}},
+                {"device":"g1","values":{"level_m":11}},
+                {"device":"g1","time":1795694999000,"values":{"level_m":1}},
+                {"device":"g1","values":{"level_m":1}}]"#,
+        )
+        .into_iter()
+        .map(|r| r.err())
+        .collect();
+        assert_eq!(
+            got,
+            vec![
+                Some(UnknownDevice),
+                Some(UnknownField),
+                Some(WrongType),
+                Some(OutOfRange),
+                Some(BadTime),
+                None
+            ]
+        );
+    }
+
+    #[test]
+    fn chirpstack_finds_device_by_eui() {
+        let r = check(
+            Format::Chirpstack,
+            r#"{"deviceInfo":{"devEui":"0011223344556677"},"object":{"level_m":2.5}}"#,
+        );
+        let obs = r[0].as_ref().expect("valid");
+        assert_eq!(obs.value, Value::Number(2.5));
+    }
+}

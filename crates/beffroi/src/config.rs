@@ -1,0 +1,108 @@
+//! The `serve` configuration file.
+
+use std::path::PathBuf;
+
+use beffroi_territory::{ConfigError, SourceFile, parse_duration};
+use serde::Deserialize;
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct Raw {
+    #[serde(default = "default_listen")]
+    listen: String,
+    data_dir: PathBuf,
+    deployment: PathBuf,
+    #[serde(default)]
+    retention: Option<String>,
+    #[serde(default)]
+    mqtt: Option<RawMqtt>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct RawMqtt {
+    url: String,
+    #[serde(default = "default_client_id")]
+    client_id: String,
+    #[serde(default = "default_protocol")]
+    protocol: u8,
+    #[serde(default)]
+    topics: Option<Vec<String>>,
+    #[serde(default)]
+    username: Option<String>,
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:8080".into()
+}
+fn default_client_id() -> String {
+    "beffroi".into()
+}
+fn default_protocol() -> u8 {
+    4
+}
+
+#[derive(Debug)]
+pub struct MqttSettings {
+    pub url: String,
+    pub client_id: String,
+    /// 4 (MQTT 3.1.1) or 5.
+    pub protocol: u8,
+    pub topics: Option<Vec<String>>,
+    pub username: Option<String>,
+}
+
+#[derive(Debug)]
+pub struct Config {
+    pub listen: String,
+    pub data_dir: PathBuf,
+    /// Folder laid out like `demo/`: territory/, rules.toml, procedures.toml.
+    pub deployment: PathBuf,
+    pub retention: Option<beffroi_core::Duration>,
+    pub mqtt: Option<MqttSettings>,
+}
+
+impl Config {
+    /// Paths are relative to the configuration file's folder.
+    pub fn parse(src: &SourceFile) -> Result<Config, ConfigError> {
+        let raw: Raw = toml::from_str(&src.text).map_err(|e| ConfigError::from_toml(src, &e))?;
+        let base = PathBuf::from(&src.path)
+            .parent()
+            .map(|p| p.to_path_buf())
+            .unwrap_or_default();
+        let retention = match raw.retention.as_deref() {
+            None => None,
+            Some(s) => Some(
+                parse_duration(s)
+                    .map_err(|e| ConfigError::new(src.path.clone(), None, Some("retention"), e))?,
+            ),
+        };
+        let mqtt = match raw.mqtt {
+            None => None,
+            Some(m) => {
+                if m.protocol != 4 && m.protocol != 5 {
+                    return Err(ConfigError::new(
+                        src.path.clone(),
+                        None,
+                        Some("mqtt.protocol"),
+                        "4 (MQTT 3.1.1) or 5",
+                    ));
+                }
+                Some(MqttSettings {
+                    url: m.url,
+                    client_id: m.client_id,
+                    protocol: m.protocol,
+                    topics: m.topics,
+                    username: m.username,
+                })
+            }
+        };
+        Ok(Config {
+            listen: raw.listen,
+            data_dir: base.join(raw.data_dir),
+            deployment: base.join(raw.deployment),
+            retention,
+            mqtt,
+        })
+    }
+}

@@ -1,0 +1,185 @@
+//! `beffroi`: safe-city hypervision for a territory, in one binary.
+
+mod bench;
+mod config;
+#[cfg(feature = "mqtt")]
+mod mqtt;
+mod reload;
+mod server;
+mod setup;
+mod simulate;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Result;
+use beffroi_core::Timestamp;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "beffroi",
+    version,
+    about = "Beffroi — safe-city hypervision for towns and intercommunalities.\n\
+Veille sur un territoire : capteurs → règles → incidents → poste de commandement."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Runs the demo: the embedded Dijon Métropole territory, its rules and scenarios
+    /// looping at an accelerated speed, SQLite in a data folder, the API on loopback.
+    Demo {
+        /// Address of the HTTP API.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: String,
+        /// Data folder (SQLite database).
+        #[arg(long, default_value = "beffroi-data")]
+        data: PathBuf,
+        /// Simulated seconds per wall-clock second.
+        #[arg(long, default_value_t = 60.0)]
+        speed: f64,
+        /// Also ingest from this MQTT broker, e.g. mqtt://127.0.0.1:1883.
+        #[arg(long)]
+        mqtt: Option<String>,
+        /// MQTT protocol version for --mqtt: 4 (3.1.1) or 5.
+        #[arg(long, default_value_t = 5)]
+        mqtt_protocol: u8,
+    },
+    /// Runs Beffroi from a configuration file (see README: "Configuration").
+    Serve {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Validates a deployment folder (territory/, rules.toml, procedures.toml, scenarios/)
+    /// or a bare territory folder, and reports every error with file, line and field.
+    Check { dir: PathBuf },
+    /// Plays scenarios or a steady load into an MQTT broker or Beffroi's HTTP endpoint
+    /// (also the load generator).
+    Simulate(simulate::Args),
+    /// Measures the pipeline (see BENCHMARKS.md).
+    Bench(bench::Args),
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("BEFFROI_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    let result = match cli.command {
+        Command::Check { dir } => return check(&dir),
+        Command::Demo {
+            listen,
+            data,
+            speed,
+            mqtt,
+            mqtt_protocol,
+        } => runtime().and_then(|rt| {
+            rt.block_on(async {
+                let dep = setup::load_demo()?;
+                let now = beffroi_engine::runner::SystemClock;
+                let clock = Arc::new(beffroi_engine::runner::ScaledClock::new(
+                    beffroi_core::Clock::now(&now),
+                    speed,
+                ));
+                server::run(
+                    dep,
+                    server::RunOptions {
+                        listen,
+                        data_dir: data,
+                        retention: Some(beffroi_core::Duration::from_mins(60 * 24 * 7)),
+                        clock,
+                        simulate: true,
+                        mqtt: mqtt.map(|url| config::MqttSettings {
+                            url,
+                            client_id: "beffroi-demo".into(),
+                            protocol: mqtt_protocol,
+                            topics: None,
+                            username: None,
+                        }),
+                    },
+                )
+                .await
+            })
+        }),
+        Command::Serve { config } => runtime().and_then(|rt| {
+            rt.block_on(async {
+                let cfg = setup::read_config(&config)?;
+                let dep = setup::load_dir(&cfg.deployment).map_err(|e| {
+                    anyhow::anyhow!("{} is invalid:\n{e}", cfg.deployment.display())
+                })?;
+                server::run(
+                    dep,
+                    server::RunOptions {
+                        listen: cfg.listen,
+                        data_dir: cfg.data_dir,
+                        retention: cfg.retention,
+                        clock: Arc::new(beffroi_engine::runner::SystemClock),
+                        simulate: false,
+                        mqtt: cfg.mqtt,
+                    },
+                )
+                .await
+            })
+        }),
+        Command::Simulate(args) => runtime().and_then(|rt| rt.block_on(simulate::run(args))),
+        Command::Bench(args) => bench::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}
+
+fn check(dir: &std::path::Path) -> ExitCode {
+    match setup::load_dir(dir) {
+        Ok(dep) => {
+            println!(
+                "{}: OK — territory `{}`: {} communes, {} zones, {} sites, {} device kinds, {} devices; {} rules; {} procedures; {} scenarios",
+                dir.display(),
+                dep.territory.id,
+                dep.territory.communes.len(),
+                dep.territory.zones.len(),
+                dep.territory.sites.len(),
+                dep.territory.kinds.len(),
+                dep.territory.devices.len(),
+                dep.rules.len(),
+                dep.procedures.len(),
+                dep.scenarios.len()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            for e in errors.iter() {
+                eprintln!("{e}");
+            }
+            eprintln!("{} error(s)", errors.len());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Milliseconds since the epoch of the wall clock.
+pub fn wall_now() -> Timestamp {
+    beffroi_core::Clock::now(&beffroi_engine::runner::SystemClock)
+}

@@ -1,0 +1,103 @@
+//! Hot reload of the rules and procedures files: an invalid file keeps the rules in force
+//! and says why.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use beffroi_engine::metrics::ResultLabel;
+use beffroi_engine::runner::EngineHandle;
+use notify::{RecursiveMode, Watcher};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+pub async fn watch(
+    engine: EngineHandle,
+    rules: PathBuf,
+    procedures: Option<PathBuf>,
+    shutdown: CancellationToken,
+) {
+    let (tx, mut rx) = mpsc::channel::<()>(16);
+    let mut watcher =
+        match notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+            if let Ok(ev) = res
+                && (ev.kind.is_modify() || ev.kind.is_create())
+            {
+                // Full channel: a reload is already pending, which is enough.
+                let _ = tx.try_send(());
+            }
+        }) {
+            Ok(w) => w,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot watch the rules file; hot reload disabled");
+                return;
+            }
+        };
+    // Watch the folders: editors replace files by renaming.
+    let mut dirs: Vec<PathBuf> = [Some(&rules), procedures.as_ref()]
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p.parent().map(|d| d.to_path_buf()))
+        .collect();
+    dirs.dedup();
+    for d in &dirs {
+        let d = if d.as_os_str().is_empty() {
+            PathBuf::from(".")
+        } else {
+            d.clone()
+        };
+        if let Err(e) = watcher.watch(&d, RecursiveMode::NonRecursive) {
+            tracing::error!(error = %e, dir = %d.display(), "cannot watch");
+        }
+    }
+    let snapshot = || {
+        (
+            std::fs::read(&rules).ok(),
+            procedures.as_ref().and_then(|p| std::fs::read(p).ok()),
+        )
+    };
+    let mut last = snapshot();
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            ev = rx.recv() => if ev.is_none() { return },
+        }
+        // Let a burst of events settle.
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        while rx.try_recv().is_ok() {}
+        let now = snapshot();
+        if now == last {
+            continue;
+        }
+        last = now;
+        let t = Arc::clone(&engine.territory);
+        let (r, p) = (rules.clone(), procedures.clone());
+        let parsed =
+            tokio::task::spawn_blocking(move || crate::setup::reload(&t, &r, p.as_deref())).await;
+        match parsed {
+            Ok(Ok((set, procs))) => {
+                let n = set.len();
+                if engine.replace_rules(Arc::new(set), procs).await.is_err() {
+                    return;
+                }
+                engine
+                    .metrics
+                    .rule_reloads
+                    .get_or_create(&ResultLabel { result: "ok" })
+                    .inc();
+                tracing::info!(rules = n, file = %rules.display(), "rules reloaded");
+            }
+            Ok(Err(errors)) => {
+                engine
+                    .metrics
+                    .rule_reloads
+                    .get_or_create(&ResultLabel { result: "invalid" })
+                    .inc();
+                tracing::error!(
+                    errors = errors.len(),
+                    "rules file invalid; keeping the rules in force:\n{errors}"
+                );
+            }
+            Err(e) => tracing::error!(error = %e, "reload task failed"),
+        }
+    }
+}

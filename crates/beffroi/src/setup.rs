@@ -1,0 +1,173 @@
+//! Loading a deployment (territory, rules, procedures, scenarios) from a folder or from
+//! the demo embedded in the binary.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, Result, anyhow};
+use beffroi_core::Territory;
+use beffroi_core::incident::Procedure;
+use beffroi_rules::RuleSet;
+use beffroi_sim::Scenario;
+use beffroi_territory::{ConfigErrors, SourceFile};
+use include_dir::{Dir, include_dir};
+
+/// The demo deployment (Dijon Métropole), compiled into the binary.
+pub static DEMO: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/../../demo");
+
+/// Everything a running Beffroi needs from configuration.
+pub struct Deployment {
+    pub territory: Arc<Territory>,
+    pub rules: Arc<RuleSet>,
+    pub procedures: Vec<Procedure>,
+    pub scenarios: Vec<Arc<Scenario>>,
+    /// Files to watch for hot reload (none for the embedded demo).
+    pub rules_path: Option<PathBuf>,
+    pub procedures_path: Option<PathBuf>,
+}
+
+fn demo_file(path: &str) -> Result<SourceFile> {
+    let f = DEMO
+        .get_file(path)
+        .ok_or_else(|| anyhow!("embedded demo lacks {path}"))?;
+    let text = f
+        .contents_utf8()
+        .ok_or_else(|| anyhow!("embedded {path} is not UTF-8"))?;
+    Ok(SourceFile::new(format!("demo/{path}"), text))
+}
+
+fn demo_dir_files(dir: &str, ext: &str) -> Vec<SourceFile> {
+    let mut out = Vec::new();
+    if let Some(d) = DEMO.get_dir(dir) {
+        let mut files: Vec<_> = d.files().collect();
+        files.sort_by_key(|f| f.path().to_path_buf());
+        for f in files {
+            if f.path().extension().is_some_and(|x| x == ext)
+                && let Some(text) = f.contents_utf8()
+            {
+                out.push(SourceFile::new(
+                    format!("demo/{}", f.path().display()),
+                    text,
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// The embedded demo territory files, named as the loader expects.
+pub fn demo_territory_files() -> Vec<SourceFile> {
+    let mut files = Vec::new();
+    for name in [
+        "territory.toml",
+        "kinds.toml",
+        "sites.geojson",
+        "communes.geojson",
+    ] {
+        if let Ok(f) = demo_file(&format!("territory/{name}")) {
+            files.push(SourceFile::new(name, f.text));
+        }
+    }
+    for f in demo_dir_files("territory/devices", "toml") {
+        let name = f.path.trim_start_matches("demo/territory/").to_string();
+        files.push(SourceFile::new(name, f.text));
+    }
+    files
+}
+
+fn fail(what: &str, e: ConfigErrors) -> anyhow::Error {
+    anyhow!("{what} is invalid ({} error(s)):\n{e}", e.len())
+}
+
+pub fn load_demo() -> Result<Deployment> {
+    let territory = beffroi_territory::load(&demo_territory_files())
+        .map_err(|e| fail("the embedded demo territory", e))?;
+    let rules = beffroi_rules::parse(&demo_file("rules.toml")?, &territory)
+        .map_err(|e| fail("the embedded demo rules", e))?;
+    let procedures = beffroi_engine::procedures::parse(&demo_file("procedures.toml")?)
+        .map_err(|e| fail("the embedded demo procedures", e))?;
+    let scenarios = beffroi_sim::load_sources(&demo_dir_files("scenarios", "toml"), &territory)
+        .map_err(|e| fail("the embedded demo scenarios", e))?;
+    Ok(Deployment {
+        territory: Arc::new(territory),
+        rules: Arc::new(rules),
+        procedures,
+        scenarios: scenarios.into_iter().map(Arc::new).collect(),
+        rules_path: None,
+        procedures_path: None,
+    })
+}
+
+/// Loads a deployment folder laid out like `demo/`: `territory/`, `rules.toml`,
+/// `procedures.toml`, optional `scenarios/`. Every error of every file is reported.
+pub fn load_dir(dir: &Path) -> Result<Deployment, ConfigErrors> {
+    let mut errors = ConfigErrors::default();
+    let tdir = if dir.join("territory.toml").exists() {
+        dir.to_path_buf()
+    } else {
+        dir.join("territory")
+    };
+    let territory = beffroi_territory::load_dir(&tdir)?;
+    let rules_path = dir.join("rules.toml");
+    let rules = if rules_path.exists() {
+        beffroi_rules::parse_file(&rules_path, &territory)
+            .map_err(|e| errors.extend(e))
+            .ok()
+    } else {
+        Some(RuleSet::default())
+    };
+    let proc_path = dir.join("procedures.toml");
+    let procedures = if proc_path.exists() {
+        match SourceFile::read(&proc_path) {
+            Ok(src) => beffroi_engine::procedures::parse(&src)
+                .map_err(|e| errors.extend(e))
+                .ok(),
+            Err(e) => {
+                errors.push(e);
+                None
+            }
+        }
+    } else {
+        Some(Vec::new())
+    };
+    let sdir = dir.join("scenarios");
+    let scenarios = if sdir.is_dir() {
+        beffroi_sim::load_dir(&sdir, &territory)
+            .map_err(|e| errors.extend(e))
+            .ok()
+    } else {
+        Some(Vec::new())
+    };
+    match (rules, procedures, scenarios) {
+        (Some(rules), Some(procedures), Some(scenarios)) if errors.is_empty() => Ok(Deployment {
+            territory: Arc::new(territory),
+            rules: Arc::new(rules),
+            procedures,
+            scenarios: scenarios.into_iter().map(Arc::new).collect(),
+            rules_path: Some(rules_path),
+            procedures_path: Some(proc_path),
+        }),
+        _ => Err(errors),
+    }
+}
+
+/// Re-reads the rules and procedures files (hot reload).
+pub fn reload(
+    territory: &Territory,
+    rules_path: &Path,
+    procedures_path: Option<&Path>,
+) -> Result<(RuleSet, Vec<Procedure>), ConfigErrors> {
+    let rules = beffroi_rules::parse_file(rules_path, territory)?;
+    let procedures = match procedures_path {
+        Some(p) if p.exists() => beffroi_engine::procedures::parse(&SourceFile::read(p)?)?,
+        _ => Vec::new(),
+    };
+    Ok((rules, procedures))
+}
+
+pub fn read_config(path: &Path) -> Result<crate::config::Config> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    crate::config::Config::parse(&SourceFile::new(path.display().to_string(), text))
+        .map_err(|e| anyhow!("{e}"))
+}
