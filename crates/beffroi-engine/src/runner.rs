@@ -27,7 +27,7 @@ use crate::envelope::{Ack, AckOutcome, Envelope};
 use crate::live::LiveEvent;
 use crate::metrics::Metrics;
 use crate::pipeline::{Ingested, Output, Pipeline};
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreError, WriteBatch};
 
 #[derive(Clone, Debug)]
 pub struct EngineConfig {
@@ -237,7 +237,7 @@ pub async fn start(
     let (ingest_tx, ingest_rx) = mpsc::channel(cfg.ingest_capacity);
     let (cmd_tx, cmd_rx) = mpsc::channel(64);
     let (live_tx, _) = broadcast::channel(cfg.live_capacity);
-    let (job_tx, job_rx) = mpsc::channel::<Job>(4);
+    let (job_tx, job_rx) = mpsc::channel::<Job>(MAX_JOBS_PER_COMMIT);
     let (rules_tx, rules_rx) = watch::channel(rules);
 
     let writer_metrics = Arc::clone(&metrics);
@@ -379,58 +379,81 @@ fn handle_command(
     }
 }
 
+/// Most jobs the writer folds into one commit.
+const MAX_JOBS_PER_COMMIT: usize = 256;
+
 fn writer_loop(
     mut store: Box<dyn Store>,
     mut jobs: mpsc::Receiver<Job>,
     live: broadcast::Sender<LiveEvent>,
     metrics: Arc<Metrics>,
 ) {
-    while let Some(job) = jobs.blocking_recv() {
+    while let Some(first) = jobs.blocking_recv() {
+        // Group commit: whatever queued up while the last commit was syncing goes into
+        // this one, so the number of fsyncs does not grow with the message rate.
+        let mut group = vec![first];
+        while group.len() < MAX_JOBS_PER_COMMIT {
+            match jobs.try_recv() {
+                Ok(j) => group.push(j),
+                Err(_) => break,
+            }
+        }
+        let mut batch = WriteBatch::default();
+        let mut purge_before = None;
+        for j in &mut group {
+            batch.observations.append(&mut j.out.batch.observations);
+            batch.rejections.append(&mut j.out.batch.rejections);
+            batch.incidents.append(&mut j.out.batch.incidents);
+            purge_before = purge_before.max(j.purge_before);
+        }
         let started = Instant::now();
-        let result = if job.out.batch.is_empty() {
+        let result = if batch.is_empty() {
             Ok(())
         } else {
-            store.write(&job.out.batch)
+            store.write(&batch)
         };
         match result {
             Ok(()) => {
-                if !job.out.batch.is_empty() {
+                if !batch.is_empty() {
                     metrics.store_batches.inc();
-                    metrics.store_rows.inc_by(job.out.batch.len() as u64);
+                    metrics.store_rows.inc_by(batch.len() as u64);
                     metrics
                         .store_commit_seconds
                         .observe(started.elapsed().as_secs_f64());
                 }
-                for (ack, ingested) in job.acks {
-                    ack.call(AckOutcome::Stored {
-                        accepted: ingested.accepted,
-                        rejected: ingested.rejected,
-                    });
+                for job in group {
+                    for (ack, ingested) in job.acks {
+                        ack.call(AckOutcome::Stored {
+                            accepted: ingested.accepted,
+                            rejected: ingested.rejected,
+                        });
+                    }
+                    for (reply, r) in job.replies {
+                        let _ = reply.send(r.map_err(ActError::from));
+                    }
+                    for d in job.out.devices {
+                        let _ = live.send(LiveEvent::Device(d));
+                    }
                 }
-                for (reply, r) in job.replies {
-                    let _ = reply.send(r.map_err(ActError::from));
-                }
-                let Output { batch, devices } = job.out;
                 for change in batch.incidents {
                     let _ = live.send(LiveEvent::Incident(Arc::new(change)));
-                }
-                for d in devices {
-                    let _ = live.send(LiveEvent::Device(d));
                 }
             }
             Err(e) => {
                 metrics.store_errors.inc();
-                tracing::error!(error = %e, rows = job.out.batch.len(), "commit failed; senders not acknowledged");
+                tracing::error!(error = %e, rows = batch.len(), "commit failed; senders not acknowledged");
                 let msg = e.to_string();
-                for (ack, _) in job.acks {
-                    ack.call(AckOutcome::Failed(msg.clone()));
-                }
-                for (reply, _) in job.replies {
-                    let _ = reply.send(Err(ActError::Store(msg.clone())));
+                for job in group {
+                    for (ack, _) in job.acks {
+                        ack.call(AckOutcome::Failed(msg.clone()));
+                    }
+                    for (reply, _) in job.replies {
+                        let _ = reply.send(Err(ActError::Store(msg.clone())));
+                    }
                 }
             }
         }
-        if let Some(before) = job.purge_before {
+        if let Some(before) = purge_before {
             match store.purge_observations(before) {
                 Ok(n) => {
                     metrics.observations_purged.inc_by(n as u64);

@@ -599,6 +599,7 @@ fn index(rules: Vec<Rule>, t: &Territory) -> RuleSet {
             let target = Target {
                 rule: ri,
                 cond: ci as u16,
+                site_checked: false,
             };
             let bucket = &mut index[c.kind.get()][c.field.get()];
             if let Some(devs) = &rule.devices {
@@ -615,7 +616,10 @@ fn index(rules: Vec<Rule>, t: &Territory) -> RuleSet {
                                 .by_site
                                 .entry(beffroi_core::SiteIdx(si as u32))
                                 .or_default()
-                                .push(target);
+                                .push(Target {
+                                    site_checked: true,
+                                    ..target
+                                });
                         }
                     }
                 } else {

@@ -240,7 +240,7 @@ impl Evaluator {
     ) {
         let r = target.rule;
         let rule = set.rule(r);
-        if !rule.site_allowed(site) {
+        if !target.site_checked && !rule.site_allowed(site) {
             return;
         }
         let d = obs.device;

@@ -129,6 +129,8 @@ impl Rule {
 pub struct Target {
     pub rule: RuleIdx,
     pub cond: u16,
+    /// The index already restricted this target to the rule's sites: no check needed.
+    pub site_checked: bool,
 }
 
 /// Targets of one (kind, field), split so that scoped rules cost nothing elsewhere.

@@ -31,14 +31,22 @@ pub struct SqliteStore {
     conn: Connection,
     territory: Arc<Territory>,
     skipped: Skipped,
+    /// Dropped after `conn` (fields drop in order): the final checkpoint runs last.
+    _checkpointer: crate::Checkpointer,
 }
 
 impl SqliteStore {
-    pub(crate) fn new(conn: Connection, territory: Arc<Territory>, skipped: Skipped) -> Self {
+    pub(crate) fn new(
+        conn: Connection,
+        territory: Arc<Territory>,
+        skipped: Skipped,
+        checkpointer: crate::Checkpointer,
+    ) -> Self {
         SqliteStore {
             conn,
             territory,
             skipped,
+            _checkpointer: checkpointer,
         }
     }
 

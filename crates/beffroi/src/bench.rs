@@ -27,6 +27,26 @@ pub struct Args {
     /// Messages per run (one SenML record each).
     #[arg(long, default_value_t = 2_000_000)]
     messages: usize,
+    /// Broker for (b)–(d), e.g. mqtt://127.0.0.1:1883; default: a private Mosquitto on a
+    /// free loopback port.
+    #[arg(long)]
+    mqtt: Option<String>,
+    /// Only the in-process measurements (a) and (e).
+    #[arg(long)]
+    no_broker: bool,
+    /// Only the broker measurements (b)–(d), so that the peak memory of (d) is not
+    /// inflated by the 100,000-device run of (a).
+    #[arg(long)]
+    broker_only: bool,
+    /// Messages of the burst in (b).
+    #[arg(long, default_value_t = 100_000)]
+    burst: usize,
+    /// Steady rate for (c) and (d), messages per second.
+    #[arg(long, default_value_t = 10_000)]
+    rate: u32,
+    /// Duration of the steady run, seconds.
+    #[arg(long, default_value_t = 20)]
+    steady_secs: u64,
 }
 
 const SITES: usize = 1_000;
@@ -181,19 +201,69 @@ pub fn run(args: Args) -> Result<()> {
         t.devices.len(),
         SITES
     );
+    if !args.broker_only {
+        in_process(&t, &args)?;
+    }
+    if args.no_broker {
+        return Ok(());
+    }
+    #[cfg(feature = "mqtt")]
+    broker(&args)?;
+    #[cfg(not(feature = "mqtt"))]
+    println!("(b)–(d) skipped: built without the `mqtt` feature");
+    Ok(())
+}
+
+fn in_process(t: &Arc<Territory>, args: &Args) -> Result<()> {
     let msgs = payloads(args.devices, args.messages);
-    let main = run_once(&t, args.rules, &msgs)?;
+    let main = run_once(t, args.rules, &msgs)?;
     println!(
         "(a) pipeline decode→validate→rules→incidents, {} rules, one core: {:.0} observations/s ({} incidents opened)",
         args.rules, main.per_sec, main.incidents
     );
-    let few = run_once(&t, 10, &msgs)?;
-    let many = run_once(&t, 10_000, &msgs)?;
+    let few = run_once(t, 10, &msgs)?;
+    let many = run_once(t, 10_000, &msgs)?;
     println!(
         "(e) 10 rules: {:.0} obs/s; 10,000 rules: {:.0} obs/s; ratio {:.2}",
         few.per_sec,
         many.per_sec,
         few.per_sec / many.per_sec
+    );
+    Ok(())
+}
+
+#[cfg(feature = "mqtt")]
+fn broker(args: &Args) -> Result<()> {
+    let broker;
+    let url = match &args.mqtt {
+        Some(u) => u.clone(),
+        None => match crate::bench_mqtt::start_broker() {
+            Ok(b) => {
+                broker = b;
+                broker.url.clone()
+            }
+            Err(e) => {
+                println!("(b)–(d) skipped: {e}");
+                return Ok(());
+            }
+        },
+    };
+    let small = Arc::new(territory(10_000)?);
+    let set = Arc::new(rules(args.rules, &small)?);
+    let (ceiling, e2e) = crate::bench_mqtt::throughput(&small, Arc::clone(&set), &url, args.burst)?;
+    println!(
+        "(b) QoS 1 through {url}: Mosquitto pub→sub ceiling {ceiling:.0} msg/s; Beffroi end to end (stored, then acknowledged) {e2e:.0} msg/s = {:.0} % of the ceiling",
+        100.0 * e2e / ceiling
+    );
+    let s = crate::bench_mqtt::steady(&small, set, &url, args.rate, args.steady_secs, SITES)?;
+    println!(
+        "(c) publish → incident on the SSE stream at {:.0} msg/s, 10,000 devices: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms ({} incidents)",
+        s.achieved_rate, s.p50_ms, s.p99_ms, s.max_ms, s.samples
+    );
+    println!(
+        "(d) engine CPU at that rate: {:.1} % of one core (publisher and SSE client excluded); peak RSS of the process {:.0} MB",
+        100.0 * s.cpu_share,
+        s.peak_rss_mb
     );
     Ok(())
 }

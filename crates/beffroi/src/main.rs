@@ -1,6 +1,8 @@
 //! `beffroi`: safe-city hypervision for a territory, in one binary.
 
 mod bench;
+#[cfg(feature = "mqtt")]
+mod bench_mqtt;
 mod config;
 #[cfg(feature = "mqtt")]
 mod mqtt;

@@ -1,0 +1,116 @@
+//! Hot reload of the rules file of a running `beffroi serve`: an invalid file keeps the
+//! rules in force and says why; a valid one replaces them.
+
+mod support;
+
+use std::path::Path;
+use std::time::Duration;
+
+use support::beffroi::Beffroi;
+use support::http::{Api, metric};
+use support::poll;
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for e in std::fs::read_dir(from).expect("read dir") {
+        let e = e.expect("entry");
+        let target = to.join(e.file_name());
+        if e.path().is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), &target).expect("copy");
+        }
+    }
+}
+
+/// Replaces a file atomically, as editors and deployment tools do.
+fn replace(path: &Path, text: &str) {
+    let tmp = path.with_extension("toml.tmp");
+    std::fs::write(&tmp, text).expect("write");
+    std::fs::rename(&tmp, path).expect("rename");
+}
+
+fn rule_ids(api: &Api) -> Vec<String> {
+    let v = api.get_ok("/api/v1/rules");
+    v.as_array()
+        .expect("array")
+        .iter()
+        .filter_map(|r| r["id"].as_str().map(str::to_owned))
+        .collect()
+}
+
+#[test]
+fn an_invalid_rules_file_keeps_the_rules_in_force_and_a_valid_one_replaces_them() {
+    let work = tempfile::tempdir().expect("tmp");
+    let deployment = work.path().join("deployment");
+    let demo = support::demo::dir();
+    copy_dir(&demo.join("territory"), &deployment.join("territory"));
+    std::fs::copy(demo.join("rules.toml"), deployment.join("rules.toml")).expect("copy");
+    std::fs::copy(
+        demo.join("procedures.toml"),
+        deployment.join("procedures.toml"),
+    )
+    .expect("copy");
+    let rules_path = deployment.join("rules.toml");
+    let original = std::fs::read_to_string(&rules_path).expect("read");
+
+    let b = Beffroi::start_with(None, Some(deployment.clone()));
+    let api = Api::login(&b.base());
+    let before = rule_ids(&api);
+    assert!(before.iter().any(|r| r == "fire-alarm"), "{before:?}");
+
+    // An invalid file: an unknown severity.
+    replace(
+        &rules_path,
+        &original.replacen("severity = \"critical\"", "severity = \"urgent\"", 1),
+    );
+    poll(
+        "the invalid reload is counted",
+        Duration::from_secs(20),
+        || b.log(),
+        || {
+            metric(
+                &api.metrics(),
+                "beffroi_rule_reloads_total",
+                &[("result", "invalid")],
+            )
+            .filter(|n| *n >= 1.0)
+        },
+    );
+    assert_eq!(rule_ids(&api), before, "the rules in force are kept");
+    let log = b.log();
+    assert!(
+        log.contains("rules.toml:") && log.contains("unknown severity `urgent`"),
+        "the log says which file, line and field:\n{log}"
+    );
+
+    // A valid file without the fire alarm rule replaces the rules.
+    let start = original
+        .find("id = \"fire-alarm\"")
+        .expect("the demo has fire-alarm");
+    let block_start = original[..start].rfind("[[rule]]").expect("rule header");
+    let block_end = original[start..]
+        .find("[[rule]]")
+        .map(|i| start + i)
+        .unwrap_or(original.len());
+    let without = format!("{}{}", &original[..block_start], &original[block_end..]);
+    replace(&rules_path, &without);
+    let after = poll(
+        "the valid reload takes effect",
+        Duration::from_secs(20),
+        || b.log(),
+        || {
+            let ids = rule_ids(&api);
+            (ids.len() == before.len() - 1).then_some(ids)
+        },
+    );
+    assert!(!after.iter().any(|r| r == "fire-alarm"), "{after:?}");
+    assert!(
+        metric(
+            &api.metrics(),
+            "beffroi_rule_reloads_total",
+            &[("result", "ok")]
+        )
+        .is_some_and(|n| n >= 1.0)
+    );
+}

@@ -1,0 +1,137 @@
+//! A small blocking client of Beffroi's HTTP API (ureq 3, statuses returned, not errors).
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+pub const ADMIN_PASSWORD: &str = "test-admin-password";
+
+pub fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(20)))
+        .build()
+        .into()
+}
+
+/// `(status, body)` of a GET without a token, or `None` if the server cannot be reached.
+pub fn get_text(agent: &ureq::Agent, url: &str) -> Option<(u16, String)> {
+    let mut r = agent.get(url).call().ok()?;
+    let status = r.status().as_u16();
+    let body = r.body_mut().read_to_string().ok()?;
+    Some((status, body))
+}
+
+/// `/metrics` of the server at `base` (no token needed).
+pub fn metrics(agent: &ureq::Agent, base: &str) -> String {
+    let (status, body) = get_text(agent, &format!("{base}/metrics")).expect("GET /metrics");
+    assert_eq!(status, 200, "GET /metrics: {body}");
+    body
+}
+
+/// A logged-in client.
+#[derive(Clone)]
+pub struct Api {
+    pub agent: ureq::Agent,
+    pub base: String,
+    pub token: String,
+}
+
+impl Api {
+    /// Logs in as `admin` on `base` (`http://127.0.0.1:PORT`).
+    pub fn login(base: &str) -> Api {
+        let agent = agent();
+        let mut r = agent
+            .post(&format!("{base}/api/v1/auth/login"))
+            .send_json(serde_json::json!({"username": "admin", "password": ADMIN_PASSWORD}))
+            .expect("login request");
+        let status = r.status().as_u16();
+        let body: Value = r.body_mut().read_json().expect("login answer is JSON");
+        assert_eq!(status, 200, "login failed: {body}");
+        let token = body["token"].as_str().expect("token").to_owned();
+        Api {
+            agent,
+            base: base.to_owned(),
+            token,
+        }
+    }
+
+    fn bearer(&self) -> String {
+        format!("Bearer {}", self.token)
+    }
+
+    /// `(status, JSON body)` of an authenticated GET on `path` (e.g. `/api/v1/incidents`).
+    pub fn get(&self, path: &str) -> (u16, Value) {
+        let mut r = self
+            .agent
+            .get(&format!("{}{path}", self.base))
+            .header("Authorization", &self.bearer())
+            .call()
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"));
+        let status = r.status().as_u16();
+        let text = r.body_mut().read_to_string().expect("body");
+        let v = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        (status, v)
+    }
+
+    /// The JSON of a GET that must answer 200.
+    pub fn get_ok(&self, path: &str) -> Value {
+        let (status, v) = self.get(path);
+        assert_eq!(status, 200, "GET {path}: {v}");
+        v
+    }
+
+    /// `(status, JSON body)` of an authenticated POST of a raw body.
+    pub fn post(&self, path: &str, body: &str) -> (u16, Value) {
+        let mut r = self
+            .agent
+            .post(&format!("{}{path}", self.base))
+            .header("Authorization", &self.bearer())
+            .content_type("application/json")
+            .send(body)
+            .unwrap_or_else(|e| panic!("POST {path}: {e}"));
+        let status = r.status().as_u16();
+        let text = r.body_mut().read_to_string().expect("body");
+        let v = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        (status, v)
+    }
+
+    /// Incidents of the listing `GET /api/v1/incidents?{query}`.
+    pub fn incidents(&self, query: &str) -> Vec<Value> {
+        let v = self.get_ok(&format!("/api/v1/incidents?{query}"));
+        v.as_array().expect("incident list").clone()
+    }
+
+    /// `/metrics` as text.
+    pub fn metrics(&self) -> String {
+        metrics(&self.agent, &self.base)
+    }
+}
+
+/// The value of the sample `name{labels…}` in a Prometheus / OpenMetrics text exposition,
+/// where every `(label, value)` of `labels` is present (others may be too).
+pub fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    for line in text.lines() {
+        if line.starts_with('#') {
+            continue;
+        }
+        let Some((series, value)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        let (n, label_text) = match series.split_once('{') {
+            Some((n, rest)) => (n, rest.trim_end_matches('}')),
+            None => (series, ""),
+        };
+        if n != name {
+            continue;
+        }
+        let have: Vec<&str> = label_text.split(',').map(str::trim).collect();
+        if labels
+            .iter()
+            .all(|(k, v)| have.contains(&format!("{k}=\"{v}\"").as_str()))
+        {
+            return value.trim().parse().ok();
+        }
+    }
+    None
+}
