@@ -31,7 +31,7 @@ use support::demo::{self, TERRITORY};
 use support::http::{self, Api, metric};
 use support::mosquitto::Mosquitto;
 use support::publisher::{Publisher, wait_mqtt_flowing};
-use support::{now_ms, poll, senml_time, tail};
+use support::{now_ms, poll, senml_time};
 
 /// Messages streamed, one observation each, all for distinct (device, field, time).
 const N: usize = 3000;
@@ -126,13 +126,7 @@ fn kill9_while_streaming_loses_nothing_and_keeps_one_incident() {
         protocol: 4,
     }));
     let db = beffroi.db_path();
-    let log = || {
-        format!(
-            "{}--- mosquitto ---\n{}",
-            beffroi.log(),
-            tail(&broker.log(), 40)
-        )
-    };
+    let log = || support::logs(&beffroi, &broker);
 
     let devices = demo::devices();
     let gauges: Vec<String> = demo::of_kind(&devices, "water_level")

@@ -13,7 +13,7 @@ use support::demo::{self, TERRITORY};
 use support::http::{Api, get_text, metric};
 use support::mosquitto::Mosquitto;
 use support::publisher::{Publisher, wait_mqtt_flowing};
-use support::{now_ms, poll, rfc3339, senml_time, tail};
+use support::{now_ms, poll, rfc3339, senml_time};
 
 const WAIT: Duration = Duration::from_secs(15);
 
@@ -94,13 +94,7 @@ fn end_to_end(protocol: u8) {
         protocol,
     }));
     let api = Api::login(&beffroi.base());
-    let log = || {
-        format!(
-            "{}--- mosquitto ---\n{}",
-            beffroi.log(),
-            tail(&broker.log(), 40)
-        )
-    };
+    let log = || support::logs(&beffroi, &broker);
 
     let devices = demo::devices();
     let fire = demo::of_kind(&devices, "fire_panel")[0].clone();

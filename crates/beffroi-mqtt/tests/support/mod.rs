@@ -1,1 +1,1 @@
-pub mod mosquitto;
+pub use beffroi_testkit::mosquitto;

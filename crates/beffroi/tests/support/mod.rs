@@ -7,7 +7,7 @@
 pub mod beffroi;
 pub mod demo;
 pub mod http;
-pub mod mosquitto;
+pub use beffroi_testkit::mosquitto;
 pub mod publisher;
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -79,4 +79,13 @@ pub fn tail(text: &str, n: usize) -> String {
     let mut out = lines[lines.len().saturating_sub(n)..].join("\n");
     out.push('\n');
     out
+}
+
+/// What Beffroi and the broker logged, for assertion messages.
+pub fn logs(beffroi: &beffroi::Beffroi, broker: &mosquitto::Mosquitto) -> String {
+    format!(
+        "{}--- mosquitto ---\n{}",
+        beffroi.log(),
+        tail(&broker.log(), 40)
+    )
 }

@@ -1,8 +1,8 @@
 //! A real Mosquitto broker for integration tests, on a free loopback port with its own
-//! persistence directory. Self-contained (std + `tempfile`): copy it into another crate's
-//! `tests/support/` to reuse it.
+//! persistence directory.
 //!
-//! ```ignore
+//! ```no_run
+//! use beffroi_testkit::mosquitto::Mosquitto;
 //! let Some(broker) = Mosquitto::start() else { return }; // skipped: no mosquitto binary
 //! let url = broker.url();
 //! ```
@@ -10,8 +10,6 @@
 //! Without `/usr/sbin/mosquitto` (or `$MOSQUITTO`) the test is skipped with a message,
 //! unless `BEFFROI_REQUIRE_SERVICES=1`, in which case it fails. The broker is killed when the
 //! value is dropped.
-
-#![allow(dead_code)]
 
 use std::io::Write;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};

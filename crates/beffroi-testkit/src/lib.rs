@@ -1,0 +1,9 @@
+//! Test support shared by the integration tests of several crates (a dev-dependency only).
+//!
+//! - [`mosquitto::Mosquitto`]: a real broker on a free loopback port with its own folder,
+//!   skipped with a message when the binary is missing, unless
+//!   `BEFFROI_REQUIRE_SERVICES=1` makes that a failure.
+//!
+//! Panics are the failure mode here: this code only runs inside tests.
+
+pub mod mosquitto;
