@@ -163,6 +163,32 @@ fn end_to_end(protocol: u8) {
             serde_json::json!({"occupancy": 5000}),
         ),
     );
+    // (c') ChirpStack uplinks that raise an incident: smoke and heat at one site within the
+    // window of the `fire-smoke-heat` correlation.
+    let all = demo::devices();
+    let (smoke, heat) = demo::of_kind(&all, "smoke_detector")
+        .into_iter()
+        .filter(|s| s.dev_eui.is_some())
+        .find_map(|s| {
+            demo::of_kind(&all, "temperature")
+                .into_iter()
+                .find(|t| t.site == s.site && t.dev_eui.is_some())
+                .map(|t| (s.clone(), t.clone()))
+        })
+        .expect("a site with a LoRaWAN smoke detector and temperature sensor");
+    for (dev, object) in [
+        (
+            &smoke,
+            serde_json::json!({"smoke": true, "battery_pct": 80}),
+        ),
+        (&heat, serde_json::json!({"temp_c": 71.5})),
+    ] {
+        let eui = dev.dev_eui.as_deref().expect("dev_eui");
+        publisher.publish(
+            &format!("application/1/device/{eui}/event/up"),
+            chirpstack_uplink(eui, &dev.id, now, object),
+        );
+    }
     // (d) Bad input: not JSON, and a device the territory does not have.
     publisher.publish(
         &format!("beffroi/{TERRITORY}/{}/senml", gauge.id),
@@ -172,7 +198,7 @@ fn end_to_end(protocol: u8) {
         &format!("beffroi/{TERRITORY}/no-such-device-e2e/senml"),
         format!(r#"[{{"bt":{},"n":"level_m","v":1.0}}]"#, senml_time(now)),
     );
-    publisher.wait_acks(acks_before + 6, WAIT);
+    publisher.wait_acks(acks_before + 8, WAIT);
 
     // Incidents, through the API.
     let fire_inc = wait_incident(&api, "fire-alarm", &fire.site, &log);
@@ -187,6 +213,10 @@ fn end_to_end(protocol: u8) {
         format!("intrusion-alarm@site:{}", intrusion.site)
     );
     assert_eq!(intr_inc["status"], "new");
+
+    let lora_inc = wait_incident(&api, "fire-smoke-heat", &smoke.site, &log);
+    assert_eq!(lora_inc["category"], "fire", "{lora_inc:#}");
+    assert_eq!(lora_inc["severity"], "critical");
 
     // The incident detail carries the fire procedure and the opening in its log.
     let detail = api.get_ok(&format!("/api/v1/incidents/{}", fire_inc["id"]));
@@ -227,8 +257,8 @@ fn end_to_end(protocol: u8) {
     )
     .expect("accepted counter");
     assert!(
-        accepted >= 5.0,
-        "fire, intrusion+armed, level, occupancy: {accepted}\n{m}"
+        accepted >= 8.0,
+        "fire, intrusion+armed, level, occupancy, smoke+battery, temp: {accepted}\n{m}"
     );
     let rejections = api.get_ok("/api/v1/rejections?limit=1000");
     for reason in ["malformed", "unknown_device"] {
@@ -242,7 +272,7 @@ fn end_to_end(protocol: u8) {
         );
     }
 
-    // Only the two alarms opened incidents: no crowd incident from a single reading, none
+    // Only the three alarms opened incidents: no crowd incident from a single reading, none
     // for the gauge.
     let open = api.incidents("status=active");
     assert!(
@@ -251,8 +281,8 @@ fn end_to_end(protocol: u8) {
     );
     assert_eq!(
         open.len(),
-        2,
-        "exactly the fire and the intrusion: {open:#?}"
+        3,
+        "exactly the fire, the intrusion and the smoke-and-heat fire: {open:#?}"
     );
 
     // Still alive and healthy after the bad input.
