@@ -48,4 +48,6 @@ pub struct Alarm {
     pub evidence: String,
     /// For `Clear`: whether the rule resolves its incident when the condition clears.
     pub auto_resolve: bool,
+    /// The condition is the device's silence (an absence rule), not something it reported.
+    pub silence: bool,
 }

@@ -534,6 +534,7 @@ mod tests {
             at: Timestamp(at),
             evidence: "level_m=3".into(),
             auto_resolve: true,
+            silence: false,
         }
     }
 

@@ -139,10 +139,15 @@ impl Pipeline {
                     inc.opened_at,
                     inc.severity,
                 );
+                let silence = self
+                    .eval
+                    .rules()
+                    .by_id(&inc.rule)
+                    .is_some_and(|r| matches!(r.body, beffroi_rules::Body::Absence { .. }));
                 if let Some(d) = inc.device
                     && let Some(s) = self.states.get_mut(d.get())
                 {
-                    *s = if inc.category.as_ref() == "device" {
+                    *s = if silence {
                         DeviceState::Silent
                     } else {
                         DeviceState::Alarm
@@ -273,9 +278,9 @@ impl Pipeline {
         for a in &alarms {
             self.metrics.alarms.inc();
             if let Some(d) = a.device {
-                let state = match (&a.kind, a.category.as_ref()) {
-                    (AlarmKind::Clear, _) => DeviceState::Normal,
-                    (_, _) if a.evidence.starts_with("no message") => DeviceState::Silent,
+                let state = match a.kind {
+                    AlarmKind::Clear => DeviceState::Normal,
+                    _ if a.silence => DeviceState::Silent,
                     _ => DeviceState::Alarm,
                 };
                 if let Some(s) = self.states.get_mut(d.get())

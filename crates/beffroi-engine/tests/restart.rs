@@ -7,6 +7,7 @@ use std::sync::Arc;
 use beffroi_core::territory::fixture;
 use beffroi_core::{Incident, IncidentId, Severity, Status, Timestamp};
 use beffroi_engine::Source;
+use beffroi_engine::live::DeviceState;
 use beffroi_engine::metrics::Metrics;
 use beffroi_engine::pipeline::{Output, Pipeline};
 use beffroi_territory::SourceFile;
@@ -108,6 +109,17 @@ fn conditions_raised_before_a_restart_still_clear_and_escalate() {
     assert!(
         changes.iter().any(|i| &*i.rule == "silent"),
         "absence counts from the last message: {changes:?}"
+    );
+    let g2 = b.territory().device_id("g2").expect("g2");
+    let g1 = b.territory().device_id("g1").expect("g1");
+    assert_eq!(b.device_state(g2), DeviceState::Silent);
+    assert_eq!(b.device_state(g1), DeviceState::Alarm);
+    assert!(
+        out.devices
+            .iter()
+            .any(|c| c.device == g2 && c.state == DeviceState::Silent),
+        "the map is told: {:?}",
+        out.devices
     );
 
     // The level goes back to normal: the restored incident auto-resolves, no new incident.

@@ -692,6 +692,7 @@ impl Evaluator {
             at,
             evidence: String::new(),
             auto_resolve: rule.auto_resolve,
+            silence: matches!(rule.body, Body::Absence { .. }),
         }
     }
 }
