@@ -481,10 +481,9 @@ pub async fn post_observations(
     State(s): State<AppState>,
     _u: User,
     Query(p): Query<IngestParams>,
-    headers: HeaderMap,
     body: bytes::Bytes,
 ) -> Result<Json<IngestResponse>, ApiError> {
-    ingest(s, None, p, &headers, body).await
+    ingest(s, None, p, body).await
 }
 
 #[utoipa::path(post, path = "/api/v1/devices/{id}/observations", params(("id" = String, Path), IngestParams),
@@ -495,30 +494,23 @@ pub async fn post_device_observations(
     _u: User,
     Path(id): Path<String>,
     Query(p): Query<IngestParams>,
-    headers: HeaderMap,
     body: bytes::Bytes,
 ) -> Result<Json<IngestResponse>, ApiError> {
-    ingest(s, Some(id), p, &headers, body).await
+    ingest(s, Some(id), p, body).await
 }
 
 async fn ingest(
     s: AppState,
     device: Option<String>,
     p: IngestParams,
-    headers: &HeaderMap,
     body: bytes::Bytes,
 ) -> Result<Json<IngestResponse>, ApiError> {
+    // SenML is the canonical form; the others are named with `?format=`.
     let format = match p.format.as_deref() {
         Some(f) => Format::parse(f).ok_or_else(|| {
             ApiError::new(ErrorCode::InvalidRequest, format!("unknown format `{f}`"))
         })?,
-        None => match headers
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-        {
-            Some(ct) if ct.starts_with("application/senml+json") => Format::Senml,
-            _ => Format::Senml,
-        },
+        None => Format::Senml,
     };
     let (tx, rx) = oneshot::channel();
     let env = Envelope {

@@ -27,7 +27,7 @@ pub const MAX_PAYLOAD: usize = 64 * 1024;
 /// Largest number of records in one payload.
 pub const MAX_RECORDS: usize = 1000;
 
-/// Payload format, chosen by the topic suffix, the HTTP content type or a query parameter.
+/// Payload format, chosen by the MQTT topic or the `format` query parameter of HTTP ingest.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Format {
     Senml,
