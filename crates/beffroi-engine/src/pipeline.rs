@@ -132,18 +132,13 @@ impl Pipeline {
         }
         for inc in incidents {
             if inc.condition_active {
-                self.eval.restore_raised(
+                let silence = self.eval.restore_raised(
                     &inc.rule,
                     inc.site,
                     inc.device,
                     inc.opened_at,
                     inc.severity,
                 );
-                let silence = self
-                    .eval
-                    .rules()
-                    .by_id(&inc.rule)
-                    .is_some_and(|r| matches!(r.body, beffroi_rules::Body::Absence { .. }));
                 if let Some(d) = inc.device
                     && let Some(s) = self.states.get_mut(d.get())
                 {

@@ -112,7 +112,8 @@ impl Evaluator {
 
     /// Re-arms the state of a condition that was raised before a restart (an incident whose
     /// condition was still active), so that it clears, escalates and deduplicates as if
-    /// the process had never stopped. Unknown rules (since removed) are ignored.
+    /// the process had never stopped. Unknown rules (since removed) are ignored. Returns
+    /// whether the condition is a device's silence (an absence rule).
     pub fn restore_raised(
         &mut self,
         rule_id: &str,
@@ -120,10 +121,10 @@ impl Evaluator {
         device: Option<DeviceIdx>,
         raised_at: Timestamp,
         severity: beffroi_core::Severity,
-    ) {
+    ) -> bool {
         let set = Arc::clone(&self.set);
         let Some(ri) = set.rules.iter().position(|r| &*r.id == rule_id) else {
-            return;
+            return false;
         };
         let r = RuleIdx(ri as u32);
         let rule = set.rule(r);
@@ -167,7 +168,7 @@ impl Evaluator {
                 );
                 site_unit(site)
             }
-            _ => return,
+            _ => return false,
         };
         let key = Self::key_of(rule, site, device);
         let level = rule
@@ -189,6 +190,7 @@ impl Evaluator {
         if !ks.units.contains(&unit) {
             ks.units.push(unit);
         }
+        matches!(rule.body, Body::Absence { .. })
     }
 
     pub fn last_seen(&self, d: DeviceIdx) -> Option<Timestamp> {
