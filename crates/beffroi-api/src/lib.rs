@@ -12,6 +12,7 @@
 //! status; bodies are `{"error": {"code": …, "message": …}}`.
 
 pub mod auth;
+pub mod console;
 pub mod dto;
 pub mod error;
 mod handlers;
@@ -74,7 +75,9 @@ pub fn router(state: AppState) -> Router {
         .route("/observations", post(handlers::post_observations))
         .route("/rejections", get(handlers::rejections))
         .route("/rules", get(handlers::rules))
-        .route("/stream", get(handlers::stream));
+        .route("/stream", get(handlers::stream))
+        .route("/map/devices", get(console::map_devices))
+        .route("/territory/communes", get(console::communes_geojson));
     Router::new()
         .route("/healthz", get(handlers::healthz))
         .route("/metrics", get(handlers::metrics))

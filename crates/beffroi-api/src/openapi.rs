@@ -16,12 +16,14 @@ use crate::handlers;
         handlers::territory, handlers::sites_geojson, handlers::list_devices, handlers::get_device,
         handlers::post_observations, handlers::post_device_observations, handlers::rejections,
         handlers::rules, handlers::stream,
+        crate::console::map_devices, crate::console::communes_geojson,
     ),
     components(schemas(
         IncidentDto, IncidentDetailDto, SopDto, SopStepDto, LogEntryDto, ActionRequest,
         LoginRequest, LoginResponse, RejectionDto, IngestResponse, StoredRejectionDto,
         DeviceDto, DeviceDetailDto, ObservationDto, TerritoryDto, CommuneDto, RuleDto,
         ErrorBody, ErrorDetail,
+        crate::console::MapDevicesDto,
     )),
     modifiers(&Bearer),
 )]

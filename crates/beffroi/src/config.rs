@@ -16,6 +16,20 @@ struct Raw {
     retention: Option<String>,
     #[serde(default)]
     mqtt: Option<RawMqtt>,
+    #[serde(default)]
+    console: Option<RawConsole>,
+}
+
+/// `[console]`: the base map (none by default).
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct RawConsole {
+    #[serde(default)]
+    tiles: Option<String>,
+    #[serde(default)]
+    pmtiles: Option<PathBuf>,
+    #[serde(default)]
+    attribution: Option<String>,
 }
 
 #[derive(Deserialize, Debug)]
@@ -60,6 +74,7 @@ pub struct Config {
     pub deployment: PathBuf,
     pub retention: Option<beffroi_core::Duration>,
     pub mqtt: Option<MqttSettings>,
+    pub console: beffroi_console::Settings,
 }
 
 impl Config {
@@ -97,12 +112,28 @@ impl Config {
                 })
             }
         };
+        let console = match raw.console {
+            None => beffroi_console::Settings::default(),
+            Some(c) => {
+                let settings = beffroi_console::Settings {
+                    tiles: c.tiles,
+                    pmtiles: c.pmtiles.map(|p| base.join(p)),
+                    attribution: c.attribution,
+                };
+                settings.validate().map_err(|e| {
+                    let field = format!("console.{}", e.field);
+                    ConfigError::new(src.path.clone(), None, Some(&field), e.message)
+                })?;
+                settings
+            }
+        };
         Ok(Config {
             listen: raw.listen,
             data_dir: base.join(raw.data_dir),
             deployment: base.join(raw.deployment),
             retention,
             mqtt,
+            console,
         })
     }
 }

@@ -24,6 +24,8 @@ pub struct RunOptions {
     /// Scenarios to loop in-process (demo), with background first.
     pub simulate: bool,
     pub mqtt: Option<crate::config::MqttSettings>,
+    /// The console's base map.
+    pub console: beffroi_console::Settings,
 }
 
 /// The admin password: `BEFFROI_ADMIN_PASSWORD`, or a generated one that is printed.
@@ -72,7 +74,7 @@ pub async fn run(dep: Deployment, opts: RunOptions) -> Result<()> {
     let (auth, password) = hashed;
     let state = AppState::new(handle.clone(), Arc::new(reader), Arc::new(auth));
     let ready = Arc::clone(&state.ready);
-    let app = beffroi_api::router(state);
+    let app = beffroi_api::router(state).merge(beffroi_console::router(opts.console.clone()));
     let addr: SocketAddr = opts
         .listen
         .parse()
@@ -121,8 +123,9 @@ pub async fn run(dep: Deployment, opts: RunOptions) -> Result<()> {
         territory.devices.len(),
         dep.rules.len()
     );
+    println!("  console     : http://{local}/");
     println!(
-        "  console/API : http://{local}/api/v1   (health: http://{local}/healthz, metrics: http://{local}/metrics)"
+        "  API         : http://{local}/api/v1   (health: http://{local}/healthz, metrics: http://{local}/metrics)"
     );
     println!("  data        : {}", db.display());
     if generated {
