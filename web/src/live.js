@@ -32,6 +32,19 @@ function emit(type, data) {
   }
 }
 
+// The engine's clock may run ahead of the browser's (the demo's accelerated clock, a
+// skewed workstation): ages are computed against the latest time the server reported.
+let skew = 0;
+function observe(iso) {
+  const d = Date.parse(iso) - Date.now();
+  if (Number.isFinite(d) && d > skew) skew = d;
+}
+
+/** The engine's "now" as best known: the browser's clock plus the observed skew. */
+export function serverNow() {
+  return Date.now() + skew;
+}
+
 export function getStatus() {
   return status;
 }
@@ -44,7 +57,10 @@ function setStatus(s) {
 export async function refetchIncidents() {
   const list = await api.get('/incidents?status=active&limit=5000');
   incidents.clear();
-  for (const i of list) incidents.set(i.id, i);
+  for (const i of list) {
+    incidents.set(i.id, i);
+    observe(i.updated_at);
+  }
   emit('incidents', { reset: true });
 }
 
@@ -92,12 +108,17 @@ function connect() {
   });
   source.addEventListener('incident', (e) => {
     const inc = JSON.parse(e.data);
+    observe(inc.updated_at);
     if (inc.status === 'closed') incidents.delete(inc.id);
     else incidents.set(inc.id, inc);
     emit('incidents', { incident: inc, created: !!inc.created });
   });
   for (const type of ['device', 'unit', 'crisis', 'event']) {
-    source.addEventListener(type, (e) => emit(type, JSON.parse(e.data)));
+    source.addEventListener(type, (e) => {
+      const data = JSON.parse(e.data);
+      if (data.at) observe(data.at);
+      emit(type, data);
+    });
   }
   source.addEventListener('lagged', () => {
     refetchIncidents().catch(() => {});

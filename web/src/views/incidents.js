@@ -138,11 +138,11 @@ function paintQueue() {
   state.order = list.map((i) => i.id);
   state.countEl.textContent = t('queue.count', { n: list.length });
   state.countEl.dataset.count = list.length;
-  const now = Date.now();
+  const now = live.serverNow();
   clear(state.queue);
   if (!list.length) state.queue.append(h('li.empty', t('queue.empty')));
   for (const i of list) {
-    state.queue.append(h(`li.incident-row.sev-${i.severity}.st-${i.status}`, {
+    state.queue.append(h(`li.incident-row.row-${i.severity}.st-${i.status}`, {
       role: 'option', dataset: { id: i.id, status: i.status, severity: i.severity },
       on: { click: () => navigate(`#/incidents/${i.id}`) },
     },
@@ -192,7 +192,7 @@ async function doAction(action, extra) {
   if (!d) return;
   try {
     await api.act(d.id, action, extra);
-    toast(t('action.done', { action: t(`action.${action}`) !== `action.${action}` ? t(`action.${action}`) : action }));
+    toast(t('action.done', { action: t(`action.${action}`) }));
     await loadDetail(d.id, true);
   } catch (e) {
     toast(t('error.generic', { message: e.message }), 'error');
@@ -223,7 +223,7 @@ function paintDetail() {
     canAct && h('div.actions#lifecycle', ...LIFECYCLE.filter(([, ok]) => ok(d.status)).map(([a]) =>
       h(`button.action.act-${a}`, { type: 'button', dataset: { action: a }, on: { click: () => doAction(a) } }, t(`action.${a}`)))),
     h('dl.kv',
-      h('dt', t('incident.opened')), h('dd', `${fmtTime(d.opened_at)} (${fmtAgo(d.opened_at)})`),
+      h('dt', t('incident.opened')), h('dd', `${fmtTime(d.opened_at)} (${fmtAgo(d.opened_at, live.serverNow())})`),
       d.acknowledged_at && [h('dt', t('incident.acknowledged')), h('dd', fmtTime(d.acknowledged_at))],
       h('dt', t('incident.rule')), h('dd', rule ? `${rule.title} (${d.rule})` : d.rule),
       h('dt', t('incident.alarms')), h('dd', `${d.alarm_count} · ${t(d.condition_active ? 'incident.condition_active' : 'incident.condition_cleared')}`),
