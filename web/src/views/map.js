@@ -174,17 +174,22 @@ export function mount(el) {
     applyVisibility();
   };
 
+  // Fetched while MapLibre starts up.
+  const data = Promise.all([
+    api.get('/territory/communes'),
+    api.get('/territory/sites'),
+    api.get('/map/devices'),
+  ]);
+  data.catch(() => {}); // reported by load()
+
   const load = async () => {
-    const [communesFc, sites, devs] = await Promise.all([
-      api.get('/territory/communes'),
-      api.get('/territory/sites'),
-      api.get('/map/devices'),
-    ]);
+    const [communesFc, sites, devs] = await data;
     if (destroyed) return;
     communes = communesFc;
     devices = devs;
     devices.index = new Map(devs.ids.map((id, i) => [id, i]));
     probe.devicesLoadedMs = performance.now() - t0;
+    probe.devicesLoadedAt = performance.now();
 
     map.addSource('communes', { type: 'geojson', data: communesFc });
     map.addLayer({ id: 'communes', type: 'circle', source: 'communes', paint: {
@@ -202,6 +207,7 @@ export function mount(el) {
 
     map.addSource('devices', {
       type: 'geojson', data: deviceGeojson(), cluster: true, clusterRadius: 45, clusterMaxZoom: 15,
+      ...(probe.tune ?? {}),
       clusterProperties: {
         alarm: ['+', ['case', ['==', ['get', 's'], 1], 1, 0]],
         silent: ['+', ['case', ['==', ['get', 's'], 2], 1, 0]],
@@ -236,6 +242,7 @@ export function mount(el) {
     counts();
     map.once('idle', () => {
       probe.firstRenderMs = performance.now() - t0;
+      probe.firstRenderAt = performance.now();
       probe.mapReady = true;
       counters.dataset.ready = 'true';
     });
