@@ -137,3 +137,48 @@ impl Config {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(&SourceFile::new("/etc/beffroi/beffroi.toml", text))
+    }
+
+    #[test]
+    fn the_console_table_sets_the_base_map() {
+        let base = "data_dir = \"d\"\ndeployment = \"dep\"\n";
+        let none = parse(base).expect("valid");
+        assert_eq!(none.console, beffroi_console::Settings::default());
+        let tiles = parse(&format!(
+            "{base}[console]\ntiles = \"https://t.example.org/{{z}}/{{x}}/{{y}}.png\"\nattribution = \"© OSM\"\n"
+        ))
+        .expect("valid");
+        assert_eq!(
+            tiles.console.tiles.as_deref(),
+            Some("https://t.example.org/{z}/{x}/{y}.png")
+        );
+        assert_eq!(tiles.console.attribution.as_deref(), Some("© OSM"));
+    }
+
+    #[test]
+    fn a_bad_console_table_names_its_field() {
+        let base = "data_dir = \"d\"\ndeployment = \"dep\"\n";
+        let e = parse(&format!(
+            "{base}[console]\ntiles = \"https://t.example.org/{{z}}.png\"\n"
+        ))
+        .expect_err("no {x}");
+        assert!(e.to_string().contains("console.tiles"), "{e}");
+        // Relative to the configuration file's folder, and checked.
+        let e = parse(&format!("{base}[console]\npmtiles = \"missing.pmtiles\"\n"))
+            .expect_err("no such file");
+        assert!(e.to_string().contains("console.pmtiles"), "{e}");
+        assert!(
+            e.to_string().contains("/etc/beffroi/missing.pmtiles"),
+            "{e}"
+        );
+        let e = parse(&format!("{base}[console]\nbasemap = \"x\"\n")).expect_err("unknown key");
+        assert!(e.to_string().contains("basemap"), "{e}");
+    }
+}

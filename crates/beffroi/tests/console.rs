@@ -138,4 +138,23 @@ fn an_operator_handles_a_live_incident_in_the_console() {
     ] {
         assert!(actions.contains(&a), "the log has `{a}`: {actions:?}");
     }
+
+    // The map's compact endpoint: aligned columns, and the panel now in alarm.
+    let map = api.get_ok("/api/v1/map/devices");
+    let n = map["count"].as_u64().expect("count") as usize;
+    for col in ["ids", "lon", "lat", "kind", "state"] {
+        assert_eq!(map[col].as_array().map(Vec::len), Some(n), "{col}");
+    }
+    let states = map["states"].as_array().expect("states");
+    let alarm = states
+        .iter()
+        .position(|s| s == "alarm")
+        .expect("alarm state");
+    let ids = map["ids"].as_array().expect("ids");
+    let device = inc["device"].as_str().expect("a device incident");
+    let i = ids
+        .iter()
+        .position(|d| d == device)
+        .expect("the panel is on the map");
+    assert_eq!(map["state"][i], alarm, "{device} is in alarm on the map");
 }
