@@ -37,6 +37,9 @@ pub struct AppState {
     pub auth: Arc<Auth>,
     pub ready: Arc<AtomicBool>,
     pub board: Arc<DeviceBoard>,
+    /// Cancelled when the server shuts down: ends the live streams, which would otherwise
+    /// keep graceful shutdown waiting for their clients.
+    pub shutdown: tokio_util::sync::CancellationToken,
 }
 
 impl AppState {
@@ -49,6 +52,7 @@ impl AppState {
             auth,
             ready: Arc::new(AtomicBool::new(false)),
             board,
+            shutdown: tokio_util::sync::CancellationToken::new(),
         }
     }
 }

@@ -74,6 +74,7 @@ pub async fn run(dep: Deployment, opts: RunOptions) -> Result<()> {
     let (auth, password) = hashed;
     let state = AppState::new(handle.clone(), Arc::new(reader), Arc::new(auth));
     let ready = Arc::clone(&state.ready);
+    let end_streams = state.shutdown.clone();
     let app = beffroi_api::router(state).merge(beffroi_console::router(opts.console.clone()));
     let addr: SocketAddr = opts
         .listen
@@ -156,6 +157,7 @@ pub async fn run(dep: Deployment, opts: RunOptions) -> Result<()> {
             _ = stop.cancelled() => {}
         }
         tracing::info!("shutting down: draining the pipeline");
+        end_streams.cancel();
     });
     let result = server.await;
     shutdown.cancel();

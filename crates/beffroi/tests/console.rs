@@ -158,3 +158,42 @@ fn an_operator_handles_a_live_incident_in_the_console() {
         .expect("the panel is on the map");
     assert_eq!(map["state"][i], alarm, "{device} is in alarm on the map");
 }
+
+/// A console keeps its live stream open all day: SIGTERM must still stop the server at
+/// once (the stream ends) rather than wait for the browser to go away.
+#[test]
+fn sigterm_ends_the_live_streams_and_the_process() {
+    use std::io::Read;
+    use std::time::Duration;
+
+    let beffroi = Beffroi::start(None);
+    let api = Api::login(&beffroi.base());
+    let resp = support::http::agent()
+        .get(&format!(
+            "{}/api/v1/stream?access_token={}",
+            beffroi.base(),
+            api.token
+        ))
+        .call()
+        .expect("open the stream");
+    assert_eq!(resp.status().as_u16(), 200);
+    let mut reader = resp.into_body().into_reader();
+    let client = std::thread::spawn(move || {
+        // Reads until the server ends the stream.
+        let mut buf = [0u8; 4096];
+        while matches!(reader.read(&mut buf), Ok(n) if n > 0) {}
+    });
+    let status = Command::new("kill")
+        .arg("-TERM")
+        .arg(beffroi.pid().to_string())
+        .status()
+        .expect("run kill");
+    assert!(status.success());
+    support::poll(
+        "beffroi to exit after SIGTERM with a live stream open",
+        Duration::from_secs(10),
+        || beffroi.log(),
+        || (!beffroi.is_running()).then_some(()),
+    );
+    client.join().expect("the stream reader ends");
+}
