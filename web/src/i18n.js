@@ -123,6 +123,13 @@ const TABLES = {
     'help.queue': 'File des incidents',
     'help.help': 'Afficher / masquer cette aide',
     'help.close': 'Fermer',
+    'category.access': 'Contrôle d’accès',
+    'category.crowd': 'Foule',
+    'category.device': 'Équipement',
+    'category.fire': 'Incendie',
+    'category.flood': 'Inondation',
+    'category.intrusion': 'Intrusion',
+    'category.road': 'Voirie',
     'notfound': 'Page introuvable.',
   },
   en: {
@@ -246,6 +253,13 @@ const TABLES = {
     'help.queue': 'Incident queue',
     'help.help': 'Show / hide this help',
     'help.close': 'Close',
+    'category.access': 'Access control',
+    'category.crowd': 'Crowd',
+    'category.device': 'Device',
+    'category.fire': 'Fire',
+    'category.flood': 'Flood',
+    'category.intrusion': 'Intrusion',
+    'category.road': 'Road',
     'notfound': 'Page not found.',
   },
 };
@@ -281,6 +295,13 @@ export function setLang(l) {
 export function onLangChange(f) {
   listeners.add(f);
   return () => listeners.delete(f);
+}
+
+/** A label for a deployment-defined id (category…): its translation if the table has one,
+ * else the id itself. */
+export function tOr(key, fallback) {
+  const s = TABLES[lang][key] ?? TABLES.fr[key];
+  return s ?? fallback;
 }
 
 export function t(key, vars) {

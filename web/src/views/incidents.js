@@ -6,7 +6,7 @@ import * as api from '../api.js';
 import * as live from '../live.js';
 import { navigate } from '../router.js';
 import { h, clear, toast } from '../dom.js';
-import { t, fmtTime, fmtAgo, onLangChange } from '../i18n.js';
+import { t, tOr, fmtTime, fmtAgo, onLangChange } from '../i18n.js';
 
 export const route = 'incidents';
 export const navKey = 'nav.incidents';
@@ -126,7 +126,7 @@ function paintFilters() {
   clear(state.filterBar).append(
     select('status', [['open', t('status.open')], ['active', t('status.active')], ...['new', 'acknowledged', 'in_progress', 'resolved'].map((s) => [s, t(`status.${s}`)])]),
     select('commune', [['', t('filter.all')], ...communes.map((c) => [c.id, c.name])]),
-    select('category', [['', t('filter.all')], ...[...categories].sort().map((c) => [c, c])]),
+    select('category', [['', t('filter.all')], ...[...categories].sort().map((c) => [c, tOr(`category.${c}`, c)])]),
     select('unit', [['', t('filter.all')], ['-', t('filter.none')], ...units]),
   );
   document.getElementById('queue-title').textContent = t('queue.title');
@@ -216,7 +216,7 @@ function paintDetail() {
     h('header.detail-head',
       h(`span.sev.big.sev-${d.severity}`, t(`severity.${d.severity}`)),
       h('div', h('h2#detail-title', d.title),
-        h('div.sub', `#${d.id} · ${d.commune_name} · ${d.site_name} · ${d.category}`)),
+        h('div.sub', `#${d.id} · ${d.commune_name} · ${d.site_name} · ${tOr(`category.${d.category}`, d.category)}`)),
       h(`span.status.big.st-${d.status}#detail-status`, { dataset: { status: d.status } }, t(`status.${d.status}`))),
     d.supervisor_attention && h('div.banner.warn', t('incident.supervisor')),
     d.escalated_at && h('div.banner.warn', `${t('incident.escalated')} — ${fmtTime(d.escalated_at)}`),

@@ -6,7 +6,7 @@ import { t } from '../i18n.js';
 
 export function render(onLoggedIn, message, langButton) {
   const err = h('p.error#login-error', { role: 'alert' }, message ?? '');
-  const user = h('input#login-user', { name: 'username', autocomplete: 'username', required: true, value: 'admin' });
+  const user = h('input#login-user', { name: 'username', autocomplete: 'username', required: true });
   const pass = h('input#login-password', { name: 'password', type: 'password', autocomplete: 'current-password', required: true });
   const submit = h('button.primary#login-submit', { type: 'submit' }, t('login.submit'));
   const form = h('form.login-box', {
@@ -32,6 +32,6 @@ export function render(onLoggedIn, message, langButton) {
   h('label', t('login.username'), user),
   h('label', t('login.password'), pass),
   err, submit);
-  setTimeout(() => pass.focus(), 0);
+  setTimeout(() => user.focus(), 0);
   return h('div.login-page', h('div.login-lang', langButton), form);
 }

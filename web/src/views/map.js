@@ -7,7 +7,7 @@ import * as api from '../api.js';
 import * as live from '../live.js';
 import { navigate } from '../router.js';
 import { h, clear, toast } from '../dom.js';
-import { t, onLangChange } from '../i18n.js';
+import { t, getLang, onLangChange } from '../i18n.js';
 import { deviceChart } from '../chart.js';
 
 export const route = 'map';
@@ -65,7 +65,7 @@ export function mount(el) {
     counters.dataset.devices = n;
     counters.dataset.communes = communes ? communes.features.length : 0;
     counters.dataset.incidents = live.incidents.size;
-    counters.textContent = t('map.counters', { devices: n.toLocaleString(), communes: counters.dataset.communes, incidents: live.incidents.size });
+    counters.textContent = t('map.counters', { devices: n.toLocaleString(getLang() === 'fr' ? 'fr-FR' : 'en-GB'), communes: counters.dataset.communes, incidents: live.incidents.size });
   };
 
   const paintPanel = () => {
@@ -126,8 +126,9 @@ export function mount(el) {
     if (i === undefined || s < 0 || devices.state[i] === s) return;
     devices.state[i] = s;
     dirty = true;
-    // Re-clustering 100,000 points costs a few hundred ms in the worker: batch changes.
-    flushTimer ??= setTimeout(flush, 1500);
+    // Re-clustering costs about 20 ms per 1,000 devices (main thread and worker): batch
+    // changes, less often on large territories (5 s at 100,000 devices).
+    flushTimer ??= setTimeout(flush, Math.max(1500, devices.ids.length / 20));
   };
 
   const onIncidents = () => {
