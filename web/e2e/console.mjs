@@ -96,6 +96,17 @@ try {
   check(navigations.every((u) => !u.startsWith(base + '/?') && u.includes('#')), `no reload: ${navigations}`);
   await page.screenshot({ path: join(shots, 'queue.png') });
 
+  step('filters and keyboard');
+  await page.locator('#filter-category').selectOption('intrusion');
+  await row.first().waitFor();
+  await page.locator('#filter-category').selectOption('flood');
+  await row.first().waitFor({ state: 'detached' });
+  await page.locator('#filter-category').selectOption('');
+  await row.first().waitFor();
+  await page.keyboard.press('j');
+  await page.waitForFunction(() => /^#\/incidents\/\d+$/.test(location.hash));
+  await page.locator('#incident-detail #detail-title').waitFor();
+
   step('detail: acknowledge');
   await row.first().click();
   const detail = page.locator('#incident-detail');
