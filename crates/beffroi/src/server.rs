@@ -56,6 +56,7 @@ pub async fn run(dep: Deployment, opts: RunOptions) -> Result<()> {
         Arc::clone(&metrics),
         EngineConfig {
             retention: opts.retention,
+            operations: dep.operations.clone(),
             ..EngineConfig::default()
         },
     )
