@@ -214,6 +214,21 @@ impl UnitBoard {
         changed
     }
 
+    /// Replaces the units of the deployment (hot reload): units still declared keep their
+    /// status and missions, new ones start in their initial status, removed ones leave the
+    /// board (their incidents keep their `owner`).
+    pub fn reconfigure(&mut self, specs: impl IntoIterator<Item = UnitSpec>, at: Timestamp) {
+        let mut next = UnitBoard::new(specs, at);
+        for u in &mut next.units {
+            if let Some(old) = self.get(&u.spec.id) {
+                u.status = old.status;
+                u.missions.clone_from(&old.missions);
+                u.updated_at = old.updated_at;
+            }
+        }
+        *self = next;
+    }
+
     pub fn at(&self, index: usize) -> Option<&Unit> {
         self.units.get(index)
     }
@@ -302,6 +317,23 @@ mod tests {
             b.set_status("zz", UnitStatus::Available, Timestamp(4))
                 .is_err()
         );
+    }
+
+    #[test]
+    fn reconfiguring_keeps_the_state_of_units_still_declared() {
+        let mut b = board();
+        b.follow(&incident(1, Some("a"), Status::New), Timestamp(1));
+        let mut renamed = spec("a", UnitStatus::Available);
+        renamed.name = "Patrouille A".into();
+        b.reconfigure([renamed, spec("d", UnitStatus::OffDuty)], Timestamp(2));
+        let a = b.get("a").expect("kept");
+        assert_eq!(
+            (&*a.spec.name, a.status),
+            ("Patrouille A", UnitStatus::Engaged)
+        );
+        assert_eq!(a.missions, vec![IncidentId(1)]);
+        assert_eq!(b.get("d").map(|u| u.status), Some(UnitStatus::OffDuty));
+        assert!(b.get("b").is_none());
     }
 
     proptest! {

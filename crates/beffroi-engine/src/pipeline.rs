@@ -9,7 +9,7 @@ use beffroi_core::incident::{EscalationPolicy, Procedure};
 use beffroi_core::{
     Actor, Alarm, AlarmKind, DeviceIdx, Incident, IncidentAction, IncidentBook, IncidentChange,
     IncidentId, Observation, Territory, Timestamp, TransitionError, Unit, UnitBoard, UnitError,
-    UnitStatus,
+    UnitSpec, UnitStatus,
 };
 use beffroi_rules::{Evaluator, RuleSet};
 use beffroi_wire::{Context, Format, RejectReason, Rejection};
@@ -220,8 +220,18 @@ impl Pipeline {
         self.book.set_procedures(procedures);
     }
 
-    pub fn replace_escalation(&mut self, policy: EscalationPolicy) {
-        self.escalation = policy;
+    /// Swaps the units and escalation delays (hot reload); every unit is written out so
+    /// that the store and the live stream see the new list.
+    pub fn replace_operations(
+        &mut self,
+        units: Vec<UnitSpec>,
+        escalation: EscalationPolicy,
+        now: Timestamp,
+        out: &mut Output,
+    ) {
+        self.units.reconfigure(units, now);
+        out.batch.units.extend(self.units.units().iter().cloned());
+        self.escalation = escalation;
     }
 
     /// Decodes, validates and evaluates one payload.

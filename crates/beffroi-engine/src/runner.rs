@@ -107,6 +107,10 @@ enum Command {
         reply: oneshot::Sender<Result<Incident, ActError>>,
     },
     ReplaceRules(Arc<RuleSet>, Vec<Procedure>),
+    ReplaceOperations(
+        Vec<beffroi_core::UnitSpec>,
+        beffroi_core::incident::EscalationPolicy,
+    ),
     Ops {
         cmd: OpsCommand,
         actor: Actor,
@@ -191,6 +195,18 @@ impl EngineHandle {
     ) -> Result<(), EngineClosed> {
         self.commands
             .send(Command::ReplaceRules(rules, procedures))
+            .await
+            .map_err(|_| EngineClosed)
+    }
+
+    /// Swaps the units and escalation delays in force (hot reload).
+    pub async fn replace_operations(
+        &self,
+        units: Vec<beffroi_core::UnitSpec>,
+        escalation: beffroi_core::incident::EscalationPolicy,
+    ) -> Result<(), EngineClosed> {
+        self.commands
+            .send(Command::ReplaceOperations(units, escalation))
             .await
             .map_err(|_| EngineClosed)
     }
@@ -445,6 +461,10 @@ fn handle_command(
             p.replace_rules(Arc::clone(&rules));
             p.replace_procedures(procedures);
             let _ = rules_tx.send(rules);
+        }
+        Command::ReplaceOperations(units, escalation) => {
+            tracing::info!(units = units.len(), "units and escalation delays replaced");
+            p.replace_operations(units, escalation, clock.now(), &mut job.out);
         }
         Command::Ops { cmd, actor, reply } => {
             let now = clock.now();

@@ -91,6 +91,7 @@ pub async fn run(dep: Deployment, opts: RunOptions) -> Result<()> {
             handle.clone(),
             rules_path,
             dep.procedures_path.clone(),
+            dep.operations_dir.clone(),
             shutdown.clone(),
         ));
     }

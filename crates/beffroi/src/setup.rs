@@ -28,6 +28,8 @@ pub struct Deployment {
     /// Files to watch for hot reload (none for the embedded demo).
     pub rules_path: Option<PathBuf>,
     pub procedures_path: Option<PathBuf>,
+    /// Folder of `units.toml` and `escalation.toml`, watched for hot reload.
+    pub operations_dir: Option<PathBuf>,
 }
 
 fn demo_file(path: &str) -> Result<SourceFile> {
@@ -108,6 +110,7 @@ pub fn load_demo() -> Result<Deployment> {
         scenarios: scenarios.into_iter().map(Arc::new).collect(),
         rules_path: None,
         procedures_path: None,
+        operations_dir: None,
     })
 }
 
@@ -161,6 +164,7 @@ pub fn load_dir(dir: &Path) -> Result<Deployment, ConfigErrors> {
             scenarios: scenarios.into_iter().map(Arc::new).collect(),
             rules_path: Some(rules_path),
             procedures_path: Some(proc_path),
+            operations_dir: Some(dir.to_path_buf()),
         }),
         _ => Err(errors),
     }
@@ -199,6 +203,14 @@ fn load_operations(dir: &Path, territory: &Territory, errors: &mut ConfigErrors)
         ),
         roles: read(&dir.join("crisis.toml"), errors, operations::parse_crisis),
     }
+}
+
+/// Re-reads `units.toml` and `escalation.toml` (hot reload); crisis roles are read at
+/// start only.
+pub fn reload_operations(territory: &Territory, dir: &Path) -> Result<Operations, ConfigErrors> {
+    let mut errors = ConfigErrors::default();
+    let ops = load_operations(dir, territory, &mut errors);
+    errors.into_result(ops)
 }
 
 /// Re-reads the rules and procedures files (hot reload).
