@@ -73,7 +73,6 @@ pub fn parse_units(src: &SourceFile, territory: &Territory) -> Result<Vec<UnitSp
         let mut err = |field: &str, msg: String| {
             errors.push(ConfigError::new(src.path.clone(), line, Some(field), msg))
         };
-        let before = out.len();
         let mut ok = true;
         if u.id.trim().is_empty() || u.id.contains(char::is_whitespace) {
             err(
@@ -128,7 +127,6 @@ pub fn parse_units(src: &SourceFile, territory: &Territory) -> Result<Vec<UnitSp
                 initial,
             });
         }
-        debug_assert!(out.len() <= before + 1);
     }
     errors.into_result(out)
 }
