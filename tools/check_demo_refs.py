@@ -429,10 +429,54 @@ def check_procedures(path: Path, prob):
         check_keys(w, pr, {"category", "title", "steps"}, ["category", "title", "steps"], prob)
         if pr.get("category") in cats:
             prob(w, "duplicate category")
-        if not pr.get("steps") or not all(isinstance(s, str) and s for s in pr["steps"]):
-            prob(w, "steps must be a non-empty list of strings")
+        def step_ok(st):
+            if isinstance(st, str):
+                return bool(st)
+            return (isinstance(st, dict) and set(st) <= {"text", "within"}
+                    and isinstance(st.get("text"), str) and st["text"]
+                    and ("within" not in st or dur(st["within"]) is not None))
+        if not pr.get("steps") or not all(step_ok(st) for st in pr["steps"]):
+            prob(w, "steps must be a non-empty list of strings or {text, within} tables")
         cats[pr["category"]] = pr
     return cats
+
+
+def check_operations(root: Path, demo, prob):
+    """units.toml, escalation.toml and crisis.toml, each optional."""
+    if (root / "units.toml").exists():
+        ids = set()
+        for u in (load_toml(root / "units.toml", prob) or {}).get("unit", []):
+            w = f"units.toml {u.get('id')}"
+            check_keys(w, u, {"id", "name", "kind", "communes", "status"}, ["id", "name", "kind"], prob)
+            if not ID_RE.match(str(u.get("id", ""))) or u.get("id") in ids:
+                prob(w, "id malformed or duplicate")
+            ids.add(u.get("id"))
+            if u.get("kind") not in {"police", "technical", "video", "other"}:
+                prob(w, f"unknown kind {u.get('kind')}")
+            if u.get("status", "available") not in {"available", "engaged", "off_duty"}:
+                prob(w, f"unknown status {u.get('status')}")
+            for c in u.get("communes", []):
+                if c not in demo.communes:
+                    prob(w, f"unknown commune {c}")
+    if (root / "escalation.toml").exists():
+        esc = load_toml(root / "escalation.toml", prob) or {}
+        check_keys("escalation.toml", esc, {"severity"}, [], prob)
+        for sev, d in esc.get("severity", {}).items():
+            w = f"escalation.toml severity.{sev}"
+            if sev not in SEVERITIES:
+                prob(w, "unknown severity")
+            check_keys(w, d, {"remind_after", "escalate_after"}, [], prob)
+            r, e = dur(d.get("remind_after", "1s")), dur(d.get("escalate_after", "999d"))
+            if r is None or e is None or r > e:
+                prob(w, "bad durations (the reminder must come before the escalation)")
+    if (root / "crisis.toml").exists():
+        ids = set()
+        for r in (load_toml(root / "crisis.toml", prob) or {}).get("role", []):
+            w = f"crisis.toml {r.get('id')}"
+            check_keys(w, r, {"id", "name", "name_en"}, ["id", "name", "name_en"], prob)
+            if r.get("id") in ids:
+                prob(w, "duplicate role")
+            ids.add(r.get("id"))
 
 
 def signal_targets(demo, sig):
@@ -854,6 +898,7 @@ def main(argv=None):
     demo = check_territory(root / "territory", prob)
     procs = check_procedures(root / "procedures.toml", prob)
     rules = check_rules(root / "rules.toml", demo, procs, prob)
+    check_operations(root, demo, prob)
     scen = {}
     for p in sorted((root / "scenarios").glob("*.toml")):
         s = check_scenario(p, demo, rules, prob)

@@ -26,6 +26,14 @@ pub enum ErrorCode {
     Overloaded,
     /// 503: the store failed; nothing was acknowledged.
     StoreUnavailable,
+    /// 404: no unit with this id in the deployment.
+    UnitNotFound,
+    /// 409: the unit is off duty and cannot be assigned.
+    UnitOffDuty,
+    /// 404: no crisis with this id.
+    CrisisNotFound,
+    /// 409: the crisis is closed; it can no longer change.
+    CrisisClosed,
 }
 
 impl ErrorCode {
@@ -38,6 +46,8 @@ impl ErrorCode {
             ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::ObservationsRejected => StatusCode::UNPROCESSABLE_ENTITY,
             ErrorCode::Overloaded | ErrorCode::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::UnitNotFound | ErrorCode::CrisisNotFound => StatusCode::NOT_FOUND,
+            ErrorCode::UnitOffDuty | ErrorCode::CrisisClosed => StatusCode::CONFLICT,
         }
     }
     pub fn as_str(self) -> &'static str {
@@ -51,6 +61,10 @@ impl ErrorCode {
             ErrorCode::ObservationsRejected => "observations_rejected",
             ErrorCode::Overloaded => "overloaded",
             ErrorCode::StoreUnavailable => "store_unavailable",
+            ErrorCode::UnitNotFound => "unit_not_found",
+            ErrorCode::UnitOffDuty => "unit_off_duty",
+            ErrorCode::CrisisNotFound => "crisis_not_found",
+            ErrorCode::CrisisClosed => "crisis_closed",
         }
     }
 }

@@ -15,6 +15,7 @@
 pub mod envelope;
 pub mod live;
 pub mod metrics;
+pub mod operations;
 pub mod pipeline;
 pub mod procedures;
 pub mod runner;

@@ -2,10 +2,14 @@
 
 use std::sync::Arc;
 
-use beffroi_core::incident::Procedure;
+use beffroi_core::crisis::{
+    Crisis, CrisisBoard, CrisisCommand, CrisisError, CrisisId, CrisisOpening,
+};
+use beffroi_core::incident::{EscalationPolicy, Procedure};
 use beffroi_core::{
-    Actor, Alarm, AlarmKind, DeviceIdx, Incident, IncidentAction, IncidentBook, IncidentId,
-    Observation, Territory, Timestamp, TransitionError,
+    Actor, Alarm, AlarmKind, DeviceIdx, Incident, IncidentAction, IncidentBook, IncidentChange,
+    IncidentId, Observation, Territory, Timestamp, TransitionError, Unit, UnitBoard, UnitError,
+    UnitSpec, UnitStatus,
 };
 use beffroi_rules::{Evaluator, RuleSet};
 use beffroi_wire::{Context, Format, RejectReason, Rejection};
@@ -13,6 +17,7 @@ use beffroi_wire::{Context, Format, RejectReason, Rejection};
 use crate::envelope::Source;
 use crate::live::{DeviceChange, DeviceState};
 use crate::metrics::Metrics;
+use crate::operations::{Operations, OpsSnapshot};
 use crate::store::{StoredObservation, StoredRejection, WriteBatch};
 
 /// What processing produced, to commit and then publish.
@@ -73,6 +78,9 @@ pub struct Pipeline {
     alarms: Vec<Alarm>,
     obs: Vec<Observation>,
     limiter: LogLimiter,
+    units: UnitBoard,
+    crises: CrisisBoard,
+    escalation: EscalationPolicy,
 }
 
 impl Pipeline {
@@ -97,7 +105,56 @@ impl Pipeline {
                 count: 0,
                 per_window: 20,
             },
+            units: UnitBoard::default(),
+            crises: CrisisBoard::default(),
+            escalation: EscalationPolicy::default(),
         }
+    }
+
+    /// Installs the units, escalation delays and safeguard-plan roles of the deployment
+    /// (before [`restore`](Self::restore)).
+    pub fn set_operations(&mut self, ops: &Operations, now: Timestamp) {
+        self.units = UnitBoard::new(ops.units.iter().cloned(), now);
+        self.crises = CrisisBoard::new(ops.roles.clone());
+        self.escalation = ops.escalation.clone();
+    }
+
+    /// Reinstates the units' recorded statuses and the crises after a restart, then
+    /// rebuilds the units' missions from the active incidents (call after
+    /// [`restore`](Self::restore)).
+    pub fn restore_operations(
+        &mut self,
+        units: &[(String, UnitStatus, Timestamp)],
+        crises: Vec<Crisis>,
+    ) {
+        for (id, status, at) in units {
+            self.units.restore_status(id, *status, *at);
+        }
+        for c in crises {
+            self.crises.restore(c);
+        }
+        let mut active: Vec<&Incident> = self.book.active().collect();
+        active.sort_by_key(|i| i.id);
+        for inc in active {
+            let at = inc.updated_at;
+            self.units.follow(inc, at);
+        }
+    }
+
+    /// The units and crises as they are now.
+    pub fn ops_snapshot(&self) -> OpsSnapshot {
+        OpsSnapshot {
+            units: self.units.units().to_vec(),
+            crises: self.crises.all().cloned().collect(),
+            roles: self.crises.roles().into(),
+        }
+    }
+
+    pub fn units(&self) -> &UnitBoard {
+        &self.units
+    }
+    pub fn crises(&self) -> &CrisisBoard {
+        &self.crises
     }
 
     pub fn territory(&self) -> &Arc<Territory> {
@@ -161,6 +218,20 @@ impl Pipeline {
 
     pub fn replace_procedures(&mut self, procedures: Vec<Procedure>) {
         self.book.set_procedures(procedures);
+    }
+
+    /// Swaps the units and escalation delays (hot reload); every unit is written out so
+    /// that the store and the live stream see the new list.
+    pub fn replace_operations(
+        &mut self,
+        units: Vec<UnitSpec>,
+        escalation: EscalationPolicy,
+        now: Timestamp,
+        out: &mut Output,
+    ) {
+        self.units.reconfigure(units, now);
+        out.batch.units.extend(self.units.units().iter().cloned());
+        self.escalation = escalation;
     }
 
     /// Decodes, validates and evaluates one payload.
@@ -247,6 +318,9 @@ impl Pipeline {
     pub fn tick(&mut self, now: Timestamp, out: &mut Output) {
         self.eval.on_tick(now, &mut self.alarms);
         self.flush_alarms(out);
+        for change in self.book.tick_escalation(&self.escalation, now) {
+            self.record(change, now, out);
+        }
     }
 
     /// An operator action on an incident.
@@ -258,11 +332,80 @@ impl Pipeline {
         now: Timestamp,
         out: &mut Output,
     ) -> Result<Incident, TransitionError> {
+        // With a units file, assignment names a unit of the deployment that is on duty.
+        if let IncidentAction::Assign(unit) = action
+            && !self.units.is_empty()
+        {
+            self.units
+                .check_assignable(unit)
+                .map_err(TransitionError::Unit)?;
+        }
         let change = self.book.act(id, action, actor, now)?;
         let inc = change.incident.clone();
-        self.metrics.incident_changes.inc();
-        out.batch.incidents.push(change);
+        self.record(change, now, out);
         Ok(inc)
+    }
+
+    /// Sets a unit's status by hand.
+    pub fn set_unit_status(
+        &mut self,
+        unit: &str,
+        status: UnitStatus,
+        now: Timestamp,
+        out: &mut Output,
+    ) -> Result<Unit, UnitError> {
+        let changed = self.units.set_status(unit, status, now)?.cloned();
+        match changed {
+            Some(u) => {
+                out.batch.units.push(u.clone());
+                Ok(u)
+            }
+            None => self
+                .units
+                .get(unit)
+                .cloned()
+                .ok_or_else(|| UnitError::NotFound(unit.into())),
+        }
+    }
+
+    pub fn open_crisis(
+        &mut self,
+        req: CrisisOpening,
+        actor: &Actor,
+        now: Timestamp,
+        out: &mut Output,
+    ) -> Result<Arc<Crisis>, CrisisError> {
+        let change = self.crises.open(req, actor, now)?;
+        let c = Arc::clone(&change.crisis);
+        out.batch.crises.push(change);
+        Ok(c)
+    }
+
+    pub fn crisis_act(
+        &mut self,
+        id: CrisisId,
+        cmd: &CrisisCommand,
+        actor: &Actor,
+        now: Timestamp,
+        out: &mut Output,
+    ) -> Result<Arc<Crisis>, CrisisError> {
+        let change = self.crises.act(id, cmd, actor, now)?;
+        let c = Arc::clone(&change.crisis);
+        out.batch.crises.push(change);
+        Ok(c)
+    }
+
+    /// Every incident change goes through here: the units follow their missions, the
+    /// active crises of its commune log it.
+    fn record(&mut self, change: IncidentChange, now: Timestamp, out: &mut Output) {
+        self.metrics.incident_changes.inc();
+        for i in self.units.follow(&change.incident, now) {
+            if let Some(u) = self.units.at(i) {
+                out.batch.units.push(u.clone());
+            }
+        }
+        out.batch.crises.extend(self.crises.follow(&change));
+        out.batch.incidents.push(change);
     }
 
     fn flush_alarms(&mut self, out: &mut Output) {
@@ -298,8 +441,7 @@ impl Pipeline {
                         })
                         .inc();
                 }
-                self.metrics.incident_changes.inc();
-                out.batch.incidents.push(change);
+                self.record(change, a.at, out);
             }
         }
         self.alarms = alarms;

@@ -16,9 +16,11 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use beffroi_core::crisis::{Crisis, CrisisCommand, CrisisError, CrisisId, CrisisOpening};
 use beffroi_core::incident::Procedure;
 use beffroi_core::{
     Actor, Clock, Incident, IncidentAction, IncidentId, Territory, Timestamp, TransitionError,
+    Unit, UnitError, UnitStatus,
 };
 use beffroi_rules::RuleSet;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
@@ -26,6 +28,7 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use crate::envelope::{Ack, AckOutcome, Envelope};
 use crate::live::LiveEvent;
 use crate::metrics::Metrics;
+use crate::operations::{Operations, OpsSnapshot};
 use crate::pipeline::{Ingested, Output, Pipeline};
 use crate::store::{Store, StoreError, WriteBatch};
 
@@ -41,6 +44,8 @@ pub struct EngineConfig {
     pub retention: Option<beffroi_core::Duration>,
     /// Capacity of the live event channel per subscriber.
     pub live_capacity: usize,
+    /// Units, escalation delays and safeguard-plan roles of the deployment.
+    pub operations: Operations,
 }
 
 impl Default for EngineConfig {
@@ -51,6 +56,7 @@ impl Default for EngineConfig {
             tick: std::time::Duration::from_millis(500),
             retention: Some(beffroi_core::Duration::from_mins(60 * 24 * 30)),
             live_capacity: 4096,
+            operations: Operations::default(),
         }
     }
 }
@@ -63,7 +69,31 @@ pub enum ActError {
     Store(String),
     #[error("the engine is shutting down")]
     Closed,
+    #[error(transparent)]
+    Unit(#[from] UnitError),
+    #[error(transparent)]
+    Crisis(#[from] CrisisError),
 }
+
+/// A command on the operations state (units, crises).
+#[derive(Clone, Debug)]
+pub enum OpsCommand {
+    UnitStatus { unit: String, status: UnitStatus },
+    OpenCrisis(CrisisOpening),
+    Crisis { id: CrisisId, cmd: CrisisCommand },
+}
+
+/// What an [`OpsCommand`] changed.
+#[derive(Clone, Debug)]
+pub enum OpsOutcome {
+    Unit(Unit),
+    Crisis(Arc<Crisis>),
+}
+
+type OpsReply = (
+    oneshot::Sender<Result<OpsOutcome, ActError>>,
+    Result<OpsOutcome, ActError>,
+);
 
 #[derive(Debug, thiserror::Error)]
 #[error("the engine is shutting down")]
@@ -77,6 +107,15 @@ enum Command {
         reply: oneshot::Sender<Result<Incident, ActError>>,
     },
     ReplaceRules(Arc<RuleSet>, Vec<Procedure>),
+    ReplaceOperations(
+        Vec<beffroi_core::UnitSpec>,
+        beffroi_core::incident::EscalationPolicy,
+    ),
+    Ops {
+        cmd: OpsCommand,
+        actor: Actor,
+        reply: oneshot::Sender<Result<OpsOutcome, ActError>>,
+    },
 }
 
 type Reply = (
@@ -89,6 +128,9 @@ struct Job {
     acks: Vec<(Ack, Ingested)>,
     replies: Vec<Reply>,
     purge_before: Option<Timestamp>,
+    ops_replies: Vec<OpsReply>,
+    /// The operations state after this job, when it changed.
+    ops: Option<Arc<OpsSnapshot>>,
 }
 
 /// A cloneable handle on a running engine.
@@ -101,6 +143,7 @@ pub struct EngineHandle {
     pub territory: Arc<Territory>,
     pub clock: Arc<dyn Clock>,
     rules: watch::Receiver<Arc<RuleSet>>,
+    ops: watch::Receiver<Arc<OpsSnapshot>>,
 }
 
 impl EngineHandle {
@@ -156,6 +199,18 @@ impl EngineHandle {
             .map_err(|_| EngineClosed)
     }
 
+    /// Swaps the units and escalation delays in force (hot reload).
+    pub async fn replace_operations(
+        &self,
+        units: Vec<beffroi_core::UnitSpec>,
+        escalation: beffroi_core::incident::EscalationPolicy,
+    ) -> Result<(), EngineClosed> {
+        self.commands
+            .send(Command::ReplaceOperations(units, escalation))
+            .await
+            .map_err(|_| EngineClosed)
+    }
+
     /// The ingest queue itself, for sources that wait for room (MQTT, simulator).
     pub fn ingest_sender(&self) -> mpsc::Sender<Envelope> {
         self.ingest.clone()
@@ -167,6 +222,21 @@ impl EngineHandle {
 
     pub fn rules(&self) -> Arc<RuleSet> {
         Arc::clone(&self.rules.borrow())
+    }
+
+    /// Units and crises as of the last commit.
+    pub fn ops(&self) -> Arc<OpsSnapshot> {
+        Arc::clone(&self.ops.borrow())
+    }
+
+    /// Applies a command on units or crises; returns once the change is durable.
+    pub async fn ops_command(&self, cmd: OpsCommand, actor: Actor) -> Result<OpsOutcome, ActError> {
+        let (reply, rx) = oneshot::channel();
+        self.commands
+            .send(Command::Ops { cmd, actor, reply })
+            .await
+            .map_err(|_| ActError::Closed)?;
+        rx.await.map_err(|_| ActError::Closed)?
     }
 }
 
@@ -210,13 +280,15 @@ pub async fn start(
                 store.active_incidents()?,
                 store.max_incident_id()?,
                 store.last_seen()?,
+                store.units()?,
+                store.crises()?,
             ))
         })();
         (store, r)
     })
     .await
     .map_err(|e| StoreError::Backend(format!("restore task: {e}")))?;
-    let (incidents, max_id, last_seen) = restored?;
+    let (incidents, max_id, last_seen, units, crises) = restored?;
     let mut pipeline = Pipeline::new(
         Arc::clone(&territory),
         Arc::clone(&rules),
@@ -224,10 +296,16 @@ pub async fn start(
         Arc::clone(&metrics),
         start,
     );
+    pipeline.set_operations(&cfg.operations, start);
     let restored_count = incidents.len();
     pipeline
         .restore(incidents, max_id, &last_seen)
         .map_err(|e| StoreError::Inconsistent(e.to_string()))?;
+    let units: Vec<_> = units
+        .into_iter()
+        .map(|u| (u.id, u.status, u.updated_at))
+        .collect();
+    pipeline.restore_operations(&units, crises);
     tracing::info!(
         active_incidents = restored_count,
         devices_seen = last_seen.len(),
@@ -239,12 +317,13 @@ pub async fn start(
     let (live_tx, _) = broadcast::channel(cfg.live_capacity);
     let (job_tx, job_rx) = mpsc::channel::<Job>(MAX_JOBS_PER_COMMIT);
     let (rules_tx, rules_rx) = watch::channel(rules);
+    let (ops_tx, ops_rx) = watch::channel(Arc::new(pipeline.ops_snapshot()));
 
     let writer_metrics = Arc::clone(&metrics);
     let writer_live = live_tx.clone();
     let writer_thread = std::thread::Builder::new()
         .name("beffroi-store-writer".into())
-        .spawn(move || writer_loop(store, job_rx, writer_live, writer_metrics))
+        .spawn(move || writer_loop(store, job_rx, writer_live, ops_tx, writer_metrics))
         .map_err(|e| StoreError::Backend(format!("cannot spawn the writer thread: {e}")))?;
 
     let pipeline_task = tokio::spawn(pipeline_loop(
@@ -266,6 +345,7 @@ pub async fn start(
             territory,
             clock,
             rules: rules_rx,
+            ops: ops_rx,
         },
         pipeline_task,
         writer_thread,
@@ -293,6 +373,8 @@ async fn pipeline_loop(
             acks: Vec::new(),
             replies: Vec::new(),
             purge_before: None,
+            ops_replies: Vec::new(),
+            ops: None,
         };
         tokio::select! {
             biased;
@@ -325,9 +407,13 @@ async fn pipeline_loop(
                     }
             }
         }
+        if !job.out.batch.units.is_empty() || !job.out.batch.crises.is_empty() {
+            job.ops = Some(Arc::new(p.ops_snapshot()));
+        }
         if job.out.is_empty()
             && job.acks.is_empty()
             && job.replies.is_empty()
+            && job.ops_replies.is_empty()
             && job.purge_before.is_none()
         {
             continue;
@@ -376,6 +462,29 @@ fn handle_command(
             p.replace_procedures(procedures);
             let _ = rules_tx.send(rules);
         }
+        Command::ReplaceOperations(units, escalation) => {
+            tracing::info!(units = units.len(), "units and escalation delays replaced");
+            p.replace_operations(units, escalation, clock.now(), &mut job.out);
+        }
+        Command::Ops { cmd, actor, reply } => {
+            let now = clock.now();
+            let out = &mut job.out;
+            let r = match cmd {
+                OpsCommand::UnitStatus { unit, status } => p
+                    .set_unit_status(&unit, status, now, out)
+                    .map(OpsOutcome::Unit)
+                    .map_err(ActError::from),
+                OpsCommand::OpenCrisis(req) => p
+                    .open_crisis(req, &actor, now, out)
+                    .map(OpsOutcome::Crisis)
+                    .map_err(ActError::from),
+                OpsCommand::Crisis { id, cmd } => p
+                    .crisis_act(id, &cmd, &actor, now, out)
+                    .map(OpsOutcome::Crisis)
+                    .map_err(ActError::from),
+            };
+            job.ops_replies.push((reply, r));
+        }
     }
 }
 
@@ -386,6 +495,7 @@ fn writer_loop(
     mut store: Box<dyn Store>,
     mut jobs: mpsc::Receiver<Job>,
     live: broadcast::Sender<LiveEvent>,
+    ops: watch::Sender<Arc<OpsSnapshot>>,
     metrics: Arc<Metrics>,
 ) {
     while let Some(first) = jobs.blocking_recv() {
@@ -400,11 +510,17 @@ fn writer_loop(
         }
         let mut batch = WriteBatch::default();
         let mut purge_before = None;
+        let mut snapshot = None;
         for j in &mut group {
             batch.observations.append(&mut j.out.batch.observations);
             batch.rejections.append(&mut j.out.batch.rejections);
             batch.incidents.append(&mut j.out.batch.incidents);
+            batch.units.append(&mut j.out.batch.units);
+            batch.crises.append(&mut j.out.batch.crises);
             purge_before = purge_before.max(j.purge_before);
+            if let Some(s) = j.ops.take() {
+                snapshot = Some(s);
+            }
         }
         let started = Instant::now();
         let result = if batch.is_empty() {
@@ -421,7 +537,15 @@ fn writer_loop(
                         .store_commit_seconds
                         .observe(started.elapsed().as_secs_f64());
                 }
+                // The API reads units and crises from the snapshot: publish it before the
+                // replies, so that a client reads its own writes.
+                if let Some(s) = snapshot {
+                    ops.send_replace(s);
+                }
                 for job in group {
+                    for (reply, r) in job.ops_replies {
+                        let _ = reply.send(r);
+                    }
                     for (ack, ingested) in job.acks {
                         ack.call(AckOutcome::Stored {
                             accepted: ingested.accepted,
@@ -438,6 +562,12 @@ fn writer_loop(
                 for change in batch.incidents {
                     let _ = live.send(LiveEvent::Incident(Arc::new(change)));
                 }
+                for unit in batch.units {
+                    let _ = live.send(LiveEvent::Unit(Arc::new(unit)));
+                }
+                for change in batch.crises {
+                    let _ = live.send(LiveEvent::Crisis(change.crisis));
+                }
             }
             Err(e) => {
                 metrics.store_errors.inc();
@@ -448,6 +578,9 @@ fn writer_loop(
                         ack.call(AckOutcome::Failed(msg.clone()));
                     }
                     for (reply, _) in job.replies {
+                        let _ = reply.send(Err(ActError::Store(msg.clone())));
+                    }
+                    for (reply, _) in job.ops_replies {
                         let _ = reply.send(Err(ActError::Store(msg.clone())));
                     }
                 }

@@ -56,6 +56,7 @@ pub async fn run(dep: Deployment, opts: RunOptions) -> Result<()> {
         Arc::clone(&metrics),
         EngineConfig {
             retention: opts.retention,
+            operations: dep.operations.clone(),
             ..EngineConfig::default()
         },
     )
@@ -90,6 +91,7 @@ pub async fn run(dep: Deployment, opts: RunOptions) -> Result<()> {
             handle.clone(),
             rules_path,
             dep.procedures_path.clone(),
+            dep.operations_dir.clone(),
             shutdown.clone(),
         ));
     }

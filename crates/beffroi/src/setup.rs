@@ -7,6 +7,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result, anyhow};
 use beffroi_core::Territory;
 use beffroi_core::incident::Procedure;
+use beffroi_engine::operations::{self, Operations};
 use beffroi_rules::RuleSet;
 use beffroi_sim::Scenario;
 use beffroi_territory::{ConfigErrors, SourceFile};
@@ -20,10 +21,15 @@ pub struct Deployment {
     pub territory: Arc<Territory>,
     pub rules: Arc<RuleSet>,
     pub procedures: Vec<Procedure>,
+    /// Units, escalation delays and safeguard-plan roles (`units.toml`, `escalation.toml`,
+    /// `crisis.toml`; each optional).
+    pub operations: Operations,
     pub scenarios: Vec<Arc<Scenario>>,
     /// Files to watch for hot reload (none for the embedded demo).
     pub rules_path: Option<PathBuf>,
     pub procedures_path: Option<PathBuf>,
+    /// Folder of `units.toml` and `escalation.toml`, watched for hot reload.
+    pub operations_dir: Option<PathBuf>,
 }
 
 fn demo_file(path: &str) -> Result<SourceFile> {
@@ -88,13 +94,23 @@ pub fn load_demo() -> Result<Deployment> {
         .map_err(|e| fail("the embedded demo procedures", e))?;
     let scenarios = beffroi_sim::load_sources(&demo_dir_files("scenarios", "toml"), &territory)
         .map_err(|e| fail("the embedded demo scenarios", e))?;
+    let operations = Operations {
+        units: operations::parse_units(&demo_file("units.toml")?, &territory)
+            .map_err(|e| fail("the embedded demo units", e))?,
+        escalation: operations::parse_escalation(&demo_file("escalation.toml")?)
+            .map_err(|e| fail("the embedded demo escalation delays", e))?,
+        roles: operations::parse_crisis(&demo_file("crisis.toml")?)
+            .map_err(|e| fail("the embedded demo crisis roles", e))?,
+    };
     Ok(Deployment {
         territory: Arc::new(territory),
         rules: Arc::new(rules),
         procedures,
+        operations,
         scenarios: scenarios.into_iter().map(Arc::new).collect(),
         rules_path: None,
         procedures_path: None,
+        operations_dir: None,
     })
 }
 
@@ -130,6 +146,7 @@ pub fn load_dir(dir: &Path) -> Result<Deployment, ConfigErrors> {
     } else {
         Some(Vec::new())
     };
+    let operations = load_operations(dir, &territory, &mut errors);
     let sdir = dir.join("scenarios");
     let scenarios = if sdir.is_dir() {
         beffroi_sim::load_dir(&sdir, &territory)
@@ -143,12 +160,57 @@ pub fn load_dir(dir: &Path) -> Result<Deployment, ConfigErrors> {
             territory: Arc::new(territory),
             rules: Arc::new(rules),
             procedures,
+            operations,
             scenarios: scenarios.into_iter().map(Arc::new).collect(),
             rules_path: Some(rules_path),
             procedures_path: Some(proc_path),
+            operations_dir: Some(dir.to_path_buf()),
         }),
         _ => Err(errors),
     }
+}
+
+/// Reads the optional `units.toml`, `escalation.toml` and `crisis.toml` of a deployment
+/// folder; a missing file leaves its part empty, errors are collected into `errors`.
+fn load_operations(dir: &Path, territory: &Territory, errors: &mut ConfigErrors) -> Operations {
+    fn read<T: Default>(
+        path: &Path,
+        errors: &mut ConfigErrors,
+        parse: impl FnOnce(&SourceFile) -> Result<T, ConfigErrors>,
+    ) -> T {
+        if !path.exists() {
+            return T::default();
+        }
+        match SourceFile::read(path) {
+            Ok(src) => parse(&src).unwrap_or_else(|e| {
+                errors.extend(e);
+                T::default()
+            }),
+            Err(e) => {
+                errors.push(e);
+                T::default()
+            }
+        }
+    }
+    Operations {
+        units: read(&dir.join("units.toml"), errors, |s| {
+            operations::parse_units(s, territory)
+        }),
+        escalation: read(
+            &dir.join("escalation.toml"),
+            errors,
+            operations::parse_escalation,
+        ),
+        roles: read(&dir.join("crisis.toml"), errors, operations::parse_crisis),
+    }
+}
+
+/// Re-reads `units.toml` and `escalation.toml` (hot reload); crisis roles are read at
+/// start only.
+pub fn reload_operations(territory: &Territory, dir: &Path) -> Result<Operations, ConfigErrors> {
+    let mut errors = ConfigErrors::default();
+    let ops = load_operations(dir, territory, &mut errors);
+    errors.into_result(ops)
 }
 
 /// Re-reads the rules and procedures files (hot reload).
