@@ -10,6 +10,7 @@
 //! deterministic and testable without a runtime.
 
 pub mod alarm;
+pub mod event;
 pub mod geo;
 pub mod incident;
 pub mod observation;
@@ -17,6 +18,7 @@ pub mod territory;
 pub mod time;
 
 pub use alarm::{Alarm, AlarmKind, DedupKey};
+pub use event::{Capacity, Event, EventOrigin, EventStatus};
 pub use geo::Point;
 pub use incident::{
     Actor, Incident, IncidentAction, IncidentBook, IncidentChange, IncidentId, LogEntry, Severity,

@@ -36,4 +36,6 @@ pub struct DeviceChange {
 pub enum LiveEvent {
     Incident(Arc<IncidentChange>),
     Device(DeviceChange),
+    /// An event was declared or cancelled, changed status or occupancy.
+    Event(Arc<crate::events::EventView>),
 }

@@ -35,14 +35,19 @@ pub struct WriteBatch {
     pub observations: Vec<StoredObservation>,
     pub rejections: Vec<StoredRejection>,
     pub incidents: Vec<IncidentChange>,
+    /// Events declared or cancelled (upserted by id).
+    pub events: Vec<std::sync::Arc<beffroi_core::Event>>,
 }
 
 impl WriteBatch {
     pub fn is_empty(&self) -> bool {
-        self.observations.is_empty() && self.rejections.is_empty() && self.incidents.is_empty()
+        self.observations.is_empty()
+            && self.rejections.is_empty()
+            && self.incidents.is_empty()
+            && self.events.is_empty()
     }
     pub fn len(&self) -> usize {
-        self.observations.len() + self.rejections.len() + self.incidents.len()
+        self.observations.len() + self.rejections.len() + self.incidents.len() + self.events.len()
     }
 }
 
@@ -82,6 +87,10 @@ pub trait Store: Send + 'static {
     fn last_seen(&mut self) -> Result<Vec<(DeviceIdx, Timestamp)>, StoreError>;
     /// Deletes observations with an event time before `before`; returns how many.
     fn purge_observations(&mut self, before: Timestamp) -> Result<usize, StoreError>;
+    /// Events declared through the API and cancellations, to restore event mode on start.
+    fn events(&mut self) -> Result<Vec<beffroi_core::Event>, StoreError> {
+        Ok(Vec::new())
+    }
 }
 
 /// Reads, safe to call concurrently with the writer (blocking: use `spawn_blocking`).

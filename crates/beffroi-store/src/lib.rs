@@ -26,6 +26,7 @@
 //! the `counters` table in the same transactions as the rows it counts.
 
 mod error;
+mod events;
 mod pool;
 mod queries;
 mod reader;

@@ -11,7 +11,7 @@ use beffroi_engine::StoreError;
 use crate::error::Context;
 
 /// Migration `i` brings the database from version `i` to version `i + 1`.
-const MIGRATIONS: &[&str] = &[V1_INITIAL];
+const MIGRATIONS: &[&str] = &[V1_INITIAL, V_EVENTS];
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
@@ -91,6 +91,24 @@ CREATE TABLE counters (
     value INTEGER NOT NULL
 ) WITHOUT ROWID, STRICT;
 INSERT INTO counters (name, value) VALUES ('observations', 0);
+"#;
+
+/// Event mode: events declared through the API, and cancellations of any event.
+const V_EVENTS: &str = r#"
+CREATE TABLE events (
+    id           TEXT    NOT NULL PRIMARY KEY,
+    name         TEXT    NOT NULL,
+    perimeter    TEXT    NOT NULL,
+    starts_at    INTEGER NOT NULL,
+    ends_at      INTEGER NOT NULL,
+    warning      REAL,
+    critical     REAL,
+    rules        TEXT    NOT NULL DEFAULT '',
+    origin       TEXT    NOT NULL CHECK (origin IN ('file', 'api')),
+    created_by   TEXT    NOT NULL,
+    cancelled_at INTEGER,
+    cancelled_by TEXT
+) WITHOUT ROWID, STRICT;
 "#;
 
 /// Brings the database to [`SCHEMA_VERSION`]. Refuses a database written by a newer build.

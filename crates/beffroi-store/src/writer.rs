@@ -121,6 +121,10 @@ impl Store for SqliteStore {
             }
         }
 
+        for e in &batch.events {
+            crate::events::upsert(&tx, e)?;
+        }
+
         if !batch.rejections.is_empty() {
             let mut insert = tx
                 .prepare_cached(INSERT_REJECTION)
@@ -154,6 +158,10 @@ impl Store for SqliteStore {
 
     fn last_seen(&mut self) -> Result<Vec<(DeviceIdx, Timestamp)>, StoreError> {
         queries::last_seen(&self.conn, &self.territory, &self.skipped)
+    }
+
+    fn events(&mut self) -> Result<Vec<beffroi_core::Event>, StoreError> {
+        crate::events::all(&self.conn)
     }
 
     /// Walks the (device, field) pairs along the primary key (one seek each, no scan) and
