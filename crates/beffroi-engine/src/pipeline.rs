@@ -230,6 +230,7 @@ impl Pipeline {
         let id = Arc::clone(&e.event.id);
         self.events.upsert(e, now);
         self.refresh_events(now, true, out);
+        self.flush_alarms(out);
         self.event_view(&id, now)
     }
 
@@ -259,6 +260,7 @@ impl Pipeline {
         out.batch.events.push(Arc::clone(&rules.event));
         self.events.upsert(rules, now);
         self.refresh_events(now, true, out);
+        self.flush_alarms(out);
         self.event_view(id, now)
     }
 
