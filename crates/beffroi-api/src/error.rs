@@ -26,6 +26,12 @@ pub enum ErrorCode {
     Overloaded,
     /// 503: the store failed; nothing was acknowledged.
     StoreUnavailable,
+    /// 404: no such event.
+    EventNotFound,
+    /// 409: an event with this id already exists.
+    EventExists,
+    /// 409: the event is already cancelled or over.
+    EventClosed,
 }
 
 impl ErrorCode {
@@ -38,6 +44,8 @@ impl ErrorCode {
             ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::ObservationsRejected => StatusCode::UNPROCESSABLE_ENTITY,
             ErrorCode::Overloaded | ErrorCode::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::EventNotFound => StatusCode::NOT_FOUND,
+            ErrorCode::EventExists | ErrorCode::EventClosed => StatusCode::CONFLICT,
         }
     }
     pub fn as_str(self) -> &'static str {
@@ -51,6 +59,9 @@ impl ErrorCode {
             ErrorCode::ObservationsRejected => "observations_rejected",
             ErrorCode::Overloaded => "overloaded",
             ErrorCode::StoreUnavailable => "store_unavailable",
+            ErrorCode::EventNotFound => "event_not_found",
+            ErrorCode::EventExists => "event_exists",
+            ErrorCode::EventClosed => "event_closed",
         }
     }
 }

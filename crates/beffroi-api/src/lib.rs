@@ -14,6 +14,7 @@
 pub mod auth;
 pub mod dto;
 pub mod error;
+pub mod events;
 mod handlers;
 pub mod openapi;
 
@@ -74,7 +75,13 @@ pub fn router(state: AppState) -> Router {
         .route("/observations", post(handlers::post_observations))
         .route("/rejections", get(handlers::rejections))
         .route("/rules", get(handlers::rules))
-        .route("/stream", get(handlers::stream));
+        .route("/stream", get(handlers::stream))
+        .route(
+            "/events",
+            get(events::list_events).post(events::create_event),
+        )
+        .route("/events/{id}", get(events::get_event))
+        .route("/events/{id}/cancel", post(events::cancel_event));
     Router::new()
         .route("/healthz", get(handlers::healthz))
         .route("/metrics", get(handlers::metrics))

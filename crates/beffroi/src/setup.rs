@@ -21,6 +21,8 @@ pub struct Deployment {
     pub rules: Arc<RuleSet>,
     pub procedures: Vec<Procedure>,
     pub scenarios: Vec<Arc<Scenario>>,
+    /// Events of `events.toml` (relative times resolved when the deployment is loaded).
+    pub events: Vec<beffroi_rules::EventRules>,
     /// Files to watch for hot reload (none for the embedded demo).
     pub rules_path: Option<PathBuf>,
     pub procedures_path: Option<PathBuf>,
@@ -88,11 +90,14 @@ pub fn load_demo() -> Result<Deployment> {
         .map_err(|e| fail("the embedded demo procedures", e))?;
     let scenarios = beffroi_sim::load_sources(&demo_dir_files("scenarios", "toml"), &territory)
         .map_err(|e| fail("the embedded demo scenarios", e))?;
+    let events = beffroi_engine::events::parse(&demo_file("events.toml")?, &territory, load_time())
+        .map_err(|e| fail("the embedded demo events", e))?;
     Ok(Deployment {
         territory: Arc::new(territory),
         rules: Arc::new(rules),
         procedures,
         scenarios: scenarios.into_iter().map(Arc::new).collect(),
+        events,
         rules_path: None,
         procedures_path: None,
     })
@@ -130,6 +135,20 @@ pub fn load_dir(dir: &Path) -> Result<Deployment, ConfigErrors> {
     } else {
         Some(Vec::new())
     };
+    let events_path = dir.join("events.toml");
+    let events = if events_path.exists() {
+        match SourceFile::read(&events_path) {
+            Ok(src) => beffroi_engine::events::parse(&src, &territory, load_time())
+                .map_err(|e| errors.extend(e))
+                .ok(),
+            Err(e) => {
+                errors.push(e);
+                None
+            }
+        }
+    } else {
+        Some(Vec::new())
+    };
     let sdir = dir.join("scenarios");
     let scenarios = if sdir.is_dir() {
         beffroi_sim::load_dir(&sdir, &territory)
@@ -138,17 +157,26 @@ pub fn load_dir(dir: &Path) -> Result<Deployment, ConfigErrors> {
     } else {
         Some(Vec::new())
     };
-    match (rules, procedures, scenarios) {
-        (Some(rules), Some(procedures), Some(scenarios)) if errors.is_empty() => Ok(Deployment {
-            territory: Arc::new(territory),
-            rules: Arc::new(rules),
-            procedures,
-            scenarios: scenarios.into_iter().map(Arc::new).collect(),
-            rules_path: Some(rules_path),
-            procedures_path: Some(proc_path),
-        }),
+    match (rules, procedures, scenarios, events) {
+        (Some(rules), Some(procedures), Some(scenarios), Some(events)) if errors.is_empty() => {
+            Ok(Deployment {
+                territory: Arc::new(territory),
+                rules: Arc::new(rules),
+                procedures,
+                scenarios: scenarios.into_iter().map(Arc::new).collect(),
+                events,
+                rules_path: Some(rules_path),
+                procedures_path: Some(proc_path),
+            })
+        }
         _ => Err(errors),
     }
+}
+
+/// The moment relative event times (`starts_at = "+30m"`) count from: the wall clock when
+/// the deployment is loaded, which is also where the demo's accelerated clock starts.
+fn load_time() -> beffroi_core::Timestamp {
+    beffroi_core::Clock::now(&beffroi_engine::runner::SystemClock)
 }
 
 /// Re-reads the rules and procedures files (hot reload).
