@@ -335,7 +335,8 @@ pub async fn start_with_events(
     let (cmd_tx, cmd_rx) = mpsc::channel(64);
     let (live_tx, _) = broadcast::channel(cfg.live_capacity);
     let (job_tx, job_rx) = mpsc::channel::<Job>(MAX_JOBS_PER_COMMIT);
-    let (rules_tx, rules_rx) = watch::channel(rules);
+    // The rules in force: the deployment's plus those of the events in force.
+    let (rules_tx, rules_rx) = watch::channel(Arc::clone(pipeline.rules()));
     let (events_tx, events_rx) = watch::channel(events_snapshot);
 
     let writer_metrics = Arc::clone(&metrics);
@@ -426,6 +427,9 @@ async fn pipeline_loop(
                     }
             }
         }
+        if !Arc::ptr_eq(p.rules(), &rules_tx.borrow()) {
+            rules_tx.send_replace(Arc::clone(p.rules()));
+        }
         if !job.out.events.is_empty() {
             job.events_snapshot = Some(p.events().views(p.events_clock()).into());
         }
@@ -479,7 +483,7 @@ fn handle_command(
             tracing::info!(rules = rules.len(), "rules replaced");
             p.replace_rules(Arc::clone(&rules));
             p.replace_procedures(procedures);
-            let _ = rules_tx.send(rules);
+            let _ = rules_tx.send(Arc::clone(p.rules()));
         }
         Command::DeclareEvent { event, reply } => {
             let r = p.declare_event(*event, false, clock.now(), &mut job.out);
