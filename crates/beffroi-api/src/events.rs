@@ -60,13 +60,13 @@ pub struct EventDto {
 }
 
 impl EventDto {
-    pub fn from_view(v: &EventView, rule_ids: Vec<String>) -> Self {
+    pub fn from_view(v: &EventView) -> Self {
         let e = &v.event;
         let mut ring: Vec<[f64; 2]> = e.perimeter.iter().map(|p| [p.lon, p.lat]).collect();
-        if ring.first() != ring.last() {
-            if let Some(first) = ring.first().copied() {
-                ring.push(first);
-            }
+        if ring.first() != ring.last()
+            && let Some(first) = ring.first().copied()
+        {
+            ring.push(first);
         }
         EventDto {
             id: e.id.to_string(),
@@ -85,7 +85,7 @@ impl EventDto {
             occupancy: v.occupancy,
             counters: v.counters,
             rules: e.rules.to_string(),
-            rule_ids,
+            rule_ids: v.rule_ids.iter().map(|r| r.to_string()).collect(),
             origin: e.origin.as_str().into(),
             created_by: e.created_by.to_string(),
             cancelled_at: e.cancelled_at.map(|t| t.to_string()),
@@ -201,19 +201,6 @@ fn event_error(e: EventError) -> ApiError {
     }
 }
 
-/// The ids of the rules an event puts in force.
-fn rule_ids(s: &AppState, v: &EventView) -> Vec<String> {
-    let t = &s.engine.territory;
-    match beffroi_rules::compile_event((*v.event).clone(), t, "event", None, 0) {
-        Ok(c) => c.rules.iter().map(|r| r.id.to_string()).collect(),
-        Err(_) => Vec::new(),
-    }
-}
-
-fn dto(s: &AppState, v: &EventView) -> EventDto {
-    EventDto::from_view(v, rule_ids(s, v))
-}
-
 #[utoipa::path(get, path = "/api/v1/events",
     params(("status" = Option<String>, Query, description = "scheduled | active | ended | cancelled")),
     responses((status = 200, body = [EventDto])), security(("bearer" = [])))]
@@ -233,7 +220,7 @@ pub async fn list_events(
         .iter()
         .map(|v| with_status(v, now))
         .filter(|v| q.status.as_deref().is_none_or(|st| v.status.as_str() == st))
-        .map(|v| dto(&s, &v))
+        .map(|v| EventDto::from_view(&v))
         .collect();
     out.sort_by(|a, b| a.starts_at.cmp(&b.starts_at).then(a.id.cmp(&b.id)));
     Ok(Json(out))
@@ -261,7 +248,7 @@ pub async fn get_event(
         .iter()
         .find(|v| *v.event.id == *id)
         .ok_or_else(|| event_error(EventError::NotFound(id.clone())))?;
-    Ok(Json(dto(&s, &with_status(v, now))))
+    Ok(Json(EventDto::from_view(&with_status(v, now))))
 }
 
 #[utoipa::path(post, path = "/api/v1/events", request_body = NewEventRequest,
@@ -315,7 +302,10 @@ pub async fn create_event(
         .declare_event(compiled)
         .await
         .map_err(event_error)?;
-    Ok((axum::http::StatusCode::CREATED, Json(dto(&s, &v))))
+    Ok((
+        axum::http::StatusCode::CREATED,
+        Json(EventDto::from_view(&v)),
+    ))
 }
 
 #[utoipa::path(post, path = "/api/v1/events/{id}/cancel",
@@ -332,16 +322,12 @@ pub async fn cancel_event(
         .cancel_event(&id, &u.0)
         .await
         .map_err(event_error)?;
-    Ok(Json(dto(&s, &v)))
+    Ok(Json(EventDto::from_view(&v)))
 }
 
 /// The SSE `event` message for a changed event.
-pub(crate) fn sse_data(v: &EventView, t: &beffroi_core::Territory) -> String {
-    let ids = match beffroi_rules::compile_event((*v.event).clone(), t, "event", None, 0) {
-        Ok(c) => c.rules.iter().map(|r| r.id.to_string()).collect(),
-        Err(_) => Vec::new(),
-    };
-    serde_json::to_string(&EventDto::from_view(v, ids)).unwrap_or_default()
+pub(crate) fn sse_data(v: &EventView) -> String {
+    serde_json::to_string(&EventDto::from_view(v)).unwrap_or_default()
 }
 
 #[derive(OpenApi)]

@@ -643,7 +643,7 @@ pub async fn stream(
                 ),
                 Ok(LiveEvent::Event(e)) => Event::default()
                     .event("event")
-                    .data(crate::events::sse_data(&e, &t)),
+                    .data(crate::events::sse_data(&e)),
                 Err(broadcast::error::RecvError::Lagged(n)) => {
                     metrics.live_lagged.inc_by(n);
                     Event::default()

@@ -28,6 +28,8 @@ pub struct EventView {
     /// or below [`MIN_GROUP`].
     pub occupancy: Option<f64>,
     pub counters: usize,
+    /// Ids of the rules the event puts in force during its window.
+    pub rule_ids: Vec<Arc<str>>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -43,6 +45,9 @@ pub enum EventError {
     #[error("the engine is shutting down")]
     EngineClosed,
 }
+
+/// A capacity rule and its counters' latest values `(device, field, time, value)`.
+pub type CapacitySeed = (Arc<str>, Vec<(DeviceIdx, FieldIdx, Timestamp, f64)>);
 
 /// The declared events of a partition and the counters they watch.
 #[derive(Default)]
@@ -129,6 +134,7 @@ impl EventBook {
             status: e.event.status(now),
             occupancy: (!values.is_empty() && sum >= MIN_GROUP).then_some(sum),
             counters: e.counters.len(),
+            rule_ids: e.rules.iter().map(|r| Arc::clone(&r.id)).collect(),
         }
     }
 
@@ -182,10 +188,7 @@ impl EventBook {
         base: &RuleSet,
         territory: &Territory,
         now: Timestamp,
-    ) -> (
-        RuleSet,
-        Vec<(Arc<str>, Vec<(DeviceIdx, FieldIdx, Timestamp, f64)>)>,
-    ) {
+    ) -> (RuleSet, Vec<CapacitySeed>) {
         self.in_force = self.ids_in_force(now);
         let mut rules = base.rules.clone();
         let mut seeds = Vec::new();
