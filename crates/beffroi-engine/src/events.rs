@@ -132,7 +132,8 @@ impl EventBook {
         EventView {
             event: Arc::clone(&e.event),
             status: e.event.status(now),
-            occupancy: (!values.is_empty() && sum >= MIN_GROUP).then_some(sum),
+            // People are counted in whole units; counters' noise is not.
+            occupancy: (!values.is_empty() && sum >= MIN_GROUP).then_some(sum.round()),
             counters: e.counters.len(),
             rule_ids: e.rules.iter().map(|r| Arc::clone(&r.id)).collect(),
         }

@@ -322,9 +322,9 @@ impl Pipeline {
         result.accepted = self.obs.len();
         self.metrics.accepted[source.index()].inc_by(self.obs.len() as u64);
         let obs = std::mem::take(&mut self.obs);
-        let mut counted = false;
         for o in &obs {
-            counted |= self.events.observe(o);
+            // Occupancy changes are reported at the next tick, coalesced.
+            self.events.observe(o);
             self.eval.on_observation(o, &mut self.alarms);
             out.batch.observations.push(StoredObservation {
                 device: o.device,
@@ -335,10 +335,6 @@ impl Pipeline {
             });
         }
         self.obs = obs;
-        if counted {
-            out.events
-                .extend(self.events.take_changed(self.events_clock));
-        }
         self.flush_alarms(out);
         result
     }
@@ -346,10 +342,7 @@ impl Pipeline {
     /// Accepts observations that are already validated (simulator, benchmarks).
     pub fn ingest_observation(&mut self, o: &Observation, received: Timestamp, out: &mut Output) {
         self.metrics.accepted[Source::Simulator.index()].inc();
-        if self.events.observe(o) {
-            out.events
-                .extend(self.events.take_changed(self.events_clock));
-        }
+        self.events.observe(o);
         self.eval.on_observation(o, &mut self.alarms);
         out.batch.observations.push(StoredObservation {
             device: o.device,

@@ -284,7 +284,10 @@ impl Evaluator {
         };
         let mut a = self.alarm(rule, kind, site, None, at);
         a.severity = a.severity.max(severity);
-        a.title = a.title.replace("{value}", &format!("{sum}")).into();
+        a.title = a
+            .title
+            .replace("{value}", &format!("{}", sum.round()))
+            .into();
         a.evidence = ev;
         out.push(a);
     }
