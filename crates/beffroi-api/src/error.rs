@@ -34,6 +34,12 @@ pub enum ErrorCode {
     CrisisNotFound,
     /// 409: the crisis is closed; it can no longer change.
     CrisisClosed,
+    /// 404: no such event.
+    EventNotFound,
+    /// 409: an event with this id already exists.
+    EventExists,
+    /// 409: the event is already cancelled or over.
+    EventClosed,
 }
 
 impl ErrorCode {
@@ -48,6 +54,8 @@ impl ErrorCode {
             ErrorCode::Overloaded | ErrorCode::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             ErrorCode::UnitNotFound | ErrorCode::CrisisNotFound => StatusCode::NOT_FOUND,
             ErrorCode::UnitOffDuty | ErrorCode::CrisisClosed => StatusCode::CONFLICT,
+            ErrorCode::EventNotFound => StatusCode::NOT_FOUND,
+            ErrorCode::EventExists | ErrorCode::EventClosed => StatusCode::CONFLICT,
         }
     }
     pub fn as_str(self) -> &'static str {
@@ -65,6 +73,9 @@ impl ErrorCode {
             ErrorCode::UnitOffDuty => "unit_off_duty",
             ErrorCode::CrisisNotFound => "crisis_not_found",
             ErrorCode::CrisisClosed => "crisis_closed",
+            ErrorCode::EventNotFound => "event_not_found",
+            ErrorCode::EventExists => "event_exists",
+            ErrorCode::EventClosed => "event_closed",
         }
     }
 }

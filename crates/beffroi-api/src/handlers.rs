@@ -657,6 +657,9 @@ pub async fn stream(
                     })
                     .to_string(),
                 ),
+                Ok(LiveEvent::Event(e)) => Event::default()
+                    .event("event")
+                    .data(crate::events::sse_data(&e)),
                 Err(broadcast::error::RecvError::Lagged(n)) => {
                     metrics.live_lagged.inc_by(n);
                     Event::default()

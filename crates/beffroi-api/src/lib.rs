@@ -15,6 +15,7 @@ pub mod auth;
 pub mod crisis;
 pub mod dto;
 pub mod error;
+pub mod events;
 mod handlers;
 pub mod openapi;
 pub mod overview;
@@ -93,7 +94,13 @@ pub fn router(state: AppState) -> Router {
         .route("/crises/{id}/level", post(crisis::crisis_level))
         .route("/crises/{id}/roles", post(crisis::crisis_role))
         .route("/crises/{id}/close", post(crisis::close_crisis))
-        .route("/crises/{id}/report", get(crisis::crisis_report));
+        .route("/crises/{id}/report", get(crisis::crisis_report))
+        .route(
+            "/events",
+            get(events::list_events).post(events::create_event),
+        )
+        .route("/events/{id}", get(events::get_event))
+        .route("/events/{id}/cancel", post(events::cancel_event));
     Router::new()
         .route("/healthz", get(handlers::healthz))
         .route("/metrics", get(handlers::metrics))

@@ -50,5 +50,7 @@ impl utoipa::Modify for Bearer {
 }
 
 pub fn document() -> utoipa::openapi::OpenApi {
-    ApiDoc::openapi()
+    let mut doc = ApiDoc::openapi();
+    doc.merge(<crate::events::EventsApi as OpenApi>::openapi());
+    doc
 }

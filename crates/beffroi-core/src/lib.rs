@@ -11,6 +11,7 @@
 
 pub mod alarm;
 pub mod crisis;
+pub mod event;
 pub mod geo;
 pub mod incident;
 pub mod observation;
@@ -20,6 +21,7 @@ pub mod time;
 pub mod unit;
 
 pub use alarm::{Alarm, AlarmKind, DedupKey};
+pub use event::{Capacity, Event, EventOrigin, EventStatus};
 pub use geo::Point;
 pub use incident::{
     Actor, Incident, IncidentAction, IncidentBook, IncidentChange, IncidentId, LogEntry, Severity,

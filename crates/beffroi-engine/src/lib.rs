@@ -13,6 +13,7 @@
 //!   events of the live stream, [`metrics`] the Prometheus instrumentation.
 
 pub mod envelope;
+pub mod events;
 pub mod live;
 pub mod metrics;
 pub mod operations;

@@ -39,4 +39,6 @@ pub enum LiveEvent {
     Device(DeviceChange),
     Unit(Arc<Unit>),
     Crisis(Arc<Crisis>),
+    /// An event was declared or cancelled, changed status or occupancy.
+    Event(Arc<crate::events::EventView>),
 }

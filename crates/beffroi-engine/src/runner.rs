@@ -26,6 +26,7 @@ use beffroi_rules::RuleSet;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use crate::envelope::{Ack, AckOutcome, Envelope};
+use crate::events::{EventError, EventView};
 use crate::live::LiveEvent;
 use crate::metrics::Metrics;
 use crate::operations::{Operations, OpsSnapshot};
@@ -116,7 +117,21 @@ enum Command {
         actor: Actor,
         reply: oneshot::Sender<Result<OpsOutcome, ActError>>,
     },
+    DeclareEvent {
+        event: Box<beffroi_rules::EventRules>,
+        reply: oneshot::Sender<Result<EventView, EventError>>,
+    },
+    CancelEvent {
+        id: String,
+        actor: String,
+        reply: oneshot::Sender<Result<EventView, EventError>>,
+    },
 }
+
+type EventReply = (
+    oneshot::Sender<Result<EventView, EventError>>,
+    Result<EventView, EventError>,
+);
 
 type Reply = (
     oneshot::Sender<Result<Incident, ActError>>,
@@ -127,6 +142,9 @@ struct Job {
     out: Output,
     acks: Vec<(Ack, Ingested)>,
     replies: Vec<Reply>,
+    event_replies: Vec<EventReply>,
+    /// Every event's view after this job, for readers (published after the commit).
+    events_snapshot: Option<Arc<[EventView]>>,
     purge_before: Option<Timestamp>,
     ops_replies: Vec<OpsReply>,
     /// The operations state after this job, when it changed.
@@ -144,9 +162,46 @@ pub struct EngineHandle {
     pub clock: Arc<dyn Clock>,
     rules: watch::Receiver<Arc<RuleSet>>,
     ops: watch::Receiver<Arc<OpsSnapshot>>,
+    events: watch::Receiver<Arc<[EventView]>>,
 }
 
 impl EngineHandle {
+    /// Declares an event; returns once it is durable.
+    pub async fn declare_event(
+        &self,
+        event: beffroi_rules::EventRules,
+    ) -> Result<EventView, EventError> {
+        let (reply, rx) = oneshot::channel();
+        self.commands
+            .send(Command::DeclareEvent {
+                event: Box::new(event),
+                reply,
+            })
+            .await
+            .map_err(|_| EventError::EngineClosed)?;
+        rx.await.map_err(|_| EventError::EngineClosed)?
+    }
+
+    /// Cancels an event; returns once the cancellation is durable.
+    pub async fn cancel_event(&self, id: &str, actor: &str) -> Result<EventView, EventError> {
+        let (reply, rx) = oneshot::channel();
+        self.commands
+            .send(Command::CancelEvent {
+                id: id.to_string(),
+                actor: actor.to_string(),
+                reply,
+            })
+            .await
+            .map_err(|_| EventError::EngineClosed)?;
+        rx.await.map_err(|_| EventError::EngineClosed)?
+    }
+
+    /// Every declared event as last committed, with its live occupancy. Statuses are those
+    /// of the last engine tick.
+    pub fn events(&self) -> Arc<[EventView]> {
+        Arc::clone(&self.events.borrow())
+    }
+
     /// Submits an envelope, waiting for room (backpressure).
     pub async fn submit(&self, env: Envelope) -> Result<(), EngineClosed> {
         let r = self.ingest.send(env).await.map_err(|_| EngineClosed);
@@ -268,6 +323,32 @@ pub async fn start(
     territory: Arc<Territory>,
     rules: Arc<RuleSet>,
     procedures: Vec<Procedure>,
+    store: Box<dyn Store>,
+    clock: Arc<dyn Clock>,
+    metrics: Arc<Metrics>,
+    cfg: EngineConfig,
+) -> Result<Engine, StoreError> {
+    start_with_events(
+        territory,
+        rules,
+        procedures,
+        Vec::new(),
+        store,
+        clock,
+        metrics,
+        cfg,
+    )
+    .await
+}
+
+/// [`start`] with the events of the deployment's `events.toml`. Events stored by the API
+/// (declarations and cancellations) take precedence over a file event with the same id.
+#[allow(clippy::too_many_arguments)]
+pub async fn start_with_events(
+    territory: Arc<Territory>,
+    rules: Arc<RuleSet>,
+    procedures: Vec<Procedure>,
+    file_events: Vec<beffroi_rules::EventRules>,
     mut store: Box<dyn Store>,
     clock: Arc<dyn Clock>,
     metrics: Arc<Metrics>,
@@ -282,13 +363,14 @@ pub async fn start(
                 store.last_seen()?,
                 store.units()?,
                 store.crises()?,
+                store.events()?,
             ))
         })();
         (store, r)
     })
     .await
     .map_err(|e| StoreError::Backend(format!("restore task: {e}")))?;
-    let (incidents, max_id, last_seen, units, crises) = restored?;
+    let (incidents, max_id, last_seen, units, crises, stored_events) = restored?;
     let mut pipeline = Pipeline::new(
         Arc::clone(&territory),
         Arc::clone(&rules),
@@ -297,6 +379,21 @@ pub async fn start(
         start,
     );
     pipeline.set_operations(&cfg.operations, start);
+    let mut events = file_events;
+    for e in stored_events {
+        let id = e.id.clone();
+        match beffroi_rules::compile_event(e, &territory, "store", None, 0) {
+            Ok(c) => {
+                events.retain(|x| x.event.id != c.event.id);
+                events.push(c);
+            }
+            Err(err) => {
+                tracing::warn!(event = %id, error = %err, "stored event no longer valid for this territory; skipped");
+            }
+        }
+    }
+    pipeline.load_events(events, start);
+    let events_snapshot: Arc<[EventView]> = pipeline.events().views(start).into();
     let restored_count = incidents.len();
     pipeline
         .restore(incidents, max_id, &last_seen)
@@ -316,14 +413,25 @@ pub async fn start(
     let (cmd_tx, cmd_rx) = mpsc::channel(64);
     let (live_tx, _) = broadcast::channel(cfg.live_capacity);
     let (job_tx, job_rx) = mpsc::channel::<Job>(MAX_JOBS_PER_COMMIT);
-    let (rules_tx, rules_rx) = watch::channel(rules);
+    // The rules in force: the deployment's plus those of the events in force.
+    let (rules_tx, rules_rx) = watch::channel(Arc::clone(pipeline.rules()));
     let (ops_tx, ops_rx) = watch::channel(Arc::new(pipeline.ops_snapshot()));
+    let (events_tx, events_rx) = watch::channel(events_snapshot);
 
     let writer_metrics = Arc::clone(&metrics);
     let writer_live = live_tx.clone();
     let writer_thread = std::thread::Builder::new()
         .name("beffroi-store-writer".into())
-        .spawn(move || writer_loop(store, job_rx, writer_live, ops_tx, writer_metrics))
+        .spawn(move || {
+            writer_loop(
+                store,
+                job_rx,
+                writer_live,
+                ops_tx,
+                events_tx,
+                writer_metrics,
+            )
+        })
         .map_err(|e| StoreError::Backend(format!("cannot spawn the writer thread: {e}")))?;
 
     let pipeline_task = tokio::spawn(pipeline_loop(
@@ -346,6 +454,7 @@ pub async fn start(
             clock,
             rules: rules_rx,
             ops: ops_rx,
+            events: events_rx,
         },
         pipeline_task,
         writer_thread,
@@ -372,6 +481,8 @@ async fn pipeline_loop(
             out: Output::default(),
             acks: Vec::new(),
             replies: Vec::new(),
+            event_replies: Vec::new(),
+            events_snapshot: None,
             purge_before: None,
             ops_replies: Vec::new(),
             ops: None,
@@ -410,10 +521,17 @@ async fn pipeline_loop(
         if !job.out.batch.units.is_empty() || !job.out.batch.crises.is_empty() {
             job.ops = Some(Arc::new(p.ops_snapshot()));
         }
+        if !Arc::ptr_eq(p.rules(), &rules_tx.borrow()) {
+            rules_tx.send_replace(Arc::clone(p.rules()));
+        }
+        if !job.out.events.is_empty() {
+            job.events_snapshot = Some(p.events().views(p.events_clock()).into());
+        }
         if job.out.is_empty()
             && job.acks.is_empty()
             && job.replies.is_empty()
             && job.ops_replies.is_empty()
+            && job.event_replies.is_empty()
             && job.purge_before.is_none()
         {
             continue;
@@ -460,7 +578,15 @@ fn handle_command(
             tracing::info!(rules = rules.len(), "rules replaced");
             p.replace_rules(Arc::clone(&rules));
             p.replace_procedures(procedures);
-            let _ = rules_tx.send(rules);
+            let _ = rules_tx.send(Arc::clone(p.rules()));
+        }
+        Command::DeclareEvent { event, reply } => {
+            let r = p.declare_event(*event, false, clock.now(), &mut job.out);
+            job.event_replies.push((reply, r));
+        }
+        Command::CancelEvent { id, actor, reply } => {
+            let r = p.cancel_event(&id, &actor, clock.now(), &mut job.out);
+            job.event_replies.push((reply, r));
         }
         Command::ReplaceOperations(units, escalation) => {
             tracing::info!(units = units.len(), "units and escalation delays replaced");
@@ -496,6 +622,7 @@ fn writer_loop(
     mut jobs: mpsc::Receiver<Job>,
     live: broadcast::Sender<LiveEvent>,
     ops: watch::Sender<Arc<OpsSnapshot>>,
+    events: watch::Sender<Arc<[EventView]>>,
     metrics: Arc<Metrics>,
 ) {
     while let Some(first) = jobs.blocking_recv() {
@@ -517,6 +644,7 @@ fn writer_loop(
             batch.incidents.append(&mut j.out.batch.incidents);
             batch.units.append(&mut j.out.batch.units);
             batch.crises.append(&mut j.out.batch.crises);
+            batch.events.append(&mut j.out.batch.events);
             purge_before = purge_before.max(j.purge_before);
             if let Some(s) = j.ops.take() {
                 snapshot = Some(s);
@@ -558,6 +686,15 @@ fn writer_loop(
                     for d in job.out.devices {
                         let _ = live.send(LiveEvent::Device(d));
                     }
+                    if let Some(snapshot) = job.events_snapshot {
+                        events.send_replace(snapshot);
+                    }
+                    for (reply, r) in job.event_replies {
+                        let _ = reply.send(r);
+                    }
+                    for e in job.out.events {
+                        let _ = live.send(LiveEvent::Event(Arc::new(e)));
+                    }
                 }
                 for change in batch.incidents {
                     let _ = live.send(LiveEvent::Incident(Arc::new(change)));
@@ -582,6 +719,9 @@ fn writer_loop(
                     }
                     for (reply, _) in job.ops_replies {
                         let _ = reply.send(Err(ActError::Store(msg.clone())));
+                    }
+                    for (reply, _) in job.event_replies {
+                        let _ = reply.send(Err(EventError::Store(msg.clone())));
                     }
                 }
             }

@@ -40,6 +40,8 @@ pub struct WriteBatch {
     pub units: Vec<Unit>,
     /// Crises opened or changed, with the log entries to append.
     pub crises: Vec<CrisisChange>,
+    /// Events declared or cancelled (upserted by id).
+    pub events: Vec<std::sync::Arc<beffroi_core::Event>>,
 }
 
 impl WriteBatch {
@@ -49,6 +51,7 @@ impl WriteBatch {
             && self.incidents.is_empty()
             && self.units.is_empty()
             && self.crises.is_empty()
+            && self.events.is_empty()
     }
     pub fn len(&self) -> usize {
         self.observations.len()
@@ -56,6 +59,7 @@ impl WriteBatch {
             + self.incidents.len()
             + self.units.len()
             + self.crises.len()
+            + self.events.len()
     }
 }
 
@@ -117,6 +121,10 @@ pub trait Store: Send + 'static {
     fn units(&mut self) -> Result<Vec<StoredUnit>, StoreError>;
     /// Every crisis with its log, oldest first.
     fn crises(&mut self) -> Result<Vec<Crisis>, StoreError>;
+    /// Events declared through the API and cancellations, to restore event mode on start.
+    fn events(&mut self) -> Result<Vec<beffroi_core::Event>, StoreError> {
+        Ok(Vec::new())
+    }
 }
 
 /// Reads, safe to call concurrently with the writer (blocking: use `spawn_blocking`).

@@ -26,6 +26,7 @@
 //! the `counters` table in the same transactions as the rows it counts.
 
 mod error;
+mod events;
 mod operations;
 mod pool;
 mod queries;

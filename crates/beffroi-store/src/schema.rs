@@ -11,7 +11,7 @@ use beffroi_engine::StoreError;
 use crate::error::Context;
 
 /// Migration `i` brings the database from version `i` to version `i + 1`.
-const MIGRATIONS: &[&str] = &[V1_INITIAL, V2_OPERATIONS];
+const MIGRATIONS: &[&str] = &[V1_INITIAL, V2_OPERATIONS, V3_EVENTS];
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
@@ -134,6 +134,24 @@ CREATE TABLE crisis_log (
     incident  INTEGER
 ) STRICT;
 CREATE INDEX crisis_log_crisis ON crisis_log (crisis_id);
+"#;
+
+/// Event mode: events declared through the API, and cancellations of any event.
+const V3_EVENTS: &str = r#"
+CREATE TABLE events (
+    id           TEXT    NOT NULL PRIMARY KEY,
+    name         TEXT    NOT NULL,
+    perimeter    TEXT    NOT NULL,
+    starts_at    INTEGER NOT NULL,
+    ends_at      INTEGER NOT NULL,
+    warning      REAL,
+    critical     REAL,
+    rules        TEXT    NOT NULL DEFAULT '',
+    origin       TEXT    NOT NULL CHECK (origin IN ('file', 'api')),
+    created_by   TEXT    NOT NULL,
+    cancelled_at INTEGER,
+    cancelled_by TEXT
+) WITHOUT ROWID, STRICT;
 "#;
 
 /// Brings the database to [`SCHEMA_VERSION`]. Refuses a database written by a newer build.

@@ -127,6 +127,9 @@ impl Store for SqliteStore {
         if !batch.crises.is_empty() {
             crate::operations::write_crises(&tx, t, &batch.crises)?;
         }
+        for e in &batch.events {
+            crate::events::upsert(&tx, e)?;
+        }
 
         if !batch.rejections.is_empty() {
             let mut insert = tx
@@ -169,6 +172,10 @@ impl Store for SqliteStore {
 
     fn crises(&mut self) -> Result<Vec<beffroi_core::crisis::Crisis>, StoreError> {
         crate::operations::crises(&self.conn, &self.territory, &self.skipped)
+    }
+
+    fn events(&mut self) -> Result<Vec<beffroi_core::Event>, StoreError> {
+        crate::events::all(&self.conn)
     }
 
     /// Walks the (device, field) pairs along the primary key (one seek each, no scan) and

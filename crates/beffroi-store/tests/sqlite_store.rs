@@ -771,3 +771,50 @@ fn operations_survive_a_reopen_units_crises_escalation_and_handover_log() {
         ]
     );
 }
+
+fn event(id: &str, cancelled: Option<i64>) -> beffroi_core::Event {
+    beffroi_core::Event {
+        id: id.into(),
+        name: "Fête de la musique".into(),
+        perimeter: vec![
+            Point::new(5.0, 47.0),
+            Point::new(5.01, 47.0),
+            Point::new(5.01, 47.01),
+        ],
+        starts_at: Timestamp(1_000),
+        ends_at: Timestamp(9_000),
+        capacity: Some(beffroi_core::Capacity {
+            warning: 100.0,
+            critical: 150.5,
+        }),
+        rules: "[[rule]]\nid = \"x\"\n".into(),
+        origin: beffroi_core::EventOrigin::Api,
+        created_by: "admin".into(),
+        cancelled_at: cancelled.map(Timestamp),
+        cancelled_by: cancelled.map(|_| "supervisor".into()),
+    }
+}
+
+#[test]
+fn events_round_trip_and_a_cancellation_replaces_the_row() {
+    let (_dir, path) = temp();
+    {
+        let (mut store, _) = open(&path);
+        let mut b = WriteBatch::default();
+        b.events.push(Arc::new(event("fete", None)));
+        let mut file_event = event("match", None);
+        file_event.capacity = None;
+        file_event.origin = beffroi_core::EventOrigin::File;
+        b.events.push(Arc::new(file_event));
+        store.write(&b).expect("write");
+        let mut b = WriteBatch::default();
+        b.events.push(Arc::new(event("fete", Some(5_000))));
+        store.write(&b).expect("write");
+    }
+    let (mut store, _) = open(&path);
+    let events = store.events().expect("read");
+    assert_eq!(events.len(), 2);
+    assert_eq!(events[0], event("fete", Some(5_000)));
+    assert_eq!(events[1].capacity, None);
+    assert_eq!(events[1].origin, beffroi_core::EventOrigin::File);
+}

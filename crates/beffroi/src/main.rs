@@ -157,7 +157,7 @@ fn check(dir: &std::path::Path) -> ExitCode {
     match setup::load_dir(dir) {
         Ok(dep) => {
             println!(
-                "{}: OK — territory `{}`: {} communes, {} zones, {} sites, {} device kinds, {} devices; {} rules; {} procedures; {} units; {} crisis roles; {} scenarios",
+                "{}: OK — territory `{}`: {} communes, {} zones, {} sites, {} device kinds, {} devices; {} rules; {} procedures; {} units; {} crisis roles; {} scenarios; {} events",
                 dir.display(),
                 dep.territory.id,
                 dep.territory.communes.len(),
@@ -169,7 +169,8 @@ fn check(dir: &std::path::Path) -> ExitCode {
                 dep.procedures.len(),
                 dep.operations.units.len(),
                 dep.operations.roles.len(),
-                dep.scenarios.len()
+                dep.scenarios.len(),
+                dep.events.len()
             );
             ExitCode::SUCCESS
         }

@@ -47,10 +47,11 @@ pub async fn run(dep: Deployment, opts: RunOptions) -> Result<()> {
             .with_context(|| format!("cannot open the store {}", db.display()))?
     };
     let metrics = Arc::new(Metrics::new());
-    let engine = runner::start(
+    let engine = runner::start_with_events(
         Arc::clone(&territory),
         Arc::clone(&dep.rules),
         dep.procedures.clone(),
+        dep.events.clone(),
         Box::new(store),
         Arc::clone(&opts.clock),
         Arc::clone(&metrics),

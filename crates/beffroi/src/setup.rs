@@ -25,6 +25,8 @@ pub struct Deployment {
     /// `crisis.toml`; each optional).
     pub operations: Operations,
     pub scenarios: Vec<Arc<Scenario>>,
+    /// Events of `events.toml` (relative times resolved when the deployment is loaded).
+    pub events: Vec<beffroi_rules::EventRules>,
     /// Files to watch for hot reload (none for the embedded demo).
     pub rules_path: Option<PathBuf>,
     pub procedures_path: Option<PathBuf>,
@@ -102,12 +104,15 @@ pub fn load_demo() -> Result<Deployment> {
         roles: operations::parse_crisis(&demo_file("crisis.toml")?)
             .map_err(|e| fail("the embedded demo crisis roles", e))?,
     };
+    let events = beffroi_engine::events::parse(&demo_file("events.toml")?, &territory, load_time())
+        .map_err(|e| fail("the embedded demo events", e))?;
     Ok(Deployment {
         territory: Arc::new(territory),
         rules: Arc::new(rules),
         procedures,
         operations,
         scenarios: scenarios.into_iter().map(Arc::new).collect(),
+        events,
         rules_path: None,
         procedures_path: None,
         operations_dir: None,
@@ -147,6 +152,20 @@ pub fn load_dir(dir: &Path) -> Result<Deployment, ConfigErrors> {
         Some(Vec::new())
     };
     let operations = load_operations(dir, &territory, &mut errors);
+    let events_path = dir.join("events.toml");
+    let events = if events_path.exists() {
+        match SourceFile::read(&events_path) {
+            Ok(src) => beffroi_engine::events::parse(&src, &territory, load_time())
+                .map_err(|e| errors.extend(e))
+                .ok(),
+            Err(e) => {
+                errors.push(e);
+                None
+            }
+        }
+    } else {
+        Some(Vec::new())
+    };
     let sdir = dir.join("scenarios");
     let scenarios = if sdir.is_dir() {
         beffroi_sim::load_dir(&sdir, &territory)
@@ -155,17 +174,20 @@ pub fn load_dir(dir: &Path) -> Result<Deployment, ConfigErrors> {
     } else {
         Some(Vec::new())
     };
-    match (rules, procedures, scenarios) {
-        (Some(rules), Some(procedures), Some(scenarios)) if errors.is_empty() => Ok(Deployment {
-            territory: Arc::new(territory),
-            rules: Arc::new(rules),
-            procedures,
-            operations,
-            scenarios: scenarios.into_iter().map(Arc::new).collect(),
-            rules_path: Some(rules_path),
-            procedures_path: Some(proc_path),
-            operations_dir: Some(dir.to_path_buf()),
-        }),
+    match (rules, procedures, scenarios, events) {
+        (Some(rules), Some(procedures), Some(scenarios), Some(events)) if errors.is_empty() => {
+            Ok(Deployment {
+                territory: Arc::new(territory),
+                rules: Arc::new(rules),
+                procedures,
+                operations,
+                scenarios: scenarios.into_iter().map(Arc::new).collect(),
+                events,
+                rules_path: Some(rules_path),
+                procedures_path: Some(proc_path),
+                operations_dir: Some(dir.to_path_buf()),
+            })
+        }
         _ => Err(errors),
     }
 }
@@ -211,6 +233,12 @@ pub fn reload_operations(territory: &Territory, dir: &Path) -> Result<Operations
     let mut errors = ConfigErrors::default();
     let ops = load_operations(dir, territory, &mut errors);
     errors.into_result(ops)
+}
+
+/// The moment relative event times (`starts_at = "+30m"`) count from: the wall clock when
+/// the deployment is loaded, which is also where the demo's accelerated clock starts.
+fn load_time() -> beffroi_core::Timestamp {
+    beffroi_core::Clock::now(&beffroi_engine::runner::SystemClock)
 }
 
 /// Re-reads the rules and procedures files (hot reload).
