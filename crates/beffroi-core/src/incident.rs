@@ -932,4 +932,46 @@ mod tests {
         assert!(!done.step_skipped(0));
         assert!(!done.supervisor_attention(Timestamp(i64::MAX)));
     }
+
+    proptest::proptest! {
+        /// Whatever the ticks, a reminder is never early, always comes once the delay has
+        /// passed, and the escalation likewise.
+        #[test]
+        fn reminders_and_escalations_are_never_early_nor_missed(
+            remind_s in 1i64..600,
+            extra_s in 0i64..600,
+            mut ticks in proptest::collection::vec(0i64..2_000, 1..40),
+        ) {
+            let t = fixture::small();
+            let mut b = book();
+            let id = b
+                .apply_alarm(&alarm(AlarmKind::Raise, Severity::Major, 0), &t)
+                .map(|c| c.incident.id);
+            let mut p = EscalationPolicy::default();
+            p.delays[Severity::Major as usize] = EscalationDelays {
+                remind_after: Some(Duration::from_secs(remind_s)),
+                escalate_after: Some(Duration::from_secs(remind_s + extra_s)),
+            };
+            ticks.sort_unstable();
+            let mut entries = Vec::new();
+            for s in &ticks {
+                for c in b.tick_escalation(&p, Timestamp(s * 1000)) {
+                    entries.extend(c.log);
+                }
+            }
+            let inc = id.and_then(|id| b.get(id)).cloned();
+            let inc = inc.expect("still active");
+            let last = *ticks.last().unwrap_or(&0);
+            proptest::prop_assert_eq!(inc.reminded_at.is_some(), last >= remind_s);
+            proptest::prop_assert_eq!(inc.escalated_at.is_some(), last >= remind_s + extra_s);
+            if let Some(r) = inc.reminded_at {
+                proptest::prop_assert!(r.0 >= remind_s * 1000);
+            }
+            if let Some(e) = inc.escalated_at {
+                proptest::prop_assert!(e.0 >= (remind_s + extra_s) * 1000);
+            }
+            let count = |a: &str| entries.iter().filter(|e| &*e.action == a).count();
+            proptest::prop_assert!(count("reminder") <= 1 && count("escalated_to_supervisor") <= 1);
+        }
+    }
 }

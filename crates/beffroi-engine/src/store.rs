@@ -146,6 +146,7 @@ pub trait StoreReader: Send + Sync + 'static {
     fn rejections(&self, limit: usize) -> Result<Vec<StoredRejection>, StoreError>;
     /// The incidents with these ids (closed ones included), in id order.
     fn incidents_by_id(&self, ids: &[IncidentId]) -> Result<Vec<Incident>, StoreError>;
-    /// Incident log lines written at or after `since`, oldest first, at most `limit`.
+    /// Incident log lines written at or after `since`, oldest first; the newest `limit`
+    /// when there are more.
     fn log_since(&self, since: Timestamp, limit: usize) -> Result<Vec<HandoverEntry>, StoreError>;
 }

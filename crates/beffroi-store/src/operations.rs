@@ -318,7 +318,7 @@ pub(crate) fn log_since(
         .prepare_cached(
             "SELECT l.at, l.actor, l.action, l.detail, l.incident_id, i.title \
              FROM incident_log l JOIN incidents i ON i.id = l.incident_id \
-             WHERE l.at >= ?1 ORDER BY l.at, l.id LIMIT ?2",
+             WHERE l.at >= ?1 ORDER BY l.at DESC, l.id DESC LIMIT ?2",
         )
         .ctx("prepare log since")?;
     let rows = stmt
@@ -341,5 +341,8 @@ pub(crate) fn log_since(
             })
         })())?;
     }
-    Ok(out.finish(skipped, "incident_log"))
+    // The newest `limit` lines, given back oldest first.
+    let mut items = out.finish(skipped, "incident_log");
+    items.reverse();
+    Ok(items)
 }
