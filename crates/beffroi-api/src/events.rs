@@ -284,7 +284,7 @@ pub async fn create_event(
         cancelled_at: None,
         cancelled_by: None,
     };
-    let compiled = beffroi_rules::compile_event(event, &s.engine.territory, "rules", None, 0)
+    let compiled = beffroi_rules::compile_event(event, &s.engine.territory, "request", None, 0)
         .map_err(|es| {
             let details: Vec<serde_json::Value> = es
                 .iter()
