@@ -4,7 +4,8 @@
     python3 tools/check_demo_refs.py [DEMO_DIR] [--simulate]
 
 Checks that every file parses (tomllib / json), that every referenced id exists (communes,
-zones, sites, kinds, fields, devices, rules, procedures), that ids are unique and
+zones, sites, kinds, fields, devices, rules, procedures; events.toml's perimeters, windows,
+capacities and temporary rules), that ids are unique and
 well-formed, values have the field's type and stay in its physical range (noise included),
 durations parse, `chirpstack` is only used for devices with a dev_eui, and so on.
 
@@ -27,6 +28,7 @@ import math
 import random
 import re
 import sys
+import tempfile
 import tomllib
 from collections import defaultdict, deque
 from pathlib import Path
@@ -419,6 +421,78 @@ def check_rules(path: Path, demo, categories, prob):
                     SEVERITIES.index(e["severity"]) <= SEVERITIES.index(rule["severity"])):
                 prob(ew, "escalation must raise the severity")
     return rules
+
+
+ID_EVENT_RE = re.compile(r"^[a-z0-9_-]{1,64}$")
+RFC3339_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$")
+
+
+def point_in_ring(p, ring):
+    """Even-odd rule, planar in degrees (as the engine does)."""
+    if len(ring) > 1 and ring[0] == ring[-1]:
+        ring = ring[:-1]
+    inside, j = False, len(ring) - 1
+    for i in range(len(ring)):
+        (xi, yi), (xj, yj) = ring[i][:2], ring[j][:2]
+        if (yi > p[1]) != (yj > p[1]) and p[0] < (xj - xi) * (p[1] - yi) / (yj - yi) + xi:
+            inside = not inside
+        j = i
+    return inside
+
+
+def check_events(path: Path, demo, categories, prob):
+    """events.toml: ids, perimeter, window, capacity, counters inside, temporary rules."""
+    if not path.exists():
+        return {}
+    ev = load_toml(path, prob) or {}
+    events = {}
+    for e in ev.get("event", []):
+        w = f"events.toml {e.get('id')}"
+        check_keys(w, e, {"id", "name", "perimeter", "starts_at", "ends_at", "capacity", "rules"},
+                   ["id", "name", "perimeter", "starts_at", "ends_at"], prob)
+        if not ID_EVENT_RE.match(str(e.get("id", ""))):
+            prob(w, "invalid id")
+        if e.get("id") in events:
+            prob(w, "duplicate id")
+        events[e.get("id")] = e
+        ring = e.get("perimeter", [])
+        pts = ring[:-1] if len(ring) > 1 and ring[0] == ring[-1] else ring
+        if len(pts) < 3 or not all(valid_pos(p) for p in pts):
+            prob(w, "perimeter needs at least three valid [lon, lat] vertices")
+            continue
+        times = []
+        for k in ("starts_at", "ends_at"):
+            v = str(e.get(k, ""))
+            if v.startswith("+"):
+                times.append(dur(v[1:]))
+            elif RFC3339_RE.match(v):
+                times.append(v)
+            else:
+                prob(w, f"{k} is neither RFC 3339 nor +DURATION")
+                times.append(None)
+        if all(isinstance(t, int) for t in times) and not times[0] < times[1]:
+            prob(w, "ends_at must be after starts_at")
+        cap = e.get("capacity")
+        counters = [d for d in demo.devices.values() if d["pos"] and point_in_ring(d["pos"], ring)
+                    and any(f.get("unit") == "people"
+                            for f in demo.kinds.get(d["kind"], {}).get("fields", {}).values())]
+        if cap is not None:
+            check_keys(f"{w} capacity", cap, {"warning", "critical"}, ["warning", "critical"], prob)
+            if not (0 < cap.get("warning", 0) <= cap.get("critical", 0)):
+                prob(w, "capacity needs 0 < warning <= critical")
+            if not counters:
+                prob(w, "capacity thresholds but no people counter inside the perimeter")
+        if "rules" in e:
+            with tempfile.TemporaryDirectory() as tmp:
+                rp = Path(tmp) / "rules.toml"
+                rp.write_text(e["rules"], encoding="utf-8")
+                sub = Problems()
+                rules = check_rules(rp, demo, categories, sub)
+                for item in sub.items:
+                    prob(w, f"rules: {item}")
+                if "capacity" in rules:
+                    prob(w, "rule id `capacity` is reserved")
+    return events
 
 
 def check_procedures(path: Path, prob):
@@ -899,6 +973,7 @@ def main(argv=None):
     procs = check_procedures(root / "procedures.toml", prob)
     rules = check_rules(root / "rules.toml", demo, procs, prob)
     check_operations(root, demo, prob)
+    events = check_events(root / "events.toml", demo, procs, prob)
     scen = {}
     for p in sorted((root / "scenarios").glob("*.toml")):
         s = check_scenario(p, demo, rules, prob)
@@ -918,7 +993,7 @@ def main(argv=None):
     if not args.quiet:
         print(f"{len(demo.communes)} communes, {len(demo.zones)} zones, {len(demo.sites)} sites, "
               f"{len(demo.devices)} devices, {len(demo.kinds)} kinds, {len(rules)} rules, "
-              f"{len(procs)} procedures, {len(scen)} scenarios")
+              f"{len(procs)} procedures, {len(scen)} scenarios, {len(events)} events")
     if args.simulate and not prob.items:
         check_simulation(demo, rules, scen, prob, not args.quiet)
     for p in prob.items:

@@ -100,7 +100,8 @@ pub struct NewEventRequest {
     #[serde(default)]
     pub id: Option<String>,
     pub name: String,
-    /// A GeoJSON Polygon, or a Feature whose geometry is one (an imported file).
+    /// A GeoJSON Polygon, a Feature whose geometry is one, or a FeatureCollection of one
+    /// such Feature (an imported file).
     #[schema(value_type = Object)]
     pub perimeter: serde_json::Value,
     /// RFC 3339.
@@ -124,8 +125,20 @@ fn invalid(msg: impl Into<String>) -> ApiError {
     ApiError::new(ErrorCode::InvalidRequest, msg)
 }
 
-/// The outer ring of a GeoJSON Polygon, or of the Polygon geometry of a Feature.
+/// The outer ring of a GeoJSON Polygon, of the Polygon geometry of a Feature, or of the
+/// only feature of a FeatureCollection (an imported file).
 fn polygon_ring(v: &serde_json::Value) -> Result<Vec<Point>, ApiError> {
+    let v = match v.get("type").and_then(|t| t.as_str()) {
+        Some("FeatureCollection") => match v.get("features").and_then(|f| f.as_array()) {
+            Some(features) if features.len() == 1 => &features[0],
+            _ => {
+                return Err(invalid(
+                    "perimeter: a FeatureCollection must hold exactly one feature",
+                ));
+            }
+        },
+        _ => v,
+    };
     let geometry = match v.get("type").and_then(|t| t.as_str()) {
         Some("Feature") => v
             .get("geometry")
@@ -284,7 +297,7 @@ pub async fn create_event(
         cancelled_at: None,
         cancelled_by: None,
     };
-    let compiled = beffroi_rules::compile_event(event, &s.engine.territory, "rules", None, 0)
+    let compiled = beffroi_rules::compile_event(event, &s.engine.territory, "request", None, 0)
         .map_err(|es| {
             let details: Vec<serde_json::Value> = es
                 .iter()

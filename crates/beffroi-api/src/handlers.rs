@@ -621,7 +621,7 @@ pub async fn rules(State(s): State<AppState>, _u: User) -> Json<Vec<RuleDto>> {
 }
 
 #[utoipa::path(get, path = "/api/v1/stream",
-    responses((status = 200, description = "text/event-stream: `incident` events (IncidentDto plus `created`), `device` events ({device, state, at}), `lagged` when events were skipped")),
+    responses((status = 200, description = "text/event-stream: `incident` events (IncidentDto plus `created`), `device` events ({device, state, at}), `event` events (EventDto: declared, cancelled, status or occupancy changed), `lagged` when events were skipped")),
     security(("bearer" = [])))]
 pub async fn stream(
     State(s): State<AppState>,

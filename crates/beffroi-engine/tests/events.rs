@@ -249,3 +249,76 @@ fn a_cancelled_event_stops_its_rules_at_once() {
             .is_err()
     );
 }
+
+#[test]
+fn a_capacity_condition_raised_before_a_restart_still_clears_after_it() {
+    let f = fixture();
+    let events = events_toml(("+0s", "+2h"), "");
+    let (_, _, before) = play(&f, &events, Duration::from_mins(70));
+    let open: Vec<Incident> = before.book().active().cloned().collect();
+    let cap = open
+        .iter()
+        .find(|i| &*i.rule == "concert/capacity")
+        .expect("capacity incident open")
+        .clone();
+    assert_eq!(cap.severity, Severity::Critical);
+    let max = open.iter().map(|i| i.id).max().expect("incidents");
+
+    // A new process: events are loaded before the incidents are restored.
+    let now = START.plus(Duration::from_mins(71));
+    let mut p = Pipeline::new(
+        Arc::clone(&f.territory),
+        Arc::clone(&f.rules),
+        Vec::new(),
+        Arc::new(Metrics::new()),
+        now,
+    );
+    let compiled = beffroi_engine::events::parse(
+        &SourceFile::new("events.toml", events.as_str()),
+        &f.territory,
+        START,
+    )
+    .expect("valid");
+    p.load_events(compiled, now);
+    p.restore(open, max, &[]).expect("restore");
+    // The crowd leaves: every counter reports 100 people.
+    let mut out = Output::default();
+    for (i, c) in ZENITH_COUNTERS.iter().enumerate() {
+        let payload = format!(
+            r#"{{"values": {{"occupancy": 100.0}}, "time": {}}}"#,
+            now.0 + i as i64
+        );
+        let r = p.ingest(
+            Source::Simulator,
+            beffroi_wire::Format::Json,
+            Some(c),
+            payload.as_bytes(),
+            now,
+            &mut out,
+        );
+        assert!(r.rejected.is_empty(), "{:?}", r.rejected);
+    }
+    let after: Vec<_> = out
+        .batch
+        .incidents
+        .iter()
+        .filter(|c| c.incident.id == cap.id)
+        .map(|c| c.incident.status)
+        .collect();
+    assert_eq!(
+        after,
+        vec![Status::Resolved],
+        "the restored condition clears once the sum of the latest counts is low again"
+    );
+}
+
+const ZENITH_COUNTERS: [&str; 8] = [
+    "dijon-zenith-counter-01",
+    "dijon-zenith-counter-02",
+    "dijon-zenith-counter-03",
+    "dijon-zenith-counter-04",
+    "dijon-zenith-counter-05",
+    "dijon-zenith-counter-06",
+    "dijon-zenith-counter-07",
+    "dijon-zenith-counter-08",
+];

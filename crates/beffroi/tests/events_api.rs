@@ -121,8 +121,10 @@ fn events_are_declared_watched_cancelled_and_survive_a_restart() {
         "{v}"
     );
 
-    // Declare an event over the Zénith (as a GeoJSON Feature, as an imported file would be).
-    let feature = json!({"type": "Feature", "properties": {}, "geometry": perimeter()});
+    // Declare an event over the Zénith (as an imported GeoJSON file would give it).
+    let feature = json!({"type": "FeatureCollection", "features": [
+        {"type": "Feature", "properties": {}, "geometry": perimeter()}
+    ]});
     let (status, created) = api.post("/api/v1/events", &body(feature, "", "soiree"));
     assert_eq!(status, 201, "{created}");
     assert_eq!(created["status"], "active");
