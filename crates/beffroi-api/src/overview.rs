@@ -114,7 +114,12 @@ pub async fn overview(State(s): State<AppState>, _u: User) -> Result<Json<Overvi
         devices_silent: silent,
         devices_alarm: alarm,
         active_crises,
-        active_events: 0,
+        active_events: s
+            .engine
+            .events()
+            .iter()
+            .filter(|v| v.event.status(now) == beffroi_core::EventStatus::Active)
+            .count(),
         now: now.to_string(),
     }))
 }
