@@ -671,5 +671,6 @@ pub async fn stream(
             Some((Ok(ev), rx))
         }
     });
+    let stream = futures::StreamExt::take_until(stream, s.shutdown.cancelled_owned());
     Sse::new(stream).keep_alive(KeepAlive::default())
 }

@@ -12,6 +12,7 @@
 //! status; bodies are `{"error": {"code": …, "message": …}}`.
 
 pub mod auth;
+pub mod console;
 pub mod crisis;
 pub mod dto;
 pub mod error;
@@ -40,6 +41,9 @@ pub struct AppState {
     pub auth: Arc<Auth>,
     pub ready: Arc<AtomicBool>,
     pub board: Arc<DeviceBoard>,
+    /// Cancelled when the server shuts down: ends the live streams, which would otherwise
+    /// keep graceful shutdown waiting for their clients.
+    pub shutdown: tokio_util::sync::CancellationToken,
 }
 
 impl AppState {
@@ -52,6 +56,7 @@ impl AppState {
             auth,
             ready: Arc::new(AtomicBool::new(false)),
             board,
+            shutdown: tokio_util::sync::CancellationToken::new(),
         }
     }
 }
@@ -100,7 +105,9 @@ pub fn router(state: AppState) -> Router {
             get(events::list_events).post(events::create_event),
         )
         .route("/events/{id}", get(events::get_event))
-        .route("/events/{id}/cancel", post(events::cancel_event));
+        .route("/events/{id}/cancel", post(events::cancel_event))
+        .route("/map/devices", get(console::map_devices))
+        .route("/territory/communes", get(console::communes_geojson));
     Router::new()
         .route("/healthz", get(handlers::healthz))
         .route("/metrics", get(handlers::metrics))

@@ -20,6 +20,7 @@ use crate::{crisis, handlers, overview, units};
         units::list_units, units::get_unit, units::set_unit_status,
         crisis::open_crisis, crisis::list_crises, crisis::get_crisis, crisis::crisis_log,
         crisis::crisis_level, crisis::crisis_role, crisis::close_crisis, crisis::crisis_report,
+        crate::console::map_devices, crate::console::communes_geojson,
     ),
     components(schemas(
         IncidentDto, IncidentDetailDto, SopDto, SopStepDto, LogEntryDto, ActionRequest,
@@ -32,6 +33,7 @@ use crate::{crisis, handlers, overview, units};
         crisis::CrisisSummaryDto, crisis::CrisisDto, crisis::CrisisRoleDto, crisis::CrisisLogDto,
         crisis::OpenCrisisRequest, crisis::CrisisLogRequest, crisis::CrisisLevelRequest,
         crisis::CrisisRoleRequest, crisis::CloseCrisisRequest,
+        crate::console::MapDevicesDto,
     )),
     modifiers(&Bearer),
 )]

@@ -16,6 +16,20 @@ struct Raw {
     retention: Option<String>,
     #[serde(default)]
     mqtt: Option<RawMqtt>,
+    #[serde(default)]
+    console: Option<RawConsole>,
+}
+
+/// `[console]`: the base map (none by default).
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct RawConsole {
+    #[serde(default)]
+    tiles: Option<String>,
+    #[serde(default)]
+    pmtiles: Option<PathBuf>,
+    #[serde(default)]
+    attribution: Option<String>,
 }
 
 #[derive(Deserialize, Debug)]
@@ -60,6 +74,7 @@ pub struct Config {
     pub deployment: PathBuf,
     pub retention: Option<beffroi_core::Duration>,
     pub mqtt: Option<MqttSettings>,
+    pub console: beffroi_console::Settings,
 }
 
 impl Config {
@@ -97,12 +112,73 @@ impl Config {
                 })
             }
         };
+        let console = match raw.console {
+            None => beffroi_console::Settings::default(),
+            Some(c) => {
+                let settings = beffroi_console::Settings {
+                    tiles: c.tiles,
+                    pmtiles: c.pmtiles.map(|p| base.join(p)),
+                    attribution: c.attribution,
+                };
+                settings.validate().map_err(|e| {
+                    let field = format!("console.{}", e.field);
+                    ConfigError::new(src.path.clone(), None, Some(&field), e.message)
+                })?;
+                settings
+            }
+        };
         Ok(Config {
             listen: raw.listen,
             data_dir: base.join(raw.data_dir),
             deployment: base.join(raw.deployment),
             retention,
             mqtt,
+            console,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(&SourceFile::new("/etc/beffroi/beffroi.toml", text))
+    }
+
+    #[test]
+    fn the_console_table_sets_the_base_map() {
+        let base = "data_dir = \"d\"\ndeployment = \"dep\"\n";
+        let none = parse(base).expect("valid");
+        assert_eq!(none.console, beffroi_console::Settings::default());
+        let tiles = parse(&format!(
+            "{base}[console]\ntiles = \"https://t.example.org/{{z}}/{{x}}/{{y}}.png\"\nattribution = \"© OSM\"\n"
+        ))
+        .expect("valid");
+        assert_eq!(
+            tiles.console.tiles.as_deref(),
+            Some("https://t.example.org/{z}/{x}/{y}.png")
+        );
+        assert_eq!(tiles.console.attribution.as_deref(), Some("© OSM"));
+    }
+
+    #[test]
+    fn a_bad_console_table_names_its_field() {
+        let base = "data_dir = \"d\"\ndeployment = \"dep\"\n";
+        let e = parse(&format!(
+            "{base}[console]\ntiles = \"https://t.example.org/{{z}}.png\"\n"
+        ))
+        .expect_err("no {x}");
+        assert!(e.to_string().contains("console.tiles"), "{e}");
+        // Relative to the configuration file's folder, and checked.
+        let e = parse(&format!("{base}[console]\npmtiles = \"missing.pmtiles\"\n"))
+            .expect_err("no such file");
+        assert!(e.to_string().contains("console.pmtiles"), "{e}");
+        assert!(
+            e.to_string().contains("/etc/beffroi/missing.pmtiles"),
+            "{e}"
+        );
+        let e = parse(&format!("{base}[console]\nbasemap = \"x\"\n")).expect_err("unknown key");
+        assert!(e.to_string().contains("basemap"), "{e}");
     }
 }

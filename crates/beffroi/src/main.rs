@@ -51,6 +51,12 @@ enum Command {
         /// MQTT protocol version for --mqtt: 4 (3.1.1) or 5.
         #[arg(long, default_value_t = 5)]
         mqtt_protocol: u8,
+        /// Base map of the console: raster tile URL template (`…/{z}/{x}/{y}.png`).
+        #[arg(long, conflicts_with = "pmtiles")]
+        tiles: Option<String>,
+        /// Base map of the console: a local PMTiles file.
+        #[arg(long)]
+        pmtiles: Option<PathBuf>,
     },
     /// Runs Beffroi from a configuration file (see README: "Configuration").
     Serve {
@@ -87,9 +93,17 @@ fn main() -> ExitCode {
             speed,
             mqtt,
             mqtt_protocol,
+            tiles,
+            pmtiles,
         } => runtime().and_then(|rt| {
             rt.block_on(async {
                 let dep = setup::load_demo()?;
+                let console = beffroi_console::Settings {
+                    tiles,
+                    pmtiles,
+                    attribution: None,
+                };
+                console.validate().map_err(|e| anyhow::anyhow!("--{e}"))?;
                 let now = beffroi_engine::runner::SystemClock;
                 let clock = Arc::new(beffroi_engine::runner::ScaledClock::new(
                     beffroi_core::Clock::now(&now),
@@ -110,6 +124,7 @@ fn main() -> ExitCode {
                             topics: None,
                             username: None,
                         }),
+                        console,
                     },
                 )
                 .await
@@ -130,6 +145,7 @@ fn main() -> ExitCode {
                         clock: Arc::new(beffroi_engine::runner::SystemClock),
                         simulate: false,
                         mqtt: cfg.mqtt,
+                        console: cfg.console,
                     },
                 )
                 .await

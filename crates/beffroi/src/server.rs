@@ -24,6 +24,8 @@ pub struct RunOptions {
     /// Scenarios to loop in-process (demo), with background first.
     pub simulate: bool,
     pub mqtt: Option<crate::config::MqttSettings>,
+    /// The console's base map.
+    pub console: beffroi_console::Settings,
 }
 
 /// The admin password: `BEFFROI_ADMIN_PASSWORD`, or a generated one that is printed.
@@ -74,7 +76,8 @@ pub async fn run(dep: Deployment, opts: RunOptions) -> Result<()> {
     let (auth, password) = hashed;
     let state = AppState::new(handle.clone(), Arc::new(reader), Arc::new(auth));
     let ready = Arc::clone(&state.ready);
-    let app = beffroi_api::router(state);
+    let end_streams = state.shutdown.clone();
+    let app = beffroi_api::router(state).merge(beffroi_console::router(opts.console.clone()));
     let addr: SocketAddr = opts
         .listen
         .parse()
@@ -124,8 +127,9 @@ pub async fn run(dep: Deployment, opts: RunOptions) -> Result<()> {
         territory.devices.len(),
         dep.rules.len()
     );
+    println!("  console     : http://{local}/");
     println!(
-        "  console/API : http://{local}/api/v1   (health: http://{local}/healthz, metrics: http://{local}/metrics)"
+        "  API         : http://{local}/api/v1   (health: http://{local}/healthz, metrics: http://{local}/metrics)"
     );
     println!("  data        : {}", db.display());
     if generated {
@@ -156,6 +160,7 @@ pub async fn run(dep: Deployment, opts: RunOptions) -> Result<()> {
             _ = stop.cancelled() => {}
         }
         tracing::info!("shutting down: draining the pipeline");
+        end_streams.cancel();
     });
     let result = server.await;
     shutdown.cancel();

@@ -62,7 +62,10 @@ fn events_are_declared_watched_cancelled_and_survive_a_restart() {
             .any(|r| r == "zenith-concert/camera-offline")
     );
     let overview = api.get_ok("/api/v1/overview");
-    assert_eq!(overview["active_events"], 1, "the concert is in force: {overview}");
+    assert_eq!(
+        overview["active_events"], 1,
+        "the concert is in force: {overview}"
+    );
     let active = api.get_ok("/api/v1/events?status=scheduled");
     assert_eq!(active.as_array().map(Vec::len), Some(1), "{active}");
     let rules = api.get_ok("/api/v1/rules");

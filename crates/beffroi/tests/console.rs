@@ -1,0 +1,199 @@
+//! The console in a real browser: Debian's Chromium driven by playwright-core
+//! (`web/e2e/console.mjs`) against a real `beffroi serve` on the demo deployment. The
+//! script logs in, checks the map, receives an incident live, acknowledges it, ticks its
+//! SOP, assigns it, resolves it and switches the language; this test then checks through
+//! the API that the browser really did it. Screenshots go to `$BEFFROI_SCREENSHOTS` or
+//! `target/console-screenshots`.
+//!
+//! Without Node.js, Chromium or `web/node_modules` the test prints SKIPPED and passes,
+//! unless `BEFFROI_REQUIRE_SERVICES=1`.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use support::beffroi::Beffroi;
+use support::http::{ADMIN_PASSWORD, Api};
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn chromium() -> PathBuf {
+    std::env::var_os("CHROMIUM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"))
+}
+
+fn node_version() -> Option<String> {
+    let out = Command::new("node").arg("--version").output().ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// Why the browser test cannot run here, if it cannot.
+fn missing() -> Option<String> {
+    if node_version().is_none() {
+        return Some("node not found".into());
+    }
+    if !chromium().is_file() {
+        return Some(format!(
+            "{} not found (apt-get install chromium, or set CHROMIUM)",
+            chromium().display()
+        ));
+    }
+    let pw = repo().join("web/node_modules/playwright-core/package.json");
+    if !pw.is_file() {
+        return Some(format!("{} not found (npm ci in web/)", pw.display()));
+    }
+    None
+}
+
+fn screenshots() -> PathBuf {
+    if let Some(d) = std::env::var_os("BEFFROI_SCREENSHOTS") {
+        return PathBuf::from(d);
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join("target"));
+    target.join("console-screenshots")
+}
+
+fn run_script(script: &Path, base: &str, shots: &Path) -> (bool, String) {
+    let out = Command::new("node")
+        .arg(script)
+        .arg(base)
+        .arg(ADMIN_PASSWORD)
+        .arg(shots)
+        .current_dir(repo().join("web"))
+        .output()
+        .expect("run node");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+#[test]
+fn an_operator_handles_a_live_incident_in_the_console() {
+    if let Some(why) = missing() {
+        if std::env::var("BEFFROI_REQUIRE_SERVICES").as_deref() == Ok("1") {
+            panic!("{why} and BEFFROI_REQUIRE_SERVICES=1");
+        }
+        eprintln!("SKIPPED: {why} (set BEFFROI_REQUIRE_SERVICES=1 to fail instead)");
+        return;
+    }
+    let beffroi = Beffroi::start(None);
+    let shots = screenshots();
+    let _ = std::fs::remove_dir_all(&shots);
+    let (ok, log) = run_script(&repo().join("web/e2e/console.mjs"), &beffroi.base(), &shots);
+    println!("{log}");
+    assert!(
+        ok && log.contains("CONSOLE E2E OK"),
+        "the browser script failed:\n{log}\n{}",
+        beffroi.log()
+    );
+
+    for shot in ["map.png", "device.png", "queue.png", "detail.png"] {
+        let p = shots.join(shot);
+        let len = std::fs::metadata(&p).map(|m| m.len()).unwrap_or(0);
+        assert!(
+            len > 10_000,
+            "{} is a real screenshot ({len} bytes)",
+            p.display()
+        );
+    }
+
+    // What the browser did is in the store, not only on the screen.
+    let api = Api::login(&beffroi.base());
+    let resolved = api.incidents("status=resolved");
+    let inc = resolved
+        .iter()
+        .find(|i| i["rule"] == "intrusion-alarm")
+        .unwrap_or_else(|| panic!("a resolved intrusion incident: {resolved:?}"));
+    assert!(inc["acknowledged_at"].is_string(), "{inc}");
+    assert!(inc["owner"].is_string(), "assigned: {inc}");
+    let detail = api.get_ok(&format!("/api/v1/incidents/{}", inc["id"]));
+    let steps = detail["sop"]["steps"].as_array().expect("steps");
+    assert!(!steps.is_empty());
+    for s in steps {
+        assert_eq!(s["done_by"], "user:admin", "{s}");
+    }
+    let actions: Vec<&str> = detail["log"]
+        .as_array()
+        .expect("log")
+        .iter()
+        .filter_map(|e| e["action"].as_str())
+        .collect();
+    for a in [
+        "acknowledged",
+        "step_done",
+        "assigned",
+        "comment",
+        "resolved",
+    ] {
+        assert!(actions.contains(&a), "the log has `{a}`: {actions:?}");
+    }
+
+    // The map's compact endpoint: aligned columns, and the panel now in alarm.
+    let map = api.get_ok("/api/v1/map/devices");
+    let n = map["count"].as_u64().expect("count") as usize;
+    for col in ["ids", "lon", "lat", "kind", "state"] {
+        assert_eq!(map[col].as_array().map(Vec::len), Some(n), "{col}");
+    }
+    let states = map["states"].as_array().expect("states");
+    let alarm = states
+        .iter()
+        .position(|s| s == "alarm")
+        .expect("alarm state");
+    let ids = map["ids"].as_array().expect("ids");
+    let device = inc["device"].as_str().expect("a device incident");
+    let i = ids
+        .iter()
+        .position(|d| d == device)
+        .expect("the panel is on the map");
+    assert_eq!(map["state"][i], alarm, "{device} is in alarm on the map");
+}
+
+/// A console keeps its live stream open all day: SIGTERM must still stop the server at
+/// once (the stream ends) rather than wait for the browser to go away.
+#[test]
+fn sigterm_ends_the_live_streams_and_the_process() {
+    use std::io::Read;
+    use std::time::Duration;
+
+    let beffroi = Beffroi::start(None);
+    let api = Api::login(&beffroi.base());
+    let resp = support::http::agent()
+        .get(&format!(
+            "{}/api/v1/stream?access_token={}",
+            beffroi.base(),
+            api.token
+        ))
+        .call()
+        .expect("open the stream");
+    assert_eq!(resp.status().as_u16(), 200);
+    let mut reader = resp.into_body().into_reader();
+    let client = std::thread::spawn(move || {
+        // Reads until the server ends the stream.
+        let mut buf = [0u8; 4096];
+        while matches!(reader.read(&mut buf), Ok(n) if n > 0) {}
+    });
+    let status = Command::new("kill")
+        .arg("-TERM")
+        .arg(beffroi.pid().to_string())
+        .status()
+        .expect("run kill");
+    assert!(status.success());
+    support::poll(
+        "beffroi to exit after SIGTERM with a live stream open",
+        Duration::from_secs(10),
+        || beffroi.log(),
+        || (!beffroi.is_running()).then_some(()),
+    );
+    client.join().expect("the stream reader ends");
+}

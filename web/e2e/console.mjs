@@ -1,0 +1,171 @@
+// The console's browser test: node web/e2e/console.mjs <base-url> <password> <screenshot-dir>
+// Logs in, sees the map, receives an incident live, handles it (acknowledge, SOP steps,
+// assignment, resolve) and switches the language. Exits non-zero on the first failure.
+
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { launch, login, step } from './lib.mjs';
+
+const [base, password, shots] = process.argv.slice(2);
+if (!base || !password || !shots) {
+  console.error('usage: node web/e2e/console.mjs <base-url> <password> <screenshot-dir>');
+  process.exit(2);
+}
+mkdirSync(shots, { recursive: true });
+const TIMEOUT = 20000;
+const todo = [];
+
+async function api(token, method, path, body) {
+  const r = await fetch(`${base}/api/v1${path}`, {
+    method, headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json' },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await r.text();
+  return { status: r.status, body: text ? JSON.parse(text) : null };
+}
+
+function check(cond, msg) {
+  if (!cond) throw new Error(`assertion failed: ${msg}`);
+}
+
+const { context, close } = await launch();
+const page = context.pages()[0] ?? (await context.newPage());
+page.setDefaultTimeout(TIMEOUT);
+const errors = [];
+page.on('pageerror', (e) => errors.push(e.message));
+page.on('console', (m) => { if (m.type() === 'error') errors.push(m.text()); });
+page.on('response', (r) => { if (r.status() >= 400) errors.push(`${r.status()} ${r.url()}`); });
+
+try {
+  step('login');
+  await login(page, base, password);
+  const token = await page.evaluate(() => sessionStorage.getItem('beffroi.token'));
+  check(token, 'the token is kept in sessionStorage');
+
+  step('map: communes and devices rendered');
+  await page.locator('#map-counters[data-ready=true]').waitFor();
+  const rendered = await page.evaluate(() => {
+    const map = window.__beffroi.map;
+    return {
+      communes: map.queryRenderedFeatures({ layers: ['communes'] }).length,
+      devices: map.queryRenderedFeatures({ layers: ['device-clusters', 'device-points'] }).length,
+      loaded: Number(document.getElementById('map-counters').dataset.devices),
+    };
+  });
+  const territory = await api(token, 'GET', '/territory');
+  step(`  rendered ${JSON.stringify(rendered)}`);
+  check(rendered.communes === territory.body.communes.length, `every commune is drawn (${rendered.communes} of ${territory.body.communes.length})`);
+  check(rendered.devices > 0, 'device clusters or points are drawn');
+  check(rendered.loaded === territory.body.devices, `every device is loaded (${rendered.loaded} of ${territory.body.devices})`);
+  await page.screenshot({ path: join(shots, 'map.png') });
+
+  step('device details and chart');
+  const point = await page.evaluate(async () => {
+    const map = window.__beffroi.map;
+    map.jumpTo({ center: [5.0415, 47.322], zoom: 16.5 });
+    await new Promise((r) => map.once('idle', r));
+    // The point nearest the centre (not under the side panel).
+    const c = map.project(map.getCenter());
+    const pts = map.queryRenderedFeatures({ layers: ['device-points'] }).map((f) => map.project(f.geometry.coordinates));
+    pts.sort((a, b) => Math.hypot(a.x - c.x, a.y - c.y) - Math.hypot(b.x - c.x, b.y - c.y));
+    // …whose topmost feature is the device itself (not an incident drawn over it).
+    const free = pts.find((p) => map.queryRenderedFeatures([p.x, p.y])[0]?.layer.id === 'device-points' && p.x > 420);
+    const r = map.getCanvas().getBoundingClientRect();
+    return free ? { x: r.left + free.x, y: r.top + free.y } : null;
+  });
+  check(point, 'a single device is drawn at street zoom');
+  await page.mouse.click(point.x, point.y);
+  await page.locator('#device-details h3').waitFor();
+  await page.screenshot({ path: join(shots, 'device.png') });
+
+  step('queue; an incident arrives live');
+  await page.locator('a.tab[data-route=incidents]').click();
+  await page.locator('#queue-count').waitFor();
+  const devices = await api(token, 'GET', '/devices?kind=intrusion_panel');
+  const active = await api(token, 'GET', '/incidents?status=active');
+  const busy = new Set(active.body.map((i) => i.site));
+  const panel = devices.body.find((d) => /mairie/.test(d.site) && !busy.has(d.site));
+  check(panel, 'a town-hall intrusion panel without an incident');
+  const site = (await api(token, 'GET', '/territory/sites')).body.features.find((f) => f.properties.id === panel.site);
+  const navigations = [];
+  page.on('framenavigated', (f) => { if (f === page.mainFrame()) navigations.push(f.url()); });
+  const ingest = await api(token, 'POST', `/devices/${panel.id}/observations`, [{ n: 'intrusion', vb: true }]);
+  check(ingest.status === 200 && ingest.body.accepted === 1, `observation accepted: ${JSON.stringify(ingest)}`);
+  const row = page.locator('li.incident-row[data-status=new]', { hasText: site.properties.name });
+  await row.first().waitFor();
+  check(navigations.every((u) => !u.startsWith(base + '/?') && u.includes('#')), `no reload: ${navigations}`);
+  await page.screenshot({ path: join(shots, 'queue.png') });
+
+  step('detail: acknowledge');
+  await row.first().click();
+  const detail = page.locator('#incident-detail');
+  await detail.locator('#detail-status[data-status=new]').waitFor();
+  await page.keyboard.press('a'); // the shortcut
+  await detail.locator('#detail-status[data-status=acknowledged]').waitFor();
+
+  step('SOP steps ticked');
+  const steps = await detail.locator('#sop li.step').count();
+  check(steps > 0, 'the intrusion procedure has steps');
+  for (let i = 0; i < steps; i++) {
+    await detail.locator(`#sop li.step[data-index="${i}"] button.tick`).click();
+    await detail.locator(`#sop li.step[data-index="${i}"][data-done=true]`).waitFor();
+  }
+  const doneText = await detail.locator('#sop li.step').first().locator('.step-meta').innerText();
+  check(doneText.includes('admin'), `the step says who ticked it: ${doneText}`);
+
+  step('assign a unit');
+  const units = await api(token, 'GET', '/units');
+  let unit;
+  if (units.status === 200 && units.body.length) {
+    unit = units.body.find((u) => u.status !== 'off_duty' && (!u.communes.length || u.communes.includes(panel.commune))) ?? units.body.find((u) => u.status !== 'off_duty');
+    await detail.locator('select#assign-unit').selectOption(unit.id);
+    unit = unit.id;
+  } else {
+    todo.push(`GET /api/v1/units answered ${units.status}: assigned through the free-text fallback (owner)`);
+    unit = 'pm-e2e-1';
+    await detail.locator('input#assign-unit').fill(unit);
+  }
+  await detail.locator('#assign-submit').click();
+  await detail.locator('#detail-unit', { hasText: unit }).waitFor();
+  await page.locator(`li.incident-row.selected .unit`, { hasText: unit }).waitFor();
+
+  step('comment');
+  await detail.locator('#comment-text').fill('Levée de doute vidéo : RAS');
+  await detail.locator('#comment-submit').click();
+  await detail.locator('#incident-log li', { hasText: 'Levée de doute vidéo' }).waitFor();
+  await page.screenshot({ path: join(shots, 'detail.png') });
+
+  step('resolve');
+  await detail.locator('button[data-action=resolve]').click();
+  await detail.locator('#detail-status[data-status=resolved]').waitFor();
+  // The open queue drops it.
+  await page.locator(`li.incident-row.selected`).waitFor({ state: 'detached' });
+
+  step('language switch');
+  const before = await page.locator('#queue-title').innerText();
+  const lang = await page.evaluate(() => document.documentElement.lang);
+  await page.locator('#lang-switch').click();
+  const expected = lang === 'fr' ? 'Incident queue' : 'File des incidents';
+  await page.locator('#queue-title', { hasText: expected }).waitFor();
+  check(before !== expected, `the title changed from "${before}"`);
+  check(await page.evaluate(() => document.documentElement.lang) !== lang, 'the document language changed');
+
+  step('help overlay');
+  await page.keyboard.press('?');
+  await page.locator('#help:not([hidden])').waitFor();
+  await page.keyboard.press('Escape');
+  await page.locator('#help').waitFor({ state: 'hidden' });
+
+  // /auth/me comes with the access-control work; the console treats its 404 as "all permissions".
+  const serious = errors.filter((e) => !/\/auth\/me|\/units|Failed to load resource|GL Driver/.test(e));
+  check(serious.length === 0, `no error in the page: ${serious.join(' | ')}`);
+  for (const x of todo) console.log(`TODO: ${x}`);
+  console.log('CONSOLE E2E OK');
+} catch (e) {
+  await page.screenshot({ path: join(shots, 'failure.png') }).catch(() => {});
+  console.error(e.stack || String(e));
+  console.error('page errors:', errors.join('\n'));
+  await close();
+  process.exit(1);
+}
+await close();

@@ -1,0 +1,36 @@
+// Shared by the browser scripts: Debian's Chromium driven by playwright-core.
+
+import { chromium } from 'playwright-core';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+export async function launch({ viewport = { width: 1600, height: 900 }, locale = 'fr-FR' } = {}) {
+  const userDataDir = mkdtempSync(join(tmpdir(), 'beffroi-chromium-'));
+  const context = await chromium.launchPersistentContext(userDataDir, {
+    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+    headless: true,
+    viewport,
+    locale,
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+      '--disable-background-networking', '--disable-component-update', '--disable-sync',
+      '--use-gl=angle', '--use-angle=swiftshader', '--enable-unsafe-swiftshader'],
+  });
+  const close = async () => {
+    await context.close();
+    rmSync(userDataDir, { recursive: true, force: true });
+  };
+  return { context, close };
+}
+
+export async function login(page, base, password) {
+  await page.goto(base + '/');
+  await page.locator('#login-user').fill('admin');
+  await page.locator('#login-password').fill(password);
+  await page.locator('#login-submit').click();
+  await page.locator('#live-status[data-status=connected]').waitFor({ timeout: 15000 });
+}
+
+export function step(msg) {
+  console.log(`[${new Date().toISOString().slice(11, 23)}] ${msg}`);
+}

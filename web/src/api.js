@@ -1,0 +1,93 @@
+// The API client: bearer token from sessionStorage, JSON in and out, typed errors.
+
+const TOKEN = 'beffroi.token';
+
+export class ApiError extends Error {
+  constructor(status, code, message) {
+    super(message);
+    this.status = status;
+    this.code = code;
+  }
+}
+
+export function token() {
+  return sessionStorage.getItem(TOKEN);
+}
+
+export function setToken(t) {
+  if (t) sessionStorage.setItem(TOKEN, t);
+  else sessionStorage.removeItem(TOKEN);
+}
+
+const unauthorized = new Set();
+/** Calls `f` when the API answers 401 (expired session, server restarted). */
+export function onUnauthorized(f) {
+  unauthorized.add(f);
+}
+
+export async function request(method, path, body) {
+  const headers = { Accept: 'application/json' };
+  const tok = token();
+  if (tok) headers.Authorization = `Bearer ${tok}`;
+  if (body !== undefined) headers['Content-Type'] = 'application/json';
+  let resp;
+  try {
+    resp = await fetch(`/api/v1${path}`, {
+      method,
+      headers,
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+  } catch (e) {
+    throw new ApiError(0, 'network', e.message);
+  }
+  if (resp.status === 204) return null;
+  const text = await resp.text();
+  let data = null;
+  try {
+    data = text ? JSON.parse(text) : null;
+  } catch {
+    data = null;
+  }
+  if (!resp.ok) {
+    const err = data?.error ?? {};
+    if (resp.status === 401 && path !== '/auth/login') for (const f of unauthorized) f();
+    throw new ApiError(resp.status, err.code ?? 'http_' + resp.status, err.message ?? resp.statusText);
+  }
+  return data;
+}
+
+export const get = (path) => request('GET', path);
+export const post = (path, body) => request('POST', path, body ?? {});
+
+/** An incident action: acknowledge, start, resolve, close, reopen, comment, complete_step, assign. */
+export function act(id, action, extra = {}) {
+  return post(`/incidents/${id}/actions`, { action, ...extra });
+}
+
+const ALL_PERMISSIONS = ['incident.act', 'incident.assign', 'unit.status', 'crisis.manage', 'event.manage', 'supervise'];
+let me = null;
+
+/** Who the token belongs to and what it may do (GET /auth/me; every permission when the
+ * server does not have that route yet). */
+export async function loadMe() {
+  try {
+    me = await get('/auth/me');
+  } catch (e) {
+    if (e.status !== 404) throw e;
+    me = { user: null, roles: [], permissions: ALL_PERMISSIONS };
+  }
+  return me;
+}
+
+export function can(permission) {
+  return !!me && (me.permissions ?? []).includes(permission);
+}
+
+export function currentUser() {
+  return me;
+}
+
+export function clearSession() {
+  me = null;
+  setToken(null);
+}

@@ -1,0 +1,153 @@
+// The live store: one EventSource on /api/v1/stream, the open incidents kept up to date
+// from it, and a resync (refetch of the lists) after every reconnection — a restarted
+// server, a network cut. Views subscribe to `incidents`, `device`, `unit`, `crisis`,
+// `event`, `status` and `resync`.
+
+import * as api from './api.js';
+
+const listeners = new Map();
+let source = null;
+let status = 'offline';
+let retryTimer = null;
+let retryDelay = 1000;
+let hadError = false;
+let stopped = true;
+
+/** id → IncidentDto of every incident not closed. */
+export const incidents = new Map();
+
+export function on(type, f) {
+  if (!listeners.has(type)) listeners.set(type, new Set());
+  listeners.get(type).add(f);
+  return () => listeners.get(type).delete(f);
+}
+
+function emit(type, data) {
+  for (const f of listeners.get(type) ?? []) {
+    try {
+      f(data);
+    } catch (e) {
+      console.error(e);
+    }
+  }
+}
+
+// The engine's clock may run ahead of the browser's (the demo's accelerated clock, a
+// skewed workstation): ages are computed against the latest time the server reported.
+let skew = 0;
+function observe(iso) {
+  const d = Date.parse(iso) - Date.now();
+  if (Number.isFinite(d) && d > skew) skew = d;
+}
+
+/** The engine's "now" as best known: the browser's clock plus the observed skew. */
+export function serverNow() {
+  return Date.now() + skew;
+}
+
+export function getStatus() {
+  return status;
+}
+
+function setStatus(s) {
+  status = s;
+  emit('status', s);
+}
+
+export async function refetchIncidents() {
+  const list = await api.get('/incidents?status=active&limit=5000');
+  incidents.clear();
+  for (const i of list) {
+    incidents.set(i.id, i);
+    observe(i.updated_at);
+  }
+  emit('incidents', { reset: true });
+}
+
+export function start() {
+  stopped = false;
+  connect();
+  return refetchIncidents();
+}
+
+export function stop() {
+  stopped = true;
+  clearTimeout(retryTimer);
+  if (source) source.close();
+  source = null;
+  incidents.clear();
+  setStatus('offline');
+}
+
+function connect() {
+  if (stopped) return;
+  const tok = api.token();
+  if (!tok) return;
+  source = new EventSource(`/api/v1/stream?access_token=${encodeURIComponent(tok)}`);
+  source.addEventListener('open', () => {
+    retryDelay = 1000;
+    setStatus('connected');
+    if (hadError) {
+      hadError = false;
+      // Events were missed while disconnected: reload what the views show.
+      refetchIncidents().catch(() => {});
+      emit('resync');
+    }
+  });
+  source.addEventListener('error', () => {
+    hadError = true;
+    setStatus('reconnecting');
+    // The browser retries by itself while the stream answered 200 before; a refused
+    // connection or a 401 closes it for good: retry ourselves, checking the session.
+    if (source.readyState === EventSource.CLOSED) {
+      source.close();
+      clearTimeout(retryTimer);
+      retryTimer = setTimeout(probe, retryDelay);
+      retryDelay = Math.min(retryDelay * 2, 15000);
+    }
+  });
+  source.addEventListener('incident', (e) => {
+    const inc = JSON.parse(e.data);
+    observe(inc.updated_at);
+    if (inc.status === 'closed') incidents.delete(inc.id);
+    else incidents.set(inc.id, inc);
+    emit('incidents', { incident: inc, created: !!inc.created });
+  });
+  for (const type of ['device', 'unit', 'crisis', 'event']) {
+    source.addEventListener(type, (e) => {
+      const data = JSON.parse(e.data);
+      if (data.at) observe(data.at);
+      emit(type, data);
+    });
+  }
+  source.addEventListener('lagged', () => {
+    refetchIncidents().catch(() => {});
+    emit('resync');
+  });
+}
+
+async function probe() {
+  if (stopped) return;
+  try {
+    await api.get('/incidents?limit=1');
+    connect();
+  } catch (e) {
+    // 401 logs out through api.onUnauthorized; anything else: the server is still down.
+    if (e.status !== 401) {
+      setStatus('offline');
+      retryTimer = setTimeout(probe, retryDelay);
+      retryDelay = Math.min(retryDelay * 2, 15000);
+    }
+  }
+}
+
+export const SEVERITY_RANK = { critical: 4, major: 3, minor: 2, info: 1 };
+
+/** Severity first (critical on top), then age (oldest first). */
+export function compareIncidents(a, b) {
+  return (
+    (SEVERITY_RANK[b.severity] ?? 0) - (SEVERITY_RANK[a.severity] ?? 0) ||
+    a.opened_at.localeCompare(b.opened_at) ||
+    a.id - b.id
+  );
+}

@@ -1,0 +1,290 @@
+// The incident queue (severity, then age; filters) and the incident detail (rule,
+// evidence, readings, SOP checklist, assignment, log, comment, lifecycle actions).
+// Routes: #/incidents and #/incidents/{id}. Shortcuts: j/k, a, u.
+
+import * as api from '../api.js';
+import * as live from '../live.js';
+import { navigate } from '../router.js';
+import { h, clear, toast } from '../dom.js';
+import { t, fmtTime, fmtAgo, onLangChange } from '../i18n.js';
+
+export const route = 'incidents';
+export const navKey = 'nav.incidents';
+
+const filters = { commune: '', category: '', status: 'open', unit: '' };
+const OPEN = new Set(['new', 'acknowledged', 'in_progress']);
+const LIFECYCLE = [
+  ['acknowledge', (s) => s === 'new'],
+  ['start', (s) => s === 'new' || s === 'acknowledged'],
+  ['resolve', (s) => OPEN.has(s)],
+  ['close', (s) => s === 'resolved'],
+  ['reopen', (s) => s === 'resolved'],
+];
+
+let state = null;
+
+export function mount(el, args) {
+  const queue = h('ul.queue#queue', { role: 'listbox' });
+  const filterBar = h('div.filters');
+  const countEl = h('span.count#queue-count');
+  const detail = h('section.detail#incident-detail');
+  el.append(h('section.incidents-view',
+    h('div.queue-pane', h('div.pane-head', h('h2#queue-title'), countEl), filterBar, queue),
+    detail));
+  state = { el, queue, filterBar, countEl, detail, selected: null, detailData: null, units: null, rules: null, territory: null, order: [] };
+
+  const refreshQueue = () => paintQueue();
+  let frame = 0;
+  const schedule = () => { if (!frame) frame = requestAnimationFrame(() => { frame = 0; refreshQueue(); }); };
+  const offs = [
+    live.on('incidents', (ev) => {
+      schedule();
+      if (ev.incident && ev.incident.id === state.selected) loadDetail(state.selected, true);
+      if (ev.reset && state.selected) loadDetail(state.selected, true);
+    }),
+    live.on('unit', () => { state.units = null; loadUnits().then(() => state.detailData && paintDetail()); }),
+    live.on('resync', () => state.selected && loadDetail(state.selected, true)),
+    onLangChange(() => { paintFilters(); paintQueue(); paintDetail(); }),
+  ];
+  const ticker = setInterval(schedule, 30000); // ages ("3 min ago") move on
+  Promise.all([
+    api.get('/territory').then((tt) => (state.territory = tt)).catch(() => {}),
+    api.get('/rules').then((r) => (state.rules = new Map(r.map((x) => [x.id, x])))).catch(() => {}),
+    loadUnits(),
+  ]).then(() => { paintFilters(); paintQueue(); if (state.detailData) paintDetail(); });
+  paintFilters();
+  paintQueue();
+  update(args);
+  return () => { offs.forEach((f) => f()); clearInterval(ticker); cancelAnimationFrame(frame); state = null; };
+}
+
+export function update(args) {
+  const id = Number(args?.[0]);
+  if (Number.isFinite(id) && id > 0) {
+    state.selected = id;
+    loadDetail(id);
+  } else {
+    state.selected = null;
+    state.detailData = null;
+    paintDetail();
+  }
+  markSelected();
+}
+
+async function loadUnits() {
+  try {
+    state.units = await api.get('/units');
+  } catch (e) {
+    state.units = e.status === 404 ? false : null; // false: the server has no unit list
+  }
+}
+
+export function onKey(e) {
+  if (!state) return false;
+  if (e.key === 'j' || e.key === 'k') {
+    const order = state.order;
+    if (!order.length) return true;
+    const i = order.indexOf(state.selected);
+    const next = i < 0 ? 0 : Math.min(order.length - 1, Math.max(0, i + (e.key === 'j' ? 1 : -1)));
+    navigate(`#/incidents/${order[next]}`);
+    return true;
+  }
+  if (e.key === 'a' && state.detailData && api.can('incident.act')) {
+    if (state.detailData.status === 'new') doAction('acknowledge');
+    return true;
+  }
+  if (e.key === 'u' && state.detailData) {
+    state.detail.querySelector('#assign-unit')?.focus();
+    return true;
+  }
+  return false;
+}
+
+function visibleIncidents() {
+  const list = [...live.incidents.values()].filter((i) => {
+    if (filters.status === 'open' && !OPEN.has(i.status)) return false;
+    if (filters.status && filters.status !== 'open' && filters.status !== 'active' && i.status !== filters.status) return false;
+    if (filters.commune && i.commune !== filters.commune) return false;
+    if (filters.category && i.category !== filters.category) return false;
+    const unit = i.unit ?? i.owner ?? '';
+    if (filters.unit === '-' && unit) return false;
+    if (filters.unit && filters.unit !== '-' && unit !== filters.unit) return false;
+    return true;
+  });
+  return list.sort(live.compareIncidents);
+}
+
+function paintFilters() {
+  if (!state) return;
+  const select = (name, options) => h('label', t(`filter.${name}`), h(`select#filter-${name}`, {
+    on: { change: (e) => { filters[name] = e.target.value; paintQueue(); } },
+  }, ...options.map(([v, label]) => h('option', { value: v, selected: filters[name] === v }, label))));
+  const communes = state.territory?.communes ?? [];
+  const categories = new Set([...(state.rules?.values() ?? [])].map((r) => r.category));
+  for (const i of live.incidents.values()) categories.add(i.category);
+  const units = state.units ? state.units.map((u) => [u.id, u.name]) : [...new Set([...live.incidents.values()].map((i) => i.unit ?? i.owner).filter(Boolean))].map((u) => [u, u]);
+  clear(state.filterBar).append(
+    select('status', [['open', t('status.open')], ['active', t('status.active')], ...['new', 'acknowledged', 'in_progress', 'resolved'].map((s) => [s, t(`status.${s}`)])]),
+    select('commune', [['', t('filter.all')], ...communes.map((c) => [c.id, c.name])]),
+    select('category', [['', t('filter.all')], ...[...categories].sort().map((c) => [c, c])]),
+    select('unit', [['', t('filter.all')], ['-', t('filter.none')], ...units]),
+  );
+  document.getElementById('queue-title').textContent = t('queue.title');
+}
+
+function paintQueue() {
+  if (!state) return;
+  const list = visibleIncidents();
+  state.order = list.map((i) => i.id);
+  state.countEl.textContent = t('queue.count', { n: list.length });
+  state.countEl.dataset.count = list.length;
+  const now = live.serverNow();
+  clear(state.queue);
+  if (!list.length) state.queue.append(h('li.empty', t('queue.empty')));
+  for (const i of list) {
+    state.queue.append(h(`li.incident-row.row-${i.severity}.st-${i.status}`, {
+      role: 'option', dataset: { id: i.id, status: i.status, severity: i.severity },
+      on: { click: () => navigate(`#/incidents/${i.id}`) },
+    },
+    h(`span.sev.sev-${i.severity}`, t(`severity.${i.severity}`)),
+    h('div.row-main', h('div.row-title', i.title),
+      h('div.row-sub', `${i.commune_name} · ${i.site_name}`)),
+    h('div.row-meta', h(`span.status.st-${i.status}`, t(`status.${i.status}`)),
+      h('span.age', { title: fmtTime(i.opened_at) }, fmtAgo(i.opened_at, now)),
+      (i.unit ?? i.owner) && h('span.unit', i.unit ?? i.owner))));
+  }
+  markSelected();
+}
+
+function markSelected() {
+  if (!state) return;
+  for (const li of state.queue.querySelectorAll('li.incident-row')) {
+    const sel = Number(li.dataset.id) === state.selected;
+    li.classList.toggle('selected', sel);
+    li.setAttribute('aria-selected', sel);
+    if (sel) li.scrollIntoView({ block: 'nearest' });
+  }
+}
+
+let loadSeq = 0;
+async function loadDetail(id, quiet) {
+  const seq = ++loadSeq;
+  if (!quiet) { state.detailData = null; clear(state.detail).append(h('p.muted', '…')); }
+  try {
+    const d = await api.get(`/incidents/${id}`);
+    if (!state || seq !== loadSeq) return;
+    state.detailData = d;
+    if (d.device && !quiet) {
+      api.get(`/devices/${encodeURIComponent(d.device)}`).then((dev) => {
+        if (state?.detailData?.id === id) { state.deviceData = dev; paintDetail(); }
+      }).catch(() => {});
+    }
+    if (!quiet) state.deviceData = null;
+    paintDetail();
+  } catch (e) {
+    if (!state || seq !== loadSeq) return;
+    clear(state.detail).append(h('p.error', t('error.generic', { message: e.message })));
+  }
+}
+
+async function doAction(action, extra) {
+  const d = state?.detailData;
+  if (!d) return;
+  try {
+    await api.act(d.id, action, extra);
+    toast(t('action.done', { action: t(`action.${action}`) }));
+    await loadDetail(d.id, true);
+  } catch (e) {
+    toast(t('error.generic', { message: e.message }), 'error');
+  }
+}
+
+function paintDetail() {
+  if (!state) return;
+  const d = state.detailData;
+  const el = clear(state.detail);
+  if (!d) {
+    if (!state.selected) el.append(h('p.muted.placeholder', t('incident.none')));
+    return;
+  }
+  const canAct = api.can('incident.act');
+  const rule = state.rules?.get(d.rule);
+  const unit = d.unit ?? d.owner;
+  el.dataset.id = d.id;
+  el.dataset.status = d.status;
+  el.append(
+    h('header.detail-head',
+      h(`span.sev.big.sev-${d.severity}`, t(`severity.${d.severity}`)),
+      h('div', h('h2#detail-title', d.title),
+        h('div.sub', `#${d.id} · ${d.commune_name} · ${d.site_name} · ${d.category}`)),
+      h(`span.status.big.st-${d.status}#detail-status`, { dataset: { status: d.status } }, t(`status.${d.status}`))),
+    d.supervisor_attention && h('div.banner.warn', t('incident.supervisor')),
+    d.escalated_at && h('div.banner.warn', `${t('incident.escalated')} — ${fmtTime(d.escalated_at)}`),
+    canAct && h('div.actions#lifecycle', ...LIFECYCLE.filter(([, ok]) => ok(d.status)).map(([a]) =>
+      h(`button.action.act-${a}`, { type: 'button', dataset: { action: a }, on: { click: () => doAction(a) } }, t(`action.${a}`)))),
+    h('dl.kv',
+      h('dt', t('incident.opened')), h('dd', `${fmtTime(d.opened_at)} (${fmtAgo(d.opened_at, live.serverNow())})`),
+      d.acknowledged_at && [h('dt', t('incident.acknowledged')), h('dd', fmtTime(d.acknowledged_at))],
+      h('dt', t('incident.rule')), h('dd', rule ? `${rule.title} (${d.rule})` : d.rule),
+      h('dt', t('incident.alarms')), h('dd', `${d.alarm_count} · ${t(d.condition_active ? 'incident.condition_active' : 'incident.condition_cleared')}`),
+      h('dt', t('incident.unit')), h('dd#detail-unit', unit ?? '—')),
+    h('section.block', h('h3', t('incident.evidence')), h('p.evidence', d.evidence || '—'),
+      state.deviceData && observations(state.deviceData)),
+    sop(d, canAct),
+    assignment(d),
+    h('section.block', h('h3', t('log.title')),
+      d.log?.length ? h('ol.log#incident-log', ...d.log.map((e) => h('li', { dataset: { action: e.action } },
+        h('time', fmtTime(e.at)), h('span.actor', e.actor.replace(/^user:/, '')), h('span.what', e.action), e.detail && h('span.detail', e.detail))))
+        : h('p.muted', t('log.empty')),
+      canAct && commentBox()),
+  );
+}
+
+function observations(dev) {
+  const rows = dev.recent.slice(0, 8);
+  if (!rows.length) return null;
+  return h('div', h('h4', t('incident.observations')), h('table.obs', ...rows.map((o) =>
+    h('tr', h('td', fmtTime(o.time)), h('td', o.field), h('td.num', `${o.value}${o.unit ? ' ' + o.unit : ''}`)))));
+}
+
+function sop(d, canAct) {
+  const steps = d.sop?.steps ?? [];
+  return h('section.block#sop', h('h3', d.sop?.title ?? t('sop.title')),
+    steps.length ? h('ol.sop', ...steps.map((s) => h(`li.step${s.done_at ? '.done' : ''}${s.overdue ? '.overdue' : ''}${s.skipped ? '.skipped' : ''}`,
+      { dataset: { index: s.index, done: !!s.done_at } },
+      h('span.step-text', s.text),
+      h('span.step-meta',
+        s.done_at ? t('sop.done', { who: (s.done_by ?? '').replace(/^user:/, ''), when: fmtTime(s.done_at) })
+          : [s.overdue && h('span.tag.overdue', t('sop.overdue')), s.skipped && h('span.tag.skipped', t('sop.skipped')),
+            s.due_at && h('span.due', t('sop.due', { when: fmtTime(s.due_at) })),
+            canAct && d.status !== 'closed' && h('button.tick', { type: 'button', dataset: { step: s.index },
+              on: { click: () => doAction('complete_step', { step: s.index }) } }, t('sop.tick'))]))))
+      : h('p.muted', t('sop.none')));
+}
+
+function assignment(d) {
+  if (!api.can('incident.assign') || d.status === 'closed') return null;
+  const current = d.unit ?? d.owner ?? '';
+  let input;
+  if (state.units) {
+    input = h('select#assign-unit', h('option', { value: '' }, t('assign.select')),
+      ...state.units.map((u) => h('option', { value: u.id, selected: u.id === current, disabled: u.status === 'off_duty' },
+        `${u.name} — ${t(`unit.${u.status}`)}`)));
+  } else {
+    input = h('input#assign-unit', { placeholder: t('assign.free'), value: current });
+  }
+  const submit = () => {
+    const unit = input.value.trim();
+    if (unit) doAction('assign', { unit, owner: unit });
+  };
+  input.addEventListener('keydown', (e) => { if (e.key === 'Enter') submit(); });
+  return h('section.block#assignment', h('h3', t('assign.title')),
+    state.units === false && h('p.muted', t('assign.unavailable')),
+    h('div.inline', input, h('button#assign-submit', { type: 'button', on: { click: submit } }, t('assign.button'))));
+}
+
+function commentBox() {
+  const ta = h('textarea#comment-text', { rows: 2, placeholder: t('comment.placeholder') });
+  return h('form.comment', { on: { submit: (e) => { e.preventDefault(); const text = ta.value.trim(); if (text) doAction('comment', { text }).then(() => (ta.value = '')); } } },
+    ta, h('button#comment-submit', { type: 'submit' }, t('comment.submit')));
+}
