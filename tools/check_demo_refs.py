@@ -4,7 +4,8 @@
     python3 tools/check_demo_refs.py [DEMO_DIR] [--simulate]
 
 Checks that every file parses (tomllib / json), that every referenced id exists (communes,
-zones, sites, kinds, fields, devices, rules, procedures), that ids are unique and
+zones, sites, kinds, fields, devices, rules, procedures; events.toml's perimeters, windows,
+capacities and temporary rules), that ids are unique and
 well-formed, values have the field's type and stay in its physical range (noise included),
 durations parse, `chirpstack` is only used for devices with a dev_eui, and so on.
 
@@ -27,6 +28,7 @@ import math
 import random
 import re
 import sys
+import tempfile
 import tomllib
 from collections import defaultdict, deque
 from pathlib import Path
@@ -421,6 +423,78 @@ def check_rules(path: Path, demo, categories, prob):
     return rules
 
 
+ID_EVENT_RE = re.compile(r"^[a-z0-9_-]{1,64}$")
+RFC3339_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$")
+
+
+def point_in_ring(p, ring):
+    """Even-odd rule, planar in degrees (as the engine does)."""
+    if len(ring) > 1 and ring[0] == ring[-1]:
+        ring = ring[:-1]
+    inside, j = False, len(ring) - 1
+    for i in range(len(ring)):
+        (xi, yi), (xj, yj) = ring[i][:2], ring[j][:2]
+        if (yi > p[1]) != (yj > p[1]) and p[0] < (xj - xi) * (p[1] - yi) / (yj - yi) + xi:
+            inside = not inside
+        j = i
+    return inside
+
+
+def check_events(path: Path, demo, categories, prob):
+    """events.toml: ids, perimeter, window, capacity, counters inside, temporary rules."""
+    if not path.exists():
+        return {}
+    ev = load_toml(path, prob) or {}
+    events = {}
+    for e in ev.get("event", []):
+        w = f"events.toml {e.get('id')}"
+        check_keys(w, e, {"id", "name", "perimeter", "starts_at", "ends_at", "capacity", "rules"},
+                   ["id", "name", "perimeter", "starts_at", "ends_at"], prob)
+        if not ID_EVENT_RE.match(str(e.get("id", ""))):
+            prob(w, "invalid id")
+        if e.get("id") in events:
+            prob(w, "duplicate id")
+        events[e.get("id")] = e
+        ring = e.get("perimeter", [])
+        pts = ring[:-1] if len(ring) > 1 and ring[0] == ring[-1] else ring
+        if len(pts) < 3 or not all(valid_pos(p) for p in pts):
+            prob(w, "perimeter needs at least three valid [lon, lat] vertices")
+            continue
+        times = []
+        for k in ("starts_at", "ends_at"):
+            v = str(e.get(k, ""))
+            if v.startswith("+"):
+                times.append(dur(v[1:]))
+            elif RFC3339_RE.match(v):
+                times.append(v)
+            else:
+                prob(w, f"{k} is neither RFC 3339 nor +DURATION")
+                times.append(None)
+        if all(isinstance(t, int) for t in times) and not times[0] < times[1]:
+            prob(w, "ends_at must be after starts_at")
+        cap = e.get("capacity")
+        counters = [d for d in demo.devices.values() if d["pos"] and point_in_ring(d["pos"], ring)
+                    and any(f.get("unit") == "people"
+                            for f in demo.kinds.get(d["kind"], {}).get("fields", {}).values())]
+        if cap is not None:
+            check_keys(f"{w} capacity", cap, {"warning", "critical"}, ["warning", "critical"], prob)
+            if not (0 < cap.get("warning", 0) <= cap.get("critical", 0)):
+                prob(w, "capacity needs 0 < warning <= critical")
+            if not counters:
+                prob(w, "capacity thresholds but no people counter inside the perimeter")
+        if "rules" in e:
+            with tempfile.TemporaryDirectory() as tmp:
+                rp = Path(tmp) / "rules.toml"
+                rp.write_text(e["rules"], encoding="utf-8")
+                sub = Problems()
+                rules = check_rules(rp, demo, categories, sub)
+                for item in sub.items:
+                    prob(w, f"rules: {item}")
+                if "capacity" in rules:
+                    prob(w, "rule id `capacity` is reserved")
+    return events
+
+
 def check_procedures(path: Path, prob):
     p = load_toml(path, prob) or {}
     cats = {}
@@ -429,10 +503,54 @@ def check_procedures(path: Path, prob):
         check_keys(w, pr, {"category", "title", "steps"}, ["category", "title", "steps"], prob)
         if pr.get("category") in cats:
             prob(w, "duplicate category")
-        if not pr.get("steps") or not all(isinstance(s, str) and s for s in pr["steps"]):
-            prob(w, "steps must be a non-empty list of strings")
+        def step_ok(st):
+            if isinstance(st, str):
+                return bool(st)
+            return (isinstance(st, dict) and set(st) <= {"text", "within"}
+                    and isinstance(st.get("text"), str) and st["text"]
+                    and ("within" not in st or dur(st["within"]) is not None))
+        if not pr.get("steps") or not all(step_ok(st) for st in pr["steps"]):
+            prob(w, "steps must be a non-empty list of strings or {text, within} tables")
         cats[pr["category"]] = pr
     return cats
+
+
+def check_operations(root: Path, demo, prob):
+    """units.toml, escalation.toml and crisis.toml, each optional."""
+    if (root / "units.toml").exists():
+        ids = set()
+        for u in (load_toml(root / "units.toml", prob) or {}).get("unit", []):
+            w = f"units.toml {u.get('id')}"
+            check_keys(w, u, {"id", "name", "kind", "communes", "status"}, ["id", "name", "kind"], prob)
+            if not ID_RE.match(str(u.get("id", ""))) or u.get("id") in ids:
+                prob(w, "id malformed or duplicate")
+            ids.add(u.get("id"))
+            if u.get("kind") not in {"police", "technical", "video", "other"}:
+                prob(w, f"unknown kind {u.get('kind')}")
+            if u.get("status", "available") not in {"available", "engaged", "off_duty"}:
+                prob(w, f"unknown status {u.get('status')}")
+            for c in u.get("communes", []):
+                if c not in demo.communes:
+                    prob(w, f"unknown commune {c}")
+    if (root / "escalation.toml").exists():
+        esc = load_toml(root / "escalation.toml", prob) or {}
+        check_keys("escalation.toml", esc, {"severity"}, [], prob)
+        for sev, d in esc.get("severity", {}).items():
+            w = f"escalation.toml severity.{sev}"
+            if sev not in SEVERITIES:
+                prob(w, "unknown severity")
+            check_keys(w, d, {"remind_after", "escalate_after"}, [], prob)
+            r, e = dur(d.get("remind_after", "1s")), dur(d.get("escalate_after", "999d"))
+            if r is None or e is None or r > e:
+                prob(w, "bad durations (the reminder must come before the escalation)")
+    if (root / "crisis.toml").exists():
+        ids = set()
+        for r in (load_toml(root / "crisis.toml", prob) or {}).get("role", []):
+            w = f"crisis.toml {r.get('id')}"
+            check_keys(w, r, {"id", "name", "name_en"}, ["id", "name", "name_en"], prob)
+            if r.get("id") in ids:
+                prob(w, "duplicate role")
+            ids.add(r.get("id"))
 
 
 def signal_targets(demo, sig):
@@ -854,6 +972,8 @@ def main(argv=None):
     demo = check_territory(root / "territory", prob)
     procs = check_procedures(root / "procedures.toml", prob)
     rules = check_rules(root / "rules.toml", demo, procs, prob)
+    check_operations(root, demo, prob)
+    events = check_events(root / "events.toml", demo, procs, prob)
     scen = {}
     for p in sorted((root / "scenarios").glob("*.toml")):
         s = check_scenario(p, demo, rules, prob)
@@ -873,7 +993,7 @@ def main(argv=None):
     if not args.quiet:
         print(f"{len(demo.communes)} communes, {len(demo.zones)} zones, {len(demo.sites)} sites, "
               f"{len(demo.devices)} devices, {len(demo.kinds)} kinds, {len(rules)} rules, "
-              f"{len(procs)} procedures, {len(scen)} scenarios")
+              f"{len(procs)} procedures, {len(scen)} scenarios, {len(events)} events")
     if args.simulate and not prob.items:
         check_simulation(demo, rules, scen, prob, not args.quiet)
     for p in prob.items:

@@ -874,15 +874,15 @@ def write_rules(out: Path):
 
 PROCEDURES = [
     ("flood", "Fiche réflexe — crue / inondation", [
-        "Consulter Vigicrues (tronçon Ouche) et comparer avec le niveau des stations amont (Plombières, lac Kir)",
-        "Prévenir l'astreinte des services techniques et l'élu d'astreinte de la commune concernée",
+        ("Consulter Vigicrues (tronçon Ouche) et comparer avec le niveau des stations amont (Plombières, lac Kir)", "5m"),
+        ("Prévenir l'astreinte des services techniques et l'élu d'astreinte de la commune concernée", "15m"),
         "Lever le doute par vidéo sur les points bas (berges, passages sous voies, parkings en bord d'Ouche)",
         "Proposer au maire l'activation du PCS et préparer la fermeture des voies sur berge et des passages submersibles",
         "Engager la police municipale pour interdire l'accès aux berges et baliser les voiries coupées",
         "Informer le SDIS 21 et la préfecture (COD) si le niveau continue de monter ; tenir la main courante à jour",
     ]),
     ("intrusion", "Fiche réflexe — intrusion dans un bâtiment public", [
-        "Lever le doute par vidéo (caméras du site et des abords) sans intervenir seul sur place",
+        ("Lever le doute par vidéo (caméras du site et des abords) sans intervenir seul sur place", "3m"),
         "Vérifier l'état du contrôle d'accès : porte forcée, badges utilisés, zone en alarme",
         "Si l'intrusion est confirmée, appeler le 17 et engager la police municipale en appui",
         "Prévenir l'astreinte bâtiments et le directeur ou gestionnaire de l'établissement",
@@ -941,7 +941,11 @@ def write_procedures(out: Path):
         parts.append(f"title = {tstr(title)}\n")
         parts.append("steps = [\n")
         for s in steps:
-            parts.append(f"  {tstr(s)},\n")
+            # A step with a deadline is a (text, within) pair.
+            if isinstance(s, tuple):
+                parts.append(f"  {{ text = {tstr(s[0])}, within = {tstr(s[1])} }},\n")
+            else:
+                parts.append(f"  {tstr(s)},\n")
         parts.append("]\n")
     (out / "procedures.toml").write_text("".join(parts), encoding="utf-8")
 

@@ -36,6 +36,12 @@ pub struct IncidentDto {
     pub condition_active: bool,
     pub alarm_count: u32,
     pub evidence: String,
+    /// The unit in charge (same as `owner` when assignment names a unit).
+    pub unit: Option<String>,
+    /// When the reminder for an unacknowledged incident was logged.
+    pub reminded_at: Option<String>,
+    /// When the unacknowledged incident was escalated to the supervisor.
+    pub escalated_at: Option<String>,
 }
 
 impl IncidentDto {
@@ -65,6 +71,9 @@ impl IncidentDto {
             condition_active: i.condition_active,
             alarm_count: i.alarm_count,
             evidence: i.evidence.clone(),
+            unit: i.owner.as_deref().map(Into::into),
+            reminded_at: i.reminded_at.map(ts),
+            escalated_at: i.escalated_at.map(ts),
         }
     }
 }
@@ -75,6 +84,12 @@ pub struct SopStepDto {
     pub text: String,
     pub done_by: Option<String>,
     pub done_at: Option<String>,
+    /// Deadline of the step (`within` after the opening), if it has one.
+    pub due_at: Option<String>,
+    /// Not done and past its deadline.
+    pub overdue: bool,
+    /// Not done while a later step is done.
+    pub skipped: bool,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -109,11 +124,15 @@ pub struct IncidentDetailDto {
     pub incident: IncidentDto,
     pub sop: SopDto,
     pub log: Vec<LogEntryDto>,
+    /// Escalated, or a procedure step overdue or skipped.
+    pub supervisor_attention: bool,
 }
 
 impl IncidentDetailDto {
-    pub fn from_core(i: &Incident, log: &[LogEntry], t: &Territory) -> Self {
+    /// `now` is the engine's processing time (deadlines are judged against it).
+    pub fn from_core(i: &Incident, log: &[LogEntry], t: &Territory, now: Timestamp) -> Self {
         IncidentDetailDto {
+            supervisor_attention: i.supervisor_attention(now),
             incident: IncidentDto::from_core(i, t),
             sop: SopDto {
                 title: i.sop_title.as_deref().map(Into::into),
@@ -126,6 +145,9 @@ impl IncidentDetailDto {
                         text: s.text.to_string(),
                         done_by: s.done_by.as_deref().map(Into::into),
                         done_at: s.done_at.map(ts),
+                        due_at: s.due_at.map(ts),
+                        overdue: s.overdue(now),
+                        skipped: i.step_skipped(index),
                     })
                     .collect(),
             },
@@ -139,7 +161,9 @@ impl IncidentDetailDto {
 pub struct ActionRequest {
     /// acknowledge | start | resolve | close | reopen | assign | comment | complete_step
     pub action: String,
-    /// For `assign`: the unit or person in charge.
+    /// For `assign`: the unit in charge (a unit id of `units.toml`).
+    pub unit: Option<String>,
+    /// For `assign`: alias of `unit`, kept for older clients.
     pub owner: Option<String>,
     /// For `comment`: the log entry.
     pub text: Option<String>,

@@ -26,6 +26,20 @@ pub enum ErrorCode {
     Overloaded,
     /// 503: the store failed; nothing was acknowledged.
     StoreUnavailable,
+    /// 404: no unit with this id in the deployment.
+    UnitNotFound,
+    /// 409: the unit is off duty and cannot be assigned.
+    UnitOffDuty,
+    /// 404: no crisis with this id.
+    CrisisNotFound,
+    /// 409: the crisis is closed; it can no longer change.
+    CrisisClosed,
+    /// 404: no such event.
+    EventNotFound,
+    /// 409: an event with this id already exists.
+    EventExists,
+    /// 409: the event is already cancelled or over.
+    EventClosed,
 }
 
 impl ErrorCode {
@@ -38,6 +52,10 @@ impl ErrorCode {
             ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::ObservationsRejected => StatusCode::UNPROCESSABLE_ENTITY,
             ErrorCode::Overloaded | ErrorCode::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::UnitNotFound | ErrorCode::CrisisNotFound => StatusCode::NOT_FOUND,
+            ErrorCode::UnitOffDuty | ErrorCode::CrisisClosed => StatusCode::CONFLICT,
+            ErrorCode::EventNotFound => StatusCode::NOT_FOUND,
+            ErrorCode::EventExists | ErrorCode::EventClosed => StatusCode::CONFLICT,
         }
     }
     pub fn as_str(self) -> &'static str {
@@ -51,6 +69,13 @@ impl ErrorCode {
             ErrorCode::ObservationsRejected => "observations_rejected",
             ErrorCode::Overloaded => "overloaded",
             ErrorCode::StoreUnavailable => "store_unavailable",
+            ErrorCode::UnitNotFound => "unit_not_found",
+            ErrorCode::UnitOffDuty => "unit_off_duty",
+            ErrorCode::CrisisNotFound => "crisis_not_found",
+            ErrorCode::CrisisClosed => "crisis_closed",
+            ErrorCode::EventNotFound => "event_not_found",
+            ErrorCode::EventExists => "event_exists",
+            ErrorCode::EventClosed => "event_closed",
         }
     }
 }

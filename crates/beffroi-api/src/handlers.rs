@@ -51,12 +51,12 @@ impl FromRequestParts<AppState> for User {
     }
 }
 
-fn store_err(e: impl std::fmt::Display) -> ApiError {
+pub(crate) fn store_err(e: impl std::fmt::Display) -> ApiError {
     tracing::error!(error = %e, "store read failed");
     ApiError::new(ErrorCode::StoreUnavailable, "the store is unavailable")
 }
 
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(f).await.map_err(store_err)?
@@ -205,12 +205,13 @@ pub async fn get_incident(
 ) -> Result<Json<IncidentDetailDto>, ApiError> {
     let reader = Arc::clone(&s.reader);
     let t = Arc::clone(&s.engine.territory);
+    let now = s.engine.clock.now();
     blocking(move || {
         match reader
             .incident_with_log(IncidentId(id))
             .map_err(store_err)?
         {
-            Some((i, log)) => Ok(Json(IncidentDetailDto::from_core(&i, &log, &t))),
+            Some((i, log)) => Ok(Json(IncidentDetailDto::from_core(&i, &log, &t, now))),
             None => Err(ApiError::new(
                 ErrorCode::NotFound,
                 format!("no incident {id}"),
@@ -244,9 +245,13 @@ pub async fn act(
         "resolve" => IncidentAction::Resolve,
         "close" => IncidentAction::Close,
         "reopen" => IncidentAction::Reopen,
-        "assign" => {
-            IncidentAction::Assign(req.owner.as_deref().ok_or_else(|| missing("owner"))?.into())
-        }
+        "assign" => IncidentAction::Assign(
+            req.unit
+                .as_deref()
+                .or(req.owner.as_deref())
+                .ok_or_else(|| missing("unit"))?
+                .into(),
+        ),
         "comment" => IncidentAction::Comment(req.text.clone().ok_or_else(|| missing("text"))?),
         "complete_step" => IncidentAction::CompleteStep(req.step.ok_or_else(|| missing("step"))?),
         other => {
@@ -267,6 +272,9 @@ pub async fn act(
                 ErrorCode::NotFound,
                 format!("no active incident {id} (closed incidents are final)"),
             ))
+        }
+        Err(ActError::Transition(beffroi_core::TransitionError::Unit(e))) => {
+            Err(crate::units::unit_error(&e))
         }
         Err(ActError::Transition(e)) => {
             Err(ApiError::new(ErrorCode::InvalidTransition, e.to_string()))
@@ -613,7 +621,7 @@ pub async fn rules(State(s): State<AppState>, _u: User) -> Json<Vec<RuleDto>> {
 }
 
 #[utoipa::path(get, path = "/api/v1/stream",
-    responses((status = 200, description = "text/event-stream: `incident` events (IncidentDto plus `created`), `device` events ({device, state, at}), `lagged` when events were skipped")),
+    responses((status = 200, description = "text/event-stream: `incident` events (IncidentDto plus `created`), `device` events ({device, state, at}), `event` events (EventDto: declared, cancelled, status or occupancy changed), `lagged` when events were skipped")),
     security(("bearer" = [])))]
 pub async fn stream(
     State(s): State<AppState>,
@@ -633,6 +641,14 @@ pub async fn stream(
                     v["created"] = serde_json::Value::Bool(c.created);
                     Event::default().event("incident").data(v.to_string())
                 }
+                Ok(LiveEvent::Unit(u)) => Event::default().event("unit").data(
+                    serde_json::to_string(&crate::units::UnitDto::from_core(&u, &t))
+                        .unwrap_or_default(),
+                ),
+                Ok(LiveEvent::Crisis(c)) => Event::default().event("crisis").data(
+                    serde_json::to_string(&crate::crisis::CrisisSummaryDto::from_core(&c, &t))
+                        .unwrap_or_default(),
+                ),
                 Ok(LiveEvent::Device(d)) => Event::default().event("device").data(
                     serde_json::json!({
                         "device": &*t.device(d.device).id,
@@ -641,6 +657,9 @@ pub async fn stream(
                     })
                     .to_string(),
                 ),
+                Ok(LiveEvent::Event(e)) => Event::default()
+                    .event("event")
+                    .data(crate::events::sse_data(&e)),
                 Err(broadcast::error::RecvError::Lagged(n)) => {
                     metrics.live_lagged.inc_by(n);
                     Event::default()

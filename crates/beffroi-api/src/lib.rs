@@ -13,10 +13,14 @@
 
 pub mod auth;
 pub mod console;
+pub mod crisis;
 pub mod dto;
 pub mod error;
+pub mod events;
 mod handlers;
 pub mod openapi;
+pub mod overview;
+pub mod units;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -80,6 +84,28 @@ pub fn router(state: AppState) -> Router {
         .route("/rejections", get(handlers::rejections))
         .route("/rules", get(handlers::rules))
         .route("/stream", get(handlers::stream))
+        .route("/auth/me", get(overview::me))
+        .route("/overview", get(overview::overview))
+        .route("/handover", get(overview::handover))
+        .route("/units", get(units::list_units))
+        .route("/units/{id}", get(units::get_unit))
+        .route("/units/{id}/status", post(units::set_unit_status))
+        .route(
+            "/crises",
+            get(crisis::list_crises).post(crisis::open_crisis),
+        )
+        .route("/crises/{id}", get(crisis::get_crisis))
+        .route("/crises/{id}/log", post(crisis::crisis_log))
+        .route("/crises/{id}/level", post(crisis::crisis_level))
+        .route("/crises/{id}/roles", post(crisis::crisis_role))
+        .route("/crises/{id}/close", post(crisis::close_crisis))
+        .route("/crises/{id}/report", get(crisis::crisis_report))
+        .route(
+            "/events",
+            get(events::list_events).post(events::create_event),
+        )
+        .route("/events/{id}", get(events::get_event))
+        .route("/events/{id}/cancel", post(events::cancel_event))
         .route("/map/devices", get(console::map_devices))
         .route("/territory/communes", get(console::communes_geojson));
     Router::new()

@@ -5,7 +5,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
 use crate::dto::*;
 use crate::error::{ErrorBody, ErrorDetail};
-use crate::handlers;
+use crate::{crisis, handlers, overview, units};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -16,6 +16,10 @@ use crate::handlers;
         handlers::territory, handlers::sites_geojson, handlers::list_devices, handlers::get_device,
         handlers::post_observations, handlers::post_device_observations, handlers::rejections,
         handlers::rules, handlers::stream,
+        overview::me, overview::overview, overview::handover,
+        units::list_units, units::get_unit, units::set_unit_status,
+        crisis::open_crisis, crisis::list_crises, crisis::get_crisis, crisis::crisis_log,
+        crisis::crisis_level, crisis::crisis_role, crisis::close_crisis, crisis::crisis_report,
         crate::console::map_devices, crate::console::communes_geojson,
     ),
     components(schemas(
@@ -23,6 +27,12 @@ use crate::handlers;
         LoginRequest, LoginResponse, RejectionDto, IngestResponse, StoredRejectionDto,
         DeviceDto, DeviceDetailDto, ObservationDto, TerritoryDto, CommuneDto, RuleDto,
         ErrorBody, ErrorDetail,
+        overview::MeDto, overview::ScopeDto, overview::OverviewDto, overview::SeverityCounts,
+        overview::HandoverDto, overview::HandoverLogDto,
+        units::UnitDto, units::UnitDetailDto, units::MissionDto, units::UnitStatusRequest,
+        crisis::CrisisSummaryDto, crisis::CrisisDto, crisis::CrisisRoleDto, crisis::CrisisLogDto,
+        crisis::OpenCrisisRequest, crisis::CrisisLogRequest, crisis::CrisisLevelRequest,
+        crisis::CrisisRoleRequest, crisis::CloseCrisisRequest,
         crate::console::MapDevicesDto,
     )),
     modifiers(&Bearer),
@@ -42,5 +52,7 @@ impl utoipa::Modify for Bearer {
 }
 
 pub fn document() -> utoipa::openapi::OpenApi {
-    ApiDoc::openapi()
+    let mut doc = ApiDoc::openapi();
+    doc.merge(<crate::events::EventsApi as OpenApi>::openapi());
+    doc
 }

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use crate::alarm::{Alarm, AlarmKind, DedupKey};
 use crate::geo::Point;
 use crate::territory::{CommuneIdx, DeviceIdx, SiteIdx, Territory};
-use crate::time::Timestamp;
+use crate::time::{Duration, Timestamp};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Severity {
@@ -112,6 +112,15 @@ pub struct SopStep {
     pub text: Arc<str>,
     pub done_by: Option<Arc<str>>,
     pub done_at: Option<Timestamp>,
+    /// Deadline: the incident's opening plus the step's `within`, if it has one.
+    pub due_at: Option<Timestamp>,
+}
+
+impl SopStep {
+    /// Not done and past its deadline.
+    pub fn overdue(&self, now: Timestamp) -> bool {
+        self.done_at.is_none() && self.due_at.is_some_and(|d| now > d)
+    }
 }
 
 /// One line of the incident's chronological log (*main courante*).
@@ -150,6 +159,26 @@ pub struct Incident {
     pub evidence: String,
     pub sop_title: Option<Arc<str>>,
     pub sop: Vec<SopStep>,
+    /// When the reminder for an unacknowledged incident was logged.
+    pub reminded_at: Option<Timestamp>,
+    /// When the unacknowledged incident was escalated to the supervisor.
+    pub escalated_at: Option<Timestamp>,
+}
+
+impl Incident {
+    /// Whether step `i` was skipped: not done while a later step is done.
+    pub fn step_skipped(&self, i: usize) -> bool {
+        self.sop.get(i).is_some_and(|s| s.done_at.is_none())
+            && self.sop.iter().skip(i + 1).any(|s| s.done_at.is_some())
+    }
+
+    /// Whether a supervisor should look at it: escalated, or a procedure step overdue or
+    /// skipped (only while the incident is open).
+    pub fn supervisor_attention(&self, now: Timestamp) -> bool {
+        self.status.is_open()
+            && (self.escalated_at.is_some()
+                || (0..self.sop.len()).any(|i| self.sop[i].overdue(now) || self.step_skipped(i)))
+    }
 }
 
 /// What an operator (or the system) asks of an incident.
@@ -197,6 +226,8 @@ pub enum TransitionError {
     KeyTaken(IncidentId),
     #[error("text must not be empty")]
     EmptyText,
+    #[error(transparent)]
+    Unit(#[from] crate::unit::UnitError),
 }
 
 /// The state change of one incident, to persist and broadcast.
@@ -212,7 +243,48 @@ pub struct IncidentChange {
 pub struct Procedure {
     pub category: Arc<str>,
     pub title: Arc<str>,
-    pub steps: Vec<Arc<str>>,
+    pub steps: Vec<ProcedureStep>,
+}
+
+/// One step of a procedure, with an optional deadline counted from the incident's opening.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ProcedureStep {
+    pub text: Arc<str>,
+    pub within: Option<Duration>,
+}
+
+impl From<&str> for ProcedureStep {
+    fn from(text: &str) -> Self {
+        ProcedureStep {
+            text: text.into(),
+            within: None,
+        }
+    }
+}
+
+/// Delays before an unacknowledged incident gets a reminder, then is escalated to the
+/// supervisor, per severity (`escalation.toml`).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct EscalationPolicy {
+    /// Indexed by `Severity as usize` (info, minor, major, critical).
+    pub delays: [EscalationDelays; 4],
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct EscalationDelays {
+    pub remind_after: Option<Duration>,
+    pub escalate_after: Option<Duration>,
+}
+
+impl EscalationPolicy {
+    pub fn for_severity(&self, s: Severity) -> EscalationDelays {
+        self.delays[s as usize]
+    }
+    pub fn is_empty(&self) -> bool {
+        self.delays
+            .iter()
+            .all(|d| d.remind_after.is_none() && d.escalate_after.is_none())
+    }
 }
 
 /// The active (not closed) incidents of a partition, indexed by id and deduplication key.
@@ -378,13 +450,16 @@ impl IncidentBook {
                     p.steps
                         .iter()
                         .map(|s| SopStep {
-                            text: s.clone(),
+                            text: s.text.clone(),
                             done_by: None,
                             done_at: None,
+                            due_at: s.within.map(|w| at.plus(w)),
                         })
                         .collect()
                 })
                 .unwrap_or_default(),
+            reminded_at: None,
+            escalated_at: None,
         };
         let log = vec![entry(
             at,
@@ -506,6 +581,83 @@ impl IncidentBook {
     }
 }
 
+impl IncidentBook {
+    /// Reminders and escalations due at `now` (processing time): an incident still `new`
+    /// `remind_after` its opening gets a `reminder` log entry, `escalate_after` its opening
+    /// an `escalated_to_supervisor` one. Each happens once per incident. Changes come in
+    /// incident id order.
+    pub fn tick_escalation(
+        &mut self,
+        policy: &EscalationPolicy,
+        now: Timestamp,
+    ) -> Vec<IncidentChange> {
+        if policy.is_empty() {
+            return Vec::new();
+        }
+        let mut changes = Vec::new();
+        for inc in self.by_id.values_mut() {
+            if inc.status != Status::New {
+                continue;
+            }
+            let d = policy.for_severity(inc.severity);
+            let waited = now.since(inc.opened_at);
+            let mut log = Vec::new();
+            if let Some(after) = d.remind_after
+                && inc.reminded_at.is_none()
+                && inc.escalated_at.is_none()
+                && waited >= after
+            {
+                inc.reminded_at = Some(now);
+                log.push(entry(
+                    now,
+                    &Actor::System,
+                    "reminder",
+                    &format!("not acknowledged after {}", human(after)),
+                ));
+            }
+            if let Some(after) = d.escalate_after
+                && inc.escalated_at.is_none()
+                && waited >= after
+            {
+                inc.escalated_at = Some(now);
+                log.push(entry(
+                    now,
+                    &Actor::System,
+                    "escalated_to_supervisor",
+                    &format!("not acknowledged after {}", human(after)),
+                ));
+            }
+            if !log.is_empty() {
+                inc.updated_at = inc.updated_at.max(now);
+                changes.push(IncidentChange {
+                    incident: inc.clone(),
+                    created: false,
+                    log,
+                });
+            }
+        }
+        changes.sort_by_key(|c| c.incident.id);
+        changes
+    }
+}
+
+/// `90s` → `1m30s`, `2h` → `2h`: a delay as an operator reads it.
+fn human(d: Duration) -> String {
+    let s = d.millis() / 1000;
+    let (h, m, sec) = (s / 3600, (s / 60) % 60, s % 60);
+    let mut out = String::new();
+    if h > 0 {
+        out.push_str(&format!("{h}h"));
+    }
+    if m > 0 {
+        out.push_str(&format!("{m}m"));
+    }
+    if sec > 0 || out.is_empty() {
+        out.push_str(&format!("{sec}s"));
+    }
+    out
+}
+
 fn entry(at: Timestamp, actor: &Actor, action: &'static str, detail: &str) -> LogEntry {
     LogEntry {
         at,
@@ -515,10 +667,47 @@ fn entry(at: Timestamp, actor: &Actor, action: &'static str, detail: &str) -> Lo
     }
 }
 
+/// Incidents built by hand for the tests of other modules.
+#[cfg(test)]
+pub(crate) mod tests_support {
+    use super::*;
+    use crate::territory::{CommuneIdx, SiteIdx};
+
+    pub(crate) fn incident(id: IncidentId, owner: Option<&str>, status: Status) -> Incident {
+        Incident {
+            id,
+            key: DedupKey::for_site("r", &format!("s{}", id.0)),
+            rule: "r".into(),
+            category: "flood".into(),
+            severity: Severity::Major,
+            status,
+            title: "Crue".into(),
+            commune: CommuneIdx(0),
+            site: SiteIdx(0),
+            device: None,
+            position: Point::new(5.0, 47.3),
+            opened_at: Timestamp(0),
+            updated_at: Timestamp(0),
+            acknowledged_at: None,
+            resolved_at: None,
+            closed_at: None,
+            owner: owner.map(Into::into),
+            condition_active: true,
+            alarm_count: 1,
+            evidence: String::new(),
+            sop_title: None,
+            sop: Vec::new(),
+            reminded_at: None,
+            escalated_at: None,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::territory::fixture;
+    use crate::time::{Clock, SimClock};
 
     fn alarm(kind: AlarmKind, sev: Severity, at: i64) -> Alarm {
         let t = fixture::small();
@@ -542,7 +731,13 @@ mod tests {
         IncidentBook::new([Procedure {
             category: "flood".into(),
             title: "Crue".into(),
-            steps: vec!["Vigicrues".into(), "Astreinte".into()],
+            steps: vec![
+                "Vigicrues".into(),
+                ProcedureStep {
+                    text: "Astreinte".into(),
+                    within: Some(Duration::from_mins(10)),
+                },
+            ],
         }])
     }
 
@@ -611,5 +806,172 @@ mod tests {
             .expect("new incident after close");
         assert!(again.created);
         assert_ne!(again.incident.id, id);
+    }
+
+    fn policy() -> EscalationPolicy {
+        let mut p = EscalationPolicy::default();
+        p.delays[Severity::Major as usize] = EscalationDelays {
+            remind_after: Some(Duration::from_mins(2)),
+            escalate_after: Some(Duration::from_mins(5)),
+        };
+        p
+    }
+
+    #[test]
+    fn unacknowledged_incidents_get_a_reminder_then_escalate_once() {
+        let t = fixture::small();
+        let clock = SimClock::new(Timestamp(0));
+        let mut b = book();
+        let id = b
+            .apply_alarm(&alarm(AlarmKind::Raise, Severity::Major, 0), &t)
+            .expect("opens")
+            .incident
+            .id;
+        let p = policy();
+        clock.advance(Duration::from_secs(119));
+        assert!(b.tick_escalation(&p, clock.now()).is_empty(), "not yet");
+        clock.advance(Duration::from_secs(1));
+        let c = b.tick_escalation(&p, clock.now());
+        assert_eq!(c.len(), 1);
+        assert_eq!(&*c[0].log[0].action, "reminder");
+        assert_eq!(c[0].log[0].detail, "not acknowledged after 2m");
+        assert_eq!(c[0].incident.reminded_at, Some(clock.now()));
+        assert!(c[0].incident.escalated_at.is_none());
+        clock.advance(Duration::from_secs(60));
+        assert!(
+            b.tick_escalation(&p, clock.now()).is_empty(),
+            "reminded once"
+        );
+        clock.advance(Duration::from_mins(2));
+        let c = b.tick_escalation(&p, clock.now());
+        assert_eq!(&*c[0].log[0].action, "escalated_to_supervisor");
+        assert_eq!(b.get(id).and_then(|i| i.escalated_at), Some(clock.now()));
+        assert!(
+            b.get(id)
+                .is_some_and(|i| i.supervisor_attention(clock.now()))
+        );
+        clock.advance(Duration::from_mins(60));
+        assert!(
+            b.tick_escalation(&p, clock.now()).is_empty(),
+            "escalated once"
+        );
+    }
+
+    #[test]
+    fn acknowledged_or_unconfigured_incidents_are_left_alone() {
+        let t = fixture::small();
+        let mut b = book();
+        let id = b
+            .apply_alarm(&alarm(AlarmKind::Raise, Severity::Major, 0), &t)
+            .expect("opens")
+            .incident
+            .id;
+        b.act(
+            id,
+            &IncidentAction::Acknowledge,
+            &Actor::System,
+            Timestamp(1000),
+        )
+        .expect("ack");
+        assert!(
+            b.tick_escalation(&policy(), Timestamp(3_600_000))
+                .is_empty()
+        );
+        let mut minor_only = EscalationPolicy::default();
+        minor_only.delays[Severity::Minor as usize].remind_after = Some(Duration::from_secs(1));
+        let mut b = book();
+        b.apply_alarm(&alarm(AlarmKind::Raise, Severity::Major, 0), &t);
+        assert!(
+            b.tick_escalation(&minor_only, Timestamp(3_600_000))
+                .is_empty()
+        );
+        // Both due at once (e.g. after a restart): one change with both entries.
+        let c = b.tick_escalation(&policy(), Timestamp(3_600_000));
+        let actions: Vec<&str> = c[0].log.iter().map(|e| &*e.action).collect();
+        assert_eq!(actions, ["reminder", "escalated_to_supervisor"]);
+    }
+
+    #[test]
+    fn steps_have_deadlines_and_skips_are_seen() {
+        let t = fixture::small();
+        let mut b = book();
+        let inc = b
+            .apply_alarm(&alarm(AlarmKind::Raise, Severity::Major, 1000), &t)
+            .expect("opens")
+            .incident;
+        assert_eq!(inc.sop[0].due_at, None);
+        assert_eq!(inc.sop[1].due_at, Some(Timestamp(1000 + 600_000)));
+        let at_deadline = Timestamp(1000 + 600_000);
+        assert!(!inc.sop[1].overdue(at_deadline));
+        assert!(inc.sop[1].overdue(at_deadline.plus(Duration(1))));
+        assert!(!inc.supervisor_attention(at_deadline));
+        assert!(inc.supervisor_attention(at_deadline.plus(Duration(1))));
+        // Step 2 done before step 1: step 1 is skipped, the deadline no longer matters.
+        let done = b
+            .act(
+                inc.id,
+                &IncidentAction::CompleteStep(1),
+                &Actor::System,
+                Timestamp(2000),
+            )
+            .expect("step")
+            .incident;
+        assert!(done.step_skipped(0));
+        assert!(!done.step_skipped(1));
+        assert!(!done.sop[1].overdue(Timestamp(i64::MAX)));
+        assert!(done.supervisor_attention(Timestamp(3000)));
+        let done = b
+            .act(
+                inc.id,
+                &IncidentAction::CompleteStep(0),
+                &Actor::System,
+                Timestamp(4000),
+            )
+            .expect("step")
+            .incident;
+        assert!(!done.step_skipped(0));
+        assert!(!done.supervisor_attention(Timestamp(i64::MAX)));
+    }
+
+    proptest::proptest! {
+        /// Whatever the ticks, a reminder is never early, always comes once the delay has
+        /// passed, and the escalation likewise.
+        #[test]
+        fn reminders_and_escalations_are_never_early_nor_missed(
+            remind_s in 1i64..600,
+            extra_s in 0i64..600,
+            mut ticks in proptest::collection::vec(0i64..2_000, 1..40),
+        ) {
+            let t = fixture::small();
+            let mut b = book();
+            let id = b
+                .apply_alarm(&alarm(AlarmKind::Raise, Severity::Major, 0), &t)
+                .map(|c| c.incident.id);
+            let mut p = EscalationPolicy::default();
+            p.delays[Severity::Major as usize] = EscalationDelays {
+                remind_after: Some(Duration::from_secs(remind_s)),
+                escalate_after: Some(Duration::from_secs(remind_s + extra_s)),
+            };
+            ticks.sort_unstable();
+            let mut entries = Vec::new();
+            for s in &ticks {
+                for c in b.tick_escalation(&p, Timestamp(s * 1000)) {
+                    entries.extend(c.log);
+                }
+            }
+            let inc = id.and_then(|id| b.get(id)).cloned();
+            let inc = inc.expect("still active");
+            let last = *ticks.last().unwrap_or(&0);
+            proptest::prop_assert_eq!(inc.reminded_at.is_some(), last >= remind_s);
+            proptest::prop_assert_eq!(inc.escalated_at.is_some(), last >= remind_s + extra_s);
+            if let Some(r) = inc.reminded_at {
+                proptest::prop_assert!(r.0 >= remind_s * 1000);
+            }
+            if let Some(e) = inc.escalated_at {
+                proptest::prop_assert!(e.0 >= (remind_s + extra_s) * 1000);
+            }
+            let count = |a: &str| entries.iter().filter(|e| &*e.action == a).count();
+            proptest::prop_assert!(count("reminder") <= 1 && count("escalated_to_supervisor") <= 1);
+        }
     }
 }

@@ -10,13 +10,18 @@
 //! deterministic and testable without a runtime.
 
 pub mod alarm;
+pub mod crisis;
+pub mod event;
 pub mod geo;
 pub mod incident;
 pub mod observation;
+pub mod overview;
 pub mod territory;
 pub mod time;
+pub mod unit;
 
 pub use alarm::{Alarm, AlarmKind, DedupKey};
+pub use event::{Capacity, Event, EventOrigin, EventStatus};
 pub use geo::Point;
 pub use incident::{
     Actor, Incident, IncidentAction, IncidentBook, IncidentChange, IncidentId, LogEntry, Severity,
@@ -28,3 +33,4 @@ pub use territory::{
     FieldType, KindIdx, Site, SiteIdx, SiteKind, Territory, Zone, ZoneIdx,
 };
 pub use time::{Clock, Duration, SimClock, Timestamp};
+pub use unit::{Unit, UnitBoard, UnitError, UnitKind, UnitSpec, UnitStatus};

@@ -13,8 +13,10 @@
 //!   events of the live stream, [`metrics`] the Prometheus instrumentation.
 
 pub mod envelope;
+pub mod events;
 pub mod live;
 pub mod metrics;
+pub mod operations;
 pub mod pipeline;
 pub mod procedures;
 pub mod runner;

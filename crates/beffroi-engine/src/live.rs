@@ -3,7 +3,8 @@
 
 use std::sync::Arc;
 
-use beffroi_core::{DeviceIdx, IncidentChange, Timestamp};
+use beffroi_core::crisis::Crisis;
+use beffroi_core::{DeviceIdx, IncidentChange, Timestamp, Unit};
 
 /// A device's operational state as shown on the map.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -36,4 +37,8 @@ pub struct DeviceChange {
 pub enum LiveEvent {
     Incident(Arc<IncidentChange>),
     Device(DeviceChange),
+    Unit(Arc<Unit>),
+    Crisis(Arc<Crisis>),
+    /// An event was declared or cancelled, changed status or occupancy.
+    Event(Arc<crate::events::EventView>),
 }

@@ -2,29 +2,39 @@
 
 use std::sync::Arc;
 
-use beffroi_core::incident::Procedure;
+use beffroi_core::crisis::{
+    Crisis, CrisisBoard, CrisisCommand, CrisisError, CrisisId, CrisisOpening,
+};
+use beffroi_core::incident::{EscalationPolicy, Procedure};
 use beffroi_core::{
-    Actor, Alarm, AlarmKind, DeviceIdx, Incident, IncidentAction, IncidentBook, IncidentId,
-    Observation, Territory, Timestamp, TransitionError,
+    Actor, Alarm, AlarmKind, DeviceIdx, Incident, IncidentAction, IncidentBook, IncidentChange,
+    IncidentId, Observation, Territory, Timestamp, TransitionError, Unit, UnitBoard, UnitError,
+    UnitSpec, UnitStatus,
 };
 use beffroi_rules::{Evaluator, RuleSet};
 use beffroi_wire::{Context, Format, RejectReason, Rejection};
 
 use crate::envelope::Source;
+use crate::events::{EventBook, EventError, EventView};
 use crate::live::{DeviceChange, DeviceState};
 use crate::metrics::Metrics;
+use crate::operations::{Operations, OpsSnapshot};
 use crate::store::{StoredObservation, StoredRejection, WriteBatch};
+use beffroi_core::EventStatus;
+use beffroi_rules::EventRules;
 
 /// What processing produced, to commit and then publish.
 #[derive(Debug, Default)]
 pub struct Output {
     pub batch: WriteBatch,
     pub devices: Vec<DeviceChange>,
+    /// Events whose view changed (published after the commit).
+    pub events: Vec<crate::events::EventView>,
 }
 
 impl Output {
     pub fn is_empty(&self) -> bool {
-        self.batch.is_empty() && self.devices.is_empty()
+        self.batch.is_empty() && self.devices.is_empty() && self.events.is_empty()
     }
 }
 
@@ -73,6 +83,14 @@ pub struct Pipeline {
     alarms: Vec<Alarm>,
     obs: Vec<Observation>,
     limiter: LogLimiter,
+    units: UnitBoard,
+    crises: CrisisBoard,
+    escalation: EscalationPolicy,
+    /// The rules of the deployment; the evaluator runs these plus the events' in force.
+    base_rules: Arc<RuleSet>,
+    events: EventBook,
+    /// Processing time of the last tick or event change: decides which events are in force.
+    events_clock: Timestamp,
 }
 
 impl Pipeline {
@@ -85,6 +103,8 @@ impl Pipeline {
     ) -> Self {
         metrics.rules_loaded.set(rules.len() as i64);
         Pipeline {
+            base_rules: Arc::clone(&rules),
+            events: EventBook::default(),
             eval: Evaluator::new(rules, Arc::clone(&territory), start),
             book: IncidentBook::new(procedures),
             states: vec![DeviceState::Normal; territory.devices.len()],
@@ -92,12 +112,62 @@ impl Pipeline {
             metrics,
             alarms: Vec::new(),
             obs: Vec::new(),
+            events_clock: start,
             limiter: LogLimiter {
                 window_start: start,
                 count: 0,
                 per_window: 20,
             },
+            units: UnitBoard::default(),
+            crises: CrisisBoard::default(),
+            escalation: EscalationPolicy::default(),
         }
+    }
+
+    /// Installs the units, escalation delays and safeguard-plan roles of the deployment
+    /// (before [`restore`](Self::restore)).
+    pub fn set_operations(&mut self, ops: &Operations, now: Timestamp) {
+        self.units = UnitBoard::new(ops.units.iter().cloned(), now);
+        self.crises = CrisisBoard::new(ops.roles.clone());
+        self.escalation = ops.escalation.clone();
+    }
+
+    /// Reinstates the units' recorded statuses and the crises after a restart, then
+    /// rebuilds the units' missions from the active incidents (call after
+    /// [`restore`](Self::restore)).
+    pub fn restore_operations(
+        &mut self,
+        units: &[(String, UnitStatus, Timestamp)],
+        crises: Vec<Crisis>,
+    ) {
+        for (id, status, at) in units {
+            self.units.restore_status(id, *status, *at);
+        }
+        for c in crises {
+            self.crises.restore(c);
+        }
+        let mut active: Vec<&Incident> = self.book.active().collect();
+        active.sort_by_key(|i| i.id);
+        for inc in active {
+            let at = inc.updated_at;
+            self.units.follow(inc, at);
+        }
+    }
+
+    /// The units and crises as they are now.
+    pub fn ops_snapshot(&self) -> OpsSnapshot {
+        OpsSnapshot {
+            units: self.units.units().to_vec(),
+            crises: self.crises.all().cloned().collect(),
+            roles: self.crises.roles().into(),
+        }
+    }
+
+    pub fn units(&self) -> &UnitBoard {
+        &self.units
+    }
+    pub fn crises(&self) -> &CrisisBoard {
+        &self.crises
     }
 
     pub fn territory(&self) -> &Arc<Territory> {
@@ -155,12 +225,135 @@ impl Pipeline {
     }
 
     pub fn replace_rules(&mut self, rules: Arc<RuleSet>) {
-        self.metrics.rules_loaded.set(rules.len() as i64);
-        self.eval.replace_rules(rules);
+        self.base_rules = rules;
+        self.apply_effective(None);
+    }
+
+    /// Recomputes the effective rule set (base rules plus those of the events in force at
+    /// `now`, or at the last refresh when `None`) and swaps it into the evaluator, keeping
+    /// the state of unchanged rules. With `clear_at`, conditions of rules no longer in force
+    /// clear (their alarms land in `self.alarms`).
+    fn apply_effective(&mut self, clear_at: Option<Timestamp>) {
+        let now = clear_at.unwrap_or(self.events_clock);
+        let (set, seeds) = self
+            .events
+            .effective(&self.base_rules, &self.territory, now);
+        let set = Arc::new(set);
+        self.metrics.rules_loaded.set(set.len() as i64);
+        match clear_at {
+            Some(at) => self.eval.replace_rules_clearing(set, at, &mut self.alarms),
+            None => self.eval.replace_rules(set),
+        }
+        for (rule, values) in seeds {
+            self.eval
+                .seed_aggregate(&rule, &values, now, &mut self.alarms);
+        }
+    }
+
+    /// The declared events.
+    pub fn events(&self) -> &EventBook {
+        &self.events
+    }
+
+    /// Processing time of the last tick or event change.
+    pub fn events_clock(&self) -> Timestamp {
+        self.events_clock
+    }
+
+    /// Loads events (from `events.toml` and the store) before [`Pipeline::restore`], so
+    /// that incidents raised by an event's rules re-arm.
+    pub fn load_events(&mut self, events: Vec<EventRules>, now: Timestamp) {
+        for e in events {
+            self.events.upsert(e, now);
+        }
+        self.events_clock = now;
+        self.apply_effective(None);
+        self.alarms.clear();
+        let _ = self.events.take_changed(now);
+    }
+
+    /// Declares an event (or replaces one with the same id when `replace`).
+    pub fn declare_event(
+        &mut self,
+        e: EventRules,
+        replace: bool,
+        now: Timestamp,
+        out: &mut Output,
+    ) -> Result<EventView, EventError> {
+        if !replace && self.events.get(&e.event.id).is_some() {
+            return Err(EventError::Exists(e.event.id.to_string()));
+        }
+        out.batch.events.push(Arc::clone(&e.event));
+        let id = Arc::clone(&e.event.id);
+        self.events.upsert(e, now);
+        self.refresh_events(now, true, out);
+        self.flush_alarms(out);
+        self.event_view(&id, now)
+    }
+
+    /// Cancels an event that is not over: its rules stop at once.
+    pub fn cancel_event(
+        &mut self,
+        id: &str,
+        actor: &str,
+        now: Timestamp,
+        out: &mut Output,
+    ) -> Result<EventView, EventError> {
+        let e = self
+            .events
+            .get(id)
+            .ok_or_else(|| EventError::NotFound(id.to_string()))?;
+        if matches!(
+            e.event.status(now),
+            EventStatus::Cancelled | EventStatus::Ended
+        ) {
+            return Err(EventError::Closed(id.to_string()));
+        }
+        let mut rules = e.clone();
+        let mut ev = (*rules.event).clone();
+        ev.cancelled_at = Some(now);
+        ev.cancelled_by = Some(actor.into());
+        rules.event = Arc::new(ev);
+        out.batch.events.push(Arc::clone(&rules.event));
+        self.events.upsert(rules, now);
+        self.refresh_events(now, true, out);
+        self.flush_alarms(out);
+        self.event_view(id, now)
+    }
+
+    fn event_view(&self, id: &str, now: Timestamp) -> Result<EventView, EventError> {
+        self.events
+            .get(id)
+            .map(|e| self.events.view(e, now))
+            .ok_or_else(|| EventError::NotFound(id.to_string()))
+    }
+
+    /// Puts event rules in or out of force as the clock crosses their windows, and
+    /// reports the events whose view changed.
+    fn refresh_events(&mut self, now: Timestamp, force: bool, out: &mut Output) {
+        self.events_clock = now;
+        if force || self.events.in_force_changed(now) {
+            self.apply_effective(Some(now));
+        }
+        out.events.extend(self.events.take_changed(now));
     }
 
     pub fn replace_procedures(&mut self, procedures: Vec<Procedure>) {
         self.book.set_procedures(procedures);
+    }
+
+    /// Swaps the units and escalation delays (hot reload); every unit is written out so
+    /// that the store and the live stream see the new list.
+    pub fn replace_operations(
+        &mut self,
+        units: Vec<UnitSpec>,
+        escalation: EscalationPolicy,
+        now: Timestamp,
+        out: &mut Output,
+    ) {
+        self.units.reconfigure(units, now);
+        out.batch.units.extend(self.units.units().iter().cloned());
+        self.escalation = escalation;
     }
 
     /// Decodes, validates and evaluates one payload.
@@ -201,6 +394,8 @@ impl Pipeline {
         self.metrics.accepted[source.index()].inc_by(self.obs.len() as u64);
         let obs = std::mem::take(&mut self.obs);
         for o in &obs {
+            // Occupancy changes are reported at the next tick, coalesced.
+            self.events.observe(o);
             self.eval.on_observation(o, &mut self.alarms);
             out.batch.observations.push(StoredObservation {
                 device: o.device,
@@ -218,6 +413,7 @@ impl Pipeline {
     /// Accepts observations that are already validated (simulator, benchmarks).
     pub fn ingest_observation(&mut self, o: &Observation, received: Timestamp, out: &mut Output) {
         self.metrics.accepted[Source::Simulator.index()].inc();
+        self.events.observe(o);
         self.eval.on_observation(o, &mut self.alarms);
         out.batch.observations.push(StoredObservation {
             device: o.device,
@@ -245,8 +441,12 @@ impl Pipeline {
 
     /// Advances processing time.
     pub fn tick(&mut self, now: Timestamp, out: &mut Output) {
+        self.refresh_events(now, false, out);
         self.eval.on_tick(now, &mut self.alarms);
         self.flush_alarms(out);
+        for change in self.book.tick_escalation(&self.escalation, now) {
+            self.record(change, now, out);
+        }
     }
 
     /// An operator action on an incident.
@@ -258,11 +458,80 @@ impl Pipeline {
         now: Timestamp,
         out: &mut Output,
     ) -> Result<Incident, TransitionError> {
+        // With a units file, assignment names a unit of the deployment that is on duty.
+        if let IncidentAction::Assign(unit) = action
+            && !self.units.is_empty()
+        {
+            self.units
+                .check_assignable(unit)
+                .map_err(TransitionError::Unit)?;
+        }
         let change = self.book.act(id, action, actor, now)?;
         let inc = change.incident.clone();
-        self.metrics.incident_changes.inc();
-        out.batch.incidents.push(change);
+        self.record(change, now, out);
         Ok(inc)
+    }
+
+    /// Sets a unit's status by hand.
+    pub fn set_unit_status(
+        &mut self,
+        unit: &str,
+        status: UnitStatus,
+        now: Timestamp,
+        out: &mut Output,
+    ) -> Result<Unit, UnitError> {
+        let changed = self.units.set_status(unit, status, now)?.cloned();
+        match changed {
+            Some(u) => {
+                out.batch.units.push(u.clone());
+                Ok(u)
+            }
+            None => self
+                .units
+                .get(unit)
+                .cloned()
+                .ok_or_else(|| UnitError::NotFound(unit.into())),
+        }
+    }
+
+    pub fn open_crisis(
+        &mut self,
+        req: CrisisOpening,
+        actor: &Actor,
+        now: Timestamp,
+        out: &mut Output,
+    ) -> Result<Arc<Crisis>, CrisisError> {
+        let change = self.crises.open(req, actor, now)?;
+        let c = Arc::clone(&change.crisis);
+        out.batch.crises.push(change);
+        Ok(c)
+    }
+
+    pub fn crisis_act(
+        &mut self,
+        id: CrisisId,
+        cmd: &CrisisCommand,
+        actor: &Actor,
+        now: Timestamp,
+        out: &mut Output,
+    ) -> Result<Arc<Crisis>, CrisisError> {
+        let change = self.crises.act(id, cmd, actor, now)?;
+        let c = Arc::clone(&change.crisis);
+        out.batch.crises.push(change);
+        Ok(c)
+    }
+
+    /// Every incident change goes through here: the units follow their missions, the
+    /// active crises of its commune log it.
+    fn record(&mut self, change: IncidentChange, now: Timestamp, out: &mut Output) {
+        self.metrics.incident_changes.inc();
+        for i in self.units.follow(&change.incident, now) {
+            if let Some(u) = self.units.at(i) {
+                out.batch.units.push(u.clone());
+            }
+        }
+        out.batch.crises.extend(self.crises.follow(&change));
+        out.batch.incidents.push(change);
     }
 
     fn flush_alarms(&mut self, out: &mut Output) {
@@ -298,8 +567,7 @@ impl Pipeline {
                         })
                         .inc();
                 }
-                self.metrics.incident_changes.inc();
-                out.batch.incidents.push(change);
+                self.record(change, a.at, out);
             }
         }
         self.alarms = alarms;

@@ -16,16 +16,20 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use beffroi_core::crisis::{Crisis, CrisisCommand, CrisisError, CrisisId, CrisisOpening};
 use beffroi_core::incident::Procedure;
 use beffroi_core::{
     Actor, Clock, Incident, IncidentAction, IncidentId, Territory, Timestamp, TransitionError,
+    Unit, UnitError, UnitStatus,
 };
 use beffroi_rules::RuleSet;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use crate::envelope::{Ack, AckOutcome, Envelope};
+use crate::events::{EventError, EventView};
 use crate::live::LiveEvent;
 use crate::metrics::Metrics;
+use crate::operations::{Operations, OpsSnapshot};
 use crate::pipeline::{Ingested, Output, Pipeline};
 use crate::store::{Store, StoreError, WriteBatch};
 
@@ -41,6 +45,8 @@ pub struct EngineConfig {
     pub retention: Option<beffroi_core::Duration>,
     /// Capacity of the live event channel per subscriber.
     pub live_capacity: usize,
+    /// Units, escalation delays and safeguard-plan roles of the deployment.
+    pub operations: Operations,
 }
 
 impl Default for EngineConfig {
@@ -51,6 +57,7 @@ impl Default for EngineConfig {
             tick: std::time::Duration::from_millis(500),
             retention: Some(beffroi_core::Duration::from_mins(60 * 24 * 30)),
             live_capacity: 4096,
+            operations: Operations::default(),
         }
     }
 }
@@ -63,7 +70,31 @@ pub enum ActError {
     Store(String),
     #[error("the engine is shutting down")]
     Closed,
+    #[error(transparent)]
+    Unit(#[from] UnitError),
+    #[error(transparent)]
+    Crisis(#[from] CrisisError),
 }
+
+/// A command on the operations state (units, crises).
+#[derive(Clone, Debug)]
+pub enum OpsCommand {
+    UnitStatus { unit: String, status: UnitStatus },
+    OpenCrisis(CrisisOpening),
+    Crisis { id: CrisisId, cmd: CrisisCommand },
+}
+
+/// What an [`OpsCommand`] changed.
+#[derive(Clone, Debug)]
+pub enum OpsOutcome {
+    Unit(Unit),
+    Crisis(Arc<Crisis>),
+}
+
+type OpsReply = (
+    oneshot::Sender<Result<OpsOutcome, ActError>>,
+    Result<OpsOutcome, ActError>,
+);
 
 #[derive(Debug, thiserror::Error)]
 #[error("the engine is shutting down")]
@@ -77,7 +108,30 @@ enum Command {
         reply: oneshot::Sender<Result<Incident, ActError>>,
     },
     ReplaceRules(Arc<RuleSet>, Vec<Procedure>),
+    ReplaceOperations(
+        Vec<beffroi_core::UnitSpec>,
+        beffroi_core::incident::EscalationPolicy,
+    ),
+    Ops {
+        cmd: OpsCommand,
+        actor: Actor,
+        reply: oneshot::Sender<Result<OpsOutcome, ActError>>,
+    },
+    DeclareEvent {
+        event: Box<beffroi_rules::EventRules>,
+        reply: oneshot::Sender<Result<EventView, EventError>>,
+    },
+    CancelEvent {
+        id: String,
+        actor: String,
+        reply: oneshot::Sender<Result<EventView, EventError>>,
+    },
 }
+
+type EventReply = (
+    oneshot::Sender<Result<EventView, EventError>>,
+    Result<EventView, EventError>,
+);
 
 type Reply = (
     oneshot::Sender<Result<Incident, ActError>>,
@@ -88,7 +142,13 @@ struct Job {
     out: Output,
     acks: Vec<(Ack, Ingested)>,
     replies: Vec<Reply>,
+    event_replies: Vec<EventReply>,
+    /// Every event's view after this job, for readers (published after the commit).
+    events_snapshot: Option<Arc<[EventView]>>,
     purge_before: Option<Timestamp>,
+    ops_replies: Vec<OpsReply>,
+    /// The operations state after this job, when it changed.
+    ops: Option<Arc<OpsSnapshot>>,
 }
 
 /// A cloneable handle on a running engine.
@@ -101,9 +161,47 @@ pub struct EngineHandle {
     pub territory: Arc<Territory>,
     pub clock: Arc<dyn Clock>,
     rules: watch::Receiver<Arc<RuleSet>>,
+    ops: watch::Receiver<Arc<OpsSnapshot>>,
+    events: watch::Receiver<Arc<[EventView]>>,
 }
 
 impl EngineHandle {
+    /// Declares an event; returns once it is durable.
+    pub async fn declare_event(
+        &self,
+        event: beffroi_rules::EventRules,
+    ) -> Result<EventView, EventError> {
+        let (reply, rx) = oneshot::channel();
+        self.commands
+            .send(Command::DeclareEvent {
+                event: Box::new(event),
+                reply,
+            })
+            .await
+            .map_err(|_| EventError::EngineClosed)?;
+        rx.await.map_err(|_| EventError::EngineClosed)?
+    }
+
+    /// Cancels an event; returns once the cancellation is durable.
+    pub async fn cancel_event(&self, id: &str, actor: &str) -> Result<EventView, EventError> {
+        let (reply, rx) = oneshot::channel();
+        self.commands
+            .send(Command::CancelEvent {
+                id: id.to_string(),
+                actor: actor.to_string(),
+                reply,
+            })
+            .await
+            .map_err(|_| EventError::EngineClosed)?;
+        rx.await.map_err(|_| EventError::EngineClosed)?
+    }
+
+    /// Every declared event as last committed, with its live occupancy. Statuses are those
+    /// of the last engine tick.
+    pub fn events(&self) -> Arc<[EventView]> {
+        Arc::clone(&self.events.borrow())
+    }
+
     /// Submits an envelope, waiting for room (backpressure).
     pub async fn submit(&self, env: Envelope) -> Result<(), EngineClosed> {
         let r = self.ingest.send(env).await.map_err(|_| EngineClosed);
@@ -156,6 +254,18 @@ impl EngineHandle {
             .map_err(|_| EngineClosed)
     }
 
+    /// Swaps the units and escalation delays in force (hot reload).
+    pub async fn replace_operations(
+        &self,
+        units: Vec<beffroi_core::UnitSpec>,
+        escalation: beffroi_core::incident::EscalationPolicy,
+    ) -> Result<(), EngineClosed> {
+        self.commands
+            .send(Command::ReplaceOperations(units, escalation))
+            .await
+            .map_err(|_| EngineClosed)
+    }
+
     /// The ingest queue itself, for sources that wait for room (MQTT, simulator).
     pub fn ingest_sender(&self) -> mpsc::Sender<Envelope> {
         self.ingest.clone()
@@ -167,6 +277,21 @@ impl EngineHandle {
 
     pub fn rules(&self) -> Arc<RuleSet> {
         Arc::clone(&self.rules.borrow())
+    }
+
+    /// Units and crises as of the last commit.
+    pub fn ops(&self) -> Arc<OpsSnapshot> {
+        Arc::clone(&self.ops.borrow())
+    }
+
+    /// Applies a command on units or crises; returns once the change is durable.
+    pub async fn ops_command(&self, cmd: OpsCommand, actor: Actor) -> Result<OpsOutcome, ActError> {
+        let (reply, rx) = oneshot::channel();
+        self.commands
+            .send(Command::Ops { cmd, actor, reply })
+            .await
+            .map_err(|_| ActError::Closed)?;
+        rx.await.map_err(|_| ActError::Closed)?
     }
 }
 
@@ -198,6 +323,32 @@ pub async fn start(
     territory: Arc<Territory>,
     rules: Arc<RuleSet>,
     procedures: Vec<Procedure>,
+    store: Box<dyn Store>,
+    clock: Arc<dyn Clock>,
+    metrics: Arc<Metrics>,
+    cfg: EngineConfig,
+) -> Result<Engine, StoreError> {
+    start_with_events(
+        territory,
+        rules,
+        procedures,
+        Vec::new(),
+        store,
+        clock,
+        metrics,
+        cfg,
+    )
+    .await
+}
+
+/// [`start`] with the events of the deployment's `events.toml`. Events stored by the API
+/// (declarations and cancellations) take precedence over a file event with the same id.
+#[allow(clippy::too_many_arguments)]
+pub async fn start_with_events(
+    territory: Arc<Territory>,
+    rules: Arc<RuleSet>,
+    procedures: Vec<Procedure>,
+    file_events: Vec<beffroi_rules::EventRules>,
     mut store: Box<dyn Store>,
     clock: Arc<dyn Clock>,
     metrics: Arc<Metrics>,
@@ -210,13 +361,16 @@ pub async fn start(
                 store.active_incidents()?,
                 store.max_incident_id()?,
                 store.last_seen()?,
+                store.units()?,
+                store.crises()?,
+                store.events()?,
             ))
         })();
         (store, r)
     })
     .await
     .map_err(|e| StoreError::Backend(format!("restore task: {e}")))?;
-    let (incidents, max_id, last_seen) = restored?;
+    let (incidents, max_id, last_seen, units, crises, stored_events) = restored?;
     let mut pipeline = Pipeline::new(
         Arc::clone(&territory),
         Arc::clone(&rules),
@@ -224,10 +378,31 @@ pub async fn start(
         Arc::clone(&metrics),
         start,
     );
+    pipeline.set_operations(&cfg.operations, start);
+    let mut events = file_events;
+    for e in stored_events {
+        let id = e.id.clone();
+        match beffroi_rules::compile_event(e, &territory, "store", None, 0) {
+            Ok(c) => {
+                events.retain(|x| x.event.id != c.event.id);
+                events.push(c);
+            }
+            Err(err) => {
+                tracing::warn!(event = %id, error = %err, "stored event no longer valid for this territory; skipped");
+            }
+        }
+    }
+    pipeline.load_events(events, start);
+    let events_snapshot: Arc<[EventView]> = pipeline.events().views(start).into();
     let restored_count = incidents.len();
     pipeline
         .restore(incidents, max_id, &last_seen)
         .map_err(|e| StoreError::Inconsistent(e.to_string()))?;
+    let units: Vec<_> = units
+        .into_iter()
+        .map(|u| (u.id, u.status, u.updated_at))
+        .collect();
+    pipeline.restore_operations(&units, crises);
     tracing::info!(
         active_incidents = restored_count,
         devices_seen = last_seen.len(),
@@ -238,13 +413,25 @@ pub async fn start(
     let (cmd_tx, cmd_rx) = mpsc::channel(64);
     let (live_tx, _) = broadcast::channel(cfg.live_capacity);
     let (job_tx, job_rx) = mpsc::channel::<Job>(MAX_JOBS_PER_COMMIT);
-    let (rules_tx, rules_rx) = watch::channel(rules);
+    // The rules in force: the deployment's plus those of the events in force.
+    let (rules_tx, rules_rx) = watch::channel(Arc::clone(pipeline.rules()));
+    let (ops_tx, ops_rx) = watch::channel(Arc::new(pipeline.ops_snapshot()));
+    let (events_tx, events_rx) = watch::channel(events_snapshot);
 
     let writer_metrics = Arc::clone(&metrics);
     let writer_live = live_tx.clone();
     let writer_thread = std::thread::Builder::new()
         .name("beffroi-store-writer".into())
-        .spawn(move || writer_loop(store, job_rx, writer_live, writer_metrics))
+        .spawn(move || {
+            writer_loop(
+                store,
+                job_rx,
+                writer_live,
+                ops_tx,
+                events_tx,
+                writer_metrics,
+            )
+        })
         .map_err(|e| StoreError::Backend(format!("cannot spawn the writer thread: {e}")))?;
 
     let pipeline_task = tokio::spawn(pipeline_loop(
@@ -266,6 +453,8 @@ pub async fn start(
             territory,
             clock,
             rules: rules_rx,
+            ops: ops_rx,
+            events: events_rx,
         },
         pipeline_task,
         writer_thread,
@@ -292,7 +481,11 @@ async fn pipeline_loop(
             out: Output::default(),
             acks: Vec::new(),
             replies: Vec::new(),
+            event_replies: Vec::new(),
+            events_snapshot: None,
             purge_before: None,
+            ops_replies: Vec::new(),
+            ops: None,
         };
         tokio::select! {
             biased;
@@ -325,9 +518,20 @@ async fn pipeline_loop(
                     }
             }
         }
+        if !job.out.batch.units.is_empty() || !job.out.batch.crises.is_empty() {
+            job.ops = Some(Arc::new(p.ops_snapshot()));
+        }
+        if !Arc::ptr_eq(p.rules(), &rules_tx.borrow()) {
+            rules_tx.send_replace(Arc::clone(p.rules()));
+        }
+        if !job.out.events.is_empty() {
+            job.events_snapshot = Some(p.events().views(p.events_clock()).into());
+        }
         if job.out.is_empty()
             && job.acks.is_empty()
             && job.replies.is_empty()
+            && job.ops_replies.is_empty()
+            && job.event_replies.is_empty()
             && job.purge_before.is_none()
         {
             continue;
@@ -374,7 +578,38 @@ fn handle_command(
             tracing::info!(rules = rules.len(), "rules replaced");
             p.replace_rules(Arc::clone(&rules));
             p.replace_procedures(procedures);
-            let _ = rules_tx.send(rules);
+            let _ = rules_tx.send(Arc::clone(p.rules()));
+        }
+        Command::DeclareEvent { event, reply } => {
+            let r = p.declare_event(*event, false, clock.now(), &mut job.out);
+            job.event_replies.push((reply, r));
+        }
+        Command::CancelEvent { id, actor, reply } => {
+            let r = p.cancel_event(&id, &actor, clock.now(), &mut job.out);
+            job.event_replies.push((reply, r));
+        }
+        Command::ReplaceOperations(units, escalation) => {
+            tracing::info!(units = units.len(), "units and escalation delays replaced");
+            p.replace_operations(units, escalation, clock.now(), &mut job.out);
+        }
+        Command::Ops { cmd, actor, reply } => {
+            let now = clock.now();
+            let out = &mut job.out;
+            let r = match cmd {
+                OpsCommand::UnitStatus { unit, status } => p
+                    .set_unit_status(&unit, status, now, out)
+                    .map(OpsOutcome::Unit)
+                    .map_err(ActError::from),
+                OpsCommand::OpenCrisis(req) => p
+                    .open_crisis(req, &actor, now, out)
+                    .map(OpsOutcome::Crisis)
+                    .map_err(ActError::from),
+                OpsCommand::Crisis { id, cmd } => p
+                    .crisis_act(id, &cmd, &actor, now, out)
+                    .map(OpsOutcome::Crisis)
+                    .map_err(ActError::from),
+            };
+            job.ops_replies.push((reply, r));
         }
     }
 }
@@ -386,6 +621,8 @@ fn writer_loop(
     mut store: Box<dyn Store>,
     mut jobs: mpsc::Receiver<Job>,
     live: broadcast::Sender<LiveEvent>,
+    ops: watch::Sender<Arc<OpsSnapshot>>,
+    events: watch::Sender<Arc<[EventView]>>,
     metrics: Arc<Metrics>,
 ) {
     while let Some(first) = jobs.blocking_recv() {
@@ -400,11 +637,18 @@ fn writer_loop(
         }
         let mut batch = WriteBatch::default();
         let mut purge_before = None;
+        let mut snapshot = None;
         for j in &mut group {
             batch.observations.append(&mut j.out.batch.observations);
             batch.rejections.append(&mut j.out.batch.rejections);
             batch.incidents.append(&mut j.out.batch.incidents);
+            batch.units.append(&mut j.out.batch.units);
+            batch.crises.append(&mut j.out.batch.crises);
+            batch.events.append(&mut j.out.batch.events);
             purge_before = purge_before.max(j.purge_before);
+            if let Some(s) = j.ops.take() {
+                snapshot = Some(s);
+            }
         }
         let started = Instant::now();
         let result = if batch.is_empty() {
@@ -421,7 +665,15 @@ fn writer_loop(
                         .store_commit_seconds
                         .observe(started.elapsed().as_secs_f64());
                 }
+                // The API reads units and crises from the snapshot: publish it before the
+                // replies, so that a client reads its own writes.
+                if let Some(s) = snapshot {
+                    ops.send_replace(s);
+                }
                 for job in group {
+                    for (reply, r) in job.ops_replies {
+                        let _ = reply.send(r);
+                    }
                     for (ack, ingested) in job.acks {
                         ack.call(AckOutcome::Stored {
                             accepted: ingested.accepted,
@@ -434,9 +686,24 @@ fn writer_loop(
                     for d in job.out.devices {
                         let _ = live.send(LiveEvent::Device(d));
                     }
+                    if let Some(snapshot) = job.events_snapshot {
+                        events.send_replace(snapshot);
+                    }
+                    for (reply, r) in job.event_replies {
+                        let _ = reply.send(r);
+                    }
+                    for e in job.out.events {
+                        let _ = live.send(LiveEvent::Event(Arc::new(e)));
+                    }
                 }
                 for change in batch.incidents {
                     let _ = live.send(LiveEvent::Incident(Arc::new(change)));
+                }
+                for unit in batch.units {
+                    let _ = live.send(LiveEvent::Unit(Arc::new(unit)));
+                }
+                for change in batch.crises {
+                    let _ = live.send(LiveEvent::Crisis(change.crisis));
                 }
             }
             Err(e) => {
@@ -449,6 +716,12 @@ fn writer_loop(
                     }
                     for (reply, _) in job.replies {
                         let _ = reply.send(Err(ActError::Store(msg.clone())));
+                    }
+                    for (reply, _) in job.ops_replies {
+                        let _ = reply.send(Err(ActError::Store(msg.clone())));
+                    }
+                    for (reply, _) in job.event_replies {
+                        let _ = reply.send(Err(EventError::Store(msg.clone())));
                     }
                 }
             }

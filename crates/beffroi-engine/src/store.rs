@@ -2,9 +2,10 @@
 //! the API reads through [`StoreReader`] (from `spawn_blocking`). `beffroi-store` implements
 //! both on SQLite.
 
+use beffroi_core::crisis::{Crisis, CrisisChange};
 use beffroi_core::{
     DeviceIdx, FieldIdx, Incident, IncidentChange, IncidentId, LogEntry, Severity, Status,
-    Timestamp, Value,
+    Timestamp, Unit, UnitStatus, Value,
 };
 use beffroi_wire::RejectReason;
 
@@ -35,15 +36,47 @@ pub struct WriteBatch {
     pub observations: Vec<StoredObservation>,
     pub rejections: Vec<StoredRejection>,
     pub incidents: Vec<IncidentChange>,
+    /// Units whose status or missions changed (upserted by id).
+    pub units: Vec<Unit>,
+    /// Crises opened or changed, with the log entries to append.
+    pub crises: Vec<CrisisChange>,
+    /// Events declared or cancelled (upserted by id).
+    pub events: Vec<std::sync::Arc<beffroi_core::Event>>,
 }
 
 impl WriteBatch {
     pub fn is_empty(&self) -> bool {
-        self.observations.is_empty() && self.rejections.is_empty() && self.incidents.is_empty()
+        self.observations.is_empty()
+            && self.rejections.is_empty()
+            && self.incidents.is_empty()
+            && self.units.is_empty()
+            && self.crises.is_empty()
+            && self.events.is_empty()
     }
     pub fn len(&self) -> usize {
-        self.observations.len() + self.rejections.len() + self.incidents.len()
+        self.observations.len()
+            + self.rejections.len()
+            + self.incidents.len()
+            + self.units.len()
+            + self.crises.len()
+            + self.events.len()
     }
+}
+
+/// A unit's recorded status (its missions are rebuilt from the active incidents).
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoredUnit {
+    pub id: String,
+    pub status: UnitStatus,
+    pub updated_at: Timestamp,
+}
+
+/// A line of an incident's log with the incident it belongs to (shift handover).
+#[derive(Clone, Debug, PartialEq)]
+pub struct HandoverEntry {
+    pub incident: IncidentId,
+    pub title: String,
+    pub entry: LogEntry,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +96,8 @@ pub struct IncidentQuery {
     /// Commune id.
     pub commune: Option<String>,
     pub min_severity: Option<Severity>,
+    /// Only incidents updated at or after this time.
+    pub updated_since: Option<Timestamp>,
     /// At most this many, most recently updated first (0: the store's default, 500).
     pub limit: usize,
 }
@@ -82,6 +117,14 @@ pub trait Store: Send + 'static {
     fn last_seen(&mut self) -> Result<Vec<(DeviceIdx, Timestamp)>, StoreError>;
     /// Deletes observations with an event time before `before`; returns how many.
     fn purge_observations(&mut self, before: Timestamp) -> Result<usize, StoreError>;
+    /// Recorded unit statuses, to restore the unit board.
+    fn units(&mut self) -> Result<Vec<StoredUnit>, StoreError>;
+    /// Every crisis with its log, oldest first.
+    fn crises(&mut self) -> Result<Vec<Crisis>, StoreError>;
+    /// Events declared through the API and cancellations, to restore event mode on start.
+    fn events(&mut self) -> Result<Vec<beffroi_core::Event>, StoreError> {
+        Ok(Vec::new())
+    }
 }
 
 /// Reads, safe to call concurrently with the writer (blocking: use `spawn_blocking`).
@@ -101,4 +144,9 @@ pub trait StoreReader: Send + Sync + 'static {
     fn observation_count(&self) -> Result<u64, StoreError>;
     /// Most recent rejections, newest first.
     fn rejections(&self, limit: usize) -> Result<Vec<StoredRejection>, StoreError>;
+    /// The incidents with these ids (closed ones included), in id order.
+    fn incidents_by_id(&self, ids: &[IncidentId]) -> Result<Vec<Incident>, StoreError>;
+    /// Incident log lines written at or after `since`, oldest first; the newest `limit`
+    /// when there are more.
+    fn log_since(&self, since: Timestamp, limit: usize) -> Result<Vec<HandoverEntry>, StoreError>;
 }

@@ -135,3 +135,190 @@ fn conditions_raised_before_a_restart_still_clear_and_escalate() {
     assert!(!c.created);
     assert_eq!(c.incident.status, Status::Resolved);
 }
+
+/// The operations state (units, crises) a restart must give back: read from what the
+/// first process wrote, the second one carries on.
+#[test]
+fn units_and_crises_are_restored_and_carry_on() {
+    use beffroi_core::crisis::{CrisisCommand, CrisisKind, CrisisLogKind, CrisisOpening};
+    use beffroi_core::incident::{EscalationDelays, EscalationPolicy};
+    use beffroi_core::{Actor, Duration, IncidentAction, UnitKind, UnitSpec, UnitStatus};
+    use beffroi_engine::operations::Operations;
+
+    let mut escalation = EscalationPolicy::default();
+    escalation.delays[Severity::Major as usize] = EscalationDelays {
+        remind_after: Some(Duration::from_mins(2)),
+        escalate_after: Some(Duration::from_mins(5)),
+    };
+    let unit = |id: &str, initial| UnitSpec {
+        id: id.into(),
+        name: id.into(),
+        kind: UnitKind::Police,
+        communes: vec![],
+        initial,
+    };
+    let ops = Operations {
+        units: vec![
+            unit("pm-1", UnitStatus::Available),
+            unit("pm-2", UnitStatus::Available),
+            unit("night", UnitStatus::OffDuty),
+        ],
+        escalation,
+        roles: vec![],
+    };
+    let op = Actor::User("alice".into());
+
+    let mut a = pipeline(T0);
+    a.set_operations(&ops, Timestamp(T0));
+    let mut out = Output::default();
+    let crisis = a
+        .open_crisis(
+            CrisisOpening {
+                kind: CrisisKind::Flood,
+                title: "Crue".into(),
+                communes: vec![a.territory().commune_id("c1").expect("c1")],
+                level: 1,
+            },
+            &op,
+            Timestamp(T0),
+            &mut out,
+        )
+        .expect("opens");
+    level(&mut a, "g1", 3.0, 1, &mut out);
+    let id = out.batch.incidents[0].incident.id;
+    // Unknown and off-duty units are refused; nothing is written for them.
+    for (u, msg) in [("ghost", "no unit"), ("night", "off duty")] {
+        let e = a
+            .act(
+                id,
+                &IncidentAction::Assign(u.into()),
+                &op,
+                Timestamp(T0 + 70_000),
+                &mut out,
+            )
+            .expect_err("refused");
+        assert!(e.to_string().contains(msg), "{e}");
+    }
+    a.act(
+        id,
+        &IncidentAction::Assign("pm-1".into()),
+        &op,
+        Timestamp(T0 + 80_000),
+        &mut out,
+    )
+    .expect("assign");
+    a.set_unit_status(
+        "pm-2",
+        UnitStatus::OffDuty,
+        Timestamp(T0 + 90_000),
+        &mut out,
+    )
+    .expect("status");
+    assert_eq!(
+        a.units()
+            .get("pm-1")
+            .map(|u| (u.status, u.missions.clone())),
+        Some((UnitStatus::Engaged, vec![id]))
+    );
+
+    // What the store would hold: the last row of each unit and crisis, the active incidents.
+    let units: Vec<(String, UnitStatus, Timestamp)> = out
+        .batch
+        .units
+        .iter()
+        .map(|u| (u.spec.id.to_string(), u.status, u.updated_at))
+        .collect();
+    let crises: Vec<_> = out
+        .batch
+        .crises
+        .iter()
+        .rev()
+        .take(1)
+        .map(|c| (*c.crisis).clone())
+        .collect();
+    let mut latest = std::collections::HashMap::new();
+    for c in &out.batch.incidents {
+        latest.insert(c.incident.id, c.incident.clone());
+    }
+    let incidents: Vec<Incident> = latest.into_values().collect();
+
+    let mut b = pipeline(T0 + 3 * 60_000);
+    b.set_operations(&ops, Timestamp(T0 + 3 * 60_000));
+    b.restore(incidents, id, &[]).expect("restore");
+    b.restore_operations(&units, crises);
+    let pm1 = b.units().get("pm-1").expect("pm-1");
+    assert_eq!(
+        (pm1.status, pm1.missions.clone()),
+        (UnitStatus::Engaged, vec![id])
+    );
+    assert_eq!(
+        b.units().get("pm-2").map(|u| u.status),
+        Some(UnitStatus::OffDuty)
+    );
+    let restored = b.crises().get(crisis.id).expect("crisis restored");
+    assert_eq!(restored.incidents.iter().copied().collect::<Vec<_>>(), [id]);
+
+    // Escalation continues from the opening: reminded at once (2 min passed), logged in
+    // the crisis too.
+    let mut out = Output::default();
+    b.tick(Timestamp(T0 + 3 * 60_000), &mut out);
+    let change = out
+        .batch
+        .incidents
+        .iter()
+        .find(|c| c.incident.id == id)
+        .expect("reminder");
+    assert_eq!(&*change.log[0].action, "reminder");
+    assert!(
+        out.batch.crises.iter().any(|c| c
+            .log
+            .iter()
+            .any(|e| e.kind == CrisisLogKind::Incident && e.text.contains("reminder"))),
+        "the crisis logs the reminder: {:?}",
+        out.batch.crises
+    );
+    // Resolving the mission frees the unit; the crisis is closed and a new one gets id 2.
+    let mut out = Output::default();
+    b.act(
+        id,
+        &IncidentAction::Resolve,
+        &op,
+        Timestamp(T0 + 4 * 60_000),
+        &mut out,
+    )
+    .expect("resolve");
+    assert_eq!(
+        b.units().get("pm-1").map(|u| u.status),
+        Some(UnitStatus::Available)
+    );
+    assert!(
+        out.batch
+            .units
+            .iter()
+            .any(|u| &*u.spec.id == "pm-1" && u.missions.is_empty())
+    );
+    b.crisis_act(
+        crisis.id,
+        &CrisisCommand::Close {
+            summary: "fin".into(),
+        },
+        &op,
+        Timestamp(T0 + 5 * 60_000),
+        &mut out,
+    )
+    .expect("close");
+    let second = b
+        .open_crisis(
+            CrisisOpening {
+                kind: CrisisKind::Snow,
+                title: "Neige".into(),
+                communes: vec![],
+                level: 1,
+            },
+            &op,
+            Timestamp(T0 + 6 * 60_000),
+            &mut out,
+        )
+        .expect("opens");
+    assert_eq!(second.id.0, crisis.id.0 + 1);
+}

@@ -578,7 +578,7 @@ fn condition(
     })
 }
 
-fn index(rules: Vec<Rule>, t: &Territory) -> RuleSet {
+pub(crate) fn index(rules: Vec<Rule>, t: &Territory) -> RuleSet {
     let mut index: Vec<Vec<Bucket>> = t
         .kinds
         .iter()
@@ -592,6 +592,27 @@ fn index(rules: Vec<Rule>, t: &Territory) -> RuleSet {
             Body::Correlation { conds, .. } => conds.iter().collect(),
             Body::Absence { .. } => {
                 absence.push(ri);
+                vec![]
+            }
+            Body::Aggregate { inputs, .. } => {
+                for &(d, f) in inputs.iter() {
+                    let Some(dev) = t.devices.get(d.get()) else {
+                        continue;
+                    };
+                    if let Some(bucket) = index
+                        .get_mut(dev.kind.get())
+                        .and_then(|b| b.get_mut(f.get()))
+                    {
+                        let targets = bucket.by_device.entry(d).or_default();
+                        if !targets.iter().any(|x| x.rule == ri) {
+                            targets.push(Target {
+                                rule: ri,
+                                cond: 0,
+                                site_checked: true,
+                            });
+                        }
+                    }
+                }
                 vec![]
             }
         };

@@ -38,6 +38,23 @@ struct CorrState {
     fired: bool,
 }
 
+/// Latest value of each input of an aggregate rule, and the level reached: 0 clear,
+/// 1 raised, 2 critical.
+#[derive(Default)]
+struct AggState {
+    latest: FxHashMap<(DeviceIdx, beffroi_core::FieldIdx), (Timestamp, f64)>,
+    level: u8,
+}
+
+impl AggState {
+    /// Sum in a fixed order, so that the same values always give the same sum.
+    fn sum(&self) -> f64 {
+        let mut v: Vec<_> = self.latest.iter().collect();
+        v.sort_unstable_by_key(|(k, _)| **k);
+        v.into_iter().map(|(_, (_, x))| *x).sum()
+    }
+}
+
 struct KeyState {
     units: Vec<Unit>,
     raised_at: Timestamp,
@@ -62,6 +79,7 @@ pub struct Evaluator {
     corr: FxHashMap<(RuleIdx, SiteIdx), CorrState>,
     neighbours: FxHashMap<(RuleIdx, SiteIdx), Arc<[SiteIdx]>>,
     keys: FxHashMap<(RuleIdx, Unit), KeyState>,
+    agg: FxHashMap<RuleIdx, AggState>,
     /// The value that last made a condition true, per device, for `{value}` in titles.
     last_value: FxHashMap<DeviceIdx, Value>,
 }
@@ -80,6 +98,7 @@ impl Evaluator {
             corr: FxHashMap::default(),
             neighbours: FxHashMap::default(),
             keys: FxHashMap::default(),
+            agg: FxHashMap::default(),
             last_value: FxHashMap::default(),
         }
     }
@@ -88,18 +107,189 @@ impl Evaluator {
         &self.set
     }
 
-    /// Swaps in a new rule set. Per-rule state restarts from scratch (conditions still true
-    /// raise again, which the incident book absorbs); device liveness is kept.
+    /// Swaps in a new rule set. The state of every rule that is still there with the same
+    /// definition (id, body, key and scope) carries over: a sustained condition keeps its
+    /// start, a raised condition stays raised and still clears and escalates. Rules that
+    /// are gone or changed restart from scratch (conditions still true raise again, which
+    /// the incident book absorbs). Device liveness is kept.
     pub fn replace_rules(&mut self, set: Arc<RuleSet>) {
-        self.set = set;
-        self.thresh.clear();
-        self.pending.clear();
-        self.absent.clear();
-        self.rate.clear();
-        self.corr.clear();
+        self.swap_rules(set, None, &mut Vec::new());
+    }
+
+    /// Like [`Evaluator::replace_rules`], and every condition still raised by a rule that is
+    /// gone or changed is cleared at `at` (its incident resolves if the rule
+    /// auto-resolves): used when an event's temporary rules stop being in force.
+    pub fn replace_rules_clearing(
+        &mut self,
+        set: Arc<RuleSet>,
+        at: Timestamp,
+        out: &mut Vec<Alarm>,
+    ) {
+        self.swap_rules(set, Some(at), out);
+    }
+
+    fn swap_rules(&mut self, set: Arc<RuleSet>, clear_at: Option<Timestamp>, out: &mut Vec<Alarm>) {
+        let old = std::mem::replace(&mut self.set, Arc::clone(&set));
+        let by_id: FxHashMap<&str, usize> = set
+            .rules
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (&*r.id, i))
+            .collect();
+        let map: FxHashMap<RuleIdx, RuleIdx> = old
+            .rules
+            .iter()
+            .enumerate()
+            .filter_map(|(i, r)| {
+                let j = *by_id.get(&*r.id)?;
+                let n = &set.rules[j];
+                (n.body == r.body && n.key == r.key && n.sites == r.sites && n.devices == r.devices)
+                    .then_some((RuleIdx(i as u32), RuleIdx(j as u32)))
+            })
+            .collect();
+        if let Some(at) = clear_at {
+            let mut gone: Vec<_> = self
+                .keys
+                .iter()
+                .filter(|((r, _), _)| !map.contains_key(r))
+                .map(|((r, k), ks)| (*r, *k, ks.site, ks.device))
+                .collect();
+            let mut gone_agg: Vec<_> = self
+                .agg
+                .iter()
+                .filter(|(r, st)| !map.contains_key(r) && st.level > 0)
+                .map(|(r, _)| *r)
+                .collect();
+            gone.sort_unstable_by_key(|g| (g.0, g.1));
+            gone_agg.sort_unstable();
+            for (r, _, site, device) in gone {
+                let mut a = self.alarm_in(&old, r, AlarmKind::Clear, site, device, at);
+                a.evidence = "rule no longer in force".into();
+                out.push(a);
+            }
+            for r in gone_agg {
+                if let Body::Aggregate { site, .. } = old.rule(r).body {
+                    let mut a = self.alarm_in(&old, r, AlarmKind::Clear, site, None, at);
+                    a.evidence = "rule no longer in force".into();
+                    out.push(a);
+                }
+            }
+        }
+        fn remap<K: std::hash::Hash + Eq, V>(m: &mut FxHashMap<K, V>, f: impl Fn(&K) -> Option<K>) {
+            *m = std::mem::take(m)
+                .into_iter()
+                .filter_map(|(k, v)| f(&k).map(|k| (k, v)))
+                .collect();
+        }
+        fn remap_set<K: std::hash::Hash + Eq>(m: &mut FxHashSet<K>, f: impl Fn(&K) -> Option<K>) {
+            *m = std::mem::take(m)
+                .into_iter()
+                .filter_map(|k| f(&k))
+                .collect();
+        }
+        let r = |x: &RuleIdx| map.get(x).copied();
+        remap(&mut self.thresh, |(x, d)| Some((r(x)?, *d)));
+        remap_set(&mut self.pending, |(x, d)| Some((r(x)?, *d)));
+        remap_set(&mut self.absent, |(x, d)| Some((r(x)?, *d)));
+        remap(&mut self.rate, |(x, u)| Some((r(x)?, *u)));
+        remap(&mut self.corr, |(x, s)| Some((r(x)?, *s)));
+        remap(&mut self.keys, |(x, u)| Some((r(x)?, *u)));
+        remap(&mut self.agg, r);
         self.neighbours.clear();
-        self.keys.clear();
-        self.last_value.clear();
+    }
+
+    /// Gives an aggregate rule the latest values known elsewhere (when an event's capacity
+    /// rule comes into force, the counters' values from before its window) and evaluates
+    /// it at `at`. Values older than those the rule already holds are ignored.
+    pub fn seed_aggregate(
+        &mut self,
+        rule_id: &str,
+        values: &[(DeviceIdx, beffroi_core::FieldIdx, Timestamp, f64)],
+        at: Timestamp,
+        out: &mut Vec<Alarm>,
+    ) {
+        let set = Arc::clone(&self.set);
+        let Some(ri) = set.rules.iter().position(|r| &*r.id == rule_id) else {
+            return;
+        };
+        let r = RuleIdx(ri as u32);
+        let Body::Aggregate { inputs, .. } = &set.rule(r).body else {
+            return;
+        };
+        let st = self.agg.entry(r).or_default();
+        for &(d, f, t, v) in values {
+            if !inputs.contains(&(d, f)) {
+                continue;
+            }
+            match st.latest.get(&(d, f)) {
+                Some((t0, _)) if *t0 > t => {}
+                _ => {
+                    st.latest.insert((d, f), (t, v));
+                }
+            }
+        }
+        self.agg_evaluate(&set, r, at, out);
+    }
+
+    /// The current sum of an aggregate rule's latest values (`None` for an unknown rule).
+    pub fn aggregate_sum(&self, rule_id: &str) -> Option<f64> {
+        let ri = self.set.rules.iter().position(|r| &*r.id == rule_id)?;
+        Some(self.agg.get(&RuleIdx(ri as u32)).map_or(0.0, AggState::sum))
+    }
+
+    fn agg_evaluate(
+        &mut self,
+        set: &Arc<RuleSet>,
+        r: RuleIdx,
+        at: Timestamp,
+        out: &mut Vec<Alarm>,
+    ) {
+        let rule = set.rule(r);
+        let Body::Aggregate {
+            warning,
+            critical,
+            hysteresis,
+            site,
+            ..
+        } = rule.body
+        else {
+            return;
+        };
+        let Some(st) = self.agg.get_mut(&r) else {
+            return;
+        };
+        let sum = st.sum();
+        let ev = format!(
+            "sum of {} counters = {sum} (warning {warning}, critical {critical})",
+            st.latest.len()
+        );
+        let (kind, severity) = match st.level {
+            0 if sum >= critical => {
+                st.level = 2;
+                (AlarmKind::Raise, beffroi_core::Severity::Critical)
+            }
+            0 if sum >= warning => {
+                st.level = 1;
+                (AlarmKind::Raise, rule.severity)
+            }
+            1 if sum >= critical => {
+                st.level = 2;
+                (AlarmKind::Escalate, beffroi_core::Severity::Critical)
+            }
+            1 | 2 if sum < warning - hysteresis => {
+                st.level = 0;
+                (AlarmKind::Clear, rule.severity)
+            }
+            _ => return,
+        };
+        let mut a = self.alarm(rule, kind, site, None, at);
+        a.severity = a.severity.max(severity);
+        a.title = a
+            .title
+            .replace("{value}", &format!("{}", sum.round()))
+            .into();
+        a.evidence = ev;
+        out.push(a);
     }
 
     /// Restores when a device was last heard of (after a restart): absence rules then count
@@ -167,6 +357,15 @@ impl Evaluator {
                     },
                 );
                 site_unit(site)
+            }
+            (Body::Aggregate { .. }, _) => {
+                let st = self.agg.entry(r).or_default();
+                st.level = if severity >= beffroi_core::Severity::Critical {
+                    2
+                } else {
+                    1
+                };
+                return false;
             }
             _ => return false,
         };
@@ -353,6 +552,20 @@ impl Evaluator {
                     );
                     self.unit_up(set, r, site_unit(site), site, Some(d), t, ev, out);
                 }
+            }
+            Body::Aggregate { inputs, .. } => {
+                let Value::Number(v) = obs.value else { return };
+                if !inputs.contains(&(d, obs.field)) {
+                    return;
+                }
+                let st = self.agg.entry(r).or_default();
+                match st.latest.get(&(d, obs.field)) {
+                    Some((t0, _)) if *t0 > t => return,
+                    _ => {
+                        st.latest.insert((d, obs.field), (t, v));
+                    }
+                }
+                self.agg_evaluate(set, r, t, out);
             }
             Body::Absence { .. } => {}
         }
@@ -661,6 +874,18 @@ impl Evaluator {
             a.evidence = evidence;
             out.push(a);
         }
+    }
+
+    fn alarm_in(
+        &self,
+        set: &RuleSet,
+        r: RuleIdx,
+        kind: AlarmKind,
+        site: SiteIdx,
+        device: Option<DeviceIdx>,
+        at: Timestamp,
+    ) -> Alarm {
+        self.alarm(set.rule(r), kind, site, device, at)
     }
 
     fn alarm(

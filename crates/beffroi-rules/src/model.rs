@@ -84,6 +84,18 @@ pub enum Body {
         window: Duration,
         scope: Scope,
     },
+    /// The sum of the latest value of each input (device, numeric field) compared with a
+    /// warning and a critical threshold: raises at the rule's severity when the sum reaches
+    /// `warning` (at critical directly when it reaches `critical`), escalates to critical
+    /// when it reaches `critical`, clears when it falls below `warning - hysteresis`.
+    /// Alarms are keyed by `site` (one incident per rule). Event capacity uses it.
+    Aggregate {
+        inputs: Arc<[(beffroi_core::DeviceIdx, FieldIdx)]>,
+        warning: f64,
+        critical: f64,
+        hysteresis: f64,
+        site: SiteIdx,
+    },
 }
 
 impl Body {
@@ -93,6 +105,7 @@ impl Body {
             Body::Absence { .. } => "absence",
             Body::Rate { .. } => "rate",
             Body::Correlation { .. } => "correlation",
+            Body::Aggregate { .. } => "aggregate",
         }
     }
 }
@@ -151,6 +164,19 @@ pub struct RuleSet {
 }
 
 impl RuleSet {
+    /// Indexes already compiled rules (for instance base rules plus the rules of the
+    /// events in force). Rule ids must be unique; the caller guarantees it.
+    pub fn from_rules(rules: Vec<Rule>, territory: &beffroi_core::Territory) -> RuleSet {
+        debug_assert!(
+            {
+                let mut ids: Vec<&str> = rules.iter().map(|r| &*r.id).collect();
+                ids.sort_unstable();
+                ids.windows(2).all(|w| w[0] != w[1])
+            },
+            "duplicate rule ids"
+        );
+        crate::compile::index(rules, territory)
+    }
     pub fn len(&self) -> usize {
         self.rules.len()
     }

@@ -26,6 +26,8 @@
 //! the `counters` table in the same transactions as the rows it counts.
 
 mod error;
+mod events;
+mod operations;
 mod pool;
 mod queries;
 mod reader;

@@ -115,6 +115,10 @@ pub(crate) fn incidents(
                 .collect(),
         );
     }
+    if let Some(since) = q.updated_since {
+        clauses.push("updated_at >= ?".into());
+        args.push(SqlValue::Integer(since.0));
+    }
     let filter = if clauses.is_empty() {
         String::new()
     } else {

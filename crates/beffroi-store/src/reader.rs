@@ -83,4 +83,17 @@ impl StoreReader for SqliteReader {
     fn rejections(&self, limit: usize) -> Result<Vec<StoredRejection>, StoreError> {
         queries::rejections(&self.pool.get(), limit, &self.skipped)
     }
+
+    fn incidents_by_id(&self, ids: &[IncidentId]) -> Result<Vec<Incident>, StoreError> {
+        let t = self.territory();
+        crate::operations::incidents_by_id(&self.pool.get(), &t, ids, &self.skipped)
+    }
+
+    fn log_since(
+        &self,
+        since: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<beffroi_engine::store::HandoverEntry>, StoreError> {
+        crate::operations::log_since(&self.pool.get(), since, limit, &self.skipped)
+    }
 }

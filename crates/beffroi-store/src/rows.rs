@@ -207,14 +207,15 @@ impl RejectionRow {
 /// Column order shared by [`UPSERT_INCIDENT`] and [`IncidentRow::read`].
 pub(crate) const INCIDENT_COLUMNS: &str = "id, key, rule, category, severity, status, title, \
      commune, site, device, lon, lat, opened_at, updated_at, acknowledged_at, resolved_at, \
-     closed_at, owner, condition_active, alarm_count, evidence, sop_title, sop";
+     closed_at, owner, condition_active, alarm_count, evidence, sop_title, sop, reminded_at, \
+     escalated_at";
 
 pub(crate) const UPSERT_INCIDENT: &str = "INSERT INTO incidents (id, key, rule, category, \
      severity, status, title, commune, site, device, lon, lat, opened_at, updated_at, \
      acknowledged_at, resolved_at, closed_at, owner, condition_active, alarm_count, evidence, \
-     sop_title, sop) \
+     sop_title, sop, reminded_at, escalated_at) \
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, \
-     ?19, ?20, ?21, ?22, ?23) \
+     ?19, ?20, ?21, ?22, ?23, ?24, ?25) \
      ON CONFLICT (id) DO UPDATE SET key = excluded.key, rule = excluded.rule, \
      category = excluded.category, severity = excluded.severity, status = excluded.status, \
      title = excluded.title, commune = excluded.commune, site = excluded.site, \
@@ -223,7 +224,8 @@ pub(crate) const UPSERT_INCIDENT: &str = "INSERT INTO incidents (id, key, rule, 
      acknowledged_at = excluded.acknowledged_at, resolved_at = excluded.resolved_at, \
      closed_at = excluded.closed_at, owner = excluded.owner, \
      condition_active = excluded.condition_active, alarm_count = excluded.alarm_count, \
-     evidence = excluded.evidence, sop_title = excluded.sop_title, sop = excluded.sop";
+     evidence = excluded.evidence, sop_title = excluded.sop_title, sop = excluded.sop, \
+     reminded_at = excluded.reminded_at, escalated_at = excluded.escalated_at";
 
 pub(crate) const INSERT_LOG: &str =
     "INSERT INTO incident_log (incident_id, at, actor, action, detail) VALUES (?1, ?2, ?3, ?4, ?5)";
@@ -270,6 +272,8 @@ pub(crate) fn upsert_incident(
         inc.evidence,
         inc.sop_title.as_deref(),
         sop,
+        inc.reminded_at.map(|t| t.0),
+        inc.escalated_at.map(|t| t.0),
     ])
     .map_err(|e| StoreError::Backend(format!("write incident {}: {e}", inc.id)))?;
     Ok(())
@@ -300,6 +304,8 @@ pub(crate) struct IncidentRow {
     evidence: String,
     sop_title: Option<String>,
     sop: String,
+    reminded_at: Option<i64>,
+    escalated_at: Option<i64>,
 }
 
 impl IncidentRow {
@@ -329,6 +335,8 @@ impl IncidentRow {
             evidence: row.get(20)?,
             sop_title: row.get(21)?,
             sop: row.get(22)?,
+            reminded_at: row.get(23)?,
+            escalated_at: row.get(24)?,
         })
     }
 
@@ -381,6 +389,8 @@ impl IncidentRow {
             evidence: self.evidence,
             sop_title: self.sop_title.map(Into::into),
             sop,
+            reminded_at: self.reminded_at.map(Timestamp),
+            escalated_at: self.escalated_at.map(Timestamp),
         })
     }
 }
@@ -428,6 +438,7 @@ pub(crate) fn sop_to_json(steps: &[SopStep]) -> String {
                     "text": &*s.text,
                     "done_by": s.done_by.as_deref(),
                     "done_at": s.done_at.map(|t| t.0),
+                    "due_at": s.due_at.map(|t| t.0),
                 })
             })
             .collect(),
@@ -450,10 +461,15 @@ pub(crate) fn sop_from_json(s: &str) -> Option<Vec<SopStep>> {
                 None | Some(serde_json::Value::Null) => None,
                 Some(v) => Some(Timestamp(v.as_i64()?)),
             };
+            let due_at = match step.get("due_at") {
+                None | Some(serde_json::Value::Null) => None,
+                Some(v) => Some(Timestamp(v.as_i64()?)),
+            };
             Some(SopStep {
                 text,
                 done_by,
                 done_at,
+                due_at,
             })
         })
         .collect()
@@ -483,11 +499,13 @@ mod tests {
                 text: "Vigicrues \"niveau\"".into(),
                 done_by: Some("user:alice".into()),
                 done_at: Some(Timestamp(1_700_000_000_123)),
+                due_at: None,
             },
             SopStep {
                 text: "Astreinte".into(),
                 done_by: None,
                 done_at: None,
+                due_at: Some(Timestamp(1_700_000_600_000)),
             },
         ];
         assert_eq!(sop_from_json(&sop_to_json(&steps)), Some(steps));

@@ -11,7 +11,7 @@ use beffroi_engine::StoreError;
 use crate::error::Context;
 
 /// Migration `i` brings the database from version `i` to version `i + 1`.
-const MIGRATIONS: &[&str] = &[V1_INITIAL];
+const MIGRATIONS: &[&str] = &[V1_INITIAL, V2_OPERATIONS, V3_EVENTS];
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
@@ -91,6 +91,67 @@ CREATE TABLE counters (
     value INTEGER NOT NULL
 ) WITHOUT ROWID, STRICT;
 INSERT INTO counters (name, value) VALUES ('observations', 0);
+"#;
+
+/// Operations of the command post: reminders and escalations of incidents, units, crises.
+const V2_OPERATIONS: &str = r#"
+ALTER TABLE incidents ADD COLUMN reminded_at INTEGER;
+ALTER TABLE incidents ADD COLUMN escalated_at INTEGER;
+CREATE INDEX incident_log_at ON incident_log (at);
+
+-- A unit's status; its missions (JSON array of incident ids) are rebuilt on start from
+-- the active incidents and kept here for reading with sqlite3.
+CREATE TABLE units (
+    id         TEXT    NOT NULL PRIMARY KEY,
+    status     TEXT    NOT NULL CHECK (status IN ('available', 'engaged', 'off_duty')),
+    missions   TEXT    NOT NULL DEFAULT '[]',
+    updated_at INTEGER NOT NULL
+) WITHOUT ROWID, STRICT;
+
+-- communes, roles and incidents are JSON: commune ids, [{role, holder}], incident ids.
+CREATE TABLE crises (
+    id        INTEGER PRIMARY KEY,
+    kind      TEXT    NOT NULL CHECK (kind IN ('flood', 'snow', 'fire', 'other')),
+    title     TEXT    NOT NULL,
+    communes  TEXT    NOT NULL,
+    level     INTEGER NOT NULL,
+    opened_at INTEGER NOT NULL,
+    opened_by TEXT    NOT NULL,
+    closed_at INTEGER,
+    closed_by TEXT,
+    summary   TEXT,
+    roles     TEXT    NOT NULL,
+    incidents TEXT    NOT NULL
+) STRICT;
+
+CREATE TABLE crisis_log (
+    id        INTEGER PRIMARY KEY,
+    crisis_id INTEGER NOT NULL REFERENCES crises (id),
+    at        INTEGER NOT NULL,
+    actor     TEXT    NOT NULL,
+    kind      TEXT    NOT NULL CHECK (kind IN ('entry', 'incident', 'system')),
+    text      TEXT    NOT NULL,
+    incident  INTEGER
+) STRICT;
+CREATE INDEX crisis_log_crisis ON crisis_log (crisis_id);
+"#;
+
+/// Event mode: events declared through the API, and cancellations of any event.
+const V3_EVENTS: &str = r#"
+CREATE TABLE events (
+    id           TEXT    NOT NULL PRIMARY KEY,
+    name         TEXT    NOT NULL,
+    perimeter    TEXT    NOT NULL,
+    starts_at    INTEGER NOT NULL,
+    ends_at      INTEGER NOT NULL,
+    warning      REAL,
+    critical     REAL,
+    rules        TEXT    NOT NULL DEFAULT '',
+    origin       TEXT    NOT NULL CHECK (origin IN ('file', 'api')),
+    created_by   TEXT    NOT NULL,
+    cancelled_at INTEGER,
+    cancelled_by TEXT
+) WITHOUT ROWID, STRICT;
 "#;
 
 /// Brings the database to [`SCHEMA_VERSION`]. Refuses a database written by a newer build.

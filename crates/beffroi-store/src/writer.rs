@@ -121,6 +121,16 @@ impl Store for SqliteStore {
             }
         }
 
+        if !batch.units.is_empty() {
+            crate::operations::write_units(&tx, &batch.units)?;
+        }
+        if !batch.crises.is_empty() {
+            crate::operations::write_crises(&tx, t, &batch.crises)?;
+        }
+        for e in &batch.events {
+            crate::events::upsert(&tx, e)?;
+        }
+
         if !batch.rejections.is_empty() {
             let mut insert = tx
                 .prepare_cached(INSERT_REJECTION)
@@ -154,6 +164,18 @@ impl Store for SqliteStore {
 
     fn last_seen(&mut self) -> Result<Vec<(DeviceIdx, Timestamp)>, StoreError> {
         queries::last_seen(&self.conn, &self.territory, &self.skipped)
+    }
+
+    fn units(&mut self) -> Result<Vec<beffroi_engine::store::StoredUnit>, StoreError> {
+        crate::operations::units(&self.conn, &self.skipped)
+    }
+
+    fn crises(&mut self) -> Result<Vec<beffroi_core::crisis::Crisis>, StoreError> {
+        crate::operations::crises(&self.conn, &self.territory, &self.skipped)
+    }
+
+    fn events(&mut self) -> Result<Vec<beffroi_core::Event>, StoreError> {
+        crate::events::all(&self.conn)
     }
 
     /// Walks the (device, field) pairs along the primary key (one seek each, no scan) and

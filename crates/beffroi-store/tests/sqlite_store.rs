@@ -57,13 +57,17 @@ fn incident(id: u64, key: &str, status: Status, at: i64) -> Incident {
                 text: "Consulter Vigicrues".into(),
                 done_by: None,
                 done_at: None,
+                due_at: None,
             },
             SopStep {
                 text: "Prévenir l'astreinte".into(),
                 done_by: None,
                 done_at: None,
+                due_at: Some(Timestamp(at + 600_000)),
             },
         ],
+        reminded_at: None,
+        escalated_at: None,
     }
 }
 
@@ -639,4 +643,178 @@ fn acknowledged_batches_survive_an_aborted_process() {
     assert_eq!(reader.observation_count().expect("count"), 20);
     assert_eq!(store.max_incident_id().expect("max"), IncidentId(20));
     assert_eq!(store.active_incidents().expect("active").len(), 20);
+}
+
+#[test]
+fn operations_survive_a_reopen_units_crises_escalation_and_handover_log() {
+    use beffroi_core::crisis::{CrisisBoard, CrisisCommand, CrisisKind, CrisisOpening, RoleSpec};
+    use beffroi_core::{Unit, UnitKind, UnitSpec, UnitStatus};
+
+    let (_dir, path) = temp();
+    let t = fixture::small();
+    let c1 = t.commune_id("c1").expect("fixture");
+    {
+        let (mut store, reader) = open(&path);
+        let mut inc = incident(1, "flood-high@site:s2", Status::New, 1000);
+        inc.reminded_at = Some(Timestamp(2000));
+        inc.escalated_at = Some(Timestamp(3000));
+        inc.owner = Some("pm-1".into());
+        let unit = Unit {
+            spec: UnitSpec {
+                id: "pm-1".into(),
+                name: "PM 1".into(),
+                kind: UnitKind::Police,
+                communes: vec![],
+                initial: UnitStatus::Available,
+            },
+            status: UnitStatus::Engaged,
+            missions: vec![IncidentId(1)],
+            updated_at: Timestamp(1500),
+        };
+        let mut board = CrisisBoard::new(vec![RoleSpec {
+            id: "dos".into(),
+            name: "DOS".into(),
+            name_en: "Director".into(),
+        }]);
+        let op = Actor::User("alice".into());
+        let opened = board
+            .open(
+                CrisisOpening {
+                    kind: CrisisKind::Flood,
+                    title: "Crue".into(),
+                    communes: vec![c1],
+                    level: 2,
+                },
+                &op,
+                Timestamp(900),
+            )
+            .expect("open");
+        let change = IncidentChange {
+            incident: inc.clone(),
+            created: true,
+            log: vec![log(
+                1000,
+                Actor::Rule("flood-high".into()),
+                "opened",
+                "major",
+            )],
+        };
+        let followed = board.follow(&change);
+        let role = board
+            .act(
+                opened.crisis.id,
+                &CrisisCommand::Role {
+                    role: "dos".into(),
+                    holder: Some("Mme la maire".into()),
+                },
+                &op,
+                Timestamp(1100),
+            )
+            .expect("role");
+        let mut crises = vec![opened];
+        crises.extend(followed);
+        crises.push(role);
+        store
+            .write(&WriteBatch {
+                incidents: vec![change],
+                units: vec![unit],
+                crises,
+                ..Default::default()
+            })
+            .expect("write");
+        let handover = reader.log_since(Timestamp(999), 10).expect("log");
+        assert_eq!(handover.len(), 1);
+        assert_eq!(handover[0].title, "Crue — niveau haut");
+        assert!(
+            reader
+                .log_since(Timestamp(1001), 10)
+                .expect("log")
+                .is_empty()
+        );
+        let by_id = reader
+            .incidents_by_id(&[IncidentId(1), IncidentId(9)])
+            .expect("by id");
+        assert_eq!(by_id.len(), 1);
+        let since = reader
+            .incidents(&IncidentQuery {
+                updated_since: Some(Timestamp(1001)),
+                ..Default::default()
+            })
+            .expect("since");
+        assert!(since.is_empty());
+    }
+    let (mut store, _reader) = open(&path);
+    let inc = store.incident(IncidentId(1)).expect("read").expect("kept");
+    assert_eq!(inc.reminded_at, Some(Timestamp(2000)));
+    assert_eq!(inc.escalated_at, Some(Timestamp(3000)));
+    assert_eq!(inc.sop[1].due_at, Some(Timestamp(601_000)));
+    let units = store.units().expect("units");
+    assert_eq!(units.len(), 1);
+    assert_eq!(
+        (units[0].id.as_str(), units[0].status),
+        ("pm-1", UnitStatus::Engaged)
+    );
+    let crises = store.crises().expect("crises");
+    assert_eq!(crises.len(), 1);
+    let c = &crises[0];
+    assert_eq!(c.communes, vec![c1]);
+    assert_eq!(c.level, 2);
+    assert_eq!(c.roles[0].holder.as_deref(), Some("Mme la maire"));
+    assert_eq!(c.incidents.iter().map(|i| i.0).collect::<Vec<_>>(), [1]);
+    let texts: Vec<&str> = c.log.iter().map(|e| e.text.as_str()).collect();
+    assert_eq!(
+        texts,
+        [
+            "opened: flood — Crue (level 2)",
+            "#1 Crue — niveau haut — opened: major",
+            "role dos (DOS): Mme la maire"
+        ]
+    );
+}
+
+fn event(id: &str, cancelled: Option<i64>) -> beffroi_core::Event {
+    beffroi_core::Event {
+        id: id.into(),
+        name: "Fête de la musique".into(),
+        perimeter: vec![
+            Point::new(5.0, 47.0),
+            Point::new(5.01, 47.0),
+            Point::new(5.01, 47.01),
+        ],
+        starts_at: Timestamp(1_000),
+        ends_at: Timestamp(9_000),
+        capacity: Some(beffroi_core::Capacity {
+            warning: 100.0,
+            critical: 150.5,
+        }),
+        rules: "[[rule]]\nid = \"x\"\n".into(),
+        origin: beffroi_core::EventOrigin::Api,
+        created_by: "admin".into(),
+        cancelled_at: cancelled.map(Timestamp),
+        cancelled_by: cancelled.map(|_| "supervisor".into()),
+    }
+}
+
+#[test]
+fn events_round_trip_and_a_cancellation_replaces_the_row() {
+    let (_dir, path) = temp();
+    {
+        let (mut store, _) = open(&path);
+        let mut b = WriteBatch::default();
+        b.events.push(Arc::new(event("fete", None)));
+        let mut file_event = event("match", None);
+        file_event.capacity = None;
+        file_event.origin = beffroi_core::EventOrigin::File;
+        b.events.push(Arc::new(file_event));
+        store.write(&b).expect("write");
+        let mut b = WriteBatch::default();
+        b.events.push(Arc::new(event("fete", Some(5_000))));
+        store.write(&b).expect("write");
+    }
+    let (mut store, _) = open(&path);
+    let events = store.events().expect("read");
+    assert_eq!(events.len(), 2);
+    assert_eq!(events[0], event("fete", Some(5_000)));
+    assert_eq!(events[1].capacity, None);
+    assert_eq!(events[1].origin, beffroi_core::EventOrigin::File);
 }

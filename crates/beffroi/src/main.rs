@@ -173,7 +173,7 @@ fn check(dir: &std::path::Path) -> ExitCode {
     match setup::load_dir(dir) {
         Ok(dep) => {
             println!(
-                "{}: OK — territory `{}`: {} communes, {} zones, {} sites, {} device kinds, {} devices; {} rules; {} procedures; {} scenarios",
+                "{}: OK — territory `{}`: {} communes, {} zones, {} sites, {} device kinds, {} devices; {} rules; {} procedures; {} units; {} crisis roles; {} scenarios; {} events",
                 dir.display(),
                 dep.territory.id,
                 dep.territory.communes.len(),
@@ -183,7 +183,10 @@ fn check(dir: &std::path::Path) -> ExitCode {
                 dep.territory.devices.len(),
                 dep.rules.len(),
                 dep.procedures.len(),
-                dep.scenarios.len()
+                dep.operations.units.len(),
+                dep.operations.roles.len(),
+                dep.scenarios.len(),
+                dep.events.len()
             );
             ExitCode::SUCCESS
         }

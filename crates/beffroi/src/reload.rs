@@ -1,5 +1,5 @@
-//! Hot reload of the rules and procedures files: an invalid file keeps the rules in force
-//! and says why.
+//! Hot reload of the rules and procedures files, and of the units and escalation files: an
+//! invalid file keeps what is in force and says why.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -14,6 +14,7 @@ pub async fn watch(
     engine: EngineHandle,
     rules: PathBuf,
     procedures: Option<PathBuf>,
+    operations: Option<PathBuf>,
     shutdown: CancellationToken,
 ) {
     let (tx, mut rx) = mpsc::channel::<()>(16);
@@ -33,11 +34,17 @@ pub async fn watch(
             }
         };
     // Watch the folders: editors replace files by renaming.
+    let ops_files: Vec<PathBuf> = operations
+        .iter()
+        .flat_map(|d| [d.join("units.toml"), d.join("escalation.toml")])
+        .collect();
     let mut dirs: Vec<PathBuf> = [Some(&rules), procedures.as_ref()]
         .into_iter()
         .flatten()
+        .chain(&ops_files)
         .filter_map(|p| p.parent().map(|d| d.to_path_buf()))
         .collect();
+    dirs.sort();
     dirs.dedup();
     for d in &dirs {
         let d = if d.as_os_str().is_empty() {
@@ -55,7 +62,14 @@ pub async fn watch(
             procedures.as_ref().and_then(|p| std::fs::read(p).ok()),
         )
     };
+    let ops_snapshot = || {
+        ops_files
+            .iter()
+            .map(|p| std::fs::read(p).ok())
+            .collect::<Vec<_>>()
+    };
     let mut last = snapshot();
+    let mut last_ops = ops_snapshot();
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -64,6 +78,13 @@ pub async fn watch(
         // Let a burst of events settle.
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
         while rx.try_recv().is_ok() {}
+        let now_ops = ops_snapshot();
+        if now_ops != last_ops {
+            last_ops = now_ops;
+            if let Some(dir) = &operations {
+                reload_operations(&engine, dir.clone()).await;
+            }
+        }
         let now = snapshot();
         if now == last {
             continue;
@@ -99,5 +120,28 @@ pub async fn watch(
             }
             Err(e) => tracing::error!(error = %e, "reload task failed"),
         }
+    }
+}
+
+async fn reload_operations(engine: &EngineHandle, dir: PathBuf) {
+    let t = Arc::clone(&engine.territory);
+    let parsed =
+        tokio::task::spawn_blocking(move || crate::setup::reload_operations(&t, &dir)).await;
+    match parsed {
+        Ok(Ok(ops)) => {
+            let n = ops.units.len();
+            if engine
+                .replace_operations(ops.units, ops.escalation)
+                .await
+                .is_ok()
+            {
+                tracing::info!(units = n, "units and escalation delays reloaded");
+            }
+        }
+        Ok(Err(errors)) => tracing::error!(
+            errors = errors.len(),
+            "units or escalation file invalid; keeping those in force:\n{errors}"
+        ),
+        Err(e) => tracing::error!(error = %e, "reload task failed"),
     }
 }

@@ -49,15 +49,17 @@ pub async fn run(dep: Deployment, opts: RunOptions) -> Result<()> {
             .with_context(|| format!("cannot open the store {}", db.display()))?
     };
     let metrics = Arc::new(Metrics::new());
-    let engine = runner::start(
+    let engine = runner::start_with_events(
         Arc::clone(&territory),
         Arc::clone(&dep.rules),
         dep.procedures.clone(),
+        dep.events.clone(),
         Box::new(store),
         Arc::clone(&opts.clock),
         Arc::clone(&metrics),
         EngineConfig {
             retention: opts.retention,
+            operations: dep.operations.clone(),
             ..EngineConfig::default()
         },
     )
@@ -93,6 +95,7 @@ pub async fn run(dep: Deployment, opts: RunOptions) -> Result<()> {
             handle.clone(),
             rules_path,
             dep.procedures_path.clone(),
+            dep.operations_dir.clone(),
             shutdown.clone(),
         ));
     }

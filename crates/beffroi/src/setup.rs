@@ -7,6 +7,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result, anyhow};
 use beffroi_core::Territory;
 use beffroi_core::incident::Procedure;
+use beffroi_engine::operations::{self, Operations};
 use beffroi_rules::RuleSet;
 use beffroi_sim::Scenario;
 use beffroi_territory::{ConfigErrors, SourceFile};
@@ -20,10 +21,17 @@ pub struct Deployment {
     pub territory: Arc<Territory>,
     pub rules: Arc<RuleSet>,
     pub procedures: Vec<Procedure>,
+    /// Units, escalation delays and safeguard-plan roles (`units.toml`, `escalation.toml`,
+    /// `crisis.toml`; each optional).
+    pub operations: Operations,
     pub scenarios: Vec<Arc<Scenario>>,
+    /// Events of `events.toml` (relative times resolved when the deployment is loaded).
+    pub events: Vec<beffroi_rules::EventRules>,
     /// Files to watch for hot reload (none for the embedded demo).
     pub rules_path: Option<PathBuf>,
     pub procedures_path: Option<PathBuf>,
+    /// Folder of `units.toml` and `escalation.toml`, watched for hot reload.
+    pub operations_dir: Option<PathBuf>,
 }
 
 fn demo_file(path: &str) -> Result<SourceFile> {
@@ -88,13 +96,26 @@ pub fn load_demo() -> Result<Deployment> {
         .map_err(|e| fail("the embedded demo procedures", e))?;
     let scenarios = beffroi_sim::load_sources(&demo_dir_files("scenarios", "toml"), &territory)
         .map_err(|e| fail("the embedded demo scenarios", e))?;
+    let operations = Operations {
+        units: operations::parse_units(&demo_file("units.toml")?, &territory)
+            .map_err(|e| fail("the embedded demo units", e))?,
+        escalation: operations::parse_escalation(&demo_file("escalation.toml")?)
+            .map_err(|e| fail("the embedded demo escalation delays", e))?,
+        roles: operations::parse_crisis(&demo_file("crisis.toml")?)
+            .map_err(|e| fail("the embedded demo crisis roles", e))?,
+    };
+    let events = beffroi_engine::events::parse(&demo_file("events.toml")?, &territory, load_time())
+        .map_err(|e| fail("the embedded demo events", e))?;
     Ok(Deployment {
         territory: Arc::new(territory),
         rules: Arc::new(rules),
         procedures,
+        operations,
         scenarios: scenarios.into_iter().map(Arc::new).collect(),
+        events,
         rules_path: None,
         procedures_path: None,
+        operations_dir: None,
     })
 }
 
@@ -130,6 +151,21 @@ pub fn load_dir(dir: &Path) -> Result<Deployment, ConfigErrors> {
     } else {
         Some(Vec::new())
     };
+    let operations = load_operations(dir, &territory, &mut errors);
+    let events_path = dir.join("events.toml");
+    let events = if events_path.exists() {
+        match SourceFile::read(&events_path) {
+            Ok(src) => beffroi_engine::events::parse(&src, &territory, load_time())
+                .map_err(|e| errors.extend(e))
+                .ok(),
+            Err(e) => {
+                errors.push(e);
+                None
+            }
+        }
+    } else {
+        Some(Vec::new())
+    };
     let sdir = dir.join("scenarios");
     let scenarios = if sdir.is_dir() {
         beffroi_sim::load_dir(&sdir, &territory)
@@ -138,17 +174,71 @@ pub fn load_dir(dir: &Path) -> Result<Deployment, ConfigErrors> {
     } else {
         Some(Vec::new())
     };
-    match (rules, procedures, scenarios) {
-        (Some(rules), Some(procedures), Some(scenarios)) if errors.is_empty() => Ok(Deployment {
-            territory: Arc::new(territory),
-            rules: Arc::new(rules),
-            procedures,
-            scenarios: scenarios.into_iter().map(Arc::new).collect(),
-            rules_path: Some(rules_path),
-            procedures_path: Some(proc_path),
-        }),
+    match (rules, procedures, scenarios, events) {
+        (Some(rules), Some(procedures), Some(scenarios), Some(events)) if errors.is_empty() => {
+            Ok(Deployment {
+                territory: Arc::new(territory),
+                rules: Arc::new(rules),
+                procedures,
+                operations,
+                scenarios: scenarios.into_iter().map(Arc::new).collect(),
+                events,
+                rules_path: Some(rules_path),
+                procedures_path: Some(proc_path),
+                operations_dir: Some(dir.to_path_buf()),
+            })
+        }
         _ => Err(errors),
     }
+}
+
+/// Reads the optional `units.toml`, `escalation.toml` and `crisis.toml` of a deployment
+/// folder; a missing file leaves its part empty, errors are collected into `errors`.
+fn load_operations(dir: &Path, territory: &Territory, errors: &mut ConfigErrors) -> Operations {
+    fn read<T: Default>(
+        path: &Path,
+        errors: &mut ConfigErrors,
+        parse: impl FnOnce(&SourceFile) -> Result<T, ConfigErrors>,
+    ) -> T {
+        if !path.exists() {
+            return T::default();
+        }
+        match SourceFile::read(path) {
+            Ok(src) => parse(&src).unwrap_or_else(|e| {
+                errors.extend(e);
+                T::default()
+            }),
+            Err(e) => {
+                errors.push(e);
+                T::default()
+            }
+        }
+    }
+    Operations {
+        units: read(&dir.join("units.toml"), errors, |s| {
+            operations::parse_units(s, territory)
+        }),
+        escalation: read(
+            &dir.join("escalation.toml"),
+            errors,
+            operations::parse_escalation,
+        ),
+        roles: read(&dir.join("crisis.toml"), errors, operations::parse_crisis),
+    }
+}
+
+/// Re-reads `units.toml` and `escalation.toml` (hot reload); crisis roles are read at
+/// start only.
+pub fn reload_operations(territory: &Territory, dir: &Path) -> Result<Operations, ConfigErrors> {
+    let mut errors = ConfigErrors::default();
+    let ops = load_operations(dir, territory, &mut errors);
+    errors.into_result(ops)
+}
+
+/// The moment relative event times (`starts_at = "+30m"`) count from: the wall clock when
+/// the deployment is loaded, which is also where the demo's accelerated clock starts.
+fn load_time() -> beffroi_core::Timestamp {
+    beffroi_core::Clock::now(&beffroi_engine::runner::SystemClock)
 }
 
 /// Re-reads the rules and procedures files (hot reload).

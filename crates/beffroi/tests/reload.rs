@@ -114,3 +114,70 @@ fn an_invalid_rules_file_keeps_the_rules_in_force_and_a_valid_one_replaces_them(
         .is_some_and(|n| n >= 1.0)
     );
 }
+
+#[test]
+fn the_units_file_reloads_keeping_the_units_state_and_refusing_an_invalid_file() {
+    let work = tempfile::tempdir().expect("tmp");
+    let deployment = work.path().join("deployment");
+    copy_dir(&support::demo::dir(), &deployment);
+    let units_path = deployment.join("units.toml");
+    let original = std::fs::read_to_string(&units_path).expect("read");
+
+    let b = Beffroi::start_with(None, Some(deployment.clone()));
+    let api = Api::login(&b.base());
+    let unit_ids = |api: &Api| -> Vec<String> {
+        api.get_ok("/api/v1/units")
+            .as_array()
+            .expect("array")
+            .iter()
+            .filter_map(|u| u["id"].as_str().map(str::to_owned))
+            .collect()
+    };
+    let before = unit_ids(&api);
+    let (status, v) = api.post(
+        "/api/v1/units/pm-dijon-1/status",
+        r#"{"status": "off_duty"}"#,
+    );
+    assert_eq!(status, 200, "{v}");
+
+    // An unknown commune: refused, the units in force stay.
+    replace(
+        &units_path,
+        &format!(
+            "{original}\n[[unit]]\nid = \"pm-x\"\nname = \"X\"\nkind = \"police\"\ncommunes = [\"atlantis\"]\n"
+        ),
+    );
+    poll(
+        "the invalid units file is reported",
+        Duration::from_secs(20),
+        || b.log(),
+        || {
+            let log = b.log();
+            (log.contains("units.toml:") && log.contains("no commune `atlantis`")).then_some(())
+        },
+    );
+    assert_eq!(unit_ids(&api), before);
+
+    // A valid file with one more unit: added, and pm-dijon-1 stays off duty.
+    replace(
+        &units_path,
+        &format!(
+            "{original}\n[[unit]]\nid = \"pm-ahuy-1\"\nname = \"PM Ahuy\"\nkind = \"police\"\ncommunes = [\"ahuy\"]\n"
+        ),
+    );
+    let after = poll(
+        "the new unit",
+        Duration::from_secs(20),
+        || b.log(),
+        || {
+            let ids = unit_ids(&api);
+            (ids.len() == before.len() + 1).then_some(ids)
+        },
+    );
+    assert!(after.iter().any(|u| u == "pm-ahuy-1"), "{after:?}");
+    assert_eq!(
+        api.get_ok("/api/v1/units/pm-dijon-1")["status"],
+        "off_duty",
+        "the state of a unit still declared is kept"
+    );
+}

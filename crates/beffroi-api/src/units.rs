@@ -1,0 +1,176 @@
+//! Units and dispatch: `GET /api/v1/units`, `GET /api/v1/units/{id}`,
+//! `POST /api/v1/units/{id}/status`. Assignment itself is the incident action `assign`.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use beffroi_core::{Actor, Territory, Unit, UnitError, UnitStatus};
+use beffroi_engine::runner::{ActError, OpsCommand, OpsOutcome};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::AppState;
+use crate::error::{ApiError, ErrorCode};
+use crate::handlers::{User, blocking, store_err};
+
+#[derive(Serialize, ToSchema)]
+pub struct UnitDto {
+    pub id: String,
+    pub name: String,
+    /// police | technical | video | other
+    pub kind: String,
+    /// Commune ids it covers; empty means the whole territory.
+    pub communes: Vec<String>,
+    /// available | engaged | off_duty
+    pub status: String,
+    /// Ids of the open incidents assigned to it.
+    pub missions: Vec<u64>,
+    pub updated_at: String,
+}
+
+impl UnitDto {
+    pub fn from_core(u: &Unit, t: &Territory) -> Self {
+        UnitDto {
+            id: u.spec.id.to_string(),
+            name: u.spec.name.to_string(),
+            kind: u.spec.kind.as_str().into(),
+            communes: u
+                .spec
+                .communes
+                .iter()
+                .filter_map(|c| t.communes.get(c.get()))
+                .map(|c| c.id.to_string())
+                .collect(),
+            status: u.status.as_str().into(),
+            missions: u.missions.iter().map(|m| m.0).collect(),
+            updated_at: u.updated_at.to_string(),
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct MissionDto {
+    pub id: u64,
+    pub title: String,
+    pub severity: String,
+    pub status: String,
+    /// Commune id.
+    pub commune: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct UnitDetailDto {
+    #[serde(flatten)]
+    pub unit: UnitDto,
+    pub mission_details: Vec<MissionDto>,
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct UnitStatusRequest {
+    /// available | engaged | off_duty
+    pub status: String,
+}
+
+/// The API error of a unit refusal.
+pub(crate) fn unit_error(e: &UnitError) -> ApiError {
+    match e {
+        UnitError::NotFound(_) => ApiError::new(ErrorCode::UnitNotFound, e.to_string()),
+        UnitError::OffDuty(_) => ApiError::new(ErrorCode::UnitOffDuty, e.to_string()),
+    }
+}
+
+#[utoipa::path(get, path = "/api/v1/units", responses((status = 200, body = [UnitDto])), security(("bearer" = [])))]
+pub async fn list_units(State(s): State<AppState>, _u: User) -> Json<Vec<UnitDto>> {
+    let ops = s.engine.ops();
+    let t = &s.engine.territory;
+    Json(ops.units.iter().map(|u| UnitDto::from_core(u, t)).collect())
+}
+
+#[utoipa::path(get, path = "/api/v1/units/{id}", params(("id" = String, Path)),
+    responses((status = 200, body = UnitDetailDto), (status = 404, body = crate::error::ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn get_unit(
+    State(s): State<AppState>,
+    _u: User,
+    Path(id): Path<String>,
+) -> Result<Json<UnitDetailDto>, ApiError> {
+    let ops = s.engine.ops();
+    let unit = ops
+        .unit(&id)
+        .ok_or_else(|| unit_error(&UnitError::NotFound(id.as_str().into())))?
+        .clone();
+    let reader = Arc::clone(&s.reader);
+    let t = Arc::clone(&s.engine.territory);
+    blocking(move || {
+        let incidents = reader.incidents_by_id(&unit.missions).map_err(store_err)?;
+        Ok(Json(UnitDetailDto {
+            unit: UnitDto::from_core(&unit, &t),
+            mission_details: incidents
+                .iter()
+                .map(|i| MissionDto {
+                    id: i.id.0,
+                    title: i.title.to_string(),
+                    severity: i.severity.as_str().into(),
+                    status: i.status.as_str().into(),
+                    commune: t.commune(i.commune).id.to_string(),
+                })
+                .collect(),
+        }))
+    })
+    .await
+}
+
+#[utoipa::path(post, path = "/api/v1/units/{id}/status", params(("id" = String, Path)),
+    request_body = UnitStatusRequest,
+    responses((status = 200, body = UnitDto), (status = 404, body = crate::error::ErrorBody),
+        (status = 400, body = crate::error::ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn set_unit_status(
+    State(s): State<AppState>,
+    User(user): User,
+    Path(id): Path<String>,
+    body: Result<Json<UnitStatusRequest>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<UnitDto>, ApiError> {
+    let Json(req) = body.map_err(|e| ApiError::new(ErrorCode::InvalidRequest, e.body_text()))?;
+    let status = UnitStatus::parse(&req.status).ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::InvalidRequest,
+            format!(
+                "unknown status `{}`: expected available, engaged or off_duty",
+                req.status
+            ),
+        )
+    })?;
+    let outcome = s
+        .engine
+        .ops_command(
+            OpsCommand::UnitStatus { unit: id, status },
+            Actor::User(user.into()),
+        )
+        .await
+        .map_err(|e| ops_error(&e))?;
+    match outcome {
+        OpsOutcome::Unit(u) => Ok(Json(UnitDto::from_core(&u, &s.engine.territory))),
+        OpsOutcome::Crisis(_) => Err(ApiError::new(
+            ErrorCode::StoreUnavailable,
+            "unexpected answer of the engine",
+        )),
+    }
+}
+
+/// The API error of a failed operations command.
+pub(crate) fn ops_error(e: &ActError) -> ApiError {
+    use beffroi_core::crisis::CrisisError;
+    match e {
+        ActError::Unit(u) => unit_error(u),
+        ActError::Crisis(CrisisError::NotFound(_)) => {
+            ApiError::new(ErrorCode::CrisisNotFound, e.to_string())
+        }
+        ActError::Crisis(CrisisError::Closed(_)) => {
+            ApiError::new(ErrorCode::CrisisClosed, e.to_string())
+        }
+        ActError::Crisis(_) => ApiError::new(ErrorCode::InvalidRequest, e.to_string()),
+        _ => ApiError::new(ErrorCode::StoreUnavailable, e.to_string()),
+    }
+}

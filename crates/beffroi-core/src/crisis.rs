@@ -1,0 +1,535 @@
+//! Crisis mode: a crisis opened for some communes (or the whole territory), its level, the
+//! roles of the communal safeguard plan (*plan communal de sauvegarde*, PCS) and its own
+//! chronological log (*main courante*).
+//!
+//! The [`CrisisBoard`] holds every crisis (there are a handful a year). Operators write log
+//! entries, change the level, name role holders and close it; the engine hands it every
+//! incident change ([`CrisisBoard::follow`]) and each active crisis whose scope holds the
+//! incident's commune logs it and counts the incident among its own.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use crate::incident::{Actor, IncidentChange, IncidentId};
+use crate::territory::CommuneIdx;
+use crate::time::Timestamp;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CrisisKind {
+    Flood,
+    Snow,
+    Fire,
+    Other,
+}
+
+impl CrisisKind {
+    pub const ALL: [CrisisKind; 4] = [
+        CrisisKind::Flood,
+        CrisisKind::Snow,
+        CrisisKind::Fire,
+        CrisisKind::Other,
+    ];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CrisisKind::Flood => "flood",
+            CrisisKind::Snow => "snow",
+            CrisisKind::Fire => "fire",
+            CrisisKind::Other => "other",
+        }
+    }
+    pub fn parse(s: &str) -> Option<CrisisKind> {
+        CrisisKind::ALL.into_iter().find(|v| v.as_str() == s)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct CrisisId(pub u64);
+
+/// A role of the safeguard plan, as declared in `crisis.toml`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RoleSpec {
+    pub id: Arc<str>,
+    pub name: Arc<str>,
+    pub name_en: Arc<str>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct RoleHolder {
+    pub role: Arc<str>,
+    pub holder: Option<Arc<str>>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CrisisLogKind {
+    /// Written by an operator.
+    Entry,
+    /// A change of an incident in the crisis' scope.
+    Incident,
+    /// Opening, level, roles, closing.
+    System,
+}
+
+impl CrisisLogKind {
+    pub const ALL: [CrisisLogKind; 3] = [
+        CrisisLogKind::Entry,
+        CrisisLogKind::Incident,
+        CrisisLogKind::System,
+    ];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CrisisLogKind::Entry => "entry",
+            CrisisLogKind::Incident => "incident",
+            CrisisLogKind::System => "system",
+        }
+    }
+    pub fn parse(s: &str) -> Option<CrisisLogKind> {
+        CrisisLogKind::ALL.into_iter().find(|v| v.as_str() == s)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct CrisisLogEntry {
+    pub at: Timestamp,
+    pub actor: Actor,
+    pub kind: CrisisLogKind,
+    pub text: String,
+    pub incident: Option<IncidentId>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Crisis {
+    pub id: CrisisId,
+    pub kind: CrisisKind,
+    pub title: Arc<str>,
+    /// Communes in scope; empty means the whole territory.
+    pub communes: Vec<CommuneIdx>,
+    /// 1 (watch) to 3 (major crisis).
+    pub level: u8,
+    pub opened_at: Timestamp,
+    pub opened_by: Actor,
+    pub closed_at: Option<Timestamp>,
+    pub closed_by: Option<Actor>,
+    pub summary: Option<String>,
+    pub roles: Vec<RoleHolder>,
+    pub log: Vec<CrisisLogEntry>,
+    /// Incidents of the scope opened or changed while the crisis was active.
+    pub incidents: BTreeSet<IncidentId>,
+}
+
+impl Crisis {
+    pub fn is_active(&self) -> bool {
+        self.closed_at.is_none()
+    }
+    pub fn covers(&self, commune: CommuneIdx) -> bool {
+        self.communes.is_empty() || self.communes.contains(&commune)
+    }
+}
+
+pub const MIN_LEVEL: u8 = 1;
+pub const MAX_LEVEL: u8 = 3;
+
+/// What an operator asks of a crisis.
+#[derive(Clone, Debug, PartialEq)]
+pub enum CrisisCommand {
+    Log(String),
+    Level(u8),
+    Role {
+        role: Arc<str>,
+        holder: Option<Arc<str>>,
+    },
+    Close {
+        summary: String,
+    },
+}
+
+/// The request to open a crisis.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CrisisOpening {
+    pub kind: CrisisKind,
+    pub title: String,
+    pub communes: Vec<CommuneIdx>,
+    pub level: u8,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CrisisError {
+    #[error("no crisis {0}")]
+    NotFound(u64),
+    #[error("crisis {0} is closed")]
+    Closed(u64),
+    #[error("level must be between {MIN_LEVEL} and {MAX_LEVEL}, not {0}")]
+    Level(u8),
+    #[error("no role `{0}` in the safeguard plan")]
+    UnknownRole(Arc<str>),
+    #[error("{0} must not be empty")]
+    Empty(&'static str),
+}
+
+/// A crisis after a change, with the log entries the change appended.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CrisisChange {
+    pub crisis: Arc<Crisis>,
+    pub created: bool,
+    pub log: Vec<CrisisLogEntry>,
+}
+
+/// Every crisis, active and closed.
+#[derive(Debug, Default, Clone)]
+pub struct CrisisBoard {
+    crises: BTreeMap<CrisisId, Arc<Crisis>>,
+    roles: Vec<RoleSpec>,
+    next_id: u64,
+}
+
+impl CrisisBoard {
+    pub fn new(roles: Vec<RoleSpec>) -> Self {
+        CrisisBoard {
+            crises: BTreeMap::new(),
+            roles,
+            next_id: 1,
+        }
+    }
+
+    pub fn roles(&self) -> &[RoleSpec] {
+        &self.roles
+    }
+    pub fn get(&self, id: CrisisId) -> Option<&Arc<Crisis>> {
+        self.crises.get(&id)
+    }
+    /// Every crisis, oldest first.
+    pub fn all(&self) -> impl Iterator<Item = &Arc<Crisis>> {
+        self.crises.values()
+    }
+
+    /// Reinstates a crisis read back from the store (restart).
+    pub fn restore(&mut self, crisis: Crisis) {
+        self.next_id = self.next_id.max(crisis.id.0 + 1);
+        self.crises.insert(crisis.id, Arc::new(crisis));
+    }
+
+    pub fn open(
+        &mut self,
+        req: CrisisOpening,
+        actor: &Actor,
+        at: Timestamp,
+    ) -> Result<CrisisChange, CrisisError> {
+        if req.title.trim().is_empty() {
+            return Err(CrisisError::Empty("title"));
+        }
+        check_level(req.level)?;
+        let id = CrisisId(self.next_id);
+        self.next_id += 1;
+        let entry = CrisisLogEntry {
+            at,
+            actor: actor.clone(),
+            kind: CrisisLogKind::System,
+            text: format!(
+                "opened: {} — {} (level {})",
+                req.kind.as_str(),
+                req.title.trim(),
+                req.level
+            ),
+            incident: None,
+        };
+        let mut communes = req.communes;
+        communes.sort_unstable();
+        communes.dedup();
+        let crisis = Arc::new(Crisis {
+            id,
+            kind: req.kind,
+            title: req.title.trim().into(),
+            communes,
+            level: req.level,
+            opened_at: at,
+            opened_by: actor.clone(),
+            closed_at: None,
+            closed_by: None,
+            summary: None,
+            roles: self
+                .roles
+                .iter()
+                .map(|r| RoleHolder {
+                    role: r.id.clone(),
+                    holder: None,
+                })
+                .collect(),
+            log: vec![entry.clone()],
+            incidents: BTreeSet::new(),
+        });
+        self.crises.insert(id, Arc::clone(&crisis));
+        Ok(CrisisChange {
+            crisis,
+            created: true,
+            log: vec![entry],
+        })
+    }
+
+    pub fn act(
+        &mut self,
+        id: CrisisId,
+        cmd: &CrisisCommand,
+        actor: &Actor,
+        at: Timestamp,
+    ) -> Result<CrisisChange, CrisisError> {
+        let roles = &self.roles;
+        let slot = self
+            .crises
+            .get_mut(&id)
+            .ok_or(CrisisError::NotFound(id.0))?;
+        if !slot.is_active() {
+            return Err(CrisisError::Closed(id.0));
+        }
+        let (kind, text) = match cmd {
+            CrisisCommand::Log(text) => {
+                if text.trim().is_empty() {
+                    return Err(CrisisError::Empty("text"));
+                }
+                (CrisisLogKind::Entry, text.trim().to_string())
+            }
+            CrisisCommand::Level(level) => {
+                check_level(*level)?;
+                let from = slot.level;
+                Arc::make_mut(slot).level = *level;
+                (CrisisLogKind::System, format!("level {from} → {level}"))
+            }
+            CrisisCommand::Role { role, holder } => {
+                let spec = roles
+                    .iter()
+                    .find(|r| r.id == *role)
+                    .ok_or_else(|| CrisisError::UnknownRole(role.clone()))?;
+                let holder = holder
+                    .as_deref()
+                    .map(str::trim)
+                    .filter(|h| !h.is_empty())
+                    .map(Arc::<str>::from);
+                let c = Arc::make_mut(slot);
+                match c.roles.iter_mut().find(|r| r.role == *role) {
+                    Some(r) => r.holder.clone_from(&holder),
+                    None => c.roles.push(RoleHolder {
+                        role: role.clone(),
+                        holder: holder.clone(),
+                    }),
+                }
+                let text = match &holder {
+                    Some(h) => format!("role {} ({}): {h}", spec.id, spec.name),
+                    None => format!("role {} ({}): vacant", spec.id, spec.name),
+                };
+                (CrisisLogKind::System, text)
+            }
+            CrisisCommand::Close { summary } => {
+                let c = Arc::make_mut(slot);
+                c.closed_at = Some(at);
+                c.closed_by = Some(actor.clone());
+                let summary = summary.trim();
+                c.summary = (!summary.is_empty()).then(|| summary.to_string());
+                (CrisisLogKind::System, format!("closed: {summary}"))
+            }
+        };
+        let entry = CrisisLogEntry {
+            at,
+            actor: actor.clone(),
+            kind,
+            text,
+            incident: None,
+        };
+        let c = Arc::make_mut(slot);
+        c.log.push(entry.clone());
+        Ok(CrisisChange {
+            crisis: Arc::clone(slot),
+            created: false,
+            log: vec![entry],
+        })
+    }
+
+    /// Logs an incident change in every active crisis whose scope holds its commune.
+    pub fn follow(&mut self, change: &IncidentChange) -> Vec<CrisisChange> {
+        let inc = &change.incident;
+        let mut out = Vec::new();
+        for slot in self.crises.values_mut() {
+            if !slot.is_active() || !slot.covers(inc.commune) {
+                continue;
+            }
+            let c = Arc::make_mut(slot);
+            c.incidents.insert(inc.id);
+            let mut log = Vec::new();
+            for e in &change.log {
+                let detail = if e.detail.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", e.detail)
+                };
+                log.push(CrisisLogEntry {
+                    at: e.at,
+                    actor: e.actor.clone(),
+                    kind: CrisisLogKind::Incident,
+                    text: format!("#{} {} — {}{detail}", inc.id, inc.title, e.action),
+                    incident: Some(inc.id),
+                });
+            }
+            c.log.extend(log.iter().cloned());
+            out.push(CrisisChange {
+                crisis: Arc::clone(slot),
+                created: false,
+                log,
+            });
+        }
+        out
+    }
+}
+
+fn check_level(level: u8) -> Result<(), CrisisError> {
+    if (MIN_LEVEL..=MAX_LEVEL).contains(&level) {
+        Ok(())
+    } else {
+        Err(CrisisError::Level(level))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::incident::tests_support::incident;
+    use crate::incident::{LogEntry, Status};
+
+    fn board() -> CrisisBoard {
+        CrisisBoard::new(vec![RoleSpec {
+            id: "dos".into(),
+            name: "Directeur des opérations de secours".into(),
+            name_en: "Director of rescue operations".into(),
+        }])
+    }
+
+    fn opening(communes: Vec<CommuneIdx>) -> CrisisOpening {
+        CrisisOpening {
+            kind: CrisisKind::Flood,
+            title: "Crue de l'Ouche".into(),
+            communes,
+            level: 2,
+        }
+    }
+
+    fn change(id: u64, commune: u32, action: &str) -> IncidentChange {
+        let mut inc = incident(IncidentId(id), None, Status::New);
+        inc.commune = CommuneIdx(commune);
+        IncidentChange {
+            incident: inc,
+            created: false,
+            log: vec![LogEntry {
+                at: Timestamp(50),
+                actor: Actor::User("alice".into()),
+                action: action.into(),
+                detail: String::new(),
+            }],
+        }
+    }
+
+    #[test]
+    fn the_log_records_operators_and_incidents_of_the_scope_only() {
+        let mut b = board();
+        let op = Actor::User("alice".into());
+        let id = b
+            .open(opening(vec![CommuneIdx(1)]), &op, Timestamp(10))
+            .expect("opens")
+            .crisis
+            .id;
+        b.act(
+            id,
+            &CrisisCommand::Log("PC ouvert en mairie".into()),
+            &op,
+            Timestamp(20),
+        )
+        .expect("log");
+        assert!(
+            b.follow(&change(7, 2, "opened")).is_empty(),
+            "outside the scope"
+        );
+        let c = b.follow(&change(8, 1, "acknowledged"));
+        assert_eq!(c.len(), 1);
+        assert_eq!(c[0].log[0].text, "#8 Crue — acknowledged");
+        assert_eq!(c[0].log[0].incident, Some(IncidentId(8)));
+        b.act(
+            id,
+            &CrisisCommand::Role {
+                role: "dos".into(),
+                holder: Some("Mme la maire".into()),
+            },
+            &op,
+            Timestamp(60),
+        )
+        .expect("role");
+        assert_eq!(
+            b.act(
+                id,
+                &CrisisCommand::Role {
+                    role: "x".into(),
+                    holder: None
+                },
+                &op,
+                Timestamp(61)
+            ),
+            Err(CrisisError::UnknownRole("x".into()))
+        );
+        assert_eq!(
+            b.act(id, &CrisisCommand::Level(4), &op, Timestamp(62)),
+            Err(CrisisError::Level(4))
+        );
+        b.act(id, &CrisisCommand::Level(3), &op, Timestamp(63))
+            .expect("level");
+        let closed = b
+            .act(
+                id,
+                &CrisisCommand::Close {
+                    summary: "Décrue".into(),
+                },
+                &op,
+                Timestamp(70),
+            )
+            .expect("close")
+            .crisis;
+        let kinds: Vec<CrisisLogKind> = closed.log.iter().map(|e| e.kind).collect();
+        use CrisisLogKind::*;
+        assert_eq!(kinds, [System, Entry, Incident, System, System, System]);
+        assert_eq!(closed.level, 3);
+        assert_eq!(closed.roles[0].holder.as_deref(), Some("Mme la maire"));
+        assert_eq!(
+            closed.incidents.iter().copied().collect::<Vec<_>>(),
+            [IncidentId(8)]
+        );
+        assert_eq!(closed.summary.as_deref(), Some("Décrue"));
+        // Closed: nothing more is logged, commands are refused.
+        assert!(b.follow(&change(8, 1, "resolved")).is_empty());
+        assert_eq!(
+            b.act(id, &CrisisCommand::Log("x".into()), &op, Timestamp(80)),
+            Err(CrisisError::Closed(id.0))
+        );
+    }
+
+    #[test]
+    fn whole_territory_scope_and_ids_continue_after_restore() {
+        let mut b = board();
+        let op = Actor::System;
+        let c = b
+            .open(opening(vec![]), &op, Timestamp(1))
+            .expect("opens")
+            .crisis;
+        assert_eq!(b.follow(&change(1, 5, "opened")).len(), 1);
+        let mut restored = board();
+        restored.restore((*b.get(c.id).expect("kept").clone()).clone());
+        let next = restored
+            .open(opening(vec![]), &op, Timestamp(2))
+            .expect("opens");
+        assert_eq!(next.crisis.id, CrisisId(c.id.0 + 1));
+        assert_eq!(restored.follow(&change(2, 0, "opened")).len(), 2);
+        assert_eq!(
+            b.open(
+                CrisisOpening {
+                    title: " ".into(),
+                    ..opening(vec![])
+                },
+                &op,
+                Timestamp(3)
+            ),
+            Err(CrisisError::Empty("title"))
+        );
+    }
+}

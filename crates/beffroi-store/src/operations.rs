@@ -1,0 +1,348 @@
+//! Rows of the command post's operations: units, crises and their logs; the shift
+//! handover's log query.
+
+use std::collections::BTreeSet;
+
+use beffroi_core::crisis::{
+    Crisis, CrisisChange, CrisisId, CrisisKind, CrisisLogEntry, CrisisLogKind, RoleHolder,
+};
+use beffroi_core::{Incident, IncidentId, Territory, Timestamp, Unit, UnitStatus};
+use beffroi_engine::StoreError;
+use beffroi_engine::store::{HandoverEntry, StoredUnit};
+use rusqlite::{Connection, Transaction, params, params_from_iter};
+use serde_json::json;
+
+use crate::error::{Context, SkipList, Skipped, inconsistent};
+use crate::rows::{
+    INCIDENT_COLUMNS, IncidentRow, LogRow, id_from_sql, id_to_sql, limit_to_sql, parse_actor,
+};
+
+const UPSERT_UNIT: &str = "INSERT INTO units (id, status, missions, updated_at) \
+     VALUES (?1, ?2, ?3, ?4) ON CONFLICT (id) DO UPDATE SET status = excluded.status, \
+     missions = excluded.missions, updated_at = excluded.updated_at";
+
+const UPSERT_CRISIS: &str = "INSERT INTO crises (id, kind, title, communes, level, opened_at, \
+     opened_by, closed_at, closed_by, summary, roles, incidents) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) \
+     ON CONFLICT (id) DO UPDATE SET kind = excluded.kind, title = excluded.title, \
+     communes = excluded.communes, level = excluded.level, closed_at = excluded.closed_at, \
+     closed_by = excluded.closed_by, summary = excluded.summary, roles = excluded.roles, \
+     incidents = excluded.incidents";
+
+const INSERT_CRISIS_LOG: &str = "INSERT INTO crisis_log (crisis_id, at, actor, kind, text, \
+     incident) VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
+
+fn crisis_id_to_sql(id: CrisisId) -> Result<i64, StoreError> {
+    i64::try_from(id.0).map_err(|_| inconsistent(format!("crisis id {} exceeds i64", id.0)))
+}
+
+pub(crate) fn write_units(tx: &Transaction<'_>, units: &[Unit]) -> Result<(), StoreError> {
+    let mut stmt = tx.prepare_cached(UPSERT_UNIT).ctx("prepare unit")?;
+    for u in units {
+        let missions = json!(u.missions.iter().map(|m| m.0).collect::<Vec<_>>()).to_string();
+        stmt.execute(params![
+            &*u.spec.id,
+            u.status.as_str(),
+            missions,
+            u.updated_at.0
+        ])
+        .ctx("write unit")?;
+    }
+    Ok(())
+}
+
+pub(crate) fn write_crises(
+    tx: &Transaction<'_>,
+    t: &Territory,
+    changes: &[CrisisChange],
+) -> Result<(), StoreError> {
+    let mut upsert = tx.prepare_cached(UPSERT_CRISIS).ctx("prepare crisis")?;
+    let mut log = tx
+        .prepare_cached(INSERT_CRISIS_LOG)
+        .ctx("prepare crisis log")?;
+    for change in changes {
+        let c = &change.crisis;
+        let id = crisis_id_to_sql(c.id)?;
+        let communes = c
+            .communes
+            .iter()
+            .map(|i| {
+                t.communes
+                    .get(i.get())
+                    .map(|c| c.id.to_string())
+                    .ok_or_else(|| inconsistent(format!("crisis {}: commune index", c.id.0)))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let roles: Vec<_> = c
+            .roles
+            .iter()
+            .map(|r| json!({"role": &*r.role, "holder": r.holder.as_deref()}))
+            .collect();
+        let incidents: Vec<u64> = c.incidents.iter().map(|i| i.0).collect();
+        upsert
+            .execute(params![
+                id,
+                c.kind.as_str(),
+                &*c.title,
+                json!(communes).to_string(),
+                c.level,
+                c.opened_at.0,
+                c.opened_by.to_string(),
+                c.closed_at.map(|t| t.0),
+                c.closed_by.as_ref().map(ToString::to_string),
+                c.summary.as_deref(),
+                json!(roles).to_string(),
+                json!(incidents).to_string(),
+            ])
+            .ctx("write crisis")?;
+        for e in &change.log {
+            log.execute(params![
+                id,
+                e.at.0,
+                e.actor.to_string(),
+                e.kind.as_str(),
+                e.text,
+                e.incident.map(id_to_sql).transpose()?,
+            ])
+            .ctx("write crisis log")?;
+        }
+    }
+    Ok(())
+}
+
+pub(crate) fn units(conn: &Connection, skipped: &Skipped) -> Result<Vec<StoredUnit>, StoreError> {
+    let mut stmt = conn
+        .prepare_cached("SELECT id, status, updated_at FROM units ORDER BY id")
+        .ctx("prepare units")?;
+    let rows = stmt
+        .query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)?,
+            ))
+        })
+        .ctx("read units")?;
+    let mut out = SkipList::new();
+    for row in rows {
+        let (id, status, at) = row.ctx("read units")?;
+        out.push(
+            UnitStatus::parse(&status)
+                .map(|status| StoredUnit {
+                    id: id.clone(),
+                    status,
+                    updated_at: Timestamp(at),
+                })
+                .ok_or_else(|| inconsistent(format!("unit {id}: status `{status}`"))),
+        )?;
+    }
+    Ok(out.finish(skipped, "units"))
+}
+
+type CrisisRow = (
+    i64,
+    String,
+    String,
+    String,
+    i64,
+    i64,
+    String,
+    Option<i64>,
+    Option<String>,
+    Option<String>,
+    String,
+    String,
+);
+
+pub(crate) fn crises(
+    conn: &Connection,
+    t: &Territory,
+    skipped: &Skipped,
+) -> Result<Vec<Crisis>, StoreError> {
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT id, kind, title, communes, level, opened_at, opened_by, closed_at, \
+             closed_by, summary, roles, incidents FROM crises ORDER BY id",
+        )
+        .ctx("prepare crises")?;
+    let rows: Vec<CrisisRow> = stmt
+        .query_map([], |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+                r.get(6)?,
+                r.get(7)?,
+                r.get(8)?,
+                r.get(9)?,
+                r.get(10)?,
+                r.get(11)?,
+            ))
+        })
+        .ctx("read crises")?
+        .collect::<Result<_, _>>()
+        .ctx("read crises")?;
+    let mut log_stmt = conn
+        .prepare_cached(
+            "SELECT at, actor, kind, text, incident FROM crisis_log \
+             WHERE crisis_id = ?1 ORDER BY id",
+        )
+        .ctx("prepare crisis log")?;
+    let mut out = SkipList::new();
+    for row in rows {
+        let id = row.0;
+        let entries: Vec<(i64, String, String, String, Option<i64>)> = log_stmt
+            .query_map([id], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })
+            .ctx("read crisis log")?
+            .collect::<Result<_, _>>()
+            .ctx("read crisis log")?;
+        out.push(crisis_from_row(row, entries, t))?;
+    }
+    Ok(out.finish(skipped, "crises"))
+}
+
+fn crisis_from_row(
+    row: CrisisRow,
+    entries: Vec<(i64, String, String, String, Option<i64>)>,
+    t: &Territory,
+) -> Result<Crisis, StoreError> {
+    let (
+        id,
+        kind,
+        title,
+        communes,
+        level,
+        opened_at,
+        opened_by,
+        closed_at,
+        closed_by,
+        summary,
+        roles,
+        incidents,
+    ) = row;
+    let bad = |what: &str| inconsistent(format!("crisis {id}: {what}"));
+    let kind = CrisisKind::parse(&kind).ok_or_else(|| bad("kind"))?;
+    let communes: Vec<String> = serde_json::from_str(&communes).map_err(|_| bad("communes"))?;
+    let communes = communes
+        .iter()
+        .map(|c| {
+            t.commune_id(c)
+                .ok_or_else(|| bad(&format!("commune `{c}` is gone")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let roles: Vec<serde_json::Value> = serde_json::from_str(&roles).map_err(|_| bad("roles"))?;
+    let roles = roles
+        .iter()
+        .map(|r| {
+            Some(RoleHolder {
+                role: r.get("role")?.as_str()?.into(),
+                holder: r.get("holder").and_then(|h| h.as_str()).map(Into::into),
+            })
+        })
+        .collect::<Option<Vec<_>>>()
+        .ok_or_else(|| bad("roles"))?;
+    let incidents: Vec<u64> = serde_json::from_str(&incidents).map_err(|_| bad("incidents"))?;
+    let mut log = Vec::with_capacity(entries.len());
+    for (at, actor, kind, text, incident) in entries {
+        log.push(CrisisLogEntry {
+            at: Timestamp(at),
+            actor: parse_actor(&actor).ok_or_else(|| bad("log actor"))?,
+            kind: CrisisLogKind::parse(&kind).ok_or_else(|| bad("log kind"))?,
+            text,
+            incident: incident.map(id_from_sql).transpose()?,
+        });
+    }
+    Ok(Crisis {
+        id: CrisisId(u64::try_from(id).map_err(|_| bad("id"))?),
+        kind,
+        title: title.into(),
+        communes,
+        level: u8::try_from(level).map_err(|_| bad("level"))?,
+        opened_at: Timestamp(opened_at),
+        opened_by: parse_actor(&opened_by).ok_or_else(|| bad("opened_by"))?,
+        closed_at: closed_at.map(Timestamp),
+        closed_by: closed_by
+            .map(|a| parse_actor(&a).ok_or_else(|| bad("closed_by")))
+            .transpose()?,
+        summary,
+        roles,
+        log,
+        incidents: incidents
+            .into_iter()
+            .map(IncidentId)
+            .collect::<BTreeSet<_>>(),
+    })
+}
+
+pub(crate) fn incidents_by_id(
+    conn: &Connection,
+    t: &Territory,
+    ids: &[IncidentId],
+    skipped: &Skipped,
+) -> Result<Vec<Incident>, StoreError> {
+    let mut out = SkipList::new();
+    // In chunks, far below SQLite's parameter limit.
+    for chunk in ids.chunks(500) {
+        let marks = vec!["?"; chunk.len()].join(", ");
+        let sql =
+            format!("SELECT {INCIDENT_COLUMNS} FROM incidents WHERE id IN ({marks}) ORDER BY id");
+        let args = chunk
+            .iter()
+            .map(|i| id_to_sql(*i))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut stmt = conn.prepare(&sql).ctx("prepare incidents by id")?;
+        let rows = stmt
+            .query_map(params_from_iter(args), IncidentRow::read)
+            .ctx("read incidents by id")?;
+        for row in rows {
+            out.push(row.ctx("read incidents by id")?.into_incident(t))?;
+        }
+    }
+    let mut items = out.finish(skipped, "incidents");
+    items.sort_by_key(|i| i.id);
+    Ok(items)
+}
+
+pub(crate) fn log_since(
+    conn: &Connection,
+    since: Timestamp,
+    limit: usize,
+    skipped: &Skipped,
+) -> Result<Vec<HandoverEntry>, StoreError> {
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT l.at, l.actor, l.action, l.detail, l.incident_id, i.title \
+             FROM incident_log l JOIN incidents i ON i.id = l.incident_id \
+             WHERE l.at >= ?1 ORDER BY l.at DESC, l.id DESC LIMIT ?2",
+        )
+        .ctx("prepare log since")?;
+    let rows = stmt
+        .query_map(params![since.0, limit_to_sql(limit)], |r| {
+            Ok((
+                LogRow::read(r)?,
+                r.get::<_, i64>(4)?,
+                r.get::<_, String>(5)?,
+            ))
+        })
+        .ctx("read log since")?;
+    let mut out = SkipList::new();
+    for row in rows {
+        let (log, id, title) = row.ctx("read log since")?;
+        out.push((|| {
+            Ok(HandoverEntry {
+                incident: id_from_sql(id)?,
+                title,
+                entry: log.into_entry()?,
+            })
+        })())?;
+    }
+    // The newest `limit` lines, given back oldest first.
+    let mut items = out.finish(skipped, "incident_log");
+    items.reverse();
+    Ok(items)
+}
