@@ -13,7 +13,6 @@ if (!base || !password || !shots) {
 }
 mkdirSync(shots, { recursive: true });
 const TIMEOUT = 20000;
-const todo = [];
 
 async function api(token, method, path, body) {
   const r = await fetch(`${base}/api/v1${path}`, {
@@ -126,19 +125,16 @@ try {
 
   step('assign a unit');
   const units = await api(token, 'GET', '/units');
-  let unit;
-  if (units.status === 200 && units.body.length) {
-    unit = units.body.find((u) => u.status !== 'off_duty' && (!u.communes.length || u.communes.includes(panel.commune))) ?? units.body.find((u) => u.status !== 'off_duty');
-    await detail.locator('select#assign-unit').selectOption(unit.id);
-    unit = unit.id;
-  } else {
-    todo.push(`GET /api/v1/units answered ${units.status}: assigned through the free-text fallback (owner)`);
-    unit = 'pm-e2e-1';
-    await detail.locator('input#assign-unit').fill(unit);
-  }
+  check(units.status === 200 && units.body.length > 0, `the deployment has units: ${units.status}`);
+  const chosen = units.body.find((u) => u.status === 'available' && (!u.communes.length || u.communes.includes(panel.commune)))
+    ?? units.body.find((u) => u.status === 'available');
+  check(chosen, 'an available unit');
+  const unit = chosen.id;
+  await detail.locator('select#assign-unit').selectOption(unit);
   await detail.locator('#assign-submit').click();
   await detail.locator('#detail-unit', { hasText: unit }).waitFor();
   await page.locator(`li.incident-row.selected .unit`, { hasText: unit }).waitFor();
+  console.log(`UNIT ${unit}`);
 
   step('comment');
   await detail.locator('#comment-text').fill('Levée de doute vidéo : RAS');
@@ -170,7 +166,6 @@ try {
   // /auth/me comes with the access-control work; the console treats its 404 as "all permissions".
   const serious = errors.filter((e) => !/\/auth\/me|\/units|Failed to load resource|GL Driver/.test(e));
   check(serious.length === 0, `no error in the page: ${serious.join(' | ')}`);
-  for (const x of todo) console.log(`TODO: ${x}`);
   console.log('CONSOLE E2E OK');
 } catch (e) {
   await page.screenshot({ path: join(shots, 'failure.png') }).catch(() => {});

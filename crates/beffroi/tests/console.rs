@@ -116,7 +116,17 @@ fn an_operator_handles_a_live_incident_in_the_console() {
         .find(|i| i["rule"] == "intrusion-alarm")
         .unwrap_or_else(|| panic!("a resolved intrusion incident: {resolved:?}"));
     assert!(inc["acknowledged_at"].is_string(), "{inc}");
-    assert!(inc["owner"].is_string(), "assigned: {inc}");
+    // The unit the browser chose: engaged by the assignment, available again once its
+    // only mission is resolved.
+    let unit = log
+        .lines()
+        .find_map(|l| l.strip_prefix("UNIT "))
+        .expect("the script names the unit")
+        .trim()
+        .to_string();
+    assert_eq!(inc["unit"], unit.as_str(), "assigned: {inc}");
+    let u = api.get_ok(&format!("/api/v1/units/{unit}"));
+    assert_eq!(u["status"], "available", "{u}");
     let detail = api.get_ok(&format!("/api/v1/incidents/{}", inc["id"]));
     let steps = detail["sop"]["steps"].as_array().expect("steps");
     assert!(!steps.is_empty());
