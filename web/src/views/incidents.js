@@ -212,7 +212,8 @@ function paintDetail() {
   const unit = d.unit ?? d.owner;
   el.dataset.id = d.id;
   el.dataset.status = d.status;
-  el.append(
+  // Native append() would print a skipped part (null / false) as text.
+  el.append(...[
     h('header.detail-head',
       h(`span.sev.big.sev-${d.severity}`, t(`severity.${d.severity}`)),
       h('div', h('h2#detail-title', d.title),
@@ -225,7 +226,7 @@ function paintDetail() {
     h('dl.kv',
       h('dt', t('incident.opened')), h('dd', `${fmtTime(d.opened_at)} (${fmtAgo(d.opened_at, live.serverNow())})`),
       d.acknowledged_at && [h('dt', t('incident.acknowledged')), h('dd', fmtTime(d.acknowledged_at))],
-      h('dt', t('incident.rule')), h('dd', rule ? `${rule.title} (${d.rule})` : d.rule),
+      h('dt', t('incident.rule')), h('dd', rule ? `${d.rule} · ${tOr(`ruletype.${rule.type}`, rule.type)}, ${tOr(`severity.${rule.severity}`, rule.severity)}` : d.rule),
       h('dt', t('incident.alarms')), h('dd', `${d.alarm_count} · ${t(d.condition_active ? 'incident.condition_active' : 'incident.condition_cleared')}`),
       h('dt', t('incident.unit')), h('dd#detail-unit', unit ?? '—')),
     h('section.block', h('h3', t('incident.evidence')), h('p.evidence', d.evidence || '—'),
@@ -237,7 +238,7 @@ function paintDetail() {
         h('time', fmtTime(e.at)), h('span.actor', e.actor.replace(/^user:/, '')), h('span.what', e.action), e.detail && h('span.detail', e.detail))))
         : h('p.muted', t('log.empty')),
       canAct && commentBox()),
-  );
+  ].filter((part) => part != null && part !== false));
 }
 
 function observations(dev) {
