@@ -332,6 +332,7 @@ function mountForm(side) {
 
   // The perimeter being drawn: vertices [lon, lat] and whether the ring is closed.
   const draw = { vertices: [], closed: false };
+  probe.draw = draw;
   const map = smallMap(mapEl);
   map.getCanvas().style.cursor = 'crosshair';
 
