@@ -20,13 +20,21 @@ function localInputIn(page, base, minutes) {
 export async function eventsSteps(page, { token, api, check, shots, errors }) {
   const shot = async (name) => {
     const path = join(shots, name);
-    await page.screenshot({ path });
+    await page.screenshot({ path, style: '#toast { display: none !important; }' });
     check(statSync(path).size > 10000, `${name} is a real screenshot`);
   };
 
-  step('overview: KPI strip matches GET /api/v1/overview');
+  step('overview: KPI strip matches GET /api/v1/overview, live');
   await page.locator('a.tab[data-route=overview]').click();
   await page.locator('#kpi-strip [data-kpi=open_total]').waitFor();
+  // An incident opens while the overview is shown: the figures follow without a reload.
+  const before = (await api(token, 'GET', '/overview')).body.open_total;
+  const busy = new Set((await api(token, 'GET', '/incidents?status=active')).body.map((i) => i.site));
+  const panel = (await api(token, 'GET', '/devices?kind=intrusion_panel')).body.find((d) => !busy.has(d.site));
+  check(panel, 'an intrusion panel without an incident');
+  const ingest = await api(token, 'POST', `/devices/${panel.id}/observations`, [{ n: 'intrusion', vb: true }]);
+  check(ingest.status === 200, `observation accepted: ${JSON.stringify(ingest)}`);
+  await page.locator(`#kpi-strip [data-kpi=open_total]:not([data-value="${before}"])`).waitFor();
   // The figures move with the demo's scenarios: compare the page with the API until both
   // agree (the page refreshes from the live stream).
   await page.waitForFunction(async (tok) => {
@@ -44,6 +52,7 @@ export async function eventsSteps(page, { token, api, check, shots, errors }) {
 
   step('overview: the handover lists the open incidents');
   const handover = (await api(token, 'GET', '/handover')).body;
+  check(handover.open_incidents.some((i) => i.device === panel.id), 'the new incident is in the handover');
   for (const i of handover.open_incidents.slice(0, 20)) {
     await page.locator(`#handover-open tr[data-id="${i.id}"]`).waitFor();
   }
@@ -51,8 +60,10 @@ export async function eventsSteps(page, { token, api, check, shots, errors }) {
   // Moving the shift start reloads the log.
   await page.locator('#handover-since').fill(await localInputIn(page, Date.parse(kpis.now), -1));
   await page.locator('#handover-since').dispatchEvent('change');
-  await shot('overview.png');
   await page.locator('#handover-reset').click();
+  await page.locator('#handover-reset').blur();
+  if (handover.log.length) await page.locator('#handover-log tbody tr').first().waitFor();
+  await shot('overview.png');
 
   step('events: the demo concert is listed, in progress');
   await page.locator('a.tab[data-route=events]').click();
@@ -115,8 +126,9 @@ export async function eventsSteps(page, { token, api, check, shots, errors }) {
   check(/\d/.test(ruleErrorText), `the rule error gives its line: ${ruleErrorText}`);
   // The 400 was expected: not a page error.
   for (let i = errors.length - 1; i >= 0; i--) if (/^400 .*\/api\/v1\/events$/.test(errors[i])) errors.splice(i, 1);
-  await page.locator('#event-rules-input').fill('');
+  await page.locator('#event-form h2').scrollIntoViewIfNeeded();
   await shot('event-form.png');
+  await page.locator('#event-rules-input').fill('');
 
   step('events: declared, listed, in force');
   await page.locator('#event-submit').click();

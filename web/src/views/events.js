@@ -144,7 +144,7 @@ function gauge(e) {
     dataset: { occupancy: occ == null ? 'null' : String(occ), level },
     title: cap ? t('events.thresholds', { warning: num(cap.warning), critical: num(cap.critical) }) : t('events.nocapacity'),
   },
-  h('div.gauge-track',
+  e.counters > 0 && h('div.gauge-track',
     occ != null && full ? h('div.gauge-fill', { style: `width:${Math.min(100, (occ / full) * 100).toFixed(1)}%` }) : null,
     cap ? h('div.gauge-warn', { style: `left:${Math.min(100, (cap.warning / cap.critical) * 100).toFixed(1)}%` }) : null),
   h('div.gauge-label', occ == null ? h('span.below', label) : label,
@@ -318,7 +318,7 @@ function mountForm(side) {
   const ends = h('input#event-ends', { type: 'datetime-local', required: true, value: localInput(now + 4 * 3600e3) });
   const warning = h('input#event-warning', { type: 'number', min: 1, step: 1, placeholder: '30000' });
   const critical = h('input#event-critical', { type: 'number', min: 1, step: 1, placeholder: '40000' });
-  const rules = h('textarea#event-rules-input', { rows: 8, spellcheck: false, placeholder: '[[rule]]\nid = "…"\n…' });
+  const rules = h('textarea#event-rules-input', { rows: 10, spellcheck: false, placeholder: '[[rule]]\nid = "…"\n…' });
   const rulesErrors = h('ul.error.rule-errors#event-rules-errors');
   const formError = h('div.error#event-form-error');
   const perimeterStatus = h('div.perimeter-status#perimeter-status');
@@ -420,7 +420,7 @@ function mountForm(side) {
     for (const x of list) {
       const fieldName = x.field ?? '';
       const where = [x.line != null && t('events.err.line', { n: x.line }), fieldName && t('events.err.field', { field: fieldName })].filter(Boolean).join(', ');
-      const text = where ? `${where} : ${x.message}` : x.message;
+      const text = where ? `${where} — ${x.message}` : x.message;
       const top = fieldName.split('.')[0];
       if (top === 'perimeter') perimeterError.textContent = text;
       else if (['name', 'starts_at', 'ends_at', 'capacity'].includes(top) && x.line == null) {
@@ -479,20 +479,22 @@ function mountForm(side) {
     },
   },
   h('h2', t('events.form.title')),
-  field('events.form.name', name, 'name'),
-  h('div.field-row', field('events.form.starts', starts, 'starts_at'), field('events.form.ends', ends, 'ends_at')),
-  h('fieldset.field-row', h('legend', t('events.capacity')),
-    field('events.form.warning', warning, 'capacity'), field('events.form.critical', critical, 'critical')),
-  h('fieldset', h('legend', t('events.perimeter')),
-    h('p.muted.hint', t('events.draw.help')),
-    mapEl,
-    h('div.draw-tools', perimeterStatus, h('span.spacer'), undoBtn, closeBtn, clearBtn),
-    h('label.import', h('span', t('events.import')), file),
-    perimeterError),
-  h('label.field', h('span', t('events.form.rules')), rules, h('span.muted.hint', t('events.form.rules.hint'))),
-  rulesErrors,
-  formError,
-  h('div.actions', submit, h('a.button.ghost', { href: '#/events' }, t('events.form.cancel'))));
+  h('div.form-cols',
+    h('div.form-main',
+      field('events.form.name', name, 'name'),
+      h('div.field-row', field('events.form.starts', starts, 'starts_at'), field('events.form.ends', ends, 'ends_at')),
+      h('fieldset.field-row', h('legend', t('events.capacity')),
+        field('events.form.warning', warning, 'capacity'), field('events.form.critical', critical, 'critical')),
+      h('label.field', h('span', t('events.form.rules')), rules, h('span.muted.hint', t('events.form.rules.hint'))),
+      rulesErrors,
+      formError,
+      h('div.actions', submit, h('a.button.ghost', { href: '#/events' }, t('events.form.cancel')))),
+    h('fieldset.form-map', h('legend', t('events.perimeter')),
+      h('p.muted.hint', t('events.draw.help')),
+      mapEl,
+      h('div.draw-tools', perimeterStatus, h('span.spacer'), undoBtn, closeBtn, clearBtn),
+      h('label.import', h('span', t('events.import')), file),
+      perimeterError)));
   side.append(form);
   paintDraw();
   name.focus();
