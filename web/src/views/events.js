@@ -318,7 +318,7 @@ function mountForm(side) {
   const ends = h('input#event-ends', { type: 'datetime-local', required: true, value: localInput(now + 4 * 3600e3) });
   const warning = h('input#event-warning', { type: 'number', min: 1, step: 1, placeholder: '30000' });
   const critical = h('input#event-critical', { type: 'number', min: 1, step: 1, placeholder: '40000' });
-  const rules = h('textarea#event-rules-input', { rows: 10, spellcheck: false, placeholder: '[[rule]]\nid = "…"\n…' });
+  const rules = h('textarea#event-rules-input', { rows: 10, spellcheck: 'false', placeholder: '[[rule]]\nid = "…"\n…' });
   const rulesErrors = h('ul.error.rule-errors#event-rules-errors');
   const formError = h('div.error#event-form-error');
   const perimeterStatus = h('div.perimeter-status#perimeter-status');
