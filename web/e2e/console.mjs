@@ -5,6 +5,7 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { launch, login, step } from './lib.mjs';
+import { eventsSteps } from './events.mjs';
 
 const [base, password, shots] = process.argv.slice(2);
 if (!base || !password || !shots) {
@@ -147,6 +148,8 @@ try {
   await detail.locator('#detail-status[data-status=resolved]').waitFor();
   // The open queue drops it.
   await page.locator(`li.incident-row.selected`).waitFor({ state: 'detached' });
+
+  await eventsSteps(page, { token, api, check, shots, errors });
 
   step('language switch');
   const before = await page.locator('#queue-title').innerText();

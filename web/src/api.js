@@ -51,7 +51,9 @@ export async function request(method, path, body) {
   if (!resp.ok) {
     const err = data?.error ?? {};
     if (resp.status === 401 && path !== '/auth/login') for (const f of unauthorized) f();
-    throw new ApiError(resp.status, err.code ?? 'http_' + resp.status, err.message ?? resp.statusText);
+    const e = new ApiError(resp.status, err.code ?? 'http_' + resp.status, err.message ?? resp.statusText);
+    e.details = err.details ?? null; // e.g. {errors: [{line, field, message}]} of a rejected event
+    throw e;
   }
   return data;
 }

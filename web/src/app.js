@@ -8,9 +8,13 @@ import { t, getLang, setLang, onLangChange, LANGS } from './i18n.js';
 import * as login from './views/login.js';
 import * as mapView from './views/map.js';
 import * as incidentsView from './views/incidents.js';
+import * as eventsView from './views/events.js';
+import * as overviewView from './views/overview.js';
 
 router.register(mapView);
 router.register(incidentsView);
+router.register(eventsView);
+router.register(overviewView);
 
 const root = document.getElementById('app');
 let shellCleanup = null;

@@ -1,0 +1,183 @@
+// The overview: the key figures of the command post (open incidents by severity,
+// unacknowledged, escalated, mean times to acknowledge and resolve today, devices, crises,
+// events), refreshed live, and the shift handover (open incidents, the log since the start
+// of the shift), printable. Route: #/overview.
+
+import * as api from '../api.js';
+import * as live from '../live.js';
+import { navigate } from '../router.js';
+import { h, clear, toast } from '../dom.js';
+import { t, fmtTime, onLangChange } from '../i18n.js';
+
+export const route = 'overview';
+export const navKey = 'nav.overview';
+
+const SEVERITIES = ['critical', 'major', 'minor', 'info'];
+const SHIFT_HOURS = 8;
+// At most one refresh of the figures per this many ms, however busy the stream is.
+const THROTTLE_MS = 2000;
+
+let state = null;
+
+/** A duration in seconds as "45 s", "12 min 05 s", "2 h 05 min"; null: "—". */
+export function fmtDuration(s) {
+  if (s == null || !Number.isFinite(s)) return '—';
+  const n = Math.max(0, Math.round(s));
+  const pad = (x) => String(x).padStart(2, '0');
+  if (n < 60) return t('duration.s', { s: n });
+  if (n < 3600) return t('duration.ms', { m: Math.floor(n / 60), s: pad(n % 60) });
+  if (n < 86400) return t('duration.hm', { h: Math.floor(n / 3600), m: pad(Math.floor((n % 3600) / 60)) });
+  return t('duration.dh', { d: Math.floor(n / 86400), h: Math.floor((n % 86400) / 3600) });
+}
+
+function localInput(ms) {
+  const d = new Date(ms);
+  const pad = (n) => String(n).padStart(2, '0');
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T${pad(d.getHours())}:${pad(d.getMinutes())}`;
+}
+
+/** A function that runs `f` at most once per `ms` (the last call is never lost). */
+function throttle(f, ms) {
+  let timer = null;
+  let last = 0;
+  return () => {
+    if (timer) return;
+    const wait = Math.max(0, last + ms - Date.now());
+    timer = setTimeout(() => { timer = null; last = Date.now(); f(); }, wait);
+  };
+}
+
+export function mount(el) {
+  const strip = h('section.kpi-strip#kpi-strip', { 'aria-live': 'polite' });
+  const since = h('input#handover-since', { type: 'datetime-local', value: localInput(live.serverNow() - SHIFT_HOURS * 3600e3) });
+  const handover = h('section.handover#handover');
+  const head = h('div.handover-head');
+  el.append(h('section.overview-view#overview', strip, h('div.handover-wrap', head, handover)));
+  state = { strip, since, handover, head, kpis: null, data: null, timers: [] };
+
+  const refreshKpis = throttle(loadKpis, THROTTLE_MS);
+  const refreshHandover = throttle(loadHandover, THROTTLE_MS * 2);
+  since.addEventListener('change', () => loadHandover());
+  const offs = [
+    live.on('incidents', () => { refreshKpis(); refreshHandover(); }),
+    live.on('device', refreshKpis),
+    live.on('crisis', refreshKpis),
+    live.on('event', refreshKpis),
+    live.on('resync', () => { refreshKpis(); refreshHandover(); }),
+    onLangChange(() => { paintHead(); paintKpis(); paintHandover(); }),
+  ];
+  // Means and "today" move on with the clock.
+  const ticker = setInterval(refreshKpis, 60000);
+  paintHead();
+  paintKpis();
+  loadKpis();
+  loadHandover();
+  return () => { offs.forEach((f) => f()); clearInterval(ticker); state = null; };
+}
+
+async function loadKpis() {
+  try {
+    const k = await api.get('/overview');
+    if (!state) return;
+    state.kpis = k;
+    paintKpis();
+  } catch (e) {
+    if (state) clear(state.strip).append(h('p.error', t('error.generic', { message: e.message })));
+  }
+}
+
+async function loadHandover() {
+  if (!state) return;
+  const local = state.since.value;
+  const query = local ? `?since=${encodeURIComponent(new Date(local).toISOString())}` : '';
+  try {
+    const d = await api.get(`/handover${query}`);
+    if (!state) return;
+    state.data = d;
+    paintHandover();
+  } catch (e) {
+    if (state) toast(t('error.generic', { message: e.message }), 'error');
+  }
+}
+
+function kpi(key, value, opts = {}) {
+  return h(`div.kpi${opts.cls ? '.' + opts.cls : ''}`, { dataset: { kpi: key, value: value ?? '' }, title: opts.title ?? null },
+    h('div.kpi-value', opts.text ?? (value == null ? '—' : Number(value).toLocaleString())),
+    h('div.kpi-label', t(`kpi.${key}`)),
+    opts.sub && h('div.kpi-sub', opts.sub));
+}
+
+function paintKpis() {
+  if (!state) return;
+  const k = state.kpis;
+  const strip = clear(state.strip);
+  if (!k) { strip.append(h('p.muted', '…')); return; }
+  const bySev = k.open_by_severity ?? {};
+  strip.dataset.now = k.now;
+  strip.append(
+    h('div.kpi-group.open',
+      h('a.kpi.kpi-total', { href: '#/incidents', dataset: { kpi: 'open_total', value: k.open_total } },
+        h('div.kpi-value', k.open_total.toLocaleString()), h('div.kpi-label', t('kpi.open_total'))),
+      h('div.sev-counts', ...SEVERITIES.map((s) => h(`div.sev-count.sc-${s}${bySev[s] ? '.nonzero' : ''}`, { dataset: { kpi: `open_${s}`, value: bySev[s] ?? 0 } },
+        h('span.n', String(bySev[s] ?? 0)), h('span.l', t(`severity.${s}`)))))),
+    kpi('unacknowledged', k.unacknowledged, { cls: k.unacknowledged ? 'warn' : '' }),
+    kpi('escalated', k.escalated, { cls: k.escalated ? 'alert' : '' }),
+    kpi('mtta', k.mtta_today_s, { text: fmtDuration(k.mtta_today_s), sub: t('kpi.today_n', { n: k.acknowledged_today }) }),
+    kpi('mttr', k.mttr_today_s, { text: fmtDuration(k.mttr_today_s), sub: t('kpi.today_n', { n: k.resolved_today }) }),
+    h('div.kpi-group.devices', { dataset: { kpi: 'devices_total', value: k.devices_total } },
+      h('div.kpi-value', h('span.state.silent', { dataset: { kpi: 'devices_silent', value: k.devices_silent } }, k.devices_silent.toLocaleString()),
+        h('span.sep', ' / '), h('span.state.alarm', { dataset: { kpi: 'devices_alarm', value: k.devices_alarm } }, k.devices_alarm.toLocaleString()),
+        h('span.sep', ' / '), h('span.total', k.devices_total.toLocaleString())),
+      h('div.kpi-label', t('kpi.devices'))),
+    kpi('active_crises', k.active_crises, { cls: k.active_crises ? 'alert' : '' }),
+    h('a.kpi', { href: '#/events', dataset: { kpi: 'active_events', value: k.active_events } },
+      h('div.kpi-value', k.active_events.toLocaleString()), h('div.kpi-label', t('kpi.active_events'))),
+  );
+}
+
+function paintHead() {
+  if (!state) return;
+  clear(state.head).append(
+    h('h2', t('handover.title')),
+    h('label.since', h('span', t('handover.since')), state.since),
+    h('button.ghost#handover-reset', { type: 'button', on: { click: () => { state.since.value = localInput(live.serverNow() - SHIFT_HOURS * 3600e3); loadHandover(); } } }, t('handover.reset')),
+    h('button#handover-print', { type: 'button', on: { click: () => window.print() } }, t('handover.print')),
+  );
+}
+
+function paintHandover() {
+  if (!state) return;
+  const d = state.data;
+  const el = clear(state.handover);
+  if (!d) { el.append(h('p.muted', '…')); return; }
+  const open = d.open_incidents;
+  const who = api.currentUser()?.user;
+  el.append(
+    h('p.print-only.print-head', t('handover.printhead', { since: fmtTime(d.since), now: fmtTime(new Date(live.serverNow()).toISOString()), user: who ?? '' })),
+    h('section.block', h('h3', t('handover.open', { n: open.length })),
+      open.length ? h('table.handover-table#handover-open', h('thead', h('tr', ...['severity', 'title', 'commune', 'status', 'unit', 'opened'].map((c) => h('th', t(`handover.col.${c}`))))),
+        h('tbody', ...open.map((i) => h('tr', { dataset: { id: i.id }, on: { click: () => navigate(`#/incidents/${i.id}`) } },
+          h('td', h(`span.sev.sev-${i.severity}`, t(`severity.${i.severity}`))),
+          h('td', h('span.muted', `#${i.id} `), i.title, i.escalated_at ? h('span.tag.overdue', ` ${t('incident.escalated')}`) : null),
+          h('td', i.commune_name),
+          h('td', h(`span.status.st-${i.status}`, t(`status.${i.status}`))),
+          h('td', i.unit ?? i.owner ?? '—'),
+          h('td.num', fmtTime(i.opened_at))))))
+        : h('p.muted', t('handover.noopen'))),
+    h('section.block', h('h3', t('handover.log', { n: d.log.length, since: fmtTime(d.since) })),
+      d.log.length ? h('table.handover-table#handover-log', h('thead', h('tr', ...['at', 'incident', 'actor', 'action', 'detail'].map((c) => h('th', t(`handover.col.${c}`))))),
+        h('tbody', ...d.log.map((e) => h('tr', { dataset: { incident: e.incident, action: e.action } },
+          h('td.num', fmtTime(e.at)),
+          h('td', h('a', { href: `#/incidents/${e.incident}` }, `#${e.incident}`), ' ', e.title),
+          h('td', e.actor.replace(/^user:/, '')),
+          h('td', actionLabel(e.action)),
+          h('td.detail', e.detail)))))
+        : h('p.muted', t('handover.nolog'))),
+  );
+}
+
+function actionLabel(action) {
+  const key = `handover.action.${action}`;
+  const s = t(key);
+  return s === key ? action : s;
+}
