@@ -8,9 +8,13 @@ import { t, getLang, setLang, onLangChange, LANGS } from './i18n.js';
 import * as login from './views/login.js';
 import * as mapView from './views/map.js';
 import * as incidentsView from './views/incidents.js';
+import * as unitsView from './views/units.js';
+import * as crisisView from './views/crisis.js';
 
 router.register(mapView);
 router.register(incidentsView);
+router.register(unitsView);
+router.register(crisisView);
 
 const root = document.getElementById('app');
 let shellCleanup = null;
