@@ -32,8 +32,13 @@ export async function crisisSteps(page, ctx) {
   check(await page.locator(`.unit-card[data-id="${offDuty.id}"] .unit-head .unit-status`).innerText() !== '', 'the status is written');
 
   step('units board: change a status from the board, and live from elsewhere');
-  const spare = units.body.find((u) => u.status === 'available' && u.missions.length === 0);
-  check(spare, 'an available unit without mission');
+  // An available police patrol without mission, with a town hall free of incident in its
+  // area (for the mission below).
+  const panels = (await api(token, 'GET', '/devices?kind=intrusion_panel')).body;
+  const busy = new Set((await api(token, 'GET', '/incidents?status=active')).body.map((i) => i.site));
+  const freePanel = (u) => panels.find((d) => /mairie/.test(d.site) && !busy.has(d.site) && (!u.communes.length || u.communes.includes(d.commune)));
+  const spare = units.body.find((u) => u.kind === 'police' && u.status === 'available' && u.missions.length === 0 && freePanel(u));
+  check(spare, 'an available patrol without mission, with a free town hall in its area');
   const card = page.locator(`.unit-card[data-id="${spare.id}"]`);
   await card.locator('button.set-status[data-status=off_duty]').click();
   await page.locator(`.unit-card[data-id="${spare.id}"][data-status=off_duty]`).waitFor();
@@ -44,10 +49,17 @@ export async function crisisSteps(page, ctx) {
   await page.locator(`.unit-card[data-id="${spare.id}"][data-status=available]`).waitFor();
 
   step('units board: a mission appears live');
-  const open = (await api(token, 'GET', '/incidents?status=active')).body
-    .filter((i) => ['new', 'acknowledged', 'in_progress'].includes(i.status) && !i.unit);
-  check(open.length > 0, 'an open incident without unit');
-  const mission = open.find((i) => spare.communes.length === 0 || spare.communes.includes(i.commune)) ?? open[0];
+  // A fresh incident at a town hall of the unit's area (an intrusion panel without incident).
+  const panel = freePanel(spare);
+  const siteName = (await api(token, 'GET', '/territory/sites')).body.features.find((f) => f.properties.id === panel.site).properties.name;
+  const ingest = await api(token, 'POST', `/devices/${panel.id}/observations`, [{ n: 'intrusion', vb: true }]);
+  check(ingest.status === 200 && ingest.body.accepted === 1, `observation accepted: ${JSON.stringify(ingest)}`);
+  await page.locator('a.tab[data-route=incidents]').click();
+  const row = page.locator('li.incident-row[data-status=new]', { hasText: siteName }).first();
+  await row.waitFor();
+  const mission = { id: Number(await row.getAttribute('data-id')), severity: await row.getAttribute('data-severity') };
+  await page.locator('a.tab[data-route=units]').click();
+  await page.locator(`.unit-card[data-id="${spare.id}"][data-status=available]`).waitFor();
   const assigned = await api(token, 'POST', `/incidents/${mission.id}/actions`, { action: 'assign', unit: spare.id });
   check(assigned.status === 200, `assigned: ${JSON.stringify(assigned)}`);
   const missionCard = page.locator(`.unit-card[data-id="${spare.id}"][data-status=engaged]`);

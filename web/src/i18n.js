@@ -207,6 +207,7 @@ const TABLES = {
     'crisis.report.open': 'Ouvrir le rapport (nouvel onglet)',
     'crisis.report.print': 'Imprimer le rapport',
     'crisis.report.blocked': 'Le navigateur a bloqué le nouvel onglet : utilisez « Imprimer le rapport ».',
+    'crisis.report.print_hint': 'Imprimer : Ctrl+P (⌘P).',
   },
   en: {
     'app.name': 'Beffroi',
@@ -413,6 +414,7 @@ const TABLES = {
     'crisis.report.open': 'Open the report (new tab)',
     'crisis.report.print': 'Print the report',
     'crisis.report.blocked': 'The browser blocked the new tab: use “Print the report”.',
+    'crisis.report.print_hint': 'Print: Ctrl+P (⌘P).',
   },
 };
 

@@ -225,7 +225,8 @@ function paintDetail(root) {
   if (!d) { root.append(h('p.muted', '…')); return; }
   const manage = api.can('crisis.manage') && d.status === 'active';
   root.dataset.id = d.id;
-  root.append(
+  // (root.append, unlike h(), writes `false` as text: the optional parts go through h.)
+  root.append(h('div.crisis-page',
     h('header.crisis-head',
       h('a.back', { href: '#/crisis', title: t('crisis.back') }, '←'),
       h(`span.level.big.lvl-${d.level}#crisis-level-badge`, { dataset: { level: d.level } }, t('crisis.level_n', { n: d.level })),
@@ -237,7 +238,7 @@ function paintDetail(root) {
     h('div.crisis-grid',
       h('div.crisis-col', mainCourante(d, manage)),
       h('div.crisis-col', incidentBoard(d), roles(d, manage),
-        d.status === 'active' ? (api.can('crisis.manage') && closeForm(d)) : closedBlock(d))));
+        d.status === 'active' ? (api.can('crisis.manage') && closeForm(d)) : closedBlock(d)))));
   const log = root.querySelector('#crisis-log');
   if (log) log.scrollTop = log.scrollHeight;
 }
@@ -316,7 +317,7 @@ function roles(d, manage) {
         delete state.inputs[input.id];
         if (holder !== (r.holder ?? '')) send(d, 'roles', { role: r.role, holder: holder || null });
       };
-      input?.addEventListener('keydown', (e) => { if (e.key === 'Enter') save(); });
+      if (input) input.addEventListener('keydown', (e) => { if (e.key === 'Enter') save(); });
       return h('tr', { dataset: { role: r.role } },
         h('th', en ? r.name_en : r.name),
         h('td.holder', manage
@@ -373,7 +374,11 @@ async function fetchReport(id) {
     headers: { Authorization: `Bearer ${api.token()}`, Accept: 'text/html' },
   });
   if (!resp.ok) throw new Error(`${resp.status} ${resp.statusText}`);
-  return resp.text();
+  // Shown inline or as a Blob, the report inherits the console's Content-Security-Policy,
+  // which refuses its inline `onclick` print button: the console prints it instead (and
+  // Ctrl+P does in the new tab).
+  const html = await resp.text();
+  return html.replace(/<p class="noprint">[\s\S]*?<\/p>/, `<p class="noprint">${t('crisis.report.print_hint')}</p>`);
 }
 
 async function loadReport() {
