@@ -94,6 +94,7 @@ export async function crisisSteps(page, ctx) {
   step('crisis: listed as active');
   await page.locator('.crisis-head a.back').click();
   await page.locator(`#crises-active li.crisis-row[data-id="${id}"][data-status=active]`).waitFor();
+  await page.screenshot({ path: join(shots, 'crisis-list.png') });
   await page.locator(`#crises-active li.crisis-row[data-id="${id}"] a`).click();
   await page.locator('#crisis-status[data-status=active]').waitFor();
 
@@ -133,6 +134,8 @@ export async function crisisSteps(page, ctx) {
   const inline = page.frameLocator('#report-frame').locator('body');
   await inline.locator('h1', { hasText: title }).waitFor();
   const [popup] = await Promise.all([page.waitForEvent('popup'), page.locator('#report-open').click()]);
+  const popupErrors = [];
+  popup.on('console', (m) => { if (m.type() === 'error') popupErrors.push(m.text()); });
   await popup.waitForLoadState();
   await popup.locator('h1', { hasText: title }).waitFor();
   const report = await popup.locator('body').innerText();
@@ -140,6 +143,7 @@ export async function crisisSteps(page, ctx) {
     check(report.includes(text), `the report has the ${what} "${text}"`);
   }
   await popup.screenshot({ path: join(shots, 'report.png'), fullPage: true });
+  check(popupErrors.length === 0, `no error in the report's tab: ${popupErrors.join(' | ')}`);
   await popup.close();
   await page.screenshot({ path: join(shots, 'crisis-closed.png') });
   await page.locator('.crisis-head a.back').click();
