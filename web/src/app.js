@@ -8,11 +8,15 @@ import { t, getLang, setLang, onLangChange, LANGS } from './i18n.js';
 import * as login from './views/login.js';
 import * as mapView from './views/map.js';
 import * as incidentsView from './views/incidents.js';
+import * as unitsView from './views/units.js';
+import * as crisisView from './views/crisis.js';
 import * as eventsView from './views/events.js';
 import * as overviewView from './views/overview.js';
 
 router.register(mapView);
 router.register(incidentsView);
+router.register(unitsView);
+router.register(crisisView);
 router.register(eventsView);
 router.register(overviewView);
 

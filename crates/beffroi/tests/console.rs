@@ -98,7 +98,15 @@ fn an_operator_handles_a_live_incident_in_the_console() {
         beffroi.log()
     );
 
-    for shot in ["map.png", "device.png", "queue.png", "detail.png"] {
+    for shot in [
+        "map.png",
+        "device.png",
+        "queue.png",
+        "detail.png",
+        "units.png",
+        "crisis.png",
+        "report.png",
+    ] {
         let p = shots.join(shot);
         let len = std::fs::metadata(&p).map(|m| m.len()).unwrap_or(0);
         assert!(
