@@ -627,8 +627,11 @@ fn report_html(
     h.push_str("</table>");
     let _ = write!(
         h,
-        "<p class=\"noprint\"><button onclick=\"window.print()\">{}</button></p></body></html>",
-        tr("Imprimer", "Print")
+        "<p class=\"noprint\">{}</p></body></html>",
+        tr(
+            "Pour imprimer ou enregistrer en PDF : Ctrl+P.",
+            "To print or save as PDF: Ctrl+P."
+        )
     );
     h
 }

@@ -374,9 +374,9 @@ async function fetchReport(id) {
     headers: { Authorization: `Bearer ${api.token()}`, Accept: 'text/html' },
   });
   if (!resp.ok) throw new Error(`${resp.status} ${resp.statusText}`);
-  // Shown inline or as a Blob, the report inherits the console's Content-Security-Policy,
-  // which refuses its inline `onclick` print button: the console prints it instead (and
-  // Ctrl+P does in the new tab).
+  // The report (no script: shown inline or as a Blob it falls under the console's
+  // Content-Security-Policy) ends with a print hint in the report's language; the console
+  // shows its own Print button and the hint in the console's language.
   const html = await resp.text();
   return html.replace(/<p class="noprint">[\s\S]*?<\/p>/, `<p class="noprint">${t('crisis.report.print_hint')}</p>`);
 }
