@@ -103,12 +103,12 @@ export function mount(el) {
     for (const m of markers) m.getElement().hidden = !visible.communes;
   };
 
-  // Count labels are images drawn on demand: a style without glyphs (no base map, no
-  // internet) cannot draw text, but it can draw icons.
+  // Count labels are images: a style without glyphs (no base map, no internet) cannot draw
+  // text, but it can draw icons. Each label is drawn once, before the data that needs it.
   const countLabel = (n) => (n < 1000 ? String(n) : n < 10000 ? `${(n / 1000).toFixed(1).replace(/\.0$/, '')}k` : `${Math.round(n / 1000)}k`);
-  map.on('styleimagemissing', (e) => {
-    if (!e.id.startsWith('count-') || map.hasImage(e.id)) return;
-    const text = e.id.slice(6);
+  const labelImage = (text) => {
+    const id = `count-${text}`;
+    if (map.hasImage(id)) return;
     const ratio = window.devicePixelRatio || 1;
     const canvas = document.createElement('canvas');
     const ctx = canvas.getContext('2d');
@@ -121,8 +121,8 @@ export function mount(el) {
     ctx.textAlign = 'center';
     ctx.textBaseline = 'middle';
     ctx.fillText(text, canvas.width / 2, canvas.height / 2 + ratio / 2);
-    map.addImage(e.id, ctx.getImageData(0, 0, canvas.width, canvas.height), { pixelRatio: ratio });
-  });
+    map.addImage(id, ctx.getImageData(0, 0, canvas.width, canvas.height), { pixelRatio: ratio });
+  };
 
   // The box to ask for: the view grown by MARGIN on each side.
   const wantedBox = () => {
@@ -150,7 +150,11 @@ export function mount(el) {
     try {
       const fc = await api.get(`/map/clusters?z=${map.getZoom().toFixed(3)}&bbox=${bbox}`, { signal: ctl.signal });
       if (destroyed || ctl.signal.aborted) return;
-      for (const f of fc.features) if (f.properties.count) f.properties.label = countLabel(f.properties.count);
+      for (const f of fc.features) {
+        if (!f.properties.count) continue;
+        f.properties.label = countLabel(f.properties.count);
+        labelImage(f.properties.label);
+      }
       map.getSource('devices')?.setData(fc);
       view = { level: fc.level, bbox: fc.bbox };
       total = fc.total;
