@@ -55,9 +55,11 @@ try {
       };
       const t0 = performance.now();
       requestAnimationFrame((now) => { last = now; requestAnimationFrame(tick); });
-      const moves = [[300, 0], [0, 200], [-300, 0], [0, -200], [250, 150], [-250, -150]];
+      // Nine pans drifting 1,200 px east, then nine back: the view leaves the box of clusters
+      // it has (the view plus half a view on each side) and fetches the next.
+      const moves = [[250, 0], [0, 150], [150, -150]];
       for (let i = 0; i < 18; i++) {
-        const [dx, dy] = moves[i % moves.length];
+        const [dx, dy] = moves[i % moves.length].map((d) => (i < 9 ? d : -d));
         map.panBy([dx, dy], { duration: 400, easing: (x) => x });
         await new Promise((res) => map.once('moveend', res));
       }
