@@ -27,7 +27,7 @@ fn territory() -> MapIndex {
 fn bench(c: &mut Criterion) {
     let ix = territory();
     let state = |i: usize| {
-        if i % 997 == 0 {
+        if i.is_multiple_of(997) {
             MapState::Alarm
         } else {
             MapState::Normal
