@@ -65,7 +65,7 @@ try {
   const point = await page.evaluate(async () => {
     const map = window.__beffroi.map;
     map.jumpTo({ center: [5.0415, 47.322], zoom: 16.5 });
-    await new Promise((r) => map.once('idle', r));
+    await window.__beffroi.settled(); // the clusters of the new view are fetched and drawn
     // The point nearest the centre (not under the side panel).
     const c = map.project(map.getCenter());
     const pts = map.queryRenderedFeatures({ layers: ['device-points'] }).map((f) => map.project(f.geometry.coordinates));

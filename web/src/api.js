@@ -25,7 +25,7 @@ export function onUnauthorized(f) {
   unauthorized.add(f);
 }
 
-export async function request(method, path, body) {
+export async function request(method, path, body, { signal } = {}) {
   const headers = { Accept: 'application/json' };
   const tok = token();
   if (tok) headers.Authorization = `Bearer ${tok}`;
@@ -36,8 +36,10 @@ export async function request(method, path, body) {
       method,
       headers,
       body: body === undefined ? undefined : JSON.stringify(body),
+      signal,
     });
   } catch (e) {
+    if (e.name === 'AbortError') throw e;
     throw new ApiError(0, 'network', e.message);
   }
   if (resp.status === 204) return null;
@@ -58,7 +60,8 @@ export async function request(method, path, body) {
   return data;
 }
 
-export const get = (path) => request('GET', path);
+/** `opts.signal`: an AbortSignal; an aborted request rejects with the DOM's AbortError. */
+export const get = (path, opts) => request('GET', path, undefined, opts);
 export const post = (path, body) => request('POST', path, body ?? {});
 
 /** An incident action: acknowledge, start, resolve, close, reopen, comment, complete_step, assign. */

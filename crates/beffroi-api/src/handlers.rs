@@ -383,6 +383,14 @@ impl DeviceBoard {
             .copied()
             .unwrap_or(DeviceState::Normal)
     }
+
+    /// Every device's state, by device index (a copy: the lock is held for a memcpy).
+    pub fn snapshot(&self) -> Vec<DeviceState> {
+        self.states
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
 }
 
 fn device_dto(s: &AppState, d: DeviceIdx) -> DeviceDto {

@@ -18,6 +18,7 @@ pub mod dto;
 pub mod error;
 pub mod events;
 mod handlers;
+pub mod mapgrid;
 pub mod openapi;
 pub mod overview;
 pub mod units;
@@ -44,12 +45,21 @@ pub struct AppState {
     /// Cancelled when the server shuts down: ends the live streams, which would otherwise
     /// keep graceful shutdown waiting for their clients.
     pub shutdown: tokio_util::sync::CancellationToken,
+    /// The devices' positions projected for the map's clusters (the territory is fixed).
+    pub map: Arc<mapgrid::MapIndex>,
 }
 
 impl AppState {
     /// Builds the state and starts following the live stream for device states.
     pub fn new(engine: EngineHandle, reader: Arc<dyn StoreReader>, auth: Arc<Auth>) -> Self {
         let board = DeviceBoard::follow(&engine);
+        let map = Arc::new(mapgrid::MapIndex::new(
+            engine
+                .territory
+                .devices
+                .iter()
+                .map(|d| (d.position.lon, d.position.lat)),
+        ));
         AppState {
             engine,
             reader,
@@ -57,6 +67,7 @@ impl AppState {
             ready: Arc::new(AtomicBool::new(false)),
             board,
             shutdown: tokio_util::sync::CancellationToken::new(),
+            map,
         }
     }
 }
@@ -106,7 +117,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/events/{id}", get(events::get_event))
         .route("/events/{id}/cancel", post(events::cancel_event))
-        .route("/map/devices", get(console::map_devices))
+        .route("/map/clusters", get(console::map_clusters))
         .route("/territory/communes", get(console::communes_geojson));
     Router::new()
         .route("/healthz", get(handlers::healthz))

@@ -20,7 +20,7 @@ use crate::{crisis, handlers, overview, units};
         units::list_units, units::get_unit, units::set_unit_status,
         crisis::open_crisis, crisis::list_crises, crisis::get_crisis, crisis::crisis_log,
         crisis::crisis_level, crisis::crisis_role, crisis::close_crisis, crisis::crisis_report,
-        crate::console::map_devices, crate::console::communes_geojson,
+        crate::console::map_clusters, crate::console::communes_geojson,
     ),
     components(schemas(
         IncidentDto, IncidentDetailDto, SopDto, SopStepDto, LogEntryDto, ActionRequest,
@@ -33,7 +33,9 @@ use crate::{crisis, handlers, overview, units};
         crisis::CrisisSummaryDto, crisis::CrisisDto, crisis::CrisisRoleDto, crisis::CrisisLogDto,
         crisis::OpenCrisisRequest, crisis::CrisisLogRequest, crisis::CrisisLevelRequest,
         crisis::CrisisRoleRequest, crisis::CloseCrisisRequest,
-        crate::console::MapDevicesDto,
+        crate::console::MapClustersDto, crate::console::MapFeatureDto, crate::console::MapGeometryDto,
+        crate::console::MapPropertiesDto, crate::console::MapClusterPropsDto, crate::console::MapDevicePropsDto,
+        crate::console::MapStateCountsDto,
     )),
     modifiers(&Bearer),
 )]

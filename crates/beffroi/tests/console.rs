@@ -157,24 +157,70 @@ fn an_operator_handles_a_live_incident_in_the_console() {
         assert!(actions.contains(&a), "the log has `{a}`: {actions:?}");
     }
 
-    // The map's compact endpoint: aligned columns, and the panel now in alarm.
-    let map = api.get_ok("/api/v1/map/devices");
-    let n = map["count"].as_u64().expect("count") as usize;
-    for col in ["ids", "lon", "lat", "kind", "state"] {
-        assert_eq!(map[col].as_array().map(Vec::len), Some(n), "{col}");
-    }
-    let states = map["states"].as_array().expect("states");
-    let alarm = states
-        .iter()
-        .position(|s| s == "alarm")
-        .expect("alarm state");
-    let ids = map["ids"].as_array().expect("ids");
+    // The map's clusters: the panel in alarm shows alone at street zoom and raises its
+    // cluster's alarm count at the territory's zoom; the counts add up.
     let device = inc["device"].as_str().expect("a device incident");
-    let i = ids
+    let pos = api.get_ok(&format!("/api/v1/devices/{device}"))["position"].clone();
+    let (lon, lat) = (pos[0].as_f64().expect("lon"), pos[1].as_f64().expect("lat"));
+    let street = api.get_ok(&format!(
+        "/api/v1/map/clusters?z=17&bbox={},{},{},{}",
+        lon - 0.001,
+        lat - 0.001,
+        lon + 0.001,
+        lat + 0.001
+    ));
+    assert_eq!(street["clustered"], false, "{street}");
+    let alone = street["features"]
+        .as_array()
+        .expect("features")
         .iter()
-        .position(|d| d == device)
-        .expect("the panel is on the map");
-    assert_eq!(map["state"][i], alarm, "{device} is in alarm on the map");
+        .find(|f| f["properties"]["id"] == device)
+        .unwrap_or_else(|| panic!("{device} is on the map at zoom 17: {street}"));
+    assert_eq!(alone["properties"]["state"], "alarm", "{alone}");
+    let wide = api.get_ok("/api/v1/map/clusters?z=10&bbox=4.6,47.1,5.5,47.6");
+    let territory = api.get_ok("/api/v1/territory");
+    assert_eq!(wide["total"], territory["devices"], "{}", wide["total"]);
+    let features = wide["features"].as_array().expect("features");
+    let counted: u64 = features
+        .iter()
+        .map(|f| f["properties"]["count"].as_u64().unwrap_or(1))
+        .sum();
+    assert_eq!(Some(counted), wide["in_view"].as_u64());
+    assert_eq!(
+        wide["in_view"], territory["devices"],
+        "the box holds them all"
+    );
+    assert!(
+        wide["states"]["alarm"].as_u64() >= Some(1),
+        "{}",
+        wide["states"]
+    );
+    let home = features
+        .iter()
+        .find(|f| {
+            let p = &f["properties"];
+            let within = |a: &str, v: f64, b: &str| {
+                p[a].as_f64().is_some_and(|a| a <= v) && p[b].as_f64().is_some_and(|b| v <= b)
+            };
+            p["id"] == device || (within("west", lon, "east") && within("south", lat, "north"))
+        })
+        .unwrap_or_else(|| panic!("a cluster holds {device} at zoom 10"));
+    if home["properties"]["id"] == device {
+        assert_eq!(home["properties"]["state"], "alarm", "{home}");
+    } else {
+        assert!(home["properties"]["alarm"].as_u64() >= Some(1), "{home}");
+        assert_eq!(home["properties"]["worst"], "alarm", "{home}");
+    }
+    // A bad box is refused with a precise error.
+    let (status, err) = api.get("/api/v1/map/clusters?z=10&bbox=5.5,47.1,4.6,47.6");
+    assert_eq!(status, 400, "{err}");
+    assert_eq!(err["error"]["code"], "invalid_request", "{err}");
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("west")),
+        "{err}"
+    );
 }
 
 /// A console keeps its live stream open all day: SIGTERM must still stop the server at

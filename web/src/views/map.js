@@ -1,6 +1,7 @@
 // The live map: no base map by default (a plain background), optional raster tiles or a
-// local PMTiles archive from the deployment; communes, sites, devices clustered by
-// MapLibre (100,000 stay fluid) and coloured by state, open incidents by severity.
+// local PMTiles archive from the deployment; communes, sites, devices clustered by the
+// server for the visible box (GET /api/v1/map/clusters: the page never holds 100,000
+// points) and coloured by their worst state, open incidents by severity.
 
 import * as maplibregl from '/console/vendor/maplibre-gl.mjs';
 import * as api from '../api.js';
@@ -14,12 +15,19 @@ export const route = 'map';
 export const navKey = 'nav.map';
 
 const STATE_COLORS = ['#3d8bfd', '#ff4d4f', '#f5a623', '#9b59b6'];
+const STATE_NAMES = ['normal', 'alarm', 'silent', 'quarantined'];
+const stateColor = (prop) => ['match', ['get', prop], 'alarm', STATE_COLORS[1], 'silent', STATE_COLORS[2], 'quarantined', STATE_COLORS[3], STATE_COLORS[0]];
+// Clusters are fetched for the view grown by this fraction of its size on each side, and
+// fetched again when the view leaves that box or the zoom level changes.
+const MARGIN = 0.5;
+const MOVE_DEBOUNCE_MS = 120;
+const LIVE_REFRESH_MS = 1000;
 const SEVERITY_COLORS = { critical: '#ff2d55', major: '#ff7a1a', minor: '#ffd23f', info: '#5ac8fa' };
 const LAYERS = {
   basemap: ['basemap'],
   communes: ['communes'],
   sites: ['sites-fill', 'sites-line', 'sites-point'],
-  devices: ['device-clusters', 'device-points'],
+  devices: ['device-clusters', 'device-counts', 'device-points'],
   incidents: ['incidents-halo', 'incidents'],
 };
 // Layer visibility survives view changes.
@@ -30,6 +38,7 @@ const probe = (window.__beffroi ??= {});
 
 export function mount(el) {
   probe.mapReady = false;
+  for (const k of ['devicesLoadedMs', 'devicesLoadedAt', 'firstRenderMs', 'firstRenderAt', 'fetches']) delete probe[k];
   const t0 = performance.now();
   const container = h('div.map#map');
   const counters = h('div.counters#map-counters', t('map.loading'));
@@ -51,17 +60,19 @@ export function mount(el) {
   map.addControl(new maplibregl.ScaleControl({ unit: 'metric' }), 'bottom-right');
   probe.map = map;
 
-  let devices = null; // { ids, lon, lat, state, kind, kinds, index: Map id → i }
+  let total = null; // devices of the territory, from the clusters' answer
   let communes = null;
-  let features = null;
-  let dirty = false;
-  let flushTimer = null;
+  let view = null; // { level, bbox: [w, s, e, n] } of the clusters on the map
+  let inflight = null; // AbortController of the request under way
+  let moveTimer = null;
+  let liveTimer = null;
+  let lastLive = 0;
   let destroyed = false;
   let hasBasemap = false;
   const markers = [];
 
   const counts = () => {
-    const n = devices ? devices.ids.length : 0;
+    const n = total ?? 0;
     counters.dataset.devices = n;
     counters.dataset.communes = communes ? communes.features.length : 0;
     counters.dataset.incidents = live.incidents.size;
@@ -78,7 +89,7 @@ export function mount(el) {
         }), t(`map.layer.${k}`))),
       !hasBasemap && h('p.muted', t('map.nobasemap')),
       h('h3', t('map.legend')),
-      h('ul.legend', ...['normal', 'alarm', 'silent', 'quarantined'].map((s, i) =>
+      h('ul.legend', ...STATE_NAMES.map((s, i) =>
         h('li', h('span.dot', { style: `background:${STATE_COLORS[i]}` }), t(`state.${s}`))),
       ...Object.entries(SEVERITY_COLORS).map(([s, c]) =>
         h('li', h('span.dot.ring', { style: `border-color:${c}` }), t(`severity.${s}`)))),
@@ -92,17 +103,99 @@ export function mount(el) {
     for (const m of markers) m.getElement().hidden = !visible.communes;
   };
 
-  const deviceGeojson = () => {
-    if (!features) {
-      features = new Array(devices.ids.length);
-      for (let i = 0; i < devices.ids.length; i++) {
-        features[i] = { type: 'Feature', id: i, geometry: { type: 'Point', coordinates: [devices.lon[i], devices.lat[i]] }, properties: { s: devices.state[i] } };
-      }
-    } else {
-      for (let i = 0; i < features.length; i++) features[i].properties.s = devices.state[i];
-    }
-    return { type: 'FeatureCollection', features };
+  // Count labels are images: a style without glyphs (no base map, no internet) cannot draw
+  // text, but it can draw icons. Each label is drawn once, before the data that needs it.
+  const countLabel = (n) => (n < 1000 ? String(n) : n < 10000 ? `${(n / 1000).toFixed(1).replace(/\.0$/, '')}k` : `${Math.round(n / 1000)}k`);
+  const labelImage = (text) => {
+    const id = `count-${text}`;
+    if (map.hasImage(id)) return;
+    const ratio = window.devicePixelRatio || 1;
+    const canvas = document.createElement('canvas');
+    const ctx = canvas.getContext('2d');
+    const font = `600 ${11 * ratio}px system-ui, sans-serif`;
+    ctx.font = font;
+    canvas.width = Math.ceil(ctx.measureText(text).width + 4 * ratio);
+    canvas.height = Math.ceil(14 * ratio);
+    ctx.font = font;
+    ctx.fillStyle = '#ffffff';
+    ctx.textAlign = 'center';
+    ctx.textBaseline = 'middle';
+    ctx.fillText(text, canvas.width / 2, canvas.height / 2 + ratio / 2);
+    map.addImage(id, ctx.getImageData(0, 0, canvas.width, canvas.height), { pixelRatio: ratio });
   };
+
+  // The box to ask for: the view grown by MARGIN on each side.
+  const wantedBox = () => {
+    const b = map.getBounds();
+    const [w, s, e, n] = [b.getWest(), b.getSouth(), b.getEast(), b.getNorth()];
+    const dx = (e - w) * MARGIN;
+    const dy = (n - s) * MARGIN;
+    return [Math.max(-180, w - dx), Math.max(-85, s - dy), Math.min(180, e + dx), Math.min(85, n + dy)];
+  };
+  const covers = (outer, b) => outer[0] <= Math.max(-180, b.getWest()) && outer[1] <= Math.max(-85, b.getSouth())
+    && outer[2] >= Math.min(180, b.getEast()) && outer[3] >= Math.min(85, b.getNorth());
+
+  /** Fetches the clusters of the view unless those on the map already cover it. */
+  const refresh = async (force = false) => {
+    clearTimeout(moveTimer);
+    moveTimer = null;
+    if (destroyed) return;
+    const level = Math.floor(map.getZoom());
+    if (!force && view && view.level === level && covers(view.bbox, map.getBounds())) return;
+    inflight?.abort();
+    const ctl = new AbortController();
+    inflight = ctl;
+    const bbox = wantedBox().map((x) => x.toFixed(5)).join(',');
+    const started = performance.now();
+    try {
+      const fc = await api.get(`/map/clusters?z=${map.getZoom().toFixed(3)}&bbox=${bbox}`, { signal: ctl.signal });
+      if (destroyed || ctl.signal.aborted) return;
+      for (const f of fc.features) {
+        if (!f.properties.count) continue;
+        f.properties.label = countLabel(f.properties.count);
+        labelImage(f.properties.label);
+      }
+      map.getSource('devices')?.setData(fc);
+      view = { level: fc.level, bbox: fc.bbox };
+      total = fc.total;
+      probe.fetches = (probe.fetches ?? 0) + 1;
+      probe.lastFetchMs = performance.now() - started;
+      probe.lastFeatures = fc.features.length;
+      probe.devicesLoadedMs ??= performance.now() - t0;
+      probe.devicesLoadedAt ??= performance.now();
+      counts();
+    } catch (e) {
+      if (e.name === 'AbortError') return;
+      toast(t('error.generic', { message: e.message }), 'error');
+    } finally {
+      if (inflight === ctl) inflight = null;
+    }
+  };
+  const scheduleRefresh = () => {
+    clearTimeout(moveTimer);
+    moveTimer = setTimeout(() => refresh(), MOVE_DEBOUNCE_MS);
+  };
+  // Device states change live: fetch the view again, at most once a second.
+  const liveRefresh = () => {
+    if (liveTimer) return;
+    const wait = Math.max(0, lastLive + LIVE_REFRESH_MS - performance.now());
+    liveTimer = setTimeout(() => {
+      liveTimer = null;
+      lastLive = performance.now();
+      refresh(true);
+    }, wait);
+  };
+  // Resolves once no request is scheduled or under way and the map has drawn the result
+  // (browser tests and the benchmark wait on it after moving the map).
+  probe.settled = () => new Promise((resolve) => {
+    const check = () => {
+      if (destroyed) return resolve();
+      if (moveTimer || inflight || !view) return setTimeout(check, 25);
+      if (map.loaded() && !map.isMoving()) return resolve();
+      map.once('idle', check);
+    };
+    check();
+  });
 
   const incidentGeojson = () => ({
     type: 'FeatureCollection',
@@ -111,25 +204,6 @@ export function mount(el) {
       properties: { id: i.id, severity: i.severity, title: i.title },
     })),
   });
-
-  const flush = () => {
-    flushTimer = null;
-    if (!dirty || destroyed) return;
-    dirty = false;
-    map.getSource('devices')?.setData(deviceGeojson());
-  };
-
-  const onDevice = (d) => {
-    if (!devices) return;
-    const i = devices.index.get(d.device);
-    const s = devices.states.indexOf(d.state);
-    if (i === undefined || s < 0 || devices.state[i] === s) return;
-    devices.state[i] = s;
-    dirty = true;
-    // Re-clustering costs about 20 ms per 1,000 devices (main thread and worker): batch
-    // changes, less often on large territories (5 s at 100,000 devices).
-    flushTimer ??= setTimeout(flush, Math.max(1500, devices.ids.length / 20));
-  };
 
   const onIncidents = () => {
     map.getSource('incidents')?.setData(incidentGeojson());
@@ -179,18 +253,13 @@ export function mount(el) {
   const data = Promise.all([
     api.get('/territory/communes'),
     api.get('/territory/sites'),
-    api.get('/map/devices'),
   ]);
   data.catch(() => {}); // reported by load()
 
   const load = async () => {
-    const [communesFc, sites, devs] = await data;
+    const [communesFc, sites] = await data;
     if (destroyed) return;
     communes = communesFc;
-    devices = devs;
-    devices.index = new Map(devs.ids.map((id, i) => [id, i]));
-    probe.devicesLoadedMs = performance.now() - t0;
-    probe.devicesLoadedAt = performance.now();
 
     map.addSource('communes', { type: 'geojson', data: communesFc });
     map.addLayer({ id: 'communes', type: 'circle', source: 'communes', paint: {
@@ -206,21 +275,16 @@ export function mount(el) {
     map.addLayer({ id: 'sites-line', type: 'line', source: 'sites', filter: ['==', ['geometry-type'], 'Polygon'], paint: { 'line-color': '#5ac8fa', 'line-width': 1, 'line-opacity': 0.6 } });
     map.addLayer({ id: 'sites-point', type: 'circle', source: 'sites', minzoom: 12, filter: ['==', ['geometry-type'], 'Point'], paint: { 'circle-radius': 3, 'circle-color': '#5ac8fa', 'circle-opacity': 0.5 } });
 
-    map.addSource('devices', {
-      type: 'geojson', data: deviceGeojson(), cluster: true, clusterRadius: 45, clusterMaxZoom: 15,
-      ...(probe.tune ?? {}),
-      clusterProperties: {
-        alarm: ['+', ['case', ['==', ['get', 's'], 1], 1, 0]],
-        silent: ['+', ['case', ['==', ['get', 's'], 2], 1, 0]],
-      },
-    });
-    map.addLayer({ id: 'device-clusters', type: 'circle', source: 'devices', filter: ['has', 'point_count'], paint: {
-      'circle-color': ['case', ['>', ['get', 'alarm'], 0], STATE_COLORS[1], ['>', ['get', 'silent'], 0], STATE_COLORS[2], STATE_COLORS[0]],
-      'circle-opacity': 0.75,
-      'circle-radius': ['step', ['get', 'point_count'], 9, 10, 13, 100, 17, 1000, 22, 10000, 28],
+    map.addSource('devices', { type: 'geojson', data: { type: 'FeatureCollection', features: [] } });
+    map.addLayer({ id: 'device-clusters', type: 'circle', source: 'devices', filter: ['has', 'count'], paint: {
+      'circle-color': stateColor('worst'),
+      'circle-opacity': 0.8,
+      'circle-radius': ['step', ['get', 'count'], 10, 10, 13, 100, 17, 1000, 22, 10000, 28],
       'circle-stroke-color': '#0e1726', 'circle-stroke-width': 1.5 } });
-    map.addLayer({ id: 'device-points', type: 'circle', source: 'devices', filter: ['!', ['has', 'point_count']], paint: {
-      'circle-color': ['match', ['get', 's'], 1, STATE_COLORS[1], 2, STATE_COLORS[2], 3, STATE_COLORS[3], STATE_COLORS[0]],
+    map.addLayer({ id: 'device-counts', type: 'symbol', source: 'devices', filter: ['has', 'count'], layout: {
+      'icon-image': ['concat', 'count-', ['get', 'label']], 'icon-allow-overlap': true, 'icon-ignore-placement': true } });
+    map.addLayer({ id: 'device-points', type: 'circle', source: 'devices', filter: ['has', 'id'], paint: {
+      'circle-color': stateColor('state'),
       'circle-radius': ['interpolate', ['linear'], ['zoom'], 10, 3, 16, 7],
       'circle-stroke-color': '#0e1726', 'circle-stroke-width': 1 } });
 
@@ -235,12 +299,16 @@ export function mount(el) {
     // Fit the territory.
     let w = Infinity, s = Infinity, e = -Infinity, n = -Infinity;
     const grow = ([x, y]) => { w = Math.min(w, x); e = Math.max(e, x); s = Math.min(s, y); n = Math.max(n, y); };
+    const walk = (c) => (typeof c[0] === 'number' ? grow(c) : c.forEach(walk));
     communesFc.features.forEach((f) => grow(f.geometry.coordinates));
-    for (let i = 0; i < devs.lon.length; i += Math.max(1, Math.floor(devs.lon.length / 5000))) grow([devs.lon[i], devs.lat[i]]);
+    sites.features.forEach((f) => f.geometry && walk(f.geometry.coordinates));
     if (w < e) map.fitBounds([[w, s], [e, n]], { padding: 40, animate: false });
 
     applyVisibility();
     counts();
+    await refresh(true);
+    if (destroyed) return;
+    map.on('moveend', scheduleRefresh);
     map.once('idle', () => {
       probe.firstRenderMs = performance.now() - t0;
       probe.firstRenderAt = performance.now();
@@ -250,12 +318,14 @@ export function mount(el) {
     await loadBasemap();
   };
 
-  map.on('click', 'device-clusters', async (e) => {
-    const f = e.features[0];
-    const zoom = await map.getSource('devices').getClusterExpansionZoom(f.properties.cluster_id);
-    map.easeTo({ center: f.geometry.coordinates, zoom });
+  // A cluster: zoom to its devices' box, one level at least.
+  map.on('click', 'device-clusters', (e) => {
+    const p = e.features[0].properties;
+    const cam = map.cameraForBounds([[p.west, p.south], [p.east, p.north]], { padding: 80, maxZoom: 17 });
+    const zoom = Math.max(cam?.zoom ?? 0, Math.floor(map.getZoom()) + 1);
+    map.easeTo({ center: cam?.center ?? e.features[0].geometry.coordinates, zoom });
   });
-  map.on('click', 'device-points', (e) => showDevice(devices.ids[e.features[0].id]));
+  map.on('click', 'device-points', (e) => showDevice(e.features[0].properties.id));
   map.on('click', 'incidents', (e) => navigate(`#/incidents/${e.features[0].properties.id}`));
   for (const l of ['device-clusters', 'device-points', 'incidents']) {
     map.on('mouseenter', l, () => (map.getCanvas().style.cursor = 'pointer'));
@@ -288,14 +358,9 @@ export function mount(el) {
   }
 
   const offs = [
-    live.on('device', onDevice),
+    live.on('device', () => { if (view) liveRefresh(); }),
     live.on('incidents', onIncidents),
-    live.on('resync', async () => {
-      try {
-        const devs = await api.get('/map/devices');
-        for (let i = 0; i < devs.ids.length; i++) onDevice({ device: devs.ids[i], state: devs.states[devs.state[i]] });
-      } catch { /* next resync */ }
-    }),
+    live.on('resync', () => { if (view) liveRefresh(); }),
     onLangChange(() => { paintPanel(); counts(); }),
   ];
   paintPanel();
@@ -303,7 +368,9 @@ export function mount(el) {
 
   return () => {
     destroyed = true;
-    clearTimeout(flushTimer);
+    clearTimeout(moveTimer);
+    clearTimeout(liveTimer);
+    inflight?.abort();
     offs.forEach((f) => f());
     if (chart) chart.destroy();
     map.remove();
