@@ -249,6 +249,8 @@ const TABLES = {
     'handover.action.condition_cleared': 'Condition retombée',
     'handover.action.reminder': 'Relance',
     'handover.action.escalated_to_supervisor': 'Escalade au superviseur',
+    'handover.action.raised_again': 'Condition revenue',
+    'handover.action.escalated': 'Gravité relevée',
     // — units & crisis views —
     'units.title': 'Tableau des unités',
     'units.status.available': 'Disponible',
@@ -581,6 +583,8 @@ const TABLES = {
     'handover.action.condition_cleared': 'Condition cleared',
     'handover.action.reminder': 'Reminder',
     'handover.action.escalated_to_supervisor': 'Escalated to the supervisor',
+    'handover.action.raised_again': 'Condition back',
+    'handover.action.escalated': 'Severity raised',
     // — units & crisis views —
     'units.title': 'Units board',
     'units.status.available': 'Available',
