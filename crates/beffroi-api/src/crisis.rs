@@ -205,6 +205,24 @@ async fn detail(s: &AppState, crisis: Arc<Crisis>) -> Result<Json<CrisisDto>, Ap
     .await
 }
 
+/// A command on crisis `id`, answered with the crisis once durable.
+async fn on_crisis(
+    s: &AppState,
+    user: String,
+    id: u64,
+    cmd: CrisisCommand,
+) -> Result<Json<CrisisDto>, ApiError> {
+    command(
+        s,
+        user,
+        OpsCommand::Crisis {
+            id: CrisisId(id),
+            cmd,
+        },
+    )
+    .await
+}
+
 async fn command(s: &AppState, user: String, cmd: OpsCommand) -> Result<Json<CrisisDto>, ApiError> {
     match s
         .engine
@@ -314,15 +332,7 @@ pub async fn crisis_log(
 ) -> Result<Json<CrisisDto>, ApiError> {
     let req = body(b)?;
     let cmd = CrisisCommand::Log(req.text);
-    command(
-        &s,
-        user,
-        OpsCommand::Crisis {
-            id: CrisisId(id),
-            cmd,
-        },
-    )
-    .await
+    on_crisis(&s, user, id, cmd).await
 }
 
 #[utoipa::path(post, path = "/api/v1/crises/{id}/level", params(("id" = u64, Path)),
@@ -337,15 +347,7 @@ pub async fn crisis_level(
 ) -> Result<Json<CrisisDto>, ApiError> {
     let req = body(b)?;
     let cmd = CrisisCommand::Level(req.level);
-    command(
-        &s,
-        user,
-        OpsCommand::Crisis {
-            id: CrisisId(id),
-            cmd,
-        },
-    )
-    .await
+    on_crisis(&s, user, id, cmd).await
 }
 
 #[utoipa::path(post, path = "/api/v1/crises/{id}/roles", params(("id" = u64, Path)),
@@ -363,15 +365,7 @@ pub async fn crisis_role(
         role: req.role.into(),
         holder: req.holder.map(Into::into),
     };
-    command(
-        &s,
-        user,
-        OpsCommand::Crisis {
-            id: CrisisId(id),
-            cmd,
-        },
-    )
-    .await
+    on_crisis(&s, user, id, cmd).await
 }
 
 #[utoipa::path(post, path = "/api/v1/crises/{id}/close", params(("id" = u64, Path)),
@@ -388,15 +382,7 @@ pub async fn close_crisis(
     let cmd = CrisisCommand::Close {
         summary: req.summary,
     };
-    command(
-        &s,
-        user,
-        OpsCommand::Crisis {
-            id: CrisisId(id),
-            cmd,
-        },
-    )
-    .await
+    on_crisis(&s, user, id, cmd).await
 }
 
 #[utoipa::path(get, path = "/api/v1/crises/{id}/report", params(("id" = u64, Path), ReportParams),

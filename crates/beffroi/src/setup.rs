@@ -138,34 +138,12 @@ pub fn load_dir(dir: &Path) -> Result<Deployment, ConfigErrors> {
         Some(RuleSet::default())
     };
     let proc_path = dir.join("procedures.toml");
-    let procedures = if proc_path.exists() {
-        match SourceFile::read(&proc_path) {
-            Ok(src) => beffroi_engine::procedures::parse(&src)
-                .map_err(|e| errors.extend(e))
-                .ok(),
-            Err(e) => {
-                errors.push(e);
-                None
-            }
-        }
-    } else {
-        Some(Vec::new())
-    };
+    let procedures = optional(&proc_path, &mut errors, beffroi_engine::procedures::parse);
     let operations = load_operations(dir, &territory, &mut errors);
     let events_path = dir.join("events.toml");
-    let events = if events_path.exists() {
-        match SourceFile::read(&events_path) {
-            Ok(src) => beffroi_engine::events::parse(&src, &territory, load_time())
-                .map_err(|e| errors.extend(e))
-                .ok(),
-            Err(e) => {
-                errors.push(e);
-                None
-            }
-        }
-    } else {
-        Some(Vec::new())
-    };
+    let events = optional(&events_path, &mut errors, |src| {
+        beffroi_engine::events::parse(src, &territory, load_time())
+    });
     let sdir = dir.join("scenarios");
     let scenarios = if sdir.is_dir() {
         beffroi_sim::load_dir(&sdir, &territory)
@@ -194,25 +172,32 @@ pub fn load_dir(dir: &Path) -> Result<Deployment, ConfigErrors> {
 
 /// Reads the optional `units.toml`, `escalation.toml` and `crisis.toml` of a deployment
 /// folder; a missing file leaves its part empty, errors are collected into `errors`.
+/// Reads and parses an optional file of a deployment folder: its default when the file is
+/// absent, `None` when it cannot be read or parsed (the errors go to `errors`).
+fn optional<T: Default>(
+    path: &Path,
+    errors: &mut ConfigErrors,
+    parse: impl FnOnce(&SourceFile) -> Result<T, ConfigErrors>,
+) -> Option<T> {
+    if !path.exists() {
+        return Some(T::default());
+    }
+    match SourceFile::read(path) {
+        Ok(src) => parse(&src).map_err(|e| errors.extend(e)).ok(),
+        Err(e) => {
+            errors.push(e);
+            None
+        }
+    }
+}
+
 fn load_operations(dir: &Path, territory: &Territory, errors: &mut ConfigErrors) -> Operations {
     fn read<T: Default>(
         path: &Path,
         errors: &mut ConfigErrors,
         parse: impl FnOnce(&SourceFile) -> Result<T, ConfigErrors>,
     ) -> T {
-        if !path.exists() {
-            return T::default();
-        }
-        match SourceFile::read(path) {
-            Ok(src) => parse(&src).unwrap_or_else(|e| {
-                errors.extend(e);
-                T::default()
-            }),
-            Err(e) => {
-                errors.push(e);
-                T::default()
-            }
-        }
+        optional(path, errors, parse).unwrap_or_default()
     }
     Operations {
         units: read(&dir.join("units.toml"), errors, |s| {
