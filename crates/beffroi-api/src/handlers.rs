@@ -350,7 +350,7 @@ pub struct DeviceBoard {
 impl DeviceBoard {
     pub fn follow(engine: &EngineHandle) -> Arc<Self> {
         let board = Arc::new(DeviceBoard {
-            states: RwLock::new(vec![DeviceState::Normal; engine.territory.devices.len()]),
+            states: RwLock::new(engine.restored_device_states().to_vec()),
         });
         let mut rx = engine.subscribe();
         let b = Arc::clone(&board);

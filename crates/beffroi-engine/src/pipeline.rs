@@ -185,6 +185,10 @@ impl Pipeline {
             .copied()
             .unwrap_or(DeviceState::Normal)
     }
+    /// Every device's state, indexed by `DeviceIdx`.
+    pub fn device_states(&self) -> &[DeviceState] {
+        &self.states
+    }
     pub fn last_seen(&self, d: DeviceIdx) -> Option<Timestamp> {
         self.eval.last_seen(d)
     }

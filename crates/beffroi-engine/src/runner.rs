@@ -163,9 +163,18 @@ pub struct EngineHandle {
     rules: watch::Receiver<Arc<RuleSet>>,
     ops: watch::Receiver<Arc<OpsSnapshot>>,
     events: watch::Receiver<Arc<[EventView]>>,
+    /// Device states rebuilt from the store at start (alarm and silent conditions of the
+    /// restored incidents); the live stream carries the changes from then on.
+    restored_states: Arc<[crate::live::DeviceState]>,
 }
 
 impl EngineHandle {
+    /// The devices' states as restored at start, indexed by `DeviceIdx`: what a follower of
+    /// the live stream starts from.
+    pub fn restored_device_states(&self) -> Arc<[crate::live::DeviceState]> {
+        Arc::clone(&self.restored_states)
+    }
+
     /// Declares an event; returns once it is durable.
     pub async fn declare_event(
         &self,
@@ -434,6 +443,7 @@ pub async fn start_with_events(
         })
         .map_err(|e| StoreError::Backend(format!("cannot spawn the writer thread: {e}")))?;
 
+    let restored_states: Arc<[crate::live::DeviceState]> = pipeline.device_states().into();
     let pipeline_task = tokio::spawn(pipeline_loop(
         pipeline,
         ingest_rx,
@@ -455,6 +465,7 @@ pub async fn start_with_events(
             rules: rules_rx,
             ops: ops_rx,
             events: events_rx,
+            restored_states,
         },
         pipeline_task,
         writer_thread,

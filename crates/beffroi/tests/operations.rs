@@ -194,6 +194,7 @@ fn dispatch_escalation_and_crisis_mode_end_to_end() {
         overview["devices_total"].as_u64(),
         Some(support::demo::devices().len() as u64)
     );
+    assert_eq!(overview["devices_alarm"], 1, "the fire panel: {overview}");
 
     // A restart keeps the unit engaged on its mission, the crisis and the escalation.
     b.restart();
@@ -207,6 +208,16 @@ fn dispatch_escalation_and_crisis_mode_end_to_end() {
     let c = api.get_ok(&format!("/api/v1/crises/{cid}"));
     assert_eq!(c["status"], "active");
     assert_eq!(c["level"], 2);
+    // The map's device states come back with the incidents' conditions.
+    assert_eq!(
+        api.get_ok(&format!("/api/v1/devices/{}", panel.id))["state"],
+        "alarm"
+    );
+    let overview = api.get_ok("/api/v1/overview");
+    assert_eq!(
+        overview["devices_alarm"], 1,
+        "after the restart: {overview}"
+    );
 
     // Resolving the last mission frees the unit.
     post_ok(&api, &act, json!({"action": "resolve"}));
