@@ -272,7 +272,7 @@ fn clusters_dto(
 }
 
 #[utoipa::path(get, path = "/api/v1/territory/communes",
-    responses((status = 200, description = "GeoJSON FeatureCollection of the communes (id, name, insee, sites, devices)")),
+    responses((status = 200, description = "GeoJSON FeatureCollection of the communes: their boundary (Polygon or MultiPolygon from communes.geojson) or else their position (Point); properties id, name, insee, label (where the name goes), sites, devices")),
     security(("bearer" = [])))]
 pub async fn communes_geojson(State(s): State<AppState>, _u: User) -> Response {
     let t = &s.engine.territory;
@@ -289,11 +289,21 @@ pub async fn communes_geojson(State(s): State<AppState>, _u: User) -> Response {
         .iter()
         .enumerate()
         .map(|(i, c)| {
+            let label = [c.position.lon, c.position.lat];
+            let ring = |r: &Vec<beffroi_core::Point>| -> Vec<[f64; 2]> {
+                r.iter().map(|p| [p.lon, p.lat]).collect()
+            };
+            let geometry = match c.boundary.as_slice() {
+                [] => serde_json::json!({"type": "Point", "coordinates": label}),
+                [one] => serde_json::json!({"type": "Polygon", "coordinates": [ring(one)]}),
+                many => serde_json::json!({"type": "MultiPolygon",
+                    "coordinates": many.iter().map(|r| vec![ring(r)]).collect::<Vec<_>>()}),
+            };
             serde_json::json!({
                 "type": "Feature",
-                "geometry": {"type": "Point", "coordinates": [c.position.lon, c.position.lat]},
+                "geometry": geometry,
                 "properties": {"id": &*c.id, "name": &*c.name, "insee": c.insee.as_deref(),
-                    "sites": sites[i], "devices": devices[i]},
+                    "label": label, "sites": sites[i], "devices": devices[i]},
             })
         })
         .collect();

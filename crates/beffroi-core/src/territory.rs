@@ -144,7 +144,11 @@ pub struct Commune {
     pub id: Arc<str>,
     pub name: Arc<str>,
     pub insee: Option<Arc<str>>,
+    /// Where its name goes on the map (the town hall, usually).
     pub position: Point,
+    /// Outer rings of its boundary, one per polygon (`communes.geojson`); empty when the
+    /// territory gives only the position.
+    pub boundary: Vec<Vec<Point>>,
 }
 
 #[derive(Clone, Debug)]
@@ -267,6 +271,12 @@ impl Territory {
         self.communes.push(c);
         Ok(idx)
     }
+    /// Sets the boundary of a commune (outer rings, one per polygon).
+    pub fn set_commune_boundary(&mut self, i: CommuneIdx, rings: Vec<Vec<Point>>) {
+        if let Some(c) = self.communes.get_mut(i.get()) {
+            c.boundary = rings;
+        }
+    }
     pub fn add_zone(&mut self, z: Zone) -> Result<ZoneIdx, DuplicateId> {
         let idx = ZoneIdx(self.zones.len() as u32);
         insert_unique(&mut self.zone_ids, &z.id, idx, "zone")?;
@@ -338,6 +348,7 @@ pub mod fixture {
                 name: "Commune 1".into(),
                 insee: None,
                 position: Point::new(5.0, 47.0),
+                boundary: Vec::new(),
             })
             .expect("fresh id");
         let s1 = t

@@ -246,6 +246,7 @@ pub fn load(files: &[SourceFile]) -> Result<Territory, ConfigErrors> {
                 name: c.name.as_str().into(),
                 insee: c.insee.as_deref().map(Into::into),
                 position,
+                boundary: Vec::new(),
             }) {
                 cx.err(at, "commune.id", e.to_string());
             }
@@ -290,6 +291,9 @@ pub fn load(files: &[SourceFile]) -> Result<Territory, ConfigErrors> {
             "file missing",
         )),
         Some(sfile) => load_sites(sfile, &mut t, &mut errors),
+    }
+    if let Some(cfile) = find("communes.geojson") {
+        load_commune_boundaries(cfile, &mut t, &mut errors);
     }
     for f in files.iter().filter(|f| f.path.starts_with("devices/")) {
         load_devices(f, &mut t, &mut errors);
@@ -410,29 +414,103 @@ fn feature_line(src: &SourceFile, id: &str, nth: usize) -> Option<usize> {
         .map(|(i, _)| src.line(i))
 }
 
-fn load_sites(src: &SourceFile, t: &mut Territory, errors: &mut ConfigErrors) {
-    let fc: geojson::FeatureCollection = match src.text.parse::<geojson::GeoJson>() {
-        Ok(geojson::GeoJson::FeatureCollection(fc)) => fc,
+/// Parses a GeoJSON file that must be a FeatureCollection; errors go to `errors`.
+fn feature_collection(
+    src: &SourceFile,
+    errors: &mut ConfigErrors,
+) -> Option<geojson::FeatureCollection> {
+    match src.text.parse::<geojson::GeoJson>() {
+        Ok(geojson::GeoJson::FeatureCollection(fc)) => Some(fc),
         Ok(_) => {
-            return errors.push(ConfigError::new(
+            errors.push(ConfigError::new(
                 src.path.clone(),
                 Some(1),
                 None,
                 "expected a GeoJSON FeatureCollection",
             ));
+            None
         }
         Err(e) => {
             let line = match &e {
                 geojson::Error::MalformedJson(je) => Some(je.line()),
                 _ => None,
             };
-            return errors.push(ConfigError::new(
+            errors.push(ConfigError::new(
                 src.path.clone(),
                 line,
                 None,
                 e.to_string(),
             ));
+            None
         }
+    }
+}
+
+/// `communes.geojson`: the boundary of each commune of `territory.toml`, as a Polygon or
+/// MultiPolygon feature whose `properties.id` names it (a Point feature adds nothing: the
+/// position comes from `territory.toml`).
+fn load_commune_boundaries(src: &SourceFile, t: &mut Territory, errors: &mut ConfigErrors) {
+    let Some(fc) = feature_collection(src, errors) else {
+        return;
+    };
+    for (n, f) in fc.features.iter().enumerate() {
+        let id = f
+            .properties
+            .as_ref()
+            .and_then(|p| p.get("id"))
+            .and_then(|v| v.as_str())
+            .unwrap_or("");
+        let line = feature_line(src, id, n);
+        let mut err = |field: &str, msg: String| {
+            errors.push(ConfigError::new(
+                src.path.clone(),
+                line,
+                Some(field),
+                format!("feature #{n}: {msg}"),
+            ))
+        };
+        let Some(commune) = t.commune_id(id) else {
+            err(
+                "properties.id",
+                format!("`{id}` is not a commune of territory.toml"),
+            );
+            continue;
+        };
+        let ring = |r: &Vec<Vec<f64>>| -> Option<Vec<Point>> {
+            let pts = r
+                .iter()
+                .map(|c| match c.as_slice() {
+                    [lon, lat, ..] => point([*lon, *lat]),
+                    _ => None,
+                })
+                .collect::<Option<Vec<_>>>()?;
+            (pts.len() >= 4).then_some(pts)
+        };
+        let rings = match f.geometry.as_ref().map(|g| &g.value) {
+            Some(geojson::Value::Point(_)) => continue,
+            Some(geojson::Value::Polygon(p)) => p.first().and_then(ring).map(|r| vec![r]),
+            Some(geojson::Value::MultiPolygon(ps)) => ps
+                .iter()
+                .map(|p| p.first().and_then(ring))
+                .collect::<Option<Vec<_>>>(),
+            _ => None,
+        };
+        match rings {
+            Some(rings) if !rings.is_empty() => t.set_commune_boundary(commune, rings),
+            _ => err(
+                "geometry",
+                format!(
+                    "commune `{id}`: needs a Polygon or MultiPolygon (rings of at least 4 \
+                     [longitude, latitude] positions in WGS84) or a Point"
+                ),
+            ),
+        }
+    }
+}
+
+fn load_sites(src: &SourceFile, t: &mut Territory, errors: &mut ConfigErrors) {
+    let Some(fc) = feature_collection(src, errors) else {
+        return;
     };
     for (n, f) in fc.features.iter().enumerate() {
         let prop = |k: &str| {
@@ -658,6 +736,50 @@ mod tests {
         assert!(
             text.contains(
                 "devices/c1.toml:6: `device.site`: device `d2`: unknown site `elsewhere`"
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn commune_boundaries_come_from_communes_geojson() {
+        let mut fs = files("");
+        fs.push(SourceFile::new(
+            "communes.geojson",
+            r#"{"type":"FeatureCollection","features":[
+{"type":"Feature","properties":{"id":"c1"},"geometry":{"type":"MultiPolygon","coordinates":[
+  [[[4.9,46.9],[5.1,46.9],[5.1,47.1],[4.9,46.9]]],
+  [[[5.2,47.2],[5.3,47.2],[5.3,47.3],[5.2,47.2]]]]}}
+]}"#,
+        ));
+        let t = load(&fs).expect("valid");
+        let c = t.commune(t.commune_id("c1").expect("c1"));
+        assert_eq!(c.boundary.len(), 2);
+        assert_eq!(c.boundary[1][0], Point::new(5.2, 47.2));
+        assert_eq!(
+            c.position,
+            Point::new(5.0, 47.0),
+            "the label stays where it was"
+        );
+
+        let mut fs = files("");
+        fs.push(SourceFile::new(
+            "communes.geojson",
+            r#"{"type":"FeatureCollection","features":[
+{"type":"Feature","properties":{"id":"c1"},"geometry":{"type":"Polygon","coordinates":[[[4.9,46.9],[5.1,46.9]]]}},
+{"type":"Feature","properties":{"id":"atlantis"},"geometry":{"type":"Point","coordinates":[5.0,47.0]}}
+]}"#,
+        ));
+        let text = load(&fs).expect_err("invalid").to_string();
+        assert!(
+            text.contains(
+                "communes.geojson:2: `geometry`: feature #0: commune `c1`: needs a Polygon"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "communes.geojson:3: `properties.id`: feature #1: `atlantis` is not a commune"
             ),
             "{text}"
         );

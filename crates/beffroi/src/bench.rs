@@ -61,6 +61,7 @@ fn territory(devices: usize) -> Result<Territory> {
                 name: format!("Commune {c}").into(),
                 insee: None,
                 position: Point::new(5.0 + c as f64 * 0.01, 47.3),
+                boundary: Vec::new(),
             })
             .map_err(|e| anyhow!(e))?,
         );

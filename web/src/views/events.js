@@ -254,11 +254,14 @@ async function addCommunes(map) {
   }
   if (!map.style) return null;
   map.addSource('communes', { type: 'geojson', data: fc });
-  map.addLayer({ id: 'communes', type: 'circle', source: 'communes', paint: {
+  map.addLayer({ id: 'communes-line', type: 'line', source: 'communes',
+    filter: ['match', ['geometry-type'], ['Polygon', 'MultiPolygon'], true, false],
+    paint: { 'line-color': '#8a6d2f', 'line-width': 1 } });
+  map.addLayer({ id: 'communes', type: 'circle', source: 'communes', filter: ['==', ['geometry-type'], 'Point'], paint: {
     'circle-radius': 5, 'circle-color': 'rgba(245,185,66,0.12)', 'circle-stroke-color': '#8a6d2f', 'circle-stroke-width': 1 } });
   for (const f of fc.features) {
     new maplibregl.Marker({ element: h('div.commune-label.small', f.properties.name), anchor: 'top', offset: [0, 6] })
-      .setLngLat(f.geometry.coordinates).addTo(map);
+      .setLngLat(f.properties.label ?? f.geometry.coordinates).addTo(map);
   }
   return fc;
 }
@@ -407,7 +410,7 @@ function mountForm(side) {
     map.addLayer({ id: 'others', type: 'line', source: 'others', paint: { 'line-color': '#5ac8fa', 'line-width': 1.5, 'line-dasharray': [2, 2] } });
     map.addSource('draw', { type: 'geojson', data: drawn() });
     addPerimeterLayers(map, 'draw');
-    if (fc?.features.length) fit(map, fc.features.map((f) => f.geometry.coordinates), 30);
+    if (fc?.features.length) fit(map, fc.features.map((f) => f.properties.label ?? f.geometry.coordinates), 30);
     map.once('idle', () => { mapEl.dataset.ready = 'true'; });
   });
 

@@ -25,7 +25,7 @@ const LIVE_REFRESH_MS = 1000;
 const SEVERITY_COLORS = { critical: '#ff2d55', major: '#ff7a1a', minor: '#ffd23f', info: '#5ac8fa' };
 const LAYERS = {
   basemap: ['basemap'],
-  communes: ['communes'],
+  communes: ['communes-fill', 'communes-line', 'communes'],
   sites: ['sites-fill', 'sites-line', 'sites-point'],
   devices: ['device-clusters', 'device-counts', 'device-points'],
   incidents: ['incidents-halo', 'incidents'],
@@ -219,7 +219,7 @@ export function mount(el) {
     }
     if (cfg.tiles) {
       map.addSource('basemap', { type: 'raster', tiles: [cfg.tiles], tileSize: 256, attribution: cfg.attribution ?? '' });
-      map.addLayer({ id: 'basemap', type: 'raster', source: 'basemap', paint: { 'raster-opacity': 0.55, 'raster-saturation': -0.6 } }, map.getLayer('communes') ? 'communes' : undefined);
+      map.addLayer({ id: 'basemap', type: 'raster', source: 'basemap', paint: { 'raster-opacity': 0.55, 'raster-saturation': -0.6 } }, map.getLayer('communes-fill') ? 'communes-fill' : undefined);
       hasBasemap = true;
     } else if (cfg.pmtiles) {
       await loadScript('/console/vendor/pmtiles.js');
@@ -229,7 +229,7 @@ export function mount(el) {
       const archive = new window.pmtiles.PMTiles(url);
       protocol.add(archive);
       const header = await archive.getHeader();
-      const before = map.getLayer('communes') ? 'communes' : undefined;
+      const before = map.getLayer('communes-fill') ? 'communes-fill' : undefined;
       if (header.tileType === 1) {
         // Vector tiles: draw every layer of the archive as thin lines and muted fills.
         const meta = await archive.getMetadata();
@@ -262,12 +262,19 @@ export function mount(el) {
     communes = communesFc;
 
     map.addSource('communes', { type: 'geojson', data: communesFc });
-    map.addLayer({ id: 'communes', type: 'circle', source: 'communes', paint: {
+    // A commune is its boundary where communes.geojson gives one, else a circle at its
+    // position; its name goes at `label` either way.
+    const polygon = ['match', ['geometry-type'], ['Polygon', 'MultiPolygon'], true, false];
+    map.addLayer({ id: 'communes-fill', type: 'fill', source: 'communes', filter: polygon,
+      paint: { 'fill-color': '#f5b942', 'fill-opacity': 0.04 } });
+    map.addLayer({ id: 'communes-line', type: 'line', source: 'communes', filter: polygon,
+      paint: { 'line-color': '#f5b942', 'line-width': 1.2, 'line-opacity': 0.7 } });
+    map.addLayer({ id: 'communes', type: 'circle', source: 'communes', filter: ['==', ['geometry-type'], 'Point'], paint: {
       'circle-radius': ['interpolate', ['linear'], ['zoom'], 8, 6, 14, 14], 'circle-color': 'rgba(245,185,66,0.12)',
       'circle-stroke-color': '#f5b942', 'circle-stroke-width': 1.5 } });
     for (const f of communesFc.features) {
       const m = new maplibregl.Marker({ element: h('div.commune-label', f.properties.name), anchor: 'top', offset: [0, 10] })
-        .setLngLat(f.geometry.coordinates).addTo(map);
+        .setLngLat(f.properties.label ?? f.geometry.coordinates).addTo(map);
       markers.push(m);
     }
     map.addSource('sites', { type: 'geojson', data: sites });
@@ -300,7 +307,7 @@ export function mount(el) {
     let w = Infinity, s = Infinity, e = -Infinity, n = -Infinity;
     const grow = ([x, y]) => { w = Math.min(w, x); e = Math.max(e, x); s = Math.min(s, y); n = Math.max(n, y); };
     const walk = (c) => (typeof c[0] === 'number' ? grow(c) : c.forEach(walk));
-    communesFc.features.forEach((f) => grow(f.geometry.coordinates));
+    communesFc.features.forEach((f) => walk(f.geometry.coordinates));
     sites.features.forEach((f) => f.geometry && walk(f.geometry.coordinates));
     if (w < e) map.fitBounds([[w, s], [e, n]], { padding: 40, animate: false });
 
