@@ -11,9 +11,10 @@
 //!    committed the first batch of that backlog; four times, with different delays, so
 //!    that kills land inside batches rather than at their edges.
 //! 2. **A kill while the store cannot commit.** The test holds SQLite's write lock while a
-//!    chunk arrives: Beffroi receives and processes it but must not acknowledge any of it
-//!    (`beffroi_mqtt_acks_total` stays put); then it is killed and the lock released. This
-//!    makes "PUBACK before commit" fail deterministically rather than by timing.
+//!    chunk arrives: Beffroi receives it and processes as much of it as its bounded queues
+//!    let through, but must not acknowledge any of it (`beffroi_mqtt_acks_total` stays
+//!    put); then it is killed and the lock released. This makes "PUBACK before commit"
+//!    fail deterministically rather than by timing.
 //! 3. **Publishing while down.** The end of the stream is published while Beffroi is dead.
 
 mod support;
@@ -47,6 +48,10 @@ const STUCK: Range<usize> = 2000..2500;
 const TAIL: Range<usize> = STUCK.end..N;
 /// How long Beffroi must keep its PUBACKs to itself once it holds messages it cannot commit.
 const NO_ACK_WATCH: Duration = Duration::from_millis(300);
+/// How long Beffroi may take to receive the chunk published while the store is locked.
+/// Generous: the machine may be loaded. Past the store's busy timeout (5 s) its commit
+/// fails and it reconnects for a redelivery, which acknowledges nothing either.
+const LOCKED_DEADLINE: Duration = Duration::from_secs(60);
 /// One message in `INTRUSION_EVERY` is the intrusion panel (alternately true and false).
 const INTRUSION_EVERY: usize = 150;
 
@@ -277,18 +282,23 @@ fn kill9_while_streaming_loses_nothing_and_keeps_one_incident() {
         .expect("take SQLite's write lock");
     gate.send(false).expect("streamer");
     publisher.wait_acks(acks_base + STUCK.end as u64, Duration::from_secs(30));
+    // Beffroi receives the whole chunk (its ingest queue has room for it) and processes
+    // what its bounded pipeline-to-writer queue lets through: with the writer stuck on the
+    // lock, that is as many messages as fit in `MAX_JOBS_PER_COMMIT` batches, and batches
+    // are small when the machine is loaded, so not necessarily the whole chunk. What the
+    // watch below needs is messages processed and not committed; any will do.
     let chunk = STUCK.len() as f64;
-    poll(
-        "the locked chunk received and processed by Beffroi",
-        Duration::from_secs(4),
+    let (received, processed) = poll(
+        "the locked chunk received, and some of it processed, by Beffroi",
+        LOCKED_DEADLINE,
         || metrics_of(&beffroi),
         || {
             let m = metrics_of(&beffroi);
             let received = metric(&m, "beffroi_mqtt_messages_total", &[]).unwrap_or(0.0);
-            let ingested = metric(&m, "beffroi_ingest_messages_total", &[("source", "mqtt")]);
-            (received >= received_before + chunk
-                && ingested.unwrap_or(0.0) >= ingested_before + chunk)
-                .then_some(())
+            let ingested =
+                metric(&m, "beffroi_ingest_messages_total", &[("source", "mqtt")]).unwrap_or(0.0);
+            (received >= received_before + chunk && ingested > ingested_before)
+                .then_some((received - received_before, ingested - ingested_before))
         },
     );
     let watch = Instant::now();
@@ -304,10 +314,9 @@ fn kill9_while_streaming_loses_nothing_and_keeps_one_incident() {
     lock.execute_batch("ROLLBACK").expect("release the lock");
     drop(lock);
     eprintln!(
-        "kill {}: {} messages received, processed and not acknowledged while the store was \
-         locked",
+        "kill {}: {received} messages received, {processed} of them processed, none \
+         acknowledged while the store was locked",
         KILL_DELAYS_MS.len() + 1,
-        STUCK.len()
     );
 
     // The devices keep publishing while Beffroi is down; the broker queues for its session.
