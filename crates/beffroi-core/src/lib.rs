@@ -10,17 +10,20 @@
 //! deterministic and testable without a runtime.
 
 pub mod alarm;
+pub mod audit;
 pub mod crisis;
 pub mod event;
 pub mod geo;
 pub mod incident;
 pub mod observation;
 pub mod overview;
+pub mod security;
 pub mod territory;
 pub mod time;
 pub mod unit;
 
 pub use alarm::{Alarm, AlarmKind, DedupKey};
+pub use audit::{AuditOutcome, AuditRecord, AuditSink};
 pub use event::{Capacity, Event, EventOrigin, EventStatus};
 pub use geo::Point;
 pub use incident::{
@@ -28,6 +31,7 @@ pub use incident::{
     SopStep, Status, TransitionError,
 };
 pub use observation::{Observation, Value};
+pub use security::{SecuritySignal, Trust};
 pub use territory::{
     Commune, CommuneIdx, DataCategory, Device, DeviceIdx, DeviceKind, FieldIdx, FieldSpec,
     FieldType, KindIdx, Site, SiteIdx, SiteKind, Territory, Zone, ZoneIdx,

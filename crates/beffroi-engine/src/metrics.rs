@@ -58,6 +58,13 @@ pub struct Metrics {
     pub rule_reloads: Family<ResultLabel, Counter>,
     pub log_suppressed: Counter,
     pub observations_purged: Counter,
+    /// Security signals raised by the edges, per kind.
+    pub security_signals: Family<KindLabel, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabel {
+    pub kind: &'static str,
 }
 
 impl Metrics {
@@ -104,6 +111,7 @@ impl Metrics {
             rule_reloads: Family::default(),
             log_suppressed: Counter::default(),
             observations_purged: Counter::default(),
+            security_signals: Family::default(),
             registry: Mutex::new(Registry::default()),
         };
         r.register(
@@ -173,6 +181,11 @@ impl Metrics {
             "observations_purged",
             "Observations deleted by the retention window",
             m.observations_purged.clone(),
+        );
+        r.register(
+            "security_signals",
+            "Security signals raised by the broker feed and signature checks, per kind",
+            m.security_signals.clone(),
         );
         *m.registry.lock().unwrap_or_else(|p| p.into_inner()) = r;
         m

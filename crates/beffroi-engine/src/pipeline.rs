@@ -443,6 +443,22 @@ impl Pipeline {
         });
     }
 
+    /// A security signal from an edge (broker feed, signature check): counted, then weighed
+    /// by anomaly detection.
+    pub fn on_security_signal(
+        &mut self,
+        signal: &beffroi_core::SecuritySignal,
+        _at: Timestamp,
+        _out: &mut Output,
+    ) {
+        self.metrics
+            .security_signals
+            .get_or_create(&crate::metrics::KindLabel {
+                kind: signal.kind(),
+            })
+            .inc();
+    }
+
     /// Advances processing time.
     pub fn tick(&mut self, now: Timestamp, out: &mut Output) {
         self.refresh_events(now, false, out);
