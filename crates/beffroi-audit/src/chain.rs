@@ -1,0 +1,497 @@
+//! The chain, pure: how an entry is hashed, what a checkpoint signs, and how a sequence of
+//! stored rows is checked. No I/O: the SQLite adapter reads rows and hands them here, and
+//! the property tests feed rows they tampered with.
+
+use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
+use sha2::{Digest, Sha256};
+
+/// A SHA-256 digest.
+pub type Hash = [u8; 32];
+
+/// The `prev_hash` of the first entry.
+pub const GENESIS: Hash = [0; 32];
+
+/// Domain tags: an entry hash can never be confused with a checkpoint message or with a
+/// hash of another format version.
+const ENTRY_TAG: &[u8] = b"beffroi-audit-entry-v1";
+const CHECKPOINT_TAG: &[u8] = b"beffroi-audit-checkpoint-v1";
+
+/// The fields of one entry that its hash covers, all of them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EntryFields<'a> {
+    pub seq: u64,
+    pub at_ms: i64,
+    pub actor: &'a str,
+    pub action: &'a str,
+    pub target: Option<&'a str>,
+    pub outcome: &'a str,
+    pub detail: &'a str,
+    pub prev_hash: &'a Hash,
+}
+
+fn put_bytes(h: &mut Sha256, b: &[u8]) {
+    h.update((b.len() as u64).to_be_bytes());
+    h.update(b);
+}
+
+/// SHA-256 over an unambiguous encoding: a domain tag, then every field length-prefixed
+/// (u64 big-endian) or fixed-size, the optional target with a presence byte. Two different
+/// entries never share an encoding, so `("ab", "c")` and `("a", "bc")` hash differently.
+pub fn entry_hash(f: &EntryFields<'_>) -> Hash {
+    let mut h = Sha256::new();
+    put_bytes(&mut h, ENTRY_TAG);
+    h.update(f.seq.to_be_bytes());
+    h.update(f.at_ms.to_be_bytes());
+    put_bytes(&mut h, f.actor.as_bytes());
+    put_bytes(&mut h, f.action.as_bytes());
+    match f.target {
+        None => h.update([0u8]),
+        Some(t) => {
+            h.update([1u8]);
+            put_bytes(&mut h, t.as_bytes());
+        }
+    }
+    put_bytes(&mut h, f.outcome.as_bytes());
+    put_bytes(&mut h, f.detail.as_bytes());
+    h.update(f.prev_hash);
+    h.finalize().into()
+}
+
+/// The message a checkpoint signs: the seq of the entry it seals, that entry's hash and the
+/// checkpoint's time.
+pub fn checkpoint_message(seq: u64, entry_hash: &Hash, at_ms: i64) -> Vec<u8> {
+    let mut m = Vec::with_capacity(CHECKPOINT_TAG.len() + 8 + 32 + 8);
+    m.extend_from_slice(CHECKPOINT_TAG);
+    m.extend_from_slice(&seq.to_be_bytes());
+    m.extend_from_slice(entry_hash);
+    m.extend_from_slice(&at_ms.to_be_bytes());
+    m
+}
+
+pub fn sign_checkpoint(key: &SigningKey, seq: u64, entry_hash: &Hash, at_ms: i64) -> [u8; 64] {
+    key.sign(&checkpoint_message(seq, entry_hash, at_ms))
+        .to_bytes()
+}
+
+/// A short, stable name of a public key (first 8 bytes of its SHA-256, hex), stored with each
+/// checkpoint so that a verifier says which key signed it.
+pub fn key_id(key: &VerifyingKey) -> String {
+    let d: Hash = Sha256::digest(key.as_bytes()).into();
+    hex::encode(&d[..8])
+}
+
+/// One entry row as stored. Hashes are kept as the stored text so that a row an attacker
+/// filled with garbage is reported, not a reason to stop.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredEntry {
+    pub seq: i64,
+    pub at_ms: i64,
+    pub actor: String,
+    pub action: String,
+    pub target: Option<String>,
+    pub outcome: String,
+    pub detail: String,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+/// One checkpoint row as stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredCheckpoint {
+    pub seq: i64,
+    pub entry_hash: String,
+    pub at_ms: i64,
+    pub signature: String,
+    pub key_id: String,
+}
+
+fn decode_hash(s: &str) -> Option<Hash> {
+    let mut out = [0u8; 32];
+    hex::decode_to_slice(s, &mut out).ok().map(|()| out)
+}
+
+impl StoredEntry {
+    /// The hash of this row's contents (with its stored seq and prev hash); `None` when the
+    /// seq is negative or the prev hash is not 64 hex digits.
+    pub fn computed_hash(&self) -> Option<Hash> {
+        self.computed_hash_at(u64::try_from(self.seq).ok()?)
+    }
+
+    fn computed_hash_at(&self, seq: u64) -> Option<Hash> {
+        let prev = decode_hash(&self.prev_hash)?;
+        Some(entry_hash(&EntryFields {
+            seq,
+            at_ms: self.at_ms,
+            actor: &self.actor,
+            action: &self.action,
+            target: self.target.as_deref(),
+            outcome: &self.outcome,
+            detail: &self.detail,
+            prev_hash: &prev,
+        }))
+    }
+
+    fn stored_hash(&self) -> Option<Hash> {
+        decode_hash(&self.hash)
+    }
+}
+
+/// What is wrong, at which seq. Ordered by seq: the first problem is the first entry that
+/// was altered, removed or inserted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Problem {
+    /// The row's contents do not match its own hash: altered (or forged, or moved).
+    Altered { seq: i64 },
+    /// The row's hash matches its contents under another seq (`hashed_as`): rows before it
+    /// were removed (`hashed_as > seq`) or inserted, and the rest renumbered, or rows were
+    /// reordered. Reported at the lower of the two seqs.
+    Renumbered { seq: i64, hashed_as: u64 },
+    /// Entries `from..=to` are missing (a gap in the sequence).
+    Removed { from: i64, to: i64 },
+    /// The row is consistent but does not link to the entry before it, and the entry after
+    /// it links over it: it was inserted.
+    Inserted { seq: i64 },
+    /// The row is consistent but does not link to the entry before it: that entry was
+    /// rewritten with a recomputed hash, or rows were swapped in.
+    ChainBreak { seq: i64 },
+    /// A checkpoint's signature does not verify with any of the trusted keys.
+    BadSignature { seq: i64, key_id: String },
+    /// A checkpoint seals an entry hash that is not the stored entry's: the entries after
+    /// the previous good checkpoint (`after`) up to `seq` were rewritten and re-hashed.
+    CheckpointMismatch { seq: i64, after: i64 },
+    /// A signed checkpoint seals an entry that is no longer there: the log was truncated.
+    Truncated { seq: i64, last: i64 },
+}
+
+impl Problem {
+    /// The seq the problem is reported at.
+    pub fn seq(&self) -> i64 {
+        match self {
+            Problem::Renumbered { seq, hashed_as } => (*seq).min(*hashed_as as i64),
+            Problem::Altered { seq }
+            | Problem::Inserted { seq }
+            | Problem::ChainBreak { seq }
+            | Problem::BadSignature { seq, .. }
+            | Problem::CheckpointMismatch { seq, .. } => *seq,
+            Problem::Removed { from, .. } => *from,
+            // The first entry that is gone.
+            Problem::Truncated { last, .. } => last + 1,
+        }
+    }
+
+    /// A short machine-readable kind.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Problem::Altered { .. } => "altered",
+            Problem::Renumbered { .. } => "renumbered",
+            Problem::Removed { .. } => "removed",
+            Problem::Inserted { .. } => "inserted",
+            Problem::ChainBreak { .. } => "chain-break",
+            Problem::BadSignature { .. } => "bad-signature",
+            Problem::CheckpointMismatch { .. } => "checkpoint-mismatch",
+            Problem::Truncated { .. } => "truncated",
+        }
+    }
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Problem::Altered { seq } => write!(
+                f,
+                "seq {seq}: altered — the entry's contents do not match its hash (changed, forged or moved)"
+            ),
+            Problem::Renumbered { seq, hashed_as } if *hashed_as as i64 > *seq => write!(
+                f,
+                "seq {seq}: removed or moved — the entry stored at seq {seq} was hashed as seq {hashed_as}: entries were deleted and the rest renumbered, or rows were reordered"
+            ),
+            Problem::Renumbered { seq, hashed_as } => write!(
+                f,
+                "seq {hashed_as}: inserted or moved — the entry stored at seq {seq} was hashed as seq {hashed_as}: entries were inserted and the rest renumbered, or rows were reordered"
+            ),
+            Problem::Removed { from, to } if from == to => {
+                write!(f, "seq {from}: removed — the entry is missing")
+            }
+            Problem::Removed { from, to } => {
+                write!(f, "seq {from}: removed — entries {from} to {to} are missing")
+            }
+            Problem::Inserted { seq } => write!(
+                f,
+                "seq {seq}: inserted — the entry does not link to the one before it, and the next one links over it"
+            ),
+            Problem::ChainBreak { seq } => write!(
+                f,
+                "seq {seq}: chain broken — the entry does not link to entry {}: that entry was rewritten and re-hashed, or entries were replaced",
+                seq - 1
+            ),
+            Problem::BadSignature { seq, key_id } => write!(
+                f,
+                "seq {seq}: checkpoint signature invalid (signed by key {key_id}, not a trusted key) — forged checkpoint"
+            ),
+            Problem::CheckpointMismatch { seq, after } => write!(
+                f,
+                "seq {seq}: the signed checkpoint does not match the stored entry — entries {} to {seq} were rewritten and re-hashed after signing",
+                after + 1
+            ),
+            Problem::Truncated { seq, last } => write!(
+                f,
+                "seq {}: removed — the log ends at seq {last} but a signed checkpoint seals seq {seq} (the tail was truncated)",
+                last + 1
+            ),
+        }
+    }
+}
+
+/// The verdict on a whole log.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Report {
+    pub entries: u64,
+    pub first_seq: Option<i64>,
+    pub last_seq: Option<i64>,
+    pub checkpoints: u64,
+    /// The highest seq sealed by a valid checkpoint that matches the stored entry.
+    pub last_signed_seq: Option<i64>,
+    /// Entries after the last valid checkpoint: their chain holds, but nothing proves that
+    /// entries after them were not cut off.
+    pub unsigned: u64,
+    /// Every problem found, by seq.
+    pub problems: Vec<Problem>,
+}
+
+impl Report {
+    pub fn first_problem(&self) -> Option<&Problem> {
+        self.problems.first()
+    }
+    pub fn is_ok(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+/// How far a renumbered row is looked for (a few removed or inserted rows before it).
+const RENUMBER_WINDOW: u64 = 8;
+
+/// Checks a log: `entries` in ascending seq order (as `ORDER BY seq` returns them),
+/// `checkpoints` in any order, `keys` the trusted public keys. Every problem is collected;
+/// [`Report::first_problem`] names the first one.
+pub fn verify(
+    entries: impl IntoIterator<Item = StoredEntry>,
+    checkpoints: &[StoredCheckpoint],
+    keys: &[VerifyingKey],
+) -> Report {
+    let mut report = Report::default();
+    // Stored hash of every entry by seq, for the checkpoints.
+    let mut hashes: std::collections::BTreeMap<i64, Option<Hash>> = Default::default();
+    let mut iter = entries.into_iter().peekable();
+    // (seq, stored hash) of the previous row.
+    let mut prev: Option<(i64, Option<Hash>)> = None;
+    while let Some(row) = iter.next() {
+        report.entries += 1;
+        report.first_seq.get_or_insert(row.seq);
+        report.last_seq = Some(row.seq);
+        let stored = row.stored_hash();
+        hashes.insert(row.seq, stored);
+        let expected_seq = prev.map_or(1, |(s, _)| s + 1);
+        let prev_hash = prev.map_or(Some(GENESIS), |(_, h)| h);
+        let links = decode_hash(&row.prev_hash).is_some() && decode_hash(&row.prev_hash) == prev_hash;
+        let consistent = stored.is_some() && row.computed_hash() == stored;
+        prev = Some((row.seq, stored));
+
+        if !consistent {
+            // Hashed under another seq? Then it was renumbered.
+            let renumbered = u64::try_from(row.seq).ok().and_then(|s| {
+                (1..=RENUMBER_WINDOW)
+                    .flat_map(|d| [s.checked_add(d), s.checked_sub(d)])
+                    .flatten()
+                    .find(|&other| other > 0 && stored.is_some() && row.computed_hash_at(other) == stored)
+            });
+            report.problems.push(match renumbered {
+                Some(hashed_as) => Problem::Renumbered {
+                    seq: row.seq,
+                    hashed_as,
+                },
+                None => Problem::Altered { seq: row.seq },
+            });
+            continue;
+        }
+        if row.seq > expected_seq && !links {
+            report.problems.push(Problem::Removed {
+                from: expected_seq,
+                to: row.seq - 1,
+            });
+            continue;
+        }
+        if row.seq != expected_seq {
+            // Links to its predecessor but carries another number: it was slipped in.
+            report.problems.push(Problem::Inserted { seq: row.seq });
+            continue;
+        }
+        if !links {
+            let next_links_over = iter.peek().is_some_and(|next| {
+                decode_hash(&next.prev_hash).is_some() && decode_hash(&next.prev_hash) == prev_hash
+            });
+            report.problems.push(if next_links_over {
+                Problem::Inserted { seq: row.seq }
+            } else {
+                Problem::ChainBreak { seq: row.seq }
+            });
+        }
+    }
+
+    let mut cps: Vec<&StoredCheckpoint> = checkpoints.iter().collect();
+    cps.sort_by_key(|c| c.seq);
+    report.checkpoints = cps.len() as u64;
+    let last = report.last_seq.unwrap_or(0);
+    let mut last_good = 0i64;
+    for cp in cps {
+        let sig_ok = match (
+            decode_hash(&cp.entry_hash),
+            hex::decode(&cp.signature)
+                .ok()
+                .and_then(|b| <[u8; 64]>::try_from(b.as_slice()).ok()),
+            u64::try_from(cp.seq),
+        ) {
+            (Some(h), Some(sig), Ok(seq)) => {
+                let msg = checkpoint_message(seq, &h, cp.at_ms);
+                let sig = Signature::from_bytes(&sig);
+                keys.iter().any(|k| k.verify(&msg, &sig).is_ok())
+            }
+            _ => false,
+        };
+        if !sig_ok {
+            report.problems.push(Problem::BadSignature {
+                seq: cp.seq,
+                key_id: cp.key_id.clone(),
+            });
+            continue;
+        }
+        match hashes.get(&cp.seq) {
+            None if cp.seq > last => report.problems.push(Problem::Truncated { seq: cp.seq, last }),
+            // A hole: reported by the chain walk already.
+            None => {}
+            Some(h) if h.is_some() && *h == decode_hash(&cp.entry_hash) => {
+                last_good = last_good.max(cp.seq);
+                report.last_signed_seq = Some(last_good);
+            }
+            Some(_) => report.problems.push(Problem::CheckpointMismatch {
+                seq: cp.seq,
+                after: last_good,
+            }),
+        }
+    }
+    report.unsigned = hashes.range(last_good + 1..).count() as u64;
+    report.problems.sort_by_key(|p| p.seq());
+    report
+}
+
+/// Builds entries in memory the way the writer does: the reference for tests and the
+/// writer's own hashing.
+#[derive(Clone, Debug)]
+pub struct Chain {
+    pub last_seq: u64,
+    pub last_hash: Hash,
+}
+
+impl Default for Chain {
+    fn default() -> Self {
+        Chain {
+            last_seq: 0,
+            last_hash: GENESIS,
+        }
+    }
+}
+
+impl Chain {
+    /// Appends one record: returns the stored row.
+    pub fn append(&mut self, r: &beffroi_core::audit::AuditRecord) -> StoredEntry {
+        let seq = self.last_seq + 1;
+        let hash = entry_hash(&EntryFields {
+            seq,
+            at_ms: r.at_ms,
+            actor: &r.actor,
+            action: &r.action,
+            target: r.target.as_deref(),
+            outcome: r.outcome.as_str(),
+            detail: &r.detail,
+            prev_hash: &self.last_hash,
+        });
+        let row = StoredEntry {
+            seq: seq as i64,
+            at_ms: r.at_ms,
+            actor: r.actor.clone(),
+            action: r.action.clone(),
+            target: r.target.clone(),
+            outcome: r.outcome.as_str().to_string(),
+            detail: r.detail.clone(),
+            prev_hash: hex::encode(self.last_hash),
+            hash: hex::encode(hash),
+        };
+        self.last_seq = seq;
+        self.last_hash = hash;
+        row
+    }
+
+    /// A signed checkpoint of the last entry.
+    pub fn checkpoint(&self, key: &SigningKey, at_ms: i64) -> StoredCheckpoint {
+        StoredCheckpoint {
+            seq: self.last_seq as i64,
+            entry_hash: hex::encode(self.last_hash),
+            at_ms,
+            signature: hex::encode(sign_checkpoint(key, self.last_seq, &self.last_hash, at_ms)),
+            key_id: key_id(&key.verifying_key()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fields<'a>(actor: &'a str, action: &'a str, target: Option<&'a str>) -> EntryFields<'a> {
+        EntryFields {
+            seq: 1,
+            at_ms: 0,
+            actor,
+            action,
+            target,
+            outcome: "ok",
+            detail: "{}",
+            prev_hash: &GENESIS,
+        }
+    }
+
+    #[test]
+    fn the_encoding_is_unambiguous() {
+        // Moving a byte across a field boundary changes the hash.
+        assert_ne!(
+            entry_hash(&fields("ab", "c", None)),
+            entry_hash(&fields("a", "bc", None))
+        );
+        // An absent target is not an empty one.
+        assert_ne!(
+            entry_hash(&fields("a", "b", None)),
+            entry_hash(&fields("a", "b", Some("")))
+        );
+        // seq and prev hash are covered.
+        let mut f = fields("a", "b", None);
+        let h = entry_hash(&f);
+        f.seq = 2;
+        assert_ne!(h, entry_hash(&f));
+        let other = [1u8; 32];
+        f.seq = 1;
+        f.prev_hash = &other;
+        assert_ne!(h, entry_hash(&f));
+    }
+
+    #[test]
+    fn a_checkpoint_verifies_only_with_its_key_and_its_fields() {
+        let key = SigningKey::from_bytes(&[7; 32]);
+        let h = [3u8; 32];
+        let sig = Signature::from_bytes(&sign_checkpoint(&key, 5, &h, 1000));
+        let vk = key.verifying_key();
+        assert!(vk.verify(&checkpoint_message(5, &h, 1000), &sig).is_ok());
+        assert!(vk.verify(&checkpoint_message(6, &h, 1000), &sig).is_err());
+        assert!(vk.verify(&checkpoint_message(5, &h, 1001), &sig).is_err());
+        let other = SigningKey::from_bytes(&[8; 32]).verifying_key();
+        assert!(other.verify(&checkpoint_message(5, &h, 1000), &sig).is_err());
+    }
+}

@@ -1,0 +1,431 @@
+//! The tamper-evident audit log (ADR 0010).
+//!
+//! An append-only, hash-chained log in its own SQLite file (`<data_dir>/audit.sqlite`):
+//! every entry carries its seq, wall-clock time, actor, action, target, outcome and detail,
+//! the hash of the entry before it and its own hash, SHA-256 over an unambiguous encoding
+//! of all of these ([`chain::entry_hash`]). Every `checkpoint_every` entries, every
+//! `checkpoint_interval` and at shutdown, the writer signs the last entry's (seq, hash) and
+//! the time with an Ed25519 key kept in a file apart from the database
+//! ([`key::load_or_create`]).
+//!
+//! - [`AuditLog`] is the [`AuditSink`] the server hands to whatever acts on someone's behalf:
+//!   `record` hands the record to a dedicated writer thread over a bounded queue; a full
+//!   queue makes the caller wait (counted in `beffroi_audit_queue_waits_total`), never drops.
+//! - [`verify_log`] checks a log file: the chain and every checkpoint signature, and names the
+//!   first entry altered, removed or inserted ([`chain::Problem`]). `beffroi audit verify`
+//!   prints its report.
+//!
+//! **Architecture invariant:** the chain and the verification ([`chain`]) are pure; the
+//! only I/O is in [`store`] (SQLite), [`key`] (the key files) and the writer thread.
+
+pub mod chain;
+pub mod key;
+pub mod store;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use beffroi_core::Clock;
+use beffroi_core::audit::{AuditRecord, AuditSink};
+use ed25519_dalek::{SigningKey, VerifyingKey};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use rusqlite::Connection;
+
+pub use chain::{Problem, Report};
+
+/// The log's file name in the data folder.
+pub const LOG_FILE: &str = "audit.sqlite";
+/// The signing key's file name in the data folder (when no other path is given).
+pub const KEY_FILE: &str = "audit-signing.key";
+/// The public key's file name, beside the log.
+pub const PUBLIC_KEY_FILE: &str = "audit-signing.pub";
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    #[error("audit log {path}: {source}")]
+    Db {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("audit log {path}: schema version {found} is newer than this binary knows")]
+    Schema { path: PathBuf, found: i64 },
+    #[error("audit log {path}: {message}")]
+    Damaged { path: PathBuf, message: String },
+    #[error("audit key {path}: {message}")]
+    Key { path: PathBuf, message: String },
+    #[error("the audit log is closed")]
+    Closed,
+    #[error("audit log: {0}")]
+    Write(String),
+}
+
+/// Where the log and its keys live, and when checkpoints are signed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuditConfig {
+    /// The SQLite file (`<data_dir>/audit.sqlite` by default).
+    pub path: PathBuf,
+    /// The signing key (`<data_dir>/audit-signing.key` by default), generated if absent.
+    pub key_file: PathBuf,
+    /// The public key, written (or checked) at open (`<data_dir>/audit-signing.pub`).
+    pub public_key_file: PathBuf,
+    /// A checkpoint after this many entries since the last one (0: never by count).
+    pub checkpoint_every: u64,
+    /// A checkpoint when entries are unsigned and this long has passed since the last one.
+    pub checkpoint_interval: Duration,
+    /// Capacity of the queue to the writer thread.
+    pub queue: usize,
+}
+
+impl AuditConfig {
+    /// The defaults for a data folder: 100 entries or 60 seconds, a queue of 1,024.
+    pub fn in_dir(data_dir: &Path) -> AuditConfig {
+        AuditConfig {
+            path: data_dir.join(LOG_FILE),
+            key_file: data_dir.join(KEY_FILE),
+            public_key_file: data_dir.join(PUBLIC_KEY_FILE),
+            checkpoint_every: 100,
+            checkpoint_interval: Duration::from_secs(60),
+            queue: 1024,
+        }
+    }
+}
+
+/// The log's counters, to register into the server's Prometheus registry.
+#[derive(Clone, Debug, Default)]
+pub struct AuditMetrics {
+    /// Entries committed.
+    pub entries: Counter,
+    /// Checkpoints signed and committed.
+    pub checkpoints: Counter,
+    /// `record` calls that found the queue full and waited.
+    pub queue_waits: Counter,
+    /// Records that could not be persisted (a failed commit, or recorded after close).
+    pub lost: Counter,
+    /// Entries committed after the last checkpoint.
+    pub unsigned: Gauge,
+}
+
+impl AuditMetrics {
+    /// Registers under `audit_*` (with the registry's prefix: `beffroi_audit_*`).
+    pub fn register(&self, r: &mut Registry) {
+        r.register(
+            "audit_entries",
+            "Audit log entries committed",
+            self.entries.clone(),
+        );
+        r.register(
+            "audit_checkpoints",
+            "Signed audit checkpoints committed",
+            self.checkpoints.clone(),
+        );
+        r.register(
+            "audit_queue_waits",
+            "Audit records whose caller waited for room in the writer's queue",
+            self.queue_waits.clone(),
+        );
+        r.register(
+            "audit_lost",
+            "Audit records that could not be persisted (commit failed or log closed)",
+            self.lost.clone(),
+        );
+        r.register(
+            "audit_unsigned_entries",
+            "Audit entries committed after the last signed checkpoint",
+            self.unsigned.clone(),
+        );
+    }
+}
+
+enum Msg {
+    Record(AuditRecord),
+    /// Commit what is queued; with `true`, also sign a checkpoint. Answers when done.
+    Flush(bool, SyncSender<Result<(), String>>),
+}
+
+/// The audit log: an [`AuditSink`] backed by a writer thread.
+pub struct AuditLog {
+    tx: Mutex<Option<SyncSender<Msg>>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+    closed: AtomicBool,
+    metrics: AuditMetrics,
+    public_key: VerifyingKey,
+    path: PathBuf,
+}
+
+impl AuditLog {
+    /// Opens (creating) the log, loads or generates the signing key, writes or checks the
+    /// public key file, and starts the writer thread. Blocking: call it from a
+    /// blocking context.
+    pub fn open(cfg: AuditConfig, clock: Arc<dyn Clock>) -> Result<AuditLog, AuditError> {
+        let key = key::load_or_create(&cfg.key_file)?;
+        let public_key = key.verifying_key();
+        key::write_or_check_public(&cfg.public_key_file, &public_key)?;
+        let conn = store::open_writer(&cfg.path)?;
+        let (chain, unsigned) = store::chain_state(&conn, &cfg.path)?;
+        let metrics = AuditMetrics::default();
+        metrics.unsigned.set(unsigned as i64);
+        let (tx, rx) = std::sync::mpsc::sync_channel(cfg.queue.max(1));
+        let writer = Writer {
+            conn,
+            path: cfg.path.clone(),
+            chain,
+            unsigned,
+            last_checkpoint: clock.now().0,
+            key,
+            clock,
+            every: cfg.checkpoint_every,
+            interval: cfg.checkpoint_interval,
+            metrics: metrics.clone(),
+        };
+        let thread = std::thread::Builder::new()
+            .name("audit-writer".into())
+            .spawn(move || writer.run(rx))
+            .map_err(|e| AuditError::Io {
+                path: cfg.path.clone(),
+                source: e,
+            })?;
+        Ok(AuditLog {
+            tx: Mutex::new(Some(tx)),
+            thread: Mutex::new(Some(thread)),
+            closed: AtomicBool::new(false),
+            metrics,
+            public_key,
+            path: cfg.path,
+        })
+    }
+
+    pub fn metrics(&self) -> &AuditMetrics {
+        &self.metrics
+    }
+
+    pub fn public_key(&self) -> &VerifyingKey {
+        &self.public_key
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn sender(&self) -> Option<SyncSender<Msg>> {
+        self.tx.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn request(&self, checkpoint: bool) -> Result<(), AuditError> {
+        let tx = self.sender().ok_or(AuditError::Closed)?;
+        let (reply, answer) = std::sync::mpsc::sync_channel(1);
+        tx.send(Msg::Flush(checkpoint, reply))
+            .map_err(|_| AuditError::Closed)?;
+        answer
+            .recv()
+            .map_err(|_| AuditError::Closed)?
+            .map_err(AuditError::Write)
+    }
+
+    /// Waits until every record handed in before is committed. Blocking.
+    pub fn flush(&self) -> Result<(), AuditError> {
+        self.request(false)
+    }
+
+    /// Commits what is queued and signs a checkpoint of the last entry (if it is not signed
+    /// yet). Blocking.
+    pub fn checkpoint(&self) -> Result<(), AuditError> {
+        self.request(true)
+    }
+
+    /// Commits what is queued, signs a final checkpoint and stops the writer. Later
+    /// `record`s are counted as lost and logged. Idempotent; blocking.
+    pub fn close(&self) -> Result<(), AuditError> {
+        if self.closed.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        let result = self.request(true);
+        // Dropping the sender ends the writer's loop.
+        self.tx.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(t) = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take()
+            && t.join().is_err()
+        {
+            return Err(AuditError::Write("the writer thread panicked".into()));
+        }
+        result
+    }
+}
+
+impl Drop for AuditLog {
+    fn drop(&mut self) {
+        if let Err(e) = self.close() {
+            tracing::error!(error = %e, "audit log: final checkpoint failed");
+        }
+    }
+}
+
+impl AuditSink for AuditLog {
+    /// Hands the record to the writer. When the queue is full the caller waits (counted);
+    /// a record after `close` is counted as lost and logged, with its action.
+    fn record(&self, record: AuditRecord) {
+        let lost = |r: &AuditRecord, why: &str| {
+            self.metrics.lost.inc();
+            tracing::error!(action = %r.action, actor = %r.actor, why, "audit record lost");
+        };
+        let Some(tx) = self.sender() else {
+            return lost(&record, "the audit log is closed");
+        };
+        match tx.try_send(Msg::Record(record)) {
+            Ok(()) => {}
+            Err(TrySendError::Full(msg)) => {
+                self.metrics.queue_waits.inc();
+                if let Err(std::sync::mpsc::SendError(Msg::Record(r))) = tx.send(msg) {
+                    lost(&r, "the audit writer stopped");
+                }
+            }
+            Err(TrySendError::Disconnected(Msg::Record(r))) => {
+                lost(&r, "the audit writer stopped")
+            }
+            Err(TrySendError::Disconnected(Msg::Flush(..))) => {}
+        }
+    }
+}
+
+/// Records handed over per transaction, at most.
+const MAX_BATCH: usize = 512;
+
+struct Writer {
+    conn: Connection,
+    path: PathBuf,
+    chain: chain::Chain,
+    /// Entries after the last checkpoint.
+    unsigned: u64,
+    /// Time of the last checkpoint (or of the start), ms.
+    last_checkpoint: i64,
+    key: SigningKey,
+    clock: Arc<dyn Clock>,
+    every: u64,
+    interval: Duration,
+    metrics: AuditMetrics,
+}
+
+impl Writer {
+    fn run(mut self, rx: Receiver<Msg>) {
+        loop {
+            let first = match rx.recv_timeout(self.interval.max(Duration::from_millis(10))) {
+                Ok(m) => m,
+                Err(RecvTimeoutError::Timeout) => {
+                    // A failure is logged by checkpoint_if_due; the next wake-up retries.
+                    let _ = self.checkpoint_if_due(false);
+                    continue;
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    // Logged by checkpoint_if_due; nothing else to tell, nobody waits.
+                    let _ = self.checkpoint_if_due(true);
+                    return;
+                }
+            };
+            let mut batch = Vec::new();
+            let mut flush = None;
+            match first {
+                Msg::Record(r) => batch.push(r),
+                Msg::Flush(cp, reply) => flush = Some((cp, reply)),
+            }
+            while flush.is_none() && batch.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(Msg::Record(r)) => batch.push(r),
+                    Ok(Msg::Flush(cp, reply)) => flush = Some((cp, reply)),
+                    Err(_) => break,
+                }
+            }
+            let mut result = self.commit(&batch);
+            if result.is_ok() {
+                let forced = flush.as_ref().is_some_and(|(cp, _)| *cp);
+                result = self.checkpoint_if_due(forced);
+            }
+            if let Some((_, reply)) = flush {
+                // The requester may have given up; nothing to do then.
+                let _ = reply.send(result.map_err(|e| e.to_string()));
+            }
+        }
+    }
+
+    fn commit(&mut self, batch: &[AuditRecord]) -> Result<(), AuditError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let before = self.chain.clone();
+        let result = (|| -> rusqlite::Result<()> {
+            let tx = self.conn.transaction()?;
+            for r in batch {
+                let row = self.chain.append(r);
+                store::insert_entry(&tx, &row)?;
+            }
+            tx.commit()
+        })();
+        match result {
+            Ok(()) => {
+                self.metrics.entries.inc_by(batch.len() as u64);
+                self.unsigned += batch.len() as u64;
+                self.metrics.unsigned.set(self.unsigned as i64);
+                Ok(())
+            }
+            Err(e) => {
+                self.chain = before;
+                self.metrics.lost.inc_by(batch.len() as u64);
+                let actions: Vec<&str> = batch.iter().map(|r| r.action.as_str()).collect();
+                tracing::error!(error = %e, lost = batch.len(), ?actions, "audit entries could not be persisted");
+                Err(AuditError::Db {
+                    path: self.path.clone(),
+                    source: e,
+                })
+            }
+        }
+    }
+
+    /// Signs a checkpoint when entries are unsigned and one is due (count, time) or forced.
+    fn checkpoint_if_due(&mut self, forced: bool) -> Result<(), AuditError> {
+        if self.unsigned == 0 {
+            return Ok(());
+        }
+        let now = self.clock.now().0;
+        let by_count = self.every > 0 && self.unsigned >= self.every;
+        let by_time = now.saturating_sub(self.last_checkpoint)
+            >= i64::try_from(self.interval.as_millis()).unwrap_or(i64::MAX);
+        if !(forced || by_count || by_time) {
+            return Ok(());
+        }
+        let cp = self.chain.checkpoint(&self.key, now);
+        match store::insert_checkpoint(&self.conn, &cp) {
+            Ok(()) => {
+                self.unsigned = 0;
+                self.last_checkpoint = now;
+                self.metrics.checkpoints.inc();
+                self.metrics.unsigned.set(0);
+                Ok(())
+            }
+            Err(e) => {
+                tracing::error!(error = %e, seq = cp.seq, "audit checkpoint could not be persisted");
+                Err(AuditError::Db {
+                    path: self.path.clone(),
+                    source: e,
+                })
+            }
+        }
+    }
+}
+
+/// Verifies the log file at `path` against the trusted public keys: the chain, every
+/// checkpoint's signature, and the checkpoints against the entries.
+pub fn verify_log(path: &Path, keys: &[VerifyingKey]) -> Result<Report, AuditError> {
+    let conn = store::open_reader(path)?;
+    let checkpoints = store::checkpoints(&conn, path)?;
+    let mut entries = Vec::new();
+    store::for_each_entry(&conn, path, |e| entries.push(e))?;
+    Ok(chain::verify(entries, &checkpoints, keys))
+}

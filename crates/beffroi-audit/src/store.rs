@@ -1,0 +1,252 @@
+//! The audit log's SQLite file: schema, appends, and reading rows back for the verifier and
+//! `beffroi audit show`.
+
+use std::path::Path;
+
+use rusqlite::types::ValueRef;
+use rusqlite::{Connection, OpenFlags, params};
+
+use crate::AuditError;
+use crate::chain::{Chain, GENESIS, StoredCheckpoint, StoredEntry};
+
+const SCHEMA_VERSION: i64 = 1;
+
+/// The triggers refuse UPDATE and DELETE: they do not stop someone who writes the file
+/// directly (or drops them), which is what the chain and the signatures are for, but they
+/// stop any code path of ours from rewriting history by mistake.
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS entries (
+    seq INTEGER PRIMARY KEY,
+    at_ms INTEGER NOT NULL,
+    actor TEXT NOT NULL,
+    action TEXT NOT NULL,
+    target TEXT,
+    outcome TEXT NOT NULL,
+    detail TEXT NOT NULL,
+    prev_hash TEXT NOT NULL,
+    hash TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS checkpoints (
+    seq INTEGER NOT NULL,
+    entry_hash TEXT NOT NULL,
+    at_ms INTEGER NOT NULL,
+    signature TEXT NOT NULL,
+    key_id TEXT NOT NULL
+);
+CREATE TRIGGER IF NOT EXISTS entries_append_only_update BEFORE UPDATE ON entries
+    BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS entries_append_only_delete BEFORE DELETE ON entries
+    BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS checkpoints_append_only_update BEFORE UPDATE ON checkpoints
+    BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS checkpoints_append_only_delete BEFORE DELETE ON checkpoints
+    BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+";
+
+fn db_err(path: &Path) -> impl Fn(rusqlite::Error) -> AuditError + '_ {
+    move |e| AuditError::Db {
+        path: path.to_path_buf(),
+        source: e,
+    }
+}
+
+/// Opens (creating) the log for writing: WAL, `synchronous=FULL` (an acknowledged audit
+/// entry survives a power loss), schema applied.
+pub fn open_writer(path: &Path) -> Result<Connection, AuditError> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| AuditError::Io {
+            path: dir.to_path_buf(),
+            source: e,
+        })?;
+    }
+    let conn = Connection::open(path).map_err(db_err(path))?;
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .map_err(db_err(path))?;
+    conn.pragma_update(None, "synchronous", "FULL")
+        .map_err(db_err(path))?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))
+        .map_err(db_err(path))?;
+    let version: i64 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .map_err(db_err(path))?;
+    if version > SCHEMA_VERSION {
+        return Err(AuditError::Schema {
+            path: path.to_path_buf(),
+            found: version,
+        });
+    }
+    conn.execute_batch(SCHEMA).map_err(db_err(path))?;
+    conn.pragma_update(None, "user_version", SCHEMA_VERSION)
+        .map_err(db_err(path))?;
+    Ok(conn)
+}
+
+/// Opens an existing log read-only (verification, `show`).
+pub fn open_reader(path: &Path) -> Result<Connection, AuditError> {
+    if !path.exists() {
+        return Err(AuditError::Io {
+            path: path.to_path_buf(),
+            source: std::io::Error::new(std::io::ErrorKind::NotFound, "no audit log here"),
+        });
+    }
+    Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(db_err(path))
+}
+
+/// Where the chain stands: the last stored entry's seq and hash. The writer continues from
+/// there; a stored hash that is not 64 hex digits is an error (the log was damaged).
+pub fn chain_state(conn: &Connection, path: &Path) -> Result<(Chain, u64), AuditError> {
+    let last: Option<(i64, String)> = conn
+        .query_row(
+            "SELECT seq, hash FROM entries ORDER BY seq DESC LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .map(Some)
+        .or_else(|e| match e {
+            rusqlite::Error::QueryReturnedNoRows => Ok(None),
+            e => Err(e),
+        })
+        .map_err(db_err(path))?;
+    let last_cp: i64 = conn
+        .query_row("SELECT COALESCE(MAX(seq), 0) FROM checkpoints", [], |r| {
+            r.get(0)
+        })
+        .map_err(db_err(path))?;
+    let chain = match last {
+        None => Chain {
+            last_seq: 0,
+            last_hash: GENESIS,
+        },
+        Some((seq, hash)) => {
+            let mut h = [0u8; 32];
+            hex::decode_to_slice(&hash, &mut h).map_err(|_| AuditError::Damaged {
+                path: path.to_path_buf(),
+                message: format!("the last entry (seq {seq}) has no valid hash; run `beffroi audit verify`"),
+            })?;
+            Chain {
+                last_seq: u64::try_from(seq).unwrap_or(0),
+                last_hash: h,
+            }
+        }
+    };
+    let unsigned = chain
+        .last_seq
+        .saturating_sub(u64::try_from(last_cp).unwrap_or(0));
+    Ok((chain, unsigned))
+}
+
+pub fn insert_entry(conn: &Connection, e: &StoredEntry) -> rusqlite::Result<()> {
+    conn.execute(
+        "INSERT INTO entries (seq, at_ms, actor, action, target, outcome, detail, prev_hash, hash)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        params![
+            e.seq,
+            e.at_ms,
+            e.actor,
+            e.action,
+            e.target,
+            e.outcome,
+            e.detail,
+            e.prev_hash,
+            e.hash
+        ],
+    )
+    .map(|_| ())
+}
+
+pub fn insert_checkpoint(conn: &Connection, c: &StoredCheckpoint) -> rusqlite::Result<()> {
+    conn.execute(
+        "INSERT INTO checkpoints (seq, entry_hash, at_ms, signature, key_id) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![c.seq, c.entry_hash, c.at_ms, c.signature, c.key_id],
+    )
+    .map(|_| ())
+}
+
+/// A column as text whatever its stored type: a row someone rewrote with other types is
+/// reported by the verifier, never a reason to stop reading.
+fn text(v: ValueRef<'_>) -> Option<String> {
+    match v {
+        ValueRef::Null => None,
+        ValueRef::Integer(i) => Some(i.to_string()),
+        ValueRef::Real(f) => Some(f.to_string()),
+        ValueRef::Text(t) | ValueRef::Blob(t) => Some(String::from_utf8_lossy(t).into_owned()),
+    }
+}
+
+fn int(v: ValueRef<'_>) -> i64 {
+    match v {
+        ValueRef::Integer(i) => i,
+        // Not an integer: a value no entry was hashed with.
+        _ => i64::MIN,
+    }
+}
+
+fn entry_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredEntry> {
+    Ok(StoredEntry {
+        seq: int(r.get_ref(0)?),
+        at_ms: int(r.get_ref(1)?),
+        actor: text(r.get_ref(2)?).unwrap_or_default(),
+        action: text(r.get_ref(3)?).unwrap_or_default(),
+        target: text(r.get_ref(4)?),
+        outcome: text(r.get_ref(5)?).unwrap_or_default(),
+        detail: text(r.get_ref(6)?).unwrap_or_default(),
+        prev_hash: text(r.get_ref(7)?).unwrap_or_default(),
+        hash: text(r.get_ref(8)?).unwrap_or_default(),
+    })
+}
+
+const ENTRY_COLUMNS: &str = "seq, at_ms, actor, action, target, outcome, detail, prev_hash, hash";
+
+/// Calls `f` on every entry in seq order, streaming (the log may be large).
+pub fn for_each_entry(
+    conn: &Connection,
+    path: &Path,
+    mut f: impl FnMut(StoredEntry),
+) -> Result<(), AuditError> {
+    let mut stmt = conn
+        .prepare(&format!("SELECT {ENTRY_COLUMNS} FROM entries ORDER BY seq, rowid"))
+        .map_err(db_err(path))?;
+    let mut rows = stmt.query([]).map_err(db_err(path))?;
+    while let Some(r) = rows.next().map_err(db_err(path))? {
+        f(entry_from_row(r).map_err(db_err(path))?);
+    }
+    Ok(())
+}
+
+/// Entries from `since` (inclusive), at most `limit`.
+pub fn entries_page(
+    conn: &Connection,
+    path: &Path,
+    since: i64,
+    limit: u32,
+) -> Result<Vec<StoredEntry>, AuditError> {
+    let mut stmt = conn
+        .prepare(&format!(
+            "SELECT {ENTRY_COLUMNS} FROM entries WHERE seq >= ?1 ORDER BY seq, rowid LIMIT ?2"
+        ))
+        .map_err(db_err(path))?;
+    let rows = stmt
+        .query_map(params![since, limit], entry_from_row)
+        .map_err(db_err(path))?;
+    rows.collect::<rusqlite::Result<Vec<_>>>()
+        .map_err(db_err(path))
+}
+
+pub fn checkpoints(conn: &Connection, path: &Path) -> Result<Vec<StoredCheckpoint>, AuditError> {
+    let mut stmt = conn
+        .prepare("SELECT seq, entry_hash, at_ms, signature, key_id FROM checkpoints ORDER BY seq, rowid")
+        .map_err(db_err(path))?;
+    let rows = stmt
+        .query_map([], |r| {
+            Ok(StoredCheckpoint {
+                seq: int(r.get_ref(0)?),
+                entry_hash: text(r.get_ref(1)?).unwrap_or_default(),
+                at_ms: int(r.get_ref(2)?),
+                signature: text(r.get_ref(3)?).unwrap_or_default(),
+                key_id: text(r.get_ref(4)?).unwrap_or_default(),
+            })
+        })
+        .map_err(db_err(path))?;
+    rows.collect::<rusqlite::Result<Vec<_>>>()
+        .map_err(db_err(path))
+}
