@@ -213,7 +213,10 @@ impl std::fmt::Display for Problem {
                 write!(f, "seq {from}: removed — the entry is missing")
             }
             Problem::Removed { from, to } => {
-                write!(f, "seq {from}: removed — entries {from} to {to} are missing")
+                write!(
+                    f,
+                    "seq {from}: removed — entries {from} to {to} are missing"
+                )
             }
             Problem::Inserted { seq } => write!(
                 f,
@@ -292,7 +295,8 @@ pub fn verify(
         hashes.insert(row.seq, stored);
         let expected_seq = prev.map_or(1, |(s, _)| s + 1);
         let prev_hash = prev.map_or(Some(GENESIS), |(_, h)| h);
-        let links = decode_hash(&row.prev_hash).is_some() && decode_hash(&row.prev_hash) == prev_hash;
+        let links =
+            decode_hash(&row.prev_hash).is_some() && decode_hash(&row.prev_hash) == prev_hash;
         let consistent = stored.is_some() && row.computed_hash() == stored;
         prev = Some((row.seq, stored));
 
@@ -302,7 +306,9 @@ pub fn verify(
                 (1..=RENUMBER_WINDOW)
                     .flat_map(|d| [s.checked_add(d), s.checked_sub(d)])
                     .flatten()
-                    .find(|&other| other > 0 && stored.is_some() && row.computed_hash_at(other) == stored)
+                    .find(|&other| {
+                        other > 0 && stored.is_some() && row.computed_hash_at(other) == stored
+                    })
             });
             report.problems.push(match renumbered {
                 Some(hashed_as) => Problem::Renumbered {
@@ -365,7 +371,9 @@ pub fn verify(
             continue;
         }
         match hashes.get(&cp.seq) {
-            None if cp.seq > last => report.problems.push(Problem::Truncated { seq: cp.seq, last }),
+            None if cp.seq > last => report
+                .problems
+                .push(Problem::Truncated { seq: cp.seq, last }),
             // A hole: reported by the chain walk already.
             None => {}
             Some(h) if h.is_some() && *h == decode_hash(&cp.entry_hash) => {
@@ -492,6 +500,10 @@ mod tests {
         assert!(vk.verify(&checkpoint_message(6, &h, 1000), &sig).is_err());
         assert!(vk.verify(&checkpoint_message(5, &h, 1001), &sig).is_err());
         let other = SigningKey::from_bytes(&[8; 32]).verifying_key();
-        assert!(other.verify(&checkpoint_message(5, &h, 1000), &sig).is_err());
+        assert!(
+            other
+                .verify(&checkpoint_message(5, &h, 1000), &sig)
+                .is_err()
+        );
     }
 }

@@ -100,7 +100,8 @@ pub fn write_or_check_public(path: &Path, key: &VerifyingKey) -> Result<(), Audi
 
 /// Reads a public key file (64 hex digits).
 pub fn read_public(path: &Path) -> Result<VerifyingKey, AuditError> {
-    let text = std::fs::read_to_string(path).map_err(|e| key_err(path, format!("cannot read: {e}")))?;
+    let text =
+        std::fs::read_to_string(path).map_err(|e| key_err(path, format!("cannot read: {e}")))?;
     let mut bytes = [0u8; 32];
     hex::decode_to_slice(text.trim(), &mut bytes)
         .map_err(|_| key_err(path, "not a public key (64 hex digits expected)"))?;
@@ -128,8 +129,7 @@ mod tests {
             use std::os::unix::fs::PermissionsExt;
             let mode = std::fs::metadata(&path).expect("meta").permissions().mode();
             assert_eq!(mode & 0o777, 0o600);
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644))
-                .expect("chmod");
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
             let e = load_or_create(&path).expect_err("too open");
             assert!(e.to_string().contains("too open"), "{e}");
         }

@@ -288,9 +288,7 @@ impl AuditSink for AuditLog {
                     lost(&r, "the audit writer stopped");
                 }
             }
-            Err(TrySendError::Disconnected(Msg::Record(r))) => {
-                lost(&r, "the audit writer stopped")
-            }
+            Err(TrySendError::Disconnected(Msg::Record(r))) => lost(&r, "the audit writer stopped"),
             Err(TrySendError::Disconnected(Msg::Flush(..))) => {}
         }
     }
@@ -360,19 +358,33 @@ impl Writer {
             return Ok(());
         }
         let before = self.chain.clone();
+        let now = self.clock.now().0;
+        let mut unsigned = self.unsigned;
+        let mut signed = 0u64;
         let result = (|| -> rusqlite::Result<()> {
             let tx = self.conn.transaction()?;
             for r in batch {
                 let row = self.chain.append(r);
                 store::insert_entry(&tx, &row)?;
+                unsigned += 1;
+                // By count: exactly every `every` entries, in the same transaction.
+                if self.every > 0 && unsigned >= self.every {
+                    store::insert_checkpoint(&tx, &self.chain.checkpoint(&self.key, now))?;
+                    unsigned = 0;
+                    signed += 1;
+                }
             }
             tx.commit()
         })();
         match result {
             Ok(()) => {
                 self.metrics.entries.inc_by(batch.len() as u64);
-                self.unsigned += batch.len() as u64;
-                self.metrics.unsigned.set(self.unsigned as i64);
+                self.metrics.checkpoints.inc_by(signed);
+                if signed > 0 {
+                    self.last_checkpoint = now;
+                }
+                self.unsigned = unsigned;
+                self.metrics.unsigned.set(unsigned as i64);
                 Ok(())
             }
             Err(e) => {
@@ -388,16 +400,15 @@ impl Writer {
         }
     }
 
-    /// Signs a checkpoint when entries are unsigned and one is due (count, time) or forced.
+    /// Signs a checkpoint when entries are unsigned and one is due by time, or forced.
     fn checkpoint_if_due(&mut self, forced: bool) -> Result<(), AuditError> {
         if self.unsigned == 0 {
             return Ok(());
         }
         let now = self.clock.now().0;
-        let by_count = self.every > 0 && self.unsigned >= self.every;
         let by_time = now.saturating_sub(self.last_checkpoint)
             >= i64::try_from(self.interval.as_millis()).unwrap_or(i64::MAX);
-        if !(forced || by_count || by_time) {
+        if !(forced || by_time) {
             return Ok(());
         }
         let cp = self.chain.checkpoint(&self.key, now);

@@ -121,7 +121,9 @@ pub fn chain_state(conn: &Connection, path: &Path) -> Result<(Chain, u64), Audit
             let mut h = [0u8; 32];
             hex::decode_to_slice(&hash, &mut h).map_err(|_| AuditError::Damaged {
                 path: path.to_path_buf(),
-                message: format!("the last entry (seq {seq}) has no valid hash; run `beffroi audit verify`"),
+                message: format!(
+                    "the last entry (seq {seq}) has no valid hash; run `beffroi audit verify`"
+                ),
             })?;
             Chain {
                 last_seq: u64::try_from(seq).unwrap_or(0),
@@ -204,7 +206,9 @@ pub fn for_each_entry(
     mut f: impl FnMut(StoredEntry),
 ) -> Result<(), AuditError> {
     let mut stmt = conn
-        .prepare(&format!("SELECT {ENTRY_COLUMNS} FROM entries ORDER BY seq, rowid"))
+        .prepare(&format!(
+            "SELECT {ENTRY_COLUMNS} FROM entries ORDER BY seq, rowid"
+        ))
         .map_err(db_err(path))?;
     let mut rows = stmt.query([]).map_err(db_err(path))?;
     while let Some(r) = rows.next().map_err(db_err(path))? {
@@ -234,7 +238,9 @@ pub fn entries_page(
 
 pub fn checkpoints(conn: &Connection, path: &Path) -> Result<Vec<StoredCheckpoint>, AuditError> {
     let mut stmt = conn
-        .prepare("SELECT seq, entry_hash, at_ms, signature, key_id FROM checkpoints ORDER BY seq, rowid")
+        .prepare(
+            "SELECT seq, entry_hash, at_ms, signature, key_id FROM checkpoints ORDER BY seq, rowid",
+        )
         .map_err(db_err(path))?;
     let rows = stmt
         .query_map([], |r| {
