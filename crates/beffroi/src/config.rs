@@ -18,6 +18,62 @@ struct Raw {
     mqtt: Option<RawMqtt>,
     #[serde(default)]
     console: Option<RawConsole>,
+    #[serde(default)]
+    audit: Option<RawAudit>,
+}
+
+/// `[audit]`: where the audit log and its signing key live, when checkpoints are signed.
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+struct RawAudit {
+    #[serde(default)]
+    path: Option<PathBuf>,
+    #[serde(default)]
+    key_file: Option<PathBuf>,
+    #[serde(default)]
+    checkpoint_every: Option<u64>,
+    #[serde(default)]
+    checkpoint_interval: Option<String>,
+}
+
+/// The `[audit]` table, paths resolved against the configuration file's folder; anything
+/// not given takes its default from the data folder (see [`AuditSettings::to_config`]).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct AuditSettings {
+    pub path: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    pub checkpoint_every: Option<u64>,
+    pub checkpoint_interval: Option<std::time::Duration>,
+}
+
+impl AuditSettings {
+    /// The log's configuration: `<data_dir>/audit.sqlite`, the key in
+    /// `<data_dir>/audit-signing.key` (or `key_file`, or `key_override` from the
+    /// environment), the public key `audit-signing.pub` beside the log.
+    pub fn to_config(
+        &self,
+        data_dir: &std::path::Path,
+        key_override: Option<PathBuf>,
+    ) -> beffroi_audit::AuditConfig {
+        let mut c = beffroi_audit::AuditConfig::in_dir(data_dir);
+        if let Some(p) = &self.path {
+            c.path = p.clone();
+            c.public_key_file = p
+                .parent()
+                .unwrap_or(std::path::Path::new("."))
+                .join(beffroi_audit::PUBLIC_KEY_FILE);
+        }
+        if let Some(k) = key_override.or_else(|| self.key_file.clone()) {
+            c.key_file = k;
+        }
+        if let Some(n) = self.checkpoint_every {
+            c.checkpoint_every = n;
+        }
+        if let Some(d) = self.checkpoint_interval {
+            c.checkpoint_interval = d;
+        }
+        c
+    }
 }
 
 /// `[console]`: the base map (none by default).
@@ -75,6 +131,7 @@ pub struct Config {
     pub retention: Option<beffroi_core::Duration>,
     pub mqtt: Option<MqttSettings>,
     pub console: beffroi_console::Settings,
+    pub audit: AuditSettings,
 }
 
 impl Config {
@@ -127,6 +184,39 @@ impl Config {
                 settings
             }
         };
+        let audit = match raw.audit {
+            None => AuditSettings::default(),
+            Some(a) => {
+                let interval = match a.checkpoint_interval.as_deref() {
+                    None => None,
+                    Some(s) => {
+                        let d = parse_duration(s).map_err(|e| {
+                            ConfigError::new(
+                                src.path.clone(),
+                                None,
+                                Some("audit.checkpoint_interval"),
+                                e,
+                            )
+                        })?;
+                        if d.millis() <= 0 {
+                            return Err(ConfigError::new(
+                                src.path.clone(),
+                                None,
+                                Some("audit.checkpoint_interval"),
+                                "must be positive",
+                            ));
+                        }
+                        Some(std::time::Duration::from_millis(d.millis().unsigned_abs()))
+                    }
+                };
+                AuditSettings {
+                    path: a.path.map(|p| base.join(p)),
+                    key_file: a.key_file.map(|p| base.join(p)),
+                    checkpoint_every: a.checkpoint_every,
+                    checkpoint_interval: interval,
+                }
+            }
+        };
         Ok(Config {
             listen: raw.listen,
             data_dir: base.join(raw.data_dir),
@@ -134,6 +224,7 @@ impl Config {
             retention,
             mqtt,
             console,
+            audit,
         })
     }
 }
@@ -160,6 +251,43 @@ mod tests {
             Some("https://t.example.org/{z}/{x}/{y}.png")
         );
         assert_eq!(tiles.console.attribution.as_deref(), Some("© OSM"));
+    }
+
+    #[test]
+    fn the_audit_table_overrides_the_defaults() {
+        let base = "data_dir = \"d\"\ndeployment = \"dep\"\n";
+        let c = parse(base).expect("valid");
+        let a = c.audit.to_config(&c.data_dir, None);
+        assert_eq!(a.path, PathBuf::from("/etc/beffroi/d/audit.sqlite"));
+        assert_eq!(
+            a.key_file,
+            PathBuf::from("/etc/beffroi/d/audit-signing.key")
+        );
+        assert_eq!(
+            a.public_key_file,
+            PathBuf::from("/etc/beffroi/d/audit-signing.pub")
+        );
+        let c = parse(&format!(
+            "{base}[audit]\npath = \"/mnt/worm/audit.sqlite\"\nkey_file = \"keys/a.key\"\ncheckpoint_every = 5\ncheckpoint_interval = \"10s\"\n"
+        ))
+        .expect("valid");
+        let a = c.audit.to_config(&c.data_dir, None);
+        assert_eq!(a.path, PathBuf::from("/mnt/worm/audit.sqlite"));
+        assert_eq!(
+            a.public_key_file,
+            PathBuf::from("/mnt/worm/audit-signing.pub")
+        );
+        assert_eq!(a.key_file, PathBuf::from("/etc/beffroi/keys/a.key"));
+        assert_eq!(a.checkpoint_every, 5);
+        assert_eq!(a.checkpoint_interval, std::time::Duration::from_secs(10));
+        // The environment's key file wins.
+        let a = c
+            .audit
+            .to_config(&c.data_dir, Some(PathBuf::from("/run/k")));
+        assert_eq!(a.key_file, PathBuf::from("/run/k"));
+        let e = parse(&format!("{base}[audit]\ncheckpoint_interval = \"soon\"\n"))
+            .expect_err("bad duration");
+        assert!(e.to_string().contains("audit.checkpoint_interval"), "{e}");
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! `beffroi`: safe-city hypervision for a territory, in one binary.
 
+mod audit_cmd;
 mod bench;
 #[cfg(feature = "mqtt")]
 mod bench_mqtt;
@@ -71,6 +72,11 @@ enum Command {
     Simulate(simulate::Args),
     /// Measures the pipeline (see BENCHMARKS.md).
     Bench(bench::Args),
+    /// The tamper-evident audit log: `verify` its chain and signatures, `show` its entries.
+    Audit {
+        #[command(subcommand)]
+        command: audit_cmd::AuditCommand,
+    },
 }
 
 fn init_tracing() {
@@ -87,6 +93,7 @@ fn main() -> ExitCode {
     init_tracing();
     let result = match cli.command {
         Command::Check { dir } => return check(&dir),
+        Command::Audit { command } => return audit_cmd::run(command),
         Command::Demo {
             listen,
             data,
@@ -109,10 +116,20 @@ fn main() -> ExitCode {
                     beffroi_core::Clock::now(&now),
                     speed,
                 ));
+                let audit = beffroi_audit::AuditConfig {
+                    key_file: audit_cmd::key_override()
+                        .unwrap_or_else(|| data.join(beffroi_audit::KEY_FILE)),
+                    ..beffroi_audit::AuditConfig::in_dir(&data)
+                };
                 server::run(
                     dep,
                     server::RunOptions {
                         listen,
+                        audit,
+                        config_source: server::ConfigSource {
+                            target: "embedded demo".into(),
+                            files: audit_cmd::demo_digests(),
+                        },
                         data_dir: data,
                         retention: Some(beffroi_core::Duration::from_mins(60 * 24 * 7)),
                         clock,
@@ -136,10 +153,19 @@ fn main() -> ExitCode {
                 let dep = setup::load_dir(&cfg.deployment).map_err(|e| {
                     anyhow::anyhow!("{} is invalid:\n{e}", cfg.deployment.display())
                 })?;
+                let mut files = vec![config.clone()];
+                files.extend(audit_cmd::deployment_files(&cfg.deployment));
                 server::run(
                     dep,
                     server::RunOptions {
                         listen: cfg.listen,
+                        audit: cfg
+                            .audit
+                            .to_config(&cfg.data_dir, audit_cmd::key_override()),
+                        config_source: server::ConfigSource {
+                            target: cfg.deployment.display().to_string(),
+                            files: audit_cmd::digest_files(&files),
+                        },
                         data_dir: cfg.data_dir,
                         retention: cfg.retention,
                         clock: Arc::new(beffroi_engine::runner::SystemClock),

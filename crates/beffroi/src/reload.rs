@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use beffroi_core::audit::{AuditOutcome, AuditSink};
 use beffroi_engine::metrics::ResultLabel;
 use beffroi_engine::runner::EngineHandle;
 use notify::{RecursiveMode, Watcher};
@@ -15,6 +16,7 @@ pub async fn watch(
     rules: PathBuf,
     procedures: Option<PathBuf>,
     operations: Option<PathBuf>,
+    audit: Arc<dyn AuditSink>,
     shutdown: CancellationToken,
 ) {
     let (tx, mut rx) = mpsc::channel::<()>(16);
@@ -82,7 +84,8 @@ pub async fn watch(
         if now_ops != last_ops {
             last_ops = now_ops;
             if let Some(dir) = &operations {
-                reload_operations(&engine, dir.clone()).await;
+                let files: Vec<PathBuf> = ops_files.clone();
+                reload_operations(&engine, dir.clone(), audit.as_ref(), &files).await;
             }
         }
         let now = snapshot();
@@ -90,6 +93,11 @@ pub async fn watch(
             continue;
         }
         last = now;
+        // The files as they are read now: what the audit entry names.
+        let files: Vec<PathBuf> = std::iter::once(rules.clone())
+            .chain(procedures.clone())
+            .collect();
+        let digests = crate::audit_cmd::digest_files(&files);
         let t = Arc::clone(&engine.territory);
         let (r, p) = (rules.clone(), procedures.clone());
         let parsed =
@@ -106,6 +114,13 @@ pub async fn watch(
                     .get_or_create(&ResultLabel { result: "ok" })
                     .inc();
                 tracing::info!(rules = n, file = %rules.display(), "rules reloaded");
+                crate::audit_cmd::record_system(
+                    audit.as_ref(),
+                    "rules.reload",
+                    Some(rules.display().to_string()),
+                    AuditOutcome::Ok,
+                    serde_json::json!({ "files": digests, "rules": n }),
+                );
             }
             Ok(Err(errors)) => {
                 engine
@@ -117,13 +132,27 @@ pub async fn watch(
                     errors = errors.len(),
                     "rules file invalid; keeping the rules in force:\n{errors}"
                 );
+                crate::audit_cmd::record_system(
+                    audit.as_ref(),
+                    "rules.reload",
+                    Some(rules.display().to_string()),
+                    AuditOutcome::Failed,
+                    serde_json::json!({ "files": digests, "errors": errors.len() }),
+                );
             }
             Err(e) => tracing::error!(error = %e, "reload task failed"),
         }
     }
 }
 
-async fn reload_operations(engine: &EngineHandle, dir: PathBuf) {
+async fn reload_operations(
+    engine: &EngineHandle,
+    dir: PathBuf,
+    audit: &dyn AuditSink,
+    files: &[PathBuf],
+) {
+    let digests = crate::audit_cmd::digest_files(files);
+    let target = Some(dir.display().to_string());
     let t = Arc::clone(&engine.territory);
     let parsed =
         tokio::task::spawn_blocking(move || crate::setup::reload_operations(&t, &dir)).await;
@@ -136,12 +165,28 @@ async fn reload_operations(engine: &EngineHandle, dir: PathBuf) {
                 .is_ok()
             {
                 tracing::info!(units = n, "units and escalation delays reloaded");
+                crate::audit_cmd::record_system(
+                    audit,
+                    "operations.reload",
+                    target,
+                    AuditOutcome::Ok,
+                    serde_json::json!({ "files": digests, "units": n }),
+                );
             }
         }
-        Ok(Err(errors)) => tracing::error!(
-            errors = errors.len(),
-            "units or escalation file invalid; keeping those in force:\n{errors}"
-        ),
+        Ok(Err(errors)) => {
+            tracing::error!(
+                errors = errors.len(),
+                "units or escalation file invalid; keeping those in force:\n{errors}"
+            );
+            crate::audit_cmd::record_system(
+                audit,
+                "operations.reload",
+                target,
+                AuditOutcome::Failed,
+                serde_json::json!({ "files": digests, "errors": errors.len() }),
+            );
+        }
         Err(e) => tracing::error!(error = %e, "reload task failed"),
     }
 }

@@ -7,6 +7,7 @@ use std::sync::atomic::Ordering;
 
 use anyhow::{Context, Result};
 use beffroi_api::{AppState, Auth};
+use beffroi_core::audit::{AuditOutcome, AuditSink};
 use beffroi_core::{Clock, Duration};
 use beffroi_engine::metrics::Metrics;
 use beffroi_engine::runner::{self, EngineConfig, EngineHandle};
@@ -26,6 +27,17 @@ pub struct RunOptions {
     pub mqtt: Option<crate::config::MqttSettings>,
     /// The console's base map.
     pub console: beffroi_console::Settings,
+    /// The audit log (its file, key, checkpoints).
+    pub audit: beffroi_audit::AuditConfig,
+    /// What configuration was loaded, recorded as `config.load`.
+    pub config_source: ConfigSource,
+}
+
+/// The configuration a run loaded: the deployment and its files with their SHA-256.
+pub struct ConfigSource {
+    pub target: String,
+    /// `[{"path", "sha256"}]`.
+    pub files: serde_json::Value,
 }
 
 /// The admin password: `BEFFROI_ADMIN_PASSWORD`, or a generated one that is printed.
@@ -39,6 +51,58 @@ fn admin_password() -> (String, bool) {
 pub async fn run(dep: Deployment, opts: RunOptions) -> Result<()> {
     std::fs::create_dir_all(&opts.data_dir)
         .with_context(|| format!("cannot create {}", opts.data_dir.display()))?;
+    let metrics = Arc::new(Metrics::new());
+    // The audit log first: no audit, no service.
+    let audit = crate::audit_cmd::open(opts.audit.clone(), &metrics).await?;
+    crate::audit_cmd::record_system(
+        audit.as_ref(),
+        "system.start",
+        None,
+        AuditOutcome::Ok,
+        serde_json::json!({
+            "version": env!("CARGO_PKG_VERSION"),
+            "listen": opts.listen,
+            "data_dir": opts.data_dir.display().to_string(),
+        }),
+    );
+    crate::audit_cmd::record_system(
+        audit.as_ref(),
+        "config.load",
+        Some(opts.config_source.target.clone()),
+        AuditOutcome::Ok,
+        serde_json::json!({ "files": opts.config_source.files }),
+    );
+    let result = serve(dep, opts, metrics, Arc::clone(&audit)).await;
+    crate::audit_cmd::record_system(
+        audit.as_ref(),
+        "system.stop",
+        None,
+        if result.is_ok() {
+            AuditOutcome::Ok
+        } else {
+            AuditOutcome::Failed
+        },
+        match &result {
+            Ok(()) => serde_json::json!({}),
+            Err(e) => serde_json::json!({ "error": format!("{e:#}") }),
+        },
+    );
+    // The final checkpoint.
+    let closed = tokio::task::spawn_blocking(move || audit.close()).await;
+    match closed {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::error!(error = %e, "audit log: final checkpoint failed"),
+        Err(e) => tracing::error!(error = %e, "audit log: close task failed"),
+    }
+    result
+}
+
+async fn serve(
+    dep: Deployment,
+    opts: RunOptions,
+    metrics: Arc<Metrics>,
+    audit: Arc<beffroi_audit::AuditLog>,
+) -> Result<()> {
     let db = opts.data_dir.join("beffroi.db");
     let territory = Arc::clone(&dep.territory);
     let (store, reader) = {
@@ -48,7 +112,6 @@ pub async fn run(dep: Deployment, opts: RunOptions) -> Result<()> {
             .await?
             .with_context(|| format!("cannot open the store {}", db.display()))?
     };
-    let metrics = Arc::new(Metrics::new());
     let engine = runner::start_with_events(
         Arc::clone(&territory),
         Arc::clone(&dep.rules),
@@ -75,6 +138,7 @@ pub async fn run(dep: Deployment, opts: RunOptions) -> Result<()> {
     .await??;
     let (auth, password) = hashed;
     let state = AppState::new(handle.clone(), Arc::new(reader), Arc::new(auth));
+    // AUDIT-WIRE: let state = state.with_audit(audit.clone() as Arc<dyn AuditSink>);
     let ready = Arc::clone(&state.ready);
     let end_streams = state.shutdown.clone();
     let app = beffroi_api::router(state).merge(beffroi_console::router(opts.console.clone()));
@@ -96,6 +160,7 @@ pub async fn run(dep: Deployment, opts: RunOptions) -> Result<()> {
             rules_path,
             dep.procedures_path.clone(),
             dep.operations_dir.clone(),
+            Arc::clone(&audit) as Arc<dyn AuditSink>,
             shutdown.clone(),
         ));
     }
@@ -132,6 +197,7 @@ pub async fn run(dep: Deployment, opts: RunOptions) -> Result<()> {
         "  API         : http://{local}/api/v1   (health: http://{local}/healthz, metrics: http://{local}/metrics)"
     );
     println!("  data        : {}", db.display());
+    println!("  audit log   : {}", audit.path().display());
     if generated {
         println!(
             "  login       : admin / {password}   (generated; set BEFFROI_ADMIN_PASSWORD to choose it)"

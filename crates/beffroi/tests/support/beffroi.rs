@@ -105,6 +105,29 @@ impl Beffroi {
         }
     }
 
+    /// SIGTERM, then waits for the process to exit (a clean shutdown) within `deadline`;
+    /// returns whether it exited successfully.
+    pub fn terminate(&self, deadline: Duration) -> bool {
+        let Some(mut c) = self.child().take() else {
+            return false;
+        };
+        signal(c.id(), libc::SIGTERM);
+        let end = Instant::now() + deadline;
+        loop {
+            match c.try_wait() {
+                Ok(Some(status)) => return status.success(),
+                Ok(None) if Instant::now() < end => {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                _ => {
+                    let _ = c.kill();
+                    let _ = c.wait();
+                    return false;
+                }
+            }
+        }
+    }
+
     /// Process id of the running child.
     pub fn pid(&self) -> u32 {
         self.child().as_ref().expect("beffroi is running").id()
