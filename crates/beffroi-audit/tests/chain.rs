@@ -50,7 +50,7 @@ fn build(records: &[AuditRecord], every: usize, sealed: bool) -> Log {
             checkpoints.push(c.checkpoint(&key(), r.at_ms + 1));
         }
     }
-    if sealed && records.len() % every != 0 {
+    if sealed && !records.len().is_multiple_of(every) {
         checkpoints.push(c.checkpoint(&key(), 1_800_000_000_000));
     }
     Log { rows, checkpoints }

@@ -310,7 +310,7 @@ fn a_server_leaves_a_verified_audit_trail() {
     support::poll(
         "config.load",
         Duration::from_secs(10),
-        || show(),
+        &show,
         || show().contains("config.load").then_some(()),
     );
     replace(&rules, "this is = not [ valid");
