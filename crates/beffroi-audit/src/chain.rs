@@ -257,9 +257,15 @@ pub struct Report {
     /// Entries after the last valid checkpoint: their chain holds, but nothing proves that
     /// entries after them were not cut off.
     pub unsigned: u64,
-    /// Every problem found, by seq.
+    /// The problems found, by seq (at most [`MAX_PROBLEMS`] from the chain walk).
     pub problems: Vec<Problem>,
+    /// Problems of the chain walk found beyond [`MAX_PROBLEMS`], counted only.
+    pub more_problems: u64,
 }
+
+/// How many problems of the chain walk a report keeps (the first is what counts; one
+/// early deletion with renumbering makes every later row a problem).
+pub const MAX_PROBLEMS: usize = 1000;
 
 impl Report {
     pub fn first_problem(&self) -> Option<&Problem> {
@@ -282,8 +288,18 @@ pub fn verify(
     keys: &[VerifyingKey],
 ) -> Report {
     let mut report = Report::default();
-    // Stored hash of every entry by seq, for the checkpoints.
-    let mut hashes: std::collections::BTreeMap<i64, Option<Hash>> = Default::default();
+    // Only the entries the checkpoints seal are kept: (stored hash, entries up to it).
+    let sealed: std::collections::BTreeSet<i64> = checkpoints.iter().map(|c| c.seq).collect();
+    let mut at_checkpoint: std::collections::BTreeMap<i64, (Option<Hash>, u64)> =
+        Default::default();
+    let mut problems = Vec::new();
+    let mut push = |p: Problem, more: &mut u64| {
+        if problems.len() < MAX_PROBLEMS {
+            problems.push(p);
+        } else {
+            *more += 1;
+        }
+    };
     let mut iter = entries.into_iter().peekable();
     // (seq, stored hash) of the previous row.
     let mut prev: Option<(i64, Option<Hash>)> = None;
@@ -292,7 +308,9 @@ pub fn verify(
         report.first_seq.get_or_insert(row.seq);
         report.last_seq = Some(row.seq);
         let stored = row.stored_hash();
-        hashes.insert(row.seq, stored);
+        if sealed.contains(&row.seq) {
+            at_checkpoint.insert(row.seq, (stored, report.entries));
+        }
         let expected_seq = prev.map_or(1, |(s, _)| s + 1);
         let prev_hash = prev.map_or(Some(GENESIS), |(_, h)| h);
         let links =
@@ -310,39 +328,52 @@ pub fn verify(
                         other > 0 && stored.is_some() && row.computed_hash_at(other) == stored
                     })
             });
-            report.problems.push(match renumbered {
-                Some(hashed_as) => Problem::Renumbered {
-                    seq: row.seq,
-                    hashed_as,
+            push(
+                match renumbered {
+                    Some(hashed_as) => Problem::Renumbered {
+                        seq: row.seq,
+                        hashed_as,
+                    },
+                    None => Problem::Altered { seq: row.seq },
                 },
-                None => Problem::Altered { seq: row.seq },
-            });
+                &mut report.more_problems,
+            );
             continue;
         }
         if row.seq > expected_seq && !links {
-            report.problems.push(Problem::Removed {
-                from: expected_seq,
-                to: row.seq - 1,
-            });
+            push(
+                Problem::Removed {
+                    from: expected_seq,
+                    to: row.seq - 1,
+                },
+                &mut report.more_problems,
+            );
             continue;
         }
         if row.seq != expected_seq {
             // Links to its predecessor but carries another number: it was slipped in.
-            report.problems.push(Problem::Inserted { seq: row.seq });
+            push(
+                Problem::Inserted { seq: row.seq },
+                &mut report.more_problems,
+            );
             continue;
         }
         if !links {
             let next_links_over = iter.peek().is_some_and(|next| {
                 decode_hash(&next.prev_hash).is_some() && decode_hash(&next.prev_hash) == prev_hash
             });
-            report.problems.push(if next_links_over {
-                Problem::Inserted { seq: row.seq }
-            } else {
-                Problem::ChainBreak { seq: row.seq }
-            });
+            push(
+                if next_links_over {
+                    Problem::Inserted { seq: row.seq }
+                } else {
+                    Problem::ChainBreak { seq: row.seq }
+                },
+                &mut report.more_problems,
+            );
         }
     }
 
+    report.problems = problems;
     let mut cps: Vec<&StoredCheckpoint> = checkpoints.iter().collect();
     cps.sort_by_key(|c| c.seq);
     report.checkpoints = cps.len() as u64;
@@ -370,7 +401,7 @@ pub fn verify(
             });
             continue;
         }
-        match hashes.get(&cp.seq) {
+        match at_checkpoint.get(&cp.seq).map(|(h, _)| h) {
             None if cp.seq > last => report
                 .problems
                 .push(Problem::Truncated { seq: cp.seq, last }),
@@ -386,7 +417,8 @@ pub fn verify(
             }),
         }
     }
-    report.unsigned = hashes.range(last_good + 1..).count() as u64;
+    let signed_entries = at_checkpoint.get(&last_good).map_or(0, |(_, n)| *n);
+    report.unsigned = report.entries - signed_entries;
     report.problems.sort_by_key(|p| p.seq());
     report
 }

@@ -436,7 +436,7 @@ impl Writer {
 pub fn verify_log(path: &Path, keys: &[VerifyingKey]) -> Result<Report, AuditError> {
     let conn = store::open_reader(path)?;
     let checkpoints = store::checkpoints(&conn, path)?;
-    let mut entries = Vec::new();
-    store::for_each_entry(&conn, path, |e| entries.push(e))?;
-    Ok(chain::verify(entries, &checkpoints, keys))
+    store::with_entries(&conn, path, |entries| {
+        chain::verify(entries, &checkpoints, keys)
+    })
 }

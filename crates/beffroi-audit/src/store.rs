@@ -217,6 +217,29 @@ pub fn for_each_entry(
     Ok(())
 }
 
+/// Hands `f` an iterator over every entry in seq order, streaming; a read error stops the
+/// iteration and is returned instead of `f`'s result.
+pub fn with_entries<T>(
+    conn: &Connection,
+    path: &Path,
+    f: impl FnOnce(&mut dyn Iterator<Item = StoredEntry>) -> T,
+) -> Result<T, AuditError> {
+    let mut stmt = conn
+        .prepare(&format!(
+            "SELECT {ENTRY_COLUMNS} FROM entries ORDER BY seq, rowid"
+        ))
+        .map_err(db_err(path))?;
+    let mut failed = None;
+    let rows = stmt.query_map([], entry_from_row).map_err(db_err(path))?;
+    let mut iter = rows.map_while(|r| r.map_err(|e| failed = Some(e)).ok());
+    let out = f(&mut iter);
+    drop(iter);
+    match failed {
+        Some(e) => Err(db_err(path)(e)),
+        None => Ok(out),
+    }
+}
+
 /// Entries from `since` (inclusive), at most `limit`.
 pub fn entries_page(
     conn: &Connection,

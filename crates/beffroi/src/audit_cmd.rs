@@ -115,12 +115,13 @@ fn verify(args: &VerifyArgs) -> Result<ExitCode> {
     }
     if let Some(first) = report.first_problem() {
         eprintln!("audit log {log}: FAILED — {first}");
-        if report.problems.len() > 1 {
-            eprintln!("{} problem(s) in all:", report.problems.len());
+        let total = report.problems.len() as u64 + report.more_problems;
+        if total > 1 {
+            eprintln!("{total} problem(s) in all:");
             for p in report.problems.iter().take(MAX_LISTED) {
                 eprintln!("  {p}");
             }
-            if report.problems.len() > MAX_LISTED {
+            if total > MAX_LISTED as u64 {
                 eprintln!("  …");
             }
         }

@@ -307,12 +307,9 @@ fn a_server_leaves_a_verified_audit_trail() {
         String::from_utf8_lossy(&o.stdout).into_owned()
     };
     // The log is written by the server's writer thread: wait for the start entries.
-    support::poll(
-        "config.load",
-        Duration::from_secs(10),
-        &show,
-        || show().contains("config.load").then_some(()),
-    );
+    support::poll("config.load", Duration::from_secs(10), &show, || {
+        show().contains("config.load").then_some(())
+    });
     replace(&rules, "this is = not [ valid");
     support::poll(
         "failed reload",
