@@ -2,7 +2,7 @@
 //! generated on first start, and its public key written beside the log for verifiers to pin.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use rand::RngCore;
@@ -106,11 +106,6 @@ pub fn read_public(path: &Path) -> Result<VerifyingKey, AuditError> {
     hex::decode_to_slice(text.trim(), &mut bytes)
         .map_err(|_| key_err(path, "not a public key (64 hex digits expected)"))?;
     VerifyingKey::from_bytes(&bytes).map_err(|_| key_err(path, "not a valid Ed25519 public key"))
-}
-
-/// Where the public key goes: beside the signing key, `<stem>.pub`.
-pub fn public_path_for(key_file: &Path) -> PathBuf {
-    key_file.with_extension("pub")
 }
 
 #[cfg(test)]
