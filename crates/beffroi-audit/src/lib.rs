@@ -440,3 +440,65 @@ pub fn verify_log(path: &Path, keys: &[VerifyingKey]) -> Result<Report, AuditErr
         chain::verify(entries, &checkpoints, keys)
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use beffroi_core::audit::AuditOutcome;
+
+    fn rec() -> AuditRecord {
+        AuditRecord {
+            at_ms: 0,
+            actor: "a".into(),
+            action: "x.y".into(),
+            target: None,
+            outcome: AuditOutcome::Ok,
+            detail: "{}".into(),
+        }
+    }
+
+    /// A log whose writer is the test itself: the queue fills for sure.
+    fn detached(queue: usize) -> (AuditLog, Receiver<Msg>) {
+        let (tx, rx) = std::sync::mpsc::sync_channel(queue);
+        let log = AuditLog {
+            tx: Mutex::new(Some(tx)),
+            thread: Mutex::new(None),
+            // Drop must not wait for a writer that does not exist.
+            closed: AtomicBool::new(true),
+            metrics: AuditMetrics::default(),
+            public_key: SigningKey::from_bytes(&[1; 32]).verifying_key(),
+            path: PathBuf::from("audit.sqlite"),
+        };
+        (log, rx)
+    }
+
+    #[test]
+    fn a_full_queue_makes_the_caller_wait_and_counts_it() {
+        let (log, rx) = detached(1);
+        let log = Arc::new(log);
+        log.record(rec());
+        assert_eq!(log.metrics.queue_waits.get(), 0);
+        let caller = {
+            let log = Arc::clone(&log);
+            std::thread::spawn(move || log.record(rec()))
+        };
+        // The second record finds the queue full: counted, then the caller waits.
+        while log.metrics.queue_waits.get() == 0 {
+            std::thread::yield_now();
+        }
+        assert!(!caller.is_finished());
+        // Room made: the waiting record goes in; nothing was dropped.
+        assert!(matches!(rx.recv(), Ok(Msg::Record(_))));
+        caller.join().expect("caller");
+        assert!(matches!(rx.recv(), Ok(Msg::Record(_))));
+        assert_eq!(log.metrics.lost.get(), 0);
+    }
+
+    #[test]
+    fn a_record_the_writer_cannot_take_is_counted_lost() {
+        let (log, rx) = detached(4);
+        drop(rx);
+        log.record(rec());
+        assert_eq!(log.metrics.lost.get(), 1);
+    }
+}
