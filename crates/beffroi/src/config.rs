@@ -18,6 +18,38 @@ struct Raw {
     mqtt: Option<RawMqtt>,
     #[serde(default)]
     console: Option<RawConsole>,
+    #[serde(default)]
+    http: Option<RawHttp>,
+}
+
+/// `[http]`: accounts and how the site is reached.
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct RawHttp {
+    /// The accounts file (users and API tokens).
+    #[serde(default)]
+    users: Option<PathBuf>,
+    /// The site is reached over HTTPS (a TLS-terminating reverse proxy): `Secure` cookies
+    /// and HSTS.
+    #[serde(default)]
+    behind_tls: bool,
+    /// Take the client address from `X-Forwarded-For` (only behind your own proxy).
+    #[serde(default)]
+    trust_forwarded: bool,
+    #[serde(default)]
+    session_idle: Option<String>,
+    #[serde(default)]
+    session_absolute: Option<String>,
+}
+
+/// The `[http]` settings.
+#[derive(Debug, Default)]
+pub struct HttpSettings {
+    pub users: Option<PathBuf>,
+    pub behind_tls: bool,
+    pub trust_forwarded: bool,
+    pub session_idle: Option<beffroi_core::Duration>,
+    pub session_absolute: Option<beffroi_core::Duration>,
 }
 
 /// `[console]`: the base map (none by default).
@@ -75,6 +107,7 @@ pub struct Config {
     pub retention: Option<beffroi_core::Duration>,
     pub mqtt: Option<MqttSettings>,
     pub console: beffroi_console::Settings,
+    pub http: HttpSettings,
 }
 
 impl Config {
@@ -127,7 +160,25 @@ impl Config {
                 settings
             }
         };
+        let dur = |field: &str, v: Option<String>| -> Result<_, ConfigError> {
+            v.map(|s| {
+                parse_duration(&s)
+                    .map_err(|e| ConfigError::new(src.path.clone(), None, Some(field), e))
+            })
+            .transpose()
+        };
+        let http = match raw.http {
+            None => HttpSettings::default(),
+            Some(h) => HttpSettings {
+                users: h.users.map(|p| base.join(p)),
+                behind_tls: h.behind_tls,
+                trust_forwarded: h.trust_forwarded,
+                session_idle: dur("http.session_idle", h.session_idle)?,
+                session_absolute: dur("http.session_absolute", h.session_absolute)?,
+            },
+        };
         Ok(Config {
+            http,
             listen: raw.listen,
             data_dir: base.join(raw.data_dir),
             deployment: base.join(raw.deployment),
