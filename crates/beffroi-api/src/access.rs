@@ -438,7 +438,10 @@ mod tests {
             assert_eq!(ROLE_PERMISSIONS.iter().filter(|(x, _)| *x == r).count(), 1);
         }
         // The administrator holds everything; the DPO cannot act on incidents.
-        assert_eq!(Role::Administrator.permissions().len(), Permission::ALL.len());
+        assert_eq!(
+            Role::Administrator.permissions().len(),
+            Permission::ALL.len()
+        );
         assert!(!Role::Dpo.has(Permission::IncidentAct));
         assert!(!Role::Operator.has(Permission::IncidentCyber));
         assert!(Role::SecurityAnalyst.has(Permission::DeviceQuarantine));

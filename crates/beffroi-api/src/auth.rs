@@ -510,10 +510,17 @@ mod tests {
             Some(LoginError::InvalidCredentials)
         );
         let ok = a.login("admin", "s3cret", None, "1").expect("valid");
-        let bearer = a.authenticate(Credential::Bearer(&ok.session)).expect("bearer");
+        let bearer = a
+            .authenticate(Credential::Bearer(&ok.session))
+            .expect("bearer");
         assert_eq!(bearer.principal.name, "admin");
-        assert!(bearer.csrf.is_none(), "bearer requests are not subject to CSRF");
-        let cookie = a.authenticate(Credential::Cookie(&ok.session)).expect("cookie");
+        assert!(
+            bearer.csrf.is_none(),
+            "bearer requests are not subject to CSRF"
+        );
+        let cookie = a
+            .authenticate(Credential::Cookie(&ok.session))
+            .expect("cookie");
         assert_eq!(cookie.csrf.as_deref(), Some(ok.csrf.as_str()));
         a.logout(&ok.session);
         assert!(a.authenticate(Credential::Bearer(&ok.session)).is_none());
@@ -524,19 +531,28 @@ mod tests {
         let clock = SimClock::new(Timestamp(1_700_000_000_000));
         let a = auth(&clock);
         let p = a.policy();
-        let s = a.login("admin", "s3cret", None, "1").expect("valid").session;
+        let s = a
+            .login("admin", "s3cret", None, "1")
+            .expect("valid")
+            .session;
         // Used every 20 minutes: the idle timer never runs out, the absolute one does.
         let step = Duration::from_mins(20);
         let mut used = Duration(0);
         while used.millis() + step.millis() < p.absolute.millis() {
             clock.advance(step);
             used = Duration(used.millis() + step.millis());
-            assert!(a.authenticate(Credential::Cookie(&s)).is_some(), "at {used:?}");
+            assert!(
+                a.authenticate(Credential::Cookie(&s)).is_some(),
+                "at {used:?}"
+            );
         }
         clock.advance(step);
         assert!(a.authenticate(Credential::Cookie(&s)).is_none());
         // Idle: 30 minutes without use.
-        let s = a.login("admin", "s3cret", None, "1").expect("valid").session;
+        let s = a
+            .login("admin", "s3cret", None, "1")
+            .expect("valid")
+            .session;
         clock.advance(Duration::from_mins(29));
         assert!(a.authenticate(Credential::Bearer(&s)).is_some());
         clock.advance(Duration::from_mins(30));

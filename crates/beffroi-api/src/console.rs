@@ -204,7 +204,10 @@ pub async fn map_clusters(
             |i| states.get(i).copied().map_or(MapState::Normal, map_state),
             |i| {
                 scope.is_territory()
-                    || scope.holds(t.site(t.device(beffroi_core::DeviceIdx(i as u32)).site).commune)
+                    || scope.holds(
+                        t.site(t.device(beffroi_core::DeviceIdx(i as u32)).site)
+                            .commune,
+                    )
             },
         )
         .map_err(|e| bad(e.to_string()))?;

@@ -20,9 +20,9 @@ use tokio::sync::{broadcast, oneshot};
 
 use crate::AppState;
 use crate::access::Permission;
-use crate::routes::Caller;
 use crate::dto::*;
 use crate::error::{ApiError, ErrorCode};
+use crate::routes::Caller;
 
 /// The authenticated user of a request (its name), from the guard's [`Caller`].
 pub struct User(pub String);
@@ -146,9 +146,10 @@ pub async fn login(
                     ErrorCode::TotpRequired,
                     "this account needs a one-time code (`totp`)",
                 ),
-                LoginError::TotpInvalid => {
-                    ApiError::new(ErrorCode::TotpInvalid, "wrong or already used one-time code")
-                }
+                LoginError::TotpInvalid => ApiError::new(
+                    ErrorCode::TotpInvalid,
+                    "wrong or already used one-time code",
+                ),
                 LoginError::Throttled { retry_after_s } => ApiError::new(
                     ErrorCode::TooManyAttempts,
                     format!("too many failed logins; retry in {retry_after_s} s"),
@@ -208,7 +209,11 @@ pub async fn list_incidents(
     Query(p): Query<IncidentParams>,
 ) -> Result<Json<Vec<IncidentDto>>, ApiError> {
     let limit = p.limit.unwrap_or(500).min(5000);
-    let scoped = !c.scope.is_territory() || !c.principal.scope_for(Permission::IncidentCyber).is_territory();
+    let scoped = !c.scope.is_territory()
+        || !c
+            .principal
+            .scope_for(Permission::IncidentCyber)
+            .is_territory();
     let mut q = IncidentQuery {
         category: p.category,
         commune: p.commune,
@@ -334,12 +339,8 @@ pub async fn act(
     if matches!(action, IncidentAction::Assign(_)) {
         let assign = c.principal.scope_for(Permission::IncidentAssign);
         let reader = Arc::clone(&s.reader);
-        let found = blocking(move || {
-            reader
-                .incidents_by_id(&[IncidentId(id)])
-                .map_err(store_err)
-        })
-        .await?;
+        let found =
+            blocking(move || reader.incidents_by_id(&[IncidentId(id)]).map_err(store_err)).await?;
         if found.first().is_some_and(|i| !assign.holds(i.commune)) {
             return Err(ApiError::new(
                 ErrorCode::Forbidden,

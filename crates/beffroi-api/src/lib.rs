@@ -99,7 +99,9 @@ impl AuthMetrics {
         self.logins.get_or_create(&ResultLabel { result }).inc();
     }
     pub fn denied(&self, code: &'static str) {
-        self.denials.get_or_create(&ResultLabel { result: code }).inc();
+        self.denials
+            .get_or_create(&ResultLabel { result: code })
+            .inc();
     }
 }
 

@@ -13,9 +13,9 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::AppState;
+use crate::access::{CYBER, Permission, Scope};
 use crate::dto::IncidentDto;
 use crate::error::{ApiError, ErrorCode};
-use crate::access::{CYBER, Permission, Scope};
 use crate::handlers::{blocking, store_err};
 use crate::routes::Caller;
 use beffroi_core::IncidentId;
@@ -264,7 +264,11 @@ fn visible(c: &Caller) -> impl Fn(&beffroi_core::Incident) -> bool + Send + 'sta
 #[utoipa::path(get, path = "/api/v1/auth/me", responses((status = 200, body = MeDto)), security(("bearer" = [])))]
 pub async fn me(State(s): State<AppState>, c: Caller) -> Json<MeDto> {
     let p = &c.principal;
-    let mut roles: Vec<String> = p.grants.iter().map(|g| g.role.as_str().to_string()).collect();
+    let mut roles: Vec<String> = p
+        .grants
+        .iter()
+        .map(|g| g.role.as_str().to_string())
+        .collect();
     roles.sort();
     roles.dedup();
     let scope = p

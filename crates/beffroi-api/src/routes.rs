@@ -194,7 +194,11 @@ pub(crate) fn session_cookie(headers: &HeaderMap) -> Option<&str> {
 
 /// The client's address: the socket's peer (or, behind a trusted proxy, the first
 /// `X-Forwarded-For` hop).
-pub(crate) fn client_addr(s: &AppState, req_headers: &HeaderMap, ext: &axum::http::Extensions) -> String {
+pub(crate) fn client_addr(
+    s: &AppState,
+    req_headers: &HeaderMap,
+    ext: &axum::http::Extensions,
+) -> String {
     if s.web.trust_forwarded
         && let Some(f) = req_headers
             .get("x-forwarded-for")
@@ -219,14 +223,10 @@ async fn object_of(
     id: &str,
 ) -> Result<Option<(Vec<CommuneIdx>, Option<String>)>, ApiError> {
     Ok(match kind {
-        ObjectKind::Device => s
-            .engine
-            .territory
-            .device_id(id)
-            .map(|d| {
-                let t = &s.engine.territory;
-                (vec![t.site(t.device(d).site).commune], None)
-            }),
+        ObjectKind::Device => s.engine.territory.device_id(id).map(|d| {
+            let t = &s.engine.territory;
+            (vec![t.site(t.device(d).site).commune], None)
+        }),
         ObjectKind::Unit => s
             .engine
             .ops()
@@ -281,7 +281,14 @@ async fn guard(
         s.audit.record(AuditRecord {
             at_ms: wall_ms(),
             actor: who.to_string(),
-            action: format!("access.{}", if spec.action.is_empty() { "read" } else { spec.action }),
+            action: format!(
+                "access.{}",
+                if spec.action.is_empty() {
+                    "read"
+                } else {
+                    spec.action
+                }
+            ),
             target: target.clone(),
             outcome: AuditOutcome::Denied,
             detail: serde_json::json!({
@@ -302,8 +309,11 @@ async fn guard(
     let Some(who) = cred.and_then(|c| s.auth.authenticate(c)) else {
         // Not audited per request (anyone can send these); counted.
         s.auth_metrics.denied("unauthorized");
-        return ApiError::new(ErrorCode::Unauthorized, "missing, invalid or expired credentials")
-            .into_response();
+        return ApiError::new(
+            ErrorCode::Unauthorized,
+            "missing, invalid or expired credentials",
+        )
+        .into_response();
     };
     let name = who.principal.name.clone();
     if let Some(expected) = &who.csrf
@@ -317,7 +327,10 @@ async fn guard(
             return deny(
                 &s,
                 &name,
-                ApiError::new(ErrorCode::CsrfFailed, "missing or wrong X-CSRF-Token header"),
+                ApiError::new(
+                    ErrorCode::CsrfFailed,
+                    "missing or wrong X-CSRF-Token header",
+                ),
             );
         }
     }
@@ -330,10 +343,14 @@ async fn guard(
             let forbidden = || {
                 ApiError::new(
                     ErrorCode::Forbidden,
-                    format!("needs permission `{}`{}", perm.as_str(), match mode {
-                        Territory => " over the whole territory",
-                        _ => "",
-                    }),
+                    format!(
+                        "needs permission `{}`{}",
+                        perm.as_str(),
+                        match mode {
+                            Territory => " over the whole territory",
+                            _ => "",
+                        }
+                    ),
                 )
             };
             if scope.is_nothing() || (mode == Territory && !scope.is_territory()) {
@@ -458,7 +475,11 @@ pub async fn security_headers(
     set(h, "cross-origin-opener-policy", "same-origin");
     set(h, "cross-origin-resource-policy", "same-origin");
     if web.hsts {
-        set(h, "strict-transport-security", "max-age=31536000; includeSubDomains");
+        set(
+            h,
+            "strict-transport-security",
+            "max-age=31536000; includeSubDomains",
+        );
     }
     if api {
         set(h, "cache-control", "no-store");

@@ -231,10 +231,7 @@ pub fn grants_toml(grants: &[(Role, Option<Vec<String>>)]) -> String {
             Some(list) => format!(
                 "{{ role = \"{}\", communes = [{}] }}",
                 role.as_str(),
-                list.iter()
-                    .map(|c| quote(c))
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                list.iter().map(|c| quote(c)).collect::<Vec<_>>().join(", ")
             ),
         })
         .collect();
@@ -254,10 +251,7 @@ pub fn user_entry(
         quote(password_hash)
     );
     if let Some(t) = totp_secret {
-        s.push_str(&format!(
-            "totp_secret = {}\n",
-            quote(t)
-        ));
+        s.push_str(&format!("totp_secret = {}\n", quote(t)));
     }
     s.push_str(&format!("grants = {}\n", grants_toml(grants)));
     s

@@ -31,7 +31,13 @@ fn admin_password() -> (String, bool) {
 
 /// The demo's users: one per role, with communes that show the scoping.
 fn demo_users(t: &Territory) -> Vec<(&'static str, Role, Scope)> {
-    let first = |n: usize| Scope::communes((0..n.min(t.communes.len())).map(|i| CommuneIdx(i as u32)).collect());
+    let first = |n: usize| {
+        Scope::communes(
+            (0..n.min(t.communes.len()))
+                .map(|i| CommuneIdx(i as u32))
+                .collect(),
+        )
+    };
     vec![
         ("operator", Role::Operator, first(2)),
         ("supervisor", Role::Supervisor, first(4)),
@@ -231,7 +237,9 @@ pub fn run(cmd: UsersCommand) -> Result<()> {
             }
             if let Some(s) = secret {
                 println!("TOTP secret: {s}");
-                println!("otpauth://totp/Beffroi:{name}?secret={s}&issuer=Beffroi&digits=6&period=30");
+                println!(
+                    "otpauth://totp/Beffroi:{name}?secret={s}&issuer=Beffroi&digits=6&period=30"
+                );
             }
         }
         UsersCommand::Token { file, name, roles } => {
@@ -240,7 +248,10 @@ pub fn run(cmd: UsersCommand) -> Result<()> {
                 .map(|r| parse_grant(r))
                 .collect::<Result<Vec<_>>>()?;
             let (token, digest) = beffroi_api::auth::generate_token();
-            append(&file, &beffroi_api::users::token_entry(&name, &digest, &grants))?;
+            append(
+                &file,
+                &beffroi_api::users::token_entry(&name, &digest, &grants),
+            )?;
             println!("added token `{name}` to {}", file.display());
             println!("token: {token}   (shown once; only its SHA-256 is stored)");
         }
@@ -282,8 +293,8 @@ mod tests {
             beffroi_api::users::user_entry("a\"b", &hash, Some(&secret), &g),
             beffroi_api::users::token_entry("sig", &digest, &g)
         );
-        let acc = beffroi_api::users::parse(&SourceFile::new("users.toml", text), &t)
-            .expect("parses");
+        let acc =
+            beffroi_api::users::parse(&SourceFile::new("users.toml", text), &t).expect("parses");
         assert_eq!(acc.users[0].name, "a\"b");
         assert_eq!(acc.users[0].grants.len(), 2);
         assert!(acc.users[0].totp.is_some());
@@ -295,6 +306,9 @@ mod tests {
             .expect("invalid")
             .to_string();
         assert!(e.contains("users.toml:3: `password_hash`"), "{e}");
-        assert!(e.contains("users.toml:4: `role`: unknown role `king`"), "{e}");
+        assert!(
+            e.contains("users.toml:4: `role`: unknown role `king`"),
+            "{e}"
+        );
     }
 }
