@@ -302,8 +302,7 @@ mod tests {
         // Errors carry file, line and field.
         let bad = "[[user]]\nname = \"x\"\npassword_hash = \"nope\"\ngrants = [{ role = \"king\", territory = true }]\n";
         let e = beffroi_api::users::parse(&SourceFile::new("users.toml", bad), &t)
-            .err()
-            .expect("invalid")
+            .expect_err("invalid")
             .to_string();
         assert!(e.contains("users.toml:3: `password_hash`"), "{e}");
         assert!(
