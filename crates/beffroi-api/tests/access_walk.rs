@@ -35,6 +35,7 @@ use tower::ServiceExt;
 const A: &str = "dijon";
 const B: &str = "chenove";
 const ADMIN_PASSWORD: &str = "walk-admin-password";
+const TOTP_SECRET: &[u8] = b"12345678901234567890";
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -247,6 +248,15 @@ async fn harness() -> Harness {
         }],
     )
     .expect("hash");
+    auth.add_account(beffroi_api::auth::Account {
+        name: "op-totp".into(),
+        password_hash: beffroi_api::auth::hash_password(ADMIN_PASSWORD).expect("hash"),
+        grants: vec![Grant {
+            role: Role::Operator,
+            scope: Scope::communes(vec![a]),
+        }],
+        totp: Some(TOTP_SECRET.to_vec()),
+    });
     let audit = Arc::new(Recorder::default());
     let state = AppState::new(engine.handle.clone(), Arc::new(reader), Arc::new(auth))
         .with_audit(Arc::clone(&audit) as Arc<dyn AuditSink>)
@@ -830,6 +840,46 @@ async fn cookie_sessions_need_the_csrf_header_bearer_does_not() {
         .find(|r| r.action == "incident.action")
         .expect("state change");
     assert_eq!(change.target.as_deref(), Some("1"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_second_factor_is_asked_for_and_checked() {
+    let h = harness().await;
+    let r = login(&h, "op-totp", ADMIN_PASSWORD).await;
+    assert_eq!((r.status, r.code()), (401, "totp_required"));
+    let step = (beffroi_core::Clock::now(&h.clock).0 / 1000 / 30) as u64;
+    let good = beffroi_api::totp::code(TOTP_SECRET, step);
+    let bad = beffroi_api::totp::code(TOTP_SECRET, step + 5);
+    let with =
+        |code: &str| json!({"username": "op-totp", "password": ADMIN_PASSWORD, "totp": code});
+    let r = h
+        .call(
+            Method::POST,
+            "/api/v1/auth/login",
+            Auth_::None,
+            Some(with(&bad)),
+        )
+        .await;
+    assert_eq!((r.status, r.code()), (401, "totp_invalid"));
+    let r = h
+        .call(
+            Method::POST,
+            "/api/v1/auth/login",
+            Auth_::None,
+            Some(with(&good)),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    // A wrong password with a right code is still a wrong password.
+    let r = h
+        .call(
+            Method::POST,
+            "/api/v1/auth/login",
+            Auth_::None,
+            Some(json!({"username": "op-totp", "password": "nope", "totp": good})),
+        )
+        .await;
+    assert_eq!((r.status, r.code()), (401, "invalid_credentials"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
