@@ -926,8 +926,7 @@ async fn password_guessing_is_slowed_then_locked_out() {
         .expect("body");
     let text = String::from_utf8_lossy(&bytes);
     assert!(
-        text.contains("beffroi_auth_logins_total{result=\"locked\"}")
-            || text.contains("auth_logins_total{result=\"locked\"}"),
+        text.contains("beffroi_auth_logins_total{result=\"locked\"}"),
         "{text}"
     );
     assert!(text.contains("result=\"invalid_credentials\""));
