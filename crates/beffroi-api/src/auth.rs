@@ -393,6 +393,14 @@ impl Auth {
         })
     }
 
+    /// Whether a session is still valid, without counting this as use (the live stream asks
+    /// before each event: a stream must not keep an idle session alive, nor outlive it).
+    pub fn session_alive(&self, session: &str) -> bool {
+        let now = self.clock.now();
+        let s = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        s.get(session).is_some_and(|v| self.alive(v, now))
+    }
+
     pub fn logout(&self, session: &str) {
         let mut s = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
         s.remove(session);
@@ -555,7 +563,11 @@ mod tests {
             .session;
         clock.advance(Duration::from_mins(29));
         assert!(a.authenticate(Credential::Bearer(&s)).is_some());
-        clock.advance(Duration::from_mins(30));
+        // Asking whether it is alive is not using it.
+        clock.advance(Duration::from_mins(20));
+        assert!(a.session_alive(&s));
+        clock.advance(Duration::from_mins(10));
+        assert!(!a.session_alive(&s));
         assert!(a.authenticate(Credential::Bearer(&s)).is_none());
     }
 

@@ -740,10 +740,14 @@ pub async fn stream(
         LiveEvent::Crisis(c) => crises.sees(&c.communes),
         LiveEvent::Event(_) => !events.is_nothing(),
     };
+    let auth = Arc::clone(&s.auth);
+    let session = caller.session.clone();
     let stream = futures::stream::unfold(rx, move |mut rx| {
         let t = Arc::clone(&t);
         let metrics = Arc::clone(&metrics);
         let visible = visible.clone();
+        let auth = Arc::clone(&auth);
+        let session = session.clone();
         async move {
             let mut got = rx.recv().await;
             while let Ok(ev) = &got {
@@ -751,6 +755,10 @@ pub async fn stream(
                     break;
                 }
                 got = rx.recv().await;
+            }
+            // The stream ends with the session it was opened with (logout, expiry).
+            if session.as_deref().is_some_and(|id| !auth.session_alive(id)) {
+                return None;
             }
             let ev = match got {
                 Ok(LiveEvent::Incident(c)) => {

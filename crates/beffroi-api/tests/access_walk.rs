@@ -994,3 +994,48 @@ fn scopes_of_the_test_users_are_what_the_walk_assumes() {
     assert_eq!(unit("pm-dijon-1"), vec![a]);
     assert!(!unit("pm-chenove-1").contains(&a));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_live_stream_ends_with_its_session() {
+    let h = harness().await;
+    let r = login(&h, "op-a", ADMIN_PASSWORD).await;
+    assert_eq!(r.status, 200);
+    let session = r.body["token"].as_str().expect("token").to_string();
+    let req = Request::builder()
+        .uri("/api/v1/stream")
+        .header(header::AUTHORIZATION, format!("Bearer {session}"))
+        .body(Body::empty())
+        .expect("req");
+    let resp = h.app.clone().oneshot(req).await.expect("stream");
+    assert_eq!(resp.status(), 200);
+    let r = h
+        .call(
+            Method::POST,
+            "/api/v1/auth/logout",
+            Auth_::Bearer(&session),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 204);
+    // The next event for the stream (a comment on an incident of A) finds the session gone:
+    // the stream ends instead of delivering it.
+    let admin = token(Role::Administrator, true);
+    let r = h
+        .call(
+            Method::POST,
+            "/api/v1/incidents/1/actions",
+            Auth_::Bearer(&admin),
+            Some(json!({"action": "comment", "text": "after logout"})),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    let body = tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        axum::body::to_bytes(resp.into_body(), 1 << 20),
+    )
+    .await
+    .expect("the stream ended")
+    .expect("body");
+    let text = String::from_utf8_lossy(&body);
+    assert!(!text.contains("after logout"), "{text}");
+}
