@@ -310,4 +310,46 @@ mod tests {
             "{e}"
         );
     }
+
+    /// A users file that declares `admin` replaces the generated one; the demo adds one
+    /// user per role other than administrator, each able to log in with its printed password.
+    #[test]
+    fn accounts_from_the_file_and_the_demo() {
+        let t = crate::setup::load_demo().expect("demo").territory;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("users.toml");
+        let hash = beffroi_api::auth::hash_password("from-file").expect("hash");
+        std::fs::write(
+            &file,
+            beffroi_api::users::user_entry("admin", &hash, None, &[(Role::Administrator, None)]),
+        )
+        .expect("write");
+        let http = HttpSettings {
+            users: Some(file),
+            ..HttpSettings::default()
+        };
+        let (auth, generated, from_env) = build(&t, &http, true).expect("accounts");
+        assert!(!from_env);
+        let names: Vec<&str> = generated.iter().map(|g| g.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "operator",
+                "supervisor",
+                "crisis_director",
+                "technician",
+                "security_analyst",
+                "dpo",
+                "auditor"
+            ]
+        );
+        assert!(auth.login("admin", "from-file", None, "test").is_ok());
+        let op = &generated[0];
+        let ok = auth
+            .login(&op.name, &op.password, None, "test")
+            .expect("operator logs in");
+        assert_eq!(ok.principal.grants[0].role, Role::Operator);
+        assert!(!ok.principal.grants[0].scope.is_territory());
+        assert!(op.grants.contains("dijon"), "{}", op.grants);
+    }
 }

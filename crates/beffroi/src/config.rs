@@ -232,4 +232,26 @@ mod tests {
         let e = parse(&format!("{base}[console]\nbasemap = \"x\"\n")).expect_err("unknown key");
         assert!(e.to_string().contains("basemap"), "{e}");
     }
+
+    #[test]
+    fn the_http_table_sets_accounts_and_sessions() {
+        let base = "data_dir = \"d\"\ndeployment = \"dep\"\n";
+        let none = parse(base).expect("valid");
+        assert!(none.http.users.is_none() && !none.http.behind_tls);
+        let c = parse(&format!(
+            "{base}[http]\nusers = \"users.toml\"\nbehind_tls = true\nsession_idle = \"10m\"\n"
+        ))
+        .expect("valid");
+        assert_eq!(
+            c.http.users.as_deref(),
+            Some(std::path::Path::new("/etc/beffroi/users.toml"))
+        );
+        assert!(c.http.behind_tls && !c.http.trust_forwarded);
+        assert_eq!(
+            c.http.session_idle,
+            Some(beffroi_core::Duration::from_mins(10))
+        );
+        let e = parse(&format!("{base}[http]\nsession_idle = \"soon\"\n")).expect_err("bad");
+        assert!(e.to_string().contains("http.session_idle"), "{e}");
+    }
 }
