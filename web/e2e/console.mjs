@@ -5,7 +5,7 @@
 
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { launch, login, step } from './lib.mjs';
+import { apiLogin, launch, login, step } from './lib.mjs';
 import { eventsSteps } from './events.mjs';
 import { crisisSteps } from './crisis.mjs';
 
@@ -41,8 +41,10 @@ page.on('response', (r) => { if (r.status() >= 400) errors.push(`${r.status()} $
 try {
   step('login');
   await login(page, base, password);
-  const token = await page.evaluate(() => sessionStorage.getItem('beffroi.token'));
-  check(token, 'the token is kept in sessionStorage');
+  const kept = await page.evaluate(() => ({ csrf: sessionStorage.getItem('beffroi.csrf'), cookie: document.cookie }));
+  check(kept.csrf, 'the CSRF token is kept in sessionStorage');
+  check(!kept.cookie.includes('beffroi_session'), 'the session cookie is HttpOnly (not readable by the page)');
+  const token = await apiLogin(base, password);
 
   step('map: communes and devices rendered');
   await page.locator('#map-counters[data-ready=true]').waitFor();

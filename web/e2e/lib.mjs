@@ -23,6 +23,17 @@ export async function launch({ viewport = { width: 1600, height: 900 }, locale =
   return { context, close };
 }
 
+/** A separate API session for the script's own calls (the console's session id is in an
+ * HttpOnly cookie the page cannot read). */
+export async function apiLogin(base, password, username = 'admin') {
+  const r = await fetch(`${base}/api/v1/auth/login`, {
+    method: 'POST', headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify({ username, password }),
+  });
+  if (!r.ok) throw new Error(`API login failed: ${r.status}`);
+  return (await r.json()).token;
+}
+
 export async function login(page, base, password) {
   await page.goto(base + '/');
   await page.locator('#login-user').fill('admin');

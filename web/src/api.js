@@ -1,6 +1,8 @@
-// The API client: bearer token from sessionStorage, JSON in and out, typed errors.
+// The API client: the session rides in an HttpOnly cookie the page cannot read; the page
+// keeps only the session's CSRF token (sessionStorage), sent in X-CSRF-Token on every
+// state-changing request. JSON in and out, typed errors.
 
-const TOKEN = 'beffroi.token';
+const CSRF = 'beffroi.csrf';
 
 export class ApiError extends Error {
   constructor(status, code, message) {
@@ -10,13 +12,14 @@ export class ApiError extends Error {
   }
 }
 
+/** The session's CSRF token; present while the console believes it is logged in. */
 export function token() {
-  return sessionStorage.getItem(TOKEN);
+  return sessionStorage.getItem(CSRF);
 }
 
 export function setToken(t) {
-  if (t) sessionStorage.setItem(TOKEN, t);
-  else sessionStorage.removeItem(TOKEN);
+  if (t) sessionStorage.setItem(CSRF, t);
+  else sessionStorage.removeItem(CSRF);
 }
 
 const unauthorized = new Set();
@@ -28,7 +31,7 @@ export function onUnauthorized(f) {
 export async function request(method, path, body, { signal } = {}) {
   const headers = { Accept: 'application/json' };
   const tok = token();
-  if (tok) headers.Authorization = `Bearer ${tok}`;
+  if (tok && method !== 'GET') headers['X-CSRF-Token'] = tok;
   if (body !== undefined) headers['Content-Type'] = 'application/json';
   let resp;
   try {
@@ -36,6 +39,7 @@ export async function request(method, path, body, { signal } = {}) {
       method,
       headers,
       body: body === undefined ? undefined : JSON.stringify(body),
+      credentials: 'same-origin',
       signal,
     });
   } catch (e) {
@@ -69,7 +73,7 @@ export function act(id, action, extra = {}) {
   return post(`/incidents/${id}/actions`, { action, ...extra });
 }
 
-const ALL_PERMISSIONS = ['incident.act', 'incident.assign', 'unit.status', 'crisis.manage', 'event.manage', 'supervise'];
+const ALL_PERMISSIONS = ['incident.read', 'incident.act', 'incident.assign', 'unit.status', 'crisis.manage', 'event.manage', 'supervise'];
 let me = null;
 
 /** Who the token belongs to and what it may do (GET /auth/me; every permission when the

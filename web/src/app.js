@@ -97,7 +97,8 @@ function showShell() {
   ];
   router.onRouteChange(markTab);
   paint();
-  live.start().catch(() => {});
+  // Roles without incident.read (the DPO) have no live stream to follow.
+  if (api.can('incident.read')) live.start().catch(() => {});
   router.start(main, 'map');
 
   const keys = (e) => onKey(e, help);

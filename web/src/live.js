@@ -83,7 +83,8 @@ function connect() {
   if (stopped) return;
   const tok = api.token();
   if (!tok) return;
-  source = new EventSource(`/api/v1/stream?access_token=${encodeURIComponent(tok)}`);
+  // Same origin: the session cookie goes with the request (no token in the URL).
+  source = new EventSource('/api/v1/stream');
   source.addEventListener('open', () => {
     retryDelay = 1000;
     setStatus('connected');

@@ -1,29 +1,82 @@
-//! Users and bearer tokens.
+//! Accounts, console sessions, API tokens, TOTP and login throttling.
 //!
-//! Passwords are hashed with Argon2id. Tokens are 256-bit random values, kept in memory
-//! with an expiry (a restart logs everybody out). Full roles scoped to communes come with
-//! the access-control work; for now every authenticated user may do everything.
+//! - **Accounts** ([`Account`]): an Argon2id hash, grants (roles × scopes), an optional TOTP
+//!   secret. Loaded from `users.toml` ([`crate::users`]) or added in code (the demo).
+//! - **Sessions**: 256-bit random ids, kept in memory (a restart logs everybody out), with
+//!   an idle and an absolute timeout and a per-session CSRF token. The console carries the
+//!   id in an `HttpOnly` cookie; scripts may send it as a bearer token.
+//! - **API tokens** ([`ApiToken`]): declared with their own grants, stored as SHA-256
+//!   digests (a token is 256 random bits, so a fast hash is enough), accepted only as
+//!   bearer tokens: they cannot open a console session.
+//! - **Throttling** ([`Throttle`]): per account and per client address, failures slow the
+//!   next attempt (exponential delay) and then lock out for a period.
+//!
+//! Time comes from an injected [`Clock`], so the expiry and lock-out tests are
+//! deterministic. Password checks are CPU-heavy: call [`Auth::login`] from `spawn_blocking`.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
 
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use base64::Engine as _;
+use beffroi_core::{Clock, Duration, Timestamp};
 use rand::RngCore;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
 
-pub struct Auth {
-    users: HashMap<String, String>,
-    /// Hash checked for unknown users, so that timing does not reveal which names exist.
-    dummy: String,
-    sessions: Mutex<HashMap<String, Session>>,
-    ttl: Duration,
+use crate::access::{Grant, Principal, PrincipalKind};
+
+/// A person who logs in.
+#[derive(Clone, Debug)]
+pub struct Account {
+    pub name: String,
+    /// PHC string of an Argon2id hash.
+    pub password_hash: String,
+    pub grants: Vec<Grant>,
+    /// RFC 6238 secret (raw bytes); when set, every login needs a code.
+    pub totp: Option<Vec<u8>>,
 }
 
-struct Session {
-    user: String,
-    expires: Instant,
+/// An integration's bearer token.
+#[derive(Clone, Debug)]
+pub struct ApiToken {
+    pub name: String,
+    /// SHA-256 of the token.
+    pub digest: [u8; 32],
+    pub grants: Vec<Grant>,
+}
+
+/// Session lifetimes and throttling thresholds.
+#[derive(Clone, Copy, Debug)]
+pub struct AuthPolicy {
+    /// A session unused this long expires.
+    pub idle: Duration,
+    /// A session expires this long after login, used or not.
+    pub absolute: Duration,
+    /// Failures (per account or per address) before each attempt is delayed.
+    pub slow_after: u32,
+    /// Delay after the first failure beyond `slow_after`; doubles with each failure.
+    pub base_delay: Duration,
+    /// Failures before the account or address is locked out.
+    pub lock_after: u32,
+    pub lockout: Duration,
+    /// Failures older than this are forgotten.
+    pub window: Duration,
+}
+
+impl Default for AuthPolicy {
+    fn default() -> Self {
+        AuthPolicy {
+            idle: Duration::from_mins(30),
+            absolute: Duration::from_mins(12 * 60),
+            slow_after: 3,
+            base_delay: Duration::from_secs(2),
+            lock_after: 10,
+            lockout: Duration::from_mins(15),
+            window: Duration::from_mins(15),
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -32,99 +85,590 @@ pub enum AuthError {
     Hash(String),
 }
 
-impl Auth {
-    pub fn new(ttl: Duration) -> Self {
-        Auth {
-            users: HashMap::new(),
-            dummy: String::new(),
-            sessions: Mutex::new(HashMap::new()),
-            ttl,
+/// Why a login was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LoginError {
+    /// Wrong user name or password (which one is not said).
+    InvalidCredentials,
+    /// The account has a second factor and no code was given.
+    TotpRequired,
+    /// The code is wrong, or was already used.
+    TotpInvalid,
+    /// Too many recent failures: retry after this many seconds.
+    Throttled { retry_after_s: u64 },
+    /// Locked out: retry after this many seconds.
+    Locked { retry_after_s: u64 },
+}
+
+impl LoginError {
+    /// A bounded label for metrics and the audit log.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LoginError::InvalidCredentials => "invalid_credentials",
+            LoginError::TotpRequired => "totp_required",
+            LoginError::TotpInvalid => "totp_invalid",
+            LoginError::Throttled { .. } => "throttled",
+            LoginError::Locked { .. } => "locked",
         }
     }
+}
 
-    /// Adds (or replaces) a user with an Argon2id hash of `password`.
-    pub fn add_user(&mut self, name: &str, password: &str) -> Result<(), AuthError> {
-        let mut salt = [0u8; 16];
-        rand::rng().fill_bytes(&mut salt);
-        let salt = SaltString::encode_b64(&salt).map_err(|e| AuthError::Hash(e.to_string()))?;
-        let hash = Argon2::default()
-            .hash_password(password.as_bytes(), &salt)
-            .map_err(|e| AuthError::Hash(e.to_string()))?
-            .to_string();
-        if self.dummy.is_empty() {
-            self.dummy.clone_from(&hash);
-        }
-        self.users.insert(name.to_string(), hash);
-        Ok(())
-    }
+/// A successful login.
+#[derive(Clone, Debug)]
+pub struct LoginOk {
+    pub session: String,
+    pub csrf: String,
+    pub principal: Arc<Principal>,
+    /// Seconds until the absolute expiry.
+    pub expires_in: u64,
+}
 
-    /// Verifies credentials (CPU-heavy: call from `spawn_blocking`) and opens a session.
-    pub fn login(&self, name: &str, password: &str) -> Option<String> {
-        let (hash, known) = match self.users.get(name) {
-            Some(h) => (h, true),
-            None => (&self.dummy, false),
-        };
-        let parsed = PasswordHash::new(hash).ok()?;
-        let ok = Argon2::default()
-            .verify_password(password.as_bytes(), &parsed)
-            .is_ok();
-        if !(ok && known) {
-            return None;
-        }
-        let mut bytes = [0u8; 32];
-        rand::rng().fill_bytes(&mut bytes);
-        let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
-        let mut s = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
-        let now = Instant::now();
-        s.retain(|_, v| v.expires > now);
-        s.insert(
-            token.clone(),
-            Session {
-                user: name.to_string(),
-                expires: now + self.ttl,
-            },
-        );
-        Some(token)
-    }
+/// How a request proved who it is.
+#[derive(Clone, Debug)]
+pub enum Credential<'a> {
+    /// `Authorization: Bearer …` (a session id or an API token).
+    Bearer(&'a str),
+    /// The console's session cookie.
+    Cookie(&'a str),
+}
 
-    /// The user a token belongs to, if valid and not expired.
-    pub fn check(&self, token: &str) -> Option<String> {
-        let s = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
-        s.get(token)
-            .filter(|v| v.expires > Instant::now())
-            .map(|v| v.user.clone())
-    }
+/// An authenticated request's caller.
+#[derive(Clone, Debug)]
+pub struct Authenticated {
+    pub principal: Arc<Principal>,
+    /// The session's CSRF token, when the request came with the session cookie: it must then
+    /// send `X-CSRF-Token` on state-changing requests.
+    pub csrf: Option<String>,
+    /// The session id, for logout.
+    pub session: Option<String>,
+}
 
-    pub fn logout(&self, token: &str) {
-        let mut s = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
-        s.remove(token);
-    }
+struct Session {
+    principal: Arc<Principal>,
+    csrf: String,
+    created: Timestamp,
+    last: Timestamp,
+}
 
-    pub fn ttl(&self) -> Duration {
-        self.ttl
-    }
+pub struct Auth {
+    users: HashMap<String, Account>,
+    tokens: HashMap<[u8; 32], Arc<Principal>>,
+    /// Hash checked for unknown users, so that timing does not reveal which names exist.
+    dummy: String,
+    sessions: Mutex<HashMap<String, Session>>,
+    throttle: Mutex<Throttle>,
+    /// Last TOTP step accepted per user: a code is good once.
+    totp_used: Mutex<HashMap<String, u64>>,
+    policy: AuthPolicy,
+    clock: Arc<dyn Clock>,
+}
+
+fn random_b64(n: usize) -> String {
+    let mut bytes = vec![0u8; n];
+    rand::rng().fill_bytes(&mut bytes);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// Argon2id hash (PHC string) of a password, with a random salt. CPU-heavy.
+pub fn hash_password(password: &str) -> Result<String, AuthError> {
+    let mut salt = [0u8; 16];
+    rand::rng().fill_bytes(&mut salt);
+    let salt = SaltString::encode_b64(&salt).map_err(|e| AuthError::Hash(e.to_string()))?;
+    Ok(Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map_err(|e| AuthError::Hash(e.to_string()))?
+        .to_string())
+}
+
+/// SHA-256 digest of an API token.
+pub fn token_digest(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+/// A new API token (`bft_` and 256 random bits, base64url) and the digest to declare.
+pub fn generate_token() -> (String, String) {
+    let token = format!("bft_{}", random_b64(32));
+    let hex: String = token_digest(&token)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    (token, format!("sha256:{hex}"))
 }
 
 /// A random password for generated demo credentials (base64url, 128 bits).
 pub fn generate_password() -> String {
-    let mut bytes = [0u8; 16];
-    rand::rng().fill_bytes(&mut bytes);
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    random_b64(16)
+}
+
+impl Auth {
+    pub fn new(policy: AuthPolicy, clock: Arc<dyn Clock>) -> Self {
+        Auth {
+            users: HashMap::new(),
+            tokens: HashMap::new(),
+            dummy: String::new(),
+            sessions: Mutex::new(HashMap::new()),
+            throttle: Mutex::new(Throttle::default()),
+            totp_used: Mutex::new(HashMap::new()),
+            policy,
+            clock,
+        }
+    }
+
+    /// Adds (or replaces) an account whose hash is already computed.
+    pub fn add_account(&mut self, account: Account) {
+        if self.dummy.is_empty() {
+            self.dummy.clone_from(&account.password_hash);
+        }
+        self.users.insert(account.name.clone(), account);
+    }
+
+    /// Adds (or replaces) a user with an Argon2id hash of `password` (CPU-heavy).
+    pub fn add_user(
+        &mut self,
+        name: &str,
+        password: &str,
+        grants: Vec<Grant>,
+    ) -> Result<(), AuthError> {
+        let hash = hash_password(password)?;
+        self.add_account(Account {
+            name: name.to_string(),
+            password_hash: hash,
+            grants,
+            totp: None,
+        });
+        Ok(())
+    }
+
+    /// Declares an API token by the SHA-256 digest of its value.
+    pub fn add_token(&mut self, token: ApiToken) {
+        self.tokens.insert(
+            token.digest,
+            Arc::new(Principal {
+                name: format!("token:{}", token.name),
+                kind: PrincipalKind::Token,
+                grants: token.grants,
+            }),
+        );
+    }
+
+    pub fn policy(&self) -> AuthPolicy {
+        self.policy
+    }
+
+    pub fn user_count(&self) -> usize {
+        self.users.len()
+    }
+
+    /// Checks the throttle for `name` and `client`, verifies the password (CPU-heavy: call
+    /// from `spawn_blocking`) and the second factor, and opens a session.
+    pub fn login(
+        &self,
+        name: &str,
+        password: &str,
+        totp: Option<&str>,
+        client: &str,
+    ) -> Result<LoginOk, LoginError> {
+        let now = self.clock.now();
+        let keys = [format!("user:{name}"), format!("addr:{client}")];
+        {
+            let t = self.throttle.lock().unwrap_or_else(|p| p.into_inner());
+            for k in &keys {
+                t.check(k, now, &self.policy)?;
+            }
+        }
+        let result = self.verify(name, password, totp, now);
+        let mut t = self.throttle.lock().unwrap_or_else(|p| p.into_inner());
+        match result {
+            Ok(account) => {
+                for k in &keys {
+                    t.forget(k);
+                }
+                drop(t);
+                Ok(self.open_session(account, now))
+            }
+            // A missing code after a right password is not a guess: not counted.
+            Err(LoginError::TotpRequired) => Err(LoginError::TotpRequired),
+            Err(e) => {
+                for k in &keys {
+                    t.fail(k, now, &self.policy);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    fn verify(
+        &self,
+        name: &str,
+        password: &str,
+        totp: Option<&str>,
+        now: Timestamp,
+    ) -> Result<&Account, LoginError> {
+        let account = self.users.get(name);
+        let hash = account.map_or(self.dummy.as_str(), |a| a.password_hash.as_str());
+        let ok = PasswordHash::new(hash).is_ok_and(|parsed| {
+            Argon2::default()
+                .verify_password(password.as_bytes(), &parsed)
+                .is_ok()
+        });
+        let account = match account {
+            Some(a) if ok => a,
+            _ => return Err(LoginError::InvalidCredentials),
+        };
+        if let Some(secret) = &account.totp {
+            let code = totp
+                .map(str::trim)
+                .filter(|c| !c.is_empty())
+                .ok_or(LoginError::TotpRequired)?;
+            let unix = u64::try_from(now.0 / 1000).unwrap_or(0);
+            let step = crate::totp::verify(secret, code, unix).ok_or(LoginError::TotpInvalid)?;
+            let mut used = self.totp_used.lock().unwrap_or_else(|p| p.into_inner());
+            if used.get(name).is_some_and(|last| *last >= step) {
+                return Err(LoginError::TotpInvalid);
+            }
+            used.insert(name.to_string(), step);
+        }
+        Ok(account)
+    }
+
+    fn open_session(&self, account: &Account, now: Timestamp) -> LoginOk {
+        let session = random_b64(32);
+        let csrf = random_b64(32);
+        let principal = Arc::new(Principal {
+            name: account.name.clone(),
+            kind: PrincipalKind::User,
+            grants: account.grants.clone(),
+        });
+        let mut s = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        s.retain(|_, v| self.alive(v, now));
+        s.insert(
+            session.clone(),
+            Session {
+                principal: Arc::clone(&principal),
+                csrf: csrf.clone(),
+                created: now,
+                last: now,
+            },
+        );
+        LoginOk {
+            session,
+            csrf,
+            principal,
+            expires_in: u64::try_from(self.policy.absolute.millis() / 1000).unwrap_or(0),
+        }
+    }
+
+    fn alive(&self, s: &Session, now: Timestamp) -> bool {
+        now.since(s.created) < self.policy.absolute && now.since(s.last) < self.policy.idle
+    }
+
+    /// The caller a credential stands for, if valid; refreshes the session's idle timer.
+    pub fn authenticate(&self, cred: Credential<'_>) -> Option<Authenticated> {
+        let now = self.clock.now();
+        let (id, cookie) = match cred {
+            Credential::Bearer(t) => {
+                if let Some(p) = self.tokens.get(&token_digest(t)) {
+                    return Some(Authenticated {
+                        principal: Arc::clone(p),
+                        csrf: None,
+                        session: None,
+                    });
+                }
+                (t, false)
+            }
+            Credential::Cookie(c) => (c, true),
+        };
+        let mut s = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        let alive = s.get(id).map(|v| self.alive(v, now))?;
+        if !alive {
+            s.remove(id);
+            return None;
+        }
+        let v = s.get_mut(id)?;
+        v.last = now;
+        Some(Authenticated {
+            principal: Arc::clone(&v.principal),
+            csrf: cookie.then(|| v.csrf.clone()),
+            session: Some(id.to_string()),
+        })
+    }
+
+    /// Whether a session is still valid, without counting this as use (the live stream asks
+    /// before each event: a stream must not keep an idle session alive, nor outlive it).
+    pub fn session_alive(&self, session: &str) -> bool {
+        let now = self.clock.now();
+        let s = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        s.get(session).is_some_and(|v| self.alive(v, now))
+    }
+
+    pub fn logout(&self, session: &str) {
+        let mut s = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        s.remove(session);
+    }
+}
+
+/// Compares a CSRF header with the session's token in constant time.
+pub fn csrf_matches(expected: &str, given: &str) -> bool {
+    expected.len() == given.len() && bool::from(expected.as_bytes().ct_eq(given.as_bytes()))
+}
+
+/// Recent failures per key (`user:<name>` or `addr:<ip>`).
+#[derive(Default)]
+pub struct Throttle {
+    keys: HashMap<String, Failures>,
+}
+
+#[derive(Clone, Copy)]
+struct Failures {
+    count: u32,
+    last: Timestamp,
+}
+
+/// Most keys tracked; beyond it the oldest are forgotten (bounded memory under a spray).
+const MAX_THROTTLE_KEYS: usize = 100_000;
+
+impl Throttle {
+    /// Refuses an attempt while a delay or a lock-out runs.
+    pub fn check(&self, key: &str, now: Timestamp, p: &AuthPolicy) -> Result<(), LoginError> {
+        let Some(f) = self.keys.get(key) else {
+            return Ok(());
+        };
+        if now.since(f.last) >= p.window.max(p.lockout) {
+            return Ok(());
+        }
+        let secs = |d: Duration, since: Duration| {
+            u64::try_from((d.millis() - since.millis() + 999) / 1000).unwrap_or(1)
+        };
+        let elapsed = now.since(f.last);
+        if f.count >= p.lock_after {
+            if elapsed < p.lockout {
+                return Err(LoginError::Locked {
+                    retry_after_s: secs(p.lockout, elapsed),
+                });
+            }
+            return Ok(());
+        }
+        if f.count >= p.slow_after {
+            let shift = (f.count - p.slow_after).min(16);
+            let delay = Duration(p.base_delay.millis().saturating_mul(1 << shift));
+            if elapsed < delay {
+                return Err(LoginError::Throttled {
+                    retry_after_s: secs(delay, elapsed),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    pub fn fail(&mut self, key: &str, now: Timestamp, p: &AuthPolicy) {
+        if self.keys.len() >= MAX_THROTTLE_KEYS && !self.keys.contains_key(key) {
+            let horizon = p.window.max(p.lockout);
+            self.keys.retain(|_, f| now.since(f.last) < horizon);
+            if self.keys.len() >= MAX_THROTTLE_KEYS {
+                return;
+            }
+        }
+        let f = self.keys.entry(key.to_string()).or_insert(Failures {
+            count: 0,
+            last: now,
+        });
+        if now.since(f.last) >= p.window.max(p.lockout) || f.count >= p.lock_after {
+            // Forgotten, or a lock-out that has run out: start again.
+            f.count = 0;
+        }
+        f.count += 1;
+        f.last = now;
+    }
+
+    pub fn forget(&mut self, key: &str) {
+        self.keys.remove(key);
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::access::{Role, Scope};
+    use beffroi_core::SimClock;
+
+    fn auth(clock: &SimClock) -> Auth {
+        let mut a = Auth::new(AuthPolicy::default(), Arc::new(clock.clone()));
+        a.add_user(
+            "admin",
+            "s3cret",
+            vec![Grant {
+                role: Role::Administrator,
+                scope: Scope::Territory,
+            }],
+        )
+        .expect("hash");
+        a
+    }
 
     #[test]
     fn login_check_logout() {
-        let mut a = Auth::new(Duration::from_secs(60));
-        a.add_user("admin", "s3cret").expect("hash");
-        assert!(a.login("admin", "wrong").is_none());
-        assert!(a.login("nobody", "s3cret").is_none());
-        let t = a.login("admin", "s3cret").expect("valid");
-        assert_eq!(a.check(&t).as_deref(), Some("admin"));
-        a.logout(&t);
-        assert!(a.check(&t).is_none());
+        let clock = SimClock::new(Timestamp(1_700_000_000_000));
+        let a = auth(&clock);
+        assert_eq!(
+            a.login("admin", "wrong", None, "1").err(),
+            Some(LoginError::InvalidCredentials)
+        );
+        assert_eq!(
+            a.login("nobody", "s3cret", None, "1").err(),
+            Some(LoginError::InvalidCredentials)
+        );
+        let ok = a.login("admin", "s3cret", None, "1").expect("valid");
+        let bearer = a
+            .authenticate(Credential::Bearer(&ok.session))
+            .expect("bearer");
+        assert_eq!(bearer.principal.name, "admin");
+        assert!(
+            bearer.csrf.is_none(),
+            "bearer requests are not subject to CSRF"
+        );
+        let cookie = a
+            .authenticate(Credential::Cookie(&ok.session))
+            .expect("cookie");
+        assert_eq!(cookie.csrf.as_deref(), Some(ok.csrf.as_str()));
+        a.logout(&ok.session);
+        assert!(a.authenticate(Credential::Bearer(&ok.session)).is_none());
+    }
+
+    #[test]
+    fn sessions_expire_idle_and_absolute() {
+        let clock = SimClock::new(Timestamp(1_700_000_000_000));
+        let a = auth(&clock);
+        let p = a.policy();
+        let s = a
+            .login("admin", "s3cret", None, "1")
+            .expect("valid")
+            .session;
+        // Used every 20 minutes: the idle timer never runs out, the absolute one does.
+        let step = Duration::from_mins(20);
+        let mut used = Duration(0);
+        while used.millis() + step.millis() < p.absolute.millis() {
+            clock.advance(step);
+            used = Duration(used.millis() + step.millis());
+            assert!(
+                a.authenticate(Credential::Cookie(&s)).is_some(),
+                "at {used:?}"
+            );
+        }
+        clock.advance(step);
+        assert!(a.authenticate(Credential::Cookie(&s)).is_none());
+        // Idle: 30 minutes without use.
+        let s = a
+            .login("admin", "s3cret", None, "1")
+            .expect("valid")
+            .session;
+        clock.advance(Duration::from_mins(29));
+        assert!(a.authenticate(Credential::Bearer(&s)).is_some());
+        // Asking whether it is alive is not using it.
+        clock.advance(Duration::from_mins(20));
+        assert!(a.session_alive(&s));
+        clock.advance(Duration::from_mins(10));
+        assert!(!a.session_alive(&s));
+        assert!(a.authenticate(Credential::Bearer(&s)).is_none());
+    }
+
+    #[test]
+    fn api_tokens_authenticate_as_bearer_only() {
+        let clock = SimClock::new(Timestamp(1_700_000_000_000));
+        let mut a = auth(&clock);
+        let (token, declared) = generate_token();
+        let hex = declared.trim_start_matches("sha256:");
+        assert_eq!(hex.len(), 64);
+        a.add_token(ApiToken {
+            name: "sig".into(),
+            digest: token_digest(&token),
+            grants: vec![Grant {
+                role: Role::Technician,
+                scope: Scope::Territory,
+            }],
+        });
+        let p = a.authenticate(Credential::Bearer(&token)).expect("token");
+        assert_eq!(p.principal.name, "token:sig");
+        assert_eq!(p.principal.kind, PrincipalKind::Token);
+        assert!(a.authenticate(Credential::Cookie(&token)).is_none());
+        assert!(a.login("token:sig", &token, None, "1").is_err());
+        // Tokens do not expire with sessions.
+        clock.advance(Duration::from_mins(24 * 60));
+        assert!(a.authenticate(Credential::Bearer(&token)).is_some());
+    }
+
+    #[test]
+    fn guessing_is_slowed_then_locked_out() {
+        let clock = SimClock::new(Timestamp(1_700_000_000_000));
+        let a = auth(&clock);
+        let p = a.policy();
+        let mut saw_throttle = false;
+        let mut failures = 0;
+        // Guess as fast as allowed: wait out each delay, count the guesses that are checked.
+        for _ in 0..100 {
+            match a.login("admin", "guess", None, "10.0.0.1") {
+                Err(LoginError::InvalidCredentials) => failures += 1,
+                Err(LoginError::Throttled { retry_after_s }) => {
+                    saw_throttle = true;
+                    assert!(retry_after_s >= 1);
+                    clock.advance(Duration::from_secs(retry_after_s as i64));
+                }
+                Err(LoginError::Locked { retry_after_s }) => {
+                    assert_eq!(failures, p.lock_after);
+                    assert!(retry_after_s <= (p.lockout.millis() / 1000) as u64);
+                    break;
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert!(saw_throttle);
+        assert_eq!(failures, p.lock_after);
+        // Even the right password is refused while locked, from any address.
+        assert!(matches!(
+            a.login("admin", "s3cret", None, "10.0.0.2"),
+            Err(LoginError::Locked { .. })
+        ));
+        clock.advance(p.lockout);
+        assert!(a.login("admin", "s3cret", None, "10.0.0.2").is_ok());
+    }
+
+    #[test]
+    fn second_factor_is_required_checked_and_single_use() {
+        let clock = SimClock::new(Timestamp(1_700_000_000_000));
+        let mut a = auth(&clock);
+        let secret = b"12345678901234567890".to_vec();
+        a.add_account(Account {
+            name: "op".into(),
+            password_hash: hash_password("pw").expect("hash"),
+            grants: vec![],
+            totp: Some(secret.clone()),
+        });
+        assert_eq!(
+            a.login("op", "pw", None, "1").err(),
+            Some(LoginError::TotpRequired)
+        );
+        assert_eq!(
+            a.login("op", "bad", Some("000000"), "1").err(),
+            Some(LoginError::InvalidCredentials)
+        );
+        let now = 1_700_000_000u64;
+        let good = crate::totp::code(&secret, now / 30);
+        let wrong = format!("{:06}", (good.parse::<u32>().unwrap_or(0) + 1) % 1_000_000);
+        assert_eq!(
+            a.login("op", "pw", Some(&wrong), "1").err(),
+            Some(LoginError::TotpInvalid)
+        );
+        assert!(a.login("op", "pw", Some(&good), "1").is_ok());
+        assert_eq!(
+            a.login("op", "pw", Some(&good), "1").err(),
+            Some(LoginError::TotpInvalid),
+            "a code is good once"
+        );
+    }
+
+    #[test]
+    fn csrf_comparison() {
+        assert!(csrf_matches("abc", "abc"));
+        assert!(!csrf_matches("abc", "abd"));
+        assert!(!csrf_matches("abc", "ab"));
     }
 }

@@ -186,18 +186,30 @@ fn parse_query(p: &ClusterParams) -> Result<(f64, Bbox), ApiError> {
     security(("bearer" = [])))]
 pub async fn map_clusters(
     State(s): State<AppState>,
-    _u: User,
+    c: crate::Caller,
     Query(p): Query<ClusterParams>,
 ) -> Result<Response, ApiError> {
     let (zoom, bbox) = parse_query(&p)?;
     let index = Arc::clone(&s.map);
     let territory = Arc::clone(&s.engine.territory);
     let states = s.board.snapshot();
+    let scope = c.scope.clone();
     // About a millisecond for 100,000 devices, off the async workers all the same.
     let dto = blocking(move || {
-        let grid = mapgrid::cluster(&index, zoom, &bbox, |i| {
-            states.get(i).copied().map_or(MapState::Normal, map_state)
-        })
+        let t = &territory;
+        let grid = mapgrid::cluster_some(
+            &index,
+            zoom,
+            &bbox,
+            |i| states.get(i).copied().map_or(MapState::Normal, map_state),
+            |i| {
+                scope.is_territory()
+                    || scope.holds(
+                        t.site(t.device(beffroi_core::DeviceIdx(i as u32)).site)
+                            .commune,
+                    )
+            },
+        )
         .map_err(|e| bad(e.to_string()))?;
         Ok(clusters_dto(&grid, &index, &territory, &states))
     })

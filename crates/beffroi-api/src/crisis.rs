@@ -243,7 +243,7 @@ async fn command(s: &AppState, user: String, cmd: OpsCommand) -> Result<Json<Cri
     security(("bearer" = [])))]
 pub async fn open_crisis(
     State(s): State<AppState>,
-    User(user): User,
+    c: crate::Caller,
     b: JsonBody<OpenCrisisRequest>,
 ) -> Result<Json<CrisisDto>, ApiError> {
     let req = body(b)?;
@@ -263,6 +263,14 @@ pub async fn open_crisis(
                 .ok_or_else(|| bad(format!("no commune `{c}` in the territory")))
         })
         .collect::<Result<Vec<_>, _>>()?;
+    // Empty: the whole territory. The caller's scope must cover every commune opened.
+    if !c.scope.covers(&communes) {
+        return Err(ApiError::new(
+            ErrorCode::Forbidden,
+            "needs permission `crisis.manage` over every commune of the crisis",
+        ));
+    }
+    let user = c.principal.name.clone();
     let opening = CrisisOpening {
         kind,
         title: req.title,
@@ -276,7 +284,7 @@ pub async fn open_crisis(
     responses((status = 200, body = [CrisisSummaryDto])), security(("bearer" = [])))]
 pub async fn list_crises(
     State(s): State<AppState>,
-    _u: User,
+    caller: crate::Caller,
     Query(p): Query<CrisisListParams>,
 ) -> Result<Json<Vec<CrisisSummaryDto>>, ApiError> {
     let active = match p.status.as_deref() {
@@ -298,6 +306,7 @@ pub async fn list_crises(
             .iter()
             .rev()
             .filter(|c| active.is_none_or(|a| c.is_active() == a))
+            .filter(|c| caller.scope.sees(&c.communes))
             .map(|c| CrisisSummaryDto::from_core(c, t))
             .collect(),
     ))

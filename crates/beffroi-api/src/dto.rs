@@ -175,13 +175,22 @@ pub struct ActionRequest {
 pub struct LoginRequest {
     pub username: String,
     pub password: String,
+    /// The 6-digit TOTP code, for accounts with a second factor.
+    #[serde(default)]
+    pub totp: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
 pub struct LoginResponse {
+    /// The session id, also set as the `HttpOnly` cookie. Scripts may send it as a bearer
+    /// token (no CSRF header then); the console does not keep it.
     pub token: String,
-    /// Seconds until the token expires.
+    /// Send in `X-CSRF-Token` on state-changing requests made with the cookie.
+    pub csrf_token: String,
+    /// Seconds until the session expires, used or not.
     pub expires_in: u64,
+    /// Seconds of inactivity after which the session expires.
+    pub idle_timeout: u64,
 }
 
 #[derive(Serialize, ToSchema)]

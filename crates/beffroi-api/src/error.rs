@@ -40,6 +40,19 @@ pub enum ErrorCode {
     EventExists,
     /// 409: the event is already cancelled or over.
     EventClosed,
+    /// 403: authenticated, but the caller's roles do not allow this here.
+    Forbidden,
+    /// 403: a state-changing request made with the session cookie lacks a valid
+    /// `X-CSRF-Token` header.
+    CsrfFailed,
+    /// 401: the password is right but the account needs a TOTP code (`totp`).
+    TotpRequired,
+    /// 401: the TOTP code is wrong or was already used.
+    TotpInvalid,
+    /// 429: too many failed logins: wait `Retry-After` seconds.
+    TooManyAttempts,
+    /// 429: the account or address is locked out for `Retry-After` seconds.
+    LockedOut,
 }
 
 impl ErrorCode {
@@ -56,6 +69,9 @@ impl ErrorCode {
             ErrorCode::UnitOffDuty | ErrorCode::CrisisClosed => StatusCode::CONFLICT,
             ErrorCode::EventNotFound => StatusCode::NOT_FOUND,
             ErrorCode::EventExists | ErrorCode::EventClosed => StatusCode::CONFLICT,
+            ErrorCode::Forbidden | ErrorCode::CsrfFailed => StatusCode::FORBIDDEN,
+            ErrorCode::TotpRequired | ErrorCode::TotpInvalid => StatusCode::UNAUTHORIZED,
+            ErrorCode::TooManyAttempts | ErrorCode::LockedOut => StatusCode::TOO_MANY_REQUESTS,
         }
     }
     pub fn as_str(self) -> &'static str {
@@ -76,6 +92,12 @@ impl ErrorCode {
             ErrorCode::EventNotFound => "event_not_found",
             ErrorCode::EventExists => "event_exists",
             ErrorCode::EventClosed => "event_closed",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::CsrfFailed => "csrf_failed",
+            ErrorCode::TotpRequired => "totp_required",
+            ErrorCode::TotpInvalid => "totp_invalid",
+            ErrorCode::TooManyAttempts => "too_many_attempts",
+            ErrorCode::LockedOut => "locked_out",
         }
     }
 }
@@ -85,6 +107,8 @@ pub struct ApiError {
     pub code: ErrorCode,
     pub message: String,
     pub details: Option<serde_json::Value>,
+    /// Seconds for a `Retry-After` header.
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -93,7 +117,12 @@ impl ApiError {
             code,
             message: message.into(),
             details: None,
+            retry_after: None,
         }
+    }
+    pub fn retry_after(mut self, secs: u64) -> Self {
+        self.retry_after = Some(secs);
+        self
     }
     pub fn with_details(mut self, d: serde_json::Value) -> Self {
         self.details = Some(d);
@@ -130,6 +159,12 @@ impl IntoResponse for ApiError {
             }),
         )
             .into_response();
+        if let Some(secs) = self.retry_after {
+            resp.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from(secs),
+            );
+        }
         if self.code == ErrorCode::Unauthorized {
             resp.headers_mut().insert(
                 axum::http::header::WWW_AUTHENTICATE,

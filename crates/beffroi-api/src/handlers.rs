@@ -19,35 +19,20 @@ use serde::Deserialize;
 use tokio::sync::{broadcast, oneshot};
 
 use crate::AppState;
+use crate::access::Permission;
 use crate::dto::*;
 use crate::error::{ApiError, ErrorCode};
+use crate::routes::Caller;
 
-/// The authenticated user of a request.
+/// The authenticated user of a request (its name), from the guard's [`Caller`].
 pub struct User(pub String);
 
 impl FromRequestParts<AppState> for User {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let header_token = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim);
-        // EventSource cannot set headers: the stream also takes `?access_token=`.
-        let query_token = parts
-            .uri
-            .query()
-            .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("access_token=")));
-        let token = header_token
-            .or(query_token)
-            .ok_or_else(|| ApiError::new(ErrorCode::Unauthorized, "missing bearer token"))?;
-        state
-            .auth
-            .check(token)
-            .map(User)
-            .ok_or_else(|| ApiError::new(ErrorCode::Unauthorized, "invalid or expired token"))
+        let c = Caller::from_request_parts(parts, state).await?;
+        Ok(User(c.principal.name.clone()))
     }
 }
 
@@ -88,45 +73,120 @@ pub async fn openapi() -> Response {
 }
 
 #[utoipa::path(post, path = "/api/v1/auth/login", request_body = LoginRequest,
-    responses((status = 200, body = LoginResponse), (status = 401, body = crate::error::ErrorBody)))]
+    responses((status = 200, body = LoginResponse, description = "Also sets the session cookie"),
+        (status = 401, body = crate::error::ErrorBody, description = "invalid_credentials, totp_required or totp_invalid"),
+        (status = 429, body = crate::error::ErrorBody, description = "too_many_attempts or locked_out, with Retry-After")))]
 pub async fn login(
     State(s): State<AppState>,
+    headers: HeaderMap,
+    ext: axum::http::Extensions,
     body: Result<Json<LoginRequest>, axum::extract::rejection::JsonRejection>,
-) -> Result<Json<LoginResponse>, ApiError> {
+) -> Result<Response, ApiError> {
+    use crate::auth::LoginError;
     let Json(req) = body.map_err(|e| ApiError::new(ErrorCode::InvalidRequest, e.body_text()))?;
+    let client = crate::routes::client_addr(&s, &headers, &ext);
     let auth = Arc::clone(&s.auth);
     let user = req.username.clone();
-    let token = tokio::task::spawn_blocking(move || auth.login(&req.username, &req.password))
-        .await
-        .map_err(store_err)?;
-    match token {
-        Some(token) => {
-            tracing::info!(user = %user, "login");
-            Ok(Json(LoginResponse {
-                token,
-                expires_in: s.auth.ttl().as_secs(),
-            }))
+    let addr = client.clone();
+    let result = tokio::task::spawn_blocking(move || {
+        auth.login(&req.username, &req.password, req.totp.as_deref(), &addr)
+    })
+    .await
+    .map_err(store_err)?;
+    let record = |outcome, detail: serde_json::Value| {
+        s.audit.record(beffroi_core::AuditRecord {
+            at_ms: crate::routes::wall_ms(),
+            actor: user.clone(),
+            action: "auth.login".into(),
+            target: None,
+            outcome,
+            detail: detail.to_string(),
+        });
+    };
+    match result {
+        Ok(ok) => {
+            s.auth_metrics.login("ok");
+            record(
+                beffroi_core::AuditOutcome::Ok,
+                serde_json::json!({"client": client}),
+            );
+            let mut cookie = format!(
+                "{}={}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}",
+                crate::routes::SESSION_COOKIE,
+                ok.session,
+                ok.expires_in
+            );
+            if s.web.secure_cookies {
+                cookie.push_str("; Secure");
+            }
+            let mut resp = Json(LoginResponse {
+                token: ok.session,
+                csrf_token: ok.csrf,
+                expires_in: ok.expires_in,
+                idle_timeout: u64::try_from(s.auth.policy().idle.millis() / 1000).unwrap_or(0),
+            })
+            .into_response();
+            if let Ok(v) = header::HeaderValue::from_str(&cookie) {
+                resp.headers_mut().insert(header::SET_COOKIE, v);
+            }
+            Ok(resp)
         }
-        None => {
-            tracing::warn!("failed login");
-            Err(ApiError::new(
-                ErrorCode::InvalidCredentials,
-                "wrong username or password",
-            ))
+        Err(e) => {
+            s.auth_metrics.login(e.as_str());
+            record(
+                beffroi_core::AuditOutcome::Denied,
+                serde_json::json!({"client": client, "reason": e.as_str()}),
+            );
+            tracing::warn!(reason = e.as_str(), "failed login");
+            Err(match e {
+                LoginError::InvalidCredentials => {
+                    ApiError::new(ErrorCode::InvalidCredentials, "wrong username or password")
+                }
+                LoginError::TotpRequired => ApiError::new(
+                    ErrorCode::TotpRequired,
+                    "this account needs a one-time code (`totp`)",
+                ),
+                LoginError::TotpInvalid => ApiError::new(
+                    ErrorCode::TotpInvalid,
+                    "wrong or already used one-time code",
+                ),
+                LoginError::Throttled { retry_after_s } => ApiError::new(
+                    ErrorCode::TooManyAttempts,
+                    format!("too many failed logins; retry in {retry_after_s} s"),
+                )
+                .retry_after(retry_after_s),
+                LoginError::Locked { retry_after_s } => ApiError::new(
+                    ErrorCode::LockedOut,
+                    format!("locked out after repeated failures; retry in {retry_after_s} s"),
+                )
+                .retry_after(retry_after_s),
+            })
         }
     }
 }
 
 #[utoipa::path(post, path = "/api/v1/auth/logout", responses((status = 204)), security(("bearer" = [])))]
-pub async fn logout(State(s): State<AppState>, headers: HeaderMap, _u: User) -> StatusCode {
-    if let Some(t) = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-    {
-        s.auth.logout(t.trim());
+pub async fn logout(State(s): State<AppState>, c: Caller) -> Response {
+    if let Some(session) = &c.session {
+        s.auth.logout(session);
     }
-    StatusCode::NO_CONTENT
+    s.audit.record(beffroi_core::AuditRecord {
+        at_ms: crate::routes::wall_ms(),
+        actor: c.principal.name.clone(),
+        action: "auth.logout".into(),
+        target: None,
+        outcome: beffroi_core::AuditOutcome::Ok,
+        detail: "{}".into(),
+    });
+    let clear = format!(
+        "{}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0",
+        crate::routes::SESSION_COOKIE
+    );
+    let mut resp = StatusCode::NO_CONTENT.into_response();
+    if let Ok(v) = header::HeaderValue::from_str(&clear) {
+        resp.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    resp
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -145,13 +205,20 @@ pub struct IncidentParams {
     responses((status = 200, body = [IncidentDto])), security(("bearer" = [])))]
 pub async fn list_incidents(
     State(s): State<AppState>,
-    _u: User,
+    c: Caller,
     Query(p): Query<IncidentParams>,
 ) -> Result<Json<Vec<IncidentDto>>, ApiError> {
+    let limit = p.limit.unwrap_or(500).min(5000);
+    let scoped = !c.scope.is_territory()
+        || !c
+            .principal
+            .scope_for(Permission::IncidentCyber)
+            .is_territory();
     let mut q = IncidentQuery {
         category: p.category,
         commune: p.commune,
-        limit: p.limit.unwrap_or(500).min(5000),
+        // Filtered after reading: read more so that the caller's share fills the page.
+        limit: if scoped { MAX_SCOPED_READ } else { limit },
         ..Default::default()
     };
     if let Some(st) = p.status.as_deref() {
@@ -186,14 +253,22 @@ pub async fn list_incidents(
     }
     let reader = Arc::clone(&s.reader);
     let t = Arc::clone(&s.engine.territory);
+    let who = Arc::clone(&c.principal);
     blocking(move || {
         let list = reader.incidents(&q).map_err(store_err)?;
         Ok(Json(
-            list.iter().map(|i| IncidentDto::from_core(i, &t)).collect(),
+            list.iter()
+                .filter(|i| who.sees_incident(&i.category, i.commune))
+                .take(limit)
+                .map(|i| IncidentDto::from_core(i, &t))
+                .collect(),
         ))
     })
     .await
 }
+
+/// Most incidents read for a caller whose scope is not the whole territory, before filtering.
+pub(crate) const MAX_SCOPED_READ: usize = 100_000;
 
 #[utoipa::path(get, path = "/api/v1/incidents/{id}", params(("id" = u64, Path)),
     responses((status = 200, body = IncidentDetailDto), (status = 404, body = crate::error::ErrorBody)),
@@ -228,7 +303,7 @@ pub async fn get_incident(
     security(("bearer" = [])))]
 pub async fn act(
     State(s): State<AppState>,
-    User(user): User,
+    c: Caller,
     Path(id): Path<u64>,
     body: Result<Json<ActionRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<IncidentDto>, ApiError> {
@@ -261,6 +336,19 @@ pub async fn act(
             ));
         }
     };
+    if matches!(action, IncidentAction::Assign(_)) {
+        let assign = c.principal.scope_for(Permission::IncidentAssign);
+        let reader = Arc::clone(&s.reader);
+        let found =
+            blocking(move || reader.incidents_by_id(&[IncidentId(id)]).map_err(store_err)).await?;
+        if found.first().is_some_and(|i| !assign.holds(i.commune)) {
+            return Err(ApiError::new(
+                ErrorCode::Forbidden,
+                "needs permission `incident.assign` in the incident's commune",
+            ));
+        }
+    }
+    let user = c.principal.name.clone();
     match s
         .engine
         .act(IncidentId(id), action, Actor::User(user.into()))
@@ -420,13 +508,14 @@ pub struct DeviceParams {
 #[utoipa::path(get, path = "/api/v1/devices", params(DeviceParams), responses((status = 200, body = [DeviceDto])), security(("bearer" = [])))]
 pub async fn list_devices(
     State(s): State<AppState>,
-    _u: User,
+    c: Caller,
     Query(p): Query<DeviceParams>,
 ) -> Json<Vec<DeviceDto>> {
     let limit = p.limit.unwrap_or(200_000);
     let t = Arc::clone(&s.engine.territory);
     let list = (0..t.devices.len())
         .map(|i| DeviceIdx(i as u32))
+        .filter(|d| c.scope.holds(t.site(t.device(*d).site).commune))
         .map(|d| device_dto(&s, d))
         .filter(|d| p.kind.as_ref().is_none_or(|k| &d.kind == k))
         .filter(|d| p.commune.as_ref().is_none_or(|c| &d.commune == c))
@@ -633,16 +722,45 @@ pub async fn rules(State(s): State<AppState>, _u: User) -> Json<Vec<RuleDto>> {
     security(("bearer" = [])))]
 pub async fn stream(
     State(s): State<AppState>,
-    _u: User,
+    caller: Caller,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let rx = s.engine.subscribe();
     let t = Arc::clone(&s.engine.territory);
     let metrics = Arc::clone(&s.engine.metrics);
+    let who = Arc::clone(&caller.principal);
+    let devices = who.scope_for(Permission::DeviceRead);
+    let units = who.scope_for(Permission::UnitRead);
+    let crises = who.scope_for(Permission::CrisisRead);
+    let events = who.scope_for(Permission::EventRead);
+    // What the caller may not see is skipped, not announced.
+    let visible = move |ev: &LiveEvent, t: &beffroi_core::Territory| match ev {
+        LiveEvent::Incident(c) => who.sees_incident(&c.incident.category, c.incident.commune),
+        LiveEvent::Device(d) => devices.holds(t.site(t.device(d.device).site).commune),
+        LiveEvent::Unit(u) => units.sees(&u.spec.communes),
+        LiveEvent::Crisis(c) => crises.sees(&c.communes),
+        LiveEvent::Event(_) => !events.is_nothing(),
+    };
+    let auth = Arc::clone(&s.auth);
+    let session = caller.session.clone();
     let stream = futures::stream::unfold(rx, move |mut rx| {
         let t = Arc::clone(&t);
         let metrics = Arc::clone(&metrics);
+        let visible = visible.clone();
+        let auth = Arc::clone(&auth);
+        let session = session.clone();
         async move {
-            let ev = match rx.recv().await {
+            let mut got = rx.recv().await;
+            while let Ok(ev) = &got {
+                if visible(ev, &t) {
+                    break;
+                }
+                got = rx.recv().await;
+            }
+            // The stream ends with the session it was opened with (logout, expiry).
+            if session.as_deref().is_some_and(|id| !auth.session_alive(id)) {
+                return None;
+            }
+            let ev = match got {
                 Ok(LiveEvent::Incident(c)) => {
                     let mut v = serde_json::to_value(IncidentDto::from_core(&c.incident, &t))
                         .unwrap_or_default();

@@ -11,6 +11,7 @@
 //! **Errors:** one table of public error codes ([`error::ErrorCode`]), each with its HTTP
 //! status; bodies are `{"error": {"code": …, "message": …}}`.
 
+pub mod access;
 pub mod auth;
 pub mod console;
 pub mod crisis;
@@ -21,18 +22,24 @@ mod handlers;
 pub mod mapgrid;
 pub mod openapi;
 pub mod overview;
+pub mod routes;
+pub mod totp;
 pub mod units;
+pub mod users;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use axum::Router;
-use axum::routing::{get, post};
+use beffroi_core::{AuditRecord, AuditSink};
 use beffroi_engine::StoreReader;
 use beffroi_engine::runner::EngineHandle;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 
 pub use auth::Auth;
 pub use handlers::DeviceBoard;
+pub use routes::{Caller, ROUTES, WebSecurity};
 
 /// Shared state of the HTTP server.
 #[derive(Clone)]
@@ -47,6 +54,55 @@ pub struct AppState {
     pub shutdown: tokio_util::sync::CancellationToken,
     /// The devices' positions projected for the map's clusters (the territory is fixed).
     pub map: Arc<mapgrid::MapIndex>,
+    /// Where logins, state-changing calls and denials are recorded.
+    pub audit: Arc<dyn AuditSink>,
+    pub auth_metrics: Arc<AuthMetrics>,
+    /// Cookies and headers for the way the site is served.
+    pub web: WebSecurity,
+}
+
+/// The default audit sink: each record is a structured `tracing` event on target `audit`.
+pub struct TracingAudit;
+
+impl AuditSink for TracingAudit {
+    fn record(&self, r: AuditRecord) {
+        tracing::info!(
+            target: "audit",
+            at_ms = r.at_ms,
+            actor = %r.actor,
+            action = %r.action,
+            target = r.target.as_deref().unwrap_or(""),
+            outcome = r.outcome.as_str(),
+            detail = %r.detail,
+            "audit"
+        );
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+pub struct ResultLabel {
+    pub result: &'static str,
+}
+
+/// Counters of authentication and authorisation, registered in the engine's registry.
+#[derive(Default)]
+pub struct AuthMetrics {
+    /// Login attempts by result (`ok`, `invalid_credentials`, `totp_required`,
+    /// `totp_invalid`, `throttled`, `locked`).
+    pub logins: Family<ResultLabel, Counter>,
+    /// Requests refused by authentication or authorisation, by code.
+    pub denials: Family<ResultLabel, Counter>,
+}
+
+impl AuthMetrics {
+    pub fn login(&self, result: &'static str) {
+        self.logins.get_or_create(&ResultLabel { result }).inc();
+    }
+    pub fn denied(&self, code: &'static str) {
+        self.denials
+            .get_or_create(&ResultLabel { result: code })
+            .inc();
+    }
 }
 
 impl AppState {
@@ -60,6 +116,19 @@ impl AppState {
                 .iter()
                 .map(|d| (d.position.lon, d.position.lat)),
         ));
+        let auth_metrics = Arc::new(AuthMetrics::default());
+        engine.metrics.with_registry(|r| {
+            r.register(
+                "auth_logins",
+                "Login attempts by result",
+                auth_metrics.logins.clone(),
+            );
+            r.register(
+                "auth_denials",
+                "Requests refused by authentication or authorisation, by code",
+                auth_metrics.denials.clone(),
+            );
+        });
         AppState {
             engine,
             reader,
@@ -68,61 +137,42 @@ impl AppState {
             board,
             shutdown: tokio_util::sync::CancellationToken::new(),
             map,
+            audit: Arc::new(TracingAudit),
+            auth_metrics,
+            web: WebSecurity::default(),
         }
+    }
+
+    /// Sends audit records to `sink` instead of the log.
+    pub fn with_audit(mut self, sink: Arc<dyn AuditSink>) -> AppState {
+        self.audit = sink;
+        self
+    }
+
+    /// Sets how the site is served (secure cookies, HSTS, forwarded addresses).
+    pub fn with_web(mut self, web: WebSecurity) -> AppState {
+        self.web = web;
+        self
     }
 }
 
 /// Largest request body, in bytes (observation batches included).
 pub const MAX_BODY: usize = 1024 * 1024;
 
+/// The API router, built from [`ROUTES`] (every route guarded by its access rule).
 pub fn router(state: AppState) -> Router {
-    let api = Router::new()
-        .route("/auth/login", post(handlers::login))
-        .route("/auth/logout", post(handlers::logout))
-        .route("/openapi.json", get(handlers::openapi))
-        .route("/incidents", get(handlers::list_incidents))
-        .route("/incidents/{id}", get(handlers::get_incident))
-        .route("/incidents/{id}/actions", post(handlers::act))
-        .route("/territory", get(handlers::territory))
-        .route("/territory/sites", get(handlers::sites_geojson))
-        .route("/devices", get(handlers::list_devices))
-        .route("/devices/{id}", get(handlers::get_device))
-        .route(
-            "/devices/{id}/observations",
-            post(handlers::post_device_observations),
-        )
-        .route("/observations", post(handlers::post_observations))
-        .route("/rejections", get(handlers::rejections))
-        .route("/rules", get(handlers::rules))
-        .route("/stream", get(handlers::stream))
-        .route("/auth/me", get(overview::me))
-        .route("/overview", get(overview::overview))
-        .route("/handover", get(overview::handover))
-        .route("/units", get(units::list_units))
-        .route("/units/{id}", get(units::get_unit))
-        .route("/units/{id}/status", post(units::set_unit_status))
-        .route(
-            "/crises",
-            get(crisis::list_crises).post(crisis::open_crisis),
-        )
-        .route("/crises/{id}", get(crisis::get_crisis))
-        .route("/crises/{id}/log", post(crisis::crisis_log))
-        .route("/crises/{id}/level", post(crisis::crisis_level))
-        .route("/crises/{id}/roles", post(crisis::crisis_role))
-        .route("/crises/{id}/close", post(crisis::close_crisis))
-        .route("/crises/{id}/report", get(crisis::crisis_report))
-        .route(
-            "/events",
-            get(events::list_events).post(events::create_event),
-        )
-        .route("/events/{id}", get(events::get_event))
-        .route("/events/{id}/cancel", post(events::cancel_event))
-        .route("/map/clusters", get(console::map_clusters))
-        .route("/territory/communes", get(console::communes_geojson));
-    Router::new()
-        .route("/healthz", get(handlers::healthz))
-        .route("/metrics", get(handlers::metrics))
-        .nest("/api/v1", api)
-        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
+    let mut r = Router::new();
+    for (path, method_router) in routes::guarded(&state) {
+        r = r.route(path, method_router);
+    }
+    r.layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
+}
+
+/// Adds the security headers to every answer of `app` (the API merged with the console).
+pub fn harden(app: Router, web: WebSecurity) -> Router {
+    app.layer(axum::middleware::from_fn_with_state(
+        web,
+        routes::security_headers,
+    ))
 }

@@ -255,6 +255,18 @@ pub fn cluster(
     bbox: &Bbox,
     state_of: impl Fn(usize) -> MapState,
 ) -> Result<Grid, GridError> {
+    cluster_some(index, zoom, bbox, state_of, |_| true)
+}
+
+/// [`cluster`] over the devices `include` keeps (a caller's communes); the others are not
+/// counted anywhere, totals included.
+pub fn cluster_some(
+    index: &MapIndex,
+    zoom: f64,
+    bbox: &Bbox,
+    state_of: impl Fn(usize) -> MapState,
+    include: impl Fn(usize) -> bool,
+) -> Result<Grid, GridError> {
     if !zoom.is_finite() || !(0.0..=MAX_ZOOM).contains(&zoom) {
         return Err(GridError::Zoom(zoom));
     }
@@ -293,6 +305,9 @@ pub fn cluster(
     };
     let mut accs: Vec<Acc> = Vec::new();
     for i in 0..index.len() {
+        if !include(i) {
+            continue;
+        }
         let state = state_of(i);
         totals[state as usize] += 1;
         let (cx, cy) = (cell_of(index.x[i]), cell_of(index.y[i]));

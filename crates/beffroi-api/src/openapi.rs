@@ -27,7 +27,7 @@ use crate::{crisis, handlers, overview, units};
         LoginRequest, LoginResponse, RejectionDto, IngestResponse, StoredRejectionDto,
         DeviceDto, DeviceDetailDto, ObservationDto, TerritoryDto, CommuneDto, RuleDto,
         ErrorBody, ErrorDetail,
-        overview::MeDto, overview::ScopeDto, overview::OverviewDto, overview::SeverityCounts,
+        overview::MeDto, overview::ScopeDto, overview::GrantDto, overview::OverviewDto, overview::SeverityCounts,
         overview::HandoverDto, overview::HandoverLogDto,
         units::UnitDto, units::UnitDetailDto, units::MissionDto, units::UnitStatusRequest,
         crisis::CrisisSummaryDto, crisis::CrisisDto, crisis::CrisisRoleDto, crisis::CrisisLogDto,

@@ -13,9 +13,12 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::AppState;
+use crate::access::{CYBER, Permission, Scope};
 use crate::dto::IncidentDto;
 use crate::error::{ApiError, ErrorCode};
-use crate::handlers::{User, blocking, store_err};
+use crate::handlers::{blocking, store_err};
+use crate::routes::Caller;
+use beffroi_core::IncidentId;
 
 /// Most open incidents the overview and the handover read.
 const MAX_OPEN: usize = 100_000;
@@ -58,10 +61,12 @@ fn open_statuses() -> Vec<Status> {
 }
 
 #[utoipa::path(get, path = "/api/v1/overview", responses((status = 200, body = OverviewDto)), security(("bearer" = [])))]
-pub async fn overview(State(s): State<AppState>, _u: User) -> Result<Json<OverviewDto>, ApiError> {
+pub async fn overview(State(s): State<AppState>, c: Caller) -> Result<Json<OverviewDto>, ApiError> {
     let now = s.engine.clock.now();
     let midnight = local_midnight(now, LOCAL_OFFSET);
     let reader = Arc::clone(&s.reader);
+    let sees = visible(&c);
+    let scope = c.scope.clone();
     let k = blocking(move || {
         let open = reader
             .incidents(&IncidentQuery {
@@ -77,13 +82,21 @@ pub async fn overview(State(s): State<AppState>, _u: User) -> Result<Json<Overvi
                 ..Default::default()
             })
             .map_err(store_err)?;
-        Ok(kpis(open.iter().chain(today.iter()), midnight))
+        Ok(kpis(
+            open.iter().chain(today.iter()).filter(|i| sees(i)),
+            midnight,
+        ))
     })
     .await?;
-    let devices = s.engine.territory.devices.len();
-    let (mut silent, mut alarm) = (0, 0);
-    for i in 0..devices {
-        match s.board.state(beffroi_core::DeviceIdx(i as u32)) {
+    let t = &s.engine.territory;
+    let (mut devices, mut silent, mut alarm) = (0, 0, 0);
+    for i in 0..t.devices.len() {
+        let d = beffroi_core::DeviceIdx(i as u32);
+        if !scope.holds(t.site(t.device(d).site).commune) {
+            continue;
+        }
+        devices += 1;
+        match s.board.state(d) {
             DeviceState::Silent => silent += 1,
             DeviceState::Alarm => alarm += 1,
             DeviceState::Normal => {}
@@ -94,7 +107,7 @@ pub async fn overview(State(s): State<AppState>, _u: User) -> Result<Json<Overvi
         .ops()
         .crises
         .iter()
-        .filter(|c| c.is_active())
+        .filter(|x| x.is_active() && c.scope.sees(&x.communes))
         .count();
     Ok(Json(OverviewDto {
         open_by_severity: SeverityCounts {
@@ -152,7 +165,7 @@ pub struct HandoverDto {
     security(("bearer" = [])))]
 pub async fn handover(
     State(s): State<AppState>,
-    _u: User,
+    c: Caller,
     Query(p): Query<HandoverParams>,
 ) -> Result<Json<HandoverDto>, ApiError> {
     let since = match p.since.as_deref() {
@@ -166,6 +179,7 @@ pub async fn handover(
     };
     let reader = Arc::clone(&s.reader);
     let t = Arc::clone(&s.engine.territory);
+    let sees = visible(&c);
     blocking(move || {
         let mut open = reader
             .incidents(&IncidentQuery {
@@ -174,15 +188,28 @@ pub async fn handover(
                 ..Default::default()
             })
             .map_err(store_err)?;
+        open.retain(|i| sees(i));
         // Most severe first, then oldest.
         open.sort_by(|a, b| {
             b.severity
                 .cmp(&a.severity)
                 .then(a.opened_at.cmp(&b.opened_at))
         });
-        let log = reader
+        let mut log = reader
             .log_since(since, MAX_HANDOVER_LOG)
             .map_err(store_err)?;
+        // Keep the lines of the incidents the caller may see.
+        let mut ids: Vec<IncidentId> = log.iter().map(|e| e.incident).collect();
+        ids.sort_unstable_by_key(|i| i.0);
+        ids.dedup();
+        let seen: std::collections::HashSet<u64> = reader
+            .incidents_by_id(&ids)
+            .map_err(store_err)?
+            .iter()
+            .filter(|i| sees(i))
+            .map(|i| i.id.0)
+            .collect();
+        log.retain(|e| seen.contains(&e.incident.0));
         Ok(Json(HandoverDto {
             since: since.to_string(),
             open_incidents: open.iter().map(|i| IncidentDto::from_core(i, &t)).collect(),
@@ -212,26 +239,61 @@ pub struct ScopeDto {
 pub struct MeDto {
     pub user: String,
     pub roles: Vec<String>,
+    /// Union of the grants' scopes.
     pub scope: ScopeDto,
+    pub grants: Vec<GrantDto>,
+    /// Every permission held somewhere (the console hides actions by these names).
     pub permissions: Vec<String>,
 }
 
-/// Every permission; until access control lands, every user holds them all.
-pub const PERMISSIONS: [&str; 6] = [
-    "incident.act",
-    "incident.assign",
-    "unit.status",
-    "crisis.manage",
-    "event.manage",
-    "supervise",
-];
+#[derive(Serialize, ToSchema)]
+pub struct GrantDto {
+    pub role: String,
+    /// Commune ids; null: the whole territory.
+    pub communes: Option<Vec<String>>,
+}
+
+/// Which incidents a caller of a supervision view may count: in the route's scope, and
+/// `cyber` ones only with `incident.cyber` there too.
+fn visible(c: &Caller) -> impl Fn(&beffroi_core::Incident) -> bool + Send + 'static {
+    let scope = c.scope.clone();
+    let cyber = c.principal.scope_for(Permission::IncidentCyber);
+    move |i| scope.holds(i.commune) && (&*i.category != CYBER || cyber.holds(i.commune))
+}
 
 #[utoipa::path(get, path = "/api/v1/auth/me", responses((status = 200, body = MeDto)), security(("bearer" = [])))]
-pub async fn me(User(user): User) -> Json<MeDto> {
+pub async fn me(State(s): State<AppState>, c: Caller) -> Json<MeDto> {
+    let p = &c.principal;
+    let mut roles: Vec<String> = p
+        .grants
+        .iter()
+        .map(|g| g.role.as_str().to_string())
+        .collect();
+    roles.sort();
+    roles.dedup();
+    let scope = p
+        .grants
+        .iter()
+        .fold(Scope::Nothing, |acc, g| acc.union(&g.scope));
+    let t = &s.engine.territory;
     Json(MeDto {
-        user,
-        roles: vec!["administrator".into()],
-        scope: ScopeDto { communes: None },
-        permissions: PERMISSIONS.iter().map(|p| p.to_string()).collect(),
+        user: p.name.clone(),
+        roles,
+        scope: ScopeDto {
+            communes: scope.commune_ids(t),
+        },
+        grants: p
+            .grants
+            .iter()
+            .map(|g| GrantDto {
+                role: g.role.as_str().into(),
+                communes: g.scope.commune_ids(t),
+            })
+            .collect(),
+        permissions: p
+            .permissions()
+            .into_iter()
+            .map(|x| x.as_str().to_string())
+            .collect(),
     })
 }

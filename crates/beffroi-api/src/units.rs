@@ -81,10 +81,16 @@ pub(crate) fn unit_error(e: &UnitError) -> ApiError {
 }
 
 #[utoipa::path(get, path = "/api/v1/units", responses((status = 200, body = [UnitDto])), security(("bearer" = [])))]
-pub async fn list_units(State(s): State<AppState>, _u: User) -> Json<Vec<UnitDto>> {
+pub async fn list_units(State(s): State<AppState>, c: crate::Caller) -> Json<Vec<UnitDto>> {
     let ops = s.engine.ops();
     let t = &s.engine.territory;
-    Json(ops.units.iter().map(|u| UnitDto::from_core(u, t)).collect())
+    Json(
+        ops.units
+            .iter()
+            .filter(|u| c.scope.sees(&u.spec.communes))
+            .map(|u| UnitDto::from_core(u, t))
+            .collect(),
+    )
 }
 
 #[utoipa::path(get, path = "/api/v1/units/{id}", params(("id" = String, Path)),

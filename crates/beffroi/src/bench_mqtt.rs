@@ -226,11 +226,22 @@ async fn start_engine(
         }
         let _ = tokio::time::timeout(StdDuration::from_millis(200), health.changed()).await;
     }
-    let mut auth = Auth::new(StdDuration::from_secs(3600));
-    auth.add_user("bench", "bench")?;
+    let mut auth = Auth::new(
+        beffroi_api::auth::AuthPolicy::default(),
+        Arc::new(beffroi_engine::runner::SystemClock),
+    );
+    auth.add_user(
+        "bench",
+        "bench",
+        vec![beffroi_api::access::Grant {
+            role: beffroi_api::access::Role::Administrator,
+            scope: beffroi_api::access::Scope::Territory,
+        }],
+    )?;
     let token = auth
-        .login("bench", "bench")
-        .ok_or_else(|| anyhow!("login"))?;
+        .login("bench", "bench", None, "bench")
+        .map_err(|e| anyhow!("login: {}", e.as_str()))?
+        .session;
     let state = AppState::new(engine.handle.clone(), Arc::new(reader), Arc::new(auth));
     state.ready.store(true, Ordering::Release);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;

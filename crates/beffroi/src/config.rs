@@ -19,6 +19,7 @@ struct Raw {
     #[serde(default)]
     console: Option<RawConsole>,
     #[serde(default)]
+    http: Option<RawHttp>,
     audit: Option<RawAudit>,
 }
 
@@ -74,6 +75,36 @@ impl AuditSettings {
         }
         c
     }
+}
+
+/// `[http]`: accounts and how the site is reached.
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct RawHttp {
+    /// The accounts file (users and API tokens).
+    #[serde(default)]
+    users: Option<PathBuf>,
+    /// The site is reached over HTTPS (a TLS-terminating reverse proxy): `Secure` cookies
+    /// and HSTS.
+    #[serde(default)]
+    behind_tls: bool,
+    /// Take the client address from `X-Forwarded-For` (only behind your own proxy).
+    #[serde(default)]
+    trust_forwarded: bool,
+    #[serde(default)]
+    session_idle: Option<String>,
+    #[serde(default)]
+    session_absolute: Option<String>,
+}
+
+/// The `[http]` settings.
+#[derive(Debug, Default)]
+pub struct HttpSettings {
+    pub users: Option<PathBuf>,
+    pub behind_tls: bool,
+    pub trust_forwarded: bool,
+    pub session_idle: Option<beffroi_core::Duration>,
+    pub session_absolute: Option<beffroi_core::Duration>,
 }
 
 /// `[console]`: the base map (none by default).
@@ -132,6 +163,7 @@ pub struct Config {
     pub mqtt: Option<MqttSettings>,
     pub console: beffroi_console::Settings,
     pub audit: AuditSettings,
+    pub http: HttpSettings,
 }
 
 impl Config {
@@ -217,7 +249,25 @@ impl Config {
                 }
             }
         };
+        let dur = |field: &str, v: Option<String>| -> Result<_, ConfigError> {
+            v.map(|s| {
+                parse_duration(&s)
+                    .map_err(|e| ConfigError::new(src.path.clone(), None, Some(field), e))
+            })
+            .transpose()
+        };
+        let http = match raw.http {
+            None => HttpSettings::default(),
+            Some(h) => HttpSettings {
+                users: h.users.map(|p| base.join(p)),
+                behind_tls: h.behind_tls,
+                trust_forwarded: h.trust_forwarded,
+                session_idle: dur("http.session_idle", h.session_idle)?,
+                session_absolute: dur("http.session_absolute", h.session_absolute)?,
+            },
+        };
         Ok(Config {
+            http,
             listen: raw.listen,
             data_dir: base.join(raw.data_dir),
             deployment: base.join(raw.deployment),
@@ -308,5 +358,27 @@ mod tests {
         );
         let e = parse(&format!("{base}[console]\nbasemap = \"x\"\n")).expect_err("unknown key");
         assert!(e.to_string().contains("basemap"), "{e}");
+    }
+
+    #[test]
+    fn the_http_table_sets_accounts_and_sessions() {
+        let base = "data_dir = \"d\"\ndeployment = \"dep\"\n";
+        let none = parse(base).expect("valid");
+        assert!(none.http.users.is_none() && !none.http.behind_tls);
+        let c = parse(&format!(
+            "{base}[http]\nusers = \"users.toml\"\nbehind_tls = true\nsession_idle = \"10m\"\n"
+        ))
+        .expect("valid");
+        assert_eq!(
+            c.http.users.as_deref(),
+            Some(std::path::Path::new("/etc/beffroi/users.toml"))
+        );
+        assert!(c.http.behind_tls && !c.http.trust_forwarded);
+        assert_eq!(
+            c.http.session_idle,
+            Some(beffroi_core::Duration::from_mins(10))
+        );
+        let e = parse(&format!("{base}[http]\nsession_idle = \"soon\"\n")).expect_err("bad");
+        assert!(e.to_string().contains("http.session_idle"), "{e}");
     }
 }

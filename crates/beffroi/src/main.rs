@@ -1,5 +1,6 @@
 //! `beffroi`: safe-city hypervision for a territory, in one binary.
 
+mod accounts;
 mod audit_cmd;
 mod bench;
 #[cfg(feature = "mqtt")]
@@ -77,6 +78,9 @@ enum Command {
         #[command(subcommand)]
         command: audit_cmd::AuditCommand,
     },
+    /// Writes the accounts file: hash a password, add a user, add an API token.
+    #[command(subcommand)]
+    Users(accounts::UsersCommand),
 }
 
 fn init_tracing() {
@@ -134,6 +138,7 @@ fn main() -> ExitCode {
                         retention: Some(beffroi_core::Duration::from_mins(60 * 24 * 7)),
                         clock,
                         simulate: true,
+                        http: config::HttpSettings::default(),
                         mqtt: mqtt.map(|url| config::MqttSettings {
                             url,
                             client_id: "beffroi-demo".into(),
@@ -170,6 +175,7 @@ fn main() -> ExitCode {
                         retention: cfg.retention,
                         clock: Arc::new(beffroi_engine::runner::SystemClock),
                         simulate: false,
+                        http: cfg.http,
                         mqtt: cfg.mqtt,
                         console: cfg.console,
                     },
@@ -179,6 +185,7 @@ fn main() -> ExitCode {
         }),
         Command::Simulate(args) => runtime().and_then(|rt| rt.block_on(simulate::run(args))),
         Command::Bench(args) => bench::run(args),
+        Command::Users(cmd) => accounts::run(cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

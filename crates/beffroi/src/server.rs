@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use anyhow::{Context, Result};
-use beffroi_api::{AppState, Auth};
+use beffroi_api::AppState;
 use beffroi_core::audit::{AuditOutcome, AuditSink};
 use beffroi_core::{Clock, Duration};
 use beffroi_engine::metrics::Metrics;
@@ -27,6 +27,8 @@ pub struct RunOptions {
     pub mqtt: Option<crate::config::MqttSettings>,
     /// The console's base map.
     pub console: beffroi_console::Settings,
+    /// Accounts file, sessions, TLS-related headers.
+    pub http: crate::config::HttpSettings,
     /// The audit log (its file, key, checkpoints).
     pub audit: beffroi_audit::AuditConfig,
     /// What configuration was loaded, recorded as `config.load`.
@@ -38,14 +40,6 @@ pub struct ConfigSource {
     pub target: String,
     /// `[{"path", "sha256"}]`.
     pub files: serde_json::Value,
-}
-
-/// The admin password: `BEFFROI_ADMIN_PASSWORD`, or a generated one that is printed.
-fn admin_password() -> (String, bool) {
-    match std::env::var("BEFFROI_ADMIN_PASSWORD") {
-        Ok(p) if !p.is_empty() => (p, false),
-        _ => (beffroi_api::auth::generate_password(), true),
-    }
 }
 
 pub async fn run(dep: Deployment, opts: RunOptions) -> Result<()> {
@@ -99,7 +93,7 @@ pub async fn run(dep: Deployment, opts: RunOptions) -> Result<()> {
 
 async fn serve(
     dep: Deployment,
-    opts: RunOptions,
+    mut opts: RunOptions,
     metrics: Arc<Metrics>,
     audit: Arc<beffroi_audit::AuditLog>,
 ) -> Result<()> {
@@ -130,18 +124,22 @@ async fn serve(
     .context("cannot start the engine")?;
     let handle = engine.handle.clone();
 
-    let (password, generated) = admin_password();
-    let mut auth = Auth::new(std::time::Duration::from_secs(12 * 3600));
-    let hashed = tokio::task::spawn_blocking(move || {
-        auth.add_user("admin", &password).map(|()| (auth, password))
-    })
-    .await??;
-    let (auth, password) = hashed;
-    let state = AppState::new(handle.clone(), Arc::new(reader), Arc::new(auth));
-    // AUDIT-WIRE: let state = state.with_audit(audit.clone() as Arc<dyn AuditSink>);
+    let web = web_security(&opts.http);
+    let (auth, generated, admin_from_env) = {
+        let t = Arc::clone(&territory);
+        let demo = opts.simulate;
+        let http = std::mem::take(&mut opts.http);
+        tokio::task::spawn_blocking(move || crate::accounts::build(&t, &http, demo)).await??
+    };
+    let state = AppState::new(handle.clone(), Arc::new(reader), Arc::new(auth))
+        .with_web(web)
+        .with_audit(Arc::clone(&audit) as Arc<dyn AuditSink>);
     let ready = Arc::clone(&state.ready);
     let end_streams = state.shutdown.clone();
-    let app = beffroi_api::router(state).merge(beffroi_console::router(opts.console.clone()));
+    let app = beffroi_api::harden(
+        beffroi_api::router(state).merge(beffroi_console::router(opts.console.clone())),
+        web,
+    );
     let addr: SocketAddr = opts
         .listen
         .parse()
@@ -198,17 +196,23 @@ async fn serve(
     );
     println!("  data        : {}", db.display());
     println!("  audit log   : {}", audit.path().display());
-    if generated {
-        println!(
-            "  login       : admin / {password}   (generated; set BEFFROI_ADMIN_PASSWORD to choose it)"
-        );
-    } else {
+    if admin_from_env {
         println!("  login       : admin / (from BEFFROI_ADMIN_PASSWORD)");
+    }
+    for g in &generated {
+        println!(
+            "  login       : {} / {}   ({}; generated, shown once)",
+            g.name, g.password, g.grants
+        );
     }
     tracing::info!(%local, "listening");
 
     let stop = shutdown.clone();
-    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+    let server = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
         let term = async {
             #[cfg(unix)]
             match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
@@ -235,6 +239,14 @@ async fn serve(
     engine.shutdown().await;
     tracing::info!("stopped");
     result.context("HTTP server")
+}
+
+fn web_security(http: &crate::config::HttpSettings) -> beffroi_api::WebSecurity {
+    beffroi_api::WebSecurity {
+        secure_cookies: http.behind_tls,
+        hsts: http.behind_tls,
+        trust_forwarded: http.trust_forwarded,
+    }
 }
 
 /// Plays the demo scenarios in a loop on the engine's clock: background and every scenario

@@ -233,11 +233,8 @@ fn sigterm_ends_the_live_streams_and_the_process() {
     let beffroi = Beffroi::start(None);
     let api = Api::login(&beffroi.base());
     let resp = support::http::agent()
-        .get(&format!(
-            "{}/api/v1/stream?access_token={}",
-            beffroi.base(),
-            api.token
-        ))
+        .get(&format!("{}/api/v1/stream", beffroi.base()))
+        .header("Authorization", &format!("Bearer {}", api.token))
         .call()
         .expect("open the stream");
     assert_eq!(resp.status().as_u16(), 200);

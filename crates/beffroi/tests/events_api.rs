@@ -174,10 +174,8 @@ fn events_are_declared_watched_cancelled_and_survive_a_restart() {
     // The live stream tells about the cancellation.
     let stream = api
         .agent
-        .get(&format!(
-            "{}/api/v1/stream?access_token={}",
-            api.base, api.token
-        ))
+        .get(&format!("{}/api/v1/stream", api.base))
+        .header("Authorization", &format!("Bearer {}", api.token))
         .config()
         .timeout_global(Some(Duration::from_secs(30)))
         .build()

@@ -368,10 +368,10 @@ function closedBlock(d) {
       : h('p.muted', '…'));
 }
 
-/** The report needs the bearer token: fetched here, shown inline and opened as a Blob. */
+/** The report: fetched here with the session cookie, shown inline and opened as a Blob. */
 async function fetchReport(id) {
   const resp = await fetch(`/api/v1/crises/${id}/report?lang=${getLang()}`, {
-    headers: { Authorization: `Bearer ${api.token()}`, Accept: 'text/html' },
+    headers: { Accept: 'text/html' }, credentials: 'same-origin',
   });
   if (!resp.ok) throw new Error(`${resp.status} ${resp.statusText}`);
   // The report (no script: shown inline or as a Blob it falls under the console's

@@ -1,4 +1,5 @@
-// The login page: POST /auth/login, the token in sessionStorage.
+// The login page: POST /auth/login (and the one-time code when the account has one); the
+// session comes back as an HttpOnly cookie, the CSRF token is kept in sessionStorage.
 
 import * as api from '../api.js';
 import { h } from '../dom.js';
@@ -8,6 +9,8 @@ export function render(onLoggedIn, message, langButton) {
   const err = h('p.error#login-error', { role: 'alert' }, message ?? '');
   const user = h('input#login-user', { name: 'username', autocomplete: 'username', required: true });
   const pass = h('input#login-password', { name: 'password', type: 'password', autocomplete: 'current-password', required: true });
+  const code = h('input#login-totp', { name: 'totp', autocomplete: 'one-time-code', inputmode: 'numeric', pattern: '[0-9]{6}', maxlength: 6 });
+  const codeLabel = h('label#login-totp-label', { hidden: true }, t('login.totp'), code);
   const submit = h('button.primary#login-submit', { type: 'submit' }, t('login.submit'));
   const form = h('form.login-box', {
     on: {
@@ -16,11 +19,22 @@ export function render(onLoggedIn, message, langButton) {
         submit.disabled = true;
         err.textContent = '';
         try {
-          const r = await api.post('/auth/login', { username: user.value, password: pass.value });
-          api.setToken(r.token);
+          const body = { username: user.value, password: pass.value };
+          if (code.value) body.totp = code.value;
+          const r = await api.post('/auth/login', body);
+          api.setToken(r.csrf_token);
           await onLoggedIn();
         } catch (x) {
-          err.textContent = x.status === 401 ? t('login.failed') : x.code === 'network' ? t('error.network') : t('error.generic', { message: x.message });
+          if (x.code === 'totp_required' || x.code === 'totp_invalid') {
+            codeLabel.hidden = false;
+            err.textContent = t(x.code === 'totp_required' ? 'login.totpRequired' : 'login.totpInvalid');
+            submit.disabled = false;
+            code.value = '';
+            code.focus();
+            return;
+          }
+          err.textContent = x.status === 429 ? t('login.throttled')
+            : x.status === 401 ? t('login.failed') : x.code === 'network' ? t('error.network') : t('error.generic', { message: x.message });
           submit.disabled = false;
           pass.select();
         }
@@ -31,6 +45,7 @@ export function render(onLoggedIn, message, langButton) {
   h('h2', t('login.title')),
   h('label', t('login.username'), user),
   h('label', t('login.password'), pass),
+  codeLabel,
   err, submit);
   setTimeout(() => user.focus(), 0);
   return h('div.login-page', h('div.login-lang', langButton), form);

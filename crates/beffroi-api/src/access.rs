@@ -1,0 +1,511 @@
+//! Access control: roles, the permission matrix, scopes and the caller of a request.
+//!
+//! A caller (a console user or an API token) holds one or more [`Grant`]s, each a [`Role`]
+//! scoped to a list of communes or to the whole territory. A permission is held *for a
+//! scope*: the union of the scopes of the grants whose role carries it. The single table
+//! [`ROLE_PERMISSIONS`] maps roles to permissions; `docs/security-access.md` prints it.
+//!
+//! Pure: no I/O, no clock. The HTTP side ([`crate::routes`]) asks [`Principal::scope_for`]
+//! and [`Scope::sees`] / [`Scope::covers`].
+
+use beffroi_core::CommuneIdx;
+
+/// What may be done. Names are stable (the console hides actions by them).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Permission {
+    /// Read the territory's structure: communes, sites, kinds, rules.
+    TerritoryRead,
+    /// Read incidents (and the live stream) of the caller's communes.
+    IncidentRead,
+    /// Acknowledge, start, resolve, close, reopen, comment, complete a step.
+    IncidentAct,
+    /// Assign an incident to a unit.
+    IncidentAssign,
+    /// See (and, with `incident.act`, handle) incidents of category `cyber`.
+    IncidentCyber,
+    /// Read devices, their state and recent readings.
+    DeviceRead,
+    /// Quarantine and release a device (`POST /devices/{id}/quarantine`, `/release`).
+    DeviceQuarantine,
+    /// Push observations through the HTTP ingest, read the rejection log.
+    ObservationWrite,
+    /// Read the ingest rejections.
+    RejectionRead,
+    /// Read units.
+    UnitRead,
+    /// Change a unit's status.
+    UnitStatus,
+    /// Read crises.
+    CrisisRead,
+    /// Open, log, escalate, staff and close crises.
+    CrisisManage,
+    /// Read declared events.
+    EventRead,
+    /// Declare and cancel events.
+    EventManage,
+    /// The command post's key figures and shift handover.
+    Supervise,
+    /// Read the audit log.
+    AuditRead,
+    /// Read personal data in clear (issue 5).
+    PersonalRead,
+    /// Manage accounts and API tokens.
+    UserManage,
+}
+
+impl Permission {
+    pub const ALL: [Permission; 19] = [
+        Permission::TerritoryRead,
+        Permission::IncidentRead,
+        Permission::IncidentAct,
+        Permission::IncidentAssign,
+        Permission::IncidentCyber,
+        Permission::DeviceRead,
+        Permission::DeviceQuarantine,
+        Permission::ObservationWrite,
+        Permission::RejectionRead,
+        Permission::UnitRead,
+        Permission::UnitStatus,
+        Permission::CrisisRead,
+        Permission::CrisisManage,
+        Permission::EventRead,
+        Permission::EventManage,
+        Permission::Supervise,
+        Permission::AuditRead,
+        Permission::PersonalRead,
+        Permission::UserManage,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Permission::TerritoryRead => "territory.read",
+            Permission::IncidentRead => "incident.read",
+            Permission::IncidentAct => "incident.act",
+            Permission::IncidentAssign => "incident.assign",
+            Permission::IncidentCyber => "incident.cyber",
+            Permission::DeviceRead => "device.read",
+            Permission::DeviceQuarantine => "device.quarantine",
+            Permission::ObservationWrite => "observation.write",
+            Permission::RejectionRead => "rejection.read",
+            Permission::UnitRead => "unit.read",
+            Permission::UnitStatus => "unit.status",
+            Permission::CrisisRead => "crisis.read",
+            Permission::CrisisManage => "crisis.manage",
+            Permission::EventRead => "event.read",
+            Permission::EventManage => "event.manage",
+            Permission::Supervise => "supervise",
+            Permission::AuditRead => "audit.read",
+            Permission::PersonalRead => "personal.read",
+            Permission::UserManage => "user.manage",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Permission> {
+        Permission::ALL.into_iter().find(|p| p.as_str() == s)
+    }
+}
+
+/// A role, as named in `users.toml` and the token declarations.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Role {
+    Operator,
+    Supervisor,
+    CrisisDirector,
+    Technician,
+    SecurityAnalyst,
+    Dpo,
+    Auditor,
+    Administrator,
+}
+
+impl Role {
+    pub const ALL: [Role; 8] = [
+        Role::Operator,
+        Role::Supervisor,
+        Role::CrisisDirector,
+        Role::Technician,
+        Role::SecurityAnalyst,
+        Role::Dpo,
+        Role::Auditor,
+        Role::Administrator,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Operator => "operator",
+            Role::Supervisor => "supervisor",
+            Role::CrisisDirector => "crisis_director",
+            Role::Technician => "technician",
+            Role::SecurityAnalyst => "security_analyst",
+            Role::Dpo => "dpo",
+            Role::Auditor => "auditor",
+            Role::Administrator => "administrator",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Role> {
+        Role::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+
+    /// The permissions of this role, from [`ROLE_PERMISSIONS`].
+    pub fn permissions(self) -> &'static [Permission] {
+        ROLE_PERMISSIONS
+            .iter()
+            .find(|(r, _)| *r == self)
+            .map_or(&[], |(_, p)| p)
+    }
+
+    pub fn has(self, p: Permission) -> bool {
+        self.permissions().contains(&p)
+    }
+}
+
+use Permission as P;
+
+/// THE permission matrix: the only place that says what a role may do.
+pub const ROLE_PERMISSIONS: [(Role, &[Permission]); 8] = [
+    (
+        Role::Operator,
+        &[
+            P::TerritoryRead,
+            P::IncidentRead,
+            P::IncidentAct,
+            P::DeviceRead,
+            P::UnitRead,
+            P::CrisisRead,
+            P::EventRead,
+        ],
+    ),
+    (
+        Role::Supervisor,
+        &[
+            P::TerritoryRead,
+            P::IncidentRead,
+            P::IncidentAct,
+            P::IncidentAssign,
+            P::DeviceRead,
+            P::UnitRead,
+            P::UnitStatus,
+            P::CrisisRead,
+            P::EventRead,
+            P::EventManage,
+            P::Supervise,
+        ],
+    ),
+    (
+        Role::CrisisDirector,
+        &[
+            P::TerritoryRead,
+            P::IncidentRead,
+            P::IncidentAct,
+            P::IncidentAssign,
+            P::DeviceRead,
+            P::UnitRead,
+            P::UnitStatus,
+            P::CrisisRead,
+            P::CrisisManage,
+            P::EventRead,
+            P::EventManage,
+            P::Supervise,
+        ],
+    ),
+    (
+        Role::Technician,
+        &[
+            P::TerritoryRead,
+            P::IncidentRead,
+            P::DeviceRead,
+            P::ObservationWrite,
+            P::RejectionRead,
+        ],
+    ),
+    (
+        Role::SecurityAnalyst,
+        &[
+            P::TerritoryRead,
+            P::IncidentRead,
+            P::IncidentAct,
+            P::IncidentCyber,
+            P::DeviceRead,
+            P::DeviceQuarantine,
+            P::RejectionRead,
+            P::AuditRead,
+        ],
+    ),
+    (
+        Role::Dpo,
+        &[P::TerritoryRead, P::AuditRead, P::PersonalRead],
+    ),
+    (
+        Role::Auditor,
+        &[
+            P::TerritoryRead,
+            P::IncidentRead,
+            P::IncidentCyber,
+            P::DeviceRead,
+            P::RejectionRead,
+            P::UnitRead,
+            P::CrisisRead,
+            P::EventRead,
+            P::Supervise,
+            P::AuditRead,
+        ],
+    ),
+    (
+        Role::Administrator,
+        &[
+            P::TerritoryRead,
+            P::IncidentRead,
+            P::IncidentAct,
+            P::IncidentAssign,
+            P::IncidentCyber,
+            P::DeviceRead,
+            P::DeviceQuarantine,
+            P::ObservationWrite,
+            P::RejectionRead,
+            P::UnitRead,
+            P::UnitStatus,
+            P::CrisisRead,
+            P::CrisisManage,
+            P::EventRead,
+            P::EventManage,
+            P::Supervise,
+            P::AuditRead,
+            P::PersonalRead,
+            P::UserManage,
+        ],
+    ),
+];
+
+/// Where a grant applies.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Scope {
+    /// Nothing (the caller holds no grant carrying the permission).
+    Nothing,
+    /// These communes (sorted, deduplicated).
+    Communes(Vec<CommuneIdx>),
+    /// The whole territory.
+    Territory,
+}
+
+impl Scope {
+    pub fn communes(mut list: Vec<CommuneIdx>) -> Scope {
+        list.sort_unstable();
+        list.dedup();
+        if list.is_empty() {
+            Scope::Nothing
+        } else {
+            Scope::Communes(list)
+        }
+    }
+
+    pub fn is_territory(&self) -> bool {
+        matches!(self, Scope::Territory)
+    }
+
+    pub fn is_nothing(&self) -> bool {
+        matches!(self, Scope::Nothing)
+    }
+
+    /// Holds this commune.
+    pub fn holds(&self, c: CommuneIdx) -> bool {
+        match self {
+            Scope::Nothing => false,
+            Scope::Territory => true,
+            Scope::Communes(l) => l.binary_search(&c).is_ok(),
+        }
+    }
+
+    /// May *read* an object spread over `object` communes (empty: territory-wide object):
+    /// one commune in common is enough, and a territory-wide object concerns everyone.
+    pub fn sees(&self, object: &[CommuneIdx]) -> bool {
+        match self {
+            Scope::Nothing => false,
+            Scope::Territory => true,
+            Scope::Communes(_) => object.is_empty() || object.iter().any(|c| self.holds(*c)),
+        }
+    }
+
+    /// May *act* on an object spread over `object` communes (empty: territory-wide): every
+    /// one of them must be held.
+    pub fn covers(&self, object: &[CommuneIdx]) -> bool {
+        match self {
+            Scope::Nothing => false,
+            Scope::Territory => true,
+            Scope::Communes(_) => !object.is_empty() && object.iter().all(|c| self.holds(*c)),
+        }
+    }
+
+    /// The union of two scopes.
+    pub fn union(self, other: &Scope) -> Scope {
+        match (self, other) {
+            (Scope::Territory, _) | (_, Scope::Territory) => Scope::Territory,
+            (Scope::Nothing, o) => o.clone(),
+            (s, Scope::Nothing) => s,
+            (Scope::Communes(mut a), Scope::Communes(b)) => {
+                a.extend_from_slice(b);
+                Scope::communes(a)
+            }
+        }
+    }
+
+    /// The commune ids, for display (`None`: the whole territory).
+    pub fn commune_ids(&self, t: &beffroi_core::Territory) -> Option<Vec<String>> {
+        match self {
+            Scope::Territory => None,
+            Scope::Nothing => Some(Vec::new()),
+            Scope::Communes(l) => Some(l.iter().map(|c| t.commune(*c).id.to_string()).collect()),
+        }
+    }
+}
+
+/// A role over a scope.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Grant {
+    pub role: Role,
+    /// `Scope::Territory` or `Scope::Communes` (never `Nothing`).
+    pub scope: Scope,
+}
+
+/// Who is calling.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PrincipalKind {
+    /// A person logged in with a password (and TOTP when set).
+    User,
+    /// An integration's API token.
+    Token,
+}
+
+/// The authenticated caller of a request.
+#[derive(Clone, Debug)]
+pub struct Principal {
+    /// A user name, or `token:<name>`.
+    pub name: String,
+    pub kind: PrincipalKind,
+    pub grants: Vec<Grant>,
+}
+
+impl Principal {
+    /// Where the caller holds `p` (the union of the scopes of the grants carrying it).
+    pub fn scope_for(&self, p: Permission) -> Scope {
+        self.grants
+            .iter()
+            .filter(|g| g.role.has(p))
+            .fold(Scope::Nothing, |acc, g| acc.union(&g.scope))
+    }
+
+    pub fn has(&self, p: Permission) -> bool {
+        self.grants.iter().any(|g| g.role.has(p))
+    }
+
+    /// Every permission held somewhere, sorted.
+    pub fn permissions(&self) -> Vec<Permission> {
+        Permission::ALL
+            .into_iter()
+            .filter(|p| self.has(*p))
+            .collect()
+    }
+
+    /// May see an incident of this category in this commune.
+    pub fn sees_incident(&self, category: &str, commune: CommuneIdx) -> bool {
+        self.scope_for(Permission::IncidentRead).holds(commune)
+            && (category != CYBER || self.scope_for(Permission::IncidentCyber).holds(commune))
+    }
+}
+
+/// The category of incidents raised by anomaly detection on the devices themselves.
+pub const CYBER: &str = "cyber";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn names_round_trip() {
+        for r in Role::ALL {
+            assert_eq!(Role::parse(r.as_str()), Some(r));
+        }
+        for p in Permission::ALL {
+            assert_eq!(Permission::parse(p.as_str()), Some(p));
+        }
+        assert_eq!(Role::parse("root"), None);
+    }
+
+    #[test]
+    fn every_role_is_in_the_matrix_once() {
+        for r in Role::ALL {
+            assert_eq!(ROLE_PERMISSIONS.iter().filter(|(x, _)| *x == r).count(), 1);
+        }
+        // The administrator holds everything; the DPO cannot act on incidents.
+        assert_eq!(
+            Role::Administrator.permissions().len(),
+            Permission::ALL.len()
+        );
+        assert!(!Role::Dpo.has(Permission::IncidentAct));
+        assert!(!Role::Operator.has(Permission::IncidentCyber));
+        assert!(Role::SecurityAnalyst.has(Permission::DeviceQuarantine));
+        assert!(!Role::Auditor.has(Permission::IncidentAct));
+    }
+
+    #[test]
+    fn permission_scope_is_the_union_of_the_grants_carrying_it() {
+        let p = Principal {
+            name: "x".into(),
+            kind: PrincipalKind::User,
+            grants: vec![
+                Grant {
+                    role: Role::Operator,
+                    scope: Scope::communes(vec![CommuneIdx(2)]),
+                },
+                Grant {
+                    role: Role::Supervisor,
+                    scope: Scope::communes(vec![CommuneIdx(5)]),
+                },
+            ],
+        };
+        assert_eq!(
+            p.scope_for(Permission::IncidentAct),
+            Scope::Communes(vec![CommuneIdx(2), CommuneIdx(5)])
+        );
+        assert_eq!(
+            p.scope_for(Permission::IncidentAssign),
+            Scope::Communes(vec![CommuneIdx(5)])
+        );
+        assert_eq!(p.scope_for(Permission::CrisisManage), Scope::Nothing);
+        assert!(!p.sees_incident(CYBER, CommuneIdx(2)));
+        assert!(p.sees_incident("flood", CommuneIdx(2)));
+        assert!(!p.sees_incident("flood", CommuneIdx(3)));
+    }
+
+    fn scope() -> impl Strategy<Value = Scope> {
+        prop_oneof![
+            Just(Scope::Territory),
+            Just(Scope::Nothing),
+            proptest::collection::vec(0u32..8, 0..5)
+                .prop_map(|v| Scope::communes(v.into_iter().map(CommuneIdx).collect())),
+        ]
+    }
+
+    proptest! {
+        /// Acting needs every commune; reading needs one; acting implies reading; the
+        /// union grants what either side grants and nothing more.
+        #[test]
+        fn scope_semantics(a in scope(), b in scope(),
+            obj in proptest::collection::vec(0u32..8, 0..4)) {
+            let obj: Vec<CommuneIdx> = obj.into_iter().map(CommuneIdx).collect();
+            if a.covers(&obj) { prop_assert!(a.sees(&obj)); }
+            if !obj.is_empty() {
+                prop_assert_eq!(a.covers(&obj), obj.iter().all(|c| a.holds(*c)));
+                prop_assert_eq!(a.sees(&obj), obj.iter().any(|c| a.holds(*c)));
+            } else {
+                prop_assert_eq!(a.covers(&obj), a.is_territory());
+                prop_assert_eq!(a.sees(&obj), !a.is_nothing());
+            }
+            let u = a.clone().union(&b);
+            for c in (0..8).map(CommuneIdx) {
+                prop_assert_eq!(u.holds(c), a.holds(c) || b.holds(c));
+            }
+        }
+    }
+}

@@ -1,0 +1,507 @@
+//! THE route table: every route of the API with its method, path and access rule, and the
+//! guard that enforces the rule before the handler runs.
+//!
+//! [`ROUTES`] is the only place routes are declared: [`crate::router`] builds the router from
+//! it, so a route cannot exist without a rule, and the authorisation walk test
+//! (`tests/access_walk.rs`) plays every entry for every role and scope against an expected
+//! matrix kept in a data file.
+//!
+//! Scope modes (what "scoped to communes" means per route):
+//! - [`ScopeMode::Global`]: the data is not tied to a commune (territory structure, rules,
+//!   declared events): the permission alone decides.
+//! - [`ScopeMode::Filtered`]: a list; the handler keeps only what the caller's scope sees.
+//! - [`ScopeMode::CallerScope`]: a territory-wide view (key figures, handover) computed on
+//!   the caller's communes only.
+//! - [`ScopeMode::Object`]: one incident, device, unit or crisis named by `{id}`. Reading
+//!   needs one of its communes in scope, acting needs all of them; an object out of scope
+//!   answers 404, as if it did not exist (its existence is not revealed).
+//! - [`ScopeMode::Body`]: a creation whose communes come in the body; the handler checks
+//!   that the caller's scope covers them (403 otherwise).
+//! - [`ScopeMode::Territory`]: only a territory-wide grant will do (the data or the effect
+//!   spans communes: the ingest of arbitrary devices, the rejection log, events).
+//!
+//! Missing authentication answers 401, a missing permission 403.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, Method, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodRouter, get, post};
+use beffroi_core::{AuditOutcome, AuditRecord, CommuneIdx, IncidentId};
+
+use crate::access::{CYBER, Permission, Principal, Scope};
+use crate::auth::{Credential, csrf_matches};
+use crate::error::{ApiError, ErrorCode};
+use crate::{AppState, console, crisis, events, handlers, overview, units};
+
+/// What kind of object an `{id}` names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ObjectKind {
+    Incident,
+    Device,
+    Unit,
+    Crisis,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ScopeMode {
+    Global,
+    Filtered,
+    CallerScope,
+    Object(ObjectKind),
+    Body,
+    Territory,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// No authentication (login, health, metrics, the OpenAPI document).
+    Public,
+    /// Any authenticated caller (who am I, logout).
+    Authenticated,
+    /// A permission, over a scope mode.
+    Allow(Permission, ScopeMode),
+}
+
+/// One route: method, path (relative to the router root), access rule, audited action name
+/// (state-changing routes), and handler.
+pub struct RouteSpec {
+    pub method: Method,
+    pub path: &'static str,
+    pub access: Access,
+    /// Dotted action name written to the audit log for state-changing routes.
+    pub action: &'static str,
+    pub handler: fn() -> MethodRouter<AppState>,
+}
+
+macro_rules! route {
+    ($m:ident $path:literal, $access:expr, $action:literal, $h:path) => {
+        RouteSpec {
+            method: Method::$m,
+            path: $path,
+            access: $access,
+            action: $action,
+            handler: || route!(@m $m)($h),
+        }
+    };
+    (@m GET) => { get };
+    (@m POST) => { post };
+}
+
+use Access::{Allow, Authenticated, Public};
+use ObjectKind as O;
+use Permission as P;
+use ScopeMode::{Body, CallerScope, Filtered, Global, Object, Territory};
+
+/// Every route of the API. Add a route here, with its rule, and an expectation line in
+/// `tests/access_expectations.txt`, or the walk test fails.
+pub static ROUTES: &[RouteSpec] = &[
+    route!(GET "/healthz", Public, "", handlers::healthz),
+    route!(GET "/metrics", Public, "", handlers::metrics),
+    route!(POST "/api/v1/auth/login", Public, "auth.login", handlers::login),
+    route!(GET "/api/v1/openapi.json", Public, "", handlers::openapi),
+    route!(POST "/api/v1/auth/logout", Authenticated, "auth.logout", handlers::logout),
+    route!(GET "/api/v1/auth/me", Authenticated, "", overview::me),
+    route!(GET "/api/v1/incidents", Allow(P::IncidentRead, Filtered), "", handlers::list_incidents),
+    route!(GET "/api/v1/incidents/{id}", Allow(P::IncidentRead, Object(O::Incident)), "", handlers::get_incident),
+    route!(POST "/api/v1/incidents/{id}/actions", Allow(P::IncidentAct, Object(O::Incident)), "incident.action", handlers::act),
+    route!(GET "/api/v1/territory", Allow(P::TerritoryRead, Global), "", handlers::territory),
+    route!(GET "/api/v1/territory/sites", Allow(P::TerritoryRead, Global), "", handlers::sites_geojson),
+    route!(GET "/api/v1/territory/communes", Allow(P::TerritoryRead, Global), "", console::communes_geojson),
+    route!(GET "/api/v1/rules", Allow(P::TerritoryRead, Global), "", handlers::rules),
+    route!(GET "/api/v1/devices", Allow(P::DeviceRead, Filtered), "", handlers::list_devices),
+    route!(GET "/api/v1/devices/{id}", Allow(P::DeviceRead, Object(O::Device)), "", handlers::get_device),
+    route!(POST "/api/v1/devices/{id}/observations", Allow(P::ObservationWrite, Object(O::Device)), "observation.ingest", handlers::post_device_observations),
+    route!(POST "/api/v1/observations", Allow(P::ObservationWrite, Territory), "observation.ingest", handlers::post_observations),
+    route!(GET "/api/v1/rejections", Allow(P::RejectionRead, Territory), "", handlers::rejections),
+    route!(GET "/api/v1/stream", Allow(P::IncidentRead, Filtered), "", handlers::stream),
+    route!(GET "/api/v1/overview", Allow(P::Supervise, CallerScope), "", overview::overview),
+    route!(GET "/api/v1/handover", Allow(P::Supervise, CallerScope), "", overview::handover),
+    route!(GET "/api/v1/map/clusters", Allow(P::DeviceRead, Filtered), "", console::map_clusters),
+    route!(GET "/api/v1/units", Allow(P::UnitRead, Filtered), "", units::list_units),
+    route!(GET "/api/v1/units/{id}", Allow(P::UnitRead, Object(O::Unit)), "", units::get_unit),
+    route!(POST "/api/v1/units/{id}/status", Allow(P::UnitStatus, Object(O::Unit)), "unit.status", units::set_unit_status),
+    route!(GET "/api/v1/crises", Allow(P::CrisisRead, Filtered), "", crisis::list_crises),
+    route!(POST "/api/v1/crises", Allow(P::CrisisManage, Body), "crisis.open", crisis::open_crisis),
+    route!(GET "/api/v1/crises/{id}", Allow(P::CrisisRead, Object(O::Crisis)), "", crisis::get_crisis),
+    route!(POST "/api/v1/crises/{id}/log", Allow(P::CrisisManage, Object(O::Crisis)), "crisis.log", crisis::crisis_log),
+    route!(POST "/api/v1/crises/{id}/level", Allow(P::CrisisManage, Object(O::Crisis)), "crisis.level", crisis::crisis_level),
+    route!(POST "/api/v1/crises/{id}/roles", Allow(P::CrisisManage, Object(O::Crisis)), "crisis.role", crisis::crisis_role),
+    route!(POST "/api/v1/crises/{id}/close", Allow(P::CrisisManage, Object(O::Crisis)), "crisis.close", crisis::close_crisis),
+    route!(GET "/api/v1/crises/{id}/report", Allow(P::CrisisRead, Object(O::Crisis)), "", crisis::crisis_report),
+    route!(GET "/api/v1/events", Allow(P::EventRead, Global), "", events::list_events),
+    route!(POST "/api/v1/events", Allow(P::EventManage, Territory), "event.declare", events::create_event),
+    route!(GET "/api/v1/events/{id}", Allow(P::EventRead, Global), "", events::get_event),
+    route!(POST "/api/v1/events/{id}/cancel", Allow(P::EventManage, Territory), "event.cancel", events::cancel_event),
+];
+
+/// The caller of a guarded request, put in the request's extensions by the guard.
+#[derive(Clone, Debug)]
+pub struct Caller {
+    pub principal: Arc<Principal>,
+    /// The caller's scope for the route's permission (territory for `Authenticated`).
+    pub scope: Scope,
+    /// The session id when the request came with a session (cookie or bearer).
+    pub session: Option<String>,
+}
+
+impl Caller {
+    pub fn name(&self) -> &str {
+        &self.principal.name
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        parts
+            .extensions
+            .get::<Caller>()
+            .cloned()
+            .ok_or_else(|| ApiError::new(ErrorCode::Unauthorized, "not authenticated"))
+    }
+}
+
+/// Name of the console's session cookie.
+pub const SESSION_COOKIE: &str = "beffroi_session";
+/// Header carrying the session's CSRF token on state-changing cookie requests.
+pub const CSRF_HEADER: &str = "x-csrf-token";
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+}
+
+pub(crate) fn session_cookie(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|kv| {
+            let (k, v) = kv.trim().split_once('=')?;
+            (k == SESSION_COOKIE).then_some(v)
+        })
+}
+
+/// The client's address: the socket's peer (or, behind a trusted proxy, the first
+/// `X-Forwarded-For` hop).
+pub(crate) fn client_addr(
+    s: &AppState,
+    req_headers: &HeaderMap,
+    ext: &axum::http::Extensions,
+) -> String {
+    if s.web.trust_forwarded
+        && let Some(f) = req_headers
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(',').next())
+    {
+        return f.trim().to_string();
+    }
+    ext.get::<ConnectInfo<SocketAddr>>()
+        .map_or_else(|| "unknown".to_string(), |c| c.0.ip().to_string())
+}
+
+fn is_safe(m: &Method) -> bool {
+    matches!(*m, Method::GET | Method::HEAD | Method::OPTIONS)
+}
+
+/// The communes an object spans (empty: the whole territory), and for incidents their
+/// category. `None` when the object does not exist (the handler answers 404 itself).
+async fn object_of(
+    s: &AppState,
+    kind: ObjectKind,
+    id: &str,
+) -> Result<Option<(Vec<CommuneIdx>, Option<String>)>, ApiError> {
+    Ok(match kind {
+        ObjectKind::Device => s.engine.territory.device_id(id).map(|d| {
+            let t = &s.engine.territory;
+            (vec![t.site(t.device(d).site).commune], None)
+        }),
+        ObjectKind::Unit => s
+            .engine
+            .ops()
+            .units
+            .iter()
+            .find(|u| &*u.spec.id == id)
+            .map(|u| (u.spec.communes.clone(), None)),
+        ObjectKind::Crisis => {
+            let Ok(n) = id.parse::<u64>() else {
+                return Ok(None);
+            };
+            s.engine
+                .ops()
+                .crises
+                .iter()
+                .find(|c| c.id.0 == n)
+                .map(|c| (c.communes.clone(), None))
+        }
+        ObjectKind::Incident => {
+            let Ok(n) = id.parse::<u64>() else {
+                return Ok(None);
+            };
+            let reader = Arc::clone(&s.reader);
+            let found = handlers::blocking(move || {
+                reader
+                    .incidents_by_id(&[IncidentId(n)])
+                    .map_err(handlers::store_err)
+            })
+            .await?;
+            found
+                .into_iter()
+                .next()
+                .map(|i| (vec![i.commune], Some(i.category.to_string())))
+        }
+    })
+}
+
+/// Enforces a route's rule, then runs the handler and audits state-changing calls.
+async fn guard(
+    spec: &'static RouteSpec,
+    s: AppState,
+    target: Option<String>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    if spec.access == Public {
+        return next.run(req).await;
+    }
+    let method = req.method().clone();
+    let deny = |s: &AppState, who: &str, err: ApiError| -> Response {
+        s.auth_metrics.denied(err.code.as_str());
+        s.audit.record(AuditRecord {
+            at_ms: wall_ms(),
+            actor: who.to_string(),
+            action: format!(
+                "access.{}",
+                if spec.action.is_empty() {
+                    "read"
+                } else {
+                    spec.action
+                }
+            ),
+            target: target.clone(),
+            outcome: AuditOutcome::Denied,
+            detail: serde_json::json!({
+                "method": spec.method.as_str(), "route": spec.path, "code": err.code.as_str(),
+            })
+            .to_string(),
+        });
+        err.into_response()
+    };
+
+    // Who: a bearer token (session id or API token) or the session cookie.
+    let headers = req.headers();
+    let cred = match (bearer(headers), session_cookie(headers)) {
+        (Some(b), _) => Some(Credential::Bearer(b)),
+        (None, Some(c)) => Some(Credential::Cookie(c)),
+        (None, None) => None,
+    };
+    let Some(who) = cred.and_then(|c| s.auth.authenticate(c)) else {
+        // Not audited per request (anyone can send these); counted.
+        s.auth_metrics.denied("unauthorized");
+        return ApiError::new(
+            ErrorCode::Unauthorized,
+            "missing, invalid or expired credentials",
+        )
+        .into_response();
+    };
+    let name = who.principal.name.clone();
+    if let Some(expected) = &who.csrf
+        && !is_safe(&method)
+    {
+        let ok = headers
+            .get(CSRF_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|given| csrf_matches(expected, given));
+        if !ok {
+            return deny(
+                &s,
+                &name,
+                ApiError::new(
+                    ErrorCode::CsrfFailed,
+                    "missing or wrong X-CSRF-Token header",
+                ),
+            );
+        }
+    }
+
+    let scope = match spec.access {
+        Public => Scope::Territory,
+        Authenticated => Scope::Territory,
+        Allow(perm, mode) => {
+            let scope = who.principal.scope_for(perm);
+            let forbidden = || {
+                ApiError::new(
+                    ErrorCode::Forbidden,
+                    format!(
+                        "needs permission `{}`{}",
+                        perm.as_str(),
+                        match mode {
+                            Territory => " over the whole territory",
+                            _ => "",
+                        }
+                    ),
+                )
+            };
+            if scope.is_nothing() || (mode == Territory && !scope.is_territory()) {
+                return deny(&s, &name, forbidden());
+            }
+            if let Object(kind) = mode
+                && let Some(id) = &target
+            {
+                let found = match object_of(&s, kind, id).await {
+                    Ok(f) => f,
+                    Err(e) => return e.into_response(),
+                };
+                if let Some((communes, category)) = found {
+                    let mut allowed = if is_safe(&method) {
+                        scope.sees(&communes)
+                    } else {
+                        scope.covers(&communes)
+                    };
+                    if category.as_deref() == Some(CYBER) {
+                        let cyber = who.principal.scope_for(P::IncidentCyber);
+                        allowed &= cyber.sees(&communes);
+                    }
+                    if !allowed {
+                        return deny(
+                            &s,
+                            &name,
+                            ApiError::new(ErrorCode::NotFound, format!("no such object `{id}`")),
+                        );
+                    }
+                }
+            }
+            scope
+        }
+    };
+    req.extensions_mut().insert(Caller {
+        principal: Arc::clone(&who.principal),
+        scope,
+        session: who.session.clone(),
+    });
+    let resp = next.run(req).await;
+    if !is_safe(&method) && !spec.action.is_empty() && spec.action != "auth.logout" {
+        let status = resp.status();
+        let outcome = if status.is_success() {
+            AuditOutcome::Ok
+        } else if status == axum::http::StatusCode::FORBIDDEN
+            || status == axum::http::StatusCode::UNAUTHORIZED
+        {
+            AuditOutcome::Denied
+        } else {
+            AuditOutcome::Failed
+        };
+        s.audit.record(AuditRecord {
+            at_ms: wall_ms(),
+            actor: name,
+            action: spec.action.to_string(),
+            target,
+            outcome,
+            detail: serde_json::json!({"route": spec.path, "status": status.as_u16()}).to_string(),
+        });
+    }
+    resp
+}
+
+pub(crate) fn wall_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// The routes with their guards, ready to be added to the router.
+pub(crate) fn guarded(state: &AppState) -> Vec<(&'static str, MethodRouter<AppState>)> {
+    ROUTES
+        .iter()
+        .map(|spec| {
+            let st = state.clone();
+            let layer = axum::middleware::from_fn(
+                move |params: Result<
+                    axum::extract::RawPathParams,
+                    axum::extract::rejection::RawPathParamsRejection,
+                >,
+                      req: Request,
+                      next: Next| {
+                    let st = st.clone();
+                    let target = params.ok().and_then(|p| {
+                        p.iter()
+                            .find(|(k, _)| *k == "id")
+                            .map(|(_, v)| v.to_string())
+                    });
+                    async move { guard(spec, st, target, req, next).await }
+                },
+            );
+            (spec.path, (spec.handler)().layer(layer))
+        })
+        .collect()
+}
+
+/// Security headers on every answer (API, console, assets): no sniffing, no framing, no
+/// referrer, no powerful features; `no-store` and a deny-all CSP on API answers; HSTS when
+/// served over TLS (directly or behind a TLS-terminating proxy).
+pub async fn security_headers(
+    State(web): State<WebSecurity>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let api = req.uri().path().starts_with("/api/")
+        || req.uri().path() == "/metrics"
+        || req.uri().path() == "/healthz";
+    let mut resp = next.run(req).await;
+    let h = resp.headers_mut();
+    let set = |h: &mut HeaderMap, k: &'static str, v: &'static str| {
+        h.insert(k, HeaderValue::from_static(v));
+    };
+    set(h, "x-content-type-options", "nosniff");
+    set(h, "referrer-policy", "no-referrer");
+    set(h, "x-frame-options", "DENY");
+    set(
+        h,
+        "permissions-policy",
+        "camera=(), microphone=(), geolocation=(), payment=(), usb=(), interest-cohort=()",
+    );
+    set(h, "cross-origin-opener-policy", "same-origin");
+    set(h, "cross-origin-resource-policy", "same-origin");
+    if web.hsts {
+        set(
+            h,
+            "strict-transport-security",
+            "max-age=31536000; includeSubDomains",
+        );
+    }
+    if api {
+        set(h, "cache-control", "no-store");
+        if !h.contains_key(header::CONTENT_SECURITY_POLICY) {
+            set(
+                h,
+                "content-security-policy",
+                "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
+            );
+        }
+    } else if !h.contains_key(header::CONTENT_SECURITY_POLICY) {
+        set(h, "content-security-policy", "frame-ancestors 'none'");
+    }
+    resp
+}
+
+/// How the web side is served (the `[http]` table).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct WebSecurity {
+    /// The site is reached over HTTPS: cookies get `Secure`, answers get HSTS.
+    pub secure_cookies: bool,
+    pub hsts: bool,
+    /// Trust `X-Forwarded-For` for the client address (only behind your own proxy).
+    pub trust_forwarded: bool,
+}

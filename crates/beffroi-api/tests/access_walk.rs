@@ -1,0 +1,1041 @@
+//! The authorisation walk: every route of the API × every role × {a caller scoped to commune
+//! A acting on an object of A, the same caller on an object of commune B, a territory-wide
+//! caller on an object of B}, each answer checked against `access_expectations.txt`, a data
+//! file written from the specification. A route added to the table without an expectation
+//! line, or an expectation without its route, fails the walk; so does a route added to the
+//! router outside the table.
+//!
+//! Also here: lists cut to the caller's communes, cyber incidents, CSRF on cookie sessions,
+//! login throttling and lock-out on a simulated clock, security headers, the audit hook.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{HeaderMap, Method, Request, header};
+use beffroi_api::access::{Grant, Role, Scope};
+use beffroi_api::auth::{ApiToken, Auth, AuthPolicy, token_digest};
+use beffroi_api::routes::{Access, ROUTES};
+use beffroi_api::{AppState, WebSecurity};
+use beffroi_core::{
+    AuditOutcome, AuditRecord, AuditSink, CommuneIdx, DedupKey, DeviceIdx, Duration,
+    IncidentChange, IncidentId, Point, Severity, SimClock, Status, Territory, Timestamp,
+};
+use beffroi_engine::Store;
+use beffroi_engine::metrics::Metrics;
+use beffroi_engine::operations::Operations;
+use beffroi_engine::runner::{self, Engine, EngineConfig};
+use beffroi_engine::store::WriteBatch;
+use beffroi_territory::SourceFile;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+const A: &str = "dijon";
+const B: &str = "chenove";
+const ADMIN_PASSWORD: &str = "walk-admin-password";
+const TOTP_SECRET: &[u8] = b"12345678901234567890";
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+// ---------------------------------------------------------------------------------------
+// The expectations file.
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Rule {
+    Public,
+    Authenticated,
+    Perm(String, String),
+}
+
+struct Expectations {
+    roles: BTreeMap<String, BTreeSet<String>>,
+    routes: Vec<(String, String, Rule)>,
+}
+
+fn expectations() -> Expectations {
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/access_expectations.txt"),
+    )
+    .expect("read the expectations");
+    let mut e = Expectations {
+        roles: BTreeMap::new(),
+        routes: Vec::new(),
+    };
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("role ") {
+            let (role, perms) = rest.split_once(':').expect("role line");
+            e.roles.insert(
+                role.trim().to_string(),
+                perms.split_whitespace().map(String::from).collect(),
+            );
+            continue;
+        }
+        let w: Vec<&str> = line.split_whitespace().collect();
+        let rule = match w.get(2..) {
+            Some(["public"]) => Rule::Public,
+            Some(["authenticated"]) => Rule::Authenticated,
+            Some([p, m]) => Rule::Perm(p.to_string(), m.to_string()),
+            _ => panic!("expectations line {}: `{line}`", n + 1),
+        };
+        e.routes.push((w[0].to_string(), w[1].to_string(), rule));
+    }
+    e
+}
+
+// ---------------------------------------------------------------------------------------
+// The server under test.
+
+/// Records audit records for the assertions.
+#[derive(Default)]
+struct Recorder(Mutex<Vec<AuditRecord>>);
+
+impl AuditSink for Recorder {
+    fn record(&self, r: AuditRecord) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).push(r);
+    }
+}
+
+struct Harness {
+    app: Router,
+    t: Arc<Territory>,
+    clock: SimClock,
+    audit: Arc<Recorder>,
+    _engine: Engine,
+    _dir: tempfile::TempDir,
+}
+
+fn first_device_in(t: &Territory, commune: &str) -> DeviceIdx {
+    let c = t.commune_id(commune).expect("commune");
+    (0..t.devices.len())
+        .map(|i| DeviceIdx(i as u32))
+        .find(|d| t.site(t.device(*d).site).commune == c)
+        .expect("a device in the commune")
+}
+
+fn incident(t: &Territory, id: u64, commune: &str, category: &str) -> IncidentChange {
+    let d = first_device_in(t, commune);
+    let dev = t.device(d);
+    let site = t.site(dev.site);
+    IncidentChange {
+        incident: beffroi_core::Incident {
+            id: IncidentId(id),
+            key: DedupKey(format!("walk-{id}@device:{}", dev.id).into()),
+            rule: "walk".into(),
+            category: category.into(),
+            severity: Severity::Major,
+            status: Status::New,
+            title: format!("walk {id}").into(),
+            commune: site.commune,
+            site: dev.site,
+            device: Some(d),
+            position: Point::new(dev.position.lon, dev.position.lat),
+            opened_at: Timestamp(1_700_000_000_000),
+            updated_at: Timestamp(1_700_000_000_000),
+            acknowledged_at: None,
+            resolved_at: None,
+            closed_at: None,
+            owner: None,
+            condition_active: false,
+            alarm_count: 1,
+            evidence: String::new(),
+            sop_title: None,
+            sop: vec![],
+            reminded_at: None,
+            escalated_at: None,
+        },
+        created: true,
+        log: vec![],
+    }
+}
+
+fn token(role: Role, territory: bool) -> String {
+    format!(
+        "tok-{}-{}",
+        role.as_str(),
+        if territory { "t" } else { "a" }
+    )
+}
+
+async fn harness() -> Harness {
+    let t = Arc::new(
+        beffroi_territory::load_dir(&root().join("demo/territory")).expect("demo territory"),
+    );
+    let rules = Arc::new(
+        beffroi_rules::parse(&SourceFile::new("rules.toml", ""), &t).expect("empty rules"),
+    );
+    let units = beffroi_engine::operations::parse_units(
+        &SourceFile::read(&root().join("demo/units.toml")).expect("units"),
+        &t,
+    )
+    .expect("demo units");
+    let roles = beffroi_engine::operations::parse_crisis(
+        &SourceFile::read(&root().join("demo/crisis.toml")).expect("crisis roles"),
+    )
+    .expect("demo crisis roles");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut store, reader) =
+        beffroi_store::open(&dir.path().join("walk.db"), Arc::clone(&t)).expect("store");
+    store
+        .write(&WriteBatch {
+            incidents: vec![
+                incident(&t, 1, A, "flood"),
+                incident(&t, 2, B, "flood"),
+                incident(&t, 3, A, "cyber"),
+            ],
+            ..Default::default()
+        })
+        .expect("seed incidents");
+    let clock = SimClock::new(Timestamp(1_700_000_000_000));
+    let engine = runner::start_with_events(
+        Arc::clone(&t),
+        rules,
+        vec![],
+        vec![],
+        Box::new(store),
+        Arc::new(clock.clone()),
+        Arc::new(Metrics::new()),
+        EngineConfig {
+            operations: Operations {
+                units,
+                roles,
+                ..Default::default()
+            },
+            ..EngineConfig::default()
+        },
+    )
+    .await
+    .expect("engine");
+
+    let a = t.commune_id(A).expect("A");
+    let mut auth = Auth::new(AuthPolicy::default(), Arc::new(clock.clone()));
+    for role in Role::ALL {
+        for territory in [false, true] {
+            let scope = if territory {
+                Scope::Territory
+            } else {
+                Scope::communes(vec![a])
+            };
+            auth.add_token(ApiToken {
+                name: token(role, territory),
+                digest: token_digest(&token(role, territory)),
+                grants: vec![Grant { role, scope }],
+            });
+        }
+    }
+    auth.add_user(
+        "admin",
+        ADMIN_PASSWORD,
+        vec![Grant {
+            role: Role::Administrator,
+            scope: Scope::Territory,
+        }],
+    )
+    .expect("hash");
+    auth.add_user(
+        "op-a",
+        ADMIN_PASSWORD,
+        vec![Grant {
+            role: Role::Operator,
+            scope: Scope::communes(vec![a]),
+        }],
+    )
+    .expect("hash");
+    auth.add_account(beffroi_api::auth::Account {
+        name: "op-totp".into(),
+        password_hash: beffroi_api::auth::hash_password(ADMIN_PASSWORD).expect("hash"),
+        grants: vec![Grant {
+            role: Role::Operator,
+            scope: Scope::communes(vec![a]),
+        }],
+        totp: Some(TOTP_SECRET.to_vec()),
+    });
+    let audit = Arc::new(Recorder::default());
+    let state = AppState::new(engine.handle.clone(), Arc::new(reader), Arc::new(auth))
+        .with_audit(Arc::clone(&audit) as Arc<dyn AuditSink>)
+        .with_web(WebSecurity {
+            secure_cookies: true,
+            hsts: true,
+            trust_forwarded: false,
+        });
+    state
+        .ready
+        .store(true, std::sync::atomic::Ordering::Release);
+    let app = beffroi_api::harden(
+        beffroi_api::router(state),
+        WebSecurity {
+            secure_cookies: true,
+            hsts: true,
+            trust_forwarded: false,
+        },
+    );
+    let h = Harness {
+        app,
+        t,
+        clock,
+        audit,
+        _engine: engine,
+        _dir: dir,
+    };
+    // One crisis in A (id 1), one in B (id 2).
+    for c in [A, B] {
+        let r = h
+            .call(
+                Method::POST,
+                "/api/v1/crises",
+                Auth_::Bearer(&token(Role::Administrator, true)),
+                Some(json!({"kind": "flood", "title": format!("crue {c}"), "communes": [c]})),
+            )
+            .await;
+        assert_eq!(r.status, 200, "open a crisis in {c}: {}", r.body);
+    }
+    h
+}
+
+enum Auth_<'a> {
+    None,
+    Bearer(&'a str),
+    Cookie(&'a str, Option<&'a str>),
+}
+
+struct Answer {
+    status: u16,
+    body: Value,
+    headers: HeaderMap,
+}
+
+impl Answer {
+    fn code(&self) -> &str {
+        self.body["error"]["code"].as_str().unwrap_or("")
+    }
+}
+
+impl Harness {
+    async fn call(
+        &self,
+        method: Method,
+        uri: &str,
+        auth: Auth_<'_>,
+        body: Option<Value>,
+    ) -> Answer {
+        let mut req = Request::builder().method(method).uri(uri);
+        match auth {
+            Auth_::None => {}
+            Auth_::Bearer(t) => req = req.header(header::AUTHORIZATION, format!("Bearer {t}")),
+            Auth_::Cookie(c, csrf) => {
+                req = req.header(header::COOKIE, format!("theme=dark; beffroi_session={c}"));
+                if let Some(x) = csrf {
+                    req = req.header("x-csrf-token", x);
+                }
+            }
+        }
+        let req = match body {
+            Some(b) => req
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from(b.to_string())),
+            None => req.body(Body::empty()),
+        }
+        .expect("request");
+        let resp = self.app.clone().oneshot(req).await.expect("answer");
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let streaming = headers
+            .get(header::CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
+        let body = if streaming {
+            Value::Null
+        } else {
+            let bytes = axum::body::to_bytes(resp.into_body(), 16 << 20)
+                .await
+                .expect("body");
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null)
+        };
+        Answer {
+            status,
+            body,
+            headers,
+        }
+    }
+
+    /// The id an `{id}` stands for in a context: the object of `commune`.
+    fn object_id(&self, path: &str, commune: &str) -> String {
+        let t = &self.t;
+        if path.starts_with("/api/v1/incidents/") {
+            return if commune == A { "1" } else { "2" }.into();
+        }
+        if path.starts_with("/api/v1/devices/") {
+            return t.device(first_device_in(t, commune)).id.to_string();
+        }
+        if path.starts_with("/api/v1/units/") {
+            return if commune == A {
+                "pm-dijon-1"
+            } else {
+                "pm-chenove-1"
+            }
+            .into();
+        }
+        if path.starts_with("/api/v1/crises/") {
+            return if commune == A { "1" } else { "2" }.into();
+        }
+        "no-such-event".into()
+    }
+}
+
+/// A request body and query that the handler accepts (or refuses on its own grounds).
+fn body_for(method: &Method, path: &str, commune: &str) -> (Option<Value>, &'static str) {
+    if *method != Method::POST {
+        return match path {
+            "/api/v1/map/clusters" => (None, "?z=11&bbox=4.9,47.25,5.15,47.4"),
+            "/api/v1/crises/{id}/report" => (None, "?lang=en"),
+            _ => (None, ""),
+        };
+    }
+    let b = match path {
+        "/api/v1/auth/logout" => return (None, ""),
+        "/api/v1/incidents/{id}/actions" => json!({"action": "comment", "text": "walk"}),
+        "/api/v1/units/{id}/status" => json!({"status": "available"}),
+        "/api/v1/crises" => json!({"kind": "flood", "title": "walk", "communes": [commune]}),
+        "/api/v1/crises/{id}/log" => json!({"text": "walk"}),
+        "/api/v1/crises/{id}/level" => json!({"level": 2}),
+        "/api/v1/crises/{id}/roles" => json!({"role": "dos", "holder": "walk"}),
+        "/api/v1/crises/{id}/close" => json!({"summary": "walk"}),
+        _ => json!({}),
+    };
+    (Some(b), "")
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Expect {
+    Allowed,
+    Forbidden,
+    Hidden,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Ctx {
+    Own,
+    Other,
+    Territory,
+}
+
+fn expected(e: &Expectations, rule: &Rule, role: &str, ctx: Ctx) -> Expect {
+    match rule {
+        Rule::Public | Rule::Authenticated => Expect::Allowed,
+        Rule::Perm(p, mode) => {
+            if !e.roles[role].contains(p) {
+                return Expect::Forbidden;
+            }
+            match (mode.as_str(), ctx) {
+                ("global" | "filtered" | "caller", _) => Expect::Allowed,
+                ("territory", Ctx::Territory) => Expect::Allowed,
+                ("territory", _) => Expect::Forbidden,
+                ("object", Ctx::Other) => Expect::Hidden,
+                ("object", _) => Expect::Allowed,
+                ("body", Ctx::Other) => Expect::Forbidden,
+                ("body", _) => Expect::Allowed,
+                (m, _) => panic!("unknown scope mode `{m}` in the expectations"),
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_route_every_role_every_scope() {
+    let e = expectations();
+    // The table and the expectations name the same routes.
+    let table: BTreeSet<(String, String)> = ROUTES
+        .iter()
+        .map(|r| (r.method.to_string(), r.path.to_string()))
+        .collect();
+    let expected_routes: BTreeSet<(String, String)> = e
+        .routes
+        .iter()
+        .map(|(m, p, _)| (m.clone(), p.clone()))
+        .collect();
+    assert_eq!(
+        table.difference(&expected_routes).collect::<Vec<_>>(),
+        Vec::<&(String, String)>::new(),
+        "routes without an expectation line"
+    );
+    assert_eq!(
+        expected_routes.difference(&table).collect::<Vec<_>>(),
+        Vec::<&(String, String)>::new(),
+        "expectations without a route"
+    );
+    assert_eq!(ROUTES.len(), e.routes.len(), "a route is declared twice");
+    // Every role of the code is in the expectations, and no other.
+    assert_eq!(
+        Role::ALL
+            .map(|r| r.as_str().to_string())
+            .into_iter()
+            .collect::<BTreeSet<_>>(),
+        e.roles.keys().cloned().collect::<BTreeSet<_>>()
+    );
+
+    let h = harness().await;
+    let mut failures = Vec::new();
+    let mut cells = 0;
+    for (method, path, rule) in &e.routes {
+        let method: Method = method.parse().expect("method");
+        // Without credentials: 401 unless public.
+        if *rule != Rule::Public {
+            let uri = path.replace("{id}", &h.object_id(path, A));
+            let (body, query) = body_for(&method, path, A);
+            let r = h
+                .call(method.clone(), &format!("{uri}{query}"), Auth_::None, body)
+                .await;
+            if r.status != 401 {
+                failures.push(format!("{method} {path} without credentials: {}", r.status));
+            }
+        }
+        for role in Role::ALL {
+            for ctx in [Ctx::Own, Ctx::Other, Ctx::Territory] {
+                let commune = match ctx {
+                    Ctx::Own => A,
+                    Ctx::Other | Ctx::Territory => B,
+                };
+                let tok = token(role, matches!(ctx, Ctx::Territory));
+                let uri = path.replace("{id}", &h.object_id(path, commune));
+                let (body, query) = body_for(&method, path, commune);
+                let r = h
+                    .call(
+                        method.clone(),
+                        &format!("{uri}{query}"),
+                        Auth_::Bearer(&tok),
+                        body,
+                    )
+                    .await;
+                let want = expected(&e, rule, role.as_str(), ctx);
+                cells += 1;
+                let ok = match want {
+                    Expect::Forbidden => r.status == 403,
+                    Expect::Hidden => r.status == 404 && r.code() == "not_found",
+                    Expect::Allowed => {
+                        let denied = r.status == 401
+                            || r.status == 403
+                            || (r.status == 404 && r.code() == "not_found");
+                        // A read must succeed (an unknown event is the handler's own 404).
+                        let read_ok = method != Method::GET
+                            || (200..300).contains(&r.status)
+                            || (path == "/api/v1/events/{id}" && r.code() == "event_not_found");
+                        !denied && read_ok
+                    }
+                };
+                if !ok {
+                    failures.push(format!(
+                        "{method} {path} as {} {ctx:?}: expected {want:?}, got {} {}",
+                        role.as_str(),
+                        r.status,
+                        r.body
+                    ));
+                }
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {cells} cells differ:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    assert_eq!(cells, ROUTES.len() * Role::ALL.len() * 3);
+}
+
+/// The router is built from the table only: no other `.route(`, `.nest(`, `.fallback(` or
+/// `.route_service(` anywhere in the crate's sources (a route added beside the table would
+/// escape the walk). `router()` merges nothing: the console's router is merged by the binary,
+/// and serves no `/api` path.
+#[test]
+fn no_route_outside_the_table() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(&src).expect("src") {
+        let path = entry.expect("entry").path();
+        if path.extension().is_none_or(|x| x != "rs") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).expect("read");
+        for (n, line) in text.lines().enumerate() {
+            for pat in [".route(", ".nest(", ".fallback(", ".route_service("] {
+                if line.contains(pat) && !line.trim_start().starts_with("//") {
+                    found.push(format!("{}:{}: {}", path.display(), n + 1, line.trim()));
+                }
+            }
+        }
+    }
+    assert_eq!(
+        found.len(),
+        1,
+        "exactly one `.route(` (the loop over ROUTES in lib.rs): {found:#?}"
+    );
+    assert!(found[0].contains("lib.rs") && found[0].contains("r.route(path, method_router)"));
+    // And every entry of the table has a rule that says something.
+    for r in ROUTES {
+        if r.method != Method::GET && !matches!(r.access, Access::Public) {
+            assert!(
+                !r.action.is_empty(),
+                "{} {} has no audit action",
+                r.method,
+                r.path
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lists_are_cut_to_the_callers_communes() {
+    let h = harness().await;
+    let ids = |v: &Value| -> Vec<u64> {
+        v.as_array()
+            .expect("list")
+            .iter()
+            .filter_map(|i| i["id"].as_u64())
+            .collect()
+    };
+    let op_a = token(Role::Operator, false);
+    let r = h
+        .call(Method::GET, "/api/v1/incidents", Auth_::Bearer(&op_a), None)
+        .await;
+    assert_eq!(
+        ids(&r.body),
+        vec![1],
+        "operator of A: A's incident, no cyber, not B's"
+    );
+    let analyst = token(Role::SecurityAnalyst, true);
+    let mut all = ids(&h
+        .call(
+            Method::GET,
+            "/api/v1/incidents",
+            Auth_::Bearer(&analyst),
+            None,
+        )
+        .await
+        .body);
+    all.sort_unstable();
+    assert_eq!(
+        all,
+        vec![1, 2, 3],
+        "territory analyst: everything, cyber included"
+    );
+    let r = h
+        .call(
+            Method::GET,
+            "/api/v1/incidents/3",
+            Auth_::Bearer(&op_a),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 404, "a cyber incident is hidden from an operator");
+    let r = h
+        .call(
+            Method::GET,
+            "/api/v1/incidents/3",
+            Auth_::Bearer(&token(Role::SecurityAnalyst, false)),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200, "an analyst of A sees A's cyber incident");
+
+    let devices = h
+        .call(Method::GET, "/api/v1/devices", Auth_::Bearer(&op_a), None)
+        .await;
+    let list = devices.body.as_array().expect("devices");
+    assert!(!list.is_empty());
+    assert!(list.iter().all(|d| d["commune"] == A), "only A's devices");
+    let a = h.t.commune_id(A).expect("A");
+    let in_a = (0..h.t.devices.len())
+        .filter(|i| h.t.site(h.t.device(DeviceIdx(*i as u32)).site).commune == a)
+        .count();
+    assert_eq!(list.len(), in_a);
+
+    let sup_a = token(Role::Supervisor, false);
+    let kpi = h
+        .call(Method::GET, "/api/v1/overview", Auth_::Bearer(&sup_a), None)
+        .await;
+    assert_eq!(
+        kpi.body["devices_total"], in_a,
+        "key figures on the caller's communes"
+    );
+    assert_eq!(
+        kpi.body["open_total"], 1,
+        "A's open incident only (the cyber one is not counted)"
+    );
+    assert_eq!(kpi.body["active_crises"], 1);
+    let kpi_t = h
+        .call(
+            Method::GET,
+            "/api/v1/overview",
+            Auth_::Bearer(&token(Role::Administrator, true)),
+            None,
+        )
+        .await;
+    assert_eq!(kpi_t.body["open_total"], 3);
+
+    let crises = h
+        .call(Method::GET, "/api/v1/crises", Auth_::Bearer(&op_a), None)
+        .await;
+    assert_eq!(crises.body.as_array().map(Vec::len), Some(1));
+    let units = h
+        .call(Method::GET, "/api/v1/units", Auth_::Bearer(&op_a), None)
+        .await;
+    let units = units.body.as_array().expect("units").clone();
+    assert!(units.iter().any(|u| u["id"] == "pm-dijon-1"));
+    assert!(!units.iter().any(|u| u["id"] == "pm-chenove-1"));
+
+    // A commune-scoped crisis director may not open a crisis over the whole territory.
+    let r = h
+        .call(
+            Method::POST,
+            "/api/v1/crises",
+            Auth_::Bearer(&token(Role::CrisisDirector, false)),
+            Some(json!({"kind": "snow", "title": "all", "communes": []})),
+        )
+        .await;
+    assert_eq!(r.status, 403, "{}", r.body);
+    // Assigning needs incident.assign: an operator may comment, not assign.
+    let r = h
+        .call(
+            Method::POST,
+            "/api/v1/incidents/1/actions",
+            Auth_::Bearer(&op_a),
+            Some(json!({"action": "assign", "unit": "pm-dijon-1"})),
+        )
+        .await;
+    assert_eq!(r.status, 403, "{}", r.body);
+
+    let me = h
+        .call(Method::GET, "/api/v1/auth/me", Auth_::Bearer(&op_a), None)
+        .await;
+    assert_eq!(me.body["roles"], json!(["operator"]));
+    assert_eq!(me.body["scope"]["communes"], json!([A]));
+    let perms = me.body["permissions"].as_array().expect("permissions");
+    assert!(perms.contains(&json!("incident.act")));
+    assert!(!perms.contains(&json!("incident.assign")));
+}
+
+async fn login(h: &Harness, user: &str, password: &str) -> Answer {
+    h.call(
+        Method::POST,
+        "/api/v1/auth/login",
+        Auth_::None,
+        Some(json!({"username": user, "password": password})),
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cookie_sessions_need_the_csrf_header_bearer_does_not() {
+    let h = harness().await;
+    let r = login(&h, "admin", ADMIN_PASSWORD).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let cookie = r.headers[header::SET_COOKIE]
+        .to_str()
+        .expect("cookie")
+        .to_string();
+    for attr in ["HttpOnly", "SameSite=Strict", "Path=/", "Secure"] {
+        assert!(cookie.contains(attr), "{attr} in {cookie}");
+    }
+    let session = cookie
+        .split(';')
+        .next()
+        .and_then(|kv| kv.strip_prefix("beffroi_session="))
+        .expect("session cookie")
+        .to_string();
+    let csrf = r.body["csrf_token"].as_str().expect("csrf").to_string();
+    let comment = || Some(json!({"action": "comment", "text": "csrf"}));
+    let url = "/api/v1/incidents/1/actions";
+    // Reading with the cookie needs no header.
+    let me = h
+        .call(
+            Method::GET,
+            "/api/v1/auth/me",
+            Auth_::Cookie(&session, None),
+            None,
+        )
+        .await;
+    assert_eq!(me.status, 200);
+    let r = h
+        .call(Method::POST, url, Auth_::Cookie(&session, None), comment())
+        .await;
+    assert_eq!((r.status, r.code()), (403, "csrf_failed"));
+    let r = h
+        .call(
+            Method::POST,
+            url,
+            Auth_::Cookie(&session, Some("forged")),
+            comment(),
+        )
+        .await;
+    assert_eq!((r.status, r.code()), (403, "csrf_failed"));
+    let r = h
+        .call(
+            Method::POST,
+            url,
+            Auth_::Cookie(&session, Some(&csrf)),
+            comment(),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = h
+        .call(Method::POST, url, Auth_::Bearer(&session), comment())
+        .await;
+    assert_eq!(r.status, 200, "bearer requests are not subject to CSRF");
+    // An API token is not a session cookie.
+    let tok = token(Role::Administrator, true);
+    let r = h
+        .call(
+            Method::GET,
+            "/api/v1/auth/me",
+            Auth_::Cookie(&tok, None),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 401);
+    // Logout ends the session and clears the cookie.
+    let r = h
+        .call(
+            Method::POST,
+            "/api/v1/auth/logout",
+            Auth_::Cookie(&session, Some(&csrf)),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 204);
+    assert!(
+        r.headers[header::SET_COOKIE]
+            .to_str()
+            .expect("cookie")
+            .contains("Max-Age=0")
+    );
+    let r = h
+        .call(
+            Method::GET,
+            "/api/v1/auth/me",
+            Auth_::Cookie(&session, None),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 401);
+
+    // The audit log saw the login, the denials and the state changes, with their outcome.
+    let records = h.audit.0.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let has = |action: &str, outcome: AuditOutcome| {
+        records
+            .iter()
+            .any(|r| r.action == action && r.outcome == outcome && r.actor == "admin")
+    };
+    assert!(has("auth.login", AuditOutcome::Ok));
+    assert!(has("access.incident.action", AuditOutcome::Denied));
+    assert!(has("incident.action", AuditOutcome::Ok));
+    assert!(has("auth.logout", AuditOutcome::Ok));
+    let change = records
+        .iter()
+        .find(|r| r.action == "incident.action")
+        .expect("state change");
+    assert_eq!(change.target.as_deref(), Some("1"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_second_factor_is_asked_for_and_checked() {
+    let h = harness().await;
+    let r = login(&h, "op-totp", ADMIN_PASSWORD).await;
+    assert_eq!((r.status, r.code()), (401, "totp_required"));
+    let step = (beffroi_core::Clock::now(&h.clock).0 / 1000 / 30) as u64;
+    let good = beffroi_api::totp::code(TOTP_SECRET, step);
+    let bad = beffroi_api::totp::code(TOTP_SECRET, step + 5);
+    let with =
+        |code: &str| json!({"username": "op-totp", "password": ADMIN_PASSWORD, "totp": code});
+    let r = h
+        .call(
+            Method::POST,
+            "/api/v1/auth/login",
+            Auth_::None,
+            Some(with(&bad)),
+        )
+        .await;
+    assert_eq!((r.status, r.code()), (401, "totp_invalid"));
+    let r = h
+        .call(
+            Method::POST,
+            "/api/v1/auth/login",
+            Auth_::None,
+            Some(with(&good)),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    // A wrong password with a right code is still a wrong password.
+    let r = h
+        .call(
+            Method::POST,
+            "/api/v1/auth/login",
+            Auth_::None,
+            Some(json!({"username": "op-totp", "password": "nope", "totp": good})),
+        )
+        .await;
+    assert_eq!((r.status, r.code()), (401, "invalid_credentials"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn password_guessing_is_slowed_then_locked_out() {
+    let h = harness().await;
+    let policy = AuthPolicy::default();
+    let mut statuses = Vec::new();
+    let mut failures = 0;
+    loop {
+        let r = login(&h, "admin", "guess").await;
+        statuses.push(r.status);
+        match (r.status, r.code()) {
+            (401, "invalid_credentials") => failures += 1,
+            (429, "too_many_attempts") => {
+                let secs: i64 = r.headers[header::RETRY_AFTER]
+                    .to_str()
+                    .expect("retry-after")
+                    .parse()
+                    .expect("seconds");
+                assert!(secs >= 1);
+                h.clock.advance(Duration::from_secs(secs));
+            }
+            (429, "locked_out") => break,
+            other => panic!("unexpected {other:?}"),
+        }
+        assert!(statuses.len() < 100, "never locked out: {statuses:?}");
+    }
+    assert_eq!(failures, policy.lock_after);
+    assert!(statuses.contains(&429));
+    // Locked: even the right password is refused until the lock-out ends.
+    let r = login(&h, "admin", ADMIN_PASSWORD).await;
+    assert_eq!((r.status, r.code()), (429, "locked_out"));
+    h.clock.advance(policy.lockout);
+    let r = login(&h, "admin", ADMIN_PASSWORD).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    // Counted in the metrics.
+    let req = Request::builder()
+        .uri("/metrics")
+        .body(Body::empty())
+        .expect("req");
+    let resp = h.app.clone().oneshot(req).await.expect("metrics");
+    let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
+        .await
+        .expect("body");
+    let text = String::from_utf8_lossy(&bytes);
+    assert!(
+        text.contains("beffroi_auth_logins_total{result=\"locked\"}"),
+        "{text}"
+    );
+    assert!(text.contains("result=\"invalid_credentials\""));
+    assert!(text.contains("result=\"throttled\""));
+    let records = h.audit.0.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    assert!(records.iter().any(|r| r.action == "auth.login"
+        && r.outcome == AuditOutcome::Denied
+        && r.detail.contains("locked")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_answers_carry_the_security_headers() {
+    let h = harness().await;
+    let tok = token(Role::Administrator, true);
+    for (uri, auth) in [
+        ("/api/v1/territory", Auth_::Bearer(&tok)),
+        ("/api/v1/incidents", Auth_::None),
+        ("/healthz", Auth_::None),
+    ] {
+        let r = h.call(Method::GET, uri, auth, None).await;
+        for (k, v) in [
+            ("x-content-type-options", "nosniff"),
+            ("referrer-policy", "no-referrer"),
+            ("x-frame-options", "DENY"),
+            ("cache-control", "no-store"),
+            (
+                "strict-transport-security",
+                "max-age=31536000; includeSubDomains",
+            ),
+        ] {
+            assert_eq!(
+                r.headers.get(k).and_then(|x| x.to_str().ok()),
+                Some(v),
+                "{k} on {uri}"
+            );
+        }
+        let csp = r.headers["content-security-policy"].to_str().expect("csp");
+        assert!(csp.contains("default-src 'none'") && csp.contains("frame-ancestors 'none'"));
+        assert!(r.headers.contains_key("permissions-policy"));
+    }
+    let r = h
+        .call(Method::GET, "/api/v1/incidents", Auth_::None, None)
+        .await;
+    assert_eq!(r.status, 401);
+}
+
+#[test]
+fn scopes_of_the_test_users_are_what_the_walk_assumes() {
+    // The walk's "own commune" is A; a unit of A covers only A, one of B does not hold A.
+    let t = beffroi_territory::load_dir(&root().join("demo/territory")).expect("territory");
+    let units = beffroi_engine::operations::parse_units(
+        &SourceFile::read(&root().join("demo/units.toml")).expect("units"),
+        &t,
+    )
+    .expect("units");
+    let a: CommuneIdx = t.commune_id(A).expect("A");
+    let unit = |id: &str| {
+        units
+            .iter()
+            .find(|u| &*u.id == id)
+            .expect("unit")
+            .communes
+            .clone()
+    };
+    assert_eq!(unit("pm-dijon-1"), vec![a]);
+    assert!(!unit("pm-chenove-1").contains(&a));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_live_stream_ends_with_its_session() {
+    let h = harness().await;
+    let r = login(&h, "op-a", ADMIN_PASSWORD).await;
+    assert_eq!(r.status, 200);
+    let session = r.body["token"].as_str().expect("token").to_string();
+    let req = Request::builder()
+        .uri("/api/v1/stream")
+        .header(header::AUTHORIZATION, format!("Bearer {session}"))
+        .body(Body::empty())
+        .expect("req");
+    let resp = h.app.clone().oneshot(req).await.expect("stream");
+    assert_eq!(resp.status(), 200);
+    let r = h
+        .call(
+            Method::POST,
+            "/api/v1/auth/logout",
+            Auth_::Bearer(&session),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 204);
+    // The next event for the stream (a comment on an incident of A) finds the session gone:
+    // the stream ends instead of delivering it.
+    let admin = token(Role::Administrator, true);
+    let r = h
+        .call(
+            Method::POST,
+            "/api/v1/incidents/1/actions",
+            Auth_::Bearer(&admin),
+            Some(json!({"action": "comment", "text": "after logout"})),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    let body = tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        axum::body::to_bytes(resp.into_body(), 1 << 20),
+    )
+    .await
+    .expect("the stream ended")
+    .expect("body");
+    let text = String::from_utf8_lossy(&body);
+    assert!(!text.contains("after logout"), "{text}");
+}
