@@ -14,6 +14,7 @@
 pub mod chirpstack;
 pub mod plain;
 pub mod senml;
+pub mod signed;
 mod validate;
 
 use std::borrow::Cow;
