@@ -4,8 +4,10 @@ mod bench;
 #[cfg(feature = "mqtt")]
 mod bench_mqtt;
 mod config;
+mod devices_cmd;
 #[cfg(feature = "mqtt")]
 mod mqtt;
+mod registry;
 mod reload;
 mod server;
 mod setup;
@@ -71,6 +73,9 @@ enum Command {
     Simulate(simulate::Args),
     /// Measures the pipeline (see BENCHMARKS.md).
     Bench(bench::Args),
+    /// Per-device credentials: list, issue, rotate, revoke, and the broker's
+    /// password and ACL files generated from them.
+    Devices(devices_cmd::Args),
 }
 
 fn init_tracing() {
@@ -153,6 +158,7 @@ fn main() -> ExitCode {
         }),
         Command::Simulate(args) => runtime().and_then(|rt| rt.block_on(simulate::run(args))),
         Command::Bench(args) => bench::run(args),
+        Command::Devices(args) => devices_cmd::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
