@@ -182,11 +182,12 @@ fn load_territory(dir: &Path) -> Result<beffroi_core::Territory> {
 }
 
 fn emit(issued: &[Issued], out: Option<&Path>) -> Result<()> {
-    let mut text = String::from("device\tpassword\tsigning_key_base64\n");
+    let mut text = String::from("device\tgeneration\tpassword\tsigning_key_base64\n");
     for i in issued {
         text.push_str(&format!(
-            "{}\t{}\t{}\n",
+            "{}\t{}\t{}\t{}\n",
             i.device,
+            i.generation,
             i.password,
             STANDARD.encode(i.key)
         ));

@@ -128,6 +128,7 @@ fn main() -> ExitCode {
                             protocol: mqtt_protocol,
                             topics: None,
                             username: None,
+                            broker_auth: false,
                         }),
                         console,
                     },

@@ -25,12 +25,25 @@ pub fn to_config(m: MqttSettings) -> MqttConfig {
         },
         username: m.username,
         password: std::env::var("BEFFROI_MQTT_PASSWORD").ok(),
+        broker_auth: m.broker_auth,
         ..MqttConfig::default()
     };
     if let Some(t) = m.topics {
         cfg.topics = t;
     }
     cfg
+}
+
+/// Forwards the broker feed's signals to the engine until the source stops.
+pub async fn forward_signals(
+    mut rx: tokio::sync::mpsc::Receiver<beffroi_core::SecuritySignal>,
+    engine: EngineHandle,
+) {
+    while let Some(sig) = rx.recv().await {
+        if engine.security_signal(sig).await.is_err() {
+            return;
+        }
+    }
 }
 
 pub async fn run(source: MqttSource, engine: EngineHandle, shutdown: CancellationToken) {

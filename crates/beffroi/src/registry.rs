@@ -93,6 +93,7 @@ impl Registry {
         Ok(Registry { conn, path })
     }
 
+    #[cfg_attr(not(test), allow(dead_code))]
     pub fn file(&self) -> &Path {
         &self.path
     }
@@ -239,6 +240,59 @@ pub fn load_keys(data_dir: &Path) -> Result<Option<BTreeMap<String, [u8; 32]>>> 
         return Ok(None);
     }
     Registry::open(data_dir)?.keys().map(Some)
+}
+
+/// The signing keys in force at start, for the engine (empty without a registry).
+pub async fn load_device_keys(data_dir: &Path) -> Result<beffroi_engine::trust::DeviceKeys> {
+    let dir = data_dir.to_path_buf();
+    let keys = tokio::task::spawn_blocking(move || load_keys(&dir)).await??;
+    let keys = keys.unwrap_or_default();
+    tracing::info!(devices = keys.len(), "device signing keys loaded");
+    Ok(beffroi_engine::trust::DeviceKeys::new(keys))
+}
+
+/// Reloads the signing keys when the registry file changes (a revocation takes effect
+/// without a restart). Polls the file's modification time every second: SQLite rewrites
+/// the file in place, and a poll also sees a registry created after start.
+pub async fn watch(
+    engine: beffroi_engine::runner::EngineHandle,
+    data_dir: PathBuf,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    let path = Registry::path(&data_dir);
+    let stamp = |p: &Path| {
+        std::fs::metadata(p)
+            .and_then(|m| m.modified())
+            .ok()
+            .map(|t| (t, std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)))
+    };
+    let mut last = stamp(&path);
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let now = stamp(&path);
+        if now == last {
+            continue;
+        }
+        last = now;
+        match load_device_keys(&data_dir).await {
+            Ok(keys) => {
+                if engine
+                    .replace_device_keys(std::sync::Arc::new(keys))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot reload the device registry; keys in force kept")
+            }
+        }
+    }
 }
 
 fn check_device_id(id: &str) -> Result<()> {
