@@ -350,9 +350,7 @@ mod tests {
         assert_eq!(a.trust, Trust::BrokerAuthenticated);
         // On an authenticated topic, another device's record is refused.
         let other = beffroi_core::DeviceIdx(1);
-        let r = g
-            .check_record(&t, other, &a, auth)
-            .expect_err("mismatch");
+        let r = g.check_record(&t, other, &a, auth).expect_err("mismatch");
         assert_eq!(r.rejection.reason, RejectReason::TopicMismatch);
         let d1 = beffroi_core::DeviceIdx(0);
         assert!(g.check_record(&t, d1, &a, open).is_ok());

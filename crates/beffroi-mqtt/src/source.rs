@@ -14,9 +14,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
 use crate::MqttError;
+use crate::broker_log;
 use crate::config::{BrokerAddr, MAX_PACKET_SIZE, MqttConfig};
 use crate::link::{self, AckToken, Client, Events, LinkError, Step};
-use crate::broker_log;
 use crate::topic::{Route, route};
 use beffroi_core::SecuritySignal;
 

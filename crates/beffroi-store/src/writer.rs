@@ -196,9 +196,7 @@ impl Store for SqliteStore {
         crate::events::all(&self.conn)
     }
 
-    fn replay_windows(
-        &mut self,
-    ) -> Result<Vec<beffroi_engine::trust::StoredWindow>, StoreError> {
+    fn replay_windows(&mut self) -> Result<Vec<beffroi_engine::trust::StoredWindow>, StoreError> {
         let t = Arc::clone(&self.territory);
         let mut st = self
             .conn
@@ -206,7 +204,11 @@ impl Store for SqliteStore {
             .ctx("prepare replay windows")?;
         let rows = st
             .query_map([], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, i64>(2)?,
+                ))
             })
             .ctx("read replay windows")?;
         let mut out = Vec::new();

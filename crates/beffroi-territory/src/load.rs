@@ -735,13 +735,20 @@ mod tests {
         assert_eq!(t.kinds[0].signing, Signing::None);
         f[1] = SourceFile::new(
             "kinds.toml",
-            f[1].text.replace("heartbeat", "signing = \"required\"\nheartbeat"),
+            f[1].text
+                .replace("heartbeat", "signing = \"required\"\nheartbeat"),
         );
         let t = load(&f).expect("valid");
         assert_eq!(t.kinds[0].signing, Signing::Required);
-        f[1] = SourceFile::new("kinds.toml", f[1].text.replace("\"required\"", "\"always\""));
+        f[1] = SourceFile::new(
+            "kinds.toml",
+            f[1].text.replace("\"required\"", "\"always\""),
+        );
         let e = load(&f).expect_err("invalid").to_string();
-        assert!(e.contains("kinds.toml:1") && e.contains("kind.signing"), "{e}");
+        assert!(
+            e.contains("kinds.toml:1") && e.contains("kind.signing"),
+            "{e}"
+        );
     }
 
     #[test]

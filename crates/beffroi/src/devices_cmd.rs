@@ -147,9 +147,7 @@ pub fn run(args: Args) -> Result<()> {
     if let Some(dir) = &args.broker_dir {
         sync(&reg, &args, dir)?;
     } else {
-        eprintln!(
-            "note: no --broker-dir; run `beffroi devices broker-files` to update the broker"
-        );
+        eprintln!("note: no --broker-dir; run `beffroi devices broker-files` to update the broker");
     }
     Ok(())
 }

@@ -226,11 +226,7 @@ impl Registry {
 
     /// The signing keys in force, by device id.
     pub fn keys(&self) -> Result<BTreeMap<String, [u8; 32]>> {
-        Ok(self
-            .active()?
-            .into_iter()
-            .map(|(d, _, k)| (d, k))
-            .collect())
+        Ok(self.active()?.into_iter().map(|(d, _, k)| (d, k)).collect())
     }
 }
 
@@ -300,9 +296,9 @@ fn check_device_id(id: &str) -> Result<()> {
     // whitespace or the password file's ':'.
     if id.is_empty()
         || id.len() > 128
-        || id
-            .chars()
-            .any(|c| matches!(c, '/' | '+' | '#' | ':' | '$') || c.is_whitespace() || c.is_control())
+        || id.chars().any(|c| {
+            matches!(c, '/' | '+' | '#' | ':' | '$') || c.is_whitespace() || c.is_control()
+        })
     {
         bail!("{id:?} is not a usable device id (no / + # : $, whitespace or control)");
     }
@@ -477,7 +473,10 @@ mod tests {
         assert!(reg.issue("a:b").is_err());
         // The registry file is private.
         use std::os::unix::fs::PermissionsExt as _;
-        let mode = std::fs::metadata(reg.file()).expect("meta").permissions().mode();
+        let mode = std::fs::metadata(reg.file())
+            .expect("meta")
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o077, 0);
         // The password is stored hashed only.
         let stored: String = reg

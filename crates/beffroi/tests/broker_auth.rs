@@ -1,0 +1,291 @@
+//! Device identity against a real Mosquitto configured from the files `beffroi devices`
+//! generates: a device publishes on its own topic only, a revoked credential is refused once
+//! the files are regenerated and the broker reloaded, and the refusals appear in the broker's
+//! log feed as `SecuritySignal::AuthFailure` (parsed by the same parser the MQTT source
+//! uses). Waits on conditions with deadlines, never a fixed sleep.
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use beffroi_core::SecuritySignal;
+use beffroi_mqtt::broker_log::BrokerLogParser;
+use beffroi_testkit::mosquitto::Mosquitto;
+use rumqttc::{Client, ConnectReturnCode, Event, MqttOptions, Packet, QoS};
+
+const WAIT: Duration = Duration::from_secs(15);
+const INGEST_PASSWORD: &str = "ingest-test-password";
+
+fn devices(data: &Path, broker_dir: &Path, pid_file: Option<&Path>, args: &[&str]) -> String {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_beffroi"));
+    cmd.arg("devices")
+        .arg("--data")
+        .arg(data)
+        .arg("--broker-dir")
+        .arg(broker_dir)
+        .env("BEFFROI_MQTT_PASSWORD", INGEST_PASSWORD);
+    if let Some(p) = pid_file {
+        cmd.arg("--broker-pid-file").arg(p);
+    }
+    let out = cmd.args(args).output().expect("run beffroi devices");
+    assert!(
+        out.status.success(),
+        "beffroi devices {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `device → password` from `issue` output.
+fn password_of(issue_out: &str, device: &str) -> String {
+    issue_out
+        .lines()
+        .find_map(|l| {
+            let cols: Vec<&str> = l.split('\t').collect();
+            (cols.first() == Some(&device)).then(|| cols[2].to_string())
+        })
+        .expect("device in the issue output")
+}
+
+enum Got {
+    Message(String, Vec<u8>),
+}
+
+/// A client that records every message it receives; `Err` when the broker refuses it.
+fn connect(
+    port: u16,
+    id: &str,
+    user: &str,
+    password: &str,
+    sink: Option<mpsc::Sender<Got>>,
+) -> Result<Client, ConnectReturnCode> {
+    let mut opts = MqttOptions::new(id, "127.0.0.1", port);
+    opts.set_credentials(user, password)
+        .set_keep_alive(Duration::from_secs(30))
+        .set_clean_session(true);
+    let (client, mut conn) = Client::new(opts, 64);
+    let (ctx, crx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut told = false;
+        for ev in conn.iter() {
+            match ev {
+                Ok(Event::Incoming(Packet::ConnAck(a))) => {
+                    if !told {
+                        let _ = ctx.send(Ok(()));
+                        told = true;
+                    }
+                    if a.code != ConnectReturnCode::Success {
+                        return;
+                    }
+                }
+                Ok(Event::Incoming(Packet::Publish(p))) => {
+                    if let Some(s) = &sink {
+                        let _ = s.send(Got::Message(p.topic.clone(), p.payload.to_vec()));
+                    }
+                }
+                Ok(_) => {}
+                Err(rumqttc::ConnectionError::ConnectionRefused(code)) => {
+                    if !told {
+                        let _ = ctx.send(Err(code));
+                    }
+                    return;
+                }
+                Err(_) => return,
+            }
+        }
+    });
+    match crx.recv_timeout(WAIT).expect("CONNACK or refusal") {
+        Ok(()) => Ok(client),
+        Err(code) => Err(code),
+    }
+}
+
+struct Feed {
+    rx: mpsc::Receiver<Got>,
+    parser: BrokerLogParser,
+    signals: Vec<SecuritySignal>,
+    data: Vec<(String, String)>,
+}
+
+impl Feed {
+    fn auth_failures(&self) -> usize {
+        self.signals
+            .iter()
+            .filter(|x| matches!(x, SecuritySignal::AuthFailure { .. }))
+            .count()
+    }
+
+    /// Reads messages until `until` holds, or panics at the deadline.
+    fn pump(&mut self, until: impl Fn(&Feed) -> bool, what: &str) {
+        let deadline = Instant::now() + WAIT;
+        while !until(self) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(
+                !left.is_zero(),
+                "timed out waiting for {what}: {:?} {:?}",
+                self.data,
+                self.signals
+            );
+            if let Ok(Got::Message(topic, payload)) = self.rx.recv_timeout(left) {
+                let text = String::from_utf8_lossy(&payload).into_owned();
+                if topic.starts_with("$SYS/broker/log/") {
+                    let parser = &mut self.parser;
+                    self.signals
+                        .extend(text.lines().filter_map(|l| parser.parse(l)));
+                } else {
+                    self.data.push((topic, text));
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn broker_enforces_the_generated_files() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let broker_dir = tempfile::tempdir().expect("tempdir");
+    let issued = devices(
+        data.path(),
+        broker_dir.path(),
+        None,
+        &["issue", "gauge-a", "gauge-b"],
+    );
+    let pw_a = password_of(&issued, "gauge-a");
+    let pw_b = password_of(&issued, "gauge-b");
+    // The broker (which may run as another user in tests run as root) must read the files.
+    for f in ["passwd", "acl"] {
+        use std::os::unix::fs::PermissionsExt as _;
+        let p = broker_dir.path().join(f);
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    }
+    let extra = format!(
+        "allow_anonymous false\npassword_file {}\nacl_file {}\nlog_dest topic\n",
+        broker_dir.path().join("passwd").display(),
+        broker_dir.path().join("acl").display()
+    );
+    let Some(broker) = Mosquitto::start_with(&extra) else {
+        return;
+    };
+    let port = broker.port();
+
+    // Beffroi's ingest user: reads device topics and the broker's log.
+    let (tx, rx) = mpsc::channel();
+    let ingest = connect(port, "beffroi-ingest", "beffroi", INGEST_PASSWORD, Some(tx))
+        .unwrap_or_else(|c| panic!("ingest refused: {c:?}\n{}", broker.log()));
+    ingest
+        .subscribe("beffroi/+/+/+", QoS::AtLeastOnce)
+        .expect("subscribe");
+    ingest
+        .subscribe("$SYS/broker/log/#", QoS::AtLeastOnce)
+        .expect("subscribe");
+    let mut feed = Feed {
+        rx,
+        parser: BrokerLogParser::default(),
+        signals: Vec::new(),
+        data: Vec::new(),
+    };
+    // The ingest subscription is live once a device's message comes through.
+    let a = connect(port, "gauge-a", "gauge-a", &pw_a, None).expect("gauge-a accepted");
+    let own = "beffroi/dijon/gauge-a/senml";
+    let other = "beffroi/dijon/gauge-b/senml";
+    // The subscription may not be in place yet: publish until one arrives.
+    let deadline = Instant::now() + WAIT;
+    while feed.data.is_empty() {
+        assert!(Instant::now() < deadline, "no warm-up message arrived");
+        a.publish(own, QoS::AtLeastOnce, false, "warm-up")
+            .expect("publish");
+        if let Ok(Got::Message(topic, payload)) = feed.rx.recv_timeout(Duration::from_millis(200)) {
+            let text = String::from_utf8_lossy(&payload).into_owned();
+            if topic.starts_with("$SYS/") {
+                let parser = &mut feed.parser;
+                feed.signals
+                    .extend(text.lines().filter_map(|l| parser.parse(l)));
+            } else {
+                feed.data.push((topic, text));
+            }
+        }
+    }
+    // (b) gauge-a on gauge-b's topic: never delivered; the message after it is.
+    a.publish(other, QoS::AtLeastOnce, false, "forged")
+        .expect("publish");
+    // Mosquitto may drop the connection of a client whose publish its ACL denies: the
+    // marker goes over a new connection, after the forged message was handled.
+    let a_again = connect(port, "gauge-a-marker", "gauge-a", &pw_a, None).expect("gauge-a");
+    a_again
+        .publish(own, QoS::AtLeastOnce, false, "marker")
+        .expect("publish");
+    feed.pump(
+        |f| f.data.iter().any(|(_, p)| p == "marker"),
+        "gauge-a's marker",
+    );
+    let _ = broker.log();
+    assert!(
+        !feed.data.iter().any(|(t, p)| t == other || p == "forged"),
+        "a device published on another device's topic: {:?}",
+        feed.data
+    );
+    // A wrong password is refused and logged.
+    let wrong = connect(port, "gauge-b", "gauge-b", "not-the-password", None);
+    assert!(wrong.is_err(), "a wrong password was accepted");
+    feed.pump(
+        |f| f.auth_failures() > 0,
+        "an auth failure in the broker log",
+    );
+    // gauge-b works before revocation.
+    let b = connect(port, "gauge-b", "gauge-b", &pw_b, None).expect("gauge-b accepted");
+    drop(b);
+
+    // (c) revoke gauge-b: files regenerated, broker told to reload (SIGHUP).
+    let pid_file = broker_dir.path().join("mosquitto.pid");
+    std::fs::write(&pid_file, broker.pid().to_string()).expect("pid file");
+    devices(
+        data.path(),
+        broker_dir.path(),
+        Some(&pid_file),
+        &["revoke", "gauge-b"],
+    );
+    for f in ["passwd", "acl"] {
+        use std::os::unix::fs::PermissionsExt as _;
+        let p = broker_dir.path().join(f);
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    }
+    // The reload is asynchronous: the SIGHUP is handled on the broker's next loop. Retry
+    // (with the same revoked credential) until refused, within the deadline.
+    let failures_before = feed.auth_failures();
+    let deadline = Instant::now() + WAIT;
+    loop {
+        match connect(port, "gauge-b", "gauge-b", &pw_b, None) {
+            Err(_) => break,
+            Ok(c) => {
+                drop(c);
+                assert!(
+                    Instant::now() < deadline,
+                    "revoked credential still accepted\n{}",
+                    broker.log()
+                );
+                // Drive the SIGHUP in again in case the chmod raced the first reload.
+                let _ = Command::new("kill")
+                    .arg("-HUP")
+                    .arg(broker.pid().to_string())
+                    .status();
+                std::thread::yield_now();
+            }
+        }
+    }
+    // (d) that refusal reached the feed as an AuthFailure.
+    feed.pump(
+        |f| f.auth_failures() > failures_before,
+        "the revoked device's auth failure in the broker log",
+    );
+    // gauge-a is unaffected.
+    let a2 = connect(port, "gauge-a2", "gauge-a", &pw_a, None);
+    assert!(a2.is_ok(), "gauge-a lost its access");
+    assert!(
+        feed.signals.iter().any(
+            |s| matches!(s, SecuritySignal::Connected { username: Some(u), .. } if u == "gauge-a")
+        ),
+        "connections appear in the feed: {:?}",
+        feed.signals
+    );
+}
