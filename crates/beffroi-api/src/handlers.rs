@@ -460,6 +460,10 @@ pub async fn get_device(
         device: device_dto(&s, d),
         kind_label: kind.label.to_string(),
         dev_eui: t.device(d).dev_eui.as_deref().map(Into::into),
+        trust: recent
+            .iter()
+            .max_by_key(|o| (o.received, o.time))
+            .map(|o| o.trust.as_str().to_string()),
         recent: recent
             .iter()
             .map(|o| {
@@ -477,6 +481,7 @@ pub async fn get_device(
                     },
                     unit: spec.unit.as_deref().map(Into::into),
                     time: o.time.to_string(),
+                    trust: o.trust.as_str().to_string(),
                 }
             })
             .collect(),

@@ -4,6 +4,8 @@
 //! log feed as `SecuritySignal::AuthFailure` (parsed by the same parser the MQTT source
 //! uses). Waits on conditions with deadlines, never a fixed sleep.
 
+mod support;
+
 use std::path::Path;
 use std::process::Command;
 use std::sync::mpsc;
@@ -37,15 +39,46 @@ fn devices(data: &Path, broker_dir: &Path, pid_file: Option<&Path>, args: &[&str
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// `device → password` from `issue` output.
-fn password_of(issue_out: &str, device: &str) -> String {
+/// Column `col` of `device`'s line in `issue` output
+/// (`device, generation, password, signing_key_base64`).
+fn column_of(issue_out: &str, device: &str, col: usize) -> String {
     issue_out
         .lines()
         .find_map(|l| {
             let cols: Vec<&str> = l.split('\t').collect();
-            (cols.first() == Some(&device)).then(|| cols[2].to_string())
+            (cols.first() == Some(&device)).then(|| cols[col].to_string())
         })
         .expect("device in the issue output")
+}
+
+fn password_of(issue_out: &str, device: &str) -> String {
+    column_of(issue_out, device, 2)
+}
+
+fn key_of(issue_out: &str, device: &str) -> [u8; 32] {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD
+        .decode(column_of(issue_out, device, 3))
+        .expect("base64 key")
+        .try_into()
+        .expect("32-byte key")
+}
+
+fn chmod_readable(dir: &Path) {
+    use std::os::unix::fs::PermissionsExt as _;
+    // The broker may run as another user (tests run as root drop to `mosquitto`).
+    for f in ["passwd", "acl"] {
+        std::fs::set_permissions(dir.join(f), std::fs::Permissions::from_mode(0o644))
+            .expect("chmod");
+    }
+}
+
+fn broker_conf(dir: &Path) -> String {
+    format!(
+        "allow_anonymous false\npassword_file {}\nacl_file {}\nlog_dest topic\n",
+        dir.join("passwd").display(),
+        dir.join("acl").display()
+    )
 }
 
 enum Got {
@@ -288,4 +321,177 @@ fn broker_enforces_the_generated_files() {
         "connections appear in the feed: {:?}",
         feed.signals
     );
+}
+
+/// The same, end to end through `beffroi serve`: trust levels earned and stored, the broker's
+/// refusals counted as security signals by the engine, a replayed signed message rejected.
+#[test]
+fn serve_stores_trust_and_counts_auth_failures() {
+    use support::beffroi::{Beffroi, BrokerAuth, MqttSettings};
+    use support::demo::{self, TERRITORY};
+    use support::http::{Api, metric};
+    use support::{now_ms, poll, senml_time};
+
+    let all = demo::devices();
+    let gauges = demo::of_kind(&all, "water_level");
+    let (dev_a, dev_b) = (gauges[0].id.clone(), gauges[1].id.clone());
+    let reg = tempfile::tempdir().expect("tempdir");
+    let broker_dir = tempfile::tempdir().expect("tempdir");
+    let issued = devices(
+        reg.path(),
+        broker_dir.path(),
+        None,
+        &["issue", &dev_a, &dev_b],
+    );
+    let (pw_a, pw_b) = (password_of(&issued, &dev_a), password_of(&issued, &dev_b));
+    let key_a = key_of(&issued, &dev_a);
+    chmod_readable(broker_dir.path());
+    let Some(broker) = Mosquitto::start_with(&broker_conf(broker_dir.path())) else {
+        return;
+    };
+    let beffroi = Beffroi::start_full(
+        Some(MqttSettings {
+            url: broker.url(),
+            client_id: format!("beffroi-auth-{}", std::process::id()),
+            protocol: 4,
+        }),
+        None,
+        Some(BrokerAuth {
+            username: "beffroi".into(),
+            password: INGEST_PASSWORD.into(),
+        }),
+        |data| {
+            std::fs::create_dir_all(data).expect("data dir");
+            std::fs::copy(
+                reg.path().join("devices.sqlite"),
+                data.join("devices.sqlite"),
+            )
+            .expect("registry into the data folder");
+        },
+    );
+    let api = Api::login(&beffroi.base());
+    let log = || support::logs(&beffroi, &broker);
+    let topic = |d: &str| format!("beffroi/{TERRITORY}/{d}/senml");
+    let level = |v: f64| {
+        format!(
+            r#"[{{"bt":{},"n":"level_m","v":{v}}}]"#,
+            senml_time(now_ms())
+        )
+    };
+    let device = |d: &str| api.get_ok(&format!("/api/v1/devices/{d}"));
+    let has_value = |d: &str, v: f64, trust: &str| {
+        device(d)["recent"]
+            .as_array()
+            .is_some_and(|r| r.iter().any(|o| o["value"] == v && o["trust"] == trust))
+    };
+
+    // (a) gauge A on its own topic: stored as broker_authenticated. Published until the
+    // ingest's subscription is in place.
+    let a = connect(broker.port(), "dev-a", &dev_a, &pw_a, None).expect("A accepted");
+    let mut last = Instant::now() - Duration::from_secs(1);
+    poll(
+        "A's unsigned reading stored as broker_authenticated",
+        WAIT,
+        log,
+        || {
+            if last.elapsed() >= Duration::from_millis(200) {
+                a.publish(topic(&dev_a), QoS::AtLeastOnce, false, level(1.11))
+                    .expect("publish");
+                last = Instant::now();
+            }
+            has_value(&dev_a, 1.11, "broker_authenticated").then_some(())
+        },
+    );
+    assert_eq!(device(&dev_a)["trust"], "broker_authenticated");
+
+    // (b) A on B's topic: never stored for B. A marker after it proves it was handled.
+    a.publish(topic(&dev_b), QoS::AtLeastOnce, false, level(7.77))
+        .expect("publish");
+    let a = connect(broker.port(), "dev-a-2", &dev_a, &pw_a, None).expect("A accepted");
+    a.publish(topic(&dev_a), QoS::AtLeastOnce, false, level(3.33))
+        .expect("publish");
+    poll("A's marker", WAIT, log, || {
+        has_value(&dev_a, 3.33, "broker_authenticated").then_some(())
+    });
+    assert!(
+        !device(&dev_b)["recent"]
+            .as_array()
+            .is_some_and(|r| r.iter().any(|o| o["value"] == 7.77)),
+        "A's message on B's topic reached Beffroi: {}",
+        device(&dev_b)
+    );
+
+    // (e) a signed message: stored as signed; the same bytes again: rejected as replay.
+    let sealed = beffroi_wire::signed::seal(&dev_a, 1, &key_a, level(2.22).as_bytes());
+    a.publish(topic(&dev_a), QoS::AtLeastOnce, false, sealed.clone())
+        .expect("publish");
+    poll("A's signed reading stored as signed", WAIT, log, || {
+        has_value(&dev_a, 2.22, "signed").then_some(())
+    });
+    assert_eq!(device(&dev_a)["trust"], "signed");
+    a.publish(topic(&dev_a), QoS::AtLeastOnce, false, sealed)
+        .expect("publish");
+    let rejected = |reason: &str| {
+        metric(
+            &api.metrics(),
+            "beffroi_observations_rejected_total",
+            &[("source", "mqtt"), ("reason", reason)],
+        )
+        .unwrap_or(0.0)
+    };
+    poll("the replay rejected", WAIT, log, || {
+        (rejected("replay") >= 1.0).then_some(())
+    });
+    // A forged envelope (wrong key) is refused too.
+    let forged = beffroi_wire::signed::seal(&dev_a, 2, &[0u8; 32], level(9.99).as_bytes());
+    a.publish(topic(&dev_a), QoS::AtLeastOnce, false, forged)
+        .expect("publish");
+    poll("the forgery rejected", WAIT, log, || {
+        (rejected("bad_signature") >= 1.0).then_some(())
+    });
+
+    // (d) a wrong password: refused by the broker, counted by the engine.
+    let auth_failures = || {
+        metric(
+            &api.metrics(),
+            "beffroi_security_signals_total",
+            &[("kind", "auth_failure")],
+        )
+        .unwrap_or(0.0)
+    };
+    assert!(connect(broker.port(), "dev-b", &dev_b, "wrong", None).is_err());
+    poll("the auth failure counted", WAIT, log, || {
+        (auth_failures() >= 1.0).then_some(())
+    });
+
+    // (c) revoke B in Beffroi's registry: files regenerated, broker reloaded, B refused,
+    // and that refusal counted as well.
+    let b = connect(broker.port(), "dev-b", &dev_b, &pw_b, None).expect("B accepted");
+    drop(b);
+    let before = auth_failures();
+    let pid_file = broker_dir.path().join("mosquitto.pid");
+    std::fs::write(&pid_file, broker.pid().to_string()).expect("pid file");
+    devices(
+        &beffroi.data_dir(),
+        broker_dir.path(),
+        Some(&pid_file),
+        &["revoke", &dev_b],
+    );
+    chmod_readable(broker_dir.path());
+    poll("B refused after revocation", WAIT, log, || {
+        match connect(broker.port(), "dev-b", &dev_b, &pw_b, None) {
+            Err(_) => Some(()),
+            Ok(_) => {
+                // The chmod above may have raced the first reload: reload again.
+                let _ = Command::new("kill")
+                    .arg("-HUP")
+                    .arg(broker.pid().to_string())
+                    .status();
+                None
+            }
+        }
+    });
+    poll("the revoked device's failure counted", WAIT, log, || {
+        (auth_failures() > before).then_some(())
+    });
 }
