@@ -429,6 +429,16 @@ fn serve_stores_trust_and_counts_auth_failures() {
         has_value(&dev_a, 2.22, "signed").then_some(())
     });
     assert_eq!(device(&dev_a)["trust"], "signed");
+    let signed_count = metric(
+        &api.metrics(),
+        "beffroi_observations_trust_total",
+        &[("trust", "signed")],
+    );
+    assert_eq!(
+        signed_count,
+        Some(1.0),
+        "observations counted per trust level"
+    );
     a.publish(topic(&dev_a), QoS::AtLeastOnce, false, sealed)
         .expect("publish");
     let rejected = |reason: &str| {
@@ -494,4 +504,70 @@ fn serve_stores_trust_and_counts_auth_failures() {
     poll("the revoked device's failure counted", WAIT, log, || {
         (auth_failures() > before).then_some(())
     });
+}
+
+/// Bulk issue by kind writes the secrets to a new 0600 file only, `list` shows the devices
+/// without a secret, and a second bulk issue skips devices that already have one.
+#[test]
+fn bulk_issue_by_kind_to_a_private_file() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let data = tempfile::tempdir().expect("tempdir");
+    let broker_dir = tempfile::tempdir().expect("tempdir");
+    let demo = support::demo::dir();
+    let gauges: Vec<String> = support::demo::of_kind(&support::demo::devices(), "water_level")
+        .iter()
+        .map(|d| d.id.clone())
+        .collect();
+    assert!(gauges.len() >= 2);
+    let out = data.path().join("secrets.tsv");
+    let printed = devices(
+        data.path(),
+        broker_dir.path(),
+        None,
+        &[
+            "issue",
+            "--kind",
+            "water_level",
+            "--deployment",
+            demo.to_str().expect("utf-8 path"),
+            "--out",
+            out.to_str().expect("utf-8 path"),
+        ],
+    );
+    assert!(printed.is_empty(), "secrets printed with --out: {printed}");
+    let mode = std::fs::metadata(&out)
+        .expect("secrets file")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let secrets = std::fs::read_to_string(&out).expect("read");
+    assert_eq!(secrets.lines().count(), gauges.len() + 1, "{secrets}");
+    let listed = devices(data.path(), broker_dir.path(), None, &["list"]);
+    for g in &gauges {
+        assert!(listed.contains(&format!("{g}\t1\tissued")), "{listed}");
+        let pw = password_of(&secrets, g);
+        assert!(!listed.contains(&pw), "list shows a secret");
+    }
+    // The broker files name every gauge and give each its own topic only.
+    let acl = std::fs::read_to_string(broker_dir.path().join("acl")).expect("acl");
+    for g in &gauges {
+        assert!(acl.contains(&format!("user {g}\ntopic write beffroi/+/{g}/#\n")));
+    }
+    // Nothing left to issue for that kind; an unknown id is refused.
+    let again = Command::new(env!("CARGO_BIN_EXE_beffroi"))
+        .args(["devices", "--data"])
+        .arg(data.path())
+        .args(["issue", "--kind", "water_level", "--deployment"])
+        .arg(&demo)
+        .output()
+        .expect("run");
+    assert!(!again.status.success());
+    let unknown = Command::new(env!("CARGO_BIN_EXE_beffroi"))
+        .args(["devices", "--data"])
+        .arg(data.path())
+        .args(["issue", "no-such-device", "--deployment"])
+        .arg(&demo)
+        .output()
+        .expect("run");
+    assert!(!unknown.status.success());
 }
