@@ -69,6 +69,16 @@ enum Cmd {
 }
 
 pub fn run(args: Args) -> Result<()> {
+    // Check before changing the registry that the broker files can be written after.
+    let writes_files = args.broker_dir.is_some() || matches!(args.command, Cmd::BrokerFiles { .. });
+    if writes_files
+        && !matches!(args.command, Cmd::List)
+        && std::env::var_os("BEFFROI_MQTT_PASSWORD").is_none()
+    {
+        bail!(
+            "BEFFROI_MQTT_PASSWORD (the ingest user's broker password) is not set: the broker files cannot be written"
+        );
+    }
     let mut reg = Registry::open(&args.data)?;
     match &args.command {
         Cmd::List => {

@@ -388,11 +388,12 @@ pub fn broker_files(reg: &Registry, s: &BrokerSettings) -> Result<(String, Strin
     Ok((pw, acl))
 }
 
-/// Writes the broker files atomically (temp file + rename): `passwd` 0600 (the broker runs
-/// as the same user, or give it the file's group), `acl` 0640.
+/// Writes the broker files atomically (temp file + rename), both 0640: Mosquitto rereads
+/// them on SIGHUP after dropping privileges, so they are readable by the folder's group
+/// (make the folder setgid, group `mosquitto`); `passwd` holds only PBKDF2 hashes.
 pub fn write_broker_files(dir: &Path, pw: &str, acl: &str) -> Result<()> {
     std::fs::create_dir_all(dir)?;
-    write_atomic(&dir.join("passwd"), pw.as_bytes(), 0o600)?;
+    write_atomic(&dir.join("passwd"), pw.as_bytes(), 0o640)?;
     write_atomic(&dir.join("acl"), acl.as_bytes(), 0o640)?;
     Ok(())
 }
@@ -520,7 +521,7 @@ mod tests {
                 .mode()
                 & 0o777
         };
-        assert_eq!(m("passwd"), 0o600);
+        assert_eq!(m("passwd"), 0o640);
         assert_eq!(m("acl"), 0o640);
     }
 }
