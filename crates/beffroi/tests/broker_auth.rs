@@ -478,6 +478,24 @@ fn serve_stores_trust_and_counts_auth_failures() {
     // and that refusal counted as well.
     let b = connect(broker.port(), "dev-b", &dev_b, &pw_b, None).expect("B accepted");
     drop(b);
+    // B's signing key is in force: a signed envelope over HTTP is stored as signed.
+    let key_b = key_of(&issued, &dev_b);
+    let plain = |v: f64| {
+        format!(
+            r#"{{"device":"{dev_b}","time":{},"values":{{"level_m":{v}}}}}"#,
+            now_ms()
+        )
+    };
+    let post_signed = |ctr: u64, v: f64| {
+        let env = beffroi_wire::signed::seal(&dev_b, ctr, &key_b, plain(v).as_bytes());
+        api.post(
+            &format!("/api/v1/devices/{dev_b}/observations?format=json"),
+            std::str::from_utf8(&env).expect("utf-8 envelope"),
+        )
+    };
+    let (status, answer) = post_signed(1, 4.44);
+    assert_eq!(status, 200, "{answer}");
+    assert!(has_value(&dev_b, 4.44, "signed"));
     let before = auth_failures();
     let pid_file = broker_dir.path().join("mosquitto.pid");
     std::fs::write(&pid_file, broker.pid().to_string()).expect("pid file");
@@ -504,6 +522,18 @@ fn serve_stores_trust_and_counts_auth_failures() {
     poll("the revoked device's failure counted", WAIT, log, || {
         (auth_failures() > before).then_some(())
     });
+    // The server reloads the registry: B's key is no longer in force, without a restart.
+    let mut ctr = 1;
+    poll(
+        "B's signed envelopes refused after revocation",
+        WAIT,
+        log,
+        || {
+            ctr += 1;
+            let (status, answer) = post_signed(ctr, 5.55);
+            (status == 422 && answer.to_string().contains("bad_signature")).then_some(())
+        },
+    );
 }
 
 /// Bulk issue by kind writes the secrets to a new 0600 file only, `list` shows the devices
