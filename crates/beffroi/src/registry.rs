@@ -232,10 +232,15 @@ impl Registry {
 
 /// Reads the signing keys in force, if the registry exists (read-only).
 pub fn load_keys(data_dir: &Path) -> Result<Option<BTreeMap<String, [u8; 32]>>> {
-    if !Registry::path(data_dir).exists() {
+    let path = Registry::path(data_dir);
+    if !path.exists() {
         return Ok(None);
     }
-    Registry::open(data_dir)?.keys().map(Some)
+    // Read-only: the server never changes the registry (nor its modification time, which
+    // the key watcher follows).
+    let conn = Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .with_context(|| format!("opening {}", path.display()))?;
+    Registry { conn, path }.keys().map(Some)
 }
 
 /// The signing keys in force at start, for the engine (empty without a registry).
@@ -285,6 +290,8 @@ pub async fn watch(
                 }
             }
             Err(e) => {
+                // Perhaps read while `beffroi devices` was writing: retry at the next tick.
+                last = None;
                 tracing::error!(error = %e, "cannot reload the device registry; keys in force kept")
             }
         }
