@@ -232,6 +232,8 @@ pub struct ObservationDto {
     pub value: serde_json::Value,
     pub unit: Option<String>,
     pub time: String,
+    /// signed | broker_authenticated | unauthenticated
+    pub trust: String,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -240,6 +242,9 @@ pub struct DeviceDetailDto {
     pub device: DeviceDto,
     pub kind_label: String,
     pub dev_eui: Option<String>,
+    /// Trust level of the device's latest observation (signed | broker_authenticated |
+    /// unauthenticated), if it sent any.
+    pub trust: Option<String>,
     pub recent: Vec<ObservationDto>,
 }
 

@@ -549,6 +549,10 @@ pub async fn get_device(
         device: device_dto(&s, d),
         kind_label: kind.label.to_string(),
         dev_eui: t.device(d).dev_eui.as_deref().map(Into::into),
+        trust: recent
+            .iter()
+            .max_by_key(|o| (o.received, o.time))
+            .map(|o| o.trust.as_str().to_string()),
         recent: recent
             .iter()
             .map(|o| {
@@ -566,6 +570,7 @@ pub async fn get_device(
                     },
                     unit: spec.unit.as_deref().map(Into::into),
                     time: o.time.to_string(),
+                    trust: o.trust.as_str().to_string(),
                 }
             })
             .collect(),
@@ -623,6 +628,8 @@ async fn ingest(
         format,
         device_hint: device.map(Into::into),
         payload: body,
+        // HTTP device authentication is not wired yet: the path proves nothing.
+        authenticated: false,
         received: s.engine.clock.now(),
         ack: Some(Ack::new(move |o| {
             let _ = tx.send(o);

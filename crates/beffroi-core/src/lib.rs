@@ -34,7 +34,7 @@ pub use observation::{Observation, Value};
 pub use security::{SecuritySignal, Trust};
 pub use territory::{
     Commune, CommuneIdx, DataCategory, Device, DeviceIdx, DeviceKind, FieldIdx, FieldSpec,
-    FieldType, KindIdx, Site, SiteIdx, SiteKind, Territory, Zone, ZoneIdx,
+    FieldType, KindIdx, Signing, Site, SiteIdx, SiteKind, Territory, Zone, ZoneIdx,
 };
 pub use time::{Clock, Duration, SimClock, Timestamp};
 pub use unit::{Unit, UnitBoard, UnitError, UnitKind, UnitSpec, UnitStatus};

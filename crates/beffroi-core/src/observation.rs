@@ -40,4 +40,6 @@ pub struct Observation {
     pub value: Value,
     /// When the sensor measured it (event time).
     pub time: Timestamp,
+    /// What its origin was proven to be.
+    pub trust: crate::security::Trust,
 }

@@ -59,6 +59,8 @@ pub enum SecuritySignal {
         counter: u64,
         last: u64,
     },
+    /// An unsigned message for a device whose kind requires signing.
+    Unsigned { device: String },
     /// A message names a device that is not registered.
     Unregistered { device: String },
     /// A message on one device's topic names another device.
@@ -76,6 +78,7 @@ impl SecuritySignal {
             SecuritySignal::Connected { .. } => "connected",
             SecuritySignal::BadSignature { .. } => "bad_signature",
             SecuritySignal::Replay { .. } => "replay",
+            SecuritySignal::Unsigned { .. } => "unsigned",
             SecuritySignal::Unregistered { .. } => "unregistered",
             SecuritySignal::TopicMismatch { .. } => "topic_mismatch",
         }

@@ -83,6 +83,35 @@ pub struct DeviceKind {
     pub label: Arc<str>,
     pub heartbeat: Option<Duration>,
     pub fields: Vec<FieldSpec>,
+    /// Whether the kind's devices sign their messages (signed telemetry envelope).
+    pub signing: Signing,
+}
+
+/// A kind's signed-telemetry policy (`signing` in the kinds file).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Signing {
+    /// Unsigned messages only count as what the transport proves; envelopes are still
+    /// verified if sent.
+    #[default]
+    None,
+    /// Signed envelopes are verified; unsigned messages are accepted.
+    Optional,
+    /// Unsigned messages are rejected.
+    Required,
+}
+
+impl Signing {
+    pub const ALL: [Signing; 3] = [Signing::None, Signing::Optional, Signing::Required];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Signing::None => "none",
+            Signing::Optional => "optional",
+            Signing::Required => "required",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Signing> {
+        Signing::ALL.into_iter().find(|k| k.as_str() == s)
+    }
 }
 
 impl DeviceKind {
@@ -378,6 +407,7 @@ pub mod fixture {
                 id: "level".into(),
                 label: "Level".into(),
                 heartbeat: Some(Duration::from_mins(10)),
+                signing: Signing::None,
                 fields: vec![FieldSpec {
                     name: "level_m".into(),
                     unit: Some("m".into()),
@@ -393,6 +423,7 @@ pub mod fixture {
                 id: "alarm".into(),
                 label: "Alarm".into(),
                 heartbeat: None,
+                signing: Signing::None,
                 fields: vec![
                     FieldSpec {
                         name: "on".into(),

@@ -67,6 +67,9 @@ pub struct Envelope {
     /// The device named by the transport (MQTT topic, HTTP path), if any.
     pub device_hint: Option<Arc<str>>,
     pub payload: Bytes,
+    /// The transport vouches that the publisher is the hinted device (MQTT with
+    /// `broker_auth` on the device's own topic, or a device credential over HTTP).
+    pub authenticated: bool,
     /// Processing time of reception.
     pub received: Timestamp,
     pub ack: Option<Ack>,

@@ -21,6 +21,7 @@ pub mod pipeline;
 pub mod procedures;
 pub mod runner;
 pub mod store;
+pub mod trust;
 
 pub use envelope::{Ack, AckOutcome, Envelope, Source};
 pub use store::{Store, StoreError, StoreReader, WriteBatch};

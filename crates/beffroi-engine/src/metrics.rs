@@ -60,6 +60,13 @@ pub struct Metrics {
     pub observations_purged: Counter,
     /// Security signals raised by the edges, per kind.
     pub security_signals: Family<KindLabel, Counter>,
+    /// Observations accepted, per trust level.
+    pub observations_by_trust: Family<TrustLabel, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TrustLabel {
+    pub trust: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -112,6 +119,7 @@ impl Metrics {
             log_suppressed: Counter::default(),
             observations_purged: Counter::default(),
             security_signals: Family::default(),
+            observations_by_trust: Family::default(),
             registry: Mutex::new(Registry::default()),
         };
         r.register(
@@ -186,6 +194,16 @@ impl Metrics {
             "security_signals",
             "Security signals raised by the broker feed and signature checks, per kind",
             m.security_signals.clone(),
+        );
+        for t in beffroi_core::Trust::ALL {
+            let _ = m
+                .observations_by_trust
+                .get_or_create(&TrustLabel { trust: t.as_str() });
+        }
+        r.register(
+            "observations_trust",
+            "Observations accepted, per trust level (signed, broker_authenticated, unauthenticated)",
+            m.observations_by_trust.clone(),
         );
         *m.registry.lock().unwrap_or_else(|p| p.into_inner()) = r;
         m

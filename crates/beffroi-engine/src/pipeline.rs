@@ -20,6 +20,7 @@ use crate::live::{DeviceChange, DeviceState};
 use crate::metrics::Metrics;
 use crate::operations::{Operations, OpsSnapshot};
 use crate::store::{StoredObservation, StoredRejection, WriteBatch};
+use crate::trust::{DeviceKeys, StoredWindow, Transport, TrustGate};
 use beffroi_core::EventStatus;
 use beffroi_rules::EventRules;
 
@@ -91,6 +92,8 @@ pub struct Pipeline {
     events: EventBook,
     /// Processing time of the last tick or event change: decides which events are in force.
     events_clock: Timestamp,
+    /// Signed envelopes, replay windows, signing policy and topic binding.
+    trust: TrustGate,
 }
 
 impl Pipeline {
@@ -121,7 +124,19 @@ impl Pipeline {
             units: UnitBoard::default(),
             crises: CrisisBoard::default(),
             escalation: EscalationPolicy::default(),
+            trust: TrustGate::default(),
         }
+    }
+
+    /// Installs the signing keys in force (at start, and when the registry changes:
+    /// a revoked device's envelopes are refused from the next message on).
+    pub fn set_device_keys(&mut self, keys: Arc<DeviceKeys>) {
+        self.trust.set_keys(keys);
+    }
+
+    /// Restores the stored replay windows of signing devices (at start).
+    pub fn restore_replay_windows(&mut self, windows: &[StoredWindow]) {
+        self.trust.restore(windows);
     }
 
     /// Installs the units, escalation delays and safeguard-plan roles of the deployment
@@ -360,7 +375,8 @@ impl Pipeline {
         self.escalation = escalation;
     }
 
-    /// Decodes, validates and evaluates one payload.
+    /// Decodes, validates and evaluates one payload from a transport that vouches for
+    /// nothing (see [`Pipeline::ingest_from`]).
     pub fn ingest(
         &mut self,
         source: Source,
@@ -370,12 +386,52 @@ impl Pipeline {
         received: Timestamp,
         out: &mut Output,
     ) -> Ingested {
+        let transport = Transport {
+            device_hint,
+            authenticated: false,
+        };
+        self.ingest_from(source, format, transport, payload, received, out)
+    }
+
+    /// Opens a signed envelope if there is one (verifying MAC and counter), decodes,
+    /// validates, checks each record against the device's signing policy and the topic,
+    /// and evaluates the accepted observations with the trust they earned.
+    pub fn ingest_from(
+        &mut self,
+        source: Source,
+        format: Format,
+        transport: Transport<'_>,
+        payload: &[u8],
+        received: Timestamp,
+        out: &mut Output,
+    ) -> Ingested {
         self.metrics.messages[source.index()].inc();
         let mut result = Ingested::default();
+        let admitted = match self.trust.admit(
+            &self.territory,
+            payload,
+            transport,
+            &mut out.batch.replay_windows,
+        ) {
+            Ok(a) => a,
+            Err(refused) => {
+                if let Some(sig) = &refused.signal {
+                    self.on_security_signal(sig, received, out);
+                }
+                self.reject(source, refused.rejection.clone(), received, out);
+                result.rejected.push(refused.rejection);
+                return result;
+            }
+        };
+        // A signed envelope names its device: that is the hint for the inner payload.
+        let signer_id = admitted
+            .signer
+            .map(|d| Arc::clone(&self.territory.device(d).id));
         let cx = Context {
-            device_hint,
+            device_hint: signer_id.as_deref().or(transport.device_hint),
             received,
         };
+        let payload: &[u8] = &admitted.body;
         let records = match beffroi_wire::decode(format, payload, cx) {
             Ok(r) => r,
             Err(rej) => {
@@ -386,7 +442,24 @@ impl Pipeline {
         };
         self.obs.clear();
         for r in &records {
-            match beffroi_wire::validate(&self.territory, r, received) {
+            let checked = beffroi_wire::validate(&self.territory, r, received).and_then(|mut o| {
+                match self
+                    .trust
+                    .check_record(&self.territory, o.device, &admitted, transport)
+                {
+                    Ok(()) => {
+                        o.trust = admitted.trust;
+                        Ok(o)
+                    }
+                    Err(refused) => {
+                        if let Some(sig) = &refused.signal {
+                            self.on_security_signal(sig, received, out);
+                        }
+                        Err(refused.rejection)
+                    }
+                }
+            });
+            match checked {
                 Ok(o) => self.obs.push(o),
                 Err(rej) => {
                     self.reject(source, rej.clone(), received, out);
@@ -398,6 +471,12 @@ impl Pipeline {
         self.metrics.accepted[source.index()].inc_by(self.obs.len() as u64);
         let obs = std::mem::take(&mut self.obs);
         for o in &obs {
+            self.metrics
+                .observations_by_trust
+                .get_or_create(&crate::metrics::TrustLabel {
+                    trust: o.trust.as_str(),
+                })
+                .inc();
             // Occupancy changes are reported at the next tick, coalesced.
             self.events.observe(o);
             self.eval.on_observation(o, &mut self.alarms);
@@ -407,6 +486,7 @@ impl Pipeline {
                 value: o.value.clone(),
                 time: o.time,
                 received,
+                trust: o.trust,
             });
         }
         self.obs = obs;
@@ -425,6 +505,7 @@ impl Pipeline {
             value: o.value.clone(),
             time: o.time,
             received,
+            trust: o.trust,
         });
         self.flush_alarms(out);
     }

@@ -47,6 +47,8 @@ pub struct EngineConfig {
     pub live_capacity: usize,
     /// Units, escalation delays and safeguard-plan roles of the deployment.
     pub operations: Operations,
+    /// Signing keys in force at start (from the device registry).
+    pub device_keys: Arc<crate::trust::DeviceKeys>,
 }
 
 impl Default for EngineConfig {
@@ -58,6 +60,7 @@ impl Default for EngineConfig {
             retention: Some(beffroi_core::Duration::from_mins(60 * 24 * 30)),
             live_capacity: 4096,
             operations: Operations::default(),
+            device_keys: Arc::default(),
         }
     }
 }
@@ -126,6 +129,8 @@ enum Command {
         actor: String,
         reply: oneshot::Sender<Result<EventView, EventError>>,
     },
+    Security(beffroi_core::SecuritySignal),
+    DeviceKeys(Arc<crate::trust::DeviceKeys>),
 }
 
 type EventReply = (
@@ -276,6 +281,30 @@ impl EngineHandle {
     }
 
     /// The ingest queue itself, for sources that wait for room (MQTT, simulator).
+    /// Hands a security signal from an edge (the broker feed) to the pipeline. Waits for
+    /// room in the command queue (bounded, 64): the broker feed slows down rather than
+    /// dropping signals.
+    pub async fn security_signal(
+        &self,
+        signal: beffroi_core::SecuritySignal,
+    ) -> Result<(), EngineClosed> {
+        self.commands
+            .send(Command::Security(signal))
+            .await
+            .map_err(|_| EngineClosed)
+    }
+
+    /// Replaces the signing keys in force (the device registry changed).
+    pub async fn replace_device_keys(
+        &self,
+        keys: Arc<crate::trust::DeviceKeys>,
+    ) -> Result<(), EngineClosed> {
+        self.commands
+            .send(Command::DeviceKeys(keys))
+            .await
+            .map_err(|_| EngineClosed)
+    }
+
     pub fn ingest_sender(&self) -> mpsc::Sender<Envelope> {
         self.ingest.clone()
     }
@@ -373,13 +402,14 @@ pub async fn start_with_events(
                 store.units()?,
                 store.crises()?,
                 store.events()?,
+                store.replay_windows()?,
             ))
         })();
         (store, r)
     })
     .await
     .map_err(|e| StoreError::Backend(format!("restore task: {e}")))?;
-    let (incidents, max_id, last_seen, units, crises, stored_events) = restored?;
+    let (incidents, max_id, last_seen, units, crises, stored_events, windows) = restored?;
     let mut pipeline = Pipeline::new(
         Arc::clone(&territory),
         Arc::clone(&rules),
@@ -388,6 +418,8 @@ pub async fn start_with_events(
         start,
     );
     pipeline.set_operations(&cfg.operations, start);
+    pipeline.set_device_keys(Arc::clone(&cfg.device_keys));
+    pipeline.restore_replay_windows(&windows);
     let mut events = file_events;
     for e in stored_events {
         let id = e.id.clone();
@@ -555,10 +587,14 @@ async fn pipeline_loop(
 }
 
 fn process(p: &mut Pipeline, env: Envelope, job: &mut Job) {
-    let ingested = p.ingest(
+    let transport = crate::trust::Transport {
+        device_hint: env.device_hint.as_deref(),
+        authenticated: env.authenticated,
+    };
+    let ingested = p.ingest_from(
         env.source,
         env.format,
-        env.device_hint.as_deref(),
+        transport,
         &env.payload,
         env.received,
         &mut job.out,
@@ -598,6 +634,13 @@ fn handle_command(
         Command::CancelEvent { id, actor, reply } => {
             let r = p.cancel_event(&id, &actor, clock.now(), &mut job.out);
             job.event_replies.push((reply, r));
+        }
+        Command::Security(signal) => {
+            p.on_security_signal(&signal, clock.now(), &mut job.out);
+        }
+        Command::DeviceKeys(keys) => {
+            tracing::info!(devices = keys.len(), "device signing keys replaced");
+            p.set_device_keys(keys);
         }
         Command::ReplaceOperations(units, escalation) => {
             tracing::info!(units = units.len(), "units and escalation delays replaced");

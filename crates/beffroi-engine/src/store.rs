@@ -18,6 +18,7 @@ pub struct StoredObservation {
     pub value: Value,
     pub time: Timestamp,
     pub received: Timestamp,
+    pub trust: beffroi_core::Trust,
 }
 
 /// A refused input, kept so that nothing is silently dropped. Holds no payload bytes (they
@@ -42,6 +43,8 @@ pub struct WriteBatch {
     pub crises: Vec<CrisisChange>,
     /// Events declared or cancelled (upserted by id).
     pub events: Vec<std::sync::Arc<beffroi_core::Event>>,
+    /// Replay windows of signing devices that advanced (upserted by device).
+    pub replay_windows: Vec<crate::trust::StoredWindow>,
 }
 
 impl WriteBatch {
@@ -52,6 +55,7 @@ impl WriteBatch {
             && self.units.is_empty()
             && self.crises.is_empty()
             && self.events.is_empty()
+            && self.replay_windows.is_empty()
     }
     pub fn len(&self) -> usize {
         self.observations.len()
@@ -60,6 +64,7 @@ impl WriteBatch {
             + self.units.len()
             + self.crises.len()
             + self.events.len()
+            + self.replay_windows.len()
     }
 }
 
@@ -123,6 +128,10 @@ pub trait Store: Send + 'static {
     fn crises(&mut self) -> Result<Vec<Crisis>, StoreError>;
     /// Events declared through the API and cancellations, to restore event mode on start.
     fn events(&mut self) -> Result<Vec<beffroi_core::Event>, StoreError> {
+        Ok(Vec::new())
+    }
+    /// The replay windows of signing devices, to refuse replays across restarts.
+    fn replay_windows(&mut self) -> Result<Vec<crate::trust::StoredWindow>, StoreError> {
         Ok(Vec::new())
     }
 }

@@ -60,6 +60,10 @@ pub struct MqttConfig {
     /// First delay before reconnecting after an error; doubles up to `backoff_max`.
     pub backoff_min: Duration,
     pub backoff_max: Duration,
+    /// The broker enforces the password and ACL files generated from the device registry
+    /// (`beffroi devices broker-files`): a message on a device's topic was published by
+    /// that device, and earns `Trust::BrokerAuthenticated`.
+    pub broker_auth: bool,
 }
 
 impl Default for MqttConfig {
@@ -76,6 +80,7 @@ impl Default for MqttConfig {
             session_expiry: Duration::from_secs(7 * 24 * 3600),
             backoff_min: Duration::from_millis(500),
             backoff_max: Duration::from_secs(30),
+            broker_auth: false,
         }
     }
 }

@@ -77,6 +77,7 @@
 //!
 //! **API boundary:** rumqttc types do not leave this crate.
 
+pub mod broker_log;
 mod config;
 mod link;
 mod source;

@@ -14,9 +14,11 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
 use crate::MqttError;
+use crate::broker_log;
 use crate::config::{BrokerAddr, MAX_PACKET_SIZE, MqttConfig};
 use crate::link::{self, AckToken, Client, Events, LinkError, Step};
 use crate::topic::{Route, route};
+use beffroi_core::SecuritySignal;
 
 /// How long a clean shutdown waits for the DISCONNECT to leave.
 const DISCONNECT_GRACE: Duration = Duration::from_secs(2);
@@ -44,6 +46,10 @@ pub struct MqttStats {
     pub retained_skipped: Arc<AtomicU64>,
     /// Connections lost because the broker sent a packet over [`MAX_PACKET_SIZE`].
     pub oversized: Arc<AtomicU64>,
+    /// Broker log messages read (`$SYS/broker/log/…`).
+    pub broker_log_lines: Arc<AtomicU64>,
+    /// Security signals from the broker log dropped because the engine's queue was full.
+    pub signals_dropped: Arc<AtomicU64>,
 }
 
 fn bump(c: &AtomicU64) {
@@ -70,6 +76,7 @@ pub struct MqttSource {
     addr: BrokerAddr,
     stats: MqttStats,
     health: watch::Sender<MqttHealth>,
+    signals: Option<mpsc::Sender<SecuritySignal>>,
 }
 
 impl MqttSource {
@@ -81,7 +88,20 @@ impl MqttSource {
             addr,
             stats: MqttStats::default(),
             health: watch::Sender::new(MqttHealth::Connecting),
+            signals: None,
         })
+    }
+
+    /// Also subscribes to the broker's log (`$SYS/broker/log/#`, Mosquitto's
+    /// `log_dest topic`) and sends the connection and authentication-failure signals it
+    /// finds to `tx`. Overload policy: a full channel drops the signal and counts it in
+    /// [`MqttStats::signals_dropped`] (the MQTT connection is never held up by it).
+    pub fn with_broker_feed(mut self, tx: mpsc::Sender<SecuritySignal>) -> Self {
+        if !self.cfg.topics.iter().any(|t| t == broker_log::LOG_FILTER) {
+            self.cfg.topics.push(broker_log::LOG_FILTER.into());
+        }
+        self.signals = Some(tx);
+        self
     }
 
     /// The counters, shared: clone before `run`.
@@ -208,6 +228,9 @@ struct Runner {
     /// Messages received and not yet handed to the pipeline (at most `inflight`).
     queue: VecDeque<Envelope>,
     outbox: VecDeque<Out>,
+    broker_auth: bool,
+    signals: Option<mpsc::Sender<SecuritySignal>>,
+    log_parser: broker_log::BrokerLogParser,
     /// Reconnect not before this instant (after an error).
     retry_at: Option<Instant>,
     /// Drop the connection at this instant so that the broker redelivers failed messages.
@@ -231,6 +254,9 @@ impl Runner {
             reconnect: Backoff::new(src.cfg.backoff_min, src.cfg.backoff_max),
             redeliver: Backoff::new(src.cfg.backoff_min, src.cfg.backoff_max),
             queue: VecDeque::with_capacity(usize::from(src.cfg.inflight)),
+            broker_auth: src.cfg.broker_auth,
+            signals: src.signals,
+            log_parser: broker_log::BrokerLogParser::default(),
             cfg: src.cfg,
             addr: src.addr,
             stats: src.stats,
@@ -325,6 +351,19 @@ async fn drive(
 }
 
 impl Runner {
+    fn on_broker_log(&mut self, payload: &[u8]) {
+        bump(&self.stats.broker_log_lines);
+        let Some(tx) = &self.signals else { return };
+        let text = String::from_utf8_lossy(payload);
+        for line in text.lines() {
+            if let Some(sig) = self.log_parser.parse(line)
+                && tx.try_send(sig).is_err()
+            {
+                bump(&self.stats.signals_dropped);
+            }
+        }
+    }
+
     fn on_step(&mut self, step: Step) {
         match step {
             Step::Connected { session_present } => self.on_connected(session_present),
@@ -340,6 +379,11 @@ impl Runner {
                     // A stale value replayed because we (re-)subscribed, not a new reading.
                     bump(&self.stats.retained_skipped);
                     debug!(topic = %topic, "mqtt retained message skipped");
+                    self.outbox.push_back(Out::Ack(conn, token));
+                    return;
+                }
+                if broker_log::is_log_topic(&topic) {
+                    self.on_broker_log(&payload);
                     self.outbox.push_back(Out::Ack(conn, token));
                     return;
                 }
@@ -362,6 +406,7 @@ impl Runner {
                 self.queue.push_back(Envelope {
                     source: Source::Mqtt,
                     format: route.format,
+                    authenticated: self.broker_auth && route.device_hint.is_some(),
                     device_hint: route.device_hint,
                     payload,
                     received: self.clock.now(),

@@ -56,6 +56,7 @@ fn obs(d: DeviceIdx, v: f64, at_s: i64) -> Observation {
         field: FieldIdx(0),
         value: Value::Number(v),
         time: Timestamp(T0 + at_s * 1000),
+        trust: beffroi_core::Trust::Unauthenticated,
     }
 }
 

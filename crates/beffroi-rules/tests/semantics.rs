@@ -27,6 +27,7 @@ fn obs(t: &Territory, dev: &str, field: u16, v: Value, at_s: i64) -> Observation
         field: FieldIdx(field),
         value: v,
         time: Timestamp(T0 + at_s * 1000),
+        trust: beffroi_core::Trust::Unauthenticated,
     }
 }
 

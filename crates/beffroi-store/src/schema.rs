@@ -11,7 +11,7 @@ use beffroi_engine::StoreError;
 use crate::error::Context;
 
 /// Migration `i` brings the database from version `i` to version `i + 1`.
-const MIGRATIONS: &[&str] = &[V1_INITIAL, V2_OPERATIONS, V3_EVENTS];
+const MIGRATIONS: &[&str] = &[V1_INITIAL, V2_OPERATIONS, V3_EVENTS, V4_TRUST];
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
@@ -137,6 +137,19 @@ CREATE INDEX crisis_log_crisis ON crisis_log (crisis_id);
 "#;
 
 /// Event mode: events declared through the API, and cancellations of any event.
+/// Device trust: the trust level each observation earned, and the anti-replay windows of
+/// signing devices (highest counter and 64-bit bitmap, stored as signed integers).
+const V4_TRUST: &str = r#"
+ALTER TABLE observations ADD COLUMN trust TEXT NOT NULL DEFAULT 'unauthenticated'
+    CHECK (trust IN ('unauthenticated', 'broker_authenticated', 'signed'));
+
+CREATE TABLE replay_windows (
+    device  TEXT    NOT NULL PRIMARY KEY,
+    highest INTEGER NOT NULL,
+    bitmap  INTEGER NOT NULL
+) WITHOUT ROWID, STRICT;
+"#;
+
 const V3_EVENTS: &str = r#"
 CREATE TABLE events (
     id           TEXT    NOT NULL PRIMARY KEY,

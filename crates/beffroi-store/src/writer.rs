@@ -130,6 +130,24 @@ impl Store for SqliteStore {
         for e in &batch.events {
             crate::events::upsert(&tx, e)?;
         }
+        if !batch.replay_windows.is_empty() {
+            let mut up = tx
+                .prepare_cached(
+                    "INSERT INTO replay_windows (device, highest, bitmap) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (device) DO UPDATE SET highest = excluded.highest,
+                                                        bitmap = excluded.bitmap",
+                )
+                .ctx("prepare replay window")?;
+            for w in &batch.replay_windows {
+                // u64 stored bit for bit in SQLite's i64.
+                up.execute(params![
+                    rows::device_id(t, w.device)?,
+                    w.highest as i64,
+                    w.bitmap as i64
+                ])
+                .ctx("write replay window")?;
+            }
+        }
 
         if !batch.rejections.is_empty() {
             let mut insert = tx
@@ -176,6 +194,36 @@ impl Store for SqliteStore {
 
     fn events(&mut self) -> Result<Vec<beffroi_core::Event>, StoreError> {
         crate::events::all(&self.conn)
+    }
+
+    fn replay_windows(&mut self) -> Result<Vec<beffroi_engine::trust::StoredWindow>, StoreError> {
+        let t = Arc::clone(&self.territory);
+        let mut st = self
+            .conn
+            .prepare("SELECT device, highest, bitmap FROM replay_windows")
+            .ctx("prepare replay windows")?;
+        let rows = st
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, i64>(2)?,
+                ))
+            })
+            .ctx("read replay windows")?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (device, highest, bitmap) = row.ctx("read replay window")?;
+            // A device no longer in the territory has no window to keep.
+            if let Some(d) = t.device_id(&device) {
+                out.push(beffroi_engine::trust::StoredWindow {
+                    device: d,
+                    highest: highest as u64,
+                    bitmap: bitmap as u64,
+                });
+            }
+        }
+        Ok(out)
     }
 
     /// Walks the (device, field) pairs along the primary key (one seek each, no scan) and
@@ -283,13 +331,13 @@ const ROWS_PER_INSERT: usize = 64;
 fn insert_observations_sql(rows: usize) -> String {
     let mut sql = String::from(
         "INSERT OR IGNORE INTO observations \
-         (device, field, time, value, value_bool, value_text, received) VALUES ",
+         (device, field, time, value, value_bool, value_text, received, trust) VALUES ",
     );
     for i in 0..rows {
         if i > 0 {
             sql.push_str(", ");
         }
-        sql.push_str("(?, ?, ?, ?, ?, ?, ?)");
+        sql.push_str("(?, ?, ?, ?, ?, ?, ?, ?)");
     }
     sql
 }
@@ -331,7 +379,7 @@ fn bind_observations(
     for (i, o) in observations.iter().enumerate() {
         let (device, field) = device_field(t, o.device, o.field)?;
         let (value, value_bool, value_text) = rows::value_columns(&o.value);
-        let at = i * 7;
+        let at = i * 8;
         let bound = (|| {
             stmt.raw_bind_parameter(at + 1, device)?;
             stmt.raw_bind_parameter(at + 2, field)?;
@@ -339,7 +387,8 @@ fn bind_observations(
             stmt.raw_bind_parameter(at + 4, value)?;
             stmt.raw_bind_parameter(at + 5, value_bool)?;
             stmt.raw_bind_parameter(at + 6, value_text)?;
-            stmt.raw_bind_parameter(at + 7, o.received.0)
+            stmt.raw_bind_parameter(at + 7, o.received.0)?;
+            stmt.raw_bind_parameter(at + 8, o.trust.as_str())
         })();
         bound.ctx("bind observation")?;
     }

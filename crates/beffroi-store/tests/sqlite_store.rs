@@ -99,6 +99,7 @@ fn level(device: &str, time: i64, value: f64) -> StoredObservation {
         value: Value::Number(value),
         time: Timestamp(time),
         received: Timestamp(time + 50),
+        trust: beffroi_core::Trust::Unauthenticated,
     }
 }
 
@@ -114,6 +115,7 @@ fn observations_of_every_type() -> Vec<StoredObservation> {
             value: Value::Bool(true),
             time: Timestamp(1_200),
             received: Timestamp(1_300),
+            trust: beffroi_core::Trust::Signed,
         },
         StoredObservation {
             device: a1,
@@ -121,6 +123,7 @@ fn observations_of_every_type() -> Vec<StoredObservation> {
             value: Value::Text("pseudo:7f3a".into()),
             time: Timestamp(1_200),
             received: Timestamp(1_300),
+            trust: beffroi_core::Trust::BrokerAuthenticated,
         },
     ]
 }
@@ -817,4 +820,69 @@ fn events_round_trip_and_a_cancellation_replaces_the_row() {
     assert_eq!(events[0], event("fete", Some(5_000)));
     assert_eq!(events[1].capacity, None);
     assert_eq!(events[1].origin, beffroi_core::EventOrigin::File);
+}
+
+#[test]
+fn trust_and_replay_windows_survive_a_reopen() {
+    use beffroi_engine::trust::StoredWindow;
+    let (_dir, path) = temp();
+    let t = territory();
+    let g1 = t.device_id("g1").expect("fixture");
+    let g2 = t.device_id("g2").expect("fixture");
+    {
+        let (mut store, _reader) = open(&path);
+        assert!(store.replay_windows().expect("read").is_empty());
+        let w = |device, highest, bitmap| StoredWindow {
+            device,
+            highest,
+            bitmap,
+        };
+        store
+            .write(&WriteBatch {
+                observations: observations_of_every_type(),
+                replay_windows: vec![w(g1, 5, 0b1011), w(g2, u64::MAX, u64::MAX)],
+                ..Default::default()
+            })
+            .expect("write");
+        // Upserted: the newer state replaces the older.
+        store
+            .write(&WriteBatch {
+                replay_windows: vec![w(g1, 70, 1)],
+                ..Default::default()
+            })
+            .expect("write");
+    }
+    let (mut store, reader) = open(&path);
+    let mut windows = store.replay_windows().expect("read");
+    windows.sort_by_key(|w| w.device);
+    assert_eq!(
+        windows,
+        vec![
+            StoredWindow {
+                device: g1,
+                highest: 70,
+                bitmap: 1
+            },
+            StoredWindow {
+                device: g2,
+                highest: u64::MAX,
+                bitmap: u64::MAX
+            },
+        ]
+    );
+    let a1 = t.device_id("a1").expect("fixture");
+    let mut trusts: Vec<_> = reader
+        .observations(a1, Timestamp(0), 10)
+        .expect("read")
+        .into_iter()
+        .map(|o| o.trust)
+        .collect();
+    trusts.sort();
+    assert_eq!(
+        trusts,
+        vec![
+            beffroi_core::Trust::BrokerAuthenticated,
+            beffroi_core::Trust::Signed
+        ]
+    );
 }

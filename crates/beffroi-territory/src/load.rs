@@ -3,8 +3,8 @@ use std::sync::Arc;
 
 use beffroi_core::geo::ring_centre;
 use beffroi_core::{
-    Commune, DataCategory, Device, DeviceKind, FieldSpec, FieldType, Point, Site, SiteKind,
-    Territory, Zone,
+    Commune, DataCategory, Device, DeviceKind, FieldSpec, FieldType, Point, Signing, Site,
+    SiteKind, Territory, Zone,
 };
 use serde::Deserialize;
 use toml::Spanned;
@@ -63,6 +63,9 @@ struct KindRaw {
     label: String,
     #[serde(default)]
     heartbeat: Option<String>,
+    /// Signed telemetry: "none" (default), "optional" or "required".
+    #[serde(default)]
+    signing: Option<String>,
     #[serde(default)]
     field: Vec<Spanned<FieldRaw>>,
 }
@@ -326,6 +329,20 @@ fn load_kinds(src: &SourceFile, t: &mut Territory, errors: &mut ConfigErrors) {
                 None
             }
         };
+        let signing = match k.signing.as_deref() {
+            None => Signing::None,
+            Some(s) => match Signing::parse(s) {
+                Some(s) => s,
+                None => {
+                    cx.err(
+                        at,
+                        "kind.signing",
+                        format!("unknown signing `{s}` (none, optional or required)"),
+                    );
+                    continue;
+                }
+            },
+        };
         let mut fields = Vec::new();
         for f in &k.field {
             let fat = f.span().start;
@@ -395,6 +412,7 @@ fn load_kinds(src: &SourceFile, t: &mut Territory, errors: &mut ConfigErrors) {
             label: k.label.as_str().into(),
             heartbeat,
             fields,
+            signing,
         }) {
             cx.err(at, "kind.id", e.to_string());
         }
@@ -708,6 +726,29 @@ mod tests {
             ),
             SourceFile::new("devices/c1.toml", devices),
         ]
+    }
+
+    #[test]
+    fn kind_signing_policy() {
+        let mut f = files("[[device]]\nid = \"d1\"\nkind = \"level\"\nsite = \"s1\"\n");
+        let t = load(&f).expect("valid");
+        assert_eq!(t.kinds[0].signing, Signing::None);
+        f[1] = SourceFile::new(
+            "kinds.toml",
+            f[1].text
+                .replace("heartbeat", "signing = \"required\"\nheartbeat"),
+        );
+        let t = load(&f).expect("valid");
+        assert_eq!(t.kinds[0].signing, Signing::Required);
+        f[1] = SourceFile::new(
+            "kinds.toml",
+            f[1].text.replace("\"required\"", "\"always\""),
+        );
+        let e = load(&f).expect_err("invalid").to_string();
+        assert!(
+            e.contains("kinds.toml:1") && e.contains("kind.signing"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -64,6 +64,11 @@ impl Mosquitto {
         self.port
     }
 
+    /// Process id of the broker (to send it SIGHUP so that it rereads its files).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn url(&self) -> String {
         format!("mqtt://127.0.0.1:{}", self.port)
     }

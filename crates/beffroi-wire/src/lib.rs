@@ -14,6 +14,7 @@
 pub mod chirpstack;
 pub mod plain;
 pub mod senml;
+pub mod signed;
 mod validate;
 
 use std::borrow::Cow;
@@ -90,10 +91,18 @@ pub enum RejectReason {
     OutOfRange,
     BadTime,
     Overload,
+    /// An unsigned message for a device whose kind requires signing.
+    Unsigned,
+    /// A signed envelope whose MAC does not verify (or no key is in force for its device).
+    BadSignature,
+    /// A signed envelope whose counter was already seen or is too old.
+    Replay,
+    /// On an authenticated broker, a message on one device's topic naming another device.
+    TopicMismatch,
 }
 
 impl RejectReason {
-    pub const ALL: [RejectReason; 8] = [
+    pub const ALL: [RejectReason; 12] = [
         RejectReason::Malformed,
         RejectReason::Oversized,
         RejectReason::UnknownDevice,
@@ -102,6 +111,10 @@ impl RejectReason {
         RejectReason::OutOfRange,
         RejectReason::BadTime,
         RejectReason::Overload,
+        RejectReason::Unsigned,
+        RejectReason::BadSignature,
+        RejectReason::Replay,
+        RejectReason::TopicMismatch,
     ];
     pub fn as_str(self) -> &'static str {
         match self {
@@ -113,6 +126,10 @@ impl RejectReason {
             RejectReason::OutOfRange => "out_of_range",
             RejectReason::BadTime => "bad_time",
             RejectReason::Overload => "overload",
+            RejectReason::Unsigned => "unsigned",
+            RejectReason::BadSignature => "bad_signature",
+            RejectReason::Replay => "replay",
+            RejectReason::TopicMismatch => "topic_mismatch",
         }
     }
     pub fn index(self) -> usize {

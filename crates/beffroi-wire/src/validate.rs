@@ -121,6 +121,7 @@ pub fn validate(
         field,
         value,
         time,
+        trust: beffroi_core::Trust::Unauthenticated,
     })
 }
 

@@ -71,6 +71,7 @@ fn territory(devices: usize) -> Result<Territory> {
             id: "water_level".into(),
             label: "Gauge".into(),
             heartbeat: Some(beffroi_core::Duration::from_mins(15)),
+            signing: beffroi_core::Signing::None,
             fields: vec![FieldSpec {
                 name: "level_m".into(),
                 unit: Some("m".into()),

@@ -6,8 +6,10 @@ mod bench;
 #[cfg(feature = "mqtt")]
 mod bench_mqtt;
 mod config;
+mod devices_cmd;
 #[cfg(feature = "mqtt")]
 mod mqtt;
+mod registry;
 mod reload;
 mod server;
 mod setup;
@@ -81,6 +83,9 @@ enum Command {
     /// Writes the accounts file: hash a password, add a user, add an API token.
     #[command(subcommand)]
     Users(accounts::UsersCommand),
+    /// Per-device credentials: list, issue, rotate, revoke, and the broker's
+    /// password and ACL files generated from them.
+    Devices(devices_cmd::Args),
 }
 
 fn init_tracing() {
@@ -145,6 +150,7 @@ fn main() -> ExitCode {
                             protocol: mqtt_protocol,
                             topics: None,
                             username: None,
+                            broker_auth: false,
                         }),
                         console,
                     },
@@ -186,6 +192,7 @@ fn main() -> ExitCode {
         Command::Simulate(args) => runtime().and_then(|rt| rt.block_on(simulate::run(args))),
         Command::Bench(args) => bench::run(args),
         Command::Users(cmd) => accounts::run(cmd),
+        Command::Devices(args) => devices_cmd::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -25,12 +25,25 @@ pub fn to_config(m: MqttSettings) -> MqttConfig {
         },
         username: m.username,
         password: std::env::var("BEFFROI_MQTT_PASSWORD").ok(),
+        broker_auth: m.broker_auth,
         ..MqttConfig::default()
     };
     if let Some(t) = m.topics {
         cfg.topics = t;
     }
     cfg
+}
+
+/// Forwards the broker feed's signals to the engine until the source stops.
+pub async fn forward_signals(
+    mut rx: tokio::sync::mpsc::Receiver<beffroi_core::SecuritySignal>,
+    engine: EngineHandle,
+) {
+    while let Some(sig) = rx.recv().await {
+        if engine.security_signal(sig).await.is_err() {
+            return;
+        }
+    }
 }
 
 pub async fn run(source: MqttSource, engine: EngineHandle, shutdown: CancellationToken) {
@@ -44,7 +57,7 @@ pub async fn run(source: MqttSource, engine: EngineHandle, shutdown: Cancellatio
 
 /// Exposes the source's counters in the engine's Prometheus registry.
 pub fn export_stats(stats: &MqttStats, metrics: &Metrics) {
-    let counters: [(&str, &str, &Arc<AtomicU64>); 6] = [
+    let counters: [(&str, &str, &Arc<AtomicU64>); 8] = [
         (
             "mqtt_connects",
             "Connections to the broker",
@@ -62,6 +75,16 @@ pub fn export_stats(stats: &MqttStats, metrics: &Metrics) {
             "mqtt_unknown_topics",
             "Messages on topics outside the layout",
             &stats.unknown_topics,
+        ),
+        (
+            "mqtt_broker_log_lines",
+            "Broker log messages read ($SYS/broker/log, with broker_auth)",
+            &stats.broker_log_lines,
+        ),
+        (
+            "mqtt_signals_dropped",
+            "Broker-feed security signals dropped: the engine's queue was full",
+            &stats.signals_dropped,
         ),
     ];
     metrics.with_registry(|r| {

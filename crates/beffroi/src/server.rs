@@ -106,6 +106,7 @@ async fn serve(
             .await?
             .with_context(|| format!("cannot open the store {}", db.display()))?
     };
+    let device_keys = crate::registry::load_device_keys(&opts.data_dir).await?;
     let engine = runner::start_with_events(
         Arc::clone(&territory),
         Arc::clone(&dep.rules),
@@ -117,6 +118,7 @@ async fn serve(
         EngineConfig {
             retention: opts.retention,
             operations: dep.operations.clone(),
+            device_keys: Arc::new(device_keys),
             ..EngineConfig::default()
         },
     )
@@ -164,8 +166,15 @@ async fn serve(
     }
     #[cfg(feature = "mqtt")]
     if let Some(m) = opts.mqtt {
-        let source = beffroi_mqtt::MqttSource::new(crate::mqtt::to_config(m))
+        let broker_auth = m.broker_auth;
+        let mut source = beffroi_mqtt::MqttSource::new(crate::mqtt::to_config(m))
             .context("invalid MQTT settings")?;
+        if broker_auth {
+            // Bounded: a burst of broker log lines beyond this is dropped and counted.
+            let (tx, rx) = tokio::sync::mpsc::channel(1024);
+            source = source.with_broker_feed(tx);
+            tasks.spawn(crate::mqtt::forward_signals(rx, handle.clone()));
+        }
         crate::mqtt::export_stats(&source.stats(), &metrics);
         tasks.spawn(crate::mqtt::run(source, handle.clone(), shutdown.clone()));
     }
@@ -173,6 +182,11 @@ async fn serve(
     if opts.mqtt.is_some() {
         anyhow::bail!("this binary was built without the `mqtt` feature");
     }
+    tasks.spawn(crate::registry::watch(
+        handle.clone(),
+        opts.data_dir.clone(),
+        shutdown.clone(),
+    ));
     if opts.simulate {
         tasks.spawn(loop_scenarios(
             dep.scenarios.clone(),
@@ -293,6 +307,7 @@ async fn loop_scenarios(
                     format: m.format,
                     device_hint: hint.map(Into::into),
                     payload: Bytes::from(m.payload),
+                    authenticated: false,
                     received: now,
                     ack: None,
                 };

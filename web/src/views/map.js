@@ -354,7 +354,8 @@ export function mount(el) {
           h('dt', t('device.kind')), h('dd', d.kind_label),
           h('dt', t('device.site')), h('dd', d.site),
           h('dt', t('device.commune')), h('dd', d.commune),
-          h('dt', t('device.state')), h('dd', h(`span.state.${d.state}`, t(`state.${d.state}`)))),
+          h('dt', t('device.state')), h('dd', h(`span.state.${d.state}`, t(`state.${d.state}`))),
+          h('dt', t('device.trust')), h('dd', d.trust ? t(`trust.${d.trust}`) : '—')),
         h('h4', t('device.history')), plot);
       chart = deviceChart(plot, d.recent);
       if (!chart) plot.append(h('p.muted', t('device.nohistory')));

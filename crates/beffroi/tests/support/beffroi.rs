@@ -25,7 +25,15 @@ pub struct MqttSettings {
     pub protocol: u8,
 }
 
+/// Broker authentication of the ingest: user, password, and `broker_auth = true`.
+#[derive(Clone, Debug)]
+pub struct BrokerAuth {
+    pub username: String,
+    pub password: String,
+}
+
 pub struct Beffroi {
+    broker_auth: Option<BrokerAuth>,
     child: Mutex<Option<Child>>,
     dir: tempfile::TempDir,
     port: AtomicU16,
@@ -48,7 +56,19 @@ impl Beffroi {
 
     /// Starts `beffroi serve` on the given deployment folder (laid out like `demo/`).
     pub fn start_with(mqtt: Option<MqttSettings>, deployment: Option<PathBuf>) -> Beffroi {
+        Self::start_full(mqtt, deployment, None, |_| ())
+    }
+
+    /// Starts `beffroi serve` with the ingest authenticated to the broker, after `prepare`
+    /// has run on the (empty) data folder — e.g. to issue device credentials.
+    pub fn start_full(
+        mqtt: Option<MqttSettings>,
+        deployment: Option<PathBuf>,
+        broker_auth: Option<BrokerAuth>,
+        prepare: impl FnOnce(&Path),
+    ) -> Beffroi {
         let b = Beffroi {
+            broker_auth,
             child: Mutex::new(None),
             dir: tempfile::tempdir().expect("temp dir for beffroi"),
             port: AtomicU16::new(0),
@@ -56,6 +76,7 @@ impl Beffroi {
             starts: AtomicU32::new(0),
             deployment,
         };
+        prepare(&b.data_dir());
         b.spawn_ready();
         b
     }
@@ -173,6 +194,12 @@ impl Beffroi {
                 "\n[mqtt]\nurl = \"{}\"\nclient_id = \"{}\"\nprotocol = {}\n",
                 m.url, m.client_id, m.protocol
             ));
+            if let Some(a) = &self.broker_auth {
+                text.push_str(&format!(
+                    "username = \"{}\"\nbroker_auth = true\n",
+                    a.username
+                ));
+            }
         }
         f.write_all(text.as_bytes()).expect("write beffroi.toml");
         path
@@ -188,13 +215,17 @@ impl Beffroi {
                 .expect("stdout log");
             let err = std::fs::File::create(self.dir.path().join(format!("stderr-{n}.log")))
                 .expect("stderr log");
-            let child = Command::new(env!("CARGO_BIN_EXE_beffroi"))
-                .arg("serve")
+            let mut cmd = Command::new(env!("CARGO_BIN_EXE_beffroi"));
+            cmd.arg("serve")
                 .arg("--config")
                 .arg(&config)
                 .env("BEFFROI_ADMIN_PASSWORD", ADMIN_PASSWORD)
                 .env("BEFFROI_LOG", "info")
-                .env_remove("BEFFROI_MQTT_PASSWORD")
+                .env_remove("BEFFROI_MQTT_PASSWORD");
+            if let Some(a) = &self.broker_auth {
+                cmd.env("BEFFROI_MQTT_PASSWORD", &a.password);
+            }
+            let child = cmd
                 .stdin(Stdio::null())
                 .stdout(out)
                 .stderr(err)
