@@ -18,6 +18,8 @@ pub struct StoredObservation {
     pub value: Value,
     pub time: Timestamp,
     pub received: Timestamp,
+    /// The device was quarantined: stored and shown, not fed to the rules.
+    pub quarantined: bool,
 }
 
 /// A refused input, kept so that nothing is silently dropped. Holds no payload bytes (they
@@ -42,6 +44,8 @@ pub struct WriteBatch {
     pub crises: Vec<CrisisChange>,
     /// Events declared or cancelled (upserted by id).
     pub events: Vec<std::sync::Arc<beffroi_core::Event>>,
+    /// Quarantine and release acts, appended to the quarantine log.
+    pub quarantine: Vec<crate::sentinel::QuarantineAct>,
 }
 
 impl WriteBatch {
@@ -52,6 +56,7 @@ impl WriteBatch {
             && self.units.is_empty()
             && self.crises.is_empty()
             && self.events.is_empty()
+            && self.quarantine.is_empty()
     }
     pub fn len(&self) -> usize {
         self.observations.len()
@@ -60,6 +65,7 @@ impl WriteBatch {
             + self.units.len()
             + self.crises.len()
             + self.events.len()
+            + self.quarantine.len()
     }
 }
 
@@ -125,6 +131,10 @@ pub trait Store: Send + 'static {
     fn events(&mut self) -> Result<Vec<beffroi_core::Event>, StoreError> {
         Ok(Vec::new())
     }
+    /// Every quarantine act, oldest first, to rebuild the quarantined set on start.
+    fn quarantine_log(&mut self) -> Result<Vec<crate::sentinel::QuarantineAct>, StoreError> {
+        Ok(Vec::new())
+    }
 }
 
 /// Reads, safe to call concurrently with the writer (blocking: use `spawn_blocking`).
@@ -149,4 +159,11 @@ pub trait StoreReader: Send + Sync + 'static {
     /// Incident log lines written at or after `since`, oldest first; the newest `limit`
     /// when there are more.
     fn log_since(&self, since: Timestamp, limit: usize) -> Result<Vec<HandoverEntry>, StoreError>;
+    /// The newest `limit` quarantine acts, oldest first.
+    fn quarantine_log(
+        &self,
+        _limit: usize,
+    ) -> Result<Vec<crate::sentinel::QuarantineAct>, StoreError> {
+        Ok(Vec::new())
+    }
 }

@@ -59,6 +59,7 @@ fn batch(devices: u32, size: usize, seq: &mut i64) -> WriteBatch {
                 value: Value::Number((n % 1000) as f64 / 100.0),
                 time,
                 received: time,
+                quarantined: false,
             }
         })
         .collect();

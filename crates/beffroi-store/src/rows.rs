@@ -113,7 +113,7 @@ pub(crate) fn value_columns(v: &Value) -> (Option<f64>, Option<bool>, Option<&st
 }
 
 /// Columns: `field, time, value, value_bool, value_text, received`.
-pub(crate) const OBSERVATION_COLUMNS: &str = "field, time, value, value_bool, value_text, received";
+pub(crate) const OBSERVATION_COLUMNS: &str = "field, time, value, value_bool, value_text, received, quarantined";
 
 /// An observation row of one device, as read.
 pub(crate) struct ObservationRow {
@@ -123,6 +123,7 @@ pub(crate) struct ObservationRow {
     pub(crate) value_bool: Option<bool>,
     pub(crate) value_text: Option<String>,
     pub(crate) received: i64,
+    pub(crate) quarantined: bool,
 }
 
 impl ObservationRow {
@@ -134,6 +135,7 @@ impl ObservationRow {
             value_bool: row.get(3)?,
             value_text: row.get(4)?,
             received: row.get(5)?,
+            quarantined: row.get(6)?,
         })
     }
 
@@ -159,6 +161,7 @@ impl ObservationRow {
             value,
             time: Timestamp(self.time),
             received: Timestamp(self.received),
+            quarantined: self.quarantined,
         })
     }
 }

@@ -99,6 +99,7 @@ fn level(device: &str, time: i64, value: f64) -> StoredObservation {
         value: Value::Number(value),
         time: Timestamp(time),
         received: Timestamp(time + 50),
+        quarantined: false,
     }
 }
 
@@ -114,6 +115,7 @@ fn observations_of_every_type() -> Vec<StoredObservation> {
             value: Value::Bool(true),
             time: Timestamp(1_200),
             received: Timestamp(1_300),
+            quarantined: false,
         },
         StoredObservation {
             device: a1,
@@ -121,6 +123,7 @@ fn observations_of_every_type() -> Vec<StoredObservation> {
             value: Value::Text("pseudo:7f3a".into()),
             time: Timestamp(1_200),
             received: Timestamp(1_300),
+            quarantined: false,
         },
     ]
 }
