@@ -47,6 +47,8 @@ pub struct EngineConfig {
     pub live_capacity: usize,
     /// Units, escalation delays and safeguard-plan roles of the deployment.
     pub operations: Operations,
+    /// Anomaly-detection thresholds and quarantine policy (`security.toml`).
+    pub security: crate::sentinel::SecurityConfig,
 }
 
 impl Default for EngineConfig {
@@ -58,6 +60,7 @@ impl Default for EngineConfig {
             retention: Some(beffroi_core::Duration::from_mins(60 * 24 * 30)),
             live_capacity: 4096,
             operations: Operations::default(),
+            security: crate::sentinel::SecurityConfig::default(),
         }
     }
 }
@@ -373,13 +376,14 @@ pub async fn start_with_events(
                 store.units()?,
                 store.crises()?,
                 store.events()?,
+                store.quarantine_log()?,
             ))
         })();
         (store, r)
     })
     .await
     .map_err(|e| StoreError::Backend(format!("restore task: {e}")))?;
-    let (incidents, max_id, last_seen, units, crises, stored_events) = restored?;
+    let (incidents, max_id, last_seen, units, crises, stored_events, quarantine) = restored?;
     let mut pipeline = Pipeline::new(
         Arc::clone(&territory),
         Arc::clone(&rules),
@@ -388,6 +392,7 @@ pub async fn start_with_events(
         start,
     );
     pipeline.set_operations(&cfg.operations, start);
+    pipeline.set_security_config(cfg.security.clone());
     let mut events = file_events;
     for e in stored_events {
         let id = e.id.clone();
@@ -412,6 +417,7 @@ pub async fn start_with_events(
         .map(|u| (u.id, u.status, u.updated_at))
         .collect();
     pipeline.restore_operations(&units, crises);
+    pipeline.restore_quarantine(quarantine);
     tracing::info!(
         active_incidents = restored_count,
         devices_seen = last_seen.len(),

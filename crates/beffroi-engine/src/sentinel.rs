@@ -17,7 +17,7 @@ use rustc_hash::{FxHashMap, FxHashSet};
 use serde::Deserialize;
 use toml::Spanned;
 
-pub use beffroi_sentinel::{Anomaly as SentinelAnomaly, Technique};
+pub use beffroi_sentinel::{Anomaly as SentinelAnomaly, Config as SecurityConfig, Technique};
 
 /// A quarantine or a release: who, when, why. Stored (`quarantine_log`) and replayed at
 /// start to rebuild the set.

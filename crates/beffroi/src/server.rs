@@ -60,6 +60,7 @@ pub async fn run(dep: Deployment, opts: RunOptions) -> Result<()> {
         EngineConfig {
             retention: opts.retention,
             operations: dep.operations.clone(),
+            security: dep.security.clone(),
             ..EngineConfig::default()
         },
     )
