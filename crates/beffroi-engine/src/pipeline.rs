@@ -209,6 +209,7 @@ impl Pipeline {
     ) -> Result<(), TransitionError> {
         self.book.reserve_ids_through(max_id);
         for (d, t) in last_seen {
+            self.sentinel.set_last_heard(*d, *t);
             self.eval.set_last_seen(*d, *t);
         }
         for inc in incidents {

@@ -72,6 +72,10 @@ impl SentinelGlue {
         }
     }
 
+    pub fn set_last_heard(&mut self, d: DeviceIdx, t: Timestamp) {
+        self.detect.set_last_heard(d, t);
+    }
+
     pub fn set_config(&mut self, config: Config) {
         self.detect.set_config(config);
     }

@@ -59,12 +59,18 @@ fn play(
     let step = Duration::from_secs(15);
     let mut offset = Duration::ZERO;
     let mut msgs = Vec::new();
+    let mut signals = Vec::new();
     let mut incidents = HashMap::new();
     let mut rejected = 0;
     while offset <= end {
         msgs.clear();
         player.drain_until(offset, &mut msgs);
         let mut out = Output::default();
+        signals.clear();
+        player.drain_signals_until(offset, &mut signals);
+        for (at, s) in &signals {
+            p.on_security_signal(s, start.plus(*at), &mut out);
+        }
         for m in msgs.drain(..) {
             let received = start.plus(m.offset);
             let hint = m

@@ -308,6 +308,8 @@ pub struct Sentinel {
     watched: Vec<DeviceIdx>,
     /// Upper bound on the maps keyed by transport-given strings (an attacker picks them).
     max_keys: usize,
+    /// First tick: a device never heard of counts as heard then.
+    started: Option<Timestamp>,
 }
 
 impl Sentinel {
@@ -333,6 +335,14 @@ impl Sentinel {
             identities: FxHashMap::default(),
             watched,
             max_keys: 100_000,
+            started: None,
+        }
+    }
+
+    /// When a device was last heard of before a restart (from the store).
+    pub fn set_last_heard(&mut self, d: DeviceIdx, t: Timestamp) {
+        if let Some(slot) = self.last_heard.get_mut(d.get()) {
+            *slot = Some(t);
         }
     }
 
@@ -622,6 +632,7 @@ impl Sentinel {
 
     /// Advances processing time: the cyber-silence scan.
     pub fn on_tick(&mut self, now: Timestamp, out: &mut Vec<Finding>) {
+        let started = *self.started.get_or_insert(now);
         if self.hot_sites.is_empty() || !self.enabled(Anomaly::Silence) {
             return;
         }
@@ -632,9 +643,7 @@ impl Sentinel {
             let dev = t.device(d);
             let kind = t.kind(dev.kind);
             let Some(hb) = kind.heartbeat else { continue };
-            let Some(last) = self.last_heard[d.get()] else {
-                continue;
-            };
+            let last = self.last_heard[d.get()].unwrap_or(started);
             let limit = Duration((hb.millis() as f64 * factor) as i64);
             let silent = now.since(last);
             if silent <= limit || self.devices[d.get()].silence_flagged {
