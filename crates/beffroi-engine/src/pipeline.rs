@@ -728,8 +728,7 @@ impl Pipeline {
             act.reason
         );
         let mut cleared = Vec::new();
-        self.eval
-            .forget_device(act.device, now, &why, &mut cleared);
+        self.eval.forget_device(act.device, now, &why, &mut cleared);
         let keys: Vec<_> = cleared.iter().map(|a| a.key.clone()).collect();
         self.alarms.extend(cleared);
         self.flush_alarms(out);
@@ -739,10 +738,18 @@ impl Pipeline {
             };
             if inc.status.is_open() && !inc.condition_active {
                 let id = inc.id;
-                for action in [IncidentAction::Comment(why.clone()), IncidentAction::Resolve] {
-                    match self.book.act(id, &action, &beffroi_core::Actor::System, now) {
+                for action in [
+                    IncidentAction::Comment(why.clone()),
+                    IncidentAction::Resolve,
+                ] {
+                    match self
+                        .book
+                        .act(id, &action, &beffroi_core::Actor::System, now)
+                    {
                         Ok(change) => self.record(change, now, out),
-                        Err(e) => tracing::warn!(error = %e, "quarantine could not resolve incident"),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "quarantine could not resolve incident")
+                        }
                     }
                 }
             }

@@ -118,8 +118,14 @@ impl SentinelGlue {
     }
 
     pub fn on_observation(&mut self, o: &Observation, received: Timestamp) {
-        self.detect
-            .on_observation(o.device, o.field, &o.value, o.time, received, &mut self.findings);
+        self.detect.on_observation(
+            o.device,
+            o.field,
+            &o.value,
+            o.time,
+            received,
+            &mut self.findings,
+        );
     }
 
     pub fn on_signal(&mut self, s: &SecuritySignal, at: Timestamp) {
@@ -253,17 +259,29 @@ pub fn parse_config(src: &SourceFile, territory: &Territory) -> Result<Config, C
             if x > 0.0 && x.is_finite() {
                 *slot = x;
             } else {
-                err(v.span().start, field, format!("{x} must be a positive number"));
+                err(
+                    v.span().start,
+                    field,
+                    format!("{x} must be a positive number"),
+                );
             }
         }
     };
-    positive(&file.silence_factor, "silence_factor", &mut cfg.silence_factor);
+    positive(
+        &file.silence_factor,
+        "silence_factor",
+        &mut cfg.silence_factor,
+    );
     positive(
         &file.neighbour_radius_m,
         "neighbour_radius_m",
         &mut cfg.neighbour_radius_m,
     );
-    positive(&file.flood_per_minute, "flood_per_minute", &mut cfg.flood_per_minute);
+    positive(
+        &file.flood_per_minute,
+        "flood_per_minute",
+        &mut cfg.flood_per_minute,
+    );
     positive(&file.flood_burst, "flood_burst", &mut cfg.flood_burst);
     let mut dur = |v: &Option<Spanned<String>>, field: &str, slot: &mut Duration| {
         if let Some(v) = v {
@@ -305,7 +323,11 @@ pub fn parse_config(src: &SourceFile, territory: &Territory) -> Result<Config, C
             }
         }
     };
-    anomalies(&file.auto_quarantine, "auto_quarantine", &mut cfg.auto_quarantine);
+    anomalies(
+        &file.auto_quarantine,
+        "auto_quarantine",
+        &mut cfg.auto_quarantine,
+    );
     anomalies(&file.disabled, "disabled", &mut cfg.disabled);
     for f in &file.flood {
         let at = f.span().start;
@@ -348,9 +370,19 @@ mod tests {
             "silence_factor = 1.0\nauto_quarantine = [\"nope\"]\n[[flood]]\nkind = \"ghost\"\nper_minute = 1.0\nburst = 1.0\n",
         );
         let e = parse_config(&bad, &t).expect_err("invalid");
-        let shown = e.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n");
-        assert!(shown.contains("security.toml:2") && shown.contains("nope"), "{shown}");
-        assert!(shown.contains("security.toml:3") && shown.contains("ghost"), "{shown}");
+        let shown = e
+            .iter()
+            .map(|e| e.to_string())
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert!(
+            shown.contains("security.toml:2") && shown.contains("nope"),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("security.toml:3") && shown.contains("ghost"),
+            "{shown}"
+        );
     }
 }
 
@@ -358,6 +390,8 @@ mod tests {
 pub fn device_ref_name(r: &beffroi_wire::DeviceRef<'_>) -> String {
     match r {
         beffroi_wire::DeviceRef::Id(id) => id.chars().take(64).collect(),
-        beffroi_wire::DeviceRef::DevEui(e) => format!("deveui:{}", e.chars().take(32).collect::<String>()),
+        beffroi_wire::DeviceRef::DevEui(e) => {
+            format!("deveui:{}", e.chars().take(32).collect::<String>())
+        }
     }
 }

@@ -338,7 +338,11 @@ impl Ctx<'_> {
             return;
         };
         if duration.is_some_and(|d| at > d) {
-            self.err(e.at.span().start, "security.at", "after the end of the scenario");
+            self.err(
+                e.at.span().start,
+                "security.at",
+                "after the end of the scenario",
+            );
             return;
         }
         let count = e.count.as_ref().map_or(1, |c| *c.get_ref());

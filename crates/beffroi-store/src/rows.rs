@@ -113,7 +113,8 @@ pub(crate) fn value_columns(v: &Value) -> (Option<f64>, Option<bool>, Option<&st
 }
 
 /// Columns: `field, time, value, value_bool, value_text, received`.
-pub(crate) const OBSERVATION_COLUMNS: &str = "field, time, value, value_bool, value_text, received, quarantined";
+pub(crate) const OBSERVATION_COLUMNS: &str =
+    "field, time, value, value_bool, value_text, received, quarantined";
 
 /// An observation row of one device, as read.
 pub(crate) struct ObservationRow {

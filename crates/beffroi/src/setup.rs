@@ -108,9 +108,8 @@ pub fn load_demo() -> Result<Deployment> {
     };
     let events = beffroi_engine::events::parse(&demo_file("events.toml")?, &territory, load_time())
         .map_err(|e| fail("the embedded demo events", e))?;
-    let security =
-        beffroi_engine::sentinel::parse_config(&demo_file("security.toml")?, &territory)
-            .map_err(|e| fail("the embedded demo security thresholds", e))?;
+    let security = beffroi_engine::sentinel::parse_config(&demo_file("security.toml")?, &territory)
+        .map_err(|e| fail("the embedded demo security thresholds", e))?;
     Ok(Deployment {
         security,
         territory: Arc::new(territory),
