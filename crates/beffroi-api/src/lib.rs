@@ -21,6 +21,7 @@ mod handlers;
 pub mod mapgrid;
 pub mod openapi;
 pub mod overview;
+pub mod security;
 pub mod units;
 
 use std::sync::Arc;
@@ -119,6 +120,12 @@ pub fn router(state: AppState) -> Router {
         .route("/events/{id}/cancel", post(events::cancel_event))
         .route("/map/clusters", get(console::map_clusters))
         .route("/territory/communes", get(console::communes_geojson));
+    // ---- Device quarantine (issue 4). Permission: `device.quarantine`. ----
+    let api = api
+        .route("/devices/{id}/quarantine", post(security::quarantine))
+        .route("/devices/{id}/release", post(security::release))
+        .route("/security/quarantine", get(security::quarantine_view));
+    // ---- end of device quarantine ----
     Router::new()
         .route("/healthz", get(handlers::healthz))
         .route("/metrics", get(handlers::metrics))

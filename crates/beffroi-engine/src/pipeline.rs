@@ -164,6 +164,11 @@ impl Pipeline {
     /// The units and crises as they are now.
     pub fn ops_snapshot(&self) -> OpsSnapshot {
         OpsSnapshot {
+            quarantined: {
+                let mut q: Vec<_> = self.sentinel.quarantined().cloned().collect();
+                q.sort_by_key(|a| a.device);
+                q
+            },
             units: self.units.units().to_vec(),
             crises: self.crises.all().cloned().collect(),
             roles: self.crises.roles().into(),

@@ -77,6 +77,8 @@ pub enum ActError {
     Unit(#[from] UnitError),
     #[error(transparent)]
     Crisis(#[from] CrisisError),
+    #[error(transparent)]
+    Quarantine(#[from] crate::sentinel::QuarantineError),
 }
 
 /// A command on the operations state (units, crises).
@@ -85,6 +87,12 @@ pub enum OpsCommand {
     UnitStatus { unit: String, status: UnitStatus },
     OpenCrisis(CrisisOpening),
     Crisis { id: CrisisId, cmd: CrisisCommand },
+    /// Quarantine (`true`) or release a device, with the analyst's reason.
+    Quarantine {
+        device: String,
+        quarantined: bool,
+        reason: String,
+    },
 }
 
 /// What an [`OpsCommand`] changed.
@@ -92,6 +100,7 @@ pub enum OpsCommand {
 pub enum OpsOutcome {
     Unit(Unit),
     Crisis(Arc<Crisis>),
+    Quarantine(crate::sentinel::QuarantineAct),
 }
 
 type OpsReply = (
@@ -535,7 +544,10 @@ async fn pipeline_loop(
                     }
             }
         }
-        if !job.out.batch.units.is_empty() || !job.out.batch.crises.is_empty() {
+        if !job.out.batch.units.is_empty()
+            || !job.out.batch.crises.is_empty()
+            || !job.out.batch.quarantine.is_empty()
+        {
             job.ops = Some(Arc::new(p.ops_snapshot()));
         }
         if !Arc::ptr_eq(p.rules(), &rules_tx.borrow()) {
@@ -625,6 +637,22 @@ fn handle_command(
                     .crisis_act(id, &cmd, &actor, now, out)
                     .map(OpsOutcome::Crisis)
                     .map_err(ActError::from),
+                OpsCommand::Quarantine {
+                    device,
+                    quarantined,
+                    reason,
+                } => {
+                    let who = match &actor {
+                        Actor::User(u) => u.to_string(),
+                        other => other.to_string(),
+                    };
+                    let r = if quarantined {
+                        p.quarantine(&device, &who, &reason, now, out)
+                    } else {
+                        p.release(&device, &who, &reason, now, out)
+                    };
+                    r.map(OpsOutcome::Quarantine).map_err(ActError::from)
+                }
             };
             job.ops_replies.push((reply, r));
         }
