@@ -87,12 +87,10 @@ impl IncidentDto {
             unit: i.owner.as_deref().map(Into::into),
             reminded_at: i.reminded_at.map(ts),
             escalated_at: i.escalated_at.map(ts),
-            technique: beffroi_engine::sentinel::technique_of_rule(&i.rule).map(|t| {
-                TechniqueDto {
-                    id: t.id.into(),
-                    name: t.name.into(),
-                    url: format!("https://attack.mitre.org/techniques/{}/", t.id),
-                }
+            technique: beffroi_engine::sentinel::technique_of_rule(&i.rule).map(|t| TechniqueDto {
+                id: t.id.into(),
+                name: t.name.into(),
+                url: format!("https://attack.mitre.org/techniques/{}/", t.id),
             }),
         }
     }

@@ -38,7 +38,12 @@ impl QuarantineActDto {
     fn from_core(a: &QuarantineAct, t: &Territory) -> Self {
         QuarantineActDto {
             device: t.device(a.device).id.to_string(),
-            action: if a.quarantined { "quarantine" } else { "release" }.into(),
+            action: if a.quarantined {
+                "quarantine"
+            } else {
+                "release"
+            }
+            .into(),
             actor: a.actor.to_string(),
             reason: a.reason.clone(),
             at: a.at.to_string(),
@@ -90,10 +95,7 @@ async fn act(
     // AUDIT: device.quarantine / device.release — the lead writes the audit record here
     // (actor, device, reason, outcome).
     match outcome {
-        OpsOutcome::Quarantine(a) => Ok(Json(QuarantineActDto::from_core(
-            &a,
-            &s.engine.territory,
-        ))),
+        OpsOutcome::Quarantine(a) => Ok(Json(QuarantineActDto::from_core(&a, &s.engine.territory))),
         _ => Err(ApiError::new(
             ErrorCode::StoreUnavailable,
             "unexpected answer of the engine",

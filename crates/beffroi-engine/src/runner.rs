@@ -84,9 +84,15 @@ pub enum ActError {
 /// A command on the operations state (units, crises).
 #[derive(Clone, Debug)]
 pub enum OpsCommand {
-    UnitStatus { unit: String, status: UnitStatus },
+    UnitStatus {
+        unit: String,
+        status: UnitStatus,
+    },
     OpenCrisis(CrisisOpening),
-    Crisis { id: CrisisId, cmd: CrisisCommand },
+    Crisis {
+        id: CrisisId,
+        cmd: CrisisCommand,
+    },
     /// Quarantine (`true`) or release a device, with the analyst's reason.
     Quarantine {
         device: String,
@@ -690,6 +696,7 @@ fn writer_loop(
             batch.units.append(&mut j.out.batch.units);
             batch.crises.append(&mut j.out.batch.crises);
             batch.events.append(&mut j.out.batch.events);
+            batch.quarantine.append(&mut j.out.batch.quarantine);
             purge_before = purge_before.max(j.purge_before);
             if let Some(s) = j.ops.take() {
                 snapshot = Some(s);
