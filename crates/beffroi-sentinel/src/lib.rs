@@ -119,18 +119,20 @@ impl Anomaly {
     /// Default severity of its incident.
     pub fn severity(self) -> Severity {
         match self {
-            Anomaly::Silence | Anomaly::ImpossibleJump | Anomaly::FirmwareChange => Severity::Major,
-            Anomaly::Flood
+            Anomaly::ClockSkew | Anomaly::Unregistered => Severity::Minor,
+            Anomaly::Silence
+            | Anomaly::Flood
+            | Anomaly::ImpossibleJump
             | Anomaly::Replay
             | Anomaly::BadSignature
             | Anomaly::TopicMismatch
             | Anomaly::BruteForce
+            | Anomaly::FirmwareChange
             | Anomaly::IdentityChange => Severity::Major,
-            Anomaly::ClockSkew | Anomaly::Unregistered => Severity::Minor,
         }
     }
 
-    /// A short English title (the console translates by rule id).
+    /// A short English title of its incident.
     pub fn title(self) -> &'static str {
         match self {
             Anomaly::Silence => "Device silenced while its neighbours raise an alarm",
