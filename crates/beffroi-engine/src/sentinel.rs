@@ -348,6 +348,16 @@ pub fn parse_config(src: &SourceFile, territory: &Territory) -> Result<Config, C
     errors.into_result(cfg)
 }
 
+/// The name an unknown device reference is reported under (bounded).
+pub fn device_ref_name(r: &beffroi_wire::DeviceRef<'_>) -> String {
+    match r {
+        beffroi_wire::DeviceRef::Id(id) => id.chars().take(64).collect(),
+        beffroi_wire::DeviceRef::DevEui(e) => {
+            format!("deveui:{}", e.chars().take(32).collect::<String>())
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -383,15 +393,5 @@ mod tests {
             shown.contains("security.toml:3") && shown.contains("ghost"),
             "{shown}"
         );
-    }
-}
-
-/// The name an unknown device reference is reported under (bounded).
-pub fn device_ref_name(r: &beffroi_wire::DeviceRef<'_>) -> String {
-    match r {
-        beffroi_wire::DeviceRef::Id(id) => id.chars().take(64).collect(),
-        beffroi_wire::DeviceRef::DevEui(e) => {
-            format!("deveui:{}", e.chars().take(32).collect::<String>())
-        }
     }
 }

@@ -285,6 +285,9 @@ pub fn impossible_jump(
     (next - prev).abs() > max_per_minute * minutes
 }
 
+/// A client's network identity as the broker saw it: client id and address.
+type NetIdentity = (Arc<str>, Option<Arc<str>>);
+
 #[derive(Default)]
 struct DeviceTrack {
     bucket: Option<TokenBucket>,
@@ -305,7 +308,7 @@ pub struct Sentinel {
     auth_by_client: FxHashMap<Arc<str>, SlidingWindow>,
     auth_by_address: FxHashMap<Arc<str>, SlidingWindow>,
     /// Known network identity per username: (client id, address).
-    identities: FxHashMap<Arc<str>, (Arc<str>, Option<Arc<str>>)>,
+    identities: FxHashMap<Arc<str>, NetIdentity>,
     /// Devices that have a heartbeat, for the silence scan.
     watched: Vec<DeviceIdx>,
     /// Upper bound on the maps keyed by transport-given strings (an attacker picks them).
@@ -568,7 +571,7 @@ impl Sentinel {
                 address,
             } => {
                 let Some(user) = username else { return };
-                let now: (Arc<str>, Option<Arc<str>>) = (
+                let now: NetIdentity = (
                     client_id.as_str().into(),
                     address.as_deref().map(Into::into),
                 );
