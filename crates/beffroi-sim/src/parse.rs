@@ -1250,4 +1250,53 @@ mod tests {
         assert_eq!(show(Duration(45_500)), "45.500s");
         assert_eq!(show(Duration::ZERO), "0s");
     }
+
+    #[test]
+    fn security_entries_expand_in_time_order_and_report_mistakes() {
+        let t = fixture::small();
+        let sc = parse(
+            &src(&format!(
+                "{HEAD}[[security]]\nat = \"2m\"\nsignal = \"auth_failure\"\ncount = 3\nevery = \"10s\"\nusernames = [\"a\", \"b\"]\naddress = \"192.0.2.1\"\n\n[[security]]\nat = \"1m\"\nsignal = \"replay\"\ndevice = \"g1\"\ncounter = 3\nlast = 9\n"
+            )),
+            &t,
+        )
+        .expect("valid");
+        use beffroi_core::SecuritySignal as S;
+        let got: Vec<_> = sc
+            .security
+            .iter()
+            .map(|(at, s)| (at.0 / 1000, s.clone()))
+            .collect();
+        let fail = |u: &str| S::AuthFailure {
+            client_id: u.into(),
+            username: Some(u.into()),
+            address: Some("192.0.2.1".into()),
+        };
+        assert_eq!(
+            got,
+            vec![
+                (
+                    60,
+                    S::Replay {
+                        device: "g1".into(),
+                        counter: 3,
+                        last: 9
+                    }
+                ),
+                (120, fail("a")),
+                (130, fail("b")),
+                (140, fail("a")),
+            ]
+        );
+        let e = errors(
+            "[[security]]\nat = \"1m\"\nsignal = \"teleport\"\n\n[[security]]\nat = \"1m\"\nsignal = \"replay\"\n\n[[security]]\nat = \"1m\"\nsignal = \"connected\"\ncount = 2\n",
+        );
+        assert!(
+            e.iter()
+                .any(|x| x.contains("security.signal") && x.contains("teleport")),
+            "{e:?}"
+        );
+        assert!(e.iter().any(|x| x.contains("security.device")), "{e:?}");
+        assert!(e.iter().any(|x| x.contains("security.every")), "{e:?}");
+    }
 }
