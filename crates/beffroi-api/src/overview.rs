@@ -217,13 +217,14 @@ pub struct MeDto {
 }
 
 /// Every permission; until access control lands, every user holds them all.
-pub const PERMISSIONS: [&str; 6] = [
+pub const PERMISSIONS: [&str; 7] = [
     "incident.act",
     "incident.assign",
     "unit.status",
     "crisis.manage",
     "event.manage",
     "supervise",
+    "device.quarantine",
 ];
 
 #[utoipa::path(get, path = "/api/v1/auth/me", responses((status = 200, body = MeDto)), security(("bearer" = [])))]
