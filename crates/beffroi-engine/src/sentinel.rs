@@ -361,7 +361,112 @@ pub fn device_ref_name(r: &beffroi_wire::DeviceRef<'_>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Source;
+    use crate::metrics::Metrics;
+    use crate::pipeline::{Output, Pipeline};
+    use beffroi_core::Status;
     use beffroi_core::territory::fixture;
+    use beffroi_wire::Format;
+
+    const T0: Timestamp = Timestamp(1_795_694_400_000);
+
+    fn pipeline(cfg: Config) -> (Pipeline, Arc<Territory>) {
+        let mut t = fixture::small();
+        t.kinds[0].fields[0].max_step_per_minute = Some(0.5);
+        let t = Arc::new(t);
+        let mut p = Pipeline::new(
+            Arc::clone(&t),
+            Arc::new(beffroi_rules::RuleSet::default()),
+            Vec::new(),
+            Arc::new(Metrics::new()),
+            T0,
+        );
+        p.set_security_config(cfg);
+        (p, t)
+    }
+
+    fn send(p: &mut Pipeline, dev: &str, level: f64, secs: i64, out: &mut Output) {
+        let at = T0.plus(Duration::from_secs(secs));
+        let body = format!(r#"{{"time": {}, "values": {{"level_m": {level}}}}}"#, at.0);
+        p.ingest(
+            Source::Http,
+            Format::Json,
+            Some(dev),
+            body.as_bytes(),
+            at,
+            out,
+        );
+    }
+
+    #[test]
+    fn an_unknown_device_raises_one_cyber_incident_with_its_technique() {
+        let (mut p, _) = pipeline(Config::default());
+        let mut out = Output::default();
+        send(&mut p, "ghost-gauge", 1.0, 0, &mut out);
+        send(&mut p, "ghost-gauge", 1.0, 60, &mut out);
+        let cyber: Vec<_> = p
+            .book()
+            .active()
+            .filter(|i| &*i.category == "cyber")
+            .collect();
+        assert_eq!(
+            cyber.len(),
+            1,
+            "deduplicated per subject × anomaly: {cyber:?}"
+        );
+        assert_eq!(&*cyber[0].rule, "cyber-unregistered");
+        assert_eq!(
+            cyber[0].key.as_str(),
+            "cyber-unregistered@device:ghost-gauge"
+        );
+        assert_eq!(
+            cyber[0].alarm_count, 1,
+            "a repeated finding joins the open incident"
+        );
+        assert!(cyber[0].condition_active);
+        assert!(cyber[0].evidence.contains("T0856"), "{}", cyber[0].evidence);
+        assert_eq!(
+            technique_of_rule(&cyber[0].rule).map(|t| t.id),
+            Some("T0856")
+        );
+    }
+
+    #[test]
+    fn the_policy_quarantines_a_device_on_a_chosen_anomaly() {
+        let mut cfg = Config::default();
+        cfg.auto_quarantine.insert(Anomaly::ImpossibleJump);
+        let (mut p, t) = pipeline(cfg);
+        let g1 = t.device_id("g1").expect("g1");
+        let mut out = Output::default();
+        send(&mut p, "g1", 1.0, 0, &mut out);
+        send(&mut p, "g1", 1.1, 120, &mut out);
+        assert!(!p.is_quarantined(g1));
+        send(&mut p, "g1", 6.0, 180, &mut out);
+        assert!(p.is_quarantined(g1));
+        let act = out.batch.quarantine.last().expect("logged");
+        assert_eq!(&*act.actor, "policy:impossible_jump");
+        assert!(act.reason.contains("6"), "{}", act.reason);
+        let inc = p
+            .book()
+            .active()
+            .find(|i| &*i.rule == "cyber-impossible_jump")
+            .expect("cyber incident");
+        assert_eq!(inc.status, Status::New);
+        // Later observations are stored, marked.
+        let mut out = Output::default();
+        send(&mut p, "g1", 6.0, 240, &mut out);
+        assert!(out.batch.observations.iter().all(|o| o.quarantined));
+        // Release is explicit, with a reason; the next observations are not marked.
+        assert_eq!(
+            p.release("g1", "ana", " ", T0, &mut out),
+            Err(QuarantineError::EmptyReason)
+        );
+        p.release("g1", "ana", "checked on site", T0, &mut out)
+            .expect("release");
+        let mut out = Output::default();
+        send(&mut p, "g1", 6.0, 300, &mut out);
+        assert!(out.batch.observations.iter().all(|o| !o.quarantined));
+    }
 
     #[test]
     fn security_toml_sets_thresholds_and_names_bad_lines() {
