@@ -60,6 +60,8 @@ pub struct Metrics {
     pub observations_purged: Counter,
     /// Security signals raised by the edges, per kind.
     pub security_signals: Family<KindLabel, Counter>,
+    /// Security signals dropped because the engine's command queue was full.
+    pub security_signals_dropped: Counter,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -112,6 +114,7 @@ impl Metrics {
             log_suppressed: Counter::default(),
             observations_purged: Counter::default(),
             security_signals: Family::default(),
+            security_signals_dropped: Counter::default(),
             registry: Mutex::new(Registry::default()),
         };
         r.register(
@@ -186,6 +189,11 @@ impl Metrics {
             "security_signals",
             "Security signals raised by the broker feed and signature checks, per kind",
             m.security_signals.clone(),
+        );
+        r.register(
+            "security_signals_dropped",
+            "Security signals dropped because the engine's command queue was full",
+            m.security_signals_dropped.clone(),
         );
         *m.registry.lock().unwrap_or_else(|p| p.into_inner()) = r;
         m

@@ -139,6 +139,8 @@ enum Command {
         event: Box<beffroi_rules::EventRules>,
         reply: oneshot::Sender<Result<EventView, EventError>>,
     },
+    /// A security signal from an edge (broker feed, simulator) for anomaly detection.
+    Security(beffroi_core::SecuritySignal),
     CancelEvent {
         id: String,
         actor: String,
@@ -309,6 +311,19 @@ impl EngineHandle {
     /// Units and crises as of the last commit.
     pub fn ops(&self) -> Arc<OpsSnapshot> {
         Arc::clone(&self.ops.borrow())
+    }
+
+    /// Hands a security signal to anomaly detection. Never waits: when the command queue
+    /// is full the signal is dropped and counted (`security_signals_dropped`); returns
+    /// whether it was queued.
+    pub fn security_signal(&self, signal: beffroi_core::SecuritySignal) -> bool {
+        match self.commands.try_send(Command::Security(signal)) {
+            Ok(()) => true,
+            Err(_) => {
+                self.metrics.security_signals_dropped.inc();
+                false
+            }
+        }
     }
 
     /// Applies a command on units or crises; returns once the change is durable.
@@ -622,6 +637,9 @@ fn handle_command(
         Command::CancelEvent { id, actor, reply } => {
             let r = p.cancel_event(&id, &actor, clock.now(), &mut job.out);
             job.event_replies.push((reply, r));
+        }
+        Command::Security(signal) => {
+            p.on_security_signal(&signal, clock.now(), &mut job.out);
         }
         Command::ReplaceOperations(units, escalation) => {
             tracing::info!(units = units.len(), "units and escalation delays replaced");
