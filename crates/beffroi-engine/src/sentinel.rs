@@ -152,6 +152,11 @@ impl SentinelGlue {
     /// [`SentinelGlue::take_auto_quarantine`].
     pub fn drain(&mut self, alarms: &mut Vec<Alarm>) {
         for f in std::mem::take(&mut self.findings) {
+            // A finding about no registered device is placed at the first site; a
+            // territory without sites has nowhere to put it (it is still counted).
+            if matches!(f.subject, Subject::Other(_)) && self.territory.sites.is_empty() {
+                continue;
+            }
             if let Subject::Device(d) = f.subject
                 && self.detect.config().auto_quarantine.contains(&f.anomaly)
                 && !self.quarantined.contains_key(&d)

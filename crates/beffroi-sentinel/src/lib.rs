@@ -644,22 +644,43 @@ impl Sentinel {
         let t = Arc::clone(&self.territory);
         let factor = self.config.silence_factor;
         let radius = self.config.neighbour_radius_m;
+        let limit_of = |d: DeviceIdx| {
+            t.kind(t.device(d).kind)
+                .heartbeat
+                .map(|hb| Duration((hb.millis() as f64 * factor) as i64))
+        };
+        // Devices at a site with a raised condition that still report: usually few, so the
+        // silent devices are compared with them only (not with their whole kind).
+        let hot: Vec<DeviceIdx> = self
+            .watched
+            .iter()
+            .copied()
+            .filter(|&n| {
+                self.hot_sites.contains_key(&t.device(n).site)
+                    && limit_of(n).is_some_and(|limit| {
+                        self.last_heard[n.get()].is_some_and(|h| now.since(h) <= limit)
+                    })
+            })
+            .collect();
+        if hot.is_empty() {
+            return;
+        }
         for &d in &self.watched {
             let dev = t.device(d);
-            let kind = t.kind(dev.kind);
-            let Some(hb) = kind.heartbeat else { continue };
+            let Some(hb) = t.kind(dev.kind).heartbeat else {
+                continue;
+            };
+            let Some(limit) = limit_of(d) else { continue };
             let last = self.last_heard[d.get()].unwrap_or(started);
-            let limit = Duration((hb.millis() as f64 * factor) as i64);
             let silent = now.since(last);
             if silent <= limit || self.devices[d.get()].silence_flagged {
                 continue;
             }
             // A neighbour of the same kind still reports and has raised a condition.
-            let hot = t.devices_of_kind(dev.kind).iter().find(|&&n| {
+            let hot = hot.iter().find(|&&n| {
                 n != d
-                    && self.hot_sites.contains_key(&t.device(n).site)
+                    && t.device(n).kind == dev.kind
                     && t.device(n).position.distance_m(&dev.position) <= radius
-                    && self.last_heard[n.get()].is_some_and(|h| now.since(h) <= limit)
             });
             if let Some(&n) = hot {
                 self.devices[d.get()].silence_flagged = true;

@@ -328,3 +328,28 @@ proptest! {
         prop_assert!(out.is_empty());
     }
 }
+
+proptest! {
+    /// A device that keeps reporting within heartbeat × factor is never flagged silent,
+    /// however hot its neighbours are.
+    #[test]
+    fn a_device_that_reports_in_time_is_never_flagged_silent(gaps in proptest::collection::vec(1i64..=900, 1..100)) {
+        let (mut s, t) = sentinel();
+        let (g1, g2) = (dev(&t, "g1"), dev(&t, "g2"));
+        s.on_operational(t.device(g2).site, true);
+        let mut out = Vec::new();
+        let mut now = 0;
+        level(&mut s, g1, 1.0, now, &mut out);
+        for g in gaps {
+            // Ticks every minute in between; heartbeat 10 min × 1.5 = 15 min.
+            for m in 1..=(g / 60) {
+                level(&mut s, g2, 1.0, now + m * 60, &mut out);
+                s.on_tick(at(now + m * 60), &mut out);
+            }
+            now += g;
+            level(&mut s, g1, 1.0, now, &mut out);
+            s.on_tick(at(now), &mut out);
+        }
+        prop_assert!(out.is_empty(), "{:?}", out);
+    }
+}
