@@ -934,6 +934,14 @@ PROCEDURES = [
         "Si l'équipement est critique (station de crue, caméra de voie), mettre en place une surveillance de substitution",
         "Signaler au RSSI en cas de suspicion d'attaque (silences multiples, valeurs impossibles) et tracer dans la main courante",
     ]),
+    ("cyber", "Fiche réflexe — anomalie de sécurité sur un objet connecté", [
+        ("Qualifier l'anomalie avec l'analyste sécurité : preuves, technique ATT&CK suggérée, autres objets touchés", "15m"),
+        "Si les mesures de l'objet sont douteuses : le mettre en quarantaine (motif obligatoire) et vérifier que ses alarmes tombent",
+        "Confirmer la situation réelle par une autre source (capteur voisin, caméra, patrouille)",
+        "Révoquer ou renouveler l'identifiant de l'objet si son compte est compromis ; prévenir le mainteneur",
+        "Prévenir le RSSI et, si nécessaire, l'ANSSI / le CERT ; tracer chaque décision dans la main courante",
+        "Lever la quarantaine explicitement, avec le motif, une fois l'objet vérifié",
+    ]),
 ]
 
 
