@@ -398,14 +398,19 @@ impl Pipeline {
             }
         };
         self.obs.clear();
+        let mut unknown: Option<String> = None;
         for r in &records {
             match beffroi_wire::validate(&self.territory, r, received) {
                 Ok(o) => self.obs.push(o),
                 Err(rej) => {
+                    // One signal per unknown device per payload (a pack repeats the name).
                     if rej.reason == RejectReason::UnknownDevice {
                         let device = crate::sentinel::device_ref_name(&r.device);
-                        let signal = beffroi_core::SecuritySignal::Unregistered { device };
-                        self.on_security_signal(&signal, received, out);
+                        if unknown.as_deref() != Some(device.as_str()) {
+                            unknown = Some(device.clone());
+                            let signal = beffroi_core::SecuritySignal::Unregistered { device };
+                            self.on_security_signal(&signal, received, out);
+                        }
                     }
                     self.reject(source, rej.clone(), received, out);
                     result.rejected.push(rej);
