@@ -263,8 +263,13 @@ KINDS = [
     ("camera_health", "Video-protection camera health", "5m",
      [("online", "bool", None, None, None, "technical"),
       ("tamper", "bool", None, None, None, "technical"),
-      ("fps", "number", "fps", 0.0, 120.0, "technical")]),
+      ("fps", "number", "fps", 0.0, 120.0, "technical"),
+      ("firmware", "text", None, None, None, "technical")]),
 ]
+
+# Largest physically possible change per minute of a field (anomaly detection flags a
+# faster jump as a spoofed value): a river does not rise 50 cm in a minute.
+MAX_STEP_PER_MINUTE = {("water_level", "level_m"): 0.5}
 
 KIND_SHORT = {
     "water_level": "gauge", "rain_gauge": "rain", "fire_panel": "fire",
@@ -664,12 +669,15 @@ def write_territory(t: Territory, out: Path):
         parts.append("\n" + table("[[zone]]", z))
     (out / "territory.toml").write_text("".join(parts), encoding="utf-8")
 
-    parts = [GENERATED, "# Device kinds: fields, units, physical ranges, heartbeat, data category.\n"]
+    parts = [GENERATED, "# Device kinds: fields, units, physical ranges, heartbeat, data category,\n"
+             "# max_step_per_minute (fastest physical change, for anomaly detection).\n"]
     for kid, label, hb, fields in KINDS:
         parts.append("\n" + table("[[kind]]", {"id": kid, "label": label, "heartbeat": hb}))
         for fname, ftype, unit, lo, hi, cat in fields:
             parts.append(table("[[kind.field]]", {"name": fname, "unit": unit, "type": ftype,
-                                                  "min": lo, "max": hi, "category": cat}))
+                                                  "min": lo, "max": hi, "category": cat,
+                                                  "max_step_per_minute":
+                                                  MAX_STEP_PER_MINUTE.get((kid, fname))}))
     (out / "kinds.toml").write_text("".join(parts), encoding="utf-8")
 
     def fc(features):
@@ -925,6 +933,14 @@ PROCEDURES = [
         "Prévenir l'astreinte technique / le mainteneur pour une intervention",
         "Si l'équipement est critique (station de crue, caméra de voie), mettre en place une surveillance de substitution",
         "Signaler au RSSI en cas de suspicion d'attaque (silences multiples, valeurs impossibles) et tracer dans la main courante",
+    ]),
+    ("cyber", "Fiche réflexe — anomalie de sécurité sur un objet connecté", [
+        ("Qualifier l'anomalie avec l'analyste sécurité : preuves, technique ATT&CK suggérée, autres objets touchés", "15m"),
+        "Si les mesures de l'objet sont douteuses : le mettre en quarantaine (motif obligatoire) et vérifier que ses alarmes tombent",
+        "Confirmer la situation réelle par une autre source (capteur voisin, caméra, patrouille)",
+        "Révoquer ou renouveler l'identifiant de l'objet si son compte est compromis ; prévenir le mainteneur",
+        "Prévenir le RSSI et, si nécessaire, l'ANSSI / le CERT ; tracer chaque décision dans la main courante",
+        "Lever la quarantaine explicitement, avec le motif, une fois l'objet vérifié",
     ]),
 ]
 

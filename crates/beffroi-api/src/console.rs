@@ -193,6 +193,24 @@ pub async fn map_clusters(
     let index = Arc::clone(&s.map);
     let territory = Arc::clone(&s.engine.territory);
     let states = s.board.snapshot();
+    // Quarantined devices show as such unless the rules still see them in alarm or silent.
+    let quarantined: Vec<bool> = {
+        let mut q = vec![false; states.len()];
+        for a in &s.engine.ops().quarantined {
+            if let Some(slot) = q.get_mut(a.device.get()) {
+                *slot = true;
+            }
+        }
+        q
+    };
+    let state_of = move |i: usize| {
+        let st = states.get(i).copied().map_or(MapState::Normal, map_state);
+        if st == MapState::Normal && quarantined.get(i).copied().unwrap_or(false) {
+            MapState::Quarantined
+        } else {
+            st
+        }
+    };
     let scope = c.scope.clone();
     // About a millisecond for 100,000 devices, off the async workers all the same.
     let dto = blocking(move || {
@@ -201,7 +219,7 @@ pub async fn map_clusters(
             &index,
             zoom,
             &bbox,
-            |i| states.get(i).copied().map_or(MapState::Normal, map_state),
+            &state_of,
             |i| {
                 scope.is_territory()
                     || scope.holds(
@@ -211,7 +229,7 @@ pub async fn map_clusters(
             },
         )
         .map_err(|e| bad(e.to_string()))?;
-        Ok(clusters_dto(&grid, &index, &territory, &states))
+        Ok(clusters_dto(&grid, &index, &territory, &state_of))
     })
     .await?;
     Ok(([(header::CONTENT_TYPE, "application/geo+json")], Json(dto)).into_response())
@@ -232,7 +250,7 @@ fn clusters_dto(
     g: &mapgrid::Grid,
     index: &mapgrid::MapIndex,
     t: &beffroi_core::Territory,
-    states: &[DeviceState],
+    state_of: &dyn Fn(usize) -> MapState,
 ) -> MapClustersDto {
     let mut features = Vec::with_capacity(g.clusters.len() + g.singles.len());
     for c in &g.clusters {
@@ -258,7 +276,7 @@ fn clusters_dto(
         let (Some(d), Some((lon, lat))) = (t.devices.get(i), index.position(i)) else {
             continue;
         };
-        let state = states.get(i).copied().map_or(MapState::Normal, map_state);
+        let state = state_of(i);
         features.push(feature(
             lon,
             lat,

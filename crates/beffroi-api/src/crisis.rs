@@ -231,7 +231,7 @@ async fn command(s: &AppState, user: String, cmd: OpsCommand) -> Result<Json<Cri
         .map_err(|e| ops_error(&e))?
     {
         OpsOutcome::Crisis(c) => detail(s, c).await,
-        OpsOutcome::Unit(_) => Err(ApiError::new(
+        OpsOutcome::Unit(_) | OpsOutcome::Quarantine(_) => Err(ApiError::new(
             ErrorCode::StoreUnavailable,
             "unexpected answer of the engine",
         )),

@@ -42,6 +42,19 @@ pub struct IncidentDto {
     pub reminded_at: Option<String>,
     /// When the unacknowledged incident was escalated to the supervisor.
     pub escalated_at: Option<String>,
+    /// For a `cyber` incident: the MITRE ATT&CK for ICS technique its anomaly suggests.
+    pub technique: Option<TechniqueDto>,
+}
+
+/// A MITRE ATT&CK for ICS technique.
+#[derive(Serialize, ToSchema)]
+pub struct TechniqueDto {
+    /// e.g. `T0856`
+    pub id: String,
+    /// e.g. `Spoof Reporting Message`
+    pub name: String,
+    /// `https://attack.mitre.org/techniques/T0856/`
+    pub url: String,
 }
 
 impl IncidentDto {
@@ -74,6 +87,11 @@ impl IncidentDto {
             unit: i.owner.as_deref().map(Into::into),
             reminded_at: i.reminded_at.map(ts),
             escalated_at: i.escalated_at.map(ts),
+            technique: beffroi_engine::sentinel::technique_of_rule(&i.rule).map(|t| TechniqueDto {
+                id: t.id.into(),
+                name: t.name.into(),
+                url: format!("https://attack.mitre.org/techniques/{}/", t.id),
+            }),
         }
     }
 }
@@ -223,6 +241,8 @@ pub struct DeviceDto {
     pub position: [f64; 2],
     /// normal | alarm | silent
     pub state: String,
+    /// In quarantine: its observations are stored and shown but reach no rule.
+    pub quarantined: bool,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -234,6 +254,8 @@ pub struct ObservationDto {
     pub time: String,
     /// signed | broker_authenticated | unauthenticated
     pub trust: String,
+    /// Received while the device was quarantined (not fed to the rules).
+    pub quarantined: bool,
 }
 
 #[derive(Serialize, ToSchema)]

@@ -492,6 +492,12 @@ fn device_dto(s: &AppState, d: DeviceIdx) -> DeviceDto {
         commune: t.commune(site.commune).id.to_string(),
         position: [dev.position.lon, dev.position.lat],
         state: s.board.state(d).as_str().into(),
+        quarantined: s
+            .engine
+            .ops()
+            .quarantined
+            .binary_search_by_key(&d, |a| a.device)
+            .is_ok(),
     }
 }
 
@@ -571,6 +577,7 @@ pub async fn get_device(
                     unit: spec.unit.as_deref().map(Into::into),
                     time: o.time.to_string(),
                     trust: o.trust.as_str().to_string(),
+                    quarantined: o.quarantined,
                 }
             })
             .collect(),

@@ -24,6 +24,7 @@ pub mod openapi;
 pub mod overview;
 pub mod routes;
 pub mod totp;
+pub mod security;
 pub mod units;
 pub mod users;
 

@@ -21,6 +21,7 @@ use crate::{crisis, handlers, overview, units};
         crisis::open_crisis, crisis::list_crises, crisis::get_crisis, crisis::crisis_log,
         crisis::crisis_level, crisis::crisis_role, crisis::close_crisis, crisis::crisis_report,
         crate::console::map_clusters, crate::console::communes_geojson,
+        crate::security::quarantine, crate::security::release, crate::security::quarantine_view,
     ),
     components(schemas(
         IncidentDto, IncidentDetailDto, SopDto, SopStepDto, LogEntryDto, ActionRequest,
@@ -36,6 +37,8 @@ use crate::{crisis, handlers, overview, units};
         crate::console::MapClustersDto, crate::console::MapFeatureDto, crate::console::MapGeometryDto,
         crate::console::MapPropertiesDto, crate::console::MapClusterPropsDto, crate::console::MapDevicePropsDto,
         crate::console::MapStateCountsDto,
+        crate::dto::TechniqueDto, crate::security::QuarantineRequest,
+        crate::security::QuarantineActDto, crate::security::QuarantineViewDto,
     )),
     modifiers(&Bearer),
 )]

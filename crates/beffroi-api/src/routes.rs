@@ -36,7 +36,7 @@ use beffroi_core::{AuditOutcome, AuditRecord, CommuneIdx, IncidentId};
 use crate::access::{CYBER, Permission, Principal, Scope};
 use crate::auth::{Credential, csrf_matches};
 use crate::error::{ApiError, ErrorCode};
-use crate::{AppState, console, crisis, events, handlers, overview, units};
+use crate::{AppState, console, crisis, events, handlers, overview, security, units};
 
 /// What kind of object an `{id}` names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -115,6 +115,9 @@ pub static ROUTES: &[RouteSpec] = &[
     route!(GET "/api/v1/rules", Allow(P::TerritoryRead, Global), "", handlers::rules),
     route!(GET "/api/v1/devices", Allow(P::DeviceRead, Filtered), "", handlers::list_devices),
     route!(GET "/api/v1/devices/{id}", Allow(P::DeviceRead, Object(O::Device)), "", handlers::get_device),
+    route!(POST "/api/v1/devices/{id}/quarantine", Allow(P::DeviceQuarantine, Object(O::Device)), "device.quarantine", security::quarantine),
+    route!(POST "/api/v1/devices/{id}/release", Allow(P::DeviceQuarantine, Object(O::Device)), "device.release", security::release),
+    route!(GET "/api/v1/security/quarantine", Allow(P::DeviceQuarantine, Filtered), "", security::quarantine_view),
     route!(POST "/api/v1/devices/{id}/observations", Allow(P::ObservationWrite, Object(O::Device)), "observation.ingest", handlers::post_device_observations),
     route!(POST "/api/v1/observations", Allow(P::ObservationWrite, Territory), "observation.ingest", handlers::post_observations),
     route!(GET "/api/v1/rejections", Allow(P::RejectionRead, Territory), "", handlers::rejections),

@@ -158,7 +158,7 @@ pub async fn set_unit_status(
         .map_err(|e| ops_error(&e))?;
     match outcome {
         OpsOutcome::Unit(u) => Ok(Json(UnitDto::from_core(&u, &s.engine.territory))),
-        OpsOutcome::Crisis(_) => Err(ApiError::new(
+        OpsOutcome::Crisis(_) | OpsOutcome::Quarantine(_) => Err(ApiError::new(
             ErrorCode::StoreUnavailable,
             "unexpected answer of the engine",
         )),

@@ -75,6 +75,9 @@ pub struct FieldSpec {
     pub min: Option<f64>,
     pub max: Option<f64>,
     pub category: DataCategory,
+    /// Largest physically possible change per minute (numbers only): a faster jump is an
+    /// anomaly for the sentinel (`max_step_per_minute` in the kinds file).
+    pub max_step_per_minute: Option<f64>,
 }
 
 #[derive(Clone, Debug)]
@@ -415,6 +418,7 @@ pub mod fixture {
                     min: Some(0.0),
                     max: Some(10.0),
                     category: DataCategory::Technical,
+                    max_step_per_minute: None,
                 }],
             })
             .expect("fresh id");
@@ -432,6 +436,7 @@ pub mod fixture {
                         min: None,
                         max: None,
                         category: DataCategory::Technical,
+                        max_step_per_minute: None,
                     },
                     FieldSpec {
                         name: "badge".into(),
@@ -440,6 +445,7 @@ pub mod fixture {
                         min: None,
                         max: None,
                         category: DataCategory::Personal,
+                        max_step_per_minute: None,
                     },
                 ],
             })

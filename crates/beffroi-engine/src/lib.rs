@@ -20,6 +20,7 @@ pub mod operations;
 pub mod pipeline;
 pub mod procedures;
 pub mod runner;
+pub mod sentinel;
 pub mod store;
 pub mod trust;
 

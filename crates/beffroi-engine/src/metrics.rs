@@ -60,6 +60,8 @@ pub struct Metrics {
     pub observations_purged: Counter,
     /// Security signals raised by the edges, per kind.
     pub security_signals: Family<KindLabel, Counter>,
+    /// Security signals dropped because the engine's command queue was full.
+    pub security_signals_dropped: Counter,
     /// Observations accepted, per trust level.
     pub observations_by_trust: Family<TrustLabel, Counter>,
 }
@@ -120,6 +122,7 @@ impl Metrics {
             observations_purged: Counter::default(),
             security_signals: Family::default(),
             observations_by_trust: Family::default(),
+            security_signals_dropped: Counter::default(),
             registry: Mutex::new(Registry::default()),
         };
         r.register(
@@ -204,6 +207,11 @@ impl Metrics {
             "observations_trust",
             "Observations accepted, per trust level (signed, broker_authenticated, unauthenticated)",
             m.observations_by_trust.clone(),
+        );
+        r.register(
+            "security_signals_dropped",
+            "Security signals dropped because the engine's command queue was full",
+            m.security_signals_dropped.clone(),
         );
         *m.registry.lock().unwrap_or_else(|p| p.into_inner()) = r;
         m

@@ -29,6 +29,8 @@ pub struct OpsSnapshot {
     /// Every crisis, oldest first.
     pub crises: Vec<Arc<Crisis>>,
     pub roles: Arc<[RoleSpec]>,
+    /// Devices in quarantine, with the act that put each there (by device index).
+    pub quarantined: Vec<crate::sentinel::QuarantineAct>,
 }
 
 impl OpsSnapshot {

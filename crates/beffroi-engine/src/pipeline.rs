@@ -94,6 +94,8 @@ pub struct Pipeline {
     events_clock: Timestamp,
     /// Signed envelopes, replay windows, signing policy and topic binding.
     trust: TrustGate,
+    /// Anomaly detection and quarantine (`crate::sentinel`).
+    sentinel: crate::sentinel::SentinelGlue,
 }
 
 impl Pipeline {
@@ -105,7 +107,12 @@ impl Pipeline {
         start: Timestamp,
     ) -> Self {
         metrics.rules_loaded.set(rules.len() as i64);
+        let sentinel = crate::sentinel::SentinelGlue::new(
+            Arc::clone(&territory),
+            beffroi_sentinel::Config::default(),
+        );
         Pipeline {
+            sentinel,
             base_rules: Arc::clone(&rules),
             events: EventBook::default(),
             eval: Evaluator::new(rules, Arc::clone(&territory), start),
@@ -172,6 +179,11 @@ impl Pipeline {
     /// The units and crises as they are now.
     pub fn ops_snapshot(&self) -> OpsSnapshot {
         OpsSnapshot {
+            quarantined: {
+                let mut q: Vec<_> = self.sentinel.quarantined().cloned().collect();
+                q.sort_by_key(|a| a.device);
+                q
+            },
             units: self.units.units().to_vec(),
             crises: self.crises.all().cloned().collect(),
             roles: self.crises.roles().into(),
@@ -217,6 +229,7 @@ impl Pipeline {
     ) -> Result<(), TransitionError> {
         self.book.reserve_ids_through(max_id);
         for (d, t) in last_seen {
+            self.sentinel.set_last_heard(*d, *t);
             self.eval.set_last_seen(*d, *t);
         }
         for inc in incidents {
@@ -441,6 +454,7 @@ impl Pipeline {
             }
         };
         self.obs.clear();
+        let mut unknown: Option<String> = None;
         for r in &records {
             let checked = beffroi_wire::validate(&self.territory, r, received).and_then(|mut o| {
                 match self
@@ -462,6 +476,15 @@ impl Pipeline {
             match checked {
                 Ok(o) => self.obs.push(o),
                 Err(rej) => {
+                    // One signal per unknown device per payload (a pack repeats the name).
+                    if rej.reason == RejectReason::UnknownDevice {
+                        let device = crate::sentinel::device_ref_name(&r.device);
+                        if unknown.as_deref() != Some(device.as_str()) {
+                            unknown = Some(device.clone());
+                            let signal = beffroi_core::SecuritySignal::Unregistered { device };
+                            self.on_security_signal(&signal, received, out);
+                        }
+                    }
                     self.reject(source, rej.clone(), received, out);
                     result.rejected.push(rej);
                 }
@@ -470,35 +493,36 @@ impl Pipeline {
         result.accepted = self.obs.len();
         self.metrics.accepted[source.index()].inc_by(self.obs.len() as u64);
         let obs = std::mem::take(&mut self.obs);
+        let mut last = None;
         for o in &obs {
-            self.metrics
-                .observations_by_trust
-                .get_or_create(&crate::metrics::TrustLabel {
-                    trust: o.trust.as_str(),
-                })
-                .inc();
-            // Occupancy changes are reported at the next tick, coalesced.
-            self.events.observe(o);
-            self.eval.on_observation(o, &mut self.alarms);
-            out.batch.observations.push(StoredObservation {
-                device: o.device,
-                field: o.field,
-                value: o.value.clone(),
-                time: o.time,
-                received,
-                trust: o.trust,
-            });
+            if last != Some(o.device) {
+                self.sentinel.on_message(o.device, received);
+                last = Some(o.device);
+            }
+            self.observe(o, received, out);
         }
         self.obs = obs;
         self.flush_alarms(out);
+        self.flush_sentinel(received, out);
         result
     }
 
-    /// Accepts observations that are already validated (simulator, benchmarks).
-    pub fn ingest_observation(&mut self, o: &Observation, received: Timestamp, out: &mut Output) {
-        self.metrics.accepted[Source::Simulator.index()].inc();
-        self.events.observe(o);
-        self.eval.on_observation(o, &mut self.alarms);
+    /// One validated observation: to the sentinel, then (unless its device is quarantined)
+    /// to the events and rules; stored either way.
+    fn observe(&mut self, o: &Observation, received: Timestamp, out: &mut Output) {
+        self.metrics
+            .observations_by_trust
+            .get_or_create(&crate::metrics::TrustLabel {
+                trust: o.trust.as_str(),
+            })
+            .inc();
+        self.sentinel.on_observation(o, received);
+        let quarantined = self.sentinel.is_quarantined(o.device);
+        if !quarantined {
+            // Occupancy changes are reported at the next tick, coalesced.
+            self.events.observe(o);
+            self.eval.on_observation(o, &mut self.alarms);
+        }
         out.batch.observations.push(StoredObservation {
             device: o.device,
             field: o.field,
@@ -506,8 +530,17 @@ impl Pipeline {
             time: o.time,
             received,
             trust: o.trust,
+            quarantined,
         });
+    }
+
+    /// Accepts observations that are already validated (simulator, benchmarks).
+    pub fn ingest_observation(&mut self, o: &Observation, received: Timestamp, out: &mut Output) {
+        self.metrics.accepted[Source::Simulator.index()].inc();
+        self.sentinel.on_message(o.device, received);
+        self.observe(o, received, out);
         self.flush_alarms(out);
+        self.flush_sentinel(received, out);
     }
 
     /// Records an input refused before reaching the pipeline (e.g. overload).
@@ -529,8 +562,8 @@ impl Pipeline {
     pub fn on_security_signal(
         &mut self,
         signal: &beffroi_core::SecuritySignal,
-        _at: Timestamp,
-        _out: &mut Output,
+        at: Timestamp,
+        out: &mut Output,
     ) {
         self.metrics
             .security_signals
@@ -538,6 +571,8 @@ impl Pipeline {
                 kind: signal.kind(),
             })
             .inc();
+        self.sentinel.on_signal(signal, at);
+        self.flush_sentinel(at, out);
     }
 
     /// Advances processing time.
@@ -545,6 +580,8 @@ impl Pipeline {
         self.refresh_events(now, false, out);
         self.eval.on_tick(now, &mut self.alarms);
         self.flush_alarms(out);
+        self.sentinel.on_tick(now);
+        self.flush_sentinel(now, out);
         for change in self.book.tick_escalation(&self.escalation, now) {
             self.record(change, now, out);
         }
@@ -642,6 +679,7 @@ impl Pipeline {
         let alarms = std::mem::take(&mut self.alarms);
         for a in &alarms {
             self.metrics.alarms.inc();
+            self.sentinel.on_alarm(a);
             if let Some(d) = a.device {
                 let state = match a.kind {
                     AlarmKind::Clear => DeviceState::Normal,
@@ -679,4 +717,146 @@ impl Pipeline {
 /// An overload rejection, for sources that refuse rather than wait.
 pub fn overload() -> Rejection {
     Rejection::new(RejectReason::Overload, "pipeline queue full")
+}
+
+/// Anomaly detection and quarantine (the detectors and their glue live in
+/// `crate::sentinel`; this block only reaches into the pipeline's state).
+impl Pipeline {
+    /// Installs the thresholds of `security.toml`.
+    pub fn set_security_config(&mut self, config: beffroi_sentinel::Config) {
+        self.sentinel.set_config(config);
+    }
+
+    pub fn is_quarantined(&self, d: DeviceIdx) -> bool {
+        self.sentinel.is_quarantined(d)
+    }
+
+    pub fn sentinel(&self) -> &crate::sentinel::SentinelGlue {
+        &self.sentinel
+    }
+
+    /// Replays the stored quarantine acts, oldest first (at start, after `restore`).
+    pub fn restore_quarantine(&mut self, acts: Vec<crate::sentinel::QuarantineAct>) {
+        for act in acts {
+            if let Err(e) = self.sentinel.apply(act) {
+                tracing::warn!(error = %e, "stored quarantine act skipped");
+            }
+        }
+    }
+
+    /// Quarantines a device: its observations are still validated, stored and shown, but no
+    /// longer reach the rules; the conditions it held clear at once.
+    pub fn quarantine(
+        &mut self,
+        device: &str,
+        actor: &str,
+        reason: &str,
+        now: Timestamp,
+        out: &mut Output,
+    ) -> Result<crate::sentinel::QuarantineAct, crate::sentinel::QuarantineError> {
+        self.quarantine_act(device, true, format!("user:{actor}"), reason, now, out)
+    }
+
+    /// Releases a quarantined device: its next observations reach the rules again.
+    pub fn release(
+        &mut self,
+        device: &str,
+        actor: &str,
+        reason: &str,
+        now: Timestamp,
+        out: &mut Output,
+    ) -> Result<crate::sentinel::QuarantineAct, crate::sentinel::QuarantineError> {
+        self.quarantine_act(device, false, format!("user:{actor}"), reason, now, out)
+    }
+
+    fn quarantine_act(
+        &mut self,
+        device: &str,
+        quarantined: bool,
+        actor: String,
+        reason: &str,
+        now: Timestamp,
+        out: &mut Output,
+    ) -> Result<crate::sentinel::QuarantineAct, crate::sentinel::QuarantineError> {
+        use crate::sentinel::{QuarantineAct, QuarantineError};
+        let d = self
+            .territory
+            .device_id(device)
+            .ok_or_else(|| QuarantineError::UnknownDevice(device.chars().take(64).collect()))?;
+        let reason = reason.trim();
+        if reason.is_empty() {
+            return Err(QuarantineError::EmptyReason);
+        }
+        let act = QuarantineAct {
+            device: d,
+            quarantined,
+            actor: actor.into(),
+            reason: reason.chars().take(500).collect(),
+            at: now,
+        };
+        self.sentinel.apply(act.clone())?;
+        out.batch.quarantine.push(act.clone());
+        tracing::warn!(device, quarantined, actor = %act.actor, reason = %act.reason, "device quarantine changed");
+        if quarantined {
+            self.forget_quarantined(&act, now, out);
+        }
+        Ok(act)
+    }
+
+    /// The rules forget what a quarantined device made true; the incidents it alone held
+    /// resolve, with a log line saying why.
+    fn forget_quarantined(
+        &mut self,
+        act: &crate::sentinel::QuarantineAct,
+        now: Timestamp,
+        out: &mut Output,
+    ) {
+        let why = format!(
+            "{} quarantined by {}: {}",
+            self.territory.device(act.device).id,
+            act.actor,
+            act.reason
+        );
+        let mut cleared = Vec::new();
+        self.eval.forget_device(act.device, now, &why, &mut cleared);
+        let keys: Vec<_> = cleared.iter().map(|a| a.key.clone()).collect();
+        self.alarms.extend(cleared);
+        self.flush_alarms(out);
+        for key in keys {
+            let Some(inc) = self.book.by_key(&key) else {
+                continue;
+            };
+            if inc.status.is_open() && !inc.condition_active {
+                let id = inc.id;
+                for action in [
+                    IncidentAction::Comment(why.clone()),
+                    IncidentAction::Resolve,
+                ] {
+                    match self
+                        .book
+                        .act(id, &action, &beffroi_core::Actor::System, now)
+                    {
+                        Ok(change) => self.record(change, now, out),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "quarantine could not resolve incident")
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Turns the sentinel's findings into cyber incidents; applies the quarantine policy.
+    fn flush_sentinel(&mut self, now: Timestamp, out: &mut Output) {
+        self.sentinel.drain(&mut self.alarms);
+        self.flush_alarms(out);
+        for (d, anomaly, evidence) in self.sentinel.take_auto_quarantine() {
+            let id = self.territory.device(d).id.clone();
+            let actor = format!("policy:{}", anomaly.as_str());
+            // AUDIT: device.quarantine by policy (actor, device, reason) — the lead wires it.
+            if let Err(e) = self.quarantine_act(&id, true, actor, &evidence, now, out) {
+                tracing::warn!(error = %e, "automatic quarantine skipped");
+            }
+        }
+    }
 }

@@ -49,6 +49,8 @@ pub struct EngineConfig {
     pub operations: Operations,
     /// Signing keys in force at start (from the device registry).
     pub device_keys: Arc<crate::trust::DeviceKeys>,
+    /// Anomaly-detection thresholds and quarantine policy (`security.toml`).
+    pub security: crate::sentinel::SecurityConfig,
 }
 
 impl Default for EngineConfig {
@@ -61,6 +63,7 @@ impl Default for EngineConfig {
             live_capacity: 4096,
             operations: Operations::default(),
             device_keys: Arc::default(),
+            security: crate::sentinel::SecurityConfig::default(),
         }
     }
 }
@@ -77,14 +80,28 @@ pub enum ActError {
     Unit(#[from] UnitError),
     #[error(transparent)]
     Crisis(#[from] CrisisError),
+    #[error(transparent)]
+    Quarantine(#[from] crate::sentinel::QuarantineError),
 }
 
 /// A command on the operations state (units, crises).
 #[derive(Clone, Debug)]
 pub enum OpsCommand {
-    UnitStatus { unit: String, status: UnitStatus },
+    UnitStatus {
+        unit: String,
+        status: UnitStatus,
+    },
     OpenCrisis(CrisisOpening),
-    Crisis { id: CrisisId, cmd: CrisisCommand },
+    Crisis {
+        id: CrisisId,
+        cmd: CrisisCommand,
+    },
+    /// Quarantine (`true`) or release a device, with the analyst's reason.
+    Quarantine {
+        device: String,
+        quarantined: bool,
+        reason: String,
+    },
 }
 
 /// What an [`OpsCommand`] changed.
@@ -92,6 +109,7 @@ pub enum OpsCommand {
 pub enum OpsOutcome {
     Unit(Unit),
     Crisis(Arc<Crisis>),
+    Quarantine(crate::sentinel::QuarantineAct),
 }
 
 type OpsReply = (
@@ -124,12 +142,13 @@ enum Command {
         event: Box<beffroi_rules::EventRules>,
         reply: oneshot::Sender<Result<EventView, EventError>>,
     },
+    /// A security signal from an edge (broker feed, simulator) for anomaly detection.
+    Security(beffroi_core::SecuritySignal),
     CancelEvent {
         id: String,
         actor: String,
         reply: oneshot::Sender<Result<EventView, EventError>>,
     },
-    Security(beffroi_core::SecuritySignal),
     DeviceKeys(Arc<crate::trust::DeviceKeys>),
 }
 
@@ -280,7 +299,6 @@ impl EngineHandle {
             .map_err(|_| EngineClosed)
     }
 
-    /// The ingest queue itself, for sources that wait for room (MQTT, simulator).
     /// Hands a security signal from an edge (the broker feed) to the pipeline. Waits for
     /// room in the command queue (bounded, 64): the broker feed slows down rather than
     /// dropping signals.
@@ -305,6 +323,7 @@ impl EngineHandle {
             .map_err(|_| EngineClosed)
     }
 
+    /// The ingest queue itself, for sources that wait for room (MQTT, simulator).
     pub fn ingest_sender(&self) -> mpsc::Sender<Envelope> {
         self.ingest.clone()
     }
@@ -320,6 +339,19 @@ impl EngineHandle {
     /// Units and crises as of the last commit.
     pub fn ops(&self) -> Arc<OpsSnapshot> {
         Arc::clone(&self.ops.borrow())
+    }
+
+    /// Hands a security signal to anomaly detection. Never waits: when the command queue
+    /// is full the signal is dropped and counted (`security_signals_dropped`); returns
+    /// whether it was queued.
+    pub fn try_security_signal(&self, signal: beffroi_core::SecuritySignal) -> bool {
+        match self.commands.try_send(Command::Security(signal)) {
+            Ok(()) => true,
+            Err(_) => {
+                self.metrics.security_signals_dropped.inc();
+                false
+            }
+        }
     }
 
     /// Applies a command on units or crises; returns once the change is durable.
@@ -403,13 +435,14 @@ pub async fn start_with_events(
                 store.crises()?,
                 store.events()?,
                 store.replay_windows()?,
+                store.quarantine_log()?,
             ))
         })();
         (store, r)
     })
     .await
     .map_err(|e| StoreError::Backend(format!("restore task: {e}")))?;
-    let (incidents, max_id, last_seen, units, crises, stored_events, windows) = restored?;
+    let (incidents, max_id, last_seen, units, crises, stored_events, windows, quarantine) = restored?;
     let mut pipeline = Pipeline::new(
         Arc::clone(&territory),
         Arc::clone(&rules),
@@ -420,6 +453,7 @@ pub async fn start_with_events(
     pipeline.set_operations(&cfg.operations, start);
     pipeline.set_device_keys(Arc::clone(&cfg.device_keys));
     pipeline.restore_replay_windows(&windows);
+    pipeline.set_security_config(cfg.security.clone());
     let mut events = file_events;
     for e in stored_events {
         let id = e.id.clone();
@@ -444,6 +478,7 @@ pub async fn start_with_events(
         .map(|u| (u.id, u.status, u.updated_at))
         .collect();
     pipeline.restore_operations(&units, crises);
+    pipeline.restore_quarantine(quarantine);
     tracing::info!(
         active_incidents = restored_count,
         devices_seen = last_seen.len(),
@@ -561,7 +596,10 @@ async fn pipeline_loop(
                     }
             }
         }
-        if !job.out.batch.units.is_empty() || !job.out.batch.crises.is_empty() {
+        if !job.out.batch.units.is_empty()
+            || !job.out.batch.crises.is_empty()
+            || !job.out.batch.quarantine.is_empty()
+        {
             job.ops = Some(Arc::new(p.ops_snapshot()));
         }
         if !Arc::ptr_eq(p.rules(), &rules_tx.borrow()) {
@@ -662,6 +700,22 @@ fn handle_command(
                     .crisis_act(id, &cmd, &actor, now, out)
                     .map(OpsOutcome::Crisis)
                     .map_err(ActError::from),
+                OpsCommand::Quarantine {
+                    device,
+                    quarantined,
+                    reason,
+                } => {
+                    let who = match &actor {
+                        Actor::User(u) => u.to_string(),
+                        other => other.to_string(),
+                    };
+                    let r = if quarantined {
+                        p.quarantine(&device, &who, &reason, now, out)
+                    } else {
+                        p.release(&device, &who, &reason, now, out)
+                    };
+                    r.map(OpsOutcome::Quarantine).map_err(ActError::from)
+                }
             };
             job.ops_replies.push((reply, r));
         }
@@ -699,6 +753,7 @@ fn writer_loop(
             batch.units.append(&mut j.out.batch.units);
             batch.crises.append(&mut j.out.batch.crises);
             batch.events.append(&mut j.out.batch.events);
+            batch.quarantine.append(&mut j.out.batch.quarantine);
             purge_before = purge_before.max(j.purge_before);
             if let Some(s) = j.ops.take() {
                 snapshot = Some(s);

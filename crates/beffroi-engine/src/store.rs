@@ -19,6 +19,8 @@ pub struct StoredObservation {
     pub time: Timestamp,
     pub received: Timestamp,
     pub trust: beffroi_core::Trust,
+    /// The device was quarantined: stored and shown, not fed to the rules.
+    pub quarantined: bool,
 }
 
 /// A refused input, kept so that nothing is silently dropped. Holds no payload bytes (they
@@ -45,6 +47,8 @@ pub struct WriteBatch {
     pub events: Vec<std::sync::Arc<beffroi_core::Event>>,
     /// Replay windows of signing devices that advanced (upserted by device).
     pub replay_windows: Vec<crate::trust::StoredWindow>,
+    /// Quarantine and release acts, appended to the quarantine log.
+    pub quarantine: Vec<crate::sentinel::QuarantineAct>,
 }
 
 impl WriteBatch {
@@ -56,6 +60,7 @@ impl WriteBatch {
             && self.crises.is_empty()
             && self.events.is_empty()
             && self.replay_windows.is_empty()
+            && self.quarantine.is_empty()
     }
     pub fn len(&self) -> usize {
         self.observations.len()
@@ -65,6 +70,7 @@ impl WriteBatch {
             + self.crises.len()
             + self.events.len()
             + self.replay_windows.len()
+            + self.quarantine.len()
     }
 }
 
@@ -134,6 +140,10 @@ pub trait Store: Send + 'static {
     fn replay_windows(&mut self) -> Result<Vec<crate::trust::StoredWindow>, StoreError> {
         Ok(Vec::new())
     }
+    /// Every quarantine act, oldest first, to rebuild the quarantined set on start.
+    fn quarantine_log(&mut self) -> Result<Vec<crate::sentinel::QuarantineAct>, StoreError> {
+        Ok(Vec::new())
+    }
 }
 
 /// Reads, safe to call concurrently with the writer (blocking: use `spawn_blocking`).
@@ -158,4 +168,11 @@ pub trait StoreReader: Send + Sync + 'static {
     /// Incident log lines written at or after `since`, oldest first; the newest `limit`
     /// when there are more.
     fn log_since(&self, since: Timestamp, limit: usize) -> Result<Vec<HandoverEntry>, StoreError>;
+    /// The newest `limit` quarantine acts, oldest first.
+    fn quarantine_log(
+        &self,
+        _limit: usize,
+    ) -> Result<Vec<crate::sentinel::QuarantineAct>, StoreError> {
+        Ok(Vec::new())
+    }
 }

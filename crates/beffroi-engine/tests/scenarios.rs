@@ -47,6 +47,16 @@ fn play(
     scenarios: Vec<Arc<Scenario>>,
     end: Duration,
 ) -> (HashMap<IncidentId, Incident>, usize) {
+    play_with(f, scenarios, end, |_, _, _| {})
+}
+
+/// [`play`] with a hook called after each step's tick (an analyst acting mid-play).
+fn play_with(
+    f: &Fixture,
+    scenarios: Vec<Arc<Scenario>>,
+    end: Duration,
+    mut hook: impl FnMut(Duration, &mut Pipeline, &mut Output),
+) -> (HashMap<IncidentId, Incident>, usize) {
     let start = Timestamp(1_795_694_400_000);
     let mut player = Player::new(Arc::clone(&f.territory), scenarios, start, &f.territory.id);
     let mut p = Pipeline::new(
@@ -59,12 +69,18 @@ fn play(
     let step = Duration::from_secs(15);
     let mut offset = Duration::ZERO;
     let mut msgs = Vec::new();
+    let mut signals = Vec::new();
     let mut incidents = HashMap::new();
     let mut rejected = 0;
     while offset <= end {
         msgs.clear();
         player.drain_until(offset, &mut msgs);
         let mut out = Output::default();
+        signals.clear();
+        player.drain_signals_until(offset, &mut signals);
+        for (at, s) in &signals {
+            p.on_security_signal(s, start.plus(*at), &mut out);
+        }
         for m in msgs.drain(..) {
             let received = start.plus(m.offset);
             let hint = m
@@ -82,6 +98,7 @@ fn play(
             rejected += r.rejected.len();
         }
         p.tick(start.plus(offset), &mut out);
+        hook(offset, &mut p, &mut out);
         for c in out.batch.incidents {
             incidents.insert(c.incident.id, c.incident);
         }
@@ -176,4 +193,132 @@ fn every_demo_scenario_produces_its_incidents() {
     for name in &names {
         check(&f, name);
     }
+}
+
+/// Issue 4, Done-when: quarantining the spoofed legacy gauge stops its false flood alarm
+/// while the signed, genuine gauge still raises the real one.
+#[test]
+fn quarantining_the_spoofed_gauge_clears_its_false_alarm_and_keeps_the_real_one() {
+    let f = fixture();
+    let pick = |n: &str| {
+        f.scenarios
+            .iter()
+            .find(|s| s.name == n)
+            .expect("scenario")
+            .clone()
+    };
+    let sc = pick("attack-spoofed-gauge");
+    let t = Arc::clone(&f.territory);
+    let spoofed = t.device_id("longvic-ouche-gauge-01").expect("device");
+    let at_45m = Duration::from_mins(45);
+    let mut false_alarm: Option<IncidentId> = None;
+    let mut resolved_with_reason = false;
+    let mut marked = 0;
+    let mut fed_after = 0;
+    let (incidents, rejected) = play_with(
+        &f,
+        vec![pick("background"), Arc::clone(&sc)],
+        sc.duration,
+        |offset, p, out| {
+            if offset == at_45m {
+                let open = p
+                    .book()
+                    .active()
+                    .find(|i| {
+                        &*i.rule == "flood-level-high" && &*t.site(i.site).id == "longvic-ouche"
+                    })
+                    .map(|i| i.id);
+                assert!(
+                    open.is_some(),
+                    "the spoof raised its false flood alarm before 45m"
+                );
+                false_alarm = open;
+                let act = p
+                    .quarantine(
+                        "longvic-ouche-gauge-01",
+                        "analyst",
+                        "impossible jump of 3.3 m in 2 min",
+                        Timestamp(1_795_694_400_000).plus(offset),
+                        out,
+                    )
+                    .expect("quarantine");
+                assert!(act.quarantined && p.is_quarantined(spoofed));
+                assert_eq!(
+                    p.quarantine(
+                        "longvic-ouche-gauge-01",
+                        "analyst",
+                        "again",
+                        Timestamp(0),
+                        out
+                    ),
+                    Err(
+                        beffroi_engine::sentinel::QuarantineError::AlreadyQuarantined(
+                            "longvic-ouche-gauge-01".into()
+                        )
+                    )
+                );
+                assert_eq!(out.batch.quarantine.len(), 1);
+                for c in &out.batch.incidents {
+                    if Some(c.incident.id) == false_alarm
+                        && c.incident.status == beffroi_core::Status::Resolved
+                        && c.log
+                            .iter()
+                            .any(|l| l.detail.contains("quarantined by user:analyst"))
+                    {
+                        resolved_with_reason = true;
+                    }
+                }
+            }
+            if offset > at_45m {
+                for o in out
+                    .batch
+                    .observations
+                    .iter()
+                    .filter(|o| o.device == spoofed)
+                {
+                    fed_after += 1;
+                    if o.quarantined {
+                        marked += 1;
+                    }
+                }
+            }
+        },
+    );
+    assert_eq!(rejected, 0);
+    let false_alarm = false_alarm.expect("false alarm seen");
+    let inc = &incidents[&false_alarm];
+    assert_eq!(inc.status, beffroi_core::Status::Resolved, "{inc:?}");
+    assert!(!inc.condition_active);
+    assert!(
+        resolved_with_reason,
+        "the resolution says the device was quarantined"
+    );
+    // Its observations are still stored, marked, and raise nothing again.
+    assert!(
+        fed_after > 10 && marked == fed_after,
+        "{marked}/{fed_after}"
+    );
+    assert!(
+        !incidents.values().any(|i| i.id != false_alarm
+            && &*i.rule == "flood-level-high"
+            && &*t.site(i.site).id == "longvic-ouche"),
+        "no new false alarm after the quarantine"
+    );
+    // The real flood, reported by the signed gauge, is still open.
+    let real = incidents
+        .values()
+        .find(|i| {
+            &*i.rule == "flood-level-high" && &*t.site(i.site).id == "dijon-ouche-port-du-canal"
+        })
+        .expect("real flood incident");
+    assert!(real.status.is_open() && real.condition_active, "{real:?}");
+    // The cyber incident about the spoof stays open for the analyst.
+    assert!(
+        incidents
+            .values()
+            .any(|i| &*i.rule == "cyber-impossible_jump"
+                && i.device == Some(spoofed)
+                && i.status.is_open()
+                && i.evidence.contains("T0856"))
+    );
 }

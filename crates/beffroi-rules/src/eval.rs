@@ -392,6 +392,31 @@ impl Evaluator {
         matches!(rule.body, Body::Absence { .. })
     }
 
+    /// Forgets every condition a device holds (quarantine): its threshold, pending, absence
+    /// and per-device rate state go, and each raised condition it alone kept true clears at
+    /// `at` with `why` as evidence (its incident resolves if the rule auto-resolves).
+    /// Site-level correlation and aggregate inputs are not per device and are kept.
+    pub fn forget_device(&mut self, d: DeviceIdx, at: Timestamp, why: &str, out: &mut Vec<Alarm>) {
+        let set = Arc::clone(&self.set);
+        self.thresh.retain(|(_, x), _| *x != d);
+        self.pending.retain(|(_, x)| *x != d);
+        self.absent.retain(|(_, x)| *x != d);
+        self.rate.retain(|(_, u), _| *u != dev_unit(d));
+        self.last_value.remove(&d);
+        let unit = dev_unit(d);
+        let mut held: Vec<RuleIdx> = self
+            .keys
+            .iter()
+            .filter(|(_, ks)| ks.units.contains(&unit))
+            .map(|((r, _), _)| *r)
+            .collect();
+        held.sort_unstable_by_key(|r| r.0);
+        held.dedup();
+        for r in held {
+            self.unit_down(&set, r, unit, at, why.to_string(), out);
+        }
+    }
+
     pub fn last_seen(&self, d: DeviceIdx) -> Option<Timestamp> {
         self.last_seen.get(d.get()).copied()
     }

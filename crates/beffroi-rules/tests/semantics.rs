@@ -93,6 +93,41 @@ fn sustained_threshold_raises_after_its_duration_then_escalates_and_clears() {
     );
 }
 
+/// Quarantine: forgetting a device clears what it alone held, with the reason as evidence,
+/// keeps what another device still holds, and its old state does not come back.
+#[test]
+fn forgetting_a_device_clears_only_the_conditions_it_alone_held() {
+    let (mut e, t) = eval(SUSTAINED);
+    let mut out = Vec::new();
+    let g1 = t.device_id("g1").expect("g1");
+    let g2 = t.device_id("g2").expect("g2");
+    e.on_observation(&obs(&t, "g1", 0, Value::Number(2.5), 0), &mut out);
+    e.on_observation(&obs(&t, "g2", 0, Value::Number(2.6), 0), &mut out);
+    e.on_tick(Timestamp(T0 + 600_000), &mut out);
+    assert_eq!(out.len(), 1);
+    out.clear();
+    // g2 still holds the site's condition: forgetting g1 clears nothing.
+    e.forget_device(g1, Timestamp(T0 + 700_000), "g1 quarantined", &mut out);
+    assert!(out.is_empty(), "{out:?}");
+    // Forgetting g2 too: the condition clears with the reason.
+    e.forget_device(
+        g2,
+        Timestamp(T0 + 800_000),
+        "g2 quarantined by user:ana",
+        &mut out,
+    );
+    assert_eq!(
+        kinds(&out),
+        vec![(AlarmKind::Clear, "high@site:s2".into(), 800)]
+    );
+    assert_eq!(out[0].evidence, "g2 quarantined by user:ana");
+    out.clear();
+    // Its sustain window was forgotten too: a tick raises nothing.
+    e.on_tick(Timestamp(T0 + 2_000_000), &mut out);
+    assert!(out.is_empty(), "{out:?}");
+    assert_eq!(e.active_keys(), 0);
+}
+
 #[test]
 fn a_dip_restarts_the_sustain_window() {
     let (mut e, t) = eval(SUSTAINED);

@@ -38,6 +38,39 @@ struct FileRaw {
     silence: Vec<Spanned<SilenceRaw>>,
     #[serde(default)]
     expect: Vec<Spanned<ExpectRaw>>,
+    #[serde(default)]
+    security: Vec<Spanned<SecurityRaw>>,
+}
+
+/// A security signal as the edges would raise it, possibly repeated (`count` times,
+/// `every` apart), cycling through `usernames` and `addresses` when given.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SecurityRaw {
+    at: Spanned<String>,
+    signal: Spanned<String>,
+    #[serde(default)]
+    device: Option<String>,
+    #[serde(default)]
+    client_id: Option<String>,
+    #[serde(default)]
+    username: Option<String>,
+    #[serde(default)]
+    usernames: Vec<String>,
+    #[serde(default)]
+    address: Option<String>,
+    #[serde(default)]
+    addresses: Vec<String>,
+    #[serde(default)]
+    counter: Option<u64>,
+    #[serde(default)]
+    last: Option<u64>,
+    #[serde(default)]
+    claimed: Option<String>,
+    #[serde(default)]
+    count: Option<Spanned<u32>>,
+    #[serde(default)]
+    every: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -233,6 +266,12 @@ pub fn parse(src: &SourceFile, territory: &Territory) -> Result<Scenario, Config
         .filter_map(|e| cx.expect(e, duration))
         .collect();
 
+    let mut security: Vec<(Duration, beffroi_core::SecuritySignal)> = Vec::new();
+    for e in &raw.security {
+        cx.security(e, duration, &mut security);
+    }
+    security.sort_by_key(|(at, _)| *at);
+
     let Ctx { errors, .. } = cx;
     let Some(duration) = duration else {
         // Already reported.
@@ -248,6 +287,7 @@ pub fn parse(src: &SourceFile, territory: &Territory) -> Result<Scenario, Config
         signals,
         events,
         silences,
+        security,
     })
 }
 
@@ -282,6 +322,120 @@ impl Ctx<'_> {
             Some(field),
             msg,
         ));
+    }
+
+    /// Expands one `[[security]]` entry into its signals.
+    fn security(
+        &mut self,
+        e: &Spanned<SecurityRaw>,
+        duration: Option<Duration>,
+        out: &mut Vec<(Duration, beffroi_core::SecuritySignal)>,
+    ) {
+        use beffroi_core::SecuritySignal as S;
+        let line = e.span().start;
+        let e = e.get_ref();
+        let Some(at) = self.duration(&e.at, "security.at") else {
+            return;
+        };
+        if duration.is_some_and(|d| at > d) {
+            self.err(
+                e.at.span().start,
+                "security.at",
+                "after the end of the scenario",
+            );
+            return;
+        }
+        let count = e.count.as_ref().map_or(1, |c| *c.get_ref());
+        if count == 0 || count > 100_000 {
+            let at = e.count.as_ref().map_or(line, |c| c.span().start);
+            self.err(at, "security.count", "must be between 1 and 100000");
+            return;
+        }
+        let every = match &e.every {
+            Some(ev) => match self.duration(ev, "security.every") {
+                Some(d) => d,
+                None => return,
+            },
+            None if count > 1 => {
+                self.err(line, "security.every", "required with `count` above 1");
+                return;
+            }
+            None => Duration::ZERO,
+        };
+        let pick = |list: &[String], one: &Option<String>, i: usize| -> Option<String> {
+            if list.is_empty() {
+                one.clone()
+            } else {
+                list.get(i % list.len()).cloned()
+            }
+        };
+        let kind = e.signal.get_ref().as_str();
+        let need = |cx: &mut Self, v: &Option<String>, field: &str| -> Option<String> {
+            if v.is_none() {
+                cx.err(line, field, format!("required for a `{kind}` signal"));
+            }
+            v.clone()
+        };
+        for i in 0..count as usize {
+            let t = Duration(at.0 + every.0 * i as i64);
+            let username = pick(&e.usernames, &e.username, i);
+            let address = pick(&e.addresses, &e.address, i);
+            let client_id = e
+                .client_id
+                .clone()
+                .or_else(|| username.clone())
+                .unwrap_or_else(|| format!("client-{i}"));
+            let signal = match kind {
+                "auth_failure" => S::AuthFailure {
+                    client_id,
+                    username,
+                    address,
+                },
+                "connected" => S::Connected {
+                    client_id,
+                    username,
+                    address,
+                },
+                "bad_signature" => match need(self, &e.device, "security.device") {
+                    Some(device) => S::BadSignature { device },
+                    None => return,
+                },
+                "replay" => match need(self, &e.device, "security.device") {
+                    Some(device) => S::Replay {
+                        device,
+                        counter: e.counter.unwrap_or(0),
+                        last: e.last.unwrap_or(0),
+                    },
+                    None => return,
+                },
+                "unregistered" => match need(self, &e.device, "security.device") {
+                    Some(device) => S::Unregistered { device },
+                    None => return,
+                },
+                "topic_mismatch" => match (
+                    need(self, &e.device, "security.device"),
+                    need(self, &e.claimed, "security.claimed"),
+                ) {
+                    (Some(topic_device), Some(claimed)) => S::TopicMismatch {
+                        topic_device,
+                        claimed,
+                    },
+                    _ => return,
+                },
+                other => {
+                    self.err(
+                        e.signal.span().start,
+                        "security.signal",
+                        format!(
+                            "unknown signal `{other}` (auth_failure, connected, bad_signature, \
+                             replay, unregistered, topic_mismatch)"
+                        ),
+                    );
+                    return;
+                }
+            };
+            out.push((t, signal));
+        }
     }
 
     fn duration(&mut self, d: &Spanned<String>, field: &str) -> Option<Duration> {
@@ -1095,5 +1249,54 @@ mod tests {
         assert_eq!(show(Duration::from_mins(90)), "1h30m");
         assert_eq!(show(Duration(45_500)), "45.500s");
         assert_eq!(show(Duration::ZERO), "0s");
+    }
+
+    #[test]
+    fn security_entries_expand_in_time_order_and_report_mistakes() {
+        let t = fixture::small();
+        let sc = parse(
+            &src(&format!(
+                "{HEAD}[[security]]\nat = \"2m\"\nsignal = \"auth_failure\"\ncount = 3\nevery = \"10s\"\nusernames = [\"a\", \"b\"]\naddress = \"192.0.2.1\"\n\n[[security]]\nat = \"1m\"\nsignal = \"replay\"\ndevice = \"g1\"\ncounter = 3\nlast = 9\n"
+            )),
+            &t,
+        )
+        .expect("valid");
+        use beffroi_core::SecuritySignal as S;
+        let got: Vec<_> = sc
+            .security
+            .iter()
+            .map(|(at, s)| (at.0 / 1000, s.clone()))
+            .collect();
+        let fail = |u: &str| S::AuthFailure {
+            client_id: u.into(),
+            username: Some(u.into()),
+            address: Some("192.0.2.1".into()),
+        };
+        assert_eq!(
+            got,
+            vec![
+                (
+                    60,
+                    S::Replay {
+                        device: "g1".into(),
+                        counter: 3,
+                        last: 9
+                    }
+                ),
+                (120, fail("a")),
+                (130, fail("b")),
+                (140, fail("a")),
+            ]
+        );
+        let e = errors(
+            "[[security]]\nat = \"1m\"\nsignal = \"teleport\"\n\n[[security]]\nat = \"1m\"\nsignal = \"replay\"\n\n[[security]]\nat = \"1m\"\nsignal = \"connected\"\ncount = 2\n",
+        );
+        assert!(
+            e.iter()
+                .any(|x| x.contains("security.signal") && x.contains("teleport")),
+            "{e:?}"
+        );
+        assert!(e.iter().any(|x| x.contains("security.device")), "{e:?}");
+        assert!(e.iter().any(|x| x.contains("security.every")), "{e:?}");
     }
 }

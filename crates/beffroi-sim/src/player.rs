@@ -76,6 +76,9 @@ pub struct Player {
     fields: Vec<FieldIdx>,
     values: Vec<Value>,
     rfc3339: Rfc3339,
+    /// Security signals of every scenario, in time order, and how many were drained.
+    security: Vec<(Duration, beffroi_core::SecuritySignal)>,
+    security_next: usize,
 }
 
 impl Player {
@@ -165,6 +168,11 @@ impl Player {
             .map(|s| s.duration)
             .max()
             .unwrap_or_default();
+        let mut security: Vec<_> = scenarios
+            .iter()
+            .flat_map(|sc| sc.security.iter().cloned())
+            .collect();
+        security.sort_by_key(|(at, _)| *at);
         Player {
             territory,
             scenarios,
@@ -178,6 +186,24 @@ impl Player {
             fields: Vec::new(),
             values: Vec::new(),
             rfc3339: Rfc3339::default(),
+            security,
+            security_next: 0,
+        }
+    }
+
+    /// Appends the security signals with offset < `until` (offset, signal), in time order,
+    /// and consumes them: what the broker feed and the signature checks would raise.
+    pub fn drain_signals_until(
+        &mut self,
+        until: Duration,
+        out: &mut Vec<(Duration, beffroi_core::SecuritySignal)>,
+    ) {
+        while let Some((at, s)) = self.security.get(self.security_next) {
+            if *at >= until {
+                break;
+            }
+            out.push((*at, s.clone()));
+            self.security_next += 1;
         }
     }
 

@@ -1,6 +1,6 @@
 //! The validated scenario model and the value of a signal's profile at an instant.
 
-use beffroi_core::{DeviceIdx, Duration, FieldIdx, Severity, Value};
+use beffroi_core::{DeviceIdx, Duration, FieldIdx, SecuritySignal, Severity, Value};
 use beffroi_wire::Format;
 
 /// A validated scenario: periodic signals, one-off events, silences and the incidents it
@@ -18,6 +18,8 @@ pub struct Scenario {
     pub(crate) signals: Vec<Signal>,
     pub(crate) events: Vec<Event>,
     pub(crate) silences: Vec<Silence>,
+    /// Security signals the edges would raise (broker log, signature checks), in time order.
+    pub(crate) security: Vec<(Duration, SecuritySignal)>,
 }
 
 impl Scenario {

@@ -99,6 +99,9 @@ fn every_demo_scenario_parses() {
     assert_eq!(
         names,
         [
+            "attack-camera-botnet",
+            "attack-silenced-gauge",
+            "attack-spoofed-gauge",
             "background",
             "badge-brute",
             "black-ice",

@@ -60,6 +60,7 @@ fn batch(devices: u32, size: usize, seq: &mut i64) -> WriteBatch {
                 time,
                 received: time,
                 trust: beffroi_core::Trust::Unauthenticated,
+                quarantined: false,
             }
         })
         .collect();

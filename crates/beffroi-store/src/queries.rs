@@ -256,3 +256,45 @@ pub(crate) fn rejections(
     }
     Ok(out.finish(skipped, "rejections"))
 }
+
+/// Quarantine acts, oldest first (the newest `limit` when there are more). Acts naming a
+/// device no longer in the territory are skipped.
+pub(crate) fn quarantine_log(
+    conn: &Connection,
+    t: &Territory,
+    limit: usize,
+) -> Result<Vec<beffroi_engine::sentinel::QuarantineAct>, StoreError> {
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT device, quarantined, actor, reason, at FROM \
+             (SELECT * FROM quarantine_log ORDER BY seq DESC LIMIT ?1) ORDER BY seq",
+        )
+        .ctx("prepare quarantine log")?;
+    let rows = stmt
+        .query_map([limit], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, bool>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, i64>(4)?,
+            ))
+        })
+        .ctx("read quarantine log")?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (device, quarantined, actor, reason, at) = row.ctx("read quarantine act")?;
+        let Some(device) = t.device_id(&device) else {
+            continue;
+        };
+        out.push(beffroi_engine::sentinel::QuarantineAct {
+            device,
+            quarantined,
+            actor: actor.into(),
+            reason,
+            at: Timestamp(at),
+        });
+    }
+    Ok(out)
+}

@@ -55,6 +55,13 @@ impl SqliteReader {
 }
 
 impl StoreReader for SqliteReader {
+    fn quarantine_log(
+        &self,
+        limit: usize,
+    ) -> Result<Vec<beffroi_engine::sentinel::QuarantineAct>, StoreError> {
+        queries::quarantine_log(&self.pool.get(), &self.territory(), limit)
+    }
+
     fn incidents(&self, q: &IncidentQuery) -> Result<Vec<Incident>, StoreError> {
         queries::incidents(&self.pool.get(), &self.territory(), q, &self.skipped)
     }

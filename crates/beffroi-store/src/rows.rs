@@ -114,7 +114,7 @@ pub(crate) fn value_columns(v: &Value) -> (Option<f64>, Option<bool>, Option<&st
 
 /// Columns: `field, time, value, value_bool, value_text, received`.
 pub(crate) const OBSERVATION_COLUMNS: &str =
-    "field, time, value, value_bool, value_text, received, trust";
+    "field, time, value, value_bool, value_text, received, trust, quarantined";
 
 /// An observation row of one device, as read.
 pub(crate) struct ObservationRow {
@@ -125,6 +125,7 @@ pub(crate) struct ObservationRow {
     pub(crate) value_text: Option<String>,
     pub(crate) received: i64,
     pub(crate) trust: String,
+    pub(crate) quarantined: bool,
 }
 
 impl ObservationRow {
@@ -137,6 +138,7 @@ impl ObservationRow {
             value_text: row.get(4)?,
             received: row.get(5)?,
             trust: row.get(6)?,
+            quarantined: row.get(7)?,
         })
     }
 
@@ -163,6 +165,7 @@ impl ObservationRow {
             time: Timestamp(self.time),
             received: Timestamp(self.received),
             trust: beffroi_core::Trust::parse(&self.trust).unwrap_or_default(),
+            quarantined: self.quarantined,
         })
     }
 }

@@ -11,7 +11,7 @@ use beffroi_engine::StoreError;
 use crate::error::Context;
 
 /// Migration `i` brings the database from version `i` to version `i + 1`.
-const MIGRATIONS: &[&str] = &[V1_INITIAL, V2_OPERATIONS, V3_EVENTS, V4_TRUST];
+const MIGRATIONS: &[&str] = &[V1_INITIAL, V2_OPERATIONS, V3_EVENTS, V4_TRUST, V5_QUARANTINE];
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
@@ -165,6 +165,22 @@ CREATE TABLE events (
     cancelled_at INTEGER,
     cancelled_by TEXT
 ) WITHOUT ROWID, STRICT;
+"#;
+
+/// Quarantine (issue 4): observations of a quarantined device are marked, and every
+/// quarantine or release act is logged with who, when and why. Named V5 because the
+/// device-trust migration takes slot 4 at merge; on this branch it is the fourth.
+const V5_QUARANTINE: &str = r#"
+ALTER TABLE observations ADD COLUMN quarantined INTEGER NOT NULL DEFAULT 0
+    CHECK (quarantined IN (0, 1));
+CREATE TABLE quarantine_log (
+    seq         INTEGER PRIMARY KEY,
+    device      TEXT    NOT NULL,
+    quarantined INTEGER NOT NULL CHECK (quarantined IN (0, 1)),
+    actor       TEXT    NOT NULL,
+    reason      TEXT    NOT NULL,
+    at          INTEGER NOT NULL
+) STRICT;
 "#;
 
 /// Brings the database to [`SCHEMA_VERSION`]. Refuses a database written by a newer build.

@@ -121,6 +121,22 @@ impl Store for SqliteStore {
             }
         }
 
+        for q in &batch.quarantine {
+            tx.prepare_cached(
+                "INSERT INTO quarantine_log (device, quarantined, actor, reason, at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )
+            .ctx("prepare quarantine log")?
+            .execute(params![
+                rows::device_id(t, q.device)?,
+                q.quarantined,
+                &*q.actor,
+                q.reason,
+                q.at.0
+            ])
+            .ctx("write quarantine log")?;
+        }
+
         if !batch.units.is_empty() {
             crate::operations::write_units(&tx, &batch.units)?;
         }
@@ -224,6 +240,12 @@ impl Store for SqliteStore {
             }
         }
         Ok(out)
+    }
+
+    fn quarantine_log(
+        &mut self,
+    ) -> Result<Vec<beffroi_engine::sentinel::QuarantineAct>, StoreError> {
+        crate::queries::quarantine_log(&self.conn, &self.territory, usize::MAX)
     }
 
     /// Walks the (device, field) pairs along the primary key (one seek each, no scan) and
@@ -331,13 +353,13 @@ const ROWS_PER_INSERT: usize = 64;
 fn insert_observations_sql(rows: usize) -> String {
     let mut sql = String::from(
         "INSERT OR IGNORE INTO observations \
-         (device, field, time, value, value_bool, value_text, received, trust) VALUES ",
+         (device, field, time, value, value_bool, value_text, received, trust, quarantined) VALUES ",
     );
     for i in 0..rows {
         if i > 0 {
             sql.push_str(", ");
         }
-        sql.push_str("(?, ?, ?, ?, ?, ?, ?, ?)");
+        sql.push_str("(?, ?, ?, ?, ?, ?, ?, ?, ?)");
     }
     sql
 }
@@ -379,7 +401,7 @@ fn bind_observations(
     for (i, o) in observations.iter().enumerate() {
         let (device, field) = device_field(t, o.device, o.field)?;
         let (value, value_bool, value_text) = rows::value_columns(&o.value);
-        let at = i * 8;
+        let at = i * 9;
         let bound = (|| {
             stmt.raw_bind_parameter(at + 1, device)?;
             stmt.raw_bind_parameter(at + 2, field)?;
@@ -388,7 +410,8 @@ fn bind_observations(
             stmt.raw_bind_parameter(at + 5, value_bool)?;
             stmt.raw_bind_parameter(at + 6, value_text)?;
             stmt.raw_bind_parameter(at + 7, o.received.0)?;
-            stmt.raw_bind_parameter(at + 8, o.trust.as_str())
+            stmt.raw_bind_parameter(at + 8, o.trust.as_str())?;
+            stmt.raw_bind_parameter(at + 9, o.quarantined)
         })();
         bound.ctx("bind observation")?;
     }

@@ -100,6 +100,7 @@ fn level(device: &str, time: i64, value: f64) -> StoredObservation {
         time: Timestamp(time),
         received: Timestamp(time + 50),
         trust: beffroi_core::Trust::Unauthenticated,
+        quarantined: false,
     }
 }
 
@@ -116,6 +117,7 @@ fn observations_of_every_type() -> Vec<StoredObservation> {
             time: Timestamp(1_200),
             received: Timestamp(1_300),
             trust: beffroi_core::Trust::Signed,
+            quarantined: false,
         },
         StoredObservation {
             device: a1,
@@ -124,6 +126,7 @@ fn observations_of_every_type() -> Vec<StoredObservation> {
             time: Timestamp(1_200),
             received: Timestamp(1_300),
             trust: beffroi_core::Trust::BrokerAuthenticated,
+            quarantined: false,
         },
     ]
 }
@@ -885,4 +888,50 @@ fn trust_and_replay_windows_survive_a_reopen() {
             beffroi_core::Trust::Signed
         ]
     );
+}
+
+#[test]
+fn quarantine_acts_and_marked_observations_round_trip() {
+    use beffroi_engine::sentinel::QuarantineAct;
+    let (_dir, path) = temp();
+    let t = territory();
+    let g1 = t.device_id("g1").expect("g1");
+    let act = |quarantined: bool, at: i64, reason: &str| QuarantineAct {
+        device: g1,
+        quarantined,
+        actor: "user:ana".into(),
+        reason: reason.into(),
+        at: Timestamp(at),
+    };
+    {
+        let (mut store, reader) = open(&path);
+        let mut obs = level("g1", 1_000, 4.2);
+        obs.quarantined = true;
+        store
+            .write(&WriteBatch {
+                quarantine: vec![act(true, 900, "spoofed")],
+                observations: vec![obs],
+                ..Default::default()
+            })
+            .expect("write");
+        store
+            .write(&WriteBatch {
+                quarantine: vec![act(false, 2_000, "checked")],
+                ..Default::default()
+            })
+            .expect("write");
+        let log = reader.quarantine_log(10).expect("read");
+        assert_eq!(
+            log,
+            vec![act(true, 900, "spoofed"), act(false, 2_000, "checked")]
+        );
+        assert_eq!(
+            reader.quarantine_log(1).expect("read"),
+            vec![act(false, 2_000, "checked")]
+        );
+        let seen = reader.observations(g1, Timestamp(0), 10).expect("read");
+        assert!(seen[0].quarantined, "{seen:?}");
+    }
+    let (mut store, _) = open(&path);
+    assert_eq!(store.quarantine_log().expect("restored").len(), 2);
 }

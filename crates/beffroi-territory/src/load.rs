@@ -83,6 +83,8 @@ struct FieldRaw {
     #[serde(default)]
     max: Option<f64>,
     category: String,
+    #[serde(default)]
+    max_step_per_minute: Option<f64>,
 }
 
 #[derive(Deserialize)]
@@ -390,6 +392,16 @@ fn load_kinds(src: &SourceFile, t: &mut Territory, errors: &mut ConfigErrors) {
                 cx.err(fat, "field.max", format!("max {hi} must be above min {lo}"));
                 continue;
             }
+            if let Some(step) = f.max_step_per_minute
+                && (ty != FieldType::Number || !(step > 0.0 && step.is_finite()))
+            {
+                cx.err(
+                    fat,
+                    "field.max_step_per_minute",
+                    format!("{step} must be a positive number, on a number field"),
+                );
+                continue;
+            }
             fields.push(FieldSpec {
                 name: f.name.as_str().into(),
                 unit: f.unit.as_deref().map(Into::into),
@@ -397,6 +409,7 @@ fn load_kinds(src: &SourceFile, t: &mut Territory, errors: &mut ConfigErrors) {
                 min: f.min,
                 max: f.max,
                 category,
+                max_step_per_minute: f.max_step_per_minute,
             });
         }
         if fields.is_empty() {

@@ -79,6 +79,7 @@ fn territory(devices: usize) -> Result<Territory> {
                 min: Some(-1.0),
                 max: Some(15.0),
                 category: DataCategory::Technical,
+                max_step_per_minute: None,
             }],
         })
         .map_err(|e| anyhow!(e))?;

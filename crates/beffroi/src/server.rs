@@ -119,6 +119,7 @@ async fn serve(
             retention: opts.retention,
             operations: dep.operations.clone(),
             device_keys: Arc::new(device_keys),
+            security: dep.security.clone(),
             ..EngineConfig::default()
         },
     )
@@ -273,6 +274,7 @@ async fn loop_scenarios(
     let tx = engine.ingest_sender();
     let territory_id = engine.territory.id.to_string();
     let mut messages = Vec::new();
+    let mut signals = Vec::new();
     let mut round = 0u32;
     loop {
         round += 1;
@@ -296,6 +298,11 @@ async fn loop_scenarios(
             let now = engine.clock.now();
             messages.clear();
             player.drain_until(now.since(start), &mut messages);
+            signals.clear();
+            player.drain_signals_until(now.since(start), &mut signals);
+            for (_, s) in signals.drain(..) {
+                engine.try_security_signal(s);
+            }
             for m in messages.drain(..) {
                 let hint = m
                     .topic

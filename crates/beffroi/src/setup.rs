@@ -32,6 +32,8 @@ pub struct Deployment {
     pub procedures_path: Option<PathBuf>,
     /// Folder of `units.toml` and `escalation.toml`, watched for hot reload.
     pub operations_dir: Option<PathBuf>,
+    /// Anomaly-detection thresholds and quarantine policy (`security.toml`, optional).
+    pub security: beffroi_engine::sentinel::SecurityConfig,
 }
 
 fn demo_file(path: &str) -> Result<SourceFile> {
@@ -106,7 +108,10 @@ pub fn load_demo() -> Result<Deployment> {
     };
     let events = beffroi_engine::events::parse(&demo_file("events.toml")?, &territory, load_time())
         .map_err(|e| fail("the embedded demo events", e))?;
+    let security = beffroi_engine::sentinel::parse_config(&demo_file("security.toml")?, &territory)
+        .map_err(|e| fail("the embedded demo security thresholds", e))?;
     Ok(Deployment {
+        security,
         territory: Arc::new(territory),
         rules: Arc::new(rules),
         procedures,
@@ -144,6 +149,9 @@ pub fn load_dir(dir: &Path) -> Result<Deployment, ConfigErrors> {
     let events = optional(&events_path, &mut errors, |src| {
         beffroi_engine::events::parse(src, &territory, load_time())
     });
+    let security = optional(&dir.join("security.toml"), &mut errors, |src| {
+        beffroi_engine::sentinel::parse_config(src, &territory)
+    });
     let sdir = dir.join("scenarios");
     let scenarios = if sdir.is_dir() {
         beffroi_sim::load_dir(&sdir, &territory)
@@ -152,8 +160,10 @@ pub fn load_dir(dir: &Path) -> Result<Deployment, ConfigErrors> {
     } else {
         Some(Vec::new())
     };
-    match (rules, procedures, scenarios, events) {
-        (Some(rules), Some(procedures), Some(scenarios), Some(events)) if errors.is_empty() => {
+    match (rules, procedures, scenarios, events, security) {
+        (Some(rules), Some(procedures), Some(scenarios), Some(events), Some(security))
+            if errors.is_empty() =>
+        {
             Ok(Deployment {
                 territory: Arc::new(territory),
                 rules: Arc::new(rules),
@@ -164,6 +174,7 @@ pub fn load_dir(dir: &Path) -> Result<Deployment, ConfigErrors> {
                 rules_path: Some(rules_path),
                 procedures_path: Some(proc_path),
                 operations_dir: Some(dir.to_path_buf()),
+                security,
             })
         }
         _ => Err(errors),

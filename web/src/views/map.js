@@ -355,7 +355,9 @@ export function mount(el) {
           h('dt', t('device.site')), h('dd', d.site),
           h('dt', t('device.commune')), h('dd', d.commune),
           h('dt', t('device.state')), h('dd', h(`span.state.${d.state}`, t(`state.${d.state}`))),
-          h('dt', t('device.trust')), h('dd', d.trust ? t(`trust.${d.trust}`) : '—')),
+          h('dt', t('device.trust')), h('dd', d.trust ? t(`trust.${d.trust}`) : '—'),
+          h('dt', t('device.quarantine')), h('dd#device-quarantined', t(d.quarantined ? 'device.quarantined' : 'device.not_quarantined'))),
+        api.can('device.quarantine') && quarantineForm(d),
         h('h4', t('device.history')), plot);
       chart = deviceChart(plot, d.recent);
       if (!chart) plot.append(h('p.muted', t('device.nohistory')));
@@ -363,6 +365,24 @@ export function mount(el) {
     } catch (e) {
       clear(details).append(h('p.error', t('error.generic', { message: e.message })));
     }
+  }
+
+  // Quarantine or release, with a reason (POST /devices/{id}/quarantine | release).
+  function quarantineForm(d) {
+    const reason = h('input#quarantine-reason', { type: 'text', required: true, maxLength: 500,
+      placeholder: t('device.quarantine_reason') });
+    const verb = d.quarantined ? 'release' : 'quarantine';
+    return h('form.quarantine', { on: { submit: async (e) => {
+      e.preventDefault();
+      if (!reason.value.trim()) return;
+      try {
+        await api.post(`/devices/${encodeURIComponent(d.id)}/${verb}`, { reason: reason.value.trim() });
+        toast(t(`device.${verb}_done`, { id: d.id }));
+        showDevice(d.id);
+      } catch (err) {
+        toast(t('error.generic', { message: err.message }), 'error');
+      }
+    } } }, reason, h(`button#quarantine-${verb}`, { type: 'submit' }, t(`device.${verb}`)));
   }
 
   const offs = [

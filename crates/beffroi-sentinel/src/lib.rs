@@ -1,0 +1,713 @@
+//! Anomaly detection on the devices themselves: the *cyber* view of the telemetry.
+//!
+//! Architecture invariant: pure, like `beffroi-core` — no I/O, no clock. A [`Sentinel`] is
+//! fed observations, message arrivals, security signals from the edges, the operational
+//! conditions the rules raise, and ticks of processing time; it returns [`Finding`]s, each
+//! with its evidence and the MITRE ATT&CK for ICS technique it suggests. The engine turns
+//! findings into incidents of category `cyber` (`beffroi-engine/src/sentinel.rs`).
+//!
+//! One detector per anomaly (see `docs/security-detection.md`):
+//! - [`Anomaly::Silence`]: a device silent beyond its kind's heartbeat × factor *while an
+//!   operational condition is raised on a neighbouring device of the same kind* (a gauge
+//!   blinded as the river rises). Plain silence on a calm day stays the engine's absence
+//!   rule (a maintenance incident), so the two never double up.
+//! - [`Anomaly::Flood`]: message rate per device, a token bucket per device sized per kind.
+//! - [`Anomaly::ImpossibleJump`]: a change faster than the field's `max_step_per_minute`.
+//! - [`Anomaly::ClockSkew`]: event time ahead of reception, or lagging too far behind.
+//! - [`Anomaly::Replay`], [`Anomaly::BadSignature`], [`Anomaly::Unregistered`],
+//!   [`Anomaly::TopicMismatch`]: raised by the edges, turned into findings as they come.
+//! - [`Anomaly::BruteForce`]: authentication failures in a sliding window, per client
+//!   id/username and per address.
+//! - [`Anomaly::FirmwareChange`]: the `firmware` text field of a device changes.
+//! - [`Anomaly::IdentityChange`]: a known username connects with a new address or client id.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use beffroi_core::{
+    DeviceIdx, Duration, FieldIdx, FieldType, SecuritySignal, Severity, SiteIdx, Territory,
+    Timestamp, Value,
+};
+use rustc_hash::{FxHashMap, FxHashSet};
+
+/// An ATT&CK for ICS technique (id and name, as in the MITRE matrix).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Technique {
+    pub id: &'static str,
+    pub name: &'static str,
+}
+
+/// What the sentinel can find.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Anomaly {
+    Silence,
+    Flood,
+    ImpossibleJump,
+    ClockSkew,
+    Replay,
+    BadSignature,
+    Unregistered,
+    TopicMismatch,
+    BruteForce,
+    FirmwareChange,
+    IdentityChange,
+}
+
+impl Anomaly {
+    pub const ALL: [Anomaly; 11] = [
+        Anomaly::Silence,
+        Anomaly::Flood,
+        Anomaly::ImpossibleJump,
+        Anomaly::ClockSkew,
+        Anomaly::Replay,
+        Anomaly::BadSignature,
+        Anomaly::Unregistered,
+        Anomaly::TopicMismatch,
+        Anomaly::BruteForce,
+        Anomaly::FirmwareChange,
+        Anomaly::IdentityChange,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Anomaly::Silence => "silence",
+            Anomaly::Flood => "flood",
+            Anomaly::ImpossibleJump => "impossible_jump",
+            Anomaly::ClockSkew => "clock_skew",
+            Anomaly::Replay => "replay",
+            Anomaly::BadSignature => "bad_signature",
+            Anomaly::Unregistered => "unregistered",
+            Anomaly::TopicMismatch => "topic_mismatch",
+            Anomaly::BruteForce => "brute_force",
+            Anomaly::FirmwareChange => "firmware_change",
+            Anomaly::IdentityChange => "identity_change",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Anomaly> {
+        Anomaly::ALL.into_iter().find(|a| a.as_str() == s)
+    }
+
+    /// The rule id of the incidents it raises: `cyber-<anomaly>`.
+    pub fn rule_id(self) -> String {
+        format!("{RULE_PREFIX}{}", self.as_str())
+    }
+
+    /// The anomaly behind a cyber incident's rule id.
+    pub fn from_rule_id(rule: &str) -> Option<Anomaly> {
+        rule.strip_prefix(RULE_PREFIX).and_then(Anomaly::parse)
+    }
+
+    /// The technique it suggests (ADR 0014 gives the reasoning for each).
+    pub fn technique(self) -> Technique {
+        let (id, name) = match self {
+            Anomaly::Silence => ("T0804", "Block Reporting Message"),
+            Anomaly::Flood => ("T0814", "Denial of Service"),
+            Anomaly::ImpossibleJump
+            | Anomaly::ClockSkew
+            | Anomaly::Replay
+            | Anomaly::BadSignature
+            | Anomaly::Unregistered => ("T0856", "Spoof Reporting Message"),
+            Anomaly::TopicMismatch => ("T0849", "Masquerading"),
+            Anomaly::BruteForce => ("T0812", "Default Credentials"),
+            Anomaly::FirmwareChange => ("T0839", "Module Firmware"),
+            Anomaly::IdentityChange => ("T0859", "Valid Accounts"),
+        };
+        Technique { id, name }
+    }
+
+    /// Default severity of its incident.
+    pub fn severity(self) -> Severity {
+        match self {
+            Anomaly::ClockSkew | Anomaly::Unregistered => Severity::Minor,
+            Anomaly::Silence
+            | Anomaly::Flood
+            | Anomaly::ImpossibleJump
+            | Anomaly::Replay
+            | Anomaly::BadSignature
+            | Anomaly::TopicMismatch
+            | Anomaly::BruteForce
+            | Anomaly::FirmwareChange
+            | Anomaly::IdentityChange => Severity::Major,
+        }
+    }
+
+    /// A short English title of its incident.
+    pub fn title(self) -> &'static str {
+        match self {
+            Anomaly::Silence => "Device silenced while its neighbours raise an alarm",
+            Anomaly::Flood => "Message flood from a device",
+            Anomaly::ImpossibleJump => "Physically impossible jump in reported values",
+            Anomaly::ClockSkew => "Device clock skewed",
+            Anomaly::Replay => "Replayed signed message",
+            Anomaly::BadSignature => "Forged signed message (bad signature)",
+            Anomaly::Unregistered => "Messages from an unregistered device",
+            Anomaly::TopicMismatch => "Message names another device than its topic",
+            Anomaly::BruteForce => "Burst of authentication failures",
+            Anomaly::FirmwareChange => "Device firmware changed",
+            Anomaly::IdentityChange => "Device credential used from a new network identity",
+        }
+    }
+}
+
+pub const RULE_PREFIX: &str = "cyber-";
+/// The incident category of every finding.
+pub const CATEGORY: &str = "cyber";
+
+/// Who a finding is about.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Subject {
+    Device(DeviceIdx),
+    /// Not a registered device: an unknown device id, a client id, a user name, an address.
+    Other(Arc<str>),
+}
+
+/// One anomaly found, with its evidence.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Finding {
+    pub anomaly: Anomaly,
+    pub subject: Subject,
+    pub at: Timestamp,
+    pub evidence: String,
+}
+
+/// Thresholds. Defaults are documented in `docs/security-detection.md`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    /// Cyber silence: silent for more than heartbeat × this factor.
+    pub silence_factor: f64,
+    /// Neighbours: devices of the same kind within this distance.
+    pub neighbour_radius_m: f64,
+    /// Flood: sustained messages per minute allowed per device (default, per kind below).
+    pub flood_per_minute: f64,
+    /// Flood: burst allowance (bucket capacity).
+    pub flood_burst: f64,
+    pub flood_per_kind: FxHashMap<Arc<str>, (f64, f64)>,
+    /// Clock skew: event time ahead of reception by more than this.
+    pub skew_ahead: Duration,
+    /// Clock skew: event time behind reception by more than this.
+    pub skew_behind: Duration,
+    /// Brute force: this many failures in the window, per client/username or address.
+    pub auth_failures: usize,
+    pub auth_window: Duration,
+    /// Anomalies that quarantine the device at once (policy).
+    pub auto_quarantine: FxHashSet<Anomaly>,
+    /// Anomalies switched off.
+    pub disabled: FxHashSet<Anomaly>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            silence_factor: 1.5,
+            neighbour_radius_m: 10_000.0,
+            flood_per_minute: 12.0,
+            flood_burst: 30.0,
+            flood_per_kind: FxHashMap::default(),
+            skew_ahead: Duration::from_mins(2),
+            skew_behind: Duration::from_mins(24 * 60),
+            auth_failures: 5,
+            auth_window: Duration::from_mins(1),
+            auto_quarantine: FxHashSet::default(),
+            disabled: FxHashSet::default(),
+        }
+    }
+}
+
+/// Token bucket: `tokens` refill at `rate` per ms up to `cap`; a message takes one.
+#[derive(Clone, Copy, Debug)]
+pub struct TokenBucket {
+    tokens: f64,
+    last: Timestamp,
+}
+
+impl TokenBucket {
+    pub fn new(cap: f64, now: Timestamp) -> Self {
+        TokenBucket {
+            tokens: cap,
+            last: now,
+        }
+    }
+
+    /// Takes a token at `now`; `false` when the bucket is empty (over the rate).
+    pub fn take(&mut self, now: Timestamp, per_minute: f64, cap: f64) -> bool {
+        let elapsed = now.since(self.last).millis().max(0) as f64;
+        if now > self.last {
+            self.last = now;
+        }
+        self.tokens = (self.tokens + elapsed * per_minute / 60_000.0).min(cap);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// Counts events in a sliding window; `true` when `threshold` is reached.
+#[derive(Clone, Debug, Default)]
+pub struct SlidingWindow {
+    times: VecDeque<Timestamp>,
+}
+
+impl SlidingWindow {
+    pub fn hit(&mut self, now: Timestamp, window: Duration, threshold: usize) -> bool {
+        self.times.push_back(now);
+        while self.times.front().is_some_and(|t| now.since(*t) >= window) {
+            self.times.pop_front();
+        }
+        // Bounded memory: never more than the threshold is needed.
+        while self.times.len() > threshold.max(1) {
+            self.times.pop_front();
+        }
+        self.times.len() >= threshold
+    }
+    pub fn len(&self) -> usize {
+        self.times.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.times.is_empty()
+    }
+}
+
+/// Whether a change from `prev` (at `t0`) to `next` (at `t1`) exceeds `max_per_minute`.
+/// The elapsed time counts at least one minute, so that two close messages with sensor
+/// noise do not look like a fast slope.
+pub fn impossible_jump(
+    prev: f64,
+    t0: Timestamp,
+    next: f64,
+    t1: Timestamp,
+    max_per_minute: f64,
+) -> bool {
+    let minutes = (t1.since(t0).millis().abs() as f64 / 60_000.0).max(1.0);
+    (next - prev).abs() > max_per_minute * minutes
+}
+
+/// A client's network identity as the broker saw it: client id and address.
+type NetIdentity = (Arc<str>, Option<Arc<str>>);
+
+#[derive(Default)]
+struct DeviceTrack {
+    bucket: Option<TokenBucket>,
+    flooding: bool,
+    last_number: FxHashMap<FieldIdx, (f64, Timestamp)>,
+    firmware: Option<Arc<str>>,
+    silence_flagged: bool,
+}
+
+/// The detectors of one partition.
+pub struct Sentinel {
+    territory: Arc<Territory>,
+    config: Config,
+    devices: Vec<DeviceTrack>,
+    last_heard: Vec<Option<Timestamp>>,
+    /// Sites with an operational (non-cyber, non-silence) condition raised.
+    hot_sites: FxHashMap<SiteIdx, u32>,
+    auth_by_client: FxHashMap<Arc<str>, SlidingWindow>,
+    auth_by_address: FxHashMap<Arc<str>, SlidingWindow>,
+    /// Known network identity per username: (client id, address).
+    identities: FxHashMap<Arc<str>, NetIdentity>,
+    /// Devices that have a heartbeat, for the silence scan.
+    watched: Vec<DeviceIdx>,
+    /// Upper bound on the maps keyed by transport-given strings (an attacker picks them).
+    max_keys: usize,
+    /// First tick: a device never heard of counts as heard then.
+    started: Option<Timestamp>,
+}
+
+impl Sentinel {
+    pub fn new(territory: Arc<Territory>, config: Config) -> Self {
+        let n = territory.devices.len();
+        let watched = (0..n)
+            .map(|i| DeviceIdx(i as u32))
+            .filter(|d| {
+                territory
+                    .kind(territory.device(*d).kind)
+                    .heartbeat
+                    .is_some()
+            })
+            .collect();
+        Sentinel {
+            devices: (0..n).map(|_| DeviceTrack::default()).collect(),
+            last_heard: vec![None; n],
+            territory,
+            config,
+            hot_sites: FxHashMap::default(),
+            auth_by_client: FxHashMap::default(),
+            auth_by_address: FxHashMap::default(),
+            identities: FxHashMap::default(),
+            watched,
+            max_keys: 100_000,
+            started: None,
+        }
+    }
+
+    /// When a device was last heard of before a restart (from the store).
+    pub fn set_last_heard(&mut self, d: DeviceIdx, t: Timestamp) {
+        if let Some(slot) = self.last_heard.get_mut(d.get()) {
+            *slot = Some(t);
+        }
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn set_config(&mut self, config: Config) {
+        self.config = config;
+    }
+
+    fn enabled(&self, a: Anomaly) -> bool {
+        !self.config.disabled.contains(&a)
+    }
+
+    fn push(
+        &self,
+        out: &mut Vec<Finding>,
+        anomaly: Anomaly,
+        subject: Subject,
+        at: Timestamp,
+        evidence: String,
+    ) {
+        if self.enabled(anomaly) {
+            out.push(Finding {
+                anomaly,
+                subject,
+                at,
+                evidence,
+            });
+        }
+    }
+
+    fn dev_id(&self, d: DeviceIdx) -> &str {
+        &self.territory.device(d).id
+    }
+
+    /// One message from `device` arrived at `received` (called once per message, not per
+    /// value): the flood detector.
+    pub fn on_message(&mut self, device: DeviceIdx, received: Timestamp, out: &mut Vec<Finding>) {
+        let kind = &self.territory.kind(self.territory.device(device).kind).id;
+        let (rate, cap) = self
+            .config
+            .flood_per_kind
+            .get(kind)
+            .copied()
+            .unwrap_or((self.config.flood_per_minute, self.config.flood_burst));
+        let Some(track) = self.devices.get_mut(device.get()) else {
+            return;
+        };
+        let bucket = track
+            .bucket
+            .get_or_insert_with(|| TokenBucket::new(cap, received));
+        let ok = bucket.take(received, rate, cap);
+        if ok {
+            // The episode ends when the bucket has refilled: a device hovering at the
+            // limit is one flood, not one finding per message.
+            if bucket.tokens >= cap - 1.0 {
+                track.flooding = false;
+            }
+        } else if !track.flooding {
+            track.flooding = true;
+            let ev = format!(
+                "{} exceeded {rate} messages/min (burst {cap}) at {received}",
+                self.dev_id(device)
+            );
+            self.push(out, Anomaly::Flood, Subject::Device(device), received, ev);
+        }
+    }
+
+    /// One validated observation: jumps, clock skew, firmware, liveness.
+    pub fn on_observation(
+        &mut self,
+        device: DeviceIdx,
+        field: FieldIdx,
+        value: &Value,
+        time: Timestamp,
+        received: Timestamp,
+        out: &mut Vec<Finding>,
+    ) {
+        let Some(slot) = self.last_heard.get_mut(device.get()) else {
+            return;
+        };
+        *slot = Some(slot.map_or(received, |t| t.max(received)));
+        let territory = Arc::clone(&self.territory);
+        let kind = territory.kind(territory.device(device).kind);
+        let Some(spec) = kind.fields.get(field.get()) else {
+            return;
+        };
+        let id = &*territory.device(device).id;
+        if time.since(received) > self.config.skew_ahead {
+            let ev = format!(
+                "{id}: event time {time} is {} s ahead of reception {received}",
+                time.since(received).as_secs_f64()
+            );
+            self.push(
+                out,
+                Anomaly::ClockSkew,
+                Subject::Device(device),
+                received,
+                ev,
+            );
+        } else if received.since(time) > self.config.skew_behind {
+            let ev = format!(
+                "{id}: event time {time} is {} s behind reception {received}",
+                received.since(time).as_secs_f64()
+            );
+            self.push(
+                out,
+                Anomaly::ClockSkew,
+                Subject::Device(device),
+                received,
+                ev,
+            );
+        }
+        let mut findings = Vec::new();
+        if let Some(track) = self.devices.get_mut(device.get()) {
+            track.silence_flagged = false;
+            match (value, spec.ty) {
+                (Value::Number(v), FieldType::Number) => {
+                    if let Some(max) = spec.max_step_per_minute
+                        && let Some((prev, t0)) = track.last_number.get(&field).copied()
+                        && impossible_jump(prev, t0, *v, time, max)
+                    {
+                        findings.push((
+                            Anomaly::ImpossibleJump,
+                            format!(
+                                "{id}.{}: {prev} at {t0} then {v} at {time}; at most {max}/min is physically possible",
+                                spec.name
+                            ),
+                        ));
+                    }
+                    track.last_number.insert(field, (*v, time));
+                }
+                (Value::Text(fw), FieldType::Text) if &*spec.name == "firmware" => {
+                    match &track.firmware {
+                        Some(old) if old != fw => findings.push((
+                            Anomaly::FirmwareChange,
+                            format!("{id}: firmware `{old}` became `{fw}` at {time}"),
+                        )),
+                        _ => {}
+                    }
+                    track.firmware = Some(Arc::clone(fw));
+                }
+                _ => {}
+            }
+        }
+        for (a, ev) in findings {
+            self.push(out, a, Subject::Device(device), received, ev);
+        }
+    }
+
+    /// An operational condition was raised (`true`) or cleared on a site.
+    pub fn on_operational(&mut self, site: SiteIdx, raised: bool) {
+        if raised {
+            *self.hot_sites.entry(site).or_default() += 1;
+        } else if let Some(n) = self.hot_sites.get_mut(&site) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.hot_sites.remove(&site);
+            }
+        }
+    }
+
+    /// A security signal from the edges.
+    pub fn on_signal(&mut self, signal: &SecuritySignal, at: Timestamp, out: &mut Vec<Finding>) {
+        let subject_of = |t: &Territory, name: &str| match t.device_id(name) {
+            Some(d) => Subject::Device(d),
+            None => Subject::Other(name.into()),
+        };
+        match signal {
+            SecuritySignal::AuthFailure {
+                client_id,
+                username,
+                address,
+            } => {
+                let who: &str = username.as_deref().unwrap_or(client_id);
+                let (n, w) = (self.config.auth_failures, self.config.auth_window);
+                let full = self.auth_by_client.len() >= self.max_keys;
+                if !full || self.auth_by_client.contains_key(who) {
+                    let win = self.auth_by_client.entry(who.into()).or_default();
+                    if win.hit(at, w, n) {
+                        win.times.clear();
+                        let ev = format!(
+                            "{n} authentication failures for `{who}` within {} s (last from {})",
+                            w.as_secs_f64(),
+                            address.as_deref().unwrap_or("unknown address")
+                        );
+                        let s = subject_of(&self.territory, who);
+                        self.push(out, Anomaly::BruteForce, s, at, ev);
+                    }
+                }
+                if let Some(addr) = address {
+                    let full = self.auth_by_address.len() >= self.max_keys;
+                    if !full || self.auth_by_address.contains_key(addr.as_str()) {
+                        let win = self
+                            .auth_by_address
+                            .entry(addr.as_str().into())
+                            .or_default();
+                        if win.hit(at, w, n) {
+                            win.times.clear();
+                            let ev = format!(
+                                "{n} authentication failures from address {addr} within {} s (last for `{who}`)",
+                                w.as_secs_f64()
+                            );
+                            let s = subject_of(&self.territory, who);
+                            let s = match s {
+                                Subject::Device(d) => Subject::Device(d),
+                                Subject::Other(_) => {
+                                    Subject::Other(format!("address:{addr}").into())
+                                }
+                            };
+                            self.push(out, Anomaly::BruteForce, s, at, ev);
+                        }
+                    }
+                }
+            }
+            SecuritySignal::Connected {
+                client_id,
+                username,
+                address,
+            } => {
+                let Some(user) = username else { return };
+                let now: NetIdentity = (
+                    client_id.as_str().into(),
+                    address.as_deref().map(Into::into),
+                );
+                let prev = self.identities.get(user.as_str()).cloned();
+                match prev {
+                    Some(old) if old != now => {
+                        let show =
+                            |x: &Option<Arc<str>>| x.as_deref().unwrap_or("unknown").to_string();
+                        let ev = format!(
+                            "`{user}` connected as client `{}` from {} (was client `{}` from {})",
+                            now.0,
+                            show(&now.1),
+                            old.0,
+                            show(&old.1)
+                        );
+                        let s = subject_of(&self.territory, user);
+                        self.push(out, Anomaly::IdentityChange, s, at, ev);
+                    }
+                    _ => {}
+                }
+                if self.identities.len() < self.max_keys
+                    || self.identities.contains_key(user.as_str())
+                {
+                    self.identities.insert(user.as_str().into(), now);
+                }
+            }
+            SecuritySignal::BadSignature { device } => {
+                let s = subject_of(&self.territory, device);
+                let ev = format!("signed message for `{device}` whose MAC does not verify");
+                self.push(out, Anomaly::BadSignature, s, at, ev);
+            }
+            // An unsigned message for a kind that requires signing: as suspect as a bad MAC.
+            SecuritySignal::Unsigned { device } => {
+                let s = subject_of(&self.territory, device);
+                let ev = format!("unsigned message for `{device}`, whose kind requires signing");
+                self.push(out, Anomaly::BadSignature, s, at, ev);
+            }
+            SecuritySignal::Replay {
+                device,
+                counter,
+                last,
+            } => {
+                let s = subject_of(&self.territory, device);
+                let ev = format!(
+                    "signed message for `{device}` with counter {counter}, not fresh (highest seen {last})"
+                );
+                self.push(out, Anomaly::Replay, s, at, ev);
+            }
+            SecuritySignal::Unregistered { device } => {
+                let ev = format!("message naming unregistered device `{device}`");
+                self.push(
+                    out,
+                    Anomaly::Unregistered,
+                    Subject::Other(device.as_str().into()),
+                    at,
+                    ev,
+                );
+            }
+            SecuritySignal::TopicMismatch {
+                topic_device,
+                claimed,
+            } => {
+                let s = subject_of(&self.territory, topic_device);
+                let ev = format!("message on the topic of `{topic_device}` names `{claimed}`");
+                self.push(out, Anomaly::TopicMismatch, s, at, ev);
+            }
+        }
+    }
+
+    /// Advances processing time: the cyber-silence scan.
+    pub fn on_tick(&mut self, now: Timestamp, out: &mut Vec<Finding>) {
+        let started = *self.started.get_or_insert(now);
+        if self.hot_sites.is_empty() || !self.enabled(Anomaly::Silence) {
+            return;
+        }
+        let t = Arc::clone(&self.territory);
+        let factor = self.config.silence_factor;
+        let radius = self.config.neighbour_radius_m;
+        let limit_of = |d: DeviceIdx| {
+            t.kind(t.device(d).kind)
+                .heartbeat
+                .map(|hb| Duration((hb.millis() as f64 * factor) as i64))
+        };
+        // Devices at a site with a raised condition that still report: usually few, so the
+        // silent devices are compared with them only (not with their whole kind).
+        let hot: Vec<DeviceIdx> = self
+            .watched
+            .iter()
+            .copied()
+            .filter(|&n| {
+                self.hot_sites.contains_key(&t.device(n).site)
+                    && limit_of(n).is_some_and(|limit| {
+                        self.last_heard[n.get()].is_some_and(|h| now.since(h) <= limit)
+                    })
+            })
+            .collect();
+        if hot.is_empty() {
+            return;
+        }
+        for &d in &self.watched {
+            let dev = t.device(d);
+            let Some(hb) = t.kind(dev.kind).heartbeat else {
+                continue;
+            };
+            let Some(limit) = limit_of(d) else { continue };
+            let last = self.last_heard[d.get()].unwrap_or(started);
+            let silent = now.since(last);
+            if silent <= limit || self.devices[d.get()].silence_flagged {
+                continue;
+            }
+            // A neighbour of the same kind still reports and has raised a condition.
+            let hot = hot.iter().find(|&&n| {
+                n != d
+                    && t.device(n).kind == dev.kind
+                    && t.device(n).position.distance_m(&dev.position) <= radius
+            });
+            if let Some(&n) = hot {
+                self.devices[d.get()].silence_flagged = true;
+                let ev = format!(
+                    "{} silent for {} min (heartbeat {} min) since {last}, while neighbour {} ({:.0} m) reports a raised condition",
+                    dev.id,
+                    silent.millis() / 60_000,
+                    hb.millis() / 60_000,
+                    t.device(n).id,
+                    t.device(n).position.distance_m(&dev.position)
+                );
+                out.push(Finding {
+                    anomaly: Anomaly::Silence,
+                    subject: Subject::Device(d),
+                    at: now,
+                    evidence: ev,
+                });
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
