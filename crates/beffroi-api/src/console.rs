@@ -215,19 +215,13 @@ pub async fn map_clusters(
     // About a millisecond for 100,000 devices, off the async workers all the same.
     let dto = blocking(move || {
         let t = &territory;
-        let grid = mapgrid::cluster_some(
-            &index,
-            zoom,
-            &bbox,
-            &state_of,
-            |i| {
-                scope.is_territory()
-                    || scope.holds(
-                        t.site(t.device(beffroi_core::DeviceIdx(i as u32)).site)
-                            .commune,
-                    )
-            },
-        )
+        let grid = mapgrid::cluster_some(&index, zoom, &bbox, &state_of, |i| {
+            scope.is_territory()
+                || scope.holds(
+                    t.site(t.device(beffroi_core::DeviceIdx(i as u32)).site)
+                        .commune,
+                )
+        })
         .map_err(|e| bad(e.to_string()))?;
         Ok(clusters_dto(&grid, &index, &territory, &state_of))
     })

@@ -23,8 +23,8 @@ pub mod mapgrid;
 pub mod openapi;
 pub mod overview;
 pub mod routes;
-pub mod totp;
 pub mod security;
+pub mod totp;
 pub mod units;
 pub mod users;
 

@@ -853,7 +853,7 @@ impl Pipeline {
         for (d, anomaly, evidence) in self.sentinel.take_auto_quarantine() {
             let id = self.territory.device(d).id.clone();
             let actor = format!("policy:{}", anomaly.as_str());
-            // AUDIT: device.quarantine by policy (actor, device, reason) — the lead wires it.
+            // Audited by the writer once committed (`runner::audit_policy_acts`).
             if let Err(e) = self.quarantine_act(&id, true, actor, &evidence, now, out) {
                 tracing::warn!(error = %e, "automatic quarantine skipped");
             }

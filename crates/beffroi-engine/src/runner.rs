@@ -51,6 +51,44 @@ pub struct EngineConfig {
     pub device_keys: Arc<crate::trust::DeviceKeys>,
     /// Anomaly-detection thresholds and quarantine policy (`security.toml`).
     pub security: crate::sentinel::SecurityConfig,
+    /// Where the engine's own acts on behalf of a policy (automatic quarantine) are
+    /// audited, once committed. Acts by users are audited by the API.
+    pub audit: Option<EngineAudit>,
+}
+
+/// The audit sink handed to the engine.
+#[derive(Clone)]
+pub struct EngineAudit(pub Arc<dyn beffroi_core::AuditSink>);
+
+impl std::fmt::Debug for EngineAudit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("EngineAudit(..)")
+    }
+}
+
+/// Audits the committed quarantine acts taken by a policy (`policy:<anomaly>`).
+fn audit_policy_acts(
+    audit: &dyn beffroi_core::AuditSink,
+    territory: &Territory,
+    acts: &[crate::sentinel::QuarantineAct],
+) {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    for a in acts.iter().filter(|a| a.actor.starts_with("policy:")) {
+        audit.record(beffroi_core::AuditRecord {
+            at_ms: now_ms,
+            actor: a.actor.to_string(),
+            action: if a.quarantined {
+                "device.quarantine".into()
+            } else {
+                "device.release".into()
+            },
+            target: Some(territory.device(a.device).id.to_string()),
+            outcome: beffroi_core::AuditOutcome::Ok,
+            detail: serde_json::json!({ "reason": a.reason, "event_time_ms": a.at.0 }).to_string(),
+        });
+    }
 }
 
 impl Default for EngineConfig {
@@ -64,6 +102,7 @@ impl Default for EngineConfig {
             operations: Operations::default(),
             device_keys: Arc::default(),
             security: crate::sentinel::SecurityConfig::default(),
+            audit: None,
         }
     }
 }
@@ -442,7 +481,8 @@ pub async fn start_with_events(
     })
     .await
     .map_err(|e| StoreError::Backend(format!("restore task: {e}")))?;
-    let (incidents, max_id, last_seen, units, crises, stored_events, windows, quarantine) = restored?;
+    let (incidents, max_id, last_seen, units, crises, stored_events, windows, quarantine) =
+        restored?;
     let mut pipeline = Pipeline::new(
         Arc::clone(&territory),
         Arc::clone(&rules),
@@ -496,6 +536,7 @@ pub async fn start_with_events(
 
     let writer_metrics = Arc::clone(&metrics);
     let writer_live = live_tx.clone();
+    let writer_audit = cfg.audit.clone().map(|a| (a.0, Arc::clone(&territory)));
     let writer_thread = std::thread::Builder::new()
         .name("beffroi-store-writer".into())
         .spawn(move || {
@@ -506,6 +547,7 @@ pub async fn start_with_events(
                 ops_tx,
                 events_tx,
                 writer_metrics,
+                writer_audit,
             )
         })
         .map_err(|e| StoreError::Backend(format!("cannot spawn the writer thread: {e}")))?;
@@ -732,6 +774,7 @@ fn writer_loop(
     ops: watch::Sender<Arc<OpsSnapshot>>,
     events: watch::Sender<Arc<[EventView]>>,
     metrics: Arc<Metrics>,
+    audit: Option<(Arc<dyn beffroi_core::AuditSink>, Arc<Territory>)>,
 ) {
     while let Some(first) = jobs.blocking_recv() {
         // Group commit: whatever queued up while the last commit was syncing goes into
@@ -778,6 +821,9 @@ fn writer_loop(
                 // replies, so that a client reads its own writes.
                 if let Some(s) = snapshot {
                     ops.send_replace(s);
+                }
+                if let Some((audit, territory)) = &audit {
+                    audit_policy_acts(audit.as_ref(), territory, &batch.quarantine);
                 }
                 for job in group {
                     for (reply, r) in job.ops_replies {
@@ -884,5 +930,51 @@ impl Clock for ScaledClock {
     fn now(&self) -> Timestamp {
         let elapsed = self.wall_origin.elapsed().as_secs_f64() * self.speed * 1000.0;
         self.origin.plus(beffroi_core::Duration(elapsed as i64))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sentinel::QuarantineAct;
+    use beffroi_core::territory::fixture;
+    use beffroi_core::{AuditRecord, AuditSink};
+
+    #[derive(Default)]
+    struct Recorded(std::sync::Mutex<Vec<AuditRecord>>);
+
+    impl AuditSink for Recorded {
+        fn record(&self, r: AuditRecord) {
+            self.0.lock().unwrap_or_else(|p| p.into_inner()).push(r);
+        }
+    }
+
+    #[test]
+    fn only_the_policys_quarantine_acts_are_audited_by_the_engine() {
+        let t = fixture::small();
+        let g1 = t.device_id("g1").expect("fixture");
+        let act = |actor: &str, quarantined| QuarantineAct {
+            device: g1,
+            quarantined,
+            actor: actor.into(),
+            reason: "jump of 5 m in 1 min".into(),
+            at: Timestamp(42),
+        };
+        let sink = Recorded::default();
+        audit_policy_acts(
+            &sink,
+            &t,
+            &[
+                act("user:ana", true),
+                act("policy:impossible_jump", true),
+                act("user:ana", false),
+            ],
+        );
+        let got = sink.0.into_inner().unwrap_or_else(|p| p.into_inner());
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert_eq!(got[0].actor, "policy:impossible_jump");
+        assert_eq!(got[0].action, "device.quarantine");
+        assert_eq!(got[0].target.as_deref(), Some("g1"));
+        assert!(got[0].detail.contains("jump of 5 m"), "{}", got[0].detail);
     }
 }

@@ -64,8 +64,10 @@ impl BrokerLogParser {
                 Some(i) => (&rest[..i], &rest[i + 2..]),
                 None => (rest.trim_end_matches('.'), ""),
             };
+            // The flags before it (p2, c1, k60) hold no quote: the first `u'` opens the user
+            // name, the last quote closes it (a user name may itself hold `u'`).
             let username = details
-                .rfind("u'")
+                .find("u'")
                 .and_then(|i| {
                     let u = &details[i + 2..];
                     u.rfind('\'').map(|j| &u[..j])
@@ -146,6 +148,15 @@ mod tests {
                 client_id: "a (b)".into(),
                 username: None,
                 address: Some("[::1]:5".into()),
+            })
+        );
+        // A user name that is a single `u` (found by the property test below).
+        assert_eq!(
+            p.parse("1: New client connected from 10.0.0.1:1 as a (p2, c1, k60, u'u')."),
+            Some(SecuritySignal::Connected {
+                client_id: "a".into(),
+                username: Some("u".into()),
+                address: Some("10.0.0.1:1".into()),
             })
         );
         assert_eq!(p.parse("1795745955: Client c3 disconnected."), None);

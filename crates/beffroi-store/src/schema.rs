@@ -11,7 +11,13 @@ use beffroi_engine::StoreError;
 use crate::error::Context;
 
 /// Migration `i` brings the database from version `i` to version `i + 1`.
-const MIGRATIONS: &[&str] = &[V1_INITIAL, V2_OPERATIONS, V3_EVENTS, V4_TRUST, V5_QUARANTINE];
+const MIGRATIONS: &[&str] = &[
+    V1_INITIAL,
+    V2_OPERATIONS,
+    V3_EVENTS,
+    V4_TRUST,
+    V5_QUARANTINE,
+];
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;

@@ -120,6 +120,9 @@ async fn serve(
             operations: dep.operations.clone(),
             device_keys: Arc::new(device_keys),
             security: dep.security.clone(),
+            audit: Some(beffroi_engine::runner::EngineAudit(
+                Arc::clone(&audit) as Arc<dyn AuditSink>
+            )),
             ..EngineConfig::default()
         },
     )
