@@ -2,6 +2,8 @@
 //! `beffroi audit verify`; and the audit trail of a real `beffroi serve`.
 
 mod support;
+use support::copy_dir;
+use support::replace;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -357,23 +359,4 @@ fn a_server_leaves_a_verified_audit_trail() {
     let o = verify(&data, &["--strict"]);
     assert!(o.status.success(), "{}", text(&o));
     assert!(text(&o).contains("5 entries"), "{}", text(&o));
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).expect("mkdir");
-    for e in std::fs::read_dir(from).expect("read dir") {
-        let e = e.expect("entry");
-        let target = to.join(e.file_name());
-        if e.path().is_dir() {
-            copy_dir(&e.path(), &target);
-        } else {
-            std::fs::copy(e.path(), &target).expect("copy");
-        }
-    }
-}
-
-fn replace(path: &Path, text: &str) {
-    let tmp = path.with_extension("toml.tmp");
-    std::fs::write(&tmp, text).expect("write");
-    std::fs::rename(&tmp, path).expect("rename");
 }

@@ -4,27 +4,14 @@
 //! a restart keeps of all that.
 
 mod support;
+use support::copy_dir;
 
-use std::path::Path;
 use std::time::Duration;
 
 use serde_json::{Value, json};
 use support::beffroi::Beffroi;
 use support::http::Api;
 use support::{now_ms, poll};
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).expect("mkdir");
-    for e in std::fs::read_dir(from).expect("read dir") {
-        let e = e.expect("entry");
-        let target = to.join(e.file_name());
-        if e.path().is_dir() {
-            copy_dir(&e.path(), &target);
-        } else {
-            std::fs::copy(e.path(), &target).expect("copy");
-        }
-    }
-}
 
 fn unit(api: &Api, id: &str) -> Value {
     api.get_ok(&format!("/api/v1/units/{id}"))

@@ -2,33 +2,14 @@
 //! rules in force and says why; a valid one replaces them.
 
 mod support;
+use support::copy_dir;
+use support::replace;
 
-use std::path::Path;
 use std::time::Duration;
 
 use support::beffroi::Beffroi;
 use support::http::{Api, metric};
 use support::poll;
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).expect("mkdir");
-    for e in std::fs::read_dir(from).expect("read dir") {
-        let e = e.expect("entry");
-        let target = to.join(e.file_name());
-        if e.path().is_dir() {
-            copy_dir(&e.path(), &target);
-        } else {
-            std::fs::copy(e.path(), &target).expect("copy");
-        }
-    }
-}
-
-/// Replaces a file atomically, as editors and deployment tools do.
-fn replace(path: &Path, text: &str) {
-    let tmp = path.with_extension("toml.tmp");
-    std::fs::write(&tmp, text).expect("write");
-    std::fs::rename(&tmp, path).expect("rename");
-}
 
 fn rule_ids(api: &Api) -> Vec<String> {
     let v = api.get_ok("/api/v1/rules");

@@ -10,6 +10,7 @@ pub mod http;
 pub use beffroi_testkit::mosquitto;
 pub mod publisher;
 
+use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Milliseconds since the epoch of the wall clock (the clock `serve` runs on).
@@ -88,4 +89,25 @@ pub fn logs(beffroi: &beffroi::Beffroi, broker: &mosquitto::Mosquitto) -> String
         beffroi.log(),
         tail(&broker.log(), 40)
     )
+}
+
+/// Copies a folder recursively (a deployment to edit in a test).
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for e in std::fs::read_dir(from).expect("read dir") {
+        let e = e.expect("entry");
+        let target = to.join(e.file_name());
+        if e.path().is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), &target).expect("copy");
+        }
+    }
+}
+
+/// Replaces a file atomically, as editors and deployment tools do.
+pub fn replace(path: &Path, text: &str) {
+    let tmp = path.with_extension("toml.tmp");
+    std::fs::write(&tmp, text).expect("write");
+    std::fs::rename(&tmp, path).expect("rename");
 }
