@@ -2,16 +2,22 @@
 //! clock and checks the incidents each one declares — and, for exclusive scenarios, that
 //! no other incident opens.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use beffroi_core::{Duration, Incident, IncidentId, Severity, Territory, Timestamp};
+use beffroi_core::{
+    DeviceIdx, Duration, Incident, IncidentId, SecuritySignal, Severity, Territory, Timestamp,
+    Trust,
+};
 use beffroi_engine::Source;
 use beffroi_engine::metrics::Metrics;
 use beffroi_engine::pipeline::{Output, Pipeline};
+use beffroi_engine::trust::DeviceKeys;
 use beffroi_sim::{Player, Scenario};
 use beffroi_territory::SourceFile;
+use beffroi_wire::{RejectReason, signed};
 
 fn demo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../demo")
@@ -55,6 +61,49 @@ fn play_with(
     f: &Fixture,
     scenarios: Vec<Arc<Scenario>>,
     end: Duration,
+    hook: impl FnMut(Duration, &mut Pipeline, &mut Output),
+) -> (HashMap<IncidentId, Incident>, usize) {
+    play_signed(f, scenarios, end, None, hook)
+}
+
+/// One device that signs its telemetry during a play: its key, its counter and every
+/// envelope it sent (for a test to replay).
+struct Signer {
+    device: DeviceIdx,
+    id: String,
+    key: [u8; signed::KEY_LEN],
+    ctr: u64,
+    sent: Vec<Vec<u8>>,
+}
+
+impl Signer {
+    fn new(t: &Territory, id: &str, key: [u8; signed::KEY_LEN]) -> Self {
+        Signer {
+            device: t.device_id(id).expect("signing device"),
+            id: id.into(),
+            key,
+            ctr: 0,
+            sent: Vec::new(),
+        }
+    }
+
+    /// Wraps the payload the device would have sent in a signed envelope (next counter).
+    fn seal(&mut self, body: &[u8]) -> Vec<u8> {
+        self.ctr += 1;
+        let env = signed::seal(&self.id, self.ctr, &self.key, body);
+        self.sent.push(env.clone());
+        env
+    }
+}
+
+/// [`play_with`] where `signer`'s device holds a key in the pipeline and sends its
+/// readings as signed envelopes. The scenarios' `bad_signature`/`replay` signals for that
+/// device are not raised: the test sends the real forged and replayed envelopes instead.
+fn play_signed(
+    f: &Fixture,
+    scenarios: Vec<Arc<Scenario>>,
+    end: Duration,
+    signer: Option<&RefCell<Signer>>,
     mut hook: impl FnMut(Duration, &mut Pipeline, &mut Output),
 ) -> (HashMap<IncidentId, Incident>, usize) {
     let start = Timestamp(1_795_694_400_000);
@@ -66,6 +115,11 @@ fn play_with(
         Arc::new(Metrics::new()),
         start,
     );
+    let signing = signer.map(|s| {
+        let s = s.borrow();
+        p.set_device_keys(Arc::new(DeviceKeys::new([(s.id.clone(), s.key)])));
+        s.id.clone()
+    });
     let step = Duration::from_secs(15);
     let mut offset = Duration::ZERO;
     let mut msgs = Vec::new();
@@ -79,6 +133,14 @@ fn play_with(
         signals.clear();
         player.drain_signals_until(offset, &mut signals);
         for (at, s) in &signals {
+            if let (
+                Some(id),
+                SecuritySignal::BadSignature { device } | SecuritySignal::Replay { device, .. },
+            ) = (&signing, s)
+                && device == id
+            {
+                continue;
+            }
             p.on_security_signal(s, start.plus(*at), &mut out);
         }
         for m in msgs.drain(..) {
@@ -87,11 +149,14 @@ fn play_with(
                 .topic
                 .strip_prefix("beffroi/")
                 .and_then(|t| t.split('/').nth(1));
+            let sealed = signer
+                .filter(|s| s.borrow().device == m.device)
+                .map(|s| s.borrow_mut().seal(&m.payload));
             let r = p.ingest(
                 Source::Simulator,
                 m.format,
                 hint,
-                &m.payload,
+                sealed.as_deref().unwrap_or(&m.payload),
                 received,
                 &mut out,
             );
@@ -197,9 +262,31 @@ fn every_demo_scenario_produces_its_incidents() {
 
 /// Issue 4, Done-when: quarantining the spoofed legacy gauge stops its false flood alarm
 /// while the signed, genuine gauge still raises the real one.
+///
+/// The port du Canal gauge really signs here: its kind (`water_level`) accepts signed
+/// envelopes (`signing = optional`, so the unsigned legacy gauge at Longvic, of the same
+/// kind, still reports), the pipeline holds its key, and every reading it sends is sealed
+/// with an incrementing counter. The scenario's `bad_signature`/`replay` steps are replaced
+/// by real envelopes: one sealed with a wrong key at 15m, one replay of an earlier genuine
+/// envelope at 16m.
 #[test]
 fn quarantining_the_spoofed_gauge_clears_its_false_alarm_and_keeps_the_real_one() {
-    let f = fixture();
+    let mut f = fixture();
+    {
+        let mut t = (*f.territory).clone();
+        let k = t.kind_id("water_level").expect("water_level kind");
+        t.kinds[k.get()].signing = beffroi_core::Signing::Optional;
+        f.territory = Arc::new(t);
+    }
+    let f = f;
+    const GENUINE: &str = "dijon-ouche-port-du-canal-gauge-01";
+    let signer = RefCell::new(Signer::new(&f.territory, GENUINE, [0x4b; 32]));
+    let genuine = signer.borrow().device;
+    let start = Timestamp(1_795_694_400_000);
+    let (at_15m, at_16m) = (Duration::from_mins(15), Duration::from_mins(16));
+    let mut signed_seen = 0;
+    let mut forged_rejected = false;
+    let mut replay_rejected = false;
     let pick = |n: &str| {
         f.scenarios
             .iter()
@@ -215,11 +302,62 @@ fn quarantining_the_spoofed_gauge_clears_its_false_alarm_and_keeps_the_real_one(
     let mut resolved_with_reason = false;
     let mut marked = 0;
     let mut fed_after = 0;
-    let (incidents, rejected) = play_with(
+    let (incidents, rejected) = play_signed(
         &f,
         vec![pick("background"), Arc::clone(&sc)],
         sc.duration,
+        Some(&signer),
         |offset, p, out| {
+            // Every reading of the genuine gauge came in a verified envelope.
+            for o in out
+                .batch
+                .observations
+                .iter()
+                .filter(|o| o.device == genuine)
+            {
+                assert_eq!(o.trust, Trust::Signed, "{o:?}");
+                signed_seen += 1;
+            }
+            if offset == at_15m || offset == at_16m {
+                let s = signer.borrow();
+                let envelope = if offset == at_15m {
+                    // Forged: a genuine reading pushed to 9.9 m, sealed with a wrong key and a
+                    // fresh counter.
+                    let last = signed::open(s.sent.last().expect("a genuine envelope"))
+                        .expect("open")
+                        .body;
+                    let body = String::from_utf8(last).expect("utf-8");
+                    assert!(body.contains("level_m"), "{body}");
+                    let forged = body.replacen("\"level_m\":", "\"level_m\":9.9,\"was\":", 1);
+                    signed::seal(GENUINE, s.ctr + 1, &[0x66; 32], forged.as_bytes())
+                } else {
+                    // Replay: the first genuine envelope, byte for byte.
+                    s.sent.first().expect("a genuine envelope").clone()
+                };
+                let stored = out.batch.observations.len();
+                let r = p.ingest(
+                    Source::Simulator,
+                    beffroi_wire::Format::Chirpstack,
+                    None,
+                    &envelope,
+                    start.plus(offset),
+                    out,
+                );
+                assert_eq!(r.accepted, 0, "{r:?}");
+                assert_eq!(
+                    out.batch.observations.len(),
+                    stored,
+                    "nothing reaches the rules"
+                );
+                let reason = r.rejected.first().map(|j| j.reason);
+                if offset == at_15m {
+                    assert_eq!(reason, Some(RejectReason::BadSignature), "{r:?}");
+                    forged_rejected = true;
+                } else {
+                    assert_eq!(reason, Some(RejectReason::Replay), "{r:?}");
+                    replay_rejected = true;
+                }
+            }
             if offset == at_45m {
                 let open = p
                     .book()
@@ -277,6 +415,11 @@ fn quarantining_the_spoofed_gauge_clears_its_false_alarm_and_keeps_the_real_one(
                     .filter(|o| o.device == spoofed)
                 {
                     fed_after += 1;
+                    assert_eq!(
+                        o.trust,
+                        Trust::Unauthenticated,
+                        "the legacy gauge is unsigned"
+                    );
                     if o.quarantined {
                         marked += 1;
                     }
@@ -312,6 +455,27 @@ fn quarantining_the_spoofed_gauge_clears_its_false_alarm_and_keeps_the_real_one(
         })
         .expect("real flood incident");
     assert!(real.status.is_open() && real.condition_active, "{real:?}");
+    // It was raised by signed readings only: the gauge sent nothing unsigned.
+    assert!(
+        signed_seen > 30 && signed_seen as u64 == signer.borrow().ctr,
+        "{signed_seen} signed observations, counter {}",
+        signer.borrow().ctr
+    );
+    // The forged and the replayed envelopes were refused and raised their cyber incidents
+    // on the port du Canal site, when they came.
+    assert!(forged_rejected && replay_rejected);
+    for (rule, at) in [("cyber-bad_signature", at_15m), ("cyber-replay", at_16m)] {
+        assert!(
+            incidents.values().any(|i| &*i.rule == rule
+                && &*t.site(i.site).id == "dijon-ouche-port-du-canal"
+                && i.opened_at == start.plus(at)),
+            "{rule} not opened at the port du Canal at {at:?}: {:#?}",
+            incidents
+                .values()
+                .map(|i| (&i.rule, &*t.site(i.site).id, i.opened_at))
+                .collect::<Vec<_>>()
+        );
+    }
     // The cyber incident about the spoof stays open for the analyst.
     assert!(
         incidents
