@@ -522,6 +522,15 @@ fn serve_stores_trust_and_counts_auth_failures() {
     poll("the revoked device's failure counted", WAIT, log, || {
         (auth_failures() > before).then_some(())
     });
+    // A burst of wrong passwords reaches anomaly detection: a brute-force cyber incident
+    // (5 failures within a minute by default).
+    for _ in 0..5 {
+        assert!(connect(broker.port(), "dev-b", &dev_b, "guess", None).is_err());
+    }
+    poll("a brute-force cyber incident", WAIT, log, || {
+        let (status, body) = api.get("/api/v1/incidents?category=cyber");
+        (status == 200 && body.to_string().contains("cyber-brute_force")).then_some(())
+    });
     // The server reloads the registry: B's key is no longer in force, without a restart.
     let mut ctr = 1;
     poll(
