@@ -64,6 +64,8 @@ pub struct Metrics {
     pub security_signals_dropped: Counter,
     /// Observations accepted, per trust level.
     pub observations_by_trust: Family<TrustLabel, Counter>,
+    /// The same counters resolved once, indexed by `Trust as usize` (hot path).
+    trust_counters: Vec<Counter>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -122,6 +124,7 @@ impl Metrics {
             observations_purged: Counter::default(),
             security_signals: Family::default(),
             observations_by_trust: Family::default(),
+            trust_counters: Vec::new(),
             security_signals_dropped: Counter::default(),
             registry: Mutex::new(Registry::default()),
         };
@@ -198,11 +201,15 @@ impl Metrics {
             "Security signals raised by the broker feed and signature checks, per kind",
             m.security_signals.clone(),
         );
-        for t in beffroi_core::Trust::ALL {
-            let _ = m
-                .observations_by_trust
-                .get_or_create(&TrustLabel { trust: t.as_str() });
-        }
+        let mut m = m;
+        m.trust_counters = beffroi_core::Trust::ALL
+            .iter()
+            .map(|t| {
+                m.observations_by_trust
+                    .get_or_create(&TrustLabel { trust: t.as_str() })
+                    .clone()
+            })
+            .collect();
         r.register(
             "observations_trust",
             "Observations accepted, per trust level (signed, broker_authenticated, unauthenticated)",
@@ -219,6 +226,11 @@ impl Metrics {
 
     pub fn rejected(&self, source: Source, reason: RejectReason) -> &Counter {
         &self.rejected[source.index() * RejectReason::ALL.len() + reason.index()]
+    }
+
+    /// Observations accepted at one trust level.
+    pub fn trust(&self, t: beffroi_core::Trust) -> &Counter {
+        &self.trust_counters[t as usize]
     }
 
     /// Registers more metrics (from other components) in the same registry.

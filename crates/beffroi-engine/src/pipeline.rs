@@ -510,12 +510,7 @@ impl Pipeline {
     /// One validated observation: to the sentinel, then (unless its device is quarantined)
     /// to the events and rules; stored either way.
     fn observe(&mut self, o: &Observation, received: Timestamp, out: &mut Output) {
-        self.metrics
-            .observations_by_trust
-            .get_or_create(&crate::metrics::TrustLabel {
-                trust: o.trust.as_str(),
-            })
-            .inc();
+        self.metrics.trust(o.trust).inc();
         self.sentinel.on_observation(o, received);
         let quarantined = self.sentinel.is_quarantined(o.device);
         if !quarantined {

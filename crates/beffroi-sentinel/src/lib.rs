@@ -315,6 +315,21 @@ pub struct Sentinel {
     max_keys: usize,
     /// First tick: a device never heard of counts as heard then.
     started: Option<Timestamp>,
+    /// Flood rate and burst per kind (index), resolved from the configuration once: the
+    /// hot path does not hash kind names.
+    flood_rates: Vec<(f64, f64)>,
+}
+
+fn flood_rates(t: &Territory, c: &Config) -> Vec<(f64, f64)> {
+    t.kinds
+        .iter()
+        .map(|k| {
+            c.flood_per_kind
+                .get(&k.id)
+                .copied()
+                .unwrap_or((c.flood_per_minute, c.flood_burst))
+        })
+        .collect()
 }
 
 impl Sentinel {
@@ -330,6 +345,7 @@ impl Sentinel {
             })
             .collect();
         Sentinel {
+            flood_rates: flood_rates(&territory, &config),
             devices: (0..n).map(|_| DeviceTrack::default()).collect(),
             last_heard: vec![None; n],
             territory,
@@ -356,6 +372,7 @@ impl Sentinel {
     }
 
     pub fn set_config(&mut self, config: Config) {
+        self.flood_rates = flood_rates(&self.territory, &config);
         self.config = config;
     }
 
@@ -388,11 +405,10 @@ impl Sentinel {
     /// One message from `device` arrived at `received` (called once per message, not per
     /// value): the flood detector.
     pub fn on_message(&mut self, device: DeviceIdx, received: Timestamp, out: &mut Vec<Finding>) {
-        let kind = &self.territory.kind(self.territory.device(device).kind).id;
+        let kind = self.territory.device(device).kind;
         let (rate, cap) = self
-            .config
-            .flood_per_kind
-            .get(kind)
+            .flood_rates
+            .get(kind.get())
             .copied()
             .unwrap_or((self.config.flood_per_minute, self.config.flood_burst));
         let Some(track) = self.devices.get_mut(device.get()) else {
@@ -468,19 +484,21 @@ impl Sentinel {
             track.silence_flagged = false;
             match (value, spec.ty) {
                 (Value::Number(v), FieldType::Number) => {
-                    if let Some(max) = spec.max_step_per_minute
-                        && let Some((prev, t0)) = track.last_number.get(&field).copied()
-                        && impossible_jump(prev, t0, *v, time, max)
-                    {
-                        findings.push((
-                            Anomaly::ImpossibleJump,
-                            format!(
-                                "{id}.{}: {prev} at {t0} then {v} at {time}; at most {max}/min is physically possible",
-                                spec.name
-                            ),
-                        ));
+                    // Only fields with a physical limit are remembered.
+                    if let Some(max) = spec.max_step_per_minute {
+                        if let Some((prev, t0)) = track.last_number.get(&field).copied()
+                            && impossible_jump(prev, t0, *v, time, max)
+                        {
+                            findings.push((
+                                Anomaly::ImpossibleJump,
+                                format!(
+                                    "{id}.{}: {prev} at {t0} then {v} at {time}; at most {max}/min is physically possible",
+                                    spec.name
+                                ),
+                            ));
+                        }
+                        track.last_number.insert(field, (*v, time));
                     }
-                    track.last_number.insert(field, (*v, time));
                 }
                 (Value::Text(fw), FieldType::Text) if &*spec.name == "firmware" => {
                     match &track.firmware {
