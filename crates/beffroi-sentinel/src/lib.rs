@@ -454,22 +454,17 @@ impl Sentinel {
             return;
         };
         let id = &*territory.device(device).id;
-        if time.since(received) > self.config.skew_ahead {
-            let ev = format!(
-                "{id}: event time {time} is {} s ahead of reception {received}",
-                time.since(received).as_secs_f64()
-            );
-            self.push(
-                out,
-                Anomaly::ClockSkew,
-                Subject::Device(device),
-                received,
-                ev,
-            );
+        let skew = if time.since(received) > self.config.skew_ahead {
+            Some((time.since(received), "ahead of"))
         } else if received.since(time) > self.config.skew_behind {
+            Some((received.since(time), "behind"))
+        } else {
+            None
+        };
+        if let Some((gap, side)) = skew {
             let ev = format!(
-                "{id}: event time {time} is {} s behind reception {received}",
-                received.since(time).as_secs_f64()
+                "{id}: event time {time} is {} s {side} reception {received}",
+                gap.as_secs_f64()
             );
             self.push(
                 out,
