@@ -271,6 +271,19 @@ KINDS = [
 # faster jump as a spoofed value): a river does not rise 50 cm in a minute.
 MAX_STEP_PER_MINUTE = {("water_level", "level_m"): 0.5}
 
+# Privacy attributes (docs/formats.md, "Device kinds"; docs/privacy.md): the register
+# activity a kind serves, whether its devices observe public space (a public notice is
+# due), and per field what a personal field identifies or that it counts people.
+KIND_PRIVACY = {
+    "access_reader": {"purpose": "access_control"},
+    "people_counter": {"purpose": "crowd_safety", "public_space": True},
+    "camera_health": {"purpose": "video_protection", "public_space": True},
+}
+FIELD_PRIVACY = {
+    ("access_reader", "badge"): {"identifier": "badge"},
+    ("people_counter", "occupancy"): {"people_count": True},
+}
+
 KIND_SHORT = {
     "water_level": "gauge", "rain_gauge": "rain", "fire_panel": "fire",
     "intrusion_panel": "intrusion", "access_reader": "access", "smoke_detector": "smoke",
@@ -672,12 +685,14 @@ def write_territory(t: Territory, out: Path):
     parts = [GENERATED, "# Device kinds: fields, units, physical ranges, heartbeat, data category,\n"
              "# max_step_per_minute (fastest physical change, for anomaly detection).\n"]
     for kid, label, hb, fields in KINDS:
-        parts.append("\n" + table("[[kind]]", {"id": kid, "label": label, "heartbeat": hb}))
+        parts.append("\n" + table("[[kind]]", {"id": kid, "label": label, "heartbeat": hb,
+                                                **KIND_PRIVACY.get(kid, {})}))
         for fname, ftype, unit, lo, hi, cat in fields:
             parts.append(table("[[kind.field]]", {"name": fname, "unit": unit, "type": ftype,
                                                   "min": lo, "max": hi, "category": cat,
                                                   "max_step_per_minute":
-                                                  MAX_STEP_PER_MINUTE.get((kid, fname))}))
+                                                  MAX_STEP_PER_MINUTE.get((kid, fname)),
+                                                  **FIELD_PRIVACY.get((kid, fname), {})}))
     (out / "kinds.toml").write_text("".join(parts), encoding="utf-8")
 
     def fc(features):

@@ -17,6 +17,7 @@ pub mod geo;
 pub mod incident;
 pub mod observation;
 pub mod overview;
+pub mod privacy;
 pub mod security;
 pub mod territory;
 pub mod time;
@@ -31,10 +32,11 @@ pub use incident::{
     SopStep, Status, TransitionError,
 };
 pub use observation::{Observation, Value};
+pub use privacy::PrivacyPolicy;
 pub use security::{SecuritySignal, Trust};
 pub use territory::{
     Commune, CommuneIdx, DataCategory, Device, DeviceIdx, DeviceKind, FieldIdx, FieldSpec,
-    FieldType, KindIdx, Signing, Site, SiteIdx, SiteKind, Territory, Zone, ZoneIdx,
+    FieldType, Identifier, KindIdx, Signing, Site, SiteIdx, SiteKind, Territory, Zone, ZoneIdx,
 };
 pub use time::{Clock, Duration, SimClock, Timestamp};
 pub use unit::{Unit, UnitBoard, UnitError, UnitKind, UnitSpec, UnitStatus};

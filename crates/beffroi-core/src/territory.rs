@@ -38,14 +38,70 @@ pub enum DataCategory {
     Technical,
     /// Identifies or can identify a person (badge number, plate): pseudonymised before storage.
     Personal,
+    /// A special category of GDPR art. 9 or data on offences (art. 10): personal, with a
+    /// stricter legal basis and a shorter retention. Pseudonymised like personal data.
+    Sensitive,
 }
 
 impl DataCategory {
+    pub const ALL: [DataCategory; 3] = [
+        DataCategory::Technical,
+        DataCategory::Personal,
+        DataCategory::Sensitive,
+    ];
     pub fn as_str(self) -> &'static str {
         match self {
             DataCategory::Technical => "technical",
             DataCategory::Personal => "personal",
+            DataCategory::Sensitive => "sensitive",
         }
+    }
+    pub fn parse(s: &str) -> Option<DataCategory> {
+        DataCategory::ALL.into_iter().find(|c| c.as_str() == s)
+    }
+    /// Personal or sensitive: relates to an identifiable person.
+    pub fn is_personal(self) -> bool {
+        self != DataCategory::Technical
+    }
+}
+
+/// What a personal text field identifies: decides how its values are normalised before
+/// pseudonymisation (so `AB-123-CD` and `ab 123 cd` link) and how the register names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Identifier {
+    LicencePlate,
+    Badge,
+    MacAddress,
+    PhoneNumber,
+    Email,
+    Name,
+    /// Any other identifier: compared as written, trimmed.
+    Other,
+}
+
+impl Identifier {
+    pub const ALL: [Identifier; 7] = [
+        Identifier::LicencePlate,
+        Identifier::Badge,
+        Identifier::MacAddress,
+        Identifier::PhoneNumber,
+        Identifier::Email,
+        Identifier::Name,
+        Identifier::Other,
+    ];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Identifier::LicencePlate => "licence_plate",
+            Identifier::Badge => "badge",
+            Identifier::MacAddress => "mac_address",
+            Identifier::PhoneNumber => "phone_number",
+            Identifier::Email => "email",
+            Identifier::Name => "name",
+            Identifier::Other => "other",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Identifier> {
+        Identifier::ALL.into_iter().find(|c| c.as_str() == s)
     }
 }
 
@@ -78,6 +134,32 @@ pub struct FieldSpec {
     /// Largest physically possible change per minute (numbers only): a faster jump is an
     /// anomaly for the sentinel (`max_step_per_minute` in the kinds file).
     pub max_step_per_minute: Option<f64>,
+    /// For a personal or sensitive text field: what it identifies (`identifier`).
+    pub identifier: Option<Identifier>,
+    /// The processing activity of the register this field serves (`purpose`, else the
+    /// kind's); its legal basis is the activity's.
+    pub purpose: Option<Arc<str>>,
+    /// A count of people (`people_count = true`): kept and shown only as aggregates per
+    /// zone and time bucket, suppressed below the minimum group size.
+    pub people_count: bool,
+}
+
+impl FieldSpec {
+    /// A technical field with no privacy attributes (tests, benchmarks, generated kinds).
+    pub fn technical(name: &str, ty: FieldType) -> FieldSpec {
+        FieldSpec {
+            name: name.into(),
+            unit: None,
+            ty,
+            min: None,
+            max: None,
+            category: DataCategory::Technical,
+            max_step_per_minute: None,
+            identifier: None,
+            purpose: None,
+            people_count: false,
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -88,6 +170,13 @@ pub struct DeviceKind {
     pub fields: Vec<FieldSpec>,
     /// Whether the kind's devices sign their messages (signed telemetry envelope).
     pub signing: Signing,
+    /// The processing activity of the register the kind's fields serve by default.
+    pub purpose: Option<Arc<str>>,
+    /// The devices observe public space: the town must publish a notice for each.
+    pub public_space: bool,
+    /// Personal data of this kind comes from video (plate-reading camera…): its retention
+    /// may not exceed 30 days (code de la sécurité intérieure, L252-5).
+    pub video_linked: bool,
 }
 
 /// A kind's signed-telemetry policy (`signing` in the kinds file).
@@ -411,6 +500,9 @@ pub mod fixture {
                 label: "Level".into(),
                 heartbeat: Some(Duration::from_mins(10)),
                 signing: Signing::None,
+                purpose: None,
+                public_space: false,
+                video_linked: false,
                 fields: vec![FieldSpec {
                     name: "level_m".into(),
                     unit: Some("m".into()),
@@ -419,6 +511,9 @@ pub mod fixture {
                     max: Some(10.0),
                     category: DataCategory::Technical,
                     max_step_per_minute: None,
+                    identifier: None,
+                    purpose: None,
+                    people_count: false,
                 }],
             })
             .expect("fresh id");
@@ -428,6 +523,9 @@ pub mod fixture {
                 label: "Alarm".into(),
                 heartbeat: None,
                 signing: Signing::None,
+                purpose: None,
+                public_space: false,
+                video_linked: false,
                 fields: vec![
                     FieldSpec {
                         name: "on".into(),
@@ -437,6 +535,9 @@ pub mod fixture {
                         max: None,
                         category: DataCategory::Technical,
                         max_step_per_minute: None,
+                        identifier: None,
+                        purpose: None,
+                        people_count: false,
                     },
                     FieldSpec {
                         name: "badge".into(),
@@ -446,6 +547,9 @@ pub mod fixture {
                         max: None,
                         category: DataCategory::Personal,
                         max_step_per_minute: None,
+                        identifier: Some(Identifier::Badge),
+                        purpose: None,
+                        people_count: false,
                     },
                 ],
             })

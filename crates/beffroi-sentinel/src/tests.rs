@@ -20,6 +20,9 @@ fn territory() -> Arc<Territory> {
         max: None,
         category: DataCategory::Technical,
         max_step_per_minute: None,
+        identifier: None,
+        purpose: None,
+        people_count: false,
     });
     Arc::new(t)
 }

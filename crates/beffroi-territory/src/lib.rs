@@ -10,6 +10,8 @@
 
 mod error;
 mod load;
+mod privacy;
 
 pub use error::{ConfigError, ConfigErrors, SourceFile, line_of_offset, parse_duration};
 pub use load::{load, load_dir, read_dir_sources};
+pub use privacy::{check_against, load_privacy};

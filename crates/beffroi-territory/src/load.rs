@@ -3,8 +3,8 @@ use std::sync::Arc;
 
 use beffroi_core::geo::ring_centre;
 use beffroi_core::{
-    Commune, DataCategory, Device, DeviceKind, FieldSpec, FieldType, Point, Signing, Site,
-    SiteKind, Territory, Zone,
+    Commune, DataCategory, Device, DeviceKind, FieldSpec, FieldType, Identifier, Point, Signing,
+    Site, SiteKind, Territory, Zone,
 };
 use serde::Deserialize;
 use toml::Spanned;
@@ -66,6 +66,13 @@ struct KindRaw {
     /// Signed telemetry: "none" (default), "optional" or "required".
     #[serde(default)]
     signing: Option<String>,
+    /// Default processing activity (register) of the kind's fields.
+    #[serde(default)]
+    purpose: Option<String>,
+    #[serde(default)]
+    public_space: bool,
+    #[serde(default)]
+    video_linked: bool,
     #[serde(default)]
     field: Vec<Spanned<FieldRaw>>,
 }
@@ -85,6 +92,12 @@ struct FieldRaw {
     category: String,
     #[serde(default)]
     max_step_per_minute: Option<f64>,
+    #[serde(default)]
+    identifier: Option<String>,
+    #[serde(default)]
+    purpose: Option<String>,
+    #[serde(default)]
+    people_count: bool,
 }
 
 #[derive(Deserialize)]
@@ -361,6 +374,18 @@ fn load_kinds(src: &SourceFile, t: &mut Territory, errors: &mut ConfigErrors) {
                 "number" => FieldType::Number,
                 "bool" => FieldType::Bool,
                 "text" => FieldType::Text,
+                "image" | "video" | "frame" | "binary" | "bytes" => {
+                    cx.err(
+                        fat,
+                        "field.type",
+                        format!(
+                            "type `{}` refused: images and video frames are not accepted as \
+                             observations (report what a device measured, not what it saw)",
+                            f.ty
+                        ),
+                    );
+                    continue;
+                }
                 other => {
                     cx.err(
                         fat,
@@ -370,18 +395,52 @@ fn load_kinds(src: &SourceFile, t: &mut Territory, errors: &mut ConfigErrors) {
                     continue;
                 }
             };
-            let category = match f.category.as_str() {
-                "technical" => DataCategory::Technical,
-                "personal" => DataCategory::Personal,
-                other => {
+            let category = match DataCategory::parse(&f.category) {
+                Some(c) => c,
+                None => {
                     cx.err(
                         fat,
                         "field.category",
-                        format!("unknown category `{other}` (technical or personal)"),
+                        format!(
+                            "unknown category `{}` (technical, personal or sensitive)",
+                            f.category
+                        ),
                     );
                     continue;
                 }
             };
+            let identifier = match f.identifier.as_deref() {
+                None if category.is_personal() && ty == FieldType::Text => Some(Identifier::Other),
+                None => None,
+                Some(_) if !category.is_personal() || ty != FieldType::Text => {
+                    cx.err(
+                        fat,
+                        "field.identifier",
+                        "only a personal or sensitive text field carries an identifier",
+                    );
+                    continue;
+                }
+                Some(x) => match Identifier::parse(x) {
+                    Some(i) => Some(i),
+                    None => {
+                        let all: Vec<_> = Identifier::ALL.iter().map(|i| i.as_str()).collect();
+                        cx.err(
+                            fat,
+                            "field.identifier",
+                            format!("unknown identifier `{x}` ({})", all.join(", ")),
+                        );
+                        continue;
+                    }
+                },
+            };
+            if f.people_count && ty != FieldType::Number {
+                cx.err(
+                    fat,
+                    "field.people_count",
+                    "only a number field counts people",
+                );
+                continue;
+            }
             if ty != FieldType::Number && (f.min.is_some() || f.max.is_some()) {
                 cx.err(fat, "field.min", "only number fields have a range");
                 continue;
@@ -410,6 +469,9 @@ fn load_kinds(src: &SourceFile, t: &mut Territory, errors: &mut ConfigErrors) {
                 max: f.max,
                 category,
                 max_step_per_minute: f.max_step_per_minute,
+                identifier,
+                purpose: f.purpose.as_deref().map(Into::into),
+                people_count: f.people_count,
             });
         }
         if fields.is_empty() {
@@ -426,6 +488,9 @@ fn load_kinds(src: &SourceFile, t: &mut Territory, errors: &mut ConfigErrors) {
             heartbeat,
             fields,
             signing,
+            purpose: k.purpose.as_deref().map(Into::into),
+            public_space: k.public_space,
+            video_linked: k.video_linked,
         }) {
             cx.err(at, "kind.id", e.to_string());
         }

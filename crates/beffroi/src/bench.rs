@@ -72,6 +72,9 @@ fn territory(devices: usize) -> Result<Territory> {
             label: "Gauge".into(),
             heartbeat: Some(beffroi_core::Duration::from_mins(15)),
             signing: beffroi_core::Signing::None,
+            purpose: None,
+            public_space: false,
+            video_linked: false,
             fields: vec![FieldSpec {
                 name: "level_m".into(),
                 unit: Some("m".into()),
@@ -80,6 +83,9 @@ fn territory(devices: usize) -> Result<Territory> {
                 max: Some(15.0),
                 category: DataCategory::Technical,
                 max_step_per_minute: None,
+                identifier: None,
+                purpose: None,
+                people_count: false,
             }],
         })
         .map_err(|e| anyhow!(e))?;

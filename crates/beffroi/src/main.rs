@@ -213,7 +213,7 @@ fn check(dir: &std::path::Path) -> ExitCode {
     match setup::load_dir(dir) {
         Ok(dep) => {
             println!(
-                "{}: OK — territory `{}`: {} communes, {} zones, {} sites, {} device kinds, {} devices; {} rules; {} procedures; {} units; {} crisis roles; {} scenarios; {} events",
+                "{}: OK — territory `{}`: {} communes, {} zones, {} sites, {} device kinds, {} devices; {} rules; {} procedures; {} units; {} crisis roles; {} scenarios; {} events; {} processing activities in the register",
                 dir.display(),
                 dep.territory.id,
                 dep.territory.communes.len(),
@@ -226,7 +226,8 @@ fn check(dir: &std::path::Path) -> ExitCode {
                 dep.operations.units.len(),
                 dep.operations.roles.len(),
                 dep.scenarios.len(),
-                dep.events.len()
+                dep.events.len(),
+                dep.privacy.activities.len()
             );
             ExitCode::SUCCESS
         }

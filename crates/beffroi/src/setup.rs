@@ -34,6 +34,24 @@ pub struct Deployment {
     pub operations_dir: Option<PathBuf>,
     /// Anomaly-detection thresholds and quarantine policy (`security.toml`, optional).
     pub security: beffroi_engine::sentinel::SecurityConfig,
+    /// Controller, retention per category, aggregates and the register of processing
+    /// (`privacy.toml`; required as soon as a field is personal).
+    pub privacy: beffroi_core::PrivacyPolicy,
+}
+
+/// Loads `privacy.toml` (or the unconfigured policy when absent) and checks the
+/// territory's personal fields against its register.
+fn privacy_of(
+    src: Option<&SourceFile>,
+    territory: &Territory,
+    kinds_path: &str,
+) -> Result<beffroi_core::PrivacyPolicy, ConfigErrors> {
+    let policy = match src {
+        Some(src) => beffroi_territory::load_privacy(src)?,
+        None => beffroi_core::PrivacyPolicy::unconfigured(),
+    };
+    let errors = beffroi_territory::check_against(territory, &policy, kinds_path);
+    errors.into_result(policy)
 }
 
 fn demo_file(path: &str) -> Result<SourceFile> {
@@ -110,7 +128,14 @@ pub fn load_demo() -> Result<Deployment> {
         .map_err(|e| fail("the embedded demo events", e))?;
     let security = beffroi_engine::sentinel::parse_config(&demo_file("security.toml")?, &territory)
         .map_err(|e| fail("the embedded demo security thresholds", e))?;
+    let privacy = privacy_of(
+        Some(&demo_file("privacy.toml")?),
+        &territory,
+        "demo/territory/kinds.toml",
+    )
+    .map_err(|e| fail("the embedded demo privacy policy", e))?;
     Ok(Deployment {
+        privacy,
         security,
         territory: Arc::new(territory),
         rules: Arc::new(rules),
@@ -152,6 +177,25 @@ pub fn load_dir(dir: &Path) -> Result<Deployment, ConfigErrors> {
     let security = optional(&dir.join("security.toml"), &mut errors, |src| {
         beffroi_engine::sentinel::parse_config(src, &territory)
     });
+    let privacy_path = dir.join("privacy.toml");
+    let privacy_src = match privacy_path
+        .exists()
+        .then(|| SourceFile::read(&privacy_path))
+    {
+        Some(Err(e)) => {
+            errors.push(e);
+            None
+        }
+        Some(Ok(src)) => Some(src),
+        None => None,
+    };
+    let privacy = privacy_of(
+        privacy_src.as_ref(),
+        &territory,
+        &tdir.join("kinds.toml").display().to_string(),
+    )
+    .map_err(|e| errors.extend(e))
+    .ok();
     let sdir = dir.join("scenarios");
     let scenarios = if sdir.is_dir() {
         beffroi_sim::load_dir(&sdir, &territory)
@@ -160,23 +204,27 @@ pub fn load_dir(dir: &Path) -> Result<Deployment, ConfigErrors> {
     } else {
         Some(Vec::new())
     };
-    match (rules, procedures, scenarios, events, security) {
-        (Some(rules), Some(procedures), Some(scenarios), Some(events), Some(security))
-            if errors.is_empty() =>
-        {
-            Ok(Deployment {
-                territory: Arc::new(territory),
-                rules: Arc::new(rules),
-                procedures,
-                operations,
-                scenarios: scenarios.into_iter().map(Arc::new).collect(),
-                events,
-                rules_path: Some(rules_path),
-                procedures_path: Some(proc_path),
-                operations_dir: Some(dir.to_path_buf()),
-                security,
-            })
-        }
+    match (rules, procedures, scenarios, events, security, privacy) {
+        (
+            Some(rules),
+            Some(procedures),
+            Some(scenarios),
+            Some(events),
+            Some(security),
+            Some(privacy),
+        ) if errors.is_empty() => Ok(Deployment {
+            privacy,
+            territory: Arc::new(territory),
+            rules: Arc::new(rules),
+            procedures,
+            operations,
+            scenarios: scenarios.into_iter().map(Arc::new).collect(),
+            events,
+            rules_path: Some(rules_path),
+            procedures_path: Some(proc_path),
+            operations_dir: Some(dir.to_path_buf()),
+            security,
+        }),
         _ => Err(errors),
     }
 }
