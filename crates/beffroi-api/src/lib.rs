@@ -60,6 +60,11 @@ pub struct AppState {
     pub auth_metrics: Arc<AuthMetrics>,
     /// Cookies and headers for the way the site is served.
     pub web: WebSecurity,
+    /// Retention, aggregates (minimum group size) and the register of processing.
+    pub privacy: Arc<beffroi_core::PrivacyPolicy>,
+    /// The territory's pseudonymisation keys (`None` when the deployment has no personal
+    /// field): unmasking and a person's requests go through it.
+    pub pseudonymiser: Option<Arc<beffroi_privacy::Pseudonymiser>>,
 }
 
 /// The default audit sink: each record is a structured `tracing` event on target `audit`.
@@ -141,7 +146,21 @@ impl AppState {
             audit: Arc::new(TracingAudit),
             auth_metrics,
             web: WebSecurity::default(),
+            privacy: Arc::new(beffroi_core::PrivacyPolicy::unconfigured()),
+            pseudonymiser: None,
         }
+    }
+
+    /// Sets the deployment's privacy policy.
+    pub fn with_privacy(mut self, policy: Arc<beffroi_core::PrivacyPolicy>) -> AppState {
+        self.privacy = policy;
+        self
+    }
+
+    /// Sets the pseudonymisation keys in force.
+    pub fn with_pseudonymiser(mut self, p: Arc<beffroi_privacy::Pseudonymiser>) -> AppState {
+        self.pseudonymiser = Some(p);
+        self
     }
 
     /// Sends audit records to `sink` instead of the log.
