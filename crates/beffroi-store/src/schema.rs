@@ -17,6 +17,7 @@ const MIGRATIONS: &[&str] = &[
     V3_EVENTS,
     V4_TRUST,
     V5_QUARANTINE,
+    V6_IDENTITIES,
 ];
 
 /// The schema version this build writes.
@@ -187,6 +188,25 @@ CREATE TABLE quarantine_log (
     reason      TEXT    NOT NULL,
     at          INTEGER NOT NULL
 ) STRICT;
+"#;
+
+/// Privacy (issue 5): the value behind each pseudonym, sealed under its key epoch
+/// (ChaCha20-Poly1305; the key lives apart from the database), for purpose-bound
+/// unmasking and a person's requests; destroying an epoch's key leaves its rows unopenable
+/// and they are deleted. Observations of personal fields hold pseudonyms, indexed to find
+/// a person's data.
+const V6_IDENTITIES: &str = r#"
+CREATE TABLE identities (
+    pseudonym  TEXT    NOT NULL PRIMARY KEY,
+    identifier TEXT    NOT NULL,
+    epoch      INTEGER NOT NULL,
+    sealed     BLOB    NOT NULL,
+    first_seen INTEGER NOT NULL,
+    last_seen  INTEGER NOT NULL
+) WITHOUT ROWID, STRICT;
+CREATE INDEX identities_epoch ON identities (epoch);
+CREATE INDEX identities_last_seen ON identities (last_seen);
+CREATE INDEX observations_text ON observations (value_text) WHERE value_text IS NOT NULL;
 "#;
 
 /// Brings the database to [`SCHEMA_VERSION`]. Refuses a database written by a newer build.
