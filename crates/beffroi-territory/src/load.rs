@@ -806,6 +806,69 @@ mod tests {
         ]
     }
 
+    /// The kinds file of [`files`] with one more field appended to the kind.
+    fn with_field(field: &str) -> Vec<SourceFile> {
+        let mut f = files("[[device]]\nid = \"d1\"\nkind = \"level\"\nsite = \"s1\"\n");
+        f[1] = SourceFile::new(
+            "kinds.toml",
+            format!("{}[[kind.field]]\n{field}\n", f[1].text),
+        );
+        f
+    }
+
+    #[test]
+    fn privacy_attributes_of_fields() {
+        let t = load(&with_field(
+            "name = \"plate\"\ntype = \"text\"\ncategory = \"personal\"\nidentifier = \"licence_plate\"\npurpose = \"parking\"",
+        ))
+        .expect("valid");
+        let f = &t.kinds[0].fields[1];
+        assert_eq!(f.category, DataCategory::Personal);
+        assert_eq!(f.identifier, Some(Identifier::LicencePlate));
+        assert_eq!(f.purpose.as_deref(), Some("parking"));
+        // A personal text field without an identifier is an `other` identifier.
+        let t = load(&with_field(
+            "name = \"who\"\ntype = \"text\"\ncategory = \"sensitive\"",
+        ))
+        .expect("valid");
+        assert_eq!(t.kinds[0].fields[1].identifier, Some(Identifier::Other));
+        let t = load(&with_field(
+            "name = \"n\"\ntype = \"number\"\ncategory = \"technical\"\npeople_count = true",
+        ))
+        .expect("valid");
+        assert!(t.kinds[0].fields[1].people_count);
+        for (field, expect) in [
+            (
+                "type = \"text\"\ncategory = \"technical\"\nidentifier = \"badge\"",
+                "field.identifier",
+            ),
+            (
+                "type = \"text\"\ncategory = \"personal\"\nidentifier = \"dna\"",
+                "unknown identifier",
+            ),
+            (
+                "type = \"bool\"\ncategory = \"technical\"\npeople_count = true",
+                "field.people_count",
+            ),
+            (
+                "type = \"image\"\ncategory = \"technical\"",
+                "images and video frames are not accepted",
+            ),
+            (
+                "type = \"text\"\ncategory = \"secret\"",
+                "technical, personal or sensitive",
+            ),
+        ] {
+            let e = load(&with_field(&format!("name = \"x\"\n{field}")))
+                .expect_err(field)
+                .to_string();
+            assert!(
+                e.contains("kinds.toml:11") && e.contains(expect),
+                "{field}: {e}"
+            );
+        }
+    }
+
     #[test]
     fn kind_signing_policy() {
         let mut f = files("[[device]]\nid = \"d1\"\nkind = \"level\"\nsite = \"s1\"\n");
