@@ -93,3 +93,12 @@ pub fn record_field(record: &str, field: &str) -> Option<&'static str> {
         _ => return None,
     })
 }
+
+/// "données personnelles", for retention lines.
+pub fn data_of(c: DataCategory) -> &'static str {
+    match c {
+        DataCategory::Technical => "données techniques",
+        DataCategory::Personal => "données personnelles",
+        DataCategory::Sensitive => "données sensibles",
+    }
+}

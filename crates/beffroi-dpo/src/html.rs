@@ -191,10 +191,10 @@ Généré par Beffroi à partir de la configuration le {}.</p>\n",
             o.push_str("<ul>");
             for re in &a.retention {
                 let cat = beffroi_core::DataCategory::parse(re.category)
-                    .map_or(re.category, crate::fr::category);
+                    .map_or(re.category, crate::fr::data_of);
                 let _ = write!(
                     o,
-                    "<li>Données {} : <strong>{}</strong> — {}</li>",
+                    "<li>{} : <strong>{}</strong> — {}</li>",
                     escape(cat),
                     escape(&re.label_fr),
                     escape(&re.note)

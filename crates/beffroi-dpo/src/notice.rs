@@ -196,8 +196,8 @@ collecté par Beffroi ; il n'y a ni reconnaissance faciale ni catégorisation de
                 .iter()
                 .map(|r| {
                     let cat = beffroi_core::DataCategory::parse(r.category)
-                        .map_or(r.category, crate::fr::category);
-                    format!("données {} : {}", escape(cat), escape(&r.label_fr))
+                        .map_or(r.category, crate::fr::data_of);
+                    format!("{} : {}", escape(cat), escape(&r.label_fr))
                 })
                 .collect();
             o.push_str(&parts.join(" ; "));
