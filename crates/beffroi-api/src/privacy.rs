@@ -7,6 +7,8 @@
 //!   routes (`access.personal.*`, `access.privacy.*`) — newest first. Permission
 //!   `privacy.read` over the whole territory. Each read is itself audited
 //!   (`privacy.access_log`): the log names staff.
+//! - `GET /api/v1/privacy/notices`: the devices observing public space and the address of
+//!   their notice (the console's list). Permission `privacy.read`.
 //! - `GET /api/v1/devices/{id}/notice`: the public notice of a device observing public
 //!   space (HTML, public: it is meant to be published).
 
@@ -95,6 +97,38 @@ pub async fn notice(
             )
         })?;
     Ok(html(beffroi_dpo::html::notice(&n)))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct NoticeRefDto {
+    pub device: String,
+    pub kind: String,
+    pub kind_label: String,
+    pub site: String,
+    pub commune: String,
+    /// The public page: `/api/v1/devices/{id}/notice`.
+    pub url: String,
+}
+
+#[utoipa::path(get, path = "/api/v1/privacy/notices",
+    responses((status = 200, body = [NoticeRefDto], description = "Every device observing public space and its public notice, by commune, site and device")),
+    security(("bearer" = [])))]
+pub async fn notices(State(s): State<AppState>) -> Result<Json<Vec<NoticeRefDto>>, ApiError> {
+    let list = blocking(move || {
+        Ok(beffroi_dpo::notice::all(&s.engine.territory, &s.privacy)
+            .into_iter()
+            .map(|n| NoticeRefDto {
+                url: format!("/api/v1/devices/{}/notice", n.device),
+                device: n.device,
+                kind: n.kind,
+                kind_label: n.kind_label,
+                site: n.site,
+                commune: n.commune,
+            })
+            .collect())
+    })
+    .await?;
+    Ok(Json(list))
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -214,7 +248,7 @@ pub async fn access_log(
 
 #[derive(utoipa::OpenApi)]
 #[openapi(
-    paths(register_json, register_html, access_log, notice),
-    components(schemas(AccessLogDto, AccessLogEntryDto))
+    paths(register_json, register_html, access_log, notice, notices),
+    components(schemas(AccessLogDto, AccessLogEntryDto, NoticeRefDto))
 )]
 pub(crate) struct PrivacyApi;

@@ -144,6 +144,7 @@ pub static ROUTES: &[RouteSpec] = &[
     route!(GET "/api/v1/privacy/register", Allow(P::PrivacyRead, Global), "privacy.register", privacy::register_json),
     route!(GET "/api/v1/privacy/register.html", Allow(P::PrivacyRead, Global), "privacy.register", privacy::register_html),
     route!(GET "/api/v1/privacy/access-log", Allow(P::PrivacyRead, Territory), "privacy.access_log", privacy::access_log),
+    route!(GET "/api/v1/privacy/notices", Allow(P::PrivacyRead, Global), "privacy.notices", privacy::notices),
     route!(GET "/api/v1/devices/{id}/notice", Public, "", privacy::notice),
 ];
 

@@ -309,6 +309,19 @@ async fn register_and_notices_are_served() {
             .expect("activity")
             .purposes[0]))
     );
+    let list = h.get("/api/v1/privacy/notices", Some(DPO)).await.json();
+    let list = list.as_array().expect("list");
+    assert_eq!(
+        list.len(),
+        h.t.devices
+            .iter()
+            .filter(|d| h.t.kind(d.kind).public_space)
+            .count()
+    );
+    assert!(
+        list.iter()
+            .any(|n| n["url"] == format!("/api/v1/devices/{}/notice", cam.id))
+    );
     // A device not observing public space, or no device: 404.
     let private =
         h.t.devices
