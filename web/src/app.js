@@ -102,6 +102,7 @@ function showShell() {
   paint();
   // Roles without incident.read (the DPO) have no live stream to follow.
   if (api.can('incident.read')) live.start().catch(() => {});
+  else liveDot.hidden = true;
   // The DPO holds neither incidents nor devices: the data protection view first.
   router.start(main, !api.can('device.read') && api.can('privacy.read') ? 'privacy' : 'map');
 

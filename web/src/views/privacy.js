@@ -23,11 +23,13 @@ export function mount(el) {
     log: h('section.privacy-block#privacy-access-log'),
     retention: h('section.privacy-block#privacy-retention'),
     holds: h('section.privacy-block#privacy-holds'),
+    subject: h('section.privacy-block#privacy-subject'),
     notices: h('section.privacy-block#privacy-notices'),
   };
   el.append(h('div.privacy-view#privacy', h('h2.privacy-title', t('privacy.title')),
-    sections.register, sections.log, sections.retention, sections.holds, sections.notices));
-  state = { el, sections, register: null, log: [], next: null, retention: undefined, holds: undefined, notices: null };
+    sections.register, sections.log, sections.retention, sections.holds,
+    api.can('privacy.subject') && sections.subject, sections.notices));
+  state = { el, sections, register: null, log: [], next: null, retention: undefined, holds: undefined, notices: null, subject: null };
   const off = onLangChange(() => {
     el.querySelector('.privacy-title').textContent = t('privacy.title');
     paintAll();
@@ -46,6 +48,7 @@ function paintAll() {
   paintLog();
   paintRetention();
   paintHolds();
+  paintSubject();
   paintNotices();
 }
 
@@ -203,6 +206,31 @@ function paintHolds() {
     t('privacy.col.by'), t('privacy.col.when')],
   v.map((x) => h('tr', h('td', h('a', { href: `#/incidents/${x.incident_id}` }, `#${x.incident_id}`)),
     h('td', x.justification), h('td.num', fmtTime(x.until)), h('td', x.set_by), h('td.num', fmtTime(x.set_at))))));
+}
+
+const IDENTIFIERS = ['licence_plate', 'badge', 'phone_number', 'email', 'mac_address', 'name', 'other'];
+
+// A person's access request (POST /privacy/subject/search, permission privacy.subject):
+// the value typed here is sent once and never shown back; the answer lists what carries
+// its pseudonym. Erasure is done through the API (docs/privacy.md, section 9).
+function paintSubject() {
+  const el = clear(state.sections.subject);
+  el.append(head(t('privacy.subject')), h('p.muted.hint', t('privacy.subject.hint')));
+  const kind = h('select#subject-identifier', IDENTIFIERS.map((i) => h('option', { value: i }, t(`privacy.identifier.${i}`))));
+  const value = h('input#subject-value', { type: 'text', required: true, autocomplete: 'off', maxLength: 200, placeholder: t('privacy.subject.value') });
+  const out = h('div#subject-result');
+  el.append(h('form.draw-tools', { on: { submit: async (e) => {
+    e.preventDefault();
+    clear(out).append(h('p.muted', t('privacy.loading')));
+    try {
+      const r = await api.post('/privacy/subject/search', { identifier: kind.value, value: value.value });
+      value.value = '';
+      clear(out).append(h('pre.subject-json', JSON.stringify(r, null, 2)));
+    } catch (err) {
+      clear(out).append(h('p.error', err.status === 404 && err.code === 'not_found'
+        ? t('privacy.not_available') : t('error.generic', { message: err.message })));
+    }
+  } } }, kind, value, h('button.primary', { type: 'submit' }, t('privacy.subject.search'))), out);
 }
 
 function paintNotices() {
