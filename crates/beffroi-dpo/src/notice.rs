@@ -209,14 +209,14 @@ collecté par Beffroi ; il n'y a ni reconnaissance faciale ni catégorisation de
             "<p class=\"warn\">Aucune activité du registre n'est rattachée à ce dispositif.</p>",
         );
     }
-    let _ = write!(
+    let _ = writeln!(
         o,
         "<h2>Vos droits</h2><p>Vous disposez d'un droit d'accès, de rectification, d'effacement et \
 de limitation du traitement des données vous concernant, ainsi que d'un droit d'opposition \
 (RGPD, art. 15 à 21). Pour les exercer : <strong>{}</strong>. Pour toute question : le délégué à la \
 protection des données, <strong>{}</strong>.</p>\
 <p>Si vous estimez, après nous avoir contactés, que vos droits ne sont pas respectés, vous pouvez \
-adresser une réclamation à la {}.</p>\n",
+adresser une réclamation à la {}.</p>",
         escape(&c.contact),
         escape(&c.dpo_contact),
         escape(CNIL)
