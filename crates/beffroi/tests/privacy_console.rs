@@ -62,7 +62,9 @@ fn the_dpo_view_renders_for_the_dpo_account() {
             .arg(format!("127.0.0.1:{port}"))
             .arg("--data")
             .arg(dir.path().join("data"))
-            .stdout(Stdio::from(std::fs::File::create(&out).expect("stdout file")))
+            .stdout(Stdio::from(
+                std::fs::File::create(&out).expect("stdout file"),
+            ))
             .stderr(Stdio::from(
                 std::fs::File::create(dir.path().join("demo.err")).expect("stderr file"),
             ))
