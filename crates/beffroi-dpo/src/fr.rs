@@ -102,3 +102,30 @@ pub fn data_of(c: DataCategory) -> &'static str {
         DataCategory::Sensitive => "données sensibles",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use beffroi_core::privacy::days;
+
+    #[test]
+    fn durations_in_words() {
+        assert_eq!(duration(days(30)), "30 jours");
+        assert_eq!(duration(days(1)), "1 jour");
+        assert_eq!(duration(Duration::from_mins(120)), "2 heures");
+        assert_eq!(duration(Duration::from_mins(5)), "5 minutes");
+    }
+
+    #[test]
+    fn every_record_field_has_a_french_description() {
+        for r in beffroi_core::privacy::RECORD_FIELDS {
+            assert!(
+                record_field(r.record, r.field).is_some(),
+                "{}.{}",
+                r.record,
+                r.field
+            );
+            assert_ne!(record(r.record), "Enregistrement", "{}", r.record);
+        }
+    }
+}
