@@ -60,6 +60,22 @@ pub fn file_stem(device: &str) -> String {
 
 /// The notice of device `d`, or `None` when its kind does not observe public space.
 pub fn build(t: &Territory, p: &PrivacyPolicy, d: DeviceIdx) -> Option<Notice> {
+    let public = t
+        .devices
+        .get(d.get())
+        .is_some_and(|dev| t.kind(dev.kind).public_space);
+    if !public {
+        return None;
+    }
+    of_device(t, &register_for_notices(t, p), d)
+}
+
+/// The register the notices draw from (device fields only).
+fn register_for_notices(t: &Territory, p: &PrivacyPolicy) -> crate::Register {
+    crate::register::build(t, p, &[], beffroi_core::Timestamp(0))
+}
+
+fn of_device(t: &Territory, reg: &crate::Register, d: DeviceIdx) -> Option<Notice> {
     let dev = t.devices.get(d.get())?;
     let k = t.kind(dev.kind);
     if !k.public_space {
@@ -67,7 +83,6 @@ pub fn build(t: &Territory, p: &PrivacyPolicy, d: DeviceIdx) -> Option<Notice> {
     }
     let site = t.site(dev.site);
     let commune = t.commune(site.commune);
-    let reg = crate::register::build(t, p, &[], beffroi_core::Timestamp(0));
     let data: Vec<DataItem> = reg
         .activities
         .iter()
@@ -121,7 +136,7 @@ pub fn build(t: &Territory, p: &PrivacyPolicy, d: DeviceIdx) -> Option<Notice> {
         site_id: site.id.to_string(),
         commune: commune.name.to_string(),
         commune_id: commune.id.to_string(),
-        controller: reg.controller,
+        controller: reg.controller.clone(),
         concerns_people: data.iter().any(|i| i.protection != Protection::Technical),
         activities,
         data,
@@ -130,8 +145,9 @@ pub fn build(t: &Territory, p: &PrivacyPolicy, d: DeviceIdx) -> Option<Notice> {
 
 /// The notices of every device observing public space, by commune, site and device.
 pub fn all(t: &Territory, p: &PrivacyPolicy) -> Vec<Notice> {
+    let reg = register_for_notices(t, p);
     let mut v: Vec<Notice> = (0..t.devices.len())
-        .filter_map(|i| build(t, p, DeviceIdx(i as u32)))
+        .filter_map(|i| of_device(t, &reg, DeviceIdx(i as u32)))
         .collect();
     v.sort_by(|a, b| (&a.commune, &a.site, &a.device).cmp(&(&b.commune, &b.site, &b.device)));
     v
