@@ -73,7 +73,7 @@ export function act(id, action, extra = {}) {
   return post(`/incidents/${id}/actions`, { action, ...extra });
 }
 
-const ALL_PERMISSIONS = ['incident.read', 'incident.act', 'incident.assign', 'unit.status', 'crisis.manage', 'event.manage', 'supervise', 'device.quarantine'];
+const ALL_PERMISSIONS = ['incident.read', 'incident.act', 'incident.assign', 'unit.status', 'crisis.manage', 'event.manage', 'supervise', 'device.quarantine', 'privacy.read'];
 let me = null;
 
 /** Who the token belongs to and what it may do (GET /auth/me; every permission when the

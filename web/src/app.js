@@ -12,6 +12,7 @@ import * as unitsView from './views/units.js';
 import * as crisisView from './views/crisis.js';
 import * as eventsView from './views/events.js';
 import * as overviewView from './views/overview.js';
+import * as privacyView from './views/privacy.js';
 
 router.register(mapView);
 router.register(incidentsView);
@@ -19,6 +20,7 @@ router.register(unitsView);
 router.register(crisisView);
 router.register(eventsView);
 router.register(overviewView);
+router.register(privacyView);
 
 const root = document.getElementById('app');
 let shellCleanup = null;
@@ -71,7 +73,8 @@ function showShell() {
   const paint = () => {
     clear(nav);
     for (const v of router.registered()) {
-      if (!v.navKey) continue;
+      // A view may name the permission its tab needs (`export const permission`).
+      if (!v.navKey || (v.permission && !api.can(v.permission))) continue;
       nav.append(h('a.tab', { href: `#/${v.route}`, dataset: { route: v.route } }, t(v.navKey)));
     }
     markTab();
@@ -99,7 +102,9 @@ function showShell() {
   paint();
   // Roles without incident.read (the DPO) have no live stream to follow.
   if (api.can('incident.read')) live.start().catch(() => {});
-  router.start(main, 'map');
+  else liveDot.hidden = true;
+  // The DPO holds neither incidents nor devices: the data protection view first.
+  router.start(main, !api.can('device.read') && api.can('privacy.read') ? 'privacy' : 'map');
 
   const keys = (e) => onKey(e, help);
   document.addEventListener('keydown', keys);

@@ -51,10 +51,13 @@ pub enum Permission {
     PersonalRead,
     /// Manage accounts and API tokens.
     UserManage,
+    /// The DPO's view: the register of processing, the access log (audit entries about
+    /// personal data), retention status and legal holds (issue 5).
+    PrivacyRead,
 }
 
 impl Permission {
-    pub const ALL: [Permission; 19] = [
+    pub const ALL: [Permission; 20] = [
         Permission::TerritoryRead,
         Permission::IncidentRead,
         Permission::IncidentAct,
@@ -74,6 +77,7 @@ impl Permission {
         Permission::AuditRead,
         Permission::PersonalRead,
         Permission::UserManage,
+        Permission::PrivacyRead,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -97,6 +101,7 @@ impl Permission {
             Permission::AuditRead => "audit.read",
             Permission::PersonalRead => "personal.read",
             Permission::UserManage => "user.manage",
+            Permission::PrivacyRead => "privacy.read",
         }
     }
 
@@ -234,7 +239,12 @@ pub const ROLE_PERMISSIONS: [(Role, &[Permission]); 8] = [
     ),
     (
         Role::Dpo,
-        &[P::TerritoryRead, P::AuditRead, P::PersonalRead],
+        &[
+            P::TerritoryRead,
+            P::AuditRead,
+            P::PersonalRead,
+            P::PrivacyRead,
+        ],
     ),
     (
         Role::Auditor,
@@ -249,6 +259,7 @@ pub const ROLE_PERMISSIONS: [(Role, &[Permission]); 8] = [
             P::EventRead,
             P::Supervise,
             P::AuditRead,
+            P::PrivacyRead,
         ],
     ),
     (
@@ -273,6 +284,7 @@ pub const ROLE_PERMISSIONS: [(Role, &[Permission]); 8] = [
             P::AuditRead,
             P::PersonalRead,
             P::UserManage,
+            P::PrivacyRead,
         ],
     ),
 ];

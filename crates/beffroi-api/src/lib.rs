@@ -22,6 +22,7 @@ mod handlers;
 pub mod mapgrid;
 pub mod openapi;
 pub mod overview;
+pub mod privacy;
 pub mod routes;
 pub mod security;
 pub mod totp;
@@ -65,6 +66,9 @@ pub struct AppState {
     /// The territory's pseudonymisation keys (`None` when the deployment has no personal
     /// field): unmasking and a person's requests go through it.
     pub pseudonymiser: Option<Arc<beffroi_privacy::Pseudonymiser>>,
+    /// The read side of the audit log (the DPO's access log); `None` when the deployment
+    /// has none (the access log then answers 503).
+    pub audit_reader: Option<Arc<dyn beffroi_core::AuditReader>>,
 }
 
 /// The default audit sink: each record is a structured `tracing` event on target `audit`.
@@ -148,6 +152,7 @@ impl AppState {
             web: WebSecurity::default(),
             privacy: Arc::new(beffroi_core::PrivacyPolicy::unconfigured()),
             pseudonymiser: None,
+            audit_reader: None,
         }
     }
 
@@ -160,6 +165,12 @@ impl AppState {
     /// Sets the pseudonymisation keys in force.
     pub fn with_pseudonymiser(mut self, p: Arc<beffroi_privacy::Pseudonymiser>) -> AppState {
         self.pseudonymiser = Some(p);
+        self
+    }
+
+    /// Reads the audit log through `reader` (the DPO's access log).
+    pub fn with_audit_reader(mut self, reader: Arc<dyn beffroi_core::AuditReader>) -> AppState {
+        self.audit_reader = Some(reader);
         self
     }
 

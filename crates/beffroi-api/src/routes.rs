@@ -36,7 +36,7 @@ use beffroi_core::{AuditOutcome, AuditRecord, CommuneIdx, IncidentId};
 use crate::access::{CYBER, Permission, Principal, Scope};
 use crate::auth::{Credential, csrf_matches};
 use crate::error::{ApiError, ErrorCode};
-use crate::{AppState, console, crisis, events, handlers, overview, security, units};
+use crate::{AppState, console, crisis, events, handlers, overview, privacy, security, units};
 
 /// What kind of object an `{id}` names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -140,6 +140,12 @@ pub static ROUTES: &[RouteSpec] = &[
     route!(POST "/api/v1/events", Allow(P::EventManage, Territory), "event.declare", events::create_event),
     route!(GET "/api/v1/events/{id}", Allow(P::EventRead, Global), "", events::get_event),
     route!(POST "/api/v1/events/{id}/cancel", Allow(P::EventManage, Territory), "event.cancel", events::cancel_event),
+    // GET actions name the refusals (`access.privacy.…`) that the access log shows.
+    route!(GET "/api/v1/privacy/register", Allow(P::PrivacyRead, Global), "privacy.register", privacy::register_json),
+    route!(GET "/api/v1/privacy/register.html", Allow(P::PrivacyRead, Global), "privacy.register", privacy::register_html),
+    route!(GET "/api/v1/privacy/access-log", Allow(P::PrivacyRead, Territory), "privacy.access_log", privacy::access_log),
+    route!(GET "/api/v1/privacy/notices", Allow(P::PrivacyRead, Global), "privacy.notices", privacy::notices),
+    route!(GET "/api/v1/devices/{id}/notice", Public, "", privacy::notice),
 ];
 
 /// The caller of a guarded request, put in the request's extensions by the guard.

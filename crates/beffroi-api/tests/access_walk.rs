@@ -103,6 +103,34 @@ impl AuditSink for Recorder {
     }
 }
 
+/// The recorded entries read back (the DPO's access log), newest first.
+impl beffroi_core::AuditReader for Recorder {
+    fn read(
+        &self,
+        q: &beffroi_core::AuditQuery,
+    ) -> Result<Vec<beffroi_core::AuditEntry>, beffroi_core::AuditReadError> {
+        let all = self.0.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        Ok(all
+            .into_iter()
+            .enumerate()
+            .rev()
+            .map(|(i, record)| beffroi_core::AuditEntry {
+                seq: i as u64 + 1,
+                record,
+            })
+            .filter(|e| {
+                q.action_prefixes.is_empty()
+                    || q.action_prefixes
+                        .iter()
+                        .any(|p| e.record.action.starts_with(p.as_str()))
+            })
+            .filter(|e| q.since_ms.is_none_or(|s| e.record.at_ms >= s))
+            .filter(|e| q.before_seq.is_none_or(|b| e.seq < b))
+            .take(q.limit)
+            .collect())
+    }
+}
+
 struct Harness {
     app: Router,
     t: Arc<Territory>,
@@ -260,6 +288,7 @@ async fn harness() -> Harness {
     let audit = Arc::new(Recorder::default());
     let state = AppState::new(engine.handle.clone(), Arc::new(reader), Arc::new(auth))
         .with_audit(Arc::clone(&audit) as Arc<dyn AuditSink>)
+        .with_audit_reader(Arc::clone(&audit) as Arc<dyn beffroi_core::AuditReader>)
         .with_web(WebSecurity {
             secure_cookies: true,
             hsts: true,
@@ -367,6 +396,15 @@ impl Harness {
     /// The id an `{id}` stands for in a context: the object of `commune`.
     fn object_id(&self, path: &str, commune: &str) -> String {
         let t = &self.t;
+        if path == "/api/v1/devices/{id}/notice" {
+            // Only a device observing public space has a notice (public route: any will do).
+            return t
+                .devices
+                .iter()
+                .find(|d| t.kind(d.kind).public_space)
+                .map(|d| d.id.to_string())
+                .expect("a public-space device");
+        }
         if path.starts_with("/api/v1/incidents/") {
             return if commune == A { "1" } else { "2" }.into();
         }

@@ -11,6 +11,8 @@
 //! - [`AuditLog`] is the [`AuditSink`] the server hands to whatever acts on someone's behalf:
 //!   `record` hands the record to a dedicated writer thread over a bounded queue; a full
 //!   queue makes the caller wait (counted in `beffroi_audit_queue_waits_total`), never drops.
+//! - [`AuditLog`] is also the [`AuditReader`] of the DPO's access log: each read opens the
+//!   file read-only (blocking; the API calls it in `spawn_blocking`), newest entries first.
 //! - [`verify_log`] checks a log file: the chain and every checkpoint signature, and names the
 //!   first entry altered, removed or inserted ([`chain::Problem`]). `beffroi audit verify`
 //!   prints its report.
@@ -30,7 +32,9 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use beffroi_core::Clock;
-use beffroi_core::audit::{AuditRecord, AuditSink};
+use beffroi_core::audit::{
+    AuditEntry, AuditOutcome, AuditQuery, AuditReadError, AuditReader, AuditRecord, AuditSink,
+};
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
@@ -292,6 +296,34 @@ impl AuditSink for AuditLog {
             Err(TrySendError::Disconnected(Msg::Flush(..))) => {}
         }
     }
+}
+
+impl AuditReader for AuditLog {
+    /// Reads committed entries (a record still in the writer's queue is not there yet).
+    fn read(&self, q: &AuditQuery) -> Result<Vec<AuditEntry>, AuditReadError> {
+        read_entries(&self.path, q).map_err(|e| AuditReadError(e.to_string()))
+    }
+}
+
+/// The entries of the log at `path` matching `q`, newest first. An entry whose stored
+/// outcome or seq is not one the writer produces is reported as `failed` / seq 0 (the
+/// verifier names such rows).
+pub fn read_entries(path: &Path, q: &AuditQuery) -> Result<Vec<AuditEntry>, AuditError> {
+    let conn = store::open_reader(path)?;
+    Ok(store::query(&conn, path, q)?
+        .into_iter()
+        .map(|e| AuditEntry {
+            seq: u64::try_from(e.seq).unwrap_or(0),
+            record: AuditRecord {
+                at_ms: e.at_ms,
+                actor: e.actor,
+                action: e.action,
+                target: e.target,
+                outcome: AuditOutcome::parse(&e.outcome).unwrap_or(AuditOutcome::Failed),
+                detail: e.detail,
+            },
+        })
+        .collect())
 }
 
 /// Records handed over per transaction, at most.

@@ -279,3 +279,40 @@ pub fn checkpoints(conn: &Connection, path: &Path) -> Result<Vec<StoredCheckpoin
     rows.collect::<rusqlite::Result<Vec<_>>>()
         .map_err(db_err(path))
 }
+
+/// Entries matching `q`, newest first (the DPO's access log).
+pub fn query(
+    conn: &Connection,
+    path: &Path,
+    q: &beffroi_core::audit::AuditQuery,
+) -> Result<Vec<StoredEntry>, AuditError> {
+    let mut sql = format!("SELECT {ENTRY_COLUMNS} FROM entries WHERE 1=1");
+    let mut args: Vec<rusqlite::types::Value> = Vec::new();
+    if !q.action_prefixes.is_empty() {
+        let mut ors = Vec::new();
+        for p in &q.action_prefixes {
+            if p.contains(['*', '?', '[']) {
+                return Err(AuditError::Write(format!("invalid action prefix `{p}`")));
+            }
+            args.push(format!("{p}*").into());
+            ors.push(format!("action GLOB ?{}", args.len()));
+        }
+        sql.push_str(&format!(" AND ({})", ors.join(" OR ")));
+    }
+    if let Some(since) = q.since_ms {
+        args.push(since.into());
+        sql.push_str(&format!(" AND at_ms >= ?{}", args.len()));
+    }
+    if let Some(before) = q.before_seq {
+        args.push(i64::try_from(before).unwrap_or(i64::MAX).into());
+        sql.push_str(&format!(" AND seq < ?{}", args.len()));
+    }
+    args.push(i64::try_from(q.limit).unwrap_or(i64::MAX).into());
+    sql.push_str(&format!(" ORDER BY seq DESC LIMIT ?{}", args.len()));
+    let mut stmt = conn.prepare(&sql).map_err(db_err(path))?;
+    let rows = stmt
+        .query_map(rusqlite::params_from_iter(args), entry_from_row)
+        .map_err(db_err(path))?;
+    rows.collect::<rusqlite::Result<Vec<_>>>()
+        .map_err(db_err(path))
+}

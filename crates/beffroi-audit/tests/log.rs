@@ -146,3 +146,75 @@ fn a_log_verified_with_another_key_fails_at_its_checkpoints() {
         Some(Problem::BadSignature { seq: 2, .. })
     ));
 }
+
+/// The read side: prefixes, time, paging, newest first.
+#[test]
+fn reads_back_by_action_prefix_newest_first() {
+    use beffroi_core::audit::{AuditQuery, AuditReader};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = beffroi_audit::AuditLog::open(
+        beffroi_audit::AuditConfig::in_dir(dir.path()),
+        std::sync::Arc::new(beffroi_core::SimClock::new(beffroi_core::Timestamp(1_000))),
+    )
+    .expect("open");
+    let actions = [
+        "auth.login",
+        "personal.unmask",
+        "incident.action",
+        "privacy.hold",
+        "access.privacy.access_log",
+        "privacyx",
+        "personal.read",
+    ];
+    for (i, a) in actions.iter().enumerate() {
+        beffroi_core::AuditSink::record(
+            &log,
+            beffroi_core::AuditRecord {
+                at_ms: 1_000 + i as i64,
+                actor: "dpo".into(),
+                action: (*a).into(),
+                target: None,
+                outcome: beffroi_core::AuditOutcome::Denied,
+                detail: "{}".into(),
+            },
+        );
+    }
+    log.flush().expect("flush");
+    let q = |since_ms, before_seq, limit| AuditQuery {
+        action_prefixes: vec![
+            "personal.".into(),
+            "privacy.".into(),
+            "access.privacy.".into(),
+        ],
+        since_ms,
+        before_seq,
+        limit,
+    };
+    let got: Vec<String> = log
+        .read(&q(None, None, 10))
+        .expect("read")
+        .into_iter()
+        .map(|e| e.record.action)
+        .collect();
+    assert_eq!(
+        got,
+        [
+            "personal.read",
+            "access.privacy.access_log",
+            "privacy.hold",
+            "personal.unmask"
+        ]
+    );
+    let page = log.read(&q(None, None, 2)).expect("read");
+    assert_eq!(page.len(), 2);
+    let next = log.read(&q(None, Some(page[1].seq), 10)).expect("read");
+    assert_eq!(next.len(), 2);
+    assert_eq!(next[0].record.action, "privacy.hold");
+    assert_eq!(log.read(&q(Some(1_004), None, 10)).expect("read").len(), 2);
+    assert_eq!(next[0].record.outcome, beffroi_core::AuditOutcome::Denied);
+    let bad = AuditQuery {
+        action_prefixes: vec!["a*".into()],
+        ..AuditQuery::default()
+    };
+    assert!(log.read(&bad).is_err());
+}

@@ -1,6 +1,6 @@
 //! What the audit log records. The chain, its signatures and its storage live at the edge
 //! (`beffroi-audit`); everything that acts on behalf of someone reports here through an
-//! [`AuditSink`].
+//! [`AuditSink`], and the DPO's access log reads it back through an [`AuditReader`].
 
 /// How the audited act ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -19,6 +19,11 @@ impl AuditOutcome {
             AuditOutcome::Denied => "denied",
             AuditOutcome::Failed => "failed",
         }
+    }
+    pub fn parse(s: &str) -> Option<AuditOutcome> {
+        [AuditOutcome::Ok, AuditOutcome::Denied, AuditOutcome::Failed]
+            .into_iter()
+            .find(|o| o.as_str() == s)
     }
 }
 
@@ -43,4 +48,36 @@ pub struct AuditRecord {
 /// makes the caller wait, and a failure to persist is counted and logged.
 pub trait AuditSink: Send + Sync {
     fn record(&self, record: AuditRecord);
+}
+
+/// One entry read back from the audit log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuditEntry {
+    /// Its position in the chain (1, 2, …), as `beffroi audit show` prints it.
+    pub seq: u64,
+    pub record: AuditRecord,
+}
+
+/// Which entries to read: newest first, at most `limit`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AuditQuery {
+    /// Keep entries whose action starts with one of these (all entries when empty).
+    /// Plain prefixes: `*`, `?` and `[` are refused.
+    pub action_prefixes: Vec<String>,
+    /// Only entries at or after this wall-clock time (ms).
+    pub since_ms: Option<i64>,
+    /// Only entries before this seq (the next page of a newest-first listing).
+    pub before_seq: Option<u64>,
+    pub limit: usize,
+}
+
+/// Reading the audit log failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("audit log: {0}")]
+pub struct AuditReadError(pub String);
+
+/// The read side of the audit log. Implementations do blocking I/O: call them from a
+/// blocking context (`spawn_blocking`).
+pub trait AuditReader: Send + Sync {
+    fn read(&self, q: &AuditQuery) -> Result<Vec<AuditEntry>, AuditReadError>;
 }

@@ -24,7 +24,9 @@ pub mod time;
 pub mod unit;
 
 pub use alarm::{Alarm, AlarmKind, DedupKey};
-pub use audit::{AuditOutcome, AuditRecord, AuditSink};
+pub use audit::{
+    AuditEntry, AuditOutcome, AuditQuery, AuditReadError, AuditReader, AuditRecord, AuditSink,
+};
 pub use event::{Capacity, Event, EventOrigin, EventStatus};
 pub use geo::Point;
 pub use incident::{

@@ -9,6 +9,7 @@ mod config;
 mod devices_cmd;
 #[cfg(feature = "mqtt")]
 mod mqtt;
+mod privacy_cmd;
 mod registry;
 mod reload;
 mod server;
@@ -86,6 +87,12 @@ enum Command {
     /// Per-device credentials: list, issue, rotate, revoke, and the broker's
     /// password and ACL files generated from them.
     Devices(devices_cmd::Args),
+    /// The DPO's documents: the register of processing activities (`register`) and the
+    /// public notices of devices observing public space (`notices`).
+    Privacy {
+        #[command(subcommand)]
+        command: privacy_cmd::PrivacyCommand,
+    },
 }
 
 fn init_tracing() {
@@ -193,6 +200,7 @@ fn main() -> ExitCode {
         Command::Bench(args) => bench::run(args),
         Command::Users(cmd) => accounts::run(cmd),
         Command::Devices(args) => devices_cmd::run(args),
+        Command::Privacy { command } => privacy_cmd::run(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -229,7 +237,25 @@ fn check(dir: &std::path::Path) -> ExitCode {
                 dep.events.len(),
                 dep.privacy.activities.len()
             );
-            ExitCode::SUCCESS
+            // The register must be complete: every activity with purposes, legal basis and
+            // people concerned, every personal field (devices and Beffroi's own records)
+            // in an activity.
+            let register = privacy_cmd::register_of(&dep);
+            println!("{}", register.summary.line());
+            if dep.privacy.activities.is_empty() {
+                println!(
+                    "note: no privacy.toml: the register is not configured (Beffroi's own records still hold staff names and notes; see docs/privacy.md)"
+                );
+            }
+            if register.problems.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                for p in &register.problems {
+                    eprintln!("{}: {p}", dir.join("privacy.toml").display());
+                }
+                eprintln!("{} error(s)", register.problems.len());
+                ExitCode::FAILURE
+            }
         }
         Err(errors) => {
             for e in errors.iter() {

@@ -140,7 +140,8 @@ async fn serve(
     let state = AppState::new(handle.clone(), Arc::new(reader), Arc::new(auth))
         .with_web(web)
         .with_audit(Arc::clone(&audit) as Arc<dyn AuditSink>)
-        .with_privacy(Arc::new(dep.privacy.clone()));
+        .with_privacy(Arc::new(dep.privacy.clone()))
+        .with_audit_reader(Arc::clone(&audit) as Arc<dyn beffroi_core::AuditReader>);
     let ready = Arc::clone(&state.ready);
     let end_streams = state.shutdown.clone();
     let app = beffroi_api::harden(

@@ -32,6 +32,8 @@ fn an_invalid_rules_file_keeps_the_rules_in_force_and_a_valid_one_replaces_them(
         deployment.join("procedures.toml"),
     )
     .expect("copy");
+    // The kinds name activities of the register.
+    std::fs::copy(demo.join("privacy.toml"), deployment.join("privacy.toml")).expect("copy");
     let rules_path = deployment.join("rules.toml");
     let original = std::fs::read_to_string(&rules_path).expect("read");
 
