@@ -31,6 +31,7 @@ mod operations;
 mod pool;
 mod queries;
 mod reader;
+mod retention;
 mod rows;
 mod schema;
 mod writer;
@@ -48,6 +49,7 @@ use crate::error::{Context, Skipped};
 pub use queries::DEFAULT_LIMIT;
 pub use reader::SqliteReader;
 pub use schema::SCHEMA_VERSION;
+pub use retention::RECORD_CHUNK;
 pub use writer::{PURGE_CHUNK, SqliteStore};
 
 /// Read-only connections in the reader's pool.
