@@ -81,7 +81,8 @@ impl PurgePlan {
                     .map(|f| {
                         let keep = match f.category {
                             DataCategory::Technical => tech_obs,
-                            c => policy.retention_for(c, f.purpose.as_deref().or(k.purpose.as_deref())),
+                            c => policy
+                                .retention_for(c, f.purpose.as_deref().or(k.purpose.as_deref())),
                         };
                         let cut = now.minus(keep);
                         newest = newest.max(cut);
@@ -349,7 +350,9 @@ pub fn write_export(dir: &std::path::Path, now: Timestamp, json: &str) -> std::i
             Err(e) => return Err(e),
         }
     }
-    Err(std::io::Error::other("too many exports at the same millisecond"))
+    Err(std::io::Error::other(
+        "too many exports at the same millisecond",
+    ))
 }
 
 /// Deletes the access packages under `dir` written before `before`; returns how many.
@@ -458,8 +461,20 @@ mod tests {
         assert_eq!(plan.personal, now.minus(p.retention.personal));
         assert_eq!(plan.technical, now.minus(p.retention.technical));
         assert_eq!(plan.identities, now.minus(p.retention.personal));
-        let with_override = PurgePlan::new(&t, &p, Some(beffroi_core::privacy::days(3)), Arc::default(), now);
-        assert!(with_override.fields.iter().flatten().all(|(c, cut)| *c != DataCategory::Technical
-            || *cut == now.minus(beffroi_core::privacy::days(3))));
+        let with_override = PurgePlan::new(
+            &t,
+            &p,
+            Some(beffroi_core::privacy::days(3)),
+            Arc::default(),
+            now,
+        );
+        assert!(
+            with_override
+                .fields
+                .iter()
+                .flatten()
+                .all(|(c, cut)| *c != DataCategory::Technical
+                    || *cut == now.minus(beffroi_core::privacy::days(3)))
+        );
     }
 }

@@ -587,7 +587,8 @@ pub async fn start_with_events(
     let writer_audit = cfg.audit.clone().map(|a| (a.0, Arc::clone(&territory)));
     let writer_exports = cfg.exports_dir.clone();
     let next_purge = Arc::new(std::sync::atomic::AtomicI64::new(
-        cfg.purge_every.map_or(i64::MAX, |every| start.plus(every).0),
+        cfg.purge_every
+            .map_or(i64::MAX, |every| start.plus(every).0),
     ));
     let writer_thread = std::thread::Builder::new()
         .name("beffroi-store-writer".into())
@@ -964,13 +965,7 @@ fn writer_loop(
         }
         for job in privacy {
             let audit = audit.as_ref().map(|(a, _)| a.as_ref());
-            let r = run_privacy(
-                store.as_mut(),
-                &job,
-                exports.as_deref(),
-                &metrics,
-                audit,
-            );
+            let r = run_privacy(store.as_mut(), &job, exports.as_deref(), &metrics, audit);
             if let Some(reply) = job.reply {
                 let _ = reply.send(r);
             } else if let Err(e) = r {

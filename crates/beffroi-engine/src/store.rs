@@ -137,7 +137,11 @@ pub trait Store: Send + 'static {
     fn purge(&mut self, plan: &PurgePlan) -> Result<PurgeReport, StoreError> {
         let n = self.purge_observations(plan.unknown_field)?;
         let mut r = PurgeReport::default();
-        r.remove("observations", beffroi_core::territory::DataCategory::Technical, n as u64);
+        r.remove(
+            "observations",
+            beffroi_core::territory::DataCategory::Technical,
+            n as u64,
+        );
         Ok(r)
     }
     /// Records a purge run (its audit detail), for the retention status.
@@ -146,7 +150,9 @@ pub trait Store: Send + 'static {
     }
     /// Records a legal hold (superseding the incident's hold in force, if any).
     fn set_hold(&mut self, _hold: &LegalHold) -> Result<(), StoreError> {
-        Err(StoreError::Backend("legal holds are not supported by this store".into()))
+        Err(StoreError::Backend(
+            "legal holds are not supported by this store".into(),
+        ))
     }
     /// Releases the incident's hold in force; whether there was one.
     fn release_hold(
@@ -165,7 +171,9 @@ pub trait Store: Send + 'static {
         _pseudonyms: &[String],
         _now: Timestamp,
     ) -> Result<ErasureReport, StoreError> {
-        Err(StoreError::Backend("erasure is not supported by this store".into()))
+        Err(StoreError::Backend(
+            "erasure is not supported by this store".into(),
+        ))
     }
     /// Recorded unit statuses, to restore the unit board.
     fn units(&mut self) -> Result<Vec<StoredUnit>, StoreError>;
@@ -223,7 +231,11 @@ pub trait StoreReader: Send + Sync + 'static {
         Ok((Vec::new(), None))
     }
     /// What is held under a person's pseudonyms (at most `limit` observations listed).
-    fn subject_data(&self, _pseudonyms: &[String], _limit: usize) -> Result<SubjectData, StoreError> {
+    fn subject_data(
+        &self,
+        _pseudonyms: &[String],
+        _limit: usize,
+    ) -> Result<SubjectData, StoreError> {
         Ok(SubjectData::default())
     }
 }

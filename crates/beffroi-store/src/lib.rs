@@ -48,8 +48,8 @@ use crate::error::{Context, Skipped};
 
 pub use queries::DEFAULT_LIMIT;
 pub use reader::SqliteReader;
-pub use schema::SCHEMA_VERSION;
 pub use retention::RECORD_CHUNK;
+pub use schema::SCHEMA_VERSION;
 pub use writer::{PURGE_CHUNK, SqliteStore};
 
 /// Read-only connections in the reader's pool.

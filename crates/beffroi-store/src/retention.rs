@@ -15,8 +15,8 @@ use beffroi_core::{IncidentId, Territory, Timestamp};
 use beffroi_engine::StoreError;
 use beffroi_engine::retention::{
     ERASED, ErasureReport, INCIDENT_WINDOW_BEFORE, LegalHold, PurgePlan, PurgeReport, PurgeRun,
-    StoreRows, SubjectData, SubjectIncident, SubjectObservation, erase_pseudonyms,
-    pseudonyms_in, redact_pseudonyms,
+    StoreRows, SubjectData, SubjectIncident, SubjectObservation, erase_pseudonyms, pseudonyms_in,
+    redact_pseudonyms,
 };
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 
@@ -54,7 +54,14 @@ fn gather_held(conn: &mut Connection, now: Timestamp) -> Result<Vec<IncidentId>,
             )
             .ctx("prepare held incidents")?;
         stmt.query_map([now.0], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+            ))
         })
         .ctx("read held incidents")?
         .collect::<Result<_, _>>()
@@ -62,8 +69,11 @@ fn gather_held(conn: &mut Connection, now: Timestamp) -> Result<Vec<IncidentId>,
     };
     let mut pseudonyms = BTreeSet::new();
     for (id, device, opened, closed, title, evidence) in &held {
-        tx.execute("INSERT OR IGNORE INTO temp.held_incidents (id) VALUES (?1)", [id])
-            .ctx("write held incident")?;
+        tx.execute(
+            "INSERT OR IGNORE INTO temp.held_incidents (id) VALUES (?1)",
+            [id],
+        )
+        .ctx("write held incident")?;
         pseudonyms.extend(pseudonyms_in(title).map(str::to_string));
         pseudonyms.extend(pseudonyms_in(evidence).map(str::to_string));
         let mut log = tx
@@ -93,13 +103,17 @@ fn gather_held(conn: &mut Connection, now: Timestamp) -> Result<Vec<IncidentId>,
                 .query_map(params![device, from, to], |r| r.get::<_, String>(0))
                 .ctx("read held observations")?
             {
-                pseudonyms.extend(pseudonyms_in(&v.ctx("read held observations")?).map(str::to_string));
+                pseudonyms
+                    .extend(pseudonyms_in(&v.ctx("read held observations")?).map(str::to_string));
             }
         }
     }
     for p in &pseudonyms {
-        tx.execute("INSERT OR IGNORE INTO temp.held_pseudonyms (p) VALUES (?1)", [p])
-            .ctx("write held pseudonym")?;
+        tx.execute(
+            "INSERT OR IGNORE INTO temp.held_pseudonyms (p) VALUES (?1)",
+            [p],
+        )
+        .ctx("write held pseudonym")?;
     }
     tx.commit().ctx("commit held tables")?;
     Ok(held
@@ -293,7 +307,11 @@ fn redact_sop(plan: &PurgePlan, sop: &str) -> String {
     };
     if let Some(steps) = v.as_array_mut() {
         for step in steps {
-            if let Some(by) = step.get("done_by").and_then(|b| b.as_str()).map(str::to_string) {
+            if let Some(by) = step
+                .get("done_by")
+                .and_then(|b| b.as_str())
+                .map(str::to_string)
+            {
                 step["done_by"] = serde_json::Value::String(redact_actor(plan, &by));
             }
         }
@@ -484,10 +502,17 @@ fn redact_crises(
 }
 
 /// Records a purge run; keeps the last hundred.
-pub(crate) fn record_purge(conn: &mut Connection, at: Timestamp, detail: &str) -> Result<(), StoreError> {
+pub(crate) fn record_purge(
+    conn: &mut Connection,
+    at: Timestamp,
+    detail: &str,
+) -> Result<(), StoreError> {
     let tx = begin(conn)?;
-    tx.execute("INSERT INTO purge_runs (at, detail) VALUES (?1, ?2)", params![at.0, detail])
-        .ctx("record purge")?;
+    tx.execute(
+        "INSERT INTO purge_runs (at, detail) VALUES (?1, ?2)",
+        params![at.0, detail],
+    )
+    .ctx("record purge")?;
     tx.execute(
         "DELETE FROM purge_runs WHERE id <= (SELECT max(id) - 100 FROM purge_runs)",
         [],
@@ -535,7 +560,11 @@ pub(crate) fn release_hold(
     Ok(n > 0)
 }
 
-pub(crate) fn holds(conn: &Connection, now: Timestamp, all: bool) -> Result<Vec<LegalHold>, StoreError> {
+pub(crate) fn holds(
+    conn: &Connection,
+    now: Timestamp,
+    all: bool,
+) -> Result<Vec<LegalHold>, StoreError> {
     let sql = if all {
         "SELECT incident_id, justification, until, set_by, set_at, released_at, released_by \
          FROM legal_holds WHERE ?1 = ?1 ORDER BY id DESC LIMIT 1000"
@@ -580,7 +609,13 @@ pub(crate) fn holds(conn: &Connection, now: Timestamp, all: bool) -> Result<Vec<
 fn mentions(
     conn: &Connection,
     p: &str,
-) -> Result<(Vec<(i64, String, i64, bool, bool)>, Vec<(i64, i64, i64, String)>), StoreError> {
+) -> Result<
+    (
+        Vec<(i64, String, i64, bool, bool)>,
+        Vec<(i64, i64, i64, String)>,
+    ),
+    StoreError,
+> {
     let like = format!("%{p}%");
     let incidents = conn
         .prepare_cached(
@@ -595,9 +630,7 @@ fn mentions(
         .collect::<Result<_, _>>()
         .ctx("subject incidents")?;
     let log = conn
-        .prepare_cached(
-            "SELECT id, incident_id, at, action FROM incident_log WHERE detail LIKE ?1",
-        )
+        .prepare_cached("SELECT id, incident_id, at, action FROM incident_log WHERE detail LIKE ?1")
         .ctx("prepare subject log")?
         .query_map([like], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
         .ctx("subject log")?
@@ -629,7 +662,11 @@ pub(crate) fn subject_data(
             .ctx("prepare subject observations")?;
         for row in stmt
             .query_map(params![p, room as i64], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?))
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, i64>(2)?,
+                ))
             })
             .ctx("subject observations")?
         {
@@ -721,10 +758,12 @@ pub(crate) fn erase_subject(
                 .execute(params![p, PURGE_CHUNK as i64])
                 .ctx("erase observations")?;
             if n > 0 {
-                tx.prepare_cached("UPDATE counters SET value = value - ?1 WHERE name = 'observations'")
-                    .ctx("prepare observation count")?
-                    .execute([n as i64])
-                    .ctx("write observation count")?;
+                tx.prepare_cached(
+                    "UPDATE counters SET value = value - ?1 WHERE name = 'observations'",
+                )
+                .ctx("prepare observation count")?
+                .execute([n as i64])
+                .ctx("write observation count")?;
             }
             tx.commit().ctx("commit erasure")?;
             report.observations += n as u64;
@@ -750,9 +789,11 @@ pub(crate) fn erase_subject(
                 continue;
             }
             let (title, evidence): (String, String) = tx
-                .query_row("SELECT title, evidence FROM incidents WHERE id = ?1", [id], |r| {
-                    Ok((r.get(0)?, r.get(1)?))
-                })
+                .query_row(
+                    "SELECT title, evidence FROM incidents WHERE id = ?1",
+                    [id],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
                 .ctx("read incident to erase")?;
             tx.execute(
                 "UPDATE incidents SET title = ?2, evidence = ?3 WHERE id = ?1",
@@ -773,11 +814,18 @@ pub(crate) fn erase_subject(
                 continue;
             }
             let detail: String = tx
-                .query_row("SELECT detail FROM incident_log WHERE id = ?1", [entry], |r| r.get(0))
+                .query_row(
+                    "SELECT detail FROM incident_log WHERE id = ?1",
+                    [entry],
+                    |r| r.get(0),
+                )
                 .ctx("read log to erase")?;
             if let Some(d) = erase_pseudonyms(&detail, pp) {
-                tx.execute("UPDATE incident_log SET detail = ?2 WHERE id = ?1", params![entry, d])
-                    .ctx("erase in log")?;
+                tx.execute(
+                    "UPDATE incident_log SET detail = ?2 WHERE id = ?1",
+                    params![entry, d],
+                )
+                .ctx("erase in log")?;
                 report.log_entries_redacted += 1;
             }
         }
@@ -790,8 +838,11 @@ pub(crate) fn erase_subject(
             .ctx("read crisis log to erase")?;
         for (entry, text) in entries {
             if let Some(t) = erase_pseudonyms(&text, pp) {
-                tx.execute("UPDATE crisis_log SET text = ?2 WHERE id = ?1", params![entry, t])
-                    .ctx("erase in crisis log")?;
+                tx.execute(
+                    "UPDATE crisis_log SET text = ?2 WHERE id = ?1",
+                    params![entry, t],
+                )
+                .ctx("erase in crisis log")?;
                 report.crisis_entries_redacted += 1;
             }
         }
@@ -819,22 +870,26 @@ pub(crate) fn retention_status(
     t: &Territory,
 ) -> Result<(Vec<StoreRows>, Option<PurgeRun>), StoreError> {
     let mut out: Vec<StoreRows> = Vec::new();
-    let mut add = |store: &'static str, category: DataCategory, rows: u64, oldest: Option<Timestamp>| {
-        if let Some(e) = out.iter_mut().find(|e| e.store == store && e.category == category) {
-            e.rows += rows;
-            e.oldest = match (e.oldest, oldest) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
-        } else {
-            out.push(StoreRows {
-                store,
-                category,
-                rows,
-                oldest,
-            });
-        }
-    };
+    let mut add =
+        |store: &'static str, category: DataCategory, rows: u64, oldest: Option<Timestamp>| {
+            if let Some(e) = out
+                .iter_mut()
+                .find(|e| e.store == store && e.category == category)
+            {
+                e.rows += rows;
+                e.oldest = match (e.oldest, oldest) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+            } else {
+                out.push(StoreRows {
+                    store,
+                    category,
+                    rows,
+                    oldest,
+                });
+            }
+        };
     // Observations per (device, field): one seek per pair along the primary key.
     {
         let mut stmt = conn
@@ -861,7 +916,12 @@ pub(crate) fn retention_status(
                     k.field(&field).and_then(|f| k.fields.get(f.get()))
                 })
                 .map_or(DataCategory::Personal, |f| f.category);
-            add("observations", category, n.max(0) as u64, Some(Timestamp(oldest)));
+            add(
+                "observations",
+                category,
+                n.max(0) as u64,
+                Some(Timestamp(oldest)),
+            );
         }
     }
     let (n, o) = count_oldest(conn, "SELECT count(*), min(last_seen) FROM identities")?;
