@@ -22,6 +22,7 @@ mod handlers;
 pub mod mapgrid;
 pub mod openapi;
 pub mod overview;
+pub mod retention;
 pub mod routes;
 pub mod security;
 pub mod totp;

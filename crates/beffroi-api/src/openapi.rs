@@ -59,5 +59,6 @@ impl utoipa::Modify for Bearer {
 pub fn document() -> utoipa::openapi::OpenApi {
     let mut doc = ApiDoc::openapi();
     doc.merge(<crate::events::EventsApi as OpenApi>::openapi());
+    doc.merge(<crate::retention::PrivacyApi as OpenApi>::openapi());
     doc
 }

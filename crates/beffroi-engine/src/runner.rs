@@ -260,6 +260,7 @@ pub struct EngineHandle {
     restored_states: Arc<[crate::live::DeviceState]>,
     /// When the next scheduled purge runs (engine clock, ms; `i64::MAX`: never).
     next_purge: Arc<std::sync::atomic::AtomicI64>,
+    observation_retention: beffroi_core::Duration,
 }
 
 impl EngineHandle {
@@ -278,6 +279,12 @@ impl EngineHandle {
             .await
             .map_err(|_| PrivacyError::Closed)?;
         rx.await.map_err(|_| PrivacyError::Closed)?
+    }
+
+    /// How long technical observations are kept (the `retention` override, else the
+    /// privacy policy's `technical_observations`).
+    pub fn observation_retention(&self) -> beffroi_core::Duration {
+        self.observation_retention
     }
 
     /// When the next scheduled retention purge runs (engine clock).
@@ -586,6 +593,9 @@ pub async fn start_with_events(
     let writer_live = live_tx.clone();
     let writer_audit = cfg.audit.clone().map(|a| (a.0, Arc::clone(&territory)));
     let writer_exports = cfg.exports_dir.clone();
+    let observation_retention = cfg
+        .retention
+        .unwrap_or(cfg.privacy.retention.technical_observations);
     let next_purge = Arc::new(std::sync::atomic::AtomicI64::new(
         cfg.purge_every
             .map_or(i64::MAX, |every| start.plus(every).0),
@@ -631,6 +641,7 @@ pub async fn start_with_events(
             events: events_rx,
             restored_states,
             next_purge,
+            observation_retention,
         },
         pipeline_task,
         writer_thread,
