@@ -107,6 +107,10 @@ impl PurgePlan {
     /// The role standing for `actor` (`user:NAME` or a bare name) in redacted records.
     pub fn role_of(&self, actor: &str) -> String {
         let name = actor.strip_prefix("user:").unwrap_or(actor);
+        if name.starts_with('[') {
+            // Already a role (redaction is idempotent).
+            return name.to_string();
+        }
         match self.roles.get(name) {
             Some(role) => format!("[{role}]"),
             None => "[agent]".to_string(),
@@ -326,6 +330,33 @@ pub enum PrivacyError {
     Closed,
 }
 
+/// The crisis with its personal parts redacted as the store does at the personal limit.
+pub fn redact_crisis(
+    plan: &PurgePlan,
+    c: &beffroi_core::crisis::Crisis,
+) -> beffroi_core::crisis::Crisis {
+    use beffroi_core::Actor;
+    let actor = |a: &Actor| match a {
+        Actor::User(u) => Actor::User(plan.role_of(u).into()),
+        other => other.clone(),
+    };
+    let mut c = c.clone();
+    c.title = redact_pseudonyms(&c.title).0.into();
+    c.opened_by = actor(&c.opened_by);
+    c.closed_by = c.closed_by.as_ref().map(actor);
+    c.summary = c.summary.as_deref().map(|s| redact_pseudonyms(s).0);
+    for r in &mut c.roles {
+        if r.holder.is_some() {
+            r.holder = Some(ERASED.into());
+        }
+    }
+    for e in &mut c.log {
+        e.actor = actor(&e.actor);
+        e.text = redact_pseudonyms(&e.text).0;
+    }
+    c
+}
+
 /// Writes a person's access package under `dir` as `subject-<ms>-<n>.json` (mode 0600);
 /// returns the file name. The time in the name is what the purge goes by.
 pub fn write_export(dir: &std::path::Path, now: Timestamp, json: &str) -> std::io::Result<String> {
@@ -437,7 +468,7 @@ pub fn erase_pseudonyms(text: &str, pseudonyms: &[String]) -> Option<String> {
 mod tests {
     use super::*;
 
-    const P: &str = "plate:1:k7f3qx2mn4pz7qab3c9d";
+    const P: &str = "plate:1:k7f3qx2mn4pz7qab3c4d";
 
     #[test]
     fn redaction_replaces_pseudonyms_only() {

@@ -530,14 +530,17 @@ pub async fn start_with_events(
                 store.events()?,
                 store.replay_windows()?,
                 store.quarantine_log()?,
+                store.legal_holds(start)?,
             ))
         })();
         (store, r)
     })
     .await
     .map_err(|e| StoreError::Backend(format!("restore task: {e}")))?;
-    let (incidents, max_id, last_seen, units, crises, stored_events, windows, quarantine) =
+    let (incidents, max_id, last_seen, units, crises, stored_events, windows, quarantine, holds) =
         restored?;
+    let holds: std::collections::HashMap<IncidentId, Timestamp> =
+        holds.into_iter().map(|h| (h.incident, h.until)).collect();
     let mut pipeline = Pipeline::new(
         Arc::clone(&territory),
         Arc::clone(&rules),
@@ -627,6 +630,7 @@ pub async fn start_with_events(
         Arc::clone(&metrics),
         cfg,
         Arc::clone(&next_purge),
+        holds,
     ));
     Ok(Engine {
         handle: EngineHandle {
@@ -659,6 +663,7 @@ async fn pipeline_loop(
     metrics: Arc<Metrics>,
     cfg: EngineConfig,
     next_purge: Arc<std::sync::atomic::AtomicI64>,
+    mut holds: std::collections::HashMap<IncidentId, Timestamp>,
 ) {
     let mut tick = tokio::time::interval(cfg.tick);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -679,8 +684,34 @@ async fn pipeline_loop(
             cmd = commands.recv(), if commands_open => match cmd {
                 Some(Command::Privacy { cmd, reply }) => {
                     let now = clock.now();
-                    let plan = matches!(cmd, PrivacyCommand::Purge)
-                        .then(|| purge_plan(&p, &cfg, now));
+                    let plan = match &cmd {
+                        PrivacyCommand::Purge => Some(purge_plan(&p, &cfg, now)),
+                        PrivacyCommand::SetHold(h) => {
+                            holds.insert(h.incident, h.until);
+                            None
+                        }
+                        PrivacyCommand::ReleaseHold { incident, .. } => {
+                            holds.remove(incident);
+                            None
+                        }
+                        PrivacyCommand::Erase { pseudonyms } => {
+                            let held: Vec<IncidentId> = holds
+                                .iter()
+                                .filter(|(_, until)| now < **until)
+                                .map(|(id, _)| *id)
+                                .collect();
+                            if p.erase_pseudonyms(pseudonyms, &held) {
+                                job.ops = Some(Arc::new(p.ops_snapshot()));
+                            }
+                            None
+                        }
+                        PrivacyCommand::Export { .. } => None,
+                    };
+                    if let Some(plan) = &plan
+                        && p.purge_crises(plan)
+                    {
+                        job.ops = Some(Arc::new(p.ops_snapshot()));
+                    }
                     job.privacy.push(PrivacyJob { cmd, plan, now, reply: Some(reply) });
                 }
                 Some(c) => handle_command(&mut p, c, &clock, &rules_tx, &mut job),
@@ -708,9 +739,13 @@ async fn pipeline_loop(
                 if let Some(every) = cfg.purge_every
                     && now.0 >= due {
                         next_purge.store(now.plus(every).0, std::sync::atomic::Ordering::Relaxed);
+                        let plan = purge_plan(&p, &cfg, now);
+                        if p.purge_crises(&plan) {
+                            job.ops = Some(Arc::new(p.ops_snapshot()));
+                        }
                         job.privacy.push(PrivacyJob {
                             cmd: PrivacyCommand::Purge,
-                            plan: Some(purge_plan(&p, &cfg, now)),
+                            plan: Some(plan),
                             now,
                             reply: None,
                         });

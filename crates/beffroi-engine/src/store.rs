@@ -144,6 +144,11 @@ pub trait Store: Send + 'static {
         );
         Ok(r)
     }
+    /// The legal holds in force at `now` (the engine keeps open incidents under hold out of
+    /// an erasure in memory too).
+    fn legal_holds(&mut self, _now: Timestamp) -> Result<Vec<LegalHold>, StoreError> {
+        Ok(Vec::new())
+    }
     /// Records a purge run (its audit detail), for the retention status.
     fn record_purge(&mut self, _at: Timestamp, _detail: &str) -> Result<(), StoreError> {
         Ok(())

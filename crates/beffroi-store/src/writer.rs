@@ -250,6 +250,13 @@ impl Store for SqliteStore {
         crate::retention::purge(&mut self.conn, &territory, plan)
     }
 
+    fn legal_holds(
+        &mut self,
+        now: Timestamp,
+    ) -> Result<Vec<beffroi_engine::store::LegalHold>, StoreError> {
+        crate::retention::holds(&self.conn, now, false)
+    }
+
     fn record_purge(&mut self, at: Timestamp, detail: &str) -> Result<(), StoreError> {
         crate::retention::record_purge(&mut self.conn, at, detail)
     }
