@@ -243,6 +243,14 @@ async fn rig() -> Rig {
         purge_every: Some(days(1)),
         audit: Some(EngineAudit(Arc::clone(&audit) as Arc<dyn AuditSink>)),
         staff_roles: Arc::new([("ana".to_string(), "operator".to_string())].into()),
+        operations: beffroi_engine::operations::Operations {
+            roles: vec![beffroi_core::crisis::RoleSpec {
+                id: "dos".into(),
+                name: "Directeur des opérations de secours".into(),
+                name_en: "Director of rescue operations".into(),
+            }],
+            ..Default::default()
+        },
         ..EngineConfig::default()
     };
     let engine = beffroi_engine::runner::start(
@@ -431,6 +439,199 @@ async fn each_category_is_purged_at_its_limit_and_a_hold_keeps_its_incident() {
         last.expect("last purge recorded").at,
         Timestamp(B).plus(Duration(days(400).0 + MIN))
     );
+    let Rig { engine, .. } = r;
+    engine.shutdown().await;
+}
+
+/// A person's erasure: their observations and identity go, incidents and logs keep a
+/// `[effacé]` in their place, an open incident stays erased after the engine writes it
+/// again, and an incident under legal hold is left as it is and reported.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn erasure_reaches_every_store_except_a_held_incident() {
+    let r = rig().await;
+    let t = Arc::clone(&r.territory);
+    // Incident 3, open, mentions the person too; incident 2 (mentioning BADGE_HELD) is held.
+    let mut open = incident(&t, 3, "a2", BADGE_PURGED);
+    open.incident.status = Status::New;
+    open.incident.closed_at = None;
+    open.incident.resolved_at = None;
+    open.incident.acknowledged_at = None;
+    open.incident.condition_active = true;
+    let hold = LegalHold {
+        incident: IncidentId(2),
+        justification: "Réquisition judiciaire n° 2026/123 du parquet".into(),
+        until: Timestamp(B).plus(days(100)),
+        set_by: "dpo".into(),
+        set_at: Timestamp(B),
+        released_at: None,
+        released_by: None,
+    };
+    r.handle()
+        .privacy(PrivacyCommand::SetHold(hold))
+        .await
+        .expect("hold");
+    // The open incident goes through a restart so that the engine holds it in its book.
+    let Rig {
+        engine,
+        reader,
+        clock,
+        audit,
+        territory,
+        _dir,
+    } = r;
+    engine.shutdown().await;
+    let path = _dir.path().join("beffroi.db");
+    let (mut store, _) = beffroi_store::open(&path, Arc::clone(&territory)).expect("reopen");
+    store
+        .write(&WriteBatch {
+            incidents: vec![open],
+            ..WriteBatch::default()
+        })
+        .expect("open incident");
+    let rules = beffroi_rules::parse(
+        &beffroi_territory::SourceFile::new("rules.toml", ""),
+        &territory,
+    )
+    .expect("rules");
+    let engine = beffroi_engine::runner::start(
+        Arc::clone(&territory),
+        Arc::new(rules),
+        Vec::new(),
+        Box::new(store),
+        Arc::clone(&clock) as Arc<dyn beffroi_core::Clock>,
+        Arc::new(beffroi_engine::metrics::Metrics::new()),
+        EngineConfig {
+            privacy: Arc::new(policy()),
+            purge_every: None,
+            ..EngineConfig::default()
+        },
+    )
+    .await
+    .expect("engine");
+    let r = Rig {
+        engine,
+        reader,
+        clock,
+        audit,
+        territory,
+        _dir,
+    };
+
+    let person = vec![BADGE_PURGED.to_string(), BADGE_HELD.to_string()];
+    let found = r.reader.subject_data(&person, 100).expect("search");
+    assert_eq!(found.observation_count, 2, "{found:?}");
+    assert_eq!(found.identities, 2);
+    let ids: Vec<u64> = found.incidents.iter().map(|i| i.id.0).collect();
+    assert_eq!(ids, vec![1, 2, 3]);
+    assert_eq!(
+        found.incidents[0].found_in,
+        vec!["title", "evidence", "log"]
+    );
+
+    let report = match r
+        .handle()
+        .privacy(PrivacyCommand::Erase {
+            pseudonyms: person.clone(),
+        })
+        .await
+    {
+        Ok(PrivacyOutcome::Erased(rep)) => rep,
+        other => panic!("erase: {other:?}"),
+    };
+    assert_eq!(
+        report.observations, 1,
+        "the held window's observation stays: {report:?}"
+    );
+    assert_eq!(report.identities, 1, "the held incident's identity stays");
+    assert_eq!(report.incidents_redacted, 2, "incidents 1 and 3");
+    assert_eq!(report.held_incidents, vec![IncidentId(2)]);
+    assert!(!r.has_value("a2", BADGE_PURGED));
+    assert!(r.has_value("a1", BADGE_HELD));
+    let (i1, log1) = r.incident(1).expect("kept, redacted");
+    assert_eq!(i1.evidence, "badge=[effacé]");
+    assert_eq!(log1[0].detail, "Badge [effacé] vu à l'entrée");
+    assert!(r.incident(2).expect("held").0.evidence.contains(BADGE_HELD));
+
+    // The engine writes the open incident again: it stays erased.
+    r.handle()
+        .act(
+            IncidentId(3),
+            beffroi_core::IncidentAction::Comment("vu".into()),
+            Actor::User("ana".into()),
+        )
+        .await
+        .expect("comment");
+    let (i3, _) = r.incident(3).expect("open incident");
+    assert_eq!(i3.evidence, "badge=[effacé]");
+    assert!(!i3.title.contains(BADGE_PURGED));
+    let after = r.reader.subject_data(&person[..1], 100).expect("search");
+    assert_eq!(after.observation_count, 0);
+    assert!(after.incidents.is_empty(), "{after:?}");
+    let Rig { engine, .. } = r;
+    engine.shutdown().await;
+}
+
+/// A closed crisis loses its people at the personal limit (in the engine's memory too) and
+/// is deleted at the technical one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_crisis_is_redacted_then_deleted() {
+    use beffroi_core::crisis::{CrisisCommand, CrisisKind, CrisisOpening};
+    use beffroi_engine::runner::{OpsCommand, OpsOutcome};
+    let r = rig().await;
+    let ana = Actor::User("ana".into());
+    let c = match r
+        .handle()
+        .ops_command(
+            OpsCommand::OpenCrisis(CrisisOpening {
+                kind: CrisisKind::Flood,
+                title: "Crue de l'Ouche".into(),
+                communes: Vec::new(),
+                level: 2,
+            }),
+            ana.clone(),
+        )
+        .await
+        .expect("open")
+    {
+        OpsOutcome::Crisis(c) => c.id,
+        other => panic!("{other:?}"),
+    };
+    for cmd in [
+        CrisisCommand::Log(format!("Véhicule {PLATE_SENSITIVE} bloqué rue Monge")),
+        CrisisCommand::Role {
+            role: "dos".into(),
+            holder: Some("Mme la maire".into()),
+        },
+        CrisisCommand::Close {
+            summary: "Décrue".into(),
+        },
+    ] {
+        r.handle()
+            .ops_command(OpsCommand::Crisis { id: c, cmd }, ana.clone())
+            .await
+            .expect("crisis command");
+    }
+    let crisis = |r: &Rig| r.handle().ops().crises.iter().find(|x| x.id == c).cloned();
+    let rep = r.purge_at(Duration(days(30).0 - MIN)).await;
+    assert_eq!(rep.redacted_from("crises"), 0);
+    let rep = r.purge_at(Duration(days(30).0 + MIN)).await;
+    assert_eq!(rep.redacted_from("crises"), 1, "{rep:?}");
+    let mem = crisis(&r).expect("kept as a record");
+    assert!(
+        mem.log.iter().all(|e| !e.text.contains(PLATE_SENSITIVE)),
+        "{:?}",
+        mem.log
+    );
+    assert!(mem.log.iter().any(|e| e.text.contains("[effacé]")));
+    assert_eq!(mem.opened_by, Actor::User("[operator]".into()));
+    assert_eq!(mem.roles[0].holder.as_deref(), Some("[effacé]"));
+    let rep = r.purge_at(Duration(days(365).0 + MIN)).await;
+    assert_eq!(
+        rep.removed_of("crises", DataCategory::Technical),
+        1,
+        "{rep:?}"
+    );
+    assert!(crisis(&r).is_none(), "forgotten in memory too");
     let Rig { engine, .. } = r;
     engine.shutdown().await;
 }
