@@ -894,6 +894,7 @@ fn handle_command(
 /// Most jobs the writer folds into one commit.
 const MAX_JOBS_PER_COMMIT: usize = 256;
 
+#[allow(clippy::too_many_arguments)]
 fn writer_loop(
     mut store: Box<dyn Store>,
     mut jobs: mpsc::Receiver<Job>,

@@ -40,12 +40,19 @@ DELETE FROM temp.held_windows;
 DELETE FROM temp.held_pseudonyms;
 ";
 
+/// id, device, opened_at, closed_at, title, evidence of a held incident.
+type HeldRow = (i64, Option<String>, i64, Option<i64>, String, String);
+/// id, status, opened_at, in title, in evidence.
+type MentionRow = (i64, String, i64, bool, bool);
+/// log id, incident id, at, action.
+type MentionLogRow = (i64, i64, i64, String);
+
 /// Fills the temporary tables of what the holds in force at `now` protect; returns the
 /// held incidents.
 fn gather_held(conn: &mut Connection, now: Timestamp) -> Result<Vec<IncidentId>, StoreError> {
     let tx = begin(conn)?;
     tx.execute_batch(HELD_TABLES).ctx("prepare held tables")?;
-    let held: Vec<(i64, Option<String>, i64, Option<i64>, String, String)> = {
+    let held: Vec<HeldRow> = {
         let mut stmt = tx
             .prepare(
                 "SELECT DISTINCT i.id, i.device, i.opened_at, i.closed_at, i.title, i.evidence \
@@ -609,13 +616,7 @@ pub(crate) fn holds(
 fn mentions(
     conn: &Connection,
     p: &str,
-) -> Result<
-    (
-        Vec<(i64, String, i64, bool, bool)>,
-        Vec<(i64, i64, i64, String)>,
-    ),
-    StoreError,
-> {
+) -> Result<(Vec<MentionRow>, Vec<MentionLogRow>), StoreError> {
     let like = format!("%{p}%");
     let incidents = conn
         .prepare_cached(
