@@ -483,6 +483,41 @@ mod tests {
     }
 
     #[test]
+    fn access_packages_are_purged_by_the_time_in_their_name() {
+        let dir = std::env::temp_dir().join(format!("beffroi-exports-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let old = write_export(&dir, Timestamp(1_000), "{}").expect("write");
+        let again = write_export(&dir, Timestamp(1_000), "{}").expect("write");
+        assert_ne!(
+            old, again,
+            "two packages in the same millisecond do not collide"
+        );
+        let new = write_export(&dir, Timestamp(5_000), "{}").expect("write");
+        std::fs::write(dir.join("notes.txt"), "not ours").expect("write");
+        assert_eq!(
+            purge_exports(&dir, Timestamp(1_000)),
+            0,
+            "not before its time"
+        );
+        assert_eq!(purge_exports(&dir, Timestamp(1_001)), 2);
+        assert!(dir.join(&new).exists());
+        assert!(
+            dir.join("notes.txt").exists(),
+            "files Beffroi did not write are left alone"
+        );
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(dir.join(&new))
+                .expect("meta")
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn plan_gives_each_category_its_limit() {
         use beffroi_core::territory::fixture;
         let t = fixture::small();

@@ -131,6 +131,15 @@ struct Rig {
     _dir: tempfile::TempDir,
 }
 
+fn metric(text: &str, store: &str, category: &str, action: &str) -> Option<f64> {
+    let needle = format!(
+        "beffroi_privacy_purged_rows_total{{store=\"{store}\",category=\"{category}\",action=\"{action}\"}} "
+    );
+    text.lines()
+        .find_map(|l| l.strip_prefix(needle.as_str()))
+        .and_then(|v| v.trim().parse().ok())
+}
+
 impl Rig {
     fn handle(&self) -> &EngineHandle {
         &self.engine.handle
@@ -430,6 +439,22 @@ async fn each_category_is_purged_at_its_limit_and_a_hold_keeps_its_incident() {
             .holds(Timestamp(B).plus(days(401)), false)
             .expect("holds")
             .is_empty()
+    );
+
+    // Counted per store, category and action.
+    let text = r.handle().metrics.encode();
+    assert_eq!(
+        metric(&text, "observations", "sensitive", "removed"),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        metric(&text, "incidents", "personal", "redacted"),
+        Some(1.0)
+    );
+    assert_eq!(
+        metric(&text, "incidents", "technical", "removed"),
+        Some(2.0)
     );
 
     // Every purge that removed something is in the audit log; forced runs always are.
