@@ -201,6 +201,7 @@ pub const STORES: &[&str] = &[
     "crisis_log",
     "rejections",
     "quarantine_log",
+    "legal_holds",
     "exports",
 ];
 

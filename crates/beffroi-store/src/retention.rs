@@ -180,6 +180,14 @@ pub(crate) fn purge(
         plan.technical.0,
     )?;
     report.remove("quarantine_log", DataCategory::Technical, n);
+    // A hold's record (who froze what, why) outlives it by the technical limit.
+    let n = delete_chunked(
+        conn,
+        "DELETE FROM legal_holds WHERE id IN (SELECT id FROM legal_holds \
+         WHERE coalesce(min(released_at, until), until) < ?1 LIMIT ?2)",
+        plan.technical.0,
+    )?;
+    report.remove("legal_holds", DataCategory::Technical, n);
     Ok(report)
 }
 
