@@ -49,6 +49,11 @@ pub struct PurgePlan {
     pub unknown_field: Timestamp,
     /// Incidents, crises and their logs: redacted when closed before this.
     pub personal: Timestamp,
+    /// Incidents of the devices in `sensitive_devices`: redacted when closed before this
+    /// (the sensitive limit, when shorter than the personal one).
+    pub sensitive_records: Timestamp,
+    /// Devices whose kind has a sensitive field.
+    pub sensitive_devices: Vec<String>,
     /// Incidents, crises, logs, rejections, quarantine acts: deleted before this.
     pub technical: Timestamp,
     /// `identities` rows whose `last_seen` is before this (the longest personal limit).
@@ -92,11 +97,25 @@ impl PurgePlan {
             })
             .collect();
         let longest_personal = r.personal.max(r.sensitive);
+        let sensitive_devices = territory
+            .devices
+            .iter()
+            .filter(|d| {
+                territory
+                    .kind(d.kind)
+                    .fields
+                    .iter()
+                    .any(|f| f.category == DataCategory::Sensitive)
+            })
+            .map(|d| d.id.to_string())
+            .collect();
         PurgePlan {
             now,
             fields,
             unknown_field: newest,
             personal: now.minus(r.personal),
+            sensitive_records: now.minus(r.sensitive.min(r.personal)),
+            sensitive_devices,
             technical: now.minus(r.technical),
             identities: now.minus(longest_personal),
             exports: now.minus(r.personal),
@@ -182,6 +201,7 @@ impl PurgeReport {
             "clock_ms": plan.now.0,
             "cutoffs_ms": {
                 "personal_records": plan.personal.0,
+                "sensitive_records": plan.sensitive_records.0,
                 "technical_records": plan.technical.0,
                 "identities": plan.identities.0,
                 "exports": plan.exports.0,

@@ -341,14 +341,53 @@ fn redact_incidents(
     plan: &PurgePlan,
     report: &mut PurgeReport,
 ) -> Result<(), StoreError> {
+    // Incidents of devices with a sensitive field carry sensitive values in their evidence:
+    // they are redacted at the sensitive limit when it is the shorter.
+    {
+        let tx = begin(conn)?;
+        tx.execute_batch(
+            "CREATE TEMP TABLE IF NOT EXISTS sensitive_devices (device TEXT PRIMARY KEY); \
+             DELETE FROM temp.sensitive_devices;",
+        )
+        .ctx("prepare sensitive devices")?;
+        for d in &plan.sensitive_devices {
+            tx.execute(
+                "INSERT OR IGNORE INTO temp.sensitive_devices (device) VALUES (?1)",
+                [d],
+            )
+            .ctx("write sensitive device")?;
+        }
+        tx.commit().ctx("commit sensitive devices")?;
+    }
+    redact_incidents_where(
+        conn,
+        plan,
+        report,
+        "SELECT id FROM incidents WHERE status = 'closed' AND closed_at < ?1 \
+         AND redacted_at IS NULL AND device IN (SELECT device FROM temp.sensitive_devices) \
+         AND id NOT IN (SELECT id FROM temp.held_incidents) LIMIT ?2",
+        plan.sensitive_records,
+    )?;
+    redact_incidents_where(
+        conn,
+        plan,
+        report,
+        "SELECT id FROM incidents WHERE status = 'closed' AND closed_at < ?1 \
+         AND redacted_at IS NULL AND id NOT IN (SELECT id FROM temp.held_incidents) LIMIT ?2",
+        plan.personal,
+    )
+}
+
+fn redact_incidents_where(
+    conn: &mut Connection,
+    plan: &PurgePlan,
+    report: &mut PurgeReport,
+    select: &str,
+    cutoff: Timestamp,
+) -> Result<(), StoreError> {
     loop {
         let tx = begin(conn)?;
-        let batch = ids(
-            &tx,
-            "SELECT id FROM incidents WHERE status = 'closed' AND closed_at < ?1 \
-             AND redacted_at IS NULL AND id NOT IN (SELECT id FROM temp.held_incidents) LIMIT ?2",
-            plan.personal.0,
-        )?;
+        let batch = ids(&tx, select, cutoff.0)?;
         for id in &batch {
             let (title, evidence, owner, sop): (String, String, Option<String>, String) = tx
                 .prepare_cached("SELECT title, evidence, owner, sop FROM incidents WHERE id = ?1")

@@ -225,8 +225,11 @@ async fn rig() -> Rig {
             detail: "device `zz` is not in the territory".into(),
         }],
         incidents: vec![
-            incident(&t, 1, "a2", BADGE_PURGED),
+            // On a device without sensitive fields: redacted at the personal limit.
+            incident(&t, 1, "g2", BADGE_PURGED),
             incident(&t, 2, "a1", BADGE_HELD),
+            // On a device with a sensitive field: redacted at the sensitive limit.
+            incident(&t, 4, "a2", PLATE_SENSITIVE),
         ],
         ..WriteBatch::default()
     };
@@ -311,6 +314,13 @@ async fn each_category_is_purged_at_its_limit_and_a_hold_keeps_its_incident() {
     // Sensitive: 7 days.
     let rep = r.purge_at(Duration(days(7).0 - MIN)).await;
     assert!(rep.is_empty(), "nothing is due a minute before: {rep:?}");
+    assert!(
+        r.incident(4)
+            .expect("kept")
+            .0
+            .evidence
+            .contains(PLATE_SENSITIVE)
+    );
     assert!(r.has_value("a2", PLATE_SENSITIVE));
     let rep = r.purge_at(Duration(days(7).0 + MIN)).await;
     assert!(
@@ -320,6 +330,19 @@ async fn each_category_is_purged_at_its_limit_and_a_hold_keeps_its_incident() {
     assert!(r.has_value("a2", BADGE_PURGED), "personal still there");
     assert_eq!(rep.removed_of("observations", DataCategory::Sensitive), 1);
     assert_eq!(rep.removed_from("observations"), 1, "{rep:?}");
+    assert_eq!(
+        rep.redacted_from("incidents"),
+        1,
+        "incident 4, of a sensitive device"
+    );
+    assert_eq!(r.incident(4).expect("kept").0.evidence, "badge=[effacé]");
+    assert!(
+        r.incident(1)
+            .expect("kept")
+            .0
+            .evidence
+            .contains(BADGE_PURGED)
+    );
     let audit = r.last_purge_audit();
     assert_eq!(audit["removed"]["observations"]["sensitive"], 1, "{audit}");
     assert!(
@@ -410,8 +433,12 @@ async fn each_category_is_purged_at_its_limit_and_a_hold_keeps_its_incident() {
         "incident deleted at the technical limit"
     );
     assert!(r.reader.rejections(10).expect("read").is_empty());
-    assert_eq!(rep.removed_of("incidents", DataCategory::Technical), 1);
-    assert_eq!(rep.removed_of("incident_log", DataCategory::Technical), 1);
+    assert_eq!(
+        rep.removed_of("incidents", DataCategory::Technical),
+        2,
+        "1 and 4"
+    );
+    assert_eq!(rep.removed_of("incident_log", DataCategory::Technical), 2);
     assert_eq!(rep.removed_of("rejections", DataCategory::Technical), 1);
     let (i2, _) = r.incident(2).expect("held until day 400");
     assert!(i2.evidence.contains(BADGE_HELD));
@@ -450,11 +477,11 @@ async fn each_category_is_purged_at_its_limit_and_a_hold_keeps_its_incident() {
     );
     assert_eq!(
         metric(&text, "incidents", "personal", "redacted"),
-        Some(1.0)
+        Some(2.0)
     );
     assert_eq!(
         metric(&text, "incidents", "technical", "removed"),
-        Some(2.0)
+        Some(3.0)
     );
 
     // Every purge that removed something is in the audit log; forced runs always are.
