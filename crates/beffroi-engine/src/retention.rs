@@ -62,6 +62,9 @@ pub struct PurgePlan {
     pub exports: Timestamp,
     /// Staff account → role, to replace people by their role in redacted records.
     pub roles: Arc<HashMap<String, String>>,
+    /// The key epochs still alive, when known: `identities` rows of an older epoch that is
+    /// not among them (its key was destroyed: they can never be opened again) are deleted.
+    pub live_epochs: Option<Vec<u32>>,
 }
 
 impl PurgePlan {
@@ -120,6 +123,7 @@ impl PurgePlan {
             identities: now.minus(longest_personal),
             exports: now.minus(r.personal),
             roles,
+            live_epochs: None,
         }
     }
 

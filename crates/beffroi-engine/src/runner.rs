@@ -55,6 +55,9 @@ pub struct EngineConfig {
     pub exports_dir: Option<std::path::PathBuf>,
     /// Staff account → role: redacted records name the role, not the person.
     pub staff_roles: Arc<std::collections::HashMap<String, String>>,
+    /// The territory's pseudonymisation keys (set by the server); the purge deletes the
+    /// `identities` rows of destroyed epochs.
+    pub pseudonymiser: Option<Arc<beffroi_privacy::Pseudonymiser>>,
     /// Capacity of the live event channel per subscriber.
     pub live_capacity: usize,
     /// Units, escalation delays and safeguard-plan roles of the deployment.
@@ -114,6 +117,7 @@ impl Default for EngineConfig {
             purge_every: Some(beffroi_core::Duration::from_mins(10)),
             exports_dir: None,
             staff_roles: Arc::default(),
+            pseudonymiser: None,
             live_capacity: 4096,
             operations: Operations::default(),
             device_keys: Arc::default(),
@@ -781,13 +785,15 @@ async fn pipeline_loop(
 }
 
 fn purge_plan(p: &Pipeline, cfg: &EngineConfig, now: Timestamp) -> PurgePlan {
-    PurgePlan::new(
+    let mut plan = PurgePlan::new(
         p.territory(),
         &cfg.privacy,
         cfg.retention,
         Arc::clone(&cfg.staff_roles),
         now,
-    )
+    );
+    plan.live_epochs = cfg.pseudonymiser.as_ref().map(|k| k.epochs().collect());
+    plan
 }
 
 fn process(p: &mut Pipeline, env: Envelope, job: &mut Job) {

@@ -162,6 +162,8 @@ pub(crate) fn purge(
         plan.identities.0,
     )?;
     report.remove("identities", DataCategory::Personal, n);
+    let n = delete_destroyed_epochs(conn, plan)?;
+    report.remove("identities", DataCategory::Personal, n);
     delete_incidents(conn, plan, &mut report)?;
     redact_incidents(conn, plan, &mut report)?;
     delete_crises(conn, plan, &mut report)?;
@@ -189,6 +191,39 @@ pub(crate) fn purge(
     )?;
     report.remove("legal_holds", DataCategory::Technical, n);
     Ok(report)
+}
+
+/// The `identities` rows of epochs older than the newest live one and not alive
+/// themselves: their key was destroyed, they can never be opened again.
+fn delete_destroyed_epochs(conn: &mut Connection, plan: &PurgePlan) -> Result<u64, StoreError> {
+    let Some(live) = &plan.live_epochs else {
+        return Ok(0);
+    };
+    let Some(newest) = live.iter().max() else {
+        return Ok(0);
+    };
+    {
+        let tx = begin(conn)?;
+        tx.execute_batch(
+            "CREATE TEMP TABLE IF NOT EXISTS live_epochs (epoch INTEGER PRIMARY KEY); \
+             DELETE FROM temp.live_epochs;",
+        )
+        .ctx("prepare live epochs")?;
+        for e in live {
+            tx.execute(
+                "INSERT OR IGNORE INTO temp.live_epochs (epoch) VALUES (?1)",
+                [e],
+            )
+            .ctx("write live epoch")?;
+        }
+        tx.commit().ctx("commit live epochs")?;
+    }
+    delete_chunked(
+        conn,
+        "DELETE FROM identities WHERE pseudonym IN (SELECT pseudonym FROM identities \
+         WHERE epoch < ?1 AND epoch NOT IN (SELECT epoch FROM temp.live_epochs) LIMIT ?2)",
+        i64::from(*newest),
+    )
 }
 
 /// Runs `sql` (parameters: cutoff, chunk) until it deletes less than a chunk.

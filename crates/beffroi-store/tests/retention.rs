@@ -687,3 +687,53 @@ async fn a_closed_crisis_is_redacted_then_deleted() {
     let Rig { engine, .. } = r;
     engine.shutdown().await;
 }
+
+/// The sealed values of a destroyed key epoch can never be opened again: the purge deletes
+/// them whatever their age; a newer epoch than the engine knows of is left alone.
+#[test]
+fn identities_of_destroyed_epochs_are_deleted() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("beffroi.db");
+    let t = Arc::new(territory());
+    let (mut store, _reader) = beffroi_store::open(&path, Arc::clone(&t)).expect("open");
+    let conn = rusqlite::Connection::open(&path).expect("open raw");
+    for (p, epoch) in [
+        ("badge:1:aaaaaaaaaaaaaaaaaaaa", 1),
+        ("badge:2:aaaaaaaaaaaaaaaaaaaa", 2),
+        ("badge:3:aaaaaaaaaaaaaaaaaaaa", 3),
+        ("badge:5:aaaaaaaaaaaaaaaaaaaa", 5),
+    ] {
+        conn.execute(
+            "INSERT INTO identities (pseudonym, identifier, epoch, sealed, first_seen, last_seen) \
+             VALUES (?1, 'badge', ?2, x'00', ?3, ?3)",
+            rusqlite::params![p, epoch, B],
+        )
+        .expect("identity");
+    }
+    let mut plan = beffroi_engine::retention::PurgePlan::new(
+        &t,
+        &policy(),
+        None,
+        Arc::default(),
+        Timestamp(B),
+    );
+    plan.live_epochs = Some(vec![2, 4]);
+    let rep = store.purge(&plan).expect("purge");
+    assert_eq!(
+        rep.removed_of("identities", DataCategory::Personal),
+        2,
+        "{rep:?}"
+    );
+    let left: Vec<i64> = conn
+        .prepare("SELECT epoch FROM identities ORDER BY epoch")
+        .expect("prepare")
+        .query_map([], |r| r.get(0))
+        .expect("query")
+        .collect::<Result<_, _>>()
+        .expect("rows");
+    assert_eq!(
+        left,
+        vec![2, 5],
+        "1 and 3 destroyed; 5 is newer than the engine knows"
+    );
+}
