@@ -255,6 +255,20 @@ impl Auth {
         self.policy
     }
 
+    /// Each account's role(s) (`operator`, `supervisor+dpo`): what redacted records say
+    /// instead of the person (retention purge).
+    pub fn staff_roles(&self) -> HashMap<String, String> {
+        self.users
+            .values()
+            .map(|a| {
+                let mut roles: Vec<&str> = a.grants.iter().map(|g| g.role.as_str()).collect();
+                roles.sort_unstable();
+                roles.dedup();
+                (a.name.clone(), roles.join("+"))
+            })
+            .collect()
+    }
+
     pub fn user_count(&self) -> usize {
         self.users.len()
     }

@@ -53,6 +53,8 @@ pub enum ErrorCode {
     TooManyAttempts,
     /// 429: the account or address is locked out for `Retry-After` seconds.
     LockedOut,
+    /// 404: the incident is not under a legal hold (nothing to release).
+    NoHold,
 }
 
 impl ErrorCode {
@@ -67,7 +69,7 @@ impl ErrorCode {
             ErrorCode::Overloaded | ErrorCode::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             ErrorCode::UnitNotFound | ErrorCode::CrisisNotFound => StatusCode::NOT_FOUND,
             ErrorCode::UnitOffDuty | ErrorCode::CrisisClosed => StatusCode::CONFLICT,
-            ErrorCode::EventNotFound => StatusCode::NOT_FOUND,
+            ErrorCode::EventNotFound | ErrorCode::NoHold => StatusCode::NOT_FOUND,
             ErrorCode::EventExists | ErrorCode::EventClosed => StatusCode::CONFLICT,
             ErrorCode::Forbidden | ErrorCode::CsrfFailed => StatusCode::FORBIDDEN,
             ErrorCode::TotpRequired | ErrorCode::TotpInvalid => StatusCode::UNAUTHORIZED,
@@ -98,6 +100,7 @@ impl ErrorCode {
             ErrorCode::TotpInvalid => "totp_invalid",
             ErrorCode::TooManyAttempts => "too_many_attempts",
             ErrorCode::LockedOut => "locked_out",
+            ErrorCode::NoHold => "no_hold",
         }
     }
 }

@@ -23,6 +23,7 @@ pub mod mapgrid;
 pub mod openapi;
 pub mod overview;
 pub mod privacy;
+pub mod retention;
 pub mod routes;
 pub mod security;
 pub mod totp;

@@ -60,5 +60,6 @@ pub fn document() -> utoipa::openapi::OpenApi {
     let mut doc = ApiDoc::openapi();
     doc.merge(<crate::events::EventsApi as OpenApi>::openapi());
     doc.merge(<crate::privacy::PrivacyApi as OpenApi>::openapi());
+    doc.merge(<crate::retention::PrivacyApi as OpenApi>::openapi());
     doc
 }

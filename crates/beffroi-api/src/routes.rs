@@ -36,7 +36,9 @@ use beffroi_core::{AuditOutcome, AuditRecord, CommuneIdx, IncidentId};
 use crate::access::{CYBER, Permission, Principal, Scope};
 use crate::auth::{Credential, csrf_matches};
 use crate::error::{ApiError, ErrorCode};
-use crate::{AppState, console, crisis, events, handlers, overview, privacy, security, units};
+use crate::{
+    AppState, console, crisis, events, handlers, overview, privacy, retention, security, units,
+};
 
 /// What kind of object an `{id}` names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -146,7 +148,18 @@ pub static ROUTES: &[RouteSpec] = &[
     route!(GET "/api/v1/privacy/access-log", Allow(P::PrivacyRead, Territory), "privacy.access_log", privacy::access_log),
     route!(GET "/api/v1/privacy/notices", Allow(P::PrivacyRead, Global), "privacy.notices", privacy::notices),
     route!(GET "/api/v1/devices/{id}/notice", Public, "", privacy::notice),
+    route!(GET "/api/v1/privacy/retention", Allow(P::PrivacyRead, Global), "privacy.retention", retention::status),
+    route!(GET "/api/v1/privacy/holds", Allow(P::PrivacyRead, Global), "privacy.holds", retention::list_holds),
+    route!(POST "/api/v1/incidents/{id}/hold", Allow(P::LegalHold, Object(O::Incident)), "privacy.hold", retention::set_hold),
+    route!(POST "/api/v1/incidents/{id}/hold/release", Allow(P::LegalHold, Object(O::Incident)), "privacy.hold.release", retention::release_hold),
+    route!(POST "/api/v1/privacy/subject/search", Allow(P::SubjectRequest, Territory), "privacy.subject.access", retention::subject_search),
+    route!(POST "/api/v1/privacy/subject/erase", Allow(P::SubjectRequest, Territory), "privacy.subject.erase", retention::subject_erase),
 ];
+
+/// What a handler adds to the audit record of its route (counts, never personal values):
+/// put in the response's extensions, merged by the guard under `detail`.
+#[derive(Clone, Debug)]
+pub struct AuditDetail(pub serde_json::Value);
 
 /// The caller of a guarded request, put in the request's extensions by the guard.
 #[derive(Clone, Debug)]
@@ -411,13 +424,17 @@ async fn guard(
         } else {
             AuditOutcome::Failed
         };
+        let mut detail = serde_json::json!({"route": spec.path, "status": status.as_u16()});
+        if let Some(extra) = resp.extensions().get::<AuditDetail>() {
+            detail["detail"] = extra.0.clone();
+        }
         s.audit.record(AuditRecord {
             at_ms: wall_ms(),
             actor: name,
             action: spec.action.to_string(),
             target,
             outcome,
-            detail: serde_json::json!({"route": spec.path, "status": status.as_u16()}).to_string(),
+            detail: detail.to_string(),
         });
     }
     resp

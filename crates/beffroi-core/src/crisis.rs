@@ -201,6 +201,11 @@ impl CrisisBoard {
         self.crises.values()
     }
 
+    /// Forgets a crisis (deleted by the retention purge). Ids are never reused.
+    pub fn forget(&mut self, id: CrisisId) {
+        self.crises.remove(&id);
+    }
+
     /// Reinstates a crisis read back from the store (restart).
     pub fn restore(&mut self, crisis: Crisis) {
         self.next_id = self.next_id.max(crisis.id.0 + 1);

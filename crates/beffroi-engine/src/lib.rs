@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod operations;
 pub mod pipeline;
 pub mod procedures;
+pub mod retention;
 pub mod runner;
 pub mod sentinel;
 pub mod store;

@@ -37,7 +37,16 @@ pub struct ResultLabel {
     pub result: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PurgeLabel {
+    pub store: &'static str,
+    pub category: &'static str,
+    pub action: &'static str,
+}
+
 pub struct Metrics {
+    /// Rows removed or redacted by the retention purge, per store, category and action.
+    pub privacy_purged: Family<PurgeLabel, Counter>,
     registry: Mutex<Registry>,
     /// Envelopes received, per source.
     pub messages: Vec<Counter>,
@@ -122,6 +131,7 @@ impl Metrics {
             rule_reloads: Family::default(),
             log_suppressed: Counter::default(),
             observations_purged: Counter::default(),
+            privacy_purged: Family::default(),
             security_signals: Family::default(),
             observations_by_trust: Family::default(),
             trust_counters: Vec::new(),
@@ -197,6 +207,11 @@ impl Metrics {
             m.observations_purged.clone(),
         );
         r.register(
+            "privacy_purged_rows",
+            "Rows removed or redacted by the retention purge, per store, category and action",
+            m.privacy_purged.clone(),
+        );
+        r.register(
             "security_signals",
             "Security signals raised by the broker feed and signature checks, per kind",
             m.security_signals.clone(),
@@ -231,6 +246,24 @@ impl Metrics {
     /// Observations accepted at one trust level.
     pub fn trust(&self, t: beffroi_core::Trust) -> &Counter {
         &self.trust_counters[t as usize]
+    }
+
+    /// Counts what a retention purge removed and redacted.
+    pub fn purged(&self, r: &crate::retention::PurgeReport) {
+        for (action, m) in [("removed", &r.removed), ("redacted", &r.redacted)] {
+            for ((store, category), n) in m {
+                self.privacy_purged
+                    .get_or_create(&PurgeLabel {
+                        store,
+                        category,
+                        action,
+                    })
+                    .inc_by(*n);
+                if *store == "observations" && action == "removed" {
+                    self.observations_purged.inc_by(*n);
+                }
+            }
+        }
     }
 
     /// Registers more metrics (from other components) in the same registry.

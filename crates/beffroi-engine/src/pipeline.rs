@@ -197,6 +197,83 @@ impl Pipeline {
         &self.crises
     }
 
+    /// The retention purge on the crises held in memory (the store does the same on disk):
+    /// closed crises past the technical limit are forgotten, those past the personal limit
+    /// redacted. Returns whether anything changed (the operations snapshot must follow).
+    pub fn purge_crises(&mut self, plan: &crate::retention::PurgePlan) -> bool {
+        let mut changed = false;
+        let closed: Vec<(CrisisId, Timestamp)> = self
+            .crises
+            .all()
+            .filter_map(|c| c.closed_at.map(|at| (c.id, at)))
+            .collect();
+        for (id, closed_at) in closed {
+            if closed_at < plan.technical {
+                self.crises.forget(id);
+                changed = true;
+            } else if closed_at < plan.personal
+                && let Some(c) = self.crises.get(id)
+            {
+                let redacted = crate::retention::redact_crisis(plan, c);
+                if redacted != **c {
+                    self.crises.restore(redacted);
+                    changed = true;
+                }
+            }
+        }
+        changed
+    }
+
+    /// Erases a person's pseudonyms from the active incidents (except `held` ones) and the
+    /// crises held in memory, as the store does on disk. Returns whether a crisis changed.
+    pub fn erase_pseudonyms(&mut self, pseudonyms: &[String], held: &[IncidentId]) -> bool {
+        use crate::retention::erase_pseudonyms;
+        let touched: Vec<Incident> = self
+            .book
+            .active()
+            .filter(|i| !held.contains(&i.id))
+            .filter_map(|i| {
+                let title = erase_pseudonyms(&i.title, pseudonyms);
+                let evidence = erase_pseudonyms(&i.evidence, pseudonyms);
+                if title.is_none() && evidence.is_none() {
+                    return None;
+                }
+                let mut i = i.clone();
+                if let Some(t) = title {
+                    i.title = t.into();
+                }
+                if let Some(e) = evidence {
+                    i.evidence = e;
+                }
+                Some(i)
+            })
+            .collect();
+        for i in touched {
+            // Same id and key: replaces the incident in the book.
+            let _ = self.book.restore(i);
+        }
+        let crises: Vec<Crisis> = self
+            .crises
+            .all()
+            .filter_map(|c| {
+                let mut changed = false;
+                let mut c = (**c).clone();
+                for e in &mut c.log {
+                    if let Some(t) = erase_pseudonyms(&e.text, pseudonyms) {
+                        e.text = t;
+                        changed = true;
+                    }
+                }
+                changed.then_some(c)
+            })
+            .collect();
+        let changed = !crises.is_empty();
+        for c in crises {
+            self.crises.restore(c);
+        }
+        changed
+    }
+
     pub fn territory(&self) -> &Arc<Territory> {
         &self.territory
     }

@@ -31,6 +31,7 @@ use crate::live::LiveEvent;
 use crate::metrics::Metrics;
 use crate::operations::{Operations, OpsSnapshot};
 use crate::pipeline::{Ingested, Output, Pipeline};
+use crate::retention::{PrivacyCommand, PrivacyError, PrivacyOutcome, PurgePlan};
 use crate::store::{Store, StoreError, WriteBatch};
 
 #[derive(Clone, Debug)]
@@ -41,8 +42,22 @@ pub struct EngineConfig {
     pub batch_max: usize,
     /// Processing-time tick of the rules (absence, sustained, escalation), in wall time.
     pub tick: std::time::Duration,
-    /// Observations older than this (event time) are purged; `None` keeps everything.
+    /// Retention of technical observations (event time), overriding the privacy policy's
+    /// `technical_observations` (the `retention` key of `beffroi.toml`); `None`: the policy's.
     pub retention: Option<beffroi_core::Duration>,
+    /// Retention per data category and the register's activities (`privacy.toml`).
+    pub privacy: Arc<beffroi_core::PrivacyPolicy>,
+    /// How often (engine clock) the retention purge runs; `None`: never on its own
+    /// (only [`EngineHandle::privacy`] with [`PrivacyCommand::Purge`]).
+    pub purge_every: Option<beffroi_core::Duration>,
+    /// Where a person's access packages are written (`<data_dir>/exports`); purged at the
+    /// personal limit.
+    pub exports_dir: Option<std::path::PathBuf>,
+    /// Staff account → role: redacted records name the role, not the person.
+    pub staff_roles: Arc<std::collections::HashMap<String, String>>,
+    /// The territory's pseudonymisation keys (set by the server); the purge deletes the
+    /// `identities` rows of destroyed epochs.
+    pub pseudonymiser: Option<Arc<beffroi_privacy::Pseudonymiser>>,
     /// Capacity of the live event channel per subscriber.
     pub live_capacity: usize,
     /// Units, escalation delays and safeguard-plan roles of the deployment.
@@ -97,7 +112,12 @@ impl Default for EngineConfig {
             ingest_capacity: 8192,
             batch_max: 2048,
             tick: std::time::Duration::from_millis(500),
-            retention: Some(beffroi_core::Duration::from_mins(60 * 24 * 30)),
+            retention: None,
+            privacy: Arc::new(beffroi_core::PrivacyPolicy::unconfigured()),
+            purge_every: Some(beffroi_core::Duration::from_mins(10)),
+            exports_dir: None,
+            staff_roles: Arc::default(),
+            pseudonymiser: None,
             live_capacity: 4096,
             operations: Operations::default(),
             device_keys: Arc::default(),
@@ -189,6 +209,19 @@ enum Command {
         reply: oneshot::Sender<Result<EventView, EventError>>,
     },
     DeviceKeys(Arc<crate::trust::DeviceKeys>),
+    Privacy {
+        cmd: PrivacyCommand,
+        reply: oneshot::Sender<Result<PrivacyOutcome, PrivacyError>>,
+    },
+}
+
+/// A privacy act for the writer thread: a purge (with its plan), a hold, an erasure.
+struct PrivacyJob {
+    cmd: PrivacyCommand,
+    plan: Option<PurgePlan>,
+    now: Timestamp,
+    /// `None` for the scheduled purge.
+    reply: Option<oneshot::Sender<Result<PrivacyOutcome, PrivacyError>>>,
 }
 
 type EventReply = (
@@ -208,7 +241,7 @@ struct Job {
     event_replies: Vec<EventReply>,
     /// Every event's view after this job, for readers (published after the commit).
     events_snapshot: Option<Arc<[EventView]>>,
-    purge_before: Option<Timestamp>,
+    privacy: Vec<PrivacyJob>,
     ops_replies: Vec<OpsReply>,
     /// The operations state after this job, when it changed.
     ops: Option<Arc<OpsSnapshot>>,
@@ -229,6 +262,9 @@ pub struct EngineHandle {
     /// Device states rebuilt from the store at start (alarm and silent conditions of the
     /// restored incidents); the live stream carries the changes from then on.
     restored_states: Arc<[crate::live::DeviceState]>,
+    /// When the next scheduled purge runs (engine clock, ms; `i64::MAX`: never).
+    next_purge: Arc<std::sync::atomic::AtomicI64>,
+    observation_retention: beffroi_core::Duration,
 }
 
 impl EngineHandle {
@@ -236,6 +272,29 @@ impl EngineHandle {
     /// the live stream starts from.
     pub fn restored_device_states(&self) -> Arc<[crate::live::DeviceState]> {
         Arc::clone(&self.restored_states)
+    }
+
+    /// Carries out a privacy act (purge now, legal hold, erasure, access package) on the
+    /// writer thread, in order with the writes; returns once it is durable.
+    pub async fn privacy(&self, cmd: PrivacyCommand) -> Result<PrivacyOutcome, PrivacyError> {
+        let (reply, rx) = oneshot::channel();
+        self.commands
+            .send(Command::Privacy { cmd, reply })
+            .await
+            .map_err(|_| PrivacyError::Closed)?;
+        rx.await.map_err(|_| PrivacyError::Closed)?
+    }
+
+    /// How long technical observations are kept (the `retention` override, else the
+    /// privacy policy's `technical_observations`).
+    pub fn observation_retention(&self) -> beffroi_core::Duration {
+        self.observation_retention
+    }
+
+    /// When the next scheduled retention purge runs (engine clock).
+    pub fn next_purge_at(&self) -> Option<Timestamp> {
+        let ms = self.next_purge.load(std::sync::atomic::Ordering::Relaxed);
+        (ms != i64::MAX).then_some(Timestamp(ms))
     }
 
     /// Declares an event; returns once it is durable.
@@ -475,14 +534,17 @@ pub async fn start_with_events(
                 store.events()?,
                 store.replay_windows()?,
                 store.quarantine_log()?,
+                store.legal_holds(start)?,
             ))
         })();
         (store, r)
     })
     .await
     .map_err(|e| StoreError::Backend(format!("restore task: {e}")))?;
-    let (incidents, max_id, last_seen, units, crises, stored_events, windows, quarantine) =
+    let (incidents, max_id, last_seen, units, crises, stored_events, windows, quarantine, holds) =
         restored?;
+    let holds: std::collections::HashMap<IncidentId, Timestamp> =
+        holds.into_iter().map(|h| (h.incident, h.until)).collect();
     let mut pipeline = Pipeline::new(
         Arc::clone(&territory),
         Arc::clone(&rules),
@@ -537,6 +599,14 @@ pub async fn start_with_events(
     let writer_metrics = Arc::clone(&metrics);
     let writer_live = live_tx.clone();
     let writer_audit = cfg.audit.clone().map(|a| (a.0, Arc::clone(&territory)));
+    let writer_exports = cfg.exports_dir.clone();
+    let observation_retention = cfg
+        .retention
+        .unwrap_or(cfg.privacy.retention.technical_observations);
+    let next_purge = Arc::new(std::sync::atomic::AtomicI64::new(
+        cfg.purge_every
+            .map_or(i64::MAX, |every| start.plus(every).0),
+    ));
     let writer_thread = std::thread::Builder::new()
         .name("beffroi-store-writer".into())
         .spawn(move || {
@@ -548,6 +618,7 @@ pub async fn start_with_events(
                 events_tx,
                 writer_metrics,
                 writer_audit,
+                writer_exports,
             )
         })
         .map_err(|e| StoreError::Backend(format!("cannot spawn the writer thread: {e}")))?;
@@ -562,6 +633,8 @@ pub async fn start_with_events(
         Arc::clone(&clock),
         Arc::clone(&metrics),
         cfg,
+        Arc::clone(&next_purge),
+        holds,
     ));
     Ok(Engine {
         handle: EngineHandle {
@@ -575,6 +648,8 @@ pub async fn start_with_events(
             ops: ops_rx,
             events: events_rx,
             restored_states,
+            next_purge,
+            observation_retention,
         },
         pipeline_task,
         writer_thread,
@@ -591,10 +666,11 @@ async fn pipeline_loop(
     clock: Arc<dyn Clock>,
     metrics: Arc<Metrics>,
     cfg: EngineConfig,
+    next_purge: Arc<std::sync::atomic::AtomicI64>,
+    mut holds: std::collections::HashMap<IncidentId, Timestamp>,
 ) {
     let mut tick = tokio::time::interval(cfg.tick);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut last_purge = clock.now();
     let mut commands_open = true;
     loop {
         let mut job = Job {
@@ -603,13 +679,45 @@ async fn pipeline_loop(
             replies: Vec::new(),
             event_replies: Vec::new(),
             events_snapshot: None,
-            purge_before: None,
+            privacy: Vec::new(),
             ops_replies: Vec::new(),
             ops: None,
         };
         tokio::select! {
             biased;
             cmd = commands.recv(), if commands_open => match cmd {
+                Some(Command::Privacy { cmd, reply }) => {
+                    let now = clock.now();
+                    let plan = match &cmd {
+                        PrivacyCommand::Purge => Some(purge_plan(&p, &cfg, now)),
+                        PrivacyCommand::SetHold(h) => {
+                            holds.insert(h.incident, h.until);
+                            None
+                        }
+                        PrivacyCommand::ReleaseHold { incident, .. } => {
+                            holds.remove(incident);
+                            None
+                        }
+                        PrivacyCommand::Erase { pseudonyms } => {
+                            let held: Vec<IncidentId> = holds
+                                .iter()
+                                .filter(|(_, until)| now < **until)
+                                .map(|(id, _)| *id)
+                                .collect();
+                            if p.erase_pseudonyms(pseudonyms, &held) {
+                                job.ops = Some(Arc::new(p.ops_snapshot()));
+                            }
+                            None
+                        }
+                        PrivacyCommand::Export { .. } => None,
+                    };
+                    if let Some(plan) = &plan
+                        && p.purge_crises(plan)
+                    {
+                        job.ops = Some(Arc::new(p.ops_snapshot()));
+                    }
+                    job.privacy.push(PrivacyJob { cmd, plan, now, reply: Some(reply) });
+                }
                 Some(c) => handle_command(&mut p, c, &clock, &rules_tx, &mut job),
                 None => commands_open = false,
             },
@@ -631,10 +739,20 @@ async fn pipeline_loop(
             _ = tick.tick() => {
                 let now = clock.now();
                 p.tick(now, &mut job.out);
-                if let Some(keep) = cfg.retention
-                    && now.since(last_purge) >= beffroi_core::Duration::from_mins(10) {
-                        last_purge = now;
-                        job.purge_before = Some(now.minus(keep));
+                let due = next_purge.load(std::sync::atomic::Ordering::Relaxed);
+                if let Some(every) = cfg.purge_every
+                    && now.0 >= due {
+                        next_purge.store(now.plus(every).0, std::sync::atomic::Ordering::Relaxed);
+                        let plan = purge_plan(&p, &cfg, now);
+                        if p.purge_crises(&plan) {
+                            job.ops = Some(Arc::new(p.ops_snapshot()));
+                        }
+                        job.privacy.push(PrivacyJob {
+                            cmd: PrivacyCommand::Purge,
+                            plan: Some(plan),
+                            now,
+                            reply: None,
+                        });
                     }
             }
         }
@@ -655,7 +773,7 @@ async fn pipeline_loop(
             && job.replies.is_empty()
             && job.ops_replies.is_empty()
             && job.event_replies.is_empty()
-            && job.purge_before.is_none()
+            && job.privacy.is_empty()
         {
             continue;
         }
@@ -664,6 +782,18 @@ async fn pipeline_loop(
             return;
         }
     }
+}
+
+fn purge_plan(p: &Pipeline, cfg: &EngineConfig, now: Timestamp) -> PurgePlan {
+    let mut plan = PurgePlan::new(
+        p.territory(),
+        &cfg.privacy,
+        cfg.retention,
+        Arc::clone(&cfg.staff_roles),
+        now,
+    );
+    plan.live_epochs = cfg.pseudonymiser.as_ref().map(|k| k.epochs().collect());
+    plan
 }
 
 fn process(p: &mut Pipeline, env: Envelope, job: &mut Job) {
@@ -718,6 +848,9 @@ fn handle_command(
         Command::Security(signal) => {
             p.on_security_signal(&signal, clock.now(), &mut job.out);
         }
+        Command::Privacy { .. } => {
+            // Handled by the pipeline loop, which knows the configuration.
+        }
         Command::DeviceKeys(keys) => {
             tracing::info!(devices = keys.len(), "device signing keys replaced");
             p.set_device_keys(keys);
@@ -767,6 +900,7 @@ fn handle_command(
 /// Most jobs the writer folds into one commit.
 const MAX_JOBS_PER_COMMIT: usize = 256;
 
+#[allow(clippy::too_many_arguments)]
 fn writer_loop(
     mut store: Box<dyn Store>,
     mut jobs: mpsc::Receiver<Job>,
@@ -775,6 +909,7 @@ fn writer_loop(
     events: watch::Sender<Arc<[EventView]>>,
     metrics: Arc<Metrics>,
     audit: Option<(Arc<dyn beffroi_core::AuditSink>, Arc<Territory>)>,
+    exports: Option<std::path::PathBuf>,
 ) {
     while let Some(first) = jobs.blocking_recv() {
         // Group commit: whatever queued up while the last commit was syncing goes into
@@ -787,7 +922,7 @@ fn writer_loop(
             }
         }
         let mut batch = WriteBatch::default();
-        let mut purge_before = None;
+        let mut privacy = Vec::new();
         let mut snapshot = None;
         for j in &mut group {
             batch.observations.append(&mut j.out.batch.observations);
@@ -797,7 +932,7 @@ fn writer_loop(
             batch.crises.append(&mut j.out.batch.crises);
             batch.events.append(&mut j.out.batch.events);
             batch.quarantine.append(&mut j.out.batch.quarantine);
-            purge_before = purge_before.max(j.purge_before);
+            privacy.append(&mut j.privacy);
             if let Some(s) = j.ops.take() {
                 snapshot = Some(s);
             }
@@ -881,15 +1016,93 @@ fn writer_loop(
                 }
             }
         }
-        if let Some(before) = purge_before {
-            match store.purge_observations(before) {
-                Ok(n) => {
-                    metrics.observations_purged.inc_by(n as u64);
-                }
-                Err(e) => tracing::warn!(error = %e, "retention purge failed"),
+        for job in privacy {
+            let audit = audit.as_ref().map(|(a, _)| a.as_ref());
+            let r = run_privacy(store.as_mut(), &job, exports.as_deref(), &metrics, audit);
+            if let Some(reply) = job.reply {
+                let _ = reply.send(r);
+            } else if let Err(e) = r {
+                tracing::warn!(error = %e, "retention purge failed");
             }
         }
     }
+}
+
+/// Carries out one privacy act on the writer thread; audits purges (`privacy.purge`, actor
+/// `system`; holds and erasures are audited by the API route that asked for them).
+fn run_privacy(
+    store: &mut dyn Store,
+    job: &PrivacyJob,
+    exports: Option<&std::path::Path>,
+    metrics: &Metrics,
+    audit: Option<&dyn beffroi_core::AuditSink>,
+) -> Result<PrivacyOutcome, PrivacyError> {
+    let store_err = |e: StoreError| PrivacyError::Store(e.to_string());
+    match &job.cmd {
+        PrivacyCommand::Purge => {
+            let Some(plan) = &job.plan else {
+                return Err(PrivacyError::Store("purge without a plan".into()));
+            };
+            let mut report = store.purge(plan).map_err(store_err)?;
+            if let Some(dir) = exports {
+                let n = crate::retention::purge_exports(dir, plan.exports);
+                report.remove(
+                    "exports",
+                    beffroi_core::territory::DataCategory::Personal,
+                    n,
+                );
+            }
+            metrics.purged(&report);
+            let detail = report.audit_detail(plan);
+            if let Err(e) = store.record_purge(plan.now, &detail.to_string()) {
+                tracing::warn!(error = %e, "purge run not recorded");
+            }
+            if let Some(a) = audit
+                && (!report.is_empty() || job.reply.is_some())
+            {
+                a.record(beffroi_core::AuditRecord {
+                    at_ms: wall_ms(),
+                    actor: "system".into(),
+                    action: "privacy.purge".into(),
+                    target: None,
+                    outcome: beffroi_core::AuditOutcome::Ok,
+                    detail: detail.to_string(),
+                });
+            }
+            if !report.is_empty() {
+                tracing::info!(
+                    removed = report.removed.values().sum::<u64>(),
+                    redacted = report.redacted.values().sum::<u64>(),
+                    "retention purge"
+                );
+            }
+            Ok(PrivacyOutcome::Purged(report))
+        }
+        PrivacyCommand::SetHold(h) => store
+            .set_hold(h)
+            .map(|()| PrivacyOutcome::HoldSet)
+            .map_err(store_err),
+        PrivacyCommand::ReleaseHold { incident, by } => store
+            .release_hold(*incident, by, job.now)
+            .map(PrivacyOutcome::HoldReleased)
+            .map_err(store_err),
+        PrivacyCommand::Erase { pseudonyms } => store
+            .erase_subject(pseudonyms, job.now)
+            .map(PrivacyOutcome::Erased)
+            .map_err(store_err),
+        PrivacyCommand::Export { json } => {
+            let dir = exports.ok_or(PrivacyError::NoExportDir)?;
+            crate::retention::write_export(dir, job.now, json)
+                .map(PrivacyOutcome::Exported)
+                .map_err(|e| PrivacyError::Export(e.to_string()))
+        }
+    }
+}
+
+fn wall_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// Processing time of the wall clock.

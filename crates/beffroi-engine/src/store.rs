@@ -10,6 +10,9 @@ use beffroi_core::{
 use beffroi_wire::RejectReason;
 
 use crate::envelope::Source;
+pub use crate::retention::{
+    ErasureReport, LegalHold, PurgePlan, PurgeReport, PurgeRun, StoreRows, SubjectData,
+};
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct StoredObservation {
@@ -128,6 +131,55 @@ pub trait Store: Send + 'static {
     fn last_seen(&mut self) -> Result<Vec<(DeviceIdx, Timestamp)>, StoreError>;
     /// Deletes observations with an event time before `before`; returns how many.
     fn purge_observations(&mut self, before: Timestamp) -> Result<usize, StoreError>;
+    /// Carries out a retention purge in bounded transactions (see [`crate::retention`]),
+    /// records the run and returns what it removed and redacted. The default only purges
+    /// observations at the plan's strictest cutoff.
+    fn purge(&mut self, plan: &PurgePlan) -> Result<PurgeReport, StoreError> {
+        let n = self.purge_observations(plan.unknown_field)?;
+        let mut r = PurgeReport::default();
+        r.remove(
+            "observations",
+            beffroi_core::territory::DataCategory::Technical,
+            n as u64,
+        );
+        Ok(r)
+    }
+    /// The legal holds in force at `now` (the engine keeps open incidents under hold out of
+    /// an erasure in memory too).
+    fn legal_holds(&mut self, _now: Timestamp) -> Result<Vec<LegalHold>, StoreError> {
+        Ok(Vec::new())
+    }
+    /// Records a purge run (its audit detail), for the retention status.
+    fn record_purge(&mut self, _at: Timestamp, _detail: &str) -> Result<(), StoreError> {
+        Ok(())
+    }
+    /// Records a legal hold (superseding the incident's hold in force, if any).
+    fn set_hold(&mut self, _hold: &LegalHold) -> Result<(), StoreError> {
+        Err(StoreError::Backend(
+            "legal holds are not supported by this store".into(),
+        ))
+    }
+    /// Releases the incident's hold in force; whether there was one.
+    fn release_hold(
+        &mut self,
+        _incident: IncidentId,
+        _by: &str,
+        _at: Timestamp,
+    ) -> Result<bool, StoreError> {
+        Ok(false)
+    }
+    /// Erases what is held under a person's pseudonyms (observations and identities
+    /// deleted, incidents and logs redacted), except what a legal hold in force at `now`
+    /// keeps.
+    fn erase_subject(
+        &mut self,
+        _pseudonyms: &[String],
+        _now: Timestamp,
+    ) -> Result<ErasureReport, StoreError> {
+        Err(StoreError::Backend(
+            "erasure is not supported by this store".into(),
+        ))
+    }
     /// Recorded unit statuses, to restore the unit board.
     fn units(&mut self) -> Result<Vec<StoredUnit>, StoreError>;
     /// Every crisis with its log, oldest first.
@@ -174,5 +226,21 @@ pub trait StoreReader: Send + Sync + 'static {
         _limit: usize,
     ) -> Result<Vec<crate::sentinel::QuarantineAct>, StoreError> {
         Ok(Vec::new())
+    }
+    /// Legal holds, newest first; only those in force at `now` unless `all`.
+    fn holds(&self, _now: Timestamp, _all: bool) -> Result<Vec<LegalHold>, StoreError> {
+        Ok(Vec::new())
+    }
+    /// Rows and oldest row per store and category, and the last purge run.
+    fn retention_status(&self) -> Result<(Vec<StoreRows>, Option<PurgeRun>), StoreError> {
+        Ok((Vec::new(), None))
+    }
+    /// What is held under a person's pseudonyms (at most `limit` observations listed).
+    fn subject_data(
+        &self,
+        _pseudonyms: &[String],
+        _limit: usize,
+    ) -> Result<SubjectData, StoreError> {
+        Ok(SubjectData::default())
     }
 }

@@ -31,6 +31,7 @@ mod operations;
 mod pool;
 mod queries;
 mod reader;
+mod retention;
 mod rows;
 mod schema;
 mod writer;
@@ -47,6 +48,7 @@ use crate::error::{Context, Skipped};
 
 pub use queries::DEFAULT_LIMIT;
 pub use reader::SqliteReader;
+pub use retention::RECORD_CHUNK;
 pub use schema::SCHEMA_VERSION;
 pub use writer::{PURGE_CHUNK, SqliteStore};
 

@@ -55,6 +55,34 @@ impl SqliteReader {
 }
 
 impl StoreReader for SqliteReader {
+    fn holds(
+        &self,
+        now: Timestamp,
+        all: bool,
+    ) -> Result<Vec<beffroi_engine::store::LegalHold>, StoreError> {
+        crate::retention::holds(&self.pool.get(), now, all)
+    }
+
+    fn retention_status(
+        &self,
+    ) -> Result<
+        (
+            Vec<beffroi_engine::store::StoreRows>,
+            Option<beffroi_engine::store::PurgeRun>,
+        ),
+        StoreError,
+    > {
+        crate::retention::retention_status(&self.pool.get(), &self.territory())
+    }
+
+    fn subject_data(
+        &self,
+        pseudonyms: &[String],
+        limit: usize,
+    ) -> Result<beffroi_engine::store::SubjectData, StoreError> {
+        crate::retention::subject_data(&self.pool.get(), pseudonyms, limit)
+    }
+
     fn quarantine_log(
         &self,
         limit: usize,

@@ -18,6 +18,7 @@ const MIGRATIONS: &[&str] = &[
     V4_TRUST,
     V5_QUARANTINE,
     V6_IDENTITIES,
+    V7_RETENTION,
 ];
 
 /// The schema version this build writes.
@@ -207,6 +208,33 @@ CREATE TABLE identities (
 CREATE INDEX identities_epoch ON identities (epoch);
 CREATE INDEX identities_last_seen ON identities (last_seen);
 CREATE INDEX observations_text ON observations (value_text) WHERE value_text IS NOT NULL;
+"#;
+
+/// Retention (issue 5): legal holds on incidents (a hold in force keeps the incident, its
+/// log, the pseudonyms it mentions and its device's observations in its window out of the
+/// purge), the redaction mark of incidents and crises (first stage of their purge), the
+/// purge runs (for the retention status).
+const V7_RETENTION: &str = r#"
+CREATE TABLE legal_holds (
+    id            INTEGER PRIMARY KEY,
+    incident_id   INTEGER NOT NULL,
+    justification TEXT    NOT NULL,
+    until         INTEGER NOT NULL,
+    set_by        TEXT    NOT NULL,
+    set_at        INTEGER NOT NULL,
+    released_at   INTEGER,
+    released_by   TEXT
+) STRICT;
+CREATE INDEX legal_holds_incident ON legal_holds (incident_id);
+ALTER TABLE incidents ADD COLUMN redacted_at INTEGER;
+ALTER TABLE crises ADD COLUMN redacted_at INTEGER;
+CREATE INDEX incidents_closed ON incidents (closed_at) WHERE closed_at IS NOT NULL;
+CREATE INDEX rejections_at ON rejections (at);
+CREATE TABLE purge_runs (
+    id     INTEGER PRIMARY KEY,
+    at     INTEGER NOT NULL,
+    detail TEXT    NOT NULL
+) STRICT;
 "#;
 
 /// Brings the database to [`SCHEMA_VERSION`]. Refuses a database written by a newer build.

@@ -242,6 +242,46 @@ impl Store for SqliteStore {
         Ok(out)
     }
 
+    fn purge(
+        &mut self,
+        plan: &beffroi_engine::store::PurgePlan,
+    ) -> Result<beffroi_engine::store::PurgeReport, StoreError> {
+        let territory = Arc::clone(&self.territory);
+        crate::retention::purge(&mut self.conn, &territory, plan)
+    }
+
+    fn legal_holds(
+        &mut self,
+        now: Timestamp,
+    ) -> Result<Vec<beffroi_engine::store::LegalHold>, StoreError> {
+        crate::retention::holds(&self.conn, now, false)
+    }
+
+    fn record_purge(&mut self, at: Timestamp, detail: &str) -> Result<(), StoreError> {
+        crate::retention::record_purge(&mut self.conn, at, detail)
+    }
+
+    fn set_hold(&mut self, hold: &beffroi_engine::store::LegalHold) -> Result<(), StoreError> {
+        crate::retention::set_hold(&mut self.conn, hold)
+    }
+
+    fn release_hold(
+        &mut self,
+        incident: IncidentId,
+        by: &str,
+        at: Timestamp,
+    ) -> Result<bool, StoreError> {
+        crate::retention::release_hold(&mut self.conn, incident, by, at)
+    }
+
+    fn erase_subject(
+        &mut self,
+        pseudonyms: &[String],
+        now: Timestamp,
+    ) -> Result<beffroi_engine::store::ErasureReport, StoreError> {
+        crate::retention::erase_subject(&mut self.conn, pseudonyms, now)
+    }
+
     fn quarantine_log(
         &mut self,
     ) -> Result<Vec<beffroi_engine::sentinel::QuarantineAct>, StoreError> {
@@ -307,7 +347,7 @@ impl Store for SqliteStore {
     }
 }
 
-fn first_pair(tx: &Connection) -> Result<Option<(String, String)>, StoreError> {
+pub(crate) fn first_pair(tx: &Connection) -> Result<Option<(String, String)>, StoreError> {
     tx.prepare_cached("SELECT device, field FROM observations ORDER BY device, field LIMIT 1")
         .ctx("prepare purge walk")?
         .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
@@ -316,7 +356,7 @@ fn first_pair(tx: &Connection) -> Result<Option<(String, String)>, StoreError> {
 }
 
 /// The (device, field) pair that follows `(device, field)` in key order.
-fn next_pair(
+pub(crate) fn next_pair(
     tx: &Connection,
     device: &str,
     field: &str,

@@ -165,6 +165,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Folder laid out like `demo/`: territory/, rules.toml, procedures.toml.
     pub deployment: PathBuf,
+    /// Retention of technical observations, overriding `privacy.toml`'s
+    /// `technical_observations`; every other store follows `privacy.toml`.
     pub retention: Option<beffroi_core::Duration>,
     pub mqtt: Option<MqttSettings>,
     pub console: beffroi_console::Settings,

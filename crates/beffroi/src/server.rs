@@ -106,6 +106,14 @@ async fn serve(
             .await?
             .with_context(|| format!("cannot open the store {}", db.display()))?
     };
+    // Before `opts.http` is taken by the accounts.
+    let web = web_security(&opts.http);
+    let (auth, generated, admin_from_env) = {
+        let t = Arc::clone(&territory);
+        let demo = opts.simulate;
+        let http = std::mem::take(&mut opts.http);
+        tokio::task::spawn_blocking(move || crate::accounts::build(&t, &http, demo)).await??
+    };
     let device_keys = crate::registry::load_device_keys(&opts.data_dir).await?;
     let engine = runner::start_with_events(
         Arc::clone(&territory),
@@ -116,7 +124,12 @@ async fn serve(
         Arc::clone(&opts.clock),
         Arc::clone(&metrics),
         EngineConfig {
+            // `retention` of beffroi.toml: technical observations only; the rest follows
+            // privacy.toml.
             retention: opts.retention,
+            privacy: Arc::new(dep.privacy.clone()),
+            exports_dir: Some(opts.data_dir.join("exports")),
+            staff_roles: Arc::new(auth.staff_roles()),
             operations: dep.operations.clone(),
             device_keys: Arc::new(device_keys),
             security: dep.security.clone(),
@@ -130,13 +143,6 @@ async fn serve(
     .context("cannot start the engine")?;
     let handle = engine.handle.clone();
 
-    let web = web_security(&opts.http);
-    let (auth, generated, admin_from_env) = {
-        let t = Arc::clone(&territory);
-        let demo = opts.simulate;
-        let http = std::mem::take(&mut opts.http);
-        tokio::task::spawn_blocking(move || crate::accounts::build(&t, &http, demo)).await??
-    };
     let state = AppState::new(handle.clone(), Arc::new(reader), Arc::new(auth))
         .with_web(web)
         .with_audit(Arc::clone(&audit) as Arc<dyn AuditSink>)
