@@ -49,12 +49,15 @@ pub enum Permission {
     AuditRead,
     /// Read personal data in clear (issue 5).
     PersonalRead,
+    /// See the value behind a pseudonym of one incident, with a declared purpose and a
+    /// justification (`POST /incidents/{id}/unmask`, audited).
+    PersonalUnmask,
     /// Manage accounts and API tokens.
     UserManage,
 }
 
 impl Permission {
-    pub const ALL: [Permission; 19] = [
+    pub const ALL: [Permission; 20] = [
         Permission::TerritoryRead,
         Permission::IncidentRead,
         Permission::IncidentAct,
@@ -73,6 +76,7 @@ impl Permission {
         Permission::Supervise,
         Permission::AuditRead,
         Permission::PersonalRead,
+        Permission::PersonalUnmask,
         Permission::UserManage,
     ];
 
@@ -96,6 +100,7 @@ impl Permission {
             Permission::Supervise => "supervise",
             Permission::AuditRead => "audit.read",
             Permission::PersonalRead => "personal.read",
+            Permission::PersonalUnmask => "personal.unmask",
             Permission::UserManage => "user.manage",
         }
     }
@@ -190,6 +195,7 @@ pub const ROLE_PERMISSIONS: [(Role, &[Permission]); 8] = [
             P::EventRead,
             P::EventManage,
             P::Supervise,
+            P::PersonalUnmask,
         ],
     ),
     (
@@ -207,6 +213,7 @@ pub const ROLE_PERMISSIONS: [(Role, &[Permission]); 8] = [
             P::EventRead,
             P::EventManage,
             P::Supervise,
+            P::PersonalUnmask,
         ],
     ),
     (
@@ -234,7 +241,12 @@ pub const ROLE_PERMISSIONS: [(Role, &[Permission]); 8] = [
     ),
     (
         Role::Dpo,
-        &[P::TerritoryRead, P::AuditRead, P::PersonalRead],
+        &[
+            P::TerritoryRead,
+            P::AuditRead,
+            P::PersonalRead,
+            P::PersonalUnmask,
+        ],
     ),
     (
         Role::Auditor,
@@ -437,11 +449,16 @@ mod tests {
         for r in Role::ALL {
             assert_eq!(ROLE_PERMISSIONS.iter().filter(|(x, _)| *x == r).count(), 1);
         }
-        // The administrator holds everything; the DPO cannot act on incidents.
-        assert_eq!(
-            Role::Administrator.permissions().len(),
-            Permission::ALL.len()
-        );
+        // The administrator holds everything but unmasking (administering the system is
+        // no purpose for seeing a person's identifier); the DPO cannot act on incidents.
+        for p in Permission::ALL {
+            assert_eq!(
+                Role::Administrator.has(p),
+                p != Permission::PersonalUnmask,
+                "{p:?}"
+            );
+        }
+        assert!(!Role::Operator.has(Permission::PersonalUnmask));
         assert!(!Role::Dpo.has(Permission::IncidentAct));
         assert!(!Role::Operator.has(Permission::IncidentCyber));
         assert!(Role::SecurityAnalyst.has(Permission::DeviceQuarantine));

@@ -256,6 +256,9 @@ pub struct ObservationDto {
     pub trust: String,
     /// Received while the device was quarantined (not fed to the rules).
     pub quarantined: bool,
+    /// A people count below the minimum group size: `value` is null. People counts are
+    /// shown one per time bucket (`time` is the bucket's start, `value` its highest count).
+    pub suppressed: bool,
 }
 
 #[derive(Serialize, ToSchema)]

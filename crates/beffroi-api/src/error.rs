@@ -53,6 +53,15 @@ pub enum ErrorCode {
     TooManyAttempts,
     /// 429: the account or address is locked out for `Retry-After` seconds.
     LockedOut,
+    /// 403: unmasking needs a declared purpose and a justification (15 characters or more).
+    PurposeRequired,
+    /// 404: the pseudonym does not occur in this incident (nor in its device's
+    /// observations during the incident).
+    NotInIncident,
+    /// 410: the key epoch of the pseudonym was destroyed: it can no longer be linked.
+    KeyDestroyed,
+    /// 410: the value behind the pseudonym was purged (retention) or erased (a request).
+    IdentityErased,
 }
 
 impl ErrorCode {
@@ -72,6 +81,9 @@ impl ErrorCode {
             ErrorCode::Forbidden | ErrorCode::CsrfFailed => StatusCode::FORBIDDEN,
             ErrorCode::TotpRequired | ErrorCode::TotpInvalid => StatusCode::UNAUTHORIZED,
             ErrorCode::TooManyAttempts | ErrorCode::LockedOut => StatusCode::TOO_MANY_REQUESTS,
+            ErrorCode::PurposeRequired => StatusCode::FORBIDDEN,
+            ErrorCode::NotInIncident => StatusCode::NOT_FOUND,
+            ErrorCode::KeyDestroyed | ErrorCode::IdentityErased => StatusCode::GONE,
         }
     }
     pub fn as_str(self) -> &'static str {
@@ -98,6 +110,10 @@ impl ErrorCode {
             ErrorCode::TotpInvalid => "totp_invalid",
             ErrorCode::TooManyAttempts => "too_many_attempts",
             ErrorCode::LockedOut => "locked_out",
+            ErrorCode::PurposeRequired => "purpose_required",
+            ErrorCode::NotInIncident => "not_in_incident",
+            ErrorCode::KeyDestroyed => "key_destroyed",
+            ErrorCode::IdentityErased => "identity_erased",
         }
     }
 }

@@ -36,7 +36,9 @@ use beffroi_core::{AuditOutcome, AuditRecord, CommuneIdx, IncidentId};
 use crate::access::{CYBER, Permission, Principal, Scope};
 use crate::auth::{Credential, csrf_matches};
 use crate::error::{ApiError, ErrorCode};
-use crate::{AppState, console, crisis, events, handlers, overview, security, units};
+use crate::{
+    AppState, console, crisis, crowd, events, handlers, overview, privacy, security, units,
+};
 
 /// What kind of object an `{id}` names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -109,6 +111,7 @@ pub static ROUTES: &[RouteSpec] = &[
     route!(GET "/api/v1/incidents", Allow(P::IncidentRead, Filtered), "", handlers::list_incidents),
     route!(GET "/api/v1/incidents/{id}", Allow(P::IncidentRead, Object(O::Incident)), "", handlers::get_incident),
     route!(POST "/api/v1/incidents/{id}/actions", Allow(P::IncidentAct, Object(O::Incident)), "incident.action", handlers::act),
+    route!(POST "/api/v1/incidents/{id}/unmask", Allow(P::PersonalUnmask, Object(O::Incident)), "personal.unmask", privacy::unmask),
     route!(GET "/api/v1/territory", Allow(P::TerritoryRead, Global), "", handlers::territory),
     route!(GET "/api/v1/territory/sites", Allow(P::TerritoryRead, Global), "", handlers::sites_geojson),
     route!(GET "/api/v1/territory/communes", Allow(P::TerritoryRead, Global), "", console::communes_geojson),
@@ -125,6 +128,7 @@ pub static ROUTES: &[RouteSpec] = &[
     route!(GET "/api/v1/overview", Allow(P::Supervise, CallerScope), "", overview::overview),
     route!(GET "/api/v1/handover", Allow(P::Supervise, CallerScope), "", overview::handover),
     route!(GET "/api/v1/map/clusters", Allow(P::DeviceRead, Filtered), "", console::map_clusters),
+    route!(GET "/api/v1/crowd", Allow(P::DeviceRead, Filtered), "", crowd::crowd),
     route!(GET "/api/v1/units", Allow(P::UnitRead, Filtered), "", units::list_units),
     route!(GET "/api/v1/units/{id}", Allow(P::UnitRead, Object(O::Unit)), "", units::get_unit),
     route!(POST "/api/v1/units/{id}/status", Allow(P::UnitStatus, Object(O::Unit)), "unit.status", units::set_unit_status),
@@ -405,13 +409,22 @@ async fn guard(
         } else {
             AuditOutcome::Failed
         };
+        let mut detail = serde_json::json!({"route": spec.path, "status": status.as_u16()});
+        // A handler may say more (purpose, justification, reason of a refusal).
+        if let Some(extra) = resp.extensions().get::<privacy::AuditDetail>()
+            && let (Some(d), Some(x)) = (detail.as_object_mut(), extra.0.as_object())
+        {
+            for (k, v) in x {
+                d.insert(k.clone(), v.clone());
+            }
+        }
         s.audit.record(AuditRecord {
             at_ms: wall_ms(),
             actor: name,
             action: spec.action.to_string(),
             target,
             outcome,
-            detail: serde_json::json!({"route": spec.path, "status": status.as_u16()}).to_string(),
+            detail: detail.to_string(),
         });
     }
     resp

@@ -717,6 +717,13 @@ pub fn overload() -> Rejection {
 /// Anomaly detection and quarantine (the detectors and their glue live in
 /// `crate::sentinel`; this block only reaches into the pipeline's state).
 impl Pipeline {
+    /// Sets the minimum group size of people counts (`privacy.toml`): titles, evidence and
+    /// event occupancies show a smaller count as suppressed.
+    pub fn set_aggregates(&mut self, a: beffroi_core::privacy::Aggregates) {
+        self.eval.set_aggregates(a);
+        self.events.set_aggregates(a);
+    }
+
     /// Installs the thresholds of `security.toml`.
     pub fn set_security_config(&mut self, config: beffroi_sentinel::Config) {
         self.sentinel.set_config(config);

@@ -55,6 +55,13 @@ impl SqliteReader {
 }
 
 impl StoreReader for SqliteReader {
+    fn identity(
+        &self,
+        pseudonym: &str,
+    ) -> Result<Option<beffroi_engine::store::StoredIdentity>, StoreError> {
+        queries::identity(&self.pool.get(), pseudonym)
+    }
+
     fn quarantine_log(
         &self,
         limit: usize,

@@ -103,10 +103,16 @@ pub fn validate(
                 ));
             }
             if spec.min.is_some_and(|lo| *n < lo) || spec.max.is_some_and(|hi| *n > hi) {
+                // A people count is never quoted (it could be below the minimum group size).
+                let shown = if spec.people_count {
+                    String::new()
+                } else {
+                    format!(" = {n}")
+                };
                 return Err(Rejection::new(
                     RejectReason::OutOfRange,
                     format!(
-                        "{}.{} = {n} outside [{}, {}]",
+                        "{}.{}{shown} outside [{}, {}]",
                         kind.id,
                         spec.name,
                         spec.min.map_or("-inf".to_string(), |v| v.to_string()),
