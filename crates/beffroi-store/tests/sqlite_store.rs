@@ -935,3 +935,30 @@ fn quarantine_acts_and_marked_observations_round_trip() {
     let (mut store, _) = open(&path);
     assert_eq!(store.quarantine_log().expect("restored").len(), 2);
 }
+
+/// People counts (issue 5): one row per counter and time bucket (the pipeline stamps the
+/// bucket's start), holding the bucket's highest count, whatever the order of arrival and
+/// redeliveries; other fields keep their first value per time.
+#[test]
+fn people_counts_keep_the_highest_count_of_their_bucket() {
+    let (_dir, path) = temp();
+    let mut t = fixture::small();
+    let counter = t.kind_id("level").expect("fixture");
+    t.kinds[counter.get()].fields[0].people_count = true;
+    let t = Arc::new(t);
+    let (mut store, reader) = beffroi_store::open(&path, Arc::clone(&t)).expect("open");
+    let bucket = 1_795_694_400_000;
+    for v in [3.0, 8.0, 5.0, 8.0] {
+        store
+            .write(&WriteBatch {
+                observations: vec![level("g1", bucket, v)],
+                ..Default::default()
+            })
+            .expect("write");
+    }
+    let g1 = t.device_id("g1").expect("fixture");
+    let rows = reader.observations(g1, Timestamp(0), 10).expect("read");
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0].value, Value::Number(8.0));
+    assert_eq!(reader.observation_count().expect("count"), 1);
+}
