@@ -293,7 +293,7 @@ fn a_server_leaves_a_verified_audit_trail() {
     let deployment = work.path().join("deployment");
     let demo = support::demo::dir();
     copy_dir(&demo.join("territory"), &deployment.join("territory"));
-    for f in ["rules.toml", "procedures.toml"] {
+    for f in ["rules.toml", "procedures.toml", "privacy.toml"] {
         std::fs::copy(demo.join(f), deployment.join(f)).expect("copy");
     }
     let rules = deployment.join("rules.toml");
