@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { apiLogin, launch, login, step } from './lib.mjs';
 import { eventsSteps } from './events.mjs';
 import { crisisSteps } from './crisis.mjs';
+import { privacySteps } from './privacy.mjs';
 
 const [base, password, shots] = process.argv.slice(2);
 if (!base || !password || !shots) {
@@ -81,6 +82,8 @@ try {
   await page.mouse.click(point.x, point.y);
   await page.locator('#device-details h3').waitFor();
   await page.screenshot({ path: join(shots, 'device.png') });
+
+  await privacySteps(page, { api, check, token, shots });
 
   step('queue; an incident arrives live');
   await page.locator('a.tab[data-route=incidents]').click();

@@ -23,11 +23,11 @@ mod handlers;
 pub mod mapgrid;
 pub mod openapi;
 pub mod overview;
-pub mod privacy;
 pub mod routes;
 pub mod security;
 pub mod totp;
 pub mod units;
+pub mod unmask;
 pub mod users;
 
 use std::sync::Arc;

@@ -37,7 +37,7 @@ use crate::access::{CYBER, Permission, Principal, Scope};
 use crate::auth::{Credential, csrf_matches};
 use crate::error::{ApiError, ErrorCode};
 use crate::{
-    AppState, console, crisis, crowd, events, handlers, overview, privacy, security, units,
+    AppState, console, crisis, crowd, events, handlers, overview, security, units, unmask,
 };
 
 /// What kind of object an `{id}` names.
@@ -111,7 +111,7 @@ pub static ROUTES: &[RouteSpec] = &[
     route!(GET "/api/v1/incidents", Allow(P::IncidentRead, Filtered), "", handlers::list_incidents),
     route!(GET "/api/v1/incidents/{id}", Allow(P::IncidentRead, Object(O::Incident)), "", handlers::get_incident),
     route!(POST "/api/v1/incidents/{id}/actions", Allow(P::IncidentAct, Object(O::Incident)), "incident.action", handlers::act),
-    route!(POST "/api/v1/incidents/{id}/unmask", Allow(P::PersonalUnmask, Object(O::Incident)), "personal.unmask", privacy::unmask),
+    route!(POST "/api/v1/incidents/{id}/unmask", Allow(P::PersonalUnmask, Object(O::Incident)), "personal.unmask", unmask::unmask),
     route!(GET "/api/v1/territory", Allow(P::TerritoryRead, Global), "", handlers::territory),
     route!(GET "/api/v1/territory/sites", Allow(P::TerritoryRead, Global), "", handlers::sites_geojson),
     route!(GET "/api/v1/territory/communes", Allow(P::TerritoryRead, Global), "", console::communes_geojson),
@@ -411,7 +411,7 @@ async fn guard(
         };
         let mut detail = serde_json::json!({"route": spec.path, "status": status.as_u16()});
         // A handler may say more (purpose, justification, reason of a refusal).
-        if let Some(extra) = resp.extensions().get::<privacy::AuditDetail>()
+        if let Some(extra) = resp.extensions().get::<unmask::AuditDetail>()
             && let (Some(d), Some(x)) = (detail.as_object_mut(), extra.0.as_object())
         {
             for (k, v) in x {

@@ -57,8 +57,14 @@ fn check_refuses_biometric_and_categorising_kinds() {
     let (ok, out) = check(dir.path());
     assert!(!ok, "refused: {out}");
     assert!(out.contains("kinds.toml:"), "{out}");
-    assert!(out.contains("`field.category`") && out.contains("GDPR art. 9"), "{out}");
-    assert!(out.contains("visitors_by_gender") && out.contains("AI Act art. 5"), "{out}");
+    assert!(
+        out.contains("`field.category`") && out.contains("GDPR art. 9"),
+        "{out}"
+    );
+    assert!(
+        out.contains("visitors_by_gender") && out.contains("AI Act art. 5"),
+        "{out}"
+    );
     assert!(
         out.contains(&format!("kinds.toml:{}:", first_new_line + 3)),
         "the biometric field's line: {out}"

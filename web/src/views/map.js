@@ -334,6 +334,8 @@ export function mount(el) {
     map.easeTo({ center: cam?.center ?? e.features[0].geometry.coordinates, zoom });
   });
   map.on('click', 'device-points', (e) => showDevice(e.features[0].properties.id));
+  // For the browser test: open a device's panel without hunting for its point.
+  probe.showDevice = (id) => showDevice(id);
   map.on('click', 'incidents', (e) => navigate(`#/incidents/${e.features[0].properties.id}`));
   for (const l of ['device-clusters', 'device-points', 'incidents']) {
     map.on('mouseenter', l, () => (map.getCanvas().style.cursor = 'pointer'));
