@@ -226,7 +226,11 @@ fn a_small_people_sum_is_suppressed_in_title_and_evidence() {
     let mut out = Vec::new();
     e.on_observation(&obs(DeviceIdx(0), 4.0, 1), &mut out);
     e.on_observation(&obs(DeviceIdx(1), 3.0, 2), &mut out);
-    assert_eq!(summary(&out), vec![(AlarmKind::Raise, Severity::Major)], "7 >= 5");
+    assert_eq!(
+        summary(&out),
+        vec![(AlarmKind::Raise, Severity::Major)],
+        "7 >= 5"
+    );
     assert_eq!(&*out[0].title, "Jauge — < 10 personnes");
     assert!(out[0].evidence.contains("= < 10"), "{}", out[0].evidence);
     assert!(!out[0].evidence.contains('7'), "{}", out[0].evidence);
