@@ -284,4 +284,47 @@ mod tests {
             Ok(UnmaskPurpose::JudicialRequisition)
         );
     }
+
+    #[test]
+    fn a_pseudonym_occurs_only_as_a_whole_token() {
+        let t = beffroi_core::territory::fixture::small();
+        let p = "plate:2:abcdefghijklmnopqrst";
+        let mut i = Incident {
+            id: IncidentId(1),
+            key: beffroi_core::DedupKey("k@site:s1".into()),
+            rule: "r".into(),
+            category: "c".into(),
+            severity: beffroi_core::Severity::Major,
+            status: beffroi_core::Status::New,
+            title: "t".into(),
+            commune: t.commune_id("c1").expect("fixture"),
+            site: t.site_id("s1").expect("fixture"),
+            device: None,
+            position: beffroi_core::Point::new(5.0, 47.0),
+            opened_at: Timestamp(0),
+            updated_at: Timestamp(0),
+            acknowledged_at: None,
+            resolved_at: None,
+            closed_at: None,
+            owner: None,
+            condition_active: true,
+            alarm_count: 1,
+            evidence: format!("badge {p}x and {p}:9"),
+            sop_title: None,
+            sop: vec![],
+            reminded_at: None,
+            escalated_at: None,
+        };
+        assert!(!occurs_in(p, &i, &[]), "inside longer tokens");
+        i.evidence = format!("vu: {p}, porte B");
+        assert!(occurs_in(p, &i, &[]));
+        i.evidence.clear();
+        let log = [LogEntry {
+            at: Timestamp(0),
+            actor: beffroi_core::Actor::System,
+            action: "comment".into(),
+            detail: format!("({p})"),
+        }];
+        assert!(occurs_in(p, &i, &log));
+    }
 }

@@ -962,3 +962,38 @@ fn people_counts_keep_the_highest_count_of_their_bucket() {
     assert_eq!(rows[0].value, Value::Number(8.0));
     assert_eq!(reader.observation_count().expect("count"), 1);
 }
+
+/// `StoreReader::identity` reads the sealed value behind a pseudonym (`identities`, V6).
+#[test]
+fn identity_reads_the_sealed_row() {
+    let (_dir, path) = temp();
+    let (_store, reader) = open(&path);
+    let c = rusqlite::Connection::open(&path).expect("db");
+    c.execute(
+        "INSERT INTO identities (pseudonym, identifier, epoch, sealed, first_seen, last_seen) \
+         VALUES ('plate:3:abcdefghijklmnopqrst', 'licence_plate', 3, x'0102', 10, 20)",
+        [],
+    )
+    .expect("insert");
+    let got = reader
+        .identity("plate:3:abcdefghijklmnopqrst")
+        .expect("read")
+        .expect("found");
+    assert_eq!(got.identifier, "licence_plate");
+    assert_eq!(got.epoch, 3);
+    assert_eq!(got.sealed, vec![1, 2]);
+    assert_eq!(
+        (got.first_seen, got.last_seen),
+        (Timestamp(10), Timestamp(20))
+    );
+    assert!(
+        !format!("{got:?}").contains("[1, 2]"),
+        "sealed bytes are not printed"
+    );
+    assert_eq!(
+        reader
+            .identity("plate:3:zzzzzzzzzzzzzzzzzzzz")
+            .expect("read"),
+        None
+    );
+}
