@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { apiLogin, launch, login, step } from './lib.mjs';
 import { eventsSteps } from './events.mjs';
 import { crisisSteps } from './crisis.mjs';
-import { privacySteps } from './privacy.mjs';
+import { privacySteps, pseudonymChipSteps } from './privacy.mjs';
 
 const [base, password, shots] = process.argv.slice(2);
 if (!base || !password || !shots) {
@@ -153,6 +153,7 @@ try {
   await detail.locator('#comment-submit').click();
   await detail.locator('#incident-log li', { hasText: 'Levée de doute vidéo' }).waitFor();
   await page.screenshot({ path: join(shots, 'detail.png') });
+  await pseudonymChipSteps(page, { check, detail });
 
   step('resolve');
   await detail.locator('button[data-action=resolve]').click();

@@ -23,3 +23,15 @@ export async function privacySteps(page, { api, check, token, shots }) {
   check(!/(^|[^\d.:])7([^\d.:]|$)/.test(text.replace(counter.id, '')), `no 7 in the panel: ${text}`);
   await page.screenshot({ path: join(shots, 'people-count-withheld.png') });
 }
+
+/** A pseudonym in an incident's log is a chip; the administrator, who does not hold
+ * `personal.unmask`, gets no "Identifier" action on it. */
+export async function pseudonymChipSteps(page, { check, detail }) {
+  step('privacy: a pseudonym in the log is a chip, without unmasking for the administrator');
+  const p = 'plate:1:abcdefghijklmnopqrst';
+  await detail.locator('#comment-text').fill(`Véhicule signalé : ${p}`);
+  await detail.locator('#comment-submit').click();
+  const chip = detail.locator(`#incident-log .pseudo-chip[data-pseudonym="${p}"]`);
+  await chip.waitFor();
+  check(await chip.locator('button.unmask').count() === 0, 'no unmask action without personal.unmask');
+}
