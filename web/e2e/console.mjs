@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { apiLogin, launch, login, step } from './lib.mjs';
 import { eventsSteps } from './events.mjs';
 import { crisisSteps } from './crisis.mjs';
+import { privacySteps, pseudonymChipSteps } from './people.mjs';
 
 const [base, password, shots] = process.argv.slice(2);
 if (!base || !password || !shots) {
@@ -82,6 +83,8 @@ try {
   await page.locator('#device-details h3').waitFor();
   await page.screenshot({ path: join(shots, 'device.png') });
 
+  await privacySteps(page, { api, check, token, shots });
+
   step('queue; an incident arrives live');
   await page.locator('a.tab[data-route=incidents]').click();
   await page.locator('#queue-count').waitFor();
@@ -150,6 +153,7 @@ try {
   await detail.locator('#comment-submit').click();
   await detail.locator('#incident-log li', { hasText: 'Levée de doute vidéo' }).waitFor();
   await page.screenshot({ path: join(shots, 'detail.png') });
+  await pseudonymChipSteps(page, { check, detail });
 
   step('resolve');
   await detail.locator('button[data-action=resolve]').click();

@@ -49,6 +49,9 @@ pub enum Permission {
     AuditRead,
     /// Read personal data in clear (issue 5).
     PersonalRead,
+    /// See the value behind a pseudonym of one incident, with a declared purpose and a
+    /// justification (`POST /incidents/{id}/unmask`, audited).
+    PersonalUnmask,
     /// Manage accounts and API tokens.
     UserManage,
     /// Read the register, retention status, legal holds and the access log (issue 5).
@@ -60,7 +63,7 @@ pub enum Permission {
 }
 
 impl Permission {
-    pub const ALL: [Permission; 22] = [
+    pub const ALL: [Permission; 23] = [
         Permission::TerritoryRead,
         Permission::IncidentRead,
         Permission::IncidentAct,
@@ -79,6 +82,7 @@ impl Permission {
         Permission::Supervise,
         Permission::AuditRead,
         Permission::PersonalRead,
+        Permission::PersonalUnmask,
         Permission::UserManage,
         Permission::PrivacyRead,
         Permission::LegalHold,
@@ -105,6 +109,7 @@ impl Permission {
             Permission::Supervise => "supervise",
             Permission::AuditRead => "audit.read",
             Permission::PersonalRead => "personal.read",
+            Permission::PersonalUnmask => "personal.unmask",
             Permission::UserManage => "user.manage",
             Permission::PrivacyRead => "privacy.read",
             Permission::LegalHold => "privacy.hold",
@@ -203,6 +208,7 @@ pub const ROLE_PERMISSIONS: [(Role, &[Permission]); 8] = [
             P::EventManage,
             P::Supervise,
             P::LegalHold,
+            P::PersonalUnmask,
         ],
     ),
     (
@@ -221,6 +227,7 @@ pub const ROLE_PERMISSIONS: [(Role, &[Permission]); 8] = [
             P::EventManage,
             P::Supervise,
             P::LegalHold,
+            P::PersonalUnmask,
         ],
     ),
     (
@@ -255,6 +262,7 @@ pub const ROLE_PERMISSIONS: [(Role, &[Permission]); 8] = [
             P::PrivacyRead,
             P::LegalHold,
             P::SubjectRequest,
+            P::PersonalUnmask,
         ],
     ),
     (
@@ -461,11 +469,17 @@ mod tests {
             assert_eq!(ROLE_PERMISSIONS.iter().filter(|(x, _)| *x == r).count(), 1);
         }
         // The administrator holds everything but the acts on people's data that issue 5
-        // reserves to named roles (separation of duties); the DPO cannot act on incidents.
-        let reserved = [Permission::LegalHold, Permission::SubjectRequest];
+        // reserves to named roles (separation of duties: administering the system is no
+        // purpose for seeing or freezing a person's data); the DPO cannot act on incidents.
+        let reserved = [
+            Permission::LegalHold,
+            Permission::SubjectRequest,
+            Permission::PersonalUnmask,
+        ];
         for p in Permission::ALL {
             assert_eq!(Role::Administrator.has(p), !reserved.contains(&p), "{p:?}");
         }
+        assert!(!Role::Operator.has(Permission::PersonalUnmask));
         assert!(!Role::Dpo.has(Permission::IncidentAct));
         assert!(!Role::Operator.has(Permission::IncidentCyber));
         assert!(Role::SecurityAnalyst.has(Permission::DeviceQuarantine));

@@ -213,7 +213,7 @@ pub struct LoginResponse {
 
 #[derive(Serialize, ToSchema)]
 pub struct RejectionDto {
-    /// malformed | oversized | unknown_device | unknown_field | wrong_type | out_of_range | bad_time | overload
+    /// malformed | oversized | unknown_device | unknown_field | wrong_type | out_of_range | bad_time | overload | unsigned | bad_signature | replay | topic_mismatch | image_refused | text_too_long
     pub reason: String,
     pub detail: String,
 }
@@ -256,6 +256,9 @@ pub struct ObservationDto {
     pub trust: String,
     /// Received while the device was quarantined (not fed to the rules).
     pub quarantined: bool,
+    /// A people count below the minimum group size: `value` is null. People counts are
+    /// shown one per time bucket (`time` is the bucket's start, `value` its highest count).
+    pub suppressed: bool,
 }
 
 #[derive(Serialize, ToSchema)]

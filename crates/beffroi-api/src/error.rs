@@ -55,6 +55,15 @@ pub enum ErrorCode {
     LockedOut,
     /// 404: the incident is not under a legal hold (nothing to release).
     NoHold,
+    /// 403: unmasking needs a declared purpose and a justification (15 characters or more).
+    PurposeRequired,
+    /// 404: the pseudonym does not occur in this incident (nor in its device's
+    /// observations during the incident).
+    NotInIncident,
+    /// 410: the key epoch of the pseudonym was destroyed: it can no longer be linked.
+    KeyDestroyed,
+    /// 410: the value behind the pseudonym was purged (retention) or erased (a request).
+    IdentityErased,
 }
 
 impl ErrorCode {
@@ -74,6 +83,9 @@ impl ErrorCode {
             ErrorCode::Forbidden | ErrorCode::CsrfFailed => StatusCode::FORBIDDEN,
             ErrorCode::TotpRequired | ErrorCode::TotpInvalid => StatusCode::UNAUTHORIZED,
             ErrorCode::TooManyAttempts | ErrorCode::LockedOut => StatusCode::TOO_MANY_REQUESTS,
+            ErrorCode::PurposeRequired => StatusCode::FORBIDDEN,
+            ErrorCode::NotInIncident => StatusCode::NOT_FOUND,
+            ErrorCode::KeyDestroyed | ErrorCode::IdentityErased => StatusCode::GONE,
         }
     }
     pub fn as_str(self) -> &'static str {
@@ -101,6 +113,10 @@ impl ErrorCode {
             ErrorCode::TooManyAttempts => "too_many_attempts",
             ErrorCode::LockedOut => "locked_out",
             ErrorCode::NoHold => "no_hold",
+            ErrorCode::PurposeRequired => "purpose_required",
+            ErrorCode::NotInIncident => "not_in_incident",
+            ErrorCode::KeyDestroyed => "key_destroyed",
+            ErrorCode::IdentityErased => "identity_erased",
         }
     }
 }

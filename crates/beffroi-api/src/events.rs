@@ -44,8 +44,10 @@ pub struct EventDto {
     pub status: String,
     pub capacity: Option<CapacityDto>,
     /// Sum of the latest counts of the perimeter's people counters; null without counter
-    /// or below the minimum group size (10).
+    /// or below the minimum group size (`privacy.toml`, default 10).
     pub occupancy: Option<f64>,
+    /// `occupancy` is null because the counters' sum is below the minimum group size.
+    pub suppressed: bool,
     /// Number of people counters inside the perimeter.
     pub counters: usize,
     /// Temporary rules (TOML), in force only during the window.
@@ -83,6 +85,7 @@ impl EventDto {
                 critical: c.critical,
             }),
             occupancy: v.occupancy,
+            suppressed: v.suppressed,
             counters: v.counters,
             rules: e.rules.to_string(),
             rule_ids: v.rule_ids.iter().map(|r| r.to_string()).collect(),

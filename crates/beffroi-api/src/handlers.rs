@@ -559,29 +559,70 @@ pub async fn get_device(
             .iter()
             .max_by_key(|o| (o.received, o.time))
             .map(|o| o.trust.as_str().to_string()),
-        recent: recent
-            .iter()
-            .map(|o| {
-                let spec = &kind.fields[o.field.get()];
-                ObservationDto {
-                    field: spec.name.to_string(),
-                    value: match &o.value {
-                        Value::Number(n) => serde_json::json!(n),
-                        Value::Bool(b) => serde_json::json!(b),
-                        // Personal values are not shown until pseudonymisation lands.
-                        Value::Text(_) if spec.category == beffroi_core::DataCategory::Personal => {
-                            serde_json::json!("(personal)")
-                        }
-                        Value::Text(x) => serde_json::json!(&**x),
-                    },
-                    unit: spec.unit.as_deref().map(Into::into),
-                    time: o.time.to_string(),
-                    trust: o.trust.as_str().to_string(),
-                    quarantined: o.quarantined,
-                }
-            })
-            .collect(),
+        recent: recent_observations(&s, &t, d, &recent),
     }))
+}
+
+/// A device's recent observations as shown: people counts folded per time bucket and
+/// suppressed below the minimum group size (`crate::crowd`), everything else as stored.
+fn recent_observations(
+    s: &AppState,
+    t: &beffroi_core::Territory,
+    d: DeviceIdx,
+    recent: &[beffroi_engine::store::StoredObservation],
+) -> Vec<ObservationDto> {
+    let kind = t.kind_of(d);
+    let a = &s.privacy.aggregates;
+    let mut out: Vec<ObservationDto> = recent
+        .iter()
+        .filter(|o| !crate::crowd::is_people_count(t, o.device, o.field))
+        .map(|o| {
+            let spec = &kind.fields[o.field.get()];
+            ObservationDto {
+                field: spec.name.to_string(),
+                value: match &o.value {
+                    Value::Number(n) => serde_json::json!(n),
+                    Value::Bool(b) => serde_json::json!(b),
+                    // Personal values are not shown until pseudonymisation lands.
+                    Value::Text(_) if spec.category == beffroi_core::DataCategory::Personal => {
+                        serde_json::json!("(personal)")
+                    }
+                    Value::Text(x) => serde_json::json!(&**x),
+                },
+                unit: spec.unit.as_deref().map(Into::into),
+                time: o.time.to_string(),
+                trust: o.trust.as_str().to_string(),
+                quarantined: o.quarantined,
+                suppressed: false,
+            }
+        })
+        .collect();
+    let trust_of = |b: beffroi_core::Timestamp, f: beffroi_core::FieldIdx| {
+        recent
+            .iter()
+            .find(|o| o.field == f && a.bucket_start(o.time) == b)
+            .map(|o| (o.trust.as_str().to_string(), o.quarantined))
+            .unwrap_or_else(|| ("unauthenticated".into(), false))
+    };
+    for (bucket, f, n) in crate::crowd::device_buckets(t, a, recent) {
+        let spec = &kind.fields[f.get()];
+        let count = crate::crowd::people_count(a, n);
+        let (trust, quarantined) = trust_of(bucket, f);
+        out.push(ObservationDto {
+            field: spec.name.to_string(),
+            value: count
+                .value
+                .map_or(serde_json::Value::Null, |v| serde_json::json!(v)),
+            unit: spec.unit.as_deref().map(Into::into),
+            time: bucket.to_string(),
+            trust,
+            quarantined,
+            suppressed: count.suppressed,
+        });
+    }
+    // Newest first, as stored (RFC 3339 in UTC sorts as text).
+    out.sort_by(|x, y| y.time.cmp(&x.time));
+    out
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]

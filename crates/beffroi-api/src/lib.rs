@@ -15,6 +15,7 @@ pub mod access;
 pub mod auth;
 pub mod console;
 pub mod crisis;
+pub mod crowd;
 pub mod dto;
 pub mod error;
 pub mod events;
@@ -28,6 +29,7 @@ pub mod routes;
 pub mod security;
 pub mod totp;
 pub mod units;
+pub mod unmask;
 pub mod users;
 
 use std::sync::Arc;

@@ -22,6 +22,7 @@ use crate::{crisis, handlers, overview, units};
         crisis::crisis_level, crisis::crisis_role, crisis::close_crisis, crisis::crisis_report,
         crate::console::map_clusters, crate::console::communes_geojson,
         crate::security::quarantine, crate::security::release, crate::security::quarantine_view,
+        crate::crowd::crowd, crate::unmask::unmask,
     ),
     components(schemas(
         IncidentDto, IncidentDetailDto, SopDto, SopStepDto, LogEntryDto, ActionRequest,
@@ -39,6 +40,8 @@ use crate::{crisis, handlers, overview, units};
         crate::console::MapStateCountsDto,
         crate::dto::TechniqueDto, crate::security::QuarantineRequest,
         crate::security::QuarantineActDto, crate::security::QuarantineViewDto,
+        crate::crowd::CrowdDto, crate::crowd::CrowdZoneDto, crate::crowd::CrowdBucketDto,
+        crate::crowd::PeopleCount, crate::unmask::UnmaskRequest, crate::unmask::UnmaskResponse,
     )),
     modifiers(&Bearer),
 )]

@@ -37,7 +37,8 @@ use crate::access::{CYBER, Permission, Principal, Scope};
 use crate::auth::{Credential, csrf_matches};
 use crate::error::{ApiError, ErrorCode};
 use crate::{
-    AppState, console, crisis, events, handlers, overview, privacy, retention, security, units,
+    AppState, console, crisis, crowd, events, handlers, overview, privacy, retention, security,
+    units, unmask,
 };
 
 /// What kind of object an `{id}` names.
@@ -111,6 +112,7 @@ pub static ROUTES: &[RouteSpec] = &[
     route!(GET "/api/v1/incidents", Allow(P::IncidentRead, Filtered), "", handlers::list_incidents),
     route!(GET "/api/v1/incidents/{id}", Allow(P::IncidentRead, Object(O::Incident)), "", handlers::get_incident),
     route!(POST "/api/v1/incidents/{id}/actions", Allow(P::IncidentAct, Object(O::Incident)), "incident.action", handlers::act),
+    route!(POST "/api/v1/incidents/{id}/unmask", Allow(P::PersonalUnmask, Object(O::Incident)), "personal.unmask", unmask::unmask),
     route!(GET "/api/v1/territory", Allow(P::TerritoryRead, Global), "", handlers::territory),
     route!(GET "/api/v1/territory/sites", Allow(P::TerritoryRead, Global), "", handlers::sites_geojson),
     route!(GET "/api/v1/territory/communes", Allow(P::TerritoryRead, Global), "", console::communes_geojson),
@@ -127,6 +129,7 @@ pub static ROUTES: &[RouteSpec] = &[
     route!(GET "/api/v1/overview", Allow(P::Supervise, CallerScope), "", overview::overview),
     route!(GET "/api/v1/handover", Allow(P::Supervise, CallerScope), "", overview::handover),
     route!(GET "/api/v1/map/clusters", Allow(P::DeviceRead, Filtered), "", console::map_clusters),
+    route!(GET "/api/v1/crowd", Allow(P::DeviceRead, Filtered), "", crowd::crowd),
     route!(GET "/api/v1/units", Allow(P::UnitRead, Filtered), "", units::list_units),
     route!(GET "/api/v1/units/{id}", Allow(P::UnitRead, Object(O::Unit)), "", units::get_unit),
     route!(POST "/api/v1/units/{id}/status", Allow(P::UnitStatus, Object(O::Unit)), "unit.status", units::set_unit_status),
@@ -157,7 +160,7 @@ pub static ROUTES: &[RouteSpec] = &[
 ];
 
 /// What a handler adds to the audit record of its route (counts, never personal values):
-/// put in the response's extensions, merged by the guard under `detail`.
+/// put in the response's extensions; the guard merges its keys into the record's detail.
 #[derive(Clone, Debug)]
 pub struct AuditDetail(pub serde_json::Value);
 
@@ -425,8 +428,13 @@ async fn guard(
             AuditOutcome::Failed
         };
         let mut detail = serde_json::json!({"route": spec.path, "status": status.as_u16()});
-        if let Some(extra) = resp.extensions().get::<AuditDetail>() {
-            detail["detail"] = extra.0.clone();
+        // A handler may say more (purpose, justification, reason of a refusal).
+        if let Some(extra) = resp.extensions().get::<AuditDetail>()
+            && let (Some(d), Some(x)) = (detail.as_object_mut(), extra.0.as_object())
+        {
+            for (k, v) in x {
+                d.insert(k.clone(), v.clone());
+            }
         }
         s.audit.record(AuditRecord {
             at_ms: wall_ms(),

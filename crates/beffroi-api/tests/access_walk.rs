@@ -444,6 +444,12 @@ fn body_for(method: &Method, path: &str, commune: &str) -> (Option<Value>, &'sta
         "/api/v1/crises/{id}/level" => json!({"level": 2}),
         "/api/v1/crises/{id}/roles" => json!({"role": "dos", "holder": "walk"}),
         "/api/v1/crises/{id}/close" => json!({"summary": "walk"}),
+        // Accepted by the guard; the handler answers 404 `not_in_incident` on its own.
+        "/api/v1/incidents/{id}/unmask" => json!({
+            "pseudonym": "plate:1:aaaaaaaaaaaaaaaaaaaa",
+            "purpose": "incident_response",
+            "justification": "walk of the access rules",
+        }),
         _ => json!({}),
     };
     (Some(b), "")

@@ -172,3 +172,40 @@ fn settings_are_checked() {
     };
     assert_eq!(missing.validate().map_err(|e| e.field), Err("pmtiles"));
 }
+
+/// The console's pure helpers (`web/test/*.test.mjs`, run by `node --test`): a suppressed
+/// people count is printed "< 10", pseudonyms become chips. Skipped without Node.js,
+/// unless `BEFFROI_REQUIRE_SERVICES=1`.
+#[test]
+fn console_helpers_pass_their_node_tests() {
+    let web = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../web");
+    let run = std::process::Command::new("node")
+        .arg("--test")
+        .arg(web.join("test/privacy.test.mjs"))
+        .output();
+    match run {
+        Ok(out) => assert!(
+            out.status.success(),
+            "node --test failed:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+        Err(e) => {
+            assert!(
+                std::env::var_os("BEFFROI_REQUIRE_SERVICES").is_none(),
+                "node: {e}"
+            );
+            eprintln!("SKIPPED: node not found ({e})");
+        }
+    }
+}
+
+#[test]
+fn the_console_embeds_the_privacy_helpers() {
+    for f in ["privacy.js", "views/unmask.js"] {
+        assert!(
+            ASSETS.iter().any(|a| a.path.ends_with(f)),
+            "{f} is not embedded"
+        );
+    }
+}

@@ -80,8 +80,25 @@ impl Default for Aggregates {
 
 impl Aggregates {
     /// The count as it may be shown, or `None` when it is below the minimum group size.
+    /// **The** suppression rule: every view, export, title and evidence of a people count
+    /// goes through it (or through [`Aggregates::shown_text`], which calls it).
     pub fn shown(&self, count: f64) -> Option<f64> {
         (count >= f64::from(self.min_group_size)).then_some(count)
+    }
+
+    /// The count as text for titles, evidence and reports: whole people, or `< N` when
+    /// suppressed (`N` the minimum group size).
+    pub fn shown_text(&self, count: f64) -> String {
+        match self.shown(count) {
+            Some(n) => format!("{}", n.round()),
+            None => format!("< {}", self.min_group_size),
+        }
+    }
+
+    /// Start of the time bucket holding `t` (buckets are aligned on the Unix epoch).
+    pub fn bucket_start(&self, t: crate::Timestamp) -> crate::Timestamp {
+        let b = self.bucket.millis().max(1);
+        crate::Timestamp(t.0.div_euclid(b) * b)
     }
 }
 
@@ -294,6 +311,24 @@ pub const SCRUBBED_IN_TEXT: &[Identifier] = &[
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn suppression_and_buckets() {
+        let a = Aggregates::default();
+        assert_eq!(a.shown(9.0), None);
+        assert_eq!(a.shown(10.0), Some(10.0));
+        assert_eq!(a.shown_text(7.0), "< 10");
+        assert_eq!(a.shown_text(240.2), "240");
+        let t = crate::Timestamp(1_795_694_400_000 + 7 * 60_000 + 5);
+        assert_eq!(
+            a.bucket_start(t),
+            crate::Timestamp(1_795_694_400_000 + 5 * 60_000)
+        );
+        assert_eq!(
+            a.bucket_start(crate::Timestamp(-1)),
+            crate::Timestamp(-300_000)
+        );
+    }
 
     #[test]
     fn activity_retention_only_shortens() {

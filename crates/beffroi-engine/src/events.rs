@@ -15,18 +15,17 @@ use rustc_hash::FxHashMap;
 use serde::Deserialize;
 use toml::Spanned;
 
-/// Below this many people an occupancy is not shown (`None`): small counts are withheld
-/// so that the figure can never point at a handful of identifiable people.
-pub const MIN_GROUP: f64 = 10.0;
-
 /// What the API and the live stream show of an event.
 #[derive(Clone, Debug, PartialEq)]
 pub struct EventView {
     pub event: Arc<Event>,
     pub status: EventStatus,
     /// Sum of the latest values of the perimeter's people counters; `None` without counter
-    /// or below [`MIN_GROUP`].
+    /// or below the minimum group size (`Aggregates::shown`).
     pub occupancy: Option<f64>,
+    /// The counters reported but their sum is below the minimum group size: withheld so
+    /// that the figure can never point at a handful of identifiable people.
+    pub suppressed: bool,
     pub counters: usize,
     /// Ids of the rules the event puts in force during its window.
     pub rule_ids: Vec<Arc<str>>,
@@ -57,6 +56,8 @@ pub struct EventBook {
     latest: FxHashMap<(DeviceIdx, FieldIdx), (Timestamp, f64)>,
     /// Events fed by a counter (index into `events`).
     by_counter: FxHashMap<(DeviceIdx, FieldIdx), Vec<usize>>,
+    /// Minimum group size of the occupancy figures.
+    aggregates: beffroi_core::privacy::Aggregates,
     /// Ids of the events in force at the last refresh, sorted.
     in_force: Vec<Arc<str>>,
     /// Events whose view changed since the last `take_changed`.
@@ -133,10 +134,20 @@ impl EventBook {
             event: Arc::clone(&e.event),
             status: e.event.status(now),
             // People are counted in whole units; counters' noise is not.
-            occupancy: (!values.is_empty() && sum >= MIN_GROUP).then_some(sum.round()),
+            occupancy: if values.is_empty() {
+                None
+            } else {
+                self.aggregates.shown(sum).map(f64::round)
+            },
+            suppressed: !values.is_empty() && self.aggregates.shown(sum).is_none(),
             counters: e.counters.len(),
             rule_ids: e.rules.iter().map(|r| Arc::clone(&r.id)).collect(),
         }
+    }
+
+    /// Sets the minimum group size of the occupancy figures.
+    pub fn set_aggregates(&mut self, a: beffroi_core::privacy::Aggregates) {
+        self.aggregates = a;
     }
 
     pub fn views(&self, now: Timestamp) -> Vec<EventView> {

@@ -96,6 +96,9 @@ pub struct Pipeline {
     trust: TrustGate,
     /// Anomaly detection and quarantine (`crate::sentinel`).
     sentinel: crate::sentinel::SentinelGlue,
+    /// Minimum group size and bucket of people counts: a people count is stored at the
+    /// start of its bucket (the store keeps the bucket's highest count).
+    aggregates: beffroi_core::privacy::Aggregates,
 }
 
 impl Pipeline {
@@ -113,6 +116,7 @@ impl Pipeline {
         );
         Pipeline {
             sentinel,
+            aggregates: beffroi_core::privacy::Aggregates::default(),
             base_rules: Arc::clone(&rules),
             events: EventBook::default(),
             eval: Evaluator::new(rules, Arc::clone(&territory), start),
@@ -595,11 +599,23 @@ impl Pipeline {
             self.events.observe(o);
             self.eval.on_observation(o, &mut self.alarms);
         }
+        // People counts are kept per time bucket only (issue 5): the rules and events saw
+        // the reading; the store gets it at its bucket's start, where it keeps the highest.
+        let people = self
+            .territory
+            .kind_of(o.device)
+            .fields
+            .get(o.field.get())
+            .is_some_and(|f| f.people_count);
         out.batch.observations.push(StoredObservation {
             device: o.device,
             field: o.field,
             value: o.value.clone(),
-            time: o.time,
+            time: if people {
+                self.aggregates.bucket_start(o.time)
+            } else {
+                o.time
+            },
             received,
             trust: o.trust,
             quarantined,
@@ -794,6 +810,14 @@ pub fn overload() -> Rejection {
 /// Anomaly detection and quarantine (the detectors and their glue live in
 /// `crate::sentinel`; this block only reaches into the pipeline's state).
 impl Pipeline {
+    /// Sets the minimum group size of people counts (`privacy.toml`): titles, evidence and
+    /// event occupancies show a smaller count as suppressed.
+    pub fn set_aggregates(&mut self, a: beffroi_core::privacy::Aggregates) {
+        self.eval.set_aggregates(a);
+        self.events.set_aggregates(a);
+        self.aggregates = a;
+    }
+
     /// Installs the thresholds of `security.toml`.
     pub fn set_security_config(&mut self, config: beffroi_sentinel::Config) {
         self.sentinel.set_config(config);

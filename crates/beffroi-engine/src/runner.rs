@@ -69,6 +69,8 @@ pub struct EngineConfig {
     /// Where the engine's own acts on behalf of a policy (automatic quarantine) are
     /// audited, once committed. Acts by users are audited by the API.
     pub audit: Option<EngineAudit>,
+    /// Minimum group size and time bucket of people counts (`privacy.toml`).
+    pub aggregates: beffroi_core::privacy::Aggregates,
 }
 
 /// The audit sink handed to the engine.
@@ -123,6 +125,7 @@ impl Default for EngineConfig {
             device_keys: Arc::default(),
             security: crate::sentinel::SecurityConfig::default(),
             audit: None,
+            aggregates: beffroi_core::privacy::Aggregates::default(),
         }
     }
 }
@@ -556,6 +559,7 @@ pub async fn start_with_events(
     pipeline.set_device_keys(Arc::clone(&cfg.device_keys));
     pipeline.restore_replay_windows(&windows);
     pipeline.set_security_config(cfg.security.clone());
+    pipeline.set_aggregates(cfg.aggregates);
     let mut events = file_events;
     for e in stored_events {
         let id = e.id.clone();

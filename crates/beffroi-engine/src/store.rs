@@ -243,4 +243,34 @@ pub trait StoreReader: Send + Sync + 'static {
     ) -> Result<SubjectData, StoreError> {
         Ok(SubjectData::default())
     }
+    /// The sealed value behind a pseudonym (table `identities`), for purpose-bound
+    /// unmasking; `None` when it was never seen or has been purged or erased.
+    fn identity(&self, _pseudonym: &str) -> Result<Option<StoredIdentity>, StoreError> {
+        Ok(None)
+    }
+}
+
+/// A row of `identities`: what a pseudonym stands for, sealed with its epoch's key. Only
+/// `beffroi_privacy::Pseudonymiser::open` turns it back into the value.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StoredIdentity {
+    pub pseudonym: String,
+    /// `Identifier::as_str` (licence_plate, badge…).
+    pub identifier: String,
+    pub epoch: u32,
+    pub sealed: Vec<u8>,
+    pub first_seen: Timestamp,
+    pub last_seen: Timestamp,
+}
+
+impl std::fmt::Debug for StoredIdentity {
+    // Sealed bytes are not printed (they are useless without the key, but logs need not
+    // carry them).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredIdentity")
+            .field("pseudonym", &self.pseudonym)
+            .field("identifier", &self.identifier)
+            .field("epoch", &self.epoch)
+            .finish_non_exhaustive()
+    }
 }

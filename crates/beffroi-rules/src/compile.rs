@@ -193,6 +193,20 @@ fn compile_rule(raw: &RawRule, t: &Territory, line: usize, cx: &mut Cx<'_>) -> O
     if raw.title.trim().is_empty() {
         cx.err("title", "must not be empty");
     }
+    // A rule that would detect biometric or emotional traits or categorise people
+    // (AI Act art. 5, GDPR art. 9): refused like the same field in a kind.
+    for (field, p) in [
+        ("id", beffroi_territory::prohibited_name(&raw.id, false)),
+        (
+            "category",
+            beffroi_territory::prohibited_name(&raw.category, false),
+        ),
+        ("title", beffroi_territory::prohibited_label(&raw.title)),
+    ] {
+        if let Some(p) = p {
+            cx.err(field, p.reason());
+        }
+    }
     if raw.category.trim().is_empty() {
         cx.err("category", "must not be empty");
     }
@@ -773,6 +787,34 @@ above = 1.0
             text.contains("rules.toml:12: `threshold.above`: rule `b`: `above` compares numbers but field `on` is a bool"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn rules_that_would_categorise_people_are_refused() {
+        for (rule, field) in [
+            (
+                "id = \"gender-ratio\"\ntitle = \"R\"\ncategory = \"flood\"",
+                "`id`",
+            ),
+            (
+                "id = \"r\"\ntitle = \"Émotion de la foule\"\ncategory = \"flood\"",
+                "`title`",
+            ),
+            (
+                "id = \"r\"\ntitle = \"R\"\ncategory = \"face-match\"",
+                "`category`",
+            ),
+        ] {
+            let errs = compile(&format!(
+                "[[rule]]\n{rule}\nseverity = \"major\"\nkind = \"level\"\n[rule.threshold]\nfield = \"level_m\"\nabove = 5.0\n"
+            ))
+            .expect_err(rule);
+            let text = errs.to_string();
+            assert!(
+                text.contains(field) && text.contains("AI Act art. 5"),
+                "{text}"
+            );
+        }
     }
 
     #[test]

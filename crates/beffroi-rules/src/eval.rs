@@ -1,9 +1,10 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
+use beffroi_core::privacy::Aggregates;
 use beffroi_core::{
-    Alarm, AlarmKind, DedupKey, DeviceIdx, Duration, Observation, SiteIdx, Territory, Timestamp,
-    Value,
+    Alarm, AlarmKind, DedupKey, DeviceIdx, Duration, FieldIdx, Observation, SiteIdx, Territory,
+    Timestamp, Value,
 };
 use rustc_hash::{FxHashMap, FxHashSet};
 
@@ -80,8 +81,12 @@ pub struct Evaluator {
     neighbours: FxHashMap<(RuleIdx, SiteIdx), Arc<[SiteIdx]>>,
     keys: FxHashMap<(RuleIdx, Unit), KeyState>,
     agg: FxHashMap<RuleIdx, AggState>,
-    /// The value that last made a condition true, per device, for `{value}` in titles.
-    last_value: FxHashMap<DeviceIdx, Value>,
+    /// The value that last made a condition true, per device, for `{value}` in titles, as
+    /// it may be shown (people counts suppressed below the minimum group size).
+    last_value: FxHashMap<DeviceIdx, String>,
+    /// Minimum group size of people counts: a count below it never reaches a title or
+    /// evidence (the rules still compare the true value).
+    aggregates: Aggregates,
 }
 
 impl Evaluator {
@@ -100,6 +105,36 @@ impl Evaluator {
             keys: FxHashMap::default(),
             agg: FxHashMap::default(),
             last_value: FxHashMap::default(),
+            aggregates: Aggregates::default(),
+        }
+    }
+
+    /// Sets the minimum group size of people counts (`privacy.toml`'s `[aggregates]`).
+    pub fn set_aggregates(&mut self, a: Aggregates) {
+        self.aggregates = a;
+    }
+
+    /// A value as titles and evidence may show it: a people count (`people_count = true`)
+    /// through [`Aggregates::shown_text`], anything else as is.
+    fn shown(&self, d: DeviceIdx, field: FieldIdx, v: &Value) -> String {
+        Self::shown_with(&self.territory, &self.aggregates, d, field, v)
+    }
+
+    fn shown_with(
+        territory: &Territory,
+        aggregates: &Aggregates,
+        d: DeviceIdx,
+        field: FieldIdx,
+        v: &Value,
+    ) -> String {
+        let people = territory
+            .kind_of(d)
+            .fields
+            .get(field.get())
+            .is_some_and(|f| f.people_count);
+        match v {
+            Value::Number(n) if people => aggregates.shown_text(*n),
+            v => v.to_string(),
         }
     }
 
@@ -259,8 +294,22 @@ impl Evaluator {
             return;
         };
         let sum = st.sum();
+        let territory = &self.territory;
+        let people = st.latest.keys().any(|(d, f)| {
+            territory
+                .kind_of(*d)
+                .fields
+                .get(f.get())
+                .is_some_and(|s| s.people_count)
+        });
+        let (shown, shown_ev) = if people {
+            let s = self.aggregates.shown_text(sum);
+            (s.clone(), s)
+        } else {
+            (format!("{}", sum.round()), format!("{sum}"))
+        };
         let ev = format!(
-            "sum of {} counters = {sum} (warning {warning}, critical {critical})",
+            "sum of {} counters = {shown_ev} (warning {warning}, critical {critical})",
             st.latest.len()
         );
         let (kind, severity) = match st.level {
@@ -284,10 +333,7 @@ impl Evaluator {
         };
         let mut a = self.alarm(rule, kind, site, None, at);
         a.severity = a.severity.max(severity);
-        a.title = a
-            .title
-            .replace("{value}", &format!("{}", sum.round()))
-            .into();
+        a.title = a.title.replace("{value}", &shown).into();
         a.evidence = ev;
         out.push(a);
     }
@@ -481,7 +527,14 @@ impl Evaluator {
                 if holds {
                     let since = *st.since.get_or_insert(t);
                     st.last = Some(obs.value.clone());
-                    self.last_value.insert(d, obs.value.clone());
+                    let shown = Self::shown_with(
+                        &self.territory,
+                        &self.aggregates,
+                        d,
+                        cond.field,
+                        &obs.value,
+                    );
+                    self.last_value.insert(d, shown);
                     if !st.fired {
                         if sustained.is_none_or(|s| t.since(since) >= s) {
                             st.fired = true;
@@ -807,7 +860,7 @@ impl Evaluator {
             "{} {} = {} ({})",
             self.territory.device(d).id,
             cond.field_name,
-            v,
+            self.shown(d, cond.field, v),
             cond.op.describe()
         );
         if let Some(d) = sustained {
@@ -860,7 +913,7 @@ impl Evaluator {
             if a.title.contains("{value}") {
                 let value = device
                     .and_then(|d| self.last_value.get(&d))
-                    .map(ToString::to_string)
+                    .cloned()
                     .unwrap_or_default();
                 a.title = a.title.replace("{value}", &value).into();
             }

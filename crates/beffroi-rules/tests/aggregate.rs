@@ -200,3 +200,38 @@ proptest! {
         prop_assert_eq!(summary(&out), expected);
     }
 }
+
+/// People counts (issue 5): when the counters count people, a sum below the minimum group
+/// size reaches neither the title nor the evidence; the rule still compares the true sum.
+#[test]
+fn a_small_people_sum_is_suppressed_in_title_and_evidence() {
+    let mut t = fixture::small();
+    let level = t.kind_id("level").expect("fixture");
+    t.kinds[level.get()].fields[0].people_count = true;
+    let t = Arc::new(t);
+    let mut rule = aggregate_rule(&t);
+    if let Body::Aggregate {
+        warning, critical, ..
+    } = &mut rule.body
+    {
+        *warning = 5.0;
+        *critical = 100.0;
+    }
+    let set = RuleSet::from_rules(vec![rule], &t);
+    let mut e = Evaluator::new(Arc::new(set), Arc::clone(&t), Timestamp(T0));
+    e.set_aggregates(beffroi_core::privacy::Aggregates {
+        min_group_size: 10,
+        bucket: beffroi_core::Duration::from_mins(5),
+    });
+    let mut out = Vec::new();
+    e.on_observation(&obs(DeviceIdx(0), 4.0, 1), &mut out);
+    e.on_observation(&obs(DeviceIdx(1), 3.0, 2), &mut out);
+    assert_eq!(
+        summary(&out),
+        vec![(AlarmKind::Raise, Severity::Major)],
+        "7 >= 5"
+    );
+    assert_eq!(&*out[0].title, "Jauge — < 10 personnes");
+    assert!(out[0].evidence.contains("= < 10"), "{}", out[0].evidence);
+    assert!(!out[0].evidence.contains('7'), "{}", out[0].evidence);
+}

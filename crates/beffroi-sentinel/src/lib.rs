@@ -484,13 +484,20 @@ impl Sentinel {
                         if let Some((prev, t0)) = track.last_number.get(&field).copied()
                             && impossible_jump(prev, t0, *v, time, max)
                         {
-                            findings.push((
-                                Anomaly::ImpossibleJump,
+                            // A people count is never quoted (it may be below the
+                            // minimum group size).
+                            let ev = if spec.people_count {
+                                format!(
+                                    "{id}.{}: a jump between {t0} and {time}; at most {max}/min is physically possible",
+                                    spec.name
+                                )
+                            } else {
                                 format!(
                                     "{id}.{}: {prev} at {t0} then {v} at {time}; at most {max}/min is physically possible",
                                     spec.name
-                                ),
-                            ));
+                                )
+                            };
+                            findings.push((Anomaly::ImpossibleJump, ev));
                         }
                         track.last_number.insert(field, (*v, time));
                     }

@@ -231,6 +231,44 @@ pub(crate) fn observations(
     Ok(items)
 }
 
+/// The sealed value behind a pseudonym (`identities`, written by the pseudonymisation).
+pub(crate) fn identity(
+    conn: &Connection,
+    pseudonym: &str,
+) -> Result<Option<beffroi_engine::store::StoredIdentity>, StoreError> {
+    let row = conn
+        .prepare_cached(
+            "SELECT pseudonym, identifier, epoch, sealed, first_seen, last_seen \
+             FROM identities WHERE pseudonym = ?",
+        )
+        .ctx("prepare identity")?
+        .query_row([pseudonym], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)?,
+                r.get::<_, Vec<u8>>(3)?,
+                r.get::<_, i64>(4)?,
+                r.get::<_, i64>(5)?,
+            ))
+        })
+        .optional()
+        .ctx("read identity")?;
+    let Some((pseudonym, identifier, epoch, sealed, first, last)) = row else {
+        return Ok(None);
+    };
+    let epoch = u32::try_from(epoch)
+        .map_err(|_| inconsistent(format!("identity epoch {epoch} out of range")))?;
+    Ok(Some(beffroi_engine::store::StoredIdentity {
+        pseudonym,
+        identifier,
+        epoch,
+        sealed,
+        first_seen: Timestamp(first),
+        last_seen: Timestamp(last),
+    }))
+}
+
 pub(crate) fn observation_count(conn: &Connection) -> Result<u64, StoreError> {
     let n: i64 = conn
         .prepare_cached("SELECT value FROM counters WHERE name = 'observations'")

@@ -83,6 +83,13 @@ impl StoreReader for SqliteReader {
         crate::retention::subject_data(&self.pool.get(), pseudonyms, limit)
     }
 
+    fn identity(
+        &self,
+        pseudonym: &str,
+    ) -> Result<Option<beffroi_engine::store::StoredIdentity>, StoreError> {
+        queries::identity(&self.pool.get(), pseudonym)
+    }
+
     fn quarantine_log(
         &self,
         limit: usize,

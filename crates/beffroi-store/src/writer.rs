@@ -408,8 +408,57 @@ static INSERT_OBSERVATIONS: LazyLock<String> =
     LazyLock::new(|| insert_observations_sql(ROWS_PER_INSERT));
 static INSERT_OBSERVATION: LazyLock<String> = LazyLock::new(|| insert_observations_sql(1));
 
-/// Inserts the observations (idempotently) and returns how many were new.
+/// Raises a people count's bucket row to the highest count seen in the bucket.
+const RAISE_PEOPLE_COUNT: &str = "UPDATE observations SET value = MAX(value, ?4) \
+     WHERE device = ?1 AND field = ?2 AND time = ?3";
+
+/// Inserts the observations (idempotently) and returns how many were new. People counts
+/// (`people_count` fields, which the pipeline stamps with their time bucket's start) keep
+/// one row per counter and bucket holding the bucket's highest count.
 fn insert_observations(
+    tx: &Connection,
+    t: &Territory,
+    observations: &[StoredObservation],
+) -> Result<usize, StoreError> {
+    let is_people = |o: &StoredObservation| {
+        t.kind_of(o.device)
+            .fields
+            .get(o.field.get())
+            .is_some_and(|f| f.people_count)
+    };
+    if t.kinds
+        .iter()
+        .any(|k| k.fields.iter().any(|f| f.people_count))
+        && observations.iter().any(is_people)
+    {
+        let (people, rest): (Vec<_>, Vec<_>) =
+            observations.iter().cloned().partition(|o| is_people(o));
+        let mut inserted = insert_rows(tx, t, &rest)?;
+        let mut one = tx
+            .prepare_cached(&INSERT_OBSERVATION)
+            .ctx("prepare observation")?;
+        let mut raise = tx
+            .prepare_cached(RAISE_PEOPLE_COUNT)
+            .ctx("prepare people count")?;
+        for o in &people {
+            bind_observations(&mut one, t, std::slice::from_ref(o))?;
+            let n = one.raw_execute().ctx("write people count")?;
+            inserted += n;
+            if n == 0
+                && let beffroi_core::Value::Number(v) = o.value
+            {
+                let (device, field) = device_field(t, o.device, o.field)?;
+                raise
+                    .execute(rusqlite::params![device, field, o.time.0, v])
+                    .ctx("raise people count")?;
+            }
+        }
+        return Ok(inserted);
+    }
+    insert_rows(tx, t, observations)
+}
+
+fn insert_rows(
     tx: &Connection,
     t: &Territory,
     observations: &[StoredObservation],

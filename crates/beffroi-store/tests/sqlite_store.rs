@@ -935,3 +935,65 @@ fn quarantine_acts_and_marked_observations_round_trip() {
     let (mut store, _) = open(&path);
     assert_eq!(store.quarantine_log().expect("restored").len(), 2);
 }
+
+/// People counts (issue 5): one row per counter and time bucket (the pipeline stamps the
+/// bucket's start), holding the bucket's highest count, whatever the order of arrival and
+/// redeliveries; other fields keep their first value per time.
+#[test]
+fn people_counts_keep_the_highest_count_of_their_bucket() {
+    let (_dir, path) = temp();
+    let mut t = fixture::small();
+    let counter = t.kind_id("level").expect("fixture");
+    t.kinds[counter.get()].fields[0].people_count = true;
+    let t = Arc::new(t);
+    let (mut store, reader) = beffroi_store::open(&path, Arc::clone(&t)).expect("open");
+    let bucket = 1_795_694_400_000;
+    for v in [3.0, 8.0, 5.0, 8.0] {
+        store
+            .write(&WriteBatch {
+                observations: vec![level("g1", bucket, v)],
+                ..Default::default()
+            })
+            .expect("write");
+    }
+    let g1 = t.device_id("g1").expect("fixture");
+    let rows = reader.observations(g1, Timestamp(0), 10).expect("read");
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0].value, Value::Number(8.0));
+    assert_eq!(reader.observation_count().expect("count"), 1);
+}
+
+/// `StoreReader::identity` reads the sealed value behind a pseudonym (`identities`, V6).
+#[test]
+fn identity_reads_the_sealed_row() {
+    let (_dir, path) = temp();
+    let (_store, reader) = open(&path);
+    let c = rusqlite::Connection::open(&path).expect("db");
+    c.execute(
+        "INSERT INTO identities (pseudonym, identifier, epoch, sealed, first_seen, last_seen) \
+         VALUES ('plate:3:abcdefghijklmnopqrst', 'licence_plate', 3, x'0102', 10, 20)",
+        [],
+    )
+    .expect("insert");
+    let got = reader
+        .identity("plate:3:abcdefghijklmnopqrst")
+        .expect("read")
+        .expect("found");
+    assert_eq!(got.identifier, "licence_plate");
+    assert_eq!(got.epoch, 3);
+    assert_eq!(got.sealed, vec![1, 2]);
+    assert_eq!(
+        (got.first_seen, got.last_seen),
+        (Timestamp(10), Timestamp(20))
+    );
+    assert!(
+        !format!("{got:?}").contains("[1, 2]"),
+        "sealed bytes are not printed"
+    );
+    assert_eq!(
+        reader
+            .identity("plate:3:zzzzzzzzzzzzzzzzzzzz")
+            .expect("read"),
+        None
+    );
+}

@@ -11,7 +11,9 @@
 mod error;
 mod load;
 mod privacy;
+mod prohibited;
 
 pub use error::{ConfigError, ConfigErrors, SourceFile, line_of_offset, parse_duration};
 pub use load::{load, load_dir, read_dir_sources};
 pub use privacy::{check_against, load_privacy};
+pub use prohibited::{Prohibited, prohibited_label, prohibited_name};

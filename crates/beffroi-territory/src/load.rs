@@ -10,6 +10,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::error::{ConfigError, ConfigErrors, SourceFile, parse_duration};
+use crate::prohibited::{prohibited_label, prohibited_name};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -358,12 +359,57 @@ fn load_kinds(src: &SourceFile, t: &mut Territory, errors: &mut ConfigErrors) {
                 }
             },
         };
+        // Prohibited data (AI Act art. 5, GDPR art. 9): refused whatever the category.
+        let counts_people = k.field.iter().any(|f| f.get_ref().people_count);
+        let mut refused = false;
+        if let Some(p) = prohibited_name(&k.id, counts_people) {
+            cx.err(at, "kind.id", format!("kind `{}`: {}", k.id, p.reason()));
+            refused = true;
+        }
+        if let Some(p) = prohibited_label(&k.label) {
+            cx.err(
+                at,
+                "kind.label",
+                format!("label `{}`: {}", k.label, p.reason()),
+            );
+            refused = true;
+        }
         let mut fields = Vec::new();
         for f in &k.field {
             let fat = f.span().start;
             let f = f.get_ref();
             if !valid_id(&f.name) {
                 cx.err(fat, "field.name", format!("invalid name `{}`", f.name));
+                continue;
+            }
+            let about_people =
+                f.people_count || DataCategory::parse(&f.category).is_none_or(|c| c.is_personal());
+            let declared = [
+                ("field.name", Some(f.name.as_str()), about_people),
+                ("field.category", Some(f.category.as_str()), true),
+                ("field.identifier", f.identifier.as_deref(), true),
+                ("field.unit", f.unit.as_deref(), about_people),
+            ];
+            let mut field_refused = false;
+            for (key, value, people) in declared {
+                if let Some(p) = value.and_then(|v| prohibited_name(v, people)) {
+                    cx.err(
+                        fat,
+                        key,
+                        format!(
+                            "field `{}.{}` ({key} = `{}`): {}",
+                            k.id,
+                            f.name,
+                            value.unwrap_or_default(),
+                            p.reason()
+                        ),
+                    );
+                    field_refused = true;
+                    break;
+                }
+            }
+            if field_refused {
+                refused = true;
                 continue;
             }
             if fields.iter().any(|x: &FieldSpec| *x.name == *f.name) {
@@ -473,6 +519,9 @@ fn load_kinds(src: &SourceFile, t: &mut Territory, errors: &mut ConfigErrors) {
                 purpose: f.purpose.as_deref().map(Into::into),
                 people_count: f.people_count,
             });
+        }
+        if refused {
+            continue;
         }
         if fields.is_empty() {
             cx.err(
@@ -867,6 +916,77 @@ mod tests {
                 "{field}: {e}"
             );
         }
+    }
+
+    fn with_kinds(kinds: &str) -> Vec<SourceFile> {
+        let mut f = files("");
+        f[1] = SourceFile::new("kinds.toml", kinds);
+        f
+    }
+
+    /// Prohibited data: refused with the reason, file, line and field, whatever the
+    /// declared category; technical look-alikes pass.
+    #[test]
+    fn prohibited_data_is_refused_with_reason_file_line_and_field() {
+        let head = "[[kind]]\nid = \"level\"\nlabel = \"L\"\n[[kind.field]]\nname = \"level_m\"\ntype = \"number\"\ncategory = \"technical\"\n";
+        let refused: &[(&str, &str, &str)] = &[
+            (
+                "[[kind]]\nid = \"cam\"\nlabel = \"C\"\n[[kind.field]]\nname = \"face_id\"\ntype = \"text\"\ncategory = \"technical\"\n",
+                "`field.name`",
+                "AI Act art. 5",
+            ),
+            (
+                "[[kind]]\nid = \"cam\"\nlabel = \"C\"\n[[kind.field]]\nname = \"signature\"\ntype = \"text\"\ncategory = \"biometric\"\n",
+                "`field.category`",
+                "GDPR art. 9",
+            ),
+            (
+                "[[kind]]\nid = \"cam\"\nlabel = \"C\"\n[[kind.field]]\nname = \"who\"\ntype = \"text\"\ncategory = \"personal\"\nidentifier = \"facial\"\n",
+                "`field.identifier`",
+                "CNIL 2022",
+            ),
+            (
+                "[[kind]]\nid = \"cam\"\nlabel = \"C\"\n[[kind.field]]\nname = \"mood\"\ntype = \"number\"\ncategory = \"technical\"\n",
+                "`field.name`",
+                "emotion",
+            ),
+            (
+                "[[kind]]\nid = \"counter\"\nlabel = \"C\"\n[[kind.field]]\nname = \"adults\"\ntype = \"number\"\ncategory = \"technical\"\npeople_count = true\n",
+                "`field.name`",
+                "age, gender or origin",
+            ),
+            (
+                "[[kind]]\nid = \"counter\"\nlabel = \"C\"\n[[kind.field]]\nname = \"nationality\"\ntype = \"text\"\ncategory = \"sensitive\"\n",
+                "`field.name`",
+                "GDPR art. 9",
+            ),
+            (
+                "[[kind]]\nid = \"emotion-cam\"\nlabel = \"C\"\n[[kind.field]]\nname = \"n\"\ntype = \"number\"\ncategory = \"technical\"\n",
+                "`kind.id`",
+                "AI Act",
+            ),
+            (
+                "[[kind]]\nid = \"cam\"\nlabel = \"Caméra de reconnaissance faciale\"\n[[kind.field]]\nname = \"n\"\ntype = \"number\"\ncategory = \"technical\"\n",
+                "`kind.label`",
+                "AI Act",
+            ),
+        ];
+        for (kind, field, reason) in refused {
+            let errs = load(&with_kinds(&format!("{head}{kind}"))).expect_err(kind);
+            let text = errs.to_string();
+            assert_eq!(errs.len(), 1, "{text}");
+            assert!(text.starts_with("kinds.toml:"), "{text}");
+            assert!(text.contains(field) && text.contains(reason), "{text}");
+            // the refused kind's line: 8 (kind.*) or 11 (its field), never elsewhere
+            assert!(
+                text.starts_with("kinds.toml:8:") || text.starts_with("kinds.toml:11:"),
+                "{text}"
+            );
+        }
+        let fine = format!(
+            "{head}[[kind]]\nid = \"power\"\nlabel = \"Power meter\"\n[[kind.field]]\nname = \"voltage\"\ntype = \"number\"\ncategory = \"technical\"\n[[kind.field]]\nname = \"storage_usage\"\ntype = \"number\"\ncategory = \"technical\"\n[[kind.field]]\nname = \"battery_age_days\"\ntype = \"number\"\ncategory = \"technical\"\n[[kind.field]]\nname = \"page\"\ntype = \"text\"\ncategory = \"technical\"\n"
+        );
+        load(&with_kinds(&fine)).expect("technical look-alikes are fine");
     }
 
     #[test]

@@ -12,6 +12,7 @@
 //! does not know them).
 
 pub mod chirpstack;
+pub mod media;
 pub mod plain;
 pub mod senml;
 pub mod signed;
@@ -21,7 +22,7 @@ use std::borrow::Cow;
 
 use beffroi_core::Timestamp;
 
-pub use validate::{Validator, validate};
+pub use validate::{MAX_TEXT, Validator, validate};
 
 /// Largest payload accepted, in bytes.
 pub const MAX_PAYLOAD: usize = 64 * 1024;
@@ -99,10 +100,15 @@ pub enum RejectReason {
     Replay,
     /// On an authenticated broker, a message on one device's topic naming another device.
     TopicMismatch,
+    /// An image or a video frame (SenML data value, data URI, base64 of an image or video):
+    /// never an observation.
+    ImageRefused,
+    /// A text value longer than [`MAX_TEXT`] bytes.
+    TextTooLong,
 }
 
 impl RejectReason {
-    pub const ALL: [RejectReason; 12] = [
+    pub const ALL: [RejectReason; 14] = [
         RejectReason::Malformed,
         RejectReason::Oversized,
         RejectReason::UnknownDevice,
@@ -115,6 +121,8 @@ impl RejectReason {
         RejectReason::BadSignature,
         RejectReason::Replay,
         RejectReason::TopicMismatch,
+        RejectReason::ImageRefused,
+        RejectReason::TextTooLong,
     ];
     pub fn as_str(self) -> &'static str {
         match self {
@@ -130,6 +138,8 @@ impl RejectReason {
             RejectReason::BadSignature => "bad_signature",
             RejectReason::Replay => "replay",
             RejectReason::TopicMismatch => "topic_mismatch",
+            RejectReason::ImageRefused => "image_refused",
+            RejectReason::TextTooLong => "text_too_long",
         }
     }
     pub fn index(self) -> usize {

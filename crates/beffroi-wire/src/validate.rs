@@ -56,6 +56,44 @@ pub fn validate(
         )
     })?;
     let spec = &kind.fields[field.get()];
+    // Images and video frames are refused whatever the field's type; the detail names
+    // what was recognised, never the value.
+    match &r.value {
+        RawValue::Other("data") => {
+            return Err(Rejection::new(
+                RejectReason::ImageRefused,
+                format!(
+                    "{}.{}: SenML data value (vd) refused: binary data, images and video frames are not observations",
+                    kind.id, spec.name
+                ),
+            ));
+        }
+        RawValue::Text(s) => {
+            if let Some(m) = crate::media::sniff(s) {
+                return Err(Rejection::new(
+                    RejectReason::ImageRefused,
+                    format!(
+                        "{}.{}: {} refused: images and video frames are not observations",
+                        kind.id,
+                        spec.name,
+                        m.as_str()
+                    ),
+                ));
+            }
+            if s.len() > MAX_TEXT {
+                return Err(Rejection::new(
+                    RejectReason::TextTooLong,
+                    format!(
+                        "{}.{}: text of {} bytes, limit {MAX_TEXT}",
+                        kind.id,
+                        spec.name,
+                        s.len()
+                    ),
+                ));
+            }
+        }
+        _ => {}
+    }
     let value = match (&r.value, spec.ty) {
         (RawValue::Number(n), FieldType::Number) => {
             if !n.is_finite() {
@@ -65,10 +103,16 @@ pub fn validate(
                 ));
             }
             if spec.min.is_some_and(|lo| *n < lo) || spec.max.is_some_and(|hi| *n > hi) {
+                // A people count is never quoted (it could be below the minimum group size).
+                let shown = if spec.people_count {
+                    String::new()
+                } else {
+                    format!(" = {n}")
+                };
                 return Err(Rejection::new(
                     RejectReason::OutOfRange,
                     format!(
-                        "{}.{} = {n} outside [{}, {}]",
+                        "{}.{}{shown} outside [{}, {}]",
                         kind.id,
                         spec.name,
                         spec.min.map_or("-inf".to_string(), |v| v.to_string()),
@@ -79,18 +123,7 @@ pub fn validate(
             Value::Number(*n)
         }
         (RawValue::Bool(b), FieldType::Bool) => Value::Bool(*b),
-        (RawValue::Text(s), FieldType::Text) => {
-            if s.len() > MAX_TEXT {
-                return Err(Rejection::new(
-                    RejectReason::Oversized,
-                    format!(
-                        "{}.{}: text longer than {MAX_TEXT} bytes",
-                        kind.id, spec.name
-                    ),
-                ));
-            }
-            Value::Text(s.as_ref().into())
-        }
+        (RawValue::Text(s), FieldType::Text) => Value::Text(s.as_ref().into()),
         (got, want) => {
             let got = match got {
                 RawValue::Number(_) => "number",

@@ -2,8 +2,9 @@
 //! observation or a rejection with a reason.
 
 use beffroi_core::Timestamp;
+use beffroi_core::Value;
 use beffroi_core::territory::fixture;
-use beffroi_wire::{Context, Format, RejectReason, decode, validate};
+use beffroi_wire::{Context, Format, MAX_TEXT, RawValue, RejectReason, decode, validate};
 use proptest::prelude::*;
 
 fn all_formats(bytes: &[u8]) {
@@ -18,7 +19,27 @@ fn all_formats(bytes: &[u8]) {
             match decode(f, bytes, cx) {
                 Ok(records) => {
                     for r in &records {
-                        let _ = validate(&t, r, now);
+                        // Same invariants as the fuzz target `decode_payload`.
+                        match validate(&t, r, now) {
+                            Ok(o) => {
+                                if let Value::Text(s) = &o.value {
+                                    assert!(s.len() <= MAX_TEXT);
+                                    assert!(beffroi_wire::media::sniff(s).is_none());
+                                }
+                                assert!(!matches!(r.value, RawValue::Other("data")));
+                            }
+                            Err(e) => {
+                                if let RawValue::Text(s) = &r.value
+                                    && matches!(
+                                        e.reason,
+                                        RejectReason::ImageRefused | RejectReason::TextTooLong
+                                    )
+                                {
+                                    let s: &str = s;
+                                    assert!(!e.detail.contains(s));
+                                }
+                            }
+                        }
                     }
                 }
                 Err(e) => assert!(RejectReason::ALL.contains(&e.reason)),
@@ -44,6 +65,10 @@ proptest! {
         t in proptest::option::of(any::<f64>()),
         v in proptest::option::of(any::<f64>()),
         vb in proptest::option::of(any::<bool>()),
+        vs in proptest::option::of(prop_oneof![
+            ".{0,300}",
+            "(/9j/|iVBORw0KGgo|R0lGOD|UklGR|AAAAGGZ0eXA|data:image/png;base64,)[A-Za-z0-9+/]{0,300}",
+        ]),
     ) {
         let mut rec = serde_json::Map::new();
         if let Some(x) = bn { rec.insert("bn".into(), x.into()); }
@@ -52,6 +77,7 @@ proptest! {
         if let Some(x) = t.and_then(serde_json::Number::from_f64) { rec.insert("t".into(), x.into()); }
         if let Some(x) = v.and_then(serde_json::Number::from_f64) { rec.insert("v".into(), x.into()); }
         if let Some(x) = vb { rec.insert("vb".into(), x.into()); }
+        if let Some(x) = vs { rec.insert("vs".into(), x.into()); }
         let payload = serde_json::to_vec(&vec![serde_json::Value::Object(rec)]).expect("json");
         all_formats(&payload);
     }

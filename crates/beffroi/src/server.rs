@@ -136,6 +136,7 @@ async fn serve(
             audit: Some(beffroi_engine::runner::EngineAudit(
                 Arc::clone(&audit) as Arc<dyn AuditSink>
             )),
+            aggregates: dep.privacy.aggregates,
             ..EngineConfig::default()
         },
     )

@@ -27,6 +27,7 @@ fn an_invalid_rules_file_keeps_the_rules_in_force_and_a_valid_one_replaces_them(
     let demo = support::demo::dir();
     copy_dir(&demo.join("territory"), &deployment.join("territory"));
     std::fs::copy(demo.join("rules.toml"), deployment.join("rules.toml")).expect("copy");
+    // The kinds name processing activities: the register must come along.
     std::fs::copy(demo.join("privacy.toml"), deployment.join("privacy.toml")).expect("copy");
     std::fs::copy(
         demo.join("procedures.toml"),

@@ -9,6 +9,7 @@ import * as live from '../live.js';
 import { navigate } from '../router.js';
 import { h, clear, toast } from '../dom.js';
 import { t, fmtTime, onLangChange } from '../i18n.js';
+import { peopleCountText } from '../privacy.js';
 
 export const route = 'events';
 export const navKey = 'nav.events';
@@ -137,7 +138,7 @@ function gauge(e) {
   if (occ != null && cap) level = occ >= cap.critical ? 'critical' : occ >= cap.warning ? 'warning' : 'ok';
   let label;
   if (!e.counters) label = t('events.nocounter');
-  else if (occ == null) label = t('events.belowgroup');
+  else if (occ == null) label = e.suppressed ? `${peopleCountText(null, true)} — ${t('events.belowgroup')}` : t('events.belowgroup');
   else label = cap ? t('events.occupancy', { n: num(occ), max: num(cap.critical) }) : t('events.occupancy.nocap', { n: num(occ) });
   const full = cap ? cap.critical : null;
   return h(`div.gauge.g-${level}`, {

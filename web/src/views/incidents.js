@@ -7,6 +7,8 @@ import * as live from '../live.js';
 import { navigate } from '../router.js';
 import { h, clear, toast } from '../dom.js';
 import { t, tOr, fmtTime, fmtAgo, onLangChange } from '../i18n.js';
+import { peopleCountText } from '../privacy.js';
+import { withPseudonyms } from './unmask.js';
 
 export const route = 'incidents';
 export const navKey = 'nav.incidents';
@@ -216,7 +218,7 @@ function paintDetail() {
   el.append(...[
     h('header.detail-head',
       h(`span.sev.big.sev-${d.severity}`, t(`severity.${d.severity}`)),
-      h('div', h('h2#detail-title', d.title),
+      h('div', h('h2#detail-title', withPseudonyms(d.title, d.id)),
         h('div.sub', `#${d.id} · ${d.commune_name} · ${d.site_name} · ${tOr(`category.${d.category}`, d.category)}`)),
       h(`span.status.big.st-${d.status}#detail-status`, { dataset: { status: d.status } }, t(`status.${d.status}`))),
     d.supervisor_attention && h('div.banner.warn', t('incident.supervisor')),
@@ -232,13 +234,13 @@ function paintDetail() {
       d.technique && [h('dt', t('incident.technique')),
         h('dd#detail-technique', h('a', { href: d.technique.url, target: '_blank', rel: 'noopener noreferrer' },
           `${d.technique.id} · ${d.technique.name}`), ' ', h('span.muted', t('incident.technique_hint')))]),
-    h('section.block', h('h3', t('incident.evidence')), h('p.evidence', d.evidence || '—'),
+    h('section.block', h('h3', t('incident.evidence')), h('p.evidence', d.evidence ? withPseudonyms(d.evidence, d.id) : '—'),
       state.deviceData && observations(state.deviceData)),
     sop(d, canAct),
     assignment(d),
     h('section.block', h('h3', t('log.title')),
       d.log?.length ? h('ol.log#incident-log', ...d.log.map((e) => h('li', { dataset: { action: e.action } },
-        h('time', fmtTime(e.at)), h('span.actor', e.actor.replace(/^user:/, '')), h('span.what', tOr(`handover.action.${e.action}`, e.action)), e.detail && h('span.detail', e.detail))))
+        h('time', fmtTime(e.at)), h('span.actor', e.actor.replace(/^user:/, '')), h('span.what', tOr(`handover.action.${e.action}`, e.action)), e.detail && h('span.detail', withPseudonyms(e.detail, d.id)))))
         : h('p.muted', t('log.empty')),
       canAct && commentBox()),
   ].filter((part) => part != null && part !== false));
@@ -248,7 +250,12 @@ function observations(dev) {
   const rows = dev.recent.slice(0, 8);
   if (!rows.length) return null;
   return h('div', h('h4', t('incident.observations')), h('table.obs', ...rows.map((o) =>
-    h('tr', h('td', fmtTime(o.time)), h('td', o.field), h('td.num', `${o.value}${o.unit ? ' ' + o.unit : ''}`)))));
+    h('tr', h('td', fmtTime(o.time)), h('td', o.field), h('td.num', `${observedValue(o)}${o.unit ? ' ' + o.unit : ''}`)))));
+}
+
+/** A reading as shown: a suppressed people count is "< 10", never a number. */
+export function observedValue(o) {
+  return o.suppressed ? peopleCountText(o.value, true) : o.value;
 }
 
 function sop(d, canAct) {

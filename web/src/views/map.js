@@ -5,6 +5,7 @@
 
 import * as maplibregl from '/console/vendor/maplibre-gl.mjs';
 import * as api from '../api.js';
+import { peopleCountText, MIN_GROUP } from '../privacy.js';
 import * as live from '../live.js';
 import { navigate } from '../router.js';
 import { h, clear, toast } from '../dom.js';
@@ -333,6 +334,8 @@ export function mount(el) {
     map.easeTo({ center: cam?.center ?? e.features[0].geometry.coordinates, zoom });
   });
   map.on('click', 'device-points', (e) => showDevice(e.features[0].properties.id));
+  // For the browser test: open a device's panel without hunting for its point.
+  probe.showDevice = (id) => showDevice(id);
   map.on('click', 'incidents', (e) => navigate(`#/incidents/${e.features[0].properties.id}`));
   for (const l of ['device-clusters', 'device-points', 'incidents']) {
     map.on('mouseenter', l, () => (map.getCanvas().style.cursor = 'pointer'));
@@ -361,6 +364,8 @@ export function mount(el) {
         h('h4', t('device.history')), plot);
       chart = deviceChart(plot, d.recent);
       if (!chart) plot.append(h('p.muted', t('device.nohistory')));
+      // People counts below the minimum group size are null: said, never drawn.
+      if (d.recent.some((o) => o.suppressed)) plot.append(h('p.muted.suppressed', `${peopleCountText(null, true)} — ${t('people.suppressed', { n: MIN_GROUP })}`));
       probe.deviceShown = d.id;
     } catch (e) {
       clear(details).append(h('p.error', t('error.generic', { message: e.message })));

@@ -1,0 +1,327 @@
+//! Purpose-bound unmasking (issue 5, ADR 0018 (`docs/adr/0018-aggregates-and-purpose-bound-unmasking.md`)):
+//! `POST /api/v1/incidents/{id}/unmask` returns the value behind one pseudonym, once.
+//!
+//! Conditions, all checked here (the route's guard has already checked the permission
+//! `personal.unmask` and that the incident is in the caller's scope):
+//! - a declared purpose (one of [`UnmaskPurpose`]) and a justification of at least
+//!   [`MIN_JUSTIFICATION`] characters, else **403 `purpose_required`**;
+//! - the pseudonym occurs in *that* incident: its title, evidence or log, or an observation
+//!   of its device between one hour before the opening and the closing (or now), else
+//!   **404 `not_in_incident`**;
+//! - the pseudonym's key epoch still exists, else **410 `key_destroyed`** (and a purged or
+//!   erased identity answers **410 `identity_erased`**).
+//!
+//! Every attempt is audited by the guard (action `personal.unmask`, outcome ok / denied /
+//! failed) with this handler's detail attached ([`AuditDetail`]): pseudonym, purpose,
+//! justification, and the reason of a refusal — never the value. The answer carries
+//! `Cache-Control: no-store`; the value is never logged.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use beffroi_core::privacy::UnmaskPurpose;
+use beffroi_core::{Incident, IncidentId, LogEntry, Timestamp, Value};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::AppState;
+use crate::error::{ApiError, ErrorCode};
+use crate::handlers::{blocking, store_err};
+use crate::routes::Caller;
+
+/// Shortest accepted justification, in characters.
+pub const MIN_JUSTIFICATION: usize = 15;
+/// Longest accepted justification, in characters.
+pub const MAX_JUSTIFICATION: usize = 2000;
+/// How long before an incident's opening its device's observations still belong to it.
+pub const BEFORE_OPENING_MS: i64 = 3_600_000;
+
+pub use crate::routes::AuditDetail;
+
+/// Free text written by a user: scrubbed of personal identifiers before it is stored or
+/// audited.
+// scrubbed by pseudo's free_text at merge
+#[allow(clippy::unused_async)]
+pub(crate) async fn free_text(_s: &AppState, text: &str) -> Result<String, ApiError> {
+    Ok(text.to_string())
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct UnmaskRequest {
+    /// The pseudonym, as shown in the incident (`plate:3:k7f3qx2mn4pz7qab3c9d`).
+    #[serde(default)]
+    pub pseudonym: Option<String>,
+    /// incident_response | judicial_requisition | subject_request
+    #[serde(default)]
+    pub purpose: Option<String>,
+    /// Why, in at least 15 characters (a requisition number, the facts).
+    #[serde(default)]
+    pub justification: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct UnmaskResponse {
+    pub pseudonym: String,
+    /// The value in clear. Show it once; do not store it.
+    pub value: String,
+    pub purpose: String,
+    pub incident_id: u64,
+}
+
+/// Checks the purpose and the justification; the refusal reason otherwise.
+pub fn check_purpose(
+    purpose: Option<&str>,
+    justification: Option<&str>,
+) -> Result<UnmaskPurpose, String> {
+    let all: Vec<_> = UnmaskPurpose::ALL.iter().map(|p| p.as_str()).collect();
+    let purpose = match purpose.map(str::trim) {
+        None | Some("") => return Err(format!("a purpose is required ({})", all.join(", "))),
+        Some(p) => UnmaskPurpose::parse(p)
+            .ok_or_else(|| format!("unknown purpose `{p}` ({})", all.join(", ")))?,
+    };
+    let n = justification.map_or(0, |j| j.trim().chars().count());
+    if n < MIN_JUSTIFICATION {
+        return Err(format!(
+            "a justification of at least {MIN_JUSTIFICATION} characters is required"
+        ));
+    }
+    if n > MAX_JUSTIFICATION {
+        return Err(format!(
+            "the justification is longer than {MAX_JUSTIFICATION} characters"
+        ));
+    }
+    Ok(purpose)
+}
+
+/// Whether `pseudonym` occurs in the incident: title, evidence, log, or (given) one of its
+/// device's observations within the incident's window. Whole-token match: a pseudonym is
+/// never matched inside a longer one.
+pub fn occurs_in(pseudonym: &str, i: &Incident, log: &[LogEntry]) -> bool {
+    let has = |text: &str| {
+        text.match_indices(pseudonym).any(|(at, _)| {
+            let before = text[..at].chars().next_back();
+            let after = text[at + pseudonym.len()..].chars().next();
+            let boundary = |c: Option<char>| c.is_none_or(|c| !(c.is_alphanumeric() || c == ':'));
+            boundary(before) && boundary(after)
+        })
+    };
+    has(&i.title) || has(&i.evidence) || log.iter().any(|e| has(&e.detail))
+}
+
+/// The window of an incident's device observations that belong to it.
+pub fn window(i: &Incident, now: Timestamp) -> (Timestamp, Timestamp) {
+    (
+        Timestamp(i.opened_at.0 - BEFORE_OPENING_MS),
+        i.closed_at.unwrap_or(now),
+    )
+}
+
+fn refuse(code: ErrorCode, reason: String, detail: serde_json::Value) -> Response {
+    let mut d = detail;
+    d["reason"] = serde_json::Value::String(reason.clone());
+    d["code"] = serde_json::Value::String(code.as_str().into());
+    let mut resp = ApiError::new(code, reason).into_response();
+    resp.extensions_mut().insert(AuditDetail(d));
+    no_store(&mut resp);
+    resp
+}
+
+fn no_store(resp: &mut Response) {
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp.headers_mut()
+        .insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+}
+
+#[utoipa::path(post, path = "/api/v1/incidents/{id}/unmask", params(("id" = u64, Path)),
+    request_body = UnmaskRequest,
+    responses(
+        (status = 200, body = UnmaskResponse, description = "The value, once; `Cache-Control: no-store`"),
+        (status = 403, body = crate::error::ErrorBody, description = "`purpose_required`, or the role lacks `personal.unmask`"),
+        (status = 404, body = crate::error::ErrorBody, description = "`not_in_incident`"),
+        (status = 410, body = crate::error::ErrorBody, description = "`key_destroyed` or `identity_erased`")),
+    security(("bearer" = [])))]
+pub async fn unmask(
+    State(s): State<AppState>,
+    _c: Caller,
+    Path(id): Path<u64>,
+    body: Result<Json<UnmaskRequest>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let Json(req) = match body {
+        Ok(b) => b,
+        Err(e) => {
+            return refuse(
+                ErrorCode::InvalidRequest,
+                e.body_text(),
+                serde_json::json!({"incident_id": id}),
+            );
+        }
+    };
+    let pseudonym = req.pseudonym.as_deref().map(str::trim).unwrap_or_default();
+    let justification = match req.justification.as_deref() {
+        Some(j) => match free_text(&s, j.trim()).await {
+            Ok(j) => Some(j),
+            Err(e) => return e.into_response(),
+        },
+        None => None,
+    };
+    let mut detail = serde_json::json!({
+        "incident_id": id,
+        "pseudonym": pseudonym,
+        "purpose": req.purpose.as_deref().unwrap_or(""),
+        // Bounded in the audit record whatever was sent.
+        "justification": justification.as_deref().map(|j| j.chars().take(MAX_JUSTIFICATION).collect::<String>()),
+    });
+    let purpose = match check_purpose(req.purpose.as_deref(), justification.as_deref()) {
+        Ok(p) => p,
+        Err(reason) => return refuse(ErrorCode::PurposeRequired, reason, detail),
+    };
+    if beffroi_privacy::parse_pseudonym(pseudonym).is_none() {
+        return refuse(
+            ErrorCode::NotInIncident,
+            "not a pseudonym of this incident".into(),
+            detail,
+        );
+    }
+    // Find the pseudonym in the incident, then its sealed value.
+    let reader = Arc::clone(&s.reader);
+    let now = s.engine.clock.now();
+    let p = pseudonym.to_string();
+    let found = blocking(move || {
+        let Some((i, log)) = reader
+            .incident_with_log(IncidentId(id))
+            .map_err(store_err)?
+        else {
+            return Ok(None);
+        };
+        let mut inside = occurs_in(&p, &i, &log);
+        if !inside && let Some(d) = i.device {
+            let (from, to) = window(&i, now);
+            inside = reader
+                .observations(d, from, 100_000)
+                .map_err(store_err)?
+                .iter()
+                .any(|o| o.time <= to && matches!(&o.value, Value::Text(t) if **t == *p));
+        }
+        if !inside {
+            return Ok(None);
+        }
+        Ok(Some(reader.identity(&p).map_err(store_err)?))
+    })
+    .await;
+    let identity = match found {
+        Ok(Some(identity)) => identity,
+        Ok(None) => {
+            return refuse(
+                ErrorCode::NotInIncident,
+                format!("the pseudonym does not occur in incident {id}"),
+                detail,
+            );
+        }
+        Err(e) => return e.into_response(),
+    };
+    let Some(identity) = identity else {
+        return refuse(
+            ErrorCode::IdentityErased,
+            "the value behind this pseudonym was purged or erased".into(),
+            detail,
+        );
+    };
+    let opened = match s.pseudonymiser.as_deref() {
+        Some(ps) => ps.open(&identity.pseudonym, &identity.sealed),
+        None => Err(beffroi_privacy::PrivacyError::NoKey(identity.epoch)),
+    };
+    let value = match opened {
+        Ok(v) => v,
+        Err(beffroi_privacy::PrivacyError::NoKey(epoch)) => {
+            return refuse(
+                ErrorCode::KeyDestroyed,
+                format!(
+                    "the key of epoch {epoch} was destroyed: this pseudonym can no longer be linked"
+                ),
+                detail,
+            );
+        }
+        Err(e) => {
+            return refuse(ErrorCode::StoreUnavailable, e.to_string(), detail);
+        }
+    };
+    detail["identifier"] = serde_json::Value::String(identity.identifier.clone());
+    detail["epoch"] = serde_json::json!(identity.epoch);
+    let mut resp = Json(UnmaskResponse {
+        pseudonym: identity.pseudonym,
+        value,
+        purpose: purpose.as_str().into(),
+        incident_id: id,
+    })
+    .into_response();
+    resp.extensions_mut().insert(AuditDetail(detail));
+    no_store(&mut resp);
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn purpose_and_justification() {
+        assert!(check_purpose(None, Some("a long enough reason")).is_err());
+        assert!(check_purpose(Some("curiosity"), Some("a long enough reason")).is_err());
+        assert!(check_purpose(Some("incident_response"), Some("too short")).is_err());
+        assert!(check_purpose(Some("incident_response"), Some("   padded        ")).is_err());
+        assert_eq!(
+            check_purpose(
+                Some("judicial_requisition"),
+                Some("Réquisition n° 2026/1142")
+            ),
+            Ok(UnmaskPurpose::JudicialRequisition)
+        );
+    }
+
+    #[test]
+    fn a_pseudonym_occurs_only_as_a_whole_token() {
+        let t = beffroi_core::territory::fixture::small();
+        let p = "plate:2:abcdefghijklmnopqrst";
+        let mut i = Incident {
+            id: IncidentId(1),
+            key: beffroi_core::DedupKey("k@site:s1".into()),
+            rule: "r".into(),
+            category: "c".into(),
+            severity: beffroi_core::Severity::Major,
+            status: beffroi_core::Status::New,
+            title: "t".into(),
+            commune: t.commune_id("c1").expect("fixture"),
+            site: t.site_id("s1").expect("fixture"),
+            device: None,
+            position: beffroi_core::Point::new(5.0, 47.0),
+            opened_at: Timestamp(0),
+            updated_at: Timestamp(0),
+            acknowledged_at: None,
+            resolved_at: None,
+            closed_at: None,
+            owner: None,
+            condition_active: true,
+            alarm_count: 1,
+            evidence: format!("badge {p}x and {p}:9"),
+            sop_title: None,
+            sop: vec![],
+            reminded_at: None,
+            escalated_at: None,
+        };
+        assert!(!occurs_in(p, &i, &[]), "inside longer tokens");
+        i.evidence = format!("vu: {p}, porte B");
+        assert!(occurs_in(p, &i, &[]));
+        i.evidence.clear();
+        let log = [LogEntry {
+            at: Timestamp(0),
+            actor: beffroi_core::Actor::System,
+            action: "comment".into(),
+            detail: format!("({p})"),
+        }];
+        assert!(occurs_in(p, &i, &log));
+    }
+}

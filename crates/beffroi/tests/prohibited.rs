@@ -1,0 +1,72 @@
+//! `beffroi check` refuses prohibited data (issue 5): a demo copy whose kinds declare a
+//! biometric category and a categorisation of people fails with the reason, file, line and
+//! field; the demo itself passes.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for e in std::fs::read_dir(from).expect("read dir") {
+        let e = e.expect("entry");
+        let target = to.join(e.file_name());
+        if e.file_type().expect("type").is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), &target).expect("copy");
+        }
+    }
+}
+
+fn check(dir: &Path) -> (bool, String) {
+    let o = Command::new(env!("CARGO_BIN_EXE_beffroi"))
+        .arg("check")
+        .arg(dir)
+        .output()
+        .expect("run beffroi check");
+    (
+        o.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        ),
+    )
+}
+
+#[test]
+fn check_refuses_biometric_and_categorising_kinds() {
+    let (ok, out) = check(&repo().join("demo"));
+    assert!(ok, "the demo passes: {out}");
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    copy_dir(&repo().join("demo"), dir.path());
+    let kinds = dir.path().join("territory/kinds.toml");
+    let mut text = std::fs::read_to_string(&kinds).expect("kinds");
+    let first_new_line = text.lines().count() + 2;
+    text.push_str(
+        "\n[[kind]]\nid = \"gate_camera\"\nlabel = \"Gate camera\"\n\
+         [[kind.field]]\nname = \"signature\"\ntype = \"text\"\ncategory = \"biometric\"\n\
+         [[kind.field]]\nname = \"visitors_by_gender\"\ntype = \"number\"\ncategory = \"technical\"\n",
+    );
+    std::fs::write(&kinds, text).expect("write kinds");
+    let (ok, out) = check(dir.path());
+    assert!(!ok, "refused: {out}");
+    assert!(out.contains("kinds.toml:"), "{out}");
+    assert!(
+        out.contains("`field.category`") && out.contains("GDPR art. 9"),
+        "{out}"
+    );
+    assert!(
+        out.contains("visitors_by_gender") && out.contains("AI Act art. 5"),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("kinds.toml:{}:", first_new_line + 3)),
+        "the biometric field's line: {out}"
+    );
+}
