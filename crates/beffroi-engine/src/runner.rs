@@ -54,6 +54,9 @@ pub struct EngineConfig {
     /// Where the engine's own acts on behalf of a policy (automatic quarantine) are
     /// audited, once committed. Acts by users are audited by the API.
     pub audit: Option<EngineAudit>,
+    /// The territory's pseudonymisation keys. Without them, observations of personal or
+    /// sensitive text fields are refused (`no_pseudonymisation_key`), never stored in clear.
+    pub pseudonymiser: Option<Arc<beffroi_privacy::Pseudonymiser>>,
 }
 
 /// The audit sink handed to the engine.
@@ -103,6 +106,7 @@ impl Default for EngineConfig {
             device_keys: Arc::default(),
             security: crate::sentinel::SecurityConfig::default(),
             audit: None,
+            pseudonymiser: None,
         }
     }
 }
@@ -494,6 +498,7 @@ pub async fn start_with_events(
     pipeline.set_device_keys(Arc::clone(&cfg.device_keys));
     pipeline.restore_replay_windows(&windows);
     pipeline.set_security_config(cfg.security.clone());
+    pipeline.set_pseudonymiser(cfg.pseudonymiser.clone());
     let mut events = file_events;
     for e in stored_events {
         let id = e.id.clone();

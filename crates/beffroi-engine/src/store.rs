@@ -33,6 +33,15 @@ pub struct StoredRejection {
     pub detail: String,
 }
 
+/// A pseudonym met at ingest (or in free text) with its sealed value, upserted into
+/// `identities` in the same transaction as the observations that carry it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredIdentity {
+    pub sealed: beffroi_privacy::Sealed,
+    /// When it was seen (event time of the observation, or time of the act).
+    pub seen: Timestamp,
+}
+
 /// Everything one commit makes durable, in order.
 #[derive(Debug, Default)]
 pub struct WriteBatch {
@@ -49,6 +58,8 @@ pub struct WriteBatch {
     pub replay_windows: Vec<crate::trust::StoredWindow>,
     /// Quarantine and release acts, appended to the quarantine log.
     pub quarantine: Vec<crate::sentinel::QuarantineAct>,
+    /// Pseudonyms and their sealed values (upserted: first seen kept, last seen raised).
+    pub identities: Vec<StoredIdentity>,
 }
 
 impl WriteBatch {
@@ -61,6 +72,7 @@ impl WriteBatch {
             && self.events.is_empty()
             && self.replay_windows.is_empty()
             && self.quarantine.is_empty()
+            && self.identities.is_empty()
     }
     pub fn len(&self) -> usize {
         self.observations.len()
@@ -71,6 +83,7 @@ impl WriteBatch {
             + self.events.len()
             + self.replay_windows.len()
             + self.quarantine.len()
+            + self.identities.len()
     }
 }
 

@@ -14,6 +14,7 @@ mod reload;
 mod server;
 mod setup;
 mod simulate;
+mod vault;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -86,6 +87,11 @@ enum Command {
     /// Per-device credentials: list, issue, rotate, revoke, and the broker's
     /// password and ACL files generated from them.
     Devices(devices_cmd::Args),
+    /// Privacy: the pseudonymisation keys (`privacy keys list|rotate|destroy`).
+    Privacy {
+        #[command(subcommand)]
+        command: vault::PrivacyCommand,
+    },
 }
 
 fn init_tracing() {
@@ -114,6 +120,7 @@ fn main() -> ExitCode {
         } => runtime().and_then(|rt| {
             rt.block_on(async {
                 let dep = setup::load_demo()?;
+                let keys_dir = vault::default_dir(&data, &dep.territory.id);
                 let console = beffroi_console::Settings {
                     tiles,
                     pmtiles,
@@ -140,6 +147,7 @@ fn main() -> ExitCode {
                             files: audit_cmd::demo_digests(),
                         },
                         data_dir: data,
+                        keys_dir,
                         retention: Some(beffroi_core::Duration::from_mins(60 * 24 * 7)),
                         clock,
                         simulate: true,
@@ -164,6 +172,10 @@ fn main() -> ExitCode {
                 let dep = setup::load_dir(&cfg.deployment).map_err(|e| {
                     anyhow::anyhow!("{} is invalid:\n{e}", cfg.deployment.display())
                 })?;
+                let keys_dir = cfg
+                    .keys_dir
+                    .clone()
+                    .unwrap_or_else(|| vault::default_dir(&cfg.data_dir, &dep.territory.id));
                 let mut files = vec![config.clone()];
                 files.extend(audit_cmd::deployment_files(&cfg.deployment));
                 server::run(
@@ -178,6 +190,7 @@ fn main() -> ExitCode {
                             files: audit_cmd::digest_files(&files),
                         },
                         data_dir: cfg.data_dir,
+                        keys_dir,
                         retention: cfg.retention,
                         clock: Arc::new(beffroi_engine::runner::SystemClock),
                         simulate: false,
@@ -193,6 +206,7 @@ fn main() -> ExitCode {
         Command::Bench(args) => bench::run(args),
         Command::Users(cmd) => accounts::run(cmd),
         Command::Devices(args) => devices_cmd::run(args),
+        Command::Privacy { command } => vault::run(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
