@@ -273,7 +273,7 @@ pub async fn open_crisis(
     let user = c.principal.name.clone();
     let opening = CrisisOpening {
         kind,
-        title: req.title,
+        title: crate::scrub::free_text(&s, &req.title).await?,
         communes,
         level: req.level.unwrap_or(1),
     };
@@ -340,7 +340,7 @@ pub async fn crisis_log(
     b: JsonBody<CrisisLogRequest>,
 ) -> Result<Json<CrisisDto>, ApiError> {
     let req = body(b)?;
-    let cmd = CrisisCommand::Log(req.text);
+    let cmd = CrisisCommand::Log(crate::scrub::free_text(&s, &req.text).await?);
     on_crisis(&s, user, id, cmd).await
 }
 
@@ -389,7 +389,7 @@ pub async fn close_crisis(
 ) -> Result<Json<CrisisDto>, ApiError> {
     let req = body(b)?;
     let cmd = CrisisCommand::Close {
-        summary: req.summary,
+        summary: crate::scrub::free_text(&s, &req.summary).await?,
     };
     on_crisis(&s, user, id, cmd).await
 }

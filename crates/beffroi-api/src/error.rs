@@ -53,6 +53,9 @@ pub enum ErrorCode {
     TooManyAttempts,
     /// 429: the account or address is locked out for `Retry-After` seconds.
     LockedOut,
+    /// 422: the text carries a personal identifier (plate, phone number…) and no
+    /// pseudonymisation key is loaded to replace it: it is not stored.
+    NoPseudonymisationKey,
 }
 
 impl ErrorCode {
@@ -72,6 +75,7 @@ impl ErrorCode {
             ErrorCode::Forbidden | ErrorCode::CsrfFailed => StatusCode::FORBIDDEN,
             ErrorCode::TotpRequired | ErrorCode::TotpInvalid => StatusCode::UNAUTHORIZED,
             ErrorCode::TooManyAttempts | ErrorCode::LockedOut => StatusCode::TOO_MANY_REQUESTS,
+            ErrorCode::NoPseudonymisationKey => StatusCode::UNPROCESSABLE_ENTITY,
         }
     }
     pub fn as_str(self) -> &'static str {
@@ -98,6 +102,7 @@ impl ErrorCode {
             ErrorCode::TotpInvalid => "totp_invalid",
             ErrorCode::TooManyAttempts => "too_many_attempts",
             ErrorCode::LockedOut => "locked_out",
+            ErrorCode::NoPseudonymisationKey => "no_pseudonymisation_key",
         }
     }
 }

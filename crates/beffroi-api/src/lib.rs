@@ -23,6 +23,7 @@ pub mod mapgrid;
 pub mod openapi;
 pub mod overview;
 pub mod routes;
+mod scrub;
 pub mod security;
 pub mod totp;
 pub mod units;

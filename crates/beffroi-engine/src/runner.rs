@@ -193,6 +193,8 @@ enum Command {
         reply: oneshot::Sender<Result<EventView, EventError>>,
     },
     DeviceKeys(Arc<crate::trust::DeviceKeys>),
+    /// Sealed values behind the pseudonyms of scrubbed free text, for `identities`.
+    Identities(Vec<beffroi_privacy::Sealed>),
 }
 
 type EventReply = (
@@ -362,6 +364,22 @@ impl EngineHandle {
     ) -> Result<(), EngineClosed> {
         self.commands
             .send(Command::DeviceKeys(keys))
+            .await
+            .map_err(|_| EngineClosed)
+    }
+
+    /// Records the sealed values behind the pseudonyms of scrubbed free text. Commands
+    /// run in order: sent before the act that stores the text, they are committed with it
+    /// or before it.
+    pub async fn record_identities(
+        &self,
+        sealed: Vec<beffroi_privacy::Sealed>,
+    ) -> Result<(), EngineClosed> {
+        if sealed.is_empty() {
+            return Ok(());
+        }
+        self.commands
+            .send(Command::Identities(sealed))
             .await
             .map_err(|_| EngineClosed)
     }
@@ -722,6 +740,14 @@ fn handle_command(
         }
         Command::Security(signal) => {
             p.on_security_signal(&signal, clock.now(), &mut job.out);
+        }
+        Command::Identities(sealed) => {
+            let seen = clock.now();
+            job.out.batch.identities.extend(
+                sealed
+                    .into_iter()
+                    .map(|sealed| crate::store::StoredIdentity { sealed, seen }),
+            );
         }
         Command::DeviceKeys(keys) => {
             tracing::info!(devices = keys.len(), "device signing keys replaced");
