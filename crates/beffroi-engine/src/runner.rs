@@ -828,6 +828,8 @@ fn writer_loop(
             batch.crises.append(&mut j.out.batch.crises);
             batch.events.append(&mut j.out.batch.events);
             batch.quarantine.append(&mut j.out.batch.quarantine);
+            batch.identities.append(&mut j.out.batch.identities);
+            batch.replay_windows.append(&mut j.out.batch.replay_windows);
             purge_before = purge_before.max(j.purge_before);
             if let Some(s) = j.ops.take() {
                 snapshot = Some(s);
