@@ -21,14 +21,18 @@ static PROBE: LazyLock<Option<Pseudonymiser>> = LazyLock::new(|| {
     Pseudonymiser::new(vec![EpochKey::new(0, &k)])
 });
 
+/// Whether `text` holds something scrubbing would replace.
+fn carries_identifier(text: &str) -> bool {
+    PROBE
+        .as_ref()
+        .is_some_and(|p| !scrub(p, text).sealed.is_empty())
+}
+
 /// Scrubs `text` and records the sealed values; the text to store. Without a key, a text
 /// carrying an identifier is refused (`no_pseudonymisation_key`); other text passes.
 pub(crate) async fn free_text(s: &AppState, text: &str) -> Result<String, ApiError> {
     let Some(p) = s.pseudonymiser.as_ref().map(Arc::clone) else {
-        let found = PROBE
-            .as_ref()
-            .is_some_and(|p| !scrub(p, text).sealed.is_empty());
-        if found {
+        if carries_identifier(text) {
             return Err(ApiError::new(
                 ErrorCode::NoPseudonymisationKey,
                 "the text carries a personal identifier (plate, phone number, e-mail, MAC \
@@ -45,4 +49,20 @@ pub(crate) async fn free_text(s: &AppState, text: &str) -> Result<String, ApiErr
             .map_err(|_| ApiError::new(ErrorCode::StoreUnavailable, "the engine is stopping"))?;
     }
     Ok(scrubbed.text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::carries_identifier;
+
+    #[test]
+    fn without_a_key_only_text_free_of_identifiers_passes() {
+        assert!(carries_identifier("véhicule AB-123-CD"));
+        assert!(carries_identifier("rappeler le 06 12 34 56 78"));
+        assert!(carries_identifier("voir [[Jean Dupont]]"));
+        assert!(!carries_identifier("porte forcée, rondes renforcées à 22h"));
+        assert!(!carries_identifier(
+            "déjà pseudonymisé : plate:1:abcdefghijklmnopqrst"
+        ));
+    }
 }

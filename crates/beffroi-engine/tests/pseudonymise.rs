@@ -132,3 +132,43 @@ fn simulated_observations_are_pseudonymised_too() {
     assert!(t[0].starts_with("badge:4:"), "{}", t[0]);
     assert_eq!(out.batch.identities.len(), 1);
 }
+
+/// The cost of a personal field on the hot path, next to a technical one (a measurement,
+/// not a check): `cargo test --release -p beffroi-engine --test pseudonymise -- --ignored
+/// --nocapture`.
+#[test]
+#[ignore = "a measurement"]
+fn measure_the_cost_of_pseudonymisation() {
+    let keys = Arc::new(Pseudonymiser::new(vec![EpochKey::new(1, &[3; 32])]).expect("keys"));
+    const N: i64 = 200_000;
+    for (label, personal) in [("technical bool", false), ("personal badge", true)] {
+        let (mut p, _) = pipeline(Some(Arc::clone(&keys)));
+        let bodies: Vec<String> = (0..N)
+            .map(|i| {
+                let v = if personal {
+                    format!(r#""badge":"B-{:05}""#, i % 5000)
+                } else {
+                    r#""on":true"#.to_string()
+                };
+                format!(r#"{{"device":"a1","time":{},"values":{{{v}}}}}"#, START + i)
+            })
+            .collect();
+        let started = std::time::Instant::now();
+        let mut out = Output::default();
+        for (i, b) in bodies.iter().enumerate() {
+            p.ingest(
+                Source::Http,
+                Format::Json,
+                None,
+                b.as_bytes(),
+                Timestamp(START + N),
+                &mut out,
+            );
+            if i % 1000 == 0 {
+                out = Output::default();
+            }
+        }
+        let secs = started.elapsed().as_secs_f64();
+        println!("{label}: {:.0} observations/s", N as f64 / secs);
+    }
+}
