@@ -293,7 +293,7 @@ fn a_server_leaves_a_verified_audit_trail() {
     let deployment = work.path().join("deployment");
     let demo = support::demo::dir();
     copy_dir(&demo.join("territory"), &deployment.join("territory"));
-    for f in ["rules.toml", "procedures.toml"] {
+    for f in ["rules.toml", "procedures.toml", "privacy.toml"] {
         std::fs::copy(demo.join(f), deployment.join(f)).expect("copy");
     }
     let rules = deployment.join("rules.toml");
@@ -342,6 +342,7 @@ fn a_server_leaves_a_verified_audit_trail() {
         vec![
             ("system.start", "ok"),
             ("config.load", "ok"),
+            ("privacy.keys", "ok"),
             ("rules.reload", "failed"),
             ("rules.reload", "ok"),
             ("system.stop", "ok"),
@@ -358,5 +359,5 @@ fn a_server_leaves_a_verified_audit_trail() {
     // Shut down cleanly: a final checkpoint seals everything.
     let o = verify(&data, &["--strict"]);
     assert!(o.status.success(), "{}", text(&o));
-    assert!(text(&o).contains("5 entries"), "{}", text(&o));
+    assert!(text(&o).contains("6 entries"), "{}", text(&o));
 }

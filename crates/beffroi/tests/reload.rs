@@ -27,6 +27,8 @@ fn an_invalid_rules_file_keeps_the_rules_in_force_and_a_valid_one_replaces_them(
     let demo = support::demo::dir();
     copy_dir(&demo.join("territory"), &deployment.join("territory"));
     std::fs::copy(demo.join("rules.toml"), deployment.join("rules.toml")).expect("copy");
+    // The register the kinds' personal fields name.
+    std::fs::copy(demo.join("privacy.toml"), deployment.join("privacy.toml")).expect("copy");
     std::fs::copy(
         demo.join("procedures.toml"),
         deployment.join("procedures.toml"),
