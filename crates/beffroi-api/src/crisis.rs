@@ -370,9 +370,13 @@ pub async fn crisis_role(
     b: JsonBody<CrisisRoleRequest>,
 ) -> Result<Json<CrisisDto>, ApiError> {
     let req = body(b)?;
+    let holder = match req.holder {
+        Some(h) => Some(crate::scrub::free_text(&s, &h).await?.into()),
+        None => None,
+    };
     let cmd = CrisisCommand::Role {
         role: req.role.into(),
-        holder: req.holder.map(Into::into),
+        holder,
     };
     on_crisis(&s, user, id, cmd).await
 }
