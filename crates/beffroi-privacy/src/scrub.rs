@@ -90,9 +90,10 @@ static PATTERNS: LazyLock<Vec<Pattern>> = LazyLock::new(|| {
             Some(Identifier::LicencePlate),
             0,
         ),
-        // FNI: 1–4 digits, 1–3 letters, the département.
+        // FNI: 1–4 digits, 1–3 letters, the département. A single letter only between
+        // separators (`123 A 75`), so that `14H30` stays a time.
         pattern(
-            r"[0-9]{1,4}[ \-]?[A-Z]{1,3}[ \-]?(?:97[1-6]|2[AB]|[0-9]{2})",
+            r"[0-9]{1,4}(?:[ \-]?[A-Z]{2,3}[ \-]?|[ \-][A-Z][ \-])(?:97[1-6]|2[AB]|[0-9]{2})",
             Some(Identifier::LicencePlate),
             0,
         ),
@@ -188,6 +189,8 @@ mod tests {
                 "1234AB21",
             ),
             ("corse 123-ABC-2A", Identifier::LicencePlate, "123ABC2A"),
+            ("ancienne 123 A 75", Identifier::LicencePlate, "123A75"),
+            ("réunion 12 ABC 974", Identifier::LicencePlate, "12ABC974"),
             (
                 "appel du 06 12 34 56 78 reçu",
                 Identifier::PhoneNumber,
@@ -255,7 +258,7 @@ mod tests {
         for text in [
             "Crue de l'Ouche, niveau 3.2 m à 14:05, 12 agents sur place",
             "Incident 42 clos le 2026-11-27, ticket #123456",
-            "rappeler le PC à 15h30 (poste 1234)",
+            "rappeler le PC à 15h30 (poste 1234), relève à 14H30",
             "température 21.5 °C, débit 120 m3/s",
             "",
         ] {
