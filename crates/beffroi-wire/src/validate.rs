@@ -65,10 +65,16 @@ pub fn validate(
                 ));
             }
             if spec.min.is_some_and(|lo| *n < lo) || spec.max.is_some_and(|hi| *n > hi) {
+                // A personal or sensitive value is never quoted.
+                let shown = if spec.category.is_personal() {
+                    "…".to_string()
+                } else {
+                    n.to_string()
+                };
                 return Err(Rejection::new(
                     RejectReason::OutOfRange,
                     format!(
-                        "{}.{} = {n} outside [{}, {}]",
+                        "{}.{} = {shown} outside [{}, {}]",
                         kind.id,
                         spec.name,
                         spec.min.map_or("-inf".to_string(), |v| v.to_string()),
