@@ -371,6 +371,23 @@ fn no_personal_value_is_kept_in_clear_anywhere() {
     );
     assert_eq!(st, 200, "{v}");
     let (st, v) = admin.post(
+        &format!("/api/v1/crises/{crisis_id}/roles"),
+        &json!({"role": "dos", "holder": "[[Jean Dupont]]"}).to_string(),
+    );
+    assert_eq!(st, 200, "{v}");
+    let (st, event) = admin.post(
+        "/api/v1/events",
+        &json!({
+            "name": "Vide-grenier — inscriptions au 07 11 22 33 44",
+            "perimeter": {"type": "Polygon", "coordinates": [[[5.03, 47.32], [5.05, 47.32], [5.05, 47.33], [5.03, 47.33], [5.03, 47.32]]]},
+            "starts_at": support::rfc3339(now + 3_600_000),
+            "ends_at": support::rfc3339(now + 7_200_000),
+        })
+        .to_string(),
+    );
+    assert_eq!(st, 201, "{event}");
+    let event_id = event["id"].as_str().expect("event id").to_string();
+    let (st, v) = admin.post(
         &format!("/api/v1/devices/{SMS}/quarantine"),
         &json!({"reason": "spam depuis le 07 11 22 33 44"}).to_string(),
     );
@@ -400,6 +417,7 @@ fn no_personal_value_is_kept_in_clear_anywhere() {
             [BARRIER, SMS, READER, FIRE].map(String::from).to_vec(),
         ),
         ("/api/v1/crises", vec![crisis_id.clone()]),
+        ("/api/v1/events", vec![event_id]),
     ];
     let units = admin.get_ok("/api/v1/units");
     if let Some(u) = units.as_array().and_then(|a| a.first()) {
