@@ -265,6 +265,12 @@ KINDS = [
       ("tamper", "bool", None, None, None, "technical"),
       ("fps", "number", "fps", 0.0, 120.0, "technical"),
       ("firmware", "text", None, None, None, "technical")]),
+    ("parking_barrier", "Plate-reading barrier of a municipal car park", "1h",
+     [("plate", "text", None, None, None, "personal"),
+      ("entry", "bool", None, None, None, "technical")]),
+    ("alert_line", "Citizen alert line (SMS gateway)", None,
+     [("sender", "text", None, None, None, "personal"),
+      ("topic", "text", None, None, None, "technical")]),
 ]
 
 # Largest physically possible change per minute of a field (anomaly detection flags a
@@ -278,17 +284,27 @@ KIND_PRIVACY = {
     "access_reader": {"purpose": "access_control"},
     "people_counter": {"purpose": "crowd_safety", "public_space": True},
     "camera_health": {"purpose": "video_protection", "public_space": True},
+    "parking_barrier": {"purpose": "parking_management", "public_space": True,
+                        "video_linked": True},
+    "alert_line": {"purpose": "citizen_alerts"},
 }
 FIELD_PRIVACY = {
     ("access_reader", "badge"): {"identifier": "badge"},
     ("people_counter", "occupancy"): {"people_count": True},
+    ("parking_barrier", "plate"): {"identifier": "licence_plate"},
+    ("alert_line", "sender"): {"identifier": "phone_number"},
 }
+
+# Town halls whose municipal car park has a plate-reading barrier; the citizen alert line
+# (SMS gateway) is run from Dijon's town hall.
+PARKING_COMMUNES = ("dijon", "chenove", "talant", "longvic")
+ALERT_LINE_SITE = "dijon-hotel-de-ville"
 
 KIND_SHORT = {
     "water_level": "gauge", "rain_gauge": "rain", "fire_panel": "fire",
     "intrusion_panel": "intrusion", "access_reader": "access", "smoke_detector": "smoke",
     "temperature": "temp", "road_surface": "road", "people_counter": "counter",
-    "camera_health": "cam",
+    "camera_health": "cam", "parking_barrier": "barrier", "alert_line": "sms",
 }
 
 # kinds whose every device is LoRaWAN (has a dev_eui); the others have none
@@ -627,6 +643,10 @@ def build_devices(t: Territory):
                 n = n_cam + j + 1
                 pos = jitter(*c["pos"], ("streetcam", site["id"], n), radius, 50)
                 t.add_device(site, "camera_health", n, width, position=pos)
+            if kind == "town_hall" and site["commune"] in PARKING_COMMUNES:
+                t.add_device(site, "parking_barrier", 1)
+            if site["id"] == ALERT_LINE_SITE:
+                t.add_device(site, "alert_line", 1)
         elif kind == "river_reach":
             n = 1 if r.random() < 0.5 else 2
             if site["id"] in ("dijon-ouche-port-du-canal", "longvic-ouche"):
@@ -1043,7 +1063,21 @@ BACKGROUND = {
     "camera_health": ("senml", [("online", "5m", "2m", True, None),
                                 ("tamper", "5m", "2m", False, None),
                                 ("fps", "5m", "2m", 25.0, 1.0)]),
+    "parking_barrier": ("json", [("entry", "30m", "3m", True, None)]),
 }
+
+SIV_LETTERS = "ABCDEFGHJKLMNPQRSTVWXYZ"
+
+
+def siv_plate(r: random.Random) -> str:
+    """A fictitious SIV plate (`AB-123-CD`)."""
+    return (f"{r.choice(SIV_LETTERS)}{r.choice(SIV_LETTERS)}-{r.randint(100, 999)}-"
+            f"{r.choice(SIV_LETTERS)}{r.choice(SIV_LETTERS)}")
+
+
+def mobile_number(r: random.Random) -> str:
+    """A fictitious French mobile number (`06 12 34 56 78`)."""
+    return f"0{r.choice((6, 7))} " + " ".join(f"{r.randint(0, 99):02d}" for _ in range(4))
 
 
 def build_scenarios(t: Territory) -> list[Scenario]:
@@ -1071,6 +1105,25 @@ def build_scenarios(t: Territory) -> list[Scenario]:
         sc.event(at=fmt_dur(at), device=r.choice(readers),
                  values={"door_forced": False, "granted": True,
                          "badge": f"BADGE-{r.randint(1000, 9999)}"})
+    sc.comment("Cars in and out of the municipal car parks: each plate is read at the entry,\n"
+               "then again at the exit (the same plate twice: one pseudonym).")
+    barriers = sorted(d["id"] for d in t.devices if d["kind"] == "parking_barrier")
+    r = rng_for("background-plates")
+    for i in range(16):
+        at = 5 * 60 + i * 18 * 60 + r.randint(0, 5 * 60)  # the exit is before 6h
+        plate = siv_plate(r)
+        barrier = r.choice(barriers)
+        sc.event(at=fmt_dur(at), device=barrier, values={"plate": plate, "entry": True})
+        stay = r.randint(20, 60) * 60
+        sc.event(at=fmt_dur(at + stay), device=barrier, values={"plate": plate, "entry": False})
+    sc.comment("Citizens' SMS to the alert line: the sender's number and a topic.")
+    lines = sorted(d["id"] for d in t.devices if d["kind"] == "alert_line")
+    r = rng_for("background-sms")
+    topics = ["voirie", "eclairage", "bruit", "proprete", "stationnement"]
+    for i in range(8):
+        at = 10 * 60 + i * 40 * 60 + r.randint(0, 20 * 60)
+        sc.event(at=fmt_dur(at), device=r.choice(lines),
+                 values={"sender": mobile_number(r), "topic": r.choice(topics)})
     out.append(sc)
 
     # ---------------------------------------------------------------- flood-ouche

@@ -273,7 +273,7 @@ pub async fn open_crisis(
     let user = c.principal.name.clone();
     let opening = CrisisOpening {
         kind,
-        title: req.title,
+        title: crate::scrub::free_text(&s, &req.title).await?,
         communes,
         level: req.level.unwrap_or(1),
     };
@@ -340,7 +340,7 @@ pub async fn crisis_log(
     b: JsonBody<CrisisLogRequest>,
 ) -> Result<Json<CrisisDto>, ApiError> {
     let req = body(b)?;
-    let cmd = CrisisCommand::Log(req.text);
+    let cmd = CrisisCommand::Log(crate::scrub::free_text(&s, &req.text).await?);
     on_crisis(&s, user, id, cmd).await
 }
 
@@ -370,9 +370,13 @@ pub async fn crisis_role(
     b: JsonBody<CrisisRoleRequest>,
 ) -> Result<Json<CrisisDto>, ApiError> {
     let req = body(b)?;
+    let holder = match req.holder {
+        Some(h) => Some(crate::scrub::free_text(&s, &h).await?.into()),
+        None => None,
+    };
     let cmd = CrisisCommand::Role {
         role: req.role.into(),
-        holder: req.holder.map(Into::into),
+        holder,
     };
     on_crisis(&s, user, id, cmd).await
 }
@@ -389,7 +393,7 @@ pub async fn close_crisis(
 ) -> Result<Json<CrisisDto>, ApiError> {
     let req = body(b)?;
     let cmd = CrisisCommand::Close {
-        summary: req.summary,
+        summary: crate::scrub::free_text(&s, &req.summary).await?,
     };
     on_crisis(&s, user, id, cmd).await
 }

@@ -64,6 +64,9 @@ pub enum ErrorCode {
     KeyDestroyed,
     /// 410: the value behind the pseudonym was purged (retention) or erased (a request).
     IdentityErased,
+    /// 422: the text carries a personal identifier (plate, phone number…) and no
+    /// pseudonymisation key is loaded to replace it: it is not stored.
+    NoPseudonymisationKey,
 }
 
 impl ErrorCode {
@@ -86,6 +89,7 @@ impl ErrorCode {
             ErrorCode::PurposeRequired => StatusCode::FORBIDDEN,
             ErrorCode::NotInIncident => StatusCode::NOT_FOUND,
             ErrorCode::KeyDestroyed | ErrorCode::IdentityErased => StatusCode::GONE,
+            ErrorCode::NoPseudonymisationKey => StatusCode::UNPROCESSABLE_ENTITY,
         }
     }
     pub fn as_str(self) -> &'static str {
@@ -117,6 +121,7 @@ impl ErrorCode {
             ErrorCode::NotInIncident => "not_in_incident",
             ErrorCode::KeyDestroyed => "key_destroyed",
             ErrorCode::IdentityErased => "identity_erased",
+            ErrorCode::NoPseudonymisationKey => "no_pseudonymisation_key",
         }
     }
 }

@@ -276,7 +276,8 @@ pub async fn create_event(
     u: User,
     body: Result<Json<NewEventRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Result<(axum::http::StatusCode, Json<EventDto>), ApiError> {
-    let Json(req) = body.map_err(|e| invalid(e.body_text()))?;
+    let Json(mut req) = body.map_err(|e| invalid(e.body_text()))?;
+    req.name = crate::scrub::free_text(&s, &req.name).await?;
     let perimeter = polygon_ring(&req.perimeter)?;
     let starts_at = time("starts_at", &req.starts_at)?;
     let ends_at = time("ends_at", &req.ends_at)?;

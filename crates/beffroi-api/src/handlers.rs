@@ -327,7 +327,10 @@ pub async fn act(
                 .ok_or_else(|| missing("unit"))?
                 .into(),
         ),
-        "comment" => IncidentAction::Comment(req.text.clone().ok_or_else(|| missing("text"))?),
+        "comment" => IncidentAction::Comment(
+            crate::scrub::free_text(&s, req.text.as_deref().ok_or_else(|| missing("text"))?)
+                .await?,
+        ),
         "complete_step" => IncidentAction::CompleteStep(req.step.ok_or_else(|| missing("step"))?),
         other => {
             return Err(ApiError::new(

@@ -26,6 +26,7 @@ pub mod overview;
 pub mod privacy;
 pub mod retention;
 pub mod routes;
+mod scrub;
 pub mod security;
 pub mod totp;
 pub mod units;

@@ -39,12 +39,7 @@ pub const SUBJECT_LIST_LIMIT: usize = 1000;
 /// Shortest justification of an erasure.
 pub const MIN_ERASE_JUSTIFICATION: usize = 15;
 
-/// Scrubs free text before it is stored.
-// scrubbed by pseudo's free_text at merge
-#[allow(clippy::unused_async)]
-async fn free_text(_s: &AppState, text: &str) -> Result<String, ApiError> {
-    Ok(text.to_string())
-}
+use crate::scrub::free_text;
 
 fn invalid(msg: impl Into<String>) -> ApiError {
     ApiError::new(ErrorCode::InvalidRequest, msg)

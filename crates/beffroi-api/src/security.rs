@@ -86,7 +86,7 @@ async fn act(
             OpsCommand::Quarantine {
                 device: id,
                 quarantined,
-                reason: req.reason,
+                reason: crate::scrub::free_text(&s, &req.reason).await?,
             },
             Actor::User(user.into()),
         )

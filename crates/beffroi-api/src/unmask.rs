@@ -41,13 +41,7 @@ pub const BEFORE_OPENING_MS: i64 = 3_600_000;
 
 pub use crate::routes::AuditDetail;
 
-/// Free text written by a user: scrubbed of personal identifiers before it is stored or
-/// audited.
-// scrubbed by pseudo's free_text at merge
-#[allow(clippy::unused_async)]
-pub(crate) async fn free_text(_s: &AppState, text: &str) -> Result<String, ApiError> {
-    Ok(text.to_string())
-}
+use crate::scrub::free_text;
 
 #[derive(Deserialize, ToSchema)]
 pub struct UnmaskRequest {

@@ -1,4 +1,5 @@
-//! The synchronous pipeline of one partition: decode → validate → twin → rules → incidents.
+//! The synchronous pipeline of one partition: decode → validate → trust → pseudonymise →
+//! twin → rules → incidents.
 
 use std::sync::Arc;
 
@@ -9,7 +10,7 @@ use beffroi_core::incident::{EscalationPolicy, Procedure};
 use beffroi_core::{
     Actor, Alarm, AlarmKind, DeviceIdx, Incident, IncidentAction, IncidentBook, IncidentChange,
     IncidentId, Observation, Territory, Timestamp, TransitionError, Unit, UnitBoard, UnitError,
-    UnitSpec, UnitStatus,
+    UnitSpec, UnitStatus, Value,
 };
 use beffroi_rules::{Evaluator, RuleSet};
 use beffroi_wire::{Context, Format, RejectReason, Rejection};
@@ -19,7 +20,7 @@ use crate::events::{EventBook, EventError, EventView};
 use crate::live::{DeviceChange, DeviceState};
 use crate::metrics::Metrics;
 use crate::operations::{Operations, OpsSnapshot};
-use crate::store::{StoredObservation, StoredRejection, WriteBatch};
+use crate::store::{StoredIdentity, StoredObservation, StoredRejection, WriteBatch};
 use crate::trust::{DeviceKeys, StoredWindow, Transport, TrustGate};
 use beffroi_core::EventStatus;
 use beffroi_rules::EventRules;
@@ -99,6 +100,11 @@ pub struct Pipeline {
     /// Minimum group size and bucket of people counts: a people count is stored at the
     /// start of its bucket (the store keeps the bucket's highest count).
     aggregates: beffroi_core::privacy::Aggregates,
+    /// The territory's keys: personal text values become pseudonyms before anything else.
+    pseudonymiser: Option<Arc<beffroi_privacy::Pseudonymiser>>,
+    /// Some kind of the territory has a personal or sensitive text field (else the
+    /// pseudonymisation step costs one branch per observation).
+    has_personal: bool,
 }
 
 impl Pipeline {
@@ -114,9 +120,16 @@ impl Pipeline {
             Arc::clone(&territory),
             beffroi_sentinel::Config::default(),
         );
+        let has_personal = territory.kinds.iter().any(|k| {
+            k.fields
+                .iter()
+                .any(|f| f.category.is_personal() && f.ty == beffroi_core::FieldType::Text)
+        });
         Pipeline {
             sentinel,
             aggregates: beffroi_core::privacy::Aggregates::default(),
+            pseudonymiser: None,
+            has_personal,
             base_rules: Arc::clone(&rules),
             events: EventBook::default(),
             eval: Evaluator::new(rules, Arc::clone(&territory), start),
@@ -137,6 +150,51 @@ impl Pipeline {
             escalation: EscalationPolicy::default(),
             trust: TrustGate::default(),
         }
+    }
+
+    /// Installs the territory's pseudonymisation keys (at start).
+    pub fn set_pseudonymiser(&mut self, p: Option<Arc<beffroi_privacy::Pseudonymiser>>) {
+        self.pseudonymiser = p;
+    }
+
+    /// Replaces a personal or sensitive text value by its pseudonym (current epoch) and
+    /// queues the sealed value for `identities`. Without keys, the observation is refused:
+    /// the detail names the field, never the value.
+    fn pseudonymise(&self, o: &mut Observation, out: &mut Output) -> Result<(), Rejection> {
+        if !self.has_personal {
+            return Ok(());
+        }
+        let kind = self.territory.kind_of(o.device);
+        let Some(spec) = kind.fields.get(o.field.get()) else {
+            return Ok(());
+        };
+        if !spec.category.is_personal() {
+            return Ok(());
+        }
+        let Value::Text(raw) = &o.value else {
+            return Ok(());
+        };
+        let Some(p) = &self.pseudonymiser else {
+            return Err(Rejection::new(
+                RejectReason::NoPseudonymisationKey,
+                format!(
+                    "{}.{} is {} and no pseudonymisation key is loaded",
+                    kind.id,
+                    spec.name,
+                    spec.category.as_str()
+                ),
+            ));
+        };
+        let sealed = p.seal(
+            spec.identifier.unwrap_or(beffroi_core::Identifier::Other),
+            raw,
+        );
+        o.value = Value::Text(sealed.pseudonym.0.as_str().into());
+        out.batch.identities.push(StoredIdentity {
+            sealed,
+            seen: o.time,
+        });
+        Ok(())
     }
 
     /// Installs the signing keys in force (at start, and when the registry changes:
@@ -554,6 +612,8 @@ impl Pipeline {
                     }
                 }
             });
+            // Before anything is stored, logged or evaluated.
+            let checked = checked.and_then(|mut o| self.pseudonymise(&mut o, out).map(|()| o));
             match checked {
                 Ok(o) => self.obs.push(o),
                 Err(rej) => {
@@ -624,6 +684,18 @@ impl Pipeline {
 
     /// Accepts observations that are already validated (simulator, benchmarks).
     pub fn ingest_observation(&mut self, o: &Observation, received: Timestamp, out: &mut Output) {
+        let sealed;
+        let o = if self.has_personal && matches!(o.value, Value::Text(_)) {
+            let mut p = o.clone();
+            if let Err(rej) = self.pseudonymise(&mut p, out) {
+                self.reject(Source::Simulator, rej, received, out);
+                return;
+            }
+            sealed = p;
+            &sealed
+        } else {
+            o
+        };
         self.metrics.accepted[Source::Simulator.index()].inc();
         self.sentinel.on_message(o.device, received);
         self.observe(o, received, out);

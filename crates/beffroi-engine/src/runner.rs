@@ -55,9 +55,6 @@ pub struct EngineConfig {
     pub exports_dir: Option<std::path::PathBuf>,
     /// Staff account → role: redacted records name the role, not the person.
     pub staff_roles: Arc<std::collections::HashMap<String, String>>,
-    /// The territory's pseudonymisation keys (set by the server); the purge deletes the
-    /// `identities` rows of destroyed epochs.
-    pub pseudonymiser: Option<Arc<beffroi_privacy::Pseudonymiser>>,
     /// Capacity of the live event channel per subscriber.
     pub live_capacity: usize,
     /// Units, escalation delays and safeguard-plan roles of the deployment.
@@ -69,8 +66,10 @@ pub struct EngineConfig {
     /// Where the engine's own acts on behalf of a policy (automatic quarantine) are
     /// audited, once committed. Acts by users are audited by the API.
     pub audit: Option<EngineAudit>,
-    /// Minimum group size and time bucket of people counts (`privacy.toml`).
-    pub aggregates: beffroi_core::privacy::Aggregates,
+    /// The territory's pseudonymisation keys. Without them, observations of personal or
+    /// sensitive text fields are refused (`no_pseudonymisation_key`), never stored in clear;
+    /// the purge deletes the `identities` rows of epochs no longer alive.
+    pub pseudonymiser: Option<Arc<beffroi_privacy::Pseudonymiser>>,
 }
 
 /// The audit sink handed to the engine.
@@ -119,13 +118,12 @@ impl Default for EngineConfig {
             purge_every: Some(beffroi_core::Duration::from_mins(10)),
             exports_dir: None,
             staff_roles: Arc::default(),
-            pseudonymiser: None,
             live_capacity: 4096,
             operations: Operations::default(),
             device_keys: Arc::default(),
             security: crate::sentinel::SecurityConfig::default(),
             audit: None,
-            aggregates: beffroi_core::privacy::Aggregates::default(),
+            pseudonymiser: None,
         }
     }
 }
@@ -212,6 +210,8 @@ enum Command {
         reply: oneshot::Sender<Result<EventView, EventError>>,
     },
     DeviceKeys(Arc<crate::trust::DeviceKeys>),
+    /// Sealed values behind the pseudonyms of scrubbed free text, for `identities`.
+    Identities(Vec<beffroi_privacy::Sealed>),
     Privacy {
         cmd: PrivacyCommand,
         reply: oneshot::Sender<Result<PrivacyOutcome, PrivacyError>>,
@@ -424,6 +424,22 @@ impl EngineHandle {
             .map_err(|_| EngineClosed)
     }
 
+    /// Records the sealed values behind the pseudonyms of scrubbed free text. Commands
+    /// run in order: sent before the act that stores the text, they are committed with it
+    /// or before it.
+    pub async fn record_identities(
+        &self,
+        sealed: Vec<beffroi_privacy::Sealed>,
+    ) -> Result<(), EngineClosed> {
+        if sealed.is_empty() {
+            return Ok(());
+        }
+        self.commands
+            .send(Command::Identities(sealed))
+            .await
+            .map_err(|_| EngineClosed)
+    }
+
     /// The ingest queue itself, for sources that wait for room (MQTT, simulator).
     pub fn ingest_sender(&self) -> mpsc::Sender<Envelope> {
         self.ingest.clone()
@@ -559,7 +575,8 @@ pub async fn start_with_events(
     pipeline.set_device_keys(Arc::clone(&cfg.device_keys));
     pipeline.restore_replay_windows(&windows);
     pipeline.set_security_config(cfg.security.clone());
-    pipeline.set_aggregates(cfg.aggregates);
+    pipeline.set_aggregates(cfg.privacy.aggregates);
+    pipeline.set_pseudonymiser(cfg.pseudonymiser.clone());
     let mut events = file_events;
     for e in stored_events {
         let id = e.id.clone();
@@ -852,6 +869,14 @@ fn handle_command(
         Command::Security(signal) => {
             p.on_security_signal(&signal, clock.now(), &mut job.out);
         }
+        Command::Identities(sealed) => {
+            let seen = clock.now();
+            job.out.batch.identities.extend(
+                sealed
+                    .into_iter()
+                    .map(|sealed| crate::store::StoredIdentity { sealed, seen }),
+            );
+        }
         Command::Privacy { .. } => {
             // Handled by the pipeline loop, which knows the configuration.
         }
@@ -937,6 +962,8 @@ fn writer_loop(
             batch.events.append(&mut j.out.batch.events);
             batch.quarantine.append(&mut j.out.batch.quarantine);
             privacy.append(&mut j.privacy);
+            batch.identities.append(&mut j.out.batch.identities);
+            batch.replay_windows.append(&mut j.out.batch.replay_windows);
             if let Some(s) = j.ops.take() {
                 snapshot = Some(s);
             }

@@ -36,6 +36,15 @@ pub struct StoredRejection {
     pub detail: String,
 }
 
+/// A pseudonym met at ingest (or in free text) with its sealed value, upserted into
+/// `identities` in the same transaction as the observations that carry it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredIdentity {
+    pub sealed: beffroi_privacy::Sealed,
+    /// When it was seen (event time of the observation, or time of the act).
+    pub seen: Timestamp,
+}
+
 /// Everything one commit makes durable, in order.
 #[derive(Debug, Default)]
 pub struct WriteBatch {
@@ -52,6 +61,8 @@ pub struct WriteBatch {
     pub replay_windows: Vec<crate::trust::StoredWindow>,
     /// Quarantine and release acts, appended to the quarantine log.
     pub quarantine: Vec<crate::sentinel::QuarantineAct>,
+    /// Pseudonyms and their sealed values (upserted: first seen kept, last seen raised).
+    pub identities: Vec<StoredIdentity>,
 }
 
 impl WriteBatch {
@@ -64,6 +75,7 @@ impl WriteBatch {
             && self.events.is_empty()
             && self.replay_windows.is_empty()
             && self.quarantine.is_empty()
+            && self.identities.is_empty()
     }
     pub fn len(&self) -> usize {
         self.observations.len()
@@ -74,6 +86,7 @@ impl WriteBatch {
             + self.events.len()
             + self.replay_windows.len()
             + self.quarantine.len()
+            + self.identities.len()
     }
 }
 
@@ -245,7 +258,7 @@ pub trait StoreReader: Send + Sync + 'static {
     }
     /// The sealed value behind a pseudonym (table `identities`), for purpose-bound
     /// unmasking; `None` when it was never seen or has been purged or erased.
-    fn identity(&self, _pseudonym: &str) -> Result<Option<StoredIdentity>, StoreError> {
+    fn identity(&self, _pseudonym: &str) -> Result<Option<IdentityRow>, StoreError> {
         Ok(None)
     }
 }
@@ -253,7 +266,7 @@ pub trait StoreReader: Send + Sync + 'static {
 /// A row of `identities`: what a pseudonym stands for, sealed with its epoch's key. Only
 /// `beffroi_privacy::Pseudonymiser::open` turns it back into the value.
 #[derive(Clone, PartialEq, Eq)]
-pub struct StoredIdentity {
+pub struct IdentityRow {
     pub pseudonym: String,
     /// `Identifier::as_str` (licence_plate, badge…).
     pub identifier: String,
@@ -263,11 +276,11 @@ pub struct StoredIdentity {
     pub last_seen: Timestamp,
 }
 
-impl std::fmt::Debug for StoredIdentity {
+impl std::fmt::Debug for IdentityRow {
     // Sealed bytes are not printed (they are useless without the key, but logs need not
     // carry them).
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StoredIdentity")
+        f.debug_struct("IdentityRow")
             .field("pseudonym", &self.pseudonym)
             .field("identifier", &self.identifier)
             .field("epoch", &self.epoch)

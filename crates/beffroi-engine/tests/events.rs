@@ -101,6 +101,11 @@ fn play(
         Arc::new(Metrics::new()),
         START,
     );
+    // The demo's badges and plates are pseudonymised, as in production.
+    p.set_pseudonymiser(
+        beffroi_privacy::Pseudonymiser::new(vec![beffroi_privacy::EpochKey::new(1, &[42; 32])])
+            .map(Arc::new),
+    );
     p.load_events(compiled, START);
     let step = Duration::from_secs(15);
     let mut offset = Duration::ZERO;

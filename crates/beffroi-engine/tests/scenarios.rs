@@ -115,6 +115,11 @@ fn play_signed(
         Arc::new(Metrics::new()),
         start,
     );
+    // Badges, plates and phone numbers of the demo are pseudonymised, as in production.
+    p.set_pseudonymiser(
+        beffroi_privacy::Pseudonymiser::new(vec![beffroi_privacy::EpochKey::new(1, &[42; 32])])
+            .map(Arc::new),
+    );
     let signing = signer.map(|s| {
         let s = s.borrow();
         p.set_device_keys(Arc::new(DeviceKeys::new([(s.id.clone(), s.key)])));

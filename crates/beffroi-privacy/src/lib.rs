@@ -15,7 +15,9 @@
 //! database).
 
 mod pseudonym;
+mod scrub;
 
 pub use pseudonym::{
     EpochKey, PrivacyError, Pseudonym, Pseudonymiser, Sealed, normalise, parse_pseudonym,
 };
+pub use scrub::{Scrubbed, scrub};

@@ -112,7 +112,11 @@ pub fn normalise(id: Identifier, raw: &str) -> String {
             let plus = raw.starts_with('+');
             let digits: String = raw.chars().filter(char::is_ascii_digit).collect();
             if plus {
-                format!("+{digits}")
+                // `+33 (0)6 …`: the trunk 0 written after the country code.
+                match digits.strip_prefix("330") {
+                    Some(rest) if rest.len() == 9 => format!("+33{rest}"),
+                    _ => format!("+{digits}"),
+                }
             } else if let Some(rest) = digits.strip_prefix("00") {
                 format!("+{rest}")
             } else if digits.len() == 10 && digits.starts_with('0') {

@@ -235,7 +235,7 @@ pub(crate) fn observations(
 pub(crate) fn identity(
     conn: &Connection,
     pseudonym: &str,
-) -> Result<Option<beffroi_engine::store::StoredIdentity>, StoreError> {
+) -> Result<Option<beffroi_engine::store::IdentityRow>, StoreError> {
     let row = conn
         .prepare_cached(
             "SELECT pseudonym, identifier, epoch, sealed, first_seen, last_seen \
@@ -259,7 +259,7 @@ pub(crate) fn identity(
     };
     let epoch = u32::try_from(epoch)
         .map_err(|_| inconsistent(format!("identity epoch {epoch} out of range")))?;
-    Ok(Some(beffroi_engine::store::StoredIdentity {
+    Ok(Some(beffroi_engine::store::IdentityRow {
         pseudonym,
         identifier,
         epoch,

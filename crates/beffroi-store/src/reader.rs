@@ -86,7 +86,7 @@ impl StoreReader for SqliteReader {
     fn identity(
         &self,
         pseudonym: &str,
-    ) -> Result<Option<beffroi_engine::store::StoredIdentity>, StoreError> {
+    ) -> Result<Option<beffroi_engine::store::IdentityRow>, StoreError> {
         queries::identity(&self.pool.get(), pseudonym)
     }
 

@@ -22,6 +22,12 @@ const UPSERT_DEVICE_STATE: &str = "INSERT INTO device_state (device, last_seen) 
      ON CONFLICT (device) DO UPDATE SET last_seen = max(last_seen, excluded.last_seen)";
 const INSERT_REJECTION: &str =
     "INSERT INTO rejections (at, source, reason, detail) VALUES (?1, ?2, ?3, ?4)";
+/// A pseudonym met again keeps its first sighting and raises its last.
+const UPSERT_IDENTITY: &str = "INSERT INTO identities \
+     (pseudonym, identifier, epoch, sealed, first_seen, last_seen) VALUES (?1, ?2, ?3, ?4, ?5, ?5) \
+     ON CONFLICT (pseudonym) DO UPDATE SET \
+     first_seen = min(first_seen, excluded.first_seen), \
+     last_seen = max(last_seen, excluded.last_seen)";
 const ADD_OBSERVATION_COUNT: &str =
     "UPDATE counters SET value = value + ?1 WHERE name = 'observations'";
 
@@ -59,6 +65,32 @@ impl SqliteStore {
     /// [`SqliteReader::skipped_rows`](crate::SqliteReader::skipped_rows).
     pub fn skipped_rows(&self) -> u64 {
         self.skipped.get()
+    }
+
+    /// Deletes the identities of every epoch not in `alive` (their keys were destroyed: the
+    /// sealed values can no longer be opened). Returns how many rows went.
+    pub fn forget_identities_except(&mut self, alive: &[u32]) -> Result<usize, StoreError> {
+        let tx = self.begin()?;
+        let mut gone = 0;
+        {
+            let epochs: Vec<i64> = tx
+                .prepare("SELECT DISTINCT epoch FROM identities")
+                .ctx("prepare identity epochs")?
+                .query_map([], |r| r.get::<_, i64>(0))
+                .ctx("read identity epochs")?
+                .collect::<Result<_, _>>()
+                .ctx("read identity epochs")?;
+            let mut delete = tx
+                .prepare("DELETE FROM identities WHERE epoch = ?1")
+                .ctx("prepare identity deletion")?;
+            for e in epochs {
+                if !alive.iter().any(|a| i64::from(*a) == e) {
+                    gone += delete.execute([e]).ctx("delete identities")?;
+                }
+            }
+        }
+        tx.commit().ctx("commit identity deletion")?;
+        Ok(gone)
     }
 
     fn begin(&mut self) -> Result<Transaction<'_>, StoreError> {
@@ -118,6 +150,21 @@ impl Store for SqliteStore {
                     .ctx("prepare observation count")?
                     .execute([inserted as i64])
                     .ctx("write observation count")?;
+            }
+        }
+
+        if !batch.identities.is_empty() {
+            let mut upsert = tx.prepare_cached(UPSERT_IDENTITY).ctx("prepare identity")?;
+            for i in &batch.identities {
+                upsert
+                    .execute(params![
+                        i.sealed.pseudonym.0,
+                        i.sealed.identifier.as_str(),
+                        i.sealed.epoch,
+                        i.sealed.ciphertext,
+                        i.seen.0
+                    ])
+                    .ctx("write identity")?;
             }
         }
 

@@ -997,3 +997,57 @@ fn identity_reads_the_sealed_row() {
         None
     );
 }
+
+#[test]
+fn identities_are_upserted_with_the_observations_and_forgotten_with_their_epoch() {
+    use beffroi_core::Identifier;
+    use beffroi_engine::store::StoredIdentity;
+    use beffroi_privacy::{EpochKey, Pseudonymiser};
+    let (_dir, path) = temp();
+    let (mut store, _reader) = open(&path);
+    let p = Pseudonymiser::new(vec![EpochKey::new(1, &[7; 32]), EpochKey::new(2, &[9; 32])])
+        .expect("keys");
+    let old = Pseudonymiser::new(vec![EpochKey::new(1, &[7; 32])]).expect("keys");
+    let seen = |sealed, at| StoredIdentity {
+        sealed,
+        seen: Timestamp(at),
+    };
+    let plate = p.seal(Identifier::LicencePlate, "AB-123-CD");
+    let mut batch = WriteBatch::default();
+    batch.identities.push(seen(plate.clone(), 2_000));
+    batch
+        .identities
+        .push(seen(old.seal(Identifier::Badge, "B-0042"), 1_500));
+    store.write(&batch).expect("write");
+    let mut batch = WriteBatch::default();
+    // Seen again, later and (redelivered) earlier: first kept as the minimum, last raised.
+    batch.identities.push(seen(plate.clone(), 5_000));
+    batch.identities.push(seen(plate.clone(), 1_000));
+    store.write(&batch).expect("write");
+    let conn = rusqlite::Connection::open(&path).expect("open");
+    let row: (String, i64, Vec<u8>, i64, i64) = conn
+        .query_row(
+            "SELECT identifier, epoch, sealed, first_seen, last_seen FROM identities \
+             WHERE pseudonym = ?1",
+            [&plate.pseudonym.0],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+        )
+        .expect("row");
+    assert_eq!(row.0, "licence_plate");
+    assert_eq!(row.1, 2);
+    assert_eq!(
+        p.open(&plate.pseudonym.0, &row.2).expect("opens"),
+        "AB123CD"
+    );
+    assert_eq!((row.3, row.4), (1_000, 5_000));
+    // Epoch 1's key is destroyed: its rows go, epoch 2's stay.
+    assert_eq!(store.forget_identities_except(&[2]).expect("forget"), 1);
+    let left: Vec<i64> = conn
+        .prepare("SELECT epoch FROM identities")
+        .expect("prepare")
+        .query_map([], |r| r.get(0))
+        .expect("query")
+        .collect::<Result<_, _>>()
+        .expect("rows");
+    assert_eq!(left, vec![2]);
+}

@@ -100,6 +100,9 @@ pub enum RejectReason {
     Replay,
     /// On an authenticated broker, a message on one device's topic naming another device.
     TopicMismatch,
+    /// A personal or sensitive text value arrived and no pseudonymisation key is loaded: it
+    /// is never stored in clear.
+    NoPseudonymisationKey,
     /// An image or a video frame (SenML data value, data URI, base64 of an image or video):
     /// never an observation.
     ImageRefused,
@@ -108,7 +111,7 @@ pub enum RejectReason {
 }
 
 impl RejectReason {
-    pub const ALL: [RejectReason; 14] = [
+    pub const ALL: [RejectReason; 15] = [
         RejectReason::Malformed,
         RejectReason::Oversized,
         RejectReason::UnknownDevice,
@@ -123,6 +126,7 @@ impl RejectReason {
         RejectReason::TopicMismatch,
         RejectReason::ImageRefused,
         RejectReason::TextTooLong,
+        RejectReason::NoPseudonymisationKey,
     ];
     pub fn as_str(self) -> &'static str {
         match self {
@@ -140,6 +144,7 @@ impl RejectReason {
             RejectReason::TopicMismatch => "topic_mismatch",
             RejectReason::ImageRefused => "image_refused",
             RejectReason::TextTooLong => "text_too_long",
+            RejectReason::NoPseudonymisationKey => "no_pseudonymisation_key",
         }
     }
     pub fn index(self) -> usize {
@@ -198,7 +203,26 @@ pub fn decode<'a>(
 }
 
 pub(crate) fn malformed(e: impl std::fmt::Display) -> Rejection {
-    Rejection::new(RejectReason::Malformed, e.to_string())
+    Rejection::new(RejectReason::Malformed, redact_quoted(&e.to_string()))
+}
+
+/// A parser's message with every quoted string value replaced by `"…"`: serde quotes the
+/// value it choked on (`invalid type: string "AB-123-CD"`), which may be personal.
+pub fn redact_quoted(msg: &str) -> String {
+    let mut out = String::with_capacity(msg.len());
+    let mut inside = false;
+    for c in msg.chars() {
+        if c == '"' {
+            if inside {
+                out.push('…');
+            }
+            out.push(c);
+            inside = !inside;
+        } else if !inside {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// Parses an RFC 3339 timestamp (`2026-11-26T12:00:00Z`, offsets allowed).
@@ -248,5 +272,30 @@ mod tests {
             Some(Timestamp(1_795_694_400_250))
         );
         assert_eq!(parse_rfc3339("yesterday"), None);
+    }
+
+    #[test]
+    fn a_parser_error_never_quotes_the_value_it_choked_on() {
+        let cx = Context::default();
+        for (format, payload) in [
+            (Format::Json, r#"{"device":"d","values":"AB-123-CD"}"#),
+            (
+                Format::Json,
+                r#"{"device":"d","values":{"plate":"AB-123-CD"},"x":"AB-123-CD"}"#,
+            ),
+            (
+                Format::Senml,
+                r#"[{"n":"d/plate","vs":"AB-123-CD","v":"AB-123-CD"}]"#,
+            ),
+            (Format::Senml, r#"{"n":"AB-123-CD"}"#),
+            (Format::Chirpstack, r#"{"deviceInfo":"AB-123-CD"}"#),
+        ] {
+            let e = decode(format, payload.as_bytes(), cx).expect_err(payload);
+            assert!(!e.detail.contains("AB-123-CD"), "{payload}: {}", e.detail);
+        }
+        assert_eq!(
+            redact_quoted(r#"invalid type: string "06 12 34 56 78", expected a map"#),
+            r#"invalid type: string "…", expected a map"#
+        );
     }
 }

@@ -137,7 +137,7 @@ pub fn open(payload: &[u8]) -> Result<Sealed<'_>, SignedError> {
         Err(e) => {
             // An object with a syntax error: an envelope only if it mentions a mac.
             if contains(payload, b"\"mac\"") {
-                return Err(SignedError::Malformed(e.to_string()));
+                return Err(SignedError::Malformed(crate::redact_quoted(&e.to_string())));
             }
             return Err(SignedError::NotSigned);
         }

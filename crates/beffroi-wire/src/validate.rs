@@ -103,8 +103,9 @@ pub fn validate(
                 ));
             }
             if spec.min.is_some_and(|lo| *n < lo) || spec.max.is_some_and(|hi| *n > hi) {
-                // A people count is never quoted (it could be below the minimum group size).
-                let shown = if spec.people_count {
+                // A people count is never quoted (it could be below the minimum group size),
+                // nor a personal or sensitive value.
+                let shown = if spec.people_count || spec.category.is_personal() {
                     String::new()
                 } else {
                     format!(" = {n}")

@@ -21,6 +21,16 @@ struct Raw {
     #[serde(default)]
     http: Option<RawHttp>,
     audit: Option<RawAudit>,
+    #[serde(default)]
+    privacy: Option<RawPrivacy>,
+}
+
+/// `[privacy]`: where the territory's pseudonymisation keys live.
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+struct RawPrivacy {
+    #[serde(default)]
+    keys_dir: Option<PathBuf>,
 }
 
 /// `[audit]`: where the audit log and its signing key live, when checkpoints are signed.
@@ -172,6 +182,9 @@ pub struct Config {
     pub console: beffroi_console::Settings,
     pub audit: AuditSettings,
     pub http: HttpSettings,
+    /// `[privacy] keys_dir`: the key vault's folder (default: `beffroi-keys/<territory>`
+    /// beside the data folder, see [`crate::vault::default_dir`]).
+    pub keys_dir: Option<PathBuf>,
 }
 
 impl Config {
@@ -276,6 +289,7 @@ impl Config {
             },
         };
         Ok(Config {
+            keys_dir: raw.privacy.and_then(|p| p.keys_dir).map(|p| base.join(p)),
             http,
             listen: raw.listen,
             data_dir: base.join(raw.data_dir),
@@ -347,6 +361,17 @@ mod tests {
         let e = parse(&format!("{base}[audit]\ncheckpoint_interval = \"soon\"\n"))
             .expect_err("bad duration");
         assert!(e.to_string().contains("audit.checkpoint_interval"), "{e}");
+    }
+
+    #[test]
+    fn the_privacy_table_names_the_keys_folder() {
+        let base = "data_dir = \"d\"\ndeployment = \"dep\"\n";
+        assert!(parse(base).expect("valid").keys_dir.is_none());
+        let c = parse(&format!("{base}[privacy]\nkeys_dir = \"/srv/keys\"\n")).expect("valid");
+        assert_eq!(c.keys_dir, Some(PathBuf::from("/srv/keys")));
+        let c = parse(&format!("{base}[privacy]\nkeys_dir = \"k\"\n")).expect("valid");
+        assert_eq!(c.keys_dir, Some(PathBuf::from("/etc/beffroi/k")));
+        assert!(parse(&format!("{base}[privacy]\nkey = \"k\"\n")).is_err());
     }
 
     #[test]

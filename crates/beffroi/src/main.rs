@@ -15,6 +15,7 @@ mod reload;
 mod server;
 mod setup;
 mod simulate;
+mod vault;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -87,8 +88,8 @@ enum Command {
     /// Per-device credentials: list, issue, rotate, revoke, and the broker's
     /// password and ACL files generated from them.
     Devices(devices_cmd::Args),
-    /// The DPO's documents: the register of processing activities (`register`) and the
-    /// public notices of devices observing public space (`notices`).
+    /// Privacy: the DPO's documents (`register`, `notices`) and the pseudonymisation keys
+    /// (`keys list|rotate|destroy`).
     Privacy {
         #[command(subcommand)]
         command: privacy_cmd::PrivacyCommand,
@@ -121,6 +122,7 @@ fn main() -> ExitCode {
         } => runtime().and_then(|rt| {
             rt.block_on(async {
                 let dep = setup::load_demo()?;
+                let keys_dir = vault::default_dir(&data, &dep.territory.id);
                 let console = beffroi_console::Settings {
                     tiles,
                     pmtiles,
@@ -147,6 +149,7 @@ fn main() -> ExitCode {
                             files: audit_cmd::demo_digests(),
                         },
                         data_dir: data,
+                        keys_dir,
                         retention: Some(beffroi_core::Duration::from_mins(60 * 24 * 7)),
                         clock,
                         simulate: true,
@@ -171,6 +174,10 @@ fn main() -> ExitCode {
                 let dep = setup::load_dir(&cfg.deployment).map_err(|e| {
                     anyhow::anyhow!("{} is invalid:\n{e}", cfg.deployment.display())
                 })?;
+                let keys_dir = cfg
+                    .keys_dir
+                    .clone()
+                    .unwrap_or_else(|| vault::default_dir(&cfg.data_dir, &dep.territory.id));
                 let mut files = vec![config.clone()];
                 files.extend(audit_cmd::deployment_files(&cfg.deployment));
                 server::run(
@@ -185,6 +192,7 @@ fn main() -> ExitCode {
                             files: audit_cmd::digest_files(&files),
                         },
                         data_dir: cfg.data_dir,
+                        keys_dir,
                         retention: cfg.retention,
                         clock: Arc::new(beffroi_engine::runner::SystemClock),
                         simulate: false,

@@ -1,4 +1,4 @@
-//! `beffroi privacy register|notices`: the DPO's documents generated from a deployment
+//! `beffroi privacy register|notices|keys`: the DPO's documents generated from a deployment
 //! folder (or the embedded demo), written to files (docs/privacy.md).
 
 use std::path::{Path, PathBuf};
@@ -10,6 +10,8 @@ use crate::setup::{self, Deployment};
 
 #[derive(Subcommand)]
 pub enum PrivacyCommand {
+    /// The pseudonymisation keys of the territory: list, rotate, destroy.
+    Keys(crate::vault::KeysArgs),
     /// Writes the register of processing activities (GDPR art. 30) as HTML or JSON,
     /// chosen by the extension of --out.
     Register {
@@ -41,6 +43,7 @@ fn deployment(dir: Option<&Path>) -> Result<Deployment> {
 
 pub fn run(cmd: PrivacyCommand) -> Result<()> {
     match cmd {
+        PrivacyCommand::Keys(args) => crate::vault::run(args),
         PrivacyCommand::Register { dir, out } => {
             let dep = deployment(dir.as_deref())?;
             let reg = register_of(&dep);

@@ -33,6 +33,8 @@ pub struct RunOptions {
     pub audit: beffroi_audit::AuditConfig,
     /// What configuration was loaded, recorded as `config.load`.
     pub config_source: ConfigSource,
+    /// The key vault of the territory (pseudonymisation keys, one file per epoch).
+    pub keys_dir: PathBuf,
 }
 
 /// The configuration a run loaded: the deployment and its files with their SHA-256.
@@ -99,13 +101,48 @@ async fn serve(
 ) -> Result<()> {
     let db = opts.data_dir.join("beffroi.db");
     let territory = Arc::clone(&dep.territory);
-    let (store, reader) = {
+    // The pseudonymisation keys: epoch 1 is created on first start.
+    let (pseudonymiser, epochs) = {
+        let dir = opts.keys_dir.clone();
+        tokio::task::spawn_blocking(move || -> Result<_> {
+            let vault = crate::vault::Vault::open(&dir)?;
+            let p = vault.pseudonymiser()?;
+            Ok((p, vault.status()?))
+        })
+        .await??
+    };
+    let pseudonymiser = Arc::new(pseudonymiser);
+    let alive: Vec<u32> = pseudonymiser.epochs().collect();
+    let destroyed: Vec<u32> = epochs
+        .iter()
+        .filter(|e| !e.key_present)
+        .map(|e| e.epoch)
+        .collect();
+    let (store, reader, forgotten) = {
         let t = Arc::clone(&territory);
         let path = db.clone();
-        tokio::task::spawn_blocking(move || beffroi_store::open(&path, t))
-            .await?
-            .with_context(|| format!("cannot open the store {}", db.display()))?
+        let alive = alive.clone();
+        tokio::task::spawn_blocking(move || {
+            let (mut store, reader) = beffroi_store::open(&path, t)?;
+            // The sealed values of destroyed epochs can no longer be opened: gone.
+            let forgotten = store.forget_identities_except(&alive)?;
+            Ok::<_, beffroi_engine::StoreError>((store, reader, forgotten))
+        })
+        .await?
+        .with_context(|| format!("cannot open the store {}", db.display()))?
     };
+    crate::audit_cmd::record_system(
+        audit.as_ref(),
+        "privacy.keys",
+        Some(opts.keys_dir.display().to_string()),
+        AuditOutcome::Ok,
+        serde_json::json!({
+            "current_epoch": pseudonymiser.current_epoch(),
+            "epochs_alive": alive,
+            "epochs_destroyed": destroyed,
+            "identities_deleted": forgotten,
+        }),
+    );
     // Before `opts.http` is taken by the accounts.
     let web = web_security(&opts.http);
     let (auth, generated, admin_from_env) = {
@@ -133,10 +170,10 @@ async fn serve(
             operations: dep.operations.clone(),
             device_keys: Arc::new(device_keys),
             security: dep.security.clone(),
+            pseudonymiser: Some(Arc::clone(&pseudonymiser)),
             audit: Some(beffroi_engine::runner::EngineAudit(
                 Arc::clone(&audit) as Arc<dyn AuditSink>
             )),
-            aggregates: dep.privacy.aggregates,
             ..EngineConfig::default()
         },
     )
@@ -148,7 +185,8 @@ async fn serve(
         .with_web(web)
         .with_audit(Arc::clone(&audit) as Arc<dyn AuditSink>)
         .with_privacy(Arc::new(dep.privacy.clone()))
-        .with_audit_reader(Arc::clone(&audit) as Arc<dyn beffroi_core::AuditReader>);
+        .with_audit_reader(Arc::clone(&audit) as Arc<dyn beffroi_core::AuditReader>)
+        .with_pseudonymiser(Arc::clone(&pseudonymiser));
     let ready = Arc::clone(&state.ready);
     let end_streams = state.shutdown.clone();
     let app = beffroi_api::harden(
@@ -223,6 +261,11 @@ async fn serve(
     );
     println!("  data        : {}", db.display());
     println!("  audit log   : {}", audit.path().display());
+    println!(
+        "  keys        : {} (epoch {})",
+        opts.keys_dir.display(),
+        pseudonymiser.current_epoch()
+    );
     if admin_from_env {
         println!("  login       : admin / (from BEFFROI_ADMIN_PASSWORD)");
     }

@@ -342,6 +342,7 @@ fn a_server_leaves_a_verified_audit_trail() {
         vec![
             ("system.start", "ok"),
             ("config.load", "ok"),
+            ("privacy.keys", "ok"),
             ("rules.reload", "failed"),
             ("rules.reload", "ok"),
             ("system.stop", "ok"),
@@ -358,5 +359,5 @@ fn a_server_leaves_a_verified_audit_trail() {
     // Shut down cleanly: a final checkpoint seals everything.
     let o = verify(&data, &["--strict"]);
     assert!(o.status.success(), "{}", text(&o));
-    assert!(text(&o).contains("5 entries"), "{}", text(&o));
+    assert!(text(&o).contains("6 entries"), "{}", text(&o));
 }

@@ -1,0 +1,68 @@
+//! Free text people write through the API (incident comments, crisis log and summary,
+//! event names and descriptions, quarantine reasons): the identifiers it carries (plates,
+//! phone numbers, e-mails, MAC addresses, `[[marked names]]`) are replaced by their
+//! pseudonyms before it reaches the engine, and the sealed values go to `identities`
+//! through the engine's writer.
+
+use std::sync::{Arc, LazyLock};
+
+use beffroi_privacy::{EpochKey, Pseudonymiser, scrub};
+
+use crate::AppState;
+use crate::error::{ApiError, ErrorCode};
+
+/// A throwaway key, only to tell whether a text carries an identifier when no key is
+/// loaded (its pseudonyms are never kept).
+static PROBE: LazyLock<Option<Pseudonymiser>> = LazyLock::new(|| {
+    let mut k = [0u8; 32];
+    for (i, b) in k.iter_mut().enumerate() {
+        *b = i as u8;
+    }
+    Pseudonymiser::new(vec![EpochKey::new(0, &k)])
+});
+
+/// Whether `text` holds something scrubbing would replace.
+fn carries_identifier(text: &str) -> bool {
+    PROBE
+        .as_ref()
+        .is_some_and(|p| !scrub(p, text).sealed.is_empty())
+}
+
+/// Scrubs `text` and records the sealed values; the text to store. Without a key, a text
+/// carrying an identifier is refused (`no_pseudonymisation_key`); other text passes.
+pub(crate) async fn free_text(s: &AppState, text: &str) -> Result<String, ApiError> {
+    let Some(p) = s.pseudonymiser.as_ref().map(Arc::clone) else {
+        if carries_identifier(text) {
+            return Err(ApiError::new(
+                ErrorCode::NoPseudonymisationKey,
+                "the text carries a personal identifier (plate, phone number, e-mail, MAC \
+                 address or [[name]]) and no pseudonymisation key is loaded",
+            ));
+        }
+        return Ok(text.to_string());
+    };
+    let scrubbed = scrub(&p, text);
+    if !scrubbed.sealed.is_empty() {
+        s.engine
+            .record_identities(scrubbed.sealed)
+            .await
+            .map_err(|_| ApiError::new(ErrorCode::StoreUnavailable, "the engine is stopping"))?;
+    }
+    Ok(scrubbed.text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::carries_identifier;
+
+    #[test]
+    fn without_a_key_only_text_free_of_identifiers_passes() {
+        assert!(carries_identifier("véhicule AB-123-CD"));
+        assert!(carries_identifier("rappeler le 06 12 34 56 78"));
+        assert!(carries_identifier("voir [[Jean Dupont]]"));
+        assert!(!carries_identifier("porte forcée, rondes renforcées à 22h"));
+        assert!(!carries_identifier(
+            "déjà pseudonymisé : plate:1:abcdefghijklmnopqrst"
+        ));
+    }
+}

@@ -1,0 +1,174 @@
+//! Pseudonymisation in the pipeline: a personal text value becomes its keyed pseudonym
+//! before it is stored, logged or evaluated; its sealed value goes in the same batch; with
+//! no key it is refused and counted, never stored.
+
+use std::sync::Arc;
+
+use beffroi_core::territory::fixture;
+use beffroi_core::{Identifier, Timestamp, Value};
+use beffroi_engine::Source;
+use beffroi_engine::metrics::Metrics;
+use beffroi_engine::pipeline::{Output, Pipeline};
+use beffroi_privacy::{EpochKey, Pseudonymiser, parse_pseudonym};
+use beffroi_territory::SourceFile;
+use beffroi_wire::{Format, RejectReason};
+
+const START: i64 = 1_795_694_400_000;
+
+fn pipeline(keys: Option<Arc<Pseudonymiser>>) -> (Pipeline, Arc<Metrics>) {
+    let t = Arc::new(fixture::small());
+    let rules = beffroi_rules::parse(&SourceFile::new("rules.toml", ""), &t).expect("rules");
+    let metrics = Arc::new(Metrics::new());
+    let mut p = Pipeline::new(
+        t,
+        Arc::new(rules),
+        Vec::new(),
+        Arc::clone(&metrics),
+        Timestamp(START),
+    );
+    p.set_pseudonymiser(keys);
+    (p, metrics)
+}
+
+fn ingest(p: &mut Pipeline, badge: &str, at: i64) -> Output {
+    let mut out = Output::default();
+    let body = format!(r#"{{"device":"a1","time":{at},"values":{{"on":true,"badge":"{badge}"}}}}"#);
+    p.ingest(
+        Source::Http,
+        Format::Json,
+        None,
+        body.as_bytes(),
+        Timestamp(START + 10_000),
+        &mut out,
+    );
+    out
+}
+
+fn texts(out: &Output) -> Vec<String> {
+    out.batch
+        .observations
+        .iter()
+        .filter_map(|o| match &o.value {
+            Value::Text(s) => Some(s.to_string()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn personal_text_is_stored_as_its_pseudonym_with_its_sealed_value() {
+    let keys = Arc::new(Pseudonymiser::new(vec![EpochKey::new(1, &[3; 32])]).expect("keys"));
+    let (mut p, _) = pipeline(Some(Arc::clone(&keys)));
+    let a = ingest(&mut p, "B-0042", START);
+    let b = ingest(&mut p, " b 0042 ", START + 1);
+    assert!(a.batch.rejections.is_empty(), "{:?}", a.batch.rejections);
+    assert_eq!(a.batch.observations.len(), 2, "the bool and the badge");
+    let (ta, tb) = (texts(&a), texts(&b));
+    assert_eq!(ta.len(), 1);
+    // Two spellings of one badge: one pseudonym.
+    assert_eq!(ta, tb);
+    let (id, epoch, _) = parse_pseudonym(&ta[0]).expect("a pseudonym");
+    assert_eq!((id, epoch), (Identifier::Badge, 1));
+    assert!(!format!("{:?}", a.batch).contains("0042"));
+    assert_eq!(a.batch.identities.len(), 1);
+    let i = &a.batch.identities[0];
+    assert_eq!(i.sealed.pseudonym.0, ta[0]);
+    assert_eq!(i.seen, Timestamp(START));
+    assert_eq!(
+        keys.open(&ta[0], &i.sealed.ciphertext).expect("opens"),
+        "B0042"
+    );
+    // Technical values are left alone and cost no identity.
+    assert!(
+        a.batch
+            .observations
+            .iter()
+            .any(|o| o.value == Value::Bool(true))
+    );
+}
+
+#[test]
+fn without_a_key_personal_text_is_refused_and_never_quoted() {
+    let (mut p, m) = pipeline(None);
+    let out = ingest(&mut p, "B-0042", START);
+    let rejected: Vec<_> = out.batch.rejections.iter().map(|r| r.reason).collect();
+    assert_eq!(rejected, vec![RejectReason::NoPseudonymisationKey]);
+    assert!(out.batch.identities.is_empty());
+    assert!(texts(&out).is_empty(), "the badge is not stored");
+    // The technical value of the same message still goes through.
+    assert_eq!(out.batch.observations.len(), 1);
+    assert!(!format!("{:?}", out.batch).contains("0042"));
+    assert!(
+        m.encode()
+            .lines()
+            .any(|l| l.contains("no_pseudonymisation_key")
+                && !l.starts_with('#')
+                && l.ends_with(" 1")),
+        "counted"
+    );
+}
+
+#[test]
+fn simulated_observations_are_pseudonymised_too() {
+    let keys = Arc::new(Pseudonymiser::new(vec![EpochKey::new(4, &[1; 32])]).expect("keys"));
+    let (mut p, _) = pipeline(Some(keys));
+    let t = fixture::small();
+    let d = t.device_id("a1").expect("a1");
+    let f = t.kind_of(d).field("badge").expect("badge");
+    let mut out = Output::default();
+    p.ingest_observation(
+        &beffroi_core::Observation {
+            device: d,
+            field: f,
+            value: Value::Text("B-7".into()),
+            time: Timestamp(START),
+            trust: beffroi_core::Trust::Unauthenticated,
+        },
+        Timestamp(START),
+        &mut out,
+    );
+    let t = texts(&out);
+    assert_eq!(t.len(), 1);
+    assert!(t[0].starts_with("badge:4:"), "{}", t[0]);
+    assert_eq!(out.batch.identities.len(), 1);
+}
+
+/// The cost of a personal field on the hot path, next to a technical one (a measurement,
+/// not a check): `cargo test --release -p beffroi-engine --test pseudonymise -- --ignored
+/// --nocapture`.
+#[test]
+#[ignore = "a measurement"]
+fn measure_the_cost_of_pseudonymisation() {
+    let keys = Arc::new(Pseudonymiser::new(vec![EpochKey::new(1, &[3; 32])]).expect("keys"));
+    const N: i64 = 200_000;
+    for (label, personal) in [("technical bool", false), ("personal badge", true)] {
+        let (mut p, _) = pipeline(Some(Arc::clone(&keys)));
+        let bodies: Vec<String> = (0..N)
+            .map(|i| {
+                let v = if personal {
+                    format!(r#""badge":"B-{:05}""#, i % 5000)
+                } else {
+                    r#""on":true"#.to_string()
+                };
+                format!(r#"{{"device":"a1","time":{},"values":{{{v}}}}}"#, START + i)
+            })
+            .collect();
+        let started = std::time::Instant::now();
+        let mut out = Output::default();
+        for (i, b) in bodies.iter().enumerate() {
+            p.ingest(
+                Source::Http,
+                Format::Json,
+                None,
+                b.as_bytes(),
+                Timestamp(START + N),
+                &mut out,
+            );
+            if i % 1000 == 0 {
+                out = Output::default();
+            }
+        }
+        let secs = started.elapsed().as_secs_f64();
+        println!("{label}: {:.0} observations/s", N as f64 / secs);
+    }
+}
