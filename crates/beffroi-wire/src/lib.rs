@@ -100,14 +100,14 @@ pub enum RejectReason {
     Replay,
     /// On an authenticated broker, a message on one device's topic naming another device.
     TopicMismatch,
-    /// A personal or sensitive text value arrived and no pseudonymisation key is loaded: it
-    /// is never stored in clear.
-    NoPseudonymisationKey,
     /// An image or a video frame (SenML data value, data URI, base64 of an image or video):
     /// never an observation.
     ImageRefused,
     /// A text value longer than [`MAX_TEXT`] bytes.
     TextTooLong,
+    /// A personal or sensitive text value arrived and no pseudonymisation key is loaded: it
+    /// is never stored in clear.
+    NoPseudonymisationKey,
 }
 
 impl RejectReason {
@@ -147,8 +147,21 @@ impl RejectReason {
             RejectReason::NoPseudonymisationKey => "no_pseudonymisation_key",
         }
     }
+    /// Position in [`ALL`](Self::ALL) (the order of declaration): counters are indexed by it.
     pub fn index(self) -> usize {
         self as usize
+    }
+}
+
+#[cfg(test)]
+mod reason_tests {
+    use super::RejectReason;
+
+    #[test]
+    fn all_lists_the_reasons_in_declaration_order() {
+        for (i, r) in RejectReason::ALL.iter().enumerate() {
+            assert_eq!(r.index(), i, "{}", r.as_str());
+        }
     }
 }
 
