@@ -153,18 +153,6 @@ impl RejectReason {
     }
 }
 
-#[cfg(test)]
-mod reason_tests {
-    use super::RejectReason;
-
-    #[test]
-    fn all_lists_the_reasons_in_declaration_order() {
-        for (i, r) in RejectReason::ALL.iter().enumerate() {
-            assert_eq!(r.index(), i, "{}", r.as_str());
-        }
-    }
-}
-
 /// A refused input with a human-readable detail (never containing a personal value).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{}: {detail}", reason.as_str())]
@@ -269,6 +257,13 @@ fn split_offset(s: &str) -> Option<(&str, i64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn all_lists_the_reasons_in_declaration_order() {
+        for (i, r) in RejectReason::ALL.iter().enumerate() {
+            assert_eq!(r.index(), i, "{}", r.as_str());
+        }
+    }
 
     #[test]
     fn rfc3339_with_offsets() {
