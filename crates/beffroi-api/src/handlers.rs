@@ -586,10 +586,8 @@ fn recent_observations(
                 value: match &o.value {
                     Value::Number(n) => serde_json::json!(n),
                     Value::Bool(b) => serde_json::json!(b),
-                    // Personal values are not shown until pseudonymisation lands.
-                    Value::Text(_) if spec.category == beffroi_core::DataCategory::Personal => {
-                        serde_json::json!("(personal)")
-                    }
+                    // A personal value is stored as its pseudonym (pseudonymised at
+                    // ingest): shown as such, it links without identifying.
                     Value::Text(x) => serde_json::json!(&**x),
                 },
                 unit: spec.unit.as_deref().map(Into::into),

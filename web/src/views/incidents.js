@@ -235,7 +235,7 @@ function paintDetail() {
         h('dd#detail-technique', h('a', { href: d.technique.url, target: '_blank', rel: 'noopener noreferrer' },
           `${d.technique.id} · ${d.technique.name}`), ' ', h('span.muted', t('incident.technique_hint')))]),
     h('section.block', h('h3', t('incident.evidence')), h('p.evidence', d.evidence ? withPseudonyms(d.evidence, d.id) : '—'),
-      state.deviceData && observations(state.deviceData)),
+      state.deviceData && observations(state.deviceData, d.id)),
     sop(d, canAct),
     assignment(d),
     h('section.block', h('h3', t('log.title')),
@@ -246,11 +246,14 @@ function paintDetail() {
   ].filter((part) => part != null && part !== false));
 }
 
-function observations(dev) {
+function observations(dev, incidentId) {
   const rows = dev.recent.slice(0, 8);
   if (!rows.length) return null;
+  // A personal value is its pseudonym: a chip, unmaskable within this incident.
+  const shown = (o) => (typeof o.value === 'string' ? withPseudonyms(o.value, incidentId)
+    : `${observedValue(o)}${o.unit ? ' ' + o.unit : ''}`);
   return h('div', h('h4', t('incident.observations')), h('table.obs', ...rows.map((o) =>
-    h('tr', h('td', fmtTime(o.time)), h('td', o.field), h('td.num', `${observedValue(o)}${o.unit ? ' ' + o.unit : ''}`)))));
+    h('tr', h('td', fmtTime(o.time)), h('td', o.field), h('td.num', shown(o))))));
 }
 
 /** A reading as shown: a suppressed people count is "< 10", never a number. */
