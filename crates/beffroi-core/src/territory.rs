@@ -527,29 +527,11 @@ pub mod fixture {
                 public_space: false,
                 video_linked: false,
                 fields: vec![
+                    FieldSpec::technical("on", FieldType::Bool),
                     FieldSpec {
-                        name: "on".into(),
-                        unit: None,
-                        ty: FieldType::Bool,
-                        min: None,
-                        max: None,
-                        category: DataCategory::Technical,
-                        max_step_per_minute: None,
-                        identifier: None,
-                        purpose: None,
-                        people_count: false,
-                    },
-                    FieldSpec {
-                        name: "badge".into(),
-                        unit: None,
-                        ty: FieldType::Text,
-                        min: None,
-                        max: None,
                         category: DataCategory::Personal,
-                        max_step_per_minute: None,
                         identifier: Some(Identifier::Badge),
-                        purpose: None,
-                        people_count: false,
+                        ..FieldSpec::technical("badge", FieldType::Text)
                     },
                 ],
             })

@@ -1,6 +1,6 @@
 use super::*;
+use beffroi_core::FieldSpec;
 use beffroi_core::territory::fixture;
-use beffroi_core::{DataCategory, FieldSpec};
 use proptest::prelude::*;
 
 const T0: Timestamp = Timestamp(1_795_694_400_000);
@@ -12,18 +12,9 @@ fn at(secs: i64) -> Timestamp {
 fn territory() -> Arc<Territory> {
     let mut t = fixture::small();
     t.kinds[0].fields[0].max_step_per_minute = Some(0.5);
-    t.kinds[1].fields.push(FieldSpec {
-        name: "firmware".into(),
-        unit: None,
-        ty: FieldType::Text,
-        min: None,
-        max: None,
-        category: DataCategory::Technical,
-        max_step_per_minute: None,
-        identifier: None,
-        purpose: None,
-        people_count: false,
-    });
+    t.kinds[1]
+        .fields
+        .push(FieldSpec::technical("firmware", FieldType::Text));
     Arc::new(t)
 }
 

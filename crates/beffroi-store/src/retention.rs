@@ -444,24 +444,8 @@ fn redact_incidents_where(
                 plan.now.0
             ])
             .ctx("redact incident")?;
-            let entries: Vec<(i64, String, String)> = tx
-                .prepare_cached("SELECT id, actor, detail FROM incident_log WHERE incident_id = ?1")
-                .ctx("prepare redact log")?
-                .query_map([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-                .ctx("read log to redact")?
-                .collect::<Result<_, _>>()
-                .ctx("read log to redact")?;
-            for (entry, actor, detail) in &entries {
-                tx.prepare_cached("UPDATE incident_log SET actor = ?2, detail = ?3 WHERE id = ?1")
-                    .ctx("prepare redact log")?
-                    .execute(params![
-                        entry,
-                        redact_actor(plan, actor),
-                        redact_pseudonyms(detail).0
-                    ])
-                    .ctx("redact log")?;
-            }
-            report.redact("incident_log", DataCategory::Personal, entries.len() as u64);
+            let n = redact_log(&tx, plan, RedactedLog::INCIDENT, *id)?;
+            report.redact("incident_log", DataCategory::Personal, n);
         }
         report.redact("incidents", DataCategory::Personal, batch.len() as u64);
         tx.commit().ctx("commit redaction")?;
@@ -469,6 +453,51 @@ fn redact_incidents_where(
             return Ok(());
         }
     }
+}
+
+/// A log table whose entries name people (actor, free text) under a parent record.
+struct RedactedLog {
+    select: &'static str,
+    update: &'static str,
+}
+
+impl RedactedLog {
+    const INCIDENT: RedactedLog = RedactedLog {
+        select: "SELECT id, actor, detail FROM incident_log WHERE incident_id = ?1",
+        update: "UPDATE incident_log SET actor = ?2, detail = ?3 WHERE id = ?1",
+    };
+    const CRISIS: RedactedLog = RedactedLog {
+        select: "SELECT id, actor, text FROM crisis_log WHERE crisis_id = ?1",
+        update: "UPDATE crisis_log SET actor = ?2, text = ?3 WHERE id = ?1",
+    };
+}
+
+/// Redacts the log entries of one record: actors become their role, pseudonyms in the
+/// text `[effacé]`. Returns how many entries were rewritten.
+fn redact_log(
+    tx: &Transaction<'_>,
+    plan: &PurgePlan,
+    log: RedactedLog,
+    parent: i64,
+) -> Result<u64, StoreError> {
+    let entries: Vec<(i64, String, String)> = tx
+        .prepare_cached(log.select)
+        .ctx("prepare redact log")?
+        .query_map([parent], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .ctx("read log to redact")?
+        .collect::<Result<_, _>>()
+        .ctx("read log to redact")?;
+    for (entry, actor, text) in &entries {
+        tx.prepare_cached(log.update)
+            .ctx("prepare redact log")?
+            .execute(params![
+                entry,
+                redact_actor(plan, actor),
+                redact_pseudonyms(text).0
+            ])
+            .ctx("redact log")?;
+    }
+    Ok(entries.len() as u64)
 }
 
 /// Closed crises past the technical limit: deleted with their log.
@@ -563,24 +592,8 @@ fn redact_crises(
                 plan.now.0
             ])
             .ctx("redact crisis")?;
-            let entries: Vec<(i64, String, String)> = tx
-                .prepare_cached("SELECT id, actor, text FROM crisis_log WHERE crisis_id = ?1")
-                .ctx("prepare redact crisis log")?
-                .query_map([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-                .ctx("read crisis log to redact")?
-                .collect::<Result<_, _>>()
-                .ctx("read crisis log to redact")?;
-            for (entry, actor, text) in &entries {
-                tx.prepare_cached("UPDATE crisis_log SET actor = ?2, text = ?3 WHERE id = ?1")
-                    .ctx("prepare redact crisis log")?
-                    .execute(params![
-                        entry,
-                        redact_actor(plan, actor),
-                        redact_pseudonyms(text).0
-                    ])
-                    .ctx("redact crisis log")?;
-            }
-            report.redact("crisis_log", DataCategory::Personal, entries.len() as u64);
+            let n = redact_log(&tx, plan, RedactedLog::CRISIS, *id)?;
+            report.redact("crisis_log", DataCategory::Personal, n);
         }
         report.redact("crises", DataCategory::Personal, batch.len() as u64);
         tx.commit().ctx("commit redaction")?;
