@@ -28,9 +28,19 @@ fn carries_identifier(text: &str) -> bool {
         .is_some_and(|p| !scrub(p, text).sealed.is_empty())
 }
 
+/// The longest free text accepted (a note, a log entry, a reason), in bytes.
+pub const MAX_FREE_TEXT: usize = 8 * 1024;
+
 /// Scrubs `text` and records the sealed values; the text to store. Without a key, a text
 /// carrying an identifier is refused (`no_pseudonymisation_key`); other text passes.
 pub(crate) async fn free_text(s: &AppState, text: &str) -> Result<String, ApiError> {
+    // Bounded before scrubbing, which runs on the runtime: notes are short.
+    if text.len() > MAX_FREE_TEXT {
+        return Err(ApiError::new(
+            ErrorCode::InvalidRequest,
+            format!("free text longer than {MAX_FREE_TEXT} bytes"),
+        ));
+    }
     let Some(p) = s.pseudonymiser.as_ref().map(Arc::clone) else {
         if carries_identifier(text) {
             return Err(ApiError::new(

@@ -73,8 +73,9 @@ pub fn check_purpose(
     let all: Vec<_> = UnmaskPurpose::ALL.iter().map(|p| p.as_str()).collect();
     let purpose = match purpose.map(str::trim) {
         None | Some("") => return Err(format!("a purpose is required ({})", all.join(", "))),
+        // The input is never repeated: it could be anything a user typed.
         Some(p) => UnmaskPurpose::parse(p)
-            .ok_or_else(|| format!("unknown purpose `{p}` ({})", all.join(", ")))?,
+            .ok_or_else(|| format!("unknown purpose ({})", all.join(", ")))?,
     };
     let n = justification.map_or(0, |j| j.trim().chars().count());
     if n < MIN_JUSTIFICATION {
@@ -90,9 +91,11 @@ pub fn check_purpose(
     Ok(purpose)
 }
 
-/// Whether `pseudonym` occurs in the incident: title, evidence, log, or (given) one of its
-/// device's observations within the incident's window. Whole-token match: a pseudonym is
-/// never matched inside a longer one.
+/// Whether `pseudonym` occurs in the incident: title, evidence, the log entries written by
+/// its rule or the system, or (given) one of its device's observations within the
+/// incident's window. Entries written by people do not count: pasting a pseudonym seen
+/// elsewhere into a comment must not make it unmaskable here. Whole-token match: a
+/// pseudonym is never matched inside a longer one.
 pub fn occurs_in(pseudonym: &str, i: &Incident, log: &[LogEntry]) -> bool {
     let has = |text: &str| {
         text.match_indices(pseudonym).any(|(at, _)| {
@@ -102,7 +105,11 @@ pub fn occurs_in(pseudonym: &str, i: &Incident, log: &[LogEntry]) -> bool {
             boundary(before) && boundary(after)
         })
     };
-    has(&i.title) || has(&i.evidence) || log.iter().any(|e| has(&e.detail))
+    has(&i.title)
+        || has(&i.evidence)
+        || log
+            .iter()
+            .any(|e| !matches!(e.actor, beffroi_core::Actor::User(_)) && has(&e.detail))
 }
 
 /// The window of an incident's device observations that belong to it.
@@ -147,11 +154,13 @@ pub async fn unmask(
     let Json(req) = match body {
         Ok(b) => b,
         Err(e) => {
-            return refuse(
-                ErrorCode::InvalidRequest,
-                e.body_text(),
-                serde_json::json!({"incident_id": id}),
-            );
+            // serde's message may quote what was sent: the audit gets the status only.
+            let mut d = serde_json::json!({"incident_id": id, "reason": "invalid JSON body",
+                "code": ErrorCode::InvalidRequest.as_str()});
+            let mut resp = ApiError::new(ErrorCode::InvalidRequest, e.body_text()).into_response();
+            resp.extensions_mut().insert(AuditDetail(d.take()));
+            no_store(&mut resp);
+            return resp;
         }
     };
     let pseudonym = req.pseudonym.as_deref().map(str::trim).unwrap_or_default();
@@ -162,10 +171,12 @@ pub async fn unmask(
         },
         None => None,
     };
+    // Only what parses is recorded: a plate typed in the wrong box must not reach the
+    // audit log.
     let mut detail = serde_json::json!({
         "incident_id": id,
-        "pseudonym": pseudonym,
-        "purpose": req.purpose.as_deref().unwrap_or(""),
+        "pseudonym": if beffroi_privacy::parse_pseudonym(pseudonym).is_some() { pseudonym } else { "<invalid>" },
+        "purpose": req.purpose.as_deref().and_then(|p| UnmaskPurpose::parse(p.trim())).map_or("<invalid>", |p| p.as_str()),
         // Bounded in the audit record whatever was sent.
         "justification": justification.as_deref().map(|j| j.chars().take(MAX_JUSTIFICATION).collect::<String>()),
     });

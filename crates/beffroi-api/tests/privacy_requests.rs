@@ -212,8 +212,8 @@ async fn access_and_erasure_never_echo_the_value_and_are_audited_with_counts() {
     assert!(!text.contains("4711"), "the value is never echoed: {text}");
     assert_eq!(
         body["pseudonyms"].as_array().map(Vec::len),
-        Some(2),
-        "one per live epoch"
+        Some(4),
+        "one per live epoch, as observed and as written"
     );
     assert_eq!(body["observation_count"], 1, "{body}");
     assert_eq!(body["observations"][0]["device"], "a1");

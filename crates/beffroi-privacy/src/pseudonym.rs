@@ -135,6 +135,15 @@ pub fn normalise(id: Identifier, raw: &str) -> String {
     }
 }
 
+/// Where a value was met: its pseudonyms in the two domains never link.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Domain {
+    /// Reported by a device (observations).
+    Observed,
+    /// Written by a person (notes, logs, reasons).
+    Written,
+}
+
 /// A pseudonym and the value behind it, sealed under the same epoch's key.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Sealed {
@@ -183,9 +192,12 @@ impl Pseudonymiser {
         self.keys.last().unwrap_or_else(|| unreachable!())
     }
 
-    fn pseudonym_with(k: &EpochKey, id: Identifier, normalised: &str) -> Pseudonym {
+    fn pseudonym_with(k: &EpochKey, domain: Domain, id: Identifier, normalised: &str) -> Pseudonym {
         let mut m =
             <HmacSha256 as Mac>::new_from_slice(&k.pseudonym).unwrap_or_else(|_| unreachable!());
+        if domain == Domain::Written {
+            m.update(b"\x01written\x00");
+        }
         m.update(id.as_str().as_bytes());
         m.update(&[0]);
         m.update(normalised.as_bytes());
@@ -201,24 +213,38 @@ impl Pseudonymiser {
 
     /// The pseudonym of `raw` in the current epoch.
     pub fn pseudonym(&self, id: Identifier, raw: &str) -> Pseudonym {
-        Self::pseudonym_with(self.current(), id, &normalise(id, raw))
+        Self::pseudonym_with(self.current(), Domain::Observed, id, &normalise(id, raw))
     }
 
-    /// The pseudonyms `raw` has had in every epoch still alive (to find a person's data
-    /// for an access or erasure request).
+    /// The pseudonyms `raw` has had in every epoch still alive, observed by devices and
+    /// written by people (to find a person's data for an access or erasure request).
     pub fn pseudonyms_in_all_epochs(&self, id: Identifier, raw: &str) -> Vec<Pseudonym> {
         let n = normalise(id, raw);
         self.keys
             .iter()
-            .map(|k| Self::pseudonym_with(k, id, &n))
+            .flat_map(|k| {
+                [Domain::Observed, Domain::Written].map(|d| Self::pseudonym_with(k, d, id, &n))
+            })
             .collect()
     }
 
-    /// The pseudonym of `raw` and its sealed value, in the current epoch.
+    /// The pseudonym of `raw` as observed by a device, and its sealed value, in the current
+    /// epoch.
     pub fn seal(&self, id: Identifier, raw: &str) -> Sealed {
+        self.seal_in(Domain::Observed, id, raw)
+    }
+
+    /// The pseudonym of `raw` as written by a person in free text, and its sealed value.
+    /// It is unrelated to the pseudonym the same value gets from a device: typing a plate
+    /// in a note must not tell its writer which sightings are that car's.
+    pub fn seal_written(&self, id: Identifier, raw: &str) -> Sealed {
+        self.seal_in(Domain::Written, id, raw)
+    }
+
+    fn seal_in(&self, domain: Domain, id: Identifier, raw: &str) -> Sealed {
         let k = self.current();
         let n = normalise(id, raw);
-        let pseudonym = Self::pseudonym_with(k, id, &n);
+        let pseudonym = Self::pseudonym_with(k, domain, id, &n);
         let cipher = ChaCha20Poly1305::new(Key::from_slice(&k.seal));
         let nonce = nonce_for(k, &pseudonym);
         let ciphertext = cipher
@@ -309,6 +335,20 @@ mod tests {
     }
 
     #[test]
+    fn written_and_observed_values_do_not_link() {
+        let p = ps(&[(1, 7)]);
+        let observed = p.seal(Identifier::LicencePlate, "AB-123-CD");
+        let written = p.seal_written(Identifier::LicencePlate, "AB-123-CD");
+        assert_ne!(observed.pseudonym, written.pseudonym);
+        assert_eq!(
+            p.open(&written.pseudonym.0, &written.ciphertext),
+            Ok("AB123CD".into())
+        );
+        let all = p.pseudonyms_in_all_epochs(Identifier::LicencePlate, "ab 123 cd");
+        assert!(all.contains(&observed.pseudonym) && all.contains(&written.pseudonym));
+    }
+
+    #[test]
     fn another_key_gives_unrelated_pseudonyms() {
         let a = ps(&[(1, 7)]).pseudonym(Identifier::LicencePlate, "AB-123-CD");
         let b = ps(&[(2, 8)]).pseudonym(Identifier::LicencePlate, "AB-123-CD");
@@ -338,7 +378,7 @@ mod tests {
             after
                 .pseudonyms_in_all_epochs(Identifier::LicencePlate, "AB123CD")
                 .len(),
-            2
+            4
         );
     }
 

@@ -144,7 +144,7 @@ pub fn scrub(p: &Pseudonymiser, text: &str) -> Scrubbed {
         match id {
             None => out.push_str(&text[s..e]),
             Some(id) => {
-                let v = p.seal(id, raw);
+                let v = p.seal_written(id, raw);
                 out.push_str(&v.pseudonym.0);
                 if !sealed.iter().any(|x| x.pseudonym == v.pseudonym) {
                     sealed.push(v);

@@ -479,6 +479,15 @@ fn load_kinds(src: &SourceFile, t: &mut Territory, errors: &mut ConfigErrors) {
                     }
                 },
             };
+            if category == DataCategory::Personal && ty != FieldType::Text {
+                cx.err(
+                    fat,
+                    "field.category",
+                    "a personal field is an identifier and identifiers are text (`type = \"text\"`): \
+                     only text is pseudonymised before storage",
+                );
+                continue;
+            }
             if f.people_count && ty != FieldType::Number {
                 cx.err(
                     fat,

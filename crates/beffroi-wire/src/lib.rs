@@ -207,21 +207,45 @@ pub(crate) fn malformed(e: impl std::fmt::Display) -> Rejection {
     Rejection::new(RejectReason::Malformed, redact_quoted(&e.to_string()))
 }
 
-/// A parser's message with every quoted string value replaced by `"…"`: serde quotes the
-/// value it choked on (`invalid type: string "AB-123-CD"`), which may be personal.
+/// A parser's message with every quoted value replaced by `…`: serde quotes the value it
+/// choked on (`invalid type: string "AB-123-CD"`, ``invalid type: integer `12345678` ``),
+/// which may be personal. Double-quoted spans are values; a backtick span is a value when
+/// serde names its type just before (`integer`, `floating point`, `string`, `character`),
+/// else it is a field name of the format and kept. A backslash escapes the next character
+/// inside a double-quoted span, so `\"` does not end it.
 pub fn redact_quoted(msg: &str) -> String {
+    const VALUE_TYPES: [&str; 4] = ["integer ", "floating point ", "string ", "character "];
     let mut out = String::with_capacity(msg.len());
-    let mut inside = false;
+    let mut inside: Option<char> = None;
+    let mut keep = false;
+    let mut escaped = false;
     for c in msg.chars() {
-        if c == '"' {
-            if inside {
-                out.push('…');
+        match inside {
+            None => {
+                if c == '"' || (c == '`' && VALUE_TYPES.iter().any(|t| out.ends_with(t))) {
+                    inside = Some(c);
+                    keep = false;
+                } else if c == '`' {
+                    inside = Some(c);
+                    keep = true;
+                }
+                out.push(c);
             }
-            out.push(c);
-            inside = !inside;
-        } else if !inside {
-            out.push(c);
+            Some(_) if escaped => escaped = false,
+            Some('"') if c == '\\' => escaped = true,
+            Some(q) if c == q => {
+                if !keep {
+                    out.push('…');
+                }
+                out.push(c);
+                inside = None;
+            }
+            Some(_) if keep => out.push(c),
+            Some(_) => {}
         }
+    }
+    if inside.is_some() && !keep {
+        out.push('…');
     }
     out
 }
@@ -257,6 +281,30 @@ fn split_offset(s: &str) -> Option<(&str, i64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parser_messages_never_quote_values() {
+        for (msg, secret) in [
+            (
+                r#"invalid type: string "AB-123-CD", expected f64"#,
+                "AB-123-CD",
+            ),
+            (
+                "invalid type: integer `12345678`, expected a string",
+                "12345678",
+            ),
+            (r#"unknown field "a\"b BADGE-7", expected"#, "BADGE-7"),
+            (r#"unterminated "0612345678"#, "0612345678"),
+        ] {
+            let r = redact_quoted(msg);
+            assert!(!r.contains(secret), "{msg} → {r}");
+            assert!(r.contains('…'), "{r}");
+        }
+        assert_eq!(
+            redact_quoted("expected value at line 1 column 9"),
+            "expected value at line 1 column 9"
+        );
+    }
 
     #[test]
     fn all_lists_the_reasons_in_declaration_order() {

@@ -240,7 +240,7 @@ function paintDetail() {
     assignment(d),
     h('section.block', h('h3', t('log.title')),
       d.log?.length ? h('ol.log#incident-log', ...d.log.map((e) => h('li', { dataset: { action: e.action } },
-        h('time', fmtTime(e.at)), h('span.actor', e.actor.replace(/^user:/, '')), h('span.what', tOr(`handover.action.${e.action}`, e.action)), e.detail && h('span.detail', withPseudonyms(e.detail, d.id)))))
+        h('time', fmtTime(e.at)), h('span.actor', e.actor.replace(/^user:/, '')), h('span.what', tOr(`handover.action.${e.action}`, e.action)), e.detail && h('span.detail', withPseudonyms(e.detail, e.actor.startsWith('user:') ? null : d.id)))))
         : h('p.muted', t('log.empty')),
       canAct && commentBox()),
   ].filter((part) => part != null && part !== false));

@@ -18,7 +18,8 @@ export function withPseudonyms(text, incidentId) {
 function chip(pseudonym, incidentId) {
   return h('span.pseudo-chip', { title: t('unmask.chip_hint'), dataset: { pseudonym } },
     h('code', pseudonym),
-    api.can('personal.unmask') && h('button.unmask', {
+    // Only where the incident itself carries the pseudonym (not in what people wrote).
+    incidentId != null && api.can('personal.unmask') && h('button.unmask', {
       type: 'button',
       on: { click: (e) => { e.stopPropagation(); openDialog(pseudonym, incidentId); } },
     }, t('unmask.action')));
