@@ -164,9 +164,9 @@ pub(crate) fn purge(
     report.remove("identities", DataCategory::Personal, n);
     let n = delete_destroyed_epochs(conn, plan)?;
     report.remove("identities", DataCategory::Personal, n);
-    delete_incidents(conn, plan, &mut report)?;
+    delete_closed(conn, plan, &mut report, ClosedRecords::INCIDENTS)?;
     redact_incidents(conn, plan, &mut report)?;
-    delete_crises(conn, plan, &mut report)?;
+    delete_closed(conn, plan, &mut report, ClosedRecords::CRISES)?;
     redact_crises(conn, plan, &mut report)?;
     let n = delete_chunked(
         conn,
@@ -308,33 +308,59 @@ fn ids(tx: &Transaction<'_>, sql: &str, cutoff: i64) -> Result<Vec<i64>, StoreEr
         .ctx("purge selection")
 }
 
-/// Closed incidents past the technical limit: deleted with their log.
-fn delete_incidents(
+/// A record kept until the technical limit after it closed, then deleted with its log.
+struct ClosedRecords {
+    /// Ids past the cutoff (`?1`), at most `?2`.
+    select: &'static str,
+    delete_log: &'static str,
+    delete: &'static str,
+    store: &'static str,
+    log_store: &'static str,
+}
+
+impl ClosedRecords {
+    /// Closed incidents not under a legal hold.
+    const INCIDENTS: ClosedRecords = ClosedRecords {
+        select: "SELECT id FROM incidents WHERE status = 'closed' AND closed_at < ?1 \
+                 AND id NOT IN (SELECT id FROM temp.held_incidents) LIMIT ?2",
+        delete_log: "DELETE FROM incident_log WHERE incident_id = ?1",
+        delete: "DELETE FROM incidents WHERE id = ?1",
+        store: "incidents",
+        log_store: "incident_log",
+    };
+    const CRISES: ClosedRecords = ClosedRecords {
+        select: "SELECT id FROM crises WHERE closed_at IS NOT NULL AND closed_at < ?1 LIMIT ?2",
+        delete_log: "DELETE FROM crisis_log WHERE crisis_id = ?1",
+        delete: "DELETE FROM crises WHERE id = ?1",
+        store: "crises",
+        log_store: "crisis_log",
+    };
+}
+
+/// Closed records past the technical limit: deleted with their log, in bounded
+/// transactions.
+fn delete_closed(
     conn: &mut Connection,
     plan: &PurgePlan,
     report: &mut PurgeReport,
+    records: ClosedRecords,
 ) -> Result<(), StoreError> {
     loop {
         let tx = begin(conn)?;
-        let batch = ids(
-            &tx,
-            "SELECT id FROM incidents WHERE status = 'closed' AND closed_at < ?1 \
-             AND id NOT IN (SELECT id FROM temp.held_incidents) LIMIT ?2",
-            plan.technical.0,
-        )?;
+        let batch = ids(&tx, records.select, plan.technical.0)?;
         for id in &batch {
             let n = tx
-                .prepare_cached("DELETE FROM incident_log WHERE incident_id = ?1")
+                .prepare_cached(records.delete_log)
                 .ctx("prepare purge log")?
                 .execute([id])
-                .ctx("purge incident log")?;
-            report.remove("incident_log", DataCategory::Technical, n as u64);
-            tx.prepare_cached("DELETE FROM incidents WHERE id = ?1")
-                .ctx("prepare purge incident")?
+                .ctx("purge log")?;
+            report.remove(records.log_store, DataCategory::Technical, n as u64);
+            tx.prepare_cached(records.delete)
+                .ctx("prepare purge record")?
                 .execute([id])
-                .ctx("purge incident")?;
+                .ctx("purge record")?;
         }
-        report.remove("incidents", DataCategory::Technical, batch.len() as u64);
+        report.remove(records.store, DataCategory::Technical, batch.len() as u64);
         tx.commit().ctx("commit purge")?;
         if batch.len() < RECORD_CHUNK {
             return Ok(());
@@ -498,39 +524,6 @@ fn redact_log(
             .ctx("redact log")?;
     }
     Ok(entries.len() as u64)
-}
-
-/// Closed crises past the technical limit: deleted with their log.
-fn delete_crises(
-    conn: &mut Connection,
-    plan: &PurgePlan,
-    report: &mut PurgeReport,
-) -> Result<(), StoreError> {
-    loop {
-        let tx = begin(conn)?;
-        let batch = ids(
-            &tx,
-            "SELECT id FROM crises WHERE closed_at IS NOT NULL AND closed_at < ?1 LIMIT ?2",
-            plan.technical.0,
-        )?;
-        for id in &batch {
-            let n = tx
-                .prepare_cached("DELETE FROM crisis_log WHERE crisis_id = ?1")
-                .ctx("prepare purge crisis log")?
-                .execute([id])
-                .ctx("purge crisis log")?;
-            report.remove("crisis_log", DataCategory::Technical, n as u64);
-            tx.prepare_cached("DELETE FROM crises WHERE id = ?1")
-                .ctx("prepare purge crisis")?
-                .execute([id])
-                .ctx("purge crisis")?;
-        }
-        report.remove("crises", DataCategory::Technical, batch.len() as u64);
-        tx.commit().ctx("commit purge")?;
-        if batch.len() < RECORD_CHUNK {
-            return Ok(());
-        }
-    }
 }
 
 /// Closed crises past the personal limit: the log's people and pseudonyms, the role
