@@ -47,12 +47,14 @@ pub(crate) async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(f).await.map_err(store_err)?
 }
 
-#[utoipa::path(get, path = "/healthz", responses((status = 200, description = "ready"), (status = 503, description = "starting")))]
+#[utoipa::path(get, path = "/healthz", responses((status = 200, description = "ready"), (status = 503, description = "`starting`, or `not_storing` while commits fail (disk full, I/O error)")))]
 pub async fn healthz(State(s): State<AppState>) -> Response {
-    if s.ready.load(Ordering::Acquire) {
-        (StatusCode::OK, "ok\n").into_response()
-    } else {
+    if !s.ready.load(Ordering::Acquire) {
         (StatusCode::SERVICE_UNAVAILABLE, "starting\n").into_response()
+    } else if !s.engine.storing() {
+        (StatusCode::SERVICE_UNAVAILABLE, "not_storing\n").into_response()
+    } else {
+        (StatusCode::OK, "ok\n").into_response()
     }
 }
 
@@ -680,6 +682,7 @@ async fn ingest(
         // HTTP device authentication is not wired yet: the path proves nothing.
         authenticated: false,
         received: s.engine.clock.now(),
+        stream: None,
         ack: Some(Ack::new(move |o| {
             let _ = tx.send(o);
         })),

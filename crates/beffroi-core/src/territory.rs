@@ -552,4 +552,34 @@ pub mod fixture {
         }
         t
     }
+
+    /// The small fixture's commune, sites and kinds without its devices, and `devices`
+    /// water-level gauges `gauge-00000`, `gauge-00001`… on the river reach `s2` (benches and
+    /// load tests).
+    pub fn town(devices: u32) -> Territory {
+        let f = small();
+        let mut t = Territory::new("town", "Test town");
+        for c in f.communes {
+            t.add_commune(c).expect("fresh id");
+        }
+        for s in f.sites {
+            t.add_site(s).expect("fresh id");
+        }
+        for k in f.kinds {
+            t.add_kind(k).expect("fresh id");
+        }
+        let level = t.kind_id("level").expect("fixture kind");
+        let site = t.site_id("s2").expect("fixture site");
+        for i in 0..devices {
+            t.add_device(Device {
+                id: format!("gauge-{i:05}").into(),
+                kind: level,
+                site,
+                position: t.site(site).position,
+                dev_eui: None,
+            })
+            .expect("fresh id");
+        }
+        t
+    }
 }

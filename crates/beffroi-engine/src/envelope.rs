@@ -42,6 +42,12 @@ pub enum AckOutcome {
 }
 
 /// Called exactly once per envelope, after the outcome is durable (or failed).
+/// A fresh stream id, unique in the process.
+pub fn new_stream() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
 pub struct Ack(Box<dyn FnOnce(AckOutcome) + Send>);
 
 impl Ack {
@@ -72,5 +78,11 @@ pub struct Envelope {
     pub authenticated: bool,
     /// Processing time of reception.
     pub received: Timestamp,
+    /// The ordered stream the envelope belongs to (an MQTT connection), from
+    /// [`new_stream`]. Envelopes of one stream are stored in the order submitted: once the
+    /// engine refuses one of them after a failed commit, it refuses every later one of the
+    /// same stream, so that the sender delivers them again in order on a new stream (MQTT
+    /// redelivers on reconnection). `None`: each envelope stands alone (HTTP, simulator).
+    pub stream: Option<u64>,
     pub ack: Option<Ack>,
 }

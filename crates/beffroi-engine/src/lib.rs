@@ -24,6 +24,7 @@ pub mod runner;
 pub mod sentinel;
 pub mod store;
 pub mod trust;
+pub mod watermark;
 
 pub use envelope::{Ack, AckOutcome, Envelope, Source};
 pub use store::{Store, StoreError, StoreReader, WriteBatch};

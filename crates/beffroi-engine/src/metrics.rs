@@ -38,6 +38,50 @@ pub struct ResultLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CheckpointLabel {
+    /// `passive` (beside the writer), `writer` (between two commits), `restart` (waiting
+    /// briefly for readers).
+    pub mode: &'static str,
+    /// `complete` (every frame copied back), `partial` (a reader held frames), `busy`
+    /// (another checkpoint was running), `error`.
+    pub outcome: &'static str,
+}
+
+/// The write-ahead log of the embedded store, filled by the store adapter (its checkpoint
+/// policy is described in `beffroi_store`).
+#[derive(Clone, Debug)]
+pub struct WalMetrics {
+    /// Size of the WAL file on disk, in bytes.
+    pub bytes: Gauge,
+    /// Frames (pages) in the WAL after the last commit.
+    pub frames: Gauge,
+    /// Checkpoints run, per mode and outcome.
+    pub checkpoints: Family<CheckpointLabel, Counter>,
+    /// Duration of the last checkpoint, in seconds.
+    pub last_checkpoint_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
+    /// 1 when the last checkpoint copied every frame back, 0 otherwise.
+    pub last_checkpoint_complete: Gauge,
+    /// Time spent in checkpoints.
+    pub checkpoint_seconds: Histogram,
+    /// Times the WAL restarted from its beginning (after a complete checkpoint).
+    pub restarts: Counter,
+}
+
+impl Default for WalMetrics {
+    fn default() -> Self {
+        WalMetrics {
+            bytes: Gauge::default(),
+            frames: Gauge::default(),
+            checkpoints: Family::default(),
+            last_checkpoint_seconds: Gauge::default(),
+            last_checkpoint_complete: Gauge::default(),
+            checkpoint_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 14)),
+            restarts: Counter::default(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PurgeLabel {
     pub store: &'static str,
     pub category: &'static str,
@@ -61,6 +105,21 @@ pub struct Metrics {
     pub store_rows: Counter,
     pub store_errors: Counter,
     pub store_commit_seconds: Histogram,
+    /// 1 while commits succeed, 0 from a failed commit until the next successful one.
+    pub store_writable: Gauge,
+    /// Times the engine rebuilt its state from the store after a failed commit.
+    pub store_recoveries: Counter,
+    /// Envelopes refused (not acknowledged) because they were processed on top of a
+    /// failed commit, or were queued when the engine rebuilt its state.
+    pub store_refused: Counter,
+    /// The store's write-ahead log.
+    pub wal: WalMetrics,
+    /// Observations already evaluated (same device, field and time): stored, not evaluated
+    /// again.
+    pub observations_duplicate: Counter,
+    /// Observations older than the last evaluated one of their device and field: stored,
+    /// not evaluated (the rules see each series in time order).
+    pub observations_late: Counter,
     pub ingest_queue_depth: Gauge,
     pub live_lagged: Counter,
     pub rules_loaded: Gauge,
@@ -125,6 +184,12 @@ impl Metrics {
             store_rows: Counter::default(),
             store_errors: Counter::default(),
             store_commit_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 14)),
+            store_writable: Gauge::default(),
+            store_recoveries: Counter::default(),
+            store_refused: Counter::default(),
+            wal: WalMetrics::default(),
+            observations_duplicate: Counter::default(),
+            observations_late: Counter::default(),
             ingest_queue_depth: Gauge::default(),
             live_lagged: Counter::default(),
             rules_loaded: Gauge::default(),
@@ -179,6 +244,67 @@ impl Metrics {
             "store_commit_seconds",
             "Time to commit one batch",
             m.store_commit_seconds.clone(),
+        );
+        m.store_writable.set(1);
+        r.register(
+            "store_writable",
+            "1 while commits succeed; 0 from a failed commit until the next successful one",
+            m.store_writable.clone(),
+        );
+        r.register(
+            "store_recoveries",
+            "Times the engine rebuilt its state from the store after a failed commit",
+            m.store_recoveries.clone(),
+        );
+        r.register(
+            "store_refused_envelopes",
+            "Envelopes not acknowledged because they were processed on top of a failed commit",
+            m.store_refused.clone(),
+        );
+        r.register(
+            "store_wal_bytes",
+            "Size of the store's write-ahead log file",
+            m.wal.bytes.clone(),
+        );
+        r.register(
+            "store_wal_frames",
+            "Pages in the store's write-ahead log after the last commit",
+            m.wal.frames.clone(),
+        );
+        r.register(
+            "store_wal_checkpoints",
+            "WAL checkpoints, per mode and outcome",
+            m.wal.checkpoints.clone(),
+        );
+        r.register(
+            "store_wal_last_checkpoint_seconds",
+            "Duration of the last WAL checkpoint",
+            m.wal.last_checkpoint_seconds.clone(),
+        );
+        r.register(
+            "store_wal_last_checkpoint_complete",
+            "1 when the last WAL checkpoint copied every frame back",
+            m.wal.last_checkpoint_complete.clone(),
+        );
+        r.register(
+            "store_wal_checkpoint_seconds",
+            "Time spent in WAL checkpoints",
+            m.wal.checkpoint_seconds.clone(),
+        );
+        r.register(
+            "store_wal_restarts",
+            "Times the WAL restarted from its beginning",
+            m.wal.restarts.clone(),
+        );
+        r.register(
+            "observations_duplicate",
+            "Observations already evaluated (same device, field and time): stored, not evaluated again",
+            m.observations_duplicate.clone(),
+        );
+        r.register(
+            "observations_late",
+            "Observations older than the last evaluated one of their series: stored, not evaluated",
+            m.observations_late.clone(),
         );
         r.register(
             "ingest_queue_depth",

@@ -105,6 +105,8 @@ pub struct Pipeline {
     /// Some kind of the territory has a personal or sensitive text field (else the
     /// pseudonymisation step costs one branch per observation).
     has_personal: bool,
+    /// The latest evaluated event time of every series (idempotent evaluation).
+    watermarks: crate::watermark::Watermarks,
 }
 
 impl Pipeline {
@@ -126,6 +128,7 @@ impl Pipeline {
                 .any(|f| f.category.is_personal() && f.ty == beffroi_core::FieldType::Text)
         });
         Pipeline {
+            watermarks: crate::watermark::Watermarks::new(&territory),
             sentinel,
             aggregates: beffroi_core::privacy::Aggregates::default(),
             pseudonymiser: None,
@@ -357,6 +360,16 @@ impl Pipeline {
     }
     pub fn last_seen(&self, d: DeviceIdx) -> Option<Timestamp> {
         self.eval.last_seen(d)
+    }
+
+    /// The latest evaluated event time of a series.
+    pub fn watermark(&self, d: DeviceIdx, f: beffroi_core::FieldIdx) -> Option<Timestamp> {
+        self.watermarks.get(d, f)
+    }
+
+    /// Reinstates the stored watermarks (at start, after a failed commit).
+    pub fn restore_watermarks(&mut self, marks: &[crate::store::Watermark]) {
+        self.watermarks.restore(marks);
     }
 
     /// Rebuilds state read back from the store after a restart.
@@ -636,11 +649,12 @@ impl Pipeline {
         let obs = std::mem::take(&mut self.obs);
         let mut last = None;
         for o in &obs {
-            if last != Some(o.device) {
+            let fresh = self.classify(o, out);
+            if fresh && last != Some(o.device) {
                 self.sentinel.on_message(o.device, received);
                 last = Some(o.device);
             }
-            self.observe(o, received, out);
+            self.observe(o, received, fresh, out);
         }
         self.obs = obs;
         self.flush_alarms(out);
@@ -648,13 +662,39 @@ impl Pipeline {
         result
     }
 
-    /// One validated observation: to the sentinel, then (unless its device is quarantined)
-    /// to the events and rules; stored either way.
-    fn observe(&mut self, o: &Observation, received: Timestamp, out: &mut Output) {
+    /// Raises the observation's series watermark if it is later than anything evaluated
+    /// (and queues the new watermark for the store); counts copies and late readings.
+    fn classify(&mut self, o: &Observation, out: &mut Output) -> bool {
+        use crate::watermark::Freshness;
+        match self.watermarks.advance(o.device, o.field, o.time) {
+            Freshness::Fresh => {
+                out.batch.watermarks.push(crate::store::Watermark {
+                    device: o.device,
+                    field: o.field,
+                    time: o.time,
+                });
+                true
+            }
+            Freshness::Duplicate => {
+                self.metrics.observations_duplicate.inc();
+                false
+            }
+            Freshness::Late => {
+                self.metrics.observations_late.inc();
+                false
+            }
+        }
+    }
+
+    /// One validated observation: when `fresh`, to the sentinel, then (unless its device is
+    /// quarantined) to the events and rules; stored either way.
+    fn observe(&mut self, o: &Observation, received: Timestamp, fresh: bool, out: &mut Output) {
         self.metrics.trust(o.trust).inc();
-        self.sentinel.on_observation(o, received);
+        if fresh {
+            self.sentinel.on_observation(o, received);
+        }
         let quarantined = self.sentinel.is_quarantined(o.device);
-        if !quarantined {
+        if fresh && !quarantined {
             // Occupancy changes are reported at the next tick, coalesced.
             self.events.observe(o);
             self.eval.on_observation(o, &mut self.alarms);
@@ -697,8 +737,11 @@ impl Pipeline {
             o
         };
         self.metrics.accepted[Source::Simulator.index()].inc();
-        self.sentinel.on_message(o.device, received);
-        self.observe(o, received, out);
+        let fresh = self.classify(o, out);
+        if fresh {
+            self.sentinel.on_message(o.device, received);
+        }
+        self.observe(o, received, fresh, out);
         self.flush_alarms(out);
         self.flush_sentinel(received, out);
     }

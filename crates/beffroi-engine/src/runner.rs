@@ -238,6 +238,8 @@ type Reply = (
 );
 
 struct Job {
+    /// Jobs of a generation before the writer's were built on a failed commit: refused.
+    generation: u64,
     out: Output,
     acks: Vec<(Ack, Ingested)>,
     replies: Vec<Reply>,
@@ -271,6 +273,12 @@ pub struct EngineHandle {
 }
 
 impl EngineHandle {
+    /// Whether the last commit succeeded: `false` from a failed commit (disk full, I/O
+    /// error) until the next successful one. `/healthz` answers "not storing" meanwhile.
+    pub fn storing(&self) -> bool {
+        self.metrics.store_writable.get() != 0
+    }
+
     /// The devices' states as restored at start, indexed by `DeviceIdx`: what a follower of
     /// the live stream starts from.
     pub fn restored_device_states(&self) -> Arc<[crate::live::DeviceState]> {
@@ -482,6 +490,187 @@ impl EngineHandle {
     }
 }
 
+/// What the engine's state is rebuilt from: read from the store at start and after a
+/// failed commit (the store is the truth: [ADR 0019](../../../docs/adr/0019-bounded-wal-and-the-store-as-truth.md)).
+struct Restored {
+    incidents: Vec<Incident>,
+    max_id: IncidentId,
+    last_seen: Vec<(beffroi_core::DeviceIdx, Timestamp)>,
+    watermarks: Vec<crate::store::Watermark>,
+    units: Vec<crate::store::StoredUnit>,
+    crises: Vec<Crisis>,
+    events: Vec<beffroi_core::Event>,
+    windows: Vec<crate::trust::StoredWindow>,
+    quarantine: Vec<crate::sentinel::QuarantineAct>,
+    holds: Vec<crate::store::LegalHold>,
+}
+
+fn read_state(store: &mut dyn Store, now: Timestamp) -> Result<Restored, StoreError> {
+    Ok(Restored {
+        incidents: store.active_incidents()?,
+        max_id: store.max_incident_id()?,
+        last_seen: store.last_seen()?,
+        watermarks: store.watermarks()?,
+        units: store.units()?,
+        crises: store.crises()?,
+        events: store.events()?,
+        windows: store.replay_windows()?,
+        quarantine: store.quarantine_log()?,
+        holds: store.legal_holds(now)?,
+    })
+}
+
+/// What a pipeline is built from besides the stored state: the deployment as loaded at
+/// start, kept current by the hot reloads the pipeline task receives.
+struct Blueprint {
+    territory: Arc<Territory>,
+    rules: Arc<RuleSet>,
+    procedures: Vec<Procedure>,
+    file_events: Vec<beffroi_rules::EventRules>,
+    metrics: Arc<Metrics>,
+    cfg: EngineConfig,
+}
+
+impl Blueprint {
+    /// A pipeline in the state the store holds: what a restart would rebuild. Events
+    /// stored by the API (declarations and cancellations) take precedence over a file
+    /// event with the same id.
+    fn build(
+        &self,
+        r: Restored,
+        now: Timestamp,
+    ) -> Result<(Pipeline, std::collections::HashMap<IncidentId, Timestamp>), StoreError> {
+        let holds = r.holds.into_iter().map(|h| (h.incident, h.until)).collect();
+        let territory = &self.territory;
+        let mut pipeline = Pipeline::new(
+            Arc::clone(territory),
+            Arc::clone(&self.rules),
+            self.procedures.clone(),
+            Arc::clone(&self.metrics),
+            now,
+        );
+        let cfg = &self.cfg;
+        pipeline.set_operations(&cfg.operations, now);
+        pipeline.set_device_keys(Arc::clone(&cfg.device_keys));
+        pipeline.restore_replay_windows(&r.windows);
+        pipeline.set_security_config(cfg.security.clone());
+        pipeline.set_aggregates(cfg.privacy.aggregates);
+        pipeline.set_pseudonymiser(cfg.pseudonymiser.clone());
+        let mut events = self.file_events.clone();
+        for e in r.events {
+            let id = e.id.clone();
+            match beffroi_rules::compile_event(e, territory, "store", None, 0) {
+                Ok(c) => {
+                    events.retain(|x| x.event.id != c.event.id);
+                    events.push(c);
+                }
+                Err(err) => {
+                    tracing::warn!(event = %id, error = %err, "stored event no longer valid for this territory; skipped");
+                }
+            }
+        }
+        pipeline.load_events(events, now);
+        let restored_count = r.incidents.len();
+        pipeline
+            .restore(r.incidents, r.max_id, &r.last_seen)
+            .map_err(|e| StoreError::Inconsistent(e.to_string()))?;
+        pipeline.restore_watermarks(&r.watermarks);
+        let units: Vec<_> = r
+            .units
+            .into_iter()
+            .map(|u| (u.id, u.status, u.updated_at))
+            .collect();
+        pipeline.restore_operations(&units, r.crises);
+        pipeline.restore_quarantine(r.quarantine);
+        tracing::info!(
+            active_incidents = restored_count,
+            devices_seen = r.last_seen.len(),
+            "state restored from the store"
+        );
+        Ok((pipeline, holds))
+    }
+}
+
+impl Blueprint {
+    /// Keeps the blueprint current with the hot reloads a command carries.
+    fn follow(&mut self, c: &Command) {
+        match c {
+            Command::ReplaceRules(rules, procedures) => {
+                self.rules = Arc::clone(rules);
+                self.procedures = procedures.clone();
+            }
+            Command::ReplaceOperations(units, escalation) => {
+                self.cfg.operations.units = units.clone();
+                self.cfg.operations.escalation = escalation.clone();
+            }
+            Command::DeviceKeys(keys) => self.cfg.device_keys = Arc::clone(keys),
+            _ => {}
+        }
+    }
+}
+
+/// Sent by the writer after a failed commit: the state to rebuild the pipeline from, and
+/// the generation its jobs carry from then on.
+struct Recovery {
+    generation: u64,
+    restored: Restored,
+}
+
+/// Where the writer thread publishes what it committed.
+struct Outlets {
+    live: broadcast::Sender<LiveEvent>,
+    ops: watch::Sender<Arc<OpsSnapshot>>,
+    events: watch::Sender<Arc<[EventView]>>,
+    recovery: mpsc::Sender<Recovery>,
+}
+
+/// The ordered streams (MQTT connections) seen since the last recovery, and those whose
+/// rest is refused because part of them was refused after a failed commit.
+#[derive(Default)]
+struct Streams {
+    seen: std::collections::VecDeque<u64>,
+    poisoned: std::collections::VecDeque<u64>,
+}
+
+impl Streams {
+    /// Streams remembered of each kind (a stream is one connection: few are alive at once).
+    const KEEP: usize = 64;
+
+    /// The envelope, unless its stream is refused (then it is refused and counted).
+    fn admit(&mut self, env: Envelope, metrics: &Metrics) -> Option<Envelope> {
+        let Some(id) = env.stream else {
+            return Some(env);
+        };
+        if self.poisoned.contains(&id) {
+            metrics.store_refused.inc();
+            if let Some(ack) = env.ack {
+                ack.call(AckOutcome::Failed(REFUSED_AFTER_FAILURE.into()));
+            }
+            return None;
+        }
+        if self.seen.back() != Some(&id) && !self.seen.contains(&id) {
+            self.seen.push_back(id);
+            if self.seen.len() > Self::KEEP {
+                self.seen.pop_front();
+            }
+        }
+        Some(env)
+    }
+
+    /// After a failed commit: every stream seen so far is refused from now on.
+    fn poison_all(&mut self) {
+        self.poisoned.extend(self.seen.drain(..));
+        while self.poisoned.len() > Self::KEEP {
+            self.poisoned.pop_front();
+        }
+    }
+}
+
+/// Why an envelope is refused after a failed commit (the sender retries or the broker
+/// redelivers).
+const REFUSED_AFTER_FAILURE: &str =
+    "not stored: the store failed a commit and the engine rebuilt its state from it; send again";
+
 /// A running engine: the handle plus the tasks to await on shutdown.
 pub struct Engine {
     pub handle: EngineHandle,
@@ -543,75 +732,28 @@ pub async fn start_with_events(
 ) -> Result<Engine, StoreError> {
     let start = clock.now();
     let (store, restored) = tokio::task::spawn_blocking(move || {
-        let r = (|| {
-            Ok::<_, StoreError>((
-                store.active_incidents()?,
-                store.max_incident_id()?,
-                store.last_seen()?,
-                store.units()?,
-                store.crises()?,
-                store.events()?,
-                store.replay_windows()?,
-                store.quarantine_log()?,
-                store.legal_holds(start)?,
-            ))
-        })();
+        let r = read_state(store.as_mut(), start);
         (store, r)
     })
     .await
     .map_err(|e| StoreError::Backend(format!("restore task: {e}")))?;
-    let (incidents, max_id, last_seen, units, crises, stored_events, windows, quarantine, holds) =
-        restored?;
-    let holds: std::collections::HashMap<IncidentId, Timestamp> =
-        holds.into_iter().map(|h| (h.incident, h.until)).collect();
-    let mut pipeline = Pipeline::new(
-        Arc::clone(&territory),
-        Arc::clone(&rules),
+    let blueprint = Blueprint {
+        territory: Arc::clone(&territory),
+        rules,
         procedures,
-        Arc::clone(&metrics),
-        start,
-    );
-    pipeline.set_operations(&cfg.operations, start);
-    pipeline.set_device_keys(Arc::clone(&cfg.device_keys));
-    pipeline.restore_replay_windows(&windows);
-    pipeline.set_security_config(cfg.security.clone());
-    pipeline.set_aggregates(cfg.privacy.aggregates);
-    pipeline.set_pseudonymiser(cfg.pseudonymiser.clone());
-    let mut events = file_events;
-    for e in stored_events {
-        let id = e.id.clone();
-        match beffroi_rules::compile_event(e, &territory, "store", None, 0) {
-            Ok(c) => {
-                events.retain(|x| x.event.id != c.event.id);
-                events.push(c);
-            }
-            Err(err) => {
-                tracing::warn!(event = %id, error = %err, "stored event no longer valid for this territory; skipped");
-            }
-        }
-    }
-    pipeline.load_events(events, start);
+        file_events,
+        metrics: Arc::clone(&metrics),
+        cfg: cfg.clone(),
+    };
+    let (pipeline, holds) = blueprint.build(restored?, start)?;
     let events_snapshot: Arc<[EventView]> = pipeline.events().views(start).into();
-    let restored_count = incidents.len();
-    pipeline
-        .restore(incidents, max_id, &last_seen)
-        .map_err(|e| StoreError::Inconsistent(e.to_string()))?;
-    let units: Vec<_> = units
-        .into_iter()
-        .map(|u| (u.id, u.status, u.updated_at))
-        .collect();
-    pipeline.restore_operations(&units, crises);
-    pipeline.restore_quarantine(quarantine);
-    tracing::info!(
-        active_incidents = restored_count,
-        devices_seen = last_seen.len(),
-        "state restored from the store"
-    );
 
     let (ingest_tx, ingest_rx) = mpsc::channel(cfg.ingest_capacity);
     let (cmd_tx, cmd_rx) = mpsc::channel(64);
     let (live_tx, _) = broadcast::channel(cfg.live_capacity);
     let (job_tx, job_rx) = mpsc::channel::<Job>(MAX_JOBS_PER_COMMIT);
+    // At most one recovery is pending: the next needs a commit of the new generation.
+    let (recovery_tx, recovery_rx) = mpsc::channel::<Recovery>(2);
     // The rules in force: the deployment's plus those of the events in force.
     let (rules_tx, rules_rx) = watch::channel(Arc::clone(pipeline.rules()));
     let (ops_tx, ops_rx) = watch::channel(Arc::new(pipeline.ops_snapshot()));
@@ -621,6 +763,7 @@ pub async fn start_with_events(
     let writer_live = live_tx.clone();
     let writer_audit = cfg.audit.clone().map(|a| (a.0, Arc::clone(&territory)));
     let writer_exports = cfg.exports_dir.clone();
+    let writer_clock = Arc::clone(&clock);
     let observation_retention = cfg
         .retention
         .unwrap_or(cfg.privacy.retention.technical_observations);
@@ -634,12 +777,16 @@ pub async fn start_with_events(
             writer_loop(
                 store,
                 job_rx,
-                writer_live,
-                ops_tx,
-                events_tx,
+                Outlets {
+                    live: writer_live,
+                    ops: ops_tx,
+                    events: events_tx,
+                    recovery: recovery_tx,
+                },
                 writer_metrics,
                 writer_audit,
                 writer_exports,
+                writer_clock,
             )
         })
         .map_err(|e| StoreError::Backend(format!("cannot spawn the writer thread: {e}")))?;
@@ -647,12 +794,13 @@ pub async fn start_with_events(
     let restored_states: Arc<[crate::live::DeviceState]> = pipeline.device_states().into();
     let pipeline_task = tokio::spawn(pipeline_loop(
         pipeline,
+        blueprint,
         ingest_rx,
         cmd_rx,
+        recovery_rx,
         job_tx,
         rules_tx,
         Arc::clone(&clock),
-        Arc::clone(&metrics),
         cfg,
         Arc::clone(&next_purge),
         holds,
@@ -680,21 +828,26 @@ pub async fn start_with_events(
 #[allow(clippy::too_many_arguments)]
 async fn pipeline_loop(
     mut p: Pipeline,
+    mut blueprint: Blueprint,
     mut ingest: mpsc::Receiver<Envelope>,
     mut commands: mpsc::Receiver<Command>,
+    mut recovery: mpsc::Receiver<Recovery>,
     jobs: mpsc::Sender<Job>,
     rules_tx: watch::Sender<Arc<RuleSet>>,
     clock: Arc<dyn Clock>,
-    metrics: Arc<Metrics>,
     cfg: EngineConfig,
     next_purge: Arc<std::sync::atomic::AtomicI64>,
     mut holds: std::collections::HashMap<IncidentId, Timestamp>,
 ) {
+    let metrics = Arc::clone(&blueprint.metrics);
     let mut tick = tokio::time::interval(cfg.tick);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut commands_open = true;
+    let mut generation = 0u64;
+    let mut streams = Streams::default();
     loop {
         let mut job = Job {
+            generation,
             out: Output::default(),
             acks: Vec::new(),
             replies: Vec::new(),
@@ -706,6 +859,28 @@ async fn pipeline_loop(
         };
         tokio::select! {
             biased;
+            Some(rec) = recovery.recv() => {
+                // A commit failed: everything processed since is built on state the store
+                // does not have. Start again from what it has, as a restart would.
+                let now = clock.now();
+                match blueprint.build(rec.restored, now) {
+                    Ok((rebuilt, h)) => {
+                        p = rebuilt;
+                        holds = h;
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "the stored state cannot be rebuilt; the engine stops");
+                        return;
+                    }
+                }
+                generation = rec.generation;
+                job.generation = generation;
+                // What any ordered stream delivers from now on came after what failed:
+                // refuse it, so that the sender delivers again in order on a new stream.
+                streams.poison_all();
+                job.ops = Some(Arc::new(p.ops_snapshot()));
+                job.events_snapshot = Some(p.events().views(p.events_clock()).into());
+            },
             cmd = commands.recv(), if commands_open => match cmd {
                 Some(Command::Privacy { cmd, reply }) => {
                     let now = clock.now();
@@ -739,16 +914,25 @@ async fn pipeline_loop(
                     }
                     job.privacy.push(PrivacyJob { cmd, plan, now, reply: Some(reply) });
                 }
-                Some(c) => handle_command(&mut p, c, &clock, &rules_tx, &mut job),
+                Some(c) => {
+                    blueprint.follow(&c);
+                    handle_command(&mut p, c, &clock, &rules_tx, &mut job);
+                }
                 None => commands_open = false,
             },
             env = ingest.recv() => match env {
                 Some(env) => {
-                    process(&mut p, env, &mut job);
+                    if let Some(env) = streams.admit(env, &metrics) {
+                        process(&mut p, env, &mut job);
+                    }
                     // Fold whatever else is already queued into the same batch.
                     while job.acks.len() < cfg.batch_max {
                         match ingest.try_recv() {
-                            Ok(env) => process(&mut p, env, &mut job),
+                            Ok(env) => {
+                                if let Some(env) = streams.admit(env, &metrics) {
+                                    process(&mut p, env, &mut job);
+                                }
+                            }
                             Err(_) => break,
                         }
                     }
@@ -795,6 +979,8 @@ async fn pipeline_loop(
             && job.ops_replies.is_empty()
             && job.event_replies.is_empty()
             && job.privacy.is_empty()
+            && job.ops.is_none()
+            && job.events_snapshot.is_none()
         {
             continue;
         }
@@ -929,17 +1115,99 @@ fn handle_command(
 /// Most jobs the writer folds into one commit.
 const MAX_JOBS_PER_COMMIT: usize = 256;
 
+/// Whether commits succeed, logged once per change of state (a failing disk would
+/// otherwise write a line per commit).
+struct StoreHealth {
+    failing: Option<Failing>,
+}
+
+struct Failing {
+    since: Instant,
+    failed_commits: u64,
+    last_error: String,
+}
+
+impl StoreHealth {
+    fn failed(&mut self, metrics: &Metrics, error: &str, rows: usize) {
+        metrics.store_errors.inc();
+        metrics.store_writable.set(0);
+        match &mut self.failing {
+            None => {
+                tracing::error!(
+                    error,
+                    rows,
+                    "commit failed: not storing; senders are not acknowledged and the engine \
+                     rebuilds its state from the store (logged again when the error changes \
+                     or commits succeed)"
+                );
+                self.failing = Some(Failing {
+                    since: Instant::now(),
+                    failed_commits: 1,
+                    last_error: error.to_string(),
+                });
+            }
+            Some(f) => {
+                f.failed_commits += 1;
+                if f.last_error != error {
+                    tracing::error!(
+                        error,
+                        failed_commits = f.failed_commits,
+                        "commit failed with another error: still not storing"
+                    );
+                    f.last_error = error.to_string();
+                }
+            }
+        }
+    }
+
+    fn committed(&mut self, metrics: &Metrics) {
+        if let Some(f) = self.failing.take() {
+            metrics.store_writable.set(1);
+            tracing::warn!(
+                failed_commits = f.failed_commits,
+                after_s = f.since.elapsed().as_secs_f64(),
+                last_error = %f.last_error,
+                "commits succeed again: storing"
+            );
+        }
+    }
+}
+
+/// Refuses what a job carries: it was not stored.
+fn refuse(job: Job, msg: &str, metrics: &Metrics) {
+    for (ack, _) in job.acks {
+        metrics.store_refused.inc();
+        ack.call(AckOutcome::Failed(msg.to_string()));
+    }
+    for (reply, _) in job.replies {
+        let _ = reply.send(Err(ActError::Store(msg.to_string())));
+    }
+    for (reply, _) in job.ops_replies {
+        let _ = reply.send(Err(ActError::Store(msg.to_string())));
+    }
+    for (reply, _) in job.event_replies {
+        let _ = reply.send(Err(EventError::Store(msg.to_string())));
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 fn writer_loop(
     mut store: Box<dyn Store>,
     mut jobs: mpsc::Receiver<Job>,
-    live: broadcast::Sender<LiveEvent>,
-    ops: watch::Sender<Arc<OpsSnapshot>>,
-    events: watch::Sender<Arc<[EventView]>>,
+    out: Outlets,
     metrics: Arc<Metrics>,
     audit: Option<(Arc<dyn beffroi_core::AuditSink>, Arc<Territory>)>,
     exports: Option<std::path::PathBuf>,
+    clock: Arc<dyn Clock>,
 ) {
+    let Outlets {
+        live,
+        ops,
+        events,
+        recovery,
+    } = out;
+    let mut generation = 0u64;
+    let mut health = StoreHealth { failing: None };
     while let Some(first) = jobs.blocking_recv() {
         // Group commit: whatever queued up while the last commit was syncing goes into
         // this one, so the number of fsyncs does not grow with the message rate.
@@ -950,8 +1218,17 @@ fn writer_loop(
                 Err(_) => break,
             }
         }
-        let mut batch = WriteBatch::default();
         let mut privacy = Vec::new();
+        // Jobs built on top of a failed commit are refused whole: their changes assume
+        // state the store does not have.
+        let (current, stale): (Vec<Job>, Vec<Job>) =
+            group.into_iter().partition(|j| j.generation == generation);
+        let mut group = current;
+        for mut j in stale {
+            privacy.append(&mut j.privacy);
+            refuse(j, REFUSED_AFTER_FAILURE, &metrics);
+        }
+        let mut batch = WriteBatch::default();
         let mut snapshot = None;
         for j in &mut group {
             batch.observations.append(&mut j.out.batch.observations);
@@ -964,6 +1241,7 @@ fn writer_loop(
             privacy.append(&mut j.privacy);
             batch.identities.append(&mut j.out.batch.identities);
             batch.replay_windows.append(&mut j.out.batch.replay_windows);
+            batch.watermarks.append(&mut j.out.batch.watermarks);
             if let Some(s) = j.ops.take() {
                 snapshot = Some(s);
             }
@@ -982,6 +1260,7 @@ fn writer_loop(
                     metrics
                         .store_commit_seconds
                         .observe(started.elapsed().as_secs_f64());
+                    health.committed(&metrics);
                 }
                 // The API reads units and crises from the snapshot: publish it before the
                 // replies, so that a client reads its own writes.
@@ -1028,22 +1307,24 @@ fn writer_loop(
                 }
             }
             Err(e) => {
-                metrics.store_errors.inc();
-                tracing::error!(error = %e, rows = batch.len(), "commit failed; senders not acknowledged");
                 let msg = e.to_string();
+                health.failed(&metrics, &msg, batch.len());
+                // The pipeline is ahead of the store: rebuild it from the store, and refuse
+                // every job it built meanwhile. The recovery is on its way before the
+                // senders hear of the failure, so what they send again is processed on the
+                // rebuilt state.
+                generation += 1;
+                metrics.store_recoveries.inc();
+                let restored = restore_until_readable(store.as_mut(), clock.as_ref());
+                let sent = recovery.blocking_send(Recovery {
+                    generation,
+                    restored,
+                });
                 for job in group {
-                    for (ack, _) in job.acks {
-                        ack.call(AckOutcome::Failed(msg.clone()));
-                    }
-                    for (reply, _) in job.replies {
-                        let _ = reply.send(Err(ActError::Store(msg.clone())));
-                    }
-                    for (reply, _) in job.ops_replies {
-                        let _ = reply.send(Err(ActError::Store(msg.clone())));
-                    }
-                    for (reply, _) in job.event_replies {
-                        let _ = reply.send(Err(EventError::Store(msg.clone())));
-                    }
+                    refuse(job, &msg, &metrics);
+                }
+                if sent.is_err() {
+                    return;
                 }
             }
         }
@@ -1054,6 +1335,24 @@ fn writer_loop(
                 let _ = reply.send(r);
             } else if let Err(e) = r {
                 tracing::warn!(error = %e, "retention purge failed");
+            }
+        }
+    }
+}
+
+/// Reads the state to rebuild from; while the store cannot even be read, waits and tries
+/// again (the pipeline waits too: its jobs queue up behind this thread).
+fn restore_until_readable(store: &mut dyn Store, clock: &dyn Clock) -> Restored {
+    let mut logged = false;
+    loop {
+        match read_state(store, clock.now()) {
+            Ok(r) => return r,
+            Err(e) => {
+                if !logged {
+                    tracing::error!(error = %e, "the store cannot be read back after a failed commit; retrying every second");
+                    logged = true;
+                }
+                std::thread::sleep(std::time::Duration::from_secs(1));
             }
         }
     }

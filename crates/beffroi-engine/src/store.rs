@@ -63,6 +63,18 @@ pub struct WriteBatch {
     pub quarantine: Vec<crate::sentinel::QuarantineAct>,
     /// Pseudonyms and their sealed values (upserted: first seen kept, last seen raised).
     pub identities: Vec<StoredIdentity>,
+    /// Event time of the latest evaluated observation of a (device, field), each time it
+    /// advances: restored after a restart or a failed commit so that a redelivered reading
+    /// is not evaluated twice (see [`crate::pipeline`]). Never moves backwards.
+    pub watermarks: Vec<Watermark>,
+}
+
+/// The latest evaluated event time of one series.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Watermark {
+    pub device: DeviceIdx,
+    pub field: beffroi_core::FieldIdx,
+    pub time: Timestamp,
 }
 
 impl WriteBatch {
@@ -76,6 +88,7 @@ impl WriteBatch {
             && self.replay_windows.is_empty()
             && self.quarantine.is_empty()
             && self.identities.is_empty()
+            && self.watermarks.is_empty()
     }
     pub fn len(&self) -> usize {
         self.observations.len()
@@ -142,6 +155,8 @@ pub trait Store: Send + 'static {
     fn incident(&mut self, id: IncidentId) -> Result<Option<Incident>, StoreError>;
     /// Last time each device was heard of.
     fn last_seen(&mut self) -> Result<Vec<(DeviceIdx, Timestamp)>, StoreError>;
+    /// The latest evaluated event time of every (device, field) series.
+    fn watermarks(&mut self) -> Result<Vec<Watermark>, StoreError>;
     /// Deletes observations with an event time before `before`; returns how many.
     fn purge_observations(&mut self, before: Timestamp) -> Result<usize, StoreError>;
     /// Carries out a retention purge in bounded transactions (see [`crate::retention`]),

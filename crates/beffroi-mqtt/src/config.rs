@@ -59,6 +59,9 @@ pub struct MqttConfig {
     pub session_expiry: Duration,
     /// First delay before reconnecting after an error; doubles up to `backoff_max`.
     pub backoff_min: Duration,
+    /// Longest delay between two attempts (5 s by default: a broker back after an outage
+    /// is found within seconds). Also the longest wait before reconnecting so that the
+    /// broker redelivers what the store could not take.
     pub backoff_max: Duration,
     /// The broker enforces the password and ACL files generated from the device registry
     /// (`beffroi devices broker-files`): a message on a device's topic was published by
@@ -79,7 +82,7 @@ impl Default for MqttConfig {
             inflight: 1000,
             session_expiry: Duration::from_secs(7 * 24 * 3600),
             backoff_min: Duration::from_millis(500),
-            backoff_max: Duration::from_secs(30),
+            backoff_max: Duration::from_secs(5),
             broker_auth: false,
         }
     }

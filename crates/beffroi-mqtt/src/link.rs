@@ -26,6 +26,8 @@ pub(crate) enum Step {
         payload: Bytes,
         /// Sent because of a (re-)subscription, not because it was just published.
         retained: bool,
+        /// The broker sends it again (DUP flag): an earlier copy was not acknowledged.
+        redelivered: bool,
         token: AckToken,
     },
     /// How many filters the broker refused, and how many it granted below QoS 1.
@@ -137,6 +139,7 @@ fn step_v311(e: rumqttc::Event) -> Step {
                 qos: p.qos as u8,
             },
             retained: p.retain,
+            redelivered: p.dup,
             topic: p.topic,
             payload: p.payload,
         },
@@ -175,6 +178,7 @@ fn step_v5(e: v5::Event) -> Step {
                 qos: p.qos as u8,
             },
             retained: p.retain,
+            redelivered: p.dup,
             // A topic that is not UTF-8 is a protocol violation; route it as unknown.
             topic: String::from_utf8(p.topic.to_vec()).unwrap_or_default(),
             payload: p.payload,

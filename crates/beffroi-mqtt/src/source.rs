@@ -38,6 +38,9 @@ pub struct MqttStats {
     /// PUBACKs handed to the connection: messages the store made durable, plus skipped
     /// retained ones (QoS 0 messages have none).
     pub acks: Arc<AtomicU64>,
+    /// Messages the broker sent again (DUP flag) because an earlier copy was not
+    /// acknowledged; they are counted in `messages` and `acks` too.
+    pub redelivered: Arc<AtomicU64>,
     /// Outcomes that withheld the PUBACK: store failure, or envelope dropped unanswered.
     pub nacks: Arc<AtomicU64>,
     /// Messages on a topic of unknown shape (submitted anyway, see [`Route::unknown`]).
@@ -222,6 +225,8 @@ struct Runner {
     /// Id of the live connection; acks of any other connection are stale.
     live: Option<u64>,
     conn_seq: u64,
+    /// The engine's ordered stream of the live connection.
+    stream: u64,
     connected_at: Instant,
     /// Whether a session ever existed (a later CONNACK without one means it was lost).
     had_session: bool,
@@ -266,6 +271,7 @@ impl Runner {
             settle_tx,
             live: None,
             conn_seq: 0,
+            stream: beffroi_engine::envelope::new_stream(),
             connected_at: Instant::now(),
             had_session: false,
             outbox: VecDeque::new(),
@@ -321,7 +327,7 @@ async fn drive(
                     }
                     () = sleep_until(retry_at), if r.retry_at.is_some() => r.retry_at = None,
                     () = sleep(OUTBOX_RETRY), if !r.outbox.is_empty() => {}
-                    step = &mut poll, if r.retry_at.is_none() && r.queue.len() < cap => {
+                    step = &mut poll, if r.retry_at.is_none() && r.redeliver_at.is_none() && r.queue.len() < cap => {
                         break Wake::Event(step);
                     }
                 }
@@ -371,9 +377,13 @@ impl Runner {
                 topic,
                 payload,
                 retained,
+                redelivered,
                 token,
             } => {
                 bump(&self.stats.messages);
+                if redelivered {
+                    bump(&self.stats.redelivered);
+                }
                 let conn = self.live.unwrap_or(0);
                 if retained {
                     // A stale value replayed because we (re-)subscribed, not a new reading.
@@ -410,6 +420,9 @@ impl Runner {
                     device_hint: route.device_hint,
                     payload,
                     received: self.clock.now(),
+                    // One ordered stream per connection: after a refusal the engine refuses
+                    // the rest of it, and the reconnection redelivers them in order.
+                    stream: Some(self.stream),
                     ack: Some(ack),
                 });
             }
@@ -442,6 +455,7 @@ impl Runner {
 
     fn on_connected(&mut self, session_present: bool) {
         self.conn_seq += 1;
+        self.stream = beffroi_engine::envelope::new_stream();
         let conn = self.conn_seq;
         self.live = Some(conn);
         self.connected_at = Instant::now();
@@ -537,6 +551,15 @@ impl Runner {
                 if self.redeliver_at.is_none() {
                     let delay = self.redeliver.next();
                     self.redeliver_at = Some(Instant::now() + delay);
+                    // What this connection delivered after the failed message must come
+                    // after it again: hand nothing more to the pipeline and read nothing
+                    // more from the broker until the reconnection, which redelivers every
+                    // unacknowledged message in order.
+                    let dropped = self.queue.len();
+                    self.queue.clear();
+                    if dropped > 0 {
+                        debug!(dropped, "mqtt messages held back until the redelivery");
+                    }
                     warn!(
                         reason,
                         redeliver_in = ?delay,

@@ -13,37 +13,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use beffroi_core::territory::fixture;
-use beffroi_core::{Device, DeviceIdx, FieldIdx, Territory, Timestamp, Value};
+use beffroi_core::{DeviceIdx, FieldIdx, Territory, Timestamp, Value};
 use beffroi_engine::store::StoredObservation;
 use beffroi_engine::{Store, WriteBatch};
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 
 /// The fixture's commune, sites and kinds, with `devices` water-level gauges.
 fn town(devices: u32) -> Territory {
-    let f = fixture::small();
-    let mut t = Territory::new("bench", "Bench town");
-    for c in f.communes {
-        t.add_commune(c).expect("fresh id");
-    }
-    for s in f.sites {
-        t.add_site(s).expect("fresh id");
-    }
-    for k in f.kinds {
-        t.add_kind(k).expect("fresh id");
-    }
-    let level = t.kind_id("level").expect("fixture kind");
-    let site = t.site_id("s2").expect("fixture site");
-    for i in 0..devices {
-        t.add_device(Device {
-            id: format!("gauge-{i:05}").into(),
-            kind: level,
-            site,
-            position: t.site(site).position,
-            dev_eui: None,
-        })
-        .expect("fresh id");
-    }
-    t
+    fixture::town(devices)
 }
 
 /// `size` readings, round-robin over `devices`, event times after every earlier batch.

@@ -83,6 +83,46 @@ pub(crate) fn last_seen(
     Ok(out.finish(skipped, "device_state"))
 }
 
+/// Every series' watermark; a device or field the territory no longer has is skipped.
+pub(crate) fn watermarks(
+    conn: &Connection,
+    t: &Territory,
+    skipped: &Skipped,
+) -> Result<Vec<beffroi_engine::store::Watermark>, StoreError> {
+    let mut stmt = conn
+        .prepare_cached("SELECT device, watermarks FROM device_state WHERE watermarks <> '{}'")
+        .ctx("prepare watermarks")?;
+    let rows = stmt
+        .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+        .ctx("read watermarks")?;
+    let mut out = Vec::new();
+    let mut bad = 0u64;
+    for row in rows {
+        let (device, json) = row.ctx("read watermarks")?;
+        let Some(d) = t.device_id(&device) else {
+            bad += 1;
+            continue;
+        };
+        let kind = t.kind_of(d);
+        let Ok(serde_json::Value::Object(fields)) = serde_json::from_str(&json) else {
+            bad += 1;
+            continue;
+        };
+        for (name, at) in fields {
+            match (kind.field(&name), at.as_i64()) {
+                (Some(field), Some(ms)) => out.push(beffroi_engine::store::Watermark {
+                    device: d,
+                    field,
+                    time: Timestamp(ms),
+                }),
+                _ => bad += 1,
+            }
+        }
+    }
+    skipped.record("watermarks", bad, None);
+    Ok(out)
+}
+
 pub(crate) fn incidents(
     conn: &Connection,
     t: &Territory,

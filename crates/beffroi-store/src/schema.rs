@@ -19,6 +19,7 @@ const MIGRATIONS: &[&str] = &[
     V5_QUARANTINE,
     V6_IDENTITIES,
     V7_RETENTION,
+    V8_WATERMARKS,
 ];
 
 /// The schema version this build writes.
@@ -235,6 +236,13 @@ CREATE TABLE purge_runs (
     at     INTEGER NOT NULL,
     detail TEXT    NOT NULL
 ) STRICT;
+"#;
+
+/// Idempotent evaluation (ADR 0019): the event time of the latest evaluated observation of
+/// each of a device's fields, as a JSON object `{"field": ms, …}`, written with `last_seen`
+/// (no extra row per commit) and read back at start and after a failed commit.
+const V8_WATERMARKS: &str = r#"
+ALTER TABLE device_state ADD COLUMN watermarks TEXT NOT NULL DEFAULT '{}';
 "#;
 
 /// Brings the database to [`SCHEMA_VERSION`]. Refuses a database written by a newer build.

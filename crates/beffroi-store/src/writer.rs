@@ -18,8 +18,12 @@ use crate::rows::{self, INSERT_LOG, UPSERT_INCIDENT, device_field, id_to_sql};
 /// write lock is held for milliseconds, large enough that fsyncs do not dominate.
 pub const PURGE_CHUNK: usize = 5_000;
 
-const UPSERT_DEVICE_STATE: &str = "INSERT INTO device_state (device, last_seen) VALUES (?1, ?2) \
-     ON CONFLICT (device) DO UPDATE SET last_seen = max(last_seen, excluded.last_seen)";
+/// `last_seen` only rises; the watermarks of the fields named in `?3` are replaced (the
+/// pipeline only ever raises them, and commits are applied in order).
+const UPSERT_DEVICE_STATE: &str = "INSERT INTO device_state (device, last_seen, watermarks) \
+     VALUES (?1, ?2, ?3) ON CONFLICT (device) DO UPDATE SET \
+     last_seen = max(last_seen, excluded.last_seen), \
+     watermarks = json_patch(watermarks, excluded.watermarks)";
 const INSERT_REJECTION: &str =
     "INSERT INTO rejections (at, source, reason, detail) VALUES (?1, ?2, ?3, ?4)";
 /// A pseudonym met again keeps its first sighting and raises its last.
@@ -37,8 +41,10 @@ pub struct SqliteStore {
     conn: Connection,
     territory: Arc<Territory>,
     skipped: Skipped,
+    /// The writer's side of the WAL policy (checkpoints between commits).
+    wal: crate::wal::WalControl,
     /// Dropped after `conn` (fields drop in order): the final checkpoint runs last.
-    _checkpointer: crate::Checkpointer,
+    _checkpointer: crate::wal::Checkpointer,
 }
 
 impl SqliteStore {
@@ -46,14 +52,26 @@ impl SqliteStore {
         conn: Connection,
         territory: Arc<Territory>,
         skipped: Skipped,
-        checkpointer: crate::Checkpointer,
+        wal: crate::wal::WalControl,
+        checkpointer: crate::wal::Checkpointer,
     ) -> Self {
         SqliteStore {
             conn,
             territory,
             skipped,
+            wal,
             _checkpointer: checkpointer,
         }
+    }
+
+    /// Where the WAL's size and checkpoints are reported (`/metrics`).
+    pub fn set_wal_metrics(&mut self, m: beffroi_engine::metrics::WalMetrics) {
+        self.wal.shared().set_metrics(m);
+    }
+
+    /// Size of the WAL file on disk, in bytes.
+    pub fn wal_bytes(&self) -> u64 {
+        self.wal.shared().file_bytes()
     }
 
     /// Resolves ids against a new territory from now on (after a territory reload).
@@ -138,11 +156,13 @@ impl Store for SqliteStore {
                     .and_modify(|at| *at = (*at).max(o.received))
                     .or_insert(o.received);
             }
+            let marks = watermarks_by_device(t, &batch.watermarks)?;
             let mut seen = tx
                 .prepare_cached(UPSERT_DEVICE_STATE)
                 .ctx("prepare device state")?;
             for (device, at) in last_seen {
-                seen.execute(params![rows::device_id(t, device)?, at.0])
+                let json = marks.get(&device).map_or("{}", String::as_str);
+                seen.execute(params![rows::device_id(t, device)?, at.0, json])
                     .ctx("write device state")?;
             }
             if inserted > 0 {
@@ -228,7 +248,9 @@ impl Store for SqliteStore {
             }
         }
 
-        tx.commit().ctx("commit write")
+        tx.commit().ctx("commit write")?;
+        self.wal.after_commit(&self.conn);
+        Ok(())
     }
 
     fn active_incidents(&mut self) -> Result<Vec<Incident>, StoreError> {
@@ -245,6 +267,10 @@ impl Store for SqliteStore {
 
     fn last_seen(&mut self) -> Result<Vec<(DeviceIdx, Timestamp)>, StoreError> {
         queries::last_seen(&self.conn, &self.territory, &self.skipped)
+    }
+
+    fn watermarks(&mut self) -> Result<Vec<beffroi_engine::store::Watermark>, StoreError> {
+        queries::watermarks(&self.conn, &self.territory, &self.skipped)
     }
 
     fn units(&mut self) -> Result<Vec<beffroi_engine::store::StoredUnit>, StoreError> {
@@ -503,6 +529,31 @@ fn insert_observations(
         return Ok(inserted);
     }
     insert_rows(tx, t, observations)
+}
+
+/// Per device, the JSON object of its fields' new watermarks (the highest of the batch).
+fn watermarks_by_device(
+    t: &Territory,
+    marks: &[beffroi_engine::store::Watermark],
+) -> Result<HashMap<DeviceIdx, String>, StoreError> {
+    let mut per: HashMap<DeviceIdx, Vec<(beffroi_core::FieldIdx, i64)>> = HashMap::new();
+    for m in marks {
+        let fields = per.entry(m.device).or_default();
+        match fields.iter_mut().find(|(f, _)| *f == m.field) {
+            Some((_, at)) => *at = (*at).max(m.time.0),
+            None => fields.push((m.field, m.time.0)),
+        }
+    }
+    let mut out = HashMap::with_capacity(per.len());
+    for (device, fields) in per {
+        let mut obj = serde_json::Map::new();
+        for (field, at) in fields {
+            let (_, name) = device_field(t, device, field)?;
+            obj.insert(name.to_string(), serde_json::Value::from(at));
+        }
+        out.insert(device, serde_json::Value::Object(obj).to_string());
+    }
+    Ok(out)
 }
 
 fn insert_rows(

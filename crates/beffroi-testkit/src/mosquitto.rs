@@ -87,9 +87,14 @@ impl Mosquitto {
     /// empty persistence directory: every session is lost.
     pub fn restart_empty(&mut self) {
         self.kill();
-        let binary = binary().expect("mosquitto was there a moment ago");
         self.dir = tempfile::tempdir().expect("temp dir for mosquitto");
-        // The port was ours; it may linger a moment in the kernel, so retry until deadline.
+        self.respawn();
+    }
+
+    /// Starts the broker again on its port and folder. The port was ours; it may linger a
+    /// moment in the kernel, so this retries until the deadline.
+    fn respawn(&mut self) {
+        let binary = binary().expect("mosquitto was there a moment ago");
         let deadline = Instant::now() + READY_DEADLINE;
         loop {
             match spawn(&binary, self.dir.path(), self.port, &self.extra) {
@@ -103,6 +108,21 @@ impl Mosquitto {
                 Err(_) => std::thread::sleep(Duration::from_millis(50)),
             }
         }
+    }
+
+    /// Stops the broker cleanly (SIGTERM: it saves its sessions and their queued messages to
+    /// the persistence file) and starts it again on the same port and folder: a broker
+    /// restart by its administrator.
+    pub fn restart_keeping_sessions(&mut self) {
+        let stopped = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        assert!(stopped, "could not signal mosquitto");
+        let _ = self.child.wait();
+        self.respawn();
     }
 
     fn kill(&mut self) {

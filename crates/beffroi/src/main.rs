@@ -161,6 +161,7 @@ fn main() -> ExitCode {
                             topics: None,
                             username: None,
                             broker_auth: false,
+                            reconnect_max: None,
                         }),
                         console,
                     },

@@ -28,6 +28,10 @@ pub fn to_config(m: MqttSettings) -> MqttConfig {
         broker_auth: m.broker_auth,
         ..MqttConfig::default()
     };
+    if let Some(max) = m.reconnect_max {
+        cfg.backoff_max = max;
+        cfg.backoff_min = cfg.backoff_min.min(max);
+    }
     if let Some(t) = m.topics {
         cfg.topics = t;
     }
@@ -57,7 +61,7 @@ pub async fn run(source: MqttSource, engine: EngineHandle, shutdown: Cancellatio
 
 /// Exposes the source's counters in the engine's Prometheus registry.
 pub fn export_stats(stats: &MqttStats, metrics: &Metrics) {
-    let counters: [(&str, &str, &Arc<AtomicU64>); 8] = [
+    let counters: [(&str, &str, &Arc<AtomicU64>); 9] = [
         (
             "mqtt_connects",
             "Connections to the broker",
@@ -66,6 +70,11 @@ pub fn export_stats(stats: &MqttStats, metrics: &Metrics) {
         ("mqtt_disconnects", "Connections lost", &stats.disconnects),
         ("mqtt_messages", "PUBLISH packets received", &stats.messages),
         ("mqtt_acks", "PUBACKs sent after commit", &stats.acks),
+        (
+            "mqtt_redelivered",
+            "Messages the broker sent again (DUP flag) because an earlier copy was not acknowledged",
+            &stats.redelivered,
+        ),
         (
             "mqtt_nacks",
             "Messages left unacknowledged (store failure) for redelivery",

@@ -122,8 +122,10 @@ async fn serve(
         let t = Arc::clone(&territory);
         let path = db.clone();
         let alive = alive.clone();
+        let wal_metrics = metrics.wal.clone();
         tokio::task::spawn_blocking(move || {
             let (mut store, reader) = beffroi_store::open(&path, t)?;
+            store.set_wal_metrics(wal_metrics);
             // The sealed values of destroyed epochs can no longer be opened: gone.
             let forgotten = store.forget_identities_except(&alive)?;
             Ok::<_, beffroi_engine::StoreError>((store, reader, forgotten))
@@ -371,6 +373,7 @@ async fn loop_scenarios(
                     payload: Bytes::from(m.payload),
                     authenticated: false,
                     received: now,
+                    stream: None,
                     ack: None,
                 };
                 if tx.send(env).await.is_err() {

@@ -111,3 +111,32 @@ pub fn replace(path: &Path, text: &str) {
     std::fs::write(&tmp, text).expect("write");
     std::fs::rename(&tmp, path).expect("rename");
 }
+
+/// Slot `i` of a device stream: (device id, SenML pack, event time). Times are 20 ms apart
+/// from `base_ms`; one slot in `panel_every` is the intrusion panel, alternately alarm and
+/// clear, the others are the gauges in turn with normal levels.
+pub fn stream_message(
+    i: usize,
+    base_ms: i64,
+    gauges: &[String],
+    panel: &str,
+    panel_every: usize,
+) -> (String, String, i64) {
+    let t = base_ms + i as i64 * 20;
+    if i % panel_every == panel_every / 2 {
+        let on = (i / panel_every).is_multiple_of(2);
+        (
+            panel.to_owned(),
+            format!(r#"[{{"bt":{},"n":"intrusion","vb":{on}}}]"#, senml_time(t)),
+            t,
+        )
+    } else {
+        let g = &gauges[i % gauges.len()];
+        let level = 0.5 + (i % 100) as f64 / 1000.0;
+        (
+            g.clone(),
+            format!(r#"[{{"bt":{},"n":"level_m","v":{level}}}]"#, senml_time(t)),
+            t,
+        )
+    }
+}
