@@ -41,13 +41,19 @@ pub enum AckOutcome {
     Failed(String),
 }
 
-/// Called exactly once per envelope, after the outcome is durable (or failed).
-/// A fresh stream id, unique in the process.
+static NEXT_STREAM: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+/// A fresh stream id, unique in the process and greater than every earlier one.
 pub fn new_stream() -> u64 {
-    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
-    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    NEXT_STREAM.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
 }
 
+/// The greatest stream id handed out so far (0: none).
+pub fn last_stream() -> u64 {
+    NEXT_STREAM.load(std::sync::atomic::Ordering::SeqCst) - 1
+}
+
+/// Called exactly once per envelope, after the outcome is durable (or failed).
 pub struct Ack(Box<dyn FnOnce(AckOutcome) + Send>);
 
 impl Ack {

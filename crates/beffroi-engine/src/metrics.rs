@@ -43,7 +43,8 @@ pub struct CheckpointLabel {
     /// briefly for readers).
     pub mode: &'static str,
     /// `complete` (every frame copied back), `partial` (a reader held frames), `busy`
-    /// (another checkpoint was running), `error`.
+    /// (the writer found the background pass running and skipped, or SQLite could not
+    /// start the checkpoint), `error`.
     pub outcome: &'static str,
 }
 

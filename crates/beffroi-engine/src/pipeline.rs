@@ -22,6 +22,7 @@ use crate::metrics::Metrics;
 use crate::operations::{Operations, OpsSnapshot};
 use crate::store::{StoredIdentity, StoredObservation, StoredRejection, WriteBatch};
 use crate::trust::{DeviceKeys, StoredWindow, Transport, TrustGate};
+use crate::watermark::Freshness;
 use beffroi_core::EventStatus;
 use beffroi_rules::EventRules;
 
@@ -649,12 +650,12 @@ impl Pipeline {
         let obs = std::mem::take(&mut self.obs);
         let mut last = None;
         for o in &obs {
-            let fresh = self.classify(o, out);
-            if fresh && last != Some(o.device) {
+            let freshness = self.classify(o, out);
+            if freshness == Freshness::Fresh && last != Some(o.device) {
                 self.sentinel.on_message(o.device, received);
                 last = Some(o.device);
             }
-            self.observe(o, received, fresh, out);
+            self.observe(o, received, freshness, out);
         }
         self.obs = obs;
         self.flush_alarms(out);
@@ -664,34 +665,41 @@ impl Pipeline {
 
     /// Raises the observation's series watermark if it is later than anything evaluated
     /// (and queues the new watermark for the store); counts copies and late readings.
-    fn classify(&mut self, o: &Observation, out: &mut Output) -> bool {
-        use crate::watermark::Freshness;
-        match self.watermarks.advance(o.device, o.field, o.time) {
-            Freshness::Fresh => {
-                out.batch.watermarks.push(crate::store::Watermark {
-                    device: o.device,
-                    field: o.field,
-                    time: o.time,
-                });
-                true
-            }
+    fn classify(&mut self, o: &Observation, out: &mut Output) -> Freshness {
+        let f = self.watermarks.advance(o.device, o.field, o.time);
+        match f {
+            Freshness::Fresh => out.batch.watermarks.push(crate::store::Watermark {
+                device: o.device,
+                field: o.field,
+                time: o.time,
+            }),
             Freshness::Duplicate => {
                 self.metrics.observations_duplicate.inc();
-                false
             }
             Freshness::Late => {
                 self.metrics.observations_late.inc();
-                false
             }
         }
+        f
     }
 
-    /// One validated observation: when `fresh`, to the sentinel, then (unless its device is
-    /// quarantined) to the events and rules; stored either way.
-    fn observe(&mut self, o: &Observation, received: Timestamp, fresh: bool, out: &mut Output) {
+    /// One validated observation, stored whatever its freshness. A fresh one goes to the
+    /// sentinel, then (unless its device is quarantined) to the events and rules; of a copy
+    /// or a late one the sentinel weighs only the timing (a clock set back, or stuck, ends
+    /// as clock skew).
+    fn observe(
+        &mut self,
+        o: &Observation,
+        received: Timestamp,
+        freshness: Freshness,
+        out: &mut Output,
+    ) {
         self.metrics.trust(o.trust).inc();
+        let fresh = freshness == Freshness::Fresh;
         if fresh {
             self.sentinel.on_observation(o, received);
+        } else {
+            self.sentinel.on_timing(o, received);
         }
         let quarantined = self.sentinel.is_quarantined(o.device);
         if fresh && !quarantined {
@@ -737,11 +745,11 @@ impl Pipeline {
             o
         };
         self.metrics.accepted[Source::Simulator.index()].inc();
-        let fresh = self.classify(o, out);
-        if fresh {
+        let freshness = self.classify(o, out);
+        if freshness == Freshness::Fresh {
             self.sentinel.on_message(o.device, received);
         }
-        self.observe(o, received, fresh, out);
+        self.observe(o, received, freshness, out);
         self.flush_alarms(out);
         self.flush_sentinel(received, out);
     }

@@ -624,45 +624,35 @@ struct Outlets {
     recovery: mpsc::Sender<Recovery>,
 }
 
-/// The ordered streams (MQTT connections) seen since the last recovery, and those whose
-/// rest is refused because part of them was refused after a failed commit.
+/// Which ordered streams (MQTT connections) are refused: every stream opened before the
+/// last recovery. Stream ids only grow ([`crate::envelope::new_stream`]), so one number
+/// says it, however many streams there were.
 #[derive(Default)]
 struct Streams {
-    seen: std::collections::VecDeque<u64>,
-    poisoned: std::collections::VecDeque<u64>,
+    /// Streams with an id up to this one are refused.
+    refused_through: u64,
 }
 
 impl Streams {
-    /// Streams remembered of each kind (a stream is one connection: few are alive at once).
-    const KEEP: usize = 64;
-
     /// The envelope, unless its stream is refused (then it is refused and counted).
-    fn admit(&mut self, env: Envelope, metrics: &Metrics) -> Option<Envelope> {
-        let Some(id) = env.stream else {
-            return Some(env);
-        };
-        if self.poisoned.contains(&id) {
-            metrics.store_refused.inc();
-            if let Some(ack) = env.ack {
-                ack.call(AckOutcome::Failed(REFUSED_AFTER_FAILURE.into()));
+    fn admit(&self, env: Envelope, metrics: &Metrics) -> Option<Envelope> {
+        match env.stream {
+            Some(id) if id <= self.refused_through => {
+                metrics.store_refused.inc();
+                if let Some(ack) = env.ack {
+                    ack.call(AckOutcome::Failed(REFUSED_AFTER_FAILURE.into()));
+                }
+                None
             }
-            return None;
+            _ => Some(env),
         }
-        if self.seen.back() != Some(&id) && !self.seen.contains(&id) {
-            self.seen.push_back(id);
-            if self.seen.len() > Self::KEEP {
-                self.seen.pop_front();
-            }
-        }
-        Some(env)
     }
 
-    /// After a failed commit: every stream seen so far is refused from now on.
-    fn poison_all(&mut self) {
-        self.poisoned.extend(self.seen.drain(..));
-        while self.poisoned.len() > Self::KEEP {
-            self.poisoned.pop_front();
-        }
+    /// After a failed commit: every stream opened so far is refused from now on (a
+    /// stream opened before and not seen yet is refused too: it costs its sender one more
+    /// reconnection, never an order).
+    fn refuse_all(&mut self) {
+        self.refused_through = crate::envelope::last_stream();
     }
 }
 
@@ -877,7 +867,7 @@ async fn pipeline_loop(
                 job.generation = generation;
                 // What any ordered stream delivers from now on came after what failed:
                 // refuse it, so that the sender delivers again in order on a new stream.
-                streams.poison_all();
+                streams.refuse_all();
                 job.ops = Some(Arc::new(p.ops_snapshot()));
                 job.events_snapshot = Some(p.events().views(p.events_clock()).into());
             },
@@ -1188,9 +1178,13 @@ fn refuse(job: Job, msg: &str, metrics: &Metrics) {
     for (reply, _) in job.event_replies {
         let _ = reply.send(Err(EventError::Store(msg.to_string())));
     }
+    for p in job.privacy {
+        if let Some(reply) = p.reply {
+            let _ = reply.send(Err(PrivacyError::Store(msg.to_string())));
+        }
+    }
 }
 
-#[allow(clippy::too_many_arguments)]
 fn writer_loop(
     mut store: Box<dyn Store>,
     mut jobs: mpsc::Receiver<Job>,
@@ -1219,13 +1213,13 @@ fn writer_loop(
             }
         }
         let mut privacy = Vec::new();
-        // Jobs built on top of a failed commit are refused whole: their changes assume
-        // state the store does not have.
+        // Jobs built on top of a failed commit are refused whole, their privacy acts too:
+        // their changes assume state the store does not have (a scheduled purge waits for
+        // its next turn).
         let (current, stale): (Vec<Job>, Vec<Job>) =
             group.into_iter().partition(|j| j.generation == generation);
         let mut group = current;
-        for mut j in stale {
-            privacy.append(&mut j.privacy);
+        for j in stale {
             refuse(j, REFUSED_AFTER_FAILURE, &metrics);
         }
         let mut batch = WriteBatch::default();
@@ -1315,7 +1309,16 @@ fn writer_loop(
                 // rebuilt state.
                 generation += 1;
                 metrics.store_recoveries.inc();
-                let restored = restore_until_readable(store.as_mut(), clock.as_ref());
+                // The group's privacy acts (purge, hold, erasure) stand on their own: they
+                // run now, so that the state read back includes what they did.
+                for job in privacy.drain(..) {
+                    run_privacy_job(store.as_mut(), job, exports.as_deref(), &metrics, &audit);
+                }
+                let Some(restored) =
+                    restore_until_readable(store.as_mut(), clock.as_ref(), &recovery)
+                else {
+                    return;
+                };
                 let sent = recovery.blocking_send(Recovery {
                     generation,
                     restored,
@@ -1329,24 +1332,43 @@ fn writer_loop(
             }
         }
         for job in privacy {
-            let audit = audit.as_ref().map(|(a, _)| a.as_ref());
-            let r = run_privacy(store.as_mut(), &job, exports.as_deref(), &metrics, audit);
-            if let Some(reply) = job.reply {
-                let _ = reply.send(r);
-            } else if let Err(e) = r {
-                tracing::warn!(error = %e, "retention purge failed");
-            }
+            run_privacy_job(store.as_mut(), job, exports.as_deref(), &metrics, &audit);
         }
     }
 }
 
+/// Runs a privacy act and answers it (a scheduled purge that fails is logged).
+fn run_privacy_job(
+    store: &mut dyn Store,
+    job: PrivacyJob,
+    exports: Option<&std::path::Path>,
+    metrics: &Metrics,
+    audit: &Option<(Arc<dyn beffroi_core::AuditSink>, Arc<Territory>)>,
+) {
+    let audit = audit.as_ref().map(|(a, _)| a.as_ref());
+    let r = run_privacy(store, &job, exports, metrics, audit);
+    if let Some(reply) = job.reply {
+        let _ = reply.send(r);
+    } else if let Err(e) = r {
+        tracing::warn!(error = %e, "retention purge failed");
+    }
+}
+
 /// Reads the state to rebuild from; while the store cannot even be read, waits and tries
-/// again (the pipeline waits too: its jobs queue up behind this thread).
-fn restore_until_readable(store: &mut dyn Store, clock: &dyn Clock) -> Restored {
+/// again (the pipeline waits too: its jobs queue up behind this thread). `None` when the
+/// pipeline is gone meanwhile (shutdown).
+fn restore_until_readable(
+    store: &mut dyn Store,
+    clock: &dyn Clock,
+    recovery: &mpsc::Sender<Recovery>,
+) -> Option<Restored> {
     let mut logged = false;
     loop {
+        if recovery.is_closed() {
+            return None;
+        }
         match read_state(store, clock.now()) {
-            Ok(r) => return r,
+            Ok(r) => return Some(r),
             Err(e) => {
                 if !logged {
                     tracing::error!(error = %e, "the store cannot be read back after a failed commit; retrying every second");

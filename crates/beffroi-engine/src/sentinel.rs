@@ -128,6 +128,13 @@ impl SentinelGlue {
         );
     }
 
+    /// A reading at or before the last evaluated one of its series (a copy, or late): only
+    /// its timing (clock skew, liveness) is weighed.
+    pub fn on_timing(&mut self, o: &Observation, received: Timestamp) {
+        self.detect
+            .on_timing(o.device, o.time, received, &mut self.findings);
+    }
+
     pub fn on_signal(&mut self, s: &SecuritySignal, at: Timestamp) {
         self.detect.on_signal(s, at, &mut self.findings);
     }

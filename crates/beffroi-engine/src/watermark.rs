@@ -6,7 +6,8 @@
 //! - **same time** — a redelivered copy (MQTT at-least-once, a retry after a failed
 //!   commit): the rules, the sentinel and the events already saw it;
 //! - **older** — a reading arriving late: the rules see each series in time order or not
-//!   at all, so a stale reading can neither reopen nor resolve an incident.
+//!   at all, so a stale reading can neither reopen nor resolve an incident; the sentinel
+//!   weighs only its timing (clock skew).
 //!
 //! The watermarks are written with the batch that carries the observations
 //! (`device_state.watermarks`) and read back at start and after a failed commit, so the rule

@@ -434,26 +434,21 @@ impl Sentinel {
         }
     }
 
-    /// One validated observation: jumps, clock skew, firmware, liveness.
-    pub fn on_observation(
+    /// The timing of an observation, whatever its order: liveness and clock skew. The
+    /// pipeline calls this alone for a reading older than the last evaluated one of its
+    /// series (the order-sensitive checks would compare it with a later reading). Returns
+    /// whether the device is known.
+    pub fn on_timing(
         &mut self,
         device: DeviceIdx,
-        field: FieldIdx,
-        value: &Value,
         time: Timestamp,
         received: Timestamp,
         out: &mut Vec<Finding>,
-    ) {
+    ) -> bool {
         let Some(slot) = self.last_heard.get_mut(device.get()) else {
-            return;
+            return false;
         };
         *slot = Some(slot.map_or(received, |t| t.max(received)));
-        let territory = Arc::clone(&self.territory);
-        let kind = territory.kind(territory.device(device).kind);
-        let Some(spec) = kind.fields.get(field.get()) else {
-            return;
-        };
-        let id = &*territory.device(device).id;
         let skew = if time.since(received) > self.config.skew_ahead {
             Some((time.since(received), "ahead of"))
         } else if received.since(time) > self.config.skew_behind {
@@ -463,7 +458,8 @@ impl Sentinel {
         };
         if let Some((gap, side)) = skew {
             let ev = format!(
-                "{id}: event time {time} is {} s {side} reception {received}",
+                "{}: event time {time} is {} s {side} reception {received}",
+                self.dev_id(device),
                 gap.as_secs_f64()
             );
             self.push(
@@ -474,6 +470,28 @@ impl Sentinel {
                 ev,
             );
         }
+        true
+    }
+
+    /// One validated observation: jumps, clock skew, firmware, liveness.
+    pub fn on_observation(
+        &mut self,
+        device: DeviceIdx,
+        field: FieldIdx,
+        value: &Value,
+        time: Timestamp,
+        received: Timestamp,
+        out: &mut Vec<Finding>,
+    ) {
+        if !self.on_timing(device, time, received, out) {
+            return;
+        }
+        let territory = Arc::clone(&self.territory);
+        let kind = territory.kind(territory.device(device).kind);
+        let Some(spec) = kind.fields.get(field.get()) else {
+            return;
+        };
+        let id = &*territory.device(device).id;
         let mut findings = Vec::new();
         if let Some(track) = self.devices.get_mut(device.get()) {
             track.silence_flagged = false;

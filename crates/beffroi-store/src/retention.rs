@@ -10,6 +10,7 @@
 
 use std::collections::BTreeSet;
 
+use crate::wal::WalControl;
 use beffroi_core::territory::DataCategory;
 use beffroi_core::{IncidentId, Territory, Timestamp};
 use beffroi_engine::StoreError;
@@ -49,7 +50,11 @@ type MentionLogRow = (i64, i64, i64, String);
 
 /// Fills the temporary tables of what the holds in force at `now` protect; returns the
 /// held incidents.
-fn gather_held(conn: &mut Connection, now: Timestamp) -> Result<Vec<IncidentId>, StoreError> {
+fn gather_held(
+    conn: &mut Connection,
+    wal: &mut WalControl,
+    now: Timestamp,
+) -> Result<Vec<IncidentId>, StoreError> {
     let tx = begin(conn)?;
     tx.execute_batch(HELD_TABLES).ctx("prepare held tables")?;
     let held: Vec<HeldRow> = {
@@ -123,6 +128,7 @@ fn gather_held(conn: &mut Connection, now: Timestamp) -> Result<Vec<IncidentId>,
         .ctx("write held pseudonym")?;
     }
     tx.commit().ctx("commit held tables")?;
+    wal.after_commit(conn);
     Ok(held
         .iter()
         .filter_map(|h| u64::try_from(h.0).ok().map(IncidentId))
@@ -146,30 +152,33 @@ fn cutoff_of(t: &Territory, plan: &PurgePlan, device: &str, field: &str) -> (Dat
 /// The whole purge; see the module documentation of `beffroi_engine::retention`.
 pub(crate) fn purge(
     conn: &mut Connection,
+    wal: &mut WalControl,
     t: &Territory,
     plan: &PurgePlan,
 ) -> Result<PurgeReport, StoreError> {
     let mut report = PurgeReport {
-        held_incidents: gather_held(conn, plan.now)?,
+        held_incidents: gather_held(conn, wal, plan.now)?,
         ..PurgeReport::default()
     };
-    purge_observations(conn, t, plan, &mut report)?;
+    purge_observations(conn, wal, t, plan, &mut report)?;
     // Identities past the longest personal limit, unless a held incident mentions them.
     let n = delete_chunked(
         conn,
+        wal,
         "DELETE FROM identities WHERE pseudonym IN (SELECT pseudonym FROM identities \
          WHERE last_seen < ?1 AND pseudonym NOT IN (SELECT p FROM temp.held_pseudonyms) LIMIT ?2)",
         plan.identities.0,
     )?;
     report.remove("identities", DataCategory::Personal, n);
-    let n = delete_destroyed_epochs(conn, plan)?;
+    let n = delete_destroyed_epochs(conn, wal, plan)?;
     report.remove("identities", DataCategory::Personal, n);
-    delete_closed(conn, plan, &mut report, ClosedRecords::INCIDENTS)?;
-    redact_incidents(conn, plan, &mut report)?;
-    delete_closed(conn, plan, &mut report, ClosedRecords::CRISES)?;
-    redact_crises(conn, plan, &mut report)?;
+    delete_closed(conn, wal, plan, &mut report, ClosedRecords::INCIDENTS)?;
+    redact_incidents(conn, wal, plan, &mut report)?;
+    delete_closed(conn, wal, plan, &mut report, ClosedRecords::CRISES)?;
+    redact_crises(conn, wal, plan, &mut report)?;
     let n = delete_chunked(
         conn,
+        wal,
         "DELETE FROM rejections WHERE id IN (SELECT id FROM rejections WHERE at < ?1 LIMIT ?2)",
         plan.technical.0,
     )?;
@@ -177,6 +186,7 @@ pub(crate) fn purge(
     // The last act of each device decides whether it is quarantined: it stays.
     let n = delete_chunked(
         conn,
+        wal,
         "DELETE FROM quarantine_log WHERE seq IN (SELECT seq FROM quarantine_log WHERE at < ?1 \
          AND seq NOT IN (SELECT max(seq) FROM quarantine_log GROUP BY device) LIMIT ?2)",
         plan.technical.0,
@@ -185,6 +195,7 @@ pub(crate) fn purge(
     // A hold's record (who froze what, why) outlives it by the technical limit.
     let n = delete_chunked(
         conn,
+        wal,
         "DELETE FROM legal_holds WHERE id IN (SELECT id FROM legal_holds \
          WHERE coalesce(min(released_at, until), until) < ?1 LIMIT ?2)",
         plan.technical.0,
@@ -195,7 +206,11 @@ pub(crate) fn purge(
 
 /// The `identities` rows of epochs older than the newest live one and not alive
 /// themselves: their key was destroyed, they can never be opened again.
-fn delete_destroyed_epochs(conn: &mut Connection, plan: &PurgePlan) -> Result<u64, StoreError> {
+fn delete_destroyed_epochs(
+    conn: &mut Connection,
+    wal: &mut WalControl,
+    plan: &PurgePlan,
+) -> Result<u64, StoreError> {
     let Some(live) = &plan.live_epochs else {
         return Ok(0);
     };
@@ -217,9 +232,11 @@ fn delete_destroyed_epochs(conn: &mut Connection, plan: &PurgePlan) -> Result<u6
             .ctx("write live epoch")?;
         }
         tx.commit().ctx("commit live epochs")?;
+        wal.after_commit(conn);
     }
     delete_chunked(
         conn,
+        wal,
         "DELETE FROM identities WHERE pseudonym IN (SELECT pseudonym FROM identities \
          WHERE epoch < ?1 AND epoch NOT IN (SELECT epoch FROM temp.live_epochs) LIMIT ?2)",
         i64::from(*newest),
@@ -227,7 +244,12 @@ fn delete_destroyed_epochs(conn: &mut Connection, plan: &PurgePlan) -> Result<u6
 }
 
 /// Runs `sql` (parameters: cutoff, chunk) until it deletes less than a chunk.
-fn delete_chunked(conn: &mut Connection, sql: &str, cutoff: i64) -> Result<u64, StoreError> {
+fn delete_chunked(
+    conn: &mut Connection,
+    wal: &mut WalControl,
+    sql: &str,
+    cutoff: i64,
+) -> Result<u64, StoreError> {
     let mut total = 0u64;
     loop {
         let tx = begin(conn)?;
@@ -237,6 +259,7 @@ fn delete_chunked(conn: &mut Connection, sql: &str, cutoff: i64) -> Result<u64, 
             .execute(params![cutoff, PURGE_CHUNK as i64])
             .ctx("purge")?;
         tx.commit().ctx("commit purge")?;
+        wal.after_commit(conn);
         total += n as u64;
         if n < PURGE_CHUNK {
             return Ok(total);
@@ -248,6 +271,7 @@ fn delete_chunked(conn: &mut Connection, sql: &str, cutoff: i64) -> Result<u64, 
 /// older than its category's cutoff, outside the windows of held incidents.
 fn purge_observations(
     conn: &mut Connection,
+    wal: &mut WalControl,
     t: &Territory,
     plan: &PurgePlan,
     report: &mut PurgeReport,
@@ -294,6 +318,7 @@ fn purge_observations(
                 .ctx("write observation count")?;
         }
         tx.commit().ctx("commit purge")?;
+        wal.after_commit(conn);
         if finished {
             return Ok(());
         }
@@ -341,6 +366,7 @@ impl ClosedRecords {
 /// transactions.
 fn delete_closed(
     conn: &mut Connection,
+    wal: &mut WalControl,
     plan: &PurgePlan,
     report: &mut PurgeReport,
     records: ClosedRecords,
@@ -362,6 +388,7 @@ fn delete_closed(
         }
         report.remove(records.store, DataCategory::Technical, batch.len() as u64);
         tx.commit().ctx("commit purge")?;
+        wal.after_commit(conn);
         if batch.len() < RECORD_CHUNK {
             return Ok(());
         }
@@ -399,6 +426,7 @@ fn redact_sop(plan: &PurgePlan, sop: &str) -> String {
 /// technical record.
 fn redact_incidents(
     conn: &mut Connection,
+    wal: &mut WalControl,
     plan: &PurgePlan,
     report: &mut PurgeReport,
 ) -> Result<(), StoreError> {
@@ -419,9 +447,11 @@ fn redact_incidents(
             .ctx("write sensitive device")?;
         }
         tx.commit().ctx("commit sensitive devices")?;
+        wal.after_commit(conn);
     }
     redact_incidents_where(
         conn,
+        wal,
         plan,
         report,
         "SELECT id FROM incidents WHERE status = 'closed' AND closed_at < ?1 \
@@ -431,6 +461,7 @@ fn redact_incidents(
     )?;
     redact_incidents_where(
         conn,
+        wal,
         plan,
         report,
         "SELECT id FROM incidents WHERE status = 'closed' AND closed_at < ?1 \
@@ -441,6 +472,7 @@ fn redact_incidents(
 
 fn redact_incidents_where(
     conn: &mut Connection,
+    wal: &mut WalControl,
     plan: &PurgePlan,
     report: &mut PurgeReport,
     select: &str,
@@ -475,6 +507,7 @@ fn redact_incidents_where(
         }
         report.redact("incidents", DataCategory::Personal, batch.len() as u64);
         tx.commit().ctx("commit redaction")?;
+        wal.after_commit(conn);
         if batch.len() < RECORD_CHUNK {
             return Ok(());
         }
@@ -530,6 +563,7 @@ fn redact_log(
 /// holders, who opened and closed it, replaced.
 fn redact_crises(
     conn: &mut Connection,
+    wal: &mut WalControl,
     plan: &PurgePlan,
     report: &mut PurgeReport,
 ) -> Result<(), StoreError> {
@@ -590,6 +624,7 @@ fn redact_crises(
         }
         report.redact("crises", DataCategory::Personal, batch.len() as u64);
         tx.commit().ctx("commit redaction")?;
+        wal.after_commit(conn);
         if batch.len() < RECORD_CHUNK {
             return Ok(());
         }
@@ -599,6 +634,7 @@ fn redact_crises(
 /// Records a purge run; keeps the last hundred.
 pub(crate) fn record_purge(
     conn: &mut Connection,
+    wal: &mut WalControl,
     at: Timestamp,
     detail: &str,
 ) -> Result<(), StoreError> {
@@ -613,12 +649,18 @@ pub(crate) fn record_purge(
         [],
     )
     .ctx("trim purge runs")?;
-    tx.commit().ctx("commit purge run")
+    tx.commit().ctx("commit purge run")?;
+    wal.after_commit(conn);
+    Ok(())
 }
 
 // ---- legal holds -----------------------------------------------------------------------
 
-pub(crate) fn set_hold(conn: &mut Connection, h: &LegalHold) -> Result<(), StoreError> {
+pub(crate) fn set_hold(
+    conn: &mut Connection,
+    wal: &mut WalControl,
+    h: &LegalHold,
+) -> Result<(), StoreError> {
     let id = crate::rows::id_to_sql(h.incident)?;
     let tx = begin(conn)?;
     tx.execute(
@@ -633,11 +675,14 @@ pub(crate) fn set_hold(conn: &mut Connection, h: &LegalHold) -> Result<(), Store
         params![id, h.justification, h.until.0, h.set_by, h.set_at.0],
     )
     .ctx("write hold")?;
-    tx.commit().ctx("commit hold")
+    tx.commit().ctx("commit hold")?;
+    wal.after_commit(conn);
+    Ok(())
 }
 
 pub(crate) fn release_hold(
     conn: &mut Connection,
+    wal: &mut WalControl,
     incident: IncidentId,
     by: &str,
     at: Timestamp,
@@ -652,6 +697,7 @@ pub(crate) fn release_hold(
         )
         .ctx("release hold")?;
     tx.commit().ctx("commit hold release")?;
+    wal.after_commit(conn);
     Ok(n > 0)
 }
 
@@ -827,10 +873,11 @@ pub(crate) fn subject_data(
 
 pub(crate) fn erase_subject(
     conn: &mut Connection,
+    wal: &mut WalControl,
     pseudonyms: &[String],
     now: Timestamp,
 ) -> Result<ErasureReport, StoreError> {
-    let held = gather_held(conn, now)?;
+    let held = gather_held(conn, wal, now)?;
     let mut report = ErasureReport::default();
     for p in pseudonyms {
         // Observations, in bounded transactions, outside the windows of held incidents.
@@ -855,6 +902,7 @@ pub(crate) fn erase_subject(
                 .ctx("write observation count")?;
             }
             tx.commit().ctx("commit erasure")?;
+            wal.after_commit(conn);
             report.observations += n as u64;
             if n < PURGE_CHUNK {
                 break;
@@ -936,6 +984,7 @@ pub(crate) fn erase_subject(
             }
         }
         tx.commit().ctx("commit erasure")?;
+        wal.after_commit(conn);
     }
     Ok(report)
 }

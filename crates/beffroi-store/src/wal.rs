@@ -15,7 +15,10 @@
 //!    next commit then restarts the WAL and `journal_size_limit` trims the file.
 //! 3. **Restart mode**, once the WAL holds [`HARD_FRAMES`] (readers kept it from
 //!    restarting): the writer waits up to [`RESTART_WAIT`] for readers to move to the
-//!    latest snapshot.
+//!    latest snapshot, at most once per [`RESTART_MIN_GAP`].
+//!
+//! The writer never waits for the background pass: when it is running, the writer skips
+//! and tries again after its next commit.
 //!
 //! The frame count comes from SQLite's WAL hook after every commit: no polling, no guess.
 
@@ -40,7 +43,10 @@ pub const JOURNAL_SIZE_LIMIT: i64 = RESTART_FRAMES * 4096;
 pub const BACKGROUND_EVERY: Duration = Duration::from_millis(250);
 /// Least time between two checkpoints on the writer while a reader keeps the WAL from
 /// restarting (each one costs an fsync of the database file).
-const WRITER_MIN_GAP: Duration = Duration::from_millis(50);
+pub const WRITER_MIN_GAP: Duration = Duration::from_millis(50);
+/// Least time between two restart attempts (each may wait [`RESTART_WAIT`] for readers):
+/// the writer spends at most a fifth of its time waiting for a reader that pins the WAL.
+pub const RESTART_MIN_GAP: Duration = Duration::from_secs(1);
 
 thread_local! {
     /// Frames in the WAL after the last commit on this thread's connection (set by the
@@ -122,11 +128,35 @@ impl WalShared {
         std::fs::metadata(&self.wal_path).map_or(0, |m| m.len())
     }
 
-    /// Runs one checkpoint in `mode` (`PASSIVE` or `RESTART`) on `conn`, records it and
-    /// logs a failure once per change of error.
-    pub(crate) fn checkpoint(&self, conn: &Connection, mode: &'static str) -> Option<Checkpoint> {
-        let _one = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+    /// Runs one checkpoint in `mode` (`PASSIVE`, `RESTART` or `TRUNCATE`) on `conn`,
+    /// records it and logs a failure once per change of error. With `wait` false (the
+    /// writer, a commit waiting behind it) it gives up at once when the other checkpoint is
+    /// running, counted as `busy`.
+    pub(crate) fn checkpoint(
+        &self,
+        conn: &Connection,
+        mode: &'static str,
+        wait: bool,
+    ) -> Option<Checkpoint> {
         let started = Instant::now();
+        let _one = if wait {
+            self.lock.lock().unwrap_or_else(|p| p.into_inner())
+        } else {
+            match self.lock.try_lock() {
+                Ok(g) => g,
+                Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+                Err(std::sync::TryLockError::WouldBlock) => {
+                    self.metrics()
+                        .checkpoints
+                        .get_or_create(&CheckpointLabel {
+                            mode: "writer",
+                            outcome: "busy",
+                        })
+                        .inc();
+                    return None;
+                }
+            }
+        };
         let sql = match mode {
             "RESTART" => "PRAGMA wal_checkpoint(RESTART)",
             "TRUNCATE" => "PRAGMA wal_checkpoint(TRUNCATE)",
@@ -190,6 +220,9 @@ pub(crate) struct WalControl {
     /// Frames after the previous commit, to notice a restart.
     previous_frames: i64,
     last_writer_checkpoint: Option<Instant>,
+    /// A reader holding an old snapshot makes each restart attempt wait [`RESTART_WAIT`]:
+    /// at most one attempt per [`RESTART_MIN_GAP`], passive checkpoints in between.
+    last_restart_attempt: Option<Instant>,
     busy_timeout: Duration,
 }
 
@@ -199,6 +232,7 @@ impl WalControl {
             shared,
             previous_frames: 0,
             last_writer_checkpoint: None,
+            last_restart_attempt: None,
             busy_timeout,
         }
     }
@@ -231,15 +265,23 @@ impl WalControl {
         {
             return;
         }
-        self.last_writer_checkpoint = Some(Instant::now());
-        if frames >= HARD_FRAMES {
+        let restart_due = self
+            .last_restart_attempt
+            .is_none_or(|at| at.elapsed() >= RESTART_MIN_GAP);
+        let done = if frames >= HARD_FRAMES && restart_due {
+            self.last_restart_attempt = Some(Instant::now());
             // Wait briefly for readers still reading old frames, never long: a commit is
             // waiting behind us.
             let _ = conn.busy_timeout(RESTART_WAIT);
-            self.shared.checkpoint(conn, "RESTART");
+            let c = self.shared.checkpoint(conn, "RESTART", false);
             let _ = conn.busy_timeout(self.busy_timeout);
+            c
         } else {
-            self.shared.checkpoint(conn, "PASSIVE");
+            self.shared.checkpoint(conn, "PASSIVE", false)
+        };
+        // Skipped because the background pass was running: try again after the next commit.
+        if done.is_some() {
+            self.last_writer_checkpoint = Some(Instant::now());
         }
     }
 }
@@ -274,10 +316,10 @@ impl Checkpointer {
             .spawn(move || {
                 while !flag.load(std::sync::atomic::Ordering::Acquire) {
                     std::thread::park_timeout(BACKGROUND_EVERY);
-                    shared.checkpoint(&conn, "PASSIVE");
+                    shared.checkpoint(&conn, "PASSIVE", true);
                 }
                 // A last full checkpoint so that a clean stop leaves an empty WAL.
-                shared.checkpoint(&conn, "TRUNCATE");
+                shared.checkpoint(&conn, "TRUNCATE", true);
             })
             .map_err(|e| {
                 beffroi_engine::StoreError::Backend(format!("spawn the checkpoint thread: {e}"))

@@ -19,11 +19,15 @@ use crate::rows::{self, INSERT_LOG, UPSERT_INCIDENT, device_field, id_to_sql};
 pub const PURGE_CHUNK: usize = 5_000;
 
 /// `last_seen` only rises; the watermarks of the fields named in `?3` are replaced (the
-/// pipeline only ever raises them, and commits are applied in order).
+/// pipeline only ever raises them, and commits are applied in order); a row whose
+/// watermarks are not valid JSON (edited by hand) takes the new ones rather than failing
+/// every commit of its device.
 const UPSERT_DEVICE_STATE: &str = "INSERT INTO device_state (device, last_seen, watermarks) \
      VALUES (?1, ?2, ?3) ON CONFLICT (device) DO UPDATE SET \
      last_seen = max(last_seen, excluded.last_seen), \
-     watermarks = json_patch(watermarks, excluded.watermarks)";
+     watermarks = CASE WHEN json_valid(watermarks) \
+                       THEN json_patch(watermarks, excluded.watermarks) \
+                       ELSE excluded.watermarks END";
 const INSERT_REJECTION: &str =
     "INSERT INTO rejections (at, source, reason, detail) VALUES (?1, ?2, ?3, ?4)";
 /// A pseudonym met again keeps its first sighting and raises its last.
@@ -108,6 +112,7 @@ impl SqliteStore {
             }
         }
         tx.commit().ctx("commit identity deletion")?;
+        self.wal.after_commit(&self.conn);
         Ok(gone)
     }
 
@@ -320,7 +325,7 @@ impl Store for SqliteStore {
         plan: &beffroi_engine::store::PurgePlan,
     ) -> Result<beffroi_engine::store::PurgeReport, StoreError> {
         let territory = Arc::clone(&self.territory);
-        crate::retention::purge(&mut self.conn, &territory, plan)
+        crate::retention::purge(&mut self.conn, &mut self.wal, &territory, plan)
     }
 
     fn legal_holds(
@@ -331,11 +336,11 @@ impl Store for SqliteStore {
     }
 
     fn record_purge(&mut self, at: Timestamp, detail: &str) -> Result<(), StoreError> {
-        crate::retention::record_purge(&mut self.conn, at, detail)
+        crate::retention::record_purge(&mut self.conn, &mut self.wal, at, detail)
     }
 
     fn set_hold(&mut self, hold: &beffroi_engine::store::LegalHold) -> Result<(), StoreError> {
-        crate::retention::set_hold(&mut self.conn, hold)
+        crate::retention::set_hold(&mut self.conn, &mut self.wal, hold)
     }
 
     fn release_hold(
@@ -344,7 +349,7 @@ impl Store for SqliteStore {
         by: &str,
         at: Timestamp,
     ) -> Result<bool, StoreError> {
-        crate::retention::release_hold(&mut self.conn, incident, by, at)
+        crate::retention::release_hold(&mut self.conn, &mut self.wal, incident, by, at)
     }
 
     fn erase_subject(
@@ -352,7 +357,7 @@ impl Store for SqliteStore {
         pseudonyms: &[String],
         now: Timestamp,
     ) -> Result<beffroi_engine::store::ErasureReport, StoreError> {
-        crate::retention::erase_subject(&mut self.conn, pseudonyms, now)
+        crate::retention::erase_subject(&mut self.conn, &mut self.wal, pseudonyms, now)
     }
 
     fn quarantine_log(
@@ -409,6 +414,7 @@ impl Store for SqliteStore {
                 .ctx("write observation count")?;
             }
             tx.commit().ctx("commit purge")?;
+            self.wal.after_commit(&self.conn);
             if finished {
                 break;
             }

@@ -1051,3 +1051,82 @@ fn identities_are_upserted_with_the_observations_and_forgotten_with_their_epoch(
         .expect("rows");
     assert_eq!(left, vec![2]);
 }
+
+/// The watermarks of idempotent evaluation: written with the observations, one JSON object
+/// per device merged field by field, read back after a reopen; a row edited by hand into
+/// invalid JSON is skipped when read and repaired by the next write, never a failed commit.
+#[test]
+fn watermarks_merge_per_field_survive_a_reopen_and_repair_a_bad_row() {
+    use beffroi_engine::store::Watermark;
+    let (_dir, path) = temp();
+    let t = fixture::small();
+    let a1 = t.device_id("a1").expect("fixture");
+    let g1 = t.device_id("g1").expect("fixture");
+    let on = |time: i64| StoredObservation {
+        device: a1,
+        field: FieldIdx(0),
+        value: Value::Bool(true),
+        time: Timestamp(time),
+        received: Timestamp(time),
+        trust: beffroi_core::Trust::Unauthenticated,
+        quarantined: false,
+    };
+    let mark = |device, field: usize, time: i64| Watermark {
+        device,
+        field: FieldIdx(field as u16),
+        time: Timestamp(time),
+    };
+    let batch = |observations: Vec<StoredObservation>, watermarks: Vec<Watermark>| WriteBatch {
+        observations,
+        watermarks,
+        ..Default::default()
+    };
+    let sorted = |mut v: Vec<Watermark>| {
+        v.sort_by_key(|m| (m.device, m.field, m.time));
+        v
+    };
+    {
+        let (mut store, _reader) = open(&path);
+        store
+            .write(&batch(vec![on(10)], vec![mark(a1, 0, 10)]))
+            .expect("write");
+        // Another field of the same device in a later commit: the first one stays.
+        store
+            .write(&batch(vec![on(20)], vec![mark(a1, 1, 20)]))
+            .expect("write");
+        store
+            .write(&batch(
+                vec![on(30), level("g1", 30, 1.0)],
+                vec![mark(a1, 0, 30), mark(g1, 0, 30)],
+            ))
+            .expect("write");
+        assert_eq!(
+            sorted(store.watermarks().expect("read")),
+            sorted(vec![mark(a1, 0, 30), mark(a1, 1, 20), mark(g1, 0, 30)])
+        );
+    }
+    let (mut store, _reader) = open(&path);
+    assert_eq!(
+        sorted(store.watermarks().expect("read after reopen")),
+        sorted(vec![mark(a1, 0, 30), mark(a1, 1, 20), mark(g1, 0, 30)])
+    );
+    drop(store);
+
+    let raw = rusqlite::Connection::open(&path).expect("raw");
+    raw.execute(
+        "UPDATE device_state SET watermarks = 'not json' WHERE device = 'g1'",
+        [],
+    )
+    .expect("edit");
+    drop(raw);
+    let (mut store, _reader) = open(&path);
+    assert_eq!(
+        sorted(store.watermarks().expect("read")),
+        sorted(vec![mark(a1, 0, 30), mark(a1, 1, 20)]),
+        "the bad row is skipped"
+    );
+    store
+        .write(&batch(vec![level("g1", 40, 1.0)], vec![mark(g1, 0, 40)]))
+        .expect("a bad row never fails a commit");
+    assert!(store.watermarks().expect("read").contains(&mark(g1, 0, 40)));
+}

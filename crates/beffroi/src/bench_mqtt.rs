@@ -193,8 +193,9 @@ async fn start_engine(
     client_id: &str,
 ) -> Result<Running> {
     let dir = tempfile::tempdir()?;
-    let (store, reader) = beffroi_store::open(&dir.path().join("bench.db"), Arc::clone(t))?;
+    let (mut store, reader) = beffroi_store::open(&dir.path().join("bench.db"), Arc::clone(t))?;
     let metrics = Arc::new(Metrics::new());
+    store.set_wal_metrics(metrics.wal.clone());
     let engine = runner::start(
         Arc::clone(t),
         rules,
