@@ -16,6 +16,32 @@ use beffroi_engine::store::StoredObservation;
 use beffroi_engine::{Store, StoreReader, WriteBatch};
 use beffroi_store::wal::{HARD_FRAMES, JOURNAL_SIZE_LIMIT};
 
+/// Commits `n` readings spread like a town reporting: consecutive readings land on distant
+/// pages of the observations table.
+fn commit(store: &mut beffroi_store::SqliteStore, seq: &mut i64, devices: u32, n: i64) {
+    let observations = (0..n)
+        .map(|_| {
+            *seq += 1;
+            let time = Timestamp(1_700_000_000_000 + *seq * 10);
+            StoredObservation {
+                device: DeviceIdx(((*seq * 7919) % i64::from(devices)) as u32),
+                field: FieldIdx(0),
+                value: Value::Number((*seq % 1000) as f64 / 100.0),
+                time,
+                received: time,
+                trust: beffroi_core::Trust::Unauthenticated,
+                quarantined: false,
+            }
+        })
+        .collect();
+    store
+        .write(&WriteBatch {
+            observations,
+            ..Default::default()
+        })
+        .expect("commit");
+}
+
 #[test]
 fn the_wal_stays_under_its_bound_while_commits_never_pause() {
     const DEVICES: u32 = 2_500;
@@ -45,28 +71,7 @@ fn the_wal_stays_under_its_bound_while_commits_never_pause() {
     let mut largest = 0u64;
     let mut seq = 0i64;
     for _ in 0..COMMITS {
-        let observations = (0..PER_COMMIT)
-            .map(|_| {
-                seq += 1;
-                let time = Timestamp(1_700_000_000_000 + seq * 10);
-                StoredObservation {
-                    // Spread like a town reporting: consecutive readings on distant pages.
-                    device: DeviceIdx(((seq * 7919) % i64::from(DEVICES)) as u32),
-                    field: FieldIdx(0),
-                    value: Value::Number((seq % 1000) as f64 / 100.0),
-                    time,
-                    received: time,
-                    trust: beffroi_core::Trust::Unauthenticated,
-                    quarantined: false,
-                }
-            })
-            .collect();
-        store
-            .write(&WriteBatch {
-                observations,
-                ..Default::default()
-            })
-            .expect("commit");
+        commit(&mut store, &mut seq, DEVICES, PER_COMMIT);
         largest = largest.max(store.wal_bytes());
     }
     stop.store(true, Ordering::Relaxed);
@@ -113,30 +118,8 @@ fn a_reader_holding_a_snapshot_pins_the_wal_until_it_lets_go() {
     let metrics = WalMetrics::default();
     store.set_wal_metrics(metrics.clone());
     let mut seq = 0i64;
-    let mut commit = |store: &mut beffroi_store::SqliteStore| {
-        let observations = (0..20)
-            .map(|_| {
-                seq += 1;
-                let time = Timestamp(1_700_000_000_000 + seq * 10);
-                StoredObservation {
-                    device: DeviceIdx(((seq * 7919) % i64::from(DEVICES)) as u32),
-                    field: FieldIdx(0),
-                    value: Value::Number(1.0),
-                    time,
-                    received: time,
-                    trust: beffroi_core::Trust::Unauthenticated,
-                    quarantined: false,
-                }
-            })
-            .collect();
-        store
-            .write(&WriteBatch {
-                observations,
-                ..Default::default()
-            })
-            .expect("commit");
-    };
-    commit(&mut store);
+    let mut step = |store: &mut beffroi_store::SqliteStore| commit(store, &mut seq, DEVICES, 20);
+    step(&mut store);
 
     // A read transaction opened now and kept: its snapshot needs the frames written after.
     let held = rusqlite::Connection::open(&path).expect("reader");
@@ -145,12 +128,12 @@ fn a_reader_holding_a_snapshot_pins_the_wal_until_it_lets_go() {
         .query_row("SELECT count(*) FROM observations", [], |r| r.get(0))
         .expect("read");
     while store.wal_bytes() <= (HARD_FRAMES as u64 + 512) * 4096 {
-        commit(&mut store);
+        step(&mut store);
     }
     let restarts_while_held = metrics.restarts.get();
     // Still held: more commits, no restart.
     for _ in 0..50 {
-        commit(&mut store);
+        step(&mut store);
     }
     assert_eq!(metrics.restarts.get(), restarts_while_held);
     let restart_mode = metrics
@@ -176,7 +159,7 @@ fn a_reader_holding_a_snapshot_pins_the_wal_until_it_lets_go() {
     held.execute_batch("COMMIT").expect("end");
     drop(held);
     for _ in 0..200 {
-        commit(&mut store);
+        step(&mut store);
     }
     assert!(metrics.restarts.get() > restarts_while_held, "restarted");
     assert!(
