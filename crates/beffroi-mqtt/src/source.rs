@@ -241,6 +241,9 @@ struct Runner {
     /// Drop the connection at this instant so that the broker redelivers failed messages.
     redeliver_at: Option<Instant>,
     failed_this_conn: u64,
+    /// Redelivery rounds since the last message stored (a failing store is logged once,
+    /// not once a round).
+    rounds_not_stored: u64,
     reconnect: Backoff,
     redeliver: Backoff,
     /// Text of the last connection error logged, to log a repeated failure only once.
@@ -278,6 +281,7 @@ impl Runner {
             retry_at: None,
             redeliver_at: None,
             failed_this_conn: 0,
+            rounds_not_stored: 0,
             last_error: None,
             attempts: 0,
         };
@@ -539,6 +543,13 @@ impl Runner {
         match s.outcome {
             Outcome::Stored => {
                 self.redeliver.reset();
+                if self.rounds_not_stored > 0 {
+                    info!(
+                        redelivery_rounds = self.rounds_not_stored,
+                        "mqtt messages stored again: PUBACKs resume"
+                    );
+                    self.rounds_not_stored = 0;
+                }
                 self.outbox.push_back(Out::Ack(s.conn, s.token));
             }
             Outcome::Failed(_) | Outcome::Dropped => {
@@ -560,11 +571,17 @@ impl Runner {
                     if dropped > 0 {
                         debug!(dropped, "mqtt messages held back until the redelivery");
                     }
-                    warn!(
-                        reason,
-                        redeliver_in = ?delay,
-                        "mqtt message not stored: no PUBACK, the broker will redeliver it"
-                    );
+                    self.rounds_not_stored += 1;
+                    if self.rounds_not_stored == 1 {
+                        warn!(
+                            reason,
+                            redeliver_in = ?delay,
+                            "mqtt message not stored: no PUBACK, the broker will redeliver it \
+                             (logged once until messages are stored again)"
+                        );
+                    } else {
+                        debug!(reason, redeliver_in = ?delay, round = self.rounds_not_stored, "mqtt redelivery round not stored");
+                    }
                 } else {
                     debug!(reason, "mqtt message not stored");
                 }
