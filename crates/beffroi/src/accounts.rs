@@ -79,6 +79,7 @@ pub fn build(
     let mut generated = Vec::new();
     let mut declared_admin = false;
     if let Some(path) = &http.users {
+        crate::files::check_owner_only(path)?;
         let src = SourceFile::read(path).map_err(|e| anyhow!("{e}"))?;
         let accounts = beffroi_api::users::parse(&src, t)
             .map_err(|e| anyhow!("{} is invalid:\n{e}", path.display()))?;
@@ -151,9 +152,12 @@ fn parse_grant(spec: &str) -> Result<(Role, Option<Vec<String>>)> {
 }
 
 fn append(file: &Path, text: &str) -> Result<()> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    // Created for the service account alone: it holds hashes and TOTP secrets.
     let mut f = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
+        .mode(0o600)
         .open(file)
         .with_context(|| format!("cannot open {}", file.display()))?;
     f.write_all(text.as_bytes())
@@ -311,6 +315,23 @@ mod tests {
         );
     }
 
+    /// A users file that others can read is refused before it is parsed, with the fix.
+    #[test]
+    fn a_users_file_others_can_read_is_refused() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let t = crate::setup::load_demo().expect("demo").territory;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("users.toml");
+        std::fs::write(&file, "").expect("write");
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o640)).expect("chmod");
+        let http = HttpSettings {
+            users: Some(file),
+            ..HttpSettings::default()
+        };
+        let e = build(&t, &http, false).err().expect("refused").to_string();
+        assert!(e.contains("chmod 600"), "{e}");
+    }
+
     /// A users file that declares `admin` replaces the generated one; the demo adds one
     /// user per role other than administrator, each able to log in with its printed password.
     #[test]
@@ -319,9 +340,9 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let file = dir.path().join("users.toml");
         let hash = beffroi_api::auth::hash_password("from-file").expect("hash");
-        std::fs::write(
+        append(
             &file,
-            beffroi_api::users::user_entry("admin", &hash, None, &[(Role::Administrator, None)]),
+            &beffroi_api::users::user_entry("admin", &hash, None, &[(Role::Administrator, None)]),
         )
         .expect("write");
         let http = HttpSettings {

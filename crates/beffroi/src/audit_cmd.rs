@@ -285,6 +285,7 @@ pub async fn open(
     metrics: &beffroi_engine::metrics::Metrics,
 ) -> Result<std::sync::Arc<beffroi_audit::AuditLog>> {
     let path = cfg.path.clone();
+    crate::files::private_db(&path)?;
     let log = tokio::task::spawn_blocking(move || {
         beffroi_audit::AuditLog::open(
             cfg,

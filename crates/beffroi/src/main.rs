@@ -7,6 +7,7 @@ mod bench;
 mod bench_mqtt;
 mod config;
 mod devices_cmd;
+mod files;
 #[cfg(feature = "mqtt")]
 mod mqtt;
 mod privacy_cmd;

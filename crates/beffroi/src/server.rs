@@ -45,8 +45,8 @@ pub struct ConfigSource {
 }
 
 pub async fn run(dep: Deployment, opts: RunOptions) -> Result<()> {
-    std::fs::create_dir_all(&opts.data_dir)
-        .with_context(|| format!("cannot create {}", opts.data_dir.display()))?;
+    // The data folder and the databases are the service account's alone.
+    crate::files::private_dir(&opts.data_dir)?;
     let metrics = Arc::new(Metrics::new());
     // The audit log first: no audit, no service.
     let audit = crate::audit_cmd::open(opts.audit.clone(), &metrics).await?;
@@ -100,6 +100,7 @@ async fn serve(
     audit: Arc<beffroi_audit::AuditLog>,
 ) -> Result<()> {
     let db = opts.data_dir.join("beffroi.db");
+    crate::files::private_db(&db)?;
     let territory = Arc::clone(&dep.territory);
     // The pseudonymisation keys: epoch 1 is created on first start.
     let (pseudonymiser, epochs) = {

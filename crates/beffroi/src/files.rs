@@ -1,0 +1,129 @@
+//! Who may read Beffroi's files: the data folder is the service account's alone (0700), the
+//! databases too (0600), and a users file that others can read is refused (it holds
+//! password hashes and TOTP secrets).
+
+use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+
+/// Creates the data folder if needed and makes it the owner's alone (0700).
+pub fn private_dir(dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    restrict(dir, 0o700)
+}
+
+/// Makes an SQLite database the owner's alone (0600) before SQLite opens it: an empty file
+/// is created with that mode when there is none (SQLite takes an empty file as a new
+/// database), an existing one and its `-wal` and `-shm` files are narrowed. SQLite gives
+/// the files it creates later (`-wal`, `-shm`) the database file's mode.
+pub fn private_db(path: &Path) -> Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    if !path.exists() {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(path)
+            .with_context(|| format!("cannot create {}", path.display()))?;
+    }
+    restrict(path, 0o600)?;
+    for suffix in ["-wal", "-shm"] {
+        let mut side = path.as_os_str().to_owned();
+        side.push(suffix);
+        let side = Path::new(&side);
+        if side.exists() {
+            restrict(side, 0o600)?;
+        }
+    }
+    Ok(())
+}
+
+/// Refuses a users file that anyone but its owner can read or write.
+pub fn check_owner_only(path: &Path) -> Result<()> {
+    let mode = std::fs::metadata(path)
+        .with_context(|| format!("cannot read {}", path.display()))?
+        .permissions()
+        .mode();
+    if mode & 0o077 != 0 {
+        bail!(
+            "{} is readable or writable by others (mode {:04o}): it holds password hashes and \
+             TOTP secrets; make it the service account's alone: chmod 600 {}",
+            path.display(),
+            mode & 0o7777,
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+fn restrict(path: &Path, mode: u32) -> Result<()> {
+    let meta =
+        std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
+    if meta.permissions().mode() & 0o777 != mode {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+            .with_context(|| format!("cannot restrict {} to {mode:04o}", path.display()))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mode(p: &Path) -> u32 {
+        std::fs::metadata(p).expect("metadata").permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn the_data_folder_and_databases_become_the_owners_alone() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().join("data");
+        std::fs::create_dir(&dir).expect("mkdir");
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        private_dir(&dir).expect("private dir");
+        assert_eq!(mode(&dir), 0o700);
+
+        // A new database file is created 0600; an existing one and its WAL are narrowed.
+        let db = dir.join("new.db");
+        private_db(&db).expect("new db");
+        assert_eq!(mode(&db), 0o600);
+        let old = dir.join("old.db");
+        std::fs::write(&old, b"").expect("write");
+        std::fs::write(dir.join("old.db-wal"), b"").expect("write");
+        std::fs::set_permissions(&old, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        std::fs::set_permissions(
+            dir.join("old.db-wal"),
+            std::fs::Permissions::from_mode(0o644),
+        )
+        .expect("chmod");
+        private_db(&old).expect("old db");
+        assert_eq!(mode(&old), 0o600);
+        assert_eq!(mode(&dir.join("old.db-wal")), 0o600);
+
+        // SQLite gives the WAL it creates the database's mode.
+        let conn = rusqlite::Connection::open(&db).expect("open");
+        conn.pragma_update(None, "journal_mode", "wal")
+            .expect("wal");
+        conn.execute_batch("CREATE TABLE t (x); INSERT INTO t VALUES (1);")
+            .expect("write");
+        assert_eq!(mode(&dir.join("new.db-wal")), 0o600);
+    }
+
+    #[test]
+    fn a_users_file_others_can_read_is_refused_with_the_fix() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let file = tmp.path().join("users.toml");
+        std::fs::write(&file, "").expect("write");
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        let e = check_owner_only(&file)
+            .expect_err("0644 refused")
+            .to_string();
+        assert!(e.contains("mode 0644") && e.contains("chmod 600"), "{e}");
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        check_owner_only(&file).expect("0600 accepted");
+    }
+}
