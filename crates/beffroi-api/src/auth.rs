@@ -161,6 +161,39 @@ pub struct Auth {
     totp_used: Mutex<HashMap<String, u64>>,
     policy: AuthPolicy,
     clock: Arc<dyn Clock>,
+    /// Password checks running now (Argon2id holds ~19 MiB each): at most `max_checks`.
+    checks: std::sync::atomic::AtomicUsize,
+    max_checks: usize,
+}
+
+/// Longest user name and password looked at; longer ones are refused unread (and never
+/// reach a log or the audit log in full).
+pub const MAX_NAME_BYTES: usize = 128;
+pub const MAX_PASSWORD_BYTES: usize = 1024;
+
+/// A slot among the password checks allowed at once, released on drop.
+struct CheckSlot<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl<'a> CheckSlot<'a> {
+    fn take(count: &'a std::sync::atomic::AtomicUsize, max: usize) -> Option<CheckSlot<'a>> {
+        use std::sync::atomic::Ordering;
+        let mut cur = count.load(Ordering::Acquire);
+        loop {
+            if cur >= max {
+                return None;
+            }
+            match count.compare_exchange_weak(cur, cur + 1, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => return Some(CheckSlot(count)),
+                Err(now) => cur = now,
+            }
+        }
+    }
+}
+
+impl Drop for CheckSlot<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
 }
 
 fn random_b64(n: usize) -> String {
@@ -211,6 +244,10 @@ impl Auth {
             totp_used: Mutex::new(HashMap::new()),
             policy,
             clock,
+            checks: std::sync::atomic::AtomicUsize::new(0),
+            max_checks: std::thread::available_parallelism()
+                .map_or(2, usize::from)
+                .clamp(1, 8),
         }
     }
 
@@ -283,11 +320,29 @@ impl Auth {
         client: &str,
     ) -> Result<LoginOk, LoginError> {
         let now = self.clock.now();
+        if name.len() > MAX_NAME_BYTES || password.len() > MAX_PASSWORD_BYTES {
+            // No account has such a name: a failure of the address, checked by nothing.
+            let key = format!("addr:{client}");
+            let mut t = self.throttle.lock().unwrap_or_else(|p| p.into_inner());
+            t.check(&key, now, &self.policy)?;
+            t.fail(&key, now, &self.policy);
+            return Err(LoginError::InvalidCredentials);
+        }
+        // Hashing holds memory and a core: beyond the bound, refused at once (retry in 1 s).
+        let Some(_slot) = CheckSlot::take(&self.checks, self.max_checks) else {
+            return Err(LoginError::Throttled { retry_after_s: 1 });
+        };
         let keys = [format!("user:{name}"), format!("addr:{client}")];
         {
-            let t = self.throttle.lock().unwrap_or_else(|p| p.into_inner());
+            // Counted before the password is checked, under the same lock as the check:
+            // parallel attempts see each other, so a burst checks at most as many passwords
+            // as the policy lets through before its first delay.
+            let mut t = self.throttle.lock().unwrap_or_else(|p| p.into_inner());
             for k in &keys {
                 t.check(k, now, &self.policy)?;
+            }
+            for k in &keys {
+                t.fail(k, now, &self.policy);
             }
         }
         let result = self.verify(name, password, totp, now);
@@ -301,14 +356,19 @@ impl Auth {
                 Ok(self.open_session(account, now))
             }
             // A missing code after a right password is not a guess: not counted.
-            Err(LoginError::TotpRequired) => Err(LoginError::TotpRequired),
-            Err(e) => {
+            Err(LoginError::TotpRequired) => {
                 for k in &keys {
-                    t.fail(k, now, &self.policy);
+                    t.undo(k);
                 }
-                Err(e)
+                Err(LoginError::TotpRequired)
             }
+            Err(e) => Err(e),
         }
+    }
+
+    /// The most password checks that run at once.
+    pub fn max_checks(&self) -> usize {
+        self.max_checks
     }
 
     fn verify(
@@ -497,6 +557,16 @@ impl Throttle {
     pub fn forget(&mut self, key: &str) {
         self.keys.remove(key);
     }
+
+    /// Takes back the last failure counted for `key` (an attempt that was not a guess).
+    pub fn undo(&mut self, key: &str) {
+        if let Some(f) = self.keys.get_mut(key) {
+            f.count = f.count.saturating_sub(1);
+            if f.count == 0 {
+                self.keys.remove(key);
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -684,5 +754,74 @@ mod tests {
         assert!(csrf_matches("abc", "abc"));
         assert!(!csrf_matches("abc", "abd"));
         assert!(!csrf_matches("abc", "ab"));
+    }
+
+    /// Parallel wrong passwords for one account: each attempt is counted before its
+    /// password is checked, so a burst checks at most as many passwords as the policy lets
+    /// through before its first delay, however many arrive at once; the rest are refused
+    /// without hashing. (Counted after the check, all 64 were checked.)
+    #[test]
+    fn a_burst_of_parallel_guesses_checks_at_most_the_policys_number_of_passwords() {
+        let clock = SimClock::new(Timestamp(1_700_000_000_000));
+        let a = Arc::new(auth(&clock));
+        let barrier = Arc::new(std::sync::Barrier::new(64));
+        let threads: Vec<_> = (0..64)
+            .map(|i| {
+                let (a, barrier) = (Arc::clone(&a), Arc::clone(&barrier));
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    // Retry while the hashing bound refuses: only the throttle may stop us.
+                    loop {
+                        match a.login("admin", &format!("guess-{i}"), None, &format!("10.0.0.{i}"))
+                        {
+                            Err(LoginError::Throttled { retry_after_s: 1 })
+                                if a.checks.load(std::sync::atomic::Ordering::Acquire) > 0 =>
+                            {
+                                std::thread::yield_now();
+                            }
+                            r => return r,
+                        }
+                    }
+                })
+            })
+            .collect();
+        let results: Vec<_> = threads
+            .into_iter()
+            .map(|t| t.join().expect("thread"))
+            .collect();
+        let checked = results
+            .iter()
+            .filter(|r| matches!(r, Err(LoginError::InvalidCredentials)))
+            .count();
+        let policy = AuthPolicy::default();
+        assert!(
+            checked as u32 <= policy.slow_after,
+            "{checked} passwords checked in a burst (policy: {})",
+            policy.slow_after
+        );
+        assert!(checked >= 1);
+        assert!(
+            results.iter().all(|r| matches!(
+                r,
+                Err(LoginError::InvalidCredentials | LoginError::Throttled { .. })
+            )),
+            "{:?}",
+            results.iter().filter(|r| r.is_ok()).count()
+        );
+    }
+
+    /// A name or password longer than any account's is refused without hashing, and counts
+    /// against the address.
+    #[test]
+    fn an_oversized_name_is_refused_unread() {
+        let clock = SimClock::new(Timestamp(1_700_000_000_000));
+        let a = auth(&clock);
+        let long = "x".repeat(MAX_NAME_BYTES + 1);
+        assert!(matches!(
+            a.login(&long, "pw", None, "10.0.0.9"),
+            Err(LoginError::InvalidCredentials)
+        ));
+        assert_eq!(a.checks.load(std::sync::atomic::Ordering::Acquire), 0);
+        assert!(a.login("admin", "s3cret", None, "10.0.0.9").is_ok());
     }
 }

@@ -88,7 +88,13 @@ pub async fn login(
     let Json(req) = body.map_err(|e| ApiError::new(ErrorCode::InvalidRequest, e.body_text()))?;
     let client = crate::routes::client_addr(&s, &headers, &ext);
     let auth = Arc::clone(&s.auth);
-    let user = req.username.clone();
+    // What the audit log records as the actor: a name longer than any account's is not
+    // copied (a 900 KB "name" would otherwise land in the log).
+    let user = if req.username.len() > crate::auth::MAX_NAME_BYTES {
+        format!("(a name of {} bytes)", req.username.len())
+    } else {
+        req.username.clone()
+    };
     let addr = client.clone();
     let result = tokio::task::spawn_blocking(move || {
         auth.login(&req.username, &req.password, req.totp.as_deref(), &addr)
