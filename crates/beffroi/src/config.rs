@@ -105,6 +105,12 @@ struct RawHttp {
     session_idle: Option<String>,
     #[serde(default)]
     session_absolute: Option<String>,
+    /// Longest time a client may take to send a request's headers (default 10s).
+    #[serde(default)]
+    header_timeout: Option<String>,
+    /// Most connections served at once (default 1024); beyond, new ones are closed at once.
+    #[serde(default)]
+    max_connections: Option<usize>,
 }
 
 /// The `[http]` settings.
@@ -115,6 +121,10 @@ pub struct HttpSettings {
     pub trust_forwarded: bool,
     pub session_idle: Option<beffroi_core::Duration>,
     pub session_absolute: Option<beffroi_core::Duration>,
+    /// `header_timeout`: longest time to send a request's headers (`None`: 10 s).
+    pub header_timeout: Option<beffroi_core::Duration>,
+    /// `max_connections` (`None`: 1024).
+    pub max_connections: Option<usize>,
 }
 
 /// `[console]`: the base map (none by default).
@@ -309,6 +319,8 @@ impl Config {
                 trust_forwarded: h.trust_forwarded,
                 session_idle: dur("http.session_idle", h.session_idle)?,
                 session_absolute: dur("http.session_absolute", h.session_absolute)?,
+                header_timeout: dur("http.header_timeout", h.header_timeout)?,
+                max_connections: h.max_connections,
             },
         };
         Ok(Config {

@@ -6,6 +6,7 @@ mod bench;
 #[cfg(feature = "mqtt")]
 mod bench_mqtt;
 mod config;
+mod conns;
 mod devices_cmd;
 mod files;
 #[cfg(feature = "mqtt")]

@@ -281,30 +281,55 @@ async fn serve(
     tracing::info!(%local, "listening");
 
     let stop = shutdown.clone();
-    let server = axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
-        let term = async {
-            #[cfg(unix)]
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(mut s) => {
-                    s.recv().await;
+    let http_stop = CancellationToken::new();
+    let signals = {
+        let http_stop = http_stop.clone();
+        async move {
+            let term = async {
+                #[cfg(unix)]
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(mut s) => {
+                        s.recv().await;
+                    }
+                    Err(_) => std::future::pending::<()>().await,
                 }
-                Err(_) => std::future::pending::<()>().await,
+                #[cfg(not(unix))]
+                std::future::pending::<()>().await
+            };
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term => {}
+                _ = stop.cancelled() => {}
             }
-            #[cfg(not(unix))]
-            std::future::pending::<()>().await
-        };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term => {}
-            _ = stop.cancelled() => {}
+            tracing::info!("shutting down: draining the pipeline");
+            end_streams.cancel();
+            http_stop.cancel();
         }
-        tracing::info!("shutting down: draining the pipeline");
-        end_streams.cancel();
+    };
+    let limits = crate::conns::Limits {
+        header_timeout: opts
+            .http
+            .header_timeout
+            .map_or(std::time::Duration::from_secs(10), |d| {
+                std::time::Duration::from_millis(d.millis().max(1) as u64)
+            }),
+        max_connections: opts.http.max_connections.unwrap_or(1024).max(1),
+        refused: Default::default(),
+    };
+    metrics.with_registry(|r| {
+        r.register(
+            "http_connections_refused",
+            "HTTP connections closed at once because max_connections were being served",
+            limits.refused.clone(),
+        )
     });
+    let server = async move {
+        tokio::join!(
+            signals,
+            crate::conns::serve(listener, app, limits, http_stop)
+        );
+        Ok::<(), std::io::Error>(())
+    };
     let result = server.await;
     shutdown.cancel();
     while tasks.join_next().await.is_some() {}
