@@ -47,18 +47,18 @@ pub enum Permission {
     Supervise,
     /// Read the audit log.
     AuditRead,
-    /// Read personal data in clear (issue 5).
+    /// Read personal data in clear.
     PersonalRead,
     /// See the value behind a pseudonym of one incident, with a declared purpose and a
     /// justification (`POST /incidents/{id}/unmask`, audited).
     PersonalUnmask,
     /// Manage accounts and API tokens.
     UserManage,
-    /// Read the register, retention status, legal holds and the access log (issue 5).
+    /// Read the register, retention status, legal holds and the access log.
     PrivacyRead,
-    /// Put an incident under legal hold and release it (issue 5).
+    /// Put an incident under legal hold and release it.
     LegalHold,
-    /// Answer a person's access and erasure requests (issue 5).
+    /// Answer a person's access and erasure requests.
     SubjectRequest,
 }
 
@@ -468,8 +468,8 @@ mod tests {
         for r in Role::ALL {
             assert_eq!(ROLE_PERMISSIONS.iter().filter(|(x, _)| *x == r).count(), 1);
         }
-        // The administrator holds everything but the acts on people's data that issue 5
-        // reserves to named roles (separation of duties: administering the system is no
+        // The administrator holds everything but the acts on people's data that the privacy
+        // policy reserves to named roles (separation of duties: administering the system is no
         // purpose for seeing or freezing a person's data); the DPO cannot act on incidents.
         let reserved = [
             Permission::LegalHold,

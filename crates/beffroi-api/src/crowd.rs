@@ -1,4 +1,4 @@
-//! People counts as aggregates (issue 5, ADR 0018 (`docs/adr/0018-aggregates-and-purpose-bound-unmasking.md`)).
+//! People counts as aggregates (ADR 0018 (`docs/adr/0018-aggregates-and-purpose-bound-unmasking.md`)).
 //!
 //! A field with `people_count = true` (a people counter's `occupancy`) is shown only:
 //! - per zone and time bucket (`privacy.toml`'s `[aggregates] bucket`): `GET /api/v1/crowd`,

@@ -1,4 +1,4 @@
-//! The DPO's routes (issue 5):
+//! The DPO's routes:
 //! - `GET /api/v1/privacy/register` (JSON) and `GET /api/v1/privacy/register.html` (the
 //!   printable French page): the register of processing activities built from the
 //!   configuration (`beffroi_dpo::register`). Permission `privacy.read`.

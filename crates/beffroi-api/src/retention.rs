@@ -1,4 +1,4 @@
-//! Retention status, legal holds and a person's requests (issue 5).
+//! Retention status, legal holds and a person's requests.
 //!
 //! - `GET /api/v1/privacy/retention` (`privacy.read`): rows and oldest row per store and
 //!   category, each store's limit, the last purge and the next one.

@@ -1,4 +1,4 @@
-//! Purpose-bound unmasking (issue 5, ADR 0018 (`docs/adr/0018-aggregates-and-purpose-bound-unmasking.md`)):
+//! Purpose-bound unmasking (ADR 0018 (`docs/adr/0018-aggregates-and-purpose-bound-unmasking.md`)):
 //! `POST /api/v1/incidents/{id}/unmask` returns the value behind one pseudonym, once.
 //!
 //! Conditions, all checked here (the route's guard has already checked the permission

@@ -707,7 +707,7 @@ impl Pipeline {
             self.events.observe(o);
             self.eval.on_observation(o, &mut self.alarms);
         }
-        // People counts are kept per time bucket only (issue 5): the rules and events saw
+        // People counts are kept per time bucket only: the rules and events saw
         // the reading; the store gets it at its bucket's start, where it keeps the highest.
         let people = self
             .territory

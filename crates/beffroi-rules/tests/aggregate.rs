@@ -201,7 +201,7 @@ proptest! {
     }
 }
 
-/// People counts (issue 5): when the counters count people, a sum below the minimum group
+/// People counts: when the counters count people, a sum below the minimum group
 /// size reaches neither the title nor the evidence; the rule still compares the true sum.
 #[test]
 fn a_small_people_sum_is_suppressed_in_title_and_evidence() {

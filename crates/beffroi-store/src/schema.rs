@@ -176,7 +176,7 @@ CREATE TABLE events (
 ) WITHOUT ROWID, STRICT;
 "#;
 
-/// Quarantine (issue 4): observations of a quarantined device are marked, and every
+/// Quarantine: observations of a quarantined device are marked, and every
 /// quarantine or release act is logged with who, when and why. Named V5 because the
 /// device-trust migration takes slot 4 at merge; on this branch it is the fourth.
 const V5_QUARANTINE: &str = r#"
@@ -192,7 +192,7 @@ CREATE TABLE quarantine_log (
 ) STRICT;
 "#;
 
-/// Privacy (issue 5): the value behind each pseudonym, sealed under its key epoch
+/// Privacy: the value behind each pseudonym, sealed under its key epoch
 /// (ChaCha20-Poly1305; the key lives apart from the database), for purpose-bound
 /// unmasking and a person's requests; destroying an epoch's key leaves its rows unopenable
 /// and they are deleted. Observations of personal fields hold pseudonyms, indexed to find
@@ -211,7 +211,7 @@ CREATE INDEX identities_last_seen ON identities (last_seen);
 CREATE INDEX observations_text ON observations (value_text) WHERE value_text IS NOT NULL;
 "#;
 
-/// Retention (issue 5): legal holds on incidents (a hold in force keeps the incident, its
+/// Retention: legal holds on incidents (a hold in force keeps the incident, its
 /// log, the pseudonyms it mentions and its device's observations in its window out of the
 /// purge), the redaction mark of incidents and crises (first stage of their purge), the
 /// purge runs (for the retention status).

@@ -1,4 +1,4 @@
-//! Retention by data category on the simulated clock (issue 5, "Done when"): each category
+//! Retention by data category on the simulated clock: each category
 //! is purged exactly at its limit (a minute before: still there; a minute after: gone), every
 //! purge is in the audit log with its counts, and a legal hold keeps its incident (and its
 //! device's observations in its window) until its end date, then the incident is purged.

@@ -936,7 +936,7 @@ fn quarantine_acts_and_marked_observations_round_trip() {
     assert_eq!(store.quarantine_log().expect("restored").len(), 2);
 }
 
-/// People counts (issue 5): one row per counter and time bucket (the pipeline stamps the
+/// People counts: one row per counter and time bucket (the pipeline stamps the
 /// bucket's start), holding the bucket's highest count, whatever the order of arrival and
 /// redeliveries; other fields keep their first value per time.
 #[test]

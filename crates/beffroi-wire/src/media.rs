@@ -1,4 +1,4 @@
-//! Images and video frames are not observations (issue 5: no biometric identification
+//! Images and video frames are not observations (no biometric identification
 //! anywhere, CNIL 2022 position on augmented cameras). A text value that carries one — a
 //! `data:` URI or the base64 of a JPEG, PNG, GIF, WebP or MP4 — is refused at ingest, as is a
 //! SenML data value (`vd`), whatever the field's declared type.

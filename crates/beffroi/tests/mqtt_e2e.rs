@@ -279,7 +279,7 @@ fn end_to_end(protocol: u8) {
         open.iter().all(|i| i["rule"] != "crowd-high"),
         "crowd-high needs 2 minutes: {open:#?}"
     );
-    // The message naming an unregistered device is a cyber incident (issue 4).
+    // The message naming an unregistered device is a cyber incident.
     let (cyber, open): (Vec<_>, Vec<_>) = open.into_iter().partition(|i| i["category"] == "cyber");
     assert_eq!(cyber.len(), 1, "{cyber:#?}");
     assert_eq!(cyber[0]["rule"], "cyber-unregistered");

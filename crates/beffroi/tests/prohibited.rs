@@ -1,4 +1,4 @@
-//! `beffroi check` refuses prohibited data (issue 5): a demo copy whose kinds declare a
+//! `beffroi check` refuses prohibited data: a demo copy whose kinds declare a
 //! biometric category and a categorisation of people fails with the reason, file, line and
 //! field; the demo itself passes.
 
