@@ -363,11 +363,6 @@ impl Pipeline {
         self.eval.last_seen(d)
     }
 
-    /// The latest evaluated event time of a series.
-    pub fn watermark(&self, d: DeviceIdx, f: beffroi_core::FieldIdx) -> Option<Timestamp> {
-        self.watermarks.get(d, f)
-    }
-
     /// Reinstates the stored watermarks (at start, after a failed commit).
     pub fn restore_watermarks(&mut self, marks: &[crate::store::Watermark]) {
         self.watermarks.restore(marks);

@@ -589,9 +589,7 @@ impl Blueprint {
         );
         Ok((pipeline, holds))
     }
-}
 
-impl Blueprint {
     /// Keeps the blueprint current with the hot reloads a command carries.
     fn follow(&mut self, c: &Command) {
         match c {
@@ -791,7 +789,6 @@ pub async fn start_with_events(
         job_tx,
         rules_tx,
         Arc::clone(&clock),
-        cfg,
         Arc::clone(&next_purge),
         holds,
     ));
@@ -825,12 +822,11 @@ async fn pipeline_loop(
     jobs: mpsc::Sender<Job>,
     rules_tx: watch::Sender<Arc<RuleSet>>,
     clock: Arc<dyn Clock>,
-    cfg: EngineConfig,
     next_purge: Arc<std::sync::atomic::AtomicI64>,
     mut holds: std::collections::HashMap<IncidentId, Timestamp>,
 ) {
     let metrics = Arc::clone(&blueprint.metrics);
-    let mut tick = tokio::time::interval(cfg.tick);
+    let mut tick = tokio::time::interval(blueprint.cfg.tick);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut commands_open = true;
     let mut generation = 0u64;
@@ -875,7 +871,7 @@ async fn pipeline_loop(
                 Some(Command::Privacy { cmd, reply }) => {
                     let now = clock.now();
                     let plan = match &cmd {
-                        PrivacyCommand::Purge => Some(purge_plan(&p, &cfg, now)),
+                        PrivacyCommand::Purge => Some(purge_plan(&p, &blueprint.cfg, now)),
                         PrivacyCommand::SetHold(h) => {
                             holds.insert(h.incident, h.until);
                             None
@@ -916,7 +912,7 @@ async fn pipeline_loop(
                         process(&mut p, env, &mut job);
                     }
                     // Fold whatever else is already queued into the same batch.
-                    while job.acks.len() < cfg.batch_max {
+                    while job.acks.len() < blueprint.cfg.batch_max {
                         match ingest.try_recv() {
                             Ok(env) => {
                                 if let Some(env) = streams.admit(env, &metrics) {
@@ -935,10 +931,10 @@ async fn pipeline_loop(
                 let now = clock.now();
                 p.tick(now, &mut job.out);
                 let due = next_purge.load(std::sync::atomic::Ordering::Relaxed);
-                if let Some(every) = cfg.purge_every
+                if let Some(every) = blueprint.cfg.purge_every
                     && now.0 >= due {
                         next_purge.store(now.plus(every).0, std::sync::atomic::Ordering::Relaxed);
-                        let plan = purge_plan(&p, &cfg, now);
+                        let plan = purge_plan(&p, &blueprint.cfg, now);
                         if p.purge_crises(&plan) {
                             job.ops = Some(Arc::new(p.ops_snapshot()));
                         }

@@ -90,6 +90,41 @@ impl Checkpoint {
     }
 }
 
+/// Who runs a checkpoint, and so its SQL mode, whether it may wait for the other one, and
+/// its `mode` label in the metrics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// The background thread's periodic pass (passive).
+    Background,
+    /// The writer between two commits (passive, never waits).
+    Writer,
+    /// The writer past the hard threshold (restart, waits briefly for readers).
+    Restart,
+    /// The background thread's last pass on a clean stop (truncate).
+    Final,
+}
+
+impl Mode {
+    fn sql(self) -> &'static str {
+        match self {
+            Mode::Background | Mode::Writer => "PRAGMA wal_checkpoint(PASSIVE)",
+            Mode::Restart => "PRAGMA wal_checkpoint(RESTART)",
+            Mode::Final => "PRAGMA wal_checkpoint(TRUNCATE)",
+        }
+    }
+    fn label(self) -> &'static str {
+        match self {
+            Mode::Background => "passive",
+            Mode::Writer => "writer",
+            Mode::Restart | Mode::Final => "restart",
+        }
+    }
+    /// The writer's checkpoints never wait for the background pass: a commit is behind.
+    fn waits(self) -> bool {
+        matches!(self, Mode::Background | Mode::Final)
+    }
+}
+
 /// State shared by the writer and the background checkpointer.
 pub(crate) struct WalShared {
     /// One checkpoint at a time: a second one would only find the lock taken.
@@ -128,18 +163,12 @@ impl WalShared {
         std::fs::metadata(&self.wal_path).map_or(0, |m| m.len())
     }
 
-    /// Runs one checkpoint in `mode` (`PASSIVE`, `RESTART` or `TRUNCATE`) on `conn`,
-    /// records it and logs a failure once per change of error. With `wait` false (the
-    /// writer, a commit waiting behind it) it gives up at once when the other checkpoint is
+    /// Runs one checkpoint in `mode` on `conn`, records it and logs a failure once per
+    /// change of error. The writer's modes give up at once when the background pass is
     /// running, counted as `busy`.
-    pub(crate) fn checkpoint(
-        &self,
-        conn: &Connection,
-        mode: &'static str,
-        wait: bool,
-    ) -> Option<Checkpoint> {
+    pub(crate) fn checkpoint(&self, conn: &Connection, mode: Mode) -> Option<Checkpoint> {
         let started = Instant::now();
-        let _one = if wait {
+        let _one = if mode.waits() {
             self.lock.lock().unwrap_or_else(|p| p.into_inner())
         } else {
             match self.lock.try_lock() {
@@ -157,12 +186,7 @@ impl WalShared {
                 }
             }
         };
-        let sql = match mode {
-            "RESTART" => "PRAGMA wal_checkpoint(RESTART)",
-            "TRUNCATE" => "PRAGMA wal_checkpoint(TRUNCATE)",
-            _ => "PRAGMA wal_checkpoint(PASSIVE)",
-        };
-        let r = conn.query_row(sql, [], |r| {
+        let r = conn.query_row(mode.sql(), [], |r| {
             Ok(Checkpoint {
                 busy: r.get::<_, i64>(0)? != 0,
                 log: r.get(1)?,
@@ -171,11 +195,7 @@ impl WalShared {
         });
         let took = started.elapsed();
         let m = self.metrics();
-        let label_mode = match mode {
-            "RESTART" | "TRUNCATE" => "restart",
-            _ if std::thread::current().name() == Some(THREAD_NAME) => "passive",
-            _ => "writer",
-        };
+        let label_mode = mode.label();
         m.checkpoint_seconds.observe(took.as_secs_f64());
         m.last_checkpoint_seconds.set(took.as_secs_f64());
         m.bytes
@@ -273,11 +293,11 @@ impl WalControl {
             // Wait briefly for readers still reading old frames, never long: a commit is
             // waiting behind us.
             let _ = conn.busy_timeout(RESTART_WAIT);
-            let c = self.shared.checkpoint(conn, "RESTART", false);
+            let c = self.shared.checkpoint(conn, Mode::Restart);
             let _ = conn.busy_timeout(self.busy_timeout);
             c
         } else {
-            self.shared.checkpoint(conn, "PASSIVE", false)
+            self.shared.checkpoint(conn, Mode::Writer)
         };
         // Skipped because the background pass was running: try again after the next commit.
         if done.is_some() {
@@ -286,7 +306,7 @@ impl WalControl {
     }
 }
 
-pub(crate) const THREAD_NAME: &str = "beffroi-store-checkpoint";
+const THREAD_NAME: &str = "beffroi-store-checkpoint";
 
 /// Copies the WAL back into the database file from its own connection, every
 /// [`BACKGROUND_EVERY`], in PASSIVE mode: it never blocks the writer or the readers.
@@ -316,10 +336,10 @@ impl Checkpointer {
             .spawn(move || {
                 while !flag.load(std::sync::atomic::Ordering::Acquire) {
                     std::thread::park_timeout(BACKGROUND_EVERY);
-                    shared.checkpoint(&conn, "PASSIVE", true);
+                    shared.checkpoint(&conn, Mode::Background);
                 }
                 // A last full checkpoint so that a clean stop leaves an empty WAL.
-                shared.checkpoint(&conn, "TRUNCATE", true);
+                shared.checkpoint(&conn, Mode::Final);
             })
             .map_err(|e| {
                 beffroi_engine::StoreError::Backend(format!("spawn the checkpoint thread: {e}"))
