@@ -15,15 +15,15 @@ mnt=/mnt/beffroi-disk-full
 mkdir -p $mnt
 umount $mnt 2>/dev/null; mount -t tmpfs -o size=40m tmpfs $mnt
 free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
-mport=$(free_port); hport=$(free_port)
+mport=$(free_port); hport=$(free_port); mxport=$(free_port)
 printf "user root\nlistener $mport 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location $work/\nmax_queued_messages 0\nmax_inflight_messages 1000\nlog_dest none\n" > $work/m.conf
 "$MOSQUITTO" -c $work/m.conf & mosq=$!
 cp -r demo $work/dep
-printf "listen = \"127.0.0.1:$hport\"\ndata_dir = \"$mnt/data\"\ndeployment = \"$work/dep\"\n[privacy]\nkeys_dir = \"$work/keys\"\n[mqtt]\nurl = \"mqtt://127.0.0.1:$mport\"\nclient_id = \"bf-full\"\n" > $work/b.toml
+printf "listen = \"127.0.0.1:$hport\"\ndata_dir = \"$mnt/data\"\ndeployment = \"$work/dep\"\n[privacy]\nkeys_dir = \"$work/keys\"\n[http]\nmetrics_listen = \"127.0.0.1:$mxport\"\n[mqtt]\nurl = \"mqtt://127.0.0.1:$mport\"\nclient_id = \"bf-full\"\n" > $work/b.toml
 BEFFROI_LOG=info "$BIN" serve --config $work/b.toml > $work/serve.log 2>&1 & srv=$!
 until curl -sf http://127.0.0.1:$hport/healthz >/dev/null; do sleep 0.2; done
 "$BIN" simulate --to mqtt://127.0.0.1:$mport --load 1500 --duration 150s > $work/sim.log 2>&1 & sim=$!
-m() { curl -s http://127.0.0.1:$hport/metrics | awk -v k="$1" '$1==k {print $2}'; }
+m() { curl -s http://127.0.0.1:$mxport/metrics | awk -v k="$1" '$1==k {print $2}'; }
 for i in $(seq 1 40); do
   sleep 3
   h=$(curl -s http://127.0.0.1:$hport/healthz)

@@ -40,10 +40,13 @@ trap cleanup EXIT
 pids+=($mosq)
 
 cp -r demo "$work/deployment"
+mxport=$(free_port)
 cat > "$work/beffroi.toml" <<CONF
 listen = "127.0.0.1:$hport"
 data_dir = "$work/data"
 deployment = "$work/deployment"
+[http]
+metrics_listen = "127.0.0.1:$mxport"
 [mqtt]
 url = "mqtt://127.0.0.1:$mport"
 client_id = "beffroi-soak"
@@ -62,7 +65,7 @@ wait_ready() {
   done
 }
 # Sum of a metric over its labels.
-metric() { curl -s "http://127.0.0.1:$hport/metrics" | awk -v m="$1" '$1==m || index($1, m"{")==1 {s+=$2} END {printf "%d", s}'; }
+metric() { curl -s "http://127.0.0.1:$mxport/metrics" | awk -v m="$1" '$1==m || index($1, m"{")==1 {s+=$2} END {printf "%d", s}'; }
 
 start_server
 wait_ready "$(date +%s%N)"
@@ -102,9 +105,9 @@ cpu=$(echo "($ticks1-$ticks0)/$hz/$elapsed" | bc -l)
 mcpu=$(echo "($mticks1-$mticks0)/$hz/$elapsed" | bc -l)
 echo "CPU of beffroi serve: $(echo "$cpu*100" | bc -l | xargs printf %.0f) % of a core, $(echo "$cpu/$RATE*1000000" | bc -l | xargs printf %.0f) µs per message"
 echo "CPU of mosquitto (same run): $(echo "$mcpu*100" | bc -l | xargs printf %.0f) % of a core, $(echo "$mcpu/$RATE*1000000" | bc -l | xargs printf %.0f) µs per message; ratio beffroi/mosquitto $(echo "$cpu/$mcpu" | bc -l | xargs printf %.1f)"
-curl -s "http://127.0.0.1:$hport/metrics" | grep -E '^beffroi_store_wal_checkpoint_seconds_(sum|count)' || true
-curl -s "http://127.0.0.1:$hport/metrics" | grep -E '^beffroi_(store_wal_(checkpoints|restarts|last)|observations_(accepted|duplicate|late)_total|mqtt_(messages|acks|redelivered)_total)' || true
-curl -s "http://127.0.0.1:$hport/metrics" | grep -E '^beffroi_observations_rejected_total' | awk '$2 > 0' || true
+curl -s "http://127.0.0.1:$mxport/metrics" | grep -E '^beffroi_store_wal_checkpoint_seconds_(sum|count)' || true
+curl -s "http://127.0.0.1:$mxport/metrics" | grep -E '^beffroi_(store_wal_(checkpoints|restarts|last)|observations_(accepted|duplicate|late)_total|mqtt_(messages|acks|redelivered)_total)' || true
+curl -s "http://127.0.0.1:$mxport/metrics" | grep -E '^beffroi_observations_rejected_total' | awk '$2 > 0' || true
 
 # Recovery after kill -9, under a backlog: keep publishing while the server is down.
 "$BIN" simulate --to "mqtt://127.0.0.1:$mport" --load "$RATE" --duration 10s > "$work/sim2.log" 2>&1 &

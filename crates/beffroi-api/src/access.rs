@@ -60,10 +60,12 @@ pub enum Permission {
     LegalHold,
     /// Answer a person's access and erasure requests.
     SubjectRequest,
+    /// Scrape `/metrics` (login results, cyber counts, ingest figures: not for everyone).
+    MetricsRead,
 }
 
 impl Permission {
-    pub const ALL: [Permission; 23] = [
+    pub const ALL: [Permission; 24] = [
         Permission::TerritoryRead,
         Permission::IncidentRead,
         Permission::IncidentAct,
@@ -87,6 +89,7 @@ impl Permission {
         Permission::PrivacyRead,
         Permission::LegalHold,
         Permission::SubjectRequest,
+        Permission::MetricsRead,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -114,6 +117,7 @@ impl Permission {
             Permission::PrivacyRead => "privacy.read",
             Permission::LegalHold => "privacy.hold",
             Permission::SubjectRequest => "privacy.subject",
+            Permission::MetricsRead => "metrics.read",
         }
     }
 
@@ -133,10 +137,12 @@ pub enum Role {
     Dpo,
     Auditor,
     Administrator,
+    /// A metrics scraper's token: `/metrics` and nothing else.
+    Monitoring,
 }
 
 impl Role {
-    pub const ALL: [Role; 8] = [
+    pub const ALL: [Role; 9] = [
         Role::Operator,
         Role::Supervisor,
         Role::CrisisDirector,
@@ -145,6 +151,7 @@ impl Role {
         Role::Dpo,
         Role::Auditor,
         Role::Administrator,
+        Role::Monitoring,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -157,6 +164,7 @@ impl Role {
             Role::Dpo => "dpo",
             Role::Auditor => "auditor",
             Role::Administrator => "administrator",
+            Role::Monitoring => "monitoring",
         }
     }
 
@@ -180,7 +188,7 @@ impl Role {
 use Permission as P;
 
 /// THE permission matrix: the only place that says what a role may do.
-pub const ROLE_PERMISSIONS: [(Role, &[Permission]); 8] = [
+pub const ROLE_PERMISSIONS: [(Role, &[Permission]); 9] = [
     (
         Role::Operator,
         &[
@@ -251,6 +259,7 @@ pub const ROLE_PERMISSIONS: [(Role, &[Permission]); 8] = [
             P::DeviceQuarantine,
             P::RejectionRead,
             P::AuditRead,
+            P::MetricsRead,
         ],
     ),
     (
@@ -304,8 +313,10 @@ pub const ROLE_PERMISSIONS: [(Role, &[Permission]); 8] = [
             P::PersonalRead,
             P::UserManage,
             P::PrivacyRead,
+            P::MetricsRead,
         ],
     ),
+    (Role::Monitoring, &[P::MetricsRead]),
 ];
 
 /// Where a grant applies.

@@ -8,8 +8,13 @@
 //! - **API tokens** ([`ApiToken`]): declared with their own grants, stored as SHA-256
 //!   digests (a token is 256 random bits, so a fast hash is enough), accepted only as
 //!   bearer tokens: they cannot open a console session.
-//! - **Throttling** ([`Throttle`]): per account and per client address, failures slow the
-//!   next attempt (exponential delay) and then lock out for a period.
+//! - **Throttling** ([`Throttle`]): failures slow the next attempt (exponential delay) and
+//!   then lock out for a period, counted per account and address pair, per address, and per
+//!   account. The per-account count does not apply to an address that logged into that
+//!   account successfully before: guesses from elsewhere cannot lock its owner out.
+//! - **One answer for every failure.** A wrong name, password, missing or wrong one-time code
+//!   all give [`LoginError::InvalidCredentials`] to the client (the audit log keeps which):
+//!   the second factor never confirms a password.
 //!
 //! Time comes from an injected [`Clock`], so the expiry and lock-out tests are
 //! deterministic. Password checks are CPU-heavy: call [`Auth::login`] from `spawn_blocking`.
@@ -54,15 +59,24 @@ pub struct AuthPolicy {
     pub idle: Duration,
     /// A session expires this long after login, used or not.
     pub absolute: Duration,
-    /// Failures (per account or per address) before each attempt is delayed.
+    /// Failures (per account and address, or per account from unknown addresses) before
+    /// each attempt is delayed.
     pub slow_after: u32,
     /// Delay after the first failure beyond `slow_after`; doubles with each failure.
     pub base_delay: Duration,
-    /// Failures before the account or address is locked out.
+    /// Failures before the account (from unknown addresses) or the account and address pair
+    /// is locked out.
     pub lock_after: u32,
     pub lockout: Duration,
+    /// Failures from one address over all accounts before its attempts are delayed, and
+    /// before it is locked out: higher, since several people may share one address.
+    pub address_slow_after: u32,
+    pub address_lock_after: u32,
     /// Failures older than this are forgotten.
     pub window: Duration,
+    /// How long an address that logged into an account stays known to it (and exempt from
+    /// the account-wide count).
+    pub known_address_for: Duration,
 }
 
 impl Default for AuthPolicy {
@@ -74,7 +88,26 @@ impl Default for AuthPolicy {
             base_delay: Duration::from_secs(2),
             lock_after: 10,
             lockout: Duration::from_mins(15),
+            address_slow_after: 15,
+            address_lock_after: 50,
             window: Duration::from_mins(15),
+            known_address_for: Duration::from_mins(30 * 24 * 60),
+        }
+    }
+}
+
+impl AuthPolicy {
+    fn limits(&self, key: &ThrottleKey) -> Limits {
+        let (slow_after, lock_after) = match key {
+            ThrottleKey::Address(_) => (self.address_slow_after, self.address_lock_after),
+            ThrottleKey::Pair(..) | ThrottleKey::Account(_) => (self.slow_after, self.lock_after),
+        };
+        Limits {
+            slow_after,
+            lock_after,
+            base_delay: self.base_delay,
+            lockout: self.lockout,
+            window: self.window,
         }
     }
 }
@@ -85,14 +118,16 @@ pub enum AuthError {
     Hash(String),
 }
 
-/// Why a login was refused.
+/// Why a login was refused. The client is told only [`LoginError::public`]: the three
+/// credential failures are one answer, so that a missing or wrong code does not confirm the
+/// password; the audit log keeps which it was.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LoginError {
-    /// Wrong user name or password (which one is not said).
+    /// Wrong user name or password.
     InvalidCredentials,
-    /// The account has a second factor and no code was given.
-    TotpRequired,
-    /// The code is wrong, or was already used.
+    /// Right password, but the account has a second factor and no code was given.
+    TotpMissing,
+    /// Right password, but the code is wrong, or was already used.
     TotpInvalid,
     /// Too many recent failures: retry after this many seconds.
     Throttled { retry_after_s: u64 },
@@ -105,10 +140,18 @@ impl LoginError {
     pub fn as_str(self) -> &'static str {
         match self {
             LoginError::InvalidCredentials => "invalid_credentials",
-            LoginError::TotpRequired => "totp_required",
+            LoginError::TotpMissing => "totp_missing",
             LoginError::TotpInvalid => "totp_invalid",
             LoginError::Throttled { .. } => "throttled",
             LoginError::Locked { .. } => "locked",
+        }
+    }
+
+    /// What the client may learn: the credential failures folded into one.
+    pub fn public(self) -> LoginError {
+        match self {
+            LoginError::TotpMissing | LoginError::TotpInvalid => LoginError::InvalidCredentials,
+            e => e,
         }
     }
 }
@@ -159,6 +202,8 @@ pub struct Auth {
     throttle: Mutex<Throttle>,
     /// Last TOTP step accepted per user: a code is good once.
     totp_used: Mutex<HashMap<String, u64>>,
+    /// Per account, the addresses (IPv6: their /64) it logged in from, and when last.
+    known: Mutex<HashMap<String, Vec<(String, Timestamp)>>>,
     policy: AuthPolicy,
     clock: Arc<dyn Clock>,
     /// Password checks running now (Argon2id holds ~19 MiB each): at most `max_checks`.
@@ -242,6 +287,7 @@ impl Auth {
             sessions: Mutex::new(HashMap::new()),
             throttle: Mutex::new(Throttle::default()),
             totp_used: Mutex::new(HashMap::new()),
+            known: Mutex::new(HashMap::new()),
             policy,
             clock,
             checks: std::sync::atomic::AtomicUsize::new(0),
@@ -311,7 +357,8 @@ impl Auth {
     }
 
     /// Checks the throttle for `name` and `client`, verifies the password (CPU-heavy: call
-    /// from `spawn_blocking`) and the second factor, and opens a session.
+    /// from `spawn_blocking`) and the second factor, and opens a session. Give the client
+    /// [`LoginError::public`] of an error, never the error itself.
     pub fn login(
         &self,
         name: &str,
@@ -320,19 +367,27 @@ impl Auth {
         client: &str,
     ) -> Result<LoginOk, LoginError> {
         let now = self.clock.now();
+        let addr = throttle_address(client);
         if name.len() > MAX_NAME_BYTES || password.len() > MAX_PASSWORD_BYTES {
             // No account has such a name: a failure of the address, checked by nothing.
-            let key = format!("addr:{client}");
+            let key = ThrottleKey::Address(addr);
             let mut t = self.throttle.lock().unwrap_or_else(|p| p.into_inner());
             t.check(&key, now, &self.policy)?;
-            t.fail(&key, now, &self.policy);
+            t.fail(key, now, &self.policy);
             return Err(LoginError::InvalidCredentials);
         }
         // Hashing holds memory and a core: beyond the bound, refused at once (retry in 1 s).
         let Some(_slot) = CheckSlot::take(&self.checks, self.max_checks) else {
             return Err(LoginError::Throttled { retry_after_s: 1 });
         };
-        let keys = [format!("user:{name}"), format!("addr:{client}")];
+        let known = self.is_known(name, &addr, now);
+        let mut keys = vec![
+            ThrottleKey::Pair(name.to_string(), addr.clone()),
+            ThrottleKey::Address(addr.clone()),
+        ];
+        if !known {
+            keys.push(ThrottleKey::Account(name.to_string()));
+        }
         {
             // Counted before the password is checked, under the same lock as the check:
             // parallel attempts see each other, so a burst checks at most as many passwords
@@ -342,28 +397,46 @@ impl Auth {
                 t.check(k, now, &self.policy)?;
             }
             for k in &keys {
-                t.fail(k, now, &self.policy);
+                t.fail(k.clone(), now, &self.policy);
             }
         }
-        let result = self.verify(name, password, totp, now);
-        let mut t = self.throttle.lock().unwrap_or_else(|p| p.into_inner());
-        match result {
-            Ok(account) => {
-                for k in &keys {
-                    t.forget(k);
+        let account = self.verify(name, password, totp, now)?;
+        // Only the pair's failures are forgotten: the account's count from elsewhere goes on
+        // (the owner logging in must not reset a guesser's budget), and so does the
+        // address's (one success must not reset a spray over other accounts); the attempt
+        // counted against them in advance is taken back.
+        {
+            let mut t = self.throttle.lock().unwrap_or_else(|p| p.into_inner());
+            for k in keys {
+                match k {
+                    ThrottleKey::Pair(..) => t.forget(&k),
+                    ThrottleKey::Address(_) | ThrottleKey::Account(_) => t.undo(&k),
                 }
-                drop(t);
-                Ok(self.open_session(account, now))
             }
-            // A missing code after a right password is not a guess: not counted.
-            Err(LoginError::TotpRequired) => {
-                for k in &keys {
-                    t.undo(k);
-                }
-                Err(LoginError::TotpRequired)
-            }
-            Err(e) => Err(e),
         }
+        self.remember(name, addr, now);
+        Ok(self.open_session(account, now))
+    }
+
+    /// Whether `addr` logged into `name` within [`AuthPolicy::known_address_for`].
+    fn is_known(&self, name: &str, addr: &str, now: Timestamp) -> bool {
+        let known = self.known.lock().unwrap_or_else(|p| p.into_inner());
+        known.get(name).is_some_and(|list| {
+            list.iter()
+                .any(|(a, at)| a == addr && now.since(*at) < self.policy.known_address_for)
+        })
+    }
+
+    fn remember(&self, name: &str, addr: String, now: Timestamp) {
+        let mut known = self.known.lock().unwrap_or_else(|p| p.into_inner());
+        let list = known.entry(name.to_string()).or_default();
+        list.retain(|(a, at)| *a != addr && now.since(*at) < self.policy.known_address_for);
+        if list.len() >= MAX_KNOWN_ADDRESSES {
+            // The least recently used goes.
+            list.sort_by_key(|(_, at)| std::cmp::Reverse(*at));
+            list.truncate(MAX_KNOWN_ADDRESSES - 1);
+        }
+        list.push((addr, now));
     }
 
     /// The most password checks that run at once.
@@ -371,6 +444,8 @@ impl Auth {
         self.max_checks
     }
 
+    /// The password is always checked (an account with a second factor answers in the same
+    /// time whether or not a code came), then the code.
     fn verify(
         &self,
         name: &str,
@@ -393,7 +468,7 @@ impl Auth {
             let code = totp
                 .map(str::trim)
                 .filter(|c| !c.is_empty())
-                .ok_or(LoginError::TotpRequired)?;
+                .ok_or(LoginError::TotpMissing)?;
             let unix = u64::try_from(now.0 / 1000).unwrap_or(0);
             let step = crate::totp::verify(secret, code, unix).ok_or(LoginError::TotpInvalid)?;
             let mut used = self.totp_used.lock().unwrap_or_else(|p| p.into_inner());
@@ -486,10 +561,51 @@ pub fn csrf_matches(expected: &str, given: &str) -> bool {
     expected.len() == given.len() && bool::from(expected.as_bytes().ct_eq(given.as_bytes()))
 }
 
-/// Recent failures per key (`user:<name>` or `addr:<ip>`).
+/// What a failure counts against.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum ThrottleKey {
+    /// One account from one address.
+    Pair(String, String),
+    /// One address, over every account.
+    Address(String),
+    /// One account from addresses it has not logged in from.
+    Account(String),
+}
+
+/// The thresholds for one key.
+#[derive(Clone, Copy, Debug)]
+struct Limits {
+    slow_after: u32,
+    lock_after: u32,
+    base_delay: Duration,
+    lockout: Duration,
+    window: Duration,
+}
+
+/// The address that login throttling counts: an IPv4 address as is, an IPv6 address by its
+/// /64 (one subscriber's prefix: counting single addresses would give an attacker 2^64 of
+/// them), an IPv4-mapped IPv6 address as IPv4.
+pub fn throttle_address(client: &str) -> String {
+    match client.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V6(v6)) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let s = v6.segments();
+                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+        },
+        Ok(ip) => ip.to_string(),
+        Err(_) => client.chars().take(64).collect(),
+    }
+}
+
+/// Most addresses remembered per account.
+const MAX_KNOWN_ADDRESSES: usize = 16;
+
+/// Recent failures per [`ThrottleKey`].
 #[derive(Default)]
 pub struct Throttle {
-    keys: HashMap<String, Failures>,
+    keys: HashMap<ThrottleKey, Failures>,
 }
 
 #[derive(Clone, Copy)]
@@ -503,10 +619,16 @@ const MAX_THROTTLE_KEYS: usize = 100_000;
 
 impl Throttle {
     /// Refuses an attempt while a delay or a lock-out runs.
-    pub fn check(&self, key: &str, now: Timestamp, p: &AuthPolicy) -> Result<(), LoginError> {
+    pub fn check(
+        &self,
+        key: &ThrottleKey,
+        now: Timestamp,
+        policy: &AuthPolicy,
+    ) -> Result<(), LoginError> {
         let Some(f) = self.keys.get(key) else {
             return Ok(());
         };
+        let p = policy.limits(key);
         if now.since(f.last) >= p.window.max(p.lockout) {
             return Ok(());
         }
@@ -534,15 +656,16 @@ impl Throttle {
         Ok(())
     }
 
-    pub fn fail(&mut self, key: &str, now: Timestamp, p: &AuthPolicy) {
-        if self.keys.len() >= MAX_THROTTLE_KEYS && !self.keys.contains_key(key) {
-            let horizon = p.window.max(p.lockout);
+    pub fn fail(&mut self, key: ThrottleKey, now: Timestamp, policy: &AuthPolicy) {
+        let p = policy.limits(&key);
+        if self.keys.len() >= MAX_THROTTLE_KEYS && !self.keys.contains_key(&key) {
+            let horizon = policy.window.max(policy.lockout);
             self.keys.retain(|_, f| now.since(f.last) < horizon);
             if self.keys.len() >= MAX_THROTTLE_KEYS {
                 return;
             }
         }
-        let f = self.keys.entry(key.to_string()).or_insert(Failures {
+        let f = self.keys.entry(key).or_insert(Failures {
             count: 0,
             last: now,
         });
@@ -554,12 +677,13 @@ impl Throttle {
         f.last = now;
     }
 
-    pub fn forget(&mut self, key: &str) {
+    pub fn forget(&mut self, key: &ThrottleKey) {
         self.keys.remove(key);
     }
 
-    /// Takes back the last failure counted for `key` (an attempt that was not a guess).
-    pub fn undo(&mut self, key: &str) {
+    /// Takes back one failure counted for `key` (an attempt counted in advance that
+    /// succeeded).
+    pub fn undo(&mut self, key: &ThrottleKey) {
         if let Some(f) = self.keys.get_mut(key) {
             f.count = f.count.saturating_sub(1);
             if f.count == 0 {
@@ -706,13 +830,103 @@ mod tests {
         }
         assert!(saw_throttle);
         assert_eq!(failures, p.lock_after);
-        // Even the right password is refused while locked, from any address.
+        // The right password is refused while locked, from this address and from any
+        // address that never logged into the account.
+        assert!(matches!(
+            a.login("admin", "s3cret", None, "10.0.0.1"),
+            Err(LoginError::Locked { .. })
+        ));
         assert!(matches!(
             a.login("admin", "s3cret", None, "10.0.0.2"),
             Err(LoginError::Locked { .. })
         ));
         clock.advance(p.lockout);
         assert!(a.login("admin", "s3cret", None, "10.0.0.2").is_ok());
+    }
+
+    /// Guesses from many addresses lock the account for addresses it has never logged in
+    /// from, not for its owner's: the right password from a previously successful address
+    /// still works, at once. (With one lock for the account, the owner was locked out for
+    /// 15 minutes by ten guesses from anywhere.)
+    #[test]
+    fn guesses_from_elsewhere_do_not_lock_out_a_known_address() {
+        let clock = SimClock::new(Timestamp(1_700_000_000_000));
+        let a = auth(&clock);
+        let p = a.policy();
+        assert!(a.login("admin", "s3cret", None, "192.0.2.7").is_ok());
+        let mut checked = 0;
+        for i in 0..500 {
+            match a.login(
+                "admin",
+                &format!("guess-{i}"),
+                None,
+                &format!("198.51.100.{}", i % 250),
+            ) {
+                Err(LoginError::InvalidCredentials) => checked += 1,
+                Err(LoginError::Throttled { retry_after_s }) => {
+                    clock.advance(Duration::from_secs(retry_after_s as i64));
+                }
+                Err(LoginError::Locked { .. }) => {}
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert_eq!(
+            checked, p.lock_after,
+            "the account-wide budget is the policy's"
+        );
+        assert!(matches!(
+            a.login("admin", "s3cret", None, "203.0.113.9"),
+            Err(LoginError::Locked { .. })
+        ));
+        assert!(
+            a.login("admin", "s3cret", None, "192.0.2.7").is_ok(),
+            "the owner's address is not locked out"
+        );
+        // A known address still has its own budget: it does not get unlimited guesses.
+        let mut from_known = 0;
+        for i in 0..50 {
+            match a.login("admin", &format!("again-{i}"), None, "192.0.2.7") {
+                Err(LoginError::InvalidCredentials) => from_known += 1,
+                Err(LoginError::Throttled { retry_after_s }) => {
+                    clock.advance(Duration::from_secs(retry_after_s as i64));
+                }
+                Err(LoginError::Locked { .. }) => break,
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert_eq!(from_known, p.lock_after);
+    }
+
+    /// One subscriber's IPv6 prefix is one address for throttling.
+    #[test]
+    fn ipv6_addresses_count_by_their_64_prefix() {
+        assert_eq!(
+            throttle_address("2001:db8:1:2:aaaa::1"),
+            throttle_address("2001:db8:1:2:ffff:ffff:ffff:ffff")
+        );
+        assert_ne!(
+            throttle_address("2001:db8:1:2::1"),
+            throttle_address("2001:db8:1:3::1")
+        );
+        assert_eq!(throttle_address("::ffff:10.0.0.1"), "10.0.0.1");
+        assert_eq!(throttle_address("10.0.0.1"), "10.0.0.1");
+        let clock = SimClock::new(Timestamp(1_700_000_000_000));
+        let a = auth(&clock);
+        let p = a.policy();
+        // Wrong guesses for one account from addresses of one /64: one pair budget.
+        let mut checked = 0;
+        for i in 0..200u32 {
+            let addr = format!("2001:db8:1:2::{i:x}");
+            match a.login("admin", "guess", None, &addr) {
+                Err(LoginError::InvalidCredentials) => checked += 1,
+                Err(LoginError::Throttled { retry_after_s }) => {
+                    clock.advance(Duration::from_secs(retry_after_s as i64));
+                }
+                Err(LoginError::Locked { .. }) => break,
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert_eq!(checked, p.lock_after);
     }
 
     #[test]
@@ -726,21 +940,36 @@ mod tests {
             grants: vec![],
             totp: Some(secret.clone()),
         });
-        assert_eq!(
+        // Without a code, or with a wrong one, the client hears the same as for a wrong
+        // password: the second factor does not confirm the password.
+        let answers = [
             a.login("op", "pw", None, "1").err(),
-            Some(LoginError::TotpRequired)
-        );
+            a.login("op", "bad", None, "2").err(),
+            a.login("op", "bad", Some("000000"), "3").err(),
+        ];
         assert_eq!(
-            a.login("op", "bad", Some("000000"), "1").err(),
-            Some(LoginError::InvalidCredentials)
+            answers[0],
+            Some(LoginError::TotpMissing),
+            "the audit log knows"
         );
-        let now = 1_700_000_000u64;
+        assert!(
+            answers
+                .iter()
+                .all(|e| e.map(LoginError::public) == Some(LoginError::InvalidCredentials)),
+            "{answers:?}"
+        );
+        // Three failures for the account: wait out the delay before the next attempt.
+        clock.advance(Duration::from_secs(2));
+        let now = 1_700_000_002u64;
         let good = crate::totp::code(&secret, now / 30);
         let wrong = format!("{:06}", (good.parse::<u32>().unwrap_or(0) + 1) % 1_000_000);
+        let e = a.login("op", "pw", Some(&wrong), "1").err();
+        assert_eq!(e, Some(LoginError::TotpInvalid));
         assert_eq!(
-            a.login("op", "pw", Some(&wrong), "1").err(),
-            Some(LoginError::TotpInvalid)
+            e.map(LoginError::public),
+            Some(LoginError::InvalidCredentials)
         );
+        clock.advance(Duration::from_secs(4));
         assert!(a.login("op", "pw", Some(&good), "1").is_ok());
         assert_eq!(
             a.login("op", "pw", Some(&good), "1").err(),
@@ -759,21 +988,21 @@ mod tests {
     /// Parallel wrong passwords for one account: each attempt is counted before its
     /// password is checked, so a burst checks at most as many passwords as the policy lets
     /// through before its first delay, however many arrive at once; the rest are refused
-    /// without hashing. (Counted after the check, all 64 were checked.)
+    /// without hashing. (Counted after the check, all 64 of a burst of 64 were checked.)
     #[test]
     fn a_burst_of_parallel_guesses_checks_at_most_the_policys_number_of_passwords() {
         let clock = SimClock::new(Timestamp(1_700_000_000_000));
         let a = Arc::new(auth(&clock));
-        let barrier = Arc::new(std::sync::Barrier::new(64));
-        let threads: Vec<_> = (0..64)
+        let barrier = Arc::new(std::sync::Barrier::new(500));
+        let threads: Vec<_> = (0..500)
             .map(|i| {
                 let (a, barrier) = (Arc::clone(&a), Arc::clone(&barrier));
                 std::thread::spawn(move || {
                     barrier.wait();
                     // Retry while the hashing bound refuses: only the throttle may stop us.
                     loop {
-                        match a.login("admin", &format!("guess-{i}"), None, &format!("10.0.0.{i}"))
-                        {
+                        let addr = format!("10.0.{}.{}", i / 250, i % 250);
+                        match a.login("admin", &format!("guess-{i}"), None, &addr) {
                             Err(LoginError::Throttled { retry_after_s: 1 })
                                 if a.checks.load(std::sync::atomic::Ordering::Acquire) > 0 =>
                             {

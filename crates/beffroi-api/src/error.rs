@@ -45,10 +45,6 @@ pub enum ErrorCode {
     /// 403: a state-changing request made with the session cookie lacks a valid
     /// `X-CSRF-Token` header.
     CsrfFailed,
-    /// 401: the password is right but the account needs a TOTP code (`totp`).
-    TotpRequired,
-    /// 401: the TOTP code is wrong or was already used.
-    TotpInvalid,
     /// 429: too many failed logins: wait `Retry-After` seconds.
     TooManyAttempts,
     /// 429: the account or address is locked out for `Retry-After` seconds.
@@ -84,7 +80,6 @@ impl ErrorCode {
             ErrorCode::EventNotFound | ErrorCode::NoHold => StatusCode::NOT_FOUND,
             ErrorCode::EventExists | ErrorCode::EventClosed => StatusCode::CONFLICT,
             ErrorCode::Forbidden | ErrorCode::CsrfFailed => StatusCode::FORBIDDEN,
-            ErrorCode::TotpRequired | ErrorCode::TotpInvalid => StatusCode::UNAUTHORIZED,
             ErrorCode::TooManyAttempts | ErrorCode::LockedOut => StatusCode::TOO_MANY_REQUESTS,
             ErrorCode::PurposeRequired => StatusCode::FORBIDDEN,
             ErrorCode::NotInIncident => StatusCode::NOT_FOUND,
@@ -112,8 +107,6 @@ impl ErrorCode {
             ErrorCode::EventClosed => "event_closed",
             ErrorCode::Forbidden => "forbidden",
             ErrorCode::CsrfFailed => "csrf_failed",
-            ErrorCode::TotpRequired => "totp_required",
-            ErrorCode::TotpInvalid => "totp_invalid",
             ErrorCode::TooManyAttempts => "too_many_attempts",
             ErrorCode::LockedOut => "locked_out",
             ErrorCode::NoHold => "no_hold",

@@ -76,7 +76,7 @@ pub async fn openapi() -> Response {
 
 #[utoipa::path(post, path = "/api/v1/auth/login", request_body = LoginRequest,
     responses((status = 200, body = LoginResponse, description = "Also sets the session cookie"),
-        (status = 401, body = crate::error::ErrorBody, description = "invalid_credentials, totp_required or totp_invalid"),
+        (status = 401, body = crate::error::ErrorBody, description = "invalid_credentials: a wrong name, password or one-time code, or a missing code (which one is not said)"),
         (status = 429, body = crate::error::ErrorBody, description = "too_many_attempts or locked_out, with Retry-After")))]
 pub async fn login(
     State(s): State<AppState>,
@@ -146,17 +146,12 @@ pub async fn login(
                 serde_json::json!({"client": client, "reason": e.as_str()}),
             );
             tracing::warn!(reason = e.as_str(), "failed login");
-            Err(match e {
-                LoginError::InvalidCredentials => {
-                    ApiError::new(ErrorCode::InvalidCredentials, "wrong username or password")
-                }
-                LoginError::TotpRequired => ApiError::new(
-                    ErrorCode::TotpRequired,
-                    "this account needs a one-time code (`totp`)",
-                ),
-                LoginError::TotpInvalid => ApiError::new(
-                    ErrorCode::TotpInvalid,
-                    "wrong or already used one-time code",
+            Err(match e.public() {
+                LoginError::InvalidCredentials
+                | LoginError::TotpMissing
+                | LoginError::TotpInvalid => ApiError::new(
+                    ErrorCode::InvalidCredentials,
+                    "wrong username, password or one-time code",
                 ),
                 LoginError::Throttled { retry_after_s } => ApiError::new(
                     ErrorCode::TooManyAttempts,

@@ -23,6 +23,7 @@ mod handlers;
 pub mod mapgrid;
 pub mod openapi;
 pub mod overview;
+pub mod password;
 pub mod privacy;
 pub mod retention;
 pub mod routes;
@@ -202,6 +203,16 @@ pub fn router(state: AppState) -> Router {
     }
     r.layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
+}
+
+/// `/metrics` alone, without authentication: for a listener of its own (`[http]
+/// metrics_listen`) on an address only the scraper reaches.
+pub fn metrics_router(state: AppState) -> Router {
+    let mut r = Router::new();
+    for spec in ROUTES.iter().filter(|s| s.path == "/metrics") {
+        r = r.route(spec.path, (spec.handler)());
+    }
+    r.with_state(state)
 }
 
 /// Adds the security headers to every answer of `app` (the API merged with the console).

@@ -22,7 +22,7 @@
 //!
 //! Missing authentication answers 401, a missing permission 403.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
@@ -62,7 +62,7 @@ pub enum ScopeMode {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Access {
-    /// No authentication (login, health, metrics, the OpenAPI document).
+    /// No authentication (login, health, the OpenAPI document).
     Public,
     /// Any authenticated caller (who am I, logout).
     Authenticated,
@@ -104,7 +104,7 @@ use ScopeMode::{Body, CallerScope, Filtered, Global, Object, Territory};
 /// `tests/access_expectations.txt`, or the walk test fails.
 pub static ROUTES: &[RouteSpec] = &[
     route!(GET "/healthz", Public, "", handlers::healthz),
-    route!(GET "/metrics", Public, "", handlers::metrics),
+    route!(GET "/metrics", Allow(P::MetricsRead, Territory), "", handlers::metrics),
     route!(POST "/api/v1/auth/login", Public, "auth.login", handlers::login),
     route!(GET "/api/v1/openapi.json", Public, "", handlers::openapi),
     route!(POST "/api/v1/auth/logout", Authenticated, "auth.logout", handlers::logout),
@@ -217,23 +217,46 @@ pub(crate) fn session_cookie(headers: &HeaderMap) -> Option<&str> {
         })
 }
 
-/// The client's address: the socket's peer (or, behind a trusted proxy, the first
-/// `X-Forwarded-For` hop).
+/// The client's address: the socket's peer, or, when the peer is a trusted proxy, the
+/// right-most `X-Forwarded-For` hop that is not itself a trusted proxy (see [`client_from`]).
 pub(crate) fn client_addr(
     s: &AppState,
     req_headers: &HeaderMap,
     ext: &axum::http::Extensions,
 ) -> String {
-    if s.web.trust_forwarded
-        && let Some(f) = req_headers
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(',').next())
-    {
-        return f.trim().to_string();
+    let peer = ext.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
+    let forwarded = req_headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect::<Vec<_>>()
+        .join(",");
+    client_from(peer, &forwarded, &s.web.trusted_proxies)
+}
+
+/// The client of a request that came from `peer` with `X-Forwarded-For: forwarded`, when
+/// `trusted` lists the proxies in front of the server. Each proxy appends the address it saw,
+/// so the list is only as trustworthy as its right end: walking from the right, trusted
+/// proxies are skipped and the first other hop is the client. Everything to its left was
+/// written by the client and is ignored. A peer that is not a trusted proxy is the client,
+/// whatever it sends; an unparsable hop stops the walk (the hop before it is used).
+pub fn client_from(peer: Option<IpAddr>, forwarded: &str, trusted: &[IpAddr]) -> String {
+    let Some(mut client) = peer else {
+        return "unknown".to_string();
+    };
+    if !trusted.contains(&client) {
+        return client.to_string();
     }
-    ext.get::<ConnectInfo<SocketAddr>>()
-        .map_or_else(|| "unknown".to_string(), |c| c.0.ip().to_string())
+    for hop in forwarded.rsplit(',') {
+        let Ok(ip) = hop.trim().parse::<IpAddr>() else {
+            break;
+        };
+        client = ip;
+        if !trusted.contains(&ip) {
+            break;
+        }
+    }
+    client.to_string()
 }
 
 fn is_safe(m: &Method) -> bool {
@@ -531,11 +554,82 @@ pub async fn security_headers(
 }
 
 /// How the web side is served (the `[http]` table).
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct WebSecurity {
     /// The site is reached over HTTPS: cookies get `Secure`, answers get HSTS.
     pub secure_cookies: bool,
     pub hsts: bool,
-    /// Trust `X-Forwarded-For` for the client address (only behind your own proxy).
-    pub trust_forwarded: bool,
+    /// The reverse proxies in front of the server: `X-Forwarded-For` is read only from them
+    /// (empty: never read).
+    pub trusted_proxies: Arc<[IpAddr]>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::client_from;
+    use std::net::IpAddr;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().expect("ip")
+    }
+
+    #[test]
+    fn forwarded_for_is_read_from_its_right_end_and_only_from_a_trusted_proxy() {
+        let proxy = [ip("127.0.0.1")];
+        // Behind the proxy: the hop it appended, not what the client wrote before it.
+        assert_eq!(
+            client_from(Some(ip("127.0.0.1")), "1.2.3.4, 198.51.100.7", &proxy),
+            "198.51.100.7"
+        );
+        // Two proxies of ours: both skipped.
+        let two = [ip("127.0.0.1"), ip("10.0.0.2")];
+        assert_eq!(
+            client_from(
+                Some(ip("127.0.0.1")),
+                "6.6.6.6, 198.51.100.7, 10.0.0.2",
+                &two
+            ),
+            "198.51.100.7"
+        );
+        // Several headers are one list, in order.
+        assert_eq!(
+            client_from(Some(ip("127.0.0.1")), "6.6.6.6,198.51.100.8", &proxy),
+            "198.51.100.8"
+        );
+        // A client reaching the server directly cannot choose its address.
+        assert_eq!(
+            client_from(Some(ip("203.0.113.5")), "10.9.9.9", &proxy),
+            "203.0.113.5"
+        );
+        // No proxy trusted: the header is never read.
+        assert_eq!(
+            client_from(Some(ip("127.0.0.1")), "198.51.100.7", &[]),
+            "127.0.0.1"
+        );
+        // Garbage stops the walk: the last good hop (here the proxy itself) is used.
+        assert_eq!(
+            client_from(Some(ip("127.0.0.1")), "198.51.100.7, not-an-ip", &proxy),
+            "127.0.0.1"
+        );
+        assert_eq!(client_from(None, "198.51.100.7", &proxy), "unknown");
+    }
+
+    proptest::proptest! {
+        /// Whatever a client prepends, the address is the one the trusted proxy appended.
+        #[test]
+        fn a_client_cannot_choose_its_address_through_the_header(
+            spoof in proptest::collection::vec(proptest::prelude::any::<u32>(), 0..8),
+            real in proptest::prelude::any::<u32>(),
+        ) {
+            let real = IpAddr::from(std::net::Ipv4Addr::from(real));
+            proptest::prop_assume!(real != ip("127.0.0.1"));
+            let mut hops: Vec<String> = spoof
+                .iter()
+                .map(|a| std::net::Ipv4Addr::from(*a).to_string())
+                .collect();
+            hops.push(real.to_string());
+            let got = client_from(Some(ip("127.0.0.1")), &hops.join(", "), &[ip("127.0.0.1")]);
+            proptest::prop_assert_eq!(got, real.to_string());
+        }
+    }
 }

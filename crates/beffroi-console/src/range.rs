@@ -1,14 +1,23 @@
 //! Serving a local file with HTTP range requests (RFC 9110 §14), for PMTiles archives:
 //! the client reads the header, then directories and tiles, each with one `Range`.
+//!
+//! The range is streamed from the file in [`CHUNK`]-sized reads, never read into memory
+//! whole: a request holds at most one chunk however large its range, so many concurrent
+//! range requests (the route needs no login) hold little memory.
 
 use std::path::Path;
 
+use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use tokio_util::io::ReaderStream;
 
 /// Largest range answered at once; PMTiles requests are a few hundred KiB at most.
 const MAX_RANGE: u64 = 16 * 1024 * 1024;
+
+/// Bytes read from the file at a time, per request.
+pub const CHUNK: usize = 64 * 1024;
 
 /// A byte range of a file of known length, inclusive bounds.
 #[derive(Debug, PartialEq, Eq)]
@@ -105,10 +114,7 @@ pub async fn serve_file(path: &Path, headers: &HeaderMap, content_type: &'static
         ),
     };
     let n = if len == 0 { 0 } else { end - start + 1 };
-    let mut buf = vec![0u8; usize::try_from(n).unwrap_or(0)];
-    if file.seek(std::io::SeekFrom::Start(start)).await.is_err()
-        || file.read_exact(&mut buf).await.is_err()
-    {
+    if file.seek(std::io::SeekFrom::Start(start)).await.is_err() {
         return StatusCode::INTERNAL_SERVER_ERROR.into_response();
     }
     if status == StatusCode::PARTIAL_CONTENT
@@ -116,5 +122,7 @@ pub async fn serve_file(path: &Path, headers: &HeaderMap, content_type: &'static
     {
         h.insert(header::CONTENT_RANGE, v);
     }
-    (status, h, buf).into_response()
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(n));
+    let body = Body::from_stream(ReaderStream::with_capacity(file.take(n), CHUNK));
+    (status, h, body).into_response()
 }

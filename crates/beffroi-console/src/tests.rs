@@ -123,6 +123,45 @@ async fn config_says_which_base_map_and_pmtiles_are_served_by_range() {
     assert_eq!(s, StatusCode::NOT_FOUND);
 }
 
+/// A large range is streamed in chunks, not read into memory whole: the first piece of the
+/// body is at most one chunk (reading the whole range first, 40 unauthenticated requests of
+/// 16 MiB held 680 MB).
+#[tokio::test]
+async fn a_large_range_is_streamed_not_buffered() {
+    use futures::StreamExt as _;
+    use tower::ServiceExt as _;
+    let dir = tempfile::tempdir().expect("tmp");
+    let file = dir.path().join("big.pmtiles");
+    let f = std::fs::File::create(&file).expect("create");
+    f.set_len(20 * 1024 * 1024).expect("sparse file");
+    let app = router(Settings {
+        pmtiles: Some(file),
+        ..Settings::default()
+    });
+    let req = axum::http::Request::builder()
+        .uri(PMTILES_URL)
+        .header("range", "bytes=0-16777215")
+        .body(axum::body::Body::empty())
+        .expect("request");
+    let resp = app.oneshot(req).await.expect("answer");
+    assert_eq!(resp.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(resp.headers()[header::CONTENT_LENGTH], "16777216");
+    let mut stream = resp.into_body().into_data_stream();
+    let first = stream.next().await.expect("a first piece").expect("data");
+    assert!(
+        first.len() <= crate::range::CHUNK,
+        "first piece of {} bytes: the range was buffered",
+        first.len()
+    );
+    let mut total = first.len();
+    while let Some(piece) = stream.next().await {
+        let piece = piece.expect("data");
+        assert!(piece.len() <= crate::range::CHUNK);
+        total += piece.len();
+    }
+    assert_eq!(total, 16 * 1024 * 1024);
+}
+
 #[test]
 fn range_headers_parse_by_rfc_9110() {
     assert_eq!(parse(None, 100), Range::Full);

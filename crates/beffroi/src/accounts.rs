@@ -21,11 +21,16 @@ pub struct Generated {
     pub grants: String,
 }
 
-/// The admin password: `BEFFROI_ADMIN_PASSWORD`, or a generated one that is printed.
-fn admin_password() -> (String, bool) {
+/// The admin password: `BEFFROI_ADMIN_PASSWORD` (which must pass the password policy), or a
+/// generated one that is printed.
+fn admin_password() -> Result<(String, bool)> {
     match std::env::var("BEFFROI_ADMIN_PASSWORD") {
-        Ok(p) if !p.is_empty() => (p, false),
-        _ => (generate_password(), true),
+        Ok(p) if !p.is_empty() => {
+            beffroi_api::password::check("admin", &p)
+                .map_err(|e| anyhow!("BEFFROI_ADMIN_PASSWORD is refused: {e}"))?;
+            Ok((p, false))
+        }
+        _ => Ok((generate_password(), true)),
     }
 }
 
@@ -93,7 +98,7 @@ pub fn build(
     }
     let mut admin_from_env = false;
     if !declared_admin {
-        let (password, gen_) = admin_password();
+        let (password, gen_) = admin_password()?;
         let grants = vec![Grant {
             role: Role::Administrator,
             scope: Scope::Territory,
@@ -193,10 +198,14 @@ pub enum UsersCommand {
     },
 }
 
-fn new_password() -> Result<(String, bool)> {
+/// The new user's password: `BEFFROI_NEW_PASSWORD` (which must pass the password policy),
+/// or a generated one.
+fn new_password(name: &str) -> Result<(String, bool)> {
     if let Ok(p) = std::env::var("BEFFROI_NEW_PASSWORD")
         && !p.is_empty()
     {
+        beffroi_api::password::check(name, &p)
+            .map_err(|e| anyhow!("BEFFROI_NEW_PASSWORD is refused: {e}"))?;
         return Ok((p, false));
     }
     Ok((generate_password(), true))
@@ -213,9 +222,9 @@ pub fn run(cmd: UsersCommand) -> Result<()> {
                     line.trim_end_matches(['\r', '\n']).to_string()
                 }
             };
-            if password.is_empty() {
-                bail!("empty password");
-            }
+            // No account name here: the policy's own lists still apply.
+            beffroi_api::password::check("", &password)
+                .map_err(|e| anyhow!("password refused: {e}"))?;
             println!("{}", beffroi_api::auth::hash_password(&password)?);
         }
         UsersCommand::Add {
@@ -228,7 +237,7 @@ pub fn run(cmd: UsersCommand) -> Result<()> {
                 .iter()
                 .map(|r| parse_grant(r))
                 .collect::<Result<Vec<_>>>()?;
-            let (password, generated) = new_password()?;
+            let (password, generated) = new_password(&name)?;
             let hash = beffroi_api::auth::hash_password(&password)?;
             let secret = totp.then(beffroi_api::totp::generate_secret);
             append(

@@ -98,9 +98,17 @@ struct RawHttp {
     /// and HSTS.
     #[serde(default)]
     behind_tls: bool,
-    /// Take the client address from `X-Forwarded-For` (only behind your own proxy).
+    /// Take the client address from `X-Forwarded-For` sent by a proxy on this host
+    /// (loopback); shorthand for `trusted_proxies = ["127.0.0.1", "::1"]`.
     #[serde(default)]
     trust_forwarded: bool,
+    /// The reverse proxies whose `X-Forwarded-For` is read (their addresses).
+    #[serde(default)]
+    trusted_proxies: Vec<String>,
+    /// Also serve `/metrics` without authentication on this address (e.g. a private
+    /// interface the scraper reaches); on the main address it needs `metrics.read`.
+    #[serde(default)]
+    metrics_listen: Option<String>,
     #[serde(default)]
     session_idle: Option<String>,
     #[serde(default)]
@@ -118,7 +126,10 @@ struct RawHttp {
 pub struct HttpSettings {
     pub users: Option<PathBuf>,
     pub behind_tls: bool,
-    pub trust_forwarded: bool,
+    /// Proxies whose `X-Forwarded-For` is read (`trust_forwarded` adds loopback).
+    pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// `metrics_listen`: an address that serves `/metrics` alone, unauthenticated.
+    pub metrics_listen: Option<std::net::SocketAddr>,
     pub session_idle: Option<beffroi_core::Duration>,
     pub session_absolute: Option<beffroi_core::Duration>,
     /// `header_timeout`: longest time to send a request's headers (`None`: 10 s).
@@ -316,7 +327,44 @@ impl Config {
             Some(h) => HttpSettings {
                 users: h.users.map(|p| base.join(p)),
                 behind_tls: h.behind_tls,
-                trust_forwarded: h.trust_forwarded,
+                trusted_proxies: {
+                    let mut list = h
+                        .trusted_proxies
+                        .iter()
+                        .map(|a| {
+                            a.parse::<std::net::IpAddr>().map_err(|_| {
+                                ConfigError::new(
+                                    src.path.clone(),
+                                    None,
+                                    Some("http.trusted_proxies"),
+                                    format!("`{a}` is not an IP address"),
+                                )
+                            })
+                        })
+                        .collect::<Result<Vec<_>, _>>()?;
+                    if h.trust_forwarded {
+                        list.extend([
+                            std::net::IpAddr::from([127, 0, 0, 1]),
+                            std::net::IpAddr::from(std::net::Ipv6Addr::LOCALHOST),
+                        ]);
+                    }
+                    list.sort_unstable();
+                    list.dedup();
+                    list
+                },
+                metrics_listen: h
+                    .metrics_listen
+                    .map(|a| {
+                        a.parse::<std::net::SocketAddr>().map_err(|_| {
+                            ConfigError::new(
+                                src.path.clone(),
+                                None,
+                                Some("http.metrics_listen"),
+                                format!("`{a}` is not an address and port"),
+                            )
+                        })
+                    })
+                    .transpose()?,
                 session_idle: dur("http.session_idle", h.session_idle)?,
                 session_absolute: dur("http.session_absolute", h.session_absolute)?,
                 header_timeout: dur("http.header_timeout", h.header_timeout)?,
@@ -442,7 +490,7 @@ mod tests {
             c.http.users.as_deref(),
             Some(std::path::Path::new("/etc/beffroi/users.toml"))
         );
-        assert!(c.http.behind_tls && !c.http.trust_forwarded);
+        assert!(c.http.behind_tls && c.http.trusted_proxies.is_empty());
         assert_eq!(
             c.http.session_idle,
             Some(beffroi_core::Duration::from_mins(10))

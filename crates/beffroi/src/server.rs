@@ -148,6 +148,11 @@ async fn serve(
     );
     // Before `opts.http` is taken by the accounts.
     let web = web_security(&opts.http);
+    let (header_timeout, max_connections, metrics_listen) = (
+        opts.http.header_timeout,
+        opts.http.max_connections,
+        opts.http.metrics_listen,
+    );
     let (auth, generated, admin_from_env) = {
         let t = Arc::clone(&territory);
         let demo = opts.simulate;
@@ -185,13 +190,14 @@ async fn serve(
     let handle = engine.handle.clone();
 
     let state = AppState::new(handle.clone(), Arc::new(reader), Arc::new(auth))
-        .with_web(web)
+        .with_web(web.clone())
         .with_audit(Arc::clone(&audit) as Arc<dyn AuditSink>)
         .with_privacy(Arc::new(dep.privacy.clone()))
         .with_audit_reader(Arc::clone(&audit) as Arc<dyn beffroi_core::AuditReader>)
         .with_pseudonymiser(Arc::clone(&pseudonymiser));
     let ready = Arc::clone(&state.ready);
     let end_streams = state.shutdown.clone();
+    let metrics_app = beffroi_api::harden(beffroi_api::metrics_router(state.clone()), web.clone());
     let app = beffroi_api::harden(
         beffroi_api::router(state).merge(beffroi_console::router(opts.console.clone())),
         web,
@@ -204,6 +210,14 @@ async fn serve(
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
     let local = listener.local_addr()?;
+    let metrics_listener = match metrics_listen {
+        None => None,
+        Some(a) => Some(
+            tokio::net::TcpListener::bind(a)
+                .await
+                .with_context(|| format!("cannot listen on {a} (http.metrics_listen)"))?,
+        ),
+    };
 
     let shutdown = CancellationToken::new();
     let mut tasks = tokio::task::JoinSet::new();
@@ -260,8 +274,14 @@ async fn serve(
     );
     println!("  console     : http://{local}/");
     println!(
-        "  API         : http://{local}/api/v1   (health: http://{local}/healthz, metrics: http://{local}/metrics)"
+        "  API         : http://{local}/api/v1   (health: http://{local}/healthz, metrics: http://{local}/metrics with a metrics.read token)"
     );
+    if let Some(l) = &metrics_listener {
+        println!(
+            "  metrics     : http://{}/metrics   (no token)",
+            l.local_addr()?
+        );
+    }
     println!("  data        : {}", db.display());
     println!("  audit log   : {}", audit.path().display());
     println!(
@@ -307,13 +327,10 @@ async fn serve(
         }
     };
     let limits = crate::conns::Limits {
-        header_timeout: opts
-            .http
-            .header_timeout
-            .map_or(std::time::Duration::from_secs(10), |d| {
-                std::time::Duration::from_millis(d.millis().max(1) as u64)
-            }),
-        max_connections: opts.http.max_connections.unwrap_or(1024).max(1),
+        header_timeout: header_timeout.map_or(std::time::Duration::from_secs(10), |d| {
+            std::time::Duration::from_millis(d.millis().max(1) as u64)
+        }),
+        max_connections: max_connections.unwrap_or(1024).max(1),
         refused: Default::default(),
     };
     metrics.with_registry(|r| {
@@ -323,6 +340,17 @@ async fn serve(
             limits.refused.clone(),
         )
     });
+    if let Some(l) = metrics_listener {
+        tasks.spawn(crate::conns::serve(
+            l,
+            metrics_app,
+            crate::conns::Limits {
+                max_connections: 16,
+                ..limits.clone()
+            },
+            http_stop.clone(),
+        ));
+    }
     let server = async move {
         tokio::join!(
             signals,
@@ -343,7 +371,7 @@ fn web_security(http: &crate::config::HttpSettings) -> beffroi_api::WebSecurity 
     beffroi_api::WebSecurity {
         secure_cookies: http.behind_tls,
         hsts: http.behind_tls,
-        trust_forwarded: http.trust_forwarded,
+        trusted_proxies: http.trusted_proxies.clone().into(),
     }
 }
 

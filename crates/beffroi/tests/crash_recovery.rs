@@ -90,7 +90,7 @@ fn stored_pairs(c: &Connection) -> BTreeSet<(String, i64)> {
 
 /// `/metrics` of the running process.
 fn metrics_of(b: &Beffroi) -> String {
-    http::metrics(&http::agent(), &b.base())
+    http::metrics(&b.base())
 }
 
 fn observation_count(c: &Connection) -> i64 {

@@ -1,5 +1,6 @@
-// The login page: POST /auth/login (and the one-time code when the account has one); the
-// session comes back as an HttpOnly cookie, the CSRF token is kept in sessionStorage.
+// The login page: POST /auth/login with the one-time code when the user typed one (the
+// server answers every failure alike, so the field is always shown); the session comes back
+// as an HttpOnly cookie, the CSRF token is kept in sessionStorage.
 
 import * as api from '../api.js';
 import { h } from '../dom.js';
@@ -10,7 +11,7 @@ export function render(onLoggedIn, message, langButton) {
   const user = h('input#login-user', { name: 'username', autocomplete: 'username', required: true });
   const pass = h('input#login-password', { name: 'password', type: 'password', autocomplete: 'current-password', required: true });
   const code = h('input#login-totp', { name: 'totp', autocomplete: 'one-time-code', inputmode: 'numeric', pattern: '[0-9]{6}', maxlength: 6 });
-  const codeLabel = h('label#login-totp-label', { hidden: true }, t('login.totp'), code);
+  const codeLabel = h('label#login-totp-label', t('login.totp'), code);
   const submit = h('button.primary#login-submit', { type: 'submit' }, t('login.submit'));
   const form = h('form.login-box', {
     on: {
@@ -25,17 +26,10 @@ export function render(onLoggedIn, message, langButton) {
           api.setToken(r.csrf_token);
           await onLoggedIn();
         } catch (x) {
-          if (x.code === 'totp_required' || x.code === 'totp_invalid') {
-            codeLabel.hidden = false;
-            err.textContent = t(x.code === 'totp_required' ? 'login.totpRequired' : 'login.totpInvalid');
-            submit.disabled = false;
-            code.value = '';
-            code.focus();
-            return;
-          }
           err.textContent = x.status === 429 ? t('login.throttled')
             : x.status === 401 ? t('login.failed') : x.code === 'network' ? t('error.network') : t('error.generic', { message: x.message });
           submit.disabled = false;
+          code.value = '';
           pass.select();
         }
       },

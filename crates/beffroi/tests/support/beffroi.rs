@@ -41,6 +41,8 @@ pub struct Beffroi {
     starts: AtomicU32,
     /// Deployment folder; the repository's `demo/` when `None`.
     deployment: Option<PathBuf>,
+    /// Tables appended to the configuration file.
+    extra: String,
 }
 
 fn free_port() -> u16 {
@@ -67,6 +69,22 @@ impl Beffroi {
         broker_auth: Option<BrokerAuth>,
         prepare: impl FnOnce(&Path),
     ) -> Beffroi {
+        Self::start_configured(mqtt, deployment, broker_auth, String::new(), prepare)
+    }
+
+    /// Starts `beffroi serve` on the demo with `extra` (TOML tables, e.g. `[http]\n…`)
+    /// appended to its configuration.
+    pub fn start_extra(extra: &str) -> Beffroi {
+        Self::start_configured(None, None, None, extra.to_string(), |_| ())
+    }
+
+    fn start_configured(
+        mqtt: Option<MqttSettings>,
+        deployment: Option<PathBuf>,
+        broker_auth: Option<BrokerAuth>,
+        extra: String,
+        prepare: impl FnOnce(&Path),
+    ) -> Beffroi {
         let b = Beffroi {
             broker_auth,
             child: Mutex::new(None),
@@ -75,6 +93,7 @@ impl Beffroi {
             mqtt,
             starts: AtomicU32::new(0),
             deployment,
+            extra,
         };
         prepare(&b.data_dir());
         b.spawn_ready();
@@ -201,6 +220,8 @@ impl Beffroi {
                 ));
             }
         }
+        text.push('\n');
+        text.push_str(&self.extra);
         f.write_all(text.as_bytes()).expect("write beffroi.toml");
         path
     }

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-pub const ADMIN_PASSWORD: &str = "test-admin-password";
+pub const ADMIN_PASSWORD: &str = "Vq7-lanterne-Ouche-brume";
 
 pub fn agent() -> ureq::Agent {
     ureq::Agent::config_builder()
@@ -22,11 +22,9 @@ pub fn get_text(agent: &ureq::Agent, url: &str) -> Option<(u16, String)> {
     Some((status, body))
 }
 
-/// `/metrics` of the server at `base` (no token needed).
-pub fn metrics(agent: &ureq::Agent, base: &str) -> String {
-    let (status, body) = get_text(agent, &format!("{base}/metrics")).expect("GET /metrics");
-    assert_eq!(status, 200, "GET /metrics: {body}");
-    body
+/// `/metrics` of the server at `base`, as `admin` (it needs `metrics.read`).
+pub fn metrics(base: &str) -> String {
+    Api::login(base).metrics()
 }
 
 /// A logged-in client.
@@ -104,7 +102,16 @@ impl Api {
 
     /// `/metrics` as text.
     pub fn metrics(&self) -> String {
-        metrics(&self.agent, &self.base)
+        let mut r = self
+            .agent
+            .get(&format!("{}/metrics", self.base))
+            .header("Authorization", &self.bearer())
+            .call()
+            .unwrap_or_else(|e| panic!("GET /metrics: {e}"));
+        let status = r.status().as_u16();
+        let body = r.body_mut().read_to_string().expect("body");
+        assert_eq!(status, 200, "GET /metrics: {body}");
+        body
     }
 }
 
