@@ -2,11 +2,14 @@
 //! TOTP secret, and API tokens with their SHA-256 digest and grants. Every error is reported
 //! with file, line and field.
 //!
+//! TOTP secrets are sealed ([`crate::totp::seal`]) under the key of `[http] totp_key`: a
+//! secret in clear (`totp_secret`) is refused, with the command that seals it.
+//!
 //! ```toml
 //! [[user]]
 //! name = "amelie"
 //! password_hash = "$argon2id$v=19$m=19456,t=2,p=1$…"
-//! totp_secret = "JBSWY3DPEHPK3PXPJBSWY3DP"    # optional, base32
+//! totp_sealed = "v1:…"    # optional, from `beffroi users add --totp` or `users seal`
 //! grants = [
 //!   { role = "operator", communes = ["dijon", "chenove"] },
 //!   { role = "auditor", territory = true },
@@ -40,7 +43,9 @@ struct RawFile {
 struct RawUser {
     name: String,
     password_hash: Spanned<String>,
+    /// A secret in clear: refused (sealed ones only).
     totp_secret: Option<Spanned<String>>,
+    totp_sealed: Option<Spanned<String>>,
     grants: Vec<Spanned<RawGrant>>,
 }
 
@@ -126,7 +131,11 @@ fn grants(
 }
 
 /// Parses and validates `users.toml` against the territory's communes.
-pub fn parse(src: &SourceFile, t: &Territory) -> Result<Accounts, ConfigErrors> {
+pub fn parse(
+    src: &SourceFile,
+    t: &Territory,
+    totp_key: Option<&crate::totp::SealKey>,
+) -> Result<Accounts, ConfigErrors> {
     let mut errs = ConfigErrors::default();
     let raw: RawFile = match toml::from_str(&src.text) {
         Ok(r) => r,
@@ -158,16 +167,42 @@ pub fn parse(src: &SourceFile, t: &Territory) -> Result<Accounts, ConfigErrors> 
                 "not an Argon2id PHC string (make one with `beffroi users hash`)",
             )),
         }
-        let totp = match &u.totp_secret {
-            None => None,
-            Some(s) => match crate::totp::decode_secret(s.get_ref()) {
-                Some(b) => Some(b),
-                None => {
+        if let Some(clear) = &u.totp_secret {
+            errs.push(ConfigError::new(
+                src.path.clone(),
+                Some(src.line(clear.span().start)),
+                Some("totp_secret"),
+                "a TOTP secret in clear: seal it with `beffroi users seal --file FILE --totp-key KEY`",
+            ));
+        }
+        let totp = match (&u.totp_sealed, totp_key) {
+            (None, _) => None,
+            (Some(s), None) => {
+                errs.push(ConfigError::new(
+                    src.path.clone(),
+                    Some(src.line(s.span().start)),
+                    Some("totp_sealed"),
+                    "a sealed TOTP secret, but no key to open it (`[http] totp_key`)",
+                ));
+                None
+            }
+            (Some(s), Some(key)) => match crate::totp::open(key, &u.name, s.get_ref()) {
+                Ok(b) if b.len() >= 10 => Some(b),
+                Ok(_) => {
                     errs.push(ConfigError::new(
                         src.path.clone(),
                         Some(src.line(s.span().start)),
-                        Some("totp_secret"),
-                        "not a base32 secret of at least 80 bits",
+                        Some("totp_sealed"),
+                        "the secret is shorter than 80 bits",
+                    ));
+                    None
+                }
+                Err(e) => {
+                    errs.push(ConfigError::new(
+                        src.path.clone(),
+                        Some(src.line(s.span().start)),
+                        Some("totp_sealed"),
+                        e.to_string(),
                     ));
                     None
                 }
@@ -238,11 +273,74 @@ pub fn grants_toml(grants: &[(Role, Option<Vec<String>>)]) -> String {
     format!("[{}]", items.join(", "))
 }
 
+/// `text` of a users file with every `totp_secret = "…"` line (a secret in clear) replaced
+/// by its `totp_sealed` line under `key`, and how many were sealed. Comments and the rest of
+/// the file are kept as they are.
+pub fn seal_clear_secrets(
+    src: &SourceFile,
+    key: &crate::totp::SealKey,
+) -> Result<(String, usize), ConfigErrors> {
+    let mut errs = ConfigErrors::default();
+    let raw: RawFile = match toml::from_str(&src.text) {
+        Ok(r) => r,
+        Err(e) => {
+            errs.push(ConfigError::from_toml(src, &e));
+            return Err(errs);
+        }
+    };
+    // Line index (0-based) → the sealed line that replaces it.
+    let mut replace = std::collections::HashMap::new();
+    for u in &raw.user {
+        let u = u.get_ref();
+        let Some(clear) = &u.totp_secret else {
+            continue;
+        };
+        let line = src.line(clear.span().start);
+        match crate::totp::decode_secret(clear.get_ref()) {
+            Some(secret) => {
+                let sealed = crate::totp::seal(key, &u.name, &secret);
+                replace.insert(line - 1, format!("totp_sealed = {}", quote(&sealed)));
+            }
+            None => errs.push(ConfigError::new(
+                src.path.clone(),
+                Some(line),
+                Some("totp_secret"),
+                "not a base32 secret of at least 80 bits",
+            )),
+        }
+    }
+    if !errs.is_empty() {
+        return Err(errs);
+    }
+    let mut out = String::with_capacity(src.text.len());
+    for (i, l) in src.text.lines().enumerate() {
+        match replace.get(&i) {
+            // The whole line is the key and its value (as `users add` wrote it).
+            Some(sealed) if l.trim_start().starts_with("totp_secret") => out.push_str(sealed),
+            Some(_) => {
+                errs.push(ConfigError::new(
+                    src.path.clone(),
+                    Some(i + 1),
+                    Some("totp_secret"),
+                    "write `totp_secret = \"…\"` on a line of its own to seal it",
+                ));
+                out.push_str(l);
+            }
+            None => out.push_str(l),
+        }
+        out.push('\n');
+    }
+    if !errs.is_empty() {
+        return Err(errs);
+    }
+    Ok((out, replace.len()))
+}
+
 /// A `[[user]]` entry to append to `users.toml`.
 pub fn user_entry(
     name: &str,
     password_hash: &str,
-    totp_secret: Option<&str>,
+    totp_sealed: Option<&str>,
     grants: &[(Role, Option<Vec<String>>)],
 ) -> String {
     let mut s = format!(
@@ -250,8 +348,8 @@ pub fn user_entry(
         quote(name),
         quote(password_hash)
     );
-    if let Some(t) = totp_secret {
-        s.push_str(&format!("totp_secret = {}\n", quote(t)));
+    if let Some(t) = totp_sealed {
+        s.push_str(&format!("totp_sealed = {}\n", quote(t)));
     }
     s.push_str(&format!("grants = {}\n", grants_toml(grants)));
     s

@@ -22,7 +22,7 @@ proptest! {
     #[test]
     fn arbitrary_text_never_panics(text in "\\PC{0,400}") {
         let t = territory();
-        if let Err(e) = beffroi_api::users::parse(&SourceFile::new("users.toml", text), &t) {
+        if let Err(e) = beffroi_api::users::parse(&SourceFile::new("users.toml", text), &t, None) {
             for err in e.iter() {
                 prop_assert_eq!(&err.file, "users.toml");
             }
@@ -48,7 +48,7 @@ proptest! {
             beffroi_api::users::user_entry(&name, hash, None, &grants),
             beffroi_api::users::token_entry(&name, &digest, &grants)
         );
-        let acc = beffroi_api::users::parse(&SourceFile::new("users.toml", text), &t)
+        let acc = beffroi_api::users::parse(&SourceFile::new("users.toml", text), &t, None)
             .map_err(|e| TestCaseError::fail(e.to_string()))?;
         prop_assert_eq!(&acc.users[0].name, &name);
         prop_assert_eq!(&acc.tokens[0].name, &name);
@@ -86,7 +86,7 @@ name = \"sig\"
 sha256 = \"abcd\"
 grants = [{ role = \"technician\", territory = true }]
 ";
-    let e = beffroi_api::users::parse(&SourceFile::new("users.toml", text), &t)
+    let e = beffroi_api::users::parse(&SourceFile::new("users.toml", text), &t, None)
         .expect_err("invalid")
         .to_string();
     for want in [
@@ -97,4 +97,39 @@ grants = [{ role = \"technician\", territory = true }]
     ] {
         assert!(e.contains(want), "`{want}` in:\n{e}");
     }
+}
+
+/// A TOTP secret written in clear is refused with the command that seals it; `users seal`
+/// (`seal_clear_secrets`) rewrites that line alone, comments kept, and the sealed file reads
+/// back with the key: the secret is no longer in the file.
+#[test]
+fn clear_totp_secrets_are_refused_and_sealed_in_place() {
+    let t = territory();
+    let text = "\
+# accounts of the command post
+[[user]]
+name = \"amelie\"
+password_hash = \"$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$7bXyD2cS3EjWbvVbgIS1oW3Rh1hs9qKQmDL36Mb0Z9E\"
+totp_secret = \"JBSWY3DPEHPK3PXPJBSWY3DP\"   
+grants = [{ role = \"operator\", territory = true }]
+";
+    let src = SourceFile::new("users.toml", text);
+    let e = beffroi_api::users::parse(&src, &t, None)
+        .expect_err("clear secret")
+        .to_string();
+    assert!(
+        e.contains("users.toml:5: `totp_secret`") && e.contains("beffroi users seal"),
+        "{e}"
+    );
+    let key = beffroi_api::totp::SealKey::generate();
+    let (sealed, n) = beffroi_api::users::seal_clear_secrets(&src, &key).expect("sealed");
+    assert_eq!(n, 1);
+    assert!(!sealed.contains("JBSWY3DP"), "{sealed}");
+    assert!(sealed.starts_with("# accounts of the command post\n"));
+    let acc = beffroi_api::users::parse(&SourceFile::new("users.toml", sealed), &t, Some(&key))
+        .expect("reads back");
+    assert_eq!(
+        acc.users[0].totp,
+        beffroi_api::totp::decode_secret("JBSWY3DPEHPK3PXPJBSWY3DP")
+    );
 }

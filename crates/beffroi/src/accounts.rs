@@ -85,8 +85,12 @@ pub fn build(
     let mut declared_admin = false;
     if let Some(path) = &http.users {
         crate::files::check_owner_only(path)?;
+        let key = match &http.totp_key {
+            Some(k) => crate::files::read_totp_key(k)?,
+            None => None,
+        };
         let src = SourceFile::read(path).map_err(|e| anyhow!("{e}"))?;
-        let accounts = beffroi_api::users::parse(&src, t)
+        let accounts = beffroi_api::users::parse(&src, t, key.as_ref())
             .map_err(|e| anyhow!("{} is invalid:\n{e}", path.display()))?;
         for u in accounts.users {
             declared_admin |= u.name == "admin";
@@ -156,6 +160,23 @@ fn parse_grant(spec: &str) -> Result<(Role, Option<Vec<String>>)> {
     Ok((role, communes))
 }
 
+/// Replaces `file` with `text` atomically (a 0600 temporary file beside it, synced, renamed).
+fn write_private(file: &Path, text: &str) -> Result<()> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let tmp = file.with_extension("toml.tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .with_context(|| format!("cannot create {}", tmp.display()))?;
+    f.write_all(text.as_bytes())
+        .and_then(|()| f.sync_all())
+        .with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, file).with_context(|| format!("cannot replace {}", file.display()))
+}
+
 fn append(file: &Path, text: &str) -> Result<()> {
     use std::os::unix::fs::OpenOptionsExt as _;
     // Created for the service account alone: it holds hashes and TOTP secrets.
@@ -183,9 +204,22 @@ pub enum UsersCommand {
         /// `role` (whole territory) or `role@commune,commune`; repeat for several.
         #[arg(long = "role", required = true)]
         roles: Vec<String>,
-        /// Also generate a TOTP secret (printed once, with its otpauth URI).
-        #[arg(long)]
+        /// Also generate a TOTP secret (printed once, with its otpauth URI), stored sealed.
+        #[arg(long, requires = "totp_key")]
         totp: bool,
+        /// The key that seals TOTP secrets (created if missing): the server's `[http]
+        /// totp_key`, by default `totp.key` in its data folder.
+        #[arg(long)]
+        totp_key: Option<PathBuf>,
+    },
+    /// Seals the TOTP secrets written in clear in a users file (`totp_secret` becomes
+    /// `totp_sealed`), in place.
+    Seal {
+        #[arg(long)]
+        file: PathBuf,
+        /// The key that seals them (created if missing): the server's `[http] totp_key`.
+        #[arg(long)]
+        totp_key: PathBuf,
     },
     /// Adds an API token to a users file; prints the token once.
     Token {
@@ -232,6 +266,7 @@ pub fn run(cmd: UsersCommand) -> Result<()> {
             name,
             roles,
             totp,
+            totp_key,
         } => {
             let grants = roles
                 .iter()
@@ -240,9 +275,18 @@ pub fn run(cmd: UsersCommand) -> Result<()> {
             let (password, generated) = new_password(&name)?;
             let hash = beffroi_api::auth::hash_password(&password)?;
             let secret = totp.then(beffroi_api::totp::generate_secret);
+            let sealed = match (&secret, &totp_key) {
+                (Some(s), Some(k)) => {
+                    let key = crate::files::totp_key(k)?;
+                    let raw = beffroi_api::totp::decode_secret(s)
+                        .ok_or_else(|| anyhow!("generated TOTP secret does not decode"))?;
+                    Some(beffroi_api::totp::seal(&key, &name, &raw))
+                }
+                _ => None,
+            };
             append(
                 &file,
-                &beffroi_api::users::user_entry(&name, &hash, secret.as_deref(), &grants),
+                &beffroi_api::users::user_entry(&name, &hash, sealed.as_deref(), &grants),
             )?;
             println!("added `{name}` to {}", file.display());
             if generated {
@@ -254,6 +298,17 @@ pub fn run(cmd: UsersCommand) -> Result<()> {
                     "otpauth://totp/Beffroi:{name}?secret={s}&issuer=Beffroi&digits=6&period=30"
                 );
             }
+        }
+        UsersCommand::Seal { file, totp_key } => {
+            crate::files::check_owner_only(&file)?;
+            let key = crate::files::totp_key(&totp_key)?;
+            let src = SourceFile::read(&file).map_err(|e| anyhow!("{e}"))?;
+            let (text, n) = beffroi_api::users::seal_clear_secrets(&src, &key)
+                .map_err(|e| anyhow!("{} is invalid:\n{e}", file.display()))?;
+            if n > 0 {
+                write_private(&file, &text)?;
+            }
+            println!("{n} TOTP secret(s) sealed in {}", file.display());
         }
         UsersCommand::Token { file, name, roles } => {
             let grants = roles
@@ -299,22 +354,36 @@ mod tests {
             (Role::Auditor, None),
         ];
         let hash = beffroi_api::auth::hash_password("pw").expect("hash");
+        let key = beffroi_api::totp::SealKey::generate();
         let secret = beffroi_api::totp::generate_secret();
+        let raw = beffroi_api::totp::decode_secret(&secret).expect("secret");
+        let sealed = beffroi_api::totp::seal(&key, "a\"b", &raw);
         let (_, digest) = beffroi_api::auth::generate_token();
         let text = format!(
             "{}{}",
-            beffroi_api::users::user_entry("a\"b", &hash, Some(&secret), &g),
+            beffroi_api::users::user_entry("a\"b", &hash, Some(&sealed), &g),
             beffroi_api::users::token_entry("sig", &digest, &g)
         );
-        let acc =
-            beffroi_api::users::parse(&SourceFile::new("users.toml", text), &t).expect("parses");
+        assert!(
+            !text.contains(&secret),
+            "the secret is not in the file in clear"
+        );
+        let src = SourceFile::new("users.toml", text);
+        let acc = beffroi_api::users::parse(&src, &t, Some(&key)).expect("parses");
         assert_eq!(acc.users[0].name, "a\"b");
         assert_eq!(acc.users[0].grants.len(), 2);
-        assert!(acc.users[0].totp.is_some());
+        assert_eq!(acc.users[0].totp.as_deref(), Some(&raw[..]));
+        // Without the key, or with another, the sealed secret is refused with its line.
+        let e = beffroi_api::users::parse(&src, &t, None)
+            .expect_err("no key")
+            .to_string();
+        assert!(e.contains("users.toml:5: `totp_sealed`"), "{e}");
+        let other = beffroi_api::totp::SealKey::generate();
+        assert!(beffroi_api::users::parse(&src, &t, Some(&other)).is_err());
         assert_eq!(acc.tokens[0].grants[1].scope, Scope::Territory);
         // Errors carry file, line and field.
         let bad = "[[user]]\nname = \"x\"\npassword_hash = \"nope\"\ngrants = [{ role = \"king\", territory = true }]\n";
-        let e = beffroi_api::users::parse(&SourceFile::new("users.toml", bad), &t)
+        let e = beffroi_api::users::parse(&SourceFile::new("users.toml", bad), &t, None)
             .expect_err("invalid")
             .to_string();
         assert!(e.contains("users.toml:3: `password_hash`"), "{e}");

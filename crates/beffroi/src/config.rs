@@ -105,6 +105,10 @@ struct RawHttp {
     /// The reverse proxies whose `X-Forwarded-For` is read (their addresses).
     #[serde(default)]
     trusted_proxies: Vec<String>,
+    /// The key that seals the TOTP secrets of the accounts file (default: `totp.key` in the
+    /// data folder).
+    #[serde(default)]
+    totp_key: Option<PathBuf>,
     /// Also serve `/metrics` without authentication on this address (e.g. a private
     /// interface the scraper reaches); on the main address it needs `metrics.read`.
     #[serde(default)]
@@ -128,6 +132,8 @@ pub struct HttpSettings {
     pub behind_tls: bool,
     /// Proxies whose `X-Forwarded-For` is read (`trust_forwarded` adds loopback).
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// `totp_key`: the key that seals TOTP secrets (`None`: the accounts file has none).
+    pub totp_key: Option<PathBuf>,
     /// `metrics_listen`: an address that serves `/metrics` alone, unauthenticated.
     pub metrics_listen: Option<std::net::SocketAddr>,
     pub session_idle: Option<beffroi_core::Duration>,
@@ -325,6 +331,10 @@ impl Config {
         let http = match raw.http {
             None => HttpSettings::default(),
             Some(h) => HttpSettings {
+                totp_key: Some(h.totp_key.map_or_else(
+                    || base.join(&raw.data_dir).join("totp.key"),
+                    |p| base.join(p),
+                )),
                 users: h.users.map(|p| base.join(p)),
                 behind_tls: h.behind_tls,
                 trusted_proxies: {

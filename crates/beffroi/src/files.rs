@@ -60,6 +60,57 @@ pub fn check_owner_only(path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The TOTP sealing key at `path`, if the file exists; refused when others can read it or it
+/// is not 32 bytes.
+pub fn read_totp_key(path: &Path) -> Result<Option<beffroi_api::totp::SealKey>> {
+    if !path.exists() {
+        return Ok(None);
+    }
+    check_key_owner_only(path)?;
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    beffroi_api::totp::SealKey::from_bytes(&bytes)
+        .map(Some)
+        .with_context(|| format!("{} is not a TOTP key (32 bytes)", path.display()))
+}
+
+/// The TOTP sealing key at `path`, created (0600, 32 random bytes) when there is none.
+pub fn totp_key(path: &Path) -> Result<beffroi_api::totp::SealKey> {
+    if let Some(k) = read_totp_key(path)? {
+        return Ok(k);
+    }
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    let key = beffroi_api::totp::SealKey::generate();
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    std::io::Write::write_all(&mut f, key.as_bytes())
+        .and_then(|()| f.sync_all())
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(key)
+}
+
+fn check_key_owner_only(path: &Path) -> Result<()> {
+    let mode = std::fs::metadata(path)
+        .with_context(|| format!("cannot read {}", path.display()))?
+        .permissions()
+        .mode();
+    if mode & 0o077 != 0 {
+        bail!(
+            "{} is readable or writable by others (mode {:04o}): it opens the TOTP secrets; \
+             chmod 600 {}",
+            path.display(),
+            mode & 0o7777,
+            path.display()
+        );
+    }
+    Ok(())
+}
+
 fn restrict(path: &Path, mode: u32) -> Result<()> {
     let meta =
         std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
