@@ -352,6 +352,12 @@ impl Auth {
             .collect()
     }
 
+    /// Whether an account has this name (not for answering clients: for what the audit log
+    /// may keep of a failed login).
+    pub fn has_account(&self, name: &str) -> bool {
+        self.users.contains_key(name)
+    }
+
     pub fn user_count(&self) -> usize {
         self.users.len()
     }

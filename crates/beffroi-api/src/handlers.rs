@@ -88,12 +88,19 @@ pub async fn login(
     let Json(req) = body.map_err(|e| ApiError::new(ErrorCode::InvalidRequest, e.body_text()))?;
     let client = crate::routes::client_addr(&s, &headers, &ext);
     let auth = Arc::clone(&s.auth);
-    // What the audit log records as the actor: a name longer than any account's is not
-    // copied (a 900 KB "name" would otherwise land in the log).
-    let user = if req.username.len() > crate::auth::MAX_NAME_BYTES {
-        format!("(a name of {} bytes)", req.username.len())
-    } else {
+    // What the audit log records as the actor: an account's name; anything else someone
+    // typed (a mistyped name, an e-mail, a phone number, a 900 KB string) only as a keyed
+    // hash, so that repeated attempts can be told apart without keeping what was typed.
+    let user = if s.auth.has_account(&req.username) {
         req.username.clone()
+    } else {
+        match &s.pseudonymiser {
+            Some(p) => p
+                .pseudonym(beffroi_core::Identifier::Other, &req.username)
+                .0
+                .replacen("id:", "unknown-account:", 1),
+            None => "(unknown account)".to_string(),
+        }
     };
     let addr = client.clone();
     let result = tokio::task::spawn_blocking(move || {

@@ -1100,3 +1100,29 @@ async fn the_live_stream_ends_with_its_session() {
     let text = String::from_utf8_lossy(&body);
     assert!(!text.contains("after logout"), "{text}");
 }
+
+/// A failed login's user name is kept in the audit log only when it is an account's: what
+/// someone typed instead (an e-mail, a phone number, a long string) is never written there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_audit_log_keeps_no_typed_name_that_is_not_an_account() {
+    let h = harness().await;
+    for typed in ["jean.dupont@example.fr", "06 12 34 56 78", "jdupont"] {
+        let r = login(&h, typed, "whatever-password").await;
+        assert_eq!(r.status, 401);
+    }
+    let r = login(&h, "admin", "whatever-password").await;
+    assert_eq!(r.status, 401);
+    let records = h.audit.0.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let logins: Vec<_> = records
+        .iter()
+        .filter(|r| r.action == "auth.login")
+        .collect();
+    assert_eq!(logins.len(), 4);
+    for r in &logins {
+        let all = format!("{} {:?} {}", r.actor, r.target, r.detail);
+        for typed in ["dupont", "06 12 34 56 78"] {
+            assert!(!all.contains(typed), "{typed} in the audit log: {all}");
+        }
+    }
+    assert!(logins.iter().any(|r| r.actor == "admin"));
+}

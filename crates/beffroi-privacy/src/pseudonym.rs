@@ -121,6 +121,11 @@ pub fn normalise(id: Identifier, raw: &str) -> String {
                 format!("+{rest}")
             } else if digits.len() == 10 && digits.starts_with('0') {
                 format!("+33{}", &digits[1..])
+            } else if digits.len() == 11 && digits.starts_with("33") {
+                format!("+{digits}")
+            } else if digits.len() == 9 && (digits.starts_with('6') || digits.starts_with('7')) {
+                // A French mobile written without its trunk 0.
+                format!("+33{digits}")
             } else {
                 digits
             }

@@ -5,16 +5,21 @@
 //! - pseudonyms already there (left as they are: scrubbing twice changes nothing);
 //! - names the writer marked, `[[Jean Dupont]]` (unmarked names cannot be told from words);
 //! - e-mail addresses;
-//! - MAC addresses (`00:1a:2b:3c:4d:5e`, `00-1A-…`);
-//! - phone numbers: French (`06 12 34 56 78`, `06.12.34.56.78`, `+33 6 12 34 56 78`,
-//!   `0033 6…`) and E.164 (`+44 20 7946 0958`);
-//! - French licence plates: SIV (`AB-123-CD`, `AB 123 CD`, `ab-123-cd`, `AB123CD`) and the
-//!   older FNI (`1234 AB 21`, `123-ABC-2A`, `12 ABC 974`).
+//! - MAC addresses (`00:1a:2b:3c:4d:5e`, `00-1A-…`, Cisco's `001a.2b3c.4d5e`, and 12 hex
+//!   digits written without separators when at least one is a letter);
+//! - badge numbers after the word badge (`badge 7731`, `BADGE-7731`, `badge n° A-77`);
+//! - phone numbers: French (`06 12 34 56 78`, `06.12.34.56.78`, `06/12/34/56/78`,
+//!   `+33 6 12 34 56 78`, `0033 6…`, `33612345678`, and a mobile without its trunk 0,
+//!   `6 12 34 56 78`, `612345678`) and E.164 (`+44 20 7946 0958`);
+//! - French licence plates, any case, with spaces, hyphens, dots, underscores, slashes or
+//!   nothing between the groups: SIV (`AB-123-CD`, `ab 123 cd`, `Ab.123.cD`, `AB123CD`)
+//!   and the older FNI (`1234 AB 21`, `123-abc-2a`, `12 ABC 974`).
 //!
 //! What it does not catch (say so to the people who write): unmarked names, postal
 //! addresses, foreign plates, identifiers spelled out in words. The match is on shape: a
-//! few technical strings of the same shape are pseudonymised too (that errs on the safe
-//! side).
+//! few technical strings of the same shape are pseudonymised too (`de 100 km` reads as a
+//! plate, a 9-digit number starting with 6 or 7 as a mobile number): that errs on the safe
+//! side.
 
 use std::sync::LazyLock;
 
@@ -37,6 +42,8 @@ struct Pattern {
     id: Option<Identifier>,
     /// The capture group holding the value (0: the whole match).
     group: usize,
+    /// A further test of the value the expression cannot say.
+    check: Option<fn(&str) -> bool>,
 }
 
 fn pattern(re: &str, id: Option<Identifier>, group: usize) -> Pattern {
@@ -45,11 +52,11 @@ fn pattern(re: &str, id: Option<Identifier>, group: usize) -> Pattern {
         re: Regex::new(re).unwrap_or_else(|e| unreachable!("{e}")),
         id,
         group,
+        check: None,
     }
 }
 
-/// SIV letters: no I, O, U.
-const SIV: &str = "[A-HJ-NP-TV-Z]";
+/// SIV letters (no I, O, U), any case.
 const SIV_I: &str = "[A-HJ-NP-TV-Za-hj-np-tv-z]";
 
 static PATTERNS: LazyLock<Vec<Pattern>> = LazyLock::new(|| {
@@ -66,13 +73,25 @@ static PATTERNS: LazyLock<Vec<Pattern>> = LazyLock::new(|| {
             0,
         ),
         pattern(
-            r"[0-9A-Fa-f]{2}(?::[0-9A-Fa-f]{2}){5}|[0-9A-Fa-f]{2}(?:-[0-9A-Fa-f]{2}){5}",
+            r"[0-9A-Fa-f]{2}(?::[0-9A-Fa-f]{2}){5}|[0-9A-Fa-f]{2}(?:-[0-9A-Fa-f]{2}){5}|[0-9A-Fa-f]{4}\.[0-9A-Fa-f]{4}\.[0-9A-Fa-f]{4}",
             Some(Identifier::MacAddress),
             0,
         ),
-        // French numbers, national or international form.
+        // Badge numbers, after the word that says so.
         pattern(
-            r"(?:(?:\+|00)33[ .\-]?(?:\(0\)[ .\-]?)?|0)[1-9](?:[ .\-]?[0-9]{2}){4}",
+            r"(?i)badge[ \-_:#]*(?:n[°o]\.?[ ]*)?[A-Z0-9\-]{0,15}[0-9][A-Z0-9\-]{0,15}",
+            Some(Identifier::Badge),
+            0,
+        ),
+        // French numbers, national or international form, any of the usual separators.
+        pattern(
+            r"(?:(?:\+|00)?33[ .\-/]?(?:\(0\)[ .\-/]?)?|0)[1-9](?:[ .\-/]?[0-9]{2}){4}",
+            Some(Identifier::PhoneNumber),
+            0,
+        ),
+        // A French mobile written without its trunk 0.
+        pattern(
+            r"[67](?:[ .\-/]?[0-9]{2}){4}",
             Some(Identifier::PhoneNumber),
             0,
         ),
@@ -82,21 +101,25 @@ static PATTERNS: LazyLock<Vec<Pattern>> = LazyLock::new(|| {
             Some(Identifier::PhoneNumber),
             0,
         ),
-        // SIV, upper-case with any separator, any case with hyphens or none.
+        // SIV: two letters, three digits, two letters; any case and separators.
         pattern(
-            &format!(
-                "{SIV}{{2}}[ \\-]?[0-9]{{3}}[ \\-]?{SIV}{{2}}|{SIV_I}{{2}}-[0-9]{{3}}-{SIV_I}{{2}}|{SIV_I}{{2}}[0-9]{{3}}{SIV_I}{{2}}"
-            ),
+            &format!("{SIV_I}{{2}}[ \\-._/]?[0-9]{{3}}[ \\-._/]?{SIV_I}{{2}}"),
             Some(Identifier::LicencePlate),
             0,
         ),
         // FNI: 1–4 digits, 1–3 letters, the département. A single letter only between
         // separators (`123 A 75`), so that `14H30` stays a time.
         pattern(
-            r"[0-9]{1,4}(?:[ \-]?[A-Z]{2,3}[ \-]?|[ \-][A-Z][ \-])(?:97[1-6]|2[AB]|[0-9]{2})",
+            r"[0-9]{1,4}(?:[ \-.]?[A-Z]{2,3}[ \-.]?|[ \-.][A-Z][ \-.])(?:97[1-6]|2[AB]|[0-9]{2})",
             Some(Identifier::LicencePlate),
             0,
         ),
+        // 12 hex digits without separators, at least one a letter (a MAC address as
+        // equipment labels print it); after the plates and numbers, which win.
+        Pattern {
+            check: Some(|v| v.bytes().any(|b| b.is_ascii_alphabetic())),
+            ..pattern(r"[0-9A-Fa-f]{12}", Some(Identifier::MacAddress), 0)
+        },
     ]
 });
 
@@ -130,6 +153,9 @@ pub fn scrub(p: &Pseudonymiser, text: &str) -> Scrubbed {
             }
             let raw = value.as_str();
             if pat.id == Some(Identifier::Name) && raw.trim().is_empty() {
+                continue;
+            }
+            if pat.check.is_some_and(|ok| !ok(raw)) {
                 continue;
             }
             spans.push((s, e, pat.id, raw));
@@ -241,6 +267,45 @@ mod tests {
                 Identifier::Name,
                 "jean dupont",
             ),
+            // Spellings a hurried operator types.
+            ("plaque ab 123 cd vue", Identifier::LicencePlate, "AB123CD"),
+            ("plaque Ab.123.cD vue", Identifier::LicencePlate, "AB123CD"),
+            ("plaque AB 123-CD vue", Identifier::LicencePlate, "AB123CD"),
+            ("plaque ab_123_cd vue", Identifier::LicencePlate, "AB123CD"),
+            (
+                "vieille 1234.AB.21 vue",
+                Identifier::LicencePlate,
+                "1234AB21",
+            ),
+            ("badge 7731 refusé", Identifier::Badge, "BADGE7731"),
+            ("le BADGE-7731 refusé", Identifier::Badge, "BADGE7731"),
+            ("Badge n° A-77 refusé", Identifier::Badge, "BADGENA77"),
+            (
+                "appel du 6 12 34 56 78",
+                Identifier::PhoneNumber,
+                "+33612345678",
+            ),
+            (
+                "appel du 612345678",
+                Identifier::PhoneNumber,
+                "+33612345678",
+            ),
+            (
+                "appel du 06/12/34/56/78",
+                Identifier::PhoneNumber,
+                "+33612345678",
+            ),
+            (
+                "appel du 33612345678",
+                Identifier::PhoneNumber,
+                "+33612345678",
+            ),
+            ("borne 001A2B3C4D5E", Identifier::MacAddress, "001a2b3c4d5e"),
+            (
+                "borne 001a.2b3c.4d5e",
+                Identifier::MacAddress,
+                "001a2b3c4d5e",
+            ),
         ];
         for (text, id, norm) in cases {
             let s = scrub(&p, text);
@@ -260,6 +325,8 @@ mod tests {
             "Incident 42 clos le 2026-11-27, ticket #123456",
             "rappeler le PC à 15h30 (poste 1234), relève à 14H30",
             "température 21.5 °C, débit 120 m3/s",
+            "entre 12 et 14 h, le 06/12/2026 à 9 h, horodatage 202612060900",
+            "capteur 4f2a9c, lot 1234, commit 0f3e2a1",
             "",
         ] {
             let s = scrub(&p, text);
@@ -278,29 +345,27 @@ mod tests {
     }
 
     fn plate() -> impl Strategy<Value = String> {
-        let l = "[A-HJ-NP-TV-Z]{2}";
-        (
-            l,
-            0u16..1000,
-            l,
-            prop_oneof![Just("-"), Just(" "), Just("")],
-        )
-            .prop_map(|(a, n, b, sep)| format!("{a}{sep}{n:03}{sep}{b}"))
+        let l = "[A-HJ-NP-TV-Za-hj-np-tv-z]{2}";
+        let sep = || prop_oneof![Just("-"), Just(" "), Just(""), Just("."), Just("_")];
+        (l, 0u16..1000, l, sep(), sep())
+            .prop_map(|(a, n, b, s1, s2)| format!("{a}{s1}{n:03}{s2}{b}"))
     }
 
     fn phone() -> impl Strategy<Value = String> {
         (
             1u8..10,
             proptest::collection::vec(0u8..100, 4),
-            prop_oneof![Just(" "), Just("."), Just("")],
-            any::<bool>(),
+            prop_oneof![Just(" "), Just("."), Just(""), Just("/")],
+            0u8..4,
         )
-            .prop_map(|(first, pairs, sep, intl)| {
+            .prop_map(|(first, pairs, sep, form)| {
                 let rest: Vec<String> = pairs.iter().map(|p| format!("{p:02}")).collect();
-                let head = if intl {
-                    format!("+33{sep}{first}")
-                } else {
-                    format!("0{first}")
+                let head = match form {
+                    0 => format!("+33{sep}{first}"),
+                    1 => format!("0{first}"),
+                    2 => format!("33{first}"),
+                    // A mobile without its trunk 0.
+                    _ => format!("{}", 6 + first % 2),
                 };
                 format!("{head}{sep}{}", rest.join(sep))
             })

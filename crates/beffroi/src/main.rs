@@ -2,6 +2,7 @@
 
 mod accounts;
 mod audit_cmd;
+mod audit_scrub;
 mod bench;
 #[cfg(feature = "mqtt")]
 mod bench_mqtt;

@@ -113,6 +113,11 @@ async fn serve(
         .await??
     };
     let pseudonymiser = Arc::new(pseudonymiser);
+    // Every record from here on is scrubbed on its way in.
+    let audit_in: Arc<dyn AuditSink> = Arc::new(crate::audit_scrub::ScrubbedAudit::new(
+        Arc::clone(&audit) as Arc<dyn AuditSink>,
+        Arc::clone(&pseudonymiser),
+    ));
     let alive: Vec<u32> = pseudonymiser.epochs().collect();
     let destroyed: Vec<u32> = epochs
         .iter()
@@ -179,9 +184,7 @@ async fn serve(
             device_keys: Arc::new(device_keys),
             security: dep.security.clone(),
             pseudonymiser: Some(Arc::clone(&pseudonymiser)),
-            audit: Some(beffroi_engine::runner::EngineAudit(
-                Arc::clone(&audit) as Arc<dyn AuditSink>
-            )),
+            audit: Some(beffroi_engine::runner::EngineAudit(Arc::clone(&audit_in))),
             ..EngineConfig::default()
         },
     )
@@ -191,13 +194,16 @@ async fn serve(
 
     let state = AppState::new(handle.clone(), Arc::new(reader), Arc::new(auth))
         .with_web(web.clone())
-        .with_audit(Arc::clone(&audit) as Arc<dyn AuditSink>)
+        .with_audit(Arc::clone(&audit_in))
         .with_privacy(Arc::new(dep.privacy.clone()))
         .with_audit_reader(Arc::clone(&audit) as Arc<dyn beffroi_core::AuditReader>)
         .with_pseudonymiser(Arc::clone(&pseudonymiser));
     let ready = Arc::clone(&state.ready);
     let end_streams = state.shutdown.clone();
-    let metrics_app = beffroi_api::harden(beffroi_api::metrics_router(state.clone()), web.clone());
+    // Built only when served: an app holds the engine's handle, and the engine drains only
+    // once every handle is gone.
+    let metrics_app = metrics_listen
+        .map(|_| beffroi_api::harden(beffroi_api::metrics_router(state.clone()), web.clone()));
     let app = beffroi_api::harden(
         beffroi_api::router(state).merge(beffroi_console::router(opts.console.clone())),
         web,
@@ -228,7 +234,7 @@ async fn serve(
             rules_path,
             dep.procedures_path.clone(),
             dep.operations_dir.clone(),
-            Arc::clone(&audit) as Arc<dyn AuditSink>,
+            Arc::clone(&audit_in),
             shutdown.clone(),
         ));
     }
@@ -340,7 +346,7 @@ async fn serve(
             limits.refused.clone(),
         )
     });
-    if let Some(l) = metrics_listener {
+    if let (Some(l), Some(metrics_app)) = (metrics_listener, metrics_app) {
         tasks.spawn(crate::conns::serve(
             l,
             metrics_app,

@@ -53,6 +53,12 @@ const SECRETS: &[&str] = &[
     "jean.dupont@example.fr",
     "Jean Dupont",
     "jean dupont",
+    // spellings typed in a hurry (a second note; failed logins' user names)
+    "kl 321 mn",
+    "badge 7731",
+    "655443322",
+    "001A2B3C4D5E",
+    "marie.curie@example.fr",
 ];
 
 struct Server {
@@ -392,6 +398,19 @@ fn no_personal_value_is_kept_in_clear_anywhere() {
         &json!({"reason": "spam depuis le 07 11 22 33 44"}).to_string(),
     );
     assert_eq!(st, 200, "{v}");
+    // Spellings the first scrubber missed, in a note; identifiers typed as a user name.
+    let (st, v) = admin.post(
+        &format!("/api/v1/incidents/{incident}/actions"),
+        &json!({"action": "comment", "text": "vu kl 321 mn, badge 7731, rappeler 655443322, borne 001A2B3C4D5E"}).to_string(),
+    );
+    assert_eq!(st, 200, "{v}");
+    for typed in ["marie.curie@example.fr", "06 55 44 33 22", "kl 321 mn"] {
+        let r = agent()
+            .post(&format!("{}/api/v1/auth/login", server.base()))
+            .send_json(json!({"username": typed, "password": "not-the-password"}))
+            .expect("login");
+        assert_eq!(r.status().as_u16(), 401);
+    }
 
     // One pseudonym for the plate seen twice (written two ways), another for the other.
     let p = plate_pseudonyms(&dir);
