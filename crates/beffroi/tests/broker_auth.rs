@@ -590,7 +590,9 @@ fn bulk_issue_by_kind_to_a_private_file() {
     // The broker files name every gauge and give each its own topic only.
     let acl = std::fs::read_to_string(broker_dir.path().join("acl")).expect("acl");
     for g in &gauges {
-        assert!(acl.contains(&format!("user {g}\ntopic write beffroi/+/{g}/#\n")));
+        assert!(acl.contains(&format!(
+            "user {g}\ntopic write beffroi/+/{g}/senml\ntopic write beffroi/+/{g}/json\n"
+        )));
     }
     // Nothing left to issue for that kind; an unknown id is refused.
     let again = Command::new(env!("CARGO_BIN_EXE_beffroi"))
