@@ -153,8 +153,16 @@ impl TrustGate {
         let Some(idx) = territory.device_id(dev) else {
             return Err(refuse(
                 RejectReason::UnknownDevice,
-                format!("signed envelope of unknown device {dev}"),
-                Some(SecuritySignal::Unregistered { device: dev.into() }),
+                "signed envelope of an unregistered device".to_string(),
+                // The name is the envelope's: counted, not passed on.
+                Some(SecuritySignal::Unregistered {
+                    publisher: transport
+                        .device_hint
+                        .filter(|_| transport.authenticated)
+                        .map(Into::into),
+                    names: 1,
+                    tags: Vec::new(),
+                }),
             ));
         };
         let Some(key) = self.keys.get(dev) else {
