@@ -99,8 +99,6 @@ pub struct Pipeline {
     events_clock: Timestamp,
     /// Signed envelopes, replay windows, signing policy and topic binding.
     trust: TrustGate,
-    /// Keyed hashes quoting the device names a publisher made up (`crate::binding`).
-    name_tags: crate::binding::NameTags,
     /// Anomaly detection and quarantine (`crate::sentinel`).
     sentinel: crate::sentinel::SentinelGlue,
     /// Minimum group size and bucket of people counts: a people count is stored at the
@@ -158,7 +156,6 @@ impl Pipeline {
             crises: CrisisBoard::default(),
             escalation: EscalationPolicy::default(),
             trust: TrustGate::default(),
-            name_tags: crate::binding::NameTags::default(),
         }
     }
 
@@ -615,7 +612,7 @@ impl Pipeline {
         if let Some(bound) = bound
             && let Some((n, first)) = crate::binding::strangers(&self.territory, bound, &records)
         {
-            let claimed = self.name_tags.describe(&self.territory, first);
+            let claimed = self.trust.name_tags().describe(&self.territory, first);
             let rej = Rejection::new(
                 RejectReason::TopicMismatch,
                 format!(
@@ -663,7 +660,7 @@ impl Pipeline {
                     if rej.reason == RejectReason::UnknownDevice {
                         // The name is the publisher's choice: quoted by its tag only.
                         let name = crate::binding::raw_name(&r.device);
-                        let tag = self.name_tags.tag(&name);
+                        let tag = self.trust.name_tags().tag(&name);
                         rej.detail = format!("unregistered device #{tag}");
                         if unknown.insert(name) && tags.len() < MAX_UNREGISTERED_TAGS {
                             tags.push(tag);

@@ -272,3 +272,23 @@ fn fifty_unknown_names_in_one_pack_give_one_grouped_finding() {
     assert_eq!(incidents(&p, "cyber").len(), 1, "grouped per publisher");
     assert!(incidents(&p, "fire").is_empty());
 }
+
+/// A signed envelope of a made-up device on gauge-1's authenticated topic: refused before
+/// its signature is even looked at, about gauge-1, the made-up name quoted by tag only.
+#[test]
+fn a_signed_envelope_of_another_device_on_a_topic_is_refused_without_quoting_it() {
+    let (mut p, m) = pipeline();
+    let sealed =
+        beffroi_wire::signed::seal("ghost-signer", 1, &[7; 32], br#"[{"n":"fire","vb":true}]"#);
+    let sealed = String::from_utf8(sealed).expect("a signed envelope is text");
+    let out = ingest(&mut p, Format::Senml, Some("gauge-1"), true, &sealed);
+    assert_eq!(reasons(&out), vec![RejectReason::TopicMismatch]);
+    assert_eq!(signals(&m, "topic_mismatch"), 1);
+    assert!(incidents(&p, "fire").is_empty());
+    let cyber = incidents(&p, "cyber");
+    assert_eq!(cyber.len(), 1, "{cyber:?}");
+    assert_eq!(cyber[0].1, "cyber-topic_mismatch@device:gauge-1");
+    for text in [&cyber[0].2, &cyber[0].3, &out.batch.rejections[0].detail] {
+        assert!(!text.contains("ghost"), "a made-up name in clear: {text}");
+    }
+}
