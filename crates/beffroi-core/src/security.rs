@@ -61,11 +61,25 @@ pub enum SecuritySignal {
     },
     /// An unsigned message for a device whose kind requires signing.
     Unsigned { device: String },
-    /// A message names a device that is not registered.
-    Unregistered { device: String },
+    /// A message names devices that are not registered: one signal per message, whatever
+    /// the number of names.
+    Unregistered {
+        /// Who published it: the device the transport authenticated (its topic under
+        /// `broker_auth`, or the signer of a signed envelope), or `None` when nothing says
+        /// (an unauthenticated topic or path proves nothing).
+        publisher: Option<String>,
+        /// How many distinct unregistered names the message holds.
+        names: u32,
+        /// Short keyed hashes of the first few of them: never the names, which the
+        /// publisher chose.
+        tags: Vec<String>,
+    },
     /// A message on one device's topic names another device.
     TopicMismatch {
+        /// The device the topic binds (with `broker_auth`, the publishing credential).
         topic_device: String,
+        /// The device named instead: its id when registered, else a short keyed hash
+        /// (`unregistered device #<tag>`).
         claimed: String,
     },
 }

@@ -12,6 +12,7 @@
 //! - [`store`] is the persistence boundary, [`envelope`] what sources submit, [`live`] the
 //!   events of the live stream, [`metrics`] the Prometheus instrumentation.
 
+pub mod binding;
 pub mod envelope;
 pub mod events;
 pub mod live;

@@ -77,6 +77,9 @@ impl LogLimiter {
     }
 }
 
+/// How many name tags an unregistered-device signal carries.
+const MAX_UNREGISTERED_TAGS: usize = 5;
+
 pub struct Pipeline {
     territory: Arc<Territory>,
     eval: Evaluator,
@@ -601,8 +604,36 @@ impl Pipeline {
                 return result;
             }
         };
+        // The topic (authenticated) or the signature binds the device: a record naming
+        // another one refuses the whole payload, and the signal names the publisher.
+        let bound = signer_id
+            .as_deref()
+            .or(transport.device_hint.filter(|_| transport.authenticated));
+        if let Some(bound) = bound
+            && let Some((n, first)) = crate::binding::strangers(&self.territory, bound, &records)
+        {
+            let claimed = self.trust.name_tags().describe(&self.territory, first);
+            let rej = Rejection::new(
+                RejectReason::TopicMismatch,
+                format!(
+                    "{n} of {} records name another device than {bound}, bound by the transport                      (first: {claimed}); the whole payload is refused",
+                    records.len()
+                ),
+            );
+            let signal = beffroi_core::SecuritySignal::TopicMismatch {
+                topic_device: bound.to_string(),
+                claimed,
+            };
+            self.on_security_signal(&signal, received, out);
+            self.reject(source, rej.clone(), received, out);
+            result.rejected.push(rej);
+            return result;
+        }
         self.obs.clear();
-        let mut unknown: Option<String> = None;
+        // Distinct unregistered names of this payload (at most MAX_RECORDS), and the tags
+        // of the first few: one signal for the payload, however many names it makes up.
+        let mut unknown: rustc_hash::FxHashSet<String> = Default::default();
+        let mut tags: Vec<String> = Vec::new();
         for r in &records {
             let checked = beffroi_wire::validate(&self.territory, r, received).and_then(|mut o| {
                 match self
@@ -625,20 +656,28 @@ impl Pipeline {
             let checked = checked.and_then(|mut o| self.pseudonymise(&mut o, out).map(|()| o));
             match checked {
                 Ok(o) => self.obs.push(o),
-                Err(rej) => {
-                    // One signal per unknown device per payload (a pack repeats the name).
+                Err(mut rej) => {
                     if rej.reason == RejectReason::UnknownDevice {
-                        let device = crate::sentinel::device_ref_name(&r.device);
-                        if unknown.as_deref() != Some(device.as_str()) {
-                            unknown = Some(device.clone());
-                            let signal = beffroi_core::SecuritySignal::Unregistered { device };
-                            self.on_security_signal(&signal, received, out);
+                        // The name is the publisher's choice: quoted by its tag only.
+                        let name = crate::binding::raw_name(&r.device);
+                        let tag = self.trust.name_tags().tag(&name);
+                        rej.detail = format!("unregistered device #{tag}");
+                        if unknown.insert(name) && tags.len() < MAX_UNREGISTERED_TAGS {
+                            tags.push(tag);
                         }
                     }
                     self.reject(source, rej.clone(), received, out);
                     result.rejected.push(rej);
                 }
             }
+        }
+        if !unknown.is_empty() {
+            let signal = beffroi_core::SecuritySignal::Unregistered {
+                publisher: bound.map(str::to_string),
+                names: u32::try_from(unknown.len()).unwrap_or(u32::MAX),
+                tags,
+            };
+            self.on_security_signal(&signal, received, out);
         }
         result.accepted = self.obs.len();
         self.metrics.accepted[source.index()].inc_by(self.obs.len() as u64);

@@ -360,16 +360,6 @@ pub fn parse_config(src: &SourceFile, territory: &Territory) -> Result<Config, C
     errors.into_result(cfg)
 }
 
-/// The name an unknown device reference is reported under (bounded).
-pub fn device_ref_name(r: &beffroi_wire::DeviceRef<'_>) -> String {
-    match r {
-        beffroi_wire::DeviceRef::Id(id) => id.chars().take(64).collect(),
-        beffroi_wire::DeviceRef::DevEui(e) => {
-            format!("deveui:{}", e.chars().take(32).collect::<String>())
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -427,9 +417,16 @@ mod tests {
             "deduplicated per subject × anomaly: {cyber:?}"
         );
         assert_eq!(&*cyber[0].rule, "cyber-unregistered");
+        // Grouped per publisher; an unauthenticated path names none.
         assert_eq!(
             cyber[0].key.as_str(),
-            "cyber-unregistered@device:ghost-gauge"
+            "cyber-unregistered@device:unknown-publisher"
+        );
+        assert!(!cyber[0].title.contains("ghost"), "{}", cyber[0].title);
+        assert!(
+            !cyber[0].evidence.contains("ghost"),
+            "{}",
+            cyber[0].evidence
         );
         assert_eq!(
             cyber[0].alarm_count, 1,

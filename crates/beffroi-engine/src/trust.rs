@@ -12,7 +12,9 @@ use std::sync::Arc;
 
 use beffroi_core::{DeviceIdx, SecuritySignal, Signing, Territory, Trust};
 use beffroi_wire::signed::{self, ReplayWindow, SignedError};
-use beffroi_wire::{RejectReason, Rejection};
+use beffroi_wire::{DeviceRef, RejectReason, Rejection};
+
+use crate::binding::NameTags;
 
 /// The signing keys in force, by device id (from the registry; revoked devices absent).
 #[derive(Clone, Default)]
@@ -86,11 +88,12 @@ fn refuse(reason: RejectReason, detail: String, signal: Option<SecuritySignal>) 
     }
 }
 
-/// Per-partition trust state: keys and replay windows.
+/// Per-partition trust state: keys, replay windows, and the key quoting made-up names.
 #[derive(Debug, Default)]
 pub struct TrustGate {
     keys: Arc<DeviceKeys>,
     windows: HashMap<DeviceIdx, ReplayWindow>,
+    tags: NameTags,
 }
 
 impl TrustGate {
@@ -100,6 +103,12 @@ impl TrustGate {
 
     pub fn keys(&self) -> &DeviceKeys {
         &self.keys
+    }
+
+    /// How names a publisher chose are quoted (one key for the whole partition, so that a
+    /// name gets the same tag wherever it is quoted).
+    pub fn name_tags(&self) -> &NameTags {
+        &self.tags
     }
 
     /// Restores stored windows (at start).
@@ -141,20 +150,31 @@ impl TrustGate {
             && let Some(hint) = transport.device_hint
             && hint != dev
         {
+            let claimed = self
+                .tags
+                .describe(territory, &DeviceRef::Id(Cow::Borrowed(dev)));
             return Err(refuse(
                 RejectReason::TopicMismatch,
-                format!("envelope of {dev} on the topic of {hint}"),
+                format!("envelope of {claimed} on the topic of {hint}"),
                 Some(SecuritySignal::TopicMismatch {
                     topic_device: hint.into(),
-                    claimed: dev.into(),
+                    claimed,
                 }),
             ));
         }
         let Some(idx) = territory.device_id(dev) else {
             return Err(refuse(
                 RejectReason::UnknownDevice,
-                format!("signed envelope of unknown device {dev}"),
-                Some(SecuritySignal::Unregistered { device: dev.into() }),
+                "signed envelope of an unregistered device".to_string(),
+                // The name is the envelope's: counted, not passed on.
+                Some(SecuritySignal::Unregistered {
+                    publisher: transport
+                        .device_hint
+                        .filter(|_| transport.authenticated)
+                        .map(Into::into),
+                    names: 1,
+                    tags: Vec::new(),
+                }),
             ));
         };
         let Some(key) = self.keys.get(dev) else {

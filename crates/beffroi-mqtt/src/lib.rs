@@ -10,12 +10,21 @@
 //! | `beffroi/<territory>/<device-id>/senml`      | SenML pack (RFC 8428)     | `<device-id>` |
 //! | `beffroi/<territory>/<device-id>/json`       | plain JSON form           | `<device-id>` |
 //! | `application/<app-id>/device/<dev-eui>/event/up` | ChirpStack v4 uplink  | none: the DevEUI is in the payload |
+//! | any other `beffroi/…` topic                  | refused, not submitted    | —           |
 //! | anything else the filters match              | SenML                     | none        |
 //!
-//! The default filters are [`DEFAULT_TOPICS`]. A topic of unknown shape is not dropped: it
-//! is submitted as SenML without a device hint, so the pipeline either accepts a pack that
-//! names its devices (`bn = "<device-id>/"`) or rejects it as malformed and counts it; the
-//! source counts it too ([`MqttStats::unknown_topics`]). The `<territory>` level is for the
+//! The default filters are [`DEFAULT_TOPICS`]. **The topic binds the device:** every record
+//! of a message on `beffroi/<territory>/<device-id>/…` must name `<device-id>` (with
+//! `broker_auth`, a record naming another device is rejected as `topic_mismatch`, see
+//! `docs/adr/0021-topic-binds-the-device.md`). So a `beffroi/` topic with another suffix,
+//! or with extra or missing levels, is refused here ([`TopicRefusal`]): acknowledged,
+//! counted in [`MqttStats::refused_topics`], never submitted without its device (the payload
+//! would then choose the device). The ACL `beffroi devices` generates grants each device
+//! only its `senml` and `json` topics ([`DEVICE_SUFFIXES`]), so the broker already refuses
+//! those messages. A topic outside the namespace and of unknown shape is not dropped: it is
+//! submitted as SenML without a device hint, so the pipeline either accepts a pack that names
+//! its devices (`bn = "<device-id>/"`) or rejects it as malformed and counts it; the source
+//! counts it too ([`MqttStats::unknown_topics`]). The `<territory>` level is for the
 //! broker's ACLs and for humans; the source does not interpret it.
 //!
 //! # Delivery: at least once
@@ -94,7 +103,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use config::{DEFAULT_TOPICS, MAX_PACKET_SIZE, MqttConfig, MqttVersion};
 pub use source::{MqttHealth, MqttSource, MqttStats};
-pub use topic::{Route, route};
+pub use topic::{DEVICE_SUFFIXES, NAMESPACE, Route, Routing, TopicRefusal, route};
 
 /// Why the MQTT source cannot start or had to stop.
 #[derive(Debug, thiserror::Error)]

@@ -17,7 +17,7 @@ use crate::MqttError;
 use crate::broker_log;
 use crate::config::{BrokerAddr, MAX_PACKET_SIZE, MqttConfig};
 use crate::link::{self, AckToken, Client, Events, LinkError, Step};
-use crate::topic::{Route, route};
+use crate::topic::{Route, Routing, route};
 use beffroi_core::SecuritySignal;
 
 /// How long a clean shutdown waits for the DISCONNECT to leave.
@@ -43,8 +43,13 @@ pub struct MqttStats {
     pub redelivered: Arc<AtomicU64>,
     /// Outcomes that withheld the PUBACK: store failure, or envelope dropped unanswered.
     pub nacks: Arc<AtomicU64>,
-    /// Messages on a topic of unknown shape (submitted anyway, see [`Route::unknown`]).
+    /// Messages on a topic outside the layout and outside the `beffroi/` namespace
+    /// (submitted anyway, see [`Route::unknown`]).
     pub unknown_topics: Arc<AtomicU64>,
+    /// Messages on a `beffroi/` topic that is not a documented shape (unknown suffix, extra
+    /// or missing levels): acknowledged and dropped, never submitted (see
+    /// [`crate::TopicRefusal`]).
+    pub refused_topics: Arc<AtomicU64>,
     /// Retained messages replayed by a (re-)subscription: acknowledged, not submitted.
     pub retained_skipped: Arc<AtomicU64>,
     /// Connections lost because the broker sent a packet over [`MAX_PACKET_SIZE`].
@@ -401,11 +406,25 @@ impl Runner {
                     self.outbox.push_back(Out::Ack(conn, token));
                     return;
                 }
-                let route = route(&topic).unwrap_or_else(|| {
-                    bump(&self.stats.unknown_topics);
-                    debug!(topic = %topic, "mqtt topic of unknown shape, submitted as SenML without device");
-                    Route::unknown()
-                });
+                let route = match route(&topic) {
+                    Routing::Known(r) => r,
+                    Routing::Refused(why) => {
+                        // Its device would not bind the payload: refused here, counted, and
+                        // acknowledged so that the broker does not redeliver it forever.
+                        bump(&self.stats.refused_topics);
+                        debug!(
+                            reason = why.as_str(),
+                            "mqtt message on a beffroi/ topic outside the layout, refused"
+                        );
+                        self.outbox.push_back(Out::Ack(conn, token));
+                        return;
+                    }
+                    Routing::Unknown => {
+                        bump(&self.stats.unknown_topics);
+                        debug!(topic = %topic, "mqtt topic of unknown shape, submitted as SenML without device");
+                        Route::unknown()
+                    }
+                };
                 let mut guard = AckGuard {
                     conn,
                     token: Some(token),

@@ -176,7 +176,10 @@ async fn routes_topics(protocol: MqttVersion) {
     let Some(broker) = Mosquitto::start() else {
         return;
     };
-    let mut src = start(cfg(&broker, "beffroi-routes", protocol));
+    let mut c = cfg(&broker, "beffroi-routes", protocol);
+    // A filter outside the layout: its messages are submitted without a device.
+    c.topics.push("other/#".into());
+    let mut src = start(c);
     src.ready().await;
     let mut publisher = Publisher::connect(&broker);
     // Just over the wire limit of the pipeline, within the client's slack: it must reach
@@ -191,9 +194,15 @@ async fn routes_topics(protocol: MqttVersion) {
             Format::Chirpstack,
             None,
         ),
-        ("beffroi/t/g3/cbor", b"unknown shape", Format::Senml, None),
+        ("other/shape", b"unknown shape", Format::Senml, None),
         ("beffroi/t/g4/senml", &big, Format::Senml, Some("g4")),
     ];
+    // A device topic with an unknown suffix: refused, never submitted without its device
+    // (published first: had it been submitted, it would be among the envelopes read below).
+    let pack_naming_another = br#"[{"bn":"panel-9/","n":"fire","vb":true}]"#;
+    publisher
+        .publish("beffroi/t/g3/x", pack_naming_another)
+        .await;
     for (topic, payload, _, _) in &sent {
         publisher.publish(topic, *payload).await;
     }
@@ -201,6 +210,11 @@ async fn routes_topics(protocol: MqttVersion) {
     for _ in 0..sent.len() {
         let mut env = src.next().await;
         settle(&mut env, stored());
+        assert_ne!(
+            &env.payload[..],
+            &pack_naming_another[..],
+            "a message on an unknown suffix was submitted"
+        );
         got.insert(env.payload.to_vec(), env);
     }
     for (topic, payload, format, hint) in &sent {
@@ -213,9 +227,11 @@ async fn routes_topics(protocol: MqttVersion) {
         assert_eq!(env.received, NOW, "{topic}");
     }
     let stats = src.stop().await;
-    assert_eq!(load(&stats.messages), 5);
+    assert_eq!(load(&stats.messages), 6);
     assert_eq!(load(&stats.unknown_topics), 1);
-    assert_eq!(load(&stats.acks), 5);
+    assert_eq!(load(&stats.refused_topics), 1);
+    // The refused message is acknowledged too (the broker must not redeliver it).
+    assert_eq!(load(&stats.acks), 6);
     assert_eq!(load(&stats.nacks), 0);
     assert_eq!(load(&stats.connects), 1);
     assert_eq!(load(&stats.disconnects), 0);

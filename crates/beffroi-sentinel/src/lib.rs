@@ -141,7 +141,7 @@ impl Anomaly {
             Anomaly::ClockSkew => "Device clock skewed",
             Anomaly::Replay => "Replayed signed message",
             Anomaly::BadSignature => "Forged signed message (bad signature)",
-            Anomaly::Unregistered => "Messages from an unregistered device",
+            Anomaly::Unregistered => "Messages naming unregistered devices",
             Anomaly::TopicMismatch => "Message names another device than its topic",
             Anomaly::BruteForce => "Burst of authentication failures",
             Anomaly::FirmwareChange => "Device firmware changed",
@@ -151,6 +151,13 @@ impl Anomaly {
 }
 
 pub const RULE_PREFIX: &str = "cyber-";
+/// The subject of the unregistered-device findings whose publisher nothing authenticated.
+pub const UNKNOWN_PUBLISHER: &str = "unknown-publisher";
+/// How many publishers that are not registered devices get their own unregistered-device
+/// finding (and so their own incident); the next ones share [`UNKNOWN_PUBLISHER`]'s.
+pub const MAX_UNREGISTERED_PUBLISHERS: usize = 16;
+/// How many name tags an unregistered-device finding quotes.
+pub const MAX_TAGS_QUOTED: usize = 5;
 /// The incident category of every finding.
 pub const CATEGORY: &str = "cyber";
 
@@ -313,6 +320,10 @@ pub struct Sentinel {
     watched: Vec<DeviceIdx>,
     /// Upper bound on the maps keyed by transport-given strings (an attacker picks them).
     max_keys: usize,
+    /// Publishers that are not registered devices and have their own unregistered-device
+    /// finding; beyond [`MAX_UNREGISTERED_PUBLISHERS`] the others share
+    /// [`UNKNOWN_PUBLISHER`]'s.
+    unregistered_publishers: FxHashSet<Arc<str>>,
     /// First tick: a device never heard of counts as heard then.
     started: Option<Timestamp>,
     /// Flood rate and burst per kind (index), resolved from the configuration once: the
@@ -356,6 +367,7 @@ impl Sentinel {
             identities: FxHashMap::default(),
             watched,
             max_keys: 100_000,
+            unregistered_publishers: FxHashSet::default(),
             started: None,
         }
     }
@@ -658,25 +670,69 @@ impl Sentinel {
                 );
                 self.push(out, Anomaly::Replay, s, at, ev);
             }
-            SecuritySignal::Unregistered { device } => {
-                let ev = format!("message naming unregistered device `{device}`");
-                self.push(
-                    out,
-                    Anomaly::Unregistered,
-                    Subject::Other(device.as_str().into()),
-                    at,
-                    ev,
+            // Grouped per publisher: one finding per message, one incident per publisher,
+            // however many names a pack makes up; the names are quoted as tags only.
+            SecuritySignal::Unregistered {
+                publisher,
+                names,
+                tags,
+            } => {
+                let subject = self.publisher_subject(publisher.as_deref());
+                let who = match &subject {
+                    Subject::Device(d) => format!("`{}`", self.dev_id(*d)),
+                    Subject::Other(name) if &**name == UNKNOWN_PUBLISHER => {
+                        "an unknown publisher".to_string()
+                    }
+                    Subject::Other(name) => format!("`{name}`"),
+                };
+                let mut ev = format!(
+                    "a message from {who} names {names} unregistered device{}",
+                    if *names == 1 { "" } else { "s" }
                 );
+                if !tags.is_empty() {
+                    let quoted: Vec<String> = tags
+                        .iter()
+                        .take(MAX_TAGS_QUOTED)
+                        .map(|t| format!("#{t}"))
+                        .collect();
+                    ev.push_str(&format!(" (name tags {})", quoted.join(", ")));
+                }
+                self.push(out, Anomaly::Unregistered, subject, at, ev);
             }
             SecuritySignal::TopicMismatch {
                 topic_device,
                 claimed,
             } => {
+                // About the publisher (the topic's device), never the device it named.
                 let s = subject_of(&self.territory, topic_device);
-                let ev = format!("message on the topic of `{topic_device}` names `{claimed}`");
+                let named = match self.territory.device_id(claimed) {
+                    Some(_) => format!("`{claimed}`"),
+                    None => claimed.clone(),
+                };
+                let ev = format!("message on the topic of `{topic_device}` names {named}");
                 self.push(out, Anomaly::TopicMismatch, s, at, ev);
             }
         }
+    }
+
+    /// The subject of an unregistered-device finding: the publisher if it is a registered
+    /// device; else its own name while fewer than [`MAX_UNREGISTERED_PUBLISHERS`] have one;
+    /// else, or without a publisher, [`UNKNOWN_PUBLISHER`].
+    fn publisher_subject(&mut self, publisher: Option<&str>) -> Subject {
+        let Some(p) = publisher else {
+            return Subject::Other(UNKNOWN_PUBLISHER.into());
+        };
+        if let Some(d) = self.territory.device_id(p) {
+            return Subject::Device(d);
+        }
+        if self.unregistered_publishers.contains(p) {
+            return Subject::Other(p.into());
+        }
+        if self.unregistered_publishers.len() < MAX_UNREGISTERED_PUBLISHERS {
+            self.unregistered_publishers.insert(p.into());
+            return Subject::Other(p.into());
+        }
+        Subject::Other(UNKNOWN_PUBLISHER.into())
     }
 
     /// Advances processing time: the cyber-silence scan.

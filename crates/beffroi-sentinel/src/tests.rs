@@ -224,26 +224,75 @@ fn edge_signals_become_findings_and_disabled_anomalies_stay_quiet() {
     );
     s.on_signal(
         &SecuritySignal::Unregistered {
-            device: "ghost".into(),
+            publisher: None,
+            names: 1,
+            tags: vec!["0a1b2c3d".into()],
         },
         at(0),
         &mut out,
     );
     assert_eq!(out[0].subject, Subject::Device(dev(&t, "g1")));
     assert!(out[0].evidence.contains("40"));
-    assert_eq!(out[1].subject, Subject::Other("ghost".into()));
+    assert_eq!(out[1].subject, Subject::Other(UNKNOWN_PUBLISHER.into()));
+    assert!(out[1].evidence.contains("#0a1b2c3d"), "{}", out[1].evidence);
     let mut cfg = Config::default();
     cfg.disabled.insert(Anomaly::Unregistered);
     s.set_config(cfg);
     out.clear();
     s.on_signal(
         &SecuritySignal::Unregistered {
-            device: "ghost".into(),
+            publisher: None,
+            names: 1,
+            tags: Vec::new(),
         },
         at(1),
         &mut out,
     );
     assert!(out.is_empty());
+}
+
+/// Made-up device names are grouped per publisher (one subject, hence one incident, each),
+/// the publishers that are not registered devices are capped, and the names never appear.
+#[test]
+fn unregistered_names_are_grouped_per_publisher_and_capped() {
+    let (mut s, t) = sentinel();
+    let mut out = Vec::new();
+    let unregistered = |publisher: Option<String>| SecuritySignal::Unregistered {
+        publisher,
+        names: 50,
+        tags: (0..50).map(|i| format!("{i:08x}")).collect(),
+    };
+    s.on_signal(&unregistered(Some("g1".into())), at(0), &mut out);
+    s.on_signal(&unregistered(None), at(0), &mut out);
+    assert_eq!(out[0].subject, Subject::Device(dev(&t, "g1")));
+    assert_eq!(out[1].subject, Subject::Other(UNKNOWN_PUBLISHER.into()));
+    assert!(out[0].evidence.contains("names 50 unregistered devices"));
+    assert_eq!(out[0].evidence.matches('#').count(), MAX_TAGS_QUOTED);
+    out.clear();
+    for i in 0..MAX_UNREGISTERED_PUBLISHERS + 10 {
+        s.on_signal(&unregistered(Some(format!("cred-{i}"))), at(1), &mut out);
+    }
+    let subjects: std::collections::HashSet<&Subject> = out.iter().map(|f| &f.subject).collect();
+    assert_eq!(subjects.len(), MAX_UNREGISTERED_PUBLISHERS + 1);
+    assert!(subjects.contains(&Subject::Other(UNKNOWN_PUBLISHER.into())));
+}
+
+/// A topic mismatch is about the publishing device, not the device it named.
+#[test]
+fn a_topic_mismatch_is_about_the_publisher() {
+    let (mut s, t) = sentinel();
+    let mut out = Vec::new();
+    s.on_signal(
+        &SecuritySignal::TopicMismatch {
+            topic_device: "g1".into(),
+            claimed: "unregistered device #0a1b2c3d".into(),
+        },
+        at(0),
+        &mut out,
+    );
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].anomaly, Anomaly::TopicMismatch);
+    assert_eq!(out[0].subject, Subject::Device(dev(&t, "g1")));
 }
 
 #[test]

@@ -408,8 +408,14 @@ impl Ctx<'_> {
                     },
                     None => return,
                 },
+                // The edge never passes on the names (a publisher chose them): one
+                // message naming one unregistered device, publisher unknown.
                 "unregistered" => match need(self, &e.device, "security.device") {
-                    Some(device) => S::Unregistered { device },
+                    Some(_) => S::Unregistered {
+                        publisher: None,
+                        names: 1,
+                        tags: Vec::new(),
+                    },
                     None => return,
                 },
                 "topic_mismatch" => match (

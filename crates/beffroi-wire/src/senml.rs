@@ -77,8 +77,7 @@ pub fn decode<'a>(payload: &'a [u8], cx: Context<'_>) -> Result<Vec<RawRecord<'a
         let split = match (&base_name, r.n) {
             // Fast path, no allocation: `bn = "<device>/"`, `n = "<field>"`.
             (Some(Cow::Borrowed(b)), Some(Cow::Borrowed(n)))
-                if cx.device_hint.is_none()
-                    && b.len() > 1
+                if b.len() > 1
                     && b.ends_with(['/', ':'])
                     && !n.is_empty()
                     && !n.contains(['/', ':']) =>
@@ -124,15 +123,15 @@ pub fn decode<'a>(payload: &'a [u8], cx: Context<'_>) -> Result<Vec<RawRecord<'a
     Ok(out)
 }
 
+/// Splits a resolved name into device and field. A field name never holds `/` or `:`, so
+/// a name that does says its device before the last one: with a device given by the
+/// transport, a bare field name is that device's, and a name saying another device is
+/// reported as that device's (the engine refuses it on an authenticated topic as
+/// `topic_mismatch`), never silently taken as the transport's.
 fn split_name<'a>(name: Cow<'a, str>, hint: Option<&str>) -> Option<(DeviceRef<'a>, Cow<'a, str>)> {
-    if let Some(dev) = hint {
-        let field = match &name {
-            Cow::Borrowed(s) => Cow::Borrowed(strip_device(s, dev)),
-            Cow::Owned(s) => Cow::Owned(strip_device(s, dev).to_string()),
-        };
-        return Some((DeviceRef::Id(Cow::Owned(dev.to_string())), field));
-    }
-    let cut = name.rfind(['/', ':'])?;
+    let Some(cut) = name.rfind(['/', ':']) else {
+        return hint.map(|dev| (DeviceRef::Id(Cow::Owned(dev.to_string())), name));
+    };
     if cut == 0 || cut + 1 == name.len() {
         return None;
     }
@@ -146,12 +145,6 @@ fn split_name<'a>(name: Cow<'a, str>, hint: Option<&str>) -> Option<(DeviceRef<'
             Cow::Owned(s[cut + 1..].to_string()),
         ),
     })
-}
-
-fn strip_device<'s>(name: &'s str, dev: &str) -> &'s str {
-    name.strip_prefix(dev)
-        .and_then(|r| r.strip_prefix(['/', ':']))
-        .unwrap_or(name)
 }
 
 #[cfg(test)]
@@ -191,6 +184,29 @@ mod tests {
         assert_eq!(r[0].device, DeviceRef::Id("a1".into()));
         assert_eq!(r[0].time, Some(Timestamp(5_000)));
         assert_eq!(r[0].value, RawValue::Bool(true));
+    }
+
+    #[test]
+    fn with_a_hint_a_name_saying_another_device_keeps_it() {
+        let hinted = |p: &'static [u8]| {
+            decode(
+                p,
+                Context {
+                    device_hint: Some("gauge-1"),
+                    received: Timestamp(10_000),
+                },
+            )
+            .expect("valid")
+        };
+        let r = hinted(br#"[{"bn":"gauge-1/","n":"level_m","v":1}]"#);
+        assert_eq!(r[0].device, DeviceRef::Id("gauge-1".into()));
+        assert_eq!(r[0].field, "level_m");
+        let r = hinted(br#"[{"bn":"panel-9/","n":"fire","vb":true},{"n":"level_m","v":1}]"#);
+        assert_eq!(r[0].device, DeviceRef::Id("panel-9".into()));
+        assert_eq!(r[0].field, "fire");
+        assert_eq!(r[1].device, DeviceRef::Id("panel-9".into()));
+        let r = hinted(br#"[{"n":"urn:dev:x:fire","vb":true}]"#);
+        assert_eq!(r[0].device, DeviceRef::Id("urn:dev:x".into()));
     }
 
     #[test]

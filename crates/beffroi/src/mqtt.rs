@@ -61,7 +61,7 @@ pub async fn run(source: MqttSource, engine: EngineHandle, shutdown: Cancellatio
 
 /// Exposes the source's counters in the engine's Prometheus registry.
 pub fn export_stats(stats: &MqttStats, metrics: &Metrics) {
-    let counters: [(&str, &str, &Arc<AtomicU64>); 9] = [
+    let counters: [(&str, &str, &Arc<AtomicU64>); 10] = [
         (
             "mqtt_connects",
             "Connections to the broker",
@@ -84,6 +84,11 @@ pub fn export_stats(stats: &MqttStats, metrics: &Metrics) {
             "mqtt_unknown_topics",
             "Messages on topics outside the layout",
             &stats.unknown_topics,
+        ),
+        (
+            "mqtt_refused_topics",
+            "Messages on beffroi/ topics outside the layout (unknown suffix, extra levels): refused",
+            &stats.refused_topics,
         ),
         (
             "mqtt_broker_log_lines",

@@ -421,6 +421,102 @@ fn serve_stores_trust_and_counts_auth_failures() {
         device(&dev_b)
     );
 
+    // (f) The attacker: A's own credential, on its own topic with an unknown suffix, a pack
+    // naming a fire panel of another commune. The generated ACL denies that topic (and the
+    // source would refuse it, never submitting it without its device); on A's `senml` topic
+    // the same pack is refused as topic_mismatch. No fire incident either way; one cyber
+    // incident, about A (the publishing credential), not about the panel.
+    let sites: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(demo::dir().join("territory/sites.geojson")).expect("sites"),
+    )
+    .expect("sites.geojson");
+    let commune_of = |site: &str| {
+        sites["features"]
+            .as_array()
+            .expect("features")
+            .iter()
+            .find(|f| f["properties"]["id"] == site)
+            .and_then(|f| f["properties"]["commune"].as_str())
+            .map(str::to_owned)
+            .expect("the site's commune")
+    };
+    let a_commune = commune_of(&gauges[0].site);
+    let panel = demo::of_kind(&all, "fire_panel")
+        .into_iter()
+        .find(|p| commune_of(&p.site) != a_commune)
+        .expect("a fire panel in another commune")
+        .id
+        .clone();
+    let fire = format!(
+        r#"[{{"bn":"{panel}/","bt":{},"n":"fire","vb":true}}]"#,
+        senml_time(now_ms())
+    );
+    let attacker = connect(broker.port(), "dev-a-3", &dev_a, &pw_a, None).expect("A accepted");
+    attacker
+        .publish(
+            format!("beffroi/{TERRITORY}/{dev_a}/x"),
+            QoS::AtLeastOnce,
+            false,
+            fire.clone(),
+        )
+        .expect("publish");
+    // Over a new connection, in case the broker drops the one whose publish it denied.
+    let attacker = connect(broker.port(), "dev-a-4", &dev_a, &pw_a, None).expect("A accepted");
+    attacker
+        .publish(topic(&dev_a), QoS::AtLeastOnce, false, fire)
+        .expect("publish");
+    let rejected_as = |reason: &str| {
+        metric(
+            &api.metrics(),
+            "beffroi_observations_rejected_total",
+            &[("source", "mqtt"), ("reason", reason)],
+        )
+        .unwrap_or(0.0)
+    };
+    poll("the pack naming the panel refused", WAIT, log, || {
+        (rejected_as("topic_mismatch") >= 1.0).then_some(())
+    });
+    let cyber = poll("a topic_mismatch cyber incident", WAIT, log, || {
+        let found: Vec<_> = api
+            .incidents("category=cyber")
+            .into_iter()
+            .filter(|i| i["rule"] == "cyber-topic_mismatch")
+            .collect();
+        (!found.is_empty()).then_some(found)
+    });
+    assert_eq!(cyber.len(), 1, "{cyber:#?}");
+    assert_eq!(cyber[0]["device"], dev_a.as_str(), "{:#}", cyber[0]);
+    assert!(
+        cyber[0]["title"]
+            .as_str()
+            .is_some_and(|t| t.ends_with(&dev_a)),
+        "{:#}",
+        cyber[0]
+    );
+    let m = api.metrics();
+    assert_eq!(
+        metric(
+            &m,
+            "beffroi_security_signals_total",
+            &[("kind", "topic_mismatch")]
+        ),
+        Some(1.0),
+        "one signal, for the senml message only (the unknown suffix never got in)"
+    );
+    assert_eq!(rejected_as("topic_mismatch"), 1.0);
+    assert!(
+        api.incidents("category=fire").is_empty(),
+        "a rain gauge's credential opened a fire incident: {:#?}",
+        api.incidents("category=fire")
+    );
+    assert!(
+        !device(&panel)["recent"]
+            .as_array()
+            .is_some_and(|r| r.iter().any(|o| o["field"] == "fire")),
+        "a reading stored for the panel: {}",
+        device(&panel)
+    );
+
     // (e) a signed message: stored as signed; the same bytes again: rejected as replay.
     let sealed = beffroi_wire::signed::seal(&dev_a, 1, &key_a, level(2.22).as_bytes());
     a.publish(topic(&dev_a), QoS::AtLeastOnce, false, sealed.clone())
@@ -590,7 +686,9 @@ fn bulk_issue_by_kind_to_a_private_file() {
     // The broker files name every gauge and give each its own topic only.
     let acl = std::fs::read_to_string(broker_dir.path().join("acl")).expect("acl");
     for g in &gauges {
-        assert!(acl.contains(&format!("user {g}\ntopic write beffroi/+/{g}/#\n")));
+        assert!(acl.contains(&format!(
+            "user {g}\ntopic write beffroi/+/{g}/senml\ntopic write beffroi/+/{g}/json\n"
+        )));
     }
     // Nothing left to issue for that kind; an unknown id is refused.
     let again = Command::new(env!("CARGO_BIN_EXE_beffroi"))
