@@ -92,6 +92,10 @@ pub fn write_or_check_public(path: &Path, key: &VerifyingKey) -> Result<(), Audi
             "holds another public key than the signing key's; move it away (and keep it to verify older checkpoints) to rotate the key",
         )),
         Err(_) if !path.exists() => {
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| key_err(path, format!("cannot create: {e}")))?;
+            }
             std::fs::write(path, text).map_err(|e| key_err(path, format!("cannot write: {e}")))
         }
         Err(e) => Err(e),

@@ -41,6 +41,8 @@ pub struct Beffroi {
     starts: AtomicU32,
     /// Deployment folder; the repository's `demo/` when `None`.
     deployment: Option<PathBuf>,
+    /// Arguments after `serve --config FILE`.
+    extra_args: Mutex<Vec<String>>,
 }
 
 fn free_port() -> u16 {
@@ -75,6 +77,7 @@ impl Beffroi {
             mqtt,
             starts: AtomicU32::new(0),
             deployment,
+            extra_args: Mutex::new(Vec::new()),
         };
         prepare(&b.data_dir());
         b.spawn_ready();
@@ -171,6 +174,19 @@ impl Beffroi {
         self.spawn_ready();
     }
 
+    /// [`restart`](Self::restart) with these arguments after `serve --config FILE` (for
+    /// this start and the next ones).
+    pub fn restart_with_args(&self, args: &[&str]) {
+        *self.extra_args.lock().unwrap_or_else(|p| p.into_inner()) =
+            args.iter().map(|a| a.to_string()).collect();
+        self.restart();
+    }
+
+    /// The configuration file the child runs with (written at each start).
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("beffroi.toml")
+    }
+
     fn port(&self) -> u16 {
         self.port.load(Ordering::SeqCst)
     }
@@ -219,6 +235,12 @@ impl Beffroi {
             cmd.arg("serve")
                 .arg("--config")
                 .arg(&config)
+                .args(
+                    self.extra_args
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .iter(),
+                )
                 .env("BEFFROI_ADMIN_PASSWORD", ADMIN_PASSWORD)
                 .env("BEFFROI_LOG", "info")
                 .env_remove("BEFFROI_MQTT_PASSWORD");
