@@ -70,9 +70,12 @@ fn create(path: &Path) -> Result<SigningKey, AuditError> {
         use std::os::unix::fs::OpenOptionsExt;
         opts.mode(0o600);
     }
-    let mut f = opts
-        .open(path)
-        .map_err(|e| key_err(path, format!("cannot create: {e}")))?;
+    let mut f = match opts.open(path) {
+        Ok(f) => f,
+        // Made meanwhile by another process sharing the key: use it.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return load_or_create(path),
+        Err(e) => return Err(key_err(path, format!("cannot create: {e}"))),
+    };
     f.write_all(format!("{}\n", hex::encode(seed)).as_bytes())
         .and_then(|()| f.sync_all())
         .map_err(|e| key_err(path, format!("cannot write: {e}")))?;
