@@ -574,6 +574,7 @@ fn a_deleted_and_recreated_audit_log_fails_verify_and_stops_the_server() {
     delete_log(&data);
     // Recreated by someone who holds the key: everything signs and chains.
     let forger = tempfile::tempdir().expect("tmp");
+    std::fs::create_dir_all(forger.path().join("data")).expect("mkdir");
     write_log_with(AuditConfig {
         key_file: server_key(&data),
         ..AuditConfig::in_dir(&forger.path().join("data"))
