@@ -198,6 +198,15 @@ pub struct Continuity {
     pub new_log_reason: Option<String>,
 }
 
+/// No log at `path`: no file, or an empty one (as the server prepares it, mode 0600) without
+/// a write-ahead log.
+fn is_missing(path: &Path) -> bool {
+    let len = |p: &Path| std::fs::metadata(p).map_or(0, |m| m.len());
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    len(path) == 0 && len(Path::new(&wal)) == 0
+}
+
 /// How a log is opened, decided by [`decide`].
 #[derive(Debug, PartialEq, Eq)]
 enum Opening {
@@ -314,7 +323,7 @@ impl AuditLog {
             Some(p) => anchor::read(p)?,
             None => None,
         };
-        if std::fs::metadata(&cfg.path).map_or(true, |m| m.len() == 0) {
+        if is_missing(&cfg.path) {
             // Decided before the log (and the key) are made: a refusal leaves nothing.
             let none = store::LogId {
                 id: String::new(),
