@@ -215,7 +215,8 @@ enum Opening {
     /// A new log over a data folder that knew another (`previous`) or held data: its first
     /// entry records the reason.
     NewLog { previous: Option<Anchor> },
-    /// The anchor was missing: the log is anchored again, with the reason recorded.
+    /// The anchor was missing (or the log predates anchors): the log is anchored again,
+    /// with the reason recorded.
     Reanchor,
 }
 
@@ -275,11 +276,8 @@ fn decide(
             )),
             None => Ok(Opening::Continue),
         },
-        // A log written before anchors: anchored from now on.
-        None if log.created => Ok(match reason {
-            Some(_) => Opening::Reanchor,
-            None => Opening::Continue,
-        }),
+        // A log written before anchors: anchored from now on, and that is recorded.
+        None if log.created => Ok(Opening::Reanchor),
         None => match reason {
             Some(_) => Ok(Opening::Reanchor),
             None => refuse(
@@ -365,7 +363,9 @@ impl AuditLog {
             log_id: log_id.id.clone(),
             anchor_file: cfg.anchor_file.clone(),
         };
-        let reason = continuity.new_log_reason.unwrap_or_default();
+        let reason = continuity
+            .new_log_reason
+            .unwrap_or_else(|| "a log made before anchors: anchored from here on".into());
         let first = match opening {
             Opening::Continue => None,
             Opening::NewLog { previous } => Some((

@@ -388,3 +388,31 @@ fn an_empty_folder_beside_data_or_a_lost_anchor_is_refused() {
     log.close().expect("close");
     assert_eq!(anchor_in(dir.path()).seq, 4, "audit.anchor.new is entry 4");
 }
+
+#[test]
+fn a_log_made_before_anchors_is_anchored_and_says_so() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    closed_log(dir.path(), 3);
+    // What an earlier version left: schema 1, no identity, no anchor.
+    let c = rusqlite::Connection::open(dir.path().join("audit.sqlite")).expect("sqlite");
+    c.execute_batch("DROP TABLE log_meta; PRAGMA user_version = 1;")
+        .expect("downgrade");
+    drop(c);
+    std::fs::remove_file(dir.path().join(beffroi_audit::ANCHOR_FILE)).expect("rm");
+    let log = AuditLog::open(config(dir.path(), 5), clock()).expect("an older log opens");
+    log.close().expect("close");
+    let a = anchor_in(dir.path());
+    assert_eq!(a.seq, 4);
+    let last = beffroi_audit::read_entries(
+        &dir.path().join("audit.sqlite"),
+        &beffroi_core::audit::AuditQuery {
+            action_prefixes: vec![],
+            since_ms: None,
+            before_seq: None,
+            limit: 1,
+        },
+    )
+    .expect("read");
+    assert_eq!(last[0].record.action, "audit.anchor.new");
+    assert!(last[0].record.detail.contains("before anchors"), "{last:?}");
+}
