@@ -200,7 +200,7 @@ pub struct Continuity {
 
 /// No log at `path`: no file, or an empty one (as the server prepares it, mode 0600) without
 /// a write-ahead log.
-fn is_missing(path: &Path) -> bool {
+pub fn is_missing(path: &Path) -> bool {
     let len = |p: &Path| std::fs::metadata(p).map_or(0, |m| m.len());
     let mut wal = path.as_os_str().to_owned();
     wal.push("-wal");

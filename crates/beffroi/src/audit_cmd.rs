@@ -264,8 +264,22 @@ fn verify(args: &VerifyArgs) -> Result<ExitCode> {
         Some(p) => beffroi_audit::anchor::read(p)?,
         None => None,
     };
-    let report = beffroi_audit::verify_log_with(&cfg.path, &keys, anchor.as_ref(), &exported)?;
     let log = cfg.path.display();
+    if beffroi_audit::is_missing(&cfg.path) {
+        let known = match &anchor {
+            Some(a) => format!(
+                ", but the data folder recorded log {} up to seq {} (deleted?)",
+                a.log_id, a.seq
+            ),
+            None if data_store_holds_data(&data_dir) => {
+                ", but the data store beside it holds data (deleted?)".into()
+            }
+            None => String::new(),
+        };
+        eprintln!("audit log {log}: FAILED — the log is missing or empty{known}");
+        return Ok(ExitCode::FAILURE);
+    }
+    let report = beffroi_audit::verify_log_with(&cfg.path, &keys, anchor.as_ref(), &exported)?;
     if let Some(first) = report.first_problem() {
         eprintln!("audit log {log}: FAILED — {first}");
         let total = report.problems.len() as u64 + report.more_problems;
@@ -488,7 +502,7 @@ pub async fn open(
         )
     })
     .await?
-    .with_context(|| format!("cannot open the audit log {}", path.display()))?;
+    .context("cannot open the audit log")?;
     metrics.with_registry(|r| log.metrics().register(r));
     Ok(std::sync::Arc::new(log))
 }

@@ -548,6 +548,11 @@ fn a_deleted_audit_log_stops_the_server() {
         "{stderr}"
     );
     assert!(stderr.contains("--new-audit-log"), "{stderr}");
+    // And `verify` says what is missing.
+    assert_fails_naming(
+        &verify(&b.data_dir(), &[]),
+        "the log is missing or empty, but the data folder recorded log",
+    );
     // Nothing was made in its place.
     assert!(
         !b.data_dir().join("audit.sqlite").exists() || {
