@@ -161,6 +161,18 @@ pub enum Problem {
     CheckpointMismatch { seq: i64, after: i64 },
     /// A signed checkpoint seals an entry that is no longer there: the log was truncated.
     Truncated { seq: i64, last: i64 },
+    /// The log is not the one the data folder's anchor names: it was deleted and recreated,
+    /// or replaced by another. `found` is `None` for a log without an identity.
+    Replaced {
+        expected: String,
+        found: Option<String>,
+    },
+    /// The log ends before the last entry the data folder's anchor recorded: it was cut
+    /// (possibly exactly at a checkpoint, with the checkpoints after it).
+    CutBeforeAnchor { anchored: u64, last: i64 },
+    /// The entry at the anchored seq is not the one the anchor recorded: the log was
+    /// rewritten up to there.
+    AnchorMismatch { seq: i64 },
 }
 
 impl Problem {
@@ -168,7 +180,10 @@ impl Problem {
     pub fn seq(&self) -> i64 {
         match self {
             Problem::Renumbered { seq, hashed_as } => (*seq).min(*hashed_as as i64),
+            Problem::Replaced { .. } => 1,
+            Problem::CutBeforeAnchor { last, .. } => last + 1,
             Problem::Altered { seq }
+            | Problem::AnchorMismatch { seq }
             | Problem::Inserted { seq }
             | Problem::ChainBreak { seq }
             | Problem::BadSignature { seq, .. }
@@ -190,6 +205,9 @@ impl Problem {
             Problem::BadSignature { .. } => "bad-signature",
             Problem::CheckpointMismatch { .. } => "checkpoint-mismatch",
             Problem::Truncated { .. } => "truncated",
+            Problem::Replaced { .. } => "replaced",
+            Problem::CutBeforeAnchor { .. } => "cut",
+            Problem::AnchorMismatch { .. } => "anchor-mismatch",
         }
     }
 }
@@ -241,6 +259,20 @@ impl std::fmt::Display for Problem {
                 "seq {}: removed — the log ends at seq {last} but a signed checkpoint seals seq {seq} (the tail was truncated)",
                 last + 1
             ),
+            Problem::Replaced { expected, found } => write!(
+                f,
+                "seq 1: replaced — this is not the audit log the data folder recorded (log id {}, expected {expected}): the log was deleted and recreated, or swapped for another",
+                found.as_deref().unwrap_or("none")
+            ),
+            Problem::CutBeforeAnchor { anchored, last } => write!(
+                f,
+                "seq {}: removed — the log ends at seq {last} but the data folder recorded audited acts up to seq {anchored} (the log was cut)",
+                last + 1
+            ),
+            Problem::AnchorMismatch { seq } => write!(
+                f,
+                "seq {seq}: altered — the entry is not the one the data folder recorded at this seq (the log was rewritten)"
+            ),
         }
     }
 }
@@ -261,6 +293,11 @@ pub struct Report {
     pub problems: Vec<Problem>,
     /// Problems of the chain walk found beyond [`MAX_PROBLEMS`], counted only.
     pub more_problems: u64,
+    /// Exported checkpoints that the log does not hold (its own were deleted, or it was
+    /// cut before them).
+    pub exported_only: u64,
+    /// The seq the anchor recorded, when the log was checked against one.
+    pub anchored_seq: Option<u64>,
 }
 
 /// How many problems of the chain walk a report keeps (the first is what counts; one
@@ -279,6 +316,18 @@ impl Report {
 /// How far a renumbered row is looked for (a few removed or inserted rows before it).
 const RENUMBER_WINDOW: u64 = 8;
 
+/// What is known of a log from outside it, to check it against.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Known<'a> {
+    /// The data folder's anchor: the log's identity and its last entry when last written.
+    pub anchor: Option<&'a crate::anchor::Anchor>,
+    /// The identity stored in the log (`None`: a log without one).
+    pub log_id: Option<&'a str>,
+    /// Checkpoints exported off the host: each must verify and be matched by the log, like
+    /// the log's own.
+    pub exported: &'a [StoredCheckpoint],
+}
+
 /// Checks a log: `entries` in ascending seq order (as `ORDER BY seq` returns them),
 /// `checkpoints` in any order, `keys` the trusted public keys. Every problem is collected;
 /// [`Report::first_problem`] names the first one.
@@ -287,9 +336,34 @@ pub fn verify(
     checkpoints: &[StoredCheckpoint],
     keys: &[VerifyingKey],
 ) -> Report {
+    verify_with(entries, checkpoints, keys, Known::default())
+}
+
+/// [`verify`], and the log against what is known of it from outside: the anchor (same
+/// identity, not shorter than the anchored seq, the same entry there) and the exported
+/// checkpoints (merged with the log's own; one the log has too is counted once).
+pub fn verify_with(
+    entries: impl IntoIterator<Item = StoredEntry>,
+    own_checkpoints: &[StoredCheckpoint],
+    keys: &[VerifyingKey],
+    known: Known<'_>,
+) -> Report {
     let mut report = Report::default();
-    // Only the entries the checkpoints seal are kept: (stored hash, entries up to it).
-    let sealed: std::collections::BTreeSet<i64> = checkpoints.iter().map(|c| c.seq).collect();
+    let mut checkpoints: Vec<StoredCheckpoint> = own_checkpoints.to_vec();
+    for c in known.exported {
+        if !own_checkpoints.contains(c) {
+            checkpoints.push(c.clone());
+            report.exported_only += 1;
+        }
+    }
+    let anchored = known
+        .anchor
+        .and_then(|a| i64::try_from(a.seq).ok())
+        .filter(|&s| s > 0);
+    // Only the entries the checkpoints (and the anchor) seal are kept: (stored hash,
+    // entries up to it).
+    let sealed: std::collections::BTreeSet<i64> =
+        checkpoints.iter().map(|c| c.seq).chain(anchored).collect();
     let mut at_checkpoint: std::collections::BTreeMap<i64, (Option<Hash>, u64)> =
         Default::default();
     let mut problems = Vec::new();
@@ -376,7 +450,7 @@ pub fn verify(
     report.problems = problems;
     let mut cps: Vec<&StoredCheckpoint> = checkpoints.iter().collect();
     cps.sort_by_key(|c| c.seq);
-    report.checkpoints = cps.len() as u64;
+    report.checkpoints = own_checkpoints.len() as u64;
     let last = report.last_seq.unwrap_or(0);
     let mut last_good = 0i64;
     for cp in cps {
@@ -415,6 +489,27 @@ pub fn verify(
                 seq: cp.seq,
                 after: last_good,
             }),
+        }
+    }
+    if let Some(a) = known.anchor {
+        report.anchored_seq = Some(a.seq);
+        if known.log_id != Some(a.log_id.as_str()) {
+            report.problems.push(Problem::Replaced {
+                expected: a.log_id.clone(),
+                found: known.log_id.map(str::to_string),
+            });
+        }
+        match anchored.map(|s| (s, at_checkpoint.get(&s).map(|(h, _)| h))) {
+            // The anchor of an empty log.
+            None => {}
+            Some((s, None)) if s > last => report.problems.push(Problem::CutBeforeAnchor {
+                anchored: a.seq,
+                last,
+            }),
+            // A hole: reported by the chain walk already.
+            Some((_, None)) => {}
+            Some((_, Some(h))) if h.is_some() && *h == decode_hash(&a.hash) => {}
+            Some((s, Some(_))) => report.problems.push(Problem::AnchorMismatch { seq: s }),
         }
     }
     let signed_entries = at_checkpoint.get(&last_good).map_or(0, |(_, n)| *n);

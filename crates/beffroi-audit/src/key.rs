@@ -70,9 +70,12 @@ fn create(path: &Path) -> Result<SigningKey, AuditError> {
         use std::os::unix::fs::OpenOptionsExt;
         opts.mode(0o600);
     }
-    let mut f = opts
-        .open(path)
-        .map_err(|e| key_err(path, format!("cannot create: {e}")))?;
+    let mut f = match opts.open(path) {
+        Ok(f) => f,
+        // Made meanwhile by another process sharing the key: use it.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return load_or_create(path),
+        Err(e) => return Err(key_err(path, format!("cannot create: {e}"))),
+    };
     f.write_all(format!("{}\n", hex::encode(seed)).as_bytes())
         .and_then(|()| f.sync_all())
         .map_err(|e| key_err(path, format!("cannot write: {e}")))?;
@@ -92,6 +95,10 @@ pub fn write_or_check_public(path: &Path, key: &VerifyingKey) -> Result<(), Audi
             "holds another public key than the signing key's; move it away (and keep it to verify older checkpoints) to rotate the key",
         )),
         Err(_) if !path.exists() => {
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| key_err(path, format!("cannot create: {e}")))?;
+            }
             std::fs::write(path, text).map_err(|e| key_err(path, format!("cannot write: {e}")))
         }
         Err(e) => Err(e),

@@ -6,7 +6,12 @@
 //! of all of these ([`chain::entry_hash`]). Every `checkpoint_every` entries, every
 //! `checkpoint_interval` and at shutdown, the writer signs the last entry's (seq, hash) and
 //! the time with an Ed25519 key kept in a file apart from the database
-//! ([`key::load_or_create`]).
+//! ([`key::load_or_create`]), outside the data folder by default ([`default_key_file`]).
+//!
+//! The data folder keeps an [`anchor`]: the log's identity and its last committed entry,
+//! rewritten after every commit. [`AuditLog::open_checked`] refuses a log that is missing,
+//! empty, replaced or cut while the data folder says otherwise, unless the caller gives a
+//! reason to start anew (recorded as the new log's first entry).
 //!
 //! - [`AuditLog`] is the [`AuditSink`] the server hands to whatever acts on someone's behalf:
 //!   `record` hands the record to a dedicated writer thread over a bounded queue; a full
@@ -14,12 +19,15 @@
 //! - [`AuditLog`] is also the [`AuditReader`] of the DPO's access log: each read opens the
 //!   file read-only (blocking; the API calls it in `spawn_blocking`), newest entries first.
 //! - [`verify_log`] checks a log file: the chain and every checkpoint signature, and names the
-//!   first entry altered, removed or inserted ([`chain::Problem`]). `beffroi audit verify`
-//!   prints its report.
+//!   first entry altered, removed or inserted ([`chain::Problem`]); [`verify_log_with`] also
+//!   checks the log against its anchor and against checkpoints exported off the host.
+//!   `beffroi audit verify` prints its report.
 //!
 //! **Architecture invariant:** the chain and the verification ([`chain`]) are pure; the
-//! only I/O is in [`store`] (SQLite), [`key`] (the key files) and the writer thread.
+//! only I/O is in [`store`] (SQLite), [`key`] (the key files), [`anchor`] (the anchor
+//! file) and the writer thread.
 
+pub mod anchor;
 pub mod chain;
 pub mod key;
 pub mod store;
@@ -41,12 +49,16 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use rusqlite::Connection;
 
-pub use chain::{Problem, Report};
+pub use anchor::{ANCHOR_FILE, Anchor};
+pub use chain::{Known, Problem, Report};
 
 /// The log's file name in the data folder.
 pub const LOG_FILE: &str = "audit.sqlite";
-/// The signing key's file name in the data folder (when no other path is given).
+/// The signing key's file name (in [`default_key_file`]'s folder when no other path is
+/// given; in the data folder for logs made before that default).
 pub const KEY_FILE: &str = "audit-signing.key";
+/// The folder beside the data folder that holds the keys (as the pseudonymisation keys).
+pub const KEYS_DIR: &str = "beffroi-keys";
 /// The public key's file name, beside the log.
 pub const PUBLIC_KEY_FILE: &str = "audit-signing.pub";
 
@@ -68,6 +80,9 @@ pub enum AuditError {
     Damaged { path: PathBuf, message: String },
     #[error("audit key {path}: {message}")]
     Key { path: PathBuf, message: String },
+    /// The log does not continue what the data folder recorded of it.
+    #[error("audit log {path}: {message}")]
+    Refused { path: PathBuf, message: String },
     #[error("the audit log is closed")]
     Closed,
     #[error("audit log: {0}")]
@@ -79,7 +94,7 @@ pub enum AuditError {
 pub struct AuditConfig {
     /// The SQLite file (`<data_dir>/audit.sqlite` by default).
     pub path: PathBuf,
-    /// The signing key (`<data_dir>/audit-signing.key` by default), generated if absent.
+    /// The signing key ([`default_key_file`]), generated if absent.
     pub key_file: PathBuf,
     /// The public key, written (or checked) at open (`<data_dir>/audit-signing.pub`).
     pub public_key_file: PathBuf,
@@ -89,6 +104,20 @@ pub struct AuditConfig {
     pub checkpoint_interval: Duration,
     /// Capacity of the queue to the writer thread.
     pub queue: usize,
+    /// The anchor, in the data folder (`<data_dir>/audit-anchor`); `None`: no anchor is
+    /// read nor written.
+    pub anchor_file: Option<PathBuf>,
+}
+
+/// The signing key's default place: `beffroi-keys/audit-signing.key` beside the data folder
+/// (outside it: a copy of the data folder is not a copy of the key).
+pub fn default_key_file(data_dir: &Path) -> PathBuf {
+    data_dir
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+        .join(KEYS_DIR)
+        .join(KEY_FILE)
 }
 
 impl AuditConfig {
@@ -96,11 +125,12 @@ impl AuditConfig {
     pub fn in_dir(data_dir: &Path) -> AuditConfig {
         AuditConfig {
             path: data_dir.join(LOG_FILE),
-            key_file: data_dir.join(KEY_FILE),
+            key_file: default_key_file(data_dir),
             public_key_file: data_dir.join(PUBLIC_KEY_FILE),
             checkpoint_every: 100,
             checkpoint_interval: Duration::from_secs(60),
             queue: 1024,
+            anchor_file: Some(data_dir.join(ANCHOR_FILE)),
         }
     }
 }
@@ -157,6 +187,106 @@ enum Msg {
     Flush(bool, SyncSender<Result<(), String>>),
 }
 
+/// What the caller knows of the data folder when it opens the log, and what it allows.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Continuity {
+    /// The data store beside the log already holds data: a missing or empty log there was
+    /// lost, not new.
+    pub data_present: bool,
+    /// Start a new log where the log is missing or empty, or anchor again a log whose
+    /// anchor is missing, and record this reason (with the previous anchor) in it.
+    pub new_log_reason: Option<String>,
+}
+
+/// No log at `path`: no file, or an empty one (as the server prepares it, mode 0600) without
+/// a write-ahead log.
+pub fn is_missing(path: &Path) -> bool {
+    let len = |p: &Path| std::fs::metadata(p).map_or(0, |m| m.len());
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    len(path) == 0 && len(Path::new(&wal)) == 0
+}
+
+/// How a log is opened, decided by [`decide`].
+#[derive(Debug, PartialEq, Eq)]
+enum Opening {
+    /// The log continues its anchor (or is new in a new data folder).
+    Continue,
+    /// A new log over a data folder that knew another (`previous`) or held data: its first
+    /// entry records the reason.
+    NewLog { previous: Option<Anchor> },
+    /// The anchor was missing (or the log predates anchors): the log is anchored again,
+    /// with the reason recorded.
+    Reanchor,
+}
+
+const RESTART_HINT: &str = "restore it from a backup, or start a new log deliberately with a reason (`--new-audit-log \"<reason>\"`), recorded as its first entry";
+
+/// Whether the log (identity `log`, last seq `last_seq`, hash at the anchored seq
+/// `at_anchor`) may be opened beside `anchor` and the data folder.
+fn decide(
+    path: &Path,
+    log: &store::LogId,
+    last_seq: u64,
+    at_anchor: Option<&str>,
+    anchor: Option<&Anchor>,
+    c: &Continuity,
+) -> Result<Opening, AuditError> {
+    let refuse = |message: String| {
+        Err(AuditError::Refused {
+            path: path.to_path_buf(),
+            message,
+        })
+    };
+    let reason = c.new_log_reason.as_deref();
+    match anchor {
+        Some(a) if a.log_id != log.id => {
+            if last_seq > 0 {
+                return refuse(format!(
+                    "this is not the log the data folder recorded (log id {}, expected {}): it was replaced; move it away (keep it as evidence) and {RESTART_HINT}",
+                    log.id, a.log_id
+                ));
+            }
+            match reason {
+                Some(_) => Ok(Opening::NewLog {
+                    previous: Some(a.clone()),
+                }),
+                None => refuse(format!(
+                    "the log is missing or empty, but the data folder recorded log {} up to seq {}: it was deleted; {RESTART_HINT}",
+                    a.log_id, a.seq
+                )),
+            }
+        }
+        Some(a) if a.seq > last_seq => refuse(format!(
+            "the log ends at seq {last_seq} but the data folder recorded audited acts up to seq {}: it was cut; {RESTART_HINT}",
+            a.seq
+        )),
+        Some(a) if a.seq > 0 && at_anchor != Some(a.hash.as_str()) => refuse(format!(
+            "the entry at seq {} is not the one the data folder recorded: the log was rewritten; run `beffroi audit verify`",
+            a.seq
+        )),
+        Some(_) if reason.is_some() => refuse(
+            "the log continues what the data folder recorded: there is nothing to start anew (remove --new-audit-log)".into(),
+        ),
+        Some(_) => Ok(Opening::Continue),
+        None if last_seq == 0 => match reason {
+            Some(_) => Ok(Opening::NewLog { previous: None }),
+            None if c.data_present => refuse(format!(
+                "the log is missing or empty, but the data folder holds data: it was deleted or lost; {RESTART_HINT}"
+            )),
+            None => Ok(Opening::Continue),
+        },
+        // A log written before anchors: anchored from now on, and that is recorded.
+        None if log.created => Ok(Opening::Reanchor),
+        None => match reason {
+            Some(_) => Ok(Opening::Reanchor),
+            None => refuse(
+                "the data folder's audit anchor is missing (deleted?): the log's end cannot be checked; run `beffroi audit verify`, then anchor it again deliberately with a reason (`--new-audit-log \"<reason>\"`)".into(),
+            ),
+        },
+    }
+}
+
 /// The audit log: an [`AuditSink`] backed by a writer thread.
 pub struct AuditLog {
     tx: Mutex<Option<SyncSender<Msg>>>,
@@ -168,30 +298,111 @@ pub struct AuditLog {
 }
 
 impl AuditLog {
-    /// Opens (creating) the log, loads or generates the signing key, writes or checks the
-    /// public key file, and starts the writer thread. Blocking: call it from a
-    /// blocking context.
+    /// [`AuditLog::open_checked`] for a data folder that holds nothing else.
     pub fn open(cfg: AuditConfig, clock: Arc<dyn Clock>) -> Result<AuditLog, AuditError> {
+        Self::open_checked(cfg, clock, Continuity::default())
+    }
+
+    /// Opens (creating) the log, checks it against the data folder's anchor, loads or
+    /// generates the signing key, writes or checks the public key file, and starts the
+    /// writer thread. Blocking: call it from a blocking context.
+    ///
+    /// Refused ([`AuditError::Refused`]) when the log is missing or empty while the anchor
+    /// names a log or `continuity.data_present`, when it is another log than the anchor's,
+    /// ends before the anchored seq or holds another entry there, or when the anchor of a
+    /// log that had one is gone; `continuity.new_log_reason` allows the first and the
+    /// last, and is recorded (`audit.log.new`, `audit.anchor.new`) and signed at once.
+    pub fn open_checked(
+        cfg: AuditConfig,
+        clock: Arc<dyn Clock>,
+        continuity: Continuity,
+    ) -> Result<AuditLog, AuditError> {
+        let anchor = match &cfg.anchor_file {
+            Some(p) => anchor::read(p)?,
+            None => None,
+        };
+        if is_missing(&cfg.path) {
+            // Decided before the log (and the key) are made: a refusal leaves nothing.
+            let none = store::LogId {
+                id: String::new(),
+                created: true,
+            };
+            decide(&cfg.path, &none, 0, None, anchor.as_ref(), &continuity)?;
+        }
         let key = key::load_or_create(&cfg.key_file)?;
         let public_key = key.verifying_key();
         key::write_or_check_public(&cfg.public_key_file, &public_key)?;
-        let conn = store::open_writer(&cfg.path)?;
+        let (conn, log_id) = store::open_writer(&cfg.path)?;
         let (chain, unsigned) = store::chain_state(&conn, &cfg.path)?;
+        let at_anchor = match &anchor {
+            Some(a) if a.seq > 0 => store::hash_at(&conn, &cfg.path, a.seq)?,
+            _ => None,
+        };
+        let opening = decide(
+            &cfg.path,
+            &log_id,
+            chain.last_seq,
+            at_anchor.as_deref(),
+            anchor.as_ref(),
+            &continuity,
+        )?;
         let metrics = AuditMetrics::default();
         metrics.unsigned.set(unsigned as i64);
         let (tx, rx) = std::sync::mpsc::sync_channel(cfg.queue.max(1));
-        let writer = Writer {
+        let mut writer = Writer {
             conn,
             path: cfg.path.clone(),
             chain,
             unsigned,
             last_checkpoint: clock.now().0,
             key,
-            clock,
+            clock: Arc::clone(&clock),
             every: cfg.checkpoint_every,
             interval: cfg.checkpoint_interval,
             metrics: metrics.clone(),
+            log_id: log_id.id.clone(),
+            anchor_file: cfg.anchor_file.clone(),
         };
+        let reason = continuity
+            .new_log_reason
+            .unwrap_or_else(|| "a log made before anchors: anchored from here on".into());
+        let first = match opening {
+            Opening::Continue => None,
+            Opening::NewLog { previous } => Some((
+                "audit.log.new",
+                serde_json::json!({
+                    "reason": reason,
+                    "log_id": log_id.id,
+                    "data_present": continuity.data_present,
+                    "previous": previous.map(|a| serde_json::json!({
+                        "log_id": a.log_id,
+                        "seq": a.seq,
+                        "hash": a.hash,
+                        "at_ms": a.at_ms,
+                    })),
+                }),
+            )),
+            Opening::Reanchor => Some((
+                "audit.anchor.new",
+                serde_json::json!({
+                    "reason": reason,
+                    "log_id": log_id.id,
+                    "last_seq": writer.chain.last_seq,
+                }),
+            )),
+        };
+        if let Some((action, detail)) = first {
+            writer.commit(&[AuditRecord {
+                at_ms: clock.now().0,
+                actor: "system".into(),
+                action: action.into(),
+                target: None,
+                outcome: AuditOutcome::Ok,
+                detail: detail.to_string(),
+            }])?;
+            writer.checkpoint_if_due(true)?;
+        }
+        writer.write_anchor()?;
         let thread = std::thread::Builder::new()
             .name("audit-writer".into())
             .spawn(move || writer.run(rx))
@@ -342,9 +553,27 @@ struct Writer {
     every: u64,
     interval: Duration,
     metrics: AuditMetrics,
+    log_id: String,
+    anchor_file: Option<PathBuf>,
 }
 
 impl Writer {
+    /// Records the head of the chain in the data folder's anchor.
+    fn write_anchor(&self) -> Result<(), AuditError> {
+        let Some(path) = &self.anchor_file else {
+            return Ok(());
+        };
+        anchor::write(
+            path,
+            &Anchor {
+                log_id: self.log_id.clone(),
+                seq: self.chain.last_seq,
+                hash: hex::encode(self.chain.last_hash),
+                at_ms: self.clock.now().0,
+            },
+        )
+    }
+
     fn run(mut self, rx: Receiver<Msg>) {
         loop {
             let first = match rx.recv_timeout(self.interval.max(Duration::from_millis(10))) {
@@ -417,6 +646,11 @@ impl Writer {
                 }
                 self.unsigned = unsigned;
                 self.metrics.unsigned.set(unsigned as i64);
+                // The entries are committed whatever happens to the anchor: an anchor
+                // behind the log is checked the same, and the next commit writes it again.
+                if let Err(e) = self.write_anchor() {
+                    tracing::error!(error = %e, "audit anchor could not be written");
+                }
                 Ok(())
             }
             Err(e) => {
@@ -466,10 +700,27 @@ impl Writer {
 /// Verifies the log file at `path` against the trusted public keys: the chain, every
 /// checkpoint's signature, and the checkpoints against the entries.
 pub fn verify_log(path: &Path, keys: &[VerifyingKey]) -> Result<Report, AuditError> {
+    verify_log_with(path, keys, None, &[])
+}
+
+/// [`verify_log`], and the log against the data folder's `anchor` (its identity, its
+/// length, its entry at the anchored seq) and against checkpoints `exported` off the host.
+pub fn verify_log_with(
+    path: &Path,
+    keys: &[VerifyingKey],
+    anchor: Option<&Anchor>,
+    exported: &[chain::StoredCheckpoint],
+) -> Result<Report, AuditError> {
     let conn = store::open_reader(path)?;
     let checkpoints = store::checkpoints(&conn, path)?;
+    let log_id = store::log_id(&conn, path)?;
+    let known = Known {
+        anchor,
+        log_id: log_id.as_deref(),
+        exported,
+    };
     store::with_entries(&conn, path, |entries| {
-        chain::verify(entries, &checkpoints, keys)
+        chain::verify_with(entries, &checkpoints, keys, known)
     })
 }
 

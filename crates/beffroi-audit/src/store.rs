@@ -9,7 +9,8 @@ use rusqlite::{Connection, OpenFlags, params};
 use crate::AuditError;
 use crate::chain::{Chain, GENESIS, StoredCheckpoint, StoredEntry};
 
-const SCHEMA_VERSION: i64 = 1;
+/// 1: entries and checkpoints; 2: `log_meta` with the log's identity (`log_id`).
+const SCHEMA_VERSION: i64 = 2;
 
 /// The triggers refuse UPDATE and DELETE: they do not stop someone who writes the file
 /// directly (or drops them), which is what the chain and the signatures are for, but they
@@ -33,6 +34,14 @@ CREATE TABLE IF NOT EXISTS checkpoints (
     signature TEXT NOT NULL,
     key_id TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS log_meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TRIGGER IF NOT EXISTS log_meta_append_only_update BEFORE UPDATE ON log_meta
+    BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS log_meta_append_only_delete BEFORE DELETE ON log_meta
+    BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS entries_append_only_update BEFORE UPDATE ON entries
     BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS entries_append_only_delete BEFORE DELETE ON entries
@@ -50,9 +59,18 @@ fn db_err(path: &Path) -> impl Fn(rusqlite::Error) -> AuditError + '_ {
     }
 }
 
+/// The log's identity, as [`open_writer`] found or made it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogId {
+    /// 16 random bytes, hex.
+    pub id: String,
+    /// Made by this open: the file is new, or was written by a version without identities.
+    pub created: bool,
+}
+
 /// Opens (creating) the log for writing: WAL, `synchronous=FULL` (an acknowledged audit
-/// entry survives a power loss), schema applied.
-pub fn open_writer(path: &Path) -> Result<Connection, AuditError> {
+/// entry survives a power loss), schema applied, and the log's identity read or made.
+pub fn open_writer(path: &Path) -> Result<(Connection, LogId), AuditError> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| AuditError::Io {
             path: dir.to_path_buf(),
@@ -78,7 +96,58 @@ pub fn open_writer(path: &Path) -> Result<Connection, AuditError> {
     conn.execute_batch(SCHEMA).map_err(db_err(path))?;
     conn.pragma_update(None, "user_version", SCHEMA_VERSION)
         .map_err(db_err(path))?;
-    Ok(conn)
+    let id = match log_id(&conn, path)? {
+        Some(id) => LogId { id, created: false },
+        None => {
+            let mut bytes = [0u8; 16];
+            rand::RngCore::fill_bytes(&mut rand::rng(), &mut bytes);
+            let id = hex::encode(bytes);
+            conn.execute(
+                "INSERT INTO log_meta (key, value) VALUES ('log_id', ?1)",
+                params![id],
+            )
+            .map_err(db_err(path))?;
+            LogId { id, created: true }
+        }
+    };
+    Ok((conn, id))
+}
+
+/// The log's identity; `None` for a log written before identities (schema 1).
+pub fn log_id(conn: &Connection, path: &Path) -> Result<Option<String>, AuditError> {
+    let has_table: bool = conn
+        .query_row(
+            "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'log_meta'",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(db_err(path))?;
+    if !has_table {
+        return Ok(None);
+    }
+    conn.query_row("SELECT value FROM log_meta WHERE key = 'log_id'", [], |r| {
+        text(r.get_ref(0)?).ok_or(rusqlite::Error::QueryReturnedNoRows)
+    })
+    .map(Some)
+    .or_else(|e| match e {
+        rusqlite::Error::QueryReturnedNoRows => Ok(None),
+        e => Err(e),
+    })
+    .map_err(db_err(path))
+}
+
+/// The stored hash of the entry at `seq`, if there is one.
+pub fn hash_at(conn: &Connection, path: &Path, seq: u64) -> Result<Option<String>, AuditError> {
+    conn.query_row(
+        "SELECT hash FROM entries WHERE seq = ?1 ORDER BY rowid LIMIT 1",
+        params![i64::try_from(seq).unwrap_or(i64::MAX)],
+        |r| Ok(text(r.get_ref(0)?)),
+    )
+    .or_else(|e| match e {
+        rusqlite::Error::QueryReturnedNoRows => Ok(None),
+        e => Err(e),
+    })
+    .map_err(db_err(path))
 }
 
 /// Opens an existing log read-only (verification, `show`).

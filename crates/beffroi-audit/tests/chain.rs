@@ -294,3 +294,104 @@ fn garbage_in_a_row_is_reported_not_a_panic() {
             .any(|p| matches!(p, Problem::BadSignature { seq: 2, .. }))
     );
 }
+
+fn anchor_of(log: &Log, id: &str) -> beffroi_audit::Anchor {
+    let last = log.rows.last().expect("rows");
+    beffroi_audit::Anchor {
+        log_id: id.into(),
+        seq: last.seq as u64,
+        hash: last.hash.clone(),
+        at_ms: 0,
+    }
+}
+
+const ID: &str = "00112233445566778899aabbccddeeff";
+
+proptest! {
+    /// Cut anywhere (at a checkpoint or not, checkpoints after it deleted too): the anchor
+    /// names the first entry missing.
+    #[test]
+    fn a_cut_anywhere_is_named_by_the_anchor(recs in records(), every in 1usize..8, k in any::<prop::sample::Index>()) {
+        let mut log = build(&recs, every, true);
+        let anchor = anchor_of(&log, ID);
+        let keep = k.index(log.rows.len());
+        log.rows.truncate(keep);
+        log.checkpoints.retain(|c| c.seq <= keep as i64);
+        let known = chain::Known { anchor: Some(&anchor), log_id: Some(ID), exported: &[] };
+        let r = chain::verify_with(log.rows.clone(), &log.checkpoints, &trusted(), known);
+        prop_assert_eq!(r.first_problem(), Some(&Problem::CutBeforeAnchor {
+            anchored: recs.len() as u64,
+            last: keep as i64,
+        }));
+        // Without the anchor, a cut at a checkpoint is invisible.
+        prop_assert!(log.verify().is_ok());
+    }
+}
+
+#[test]
+fn the_anchor_names_a_replaced_or_rewritten_log() {
+    let recs: Vec<_> = (0..10).map(|i| record(i, "admin", "x.y", None)).collect();
+    let log = build(&recs, 3, true);
+    let anchor = anchor_of(&log, ID);
+    let check = |log: &Log, id: &str| {
+        chain::verify_with(
+            log.rows.clone(),
+            &log.checkpoints,
+            &trusted(),
+            chain::Known {
+                anchor: Some(&anchor),
+                log_id: Some(id),
+                exported: &[],
+            },
+        )
+    };
+    assert!(check(&log, ID).is_ok());
+    assert_eq!(check(&log, ID).anchored_seq, Some(10));
+    // Another log, even identical in content: another identity.
+    let other = "ffeeddccbbaa99887766554433221100";
+    assert_eq!(
+        check(&log, other).first_problem(),
+        Some(&Problem::Replaced {
+            expected: ID.into(),
+            found: Some(other.into()),
+        })
+    );
+    // Another chain under the same identity (rewritten with the key, re-signed).
+    let forged: Vec<_> = (0..10).map(|i| record(i, "mallory", "x.y", None)).collect();
+    let forged = build(&forged, 3, true);
+    assert_eq!(
+        check(&forged, ID).first_problem(),
+        Some(&Problem::AnchorMismatch { seq: 10 })
+    );
+}
+
+#[test]
+fn exported_checkpoints_sign_a_log_whose_own_were_deleted_and_name_a_cut() {
+    let recs: Vec<_> = (0..10).map(|i| record(i, "admin", "x.y", None)).collect();
+    let mut log = build(&recs, 5, true);
+    let exported = log.checkpoints.clone();
+    log.checkpoints.clear();
+    let with = |log: &Log| {
+        chain::verify_with(
+            log.rows.clone(),
+            &log.checkpoints,
+            &trusted(),
+            chain::Known {
+                anchor: None,
+                log_id: None,
+                exported: &exported,
+            },
+        )
+    };
+    let r = with(&log);
+    assert!(r.is_ok(), "{:?}", r.problems);
+    assert_eq!(
+        (r.last_signed_seq, r.unsigned, r.exported_only),
+        (Some(10), 0, 2)
+    );
+    log.rows.truncate(5);
+    assert_eq!(
+        with(&log).first_problem(),
+        Some(&Problem::Truncated { seq: 10, last: 5 })
+    );
+}

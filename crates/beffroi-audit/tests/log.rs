@@ -18,10 +18,13 @@ fn rec(i: usize) -> AuditRecord {
     }
 }
 
+/// The log in `dir`, its signing key there too (its default, beside the data folder, would
+/// be shared by every test's temporary folder).
 fn config(dir: &std::path::Path, every: u64) -> AuditConfig {
     AuditConfig {
         checkpoint_every: every,
         checkpoint_interval: Duration::from_secs(3600),
+        key_file: dir.join("keys/audit-signing.key"),
         ..AuditConfig::in_dir(dir)
     }
 }
@@ -153,7 +156,7 @@ fn reads_back_by_action_prefix_newest_first() {
     use beffroi_core::audit::{AuditQuery, AuditReader};
     let dir = tempfile::tempdir().expect("tempdir");
     let log = beffroi_audit::AuditLog::open(
-        beffroi_audit::AuditConfig::in_dir(dir.path()),
+        config(dir.path(), 100),
         std::sync::Arc::new(beffroi_core::SimClock::new(beffroi_core::Timestamp(1_000))),
     )
     .expect("open");
@@ -217,4 +220,199 @@ fn reads_back_by_action_prefix_newest_first() {
         ..AuditQuery::default()
     };
     assert!(log.read(&bad).is_err());
+}
+
+fn anchor_in(dir: &std::path::Path) -> beffroi_audit::Anchor {
+    beffroi_audit::anchor::read(&dir.join(beffroi_audit::ANCHOR_FILE))
+        .expect("read the anchor")
+        .expect("an anchor")
+}
+
+/// A closed log of `n` entries, a checkpoint every 5; its public key.
+fn closed_log(dir: &std::path::Path, n: usize) -> ed25519_dalek::VerifyingKey {
+    let log = AuditLog::open(config(dir, 5), clock()).expect("open");
+    for i in 0..n {
+        log.record(rec(i));
+    }
+    let key = *log.public_key();
+    log.close().expect("close");
+    key
+}
+
+fn delete_log(dir: &std::path::Path) {
+    for f in ["audit.sqlite", "audit.sqlite-wal", "audit.sqlite-shm"] {
+        let _ = std::fs::remove_file(dir.join(f));
+    }
+}
+
+fn refusal(r: Result<AuditLog, beffroi_audit::AuditError>) -> String {
+    match r {
+        Err(e @ beffroi_audit::AuditError::Refused { .. }) => e.to_string(),
+        Err(e) => panic!("another error: {e}"),
+        Ok(_) => panic!("opened"),
+    }
+}
+
+#[test]
+fn the_anchor_follows_every_commit() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = AuditLog::open(config(dir.path(), 100), clock()).expect("open");
+    let empty = anchor_in(dir.path());
+    assert_eq!(
+        (empty.seq, empty.hash.as_str()),
+        (0, "0".repeat(64).as_str())
+    );
+    for i in 0..3 {
+        log.record(rec(i));
+    }
+    log.flush().expect("flush");
+    let a = anchor_in(dir.path());
+    assert_eq!(a.log_id, empty.log_id);
+    assert_eq!(a.seq, 3);
+    let conn = beffroi_audit::store::open_reader(&dir.path().join("audit.sqlite")).expect("open");
+    let path = dir.path().join("audit.sqlite");
+    assert_eq!(
+        beffroi_audit::store::hash_at(&conn, &path, 3).expect("hash"),
+        Some(a.hash.clone())
+    );
+    assert_eq!(
+        beffroi_audit::store::log_id(&conn, &path).expect("id"),
+        Some(a.log_id)
+    );
+}
+
+#[test]
+fn a_log_cut_at_a_checkpoint_is_refused_and_fails_against_its_anchor() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = closed_log(dir.path(), 20);
+    let path = dir.path().join("audit.sqlite");
+    let c = rusqlite::Connection::open(&path).expect("sqlite");
+    c.execute_batch(
+        "DROP TRIGGER entries_append_only_delete; DROP TRIGGER checkpoints_append_only_delete;
+         DELETE FROM entries WHERE seq > 15; DELETE FROM checkpoints WHERE seq > 15;",
+    )
+    .expect("cut");
+    drop(c);
+    // The chain and the checkpoints left hold: alone, the log looks whole.
+    let alone = verify_log(&path, &[key]).expect("verify");
+    assert!(alone.is_ok() && alone.unsigned == 0, "{alone:?}");
+    let anchor = anchor_in(dir.path());
+    let r = beffroi_audit::verify_log_with(&path, &[key], Some(&anchor), &[]).expect("verify");
+    assert_eq!(
+        r.first_problem(),
+        Some(&Problem::CutBeforeAnchor {
+            anchored: 20,
+            last: 15
+        })
+    );
+    let e = refusal(AuditLog::open(config(dir.path(), 5), clock()));
+    assert!(
+        e.contains("ends at seq 15") && e.contains("up to seq 20"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_missing_log_is_refused_unless_a_reason_is_given_and_recorded() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = closed_log(dir.path(), 7);
+    let before = anchor_in(dir.path());
+    delete_log(dir.path());
+    let e = refusal(AuditLog::open(config(dir.path(), 5), clock()));
+    assert!(e.contains("missing or empty"), "{e}");
+    assert!(!dir.path().join("audit.sqlite").exists(), "nothing made");
+
+    let log = AuditLog::open_checked(
+        config(dir.path(), 5),
+        clock(),
+        beffroi_audit::Continuity {
+            data_present: true,
+            new_log_reason: Some("disk replaced".into()),
+        },
+    )
+    .expect("a new log, deliberately");
+    log.close().expect("close");
+    let path = dir.path().join("audit.sqlite");
+    let entries = beffroi_audit::read_entries(
+        &path,
+        &beffroi_core::audit::AuditQuery {
+            action_prefixes: vec!["audit.".into()],
+            since_ms: None,
+            before_seq: None,
+            limit: 10,
+        },
+    )
+    .expect("read");
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0].seq, 1);
+    assert_eq!(entries[0].record.action, "audit.log.new");
+    let detail: serde_json::Value = serde_json::from_str(&entries[0].record.detail).expect("json");
+    assert_eq!(detail["reason"], "disk replaced");
+    assert_eq!(detail["previous"]["log_id"], before.log_id.as_str());
+    assert_eq!(detail["previous"]["seq"], 7);
+    // Signed at once, anchored anew.
+    let after = anchor_in(dir.path());
+    assert_ne!(after.log_id, before.log_id);
+    let r = beffroi_audit::verify_log_with(&path, &[key], Some(&after), &[]).expect("verify");
+    assert!(r.is_ok(), "{:?}", r.problems);
+    assert_eq!((r.last_signed_seq, r.unsigned), (Some(1), 0));
+}
+
+#[test]
+fn an_empty_folder_beside_data_or_a_lost_anchor_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let holds_data = beffroi_audit::Continuity {
+        data_present: true,
+        new_log_reason: None,
+    };
+    let e = refusal(AuditLog::open_checked(
+        config(dir.path(), 5),
+        clock(),
+        holds_data.clone(),
+    ));
+    assert!(e.contains("the data folder holds data"), "{e}");
+    // A log that had an anchor and lost it.
+    closed_log(dir.path(), 3);
+    std::fs::remove_file(dir.path().join(beffroi_audit::ANCHOR_FILE)).expect("rm");
+    let e = refusal(AuditLog::open(config(dir.path(), 5), clock()));
+    assert!(e.contains("anchor is missing"), "{e}");
+    let log = AuditLog::open_checked(
+        config(dir.path(), 5),
+        clock(),
+        beffroi_audit::Continuity {
+            data_present: true,
+            new_log_reason: Some("restored from backup".into()),
+        },
+    )
+    .expect("anchored again");
+    log.close().expect("close");
+    assert_eq!(anchor_in(dir.path()).seq, 4, "audit.anchor.new is entry 4");
+}
+
+#[test]
+fn a_log_made_before_anchors_is_anchored_and_says_so() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    closed_log(dir.path(), 3);
+    // What an earlier version left: schema 1, no identity, no anchor.
+    let c = rusqlite::Connection::open(dir.path().join("audit.sqlite")).expect("sqlite");
+    c.execute_batch("DROP TABLE log_meta; PRAGMA user_version = 1;")
+        .expect("downgrade");
+    drop(c);
+    std::fs::remove_file(dir.path().join(beffroi_audit::ANCHOR_FILE)).expect("rm");
+    let log = AuditLog::open(config(dir.path(), 5), clock()).expect("an older log opens");
+    log.close().expect("close");
+    let a = anchor_in(dir.path());
+    assert_eq!(a.seq, 4);
+    let last = beffroi_audit::read_entries(
+        &dir.path().join("audit.sqlite"),
+        &beffroi_core::audit::AuditQuery {
+            action_prefixes: vec![],
+            since_ms: None,
+            before_seq: None,
+            limit: 1,
+        },
+    )
+    .expect("read");
+    assert_eq!(last[0].record.action, "audit.anchor.new");
+    assert!(last[0].record.detail.contains("before anchors"), "{last:?}");
 }

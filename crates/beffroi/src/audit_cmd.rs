@@ -1,10 +1,11 @@
-//! `beffroi audit verify` and `beffroi audit show`, and what the server records about itself
-//! (start, stop, configuration files and their SHA-256).
+//! `beffroi audit verify`, `show` and `export-checkpoints`, and what the server records
+//! about itself (start, stop, configuration files and their SHA-256).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, anyhow};
+use beffroi_audit::chain::StoredCheckpoint;
 use beffroi_audit::{AuditConfig, Report};
 use beffroi_core::audit::{AuditOutcome, AuditRecord, AuditSink};
 use clap::{Args, Subcommand};
@@ -18,11 +19,16 @@ const MAX_LISTED: usize = 20;
 
 #[derive(Subcommand)]
 pub enum AuditCommand {
-    /// Checks the audit log's hash chain and every signed checkpoint; names the first entry
-    /// that was altered, removed or inserted. Exit status 0: intact; 1: tampered or unreadable.
+    /// Checks the audit log's hash chain, every signed checkpoint, the data folder's anchor
+    /// and exported checkpoints; names the first entry that was altered, removed or
+    /// inserted. Exit status 0: intact and signed to its end; 1: tampered, cut, replaced,
+    /// unsigned or unreadable.
     Verify(VerifyArgs),
     /// Prints entries of the audit log.
     Show(ShowArgs),
+    /// Writes the log's signed checkpoints as JSON lines, to keep off the host and check
+    /// the log against later (`verify --checkpoints`).
+    ExportCheckpoints(ExportArgs),
 }
 
 /// Where the log is: from a `serve` configuration file, or a data folder.
@@ -31,22 +37,54 @@ pub struct Location {
     /// The `serve` configuration file (its data folder and `[audit]` table).
     #[arg(long, conflicts_with = "data")]
     config: Option<PathBuf>,
-    /// The data folder (`audit.sqlite`, `audit-signing.pub`).
+    /// The data folder (`audit.sqlite`, `audit-signing.pub`, `audit-anchor`).
     #[arg(long)]
     data: Option<PathBuf>,
+}
+
+/// A located log: its configuration, its data folder, the pinned public key if configured.
+struct Located {
+    cfg: AuditConfig,
+    data_dir: PathBuf,
+    pinned: Option<PathBuf>,
 }
 
 #[derive(Args)]
 pub struct VerifyArgs {
     #[command(flatten)]
     location: Location,
-    /// A trusted public key file (hex); repeat for keys used before a rotation. Default: the
-    /// `audit-signing.pub` beside the log (pin a copy kept elsewhere instead).
+    /// A trusted public key file (hex), a copy kept apart from the log; repeat for keys used
+    /// before a rotation. Default: `[audit] public_key` of the configuration. Required
+    /// otherwise, unless --trust-key-beside-log.
     #[arg(long = "public-key")]
     public_keys: Vec<PathBuf>,
-    /// Also fail when entries follow the last signed checkpoint.
+    /// Trust the `audit-signing.pub` beside the log (whoever can rewrite the log can replace
+    /// it too).
     #[arg(long)]
+    trust_key_beside_log: bool,
+    /// Entries after the last signed checkpoint are a warning, not a failure (a running
+    /// server signs every 100 entries or 60 s). A log without any checkpoint still fails.
+    #[arg(long)]
+    allow_unsigned_tail: bool,
+    /// Checkpoints exported earlier (`audit export-checkpoints`): each must verify and be
+    /// matched by the log; a log cut before one fails.
+    #[arg(long)]
+    checkpoints: Option<PathBuf>,
+    /// The anchor to check the log against. Default: `audit-anchor` in the data folder.
+    #[arg(long)]
+    anchor: Option<PathBuf>,
+    /// Accepted for older scripts: failing on unsigned entries is now the default.
+    #[arg(long, hide = true)]
     strict: bool,
+}
+
+#[derive(Args)]
+pub struct ExportArgs {
+    #[command(flatten)]
+    location: Location,
+    /// Where to write the JSON lines (`-`: standard output).
+    #[arg(long)]
+    out: PathBuf,
 }
 
 #[derive(Args)]
@@ -63,12 +101,24 @@ pub struct ShowArgs {
 
 impl Location {
     fn resolve(&self) -> Result<AuditConfig> {
+        self.locate().map(|l| l.cfg)
+    }
+
+    fn locate(&self) -> Result<Located> {
         match (&self.config, &self.data) {
             (Some(file), _) => {
                 let cfg = crate::setup::read_config(file)?;
-                Ok(cfg.audit.to_config(&cfg.data_dir, key_override()))
+                Ok(Located {
+                    cfg: cfg.audit.to_config(&cfg.data_dir, key_override()),
+                    pinned: cfg.audit.pinned_public_key.clone(),
+                    data_dir: cfg.data_dir,
+                })
             }
-            (None, Some(dir)) => Ok(AuditConfig::in_dir(dir)),
+            (None, Some(dir)) => Ok(Located {
+                cfg: AuditConfig::in_dir(dir),
+                data_dir: dir.clone(),
+                pinned: None,
+            }),
             (None, None) => Err(anyhow!(
                 "say where the audit log is: --config FILE or --data DIR"
             )),
@@ -87,6 +137,7 @@ pub fn run(cmd: AuditCommand) -> ExitCode {
     let result = match cmd {
         AuditCommand::Verify(args) => verify(&args),
         AuditCommand::Show(args) => show(&args).map(|()| ExitCode::SUCCESS),
+        AuditCommand::ExportCheckpoints(args) => export(&args).map(|()| ExitCode::SUCCESS),
     };
     result.unwrap_or_else(|e| {
         eprintln!("error: {e:#}");
@@ -94,25 +145,141 @@ pub fn run(cmd: AuditCommand) -> ExitCode {
     })
 }
 
-fn verify(args: &VerifyArgs) -> Result<ExitCode> {
+/// The main data store's file in a data folder.
+pub const STORE_FILE: &str = "beffroi.db";
+
+/// The data store in `data_dir` holds data: a run before this one left its database.
+pub fn data_store_holds_data(data_dir: &Path) -> bool {
+    std::fs::metadata(data_dir.join(STORE_FILE)).is_ok_and(|m| m.len() > 0)
+}
+
+/// One exported checkpoint: a line of `audit export-checkpoints`.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct CheckpointLine {
+    seq: i64,
+    entry_hash: String,
+    at_ms: i64,
+    signature: String,
+    key_id: String,
+}
+
+impl From<StoredCheckpoint> for CheckpointLine {
+    fn from(c: StoredCheckpoint) -> Self {
+        CheckpointLine {
+            seq: c.seq,
+            entry_hash: c.entry_hash,
+            at_ms: c.at_ms,
+            signature: c.signature,
+            key_id: c.key_id,
+        }
+    }
+}
+
+impl From<CheckpointLine> for StoredCheckpoint {
+    fn from(c: CheckpointLine) -> Self {
+        StoredCheckpoint {
+            seq: c.seq,
+            entry_hash: c.entry_hash,
+            at_ms: c.at_ms,
+            signature: c.signature,
+            key_id: c.key_id,
+        }
+    }
+}
+
+fn read_exported(path: &Path) -> Result<Vec<StoredCheckpoint>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the checkpoints {}", path.display()))?;
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(n, l)| {
+            serde_json::from_str::<CheckpointLine>(l)
+                .map(StoredCheckpoint::from)
+                .with_context(|| {
+                    format!("{}:{}: not an exported checkpoint", path.display(), n + 1)
+                })
+        })
+        .collect()
+}
+
+fn export(args: &ExportArgs) -> Result<()> {
     let cfg = args.location.resolve()?;
-    let key_files = if args.public_keys.is_empty() {
+    let conn = beffroi_audit::store::open_reader(&cfg.path)?;
+    let checkpoints = beffroi_audit::store::checkpoints(&conn, &cfg.path)?;
+    let mut out = String::new();
+    let n = checkpoints.len();
+    let last = checkpoints.iter().map(|c| c.seq).max();
+    for c in checkpoints {
+        out.push_str(&serde_json::to_string(&CheckpointLine::from(c))?);
+        out.push('\n');
+    }
+    if args.out.as_os_str() == "-" {
+        use std::io::Write as _;
+        std::io::stdout().write_all(out.as_bytes())?;
+    } else {
+        std::fs::write(&args.out, out)
+            .with_context(|| format!("cannot write {}", args.out.display()))?;
+    }
+    eprintln!(
+        "{n} checkpoint(s) of {} exported{}",
+        cfg.path.display(),
+        last.map_or_else(String::new, |s| format!(", the last sealing seq {s}"))
+    );
+    Ok(())
+}
+
+fn verify(args: &VerifyArgs) -> Result<ExitCode> {
+    let Located {
+        cfg,
+        data_dir,
+        pinned,
+    } = args.location.locate()?;
+    let key_files = if !args.public_keys.is_empty() {
+        args.public_keys.clone()
+    } else if let Some(p) = pinned {
+        vec![p]
+    } else if args.trust_key_beside_log {
+        eprintln!(
+            "note: trusting the public key beside the log ({}): a replaced key goes unseen; pin a copy kept elsewhere with --public-key",
+            cfg.public_key_file.display()
+        );
         vec![cfg.public_key_file.clone()]
     } else {
-        args.public_keys.clone()
+        return Err(anyhow!(
+            "no pinned public key: pass --public-key FILE (a copy of {} kept apart from the log), or set `[audit] public_key` in the configuration, or --trust-key-beside-log to trust the one beside the log",
+            cfg.public_key_file.display()
+        ));
     };
     let keys = key_files
         .iter()
         .map(|p| beffroi_audit::key::read_public(p))
         .collect::<Result<Vec<_>, _>>()?;
-    let report = beffroi_audit::verify_log(&cfg.path, &keys)?;
+    let exported = match &args.checkpoints {
+        Some(p) => read_exported(p)?,
+        None => Vec::new(),
+    };
+    let anchor_file = args.anchor.clone().or(cfg.anchor_file.clone());
+    let anchor = match &anchor_file {
+        Some(p) => beffroi_audit::anchor::read(p)?,
+        None => None,
+    };
     let log = cfg.path.display();
-    if args.public_keys.is_empty() {
-        eprintln!(
-            "note: the public key was read beside the log ({}); pass --public-key with a copy kept elsewhere to detect a replaced key",
-            cfg.public_key_file.display()
-        );
+    if beffroi_audit::is_missing(&cfg.path) {
+        let known = match &anchor {
+            Some(a) => format!(
+                ", but the data folder recorded log {} up to seq {} (deleted?)",
+                a.log_id, a.seq
+            ),
+            None if data_store_holds_data(&data_dir) => {
+                ", but the data store beside it holds data (deleted?)".into()
+            }
+            None => String::new(),
+        };
+        eprintln!("audit log {log}: FAILED — the log is missing or empty{known}");
+        return Ok(ExitCode::FAILURE);
     }
+    let report = beffroi_audit::verify_log_with(&cfg.path, &keys, anchor.as_ref(), &exported)?;
     if let Some(first) = report.first_problem() {
         eprintln!("audit log {log}: FAILED — {first}");
         let total = report.problems.len() as u64 + report.more_problems;
@@ -127,25 +294,54 @@ fn verify(args: &VerifyArgs) -> Result<ExitCode> {
         }
         return Ok(ExitCode::FAILURE);
     }
-    println!("audit log {log}: OK — {}", summary(&report));
-    if report.unsigned > 0 {
-        let after = report
-            .last_signed_seq
-            .map_or_else(|| "the start".to_string(), |s| format!("seq {s}"));
+    // The chain holds; what it cannot prove by itself fails too, unless allowed.
+    let mut warnings = Vec::new();
+    let failure = if anchor.is_none() && data_store_holds_data(&data_dir) {
+        Some(format!(
+            "no audit anchor ({}) beside a data store that holds data ({}): the log's end cannot be checked (the anchor was deleted?)",
+            anchor_file.as_deref().unwrap_or(Path::new("?")).display(),
+            data_dir.join(STORE_FILE).display()
+        ))
+    } else if report.last_signed_seq.is_none() {
+        Some(
+            "no signed checkpoint: nothing proves these entries were written by the key holder, nor that none were cut off (were the checkpoints deleted?)"
+                .to_string(),
+        )
+    } else if report.unsigned > 0 {
         let msg = format!(
-            "{} entr{} after {after} not covered by a signed checkpoint: their chain holds, but entries after them could have been cut off unseen",
+            "{} entr{} after seq {} not covered by a signed checkpoint: their chain holds, but entries after them could have been cut off unseen",
             report.unsigned,
             if report.unsigned == 1 {
                 "y is"
             } else {
                 "ies are"
-            }
+            },
+            report.last_signed_seq.unwrap_or(0),
         );
-        if args.strict {
-            eprintln!("audit log {log}: FAILED (--strict) — {msg}");
-            return Ok(ExitCode::FAILURE);
+        if args.allow_unsigned_tail {
+            warnings.push(msg);
+            None
+        } else {
+            Some(format!(
+                "{msg} (--allow-unsigned-tail for a running server)"
+            ))
         }
-        eprintln!("warning: {msg}");
+    } else {
+        None
+    };
+    if anchor.is_none() && failure.is_none() {
+        warnings.push(
+            "no audit anchor: the log's end is checked only against its checkpoints (pass --anchor, or --checkpoints exported earlier)".into(),
+        );
+    }
+    if let Some(msg) = failure {
+        eprintln!("audit log {log}: FAILED — {msg}");
+        eprintln!("  {}", summary(&report));
+        return Ok(ExitCode::FAILURE);
+    }
+    println!("audit log {log}: OK — {}", summary(&report));
+    for w in warnings {
+        eprintln!("warning: {w}");
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -158,10 +354,20 @@ fn summary(r: &Report) -> String {
     let signed = r
         .last_signed_seq
         .map_or_else(|| "none".to_string(), |s| s.to_string());
-    format!(
+    let mut s = format!(
         "{} entries{range}, {} checkpoints, last signed seq {signed}, {} unsigned",
         r.entries, r.checkpoints, r.unsigned
-    )
+    );
+    if r.exported_only > 0 {
+        s.push_str(&format!(
+            ", {} exported checkpoint(s) not in the log",
+            r.exported_only
+        ));
+    }
+    if let Some(a) = r.anchored_seq {
+        s.push_str(&format!(", anchored at seq {a}"));
+    }
+    s
 }
 
 fn show(args: &ShowArgs) -> Result<()> {
@@ -279,21 +485,24 @@ pub fn record_system(
     });
 }
 
-/// Opens the audit log (blocking work on a blocking thread), with its metrics in `metrics`.
+/// Opens the audit log (blocking work on a blocking thread), checked against the data
+/// folder (`continuity`), with its metrics in `metrics`.
 pub async fn open(
     cfg: AuditConfig,
+    continuity: beffroi_audit::Continuity,
     metrics: &beffroi_engine::metrics::Metrics,
 ) -> Result<std::sync::Arc<beffroi_audit::AuditLog>> {
     let path = cfg.path.clone();
     crate::files::private_db(&path)?;
     let log = tokio::task::spawn_blocking(move || {
-        beffroi_audit::AuditLog::open(
+        beffroi_audit::AuditLog::open_checked(
             cfg,
             std::sync::Arc::new(beffroi_engine::runner::SystemClock),
+            continuity,
         )
     })
     .await?
-    .with_context(|| format!("cannot open the audit log {}", path.display()))?;
+    .context("cannot open the audit log")?;
     metrics.with_registry(|r| log.metrics().register(r));
     Ok(std::sync::Arc::new(log))
 }

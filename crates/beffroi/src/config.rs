@@ -41,6 +41,10 @@ struct RawAudit {
     path: Option<PathBuf>,
     #[serde(default)]
     key_file: Option<PathBuf>,
+    /// The pinned public key (a copy kept apart from the log): what `verify` trusts, and
+    /// what the signing key must match at start.
+    #[serde(default)]
+    public_key: Option<PathBuf>,
     #[serde(default)]
     checkpoint_every: Option<u64>,
     #[serde(default)]
@@ -53,14 +57,18 @@ struct RawAudit {
 pub struct AuditSettings {
     pub path: Option<PathBuf>,
     pub key_file: Option<PathBuf>,
+    /// `public_key`: the pinned public key.
+    pub pinned_public_key: Option<PathBuf>,
     pub checkpoint_every: Option<u64>,
     pub checkpoint_interval: Option<std::time::Duration>,
 }
 
 impl AuditSettings {
     /// The log's configuration: `<data_dir>/audit.sqlite`, the key in
-    /// `<data_dir>/audit-signing.key` (or `key_file`, or `key_override` from the
-    /// environment), the public key `audit-signing.pub` beside the log.
+    /// `beffroi-keys/audit-signing.key` beside the data folder (or `key_file`, or
+    /// `key_override` from the environment; or `<data_dir>/audit-signing.key` when only
+    /// that one exists, made by an earlier version), the public key `audit-signing.pub`
+    /// beside the log, the anchor `<data_dir>/audit-anchor`.
     pub fn to_config(
         &self,
         data_dir: &std::path::Path,
@@ -76,6 +84,11 @@ impl AuditSettings {
         }
         if let Some(k) = key_override.or_else(|| self.key_file.clone()) {
             c.key_file = k;
+        } else {
+            let legacy = data_dir.join(beffroi_audit::KEY_FILE);
+            if !c.key_file.exists() && legacy.exists() {
+                c.key_file = legacy;
+            }
         }
         if let Some(n) = self.checkpoint_every {
             c.checkpoint_every = n;
@@ -316,6 +329,7 @@ impl Config {
                 AuditSettings {
                     path: a.path.map(|p| base.join(p)),
                     key_file: a.key_file.map(|p| base.join(p)),
+                    pinned_public_key: a.public_key.map(|p| base.join(p)),
                     checkpoint_every: a.checkpoint_every,
                     checkpoint_interval: interval,
                 }
@@ -427,14 +441,20 @@ mod tests {
         assert_eq!(a.path, PathBuf::from("/etc/beffroi/d/audit.sqlite"));
         assert_eq!(
             a.key_file,
-            PathBuf::from("/etc/beffroi/d/audit-signing.key")
+            PathBuf::from("/etc/beffroi/beffroi-keys/audit-signing.key"),
+            "outside the data folder"
         );
+        assert_eq!(
+            a.anchor_file,
+            Some(PathBuf::from("/etc/beffroi/d/audit-anchor"))
+        );
+        assert_eq!(c.audit.pinned_public_key, None);
         assert_eq!(
             a.public_key_file,
             PathBuf::from("/etc/beffroi/d/audit-signing.pub")
         );
         let c = parse(&format!(
-            "{base}[audit]\npath = \"/mnt/worm/audit.sqlite\"\nkey_file = \"keys/a.key\"\ncheckpoint_every = 5\ncheckpoint_interval = \"10s\"\n"
+            "{base}[audit]\npath = \"/mnt/worm/audit.sqlite\"\nkey_file = \"keys/a.key\"\npublic_key = \"pinned.pub\"\ncheckpoint_every = 5\ncheckpoint_interval = \"10s\"\n"
         ))
         .expect("valid");
         let a = c.audit.to_config(&c.data_dir, None);
@@ -444,6 +464,15 @@ mod tests {
             PathBuf::from("/mnt/worm/audit-signing.pub")
         );
         assert_eq!(a.key_file, PathBuf::from("/etc/beffroi/keys/a.key"));
+        assert_eq!(
+            a.anchor_file,
+            Some(PathBuf::from("/etc/beffroi/d/audit-anchor")),
+            "the anchor stays with the data"
+        );
+        assert_eq!(
+            c.audit.pinned_public_key,
+            Some(PathBuf::from("/etc/beffroi/pinned.pub"))
+        );
         assert_eq!(a.checkpoint_every, 5);
         assert_eq!(a.checkpoint_interval, std::time::Duration::from_secs(10));
         // The environment's key file wins.

@@ -66,11 +66,21 @@ enum Command {
         /// Base map of the console: a local PMTiles file.
         #[arg(long)]
         pmtiles: Option<PathBuf>,
+        /// Start a new audit log where it is missing or empty although the data folder
+        /// holds data (or anchor again a log whose anchor is missing); the reason is
+        /// recorded as the new log's first entry.
+        #[arg(long, value_name = "REASON")]
+        new_audit_log: Option<String>,
     },
     /// Runs Beffroi from a configuration file (see README: "Configuration").
     Serve {
         #[arg(long)]
         config: PathBuf,
+        /// Start a new audit log where it is missing or empty although the data folder
+        /// holds data (or anchor again a log whose anchor is missing); the reason is
+        /// recorded as the new log's first entry.
+        #[arg(long, value_name = "REASON")]
+        new_audit_log: Option<String>,
     },
     /// Validates a deployment folder (territory/, rules.toml, procedures.toml, scenarios/)
     /// or a bare territory folder, and reports every error with file, line and field.
@@ -122,8 +132,10 @@ fn main() -> ExitCode {
             mqtt_protocol,
             tiles,
             pmtiles,
+            new_audit_log,
         } => runtime().and_then(|rt| {
             rt.block_on(async {
+                let new_audit_log = reason(new_audit_log)?;
                 let dep = setup::load_demo()?;
                 let keys_dir = vault::default_dir(&data, &dep.territory.id);
                 let console = beffroi_console::Settings {
@@ -137,16 +149,15 @@ fn main() -> ExitCode {
                     beffroi_core::Clock::now(&now),
                     speed,
                 ));
-                let audit = beffroi_audit::AuditConfig {
-                    key_file: audit_cmd::key_override()
-                        .unwrap_or_else(|| data.join(beffroi_audit::KEY_FILE)),
-                    ..beffroi_audit::AuditConfig::in_dir(&data)
-                };
+                let audit =
+                    config::AuditSettings::default().to_config(&data, audit_cmd::key_override());
                 server::run(
                     dep,
                     server::RunOptions {
                         listen,
                         audit,
+                        audit_pinned_key: None,
+                        new_audit_log,
                         config_source: server::ConfigSource {
                             target: "embedded demo".into(),
                             files: audit_cmd::demo_digests(),
@@ -172,8 +183,12 @@ fn main() -> ExitCode {
                 .await
             })
         }),
-        Command::Serve { config } => runtime().and_then(|rt| {
+        Command::Serve {
+            config,
+            new_audit_log,
+        } => runtime().and_then(|rt| {
             rt.block_on(async {
+                let new_audit_log = reason(new_audit_log)?;
                 let cfg = setup::read_config(&config)?;
                 let dep = setup::load_dir(&cfg.deployment).map_err(|e| {
                     anyhow::anyhow!("{} is invalid:\n{e}", cfg.deployment.display())
@@ -191,6 +206,8 @@ fn main() -> ExitCode {
                         audit: cfg
                             .audit
                             .to_config(&cfg.data_dir, audit_cmd::key_override()),
+                        audit_pinned_key: cfg.audit.pinned_public_key.clone(),
+                        new_audit_log,
                         config_source: server::ConfigSource {
                             target: cfg.deployment.display().to_string(),
                             files: audit_cmd::digest_files(&files),
@@ -220,6 +237,16 @@ fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// `--new-audit-log`'s reason: not blank.
+fn reason(r: Option<String>) -> Result<Option<String>> {
+    match r {
+        Some(r) if r.trim().is_empty() => {
+            anyhow::bail!("--new-audit-log needs a reason, recorded in the new log")
+        }
+        r => Ok(r),
     }
 }
 

@@ -29,8 +29,13 @@ pub struct RunOptions {
     pub console: beffroi_console::Settings,
     /// Accounts file, sessions, TLS-related headers.
     pub http: crate::config::HttpSettings,
-    /// The audit log (its file, key, checkpoints).
+    /// The audit log (its file, key, checkpoints, anchor).
     pub audit: beffroi_audit::AuditConfig,
+    /// `[audit] public_key`: the signing key must match this pinned public key.
+    pub audit_pinned_key: Option<PathBuf>,
+    /// `--new-audit-log`: why a new audit log is started (or the log anchored again) over a
+    /// data folder that knew another.
+    pub new_audit_log: Option<String>,
     /// What configuration was loaded, recorded as `config.load`.
     pub config_source: ConfigSource,
     /// The key vault of the territory (pseudonymisation keys, one file per epoch).
@@ -48,8 +53,29 @@ pub async fn run(dep: Deployment, opts: RunOptions) -> Result<()> {
     // The data folder and the databases are the service account's alone.
     crate::files::private_dir(&opts.data_dir)?;
     let metrics = Arc::new(Metrics::new());
-    // The audit log first: no audit, no service.
-    let audit = crate::audit_cmd::open(opts.audit.clone(), &metrics).await?;
+    // The audit log first: no audit, no service. A data folder that holds data and a
+    // missing, replaced or cut log do not start without a reason on record.
+    let continuity = beffroi_audit::Continuity {
+        data_present: crate::audit_cmd::data_store_holds_data(&opts.data_dir),
+        new_log_reason: opts.new_audit_log.clone(),
+    };
+    if opts.audit.key_file.starts_with(&opts.data_dir) {
+        tracing::warn!(
+            key = %opts.audit.key_file.display(),
+            "the audit signing key is inside the data folder: whoever copies the folder can re-sign the log; move it (default {})",
+            beffroi_audit::default_key_file(&opts.data_dir).display()
+        );
+    }
+    let audit = crate::audit_cmd::open(opts.audit.clone(), continuity, &metrics).await?;
+    if let Some(pinned) = &opts.audit_pinned_key {
+        let key = beffroi_audit::key::read_public(pinned)?;
+        anyhow::ensure!(
+            key == *audit.public_key(),
+            "the audit signing key {} does not match the pinned public key {}",
+            opts.audit.key_file.display(),
+            pinned.display()
+        );
+    }
     crate::audit_cmd::record_system(
         audit.as_ref(),
         "system.start",
@@ -68,6 +94,13 @@ pub async fn run(dep: Deployment, opts: RunOptions) -> Result<()> {
         AuditOutcome::Ok,
         serde_json::json!({ "files": opts.config_source.files }),
     );
+    // Signed at once: a log is never without a checkpoint for long.
+    {
+        let audit = Arc::clone(&audit);
+        tokio::task::spawn_blocking(move || audit.checkpoint())
+            .await?
+            .context("cannot sign the audit log's first checkpoint")?;
+    }
     let result = serve(dep, opts, metrics, Arc::clone(&audit)).await;
     crate::audit_cmd::record_system(
         audit.as_ref(),

@@ -1,5 +1,6 @@
 //! The audit log against tampering with its database, checked by the real
-//! `beffroi audit verify`; and the audit trail of a real `beffroi serve`.
+//! `beffroi audit verify`; the audit trail of a real `beffroi serve`; and the log's
+//! continuity with its data folder (cut, emptied, deleted, recreated).
 
 mod support;
 use support::copy_dir;
@@ -21,9 +22,14 @@ const EVERY: u64 = 5;
 
 /// A log of 20 entries written through `AuditLog`, a checkpoint every 5, closed.
 fn write_log(dir: &Path) {
+    write_log_with(AuditConfig::in_dir(dir));
+}
+
+fn write_log_with(cfg: AuditConfig) {
+    let dir = cfg.path.parent().expect("data folder").to_path_buf();
     let cfg = AuditConfig {
         checkpoint_every: EVERY,
-        ..AuditConfig::in_dir(dir)
+        ..cfg
     };
     let log = AuditLog::open(cfg, Arc::new(SimClock::new(Timestamp(1_700_000_000_000))))
         .expect("open the audit log");
@@ -38,15 +44,22 @@ fn write_log(dir: &Path) {
         });
     }
     log.close().expect("close");
+    std::fs::copy(dir.join("audit-signing.pub"), pinned(&dir)).expect("pin the public key");
 }
 
+/// The copy of the public key an auditor keeps apart from the log (beside the data folder).
+fn pinned(dir: &Path) -> PathBuf {
+    dir.parent().expect("parent").join("pinned.pub")
+}
+
+/// `beffroi audit verify --data DIR`, with the pinned public key unless `extra` names one.
 fn verify(dir: &Path, extra: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_beffroi"))
-        .args(["audit", "verify", "--data"])
-        .arg(dir)
-        .args(extra)
-        .output()
-        .expect("run beffroi audit verify")
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_beffroi"));
+    cmd.args(["audit", "verify", "--data"]).arg(dir).args(extra);
+    if !extra.contains(&"--public-key") {
+        cmd.arg("--public-key").arg(pinned(dir));
+    }
+    cmd.output().expect("run beffroi audit verify")
 }
 
 fn text(o: &Output) -> String {
@@ -255,15 +268,104 @@ fn entries_after_the_last_checkpoint_are_reported_unsigned() {
     extra.seq = ENTRIES as i64 + 1;
     rehash(&mut extra, &rows[ENTRIES - 1].hash);
     write_row(&c, &extra);
+    // Failing by default; a warning for a running server's log.
     let o = verify(&dir, &[]);
+    assert_fails_naming(
+        &o,
+        "1 entry is after seq 20 not covered by a signed checkpoint",
+    );
+    let o = verify(&dir, &["--allow-unsigned-tail"]);
     assert!(o.status.success(), "{}", text(&o));
     assert!(
-        text(&o).contains("1 entry is after seq 20 not covered by a signed checkpoint"),
+        text(&o).contains("warning: 1 entry is after seq 20 not covered"),
         "{}",
         text(&o)
     );
-    let o = verify(&dir, &["--strict"]);
-    assert_fails_naming(&o, "--strict");
+}
+
+#[test]
+fn the_key_beside_the_log_is_not_trusted_by_default() {
+    let (_t, dir) = fresh();
+    let o = Command::new(env!("CARGO_BIN_EXE_beffroi"))
+        .args(["audit", "verify", "--data"])
+        .arg(&dir)
+        .output()
+        .expect("run");
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("no pinned public key"), "{}", text(&o));
+    let o = Command::new(env!("CARGO_BIN_EXE_beffroi"))
+        .args(["audit", "verify", "--trust-key-beside-log", "--data"])
+        .arg(&dir)
+        .output()
+        .expect("run");
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("note: trusting the public key beside the log"));
+}
+
+/// Fails on 49ea8a2: `verify` said `OK — 15 entries …, last signed seq 15, 0 unsigned`
+/// (exit 0) for a log cut exactly at a checkpoint, even pinned and `--strict`.
+#[test]
+fn a_log_cut_at_a_checkpoint_fails() {
+    let (_t, dir) = fresh();
+    tamper(&dir)
+        .execute_batch(
+            "DELETE FROM entries WHERE seq > 15; DELETE FROM checkpoints WHERE seq > 15;",
+        )
+        .expect("cut");
+    let o = verify(&dir, &[]);
+    assert_fails_naming(&o, "seq 16: removed");
+    assert!(
+        text(&o).contains("the data folder recorded audited acts up to seq 20"),
+        "{}",
+        text(&o)
+    );
+}
+
+/// Fails on 49ea8a2: there is no `export-checkpoints` command (and the cut log verified).
+#[test]
+fn a_log_cut_before_an_exported_checkpoint_fails_even_without_its_anchor() {
+    let (t, dir) = fresh();
+    let exported = t.path().join("off-host/checkpoints.jsonl");
+    std::fs::create_dir_all(exported.parent().expect("parent")).expect("mkdir");
+    let o = Command::new(env!("CARGO_BIN_EXE_beffroi"))
+        .args(["audit", "export-checkpoints", "--data"])
+        .arg(&dir)
+        .arg("--out")
+        .arg(&exported)
+        .output()
+        .expect("run");
+    assert!(o.status.success(), "{}", text(&o));
+    let lines = std::fs::read_to_string(&exported).expect("read");
+    assert_eq!(lines.lines().count(), 4, "{lines}");
+    // The attacker cuts the log at a checkpoint and deletes the anchor too.
+    tamper(&dir)
+        .execute_batch(
+            "DELETE FROM entries WHERE seq > 10; DELETE FROM checkpoints WHERE seq > 10;",
+        )
+        .expect("cut");
+    std::fs::remove_file(dir.join("audit-anchor")).expect("delete the anchor");
+    let o = verify(&dir, &["--checkpoints", exported.to_str().expect("utf-8")]);
+    assert_fails_naming(&o, "seq 11: removed");
+    assert!(
+        text(&o).contains("a signed checkpoint seals seq 20"),
+        "{}",
+        text(&o)
+    );
+}
+
+/// Fails on 49ea8a2: `verify` exited 0 with a warning (`20 entries … not covered by a
+/// signed checkpoint`) when every checkpoint was deleted; only `--strict` failed.
+#[test]
+fn a_log_without_checkpoints_fails_by_default() {
+    let (_t, dir) = fresh();
+    tamper(&dir)
+        .execute("DELETE FROM checkpoints", [])
+        .expect("delete checkpoints");
+    let o = verify(&dir, &[]);
+    assert_fails_naming(&o, "no signed checkpoint");
+    // Even for a running server's log.
+    let o = verify(&dir, &["--allow-unsigned-tail"]);
+    assert_fails_naming(&o, "no signed checkpoint");
 }
 
 #[test]
@@ -300,6 +402,7 @@ fn a_server_leaves_a_verified_audit_trail() {
     let original = std::fs::read_to_string(&rules).expect("read");
     let b = support::beffroi::Beffroi::start_with(None, Some(deployment.clone()));
     let data = b.data_dir();
+    std::fs::copy(data.join("audit-signing.pub"), pinned(&data)).expect("pin the public key");
     let show = || {
         let o = Command::new(env!("CARGO_BIN_EXE_beffroi"))
             .args(["audit", "show", "--limit", "1000", "--data"])
@@ -360,4 +463,199 @@ fn a_server_leaves_a_verified_audit_trail() {
     let o = verify(&data, &["--strict"]);
     assert!(o.status.success(), "{}", text(&o));
     assert!(text(&o).contains("6 entries"), "{}", text(&o));
+}
+
+/// A `beffroi serve` on the demo deployment, started and stopped cleanly once: its data
+/// folder holds a database and a signed, anchored audit log. The public key is pinned
+/// beside the data folder.
+fn served_once() -> support::beffroi::Beffroi {
+    let b = support::beffroi::Beffroi::start(None);
+    assert!(b.terminate(Duration::from_secs(30)), "{}", b.log());
+    let data = b.data_dir();
+    std::fs::copy(data.join("audit-signing.pub"), pinned(&data)).expect("pin the public key");
+    b
+}
+
+/// The signing key the server used: beside the data folder (or, as before, inside it).
+fn server_key(data: &Path) -> PathBuf {
+    let inside = data.join("audit-signing.key");
+    if inside.exists() {
+        return inside;
+    }
+    data.parent()
+        .expect("parent")
+        .join("beffroi-keys/audit-signing.key")
+}
+
+fn delete_log(data: &Path) {
+    for f in ["audit.sqlite", "audit.sqlite-wal", "audit.sqlite-shm"] {
+        match std::fs::remove_file(data.join(f)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => panic!("{f}: {e}"),
+        }
+    }
+}
+
+/// Runs `beffroi serve --config FILE` and expects it to refuse to start: returns its
+/// stderr. Panics if it answers on `/healthz` instead (it is killed first).
+fn serve_refused(b: &support::beffroi::Beffroi) -> String {
+    let dir = b.data_dir().parent().expect("parent").to_path_buf();
+    let err = dir.join("refused.stderr");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_beffroi"))
+        .arg("serve")
+        .arg("--config")
+        .arg(b.config_path())
+        .env("BEFFROI_ADMIN_PASSWORD", support::http::ADMIN_PASSWORD)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&err).expect("stderr file"))
+        .spawn()
+        .expect("spawn beffroi serve");
+    let agent = support::http::agent();
+    let url = format!("{}/healthz", b.base());
+    let status = support::poll(
+        "beffroi serve to exit",
+        Duration::from_secs(60),
+        || std::fs::read_to_string(&err).unwrap_or_default(),
+        || {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Some(Some(status));
+            }
+            if let Some((200, _)) = support::http::get_text(&agent, &url) {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Some(None);
+            }
+            None
+        },
+    );
+    let stderr = std::fs::read_to_string(&err).unwrap_or_default();
+    let status = status.unwrap_or_else(|| panic!("beffroi serve started:\n{stderr}"));
+    assert!(!status.success(), "{stderr}");
+    stderr
+}
+
+/// Fails on 49ea8a2: the server started a new log at seq 1 (`/healthz` answered, the
+/// `serve_refused` helper panics "beffroi serve started").
+#[test]
+fn a_deleted_audit_log_stops_the_server() {
+    let b = served_once();
+    delete_log(&b.data_dir());
+    let stderr = serve_refused(&b);
+    assert!(
+        stderr.contains("the log is missing or empty, but the data folder recorded log"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("--new-audit-log"), "{stderr}");
+    // And `verify` says what is missing.
+    assert_fails_naming(
+        &verify(&b.data_dir(), &[]),
+        "the log is missing or empty, but the data folder recorded log",
+    );
+    // Nothing was made in its place.
+    assert!(
+        !b.data_dir().join("audit.sqlite").exists() || {
+            std::fs::metadata(b.data_dir().join("audit.sqlite"))
+                .map(|m| m.len() == 0)
+                .unwrap_or(true)
+        }
+    );
+    // Without its anchor either: the data store holds data.
+    std::fs::remove_file(b.data_dir().join("audit-anchor")).expect("delete the anchor");
+    let stderr = serve_refused(&b);
+    assert!(
+        stderr.contains("the log is missing or empty, but the data folder holds data"),
+        "{stderr}"
+    );
+}
+
+/// Fails on 49ea8a2: `verify` said OK for a log deleted and recreated (here signed with
+/// the real key, verified with the pinned public key) — the `assert_fails_naming`.
+#[test]
+fn a_deleted_and_recreated_audit_log_fails_verify_and_stops_the_server() {
+    let b = served_once();
+    let data = b.data_dir();
+    delete_log(&data);
+    // Recreated by someone who holds the key: everything signs and chains.
+    let forger = tempfile::tempdir().expect("tmp");
+    std::fs::create_dir_all(forger.path().join("data")).expect("mkdir");
+    write_log_with(AuditConfig {
+        key_file: server_key(&data),
+        ..AuditConfig::in_dir(&forger.path().join("data"))
+    });
+    std::fs::copy(
+        forger.path().join("data/audit.sqlite"),
+        data.join("audit.sqlite"),
+    )
+    .expect("put the new log in place");
+    let o = verify(&data, &[]);
+    assert_fails_naming(&o, "seq 1: replaced");
+    assert!(
+        text(&o).contains("not the audit log the data folder recorded"),
+        "{}",
+        text(&o)
+    );
+    let stderr = serve_refused(&b);
+    assert!(
+        stderr.contains("this is not the log the data folder recorded"),
+        "{stderr}"
+    );
+}
+
+/// Fails on 49ea8a2: `serve` did not know `--new-audit-log` (the start fails).
+#[test]
+fn a_new_audit_log_started_deliberately_records_its_reason() {
+    let b = served_once();
+    let data = b.data_dir();
+    let anchor = std::fs::read_to_string(data.join("audit-anchor")).unwrap_or_default();
+    let old_id = anchor
+        .lines()
+        .find_map(|l| l.strip_prefix("log_id "))
+        .map(str::to_string);
+    delete_log(&data);
+    b.restart_with_args(&["--new-audit-log", "disk replaced, ticket OPS-12"]);
+    let old_id = old_id.expect("the anchor names the log");
+    assert!(b.terminate(Duration::from_secs(30)), "{}", b.log());
+    let o = Command::new(env!("CARGO_BIN_EXE_beffroi"))
+        .args(["audit", "show", "--limit", "2", "--data"])
+        .arg(&data)
+        .output()
+        .expect("run");
+    let out = String::from_utf8_lossy(&o.stdout);
+    let first = out.lines().next().unwrap_or_default();
+    assert!(first.trim_start().starts_with("1 "), "{out}");
+    assert!(first.contains("system  audit.log.new"), "{out}");
+    assert!(
+        first.contains("\"reason\":\"disk replaced, ticket OPS-12\""),
+        "{out}"
+    );
+    assert!(first.contains(&old_id), "the previous log is named: {out}");
+    assert!(
+        first.contains("\"data_present\":true"),
+        "the data store held data: {out}"
+    );
+    assert!(
+        out.lines()
+            .nth(1)
+            .unwrap_or_default()
+            .contains("system.start")
+    );
+    // The new log verifies, against the same pinned key.
+    let o = verify(&data, &[]);
+    assert!(o.status.success(), "{}", text(&o));
+    // The flag is for once: with the log in place, it is refused.
+    let stderr = {
+        let cfg = b.config_path();
+        let o = Command::new(env!("CARGO_BIN_EXE_beffroi"))
+            .arg("serve")
+            .arg("--config")
+            .arg(&cfg)
+            .args(["--new-audit-log", "again"])
+            .output()
+            .expect("run");
+        assert!(!o.status.success());
+        String::from_utf8_lossy(&o.stderr).into_owned()
+    };
+    assert!(stderr.contains("nothing to start anew"), "{stderr}");
 }

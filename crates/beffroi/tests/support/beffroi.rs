@@ -43,6 +43,8 @@ pub struct Beffroi {
     deployment: Option<PathBuf>,
     /// Tables appended to the configuration file.
     extra: String,
+    /// Arguments after `serve --config FILE`.
+    extra_args: Mutex<Vec<String>>,
 }
 
 fn free_port() -> u16 {
@@ -94,6 +96,7 @@ impl Beffroi {
             starts: AtomicU32::new(0),
             deployment,
             extra,
+            extra_args: Mutex::new(Vec::new()),
         };
         prepare(&b.data_dir());
         b.spawn_ready();
@@ -190,6 +193,19 @@ impl Beffroi {
         self.spawn_ready();
     }
 
+    /// [`restart`](Self::restart) with these arguments after `serve --config FILE` (for
+    /// this start and the next ones).
+    pub fn restart_with_args(&self, args: &[&str]) {
+        *self.extra_args.lock().unwrap_or_else(|p| p.into_inner()) =
+            args.iter().map(|a| a.to_string()).collect();
+        self.restart();
+    }
+
+    /// The configuration file the child runs with (written at each start).
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("beffroi.toml")
+    }
+
     fn port(&self) -> u16 {
         self.port.load(Ordering::SeqCst)
     }
@@ -240,6 +256,12 @@ impl Beffroi {
             cmd.arg("serve")
                 .arg("--config")
                 .arg(&config)
+                .args(
+                    self.extra_args
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .iter(),
+                )
                 .env("BEFFROI_ADMIN_PASSWORD", ADMIN_PASSWORD)
                 .env("BEFFROI_LOG", "info")
                 .env_remove("BEFFROI_MQTT_PASSWORD");
