@@ -213,7 +213,7 @@ pub struct LoginResponse {
 
 #[derive(Serialize, ToSchema)]
 pub struct RejectionDto {
-    /// malformed | oversized | unknown_device | unknown_field | wrong_type | out_of_range | bad_time | overload | unsigned | bad_signature | replay | topic_mismatch | image_refused | text_too_long
+    /// malformed | oversized | unknown_device | unknown_field | wrong_type | out_of_range | bad_time | overload | unsigned | bad_signature | replay | topic_mismatch | image_refused | text_too_long | no_pseudonymisation_key | expired
     pub reason: String,
     pub detail: String,
 }

@@ -111,6 +111,9 @@ pub struct Pipeline {
     has_personal: bool,
     /// The latest evaluated event time of every series (idempotent evaluation).
     watermarks: crate::watermark::Watermarks,
+    /// Per kind and field, how long its data is kept (`None`: not set, nothing refused):
+    /// an observation already older than that is refused as `expired`.
+    keep: Option<Vec<Vec<beffroi_core::Duration>>>,
 }
 
 impl Pipeline {
@@ -132,6 +135,7 @@ impl Pipeline {
                 .any(|f| f.category.is_personal() && f.ty == beffroi_core::FieldType::Text)
         });
         Pipeline {
+            keep: None,
             watermarks: crate::watermark::Watermarks::new(&territory),
             sentinel,
             aggregates: beffroi_core::privacy::Aggregates::default(),
@@ -652,6 +656,7 @@ impl Pipeline {
                     }
                 }
             });
+            let checked = checked.and_then(|o| self.within_retention(&o, received).map(|()| o));
             // Before anything is stored, logged or evaluated.
             let checked = checked.and_then(|mut o| self.pseudonymise(&mut o, out).map(|()| o));
             match checked {
@@ -969,6 +974,63 @@ pub fn overload() -> Rejection {
 impl Pipeline {
     /// Sets the minimum group size of people counts (`privacy.toml`): titles, evidence and
     /// event occupancies show a smaller count as suppressed.
+    /// Sets how long each field's data is kept, as the purge computes it (the field's
+    /// category and purpose in `policy`, `technical_observations` for technical fields): an
+    /// observation older than that is refused as `expired` rather than stored until the
+    /// next purge.
+    pub fn set_retention(
+        &mut self,
+        policy: &beffroi_core::PrivacyPolicy,
+        technical_observations: beffroi_core::Duration,
+    ) {
+        self.keep = Some(
+            self.territory
+                .kinds
+                .iter()
+                .map(|k| {
+                    k.fields
+                        .iter()
+                        .map(|f| match f.category {
+                            beffroi_core::territory::DataCategory::Technical => {
+                                technical_observations
+                            }
+                            c => policy
+                                .retention_for(c, f.purpose.as_deref().or(k.purpose.as_deref())),
+                        })
+                        .collect()
+                })
+                .collect(),
+        );
+    }
+
+    /// Refuses an observation older than its field's retention at `received`.
+    fn within_retention(&self, o: &Observation, received: Timestamp) -> Result<(), Rejection> {
+        let Some(keep) = &self.keep else {
+            return Ok(());
+        };
+        let kind = self.territory.device(o.device).kind;
+        let Some(limit) = keep
+            .get(kind.get())
+            .and_then(|k| k.get(o.field.get()))
+        else {
+            return Ok(());
+        };
+        if o.time < received.minus(*limit) {
+            let k = self.territory.kind(kind);
+            return Err(Rejection::new(
+                RejectReason::Expired,
+                format!(
+                    "{}.{}: event time {} is older than its retention ({} days)",
+                    k.id,
+                    k.fields[o.field.get()].name,
+                    o.time,
+                    limit.millis() / 86_400_000
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     pub fn set_aggregates(&mut self, a: beffroi_core::privacy::Aggregates) {
         self.eval.set_aggregates(a);
         self.events.set_aggregates(a);

@@ -555,6 +555,11 @@ impl Blueprint {
         pipeline.restore_replay_windows(&r.windows);
         pipeline.set_security_config(cfg.security.clone());
         pipeline.set_aggregates(cfg.privacy.aggregates);
+        pipeline.set_retention(
+            &cfg.privacy,
+            cfg.retention
+                .unwrap_or(cfg.privacy.retention.technical_observations),
+        );
         pipeline.set_pseudonymiser(cfg.pseudonymiser.clone());
         let mut events = self.file_events.clone();
         for e in r.events {

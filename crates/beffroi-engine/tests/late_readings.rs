@@ -125,3 +125,43 @@ fn the_sentinel_still_sees_a_clock_set_back_on_a_late_reading() {
         "a clock set back a day raises its cyber incident: {cyber:?}"
     );
 }
+
+/// A reading already older than its field's retention is refused as `expired`: storing it
+/// would keep it until the next purge, evaluating it could open an incident about a past
+/// the territory has agreed to forget. One inside the retention is accepted.
+#[test]
+fn a_reading_older_than_its_retention_is_refused_as_expired() {
+    let (mut p, metrics) = pipeline();
+    p.set_retention(
+        &beffroi_core::PrivacyPolicy::unconfigured(),
+        beffroi_core::Duration::from_mins(60),
+    );
+    let mut out = Output::default();
+    let body = format!(
+        r#"{{"device":"g1","time":{},"values":{{"level_m":3.0}}}}"#,
+        T0 - 61 * MIN
+    );
+    let r = p.ingest(
+        Source::Mqtt,
+        Format::Json,
+        None,
+        body.as_bytes(),
+        Timestamp(T0),
+        &mut out,
+    );
+    assert_eq!(r.accepted, 0, "{r:?}");
+    assert_eq!(
+        r.rejected.iter().map(|j| j.reason).collect::<Vec<_>>(),
+        vec![beffroi_wire::RejectReason::Expired]
+    );
+    assert!(out.batch.observations.is_empty());
+    assert!(out.batch.incidents.is_empty(), "an expired alarm opens nothing");
+    assert!(
+        metrics.encode().contains("reason=\"expired\""),
+        "counted by reason"
+    );
+    // Inside the retention: stored and evaluated.
+    let ok = level(&mut p, 3.0, T0 - 59 * MIN, T0);
+    assert_eq!(ok.batch.observations.len(), 1);
+    assert_eq!(ok.batch.incidents.len(), 1);
+}

@@ -102,6 +102,11 @@ fn configure_writer(conn: &Connection) -> Result<(), StoreError> {
         .ctx("set synchronous=FULL")?;
     conn.pragma_update(None, "foreign_keys", true)
         .ctx("enable foreign keys")?;
+    // Deleted content is overwritten with zeros, not left in free pages where the file
+    // would still hold it (a purged badge read back with the live key); the WAL is
+    // truncated after each erasure ([`wal::WalControl::truncate_after_erasure`]).
+    conn.pragma_update(None, "secure_delete", "ON")
+        .ctx("set secure_delete")?;
     // 64 MiB of page cache: the leaf pages of recently written (device, field) keys stay
     // hot, which keeps inserts spread over thousands of devices fast.
     conn.pragma_update(None, "cache_size", -65_536)

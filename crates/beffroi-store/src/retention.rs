@@ -201,6 +201,9 @@ pub(crate) fn purge(
         plan.technical.0,
     )?;
     report.remove("legal_holds", DataCategory::Technical, n);
+    if !report.is_empty() {
+        wal.truncate_after_erasure(conn);
+    }
     Ok(report)
 }
 
@@ -985,6 +988,9 @@ pub(crate) fn erase_subject(
         }
         tx.commit().ctx("commit erasure")?;
         wal.after_commit(conn);
+    }
+    if report != ErasureReport::default() {
+        wal.truncate_after_erasure(conn);
     }
     Ok(report)
 }

@@ -102,6 +102,9 @@ pub(crate) enum Mode {
     Restart,
     /// The background thread's last pass on a clean stop (truncate).
     Final,
+    /// The writer after deleting personal data (truncate: the deleted content must not
+    /// stay in the WAL file; waits for the background pass and briefly for readers).
+    Erase,
 }
 
 impl Mode {
@@ -109,7 +112,7 @@ impl Mode {
         match self {
             Mode::Background | Mode::Writer => "PRAGMA wal_checkpoint(PASSIVE)",
             Mode::Restart => "PRAGMA wal_checkpoint(RESTART)",
-            Mode::Final => "PRAGMA wal_checkpoint(TRUNCATE)",
+            Mode::Final | Mode::Erase => "PRAGMA wal_checkpoint(TRUNCATE)",
         }
     }
     fn label(self) -> &'static str {
@@ -117,11 +120,12 @@ impl Mode {
             Mode::Background => "passive",
             Mode::Writer => "writer",
             Mode::Restart | Mode::Final => "restart",
+            Mode::Erase => "erase",
         }
     }
     /// The writer's checkpoints never wait for the background pass: a commit is behind.
     fn waits(self) -> bool {
-        matches!(self, Mode::Background | Mode::Final)
+        matches!(self, Mode::Background | Mode::Final | Mode::Erase)
     }
 }
 
@@ -305,6 +309,31 @@ impl WalControl {
         }
     }
 }
+
+impl WalControl {
+    /// After a transaction that deleted or overwrote personal data (purge, erasure,
+    /// destroyed epochs): copies the WAL back and truncates it, so that the old content
+    /// leaves the WAL file as `secure_delete` makes it leave the database file. Waits up to
+    /// [`ERASE_WAIT`] for readers on old frames, and tries again on the next erasure if
+    /// they held on; whether the WAL is now empty is returned and counted.
+    pub(crate) fn truncate_after_erasure(&mut self, conn: &Connection) -> bool {
+        let _ = conn.busy_timeout(ERASE_WAIT);
+        let c = self.shared.checkpoint(conn, Mode::Erase);
+        let _ = conn.busy_timeout(self.busy_timeout);
+        self.previous_frames = 0;
+        let emptied = c.is_some_and(|c| c.complete()) && self.shared.file_bytes() == 0;
+        if !emptied {
+            tracing::warn!(
+                "the WAL could not be truncated after an erasure (a reader held old frames): \
+                 the next checkpoints overwrite them"
+            );
+        }
+        emptied
+    }
+}
+
+/// How long a truncation after an erasure waits for readers.
+const ERASE_WAIT: Duration = Duration::from_secs(2);
 
 const THREAD_NAME: &str = "beffroi-store-checkpoint";
 

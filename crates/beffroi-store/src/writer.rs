@@ -113,6 +113,9 @@ impl SqliteStore {
         }
         tx.commit().ctx("commit identity deletion")?;
         self.wal.after_commit(&self.conn);
+        if gone > 0 {
+            self.wal.truncate_after_erasure(&self.conn);
+        }
         Ok(gone)
     }
 
@@ -420,6 +423,7 @@ impl Store for SqliteStore {
             }
         }
         if total > 0 {
+            self.wal.truncate_after_erasure(&self.conn);
             tracing::info!(deleted = total, before = %before, "observations purged");
         }
         Ok(total)

@@ -599,6 +599,18 @@ async fn erasure_reaches_every_store_except_a_held_incident() {
     assert_eq!(report.held_incidents, vec![IncidentId(2)]);
     assert!(!r.has_value("a2", BADGE_PURGED));
     assert!(r.has_value("a1", BADGE_HELD));
+    // Gone from the files too: not left in the database's free pages (secure_delete), nor
+    // in old frames of its write-ahead log (truncated after the erasure). Read with the
+    // live key, either would give the value back.
+    for name in ["beffroi.db", "beffroi.db-wal"] {
+        let bytes = std::fs::read(r._dir.path().join(name)).unwrap_or_default();
+        assert!(
+            !bytes
+                .windows(BADGE_PURGED.len())
+                .any(|w| w == BADGE_PURGED.as_bytes()),
+            "{name} still holds the erased value"
+        );
+    }
     let (i1, log1) = r.incident(1).expect("kept, redacted");
     assert_eq!(i1.evidence, "badge=[effacé]");
     assert_eq!(log1[0].detail, "Badge [effacé] vu à l'entrée");

@@ -108,10 +108,13 @@ pub enum RejectReason {
     /// A personal or sensitive text value arrived and no pseudonymisation key is loaded: it
     /// is never stored in clear.
     NoPseudonymisationKey,
+    /// An event time older than its field's retention: it would be purged at the next
+    /// purge, so it is never stored (nor evaluated).
+    Expired,
 }
 
 impl RejectReason {
-    pub const ALL: [RejectReason; 15] = [
+    pub const ALL: [RejectReason; 16] = [
         RejectReason::Malformed,
         RejectReason::Oversized,
         RejectReason::UnknownDevice,
@@ -127,6 +130,7 @@ impl RejectReason {
         RejectReason::ImageRefused,
         RejectReason::TextTooLong,
         RejectReason::NoPseudonymisationKey,
+        RejectReason::Expired,
     ];
     pub fn as_str(self) -> &'static str {
         match self {
@@ -145,6 +149,7 @@ impl RejectReason {
             RejectReason::ImageRefused => "image_refused",
             RejectReason::TextTooLong => "text_too_long",
             RejectReason::NoPseudonymisationKey => "no_pseudonymisation_key",
+            RejectReason::Expired => "expired",
         }
     }
     /// Position in [`ALL`](Self::ALL) (the order of declaration): counters are indexed by it.
