@@ -1009,10 +1009,7 @@ impl Pipeline {
             return Ok(());
         };
         let kind = self.territory.device(o.device).kind;
-        let Some(limit) = keep
-            .get(kind.get())
-            .and_then(|k| k.get(o.field.get()))
-        else {
+        let Some(limit) = keep.get(kind.get()).and_then(|k| k.get(o.field.get())) else {
             return Ok(());
         };
         if o.time < received.minus(*limit) {

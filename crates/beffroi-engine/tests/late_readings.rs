@@ -155,7 +155,10 @@ fn a_reading_older_than_its_retention_is_refused_as_expired() {
         vec![beffroi_wire::RejectReason::Expired]
     );
     assert!(out.batch.observations.is_empty());
-    assert!(out.batch.incidents.is_empty(), "an expired alarm opens nothing");
+    assert!(
+        out.batch.incidents.is_empty(),
+        "an expired alarm opens nothing"
+    );
     assert!(
         metrics.encode().contains("reason=\"expired\""),
         "counted by reason"
