@@ -4,29 +4,12 @@
 //! pseudonyms before it reaches the engine, and the sealed values go to `identities`
 //! through the engine's writer.
 
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 
-use beffroi_privacy::{EpochKey, Pseudonymiser, scrub};
+use beffroi_privacy::{carries_identifier, scrub};
 
 use crate::AppState;
 use crate::error::{ApiError, ErrorCode};
-
-/// A throwaway key, only to tell whether a text carries an identifier when no key is
-/// loaded (its pseudonyms are never kept).
-static PROBE: LazyLock<Option<Pseudonymiser>> = LazyLock::new(|| {
-    let mut k = [0u8; 32];
-    for (i, b) in k.iter_mut().enumerate() {
-        *b = i as u8;
-    }
-    Pseudonymiser::new(vec![EpochKey::new(0, &k)])
-});
-
-/// Whether `text` holds something scrubbing would replace.
-fn carries_identifier(text: &str) -> bool {
-    PROBE
-        .as_ref()
-        .is_some_and(|p| !scrub(p, text).sealed.is_empty())
-}
 
 /// The longest free text accepted (a note, a log entry, a reason), in bytes.
 pub const MAX_FREE_TEXT: usize = 8 * 1024;

@@ -106,9 +106,9 @@ pub struct Pipeline {
     aggregates: beffroi_core::privacy::Aggregates,
     /// The territory's keys: personal text values become pseudonyms before anything else.
     pseudonymiser: Option<Arc<beffroi_privacy::Pseudonymiser>>,
-    /// Some kind of the territory has a personal or sensitive text field (else the
-    /// pseudonymisation step costs one branch per observation).
-    has_personal: bool,
+    /// Some kind of the territory has a text field (else the pseudonymisation and
+    /// scrubbing step costs one branch per observation).
+    has_text: bool,
     /// The latest evaluated event time of every series (idempotent evaluation).
     watermarks: crate::watermark::Watermarks,
     /// Per kind and field, how long its data is kept (`None`: not set, nothing refused):
@@ -129,10 +129,10 @@ impl Pipeline {
             Arc::clone(&territory),
             beffroi_sentinel::Config::default(),
         );
-        let has_personal = territory.kinds.iter().any(|k| {
+        let has_text = territory.kinds.iter().any(|k| {
             k.fields
                 .iter()
-                .any(|f| f.category.is_personal() && f.ty == beffroi_core::FieldType::Text)
+                .any(|f| f.ty == beffroi_core::FieldType::Text)
         });
         Pipeline {
             keep: None,
@@ -140,7 +140,7 @@ impl Pipeline {
             sentinel,
             aggregates: beffroi_core::privacy::Aggregates::default(),
             pseudonymiser: None,
-            has_personal,
+            has_text,
             base_rules: Arc::clone(&rules),
             events: EventBook::default(),
             eval: Evaluator::new(rules, Arc::clone(&territory), start),
@@ -172,19 +172,28 @@ impl Pipeline {
     /// queues the sealed value for `identities`. Without keys, the observation is refused:
     /// the detail names the field, never the value.
     fn pseudonymise(&self, o: &mut Observation, out: &mut Output) -> Result<(), Rejection> {
-        if !self.has_personal {
+        let Value::Text(raw) = &o.value else {
             return Ok(());
-        }
+        };
         let kind = self.territory.kind_of(o.device);
         let Some(spec) = kind.fields.get(o.field.get()) else {
             return Ok(());
         };
         if !spec.category.is_personal() {
-            return Ok(());
+            // A technical text (a status, a label) is free text all the same: what it
+            // carries of a person (a number, a plate typed into it) is scrubbed like a note.
+            let raw = raw.clone();
+            return self.scrub_technical(&raw, o, out).map_err(|()| {
+                Rejection::new(
+                    RejectReason::NoPseudonymisationKey,
+                    format!(
+                        "{}.{}: a technical text carrying a personal identifier, and no \
+                         pseudonymisation key is loaded",
+                        kind.id, spec.name
+                    ),
+                )
+            });
         }
-        let Value::Text(raw) = &o.value else {
-            return Ok(());
-        };
         let Some(p) = &self.pseudonymiser else {
             return Err(Rejection::new(
                 RejectReason::NoPseudonymisationKey,
@@ -205,6 +214,33 @@ impl Pipeline {
             sealed,
             seen: o.time,
         });
+        Ok(())
+    }
+
+    /// Scrubs a technical text value: identifiers become pseudonyms and their sealed values
+    /// go to `identities`. Without keys, `Err` when it carries one (the caller refuses it).
+    fn scrub_technical(&self, raw: &str, o: &mut Observation, out: &mut Output) -> Result<(), ()> {
+        let p = match &self.pseudonymiser {
+            Some(p) => Arc::clone(p),
+            None => {
+                return if beffroi_privacy::carries_identifier(raw) {
+                    Err(())
+                } else {
+                    Ok(())
+                };
+            }
+        };
+        let scrubbed = beffroi_privacy::scrub(&p, raw);
+        if scrubbed.sealed.is_empty() {
+            return Ok(());
+        }
+        o.value = Value::Text(scrubbed.text.as_str().into());
+        out.batch
+            .identities
+            .extend(scrubbed.sealed.into_iter().map(|sealed| StoredIdentity {
+                sealed,
+                seen: o.time,
+            }));
         Ok(())
     }
 
@@ -772,7 +808,7 @@ impl Pipeline {
     /// Accepts observations that are already validated (simulator, benchmarks).
     pub fn ingest_observation(&mut self, o: &Observation, received: Timestamp, out: &mut Output) {
         let sealed;
-        let o = if self.has_personal && matches!(o.value, Value::Text(_)) {
+        let o = if self.has_text && matches!(o.value, Value::Text(_)) {
             let mut p = o.clone();
             if let Err(rej) = self.pseudonymise(&mut p, out) {
                 self.reject(Source::Simulator, rej, received, out);

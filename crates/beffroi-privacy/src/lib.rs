@@ -20,4 +20,4 @@ mod scrub;
 pub use pseudonym::{
     EpochKey, PrivacyError, Pseudonym, Pseudonymiser, Sealed, normalise, parse_pseudonym,
 };
-pub use scrub::{Scrubbed, scrub};
+pub use scrub::{Scrubbed, carries_identifier, scrub};

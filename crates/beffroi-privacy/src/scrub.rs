@@ -127,6 +127,24 @@ fn is_word(c: Option<char>) -> bool {
     c.is_some_and(|c| c.is_alphanumeric() || c == '_')
 }
 
+/// A throwaway key, only to tell whether a text carries an identifier when no key is
+/// loaded (its pseudonyms are never kept).
+static PROBE: LazyLock<Option<Pseudonymiser>> = LazyLock::new(|| {
+    let mut k = [0u8; 32];
+    for (i, b) in k.iter_mut().enumerate() {
+        *b = i as u8;
+    }
+    Pseudonymiser::new(vec![crate::EpochKey::new(0, &k)])
+});
+
+/// Whether `text` holds something [`scrub`] would replace (for a caller without keys, which
+/// must then refuse the text rather than keep it in clear).
+pub fn carries_identifier(text: &str) -> bool {
+    PROBE
+        .as_ref()
+        .is_some_and(|p| !scrub(p, text).sealed.is_empty())
+}
+
 /// Replaces the identifiers in `text` by their pseudonyms (current epoch).
 pub fn scrub(p: &Pseudonymiser, text: &str) -> Scrubbed {
     // (start, end, what, raw value)

@@ -59,6 +59,10 @@ const SECRETS: &[&str] = &[
     "655443322",
     "001A2B3C4D5E",
     "marie.curie@example.fr",
+    // in a technical text field
+    "06 98 76 54 32",
+    "0698765432",
+    "+33698765432",
 ];
 
 struct Server {
@@ -328,7 +332,11 @@ fn no_personal_value_is_kept_in_clear_anywhere() {
             READER,
             json!({"badge": "BADGE-7731", "granted": true, "door_forced": false}),
         ),
-        (SMS, json!({"sender": "06 12 34 56 78", "topic": "voirie"})),
+        // The topic is technical text: a number typed into it is scrubbed all the same.
+        (
+            SMS,
+            json!({"sender": "06 12 34 56 78", "topic": "voirie, rappel au 06 98 76 54 32"}),
+        ),
         (
             SMS,
             json!({"sender": "+33 7 98 76 54 32", "topic": "bruit"}),
