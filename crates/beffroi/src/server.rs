@@ -181,6 +181,16 @@ async fn serve(
             "current_epoch": pseudonymiser.current_epoch(),
             "epochs_alive": alive,
             "epochs_destroyed": destroyed,
+            "destructions": epochs
+                .iter()
+                .filter(|e| !e.key_present)
+                .map(|e| serde_json::json!({
+                    "epoch": e.epoch,
+                    "at_ms": e.destroyed_at,
+                    "by": e.destroyed_by,
+                    "despite_hold": e.despite_hold,
+                }))
+                .collect::<Vec<_>>(),
             "identities_deleted": forgotten,
         }),
     );

@@ -3,8 +3,11 @@
 //!
 //! - One 32-byte random key file per epoch, `epoch-0001.key`, mode 0600, created
 //!   atomically (written to a temporary file, synced, renamed, folder synced).
-//! - `epochs.log` records, one line each, when an epoch was created and destroyed
-//!   (`<ms since the Unix epoch> created 1`); it never holds key bytes.
+//! - `epochs.log` records, one line each, when an epoch was created and destroyed, and by
+//!   whom (`<ms since the Unix epoch> destroyed 1 by=dpo-martin`, and `despite_hold=…` when
+//!   a legal hold was overridden); it never holds key bytes.
+//! - An epoch whose pseudonyms a legal hold may need (it was alive during a held incident's
+//!   window) is not destroyed, unless the destruction is forced with a recorded reason.
 //! - Destroying an epoch overwrites its file with zeros, syncs and unlinks it, then records
 //!   the destruction: its pseudonyms can no longer be linked to a value nor opened.
 //!   Destroying the current epoch starts a new one.
@@ -25,6 +28,10 @@ pub struct EpochStatus {
     /// Milliseconds since the Unix epoch.
     pub created_at: Option<i64>,
     pub destroyed_at: Option<i64>,
+    /// Who destroyed it (`by=` of its line; older lines have none).
+    pub destroyed_by: Option<String>,
+    /// The reason given to destroy it despite a legal hold.
+    pub despite_hold: Option<String>,
     /// The key file exists (the epoch is alive).
     pub key_present: bool,
 }
@@ -78,13 +85,22 @@ impl Vault {
     }
 
     fn record(&self, what: &str, epoch: u32) -> Result<()> {
+        self.record_with(what, epoch, &[])
+    }
+
+    /// Appends an event line; `extra` are `key=value` words (values without spaces).
+    fn record_with(&self, what: &str, epoch: u32, extra: &[(&str, String)]) -> Result<()> {
         let path = self.dir.join(LOG);
         let mut f = OpenOptions::new()
             .create(true)
             .append(true)
             .open(&path)
             .with_context(|| format!("cannot open {}", path.display()))?;
-        writeln!(f, "{} {what} {epoch}", now_ms())
+        let mut line = format!("{} {what} {epoch}", now_ms());
+        for (k, v) in extra {
+            line.push_str(&format!(" {k}={}", encode_word(v)));
+        }
+        writeln!(f, "{line}")
             .and_then(|()| f.sync_all())
             .with_context(|| format!("cannot write {}", path.display()))
     }
@@ -98,6 +114,8 @@ impl Vault {
                     epoch: e,
                     created_at: None,
                     destroyed_at: None,
+                    destroyed_by: None,
+                    despite_hold: None,
                     key_present: false,
                 })
                 .clone()
@@ -107,8 +125,14 @@ impl Vault {
             Ok(text) => {
                 for (n, line) in text.lines().enumerate() {
                     let parts: Vec<&str> = line.split_whitespace().collect();
-                    let [at, what, epoch] = parts.as_slice() else {
+                    let [at, what, epoch, extra @ ..] = parts.as_slice() else {
                         bail!("{}:{}: unreadable line", log.display(), n + 1);
+                    };
+                    let word = |key: &str| {
+                        extra
+                            .iter()
+                            .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
+                            .map(decode_word)
                     };
                     let (Ok(at), Ok(epoch)) = (at.parse::<i64>(), epoch.parse::<u32>()) else {
                         bail!("{}:{}: unreadable line", log.display(), n + 1);
@@ -117,7 +141,11 @@ impl Vault {
                     if let Some(s) = all.get_mut(&epoch) {
                         match *what {
                             "created" => s.created_at = Some(at),
-                            "destroyed" => s.destroyed_at = Some(at),
+                            "destroyed" => {
+                                s.destroyed_at = Some(at);
+                                s.destroyed_by = word("by");
+                                s.despite_hold = word("despite_hold");
+                            }
                             _ => bail!("{}:{}: unknown event `{what}`", log.display(), n + 1),
                         }
                     }
@@ -205,9 +233,13 @@ impl Vault {
         self.keys()
     }
 
-    /// Destroys an epoch's key: overwritten with zeros, synced, unlinked, then recorded.
-    /// Destroying the current epoch starts a new one (returned).
-    pub fn destroy(&self, epoch: u32) -> Result<Option<u32>> {
+    /// Destroys an epoch's key: overwritten with zeros, synced, unlinked, then recorded with
+    /// who did it (and why, when a legal hold was overridden). Destroying the current epoch
+    /// starts a new one (returned).
+    pub fn destroy(&self, epoch: u32, by: &str, despite_hold: Option<&str>) -> Result<Option<u32>> {
+        if by.trim().is_empty() {
+            bail!("say who destroys the key (--by NAME)");
+        }
         let status = self.status()?;
         let Some(s) = status.iter().find(|s| s.epoch == epoch && s.key_present) else {
             bail!("epoch {epoch} has no key in {}", self.dir.display());
@@ -229,7 +261,11 @@ impl Vault {
         }
         fs::remove_file(&path).with_context(|| format!("cannot remove {}", path.display()))?;
         sync_dir(&self.dir)?;
-        self.record("destroyed", epoch)?;
+        let mut extra = vec![("by", by.trim().to_string())];
+        if let Some(r) = despite_hold {
+            extra.push(("despite_hold", r.trim().to_string()));
+        }
+        self.record_with("destroyed", epoch, &extra)?;
         if current == Some(epoch) {
             return self.rotate().map(Some);
         }
@@ -263,10 +299,70 @@ enum KeysCommand {
     Rotate,
     /// Destroys an epoch's key for good: its pseudonyms can no longer be linked nor
     /// opened. Destroying the current epoch starts a new one.
+    ///
+    /// Refused while a legal hold may need the epoch's pseudonyms (the epoch was alive
+    /// during a held incident's window), unless `--despite-hold REASON`.
     Destroy {
         #[arg(long)]
         epoch: u32,
+        /// Who destroys it (recorded in `epochs.log` and, at the next start, the audit log).
+        #[arg(long)]
+        by: String,
+        /// Destroy it although a legal hold covers it; the reason is recorded.
+        #[arg(long)]
+        despite_hold: Option<String>,
     },
+}
+
+/// `%`-escapes spaces and `%` so that a value is one word of `epochs.log`.
+fn encode_word(v: &str) -> String {
+    v.replace('%', "%25")
+        .replace(' ', "%20")
+        .replace('\n', "%0A")
+}
+
+fn decode_word(v: &str) -> String {
+    v.replace("%20", " ")
+        .replace("%0A", "\n")
+        .replace("%25", "%")
+}
+
+/// The active legal holds whose incident window (an hour before it opened until it
+/// closed, or now) began after `created_at` of the epoch: the pseudonyms the hold keeps
+/// may be of that epoch. Read from the data folder's store, read-only.
+fn holds_covering(db: &Path, created_at: Option<i64>) -> Result<Vec<(i64, i64)>> {
+    if !db.exists() {
+        return Ok(Vec::new());
+    }
+    let conn =
+        rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .with_context(|| format!("cannot open {}", db.display()))?;
+    let now = now_ms();
+    let mut stmt = conn
+        .prepare(
+            "SELECT h.incident_id, h.until, coalesce(i.closed_at, ?1) FROM legal_holds h \
+             LEFT JOIN incidents i ON i.id = h.incident_id \
+             WHERE h.released_at IS NULL AND h.until > ?1",
+        )
+        .with_context(|| format!("cannot read the legal holds of {}", db.display()))?;
+    let rows = stmt
+        .query_map([now], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, i64>(2)?,
+            ))
+        })
+        .with_context(|| format!("cannot read the legal holds of {}", db.display()))?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (incident, until, window_end) = row.context("cannot read a legal hold")?;
+        // An epoch made after the held incident's window ended never sealed its values.
+        if created_at.is_none_or(|c| c <= window_end) {
+            out.push((incident, until));
+        }
+    }
+    Ok(out)
 }
 
 fn resolve_dir(args: &KeysArgs) -> Result<PathBuf> {
@@ -334,8 +430,33 @@ pub fn run(args: KeysArgs) -> Result<()> {
                 dir.display()
             );
         }
-        KeysCommand::Destroy { epoch } => {
-            let next = vault.destroy(epoch)?;
+        KeysCommand::Destroy {
+            epoch,
+            by,
+            despite_hold,
+        } => {
+            let Some(config) = &args.config else {
+                bail!("give --config: the legal holds in the data store are checked first");
+            };
+            let cfg = crate::setup::read_config(config)?;
+            let created = vault
+                .status()?
+                .iter()
+                .find(|s| s.epoch == epoch)
+                .and_then(|s| s.created_at);
+            let holds = holds_covering(&cfg.data_dir.join("beffroi.db"), created)?;
+            if !holds.is_empty() && despite_hold.as_deref().is_none_or(|r| r.trim().is_empty()) {
+                let list: Vec<String> = holds
+                    .iter()
+                    .map(|(i, until)| format!("incident {i} (until {})", show_time(Some(*until))))
+                    .collect();
+                bail!(
+                    "epoch {epoch} may hold pseudonyms a legal hold keeps: {}; release the \
+                     hold first, or give --despite-hold REASON (recorded)",
+                    list.join(", ")
+                );
+            }
+            let next = vault.destroy(epoch, &by, despite_hold.as_deref())?;
             println!("epoch {epoch} destroyed: its pseudonyms can no longer be linked nor opened");
             if let Some(n) = next {
                 println!("epoch {n} created (the destroyed epoch was the current one)");
@@ -375,13 +496,17 @@ mod tests {
         assert_eq!(v.rotate().expect("rotate"), 2);
         let sealed = p1.seal(Identifier::LicencePlate, plate);
         // Destroying epoch 1 (not current): 2 stays.
-        assert_eq!(v.destroy(1).expect("destroy"), None);
+        assert_eq!(v.destroy(1, "dpo", None).expect("destroy"), None);
         assert!(!file.exists());
         let p = v.pseudonymiser().expect("epoch 2");
         assert_eq!(p.epochs().collect::<Vec<_>>(), vec![2]);
         assert!(p.open(&sealed.pseudonym.0, &sealed.ciphertext).is_err());
         // Destroying the current epoch starts the next one.
-        assert_eq!(v.destroy(2).expect("destroy"), Some(3));
+        assert_eq!(
+            v.destroy(2, "dpo martin", Some("court order 12"))
+                .expect("destroy"),
+            Some(3)
+        );
         let st = v.status().expect("status");
         let alive: Vec<u32> = st
             .iter()
@@ -394,7 +519,20 @@ mod tests {
                 .filter(|s| s.epoch < 3)
                 .all(|s| s.destroyed_at.is_some())
         );
-        assert!(v.destroy(1).is_err(), "already destroyed");
+        assert!(v.destroy(1, "dpo", None).is_err(), "already destroyed");
+        assert!(v.destroy(3, " ", None).is_err(), "nobody");
+        let by: Vec<_> = st
+            .iter()
+            .map(|s| (s.destroyed_by.clone(), s.despite_hold.clone()))
+            .collect();
+        assert_eq!(
+            by,
+            vec![
+                (Some("dpo".into()), None),
+                (Some("dpo martin".into()), Some("court order 12".into())),
+                (None, None)
+            ]
+        );
         let log = fs::read_to_string(v.dir().join(LOG)).expect("log");
         assert_eq!(log.lines().count(), 5, "{log}");
     }

@@ -59,6 +59,10 @@ const SECRETS: &[&str] = &[
     "655443322",
     "001A2B3C4D5E",
     "marie.curie@example.fr",
+    // in a legal hold's justification
+    "06 44 55 66 77",
+    "0644556677",
+    "+33644556677",
     // in a technical text field
     "06 98 76 54 32",
     "0698765432",
@@ -494,6 +498,34 @@ fn no_personal_value_is_kept_in_clear_anywhere() {
         server.logs()
     );
 
+    // A legal hold on the fire incident (its justification quoting a phone number): epoch 1
+    // sealed the values it keeps, so destroying it is refused, then forced with a reason;
+    // the destruction names who did it.
+    let (st, v) = sup.post(
+        &format!("/api/v1/incidents/{incident}/hold"),
+        &json!({
+            "justification": "Réquisition du parquet, greffe joignable au 06 44 55 66 77",
+            "until": support::rfc3339(support::now_ms() + 30 * 86_400_000),
+        })
+        .to_string(),
+    );
+    assert_eq!(st, 200, "{v}");
+    let config = server.config().to_str().expect("utf-8").to_string();
+    let refused = Command::new(env!("CARGO_BIN_EXE_beffroi"))
+        .args(["privacy", "keys", "destroy", "--epoch", "1", "--by", "dpo"])
+        .args(["--config", &config])
+        .output()
+        .expect("run beffroi");
+    let why = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "destroyed under a hold");
+    assert!(
+        why.contains(&format!("incident {incident}")) && why.contains("--despite-hold"),
+        "{why}"
+    );
+    assert!(
+        dir.join("beffroi-keys/dijon-metropole/epoch-0001.key")
+            .exists()
+    );
     // Destroy epoch 1: the same plate gets an unrelated pseudonym, epoch 1's identities go.
     let out = beffroi(&[
         "privacy",
@@ -501,8 +533,12 @@ fn no_personal_value_is_kept_in_clear_anywhere() {
         "destroy",
         "--epoch",
         "1",
+        "--by",
+        "dpo",
+        "--despite-hold",
+        "the court released the evidence on 2026-12-01",
         "--config",
-        server.config().to_str().expect("utf-8"),
+        &config,
     ]);
     assert!(out.contains("epoch 2 created"), "{out}");
     assert!(
@@ -551,6 +587,10 @@ fn no_personal_value_is_kept_in_clear_anywhere() {
     assert!(
         contains(&audit, "\"epochs_destroyed\":[1]"),
         "the start after destruction is audited"
+    );
+    assert!(
+        contains(&audit, "\"by\":\"dpo\"") && contains(&audit, "the court released the evidence"),
+        "the destruction names its actor and the overridden hold's reason"
     );
     for f in [dir.join("data/beffroi.db"), dir.join("data/audit.sqlite")] {
         let found = leaks(&std::fs::read(&f).expect("read"));
