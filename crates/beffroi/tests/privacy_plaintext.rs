@@ -476,6 +476,16 @@ fn no_personal_value_is_kept_in_clear_anywhere() {
     }
     assert!(checked > 40, "{checked} GET answers checked");
 
+    // A legal hold on the fire incident, its justification quoting a phone number.
+    let (st, v) = sup.post(
+        &format!("/api/v1/incidents/{incident}/hold"),
+        &json!({
+            "justification": "Réquisition du parquet, greffe joignable au 06 44 55 66 77",
+            "until": support::rfc3339(support::now_ms() + 30 * 86_400_000),
+        })
+        .to_string(),
+    );
+    assert_eq!(st, 200, "{v}");
     // Restart (clean stop: the WAL is checkpointed), then every file and the debug log.
     server.stop();
     let mut files = Vec::new();
@@ -498,18 +508,8 @@ fn no_personal_value_is_kept_in_clear_anywhere() {
         server.logs()
     );
 
-    // A legal hold on the fire incident (its justification quoting a phone number): epoch 1
-    // sealed the values it keeps, so destroying it is refused, then forced with a reason;
-    // the destruction names who did it.
-    let (st, v) = sup.post(
-        &format!("/api/v1/incidents/{incident}/hold"),
-        &json!({
-            "justification": "Réquisition du parquet, greffe joignable au 06 44 55 66 77",
-            "until": support::rfc3339(support::now_ms() + 30 * 86_400_000),
-        })
-        .to_string(),
-    );
-    assert_eq!(st, 200, "{v}");
+    // The fire incident is held: epoch 1 sealed the values the hold keeps, so destroying
+    // it is refused, then forced with a reason; the destruction names who did it.
     let config = server.config().to_str().expect("utf-8").to_string();
     let refused = Command::new(env!("CARGO_BIN_EXE_beffroi"))
         .args(["privacy", "keys", "destroy", "--epoch", "1", "--by", "dpo"])
