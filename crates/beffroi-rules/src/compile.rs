@@ -46,6 +46,10 @@ struct RawRule {
     correlation: Option<RawCorrelation>,
     #[serde(default)]
     escalate: Vec<RawEscalate>,
+    /// The DPO's approval of a rule that reads a personal or sensitive field: who approved
+    /// it, when, under which reference. Without it such a rule is refused.
+    #[serde(default)]
+    dpo_approval: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -124,6 +128,17 @@ struct Cx<'a> {
     line: usize,
     rule: String,
     errors: &'a mut ConfigErrors,
+    /// This rule may read personal or sensitive fields (a deployment rule with the DPO's
+    /// approval; never an event's temporary rule, written through the API).
+    personal_allowed: bool,
+}
+
+/// Where rules come from: the deployment's `rules.toml` (a DPO may approve a rule on a
+/// personal field there) or an event's temporary rules (declared through the API: never).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Origin {
+    Deployment,
+    Event,
 }
 
 impl Cx<'_> {
@@ -139,6 +154,15 @@ impl Cx<'_> {
 
 /// Parses, validates and compiles rules against a territory. Reports every error found.
 pub fn parse(src: &SourceFile, territory: &Territory) -> Result<RuleSet, ConfigErrors> {
+    parse_from(src, territory, Origin::Deployment)
+}
+
+/// [`parse`], for rules of the given origin.
+pub fn parse_from(
+    src: &SourceFile,
+    territory: &Territory,
+    origin: Origin,
+) -> Result<RuleSet, ConfigErrors> {
     let file: File = toml::from_str(&src.text).map_err(|e| ConfigError::from_toml(src, &e))?;
     let mut errors = ConfigErrors::default();
     let mut rules = Vec::new();
@@ -151,6 +175,11 @@ pub fn parse(src: &SourceFile, territory: &Territory) -> Result<RuleSet, ConfigE
             line,
             rule: raw.id.clone(),
             errors: &mut errors,
+            personal_allowed: origin == Origin::Deployment
+                && raw
+                    .dpo_approval
+                    .as_deref()
+                    .is_some_and(|a| a.trim().chars().count() >= 10),
         };
         if !ids.insert(raw.id.clone()) {
             cx.err("id", "duplicate rule id");
@@ -492,6 +521,19 @@ fn condition(
         return None;
     };
     let spec = &k.fields[field.get()];
+    if spec.category.is_personal() && !cx.personal_allowed {
+        cx.err(
+            &format!("{at}.field"),
+            format!(
+                "`{}` is {}: a rule on it follows people; it needs the DPO's approval \
+                 (`dpo_approval = \"name, date, reference\"`, in rules.toml only, never in an \
+                 event's rules)",
+                spec.name,
+                spec.category.as_str()
+            ),
+        );
+        return None;
+    }
     let ops = [
         c.above.is_some(),
         c.below.is_some(),
@@ -561,6 +603,36 @@ fn condition(
     } else {
         None
     }?;
+    // A literal naming one person's pseudonym makes the rule a watchlist, approved or not.
+    if let Op::Equals(Value::Text(v)) | Op::NotEquals(Value::Text(v)) = &op
+        && looks_like_pseudonym(v)
+    {
+        cx.err(
+            at,
+            "compares with a pseudonym: a rule watching for one person is refused",
+        );
+        return None;
+    }
+    // A people count is shown only from the minimum group size on: a rule that fires on
+    // one exact count, or on a range narrower than a group, would print what is suppressed.
+    if spec.people_count {
+        let narrow = match op {
+            Op::Equals(_) | Op::NotEquals(_) => true,
+            Op::Between(a, b) | Op::Outside(a, b) => b - a < f64::from(MIN_GROUP_FLOOR),
+            _ => false,
+        };
+        if narrow {
+            cx.err(
+                at,
+                format!(
+                    "`{}` is a people count: compare it with above or below, or a range of at \
+                     least {MIN_GROUP_FLOOR} people, never one exact count",
+                    spec.name
+                ),
+            );
+            return None;
+        }
+    }
     // A threshold outside the physical range can never match.
     let (lo, hi) = (
         spec.min.unwrap_or(f64::NEG_INFINITY),
@@ -590,6 +662,26 @@ fn condition(
         field_name: spec.name.clone(),
         op,
     })
+}
+
+/// The narrowest range of people a rule may test (the default minimum group size).
+const MIN_GROUP_FLOOR: u32 = 10;
+
+/// `kind:epoch:hash` as the pseudonymiser writes it (kinds of identifier, a number, base32).
+fn looks_like_pseudonym(v: &str) -> bool {
+    let mut parts = v.trim().splitn(3, ':');
+    let (Some(kind), Some(epoch), Some(hash)) = (parts.next(), parts.next(), parts.next()) else {
+        return false;
+    };
+    matches!(
+        kind,
+        "plate" | "badge" | "mac" | "phone" | "email" | "name" | "id"
+    ) && !epoch.is_empty()
+        && epoch.bytes().all(|b| b.is_ascii_digit())
+        && hash.len() >= 16
+        && hash
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || (b'2'..=b'7').contains(&b))
 }
 
 pub(crate) fn index(rules: Vec<Rule>, t: &Territory) -> RuleSet {
@@ -815,6 +907,64 @@ above = 1.0
                 "{text}"
             );
         }
+    }
+
+    /// A rule on a personal field follows people: refused without the DPO's approval,
+    /// and always in an event's temporary rules; a literal pseudonym (a watchlist) is
+    /// refused even with it; a people count is never tested for one exact value or a range
+    /// narrower than a group.
+    #[test]
+    fn rules_that_follow_people_need_the_dpo_and_never_watch_one_person() {
+        let badge = |extra: &str, cond: &str| {
+            format!(
+                "[[rule]]\nid = \"b\"\ntitle = \"Badge\"\ncategory = \"intrusion\"\n\
+                 severity = \"major\"\nkind = \"alarm\"\n{extra}\n[rule.threshold]\n\
+                 field = \"badge\"\n{cond}\n"
+            )
+        };
+        let e = compile(&badge("", "not_equals = \"\"")).expect_err("no approval");
+        assert!(e.to_string().contains("needs the DPO's approval"), "{e}");
+        let approved = "dpo_approval = \"M. Martin (DPO), 2026-12-01, ref. AIPD-7\"";
+        assert!(compile(&badge(approved, "not_equals = \"\"")).is_ok());
+        let watch = badge(approved, "equals = \"badge:1:abcdefghijklmnopqrst\"");
+        let e = compile(&watch).expect_err("a watchlist");
+        assert!(e.to_string().contains("watching for one person"), "{e}");
+        // An event's rules cannot be approved: they are written through the API.
+        let e = parse_from(
+            &SourceFile::new("event", badge(approved, "not_equals = \"\"")),
+            &fixture::small(),
+            Origin::Event,
+        )
+        .expect_err("event rule on a personal field");
+        assert!(e.to_string().contains("needs the DPO's approval"), "{e}");
+
+        let mut t = fixture::small();
+        let level = t.kind_id("level").expect("level kind");
+        t.kinds[level.get()].fields.push(beffroi_core::FieldSpec {
+            people_count: true,
+            min: Some(0.0),
+            max: Some(100_000.0),
+            ..beffroi_core::FieldSpec::technical("occupancy", FieldType::Number)
+        });
+        let count = |cond: &str| {
+            parse(
+                &SourceFile::new(
+                    "rules.toml",
+                    format!(
+                        "[[rule]]\nid = \"c\"\ntitle = \"Foule\"\ncategory = \"crowd\"\n\
+                         severity = \"major\"\nkind = \"level\"\n[rule.threshold]\n\
+                         field = \"occupancy\"\n{cond}\n"
+                    ),
+                ),
+                &t,
+            )
+        };
+        for narrow in ["equals = 4.0", "not_equals = 4.0", "between = [3.0, 5.0]"] {
+            let e = count(narrow).expect_err(narrow);
+            assert!(e.to_string().contains("people count"), "{narrow}: {e}");
+        }
+        assert!(count("above = 500.0").is_ok());
+        assert!(count("between = [100.0, 500.0]").is_ok());
     }
 
     #[test]

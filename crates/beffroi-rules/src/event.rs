@@ -81,7 +81,7 @@ pub fn compile_event(
     let mut rules = Vec::new();
     if !event.rules.trim().is_empty() {
         let src = SourceFile::new(file, event.rules.to_string());
-        match crate::compile::parse(&src, t) {
+        match crate::compile::parse_from(&src, t, crate::compile::Origin::Event) {
             Ok(set) => {
                 let mask: Arc<[bool]> = mask.clone().into();
                 for mut r in set.rules {
