@@ -63,6 +63,8 @@ pub enum ErrorCode {
     /// 422: the text carries a personal identifier (plate, phone number…) and no
     /// pseudonymisation key is loaded to replace it: it is not stored.
     NoPseudonymisationKey,
+    /// 429: the caller unmasked as many values as allowed in 24 hours; the DPO is alerted.
+    UnmaskLimit,
 }
 
 impl ErrorCode {
@@ -85,6 +87,7 @@ impl ErrorCode {
             ErrorCode::NotInIncident => StatusCode::NOT_FOUND,
             ErrorCode::KeyDestroyed | ErrorCode::IdentityErased => StatusCode::GONE,
             ErrorCode::NoPseudonymisationKey => StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorCode::UnmaskLimit => StatusCode::TOO_MANY_REQUESTS,
         }
     }
     pub fn as_str(self) -> &'static str {
@@ -115,6 +118,7 @@ impl ErrorCode {
             ErrorCode::KeyDestroyed => "key_destroyed",
             ErrorCode::IdentityErased => "identity_erased",
             ErrorCode::NoPseudonymisationKey => "no_pseudonymisation_key",
+            ErrorCode::UnmaskLimit => "unmask_limit",
         }
     }
 }

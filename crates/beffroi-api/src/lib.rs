@@ -74,6 +74,8 @@ pub struct AppState {
     /// The read side of the audit log (the DPO's access log); `None` when the deployment
     /// has none (the access log then answers 503).
     pub audit_reader: Option<Arc<dyn beffroi_core::AuditReader>>,
+    /// How many values each caller unmasked in the last 24 hours.
+    pub unmask_budget: Arc<unmask::Budget>,
 }
 
 /// The default audit sink: each record is a structured `tracing` event on target `audit`.
@@ -158,6 +160,7 @@ impl AppState {
             privacy: Arc::new(beffroi_core::PrivacyPolicy::unconfigured()),
             pseudonymiser: None,
             audit_reader: None,
+            unmask_budget: Arc::new(unmask::Budget::default()),
         }
     }
 

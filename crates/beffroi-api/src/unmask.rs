@@ -112,12 +112,50 @@ pub fn occurs_in(pseudonym: &str, i: &Incident, log: &[LogEntry]) -> bool {
             .any(|e| !matches!(e.actor, beffroi_core::Actor::User(_)) && has(&e.detail))
 }
 
-/// The window of an incident's device observations that belong to it.
+/// The window of an incident's device observations that belong to it: from an hour before
+/// it opened until it was resolved (what a resolved incident's device reads afterwards is
+/// not the incident's, even while nobody has closed it), or closed, or now.
 pub fn window(i: &Incident, now: Timestamp) -> (Timestamp, Timestamp) {
     (
         Timestamp(i.opened_at.0 - BEFORE_OPENING_MS),
-        i.closed_at.unwrap_or(now),
+        i.resolved_at.or(i.closed_at).unwrap_or(now),
     )
+}
+
+/// Most values one caller may unmask in 24 hours; the next attempt is refused
+/// (`unmask_limit`) and recorded as `personal.unmask.limit` for the DPO.
+pub const DAILY_UNMASKS: usize = 20;
+const DAY_MS: i64 = 86_400_000;
+
+/// Unmaskings per caller in the last 24 hours (in memory: a restart forgets them, the
+/// audit log keeps every one).
+#[derive(Default)]
+pub struct Budget {
+    used: std::sync::Mutex<std::collections::HashMap<String, std::collections::VecDeque<i64>>>,
+}
+
+impl Budget {
+    /// Takes one unmasking for `who` at `now`, or says how many were used.
+    pub fn take(&self, who: &str, now: Timestamp) -> Result<(), usize> {
+        let mut used = self.used.lock().unwrap_or_else(|p| p.into_inner());
+        let q = used.entry(who.to_string()).or_default();
+        while q.front().is_some_and(|t| now.0 - *t >= DAY_MS) {
+            q.pop_front();
+        }
+        if q.len() >= DAILY_UNMASKS {
+            return Err(q.len());
+        }
+        q.push_back(now.0);
+        Ok(())
+    }
+
+    /// Gives back an unmasking that did not reveal anything (refused further on).
+    pub fn give_back(&self, who: &str) {
+        let mut used = self.used.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(q) = used.get_mut(who) {
+            q.pop_back();
+        }
+    }
 }
 
 fn refuse(code: ErrorCode, reason: String, detail: serde_json::Value) -> Response {
@@ -147,7 +185,7 @@ fn no_store(resp: &mut Response) {
     security(("bearer" = [])))]
 pub async fn unmask(
     State(s): State<AppState>,
-    _c: Caller,
+    c: Caller,
     Path(id): Path<u64>,
     body: Result<Json<UnmaskRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
@@ -194,6 +232,31 @@ pub async fn unmask(
     // Find the pseudonym in the incident, then its sealed value.
     let reader = Arc::clone(&s.reader);
     let now = s.engine.clock.now();
+    // The volume is bounded per caller; reaching the bound alerts the DPO (the audit log's
+    // `personal.unmask.limit`, which the DPO's access log lists).
+    if let Err(used) = s.unmask_budget.take(&c.principal.name, now) {
+        s.audit.record(beffroi_core::AuditRecord {
+            at_ms: crate::routes::wall_ms(),
+            actor: c.principal.name.clone(),
+            action: "personal.unmask.limit".into(),
+            target: Some(id.to_string()),
+            outcome: beffroi_core::AuditOutcome::Denied,
+            detail: serde_json::json!({"unmasked_in_24h": used, "limit": DAILY_UNMASKS})
+                .to_string(),
+        });
+        tracing::warn!(
+            unmasked_in_24h = used,
+            "unmasking limit reached: refused, recorded for the DPO"
+        );
+        return refuse(
+            ErrorCode::UnmaskLimit,
+            format!(
+                "{used} values unmasked in 24 hours, the most allowed: ask the DPO (this \
+                 attempt is recorded)"
+            ),
+            detail,
+        );
+    }
     let p = pseudonym.to_string();
     let found = blocking(move || {
         let Some((i, log)) = reader
@@ -220,6 +283,7 @@ pub async fn unmask(
     let identity = match found {
         Ok(Some(identity)) => identity,
         Ok(None) => {
+            s.unmask_budget.give_back(&c.principal.name);
             return refuse(
                 ErrorCode::NotInIncident,
                 format!("the pseudonym does not occur in incident {id}"),

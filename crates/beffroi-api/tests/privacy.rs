@@ -266,6 +266,15 @@ async fn unmask_harness() -> Unmask {
                 ),
             ),
             incident(&t, 2, readers[1], "door_forced = true"),
+            // Resolved before the badge was read (never closed): the read is not its own.
+            {
+                let mut i = incident(&t, 3, readers[1], "door_forced = true");
+                i.incident.opened_at = Timestamp(NOW - 2_000_000);
+                i.incident.resolved_at = Some(Timestamp(NOW - 1_000_000));
+                i.incident.status = Status::Resolved;
+                i.incident.condition_active = false;
+                i
+            },
         ],
         observations: vec![StoredObservation {
             device: readers[1],
@@ -633,4 +642,50 @@ async fn counts_below_the_minimum_group_never_leave_the_server() {
         "{small_incident}"
     );
     drop(h.engine);
+}
+
+/// The window of an incident's observations ends when it is resolved: a badge read by its
+/// device afterwards is not its own, even while nobody has closed it. And the volume is
+/// bounded: the 21st unmasking in 24 hours is refused and recorded for the DPO.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unmasking_is_bounded_in_time_and_in_volume() {
+    let u = unmask_harness().await;
+    let h = &u.h;
+    let post = |role, id: u64, p: &str| {
+        let b = json!({"pseudonym": p, "purpose": "incident_response", "justification": WHY});
+        async move {
+            h.call(
+                Method::POST,
+                &format!("/api/v1/incidents/{id}/unmask"),
+                role,
+                Some(b),
+            )
+            .await
+        }
+    };
+    let r = post(Role::Supervisor, 3, &u.badge).await;
+    assert_eq!(r.status, 404, "read after the resolution: {}", r.body);
+    assert_eq!(r.body["error"]["code"], "not_in_incident");
+    let r = post(Role::Supervisor, 2, &u.badge).await;
+    assert_eq!(r.status, 200, "still open: {}", r.body);
+    h.audit.take();
+
+    for n in 0..beffroi_api::unmask::DAILY_UNMASKS {
+        let r = post(Role::Dpo, 1, &u.plate).await;
+        assert_eq!(r.status, 200, "unmasking {n}: {}", r.body);
+    }
+    let r = post(Role::Dpo, 1, &u.plate).await;
+    assert_eq!(r.status, 429, "{}", r.body);
+    assert_eq!(r.body["error"]["code"], "unmask_limit");
+    assert!(r.body.get("value").is_none());
+    let a = h.audit.take();
+    let alert = a
+        .iter()
+        .find(|r| r.action == "personal.unmask.limit")
+        .expect("the limit is recorded for the DPO");
+    assert_eq!(alert.outcome, AuditOutcome::Denied);
+    assert!(alert.actor.ends_with(&tok(Role::Dpo)), "{}", alert.actor);
+    // Another caller has a budget of its own.
+    let r = post(Role::Supervisor, 1, &u.plate).await;
+    assert_eq!(r.status, 200, "{}", r.body);
 }
