@@ -7,7 +7,11 @@
 //!   server: below the minimum group size it becomes `null` with `"suppressed": true`
 //!   (the console prints "< 10"). Titles, evidence and event occupancies are suppressed
 //!   where they are made (`beffroi_rules::Evaluator`, `beffroi_engine::events`), with the
-//!   same rule ([`beffroi_core::privacy::Aggregates::shown`]).
+//!   same rule ([`beffroi_core::privacy::Aggregates::shown`]);
+//! - with **complementary suppression**: a zone's total is withheld too when the counts its
+//!   counters' own pages withhold add up to less than the minimum group size (one hidden
+//!   counter of 4 in a zone of 250: the total minus the shown counters would give the 4
+//!   back). See [`zone_total`].
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -47,6 +51,27 @@ pub fn people_count(a: &Aggregates, count: f64) -> PeopleCount {
             suppressed: true,
         },
     }
+}
+
+/// A zone's total for one bucket, given each counter's highest count in it: shown only
+/// when the total is, and the counters' hidden counts (those their own pages withhold) are
+/// none or add up to the minimum group size at least — otherwise the total minus the shown
+/// counters would give a withheld figure back.
+pub fn zone_total(a: &Aggregates, counts: &[f64]) -> PeopleCount {
+    let total: f64 = counts.iter().sum();
+    let hidden: Vec<f64> = counts
+        .iter()
+        .copied()
+        .filter(|n| a.shown(*n).is_none())
+        .collect();
+    let hidden_sum: f64 = hidden.iter().sum();
+    if !hidden.is_empty() && a.shown(hidden_sum).is_none() {
+        return PeopleCount {
+            value: None,
+            suppressed: true,
+        };
+    }
+    people_count(a, total)
 }
 
 /// Whether a field of a device's kind counts people.
@@ -160,7 +185,7 @@ pub async fn crowd(
     blocking(move || {
         // (zone key) → bucket → (sum, counters)
         type Key = (Option<usize>, usize);
-        let mut zones: BTreeMap<Key, BTreeMap<Timestamp, (f64, usize)>> = BTreeMap::new();
+        let mut zones: BTreeMap<Key, BTreeMap<Timestamp, Vec<f64>>> = BTreeMap::new();
         for (i, dev) in t.devices.iter().enumerate() {
             let d = DeviceIdx(i as u32);
             if !t.kind(dev.kind).fields.iter().any(|f| f.people_count) {
@@ -184,9 +209,7 @@ pub async fn crowd(
             let in_range: Vec<_> = obs.into_iter().filter(|o| o.time <= to).collect();
             let entry = zones.entry(key).or_default();
             for (b, _, n) in device_buckets(&t, &a, &in_range) {
-                let slot = entry.entry(b).or_insert((0.0, 0));
-                slot.0 += n;
-                slot.1 += 1;
+                entry.entry(b).or_default().push(n);
             }
         }
         let zones = zones
@@ -203,10 +226,10 @@ pub async fn crowd(
                     commune: commune.id.to_string(),
                     buckets: buckets
                         .into_iter()
-                        .map(|(b, (sum, counters))| CrowdBucketDto {
+                        .map(|(b, counts)| CrowdBucketDto {
                             start: b.to_string(),
-                            count: people_count(&a, sum),
-                            counters,
+                            count: zone_total(&a, &counts),
+                            counters: counts.len(),
                         })
                         .collect(),
                 }
@@ -226,6 +249,28 @@ pub async fn crowd(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A zone's total never gives back a count the counters' pages withhold: not one
+    /// hidden counter, not two whose sum is below the group size.
+    #[test]
+    fn a_zone_total_is_withheld_when_it_would_reveal_a_withheld_count() {
+        let a = Aggregates::default();
+        let shown = |c: &[f64]| zone_total(&a, c).value;
+        assert_eq!(shown(&[250.0, 4.0]), None, "250 + 4: 254 − 250 gives 4");
+        assert_eq!(shown(&[250.0, 3.0, 4.0]), None, "the hidden pair adds to 7");
+        assert_eq!(
+            shown(&[250.0, 6.0, 7.0]),
+            Some(263.0),
+            "the hidden pair adds to 13"
+        );
+        assert_eq!(shown(&[250.0, 40.0]), Some(290.0), "nothing hidden");
+        assert_eq!(shown(&[5.0]), None);
+        assert_eq!(
+            shown(&[250.0, 0.0]),
+            None,
+            "a hidden zero is a withheld figure too"
+        );
+    }
 
     #[test]
     fn suppression_is_null_and_flagged() {
