@@ -582,6 +582,31 @@ impl IncidentBook {
 }
 
 impl IncidentBook {
+    /// Closes, as the system, every incident resolved for `after` or longer at `now`
+    /// (processing time) that nobody closed: a resolved incident is done with, and only a
+    /// closed one follows the retention of closed records. Changes come in id order.
+    pub fn close_resolved(&mut self, after: Duration, now: Timestamp) -> Vec<IncidentChange> {
+        let mut due: Vec<IncidentId> = self
+            .by_id
+            .values()
+            .filter(|i| {
+                i.status == Status::Resolved && i.resolved_at.is_some_and(|r| now.since(r) >= after)
+            })
+            .map(|i| i.id)
+            .collect();
+        due.sort_unstable();
+        let mut changes = Vec::new();
+        for id in due {
+            if let Ok(mut change) = self.act(id, &IncidentAction::Close, &Actor::System, now) {
+                for e in &mut change.log {
+                    e.detail = format!("resolved for {} without being closed", human(after));
+                }
+                changes.push(change);
+            }
+        }
+        changes
+    }
+
     /// Reminders and escalations due at `now` (processing time): an incident still `new`
     /// `remind_after` its opening gets a `reminder` log entry, `escalate_after` its opening
     /// an `escalated_to_supervisor` one. Each happens once per incident. Changes come in
@@ -815,6 +840,36 @@ mod tests {
             escalate_after: Some(Duration::from_mins(5)),
         };
         p
+    }
+
+    /// A resolved incident nobody closes is closed by the system after the delay (then it
+    /// leaves the book and follows the retention of closed records); an open one is not.
+    #[test]
+    fn resolved_incidents_nobody_closes_are_closed_after_the_delay() {
+        let t = fixture::small();
+        let clock = SimClock::new(Timestamp(0));
+        let mut b = book();
+        let id = b
+            .apply_alarm(&alarm(AlarmKind::Raise, Severity::Major, 0), &t)
+            .expect("opens")
+            .incident
+            .id;
+        let day = Duration::from_mins(24 * 60);
+        clock.advance(Duration::from_mins(10));
+        assert!(b.close_resolved(day, clock.now()).is_empty(), "still open");
+        b.act(id, &IncidentAction::Resolve, &Actor::System, clock.now())
+            .expect("resolves");
+        clock.advance(Duration::from_mins(24 * 60 - 1));
+        assert!(b.close_resolved(day, clock.now()).is_empty(), "not yet");
+        clock.advance(Duration::from_mins(1));
+        let c = b.close_resolved(day, clock.now());
+        assert_eq!(c.len(), 1);
+        assert_eq!(c[0].incident.status, Status::Closed);
+        assert_eq!(c[0].incident.closed_at, Some(clock.now()));
+        assert_eq!(&*c[0].log[0].action, "closed");
+        assert_eq!(c[0].log[0].actor, Actor::System);
+        assert_eq!(c[0].log[0].detail, "resolved for 24h without being closed");
+        assert!(b.get(id).is_none(), "a closed incident leaves the book");
     }
 
     #[test]

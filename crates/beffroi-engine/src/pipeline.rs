@@ -114,6 +114,8 @@ pub struct Pipeline {
     /// Per kind and field, how long its data is kept (`None`: not set, nothing refused):
     /// an observation already older than that is refused as `expired`.
     keep: Option<Vec<Vec<beffroi_core::Duration>>>,
+    /// Incidents resolved this long ago and never closed are closed by the system.
+    close_resolved_after: Option<beffroi_core::Duration>,
 }
 
 impl Pipeline {
@@ -136,6 +138,7 @@ impl Pipeline {
         });
         Pipeline {
             keep: None,
+            close_resolved_after: None,
             watermarks: crate::watermark::Watermarks::new(&territory),
             sentinel,
             aggregates: beffroi_core::privacy::Aggregates::default(),
@@ -871,6 +874,16 @@ impl Pipeline {
         for change in self.book.tick_escalation(&self.escalation, now) {
             self.record(change, now, out);
         }
+        if let Some(after) = self.close_resolved_after {
+            for change in self.book.close_resolved(after, now) {
+                self.record(change, now, out);
+            }
+        }
+    }
+
+    /// Closes incidents resolved this long ago that nobody closed (`None`: never).
+    pub fn set_close_resolved_after(&mut self, after: Option<beffroi_core::Duration>) {
+        self.close_resolved_after = after;
     }
 
     /// An operator action on an incident.

@@ -45,6 +45,9 @@ pub struct EngineConfig {
     /// Retention of technical observations (event time), overriding the privacy policy's
     /// `technical_observations` (the `retention` key of `beffroi.toml`); `None`: the policy's.
     pub retention: Option<beffroi_core::Duration>,
+    /// Incidents resolved this long ago that nobody closed are closed by the system, so
+    /// that they are purged like the others (`None`: never).
+    pub close_resolved_after: Option<beffroi_core::Duration>,
     /// Retention per data category and the register's activities (`privacy.toml`).
     pub privacy: Arc<beffroi_core::PrivacyPolicy>,
     /// How often (engine clock) the retention purge runs; `None`: never on its own
@@ -114,6 +117,7 @@ impl Default for EngineConfig {
             batch_max: 2048,
             tick: std::time::Duration::from_millis(500),
             retention: None,
+            close_resolved_after: None,
             privacy: Arc::new(beffroi_core::PrivacyPolicy::unconfigured()),
             purge_every: Some(beffroi_core::Duration::from_mins(10)),
             exports_dir: None,
@@ -555,6 +559,7 @@ impl Blueprint {
         pipeline.restore_replay_windows(&r.windows);
         pipeline.set_security_config(cfg.security.clone());
         pipeline.set_aggregates(cfg.privacy.aggregates);
+        pipeline.set_close_resolved_after(cfg.close_resolved_after);
         pipeline.set_retention(
             &cfg.privacy,
             cfg.retention

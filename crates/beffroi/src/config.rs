@@ -14,6 +14,9 @@ struct Raw {
     deployment: PathBuf,
     #[serde(default)]
     retention: Option<String>,
+    /// Incidents resolved this long ago that nobody closed are closed (default 24h; "off").
+    #[serde(default)]
+    close_resolved_after: Option<String>,
     #[serde(default)]
     mqtt: Option<RawMqtt>,
     #[serde(default)]
@@ -214,6 +217,10 @@ pub struct MqttSettings {
     pub reconnect_max: Option<std::time::Duration>,
 }
 
+/// How long a resolved incident may stay unclosed before the system closes it.
+pub const DEFAULT_CLOSE_RESOLVED_AFTER: beffroi_core::Duration =
+    beffroi_core::Duration::from_mins(24 * 60);
+
 #[derive(Debug)]
 pub struct Config {
     pub listen: String,
@@ -223,6 +230,8 @@ pub struct Config {
     /// Retention of technical observations, overriding `privacy.toml`'s
     /// `technical_observations`; every other store follows `privacy.toml`.
     pub retention: Option<beffroi_core::Duration>,
+    /// `close_resolved_after` (`None`: "off").
+    pub close_resolved_after: Option<beffroi_core::Duration>,
     pub mqtt: Option<MqttSettings>,
     pub console: beffroi_console::Settings,
     pub audit: AuditSettings,
@@ -395,7 +404,15 @@ impl Config {
                 max_connections: h.max_connections,
             },
         };
+        let close_resolved_after = match raw.close_resolved_after.as_deref() {
+            Some("off") => None,
+            Some(v) => Some(parse_duration(v).map_err(|e| {
+                ConfigError::new(src.path.clone(), None, Some("close_resolved_after"), e)
+            })?),
+            None => Some(DEFAULT_CLOSE_RESOLVED_AFTER),
+        };
         Ok(Config {
+            close_resolved_after,
             keys_dir: raw.privacy.and_then(|p| p.keys_dir).map(|p| base.join(p)),
             http,
             listen: raw.listen,

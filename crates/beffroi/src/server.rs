@@ -21,6 +21,8 @@ pub struct RunOptions {
     pub listen: String,
     pub data_dir: PathBuf,
     pub retention: Option<Duration>,
+    /// Incidents resolved this long ago and never closed are closed by the system.
+    pub close_resolved_after: Option<Duration>,
     pub clock: Arc<dyn Clock>,
     /// Scenarios to loop in-process (demo), with background first.
     pub simulate: bool,
@@ -220,6 +222,7 @@ async fn serve(
             // `retention` of beffroi.toml: technical observations only; the rest follows
             // privacy.toml.
             retention: opts.retention,
+            close_resolved_after: opts.close_resolved_after,
             privacy: Arc::new(dep.privacy.clone()),
             exports_dir: Some(opts.data_dir.join("exports")),
             staff_roles: Arc::new(auth.staff_roles()),
