@@ -670,6 +670,24 @@ def build_devices(t: Territory):
                 t.add_device(site, "camera_health", i + 1)
 
 
+# What each field means, from Beffroi's closed set of semantic types (required on kinds that
+# observe public space; given everywhere, as a town would).
+FIELD_SEMANTIC = {
+    ("water_level", "level_m"): "water_level", ("rain_gauge", "rain_mm_h"): "rainfall",
+    ("fire_panel", "fire"): "fire_alarm", ("fire_panel", "fault"): "status",
+    ("intrusion_panel", "intrusion"): "intrusion_alarm", ("intrusion_panel", "armed"): "status",
+    ("access_reader", "door_forced"): "door_state", ("access_reader", "granted"): "access_decision",
+    ("access_reader", "badge"): "badge", ("smoke_detector", "smoke"): "smoke",
+    ("smoke_detector", "battery_pct"): "battery", ("temperature", "temp_c"): "temperature",
+    ("road_surface", "surface_temp_c"): "temperature", ("road_surface", "air_temp_c"): "temperature",
+    ("road_surface", "humidity_pct"): "humidity", ("people_counter", "occupancy"): "people_count",
+    ("camera_health", "online"): "online", ("camera_health", "tamper"): "tamper",
+    ("camera_health", "fps"): "frame_rate", ("camera_health", "firmware"): "firmware",
+    ("parking_barrier", "plate"): "licence_plate", ("parking_barrier", "entry"): "vehicle_passage",
+    ("alert_line", "sender"): "phone_number", ("alert_line", "topic"): "report_topic",
+}
+
+
 def assign_dev_euis(t: Territory):
     seen = set()
     for dev in t.devices:
@@ -708,7 +726,9 @@ def write_territory(t: Territory, out: Path):
         parts.append("\n" + table("[[kind]]", {"id": kid, "label": label, "heartbeat": hb,
                                                 **KIND_PRIVACY.get(kid, {})}))
         for fname, ftype, unit, lo, hi, cat in fields:
-            parts.append(table("[[kind.field]]", {"name": fname, "unit": unit, "type": ftype,
+            parts.append(table("[[kind.field]]", {"name": fname,
+                                                  "semantic": FIELD_SEMANTIC[(kid, fname)],
+                                                  "unit": unit, "type": ftype,
                                                   "min": lo, "max": hi, "category": cat,
                                                   "max_step_per_minute":
                                                   MAX_STEP_PER_MINUTE.get((kid, fname)),

@@ -38,7 +38,8 @@ pub use privacy::PrivacyPolicy;
 pub use security::{SecuritySignal, Trust};
 pub use territory::{
     Commune, CommuneIdx, DataCategory, Device, DeviceIdx, DeviceKind, FieldIdx, FieldSpec,
-    FieldType, Identifier, KindIdx, Signing, Site, SiteIdx, SiteKind, Territory, Zone, ZoneIdx,
+    FieldType, Identifier, KindIdx, Semantic, Signing, Site, SiteIdx, SiteKind, Territory, Zone,
+    ZoneIdx,
 };
 pub use time::{Clock, Duration, SimClock, Timestamp};
 pub use unit::{Unit, UnitBoard, UnitError, UnitKind, UnitSpec, UnitStatus};

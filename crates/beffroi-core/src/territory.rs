@@ -142,6 +142,127 @@ pub struct FieldSpec {
     /// A count of people (`people_count = true`): kept and shown only as aggregates per
     /// zone and time bucket, suppressed below the minimum group size.
     pub people_count: bool,
+    /// What the field means, from the closed set of [`Semantic`] (`semantic`): required
+    /// for the fields of a kind that observes public space, unless declared.
+    pub semantic: Option<Semantic>,
+    /// A field of a public-space kind outside the closed set, declared with what it is and
+    /// why it is needed (`declared`): the register shows it, `beffroi check` reports it.
+    pub declared: Option<Arc<str>>,
+}
+
+/// What a field of a kind that observes public space may mean: a closed set. Anything
+/// else must be declared (and is shown in the register), so that a camera's new field
+/// cannot quietly start collecting something the town never decided to collect.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Semantic {
+    WaterLevel,
+    Flow,
+    Rainfall,
+    Temperature,
+    Humidity,
+    Wind,
+    AirQuality,
+    NoiseLevel,
+    Smoke,
+    FireAlarm,
+    IntrusionAlarm,
+    DoorState,
+    PeopleCount,
+    VehicleCount,
+    VehiclePassage,
+    ParkingOccupancy,
+    AccessDecision,
+    LicencePlate,
+    Badge,
+    PhoneNumber,
+    ReportTopic,
+    Online,
+    Tamper,
+    Battery,
+    Signal,
+    FrameRate,
+    Firmware,
+    Status,
+}
+
+impl Semantic {
+    pub const ALL: [Semantic; 28] = [
+        Semantic::WaterLevel,
+        Semantic::Flow,
+        Semantic::Rainfall,
+        Semantic::Temperature,
+        Semantic::Humidity,
+        Semantic::Wind,
+        Semantic::AirQuality,
+        Semantic::NoiseLevel,
+        Semantic::Smoke,
+        Semantic::FireAlarm,
+        Semantic::IntrusionAlarm,
+        Semantic::DoorState,
+        Semantic::PeopleCount,
+        Semantic::VehicleCount,
+        Semantic::VehiclePassage,
+        Semantic::ParkingOccupancy,
+        Semantic::AccessDecision,
+        Semantic::LicencePlate,
+        Semantic::Badge,
+        Semantic::PhoneNumber,
+        Semantic::ReportTopic,
+        Semantic::Online,
+        Semantic::Tamper,
+        Semantic::Battery,
+        Semantic::Signal,
+        Semantic::FrameRate,
+        Semantic::Firmware,
+        Semantic::Status,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Semantic::WaterLevel => "water_level",
+            Semantic::Flow => "flow",
+            Semantic::Rainfall => "rainfall",
+            Semantic::Temperature => "temperature",
+            Semantic::Humidity => "humidity",
+            Semantic::Wind => "wind",
+            Semantic::AirQuality => "air_quality",
+            Semantic::NoiseLevel => "noise_level",
+            Semantic::Smoke => "smoke",
+            Semantic::FireAlarm => "fire_alarm",
+            Semantic::IntrusionAlarm => "intrusion_alarm",
+            Semantic::DoorState => "door_state",
+            Semantic::PeopleCount => "people_count",
+            Semantic::VehicleCount => "vehicle_count",
+            Semantic::VehiclePassage => "vehicle_passage",
+            Semantic::ParkingOccupancy => "parking_occupancy",
+            Semantic::AccessDecision => "access_decision",
+            Semantic::LicencePlate => "licence_plate",
+            Semantic::Badge => "badge",
+            Semantic::PhoneNumber => "phone_number",
+            Semantic::ReportTopic => "report_topic",
+            Semantic::Online => "online",
+            Semantic::Tamper => "tamper",
+            Semantic::Battery => "battery",
+            Semantic::Signal => "signal",
+            Semantic::FrameRate => "frame_rate",
+            Semantic::Firmware => "firmware",
+            Semantic::Status => "status",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Semantic> {
+        Semantic::ALL.into_iter().find(|x| x.as_str() == s)
+    }
+
+    /// The identifier a field of this meaning carries, if it names a person.
+    pub fn identifier(self) -> Option<Identifier> {
+        match self {
+            Semantic::LicencePlate => Some(Identifier::LicencePlate),
+            Semantic::Badge => Some(Identifier::Badge),
+            Semantic::PhoneNumber => Some(Identifier::PhoneNumber),
+            _ => None,
+        }
+    }
 }
 
 impl FieldSpec {
@@ -158,6 +279,8 @@ impl FieldSpec {
             identifier: None,
             purpose: None,
             people_count: false,
+            semantic: None,
+            declared: None,
         }
     }
 }
@@ -514,6 +637,8 @@ pub mod fixture {
                     identifier: None,
                     purpose: None,
                     people_count: false,
+                    semantic: None,
+                    declared: None,
                 }],
             })
             .expect("fresh id");

@@ -251,6 +251,23 @@ Généré par Beffroi à partir de la configuration le {}.</p>\n",
         }
         o.push_str("</section>\n");
     }
+    if !r.declared_fields.is_empty() {
+        o.push_str(
+            "<h2>Champs déclarés hors de la liste fermée</h2>\n<p>Ces champs de capteurs \
+observant l’espace public n’ont pas de signification dans la liste fermée de Beffroi ; la \
+collectivité a déclaré ce qu’ils sont et pourquoi ils sont nécessaires.</p>\n<ul>",
+        );
+        for d in &r.declared_fields {
+            let _ = write!(
+                o,
+                "<li><code>{}.{}</code> : {}</li>",
+                escape(&d.kind),
+                escape(&d.field),
+                escape(&d.declaration)
+            );
+        }
+        o.push_str("</ul>\n");
+    }
     if !r.unassigned.is_empty() {
         o.push_str("<h2>Données personnelles sans activité</h2>");
         data_table(&mut o, &r.unassigned);

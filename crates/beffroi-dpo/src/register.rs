@@ -29,7 +29,18 @@ pub struct Register {
     pub unassigned: Vec<DataItem>,
     /// What makes the register incomplete (empty when complete).
     pub problems: Vec<Problem>,
+    /// Fields of kinds observing public space whose meaning is outside Beffroi's closed
+    /// set, with what the town declared they are and why.
+    pub declared_fields: Vec<DeclaredField>,
     pub summary: Summary,
+}
+
+/// A field declared outside the closed set of meanings.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct DeclaredField {
+    pub kind: String,
+    pub field: String,
+    pub declaration: String,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -591,6 +602,19 @@ pub fn build(
         activities,
         unassigned,
         problems,
+        declared_fields: t
+            .kinds
+            .iter()
+            .flat_map(|k| {
+                k.fields.iter().filter_map(|f| {
+                    f.declared.as_ref().map(|d| DeclaredField {
+                        kind: k.id.to_string(),
+                        field: f.name.to_string(),
+                        declaration: d.to_string(),
+                    })
+                })
+            })
+            .collect(),
         summary,
     }
 }

@@ -238,3 +238,28 @@ fn the_notice_of_a_public_camera_names_controller_purpose_retention_and_dpo() {
     let index = html::notices_index(&t.name, &all);
     assert!(index.contains(&format!("{}.html", notice::file_stem(&all[0].device))));
 }
+
+/// A field of a public-space kind declared outside the closed set of meanings is in the
+/// register, with what the town declared, escaped; the demo declares none.
+#[test]
+fn a_declared_field_is_shown_in_the_register() {
+    let (mut t, p) = demo();
+    assert!(
+        register::build(&t, &p, RECORD_FIELDS, NOW)
+            .declared_fields
+            .is_empty()
+    );
+    let counter = t.kind_id("people_counter").expect("people_counter");
+    t.kinds[counter.get()].fields.push(beffroi_core::FieldSpec {
+        declared: Some("the lane a visitor <entered> by, to size the gates".into()),
+        ..beffroi_core::FieldSpec::technical("lane", beffroi_core::FieldType::Text)
+    });
+    let r = register::build(&t, &p, RECORD_FIELDS, NOW);
+    assert_eq!(r.declared_fields.len(), 1);
+    assert_eq!(r.declared_fields[0].kind, "people_counter");
+    assert_eq!(r.declared_fields[0].field, "lane");
+    let page = html::register(&r);
+    assert!(page.contains("Champs déclarés hors de la liste fermée"));
+    assert!(page.contains("<code>people_counter.lane</code>"));
+    assert!(page.contains("&lt;entered&gt;"), "escaped");
+}

@@ -3,8 +3,8 @@ use std::sync::Arc;
 
 use beffroi_core::geo::ring_centre;
 use beffroi_core::{
-    Commune, DataCategory, Device, DeviceKind, FieldSpec, FieldType, Identifier, Point, Signing,
-    Site, SiteKind, Territory, Zone,
+    Commune, DataCategory, Device, DeviceKind, FieldSpec, FieldType, Identifier, Point, Semantic,
+    Signing, Site, SiteKind, Territory, Zone,
 };
 use serde::Deserialize;
 use toml::Spanned;
@@ -99,6 +99,12 @@ struct FieldRaw {
     purpose: Option<String>,
     #[serde(default)]
     people_count: bool,
+    /// What the field means (a closed set); required on kinds that observe public space.
+    #[serde(default)]
+    semantic: Option<String>,
+    /// Outside the closed set: what the field is and why it is needed.
+    #[serde(default)]
+    declared: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -516,7 +522,71 @@ fn load_kinds(src: &SourceFile, t: &mut Territory, errors: &mut ConfigErrors) {
                 );
                 continue;
             }
+            let semantic = match f.semantic.as_deref() {
+                None => None,
+                Some(x) => match Semantic::parse(x) {
+                    Some(m) => Some(m),
+                    None => {
+                        let all: Vec<_> = Semantic::ALL.iter().map(|m| m.as_str()).collect();
+                        cx.err(
+                            fat,
+                            "field.semantic",
+                            format!(
+                                "unknown semantic type `{x}` (one of: {}; or declare the field \
+                                 with `declared = \"what it is and why\"`)",
+                                all.join(", ")
+                            ),
+                        );
+                        continue;
+                    }
+                },
+            };
+            let declared = f
+                .declared
+                .as_deref()
+                .map(str::trim)
+                .filter(|d| !d.is_empty());
+            if declared.is_some_and(|d| d.chars().count() < 20) {
+                cx.err(
+                    fat,
+                    "field.declared",
+                    "say what the field is and why it is needed (20 characters at least)",
+                );
+                continue;
+            }
+            if k.public_space && semantic.is_none() && declared.is_none() {
+                cx.err(
+                    fat,
+                    "field.semantic",
+                    format!(
+                        "field `{}` of a kind observing public space has no meaning from the \
+                         closed set: give `semantic` (`beffroi check` lists them), or declare it \
+                         with `declared = \"what it is and why\"` (the register shows it)",
+                        f.name
+                    ),
+                );
+                continue;
+            }
+            if let Some(m) = semantic {
+                let consistent = (m == Semantic::PeopleCount) == f.people_count
+                    && m.identifier().is_none_or(|i| identifier == Some(i));
+                if !consistent {
+                    cx.err(
+                        fat,
+                        "field.semantic",
+                        format!(
+                            "`{}` does not fit the field: people_count goes with \
+                             `people_count = true`, licence_plate, badge and phone_number with \
+                             the same `identifier`",
+                            m.as_str()
+                        ),
+                    );
+                    continue;
+                }
+            }
             fields.push(FieldSpec {
+                semantic,
+                declared: declared.map(Into::into),
                 name: f.name.as_str().into(),
                 unit: f.unit.as_deref().map(Into::into),
                 ty,
@@ -931,6 +1001,64 @@ mod tests {
         let mut f = files("");
         f[1] = SourceFile::new("kinds.toml", kinds);
         f
+    }
+
+    /// A kind that observes public space takes each field's meaning from the closed set,
+    /// or declares it: a new field nobody decided on is refused, with file, line and field.
+    #[test]
+    fn public_space_fields_need_a_meaning_from_the_closed_set_or_a_declaration() {
+        let kind = |field: &str| {
+            format!(
+                "[[kind]]\nid = \"counter\"\nlabel = \"C\"\npublic_space = true\n\
+                 [[kind.field]]\nname = \"occupancy\"\nsemantic = \"people_count\"\n\
+                 type = \"number\"\ncategory = \"technical\"\npeople_count = true\n\
+                 [[kind.field]]\n{field}\ntype = \"text\"\ncategory = \"technical\"\n"
+            )
+        };
+        // A name no word list knows (a walking-pattern vector under another name).
+        let e = load(&with_kinds(&kind("name = \"stride_vector\"")))
+            .expect_err("no meaning")
+            .to_string();
+        assert!(
+            e.contains("kinds.toml:")
+                && e.contains("`field.semantic`")
+                && e.contains("public space"),
+            "{e}"
+        );
+        let e = load(&with_kinds(&kind("name = \"x\"\nsemantic = \"face\"")))
+            .expect_err("not in the set")
+            .to_string();
+        assert!(e.contains("unknown semantic type `face`"), "{e}");
+        let e = load(&with_kinds(&kind("name = \"x\"\ndeclared = \"a note\"")))
+            .expect_err("too short a declaration")
+            .to_string();
+        assert!(e.contains("`field.declared`"), "{e}");
+        // People counts and identifiers must fit their meaning.
+        let e = load(&with_kinds(&kind(
+            "name = \"x\"\nsemantic = \"people_count\"",
+        )))
+        .expect_err("people_count on a text")
+        .to_string();
+        assert!(e.contains("does not fit"), "{e}");
+        let t = load(&with_kinds(&kind(
+            "name = \"firmware\"\nsemantic = \"firmware\"",
+        )))
+        .expect("in the set");
+        assert_eq!(
+            t.kinds[0].fields[1].semantic,
+            Some(beffroi_core::Semantic::Firmware)
+        );
+        let t = load(&with_kinds(&kind(
+            "name = \"lane\"\ndeclared = \"the lane a vehicle took, to size the barrier queue\"",
+        )))
+        .expect("declared");
+        assert!(t.kinds[0].fields[1].declared.is_some());
+        // A kind that does not observe public space needs neither.
+        let t = load(&with_kinds(
+            "[[kind]]\nid = \"panel\"\nlabel = \"P\"\n[[kind.field]]\nname = \"fire\"\ntype = \"bool\"\ncategory = \"technical\"\n",
+        ))
+        .expect("not public space");
+        assert!(t.kinds[0].fields[0].semantic.is_none());
     }
 
     /// Prohibited data: refused with the reason, file, line and field, whatever the

@@ -86,6 +86,8 @@ fn territory(devices: usize) -> Result<Territory> {
                 identifier: None,
                 purpose: None,
                 people_count: false,
+                semantic: None,
+                declared: None,
             }],
         })
         .map_err(|e| anyhow!(e))?;

@@ -283,6 +283,12 @@ fn check(dir: &std::path::Path) -> ExitCode {
             // in an activity.
             let register = privacy_cmd::register_of(&dep);
             println!("{}", register.summary.line());
+            for d in &register.declared_fields {
+                println!(
+                    "note: `{}.{}` observes public space with a meaning outside the closed set, declared as: {} (shown in the register)",
+                    d.kind, d.field, d.declaration
+                );
+            }
             if dep.privacy.activities.is_empty() {
                 println!(
                     "note: no privacy.toml: the register is not configured (Beffroi's own records still hold staff names and notes; see docs/privacy.md)"
