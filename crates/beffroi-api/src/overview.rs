@@ -196,7 +196,11 @@ pub async fn handover(
                 .then(a.opened_at.cmp(&b.opened_at))
         });
         let mut log = reader
-            .log_since(since, MAX_HANDOVER_LOG)
+            .log_since(
+                since,
+                MAX_HANDOVER_LOG,
+                &beffroi_engine::store::Visibility::everything(),
+            )
             .map_err(store_err)?;
         // Keep the lines of the incidents the caller may see.
         let mut ids: Vec<IncidentId> = log.iter().map(|e| e.incident).collect();

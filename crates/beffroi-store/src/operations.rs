@@ -8,7 +8,8 @@ use beffroi_core::crisis::{
 };
 use beffroi_core::{Incident, IncidentId, Territory, Timestamp, Unit, UnitStatus};
 use beffroi_engine::StoreError;
-use beffroi_engine::store::{HandoverEntry, StoredUnit};
+use beffroi_engine::store::{HandoverEntry, StoredUnit, Visibility};
+use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, Transaction, params, params_from_iter};
 use serde_json::json;
 
@@ -310,19 +311,25 @@ pub(crate) fn incidents_by_id(
 
 pub(crate) fn log_since(
     conn: &Connection,
+    t: &Territory,
     since: Timestamp,
     limit: usize,
+    visible: &Visibility,
     skipped: &Skipped,
 ) -> Result<Vec<HandoverEntry>, StoreError> {
-    let mut stmt = conn
-        .prepare_cached(
-            "SELECT l.at, l.actor, l.action, l.detail, l.incident_id, i.title \
-             FROM incident_log l JOIN incidents i ON i.id = l.incident_id \
-             WHERE l.at >= ?1 ORDER BY l.at DESC, l.id DESC LIMIT ?2",
-        )
-        .ctx("prepare log since")?;
+    let mut clauses = vec!["l.at >= ?".to_string()];
+    let mut args = vec![SqlValue::Integer(since.0)];
+    crate::queries::visibility_clauses(t, visible, "i.", &mut clauses, &mut args);
+    args.push(SqlValue::Integer(limit_to_sql(limit)));
+    let sql = format!(
+        "SELECT l.at, l.actor, l.action, l.detail, l.incident_id, i.title \
+         FROM incident_log l JOIN incidents i ON i.id = l.incident_id \
+         WHERE {} ORDER BY l.at DESC, l.id DESC LIMIT ?",
+        clauses.join(" AND ")
+    );
+    let mut stmt = conn.prepare_cached(&sql).ctx("prepare log since")?;
     let rows = stmt
-        .query_map(params![since.0, limit_to_sql(limit)], |r| {
+        .query_map(params_from_iter(args), |r| {
             Ok((
                 LogRow::read(r)?,
                 r.get::<_, i64>(4)?,

@@ -135,7 +135,9 @@ impl StoreReader for SqliteReader {
         &self,
         since: Timestamp,
         limit: usize,
+        visible: &beffroi_engine::store::Visibility,
     ) -> Result<Vec<beffroi_engine::store::HandoverEntry>, StoreError> {
-        crate::operations::log_since(&self.pool.get(), since, limit, &self.skipped)
+        let t = self.territory();
+        crate::operations::log_since(&self.pool.get(), &t, since, limit, visible, &self.skipped)
     }
 }
