@@ -147,7 +147,7 @@ fn no_store(resp: &mut Response) {
     security(("bearer" = [])))]
 pub async fn unmask(
     State(s): State<AppState>,
-    _c: Caller,
+    c: Caller,
     Path(id): Path<u64>,
     body: Result<Json<UnmaskRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
@@ -193,13 +193,11 @@ pub async fn unmask(
     }
     // Find the pseudonym in the incident, then its sealed value.
     let reader = Arc::clone(&s.reader);
+    let incidents = c.incidents(&s);
     let now = s.engine.clock.now();
     let p = pseudonym.to_string();
     let found = blocking(move || {
-        let Some((i, log)) = reader
-            .incident_with_log(IncidentId(id))
-            .map_err(store_err)?
-        else {
+        let Some((i, log)) = incidents.with_log(IncidentId(id)).map_err(store_err)? else {
             return Ok(None);
         };
         let mut inside = occurs_in(&p, &i, &log);
