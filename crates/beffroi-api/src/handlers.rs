@@ -942,3 +942,51 @@ pub async fn stream(
     let stream = futures::StreamExt::take_until(stream, s.shutdown.cancelled_owned());
     Sse::new(stream).keep_alive(KeepAlive::default())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::foreign_device;
+    use beffroi_core::Timestamp;
+    use beffroi_core::territory::fixture;
+    use beffroi_wire::Format;
+
+    #[test]
+    fn a_payload_posted_for_a_device_may_name_only_that_device() {
+        let t = fixture::small();
+        let g1 = t.device_id("g1").expect("g1");
+        let g2 = t.device_id("g2").expect("g2");
+        let now = Timestamp(1_800_000_000_000);
+        let check = |d, f, p: &[u8]| foreign_device(&t, d, f, p, now);
+        // Plain JSON: the record's `device`, or the path's when absent.
+        let other = br#"{"device": "g2", "values": {"level_m": 1.0}}"#;
+        assert_eq!(check(g1, Format::Json, other), Some("g2".into()));
+        let mixed =
+            br#"[{"values": {"level_m": 1.0}}, {"device": "g2", "values": {"level_m": 2.0}}]"#;
+        assert_eq!(check(g1, Format::Json, mixed), Some("g2".into()));
+        assert_eq!(
+            check(g1, Format::Json, br#"{"values": {"level_m": 1.0}}"#),
+            None
+        );
+        let unknown = br#"{"device": "nowhere", "values": {"level_m": 1.0}}"#;
+        assert_eq!(check(g1, Format::Json, unknown), Some("nowhere".into()));
+        // ChirpStack names the device by its devEui (g1's).
+        let uplink =
+            br#"{"deviceInfo": {"devEui": "0011223344556677"}, "object": {"level_m": 2.5}}"#;
+        assert_eq!(check(g1, Format::Chirpstack, uplink), None);
+        assert_eq!(
+            check(g2, Format::Chirpstack, uplink),
+            Some("devEui 0011223344556677".into())
+        );
+        // A signed envelope names its device.
+        let key = [7u8; beffroi_wire::signed::KEY_LEN];
+        let body = br#"[{"n": "level_m", "v": 1.0}]"#;
+        let sealed = beffroi_wire::signed::seal("g2", 1, &key, body);
+        assert_eq!(check(g1, Format::Senml, &sealed), Some("g2".into()));
+        let own = beffroi_wire::signed::seal("g1", 1, &key, body);
+        assert_eq!(check(g1, Format::Senml, &own), None);
+        // SenML names are fields of the path's device; what does not decode is left to the
+        // ingest (which rejects it).
+        assert_eq!(check(g1, Format::Senml, body), None);
+        assert_eq!(check(g1, Format::Json, b"not json"), None);
+    }
+}
