@@ -328,7 +328,9 @@ async fn object_of(
             let reader = Arc::clone(&s.reader);
             let found = handlers::blocking(move || {
                 reader
-                    .incidents_by_id(&[IncidentId(n)])
+                    // Every incident: the guard tells missing from out of scope (only
+                    // the latter is audited as a denial), then answers both the same.
+                    .incidents_by_id(&[IncidentId(n)], &Visibility::everything())
                     .map_err(handlers::store_err)
             })
             .await?;

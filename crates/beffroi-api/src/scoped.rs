@@ -1,9 +1,9 @@
 //! Every read of incidents by a handler goes through [`Incidents`]: the store reader bound to
 //! the caller's [`Visibility`], which the guard computed once for the request
-//! ([`crate::Caller::incidents`]). Lists carry the visibility into the store's query (a page is
-//! full, and only of what the caller may see); reads by id keep the visible incidents and
-//! count the others, so that a nested list (a unit's missions, a crisis' incidents, its log
-//! and report, a live event) can say "n hidden" without naming them.
+//! ([`crate::Caller::incidents`]). Every store query made here carries the visibility (a page
+//! is full, and only of what the caller may see); reads by id count the ids left out, so that
+//! a nested list (a unit's missions, a crisis' incidents, its log and report, a live event)
+//! can say "n hidden" without naming them.
 //!
 //! The module is the only one of the crate that calls the incident reads of
 //! [`StoreReader`]; `tests/access_walk.rs` fails when another one does (the guard's lookup of
@@ -64,8 +64,8 @@ impl Incidents {
         if unique.is_empty() {
             return Ok(Nested::default());
         }
-        let mut visible = self.reader.incidents_by_id(&unique)?;
-        visible.retain(|i| self.visible.sees_incident(i));
+        // The visibility is part of the store's query.
+        let visible = self.reader.incidents_by_id(&unique, &self.visible)?;
         Ok(Nested {
             hidden: unique.len() - visible.len(),
             visible,
@@ -82,10 +82,7 @@ impl Incidents {
         &self,
         id: IncidentId,
     ) -> Result<Option<(Incident, Vec<LogEntry>)>, StoreError> {
-        Ok(self
-            .reader
-            .incident_with_log(id)?
-            .filter(|(i, _)| self.visible.sees_incident(i)))
+        self.reader.incident_with_log(id, &self.visible)
     }
 
     /// Log lines of the visible incidents written since `since` (the newest `limit`, oldest

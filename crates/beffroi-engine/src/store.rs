@@ -308,9 +308,11 @@ pub trait Store: Send + 'static {
 /// Reads, safe to call concurrently with the writer (blocking: use `spawn_blocking`).
 pub trait StoreReader: Send + Sync + 'static {
     fn incidents(&self, q: &IncidentQuery) -> Result<Vec<Incident>, StoreError>;
+    /// The incident with its log, `None` when it does not exist or `visible` does not see it.
     fn incident_with_log(
         &self,
         id: IncidentId,
+        visible: &Visibility,
     ) -> Result<Option<(Incident, Vec<LogEntry>)>, StoreError>;
     /// Most recent observations of a device, newest first.
     fn observations(
@@ -322,8 +324,13 @@ pub trait StoreReader: Send + Sync + 'static {
     fn observation_count(&self) -> Result<u64, StoreError>;
     /// Most recent rejections, newest first.
     fn rejections(&self, limit: usize) -> Result<Vec<StoredRejection>, StoreError>;
-    /// The incidents with these ids (closed ones included), in id order.
-    fn incidents_by_id(&self, ids: &[IncidentId]) -> Result<Vec<Incident>, StoreError>;
+    /// The incidents with these ids that `visible` sees (closed ones included), in id order;
+    /// the visibility is part of the query.
+    fn incidents_by_id(
+        &self,
+        ids: &[IncidentId],
+        visible: &Visibility,
+    ) -> Result<Vec<Incident>, StoreError>;
     /// Log lines of the incidents `visible` sees written at or after `since`, oldest first;
     /// the newest `limit` when there are more (the visibility is part of the query).
     fn log_since(

@@ -284,18 +284,23 @@ pub(crate) fn incidents_by_id(
     conn: &Connection,
     t: &Territory,
     ids: &[IncidentId],
+    visible: &Visibility,
     skipped: &Skipped,
 ) -> Result<Vec<Incident>, StoreError> {
     let mut out = SkipList::new();
     // In chunks, far below SQLite's parameter limit.
     for chunk in ids.chunks(500) {
         let marks = vec!["?"; chunk.len()].join(", ");
-        let sql =
-            format!("SELECT {INCIDENT_COLUMNS} FROM incidents WHERE id IN ({marks}) ORDER BY id");
-        let args = chunk
+        let mut clauses = vec![format!("id IN ({marks})")];
+        let mut args = chunk
             .iter()
-            .map(|i| id_to_sql(*i))
+            .map(|i| id_to_sql(*i).map(SqlValue::Integer))
             .collect::<Result<Vec<_>, _>>()?;
+        crate::queries::visibility_clauses(t, visible, "", &mut clauses, &mut args);
+        let sql = format!(
+            "SELECT {INCIDENT_COLUMNS} FROM incidents WHERE {} ORDER BY id",
+            clauses.join(" AND ")
+        );
         let mut stmt = conn.prepare(&sql).ctx("prepare incidents by id")?;
         let rows = stmt
             .query_map(params_from_iter(args), IncidentRow::read)

@@ -229,9 +229,11 @@ pub(crate) fn incident_with_log(
     conn: &mut Connection,
     t: &Territory,
     id: IncidentId,
+    visible: &Visibility,
 ) -> Result<Option<(Incident, Vec<LogEntry>)>, StoreError> {
     let tx = conn.transaction().ctx("begin read")?;
-    let Some(incident) = incident(&tx, t, id)? else {
+    // One row: the rule is applied to it before its log is read.
+    let Some(incident) = incident(&tx, t, id)?.filter(|i| visible.sees_incident(i)) else {
         return Ok(None);
     };
     let sql =

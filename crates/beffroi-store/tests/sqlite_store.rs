@@ -182,7 +182,7 @@ fn incident_round_trips_with_procedure_and_log() {
     );
 
     let (read, entries) = reader
-        .incident_with_log(IncidentId(7))
+        .incident_with_log(IncidentId(7), &Visibility::everything())
         .expect("read")
         .expect("present");
     assert_eq!(read, worked);
@@ -195,7 +195,9 @@ fn incident_round_trips_with_procedure_and_log() {
     expected.extend(later);
     assert_eq!(entries, expected);
     assert_eq!(
-        reader.incident_with_log(IncidentId(99)).expect("read"),
+        reader
+            .incident_with_log(IncidentId(99), &Visibility::everything())
+            .expect("read"),
         None
     );
 }
@@ -321,6 +323,31 @@ fn visibility_is_part_of_the_query_so_a_page_is_full() {
             .map(|e| e.incident.0)
             .collect()
     };
+    // Reads by id apply it too.
+    let all = [IncidentId(1), IncidentId(2), IncidentId(3)];
+    let by_id = |v: &Visibility| -> Vec<u64> {
+        reader
+            .incidents_by_id(&all, v)
+            .expect("by id")
+            .iter()
+            .map(|i| i.id.0)
+            .collect()
+    };
+    assert_eq!(by_id(&no_cyber), vec![1]);
+    assert_eq!(by_id(&Visibility::everything()), vec![1, 2, 3]);
+    assert!(by_id(&Visibility::nothing()).is_empty());
+    assert!(
+        reader
+            .incident_with_log(IncidentId(2), &no_cyber)
+            .expect("read")
+            .is_none()
+    );
+    assert!(
+        reader
+            .incident_with_log(IncidentId(1), &no_cyber)
+            .expect("read")
+            .is_some()
+    );
     assert_eq!(
         handover(&no_cyber, 1),
         vec![1],
@@ -527,7 +554,9 @@ fn reopening_the_file_keeps_everything() {
     assert_eq!(store.max_incident_id().expect("max"), IncidentId(3));
     assert_eq!(store.active_incidents().expect("active"), vec![inc.clone()]);
     assert_eq!(
-        reader.incident_with_log(IncidentId(3)).expect("read"),
+        reader
+            .incident_with_log(IncidentId(3), &Visibility::everything())
+            .expect("read"),
         Some((inc, vec![entry]))
     );
     assert_eq!(reader.observation_count().expect("count"), 5);
@@ -620,7 +649,7 @@ fn rows_that_no_longer_fit_the_territory_are_reported_not_panicked_on() {
         Err(StoreError::Inconsistent(_))
     ));
     assert!(matches!(
-        reader.incident_with_log(IncidentId(1)),
+        reader.incident_with_log(IncidentId(1), &Visibility::everything()),
         Err(StoreError::Inconsistent(_))
     ));
     assert_eq!(store.active_incidents().expect("active"), vec![]);
@@ -808,7 +837,7 @@ fn operations_survive_a_reopen_units_crises_escalation_and_handover_log() {
                 .is_empty()
         );
         let by_id = reader
-            .incidents_by_id(&[IncidentId(1), IncidentId(9)])
+            .incidents_by_id(&[IncidentId(1), IncidentId(9)], &Visibility::everything())
             .expect("by id");
         assert_eq!(by_id.len(), 1);
         let since = reader
