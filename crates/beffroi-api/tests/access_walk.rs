@@ -1296,7 +1296,7 @@ async fn a_crisis_its_log_and_its_report_pass_the_incident_visibility() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn stream_payloads_of_units_pass_the_incident_visibility() {
+async fn stream_payloads_of_units_and_crises_pass_the_incident_visibility() {
     use futures::StreamExt;
     let h = harness().await;
     let admin = token(Role::Administrator, true);
@@ -1342,6 +1342,40 @@ async fn stream_payloads_of_units_pass_the_incident_visibility() {
         assert_eq!(u["hidden_missions"], 1, "{u}");
     }
     assert!(!text.contains("walk 2"), "{text}");
+
+    // A's crisis (id 1) follows A's incidents, the cyber one too: its events count it as
+    // hidden for the operator of A, and do not count it among the incidents shown.
+    comment(&h, 3, "cyber").await;
+    let crisis = async {
+        loop {
+            let last = text
+                .split("\n\n")
+                .filter(|e| e.contains("event: crisis"))
+                .filter_map(|e| e.lines().find_map(|l| l.strip_prefix("data: ")))
+                .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+                .find(|c| {
+                    c["id"] == 1
+                        && c["incident_count"].as_u64().unwrap_or(0)
+                            + c["hidden_incidents"].as_u64().unwrap_or(0)
+                            == 2
+                });
+            if let Some(c) = last {
+                return c;
+            }
+            let Some(Ok(chunk)) = body.next().await else {
+                panic!("the stream ended: {text}");
+            };
+            text.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    };
+    let c = tokio::time::timeout(std::time::Duration::from_secs(20), crisis)
+        .await
+        .expect("a crisis event after the cyber incident changed");
+    assert_eq!(
+        (c["incident_count"].clone(), c["hidden_incidents"].clone()),
+        (json!(1), json!(1)),
+        "{c}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1467,7 +1501,8 @@ async fn out_of_scope_and_missing_objects_answer_the_same() {
     let b_device = t.device(first_device_in(&t, B)).id.to_string();
     let op_a = token(Role::Operator, false);
     let tech_a = token(Role::Technician, false);
-    let cases: [(Method, String, String, &str, Option<Value>); 7] = [
+    let sup_a = token(Role::Supervisor, false);
+    let cases: [(Method, String, String, &str, Option<Value>); 9] = [
         (
             Method::GET,
             "/api/v1/incidents/2".into(),
@@ -1517,6 +1552,20 @@ async fn out_of_scope_and_missing_objects_answer_the_same() {
             "/api/v1/devices/no-such-device/observations?format=json".into(),
             &tech_a,
             Some(json!({"values": {"x": 1}})),
+        ),
+        (
+            Method::POST,
+            "/api/v1/units/pm-chenove-1/status".into(),
+            "/api/v1/units/no-such-unit/status".into(),
+            &sup_a,
+            Some(json!({"status": "available"})),
+        ),
+        (
+            Method::GET,
+            "/api/v1/crises/2/report".into(),
+            "/api/v1/crises/999/report".into(),
+            &op_a,
+            None,
         ),
     ];
     for (method, hidden, missing, tok, body) in cases {
