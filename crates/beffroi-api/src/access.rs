@@ -7,8 +7,14 @@
 //!
 //! Pure: no I/O, no clock. The HTTP side ([`crate::routes`]) asks [`Principal::scope_for`]
 //! and [`Scope::sees`] / [`Scope::covers`].
+//!
+//! Which *incidents* a caller may see is one value, [`Visibility`], computed once per request
+//! by [`Principal::visibility`]: the communes of its `incident.read` grants and, for the
+//! category `cyber`, those where it also holds `incident.cyber`. The same value is evaluated
+//! in memory (nested incidents, live events) and pushed into the store's queries (lists).
 
 use beffroi_core::CommuneIdx;
+pub use beffroi_engine::store::{CYBER, Visibility};
 
 /// What may be done. Names are stable (the console hides actions by them).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -378,6 +384,26 @@ impl Scope {
         }
     }
 
+    /// The communes both scopes hold.
+    pub fn intersect(&self, other: &Scope) -> Scope {
+        match (self, other) {
+            (Scope::Nothing, _) | (_, Scope::Nothing) => Scope::Nothing,
+            (Scope::Territory, o) | (o, Scope::Territory) => o.clone(),
+            (Scope::Communes(a), Scope::Communes(_)) => {
+                Scope::communes(a.iter().copied().filter(|c| other.holds(*c)).collect())
+            }
+        }
+    }
+
+    /// As a list of communes: `None` for the whole territory, an empty list for nothing.
+    pub fn list(&self) -> Option<Vec<CommuneIdx>> {
+        match self {
+            Scope::Territory => None,
+            Scope::Nothing => Some(Vec::new()),
+            Scope::Communes(l) => Some(l.clone()),
+        }
+    }
+
     /// The union of two scopes.
     pub fn union(self, other: &Scope) -> Scope {
         match (self, other) {
@@ -448,15 +474,28 @@ impl Principal {
             .collect()
     }
 
-    /// May see an incident of this category in this commune.
+    /// THE incidents this caller may see, wherever they are shown (a list, a unit's
+    /// missions, a crisis, a report, the live stream, key figures): those of the communes of
+    /// its `incident.read` grants, and of category `cyber` only where it holds
+    /// `incident.cyber` too.
+    pub fn visibility(&self) -> Visibility {
+        self.visibility_for(&self.scope_for(Permission::IncidentRead))
+    }
+
+    /// The incidents of `scope` this caller may see: `scope`'s communes, and for `cyber`
+    /// incidents those where it also holds `incident.cyber`. [`Principal::visibility`] is
+    /// this over the `incident.read` scope; a route acting on one incident uses its own
+    /// permission's scope (a DPO's legal hold needs no `incident.read`).
+    pub fn visibility_for(&self, scope: &Scope) -> Visibility {
+        let cyber = scope.intersect(&self.scope_for(Permission::IncidentCyber));
+        Visibility::new(scope.list(), cyber.list())
+    }
+
+    /// May see an incident of this category in this commune ([`Principal::visibility`]).
     pub fn sees_incident(&self, category: &str, commune: CommuneIdx) -> bool {
-        self.scope_for(Permission::IncidentRead).holds(commune)
-            && (category != CYBER || self.scope_for(Permission::IncidentCyber).holds(commune))
+        self.visibility().sees(commune, category)
     }
 }
-
-/// The category of incidents raised by anomaly detection on the devices themselves.
-pub const CYBER: &str = "cyber";
 
 #[cfg(test)]
 mod tests {
@@ -525,6 +564,27 @@ mod tests {
         assert!(!p.sees_incident(CYBER, CommuneIdx(2)));
         assert!(p.sees_incident("flood", CommuneIdx(2)));
         assert!(!p.sees_incident("flood", CommuneIdx(3)));
+        let analyst = Principal {
+            name: "y".into(),
+            kind: PrincipalKind::User,
+            grants: vec![
+                Grant {
+                    role: Role::Operator,
+                    scope: Scope::communes(vec![CommuneIdx(2), CommuneIdx(4)]),
+                },
+                Grant {
+                    role: Role::SecurityAnalyst,
+                    scope: Scope::communes(vec![CommuneIdx(4), CommuneIdx(6)]),
+                },
+            ],
+        };
+        let v = analyst.visibility();
+        assert!(v.sees(CommuneIdx(2), "flood") && !v.sees(CommuneIdx(2), CYBER));
+        assert!(v.sees(CommuneIdx(4), CYBER) && v.sees(CommuneIdx(6), CYBER));
+        assert!(!v.sees(CommuneIdx(3), "flood"));
+        // Over a narrower scope (a supervision view): only its communes.
+        let narrow = analyst.visibility_for(&Scope::communes(vec![CommuneIdx(2)]));
+        assert!(narrow.sees(CommuneIdx(2), "flood") && !narrow.sees(CommuneIdx(4), "flood"));
     }
 
     fn scope() -> impl Strategy<Value = Scope> {
@@ -552,8 +612,10 @@ mod tests {
                 prop_assert_eq!(a.sees(&obj), !a.is_nothing());
             }
             let u = a.clone().union(&b);
+            let i = a.intersect(&b);
             for c in (0..8).map(CommuneIdx) {
                 prop_assert_eq!(u.holds(c), a.holds(c) || b.holds(c));
+                prop_assert_eq!(i.holds(c), a.holds(c) && b.holds(c));
             }
         }
     }

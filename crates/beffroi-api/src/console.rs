@@ -55,9 +55,9 @@ pub struct MapClustersDto {
     /// "FeatureCollection"
     #[serde(rename = "type")]
     pub kind: String,
-    /// Devices of the whole territory.
+    /// Devices of the caller's communes.
     pub total: usize,
-    /// Devices of the whole territory per state.
+    /// Devices of the caller's communes per state.
     pub states: MapStateCountsDto,
     /// Devices in `bbox`.
     pub in_view: usize,
@@ -284,7 +284,8 @@ fn clusters_dto(
     let c = g.covered;
     MapClustersDto {
         kind: "FeatureCollection".into(),
-        total: index.len(),
+        // The grid counted only the caller's devices: so does the total.
+        total: g.totals.iter().sum(),
         states: g.totals.into(),
         in_view: g.in_view,
         level: g.level,

@@ -1,5 +1,9 @@
 //! Crisis mode: open a crisis, write in its log, change its level and role holders, close
 //! it, and print its report (`GET /api/v1/crises/{id}/report?lang=fr|en`).
+//!
+//! A crisis follows the incidents of its communes; a caller sees those its
+//! [`crate::access::Visibility`] sees, in the crisis, its log and its report alike. The others
+//! are counted (`hidden_incidents`), never named: their log lines are left out.
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -14,12 +18,15 @@ use beffroi_core::crisis::{
 use beffroi_core::{Actor, Incident, IncidentId, Territory, Timestamp};
 use beffroi_engine::runner::{OpsCommand, OpsOutcome};
 use serde::{Deserialize, Serialize};
+use std::collections::HashSet;
 use utoipa::ToSchema;
 
 use crate::AppState;
 use crate::dto::IncidentDto;
 use crate::error::{ApiError, ErrorCode};
-use crate::handlers::{User, blocking, store_err};
+use crate::handlers::{blocking, store_err};
+use crate::routes::{Caller, ObjectKind};
+use crate::scoped::Nested;
 use crate::units::ops_error;
 
 #[derive(Serialize, ToSchema)]
@@ -38,11 +45,17 @@ pub struct CrisisSummaryDto {
     pub opened_by: String,
     pub closed_at: Option<String>,
     pub closed_by: Option<String>,
+    /// Incidents of the crisis the caller may see.
     pub incident_count: usize,
+    /// Incidents of the crisis the caller may not see (other communes, or `cyber` without
+    /// `incident.cyber`): counted, not named.
+    pub hidden_incidents: usize,
 }
 
 impl CrisisSummaryDto {
-    pub fn from_core(c: &Crisis, t: &Territory) -> Self {
+    /// The crisis as shown to a caller who sees the incidents `seen` says.
+    pub fn from_core(c: &Crisis, t: &Territory, seen: &dyn Fn(IncidentId) -> bool) -> Self {
+        let visible = c.incidents.iter().filter(|i| seen(**i)).count();
         CrisisSummaryDto {
             id: c.id.0,
             kind: c.kind.as_str().into(),
@@ -59,7 +72,8 @@ impl CrisisSummaryDto {
             opened_by: c.opened_by.to_string(),
             closed_at: c.closed_at.map(|t| t.to_string()),
             closed_by: c.closed_by.as_ref().map(ToString::to_string),
-            incident_count: c.incidents.len(),
+            incident_count: visible,
+            hidden_incidents: c.incidents.len() - visible,
         }
     }
 }
@@ -97,9 +111,10 @@ fn role_names<'a>(roles: &'a [RoleSpec], id: &str) -> Option<&'a RoleSpec> {
 }
 
 impl CrisisDto {
-    fn build(c: &Crisis, roles: &[RoleSpec], incidents: &[Incident], t: &Territory) -> Self {
+    fn build(c: &Crisis, roles: &[RoleSpec], nested: &Nested, t: &Territory) -> Self {
+        let seen = nested.ids();
         CrisisDto {
-            summary: CrisisSummaryDto::from_core(c, t),
+            summary: CrisisSummaryDto::from_core(c, t, &|i| seen.contains(&i)),
             summary_text: c.summary.clone(),
             roles: c
                 .roles
@@ -117,6 +132,7 @@ impl CrisisDto {
             log: c
                 .log
                 .iter()
+                .filter(|e| e.incident.is_none_or(|i| seen.contains(&i)))
                 .map(|e| CrisisLogDto {
                     at: e.at.to_string(),
                     actor: e.actor.to_string(),
@@ -125,7 +141,8 @@ impl CrisisDto {
                     incident: e.incident.map(|i| i.0),
                 })
                 .collect(),
-            incidents: incidents
+            incidents: nested
+                .visible
                 .iter()
                 .map(|i| IncidentDto::from_core(i, t))
                 .collect(),
@@ -188,19 +205,19 @@ fn body<T>(b: JsonBody<T>) -> Result<T, ApiError> {
         .map_err(|e| ApiError::new(ErrorCode::InvalidRequest, e.body_text()))
 }
 
-fn not_found(id: u64) -> ApiError {
-    ApiError::new(ErrorCode::CrisisNotFound, format!("no crisis {id}"))
-}
-
-/// The crisis with its incidents read from the store.
-async fn detail(s: &AppState, crisis: Arc<Crisis>) -> Result<Json<CrisisDto>, ApiError> {
-    let reader = Arc::clone(&s.reader);
+/// The crisis with the incidents the caller may see, read from the store.
+async fn detail(
+    s: &AppState,
+    c: &Caller,
+    crisis: Arc<Crisis>,
+) -> Result<Json<CrisisDto>, ApiError> {
+    let incidents = c.incidents(s);
     let t = Arc::clone(&s.engine.territory);
     let roles = Arc::clone(&s.engine.ops().roles);
     blocking(move || {
         let ids: Vec<IncidentId> = crisis.incidents.iter().copied().collect();
-        let incidents = reader.incidents_by_id(&ids).map_err(store_err)?;
-        Ok(Json(CrisisDto::build(&crisis, &roles, &incidents, &t)))
+        let nested = incidents.nested(&ids).map_err(store_err)?;
+        Ok(Json(CrisisDto::build(&crisis, &roles, &nested, &t)))
     })
     .await
 }
@@ -208,13 +225,13 @@ async fn detail(s: &AppState, crisis: Arc<Crisis>) -> Result<Json<CrisisDto>, Ap
 /// A command on crisis `id`, answered with the crisis once durable.
 async fn on_crisis(
     s: &AppState,
-    user: String,
+    c: &Caller,
     id: u64,
     cmd: CrisisCommand,
 ) -> Result<Json<CrisisDto>, ApiError> {
     command(
         s,
-        user,
+        c,
         OpsCommand::Crisis {
             id: CrisisId(id),
             cmd,
@@ -223,14 +240,14 @@ async fn on_crisis(
     .await
 }
 
-async fn command(s: &AppState, user: String, cmd: OpsCommand) -> Result<Json<CrisisDto>, ApiError> {
+async fn command(s: &AppState, c: &Caller, cmd: OpsCommand) -> Result<Json<CrisisDto>, ApiError> {
     match s
         .engine
-        .ops_command(cmd, Actor::User(user.into()))
+        .ops_command(cmd, Actor::User(c.principal.name.clone().into()))
         .await
         .map_err(|e| ops_error(&e))?
     {
-        OpsOutcome::Crisis(c) => detail(s, c).await,
+        OpsOutcome::Crisis(crisis) => detail(s, c, crisis).await,
         OpsOutcome::Unit(_) | OpsOutcome::Quarantine(_) => Err(ApiError::new(
             ErrorCode::StoreUnavailable,
             "unexpected answer of the engine",
@@ -243,7 +260,7 @@ async fn command(s: &AppState, user: String, cmd: OpsCommand) -> Result<Json<Cri
     security(("bearer" = [])))]
 pub async fn open_crisis(
     State(s): State<AppState>,
-    c: crate::Caller,
+    c: Caller,
     b: JsonBody<OpenCrisisRequest>,
 ) -> Result<Json<CrisisDto>, ApiError> {
     let req = body(b)?;
@@ -270,21 +287,20 @@ pub async fn open_crisis(
             "needs permission `crisis.manage` over every commune of the crisis",
         ));
     }
-    let user = c.principal.name.clone();
     let opening = CrisisOpening {
         kind,
         title: crate::scrub::free_text(&s, &req.title).await?,
         communes,
         level: req.level.unwrap_or(1),
     };
-    command(&s, user, OpsCommand::OpenCrisis(opening)).await
+    command(&s, &c, OpsCommand::OpenCrisis(opening)).await
 }
 
 #[utoipa::path(get, path = "/api/v1/crises", params(CrisisListParams),
     responses((status = 200, body = [CrisisSummaryDto])), security(("bearer" = [])))]
 pub async fn list_crises(
     State(s): State<AppState>,
-    caller: crate::Caller,
+    caller: Caller,
     Query(p): Query<CrisisListParams>,
 ) -> Result<Json<Vec<CrisisSummaryDto>>, ApiError> {
     let active = match p.status.as_deref() {
@@ -299,17 +315,31 @@ pub async fn list_crises(
         }
     };
     let ops = s.engine.ops();
-    let t = &s.engine.territory;
     // Newest first.
-    Ok(Json(
-        ops.crises
+    let crises: Vec<Arc<Crisis>> = ops
+        .crises
+        .iter()
+        .rev()
+        .filter(|c| active.is_none_or(|a| c.is_active() == a))
+        .filter(|c| caller.scope.sees(&c.communes))
+        .cloned()
+        .collect();
+    let incidents = caller.incidents(&s);
+    let t = Arc::clone(&s.engine.territory);
+    blocking(move || {
+        let ids: Vec<IncidentId> = crises
             .iter()
-            .rev()
-            .filter(|c| active.is_none_or(|a| c.is_active() == a))
-            .filter(|c| caller.scope.sees(&c.communes))
-            .map(|c| CrisisSummaryDto::from_core(c, t))
-            .collect(),
-    ))
+            .flat_map(|c| c.incidents.iter().copied())
+            .collect();
+        let seen: HashSet<IncidentId> = incidents.nested(&ids).map_err(store_err)?.ids();
+        Ok(Json(
+            crises
+                .iter()
+                .map(|c| CrisisSummaryDto::from_core(c, &t, &|i| seen.contains(&i)))
+                .collect(),
+        ))
+    })
+    .await
 }
 
 #[utoipa::path(get, path = "/api/v1/crises/{id}", params(("id" = u64, Path)),
@@ -317,16 +347,16 @@ pub async fn list_crises(
     security(("bearer" = [])))]
 pub async fn get_crisis(
     State(s): State<AppState>,
-    _u: User,
+    c: Caller,
     Path(id): Path<u64>,
 ) -> Result<Json<CrisisDto>, ApiError> {
-    let c = s
+    let crisis = s
         .engine
         .ops()
         .crisis(id)
         .cloned()
-        .ok_or_else(|| not_found(id))?;
-    detail(&s, c).await
+        .ok_or_else(|| ObjectKind::Crisis.not_found())?;
+    detail(&s, &c, crisis).await
 }
 
 #[utoipa::path(post, path = "/api/v1/crises/{id}/log", params(("id" = u64, Path)),
@@ -335,13 +365,13 @@ pub async fn get_crisis(
         (status = 409, body = crate::error::ErrorBody)), security(("bearer" = [])))]
 pub async fn crisis_log(
     State(s): State<AppState>,
-    User(user): User,
+    c: Caller,
     Path(id): Path<u64>,
     b: JsonBody<CrisisLogRequest>,
 ) -> Result<Json<CrisisDto>, ApiError> {
     let req = body(b)?;
     let cmd = CrisisCommand::Log(crate::scrub::free_text(&s, &req.text).await?);
-    on_crisis(&s, user, id, cmd).await
+    on_crisis(&s, &c, id, cmd).await
 }
 
 #[utoipa::path(post, path = "/api/v1/crises/{id}/level", params(("id" = u64, Path)),
@@ -350,13 +380,13 @@ pub async fn crisis_log(
         (status = 409, body = crate::error::ErrorBody)), security(("bearer" = [])))]
 pub async fn crisis_level(
     State(s): State<AppState>,
-    User(user): User,
+    c: Caller,
     Path(id): Path<u64>,
     b: JsonBody<CrisisLevelRequest>,
 ) -> Result<Json<CrisisDto>, ApiError> {
     let req = body(b)?;
     let cmd = CrisisCommand::Level(req.level);
-    on_crisis(&s, user, id, cmd).await
+    on_crisis(&s, &c, id, cmd).await
 }
 
 #[utoipa::path(post, path = "/api/v1/crises/{id}/roles", params(("id" = u64, Path)),
@@ -365,7 +395,7 @@ pub async fn crisis_level(
         (status = 409, body = crate::error::ErrorBody)), security(("bearer" = [])))]
 pub async fn crisis_role(
     State(s): State<AppState>,
-    User(user): User,
+    c: Caller,
     Path(id): Path<u64>,
     b: JsonBody<CrisisRoleRequest>,
 ) -> Result<Json<CrisisDto>, ApiError> {
@@ -378,7 +408,7 @@ pub async fn crisis_role(
         role: req.role.into(),
         holder,
     };
-    on_crisis(&s, user, id, cmd).await
+    on_crisis(&s, &c, id, cmd).await
 }
 
 #[utoipa::path(post, path = "/api/v1/crises/{id}/close", params(("id" = u64, Path)),
@@ -387,7 +417,7 @@ pub async fn crisis_role(
     security(("bearer" = [])))]
 pub async fn close_crisis(
     State(s): State<AppState>,
-    User(user): User,
+    c: Caller,
     Path(id): Path<u64>,
     b: JsonBody<CloseCrisisRequest>,
 ) -> Result<Json<CrisisDto>, ApiError> {
@@ -395,7 +425,7 @@ pub async fn close_crisis(
     let cmd = CrisisCommand::Close {
         summary: crate::scrub::free_text(&s, &req.summary).await?,
     };
-    on_crisis(&s, user, id, cmd).await
+    on_crisis(&s, &c, id, cmd).await
 }
 
 #[utoipa::path(get, path = "/api/v1/crises/{id}/report", params(("id" = u64, Path), ReportParams),
@@ -403,7 +433,7 @@ pub async fn close_crisis(
         (status = 404, body = crate::error::ErrorBody)), security(("bearer" = [])))]
 pub async fn crisis_report(
     State(s): State<AppState>,
-    _u: User,
+    c: Caller,
     Path(id): Path<u64>,
     Query(p): Query<ReportParams>,
 ) -> Result<Response, ApiError> {
@@ -418,15 +448,18 @@ pub async fn crisis_report(
         }
     };
     let ops = s.engine.ops();
-    let crisis = ops.crisis(id).cloned().ok_or_else(|| not_found(id))?;
+    let crisis = ops
+        .crisis(id)
+        .cloned()
+        .ok_or_else(|| ObjectKind::Crisis.not_found())?;
     let roles = Arc::clone(&ops.roles);
-    let reader = Arc::clone(&s.reader);
+    let incidents = c.incidents(&s);
     let t = Arc::clone(&s.engine.territory);
     let now = s.engine.clock.now();
     let html = blocking(move || {
         let ids: Vec<IncidentId> = crisis.incidents.iter().copied().collect();
-        let incidents = reader.incidents_by_id(&ids).map_err(store_err)?;
-        Ok(report_html(&crisis, &roles, &incidents, &t, en, now))
+        let nested = incidents.nested(&ids).map_err(store_err)?;
+        Ok(report_html(&crisis, &roles, &nested, &t, en, now))
     })
     .await?;
     Ok(([(header::CONTENT_TYPE, "text/html; charset=utf-8")], html).into_response())
@@ -452,11 +485,13 @@ th{background:#eee}.meta td:first-child{font-weight:bold;width:14rem}.k-entry{ba
 fn report_html(
     c: &Crisis,
     roles: &[RoleSpec],
-    incidents: &[Incident],
+    nested: &Nested,
     t: &Territory,
     en: bool,
     now: Timestamp,
 ) -> String {
+    let incidents: &[Incident] = &nested.visible;
+    let seen = nested.ids();
     let tr = |fr: &'static str, english: &'static str| if en { english } else { fr };
     let kind = match (c.kind, en) {
         (CrisisKind::Flood, false) => "Inondation",
@@ -564,7 +599,11 @@ fn report_html(
             tr("Auteur", "Author"),
             tr("Entrée", "Entry")
         );
-        for e in c.log.iter().filter(|e| filter(e.kind)) {
+        let shown = c
+            .log
+            .iter()
+            .filter(|e| filter(e.kind) && e.incident.is_none_or(|i| seen.contains(&i)));
+        for e in shown {
             let _ = write!(
                 h,
                 "<tr class=\"k-{}\"><td>{}</td><td>{}</td><td>{}</td></tr>",
@@ -612,6 +651,17 @@ fn report_html(
         );
     }
     h.push_str("</table>");
+    if nested.hidden > 0 {
+        let _ = write!(
+            h,
+            "<p class=\"muted\">{} {}</p>",
+            nested.hidden,
+            tr(
+                "incident(s) hors de votre périmètre ne sont pas montrés.",
+                "incident(s) outside your scope are not shown."
+            )
+        );
+    }
     let _ = write!(
         h,
         "<p class=\"noprint\">{}</p></body></html>",

@@ -14,7 +14,7 @@ pub enum ErrorCode {
     InvalidCredentials,
     /// 400: the request is not understood (bad JSON, unknown parameter value).
     InvalidRequest,
-    /// 404: no such incident, device or route.
+    /// 404: no such incident or device, or one out of the caller's scope (the same answer).
     NotFound,
     /// 409: the action is not allowed in the incident's current state.
     InvalidTransition,
@@ -26,11 +26,11 @@ pub enum ErrorCode {
     Overloaded,
     /// 503: the store failed; nothing was acknowledged.
     StoreUnavailable,
-    /// 404: no unit with this id in the deployment.
+    /// 404: no unit with this id in the deployment, or one out of the caller's scope.
     UnitNotFound,
     /// 409: the unit is off duty and cannot be assigned.
     UnitOffDuty,
-    /// 404: no crisis with this id.
+    /// 404: no crisis with this id, or one out of the caller's scope.
     CrisisNotFound,
     /// 409: the crisis is closed; it can no longer change.
     CrisisClosed,
@@ -65,6 +65,9 @@ pub enum ErrorCode {
     NoPseudonymisationKey,
     /// 429: the caller unmasked as many values as allowed in 24 hours; the DPO is alerted.
     UnmaskLimit,
+    /// 422: a payload posted for one device (`/devices/{id}/observations`) has a record
+    /// naming another device: nothing of it is ingested.
+    DeviceMismatch,
 }
 
 impl ErrorCode {
@@ -86,7 +89,9 @@ impl ErrorCode {
             ErrorCode::PurposeRequired => StatusCode::FORBIDDEN,
             ErrorCode::NotInIncident => StatusCode::NOT_FOUND,
             ErrorCode::KeyDestroyed | ErrorCode::IdentityErased => StatusCode::GONE,
-            ErrorCode::NoPseudonymisationKey => StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorCode::NoPseudonymisationKey | ErrorCode::DeviceMismatch => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
             ErrorCode::UnmaskLimit => StatusCode::TOO_MANY_REQUESTS,
         }
     }
@@ -119,6 +124,7 @@ impl ErrorCode {
             ErrorCode::IdentityErased => "identity_erased",
             ErrorCode::NoPseudonymisationKey => "no_pseudonymisation_key",
             ErrorCode::UnmaskLimit => "unmask_limit",
+            ErrorCode::DeviceMismatch => "device_mismatch",
         }
     }
 }

@@ -22,7 +22,7 @@ use crate::AppState;
 use crate::access::Permission;
 use crate::dto::*;
 use crate::error::{ApiError, ErrorCode};
-use crate::routes::Caller;
+use crate::routes::{Caller, ObjectKind};
 
 /// The authenticated user of a request (its name), from the guard's [`Caller`].
 pub struct User(pub String);
@@ -219,16 +219,11 @@ pub async fn list_incidents(
     Query(p): Query<IncidentParams>,
 ) -> Result<Json<Vec<IncidentDto>>, ApiError> {
     let limit = p.limit.unwrap_or(500).min(5000);
-    let scoped = !c.scope.is_territory()
-        || !c
-            .principal
-            .scope_for(Permission::IncidentCyber)
-            .is_territory();
+    // The caller's visibility is part of the query (`Caller::incidents`): a page is full.
     let mut q = IncidentQuery {
         category: p.category,
         commune: p.commune,
-        // Filtered after reading: read more so that the caller's share fills the page.
-        limit: if scoped { MAX_SCOPED_READ } else { limit },
+        limit,
         ..Default::default()
     };
     if let Some(st) = p.status.as_deref() {
@@ -261,48 +256,34 @@ pub async fn list_incidents(
             )
         })?);
     }
-    let reader = Arc::clone(&s.reader);
+    let incidents = c.incidents(&s);
     let t = Arc::clone(&s.engine.territory);
-    let who = Arc::clone(&c.principal);
     blocking(move || {
-        let list = reader.incidents(&q).map_err(store_err)?;
+        let list = incidents.list(q).map_err(store_err)?;
         Ok(Json(
-            list.iter()
-                .filter(|i| who.sees_incident(&i.category, i.commune))
-                .take(limit)
-                .map(|i| IncidentDto::from_core(i, &t))
-                .collect(),
+            list.iter().map(|i| IncidentDto::from_core(i, &t)).collect(),
         ))
     })
     .await
 }
-
-/// Most incidents read for a caller whose scope is not the whole territory, before filtering.
-pub(crate) const MAX_SCOPED_READ: usize = 100_000;
 
 #[utoipa::path(get, path = "/api/v1/incidents/{id}", params(("id" = u64, Path)),
     responses((status = 200, body = IncidentDetailDto), (status = 404, body = crate::error::ErrorBody)),
     security(("bearer" = [])))]
 pub async fn get_incident(
     State(s): State<AppState>,
-    _u: User,
+    c: Caller,
     Path(id): Path<u64>,
 ) -> Result<Json<IncidentDetailDto>, ApiError> {
-    let reader = Arc::clone(&s.reader);
+    let incidents = c.incidents(&s);
     let t = Arc::clone(&s.engine.territory);
     let now = s.engine.clock.now();
-    blocking(move || {
-        match reader
-            .incident_with_log(IncidentId(id))
-            .map_err(store_err)?
-        {
+    blocking(
+        move || match incidents.with_log(IncidentId(id)).map_err(store_err)? {
             Some((i, log)) => Ok(Json(IncidentDetailDto::from_core(&i, &log, &t, now))),
-            None => Err(ApiError::new(
-                ErrorCode::NotFound,
-                format!("no incident {id}"),
-            )),
-        }
-    })
+            None => Err(ObjectKind::Incident.not_found()),
+        },
+    )
     .await
 }
 
@@ -349,17 +330,8 @@ pub async fn act(
             ));
         }
     };
-    if matches!(action, IncidentAction::Assign(_)) {
-        let assign = c.principal.scope_for(Permission::IncidentAssign);
-        let reader = Arc::clone(&s.reader);
-        let found =
-            blocking(move || reader.incidents_by_id(&[IncidentId(id)]).map_err(store_err)).await?;
-        if found.first().is_some_and(|i| !assign.holds(i.commune)) {
-            return Err(ApiError::new(
-                ErrorCode::Forbidden,
-                "needs permission `incident.assign` in the incident's commune",
-            ));
-        }
+    if let IncidentAction::Assign(unit) = &action {
+        check_assignment(&s, &c, IncidentId(id), unit).await?;
     }
     let user = c.principal.name.clone();
     match s
@@ -382,6 +354,46 @@ pub async fn act(
         }
         Err(e) => Err(ApiError::new(ErrorCode::StoreUnavailable, e.to_string())),
     }
+}
+
+/// An assignment touches two objects, and each must be the caller's: the incident (in the
+/// caller's `incident.assign` scope; the guard already made sure it is visible) and the unit
+/// (one the caller may see, else it answers as a missing unit; serving at least one commune of
+/// the `incident.assign` scope, or the whole territory).
+async fn check_assignment(
+    s: &AppState,
+    c: &Caller,
+    incident: IncidentId,
+    unit: &str,
+) -> Result<(), ApiError> {
+    let assign = c.principal.scope_for(Permission::IncidentAssign);
+    let ops = s.engine.ops();
+    let unit = ops
+        .unit(unit)
+        .filter(|u| {
+            c.principal
+                .scope_for(Permission::UnitRead)
+                .sees(&u.spec.communes)
+        })
+        .ok_or_else(|| ObjectKind::Unit.not_found())?;
+    if !assign.sees(&unit.spec.communes) {
+        return Err(ApiError::new(
+            ErrorCode::Forbidden,
+            "needs permission `incident.assign` in a commune the unit serves",
+        ));
+    }
+    let incidents = c.incidents(s);
+    let found = blocking(move || incidents.one(incident).map_err(store_err)).await?;
+    let Some(found) = found else {
+        return Err(ObjectKind::Incident.not_found());
+    };
+    if !assign.holds(found.commune) {
+        return Err(ApiError::new(
+            ErrorCode::Forbidden,
+            "needs permission `incident.assign` in the incident's commune",
+        ));
+    }
+    Ok(())
 }
 
 #[utoipa::path(get, path = "/api/v1/territory", responses((status = 200, body = TerritoryDto)), security(("bearer" = [])))]
@@ -555,7 +567,7 @@ pub async fn get_device(
     let t = Arc::clone(&s.engine.territory);
     let d = t
         .device_id(&id)
-        .ok_or_else(|| ApiError::new(ErrorCode::NotFound, format!("no device `{id}`")))?;
+        .ok_or_else(|| ObjectKind::Device.not_found())?;
     let reader = Arc::clone(&s.reader);
     let recent = blocking(move || {
         reader
@@ -657,7 +669,9 @@ pub async fn post_observations(
 
 #[utoipa::path(post, path = "/api/v1/devices/{id}/observations", params(("id" = String, Path), IngestParams),
     request_body(content = String, description = "SenML JSON pack whose names are field names, or plain JSON"),
-    responses((status = 200, body = IngestResponse)), security(("bearer" = [])))]
+    responses((status = 200, body = IngestResponse),
+        (status = 422, body = crate::error::ErrorBody, description = "`device_mismatch`: a record (a plain JSON `device`, a ChirpStack devEui, a signed envelope's `dev`) names another device than the path's; nothing is ingested")),
+    security(("bearer" = [])))]
 pub async fn post_device_observations(
     State(s): State<AppState>,
     _u: User,
@@ -665,7 +679,69 @@ pub async fn post_device_observations(
     Query(p): Query<IngestParams>,
     body: bytes::Bytes,
 ) -> Result<Json<IngestResponse>, ApiError> {
+    // The guard checked the caller's scope over the path's device: the payload may speak of
+    // that device only, or the check would be worth nothing.
+    let t = &s.engine.territory;
+    let device = t
+        .device_id(&id)
+        .ok_or_else(|| ObjectKind::Device.not_found())?;
+    let format = format_of(&p)?;
+    if let Some(other) = foreign_device(t, device, format, &body, s.engine.clock.now()) {
+        return Err(ApiError::new(
+            ErrorCode::DeviceMismatch,
+            format!("a record names device `{other}`, not `{id}`: nothing was ingested"),
+        ));
+    }
     ingest(s, Some(id), p, body).await
+}
+
+fn format_of(p: &IngestParams) -> Result<Format, ApiError> {
+    // SenML is the canonical form; the others are named with `?format=`.
+    match p.format.as_deref() {
+        Some(f) => Format::parse(f).ok_or_else(|| {
+            ApiError::new(ErrorCode::InvalidRequest, format!("unknown format `{f}`"))
+        }),
+        None => Ok(Format::Senml),
+    }
+}
+
+/// The first device other than `device` that a payload posted for `device` names: a signed
+/// envelope's `dev`, a plain JSON record's `device`, a ChirpStack uplink's devEui (SenML
+/// names are read as fields of the path's device). The payload is decoded as the ingest will
+/// decode it; one that does not decode is left to the ingest, which rejects it.
+pub(crate) fn foreign_device(
+    t: &beffroi_core::Territory,
+    device: DeviceIdx,
+    format: Format,
+    payload: &[u8],
+    received: beffroi_core::Timestamp,
+) -> Option<String> {
+    let shown = |s: &str| s.chars().take(64).collect::<String>();
+    let path_id = &*t.device(device).id;
+    // A signed envelope names its device, which is then the hint for its inner payload.
+    let (hint, inner) = match beffroi_wire::signed::open(payload) {
+        Ok(sealed) => {
+            if t.device_id(&sealed.dev) != Some(device) {
+                return Some(shown(&sealed.dev));
+            }
+            (path_id, std::borrow::Cow::Owned(sealed.body))
+        }
+        Err(_) => (path_id, std::borrow::Cow::Borrowed(payload)),
+    };
+    let cx = beffroi_wire::Context {
+        device_hint: Some(hint),
+        received,
+    };
+    let records = beffroi_wire::decode(format, &inner, cx).ok()?;
+    records.iter().find_map(|r| {
+        let (found, name) = match &r.device {
+            beffroi_wire::DeviceRef::Id(x) => (t.device_id(x), shown(x)),
+            beffroi_wire::DeviceRef::DevEui(e) => {
+                (t.device_by_eui(e), format!("devEui {}", shown(e)))
+            }
+        };
+        (found != Some(device)).then_some(name)
+    })
 }
 
 async fn ingest(
@@ -674,13 +750,7 @@ async fn ingest(
     p: IngestParams,
     body: bytes::Bytes,
 ) -> Result<Json<IngestResponse>, ApiError> {
-    // SenML is the canonical form; the others are named with `?format=`.
-    let format = match p.format.as_deref() {
-        Some(f) => Format::parse(f).ok_or_else(|| {
-            ApiError::new(ErrorCode::InvalidRequest, format!("unknown format `{f}`"))
-        })?,
-        None => Format::Senml,
-    };
+    let format = format_of(&p)?;
     let (tx, rx) = oneshot::channel();
     let env = Envelope {
         source: Source::Http,
@@ -795,13 +865,15 @@ pub async fn stream(
     let t = Arc::clone(&s.engine.territory);
     let metrics = Arc::clone(&s.engine.metrics);
     let who = Arc::clone(&caller.principal);
+    let seen = Arc::clone(&caller.visibility);
     let devices = who.scope_for(Permission::DeviceRead);
     let units = who.scope_for(Permission::UnitRead);
     let crises = who.scope_for(Permission::CrisisRead);
     let events = who.scope_for(Permission::EventRead);
-    // What the caller may not see is skipped, not announced.
+    // What the caller may not see is skipped, not announced; the incidents nested in a unit
+    // or a crisis pass the same visibility (`SeenCache`).
     let visible = move |ev: &LiveEvent, t: &beffroi_core::Territory| match ev {
-        LiveEvent::Incident(c) => who.sees_incident(&c.incident.category, c.incident.commune),
+        LiveEvent::Incident(c) => seen.sees_incident(&c.incident),
         LiveEvent::Device(d) => devices.holds(t.site(t.device(d.device).site).commune),
         LiveEvent::Unit(u) => units.sees(&u.spec.communes),
         LiveEvent::Crisis(c) => crises.sees(&c.communes),
@@ -809,7 +881,8 @@ pub async fn stream(
     };
     let auth = Arc::clone(&s.auth);
     let session = caller.session.clone();
-    let stream = futures::stream::unfold(rx, move |mut rx| {
+    let cache = crate::scoped::SeenCache::new(caller.incidents(&s));
+    let stream = futures::stream::unfold((rx, cache), move |(mut rx, mut cache)| {
         let t = Arc::clone(&t);
         let metrics = Arc::clone(&metrics);
         let visible = visible.clone();
@@ -829,19 +902,28 @@ pub async fn stream(
             }
             let ev = match got {
                 Ok(LiveEvent::Incident(c)) => {
+                    cache.learn(&c.incident);
                     let mut v = serde_json::to_value(IncidentDto::from_core(&c.incident, &t))
                         .unwrap_or_default();
                     v["created"] = serde_json::Value::Bool(c.created);
                     Event::default().event("incident").data(v.to_string())
                 }
-                Ok(LiveEvent::Unit(u)) => Event::default().event("unit").data(
-                    serde_json::to_string(&crate::units::UnitDto::from_core(&u, &t))
-                        .unwrap_or_default(),
-                ),
-                Ok(LiveEvent::Crisis(c)) => Event::default().event("crisis").data(
-                    serde_json::to_string(&crate::crisis::CrisisSummaryDto::from_core(&c, &t))
-                        .unwrap_or_default(),
-                ),
+                Ok(LiveEvent::Unit(u)) => {
+                    cache.resolve(&u.missions).await;
+                    let dto = crate::units::UnitDto::from_core(&u, &t, &|i| cache.sees(i));
+                    Event::default()
+                        .event("unit")
+                        .data(serde_json::to_string(&dto).unwrap_or_default())
+                }
+                Ok(LiveEvent::Crisis(c)) => {
+                    let ids: Vec<IncidentId> = c.incidents.iter().copied().collect();
+                    cache.resolve(&ids).await;
+                    let dto =
+                        crate::crisis::CrisisSummaryDto::from_core(&c, &t, &|i| cache.sees(i));
+                    Event::default()
+                        .event("crisis")
+                        .data(serde_json::to_string(&dto).unwrap_or_default())
+                }
                 Ok(LiveEvent::Device(d)) => Event::default().event("device").data(
                     serde_json::json!({
                         "device": &*t.device(d.device).id,
@@ -861,9 +943,57 @@ pub async fn stream(
                 }
                 Err(broadcast::error::RecvError::Closed) => return None,
             };
-            Some((Ok(ev), rx))
+            Some((Ok(ev), (rx, cache)))
         }
     });
     let stream = futures::StreamExt::take_until(stream, s.shutdown.cancelled_owned());
     Sse::new(stream).keep_alive(KeepAlive::default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::foreign_device;
+    use beffroi_core::Timestamp;
+    use beffroi_core::territory::fixture;
+    use beffroi_wire::Format;
+
+    #[test]
+    fn a_payload_posted_for_a_device_may_name_only_that_device() {
+        let t = fixture::small();
+        let g1 = t.device_id("g1").expect("g1");
+        let g2 = t.device_id("g2").expect("g2");
+        let now = Timestamp(1_800_000_000_000);
+        let check = |d, f, p: &[u8]| foreign_device(&t, d, f, p, now);
+        // Plain JSON: the record's `device`, or the path's when absent.
+        let other = br#"{"device": "g2", "values": {"level_m": 1.0}}"#;
+        assert_eq!(check(g1, Format::Json, other), Some("g2".into()));
+        let mixed =
+            br#"[{"values": {"level_m": 1.0}}, {"device": "g2", "values": {"level_m": 2.0}}]"#;
+        assert_eq!(check(g1, Format::Json, mixed), Some("g2".into()));
+        assert_eq!(
+            check(g1, Format::Json, br#"{"values": {"level_m": 1.0}}"#),
+            None
+        );
+        let unknown = br#"{"device": "nowhere", "values": {"level_m": 1.0}}"#;
+        assert_eq!(check(g1, Format::Json, unknown), Some("nowhere".into()));
+        // ChirpStack names the device by its devEui (g1's).
+        let uplink =
+            br#"{"deviceInfo": {"devEui": "0011223344556677"}, "object": {"level_m": 2.5}}"#;
+        assert_eq!(check(g1, Format::Chirpstack, uplink), None);
+        assert_eq!(
+            check(g2, Format::Chirpstack, uplink),
+            Some("devEui 0011223344556677".into())
+        );
+        // A signed envelope names its device.
+        let key = [7u8; beffroi_wire::signed::KEY_LEN];
+        let body = br#"[{"n": "level_m", "v": 1.0}]"#;
+        let sealed = beffroi_wire::signed::seal("g2", 1, &key, body);
+        assert_eq!(check(g1, Format::Senml, &sealed), Some("g2".into()));
+        let own = beffroi_wire::signed::seal("g1", 1, &key, body);
+        assert_eq!(check(g1, Format::Senml, &own), None);
+        // SenML names are fields of the path's device; what does not decode is left to the
+        // ingest (which rejects it).
+        assert_eq!(check(g1, Format::Senml, body), None);
+        assert_eq!(check(g1, Format::Json, b"not json"), None);
+    }
 }

@@ -27,6 +27,7 @@ pub mod password;
 pub mod privacy;
 pub mod retention;
 pub mod routes;
+pub mod scoped;
 mod scrub;
 pub mod security;
 pub mod totp;

@@ -13,12 +13,11 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::AppState;
-use crate::access::{CYBER, Permission, Scope};
+use crate::access::Scope;
 use crate::dto::IncidentDto;
 use crate::error::{ApiError, ErrorCode};
 use crate::handlers::{blocking, store_err};
 use crate::routes::Caller;
-use beffroi_core::IncidentId;
 
 /// Most open incidents the overview and the handover read.
 const MAX_OPEN: usize = 100_000;
@@ -64,28 +63,26 @@ fn open_statuses() -> Vec<Status> {
 pub async fn overview(State(s): State<AppState>, c: Caller) -> Result<Json<OverviewDto>, ApiError> {
     let now = s.engine.clock.now();
     let midnight = local_midnight(now, LOCAL_OFFSET);
-    let reader = Arc::clone(&s.reader);
-    let sees = visible(&c);
+    // The caller's communes for `supervise`, and its visibility there (`cyber` needs
+    // `incident.cyber`), are part of the queries: the figures count nothing else.
+    let incidents = c.incidents(&s);
     let scope = c.scope.clone();
     let k = blocking(move || {
-        let open = reader
-            .incidents(&IncidentQuery {
+        let open = incidents
+            .list(IncidentQuery {
                 statuses: open_statuses(),
                 limit: MAX_OPEN,
                 ..Default::default()
             })
             .map_err(store_err)?;
-        let today = reader
-            .incidents(&IncidentQuery {
+        let today = incidents
+            .list(IncidentQuery {
                 updated_since: Some(midnight),
                 limit: MAX_OPEN,
                 ..Default::default()
             })
             .map_err(store_err)?;
-        Ok(kpis(
-            open.iter().chain(today.iter()).filter(|i| sees(i)),
-            midnight,
-        ))
+        Ok(kpis(open.iter().chain(today.iter()), midnight))
     })
     .await?;
     let t = &s.engine.territory;
@@ -177,39 +174,26 @@ pub async fn handover(
             )
         })?,
     };
-    let reader = Arc::clone(&s.reader);
+    let incidents = c.incidents(&s);
     let t = Arc::clone(&s.engine.territory);
-    let sees = visible(&c);
     blocking(move || {
-        let mut open = reader
-            .incidents(&IncidentQuery {
+        let mut open = incidents
+            .list(IncidentQuery {
                 statuses: open_statuses(),
                 limit: MAX_OPEN,
                 ..Default::default()
             })
             .map_err(store_err)?;
-        open.retain(|i| sees(i));
         // Most severe first, then oldest.
         open.sort_by(|a, b| {
             b.severity
                 .cmp(&a.severity)
                 .then(a.opened_at.cmp(&b.opened_at))
         });
-        let mut log = reader
-            .log_since(since, MAX_HANDOVER_LOG)
+        // The lines of the incidents the caller may see, cut in the query.
+        let log = incidents
+            .handover_log(since, MAX_HANDOVER_LOG)
             .map_err(store_err)?;
-        // Keep the lines of the incidents the caller may see.
-        let mut ids: Vec<IncidentId> = log.iter().map(|e| e.incident).collect();
-        ids.sort_unstable_by_key(|i| i.0);
-        ids.dedup();
-        let seen: std::collections::HashSet<u64> = reader
-            .incidents_by_id(&ids)
-            .map_err(store_err)?
-            .iter()
-            .filter(|i| sees(i))
-            .map(|i| i.id.0)
-            .collect();
-        log.retain(|e| seen.contains(&e.incident.0));
         Ok(Json(HandoverDto {
             since: since.to_string(),
             open_incidents: open.iter().map(|i| IncidentDto::from_core(i, &t)).collect(),
@@ -251,14 +235,6 @@ pub struct GrantDto {
     pub role: String,
     /// Commune ids; null: the whole territory.
     pub communes: Option<Vec<String>>,
-}
-
-/// Which incidents a caller of a supervision view may count: in the route's scope, and
-/// `cyber` ones only with `incident.cyber` there too.
-fn visible(c: &Caller) -> impl Fn(&beffroi_core::Incident) -> bool + Send + 'static {
-    let scope = c.scope.clone();
-    let cyber = c.principal.scope_for(Permission::IncidentCyber);
-    move |i| scope.holds(i.commune) && (&*i.category != CYBER || cyber.holds(i.commune))
 }
 
 #[utoipa::path(get, path = "/api/v1/auth/me", responses((status = 200, body = MeDto)), security(("bearer" = [])))]

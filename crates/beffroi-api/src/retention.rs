@@ -30,7 +30,7 @@ use utoipa::ToSchema;
 
 use crate::AppState;
 use crate::error::{ApiError, ErrorCode};
-use crate::handlers::{User, blocking, store_err};
+use crate::handlers::{blocking, store_err};
 use crate::routes::AuditDetail;
 
 /// Observations listed at most in a subject search (all are counted).
@@ -230,16 +230,16 @@ pub struct HoldRequest {
     pub until: String,
 }
 
-async fn existing_incident(s: &AppState, id: &str) -> Result<IncidentId, ApiError> {
-    let not_found = || ApiError::new(ErrorCode::NotFound, format!("no incident `{id}`"));
+async fn existing_incident(
+    s: &AppState,
+    c: &crate::Caller,
+    id: &str,
+) -> Result<IncidentId, ApiError> {
+    let not_found = || crate::routes::ObjectKind::Incident.not_found();
     let n: u64 = id.parse().map_err(|_| not_found())?;
-    let reader = Arc::clone(&s.reader);
-    let found =
-        blocking(move || reader.incidents_by_id(&[IncidentId(n)]).map_err(store_err)).await?;
-    if found.is_empty() {
-        return Err(not_found());
-    }
-    Ok(IncidentId(n))
+    let incidents = c.incidents(s);
+    let found = blocking(move || incidents.one(IncidentId(n)).map_err(store_err)).await?;
+    found.map(|i| i.id).ok_or_else(not_found)
 }
 
 /// Checks a hold request against the engine clock's `now`.
@@ -274,14 +274,15 @@ pub fn validate_hold(
     security(("bearer" = [])))]
 pub async fn set_hold(
     State(s): State<AppState>,
-    User(user): User,
+    c: crate::Caller,
     Path(id): Path<String>,
     body: Result<Json<HoldRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Json(req) = body.map_err(|e| invalid(e.body_text()))?;
     let now = s.engine.clock.now();
     let until = validate_hold(&req.justification, &req.until, now)?;
-    let incident = existing_incident(&s, &id).await?;
+    let incident = existing_incident(&s, &c, &id).await?;
+    let user = c.principal.name.clone();
     let justification = free_text(&s, req.justification.trim()).await?;
     let hold = LegalHold {
         incident,
@@ -314,10 +315,11 @@ pub struct ReleasedDto {
     security(("bearer" = [])))]
 pub async fn release_hold(
     State(s): State<AppState>,
-    User(user): User,
+    c: crate::Caller,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let incident = existing_incident(&s, &id).await?;
+    let incident = existing_incident(&s, &c, &id).await?;
+    let user = c.principal.name.clone();
     let out = s
         .engine
         .privacy(PrivacyCommand::ReleaseHold { incident, by: user })

@@ -13,14 +13,20 @@
 //! - [`ScopeMode::CallerScope`]: a territory-wide view (key figures, handover) computed on
 //!   the caller's communes only.
 //! - [`ScopeMode::Object`]: one incident, device, unit or crisis named by `{id}`. Reading
-//!   needs one of its communes in scope, acting needs all of them; an object out of scope
-//!   answers 404, as if it did not exist (its existence is not revealed).
+//!   needs one of its communes in scope, acting needs all of them, and an incident must be
+//!   visible ([`Principal::visibility_for`]: `cyber` needs `incident.cyber`). An object out
+//!   of scope and one that does not exist get the same answer, [`ObjectKind::not_found`]
+//!   (same status, code and message: its existence is not revealed).
 //! - [`ScopeMode::Body`]: a creation whose communes come in the body; the handler checks
 //!   that the caller's scope covers them (403 otherwise).
 //! - [`ScopeMode::Territory`]: only a territory-wide grant will do (the data or the effect
 //!   spans communes: the ingest of arbitrary devices, the rejection log, events).
 //!
 //! Missing authentication answers 401, a missing permission 403.
+//!
+//! The guard also computes, once per request, the caller's [`Visibility`] of incidents and
+//! puts it in the [`Caller`]: every incident a handler returns, nested ones included, is read
+//! through [`Caller::incidents`], which applies it.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -33,12 +39,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, get, post};
 use beffroi_core::{AuditOutcome, AuditRecord, CommuneIdx, IncidentId};
 
-use crate::access::{CYBER, Permission, Principal, Scope};
+use crate::access::{Permission, Principal, Scope, Visibility};
 use crate::auth::{Credential, csrf_matches};
 use crate::error::{ApiError, ErrorCode};
 use crate::{
-    AppState, console, crisis, crowd, events, handlers, overview, privacy, retention, security,
-    units, unmask,
+    AppState, console, crisis, crowd, events, handlers, overview, privacy, retention, scoped,
+    security, units, unmask,
 };
 
 /// What kind of object an `{id}` names.
@@ -48,6 +54,20 @@ pub enum ObjectKind {
     Device,
     Unit,
     Crisis,
+}
+
+impl ObjectKind {
+    /// THE answer for an object that does not exist or that the caller may not see: the same
+    /// status, code and message in both cases, and no id in it (the answers are identical
+    /// byte for byte).
+    pub fn not_found(self) -> ApiError {
+        match self {
+            ObjectKind::Incident => ApiError::new(ErrorCode::NotFound, "no such incident"),
+            ObjectKind::Device => ApiError::new(ErrorCode::NotFound, "no such device"),
+            ObjectKind::Unit => ApiError::new(ErrorCode::UnitNotFound, "no such unit"),
+            ObjectKind::Crisis => ApiError::new(ErrorCode::CrisisNotFound, "no such crisis"),
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -172,11 +192,19 @@ pub struct Caller {
     pub scope: Scope,
     /// The session id when the request came with a session (cookie or bearer).
     pub session: Option<String>,
+    /// The incidents the caller may see in this request (see [`Caller::incidents`]).
+    pub visibility: Arc<Visibility>,
 }
 
 impl Caller {
     pub fn name(&self) -> &str {
         &self.principal.name
+    }
+
+    /// The store's incidents as this caller may see them: the only way handlers read
+    /// incidents.
+    pub fn incidents(&self, s: &AppState) -> scoped::Incidents {
+        scoped::Incidents::new(Arc::clone(&s.reader), Arc::clone(&self.visibility))
     }
 }
 
@@ -300,7 +328,9 @@ async fn object_of(
             let reader = Arc::clone(&s.reader);
             let found = handlers::blocking(move || {
                 reader
-                    .incidents_by_id(&[IncidentId(n)])
+                    // Every incident: the guard tells missing from out of scope (only
+                    // the latter is audited as a denial), then answers both the same.
+                    .incidents_by_id(&[IncidentId(n)], &Visibility::everything())
                     .map_err(handlers::store_err)
             })
             .await?;
@@ -383,9 +413,9 @@ async fn guard(
         }
     }
 
-    let scope = match spec.access {
-        Public => Scope::Territory,
-        Authenticated => Scope::Territory,
+    let principal = &who.principal;
+    let (scope, visibility) = match spec.access {
+        Public | Authenticated => (Scope::Territory, principal.visibility()),
         Allow(perm, mode) => {
             let scope = who.principal.scope_for(perm);
             let forbidden = || {
@@ -411,35 +441,57 @@ async fn guard(
                     Ok(f) => f,
                     Err(e) => return e.into_response(),
                 };
-                if let Some((communes, category)) = found {
-                    let mut allowed = if is_safe(&method) {
-                        scope.sees(&communes)
-                    } else {
-                        scope.covers(&communes)
-                    };
-                    if category.as_deref() == Some(CYBER) {
-                        let cyber = who.principal.scope_for(P::IncidentCyber);
-                        allowed &= cyber.sees(&communes);
-                    }
-                    if !allowed {
-                        return deny(
-                            &s,
-                            &name,
-                            ApiError::new(ErrorCode::NotFound, format!("no such object `{id}`")),
-                        );
-                    }
+                // Missing and out of scope: one answer.
+                let Some((communes, category)) = found else {
+                    let resp = kind.not_found().into_response();
+                    audit_call(&s, spec, &method, name, target, &resp);
+                    return resp;
+                };
+                let mut allowed = if is_safe(&method) {
+                    scope.sees(&communes)
+                } else {
+                    scope.covers(&communes)
+                };
+                if let Some(category) = &category {
+                    let visible = principal.visibility_for(&scope);
+                    allowed &= communes.iter().all(|c| visible.sees(*c, category));
+                }
+                if !allowed {
+                    return deny(&s, &name, kind.not_found());
                 }
             }
-            scope
+            let visibility = match mode {
+                // The path's incident, under the route's own permission.
+                Object(ObjectKind::Incident) => principal.visibility_for(&scope),
+                // Figures computed on the caller's communes for this permission.
+                CallerScope => principal
+                    .visibility_for(&scope.intersect(&principal.scope_for(P::IncidentRead))),
+                _ => principal.visibility(),
+            };
+            (scope, visibility)
         }
     };
     req.extensions_mut().insert(Caller {
         principal: Arc::clone(&who.principal),
         scope,
         session: who.session.clone(),
+        visibility: Arc::new(visibility),
     });
     let resp = next.run(req).await;
-    if !is_safe(&method) && !spec.action.is_empty() && spec.action != "auth.logout" {
+    audit_call(&s, spec, &method, name, target, &resp);
+    resp
+}
+
+/// Audits a state-changing call with the outcome of its answer (and what the handler added).
+fn audit_call(
+    s: &AppState,
+    spec: &RouteSpec,
+    method: &Method,
+    name: String,
+    target: Option<String>,
+    resp: &Response,
+) {
+    if !is_safe(method) && !spec.action.is_empty() && spec.action != "auth.logout" {
         let status = resp.status();
         let outcome = if status.is_success() {
             AuditOutcome::Ok
@@ -468,7 +520,6 @@ async fn guard(
             detail: detail.to_string(),
         });
     }
-    resp
 }
 
 pub(crate) fn wall_ms() -> i64 {

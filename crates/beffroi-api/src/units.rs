@@ -1,18 +1,23 @@
 //! Units and dispatch: `GET /api/v1/units`, `GET /api/v1/units/{id}`,
 //! `POST /api/v1/units/{id}/status`. Assignment itself is the incident action `assign`.
+//!
+//! A unit's missions are incidents: the caller sees those its [`crate::access::Visibility`]
+//! sees, the others are counted (`hidden_missions`), never named. The unit's status stays
+//! what it is (an engaged unit may be engaged on something the caller may not see).
 
 use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Path, State};
-use beffroi_core::{Actor, Territory, Unit, UnitError, UnitStatus};
+use beffroi_core::{Actor, IncidentId, Territory, Unit, UnitError, UnitStatus};
 use beffroi_engine::runner::{ActError, OpsCommand, OpsOutcome};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::AppState;
 use crate::error::{ApiError, ErrorCode};
-use crate::handlers::{User, blocking, store_err};
+use crate::handlers::{blocking, store_err};
+use crate::routes::{Caller, ObjectKind};
 
 #[derive(Serialize, ToSchema)]
 pub struct UnitDto {
@@ -24,13 +29,23 @@ pub struct UnitDto {
     pub communes: Vec<String>,
     /// available | engaged | off_duty
     pub status: String,
-    /// Ids of the open incidents assigned to it.
+    /// Ids of the open incidents assigned to it that the caller may see.
     pub missions: Vec<u64>,
+    /// How many of its missions the caller may not see (other communes, or `cyber` without
+    /// `incident.cyber`): counted, not named.
+    pub hidden_missions: usize,
     pub updated_at: String,
 }
 
 impl UnitDto {
-    pub fn from_core(u: &Unit, t: &Territory) -> Self {
+    /// The unit as shown to a caller who sees the incidents `seen` says.
+    pub fn from_core(u: &Unit, t: &Territory, seen: &dyn Fn(IncidentId) -> bool) -> Self {
+        let missions: Vec<u64> = u
+            .missions
+            .iter()
+            .filter(|m| seen(**m))
+            .map(|m| m.0)
+            .collect();
         UnitDto {
             id: u.spec.id.to_string(),
             name: u.spec.name.to_string(),
@@ -43,7 +58,8 @@ impl UnitDto {
                 .map(|c| c.id.to_string())
                 .collect(),
             status: u.status.as_str().into(),
-            missions: u.missions.iter().map(|m| m.0).collect(),
+            hidden_missions: u.missions.len() - missions.len(),
+            missions,
             updated_at: u.updated_at.to_string(),
         }
     }
@@ -75,22 +91,47 @@ pub struct UnitStatusRequest {
 /// The API error of a unit refusal.
 pub(crate) fn unit_error(e: &UnitError) -> ApiError {
     match e {
-        UnitError::NotFound(_) => ApiError::new(ErrorCode::UnitNotFound, e.to_string()),
+        UnitError::NotFound(_) => ObjectKind::Unit.not_found(),
         UnitError::OffDuty(_) => ApiError::new(ErrorCode::UnitOffDuty, e.to_string()),
     }
 }
 
-#[utoipa::path(get, path = "/api/v1/units", responses((status = 200, body = [UnitDto])), security(("bearer" = [])))]
-pub async fn list_units(State(s): State<AppState>, c: crate::Caller) -> Json<Vec<UnitDto>> {
-    let ops = s.engine.ops();
-    let t = &s.engine.territory;
-    Json(
-        ops.units
+/// The units as `c` may see them (one store read for every mission).
+pub(crate) async fn unit_dtos(
+    s: &AppState,
+    c: &Caller,
+    units: Vec<Unit>,
+) -> Result<Vec<UnitDto>, ApiError> {
+    let incidents = c.incidents(s);
+    let t = Arc::clone(&s.engine.territory);
+    blocking(move || {
+        let ids: Vec<IncidentId> = units
             .iter()
-            .filter(|u| c.scope.sees(&u.spec.communes))
-            .map(|u| UnitDto::from_core(u, t))
-            .collect(),
-    )
+            .flat_map(|u| u.missions.iter().copied())
+            .collect();
+        let seen = incidents.nested(&ids).map_err(store_err)?.ids();
+        Ok(units
+            .iter()
+            .map(|u| UnitDto::from_core(u, &t, &|m| seen.contains(&m)))
+            .collect())
+    })
+    .await
+}
+
+#[utoipa::path(get, path = "/api/v1/units", responses((status = 200, body = [UnitDto])), security(("bearer" = [])))]
+pub async fn list_units(
+    State(s): State<AppState>,
+    c: Caller,
+) -> Result<Json<Vec<UnitDto>>, ApiError> {
+    let units: Vec<Unit> = s
+        .engine
+        .ops()
+        .units
+        .iter()
+        .filter(|u| c.scope.sees(&u.spec.communes))
+        .cloned()
+        .collect();
+    Ok(Json(unit_dtos(&s, &c, units).await?))
 }
 
 #[utoipa::path(get, path = "/api/v1/units/{id}", params(("id" = String, Path)),
@@ -98,21 +139,23 @@ pub async fn list_units(State(s): State<AppState>, c: crate::Caller) -> Json<Vec
     security(("bearer" = [])))]
 pub async fn get_unit(
     State(s): State<AppState>,
-    _u: User,
+    c: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<UnitDetailDto>, ApiError> {
     let ops = s.engine.ops();
     let unit = ops
         .unit(&id)
-        .ok_or_else(|| unit_error(&UnitError::NotFound(id.as_str().into())))?
+        .ok_or_else(|| ObjectKind::Unit.not_found())?
         .clone();
-    let reader = Arc::clone(&s.reader);
+    let incidents = c.incidents(&s);
     let t = Arc::clone(&s.engine.territory);
     blocking(move || {
-        let incidents = reader.incidents_by_id(&unit.missions).map_err(store_err)?;
+        let missions = incidents.nested(&unit.missions).map_err(store_err)?;
+        let seen = missions.ids();
         Ok(Json(UnitDetailDto {
-            unit: UnitDto::from_core(&unit, &t),
-            mission_details: incidents
+            unit: UnitDto::from_core(&unit, &t, &|m| seen.contains(&m)),
+            mission_details: missions
+                .visible
                 .iter()
                 .map(|i| MissionDto {
                     id: i.id.0,
@@ -134,7 +177,7 @@ pub async fn get_unit(
     security(("bearer" = [])))]
 pub async fn set_unit_status(
     State(s): State<AppState>,
-    User(user): User,
+    c: Caller,
     Path(id): Path<String>,
     body: Result<Json<UnitStatusRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<UnitDto>, ApiError> {
@@ -152,12 +195,17 @@ pub async fn set_unit_status(
         .engine
         .ops_command(
             OpsCommand::UnitStatus { unit: id, status },
-            Actor::User(user.into()),
+            Actor::User(c.principal.name.clone().into()),
         )
         .await
         .map_err(|e| ops_error(&e))?;
     match outcome {
-        OpsOutcome::Unit(u) => Ok(Json(UnitDto::from_core(&u, &s.engine.territory))),
+        OpsOutcome::Unit(u) => {
+            let mut dto = unit_dtos(&s, &c, vec![u]).await?;
+            dto.pop()
+                .map(Json)
+                .ok_or_else(|| ObjectKind::Unit.not_found())
+        }
         OpsOutcome::Crisis(_) | OpsOutcome::Quarantine(_) => Err(ApiError::new(
             ErrorCode::StoreUnavailable,
             "unexpected answer of the engine",
@@ -170,9 +218,7 @@ pub(crate) fn ops_error(e: &ActError) -> ApiError {
     use beffroi_core::crisis::CrisisError;
     match e {
         ActError::Unit(u) => unit_error(u),
-        ActError::Crisis(CrisisError::NotFound(_)) => {
-            ApiError::new(ErrorCode::CrisisNotFound, e.to_string())
-        }
+        ActError::Crisis(CrisisError::NotFound(_)) => ObjectKind::Crisis.not_found(),
         ActError::Crisis(CrisisError::Closed(_)) => {
             ApiError::new(ErrorCode::CrisisClosed, e.to_string())
         }

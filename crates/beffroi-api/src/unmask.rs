@@ -231,6 +231,7 @@ pub async fn unmask(
     }
     // Find the pseudonym in the incident, then its sealed value.
     let reader = Arc::clone(&s.reader);
+    let incidents = c.incidents(&s);
     let now = s.engine.clock.now();
     // The volume is bounded per caller; reaching the bound alerts the DPO (the audit log's
     // `personal.unmask.limit`, which the DPO's access log lists).
@@ -259,10 +260,7 @@ pub async fn unmask(
     }
     let p = pseudonym.to_string();
     let found = blocking(move || {
-        let Some((i, log)) = reader
-            .incident_with_log(IncidentId(id))
-            .map_err(store_err)?
-        else {
+        let Some((i, log)) = incidents.with_log(IncidentId(id)).map_err(store_err)? else {
             return Ok(None);
         };
         let mut inside = occurs_in(&p, &i, &log);

@@ -337,6 +337,8 @@ enum Auth_<'a> {
 struct Answer {
     status: u16,
     body: Value,
+    /// The body as sent, for byte-for-byte comparisons.
+    raw: Vec<u8>,
     headers: HeaderMap,
 }
 
@@ -378,17 +380,21 @@ impl Harness {
         let streaming = headers
             .get(header::CONTENT_TYPE)
             .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
-        let body = if streaming {
-            Value::Null
+        let (body, raw) = if streaming {
+            (Value::Null, Vec::new())
         } else {
             let bytes = axum::body::to_bytes(resp.into_body(), 16 << 20)
                 .await
                 .expect("body");
-            serde_json::from_slice(&bytes).unwrap_or(Value::Null)
+            (
+                serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+                bytes.to_vec(),
+            )
         };
         Answer {
             status,
             body,
+            raw,
             headers,
         }
     }
@@ -490,6 +496,13 @@ fn expected(e: &Expectations, rule: &Rule, role: &str, ctx: Ctx) -> Expect {
     }
 }
 
+/// The codes of an `{id}` object that does not exist, or is out of the caller's scope (the
+/// same answer): `not_found` for incidents and devices, the kind's own code for units and
+/// crises.
+fn hidden_code(code: &str) -> bool {
+    matches!(code, "not_found" | "unit_not_found" | "crisis_not_found")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_route_every_role_every_scope() {
     let e = expectations();
@@ -560,11 +573,11 @@ async fn every_route_every_role_every_scope() {
                 cells += 1;
                 let ok = match want {
                     Expect::Forbidden => r.status == 403,
-                    Expect::Hidden => r.status == 404 && r.code() == "not_found",
+                    Expect::Hidden => r.status == 404 && hidden_code(r.code()),
                     Expect::Allowed => {
                         let denied = r.status == 401
                             || r.status == 403
-                            || (r.status == 404 && r.code() == "not_found");
+                            || (r.status == 404 && hidden_code(r.code()));
                         // A read must succeed (an unknown event is the handler's own 404).
                         let read_ok = method != Method::GET
                             || (200..300).contains(&r.status)
@@ -1125,4 +1138,514 @@ async fn the_audit_log_keeps_no_typed_name_that_is_not_an_account() {
         }
     }
     assert!(logins.iter().any(|r| r.actor == "admin"));
+}
+
+// ---------------------------------------------------------------------------------------
+// Who sees what holds through nested objects and every object an action touches.
+
+fn ids_of(v: &Value) -> Vec<u64> {
+    let mut ids: Vec<u64> = v
+        .as_array()
+        .map(|l| l.iter().filter_map(|i| i["id"].as_u64()).collect())
+        .unwrap_or_default();
+    ids.sort_unstable();
+    ids
+}
+
+async fn assign(h: &Harness, tok: &str, incident: u64, unit: &str) -> Answer {
+    h.call(
+        Method::POST,
+        &format!("/api/v1/incidents/{incident}/actions"),
+        Auth_::Bearer(tok),
+        Some(json!({"action": "assign", "unit": unit})),
+    )
+    .await
+}
+
+async fn comment(h: &Harness, incident: u64, text: &str) {
+    let r = h
+        .call(
+            Method::POST,
+            &format!("/api/v1/incidents/{incident}/actions"),
+            Auth_::Bearer(&token(Role::Administrator, true)),
+            Some(json!({"action": "comment", "text": text})),
+        )
+        .await;
+    assert_eq!(r.status, 200, "comment on {incident}: {}", r.body);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_units_missions_pass_the_incident_visibility() {
+    let h = harness().await;
+    let admin = token(Role::Administrator, true);
+    let op_a = token(Role::Operator, false);
+    // A's unit is sent on A's incident, on B's and on A's cyber incident.
+    for id in [1, 2, 3] {
+        let r = assign(&h, &admin, id, "pm-dijon-1").await;
+        assert_eq!(r.status, 200, "assign {id}: {}", r.body);
+    }
+    let all = h
+        .call(
+            Method::GET,
+            "/api/v1/units/pm-dijon-1",
+            Auth_::Bearer(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(ids_of(&all.body["mission_details"]), vec![1, 2, 3]);
+
+    let r = h
+        .call(
+            Method::GET,
+            "/api/v1/units/pm-dijon-1",
+            Auth_::Bearer(&op_a),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        ids_of(&r.body["mission_details"]),
+        vec![1],
+        "operator of A: neither B's incident nor the cyber one: {}",
+        r.body
+    );
+    assert_eq!(r.body["missions"], json!([1]), "{}", r.body);
+    assert_eq!(r.body["hidden_missions"], 2, "{}", r.body);
+    let text = String::from_utf8_lossy(&r.raw);
+    assert!(
+        !text.contains("walk 2") && !text.contains("walk 3"),
+        "{text}"
+    );
+    // The list says the same.
+    let list = h
+        .call(Method::GET, "/api/v1/units", Auth_::Bearer(&op_a), None)
+        .await;
+    let unit = list
+        .body
+        .as_array()
+        .and_then(|l| l.iter().find(|u| u["id"] == "pm-dijon-1"))
+        .expect("A's unit listed")
+        .clone();
+    assert_eq!(unit["missions"], json!([1]), "{unit}");
+    assert_eq!(unit["hidden_missions"], 2, "{unit}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crisis_its_log_and_its_report_pass_the_incident_visibility() {
+    let h = harness().await;
+    let admin = token(Role::Administrator, true);
+    let op_a = token(Role::Operator, false);
+    // A crisis over the whole territory follows the incidents of A and B, the cyber one too.
+    let r = h
+        .call(
+            Method::POST,
+            "/api/v1/crises",
+            Auth_::Bearer(&admin),
+            Some(json!({"kind": "flood", "title": "crue générale", "communes": []})),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let id = r.body["id"].as_u64().expect("crisis id");
+    for i in [1, 2, 3] {
+        comment(&h, i, "suivi").await;
+    }
+    let all = h
+        .call(
+            Method::GET,
+            &format!("/api/v1/crises/{id}"),
+            Auth_::Bearer(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(ids_of(&all.body["incidents"]), vec![1, 2, 3]);
+
+    let r = h
+        .call(
+            Method::GET,
+            &format!("/api/v1/crises/{id}"),
+            Auth_::Bearer(&op_a),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        ids_of(&r.body["incidents"]),
+        vec![1],
+        "operator of A: neither B's incident nor the cyber one: {}",
+        r.body
+    );
+    let logged: Vec<u64> = r.body["log"]
+        .as_array()
+        .expect("log")
+        .iter()
+        .filter_map(|e| e["incident"].as_u64())
+        .collect();
+    assert!(
+        !logged.is_empty() && logged.iter().all(|i| *i == 1),
+        "{logged:?}"
+    );
+    assert_eq!(r.body["hidden_incidents"], 2, "{}", r.body);
+    let text = String::from_utf8_lossy(&r.raw);
+    assert!(
+        !text.contains("walk 2") && !text.contains("walk 3"),
+        "{text}"
+    );
+
+    let report = h
+        .call(
+            Method::GET,
+            &format!("/api/v1/crises/{id}/report?lang=en"),
+            Auth_::Bearer(&op_a),
+            None,
+        )
+        .await;
+    assert_eq!(report.status, 200);
+    let html = String::from_utf8_lossy(&report.raw);
+    assert!(html.contains("walk 1"), "{html}");
+    assert!(
+        !html.contains("walk 2") && !html.contains("walk 3"),
+        "the report shows only what the caller may see: {html}"
+    );
+
+    // A crisis director of A writes in A's crisis (id 1): the answer does not carry the
+    // cyber incident of A either.
+    let r = h
+        .call(
+            Method::POST,
+            "/api/v1/crises/1/log",
+            Auth_::Bearer(&token(Role::CrisisDirector, false)),
+            Some(json!({"text": "point de situation"})),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(ids_of(&r.body["incidents"]), vec![1], "{}", r.body);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_payloads_of_units_and_crises_pass_the_incident_visibility() {
+    use futures::StreamExt;
+    let h = harness().await;
+    let admin = token(Role::Administrator, true);
+    let req = Request::builder()
+        .uri("/api/v1/stream")
+        .header(
+            header::AUTHORIZATION,
+            format!("Bearer {}", token(Role::Operator, false)),
+        )
+        .body(Body::empty())
+        .expect("req");
+    let resp = h.app.clone().oneshot(req).await.expect("stream");
+    assert_eq!(resp.status(), 200);
+    let mut body = resp.into_body().into_data_stream();
+    // A's unit goes to B's incident, then to A's: two unit events for the operator of A.
+    assert_eq!(assign(&h, &admin, 2, "pm-dijon-1").await.status, 200);
+    assert_eq!(assign(&h, &admin, 1, "pm-dijon-1").await.status, 200);
+    let mut text = String::new();
+    let read = async {
+        while text.matches("event: unit").count() < 2 || !text.ends_with("\n\n") {
+            let Some(Ok(chunk)) = body.next().await else {
+                break;
+            };
+            text.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(20), read)
+        .await
+        .expect("two unit events");
+    let units: Vec<Value> = text
+        .split("\n\n")
+        .filter(|e| e.contains("event: unit"))
+        .filter_map(|e| e.lines().find_map(|l| l.strip_prefix("data: ")))
+        .map(|d| serde_json::from_str(d).expect("unit json"))
+        .collect();
+    assert_eq!(units.len(), 2, "{text}");
+    for u in &units {
+        let missions = u["missions"].as_array().expect("missions");
+        assert!(
+            !missions.contains(&json!(2)),
+            "B's incident is not named to the operator of A: {u}"
+        );
+        assert_eq!(u["hidden_missions"], 1, "{u}");
+    }
+    assert!(!text.contains("walk 2"), "{text}");
+
+    // A's crisis (id 1) follows A's incidents, the cyber one too: its events count it as
+    // hidden for the operator of A, and do not count it among the incidents shown.
+    comment(&h, 3, "cyber").await;
+    let crisis = async {
+        loop {
+            let last = text
+                .split("\n\n")
+                .filter(|e| e.contains("event: crisis"))
+                .filter_map(|e| e.lines().find_map(|l| l.strip_prefix("data: ")))
+                .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+                .find(|c| {
+                    c["id"] == 1
+                        && c["incident_count"].as_u64().unwrap_or(0)
+                            + c["hidden_incidents"].as_u64().unwrap_or(0)
+                            == 2
+                });
+            if let Some(c) = last {
+                return c;
+            }
+            let Some(Ok(chunk)) = body.next().await else {
+                panic!("the stream ended: {text}");
+            };
+            text.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    };
+    let c = tokio::time::timeout(std::time::Duration::from_secs(20), crisis)
+        .await
+        .expect("a crisis event after the cyber incident changed");
+    assert_eq!(
+        (c["incident_count"].clone(), c["hidden_incidents"].clone()),
+        (json!(1), json!(1)),
+        "{c}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_assignment_checks_the_incident_and_the_unit() {
+    let h = harness().await;
+    let sup_a = token(Role::Supervisor, false);
+    let admin = token(Role::Administrator, true);
+    // An incident of A to a unit of B: refused, answered as if the unit did not exist.
+    let r = assign(&h, &sup_a, 1, "pm-chenove-1").await;
+    let missing = assign(&h, &sup_a, 1, "no-such-unit").await;
+    assert_eq!(
+        (r.status, r.code()),
+        (404, "unit_not_found"),
+        "a unit out of scope: {}",
+        r.body
+    );
+    assert_eq!(
+        r.raw, missing.raw,
+        "out of scope and missing answer the same"
+    );
+    let unit = h
+        .call(
+            Method::GET,
+            "/api/v1/units/pm-chenove-1",
+            Auth_::Bearer(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(unit.body["missions"], json!([]), "nothing assigned");
+    // An incident of B to a unit of A: the incident is out of scope.
+    let r = assign(&h, &sup_a, 2, "pm-dijon-1").await;
+    assert_eq!((r.status, r.code()), (404, "not_found"), "{}", r.body);
+    let unit = h
+        .call(
+            Method::GET,
+            "/api/v1/units/pm-dijon-1",
+            Auth_::Bearer(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(unit.body["missions"], json!([]), "nothing assigned");
+    // Both in scope: done.
+    let r = assign(&h, &sup_a, 1, "pm-dijon-1").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_devices_observations_name_only_that_device() {
+    let h = harness().await;
+    let t = Arc::clone(&h.t);
+    let tech_a = token(Role::Technician, false);
+    let admin = token(Role::Administrator, true);
+    let own = t.device(first_device_in(&t, A)).id.to_string();
+    let other_idx = first_device_in(&t, B);
+    let other = t.device(other_idx).id.to_string();
+    // A value the other device would accept.
+    let spec = t
+        .kind_of(other_idx)
+        .fields
+        .iter()
+        .find(|f| !matches!(f.ty, beffroi_core::FieldType::Text))
+        .expect("a number or bool field");
+    let value = match spec.ty {
+        beffroi_core::FieldType::Bool => json!(true),
+        _ => json!(
+            spec.min
+                .unwrap_or(0.0)
+                .max(0.0)
+                .min(spec.max.unwrap_or(1.0))
+        ),
+    };
+    let mut values = serde_json::Map::new();
+    values.insert(spec.name.to_string(), value);
+    let r = h
+        .call(
+            Method::POST,
+            &format!("/api/v1/devices/{own}/observations?format=json"),
+            Auth_::Bearer(&tech_a),
+            Some(json!({"device": other, "values": values})),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (422, "device_mismatch"),
+        "a record of {other} posted for {own}: {}",
+        r.body
+    );
+    let d = h
+        .call(
+            Method::GET,
+            &format!("/api/v1/devices/{other}"),
+            Auth_::Bearer(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(d.body["recent"], json!([]), "nothing ingested: {}", d.body);
+    let list = h
+        .call(
+            Method::GET,
+            "/api/v1/incidents",
+            Auth_::Bearer(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(ids_of(&list.body), vec![1, 2, 3], "no incident opened");
+    // The same record naming the path's device is taken.
+    let r = h
+        .call(
+            Method::POST,
+            &format!("/api/v1/devices/{other}/observations?format=json"),
+            Auth_::Bearer(&token(Role::Technician, true)),
+            Some(json!({"device": other, "values": values})),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["accepted"], 1, "{}", r.body);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn out_of_scope_and_missing_objects_answer_the_same() {
+    let h = harness().await;
+    let t = Arc::clone(&h.t);
+    let b_device = t.device(first_device_in(&t, B)).id.to_string();
+    let op_a = token(Role::Operator, false);
+    let tech_a = token(Role::Technician, false);
+    let sup_a = token(Role::Supervisor, false);
+    let cases: [(Method, String, String, &str, Option<Value>); 9] = [
+        (
+            Method::GET,
+            "/api/v1/incidents/2".into(),
+            "/api/v1/incidents/99999".into(),
+            &op_a,
+            None,
+        ),
+        // A cyber incident of the caller's own commune, hidden by its category.
+        (
+            Method::GET,
+            "/api/v1/incidents/3".into(),
+            "/api/v1/incidents/99999".into(),
+            &op_a,
+            None,
+        ),
+        (
+            Method::POST,
+            "/api/v1/incidents/2/actions".into(),
+            "/api/v1/incidents/99999/actions".into(),
+            &op_a,
+            Some(json!({"action": "comment", "text": "x"})),
+        ),
+        (
+            Method::GET,
+            "/api/v1/units/pm-chenove-1".into(),
+            "/api/v1/units/no-such-unit".into(),
+            &op_a,
+            None,
+        ),
+        (
+            Method::GET,
+            "/api/v1/crises/2".into(),
+            "/api/v1/crises/999".into(),
+            &op_a,
+            None,
+        ),
+        (
+            Method::GET,
+            format!("/api/v1/devices/{b_device}"),
+            "/api/v1/devices/no-such-device".into(),
+            &op_a,
+            None,
+        ),
+        (
+            Method::POST,
+            format!("/api/v1/devices/{b_device}/observations?format=json"),
+            "/api/v1/devices/no-such-device/observations?format=json".into(),
+            &tech_a,
+            Some(json!({"values": {"x": 1}})),
+        ),
+        (
+            Method::POST,
+            "/api/v1/units/pm-chenove-1/status".into(),
+            "/api/v1/units/no-such-unit/status".into(),
+            &sup_a,
+            Some(json!({"status": "available"})),
+        ),
+        (
+            Method::GET,
+            "/api/v1/crises/2/report".into(),
+            "/api/v1/crises/999/report".into(),
+            &op_a,
+            None,
+        ),
+    ];
+    for (method, hidden, missing, tok, body) in cases {
+        let a = h
+            .call(method.clone(), &hidden, Auth_::Bearer(tok), body.clone())
+            .await;
+        let b = h
+            .call(method.clone(), &missing, Auth_::Bearer(tok), body)
+            .await;
+        assert_eq!(a.status, 404, "{method} {hidden}: {}", a.body);
+        assert_eq!(
+            (a.status, String::from_utf8_lossy(&a.raw)),
+            (b.status, String::from_utf8_lossy(&b.raw)),
+            "{method} {hidden} and {missing} answer the same"
+        );
+    }
+}
+
+/// Handlers read incidents only through `Caller::incidents` (`src/scoped.rs`), which applies
+/// the caller's visibility: no other file of the crate calls the store's incident reads, but
+/// the guard's lookup of the object named by the path (`routes.rs`, `object_of`).
+#[test]
+fn incidents_are_read_only_through_the_callers_visibility() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(&src).expect("src") {
+        let path = entry.expect("entry").path();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+            .to_string();
+        if !name.ends_with(".rs") || name == "scoped.rs" {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).expect("read");
+        for (n, line) in text.lines().enumerate() {
+            for pat in [
+                "reader.incidents(",
+                "incidents(&IncidentQuery",
+                ".incidents_by_id(",
+                ".incident_with_log(",
+                ".log_since(",
+            ] {
+                if line.contains(pat) && !line.trim_start().starts_with("//") {
+                    found.push(format!("{name}:{}: {}", n + 1, line.trim()));
+                }
+            }
+        }
+    }
+    assert!(
+        found.len() == 1
+            && found[0].starts_with("routes.rs")
+            && found[0].contains(".incidents_by_id("),
+        "incidents are read through `Caller::incidents` only: {found:#?}"
+    );
 }

@@ -4,8 +4,8 @@
 
 use beffroi_core::crisis::{Crisis, CrisisChange};
 use beffroi_core::{
-    DeviceIdx, FieldIdx, Incident, IncidentChange, IncidentId, LogEntry, Severity, Status,
-    Timestamp, Unit, UnitStatus, Value,
+    CommuneIdx, DeviceIdx, FieldIdx, Incident, IncidentChange, IncidentId, LogEntry, Severity,
+    Status, Timestamp, Unit, UnitStatus, Value,
 };
 use beffroi_wire::RejectReason;
 
@@ -127,6 +127,82 @@ pub enum StoreError {
     Inconsistent(String),
 }
 
+/// The category of the incidents raised on the devices themselves (anomaly detection):
+/// seen only with the `incident.cyber` permission.
+pub const CYBER: &str = "cyber";
+
+/// Which incidents a reader may see: THE visibility rule, kept as data so that the same rule
+/// is evaluated in memory ([`Visibility::sees`], for nested objects and live events) and
+/// pushed into the store's queries ([`IncidentQuery::visible`], [`StoreReader::log_since`],
+/// so that a page holds what the reader may see and nothing else).
+///
+/// An incident is visible when its commune is among `communes` and, when its category is
+/// [`CYBER`], among `cyber` too. `None` stands for every commune. The API computes one per
+/// request from the caller's grants (`beffroi_api::access::Principal::visibility`); the
+/// default sees everything (the engine's own reads).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Visibility {
+    /// Communes whose incidents are visible, sorted; `None`: every commune.
+    communes: Option<Vec<CommuneIdx>>,
+    /// Communes whose `cyber` incidents are visible, sorted; `None`: every commune.
+    cyber: Option<Vec<CommuneIdx>>,
+}
+
+impl Visibility {
+    /// `None`: every commune; `Some(list)`: those communes only (an empty list: none).
+    pub fn new(communes: Option<Vec<CommuneIdx>>, cyber: Option<Vec<CommuneIdx>>) -> Self {
+        let norm = |l: Option<Vec<CommuneIdx>>| {
+            l.map(|mut l| {
+                l.sort_unstable();
+                l.dedup();
+                l
+            })
+        };
+        Visibility {
+            communes: norm(communes),
+            cyber: norm(cyber),
+        }
+    }
+
+    /// Every incident.
+    pub fn everything() -> Self {
+        Visibility::default()
+    }
+
+    /// No incident at all.
+    pub fn nothing() -> Self {
+        Visibility::new(Some(Vec::new()), Some(Vec::new()))
+    }
+
+    /// Sees every incident of every commune and category.
+    pub fn is_everything(&self) -> bool {
+        self.communes.is_none() && self.cyber.is_none()
+    }
+
+    /// Communes whose incidents are visible (`None`: every commune).
+    pub fn communes(&self) -> Option<&[CommuneIdx]> {
+        self.communes.as_deref()
+    }
+
+    /// Communes whose `cyber` incidents are visible (`None`: every commune).
+    pub fn cyber_communes(&self) -> Option<&[CommuneIdx]> {
+        self.cyber.as_deref()
+    }
+
+    /// THE rule: may an incident of `category` in `commune` be seen.
+    pub fn sees(&self, commune: CommuneIdx, category: &str) -> bool {
+        let holds = |l: &Option<Vec<CommuneIdx>>| {
+            l.as_ref().is_none_or(|l| l.binary_search(&commune).is_ok())
+        };
+        holds(&self.communes) && (category != CYBER || holds(&self.cyber))
+    }
+
+    /// [`Visibility::sees`] for an incident.
+    pub fn sees_incident(&self, i: &Incident) -> bool {
+        self.sees(i.commune, &i.category)
+    }
+}
+
 /// Filter for incident listings.
 #[derive(Clone, Debug, Default)]
 pub struct IncidentQuery {
@@ -140,6 +216,9 @@ pub struct IncidentQuery {
     pub updated_since: Option<Timestamp>,
     /// At most this many, most recently updated first (0: the store's default, 500).
     pub limit: usize,
+    /// Only the incidents this visibility sees (default: every incident). Part of the
+    /// query, applied before `limit`: a page is full of visible incidents.
+    pub visible: Visibility,
 }
 
 /// Writes. One writer at a time; called from a dedicated thread, never from async code.
@@ -229,9 +308,11 @@ pub trait Store: Send + 'static {
 /// Reads, safe to call concurrently with the writer (blocking: use `spawn_blocking`).
 pub trait StoreReader: Send + Sync + 'static {
     fn incidents(&self, q: &IncidentQuery) -> Result<Vec<Incident>, StoreError>;
+    /// The incident with its log, `None` when it does not exist or `visible` does not see it.
     fn incident_with_log(
         &self,
         id: IncidentId,
+        visible: &Visibility,
     ) -> Result<Option<(Incident, Vec<LogEntry>)>, StoreError>;
     /// Most recent observations of a device, newest first.
     fn observations(
@@ -243,11 +324,21 @@ pub trait StoreReader: Send + Sync + 'static {
     fn observation_count(&self) -> Result<u64, StoreError>;
     /// Most recent rejections, newest first.
     fn rejections(&self, limit: usize) -> Result<Vec<StoredRejection>, StoreError>;
-    /// The incidents with these ids (closed ones included), in id order.
-    fn incidents_by_id(&self, ids: &[IncidentId]) -> Result<Vec<Incident>, StoreError>;
-    /// Incident log lines written at or after `since`, oldest first; the newest `limit`
-    /// when there are more.
-    fn log_since(&self, since: Timestamp, limit: usize) -> Result<Vec<HandoverEntry>, StoreError>;
+    /// The incidents with these ids that `visible` sees (closed ones included), in id order;
+    /// the visibility is part of the query.
+    fn incidents_by_id(
+        &self,
+        ids: &[IncidentId],
+        visible: &Visibility,
+    ) -> Result<Vec<Incident>, StoreError>;
+    /// Log lines of the incidents `visible` sees written at or after `since`, oldest first;
+    /// the newest `limit` when there are more (the visibility is part of the query).
+    fn log_since(
+        &self,
+        since: Timestamp,
+        limit: usize,
+        visible: &Visibility,
+    ) -> Result<Vec<HandoverEntry>, StoreError>;
     /// The newest `limit` quarantine acts, oldest first.
     fn quarantine_log(
         &self,

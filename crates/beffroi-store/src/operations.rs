@@ -8,7 +8,8 @@ use beffroi_core::crisis::{
 };
 use beffroi_core::{Incident, IncidentId, Territory, Timestamp, Unit, UnitStatus};
 use beffroi_engine::StoreError;
-use beffroi_engine::store::{HandoverEntry, StoredUnit};
+use beffroi_engine::store::{HandoverEntry, StoredUnit, Visibility};
+use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, Transaction, params, params_from_iter};
 use serde_json::json;
 
@@ -283,18 +284,23 @@ pub(crate) fn incidents_by_id(
     conn: &Connection,
     t: &Territory,
     ids: &[IncidentId],
+    visible: &Visibility,
     skipped: &Skipped,
 ) -> Result<Vec<Incident>, StoreError> {
     let mut out = SkipList::new();
     // In chunks, far below SQLite's parameter limit.
     for chunk in ids.chunks(500) {
         let marks = vec!["?"; chunk.len()].join(", ");
-        let sql =
-            format!("SELECT {INCIDENT_COLUMNS} FROM incidents WHERE id IN ({marks}) ORDER BY id");
-        let args = chunk
+        let mut clauses = vec![format!("id IN ({marks})")];
+        let mut args = chunk
             .iter()
-            .map(|i| id_to_sql(*i))
+            .map(|i| id_to_sql(*i).map(SqlValue::Integer))
             .collect::<Result<Vec<_>, _>>()?;
+        crate::queries::visibility_clauses(t, visible, "", &mut clauses, &mut args);
+        let sql = format!(
+            "SELECT {INCIDENT_COLUMNS} FROM incidents WHERE {} ORDER BY id",
+            clauses.join(" AND ")
+        );
         let mut stmt = conn.prepare(&sql).ctx("prepare incidents by id")?;
         let rows = stmt
             .query_map(params_from_iter(args), IncidentRow::read)
@@ -310,19 +316,25 @@ pub(crate) fn incidents_by_id(
 
 pub(crate) fn log_since(
     conn: &Connection,
+    t: &Territory,
     since: Timestamp,
     limit: usize,
+    visible: &Visibility,
     skipped: &Skipped,
 ) -> Result<Vec<HandoverEntry>, StoreError> {
-    let mut stmt = conn
-        .prepare_cached(
-            "SELECT l.at, l.actor, l.action, l.detail, l.incident_id, i.title \
-             FROM incident_log l JOIN incidents i ON i.id = l.incident_id \
-             WHERE l.at >= ?1 ORDER BY l.at DESC, l.id DESC LIMIT ?2",
-        )
-        .ctx("prepare log since")?;
+    let mut clauses = vec!["l.at >= ?".to_string()];
+    let mut args = vec![SqlValue::Integer(since.0)];
+    crate::queries::visibility_clauses(t, visible, "i.", &mut clauses, &mut args);
+    args.push(SqlValue::Integer(limit_to_sql(limit)));
+    let sql = format!(
+        "SELECT l.at, l.actor, l.action, l.detail, l.incident_id, i.title \
+         FROM incident_log l JOIN incidents i ON i.id = l.incident_id \
+         WHERE {} ORDER BY l.at DESC, l.id DESC LIMIT ?",
+        clauses.join(" AND ")
+    );
+    let mut stmt = conn.prepare_cached(&sql).ctx("prepare log since")?;
     let rows = stmt
-        .query_map(params![since.0, limit_to_sql(limit)], |r| {
+        .query_map(params_from_iter(args), |r| {
             Ok((
                 LogRow::read(r)?,
                 r.get::<_, i64>(4)?,

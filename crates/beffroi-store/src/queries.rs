@@ -1,8 +1,10 @@
 //! Reads shared by the writer (restart) and the reader pool (API).
 
-use beffroi_core::{DeviceIdx, Incident, IncidentId, LogEntry, Severity, Territory, Timestamp};
+use beffroi_core::{
+    CommuneIdx, DeviceIdx, Incident, IncidentId, LogEntry, Severity, Territory, Timestamp,
+};
 use beffroi_engine::StoreError;
-use beffroi_engine::store::{IncidentQuery, StoredObservation, StoredRejection};
+use beffroi_engine::store::{CYBER, IncidentQuery, StoredObservation, StoredRejection, Visibility};
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 
@@ -123,6 +125,47 @@ pub(crate) fn watermarks(
     Ok(out)
 }
 
+/// A [`Visibility`] as SQL over the `commune` and `category` columns of the incidents table
+/// (named `{alias}commune`, `{alias}category`): clauses to join with AND, their arguments
+/// appended in order. The table stores commune ids as text.
+pub(crate) fn visibility_clauses(
+    t: &Territory,
+    v: &Visibility,
+    alias: &str,
+    clauses: &mut Vec<String>,
+    args: &mut Vec<SqlValue>,
+) {
+    let ids = |l: &[CommuneIdx]| -> Vec<SqlValue> {
+        l.iter()
+            .filter_map(|c| t.communes.get(c.get()))
+            .map(|c| SqlValue::Text(c.id.to_string()))
+            .collect()
+    };
+    let marks = |n: usize| vec!["?"; n].join(", ");
+    if let Some(list) = v.communes() {
+        let values = ids(list);
+        if values.is_empty() {
+            clauses.push("0".into());
+        } else {
+            clauses.push(format!("{alias}commune IN ({})", marks(values.len())));
+            args.extend(values);
+        }
+    }
+    if let Some(list) = v.cyber_communes() {
+        let values = ids(list);
+        args.push(SqlValue::Text(CYBER.into()));
+        if values.is_empty() {
+            clauses.push(format!("{alias}category <> ?"));
+        } else {
+            clauses.push(format!(
+                "({alias}category <> ? OR {alias}commune IN ({}))",
+                marks(values.len())
+            ));
+            args.extend(values);
+        }
+    }
+}
+
 pub(crate) fn incidents(
     conn: &Connection,
     t: &Territory,
@@ -159,6 +202,7 @@ pub(crate) fn incidents(
         clauses.push("updated_at >= ?".into());
         args.push(SqlValue::Integer(since.0));
     }
+    visibility_clauses(t, &q.visible, "", &mut clauses, &mut args);
     let filter = if clauses.is_empty() {
         String::new()
     } else {
@@ -185,9 +229,11 @@ pub(crate) fn incident_with_log(
     conn: &mut Connection,
     t: &Territory,
     id: IncidentId,
+    visible: &Visibility,
 ) -> Result<Option<(Incident, Vec<LogEntry>)>, StoreError> {
     let tx = conn.transaction().ctx("begin read")?;
-    let Some(incident) = incident(&tx, t, id)? else {
+    // One row: the rule is applied to it before its log is read.
+    let Some(incident) = incident(&tx, t, id)?.filter(|i| visible.sees_incident(i)) else {
         return Ok(None);
     };
     let sql =

@@ -104,8 +104,9 @@ impl StoreReader for SqliteReader {
     fn incident_with_log(
         &self,
         id: IncidentId,
+        visible: &beffroi_engine::store::Visibility,
     ) -> Result<Option<(Incident, Vec<LogEntry>)>, StoreError> {
-        queries::incident_with_log(&mut self.pool.get(), &self.territory(), id)
+        queries::incident_with_log(&mut self.pool.get(), &self.territory(), id, visible)
     }
 
     fn observations(
@@ -126,16 +127,22 @@ impl StoreReader for SqliteReader {
         queries::rejections(&self.pool.get(), limit, &self.skipped)
     }
 
-    fn incidents_by_id(&self, ids: &[IncidentId]) -> Result<Vec<Incident>, StoreError> {
+    fn incidents_by_id(
+        &self,
+        ids: &[IncidentId],
+        visible: &beffroi_engine::store::Visibility,
+    ) -> Result<Vec<Incident>, StoreError> {
         let t = self.territory();
-        crate::operations::incidents_by_id(&self.pool.get(), &t, ids, &self.skipped)
+        crate::operations::incidents_by_id(&self.pool.get(), &t, ids, visible, &self.skipped)
     }
 
     fn log_since(
         &self,
         since: Timestamp,
         limit: usize,
+        visible: &beffroi_engine::store::Visibility,
     ) -> Result<Vec<beffroi_engine::store::HandoverEntry>, StoreError> {
-        crate::operations::log_since(&self.pool.get(), since, limit, &self.skipped)
+        let t = self.territory();
+        crate::operations::log_since(&self.pool.get(), &t, since, limit, visible, &self.skipped)
     }
 }

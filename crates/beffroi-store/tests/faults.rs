@@ -20,6 +20,7 @@ use beffroi_core::{Incident, IncidentId, SimClock, Status, Territory, Timestamp}
 use beffroi_engine::metrics::Metrics;
 use beffroi_engine::pipeline::{Output, Pipeline};
 use beffroi_engine::runner::{self, Engine, EngineConfig};
+use beffroi_engine::store::Visibility;
 use beffroi_engine::store::{
     IncidentQuery, LegalHold, PurgePlan, PurgeReport, StoredUnit, Watermark,
 };
@@ -288,7 +289,7 @@ fn stored_book(reader: &SqliteReader) -> Book {
     all.into_iter()
         .map(|i| {
             let (inc, log) = reader
-                .incident_with_log(i.id)
+                .incident_with_log(i.id, &Visibility::everything())
                 .expect("read")
                 .expect("listed");
             (

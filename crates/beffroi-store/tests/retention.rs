@@ -17,6 +17,7 @@ use beffroi_core::{
 };
 use beffroi_engine::retention::{LegalHold, PrivacyCommand, PrivacyOutcome, PurgeReport};
 use beffroi_engine::runner::{EngineAudit, EngineConfig, EngineHandle};
+use beffroi_engine::store::Visibility;
 use beffroi_engine::store::{StoredObservation, StoredRejection};
 use beffroi_engine::{Source, Store, StoreReader, WriteBatch};
 use beffroi_wire::RejectReason;
@@ -173,7 +174,9 @@ impl Rig {
     }
 
     fn incident(&self, id: u64) -> Option<(Incident, Vec<LogEntry>)> {
-        self.reader.incident_with_log(IncidentId(id)).expect("read")
+        self.reader
+            .incident_with_log(IncidentId(id), &Visibility::everything())
+            .expect("read")
     }
 
     fn identities(&self) -> u64 {

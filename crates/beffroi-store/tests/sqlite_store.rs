@@ -8,7 +8,7 @@ use beffroi_core::{
     Actor, DedupKey, FieldIdx, Incident, IncidentChange, IncidentId, LogEntry, Point, Severity,
     SopStep, Status, Territory, Timestamp, Value,
 };
-use beffroi_engine::store::{IncidentQuery, StoredObservation, StoredRejection};
+use beffroi_engine::store::{IncidentQuery, StoredObservation, StoredRejection, Visibility};
 use beffroi_engine::{Source, Store, StoreError, StoreReader, WriteBatch};
 use beffroi_store::{PURGE_CHUNK, SqliteReader, SqliteStore};
 use beffroi_wire::RejectReason;
@@ -182,7 +182,7 @@ fn incident_round_trips_with_procedure_and_log() {
     );
 
     let (read, entries) = reader
-        .incident_with_log(IncidentId(7))
+        .incident_with_log(IncidentId(7), &Visibility::everything())
         .expect("read")
         .expect("present");
     assert_eq!(read, worked);
@@ -195,7 +195,9 @@ fn incident_round_trips_with_procedure_and_log() {
     expected.extend(later);
     assert_eq!(entries, expected);
     assert_eq!(
-        reader.incident_with_log(IncidentId(99)).expect("read"),
+        reader
+            .incident_with_log(IncidentId(99), &Visibility::everything())
+            .expect("read"),
         None
     );
 }
@@ -260,6 +262,99 @@ fn incident_listing_filters_and_orders_by_update() {
         }),
         Vec::<u64>::new()
     );
+}
+
+/// The caller's visibility is part of the query: a page holds `limit` incidents the caller
+/// may see, however many newer ones it may not; the handover log is cut the same way.
+#[test]
+fn visibility_is_part_of_the_query_so_a_page_is_full() {
+    let (_dir, path) = temp();
+    let (mut store, reader) = open(&path);
+    let t = territory();
+    let c1 = t.commune_id("c1").expect("fixture");
+    // The oldest is a flood; the two newest are cyber incidents.
+    let flood = incident(1, "a@site:s2", Status::New, 1_000);
+    let mut cyber = incident(2, "b@site:s2", Status::New, 2_000);
+    cyber.category = "cyber".into();
+    let mut cyber2 = incident(3, "c@site:s2", Status::New, 3_000);
+    cyber2.category = "cyber".into();
+    let opened = |at| vec![log(at, Actor::Rule("r".into()), "opened", "")];
+    for (inc, at) in [(&flood, 1_000), (&cyber, 2_000), (&cyber2, 3_000)] {
+        store
+            .write(&change(inc.clone(), true, opened(at)))
+            .expect("write");
+    }
+    let ids = |visible: Visibility, limit: usize| -> Vec<u64> {
+        reader
+            .incidents(&IncidentQuery {
+                limit,
+                visible,
+                ..Default::default()
+            })
+            .expect("list")
+            .iter()
+            .map(|i| i.id.0)
+            .collect()
+    };
+    let no_cyber = Visibility::new(Some(vec![c1]), Some(vec![]));
+    assert_eq!(ids(no_cyber.clone(), 1), vec![1], "the page is filled");
+    assert_eq!(ids(Visibility::new(None, Some(vec![c1])), 1), vec![3]);
+    assert_eq!(ids(Visibility::everything(), 5), vec![3, 2, 1]);
+    assert_eq!(ids(Visibility::nothing(), 5), Vec::<u64>::new());
+    assert_eq!(ids(Visibility::new(Some(vec![c1]), None), 5), vec![3, 2, 1]);
+    // The store answers exactly what the in-memory rule sees.
+    for v in [
+        no_cyber.clone(),
+        Visibility::nothing(),
+        Visibility::everything(),
+    ] {
+        let expected: Vec<u64> = [&cyber2, &cyber, &flood]
+            .iter()
+            .filter(|i| v.sees_incident(i))
+            .map(|i| i.id.0)
+            .collect();
+        assert_eq!(ids(v, 10), expected);
+    }
+    let handover = |v: &Visibility, limit| -> Vec<u64> {
+        reader
+            .log_since(Timestamp(0), limit, v)
+            .expect("log")
+            .iter()
+            .map(|e| e.incident.0)
+            .collect()
+    };
+    // Reads by id apply it too.
+    let all = [IncidentId(1), IncidentId(2), IncidentId(3)];
+    let by_id = |v: &Visibility| -> Vec<u64> {
+        reader
+            .incidents_by_id(&all, v)
+            .expect("by id")
+            .iter()
+            .map(|i| i.id.0)
+            .collect()
+    };
+    assert_eq!(by_id(&no_cyber), vec![1]);
+    assert_eq!(by_id(&Visibility::everything()), vec![1, 2, 3]);
+    assert!(by_id(&Visibility::nothing()).is_empty());
+    assert!(
+        reader
+            .incident_with_log(IncidentId(2), &no_cyber)
+            .expect("read")
+            .is_none()
+    );
+    assert!(
+        reader
+            .incident_with_log(IncidentId(1), &no_cyber)
+            .expect("read")
+            .is_some()
+    );
+    assert_eq!(
+        handover(&no_cyber, 1),
+        vec![1],
+        "the log page is filled too"
+    );
+    assert_eq!(handover(&Visibility::everything(), 10), vec![1, 2, 3]);
+    assert!(handover(&Visibility::nothing(), 10).is_empty());
 }
 
 #[test]
@@ -459,7 +554,9 @@ fn reopening_the_file_keeps_everything() {
     assert_eq!(store.max_incident_id().expect("max"), IncidentId(3));
     assert_eq!(store.active_incidents().expect("active"), vec![inc.clone()]);
     assert_eq!(
-        reader.incident_with_log(IncidentId(3)).expect("read"),
+        reader
+            .incident_with_log(IncidentId(3), &Visibility::everything())
+            .expect("read"),
         Some((inc, vec![entry]))
     );
     assert_eq!(reader.observation_count().expect("count"), 5);
@@ -552,7 +649,7 @@ fn rows_that_no_longer_fit_the_territory_are_reported_not_panicked_on() {
         Err(StoreError::Inconsistent(_))
     ));
     assert!(matches!(
-        reader.incident_with_log(IncidentId(1)),
+        reader.incident_with_log(IncidentId(1), &Visibility::everything()),
         Err(StoreError::Inconsistent(_))
     ));
     assert_eq!(store.active_incidents().expect("active"), vec![]);
@@ -728,17 +825,19 @@ fn operations_survive_a_reopen_units_crises_escalation_and_handover_log() {
                 ..Default::default()
             })
             .expect("write");
-        let handover = reader.log_since(Timestamp(999), 10).expect("log");
+        let handover = reader
+            .log_since(Timestamp(999), 10, &Visibility::everything())
+            .expect("log");
         assert_eq!(handover.len(), 1);
         assert_eq!(handover[0].title, "Crue — niveau haut");
         assert!(
             reader
-                .log_since(Timestamp(1001), 10)
+                .log_since(Timestamp(1001), 10, &Visibility::everything())
                 .expect("log")
                 .is_empty()
         );
         let by_id = reader
-            .incidents_by_id(&[IncidentId(1), IncidentId(9)])
+            .incidents_by_id(&[IncidentId(1), IncidentId(9)], &Visibility::everything())
             .expect("by id");
         assert_eq!(by_id.len(), 1);
         let since = reader
