@@ -11,7 +11,8 @@
 //! **Errors:** one table of public error codes ([`error::ErrorCode`]), each with its HTTP
 //! status; bodies are `{"error": {"code": …, "message": …}}`.
 
-pub mod access;
+/// Who may see and do what: the pure `beffroi-access` crate.
+pub use beffroi_access as access;
 pub mod auth;
 pub mod console;
 pub mod crisis;

@@ -22,6 +22,7 @@ pub mod security;
 pub mod territory;
 pub mod time;
 pub mod unit;
+pub mod visibility;
 
 pub use alarm::{Alarm, AlarmKind, DedupKey};
 pub use audit::{

@@ -234,9 +234,9 @@ async fn start_engine(
     auth.add_user(
         "bench",
         "bench",
-        vec![beffroi_api::access::Grant {
-            role: beffroi_api::access::Role::Administrator,
-            scope: beffroi_api::access::Scope::Territory,
+        vec![beffroi_access::Grant {
+            role: beffroi_access::Role::Administrator,
+            scope: beffroi_access::Scope::Territory,
         }],
     )?;
     let token = auth

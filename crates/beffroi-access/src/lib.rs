@@ -5,8 +5,9 @@
 //! scope*: the union of the scopes of the grants whose role carries it. The single table
 //! [`ROLE_PERMISSIONS`] maps roles to permissions; `docs/security-access.md` prints it.
 //!
-//! Pure: no I/O, no clock. The HTTP side ([`crate::routes`]) asks [`Principal::scope_for`]
-//! and [`Scope::sees`] / [`Scope::covers`].
+//! Pure: no I/O, no clock; one crate, used by the API (its route guard asks
+//! [`Principal::scope_for`] and [`Scope::sees`] / [`Scope::covers`]) and by the binary (the
+//! accounts it builds), so that who may see what is decided in one place.
 //!
 //! Which *incidents* a caller may see is one value, [`Visibility`], computed once per request
 //! by [`Principal::visibility`]: the communes of its `incident.read` grants and, for the
@@ -14,7 +15,7 @@
 //! in memory (nested incidents, live events) and pushed into the store's queries (lists).
 
 use beffroi_core::CommuneIdx;
-pub use beffroi_engine::store::{CYBER, Visibility};
+pub use beffroi_core::visibility::{CYBER, Visibility};
 
 /// What may be done. Names are stable (the console hides actions by them).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
