@@ -44,14 +44,20 @@ pub fn private_db(path: &Path) -> Result<()> {
 
 /// Refuses a users file that anyone but its owner can read or write.
 pub fn check_owner_only(path: &Path) -> Result<()> {
+    owner_only(path, "it holds password hashes and TOTP secrets")
+}
+
+/// Refuses a file that anyone but its owner can read or write, saying why it matters and
+/// the command that fixes it.
+fn owner_only(path: &Path, why: &str) -> Result<()> {
     let mode = std::fs::metadata(path)
         .with_context(|| format!("cannot read {}", path.display()))?
         .permissions()
         .mode();
     if mode & 0o077 != 0 {
         bail!(
-            "{} is readable or writable by others (mode {:04o}): it holds password hashes and \
-             TOTP secrets; make it the service account's alone: chmod 600 {}",
+            "{} is readable or writable by others (mode {:04o}): {why}; make it the service \
+             account's alone: chmod 600 {}",
             path.display(),
             mode & 0o7777,
             path.display()
@@ -66,7 +72,7 @@ pub fn read_totp_key(path: &Path) -> Result<Option<beffroi_api::totp::SealKey>> 
     if !path.exists() {
         return Ok(None);
     }
-    check_key_owner_only(path)?;
+    owner_only(path, "it opens the TOTP secrets")?;
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
     beffroi_api::totp::SealKey::from_bytes(&bytes)
         .map(Some)
@@ -92,23 +98,6 @@ pub fn totp_key(path: &Path) -> Result<beffroi_api::totp::SealKey> {
         .and_then(|()| f.sync_all())
         .with_context(|| format!("cannot write {}", path.display()))?;
     Ok(key)
-}
-
-fn check_key_owner_only(path: &Path) -> Result<()> {
-    let mode = std::fs::metadata(path)
-        .with_context(|| format!("cannot read {}", path.display()))?
-        .permissions()
-        .mode();
-    if mode & 0o077 != 0 {
-        bail!(
-            "{} is readable or writable by others (mode {:04o}): it opens the TOTP secrets; \
-             chmod 600 {}",
-            path.display(),
-            mode & 0o7777,
-            path.display()
-        );
-    }
-    Ok(())
 }
 
 fn restrict(path: &Path, mode: u32) -> Result<()> {
