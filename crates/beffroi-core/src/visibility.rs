@@ -78,4 +78,3 @@ impl Visibility {
         self.sees(i.commune, &i.category)
     }
 }
-

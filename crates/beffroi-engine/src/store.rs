@@ -4,8 +4,8 @@
 
 use beffroi_core::crisis::{Crisis, CrisisChange};
 use beffroi_core::{
-    CommuneIdx, DeviceIdx, FieldIdx, Incident, IncidentChange, IncidentId, LogEntry, Severity,
-    Status, Timestamp, Unit, UnitStatus, Value,
+    DeviceIdx, FieldIdx, Incident, IncidentChange, IncidentId, LogEntry, Severity, Status,
+    Timestamp, Unit, UnitStatus, Value,
 };
 use beffroi_wire::RejectReason;
 

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, Result, anyhow, bail};
-use beffroi_api::Auth;
 use beffroi_access::{Grant, Role, Scope};
+use beffroi_api::Auth;
 use beffroi_api::auth::{AuthPolicy, generate_password};
 use beffroi_core::{CommuneIdx, Territory};
 use beffroi_territory::SourceFile;
