@@ -34,7 +34,7 @@ pub struct CrisisSummaryDto {
     pub id: u64,
     /// flood | snow | fire | other
     pub kind: String,
-    pub title: String,
+    pub title: crate::scrub::FreeText,
     /// Commune ids in scope; empty means the whole territory.
     pub communes: Vec<String>,
     /// 1 to 3
@@ -154,7 +154,7 @@ impl CrisisDto {
 pub struct OpenCrisisRequest {
     /// flood | snow | fire | other
     pub kind: String,
-    pub title: String,
+    pub title: crate::scrub::FreeText,
     /// Commune ids; empty or absent: the whole territory.
     #[serde(default)]
     pub communes: Vec<String>,
@@ -164,7 +164,7 @@ pub struct OpenCrisisRequest {
 
 #[derive(Deserialize, ToSchema)]
 pub struct CrisisLogRequest {
-    pub text: String,
+    pub text: crate::scrub::FreeText,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -177,13 +177,13 @@ pub struct CrisisRoleRequest {
     /// A role id of `crisis.toml`.
     pub role: String,
     /// Who holds it; null or empty: vacant.
-    pub holder: Option<String>,
+    pub holder: Option<crate::scrub::FreeText>,
 }
 
 #[derive(Deserialize, ToSchema)]
 pub struct CloseCrisisRequest {
     #[serde(default)]
-    pub summary: String,
+    pub summary: crate::scrub::FreeText,
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -289,7 +289,7 @@ pub async fn open_crisis(
     }
     let opening = CrisisOpening {
         kind,
-        title: crate::scrub::free_text(&s, &req.title).await?,
+        title: req.title.scrub(&s).await?,
         communes,
         level: req.level.unwrap_or(1),
     };
@@ -370,7 +370,7 @@ pub async fn crisis_log(
     b: JsonBody<CrisisLogRequest>,
 ) -> Result<Json<CrisisDto>, ApiError> {
     let req = body(b)?;
-    let cmd = CrisisCommand::Log(crate::scrub::free_text(&s, &req.text).await?);
+    let cmd = CrisisCommand::Log(req.text.scrub(&s).await?);
     on_crisis(&s, &c, id, cmd).await
 }
 
@@ -401,7 +401,7 @@ pub async fn crisis_role(
 ) -> Result<Json<CrisisDto>, ApiError> {
     let req = body(b)?;
     let holder = match req.holder {
-        Some(h) => Some(crate::scrub::free_text(&s, &h).await?.into()),
+        Some(h) => Some(h.scrub(&s).await?.into()),
         None => None,
     };
     let cmd = CrisisCommand::Role {
@@ -423,7 +423,7 @@ pub async fn close_crisis(
 ) -> Result<Json<CrisisDto>, ApiError> {
     let req = body(b)?;
     let cmd = CrisisCommand::Close {
-        summary: crate::scrub::free_text(&s, &req.summary).await?,
+        summary: req.summary.scrub(&s).await?,
     };
     on_crisis(&s, &c, id, cmd).await
 }

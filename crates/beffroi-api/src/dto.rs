@@ -184,7 +184,7 @@ pub struct ActionRequest {
     /// For `assign`: alias of `unit`, kept for older clients.
     pub owner: Option<String>,
     /// For `comment`: the log entry.
-    pub text: Option<String>,
+    pub text: Option<crate::scrub::FreeText>,
     /// For `complete_step`: the 0-based index of the procedure step.
     pub step: Option<usize>,
 }

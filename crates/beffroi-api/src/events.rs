@@ -102,7 +102,7 @@ pub struct NewEventRequest {
     /// Optional id (lowercase letters, digits, `-`, `_`); derived from the name when absent.
     #[serde(default)]
     pub id: Option<String>,
-    pub name: String,
+    pub name: crate::scrub::FreeText,
     /// A GeoJSON Polygon, a Feature whose geometry is one, or a FeatureCollection of one
     /// such Feature (an imported file).
     #[schema(value_type = Object)]
@@ -276,18 +276,31 @@ pub async fn create_event(
     u: User,
     body: Result<Json<NewEventRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Result<(axum::http::StatusCode, Json<EventDto>), ApiError> {
-    let Json(mut req) = body.map_err(|e| invalid(e.body_text()))?;
-    req.name = crate::scrub::free_text(&s, &req.name).await?;
+    let Json(req) = body.map_err(|e| invalid(e.body_text()))?;
+    let name = req.name.scrub(&s).await?;
+    // An id and rules are not notes: they are shown and re-sent as they are, so they may
+    // not carry a personal identifier at all (their titles are templates, not free text).
+    for (field, text) in [("id", req.id.as_deref()), ("rules", req.rules.as_deref())] {
+        if text.is_some_and(beffroi_privacy::carries_identifier) {
+            return Err(ApiError::new(
+                ErrorCode::InvalidRequest,
+                format!(
+                    "{field}: carries a personal identifier (plate, phone number, e-mail, badge, \
+                     MAC address or [[name]]); an event's {field} never may"
+                ),
+            ));
+        }
+    }
     let perimeter = polygon_ring(&req.perimeter)?;
     let starts_at = time("starts_at", &req.starts_at)?;
     let ends_at = time("ends_at", &req.ends_at)?;
     let id = match req.id {
         Some(id) => id,
-        None => derive_id(&req.name, &s.engine.events()),
+        None => derive_id(&name, &s.engine.events()),
     };
     let event = Event {
         id: id.into(),
-        name: req.name.trim().into(),
+        name: name.trim().into(),
         perimeter,
         starts_at,
         ends_at,

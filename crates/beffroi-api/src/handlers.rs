@@ -319,7 +319,10 @@ pub async fn act(
                 .into(),
         ),
         "comment" => IncidentAction::Comment(
-            crate::scrub::free_text(&s, req.text.as_deref().ok_or_else(|| missing("text"))?)
+            req.text
+                .as_ref()
+                .ok_or_else(|| missing("text"))?
+                .scrub(&s)
                 .await?,
         ),
         "complete_step" => IncidentAction::CompleteStep(req.step.ok_or_else(|| missing("step"))?),

@@ -39,7 +39,6 @@ pub const SUBJECT_LIST_LIMIT: usize = 1000;
 /// Shortest justification of an erasure.
 pub const MIN_ERASE_JUSTIFICATION: usize = 15;
 
-use crate::scrub::free_text;
 
 fn invalid(msg: impl Into<String>) -> ApiError {
     ApiError::new(ErrorCode::InvalidRequest, msg)
@@ -225,7 +224,7 @@ pub async fn list_holds(
 #[derive(Deserialize, ToSchema)]
 pub struct HoldRequest {
     /// Why (at least 20 characters): the proceedings, the requisition, the claim.
-    pub justification: String,
+    pub justification: crate::scrub::FreeText,
     /// RFC 3339, in the future, at most a year away.
     pub until: String,
 }
@@ -244,11 +243,11 @@ async fn existing_incident(
 
 /// Checks a hold request against the engine clock's `now`.
 pub fn validate_hold(
-    justification: &str,
+    justification_chars: usize,
     until: &str,
     now: Timestamp,
 ) -> Result<Timestamp, ApiError> {
-    if justification.trim().chars().count() < MIN_HOLD_JUSTIFICATION {
+    if justification_chars < MIN_HOLD_JUSTIFICATION {
         return Err(invalid(format!(
             "justification: at least {MIN_HOLD_JUSTIFICATION} characters (the proceedings, \
              the requisition or the claim the hold serves)"
@@ -280,10 +279,10 @@ pub async fn set_hold(
 ) -> Result<Response, ApiError> {
     let Json(req) = body.map_err(|e| invalid(e.body_text()))?;
     let now = s.engine.clock.now();
-    let until = validate_hold(&req.justification, &req.until, now)?;
+    let until = validate_hold(req.justification.chars(), &req.until, now)?;
     let incident = existing_incident(&s, &c, &id).await?;
     let user = c.principal.name.clone();
-    let justification = free_text(&s, req.justification.trim()).await?;
+    let justification = req.justification.scrub(&s).await?;
     let hold = LegalHold {
         incident,
         justification,
@@ -353,7 +352,7 @@ pub struct SubjectRequest {
     pub export: bool,
     /// Why (erasure only; at least 15 characters): the request's reference.
     #[serde(default)]
-    pub justification: Option<String>,
+    pub justification: Option<crate::scrub::FreeText>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -551,13 +550,14 @@ pub async fn subject_erase(
     body: Result<Json<SubjectRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Json(req) = body.map_err(|e| invalid(e.body_text()))?;
-    let justification = req.justification.as_deref().map(str::trim).unwrap_or("");
-    if justification.chars().count() < MIN_ERASE_JUSTIFICATION {
-        return Err(invalid(format!(
-            "justification: at least {MIN_ERASE_JUSTIFICATION} characters (the request's reference)"
-        )));
-    }
-    let justification = free_text(&s, justification).await?;
+    let justification = match &req.justification {
+        Some(j) if j.chars() >= MIN_ERASE_JUSTIFICATION => j.scrub(&s).await?,
+        _ => {
+            return Err(invalid(format!(
+                "justification: at least {MIN_ERASE_JUSTIFICATION} characters (the request's reference)"
+            )));
+        }
+    };
     let (identifier, pseudonyms) = pseudonyms_of(&s, &req)?;
     let report = if pseudonyms.is_empty() {
         ErasureReport::default()
@@ -627,8 +627,8 @@ mod tests {
 
     #[test]
     fn a_hold_needs_a_justification_and_an_end_within_a_year() {
-        let j = "Réquisition du parquet n° 2026/123";
-        assert!(validate_hold("trop court", "2026-06-01T00:00:00Z", NOW).is_err());
+        let j = "Réquisition du parquet n° 2026/123".chars().count();
+        assert!(validate_hold("trop court".len(), "2026-06-01T00:00:00Z", NOW).is_err());
         assert!(
             validate_hold(j, "2025-12-31T00:00:00Z", NOW).is_err(),
             "past"

@@ -1,8 +1,13 @@
-//! Free text people write through the API (incident comments, crisis log and summary,
-//! event names and descriptions, quarantine reasons): the identifiers it carries (plates,
-//! phone numbers, e-mails, MAC addresses, `[[marked names]]`) are replaced by their
-//! pseudonyms before it reaches the engine, and the sealed values go to `identities`
-//! through the engine's writer.
+//! Free text people write through the API (incident comments, crisis title, log, role
+//! holders and summary, event names, quarantine reasons, hold, erasure and unmasking
+//! justifications): the identifiers it carries (plates, phone numbers, e-mails, MAC
+//! addresses, badges, `[[marked names]]`) are replaced by their pseudonyms before it reaches
+//! the engine, and the sealed values go to `identities` through the engine's writer.
+//!
+//! **By construction:** a request field people type into is a [`FreeText`], whose content
+//! can be read only through [`FreeText::scrub`] — a handler cannot store, log, audit or
+//! answer it unscrubbed, because it cannot get at it (no accessor, no `Display`, a `Debug`
+//! that says only its length).
 
 use std::sync::Arc;
 
@@ -14,9 +19,38 @@ use crate::error::{ApiError, ErrorCode};
 /// The longest free text accepted (a note, a log entry, a reason), in bytes.
 pub const MAX_FREE_TEXT: usize = 8 * 1024;
 
+/// Text a person typed into a request. Deserialised as a JSON string; readable only once
+/// scrubbed.
+#[derive(serde::Deserialize, utoipa::ToSchema, Default)]
+#[serde(transparent)]
+pub struct FreeText(String);
+
+impl std::fmt::Debug for FreeText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "FreeText({} bytes)", self.0.len())
+    }
+}
+
+impl FreeText {
+    /// The text with its identifiers replaced by pseudonyms (their sealed values recorded),
+    /// trimmed: the only way to its content.
+    pub(crate) async fn scrub(&self, s: &AppState) -> Result<String, ApiError> {
+        free_text(s, self.0.trim()).await
+    }
+
+    /// Characters once trimmed (for minimum lengths), without revealing them.
+    pub fn chars(&self) -> usize {
+        self.0.trim().chars().count()
+    }
+
+    pub fn is_blank(&self) -> bool {
+        self.0.trim().is_empty()
+    }
+}
+
 /// Scrubs `text` and records the sealed values; the text to store. Without a key, a text
 /// carrying an identifier is refused (`no_pseudonymisation_key`); other text passes.
-pub(crate) async fn free_text(s: &AppState, text: &str) -> Result<String, ApiError> {
+async fn free_text(s: &AppState, text: &str) -> Result<String, ApiError> {
     // Bounded before scrubbing, which runs on the runtime: notes are short.
     if text.len() > MAX_FREE_TEXT {
         return Err(ApiError::new(

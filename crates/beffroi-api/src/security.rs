@@ -20,7 +20,7 @@ use crate::handlers::{User, blocking, store_err};
 #[derive(Deserialize, ToSchema)]
 pub struct QuarantineRequest {
     /// Why (required; kept in the quarantine log).
-    pub reason: String,
+    pub reason: crate::scrub::FreeText,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -86,7 +86,7 @@ async fn act(
             OpsCommand::Quarantine {
                 device: id,
                 quarantined,
-                reason: crate::scrub::free_text(&s, &req.reason).await?,
+                reason: req.reason.scrub(&s).await?,
             },
             Actor::User(user.into()),
         )

@@ -41,7 +41,6 @@ pub const BEFORE_OPENING_MS: i64 = 3_600_000;
 
 pub use crate::routes::AuditDetail;
 
-use crate::scrub::free_text;
 
 #[derive(Deserialize, ToSchema)]
 pub struct UnmaskRequest {
@@ -53,7 +52,7 @@ pub struct UnmaskRequest {
     pub purpose: Option<String>,
     /// Why, in at least 15 characters (a requisition number, the facts).
     #[serde(default)]
-    pub justification: Option<String>,
+    pub justification: Option<crate::scrub::FreeText>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -202,8 +201,8 @@ pub async fn unmask(
         }
     };
     let pseudonym = req.pseudonym.as_deref().map(str::trim).unwrap_or_default();
-    let justification = match req.justification.as_deref() {
-        Some(j) => match free_text(&s, j.trim()).await {
+    let justification = match &req.justification {
+        Some(j) => match j.scrub(&s).await {
             Ok(j) => Some(j),
             Err(e) => return e.into_response(),
         },
