@@ -34,7 +34,7 @@ pub struct CrisisSummaryDto {
     pub id: u64,
     /// flood | snow | fire | other
     pub kind: String,
-    pub title: crate::scrub::FreeText,
+    pub title: String,
     /// Commune ids in scope; empty means the whole territory.
     pub communes: Vec<String>,
     /// 1 to 3

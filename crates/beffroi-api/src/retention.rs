@@ -39,7 +39,6 @@ pub const SUBJECT_LIST_LIMIT: usize = 1000;
 /// Shortest justification of an erasure.
 pub const MIN_ERASE_JUSTIFICATION: usize = 15;
 
-
 fn invalid(msg: impl Into<String>) -> ApiError {
     ApiError::new(ErrorCode::InvalidRequest, msg)
 }

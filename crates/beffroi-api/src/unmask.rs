@@ -41,7 +41,6 @@ pub const BEFORE_OPENING_MS: i64 = 3_600_000;
 
 pub use crate::routes::AuditDetail;
 
-
 #[derive(Deserialize, ToSchema)]
 pub struct UnmaskRequest {
     /// The pseudonym, as shown in the incident (`plate:3:k7f3qx2mn4pz7qab3c9d`).

@@ -8,24 +8,25 @@ use std::path::Path;
 
 /// `Struct.field` of request fields that are strings but not free text, and why.
 const TECHNICAL: &[&str] = &[
-    "LoginRequest.username",          // an account name, kept only if it is one
-    "LoginRequest.password",          // never stored
-    "LoginRequest.totp",              // six digits, never stored
-    "ActionRequest.action",           // an enumeration
-    "ActionRequest.unit",             // a unit id of units.toml
-    "ActionRequest.owner",            // alias of unit
-    "OpenCrisisRequest.kind",         // an enumeration
-    "CrisisRoleRequest.role",         // a role id of crisis.toml
-    "NewEventRequest.id",             // a slug, refused if it carries an identifier
-    "NewEventRequest.starts_at",      // RFC 3339
-    "NewEventRequest.ends_at",        // RFC 3339
-    "NewEventRequest.rules",          // the rule language, refused if it carries an identifier
-    "HoldRequest.until",              // RFC 3339
-    "SubjectRequest.identifier",      // an enumeration
-    "SubjectRequest.value",           // the value searched for: never stored, logged nor echoed
-    "UnmaskRequest.pseudonym",        // checked to be a pseudonym
-    "UnmaskRequest.purpose",          // an enumeration
-    "UnitStatusRequest.status",       // an enumeration
+    "LoginRequest.username",      // an account name, kept only if it is one
+    "LoginRequest.password",      // never stored
+    "LoginRequest.totp",          // six digits, never stored
+    "ActionRequest.action",       // an enumeration
+    "ActionRequest.unit",         // a unit id of units.toml
+    "ActionRequest.owner",        // alias of unit
+    "OpenCrisisRequest.kind",     // an enumeration
+    "OpenCrisisRequest.communes", // commune ids of the territory
+    "CrisisRoleRequest.role",     // a role id of crisis.toml
+    "NewEventRequest.id",         // a slug, refused if it carries an identifier
+    "NewEventRequest.starts_at",  // RFC 3339
+    "NewEventRequest.ends_at",    // RFC 3339
+    "NewEventRequest.rules",      // the rule language, refused if it carries an identifier
+    "HoldRequest.until",          // RFC 3339
+    "SubjectRequest.identifier",  // an enumeration
+    "SubjectRequest.value",       // the value searched for: never stored, logged nor echoed
+    "UnmaskRequest.pseudonym",    // checked to be a pseudonym
+    "UnmaskRequest.purpose",      // an enumeration
+    "UnitStatusRequest.status",   // an enumeration
 ];
 
 #[test]
@@ -52,8 +53,12 @@ fn every_free_text_field_of_a_request_is_a_free_text() {
                 continue;
             }
             let Some(strukt) = &current else { continue };
-            let Some(field) = t.strip_prefix("pub ") else { continue };
-            let Some((name, ty)) = field.split_once(':') else { continue };
+            let Some(field) = t.strip_prefix("pub ") else {
+                continue;
+            };
+            let Some((name, ty)) = field.split_once(':') else {
+                continue;
+            };
             seen += 1;
             let ty = ty.trim().trim_end_matches(',');
             if ty.contains("String") {
