@@ -280,7 +280,14 @@ pub async fn create_event(
     let name = req.name.scrub(&s).await?;
     // An id and rules are not notes: they are shown and re-sent as they are, so they may
     // not carry a personal identifier at all (their titles are templates, not free text).
-    for (field, text) in [("id", req.id.as_deref()), ("rules", req.rules.as_deref())] {
+    // TOML table headers (`[[rule]]`, `[rule.threshold]`) are syntax, not `[[names]]`.
+    let rules_text: Option<String> = req.rules.as_deref().map(|r| {
+        r.lines()
+            .filter(|l| !l.trim_start().starts_with('['))
+            .collect::<Vec<_>>()
+            .join("\n")
+    });
+    for (field, text) in [("id", req.id.as_deref()), ("rules", rules_text.as_deref())] {
         if text.is_some_and(beffroi_privacy::carries_identifier) {
             return Err(ApiError::new(
                 ErrorCode::InvalidRequest,
