@@ -524,6 +524,9 @@ pub struct ErasureDto {
     pub incidents_redacted: u64,
     pub log_entries_redacted: u64,
     pub crisis_log_entries_redacted: u64,
+    /// Other texts that held the person: technical text values, crisis titles, summaries
+    /// and role holders, event names, hold justifications, quarantine reasons.
+    pub other_texts_redacted: u64,
     /// Incidents mentioning the person kept as they are because of a legal hold: erase
     /// again once the hold is released or over.
     pub held_incidents: Vec<u64>,
@@ -537,6 +540,7 @@ fn erasure_dto(identifier: Identifier, r: &ErasureReport) -> ErasureDto {
         incidents_redacted: r.incidents_redacted,
         log_entries_redacted: r.log_entries_redacted,
         crisis_log_entries_redacted: r.crisis_entries_redacted,
+        other_texts_redacted: r.other_texts_redacted,
         held_incidents: r.held_incidents.iter().map(|i| i.0).collect(),
     }
 }

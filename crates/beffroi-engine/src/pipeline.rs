@@ -376,6 +376,20 @@ impl Pipeline {
                         changed = true;
                     }
                 }
+                if let Some(t) = erase_pseudonyms(&c.title, pseudonyms) {
+                    c.title = t.into();
+                    changed = true;
+                }
+                if let Some(t) = c.summary.as_deref().and_then(|s| erase_pseudonyms(s, pseudonyms)) {
+                    c.summary = Some(t);
+                    changed = true;
+                }
+                for r in &mut c.roles {
+                    if let Some(t) = r.holder.as_deref().and_then(|h| erase_pseudonyms(h, pseudonyms)) {
+                        r.holder = Some(t.into());
+                        changed = true;
+                    }
+                }
                 changed.then_some(c)
             })
             .collect();

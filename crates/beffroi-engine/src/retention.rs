@@ -260,6 +260,9 @@ pub struct ErasureReport {
     pub incidents_redacted: u64,
     pub log_entries_redacted: u64,
     pub crisis_entries_redacted: u64,
+    /// Other texts that held the person's pseudonym: technical text values, crisis titles,
+    /// summaries and role holders, event names, hold justifications, quarantine reasons.
+    pub other_texts_redacted: u64,
     /// Incidents mentioning the person left as they are because of a legal hold.
     pub held_incidents: Vec<IncidentId>,
 }

@@ -750,6 +750,75 @@ pub(crate) fn holds(
 // ---- a person's requests ---------------------------------------------------------------
 
 /// Incidents whose title or evidence mention `p`, and log entries that do.
+/// Every other text a pseudonym can sit in — technical text values of observations (a
+/// number typed into a topic, scrubbed at ingest), crisis titles, summaries and role
+/// holders, event names, hold justifications, quarantine reasons — with the pseudonym
+/// replaced; how many texts changed. Technical texts inside a held incident's window stay.
+fn erase_in_other_texts(tx: &Connection, p: &str) -> Result<u64, StoreError> {
+    let like = format!("%{p}%");
+    let pp = [p.to_string()];
+    let mut n = 0u64;
+    // (table, key columns, text column, extra condition)
+    const TEXTS: &[(&str, &str, &str, &str)] = &[
+        (
+            "observations",
+            "device, field, time",
+            "value_text",
+            " AND value_text != ?2 AND NOT EXISTS (SELECT 1 FROM temp.held_windows w \
+             WHERE w.device = observations.device AND observations.time BETWEEN w.from_ms AND w.to_ms)",
+        ),
+        ("crises", "id", "title", ""),
+        ("crises", "id", "summary", ""),
+        ("crises", "id", "roles", ""),
+        ("events", "id", "name", ""),
+        ("legal_holds", "id", "justification", ""),
+        ("quarantine_log", "seq", "reason", ""),
+    ];
+    for (table, keys, column, extra) in TEXTS {
+        let key_list: Vec<&str> = keys.split(", ").collect();
+        let select = format!(
+            "SELECT {keys}, {column} FROM {table} WHERE {column} LIKE ?1{extra}",
+            extra = if extra.is_empty() { "" } else { extra }
+        );
+        let mut stmt = tx.prepare(&select).ctx("prepare erase in texts")?;
+        let bind_p = extra.contains("?2");
+        let rows: Vec<(Vec<rusqlite::types::Value>, String)> = {
+            let map = |r: &rusqlite::Row<'_>| {
+                let mut k = Vec::with_capacity(key_list.len());
+                for i in 0..key_list.len() {
+                    k.push(r.get::<_, rusqlite::types::Value>(i)?);
+                }
+                Ok((k, r.get::<_, String>(key_list.len())?))
+            };
+            if bind_p {
+                stmt.query_map(params![like, p], map)
+            } else {
+                stmt.query_map(params![like], map)
+            }
+            .ctx("read texts to erase")?
+            .collect::<Result<_, _>>()
+            .ctx("read texts to erase")?
+        };
+        let cond: Vec<String> = key_list
+            .iter()
+            .enumerate()
+            .map(|(i, k)| format!("{k} = ?{}", i + 2))
+            .collect();
+        let update = format!("UPDATE {table} SET {column} = ?1 WHERE {}", cond.join(" AND "));
+        for (key, text) in rows {
+            let Some(erased) = erase_pseudonyms(&text, &pp) else {
+                continue;
+            };
+            let mut values: Vec<rusqlite::types::Value> = vec![erased.into()];
+            values.extend(key);
+            tx.execute(&update, rusqlite::params_from_iter(values))
+                .ctx("erase in text")?;
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
 fn mentions(
     conn: &Connection,
     p: &str,
@@ -986,6 +1055,7 @@ pub(crate) fn erase_subject(
                 report.crisis_entries_redacted += 1;
             }
         }
+        report.other_texts_redacted += erase_in_other_texts(&tx, p)?;
         tx.commit().ctx("commit erasure")?;
         wal.after_commit(conn);
     }
