@@ -49,6 +49,11 @@ fn territory() -> Territory {
         category: DataCategory::Sensitive,
         ..FieldSpec::technical("offender_plate", FieldType::Text)
     });
+    // A technical text (a free note the panel sends): identifiers in it are scrubbed at
+    // ingest, so a pseudonym can sit inside it.
+    t.kinds[alarm.get()]
+        .fields
+        .push(FieldSpec::technical("note", FieldType::Text));
     let s1 = t.site_id("s1").expect("fixture");
     t.add_device(Device {
         id: "a2".into(),
@@ -572,6 +577,39 @@ async fn erasure_reaches_every_store_except_a_held_incident() {
         _dir,
     };
 
+    // The person in other texts too: a technical note, a crisis title, a hold's
+    // justification (of another incident), a quarantine reason.
+    {
+        let c = rusqlite::Connection::open(r._dir.path().join("beffroi.db")).expect("raw");
+        c.execute(
+            "INSERT INTO observations (device, field, time, value_text, received, trust) \
+             VALUES ('a2', 'note', ?1, ?2, ?1, 'unauthenticated')",
+            rusqlite::params![B + 2, format!("rappeler {BADGE_PURGED} demain")],
+        )
+        .expect("note");
+        c.execute(
+            "INSERT INTO crises (id, kind, title, communes, level, opened_at, opened_by, roles, incidents) \
+             VALUES (77, 'other', ?1, '[]', 1, ?2, 'ana', '[]', '[]')",
+            rusqlite::params![format!("Fugue de {BADGE_PURGED}"), B],
+        )
+        .expect("crisis");
+        c.execute(
+            "INSERT INTO legal_holds (incident_id, justification, until, set_by, set_at) \
+             VALUES (99, ?1, ?2, 'dpo', ?3)",
+            rusqlite::params![
+                format!("Plainte visant {BADGE_PURGED}, réf. 2026/9"),
+                B + 10 * 86_400_000,
+                B
+            ],
+        )
+        .expect("hold");
+        c.execute(
+            "INSERT INTO quarantine_log (device, quarantined, actor, reason, at) \
+             VALUES ('a2', 1, 'ana', ?1, ?2)",
+            rusqlite::params![format!("badge cloné {BADGE_PURGED}"), B],
+        )
+        .expect("quarantine");
+    }
     let person = vec![BADGE_PURGED.to_string(), BADGE_HELD.to_string()];
     let found = r.reader.subject_data(&person, 100).expect("search");
     assert_eq!(found.observation_count, 2, "{found:?}");
@@ -600,6 +638,10 @@ async fn erasure_reaches_every_store_except_a_held_incident() {
     assert_eq!(report.identities, 1, "the held incident's identity stays");
     assert_eq!(report.incidents_redacted, 2, "incidents 1 and 3");
     assert_eq!(report.held_incidents, vec![IncidentId(2)]);
+    assert_eq!(
+        report.other_texts_redacted, 4,
+        "the note, the crisis title, the hold's justification, the quarantine reason: {report:?}"
+    );
     assert!(!r.has_value("a2", BADGE_PURGED));
     assert!(r.has_value("a1", BADGE_HELD));
     // Gone from the files too: not left in the database's free pages (secure_delete), nor
