@@ -380,12 +380,20 @@ impl Pipeline {
                     c.title = t.into();
                     changed = true;
                 }
-                if let Some(t) = c.summary.as_deref().and_then(|s| erase_pseudonyms(s, pseudonyms)) {
+                if let Some(t) = c
+                    .summary
+                    .as_deref()
+                    .and_then(|s| erase_pseudonyms(s, pseudonyms))
+                {
                     c.summary = Some(t);
                     changed = true;
                 }
                 for r in &mut c.roles {
-                    if let Some(t) = r.holder.as_deref().and_then(|h| erase_pseudonyms(h, pseudonyms)) {
+                    if let Some(t) = r
+                        .holder
+                        .as_deref()
+                        .and_then(|h| erase_pseudonyms(h, pseudonyms))
+                    {
                         r.holder = Some(t.into());
                         changed = true;
                     }

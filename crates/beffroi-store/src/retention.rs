@@ -804,7 +804,10 @@ fn erase_in_other_texts(tx: &Connection, p: &str) -> Result<u64, StoreError> {
             .enumerate()
             .map(|(i, k)| format!("{k} = ?{}", i + 2))
             .collect();
-        let update = format!("UPDATE {table} SET {column} = ?1 WHERE {}", cond.join(" AND "));
+        let update = format!(
+            "UPDATE {table} SET {column} = ?1 WHERE {}",
+            cond.join(" AND ")
+        );
         for (key, text) in rows {
             let Some(erased) = erase_pseudonyms(&text, &pp) else {
                 continue;
