@@ -146,7 +146,10 @@ pub async fn run(args: Args) -> Result<()> {
     let mut sent = 0u64;
     if let Some(rate) = args.load {
         let format = Format::parse(&args.format).ok_or_else(|| anyhow!("unknown format"))?;
-        let mut generator = LoadGenerator::new(Arc::clone(&dep.territory), format, 42);
+        // Event times from now on, at the pace they are sent: readings of a past the
+        // server would keep no longer (its retention) are refused as `expired`.
+        let mut generator = LoadGenerator::new(Arc::clone(&dep.territory), format, 42)
+            .with_start(crate::wall_now());
         let total = limit.unwrap_or(Duration::from_secs(10));
         let period = 1.0 / f64::from(rate.max(1));
         while started.elapsed().as_secs_f64() < total.as_secs_f64() {
