@@ -175,39 +175,28 @@ pub fn parse(
                 "a TOTP secret in clear: seal it with `beffroi users seal --file FILE --totp-key KEY`",
             ));
         }
-        let totp = match (&u.totp_sealed, totp_key) {
-            (None, _) => None,
-            (Some(s), None) => {
-                errs.push(ConfigError::new(
-                    src.path.clone(),
-                    Some(src.line(s.span().start)),
-                    Some("totp_sealed"),
-                    "a sealed TOTP secret, but no key to open it (`[http] totp_key`)",
-                ));
-                None
-            }
-            (Some(s), Some(key)) => match crate::totp::open(key, &u.name, s.get_ref()) {
-                Ok(b) if b.len() >= 10 => Some(b),
-                Ok(_) => {
+        let totp = u.totp_sealed.as_ref().and_then(|s| {
+            let opened = match totp_key {
+                None => {
+                    Err("a sealed TOTP secret, but no key to open it (`[http] totp_key`)".into())
+                }
+                Some(key) => match crate::totp::open(key, &u.name, s.get_ref()) {
+                    Ok(b) if b.len() >= 10 => Ok(b),
+                    Ok(_) => Err("the secret is shorter than 80 bits".to_string()),
+                    Err(e) => Err(e.to_string()),
+                },
+            };
+            opened
+                .map_err(|message| {
                     errs.push(ConfigError::new(
                         src.path.clone(),
                         Some(src.line(s.span().start)),
                         Some("totp_sealed"),
-                        "the secret is shorter than 80 bits",
+                        message,
                     ));
-                    None
-                }
-                Err(e) => {
-                    errs.push(ConfigError::new(
-                        src.path.clone(),
-                        Some(src.line(s.span().start)),
-                        Some("totp_sealed"),
-                        e.to_string(),
-                    ));
-                    None
-                }
-            },
-        };
+                })
+                .ok()
+        });
         let g = grants(src, t, &u.grants, &mut errs);
         acc.users.push(Account {
             name: u.name.clone(),

@@ -1,4 +1,4 @@
-//! Issue 5 through the API, on a real store and a real engine:
+//! Privacy through the API, on a real store and a real engine:
 //! - purpose-bound unmasking: 403 + audit without the role or without purpose and
 //!   justification, 200 + the value once + audit with them, 404 for a pseudonym outside the
 //!   incident, 410 once the key epoch is gone;

@@ -265,7 +265,7 @@ fn every_demo_scenario_produces_its_incidents() {
     }
 }
 
-/// Issue 4, Done-when: quarantining the spoofed legacy gauge stops its false flood alarm
+/// Quarantining the spoofed legacy gauge stops its false flood alarm
 /// while the signed, genuine gauge still raises the real one.
 ///
 /// The port du Canal gauge really signs here: its kind (`water_level`) accepts signed

@@ -1,4 +1,4 @@
-//! Done-when of pseudonymisation: a real `beffroi serve` fed licence plates, badge numbers
+//! Pseudonymisation end to end: a real `beffroi serve` fed licence plates, badge numbers
 //! and phone numbers (observations over HTTP, and free text through the incident, crisis
 //! and quarantine APIs) keeps none of them in clear — not in any file beside its data (the
 //! database and its WAL, the audit log, the device registry, the keys folder), not in its
