@@ -115,7 +115,7 @@ impl CrisisDto {
         let seen = nested.ids();
         CrisisDto {
             summary: CrisisSummaryDto::from_core(c, t, &|i| seen.contains(&i)),
-            summary_text: c.summary.clone(),
+            summary_text: c.summary.as_deref().map(str::to_string),
             roles: c
                 .roles
                 .iter()
@@ -137,7 +137,7 @@ impl CrisisDto {
                     at: e.at.to_string(),
                     actor: e.actor.to_string(),
                     kind: e.kind.as_str().into(),
-                    text: e.text.clone(),
+                    text: e.text.to_string(),
                     incident: e.incident.map(|i| i.0),
                 })
                 .collect(),

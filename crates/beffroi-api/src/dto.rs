@@ -83,7 +83,7 @@ impl IncidentDto {
             owner: i.owner.as_deref().map(Into::into),
             condition_active: i.condition_active,
             alarm_count: i.alarm_count,
-            evidence: i.evidence.clone(),
+            evidence: i.evidence.to_string(),
             unit: i.owner.as_deref().map(Into::into),
             reminded_at: i.reminded_at.map(ts),
             escalated_at: i.escalated_at.map(ts),
@@ -131,7 +131,7 @@ impl From<&LogEntry> for LogEntryDto {
             at: ts(e.at),
             actor: e.actor.to_string(),
             action: e.action.to_string(),
-            detail: e.detail.clone(),
+            detail: e.detail.to_string(),
         }
     }
 }

@@ -111,11 +111,11 @@ pub async fn login(
     let record = |outcome, detail: serde_json::Value| {
         s.audit.record(beffroi_core::AuditRecord {
             at_ms: crate::routes::wall_ms(),
-            actor: user.clone(),
+            actor: crate::scrub::audit_text(&s, &user),
             action: "auth.login".into(),
             target: None,
             outcome,
-            detail: detail.to_string(),
+            detail: crate::scrub::audit_text(&s, &detail.to_string()),
         });
     };
     match result {
@@ -182,7 +182,7 @@ pub async fn logout(State(s): State<AppState>, c: Caller) -> Response {
     }
     s.audit.record(beffroi_core::AuditRecord {
         at_ms: crate::routes::wall_ms(),
-        actor: c.principal.name.clone(),
+        actor: crate::scrub::audit_text(&s, &c.principal.name),
         action: "auth.logout".into(),
         target: None,
         outcome: beffroi_core::AuditOutcome::Ok,

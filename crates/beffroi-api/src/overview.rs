@@ -205,7 +205,7 @@ pub async fn handover(
                     at: e.entry.at.to_string(),
                     actor: e.entry.actor.to_string(),
                     action: e.entry.action.to_string(),
-                    detail: e.entry.detail,
+                    detail: e.entry.detail.to_string(),
                 })
                 .collect(),
         }))

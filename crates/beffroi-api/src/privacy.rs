@@ -12,6 +12,7 @@
 //! - `GET /api/v1/devices/{id}/notice`: the public notice of a device observing public
 //!   space (HTML, public: it is meant to be published).
 
+use beffroi_core::SafeText;
 use std::sync::Arc;
 
 use axum::Json;
@@ -217,12 +218,14 @@ pub async fn access_log(
     entries.truncate(limit);
     s.audit.record(AuditRecord {
         at_ms: wall_ms(),
-        actor: caller.name().to_string(),
+        actor: crate::scrub::audit_text(&s, caller.name()),
         action: "privacy.access_log".into(),
         target: None,
         outcome: AuditOutcome::Ok,
-        detail: serde_json::json!({"entries": entries.len(), "since": p.since, "before": p.before})
-            .to_string(),
+        detail: SafeText::redacting(
+            &serde_json::json!({"entries": entries.len(), "since": p.since, "before": p.before})
+                .to_string(),
+        ),
     });
     Ok(Json(AccessLogDto {
         next_before: if more {
@@ -235,11 +238,11 @@ pub async fn access_log(
             .map(|e| AccessLogEntryDto {
                 seq: e.seq,
                 at: Timestamp(e.record.at_ms).to_string(),
-                actor: e.record.actor,
+                actor: e.record.actor.to_string(),
                 detail: serde_json::from_str(&e.record.detail)
-                    .unwrap_or(serde_json::Value::String(e.record.detail)),
+                    .unwrap_or(serde_json::Value::String(e.record.detail.to_string())),
                 action: e.record.action,
-                target: e.record.target,
+                target: e.record.target.as_deref().map(str::to_string),
                 outcome: e.record.outcome.as_str().to_string(),
             })
             .collect(),

@@ -192,7 +192,7 @@ impl From<&LegalHold> for HoldDto {
     fn from(h: &LegalHold) -> Self {
         HoldDto {
             incident_id: h.incident.0,
-            justification: h.justification.clone(),
+            justification: h.justification.to_string(),
             until: h.until.to_string(),
             set_by: h.set_by.clone(),
             set_at: h.set_at.to_string(),
@@ -583,7 +583,7 @@ pub async fn subject_erase(
     let dto = erasure_dto(identifier, &report);
     let detail = serde_json::json!({
         "identifier": identifier.as_str(),
-        "justification": justification,
+        "justification": justification.as_str(),
         "observations": report.observations,
         "identities": report.identities,
         "incidents_redacted": report.incidents_redacted,

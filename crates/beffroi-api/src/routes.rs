@@ -28,6 +28,7 @@
 //! puts it in the [`Caller`]: every incident a handler returns, nested ones included, is read
 //! through [`Caller::incidents`], which applies it.
 
+use beffroi_core::SafeText;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
@@ -358,7 +359,7 @@ async fn guard(
         s.auth_metrics.denied(err.code.as_str());
         s.audit.record(AuditRecord {
             at_ms: wall_ms(),
-            actor: who.to_string(),
+            actor: crate::scrub::audit_text(s, who),
             action: format!(
                 "access.{}",
                 if spec.action.is_empty() {
@@ -367,12 +368,14 @@ async fn guard(
                     spec.action
                 }
             ),
-            target: target.clone(),
+            target: target.as_deref().map(|t| crate::scrub::audit_text(s, t)),
             outcome: AuditOutcome::Denied,
-            detail: serde_json::json!({
-                "method": spec.method.as_str(), "route": spec.path, "code": err.code.as_str(),
-            })
-            .to_string(),
+            detail: SafeText::redacting(
+                &serde_json::json!({
+                    "method": spec.method.as_str(), "route": spec.path, "code": err.code.as_str(),
+                })
+                .to_string(),
+            ),
         });
         err.into_response()
     };
@@ -513,11 +516,11 @@ fn audit_call(
         }
         s.audit.record(AuditRecord {
             at_ms: wall_ms(),
-            actor: name,
+            actor: crate::scrub::audit_text(&s, &name),
             action: spec.action.to_string(),
-            target,
+            target: target.as_deref().map(|t| crate::scrub::audit_text(&s, t)),
             outcome,
-            detail: detail.to_string(),
+            detail: crate::scrub::audit_text(&s, &detail.to_string()),
         });
     }
 }

@@ -11,6 +11,7 @@
 
 use std::sync::Arc;
 
+use beffroi_core::SafeText;
 use beffroi_privacy::{carries_identifier, scrub};
 
 use crate::AppState;
@@ -34,7 +35,7 @@ impl std::fmt::Debug for FreeText {
 impl FreeText {
     /// The text with its identifiers replaced by pseudonyms (their sealed values recorded),
     /// trimmed: the only way to its content.
-    pub(crate) async fn scrub(&self, s: &AppState) -> Result<String, ApiError> {
+    pub(crate) async fn scrub(&self, s: &AppState) -> Result<SafeText, ApiError> {
         free_text(s, self.0.trim()).await
     }
 
@@ -50,7 +51,7 @@ impl FreeText {
 
 /// Scrubs `text` and records the sealed values; the text to store. Without a key, a text
 /// carrying an identifier is refused (`no_pseudonymisation_key`); other text passes.
-async fn free_text(s: &AppState, text: &str) -> Result<String, ApiError> {
+async fn free_text(s: &AppState, text: &str) -> Result<SafeText, ApiError> {
     // Bounded before scrubbing, which runs on the runtime: notes are short.
     if text.len() > MAX_FREE_TEXT {
         return Err(ApiError::new(
@@ -66,7 +67,7 @@ async fn free_text(s: &AppState, text: &str) -> Result<String, ApiError> {
                  address or [[name]]) and no pseudonymisation key is loaded",
             ));
         }
-        return Ok(text.to_string());
+        return Ok(SafeText::redacting(text));
     };
     let scrubbed = scrub(&p, text);
     if !scrubbed.sealed.is_empty() {
@@ -91,5 +92,16 @@ mod tests {
         assert!(!carries_identifier(
             "déjà pseudonymisé : plate:1:abcdefghijklmnopqrst"
         ));
+    }
+}
+
+/// Text for the audit log: its identifiers replaced by their pseudonyms when a key is
+/// loaded (so that one person's acts still link: a login name that is an e-mail address),
+/// else by markers. The sealed values are not kept: the audit log's pseudonyms cannot be
+/// unmasked.
+pub(crate) fn audit_text(s: &AppState, text: &str) -> SafeText {
+    match s.pseudonymiser.as_deref() {
+        Some(p) => scrub(p, text).text,
+        None => SafeText::redacting(text),
     }
 }

@@ -236,12 +236,14 @@ pub async fn unmask(
     if let Err(used) = s.unmask_budget.take(&c.principal.name, now) {
         s.audit.record(beffroi_core::AuditRecord {
             at_ms: crate::routes::wall_ms(),
-            actor: c.principal.name.clone(),
+            actor: crate::scrub::audit_text(&s, &c.principal.name),
             action: "personal.unmask.limit".into(),
-            target: Some(id.to_string()),
+            target: Some(beffroi_core::safe_format!("{id}")),
             outcome: beffroi_core::AuditOutcome::Denied,
-            detail: serde_json::json!({"unmasked_in_24h": used, "limit": DAILY_UNMASKS})
-                .to_string(),
+            detail: beffroi_core::safe_format!(
+                "{}",
+                serde_json::json!({"unmasked_in_24h": used, "limit": DAILY_UNMASKS})
+            ),
         });
         tracing::warn!(
             unmasked_in_24h = used,
@@ -371,21 +373,21 @@ mod tests {
             owner: None,
             condition_active: true,
             alarm_count: 1,
-            evidence: format!("badge {p}x and {p}:9"),
+            evidence: beffroi_core::safe_format!("badge {p}x and {p}:9"),
             sop_title: None,
             sop: vec![],
             reminded_at: None,
             escalated_at: None,
         };
         assert!(!occurs_in(p, &i, &[]), "inside longer tokens");
-        i.evidence = format!("vu: {p}, porte B");
+        i.evidence = beffroi_core::safe_format!("vu: {p}, porte B");
         assert!(occurs_in(p, &i, &[]));
-        i.evidence.clear();
+        i.evidence = beffroi_core::SafeText::default();
         let log = [LogEntry {
             at: Timestamp(0),
             actor: beffroi_core::Actor::System,
             action: "comment".into(),
-            detail: format!("({p})"),
+            detail: beffroi_core::safe_format!("({p})"),
         }];
         assert!(occurs_in(p, &i, &log));
     }

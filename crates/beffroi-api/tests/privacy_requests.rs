@@ -132,7 +132,7 @@ async fn harness() -> Harness {
                     owner: None,
                     condition_active: false,
                     alarm_count: 1,
-                    evidence: format!("badge={pseudonym}"),
+                    evidence: beffroi_core::safe_format!("badge={pseudonym}"),
                     sop_title: None,
                     sop: Vec::new(),
                     reminded_at: None,

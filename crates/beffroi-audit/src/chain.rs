@@ -552,11 +552,11 @@ impl Chain {
         let row = StoredEntry {
             seq: seq as i64,
             at_ms: r.at_ms,
-            actor: r.actor.clone(),
+            actor: r.actor.to_string(),
             action: r.action.clone(),
-            target: r.target.clone(),
+            target: r.target.as_deref().map(str::to_string),
             outcome: r.outcome.as_str().to_string(),
-            detail: r.detail.clone(),
+            detail: r.detail.to_string(),
             prev_hash: hex::encode(self.last_hash),
             hash: hex::encode(hash),
         };

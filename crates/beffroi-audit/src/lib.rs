@@ -398,7 +398,7 @@ impl AuditLog {
                 action: action.into(),
                 target: None,
                 outcome: AuditOutcome::Ok,
-                detail: detail.to_string(),
+                detail: beffroi_core::SafeText::redacting(&detail.to_string()),
             }])?;
             writer.checkpoint_if_due(true)?;
         }
@@ -527,11 +527,12 @@ pub fn read_entries(path: &Path, q: &AuditQuery) -> Result<Vec<AuditEntry>, Audi
             seq: u64::try_from(e.seq).unwrap_or(0),
             record: AuditRecord {
                 at_ms: e.at_ms,
-                actor: e.actor,
+                // Read back through the recogniser: what the file holds is not trusted.
+                actor: beffroi_core::SafeText::redacting(&e.actor),
                 action: e.action,
-                target: e.target,
+                target: e.target.as_deref().map(beffroi_core::SafeText::redacting),
                 outcome: AuditOutcome::parse(&e.outcome).unwrap_or(AuditOutcome::Failed),
-                detail: e.detail,
+                detail: beffroi_core::SafeText::redacting(&e.detail),
             },
         })
         .collect())

@@ -31,11 +31,11 @@ impl Log {
 fn record(i: usize, actor: &str, action: &str, target: Option<String>) -> AuditRecord {
     AuditRecord {
         at_ms: 1_700_000_000_000 + i as i64 * 1000,
-        actor: actor.to_string(),
+        actor: beffroi_core::SafeText::redacting(actor),
         action: action.to_string(),
-        target,
+        target: target.as_deref().map(beffroi_core::SafeText::redacting),
         outcome: [AuditOutcome::Ok, AuditOutcome::Denied, AuditOutcome::Failed][i % 3],
-        detail: format!("{{\"i\":{i}}}"),
+        detail: beffroi_core::safe_format!("{{\"i\":{i}}}"),
     }
 }
 
@@ -249,15 +249,15 @@ proptest! {
         for row in &log.rows {
             let _ = c.append(&AuditRecord {
                 at_ms: row.at_ms,
-                actor: row.actor.clone(),
+                actor: beffroi_core::SafeText::redacting(&row.actor),
                 action: row.action.clone(),
-                target: row.target.clone(),
+                target: row.target.as_deref().map(beffroi_core::SafeText::redacting),
                 outcome: match row.outcome.as_str() {
                     "ok" => AuditOutcome::Ok,
                     "denied" => AuditOutcome::Denied,
                     _ => AuditOutcome::Failed,
                 },
-                detail: row.detail.clone(),
+                detail: beffroi_core::SafeText::redacting(&row.detail),
             });
         }
         let forged = c.checkpoint(&forger, 1_900_000_000_000);

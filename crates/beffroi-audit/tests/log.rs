@@ -12,7 +12,7 @@ fn rec(i: usize) -> AuditRecord {
         at_ms: 1_700_000_000_000 + i as i64,
         actor: "admin".into(),
         action: "incident.acknowledge".into(),
-        target: Some(format!("INC-{i}")),
+        target: Some(beffroi_core::safe_format!("INC-{i}")),
         outcome: AuditOutcome::Ok,
         detail: "{}".into(),
     }

@@ -1,5 +1,6 @@
 //! What rules emit: a condition raised, escalated or cleared for a deduplication key.
 
+use crate::text::SafeText;
 use std::sync::Arc;
 
 use crate::incident::Severity;
@@ -39,13 +40,13 @@ pub struct Alarm {
     pub rule: Arc<str>,
     pub category: Arc<str>,
     pub severity: Severity,
-    pub title: Arc<str>,
+    pub title: SafeText,
     pub site: SiteIdx,
     pub device: Option<DeviceIdx>,
     /// Event time of the observation (or tick) that produced the alarm.
     pub at: Timestamp,
     /// Human-readable evidence: which values made the condition true.
-    pub evidence: String,
+    pub evidence: SafeText,
     /// For `Clear`: whether the rule resolves its incident when the condition clears.
     pub auto_resolve: bool,
     /// The condition is the device's silence (an absence rule), not something it reported.

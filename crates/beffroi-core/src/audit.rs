@@ -2,6 +2,8 @@
 //! (`beffroi-audit`); everything that acts on behalf of someone reports here through an
 //! [`AuditSink`], and the DPO's access log reads it back through an [`AuditReader`].
 
+use crate::text::SafeText;
+
 /// How the audited act ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum AuditOutcome {
@@ -33,15 +35,15 @@ pub struct AuditRecord {
     /// Wall-clock time, milliseconds since the Unix epoch.
     pub at_ms: i64,
     /// Who: a user name, `token:<name>`, `system`, or `device:<id>`.
-    pub actor: String,
+    pub actor: SafeText,
     /// What, dotted and bounded: `auth.login`, `incident.acknowledge`, `rules.reload`,
     /// `device.quarantine`, `personal.read`…
     pub action: String,
     /// On what: an incident id, a device id, a file path.
-    pub target: Option<String>,
+    pub target: Option<SafeText>,
     pub outcome: AuditOutcome,
     /// Free detail as a JSON object text (never secrets, never personal data in clear).
-    pub detail: String,
+    pub detail: SafeText,
 }
 
 /// Where audited acts go. Implementations must not lose a record silently: a full queue

@@ -7,6 +7,7 @@
 //! incident change ([`CrisisBoard::follow`]) and each active crisis whose scope holds the
 //! incident's commune logs it and counts the incident among its own.
 
+use crate::text::SafeText;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
@@ -56,7 +57,7 @@ pub struct RoleSpec {
 #[derive(Clone, Debug, PartialEq)]
 pub struct RoleHolder {
     pub role: Arc<str>,
-    pub holder: Option<Arc<str>>,
+    pub holder: Option<SafeText>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -92,7 +93,7 @@ pub struct CrisisLogEntry {
     pub at: Timestamp,
     pub actor: Actor,
     pub kind: CrisisLogKind,
-    pub text: String,
+    pub text: SafeText,
     pub incident: Option<IncidentId>,
 }
 
@@ -100,7 +101,7 @@ pub struct CrisisLogEntry {
 pub struct Crisis {
     pub id: CrisisId,
     pub kind: CrisisKind,
-    pub title: Arc<str>,
+    pub title: SafeText,
     /// Communes in scope; empty means the whole territory.
     pub communes: Vec<CommuneIdx>,
     /// 1 (watch) to 3 (major crisis).
@@ -109,7 +110,7 @@ pub struct Crisis {
     pub opened_by: Actor,
     pub closed_at: Option<Timestamp>,
     pub closed_by: Option<Actor>,
-    pub summary: Option<String>,
+    pub summary: Option<SafeText>,
     pub roles: Vec<RoleHolder>,
     pub log: Vec<CrisisLogEntry>,
     /// Incidents of the scope opened or changed while the crisis was active.
@@ -131,14 +132,14 @@ pub const MAX_LEVEL: u8 = 3;
 /// What an operator asks of a crisis.
 #[derive(Clone, Debug, PartialEq)]
 pub enum CrisisCommand {
-    Log(String),
+    Log(SafeText),
     Level(u8),
     Role {
         role: Arc<str>,
-        holder: Option<Arc<str>>,
+        holder: Option<SafeText>,
     },
     Close {
-        summary: String,
+        summary: SafeText,
     },
 }
 
@@ -146,7 +147,7 @@ pub enum CrisisCommand {
 #[derive(Clone, Debug, PartialEq)]
 pub struct CrisisOpening {
     pub kind: CrisisKind,
-    pub title: String,
+    pub title: SafeText,
     pub communes: Vec<CommuneIdx>,
     pub level: u8,
 }
@@ -228,7 +229,7 @@ impl CrisisBoard {
             at,
             actor: actor.clone(),
             kind: CrisisLogKind::System,
-            text: format!(
+            text: crate::safe_format!(
                 "opened: {} — {} (level {})",
                 req.kind.as_str(),
                 req.title.trim(),
@@ -242,7 +243,7 @@ impl CrisisBoard {
         let crisis = Arc::new(Crisis {
             id,
             kind: req.kind,
-            title: req.title.trim().into(),
+            title: req.title.trimmed(),
             communes,
             level: req.level,
             opened_at: at,
@@ -289,13 +290,16 @@ impl CrisisBoard {
                 if text.trim().is_empty() {
                     return Err(CrisisError::Empty("text"));
                 }
-                (CrisisLogKind::Entry, text.trim().to_string())
+                (CrisisLogKind::Entry, text.trimmed())
             }
             CrisisCommand::Level(level) => {
                 check_level(*level)?;
                 let from = slot.level;
                 Arc::make_mut(slot).level = *level;
-                (CrisisLogKind::System, format!("level {from} → {level}"))
+                (
+                    CrisisLogKind::System,
+                    crate::safe_format!("level {from} → {level}"),
+                )
             }
             CrisisCommand::Role { role, holder } => {
                 let spec = roles
@@ -306,7 +310,7 @@ impl CrisisBoard {
                     .as_deref()
                     .map(str::trim)
                     .filter(|h| !h.is_empty())
-                    .map(Arc::<str>::from);
+                    .map(SafeText::redacting);
                 let c = Arc::make_mut(slot);
                 match c.roles.iter_mut().find(|r| r.role == *role) {
                     Some(r) => r.holder.clone_from(&holder),
@@ -316,8 +320,8 @@ impl CrisisBoard {
                     }),
                 }
                 let text = match &holder {
-                    Some(h) => format!("role {} ({}): {h}", spec.id, spec.name),
-                    None => format!("role {} ({}): vacant", spec.id, spec.name),
+                    Some(h) => crate::safe_format!("role {} ({}): {h}", spec.id, spec.name),
+                    None => crate::safe_format!("role {} ({}): vacant", spec.id, spec.name),
                 };
                 (CrisisLogKind::System, text)
             }
@@ -326,8 +330,11 @@ impl CrisisBoard {
                 c.closed_at = Some(at);
                 c.closed_by = Some(actor.clone());
                 let summary = summary.trim();
-                c.summary = (!summary.is_empty()).then(|| summary.to_string());
-                (CrisisLogKind::System, format!("closed: {summary}"))
+                c.summary = (!summary.is_empty()).then(|| SafeText::redacting(summary));
+                (
+                    CrisisLogKind::System,
+                    crate::safe_format!("closed: {summary}"),
+                )
             }
         };
         let entry = CrisisLogEntry {
@@ -367,7 +374,7 @@ impl CrisisBoard {
                     at: e.at,
                     actor: e.actor.clone(),
                     kind: CrisisLogKind::Incident,
-                    text: format!("#{} {} — {}{detail}", inc.id, inc.title, e.action),
+                    text: crate::safe_format!("#{} {} — {}{detail}", inc.id, inc.title, e.action),
                     incident: Some(inc.id),
                 });
             }
@@ -423,7 +430,7 @@ mod tests {
                 at: Timestamp(50),
                 actor: Actor::User("alice".into()),
                 action: action.into(),
-                detail: String::new(),
+                detail: crate::SafeText::default(),
             }],
         }
     }

@@ -5,6 +5,7 @@
 //! feeds it alarms and operator actions one at a time, which makes "open or update"
 //! atomic without locks.
 
+use crate::text::SafeText;
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
@@ -130,7 +131,7 @@ pub struct LogEntry {
     pub actor: Actor,
     /// Machine-readable action: `opened`, `acknowledged`, `escalated`, `comment`…
     pub action: Arc<str>,
-    pub detail: String,
+    pub detail: SafeText,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -141,7 +142,7 @@ pub struct Incident {
     pub category: Arc<str>,
     pub severity: Severity,
     pub status: Status,
-    pub title: Arc<str>,
+    pub title: SafeText,
     pub commune: CommuneIdx,
     pub site: SiteIdx,
     pub device: Option<DeviceIdx>,
@@ -156,7 +157,7 @@ pub struct Incident {
     pub condition_active: bool,
     /// How many times the condition was raised for this incident.
     pub alarm_count: u32,
-    pub evidence: String,
+    pub evidence: SafeText,
     pub sop_title: Option<Arc<str>>,
     pub sop: Vec<SopStep>,
     /// When the reminder for an unacknowledged incident was logged.
@@ -190,7 +191,7 @@ pub enum IncidentAction {
     Close,
     Reopen,
     Assign(Arc<str>),
-    Comment(String),
+    Comment(SafeText),
     CompleteStep(usize),
 }
 
@@ -374,18 +375,18 @@ impl IncidentBook {
                         inc.status = Status::New;
                         inc.resolved_at = None;
                         inc.acknowledged_at = None;
-                        log.push(entry(at, &actor, "reopened", &alarm.evidence));
+                        log.push(entry(at, &actor, "reopened", alarm.evidence.clone()));
                     } else if !was_active {
-                        log.push(entry(at, &actor, "raised_again", &alarm.evidence));
+                        log.push(entry(at, &actor, "raised_again", alarm.evidence.clone()));
                     }
                     if alarm.severity > inc.severity {
-                        let detail = format!(
+                        let detail = crate::safe_format!(
                             "severity {} → {}",
                             inc.severity.as_str(),
                             alarm.severity.as_str()
                         );
                         inc.severity = alarm.severity;
-                        log.push(entry(at, &actor, "escalated", &detail));
+                        log.push(entry(at, &actor, "escalated", detail));
                     }
                 }
                 AlarmKind::Clear => {
@@ -396,9 +397,14 @@ impl IncidentBook {
                     if inc.status.is_open() && alarm.auto_resolve {
                         inc.status = Status::Resolved;
                         inc.resolved_at = Some(at);
-                        log.push(entry(at, &actor, "auto_resolved", &alarm.evidence));
+                        log.push(entry(at, &actor, "auto_resolved", alarm.evidence.clone()));
                     } else {
-                        log.push(entry(at, &actor, "condition_cleared", &alarm.evidence));
+                        log.push(entry(
+                            at,
+                            &actor,
+                            "condition_cleared",
+                            alarm.evidence.clone(),
+                        ));
                     }
                 }
             }
@@ -465,7 +471,7 @@ impl IncidentBook {
             at,
             &actor,
             "opened",
-            &format!("{} — {}", alarm.severity.as_str(), alarm.evidence),
+            crate::safe_format!("{} — {}", alarm.severity.as_str(), alarm.evidence),
         )];
         self.by_key.insert(inc.key.clone(), id);
         self.by_id.insert(id, inc.clone());
@@ -493,14 +499,14 @@ impl IncidentBook {
             action: action.name(),
             from: inc.status.as_str(),
         };
-        let (log_action, detail): (&'static str, String) = match action {
+        let (log_action, detail): (&'static str, SafeText) = match action {
             IncidentAction::Acknowledge => {
                 if inc.status != Status::New {
                     return Err(not_allowed(inc));
                 }
                 inc.status = Status::Acknowledged;
                 inc.acknowledged_at = Some(at);
-                ("acknowledged", String::new())
+                ("acknowledged", SafeText::default())
             }
             IncidentAction::Start => {
                 if !matches!(inc.status, Status::New | Status::Acknowledged) {
@@ -510,7 +516,7 @@ impl IncidentBook {
                     inc.acknowledged_at = Some(at);
                 }
                 inc.status = Status::InProgress;
-                ("started", String::new())
+                ("started", SafeText::default())
             }
             IncidentAction::Resolve => {
                 if !inc.status.is_open() {
@@ -518,7 +524,7 @@ impl IncidentBook {
                 }
                 inc.status = Status::Resolved;
                 inc.resolved_at = Some(at);
-                ("resolved", String::new())
+                ("resolved", SafeText::default())
             }
             IncidentAction::Close => {
                 if inc.status != Status::Resolved {
@@ -526,7 +532,7 @@ impl IncidentBook {
                 }
                 inc.status = Status::Closed;
                 inc.closed_at = Some(at);
-                ("closed", String::new())
+                ("closed", SafeText::default())
             }
             IncidentAction::Reopen => {
                 if !matches!(inc.status, Status::Resolved | Status::Closed) {
@@ -536,7 +542,7 @@ impl IncidentBook {
                 inc.resolved_at = None;
                 inc.closed_at = None;
                 inc.acknowledged_at = Some(at);
-                ("reopened", String::new())
+                ("reopened", SafeText::default())
             }
             IncidentAction::Assign(owner) => {
                 if inc.status == Status::Closed {
@@ -546,7 +552,7 @@ impl IncidentBook {
                     return Err(TransitionError::EmptyText);
                 }
                 inc.owner = Some(owner.clone());
-                ("assigned", owner.to_string())
+                ("assigned", SafeText::redacting(owner))
             }
             IncidentAction::Comment(text) => {
                 if text.trim().is_empty() {
@@ -564,14 +570,14 @@ impl IncidentBook {
                 }
                 step.done_at = Some(at);
                 step.done_by = Some(actor.to_string().into());
-                ("step_done", format!("{}. {}", i + 1, step.text))
+                ("step_done", crate::safe_format!("{}. {}", i + 1, step.text))
             }
         };
         inc.updated_at = inc.updated_at.max(at);
         let change = IncidentChange {
             incident: inc.clone(),
             created: false,
-            log: vec![entry(at, actor, log_action, &detail)],
+            log: vec![entry(at, actor, log_action, detail)],
         };
         if inc.status == Status::Closed {
             self.by_key.remove(&inc.key);
@@ -599,7 +605,8 @@ impl IncidentBook {
         for id in due {
             if let Ok(mut change) = self.act(id, &IncidentAction::Close, &Actor::System, now) {
                 for e in &mut change.log {
-                    e.detail = format!("resolved for {} without being closed", human(after));
+                    e.detail =
+                        crate::safe_format!("resolved for {} without being closed", human(after));
                 }
                 changes.push(change);
             }
@@ -637,7 +644,7 @@ impl IncidentBook {
                     now,
                     &Actor::System,
                     "reminder",
-                    &format!("not acknowledged after {}", human(after)),
+                    crate::safe_format!("not acknowledged after {}", human(after)),
                 ));
             }
             if let Some(after) = d.escalate_after
@@ -649,7 +656,7 @@ impl IncidentBook {
                     now,
                     &Actor::System,
                     "escalated_to_supervisor",
-                    &format!("not acknowledged after {}", human(after)),
+                    crate::safe_format!("not acknowledged after {}", human(after)),
                 ));
             }
             if !log.is_empty() {
@@ -683,12 +690,12 @@ fn human(d: Duration) -> String {
     out
 }
 
-fn entry(at: Timestamp, actor: &Actor, action: &'static str, detail: &str) -> LogEntry {
+fn entry(at: Timestamp, actor: &Actor, action: &'static str, detail: SafeText) -> LogEntry {
     LogEntry {
         at,
         actor: actor.clone(),
         action: action.into(),
-        detail: detail.to_string(),
+        detail,
     }
 }
 
@@ -719,7 +726,7 @@ pub(crate) mod tests_support {
             owner: owner.map(Into::into),
             condition_active: true,
             alarm_count: 1,
-            evidence: String::new(),
+            evidence: crate::SafeText::default(),
             sop_title: None,
             sop: Vec::new(),
             reminded_at: None,

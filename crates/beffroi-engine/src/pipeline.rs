@@ -1,6 +1,7 @@
 //! The synchronous pipeline of one partition: decode → validate → trust → pseudonymise →
 //! twin → rules → incidents.
 
+use beffroi_core::SafeText;
 use std::sync::Arc;
 
 use beffroi_core::crisis::{
@@ -352,10 +353,10 @@ impl Pipeline {
                 }
                 let mut i = i.clone();
                 if let Some(t) = title {
-                    i.title = t.into();
+                    i.title = SafeText::redacting(&t);
                 }
                 if let Some(e) = evidence {
-                    i.evidence = e;
+                    i.evidence = SafeText::redacting(&e);
                 }
                 Some(i)
             })
@@ -372,12 +373,12 @@ impl Pipeline {
                 let mut c = (**c).clone();
                 for e in &mut c.log {
                     if let Some(t) = erase_pseudonyms(&e.text, pseudonyms) {
-                        e.text = t;
+                        e.text = SafeText::redacting(&t);
                         changed = true;
                     }
                 }
                 if let Some(t) = erase_pseudonyms(&c.title, pseudonyms) {
-                    c.title = t.into();
+                    c.title = SafeText::redacting(&t);
                     changed = true;
                 }
                 if let Some(t) = c
@@ -385,7 +386,7 @@ impl Pipeline {
                     .as_deref()
                     .and_then(|s| erase_pseudonyms(s, pseudonyms))
                 {
-                    c.summary = Some(t);
+                    c.summary = Some(SafeText::redacting(&t));
                     changed = true;
                 }
                 for r in &mut c.roles {
@@ -394,7 +395,7 @@ impl Pipeline {
                         .as_deref()
                         .and_then(|h| erase_pseudonyms(h, pseudonyms))
                     {
-                        r.holder = Some(t.into());
+                        r.holder = Some(SafeText::redacting(&t));
                         changed = true;
                     }
                 }
@@ -1194,7 +1195,7 @@ impl Pipeline {
         now: Timestamp,
         out: &mut Output,
     ) {
-        let why = format!(
+        let why = beffroi_core::safe_format!(
             "{} quarantined by {}: {}",
             self.territory.device(act.device).id,
             act.actor,

@@ -19,6 +19,7 @@
 //! - an incident under legal hold, its log, the pseudonyms it mentions and the observations
 //!   of its device in its window (opened − 1 h … closed) are untouched while the hold runs.
 
+use beffroi_core::SafeText;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
@@ -237,7 +238,7 @@ fn store_key(s: &str) -> &'static str {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LegalHold {
     pub incident: IncidentId,
-    pub justification: String,
+    pub justification: SafeText,
     pub until: Timestamp,
     pub set_by: String,
     pub set_at: Timestamp,
@@ -369,10 +370,13 @@ pub fn redact_crisis(
         other => other.clone(),
     };
     let mut c = c.clone();
-    c.title = redact_pseudonyms(&c.title).0.into();
+    c.title = SafeText::redacting(&redact_pseudonyms(&c.title).0);
     c.opened_by = actor(&c.opened_by);
     c.closed_by = c.closed_by.as_ref().map(actor);
-    c.summary = c.summary.as_deref().map(|s| redact_pseudonyms(s).0);
+    c.summary = c
+        .summary
+        .as_deref()
+        .map(|s| SafeText::redacting(&redact_pseudonyms(s).0));
     for r in &mut c.roles {
         if r.holder.is_some() {
             r.holder = Some(ERASED.into());
@@ -380,7 +384,7 @@ pub fn redact_crisis(
     }
     for e in &mut c.log {
         e.actor = actor(&e.actor);
-        e.text = redact_pseudonyms(&e.text).0;
+        e.text = SafeText::redacting(&redact_pseudonyms(&e.text).0);
     }
     c
 }

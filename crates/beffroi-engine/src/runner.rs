@@ -13,6 +13,7 @@
 //! slows the sources; nothing is dropped silently. Acknowledgements, command replies and
 //! live events are released only after the batch that carries them is committed.
 
+use beffroi_core::SafeText;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -97,15 +98,17 @@ fn audit_policy_acts(
     for a in acts.iter().filter(|a| a.actor.starts_with("policy:")) {
         audit.record(beffroi_core::AuditRecord {
             at_ms: now_ms,
-            actor: a.actor.to_string(),
+            actor: SafeText::redacting(&a.actor),
             action: if a.quarantined {
                 "device.quarantine".into()
             } else {
                 "device.release".into()
             },
-            target: Some(territory.device(a.device).id.to_string()),
+            target: Some(SafeText::redacting(&territory.device(a.device).id)),
             outcome: beffroi_core::AuditOutcome::Ok,
-            detail: serde_json::json!({ "reason": a.reason, "event_time_ms": a.at.0 }).to_string(),
+            detail: SafeText::redacting(
+                &serde_json::json!({ "reason": a.reason, "event_time_ms": a.at.0 }).to_string(),
+            ),
         });
     }
 }
@@ -164,7 +167,7 @@ pub enum OpsCommand {
     Quarantine {
         device: String,
         quarantined: bool,
-        reason: String,
+        reason: SafeText,
     },
 }
 
@@ -1424,7 +1427,7 @@ fn run_privacy(
                     action: "privacy.purge".into(),
                     target: None,
                     outcome: beffroi_core::AuditOutcome::Ok,
-                    detail: detail.to_string(),
+                    detail: SafeText::redacting(&detail.to_string()),
                 });
             }
             if !report.is_empty() {

@@ -206,11 +206,16 @@ impl SentinelGlue {
             rule: rule.into(),
             category: CATEGORY.into(),
             severity: f.anomaly.severity(),
-            title: format!("{} — {who}", f.anomaly.title()).into(),
+            title: beffroi_core::safe_format!("{} — {who}", f.anomaly.title()),
             site,
             device,
             at: f.at,
-            evidence: format!("{} [ATT&CK for ICS {} {}]", f.evidence, tech.id, tech.name),
+            evidence: beffroi_core::safe_format!(
+                "{} [ATT&CK for ICS {} {}]",
+                f.evidence,
+                tech.id,
+                tech.name
+            ),
             auto_resolve: false,
             silence: false,
         }

@@ -119,7 +119,7 @@ fn incidents(p: &Pipeline, category: &str) -> Vec<(String, String, String, Strin
                 i.rule.to_string(),
                 i.key.as_str().to_string(),
                 i.title.to_string(),
-                i.evidence.clone(),
+                i.evidence.to_string(),
             )
         })
         .collect()

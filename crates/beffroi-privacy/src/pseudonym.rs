@@ -8,7 +8,7 @@ use zeroize::{Zeroize, ZeroizeOnDrop};
 type HmacSha256 = Hmac<Sha256>;
 
 /// Characters of base32 kept in a pseudonym: 20 × 5 = 100 bits.
-const PSEUDONYM_CHARS: usize = 20;
+use beffroi_core::text::PSEUDONYM_CHARS;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum PrivacyError {
@@ -67,17 +67,7 @@ impl std::fmt::Display for Pseudonym {
     }
 }
 
-fn prefix(id: Identifier) -> &'static str {
-    match id {
-        Identifier::LicencePlate => "plate",
-        Identifier::Badge => "badge",
-        Identifier::MacAddress => "mac",
-        Identifier::PhoneNumber => "phone",
-        Identifier::Email => "email",
-        Identifier::Name => "name",
-        Identifier::Other => "id",
-    }
-}
+use beffroi_core::text::pseudonym_prefix as prefix;
 
 /// Reads a pseudonym back into its kind, epoch and hash; `None` if `s` is not one.
 pub fn parse_pseudonym(s: &str) -> Option<(Identifier, u32, &str)> {

@@ -1,210 +1,45 @@
-//! Free text people write (incident notes, crisis log, quarantine reasons…): the
-//! identifiers it carries are replaced by their pseudonyms before it is stored.
-//!
-//! Recognised, in this order (an earlier match wins over an overlapping later one):
-//! - pseudonyms already there (left as they are: scrubbing twice changes nothing);
-//! - names the writer marked, `[[Jean Dupont]]` (unmarked names cannot be told from words);
-//! - e-mail addresses;
-//! - MAC addresses (`00:1a:2b:3c:4d:5e`, `00-1A-…`, Cisco's `001a.2b3c.4d5e`, and 12 hex
-//!   digits written without separators when at least one is a letter);
-//! - badge numbers after the word badge (`badge 7731`, `BADGE-7731`, `badge n° A-77`);
-//! - phone numbers: French (`06 12 34 56 78`, `06.12.34.56.78`, `06/12/34/56/78`,
-//!   `+33 6 12 34 56 78`, `0033 6…`, `33612345678`, and a mobile without its trunk 0,
-//!   `6 12 34 56 78`, `612345678`) and E.164 (`+44 20 7946 0958`);
-//! - French licence plates, any case, with spaces, hyphens, dots, underscores, slashes or
-//!   nothing between the groups: SIV (`AB-123-CD`, `ab 123 cd`, `Ab.123.cD`, `AB123CD`)
-//!   and the older FNI (`1234 AB 21`, `123-abc-2a`, `12 ABC 974`).
-//!
-//! What it does not catch (say so to the people who write): unmarked names, postal
-//! addresses, foreign plates, identifiers spelled out in words. The match is on shape: a
-//! few technical strings of the same shape are pseudonymised too (`de 100 km` reads as a
-//! plate, a 9-digit number starting with 6 or 7 as a mobile number): that errs on the safe
-//! side.
+//! Free text people write (incident notes, crisis log, quarantine reasons…) and any other
+//! text bound for a store, a log or an answer: the identifiers it carries are replaced by
+//! their pseudonyms, and the result is a [`SafeText`]. What is recognised (and what is not)
+//! is [`beffroi_core::text`]'s recogniser; this module adds the keys.
 
-use std::sync::LazyLock;
-
-use beffroi_core::Identifier;
-use regex::Regex;
+use beffroi_core::SafeText;
 
 use crate::{Pseudonymiser, Sealed};
 
 /// Scrubbed text and the sealed values behind the pseudonyms it now holds.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Scrubbed {
-    pub text: String,
+    pub text: SafeText,
     /// One per distinct pseudonym introduced, in order of first appearance.
     pub sealed: Vec<Sealed>,
 }
 
-struct Pattern {
-    re: Regex,
-    /// `None`: a pseudonym already there, kept as it is.
-    id: Option<Identifier>,
-    /// The capture group holding the value (0: the whole match).
-    group: usize,
-    /// A further test of the value the expression cannot say.
-    check: Option<fn(&str) -> bool>,
-}
-
-fn pattern(re: &str, id: Option<Identifier>, group: usize) -> Pattern {
-    Pattern {
-        // The patterns are constants, tested below: they compile.
-        re: Regex::new(re).unwrap_or_else(|e| unreachable!("{e}")),
-        id,
-        group,
-        check: None,
-    }
-}
-
-/// SIV letters (no I, O, U), any case.
-const SIV_I: &str = "[A-HJ-NP-TV-Za-hj-np-tv-z]";
-
-static PATTERNS: LazyLock<Vec<Pattern>> = LazyLock::new(|| {
-    vec![
-        pattern(
-            r"(?:plate|badge|mac|phone|email|name|id):[0-9]{1,9}:[a-z2-7]{20}",
-            None,
-            0,
-        ),
-        pattern(r"\[\[([^\[\]\n]{1,100})\]\]", Some(Identifier::Name), 1),
-        pattern(
-            r"[A-Za-z0-9._%+\-]{1,64}@[A-Za-z0-9\-]{1,63}(?:\.[A-Za-z0-9\-]{1,63})*\.[A-Za-z]{2,24}",
-            Some(Identifier::Email),
-            0,
-        ),
-        pattern(
-            r"[0-9A-Fa-f]{2}(?::[0-9A-Fa-f]{2}){5}|[0-9A-Fa-f]{2}(?:-[0-9A-Fa-f]{2}){5}|[0-9A-Fa-f]{4}\.[0-9A-Fa-f]{4}\.[0-9A-Fa-f]{4}",
-            Some(Identifier::MacAddress),
-            0,
-        ),
-        // Badge numbers, after the word that says so.
-        pattern(
-            r"(?i)badge[ \-_:#]*(?:n[°o]\.?[ ]*)?[A-Z0-9\-]{0,15}[0-9][A-Z0-9\-]{0,15}",
-            Some(Identifier::Badge),
-            0,
-        ),
-        // French numbers, national or international form, any of the usual separators.
-        pattern(
-            r"(?:(?:\+|00)?33[ .\-/]?(?:\(0\)[ .\-/]?)?|0)[1-9](?:[ .\-/]?[0-9]{2}){4}",
-            Some(Identifier::PhoneNumber),
-            0,
-        ),
-        // A French mobile written without its trunk 0.
-        pattern(
-            r"[67](?:[ .\-/]?[0-9]{2}){4}",
-            Some(Identifier::PhoneNumber),
-            0,
-        ),
-        // E.164: + and 7 to 15 digits, single separators between groups.
-        pattern(
-            r"\+[1-9](?:[ .\-]?[0-9]){6,14}",
-            Some(Identifier::PhoneNumber),
-            0,
-        ),
-        // SIV: two letters, three digits, two letters; any case and separators.
-        pattern(
-            &format!("{SIV_I}{{2}}[ \\-._/]?[0-9]{{3}}[ \\-._/]?{SIV_I}{{2}}"),
-            Some(Identifier::LicencePlate),
-            0,
-        ),
-        // FNI: 1–4 digits, 1–3 letters, the département. A single letter only between
-        // separators (`123 A 75`), so that `14H30` stays a time.
-        pattern(
-            r"[0-9]{1,4}(?:[ \-.]?[A-Z]{2,3}[ \-.]?|[ \-.][A-Z][ \-.])(?:97[1-6]|2[AB]|[0-9]{2})",
-            Some(Identifier::LicencePlate),
-            0,
-        ),
-        // 12 hex digits without separators, at least one a letter (a MAC address as
-        // equipment labels print it); after the plates and numbers, which win.
-        Pattern {
-            check: Some(|v| v.bytes().any(|b| b.is_ascii_alphabetic())),
-            ..pattern(r"[0-9A-Fa-f]{12}", Some(Identifier::MacAddress), 0)
-        },
-    ]
-});
-
-fn is_word(c: Option<char>) -> bool {
-    c.is_some_and(|c| c.is_alphanumeric() || c == '_')
-}
-
-/// A throwaway key, only to tell whether a text carries an identifier when no key is
-/// loaded (its pseudonyms are never kept).
-static PROBE: LazyLock<Option<Pseudonymiser>> = LazyLock::new(|| {
-    let mut k = [0u8; 32];
-    for (i, b) in k.iter_mut().enumerate() {
-        *b = i as u8;
-    }
-    Pseudonymiser::new(vec![crate::EpochKey::new(0, &k)])
-});
-
 /// Whether `text` holds something [`scrub`] would replace (for a caller without keys, which
 /// must then refuse the text rather than keep it in clear).
 pub fn carries_identifier(text: &str) -> bool {
-    PROBE
-        .as_ref()
-        .is_some_and(|p| !scrub(p, text).sealed.is_empty())
+    beffroi_core::text::carries_identifier(text)
 }
 
-/// Replaces the identifiers in `text` by their pseudonyms (current epoch).
+/// Replaces the identifiers in `text` by their pseudonyms (current epoch, written domain).
 pub fn scrub(p: &Pseudonymiser, text: &str) -> Scrubbed {
-    // (start, end, what, raw value)
-    let mut spans: Vec<(usize, usize, Option<Identifier>, &str)> = Vec::new();
-    for pat in PATTERNS.iter() {
-        for caps in pat.re.captures_iter(text) {
-            let (Some(whole), Some(value)) = (caps.get(0), caps.get(pat.group)) else {
-                continue;
-            };
-            let (s, e) = (whole.start(), whole.end());
-            // Whole tokens only: not inside a longer word or number. An e-mail or a name
-            // brings its own delimiters.
-            let before = text[..s].chars().next_back();
-            let after = text[e..].chars().next();
-            let delimited = matches!(pat.id, Some(Identifier::Name));
-            if !delimited && (is_word(before) || is_word(after)) {
-                continue;
-            }
-            if matches!(pat.id, Some(Identifier::PhoneNumber)) && before == Some('+') {
-                continue;
-            }
-            if spans.iter().any(|(a, b, _, _)| s < *b && *a < e) {
-                continue;
-            }
-            let raw = value.as_str();
-            if pat.id == Some(Identifier::Name) && raw.trim().is_empty() {
-                continue;
-            }
-            if pat.check.is_some_and(|ok| !ok(raw)) {
-                continue;
-            }
-            spans.push((s, e, pat.id, raw));
-        }
-    }
-    spans.sort_by_key(|s| s.0);
-    let mut out = String::with_capacity(text.len());
     let mut sealed: Vec<Sealed> = Vec::new();
-    let mut at = 0;
-    for (s, e, id, raw) in spans {
-        out.push_str(&text[at..s]);
-        match id {
-            None => out.push_str(&text[s..e]),
-            Some(id) => {
-                let v = p.seal_written(id, raw);
-                out.push_str(&v.pseudonym.0);
-                if !sealed.iter().any(|x| x.pseudonym == v.pseudonym) {
-                    sealed.push(v);
-                }
-            }
+    let text = SafeText::pseudonymising(text, |id, raw| {
+        let v = p.seal_written(id, raw);
+        let pseudonym = v.pseudonym.0.clone();
+        if !sealed.iter().any(|x| x.pseudonym == v.pseudonym) {
+            sealed.push(v);
         }
-        at = e;
-    }
-    out.push_str(&text[at..]);
-    Scrubbed { text: out, sealed }
+        pseudonym
+    });
+    Scrubbed { text, sealed }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::{EpochKey, normalise, parse_pseudonym};
+    use beffroi_core::Identifier;
     use proptest::prelude::*;
 
     fn keys() -> Pseudonymiser {

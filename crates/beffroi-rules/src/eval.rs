@@ -1,3 +1,4 @@
+use beffroi_core::SafeText;
 use std::collections::VecDeque;
 use std::sync::Arc;
 
@@ -333,8 +334,8 @@ impl Evaluator {
         };
         let mut a = self.alarm(rule, kind, site, None, at);
         a.severity = a.severity.max(severity);
-        a.title = a.title.replace("{value}", &shown).into();
-        a.evidence = ev;
+        a.title = SafeText::redacting(&a.title.replace("{value}", &shown));
+        a.evidence = SafeText::redacting(&ev);
         out.push(a);
     }
 
@@ -844,7 +845,8 @@ impl Evaluator {
             let rule = set.rule(r);
             let mut a = self.alarm(rule, AlarmKind::Escalate, site, device, now);
             a.severity = sev;
-            a.evidence = format!("condition active for {} min", after.millis() / 60_000);
+            a.evidence =
+                beffroi_core::safe_format!("condition active for {} min", after.millis() / 60_000);
             out.push(a);
         }
     }
@@ -915,9 +917,9 @@ impl Evaluator {
                     .and_then(|d| self.last_value.get(&d))
                     .cloned()
                     .unwrap_or_default();
-                a.title = a.title.replace("{value}", &value).into();
+                a.title = SafeText::redacting(&a.title.replace("{value}", &value));
             }
-            a.evidence = evidence;
+            a.evidence = SafeText::redacting(&evidence);
             out.push(a);
         }
     }
@@ -949,7 +951,7 @@ impl Evaluator {
             let (site, device) = (ks.site, ks.device);
             self.keys.remove(&key);
             let mut a = self.alarm(rule, AlarmKind::Clear, site, device, at);
-            a.evidence = evidence;
+            a.evidence = SafeText::redacting(&evidence);
             out.push(a);
         }
     }
@@ -991,11 +993,11 @@ impl Evaluator {
             rule: rule.id.clone(),
             category: rule.category.clone(),
             severity: rule.severity,
-            title: title.into(),
+            title: SafeText::redacting(&title),
             site,
             device,
             at,
-            evidence: String::new(),
+            evidence: SafeText::default(),
             auto_resolve: rule.auto_resolve,
             silence: matches!(rule.body, Body::Absence { .. }),
         }

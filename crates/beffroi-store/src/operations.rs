@@ -102,7 +102,7 @@ pub(crate) fn write_crises(
                 e.at.0,
                 e.actor.to_string(),
                 e.kind.as_str(),
-                e.text,
+                e.text.as_str(),
                 e.incident.map(id_to_sql).transpose()?,
             ])
             .ctx("write crisis log")?;
@@ -242,7 +242,10 @@ fn crisis_from_row(
         .map(|r| {
             Some(RoleHolder {
                 role: r.get("role")?.as_str()?.into(),
-                holder: r.get("holder").and_then(|h| h.as_str()).map(Into::into),
+                holder: r
+                    .get("holder")
+                    .and_then(|h| h.as_str())
+                    .map(beffroi_core::SafeText::redacting),
             })
         })
         .collect::<Option<Vec<_>>>()
@@ -254,14 +257,15 @@ fn crisis_from_row(
             at: Timestamp(at),
             actor: parse_actor(&actor).ok_or_else(|| bad("log actor"))?,
             kind: CrisisLogKind::parse(&kind).ok_or_else(|| bad("log kind"))?,
-            text,
+            // Read back through the recogniser: a row is not trusted.
+            text: beffroi_core::SafeText::redacting(&text),
             incident: incident.map(id_from_sql).transpose()?,
         });
     }
     Ok(Crisis {
         id: CrisisId(u64::try_from(id).map_err(|_| bad("id"))?),
         kind,
-        title: title.into(),
+        title: beffroi_core::SafeText::redacting(&title),
         communes,
         level: u8::try_from(level).map_err(|_| bad("level"))?,
         opened_at: Timestamp(opened_at),
@@ -270,7 +274,7 @@ fn crisis_from_row(
         closed_by: closed_by
             .map(|a| parse_actor(&a).ok_or_else(|| bad("closed_by")))
             .transpose()?,
-        summary,
+        summary: summary.as_deref().map(beffroi_core::SafeText::redacting),
         roles,
         log,
         incidents: incidents

@@ -675,7 +675,13 @@ pub(crate) fn set_hold(
     tx.execute(
         "INSERT INTO legal_holds (incident_id, justification, until, set_by, set_at) \
          VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![id, h.justification, h.until.0, h.set_by, h.set_at.0],
+        params![
+            id,
+            h.justification.as_str(),
+            h.until.0,
+            h.set_by,
+            h.set_at.0
+        ],
     )
     .ctx("write hold")?;
     tx.commit().ctx("commit hold")?;
@@ -736,7 +742,8 @@ pub(crate) fn holds(
             row.ctx("read holds")?;
         out.push(LegalHold {
             incident: crate::rows::id_from_sql(id)?,
-            justification,
+            // Read back through the recogniser: a row is not trusted.
+            justification: beffroi_core::SafeText::redacting(&justification),
             until: Timestamp(until),
             set_by,
             set_at: Timestamp(set_at),

@@ -262,7 +262,7 @@ pub(crate) fn upsert_incident(
         &*inc.category,
         inc.severity.as_str(),
         inc.status.as_str(),
-        &*inc.title,
+        inc.title.as_str(),
         commune,
         site,
         device,
@@ -276,7 +276,7 @@ pub(crate) fn upsert_incident(
         inc.owner.as_deref(),
         inc.condition_active,
         inc.alarm_count,
-        inc.evidence,
+        inc.evidence.as_str(),
         inc.sop_title.as_deref(),
         sop,
         inc.reminded_at.map(|t| t.0),
@@ -380,7 +380,8 @@ impl IncidentRow {
             category: self.category.into(),
             severity,
             status,
-            title: self.title.into(),
+            // Read back through the recogniser: a row is not trusted.
+            title: beffroi_core::SafeText::redacting(&self.title),
             commune,
             site,
             device,
@@ -393,7 +394,7 @@ impl IncidentRow {
             owner: self.owner.map(Into::into),
             condition_active: self.condition_active,
             alarm_count,
-            evidence: self.evidence,
+            evidence: beffroi_core::SafeText::redacting(&self.evidence),
             sop_title: self.sop_title.map(Into::into),
             sop,
             reminded_at: self.reminded_at.map(Timestamp),
@@ -428,7 +429,7 @@ impl LogRow {
             at: Timestamp(self.at),
             actor,
             action: self.action.into(),
-            detail: self.detail,
+            detail: beffroi_core::SafeText::redacting(&self.detail),
         })
     }
 }

@@ -148,7 +148,7 @@ impl Store for SqliteStore {
                         entry.at.0,
                         entry.actor.to_string(),
                         &*entry.action,
-                        entry.detail
+                        entry.detail.as_str()
                     ])
                     .ctx("write incident log")?;
                 }

@@ -97,7 +97,7 @@ fn incident(t: &Territory, id: u64, device: &str, evidence: &str) -> IncidentCha
         category: "intrusion".into(),
         severity: Severity::Major,
         status: Status::Closed,
-        title: format!("Porte forcée — {evidence}").into(),
+        title: beffroi_core::safe_format!("Porte forcée — {evidence}"),
         commune: t.commune_id("c1").expect("fixture"),
         site: t.site_id("s1").expect("fixture"),
         device: t.device_id(device),
@@ -110,7 +110,7 @@ fn incident(t: &Territory, id: u64, device: &str, evidence: &str) -> IncidentCha
         owner: Some("ana".into()),
         condition_active: false,
         alarm_count: 1,
-        evidence: format!("badge={evidence}"),
+        evidence: beffroi_core::safe_format!("badge={evidence}"),
         sop_title: None,
         sop: Vec::new(),
         reminded_at: None,
@@ -123,7 +123,7 @@ fn incident(t: &Territory, id: u64, device: &str, evidence: &str) -> IncidentCha
             at: Timestamp(B - 5 * MIN),
             actor: Actor::User("ana".into()),
             action: "comment".into(),
-            detail: format!("Badge {evidence} vu à l'entrée"),
+            detail: beffroi_core::safe_format!("Badge {evidence} vu à l'entrée"),
         }],
     }
 }
@@ -706,7 +706,9 @@ async fn a_closed_crisis_is_redacted_then_deleted() {
         other => panic!("{other:?}"),
     };
     for cmd in [
-        CrisisCommand::Log(format!("Véhicule {PLATE_SENSITIVE} bloqué rue Monge")),
+        CrisisCommand::Log(beffroi_core::safe_format!(
+            "Véhicule {PLATE_SENSITIVE} bloqué rue Monge"
+        )),
         CrisisCommand::Role {
             role: "dos".into(),
             holder: Some("Mme la maire".into()),

@@ -479,9 +479,9 @@ pub fn record_system(
         at_ms: crate::wall_now().0,
         actor: "system".into(),
         action: action.into(),
-        target,
+        target: target.as_deref().map(beffroi_core::SafeText::redacting),
         outcome,
-        detail: detail.to_string(),
+        detail: beffroi_core::SafeText::redacting(&detail.to_string()),
     });
 }
 

@@ -2,7 +2,6 @@
 
 mod accounts;
 mod audit_cmd;
-mod audit_scrub;
 mod bench;
 #[cfg(feature = "mqtt")]
 mod bench_mqtt;

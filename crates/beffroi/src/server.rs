@@ -148,11 +148,8 @@ async fn serve(
         .await??
     };
     let pseudonymiser = Arc::new(pseudonymiser);
-    // Every record from here on is scrubbed on its way in.
-    let audit_in: Arc<dyn AuditSink> = Arc::new(crate::audit_scrub::ScrubbedAudit::new(
-        Arc::clone(&audit) as Arc<dyn AuditSink>,
-        Arc::clone(&pseudonymiser),
-    ));
+    // Every record's texts are `SafeText`s: scrubbed where they were written.
+    let audit_in: Arc<dyn AuditSink> = Arc::clone(&audit) as Arc<dyn AuditSink>;
     let alive: Vec<u32> = pseudonymiser.epochs().collect();
     let destroyed: Vec<u32> = epochs
         .iter()

@@ -38,9 +38,9 @@ fn write_log_with(cfg: AuditConfig) {
             at_ms: 1_700_000_000_000 + i as i64 * 1000,
             actor: if i % 2 == 0 { "alice" } else { "bob" }.into(),
             action: "incident.acknowledge".into(),
-            target: Some(format!("INC-{i}")),
+            target: Some(beffroi_core::safe_format!("INC-{i}")),
             outcome: AuditOutcome::Ok,
-            detail: format!("{{\"note\":\"entry {i}\"}}"),
+            detail: beffroi_core::safe_format!("{{\"note\":\"entry {i}\"}}"),
         });
     }
     log.close().expect("close");
