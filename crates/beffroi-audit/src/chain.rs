@@ -477,10 +477,12 @@ pub fn verify_with(
         let consistent = stored.is_some() && row.computed_hash() == stored;
         let first = prev.is_none();
         prev = Some((row.seq, stored));
-        if consistent && row.action == PRUNE_ACTION && row.outcome == "ok" {
-            if let Some(p) = PruneRecord::parse(&row.detail) {
-                prunes.push((row.seq, p));
-            }
+        if consistent
+            && row.action == PRUNE_ACTION
+            && row.outcome == "ok"
+            && let Some(p) = PruneRecord::parse(&row.detail)
+        {
+            prunes.push((row.seq, p));
         }
         if first && consistent && row.seq > 1 {
             // A head that starts later: a recorded prune, or a cut (judged after the walk,
