@@ -731,3 +731,42 @@ pub async fn retention_schedule(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The holds in force set the start of what the prune keeps: the earliest held
+    /// incident's window (an hour before it opened); released, ended or no holds: none.
+    #[test]
+    fn the_holds_in_force_set_where_the_prune_stops() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = dir.path().join(STORE_FILE);
+        assert_eq!(held_from(&db, 1_000).expect("no store"), None);
+        let c = rusqlite::Connection::open(&db).expect("db");
+        c.execute_batch(
+            "CREATE TABLE incidents (id INTEGER PRIMARY KEY, opened_at INTEGER NOT NULL);
+             CREATE TABLE legal_holds (id INTEGER PRIMARY KEY, incident_id INTEGER NOT NULL,
+                 until INTEGER NOT NULL, set_at INTEGER NOT NULL, released_at INTEGER);
+             INSERT INTO incidents VALUES (1, 10000000), (2, 20000000);",
+        )
+        .expect("schema");
+        let now = 50_000_000;
+        assert_eq!(held_from(&db, now).expect("no hold"), None);
+        let hour = 3_600_000;
+        c.execute_batch(&format!(
+            "INSERT INTO legal_holds (incident_id, until, set_at, released_at) VALUES
+                 (1, {now} + 1, 0, 30000000),
+                 (1, {now} - 1, 0, NULL),
+                 (2, {now} + 1, 0, NULL),
+                 (99, {now} + 1, 40000000, NULL);"
+        ))
+        .expect("holds");
+        // Incident 1's holds are released or ended; incident 2's is in force.
+        assert_eq!(held_from(&db, now).expect("held"), Some(20_000_000 - hour));
+        // A hold on an incident the store no longer has covers from when it was set.
+        c.execute("DELETE FROM legal_holds WHERE incident_id = 2", [])
+            .expect("delete");
+        assert_eq!(held_from(&db, now).expect("held"), Some(40_000_000));
+    }
+}
