@@ -73,6 +73,25 @@ pub fn sign_checkpoint(key: &SigningKey, seq: u64, entry_hash: &Hash, at_ms: i64
         .to_bytes()
 }
 
+/// Whether a stored checkpoint's signature verifies with `key`.
+pub fn checkpoint_verifies(cp: &StoredCheckpoint, key: &VerifyingKey) -> bool {
+    match (
+        decode_hash(&cp.entry_hash),
+        hex::decode(&cp.signature)
+            .ok()
+            .and_then(|b| <[u8; 64]>::try_from(b.as_slice()).ok()),
+        u64::try_from(cp.seq),
+    ) {
+        (Some(h), Some(sig), Ok(seq)) => key
+            .verify(
+                &checkpoint_message(seq, &h, cp.at_ms),
+                &Signature::from_bytes(&sig),
+            )
+            .is_ok(),
+        _ => false,
+    }
+}
+
 /// A short, stable name of a public key (first 8 bytes of its SHA-256, hex), stored with each
 /// checkpoint so that a verifier says which key signed it.
 pub fn key_id(key: &VerifyingKey) -> String {
@@ -136,6 +155,42 @@ impl StoredEntry {
     }
 }
 
+/// The action of the entry that records a prune of the log's head ([`PruneRecord`]).
+pub const PRUNE_ACTION: &str = "audit.prune";
+
+/// What an `audit.prune` entry's detail says of the log's new head: the verifier accepts a
+/// log that starts after seq 1 only when a prune entry, sealed by a valid checkpoint, names
+/// its first entry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PruneRecord {
+    /// The first entry kept: entries before it were deleted.
+    pub first_kept_seq: i64,
+    /// The hash of the last entry deleted (`first_kept_seq - 1`), sealed by a checkpoint
+    /// before the prune: the first kept entry's `prev_hash`.
+    pub through_hash: String,
+    /// The first kept entry's hash, when it existed at the prune (it is the prune entry
+    /// itself otherwise).
+    pub first_kept_hash: Option<String>,
+}
+
+impl PruneRecord {
+    /// Reads the fields from a prune entry's detail (JSON); `None` when they are not there.
+    pub fn parse(detail: &str) -> Option<PruneRecord> {
+        let v: serde_json::Value = serde_json::from_str(detail).ok()?;
+        let first_kept_seq = v.get("first_kept_seq")?.as_i64()?;
+        let through_hash = v.get("through_hash")?.as_str()?.to_string();
+        let first_kept_hash = match v.get("first_kept_hash") {
+            None | Some(serde_json::Value::Null) => None,
+            Some(h) => Some(h.as_str()?.to_string()),
+        };
+        Some(PruneRecord {
+            first_kept_seq,
+            through_hash,
+            first_kept_hash,
+        })
+    }
+}
+
 /// What is wrong, at which seq. Ordered by seq: the first problem is the first entry that
 /// was altered, removed or inserted.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -173,6 +228,13 @@ pub enum Problem {
     /// The entry at the anchored seq is not the one the anchor recorded: the log was
     /// rewritten up to there.
     AnchorMismatch { seq: i64 },
+    /// The log starts after seq 1 and an `audit.prune` entry (at `prune_seq`) records that
+    /// cut, but no valid signed checkpoint seals that entry: the head was cut and the prune
+    /// entry forged (or it is not signed yet).
+    UnsignedPrune { prune_seq: i64, first_kept: i64 },
+    /// The log starts where an `audit.prune` entry (at `prune_seq`) says it should, but the
+    /// first entry there is not the one it recorded: the head was rewritten.
+    PruneMismatch { seq: i64, prune_seq: i64 },
 }
 
 impl Problem {
@@ -182,7 +244,9 @@ impl Problem {
             Problem::Renumbered { seq, hashed_as } => (*seq).min(*hashed_as as i64),
             Problem::Replaced { .. } => 1,
             Problem::CutBeforeAnchor { last, .. } => last + 1,
+            Problem::UnsignedPrune { .. } => 1,
             Problem::Altered { seq }
+            | Problem::PruneMismatch { seq, .. }
             | Problem::AnchorMismatch { seq }
             | Problem::Inserted { seq }
             | Problem::ChainBreak { seq }
@@ -208,6 +272,8 @@ impl Problem {
             Problem::Replaced { .. } => "replaced",
             Problem::CutBeforeAnchor { .. } => "cut",
             Problem::AnchorMismatch { .. } => "anchor-mismatch",
+            Problem::UnsignedPrune { .. } => "unsigned-prune",
+            Problem::PruneMismatch { .. } => "prune-mismatch",
         }
     }
 }
@@ -273,6 +339,18 @@ impl std::fmt::Display for Problem {
                 f,
                 "seq {seq}: altered — the entry is not the one the data folder recorded at this seq (the log was rewritten)"
             ),
+            Problem::UnsignedPrune {
+                prune_seq,
+                first_kept,
+            } => write!(
+                f,
+                "seq 1: removed — entries 1 to {} are missing and the audit.prune entry at seq {prune_seq} that would record their pruning is not sealed by a valid signed checkpoint (the head was cut and the prune entry forged)",
+                first_kept - 1
+            ),
+            Problem::PruneMismatch { seq, prune_seq } => write!(
+                f,
+                "seq {seq}: altered — the first entry kept is not the one the audit.prune entry at seq {prune_seq} recorded (the head of the log was rewritten)"
+            ),
         }
     }
 }
@@ -298,6 +376,9 @@ pub struct Report {
     pub exported_only: u64,
     /// The seq the anchor recorded, when the log was checked against one.
     pub anchored_seq: Option<u64>,
+    /// The log starts after seq 1 because of a recorded, signed prune: (first seq kept, seq
+    /// of the `audit.prune` entry that records it).
+    pub pruned: Option<(i64, i64)>,
 }
 
 /// How many problems of the chain walk a report keeps (the first is what counts; one
@@ -375,6 +456,10 @@ pub fn verify_with(
         }
     };
     let mut iter = entries.into_iter().peekable();
+    // The `audit.prune` entries of the log (seq, record), and the first row when it is
+    // not seq 1 (seq, stored hash, prev hash).
+    let mut prunes: Vec<(i64, PruneRecord)> = Vec::new();
+    let mut head: Option<(i64, String, String)> = None;
     // (seq, stored hash) of the previous row.
     let mut prev: Option<(i64, Option<Hash>)> = None;
     while let Some(row) = iter.next() {
@@ -390,7 +475,21 @@ pub fn verify_with(
         let links =
             decode_hash(&row.prev_hash).is_some() && decode_hash(&row.prev_hash) == prev_hash;
         let consistent = stored.is_some() && row.computed_hash() == stored;
+        let first = prev.is_none();
         prev = Some((row.seq, stored));
+        if consistent
+            && row.action == PRUNE_ACTION
+            && row.outcome == "ok"
+            && let Some(p) = PruneRecord::parse(&row.detail)
+        {
+            prunes.push((row.seq, p));
+        }
+        if first && consistent && row.seq > 1 {
+            // A head that starts later: a recorded prune, or a cut (judged after the walk,
+            // once the prune entries and the checkpoints are known).
+            head = Some((row.seq, row.hash.clone(), row.prev_hash.clone()));
+            continue;
+        }
 
         if !consistent {
             // Hashed under another seq? Then it was renumbered.
@@ -454,20 +553,7 @@ pub fn verify_with(
     let last = report.last_seq.unwrap_or(0);
     let mut last_good = 0i64;
     for cp in cps {
-        let sig_ok = match (
-            decode_hash(&cp.entry_hash),
-            hex::decode(&cp.signature)
-                .ok()
-                .and_then(|b| <[u8; 64]>::try_from(b.as_slice()).ok()),
-            u64::try_from(cp.seq),
-        ) {
-            (Some(h), Some(sig), Ok(seq)) => {
-                let msg = checkpoint_message(seq, &h, cp.at_ms);
-                let sig = Signature::from_bytes(&sig);
-                keys.iter().any(|k| k.verify(&msg, &sig).is_ok())
-            }
-            _ => false,
-        };
+        let sig_ok = keys.iter().any(|k| checkpoint_verifies(cp, k));
         if !sig_ok {
             report.problems.push(Problem::BadSignature {
                 seq: cp.seq,
@@ -479,7 +565,17 @@ pub fn verify_with(
             None if cp.seq > last => report
                 .problems
                 .push(Problem::Truncated { seq: cp.seq, last }),
-            // A hole: reported by the chain walk already.
+            // The last entry pruned: the first kept links to it.
+            None if head.as_ref().is_some_and(|(s, _, _)| cp.seq == s - 1) => {
+                let linked = head.as_ref().map(|(_, _, p)| decode_hash(p));
+                if linked != Some(decode_hash(&cp.entry_hash)) {
+                    report.problems.push(Problem::CheckpointMismatch {
+                        seq: cp.seq,
+                        after: last_good,
+                    });
+                }
+            }
+            // A hole (reported by the chain walk already), or an entry pruned.
             None => {}
             Some(h) if h.is_some() && *h == decode_hash(&cp.entry_hash) => {
                 last_good = last_good.max(cp.seq);
@@ -512,10 +608,62 @@ pub fn verify_with(
             Some((s, Some(_))) => report.problems.push(Problem::AnchorMismatch { seq: s }),
         }
     }
+    if let Some((seq, hash, prev_hash)) = head {
+        judge_head(&mut report, &prunes, last_good, seq, &hash, &prev_hash);
+    }
     let signed_entries = at_checkpoint.get(&last_good).map_or(0, |(_, n)| *n);
     report.unsigned = report.entries - signed_entries;
     report.problems.sort_by_key(|p| p.seq());
     report
+}
+
+/// A log whose first entry is `seq` > 1 (hash `hash`, linking to `prev_hash`): accepted
+/// when an `audit.prune` entry sealed by a valid checkpoint (at or before `last_good`)
+/// names it as the first entry kept, with the hashes it has; a cut otherwise.
+fn judge_head(
+    report: &mut Report,
+    prunes: &[(i64, PruneRecord)],
+    last_good: i64,
+    seq: i64,
+    hash: &str,
+    prev_hash: &str,
+) {
+    let naming: Vec<&(i64, PruneRecord)> = prunes
+        .iter()
+        .filter(|(_, p)| p.first_kept_seq == seq)
+        .collect();
+    let matches = |p: &PruneRecord| {
+        decode_hash(&p.through_hash).is_some()
+            && decode_hash(&p.through_hash) == decode_hash(prev_hash)
+            && p.first_kept_hash
+                .as_deref()
+                .is_none_or(|h| decode_hash(h).is_some() && decode_hash(h) == decode_hash(hash))
+    };
+    if let Some((at, _)) = naming.iter().find(|(at, p)| *at <= last_good && matches(p)) {
+        report.pruned = Some((seq, *at));
+        return;
+    }
+    let problem = match naming.first() {
+        Some((at, p)) if matches(p) => Problem::UnsignedPrune {
+            prune_seq: *at,
+            first_kept: seq,
+        },
+        Some((at, _)) => Problem::PruneMismatch {
+            seq,
+            prune_seq: *at,
+        },
+        None => {
+            // Entries before an earlier, recorded prune are not missing: name the rest.
+            let from = prunes
+                .iter()
+                .filter(|(at, p)| *at <= last_good && p.first_kept_seq < seq)
+                .map(|(_, p)| p.first_kept_seq)
+                .max()
+                .unwrap_or(1);
+            Problem::Removed { from, to: seq - 1 }
+        }
+    };
+    report.problems.push(problem);
 }
 
 /// Builds entries in memory the way the writer does: the reference for tests and the

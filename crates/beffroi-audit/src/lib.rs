@@ -181,7 +181,90 @@ impl AuditMetrics {
     }
 }
 
+/// A prune of the log's head: entries older than `retain` are deleted, up to the last
+/// signed checkpoint before the first entry that must stay ([`AuditLog::prune`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PruneRequest {
+    /// How long entries are kept.
+    pub retain: Duration,
+    /// The earliest time a legal hold in force covers: nothing from then on is deleted,
+    /// whatever the retention.
+    pub held_from_ms: Option<i64>,
+    /// Who prunes (`system` for the server's schedule), recorded in the prune entry.
+    pub actor: String,
+}
+
+/// What a prune deletes, or would.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PrunePlan {
+    /// When it was planned (the writer's clock).
+    pub now_ms: i64,
+    /// `now - retain`: entries before are past their retention.
+    pub retention_cutoff_ms: i64,
+    /// The cutoff applied: the retention's, or earlier when a legal hold covers it.
+    pub cutoff_ms: i64,
+    /// The hold moved the cutoff back.
+    pub held: bool,
+    /// The file's facts: entries past the cutoff, the checkpoint the log is cut after,
+    /// entries and checkpoints deleted.
+    pub scan: store::PruneScan,
+}
+
+impl PrunePlan {
+    /// Something would be deleted.
+    pub fn deletes(&self) -> bool {
+        self.scan.through.is_some() && self.scan.entries > 0
+    }
+}
+
+/// What a prune did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PruneOutcome {
+    pub plan: PrunePlan,
+    /// The seq of the `audit.prune` entry that records it (sealed by a checkpoint in the
+    /// same transaction); `None` when nothing was deleted.
+    pub recorded_seq: Option<u64>,
+    /// What releasing the space did.
+    pub released: store::Released,
+}
+
+fn plan(
+    conn: &Connection,
+    path: &Path,
+    req: &PruneRequest,
+    now_ms: i64,
+    key: Option<&VerifyingKey>,
+) -> Result<PrunePlan, AuditError> {
+    let retain = i64::try_from(req.retain.as_millis()).unwrap_or(i64::MAX);
+    let retention_cutoff_ms = now_ms.saturating_sub(retain);
+    let cutoff_ms = match req.held_from_ms {
+        Some(h) if h < retention_cutoff_ms => h,
+        _ => retention_cutoff_ms,
+    };
+    Ok(PrunePlan {
+        now_ms,
+        retention_cutoff_ms,
+        cutoff_ms,
+        held: cutoff_ms < retention_cutoff_ms,
+        scan: store::scan_prune(conn, path, cutoff_ms, key)?,
+    })
+}
+
+/// What [`AuditLog::prune`] would delete from the log at `path` at `now_ms`, read-only
+/// (`beffroi audit prune --dry-run`). The checkpoints' signatures are checked with `key`
+/// when given.
+pub fn plan_prune(
+    path: &Path,
+    req: &PruneRequest,
+    now_ms: i64,
+    key: Option<&VerifyingKey>,
+) -> Result<PrunePlan, AuditError> {
+    let conn = store::open_reader(path)?;
+    plan(&conn, path, req, now_ms, key)
+}
+
 enum Msg {
+    Prune(PruneRequest, SyncSender<Result<PruneOutcome, String>>),
     Record(AuditRecord),
     /// Commit what is queued; with `true`, also sign a checkpoint. Answers when done.
     Flush(bool, SyncSender<Result<(), String>>),
@@ -458,6 +541,23 @@ impl AuditLog {
         self.request(true)
     }
 
+    /// Commits what is queued, then deletes the entries past the retention up to the last
+    /// signed checkpoint before the first entry kept (never a held one, never the last
+    /// entry), and records it in one transaction: an `audit.prune` entry naming how many
+    /// entries went, the last deleted seq and hash and the first kept, signed at once by a
+    /// checkpoint. Then the WAL is truncated and, when much was freed, the file rewritten.
+    /// Blocking.
+    pub fn prune(&self, req: PruneRequest) -> Result<PruneOutcome, AuditError> {
+        let tx = self.sender().ok_or(AuditError::Closed)?;
+        let (reply, answer) = std::sync::mpsc::sync_channel(1);
+        tx.send(Msg::Prune(req, reply))
+            .map_err(|_| AuditError::Closed)?;
+        answer
+            .recv()
+            .map_err(|_| AuditError::Closed)?
+            .map_err(AuditError::Write)
+    }
+
     /// Commits what is queued, signs a final checkpoint and stops the writer. Later
     /// `record`s are counted as lost and logged. Idempotent; blocking.
     pub fn close(&self) -> Result<(), AuditError> {
@@ -504,7 +604,7 @@ impl AuditSink for AuditLog {
                 }
             }
             Err(TrySendError::Disconnected(Msg::Record(r))) => lost(&r, "the audit writer stopped"),
-            Err(TrySendError::Disconnected(Msg::Flush(..))) => {}
+            Err(TrySendError::Disconnected(Msg::Flush(..) | Msg::Prune(..))) => {}
         }
     }
 }
@@ -592,14 +692,17 @@ impl Writer {
             };
             let mut batch = Vec::new();
             let mut flush = None;
+            let mut prune = None;
             match first {
                 Msg::Record(r) => batch.push(r),
                 Msg::Flush(cp, reply) => flush = Some((cp, reply)),
+                Msg::Prune(req, reply) => prune = Some((req, reply)),
             }
-            while flush.is_none() && batch.len() < MAX_BATCH {
+            while flush.is_none() && prune.is_none() && batch.len() < MAX_BATCH {
                 match rx.try_recv() {
                     Ok(Msg::Record(r)) => batch.push(r),
                     Ok(Msg::Flush(cp, reply)) => flush = Some((cp, reply)),
+                    Ok(Msg::Prune(req, reply)) => prune = Some((req, reply)),
                     Err(_) => break,
                 }
             }
@@ -611,6 +714,12 @@ impl Writer {
             if let Some((_, reply)) = flush {
                 // The requester may have given up; nothing to do then.
                 let _ = reply.send(result.map_err(|e| e.to_string()));
+            } else if let Some((req, reply)) = prune {
+                let outcome = result.and_then(|()| self.prune(&req));
+                if let Err(e) = &outcome {
+                    tracing::error!(error = %e, "audit log: prune failed");
+                }
+                let _ = reply.send(outcome.map_err(|e| e.to_string()));
             }
         }
     }
@@ -624,7 +733,10 @@ impl Writer {
         let mut unsigned = self.unsigned;
         let mut signed = 0u64;
         let result = (|| -> rusqlite::Result<()> {
-            let tx = self.conn.transaction()?;
+            let tx = self
+                .conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            follow_tail(&tx, &self.path, &mut self.chain, &mut unsigned)?;
             for r in batch {
                 let row = self.chain.append(r);
                 store::insert_entry(&tx, &row)?;
@@ -667,6 +779,101 @@ impl Writer {
         }
     }
 
+    /// Deletes the head of the log past the retention and records it, in one transaction
+    /// ([`AuditLog::prune`]).
+    fn prune(&mut self, req: &PruneRequest) -> Result<PruneOutcome, AuditError> {
+        let now = self.clock.now().0;
+        let key = self.key.verifying_key();
+        let before = self.chain.clone();
+        let path = self.path.clone();
+        let db = |e| AuditError::Db {
+            path: path.clone(),
+            source: e,
+        };
+        let mut unsigned = self.unsigned;
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(db)?;
+        follow_tail(&tx, &path, &mut self.chain, &mut unsigned).map_err(db)?;
+        let plan = plan(&tx, &path, req, now, Some(&key))?;
+        let through = plan.scan.through.clone().filter(|_| plan.deletes());
+        let Some((through, through_hash)) = through else {
+            drop(tx);
+            self.unsigned = unsigned;
+            return Ok(PruneOutcome {
+                plan,
+                recorded_seq: None,
+                released: store::Released::default(),
+            });
+        };
+        let first_kept = through + 1;
+        let first_kept_hash = store::hash_at(&tx, &path, u64::try_from(first_kept).unwrap_or(0))?;
+        let detail = serde_json::json!({
+            "retain_ms": i64::try_from(req.retain.as_millis()).unwrap_or(i64::MAX),
+            "cutoff_ms": plan.cutoff_ms,
+            "retention_cutoff_ms": plan.retention_cutoff_ms,
+            "held_from_ms": req.held_from_ms,
+            "pruned_entries": plan.scan.entries,
+            "pruned_checkpoints": plan.scan.checkpoints,
+            "first_pruned_seq": plan.scan.first_seq,
+            "oldest_pruned_ms": plan.scan.oldest_ms,
+            "newest_pruned_ms": plan.scan.newest_ms,
+            "through_seq": through,
+            "through_hash": through_hash,
+            "first_kept_seq": first_kept,
+            "first_kept_hash": first_kept_hash,
+        });
+        let row = self.chain.append(&AuditRecord {
+            at_ms: now,
+            actor: req.actor.clone(),
+            action: chain::PRUNE_ACTION.into(),
+            target: None,
+            outcome: AuditOutcome::Ok,
+            detail: detail.to_string(),
+        });
+        let cp = self.chain.checkpoint(&self.key, now);
+        let committed = store::delete_head(&tx, through)
+            .and_then(|()| store::insert_entry(&tx, &row))
+            .and_then(|()| store::insert_checkpoint(&tx, &cp))
+            .and_then(|()| tx.commit());
+        if let Err(e) = committed {
+            self.chain = before;
+            return Err(db(e));
+        }
+        self.unsigned = 0;
+        self.last_checkpoint = now;
+        self.metrics.entries.inc();
+        self.metrics.checkpoints.inc();
+        self.metrics.unsigned.set(0);
+        if let Err(e) = self.write_anchor() {
+            tracing::error!(error = %e, "audit anchor could not be written");
+        }
+        // The prune is committed: a failure to give the space back is logged, not an error
+        // of the prune (the rows are zeroed already; the next prune retries).
+        let released = store::release_space(&self.conn, &path).unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "audit log: space not released after the prune");
+            store::Released::default()
+        });
+        if !released.wal_truncated {
+            tracing::warn!(
+                "audit log: the WAL could not be truncated after the prune (a reader?); the next prune retries"
+            );
+        }
+        tracing::info!(
+            entries = plan.scan.entries,
+            through,
+            recorded = row.seq,
+            vacuumed = released.vacuumed,
+            "audit log pruned"
+        );
+        Ok(PruneOutcome {
+            plan,
+            recorded_seq: u64::try_from(row.seq).ok(),
+            released,
+        })
+    }
+
     /// Signs a checkpoint when entries are unsigned and one is due by time, or forced.
     fn checkpoint_if_due(&mut self, forced: bool) -> Result<(), AuditError> {
         if self.unsigned == 0 {
@@ -696,6 +903,35 @@ impl Writer {
             }
         }
     }
+}
+
+/// Continues from the stored tail when another process (`beffroi audit prune` beside a
+/// running server) appended to the log since this writer's last commit.
+fn follow_tail(
+    conn: &Connection,
+    path: &Path,
+    chain: &mut chain::Chain,
+    unsigned: &mut u64,
+) -> rusqlite::Result<()> {
+    let ours = (
+        i64::try_from(chain.last_seq).unwrap_or(i64::MAX),
+        hex::encode(chain.last_hash),
+    );
+    match store::tail(conn)? {
+        Some(t) if t != ours => {
+            let (stored, u) = store::chain_state(conn, path)
+                .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+            tracing::info!(
+                from = chain.last_seq,
+                to = stored.last_seq,
+                "audit log: another process appended; continuing from its tail"
+            );
+            *chain = stored;
+            *unsigned = u;
+        }
+        _ => {}
+    }
+    Ok(())
 }
 
 /// Verifies the log file at `path` against the trusted public keys: the chain, every

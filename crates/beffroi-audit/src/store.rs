@@ -9,6 +9,14 @@ use rusqlite::{Connection, OpenFlags, params};
 use crate::AuditError;
 use crate::chain::{Chain, GENESIS, StoredCheckpoint, StoredEntry};
 
+/// Recreates the triggers a prune drops for its own transaction.
+pub(crate) const TRIGGERS_DELETE: &str = "
+CREATE TRIGGER IF NOT EXISTS entries_append_only_delete BEFORE DELETE ON entries
+    BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS checkpoints_append_only_delete BEFORE DELETE ON checkpoints
+    BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+";
+
 /// 1: entries and checkpoints; 2: `log_meta` with the log's identity (`log_id`).
 const SCHEMA_VERSION: i64 = 2;
 
@@ -83,6 +91,10 @@ pub fn open_writer(path: &Path) -> Result<(Connection, LogId), AuditError> {
     conn.pragma_update(None, "synchronous", "FULL")
         .map_err(db_err(path))?;
     conn.busy_timeout(std::time::Duration::from_secs(5))
+        .map_err(db_err(path))?;
+    // Pruned entries are overwritten with zeros, not left in free pages; the WAL is
+    // truncated after a prune ([`truncate_wal`]).
+    conn.pragma_update(None, "secure_delete", "ON")
         .map_err(db_err(path))?;
     let version: i64 = conn
         .pragma_query_value(None, "user_version", |r| r.get(0))
@@ -384,4 +396,193 @@ pub fn query(
         .map_err(db_err(path))?;
     rows.collect::<rusqlite::Result<Vec<_>>>()
         .map_err(db_err(path))
+}
+
+/// The last stored entry: (seq, hash).
+pub fn tail(conn: &Connection) -> rusqlite::Result<Option<(i64, String)>> {
+    conn.query_row(
+        "SELECT seq, hash FROM entries ORDER BY seq DESC LIMIT 1",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
+    .map(Some)
+    .or_else(|e| match e {
+        rusqlite::Error::QueryReturnedNoRows => Ok(None),
+        e => Err(e),
+    })
+}
+
+/// What a prune would delete ([`crate::PrunePlan`]'s facts, from the file).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PruneScan {
+    /// The first and last seq of the log.
+    pub first_seq: Option<i64>,
+    pub last_seq: Option<i64>,
+    /// Entries older than the cutoff (wherever they are).
+    pub older: u64,
+    /// The checkpoint to cut after: (seq, entry hash); `None`: nothing can be pruned.
+    pub through: Option<(i64, String)>,
+    /// Entries and checkpoints the cut deletes.
+    pub entries: u64,
+    pub checkpoints: u64,
+    /// Time of the first and last entry deleted.
+    pub oldest_ms: Option<i64>,
+    pub newest_ms: Option<i64>,
+}
+
+/// Finds the last signed checkpoint before the first entry not older than `cutoff_ms`
+/// that matches its stored entry (and whose signature verifies with `key`, when given),
+/// and is before the log's last entry: the log may be cut after it.
+pub fn scan_prune(
+    conn: &Connection,
+    path: &Path,
+    cutoff_ms: i64,
+    key: Option<&ed25519_dalek::VerifyingKey>,
+) -> Result<PruneScan, AuditError> {
+    let e = db_err(path);
+    let (first_seq, last_seq): (Option<i64>, Option<i64>) = conn
+        .query_row("SELECT MIN(seq), MAX(seq) FROM entries", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .map_err(&e)?;
+    let mut scan = PruneScan {
+        first_seq,
+        last_seq,
+        ..PruneScan::default()
+    };
+    let (Some(first), Some(last)) = (first_seq, last_seq) else {
+        return Ok(scan);
+    };
+    scan.older = conn
+        .query_row(
+            "SELECT count(*) FROM entries WHERE at_ms < ?1",
+            params![cutoff_ms],
+            |r| r.get::<_, i64>(0),
+        )
+        .map_err(&e)? as u64;
+    // Everything from the first entry that is not old enough is kept.
+    let keep_from: i64 = conn
+        .query_row(
+            "SELECT COALESCE(MIN(seq), ?2) FROM entries WHERE at_ms >= ?1",
+            params![cutoff_ms, last],
+            |r| r.get(0),
+        )
+        .map_err(&e)?;
+    let keep_from = keep_from.min(last);
+    let candidates = {
+        let mut stmt = conn
+            .prepare(
+                "SELECT seq, entry_hash, at_ms, signature, key_id FROM checkpoints \
+                 WHERE seq < ?1 AND seq >= ?2 ORDER BY seq DESC LIMIT 64",
+            )
+            .map_err(&e)?;
+        stmt.query_map(params![keep_from, first], |r| {
+            Ok(StoredCheckpoint {
+                seq: r.get(0)?,
+                entry_hash: text(r.get_ref(1)?).unwrap_or_default(),
+                at_ms: r.get(2)?,
+                signature: text(r.get_ref(3)?).unwrap_or_default(),
+                key_id: text(r.get_ref(4)?).unwrap_or_default(),
+            })
+        })
+        .map_err(&e)?
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .map_err(&e)?
+    };
+    for cp in candidates {
+        let Ok(seq) = u64::try_from(cp.seq) else {
+            continue;
+        };
+        if hash_at(conn, path, seq)?.as_deref() != Some(cp.entry_hash.as_str()) {
+            continue;
+        }
+        if let Some(k) = key
+            && !crate::chain::checkpoint_verifies(&cp, k)
+        {
+            continue;
+        }
+        scan.through = Some((cp.seq, cp.entry_hash));
+        break;
+    }
+    if let Some((through, _)) = &scan.through {
+        let (n, oldest, newest): (i64, Option<i64>, Option<i64>) = conn
+            .query_row(
+                "SELECT count(*), MIN(at_ms), MAX(at_ms) FROM entries WHERE seq <= ?1",
+                params![through],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .map_err(&e)?;
+        scan.entries = n as u64;
+        scan.oldest_ms = oldest;
+        scan.newest_ms = newest;
+        scan.checkpoints = conn
+            .query_row(
+                "SELECT count(*) FROM checkpoints WHERE seq < ?1",
+                params![through],
+                |r| r.get::<_, i64>(0),
+            )
+            .map_err(&e)? as u64;
+    }
+    Ok(scan)
+}
+
+/// Deletes the entries up to `through` and the checkpoints before it (the one at `through`
+/// stays: it seals the hash the first kept entry links to), inside the caller's
+/// transaction. The append-only triggers are dropped and recreated in that transaction:
+/// no other connection ever sees them missing.
+pub(crate) fn delete_head(tx: &Connection, through: i64) -> rusqlite::Result<()> {
+    tx.execute_batch(
+        "DROP TRIGGER IF EXISTS entries_append_only_delete;
+         DROP TRIGGER IF EXISTS checkpoints_append_only_delete;",
+    )?;
+    tx.execute("DELETE FROM entries WHERE seq <= ?1", params![through])?;
+    tx.execute("DELETE FROM checkpoints WHERE seq < ?1", params![through])?;
+    tx.execute_batch(TRIGGERS_DELETE)
+}
+
+/// What releasing the space after a prune did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Released {
+    /// The WAL was checkpointed and truncated to zero bytes (a reader can prevent it; the
+    /// next prune retries).
+    pub wal_truncated: bool,
+    /// The file was rewritten without its free pages (`VACUUM`).
+    pub vacuumed: bool,
+    /// The database file's size before and after.
+    pub bytes_before: u64,
+    pub bytes_after: u64,
+}
+
+/// After a prune: the WAL truncated (its frames hold copies of the deleted pages), and the
+/// file rewritten without its free pages when they are more than a quarter of it (the
+/// deleted rows were already zeroed by `secure_delete`; a smaller share is reused by the
+/// next entries).
+pub fn release_space(conn: &Connection, path: &Path) -> Result<Released, AuditError> {
+    let e = db_err(path);
+    let size = || std::fs::metadata(path).map_or(0, |m| m.len());
+    let mut out = Released {
+        bytes_before: size(),
+        ..Released::default()
+    };
+    let free: i64 = conn
+        .pragma_query_value(None, "freelist_count", |r| r.get(0))
+        .map_err(&e)?;
+    let pages: i64 = conn
+        .pragma_query_value(None, "page_count", |r| r.get(0))
+        .map_err(&e)?;
+    if free > 0 && free * 4 >= pages {
+        conn.execute_batch("VACUUM").map_err(&e)?;
+        out.vacuumed = true;
+    }
+    out.wal_truncated = truncate_wal(conn, path)?;
+    out.bytes_after = size();
+    Ok(out)
+}
+
+/// `PRAGMA wal_checkpoint(TRUNCATE)`: `false` when a reader kept it from completing.
+pub fn truncate_wal(conn: &Connection, path: &Path) -> Result<bool, AuditError> {
+    let busy: i64 = conn
+        .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))
+        .map_err(db_err(path))?;
+    Ok(busy == 0)
 }

@@ -1,5 +1,6 @@
-//! `beffroi audit verify`, `show` and `export-checkpoints`, and what the server records
-//! about itself (start, stop, configuration files and their SHA-256).
+//! `beffroi audit verify`, `show`, `export-checkpoints` and `prune`, the server's retention
+//! schedule of the log, and what the server records about itself (start, stop,
+//! configuration files and their SHA-256).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -29,6 +30,27 @@ pub enum AuditCommand {
     /// Writes the log's signed checkpoints as JSON lines, to keep off the host and check
     /// the log against later (`verify --checkpoints`).
     ExportCheckpoints(ExportArgs),
+    /// Deletes the entries older than the retention (`[audit] retain`, one year by
+    /// default), up to the last signed checkpoint before the first entry kept, and never
+    /// what a legal hold in force covers. The prune is recorded in the log as an
+    /// `audit.prune` entry, signed at once, so that `verify` accepts the shorter log.
+    /// The server does this itself once a day.
+    Prune(PruneArgs),
+}
+
+#[derive(Args)]
+pub struct PruneArgs {
+    #[command(flatten)]
+    location: Location,
+    /// Only say what would be deleted.
+    #[arg(long)]
+    dry_run: bool,
+    /// The retention to apply (at least 30d), instead of the configuration's.
+    #[arg(long)]
+    retain: Option<String>,
+    /// Who prunes: recorded in the `audit.prune` entry (required unless --dry-run).
+    #[arg(long)]
+    by: Option<String>,
 }
 
 /// Where the log is: from a `serve` configuration file, or a data folder.
@@ -47,6 +69,8 @@ struct Located {
     cfg: AuditConfig,
     data_dir: PathBuf,
     pinned: Option<PathBuf>,
+    /// `[audit] retain` (the default with --data); `None`: "off".
+    retain: Option<std::time::Duration>,
 }
 
 #[derive(Args)]
@@ -111,6 +135,7 @@ impl Location {
                 Ok(Located {
                     cfg: cfg.audit.to_config(&cfg.data_dir, key_override()),
                     pinned: cfg.audit.pinned_public_key.clone(),
+                    retain: cfg.audit.retention(),
                     data_dir: cfg.data_dir,
                 })
             }
@@ -118,6 +143,7 @@ impl Location {
                 cfg: AuditConfig::in_dir(dir),
                 data_dir: dir.clone(),
                 pinned: None,
+                retain: Some(crate::config::DEFAULT_AUDIT_RETAIN),
             }),
             (None, None) => Err(anyhow!(
                 "say where the audit log is: --config FILE or --data DIR"
@@ -138,6 +164,7 @@ pub fn run(cmd: AuditCommand) -> ExitCode {
         AuditCommand::Verify(args) => verify(&args),
         AuditCommand::Show(args) => show(&args).map(|()| ExitCode::SUCCESS),
         AuditCommand::ExportCheckpoints(args) => export(&args).map(|()| ExitCode::SUCCESS),
+        AuditCommand::Prune(args) => prune(&args).map(|()| ExitCode::SUCCESS),
     };
     result.unwrap_or_else(|e| {
         eprintln!("error: {e:#}");
@@ -234,6 +261,7 @@ fn verify(args: &VerifyArgs) -> Result<ExitCode> {
         cfg,
         data_dir,
         pinned,
+        ..
     } = args.location.locate()?;
     let key_files = if !args.public_keys.is_empty() {
         args.public_keys.clone()
@@ -366,6 +394,11 @@ fn summary(r: &Report) -> String {
     }
     if let Some(a) = r.anchored_seq {
         s.push_str(&format!(", anchored at seq {a}"));
+    }
+    if let Some((first, at)) = r.pruned {
+        s.push_str(&format!(
+            ", entries before seq {first} pruned (recorded and signed at seq {at})"
+        ));
     }
     s
 }
@@ -505,4 +538,235 @@ pub async fn open(
     .context("cannot open the audit log")?;
     metrics.with_registry(|r| log.metrics().register(r));
     Ok(std::sync::Arc::new(log))
+}
+
+/// How often the server applies the audit log's retention.
+pub const PRUNE_EVERY: std::time::Duration = std::time::Duration::from_secs(86_400);
+
+/// The earliest time a legal hold in force at `now_ms` covers, from the data store beside
+/// the log (read-only): the held incident's window starts an hour before it opened. A
+/// hold on an incident the store no longer has covers from when it was set. `None`: no
+/// hold, or no store.
+pub fn held_from(db: &Path, now_ms: i64) -> Result<Option<i64>> {
+    if std::fs::metadata(db).is_ok_and(|m| m.len() == 0) || !db.exists() {
+        return Ok(None);
+    }
+    let conn =
+        rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .with_context(|| format!("cannot open {}", db.display()))?;
+    let before = beffroi_engine::retention::INCIDENT_WINDOW_BEFORE.millis();
+    conn.query_row(
+        "SELECT MIN(coalesce(i.opened_at - ?2, h.set_at)) FROM legal_holds h \
+         LEFT JOIN incidents i ON i.id = h.incident_id \
+         WHERE h.released_at IS NULL AND h.until > ?1",
+        rusqlite::params![now_ms, before],
+        |r| r.get::<_, Option<i64>>(0),
+    )
+    .with_context(|| format!("cannot read the legal holds of {}", db.display()))
+}
+
+fn show_ms(ms: i64) -> String {
+    u64::try_from(ms)
+        .ok()
+        .map(|ms| {
+            humantime::format_rfc3339_seconds(
+                std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms),
+            )
+            .to_string()
+        })
+        .unwrap_or_else(|| ms.to_string())
+}
+
+/// One paragraph on a plan: what goes, what stays and why.
+fn describe(plan: &beffroi_audit::PrunePlan, done: bool) -> String {
+    let s = &plan.scan;
+    let mut out = format!(
+        "{} entr{} older than the retention (before {})",
+        s.older,
+        if s.older == 1 { "y" } else { "ies" },
+        show_ms(plan.retention_cutoff_ms)
+    );
+    if plan.held {
+        out.push_str(&format!(
+            "; a legal hold keeps everything from {}",
+            show_ms(plan.cutoff_ms)
+        ));
+    }
+    match (&s.through, plan.deletes()) {
+        (Some((through, _)), true) => out.push_str(&format!(
+            "; {} {} entries (seq {} to {through}, up to the signed checkpoint at seq {through}) and {} checkpoint(s); the log starts at seq {}",
+            if done { "pruned" } else { "would prune" },
+            s.entries,
+            s.first_seq.unwrap_or(1),
+            s.checkpoints,
+            through + 1
+        )),
+        _ if s.older == 0 => out.push_str("; nothing to prune"),
+        _ => out.push_str(
+            "; nothing to prune: no signed checkpoint seals only old entries (the log is cut at a checkpoint, never at its last entry)",
+        ),
+    }
+    out
+}
+
+fn prune(args: &PruneArgs) -> Result<()> {
+    let located = args.location.locate()?;
+    let retain = match &args.retain {
+        Some(v) => {
+            match crate::config::parse_audit_retain(v).map_err(|e| anyhow!("--retain: {e}"))? {
+                crate::config::AuditRetain::Off => None,
+                crate::config::AuditRetain::After(d) => Some(d),
+            }
+        }
+        None => located.retain,
+    };
+    let Some(retain) = retain else {
+        println!(
+            "audit log {}: retention is off; nothing pruned",
+            located.cfg.path.display()
+        );
+        return Ok(());
+    };
+    let cfg = located.cfg;
+    let now = crate::wall_now().0;
+    let held = held_from(&located.data_dir.join(STORE_FILE), now)?;
+    let by = match (&args.by, args.dry_run) {
+        (Some(b), _) if !b.trim().is_empty() => b.trim().to_string(),
+        (_, true) => "dry-run".into(),
+        _ => return Err(anyhow!("say who prunes: --by NAME (recorded in the log)")),
+    };
+    let req = beffroi_audit::PruneRequest {
+        retain,
+        held_from_ms: held,
+        actor: by,
+    };
+    let log = cfg.path.display().to_string();
+    if args.dry_run {
+        let key = beffroi_audit::key::read_public(&cfg.public_key_file).ok();
+        let plan = beffroi_audit::plan_prune(&cfg.path, &req, now, key.as_ref())?;
+        println!("audit log {log} (dry run): {}", describe(&plan, false));
+        return Ok(());
+    }
+    anyhow::ensure!(
+        cfg.key_file.exists(),
+        "the audit signing key {} is not there: the prune must be signed by the log's key (run as the service account, or set {KEY_ENV})",
+        cfg.key_file.display()
+    );
+    anyhow::ensure!(
+        !beffroi_audit::is_missing(&cfg.path),
+        "no audit log at {log}"
+    );
+    let audit = beffroi_audit::AuditLog::open_checked(
+        cfg,
+        std::sync::Arc::new(beffroi_engine::runner::SystemClock),
+        beffroi_audit::Continuity {
+            data_present: data_store_holds_data(&located.data_dir),
+            new_log_reason: None,
+        },
+    )
+    .context("cannot open the audit log")?;
+    let outcome = audit.prune(req);
+    audit.close().context("cannot close the audit log")?;
+    let outcome = outcome.context("cannot prune the audit log")?;
+    println!(
+        "audit log {log}: {}",
+        describe(&outcome.plan, outcome.recorded_seq.is_some())
+    );
+    if let Some(seq) = outcome.recorded_seq {
+        let r = &outcome.released;
+        println!(
+            "  recorded at seq {seq} (audit.prune, signed); file {} -> {} bytes{}{}",
+            r.bytes_before,
+            r.bytes_after,
+            if r.vacuumed {
+                ", rewritten without its free pages"
+            } else {
+                ""
+            },
+            if r.wal_truncated {
+                ", WAL truncated"
+            } else {
+                ", WAL not truncated (a reader held it)"
+            },
+        );
+    }
+    Ok(())
+}
+
+/// The server's retention of its audit log: a prune at start and every [`PRUNE_EVERY`],
+/// the legal holds of the data store `db` read each time. A failure is logged and retried
+/// at the next round.
+pub async fn retention_schedule(
+    audit: std::sync::Arc<beffroi_audit::AuditLog>,
+    retain: std::time::Duration,
+    db: PathBuf,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    loop {
+        let audit = std::sync::Arc::clone(&audit);
+        let db = db.clone();
+        let round = tokio::task::spawn_blocking(move || -> Result<_> {
+            let held = held_from(&db, crate::wall_now().0)?;
+            Ok(audit.prune(beffroi_audit::PruneRequest {
+                retain,
+                held_from_ms: held,
+                actor: "system".into(),
+            })?)
+        })
+        .await;
+        match round {
+            Ok(Ok(outcome)) => tracing::info!(
+                pruned = outcome.plan.scan.entries * u64::from(outcome.recorded_seq.is_some()),
+                older = outcome.plan.scan.older,
+                held = outcome.plan.held,
+                recorded = outcome.recorded_seq,
+                "audit log retention applied"
+            ),
+            Ok(Err(e)) => tracing::error!(error = %format!("{e:#}"), "audit log retention failed"),
+            Err(e) => tracing::error!(error = %e, "audit log retention task failed"),
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(PRUNE_EVERY) => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The holds in force set the start of what the prune keeps: the earliest held
+    /// incident's window (an hour before it opened); released, ended or no holds: none.
+    #[test]
+    fn the_holds_in_force_set_where_the_prune_stops() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = dir.path().join(STORE_FILE);
+        assert_eq!(held_from(&db, 1_000).expect("no store"), None);
+        let c = rusqlite::Connection::open(&db).expect("db");
+        c.execute_batch(
+            "CREATE TABLE incidents (id INTEGER PRIMARY KEY, opened_at INTEGER NOT NULL);
+             CREATE TABLE legal_holds (id INTEGER PRIMARY KEY, incident_id INTEGER NOT NULL,
+                 until INTEGER NOT NULL, set_at INTEGER NOT NULL, released_at INTEGER);
+             INSERT INTO incidents VALUES (1, 10000000), (2, 20000000);",
+        )
+        .expect("schema");
+        let now = 50_000_000;
+        assert_eq!(held_from(&db, now).expect("no hold"), None);
+        let hour = 3_600_000;
+        c.execute_batch(&format!(
+            "INSERT INTO legal_holds (incident_id, until, set_at, released_at) VALUES
+                 (1, {now} + 1, 0, 30000000),
+                 (1, {now} - 1, 0, NULL),
+                 (2, {now} + 1, 0, NULL),
+                 (99, {now} + 1, 40000000, NULL);"
+        ))
+        .expect("holds");
+        // Incident 1's holds are released or ended; incident 2's is in force.
+        assert_eq!(held_from(&db, now).expect("held"), Some(20_000_000 - hour));
+        // A hold on an incident the store no longer has covers from when it was set.
+        c.execute("DELETE FROM legal_holds WHERE incident_id = 2", [])
+            .expect("delete");
+        assert_eq!(held_from(&db, now).expect("held"), Some(40_000_000));
+    }
 }

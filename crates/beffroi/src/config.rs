@@ -52,6 +52,41 @@ struct RawAudit {
     checkpoint_every: Option<u64>,
     #[serde(default)]
     checkpoint_interval: Option<String>,
+    /// How long entries are kept ("365d" by default; "off": never pruned).
+    #[serde(default)]
+    retain: Option<String>,
+}
+
+/// The audit log's retention when `[audit] retain` is not given: one year, the upper end
+/// of the CNIL's six months to a year for traceability logs (ADR 0024).
+pub const DEFAULT_AUDIT_RETAIN: std::time::Duration = std::time::Duration::from_secs(365 * 86_400);
+
+/// The shortest `[audit] retain` accepted: a prune destroys evidence, and a typo ("365s")
+/// must not empty the log.
+pub const MIN_AUDIT_RETAIN: std::time::Duration = std::time::Duration::from_secs(30 * 86_400);
+
+/// `[audit] retain`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuditRetain {
+    /// "off": the log is never pruned.
+    Off,
+    /// Entries older than this are pruned.
+    After(std::time::Duration),
+}
+
+/// Parses a retention (`"off"`, or a duration of at least [`MIN_AUDIT_RETAIN`]).
+pub fn parse_audit_retain(v: &str) -> Result<AuditRetain, String> {
+    if v == "off" {
+        return Ok(AuditRetain::Off);
+    }
+    let d = parse_duration(v)?;
+    let d = std::time::Duration::from_millis(u64::try_from(d.millis()).unwrap_or(0));
+    if d < MIN_AUDIT_RETAIN {
+        return Err(format!(
+            "`{v}` is shorter than the minimum of 30d (or \"off\")"
+        ));
+    }
+    Ok(AuditRetain::After(d))
 }
 
 /// The `[audit]` table, paths resolved against the configuration file's folder; anything
@@ -64,9 +99,20 @@ pub struct AuditSettings {
     pub pinned_public_key: Option<PathBuf>,
     pub checkpoint_every: Option<u64>,
     pub checkpoint_interval: Option<std::time::Duration>,
+    /// `retain` (`None`: [`DEFAULT_AUDIT_RETAIN`]).
+    pub retain: Option<AuditRetain>,
 }
 
 impl AuditSettings {
+    /// How long entries are kept; `None`: never pruned.
+    pub fn retention(&self) -> Option<std::time::Duration> {
+        match self.retain {
+            None => Some(DEFAULT_AUDIT_RETAIN),
+            Some(AuditRetain::Off) => None,
+            Some(AuditRetain::After(d)) => Some(d),
+        }
+    }
+
     /// The log's configuration: `<data_dir>/audit.sqlite`, the key in
     /// `beffroi-keys/audit-signing.key` beside the data folder (or `key_file`, or
     /// `key_override` from the environment; or `<data_dir>/audit-signing.key` when only
@@ -335,7 +381,16 @@ impl Config {
                         Some(std::time::Duration::from_millis(d.millis().unsigned_abs()))
                     }
                 };
+                let retain = a
+                    .retain
+                    .as_deref()
+                    .map(parse_audit_retain)
+                    .transpose()
+                    .map_err(|e| {
+                        ConfigError::new(src.path.clone(), None, Some("audit.retain"), e)
+                    })?;
                 AuditSettings {
+                    retain,
                     path: a.path.map(|p| base.join(p)),
                     key_file: a.key_file.map(|p| base.join(p)),
                     pinned_public_key: a.public_key.map(|p| base.join(p)),
@@ -448,6 +503,25 @@ mod tests {
             Some("https://t.example.org/{z}/{x}/{y}.png")
         );
         assert_eq!(tiles.console.attribution.as_deref(), Some("© OSM"));
+    }
+
+    #[test]
+    fn the_audit_retention_defaults_to_a_year_and_has_a_floor() {
+        let base = "data_dir = \"d\"\ndeployment = \"dep\"\n";
+        let c = parse(base).expect("valid");
+        assert_eq!(c.audit.retention(), Some(DEFAULT_AUDIT_RETAIN));
+        assert_eq!(DEFAULT_AUDIT_RETAIN.as_secs(), 365 * 86_400);
+        let c = parse(&format!("{base}[audit]\nretain = \"180d\"\n")).expect("valid");
+        assert_eq!(
+            c.audit.retention(),
+            Some(std::time::Duration::from_secs(180 * 86_400))
+        );
+        let c = parse(&format!("{base}[audit]\nretain = \"off\"\n")).expect("valid");
+        assert_eq!(c.audit.retention(), None);
+        for bad in ["365s", "29d", "soon"] {
+            let e = parse(&format!("{base}[audit]\nretain = \"{bad}\"\n")).expect_err(bad);
+            assert!(e.to_string().contains("audit.retain"), "{e}");
+        }
     }
 
     #[test]

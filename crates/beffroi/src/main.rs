@@ -155,6 +155,7 @@ fn main() -> ExitCode {
                     server::RunOptions {
                         listen,
                         audit,
+                        audit_retain: config::AuditSettings::default().retention(),
                         audit_pinned_key: None,
                         new_audit_log,
                         config_source: server::ConfigSource {
@@ -206,6 +207,7 @@ fn main() -> ExitCode {
                         audit: cfg
                             .audit
                             .to_config(&cfg.data_dir, audit_cmd::key_override()),
+                        audit_retain: cfg.audit.retention(),
                         audit_pinned_key: cfg.audit.pinned_public_key.clone(),
                         new_audit_log,
                         config_source: server::ConfigSource {

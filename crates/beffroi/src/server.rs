@@ -33,6 +33,9 @@ pub struct RunOptions {
     pub http: crate::config::HttpSettings,
     /// The audit log (its file, key, checkpoints, anchor).
     pub audit: beffroi_audit::AuditConfig,
+    /// `[audit] retain`: the audit log's entries older than this are pruned once a day
+    /// (`None`: never).
+    pub audit_retain: Option<std::time::Duration>,
     /// `[audit] public_key`: the signing key must match this pinned public key.
     pub audit_pinned_key: Option<PathBuf>,
     /// `--new-audit-log`: why a new audit log is started (or the log anchored again) over a
@@ -298,6 +301,14 @@ async fn serve(
     #[cfg(not(feature = "mqtt"))]
     if opts.mqtt.is_some() {
         anyhow::bail!("this binary was built without the `mqtt` feature");
+    }
+    if let Some(retain) = opts.audit_retain {
+        tasks.spawn(crate::audit_cmd::retention_schedule(
+            Arc::clone(&audit),
+            retain,
+            db.clone(),
+            shutdown.clone(),
+        ));
     }
     tasks.spawn(crate::registry::watch(
         handle.clone(),

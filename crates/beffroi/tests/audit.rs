@@ -659,3 +659,130 @@ fn a_new_audit_log_started_deliberately_records_its_reason() {
     };
     assert!(stderr.contains("nothing to start anew"), "{stderr}");
 }
+
+/// `beffroi audit prune [ARGS] --data DIR`.
+fn prune(dir: &Path, extra: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_beffroi"))
+        .args(["audit", "prune", "--data"])
+        .arg(dir)
+        .args(extra)
+        .output()
+        .expect("run beffroi audit prune")
+}
+
+fn seqs_shown(dir: &Path) -> Vec<(i64, String)> {
+    let o = Command::new(env!("CARGO_BIN_EXE_beffroi"))
+        .args(["audit", "show", "--limit", "1000", "--data"])
+        .arg(dir)
+        .output()
+        .expect("run beffroi audit show");
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            Some((f.first()?.parse().ok()?, f.get(3)?.to_string()))
+        })
+        .collect()
+}
+
+/// The command applies the retention (the default year: every entry of the test log is
+/// from 2023): a dry run says what goes and changes nothing; the prune needs a name, cuts
+/// at the last signed checkpoint before the log's last entry, records itself, and the
+/// log verifies.
+#[test]
+fn audit_prune_applies_the_retention_and_the_log_still_verifies() {
+    let (_t, dir) = fresh();
+    let o = prune(&dir, &["--dry-run"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("would prune 15 entries (seq 1 to 15"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(seqs_shown(&dir).len(), ENTRIES);
+
+    let o = prune(&dir, &[]);
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("--by"), "{}", text(&o));
+    let o = prune(&dir, &["--by", "dpo", "--retain", "1d"]);
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("minimum of 30d"), "{}", text(&o));
+    assert_eq!(seqs_shown(&dir).len(), ENTRIES);
+
+    let o = prune(&dir, &["--by", "dpo"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("pruned 15 entries"), "{}", text(&o));
+    let shown = seqs_shown(&dir);
+    assert_eq!(shown.first().map(|s| s.0), Some(16), "{shown:?}");
+    assert_eq!(
+        shown.last(),
+        Some(&(21, "audit.prune".to_string())),
+        "{shown:?}"
+    );
+    let o = verify(&dir, &[]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("entries before seq 16 pruned"),
+        "{}",
+        text(&o)
+    );
+    // The entry at 20 was the log's last, never cut; now the prune entry follows it, the
+    // next prune can take the rest.
+    let o = prune(&dir, &["--dry-run"]);
+    assert!(
+        text(&o).contains("would prune 5 entries (seq 16 to 20"),
+        "{}",
+        text(&o)
+    );
+}
+
+/// The head deleted exactly as a prune would, with nothing recorded: verify fails.
+#[test]
+fn a_log_whose_head_was_cut_at_a_checkpoint_fails() {
+    let (_t, dir) = fresh();
+    let c = tamper(&dir);
+    c.execute("DELETE FROM entries WHERE seq <= 10", [])
+        .expect("cut");
+    c.execute("DELETE FROM checkpoints WHERE seq < 10", [])
+        .expect("cut");
+    drop(c);
+    assert_fails_naming(&verify(&dir, &[]), "seq 1: removed");
+}
+
+/// A real `beffroi serve` with `[audit] retain = "30d"` over a log whose first entries
+/// are from 2023 prunes them at start, records it, and leaves a log that verifies.
+#[test]
+fn the_server_applies_the_configured_audit_retention() {
+    let b =
+        support::beffroi::Beffroi::start_extra_prepared("[audit]\nretain = \"30d\"\n", |data| {
+            write_log(data)
+        });
+    let data = b.data_dir();
+    support::poll(
+        "the server's prune",
+        Duration::from_secs(30),
+        || b.log(),
+        || {
+            seqs_shown(&data)
+                .iter()
+                .any(|(_, a)| a == "audit.prune")
+                .then_some(())
+        },
+    );
+    assert!(b.terminate(Duration::from_secs(30)), "{}", b.log());
+    let shown = seqs_shown(&data);
+    // The 20 entries of 2023 went (the checkpoint at 20 seals the last of them); the
+    // server's own entries stay.
+    assert_eq!(
+        shown.first(),
+        Some(&(21, "system.start".to_string())),
+        "{shown:?}"
+    );
+    let o = verify(&data, &[]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("entries before seq 21 pruned"),
+        "{}",
+        text(&o)
+    );
+}

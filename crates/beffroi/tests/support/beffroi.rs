@@ -80,6 +80,12 @@ impl Beffroi {
         Self::start_configured(None, None, None, extra.to_string(), |_| ())
     }
 
+    /// [`start_extra`](Self::start_extra), after `prepare` has run on the (empty) data
+    /// folder.
+    pub fn start_extra_prepared(extra: &str, prepare: impl FnOnce(&Path)) -> Beffroi {
+        Self::start_configured(None, None, None, extra.to_string(), prepare)
+    }
+
     fn start_configured(
         mqtt: Option<MqttSettings>,
         deployment: Option<PathBuf>,
