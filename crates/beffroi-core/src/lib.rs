@@ -20,6 +20,7 @@ pub mod overview;
 pub mod privacy;
 pub mod security;
 pub mod territory;
+pub mod text_domain;
 pub mod time;
 pub mod unit;
 pub mod visibility;
@@ -42,5 +43,6 @@ pub use territory::{
     FieldType, Identifier, KindIdx, Semantic, Signing, Site, SiteIdx, SiteKind, Territory, Zone,
     ZoneIdx,
 };
+pub use text_domain::{TextDomain, TextPattern};
 pub use time::{Clock, Duration, SimClock, Timestamp};
 pub use unit::{Unit, UnitBoard, UnitError, UnitKind, UnitSpec, UnitStatus};
