@@ -295,6 +295,15 @@ FIELD_PRIVACY = {
     ("alert_line", "sender"): {"identifier": "phone_number"},
 }
 
+# Technical text fields declared as an enumeration (`values`) or an anchored pattern of
+# bounded length (`pattern`): anything else a device sends there is refused at ingest
+# (`text_not_allowed`) instead of being scrubbed and kept (docs/formats.md, ADR 0026).
+FIELD_TEXT = {
+    ("camera_health", "firmware"): {"pattern": r"[0-9]{1,3}(\.[0-9]{1,4}){1,3}(-[a-z0-9]{1,16})?"},
+    ("alert_line", "topic"): {"values": ["voirie", "eclairage", "proprete", "stationnement",
+                                         "bruit", "arbres", "inondation", "animaux", "autre"]},
+}
+
 # Town halls whose municipal car park has a plate-reading barrier; the citizen alert line
 # (SMS gateway) is run from Dijon's town hall.
 PARKING_COMMUNES = ("dijon", "chenove", "talant", "longvic")
@@ -732,7 +741,8 @@ def write_territory(t: Territory, out: Path):
                                                   "min": lo, "max": hi, "category": cat,
                                                   "max_step_per_minute":
                                                   MAX_STEP_PER_MINUTE.get((kid, fname)),
-                                                  **FIELD_PRIVACY.get((kid, fname), {})}))
+                                                  **FIELD_PRIVACY.get((kid, fname), {}),
+                                                  **FIELD_TEXT.get((kid, fname), {})}))
     (out / "kinds.toml").write_text("".join(parts), encoding="utf-8")
 
     def fc(features):

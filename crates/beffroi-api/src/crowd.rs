@@ -7,11 +7,13 @@
 //!   server: below the minimum group size it becomes `null` with `"suppressed": true`
 //!   (the console prints "< 10"). Titles, evidence and event occupancies are suppressed
 //!   where they are made (`beffroi_rules::Evaluator`, `beffroi_engine::events`), with the
-//!   same rule ([`beffroi_core::privacy::Aggregates::shown`]);
-//! - with **complementary suppression**: a zone's total is withheld too when the counts its
-//!   counters' own pages withhold add up to less than the minimum group size (one hidden
-//!   counter of 4 in a zone of 250: the total minus the shown counters would give the 4
-//!   back). See [`zone_total`].
+//!   same rules ([`beffroi_core::privacy::Aggregates::shown`] for one count,
+//!   [`beffroi_core::privacy::Aggregates::total_shown`] for a total);
+//! - with **complementary suppression**: a zone's total (and an event's occupancy, and the
+//!   sum a capacity rule prints) is withheld too when the counts its counters' own pages
+//!   withhold add up to less than the minimum group size (one hidden counter of 4 in a
+//!   zone of 250: the total minus the shown counters would give the 4 back). See
+//!   [`zone_total`].
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -58,20 +60,13 @@ pub fn people_count(a: &Aggregates, count: f64) -> PeopleCount {
 /// none or add up to the minimum group size at least — otherwise the total minus the shown
 /// counters would give a withheld figure back.
 pub fn zone_total(a: &Aggregates, counts: &[f64]) -> PeopleCount {
-    let total: f64 = counts.iter().sum();
-    let hidden: Vec<f64> = counts
-        .iter()
-        .copied()
-        .filter(|n| a.shown(*n).is_none())
-        .collect();
-    let hidden_sum: f64 = hidden.iter().sum();
-    if !hidden.is_empty() && a.shown(hidden_sum).is_none() {
-        return PeopleCount {
+    match a.total_shown(counts) {
+        Some(n) => people_count(a, n),
+        None => PeopleCount {
             value: None,
             suppressed: true,
-        };
+        },
     }
-    people_count(a, total)
 }
 
 /// Whether a field of a device's kind counts people.

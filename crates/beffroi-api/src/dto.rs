@@ -213,7 +213,7 @@ pub struct LoginResponse {
 
 #[derive(Serialize, ToSchema)]
 pub struct RejectionDto {
-    /// malformed | oversized | unknown_device | unknown_field | wrong_type | out_of_range | bad_time | overload | unsigned | bad_signature | replay | topic_mismatch | image_refused | text_too_long | no_pseudonymisation_key | expired
+    /// malformed | oversized | unknown_device | unknown_field | wrong_type | out_of_range | bad_time | overload | unsigned | bad_signature | replay | topic_mismatch | image_refused | text_too_long | no_pseudonymisation_key | expired | text_not_allowed
     pub reason: String,
     pub detail: String,
 }

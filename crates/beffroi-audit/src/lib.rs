@@ -826,11 +826,11 @@ impl Writer {
         });
         let row = self.chain.append(&AuditRecord {
             at_ms: now,
-            actor: req.actor.clone(),
+            actor: beffroi_core::SafeText::redacting(&req.actor),
             action: chain::PRUNE_ACTION.into(),
             target: None,
             outcome: AuditOutcome::Ok,
-            detail: detail.to_string(),
+            detail: beffroi_core::SafeText::redacting(&detail.to_string()),
         });
         let cp = self.chain.checkpoint(&self.key, now);
         let committed = store::delete_head(&tx, through)

@@ -38,7 +38,7 @@ fn rec(at_ms: i64, detail: &str) -> AuditRecord {
         action: "personal.unmask".into(),
         target: Some("INC-1".into()),
         outcome: AuditOutcome::Ok,
-        detail: format!("{{\"note\":\"{detail}\"}}"),
+        detail: beffroi_core::safe_format!("{{\"note\":\"{detail}\"}}"),
     }
 }
 
@@ -349,12 +349,14 @@ fn a_forged_prune_entry_fails() {
         action: "audit.prune".into(),
         target: None,
         outcome: AuditOutcome::Ok,
-        detail: serde_json::json!({
-            "first_kept_seq": 21,
-            "through_hash": through_hash,
-            "first_kept_hash": rows[20].hash,
-        })
-        .to_string(),
+        detail: beffroi_core::safe_format!(
+            "{}",
+            serde_json::json!({
+                "first_kept_seq": 21,
+                "through_hash": through_hash,
+                "first_kept_hash": rows[20].hash,
+            })
+        ),
     });
     insert(&c, &forged);
     let r = verify_log(&log_path(dir.path()), &[key]).expect("verify");

@@ -21,6 +21,7 @@ pub mod privacy;
 pub mod security;
 pub mod territory;
 pub mod text;
+pub mod text_domain;
 pub mod time;
 pub mod unit;
 pub mod visibility;
@@ -44,5 +45,6 @@ pub use territory::{
     ZoneIdx,
 };
 pub use text::SafeText;
+pub use text_domain::{TextDomain, TextPattern};
 pub use time::{Clock, Duration, SimClock, Timestamp};
 pub use unit::{Unit, UnitBoard, UnitError, UnitKind, UnitSpec, UnitStatus};

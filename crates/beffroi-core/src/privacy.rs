@@ -95,6 +95,37 @@ impl Aggregates {
         }
     }
 
+    /// A total of several people counts, each of which is also shown on its own (a
+    /// counter's page): shown only when the total is, and the counts withheld on their own
+    /// are none or add up to the minimum group size at least — else the total minus the
+    /// shown counts would give a withheld figure back (**complementary suppression**).
+    /// Zone totals, event occupancies and the sums of capacity rules all go through it.
+    pub fn total_shown(&self, counts: &[f64]) -> Option<f64> {
+        let total: f64 = counts.iter().sum();
+        let (hidden, hidden_sum) = counts
+            .iter()
+            .filter(|n| self.shown(**n).is_none())
+            .fold((0usize, 0.0), |(k, s), n| (k + 1, s + n));
+        if hidden > 0 && self.shown(hidden_sum).is_none() {
+            return None;
+        }
+        self.shown(total)
+    }
+
+    /// [`Aggregates::total_shown`] as text for titles and evidence: the whole total; when
+    /// it is withheld, `< N` if it is below the group size, else `≥ S` with `S` the sum of
+    /// the counts shown on their own (which says nothing they do not already say).
+    pub fn total_text(&self, counts: &[f64]) -> String {
+        if let Some(n) = self.total_shown(counts) {
+            return format!("{}", n.round());
+        }
+        let shown: f64 = counts.iter().filter_map(|n| self.shown(*n)).sum();
+        match self.shown(shown) {
+            Some(s) => format!("≥ {}", s.round()),
+            None => format!("< {}", self.min_group_size),
+        }
+    }
+
     /// Start of the time bucket holding `t` (buckets are aligned on the Unix epoch).
     pub fn bucket_start(&self, t: crate::Timestamp) -> crate::Timestamp {
         let b = self.bucket.millis().max(1);
@@ -311,6 +342,26 @@ pub const SCRUBBED_IN_TEXT: &[Identifier] = &[
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// No total minus the counts shown on their own gives back a withheld count.
+    #[test]
+    fn totals_are_withheld_when_they_would_reveal_a_withheld_count() {
+        let a = Aggregates::default();
+        assert_eq!(a.total_shown(&[250.0, 4.0]), None, "254 - 250 gives 4");
+        assert_eq!(
+            a.total_shown(&[250.0, 3.0, 4.0]),
+            None,
+            "the hidden pair: 7"
+        );
+        assert_eq!(a.total_shown(&[250.0, 6.0, 7.0]), Some(263.0));
+        assert_eq!(a.total_shown(&[250.0, 40.0]), Some(290.0));
+        assert_eq!(a.total_shown(&[250.0, 0.0]), None, "a hidden zero too");
+        assert_eq!(a.total_shown(&[]), None);
+        assert_eq!(a.total_text(&[250.0, 4.0]), "≥ 250");
+        assert_eq!(a.total_text(&[3.0, 4.0]), "< 10");
+        assert_eq!(a.total_text(&[6.0, 7.0]), "13");
+        assert_eq!(a.total_text(&[250.4, 40.0]), "290");
+    }
 
     #[test]
     fn suppression_and_buckets() {

@@ -148,6 +148,9 @@ pub struct FieldSpec {
     /// A field of a public-space kind outside the closed set, declared with what it is and
     /// why it is needed (`declared`): the register shows it, `beffroi check` reports it.
     pub declared: Option<Arc<str>>,
+    /// For a technical text field: free text (scrubbed at ingest), an enumeration
+    /// (`values`) or an anchored pattern (`pattern`); a value outside is refused at ingest.
+    pub text: crate::TextDomain,
 }
 
 /// What a field of a kind that observes public space may mean: a closed set. Anything
@@ -281,6 +284,7 @@ impl FieldSpec {
             people_count: false,
             semantic: None,
             declared: None,
+            text: crate::TextDomain::Free,
         }
     }
 }
@@ -461,6 +465,18 @@ impl Territory {
         }
     }
 
+    /// Technical text fields declared neither as an enumeration nor as a pattern, as
+    /// `(kind, field)`: free text, scrubbed at ingest, which `beffroi check` reports.
+    pub fn free_text_fields(&self) -> Vec<(&DeviceKind, &FieldSpec)> {
+        self.kinds
+            .iter()
+            .flat_map(|k| k.fields.iter().map(move |f| (k, f)))
+            .filter(|(_, f)| {
+                f.ty == FieldType::Text && !f.category.is_personal() && f.text.is_free()
+            })
+            .collect()
+    }
+
     pub fn commune_id(&self, id: &str) -> Option<CommuneIdx> {
         self.commune_ids.get(id).copied()
     }
@@ -639,6 +655,7 @@ pub mod fixture {
                     people_count: false,
                     semantic: None,
                     declared: None,
+                    text: crate::TextDomain::Free,
                 }],
             })
             .expect("fresh id");

@@ -20,8 +20,9 @@ use toml::Spanned;
 pub struct EventView {
     pub event: Arc<Event>,
     pub status: EventStatus,
-    /// Sum of the latest values of the perimeter's people counters; `None` without counter
-    /// or below the minimum group size (`Aggregates::shown`).
+    /// Sum of the latest values of the perimeter's people counters; `None` without counter,
+    /// below the minimum group size, or when it would give back a count withheld on its
+    /// own (`Aggregates::total_shown`).
     pub occupancy: Option<f64>,
     /// The counters reported but their sum is below the minimum group size: withheld so
     /// that the figure can never point at a handful of identifiable people.
@@ -129,17 +130,16 @@ impl EventBook {
 
     pub fn view(&self, e: &EventRules, now: Timestamp) -> EventView {
         let values = self.counter_values(e);
-        let sum: f64 = values.iter().map(|x| x.3).sum();
+        let counts: Vec<f64> = values.iter().map(|x| x.3).collect();
+        // Complementary suppression: the occupancy minus the counters shown on their own
+        // never gives back a count they withhold.
+        let occupancy = self.aggregates.total_shown(&counts);
         EventView {
             event: Arc::clone(&e.event),
             status: e.event.status(now),
             // People are counted in whole units; counters' noise is not.
-            occupancy: if values.is_empty() {
-                None
-            } else {
-                self.aggregates.shown(sum).map(f64::round)
-            },
-            suppressed: !values.is_empty() && self.aggregates.shown(sum).is_none(),
+            occupancy: occupancy.map(f64::round),
+            suppressed: !values.is_empty() && occupancy.is_none(),
             counters: e.counters.len(),
             rule_ids: e.rules.iter().map(|r| Arc::clone(&r.id)).collect(),
         }
@@ -325,6 +325,56 @@ pub fn parse(
 mod tests {
     use super::*;
     use beffroi_core::territory::fixture;
+
+    /// An event's occupancy minus the counters shown on their own never gives back a
+    /// count they withhold: 250 + 4 is withheld (254 − 250 = 4), 250 + 6 + 7 is shown.
+    #[test]
+    fn occupancy_is_withheld_when_it_would_reveal_a_withheld_counter() {
+        let t = fixture::small();
+        let (g1, g2, a1) = (DeviceIdx(0), DeviceIdx(1), DeviceIdx(2));
+        let f = FieldIdx(0);
+        let event = Event {
+            id: "concert".into(),
+            name: "Concert".into(),
+            perimeter: Vec::new(),
+            starts_at: Timestamp(0),
+            ends_at: Timestamp(3_600_000),
+            capacity: None,
+            rules: "".into(),
+            origin: EventOrigin::File,
+            created_by: "test".into(),
+            cancelled_at: None,
+            cancelled_by: None,
+        };
+        let rules = EventRules {
+            event: Arc::new(event),
+            counters: vec![(g1, f), (g2, f), (a1, f)].into(),
+            sites: Vec::new(),
+            rules: Vec::new(),
+            capacity_rule: None,
+        };
+        let mut book = EventBook::default();
+        book.upsert(rules, Timestamp(0));
+        let at = |d: DeviceIdx, v: f64, s: i64| Observation {
+            device: d,
+            field: f,
+            value: Value::Number(v),
+            time: Timestamp(s * 1000),
+            trust: beffroi_core::Trust::Unauthenticated,
+        };
+        let occupancy = |book: &EventBook| {
+            let v = book.view(&book.events()[0], Timestamp(10_000));
+            (v.occupancy, v.suppressed)
+        };
+        assert!(t.device(g1).id.starts_with('g'));
+        book.observe(&at(g1, 250.0, 1));
+        assert_eq!(occupancy(&book), (Some(250.0), false));
+        book.observe(&at(g2, 4.0, 2));
+        assert_eq!(occupancy(&book), (None, true), "254 - 250 would give 4");
+        book.observe(&at(g2, 6.0, 3));
+        book.observe(&at(a1, 7.0, 3));
+        assert_eq!(occupancy(&book), (Some(263.0), false), "6 + 7 >= 10");
+    }
 
     #[test]
     fn errors_name_file_line_and_field() {

@@ -184,8 +184,35 @@ impl Pipeline {
             return Ok(());
         };
         if !spec.category.is_personal() {
-            // A technical text (a status, a label) is free text all the same: what it
-            // carries of a person (a number, a plate typed into it) is scrubbed like a note.
+            // A declared technical text takes its declared values only (the wire checks it;
+            // this covers observations that did not come through the wire). A pattern's
+            // value that still carries an identifier (a number of a phone's length) is
+            // refused too: a declared field is never scrubbed, so nothing personal is kept.
+            let refused = match &spec.text {
+                beffroi_core::TextDomain::Free => None,
+                beffroi_core::TextDomain::Values(_) => {
+                    (!spec.text.admits(raw)).then_some("declared values")
+                }
+                beffroi_core::TextDomain::Pattern(_) => (!spec.text.admits(raw)
+                    || beffroi_privacy::carries_identifier(raw))
+                .then_some("declared pattern, or carrying an identifier"),
+            };
+            if let Some(what) = refused {
+                return Err(Rejection::new(
+                    RejectReason::TextNotAllowed,
+                    format!(
+                        "{}.{}: a text of {} bytes outside the field's {what}",
+                        kind.id,
+                        spec.name,
+                        raw.len()
+                    ),
+                ));
+            }
+            if !spec.text.is_free() {
+                return Ok(());
+            }
+            // A free technical text (a label, a comment) may carry what identifies a person
+            // (a number, a plate typed into it): it is scrubbed like a note.
             let raw = raw.clone();
             return self.scrub_technical(&raw, o, out).map_err(|()| {
                 Rejection::new(

@@ -132,3 +132,108 @@ fn simulated_observations_are_pseudonymised_too() {
     assert!(t[0].starts_with("badge:4:"), "{}", t[0]);
     assert_eq!(out.batch.identities.len(), 1);
 }
+
+/// A pipeline over the small fixture whose `alarm` kind also has a declared `status`
+/// (values), a declared `code` (a pattern) and a free `note`.
+fn declared_text_pipeline() -> (Pipeline, Arc<Metrics>, beffroi_core::Territory) {
+    use beffroi_core::{FieldSpec, FieldType, TextDomain, TextPattern};
+    let mut t = fixture::small();
+    let alarm = t.kind_id("alarm").expect("fixture kind");
+    let fields = &mut t.kinds[alarm.get()].fields;
+    fields.push(FieldSpec {
+        text: TextDomain::values(["ok", "fault"]).expect("values"),
+        ..FieldSpec::technical("status", FieldType::Text)
+    });
+    fields.push(FieldSpec {
+        text: TextDomain::Pattern(TextPattern::new("[0-9]{4,10}").expect("pattern")),
+        ..FieldSpec::technical("code", FieldType::Text)
+    });
+    fields.push(FieldSpec::technical("note", FieldType::Text));
+    let t = Arc::new(t);
+    let rules = beffroi_rules::parse(&SourceFile::new("rules.toml", ""), &t).expect("rules");
+    let metrics = Arc::new(Metrics::new());
+    let mut p = Pipeline::new(
+        Arc::clone(&t),
+        Arc::new(rules),
+        Vec::new(),
+        Arc::clone(&metrics),
+        Timestamp(START),
+    );
+    let keys = Arc::new(Pseudonymiser::new(vec![EpochKey::new(1, &[3; 32])]).expect("keys"));
+    p.set_pseudonymiser(Some(keys));
+    (p, metrics, (*t).clone())
+}
+
+/// A declared technical text (values, pattern) takes nothing else: outside, or matching a
+/// pattern but carrying a phone number, it is refused (`text_not_allowed`), counted, and
+/// neither the value nor its pseudonym is stored. Free text is still scrubbed and kept.
+#[test]
+fn declared_technical_text_refuses_free_text() {
+    let (mut p, m, t) = declared_text_pipeline();
+    let mut out = Output::default();
+    let body = format!(
+        r#"[{{"device":"a1","time":{START},"values":{{"status":"fault","code":"4242"}}}},
+            {{"device":"a1","time":{START},"values":{{"status":"fault, rappeler le 06 12 34 56 78"}}}},
+            {{"device":"a1","time":{START},"values":{{"code":"0612345678"}}}},
+            {{"device":"a1","time":{START},"values":{{"code":"AB-123-CD"}}}},
+            {{"device":"a1","time":{START},"values":{{"note":"rappeler le 06 12 34 56 78"}}}}]"#
+    );
+    p.ingest(
+        Source::Http,
+        Format::Json,
+        None,
+        body.as_bytes(),
+        Timestamp(START + 10_000),
+        &mut out,
+    );
+    let rejected: Vec<_> = out.batch.rejections.iter().map(|r| r.reason).collect();
+    assert_eq!(rejected, vec![RejectReason::TextNotAllowed; 3]);
+    let stored = texts(&out);
+    assert_eq!(
+        stored.len(),
+        3,
+        "status, code and the scrubbed note: {stored:?}"
+    );
+    assert!(stored.contains(&"fault".to_string()) && stored.contains(&"4242".to_string()));
+    assert!(
+        stored.iter().any(|s| s.starts_with("rappeler le phone:1:")),
+        "{stored:?}"
+    );
+    assert_eq!(out.batch.identities.len(), 1, "the note's number only");
+    let all = format!("{:?}", out.batch);
+    for secret in ["06 12 34", "0612345678", "AB-123-CD"] {
+        assert!(!all.contains(secret), "{secret} in {all}");
+    }
+    assert!(
+        m.encode().lines().any(|l| l.contains("text_not_allowed")
+            && l.contains("http")
+            && !l.starts_with('#')
+            && l.ends_with(" 3")),
+        "counted: {}",
+        m.encode()
+    );
+    // Observations that did not come through the wire are held to the same declaration.
+    let d = t.device_id("a1").expect("a1");
+    let f = t.kind_of(d).field("status").expect("status");
+    let mut out = Output::default();
+    p.ingest_observation(
+        &beffroi_core::Observation {
+            device: d,
+            field: f,
+            value: Value::Text("appeler Jean au 06 12 34 56 78".into()),
+            time: Timestamp(START),
+            trust: beffroi_core::Trust::Unauthenticated,
+        },
+        Timestamp(START),
+        &mut out,
+    );
+    assert!(texts(&out).is_empty());
+    assert_eq!(
+        out.batch
+            .rejections
+            .iter()
+            .map(|r| r.reason)
+            .collect::<Vec<_>>(),
+        vec![RejectReason::TextNotAllowed]
+    );
+}

@@ -615,11 +615,18 @@ fn condition(
     }
     // A people count is shown only from the minimum group size on: a rule that fires on
     // one exact count, or on a range narrower than a group, would print what is suppressed.
+    // `below` (and the lower side of `outside`) counts from the field's floor: `below 4`
+    // fires on 0 to 3 people, as narrow as `between [0, 4]`.
     if spec.people_count {
+        let floor = spec.min.unwrap_or(0.0).max(0.0);
+        let group = f64::from(MIN_GROUP_FLOOR);
+        let small = |x: f64| x > floor && x - floor < group;
         let narrow = match op {
             Op::Equals(_) | Op::NotEquals(_) => true,
-            Op::Between(a, b) | Op::Outside(a, b) => b - a < f64::from(MIN_GROUP_FLOOR),
-            _ => false,
+            Op::Between(a, b) => b - a < group,
+            Op::Outside(a, b) => b - a < group || small(a),
+            Op::Below(x) => small(x),
+            Op::Above(_) => false,
         };
         if narrow {
             cx.err(
@@ -959,12 +966,20 @@ above = 1.0
                 &t,
             )
         };
-        for narrow in ["equals = 4.0", "not_equals = 4.0", "between = [3.0, 5.0]"] {
+        for narrow in [
+            "equals = 4.0",
+            "not_equals = 4.0",
+            "between = [3.0, 5.0]",
+            "below = 4.0",
+            "outside = [3.0, 5000.0]",
+        ] {
             let e = count(narrow).expect_err(narrow);
             assert!(e.to_string().contains("people count"), "{narrow}: {e}");
         }
         assert!(count("above = 500.0").is_ok());
         assert!(count("between = [100.0, 500.0]").is_ok());
+        assert!(count("below = 10.0").is_ok(), "as wide as a group: `< 10`");
+        assert!(count("outside = [20.0, 5000.0]").is_ok());
     }
 
     #[test]

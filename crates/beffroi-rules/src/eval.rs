@@ -304,7 +304,10 @@ impl Evaluator {
                 .is_some_and(|s| s.people_count)
         });
         let (shown, shown_ev) = if people {
-            let s = self.aggregates.shown_text(sum);
+            // Complementary suppression: the sum minus the counters shown on their own
+            // never gives back a count they withhold.
+            let counts: Vec<f64> = st.latest.values().map(|(_, v)| *v).collect();
+            let s = self.aggregates.total_text(&counts);
             (s.clone(), s)
         } else {
             (format!("{}", sum.round()), format!("{sum}"))
@@ -555,7 +558,7 @@ impl Evaluator {
                             "{} back to {} = {}",
                             self.territory.device(d).id,
                             cond.field_name,
-                            obs.value
+                            self.shown(d, cond.field, &obs.value)
                         );
                         self.unit_down(set, r, dev_unit(d), t, ev, out);
                     }
@@ -627,7 +630,7 @@ impl Evaluator {
                         },
                         self.territory.device(d).id,
                         cond.field_name,
-                        obs.value
+                        self.shown(d, cond.field, &obs.value)
                     );
                     self.unit_up(set, r, site_unit(site), site, Some(d), t, ev, out);
                 }

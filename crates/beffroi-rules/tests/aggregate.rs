@@ -235,3 +235,81 @@ fn a_small_people_sum_is_suppressed_in_title_and_evidence() {
     assert!(out[0].evidence.contains("= < 10"), "{}", out[0].evidence);
     assert!(!out[0].evidence.contains('7'), "{}", out[0].evidence);
 }
+
+/// The fixture with `level_m` counting people (0 to 100 000).
+fn people_territory() -> Arc<Territory> {
+    let mut t = fixture::small();
+    let level = t.kind_id("level").expect("fixture");
+    let f = &mut t.kinds[level.get()].fields[0];
+    f.people_count = true;
+    f.max = Some(100_000.0);
+    Arc::new(t)
+}
+
+/// No count below the minimum group size reaches an incident's title or evidence: not
+/// the value a threshold rule clears on, not a capacity sum that, minus the counters shown
+/// on their own, would give a withheld counter back (complementary suppression).
+#[test]
+fn no_people_count_below_the_group_size_reaches_titles_or_evidence() {
+    let t = people_territory();
+    let level = t.kind_id("level").expect("fixture");
+    let crowd = Rule {
+        id: "crowd".into(),
+        title: "Foule : {value} personnes".into(),
+        category: "crowd".into(),
+        severity: Severity::Major,
+        key: KeyBy::Device,
+        auto_resolve: true,
+        body: Body::Threshold {
+            cond: beffroi_rules::Condition {
+                kind: level,
+                field: FieldIdx(0),
+                field_name: "level_m".into(),
+                op: beffroi_rules::Op::Above(50.0),
+            },
+            sustained: None,
+        },
+        escalate: Vec::new(),
+        sites: None,
+        devices: None,
+        line: 0,
+    };
+    let mut capacity = aggregate_rule(&t);
+    if let Body::Aggregate {
+        warning, critical, ..
+    } = &mut capacity.body
+    {
+        *warning = 252.0;
+        *critical = 10_000.0;
+    }
+    let set = RuleSet::from_rules(vec![crowd, capacity], &t);
+    let mut e = Evaluator::new(Arc::new(set), Arc::clone(&t), Timestamp(T0));
+    e.set_aggregates(beffroi_core::privacy::Aggregates::default());
+    let (g1, g2) = (DeviceIdx(0), DeviceIdx(1));
+    let mut out = Vec::new();
+    e.on_observation(&obs(g1, 250.0, 1), &mut out);
+    e.on_observation(&obs(g2, 4.0, 2), &mut out);
+    let cap = out
+        .iter()
+        .find(|a| &*a.rule == "concert/capacity")
+        .expect("250 + 4 >= 252");
+    // 254 minus g1's 250 (shown on its own) would give g2's 4.
+    for text in [&*cap.title, &*cap.evidence] {
+        assert!(!text.contains("254") && !text.contains("= 4"), "{text}");
+    }
+    assert_eq!(&*cap.title, "Jauge — ≥ 250 personnes");
+    let crowd = out.iter().find(|a| &*a.rule == "crowd").expect("250 > 50");
+    assert_eq!(&*crowd.title, "Foule : 250 personnes");
+    // g1 drops to 3: the clear's evidence does not print the 3.
+    out.clear();
+    e.on_observation(&obs(g1, 3.0, 3), &mut out);
+    let clear = out
+        .iter()
+        .find(|a| &*a.rule == "crowd" && a.kind == AlarmKind::Clear)
+        .expect("3 < 50: cleared");
+    assert!(
+        !clear.evidence.contains('3') && clear.evidence.contains("< 10"),
+        "{}",
+        clear.evidence
+    );
+}

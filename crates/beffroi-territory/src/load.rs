@@ -4,7 +4,7 @@ use std::sync::Arc;
 use beffroi_core::geo::ring_centre;
 use beffroi_core::{
     Commune, DataCategory, Device, DeviceKind, FieldSpec, FieldType, Identifier, Point, Semantic,
-    Signing, Site, SiteKind, Territory, Zone,
+    Signing, Site, SiteKind, Territory, TextDomain, TextPattern, Zone,
 };
 use serde::Deserialize;
 use toml::Spanned;
@@ -105,6 +105,12 @@ struct FieldRaw {
     /// Outside the closed set: what the field is and why it is needed.
     #[serde(default)]
     declared: Option<String>,
+    /// A technical text field's closed list of values.
+    #[serde(default)]
+    values: Option<Spanned<Vec<String>>>,
+    /// A technical text field's pattern (anchored, bounded length).
+    #[serde(default)]
+    pattern: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -522,6 +528,13 @@ fn load_kinds(src: &SourceFile, t: &mut Territory, errors: &mut ConfigErrors) {
                 );
                 continue;
             }
+            let text = match text_domain(f, ty, category) {
+                Ok(d) => d,
+                Err((key, at, msg)) => {
+                    cx.err(at, key, format!("field `{}.{}`: {msg}", k.id, f.name));
+                    continue;
+                }
+            };
             let semantic = match f.semantic.as_deref() {
                 None => None,
                 Some(x) => match Semantic::parse(x) {
@@ -597,6 +610,7 @@ fn load_kinds(src: &SourceFile, t: &mut Territory, errors: &mut ConfigErrors) {
                 identifier,
                 purpose: f.purpose.as_deref().map(Into::into),
                 people_count: f.people_count,
+                text,
             });
         }
         if refused {
@@ -623,6 +637,47 @@ fn load_kinds(src: &SourceFile, t: &mut Territory, errors: &mut ConfigErrors) {
             cx.err(at, "kind.id", e.to_string());
         }
     }
+}
+
+/// What a text field admits: `values`, `pattern` or free text; `Err((key, offset of the
+/// offending value, message))`.
+fn text_domain(
+    f: &FieldRaw,
+    ty: FieldType,
+    category: DataCategory,
+) -> Result<TextDomain, (&'static str, usize, String)> {
+    let (key, at) = match (&f.values, &f.pattern) {
+        (None, None) => return Ok(TextDomain::Free),
+        (Some(_), Some(p)) => {
+            return Err((
+                "field.pattern",
+                p.span().start,
+                "declare `values` or `pattern`, not both".into(),
+            ));
+        }
+        (Some(v), None) => ("field.values", v.span().start),
+        (None, Some(p)) => ("field.pattern", p.span().start),
+    };
+    let name = &key["field.".len()..];
+    if ty != FieldType::Text {
+        return Err((key, at, format!("only a text field takes `{name}`")));
+    }
+    if category.is_personal() {
+        return Err((
+            key,
+            at,
+            format!(
+                "a {} field holds an identifier, pseudonymised at ingest: it takes no `{name}`",
+                category.as_str()
+            ),
+        ));
+    }
+    let domain = match (&f.values, &f.pattern) {
+        (Some(v), _) => TextDomain::values(v.get_ref()),
+        (None, Some(p)) => TextPattern::new(p.get_ref()).map(TextDomain::Pattern),
+        (None, None) => Ok(TextDomain::Free),
+    };
+    domain.map_err(|e| (key, at, e.to_string()))
 }
 
 /// Line of the feature whose `"id"` property is `id`, found textually since JSON parsers
@@ -1059,6 +1114,71 @@ mod tests {
         ))
         .expect("not public space");
         assert!(t.kinds[0].fields[0].semantic.is_none());
+    }
+
+    /// A technical text field declares its values or its pattern; a bad declaration is
+    /// refused with file, line (of the declaration) and field; a text field with neither
+    /// stays free text.
+    #[test]
+    fn technical_text_is_an_enumeration_or_a_bounded_pattern() {
+        let t = load(&with_field(
+            "name = \"status\"\ntype = \"text\"\ncategory = \"technical\"\nvalues = [\"ok\", \"fault\"]",
+        ))
+        .expect("an enumeration");
+        let f = &t.kinds[0].fields[1];
+        assert!(f.text.admits("fault") && !f.text.admits("fault 06 12 34 56 78"));
+        let t = load(&with_field(
+            "name = \"code\"\ntype = \"text\"\ncategory = \"technical\"\npattern = \"E[0-9]{3}\"",
+        ))
+        .expect("a pattern");
+        let f = &t.kinds[0].fields[1];
+        assert!(f.text.admits("E042") && !f.text.admits("E042 rappeler 0612345678"));
+        let t = load(&with_field(
+            "name = \"note\"\ntype = \"text\"\ncategory = \"technical\"",
+        ))
+        .expect("free text");
+        assert!(t.kinds[0].fields[1].text.is_free());
+        assert_eq!(t.free_text_fields().len(), 1);
+        // Line 18 is the declaration itself (the field starts on line 11).
+        for (field, expect) in [
+            (
+                "type = \"text\"\ncategory = \"technical\"\n\n\n\npattern = \"[A-Z]+\"",
+                "kinds.toml:18: `field.pattern`: field `level.x`: `pattern` matches text of any length",
+            ),
+            (
+                "type = \"text\"\ncategory = \"technical\"\n\n\n\npattern = \"[a-z]{1,200}\"",
+                "kinds.toml:18: `field.pattern`: field `level.x`: `pattern` matches up to 200 bytes",
+            ),
+            (
+                "type = \"text\"\ncategory = \"technical\"\n\n\n\npattern = \"(E[0-9]\"",
+                "kinds.toml:18: `field.pattern`: field `level.x`: `pattern` is not a regular expression",
+            ),
+            (
+                "type = \"text\"\ncategory = \"technical\"\n\n\n\nvalues = []",
+                "kinds.toml:18: `field.values`: field `level.x`: `values` lists no value",
+            ),
+            (
+                "type = \"text\"\ncategory = \"technical\"\n\n\n\nvalues = [\"ok\", \"ok\"]",
+                "kinds.toml:18: `field.values`: field `level.x`: value #1 of `values` is listed twice",
+            ),
+            (
+                "type = \"number\"\ncategory = \"technical\"\n\n\n\nvalues = [\"1\"]",
+                "kinds.toml:18: `field.values`: field `level.x`: only a text field takes `values`",
+            ),
+            (
+                "type = \"text\"\ncategory = \"personal\"\n\n\n\npattern = \"[A-Z]{2}\"",
+                "kinds.toml:18: `field.pattern`: field `level.x`: a personal field holds an identifier",
+            ),
+            (
+                "type = \"text\"\ncategory = \"technical\"\nvalues = [\"a\"]\n\n\npattern = \"a\"",
+                "kinds.toml:18: `field.pattern`: field `level.x`: declare `values` or `pattern`, not both",
+            ),
+        ] {
+            let e = load(&with_field(&format!("name = \"x\"\n{field}")))
+                .expect_err(field)
+                .to_string();
+            assert!(e.contains(expect), "{field}: {e}");
+        }
     }
 
     /// Prohibited data: refused with the reason, file, line and field, whatever the

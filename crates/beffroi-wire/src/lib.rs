@@ -111,10 +111,14 @@ pub enum RejectReason {
     /// An event time older than its field's retention: it would be purged at the next
     /// purge, so it is never stored (nor evaluated).
     Expired,
+    /// A value of a technical text field outside the field's declared `values` or
+    /// `pattern` (or one that matches its pattern but carries a personal identifier): no
+    /// free text gets through a declared field.
+    TextNotAllowed,
 }
 
 impl RejectReason {
-    pub const ALL: [RejectReason; 16] = [
+    pub const ALL: [RejectReason; 17] = [
         RejectReason::Malformed,
         RejectReason::Oversized,
         RejectReason::UnknownDevice,
@@ -131,6 +135,7 @@ impl RejectReason {
         RejectReason::TextTooLong,
         RejectReason::NoPseudonymisationKey,
         RejectReason::Expired,
+        RejectReason::TextNotAllowed,
     ];
     pub fn as_str(self) -> &'static str {
         match self {
@@ -150,6 +155,7 @@ impl RejectReason {
             RejectReason::TextTooLong => "text_too_long",
             RejectReason::NoPseudonymisationKey => "no_pseudonymisation_key",
             RejectReason::Expired => "expired",
+            RejectReason::TextNotAllowed => "text_not_allowed",
         }
     }
     /// Position in [`ALL`](Self::ALL) (the order of declaration): counters are indexed by it.

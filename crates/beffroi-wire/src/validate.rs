@@ -124,7 +124,23 @@ pub fn validate(
             Value::Number(*n)
         }
         (RawValue::Bool(b), FieldType::Bool) => Value::Bool(*b),
-        (RawValue::Text(s), FieldType::Text) => Value::Text(s.as_ref().into()),
+        (RawValue::Text(s), FieldType::Text) => {
+            // A declared technical text (an enumeration, a pattern) takes nothing else: the
+            // detail says which declaration refused it, never the value.
+            if !spec.text.admits(s) {
+                return Err(Rejection::new(
+                    RejectReason::TextNotAllowed,
+                    format!(
+                        "{}.{}: a text of {} bytes outside the field's declared {}",
+                        kind.id,
+                        spec.name,
+                        s.len(),
+                        spec.text.as_str()
+                    ),
+                ));
+            }
+            Value::Text(s.as_ref().into())
+        }
         (got, want) => {
             let got = match got {
                 RawValue::Number(_) => "number",
@@ -208,6 +224,55 @@ mod tests {
                 None
             ]
         );
+    }
+
+    /// A declared technical text takes its values or its pattern's and nothing else; the
+    /// rejection never quotes the value. Free text still passes (scrubbed later).
+    #[test]
+    fn declared_technical_text_refuses_anything_else() {
+        use beffroi_core::{FieldSpec, TextDomain, TextPattern};
+        let mut t = fixture::small();
+        let alarm = t.kind_id("alarm").expect("fixture kind");
+        let fields = &mut t.kinds[alarm.get()].fields;
+        fields.push(FieldSpec {
+            text: TextDomain::values(["ok", "fault"]).expect("values"),
+            ..FieldSpec::technical("status", FieldType::Text)
+        });
+        fields.push(FieldSpec {
+            text: TextDomain::Pattern(TextPattern::new("E[0-9]{3}").expect("pattern")),
+            ..FieldSpec::technical("code", FieldType::Text)
+        });
+        fields.push(FieldSpec::technical("note", FieldType::Text));
+        let now = Timestamp(1_795_694_400_000);
+        let run = |values: &str| {
+            let payload = format!(r#"{{"device":"a1","values":{values}}}"#);
+            let recs = decode(
+                Format::Json,
+                payload.as_bytes(),
+                Context {
+                    device_hint: None,
+                    received: now,
+                },
+            )
+            .expect("decodes");
+            validate(&t, &recs[0], now)
+        };
+        assert!(run(r#"{"status":"fault"}"#).is_ok());
+        assert!(run(r#"{"code":"E042"}"#).is_ok());
+        assert!(run(r#"{"note":"rappeler le 06 12 34 56 78"}"#).is_ok());
+        for refused in [
+            r#"{"status":"fault, rappeler le 06 12 34 56 78"}"#,
+            r#"{"status":"FAULT"}"#,
+            r#"{"code":"E042 AB-123-CD"}"#,
+            r#"{"code":"AB-123-CD"}"#,
+        ] {
+            let e = run(refused).expect_err(refused);
+            assert_eq!(e.reason, RejectReason::TextNotAllowed, "{refused}");
+            for secret in ["06 12", "AB-123", "FAULT"] {
+                assert!(!e.detail.contains(secret), "{}", e.detail);
+            }
+            assert!(e.detail.starts_with("alarm."), "{}", e.detail);
+        }
     }
 
     #[test]

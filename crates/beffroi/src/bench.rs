@@ -88,6 +88,7 @@ fn territory(devices: usize) -> Result<Territory> {
                 people_count: false,
                 semantic: None,
                 declared: None,
+                text: beffroi_core::TextDomain::Free,
             }],
         })
         .map_err(|e| anyhow!(e))?;

@@ -290,6 +290,17 @@ fn check(dir: &std::path::Path) -> ExitCode {
                     d.kind, d.field, d.declaration
                 );
             }
+            // Free technical text is scrubbed at ingest, yet whatever else it carries is
+            // kept: the town can close it by declaring what the field may hold.
+            for (k, f) in dep.territory.free_text_fields() {
+                println!(
+                    "warning: `{}.{}` is free technical text: identifiers found in it are \
+                     pseudonymised, anything else a device writes there is kept; declare \
+                     `values = [...]` or `pattern = \"...\"` in kinds.toml so that anything \
+                     else is refused (text_not_allowed)",
+                    k.id, f.name
+                );
+            }
             if dep.privacy.activities.is_empty() {
                 println!(
                     "note: no privacy.toml: the register is not configured (Beffroi's own records still hold staff names and notes; see docs/privacy.md)"

@@ -336,7 +336,8 @@ fn no_personal_value_is_kept_in_clear_anywhere() {
             READER,
             json!({"badge": "BADGE-7731", "granted": true, "door_forced": false}),
         ),
-        // The topic is technical text: a number typed into it is scrubbed all the same.
+        // The topic is an enumeration: a sentence with a number is refused
+        // (`text_not_allowed`), the sender is still pseudonymised and kept.
         (
             SMS,
             json!({"sender": "06 12 34 56 78", "topic": "voirie, rappel au 06 98 76 54 32"}),

@@ -1,6 +1,7 @@
 //! `beffroi check` refuses prohibited data: a demo copy whose kinds declare a
 //! biometric category and a categorisation of people fails with the reason, file, line and
-//! field; the demo itself passes.
+//! field; the demo itself passes. Free technical text is reported, a bad declaration of
+//! a text field's values or pattern refused.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -58,5 +59,42 @@ fn check_refuses_biometric_and_categorising_kinds() {
     assert!(
         out.contains(&format!("kinds.toml:{}:", first_new_line + 3)),
         "the biometric field's line: {out}"
+    );
+}
+
+/// The demo declares its technical text fields (no warning); a copy whose camera firmware
+/// is free text passes with a warning naming the field, and one with an unbounded pattern
+/// is refused with file, line and field.
+#[test]
+fn check_reports_free_technical_text_and_refuses_unbounded_patterns() {
+    let (ok, out) = check(&repo().join("demo"));
+    assert!(ok, "the demo passes: {out}");
+    assert!(!out.contains("free technical text"), "{out}");
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    copy_dir(&repo().join("demo"), dir.path());
+    let kinds = dir.path().join("territory/kinds.toml");
+    let text = std::fs::read_to_string(&kinds).expect("kinds");
+    let (line, pattern) = text
+        .lines()
+        .enumerate()
+        .find(|(_, l)| l.starts_with("pattern = "))
+        .expect("the demo's firmware pattern");
+    std::fs::write(&kinds, text.replace(pattern, "")).expect("write kinds");
+    let (ok, out) = check(dir.path());
+    assert!(ok, "a warning, not a refusal: {out}");
+    assert!(
+        out.contains("warning: `camera_health.firmware` is free technical text"),
+        "{out}"
+    );
+
+    std::fs::write(&kinds, text.replace(pattern, "pattern = \"[0-9.]+\"")).expect("write");
+    let (ok, out) = check(dir.path());
+    assert!(!ok, "refused: {out}");
+    assert!(
+        out.contains(&format!("kinds.toml:{}: `field.pattern`", line + 1))
+            && out.contains("camera_health.firmware")
+            && out.contains("any length"),
+        "{out}"
     );
 }
