@@ -425,6 +425,7 @@ mod tests {
                 action: action.into(),
                 detail: String::new(),
             }],
+            pseudonyms: Vec::new(),
         }
     }
 

@@ -236,6 +236,10 @@ pub struct IncidentChange {
     pub incident: Incident,
     pub created: bool,
     pub log: Vec<LogEntry>,
+    /// Pseudonyms this change adds to what the incident carries: those of the reading that
+    /// raised it ([`Alarm::carries`]). Only these can be unmasked through the incident; its
+    /// title, evidence and log never count, whatever they contain.
+    pub pseudonyms: Vec<Arc<str>>,
 }
 
 /// A reflex procedure for a category.
@@ -285,6 +289,14 @@ impl EscalationPolicy {
             .iter()
             .all(|d| d.remind_after.is_none() && d.escalate_after.is_none())
     }
+}
+
+/// The pseudonyms an alarm carries, once each, in a fixed order.
+fn carried(alarm: &Alarm) -> Vec<Arc<str>> {
+    let mut v = alarm.carries.clone();
+    v.sort_unstable();
+    v.dedup();
+    v
 }
 
 /// The active (not closed) incidents of a partition, indexed by id and deduplication key.
@@ -402,7 +414,11 @@ impl IncidentBook {
                     }
                 }
             }
-            if log.is_empty() {
+            let pseudonyms = match alarm.kind {
+                AlarmKind::Raise | AlarmKind::Escalate => carried(alarm),
+                AlarmKind::Clear => Vec::new(),
+            };
+            if log.is_empty() && pseudonyms.is_empty() {
                 return None;
             }
             inc.updated_at = inc.updated_at.max(at);
@@ -410,6 +426,7 @@ impl IncidentBook {
                 incident: inc.clone(),
                 created: false,
                 log,
+                pseudonyms,
             });
         }
         if alarm.kind == AlarmKind::Clear {
@@ -473,6 +490,7 @@ impl IncidentBook {
             incident: inc,
             created: true,
             log,
+            pseudonyms: carried(alarm),
         })
     }
 
@@ -572,6 +590,7 @@ impl IncidentBook {
             incident: inc.clone(),
             created: false,
             log: vec![entry(at, actor, log_action, &detail)],
+            pseudonyms: Vec::new(),
         };
         if inc.status == Status::Closed {
             self.by_key.remove(&inc.key);
@@ -658,6 +677,7 @@ impl IncidentBook {
                     incident: inc.clone(),
                     created: false,
                     log,
+                    pseudonyms: Vec::new(),
                 });
             }
         }
@@ -749,6 +769,7 @@ mod tests {
             evidence: "level_m=3".into(),
             auto_resolve: true,
             silence: false,
+            carries: Vec::new(),
         }
     }
 

@@ -213,6 +213,7 @@ impl SentinelGlue {
             evidence: format!("{} [ATT&CK for ICS {} {}]", f.evidence, tech.id, tech.name),
             auto_resolve: false,
             silence: false,
+            carries: Vec::new(),
         }
     }
 }

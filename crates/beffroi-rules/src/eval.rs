@@ -998,6 +998,7 @@ impl Evaluator {
             evidence: String::new(),
             auto_resolve: rule.auto_resolve,
             silence: matches!(rule.body, Body::Absence { .. }),
+            carries: Vec::new(),
         }
     }
 }
