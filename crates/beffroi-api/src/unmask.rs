@@ -379,7 +379,12 @@ pub struct UnmaskRequestsDto {
     pub requests: Vec<UnmaskRequestDto>,
 }
 
-fn dto(policy: &ApprovalPolicy, c: &Caller, r: &UnmaskRequestRecord, now: Timestamp) -> UnmaskRequestDto {
+fn dto(
+    policy: &ApprovalPolicy,
+    c: &Caller,
+    r: &UnmaskRequestRecord,
+    now: Timestamp,
+) -> UnmaskRequestDto {
     let state = r.state_at(now);
     UnmaskRequestDto {
         id: r.id,
@@ -487,7 +492,7 @@ pub async fn unmask(
             detail,
         );
     }
-    let incident = match carried(&s, c.incidents(&s), IncidentId(id), pseudonym).await {
+    let incident = match carried(c.incidents(&s), IncidentId(id), pseudonym).await {
         Ok(Some(i)) => i,
         Ok(None) => {
             s.unmask_budget.give_back(&c.principal.name);
@@ -550,21 +555,16 @@ pub async fn unmask(
 
 /// The incident, when the caller may see it and it carries `pseudonym`.
 async fn carried(
-    s: &AppState,
     incidents: crate::scoped::Incidents,
     id: IncidentId,
     pseudonym: &str,
 ) -> Result<Option<Incident>, ApiError> {
-    let _ = s;
     let p = pseudonym.to_string();
     blocking(move || {
         let Some(i) = incidents.one(id).map_err(store_err)? else {
             return Ok(None);
         };
-        Ok(incidents
-            .carries(id, &p)
-            .map_err(store_err)?
-            .then_some(i))
+        Ok(incidents.carries(id, &p).map_err(store_err)?.then_some(i))
     })
     .await
 }
@@ -596,7 +596,9 @@ async fn open_value(
         Ok(v) => Ok((identity, v)),
         Err(beffroi_privacy::PrivacyError::NoKey(epoch)) => Err(refuse(
             ErrorCode::KeyDestroyed,
-            format!("the key of epoch {epoch} was destroyed: this pseudonym can no longer be linked"),
+            format!(
+                "the key of epoch {epoch} was destroyed: this pseudonym can no longer be linked"
+            ),
             detail,
         )),
         Err(e) => Err(refuse(ErrorCode::StoreUnavailable, e.to_string(), detail)),
@@ -665,7 +667,11 @@ async fn decide(s: AppState, c: Caller, id: String, approve: bool) -> Response {
     let now = s.engine.clock.now();
     let policy = s.unmask_requests.policy;
     let mut detail = serde_json::json!({"request_id": id});
-    let Some(r) = id.parse::<u64>().ok().and_then(|n| s.unmask_requests.get(n)) else {
+    let Some(r) = id
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| s.unmask_requests.get(n))
+    else {
         return request_not_found(detail);
     };
     detail = r.audit();
@@ -756,7 +762,11 @@ pub async fn approve(State(s): State<AppState>, c: Caller, Path(id): Path<String
         (status = 409, body = crate::error::ErrorBody, description = "`unmask_request_closed`"),
         (status = 410, body = crate::error::ErrorBody, description = "`unmask_request_expired`")),
     security(("bearer" = [])))]
-pub async fn refuse_request(State(s): State<AppState>, c: Caller, Path(id): Path<String>) -> Response {
+pub async fn refuse_request(
+    State(s): State<AppState>,
+    c: Caller,
+    Path(id): Path<String>,
+) -> Response {
     decide(s, c, id, false).await
 }
 
@@ -770,7 +780,11 @@ pub async fn refuse_request(State(s): State<AppState>, c: Caller, Path(id): Path
 pub async fn reveal(State(s): State<AppState>, c: Caller, Path(id): Path<String>) -> Response {
     let now = s.engine.clock.now();
     let detail = serde_json::json!({"request_id": id});
-    let Some(r) = id.parse::<u64>().ok().and_then(|n| s.unmask_requests.get(n)) else {
+    let Some(r) = id
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| s.unmask_requests.get(n))
+    else {
         return request_not_found(detail);
     };
     let mut detail = r.audit();
@@ -787,7 +801,8 @@ pub async fn reveal(State(s): State<AppState>, c: Caller, Path(id): Path<String>
             );
         }
         RequestState::Expired => {
-            s.unmask_requests.update(r.id, |r| r.state = RequestState::Expired);
+            s.unmask_requests
+                .update(r.id, |r| r.state = RequestState::Expired);
             return refuse(
                 ErrorCode::UnmaskRequestExpired,
                 "the request expired: ask again".into(),
@@ -810,7 +825,7 @@ pub async fn reveal(State(s): State<AppState>, c: Caller, Path(id): Path<String>
         Arc::clone(&s.reader),
         Arc::new(c.principal.visibility_for(&scope)),
     );
-    match carried(&s, incidents, r.incident, &r.pseudonym).await {
+    match carried(incidents, r.incident, &r.pseudonym).await {
         Ok(Some(_)) => {}
         Ok(None) => {
             return refuse(

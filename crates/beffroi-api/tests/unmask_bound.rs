@@ -3,6 +3,10 @@
 //! A pseudonym written into a rule's title, pasted into a comment, or read by the same
 //! device later (while the incident is still open) is not the incident's: 404
 //! `not_in_incident`, and nothing is revealed.
+//!
+//! With a second approver (`[privacy] unmask_approval = "dpo"`), the value is revealed only
+//! to the requester, after another person (the DPO) approved the request within the time
+//! limit; the requester cannot approve their own; every step is audited.
 
 use std::sync::{Arc, Mutex};
 
@@ -11,6 +15,7 @@ use axum::body::Body;
 use axum::http::{Method, Request, header};
 use beffroi_api::access::{Grant, Role, Scope};
 use beffroi_api::auth::{ApiToken, Auth, AuthPolicy, token_digest};
+use beffroi_api::unmask::{Approval, ApprovalPolicy};
 use beffroi_api::{AppState, WebSecurity};
 use beffroi_core::{AuditRecord, AuditSink, DeviceIdx, Identifier, SimClock, Territory, Timestamp};
 use beffroi_engine::metrics::Metrics;
@@ -38,6 +43,8 @@ impl AuditSink for Recorder {
 
 struct Harness {
     app: Router,
+    clock: SimClock,
+    audit: Arc<Recorder>,
     t: Arc<Territory>,
     keys: Arc<Pseudonymiser>,
     db: std::path::PathBuf,
@@ -70,7 +77,7 @@ fn insert_identity(db: &std::path::Path, s: &Sealed) {
     .expect("insert identity");
 }
 
-async fn harness(rules: impl Fn(&str) -> String) -> Harness {
+async fn harness(rules: impl Fn(&str) -> String, approval: ApprovalPolicy) -> Harness {
     let t = Arc::new(
         beffroi_territory::load_dir(&root().join("demo/territory")).expect("demo territory"),
     );
@@ -109,10 +116,12 @@ async fn harness(rules: impl Fn(&str) -> String) -> Harness {
             }],
         });
     }
+    let audit = Arc::new(Recorder::default());
     let state = AppState::new(engine.handle.clone(), Arc::new(reader), Arc::new(auth))
-        .with_audit(Arc::new(Recorder::default()) as Arc<dyn AuditSink>)
+        .with_audit(Arc::clone(&audit) as Arc<dyn AuditSink>)
         .with_privacy(Arc::new(beffroi_core::PrivacyPolicy::unconfigured()))
-        .with_pseudonymiser(Arc::clone(&keys));
+        .with_pseudonymiser(Arc::clone(&keys))
+        .with_unmask_approval(approval);
     state
         .ready
         .store(true, std::sync::atomic::Ordering::Release);
@@ -121,6 +130,8 @@ async fn harness(rules: impl Fn(&str) -> String) -> Harness {
     insert_identity(&db, &title_plate);
     Harness {
         app,
+        clock,
+        audit,
         t,
         keys,
         db,
@@ -171,6 +182,20 @@ impl Harness {
         assert_eq!(status, 200, "{body}");
     }
 
+    /// The id of the incident the test rule opened.
+    async fn incident(&self) -> u64 {
+        let (status, list) = self
+            .call(Method::GET, "/api/v1/incidents", Role::Administrator, None)
+            .await;
+        assert_eq!(status, 200, "{list}");
+        list.as_array()
+            .expect("list")
+            .iter()
+            .find(|i| i["rule"] == "door-test")
+            .and_then(|i| i["id"].as_u64())
+            .unwrap_or_else(|| panic!("the rule opened an incident: {list:#}"))
+    }
+
     async fn unmask(&self, id: u64, pseudonym: &str) -> (u16, Json) {
         self.call(
             Method::POST,
@@ -202,7 +227,11 @@ equals = true
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_the_pseudonyms_of_the_reading_that_raised_an_incident_can_be_unmasked() {
-    let h = harness(|plate| RULES.replace("{PLATE}", plate)).await;
+    let h = harness(
+        |plate| RULES.replace("{PLATE}", plate),
+        ApprovalPolicy::default(),
+    )
+    .await;
     let title_plate = h.pseudonym(Identifier::LicencePlate, TITLE_PLATE);
     // One reading: the door forced, a refused badge.
     h.post_reading(
@@ -223,13 +252,16 @@ async fn only_the_pseudonyms_of_the_reading_that_raised_an_incident_can_be_unmas
         .clone();
     let id = incident["id"].as_u64().expect("id");
     assert!(
-        incident["title"].as_str().is_some_and(|t| t.contains(&title_plate)),
+        incident["title"]
+            .as_str()
+            .is_some_and(|t| t.contains(&title_plate)),
         "the rule's title names the plate: {incident}"
     );
 
     // The same device reads another badge later, the incident still open; someone pastes a
     // third pseudonym (a real one, seen elsewhere) into a comment.
-    h.post_reading(json!({"badge": LATER_BADGE}), NOW - 30_000).await;
+    h.post_reading(json!({"badge": LATER_BADGE}), NOW - 30_000)
+        .await;
     let comment_badge = h.keys.seal(Identifier::Badge, COMMENT_BADGE);
     insert_identity(&h.db, &comment_badge);
     let (status, body) = h
@@ -255,11 +287,188 @@ async fn only_the_pseudonyms_of_the_reading_that_raised_an_incident_can_be_unmas
     for (what, p) in [
         ("the rule's title", title_plate.clone()),
         ("a comment", comment_badge.pseudonym.0.clone()),
-        ("a later reading", h.pseudonym(Identifier::Badge, LATER_BADGE)),
+        (
+            "a later reading",
+            h.pseudonym(Identifier::Badge, LATER_BADGE),
+        ),
     ] {
         let (status, body) = h.unmask(id, &p).await;
         assert_eq!(status, 404, "{what}: {body}");
         assert_eq!(body["error"]["code"], "not_in_incident", "{what}: {body}");
         assert!(body.get("value").is_none(), "{what}: {body}");
     }
+}
+
+fn audited(h: &Harness, action: &str) -> Vec<AuditRecord> {
+    h.audit
+        .0
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .filter(|r| r.action == action)
+        .cloned()
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_second_approver_the_value_waits_for_another_person() {
+    let policy = ApprovalPolicy {
+        approval: Approval::Dpo,
+        within: beffroi_core::Duration::from_mins(60),
+    };
+    let h = harness(|plate| RULES.replace("{PLATE}", plate), policy).await;
+    h.post_reading(
+        json!({"door_forced": true, "granted": false, "badge": BADGE}),
+        NOW - 60_000,
+    )
+    .await;
+    let id = h.incident().await;
+    let badge = h.pseudonym(Identifier::Badge, BADGE);
+    let clear = beffroi_privacy::normalise(Identifier::Badge, BADGE);
+
+    // The request is recorded, nothing revealed.
+    let (status, body) = h.unmask(id, &badge).await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["status"], "pending");
+    assert_eq!(body["approval"], "dpo");
+    assert!(!body.to_string().contains(&clear), "{body}");
+    let rid = body["request_id"].as_u64().expect("request id");
+    let call = |role: Role, what: &'static str| {
+        let h = &h;
+        async move {
+            h.call(
+                Method::POST,
+                &format!("/api/v1/unmask/requests/{rid}/{what}"),
+                role,
+                None,
+            )
+            .await
+        }
+    };
+
+    // Not before approval; not by the requester; not by another holder of the permission
+    // when the DPO approves.
+    let (status, body) = call(Role::Supervisor, "reveal").await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (409, Some("unmask_pending")),
+        "{body}"
+    );
+    let (status, body) = call(Role::Supervisor, "approve").await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (403, Some("self_approval")),
+        "{body}"
+    );
+    let (status, body) = call(Role::CrisisDirector, "approve").await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (403, Some("approver_required")),
+        "{body}"
+    );
+
+    // The DPO sees it pending, approves it; the approver never gets the value.
+    let (status, list) = h
+        .call(Method::GET, "/api/v1/unmask/requests", Role::Dpo, None)
+        .await;
+    assert_eq!(status, 200, "{list}");
+    let mine = &list["requests"][0];
+    assert_eq!(mine["id"], rid, "{list}");
+    assert_eq!(mine["status"], "pending");
+    assert_eq!(mine["can_approve"], true);
+    assert_eq!(mine["justification"], WHY);
+    let (status, body) = call(Role::Dpo, "approve").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "approved");
+    assert!(!body.to_string().contains(&clear), "{body}");
+    let (status, body) = call(Role::Dpo, "reveal").await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (404, Some("unmask_request_not_found")),
+        "{body}"
+    );
+    let (status, body) = call(Role::Dpo, "approve").await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (409, Some("unmask_request_closed")),
+        "{body}"
+    );
+
+    // The requester collects it, once.
+    let (status, body) = call(Role::Supervisor, "reveal").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["value"], clear.as_str());
+    let (status, body) = call(Role::Supervisor, "reveal").await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (409, Some("unmask_request_closed")),
+        "{body}"
+    );
+
+    // Every step audited, the value never.
+    let requested = audited(&h, "personal.unmask");
+    assert!(
+        requested
+            .iter()
+            .any(|r| r.detail.contains("\"stage\":\"requested\"")),
+        "{requested:?}"
+    );
+    let approvals = audited(&h, "personal.unmask.approve");
+    assert!(
+        approvals
+            .iter()
+            .any(|r| r.outcome == beffroi_core::AuditOutcome::Ok
+                && r.actor.ends_with(&tok(Role::Dpo))),
+        "{approvals:?}"
+    );
+    assert!(
+        approvals
+            .iter()
+            .any(|r| r.outcome == beffroi_core::AuditOutcome::Denied
+                && r.detail.contains("self_approval")),
+        "{approvals:?}"
+    );
+    let reveals = audited(&h, "personal.unmask.reveal");
+    assert!(
+        reveals
+            .iter()
+            .any(|r| r.outcome == beffroi_core::AuditOutcome::Ok
+                && r.detail.contains(&tok(Role::Dpo))),
+        "{reveals:?}"
+    );
+    for r in h.audit.0.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+        assert!(
+            !r.detail.contains(&clear) && !r.detail.contains(BADGE),
+            "{r:?}"
+        );
+    }
+
+    // A request not approved in time expires: refused, never revealed.
+    let (status, body) = h.unmask(id, &badge).await;
+    assert_eq!(status, 202, "{body}");
+    let rid = body["request_id"].as_u64().expect("request id");
+    h.clock.advance(beffroi_core::Duration::from_mins(61));
+    let (status, body) = h
+        .call(
+            Method::POST,
+            &format!("/api/v1/unmask/requests/{rid}/approve"),
+            Role::Dpo,
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (410, Some("unmask_request_expired")),
+        "{body}"
+    );
+    let (status, body) = h
+        .call(
+            Method::POST,
+            &format!("/api/v1/unmask/requests/{rid}/reveal"),
+            Role::Supervisor,
+            None,
+        )
+        .await;
+    assert_eq!(status, 410, "{body}");
+    assert!(body.get("value").is_none(), "{body}");
 }

@@ -773,6 +773,28 @@ mod tests {
         }
     }
 
+    #[test]
+    fn a_raise_records_what_its_reading_carries_and_a_clear_nothing() {
+        let t = fixture::small();
+        let mut b = IncidentBook::new([]);
+        let mut a = alarm(AlarmKind::Raise, Severity::Major, 10);
+        a.carries = vec!["badge:1:b".into(), "badge:1:a".into(), "badge:1:b".into()];
+        let c = b.apply_alarm(&a, &t).expect("opened");
+        assert_eq!(
+            c.pseudonyms,
+            vec![Arc::from("badge:1:a"), Arc::from("badge:1:b")]
+        );
+        // Raised again with nothing new in the log: still recorded.
+        a.carries = vec!["badge:1:c".into()];
+        let c = b.apply_alarm(&a, &t).expect("recorded");
+        assert!(c.log.is_empty());
+        assert_eq!(c.pseudonyms, vec![Arc::from("badge:1:c")]);
+        let mut clear = alarm(AlarmKind::Clear, Severity::Major, 20);
+        clear.carries = vec!["badge:1:d".into()];
+        let c = b.apply_alarm(&clear, &t).expect("cleared");
+        assert!(c.pseudonyms.is_empty());
+    }
+
     fn book() -> IncidentBook {
         IncidentBook::new([Procedure {
             category: "flood".into(),

@@ -1083,8 +1083,7 @@ fn readings(
     obs: &[Observation],
     carried: &[Vec<Arc<str>>],
 ) -> rustc_hash::FxHashMap<(DeviceIdx, Timestamp), Vec<Arc<str>>> {
-    let mut out: rustc_hash::FxHashMap<(DeviceIdx, Timestamp), Vec<Arc<str>>> =
-        Default::default();
+    let mut out: rustc_hash::FxHashMap<(DeviceIdx, Timestamp), Vec<Arc<str>>> = Default::default();
     for (o, ps) in obs.iter().zip(carried) {
         if !ps.is_empty() {
             out.entry((o.device, o.time))

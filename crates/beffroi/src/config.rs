@@ -423,14 +423,15 @@ impl Config {
         let privacy = raw.privacy.unwrap_or_default();
         let mut unmask_approval = beffroi_api::unmask::ApprovalPolicy::default();
         if let Some(a) = privacy.unmask_approval.as_deref() {
-            unmask_approval.approval = beffroi_api::unmask::Approval::parse(a).ok_or_else(|| {
-                ConfigError::new(
-                    src.path.clone(),
-                    None,
-                    Some("privacy.unmask_approval"),
-                    "expected none, dpo or two_person",
-                )
-            })?;
+            unmask_approval.approval =
+                beffroi_api::unmask::Approval::parse(a).ok_or_else(|| {
+                    ConfigError::new(
+                        src.path.clone(),
+                        None,
+                        Some("privacy.unmask_approval"),
+                        "expected none, dpo or two_person",
+                    )
+                })?;
         }
         if let Some(w) = privacy.unmask_approval_within.as_deref() {
             unmask_approval.within = parse_duration(w).map_err(|e| {
@@ -544,7 +545,10 @@ mod tests {
         assert_eq!(c.keys_dir, Some(PathBuf::from("/etc/beffroi/k")));
         assert!(parse(&format!("{base}[privacy]\nkey = \"k\"\n")).is_err());
         use beffroi_api::unmask::Approval;
-        assert_eq!(parse(base).expect("valid").unmask_approval.approval, Approval::None);
+        assert_eq!(
+            parse(base).expect("valid").unmask_approval.approval,
+            Approval::None
+        );
         let c = parse(&format!(
             "{base}[privacy]\nunmask_approval = \"dpo\"\nunmask_approval_within = \"2h\"\n"
         ))
