@@ -53,8 +53,8 @@ pub enum ErrorCode {
     NoHold,
     /// 403: unmasking needs a declared purpose and a justification (15 characters or more).
     PurposeRequired,
-    /// 404: the pseudonym does not occur in this incident (nor in its device's
-    /// observations during the incident).
+    /// 404: the incident does not carry this pseudonym (it was not recorded from the
+    /// reading that raised the incident; its title, evidence and log never count).
     NotInIncident,
     /// 410: the key epoch of the pseudonym was destroyed: it can no longer be linked.
     KeyDestroyed,
@@ -68,6 +68,18 @@ pub enum ErrorCode {
     /// 422: a payload posted for one device (`/devices/{id}/observations`) has a record
     /// naming another device: nothing of it is ingested.
     DeviceMismatch,
+    /// 404: no such unmasking request, or one the caller may neither decide nor collect.
+    UnmaskRequestNotFound,
+    /// 403: the requester of an unmasking cannot approve or refuse it.
+    SelfApproval,
+    /// 403: the caller may not approve unmaskings (`dpo`: needs `privacy.subject`).
+    ApproverRequired,
+    /// 409: the unmasking request waits for its approver.
+    UnmaskPending,
+    /// 409: the unmasking request was already decided, or its value shown.
+    UnmaskRequestClosed,
+    /// 410: the unmasking request was not approved, or its value not collected, in time.
+    UnmaskRequestExpired,
 }
 
 impl ErrorCode {
@@ -93,6 +105,10 @@ impl ErrorCode {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
             ErrorCode::UnmaskLimit => StatusCode::TOO_MANY_REQUESTS,
+            ErrorCode::UnmaskRequestNotFound => StatusCode::NOT_FOUND,
+            ErrorCode::SelfApproval | ErrorCode::ApproverRequired => StatusCode::FORBIDDEN,
+            ErrorCode::UnmaskPending | ErrorCode::UnmaskRequestClosed => StatusCode::CONFLICT,
+            ErrorCode::UnmaskRequestExpired => StatusCode::GONE,
         }
     }
     pub fn as_str(self) -> &'static str {
@@ -125,6 +141,12 @@ impl ErrorCode {
             ErrorCode::NoPseudonymisationKey => "no_pseudonymisation_key",
             ErrorCode::UnmaskLimit => "unmask_limit",
             ErrorCode::DeviceMismatch => "device_mismatch",
+            ErrorCode::UnmaskRequestNotFound => "unmask_request_not_found",
+            ErrorCode::SelfApproval => "self_approval",
+            ErrorCode::ApproverRequired => "approver_required",
+            ErrorCode::UnmaskPending => "unmask_pending",
+            ErrorCode::UnmaskRequestClosed => "unmask_request_closed",
+            ErrorCode::UnmaskRequestExpired => "unmask_request_expired",
         }
     }
 }

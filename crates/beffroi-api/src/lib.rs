@@ -78,6 +78,8 @@ pub struct AppState {
     pub audit_reader: Option<Arc<dyn beffroi_core::AuditReader>>,
     /// How many values each caller unmasked in the last 24 hours.
     pub unmask_budget: Arc<unmask::Budget>,
+    /// The second approver's policy and the unmasking requests waiting for it.
+    pub unmask_requests: Arc<unmask::Requests>,
 }
 
 /// The default audit sink: each record is a structured `tracing` event on target `audit`.
@@ -163,6 +165,7 @@ impl AppState {
             pseudonymiser: None,
             audit_reader: None,
             unmask_budget: Arc::new(unmask::Budget::default()),
+            unmask_requests: Arc::new(unmask::Requests::default()),
         }
     }
 
@@ -175,6 +178,12 @@ impl AppState {
     /// Sets the pseudonymisation keys in force.
     pub fn with_pseudonymiser(mut self, p: Arc<beffroi_privacy::Pseudonymiser>) -> AppState {
         self.pseudonymiser = Some(p);
+        self
+    }
+
+    /// Sets who must approve an unmasking before its value is revealed.
+    pub fn with_unmask_approval(mut self, policy: unmask::ApprovalPolicy) -> AppState {
+        self.unmask_requests = Arc::new(unmask::Requests::new(policy));
         self
     }
 

@@ -23,6 +23,8 @@ use crate::{crisis, handlers, overview, units};
         crate::console::map_clusters, crate::console::communes_geojson,
         crate::security::quarantine, crate::security::release, crate::security::quarantine_view,
         crate::crowd::crowd, crate::unmask::unmask,
+        crate::unmask::list_requests, crate::unmask::approve, crate::unmask::refuse_request,
+        crate::unmask::reveal,
     ),
     components(schemas(
         IncidentDto, IncidentDetailDto, SopDto, SopStepDto, LogEntryDto, ActionRequest,
@@ -42,6 +44,8 @@ use crate::{crisis, handlers, overview, units};
         crate::security::QuarantineActDto, crate::security::QuarantineViewDto,
         crate::crowd::CrowdDto, crate::crowd::CrowdZoneDto, crate::crowd::CrowdBucketDto,
         crate::crowd::PeopleCount, crate::unmask::UnmaskRequest, crate::unmask::UnmaskResponse,
+        crate::unmask::UnmaskPendingResponse, crate::unmask::UnmaskRequestDto,
+        crate::unmask::UnmaskRequestsDto,
     )),
     modifiers(&Bearer),
 )]

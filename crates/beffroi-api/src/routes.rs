@@ -134,6 +134,11 @@ pub static ROUTES: &[RouteSpec] = &[
     route!(GET "/api/v1/incidents/{id}", Allow(P::IncidentRead, Object(O::Incident)), "", handlers::get_incident),
     route!(POST "/api/v1/incidents/{id}/actions", Allow(P::IncidentAct, Object(O::Incident)), "incident.action", handlers::act),
     route!(POST "/api/v1/incidents/{id}/unmask", Allow(P::PersonalUnmask, Object(O::Incident)), "personal.unmask", unmask::unmask),
+    // The second approver: each request is checked against its incident by the handler.
+    route!(GET "/api/v1/unmask/requests", Allow(P::PersonalUnmask, Filtered), "", unmask::list_requests),
+    route!(POST "/api/v1/unmask/requests/{id}/approve", Allow(P::PersonalUnmask, Filtered), "personal.unmask.approve", unmask::approve),
+    route!(POST "/api/v1/unmask/requests/{id}/refuse", Allow(P::PersonalUnmask, Filtered), "personal.unmask.refuse", unmask::refuse_request),
+    route!(POST "/api/v1/unmask/requests/{id}/reveal", Allow(P::PersonalUnmask, Filtered), "personal.unmask.reveal", unmask::reveal),
     route!(GET "/api/v1/territory", Allow(P::TerritoryRead, Global), "", handlers::territory),
     route!(GET "/api/v1/territory/sites", Allow(P::TerritoryRead, Global), "", handlers::sites_geojson),
     route!(GET "/api/v1/territory/communes", Allow(P::TerritoryRead, Global), "", console::communes_geojson),

@@ -77,6 +77,15 @@ impl Incidents {
         Ok(self.nested(&[id])?.visible.into_iter().next())
     }
 
+    /// Whether the incident, if the caller may see it, carries `pseudonym`: recorded from
+    /// the reading that raised it (its title, evidence and log never count).
+    pub fn carries(&self, id: IncidentId, pseudonym: &str) -> Result<bool, StoreError> {
+        if self.one(id)?.is_none() {
+            return Ok(false);
+        }
+        self.reader.carries(id, pseudonym)
+    }
+
     /// One incident with its log, `None` when it does not exist or the caller may not see it.
     pub fn with_log(
         &self,

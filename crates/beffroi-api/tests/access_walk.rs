@@ -181,6 +181,7 @@ fn incident(t: &Territory, id: u64, commune: &str, category: &str) -> IncidentCh
         },
         created: true,
         log: vec![],
+        pseudonyms: vec![],
     }
 }
 

@@ -203,6 +203,7 @@ fn incident(t: &Territory, id: u64, d: DeviceIdx, evidence: &str) -> IncidentCha
         },
         created: true,
         log: vec![],
+        pseudonyms: vec![],
     }
 }
 
@@ -235,8 +236,8 @@ struct Unmask {
     stranger: String,
 }
 
-/// Incident 1 names a plate in its evidence and a pseudonym of a destroyed epoch; incident
-/// 2's device observed a badge during the incident. Keys in force: epoch 2 only.
+/// Incident 1 carries a plate and a pseudonym of a destroyed epoch; incident 2 the badge of
+/// the reading that raised it. Keys in force: epoch 2 only.
 async fn unmask_harness() -> Unmask {
     let t = Arc::new(
         beffroi_territory::load_dir(&root().join("demo/territory")).expect("demo territory"),
@@ -256,16 +257,28 @@ async fn unmask_harness() -> Unmask {
     let badge_field = t.kind(reader_kind).field("badge").expect("badge field");
     let seed = WriteBatch {
         incidents: vec![
-            incident(
-                &t,
-                1,
-                readers[0],
-                &format!(
-                    "véhicule {} puis {} vu sur place",
-                    plate.pseudonym.0, old.pseudonym.0
-                ),
-            ),
-            incident(&t, 2, readers[1], "door_forced = true"),
+            // Recorded from the readings that raised them (what the engine does).
+            {
+                let mut i = incident(
+                    &t,
+                    1,
+                    readers[0],
+                    &format!(
+                        "véhicule {} puis {} vu sur place",
+                        plate.pseudonym.0, old.pseudonym.0
+                    ),
+                );
+                i.pseudonyms = vec![
+                    plate.pseudonym.0.as_str().into(),
+                    old.pseudonym.0.as_str().into(),
+                ];
+                i
+            },
+            {
+                let mut i = incident(&t, 2, readers[1], "door_forced = true");
+                i.pseudonyms = vec![badge.pseudonym.0.as_str().into()];
+                i
+            },
             // Resolved before the badge was read (never closed): the read is not its own.
             {
                 let mut i = incident(&t, 3, readers[1], "door_forced = true");

@@ -140,6 +140,7 @@ async fn harness() -> Harness {
                 },
                 created: true,
                 log: Vec::new(),
+                pseudonyms: vec![],
             }],
             ..WriteBatch::default()
         })

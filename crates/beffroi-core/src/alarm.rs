@@ -51,4 +51,9 @@ pub struct Alarm {
     pub auto_resolve: bool,
     /// The condition is the device's silence (an absence rule), not something it reported.
     pub silence: bool,
+    /// The pseudonyms of the reading that raised the condition: the values of its personal
+    /// fields and the pseudonyms that ingest scrubbing put into its technical text (the
+    /// observations of that device at that time in the same payload). Set by the engine,
+    /// never from rule text; empty for ticks, clears and security findings.
+    pub carries: Vec<Arc<str>>,
 }

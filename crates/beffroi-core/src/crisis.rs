@@ -432,6 +432,7 @@ mod tests {
                 action: action.into(),
                 detail: crate::SafeText::default(),
             }],
+            pseudonyms: Vec::new(),
         }
     }
 

@@ -237,6 +237,10 @@ pub struct IncidentChange {
     pub incident: Incident,
     pub created: bool,
     pub log: Vec<LogEntry>,
+    /// Pseudonyms this change adds to what the incident carries: those of the reading that
+    /// raised it ([`Alarm::carries`]). Only these can be unmasked through the incident; its
+    /// title, evidence and log never count, whatever they contain.
+    pub pseudonyms: Vec<Arc<str>>,
 }
 
 /// A reflex procedure for a category.
@@ -286,6 +290,14 @@ impl EscalationPolicy {
             .iter()
             .all(|d| d.remind_after.is_none() && d.escalate_after.is_none())
     }
+}
+
+/// The pseudonyms an alarm carries, once each, in a fixed order.
+fn carried(alarm: &Alarm) -> Vec<Arc<str>> {
+    let mut v = alarm.carries.clone();
+    v.sort_unstable();
+    v.dedup();
+    v
 }
 
 /// The active (not closed) incidents of a partition, indexed by id and deduplication key.
@@ -408,7 +420,11 @@ impl IncidentBook {
                     }
                 }
             }
-            if log.is_empty() {
+            let pseudonyms = match alarm.kind {
+                AlarmKind::Raise | AlarmKind::Escalate => carried(alarm),
+                AlarmKind::Clear => Vec::new(),
+            };
+            if log.is_empty() && pseudonyms.is_empty() {
                 return None;
             }
             inc.updated_at = inc.updated_at.max(at);
@@ -416,6 +432,7 @@ impl IncidentBook {
                 incident: inc.clone(),
                 created: false,
                 log,
+                pseudonyms,
             });
         }
         if alarm.kind == AlarmKind::Clear {
@@ -479,6 +496,7 @@ impl IncidentBook {
             incident: inc,
             created: true,
             log,
+            pseudonyms: carried(alarm),
         })
     }
 
@@ -578,6 +596,7 @@ impl IncidentBook {
             incident: inc.clone(),
             created: false,
             log: vec![entry(at, actor, log_action, detail)],
+            pseudonyms: Vec::new(),
         };
         if inc.status == Status::Closed {
             self.by_key.remove(&inc.key);
@@ -665,6 +684,7 @@ impl IncidentBook {
                     incident: inc.clone(),
                     created: false,
                     log,
+                    pseudonyms: Vec::new(),
                 });
             }
         }
@@ -756,7 +776,30 @@ mod tests {
             evidence: "level_m=3".into(),
             auto_resolve: true,
             silence: false,
+            carries: Vec::new(),
         }
+    }
+
+    #[test]
+    fn a_raise_records_what_its_reading_carries_and_a_clear_nothing() {
+        let t = fixture::small();
+        let mut b = IncidentBook::new([]);
+        let mut a = alarm(AlarmKind::Raise, Severity::Major, 10);
+        a.carries = vec!["badge:1:b".into(), "badge:1:a".into(), "badge:1:b".into()];
+        let c = b.apply_alarm(&a, &t).expect("opened");
+        assert_eq!(
+            c.pseudonyms,
+            vec![Arc::from("badge:1:a"), Arc::from("badge:1:b")]
+        );
+        // Raised again with nothing new in the log: still recorded.
+        a.carries = vec!["badge:1:c".into()];
+        let c = b.apply_alarm(&a, &t).expect("recorded");
+        assert!(c.log.is_empty());
+        assert_eq!(c.pseudonyms, vec![Arc::from("badge:1:c")]);
+        let mut clear = alarm(AlarmKind::Clear, Severity::Major, 20);
+        clear.carries = vec!["badge:1:d".into()];
+        let c = b.apply_alarm(&clear, &t).expect("cleared");
+        assert!(c.pseudonyms.is_empty());
     }
 
     fn book() -> IncidentBook {

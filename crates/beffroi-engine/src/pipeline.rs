@@ -723,6 +723,9 @@ impl Pipeline {
             return result;
         }
         self.obs.clear();
+        // What each accepted observation carries of a person: the pseudonyms its
+        // pseudonymisation produced (parallel to `self.obs`).
+        let mut carried: Vec<Vec<Arc<str>>> = Vec::new();
         // Distinct unregistered names of this payload (at most MAX_RECORDS), and the tags
         // of the first few: one signal for the payload, however many names it makes up.
         let mut unknown: rustc_hash::FxHashSet<String> = Default::default();
@@ -747,9 +750,13 @@ impl Pipeline {
             });
             let checked = checked.and_then(|o| self.within_retention(&o, received).map(|()| o));
             // Before anything is stored, logged or evaluated.
+            let sealed_before = out.batch.identities.len();
             let checked = checked.and_then(|mut o| self.pseudonymise(&mut o, out).map(|()| o));
             match checked {
-                Ok(o) => self.obs.push(o),
+                Ok(o) => {
+                    carried.push(sealed_since(out, sealed_before));
+                    self.obs.push(o);
+                }
                 Err(mut rej) => {
                     if rej.reason == RejectReason::UnknownDevice {
                         // The name is the publisher's choice: quoted by its tag only.
@@ -776,6 +783,7 @@ impl Pipeline {
         result.accepted = self.obs.len();
         self.metrics.accepted[source.index()].inc_by(self.obs.len() as u64);
         let obs = std::mem::take(&mut self.obs);
+        let readings = readings(&obs, &carried);
         let mut last = None;
         for o in &obs {
             let freshness = self.classify(o, out);
@@ -783,7 +791,11 @@ impl Pipeline {
                 self.sentinel.on_message(o.device, received);
                 last = Some(o.device);
             }
+            let raised = self.alarms.len();
             self.observe(o, received, freshness, out);
+            if let Some(ps) = readings.get(&(o.device, o.time)) {
+                self.carry(raised, ps);
+            }
         }
         self.obs = obs;
         self.flush_alarms(out);
@@ -861,6 +873,7 @@ impl Pipeline {
     /// Accepts observations that are already validated (simulator, benchmarks).
     pub fn ingest_observation(&mut self, o: &Observation, received: Timestamp, out: &mut Output) {
         let sealed;
+        let sealed_before = out.batch.identities.len();
         let o = if self.has_text && matches!(o.value, Value::Text(_)) {
             let mut p = o.clone();
             if let Err(rej) = self.pseudonymise(&mut p, out) {
@@ -872,14 +885,30 @@ impl Pipeline {
         } else {
             o
         };
+        let carried = sealed_since(out, sealed_before);
         self.metrics.accepted[Source::Simulator.index()].inc();
         let freshness = self.classify(o, out);
         if freshness == Freshness::Fresh {
             self.sentinel.on_message(o.device, received);
         }
+        let raised = self.alarms.len();
         self.observe(o, received, freshness, out);
+        self.carry(raised, &carried);
         self.flush_alarms(out);
         self.flush_sentinel(received, out);
+    }
+
+    /// The alarms raised since index `from` carry the pseudonyms of the reading that raised
+    /// them (a clear carries nothing: the reading that ends a condition is not its cause).
+    fn carry(&mut self, from: usize, pseudonyms: &[Arc<str>]) {
+        if pseudonyms.is_empty() {
+            return;
+        }
+        for a in self.alarms.iter_mut().skip(from) {
+            if a.kind != AlarmKind::Clear {
+                a.carries.extend(pseudonyms.iter().cloned());
+            }
+        }
     }
 
     /// Records an input refused before reaching the pipeline (e.g. overload).
@@ -1061,6 +1090,36 @@ impl Pipeline {
         self.alarms = alarms;
         self.alarms.clear();
     }
+}
+
+/// The pseudonyms sealed into `out` since index `from`: what pseudonymising one observation
+/// produced (its personal value, or what scrubbing took out of its technical text).
+fn sealed_since(out: &Output, from: usize) -> Vec<Arc<str>> {
+    out.batch
+        .identities
+        .get(from..)
+        .unwrap_or_default()
+        .iter()
+        .map(|i| Arc::from(i.sealed.pseudonym.0.as_str()))
+        .collect()
+}
+
+/// The pseudonyms of each reading of a payload: a reading is what one device reported at
+/// one time (a badge reader's `granted` and `badge` records), so an alarm raised by any of
+/// its observations carries all of them. Empty (no allocation) when nothing was sealed.
+fn readings(
+    obs: &[Observation],
+    carried: &[Vec<Arc<str>>],
+) -> rustc_hash::FxHashMap<(DeviceIdx, Timestamp), Vec<Arc<str>>> {
+    let mut out: rustc_hash::FxHashMap<(DeviceIdx, Timestamp), Vec<Arc<str>>> = Default::default();
+    for (o, ps) in obs.iter().zip(carried) {
+        if !ps.is_empty() {
+            out.entry((o.device, o.time))
+                .or_default()
+                .extend(ps.iter().cloned());
+        }
+    }
+    out
 }
 
 /// An overload rejection, for sources that refuse rather than wait.

@@ -218,6 +218,7 @@ impl SentinelGlue {
             ),
             auto_resolve: false,
             silence: false,
+            carries: Vec::new(),
         }
     }
 }

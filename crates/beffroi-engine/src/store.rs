@@ -288,6 +288,11 @@ pub trait StoreReader: Send + Sync + 'static {
     ) -> Result<SubjectData, StoreError> {
         Ok(SubjectData::default())
     }
+    /// Whether incident `id` carries `pseudonym`: it was recorded from the reading that
+    /// raised it (never found in its title, evidence or log). Refuses by default.
+    fn carries(&self, _id: IncidentId, _pseudonym: &str) -> Result<bool, StoreError> {
+        Ok(false)
+    }
     /// The sealed value behind a pseudonym (table `identities`), for purpose-bound
     /// unmasking; `None` when it was never seen or has been purged or erased.
     fn identity(&self, _pseudonym: &str) -> Result<Option<IdentityRow>, StoreError> {

@@ -237,3 +237,57 @@ fn declared_technical_text_refuses_free_text() {
         vec![RejectReason::TextNotAllowed]
     );
 }
+
+/// An incident records the pseudonyms of the reading that raised it (the badge read with
+/// `on = true`), not those of the rule's title, and a clear records nothing.
+#[test]
+fn an_incident_carries_the_pseudonyms_of_the_reading_that_raised_it() {
+    let keys = Arc::new(Pseudonymiser::new(vec![EpochKey::new(1, &[3; 32])]).expect("keys"));
+    let t = Arc::new(fixture::small());
+    let rules = r#"
+[[rule]]
+id = "alarm-on"
+title = "Alarme — badge:1:aaaaaaaaaaaaaaaaaaaa"
+category = "intrusion"
+severity = "major"
+key = "device"
+auto_resolve = true
+kind = "alarm"
+[rule.threshold]
+field = "on"
+equals = true
+"#;
+    let rules = beffroi_rules::parse(&SourceFile::new("rules.toml", rules), &t).expect("rules");
+    let mut p = Pipeline::new(
+        t,
+        Arc::new(rules),
+        Vec::new(),
+        Arc::new(Metrics::new()),
+        Timestamp(START),
+    );
+    p.set_pseudonymiser(Some(Arc::clone(&keys)));
+    let out = ingest(&mut p, "BADGE-0042", START + 1_000);
+    let badge = keys.seal(Identifier::Badge, "BADGE-0042").pseudonym.0;
+    assert_eq!(out.batch.incidents.len(), 1, "{:?}", out.batch.incidents);
+    let opened = &out.batch.incidents[0];
+    assert!(opened.created);
+    let carried: Vec<&str> = opened.pseudonyms.iter().map(|p| &**p).collect();
+    assert_eq!(carried, vec![badge.as_str()]);
+
+    // The reading that clears the condition is not its cause.
+    let mut out = Output::default();
+    let body = format!(
+        r#"{{"device":"a1","time":{},"values":{{"on":false,"badge":"BADGE-0099"}}}}"#,
+        START + 2_000
+    );
+    p.ingest(
+        Source::Http,
+        Format::Json,
+        None,
+        body.as_bytes(),
+        Timestamp(START + 10_000),
+        &mut out,
+    );
+    assert!(!out.batch.incidents.is_empty());
+    assert!(out.batch.incidents.iter().all(|c| c.pseudonyms.is_empty()));
+}

@@ -1003,6 +1003,7 @@ impl Evaluator {
             evidence: SafeText::default(),
             auto_resolve: rule.auto_resolve,
             silence: matches!(rule.body, Body::Absence { .. }),
+            carries: Vec::new(),
         }
     }
 }

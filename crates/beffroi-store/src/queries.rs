@@ -317,6 +317,25 @@ pub(crate) fn observations(
     Ok(items)
 }
 
+/// Whether incident `id` carries `pseudonym` (`incident_pseudonyms`).
+pub(crate) fn carries(
+    conn: &Connection,
+    id: beffroi_core::IncidentId,
+    pseudonym: &str,
+) -> Result<bool, StoreError> {
+    let Ok(id) = i64::try_from(id.0) else {
+        return Ok(false);
+    };
+    conn.prepare_cached(
+        "SELECT 1 FROM incident_pseudonyms WHERE incident_id = ?1 AND pseudonym = ?2",
+    )
+    .ctx("prepare incident pseudonym")?
+    .query_row(rusqlite::params![id, pseudonym], |_| Ok(()))
+    .optional()
+    .ctx("read incident pseudonym")
+    .map(|r| r.is_some())
+}
+
 /// The sealed value behind a pseudonym (`identities`, written by the pseudonymisation).
 pub(crate) fn identity(
     conn: &Connection,

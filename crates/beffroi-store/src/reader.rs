@@ -83,6 +83,10 @@ impl StoreReader for SqliteReader {
         crate::retention::subject_data(&self.pool.get(), pseudonyms, limit)
     }
 
+    fn carries(&self, id: IncidentId, pseudonym: &str) -> Result<bool, StoreError> {
+        queries::carries(&self.pool.get(), id, pseudonym)
+    }
+
     fn identity(
         &self,
         pseudonym: &str,

@@ -88,6 +88,15 @@ fn gather_held(
         .ctx("write held incident")?;
         pseudonyms.extend(pseudonyms_in(title).map(str::to_string));
         pseudonyms.extend(pseudonyms_in(evidence).map(str::to_string));
+        let mut carried = tx
+            .prepare_cached("SELECT pseudonym FROM incident_pseudonyms WHERE incident_id = ?1")
+            .ctx("prepare held incident pseudonyms")?;
+        for p in carried
+            .query_map([id], |r| r.get::<_, String>(0))
+            .ctx("read held incident pseudonyms")?
+        {
+            pseudonyms.insert(p.ctx("read held incident pseudonyms")?);
+        }
         let mut log = tx
             .prepare_cached("SELECT detail FROM incident_log WHERE incident_id = ?1")
             .ctx("prepare held log")?;
@@ -341,6 +350,8 @@ struct ClosedRecords {
     /// Ids past the cutoff (`?1`), at most `?2`.
     select: &'static str,
     delete_log: &'static str,
+    /// Rows of other tables that go with the record (`?1`: its id).
+    delete_also: &'static [&'static str],
     delete: &'static str,
     store: &'static str,
     log_store: &'static str,
@@ -352,6 +363,7 @@ impl ClosedRecords {
         select: "SELECT id FROM incidents WHERE status = 'closed' AND closed_at < ?1 \
                  AND id NOT IN (SELECT id FROM temp.held_incidents) LIMIT ?2",
         delete_log: "DELETE FROM incident_log WHERE incident_id = ?1",
+        delete_also: &["DELETE FROM incident_pseudonyms WHERE incident_id = ?1"],
         delete: "DELETE FROM incidents WHERE id = ?1",
         store: "incidents",
         log_store: "incident_log",
@@ -359,6 +371,7 @@ impl ClosedRecords {
     const CRISES: ClosedRecords = ClosedRecords {
         select: "SELECT id FROM crises WHERE closed_at IS NOT NULL AND closed_at < ?1 LIMIT ?2",
         delete_log: "DELETE FROM crisis_log WHERE crisis_id = ?1",
+        delete_also: &[],
         delete: "DELETE FROM crises WHERE id = ?1",
         store: "crises",
         log_store: "crisis_log",
@@ -384,6 +397,12 @@ fn delete_closed(
                 .execute([id])
                 .ctx("purge log")?;
             report.remove(records.log_store, DataCategory::Technical, n as u64);
+            for sql in records.delete_also {
+                tx.prepare_cached(sql)
+                    .ctx("prepare purge record rows")?
+                    .execute([id])
+                    .ctx("purge record rows")?;
+            }
             tx.prepare_cached(records.delete)
                 .ctx("prepare purge record")?
                 .execute([id])
@@ -507,6 +526,11 @@ fn redact_incidents_where(
             .ctx("redact incident")?;
             let n = redact_log(&tx, plan, RedactedLog::INCIDENT, *id)?;
             report.redact("incident_log", DataCategory::Personal, n);
+            // Past the personal limit, nothing of the incident can be unmasked any more.
+            tx.prepare_cached("DELETE FROM incident_pseudonyms WHERE incident_id = ?1")
+                .ctx("prepare redact incident pseudonyms")?
+                .execute([id])
+                .ctx("redact incident pseudonyms")?;
         }
         report.redact("incidents", DataCategory::Personal, batch.len() as u64);
         tx.commit().ctx("commit redaction")?;
@@ -998,6 +1022,13 @@ pub(crate) fn erase_subject(
                 [p],
             )
             .ctx("erase identity")? as u64;
+        tx.prepare_cached(
+            "DELETE FROM incident_pseudonyms WHERE pseudonym = ?1 \
+             AND incident_id NOT IN (SELECT id FROM temp.held_incidents)",
+        )
+        .ctx("prepare erase incident pseudonyms")?
+        .execute([p])
+        .ctx("erase incident pseudonyms")?;
         let (found, log) = mentions(&tx, p)?;
         let pp = std::slice::from_ref(p);
         for (id, _, _, _, _) in found {

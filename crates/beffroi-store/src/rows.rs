@@ -234,6 +234,9 @@ pub(crate) const UPSERT_INCIDENT: &str = "INSERT INTO incidents (id, key, rule, 
      evidence = excluded.evidence, sop_title = excluded.sop_title, sop = excluded.sop, \
      reminded_at = excluded.reminded_at, escalated_at = excluded.escalated_at";
 
+/// A pseudonym an incident carries (recorded once, at its first reading).
+pub(crate) const INSERT_CARRIED: &str = "INSERT OR IGNORE INTO incident_pseudonyms \
+     (incident_id, pseudonym, at) VALUES (?1, ?2, ?3)";
 pub(crate) const INSERT_LOG: &str =
     "INSERT INTO incident_log (incident_id, at, actor, action, detail) VALUES (?1, ?2, ?3, ?4, ?5)";
 

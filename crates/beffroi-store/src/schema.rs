@@ -20,6 +20,7 @@ const MIGRATIONS: &[&str] = &[
     V6_IDENTITIES,
     V7_RETENTION,
     V8_WATERMARKS,
+    V9_INCIDENT_PSEUDONYMS,
 ];
 
 /// The schema version this build writes.
@@ -243,6 +244,25 @@ CREATE TABLE purge_runs (
 /// (no extra row per commit) and read back at start and after a failed commit.
 const V8_WATERMARKS: &str = r#"
 ALTER TABLE device_state ADD COLUMN watermarks TEXT NOT NULL DEFAULT '{}';
+"#;
+
+/// Unmasking bound by structure (ADR 0025): the pseudonyms each incident carries, recorded
+/// when the engine opens or updates it from a reading (its personal values and what scrubbing
+/// took out of its technical text); only these can be unmasked through the incident. The
+/// incidents already stored get the personal values their device read at their opening
+/// (the reading that opened them); nothing is taken from their title, evidence or log.
+const V9_INCIDENT_PSEUDONYMS: &str = r#"
+CREATE TABLE incident_pseudonyms (
+    incident_id INTEGER NOT NULL,
+    pseudonym   TEXT    NOT NULL,
+    at          INTEGER NOT NULL,
+    PRIMARY KEY (incident_id, pseudonym)
+) WITHOUT ROWID, STRICT;
+CREATE INDEX incident_pseudonyms_pseudonym ON incident_pseudonyms (pseudonym);
+INSERT OR IGNORE INTO incident_pseudonyms (incident_id, pseudonym, at)
+    SELECT i.id, o.value_text, o.time FROM incidents i
+    JOIN observations o ON o.device = i.device AND o.time = i.opened_at
+    JOIN identities p ON p.pseudonym = o.value_text;
 "#;
 
 /// Brings the database to [`SCHEMA_VERSION`]. Refuses a database written by a newer build.

@@ -138,10 +138,18 @@ impl Store for SqliteStore {
         if !batch.incidents.is_empty() {
             let mut upsert = tx.prepare_cached(UPSERT_INCIDENT).ctx("prepare incident")?;
             let mut log = tx.prepare_cached(INSERT_LOG).ctx("prepare incident log")?;
+            let mut carried = tx
+                .prepare_cached(rows::INSERT_CARRIED)
+                .ctx("prepare incident pseudonyms")?;
             for change in &batch.incidents {
                 let inc = &change.incident;
                 rows::upsert_incident(&mut upsert, t, inc)?;
                 let id = id_to_sql(inc.id)?;
+                for p in &change.pseudonyms {
+                    carried
+                        .execute(params![id, &**p, inc.updated_at.0])
+                        .ctx("write incident pseudonyms")?;
+                }
                 for entry in &change.log {
                     log.execute(params![
                         id,

@@ -125,6 +125,7 @@ fn incident(t: &Territory, id: u64, device: &str, evidence: &str) -> IncidentCha
             action: "comment".into(),
             detail: beffroi_core::safe_format!("Badge {evidence} vu à l'entrée"),
         }],
+        pseudonyms: vec![],
     }
 }
 

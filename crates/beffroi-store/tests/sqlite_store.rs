@@ -86,6 +86,7 @@ fn change(incident: Incident, created: bool, log: Vec<LogEntry>) -> WriteBatch {
             incident,
             created,
             log,
+            pseudonyms: vec![],
         }],
         ..Default::default()
     }
@@ -801,6 +802,7 @@ fn operations_survive_a_reopen_units_crises_escalation_and_handover_log() {
                 "opened",
                 "major",
             )],
+            pseudonyms: vec![],
         };
         let followed = board.follow(&change);
         let role = board

@@ -28,12 +28,19 @@ struct Raw {
     privacy: Option<RawPrivacy>,
 }
 
-/// `[privacy]`: where the territory's pseudonymisation keys live.
+/// `[privacy]`: where the territory's pseudonymisation keys live, and who approves an
+/// unmasking.
 #[derive(Deserialize, Debug, Default)]
 #[serde(deny_unknown_fields)]
 struct RawPrivacy {
     #[serde(default)]
     keys_dir: Option<PathBuf>,
+    /// `none` (default), `dpo` or `two_person`.
+    #[serde(default)]
+    unmask_approval: Option<String>,
+    /// How long a request waits for its approver, and an approved value for its requester.
+    #[serde(default)]
+    unmask_approval_within: Option<String>,
 }
 
 /// `[audit]`: where the audit log and its signing key live, when checkpoints are signed.
@@ -285,6 +292,8 @@ pub struct Config {
     /// `[privacy] keys_dir`: the key vault's folder (default: `beffroi-keys/<territory>`
     /// beside the data folder, see [`crate::vault::default_dir`]).
     pub keys_dir: Option<PathBuf>,
+    /// `[privacy] unmask_approval` and `unmask_approval_within`.
+    pub unmask_approval: beffroi_api::unmask::ApprovalPolicy,
 }
 
 impl Config {
@@ -466,9 +475,33 @@ impl Config {
             })?),
             None => Some(DEFAULT_CLOSE_RESOLVED_AFTER),
         };
+        let privacy = raw.privacy.unwrap_or_default();
+        let mut unmask_approval = beffroi_api::unmask::ApprovalPolicy::default();
+        if let Some(a) = privacy.unmask_approval.as_deref() {
+            unmask_approval.approval =
+                beffroi_api::unmask::Approval::parse(a).ok_or_else(|| {
+                    ConfigError::new(
+                        src.path.clone(),
+                        None,
+                        Some("privacy.unmask_approval"),
+                        "expected none, dpo or two_person",
+                    )
+                })?;
+        }
+        if let Some(w) = privacy.unmask_approval_within.as_deref() {
+            unmask_approval.within = parse_duration(w).map_err(|e| {
+                ConfigError::new(
+                    src.path.clone(),
+                    None,
+                    Some("privacy.unmask_approval_within"),
+                    e,
+                )
+            })?;
+        }
         Ok(Config {
             close_resolved_after,
-            keys_dir: raw.privacy.and_then(|p| p.keys_dir).map(|p| base.join(p)),
+            unmask_approval,
+            keys_dir: privacy.keys_dir.map(|p| base.join(p)),
             http,
             listen: raw.listen,
             data_dir: base.join(raw.data_dir),
@@ -585,6 +618,18 @@ mod tests {
         let c = parse(&format!("{base}[privacy]\nkeys_dir = \"k\"\n")).expect("valid");
         assert_eq!(c.keys_dir, Some(PathBuf::from("/etc/beffroi/k")));
         assert!(parse(&format!("{base}[privacy]\nkey = \"k\"\n")).is_err());
+        use beffroi_api::unmask::Approval;
+        assert_eq!(
+            parse(base).expect("valid").unmask_approval.approval,
+            Approval::None
+        );
+        let c = parse(&format!(
+            "{base}[privacy]\nunmask_approval = \"dpo\"\nunmask_approval_within = \"2h\"\n"
+        ))
+        .expect("valid");
+        assert_eq!(c.unmask_approval.approval, Approval::Dpo);
+        assert_eq!(c.unmask_approval.within.millis(), 7_200_000);
+        assert!(parse(&format!("{base}[privacy]\nunmask_approval = \"maybe\"\n")).is_err());
     }
 
     #[test]

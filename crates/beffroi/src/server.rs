@@ -45,6 +45,8 @@ pub struct RunOptions {
     pub config_source: ConfigSource,
     /// The key vault of the territory (pseudonymisation keys, one file per epoch).
     pub keys_dir: PathBuf,
+    /// Who approves an unmasking before its value is revealed.
+    pub unmask_approval: beffroi_api::unmask::ApprovalPolicy,
 }
 
 /// The configuration a run loaded: the deployment and its files with their SHA-256.
@@ -243,7 +245,8 @@ async fn serve(
         .with_audit(Arc::clone(&audit_in))
         .with_privacy(Arc::new(dep.privacy.clone()))
         .with_audit_reader(Arc::clone(&audit) as Arc<dyn beffroi_core::AuditReader>)
-        .with_pseudonymiser(Arc::clone(&pseudonymiser));
+        .with_pseudonymiser(Arc::clone(&pseudonymiser))
+        .with_unmask_approval(opts.unmask_approval);
     let ready = Arc::clone(&state.ready);
     let end_streams = state.shutdown.clone();
     // Built only when served: an app holds the engine's handle, and the engine drains only

@@ -57,6 +57,11 @@ function openDialog(pseudonym, incidentId) {
         try {
           const r = await api.post(`/incidents/${incidentId}/unmask`, { pseudonym, purpose: purpose.value, justification });
           form.hidden = true;
+          if (r.status === 'pending') {
+            // A second approver decides first (`[privacy] unmask_approval`): nothing shown yet.
+            result.append(h('p.muted#unmask-pending', t(`unmask.pending.${r.approval}`, { id: r.request_id })));
+            return;
+          }
           result.append(
             h('p.muted', t('unmask.once', { s: Math.round(REVEAL_MS / 1000) })),
             h('p.unmasked#unmask-value', r.value));
