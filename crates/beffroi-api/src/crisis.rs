@@ -401,7 +401,7 @@ pub async fn crisis_role(
 ) -> Result<Json<CrisisDto>, ApiError> {
     let req = body(b)?;
     let holder = match req.holder {
-        Some(h) => Some(h.scrub(&s).await?.into()),
+        Some(h) => Some(h.scrub(&s).await?),
         None => None,
     };
     let cmd = CrisisCommand::Role {

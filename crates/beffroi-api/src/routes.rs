@@ -521,11 +521,11 @@ fn audit_call(
         }
         s.audit.record(AuditRecord {
             at_ms: wall_ms(),
-            actor: crate::scrub::audit_text(&s, &name),
+            actor: crate::scrub::audit_text(s, &name),
             action: spec.action.to_string(),
-            target: target.as_deref().map(|t| crate::scrub::audit_text(&s, t)),
+            target: target.as_deref().map(|t| crate::scrub::audit_text(s, t)),
             outcome,
-            detail: crate::scrub::audit_text(&s, &detail.to_string()),
+            detail: crate::scrub::audit_text(s, &detail.to_string()),
         });
     }
 }

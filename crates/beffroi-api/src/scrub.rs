@@ -79,6 +79,17 @@ async fn free_text(s: &AppState, text: &str) -> Result<SafeText, ApiError> {
     Ok(scrubbed.text)
 }
 
+/// Text for the audit log: its identifiers replaced by their pseudonyms when a key is
+/// loaded (so that one person's acts still link: a login name that is an e-mail address),
+/// else by markers. The sealed values are not kept: the audit log's pseudonyms cannot be
+/// unmasked.
+pub(crate) fn audit_text(s: &AppState, text: &str) -> SafeText {
+    match s.pseudonymiser.as_deref() {
+        Some(p) => scrub(p, text).text,
+        None => SafeText::redacting(text),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::carries_identifier;
@@ -92,16 +103,5 @@ mod tests {
         assert!(!carries_identifier(
             "déjà pseudonymisé : plate:1:abcdefghijklmnopqrst"
         ));
-    }
-}
-
-/// Text for the audit log: its identifiers replaced by their pseudonyms when a key is
-/// loaded (so that one person's acts still link: a login name that is an e-mail address),
-/// else by markers. The sealed values are not kept: the audit log's pseudonyms cannot be
-/// unmasked.
-pub(crate) fn audit_text(s: &AppState, text: &str) -> SafeText {
-    match s.pseudonymiser.as_deref() {
-        Some(p) => scrub(p, text).text,
-        None => SafeText::redacting(text),
     }
 }
