@@ -1,13 +1,21 @@
-//! Access control: roles, the permission matrix, scopes and the caller of a request.
+//! Access control: roles, the permission matrix, scopes, the caller of a request and the
+//! users file that declares the callers.
 //!
 //! A caller (a console user or an API token) holds one or more [`Grant`]s, each a [`Role`]
 //! scoped to a list of communes or to the whole territory. A permission is held *for a
 //! scope*: the union of the scopes of the grants whose role carries it. The single table
 //! [`ROLE_PERMISSIONS`] maps roles to permissions; `docs/security-access.md` prints it.
 //!
-//! Pure: no I/O, no clock; one crate, used by the API (its route guard asks
+//! Pure: no I/O, no clock, no key; one crate, used by the API (its route guard asks
 //! [`Principal::scope_for`] and [`Scope::sees`] / [`Scope::covers`]) and by the binary (the
 //! accounts it builds), so that who may see what is decided in one place.
+//!
+//! The users file (`users.toml`) is modelled here too, in [`users`]: its accounts and API
+//! tokens with their grants and scopes, its parsing and validation against the territory's
+//! communes (every error with file, line and field) and the rendering of the entries
+//! `beffroi users` appends. The caller reads the file and passes its text; what needs a key
+//! (opening or sealing a TOTP secret) is a function the caller passes in, and password
+//! hashing stays with the caller (the API crate).
 //!
 //! Which *incidents* a caller may see is one value, [`Visibility`], computed once per request
 //! by [`Principal::visibility`]: the communes of its `incident.read` grants and, for the
@@ -16,6 +24,8 @@
 
 use beffroi_core::CommuneIdx;
 pub use beffroi_core::visibility::{CYBER, Visibility};
+
+pub mod users;
 
 /// What may be done. Names are stable (the console hides actions by them).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -1,7 +1,8 @@
 //! Accounts, console sessions, API tokens, TOTP and login throttling.
 //!
 //! - **Accounts** ([`Account`]): an Argon2id hash, grants (roles × scopes), an optional TOTP
-//!   secret. Loaded from `users.toml` ([`crate::users`]) or added in code (the demo).
+//!   secret. Loaded from `users.toml` ([`crate::users`], the model in
+//!   [`crate::access::users`]) or added in code (the demo).
 //! - **Sessions**: 256-bit random ids, kept in memory (a restart logs everybody out), with
 //!   an idle and an absolute timeout and a per-session CSRF token. The console carries the
 //!   id in an `HttpOnly` cookie; scripts may send it as a bearer token.
@@ -32,25 +33,8 @@ use subtle::ConstantTimeEq;
 
 use crate::access::{Grant, Principal, PrincipalKind};
 
-/// A person who logs in.
-#[derive(Clone, Debug)]
-pub struct Account {
-    pub name: String,
-    /// PHC string of an Argon2id hash.
-    pub password_hash: String,
-    pub grants: Vec<Grant>,
-    /// RFC 6238 secret (raw bytes); when set, every login needs a code.
-    pub totp: Option<Vec<u8>>,
-}
-
-/// An integration's bearer token.
-#[derive(Clone, Debug)]
-pub struct ApiToken {
-    pub name: String,
-    /// SHA-256 of the token.
-    pub digest: [u8; 32],
-    pub grants: Vec<Grant>,
-}
+/// A person who logs in, and an integration's bearer token: the users-file model's.
+pub use crate::access::users::{Account, ApiToken};
 
 /// Session lifetimes and throttling thresholds.
 #[derive(Clone, Copy, Debug)]

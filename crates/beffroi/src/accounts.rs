@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, Result, anyhow, bail};
-use beffroi_access::{Grant, Role, Scope};
+use beffroi_access::{Grant, Role, Scope, users};
 use beffroi_api::Auth;
 use beffroi_api::auth::{AuthPolicy, generate_password};
 use beffroi_core::{CommuneIdx, Territory};
@@ -90,6 +90,8 @@ pub fn build(
             None => None,
         };
         let src = SourceFile::read(path).map_err(|e| anyhow!("{e}"))?;
+        // The model is `beffroi_access::users`; the API's wrapper opens sealed TOTP secrets
+        // with the key.
         let accounts = beffroi_api::users::parse(&src, t, key.as_ref())
             .map_err(|e| anyhow!("{} is invalid:\n{e}", path.display()))?;
         for u in accounts.users {
@@ -286,7 +288,7 @@ pub fn run(cmd: UsersCommand) -> Result<()> {
             };
             append(
                 &file,
-                &beffroi_api::users::user_entry(&name, &hash, sealed.as_deref(), &grants),
+                &users::user_entry(&name, &hash, sealed.as_deref(), &grants),
             )?;
             println!("added `{name}` to {}", file.display());
             if generated {
@@ -316,10 +318,7 @@ pub fn run(cmd: UsersCommand) -> Result<()> {
                 .map(|r| parse_grant(r))
                 .collect::<Result<Vec<_>>>()?;
             let (token, digest) = beffroi_api::auth::generate_token();
-            append(
-                &file,
-                &beffroi_api::users::token_entry(&name, &digest, &grants),
-            )?;
+            append(&file, &users::token_entry(&name, &digest, &grants))?;
             println!("added token `{name}` to {}", file.display());
             println!("token: {token}   (shown once; only its SHA-256 is stored)");
         }
