@@ -26,7 +26,7 @@
 //! ```
 //!
 //! A secret in clear (`totp_secret`) is refused, with the command that seals it. Why the
-//! keys are function arguments: ADR 0027.
+//! keys are function arguments: ADR 0028.
 
 use beffroi_core::Territory;
 use beffroi_territory::{ConfigError, ConfigErrors, SourceFile};
