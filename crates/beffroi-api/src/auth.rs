@@ -24,7 +24,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use argon2::Argon2;
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::password_hash::{PasswordHash, PasswordHasher, SaltString};
 use base64::Engine as _;
 use beffroi_core::{Clock, Duration, Timestamp};
 use rand::RngCore;
@@ -193,6 +193,9 @@ pub struct Auth {
     /// Password checks running now (Argon2id holds ~19 MiB each): at most `max_checks`.
     checks: std::sync::atomic::AtomicUsize,
     max_checks: usize,
+    /// Argon2's working memory, reused: at most `max_checks` buffers ever exist, so a storm
+    /// of logins cannot leave ~19 MiB behind in each of the allocator's per-thread arenas.
+    memory: Mutex<Vec<Vec<argon2::Block>>>,
 }
 
 /// Longest user name and password looked at; longer ones are refused unread (and never
@@ -278,6 +281,7 @@ impl Auth {
             max_checks: std::thread::available_parallelism()
                 .map_or(2, usize::from)
                 .clamp(1, 8),
+            memory: Mutex::new(Vec::new()),
         }
     }
 
@@ -429,6 +433,46 @@ impl Auth {
         list.push((addr, now));
     }
 
+    /// Whether `password` gives `parsed` (an Argon2 PHC hash), computed in a working memory
+    /// taken from the pool and given back. Hashes of other schemes or malformed ones are
+    /// refused.
+    fn password_matches(&self, password: &[u8], parsed: &PasswordHash<'_>) -> bool {
+        let (Ok(algorithm), Ok(params)) = (
+            argon2::Algorithm::try_from(parsed.algorithm),
+            argon2::Params::try_from(parsed),
+        ) else {
+            return false;
+        };
+        let version = parsed
+            .version
+            .and_then(|v| argon2::Version::try_from(v).ok())
+            .unwrap_or_default();
+        let (Some(salt), Some(expected)) = (parsed.salt, parsed.hash) else {
+            return false;
+        };
+        let mut salt_bytes = [0u8; 64];
+        let Ok(salt) = salt.decode_b64(&mut salt_bytes) else {
+            return false;
+        };
+        let mut blocks = {
+            let mut pool = self.memory.lock().unwrap_or_else(|p| p.into_inner());
+            pool.pop().unwrap_or_default()
+        };
+        blocks.resize(params.block_count(), argon2::Block::default());
+        let mut out = vec![0u8; expected.len()];
+        let computed = Argon2::new(algorithm, version, params)
+            .hash_password_into_with_memory(password, salt, &mut out, &mut blocks[..])
+            .is_ok();
+        // A hash of unusual parameters does not keep its larger memory around.
+        if blocks.len() <= argon2::Params::DEFAULT_M_COST as usize {
+            let mut pool = self.memory.lock().unwrap_or_else(|p| p.into_inner());
+            if pool.len() < self.max_checks {
+                pool.push(blocks);
+            }
+        }
+        computed && bool::from(out.as_slice().ct_eq(expected.as_bytes()))
+    }
+
     /// The most password checks that run at once.
     pub fn max_checks(&self) -> usize {
         self.max_checks
@@ -445,11 +489,8 @@ impl Auth {
     ) -> Result<&Account, LoginError> {
         let account = self.users.get(name);
         let hash = account.map_or(self.dummy.as_str(), |a| a.password_hash.as_str());
-        let ok = PasswordHash::new(hash).is_ok_and(|parsed| {
-            Argon2::default()
-                .verify_password(password.as_bytes(), &parsed)
-                .is_ok()
-        });
+        let ok = PasswordHash::new(hash)
+            .is_ok_and(|parsed| self.password_matches(password.as_bytes(), &parsed));
         let account = match account {
             Some(a) if ok => a,
             _ => return Err(LoginError::InvalidCredentials),
@@ -701,6 +742,32 @@ mod tests {
         )
         .expect("hash");
         a
+    }
+
+    /// The check in pooled memory agrees with the library's own verification, refuses
+    /// other schemes, and never keeps more working memories than checks may run at once.
+    #[test]
+    fn passwords_are_checked_in_a_bounded_pool_of_working_memory() {
+        let clock = SimClock::new(Timestamp(1_700_000_000_000));
+        let a = auth(&clock);
+        let hash = hash_password("correct horse battery").expect("hash");
+        let parsed = PasswordHash::new(&hash).expect("phc");
+        assert!(a.password_matches(b"correct horse battery", &parsed));
+        assert!(!a.password_matches(b"correct horse batterY", &parsed));
+        let other = PasswordHash::new("$pbkdf2-sha256$i=1000$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo")
+            .expect("phc");
+        assert!(!a.password_matches(b"x", &other));
+        std::thread::scope(|sc| {
+            for _ in 0..8 {
+                sc.spawn(|| assert!(a.password_matches(b"correct horse battery", &parsed)));
+            }
+        });
+        let kept = a.memory.lock().expect("pool").len();
+        assert!(
+            (1..=a.max_checks()).contains(&kept),
+            "{kept} working memories kept, at most {}",
+            a.max_checks()
+        );
     }
 
     #[test]
