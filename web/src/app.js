@@ -3,6 +3,8 @@
 import * as api from './api.js';
 import * as live from './live.js';
 import * as router from './router.js';
+import * as alerting from './alerting.js';
+import * as session from './session.js';
 import { h, clear } from './dom.js';
 import { t, getLang, setLang, onLangChange, LANGS } from './i18n.js';
 import * as login from './views/login.js';
@@ -26,19 +28,42 @@ const root = document.getElementById('app');
 let shellCleanup = null;
 
 api.onUnauthorized(() => showLogin(t('login.expired')));
+// Another tab of this browser logged in (or answers our question): follow its session; it
+// logged out: so do we.
+session.listen(adoptSession, () => showLogin());
 
-function showLogin(message) {
+function teardown() {
   if (shellCleanup) shellCleanup();
   shellCleanup = null;
+  alerting.stop();
   live.stop();
   router.stop();
+}
+
+function showLogin(message) {
+  teardown();
   api.clearSession();
   const rerender = () => {
     clear(root);
-    root.append(login.render(onLoggedIn, message, langButton()));
+    root.append(login.render(onLogin, message, langButton()));
   };
   rerender();
   shellCleanup = onLangChange(rerender);
+}
+
+async function onLogin() {
+  session.announce(api.token());
+  await onLoggedIn();
+}
+
+async function adoptSession(csrf) {
+  teardown();
+  api.setToken(csrf);
+  try {
+    await onLoggedIn();
+  } catch (e) {
+    showLogin(e.status === 401 ? t('login.expired') : undefined);
+  }
 }
 
 async function onLoggedIn() {
@@ -61,14 +86,16 @@ function showShell() {
   const nav = h('nav.tabs');
   const liveDot = h('span.live#live-status');
   const userBox = h('span.user');
+  const alertControls = h('span.alert-controls');
   const langSlot = h('span');
   const bar = h('header.topbar',
     h('a.brand', { href: '#/map' }, h('img', { src: '/console/icon.svg', alt: '' }), h('span.brand-name', 'Beffroi'), h('span.tagline#tagline')),
     nav, h('div.spacer'), liveDot, userBox, langSlot,
-    h('button.ghost#logout', { type: 'button', on: { click: logout } }));
+    alertControls, h('button.ghost#logout', { type: 'button', on: { click: logout } }));
+  const banner = h('div.alert-slot');
   const main = h('main#view');
   const help = helpOverlay();
-  root.append(bar, main, help);
+  root.append(bar, banner, main, help);
 
   const paint = () => {
     clear(nav);
@@ -100,9 +127,11 @@ function showShell() {
   ];
   router.onRouteChange(markTab);
   paint();
-  // Roles without incident.read (the DPO) have no live stream to follow.
-  if (api.can('incident.read')) live.start().catch(() => {});
-  else liveDot.hidden = true;
+  // Roles without incident.read (the DPO) have no live stream to follow, nor alerts.
+  if (api.can('incident.read')) {
+    alerting.start(api.currentUser()?.user ?? null, { banner, controls: alertControls });
+    live.start().catch(() => {});
+  } else liveDot.hidden = true;
   // The DPO holds neither incidents nor devices: the data protection view first.
   router.start(main, !api.can('device.read') && api.can('privacy.read') ? 'privacy' : 'map');
 
@@ -120,6 +149,7 @@ async function logout() {
   } catch {
     /* the session may be gone already */
   }
+  session.announceLogout();
   showLogin();
 }
 
@@ -170,4 +200,6 @@ if (api.token()) {
   api.loadMe().then(showShell, (e) => showLogin(e.status === 401 ? t('login.expired') : undefined));
 } else {
   showLogin();
+  // A tab of this browser may already hold the session: no second login.
+  session.ask();
 }

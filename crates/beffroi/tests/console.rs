@@ -223,6 +223,49 @@ fn an_operator_handles_a_live_incident_in_the_console() {
     );
 }
 
+/// Alerting (`web/e2e/alerting.mjs`): a critical incident arriving live changes the banner
+/// and the title counter and schedules a tone, repeated until it is acknowledged; the mute
+/// silences the tone only; a second tab shares the session; notifications once allowed.
+#[test]
+fn a_critical_incident_is_heard_and_counted_until_acknowledged() {
+    if let Some(why) = missing() {
+        if std::env::var("BEFFROI_REQUIRE_SERVICES").as_deref() == Ok("1") {
+            panic!("{why} and BEFFROI_REQUIRE_SERVICES=1");
+        }
+        eprintln!("SKIPPED: {why} (set BEFFROI_REQUIRE_SERVICES=1 to fail instead)");
+        return;
+    }
+    let beffroi = Beffroi::start(None);
+    let shots = screenshots().join("alerting");
+    let (ok, log) = run_script(
+        &repo().join("web/e2e/alerting.mjs"),
+        &beffroi.base(),
+        &shots,
+    );
+    println!("{log}");
+    assert!(
+        ok && log.contains("ALERTING E2E OK"),
+        "the browser script failed:\n{log}\n{}",
+        beffroi.log()
+    );
+
+    // What the browser did is in the store: both incidents acknowledged, by the first tab
+    // and by the second one (the same session).
+    let api = Api::login(&beffroi.base());
+    let acknowledged: Vec<_> = api
+        .incidents("status=acknowledged")
+        .into_iter()
+        .filter(|i| i["rule"] == "fire-alarm")
+        .collect();
+    assert_eq!(acknowledged.len(), 2, "{acknowledged:?}");
+    let new = api.incidents("status=new");
+    assert!(
+        new.iter()
+            .any(|i| i["rule"] == "fire-alarm" && i["severity"] == "critical"),
+        "the third one waits: {new:?}"
+    );
+}
+
 /// A console keeps its live stream open all day: SIGTERM must still stop the server at
 /// once (the stream ends) rather than wait for the browser to go away.
 #[test]

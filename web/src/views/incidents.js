@@ -13,7 +13,8 @@ import { withPseudonyms } from './unmask.js';
 export const route = 'incidents';
 export const navKey = 'nav.incidents';
 
-const filters = { commune: '', category: '', status: 'open', unit: '' };
+const filters = { commune: '', category: '', status: 'open', unit: '', severity: '' };
+const NO_FILTER = { commune: '', category: '', status: 'open', unit: '', severity: '' };
 const OPEN = new Set(['new', 'acknowledged', 'in_progress']);
 const LIFECYCLE = [
   ['acknowledge', (s) => s === 'new'],
@@ -58,6 +59,17 @@ export function mount(el, args) {
   paintQueue();
   update(args);
   return () => { offs.forEach((f) => f()); clearInterval(ticker); cancelAnimationFrame(frame); state = null; };
+}
+
+/** Opens the queue with these filters, the others cleared (the alerting banner: the
+ * unacknowledged critical incidents). */
+export function openFiltered(f) {
+  Object.assign(filters, NO_FILTER, f);
+  if (state) {
+    paintFilters();
+    paintQueue();
+  }
+  navigate('#/incidents');
 }
 
 export function update(args) {
@@ -108,6 +120,7 @@ function visibleIncidents() {
     if (filters.status && filters.status !== 'open' && filters.status !== 'active' && i.status !== filters.status) return false;
     if (filters.commune && i.commune !== filters.commune) return false;
     if (filters.category && i.category !== filters.category) return false;
+    if (filters.severity && i.severity !== filters.severity) return false;
     const unit = i.unit ?? i.owner ?? '';
     if (filters.unit === '-' && unit) return false;
     if (filters.unit && filters.unit !== '-' && unit !== filters.unit) return false;
@@ -127,6 +140,7 @@ function paintFilters() {
   const units = state.units ? state.units.map((u) => [u.id, u.name]) : [...new Set([...live.incidents.values()].map((i) => i.unit ?? i.owner).filter(Boolean))].map((u) => [u, u]);
   clear(state.filterBar).append(
     select('status', [['open', t('status.open')], ['active', t('status.active')], ...['new', 'acknowledged', 'in_progress', 'resolved'].map((s) => [s, t(`status.${s}`)])]),
+    select('severity', [['', t('filter.all')], ...['critical', 'major', 'minor', 'info'].map((v) => [v, t(`severity.${v}`)])]),
     select('commune', [['', t('filter.all')], ...communes.map((c) => [c.id, c.name])]),
     select('category', [['', t('filter.all')], ...[...categories].sort().map((c) => [c, tOr(`category.${c}`, c)])]),
     select('unit', [['', t('filter.all')], ['-', t('filter.none')], ...units]),
