@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 
 use crate::alarm::DedupKey;
-use crate::incident::{Actor, Incident, LogEntry};
+use crate::incident::{Actor, Incident, LogEntry, Status};
 use crate::time::{Duration, Timestamp};
 
 /// The window alarm rates are counted over.
@@ -61,7 +61,7 @@ pub struct AlarmHealth {
     pub peak_at: Option<Timestamp>,
     /// Consecutive windows from `since` holding more than [`FLOOD_PER_WINDOW`] alarms.
     pub flood_windows: usize,
-    /// Open incidents not acknowledged (at `until`).
+    /// Open incidents not acknowledged (still `new`).
     pub standing: usize,
     /// Open incidents opened more than [`STALE_AFTER`] before `until`.
     pub stale: usize,
@@ -142,7 +142,7 @@ pub fn measure<'a>(
         if !i.status.is_open() || !seen.insert(i.id) {
             continue;
         }
-        h.standing += usize::from(i.acknowledged_at.is_none());
+        h.standing += usize::from(i.status == Status::New);
         h.stale += usize::from(until.since(i.opened_at).millis() > STALE_AFTER.millis());
     }
     h
@@ -151,8 +151,8 @@ pub fn measure<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::incident::IncidentId;
     use crate::incident::tests_support::incident;
-    use crate::incident::{IncidentId, Status};
     use proptest::prelude::*;
 
     const MIN: i64 = 60_000;
