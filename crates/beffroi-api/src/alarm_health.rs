@@ -254,3 +254,20 @@ pub async fn refresh_gauges(s: &AppState) {
         gauges.set(&h);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_route_and_its_answer_are_in_the_openapi_document() {
+        let doc = crate::openapi::document();
+        let path = doc
+            .paths
+            .paths
+            .get("/api/v1/alarm-health")
+            .expect("documented");
+        assert!(path.get.is_some());
+        let schemas = &doc.components.as_ref().expect("components").schemas;
+        assert!(schemas.contains_key("AlarmHealthDto"));
+        assert!(schemas.contains_key("ThresholdsDto"));
+    }
+}
