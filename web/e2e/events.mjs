@@ -1,5 +1,6 @@
 // Browser steps for the overview and event mode, called by console.mjs:
-// the KPI strip matches GET /api/v1/overview and the handover lists the open incidents;
+// the KPI strip matches GET /api/v1/overview, the alarm-health panel GET /api/v1/alarm-health,
+// and the handover lists the open incidents;
 // the demo's event in progress is listed; an event is declared with a perimeter drawn with
 // mouse clicks (after a GeoJSON import and a rejected rule), then cancelled.
 // Leaves the page on the incident queue.
@@ -49,6 +50,24 @@ export async function eventsSteps(page, { token, api, check, shots, errors }) {
   check(kpis.active_events >= 1, `the demo's concert is in progress (${kpis.active_events})`);
   const mtta = await page.locator('#kpi-strip [data-kpi=mtta] .kpi-value').innerText();
   check(kpis.mtta_today_s == null ? mtta === '—' : /\d/.test(mtta) && !mtta.includes('.'), `MTTA formatted as a duration: ${mtta}`);
+
+  step('overview: the alarm-health panel shows GET /api/v1/alarm-health and its thresholds');
+  await page.locator('#alarm-health [data-health=peak]').waitFor();
+  await page.waitForFunction(async (tok) => {
+    const r = await fetch('/api/v1/alarm-health', { headers: { Authorization: `Bearer ${tok}` } });
+    const d = await r.json();
+    const v = (key) => document.querySelector(`#alarm-health [data-health=${key}]`)?.dataset.value;
+    return v('peak') === String(d.peak_per_window) && v('arrivals') === String(d.arrivals) &&
+      v('standing') === String(d.standing) && v('stale') === String(d.stale) && v('chattering') === String(d.chattering);
+  }, token, { polling: 500 });
+  const health = (await api(token, 'GET', '/alarm-health')).body;
+  check(health.arrivals >= 1 && health.peak_per_window >= 1, `the incident opened above is an arrival: ${JSON.stringify(health)}`);
+  check(health.thresholds.flood_per_window === 10 && health.thresholds.window_minutes === 10, 'ISA-18.2 thresholds');
+  const healthText = await page.locator('#alarm-health').innerText();
+  check(/Santé des alarmes/.test(healthText) && /inondation au-delà de 10 \/ 10 min/.test(healthText), `French labels and the flood threshold: ${healthText}`);
+  const average = await page.locator('#alarm-health [data-health=average] .kpi-value').innerText();
+  check(/^\d+,\d\d$/.test(average), `the average in French notation: ${average}`);
+  check((await page.locator('#alarm-health').getAttribute('data-flood')) === String(health.peak_per_window > 10), 'the flood flag follows the worst window');
 
   step('overview: the handover lists the open incidents');
   const handover = (await api(token, 'GET', '/handover')).body;

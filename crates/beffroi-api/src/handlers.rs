@@ -60,6 +60,7 @@ pub async fn healthz(State(s): State<AppState>) -> Response {
 
 #[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus text exposition")))]
 pub async fn metrics(State(s): State<AppState>) -> Response {
+    crate::alarm_health::refresh_gauges(&s).await;
     (
         [(
             header::CONTENT_TYPE,

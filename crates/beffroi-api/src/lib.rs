@@ -13,6 +13,7 @@
 
 /// Who may see and do what: the pure `beffroi-access` crate.
 pub use beffroi_access as access;
+pub mod alarm_health;
 pub mod auth;
 pub mod console;
 pub mod crisis;
@@ -80,6 +81,8 @@ pub struct AppState {
     pub unmask_budget: Arc<unmask::Budget>,
     /// The second approver's policy and the unmasking requests waiting for it.
     pub unmask_requests: Arc<unmask::Requests>,
+    /// The territory's alarm health on `/metrics`.
+    pub health_gauges: Arc<alarm_health::HealthGauges>,
 }
 
 /// The default audit sink: each record is a structured `tracing` event on target `audit`.
@@ -150,6 +153,8 @@ impl AppState {
                 auth_metrics.denials.clone(),
             );
         });
+        let health_gauges = Arc::new(alarm_health::HealthGauges::default());
+        engine.metrics.with_registry(|r| health_gauges.register(r));
         AppState {
             engine,
             reader,
@@ -166,6 +171,7 @@ impl AppState {
             audit_reader: None,
             unmask_budget: Arc::new(unmask::Budget::default()),
             unmask_requests: Arc::new(unmask::Requests::default()),
+            health_gauges,
         }
     }
 

@@ -44,8 +44,8 @@ use crate::access::{Permission, Principal, Scope, Visibility};
 use crate::auth::{Credential, csrf_matches};
 use crate::error::{ApiError, ErrorCode};
 use crate::{
-    AppState, console, crisis, crowd, events, handlers, overview, privacy, retention, scoped,
-    security, units, unmask,
+    AppState, alarm_health, console, crisis, crowd, events, handlers, overview, privacy, retention,
+    scoped, security, units, unmask,
 };
 
 /// What kind of object an `{id}` names.
@@ -154,6 +154,7 @@ pub static ROUTES: &[RouteSpec] = &[
     route!(GET "/api/v1/stream", Allow(P::IncidentRead, Filtered), "", handlers::stream),
     route!(GET "/api/v1/overview", Allow(P::Supervise, CallerScope), "", overview::overview),
     route!(GET "/api/v1/handover", Allow(P::Supervise, CallerScope), "", overview::handover),
+    route!(GET "/api/v1/alarm-health", Allow(P::IncidentRead, CallerScope), "", alarm_health::alarm_health),
     route!(GET "/api/v1/map/clusters", Allow(P::DeviceRead, Filtered), "", console::map_clusters),
     route!(GET "/api/v1/crowd", Allow(P::DeviceRead, Filtered), "", crowd::crowd),
     route!(GET "/api/v1/units", Allow(P::UnitRead, Filtered), "", units::list_units),

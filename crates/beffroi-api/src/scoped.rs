@@ -45,6 +45,12 @@ impl Incidents {
         Incidents { reader, visible }
     }
 
+    /// Every incident of the territory: for what only a territory-wide grant reaches (the
+    /// alarm-health gauges of `/metrics`).
+    pub fn territory(reader: Arc<dyn StoreReader>) -> Self {
+        Incidents::new(reader, Arc::new(Visibility::everything()))
+    }
+
     pub fn visibility(&self) -> &Visibility {
         &self.visible
     }

@@ -1650,3 +1650,104 @@ fn incidents_are_read_only_through_the_callers_visibility() {
         "incidents are read through `Caller::incidents` only: {found:#?}"
     );
 }
+
+/// `GET /api/v1/alarm-health` counts the caller's incidents only (an operator of A: A's,
+/// without cyber), from the incidents' logs, and `/metrics` carries the territory's figures.
+#[tokio::test]
+async fn alarm_health_counts_the_callers_scope_only() {
+    let h = harness().await;
+    let now = Timestamp(1_700_000_000_000);
+    let mins = |m: i64| now.minus(Duration::from_mins(m));
+    let line = |at: Timestamp, action: &str| beffroi_core::LogEntry {
+        at,
+        actor: beffroi_core::Actor::Rule("walk".into()),
+        action: action.into(),
+        detail: beffroi_core::SafeText::default(),
+    };
+    // In A: opened 30 minutes ago and raised again four times within 20 minutes (five
+    // alarms of one key, four of them within 8 minutes: a chattering key). In B: opened 5 minutes ago.
+    let mut chatter = incident(&h.t, 10, A, "flood");
+    chatter.incident.opened_at = mins(30);
+    chatter.log = vec![
+        line(mins(30), "opened"),
+        line(mins(28), "raised_again"),
+        line(mins(26), "raised_again"),
+        line(mins(25), "escalated"),
+        line(mins(22), "raised_again"),
+        line(mins(10), "raised_again"),
+    ];
+    let mut in_b = incident(&h.t, 11, B, "flood");
+    in_b.incident.opened_at = mins(5);
+    in_b.log = vec![line(mins(5), "opened")];
+    // A second writer on the harness' database (the engine's own is idle).
+    let (mut store, _reader) =
+        beffroi_store::open(&h._dir.path().join("walk.db"), Arc::clone(&h.t)).expect("store");
+    store
+        .write(&WriteBatch {
+            incidents: vec![chatter, in_b],
+            ..Default::default()
+        })
+        .expect("write");
+
+    let get = |tok: String, uri: &'static str| {
+        let h = &h;
+        async move { h.call(Method::GET, uri, Auth_::Bearer(&tok), None).await }
+    };
+    let op_a = get(token(Role::Operator, false), "/api/v1/alarm-health").await;
+    assert_eq!(op_a.status, 200, "{}", op_a.body);
+    let b = &op_a.body;
+    assert_eq!(b["arrivals"], 5, "{b}");
+    assert_eq!(
+        b["peak_per_window"], 4,
+        "{b}: four of them within ten minutes"
+    );
+    assert_eq!(b["peak_at"], mins(30).to_string());
+    assert_eq!(b["flood"], false);
+    assert_eq!(b["chattering"], 1);
+    assert_eq!(
+        b["standing"], 2,
+        "{b}: incidents 1 and 10, not the cyber one"
+    );
+    assert_eq!(b["stale"], 0);
+    assert_eq!(b["windows"], 144);
+    assert_eq!(b["thresholds"]["flood_per_window"], 10);
+
+    let all = get(token(Role::Administrator, true), "/api/v1/alarm-health").await;
+    assert_eq!(all.body["arrivals"], 6, "{}", all.body);
+    assert_eq!(all.body["standing"], 5);
+
+    let metrics = h
+        .call(
+            Method::GET,
+            "/metrics",
+            Auth_::Bearer(&token(Role::Administrator, true)),
+            None,
+        )
+        .await;
+    let text = String::from_utf8_lossy(&metrics.raw);
+    for want in [
+        "beffroi_alarm_health_arrivals_24h 6",
+        "beffroi_alarm_health_peak_alarms_per_10min 4",
+        "beffroi_alarm_health_standing_incidents 5",
+        "beffroi_alarm_health_chattering_keys_24h 1",
+        "beffroi_alarm_health_stale_incidents 0",
+    ] {
+        assert!(text.contains(want), "`{want}` in\n{text}");
+    }
+
+    // A day later: every open incident is stale, and no alarm is left in the default period.
+    h.clock.advance(Duration::from_mins(25 * 60));
+    let later = get(token(Role::Administrator, true), "/api/v1/alarm-health").await;
+    assert_eq!(later.body["stale"], 5, "{}", later.body);
+    assert_eq!(later.body["arrivals"], 0);
+    assert_eq!(later.body["peak_at"], Value::Null);
+
+    for bad in [
+        "/api/v1/alarm-health?since=yesterday",
+        "/api/v1/alarm-health?since=2100-01-01T00:00:00Z",
+        "/api/v1/alarm-health?since=2000-01-01T00:00:00Z",
+    ] {
+        let r = get(token(Role::Administrator, true), bad).await;
+        assert_eq!((r.status, r.code()), (400, "invalid_request"), "{bad}");
+    }
+}

@@ -10,6 +10,7 @@
 //! deterministic and testable without a runtime.
 
 pub mod alarm;
+pub mod alarm_health;
 pub mod audit;
 pub mod crisis;
 pub mod event;

@@ -491,3 +491,161 @@ fn quarantining_the_spoofed_gauge_clears_its_false_alarm_and_keeps_the_real_one(
                 && i.evidence.contains("T0856"))
     );
 }
+
+/// The figures of one scope, as printed and checked by [`health_per_operator_scope`].
+struct ScopeHealth {
+    name: String,
+    health: beffroi_core::alarm_health::AlarmHealth,
+}
+
+/// Plays `list` and measures the alarm health per operator scope: the whole territory (with
+/// cyber), the demo's operator (its first two communes, without cyber) and an operator of
+/// each commune the play touched. For each, the worst 10-minute window given by
+/// `beffroi_core::alarm_health::measure` must be the one a plain count of the incidents'
+/// logs finds. Prints the figures (`-- --nocapture`; they are in BENCHMARKS.md).
+fn health_per_operator_scope(
+    f: &Fixture,
+    label: &str,
+    list: Vec<Arc<Scenario>>,
+    duration: Duration,
+) -> Vec<ScopeHealth> {
+    use beffroi_core::CommuneIdx;
+    use beffroi_core::alarm_health::{self, Arrival, WINDOW};
+    use beffroi_core::visibility::Visibility;
+
+    let start = Timestamp(1_795_694_400_000);
+    let end = start.plus(duration);
+    let mut logs: Vec<(IncidentId, beffroi_core::LogEntry)> = Vec::new();
+    let (incidents, rejected) = play_with(f, list, duration, |_, _, out| {
+        for c in &out.batch.incidents {
+            logs.extend(c.log.iter().map(|e| (c.incident.id, e.clone())));
+        }
+    });
+    assert_eq!(rejected, 0);
+    assert!(!incidents.is_empty());
+
+    let t = &f.territory;
+    let operator = |communes: Vec<CommuneIdx>| Visibility::new(Some(communes), Some(Vec::new()));
+    let mut touched: Vec<CommuneIdx> = incidents.values().map(|i| i.commune).collect();
+    touched.sort_unstable();
+    touched.dedup();
+    let mut scopes: Vec<(String, Visibility)> = vec![
+        ("territory (with cyber)".into(), Visibility::everything()),
+        (
+            "demo operator (first two communes)".into(),
+            operator(vec![CommuneIdx(0), CommuneIdx(1)]),
+        ),
+    ];
+    scopes.extend(touched.iter().map(|c| {
+        (
+            format!("operator of {}", t.commune(*c).id),
+            operator(vec![*c]),
+        )
+    }));
+
+    let mut out = Vec::new();
+    let mut territory_peak = 0;
+    for (name, vis) in scopes {
+        let seen = |id: &IncidentId| incidents.get(id).is_some_and(|i| vis.sees_incident(i));
+        let arrivals: Vec<Arrival> = logs
+            .iter()
+            .filter(|(id, e)| seen(id) && alarm_health::is_arrival(e))
+            .map(|(id, e)| Arrival {
+                at: e.at,
+                key: incidents[id].key.clone(),
+            })
+            .collect();
+        let h = alarm_health::measure(
+            &arrivals,
+            incidents.values().filter(|i| vis.sees_incident(i)),
+            start,
+            end,
+        );
+
+        // The independent count: every log line of an opening or a re-raise of the scope's
+        // incidents, and, from each of them, how many such lines fall within ten minutes.
+        let times: Vec<Timestamp> = logs
+            .iter()
+            .filter(|(id, e)| {
+                seen(id) && matches!(&*e.action, "opened" | "reopened" | "raised_again")
+            })
+            .map(|(_, e)| e.at)
+            .collect();
+        let within = |from: Timestamp| {
+            times
+                .iter()
+                .filter(|x| **x >= from && x.since(from).millis() < WINDOW.millis())
+                .count()
+        };
+        let worst = times.iter().map(|x| within(*x)).max().unwrap_or(0);
+        assert_eq!(h.arrivals, times.len(), "{label}, {name}");
+        assert_eq!(h.peak_per_window, worst, "{label}, {name}");
+        if let Some(at) = h.peak_at {
+            assert_eq!(within(at), worst, "{label}, {name}: the window reported");
+        }
+        let opened = incidents.values().filter(|i| vis.sees_incident(i)).count();
+        assert!(
+            h.arrivals >= opened,
+            "{label}, {name}: every incident arrived"
+        );
+        if vis.is_everything() {
+            territory_peak = h.peak_per_window;
+        } else {
+            assert!(h.peak_per_window <= territory_peak, "{label}, {name}");
+        }
+        println!(
+            "alarm health, {label}, {name}: {} alarms in {} windows of 10 min, average {:.2}, \
+             worst window {} from +{} min ({}), {} flood windows, standing {}, stale {}, \
+             chattering {}",
+            h.arrivals,
+            h.windows,
+            h.average_per_window,
+            h.peak_per_window,
+            h.peak_at.map_or(0, |at| at.since(start).millis() / 60_000),
+            if h.flood() { "flood" } else { "not a flood" },
+            h.flood_windows,
+            h.standing,
+            h.stale,
+            h.chattering,
+        );
+        out.push(ScopeHealth { name, health: h });
+    }
+    out
+}
+
+/// The Ouche flood alone (with the background).
+#[test]
+fn alarm_health_of_the_flood_scenario_per_operator_scope() {
+    let f = fixture();
+    let pick = |n: &str| {
+        f.scenarios
+            .iter()
+            .find(|s| s.name == n)
+            .expect("scenario")
+            .clone()
+    };
+    let flood = pick("flood-ouche");
+    let figures = health_per_operator_scope(
+        &f,
+        "flood-ouche",
+        vec![pick("background"), Arc::clone(&flood)],
+        flood.duration,
+    );
+    assert!(figures.iter().any(|s| s.health.peak_per_window > 0));
+}
+
+/// A round of the demo as `beffroi demo` plays it: every scenario at once.
+#[test]
+fn alarm_health_of_a_demo_round_per_operator_scope() {
+    let f = fixture();
+    let duration = f
+        .scenarios
+        .iter()
+        .map(|s| s.duration)
+        .max_by_key(|d| d.millis())
+        .expect("scenarios");
+    let figures = health_per_operator_scope(&f, "demo round", f.scenarios.clone(), duration);
+    let territory = &figures[0];
+    assert_eq!(territory.name, "territory (with cyber)");
+    assert!(territory.health.peak_per_window > 0);
+}

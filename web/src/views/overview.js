@@ -8,6 +8,7 @@ import * as live from '../live.js';
 import { navigate } from '../router.js';
 import { h, clear, toast } from '../dom.js';
 import { t, fmtTime, onLangChange } from '../i18n.js';
+import { mountHealth } from './health.js';
 
 export const route = 'overview';
 export const navKey = 'nav.overview';
@@ -52,8 +53,10 @@ export function mount(el) {
   const since = h('input#handover-since', { type: 'datetime-local', value: localInput(live.serverNow() - SHIFT_HOURS * 3600e3) });
   const handover = h('section.handover#handover');
   const head = h('div.handover-head');
-  el.append(h('section.overview-view#overview', strip, h('div.handover-wrap', head, handover)));
+  const health = h('div.health-wrap');
+  el.append(h('section.overview-view#overview', strip, health, h('div.handover-wrap', head, handover)));
   state = { strip, since, handover, head, kpis: null, data: null, timers: [] };
+  const unmountHealth = mountHealth(health);
 
   const refreshKpis = throttle(loadKpis, THROTTLE_MS);
   const refreshHandover = throttle(loadHandover, THROTTLE_MS * 2);
@@ -72,7 +75,7 @@ export function mount(el) {
   paintKpis();
   loadKpis();
   loadHandover();
-  return () => { offs.forEach((f) => f()); clearInterval(ticker); state = null; };
+  return () => { offs.forEach((f) => f()); clearInterval(ticker); unmountHealth(); state = null; };
 }
 
 async function loadKpis() {
