@@ -754,8 +754,8 @@ mod tests {
         let parsed = PasswordHash::new(&hash).expect("phc");
         assert!(a.password_matches(b"correct horse battery", &parsed));
         assert!(!a.password_matches(b"correct horse batterY", &parsed));
-        let other = PasswordHash::new("$pbkdf2-sha256$i=1000$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo")
-            .expect("phc");
+        let other =
+            PasswordHash::new("$pbkdf2-sha256$i=1000$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo").expect("phc");
         assert!(!a.password_matches(b"x", &other));
         std::thread::scope(|sc| {
             for _ in 0..8 {
