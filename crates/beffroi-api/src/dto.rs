@@ -144,12 +144,16 @@ pub struct IncidentDetailDto {
     pub log: Vec<LogEntryDto>,
     /// Escalated, or a procedure step overdue or skipped.
     pub supervisor_attention: bool,
+    /// The pseudonyms recorded from the reading that raised the incident: the only ones
+    /// that may be unmasked through it (those in its title, evidence or log may not).
+    pub carried_pseudonyms: Vec<String>,
 }
 
 impl IncidentDetailDto {
     /// `now` is the engine's processing time (deadlines are judged against it).
     pub fn from_core(i: &Incident, log: &[LogEntry], t: &Territory, now: Timestamp) -> Self {
         IncidentDetailDto {
+            carried_pseudonyms: Vec::new(),
             supervisor_attention: i.supervisor_attention(now),
             incident: IncidentDto::from_core(i, t),
             sop: SopDto {

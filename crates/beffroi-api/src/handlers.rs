@@ -281,7 +281,11 @@ pub async fn get_incident(
     let now = s.engine.clock.now();
     blocking(
         move || match incidents.with_log(IncidentId(id)).map_err(store_err)? {
-            Some((i, log)) => Ok(Json(IncidentDetailDto::from_core(&i, &log, &t, now))),
+            Some((i, log)) => {
+                let mut dto = IncidentDetailDto::from_core(&i, &log, &t, now);
+                dto.carried_pseudonyms = incidents.carried(&i).map_err(store_err)?;
+                Ok(Json(dto))
+            }
             None => Err(ObjectKind::Incident.not_found()),
         },
     )

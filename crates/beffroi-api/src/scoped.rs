@@ -83,6 +83,14 @@ impl Incidents {
         Ok(self.nested(&[id])?.visible.into_iter().next())
     }
 
+    /// The pseudonyms a visible incident carries (what may be unmasked through it).
+    pub fn carried(&self, i: &Incident) -> Result<Vec<String>, StoreError> {
+        if !self.visible.sees_incident(i) {
+            return Ok(Vec::new());
+        }
+        self.reader.carried(i.id)
+    }
+
     /// Whether the incident, if the caller may see it, carries `pseudonym`: recorded from
     /// the reading that raised it (its title, evidence and log never count).
     pub fn carries(&self, id: IncidentId, pseudonym: &str) -> Result<bool, StoreError> {

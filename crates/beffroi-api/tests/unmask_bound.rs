@@ -274,8 +274,20 @@ async fn only_the_pseudonyms_of_the_reading_that_raised_an_incident_can_be_unmas
         .await;
     assert_eq!(status, 200, "{body}");
 
-    // The badge of the reading that raised the incident: its value, once.
+    // The badge of the reading that raised the incident: the detail lists it as the one
+    // pseudonym the incident carries (the console offers unmasking on that one only)…
     let badge = h.pseudonym(Identifier::Badge, BADGE);
+    let (status, detail) = h
+        .call(
+            Method::GET,
+            &format!("/api/v1/incidents/{id}"),
+            Role::Administrator,
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{detail}");
+    assert_eq!(detail["carried_pseudonyms"], json!([badge]), "{detail}");
+    // …and its value, once.
     let (status, body) = h.unmask(id, &badge).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(

@@ -288,6 +288,9 @@ pub trait StoreReader: Send + Sync + 'static {
     ) -> Result<SubjectData, StoreError> {
         Ok(SubjectData::default())
     }
+    /// The pseudonyms incident `id` carries (recorded from the reading that raised it), in
+    /// the order they were recorded.
+    fn carried(&self, id: IncidentId) -> Result<Vec<String>, StoreError>;
     /// Whether incident `id` carries `pseudonym`: it was recorded from the reading that
     /// raised it (never found in its title, evidence or log). Refuses by default.
     fn carries(&self, _id: IncidentId, _pseudonym: &str) -> Result<bool, StoreError> {

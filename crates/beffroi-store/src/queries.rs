@@ -317,6 +317,26 @@ pub(crate) fn observations(
     Ok(items)
 }
 
+/// The pseudonyms incident `id` carries (`incident_pseudonyms`), oldest first.
+pub(crate) fn carried(
+    conn: &Connection,
+    id: beffroi_core::IncidentId,
+) -> Result<Vec<String>, StoreError> {
+    let Ok(id) = i64::try_from(id.0) else {
+        return Ok(Vec::new());
+    };
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT pseudonym FROM incident_pseudonyms WHERE incident_id = ?1 \
+             ORDER BY at, pseudonym",
+        )
+        .ctx("prepare incident pseudonyms")?;
+    let rows = stmt
+        .query_map([id], |r| r.get::<_, String>(0))
+        .ctx("read incident pseudonyms")?;
+    rows.map(|r| r.ctx("read incident pseudonym")).collect()
+}
+
 /// Whether incident `id` carries `pseudonym` (`incident_pseudonyms`).
 pub(crate) fn carries(
     conn: &Connection,

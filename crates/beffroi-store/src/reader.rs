@@ -83,6 +83,10 @@ impl StoreReader for SqliteReader {
         crate::retention::subject_data(&self.pool.get(), pseudonyms, limit)
     }
 
+    fn carried(&self, id: IncidentId) -> Result<Vec<String>, StoreError> {
+        queries::carried(&self.pool.get(), id)
+    }
+
     fn carries(&self, id: IncidentId, pseudonym: &str) -> Result<bool, StoreError> {
         queries::carries(&self.pool.get(), id, pseudonym)
     }

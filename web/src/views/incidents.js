@@ -232,7 +232,7 @@ function paintDetail() {
   el.append(...[
     h('header.detail-head',
       h(`span.sev.big.sev-${d.severity}`, t(`severity.${d.severity}`)),
-      h('div', h('h2#detail-title', withPseudonyms(d.title, d.id)),
+      h('div', h('h2#detail-title', withPseudonyms(d.title, d)),
         h('div.sub', `#${d.id} · ${d.commune_name} · ${d.site_name} · ${tOr(`category.${d.category}`, d.category)}`)),
       h(`span.status.big.st-${d.status}#detail-status`, { dataset: { status: d.status } }, t(`status.${d.status}`))),
     d.supervisor_attention && h('div.banner.warn', t('incident.supervisor')),
@@ -248,23 +248,25 @@ function paintDetail() {
       d.technique && [h('dt', t('incident.technique')),
         h('dd#detail-technique', h('a', { href: d.technique.url, target: '_blank', rel: 'noopener noreferrer' },
           `${d.technique.id} · ${d.technique.name}`), ' ', h('span.muted', t('incident.technique_hint')))]),
-    h('section.block', h('h3', t('incident.evidence')), h('p.evidence', d.evidence ? withPseudonyms(d.evidence, d.id) : '—'),
-      state.deviceData && observations(state.deviceData, d.id)),
+    h('section.block', h('h3', t('incident.evidence')), h('p.evidence', d.evidence ? withPseudonyms(d.evidence, d) : '—'),
+      d.carried_pseudonyms?.length > 0 && h('p.carried#detail-carried', h('span.muted', t('incident.carried')), ' ',
+        withPseudonyms(d.carried_pseudonyms.join(' '), d)),
+      state.deviceData && observations(state.deviceData, d)),
     sop(d, canAct),
     assignment(d),
     h('section.block', h('h3', t('log.title')),
       d.log?.length ? h('ol.log#incident-log', ...d.log.map((e) => h('li', { dataset: { action: e.action } },
-        h('time', fmtTime(e.at)), h('span.actor', e.actor.replace(/^user:/, '')), h('span.what', tOr(`handover.action.${e.action}`, e.action)), e.detail && h('span.detail', withPseudonyms(e.detail, e.actor.startsWith('user:') ? null : d.id)))))
+        h('time', fmtTime(e.at)), h('span.actor', e.actor.replace(/^user:/, '')), h('span.what', tOr(`handover.action.${e.action}`, e.action)), e.detail && h('span.detail', withPseudonyms(e.detail, d)))))
         : h('p.muted', t('log.empty')),
       canAct && commentBox()),
   ].filter((part) => part != null && part !== false));
 }
 
-function observations(dev, incidentId) {
+function observations(dev, incident) {
   const rows = dev.recent.slice(0, 8);
   if (!rows.length) return null;
-  // A personal value is its pseudonym: a chip, unmaskable within this incident.
-  const shown = (o) => (typeof o.value === 'string' ? withPseudonyms(o.value, incidentId)
+  // A personal value is its pseudonym: a chip, unmaskable if this incident carries it.
+  const shown = (o) => (typeof o.value === 'string' ? withPseudonyms(o.value, incident)
     : `${observedValue(o)}${o.unit ? ' ' + o.unit : ''}`);
   return h('div', h('h4', t('incident.observations')), h('table.obs', ...rows.map((o) =>
     h('tr', h('td', fmtTime(o.time)), h('td', o.field), h('td.num', shown(o))))));

@@ -8,20 +8,22 @@ import { h } from '../dom.js';
 import { t } from '../i18n.js';
 import { splitPseudonyms, PURPOSES, MIN_JUSTIFICATION, REVEAL_MS } from '../privacy.js';
 
-/** A text with its pseudonyms as chips (with the unmask action when allowed). */
-export function withPseudonyms(text, incidentId) {
+/** A text with its pseudonyms as chips; the unmask action on those `incident` carries
+ * (`carried_pseudonyms`: recorded from the reading that raised it — a pseudonym in a title,
+ * an evidence text or a log entry is shown, never unmaskable through it). */
+export function withPseudonyms(text, incident) {
   const parts = splitPseudonyms(text);
   if (!parts.some((p) => p.pseudonym)) return text;
-  return parts.map((p) => (p.pseudonym ? chip(p.pseudonym, incidentId) : p.text));
+  return parts.map((p) => (p.pseudonym ? chip(p.pseudonym, incident) : p.text));
 }
 
-function chip(pseudonym, incidentId) {
+function chip(pseudonym, incident) {
+  const carried = incident?.carried_pseudonyms?.includes(pseudonym);
   return h('span.pseudo-chip', { title: t('unmask.chip_hint'), dataset: { pseudonym } },
     h('code', pseudonym),
-    // Only where the incident itself carries the pseudonym (not in what people wrote).
-    incidentId != null && api.can('personal.unmask') && h('button.unmask', {
+    carried && api.can('personal.unmask') && h('button.unmask', {
       type: 'button',
-      on: { click: (e) => { e.stopPropagation(); openDialog(pseudonym, incidentId); } },
+      on: { click: (e) => { e.stopPropagation(); openDialog(pseudonym, incident.id); } },
     }, t('unmask.action')));
 }
 
