@@ -34,9 +34,9 @@ export async function apiLogin(base, password, username = 'admin') {
   return (await r.json()).token;
 }
 
-export async function login(page, base, password) {
+export async function login(page, base, password, username = 'admin') {
   await page.goto(base + '/');
-  await page.locator('#login-user').fill('admin');
+  await page.locator('#login-user').fill(username);
   await page.locator('#login-password').fill(password);
   await page.locator('#login-submit').click();
   await page.locator('#live-status[data-status=connected]').waitFor({ timeout: 15000 });

@@ -16,6 +16,13 @@ let stopped = true;
 /** id → IncidentDto of every incident not closed. */
 export const incidents = new Map();
 
+/** What "open" means everywhere in the console (the API's `status=open`): resolved
+ *  incidents are kept in `incidents` until closed, but are not open. */
+export const OPEN = new Set(['new', 'acknowledged', 'in_progress']);
+export const isOpen = (i) => OPEN.has(i.status);
+/** The open incidents the caller sees (the store is filled with the caller's visibility). */
+export const openIncidents = () => [...incidents.values()].filter(isOpen);
+
 export function on(type, f) {
   if (!listeners.has(type)) listeners.set(type, new Set());
   listeners.get(type).add(f);

@@ -14,7 +14,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::AppState;
 use crate::error::{ApiError, ErrorBody, ErrorCode};
-use crate::handlers::{User, blocking};
+use crate::handlers::blocking;
 use crate::mapgrid::{self, Bbox, GridError, MapState};
 
 /// Query of `GET /api/v1/map/clusters`.
@@ -107,8 +107,12 @@ pub struct MapClusterPropsDto {
     pub alarm: u32,
     pub silent: u32,
     pub quarantined: u32,
-    /// The state calling most for attention: alarm > silent > quarantined > normal.
+    /// The state calling most for attention: alarm > silent > quarantined > normal. A single
+    /// device in alarm makes a cluster's worst state `alarm`: colour by `alarm_share`.
     pub worst: String,
+    /// The share of the cluster's devices in alarm, 0 to 1 (rounded to 1e-4; above 0 as
+    /// soon as one device is in alarm).
+    pub alarm_share: f64,
     /// The devices' bounding box: zoom to it to split the cluster.
     pub west: f64,
     pub south: f64,
@@ -127,6 +131,15 @@ pub struct MapDevicePropsDto {
 
 fn round5(x: f64) -> f64 {
     (x * 1e5).round() / 1e5
+}
+
+/// Rounded to 1e-4, never to 0 when something is there.
+fn share(x: f64) -> f64 {
+    if x > 0.0 {
+        ((x * 1e4).round() / 1e4).max(1e-4)
+    } else {
+        0.0
+    }
 }
 
 fn map_state(s: DeviceState) -> MapState {
@@ -258,6 +271,7 @@ fn clusters_dto(
                 silent: c.by_state[2],
                 quarantined: c.by_state[3],
                 worst: c.worst().as_str().into(),
+                alarm_share: share(c.alarm_share()),
                 west: round5(c.west),
                 south: round5(c.south),
                 east: round5(c.east),
@@ -297,10 +311,17 @@ fn clusters_dto(
 }
 
 #[utoipa::path(get, path = "/api/v1/territory/communes",
-    responses((status = 200, description = "GeoJSON FeatureCollection of the communes: their boundary (Polygon or MultiPolygon from communes.geojson) or else their position (Point); properties id, name, insee, label (where the name goes), sites, devices")),
+    responses((status = 200, description = "GeoJSON FeatureCollection of the communes: their boundary (Polygon or MultiPolygon from communes.geojson) or else their position (Point); properties id, name, insee, label (where the name goes), sites, devices, in_scope (the commune is in the caller's scope: the console frames the map on these)")),
     security(("bearer" = [])))]
-pub async fn communes_geojson(State(s): State<AppState>, _u: User) -> Response {
+pub async fn communes_geojson(State(s): State<AppState>, c: crate::Caller) -> Response {
     let t = &s.engine.territory;
+    // The user's scope, as `auth/me` gives it: the union of its grants. The map is framed on
+    // the communes it holds.
+    let scope = c
+        .principal
+        .grants
+        .iter()
+        .fold(crate::access::Scope::Nothing, |acc, g| acc.union(&g.scope));
     let mut sites = vec![0usize; t.communes.len()];
     let mut devices = vec![0usize; t.communes.len()];
     for site in &t.sites {
@@ -328,7 +349,8 @@ pub async fn communes_geojson(State(s): State<AppState>, _u: User) -> Response {
                 "type": "Feature",
                 "geometry": geometry,
                 "properties": {"id": &*c.id, "name": &*c.name, "insee": c.insee.as_deref(),
-                    "label": label, "sites": sites[i], "devices": devices[i]},
+                    "label": label, "sites": sites[i], "devices": devices[i],
+                    "in_scope": scope.holds(beffroi_core::CommuneIdx(i as u32))},
             })
         })
         .collect();
@@ -337,4 +359,51 @@ pub async fn communes_geojson(State(s): State<AppState>, _u: User) -> Response {
         Json(serde_json::json!({"type": "FeatureCollection", "features": features})),
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A cluster says which share of its devices is in alarm: one alarm among many devices
+    /// is a small share, not a red cluster.
+    #[test]
+    fn a_cluster_carries_the_share_of_its_devices_in_alarm() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../demo/territory");
+        let t = beffroi_territory::load_dir(&root).expect("demo territory");
+        let index =
+            mapgrid::MapIndex::new(t.devices.iter().map(|d| (d.position.lon, d.position.lat)));
+        let bbox = Bbox::new(3.5, 46.5, 6.5, 48.5).expect("box");
+        let state_of = |i: usize| {
+            if i == 0 {
+                MapState::Alarm
+            } else {
+                MapState::Normal
+            }
+        };
+        let grid = mapgrid::cluster(&index, 8.0, &bbox, state_of).expect("grid");
+        let dto = serde_json::to_value(clusters_dto(&grid, &index, &t, &state_of)).expect("json");
+        let clusters: Vec<&serde_json::Value> = dto["features"]
+            .as_array()
+            .expect("features")
+            .iter()
+            .map(|f| &f["properties"])
+            .filter(|p| p["count"].is_u64())
+            .collect();
+        let home = clusters
+            .iter()
+            .find(|p| p["alarm"] == 1)
+            .expect("the device in alarm is in a cluster at zoom 8");
+        let count = home["count"].as_f64().expect("count");
+        assert!(count > 10.0, "a large cluster: {home}");
+        let share = home["alarm_share"].as_f64().expect("alarm_share");
+        assert!(
+            (share - (1.0 / count * 1e4).round() / 1e4).abs() < 1e-9,
+            "{home}"
+        );
+        assert!(share > 0.0 && share < 0.1, "{home}");
+        for p in clusters.iter().filter(|p| p["alarm"] == 0) {
+            assert_eq!(p["alarm_share"], 0.0, "{p}");
+        }
+    }
 }

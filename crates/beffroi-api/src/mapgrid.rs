@@ -211,6 +211,15 @@ impl Cluster {
             .max_by_key(|s| s.severity())
             .unwrap_or(MapState::Normal)
     }
+
+    /// The share of the cluster's devices in alarm, 0 to 1: what the map colours a cluster
+    /// by (one alarm among 422 devices is not a red cluster).
+    pub fn alarm_share(&self) -> f64 {
+        if self.count == 0 {
+            return 0.0;
+        }
+        f64::from(self.by_state[MapState::Alarm as usize]) / f64::from(self.count)
+    }
 }
 
 /// What a box holds at a zoom.
@@ -536,6 +545,30 @@ mod tests {
         assert_eq!(c.worst(), MapState::Silent);
         c.by_state = [0, 1, 1, 1];
         assert_eq!(c.worst(), MapState::Alarm);
+    }
+
+    #[test]
+    fn the_alarm_share_is_the_proportion_of_devices_in_alarm() {
+        let mut c = Cluster {
+            count: 422,
+            by_state: [420, 1, 1, 0],
+            lon: 0.0,
+            lat: 0.0,
+            west: 0.0,
+            south: 0.0,
+            east: 0.0,
+            north: 0.0,
+        };
+        assert!((c.alarm_share() - 1.0 / 422.0).abs() < 1e-12);
+        assert_eq!(
+            c.worst(),
+            MapState::Alarm,
+            "the worst state alone would paint it red"
+        );
+        c.by_state = [211, 211, 0, 0];
+        assert!((c.alarm_share() - 0.5).abs() < 1e-12);
+        c.by_state = [0, 0, 422, 0];
+        assert_eq!(c.alarm_share(), 0.0);
     }
 
     #[test]

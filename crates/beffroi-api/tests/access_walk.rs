@@ -1751,3 +1751,78 @@ async fn alarm_health_counts_the_callers_scope_only() {
         assert_eq!((r.status, r.code()), (400, "invalid_request"), "{bad}");
     }
 }
+
+/// The map follows the caller's scope: the communes it is framed on are the caller's, and
+/// the devices it counts and clusters are those of the caller's communes only.
+#[tokio::test]
+async fn the_map_is_framed_on_and_counts_the_callers_communes() {
+    let h = harness().await;
+    let a = h.t.commune_id(A).expect("A");
+    let in_a = (0..h.t.devices.len())
+        .filter(|i| h.t.site(h.t.device(DeviceIdx(*i as u32)).site).commune == a)
+        .count();
+    let in_scope = |v: &Value| -> Vec<String> {
+        v["features"]
+            .as_array()
+            .expect("features")
+            .iter()
+            .filter(|f| f["properties"]["in_scope"] == json!(true))
+            .filter_map(|f| f["properties"]["id"].as_str().map(String::from))
+            .collect()
+    };
+    let op_a = token(Role::Operator, false);
+    let admin = token(Role::Administrator, true);
+    let mine = h
+        .call(
+            Method::GET,
+            "/api/v1/territory/communes",
+            Auth_::Bearer(&op_a),
+            None,
+        )
+        .await;
+    assert_eq!(mine.status, 200, "{}", mine.body);
+    assert_eq!(
+        in_scope(&mine.body),
+        vec![A.to_string()],
+        "an operator of A is framed on A"
+    );
+    assert_eq!(
+        mine.body["features"].as_array().map(Vec::len),
+        Some(h.t.communes.len()),
+        "every outline is still drawn"
+    );
+    let all = h
+        .call(
+            Method::GET,
+            "/api/v1/territory/communes",
+            Auth_::Bearer(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(in_scope(&all.body).len(), h.t.communes.len());
+
+    // A box around the whole territory, at a zoom where devices are clustered.
+    let uri = "/api/v1/map/clusters?z=8&bbox=3.5,46.5,6.5,48.5";
+    let grid = h.call(Method::GET, uri, Auth_::Bearer(&op_a), None).await;
+    assert_eq!(grid.status, 200, "{}", grid.body);
+    assert_eq!(grid.body["total"], in_a, "{}", grid.body["states"]);
+    assert_eq!(grid.body["in_view"], in_a);
+    let counted: u64 = grid.body["features"]
+        .as_array()
+        .expect("features")
+        .iter()
+        .map(|f| f["properties"]["count"].as_u64().unwrap_or(1))
+        .sum();
+    assert_eq!(
+        counted as usize, in_a,
+        "clusters and points hold A's devices only"
+    );
+    let grid = h.call(Method::GET, uri, Auth_::Bearer(&admin), None).await;
+    assert_eq!(grid.body["total"], h.t.devices.len());
+    for f in grid.body["features"].as_array().expect("features") {
+        let p = &f["properties"];
+        if p["count"].is_u64() {
+            assert_eq!(p["alarm_share"], json!(0.0), "no device in alarm: {p}");
+        }
+    }
+}

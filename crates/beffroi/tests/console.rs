@@ -301,3 +301,52 @@ fn sigterm_ends_the_live_streams_and_the_process() {
     );
     client.join().expect("the stream reader ends");
 }
+
+/// The map of an operator scoped to two communes (`web/e2e/map.mjs`): framed on them,
+/// counting their communes, devices and open incidents (as many as the queue: a resolved
+/// incident is not open), and the device panel of a role without quarantine prints no
+/// literal `false`.
+#[test]
+fn an_operators_map_is_framed_on_and_counts_their_communes() {
+    if let Some(why) = missing() {
+        if std::env::var("BEFFROI_REQUIRE_SERVICES").as_deref() == Ok("1") {
+            panic!("{why} and BEFFROI_REQUIRE_SERVICES=1");
+        }
+        eprintln!("SKIPPED: {why} (set BEFFROI_REQUIRE_SERVICES=1 to fail instead)");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let users = dir.path().join("users.toml");
+    let out = Command::new(env!("CARGO_BIN_EXE_beffroi"))
+        .args([
+            "users",
+            "add",
+            "--name",
+            "op",
+            "--role",
+            "operator@dijon,talant",
+        ])
+        .arg("--file")
+        .arg(&users)
+        .env("BEFFROI_NEW_PASSWORD", ADMIN_PASSWORD)
+        .output()
+        .expect("users add");
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let beffroi = Beffroi::start_extra(&format!(
+        "[http]\nusers = {:?}\n",
+        users.display().to_string()
+    ));
+    let shots = screenshots().join("map");
+    let (ok, log) = run_script(&repo().join("web/e2e/map.mjs"), &beffroi.base(), &shots);
+    println!("{log}");
+    assert!(
+        ok && log.contains("MAP E2E OK"),
+        "the browser script failed:\n{log}\n{}",
+        beffroi.log()
+    );
+}

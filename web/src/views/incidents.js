@@ -15,7 +15,7 @@ export const navKey = 'nav.incidents';
 
 const filters = { commune: '', category: '', status: 'open', unit: '', severity: '' };
 const NO_FILTER = { commune: '', category: '', status: 'open', unit: '', severity: '' };
-const OPEN = new Set(['new', 'acknowledged', 'in_progress']);
+const OPEN = live.OPEN;
 const LIFECYCLE = [
   ['acknowledge', (s) => s === 'new'],
   ['start', (s) => s === 'new' || s === 'acknowledged'],

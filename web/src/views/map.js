@@ -1,7 +1,11 @@
 // The live map: no base map by default (a plain background), optional raster tiles or a
 // local PMTiles archive from the deployment; communes, sites, devices clustered by the
 // server for the visible box (GET /api/v1/map/clusters: the page never holds 100,000
-// points) and coloured by their worst state, open incidents by severity.
+// points), open incidents by severity. A cluster is a ring of its devices' states in
+// proportion, its disc coloured by the share in alarm (one alarm among 422 devices is a
+// sliver and a badge, not a red cluster) and a badge with the count of devices in alarm.
+// The view is framed on the user's communes; counts are the user's (the server cuts the
+// devices to the caller's communes, the live store holds the incidents the caller sees).
 
 import * as maplibregl from '/console/vendor/maplibre-gl.mjs';
 import * as api from '../api.js';
@@ -17,6 +21,13 @@ export const navKey = 'nav.map';
 
 const STATE_COLORS = ['#3d8bfd', '#ff4d4f', '#f5a623', '#9b59b6'];
 const STATE_NAMES = ['normal', 'alarm', 'silent', 'quarantined'];
+// A cluster's disc: blue with no alarm, red from half its devices in alarm.
+const shareColor = ['interpolate-hcl', ['linear'], ['get', 'alarm_share'], 0, STATE_COLORS[0], 0.5, STATE_COLORS[1]];
+const clusterRadius = (n) => (n < 10 ? 10 : n < 100 ? 13 : n < 1000 ? 17 : n < 10000 ? 22 : 28);
+// Ring segments are drawn in steps of 1/RING_STEPS of the circle; a state with devices
+// gets one step at least, so that a single alarm shows.
+const RING_STEPS = 60;
+const RING_WIDTH = 4;
 const stateColor = (prop) => ['match', ['get', prop], 'alarm', STATE_COLORS[1], 'silent', STATE_COLORS[2], 'quarantined', STATE_COLORS[3], STATE_COLORS[0]];
 // Clusters are fetched for the view grown by this fraction of its size on each side, and
 // fetched again when the view leaves that box or the zoom level changes.
@@ -28,7 +39,7 @@ const LAYERS = {
   basemap: ['basemap'],
   communes: ['communes-fill', 'communes-line', 'communes'],
   sites: ['sites-fill', 'sites-line', 'sites-point'],
-  devices: ['device-clusters', 'device-counts', 'device-points'],
+  devices: ['device-clusters', 'device-rings', 'device-counts', 'device-badges', 'device-points'],
   incidents: ['incidents-halo', 'incidents'],
 };
 // Layer visibility survives view changes.
@@ -72,16 +83,22 @@ export function mount(el) {
   let hasBasemap = false;
   const markers = [];
 
+  // The user's communes (all of them for a territory-wide user).
+  const scoped = () => (communes ? communes.features.filter((f) => f.properties.in_scope !== false) : []);
   const counts = () => {
     const n = total ?? 0;
+    const nf = new Intl.NumberFormat(getLang() === 'fr' ? 'fr-FR' : 'en-GB');
+    const inScope = scoped().length;
+    // "Open" as in the queue: new, acknowledged, in progress.
+    const open = live.openIncidents().length;
     counters.dataset.devices = n;
-    counters.dataset.communes = communes ? communes.features.length : 0;
-    counters.dataset.incidents = live.incidents.size;
-    counters.textContent = t('map.counters', { devices: n.toLocaleString(getLang() === 'fr' ? 'fr-FR' : 'en-GB'), communes: counters.dataset.communes, incidents: live.incidents.size });
+    counters.dataset.communes = inScope;
+    counters.dataset.incidents = open;
+    counters.textContent = t('map.counters', { devices: nf.format(n), communes: nf.format(inScope), incidents: nf.format(open) });
   };
 
   const paintPanel = () => {
-    clear(panel).append(
+    clear(panel).append(...[
       h('h3', t('map.layers')),
       ...Object.keys(LAYERS).filter((k) => k !== 'basemap' || hasBasemap).map((k) =>
         h('label.toggle', h('input', {
@@ -94,7 +111,8 @@ export function mount(el) {
         h('li', h('span.dot', { style: `background:${STATE_COLORS[i]}` }), t(`state.${s}`))),
       ...Object.entries(SEVERITY_COLORS).map(([s, c]) =>
         h('li', h('span.dot.ring', { style: `border-color:${c}` }), t(`severity.${s}`)))),
-    );
+      h('p.muted.legend-cluster', t('map.legend_cluster')),
+    ].filter(Boolean));
   };
 
   const applyVisibility = () => {
@@ -125,6 +143,61 @@ export function mount(el) {
     map.addImage(id, ctx.getImageData(0, 0, canvas.width, canvas.height), { pixelRatio: ratio });
   };
 
+  // A cluster's ring: its devices' states in proportion, drawn once per distinct look.
+  const ringImage = (p) => {
+    const r = clusterRadius(p.count);
+    const byState = STATE_NAMES.map((k) => p[k] ?? 0);
+    let steps = byState.map((n) => (n > 0 ? Math.max(1, Math.round((n / p.count) * RING_STEPS)) : 0));
+    // Give back what the minimum steps took from the largest state.
+    const big = steps.indexOf(Math.max(...steps));
+    steps[big] = Math.max(1, steps[big] - (steps.reduce((a, b) => a + b, 0) - RING_STEPS));
+    const id = `ring-${r}-${steps.join('-')}`;
+    if (map.hasImage(id)) return id;
+    const ratio = window.devicePixelRatio || 1;
+    const size = Math.ceil((r + RING_WIDTH + 1) * 2 * ratio);
+    const canvas = document.createElement('canvas');
+    canvas.width = canvas.height = size;
+    const ctx = canvas.getContext('2d');
+    ctx.lineWidth = RING_WIDTH * ratio;
+    const total = steps.reduce((a, b) => a + b, 0);
+    let start = -Math.PI / 2;
+    steps.forEach((k, i) => {
+      if (!k) return;
+      const end = start + (k / total) * 2 * Math.PI;
+      ctx.beginPath();
+      ctx.strokeStyle = STATE_COLORS[i];
+      ctx.arc(size / 2, size / 2, (r + RING_WIDTH / 2) * ratio, start, end);
+      ctx.stroke();
+      start = end;
+    });
+    map.addImage(id, ctx.getImageData(0, 0, size, size), { pixelRatio: ratio });
+    return id;
+  };
+  // The count of devices in alarm, white on red.
+  const badgeImage = (text) => {
+    const id = `badge-${text}`;
+    if (map.hasImage(id)) return id;
+    const ratio = window.devicePixelRatio || 1;
+    const canvas = document.createElement('canvas');
+    const ctx = canvas.getContext('2d');
+    const font = `700 ${10 * ratio}px system-ui, sans-serif`;
+    ctx.font = font;
+    const hgt = Math.ceil(14 * ratio);
+    canvas.width = Math.max(hgt, Math.ceil(ctx.measureText(text).width + 8 * ratio));
+    canvas.height = hgt;
+    ctx.fillStyle = STATE_COLORS[1];
+    ctx.beginPath();
+    ctx.roundRect(0, 0, canvas.width, canvas.height, hgt / 2);
+    ctx.fill();
+    ctx.font = font;
+    ctx.fillStyle = '#ffffff';
+    ctx.textAlign = 'center';
+    ctx.textBaseline = 'middle';
+    ctx.fillText(text, canvas.width / 2, canvas.height / 2 + ratio / 2);
+    map.addImage(id, ctx.getImageData(0, 0, canvas.width, canvas.height), { pixelRatio: ratio });
+    return id;
+  };
+
   // The box to ask for: the view grown by MARGIN on each side.
   const wantedBox = () => {
     const b = map.getBounds();
@@ -153,8 +226,12 @@ export function mount(el) {
       if (destroyed || ctl.signal.aborted) return;
       for (const f of fc.features) {
         if (!f.properties.count) continue;
-        f.properties.label = countLabel(f.properties.count);
-        labelImage(f.properties.label);
+        const p = f.properties;
+        p.label = countLabel(p.count);
+        labelImage(p.label);
+        p.ring = ringImage(p);
+        p.radius = clusterRadius(p.count);
+        if (p.alarm > 0) p.badge = badgeImage(countLabel(p.alarm));
       }
       map.getSource('devices')?.setData(fc);
       view = { level: fc.level, bbox: fc.bbox };
@@ -200,7 +277,7 @@ export function mount(el) {
 
   const incidentGeojson = () => ({
     type: 'FeatureCollection',
-    features: [...live.incidents.values()].filter((i) => i.status !== 'resolved').map((i) => ({
+    features: live.openIncidents().map((i) => ({
       type: 'Feature', geometry: { type: 'Point', coordinates: i.position },
       properties: { id: i.id, severity: i.severity, title: i.title },
     })),
@@ -268,8 +345,9 @@ export function mount(el) {
     const polygon = ['match', ['geometry-type'], ['Polygon', 'MultiPolygon'], true, false];
     map.addLayer({ id: 'communes-fill', type: 'fill', source: 'communes', filter: polygon,
       paint: { 'fill-color': '#f5b942', 'fill-opacity': 0.04 } });
+    // Communes outside the user's scope are drawn faint.
     map.addLayer({ id: 'communes-line', type: 'line', source: 'communes', filter: polygon,
-      paint: { 'line-color': '#f5b942', 'line-width': 1.2, 'line-opacity': 0.7 } });
+      paint: { 'line-color': '#f5b942', 'line-width': 1.2, 'line-opacity': ['case', ['==', ['get', 'in_scope'], false], 0.25, 0.7] } });
     map.addLayer({ id: 'communes', type: 'circle', source: 'communes', filter: ['==', ['geometry-type'], 'Point'], paint: {
       'circle-radius': ['interpolate', ['linear'], ['zoom'], 8, 6, 14, 14], 'circle-color': 'rgba(245,185,66,0.12)',
       'circle-stroke-color': '#f5b942', 'circle-stroke-width': 1.5 } });
@@ -285,12 +363,16 @@ export function mount(el) {
 
     map.addSource('devices', { type: 'geojson', data: { type: 'FeatureCollection', features: [] } });
     map.addLayer({ id: 'device-clusters', type: 'circle', source: 'devices', filter: ['has', 'count'], paint: {
-      'circle-color': stateColor('worst'),
+      'circle-color': shareColor,
       'circle-opacity': 0.8,
-      'circle-radius': ['step', ['get', 'count'], 10, 10, 13, 100, 17, 1000, 22, 10000, 28],
-      'circle-stroke-color': '#0e1726', 'circle-stroke-width': 1.5 } });
+      'circle-radius': ['get', 'radius'] } });
+    map.addLayer({ id: 'device-rings', type: 'symbol', source: 'devices', filter: ['has', 'count'], layout: {
+      'icon-image': ['get', 'ring'], 'icon-allow-overlap': true, 'icon-ignore-placement': true } });
     map.addLayer({ id: 'device-counts', type: 'symbol', source: 'devices', filter: ['has', 'count'], layout: {
       'icon-image': ['concat', 'count-', ['get', 'label']], 'icon-allow-overlap': true, 'icon-ignore-placement': true } });
+    map.addLayer({ id: 'device-badges', type: 'symbol', source: 'devices', filter: ['all', ['has', 'count'], ['>', ['get', 'alarm'], 0]], layout: {
+      'icon-image': ['get', 'badge'], 'icon-allow-overlap': true, 'icon-ignore-placement': true,
+      'icon-anchor': 'bottom-left', 'icon-offset': ['literal', [6, -6]] } });
     map.addLayer({ id: 'device-points', type: 'circle', source: 'devices', filter: ['has', 'id'], paint: {
       'circle-color': stateColor('state'),
       'circle-radius': ['interpolate', ['linear'], ['zoom'], 10, 3, 16, 7],
@@ -304,12 +386,15 @@ export function mount(el) {
       'circle-radius': 8, 'circle-color': '#0e1726', 'circle-stroke-width': 3,
       'circle-stroke-color': ['match', ['get', 'severity'], 'critical', SEVERITY_COLORS.critical, 'major', SEVERITY_COLORS.major, 'minor', SEVERITY_COLORS.minor, SEVERITY_COLORS.info] } });
 
-    // Fit the territory.
+    // Fit the user's communes (the whole territory when none is marked).
     let w = Infinity, s = Infinity, e = -Infinity, n = -Infinity;
     const grow = ([x, y]) => { w = Math.min(w, x); e = Math.max(e, x); s = Math.min(s, y); n = Math.max(n, y); };
     const walk = (c) => (typeof c[0] === 'number' ? grow(c) : c.forEach(walk));
-    communesFc.features.forEach((f) => walk(f.geometry.coordinates));
-    sites.features.forEach((f) => f.geometry && walk(f.geometry.coordinates));
+    const mine = scoped().length ? scoped() : communesFc.features;
+    const ids = new Set(mine.map((f) => f.properties.id));
+    mine.forEach((f) => walk(f.geometry.coordinates));
+    sites.features.forEach((f) => f.geometry && ids.has(f.properties.commune) && walk(f.geometry.coordinates));
+    probe.framedOn = [...ids];
     if (w < e) map.fitBounds([[w, s], [e, n]], { padding: 40, animate: false });
 
     applyVisibility();
@@ -350,7 +435,8 @@ export function mount(el) {
       const d = await api.get(`/devices/${encodeURIComponent(id)}`);
       if (chart) chart.destroy();
       const plot = h('div.chart');
-      clear(details).append(
+      // Element.append would write `false` for an action the role does not have: filtered.
+      clear(details).append(...[
         h('div.panel-head', h('h3', t('device.title', { id: d.id })),
           h('button.ghost', { type: 'button', on: { click: () => (details.hidden = true) } }, t('device.close'))),
         h('dl.kv',
@@ -361,7 +447,7 @@ export function mount(el) {
           h('dt', t('device.trust')), h('dd', d.trust ? t(`trust.${d.trust}`) : '—'),
           h('dt', t('device.quarantine')), h('dd#device-quarantined', t(d.quarantined ? 'device.quarantined' : 'device.not_quarantined'))),
         api.can('device.quarantine') && quarantineForm(d),
-        h('h4', t('device.history')), plot);
+        h('h4', t('device.history')), plot].filter(Boolean));
       chart = deviceChart(plot, d.recent);
       if (!chart) plot.append(h('p.muted', t('device.nohistory')));
       // People counts below the minimum group size are null: said, never drawn.
