@@ -102,6 +102,21 @@ try {
   check(drawn <= open.length, `no resolved incident drawn as open: ${drawn}`);
   await page.screenshot({ path: join(shots, 'map-operator.png') });
 
+  step('the open incidents beside the map; locate');
+  const rows = page.locator('#map-incidents li.map-incident');
+  check((await rows.count()) === open.length, `${await rows.count()} incidents listed, ${open.length} open`);
+  const first = Number(await rows.first().getAttribute('data-id'));
+  const target = open.find((i) => i.id === first);
+  check(target, `the listed incident ${first} is an open one`);
+  await rows.first().locator('button.locate').click();
+  await page.waitForFunction((id) => window.__beffroi.located === id, first);
+  await page.evaluate(() => new Promise((r) => (window.__beffroi.map.isMoving() ? window.__beffroi.map.once('moveend', r) : r())));
+  const centre = await page.evaluate(() => { const c = window.__beffroi.map.getCenter(); return [c.lng, c.lat, window.__beffroi.map.getZoom()]; });
+  check(Math.hypot(centre[0] - target.position[0], centre[1] - target.position[1]) < 1e-3 && centre[2] >= 15, `located on ${target.position}: ${centre}`);
+  await page.locator('#map-incidents-severity').selectOption('info');
+  check((await rows.count()) === 0, 'no info incident among intrusions');
+  await page.locator('#map-incidents-severity').selectOption('');
+
   step('device panel without quarantine: no literal false');
   await page.evaluate((id) => window.__beffroi.showDevice(id), devices[0].id);
   await page.locator('#device-details h3').waitFor();

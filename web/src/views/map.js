@@ -56,7 +56,8 @@ export function mount(el) {
   const counters = h('div.counters#map-counters', t('map.loading'));
   const panel = h('aside.map-panel');
   const details = h('div.device-details#device-details', { hidden: true });
-  el.append(h('section.map-view', container, h('div.map-side', panel, details), counters));
+  const openList = h('section.map-incidents#map-incidents');
+  el.append(h('section.map-view', container, h('div.map-side', panel, openList, details), counters));
 
   const map = new maplibregl.Map({
     container,
@@ -81,6 +82,7 @@ export function mount(el) {
   let lastLive = 0;
   let destroyed = false;
   let hasBasemap = false;
+  let listSeverity = '';
   const markers = [];
 
   // The user's communes (all of them for a territory-wide user).
@@ -283,9 +285,36 @@ export function mount(el) {
     })),
   });
 
+  // The open incidents beside the map (the queue's order), each with "locate".
+  const LIST_MAX = 30;
+  const paintList = () => {
+    const all = live.openIncidents().sort(live.compareIncidents);
+    const shown = listSeverity ? all.filter((i) => i.severity === listSeverity) : all;
+    const sev = h('select#map-incidents-severity', { on: { change: (e) => { listSeverity = e.target.value; paintList(); } } },
+      h('option', { value: '' }, t('map.incidents_all')),
+      ...Object.keys(SEVERITY_COLORS).map((k) => h('option', { value: k, selected: k === listSeverity }, t(`severity.${k}`))));
+    const rows = shown.slice(0, LIST_MAX).map((i) => h(`li.map-incident.row-${i.severity}`, { dataset: { id: i.id } },
+      h(`span.sev.sev-${i.severity}`, t(`severity.${i.severity}`)),
+      h('a.map-incident-title', { href: `#/incidents/${i.id}` }, i.title),
+      h('span.muted', i.commune_name),
+      h('button.ghost.locate', { type: 'button', on: { click: () => locate(i) } }, t('map.locate'))));
+    clear(openList).append(
+      h('h3', t('map.incidents_open', { n: new Intl.NumberFormat(getLang() === 'fr' ? 'fr-FR' : 'en-GB').format(all.length) })),
+      sev,
+      h('ul.map-incident-list', ...(rows.length ? rows : [h('li.muted', t('queue.empty'))])),
+      ...(shown.length > LIST_MAX ? [h('p.muted', t('map.incidents_more', { n: shown.length - LIST_MAX }))] : []),
+    );
+    openList.dataset.count = shown.length;
+  };
+  const locate = (i) => {
+    probe.located = i.id;
+    map.flyTo({ center: i.position, zoom: Math.max(map.getZoom(), 15), essential: true });
+  };
+
   const onIncidents = () => {
     map.getSource('incidents')?.setData(incidentGeojson());
     counts();
+    paintList();
   };
 
   const loadBasemap = async () => {
@@ -480,9 +509,10 @@ export function mount(el) {
     live.on('device', () => { if (view) liveRefresh(); }),
     live.on('incidents', onIncidents),
     live.on('resync', () => { if (view) liveRefresh(); }),
-    onLangChange(() => { paintPanel(); counts(); }),
+    onLangChange(() => { paintPanel(); counts(); paintList(); }),
   ];
   paintPanel();
+  paintList();
   map.on('load', () => load().catch((e) => toast(t('error.generic', { message: e.message }), 'error')));
 
   return () => {
