@@ -1415,6 +1415,23 @@ async fn activation_attaches_the_open_incidents_within_the_callers_visibility() 
         !html.contains("walk 2") && !html.contains("walk 3"),
         "{html}"
     );
+    // The server's report gives labels and names, not raw values.
+    let report = h
+        .call(
+            Method::GET,
+            &format!("/api/v1/crises/{id}/report"),
+            Auth_::Bearer(admin),
+            None,
+        )
+        .await;
+    let html = String::from_utf8_lossy(&report.raw);
+    assert!(!html.contains("user:"), "{html}");
+    assert!(
+        html.contains("<td>Ouverte par</td><td>tok-administrator-t</td>"),
+        "{html}"
+    );
+    assert!(html.contains("<td>Majeur</td><td>Nouveau</td>"), "{html}");
+    assert!(html.contains("<td>État</td><td>Active</td>"), "{html}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
