@@ -105,6 +105,8 @@ export async function crisisSteps(page, ctx) {
   const created = (await api(token, 'GET', `/crises/${id}`)).body;
   check(created.status === 'active' && created.level === 2 && created.kind === 'flood', `created: ${JSON.stringify(created)}`);
   check(JSON.stringify(created.communes) === JSON.stringify([commune]), `scope is the one commune: ${created.communes}`);
+  await page.locator(`#crisis-perimeter g.in[data-id="${commune}"] circle`).waitFor();
+  check(await page.locator('#crisis-perimeter g.in').count() === 1, 'the perimeter shows the one commune');
 
   step('crisis: the incidents open in the commune are in it from its activation');
   const listed = new Set(created.incidents.map((i) => i.id));

@@ -2,7 +2,8 @@
 // (kind, title, level, one commune, several or the whole territory). #/crisis/{id}: the
 // crisis page — level, the safeguard plan (PCS) roles and their holders, the main courante
 // (operators' entries and the incident changes the server appends), the board of its
-// incidents (those open at its activation and those that open or change since), closing
+// incidents (those open at its activation and those that open or change since), its
+// perimeter (a sketch of the communes at their positions), closing
 // with a summary, and then the printable report, rendered here from the crisis in the
 // reader's language, with labels and names, and times in the territory's time zone. Follows
 // the live stream's `crisis` events (and incident events of the crisis' communes).
@@ -301,10 +302,47 @@ function paintDetail(root) {
     manage && levelBar(d),
     h('div.crisis-grid',
       h('div.crisis-col', mainCourante(d, manage)),
-      h('div.crisis-col', incidentBoard(d), roles(d, manage),
+      h('div.crisis-col', perimeter(d), incidentBoard(d), roles(d, manage),
         d.status === 'active' ? (api.can('crisis.manage') && closeForm(d)) : closedBlock(d)))));
   const log = root.querySelector('#crisis-log');
   if (log) log.scrollTop = log.scrollHeight;
+}
+
+const SVG = 'http://www.w3.org/2000/svg';
+
+function svg(tag, attrs = {}, ...children) {
+  const el = document.createElementNS(SVG, tag);
+  for (const [k, v] of Object.entries(attrs)) el.setAttribute(k, v);
+  el.append(...children);
+  return el;
+}
+
+/** The crisis perimeter: the territory's communes at their positions, those of the crisis
+ * filled and named (every commune for a crisis over the whole territory). */
+function perimeter(d) {
+  const all = state.communes ?? [];
+  if (!all.length) return h('section.block#crisis-perimeter', h('h3', t('crisis.perimeter')), h('p.muted', '…'));
+  const inside = (c) => !d.communes.length || d.communes.includes(c.id);
+  const lat0 = all.reduce((a, c) => a + c.position[1], 0) / all.length;
+  const k = Math.cos((lat0 * Math.PI) / 180);
+  const pts = all.map((c) => ({ c, x: c.position[0] * k, y: -c.position[1] }));
+  const xs = pts.map((p) => p.x);
+  const ys = pts.map((p) => p.y);
+  const span = Math.max(Math.max(...xs) - Math.min(...xs), Math.max(...ys) - Math.min(...ys), 0.01);
+  const pad = span * 0.12;
+  const r = span * 0.025;
+  const box = [Math.min(...xs) - pad, Math.min(...ys) - pad, Math.max(...xs) - Math.min(...xs) + 2 * pad, Math.max(...ys) - Math.min(...ys) + 2 * pad];
+  const font = span * 0.045;
+  const map = svg('svg', { viewBox: box.join(' '), role: 'img', 'aria-label': t('crisis.perimeter'), width: '100%', height: '220', preserveAspectRatio: 'xMidYMid meet' },
+    ...pts.sort((a, b) => inside(a.c) - inside(b.c)).map(({ c, x, y }) => {
+      const inPerimeter = inside(c);
+      return svg('g', { 'data-id': c.id, class: inPerimeter ? 'in' : 'out' },
+        svg('title', {}, c.name),
+        svg('circle', { cx: x, cy: y, r: inPerimeter ? r * 1.4 : r, fill: inPerimeter ? '#d9480f' : '#adb5bd', 'fill-opacity': inPerimeter ? 0.8 : 0.5, stroke: '#fff', 'stroke-width': r * 0.2 }),
+        inPerimeter && d.communes.length ? svg('text', { x: x + r * 1.8, y: y + font * 0.35, 'font-size': font, fill: 'currentColor' }, c.name) : '');
+    }));
+  return h('section.block#crisis-perimeter', h('h3', t('crisis.perimeter')), map,
+    h('p.muted', d.communes.length ? t('crisis.perimeter_n', { n: d.communes.length, total: all.length }) : t('crisis.scope.all_hint')));
 }
 
 function levelBar(d) {
