@@ -1,8 +1,10 @@
 // Browser steps for the units board and crisis mode, called by console.mjs after the
 // incident steps: the units board (statuses, a status change, a mission appearing live),
-// then a crisis activated for the commune of the incident handled earlier, a log entry, a
-// PCS role, that incident's change appended by the server, closing with a summary and the
-// printable report (inline and in a new tab). Throws on the first failure.
+// then a crisis activated for the commune of the incident handled earlier (listing at once
+// the incidents open there), a log entry, a PCS role, that incident's change appended by
+// the server, closing with a summary and the printable report (inline and in a new tab; in
+// the console's language, times in the territory's time zone, names rather than account
+// ids). Throws on the first failure.
 
 import { join } from 'node:path';
 import { step } from './lib.mjs';
@@ -71,6 +73,19 @@ export async function crisisSteps(page, ctx) {
   const incident = (await api(token, 'GET', `/incidents/${ctx.incident}`)).body;
   check(incident?.commune, `the incident of the earlier steps: ${JSON.stringify(incident)}`);
   const commune = incident.commune;
+  // At least one incident open in the commune before the activation: a fresh intrusion at
+  // a town hall of the commune without incident.
+  const isOpen = (i) => ['new', 'acknowledged', 'in_progress'].includes(i.status);
+  const openIn = async () => (await api(token, 'GET', '/incidents?status=active')).body.filter((i) => i.commune === commune && isOpen(i));
+  if ((await openIn()).length === 0) {
+    const taken = new Set((await api(token, 'GET', '/incidents?status=active')).body.map((i) => i.site));
+    const free = panels.find((d) => d.commune === commune && !taken.has(d.site));
+    check(free, `an intrusion panel without incident in ${commune}`);
+    const sent = await api(token, 'POST', `/devices/${free.id}/observations`, [{ n: 'intrusion', vb: true }]);
+    check(sent.status === 200 && sent.body.accepted === 1, `observation accepted: ${JSON.stringify(sent)}`);
+  }
+  const openBefore = (await openIn()).map((i) => i.id);
+  check(openBefore.length > 0, `an incident open in ${commune} before the activation`);
   await page.locator('a.tab[data-route=crisis]').click();
   const form = page.locator('#crisis-form');
   await form.waitFor();
@@ -90,6 +105,16 @@ export async function crisisSteps(page, ctx) {
   const created = (await api(token, 'GET', `/crises/${id}`)).body;
   check(created.status === 'active' && created.level === 2 && created.kind === 'flood', `created: ${JSON.stringify(created)}`);
   check(JSON.stringify(created.communes) === JSON.stringify([commune]), `scope is the one commune: ${created.communes}`);
+  await page.locator(`#crisis-perimeter g.in[data-id="${commune}"] circle`).waitFor();
+  check(await page.locator('#crisis-perimeter g.in').count() === 1, 'the perimeter shows the one commune');
+
+  step('crisis: the incidents open in the commune are in it from its activation');
+  const listed = new Set(created.incidents.map((i) => i.id));
+  check(openBefore.every((i) => listed.has(i)), `open incidents ${openBefore} attached: ${[...listed]}`);
+  for (const i of openBefore) {
+    await page.locator(`#crisis-incidents tr[data-id="${i}"]`).waitFor();
+    await page.locator(`#crisis-log li.k-incident[data-incident="${i}"]`).first().waitFor();
+  }
 
   step('crisis: listed as active');
   await page.locator('.crisis-head a.back').click();
@@ -142,6 +167,20 @@ export async function crisisSteps(page, ctx) {
   for (const [what, text] of [['title', title], ['log entry', entry], ['summary', summary], ['incident change', note]]) {
     check(report.includes(text), `the report has the ${what} "${text}"`);
   }
+  // In the console's language, at the territory's local time, with names and labels.
+  const tz = (await api(token, 'GET', '/territory')).body.timezone;
+  check(tz === 'Europe/Paris', `the demo territory's time zone: ${tz}`);
+  const lang = await page.evaluate(() => document.documentElement.lang);
+  const done = (await api(token, 'GET', `/crises/${id}`)).body;
+  const local = (iso) => new Intl.DateTimeFormat(lang === 'en' ? 'en-GB' : 'fr-FR', { dateStyle: 'short', timeStyle: 'medium', timeZone: tz }).format(new Date(iso));
+  for (const [what, iso] of [['opening', done.opened_at], ['closing', done.closed_at]]) {
+    check(report.includes(local(iso)), `the report gives the ${what} at local time "${local(iso)}"`);
+  }
+  check(!/\bUTC\b|\d{2}:\d{2}:\d{2}(\.\d+)?Z/.test(report), 'no UTC time in the report');
+  check(!report.includes('user:'), 'people by name, not account ids');
+  const statusLabel = lang === 'en' ? 'Closed' : 'Clôturée';
+  check(report.includes(statusLabel), `the status as a label: ${statusLabel}`);
+  check(lang === 'en' || !/\b(opened|attached|closed):? /.test(report), 'no English server text in the French report');
   await popup.screenshot({ path: join(shots, 'report.png'), fullPage: true });
   check(popupErrors.length === 0, `no error in the report's tab: ${popupErrors.join(' | ')}`);
   await popup.close();

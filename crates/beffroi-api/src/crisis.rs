@@ -1,5 +1,9 @@
 //! Crisis mode: open a crisis, write in its log, change its level and role holders, close
-//! it, and print its report (`GET /api/v1/crises/{id}/report?lang=fr|en`).
+//! it, and print its report (`GET /api/v1/crises/{id}/report?lang=fr|en`, for API clients:
+//! times in UTC, said so; the console renders its own report from the crisis, at the
+//! territory's local time).
+//!
+//! Opening a crisis attaches the incidents open in its communes at that moment.
 //!
 //! A crisis follows the incidents of its communes; a caller sees those its
 //! [`crate::access::Visibility`] sees, in the crisis, its log and its report alike. The others
@@ -475,6 +479,44 @@ fn when(t: Timestamp) -> String {
     format!("{} {} UTC", &s[..10], &s[11..19])
 }
 
+/// Who acted, as people read it: the account's name, the system, a rule.
+fn person(a: &Actor, en: bool) -> String {
+    match a {
+        Actor::User(u) => u.strip_prefix("token:").unwrap_or(u).to_string(),
+        Actor::Rule(r) => format!("{} {r}", if en { "Rule" } else { "Règle" }),
+        Actor::System => if en { "System" } else { "Système" }.to_string(),
+    }
+}
+
+fn severity_label(s: beffroi_core::Severity, en: bool) -> &'static str {
+    use beffroi_core::Severity::*;
+    match (s, en) {
+        (Critical, false) => "Critique",
+        (Major, false) => "Majeur",
+        (Minor, false) => "Mineur",
+        (Info, _) => "Info",
+        (Critical, true) => "Critical",
+        (Major, true) => "Major",
+        (Minor, true) => "Minor",
+    }
+}
+
+fn status_label(s: beffroi_core::Status, en: bool) -> &'static str {
+    use beffroi_core::Status::*;
+    match (s, en) {
+        (New, false) => "Nouveau",
+        (Acknowledged, false) => "Pris en compte",
+        (InProgress, false) => "En cours",
+        (Resolved, false) => "Résolu",
+        (Closed, false) => "Clos",
+        (New, true) => "New",
+        (Acknowledged, true) => "Acknowledged",
+        (InProgress, true) => "In progress",
+        (Resolved, true) => "Resolved",
+        (Closed, true) => "Closed",
+    }
+}
+
 const REPORT_CSS: &str = "body{font-family:system-ui,sans-serif;margin:2rem;color:#111;max-width:60rem}\
 h1{font-size:1.6rem;margin-bottom:.2rem}h2{font-size:1.15rem;border-bottom:2px solid #333;margin-top:1.6rem}\
 table{border-collapse:collapse;width:100%;font-size:.9rem}th,td{border:1px solid #999;padding:.25rem .4rem;text-align:left;vertical-align:top}\
@@ -534,26 +576,40 @@ fn report_html(
         escape(&when(now))
     );
     let status = if c.is_active() {
-        tr("en cours", "active")
+        tr("Active", "Active")
     } else {
-        tr("close", "closed")
+        tr("Clôturée", "Closed")
     };
     let rows: [(&str, String); 8] = [
         (tr("Type", "Kind"), kind.to_string()),
         (tr("Périmètre", "Scope"), scope),
-        (tr("Niveau", "Level"), c.level.to_string()),
+        (
+            tr("Niveau", "Level"),
+            format!(
+                "{} — {}",
+                c.level,
+                match (c.level, en) {
+                    (1, false) => "Veille",
+                    (2, false) => "Alerte",
+                    (_, false) => "Crise majeure",
+                    (1, true) => "Watch",
+                    (2, true) => "Alert",
+                    (_, true) => "Major crisis",
+                }
+            ),
+        ),
         (tr("État", "Status"), status.to_string()),
         (tr("Ouverte le", "Opened at"), when(c.opened_at)),
-        (tr("Ouverte par", "Opened by"), c.opened_by.to_string()),
+        (tr("Ouverte par", "Opened by"), person(&c.opened_by, en)),
         (
-            tr("Close le", "Closed at"),
+            tr("Clôturée le", "Closed at"),
             c.closed_at.map(when).unwrap_or_default(),
         ),
         (
-            tr("Close par", "Closed by"),
+            tr("Clôturée par", "Closed by"),
             c.closed_by
                 .as_ref()
-                .map(ToString::to_string)
+                .map(|a| person(a, en))
                 .unwrap_or_default(),
         ),
     ];
@@ -609,7 +665,7 @@ fn report_html(
                 "<tr class=\"k-{}\"><td>{}</td><td>{}</td><td>{}</td></tr>",
                 e.kind.as_str(),
                 escape(&when(e.at)),
-                escape(&e.actor.to_string()),
+                escape(&person(&e.actor, en)),
                 escape(&e.text)
             );
         }
@@ -642,8 +698,8 @@ fn report_html(
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             i.id,
             escape(&i.title),
-            escape(i.severity.as_str()),
-            escape(i.status.as_str()),
+            escape(severity_label(i.severity, en)),
+            escape(status_label(i.status, en)),
             escape(&t.commune(i.commune).name),
             escape(i.owner.as_deref().unwrap_or("")),
             escape(&when(i.opened_at)),

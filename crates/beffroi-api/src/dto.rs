@@ -291,6 +291,9 @@ pub struct CommuneDto {
 pub struct TerritoryDto {
     pub id: String,
     pub name: String,
+    /// IANA time zone of the territory (`Europe/Paris`), if declared: the console shows
+    /// reports in it.
+    pub timezone: Option<String>,
     pub communes: Vec<CommuneDto>,
     pub sites: usize,
     pub devices: usize,

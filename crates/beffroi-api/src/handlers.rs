@@ -418,6 +418,7 @@ pub async fn territory(State(s): State<AppState>, _u: User) -> Json<TerritoryDto
     Json(TerritoryDto {
         id: t.id.to_string(),
         name: t.name.to_string(),
+        timezone: t.timezone.as_deref().map(Into::into),
         communes: t
             .communes
             .iter()

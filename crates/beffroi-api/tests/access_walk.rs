@@ -1322,6 +1322,118 @@ async fn a_crisis_its_log_and_its_report_pass_the_incident_visibility() {
     assert_eq!(ids_of(&r.body["incidents"]), vec![1], "{}", r.body);
 }
 
+async fn crisis_of(h: &Harness, id: u64, tok: &str) -> Answer {
+    h.call(
+        Method::GET,
+        &format!("/api/v1/crises/{id}"),
+        Auth_::Bearer(tok),
+        None,
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn activation_attaches_the_open_incidents_within_the_callers_visibility() {
+    let h = harness().await;
+    let admin = &token(Role::Administrator, true);
+    let op_a = &token(Role::Operator, false);
+    // The harness opened A's crisis (id 1) after A's incidents were open, and nothing has
+    // happened to them since: they are in it from its activation.
+    let r = crisis_of(&h, 1, admin).await;
+    assert_eq!(ids_of(&r.body["incidents"]), vec![1, 3], "{}", r.body);
+    assert_eq!(r.body["incident_count"], 2, "{}", r.body);
+    let attached: Vec<u64> = r.body["log"]
+        .as_array()
+        .expect("log")
+        .iter()
+        .filter(|e| e["kind"] == "incident")
+        .filter_map(|e| e["incident"].as_u64())
+        .collect();
+    assert_eq!(attached, vec![1, 3], "{}", r.body);
+    // The operator of A sees A's flood incident; the cyber one is counted, not named.
+    let r = crisis_of(&h, 1, op_a).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(ids_of(&r.body["incidents"]), vec![1], "{}", r.body);
+    assert_eq!(r.body["hidden_incidents"], 1, "{}", r.body);
+    // B's crisis holds B's incident; an operator scoped to A does not see that crisis.
+    assert_eq!(
+        ids_of(&crisis_of(&h, 2, admin).await.body["incidents"]),
+        vec![2]
+    );
+    assert_eq!(crisis_of(&h, 2, op_a).await.status, 404);
+
+    // A crisis over the whole territory, activated now, holds every open incident at once;
+    // the operator of A still sees only A's, in the crisis, its log and its report.
+    let r = h
+        .call(
+            Method::POST,
+            "/api/v1/crises",
+            Auth_::Bearer(admin),
+            Some(json!({"kind": "flood", "title": "crue générale", "communes": []})),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(ids_of(&r.body["incidents"]), vec![1, 2, 3], "{}", r.body);
+    let id = r.body["id"].as_u64().expect("crisis id");
+    let r = crisis_of(&h, id, op_a).await;
+    assert_eq!(ids_of(&r.body["incidents"]), vec![1], "{}", r.body);
+    assert_eq!(r.body["hidden_incidents"], 2, "{}", r.body);
+    let logged: Vec<u64> = r.body["log"]
+        .as_array()
+        .expect("log")
+        .iter()
+        .filter_map(|e| e["incident"].as_u64())
+        .collect();
+    assert_eq!(logged, vec![1], "{}", r.body);
+    let text = String::from_utf8_lossy(&r.raw);
+    assert!(
+        !text.contains("walk 2") && !text.contains("walk 3"),
+        "{text}"
+    );
+    let list = h
+        .call(Method::GET, "/api/v1/crises", Auth_::Bearer(op_a), None)
+        .await;
+    let listed = list
+        .body
+        .as_array()
+        .and_then(|l| l.iter().find(|c| c["id"] == id))
+        .expect("the territory's crisis is listed")
+        .clone();
+    assert_eq!(listed["incident_count"], 1, "{listed}");
+    assert_eq!(listed["hidden_incidents"], 2, "{listed}");
+    let report = h
+        .call(
+            Method::GET,
+            &format!("/api/v1/crises/{id}/report?lang=en"),
+            Auth_::Bearer(op_a),
+            None,
+        )
+        .await;
+    let html = String::from_utf8_lossy(&report.raw);
+    assert!(html.contains("walk 1"), "{html}");
+    assert!(
+        !html.contains("walk 2") && !html.contains("walk 3"),
+        "{html}"
+    );
+    // The server's report gives labels and names, not raw values.
+    let report = h
+        .call(
+            Method::GET,
+            &format!("/api/v1/crises/{id}/report"),
+            Auth_::Bearer(admin),
+            None,
+        )
+        .await;
+    let html = String::from_utf8_lossy(&report.raw);
+    assert!(!html.contains("user:"), "{html}");
+    assert!(
+        html.contains("<td>Ouverte par</td><td>tok-administrator-t</td>"),
+        "{html}"
+    );
+    assert!(html.contains("<td>Majeur</td><td>Nouveau</td>"), "{html}");
+    assert!(html.contains("<td>État</td><td>Active</td>"), "{html}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stream_payloads_of_units_and_crises_pass_the_incident_visibility() {
     use futures::StreamExt;

@@ -3,15 +3,17 @@
 //! chronological log (*main courante*).
 //!
 //! The [`CrisisBoard`] holds every crisis (there are a handful a year). Operators write log
-//! entries, change the level, name role holders and close it; the engine hands it every
-//! incident change ([`CrisisBoard::follow`]) and each active crisis whose scope holds the
-//! incident's commune logs it and counts the incident among its own.
+//! entries, change the level, name role holders and close it. Opening a crisis attaches the
+//! incidents of its scope still open at that moment ([`CrisisBoard::open`]); then the engine
+//! hands it every incident change ([`CrisisBoard::follow`]) and each active crisis whose scope
+//! holds the incident's commune logs it and counts the incident among its own, so incidents
+//! opened later join it as they open.
 
 use crate::text::SafeText;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use crate::incident::{Actor, IncidentChange, IncidentId};
+use crate::incident::{Actor, Incident, IncidentChange, IncidentId};
 use crate::territory::CommuneIdx;
 use crate::time::Timestamp;
 
@@ -113,7 +115,8 @@ pub struct Crisis {
     pub summary: Option<SafeText>,
     pub roles: Vec<RoleHolder>,
     pub log: Vec<CrisisLogEntry>,
-    /// Incidents of the scope opened or changed while the crisis was active.
+    /// Incidents of the scope open at its opening, and those opened or changed while the
+    /// crisis was active.
     pub incidents: BTreeSet<IncidentId>,
 }
 
@@ -213,11 +216,14 @@ impl CrisisBoard {
         self.crises.insert(crisis.id, Arc::new(crisis));
     }
 
-    pub fn open(
+    /// Opens a crisis. Of `current` (the partition's active incidents), those still open
+    /// (`Status::is_open`) in its scope are attached at once, each with a log line.
+    pub fn open<'a>(
         &mut self,
         req: CrisisOpening,
         actor: &Actor,
         at: Timestamp,
+        current: impl IntoIterator<Item = &'a Incident>,
     ) -> Result<CrisisChange, CrisisError> {
         if req.title.trim().is_empty() {
             return Err(CrisisError::Empty("title"));
@@ -240,6 +246,21 @@ impl CrisisBoard {
         let mut communes = req.communes;
         communes.sort_unstable();
         communes.dedup();
+        let covers = |c: CommuneIdx| communes.is_empty() || communes.contains(&c);
+        let mut attached: Vec<&Incident> = current
+            .into_iter()
+            .filter(|i| i.status.is_open() && covers(i.commune))
+            .collect();
+        attached.sort_unstable_by_key(|i| i.id);
+        let mut log = vec![entry];
+        log.extend(attached.iter().map(|inc| CrisisLogEntry {
+            at,
+            actor: actor.clone(),
+            kind: CrisisLogKind::Incident,
+            text: crate::safe_format!("#{} {} — attached", inc.id, inc.title),
+            incident: Some(inc.id),
+        }));
+        let incidents: BTreeSet<IncidentId> = attached.iter().map(|i| i.id).collect();
         let crisis = Arc::new(Crisis {
             id,
             kind: req.kind,
@@ -259,14 +280,14 @@ impl CrisisBoard {
                     holder: None,
                 })
                 .collect(),
-            log: vec![entry.clone()],
-            incidents: BTreeSet::new(),
+            log: log.clone(),
+            incidents,
         });
         self.crises.insert(id, Arc::clone(&crisis));
         Ok(CrisisChange {
             crisis,
             created: true,
-            log: vec![entry],
+            log,
         })
     }
 
@@ -441,7 +462,7 @@ mod tests {
         let mut b = board();
         let op = Actor::User("alice".into());
         let id = b
-            .open(opening(vec![CommuneIdx(1)]), &op, Timestamp(10))
+            .open(opening(vec![CommuneIdx(1)]), &op, Timestamp(10), [])
             .expect("opens")
             .crisis
             .id;
@@ -522,14 +543,14 @@ mod tests {
         let mut b = board();
         let op = Actor::System;
         let c = b
-            .open(opening(vec![]), &op, Timestamp(1))
+            .open(opening(vec![]), &op, Timestamp(1), [])
             .expect("opens")
             .crisis;
         assert_eq!(b.follow(&change(1, 5, "opened")).len(), 1);
         let mut restored = board();
         restored.restore((*b.get(c.id).expect("kept").clone()).clone());
         let next = restored
-            .open(opening(vec![]), &op, Timestamp(2))
+            .open(opening(vec![]), &op, Timestamp(2), [])
             .expect("opens");
         assert_eq!(next.crisis.id, CrisisId(c.id.0 + 1));
         assert_eq!(restored.follow(&change(2, 0, "opened")).len(), 2);
@@ -540,9 +561,68 @@ mod tests {
                     ..opening(vec![])
                 },
                 &op,
-                Timestamp(3)
+                Timestamp(3),
+                []
             ),
             Err(CrisisError::Empty("title"))
+        );
+    }
+
+    #[test]
+    fn opening_attaches_the_open_incidents_of_the_scope_and_later_ones_join() {
+        let mut b = board();
+        let op = Actor::User("alice".into());
+        let at = |id: u64, commune: u32, status: Status| {
+            let mut i = incident(IncidentId(id), None, status);
+            i.commune = CommuneIdx(commune);
+            i
+        };
+        let current = [
+            at(4, 1, Status::InProgress),
+            at(2, 1, Status::New),
+            at(3, 1, Status::Acknowledged),
+            at(5, 1, Status::Resolved),
+            at(6, 2, Status::New),
+        ];
+        let opened = b
+            .open(opening(vec![CommuneIdx(1)]), &op, Timestamp(10), &current)
+            .expect("opens");
+        let c = &opened.crisis;
+        assert_eq!(
+            c.incidents.iter().copied().collect::<Vec<_>>(),
+            [IncidentId(2), IncidentId(3), IncidentId(4)],
+            "open incidents of the scope; not the resolved one, not another commune's"
+        );
+        let attached: Vec<(Option<IncidentId>, CrisisLogKind)> =
+            opened.log.iter().map(|e| (e.incident, e.kind)).collect();
+        assert_eq!(
+            attached,
+            [
+                (None, CrisisLogKind::System),
+                (Some(IncidentId(2)), CrisisLogKind::Incident),
+                (Some(IncidentId(3)), CrisisLogKind::Incident),
+                (Some(IncidentId(4)), CrisisLogKind::Incident),
+            ]
+        );
+        assert_eq!(
+            opened.log, c.log,
+            "the change carries every line it appended"
+        );
+        assert_eq!(c.log[1].text, "#2 Crue — attached");
+        assert!(c.log.iter().all(|e| e.at == Timestamp(10)));
+        // An incident opened later in the scope joins the crisis as it opens.
+        let mut later = change(9, 1, "opened");
+        later.created = true;
+        assert_eq!(b.follow(&later).len(), 1);
+        let c = b.get(c.id).expect("kept");
+        assert!(c.incidents.contains(&IncidentId(9)));
+        // The whole territory: every open incident, whatever its commune.
+        let all = b
+            .open(opening(vec![]), &op, Timestamp(11), &current)
+            .expect("opens");
+        assert_eq!(
+            all.crisis.incidents.iter().copied().collect::<Vec<_>>(),
+            [IncidentId(2), IncidentId(3), IncidentId(4), IncidentId(6)]
         );
     }
 }

@@ -434,6 +434,9 @@ pub struct Device {
 pub struct Territory {
     pub id: Arc<str>,
     pub name: Arc<str>,
+    /// The territory's IANA time zone (`Europe/Paris`), in which people read its times
+    /// (the console's reports); `None`: not declared.
+    pub timezone: Option<Arc<str>>,
     pub communes: Vec<Commune>,
     pub zones: Vec<Zone>,
     pub sites: Vec<Site>,

@@ -1017,7 +1017,8 @@ impl Pipeline {
         now: Timestamp,
         out: &mut Output,
     ) -> Result<Arc<Crisis>, CrisisError> {
-        let change = self.crises.open(req, actor, now)?;
+        // The incidents of its communes still open are attached at once.
+        let change = self.crises.open(req, actor, now, self.book.active())?;
         let c = Arc::clone(&change.crisis);
         out.batch.crises.push(change);
         Ok(c)

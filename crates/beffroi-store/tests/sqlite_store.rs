@@ -791,6 +791,7 @@ fn operations_survive_a_reopen_units_crises_escalation_and_handover_log() {
                 },
                 &op,
                 Timestamp(900),
+                [],
             )
             .expect("open");
         let change = IncidentChange {

@@ -28,7 +28,6 @@ struct Header {
     id: String,
     name: String,
     #[serde(default)]
-    #[allow(dead_code)]
     timezone: Option<String>,
 }
 
@@ -256,6 +255,15 @@ pub fn load(files: &[SourceFile]) -> Result<Territory, ConfigErrors> {
                 "territory.id",
                 "ids use lowercase letters, digits, '-', '_', '.'",
             );
+        }
+        match parsed.territory.timezone.as_deref() {
+            Some(tz) if valid_timezone(tz) => t.timezone = Some(tz.into()),
+            Some(_) => cx.err(
+                0,
+                "territory.timezone",
+                "an IANA time zone name, such as `Europe/Paris` or `UTC`",
+            ),
+            None => {}
         }
         for c in &parsed.commune {
             let at = c.span().start;
@@ -965,6 +973,20 @@ fn load_devices(src: &SourceFile, t: &mut Territory, errors: &mut ConfigErrors) 
     }
 }
 
+/// The shape of an IANA time zone name (`Europe/Paris`, `America/Argentina/Buenos_Aires`,
+/// `UTC`): the name itself is checked where it is used (the browser's `Intl`), as the
+/// program carries no time zone database.
+fn valid_timezone(tz: &str) -> bool {
+    !tz.is_empty()
+        && tz.len() <= 64
+        && tz.split('/').all(|part| {
+            part.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+                && part
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '+'))
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -997,6 +1019,39 @@ mod tests {
             format!("{}[[kind.field]]\n{field}\n", f[1].text),
         );
         f
+    }
+
+    #[test]
+    fn the_territorys_time_zone_is_kept_and_its_shape_checked() {
+        let with_tz = |tz: &str| {
+            let mut f = files("");
+            f[0] = SourceFile::new(
+                "territory.toml",
+                f[0].text.replacen(
+                    "name = \"T\"\n",
+                    &format!("name = \"T\"\ntimezone = \"{tz}\"\n"),
+                    1,
+                ),
+            );
+            load(&f)
+        };
+        assert_eq!(load(&files("")).expect("valid").timezone, None);
+        for tz in [
+            "Europe/Paris",
+            "UTC",
+            "America/Argentina/Buenos_Aires",
+            "Etc/GMT+1",
+        ] {
+            assert_eq!(with_tz(tz).expect(tz).timezone.as_deref(), Some(tz));
+        }
+        for tz in ["", "Europe/", "Paris CET", "../etc/passwd", "Europe//Paris"] {
+            let e = with_tz(tz).expect_err(tz);
+            assert!(
+                e.0.iter()
+                    .any(|e| e.field.as_deref() == Some("territory.timezone")),
+                "{tz}: {e:?}"
+            );
+        }
     }
 
     #[test]

@@ -2,14 +2,17 @@
 // (kind, title, level, one commune, several or the whole territory). #/crisis/{id}: the
 // crisis page — level, the safeguard plan (PCS) roles and their holders, the main courante
 // (operators' entries and the incident changes the server appends), the board of its
-// incidents, closing with a summary, and then the printable report. Follows the live
-// stream's `crisis` events (and incident events of the crisis' communes).
+// incidents (those open at its activation and those that open or change since), its
+// perimeter (a sketch of the communes at their positions), closing
+// with a summary, and then the printable report, rendered here from the crisis in the
+// reader's language, with labels and names, and times in the territory's time zone. Follows
+// the live stream's `crisis` events (and incident events of the crisis' communes).
 
 import * as api from '../api.js';
 import * as live from '../live.js';
 import { navigate } from '../router.js';
 import { h, clear, toast } from '../dom.js';
-import { t, fmtTime, getLang, onLangChange } from '../i18n.js';
+import { t, tOr, getLang, onLangChange } from '../i18n.js';
 
 export const route = 'crisis';
 export const navKey = 'nav.crisis';
@@ -22,7 +25,7 @@ let state = null;
 export function mount(el, args) {
   const root = h('section.crisis-view');
   el.append(root);
-  state = { root, id: null, list: null, detail: null, communes: null, error: null, report: null, inputs: {}, draft: { kind: 'flood', scope: 'one', level: 1 } };
+  state = { root, id: null, list: null, detail: null, communes: null, tz: null, error: null, report: null, inputs: {}, draft: { kind: 'flood', scope: 'one', level: 1 } };
 
   let timer = 0;
   const reloadSoon = () => { clearTimeout(timer); timer = setTimeout(reload, 150); };
@@ -46,7 +49,13 @@ export function mount(el, args) {
     live.on('resync', () => reload()),
     onLangChange(() => { paint(); if (state?.report) loadReport(); }),
   ];
-  api.get('/territory').then((tt) => { if (state) { state.communes = tt.communes; paint(); } }).catch(() => {});
+  api.get('/territory').then((tt) => {
+    if (!state) return;
+    state.communes = tt.communes;
+    state.tz = tt.timezone ?? null;
+    paint();
+    if (state.report) loadReport();
+  }).catch(() => {});
   update(args);
   return () => { offs.forEach((f) => f()); clearTimeout(timer); state = null; };
 }
@@ -94,6 +103,62 @@ function communeName(id) {
 
 function scopeText(communes) {
   return communes.length ? communes.map(communeName).join(', ') : t('crisis.scope.all');
+}
+
+/** Date and time in the reader's language and the territory's time zone (the browser's
+ * when the territory declares none, or one this browser does not know). */
+function fmtLocal(iso, withZone = false) {
+  if (!iso) return '';
+  const locale = getLang() === 'en' ? 'en-GB' : 'fr-FR';
+  const opts = { dateStyle: 'short', timeStyle: 'medium' };
+  let f;
+  try {
+    f = new Intl.DateTimeFormat(locale, state?.tz ? { ...opts, timeZone: state.tz } : opts);
+  } catch {
+    f = new Intl.DateTimeFormat(locale, opts);
+  }
+  const text = f.format(new Date(iso));
+  return withZone ? `${text} (${f.resolvedOptions().timeZone})` : text;
+}
+
+/** Who did it, as people read it: an account's name, "System", "Rule x". */
+function personName(actor) {
+  if (!actor) return '';
+  if (actor === 'system') return t('crisis.actor.system');
+  if (actor.startsWith('rule:')) return t('crisis.actor.rule', { rule: actor.slice(5) });
+  return actor.replace(/^user:(token:)?/, '');
+}
+
+function roleName(d, id) {
+  const r = d.roles?.find((x) => x.role === id);
+  return r ? (getLang() === 'en' ? r.name_en : r.name) : id;
+}
+
+/** A log line in the reader's language: the lines the server composes (opening, level,
+ * role, closing, an incident attached or changed) are read back into their parts; an
+ * operator's entry is shown as written. */
+function logText(d, e) {
+  const x = e.text ?? '';
+  let m;
+  if (e.kind === 'incident') {
+    const cut = x.lastIndexOf(' — ');
+    if (cut < 0) return x;
+    const [, action, detail] = x.slice(cut + 3).match(/^([a-z_]+)(?:: ([\s\S]*))?$/) ?? [];
+    if (!action) return x;
+    const label = tOr(`crisis.action.${action}`, tOr(`handover.action.${action}`, action));
+    return `${x.slice(0, cut)} — ${label}${detail ? ` : ${detail}` : ''}`;
+  }
+  if (e.kind !== 'system') return x;
+  if ((m = x.match(/^opened: (\w+) — ([\s\S]*) \(level (\d)\)$/))) {
+    return t('crisis.text.opened', { kind: tOr(`crisis.kind.${m[1]}`, m[1]), title: m[2], level: m[3] });
+  }
+  if ((m = x.match(/^level (\d) → (\d)$/))) return t('crisis.text.level', { from: m[1], to: m[2] });
+  if ((m = x.match(/^role (\S+) \([\s\S]*\): ([\s\S]*)$/))) {
+    return m[2] === 'vacant' ? t('crisis.text.role_vacant', { role: roleName(d, m[1]) })
+      : t('crisis.text.role', { role: roleName(d, m[1]), holder: m[2] });
+  }
+  if ((m = x.match(/^closed: ([\s\S]*)$/))) return t('crisis.text.closed', { summary: m[1] });
+  return x;
 }
 
 function paint() {
@@ -158,7 +223,7 @@ function crisisRow(c) {
       h('div.row-meta',
         h(`span.status.cs-${c.status}`, t(`crisis.status.${c.status}`)),
         h('span', t('crisis.incident_count', { n: c.incident_count })),
-        h('span', { title: c.opened_by }, t('crisis.opened_at', { when: fmtTime(c.opened_at) })))));
+        h('span', { title: personName(c.opened_by) }, t('crisis.opened_at', { when: fmtLocal(c.opened_at) })))));
 }
 
 function activationForm() {
@@ -232,15 +297,52 @@ function paintDetail(root) {
       h(`span.level.big.lvl-${d.level}#crisis-level-badge`, { dataset: { level: d.level } }, t('crisis.level_n', { n: d.level })),
       h('div.crisis-title',
         h('h2#crisis-heading', d.title),
-        h('div.sub', `#${d.id} · ${t(`crisis.kind.${d.kind}`)} · ${scopeText(d.communes)} · ${t('crisis.opened_by', { when: fmtTime(d.opened_at), who: d.opened_by })}`)),
+        h('div.sub', `#${d.id} · ${t(`crisis.kind.${d.kind}`)} · ${scopeText(d.communes)} · ${t('crisis.opened_by', { when: fmtLocal(d.opened_at), who: personName(d.opened_by) })}`)),
       h(`span.status.big.cs-${d.status}#crisis-status`, { dataset: { status: d.status } }, t(`crisis.status.${d.status}`))),
     manage && levelBar(d),
     h('div.crisis-grid',
       h('div.crisis-col', mainCourante(d, manage)),
-      h('div.crisis-col', incidentBoard(d), roles(d, manage),
+      h('div.crisis-col', perimeter(d), incidentBoard(d), roles(d, manage),
         d.status === 'active' ? (api.can('crisis.manage') && closeForm(d)) : closedBlock(d)))));
   const log = root.querySelector('#crisis-log');
   if (log) log.scrollTop = log.scrollHeight;
+}
+
+const SVG = 'http://www.w3.org/2000/svg';
+
+function svg(tag, attrs = {}, ...children) {
+  const el = document.createElementNS(SVG, tag);
+  for (const [k, v] of Object.entries(attrs)) el.setAttribute(k, v);
+  el.append(...children);
+  return el;
+}
+
+/** The crisis perimeter: the territory's communes at their positions, those of the crisis
+ * filled and named (every commune for a crisis over the whole territory). */
+function perimeter(d) {
+  const all = state.communes ?? [];
+  if (!all.length) return h('section.block#crisis-perimeter', h('h3', t('crisis.perimeter')), h('p.muted', '…'));
+  const inside = (c) => !d.communes.length || d.communes.includes(c.id);
+  const lat0 = all.reduce((a, c) => a + c.position[1], 0) / all.length;
+  const k = Math.cos((lat0 * Math.PI) / 180);
+  const pts = all.map((c) => ({ c, x: c.position[0] * k, y: -c.position[1] }));
+  const xs = pts.map((p) => p.x);
+  const ys = pts.map((p) => p.y);
+  const span = Math.max(Math.max(...xs) - Math.min(...xs), Math.max(...ys) - Math.min(...ys), 0.01);
+  const pad = span * 0.12;
+  const r = span * 0.025;
+  const box = [Math.min(...xs) - pad, Math.min(...ys) - pad, Math.max(...xs) - Math.min(...xs) + 2 * pad, Math.max(...ys) - Math.min(...ys) + 2 * pad];
+  const font = span * 0.045;
+  const map = svg('svg', { viewBox: box.join(' '), role: 'img', 'aria-label': t('crisis.perimeter'), width: '100%', height: '220', preserveAspectRatio: 'xMidYMid meet' },
+    ...pts.sort((a, b) => inside(a.c) - inside(b.c)).map(({ c, x, y }) => {
+      const inPerimeter = inside(c);
+      return svg('g', { 'data-id': c.id, class: inPerimeter ? 'in' : 'out' },
+        svg('title', {}, c.name),
+        svg('circle', { cx: x, cy: y, r: inPerimeter ? r * 1.4 : r, fill: inPerimeter ? '#d9480f' : '#adb5bd', 'fill-opacity': inPerimeter ? 0.8 : 0.5, stroke: '#fff', 'stroke-width': r * 0.2 }),
+        inPerimeter && d.communes.length ? svg('text', { x: x + r * 1.8, y: y + font * 0.35, 'font-size': font, fill: 'currentColor' }, c.name) : '');
+    }));
+  return h('section.block#crisis-perimeter', h('h3', t('crisis.perimeter')), map,
+    h('p.muted', d.communes.length ? t('crisis.perimeter_n', { n: d.communes.length, total: all.length }) : t('crisis.scope.all_hint')));
 }
 
 function levelBar(d) {
@@ -265,10 +367,10 @@ async function send(d, what, body) {
 function mainCourante(d, manage) {
   const entries = d.log ?? [];
   const list = entries.length ? h('ol.crisis-log#crisis-log', ...entries.map((e) => h(`li.k-${e.kind}`, { dataset: { kind: e.kind, incident: e.incident ?? '' } },
-    h('time', fmtTime(e.at)),
-    h('span.actor', e.actor.replace(/^user:/, '')),
+    h('time', { datetime: e.at }, fmtLocal(e.at)),
+    h('span.actor', personName(e.actor)),
     h(`span.kind-tag.k-${e.kind}`, t(`crisis.log.kind.${e.kind}`)),
-    e.incident != null ? h('a.text', { href: `#/incidents/${e.incident}` }, e.text) : h('span.text', e.text))))
+    e.incident != null ? h('a.text', { href: `#/incidents/${e.incident}` }, logText(d, e)) : h('span.text', logText(d, e)))))
     : h('p.muted#crisis-log', t('crisis.log.empty'));
   let box = null;
   if (manage) {
@@ -359,7 +461,7 @@ function closedBlock(d) {
   return h('section.block#crisis-report',
     h('h3', t('crisis.summary')),
     h('p.summary#crisis-summary-text', d.summary_text || '—'),
-    h('p.muted', t('crisis.closed_by', { when: fmtTime(d.closed_at), who: d.closed_by ?? '' })),
+    h('p.muted', t('crisis.closed_by', { when: fmtLocal(d.closed_at), who: personName(d.closed_by) })),
     h('div.actions',
       h('button.primary#report-open', { type: 'button', on: { click: () => openReport(d.id) } }, t('crisis.report.open')),
       h('button#report-print', { type: 'button', disabled: !r?.html, on: { click: printReport } }, t('crisis.report.print'))),
@@ -368,26 +470,60 @@ function closedBlock(d) {
       : h('p.muted', '…'));
 }
 
-/** The report: fetched here with the session cookie, shown inline and opened as a Blob. */
-async function fetchReport(id) {
-  const resp = await fetch(`/api/v1/crises/${id}/report?lang=${getLang()}`, {
-    headers: { Accept: 'text/html' }, credentials: 'same-origin',
-  });
-  if (!resp.ok) throw new Error(`${resp.status} ${resp.statusText}`);
-  // The report (no script: shown inline or as a Blob it falls under the console's
-  // Content-Security-Policy) ends with a print hint in the report's language; the console
-  // shows its own Print button and the hint in the console's language.
-  const html = await resp.text();
-  return html.replace(/<p class="noprint">[\s\S]*?<\/p>/, `<p class="noprint">${t('crisis.report.print_hint')}</p>`);
+const REPORT_CSS = 'body{font-family:system-ui,sans-serif;margin:2rem;color:#111;max-width:60rem}'
+  + 'h1{font-size:1.6rem;margin-bottom:.2rem}h2{font-size:1.15rem;border-bottom:2px solid #333;margin-top:1.6rem}'
+  + 'table{border-collapse:collapse;width:100%;font-size:.9rem}th,td{border:1px solid #999;padding:.25rem .4rem;text-align:left;vertical-align:top}'
+  + 'th{background:#eee}.meta td:first-child{font-weight:bold;width:14rem}.k-entry{background:#fffbe6}.k-system{background:#eef4ff}'
+  + '.muted{color:#555;font-size:.85rem}'
+  + '@media print{body{margin:0;max-width:none}h2{break-after:avoid}tr{break-inside:avoid}.noprint{display:none}@page{size:A4;margin:15mm}}';
+
+function esc(v) {
+  return String(v ?? '').replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]);
+}
+
+/** The printable report of a crisis, from what the server answered for this reader (the
+ * incidents, and log lines, of its visibility only): a self-contained page without script. */
+export function reportHtml(d, now = new Date().toISOString()) {
+  const title = `${t('crisis.report.title')} ${d.id} — ${d.title}`;
+  const row = (cells, tag = 'td', cls = '') => `<tr${cls ? ` class="${cls}"` : ''}>${cells.map((c) => `<${tag}>${esc(c)}</${tag}>`).join('')}</tr>`;
+  const meta = [
+    [t('crisis.kind'), t(`crisis.kind.${d.kind}`)],
+    [t('crisis.scope'), scopeText(d.communes)],
+    [t('crisis.level'), `${d.level} — ${t(`crisis.level_desc.${d.level}`)}`],
+    [t('crisis.report.status'), t(`crisis.status.${d.status}`)],
+    [t('crisis.report.opened_at'), fmtLocal(d.opened_at)],
+    [t('crisis.report.opened_by'), personName(d.opened_by)],
+    [t('crisis.report.closed_at'), fmtLocal(d.closed_at)],
+    [t('crisis.report.closed_by'), personName(d.closed_by)],
+  ];
+  const logTable = (heading, keep) => `<h2>${esc(heading)}</h2><table>${row([t('crisis.report.time'), t('crisis.report.author'), t('crisis.report.entry')], 'th')}`
+    + (d.log ?? []).filter((e) => keep(e.kind)).map((e) => row([fmtLocal(e.at), personName(e.actor), logText(d, e)], 'td', `k-${esc(e.kind)}`)).join('')
+    + '</table>';
+  const incidents = [...(d.incidents ?? [])].sort((a, b) => a.id - b.id);
+  return `<!DOCTYPE html><html lang="${getLang()}"><head><meta charset="utf-8"><title>${esc(title)}</title><style>${REPORT_CSS}</style></head><body>`
+    + `<h1>${esc(title)}</h1>`
+    + `<p class="muted">${esc(t('crisis.report.printed', { when: fmtLocal(now, true) }))}</p>`
+    + `<table class="meta">${meta.map((r) => row(r)).join('')}</table>`
+    + `<h2>${esc(t('crisis.summary'))}</h2><p>${esc(d.summary_text || t('crisis.report.none'))}</p>`
+    + `<h2>${esc(t('crisis.roles'))}</h2><table>${row([t('crisis.report.role'), t('crisis.report.holder')], 'th')}`
+    + d.roles.map((r) => row([getLang() === 'en' ? r.name_en : r.name, r.holder ?? t('crisis.vacant')])).join('') + '</table>'
+    + logTable(t('crisis.report.timeline'), (k) => k !== 'incident')
+    + logTable(t('crisis.report.incident_actions'), (k) => k === 'incident')
+    + `<h2>${esc(t('crisis.report.incidents'))}</h2><table>`
+    + row(['#', t('crisis.inc.title'), t('crisis.inc.severity'), t('crisis.inc.status'), t('crisis.report.commune'), t('crisis.inc.unit'), t('crisis.report.opened'), t('crisis.report.resolved')], 'th')
+    + incidents.map((i) => row([`#${i.id}`, i.title, t(`severity.${i.severity}`), t(`status.${i.status}`), i.commune_name ?? communeName(i.commune),
+      i.unit ?? i.owner ?? '', fmtLocal(i.opened_at), fmtLocal(i.resolved_at)])).join('')
+    + '</table>'
+    + (d.hidden_incidents > 0 ? `<p class="muted">${esc(t('crisis.report.hidden', { n: d.hidden_incidents }))}</p>` : '')
+    + `<p class="noprint">${esc(t('crisis.report.print_hint'))}</p></body></html>`;
 }
 
 async function loadReport() {
   if (!state?.id) return;
   const id = state.id;
-  state.report = { html: null };
   try {
-    const html = await fetchReport(id);
-    if (state?.id === id) state.report = { html };
+    const d = state.detail?.id === id ? state.detail : await api.get(`/crises/${id}`);
+    if (state?.id === id) state.report = { html: reportHtml(d) };
   } catch (e) {
     if (state?.id === id) state.report = { error: e.message };
   }
@@ -396,7 +532,7 @@ async function loadReport() {
 
 async function openReport(id) {
   try {
-    const html = state?.report?.html ?? (await fetchReport(id));
+    const html = state?.report?.html ?? reportHtml(await api.get(`/crises/${id}`));
     const url = URL.createObjectURL(new Blob([html], { type: 'text/html;charset=utf-8' }));
     const w = window.open(url, '_blank');
     if (!w) toast(t('crisis.report.blocked'), 'error');
