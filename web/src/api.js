@@ -2,14 +2,33 @@
 // keeps only the session's CSRF token (sessionStorage), sent in X-CSRF-Token on every
 // state-changing request. JSON in and out, typed errors.
 
+import { t, tOr } from './i18n.js';
+
 const CSRF = 'beffroi.csrf';
 
+/** A failed request. Its `message` is what a person reads: the translation of its `code`
+ * (`error.code.<code>`), in the current language, or a generic message with the status;
+ * the server's own text (English, for developers and logs) is kept as `serverMessage` and
+ * never shown. */
 export class ApiError extends Error {
-  constructor(status, code, message) {
-    super(message);
+  constructor(status, code, serverMessage) {
+    super();
+    this.name = 'ApiError';
     this.status = status;
     this.code = code;
+    this.serverMessage = serverMessage;
   }
+
+  get message() {
+    return tOr(`error.code.${this.code}`, null) ?? t('error.unknown', { status: this.status });
+  }
+}
+
+/** The message to show for any failure: an API error's translated message, and for anything
+ * else (a bug of the console) a generic one, never its raw text. */
+export function errorText(e) {
+  if (e instanceof ApiError) return e.message;
+  return t('error.unexpected');
 }
 
 /** The session's CSRF token; present while the console believes it is logged in. */
@@ -73,7 +92,7 @@ export function act(id, action, extra = {}) {
   return post(`/incidents/${id}/actions`, { action, ...extra });
 }
 
-const ALL_PERMISSIONS = ['incident.read', 'incident.act', 'incident.assign', 'unit.status', 'crisis.manage', 'event.manage', 'supervise', 'device.quarantine', 'privacy.read'];
+const ALL_PERMISSIONS = ['incident.read', 'incident.act', 'incident.assign', 'device.read', 'unit.read', 'unit.status', 'crisis.read', 'crisis.manage', 'event.read', 'event.manage', 'supervise', 'handover', 'device.quarantine', 'privacy.read'];
 let me = null;
 
 /** Who the token belongs to and what it may do (GET /auth/me; every permission when the
@@ -90,6 +109,11 @@ export async function loadMe() {
 
 export function can(permission) {
   return !!me && (me.permissions ?? []).includes(permission);
+}
+
+/** Holds at least one of these permissions. */
+export function canAny(permissions) {
+  return permissions.some(can);
 }
 
 export function currentUser() {

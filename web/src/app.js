@@ -83,13 +83,14 @@ function langButton() {
 
 function showShell() {
   clear(root);
+  router.setPermissions(api.can);
   const nav = h('nav.tabs');
   const liveDot = h('span.live#live-status');
   const userBox = h('span.user');
   const alertControls = h('span.alert-controls');
   const langSlot = h('span');
   const bar = h('header.topbar',
-    h('a.brand', { href: '#/map' }, h('img', { src: '/console/icon.svg', alt: '' }), h('span.brand-name', 'Beffroi'), h('span.tagline#tagline')),
+    h('a.brand', { href: `#/${router.firstAllowed() ?? 'map'}` }, h('img', { src: '/console/icon.svg', alt: '' }), h('span.brand-name', 'Beffroi'), h('span.tagline#tagline')),
     nav, h('div.spacer'), liveDot, userBox, langSlot,
     alertControls, h('button.ghost#logout', { type: 'button', on: { click: logout } }));
   const banner = h('div.alert-slot');
@@ -100,8 +101,8 @@ function showShell() {
   const paint = () => {
     clear(nav);
     for (const v of router.registered()) {
-      // A view may name the permission its tab needs (`export const permission`).
-      if (!v.navKey || (v.permission && !api.can(v.permission))) continue;
+      // A view names the permission its tab needs (`export const permission`).
+      if (!v.navKey || !router.allowed(v)) continue;
       nav.append(h('a.tab', { href: `#/${v.route}`, dataset: { route: v.route } }, t(v.navKey)));
     }
     markTab();
@@ -132,8 +133,9 @@ function showShell() {
     alerting.start(api.currentUser()?.user ?? null, { banner, controls: alertControls });
     live.start().catch(() => {});
   } else liveDot.hidden = true;
-  // The DPO holds neither incidents nor devices: the data protection view first.
-  router.start(main, !api.can('device.read') && api.can('privacy.read') ? 'privacy' : 'map');
+  // The first tab the role may open (the map; the DPO, who holds neither incidents nor
+  // devices: the data protection view).
+  router.start(main, router.firstAllowed() ?? 'map');
 
   const keys = (e) => onKey(e, help);
   document.addEventListener('keydown', keys);

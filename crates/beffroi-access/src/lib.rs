@@ -60,8 +60,11 @@ pub enum Permission {
     EventRead,
     /// Declare and cancel events.
     EventManage,
-    /// The command post's key figures and shift handover.
+    /// The command post's key figures.
     Supervise,
+    /// The shift handover of the caller's communes (open incidents, what happened since the
+    /// start of the shift): every desk that hands a shift over.
+    Handover,
     /// Read the audit log.
     AuditRead,
     /// Read personal data in clear.
@@ -82,7 +85,7 @@ pub enum Permission {
 }
 
 impl Permission {
-    pub const ALL: [Permission; 24] = [
+    pub const ALL: [Permission; 25] = [
         Permission::TerritoryRead,
         Permission::IncidentRead,
         Permission::IncidentAct,
@@ -99,6 +102,7 @@ impl Permission {
         Permission::EventRead,
         Permission::EventManage,
         Permission::Supervise,
+        Permission::Handover,
         Permission::AuditRead,
         Permission::PersonalRead,
         Permission::PersonalUnmask,
@@ -127,6 +131,7 @@ impl Permission {
             Permission::EventRead => "event.read",
             Permission::EventManage => "event.manage",
             Permission::Supervise => "supervise",
+            Permission::Handover => "handover",
             Permission::AuditRead => "audit.read",
             Permission::PersonalRead => "personal.read",
             Permission::PersonalUnmask => "personal.unmask",
@@ -212,10 +217,14 @@ pub const ROLE_PERMISSIONS: [(Role, &[Permission]); 9] = [
             P::TerritoryRead,
             P::IncidentRead,
             P::IncidentAct,
+            // Dispatch: the procedures tell the desk to engage a patrol. Within the
+            // operator's communes only: the assignment checks the incident and the unit.
+            P::IncidentAssign,
             P::DeviceRead,
             P::UnitRead,
             P::CrisisRead,
             P::EventRead,
+            P::Handover,
         ],
     ),
     (
@@ -232,6 +241,7 @@ pub const ROLE_PERMISSIONS: [(Role, &[Permission]); 9] = [
             P::EventRead,
             P::EventManage,
             P::Supervise,
+            P::Handover,
             P::LegalHold,
             P::PersonalUnmask,
         ],
@@ -251,6 +261,7 @@ pub const ROLE_PERMISSIONS: [(Role, &[Permission]); 9] = [
             P::EventRead,
             P::EventManage,
             P::Supervise,
+            P::Handover,
             P::LegalHold,
             P::PersonalUnmask,
         ],
@@ -303,6 +314,7 @@ pub const ROLE_PERMISSIONS: [(Role, &[Permission]); 9] = [
             P::CrisisRead,
             P::EventRead,
             P::Supervise,
+            P::Handover,
             P::AuditRead,
             P::PrivacyRead,
         ],
@@ -326,6 +338,7 @@ pub const ROLE_PERMISSIONS: [(Role, &[Permission]); 9] = [
             P::EventRead,
             P::EventManage,
             P::Supervise,
+            P::Handover,
             P::AuditRead,
             P::PersonalRead,
             P::UserManage,
@@ -541,6 +554,12 @@ mod tests {
             assert_eq!(Role::Administrator.has(p), !reserved.contains(&p), "{p:?}");
         }
         assert!(!Role::Operator.has(Permission::PersonalUnmask));
+        // The desk dispatches and hands its shift over; the key figures stay the
+        // supervisor's.
+        assert!(Role::Operator.has(Permission::IncidentAssign));
+        assert!(Role::Operator.has(Permission::Handover));
+        assert!(!Role::Operator.has(Permission::Supervise));
+        assert!(!Role::Operator.has(Permission::UnitStatus));
         assert!(!Role::Dpo.has(Permission::IncidentAct));
         assert!(!Role::Operator.has(Permission::IncidentCyber));
         assert!(Role::SecurityAnalyst.has(Permission::DeviceQuarantine));
@@ -568,7 +587,7 @@ mod tests {
             Scope::Communes(vec![CommuneIdx(2), CommuneIdx(5)])
         );
         assert_eq!(
-            p.scope_for(Permission::IncidentAssign),
+            p.scope_for(Permission::UnitStatus),
             Scope::Communes(vec![CommuneIdx(5)])
         );
         assert_eq!(p.scope_for(Permission::CrisisManage), Scope::Nothing);

@@ -83,6 +83,46 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    /// Every code, in declaration order: the console translates each (`error.code.<code>`
+    /// in `web/src/i18n.js`, checked by `tests/error_codes_translated.rs`). A new code goes
+    /// here too.
+    pub const ALL: [ErrorCode; 34] = [
+        ErrorCode::Unauthorized,
+        ErrorCode::InvalidCredentials,
+        ErrorCode::InvalidRequest,
+        ErrorCode::NotFound,
+        ErrorCode::InvalidTransition,
+        ErrorCode::PayloadTooLarge,
+        ErrorCode::ObservationsRejected,
+        ErrorCode::Overloaded,
+        ErrorCode::StoreUnavailable,
+        ErrorCode::UnitNotFound,
+        ErrorCode::UnitOffDuty,
+        ErrorCode::CrisisNotFound,
+        ErrorCode::CrisisClosed,
+        ErrorCode::EventNotFound,
+        ErrorCode::EventExists,
+        ErrorCode::EventClosed,
+        ErrorCode::Forbidden,
+        ErrorCode::CsrfFailed,
+        ErrorCode::TooManyAttempts,
+        ErrorCode::LockedOut,
+        ErrorCode::NoHold,
+        ErrorCode::PurposeRequired,
+        ErrorCode::NotInIncident,
+        ErrorCode::KeyDestroyed,
+        ErrorCode::IdentityErased,
+        ErrorCode::NoPseudonymisationKey,
+        ErrorCode::UnmaskLimit,
+        ErrorCode::DeviceMismatch,
+        ErrorCode::UnmaskRequestNotFound,
+        ErrorCode::SelfApproval,
+        ErrorCode::ApproverRequired,
+        ErrorCode::UnmaskPending,
+        ErrorCode::UnmaskRequestClosed,
+        ErrorCode::UnmaskRequestExpired,
+    ];
+
     pub fn status(self) -> StatusCode {
         match self {
             ErrorCode::Unauthorized | ErrorCode::InvalidCredentials => StatusCode::UNAUTHORIZED,

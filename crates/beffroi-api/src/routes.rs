@@ -153,7 +153,7 @@ pub static ROUTES: &[RouteSpec] = &[
     route!(GET "/api/v1/rejections", Allow(P::RejectionRead, Territory), "", handlers::rejections),
     route!(GET "/api/v1/stream", Allow(P::IncidentRead, Filtered), "", handlers::stream),
     route!(GET "/api/v1/overview", Allow(P::Supervise, CallerScope), "", overview::overview),
-    route!(GET "/api/v1/handover", Allow(P::Supervise, CallerScope), "", overview::handover),
+    route!(GET "/api/v1/handover", Allow(P::Handover, CallerScope), "", overview::handover),
     route!(GET "/api/v1/alarm-health", Allow(P::IncidentRead, CallerScope), "", alarm_health::alarm_health),
     route!(GET "/api/v1/map/clusters", Allow(P::DeviceRead, Filtered), "", console::map_clusters),
     route!(GET "/api/v1/crowd", Allow(P::DeviceRead, Filtered), "", crowd::crowd),

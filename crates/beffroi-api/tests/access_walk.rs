@@ -761,14 +761,22 @@ async fn lists_are_cut_to_the_callers_communes() {
         )
         .await;
     assert_eq!(r.status, 403, "{}", r.body);
-    // Assigning needs incident.assign: an operator may comment, not assign.
+    // The operator dispatches within their communes: a unit of B, or an incident of B, is
+    // answered as missing; a unit of A to an incident of A is engaged.
+    let r = assign(&h, &op_a, 1, "pm-chenove-1").await;
+    assert_eq!((r.status, r.code()), (404, "unit_not_found"), "{}", r.body);
+    let r = assign(&h, &op_a, 2, "pm-dijon-1").await;
+    assert_eq!((r.status, r.code()), (404, "not_found"), "{}", r.body);
+    let r = assign(&h, &op_a, 1, "pm-dijon-1").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["unit"], "pm-dijon-1", "{}", r.body);
+    // …and reads the handover of their communes, not the key figures.
     let r = h
-        .call(
-            Method::POST,
-            "/api/v1/incidents/1/actions",
-            Auth_::Bearer(&op_a),
-            Some(json!({"action": "assign", "unit": "pm-dijon-1"})),
-        )
+        .call(Method::GET, "/api/v1/handover", Auth_::Bearer(&op_a), None)
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = h
+        .call(Method::GET, "/api/v1/overview", Auth_::Bearer(&op_a), None)
         .await;
     assert_eq!(r.status, 403, "{}", r.body);
 
@@ -779,7 +787,9 @@ async fn lists_are_cut_to_the_callers_communes() {
     assert_eq!(me.body["scope"]["communes"], json!([A]));
     let perms = me.body["permissions"].as_array().expect("permissions");
     assert!(perms.contains(&json!("incident.act")));
-    assert!(!perms.contains(&json!("incident.assign")));
+    assert!(perms.contains(&json!("incident.assign")));
+    assert!(perms.contains(&json!("handover")));
+    assert!(!perms.contains(&json!("supervise")));
 }
 
 async fn login(h: &Harness, user: &str, password: &str) -> Answer {

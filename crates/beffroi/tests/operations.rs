@@ -54,6 +54,7 @@ fn dispatch_escalation_and_crisis_mode_end_to_end() {
         "unit.status",
         "crisis.manage",
         "supervise",
+        "handover",
     ] {
         assert!(perms.iter().any(|x| x == p), "{p} in {perms:?}");
     }

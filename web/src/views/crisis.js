@@ -16,6 +16,7 @@ import { t, tOr, getLang, onLangChange } from '../i18n.js';
 
 export const route = 'crisis';
 export const navKey = 'nav.crisis';
+export const permission = 'crisis.read';
 
 const KINDS = ['flood', 'snow', 'fire', 'other'];
 const LEVELS = [1, 2, 3];

@@ -13,6 +13,7 @@ import { peopleCountText } from '../privacy.js';
 
 export const route = 'events';
 export const navKey = 'nav.events';
+export const permission = 'event.read';
 
 const STATUS_ORDER = { active: 0, scheduled: 1, ended: 2, cancelled: 3 };
 const PERIMETER_COLOR = '#f5b942';
@@ -83,7 +84,7 @@ async function loadEvents() {
     state.events = new Map(all.map((e) => [e.id, e]));
     paintList();
   } catch (e) {
-    if (state) clear(state.list).append(h('li.empty.error', t('error.generic', { message: e.message })));
+    if (state) clear(state.list).append(h('li.empty.error', api.errorText(e)));
   }
 }
 
@@ -166,7 +167,7 @@ async function loadEvent(id) {
     paintEvent(e);
   } catch (err) {
     if (!state || seq !== loadSeq) return;
-    clear(state.side).append(h('p.error', err.code === 'event_not_found' ? t('events.notfound') : t('error.generic', { message: err.message })));
+    clear(state.side).append(h('p.error', err.code === 'event_not_found' ? t('events.notfound') : api.errorText(err)));
   }
 }
 
@@ -214,7 +215,7 @@ function eventInfo(e) {
           if (state?.page?.id === done.id) paintEvent(done, true);
         } catch (err) {
           ev.target.disabled = false;
-          toast(t('error.generic', { message: err.message }), 'error');
+          toast(api.errorText(err), 'error');
         }
       },
     },
@@ -420,7 +421,7 @@ function mountForm(side) {
     for (const el of side.querySelectorAll('.field-error')) el.textContent = '';
     clear(rulesErrors);
     formError.textContent = '';
-    if (!list.length) { formError.textContent = t('error.generic', { message: err.message }); return; }
+    if (!list.length) { formError.textContent = api.errorText(err); return; }
     for (const x of list) {
       const fieldName = x.field ?? '';
       const where = [x.line != null && t('events.err.line', { n: x.line }), fieldName && t('events.err.field', { field: fieldName })].filter(Boolean).join(', ');

@@ -12,6 +12,7 @@ import { withPseudonyms } from './unmask.js';
 
 export const route = 'incidents';
 export const navKey = 'nav.incidents';
+export const permission = 'incident.read';
 
 const filters = { commune: '', category: '', status: 'open', unit: '', severity: '' };
 const NO_FILTER = { commune: '', category: '', status: 'open', unit: '', severity: '' };
@@ -86,6 +87,8 @@ export function update(args) {
 }
 
 async function loadUnits() {
+  // The units are read for the assignment and the unit filter: not by roles without units.
+  if (!api.can('unit.read')) { state.units = false; return; }
   try {
     state.units = await api.get('/units');
   } catch (e) {
@@ -199,7 +202,7 @@ async function loadDetail(id, quiet) {
     paintDetail();
   } catch (e) {
     if (!state || seq !== loadSeq) return;
-    clear(state.detail).append(h('p.error', t('error.generic', { message: e.message })));
+    clear(state.detail).append(h('p.error', api.errorText(e)));
   }
 }
 
@@ -211,7 +214,7 @@ async function doAction(action, extra) {
     toast(t('action.done', { action: t(`action.${action}`) }));
     await loadDetail(d.id, true);
   } catch (e) {
-    toast(t('error.generic', { message: e.message }), 'error');
+    toast(api.errorText(e), 'error');
   }
 }
 

@@ -18,6 +18,7 @@ import { deviceChart } from '../chart.js';
 
 export const route = 'map';
 export const navKey = 'nav.map';
+export const permission = 'device.read';
 
 const STATE_COLORS = ['#3d8bfd', '#ff4d4f', '#f5a623', '#9b59b6'];
 const STATE_NAMES = ['normal', 'alarm', 'silent', 'quarantined'];

@@ -12,6 +12,8 @@ import { mountHealth } from './health.js';
 
 export const route = 'overview';
 export const navKey = 'nav.overview';
+// The key figures need `supervise`, the handover `handover`: either opens the tab.
+export const permission = ['supervise', 'handover'];
 
 const SEVERITIES = ['critical', 'major', 'minor', 'info'];
 const SHIFT_HOURS = 8;
@@ -54,13 +56,19 @@ export function mount(el) {
   const handover = h('section.handover#handover');
   const head = h('div.handover-head');
   const health = h('div.health-wrap');
-  el.append(h('section.overview-view#overview', strip, health, h('div.handover-wrap', head, handover)));
+  // Each part for the roles that may read it: the key figures (`supervise`: the
+  // supervisor), the alarm health of the user's communes, the handover (`handover`: the
+  // operator too).
+  const figures = api.can('supervise');
+  const handing = api.can('handover');
+  el.append(h('section.overview-view#overview', figures && strip, api.can('incident.read') && health,
+    handing && h('div.handover-wrap', head, handover)));
   state = { strip, since, handover, head, kpis: null, data: null, timers: [] };
-  const unmountHealth = mountHealth(health);
+  const unmountHealth = api.can('incident.read') ? mountHealth(health) : () => {};
 
-  const refreshKpis = throttle(loadKpis, THROTTLE_MS);
-  const refreshHandover = throttle(loadHandover, THROTTLE_MS * 2);
-  since.addEventListener('change', () => loadHandover());
+  const refreshKpis = figures ? throttle(loadKpis, THROTTLE_MS) : () => {};
+  const refreshHandover = handing ? throttle(loadHandover, THROTTLE_MS * 2) : () => {};
+  since.addEventListener('change', () => refreshHandover());
   const offs = [
     live.on('incidents', () => { refreshKpis(); refreshHandover(); }),
     live.on('device', refreshKpis),
@@ -73,8 +81,8 @@ export function mount(el) {
   const ticker = setInterval(refreshKpis, 60000);
   paintHead();
   paintKpis();
-  loadKpis();
-  loadHandover();
+  if (figures) loadKpis();
+  if (handing) loadHandover();
   return () => { offs.forEach((f) => f()); clearInterval(ticker); unmountHealth(); state = null; };
 }
 
@@ -85,7 +93,7 @@ async function loadKpis() {
     state.kpis = k;
     paintKpis();
   } catch (e) {
-    if (state) clear(state.strip).append(h('p.error', t('error.generic', { message: e.message })));
+    if (state) clear(state.strip).append(h('p.error', api.errorText(e)));
   }
 }
 
@@ -99,7 +107,7 @@ async function loadHandover() {
     state.data = d;
     paintHandover();
   } catch (e) {
-    if (state) toast(t('error.generic', { message: e.message }), 'error');
+    if (state) toast(api.errorText(e), 'error');
   }
 }
 

@@ -53,7 +53,7 @@ function paintAll() {
 }
 
 function failed(e) {
-  toast(t('error.generic', { message: e.message }), 'error');
+  toast(api.errorText(e), 'error');
 }
 
 async function loadRegister() {
@@ -228,7 +228,7 @@ function paintSubject() {
       clear(out).append(h('pre.subject-json', JSON.stringify(r, null, 2)));
     } catch (err) {
       clear(out).append(h('p.error', err.status === 404 && err.code === 'not_found'
-        ? t('privacy.not_available') : t('error.generic', { message: err.message })));
+        ? t('privacy.not_available') : api.errorText(err)));
     }
   } } }, kind, value, h('button.primary', { type: 'submit' }, t('privacy.subject.search'))), out);
 }

@@ -10,6 +10,7 @@ import { t, fmtTime, fmtAgo, onLangChange } from '../i18n.js';
 
 export const route = 'units';
 export const navKey = 'nav.units';
+export const permission = 'unit.read';
 
 const KINDS = ['police', 'technical', 'video', 'other'];
 const STATUSES = ['available', 'engaged', 'off_duty'];
@@ -85,7 +86,7 @@ function paint() {
   clear(state.board);
   clear(state.summary);
   if (state.error) {
-    state.board.append(h('p.error', t('error.generic', { message: state.error.message })));
+    state.board.append(h('p.error', api.errorText(state.error)));
     return;
   }
   if (!state.units) {
@@ -147,6 +148,6 @@ async function setStatus(u, status) {
     toast(t('units.changed', { name: updated.name, status: t(`units.status.${updated.status}`) }));
     paint();
   } catch (e) {
-    toast(t('error.generic', { message: e.message }), 'error');
+    toast(api.errorText(e), 'error');
   }
 }
