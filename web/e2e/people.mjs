@@ -1,4 +1,4 @@
-// Issue 5 in the browser: a people count below the minimum group size is never drawn as a
+// Aggregates in the browser: a people count below the minimum group size is never drawn as a
 // number. A counter reports 7 people; its panel on the map says "< 10" and shows no 7.
 
 import { join } from 'node:path';

@@ -36,7 +36,7 @@ const page = context.pages()[0] ?? (await context.newPage());
 page.setDefaultTimeout(20000);
 const errors = [];
 page.on('pageerror', (e) => errors.push(e.message));
-// Routes of other parts of issue 5 may be absent (404): the view says so; not an error.
+// Privacy routes a deployment may not serve may be absent (404): the view says so; not an error.
 const optional = /\/api\/v1\/privacy\/(retention|holds)$/;
 page.on('response', (r) => { if (r.status() >= 400 && !optional.test(new URL(r.url()).pathname)) errors.push(`${r.status()} ${r.url()}`); });
 

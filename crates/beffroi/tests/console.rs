@@ -302,26 +302,12 @@ fn sigterm_ends_the_live_streams_and_the_process() {
     client.join().expect("the stream reader ends");
 }
 
-/// Kills a `beffroi demo` child when the test ends, however it ends.
-struct Demo(std::process::Child);
-
-impl Drop for Demo {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Screens fitted to roles (`web/e2e/roles.mjs`) against `beffroi demo` and its accounts, one
 /// per role (their generated passwords read from the demo's output): every tab a role sees
 /// works without a 403, no raw server text reaches the screen, and the operator assigns a
 /// unit of their communes to an incident of their communes.
 #[test]
 fn every_role_sees_only_screens_it_may_use() {
-    use std::collections::BTreeMap;
-    use std::process::Stdio;
-    use std::time::{Duration, Instant};
-
     if let Some(why) = missing() {
         if std::env::var("BEFFROI_REQUIRE_SERVICES").as_deref() == Ok("1") {
             panic!("{why} and BEFFROI_REQUIRE_SERVICES=1");
@@ -329,30 +315,7 @@ fn every_role_sees_only_screens_it_may_use() {
         eprintln!("SKIPPED: {why} (set BEFFROI_REQUIRE_SERVICES=1 to fail instead)");
         return;
     }
-    let dir = tempfile::tempdir().expect("tempdir");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port();
-    let out = dir.path().join("demo.out");
-    let _demo = Demo(
-        Command::new(env!("CARGO_BIN_EXE_beffroi"))
-            .args(["demo", "--speed", "1", "--listen"])
-            .arg(format!("127.0.0.1:{port}"))
-            .arg("--data")
-            .arg(dir.path().join("data"))
-            .env_remove("BEFFROI_ADMIN_PASSWORD")
-            .stdout(Stdio::from(
-                std::fs::File::create(&out).expect("stdout file"),
-            ))
-            .stderr(Stdio::from(
-                std::fs::File::create(dir.path().join("demo.err")).expect("stderr file"),
-            ))
-            .spawn()
-            .expect("start beffroi demo"),
-    );
-    let base = format!("http://127.0.0.1:{port}");
-    let wanted = [
+    let demo = support::demo_run::start(&[
         "admin",
         "operator",
         "supervisor",
@@ -361,42 +324,18 @@ fn every_role_sees_only_screens_it_may_use() {
         "auditor",
         "security_analyst",
         "crisis_director",
-    ];
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let accounts = loop {
-        let text = std::fs::read_to_string(&out).unwrap_or_default();
-        let found: BTreeMap<String, String> = text
-            .lines()
-            .filter_map(|l| {
-                let rest = l.split("login").nth(1)?.trim_start().strip_prefix(':')?;
-                let (user, pw) = rest.trim().split_once(" / ")?;
-                Some((
-                    user.trim().to_string(),
-                    pw.split_whitespace().next().unwrap_or("").to_string(),
-                ))
-            })
-            .collect();
-        let ready = ureq::get(&format!("{base}/healthz")).call().is_ok();
-        if ready && wanted.iter().all(|u| found.contains_key(*u)) {
-            break found;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the demo did not start or print its accounts:\n{text}"
-        );
-        // Polls the child's output, which no event announces.
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    ]);
+    let (dir, base, accounts) = (&demo.dir, &demo.base, &demo.accounts);
     let file = dir.path().join("accounts.json");
     std::fs::write(
         &file,
-        serde_json::to_string(&accounts).expect("accounts as JSON"),
+        serde_json::to_string(accounts).expect("accounts as JSON"),
     )
     .expect("write the accounts");
     let shots = screenshots().join("roles");
     let run = Command::new("node")
         .arg(repo().join("web/e2e/roles.mjs"))
-        .arg(&base)
+        .arg(base)
         .arg(&file)
         .arg(&shots)
         .current_dir(repo().join("web"))

@@ -78,7 +78,7 @@ async function loadLog(before) {
   }
 }
 
-/** A route another part of issue 5 provides: 404 means "not in this version". */
+/** An optional privacy route: 404 means "not in this version". */
 async function loadOptional(path, key) {
   try {
     const r = await api.get(path);

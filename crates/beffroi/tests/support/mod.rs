@@ -6,6 +6,7 @@
 
 pub mod beffroi;
 pub mod demo;
+pub mod demo_run;
 pub mod http;
 pub use beffroi_testkit::mosquitto;
 pub mod publisher;

@@ -1,0 +1,83 @@
+//! `beffroi demo` as a child process on a free loopback port, with the accounts it printed
+//! (one per role, passwords generated at its start).
+
+use std::collections::BTreeMap;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A running demo, killed when dropped however the test ends.
+pub struct RunningDemo {
+    child: Child,
+    pub base: String,
+    /// Account name → the password the demo printed for it.
+    pub accounts: BTreeMap<String, String>,
+    pub dir: tempfile::TempDir,
+}
+
+impl Drop for RunningDemo {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The `login : user / password` lines of the demo's output.
+fn accounts_in(text: &str) -> BTreeMap<String, String> {
+    text.lines()
+        .filter_map(|l| {
+            let rest = l.split("login").nth(1)?.trim_start().strip_prefix(':')?;
+            let (user, pw) = rest.trim().split_once(" / ")?;
+            Some((
+                user.trim().to_string(),
+                pw.split_whitespace().next().unwrap_or("").to_string(),
+            ))
+        })
+        .collect()
+}
+
+/// Starts `beffroi demo` at real speed and waits until it answers and has printed the
+/// accounts of `wanted` (the administrator's password is generated too).
+pub fn start(wanted: &[&str]) -> RunningDemo {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let out = dir.path().join("demo.out");
+    let child = Command::new(env!("CARGO_BIN_EXE_beffroi"))
+        .args(["demo", "--speed", "1", "--listen"])
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--data")
+        .arg(dir.path().join("data"))
+        .env_remove("BEFFROI_ADMIN_PASSWORD")
+        .stdout(Stdio::from(
+            std::fs::File::create(&out).expect("stdout file"),
+        ))
+        .stderr(Stdio::from(
+            std::fs::File::create(dir.path().join("demo.err")).expect("stderr file"),
+        ))
+        .spawn()
+        .expect("start beffroi demo");
+    let mut demo = RunningDemo {
+        child,
+        base: format!("http://127.0.0.1:{port}"),
+        accounts: BTreeMap::new(),
+        dir,
+    };
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let text = std::fs::read_to_string(&out).unwrap_or_default();
+        let found = accounts_in(&text);
+        let ready = ureq::get(&format!("{}/healthz", demo.base)).call().is_ok();
+        if ready && wanted.iter().all(|u| found.contains_key(*u)) {
+            demo.accounts = found;
+            return demo;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the demo did not start or print its accounts:\n{text}"
+        );
+        // Polls the child's output, which no event announces.
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
