@@ -610,7 +610,10 @@ def build_territory() -> Territory:
     # river reaches (thin corridor polygons along the river's course)
     for cid, sslug, name, a, b in RIVER_REACHES:
         ring = corridor(a, b, 35)
-        t.add_site(cid, sslug, name, "river_reach", {"type": "Polygon", "coordinates": [ring]})
+        site = t.add_site(cid, sslug, name, "river_reach",
+                          {"type": "Polygon", "coordinates": [ring]})
+        # The river it lies along (situations grouped `within = "river"` follow it).
+        site["river"] = sslug.split("-")[0]
 
     # road sections (points)
     for cid, sslug, name, lon, lat in ROAD_SECTIONS:
@@ -758,6 +761,8 @@ def write_territory(t: Territory, out: Path):
         props = {"id": s["id"], "name": s["name"], "kind": s["kind"], "commune": s["commune"]}
         if s["zone"]:
             props["zone"] = s["zone"]
+        if s.get("river"):
+            props["river"] = s["river"]
         feats.append({"type": "Feature", "properties": props, "geometry": s["geometry"]})
     (out / "sites.geojson").write_text(fc(feats), encoding="utf-8")
 
@@ -810,7 +815,8 @@ RULES_HEADER = """\
 #                           counted per device or per site
 #       [rule.correlation]  every [[rule.correlation.when]] true at least once within
 #                           `window`, at one site (scope = "site") or between sites
-#                           within `radius_m` metres
+#                           within `radius_m` metres; with a radius, `open_at` names
+#                           the kind of the condition whose site the incident opens at
 #   * [[rule.escalate]] (any number, increasing `after`): raise the severity when the
 #     alarm is still active that long after it was raised.
 #   * Durations: "90s", "10m", "2h", "1h30m", "1d".
@@ -832,7 +838,8 @@ RULES = [
         "title": "Fortes pluies et rivière en hausse — {site}",
         "category": "flood", "severity": "minor", "key": "site",
         "correlation": {
-            "window": "1h", "radius_m": 6000,
+            # Opens at the river reach, not at the rain gauge's town hall.
+            "window": "1h", "radius_m": 6000, "open_at": "water_level",
             "when": [
                 {"kind": "rain_gauge", "field": "rain_mm_h", "above": 25.0},
                 {"kind": "water_level", "field": "level_m", "above": 1.6},

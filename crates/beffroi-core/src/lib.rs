@@ -20,6 +20,7 @@ pub mod observation;
 pub mod overview;
 pub mod privacy;
 pub mod security;
+pub mod situation;
 pub mod territory;
 pub mod text;
 pub mod text_domain;
@@ -44,6 +45,10 @@ pub use territory::{
     Commune, CommuneIdx, DataCategory, Device, DeviceIdx, DeviceKind, FieldIdx, FieldSpec,
     FieldType, Identifier, KindIdx, Semantic, Signing, Site, SiteIdx, SiteKind, Territory, Zone,
     ZoneIdx,
+};
+pub use situation::{
+    Family, Member, Neighbourhood, Situation, SituationBook, SituationChange, SituationError,
+    SituationId,
 };
 pub use text::SafeText;
 pub use text_domain::{TextDomain, TextPattern};

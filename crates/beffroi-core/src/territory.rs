@@ -416,6 +416,9 @@ pub struct Site {
     pub position: Point,
     /// Outer ring of the site's perimeter, when the site is a polygon.
     pub perimeter: Option<Vec<Point>>,
+    /// The river a site lies along (a river reach, a bridge…): situations of a family
+    /// grouped `within = "river"` follow it.
+    pub river: Option<Arc<str>>,
 }
 
 #[derive(Clone, Debug)]
@@ -623,6 +626,7 @@ pub mod fixture {
                 zone: None,
                 position: Point::new(5.0, 47.0),
                 perimeter: None,
+                river: None,
             })
             .expect("fresh id");
         let s2 = t
@@ -634,6 +638,7 @@ pub mod fixture {
                 zone: None,
                 position: Point::new(5.004, 47.0),
                 perimeter: None,
+                river: None,
             })
             .expect("fresh id");
         let level = t

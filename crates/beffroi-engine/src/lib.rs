@@ -23,6 +23,7 @@ pub mod procedures;
 pub mod retention;
 pub mod runner;
 pub mod sentinel;
+pub mod situations;
 pub mod store;
 pub mod trust;
 pub mod watermark;

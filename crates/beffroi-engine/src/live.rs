@@ -39,6 +39,8 @@ pub enum LiveEvent {
     Device(DeviceChange),
     Unit(Arc<Unit>),
     Crisis(Arc<Crisis>),
+    /// A situation opened or changed (readers see it through its view).
+    Situation(Arc<beffroi_core::SituationChange>),
     /// An event was declared or cancelled, changed status or occupancy.
     Event(Arc<crate::events::EventView>),
 }

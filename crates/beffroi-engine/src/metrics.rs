@@ -101,6 +101,8 @@ pub struct Metrics {
     rejected: Vec<Counter>,
     pub incidents_opened: Family<CategoryLabel, Counter>,
     pub incident_changes: Counter,
+    /// Situations opened (an incident that joined an existing one does not count).
+    pub situations_opened: Counter,
     pub alarms: Counter,
     pub store_batches: Counter,
     pub store_rows: Counter,
@@ -180,6 +182,7 @@ impl Metrics {
             rejected,
             incidents_opened: Family::default(),
             incident_changes: Counter::default(),
+            situations_opened: Counter::default(),
             alarms: Counter::default(),
             store_batches: Counter::default(),
             store_rows: Counter::default(),
@@ -228,6 +231,11 @@ impl Metrics {
             "incident_changes",
             "Incident state changes committed",
             m.incident_changes.clone(),
+        );
+        r.register(
+            "situations_opened",
+            "Situations opened: what reaches operators after grouping",
+            m.situations_opened.clone(),
         );
         r.register("alarms", "Alarms emitted by rules", m.alarms.clone());
         r.register(

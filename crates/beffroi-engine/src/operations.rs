@@ -19,6 +19,8 @@ pub struct Operations {
     pub units: Vec<UnitSpec>,
     pub escalation: EscalationPolicy,
     pub roles: Vec<RoleSpec>,
+    /// Which incidents are one real event (`situations.toml`); read at start only.
+    pub families: Vec<beffroi_core::Family>,
 }
 
 /// What the API reads of the operations state: published by the writer thread after the
@@ -28,6 +30,9 @@ pub struct OpsSnapshot {
     pub units: Vec<Unit>,
     /// Every crisis, oldest first.
     pub crises: Vec<Arc<Crisis>>,
+    /// Active situations and those closed in the last day, in id order. Readers see
+    /// them through [`beffroi_core::Situation::view`].
+    pub situations: Vec<Arc<beffroi_core::Situation>>,
     pub roles: Arc<[RoleSpec]>,
     /// Devices in quarantine, with the act that put each there (by device index).
     pub quarantined: Vec<crate::sentinel::QuarantineAct>,
@@ -39,6 +44,12 @@ impl OpsSnapshot {
     }
     pub fn crisis(&self, id: u64) -> Option<&Arc<Crisis>> {
         self.crises.iter().find(|c| c.id.0 == id)
+    }
+    pub fn situation(&self, id: u64) -> Option<&Arc<beffroi_core::Situation>> {
+        self.situations
+            .binary_search_by_key(&id, |s| s.id.0)
+            .ok()
+            .map(|i| &self.situations[i])
     }
 }
 

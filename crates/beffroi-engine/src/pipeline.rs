@@ -8,6 +8,9 @@ use beffroi_core::crisis::{
     Crisis, CrisisBoard, CrisisCommand, CrisisError, CrisisId, CrisisOpening,
 };
 use beffroi_core::incident::{EscalationPolicy, Procedure};
+use beffroi_core::situation::{
+    Situation, SituationBook, SituationChange, SituationError, SituationId,
+};
 use beffroi_core::{
     Actor, Alarm, AlarmKind, DeviceIdx, Incident, IncidentAction, IncidentBook, IncidentChange,
     IncidentId, Observation, Territory, Timestamp, TransitionError, Unit, UnitBoard, UnitError,
@@ -117,6 +120,14 @@ pub struct Pipeline {
     keep: Option<Vec<Vec<beffroi_core::Duration>>>,
     /// Incidents resolved this long ago and never closed are closed by the system.
     close_resolved_after: Option<beffroi_core::Duration>,
+    /// The situations: which incidents are one real event (`situations.toml`).
+    situations: SituationBook,
+    /// Situations as last published, active and closed in the last day (the API's
+    /// snapshot and the alarm health read them).
+    situation_views: std::collections::BTreeMap<SituationId, Arc<Situation>>,
+    /// Changes made while restoring (incidents placed in a situation), written with the
+    /// next batch.
+    pending_situations: Vec<SituationChange>,
 }
 
 impl Pipeline {
@@ -164,7 +175,154 @@ impl Pipeline {
             crises: CrisisBoard::default(),
             escalation: EscalationPolicy::default(),
             trust: TrustGate::default(),
+            situations: SituationBook::new(Vec::new()),
+            situation_views: std::collections::BTreeMap::new(),
+            pending_situations: Vec::new(),
         }
+    }
+
+    /// Installs the families of `situations.toml` (before [`restore_situations`]).
+    ///
+    /// [`restore_situations`]: Self::restore_situations
+    pub fn set_families(&mut self, families: Vec<beffroi_core::Family>) {
+        self.situations.set_families(families);
+    }
+
+    /// Reinstates the active situations after a restart (call after
+    /// [`restore`](Self::restore)); an active incident in none (a store written before
+    /// situations) is placed where it belongs, and that is written with the next batch.
+    pub fn restore_situations(&mut self, situations: Vec<Situation>, max_id: SituationId, now: Timestamp) {
+        self.situations.reserve_ids_through(max_id);
+        for s in situations {
+            if s.closed_at.is_none() || s.closed_at.is_some_and(|c| now.since(c) <= RECENT_SITUATIONS) {
+                self.situation_views.insert(s.id, Arc::new(s.clone()));
+            }
+            self.situations.restore(s);
+        }
+        let mut active: Vec<Incident> = self.book.active().cloned().collect();
+        active.sort_by_key(|i| (i.opened_at, i.id));
+        for inc in &active {
+            // The member's summary follows the incident as the store has it.
+            let change = IncidentChange {
+                incident: inc.clone(),
+                created: false,
+                log: Vec::new(),
+                pseudonyms: Vec::new(),
+            };
+            let changes = match self.situations.of_incident(inc.id) {
+                Some(_) => self.situations.follow(&change, &self.territory),
+                None => self.situations.adopt(inc, &self.territory).into_iter().collect(),
+            };
+            for c in changes {
+                self.situation_views.insert(c.situation.id, Arc::new(c.situation.clone()));
+                self.pending_situations.push(c);
+            }
+        }
+    }
+
+    pub fn situations(&self) -> &SituationBook {
+        &self.situations
+    }
+
+    fn push_situations(&mut self, changes: Vec<SituationChange>, now: Timestamp, out: &mut Output) {
+        for c in changes {
+            self.situation_views.insert(c.situation.id, Arc::new(c.situation.clone()));
+            out.batch.situations.push(c);
+        }
+        self.situation_views.retain(|_, s| {
+            s.closed_at.is_none_or(|c| now.since(c) <= RECENT_SITUATIONS)
+        });
+    }
+
+    /// An operator's action on a situation: applied to each of `only` (the members the
+    /// caller may see) that it applies to. Fails when it applies to none.
+    pub fn act_situation(
+        &mut self,
+        id: SituationId,
+        action: &IncidentAction,
+        only: &[IncidentId],
+        actor: &Actor,
+        now: Timestamp,
+        out: &mut Output,
+    ) -> Result<Arc<Situation>, SituationActError> {
+        let s = self
+            .situations
+            .get(id)
+            .ok_or(SituationError::NotFound(id))?;
+        let members: Vec<&beffroi_core::Member> =
+            s.members.iter().filter(|m| only.contains(&m.incident)).collect();
+        let lead = members
+            .iter()
+            .min_by_key(|m| (!m.status.is_open(), std::cmp::Reverse(m.severity), m.opened_at))
+            .map(|m| (m.incident, m.category.clone()));
+        let targets: Vec<IncidentId> = match action {
+            // A comment is written once, on the incident that names the situation.
+            IncidentAction::Comment(_) => lead.iter().map(|l| l.0).collect(),
+            // A procedure step is the step of the leading incident's procedure: ticked on
+            // every member that follows the same procedure.
+            IncidentAction::CompleteStep(_) => members
+                .iter()
+                .filter(|m| lead.as_ref().is_some_and(|l| l.1 == m.category))
+                .map(|m| m.incident)
+                .collect(),
+            _ => members.iter().map(|m| m.incident).collect(),
+        };
+        let mut first_err = None;
+        let mut done = 0usize;
+        for iid in targets {
+            match self.act(iid, action, actor, now, out) {
+                Ok(_) => done += 1,
+                Err(e) => {
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+        if done == 0 {
+            return Err(first_err
+                .unwrap_or(TransitionError::NotAllowed {
+                    action: action.name(),
+                    from: "situation",
+                })
+                .into());
+        }
+        self.situation_views
+            .get(&id)
+            .cloned()
+            .ok_or_else(|| SituationError::NotFound(id).into())
+    }
+
+    /// An operator takes an incident out of a situation into a new one.
+    pub fn split_situation(
+        &mut self,
+        id: SituationId,
+        incident: IncidentId,
+        actor: &Actor,
+        now: Timestamp,
+        out: &mut Output,
+    ) -> Result<Arc<Situation>, SituationActError> {
+        let changes = self.situations.split(id, incident, actor, now)?;
+        let new_id = changes.last().map(|c| c.situation.id);
+        self.push_situations(changes, now, out);
+        new_id
+            .and_then(|n| self.situation_views.get(&n).cloned())
+            .ok_or_else(|| SituationError::NotFound(id).into())
+    }
+
+    /// An operator merges situation `from` into `into`.
+    pub fn merge_situations(
+        &mut self,
+        into: SituationId,
+        from: SituationId,
+        actor: &Actor,
+        now: Timestamp,
+        out: &mut Output,
+    ) -> Result<Arc<Situation>, SituationActError> {
+        let changes = self.situations.merge(into, from, actor, now)?;
+        self.push_situations(changes, now, out);
+        self.situation_views
+            .get(&into)
+            .cloned()
+            .ok_or_else(|| SituationError::NotFound(into).into())
     }
 
     /// Installs the territory's pseudonymisation keys (at start).
@@ -326,6 +484,7 @@ impl Pipeline {
             },
             units: self.units.units().to_vec(),
             crises: self.crises.all().cloned().collect(),
+            situations: self.situation_views.values().cloned().collect(),
             roles: self.crises.roles().into(),
         }
     }
@@ -945,6 +1104,10 @@ impl Pipeline {
 
     /// Advances processing time.
     pub fn tick(&mut self, now: Timestamp, out: &mut Output) {
+        if !self.pending_situations.is_empty() {
+            let pending = std::mem::take(&mut self.pending_situations);
+            self.push_situations(pending, now, out);
+        }
         self.refresh_events(now, false, out);
         self.eval.on_tick(now, &mut self.alarms);
         self.flush_alarms(out);
@@ -1039,9 +1202,17 @@ impl Pipeline {
     }
 
     /// Every incident change goes through here: the units follow their missions, the
-    /// active crises of its commune log it.
+    /// active crises of its commune log it, its situation follows it.
     fn record(&mut self, change: IncidentChange, now: Timestamp, out: &mut Output) {
         self.metrics.incident_changes.inc();
+        let mut changes = std::mem::take(&mut self.pending_situations);
+        changes.extend(self.situations.follow(&change, &self.territory));
+        for c in &changes {
+            if c.created {
+                self.metrics.situations_opened.inc();
+            }
+        }
+        self.push_situations(changes, now, out);
         for i in self.units.follow(&change.incident, now) {
             if let Some(u) = self.units.at(i) {
                 out.batch.units.push(u.clone());
@@ -1330,4 +1501,17 @@ impl Pipeline {
             }
         }
     }
+}
+
+/// How long a closed situation stays in the operations snapshot (the alarm health counts
+/// the situations opened in the last day).
+const RECENT_SITUATIONS: beffroi_core::Duration = beffroi_core::Duration::from_mins(24 * 60);
+
+/// Why an action on a situation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SituationActError {
+    #[error(transparent)]
+    Situation(#[from] SituationError),
+    #[error(transparent)]
+    Transition(#[from] TransitionError),
 }

@@ -19,6 +19,7 @@ use std::time::Instant;
 
 use beffroi_core::crisis::{Crisis, CrisisCommand, CrisisError, CrisisId, CrisisOpening};
 use beffroi_core::incident::Procedure;
+use beffroi_core::situation::SituationId;
 use beffroi_core::{
     Actor, Clock, Incident, IncidentAction, IncidentId, Territory, Timestamp, TransitionError,
     Unit, UnitError, UnitStatus,
@@ -149,6 +150,8 @@ pub enum ActError {
     Crisis(#[from] CrisisError),
     #[error(transparent)]
     Quarantine(#[from] crate::sentinel::QuarantineError),
+    #[error(transparent)]
+    Situation(#[from] beffroi_core::SituationError),
 }
 
 /// A command on the operations state (units, crises).
@@ -169,6 +172,22 @@ pub enum OpsCommand {
         quarantined: bool,
         reason: SafeText,
     },
+    /// An action on the members of a situation the caller may see (`only`).
+    Situation {
+        id: SituationId,
+        action: IncidentAction,
+        only: Vec<IncidentId>,
+    },
+    /// Takes an incident out of a situation into a new one.
+    SplitSituation {
+        id: SituationId,
+        incident: IncidentId,
+    },
+    /// Merges situation `from` into `into`.
+    MergeSituations {
+        into: SituationId,
+        from: SituationId,
+    },
 }
 
 /// What an [`OpsCommand`] changed.
@@ -177,6 +196,7 @@ pub enum OpsOutcome {
     Unit(Unit),
     Crisis(Arc<Crisis>),
     Quarantine(crate::sentinel::QuarantineAct),
+    Situation(Arc<beffroi_core::Situation>),
 }
 
 type OpsReply = (
@@ -506,6 +526,8 @@ struct Restored {
     watermarks: Vec<crate::store::Watermark>,
     units: Vec<crate::store::StoredUnit>,
     crises: Vec<Crisis>,
+    situations: Vec<beffroi_core::Situation>,
+    max_situation: beffroi_core::SituationId,
     events: Vec<beffroi_core::Event>,
     windows: Vec<crate::trust::StoredWindow>,
     quarantine: Vec<crate::sentinel::QuarantineAct>,
@@ -520,6 +542,8 @@ fn read_state(store: &mut dyn Store, now: Timestamp) -> Result<Restored, StoreEr
         watermarks: store.watermarks()?,
         units: store.units()?,
         crises: store.crises()?,
+        situations: store.situations(now.minus(beffroi_core::Duration::from_mins(24 * 60)))?,
+        max_situation: store.max_situation_id()?,
         events: store.events()?,
         windows: store.replay_windows()?,
         quarantine: store.quarantine_log()?,
@@ -594,6 +618,8 @@ impl Blueprint {
             .map(|u| (u.id, u.status, u.updated_at))
             .collect();
         pipeline.restore_operations(&units, r.crises);
+        pipeline.set_families(cfg.operations.families.clone());
+        pipeline.restore_situations(r.situations, r.max_situation, now);
         pipeline.restore_quarantine(r.quarantine);
         tracing::info!(
             active_incidents = restored_count,
@@ -962,6 +988,7 @@ async fn pipeline_loop(
         }
         if !job.out.batch.units.is_empty()
             || !job.out.batch.crises.is_empty()
+            || !job.out.batch.situations.is_empty()
             || !job.out.batch.quarantine.is_empty()
         {
             job.ops = Some(Arc::new(p.ops_snapshot()));
@@ -1105,6 +1132,18 @@ fn handle_command(
                     };
                     r.map(OpsOutcome::Quarantine).map_err(ActError::from)
                 }
+                OpsCommand::Situation { id, action, only } => p
+                    .act_situation(id, &action, &only, &actor, now, out)
+                    .map(OpsOutcome::Situation)
+                    .map_err(ActError::from),
+                OpsCommand::SplitSituation { id, incident } => p
+                    .split_situation(id, incident, &actor, now, out)
+                    .map(OpsOutcome::Situation)
+                    .map_err(ActError::from),
+                OpsCommand::MergeSituations { into, from } => p
+                    .merge_situations(into, from, &actor, now, out)
+                    .map(OpsOutcome::Situation)
+                    .map_err(ActError::from),
             };
             job.ops_replies.push((reply, r));
         }
@@ -1239,6 +1278,7 @@ fn writer_loop(
             batch.incidents.append(&mut j.out.batch.incidents);
             batch.units.append(&mut j.out.batch.units);
             batch.crises.append(&mut j.out.batch.crises);
+            batch.situations.append(&mut j.out.batch.situations);
             batch.events.append(&mut j.out.batch.events);
             batch.quarantine.append(&mut j.out.batch.quarantine);
             privacy.append(&mut j.privacy);
@@ -1307,6 +1347,9 @@ fn writer_loop(
                 }
                 for change in batch.crises {
                     let _ = live.send(LiveEvent::Crisis(change.crisis));
+                }
+                for change in batch.situations {
+                    let _ = live.send(LiveEvent::Situation(Arc::new(change)));
                 }
             }
             Err(e) => {
@@ -1550,5 +1593,14 @@ mod tests {
         assert_eq!(got[0].action, "device.quarantine");
         assert_eq!(got[0].target.as_deref(), Some("g1"));
         assert!(got[0].detail.contains("jump of 5 m"), "{}", got[0].detail);
+    }
+}
+
+impl From<crate::pipeline::SituationActError> for ActError {
+    fn from(e: crate::pipeline::SituationActError) -> Self {
+        match e {
+            crate::pipeline::SituationActError::Situation(e) => ActError::Situation(e),
+            crate::pipeline::SituationActError::Transition(e) => ActError::Transition(e),
+        }
     }
 }

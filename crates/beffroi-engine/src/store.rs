@@ -55,6 +55,8 @@ pub struct WriteBatch {
     pub units: Vec<Unit>,
     /// Crises opened or changed, with the log entries to append.
     pub crises: Vec<CrisisChange>,
+    /// Situations opened or changed (upserted by id), with the log entries to append.
+    pub situations: Vec<beffroi_core::SituationChange>,
     /// Events declared or cancelled (upserted by id).
     pub events: Vec<std::sync::Arc<beffroi_core::Event>>,
     /// Replay windows of signing devices that advanced (upserted by device).
@@ -84,6 +86,7 @@ impl WriteBatch {
             && self.incidents.is_empty()
             && self.units.is_empty()
             && self.crises.is_empty()
+            && self.situations.is_empty()
             && self.events.is_empty()
             && self.replay_windows.is_empty()
             && self.quarantine.is_empty()
@@ -96,6 +99,7 @@ impl WriteBatch {
             + self.incidents.len()
             + self.units.len()
             + self.crises.len()
+            + self.situations.len()
             + self.events.len()
             + self.replay_windows.len()
             + self.quarantine.len()
@@ -217,6 +221,10 @@ pub trait Store: Send + 'static {
     fn units(&mut self) -> Result<Vec<StoredUnit>, StoreError>;
     /// Every crisis with its log, oldest first.
     fn crises(&mut self) -> Result<Vec<Crisis>, StoreError>;
+    /// Situations not closed, and those closed since `since`, with their logs, in id order.
+    fn situations(&mut self, since: Timestamp) -> Result<Vec<beffroi_core::Situation>, StoreError>;
+    /// Highest situation id ever allocated (0 when none).
+    fn max_situation_id(&mut self) -> Result<beffroi_core::SituationId, StoreError>;
     /// Events declared through the API and cancellations, to restore event mode on start.
     fn events(&mut self) -> Result<Vec<beffroi_core::Event>, StoreError> {
         Ok(Vec::new())

@@ -107,6 +107,10 @@ struct RawCorrelation {
     scope: Option<String>,
     #[serde(default)]
     radius_m: Option<f64>,
+    /// A device kind of one of the `when` conditions: the incident opens at that
+    /// condition's site (radius scope only).
+    #[serde(default)]
+    open_at: Option<String>,
     when: Vec<RawCond>,
 }
 
@@ -394,12 +398,35 @@ fn compile_rule(raw: &RawRule, t: &Territory, line: usize, cx: &mut Cx<'_>) -> O
                 conds.push(c);
             }
         }
-        match (window, scope) {
-            (Some(window), Some(scope)) if conds.len() == co.when.len() => {
+        let open_at = match (&co.open_at, &scope) {
+            (None, _) => Some(None),
+            (Some(k), Some(Scope::RadiusM(_))) => {
+                match co.when.iter().position(|w| w.kind.as_deref() == Some(k.as_str())) {
+                    Some(i) => Some(Some(i)),
+                    None => {
+                        cx.err(
+                            "correlation.open_at",
+                            format!("`{k}` is the kind of none of the `when` conditions"),
+                        );
+                        None
+                    }
+                }
+            }
+            (Some(_), _) => {
+                cx.err(
+                    "correlation.open_at",
+                    "only with radius_m: at one site, the incident opens at that site",
+                );
+                None
+            }
+        };
+        match (window, scope, open_at) {
+            (Some(window), Some(scope), Some(open_at)) if conds.len() == co.when.len() => {
                 Some(Body::Correlation {
                     conds,
                     window,
                     scope,
+                    open_at,
                 })
             }
             _ => None,

@@ -38,6 +38,8 @@ struct RateState {
 struct CorrState {
     last_true: Vec<Option<Timestamp>>,
     fired: bool,
+    /// Where the incident opened when it fired (the `open_at` condition's site).
+    opened_at_site: Option<SiteIdx>,
 }
 
 /// Latest value of each input of an aggregate rule, and the level reached: 0 clear,
@@ -404,6 +406,7 @@ impl Evaluator {
                     CorrState {
                         last_true: vec![Some(raised_at); conds.len()],
                         fired: true,
+                        opened_at_site: Some(site),
                     },
                 );
                 site_unit(site)
@@ -603,6 +606,7 @@ impl Evaluator {
                 conds,
                 window,
                 scope,
+                open_at,
             } => {
                 let ci = target.cond as usize;
                 let Some(cond) = conds.get(ci) else { return };
@@ -613,12 +617,38 @@ impl Evaluator {
                 let st = self.corr.entry((r, site)).or_insert_with(|| CorrState {
                     last_true: vec![None; n],
                     fired: false,
+                    opened_at_site: None,
                 });
                 st.last_true[ci] = Some(st.last_true[ci].map_or(t, |x| x.max(t)));
                 let fired = st.fired;
                 if !fired && self.correlated(set, r, site, t, *window, scope, n) {
+                    // The site it opens at: the nearest where the `open_at` condition held.
+                    let (at_site, at_device) = match (open_at, scope) {
+                        (Some(a), Scope::RadiusM(m)) if *a != ci => {
+                            let horizon = t.minus(*window);
+                            let here = self.territory.site(site).position;
+                            let near = self.neighbours(set, r, site, *m);
+                            let found = near
+                                .iter()
+                                .filter(|s| {
+                                    self.corr
+                                        .get(&(r, **s))
+                                        .and_then(|st| st.last_true.get(*a).copied().flatten())
+                                        .is_some_and(|x| x >= horizon)
+                                })
+                                .min_by(|x, y| {
+                                    let dx = self.territory.site(**x).position.distance_m(&here);
+                                    let dy = self.territory.site(**y).position.distance_m(&here);
+                                    dx.total_cmp(&dy).then(x.cmp(y))
+                                })
+                                .copied();
+                            (found.unwrap_or(site), found.is_none().then_some(d))
+                        }
+                        _ => (site, Some(d)),
+                    };
                     if let Some(st) = self.corr.get_mut(&(r, site)) {
                         st.fired = true;
+                        st.opened_at_site = Some(at_site);
                     }
                     let ev = format!(
                         "{} conditions within {}s ({}), last {} {} {}",
@@ -632,7 +662,7 @@ impl Evaluator {
                         cond.field_name,
                         self.shown(d, cond.field, &obs.value)
                     );
-                    self.unit_up(set, r, site_unit(site), site, Some(d), t, ev, out);
+                    self.unit_up(set, r, site_unit(at_site), at_site, at_device, t, ev, out);
                 }
             }
             Body::Aggregate { inputs, .. } => {
@@ -800,16 +830,17 @@ impl Evaluator {
                 let any_recent = st.last_true.iter().any(|x| x.is_some_and(|x| x >= horizon));
                 let all_recent = st.last_true.iter().all(|x| x.is_some_and(|x| x >= horizon));
                 if (st.fired && !all_recent) || (!st.fired && !any_recent) {
-                    expired.push((r, s, st.fired));
+                    expired.push((r, s, st.fired, st.opened_at_site.unwrap_or(s)));
                 }
             }
         }
-        expired.sort_unstable_by_key(|(r, s, _)| (*r, *s));
-        for (r, s, fired) in expired {
+        expired.sort_unstable_by_key(|(r, s, _, _)| (*r, *s));
+        for (r, s, fired, opened) in expired {
             if let Body::Correlation {
                 window,
                 scope,
                 conds,
+                ..
             } = &set.rule(r).body
                 && fired
                 && matches!(scope, Scope::RadiusM(_))
@@ -824,7 +855,7 @@ impl Evaluator {
                 self.unit_down(
                     &set,
                     r,
-                    site_unit(s),
+                    site_unit(opened),
                     now,
                     "correlation window passed".into(),
                     out,

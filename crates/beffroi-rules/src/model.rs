@@ -83,6 +83,10 @@ pub enum Body {
         conds: Vec<Condition>,
         window: Duration,
         scope: Scope,
+        /// With a radius: the condition whose site the incident opens at (the river reach
+        /// of a rain-and-river correlation, not the rain gauge's town hall). `None`: the
+        /// site of the reading that completed the correlation.
+        open_at: Option<usize>,
     },
     /// The sum of the latest value of each input (device, numeric field) compared with a
     /// warning and a critical threshold: raises at the rule's severity when the sum reaches

@@ -34,6 +34,7 @@ mod reader;
 mod retention;
 mod rows;
 mod schema;
+mod situations;
 pub mod wal;
 mod writer;
 

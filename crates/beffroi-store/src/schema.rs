@@ -21,6 +21,7 @@ const MIGRATIONS: &[&str] = &[
     V7_RETENTION,
     V8_WATERMARKS,
     V9_INCIDENT_PSEUDONYMS,
+    V10_SITUATIONS,
 ];
 
 /// The schema version this build writes.
@@ -263,6 +264,33 @@ INSERT OR IGNORE INTO incident_pseudonyms (incident_id, pseudonym, at)
     SELECT i.id, o.value_text, o.time FROM incidents i
     JOIN observations o ON o.device = i.device AND o.time = i.opened_at
     JOIN identities p ON p.pseudonym = o.value_text;
+"#;
+
+/// Situations: the incidents of one real event. `members` is the JSON list of incident
+/// ids in the order they joined; the log is structured (no free text).
+const V10_SITUATIONS: &str = r#"
+CREATE TABLE situations (
+    id          INTEGER PRIMARY KEY,
+    family      TEXT,
+    opened_at   INTEGER NOT NULL,
+    updated_at  INTEGER NOT NULL,
+    closed_at   INTEGER,
+    merged_into INTEGER,
+    members     TEXT    NOT NULL
+) STRICT;
+CREATE INDEX situations_open ON situations (closed_at);
+
+CREATE TABLE situation_log (
+    id           INTEGER PRIMARY KEY,
+    situation_id INTEGER NOT NULL REFERENCES situations (id),
+    at           INTEGER NOT NULL,
+    actor        TEXT    NOT NULL,
+    event        TEXT    NOT NULL CHECK (event IN ('opened', 'joined', 'split_out',
+                     'split_from', 'merged', 'merged_into', 'closed')),
+    incident     INTEGER,
+    other        INTEGER
+) STRICT;
+CREATE INDEX situation_log_situation ON situation_log (situation_id);
 "#;
 
 /// Brings the database to [`SCHEMA_VERSION`]. Refuses a database written by a newer build.

@@ -226,6 +226,9 @@ impl Store for SqliteStore {
         if !batch.crises.is_empty() {
             crate::operations::write_crises(&tx, t, &batch.crises)?;
         }
+        if !batch.situations.is_empty() {
+            crate::situations::write(&tx, &batch.situations)?;
+        }
         for e in &batch.events {
             crate::events::upsert(&tx, e)?;
         }
@@ -295,6 +298,17 @@ impl Store for SqliteStore {
 
     fn crises(&mut self) -> Result<Vec<beffroi_core::crisis::Crisis>, StoreError> {
         crate::operations::crises(&self.conn, &self.territory, &self.skipped)
+    }
+
+    fn situations(
+        &mut self,
+        since: beffroi_core::Timestamp,
+    ) -> Result<Vec<beffroi_core::Situation>, StoreError> {
+        crate::situations::read(&self.conn, &self.territory, since, &self.skipped)
+    }
+
+    fn max_situation_id(&mut self) -> Result<beffroi_core::SituationId, StoreError> {
+        crate::situations::max_id(&self.conn)
     }
 
     fn events(&mut self) -> Result<Vec<beffroi_core::Event>, StoreError> {

@@ -175,6 +175,12 @@ impl Store for Flaky {
     fn crises(&mut self) -> Result<Vec<beffroi_core::crisis::Crisis>, StoreError> {
         self.inner.crises()
     }
+    fn situations(&mut self, since: Timestamp) -> Result<Vec<beffroi_core::Situation>, StoreError> {
+        self.inner.situations(since)
+    }
+    fn max_situation_id(&mut self) -> Result<beffroi_core::SituationId, StoreError> {
+        self.inner.max_situation_id()
+    }
     fn events(&mut self) -> Result<Vec<beffroi_core::Event>, StoreError> {
         self.inner.events()
     }

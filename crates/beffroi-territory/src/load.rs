@@ -861,6 +861,17 @@ fn load_sites(src: &SourceFile, t: &mut Territory, errors: &mut ConfigErrors) {
                 }
             },
         };
+        let river = match f.properties.as_ref().and_then(|p| p.get("river")) {
+            None | Some(serde_json::Value::Null) => None,
+            Some(serde_json::Value::String(r)) if valid_id(r) => Some(Arc::<str>::from(r.as_str())),
+            Some(_) => {
+                err(
+                    "properties.river",
+                    format!("site `{id}`: `river` must be an identifier (letters, digits, `-`, `_`)"),
+                );
+                continue;
+            }
+        };
         let to_pt = |c: &Vec<f64>| match c.as_slice() {
             [lon, lat, ..] => point([*lon, *lat]),
             _ => None,
@@ -898,6 +909,7 @@ fn load_sites(src: &SourceFile, t: &mut Territory, errors: &mut ConfigErrors) {
             zone,
             position,
             perimeter,
+            river,
         }) {
             err("properties.id", e.to_string());
         }

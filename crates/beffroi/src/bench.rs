@@ -107,6 +107,7 @@ fn territory(devices: usize) -> Result<Territory> {
                 zone: None,
                 position: p,
                 perimeter: None,
+                river: None,
             })
             .map_err(|e| anyhow!(e))?,
         );

@@ -123,6 +123,8 @@ pub fn load_demo() -> Result<Deployment> {
             .map_err(|e| fail("the embedded demo escalation delays", e))?,
         roles: operations::parse_crisis(&demo_file("crisis.toml")?)
             .map_err(|e| fail("the embedded demo crisis roles", e))?,
+        families: beffroi_engine::situations::parse(&demo_file("situations.toml")?, &rules)
+            .map_err(|e| fail("the embedded demo situations", e))?,
     };
     let events = beffroi_engine::events::parse(&demo_file("events.toml")?, &territory, load_time())
         .map_err(|e| fail("the embedded demo events", e))?;
@@ -169,7 +171,14 @@ pub fn load_dir(dir: &Path) -> Result<Deployment, ConfigErrors> {
     };
     let proc_path = dir.join("procedures.toml");
     let procedures = optional(&proc_path, &mut errors, beffroi_engine::procedures::parse);
-    let operations = load_operations(dir, &territory, &mut errors);
+    let mut operations = load_operations(dir, &territory, &mut errors);
+    if let Some(rules) = &rules
+        && let Some(families) = optional(&dir.join("situations.toml"), &mut errors, |src| {
+            beffroi_engine::situations::parse(src, rules)
+        })
+    {
+        operations.families = families;
+    }
     let events_path = dir.join("events.toml");
     let events = optional(&events_path, &mut errors, |src| {
         beffroi_engine::events::parse(src, &territory, load_time())
@@ -268,6 +277,7 @@ fn load_operations(dir: &Path, territory: &Territory, errors: &mut ConfigErrors)
             operations::parse_escalation,
         ),
         roles: read(&dir.join("crisis.toml"), errors, operations::parse_crisis),
+        families: Vec::new(),
     }
 }
 
