@@ -41,14 +41,14 @@ pub use incident::{
 pub use observation::{Observation, Value};
 pub use privacy::PrivacyPolicy;
 pub use security::{SecuritySignal, Trust};
+pub use situation::{
+    Family, Member, Neighbourhood, Situation, SituationBook, SituationChange, SituationError,
+    SituationId,
+};
 pub use territory::{
     Commune, CommuneIdx, DataCategory, Device, DeviceIdx, DeviceKind, FieldIdx, FieldSpec,
     FieldType, Identifier, KindIdx, Semantic, Signing, Site, SiteIdx, SiteKind, Territory, Zone,
     ZoneIdx,
-};
-pub use situation::{
-    Family, Member, Neighbourhood, Situation, SituationBook, SituationChange, SituationError,
-    SituationId,
 };
 pub use text::SafeText;
 pub use text_domain::{TextDomain, TextPattern};

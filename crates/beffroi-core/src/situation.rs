@@ -106,7 +106,6 @@ pub struct Family {
     pub window: Duration,
 }
 
-
 /// What a situation knows of one of its incidents: a summary refreshed at every change.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Member {
@@ -215,10 +214,7 @@ pub struct Situation {
 pub fn group_status<'a>(members: impl IntoIterator<Item = &'a Member>) -> Status {
     let mut seen = [false; 5];
     for m in members {
-        seen[Status::ALL
-            .iter()
-            .position(|s| *s == m.status)
-            .unwrap_or(4)] = true;
+        seen[Status::ALL.iter().position(|s| *s == m.status).unwrap_or(4)] = true;
     }
     let [new, ack, prog, res, _] = seen;
     if new {
@@ -249,10 +245,13 @@ pub fn group_severity<'a>(members: impl IntoIterator<Item = &'a Member> + Clone)
 
 /// The incident that names a group: the most severe open one, the oldest among equals.
 fn lead<'a>(members: &[&'a Member]) -> Option<&'a Member> {
-    members
-        .iter()
-        .copied()
-        .min_by_key(|m| (!m.status.is_open(), std::cmp::Reverse(m.severity), m.opened_at))
+    members.iter().copied().min_by_key(|m| {
+        (
+            !m.status.is_open(),
+            std::cmp::Reverse(m.severity),
+            m.opened_at,
+        )
+    })
 }
 
 /// A situation as one reader may see it: only the members they may see, and the figures
@@ -502,7 +501,12 @@ impl SituationBook {
 
     /// Refreshes a member from its incident; closes the situation when every member is
     /// closed. `None` when nothing a reader sees changed.
-    fn refresh(&mut self, sid: SituationId, inc: &Incident, at: Timestamp) -> Option<SituationChange> {
+    fn refresh(
+        &mut self,
+        sid: SituationId,
+        inc: &Incident,
+        at: Timestamp,
+    ) -> Option<SituationChange> {
         let s = self.active.get_mut(&sid)?;
         let m = s.members.iter_mut().find(|m| m.incident == inc.id)?;
         let fresh = Member::of(inc);
@@ -640,9 +644,13 @@ impl SituationBook {
         for m in &moved {
             self.by_incident.insert(m.incident, into);
         }
-        target.opened_at = target
-            .opened_at
-            .min(moved.iter().map(|m| m.opened_at).min().unwrap_or(target.opened_at));
+        target.opened_at = target.opened_at.min(
+            moved
+                .iter()
+                .map(|m| m.opened_at)
+                .min()
+                .unwrap_or(target.opened_at),
+        );
         target.members.extend(moved.iter().cloned());
         target.updated_at = target.updated_at.max(at);
         let merged = SituationLogEntry {
@@ -679,5 +687,219 @@ impl SituationBook {
                 log: vec![into_entry],
             },
         ])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::alarm::DedupKey;
+    use crate::territory::fixture;
+
+    fn incident(id: u64, rule: &str, category: &str, site: u32, at_min: i64) -> Incident {
+        let t = fixture::small();
+        let site = SiteIdx(site);
+        Incident {
+            id: IncidentId(id),
+            key: DedupKey::for_site(rule, &t.site(site).id),
+            rule: rule.into(),
+            category: category.into(),
+            severity: Severity::Major,
+            status: Status::New,
+            title: SafeText::from("t"),
+            commune: t.site(site).commune,
+            site,
+            device: None,
+            position: t.site(site).position,
+            opened_at: Timestamp(at_min * 60_000),
+            updated_at: Timestamp(at_min * 60_000),
+            acknowledged_at: None,
+            resolved_at: None,
+            closed_at: None,
+            owner: None,
+            condition_active: true,
+            alarm_count: 1,
+            evidence: SafeText::default(),
+            sop_title: None,
+            sop: Vec::new(),
+            reminded_at: None,
+            escalated_at: None,
+        }
+    }
+
+    fn change(i: &Incident, created: bool) -> IncidentChange {
+        IncidentChange {
+            incident: i.clone(),
+            created,
+            log: Vec::new(),
+            pseudonyms: Vec::new(),
+        }
+    }
+
+    fn book(within: Neighbourhood) -> SituationBook {
+        SituationBook::new(vec![Family {
+            id: "fire".into(),
+            categories: vec!["fire".into()],
+            rules: vec!["gauge-silent".into()],
+            within,
+            window: Duration::from_mins(30),
+        }])
+    }
+
+    #[test]
+    fn a_correlation_enriches_its_situation_instead_of_opening_a_sibling() {
+        let t = fixture::small();
+        let mut b = book(Neighbourhood::Site);
+        let a = b.follow(&change(&incident(1, "fire-alarm", "fire", 0, 0), true), &t);
+        assert!(a[0].created);
+        let c = b.follow(&change(&incident(2, "smoke-heat", "fire", 0, 5), true), &t);
+        assert!(!c[0].created, "joined");
+        assert_eq!(c[0].situation.members.len(), 2);
+        assert_eq!(c[0].log[0].event, SituationEvent::Joined);
+        // Another site, another category, or past the window: a situation of its own.
+        let other_site = b.follow(&change(&incident(3, "fire-alarm", "fire", 1, 6), true), &t);
+        assert!(other_site[0].created);
+        let late = b.follow(&change(&incident(4, "fire-alarm", "fire", 0, 40), true), &t);
+        assert!(
+            late[0].created,
+            "past the 30 min window after the latest opening"
+        );
+        let unrelated = b.follow(&change(&incident(5, "crowd", "crowd", 0, 41), true), &t);
+        assert!(unrelated[0].created);
+        assert_eq!(unrelated[0].situation.family, None);
+        // A rule named by the family belongs to it whatever its category.
+        let by_rule = b.follow(
+            &change(&incident(6, "gauge-silent", "device", 0, 45), true),
+            &t,
+        );
+        assert!(!by_rule[0].created);
+        assert_eq!(b.of_incident(IncidentId(6)), b.of_incident(IncidentId(4)));
+    }
+
+    #[test]
+    fn a_radius_chains_through_members_and_status_follows_the_incidents() {
+        let t = fixture::small();
+        // s1 and s2 are 300 m apart.
+        let mut near = book(Neighbourhood::Radius(500.0));
+        near.follow(&change(&incident(1, "a", "fire", 0, 0), true), &t);
+        let c = near.follow(&change(&incident(2, "b", "fire", 1, 1), true), &t);
+        assert!(!c[0].created);
+        let mut far = book(Neighbourhood::Radius(100.0));
+        far.follow(&change(&incident(1, "a", "fire", 0, 0), true), &t);
+        assert!(far.follow(&change(&incident(2, "b", "fire", 1, 1), true), &t)[0].created);
+
+        let sid = near.of_incident(IncidentId(1)).expect("placed");
+        let mut i1 = incident(1, "a", "fire", 0, 0);
+        i1.status = Status::Acknowledged;
+        near.follow(&change(&i1, false), &t);
+        assert_eq!(
+            near.get(sid).map(Situation::status),
+            Some(Status::New),
+            "one still new"
+        );
+        let mut i2 = incident(2, "b", "fire", 1, 1);
+        i2.status = Status::InProgress;
+        i2.severity = Severity::Critical;
+        near.follow(&change(&i2, false), &t);
+        let s = near.get(sid).expect("active");
+        assert_eq!(s.status(), Status::InProgress);
+        assert_eq!(s.severity(), Severity::Critical);
+        // Every member closed: the situation closes and leaves the book.
+        i1.status = Status::Closed;
+        i2.status = Status::Closed;
+        near.follow(&change(&i1, false), &t);
+        let last = near.follow(&change(&i2, false), &t);
+        assert!(last[0].situation.closed_at.is_some());
+        assert_eq!(last[0].log[0].event, SituationEvent::Closed);
+        assert!(near.get(sid).is_none());
+        assert!(near.of_incident(IncidentId(2)).is_none());
+    }
+
+    #[test]
+    fn split_and_merge_move_incidents_and_are_logged() {
+        let t = fixture::small();
+        let mut b = book(Neighbourhood::Territory);
+        let who = Actor::User("op".into());
+        for (id, at) in [(1, 0), (2, 1), (3, 2)] {
+            b.follow(&change(&incident(id, "r", "fire", 0, at), true), &t);
+        }
+        let sid = b.of_incident(IncidentId(2)).expect("placed");
+        assert_eq!(
+            b.split(sid, IncidentId(9), &who, Timestamp(0)),
+            Err(SituationError::NotAMember {
+                situation: sid,
+                incident: IncidentId(9)
+            })
+        );
+        let out = b
+            .split(sid, IncidentId(2), &who, Timestamp(5))
+            .expect("split");
+        let new = out[1].situation.id;
+        assert_ne!(new, sid);
+        assert_eq!(b.of_incident(IncidentId(2)), Some(new));
+        assert_eq!(out[0].log[0].event, SituationEvent::SplitOut);
+        assert_eq!(out[0].log[0].other, Some(new));
+        assert_eq!(out[1].log[0].event, SituationEvent::SplitFrom);
+        assert_eq!(
+            b.split(new, IncidentId(2), &who, Timestamp(6)),
+            Err(SituationError::SingleIncident(new))
+        );
+
+        assert_eq!(
+            b.merge(sid, sid, &who, Timestamp(7)),
+            Err(SituationError::SameSituation)
+        );
+        let out = b.merge(sid, new, &who, Timestamp(8)).expect("merge");
+        assert_eq!(out[0].situation.members.len(), 3);
+        assert_eq!(out[1].situation.merged_into, Some(sid));
+        assert!(out[1].situation.closed_at.is_some());
+        assert!(b.get(new).is_none());
+        assert_eq!(b.of_incident(IncidentId(2)), Some(sid));
+        // Ids keep growing after a restore.
+        let mut again = book(Neighbourhood::Territory);
+        again.restore(out[0].situation.clone());
+        again.reserve_ids_through(new);
+        let c = again.follow(&change(&incident(7, "r", "crowd", 0, 100), true), &t);
+        assert!(c[0].situation.id > new);
+    }
+
+    #[test]
+    fn a_reader_sees_only_the_members_it_may_see() {
+        let t = fixture::small();
+        let mut b = SituationBook::new(vec![Family {
+            id: "flood".into(),
+            categories: vec!["flood".into()],
+            rules: vec!["cyber-silence".into()],
+            within: Neighbourhood::Territory,
+            window: Duration::from_mins(60),
+        }]);
+        let mut cyber = incident(1, "cyber-silence", crate::visibility::CYBER, 0, 0);
+        cyber.severity = Severity::Critical;
+        cyber.title = SafeText::from("cyber title");
+        b.follow(&change(&cyber, true), &t);
+        let flood = incident(2, "flood-high", "flood", 1, 1);
+        b.follow(&change(&flood, true), &t);
+        let s = b
+            .get(b.of_incident(IncidentId(1)).expect("placed"))
+            .expect("active");
+        let all = s.view(&Visibility::everything()).expect("visible");
+        assert_eq!(all.members.len(), 2);
+        assert_eq!(all.severity, Severity::Critical);
+        assert_eq!(all.lead.incident, IncidentId(1));
+        let c = CommuneIdx(0);
+        let operator = Visibility::new(Some(vec![c]), Some(Vec::new()));
+        let v = s.view(&operator).expect("the flood is visible");
+        assert_eq!(v.members.len(), 1);
+        assert_eq!(
+            v.lead.incident,
+            IncidentId(2),
+            "named by what the reader sees"
+        );
+        assert_eq!(
+            v.severity,
+            Severity::Major,
+            "the cyber member's severity is not shown"
+        );
+        assert!(s.view(&Visibility::nothing()).is_none());
     }
 }

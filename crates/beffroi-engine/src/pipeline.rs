@@ -191,10 +191,18 @@ impl Pipeline {
     /// Reinstates the active situations after a restart (call after
     /// [`restore`](Self::restore)); an active incident in none (a store written before
     /// situations) is placed where it belongs, and that is written with the next batch.
-    pub fn restore_situations(&mut self, situations: Vec<Situation>, max_id: SituationId, now: Timestamp) {
+    pub fn restore_situations(
+        &mut self,
+        situations: Vec<Situation>,
+        max_id: SituationId,
+        now: Timestamp,
+    ) {
         self.situations.reserve_ids_through(max_id);
         for s in situations {
-            if s.closed_at.is_none() || s.closed_at.is_some_and(|c| now.since(c) <= RECENT_SITUATIONS) {
+            if s.closed_at.is_none()
+                || s.closed_at
+                    .is_some_and(|c| now.since(c) <= RECENT_SITUATIONS)
+            {
                 self.situation_views.insert(s.id, Arc::new(s.clone()));
             }
             self.situations.restore(s);
@@ -211,10 +219,15 @@ impl Pipeline {
             };
             let changes = match self.situations.of_incident(inc.id) {
                 Some(_) => self.situations.follow(&change, &self.territory),
-                None => self.situations.adopt(inc, &self.territory).into_iter().collect(),
+                None => self
+                    .situations
+                    .adopt(inc, &self.territory)
+                    .into_iter()
+                    .collect(),
             };
             for c in changes {
-                self.situation_views.insert(c.situation.id, Arc::new(c.situation.clone()));
+                self.situation_views
+                    .insert(c.situation.id, Arc::new(c.situation.clone()));
                 self.pending_situations.push(c);
             }
         }
@@ -226,11 +239,13 @@ impl Pipeline {
 
     fn push_situations(&mut self, changes: Vec<SituationChange>, now: Timestamp, out: &mut Output) {
         for c in changes {
-            self.situation_views.insert(c.situation.id, Arc::new(c.situation.clone()));
+            self.situation_views
+                .insert(c.situation.id, Arc::new(c.situation.clone()));
             out.batch.situations.push(c);
         }
         self.situation_views.retain(|_, s| {
-            s.closed_at.is_none_or(|c| now.since(c) <= RECENT_SITUATIONS)
+            s.closed_at
+                .is_none_or(|c| now.since(c) <= RECENT_SITUATIONS)
         });
     }
 
@@ -249,11 +264,20 @@ impl Pipeline {
             .situations
             .get(id)
             .ok_or(SituationError::NotFound(id))?;
-        let members: Vec<&beffroi_core::Member> =
-            s.members.iter().filter(|m| only.contains(&m.incident)).collect();
+        let members: Vec<&beffroi_core::Member> = s
+            .members
+            .iter()
+            .filter(|m| only.contains(&m.incident))
+            .collect();
         let lead = members
             .iter()
-            .min_by_key(|m| (!m.status.is_open(), std::cmp::Reverse(m.severity), m.opened_at))
+            .min_by_key(|m| {
+                (
+                    !m.status.is_open(),
+                    std::cmp::Reverse(m.severity),
+                    m.opened_at,
+                )
+            })
             .map(|m| (m.incident, m.category.clone()));
         let targets: Vec<IncidentId> = match action {
             // A comment is written once, on the incident that names the situation.

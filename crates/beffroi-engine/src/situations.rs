@@ -53,8 +53,7 @@ pub fn parse(src: &SourceFile, rules: &RuleSet) -> Result<Vec<Family>, ConfigErr
     let mut seen_ids = HashSet::new();
     let mut claimed: HashSet<String> = HashSet::new();
     let known_rules: HashSet<&str> = rules.rules.iter().map(|r| &*r.id).collect();
-    let mut known_categories: HashSet<&str> =
-        rules.rules.iter().map(|r| &*r.category).collect();
+    let mut known_categories: HashSet<&str> = rules.rules.iter().map(|r| &*r.category).collect();
     known_categories.insert(beffroi_core::visibility::CYBER);
     let mut out = Vec::new();
     for f in &file.family {
@@ -88,7 +87,10 @@ pub fn parse(src: &SourceFile, rules: &RuleSet) -> Result<Vec<Family>, ConfigErr
             } else if !claimed.insert(format!("category:{c}")) {
                 err(
                     "categories",
-                    format!("family `{}`: category `{c}` already belongs to a family", f.id),
+                    format!(
+                        "family `{}`: category `{c}` already belongs to a family",
+                        f.id
+                    ),
                 );
                 ok = false;
             }

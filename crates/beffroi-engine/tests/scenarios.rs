@@ -658,7 +658,6 @@ fn alarm_health_of_a_demo_round_per_operator_scope() {
     assert!(territory.health.peak_per_window > 0);
 }
 
-
 /// What a play gave in situations: every situation as last changed, with when it opened.
 fn play_situations(
     f: &Fixture,
@@ -685,7 +684,10 @@ fn operator_scopes(t: &Territory) -> Vec<(String, beffroi_core::visibility::Visi
     use beffroi_core::visibility::Visibility;
     let operator = |communes: Vec<CommuneIdx>| Visibility::new(Some(communes), Some(Vec::new()));
     let mut scopes = vec![
-        ("territory (with cyber)".to_string(), Visibility::everything()),
+        (
+            "territory (with cyber)".to_string(),
+            Visibility::everything(),
+        ),
         (
             "demo operator (first two communes)".to_string(),
             operator(vec![CommuneIdx(0), CommuneIdx(1)]),
@@ -729,8 +731,7 @@ fn each_scenario_event_is_one_situation_per_operator() {
         .find(|s| s.name == "background")
         .expect("background")
         .clone();
-    let (bg_incidents, _) =
-        play_situations(&f, vec![Arc::clone(&background)], background.duration);
+    let (bg_incidents, _) = play_situations(&f, vec![Arc::clone(&background)], background.duration);
     let bg_keys: std::collections::HashSet<_> =
         bg_incidents.values().map(|i| i.key.clone()).collect();
     let scopes = operator_scopes(&f.territory);
@@ -768,7 +769,11 @@ fn each_scenario_event_is_one_situation_per_operator() {
                                 "{}@{}{}",
                                 m.rule,
                                 f.territory.site(m.site).id,
-                                if own(&m.incident) { "" } else { " (background)" }
+                                if own(&m.incident) {
+                                    ""
+                                } else {
+                                    " (background)"
+                                }
                             ))
                             .collect::<Vec<_>>()
                             .join(", ")
@@ -781,7 +786,12 @@ fn each_scenario_event_is_one_situation_per_operator() {
             }
             if name.starts_with("analyst of") {
                 // The analyst may see an attack's own findings beside the flood it faked.
-                assert!(seen.len() <= 2, "{}, {name}: {} situations", sc.name, seen.len());
+                assert!(
+                    seen.len() <= 2,
+                    "{}, {name}: {} situations",
+                    sc.name,
+                    seen.len()
+                );
             }
             if name.starts_with("operator of") || name.starts_with("analyst of") {
                 worst = worst.max(seen.len());

@@ -401,7 +401,11 @@ fn compile_rule(raw: &RawRule, t: &Territory, line: usize, cx: &mut Cx<'_>) -> O
         let open_at = match (&co.open_at, &scope) {
             (None, _) => Some(None),
             (Some(k), Some(Scope::RadiusM(_))) => {
-                match co.when.iter().position(|w| w.kind.as_deref() == Some(k.as_str())) {
+                match co
+                    .when
+                    .iter()
+                    .position(|w| w.kind.as_deref() == Some(k.as_str()))
+                {
                     Some(i) => Some(Some(i)),
                     None => {
                         cx.err(

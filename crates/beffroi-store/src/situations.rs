@@ -74,7 +74,15 @@ pub(crate) fn max_id(conn: &Connection) -> Result<SituationId, StoreError> {
     sid_from_sql(max.unwrap_or(0))
 }
 
-type Row = (i64, Option<String>, i64, i64, Option<i64>, Option<i64>, String);
+type Row = (
+    i64,
+    Option<String>,
+    i64,
+    i64,
+    Option<i64>,
+    Option<i64>,
+    String,
+);
 type LogRow = (i64, String, String, Option<i64>, Option<i64>);
 
 /// Situations not closed, and those closed at or after `since`, in id order. A member
@@ -141,13 +149,8 @@ fn from_row(
     let bad = |what: &str| inconsistent(format!("situation {id}: {what}"));
     let ids: Vec<u64> = serde_json::from_str(&members).map_err(|_| bad("members"))?;
     let ids: Vec<IncidentId> = ids.into_iter().map(IncidentId).collect();
-    let incidents = crate::operations::incidents_by_id(
-        conn,
-        t,
-        &ids,
-        &Visibility::everything(),
-        skipped,
-    )?;
+    let incidents =
+        crate::operations::incidents_by_id(conn, t, &ids, &Visibility::everything(), skipped)?;
     // In the order they joined.
     let mut members = Vec::with_capacity(ids.len());
     for iid in &ids {

@@ -867,7 +867,9 @@ fn load_sites(src: &SourceFile, t: &mut Territory, errors: &mut ConfigErrors) {
             Some(_) => {
                 err(
                     "properties.river",
-                    format!("site `{id}`: `river` must be an identifier (letters, digits, `-`, `_`)"),
+                    format!(
+                        "site `{id}`: `river` must be an identifier (letters, digits, `-`, `_`)"
+                    ),
                 );
                 continue;
             }
