@@ -83,7 +83,7 @@ try {
   p = await probe(page);
   check(p.beeps === 2, `one repetition schedules one more tone: ${JSON.stringify(p)}`);
   const text = await page.locator('#alert-banner').innerText();
-  check(/1 incident critique non acquitté/.test(text), `the banner says it in French: ${text}`);
+  check(/1 situation critique non acquittée/.test(text), `the banner says it in French: ${text}`);
   await page.screenshot({ path: join(shots, 'alert-banner.png') });
 
   step('the banner opens the queue on them; acknowledging clears it');

@@ -1,9 +1,10 @@
-// Alerting: what makes an operator notice a critical incident at once, whatever the view.
-// The unacknowledged critical incidents of the live store (already cut to the caller's
-// scope) are counted in a banner above every view and in the tab's title. A critical
-// incident that arrives (new, or escalated to critical) sounds a tone made in the browser
-// with the Web Audio API (no media file), repeated every 10 s while any critical incident
-// stays unacknowledged, and raises a desktop notification once the operator allowed them
+// Alerting: what makes an operator notice a critical situation at once, whatever the view.
+// The situations of the live store (already cut to the caller's scope by the server) that
+// are critical and hold an unacknowledged incident are counted in a banner above every
+// view and in the tab's title: one real event, one count, however many incidents it
+// opened. A critical situation that arrives (new, escalated to critical, or a new incident
+// joining it unacknowledged) sounds a tone made in the browser with the Web Audio API (no
+// media file), repeated every 10 s while any critical situation stays unacknowledged, and raises a desktop notification once the operator allowed them
 // (a button asks; never on load). Major incidents alert too (their own tone, not repeated)
 // when the operator chose so. The mute silences the sound only. Preferences are kept per
 // operator in localStorage. With several tabs open, one of them (the holder of a Web Lock)
@@ -43,6 +44,8 @@ export function start(user, slots) {
     slots,
     // id → the highest rank already alerted for that incident.
     alerted: new Map(),
+    // Situation id → its unacknowledged incidents when last seen.
+    waiting: new Map(),
     loaded: false,
     count: 0,
     timer: null,
@@ -82,7 +85,7 @@ export function start(user, slots) {
     () => document.removeEventListener('pointerdown', unlock, true),
     () => document.removeEventListener('keydown', unlock, true),
     () => window.removeEventListener('storage', onStorage),
-    live.on('incidents', onIncidents),
+    live.on('situations', onSituations),
     onLangChange(paint),
   );
 
@@ -94,7 +97,7 @@ export function start(user, slots) {
     }).catch(() => {});
   }
   // Whatever the live store already holds (a view mounted after the first load).
-  if (live.incidents.size) onIncidents({ reset: true });
+  if (live.situations.size) onSituations({ reset: true });
   paint();
   return stop;
 }
@@ -113,19 +116,20 @@ export function stop() {
   document.title = t('app.name');
 }
 
-function alerting(inc) {
-  if (inc.status !== 'new') return 0;
-  if (inc.severity === 'critical') return RANK.critical;
-  if (inc.severity === 'major' && running.major) return RANK.major;
+/** How loud a situation is: it alerts while one of its incidents waits to be acknowledged. */
+function alerting(sit) {
+  if (!(sit.unacknowledged > 0)) return 0;
+  if (sit.severity === 'critical') return RANK.critical;
+  if (sit.severity === 'major' && running.major) return RANK.major;
   return 0;
 }
 
-function onIncidents(ev) {
+function onSituations(ev) {
   const st = running;
   if (!st) return;
   const fresh = [];
   if (ev.reset) {
-    for (const inc of live.incidents.values()) {
+    for (const inc of live.situations.values()) {
       const r = alerting(inc);
       if (r > (st.alerted.get(inc.id) ?? 0)) {
         // What was already there at the first load is counted, not announced.
@@ -134,15 +138,18 @@ function onIncidents(ev) {
       }
     }
     for (const id of [...st.alerted.keys()]) {
-      const inc = live.incidents.get(id);
+      const inc = live.situations.get(id);
       if (!inc || !alerting(inc)) st.alerted.delete(id);
     }
     st.loaded = true;
-  } else if (ev.incident) {
-    const inc = ev.incident;
+  } else if (ev.situation) {
+    const inc = ev.situation;
     const r = alerting(inc);
-    if (r > (st.alerted.get(inc.id) ?? 0)) fresh.push(inc);
-    // Once it leaves "new" it is forgotten: a re-opening announces it again.
+    // A new unacknowledged incident joining an alerting situation announces it again.
+    const joined = !ev.created && r && inc.unacknowledged > (st.waiting.get(inc.id) ?? 0);
+    if (r > (st.alerted.get(inc.id) ?? 0) || joined) fresh.push(inc);
+    st.waiting.set(inc.id, inc.unacknowledged ?? 0);
+    // Once acknowledged it is forgotten: a re-opening announces it again.
     if (!r) st.alerted.delete(inc.id);
     else st.alerted.set(inc.id, Math.max(r, st.alerted.get(inc.id) ?? 0));
   }
@@ -156,7 +163,7 @@ function onIncidents(ev) {
 
 function unacknowledgedCritical() {
   let n = 0;
-  for (const inc of live.incidents.values()) if (inc.severity === 'critical' && inc.status === 'new') n++;
+  for (const s of live.situations.values()) if (s.severity === 'critical' && s.unacknowledged > 0) n++;
   return n;
 }
 
@@ -256,13 +263,13 @@ function notify(inc) {
   try {
     // The tag makes a second tab's notification of the same incident replace the first.
     const n = new Notification(t(`alert.notify.${inc.severity}`), {
-      body: t('alert.notify.body', { title: inc.title, commune: inc.commune_name }),
-      tag: `beffroi-incident-${inc.id}`,
+      body: t('alert.notify.body', { title: inc.title, commune: (inc.communes ?? []).join(', ') }),
+      tag: `beffroi-situation-${inc.id}`,
       lang: getLang(),
     });
     n.addEventListener('click', () => {
       window.focus();
-      location.hash = `#/incidents/${inc.id}`;
+      location.hash = `#/incidents/${inc.lead}`;
       n.close();
     });
     counters.notifications++;

@@ -1,7 +1,7 @@
-// The live store: one EventSource on /api/v1/stream, the open incidents kept up to date
-// from it, and a resync (refetch of the lists) after every reconnection — a restarted
-// server, a network cut. Views subscribe to `incidents`, `device`, `unit`, `crisis`,
-// `event`, `status` and `resync`.
+// The live store: one EventSource on /api/v1/stream, the open incidents and situations
+// kept up to date from it, and a resync (refetch of the lists) after every reconnection — a
+// restarted server, a network cut. Views subscribe to `incidents`, `situations`, `device`,
+// `unit`, `crisis`, `event`, `status` and `resync`.
 
 import * as api from './api.js';
 
@@ -15,6 +15,12 @@ let stopped = true;
 
 /** id → IncidentDto of every incident not closed. */
 export const incidents = new Map();
+
+/** id → SituationDto (as the server cut it to the caller's scope) of every situation with
+ *  an incident not closed: what the queue lists and the alerting counts. */
+export const situations = new Map();
+/** Open situations: one of their incidents is open. */
+export const openSituations = () => [...situations.values()].filter(isOpen);
 
 /** What "open" means everywhere in the console (the API's `status=open`): resolved
  *  incidents are kept in `incidents` until closed, but are not open. */
@@ -62,13 +68,19 @@ function setStatus(s) {
 }
 
 export async function refetchIncidents() {
-  const list = await api.get('/incidents?status=active&limit=5000');
+  const [list, sits] = await Promise.all([
+    api.get('/incidents?status=active&limit=5000'),
+    api.get('/situations?status=all').catch(() => []),
+  ]);
   incidents.clear();
   for (const i of list) {
     incidents.set(i.id, i);
     observe(i.updated_at);
   }
+  situations.clear();
+  for (const s of sits) if (s.status !== 'closed') situations.set(s.id, s);
   emit('incidents', { reset: true });
+  emit('situations', { reset: true });
 }
 
 export function start() {
@@ -83,6 +95,7 @@ export function stop() {
   if (source) source.close();
   source = null;
   incidents.clear();
+  situations.clear();
   setStatus('offline');
 }
 
@@ -120,6 +133,13 @@ function connect() {
     if (inc.status === 'closed') incidents.delete(inc.id);
     else incidents.set(inc.id, inc);
     emit('incidents', { incident: inc, created: !!inc.created });
+  });
+  source.addEventListener('situation', (e) => {
+    const sit = JSON.parse(e.data);
+    observe(sit.updated_at);
+    if (sit.status === 'closed' || sit.merged_into) situations.delete(sit.id);
+    else situations.set(sit.id, sit);
+    emit('situations', { situation: sit, created: !!sit.created });
   });
   for (const type of ['device', 'unit', 'crisis', 'event']) {
     source.addEventListener(type, (e) => {

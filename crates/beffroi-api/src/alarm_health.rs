@@ -75,11 +75,72 @@ pub struct AlarmHealthDto {
     pub stale: usize,
     /// Keys that chattered in the period.
     pub chattering: usize,
+    /// The same figures counted in situations (the incidents of one real event grouped,
+    /// `situations.toml`): what the operator actually has to handle.
+    pub situations: SituationHealthDto,
     pub thresholds: ThresholdsDto,
 }
 
+/// Alarm health counted in situations: a situation arrives for a scope when the first of
+/// its incidents the scope sees opens. Read from the engine's situations (the open ones and
+/// those closed in the last day): over a period longer than a day, the situations closed
+/// before it are not counted.
+#[derive(Serialize, ToSchema)]
+pub struct SituationHealthDto {
+    /// Situations that reached the scope in the period.
+    pub arrivals: usize,
+    pub average_per_window: f64,
+    /// The most new situations within any 10 minutes of the period.
+    pub peak_per_window: usize,
+    /// Start of that worst window (RFC 3339).
+    pub peak_at: Option<String>,
+    /// Whether the worst window is a flood (more than `flood_per_window`).
+    pub flood: bool,
+    /// Open situations.
+    pub open: usize,
+    /// Open situations with an incident not acknowledged.
+    pub standing: usize,
+}
+
+/// The situations' figures for one visibility, over `[since, until)`.
+fn situation_health(
+    situations: &[Arc<beffroi_core::Situation>],
+    vis: &beffroi_core::visibility::Visibility,
+    since: Timestamp,
+    until: Timestamp,
+) -> SituationHealthDto {
+    let views: Vec<_> = situations
+        .iter()
+        .filter(|x| x.merged_into.is_none())
+        .filter_map(|x| x.view(vis))
+        .collect();
+    let arrivals: Vec<Arrival> = views
+        .iter()
+        .filter_map(|v| {
+            let at = v.members.iter().map(|m| m.opened_at).min()?;
+            (at >= since && at < until).then(|| Arrival {
+                at,
+                key: DedupKey(format!("situation:{}", v.situation.id).into()),
+            })
+        })
+        .collect();
+    let h = alarm_health::measure(&arrivals, std::iter::empty(), since, until);
+    SituationHealthDto {
+        arrivals: h.arrivals,
+        average_per_window: h.average_per_window,
+        peak_per_window: h.peak_per_window,
+        peak_at: h.peak_at.map(|t| t.to_string()),
+        flood: h.flood(),
+        open: views.iter().filter(|v| v.status.is_open()).count(),
+        standing: views
+            .iter()
+            .filter(|v| v.members.iter().any(|m| m.status == Status::New))
+            .count(),
+    }
+}
+
 impl AlarmHealthDto {
-    fn from_core(h: &AlarmHealth) -> Self {
+    fn from_core(h: &AlarmHealth, situations: SituationHealthDto) -> Self {
         AlarmHealthDto {
             since: h.since.to_string(),
             until: h.until.to_string(),
@@ -93,6 +154,7 @@ impl AlarmHealthDto {
             standing: h.standing,
             stale: h.stale,
             chattering: h.chattering,
+            situations,
             thresholds: ThresholdsDto {
                 window_minutes: alarm_health::WINDOW.millis() / 60_000,
                 flood_per_window: alarm_health::FLOOD_PER_WINDOW,
@@ -176,7 +238,8 @@ pub async fn alarm_health(
     // `incident.cyber`) is part of every query.
     let incidents = c.incidents(&s);
     let h = blocking(move || measure(&incidents, since, until)).await?;
-    Ok(Json(AlarmHealthDto::from_core(&h)))
+    let sit = situation_health(&s.engine.ops().situations, &c.visibility, since, until);
+    Ok(Json(AlarmHealthDto::from_core(&h, sit)))
 }
 
 /// The territory's alarm health as gauges on `/metrics`, refreshed at each scrape.
@@ -189,6 +252,8 @@ pub struct HealthGauges {
     standing: Gauge,
     stale: Gauge,
     chattering: Gauge,
+    situations_peak: Gauge,
+    situations_standing: Gauge,
 }
 
 impl HealthGauges {
@@ -228,6 +293,16 @@ impl HealthGauges {
             "Alarm keys that arrived more than 3 times within an hour in the last 24 hours",
             self.chattering.clone(),
         );
+        r.register(
+            "alarm_health_peak_situations_per_10min",
+            "Most new situations within any 10 minutes of the last 24 hours, whole territory (ISA-18.2: more than 10 is a flood)",
+            self.situations_peak.clone(),
+        );
+        r.register(
+            "alarm_health_standing_situations",
+            "Open situations with an incident not acknowledged, whole territory",
+            self.situations_standing.clone(),
+        );
     }
 
     fn set(&self, h: &AlarmHealth) {
@@ -253,6 +328,17 @@ pub async fn refresh_gauges(s: &AppState) {
     if let Ok(h) = measured {
         gauges.set(&h);
     }
+    let sit = situation_health(
+        &s.engine.ops().situations,
+        &beffroi_core::visibility::Visibility::everything(),
+        since,
+        until,
+    );
+    let int = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+    s.health_gauges
+        .situations_peak
+        .set(int(sit.peak_per_window));
+    s.health_gauges.situations_standing.set(int(sit.standing));
 }
 
 #[cfg(test)]

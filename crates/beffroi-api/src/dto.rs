@@ -4,7 +4,7 @@ use beffroi_core::{Incident, LogEntry, Territory, Timestamp};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-fn ts(t: Timestamp) -> String {
+pub(crate) fn ts(t: Timestamp) -> String {
     t.to_string()
 }
 

@@ -304,40 +304,7 @@ pub async fn act(
     body: Result<Json<ActionRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<IncidentDto>, ApiError> {
     let Json(req) = body.map_err(|e| ApiError::new(ErrorCode::InvalidRequest, e.body_text()))?;
-    let missing = |f: &str| {
-        ApiError::new(
-            ErrorCode::InvalidRequest,
-            format!("action `{}` needs `{f}`", req.action),
-        )
-    };
-    let action = match req.action.as_str() {
-        "acknowledge" => IncidentAction::Acknowledge,
-        "start" => IncidentAction::Start,
-        "resolve" => IncidentAction::Resolve,
-        "close" => IncidentAction::Close,
-        "reopen" => IncidentAction::Reopen,
-        "assign" => IncidentAction::Assign(
-            req.unit
-                .as_deref()
-                .or(req.owner.as_deref())
-                .ok_or_else(|| missing("unit"))?
-                .into(),
-        ),
-        "comment" => IncidentAction::Comment(
-            req.text
-                .as_ref()
-                .ok_or_else(|| missing("text"))?
-                .scrub(&s)
-                .await?,
-        ),
-        "complete_step" => IncidentAction::CompleteStep(req.step.ok_or_else(|| missing("step"))?),
-        other => {
-            return Err(ApiError::new(
-                ErrorCode::InvalidRequest,
-                format!("unknown action `{other}`"),
-            ));
-        }
-    };
+    let action = parse_action(&s, &req).await?;
     if let IncidentAction::Assign(unit) = &action {
         check_assignment(&s, &c, IncidentId(id), unit).await?;
     }
@@ -364,11 +331,54 @@ pub async fn act(
     }
 }
 
+/// The incident action a request names (its free text scrubbed); shared by the incident
+/// and situation routes.
+pub(crate) async fn parse_action(
+    s: &AppState,
+    req: &ActionRequest,
+) -> Result<IncidentAction, ApiError> {
+    let missing = |f: &str| {
+        ApiError::new(
+            ErrorCode::InvalidRequest,
+            format!("action `{}` needs `{f}`", req.action),
+        )
+    };
+    let action = match req.action.as_str() {
+        "acknowledge" => IncidentAction::Acknowledge,
+        "start" => IncidentAction::Start,
+        "resolve" => IncidentAction::Resolve,
+        "close" => IncidentAction::Close,
+        "reopen" => IncidentAction::Reopen,
+        "assign" => IncidentAction::Assign(
+            req.unit
+                .as_deref()
+                .or(req.owner.as_deref())
+                .ok_or_else(|| missing("unit"))?
+                .into(),
+        ),
+        "comment" => IncidentAction::Comment(
+            req.text
+                .as_ref()
+                .ok_or_else(|| missing("text"))?
+                .scrub(s)
+                .await?,
+        ),
+        "complete_step" => IncidentAction::CompleteStep(req.step.ok_or_else(|| missing("step"))?),
+        other => {
+            return Err(ApiError::new(
+                ErrorCode::InvalidRequest,
+                format!("unknown action `{other}`"),
+            ));
+        }
+    };
+    Ok(action)
+}
+
 /// An assignment touches two objects, and each must be the caller's: the incident (in the
 /// caller's `incident.assign` scope; the guard already made sure it is visible) and the unit
 /// (one the caller may see, else it answers as a missing unit; serving at least one commune of
 /// the `incident.assign` scope, or the whole territory).
-async fn check_assignment(
+pub(crate) async fn check_assignment(
     s: &AppState,
     c: &Caller,
     incident: IncidentId,
@@ -864,7 +874,7 @@ pub async fn rules(State(s): State<AppState>, _u: User) -> Json<Vec<RuleDto>> {
 }
 
 #[utoipa::path(get, path = "/api/v1/stream",
-    responses((status = 200, description = "text/event-stream: `incident` events (IncidentDto plus `created`), `device` events ({device, state, at}), `event` events (EventDto: declared, cancelled, status or occupancy changed), `lagged` when events were skipped")),
+    responses((status = 200, description = "text/event-stream: `incident` events (IncidentDto plus `created`), `situation` events (SituationDto as the caller sees it, plus `created`: a new situation, not an incident joining one), `device` events ({device, state, at}), `event` events (EventDto: declared, cancelled, status or occupancy changed), `lagged` when events were skipped")),
     security(("bearer" = [])))]
 pub async fn stream(
     State(s): State<AppState>,
@@ -875,6 +885,7 @@ pub async fn stream(
     let metrics = Arc::clone(&s.engine.metrics);
     let who = Arc::clone(&caller.principal);
     let seen = Arc::clone(&caller.visibility);
+    let seen_view = Arc::clone(&caller.visibility);
     let devices = who.scope_for(Permission::DeviceRead);
     let units = who.scope_for(Permission::UnitRead);
     let crises = who.scope_for(Permission::CrisisRead);
@@ -886,6 +897,7 @@ pub async fn stream(
         LiveEvent::Device(d) => devices.holds(t.site(t.device(d.device).site).commune),
         LiveEvent::Unit(u) => units.sees(&u.spec.communes),
         LiveEvent::Crisis(c) => crises.sees(&c.communes),
+        LiveEvent::Situation(c) => c.situation.view(&seen).is_some(),
         LiveEvent::Event(_) => !events.is_nothing(),
     };
     let auth = Arc::clone(&s.auth);
@@ -895,6 +907,7 @@ pub async fn stream(
         let t = Arc::clone(&t);
         let metrics = Arc::clone(&metrics);
         let visible = visible.clone();
+        let seen_view = Arc::clone(&seen_view);
         let auth = Arc::clone(&auth);
         let session = session.clone();
         async move {
@@ -932,6 +945,17 @@ pub async fn stream(
                     Event::default()
                         .event("crisis")
                         .data(serde_json::to_string(&dto).unwrap_or_default())
+                }
+                Ok(LiveEvent::Situation(c)) => {
+                    // Seen through the caller's view: its own members only.
+                    let Some(v) = c.situation.view(&seen_view) else {
+                        return Some((Ok(Event::default().comment("")), (rx, cache)));
+                    };
+                    let mut d =
+                        serde_json::to_value(crate::situations::SituationDto::from_view(&v, &t))
+                            .unwrap_or_default();
+                    d["created"] = serde_json::Value::Bool(c.created);
+                    Event::default().event("situation").data(d.to_string())
                 }
                 Ok(LiveEvent::Device(d)) => Event::default().event("device").data(
                     serde_json::json!({

@@ -32,6 +32,7 @@ pub mod routes;
 pub mod scoped;
 mod scrub;
 pub mod security;
+pub mod situations;
 pub mod totp;
 pub mod units;
 pub mod unmask;

@@ -5,7 +5,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
 use crate::dto::*;
 use crate::error::{ErrorBody, ErrorDetail};
-use crate::{crisis, handlers, overview, units};
+use crate::{crisis, handlers, overview, situations, units};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -19,6 +19,8 @@ use crate::{crisis, handlers, overview, units};
         overview::me, overview::overview, overview::handover,
         crate::alarm_health::alarm_health,
         units::list_units, units::get_unit, units::set_unit_status,
+        situations::list, situations::get, situations::act, situations::split,
+        situations::merge, situations::acknowledge_many,
         crisis::open_crisis, crisis::list_crises, crisis::get_crisis, crisis::crisis_log,
         crisis::crisis_level, crisis::crisis_role, crisis::close_crisis, crisis::crisis_report,
         crate::console::map_clusters, crate::console::communes_geojson,
@@ -36,6 +38,9 @@ use crate::{crisis, handlers, overview, units};
         overview::HandoverDto, overview::HandoverLogDto,
         crate::alarm_health::AlarmHealthDto, crate::alarm_health::ThresholdsDto,
         units::UnitDto, units::UnitDetailDto, units::MissionDto, units::UnitStatusRequest,
+        situations::SituationDto, crate::alarm_health::SituationHealthDto, situations::SituationIncidentDto, situations::SituationLogDto,
+        situations::SituationDetailDto, situations::SplitRequest, situations::MergeRequest,
+        situations::BulkAcknowledgeRequest, situations::BulkAcknowledgeDto, situations::BulkRefusal,
         crisis::CrisisSummaryDto, crisis::CrisisDto, crisis::CrisisRoleDto, crisis::CrisisLogDto,
         crisis::OpenCrisisRequest, crisis::CrisisLogRequest, crisis::CrisisLevelRequest,
         crisis::CrisisRoleRequest, crisis::CloseCrisisRequest,

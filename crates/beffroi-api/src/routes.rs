@@ -45,7 +45,7 @@ use crate::auth::{Credential, csrf_matches};
 use crate::error::{ApiError, ErrorCode};
 use crate::{
     AppState, alarm_health, console, crisis, crowd, events, handlers, overview, privacy, retention,
-    scoped, security, units, unmask,
+    scoped, security, situations, units, unmask,
 };
 
 /// What kind of object an `{id}` names.
@@ -55,6 +55,7 @@ pub enum ObjectKind {
     Device,
     Unit,
     Crisis,
+    Situation,
 }
 
 impl ObjectKind {
@@ -67,6 +68,7 @@ impl ObjectKind {
             ObjectKind::Device => ApiError::new(ErrorCode::NotFound, "no such device"),
             ObjectKind::Unit => ApiError::new(ErrorCode::UnitNotFound, "no such unit"),
             ObjectKind::Crisis => ApiError::new(ErrorCode::CrisisNotFound, "no such crisis"),
+            ObjectKind::Situation => ApiError::new(ErrorCode::NotFound, "no such situation"),
         }
     }
 }
@@ -133,6 +135,12 @@ pub static ROUTES: &[RouteSpec] = &[
     route!(GET "/api/v1/incidents", Allow(P::IncidentRead, Filtered), "", handlers::list_incidents),
     route!(GET "/api/v1/incidents/{id}", Allow(P::IncidentRead, Object(O::Incident)), "", handlers::get_incident),
     route!(POST "/api/v1/incidents/{id}/actions", Allow(P::IncidentAct, Object(O::Incident)), "incident.action", handlers::act),
+    route!(GET "/api/v1/situations", Allow(P::IncidentRead, Filtered), "", situations::list),
+    route!(POST "/api/v1/situations/acknowledge", Allow(P::IncidentAct, Filtered), "situation.acknowledge", situations::acknowledge_many),
+    route!(GET "/api/v1/situations/{id}", Allow(P::IncidentRead, Object(O::Situation)), "", situations::get),
+    route!(POST "/api/v1/situations/{id}/actions", Allow(P::IncidentAct, Object(O::Situation)), "situation.action", situations::act),
+    route!(POST "/api/v1/situations/{id}/split", Allow(P::IncidentAct, Object(O::Situation)), "situation.split", situations::split),
+    route!(POST "/api/v1/situations/{id}/merge", Allow(P::IncidentAct, Object(O::Situation)), "situation.merge", situations::merge),
     route!(POST "/api/v1/incidents/{id}/unmask", Allow(P::PersonalUnmask, Object(O::Incident)), "personal.unmask", unmask::unmask),
     // The second approver: each request is checked against its incident by the handler.
     route!(GET "/api/v1/unmask/requests", Allow(P::PersonalUnmask, Filtered), "", unmask::list_requests),
@@ -306,6 +314,8 @@ async fn object_of(
     id: &str,
 ) -> Result<Option<(Vec<CommuneIdx>, Option<String>)>, ApiError> {
     Ok(match kind {
+        // The guard decides on a situation through its view before asking here.
+        ObjectKind::Situation => None,
         ObjectKind::Device => s.engine.territory.device_id(id).map(|d| {
             let t = &s.engine.territory;
             (vec![t.site(t.device(d).site).commune], None)
@@ -443,7 +453,26 @@ async fn guard(
             if scope.is_nothing() || (mode == Territory && !scope.is_territory()) {
                 return deny(&s, &name, forbidden());
             }
-            if let Object(kind) = mode
+            // A situation spans communes and categories: the caller may reach it when it
+            // sees one of its incidents under the route's permission (what it then sees
+            // and acts on is the view of those incidents only).
+            if let Object(ObjectKind::Situation) = mode
+                && let Some(id) = &target
+            {
+                let ops = s.engine.ops();
+                let found = id
+                    .parse::<u64>()
+                    .ok()
+                    .and_then(|n| ops.situation(n).cloned());
+                let Some(found) = found else {
+                    let resp = ObjectKind::Situation.not_found().into_response();
+                    audit_call(&s, spec, &method, name, target, &resp);
+                    return resp;
+                };
+                if found.view(&principal.visibility_for(&scope)).is_none() {
+                    return deny(&s, &name, ObjectKind::Situation.not_found());
+                }
+            } else if let Object(kind) = mode
                 && let Some(id) = &target
             {
                 let found = match object_of(&s, kind, id).await {
@@ -471,7 +500,11 @@ async fn guard(
             }
             let visibility = match mode {
                 // The path's incident, under the route's own permission.
-                Object(ObjectKind::Incident) => principal.visibility_for(&scope),
+                Object(ObjectKind::Incident | ObjectKind::Situation) => {
+                    principal.visibility_for(&scope)
+                }
+                // Acting on situations listed in a body: under the route's permission.
+                Filtered if !is_safe(&method) => principal.visibility_for(&scope),
                 // Figures computed on the caller's communes for this permission.
                 CallerScope => principal
                     .visibility_for(&scope.intersect(&principal.scope_for(P::IncidentRead))),

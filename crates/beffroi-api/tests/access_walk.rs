@@ -412,7 +412,8 @@ impl Harness {
                 .map(|d| d.id.to_string())
                 .expect("a public-space device");
         }
-        if path.starts_with("/api/v1/incidents/") {
+        // Incidents 1 (commune A) and 2 (commune B) are situations 1 and 2.
+        if path.starts_with("/api/v1/incidents/") || path.starts_with("/api/v1/situations/") {
             return if commune == A { "1" } else { "2" }.into();
         }
         if path.starts_with("/api/v1/devices/") {
@@ -445,6 +446,7 @@ fn body_for(method: &Method, path: &str, commune: &str) -> (Option<Value>, &'sta
     let b = match path {
         "/api/v1/auth/logout" => return (None, ""),
         "/api/v1/incidents/{id}/actions" => json!({"action": "comment", "text": "walk"}),
+        "/api/v1/situations/{id}/actions" => json!({"action": "comment", "text": "walk"}),
         "/api/v1/units/{id}/status" => json!({"status": "available"}),
         "/api/v1/crises" => json!({"kind": "flood", "title": "walk", "communes": [commune]}),
         "/api/v1/crises/{id}/log" => json!({"text": "walk"}),

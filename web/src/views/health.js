@@ -67,7 +67,28 @@ export function mountHealth(el) {
     const th = d.thresholds;
     const flood = d.peak_per_window > th.flood_per_window;
     p.dataset.flood = String(flood);
+    p.dataset.situationsFlood = String(!!(d.situations && d.situations.peak_per_window > th.flood_per_window));
+    const sit = d.situations;
+    const sitFlood = sit && sit.peak_per_window > th.flood_per_window;
     p.append(
+      // What the operator handles: situations (one per real event).
+      sit && h('div.kpi-strip.health-strip.health-situations',
+        figure('sit_peak', sit.peak_per_window, num(sit.peak_per_window), {
+          cls: sitFlood ? 'alert' : (sit.peak_per_window > th.target_per_window ? 'warn' : ''),
+          sub: [
+            t('health.flood_threshold', { n: num(th.flood_per_window), m: num(th.window_minutes) }),
+            sit.peak_at ? ` · ${t('health.peak_at', { at: time(sit.peak_at) })}` : '',
+          ].join(''),
+        }),
+        figure('sit_average', sit.average_per_window, num(sit.average_per_window, 2), {
+          cls: sit.average_per_window > th.target_per_window ? 'warn' : '',
+          sub: t('health.target', { n: num(th.target_per_window), m: num(th.window_minutes) }),
+        }),
+        figure('sit_arrivals', sit.arrivals, num(sit.arrivals), {
+          sub: t('health.sit_for_incidents', { n: num(d.arrivals) }),
+        }),
+        figure('sit_standing', sit.standing, num(sit.standing), { cls: sit.standing ? 'warn' : '' }),
+      ),
       h('div.kpi-strip.health-strip',
         figure('peak', d.peak_per_window, num(d.peak_per_window), {
           cls: flood ? 'alert' : (d.peak_per_window > th.target_per_window ? 'warn' : ''),
@@ -93,12 +114,13 @@ export function mountHealth(el) {
           sub: t('health.chatter_rule', { n: num(th.chatter_arrivals), m: num(th.chatter_window_minutes) }),
         }),
       ),
-      h('p.muted.health-note', flood ? t('health.flood') : t('health.ok')),
+      h('p.muted.health-note', (sit ? sitFlood : flood) ? t('health.flood') : t('health.ok')),
     );
   }
 
   const offs = [
     live.on('incidents', later),
+    live.on('situations', later),
     live.on('resync', later),
     onLangChange(paint),
   ];

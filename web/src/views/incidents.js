@@ -1,5 +1,6 @@
-// The incident queue (severity, then age; filters) and the incident detail (rule,
-// evidence, readings, SOP checklist, assignment, log, comment, lifecycle actions).
+// The queue (situations, each with its incidents; severity, then age; filters; bulk
+// acknowledgement) and the incident detail (its situation, rule, evidence, readings, SOP
+// checklist, assignment, log, comment, lifecycle actions).
 // Routes: #/incidents and #/incidents/{id}. Shortcuts: j/k, a, u.
 
 import * as api from '../api.js';
@@ -9,6 +10,7 @@ import { h, clear, toast } from '../dom.js';
 import { t, tOr, fmtTime, fmtAgo, onLangChange } from '../i18n.js';
 import { peopleCountText } from '../privacy.js';
 import { withPseudonyms } from './unmask.js';
+import * as situations from './situations.js';
 
 export const route = 'incidents';
 export const navKey = 'nav.incidents';
@@ -35,7 +37,9 @@ export function mount(el, args) {
   el.append(h('section.incidents-view',
     h('div.queue-pane', h('div.pane-head', h('h2#queue-title'), countEl), filterBar, queue),
     detail));
-  state = { el, queue, filterBar, countEl, detail, selected: null, detailData: null, units: null, rules: null, territory: null, order: [] };
+  const bulkBar = h('div.bulk-bar#bulk-bar', { hidden: true });
+  state = { el, queue, filterBar, countEl, detail, bulkBar, picked: new Set(), selected: null, detailData: null, units: null, rules: null, territory: null, order: [] };
+  filterBar.after(bulkBar);
 
   const refreshQueue = () => paintQueue();
   let frame = 0;
@@ -46,6 +50,7 @@ export function mount(el, args) {
       if (ev.incident && ev.incident.id === state.selected) loadDetail(state.selected, true);
       if (ev.reset && state.selected) loadDetail(state.selected, true);
     }),
+    live.on('situations', () => { schedule(); if (state.detailData) paintDetail(); }),
     live.on('unit', () => { state.units = null; loadUnits().then(() => state.detailData && paintDetail()); }),
     live.on('resync', () => state.selected && loadDetail(state.selected, true)),
     onLangChange(() => { paintFilters(); paintQueue(); paintDetail(); }),
@@ -154,25 +159,63 @@ function paintFilters() {
 function paintQueue() {
   if (!state) return;
   const list = visibleIncidents();
-  state.order = list.map((i) => i.id);
-  state.countEl.textContent = t('queue.count', { n: list.length });
+  // One entry per situation: its incidents inside, in the queue's order.
+  const groups = situations.group(list);
+  state.order = groups.flatMap((g) => g.incidents.map((i) => i.id));
+  state.countEl.textContent = t('queue.count_situations', { s: groups.length, n: list.length });
   state.countEl.dataset.count = list.length;
+  state.countEl.dataset.situations = groups.length;
   const now = live.serverNow();
   clear(state.queue);
   if (!list.length) state.queue.append(h('li.empty', t('queue.empty')));
-  for (const i of list) {
-    state.queue.append(h(`li.incident-row.row-${i.severity}.st-${i.status}`, {
+  for (const id of [...state.picked]) if (!live.situations.has(id)) state.picked.delete(id);
+  paintBulk();
+  const onSelect = (id, on) => { if (on) state.picked.add(id); else state.picked.delete(id); paintBulk(); };
+  for (const g of groups) {
+    const s = g.situation;
+    if (s && s.incidents.length > 1) {
+      state.queue.append(h('li.situation', { dataset: { situation: s.id } },
+        situations.head(s, { selected: state.picked.has(s.id), onSelect }),
+        h('ul.situation-incidents', ...g.incidents.map((i) => incidentRow(i, now, null)))));
+    } else {
+      for (const i of g.incidents) state.queue.append(incidentRow(i, now, s && { s, onSelect }));
+    }
+  }
+  markSelected();
+}
+
+function paintBulk() {
+  const n = state.picked.size;
+  const bar = clear(state.bulkBar);
+  bar.hidden = n === 0;
+  if (!n) return;
+  bar.append(h('span', t('situation.picked', { n })),
+    h('button#bulk-acknowledge', { type: 'button', on: { click: () => {
+      const ids = [...state.picked];
+      state.picked.clear();
+      situations.acknowledgeMany(ids).catch((e) => toast(api.errorText(e), 'error')).finally(paintQueue);
+    } } }, t('situation.acknowledge_picked')),
+    h('button', { type: 'button', on: { click: () => { state.picked.clear(); paintQueue(); } } }, t('situation.unpick')));
+}
+
+/** One incident of the queue; `alone`: the situation it makes on its own (a checkbox to
+ *  pick it for a bulk acknowledgement). */
+function incidentRow(i, now, alone) {
+  const canAct = api.can('incident.act');
+  {
+    return h(`li.incident-row.row-${i.severity}.st-${i.status}`, {
       role: 'option', dataset: { id: i.id, status: i.status, severity: i.severity },
       on: { click: () => navigate(`#/incidents/${i.id}`) },
     },
+    alone && canAct && h('input.bulk', { type: 'checkbox', title: t('situation.select'), checked: state.picked.has(alone.s.id),
+      on: { change: (e) => alone.onSelect(alone.s.id, e.target.checked), click: (e) => e.stopPropagation() } }),
     h(`span.sev.sev-${i.severity}`, t(`severity.${i.severity}`)),
     h('div.row-main', h('div.row-title', i.title),
       h('div.row-sub', `${i.commune_name} · ${i.site_name}`)),
     h('div.row-meta', h(`span.status.st-${i.status}`, t(`status.${i.status}`)),
       h('span.age', { title: fmtTime(i.opened_at) }, fmtAgo(i.opened_at, now)),
-      (i.unit ?? i.owner) && h('span.unit', i.unit ?? i.owner))));
+      (i.unit ?? i.owner) && h('span.unit', i.unit ?? i.owner)));
   }
-  markSelected();
 }
 
 function markSelected() {
@@ -238,6 +281,7 @@ function paintDetail() {
       h('div', h('h2#detail-title', withPseudonyms(d.title, d)),
         h('div.sub', `#${d.id} · ${d.commune_name} · ${d.site_name} · ${tOr(`category.${d.category}`, d.category)}`)),
       h(`span.status.big.st-${d.status}#detail-status`, { dataset: { status: d.status } }, t(`status.${d.status}`))),
+    situations.panel(d, () => loadDetail(d.id, true)),
     d.supervisor_attention && h('div.banner.warn', t('incident.supervisor')),
     d.escalated_at && h('div.banner.warn', `${t('incident.escalated')} — ${fmtTime(d.escalated_at)}`),
     canAct && h('div.actions#lifecycle', ...LIFECYCLE.filter(([, ok]) => ok(d.status)).map(([a]) =>
