@@ -165,6 +165,7 @@ fn units_and_crises_are_restored_and_carry_on() {
         ],
         escalation,
         roles: vec![],
+        families: vec![],
     };
     let op = Actor::User("alice".into());
 
