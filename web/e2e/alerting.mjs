@@ -171,6 +171,36 @@ try {
   check(p.count === 1 && p.beeps === 1, `the banner counts critical incidents only: ${JSON.stringify(p)}`);
   await page.screenshot({ path: join(shots, 'alert-menu.png') });
 
+  step('one real event is one situation: a correlation joins the fire alarm of its site');
+  const devices = [
+    ...(await api(token, 'GET', '/devices?kind=smoke_detector')).body,
+    ...(await api(token, 'GET', '/devices?kind=temperature')).body,
+  ];
+  const at = (site, kind) => devices.find((d) => d.site === site && d.kind === kind);
+  const combo = panels.find((d) => !busy.has(d.site) && !free.slice(0, 3).some((f) => f.site === d.site)
+    && d.site !== intrusion.site && at(d.site, 'smoke_detector') && at(d.site, 'temperature'));
+  check(combo, 'a quiet site with a fire panel, a smoke detector and a temperature sensor');
+  const before = (await probe(page)).beeps;
+  await fire(combo);
+  await page.locator('#alert-banner[data-count="2"]:not([hidden])').waitFor();
+  await page.waitForFunction((n) => window.__beffroi.alerting.beeps.critical === n + 1, before);
+  for (const [kind, rec] of [['smoke_detector', { n: 'smoke', vb: true }], ['temperature', { n: 'temp_c', v: 64.5 }]]) {
+    const rr = await api(token, 'POST', `/devices/${at(combo.site, kind).id}/observations`, [rec]);
+    check(rr.status === 200 && rr.body.accepted === 1, `${kind} accepted: ${JSON.stringify(rr)}`);
+  }
+  // The smoke-and-heat incident joins the situation: announced again, counted once.
+  await page.waitForFunction((n) => window.__beffroi.alerting.beeps.critical === n + 2, before);
+  p = await probe(page);
+  check(p.count === 2, `two critical situations, not three: ${JSON.stringify(p)}`);
+  await page.locator('#alert-banner-link').click();
+  await page.locator('li.situation li.incident-row').nth(1).waitFor();
+  check(await page.locator('li.situation').count() === 1, 'one situation of two incidents in the queue');
+  check(await page.locator('li.situation li.incident-row').count() === 2, 'its two incidents inside');
+  await page.screenshot({ path: join(shots, 'situation.png') });
+  await page.locator('li.situation button.situation-ack').click();
+  await page.locator('#alert-banner[data-count="1"]:not([hidden])').waitFor();
+  check((await probe(page)).count === 1, 'the situation acknowledged at once');
+
   const serious = errors.filter((e) => !/Failed to load resource|GL Driver/.test(e));
   check(serious.length === 0, `no error in the pages: ${serious.join(' | ')}`);
 

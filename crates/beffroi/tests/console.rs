@@ -249,15 +249,26 @@ fn a_critical_incident_is_heard_and_counted_until_acknowledged() {
         beffroi.log()
     );
 
-    // What the browser did is in the store: both incidents acknowledged, by the first tab
-    // and by the second one (the same session).
+    // What the browser did is in the store: three fire alarms acknowledged, by the first
+    // tab, by the second one (the same session) and with their situation, together with
+    // the smoke-and-heat correlation that joined it.
     let api = Api::login(&beffroi.base());
     let acknowledged: Vec<_> = api
         .incidents("status=acknowledged")
         .into_iter()
-        .filter(|i| i["rule"] == "fire-alarm")
+        .filter(|i| i["category"] == "fire")
         .collect();
-    assert_eq!(acknowledged.len(), 2, "{acknowledged:?}");
+    let rules: Vec<_> = acknowledged.iter().map(|i| i["rule"].as_str().unwrap_or("")).collect();
+    assert_eq!(
+        rules.iter().filter(|r| **r == "fire-alarm").count(),
+        3,
+        "{acknowledged:?}"
+    );
+    assert_eq!(
+        rules.iter().filter(|r| **r == "fire-smoke-heat").count(),
+        1,
+        "the correlation was acknowledged with its situation: {acknowledged:?}"
+    );
     let new = api.incidents("status=new");
     assert!(
         new.iter()
