@@ -15,6 +15,7 @@ import { navigate } from '../router.js';
 import { h, clear, toast } from '../dom.js';
 import { t, getLang, onLangChange } from '../i18n.js';
 import { deviceChart } from '../chart.js';
+import * as situations from './situations.js';
 
 export const route = 'map';
 export const navKey = 'nav.map';
@@ -294,11 +295,23 @@ export function mount(el) {
     const sev = h('select#map-incidents-severity', { on: { change: (e) => { listSeverity = e.target.value; paintList(); } } },
       h('option', { value: '' }, t('map.incidents_all')),
       ...Object.keys(SEVERITY_COLORS).map((k) => h('option', { value: k, selected: k === listSeverity }, t(`severity.${k}`))));
-    const rows = shown.slice(0, LIST_MAX).map((i) => h(`li.map-incident.row-${i.severity}`, { dataset: { id: i.id } },
+    const row = (i) => h(`li.map-incident.row-${i.severity}`, { dataset: { id: i.id } },
       h(`span.sev.sev-${i.severity}`, t(`severity.${i.severity}`)),
       h('a.map-incident-title', { href: `#/incidents/${i.id}` }, i.title),
       h('span.muted', i.commune_name),
-      h('button.ghost.locate', { type: 'button', on: { click: () => locate(i) } }, t('map.locate'))));
+      h('button.ghost.locate', { type: 'button', on: { click: () => locate(i) } }, t('map.locate')));
+    // One entry per situation (the incidents of one real event), its incidents inside.
+    const rows = situations.group(shown.slice(0, LIST_MAX)).map((g) => {
+      const s = g.situation;
+      if (!s || g.incidents.length < 2) return g.incidents.map(row);
+      return h(`li.map-situation.row-${s.severity}`, { dataset: { situation: s.id } },
+        h('div.map-situation-head',
+          h(`span.sev.sev-${s.severity}`, t(`severity.${s.severity}`)),
+          h('span.map-incident-title', s.title),
+          h('span.muted', t('situation.count', { n: g.incidents.length })),
+          h('button.ghost.locate-situation', { type: 'button', on: { click: () => locateAll(g.incidents) } }, t('map.locate'))),
+        h('ul.map-situation-incidents', ...g.incidents.map(row)));
+    }).flat();
     clear(openList).append(
       h('h3', t('map.incidents_open', { n: new Intl.NumberFormat(getLang() === 'fr' ? 'fr-FR' : 'en-GB').format(all.length) })),
       sev,
@@ -310,6 +323,13 @@ export function mount(el) {
   const locate = (i) => {
     probe.located = i.id;
     map.flyTo({ center: i.position, zoom: Math.max(map.getZoom(), 15), essential: true });
+  };
+  // A situation: the view framed on all its incidents.
+  const locateAll = (list) => {
+    const lons = list.map((i) => i.position[0]);
+    const lats = list.map((i) => i.position[1]);
+    map.fitBounds([[Math.min(...lons), Math.min(...lats)], [Math.max(...lons), Math.max(...lats)]],
+      { padding: 60, maxZoom: 16, essential: true });
   };
 
   const onIncidents = () => {
@@ -509,6 +529,7 @@ export function mount(el) {
   const offs = [
     live.on('device', () => { if (view) liveRefresh(); }),
     live.on('incidents', onIncidents),
+    live.on('situations', paintList),
     live.on('resync', () => { if (view) liveRefresh(); }),
     onLangChange(() => { paintPanel(); counts(); paintList(); }),
   ];
