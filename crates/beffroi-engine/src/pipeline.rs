@@ -1254,7 +1254,10 @@ impl Pipeline {
         for a in &alarms {
             self.metrics.alarms.inc();
             self.sentinel.on_alarm(a);
-            if let Some(d) = a.device {
+            // A device's state on the map is what the rules say of it: the sentinel's
+            // findings (category `cyber`) are seen only by those who may see cyber
+            // incidents, and a device coloured by one would tell the others.
+            if let Some(d) = a.device.filter(|_| &*a.category != beffroi_core::visibility::CYBER) {
                 let state = match a.kind {
                     AlarmKind::Clear => DeviceState::Normal,
                     _ if a.silence => DeviceState::Silent,
