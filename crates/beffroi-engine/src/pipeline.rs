@@ -92,6 +92,10 @@ pub struct Pipeline {
     limiter: LogLimiter,
     units: UnitBoard,
     crises: CrisisBoard,
+    /// Handover notes (the newest) and their reads.
+    notes: beffroi_core::handover::NoteBoard,
+    /// Shelved alarms.
+    shelves: beffroi_core::shelving::ShelfBoard,
     escalation: EscalationPolicy,
     /// The rules of the deployment; the evaluator runs these plus the events' in force.
     base_rules: Arc<RuleSet>,
@@ -162,6 +166,8 @@ impl Pipeline {
             },
             units: UnitBoard::default(),
             crises: CrisisBoard::default(),
+            notes: Default::default(),
+            shelves: Default::default(),
             escalation: EscalationPolicy::default(),
             trust: TrustGate::default(),
         }
@@ -292,6 +298,7 @@ impl Pipeline {
         self.units = UnitBoard::new(ops.units.iter().cloned(), now);
         self.crises = CrisisBoard::new(ops.roles.clone());
         self.escalation = ops.escalation.clone();
+        self.shelves.set_policy(ops.shelving);
     }
 
     /// Reinstates the units' recorded statuses and the crises after a restart, then
@@ -327,6 +334,9 @@ impl Pipeline {
             units: self.units.units().to_vec(),
             crises: self.crises.all().cloned().collect(),
             roles: self.crises.roles().into(),
+            notes: self.notes.notes().to_vec(),
+            shelves: self.shelves.shelves().cloned().collect(),
+            shelving: self.shelves.policy(),
         }
     }
 
@@ -953,6 +963,7 @@ impl Pipeline {
         for change in self.book.tick_escalation(&self.escalation, now) {
             self.record(change, now, out);
         }
+        out.batch.shelving.extend(self.shelves.expire(now));
         if let Some(after) = self.close_resolved_after {
             for change in self.book.close_resolved(after, now) {
                 self.record(change, now, out);
@@ -1036,6 +1047,100 @@ impl Pipeline {
         let c = Arc::clone(&change.crisis);
         out.batch.crises.push(change);
         Ok(c)
+    }
+
+    /// Puts back the stored handover notes and replays the shelving log (at start).
+    pub fn restore_handover(
+        &mut self,
+        notes: Vec<beffroi_core::handover::HandoverNote>,
+        shelving: Vec<beffroi_core::shelving::ShelfAct>,
+    ) {
+        for n in notes {
+            self.notes.restore(n);
+        }
+        for act in &shelving {
+            self.shelves.apply(act);
+        }
+    }
+
+    /// A handover note written by `author` for `communes` (empty: the whole territory).
+    pub fn write_note(
+        &mut self,
+        author: &str,
+        communes: Vec<beffroi_core::CommuneIdx>,
+        text: SafeText,
+        now: Timestamp,
+        out: &mut Output,
+    ) -> Result<beffroi_core::handover::HandoverNote, beffroi_core::handover::NoteError> {
+        use beffroi_core::handover::NoteChange;
+        let change = self.notes.write(author, communes, text, now)?;
+        let NoteChange::Written(note) = &change else {
+            return Err(beffroi_core::handover::NoteError::NotFound);
+        };
+        let note = note.clone();
+        out.batch.notes.push(change);
+        Ok(note)
+    }
+
+    /// Records that `reader` read a note (once: a second read changes nothing).
+    pub fn read_note(
+        &mut self,
+        id: beffroi_core::handover::NoteId,
+        reader: &str,
+        now: Timestamp,
+        out: &mut Output,
+    ) -> Result<beffroi_core::handover::HandoverNote, beffroi_core::handover::NoteError> {
+        if let Some(change) = self.notes.mark_read(id, reader, now)? {
+            out.batch.notes.push(change);
+        }
+        self.notes
+            .get(id)
+            .cloned()
+            .ok_or(beffroi_core::handover::NoteError::NotFound)
+    }
+
+    /// Shelves the alarm of an active incident.
+    pub fn shelve(
+        &mut self,
+        incident: IncidentId,
+        actor: &str,
+        reason: SafeText,
+        duration: beffroi_core::Duration,
+        now: Timestamp,
+        out: &mut Output,
+    ) -> Result<beffroi_core::shelving::ShelfAct, beffroi_core::shelving::ShelveError> {
+        let inc = self
+            .book
+            .get(incident)
+            .ok_or(beffroi_core::shelving::ShelveError::NotOpen)?;
+        let act = self.shelves.shelve(inc, actor, reason, duration, now)?;
+        out.batch.shelving.push(act.clone());
+        Ok(act)
+    }
+
+    /// Takes the alarm of an incident off the shelf.
+    pub fn unshelve(
+        &mut self,
+        incident: IncidentId,
+        actor: &str,
+        reason: SafeText,
+        now: Timestamp,
+        out: &mut Output,
+    ) -> Result<beffroi_core::shelving::ShelfAct, beffroi_core::shelving::ShelveError> {
+        let key = self
+            .shelves
+            .shelves()
+            .find(|s| s.incident == incident)
+            .map(|s| s.key.clone())
+            .or_else(|| self.book.get(incident).map(|i| i.key.clone()))
+            .ok_or(beffroi_core::shelving::ShelveError::NotShelved)?;
+        let act = self.shelves.unshelve(&key, actor, reason, now)?;
+        out.batch.shelving.push(act.clone());
+        Ok(act)
+    }
+
+    pub fn shelves(&self) -> &beffroi_core::shelving::ShelfBoard {
+        &self.shelves
     }
 
     /// Every incident change goes through here: the units follow their missions, the

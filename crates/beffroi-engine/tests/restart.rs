@@ -165,6 +165,7 @@ fn units_and_crises_are_restored_and_carry_on() {
         ],
         escalation,
         roles: vec![],
+        ..Default::default()
     };
     let op = Actor::User("alice".into());
 

@@ -21,6 +21,10 @@ const MIGRATIONS: &[&str] = &[
     V7_RETENTION,
     V8_WATERMARKS,
     V9_INCIDENT_PSEUDONYMS,
+    // Named for the slots they take at merge (V10–V12 are other branches'); the list is
+    // positional, so on this branch they are the tenth and eleventh.
+    V13_HANDOVER_NOTES,
+    V14_SHELVING,
 ];
 
 /// The schema version this build writes.
@@ -263,6 +267,42 @@ INSERT OR IGNORE INTO incident_pseudonyms (incident_id, pseudonym, at)
     SELECT i.id, o.value_text, o.time FROM incidents i
     JOIN observations o ON o.device = i.device AND o.time = i.opened_at
     JOIN identities p ON p.pseudonym = o.value_text;
+"#;
+
+/// Shift handover: the notes outgoing operators write (scrubbed text, the author's
+/// communes as comma-separated ids, empty for the whole territory) and who read each, once.
+const V13_HANDOVER_NOTES: &str = r#"
+CREATE TABLE handover_notes (
+    id       INTEGER PRIMARY KEY,
+    author   TEXT    NOT NULL,
+    at       INTEGER NOT NULL,
+    communes TEXT    NOT NULL,
+    text     TEXT    NOT NULL
+) STRICT;
+CREATE TABLE handover_note_reads (
+    note_id INTEGER NOT NULL,
+    reader  TEXT    NOT NULL,
+    at      INTEGER NOT NULL,
+    PRIMARY KEY (note_id, reader)
+) WITHOUT ROWID, STRICT;
+"#;
+
+/// Shelving (ISA-18.2): every shelving, unshelving and expiry of an alarm (an incident's
+/// deduplication key) with who, why and until when; the last act of each key decides.
+const V14_SHELVING: &str = r#"
+CREATE TABLE shelf_log (
+    seq         INTEGER PRIMARY KEY,
+    dedup_key   TEXT    NOT NULL,
+    incident_id INTEGER NOT NULL,
+    commune     TEXT    NOT NULL,
+    category    TEXT    NOT NULL,
+    change      TEXT    NOT NULL CHECK (change IN ('shelved', 'unshelved', 'expired')),
+    actor       TEXT    NOT NULL,
+    reason      TEXT    NOT NULL,
+    at          INTEGER NOT NULL,
+    until       INTEGER
+) STRICT;
+CREATE INDEX shelf_log_key ON shelf_log (dedup_key);
 "#;
 
 /// Brings the database to [`SCHEMA_VERSION`]. Refuses a database written by a newer build.

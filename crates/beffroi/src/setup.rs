@@ -123,6 +123,8 @@ pub fn load_demo() -> Result<Deployment> {
             .map_err(|e| fail("the embedded demo escalation delays", e))?,
         roles: operations::parse_crisis(&demo_file("crisis.toml")?)
             .map_err(|e| fail("the embedded demo crisis roles", e))?,
+        shelving: operations::parse_shelving(&demo_file("escalation.toml")?)
+            .map_err(|e| fail("the embedded demo shelving bound", e))?,
     };
     let events = beffroi_engine::events::parse(&demo_file("events.toml")?, &territory, load_time())
         .map_err(|e| fail("the embedded demo events", e))?;
@@ -268,6 +270,11 @@ fn load_operations(dir: &Path, territory: &Territory, errors: &mut ConfigErrors)
             operations::parse_escalation,
         ),
         roles: read(&dir.join("crisis.toml"), errors, operations::parse_crisis),
+        shelving: read(
+            &dir.join("escalation.toml"),
+            errors,
+            operations::parse_shelving,
+        ),
     }
 }
 
