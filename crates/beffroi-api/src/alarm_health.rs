@@ -75,6 +75,8 @@ pub struct AlarmHealthDto {
     pub stale: usize,
     /// Keys that chattered in the period.
     pub chattering: usize,
+    /// Alarms on the shelf now (ISA-18.2 shelving): they do not alert.
+    pub shelved: usize,
     pub thresholds: ThresholdsDto,
 }
 
@@ -93,6 +95,7 @@ impl AlarmHealthDto {
             standing: h.standing,
             stale: h.stale,
             chattering: h.chattering,
+            shelved: 0,
             thresholds: ThresholdsDto {
                 window_minutes: alarm_health::WINDOW.millis() / 60_000,
                 flood_per_window: alarm_health::FLOOD_PER_WINDOW,
@@ -175,8 +178,12 @@ pub async fn alarm_health(
     // The caller's visibility (its `incident.read` communes, `cyber` with
     // `incident.cyber`) is part of every query.
     let incidents = c.incidents(&s);
+    let shelved =
+        crate::shelving::shelved_count(&s.engine.ops(), incidents.visibility(), until);
     let h = blocking(move || measure(&incidents, since, until)).await?;
-    Ok(Json(AlarmHealthDto::from_core(&h)))
+    let mut dto = AlarmHealthDto::from_core(&h);
+    dto.shelved = shelved;
+    Ok(Json(dto))
 }
 
 /// The territory's alarm health as gauges on `/metrics`, refreshed at each scrape.
@@ -189,6 +196,7 @@ pub struct HealthGauges {
     standing: Gauge,
     stale: Gauge,
     chattering: Gauge,
+    shelved: Gauge,
 }
 
 impl HealthGauges {
@@ -228,6 +236,11 @@ impl HealthGauges {
             "Alarm keys that arrived more than 3 times within an hour in the last 24 hours",
             self.chattering.clone(),
         );
+        r.register(
+            "alarm_health_shelved_alarms",
+            "Alarms on the shelf now (ISA-18.2 shelving), whole territory",
+            self.shelved.clone(),
+        );
     }
 
     fn set(&self, h: &AlarmHealth) {
@@ -249,6 +262,10 @@ pub async fn refresh_gauges(s: &AppState) {
     let since = until.minus(alarm_health::DEFAULT_PERIOD);
     let incidents = Incidents::territory(Arc::clone(&s.reader));
     let gauges = Arc::clone(&s.health_gauges);
+    let shelved = crate::shelving::shelved_count(&s.engine.ops(), incidents.visibility(), until);
+    gauges
+        .shelved
+        .set(i64::try_from(shelved).unwrap_or(i64::MAX));
     let measured = blocking(move || measure(&incidents, since, until)).await;
     if let Ok(h) = measured {
         gauges.set(&h);

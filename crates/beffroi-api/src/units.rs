@@ -206,7 +206,7 @@ pub async fn set_unit_status(
                 .map(Json)
                 .ok_or_else(|| ObjectKind::Unit.not_found())
         }
-        OpsOutcome::Crisis(_) | OpsOutcome::Quarantine(_) => Err(ApiError::new(
+        _ => Err(ApiError::new(
             ErrorCode::StoreUnavailable,
             "unexpected answer of the engine",
         )),
