@@ -178,8 +178,7 @@ pub async fn alarm_health(
     // The caller's visibility (its `incident.read` communes, `cyber` with
     // `incident.cyber`) is part of every query.
     let incidents = c.incidents(&s);
-    let shelved =
-        crate::shelving::shelved_count(&s.engine.ops(), incidents.visibility(), until);
+    let shelved = crate::shelving::shelved_count(&s.engine.ops(), incidents.visibility(), until);
     let h = blocking(move || measure(&incidents, since, until)).await?;
     let mut dto = AlarmHealthDto::from_core(&h);
     dto.shelved = shelved;

@@ -271,11 +271,8 @@ pub async fn handover(
         // Missions and crises name incidents too: one read for all.
         ids.extend(ops.units.iter().flat_map(|u| u.missions.iter().copied()));
         let nested = incidents.nested(&ids).map_err(store_err)?;
-        let severity: HashMap<IncidentId, beffroi_core::Severity> = nested
-            .visible
-            .iter()
-            .map(|i| (i.id, i.severity))
-            .collect();
+        let severity: HashMap<IncidentId, beffroi_core::Severity> =
+            nested.visible.iter().map(|i| (i.id, i.severity)).collect();
         let total = lines.len();
         let log: Vec<HandoverLogDto> = lines
             .into_iter()
