@@ -8,11 +8,13 @@
 // when the operator chose so. The mute silences the sound only. Preferences are kept per
 // operator in localStorage. With several tabs open, one of them (the holder of a Web Lock)
 // plays the sound. `window.__beffroi.alerting` counts what was scheduled, for the tests.
+// A shelved incident (shelving.js, ISA-18.2) neither sounds nor counts.
 
 import * as live from './live.js';
 import { h, clear } from './dom.js';
 import { t, getLang, onLangChange } from './i18n.js';
 import { openFiltered } from './views/incidents.js';
+import * as shelving from './shelving.js';
 
 /** Milliseconds between two repetitions of the critical tone. */
 export const REPEAT_MS = 10000;
@@ -84,7 +86,9 @@ export function start(user, slots) {
     () => window.removeEventListener('storage', onStorage),
     live.on('incidents', onIncidents),
     onLangChange(paint),
+    shelving.onChange(() => onIncidents({ reset: true })),
   );
+  shelving.start();
 
   if (navigator.locks) {
     navigator.locks.request('beffroi.alert-sound', { signal: st.lockAbort.signal }, () => {
@@ -104,6 +108,7 @@ export function stop() {
   if (!st) return;
   running = null;
   st.offs.forEach((f) => f());
+  shelving.stop();
   clearInterval(st.timer);
   st.lockAbort.abort();
   if (st.releaseLock) st.releaseLock();
@@ -114,7 +119,7 @@ export function stop() {
 }
 
 function alerting(inc) {
-  if (inc.status !== 'new') return 0;
+  if (inc.status !== 'new' || shelving.isShelved(inc)) return 0;
   if (inc.severity === 'critical') return RANK.critical;
   if (inc.severity === 'major' && running.major) return RANK.major;
   return 0;
@@ -156,7 +161,7 @@ function onIncidents(ev) {
 
 function unacknowledgedCritical() {
   let n = 0;
-  for (const inc of live.incidents.values()) if (inc.severity === 'critical' && inc.status === 'new') n++;
+  for (const inc of live.incidents.values()) if (inc.severity === 'critical' && inc.status === 'new' && !shelving.isShelved(inc)) n++;
   return n;
 }
 
