@@ -157,11 +157,11 @@ impl NoteBoard {
 
 /// The newest `limit` notes that `sees` lets through (it is given a note's communes),
 /// newest first.
-pub fn latest_notes<'a>(
-    notes: &'a [HandoverNote],
+pub fn latest_notes(
+    notes: &[HandoverNote],
     sees: impl Fn(&[CommuneIdx]) -> bool,
     limit: usize,
-) -> Vec<&'a HandoverNote> {
+) -> Vec<&HandoverNote> {
     notes
         .iter()
         .rev()
