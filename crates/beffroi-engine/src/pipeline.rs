@@ -439,9 +439,46 @@ impl Pipeline {
                 changed.then_some(c)
             })
             .collect();
-        let changed = !crises.is_empty();
+        let mut changed = !crises.is_empty();
         for c in crises {
             self.crises.restore(c);
+        }
+        // Handover notes and shelving reasons are free text too.
+        let notes: Vec<beffroi_core::handover::HandoverNote> = self
+            .notes
+            .notes()
+            .iter()
+            .filter_map(|n| {
+                erase_pseudonyms(&n.text, pseudonyms).map(|t| {
+                    let mut n = n.clone();
+                    n.text = SafeText::redacting(&t);
+                    n
+                })
+            })
+            .collect();
+        let shelves: Vec<beffroi_core::shelving::ShelfAct> = self
+            .shelves
+            .shelves()
+            .filter_map(|s| {
+                erase_pseudonyms(&s.reason, pseudonyms).map(|t| beffroi_core::shelving::ShelfAct {
+                    key: s.key.clone(),
+                    incident: s.incident,
+                    commune: s.commune,
+                    category: Arc::clone(&s.category),
+                    change: beffroi_core::shelving::ShelfChange::Shelved,
+                    actor: Arc::clone(&s.by),
+                    reason: SafeText::redacting(&t),
+                    at: s.at,
+                    until: Some(s.until),
+                })
+            })
+            .collect();
+        changed |= !notes.is_empty() || !shelves.is_empty();
+        for n in notes {
+            self.notes.restore(n);
+        }
+        for act in &shelves {
+            self.shelves.apply(act);
         }
         changed
     }

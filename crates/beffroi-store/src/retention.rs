@@ -783,7 +783,8 @@ pub(crate) fn holds(
 /// Incidents whose title or evidence mention `p`, and log entries that do.
 /// Every other text a pseudonym can sit in — technical text values of observations (a
 /// number typed into a topic, scrubbed at ingest), crisis titles, summaries and role
-/// holders, event names, hold justifications, quarantine reasons — with the pseudonym
+/// holders, event names, hold justifications, quarantine reasons, handover notes, shelving
+/// reasons — with the pseudonym
 /// replaced; how many texts changed. Technical texts inside a held incident's window stay.
 fn erase_in_other_texts(tx: &Connection, p: &str) -> Result<u64, StoreError> {
     let like = format!("%{p}%");
@@ -804,6 +805,8 @@ fn erase_in_other_texts(tx: &Connection, p: &str) -> Result<u64, StoreError> {
         ("events", "id", "name", ""),
         ("legal_holds", "id", "justification", ""),
         ("quarantine_log", "seq", "reason", ""),
+        ("handover_notes", "id", "text", ""),
+        ("shelf_log", "seq", "reason", ""),
     ];
     for (table, keys, column, extra) in TEXTS {
         let key_list: Vec<&str> = keys.split(", ").collect();
