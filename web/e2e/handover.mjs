@@ -4,12 +4,15 @@
 // pseudonymised, with its time in the territory's time zone; the handover lists people's
 // actions only (no reminder, raise again or condition cleared); printed, it drops the
 // navigation, the form and the buttons and fits on one or two pages. The incoming
-// supervisor sees the note unread and marks it read: the reader is shown. Exits non-zero on
-// the first failure; prints HANDOVER E2E OK at the end.
+// supervisor sees the note unread and marks it read: the reader is shown. Then a critical
+// incident arrives in the supervisor's communes: the alerting counts it; shelved from its
+// detail (a reason, a duration), it no longer counts nor sounds, is tagged in the queue and
+// found by the filter, and is listed in the handover; unshelved, it counts again. Exits
+// non-zero on the first failure; prints HANDOVER E2E OK at the end.
 
 import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { launch, step } from './lib.mjs';
+import { apiLogin, launch, step } from './lib.mjs';
 
 const [base, accountsFile, shots] = process.argv.slice(2);
 if (!base || !accountsFile || !shots) {
@@ -19,6 +22,17 @@ if (!base || !accountsFile || !shots) {
 mkdirSync(shots, { recursive: true });
 const accounts = JSON.parse(readFileSync(accountsFile, 'utf8'));
 const CHATTER = ['reminder', 'raised_again', 'condition_cleared', 'auto_resolved', 'escalated', 'escalated_to_supervisor'];
+
+async function api(token, method, path, body) {
+  const r = await fetch(`${base}/api/v1${path}`, {
+    method, headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json' },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await r.text();
+  return { status: r.status, body: text ? JSON.parse(text) : null };
+}
+
+const alerted = () => page.evaluate(() => window.__beffroi?.alerting?.count ?? null);
 
 function check(cond, msg) {
   if (!cond) throw new Error(`assertion failed: ${msg}`);
@@ -110,6 +124,49 @@ try {
   const reads = await page.locator(`ul.notes li.note[data-id="${mine.id}"] .note-reads`).innerText();
   check(reads.includes('supervisor'), `the reader is shown: ${reads}`);
   check((await handover()).notes.find((n) => n.id === mine.id).reads.length === 1, 'one read recorded');
+
+  step('a critical incident in the supervisor\'s communes is counted by the alerting');
+  const admin = await apiLogin(base, accounts.admin, 'admin');
+  const sup = await apiLogin(base, accounts.supervisor, 'supervisor');
+  const panels = (await api(sup, 'GET', '/devices?kind=fire_panel')).body;
+  const busy = new Set((await api(sup, 'GET', '/incidents?status=active')).body.map((i) => i.site));
+  const panel = panels.find((d) => !busy.has(d.site));
+  check(panel, 'a fire panel of the supervisor\'s communes on a quiet site');
+  await page.waitForFunction(() => window.__beffroi?.alerting?.count != null);
+  const before = await alerted();
+  const fired = await api(admin, 'POST', `/devices/${panel.id}/observations`, [{ n: 'fire', vb: true }]);
+  check(fired.status === 200 && fired.body.accepted === 1, `observation accepted: ${JSON.stringify(fired)}`);
+  await page.waitForFunction((n) => window.__beffroi.alerting.count === n + 1, before);
+  const incident = (await api(sup, 'GET', '/incidents?status=active')).body.find((i) => i.device === panel.id);
+  check(incident && incident.severity === 'critical' && incident.status === 'new', 'a new critical incident');
+
+  step('shelved from its detail: no longer counted, tagged in the queue, found by the filter');
+  await page.goto(`${base}/#/incidents/${incident.id}`);
+  await page.locator('#shelve-form').waitFor();
+  await page.locator('#shelve-submit').click();
+  check(await page.locator('#shelf[data-shelved=true]').count() === 0, 'no shelving without a reason');
+  await page.locator('#shelve-reason').fill('Exercice incendie en cours');
+  await page.locator('#shelve-minutes').selectOption('30');
+  await page.locator('#shelve-submit').click();
+  await page.locator('#shelf[data-shelved=true]').waitFor();
+  await page.waitForFunction((n) => window.__beffroi.alerting.count === n, before);
+  const repeating = await page.evaluate(() => window.__beffroi.alerting.repeating);
+  check(repeating === (before > 0), `the tone repeats only for other unacknowledged criticals (${before}): ${repeating}`);
+  await page.locator(`li.incident-row[data-id="${incident.id}"][data-shelved=true] .tag.shelved`).waitFor();
+  await page.locator('#filter-shelved').selectOption('only');
+  const onlyShelved = await page.$$eval('li.incident-row', (rows) => rows.map((r) => r.dataset.shelved));
+  check(onlyShelved.length >= 1 && onlyShelved.every((x) => x === 'true'), `the filter shows shelved alarms only: ${onlyShelved}`);
+  await page.locator('#filter-shelved').selectOption('');
+  const listed = (await handover()).shelved;
+  check(listed.some((x) => x.incident === incident.id && x.reason === 'Exercice incendie en cours'), 'the handover lists the shelved alarm');
+  await page.screenshot({ path: join(shots, 'shelved.png'), fullPage: true });
+
+  step('unshelved: counted again');
+  await page.locator('#unshelve').click();
+  await page.locator('#shelf[data-shelved=false]').waitFor();
+  await page.waitForFunction((n) => window.__beffroi.alerting.count === n + 1, before);
+  await page.goto(`${base}/#/overview`);
+  await page.locator('#handover-notes').waitFor();
 
   step('in English, the same handover');
   await page.evaluate(() => { localStorage.setItem('beffroi.lang', 'en'); });

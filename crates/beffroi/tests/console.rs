@@ -416,7 +416,7 @@ fn the_handover_note_is_written_read_and_printed() {
         eprintln!("SKIPPED: {why} (set BEFFROI_REQUIRE_SERVICES=1 to fail instead)");
         return;
     }
-    let demo = support::demo_run::start(&["operator", "supervisor"]);
+    let demo = support::demo_run::start(&["operator", "supervisor", "admin"]);
     let (dir, base, accounts) = (&demo.dir, &demo.base, &demo.accounts);
     let file = dir.path().join("accounts.json");
     std::fs::write(
