@@ -196,6 +196,14 @@ async fn harness() -> Harness {
     .await
     .expect("engine");
     let mut auth = Auth::new(AuthPolicy::default(), Arc::new(clock.clone()));
+    auth.add_token(ApiToken {
+        name: token(Role::Administrator, "t"),
+        digest: token_digest(&token(Role::Administrator, "t")),
+        grants: vec![Grant {
+            role: Role::Administrator,
+            scope: Scope::Territory,
+        }],
+    });
     for role in [Role::Operator, Role::Supervisor] {
         for (name, scope) in [
             (A, Scope::communes(vec![t.commune_id(A).expect("A")])),
@@ -517,6 +525,29 @@ async fn shelving_is_scoped_bounded_audited_counted_and_expires() {
     assert_eq!(listed(op_a.clone()).await, (vec![1], 1));
     assert_eq!(listed(op_b.clone()).await, (vec![], 0));
     assert_eq!(h.handover(&op_a).await["shelved"][0]["incident"], 1);
+    let metrics = |h: &Harness| {
+        let req = Request::builder()
+            .uri("/metrics")
+            .header(
+                header::AUTHORIZATION,
+                format!("Bearer {}", token(Role::Administrator, "t")),
+            )
+            .body(Body::empty())
+            .expect("request");
+        let app = h.app.clone();
+        async move {
+            let resp = app.oneshot(req).await.expect("answer");
+            let bytes = axum::body::to_bytes(resp.into_body(), 16 << 20)
+                .await
+                .expect("body");
+            String::from_utf8_lossy(&bytes).to_string()
+        }
+    };
+    let text = metrics(&h).await;
+    assert!(
+        text.contains("beffroi_alarm_health_shelved_alarms 1"),
+        "the territory's gauge: {text}"
+    );
     // Unshelving is recorded; a second one finds nothing on the shelf.
     let (s, b) = shelve(
         op_a.clone(),
