@@ -66,7 +66,15 @@ export function mount(el) {
   const handing = api.can('handover');
   el.append(h('section.overview-view#overview', figures && strip, api.can('incident.read') && health,
     handing && h('div.handover-wrap', head, handover)));
-  state = { strip, since, handover, head, kpis: null, data: null, timers: [] };
+  state = { strip, since, handover, head, kpis: null, data: null, timers: [], communes: new Map() };
+  // Commune names for the notes' scopes (ids in the handover).
+  if (api.can('handover')) {
+    api.get('/territory').then((tt) => {
+      if (!state) return;
+      for (const c of tt.communes ?? []) state.communes.set(c.id, c.name);
+      paintHandover();
+    }).catch(() => {});
+  }
   const unmountHealth = api.can('incident.read') ? mountHealth(health) : () => {};
 
   const refreshKpis = figures ? throttle(loadKpis, THROTTLE_MS) : () => {};
@@ -218,8 +226,7 @@ function notesBlock(d) {
 }
 
 function communeName(id) {
-  for (const g of state?.data?.groups ?? []) if (g.commune === id) return g.commune_name;
-  return id;
+  return state?.communes.get(id) ?? id;
 }
 
 function table(id, cols, rows) {
