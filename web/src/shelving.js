@@ -11,7 +11,8 @@ import { h, toast } from './dom.js';
 import { t, fmtTime } from './i18n.js';
 
 const REFRESH_MS = 15000;
-/** incident id → ShelfDto. */
+/** alarm key (an incident's deduplication key) → ShelfDto: a new incident of a shelved
+ * alarm is shelved too. */
 const shelves = new Map();
 let maxMinutes = 480;
 const listeners = new Set();
@@ -32,7 +33,7 @@ export function onChange(f) {
 
 /** The shelf of this incident while it is in force, else null. */
 export function shelfOf(inc) {
-  const s = shelves.get(inc.id);
+  const s = shelves.get(inc.key);
   return s && Date.parse(s.until) > live.serverNow() ? s : null;
 }
 
@@ -43,7 +44,7 @@ export async function refresh() {
   try {
     const d = await api.get('/shelved');
     shelves.clear();
-    for (const s of d.shelves) shelves.set(s.incident, s);
+    for (const s of d.shelves) shelves.set(s.key, s);
     maxMinutes = d.max_minutes;
     emit();
   } catch (e) {

@@ -408,3 +408,43 @@ fn shelves_and_handover_notes_are_restored_and_a_shelf_expires_on_the_tick() {
     assert_eq!(out.batch.shelving.len(), 1, "an expiry is written once");
     assert!(b.ops_snapshot().shelves.is_empty());
 }
+
+/// A person's erasure reaches the handover notes and the shelving reasons held in memory
+/// (the store does the same on disk): their pseudonym is gone, the rest of the text stays.
+#[test]
+fn an_erasure_reaches_handover_notes_and_shelving_reasons() {
+    use beffroi_core::{Duration, Identifier};
+    use beffroi_privacy::{EpochKey, Pseudonymiser, scrub};
+
+    let keys = Pseudonymiser::new(vec![EpochKey::new(1, &[7; 32])]).expect("keys");
+    let mut p = pipeline(T0);
+    let mut out = Output::default();
+    level(&mut p, "g1", 3.0, 0, &mut out);
+    let inc = out.batch.incidents[0].incident.clone();
+    let scrubbed = scrub(&keys, "Véhicule AB-123-CD devant la digue");
+    let plate = scrubbed.sealed[0].pseudonym.0.clone();
+    assert_eq!(scrubbed.sealed[0].identifier, Identifier::LicencePlate);
+    let text = scrubbed.text;
+    assert!(text.contains(plate.as_str()), "{text}");
+    p.write_note("alice", vec![], text.clone(), Timestamp(T0), &mut out)
+        .expect("note");
+    p.shelve(
+        inc.id,
+        "user:alice",
+        text,
+        Duration::from_mins(30),
+        Timestamp(T0),
+        &mut out,
+    )
+    .expect("shelved");
+    assert!(p.erase_pseudonyms(&[plate.to_string()], &[]));
+    let ops = p.ops_snapshot();
+    for kept in [ops.notes[0].text.as_str(), ops.shelves[0].reason.as_str()] {
+        assert!(!kept.contains(plate.as_str()), "{kept}");
+        assert!(kept.contains("devant la digue"), "{kept}");
+    }
+    assert!(
+        p.shelves().is_shelved(&inc.key, Timestamp(T0)),
+        "still shelved"
+    );
+}
