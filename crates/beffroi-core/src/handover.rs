@@ -145,6 +145,13 @@ impl NoteBoard {
         }
     }
 
+    /// Forgets the notes written before `cutoff` (retention); whether any went.
+    pub fn forget_before(&mut self, cutoff: Timestamp) -> bool {
+        let before = self.notes.len();
+        self.notes.retain(|n| n.at >= cutoff);
+        self.notes.len() != before
+    }
+
     pub fn get(&self, id: NoteId) -> Option<&HandoverNote> {
         self.notes.iter().find(|n| n.id == id)
     }
@@ -302,6 +309,10 @@ mod tests {
             panic!("a written note");
         };
         assert_eq!(n.id, NoteId(42));
+        // Retention forgets the old notes; ids still go on.
+        assert!(r.forget_before(ts(1)));
+        assert_eq!(r.notes().len(), 1);
+        assert!(!r.forget_before(ts(1)));
     }
 
     #[test]

@@ -351,7 +351,8 @@ impl Pipeline {
     /// closed crises past the technical limit are forgotten, those past the personal limit
     /// redacted. Returns whether anything changed (the operations snapshot must follow).
     pub fn purge_crises(&mut self, plan: &crate::retention::PurgePlan) -> bool {
-        let mut changed = false;
+        // Handover notes may hold pseudonyms: kept as long as personal records.
+        let mut changed = self.notes.forget_before(plan.personal);
         let closed: Vec<(CrisisId, Timestamp)> = self
             .crises
             .all()
