@@ -4,16 +4,19 @@
 // view and in the tab's title: one real event, one count, however many incidents it
 // opened. A critical situation that arrives (new, escalated to critical, or a new incident
 // joining it unacknowledged) sounds a tone made in the browser with the Web Audio API (no
-// media file), repeated every 10 s while any critical situation stays unacknowledged, and raises a desktop notification once the operator allowed them
-// (a button asks; never on load). Major incidents alert too (their own tone, not repeated)
+// media file), repeated every 10 s while any critical situation stays unacknowledged, and
+// raises a desktop notification once the operator allowed them (a button asks; never on
+// load). Major incidents alert too (their own tone, not repeated)
 // when the operator chose so. The mute silences the sound only. Preferences are kept per
 // operator in localStorage. With several tabs open, one of them (the holder of a Web Lock)
 // plays the sound. `window.__beffroi.alerting` counts what was scheduled, for the tests.
+// A shelved incident (shelving.js, ISA-18.2) neither sounds nor counts.
 
 import * as live from './live.js';
 import { h, clear } from './dom.js';
 import { t, getLang, onLangChange } from './i18n.js';
 import { openFiltered } from './views/incidents.js';
+import * as shelving from './shelving.js';
 
 /** Milliseconds between two repetitions of the critical tone. */
 export const REPEAT_MS = 10000;
@@ -87,7 +90,9 @@ export function start(user, slots) {
     () => window.removeEventListener('storage', onStorage),
     live.on('situations', onSituations),
     onLangChange(paint),
+    shelving.onChange(() => onSituations({ reset: true })),
   );
+  shelving.start();
 
   if (navigator.locks) {
     navigator.locks.request('beffroi.alert-sound', { signal: st.lockAbort.signal }, () => {
@@ -107,6 +112,7 @@ export function stop() {
   if (!st) return;
   running = null;
   st.offs.forEach((f) => f());
+  shelving.stop();
   clearInterval(st.timer);
   st.lockAbort.abort();
   if (st.releaseLock) st.releaseLock();
@@ -116,9 +122,16 @@ export function stop() {
   document.title = t('app.name');
 }
 
-/** How loud a situation is: it alerts while one of its incidents waits to be acknowledged. */
+/** The incidents of a situation waiting for an acknowledgement, shelved alarms left out. */
+function waiting(sit) {
+  return (sit.incidents ?? []).filter((m) => m.status === 'new'
+    && !shelving.isShelved(live.incidents.get(m.id) ?? m)).length;
+}
+
+/** How loud a situation is: it alerts while one of its incidents waits to be acknowledged
+ *  (an incident whose alarm is shelved does not). */
 function alerting(sit) {
-  if (!(sit.unacknowledged > 0)) return 0;
+  if (!(waiting(sit) > 0)) return 0;
   if (sit.severity === 'critical') return RANK.critical;
   if (sit.severity === 'major' && running.major) return RANK.major;
   return 0;
@@ -146,9 +159,9 @@ function onSituations(ev) {
     const inc = ev.situation;
     const r = alerting(inc);
     // A new unacknowledged incident joining an alerting situation announces it again.
-    const joined = !ev.created && r && inc.unacknowledged > (st.waiting.get(inc.id) ?? 0);
+    const joined = !ev.created && r && waiting(inc) > (st.waiting.get(inc.id) ?? 0);
     if (r > (st.alerted.get(inc.id) ?? 0) || joined) fresh.push(inc);
-    st.waiting.set(inc.id, inc.unacknowledged ?? 0);
+    st.waiting.set(inc.id, waiting(inc));
     // Once acknowledged it is forgotten: a re-opening announces it again.
     if (!r) st.alerted.delete(inc.id);
     else st.alerted.set(inc.id, Math.max(r, st.alerted.get(inc.id) ?? 0));
@@ -163,7 +176,7 @@ function onSituations(ev) {
 
 function unacknowledgedCritical() {
   let n = 0;
-  for (const s of live.situations.values()) if (s.severity === 'critical' && s.unacknowledged > 0) n++;
+  for (const s of live.situations.values()) if (s.severity === 'critical' && waiting(s) > 0) n++;
   return n;
 }
 

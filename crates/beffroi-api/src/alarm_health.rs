@@ -78,6 +78,8 @@ pub struct AlarmHealthDto {
     /// The same figures counted in situations (the incidents of one real event grouped,
     /// `situations.toml`): what the operator actually has to handle.
     pub situations: SituationHealthDto,
+    /// Alarms on the shelf now (ISA-18.2 shelving): they do not alert.
+    pub shelved: usize,
     pub thresholds: ThresholdsDto,
 }
 
@@ -155,6 +157,7 @@ impl AlarmHealthDto {
             stale: h.stale,
             chattering: h.chattering,
             situations,
+            shelved: 0,
             thresholds: ThresholdsDto {
                 window_minutes: alarm_health::WINDOW.millis() / 60_000,
                 flood_per_window: alarm_health::FLOOD_PER_WINDOW,
@@ -237,9 +240,12 @@ pub async fn alarm_health(
     // The caller's visibility (its `incident.read` communes, `cyber` with
     // `incident.cyber`) is part of every query.
     let incidents = c.incidents(&s);
+    let shelved = crate::shelving::shelved_count(&s.engine.ops(), incidents.visibility(), until);
     let h = blocking(move || measure(&incidents, since, until)).await?;
     let sit = situation_health(&s.engine.ops().situations, &c.visibility, since, until);
-    Ok(Json(AlarmHealthDto::from_core(&h, sit)))
+    let mut dto = AlarmHealthDto::from_core(&h, sit);
+    dto.shelved = shelved;
+    Ok(Json(dto))
 }
 
 /// The territory's alarm health as gauges on `/metrics`, refreshed at each scrape.
@@ -254,6 +260,7 @@ pub struct HealthGauges {
     chattering: Gauge,
     situations_peak: Gauge,
     situations_standing: Gauge,
+    shelved: Gauge,
 }
 
 impl HealthGauges {
@@ -303,6 +310,11 @@ impl HealthGauges {
             "Open situations with an incident not acknowledged, whole territory",
             self.situations_standing.clone(),
         );
+        r.register(
+            "alarm_health_shelved_alarms",
+            "Alarms on the shelf now (ISA-18.2 shelving), whole territory",
+            self.shelved.clone(),
+        );
     }
 
     fn set(&self, h: &AlarmHealth) {
@@ -324,6 +336,10 @@ pub async fn refresh_gauges(s: &AppState) {
     let since = until.minus(alarm_health::DEFAULT_PERIOD);
     let incidents = Incidents::territory(Arc::clone(&s.reader));
     let gauges = Arc::clone(&s.health_gauges);
+    let shelved = crate::shelving::shelved_count(&s.engine.ops(), incidents.visibility(), until);
+    gauges
+        .shelved
+        .set(i64::try_from(shelved).unwrap_or(i64::MAX));
     let measured = blocking(move || measure(&incidents, since, until)).await;
     if let Ok(h) = measured {
         gauges.set(&h);

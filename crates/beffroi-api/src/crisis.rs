@@ -252,12 +252,10 @@ async fn command(s: &AppState, c: &Caller, cmd: OpsCommand) -> Result<Json<Crisi
         .map_err(|e| ops_error(&e))?
     {
         OpsOutcome::Crisis(crisis) => detail(s, c, crisis).await,
-        OpsOutcome::Unit(_) | OpsOutcome::Quarantine(_) | OpsOutcome::Situation(_) => {
-            Err(ApiError::new(
-                ErrorCode::StoreUnavailable,
-                "unexpected answer of the engine",
-            ))
-        }
+        _ => Err(ApiError::new(
+            ErrorCode::StoreUnavailable,
+            "unexpected answer of the engine",
+        )),
     }
 }
 

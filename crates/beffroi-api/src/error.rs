@@ -80,13 +80,23 @@ pub enum ErrorCode {
     UnmaskRequestClosed,
     /// 410: the unmasking request was not approved, or its value not collected, in time.
     UnmaskRequestExpired,
+    /// 404: no such handover note, or one out of the caller's communes (the same answer).
+    NoteNotFound,
+    /// 400: a handover note needs some text (at most 4,000 characters).
+    NoteEmpty,
+    /// 400: shelving an alarm needs a reason.
+    ReasonRequired,
+    /// 400: an alarm may be shelved for a bounded time (`details.max_minutes`).
+    ShelveTooLong,
+    /// 409: the alarm is not shelved (nothing to unshelve).
+    NotShelved,
 }
 
 impl ErrorCode {
     /// Every code, in declaration order: the console translates each (`error.code.<code>`
     /// in `web/src/i18n.js`, checked by `tests/error_codes_translated.rs`). A new code goes
     /// here too.
-    pub const ALL: [ErrorCode; 34] = [
+    pub const ALL: [ErrorCode; 39] = [
         ErrorCode::Unauthorized,
         ErrorCode::InvalidCredentials,
         ErrorCode::InvalidRequest,
@@ -121,6 +131,11 @@ impl ErrorCode {
         ErrorCode::UnmaskPending,
         ErrorCode::UnmaskRequestClosed,
         ErrorCode::UnmaskRequestExpired,
+        ErrorCode::NoteNotFound,
+        ErrorCode::NoteEmpty,
+        ErrorCode::ReasonRequired,
+        ErrorCode::ShelveTooLong,
+        ErrorCode::NotShelved,
     ];
 
     pub fn status(self) -> StatusCode {
@@ -149,6 +164,11 @@ impl ErrorCode {
             ErrorCode::SelfApproval | ErrorCode::ApproverRequired => StatusCode::FORBIDDEN,
             ErrorCode::UnmaskPending | ErrorCode::UnmaskRequestClosed => StatusCode::CONFLICT,
             ErrorCode::UnmaskRequestExpired => StatusCode::GONE,
+            ErrorCode::NoteNotFound => StatusCode::NOT_FOUND,
+            ErrorCode::NoteEmpty | ErrorCode::ReasonRequired | ErrorCode::ShelveTooLong => {
+                StatusCode::BAD_REQUEST
+            }
+            ErrorCode::NotShelved => StatusCode::CONFLICT,
         }
     }
     pub fn as_str(self) -> &'static str {
@@ -187,6 +207,11 @@ impl ErrorCode {
             ErrorCode::UnmaskPending => "unmask_pending",
             ErrorCode::UnmaskRequestClosed => "unmask_request_closed",
             ErrorCode::UnmaskRequestExpired => "unmask_request_expired",
+            ErrorCode::NoteNotFound => "note_not_found",
+            ErrorCode::NoteEmpty => "note_empty",
+            ErrorCode::ReasonRequired => "reason_required",
+            ErrorCode::ShelveTooLong => "shelve_too_long",
+            ErrorCode::NotShelved => "not_shelved",
         }
     }
 }

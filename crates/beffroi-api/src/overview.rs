@@ -1,28 +1,23 @@
-//! The command post's overview: key figures (`GET /api/v1/overview`), the shift handover
-//! (`GET /api/v1/handover`) and who the caller is (`GET /api/v1/auth/me`).
-
-use std::sync::Arc;
+//! The command post's overview: key figures (`GET /api/v1/overview`) and who the caller is
+//! (`GET /api/v1/auth/me`). The shift handover is [`crate::handover`].
 
 use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use beffroi_core::overview::{LOCAL_OFFSET, kpis, local_midnight};
-use beffroi_core::{Duration, Severity, Status};
+use beffroi_core::{Severity, Status};
 use beffroi_engine::live::DeviceState;
 use beffroi_engine::store::IncidentQuery;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::AppState;
 use crate::access::Scope;
-use crate::dto::IncidentDto;
-use crate::error::{ApiError, ErrorCode};
+use crate::error::ApiError;
 use crate::handlers::{blocking, store_err};
 use crate::routes::Caller;
 
-/// Most open incidents the overview and the handover read.
+/// Most open incidents the overview reads.
 const MAX_OPEN: usize = 100_000;
-/// Most log lines of a handover.
-const MAX_HANDOVER_LOG: usize = 5_000;
 
 #[derive(Serialize, ToSchema)]
 pub struct SeverityCounts {
@@ -132,85 +127,6 @@ pub async fn overview(State(s): State<AppState>, c: Caller) -> Result<Json<Overv
             .count(),
         now: now.to_string(),
     }))
-}
-
-#[derive(Deserialize, utoipa::IntoParams)]
-pub struct HandoverParams {
-    /// RFC 3339 start of the shift (default: 8 hours ago).
-    since: Option<String>,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct HandoverLogDto {
-    pub incident: u64,
-    pub title: String,
-    pub at: String,
-    pub actor: String,
-    pub action: String,
-    pub detail: String,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct HandoverDto {
-    pub since: String,
-    pub open_incidents: Vec<IncidentDto>,
-    pub log: Vec<HandoverLogDto>,
-}
-
-#[utoipa::path(get, path = "/api/v1/handover", params(HandoverParams),
-    responses((status = 200, body = HandoverDto), (status = 400, body = crate::error::ErrorBody)),
-    security(("bearer" = [])))]
-pub async fn handover(
-    State(s): State<AppState>,
-    c: Caller,
-    Query(p): Query<HandoverParams>,
-) -> Result<Json<HandoverDto>, ApiError> {
-    let since = match p.since.as_deref() {
-        None => s.engine.clock.now().minus(Duration::from_mins(8 * 60)),
-        Some(text) => beffroi_wire::parse_rfc3339(text).ok_or_else(|| {
-            ApiError::new(
-                ErrorCode::InvalidRequest,
-                format!("`since` is not an RFC 3339 time: `{text}`"),
-            )
-        })?,
-    };
-    let incidents = c.incidents(&s);
-    let t = Arc::clone(&s.engine.territory);
-    blocking(move || {
-        let mut open = incidents
-            .list(IncidentQuery {
-                statuses: open_statuses(),
-                limit: MAX_OPEN,
-                ..Default::default()
-            })
-            .map_err(store_err)?;
-        // Most severe first, then oldest.
-        open.sort_by(|a, b| {
-            b.severity
-                .cmp(&a.severity)
-                .then(a.opened_at.cmp(&b.opened_at))
-        });
-        // The lines of the incidents the caller may see, cut in the query.
-        let log = incidents
-            .handover_log(since, MAX_HANDOVER_LOG)
-            .map_err(store_err)?;
-        Ok(Json(HandoverDto {
-            since: since.to_string(),
-            open_incidents: open.iter().map(|i| IncidentDto::from_core(i, &t)).collect(),
-            log: log
-                .into_iter()
-                .map(|e| HandoverLogDto {
-                    incident: e.incident.0,
-                    title: e.title,
-                    at: e.entry.at.to_string(),
-                    actor: e.entry.actor.to_string(),
-                    action: e.entry.action.to_string(),
-                    detail: e.entry.detail.to_string(),
-                })
-                .collect(),
-        }))
-    })
-    .await
 }
 
 #[derive(Serialize, ToSchema)]

@@ -44,8 +44,8 @@ use crate::access::{Permission, Principal, Scope, Visibility};
 use crate::auth::{Credential, csrf_matches};
 use crate::error::{ApiError, ErrorCode};
 use crate::{
-    AppState, alarm_health, console, crisis, crowd, events, handlers, overview, privacy, retention,
-    scoped, security, situations, units, unmask,
+    AppState, alarm_health, console, crisis, crowd, events, handlers, handover, overview, privacy,
+    retention, scoped, security, shelving, situations, units, unmask,
 };
 
 /// What kind of object an `{id}` names.
@@ -161,7 +161,12 @@ pub static ROUTES: &[RouteSpec] = &[
     route!(GET "/api/v1/rejections", Allow(P::RejectionRead, Territory), "", handlers::rejections),
     route!(GET "/api/v1/stream", Allow(P::IncidentRead, Filtered), "", handlers::stream),
     route!(GET "/api/v1/overview", Allow(P::Supervise, CallerScope), "", overview::overview),
-    route!(GET "/api/v1/handover", Allow(P::Handover, CallerScope), "", overview::handover),
+    route!(GET "/api/v1/handover", Allow(P::Handover, CallerScope), "", handover::handover),
+    route!(POST "/api/v1/handover/notes", Allow(P::Handover, CallerScope), "handover.note", handover::write_note),
+    route!(POST "/api/v1/handover/notes/{id}/read", Allow(P::Handover, CallerScope), "handover.note.read", handover::read_note),
+    route!(GET "/api/v1/shelved", Allow(P::IncidentRead, Filtered), "", shelving::list_shelved),
+    route!(POST "/api/v1/incidents/{id}/shelve", Allow(P::IncidentAct, Object(O::Incident)), "incident.shelve", shelving::shelve),
+    route!(POST "/api/v1/incidents/{id}/unshelve", Allow(P::IncidentAct, Object(O::Incident)), "incident.unshelve", shelving::unshelve),
     route!(GET "/api/v1/alarm-health", Allow(P::IncidentRead, CallerScope), "", alarm_health::alarm_health),
     route!(GET "/api/v1/map/clusters", Allow(P::DeviceRead, Filtered), "", console::map_clusters),
     route!(GET "/api/v1/crowd", Allow(P::DeviceRead, Filtered), "", crowd::crowd),

@@ -206,12 +206,10 @@ pub async fn set_unit_status(
                 .map(Json)
                 .ok_or_else(|| ObjectKind::Unit.not_found())
         }
-        OpsOutcome::Crisis(_) | OpsOutcome::Quarantine(_) | OpsOutcome::Situation(_) => {
-            Err(ApiError::new(
-                ErrorCode::StoreUnavailable,
-                "unexpected answer of the engine",
-            ))
-        }
+        _ => Err(ApiError::new(
+            ErrorCode::StoreUnavailable,
+            "unexpected answer of the engine",
+        )),
     }
 }
 

@@ -448,6 +448,8 @@ fn body_for(method: &Method, path: &str, commune: &str) -> (Option<Value>, &'sta
         "/api/v1/incidents/{id}/actions" => json!({"action": "comment", "text": "walk"}),
         "/api/v1/situations/{id}/actions" => json!({"action": "comment", "text": "walk"}),
         "/api/v1/units/{id}/status" => json!({"status": "available"}),
+        "/api/v1/handover/notes" => json!({"text": "walk"}),
+        "/api/v1/incidents/{id}/shelve" => json!({"reason": "walk", "minutes": 30}),
         "/api/v1/crises" => json!({"kind": "flood", "title": "walk", "communes": [commune]}),
         "/api/v1/crises/{id}/log" => json!({"text": "walk"}),
         "/api/v1/crises/{id}/level" => json!({"level": 2}),

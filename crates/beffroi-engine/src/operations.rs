@@ -21,6 +21,8 @@ pub struct Operations {
     pub roles: Vec<RoleSpec>,
     /// Which incidents are one real event (`situations.toml`); read at start only.
     pub families: Vec<beffroi_core::Family>,
+    /// How long an alarm may be shelved (`[shelving]` of `escalation.toml`).
+    pub shelving: beffroi_core::shelving::ShelvingPolicy,
 }
 
 /// What the API reads of the operations state: published by the writer thread after the
@@ -36,6 +38,11 @@ pub struct OpsSnapshot {
     pub roles: Arc<[RoleSpec]>,
     /// Devices in quarantine, with the act that put each there (by device index).
     pub quarantined: Vec<crate::sentinel::QuarantineAct>,
+    /// The newest handover notes, oldest first.
+    pub notes: Vec<beffroi_core::handover::HandoverNote>,
+    /// The alarms on the shelf, in key order.
+    pub shelves: Vec<beffroi_core::shelving::Shelf>,
+    pub shelving: beffroi_core::shelving::ShelvingPolicy,
 }
 
 impl OpsSnapshot {
@@ -151,6 +158,47 @@ pub fn parse_units(src: &SourceFile, territory: &Territory) -> Result<Vec<UnitSp
 struct EscalationFile {
     #[serde(default)]
     severity: HashMap<String, Spanned<RawDelays>>,
+    /// Read by [`parse_shelving`].
+    #[serde(default)]
+    shelving: Option<Spanned<RawShelving>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawShelving {
+    max_duration: Option<String>,
+}
+
+/// Parses the `[shelving]` table of `escalation.toml`: `max_duration = "8h"`, how long an
+/// operator may shelve an alarm (default 8 hours, at most 24 hours).
+pub fn parse_shelving(
+    src: &SourceFile,
+) -> Result<beffroi_core::shelving::ShelvingPolicy, ConfigErrors> {
+    let file: EscalationFile =
+        toml::from_str(&src.text).map_err(|e| ConfigError::from_toml(src, &e))?;
+    let mut errors = ConfigErrors::default();
+    let mut policy = beffroi_core::shelving::ShelvingPolicy::default();
+    if let Some(raw) = &file.shelving
+        && let Some(text) = &raw.get_ref().max_duration
+    {
+        let line = Some(src.line(raw.span().start));
+        let mut err = |msg: String| {
+            errors.push(ConfigError::new(
+                src.path.clone(),
+                line,
+                Some("shelving.max_duration"),
+                msg,
+            ))
+        };
+        match parse_duration(text) {
+            Ok(d) if d.millis() > 0 && d <= beffroi_core::Duration::from_mins(24 * 60) => {
+                policy.max_duration = d;
+            }
+            Ok(_) => err("must be longer than zero and at most 24h".into()),
+            Err(e) => err(e),
+        }
+    }
+    errors.into_result(policy)
 }
 
 #[derive(Deserialize)]
@@ -347,6 +395,36 @@ mod tests {
                 (Some(5), Some("severity.huge")),
                 (Some(8), Some("severity.minor.escalate_after")),
             ]
+        );
+    }
+
+    #[test]
+    fn shelving_is_bounded_and_defaults_to_a_shift() {
+        use beffroi_core::shelving::DEFAULT_MAX_SHELVING;
+        let none = parse_shelving(&SourceFile::new("escalation.toml", "")).expect("valid");
+        assert_eq!(none.max_duration, DEFAULT_MAX_SHELVING);
+        let two = parse_shelving(&SourceFile::new(
+            "escalation.toml",
+            "[severity.critical]\nremind_after = \"2m\"\n\n[shelving]\nmax_duration = \"2h\"\n",
+        ))
+        .expect("valid");
+        assert_eq!(two.max_duration, Duration::from_mins(120));
+        // The escalation delays read the same file.
+        assert!(
+            parse_escalation(&SourceFile::new(
+                "escalation.toml",
+                "[shelving]\nmax_duration = \"2h\"\n"
+            ))
+            .is_ok()
+        );
+        let err = parse_shelving(&SourceFile::new(
+            "escalation.toml",
+            "\n[shelving]\nmax_duration = \"3d\"\n",
+        ))
+        .expect_err("too long");
+        assert_eq!(
+            (err.0[0].line, err.0[0].field.as_deref()),
+            (Some(2), Some("shelving.max_duration"))
         );
     }
 

@@ -95,6 +95,10 @@ pub struct Pipeline {
     limiter: LogLimiter,
     units: UnitBoard,
     crises: CrisisBoard,
+    /// Handover notes (the newest) and their reads.
+    notes: beffroi_core::handover::NoteBoard,
+    /// Shelved alarms.
+    shelves: beffroi_core::shelving::ShelfBoard,
     escalation: EscalationPolicy,
     /// The rules of the deployment; the evaluator runs these plus the events' in force.
     base_rules: Arc<RuleSet>,
@@ -173,6 +177,8 @@ impl Pipeline {
             },
             units: UnitBoard::default(),
             crises: CrisisBoard::default(),
+            notes: Default::default(),
+            shelves: Default::default(),
             escalation: EscalationPolicy::default(),
             trust: TrustGate::default(),
             situations: SituationBook::new(Vec::new()),
@@ -474,6 +480,7 @@ impl Pipeline {
         self.units = UnitBoard::new(ops.units.iter().cloned(), now);
         self.crises = CrisisBoard::new(ops.roles.clone());
         self.escalation = ops.escalation.clone();
+        self.shelves.set_policy(ops.shelving);
     }
 
     /// Reinstates the units' recorded statuses and the crises after a restart, then
@@ -510,6 +517,9 @@ impl Pipeline {
             crises: self.crises.all().cloned().collect(),
             situations: self.situation_views.values().cloned().collect(),
             roles: self.crises.roles().into(),
+            notes: self.notes.notes().to_vec(),
+            shelves: self.shelves.shelves().cloned().collect(),
+            shelving: self.shelves.policy(),
         }
     }
 
@@ -524,7 +534,8 @@ impl Pipeline {
     /// closed crises past the technical limit are forgotten, those past the personal limit
     /// redacted. Returns whether anything changed (the operations snapshot must follow).
     pub fn purge_crises(&mut self, plan: &crate::retention::PurgePlan) -> bool {
-        let mut changed = false;
+        // Handover notes may hold pseudonyms: kept as long as personal records.
+        let mut changed = self.notes.forget_before(plan.personal);
         let closed: Vec<(CrisisId, Timestamp)> = self
             .crises
             .all()
@@ -612,9 +623,46 @@ impl Pipeline {
                 changed.then_some(c)
             })
             .collect();
-        let changed = !crises.is_empty();
+        let mut changed = !crises.is_empty();
         for c in crises {
             self.crises.restore(c);
+        }
+        // Handover notes and shelving reasons are free text too.
+        let notes: Vec<beffroi_core::handover::HandoverNote> = self
+            .notes
+            .notes()
+            .iter()
+            .filter_map(|n| {
+                erase_pseudonyms(&n.text, pseudonyms).map(|t| {
+                    let mut n = n.clone();
+                    n.text = SafeText::redacting(&t);
+                    n
+                })
+            })
+            .collect();
+        let shelves: Vec<beffroi_core::shelving::ShelfAct> = self
+            .shelves
+            .shelves()
+            .filter_map(|s| {
+                erase_pseudonyms(&s.reason, pseudonyms).map(|t| beffroi_core::shelving::ShelfAct {
+                    key: s.key.clone(),
+                    incident: s.incident,
+                    commune: s.commune,
+                    category: Arc::clone(&s.category),
+                    change: beffroi_core::shelving::ShelfChange::Shelved,
+                    actor: Arc::clone(&s.by),
+                    reason: SafeText::redacting(&t),
+                    at: s.at,
+                    until: Some(s.until),
+                })
+            })
+            .collect();
+        changed |= !notes.is_empty() || !shelves.is_empty();
+        for n in notes {
+            self.notes.restore(n);
+        }
+        for act in &shelves {
+            self.shelves.apply(act);
         }
         changed
     }
@@ -1140,6 +1188,7 @@ impl Pipeline {
         for change in self.book.tick_escalation(&self.escalation, now) {
             self.record(change, now, out);
         }
+        out.batch.shelving.extend(self.shelves.expire(now));
         if let Some(after) = self.close_resolved_after {
             for change in self.book.close_resolved(after, now) {
                 self.record(change, now, out);
@@ -1225,6 +1274,100 @@ impl Pipeline {
         Ok(c)
     }
 
+    /// Puts back the stored handover notes and replays the shelving log (at start).
+    pub fn restore_handover(
+        &mut self,
+        notes: Vec<beffroi_core::handover::HandoverNote>,
+        shelving: Vec<beffroi_core::shelving::ShelfAct>,
+    ) {
+        for n in notes {
+            self.notes.restore(n);
+        }
+        for act in &shelving {
+            self.shelves.apply(act);
+        }
+    }
+
+    /// A handover note written by `author` for `communes` (empty: the whole territory).
+    pub fn write_note(
+        &mut self,
+        author: &str,
+        communes: Vec<beffroi_core::CommuneIdx>,
+        text: SafeText,
+        now: Timestamp,
+        out: &mut Output,
+    ) -> Result<beffroi_core::handover::HandoverNote, beffroi_core::handover::NoteError> {
+        use beffroi_core::handover::NoteChange;
+        let change = self.notes.write(author, communes, text, now)?;
+        let NoteChange::Written(note) = &change else {
+            return Err(beffroi_core::handover::NoteError::NotFound);
+        };
+        let note = note.clone();
+        out.batch.notes.push(change);
+        Ok(note)
+    }
+
+    /// Records that `reader` read a note (once: a second read changes nothing).
+    pub fn read_note(
+        &mut self,
+        id: beffroi_core::handover::NoteId,
+        reader: &str,
+        now: Timestamp,
+        out: &mut Output,
+    ) -> Result<beffroi_core::handover::HandoverNote, beffroi_core::handover::NoteError> {
+        if let Some(change) = self.notes.mark_read(id, reader, now)? {
+            out.batch.notes.push(change);
+        }
+        self.notes
+            .get(id)
+            .cloned()
+            .ok_or(beffroi_core::handover::NoteError::NotFound)
+    }
+
+    /// Shelves the alarm of an active incident.
+    pub fn shelve(
+        &mut self,
+        incident: IncidentId,
+        actor: &str,
+        reason: SafeText,
+        duration: beffroi_core::Duration,
+        now: Timestamp,
+        out: &mut Output,
+    ) -> Result<beffroi_core::shelving::ShelfAct, beffroi_core::shelving::ShelveError> {
+        let inc = self
+            .book
+            .get(incident)
+            .ok_or(beffroi_core::shelving::ShelveError::NotOpen)?;
+        let act = self.shelves.shelve(inc, actor, reason, duration, now)?;
+        out.batch.shelving.push(act.clone());
+        Ok(act)
+    }
+
+    /// Takes the alarm of an incident off the shelf.
+    pub fn unshelve(
+        &mut self,
+        incident: IncidentId,
+        actor: &str,
+        reason: SafeText,
+        now: Timestamp,
+        out: &mut Output,
+    ) -> Result<beffroi_core::shelving::ShelfAct, beffroi_core::shelving::ShelveError> {
+        let key = self
+            .shelves
+            .shelves()
+            .find(|s| s.incident == incident)
+            .map(|s| s.key.clone())
+            .or_else(|| self.book.get(incident).map(|i| i.key.clone()))
+            .ok_or(beffroi_core::shelving::ShelveError::NotShelved)?;
+        let act = self.shelves.unshelve(&key, actor, reason, now)?;
+        out.batch.shelving.push(act.clone());
+        Ok(act)
+    }
+
+    pub fn shelves(&self) -> &beffroi_core::shelving::ShelfBoard {
+        &self.shelves
+    }
+
     /// Every incident change goes through here: the units follow their missions, the
     /// active crises of its commune log it, its situation follows it.
     fn record(&mut self, change: IncidentChange, now: Timestamp, out: &mut Output) {
@@ -1257,7 +1400,10 @@ impl Pipeline {
             // A device's state on the map is what the rules say of it: the sentinel's
             // findings (category `cyber`) are seen only by those who may see cyber
             // incidents, and a device coloured by one would tell the others.
-            if let Some(d) = a.device.filter(|_| &*a.category != beffroi_core::visibility::CYBER) {
+            if let Some(d) = a
+                .device
+                .filter(|_| &*a.category != beffroi_core::visibility::CYBER)
+            {
                 let state = match a.kind {
                     AlarmKind::Clear => DeviceState::Normal,
                     _ if a.silence => DeviceState::Silent,

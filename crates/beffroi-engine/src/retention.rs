@@ -228,6 +228,8 @@ pub const STORES: &[&str] = &[
     "quarantine_log",
     "legal_holds",
     "exports",
+    "handover_notes",
+    "shelf_log",
 ];
 
 fn store_key(s: &str) -> &'static str {

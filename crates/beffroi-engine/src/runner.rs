@@ -152,6 +152,10 @@ pub enum ActError {
     Quarantine(#[from] crate::sentinel::QuarantineError),
     #[error(transparent)]
     Situation(#[from] beffroi_core::SituationError),
+    #[error(transparent)]
+    Note(#[from] beffroi_core::handover::NoteError),
+    #[error(transparent)]
+    Shelve(#[from] beffroi_core::shelving::ShelveError),
 }
 
 /// A command on the operations state (units, crises).
@@ -188,6 +192,24 @@ pub enum OpsCommand {
         into: SituationId,
         from: SituationId,
     },
+    /// A handover note for these communes (empty: the whole territory).
+    WriteNote {
+        communes: Vec<beffroi_core::CommuneIdx>,
+        text: SafeText,
+    },
+    /// The caller read a handover note.
+    ReadNote(beffroi_core::handover::NoteId),
+    /// Shelve the alarm of an incident for a while, with a reason.
+    Shelve {
+        incident: IncidentId,
+        reason: SafeText,
+        duration: beffroi_core::Duration,
+    },
+    /// Take the alarm of an incident off the shelf.
+    Unshelve {
+        incident: IncidentId,
+        reason: SafeText,
+    },
 }
 
 /// What an [`OpsCommand`] changed.
@@ -197,6 +219,8 @@ pub enum OpsOutcome {
     Crisis(Arc<Crisis>),
     Quarantine(crate::sentinel::QuarantineAct),
     Situation(Arc<beffroi_core::Situation>),
+    Note(beffroi_core::handover::HandoverNote),
+    Shelf(beffroi_core::shelving::ShelfAct),
 }
 
 type OpsReply = (
@@ -532,6 +556,8 @@ struct Restored {
     windows: Vec<crate::trust::StoredWindow>,
     quarantine: Vec<crate::sentinel::QuarantineAct>,
     holds: Vec<crate::store::LegalHold>,
+    notes: Vec<beffroi_core::handover::HandoverNote>,
+    shelving: Vec<beffroi_core::shelving::ShelfAct>,
 }
 
 fn read_state(store: &mut dyn Store, now: Timestamp) -> Result<Restored, StoreError> {
@@ -548,6 +574,8 @@ fn read_state(store: &mut dyn Store, now: Timestamp) -> Result<Restored, StoreEr
         windows: store.replay_windows()?,
         quarantine: store.quarantine_log()?,
         holds: store.legal_holds(now)?,
+        notes: store.handover_notes()?,
+        shelving: store.shelf_log()?,
     })
 }
 
@@ -621,6 +649,7 @@ impl Blueprint {
         pipeline.set_families(cfg.operations.families.clone());
         pipeline.restore_situations(r.situations, r.max_situation, now);
         pipeline.restore_quarantine(r.quarantine);
+        pipeline.restore_handover(r.notes, r.shelving);
         tracing::info!(
             active_incidents = restored_count,
             devices_seen = r.last_seen.len(),
@@ -990,6 +1019,8 @@ async fn pipeline_loop(
             || !job.out.batch.crises.is_empty()
             || !job.out.batch.situations.is_empty()
             || !job.out.batch.quarantine.is_empty()
+            || !job.out.batch.notes.is_empty()
+            || !job.out.batch.shelving.is_empty()
         {
             job.ops = Some(Arc::new(p.ops_snapshot()));
         }
@@ -1144,9 +1175,37 @@ fn handle_command(
                     .merge_situations(into, from, &actor, now, out)
                     .map(OpsOutcome::Situation)
                     .map_err(ActError::from),
+                OpsCommand::WriteNote { communes, text } => p
+                    .write_note(&user_name(&actor), communes, text, now, out)
+                    .map(OpsOutcome::Note)
+                    .map_err(ActError::from),
+                OpsCommand::ReadNote(id) => p
+                    .read_note(id, &user_name(&actor), now, out)
+                    .map(OpsOutcome::Note)
+                    .map_err(ActError::from),
+                OpsCommand::Shelve {
+                    incident,
+                    reason,
+                    duration,
+                } => p
+                    .shelve(incident, &actor.to_string(), reason, duration, now, out)
+                    .map(OpsOutcome::Shelf)
+                    .map_err(ActError::from),
+                OpsCommand::Unshelve { incident, reason } => p
+                    .unshelve(incident, &actor.to_string(), reason, now, out)
+                    .map(OpsOutcome::Shelf)
+                    .map_err(ActError::from),
             };
             job.ops_replies.push((reply, r));
         }
+    }
+}
+
+/// The account name of a user actor (the actor's text otherwise).
+fn user_name(actor: &Actor) -> String {
+    match actor {
+        Actor::User(u) => u.to_string(),
+        other => other.to_string(),
     }
 }
 

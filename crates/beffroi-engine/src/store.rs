@@ -69,6 +69,10 @@ pub struct WriteBatch {
     /// advances: restored after a restart or a failed commit so that a redelivered reading
     /// is not evaluated twice (see [`crate::pipeline`]). Never moves backwards.
     pub watermarks: Vec<Watermark>,
+    /// Handover notes written and reads of them (appended).
+    pub notes: Vec<beffroi_core::handover::NoteChange>,
+    /// Shelvings, unshelvings and expiries of alarms, appended to the shelving log.
+    pub shelving: Vec<beffroi_core::shelving::ShelfAct>,
 }
 
 /// The latest evaluated event time of one series.
@@ -92,6 +96,8 @@ impl WriteBatch {
             && self.quarantine.is_empty()
             && self.identities.is_empty()
             && self.watermarks.is_empty()
+            && self.notes.is_empty()
+            && self.shelving.is_empty()
     }
     pub fn len(&self) -> usize {
         self.observations.len()
@@ -104,6 +110,8 @@ impl WriteBatch {
             + self.replay_windows.len()
             + self.quarantine.len()
             + self.identities.len()
+            + self.notes.len()
+            + self.shelving.len()
     }
 }
 
@@ -235,6 +243,15 @@ pub trait Store: Send + 'static {
     }
     /// Every quarantine act, oldest first, to rebuild the quarantined set on start.
     fn quarantine_log(&mut self) -> Result<Vec<crate::sentinel::QuarantineAct>, StoreError> {
+        Ok(Vec::new())
+    }
+    /// The newest handover notes with their reads (at most
+    /// [`beffroi_core::handover::MAX_NOTES`]), to restore the note board on start.
+    fn handover_notes(&mut self) -> Result<Vec<beffroi_core::handover::HandoverNote>, StoreError> {
+        Ok(Vec::new())
+    }
+    /// The shelving acts still relevant, oldest first, to rebuild the shelf on start.
+    fn shelf_log(&mut self) -> Result<Vec<beffroi_core::shelving::ShelfAct>, StoreError> {
         Ok(Vec::new())
     }
 }

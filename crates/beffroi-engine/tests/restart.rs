@@ -165,7 +165,7 @@ fn units_and_crises_are_restored_and_carry_on() {
         ],
         escalation,
         roles: vec![],
-        families: vec![],
+        ..Default::default()
     };
     let op = Actor::User("alice".into());
 
@@ -322,4 +322,129 @@ fn units_and_crises_are_restored_and_carry_on() {
         )
         .expect("opens");
     assert_eq!(second.id.0, crisis.id.0 + 1);
+}
+
+/// A shelved alarm stays shelved across a restart (the shelving log replayed), and its shelf
+/// ends on the tick at its time — on the clock, not at the restart — with an act the store
+/// keeps (`system`, `expired`). Handover notes come back with their ids going on.
+#[test]
+fn shelves_and_handover_notes_are_restored_and_a_shelf_expires_on_the_tick() {
+    use beffroi_core::shelving::ShelfChange;
+    use beffroi_core::{Duration, SafeText};
+
+    let mut a = pipeline(T0);
+    let mut out = Output::default();
+    level(&mut a, "g1", 3.0, 0, &mut out);
+    let inc = out.batch.incidents[0].incident.clone();
+    let reason = SafeText::from("capteur en maintenance");
+    // Too long for the default bound (8 hours), then for 40 minutes.
+    assert!(
+        a.shelve(
+            inc.id,
+            "user:alice",
+            reason.clone(),
+            Duration::from_mins(8 * 60 + 1),
+            Timestamp(T0),
+            &mut out
+        )
+        .is_err()
+    );
+    let act = a
+        .shelve(
+            inc.id,
+            "user:alice",
+            reason,
+            Duration::from_mins(40),
+            Timestamp(T0),
+            &mut out,
+        )
+        .expect("shelved");
+    let note = a
+        .write_note(
+            "alice",
+            vec![],
+            SafeText::from("Capteur g1 en maintenance"),
+            Timestamp(T0),
+            &mut out,
+        )
+        .expect("note");
+    assert_eq!(out.batch.shelving, vec![act.clone()]);
+    assert_eq!(out.batch.notes.len(), 1);
+
+    // Restart 10 minutes later from what the store holds.
+    let mut b = pipeline(T0 + 10 * 60_000);
+    b.restore(vec![inc.clone()], inc.id, &[]).expect("restore");
+    b.restore_handover(vec![note.clone()], out.batch.shelving.clone());
+    assert!(
+        b.shelves()
+            .is_shelved(&inc.key, Timestamp(T0 + 10 * 60_000))
+    );
+    assert_eq!(b.ops_snapshot().notes, vec![note.clone()]);
+    let mut next = Output::default();
+    let second = b
+        .write_note(
+            "bob",
+            vec![],
+            SafeText::from("RAS"),
+            Timestamp(T0 + 11 * 60_000),
+            &mut next,
+        )
+        .expect("note");
+    assert_eq!(second.id.0, note.id.0 + 1, "ids go on after a restart");
+
+    // Ticks before its end leave it; the tick at its end ends it, once.
+    let mut out = Output::default();
+    b.tick(Timestamp(T0 + 39 * 60_000), &mut out);
+    assert!(out.batch.shelving.is_empty());
+    b.tick(Timestamp(T0 + 40 * 60_000), &mut out);
+    let ended: Vec<_> = out
+        .batch
+        .shelving
+        .iter()
+        .map(|a| (a.key.clone(), a.change, &*a.actor))
+        .collect();
+    assert_eq!(ended, [(inc.key.clone(), ShelfChange::Expired, "system")]);
+    b.tick(Timestamp(T0 + 41 * 60_000), &mut out);
+    assert_eq!(out.batch.shelving.len(), 1, "an expiry is written once");
+    assert!(b.ops_snapshot().shelves.is_empty());
+}
+
+/// A person's erasure reaches the handover notes and the shelving reasons held in memory
+/// (the store does the same on disk): their pseudonym is gone, the rest of the text stays.
+#[test]
+fn an_erasure_reaches_handover_notes_and_shelving_reasons() {
+    use beffroi_core::{Duration, Identifier};
+    use beffroi_privacy::{EpochKey, Pseudonymiser, scrub};
+
+    let keys = Pseudonymiser::new(vec![EpochKey::new(1, &[7; 32])]).expect("keys");
+    let mut p = pipeline(T0);
+    let mut out = Output::default();
+    level(&mut p, "g1", 3.0, 0, &mut out);
+    let inc = out.batch.incidents[0].incident.clone();
+    let scrubbed = scrub(&keys, "Véhicule AB-123-CD devant la digue");
+    let plate = scrubbed.sealed[0].pseudonym.0.clone();
+    assert_eq!(scrubbed.sealed[0].identifier, Identifier::LicencePlate);
+    let text = scrubbed.text;
+    assert!(text.contains(plate.as_str()), "{text}");
+    p.write_note("alice", vec![], text.clone(), Timestamp(T0), &mut out)
+        .expect("note");
+    p.shelve(
+        inc.id,
+        "user:alice",
+        text,
+        Duration::from_mins(30),
+        Timestamp(T0),
+        &mut out,
+    )
+    .expect("shelved");
+    assert!(p.erase_pseudonyms(&[plate.to_string()], &[]));
+    let ops = p.ops_snapshot();
+    for kept in [ops.notes[0].text.as_str(), ops.shelves[0].reason.as_str()] {
+        assert!(!kept.contains(plate.as_str()), "{kept}");
+        assert!(kept.contains("devant la digue"), "{kept}");
+    }
+    assert!(
+        p.shelves().is_shelved(&inc.key, Timestamp(T0)),
+        "still shelved"
+    );
 }

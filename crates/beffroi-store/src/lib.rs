@@ -27,6 +27,7 @@
 
 mod error;
 mod events;
+mod handover;
 mod operations;
 mod pool;
 mod queries;

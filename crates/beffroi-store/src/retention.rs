@@ -201,6 +201,32 @@ pub(crate) fn purge(
         plan.technical.0,
     )?;
     report.remove("quarantine_log", DataCategory::Technical, n);
+    // Handover notes may hold pseudonyms: kept as long as personal records, with their reads.
+    let n = delete_chunked(
+        conn,
+        wal,
+        "DELETE FROM handover_notes WHERE id IN (SELECT id FROM handover_notes WHERE at < ?1 \
+         LIMIT ?2)",
+        plan.personal.0,
+    )?;
+    report.remove("handover_notes", DataCategory::Personal, n);
+    delete_chunked(
+        conn,
+        wal,
+        "DELETE FROM handover_note_reads WHERE note_id IN (SELECT DISTINCT r.note_id \
+         FROM handover_note_reads r WHERE ?1 IS NOT NULL AND NOT EXISTS \
+         (SELECT 1 FROM handover_notes n WHERE n.id = r.note_id) LIMIT ?2)",
+        plan.personal.0,
+    )?;
+    // The last act of each alarm key decides whether it is shelved: it stays.
+    let n = delete_chunked(
+        conn,
+        wal,
+        "DELETE FROM shelf_log WHERE seq IN (SELECT seq FROM shelf_log WHERE at < ?1 \
+         AND seq NOT IN (SELECT max(seq) FROM shelf_log GROUP BY dedup_key) LIMIT ?2)",
+        plan.technical.0,
+    )?;
+    report.remove("shelf_log", DataCategory::Technical, n);
     // A hold's record (who froze what, why) outlives it by the technical limit.
     let n = delete_chunked(
         conn,
@@ -783,7 +809,8 @@ pub(crate) fn holds(
 /// Incidents whose title or evidence mention `p`, and log entries that do.
 /// Every other text a pseudonym can sit in — technical text values of observations (a
 /// number typed into a topic, scrubbed at ingest), crisis titles, summaries and role
-/// holders, event names, hold justifications, quarantine reasons — with the pseudonym
+/// holders, event names, hold justifications, quarantine reasons, handover notes, shelving
+/// reasons — with the pseudonym
 /// replaced; how many texts changed. Technical texts inside a held incident's window stay.
 fn erase_in_other_texts(tx: &Connection, p: &str) -> Result<u64, StoreError> {
     let like = format!("%{p}%");
@@ -804,6 +831,8 @@ fn erase_in_other_texts(tx: &Connection, p: &str) -> Result<u64, StoreError> {
         ("events", "id", "name", ""),
         ("legal_holds", "id", "justification", ""),
         ("quarantine_log", "seq", "reason", ""),
+        ("handover_notes", "id", "text", ""),
+        ("shelf_log", "seq", "reason", ""),
     ];
     for (table, keys, column, extra) in TEXTS {
         let key_list: Vec<&str> = keys.split(", ").collect();

@@ -22,6 +22,8 @@ const MIGRATIONS: &[&str] = &[
     V8_WATERMARKS,
     V9_INCIDENT_PSEUDONYMS,
     V10_SITUATIONS,
+    V11_HANDOVER_NOTES,
+    V12_SHELVING,
 ];
 
 /// The schema version this build writes.
@@ -291,6 +293,42 @@ CREATE TABLE situation_log (
     other        INTEGER
 ) STRICT;
 CREATE INDEX situation_log_situation ON situation_log (situation_id);
+"#;
+
+/// Shift handover: the notes outgoing operators write (scrubbed text, the author's
+/// communes as comma-separated ids, empty for the whole territory) and who read each, once.
+const V11_HANDOVER_NOTES: &str = r#"
+CREATE TABLE handover_notes (
+    id       INTEGER PRIMARY KEY,
+    author   TEXT    NOT NULL,
+    at       INTEGER NOT NULL,
+    communes TEXT    NOT NULL,
+    text     TEXT    NOT NULL
+) STRICT;
+CREATE TABLE handover_note_reads (
+    note_id INTEGER NOT NULL,
+    reader  TEXT    NOT NULL,
+    at      INTEGER NOT NULL,
+    PRIMARY KEY (note_id, reader)
+) WITHOUT ROWID, STRICT;
+"#;
+
+/// Shelving (ISA-18.2): every shelving, unshelving and expiry of an alarm (an incident's
+/// deduplication key) with who, why and until when; the last act of each key decides.
+const V12_SHELVING: &str = r#"
+CREATE TABLE shelf_log (
+    seq         INTEGER PRIMARY KEY,
+    dedup_key   TEXT    NOT NULL,
+    incident_id INTEGER NOT NULL,
+    commune     TEXT    NOT NULL,
+    category    TEXT    NOT NULL,
+    change      TEXT    NOT NULL CHECK (change IN ('shelved', 'unshelved', 'expired')),
+    actor       TEXT    NOT NULL,
+    reason      TEXT    NOT NULL,
+    at          INTEGER NOT NULL,
+    until       INTEGER
+) STRICT;
+CREATE INDEX shelf_log_key ON shelf_log (dedup_key);
 "#;
 
 /// Brings the database to [`SCHEMA_VERSION`]. Refuses a database written by a newer build.

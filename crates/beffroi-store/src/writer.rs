@@ -220,6 +220,12 @@ impl Store for SqliteStore {
             .ctx("write quarantine log")?;
         }
 
+        if !batch.notes.is_empty() {
+            crate::handover::write_notes(&tx, t, &batch.notes)?;
+        }
+        if !batch.shelving.is_empty() {
+            crate::handover::write_shelving(&tx, t, &batch.shelving)?;
+        }
         if !batch.units.is_empty() {
             crate::operations::write_units(&tx, &batch.units)?;
         }
@@ -389,6 +395,14 @@ impl Store for SqliteStore {
         &mut self,
     ) -> Result<Vec<beffroi_engine::sentinel::QuarantineAct>, StoreError> {
         crate::queries::quarantine_log(&self.conn, &self.territory, usize::MAX)
+    }
+
+    fn handover_notes(&mut self) -> Result<Vec<beffroi_core::handover::HandoverNote>, StoreError> {
+        crate::handover::notes(&self.conn, &self.territory)
+    }
+
+    fn shelf_log(&mut self) -> Result<Vec<beffroi_core::shelving::ShelfAct>, StoreError> {
+        crate::handover::shelf_log(&self.conn, &self.territory)
     }
 
     /// Walks the (device, field) pairs along the primary key (one seek each, no scan) and

@@ -797,3 +797,64 @@ fn identities_of_destroyed_epochs_are_deleted() {
         "1 and 3 destroyed; 5 is newer than the engine knows"
     );
 }
+
+/// Handover notes may hold pseudonyms: the purge deletes those older than the personal limit
+/// with their reads; the shelving log keeps the last act of each alarm whatever its age.
+#[test]
+fn old_handover_notes_and_shelving_acts_are_purged() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("beffroi.db");
+    let t = Arc::new(territory());
+    let (mut store, _reader) = beffroi_store::open(&path, Arc::clone(&t)).expect("open");
+    let plan = beffroi_engine::retention::PurgePlan::new(
+        &t,
+        &policy(),
+        None,
+        Arc::default(),
+        Timestamp(B),
+    );
+    let (old, recent) = (plan.personal.0.min(plan.technical.0) - 1, B - 1);
+    let conn = rusqlite::Connection::open(&path).expect("open raw");
+    for (id, at) in [(1, old), (2, recent)] {
+        conn.execute(
+            "INSERT INTO handover_notes (id, author, at, communes, text) VALUES (?1, 'op', ?2, '', 'n')",
+            rusqlite::params![id, at],
+        )
+        .expect("note");
+        conn.execute(
+            "INSERT INTO handover_note_reads (note_id, reader, at) VALUES (?1, 'sup', ?2)",
+            rusqlite::params![id, at],
+        )
+        .expect("read");
+    }
+    for (key, change, at) in [
+        ("k1", "shelved", old),
+        ("k1", "unshelved", old),
+        ("k2", "shelved", old),
+    ] {
+        conn.execute(
+            "INSERT INTO shelf_log (dedup_key, incident_id, commune, category, change, actor, \
+             reason, at, until) VALUES (?1, 1, 'c', 'flood', ?2, 'user:op', 'r', ?3, NULL)",
+            rusqlite::params![key, change, at],
+        )
+        .expect("act");
+    }
+    let rep = store.purge(&plan).expect("purge");
+    assert_eq!(
+        rep.removed_of("handover_notes", DataCategory::Personal),
+        1,
+        "{rep:?}"
+    );
+    let ids = |sql: &str| -> Vec<i64> {
+        conn.prepare(sql)
+            .expect("prepare")
+            .query_map([], |r| r.get(0))
+            .expect("query")
+            .collect::<Result<_, _>>()
+            .expect("rows")
+    };
+    assert_eq!(ids("SELECT id FROM handover_notes"), [2]);
+    assert_eq!(ids("SELECT note_id FROM handover_note_reads"), [2]);
+    // k1's shelving goes; its unshelving (k1's last act) and k2's shelving stay.
+    assert_eq!(ids("SELECT seq FROM shelf_log ORDER BY seq"), [2, 3]);
+}

@@ -1260,3 +1260,101 @@ fn stored_text_is_read_back_through_the_recogniser() {
     assert_eq!(i.evidence, "appel [phone]");
     assert_eq!(log[0].detail, "écrire à [email]");
 }
+
+/// Handover notes with their reads, and the shelving log, survive a reopen: the note board
+/// is restored with its reads (one per reader), and only the alarms still on the shelf come
+/// back (an unshelved or expired one does not).
+#[test]
+fn handover_notes_and_shelves_survive_a_reopen() {
+    use beffroi_core::handover::{NoteBoard, NoteChange};
+    use beffroi_core::shelving::{ShelfBoard, ShelfChange};
+    use beffroi_core::{Duration, SafeText};
+
+    let (_dir, path) = temp();
+    let t = fixture::small();
+    let c1 = t.commune_id("c1").expect("fixture");
+    let first = incident(1, "flood-high@site:s2", Status::New, 1000);
+    let second = incident(2, "flood-low@site:s2", Status::New, 1000);
+    {
+        let (mut store, _reader) = open(&path);
+        let mut notes = NoteBoard::default();
+        let mut changes = vec![
+            notes
+                .write(
+                    "alice",
+                    vec![c1],
+                    SafeText::from("Digue nord"),
+                    Timestamp(5_000),
+                )
+                .expect("note"),
+            notes
+                .write("bob", vec![], SafeText::from("RAS"), Timestamp(6_000))
+                .expect("note"),
+        ];
+        let NoteChange::Written(n) = &changes[0] else {
+            panic!("written");
+        };
+        let id = n.id;
+        changes.extend(
+            notes
+                .mark_read(id, "carol", Timestamp(7_000))
+                .expect("read"),
+        );
+        let mut shelf = ShelfBoard::default();
+        let mut acts = vec![
+            shelf
+                .shelve(
+                    &first,
+                    "user:alice",
+                    SafeText::from("pompe"),
+                    Duration::from_mins(60),
+                    Timestamp(5_000),
+                )
+                .expect("shelved"),
+            shelf
+                .shelve(
+                    &second,
+                    "user:alice",
+                    SafeText::from("bavard"),
+                    Duration::from_mins(10),
+                    Timestamp(5_000),
+                )
+                .expect("shelved"),
+        ];
+        acts.extend(shelf.expire(Timestamp(5_000 + 10 * 60_000)));
+        store
+            .write(&WriteBatch {
+                notes: changes,
+                shelving: acts,
+                ..Default::default()
+            })
+            .expect("write");
+    }
+    let (mut store, _reader) = open(&path);
+    let notes = store.handover_notes().expect("notes");
+    let summary: Vec<(u64, &str, Vec<_>, &str, Vec<&str>)> = notes
+        .iter()
+        .map(|n| {
+            (
+                n.id.0,
+                &*n.author,
+                n.communes.clone(),
+                n.text.as_str(),
+                n.reads.iter().map(|r| &*r.by).collect(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            (1, "alice", vec![c1], "Digue nord", vec!["carol"]),
+            (2, "bob", vec![], "RAS", vec![]),
+        ]
+    );
+    let shelves = store.shelf_log().expect("shelf log");
+    assert_eq!(shelves.len(), 1, "{shelves:?}");
+    assert_eq!(shelves[0].key, first.key);
+    assert_eq!(shelves[0].change, ShelfChange::Shelved);
+    assert_eq!(&*shelves[0].reason, "pompe");
+    assert_eq!(shelves[0].until, Some(Timestamp(5_000 + 60 * 60_000)));
+}

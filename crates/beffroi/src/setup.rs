@@ -125,6 +125,8 @@ pub fn load_demo() -> Result<Deployment> {
             .map_err(|e| fail("the embedded demo crisis roles", e))?,
         families: beffroi_engine::situations::parse(&demo_file("situations.toml")?, &rules)
             .map_err(|e| fail("the embedded demo situations", e))?,
+        shelving: operations::parse_shelving(&demo_file("escalation.toml")?)
+            .map_err(|e| fail("the embedded demo shelving bound", e))?,
     };
     let events = beffroi_engine::events::parse(&demo_file("events.toml")?, &territory, load_time())
         .map_err(|e| fail("the embedded demo events", e))?;
@@ -278,6 +280,11 @@ fn load_operations(dir: &Path, territory: &Territory, errors: &mut ConfigErrors)
         ),
         roles: read(&dir.join("crisis.toml"), errors, operations::parse_crisis),
         families: Vec::new(),
+        shelving: read(
+            &dir.join("escalation.toml"),
+            errors,
+            operations::parse_shelving,
+        ),
     }
 }
 

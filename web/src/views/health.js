@@ -113,6 +113,7 @@ export function mountHealth(el) {
           cls: d.chattering ? 'warn' : '',
           sub: t('health.chatter_rule', { n: num(th.chatter_arrivals), m: num(th.chatter_window_minutes) }),
         }),
+        figure('shelved', d.shelved ?? 0, num(d.shelved ?? 0), { sub: t('health.shelved_sub') }),
       ),
       h('p.muted.health-note', (sit ? sitFlood : flood) ? t('health.flood') : t('health.ok')),
     );

@@ -11,13 +11,14 @@ import { t, tOr, fmtTime, fmtAgo, onLangChange } from '../i18n.js';
 import { peopleCountText } from '../privacy.js';
 import { withPseudonyms } from './unmask.js';
 import * as situations from './situations.js';
+import * as shelving from '../shelving.js';
 
 export const route = 'incidents';
 export const navKey = 'nav.incidents';
 export const permission = 'incident.read';
 
-const filters = { commune: '', category: '', status: 'open', unit: '', severity: '' };
-const NO_FILTER = { commune: '', category: '', status: 'open', unit: '', severity: '' };
+const filters = { commune: '', category: '', status: 'open', unit: '', severity: '', shelved: '' };
+const NO_FILTER = { commune: '', category: '', status: 'open', unit: '', severity: '', shelved: '' };
 const OPEN = live.OPEN;
 const LIFECYCLE = [
   ['acknowledge', (s) => s === 'new'],
@@ -54,6 +55,7 @@ export function mount(el, args) {
     live.on('unit', () => { state.units = null; loadUnits().then(() => state.detailData && paintDetail()); }),
     live.on('resync', () => state.selected && loadDetail(state.selected, true)),
     onLangChange(() => { paintFilters(); paintQueue(); paintDetail(); }),
+    shelving.onChange(() => { schedule(); paintDetail(); }),
   ];
   const ticker = setInterval(schedule, 30000); // ages ("3 min ago") move on
   Promise.all([
@@ -132,6 +134,7 @@ function visibleIncidents() {
     const unit = i.unit ?? i.owner ?? '';
     if (filters.unit === '-' && unit) return false;
     if (filters.unit && filters.unit !== '-' && unit !== filters.unit) return false;
+    if (filters.shelved && (filters.shelved === 'only') !== shelving.isShelved(i)) return false;
     return true;
   });
   return list.sort(live.compareIncidents);
@@ -152,6 +155,7 @@ function paintFilters() {
     select('commune', [['', t('filter.all')], ...communes.map((c) => [c.id, c.name])]),
     select('category', [['', t('filter.all')], ...[...categories].sort().map((c) => [c, tOr(`category.${c}`, c)])]),
     select('unit', [['', t('filter.all')], ['-', t('filter.none')], ...units]),
+    select('shelved', [['', t('filter.all')], ['hide', t('shelf.filter.hide')], ['only', t('shelf.filter.only')]]),
   );
   document.getElementById('queue-title').textContent = t('queue.title');
 }
@@ -203,8 +207,9 @@ function paintBulk() {
 function incidentRow(i, now, alone) {
   const canAct = api.can('incident.act');
   {
-    return h(`li.incident-row.row-${i.severity}.st-${i.status}`, {
-      role: 'option', dataset: { id: i.id, status: i.status, severity: i.severity },
+    const shelf = shelving.shelfOf(i);
+    return h(`li.incident-row.row-${i.severity}.st-${i.status}${shelf ? '.shelved' : ''}`, {
+      role: 'option', dataset: { id: i.id, status: i.status, severity: i.severity, shelved: !!shelf },
       on: { click: () => navigate(`#/incidents/${i.id}`) },
     },
     alone && canAct && h('input.bulk', { type: 'checkbox', title: t('situation.select'), checked: state.picked.has(alone.s.id),
@@ -214,7 +219,8 @@ function incidentRow(i, now, alone) {
       h('div.row-sub', `${i.commune_name} · ${i.site_name}`)),
     h('div.row-meta', h(`span.status.st-${i.status}`, t(`status.${i.status}`)),
       h('span.age', { title: fmtTime(i.opened_at) }, fmtAgo(i.opened_at, now)),
-      (i.unit ?? i.owner) && h('span.unit', i.unit ?? i.owner)));
+      (i.unit ?? i.owner) && h('span.unit', i.unit ?? i.owner),
+      shelf && h('span.tag.shelved', { title: t('shelf.until', { until: fmtTime(shelf.until) }) }, t('shelf.tag'))));
   }
 }
 
@@ -300,6 +306,7 @@ function paintDetail() {
         withPseudonyms(d.carried_pseudonyms.join(' '), d)),
       state.deviceData && observations(state.deviceData, d)),
     sop(d, canAct),
+    shelving.shelfBlock(d, canAct),
     assignment(d),
     h('section.block', h('h3', t('log.title')),
       d.log?.length ? h('ol.log#incident-log', ...d.log.map((e) => h('li', { dataset: { action: e.action } },

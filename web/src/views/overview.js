@@ -1,13 +1,16 @@
 // The overview: the key figures of the command post (open incidents by severity,
 // unacknowledged, escalated, mean times to acknowledge and resolve today, devices, crises,
-// events), refreshed live, and the shift handover (open incidents, the log since the start
-// of the shift), printable. Route: #/overview.
+// events), refreshed live, and the shift handover: the outgoing operators' notes (written
+// and marked read here), the open incidents grouped, overdue procedure steps, engaged units,
+// active crises and events, shelved alarms, and people's actions since the start of the
+// shift (the system's chatter left out); printable on one or two pages, times in the
+// territory's time zone. Route: #/overview.
 
 import * as api from '../api.js';
 import * as live from '../live.js';
 import { navigate } from '../router.js';
 import { h, clear, toast } from '../dom.js';
-import { t, fmtTime, onLangChange } from '../i18n.js';
+import { t, tOr, fmtTime, getLang, onLangChange } from '../i18n.js';
 import { mountHealth } from './health.js';
 
 export const route = 'overview';
@@ -63,7 +66,15 @@ export function mount(el) {
   const handing = api.can('handover');
   el.append(h('section.overview-view#overview', figures && strip, api.can('incident.read') && health,
     handing && h('div.handover-wrap', head, handover)));
-  state = { strip, since, handover, head, kpis: null, data: null, timers: [] };
+  state = { strip, since, handover, head, kpis: null, data: null, timers: [], communes: new Map() };
+  // Commune names for the notes' scopes (ids in the handover).
+  if (api.can('handover')) {
+    api.get('/territory').then((tt) => {
+      if (!state) return;
+      for (const c of tt.communes ?? []) state.communes.set(c.id, c.name);
+      paintHandover();
+    }).catch(() => {});
+  }
   const unmountHealth = api.can('incident.read') ? mountHealth(health) : () => {};
 
   const refreshKpis = figures ? throttle(loadKpis, THROTTLE_MS) : () => {};
@@ -156,35 +167,125 @@ function paintHead() {
   );
 }
 
+/** A time of the handover in the territory's time zone (the command post's, whatever the
+ * workstation's), in the current language. */
+function zoned(iso, withDate = true) {
+  if (!iso) return '';
+  const tz = state?.data?.timezone || undefined;
+  const opts = withDate ? { dateStyle: 'short', timeStyle: 'short' } : { timeStyle: 'short' };
+  try {
+    return new Intl.DateTimeFormat(getLang() === 'fr' ? 'fr-FR' : 'en-GB', { ...opts, timeZone: tz }).format(new Date(iso));
+  } catch (e) {
+    return fmtTime(iso);
+  }
+}
+
+const who = (actor) => (actor ?? '').replace(/^user:/, '').replace(/^token:/, '');
+
+async function writeNote(ta, button) {
+  const text = ta.value.trim();
+  if (!text) { toast(t('error.code.note_empty'), 'error'); return; }
+  button.disabled = true;
+  try {
+    await api.post('/handover/notes', { text });
+    ta.value = '';
+    toast(t('handover.note.saved'));
+    await loadHandover();
+  } catch (e) {
+    toast(api.errorText(e), 'error');
+  } finally {
+    button.disabled = false;
+  }
+}
+
+async function markRead(id) {
+  try {
+    await api.post(`/handover/notes/${id}/read`, {});
+    await loadHandover();
+  } catch (e) {
+    toast(api.errorText(e), 'error');
+  }
+}
+
+function notesBlock(d) {
+  const ta = h('textarea#handover-note-text', { rows: 3, maxlength: 4000, placeholder: t('handover.note.placeholder') });
+  const button = h('button#handover-note-submit', { type: 'submit' }, t('handover.note.submit'));
+  const form = h('form.note-form#handover-note-form', { on: { submit: (e) => { e.preventDefault(); writeNote(ta, button); } } },
+    h('label', { for: 'handover-note-text' }, t('handover.note.label')), ta,
+    h('div.inline', h('span.muted', t('handover.note.hint')), button));
+  return h('section.block#handover-notes', h('h3', t('handover.notes', { n: d.notes.length })),
+    form,
+    d.notes.length ? h('ul.notes', ...d.notes.map((n) => h(`li.note${n.read_by_me ? '.read' : ''}`, { dataset: { id: n.id, read: n.read_by_me } },
+      h('div.note-head', h('strong', who(n.author)), ' · ', h('time', zoned(n.at)),
+        n.communes.length ? h('span.muted', ` · ${n.communes.map(communeName).join(', ')}`) : h('span.muted', ` · ${t('handover.note.territory')}`)),
+      h('p.note-text', n.text),
+      h('div.note-foot',
+        n.reads.length ? h('span.muted.note-reads', t('handover.note.reads', { list: n.reads.map((r) => `${who(r.by)} (${zoned(r.at, false)})`).join(', ') })) : h('span.muted', t('handover.note.unread')),
+        !n.read_by_me && h('button.ghost.note-read', { type: 'button', dataset: { id: n.id }, on: { click: () => markRead(n.id) } }, t('handover.note.mark_read'))))))
+      : h('p.muted', t('handover.note.none')));
+}
+
+function communeName(id) {
+  return state?.communes.get(id) ?? id;
+}
+
+function table(id, cols, rows) {
+  return h(`table.handover-table#${id}`, h('thead', h('tr', ...cols.map((c) => h('th', t(`handover.col.${c}`))))), h('tbody', ...rows));
+}
+
 function paintHandover() {
   if (!state) return;
   const d = state.data;
   const el = clear(state.handover);
   if (!d) { el.append(h('p.muted', '…')); return; }
   const open = d.open_incidents;
-  const who = api.currentUser()?.user;
-  el.append(
-    h('p.print-only.print-head', t('handover.printhead', { since: fmtTime(d.since), now: fmtTime(new Date(live.serverNow()).toISOString()), user: who ?? '' })),
-    h('section.block', h('h3', t('handover.open', { n: open.length })),
-      open.length ? h('table.handover-table#handover-open', h('thead', h('tr', ...['severity', 'title', 'commune', 'status', 'unit', 'opened'].map((c) => h('th', t(`handover.col.${c}`))))),
-        h('tbody', ...open.map((i) => h('tr', { dataset: { id: i.id }, on: { click: () => navigate(`#/incidents/${i.id}`) } },
-          h('td', h(`span.sev.sev-${i.severity}`, t(`severity.${i.severity}`))),
-          h('td', h('span.muted', `#${i.id} `), i.title, i.escalated_at ? h('span.tag.overdue', ` ${t('incident.escalated')}`) : null),
-          h('td', i.commune_name),
-          h('td', h(`span.status.st-${i.status}`, t(`status.${i.status}`))),
-          h('td', i.unit ?? i.owner ?? '—'),
-          h('td.num', fmtTime(i.opened_at))))))
-        : h('p.muted', t('handover.noopen'))),
-    h('section.block', h('h3', t('handover.log', { n: d.log.length, since: fmtTime(d.since) })),
-      d.log.length ? h('table.handover-table#handover-log', h('thead', h('tr', ...['at', 'incident', 'actor', 'action', 'detail'].map((c) => h('th', t(`handover.col.${c}`))))),
-        h('tbody', ...d.log.map((e) => h('tr', { dataset: { incident: e.incident, action: e.action } },
-          h('td.num', fmtTime(e.at)),
+  const me = api.currentUser()?.user;
+  const section = (id, title, body, empty) => h(`section.block#${id}`, h('h3', title), body ?? h('p.muted', empty));
+  el.dataset.chatter = d.chatter_left_out;
+  el.append(...[
+    h('p.print-only.print-head', t('handover.printhead', { since: zoned(d.since), now: zoned(d.now), user: me ?? '' })),
+    notesBlock(d),
+    section('handover-groups', t('handover.open', { n: open.length }),
+      d.groups.length ? h('div.groups#handover-open', ...d.groups.map((g) => h('div.group', { dataset: { category: g.category, commune: g.commune } },
+        h('h4', h(`span.sev.sev-${g.worst}`, t(`severity.${g.worst}`)), ' ', tOr(`category.${g.category}`, g.category), ' — ', g.commune_name, h('span.muted', ` (${g.incidents.length})`)),
+        table(`handover-group-${g.category}-${g.commune}`, ['severity', 'title', 'status', 'unit', 'opened'], g.incidents.map((i) =>
+          h('tr', { dataset: { id: i.id }, on: { click: () => navigate(`#/incidents/${i.id}`) } },
+            h('td', h(`span.sev.sev-${i.severity}`, t(`severity.${i.severity}`))),
+            h('td', h('span.muted', `#${i.id} `), i.title, i.escalated_at ? h('span.tag.overdue', ` ${t('incident.escalated')}`) : null),
+            h('td', h(`span.status.st-${i.status}`, t(`status.${i.status}`))),
+            h('td', i.unit ?? i.owner ?? '—'),
+            h('td.num', zoned(i.opened_at)))))))) : null,
+      t('handover.noopen')),
+    section('handover-overdue', t('handover.overdue', { n: d.overdue_steps.length }),
+      d.overdue_steps.length ? table('handover-overdue-table', ['incident', 'step', 'due'], d.overdue_steps.map((s) =>
+        h('tr', h('td', h('a', { href: `#/incidents/${s.incident}` }, `#${s.incident}`), ' ', s.title), h('td', s.text), h('td.num', zoned(s.due_at))))) : null,
+      t('handover.nooverdue')),
+    section('handover-units', t('handover.units', { n: d.engaged_units.length }),
+      d.engaged_units.length ? table('handover-units-table', ['unit', 'missions', 'since_at'], d.engaged_units.map((u) =>
+        h('tr', h('td', u.name), h('td', u.missions.map((m) => `#${m}`).join(', ') || '—'), h('td.num', zoned(u.since))))) : null,
+      t('handover.nounits')),
+    section('handover-crises', t('handover.crises', { n: d.active_crises.length + d.active_events.length }),
+      d.active_crises.length || d.active_events.length ? h('ul.plain',
+        ...d.active_crises.map((c) => h('li', { dataset: { crisis: c.id } }, h('a', { href: `#/crisis/${c.id}` }, c.title), ' ',
+          h('span.muted', t('handover.crisis_line', { level: c.level, at: zoned(c.opened_at) })))),
+        ...d.active_events.map((e) => h('li', { dataset: { event: e.id } }, e.name, ' ',
+          h('span.muted', t('handover.event_line', { from: zoned(e.starts_at), to: zoned(e.ends_at) }))))) : null,
+      t('handover.nocrises')),
+    section('handover-shelved', t('handover.shelved', { n: d.shelved.length }),
+      d.shelved.length ? table('handover-shelved-table', ['incident', 'reason', 'actor', 'until'], d.shelved.map((s) =>
+        h('tr', h('td', h('a', { href: `#/incidents/${s.incident}` }, `#${s.incident}`)), h('td', s.reason), h('td', who(s.by)), h('td.num', zoned(s.until))))) : null,
+      t('handover.noshelved')),
+    section('handover-log-block', t('handover.log', { n: d.log.length, since: zoned(d.since) }),
+      d.log.length ? table('handover-log', ['at', 'incident', 'actor', 'action', 'detail'], d.log.map((e) =>
+        h('tr', { dataset: { incident: e.incident, action: e.action } },
+          h('td.num', zoned(e.at)),
           h('td', h('a', { href: `#/incidents/${e.incident}` }, `#${e.incident}`), ' ', e.title),
-          h('td', e.actor.replace(/^user:/, '')),
+          h('td', who(e.actor)),
           h('td', actionLabel(e.action)),
-          h('td.detail', e.detail)))))
-        : h('p.muted', t('handover.nolog'))),
-  );
+          h('td.detail', e.detail)))) : null,
+      t('handover.nolog')),
+    d.chatter_left_out > 0 && h('p.muted#handover-chatter', t('handover.chatter', { n: d.chatter_left_out })),
+  ].filter((x) => x != null && x !== false));
 }
 
 function actionLabel(action) {
