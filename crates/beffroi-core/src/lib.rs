@@ -16,6 +16,7 @@ pub mod crisis;
 pub mod event;
 pub mod geo;
 pub mod incident;
+pub mod message;
 pub mod observation;
 pub mod overview;
 pub mod privacy;
@@ -37,6 +38,7 @@ pub use incident::{
     Actor, Incident, IncidentAction, IncidentBook, IncidentChange, IncidentId, LogEntry, Severity,
     SopStep, Status, TransitionError,
 };
+pub use message::{Message, Param};
 pub use observation::{Observation, Value};
 pub use privacy::PrivacyPolicy;
 pub use security::{SecuritySignal, Trust};
