@@ -554,6 +554,28 @@ const TABLES = {
     'crisis.text.role': '{role} : {holder}',
     'crisis.text.role_vacant': '{role} : vacant',
     'crisis.text.closed': 'Clôture : {summary}',
+    // Messages of the server (code → template), rendered by `tMessage`.
+    'msg.incident.opened': '{severity} — {evidence}',
+    'msg.incident.raised_again': '{evidence}',
+    'msg.incident.reopened_by_rule': '{evidence}',
+    'msg.incident.severity_raised': 'gravité {from} → {to}',
+    'msg.incident.auto_resolved': '{evidence}',
+    'msg.incident.condition_cleared': '{evidence}',
+    'msg.incident.assigned': '{owner}',
+    'msg.incident.step_done': '{step}. {text}',
+    'msg.incident.closed_unattended': 'résolu depuis {after} sans avoir été clos',
+    'msg.incident.not_acknowledged': 'non pris en compte après {after}',
+    'msg.crisis.opened': 'ouverture : {kind} — {title} (niveau {level})',
+    'msg.crisis.incident_attached': 'n° {incident} {title} — rattaché à la crise',
+    'msg.crisis.incident_logged': 'n° {incident} {title} — {action}',
+    'msg.crisis.incident_logged_detail': 'n° {incident} {title} — {action} : {detail}',
+    'msg.crisis.level': 'niveau {from} → {to}',
+    'msg.crisis.role_held': 'rôle {role} : {holder}',
+    'msg.crisis.role_vacant': 'rôle {role} : vacant',
+    'msg.crisis.closed': 'clôture : {summary}',
+    'msg.duration.h': '{n} h',
+    'msg.duration.m': '{n} min',
+    'msg.duration.s': '{n} s',
   },
   en: {
     'app.name': 'Beffroi',
@@ -1107,6 +1129,28 @@ const TABLES = {
     'crisis.text.role': '{role}: {holder}',
     'crisis.text.role_vacant': '{role}: vacant',
     'crisis.text.closed': 'Closed: {summary}',
+    // Messages of the server (code → template), rendered by `tMessage`.
+    'msg.incident.opened': '{severity} — {evidence}',
+    'msg.incident.raised_again': '{evidence}',
+    'msg.incident.reopened_by_rule': '{evidence}',
+    'msg.incident.severity_raised': 'severity {from} → {to}',
+    'msg.incident.auto_resolved': '{evidence}',
+    'msg.incident.condition_cleared': '{evidence}',
+    'msg.incident.assigned': '{owner}',
+    'msg.incident.step_done': '{step}. {text}',
+    'msg.incident.closed_unattended': 'resolved for {after} without being closed',
+    'msg.incident.not_acknowledged': 'not acknowledged after {after}',
+    'msg.crisis.opened': 'opened: {kind} — {title} (level {level})',
+    'msg.crisis.incident_attached': '#{incident} {title} — attached to the crisis',
+    'msg.crisis.incident_logged': '#{incident} {title} — {action}',
+    'msg.crisis.incident_logged_detail': '#{incident} {title} — {action}: {detail}',
+    'msg.crisis.level': 'level {from} → {to}',
+    'msg.crisis.role_held': 'role {role}: {holder}',
+    'msg.crisis.role_vacant': 'role {role}: vacant',
+    'msg.crisis.closed': 'closed: {summary}',
+    'msg.duration.h': '{n} h',
+    'msg.duration.m': '{n} min',
+    'msg.duration.s': '{n} s',
   },
 };
 
@@ -1171,6 +1215,80 @@ export function fmtAgo(iso, now = Date.now()) {
   if (s < 3600) return t('time.ago.m', { n: Math.floor(s / 60) });
   if (s < 86400) return t('time.ago.h', { n: Math.floor(s / 3600) });
   return t('time.ago.d', { n: Math.floor(s / 86400) });
+}
+
+/** The locale of the current language, for `Intl`. */
+export function locale() {
+  return lang === 'fr' ? 'fr-FR' : 'en-GB';
+}
+
+/** A number as the reader writes it (`3,52` in French), with its unit if it has one. */
+export function fmtNumber(value, unit, maxDigits = 2) {
+  if (value === null || value === undefined || value === '') return '';
+  const n = Number(value);
+  if (!Number.isFinite(n)) return String(value);
+  const s = new Intl.NumberFormat(locale(), { maximumFractionDigits: maxDigits }).format(n);
+  return unit ? `${s} ${unit}` : s;
+}
+
+/** A delay in milliseconds as a person reads it: `1 h 30 min`, `45 s`. */
+export function fmtDuration(ms) {
+  const s = Math.max(0, Math.round(Number(ms) / 1000));
+  const [h, m, sec] = [Math.floor(s / 3600), Math.floor(s / 60) % 60, s % 60];
+  const parts = [];
+  if (h) parts.push(t('msg.duration.h', { n: fmtNumber(h) }));
+  if (m) parts.push(t('msg.duration.m', { n: fmtNumber(m) }));
+  if (sec || !parts.length) parts.push(t('msg.duration.s', { n: fmtNumber(sec) }));
+  return parts.join(' ');
+}
+
+/** Date and time in the current language, in a given time zone (the territory's). */
+export function fmtTimeIn(iso, timeZone) {
+  if (!iso) return '';
+  const opts = { day: '2-digit', month: '2-digit', hour: '2-digit', minute: '2-digit', second: '2-digit' };
+  if (timeZone) opts.timeZone = timeZone;
+  try {
+    return new Intl.DateTimeFormat(locale(), opts).format(new Date(iso));
+  } catch {
+    return fmtTime(iso);
+  }
+}
+
+const ENUM_KEYS = {
+  crisis_kind: (id) => `crisis.kind.${id}`,
+  action: (id) => `handover.action.${id}`,
+};
+
+/** One parameter of a server message, in the current language. `ctx` may give
+ * `role(id)` (a crisis role's name), `person(id)` (a display name) and `timeZone`. */
+function messageParam(p, ctx) {
+  if (!p || typeof p !== 'object') return '';
+  if ('int' in p) return String(p.int);
+  if ('number' in p) return fmtNumber(p.number, p.unit, 3);
+  if ('text' in p) return p.text;
+  if ('severity' in p) return t(`severity.${p.severity}`).toLowerCase();
+  if ('duration_ms' in p) return fmtDuration(p.duration_ms);
+  if ('time_ms' in p) return fmtTimeIn(new Date(p.time_ms).toISOString(), ctx.timeZone);
+  if ('device' in p) return p.device;
+  if ('user' in p) return ctx.person ? ctx.person(p.user) : p.user;
+  if ('incident' in p) return String(p.incident);
+  if ('enum' in p) {
+    if (p.enum === 'crisis_role') return ctx.role ? ctx.role(p.id) : p.id;
+    const key = ENUM_KEYS[p.enum];
+    return key ? tOr(key(p.id), p.id).toLowerCase() : p.id;
+  }
+  if ('message' in p) return tMessage(p.message, ctx);
+  return '';
+}
+
+/** A server message (`{code, params}`) in the current language; `fallback` (the server's
+ * English text) only for a code this console does not know. */
+export function tMessage(msg, ctx = {}, fallback = '') {
+  if (!msg || !msg.code) return fallback;
+  const tpl = TABLES[lang][`msg.${msg.code}`] ?? TABLES.fr[`msg.${msg.code}`];
+  if (tpl === undefined) return fallback || msg.code;
+  const params = msg.params || {};
+  return tpl.replace(/\{(\w+)\}/g, (m, k) => (k in params ? messageParam(params[k], ctx) : ''));
 }
 
 document.documentElement.lang = lang;

@@ -122,7 +122,12 @@ pub struct LogEntryDto {
     /// `user:NAME`, `rule:ID` or `system`
     pub actor: String,
     pub action: String,
+    /// English rendering of `message` (or free text when there is no message).
     pub detail: String,
+    /// What the line says, for the console to render in the reader's language; absent for
+    /// free text and for lines written before messages existed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<MessageDto>,
 }
 
 impl From<&LogEntry> for LogEntryDto {
@@ -132,6 +137,28 @@ impl From<&LogEntry> for LogEntryDto {
             actor: e.actor.to_string(),
             action: e.action.to_string(),
             detail: e.detail.to_string(),
+            message: e.message.as_ref().map(MessageDto::from),
+        }
+    }
+}
+
+/// A message code and its parameters (see `docs/formats.md`, *Messages*): each parameter is
+/// an object with one key naming its type (`int`, `number` + `unit`, `text`, `severity`,
+/// `duration_ms`, `time_ms`, `device`, `user`, `incident`, `enum` + `id`, `message`).
+#[derive(Serialize, ToSchema)]
+pub struct MessageDto {
+    /// A code of the catalogue, e.g. `incident.not_acknowledged`.
+    pub code: String,
+    #[schema(value_type = Object)]
+    pub params: serde_json::Value,
+}
+
+impl From<&beffroi_core::Message> for MessageDto {
+    fn from(m: &beffroi_core::Message) -> Self {
+        let mut v = beffroi_engine::message_json::to_json(m);
+        MessageDto {
+            code: m.code.to_string(),
+            params: v["params"].take(),
         }
     }
 }

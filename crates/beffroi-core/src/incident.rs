@@ -392,9 +392,19 @@ impl IncidentBook {
                         inc.status = Status::New;
                         inc.resolved_at = None;
                         inc.acknowledged_at = None;
-                        log.push(said(at, &actor, "reopened", evidence_msg("incident.reopened_by_rule", alarm)));
+                        log.push(said(
+                            at,
+                            &actor,
+                            "reopened",
+                            evidence_msg("incident.reopened_by_rule", alarm),
+                        ));
                     } else if !was_active {
-                        log.push(said(at, &actor, "raised_again", evidence_msg("incident.raised_again", alarm)));
+                        log.push(said(
+                            at,
+                            &actor,
+                            "raised_again",
+                            evidence_msg("incident.raised_again", alarm),
+                        ));
                     }
                     if alarm.severity > inc.severity {
                         let detail = Message::new("incident.severity_raised")
@@ -412,7 +422,12 @@ impl IncidentBook {
                     if inc.status.is_open() && alarm.auto_resolve {
                         inc.status = Status::Resolved;
                         inc.resolved_at = Some(at);
-                        log.push(said(at, &actor, "auto_resolved", evidence_msg("incident.auto_resolved", alarm)));
+                        log.push(said(
+                            at,
+                            &actor,
+                            "auto_resolved",
+                            evidence_msg("incident.auto_resolved", alarm),
+                        ));
                     } else {
                         log.push(said(
                             at,

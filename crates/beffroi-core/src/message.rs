@@ -35,7 +35,10 @@ pub const CATALOGUE: &[(&str, &str)] = &[
         "incident.closed_unattended",
         "resolved for {after} without being closed",
     ),
-    ("incident.not_acknowledged", "not acknowledged after {after}"),
+    (
+        "incident.not_acknowledged",
+        "not acknowledged after {after}",
+    ),
     ("crisis.opened", "opened: {kind} — {title} (level {level})"),
     ("crisis.incident_attached", "#{incident} {title} — attached"),
     ("crisis.incident_logged", "#{incident} {title} — {action}"),
@@ -59,7 +62,10 @@ pub enum Param {
     /// A whole number (a level, a step number, a count).
     Int(i64),
     /// A measured number with its unit (as the device kind declares it).
-    Number { value: f64, unit: Option<Arc<str>> },
+    Number {
+        value: f64,
+        unit: Option<Arc<str>>,
+    },
     /// Text: free text typed by someone, a title, evidence.
     Text(SafeText),
     Severity(Severity),
@@ -71,7 +77,10 @@ pub enum Param {
     User(Arc<str>),
     Incident(IncidentId),
     /// An identifier from a closed family ([`ENUMS`]).
-    Enum { of: &'static str, id: Arc<str> },
+    Enum {
+        of: &'static str,
+        id: Arc<str>,
+    },
     /// A message inside a message (a crisis log line quoting an incident's log line).
     Message(Box<Message>),
 }
@@ -97,7 +106,10 @@ pub enum MessageError {
 impl Message {
     /// A message with no parameter yet. `code` must be in [`CATALOGUE`].
     pub fn new(code: &'static str) -> Message {
-        debug_assert!(template(code).is_some(), "message code {code} not catalogued");
+        debug_assert!(
+            template(code).is_some(),
+            "message code {code} not catalogued"
+        );
         Message {
             code,
             params: Vec::new(),
@@ -112,6 +124,10 @@ impl Message {
             self.code
         );
         self.params.push((name, value));
+        // One order whatever the order of the calls: the template's.
+        let t = template(self.code).unwrap_or_default();
+        self.params
+            .sort_by_key(|(n, _)| t.find(&format!("{{{n}}}")));
         self
     }
 

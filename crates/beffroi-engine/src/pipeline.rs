@@ -401,6 +401,7 @@ impl Pipeline {
                 for e in &mut c.log {
                     if let Some(t) = erase_pseudonyms(&e.text, pseudonyms) {
                         e.text = SafeText::redacting(&t);
+                        e.message = None;
                         changed = true;
                     }
                 }

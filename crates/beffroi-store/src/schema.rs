@@ -21,6 +21,7 @@ const MIGRATIONS: &[&str] = &[
     V7_RETENTION,
     V8_WATERMARKS,
     V9_INCIDENT_PSEUDONYMS,
+    V10_MESSAGES,
 ];
 
 /// The schema version this build writes.
@@ -263,6 +264,14 @@ INSERT OR IGNORE INTO incident_pseudonyms (incident_id, pseudonym, at)
     SELECT i.id, o.value_text, o.time FROM incidents i
     JOIN observations o ON o.device = i.device AND o.time = i.opened_at
     JOIN identities p ON p.pseudonym = o.value_text;
+"#;
+
+/// What the server says in a log line as a code and parameters (JSON, see
+/// `beffroi_engine::message_json`), for the console to render in the reader's language.
+/// `detail` / `text` stay its English rendering. Rows written before have none.
+const V10_MESSAGES: &str = r#"
+ALTER TABLE incident_log ADD COLUMN message TEXT;
+ALTER TABLE crisis_log ADD COLUMN message TEXT;
 "#;
 
 /// Brings the database to [`SCHEMA_VERSION`]. Refuses a database written by a newer build.

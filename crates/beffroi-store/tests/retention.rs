@@ -124,6 +124,7 @@ fn incident(t: &Territory, id: u64, device: &str, evidence: &str) -> IncidentCha
             actor: Actor::User("ana".into()),
             action: "comment".into(),
             detail: beffroi_core::safe_format!("Badge {evidence} vu à l'entrée"),
+            message: None,
         }],
         pseudonyms: vec![],
     }
