@@ -12,7 +12,7 @@ import * as api from '../api.js';
 import * as live from '../live.js';
 import { navigate } from '../router.js';
 import { h, clear, toast } from '../dom.js';
-import { t, tOr, getLang, onLangChange } from '../i18n.js';
+import { t, tOr, getLang, onLangChange, tMessage } from '../i18n.js';
 
 export const route = 'crisis';
 export const navKey = 'nav.crisis';
@@ -139,6 +139,7 @@ function roleName(d, id) {
  * role, closing, an incident attached or changed) are read back into their parts; an
  * operator's entry is shown as written. */
 function logText(d, e) {
+  if (e.message) return tMessage(e.message, { role: (id) => roleName(d, id), timeZone: state?.tz ?? undefined }, e.text);
   const x = e.text ?? '';
   let m;
   if (e.kind === 'incident') {

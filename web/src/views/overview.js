@@ -7,7 +7,7 @@ import * as api from '../api.js';
 import * as live from '../live.js';
 import { navigate } from '../router.js';
 import { h, clear, toast } from '../dom.js';
-import { t, fmtTime, onLangChange } from '../i18n.js';
+import { t, fmtTime, onLangChange, tMessage } from '../i18n.js';
 import { mountHealth } from './health.js';
 
 export const route = 'overview';
@@ -182,7 +182,7 @@ function paintHandover() {
           h('td', h('a', { href: `#/incidents/${e.incident}` }, `#${e.incident}`), ' ', e.title),
           h('td', e.actor.replace(/^user:/, '')),
           h('td', actionLabel(e.action)),
-          h('td.detail', e.detail)))))
+          h('td.detail', e.message ? tMessage(e.message, {}, e.detail) : e.detail)))))
         : h('p.muted', t('handover.nolog'))),
   );
 }
