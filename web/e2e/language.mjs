@@ -25,13 +25,17 @@ const accounts = JSON.parse(readFileSync(accountsFile, 'utf8'));
 const fragments = JSON.parse(readFileSync(englishFile, 'utf8'));
 
 // English words of server text (a French screen has none of them), and English device words.
-const WORDS = [/\bafter\b/i, /\bseverity\b/i, /\bcondition (active|cleared)\b/i, /\bdevice\b/i,
-  /\backnowledged\b/i, /\bnot\b/i, /\bthe\b/i, /\bfor \d+ min\b/, /\bsum of\b/i, /\bcounters\b/i,
-  /\bwarning\b/i, /\bcritical\b/, /\bmajor\b/, /\bminor\b/, /\bopened\b/i, /\bclosed\b/i, /\blevel\b/i,
-  /\battached\b/i, /\bgauge\b/i, /\bpanel\b/i, /\bsensor\b/i, /\breader\b/i, /\bdetector\b/i,
-  /\bcounter\b/i, /\bunsigned\b/i, /\bmessage on the topic\b/i, /\bquarantined by\b/i];
-// A number written the English way: digits, a point, digits (not a dotted version or address).
-const ENGLISH_NUMBER = /(?<![\d.])\d+\.\d+(?![\d.])/;
+// A word inside an identifier (`dijon-ouche-gauge-01`, `flood-level-high`, `temp_c`) is not text.
+const word = (w, flags = 'i') => new RegExp(`(?<![\\w-])${w}(?![\\w-])`, flags);
+const WORDS = [word('after'), word('severity'), word('condition (active|cleared)'), word('device'),
+  word('acknowledged'), word('not'), word('the'), word('for \\d+ min', ''), word('sum of'), word('counters'),
+  word('warning'), word('critical', ''), word('major', ''), word('minor', ''), word('opened'), word('closed'),
+  word('level'), word('attached'), word('gauge'), word('panel'), word('sensor'), word('reader'), word('detector'),
+  word('counter'), word('unsigned'), word('message on the topic'), word('quarantined by'), word('true'), word('false'),
+  word('silent for'), word('since'), word('within')];
+// A number written the English way: digits, a point, digits (not in an identifier, a version,
+// an address or a standard's name such as ISA-18.2).
+const ENGLISH_NUMBER = /(?<![\w.-])\d+\.\d+(?![\w.])/;
 
 const findings = [];
 function check(cond, msg) {
@@ -83,8 +87,8 @@ async function scan(where) {
     if (!seen.has(what)) { seen.add(what); findings.push(line); }
   };
   for (const f of fragments) {
-    const i = text.indexOf(f);
-    if (i >= 0) add(`English "${f}"`, i, f.length);
+    const m = text.match(word(f.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'), ''));
+    if (m) add(`English "${f}"`, m.index, m[0].length);
   }
   for (const re of WORDS) {
     const m = text.match(re);

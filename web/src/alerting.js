@@ -11,7 +11,7 @@
 
 import * as live from './live.js';
 import { h, clear } from './dom.js';
-import { t, getLang, onLangChange } from './i18n.js';
+import { t, getLang, onLangChange, incidentTitle } from './i18n.js';
 import { openFiltered } from './views/incidents.js';
 
 /** Milliseconds between two repetitions of the critical tone. */
@@ -256,7 +256,7 @@ function notify(inc) {
   try {
     // The tag makes a second tab's notification of the same incident replace the first.
     const n = new Notification(t(`alert.notify.${inc.severity}`), {
-      body: t('alert.notify.body', { title: inc.title, commune: inc.commune_name }),
+      body: t('alert.notify.body', { title: incidentTitle(inc), commune: inc.commune_name }),
       tag: `beffroi-incident-${inc.id}`,
       lang: getLang(),
     });

@@ -573,6 +573,38 @@ const TABLES = {
     'msg.crisis.role_held': 'rôle {role} : {holder}',
     'msg.crisis.role_vacant': 'rôle {role} : vacant',
     'msg.crisis.closed': 'clôture : {summary}',
+    'msg.rule.reading': '{device} {field} = {value} ({op})',
+    'msg.rule.reading_sustained': '{device} {field} = {value} ({op}) pendant {minutes} min',
+    'msg.rule.back_to': '{device} revenu à {field} = {value}',
+    'msg.rule.op.above': '> {x}',
+    'msg.rule.op.below': '< {x}',
+    'msg.rule.op.equals': '= {x}',
+    'msg.rule.op.not_equals': '≠ {x}',
+    'msg.rule.op.between': 'entre {a} et {b}',
+    'msg.rule.op.outside': 'hors de [{a} ; {b}]',
+    'msg.rule.rate': '{count} × {field} {op} en {seconds} s sur {device}',
+    'msg.rule.rate_cleared': 'fréquence retombée sous le seuil',
+    'msg.rule.correlation_site': '{count} conditions en {seconds} s (même site), dernière : {device} {field} {value}',
+    'msg.rule.correlation_radius': '{count} conditions en {seconds} s (dans un rayon de {radius} m), dernière : {device} {field} {value}',
+    'msg.rule.correlation_passed': 'fenêtre de corrélation écoulée',
+    'msg.rule.absence': 'aucun message de {device} depuis le {since} ({minutes} min)',
+    'msg.rule.reports_again': '{device} émet de nouveau',
+    'msg.rule.condition_active': 'condition toujours vraie depuis {minutes} min',
+    'msg.rule.aggregate': 'somme de {count} compteurs = {sum} (alerte {warning}, critique {critical})',
+    'msg.rule.quarantined': '{device} mis en quarantaine par {actor} : {reason}',
+    'msg.cyber.silence': 'Capteur muet pendant que ses voisins sont en alarme — {subject}',
+    'msg.cyber.flood': 'Avalanche de messages d’un capteur — {subject}',
+    'msg.cyber.impossible_jump': 'Saut de valeurs physiquement impossible — {subject}',
+    'msg.cyber.clock_skew': 'Horloge du capteur décalée — {subject}',
+    'msg.cyber.replay': 'Message signé rejoué — {subject}',
+    'msg.cyber.bad_signature': 'Message signé falsifié (signature invalide) — {subject}',
+    'msg.cyber.unregistered': 'Messages au nom de capteurs non enregistrés — {subject}',
+    'msg.cyber.topic_mismatch': 'Message au nom d’un autre capteur que celui de son topic — {subject}',
+    'msg.cyber.brute_force': 'Rafale d’échecs d’authentification — {subject}',
+    'msg.cyber.firmware_change': 'Micrologiciel du capteur modifié — {subject}',
+    'msg.cyber.identity_change': 'Identifiants d’un capteur utilisés depuis une nouvelle identité réseau — {subject}',
+    'msg.bool.true': 'oui',
+    'msg.bool.false': 'non',
     'msg.duration.h': '{n} h',
     'msg.duration.m': '{n} min',
     'msg.duration.s': '{n} s',
@@ -1148,6 +1180,38 @@ const TABLES = {
     'msg.crisis.role_held': 'role {role}: {holder}',
     'msg.crisis.role_vacant': 'role {role}: vacant',
     'msg.crisis.closed': 'closed: {summary}',
+    'msg.rule.reading': '{device} {field} = {value} ({op})',
+    'msg.rule.reading_sustained': '{device} {field} = {value} ({op}) for {minutes} min',
+    'msg.rule.back_to': '{device} back to {field} = {value}',
+    'msg.rule.op.above': '> {x}',
+    'msg.rule.op.below': '< {x}',
+    'msg.rule.op.equals': '= {x}',
+    'msg.rule.op.not_equals': '≠ {x}',
+    'msg.rule.op.between': 'between {a} and {b}',
+    'msg.rule.op.outside': 'outside [{a}, {b}]',
+    'msg.rule.rate': '{count} × {field} {op} within {seconds} s at {device}',
+    'msg.rule.rate_cleared': 'rate back below its count',
+    'msg.rule.correlation_site': '{count} conditions within {seconds} s (same site), last {device} {field} {value}',
+    'msg.rule.correlation_radius': '{count} conditions within {seconds} s (within {radius} m), last {device} {field} {value}',
+    'msg.rule.correlation_passed': 'correlation window passed',
+    'msg.rule.absence': 'no message from {device} since {since} ({minutes} min)',
+    'msg.rule.reports_again': '{device} reports again',
+    'msg.rule.condition_active': 'condition active for {minutes} min',
+    'msg.rule.aggregate': 'sum of {count} counters = {sum} (warning {warning}, critical {critical})',
+    'msg.rule.quarantined': '{device} quarantined by {actor}: {reason}',
+    'msg.cyber.silence': 'Device silenced while its neighbours raise an alarm — {subject}',
+    'msg.cyber.flood': 'Message flood from a device — {subject}',
+    'msg.cyber.impossible_jump': 'Physically impossible jump in reported values — {subject}',
+    'msg.cyber.clock_skew': 'Device clock skewed — {subject}',
+    'msg.cyber.replay': 'Replayed signed message — {subject}',
+    'msg.cyber.bad_signature': 'Forged signed message (bad signature) — {subject}',
+    'msg.cyber.unregistered': 'Messages naming unregistered devices — {subject}',
+    'msg.cyber.topic_mismatch': 'Message names another device than its topic — {subject}',
+    'msg.cyber.brute_force': 'Burst of authentication failures — {subject}',
+    'msg.cyber.firmware_change': 'Device firmware changed — {subject}',
+    'msg.cyber.identity_change': 'Device credential used from a new network identity — {subject}',
+    'msg.bool.true': 'yes',
+    'msg.bool.false': 'no',
     'msg.duration.h': '{n} h',
     'msg.duration.m': '{n} min',
     'msg.duration.s': '{n} s',
@@ -1217,6 +1281,11 @@ export function fmtAgo(iso, now = Date.now()) {
   return t('time.ago.d', { n: Math.floor(s / 86400) });
 }
 
+/** A text the server gives in French and, optionally, English: the one of the reader. */
+export function inLang(fr, en) {
+  return lang === 'en' && en ? en : fr;
+}
+
 /** The locale of the current language, for `Intl`. */
 export function locale() {
   return lang === 'fr' ? 'fr-FR' : 'en-GB';
@@ -1226,7 +1295,7 @@ export function locale() {
 export function fmtNumber(value, unit, maxDigits = 2) {
   if (value === null || value === undefined || value === '') return '';
   const n = Number(value);
-  if (!Number.isFinite(n)) return String(value);
+  if (!Number.isFinite(n)) return unit ? `${value} ${unit}` : String(value);
   const s = new Intl.NumberFormat(locale(), { maximumFractionDigits: maxDigits }).format(n);
   return unit ? `${s} ${unit}` : s;
 }
@@ -1257,20 +1326,21 @@ export function fmtTimeIn(iso, timeZone) {
 const ENUM_KEYS = {
   crisis_kind: (id) => `crisis.kind.${id}`,
   action: (id) => `handover.action.${id}`,
+  bool: (id) => `msg.bool.${id}`,
 };
 
 /** One parameter of a server message, in the current language. `ctx` may give
  * `role(id)` (a crisis role's name), `person(id)` (a display name) and `timeZone`. */
 function messageParam(p, ctx) {
   if (!p || typeof p !== 'object') return '';
-  if ('int' in p) return String(p.int);
+  if ('int' in p) return fmtNumber(p.int);
   if ('number' in p) return fmtNumber(p.number, p.unit, 3);
   if ('text' in p) return p.text;
   if ('severity' in p) return t(`severity.${p.severity}`).toLowerCase();
   if ('duration_ms' in p) return fmtDuration(p.duration_ms);
   if ('time_ms' in p) return fmtTimeIn(new Date(p.time_ms).toISOString(), ctx.timeZone);
   if ('device' in p) return p.device;
-  if ('user' in p) return ctx.person ? ctx.person(p.user) : p.user;
+  if ('user' in p) return ctx.person ? ctx.person(p.user) : p.user.replace(/^user:(token:)?/, '');
   if ('incident' in p) return String(p.incident);
   if ('enum' in p) {
     if (p.enum === 'crisis_role') return ctx.role ? ctx.role(p.id) : p.id;
@@ -1289,6 +1359,20 @@ export function tMessage(msg, ctx = {}, fallback = '') {
   if (tpl === undefined) return fallback || msg.code;
   const params = msg.params || {};
   return tpl.replace(/\{(\w+)\}/g, (m, k) => (k in params ? messageParam(params[k], ctx) : ''));
+}
+
+/** Numbers a text written by the deployment received from the server as they were read
+ * (`(3.016 m)` in a rule's title), written the reader's way. */
+export function localNumbers(text) {
+  if (!text) return text ?? '';
+  return String(text).replace(/(?<![\w.,-])\d+(?:\.\d+)?(?![\w.,-]*\d)/g, (n) => fmtNumber(n, null, 3));
+}
+
+/** An incident's title in the reader's language: the message the server composed it from,
+ * else the deployment's title with its numbers written the reader's way. */
+export function incidentTitle(i) {
+  if (!i) return '';
+  return i.title_message ? tMessage(i.title_message, {}, i.title) : localNumbers(i.title);
 }
 
 document.documentElement.lang = lang;

@@ -588,6 +588,7 @@ pub async fn get_device(
     Ok(Json(DeviceDetailDto {
         device: device_dto(&s, d),
         kind_label: kind.label.to_string(),
+        kind_label_en: kind.label_en.as_deref().map(Into::into),
         dev_eui: t.device(d).dev_eui.as_deref().map(Into::into),
         trust: recent
             .iter()

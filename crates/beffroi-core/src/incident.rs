@@ -745,7 +745,11 @@ impl Said {
 
 /// A message carrying the alarm's evidence, under `code`.
 fn evidence_msg(code: &'static str, alarm: &Alarm) -> Message {
-    Message::new(code).with("evidence", Param::Text(alarm.evidence.clone()))
+    let evidence = match &alarm.evidence_message {
+        Some(m) => Param::Message(Box::new(m.clone())),
+        None => Param::Text(alarm.evidence.clone()),
+    };
+    Message::new(code).with("evidence", evidence)
 }
 
 fn entry(at: Timestamp, actor: &Actor, action: &'static str, detail: SafeText) -> LogEntry {
@@ -825,6 +829,7 @@ mod tests {
             auto_resolve: true,
             silence: false,
             carries: Vec::new(),
+            evidence_message: None,
         }
     }
 

@@ -50,11 +50,89 @@ pub const CATALOGUE: &[(&str, &str)] = &[
     ("crisis.role_held", "role {role} ({name}): {holder}"),
     ("crisis.role_vacant", "role {role} ({name}): vacant"),
     ("crisis.closed", "closed: {summary}"),
+    ("rule.reading", "{device} {field} = {value} ({op})"),
+    (
+        "rule.reading_sustained",
+        "{device} {field} = {value} ({op}) for {minutes} min",
+    ),
+    ("rule.back_to", "{device} back to {field} = {value}"),
+    ("rule.op.above", "> {x}"),
+    ("rule.op.below", "< {x}"),
+    ("rule.op.equals", "= {x}"),
+    ("rule.op.not_equals", "≠ {x}"),
+    ("rule.op.between", "in [{a}, {b}]"),
+    ("rule.op.outside", "outside [{a}, {b}]"),
+    (
+        "rule.rate",
+        "{count} × {field} {op} within {seconds}s at {device}",
+    ),
+    ("rule.rate_cleared", "rate back below its count"),
+    (
+        "rule.correlation_site",
+        "{count} conditions within {seconds}s (same site), last {device} {field} {value}",
+    ),
+    (
+        "rule.correlation_radius",
+        "{count} conditions within {seconds}s (within {radius} m), last {device} {field} {value}",
+    ),
+    ("rule.correlation_passed", "correlation window passed"),
+    (
+        "rule.absence",
+        "no message from {device} since {since} ({minutes} min)",
+    ),
+    ("rule.reports_again", "{device} reports again"),
+    (
+        "rule.condition_active",
+        "condition active for {minutes} min",
+    ),
+    (
+        "rule.aggregate",
+        "sum of {count} counters = {sum} (warning {warning}, critical {critical})",
+    ),
+    (
+        "rule.quarantined",
+        "{device} quarantined by {actor}: {reason}",
+    ),
+    (
+        "cyber.silence",
+        "Device silenced while its neighbours raise an alarm — {subject}",
+    ),
+    ("cyber.flood", "Message flood from a device — {subject}"),
+    (
+        "cyber.impossible_jump",
+        "Physically impossible jump in reported values — {subject}",
+    ),
+    ("cyber.clock_skew", "Device clock skewed — {subject}"),
+    ("cyber.replay", "Replayed signed message — {subject}"),
+    (
+        "cyber.bad_signature",
+        "Forged signed message (bad signature) — {subject}",
+    ),
+    (
+        "cyber.unregistered",
+        "Messages naming unregistered devices — {subject}",
+    ),
+    (
+        "cyber.topic_mismatch",
+        "Message names another device than its topic — {subject}",
+    ),
+    (
+        "cyber.brute_force",
+        "Burst of authentication failures — {subject}",
+    ),
+    (
+        "cyber.firmware_change",
+        "Device firmware changed — {subject}",
+    ),
+    (
+        "cyber.identity_change",
+        "Device credential used from a new network identity — {subject}",
+    ),
 ];
 
 /// The families of enumerated identifiers a [`Param::Enum`] can name; the console
 /// translates `ENUM.ID` (e.g. `crisis_kind.flood`, `action.acknowledged`).
-pub const ENUMS: &[&str] = &["crisis_kind", "action", "crisis_role"];
+pub const ENUMS: &[&str] = &["crisis_kind", "action", "crisis_role", "bool"];
 
 /// One parameter of a message.
 #[derive(Clone, Debug, PartialEq)]
@@ -129,6 +207,19 @@ impl Message {
         self.params
             .sort_by_key(|(n, _)| t.find(&format!("{{{n}}}")));
         self
+    }
+
+    /// A number without unit.
+    pub fn number(self, name: &'static str, value: f64) -> Message {
+        self.with(name, Param::Number { value, unit: None })
+    }
+
+    pub fn int(self, name: &'static str, value: i64) -> Message {
+        self.with(name, Param::Int(value))
+    }
+
+    pub fn device(self, name: &'static str, id: &str) -> Message {
+        self.with(name, Param::Device(id.into()))
     }
 
     pub fn text(self, name: &'static str, value: &SafeText) -> Message {

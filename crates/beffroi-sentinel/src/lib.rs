@@ -132,6 +132,24 @@ impl Anomaly {
         }
     }
 
+    /// The message code of its incident's title (`cyber.<anomaly>`), whose English
+    /// template is [`Anomaly::title`] followed by ` — {subject}`.
+    pub fn title_code(self) -> &'static str {
+        match self {
+            Anomaly::Silence => "cyber.silence",
+            Anomaly::Flood => "cyber.flood",
+            Anomaly::ImpossibleJump => "cyber.impossible_jump",
+            Anomaly::ClockSkew => "cyber.clock_skew",
+            Anomaly::Replay => "cyber.replay",
+            Anomaly::BadSignature => "cyber.bad_signature",
+            Anomaly::Unregistered => "cyber.unregistered",
+            Anomaly::TopicMismatch => "cyber.topic_mismatch",
+            Anomaly::BruteForce => "cyber.brute_force",
+            Anomaly::FirmwareChange => "cyber.firmware_change",
+            Anomaly::IdentityChange => "cyber.identity_change",
+        }
+    }
+
     /// A short English title of its incident.
     pub fn title(self) -> &'static str {
         match self {

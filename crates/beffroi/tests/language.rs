@@ -35,6 +35,9 @@ fn missing() -> Option<String> {
     None
 }
 
+/// Words of the English templates that French writes the same way.
+const SAME_IN_FRENCH: &[&str] = &["vacant"];
+
 /// The English fragments a French screen may not show: the literal parts (four characters
 /// or more, trimmed) of every message's English template.
 fn english_fragments() -> Vec<String> {
@@ -49,7 +52,9 @@ fn english_fragments() -> Vec<String> {
         parts.push(rest);
         for p in parts {
             let p = p.trim_matches(|c: char| !c.is_alphabetic());
-            if p.chars().filter(|c| c.is_alphabetic()).count() >= 4 && !out.iter().any(|o| o == p)
+            if p.chars().filter(|c| c.is_alphabetic()).count() >= 4
+                && !SAME_IN_FRENCH.contains(&p)
+                && !out.iter().any(|o| o == p)
             {
                 out.push(p.to_string());
             }
@@ -61,9 +66,15 @@ fn english_fragments() -> Vec<String> {
 #[test]
 fn the_english_fragments_come_from_the_catalogue() {
     let f = english_fragments();
-    for want in ["not acknowledged after", "without being closed", "severity", "attached"] {
+    for want in [
+        "not acknowledged after",
+        "without being closed",
+        "severity",
+        "attached",
+    ] {
         assert!(f.iter().any(|x| x == want), "{want} in {f:?}");
     }
+    assert!(!f.iter().any(|x| x == "vacant"), "a French word too");
 }
 
 #[test]

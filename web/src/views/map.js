@@ -13,7 +13,7 @@ import { peopleCountText, MIN_GROUP } from '../privacy.js';
 import * as live from '../live.js';
 import { navigate } from '../router.js';
 import { h, clear, toast } from '../dom.js';
-import { t, getLang, onLangChange } from '../i18n.js';
+import { t, getLang, onLangChange, inLang, incidentTitle } from '../i18n.js';
 import { deviceChart } from '../chart.js';
 
 export const route = 'map';
@@ -282,7 +282,7 @@ export function mount(el) {
     type: 'FeatureCollection',
     features: live.openIncidents().map((i) => ({
       type: 'Feature', geometry: { type: 'Point', coordinates: i.position },
-      properties: { id: i.id, severity: i.severity, title: i.title },
+      properties: { id: i.id, severity: i.severity, title: incidentTitle(i) },
     })),
   });
 
@@ -296,7 +296,7 @@ export function mount(el) {
       ...Object.keys(SEVERITY_COLORS).map((k) => h('option', { value: k, selected: k === listSeverity }, t(`severity.${k}`))));
     const rows = shown.slice(0, LIST_MAX).map((i) => h(`li.map-incident.row-${i.severity}`, { dataset: { id: i.id } },
       h(`span.sev.sev-${i.severity}`, t(`severity.${i.severity}`)),
-      h('a.map-incident-title', { href: `#/incidents/${i.id}` }, i.title),
+      h('a.map-incident-title', { href: `#/incidents/${i.id}` }, incidentTitle(i)),
       h('span.muted', i.commune_name),
       h('button.ghost.locate', { type: 'button', on: { click: () => locate(i) } }, t('map.locate'))));
     clear(openList).append(
@@ -470,7 +470,7 @@ export function mount(el) {
         h('div.panel-head', h('h3', t('device.title', { id: d.id })),
           h('button.ghost', { type: 'button', on: { click: () => (details.hidden = true) } }, t('device.close'))),
         h('dl.kv',
-          h('dt', t('device.kind')), h('dd', d.kind_label),
+          h('dt', t('device.kind')), h('dd', inLang(d.kind_label, d.kind_label_en)),
           h('dt', t('device.site')), h('dd', d.site),
           h('dt', t('device.commune')), h('dd', d.commune),
           h('dt', t('device.state')), h('dd', h(`span.state.${d.state}`, t(`state.${d.state}`))),

@@ -7,7 +7,7 @@ import * as api from '../api.js';
 import * as live from '../live.js';
 import { navigate } from '../router.js';
 import { h, clear, toast } from '../dom.js';
-import { t, fmtTime, onLangChange, tMessage } from '../i18n.js';
+import { t, fmtTime, onLangChange, tMessage, incidentTitle, localNumbers } from '../i18n.js';
 import { mountHealth } from './health.js';
 
 export const route = 'overview';
@@ -169,7 +169,7 @@ function paintHandover() {
       open.length ? h('table.handover-table#handover-open', h('thead', h('tr', ...['severity', 'title', 'commune', 'status', 'unit', 'opened'].map((c) => h('th', t(`handover.col.${c}`))))),
         h('tbody', ...open.map((i) => h('tr', { dataset: { id: i.id }, on: { click: () => navigate(`#/incidents/${i.id}`) } },
           h('td', h(`span.sev.sev-${i.severity}`, t(`severity.${i.severity}`))),
-          h('td', h('span.muted', `#${i.id} `), i.title, i.escalated_at ? h('span.tag.overdue', ` ${t('incident.escalated')}`) : null),
+          h('td', h('span.muted', `#${i.id} `), incidentTitle(i), i.escalated_at ? h('span.tag.overdue', ` ${t('incident.escalated')}`) : null),
           h('td', i.commune_name),
           h('td', h(`span.status.st-${i.status}`, t(`status.${i.status}`))),
           h('td', i.unit ?? i.owner ?? '—'),
@@ -179,7 +179,7 @@ function paintHandover() {
       d.log.length ? h('table.handover-table#handover-log', h('thead', h('tr', ...['at', 'incident', 'actor', 'action', 'detail'].map((c) => h('th', t(`handover.col.${c}`))))),
         h('tbody', ...d.log.map((e) => h('tr', { dataset: { incident: e.incident, action: e.action } },
           h('td.num', fmtTime(e.at)),
-          h('td', h('a', { href: `#/incidents/${e.incident}` }, `#${e.incident}`), ' ', e.title),
+          h('td', h('a', { href: `#/incidents/${e.incident}` }, `#${e.incident}`), ' ', localNumbers(e.title)),
           h('td', e.actor.replace(/^user:/, '')),
           h('td', actionLabel(e.action)),
           h('td.detail', e.message ? tMessage(e.message, {}, e.detail) : e.detail)))))

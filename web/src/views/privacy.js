@@ -6,7 +6,7 @@
 
 import * as api from '../api.js';
 import { h, clear, toast } from '../dom.js';
-import { t, fmtTime, onLangChange } from '../i18n.js';
+import { t, fmtTime, onLangChange, inLang } from '../i18n.js';
 
 export const route = 'privacy';
 export const navKey = 'nav.privacy';
@@ -248,6 +248,6 @@ function paintNotices() {
     el.append(h('details.notice-commune',
       h('summary', `${commune} (${items.length})`),
       h('ul.notice-list', items.map((n) => h('li', h('a', { href: n.url, target: '_blank', rel: 'noopener' }, n.device),
-        ' — ', n.kind_label, ', ', n.site)))));
+        ' — ', inLang(n.kind_label, n.kind_label_en), ', ', n.site)))));
   }
 }
