@@ -554,11 +554,31 @@ const TABLES = {
     'crisis.text.role': '{role} : {holder}',
     'crisis.text.role_vacant': '{role} : vacant',
     'crisis.text.closed': 'Clôture : {summary}',
+    'privacy.detail.before': 'avant',
+    'privacy.detail.since': 'depuis',
+    'privacy.detail.entries': 'entrées',
+    'privacy.detail.purpose': 'finalité',
+    'privacy.detail.justification': 'justification',
+    'privacy.detail.incident': 'incident',
+    'privacy.detail.removed': 'supprimées',
+    'privacy.detail.redacted': 'masquées',
+    'privacy.detail.subject': 'personne',
+    'privacy.detail.reason': 'motif',
+    'privacy.detail.limit': 'limite',
+    'privacy.detail.unmasked_in_24h': 'ré-identifications en 24 h',
+    'privacy.detail.until': 'jusqu’au',
+    'privacy.detail.held': 'gelé',
+    'privacy.detail.id': 'identifiant',
+    'privacy.detail.request': 'demande',
+    'privacy.detail.device': 'capteur',
+    'privacy.detail.field': 'champ',
+    'privacy.detail.count': 'nombre',
     // Messages of the server (code → template), rendered by `tMessage`.
     'msg.incident.opened': '{severity} — {evidence}',
     'msg.incident.raised_again': '{evidence}',
     'msg.incident.reopened_by_rule': '{evidence}',
     'msg.incident.severity_raised': 'gravité {from} → {to}',
+    'msg.incident.severity_raised_by': 'gravité {from} → {to} : {evidence}',
     'msg.incident.auto_resolved': '{evidence}',
     'msg.incident.condition_cleared': '{evidence}',
     'msg.incident.assigned': '{owner}',
@@ -603,6 +623,29 @@ const TABLES = {
     'msg.cyber.brute_force': 'Rafale d’échecs d’authentification — {subject}',
     'msg.cyber.firmware_change': 'Micrologiciel du capteur modifié — {subject}',
     'msg.cyber.identity_change': 'Identifiants d’un capteur utilisés depuis une nouvelle identité réseau — {subject}',
+    'msg.cyber.ev.flood': '{device} a dépassé {rate} messages/min (rafale {burst}) le {time}',
+    'msg.cyber.ev.clock_ahead': '{device} : heure de mesure {time} en avance de {seconds} s sur la réception {received}',
+    'msg.cyber.ev.clock_behind': '{device} : heure de mesure {time} en retard de {seconds} s sur la réception {received}',
+    'msg.cyber.ev.jump_people': '{device}.{field} : un saut entre {from} et {to} ; au plus {max}/min est physiquement possible',
+    'msg.cyber.ev.jump': '{device}.{field} : {before} à {from} puis {after} à {to} ; au plus {max}/min est physiquement possible',
+    'msg.cyber.ev.firmware': '{device} : micrologiciel « {old} » devenu « {new} » le {time}',
+    'msg.cyber.ev.auth_client': '{count} échecs d’authentification pour « {who} » en {seconds} s (dernier depuis {address})',
+    'msg.cyber.ev.auth_address': '{count} échecs d’authentification depuis l’adresse {address} en {seconds} s (dernier pour « {who} »)',
+    'msg.cyber.ev.unknown_address': 'une adresse inconnue',
+    'msg.cyber.ev.unknown': 'inconnue',
+    'msg.cyber.ev.identity': '« {user} » connecté comme client « {client} » depuis {address} (auparavant client « {old_client} » depuis {old_address})',
+    'msg.cyber.ev.bad_signature': 'message signé pour « {device} » dont le code d’authentification est faux',
+    'msg.cyber.ev.unsigned': 'message non signé pour « {device} », dont le type exige la signature',
+    'msg.cyber.ev.replay': 'message signé pour « {device} » avec le compteur {counter}, déjà vu (plus haut reçu : {last})',
+    'msg.cyber.ev.unregistered_one': 'un message de « {publisher} » nomme {count} capteur non enregistré{tags}',
+    'msg.cyber.ev.unregistered_many': 'un message de « {publisher} » nomme {count} capteurs non enregistrés{tags}',
+    'msg.cyber.ev.unregistered_unknown_one': 'un message d’un émetteur inconnu nomme {count} capteur non enregistré{tags}',
+    'msg.cyber.ev.unregistered_unknown_many': 'un message d’un émetteur inconnu nomme {count} capteurs non enregistrés{tags}',
+    'msg.cyber.ev.name_tags': ' (étiquettes {tags})',
+    'msg.cyber.ev.topic_mismatch_known': 'message sur le topic de « {topic} » au nom de « {named} »',
+    'msg.cyber.ev.topic_mismatch': 'message sur le topic de « {topic} » au nom de {named}',
+    'msg.cyber.ev.silence': '{device} muet depuis {minutes} min (battement de cœur {heartbeat} min, depuis le {since}) alors que son voisin {neighbour} ({distance} m) signale une condition levée',
+    'msg.cyber.evidence': '{evidence} [ATT&CK pour ICS {technique} {name}]',
     'msg.bool.true': 'oui',
     'msg.bool.false': 'non',
     'msg.duration.h': '{n} h',
@@ -1161,11 +1204,31 @@ const TABLES = {
     'crisis.text.role': '{role}: {holder}',
     'crisis.text.role_vacant': '{role}: vacant',
     'crisis.text.closed': 'Closed: {summary}',
+    'privacy.detail.before': 'before',
+    'privacy.detail.since': 'since',
+    'privacy.detail.entries': 'entries',
+    'privacy.detail.purpose': 'purpose',
+    'privacy.detail.justification': 'justification',
+    'privacy.detail.incident': 'incident',
+    'privacy.detail.removed': 'removed',
+    'privacy.detail.redacted': 'redacted',
+    'privacy.detail.subject': 'subject',
+    'privacy.detail.reason': 'reason',
+    'privacy.detail.limit': 'limit',
+    'privacy.detail.unmasked_in_24h': 'unmasked in 24 h',
+    'privacy.detail.until': 'until',
+    'privacy.detail.held': 'held',
+    'privacy.detail.id': 'id',
+    'privacy.detail.request': 'request',
+    'privacy.detail.device': 'device',
+    'privacy.detail.field': 'field',
+    'privacy.detail.count': 'count',
     // Messages of the server (code → template), rendered by `tMessage`.
     'msg.incident.opened': '{severity} — {evidence}',
     'msg.incident.raised_again': '{evidence}',
     'msg.incident.reopened_by_rule': '{evidence}',
     'msg.incident.severity_raised': 'severity {from} → {to}',
+    'msg.incident.severity_raised_by': 'severity {from} → {to}: {evidence}',
     'msg.incident.auto_resolved': '{evidence}',
     'msg.incident.condition_cleared': '{evidence}',
     'msg.incident.assigned': '{owner}',
@@ -1210,6 +1273,29 @@ const TABLES = {
     'msg.cyber.brute_force': 'Burst of authentication failures — {subject}',
     'msg.cyber.firmware_change': 'Device firmware changed — {subject}',
     'msg.cyber.identity_change': 'Device credential used from a new network identity — {subject}',
+    'msg.cyber.ev.flood': '{device} exceeded {rate} messages/min (burst {burst}) at {time}',
+    'msg.cyber.ev.clock_ahead': '{device}: event time {time} is {seconds} s ahead of reception {received}',
+    'msg.cyber.ev.clock_behind': '{device}: event time {time} is {seconds} s behind reception {received}',
+    'msg.cyber.ev.jump_people': '{device}.{field}: a jump between {from} and {to}; at most {max}/min is physically possible',
+    'msg.cyber.ev.jump': '{device}.{field}: {before} at {from} then {after} at {to}; at most {max}/min is physically possible',
+    'msg.cyber.ev.firmware': '{device}: firmware `{old}` became `{new}` at {time}',
+    'msg.cyber.ev.auth_client': '{count} authentication failures for `{who}` within {seconds} s (last from {address})',
+    'msg.cyber.ev.auth_address': '{count} authentication failures from address {address} within {seconds} s (last for `{who}`)',
+    'msg.cyber.ev.unknown_address': 'unknown address',
+    'msg.cyber.ev.unknown': 'unknown',
+    'msg.cyber.ev.identity': '`{user}` connected as client `{client}` from {address} (was client `{old_client}` from {old_address})',
+    'msg.cyber.ev.bad_signature': 'signed message for `{device}` whose MAC does not verify',
+    'msg.cyber.ev.unsigned': 'unsigned message for `{device}`, whose kind requires signing',
+    'msg.cyber.ev.replay': 'signed message for `{device}` with counter {counter}, not fresh (highest seen {last})',
+    'msg.cyber.ev.unregistered_one': 'a message from `{publisher}` names {count} unregistered device{tags}',
+    'msg.cyber.ev.unregistered_many': 'a message from `{publisher}` names {count} unregistered devices{tags}',
+    'msg.cyber.ev.unregistered_unknown_one': 'a message from an unknown publisher names {count} unregistered device{tags}',
+    'msg.cyber.ev.unregistered_unknown_many': 'a message from an unknown publisher names {count} unregistered devices{tags}',
+    'msg.cyber.ev.name_tags': ' (name tags {tags})',
+    'msg.cyber.ev.topic_mismatch_known': 'message on the topic of `{topic}` names `{named}`',
+    'msg.cyber.ev.topic_mismatch': 'message on the topic of `{topic}` names {named}',
+    'msg.cyber.ev.silence': '{device} silent for {minutes} min (heartbeat {heartbeat} min) since {since}, while neighbour {neighbour} ({distance} m) reports a raised condition',
+    'msg.cyber.evidence': '{evidence} [ATT&CK for ICS {technique} {name}]',
     'msg.bool.true': 'yes',
     'msg.bool.false': 'no',
     'msg.duration.h': '{n} h',
@@ -1331,8 +1417,9 @@ const ENUM_KEYS = {
 
 /** One parameter of a server message, in the current language. `ctx` may give
  * `role(id)` (a crisis role's name), `person(id)` (a display name) and `timeZone`. */
-function messageParam(p, ctx) {
+function messageParam(p, ctx, name) {
   if (!p || typeof p !== 'object') return '';
+  if (name === 'title' && 'text' in p) return localTitle(p.text);
   if ('int' in p) return fmtNumber(p.int);
   if ('number' in p) return fmtNumber(p.number, p.unit, 3);
   if ('text' in p) return p.text;
@@ -1358,21 +1445,38 @@ export function tMessage(msg, ctx = {}, fallback = '') {
   const tpl = TABLES[lang][`msg.${msg.code}`] ?? TABLES.fr[`msg.${msg.code}`];
   if (tpl === undefined) return fallback || msg.code;
   const params = msg.params || {};
-  return tpl.replace(/\{(\w+)\}/g, (m, k) => (k in params ? messageParam(params[k], ctx) : ''));
+  return tpl.replace(/\{(\w+)\}/g, (m, k) => (k in params ? messageParam(params[k], ctx, k) : ''));
 }
 
 /** Numbers a text written by the deployment received from the server as they were read
  * (`(3.016 m)` in a rule's title), written the reader's way. */
 export function localNumbers(text) {
   if (!text) return text ?? '';
-  return String(text).replace(/(?<![\w.,-])\d+(?:\.\d+)?(?![\w.,-]*\d)/g, (n) => fmtNumber(n, null, 3));
+  // Four-digit numbers (a year) stay ungrouped.
+  const f = new Intl.NumberFormat(locale(), { maximumFractionDigits: 3, useGrouping: 'min2' });
+  return String(text).replace(/(?<![\w.,-])\d+(?:\.\d+)?(?![\w.,-]*\d)/g, (n) => f.format(Number(n)));
 }
 
 /** An incident's title in the reader's language: the message the server composed it from,
  * else the deployment's title with its numbers written the reader's way. */
 export function incidentTitle(i) {
   if (!i) return '';
-  return i.title_message ? tMessage(i.title_message, {}, i.title) : localNumbers(i.title);
+  return i.title_message ? tMessage(i.title_message, {}, i.title) : localTitle(i.title);
+}
+
+/** A title the API gives as text only (a crisis log line, the handover, a unit's
+ * missions): a title the server composed (`cyber.*`, recognised by its English template) in
+ * the reader's language, else the deployment's title with its numbers written their way. */
+export function localTitle(text) {
+  if (!text) return text ?? '';
+  for (const [key, tpl] of Object.entries(TABLES.en)) {
+    if (!key.startsWith('msg.cyber.') || key.startsWith('msg.cyber.ev') || key === 'msg.cyber.evidence') continue;
+    const prefix = tpl.split('{subject}')[0];
+    if (prefix && text.startsWith(prefix)) {
+      return tMessage({ code: key.slice(4), params: { subject: { text: text.slice(prefix.length) } } });
+    }
+  }
+  return localNumbers(text);
 }
 
 document.documentElement.lang = lang;

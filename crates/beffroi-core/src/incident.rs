@@ -407,7 +407,12 @@ impl IncidentBook {
                         ));
                     }
                     if alarm.severity > inc.severity {
-                        let detail = Message::new("incident.severity_raised")
+                        let detail = if alarm.evidence.is_empty() {
+                            Message::new("incident.severity_raised")
+                        } else {
+                            evidence_msg("incident.severity_raised_by", alarm)
+                        };
+                        let detail = detail
                             .with("from", Param::Severity(inc.severity))
                             .with("to", Param::Severity(alarm.severity));
                         inc.severity = alarm.severity;

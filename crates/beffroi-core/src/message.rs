@@ -27,6 +27,10 @@ pub const CATALOGUE: &[(&str, &str)] = &[
     ("incident.raised_again", "{evidence}"),
     ("incident.reopened_by_rule", "{evidence}"),
     ("incident.severity_raised", "severity {from} → {to}"),
+    (
+        "incident.severity_raised_by",
+        "severity {from} → {to}: {evidence}",
+    ),
     ("incident.auto_resolved", "{evidence}"),
     ("incident.condition_cleared", "{evidence}"),
     ("incident.assigned", "{owner}"),
@@ -92,6 +96,89 @@ pub const CATALOGUE: &[(&str, &str)] = &[
     (
         "rule.quarantined",
         "{device} quarantined by {actor}: {reason}",
+    ),
+    (
+        "cyber.ev.flood",
+        "{device} exceeded {rate} messages/min (burst {burst}) at {time}",
+    ),
+    (
+        "cyber.ev.clock_ahead",
+        "{device}: event time {time} is {seconds} s ahead of reception {received}",
+    ),
+    (
+        "cyber.ev.clock_behind",
+        "{device}: event time {time} is {seconds} s behind reception {received}",
+    ),
+    (
+        "cyber.ev.jump_people",
+        "{device}.{field}: a jump between {from} and {to}; at most {max}/min is physically possible",
+    ),
+    (
+        "cyber.ev.jump",
+        "{device}.{field}: {before} at {from} then {after} at {to}; at most {max}/min is physically possible",
+    ),
+    (
+        "cyber.ev.firmware",
+        "{device}: firmware `{old}` became `{new}` at {time}",
+    ),
+    (
+        "cyber.ev.auth_client",
+        "{count} authentication failures for `{who}` within {seconds} s (last from {address})",
+    ),
+    (
+        "cyber.ev.auth_address",
+        "{count} authentication failures from address {address} within {seconds} s (last for `{who}`)",
+    ),
+    ("cyber.ev.unknown_address", "unknown address"),
+    ("cyber.ev.unknown", "unknown"),
+    (
+        "cyber.ev.identity",
+        "`{user}` connected as client `{client}` from {address} (was client `{old_client}` from {old_address})",
+    ),
+    (
+        "cyber.ev.bad_signature",
+        "signed message for `{device}` whose MAC does not verify",
+    ),
+    (
+        "cyber.ev.unsigned",
+        "unsigned message for `{device}`, whose kind requires signing",
+    ),
+    (
+        "cyber.ev.replay",
+        "signed message for `{device}` with counter {counter}, not fresh (highest seen {last})",
+    ),
+    (
+        "cyber.ev.unregistered_one",
+        "a message from `{publisher}` names {count} unregistered device{tags}",
+    ),
+    (
+        "cyber.ev.unregistered_many",
+        "a message from `{publisher}` names {count} unregistered devices{tags}",
+    ),
+    (
+        "cyber.ev.unregistered_unknown_one",
+        "a message from an unknown publisher names {count} unregistered device{tags}",
+    ),
+    (
+        "cyber.ev.unregistered_unknown_many",
+        "a message from an unknown publisher names {count} unregistered devices{tags}",
+    ),
+    ("cyber.ev.name_tags", " (name tags {tags})"),
+    (
+        "cyber.ev.topic_mismatch_known",
+        "message on the topic of `{topic}` names `{named}`",
+    ),
+    (
+        "cyber.ev.topic_mismatch",
+        "message on the topic of `{topic}` names {named}",
+    ),
+    (
+        "cyber.ev.silence",
+        "{device} silent for {minutes} min (heartbeat {heartbeat} min) since {since}, while neighbour {neighbour} ({distance} m) reports a raised condition",
+    ),
+    (
+        "cyber.evidence",
+        "{evidence} [ATT&CK for ICS {technique} {name}]",
     ),
     (
         "cyber.silence",

@@ -200,6 +200,13 @@ impl SentinelGlue {
             ),
         };
         let tech = f.anomaly.technique();
+        let evidence = beffroi_core::Message::new("cyber.evidence")
+            .with(
+                "evidence",
+                beffroi_core::Param::Message(Box::new(f.message.clone())),
+            )
+            .with("technique", beffroi_core::Param::Text(tech.id.into()))
+            .with("name", beffroi_core::Param::Text(tech.name.into()));
         Alarm {
             kind: AlarmKind::Raise,
             key,
@@ -210,16 +217,11 @@ impl SentinelGlue {
             site,
             device,
             at: f.at,
-            evidence: beffroi_core::safe_format!(
-                "{} [ATT&CK for ICS {} {}]",
-                f.evidence,
-                tech.id,
-                tech.name
-            ),
+            evidence: evidence.english(),
             auto_resolve: false,
             silence: false,
             carries: Vec::new(),
-            evidence_message: None,
+            evidence_message: Some(evidence),
         }
     }
 }

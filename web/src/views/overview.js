@@ -7,7 +7,7 @@ import * as api from '../api.js';
 import * as live from '../live.js';
 import { navigate } from '../router.js';
 import { h, clear, toast } from '../dom.js';
-import { t, fmtTime, onLangChange, tMessage, incidentTitle, localNumbers } from '../i18n.js';
+import { t, fmtTime, onLangChange, tMessage, incidentTitle, localTitle } from '../i18n.js';
 import { mountHealth } from './health.js';
 
 export const route = 'overview';
@@ -179,7 +179,7 @@ function paintHandover() {
       d.log.length ? h('table.handover-table#handover-log', h('thead', h('tr', ...['at', 'incident', 'actor', 'action', 'detail'].map((c) => h('th', t(`handover.col.${c}`))))),
         h('tbody', ...d.log.map((e) => h('tr', { dataset: { incident: e.incident, action: e.action } },
           h('td.num', fmtTime(e.at)),
-          h('td', h('a', { href: `#/incidents/${e.incident}` }, `#${e.incident}`), ' ', localNumbers(e.title)),
+          h('td', h('a', { href: `#/incidents/${e.incident}` }, `#${e.incident}`), ' ', localTitle(e.title)),
           h('td', e.actor.replace(/^user:/, '')),
           h('td', actionLabel(e.action)),
           h('td.detail', e.message ? tMessage(e.message, {}, e.detail) : e.detail)))))

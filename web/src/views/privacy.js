@@ -6,7 +6,7 @@
 
 import * as api from '../api.js';
 import { h, clear, toast } from '../dom.js';
-import { t, fmtTime, onLangChange, inLang } from '../i18n.js';
+import { t, fmtTime, onLangChange, inLang, fmtNumber, tOr } from '../i18n.js';
 
 export const route = 'privacy';
 export const navKey = 'nav.privacy';
@@ -147,7 +147,9 @@ function fmtDays(seconds) {
 function detailText(d) {
   if (d == null) return '';
   if (typeof d !== 'object') return String(d);
-  return Object.entries(d).map(([k, v]) => `${k}: ${typeof v === 'object' ? JSON.stringify(v) : v}`).join(' · ');
+  const value = (v) => (v === null ? '—' : typeof v === 'boolean' ? t(`msg.bool.${v}`)
+    : typeof v === 'number' ? fmtNumber(v) : typeof v === 'object' ? JSON.stringify(v) : v);
+  return Object.entries(d).map(([k, v]) => `${tOr(`privacy.detail.${k}`, k)} : ${value(v)}`).join(' · ');
 }
 
 function paintLog(err) {
