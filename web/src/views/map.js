@@ -13,7 +13,7 @@ import { peopleCountText, MIN_GROUP } from '../privacy.js';
 import * as live from '../live.js';
 import { navigate } from '../router.js';
 import { h, clear, toast } from '../dom.js';
-import { t, getLang, onLangChange, inLang, incidentTitle } from '../i18n.js';
+import { t, getLang, onLangChange, inLang, incidentTitle, locale } from '../i18n.js';
 import { deviceChart } from '../chart.js';
 
 export const route = 'map';
@@ -127,7 +127,8 @@ export function mount(el) {
 
   // Count labels are images: a style without glyphs (no base map, no internet) cannot draw
   // text, but it can draw icons. Each label is drawn once, before the data that needs it.
-  const countLabel = (n) => (n < 1000 ? String(n) : n < 10000 ? `${(n / 1000).toFixed(1).replace(/\.0$/, '')}k` : `${Math.round(n / 1000)}k`);
+  // A cluster's count the reader's way, compact (`1,5 k` in French).
+  const countLabel = (n) => new Intl.NumberFormat(locale(), { notation: 'compact', maximumFractionDigits: 1 }).format(n);
   const labelImage = (text) => {
     const id = `count-${text}`;
     if (map.hasImage(id)) return;
