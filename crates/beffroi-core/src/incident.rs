@@ -896,6 +896,49 @@ mod tests {
     }
 
     #[test]
+    fn log_lines_quote_the_alarm_evidence_as_a_message() {
+        let t = fixture::small();
+        let mut b = book();
+        let reading = Message::new("rule.condition_active").with("minutes", Param::Int(15));
+        let mut raise = alarm(AlarmKind::Raise, Severity::Major, 1);
+        raise.evidence = reading.english();
+        raise.evidence_message = Some(reading.clone());
+        let c = b.apply_alarm(&raise, &t).expect("opens");
+        let m = c.log[0].message.as_ref().expect("a message");
+        assert_eq!(m.code, "incident.opened");
+        assert_eq!(
+            m.param("evidence"),
+            Some(&Param::Message(Box::new(reading.clone())))
+        );
+        assert_eq!(c.log[0].detail, "major — condition active for 15 min");
+        // A higher severity says the evidence that raised it.
+        let mut up = raise.clone();
+        up.kind = AlarmKind::Escalate;
+        up.severity = Severity::Critical;
+        let c = b.apply_alarm(&up, &t).expect("escalates");
+        let line = c
+            .log
+            .iter()
+            .find(|e| &*e.action == "escalated")
+            .expect("escalated");
+        assert_eq!(
+            line.message.as_ref().map(|m| m.code),
+            Some("incident.severity_raised_by")
+        );
+        assert_eq!(
+            line.detail,
+            "severity major → critical: condition active for 15 min"
+        );
+        // A comment is the operator's text, with no message.
+        let id = c.incident.id;
+        let op = Actor::User("alice".into());
+        let c = b
+            .act(id, &IncidentAction::Comment("vu".into()), &op, Timestamp(3))
+            .expect("comment");
+        assert_eq!((c.log[0].detail.as_str(), &c.log[0].message), ("vu", &None));
+    }
+
+    #[test]
     fn lifecycle_and_reopen_by_rule() {
         let t = fixture::small();
         let mut b = book();
@@ -977,6 +1020,10 @@ mod tests {
         assert_eq!(&*c[0].log[0].action, "closed");
         assert_eq!(c[0].log[0].actor, Actor::System);
         assert_eq!(c[0].log[0].detail, "resolved for 24h without being closed");
+        assert_eq!(
+            c[0].log[0].message.as_ref().map(|m| m.code),
+            Some("incident.closed_unattended")
+        );
         assert!(b.get(id).is_none(), "a closed incident leaves the book");
     }
 
@@ -998,6 +1045,14 @@ mod tests {
         assert_eq!(c.len(), 1);
         assert_eq!(&*c[0].log[0].action, "reminder");
         assert_eq!(c[0].log[0].detail, "not acknowledged after 2m");
+        // The line says it as a message too, whose English is the detail.
+        let m = c[0].log[0].message.as_ref().expect("a message");
+        assert_eq!(m.code, "incident.not_acknowledged");
+        assert_eq!(
+            m.param("after"),
+            Some(&Param::Duration(Duration::from_mins(2)))
+        );
+        assert_eq!(m.english(), c[0].log[0].detail);
         assert_eq!(c[0].incident.reminded_at, Some(clock.now()));
         assert!(c[0].incident.escalated_at.is_none());
         clock.advance(Duration::from_secs(60));

@@ -141,7 +141,7 @@ mod tests {
                 },
             )
             .with("detail", Param::Message(Box::new(inner)));
-        let back = from_json_str(&to_json(&m).to_string()).unwrap();
+        let back = from_json_str(&to_json(&m).to_string()).expect("reads back");
         assert_eq!(back, m);
         assert_eq!(
             back.english(),
@@ -160,7 +160,7 @@ mod tests {
         let m = from_json_str(
             r#"{"code":"incident.opened","params":{"evidence":{"text":"plaque AB-123-CD"}}}"#,
         )
-        .unwrap();
+        .expect("a message");
         assert!(!m.english().contains("AB-123-CD"));
     }
 }

@@ -642,7 +642,7 @@ impl Evaluator {
                     let ev = match scope {
                         Scope::Site => Message::new("rule.correlation_site"),
                         Scope::RadiusM(m) => {
-                            Message::new("rule.correlation_radius").number("radius", f64::from(*m))
+                            Message::new("rule.correlation_radius").number("radius", *m)
                         }
                     };
                     let ev = Some(

@@ -728,10 +728,7 @@ impl Sentinel {
                     (None, true) => "cyber.ev.unregistered_unknown_one",
                     (None, false) => "cyber.ev.unregistered_unknown_many",
                 };
-                let mut ev = Message::new(code).with(
-                    "count",
-                    Param::Int(i64::try_from(*names).unwrap_or(i64::MAX)),
-                );
+                let mut ev = Message::new(code).with("count", Param::Int(i64::from(*names)));
                 if let Some(who) = who {
                     ev = ev.with("publisher", who);
                 }
