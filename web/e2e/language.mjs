@@ -32,7 +32,9 @@ const WORDS = [word('after'), word('severity'), word('condition (active|cleared)
   word('warning'), word('critical', ''), word('major', ''), word('minor', ''), word('opened'), word('closed'),
   word('level'), word('attached'), word('gauge'), word('panel'), word('sensor'), word('reader'), word('detector'),
   word('counter'), word('unsigned'), word('message on the topic'), word('quarantined by'), word('true'), word('false'),
-  word('silent for'), word('since'), word('within')];
+  word('silent for'), word('since'), word('within'),
+  // An actor as the server writes it, not as people read it.
+  /(?<![\w-])(rule|user):[\w-]/];
 // A number written the English way: digits, a point, digits (not in an identifier, a version,
 // an address or a standard's name such as ISA-18.2).
 const ENGLISH_NUMBER = /(?<![\w.-])\d+\.\d+(?![\w.])/;

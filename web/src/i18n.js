@@ -1367,6 +1367,14 @@ export function fmtAgo(iso, now = Date.now()) {
   return t('time.ago.d', { n: Math.floor(s / 86400) });
 }
 
+/** Who did something (`user:NAME`, `rule:ID`, `system`), as people read it. */
+export function actorName(actor) {
+  if (!actor) return '';
+  if (actor === 'system') return t('crisis.actor.system');
+  if (actor.startsWith('rule:')) return t('crisis.actor.rule', { rule: actor.slice(5) });
+  return actor.replace(/^user:(token:)?/, '');
+}
+
 /** A text the server gives in French and, optionally, English: the one of the reader. */
 export function inLang(fr, en) {
   return lang === 'en' && en ? en : fr;

@@ -6,7 +6,7 @@ import * as api from '../api.js';
 import * as live from '../live.js';
 import { navigate } from '../router.js';
 import { h, clear, toast } from '../dom.js';
-import { t, tOr, fmtTime, fmtAgo, onLangChange, tMessage, incidentTitle, fmtNumber } from '../i18n.js';
+import { t, tOr, fmtTime, fmtAgo, onLangChange, tMessage, incidentTitle, fmtNumber, actorName } from '../i18n.js';
 import { peopleCountText } from '../privacy.js';
 import { withPseudonyms } from './unmask.js';
 
@@ -259,7 +259,7 @@ function paintDetail() {
     assignment(d),
     h('section.block', h('h3', t('log.title')),
       d.log?.length ? h('ol.log#incident-log', ...d.log.map((e) => h('li', { dataset: { action: e.action } },
-        h('time', fmtTime(e.at)), h('span.actor', e.actor.replace(/^user:/, '')), h('span.what', tOr(`handover.action.${e.action}`, e.action)), e.detail && h('span.detail', withPseudonyms(e.message ? tMessage(e.message, {}, e.detail) : e.detail, d)))))
+        h('time', fmtTime(e.at)), h('span.actor', actorName(e.actor)), h('span.what', tOr(`handover.action.${e.action}`, e.action)), e.detail && h('span.detail', withPseudonyms(e.message ? tMessage(e.message, {}, e.detail) : e.detail, d)))))
         : h('p.muted', t('log.empty')),
       canAct && commentBox()),
   ].filter((part) => part != null && part !== false));

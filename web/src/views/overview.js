@@ -7,7 +7,7 @@ import * as api from '../api.js';
 import * as live from '../live.js';
 import { navigate } from '../router.js';
 import { h, clear, toast } from '../dom.js';
-import { t, fmtTime, onLangChange, tMessage, incidentTitle, localTitle } from '../i18n.js';
+import { t, fmtTime, onLangChange, tMessage, incidentTitle, localTitle, actorName } from '../i18n.js';
 import { mountHealth } from './health.js';
 
 export const route = 'overview';
@@ -180,7 +180,7 @@ function paintHandover() {
         h('tbody', ...d.log.map((e) => h('tr', { dataset: { incident: e.incident, action: e.action } },
           h('td.num', fmtTime(e.at)),
           h('td', h('a', { href: `#/incidents/${e.incident}` }, `#${e.incident}`), ' ', localTitle(e.title)),
-          h('td', e.actor.replace(/^user:/, '')),
+          h('td', actorName(e.actor)),
           h('td', actionLabel(e.action)),
           h('td.detail', e.message ? tMessage(e.message, {}, e.detail) : e.detail)))))
         : h('p.muted', t('handover.nolog'))),

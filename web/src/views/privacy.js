@@ -6,7 +6,7 @@
 
 import * as api from '../api.js';
 import { h, clear, toast } from '../dom.js';
-import { t, fmtTime, onLangChange, inLang, fmtNumber, tOr } from '../i18n.js';
+import { t, fmtTime, onLangChange, inLang, fmtNumber, tOr, actorName } from '../i18n.js';
 
 export const route = 'privacy';
 export const navKey = 'nav.privacy';
@@ -163,7 +163,7 @@ function paintLog(err) {
   el.append(table('#privacy-log', [t('privacy.col.when'), t('privacy.col.who'), t('privacy.col.action'),
     t('privacy.col.target'), t('privacy.col.outcome'), t('privacy.col.detail')],
   state.log.map((e) => h('tr', { dataset: { seq: String(e.seq), outcome: e.outcome } },
-    h('td.num', fmtTime(e.at)), h('td', e.actor), h('td', h('code', e.action)), h('td', e.target ?? ''),
+    h('td.num', fmtTime(e.at)), h('td', actorName(e.actor)), h('td', h('code', e.action)), h('td', e.target ?? ''),
     h('td', { class: `outcome-${e.outcome}` }, t(`privacy.outcome.${e.outcome}`)), h('td.detail', detailText(e.detail))))));
   if (state.next) {
     el.append(h('button#privacy-log-more', { type: 'button', on: { click: () => loadLog(state.next) } }, t('privacy.log.more')));
