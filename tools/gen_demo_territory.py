@@ -119,6 +119,23 @@ def tstr(s: str) -> str:
     return json.dumps(s, ensure_ascii=False)
 
 
+# The French label of each kind (the English one is in KINDS): the console shows either.
+KIND_LABEL_FR = {
+    "water_level": "Limnimètre (hauteur de rivière)",
+    "rain_gauge": "Pluviomètre",
+    "fire_panel": "Centrale d’alarme incendie",
+    "intrusion_panel": "Centrale d’alarme intrusion",
+    "access_reader": "Lecteur de badges (contrôle d’accès)",
+    "smoke_detector": "Détecteur de fumée",
+    "temperature": "Sonde de température",
+    "road_surface": "Station météo routière",
+    "people_counter": "Compteur de personnes",
+    "camera_health": "État d’une caméra de vidéoprotection",
+    "parking_barrier": "Barrière à lecture de plaques d’un parking municipal",
+    "alert_line": "Ligne d’alerte citoyenne (passerelle SMS)",
+}
+
+
 def tval(v) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"
@@ -735,6 +752,7 @@ def write_territory(t: Territory, out: Path):
     parts = [GENERATED, "# Device kinds: fields, units, physical ranges, heartbeat, data category,\n"
              "# max_step_per_minute (fastest physical change, for anomaly detection).\n"]
     for kid, label, hb, fields in KINDS:
+        label = {"fr": KIND_LABEL_FR[kid], "en": label}
         parts.append("\n" + table("[[kind]]", {"id": kid, "label": label, "heartbeat": hb,
                                                 **KIND_PRIVACY.get(kid, {})}))
         for fname, ftype, unit, lo, hi, cat in fields:

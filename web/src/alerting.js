@@ -14,7 +14,7 @@
 
 import * as live from './live.js';
 import { h, clear } from './dom.js';
-import { t, getLang, onLangChange } from './i18n.js';
+import { t, getLang, onLangChange, localTitle } from './i18n.js';
 import { openFiltered } from './views/incidents.js';
 import * as shelving from './shelving.js';
 
@@ -276,7 +276,7 @@ function notify(inc) {
   try {
     // The tag makes a second tab's notification of the same incident replace the first.
     const n = new Notification(t(`alert.notify.${inc.severity}`), {
-      body: t('alert.notify.body', { title: inc.title, commune: (inc.communes ?? []).join(', ') }),
+      body: t('alert.notify.body', { title: localTitle(inc.title), commune: (inc.communes ?? []).join(', ') }),
       tag: `beffroi-situation-${inc.id}`,
       lang: getLang(),
     });

@@ -629,6 +629,103 @@ const TABLES = {
     'crisis.text.role': '{role} : {holder}',
     'crisis.text.role_vacant': '{role} : vacant',
     'crisis.text.closed': 'Clôture : {summary}',
+    'privacy.detail.before': 'avant',
+    'privacy.detail.since': 'depuis',
+    'privacy.detail.entries': 'entrées',
+    'privacy.detail.purpose': 'finalité',
+    'privacy.detail.justification': 'justification',
+    'privacy.detail.incident': 'incident',
+    'privacy.detail.removed': 'supprimées',
+    'privacy.detail.redacted': 'masquées',
+    'privacy.detail.subject': 'personne',
+    'privacy.detail.reason': 'motif',
+    'privacy.detail.limit': 'limite',
+    'privacy.detail.unmasked_in_24h': 'ré-identifications en 24 h',
+    'privacy.detail.until': 'jusqu’au',
+    'privacy.detail.held': 'gelé',
+    'privacy.detail.id': 'identifiant',
+    'privacy.detail.request': 'demande',
+    'privacy.detail.device': 'capteur',
+    'privacy.detail.field': 'champ',
+    'privacy.detail.count': 'nombre',
+    // Messages of the server (code → template), rendered by `tMessage`.
+    'msg.incident.opened': '{severity} — {evidence}',
+    'msg.incident.raised_again': '{evidence}',
+    'msg.incident.reopened_by_rule': '{evidence}',
+    'msg.incident.severity_raised': 'gravité {from} → {to}',
+    'msg.incident.severity_raised_by': 'gravité {from} → {to} : {evidence}',
+    'msg.incident.auto_resolved': '{evidence}',
+    'msg.incident.condition_cleared': '{evidence}',
+    'msg.incident.assigned': '{owner}',
+    'msg.incident.step_done': '{step}. {text}',
+    'msg.incident.closed_unattended': 'résolu depuis {after} sans avoir été clos',
+    'msg.incident.not_acknowledged': 'non pris en compte après {after}',
+    'msg.crisis.opened': 'ouverture : {kind} — {title} (niveau {level})',
+    'msg.crisis.incident_attached': 'n° {incident} {title} — rattaché à la crise',
+    'msg.crisis.incident_logged': 'n° {incident} {title} — {action}',
+    'msg.crisis.incident_logged_detail': 'n° {incident} {title} — {action} : {detail}',
+    'msg.crisis.level': 'niveau {from} → {to}',
+    'msg.crisis.role_held': 'rôle {role} : {holder}',
+    'msg.crisis.role_vacant': 'rôle {role} : vacant',
+    'msg.crisis.closed': 'clôture : {summary}',
+    'msg.rule.reading': '{device} {field} = {value} ({op})',
+    'msg.rule.reading_sustained': '{device} {field} = {value} ({op}) pendant {minutes} min',
+    'msg.rule.back_to': '{device} revenu à {field} = {value}',
+    'msg.rule.op.above': '> {x}',
+    'msg.rule.op.below': '< {x}',
+    'msg.rule.op.equals': '= {x}',
+    'msg.rule.op.not_equals': '≠ {x}',
+    'msg.rule.op.between': 'entre {a} et {b}',
+    'msg.rule.op.outside': 'hors de [{a} ; {b}]',
+    'msg.rule.rate': '{count} × {field} {op} en {seconds} s sur {device}',
+    'msg.rule.rate_cleared': 'fréquence retombée sous le seuil',
+    'msg.rule.correlation_site': '{count} conditions en {seconds} s (même site), dernière : {device} {field} {value}',
+    'msg.rule.correlation_radius': '{count} conditions en {seconds} s (dans un rayon de {radius} m), dernière : {device} {field} {value}',
+    'msg.rule.correlation_passed': 'fenêtre de corrélation écoulée',
+    'msg.rule.absence': 'aucun message de {device} depuis le {since} ({minutes} min)',
+    'msg.rule.reports_again': '{device} émet de nouveau',
+    'msg.rule.condition_active': 'condition toujours vraie depuis {minutes} min',
+    'msg.rule.aggregate': 'somme de {count} compteurs = {sum} (alerte {warning}, critique {critical})',
+    'msg.rule.quarantined': '{device} mis en quarantaine par {actor} : {reason}',
+    'msg.cyber.silence': 'Capteur muet pendant que ses voisins sont en alarme — {subject}',
+    'msg.cyber.flood': 'Avalanche de messages d’un capteur — {subject}',
+    'msg.cyber.impossible_jump': 'Saut de valeurs physiquement impossible — {subject}',
+    'msg.cyber.clock_skew': 'Horloge du capteur décalée — {subject}',
+    'msg.cyber.replay': 'Message signé rejoué — {subject}',
+    'msg.cyber.bad_signature': 'Message signé falsifié (signature invalide) — {subject}',
+    'msg.cyber.unregistered': 'Messages au nom de capteurs non enregistrés — {subject}',
+    'msg.cyber.topic_mismatch': 'Message au nom d’un autre capteur que celui de son topic — {subject}',
+    'msg.cyber.brute_force': 'Rafale d’échecs d’authentification — {subject}',
+    'msg.cyber.firmware_change': 'Micrologiciel du capteur modifié — {subject}',
+    'msg.cyber.identity_change': 'Identifiants d’un capteur utilisés depuis une nouvelle identité réseau — {subject}',
+    'msg.cyber.ev.flood': '{device} a dépassé {rate} messages/min (rafale {burst}) le {time}',
+    'msg.cyber.ev.clock_ahead': '{device} : heure de mesure {time} en avance de {seconds} s sur la réception {received}',
+    'msg.cyber.ev.clock_behind': '{device} : heure de mesure {time} en retard de {seconds} s sur la réception {received}',
+    'msg.cyber.ev.jump_people': '{device}.{field} : un saut entre {from} et {to} ; au plus {max}/min est physiquement possible',
+    'msg.cyber.ev.jump': '{device}.{field} : {before} à {from} puis {after} à {to} ; au plus {max}/min est physiquement possible',
+    'msg.cyber.ev.firmware': '{device} : micrologiciel « {old} » devenu « {new} » le {time}',
+    'msg.cyber.ev.auth_client': '{count} échecs d’authentification pour « {who} » en {seconds} s (dernier depuis {address})',
+    'msg.cyber.ev.auth_address': '{count} échecs d’authentification depuis l’adresse {address} en {seconds} s (dernier pour « {who} »)',
+    'msg.cyber.ev.unknown_address': 'une adresse inconnue',
+    'msg.cyber.ev.unknown': 'inconnue',
+    'msg.cyber.ev.identity': '« {user} » connecté comme client « {client} » depuis {address} (auparavant client « {old_client} » depuis {old_address})',
+    'msg.cyber.ev.bad_signature': 'message signé pour « {device} » dont le code d’authentification est faux',
+    'msg.cyber.ev.unsigned': 'message non signé pour « {device} », dont le type exige la signature',
+    'msg.cyber.ev.replay': 'message signé pour « {device} » avec le compteur {counter}, déjà vu (plus haut reçu : {last})',
+    'msg.cyber.ev.unregistered_one': 'un message de « {publisher} » nomme {count} capteur non enregistré{tags}',
+    'msg.cyber.ev.unregistered_many': 'un message de « {publisher} » nomme {count} capteurs non enregistrés{tags}',
+    'msg.cyber.ev.unregistered_unknown_one': 'un message d’un émetteur inconnu nomme {count} capteur non enregistré{tags}',
+    'msg.cyber.ev.unregistered_unknown_many': 'un message d’un émetteur inconnu nomme {count} capteurs non enregistrés{tags}',
+    'msg.cyber.ev.name_tags': ' (étiquettes {tags})',
+    'msg.cyber.ev.topic_mismatch_known': 'message sur le topic de « {topic} » au nom de « {named} »',
+    'msg.cyber.ev.topic_mismatch': 'message sur le topic de « {topic} » au nom de {named}',
+    'msg.cyber.ev.silence': '{device} muet depuis {minutes} min (battement de cœur {heartbeat} min, depuis le {since}) alors que son voisin {neighbour} ({distance} m) signale une condition levée',
+    'msg.cyber.evidence': '{evidence} [ATT&CK pour ICS {technique} {name}]',
+    'msg.bool.true': 'oui',
+    'msg.bool.false': 'non',
+    'msg.duration.h': '{n} h',
+    'msg.duration.m': '{n} min',
+    'msg.duration.s': '{n} s',
   },
   en: {
     'app.name': 'Beffroi',
@@ -1257,6 +1354,103 @@ const TABLES = {
     'crisis.text.role': '{role}: {holder}',
     'crisis.text.role_vacant': '{role}: vacant',
     'crisis.text.closed': 'Closed: {summary}',
+    'privacy.detail.before': 'before',
+    'privacy.detail.since': 'since',
+    'privacy.detail.entries': 'entries',
+    'privacy.detail.purpose': 'purpose',
+    'privacy.detail.justification': 'justification',
+    'privacy.detail.incident': 'incident',
+    'privacy.detail.removed': 'removed',
+    'privacy.detail.redacted': 'redacted',
+    'privacy.detail.subject': 'subject',
+    'privacy.detail.reason': 'reason',
+    'privacy.detail.limit': 'limit',
+    'privacy.detail.unmasked_in_24h': 'unmasked in 24 h',
+    'privacy.detail.until': 'until',
+    'privacy.detail.held': 'held',
+    'privacy.detail.id': 'id',
+    'privacy.detail.request': 'request',
+    'privacy.detail.device': 'device',
+    'privacy.detail.field': 'field',
+    'privacy.detail.count': 'count',
+    // Messages of the server (code → template), rendered by `tMessage`.
+    'msg.incident.opened': '{severity} — {evidence}',
+    'msg.incident.raised_again': '{evidence}',
+    'msg.incident.reopened_by_rule': '{evidence}',
+    'msg.incident.severity_raised': 'severity {from} → {to}',
+    'msg.incident.severity_raised_by': 'severity {from} → {to}: {evidence}',
+    'msg.incident.auto_resolved': '{evidence}',
+    'msg.incident.condition_cleared': '{evidence}',
+    'msg.incident.assigned': '{owner}',
+    'msg.incident.step_done': '{step}. {text}',
+    'msg.incident.closed_unattended': 'resolved for {after} without being closed',
+    'msg.incident.not_acknowledged': 'not acknowledged after {after}',
+    'msg.crisis.opened': 'opened: {kind} — {title} (level {level})',
+    'msg.crisis.incident_attached': '#{incident} {title} — attached to the crisis',
+    'msg.crisis.incident_logged': '#{incident} {title} — {action}',
+    'msg.crisis.incident_logged_detail': '#{incident} {title} — {action}: {detail}',
+    'msg.crisis.level': 'level {from} → {to}',
+    'msg.crisis.role_held': 'role {role}: {holder}',
+    'msg.crisis.role_vacant': 'role {role}: vacant',
+    'msg.crisis.closed': 'closed: {summary}',
+    'msg.rule.reading': '{device} {field} = {value} ({op})',
+    'msg.rule.reading_sustained': '{device} {field} = {value} ({op}) for {minutes} min',
+    'msg.rule.back_to': '{device} back to {field} = {value}',
+    'msg.rule.op.above': '> {x}',
+    'msg.rule.op.below': '< {x}',
+    'msg.rule.op.equals': '= {x}',
+    'msg.rule.op.not_equals': '≠ {x}',
+    'msg.rule.op.between': 'between {a} and {b}',
+    'msg.rule.op.outside': 'outside [{a}, {b}]',
+    'msg.rule.rate': '{count} × {field} {op} within {seconds} s at {device}',
+    'msg.rule.rate_cleared': 'rate back below its count',
+    'msg.rule.correlation_site': '{count} conditions within {seconds} s (same site), last {device} {field} {value}',
+    'msg.rule.correlation_radius': '{count} conditions within {seconds} s (within {radius} m), last {device} {field} {value}',
+    'msg.rule.correlation_passed': 'correlation window passed',
+    'msg.rule.absence': 'no message from {device} since {since} ({minutes} min)',
+    'msg.rule.reports_again': '{device} reports again',
+    'msg.rule.condition_active': 'condition active for {minutes} min',
+    'msg.rule.aggregate': 'sum of {count} counters = {sum} (warning {warning}, critical {critical})',
+    'msg.rule.quarantined': '{device} quarantined by {actor}: {reason}',
+    'msg.cyber.silence': 'Device silenced while its neighbours raise an alarm — {subject}',
+    'msg.cyber.flood': 'Message flood from a device — {subject}',
+    'msg.cyber.impossible_jump': 'Physically impossible jump in reported values — {subject}',
+    'msg.cyber.clock_skew': 'Device clock skewed — {subject}',
+    'msg.cyber.replay': 'Replayed signed message — {subject}',
+    'msg.cyber.bad_signature': 'Forged signed message (bad signature) — {subject}',
+    'msg.cyber.unregistered': 'Messages naming unregistered devices — {subject}',
+    'msg.cyber.topic_mismatch': 'Message names another device than its topic — {subject}',
+    'msg.cyber.brute_force': 'Burst of authentication failures — {subject}',
+    'msg.cyber.firmware_change': 'Device firmware changed — {subject}',
+    'msg.cyber.identity_change': 'Device credential used from a new network identity — {subject}',
+    'msg.cyber.ev.flood': '{device} exceeded {rate} messages/min (burst {burst}) at {time}',
+    'msg.cyber.ev.clock_ahead': '{device}: event time {time} is {seconds} s ahead of reception {received}',
+    'msg.cyber.ev.clock_behind': '{device}: event time {time} is {seconds} s behind reception {received}',
+    'msg.cyber.ev.jump_people': '{device}.{field}: a jump between {from} and {to}; at most {max}/min is physically possible',
+    'msg.cyber.ev.jump': '{device}.{field}: {before} at {from} then {after} at {to}; at most {max}/min is physically possible',
+    'msg.cyber.ev.firmware': '{device}: firmware `{old}` became `{new}` at {time}',
+    'msg.cyber.ev.auth_client': '{count} authentication failures for `{who}` within {seconds} s (last from {address})',
+    'msg.cyber.ev.auth_address': '{count} authentication failures from address {address} within {seconds} s (last for `{who}`)',
+    'msg.cyber.ev.unknown_address': 'unknown address',
+    'msg.cyber.ev.unknown': 'unknown',
+    'msg.cyber.ev.identity': '`{user}` connected as client `{client}` from {address} (was client `{old_client}` from {old_address})',
+    'msg.cyber.ev.bad_signature': 'signed message for `{device}` whose MAC does not verify',
+    'msg.cyber.ev.unsigned': 'unsigned message for `{device}`, whose kind requires signing',
+    'msg.cyber.ev.replay': 'signed message for `{device}` with counter {counter}, not fresh (highest seen {last})',
+    'msg.cyber.ev.unregistered_one': 'a message from `{publisher}` names {count} unregistered device{tags}',
+    'msg.cyber.ev.unregistered_many': 'a message from `{publisher}` names {count} unregistered devices{tags}',
+    'msg.cyber.ev.unregistered_unknown_one': 'a message from an unknown publisher names {count} unregistered device{tags}',
+    'msg.cyber.ev.unregistered_unknown_many': 'a message from an unknown publisher names {count} unregistered devices{tags}',
+    'msg.cyber.ev.name_tags': ' (name tags {tags})',
+    'msg.cyber.ev.topic_mismatch_known': 'message on the topic of `{topic}` names `{named}`',
+    'msg.cyber.ev.topic_mismatch': 'message on the topic of `{topic}` names {named}',
+    'msg.cyber.ev.silence': '{device} silent for {minutes} min (heartbeat {heartbeat} min) since {since}, while neighbour {neighbour} ({distance} m) reports a raised condition',
+    'msg.cyber.evidence': '{evidence} [ATT&CK for ICS {technique} {name}]',
+    'msg.bool.true': 'yes',
+    'msg.bool.false': 'no',
+    'msg.duration.h': '{n} h',
+    'msg.duration.m': '{n} min',
+    'msg.duration.s': '{n} s',
   },
 };
 
@@ -1321,6 +1515,126 @@ export function fmtAgo(iso, now = Date.now()) {
   if (s < 3600) return t('time.ago.m', { n: Math.floor(s / 60) });
   if (s < 86400) return t('time.ago.h', { n: Math.floor(s / 3600) });
   return t('time.ago.d', { n: Math.floor(s / 86400) });
+}
+
+/** Who did something (`user:NAME`, `rule:ID`, `system`), as people read it. */
+export function actorName(actor) {
+  if (!actor) return '';
+  if (actor === 'system') return t('crisis.actor.system');
+  if (actor.startsWith('rule:')) return t('crisis.actor.rule', { rule: actor.slice(5) });
+  return actor.replace(/^user:(token:)?/, '');
+}
+
+/** A text the server gives in French and, optionally, English: the one of the reader. */
+export function inLang(fr, en) {
+  return lang === 'en' && en ? en : fr;
+}
+
+/** The locale of the current language, for `Intl`. */
+export function locale() {
+  return lang === 'fr' ? 'fr-FR' : 'en-GB';
+}
+
+/** A number as the reader writes it (`3,52` in French), with its unit if it has one. */
+export function fmtNumber(value, unit, maxDigits = 2) {
+  if (value === null || value === undefined || value === '') return '';
+  const n = Number(value);
+  if (!Number.isFinite(n)) return unit ? `${value} ${unit}` : String(value);
+  const s = new Intl.NumberFormat(locale(), { maximumFractionDigits: maxDigits }).format(n);
+  return unit ? `${s} ${unit}` : s;
+}
+
+/** A delay in milliseconds as a person reads it: `1 h 30 min`, `45 s`. */
+export function fmtDuration(ms) {
+  const s = Math.max(0, Math.round(Number(ms) / 1000));
+  const [h, m, sec] = [Math.floor(s / 3600), Math.floor(s / 60) % 60, s % 60];
+  const parts = [];
+  if (h) parts.push(t('msg.duration.h', { n: fmtNumber(h) }));
+  if (m) parts.push(t('msg.duration.m', { n: fmtNumber(m) }));
+  if (sec || !parts.length) parts.push(t('msg.duration.s', { n: fmtNumber(sec) }));
+  return parts.join(' ');
+}
+
+/** Date and time in the current language, in a given time zone (the territory's). */
+export function fmtTimeIn(iso, timeZone) {
+  if (!iso) return '';
+  const opts = { day: '2-digit', month: '2-digit', hour: '2-digit', minute: '2-digit', second: '2-digit' };
+  if (timeZone) opts.timeZone = timeZone;
+  try {
+    return new Intl.DateTimeFormat(locale(), opts).format(new Date(iso));
+  } catch {
+    return fmtTime(iso);
+  }
+}
+
+const ENUM_KEYS = {
+  crisis_kind: (id) => `crisis.kind.${id}`,
+  action: (id) => `handover.action.${id}`,
+  bool: (id) => `msg.bool.${id}`,
+};
+
+/** One parameter of a server message, in the current language. `ctx` may give
+ * `role(id)` (a crisis role's name), `person(id)` (a display name) and `timeZone`. */
+function messageParam(p, ctx, name) {
+  if (!p || typeof p !== 'object') return '';
+  if (name === 'title' && 'text' in p) return localTitle(p.text);
+  if ('int' in p) return fmtNumber(p.int);
+  if ('number' in p) return fmtNumber(p.number, p.unit, 3);
+  if ('text' in p) return p.text;
+  if ('severity' in p) return t(`severity.${p.severity}`).toLowerCase();
+  if ('duration_ms' in p) return fmtDuration(p.duration_ms);
+  if ('time_ms' in p) return fmtTimeIn(new Date(p.time_ms).toISOString(), ctx.timeZone);
+  if ('device' in p) return p.device;
+  if ('user' in p) return ctx.person ? ctx.person(p.user) : p.user.replace(/^user:(token:)?/, '');
+  if ('incident' in p) return String(p.incident);
+  if ('enum' in p) {
+    if (p.enum === 'crisis_role') return ctx.role ? ctx.role(p.id) : p.id;
+    const key = ENUM_KEYS[p.enum];
+    return key ? tOr(key(p.id), p.id).toLowerCase() : p.id;
+  }
+  if ('message' in p) return tMessage(p.message, ctx);
+  return '';
+}
+
+/** A server message (`{code, params}`) in the current language; `fallback` (the server's
+ * English text) only for a code this console does not know. */
+export function tMessage(msg, ctx = {}, fallback = '') {
+  if (!msg || !msg.code) return fallback;
+  const tpl = TABLES[lang][`msg.${msg.code}`] ?? TABLES.fr[`msg.${msg.code}`];
+  if (tpl === undefined) return fallback || msg.code;
+  const params = msg.params || {};
+  return tpl.replace(/\{(\w+)\}/g, (m, k) => (k in params ? messageParam(params[k], ctx, k) : ''));
+}
+
+/** Numbers a text written by the deployment received from the server as they were read
+ * (`(3.016 m)` in a rule's title), written the reader's way. */
+export function localNumbers(text) {
+  if (!text) return text ?? '';
+  // Four-digit numbers (a year) stay ungrouped.
+  const f = new Intl.NumberFormat(locale(), { maximumFractionDigits: 3, useGrouping: 'min2' });
+  return String(text).replace(/(?<![\w.,-])\d+(?:\.\d+)?(?![\w.,-]*\d)/g, (n) => f.format(Number(n)));
+}
+
+/** An incident's title in the reader's language: the message the server composed it from,
+ * else the deployment's title with its numbers written the reader's way. */
+export function incidentTitle(i) {
+  if (!i) return '';
+  return i.title_message ? tMessage(i.title_message, {}, i.title) : localTitle(i.title);
+}
+
+/** A title the API gives as text only (a crisis log line, the handover, a unit's
+ * missions): a title the server composed (`cyber.*`, recognised by its English template) in
+ * the reader's language, else the deployment's title with its numbers written their way. */
+export function localTitle(text) {
+  if (!text) return text ?? '';
+  for (const [key, tpl] of Object.entries(TABLES.en)) {
+    if (!key.startsWith('msg.cyber.') || key.startsWith('msg.cyber.ev') || key === 'msg.cyber.evidence') continue;
+    const prefix = tpl.split('{subject}')[0];
+    if (prefix && text.startsWith(prefix)) {
+      return tMessage({ code: key.slice(4), params: { subject: { text: text.slice(prefix.length) } } });
+    }
+  }
+  return localNumbers(text);
 }
 
 document.documentElement.lang = lang;

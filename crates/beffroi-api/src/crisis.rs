@@ -98,6 +98,10 @@ pub struct CrisisLogDto {
     pub kind: String,
     pub text: String,
     pub incident: Option<u64>,
+    /// What a system or incident line says, for the console to render in the reader's
+    /// language (`text` is its English rendering); absent for an operator's entry.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<crate::dto::MessageDto>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -143,6 +147,7 @@ impl CrisisDto {
                     kind: e.kind.as_str().into(),
                     text: e.text.to_string(),
                     incident: e.incident.map(|i| i.0),
+                    message: e.message.as_ref().map(Into::into),
                 })
                 .collect(),
             incidents: nested

@@ -44,6 +44,10 @@ pub struct IncidentDto {
     pub escalated_at: Option<String>,
     /// For a `cyber` incident: the MITRE ATT&CK for ICS technique its anomaly suggests.
     pub technique: Option<TechniqueDto>,
+    /// The title as a message, when the server composed it (a `cyber` incident), for the
+    /// console to render in the reader's language; `title` is its English rendering.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub title_message: Option<MessageDto>,
 }
 
 /// A MITRE ATT&CK for ICS technique.
@@ -92,6 +96,11 @@ impl IncidentDto {
                 name: t.name.into(),
                 url: format!("https://attack.mitre.org/techniques/{}/", t.id),
             }),
+            title_message: beffroi_engine::sentinel::incident_title_message(
+                t, &i.rule, &i.key, &i.title,
+            )
+            .as_ref()
+            .map(Into::into),
         }
     }
 }
@@ -122,7 +131,12 @@ pub struct LogEntryDto {
     /// `user:NAME`, `rule:ID` or `system`
     pub actor: String,
     pub action: String,
+    /// English rendering of `message` (or free text when there is no message).
     pub detail: String,
+    /// What the line says, for the console to render in the reader's language; absent for
+    /// free text and for lines written before messages existed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<MessageDto>,
 }
 
 impl From<&LogEntry> for LogEntryDto {
@@ -132,6 +146,28 @@ impl From<&LogEntry> for LogEntryDto {
             actor: e.actor.to_string(),
             action: e.action.to_string(),
             detail: e.detail.to_string(),
+            message: e.message.as_ref().map(MessageDto::from),
+        }
+    }
+}
+
+/// A message code and its parameters (see `docs/formats.md`, *Messages*): each parameter is
+/// an object with one key naming its type (`int`, `number` + `unit`, `text`, `severity`,
+/// `duration_ms`, `time_ms`, `device`, `user`, `incident`, `enum` + `id`, `message`).
+#[derive(Serialize, ToSchema)]
+pub struct MessageDto {
+    /// A code of the catalogue, e.g. `incident.not_acknowledged`.
+    pub code: String,
+    #[schema(value_type = Object)]
+    pub params: serde_json::Value,
+}
+
+impl From<&beffroi_core::Message> for MessageDto {
+    fn from(m: &beffroi_core::Message) -> Self {
+        let mut v = beffroi_engine::message_json::to_json(m);
+        MessageDto {
+            code: m.code.to_string(),
+            params: v["params"].take(),
         }
     }
 }
@@ -147,6 +183,21 @@ pub struct IncidentDetailDto {
     /// The pseudonyms recorded from the reading that raised the incident: the only ones
     /// that may be unmasked through it (those in its title, evidence or log may not).
     pub carried_pseudonyms: Vec<String>,
+    /// The incident's evidence as a message, when the log holds the one it reads (the
+    /// latest line carrying it), for the console to render in the reader's language.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub evidence_message: Option<MessageDto>,
+}
+
+/// The message of an incident's current evidence: the `evidence` parameter of the latest
+/// log line whose English rendering is the evidence as it stands.
+pub fn evidence_message(i: &Incident, log: &[LogEntry]) -> Option<MessageDto> {
+    log.iter()
+        .rev()
+        .find_map(|e| match e.message.as_ref()?.param("evidence")? {
+            beffroi_core::Param::Message(m) if m.english() == i.evidence => Some((&**m).into()),
+            _ => None,
+        })
 }
 
 impl IncidentDetailDto {
@@ -154,6 +205,7 @@ impl IncidentDetailDto {
     pub fn from_core(i: &Incident, log: &[LogEntry], t: &Territory, now: Timestamp) -> Self {
         IncidentDetailDto {
             carried_pseudonyms: Vec::new(),
+            evidence_message: evidence_message(i, log),
             supervisor_attention: i.supervisor_attention(now),
             incident: IncidentDto::from_core(i, t),
             sop: SopDto {
@@ -269,7 +321,10 @@ pub struct ObservationDto {
 pub struct DeviceDetailDto {
     #[serde(flatten)]
     pub device: DeviceDto,
+    /// The kind's label in French (or its only label).
     pub kind_label: String,
+    /// The kind's label in English, when the kinds file gives one.
+    pub kind_label_en: Option<String>,
     pub dev_eui: Option<String>,
     /// Trust level of the device's latest observation (signed | broker_authenticated |
     /// unauthenticated), if it sent any.

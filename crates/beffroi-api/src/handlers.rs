@@ -598,6 +598,7 @@ pub async fn get_device(
     Ok(Json(DeviceDetailDto {
         device: device_dto(&s, d),
         kind_label: kind.label.to_string(),
+        kind_label_en: kind.label_en.as_deref().map(Into::into),
         dev_eui: t.device(d).dev_eui.as_deref().map(Into::into),
         trust: recent
             .iter()
@@ -928,6 +929,11 @@ pub async fn stream(
                     let mut v = serde_json::to_value(IncidentDto::from_core(&c.incident, &t))
                         .unwrap_or_default();
                     v["created"] = serde_json::Value::Bool(c.created);
+                    // The lines this change adds to the log, each with its message.
+                    v["log"] = serde_json::to_value(
+                        c.log.iter().map(LogEntryDto::from).collect::<Vec<_>>(),
+                    )
+                    .unwrap_or_default();
                     Event::default().event("incident").data(v.to_string())
                 }
                 Ok(LiveEvent::Unit(u)) => {

@@ -54,6 +54,9 @@ pub struct HandoverLogDto {
     pub actor: String,
     pub action: String,
     pub detail: String,
+    /// What the line says, for the console to render in the reader's language.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<crate::dto::MessageDto>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -288,6 +291,7 @@ pub async fn handover(
                 actor: e.entry.actor.to_string(),
                 action: e.entry.action.to_string(),
                 detail: e.entry.detail.to_string(),
+                message: e.entry.message.as_ref().map(Into::into),
             })
             .collect();
         let engaged_units = ops

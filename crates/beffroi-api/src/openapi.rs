@@ -32,7 +32,7 @@ use crate::{crisis, handlers, overview, situations, units};
         crate::unmask::reveal,
     ),
     components(schemas(
-        IncidentDto, IncidentDetailDto, SopDto, SopStepDto, LogEntryDto, ActionRequest,
+        IncidentDto, IncidentDetailDto, SopDto, SopStepDto, LogEntryDto, MessageDto, ActionRequest,
         LoginRequest, LoginResponse, RejectionDto, IngestResponse, StoredRejectionDto,
         DeviceDto, DeviceDetailDto, ObservationDto, TerritoryDto, CommuneDto, RuleDto,
         ErrorBody, ErrorDetail,

@@ -105,6 +105,8 @@ pub struct NoticeRefDto {
     pub device: String,
     pub kind: String,
     pub kind_label: String,
+    /// The kind's label in English, when the kinds file gives one.
+    pub kind_label_en: Option<String>,
     pub site: String,
     pub commune: String,
     /// The public page: `/api/v1/devices/{id}/notice`.
@@ -123,6 +125,7 @@ pub async fn notices(State(s): State<AppState>) -> Result<Json<Vec<NoticeRefDto>
                 device: n.device,
                 kind: n.kind,
                 kind_label: n.kind_label,
+                kind_label_en: n.kind_label_en,
                 site: n.site,
                 commune: n.commune,
             })

@@ -1789,6 +1789,7 @@ async fn alarm_health_counts_the_callers_scope_only() {
         actor: beffroi_core::Actor::Rule("walk".into()),
         action: action.into(),
         detail: beffroi_core::SafeText::default(),
+        message: None,
     };
     // In A: opened 30 minutes ago and raised again four times within 20 minutes (five
     // alarms of one key, four of them within 8 minutes: a chattering key). In B: opened 5 minutes ago.

@@ -82,6 +82,7 @@ fn entry(at: i64, actor: Actor, action: &'static str) -> LogEntry {
         actor,
         action: action.into(),
         detail: SafeText::from("detail"),
+        message: None,
     }
 }
 

@@ -56,4 +56,8 @@ pub struct Alarm {
     /// observations of that device at that time in the same payload). Set by the engine,
     /// never from rule text; empty for ticks, clears and security findings.
     pub carries: Vec<Arc<str>>,
+    /// The evidence as a message, for the console to render in the reader's language;
+    /// `evidence` is its English rendering. `None` where the evidence is not composed by
+    /// the program (or is empty).
+    pub evidence_message: Option<crate::message::Message>,
 }

@@ -175,6 +175,7 @@ mod tests {
             actor,
             action: action.into(),
             detail: crate::SafeText::default(),
+            message: None,
         };
         let rule = || Actor::Rule("r".into());
         assert!(is_arrival(&entry(rule(), "opened")));

@@ -9,6 +9,7 @@
 //! holds the incident's commune logs it and counts the incident among its own, so incidents
 //! opened later join it as they open.
 
+use crate::message::{Message, Param};
 use crate::text::SafeText;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -97,6 +98,10 @@ pub struct CrisisLogEntry {
     pub kind: CrisisLogKind,
     pub text: SafeText,
     pub incident: Option<IncidentId>,
+    /// What a system or incident line says, for the console to render in the reader's
+    /// language; `text` is its English rendering. `None` for an operator's entry and for
+    /// lines written before messages existed.
+    pub message: Option<Message>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -231,17 +236,17 @@ impl CrisisBoard {
         check_level(req.level)?;
         let id = CrisisId(self.next_id);
         self.next_id += 1;
+        let opened = Message::new("crisis.opened")
+            .with("kind", enum_param("crisis_kind", req.kind.as_str()))
+            .text("title", &req.title.trimmed())
+            .with("level", Param::Int(req.level.into()));
         let entry = CrisisLogEntry {
             at,
             actor: actor.clone(),
             kind: CrisisLogKind::System,
-            text: crate::safe_format!(
-                "opened: {} — {} (level {})",
-                req.kind.as_str(),
-                req.title.trim(),
-                req.level
-            ),
+            text: opened.english(),
             incident: None,
+            message: Some(opened),
         };
         let mut communes = req.communes;
         communes.sort_unstable();
@@ -253,12 +258,18 @@ impl CrisisBoard {
             .collect();
         attached.sort_unstable_by_key(|i| i.id);
         let mut log = vec![entry];
-        log.extend(attached.iter().map(|inc| CrisisLogEntry {
-            at,
-            actor: actor.clone(),
-            kind: CrisisLogKind::Incident,
-            text: crate::safe_format!("#{} {} — attached", inc.id, inc.title),
-            incident: Some(inc.id),
+        log.extend(attached.iter().map(|inc| {
+            let m = Message::new("crisis.incident_attached")
+                .with("incident", Param::Incident(inc.id))
+                .text("title", &inc.title);
+            CrisisLogEntry {
+                at,
+                actor: actor.clone(),
+                kind: CrisisLogKind::Incident,
+                text: m.english(),
+                incident: Some(inc.id),
+                message: Some(m),
+            }
         }));
         let incidents: BTreeSet<IncidentId> = attached.iter().map(|i| i.id).collect();
         let crisis = Arc::new(Crisis {
@@ -306,12 +317,12 @@ impl CrisisBoard {
         if !slot.is_active() {
             return Err(CrisisError::Closed(id.0));
         }
-        let (kind, text) = match cmd {
+        let (kind, said): (CrisisLogKind, Result<SafeText, Message>) = match cmd {
             CrisisCommand::Log(text) => {
                 if text.trim().is_empty() {
                     return Err(CrisisError::Empty("text"));
                 }
-                (CrisisLogKind::Entry, text.trimmed())
+                (CrisisLogKind::Entry, Ok(text.trimmed()))
             }
             CrisisCommand::Level(level) => {
                 check_level(*level)?;
@@ -319,7 +330,9 @@ impl CrisisBoard {
                 Arc::make_mut(slot).level = *level;
                 (
                     CrisisLogKind::System,
-                    crate::safe_format!("level {from} → {level}"),
+                    Err(Message::new("crisis.level")
+                        .with("from", Param::Int(from.into()))
+                        .with("to", Param::Int((*level).into()))),
                 )
             }
             CrisisCommand::Role { role, holder } => {
@@ -340,11 +353,14 @@ impl CrisisBoard {
                         holder: holder.clone(),
                     }),
                 }
-                let text = match &holder {
-                    Some(h) => crate::safe_format!("role {} ({}): {h}", spec.id, spec.name),
-                    None => crate::safe_format!("role {} ({}): vacant", spec.id, spec.name),
+                let m = match &holder {
+                    Some(h) => Message::new("crisis.role_held").text("holder", h),
+                    None => Message::new("crisis.role_vacant"),
                 };
-                (CrisisLogKind::System, text)
+                let m = m
+                    .with("role", enum_param("crisis_role", &spec.id))
+                    .text("name", &SafeText::redacting(&spec.name));
+                (CrisisLogKind::System, Err(m))
             }
             CrisisCommand::Close { summary } => {
                 let c = Arc::make_mut(slot);
@@ -354,9 +370,14 @@ impl CrisisBoard {
                 c.summary = (!summary.is_empty()).then(|| SafeText::redacting(summary));
                 (
                     CrisisLogKind::System,
-                    crate::safe_format!("closed: {summary}"),
+                    Err(Message::new("crisis.closed")
+                        .text("summary", &SafeText::redacting(summary))),
                 )
             }
+        };
+        let (text, message) = match said {
+            Ok(text) => (text, None),
+            Err(m) => (m.english(), Some(m)),
         };
         let entry = CrisisLogEntry {
             at,
@@ -364,6 +385,7 @@ impl CrisisBoard {
             kind,
             text,
             incident: None,
+            message,
         };
         let c = Arc::make_mut(slot);
         c.log.push(entry.clone());
@@ -386,17 +408,29 @@ impl CrisisBoard {
             c.incidents.insert(inc.id);
             let mut log = Vec::new();
             for e in &change.log {
-                let detail = if e.detail.is_empty() {
-                    String::new()
+                let code = if e.detail.is_empty() {
+                    "crisis.incident_logged"
                 } else {
-                    format!(": {}", e.detail)
+                    "crisis.incident_logged_detail"
                 };
+                let mut m = Message::new(code)
+                    .with("incident", Param::Incident(inc.id))
+                    .text("title", &inc.title)
+                    .with("action", enum_param("action", &e.action));
+                if !e.detail.is_empty() {
+                    let detail = match &e.message {
+                        Some(inner) => Param::Message(Box::new(inner.clone())),
+                        None => Param::Text(e.detail.clone()),
+                    };
+                    m = m.with("detail", detail);
+                }
                 log.push(CrisisLogEntry {
                     at: e.at,
                     actor: e.actor.clone(),
                     kind: CrisisLogKind::Incident,
-                    text: crate::safe_format!("#{} {} — {}{detail}", inc.id, inc.title, e.action),
+                    text: m.english(),
                     incident: Some(inc.id),
+                    message: Some(m),
                 });
             }
             c.log.extend(log.iter().cloned());
@@ -416,6 +450,10 @@ fn check_level(level: u8) -> Result<(), CrisisError> {
     } else {
         Err(CrisisError::Level(level))
     }
+}
+
+fn enum_param(of: &'static str, id: &str) -> Param {
+    Param::Enum { of, id: id.into() }
 }
 
 #[cfg(test)]
@@ -452,6 +490,7 @@ mod tests {
                 actor: Actor::User("alice".into()),
                 action: action.into(),
                 detail: crate::SafeText::default(),
+                message: None,
             }],
             pseudonyms: Vec::new(),
         }

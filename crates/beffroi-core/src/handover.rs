@@ -337,6 +337,7 @@ mod tests {
             actor,
             action: action.into(),
             detail: SafeText::default(),
+            message: None,
         }
     }
 

@@ -5,6 +5,7 @@
 //! feeds it alarms and operator actions one at a time, which makes "open or update"
 //! atomic without locks.
 
+use crate::message::{Message, Param};
 use crate::text::SafeText;
 use std::collections::HashMap;
 use std::fmt;
@@ -132,6 +133,10 @@ pub struct LogEntry {
     /// Machine-readable action: `opened`, `acknowledged`, `escalated`, `comment`…
     pub action: Arc<str>,
     pub detail: SafeText,
+    /// What the line says, as a code and parameters for the console to render in the
+    /// reader's language; `detail` is its English rendering. `None` for free text (a
+    /// comment) and for lines written before messages existed.
+    pub message: Option<Message>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -387,18 +392,31 @@ impl IncidentBook {
                         inc.status = Status::New;
                         inc.resolved_at = None;
                         inc.acknowledged_at = None;
-                        log.push(entry(at, &actor, "reopened", alarm.evidence.clone()));
+                        log.push(said(
+                            at,
+                            &actor,
+                            "reopened",
+                            evidence_msg("incident.reopened_by_rule", alarm),
+                        ));
                     } else if !was_active {
-                        log.push(entry(at, &actor, "raised_again", alarm.evidence.clone()));
+                        log.push(said(
+                            at,
+                            &actor,
+                            "raised_again",
+                            evidence_msg("incident.raised_again", alarm),
+                        ));
                     }
                     if alarm.severity > inc.severity {
-                        let detail = crate::safe_format!(
-                            "severity {} → {}",
-                            inc.severity.as_str(),
-                            alarm.severity.as_str()
-                        );
+                        let detail = if alarm.evidence.is_empty() {
+                            Message::new("incident.severity_raised")
+                        } else {
+                            evidence_msg("incident.severity_raised_by", alarm)
+                        };
+                        let detail = detail
+                            .with("from", Param::Severity(inc.severity))
+                            .with("to", Param::Severity(alarm.severity));
                         inc.severity = alarm.severity;
-                        log.push(entry(at, &actor, "escalated", detail));
+                        log.push(said(at, &actor, "escalated", detail));
                     }
                 }
                 AlarmKind::Clear => {
@@ -409,13 +427,18 @@ impl IncidentBook {
                     if inc.status.is_open() && alarm.auto_resolve {
                         inc.status = Status::Resolved;
                         inc.resolved_at = Some(at);
-                        log.push(entry(at, &actor, "auto_resolved", alarm.evidence.clone()));
+                        log.push(said(
+                            at,
+                            &actor,
+                            "auto_resolved",
+                            evidence_msg("incident.auto_resolved", alarm),
+                        ));
                     } else {
-                        log.push(entry(
+                        log.push(said(
                             at,
                             &actor,
                             "condition_cleared",
-                            alarm.evidence.clone(),
+                            evidence_msg("incident.condition_cleared", alarm),
                         ));
                     }
                 }
@@ -484,11 +507,12 @@ impl IncidentBook {
             reminded_at: None,
             escalated_at: None,
         };
-        let log = vec![entry(
+        let log = vec![said(
             at,
             &actor,
             "opened",
-            crate::safe_format!("{} — {}", alarm.severity.as_str(), alarm.evidence),
+            evidence_msg("incident.opened", alarm)
+                .with("severity", Param::Severity(alarm.severity)),
         )];
         self.by_key.insert(inc.key.clone(), id);
         self.by_id.insert(id, inc.clone());
@@ -517,14 +541,14 @@ impl IncidentBook {
             action: action.name(),
             from: inc.status.as_str(),
         };
-        let (log_action, detail): (&'static str, SafeText) = match action {
+        let (log_action, detail): (&'static str, Said) = match action {
             IncidentAction::Acknowledge => {
                 if inc.status != Status::New {
                     return Err(not_allowed(inc));
                 }
                 inc.status = Status::Acknowledged;
                 inc.acknowledged_at = Some(at);
-                ("acknowledged", SafeText::default())
+                ("acknowledged", Said::Nothing)
             }
             IncidentAction::Start => {
                 if !matches!(inc.status, Status::New | Status::Acknowledged) {
@@ -534,7 +558,7 @@ impl IncidentBook {
                     inc.acknowledged_at = Some(at);
                 }
                 inc.status = Status::InProgress;
-                ("started", SafeText::default())
+                ("started", Said::Nothing)
             }
             IncidentAction::Resolve => {
                 if !inc.status.is_open() {
@@ -542,7 +566,7 @@ impl IncidentBook {
                 }
                 inc.status = Status::Resolved;
                 inc.resolved_at = Some(at);
-                ("resolved", SafeText::default())
+                ("resolved", Said::Nothing)
             }
             IncidentAction::Close => {
                 if inc.status != Status::Resolved {
@@ -550,7 +574,7 @@ impl IncidentBook {
                 }
                 inc.status = Status::Closed;
                 inc.closed_at = Some(at);
-                ("closed", SafeText::default())
+                ("closed", Said::Nothing)
             }
             IncidentAction::Reopen => {
                 if !matches!(inc.status, Status::Resolved | Status::Closed) {
@@ -560,7 +584,7 @@ impl IncidentBook {
                 inc.resolved_at = None;
                 inc.closed_at = None;
                 inc.acknowledged_at = Some(at);
-                ("reopened", SafeText::default())
+                ("reopened", Said::Nothing)
             }
             IncidentAction::Assign(owner) => {
                 if inc.status == Status::Closed {
@@ -570,13 +594,18 @@ impl IncidentBook {
                     return Err(TransitionError::EmptyText);
                 }
                 inc.owner = Some(owner.clone());
-                ("assigned", SafeText::redacting(owner))
+                (
+                    "assigned",
+                    Said::Message(
+                        Message::new("incident.assigned").with("owner", Param::User(owner.clone())),
+                    ),
+                )
             }
             IncidentAction::Comment(text) => {
                 if text.trim().is_empty() {
                     return Err(TransitionError::EmptyText);
                 }
-                ("comment", text.clone())
+                ("comment", Said::Text(text.clone()))
             }
             IncidentAction::CompleteStep(i) => {
                 if inc.status == Status::Closed {
@@ -588,14 +617,21 @@ impl IncidentBook {
                 }
                 step.done_at = Some(at);
                 step.done_by = Some(actor.to_string().into());
-                ("step_done", crate::safe_format!("{}. {}", i + 1, step.text))
+                (
+                    "step_done",
+                    Said::Message(
+                        Message::new("incident.step_done")
+                            .with("step", Param::Int(*i as i64 + 1))
+                            .with("text", Param::Text(SafeText::redacting(&step.text))),
+                    ),
+                )
             }
         };
         inc.updated_at = inc.updated_at.max(at);
         let change = IncidentChange {
             incident: inc.clone(),
             created: false,
-            log: vec![entry(at, actor, log_action, detail)],
+            log: vec![detail.entry(at, actor, log_action)],
             pseudonyms: Vec::new(),
         };
         if inc.status == Status::Closed {
@@ -624,8 +660,10 @@ impl IncidentBook {
         for id in due {
             if let Ok(mut change) = self.act(id, &IncidentAction::Close, &Actor::System, now) {
                 for e in &mut change.log {
-                    e.detail =
-                        crate::safe_format!("resolved for {} without being closed", human(after));
+                    let m = Message::new("incident.closed_unattended")
+                        .with("after", Param::Duration(after));
+                    e.detail = m.english();
+                    e.message = Some(m);
                 }
                 changes.push(change);
             }
@@ -659,11 +697,11 @@ impl IncidentBook {
                 && waited >= after
             {
                 inc.reminded_at = Some(now);
-                log.push(entry(
+                log.push(said(
                     now,
                     &Actor::System,
                     "reminder",
-                    crate::safe_format!("not acknowledged after {}", human(after)),
+                    Message::new("incident.not_acknowledged").with("after", Param::Duration(after)),
                 ));
             }
             if let Some(after) = d.escalate_after
@@ -671,11 +709,11 @@ impl IncidentBook {
                 && waited >= after
             {
                 inc.escalated_at = Some(now);
-                log.push(entry(
+                log.push(said(
                     now,
                     &Actor::System,
                     "escalated_to_supervisor",
-                    crate::safe_format!("not acknowledged after {}", human(after)),
+                    Message::new("incident.not_acknowledged").with("after", Param::Duration(after)),
                 ));
             }
             if !log.is_empty() {
@@ -693,21 +731,30 @@ impl IncidentBook {
     }
 }
 
-/// `90s` → `1m30s`, `2h` → `2h`: a delay as an operator reads it.
-fn human(d: Duration) -> String {
-    let s = d.millis() / 1000;
-    let (h, m, sec) = (s / 3600, (s / 60) % 60, s % 60);
-    let mut out = String::new();
-    if h > 0 {
-        out.push_str(&format!("{h}h"));
+/// What a log line says: nothing more than its action, free text, or a message.
+enum Said {
+    Nothing,
+    Text(SafeText),
+    Message(Message),
+}
+
+impl Said {
+    fn entry(self, at: Timestamp, actor: &Actor, action: &'static str) -> LogEntry {
+        match self {
+            Said::Nothing => entry(at, actor, action, SafeText::default()),
+            Said::Text(t) => entry(at, actor, action, t),
+            Said::Message(m) => said(at, actor, action, m),
+        }
     }
-    if m > 0 {
-        out.push_str(&format!("{m}m"));
-    }
-    if sec > 0 || out.is_empty() {
-        out.push_str(&format!("{sec}s"));
-    }
-    out
+}
+
+/// A message carrying the alarm's evidence, under `code`.
+fn evidence_msg(code: &'static str, alarm: &Alarm) -> Message {
+    let evidence = match &alarm.evidence_message {
+        Some(m) => Param::Message(Box::new(m.clone())),
+        None => Param::Text(alarm.evidence.clone()),
+    };
+    Message::new(code).with("evidence", evidence)
 }
 
 fn entry(at: Timestamp, actor: &Actor, action: &'static str, detail: SafeText) -> LogEntry {
@@ -716,6 +763,16 @@ fn entry(at: Timestamp, actor: &Actor, action: &'static str, detail: SafeText) -
         actor: actor.clone(),
         action: action.into(),
         detail,
+        message: None,
+    }
+}
+
+/// A log line that says `message`; its detail is the message's English rendering.
+fn said(at: Timestamp, actor: &Actor, action: &'static str, message: Message) -> LogEntry {
+    LogEntry {
+        detail: message.english(),
+        message: Some(message),
+        ..entry(at, actor, action, SafeText::default())
     }
 }
 
@@ -777,6 +834,7 @@ mod tests {
             auto_resolve: true,
             silence: false,
             carries: Vec::new(),
+            evidence_message: None,
         }
     }
 
@@ -835,6 +893,49 @@ mod tests {
         let c4 = b.apply_alarm(&alarm(AlarmKind::Raise, Severity::Minor, 4), &t);
         assert_eq!(c4, None);
         assert_eq!(b.len(), 1);
+    }
+
+    #[test]
+    fn log_lines_quote_the_alarm_evidence_as_a_message() {
+        let t = fixture::small();
+        let mut b = book();
+        let reading = Message::new("rule.condition_active").with("minutes", Param::Int(15));
+        let mut raise = alarm(AlarmKind::Raise, Severity::Major, 1);
+        raise.evidence = reading.english();
+        raise.evidence_message = Some(reading.clone());
+        let c = b.apply_alarm(&raise, &t).expect("opens");
+        let m = c.log[0].message.as_ref().expect("a message");
+        assert_eq!(m.code, "incident.opened");
+        assert_eq!(
+            m.param("evidence"),
+            Some(&Param::Message(Box::new(reading.clone())))
+        );
+        assert_eq!(c.log[0].detail, "major — condition active for 15 min");
+        // A higher severity says the evidence that raised it.
+        let mut up = raise.clone();
+        up.kind = AlarmKind::Escalate;
+        up.severity = Severity::Critical;
+        let c = b.apply_alarm(&up, &t).expect("escalates");
+        let line = c
+            .log
+            .iter()
+            .find(|e| &*e.action == "escalated")
+            .expect("escalated");
+        assert_eq!(
+            line.message.as_ref().map(|m| m.code),
+            Some("incident.severity_raised_by")
+        );
+        assert_eq!(
+            line.detail,
+            "severity major → critical: condition active for 15 min"
+        );
+        // A comment is the operator's text, with no message.
+        let id = c.incident.id;
+        let op = Actor::User("alice".into());
+        let c = b
+            .act(id, &IncidentAction::Comment("vu".into()), &op, Timestamp(3))
+            .expect("comment");
+        assert_eq!((c.log[0].detail.as_str(), &c.log[0].message), ("vu", &None));
     }
 
     #[test]
@@ -919,6 +1020,10 @@ mod tests {
         assert_eq!(&*c[0].log[0].action, "closed");
         assert_eq!(c[0].log[0].actor, Actor::System);
         assert_eq!(c[0].log[0].detail, "resolved for 24h without being closed");
+        assert_eq!(
+            c[0].log[0].message.as_ref().map(|m| m.code),
+            Some("incident.closed_unattended")
+        );
         assert!(b.get(id).is_none(), "a closed incident leaves the book");
     }
 
@@ -940,6 +1045,14 @@ mod tests {
         assert_eq!(c.len(), 1);
         assert_eq!(&*c[0].log[0].action, "reminder");
         assert_eq!(c[0].log[0].detail, "not acknowledged after 2m");
+        // The line says it as a message too, whose English is the detail.
+        let m = c[0].log[0].message.as_ref().expect("a message");
+        assert_eq!(m.code, "incident.not_acknowledged");
+        assert_eq!(
+            m.param("after"),
+            Some(&Param::Duration(Duration::from_mins(2)))
+        );
+        assert_eq!(m.english(), c[0].log[0].detail);
         assert_eq!(c[0].incident.reminded_at, Some(clock.now()));
         assert!(c[0].incident.escalated_at.is_none());
         clock.advance(Duration::from_secs(60));

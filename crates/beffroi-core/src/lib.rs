@@ -17,6 +17,7 @@ pub mod event;
 pub mod geo;
 pub mod handover;
 pub mod incident;
+pub mod message;
 pub mod observation;
 pub mod overview;
 pub mod privacy;
@@ -40,6 +41,7 @@ pub use incident::{
     Actor, Incident, IncidentAction, IncidentBook, IncidentChange, IncidentId, LogEntry, Severity,
     SopStep, Status, TransitionError,
 };
+pub use message::{Message, Param};
 pub use observation::{Observation, Value};
 pub use privacy::PrivacyPolicy;
 pub use security::{SecuritySignal, Trust};

@@ -292,7 +292,10 @@ impl FieldSpec {
 #[derive(Clone, Debug)]
 pub struct DeviceKind {
     pub id: Arc<str>,
+    /// The label people read, in French (or the kind's only label).
     pub label: Arc<str>,
+    /// The label in English, when the kinds file gives one (`label = { fr, en }`).
+    pub label_en: Option<Arc<str>>,
     pub heartbeat: Option<Duration>,
     pub fields: Vec<FieldSpec>,
     /// Whether the kind's devices sign their messages (signed telemetry envelope).
@@ -645,6 +648,7 @@ pub mod fixture {
             .add_kind(DeviceKind {
                 id: "level".into(),
                 label: "Level".into(),
+                label_en: None,
                 heartbeat: Some(Duration::from_mins(10)),
                 signing: Signing::None,
                 purpose: None,
@@ -671,6 +675,7 @@ pub mod fixture {
             .add_kind(DeviceKind {
                 id: "alarm".into(),
                 label: "Alarm".into(),
+                label_en: None,
                 heartbeat: None,
                 signing: Signing::None,
                 purpose: None,

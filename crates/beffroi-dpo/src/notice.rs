@@ -22,6 +22,8 @@ pub struct Notice {
     pub device: String,
     pub kind: String,
     pub kind_label: String,
+    /// The kind's label in English, when the kinds file gives one.
+    pub kind_label_en: Option<String>,
     pub site: String,
     pub site_id: String,
     pub commune: String,
@@ -132,6 +134,7 @@ fn of_device(t: &Territory, reg: &crate::Register, d: DeviceIdx) -> Option<Notic
         device: dev.id.to_string(),
         kind: k.id.to_string(),
         kind_label: k.label.to_string(),
+        kind_label_en: k.label_en.as_deref().map(Into::into),
         site: site.name.to_string(),
         site_id: site.id.to_string(),
         commune: commune.name.to_string(),

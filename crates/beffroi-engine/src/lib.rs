@@ -16,6 +16,7 @@ pub mod binding;
 pub mod envelope;
 pub mod events;
 pub mod live;
+pub mod message_json;
 pub mod metrics;
 pub mod operations;
 pub mod pipeline;

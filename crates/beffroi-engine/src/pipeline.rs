@@ -595,6 +595,7 @@ impl Pipeline {
                 for e in &mut c.log {
                     if let Some(t) = erase_pseudonyms(&e.text, pseudonyms) {
                         e.text = SafeText::redacting(&t);
+                        e.message = None;
                         changed = true;
                     }
                 }
@@ -1626,12 +1627,16 @@ impl Pipeline {
         now: Timestamp,
         out: &mut Output,
     ) {
-        let why = beffroi_core::safe_format!(
-            "{} quarantined by {}: {}",
-            self.territory.device(act.device).id,
-            act.actor,
-            act.reason
-        );
+        let why = beffroi_core::Message::new("rule.quarantined")
+            .device("device", &self.territory.device(act.device).id)
+            .with(
+                "actor",
+                beffroi_core::Param::User(act.actor.to_string().into()),
+            )
+            .with(
+                "reason",
+                beffroi_core::Param::Text(beffroi_core::SafeText::redacting(&act.reason)),
+            );
         let mut cleared = Vec::new();
         self.eval.forget_device(act.device, now, &why, &mut cleared);
         let keys: Vec<_> = cleared.iter().map(|a| a.key.clone()).collect();
@@ -1644,14 +1649,22 @@ impl Pipeline {
             if inc.status.is_open() && !inc.condition_active {
                 let id = inc.id;
                 for action in [
-                    IncidentAction::Comment(why.clone()),
+                    IncidentAction::Comment(why.english()),
                     IncidentAction::Resolve,
                 ] {
                     match self
                         .book
                         .act(id, &action, &beffroi_core::Actor::System, now)
                     {
-                        Ok(change) => self.record(change, now, out),
+                        Ok(mut change) => {
+                            // The system's note says why, in the reader's language.
+                            if matches!(action, IncidentAction::Comment(_)) {
+                                for e in &mut change.log {
+                                    e.message = Some(why.clone());
+                                }
+                            }
+                            self.record(change, now, out)
+                        }
                         Err(e) => {
                             tracing::warn!(error = %e, "quarantine could not resolve incident")
                         }

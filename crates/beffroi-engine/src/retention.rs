@@ -386,7 +386,12 @@ pub fn redact_crisis(
     }
     for e in &mut c.log {
         e.actor = actor(&e.actor);
-        e.text = SafeText::redacting(&redact_pseudonyms(&e.text).0);
+        let text = SafeText::redacting(&redact_pseudonyms(&e.text).0);
+        if text != e.text {
+            // The message may carry what was redacted: the English text stands alone.
+            e.message = None;
+        }
+        e.text = text;
     }
     c
 }

@@ -200,27 +200,55 @@ impl SentinelGlue {
             ),
         };
         let tech = f.anomaly.technique();
+        let evidence = beffroi_core::Message::new("cyber.evidence")
+            .with(
+                "evidence",
+                beffroi_core::Param::Message(Box::new(f.message.clone())),
+            )
+            .with("technique", beffroi_core::Param::Text(tech.id.into()))
+            .with("name", beffroi_core::Param::Text(tech.name.into()));
         Alarm {
             kind: AlarmKind::Raise,
             key,
             rule: rule.into(),
             category: CATEGORY.into(),
             severity: f.anomaly.severity(),
-            title: beffroi_core::safe_format!("{} — {who}", f.anomaly.title()),
+            title: title_message(f.anomaly, &who, device.is_some()).english(),
             site,
             device,
             at: f.at,
-            evidence: beffroi_core::safe_format!(
-                "{} [ATT&CK for ICS {} {}]",
-                f.evidence,
-                tech.id,
-                tech.name
-            ),
+            evidence: evidence.english(),
             auto_resolve: false,
             silence: false,
             carries: Vec::new(),
+            evidence_message: Some(evidence),
         }
     }
+}
+
+/// The title of a cyber incident as a message: its anomaly's title and whom it is about.
+fn title_message(anomaly: Anomaly, who: &str, is_device: bool) -> beffroi_core::Message {
+    let subject = if is_device {
+        beffroi_core::Param::Device(who.into())
+    } else {
+        beffroi_core::Param::Text(beffroi_core::SafeText::redacting(who))
+    };
+    beffroi_core::Message::new(anomaly.title_code()).with("subject", subject)
+}
+
+/// The title of a cyber incident as a message, rebuilt from its rule and key (the title is
+/// its English rendering): `None` for another incident, or a title that is not that
+/// rendering (written by another version).
+pub fn incident_title_message(
+    territory: &Territory,
+    rule: &str,
+    key: &DedupKey,
+    title: &str,
+) -> Option<beffroi_core::Message> {
+    let anomaly = Anomaly::from_rule_id(rule)?;
+    let who = key.as_str().split_once("@device:")?.1;
+    let m = title_message(anomaly, who, territory.device_id(who).is_some());
+    (m.english() == title).then_some(m)
 }
 
 /// The technique suggested by a cyber incident's rule (for the API and console).

@@ -1,4 +1,5 @@
 use beffroi_core::SafeText;
+use beffroi_core::message::{Message, Param};
 use std::collections::VecDeque;
 use std::sync::Arc;
 
@@ -310,14 +311,21 @@ impl Evaluator {
             // never gives back a count they withhold.
             let counts: Vec<f64> = st.latest.values().map(|(_, v)| *v).collect();
             let s = self.aggregates.total_text(&counts);
-            (s.clone(), s)
+            (s.clone(), number_or_text(&s, None))
         } else {
-            (format!("{}", sum.round()), format!("{sum}"))
+            (
+                format!("{}", sum.round()),
+                Param::Number {
+                    value: sum,
+                    unit: None,
+                },
+            )
         };
-        let ev = format!(
-            "sum of {} counters = {shown_ev} (warning {warning}, critical {critical})",
-            st.latest.len()
-        );
+        let ev = Message::new("rule.aggregate")
+            .int("count", st.latest.len() as i64)
+            .with("sum", shown_ev)
+            .number("warning", warning)
+            .number("critical", critical);
         let (kind, severity) = match st.level {
             0 if sum >= critical => {
                 st.level = 2;
@@ -340,7 +348,8 @@ impl Evaluator {
         let mut a = self.alarm(rule, kind, site, None, at);
         a.severity = a.severity.max(severity);
         a.title = SafeText::redacting(&a.title.replace("{value}", &shown));
-        a.evidence = SafeText::redacting(&ev);
+        a.evidence = ev.english();
+        a.evidence_message = Some(ev);
         out.push(a);
     }
 
@@ -449,7 +458,13 @@ impl Evaluator {
     /// and per-device rate state go, and each raised condition it alone kept true clears at
     /// `at` with `why` as evidence (its incident resolves if the rule auto-resolves).
     /// Site-level correlation and aggregate inputs are not per device and are kept.
-    pub fn forget_device(&mut self, d: DeviceIdx, at: Timestamp, why: &str, out: &mut Vec<Alarm>) {
+    pub fn forget_device(
+        &mut self,
+        d: DeviceIdx,
+        at: Timestamp,
+        why: &Message,
+        out: &mut Vec<Alarm>,
+    ) {
         let set = Arc::clone(&self.set);
         self.thresh.retain(|(_, x), _| *x != d);
         self.pending.retain(|(_, x)| *x != d);
@@ -466,7 +481,7 @@ impl Evaluator {
         held.sort_unstable_by_key(|r| r.0);
         held.dedup();
         for r in held {
-            self.unit_down(&set, r, unit, at, why.to_string(), out);
+            self.unit_down(&set, r, unit, at, Some(why.clone()), out);
         }
     }
 
@@ -492,7 +507,10 @@ impl Evaluator {
         if !self.absent.is_empty() {
             for &r in &set.absence {
                 if self.absent.remove(&(r, d)) {
-                    let ev = format!("{} reports again", self.territory.device(d).id);
+                    let ev = Some(
+                        Message::new("rule.reports_again")
+                            .device("device", &self.territory.device(d).id),
+                    );
                     self.unit_down(&set, r, dev_unit(d), t, ev, out);
                 }
             }
@@ -546,7 +564,7 @@ impl Evaluator {
                         if sustained.is_none_or(|s| t.since(since) >= s) {
                             st.fired = true;
                             self.pending.remove(&(r, d));
-                            let ev = self.evidence(cond, d, &obs.value, *sustained);
+                            let ev = Some(self.evidence(cond, d, &obs.value, *sustained));
                             self.unit_up(set, r, dev_unit(d), site, Some(d), t, ev, out);
                         } else {
                             self.pending.insert((r, d));
@@ -557,11 +575,11 @@ impl Evaluator {
                     self.thresh.remove(&(r, d));
                     self.pending.remove(&(r, d));
                     if was {
-                        let ev = format!(
-                            "{} back to {} = {}",
-                            self.territory.device(d).id,
-                            cond.field_name,
-                            self.shown(d, cond.field, &obs.value)
+                        let ev = Some(
+                            Message::new("rule.back_to")
+                                .device("device", &self.territory.device(d).id)
+                                .with("field", field_param(cond))
+                                .with("value", self.value_param(d, cond.field, &obs.value)),
                         );
                         self.unit_down(set, r, dev_unit(d), t, ev, out);
                     }
@@ -592,12 +610,13 @@ impl Evaluator {
                 }
                 if !st.fired && st.times.len() >= *count as usize {
                     st.fired = true;
-                    let ev = format!(
-                        "{count} × {} {} within {}s at {}",
-                        cond.field_name,
-                        cond.op.describe(),
-                        window.millis() / 1000,
-                        self.territory.device(d).id
+                    let ev = Some(
+                        Message::new("rule.rate")
+                            .int("count", (*count).into())
+                            .with("field", field_param(cond))
+                            .with("op", op_param(&cond.op))
+                            .int("seconds", window.millis() / 1000)
+                            .device("device", &self.territory.device(d).id),
                     );
                     self.unit_up(set, r, unit, site, Some(d), t, ev, out);
                 }
@@ -650,17 +669,18 @@ impl Evaluator {
                         st.fired = true;
                         st.opened_at_site = Some(at_site);
                     }
-                    let ev = format!(
-                        "{} conditions within {}s ({}), last {} {} {}",
-                        n,
-                        window.millis() / 1000,
-                        match scope {
-                            Scope::Site => "same site".to_string(),
-                            Scope::RadiusM(m) => format!("within {m} m"),
-                        },
-                        self.territory.device(d).id,
-                        cond.field_name,
-                        self.shown(d, cond.field, &obs.value)
+                    let ev = match scope {
+                        Scope::Site => Message::new("rule.correlation_site"),
+                        Scope::RadiusM(m) => {
+                            Message::new("rule.correlation_radius").number("radius", *m)
+                        }
+                    };
+                    let ev = Some(
+                        ev.int("count", n as i64)
+                            .int("seconds", window.millis() / 1000)
+                            .device("device", &self.territory.device(d).id)
+                            .with("field", field_param(cond))
+                            .with("value", self.value_param(d, cond.field, &obs.value)),
                     );
                     self.unit_up(set, r, site_unit(at_site), at_site, at_device, t, ev, out);
                 }
@@ -763,10 +783,9 @@ impl Evaluator {
                 st.fired = true;
                 let value = st.last.clone();
                 if let Body::Threshold { cond, sustained } = &set.rule(r).body {
-                    let ev = match &value {
-                        Some(v) => self.evidence(cond, d, v, *sustained),
-                        None => String::new(),
-                    };
+                    let ev = value
+                        .as_ref()
+                        .map(|v| self.evidence(cond, d, v, *sustained));
                     let site = self.territory.device(d).site;
                     self.unit_up(&set, r, dev_unit(d), site, Some(d), now, ev, out);
                 }
@@ -795,10 +814,11 @@ impl Evaluator {
                     continue;
                 }
                 self.absent.insert((r, d));
-                let ev = format!(
-                    "no message from {} since {seen} ({} min)",
-                    self.territory.device(d).id,
-                    now.since(seen).millis() / 60_000
+                let ev = Some(
+                    Message::new("rule.absence")
+                        .device("device", &self.territory.device(d).id)
+                        .with("since", Param::Time(seen))
+                        .int("minutes", now.since(seen).millis() / 60_000),
                 );
                 self.unit_up(&set, r, dev_unit(d), site, Some(d), now, ev, out);
             }
@@ -820,7 +840,8 @@ impl Evaluator {
         });
         down.sort_unstable();
         for (r, unit) in down {
-            self.unit_down(&set, r, unit, now, "rate back below its count".into(), out);
+            let ev = Some(Message::new("rule.rate_cleared"));
+            self.unit_down(&set, r, unit, now, ev, out);
         }
         // Correlations whose window has passed.
         let mut expired = Vec::new();
@@ -857,7 +878,7 @@ impl Evaluator {
                     r,
                     site_unit(opened),
                     now,
-                    "correlation window passed".into(),
+                    Some(Message::new("rule.correlation_passed")),
                     out,
                 );
             }
@@ -879,8 +900,9 @@ impl Evaluator {
             let rule = set.rule(r);
             let mut a = self.alarm(rule, AlarmKind::Escalate, site, device, now);
             a.severity = sev;
-            a.evidence =
-                beffroi_core::safe_format!("condition active for {} min", after.millis() / 60_000);
+            let ev = Message::new("rule.condition_active").int("minutes", after.millis() / 60_000);
+            a.evidence = ev.english();
+            a.evidence_message = Some(ev);
             out.push(a);
         }
     }
@@ -891,18 +913,31 @@ impl Evaluator {
         d: DeviceIdx,
         v: &Value,
         sustained: Option<Duration>,
-    ) -> String {
-        let mut s = format!(
-            "{} {} = {} ({})",
-            self.territory.device(d).id,
-            cond.field_name,
-            self.shown(d, cond.field, v),
-            cond.op.describe()
-        );
-        if let Some(d) = sustained {
-            s.push_str(&format!(" for {} min", d.millis() / 60_000));
+    ) -> Message {
+        let m = match sustained {
+            Some(s) => Message::new("rule.reading_sustained").int("minutes", s.millis() / 60_000),
+            None => Message::new("rule.reading"),
+        };
+        m.device("device", &self.territory.device(d).id)
+            .with("field", field_param(cond))
+            .with("value", self.value_param(d, cond.field, v))
+            .with("op", op_param(&cond.op))
+    }
+
+    /// A reading as a message parameter: a number with its field's unit, a people count as
+    /// it may be shown, a yes/no, a text.
+    fn value_param(&self, d: DeviceIdx, field: FieldIdx, v: &Value) -> Param {
+        let unit = self
+            .territory
+            .kind_of(d)
+            .fields
+            .get(field.get())
+            .and_then(|f| f.unit.clone());
+        match v {
+            Value::Number(_) => number_or_text(&self.shown(d, field, v), unit),
+            Value::Bool(b) => bool_param(*b),
+            other => Param::Text(SafeText::redacting(&other.to_string())),
         }
-        s
     }
 
     fn key_of(rule: &Rule, site: SiteIdx, device: Option<DeviceIdx>) -> Unit {
@@ -921,7 +956,7 @@ impl Evaluator {
         site: SiteIdx,
         device: Option<DeviceIdx>,
         at: Timestamp,
-        evidence: String,
+        evidence: Option<Message>,
         out: &mut Vec<Alarm>,
     ) {
         let rule = set.rule(r);
@@ -953,7 +988,8 @@ impl Evaluator {
                     .unwrap_or_default();
                 a.title = SafeText::redacting(&a.title.replace("{value}", &value));
             }
-            a.evidence = SafeText::redacting(&evidence);
+            a.evidence = evidence.as_ref().map(Message::english).unwrap_or_default();
+            a.evidence_message = evidence;
             out.push(a);
         }
     }
@@ -964,7 +1000,7 @@ impl Evaluator {
         r: RuleIdx,
         unit: Unit,
         at: Timestamp,
-        evidence: String,
+        evidence: Option<Message>,
         out: &mut Vec<Alarm>,
     ) {
         let rule = set.rule(r);
@@ -985,7 +1021,8 @@ impl Evaluator {
             let (site, device) = (ks.site, ks.device);
             self.keys.remove(&key);
             let mut a = self.alarm(rule, AlarmKind::Clear, site, device, at);
-            a.evidence = SafeText::redacting(&evidence);
+            a.evidence = evidence.as_ref().map(Message::english).unwrap_or_default();
+            a.evidence_message = evidence;
             out.push(a);
         }
     }
@@ -1035,6 +1072,54 @@ impl Evaluator {
             auto_resolve: rule.auto_resolve,
             silence: matches!(rule.body, Body::Absence { .. }),
             carries: Vec::new(),
+            evidence_message: None,
         }
+    }
+}
+
+/// A rule's field name as a message parameter.
+fn field_param(cond: &Condition) -> Param {
+    Param::Text(SafeText::redacting(&cond.field_name))
+}
+
+/// A comparison of a rule as a message (`> 3`, `in [1, 2]`).
+fn op_param(op: &crate::model::Op) -> Param {
+    use crate::model::Op;
+    let num = |x: f64| Param::Number {
+        value: x,
+        unit: None,
+    };
+    let value = |v: &Value| match v {
+        Value::Number(n) => num(*n),
+        Value::Bool(b) => bool_param(*b),
+        other => Param::Text(SafeText::redacting(&other.to_string())),
+    };
+    let m = match op {
+        Op::Above(x) => Message::new("rule.op.above").with("x", num(*x)),
+        Op::Below(x) => Message::new("rule.op.below").with("x", num(*x)),
+        Op::Equals(v) => Message::new("rule.op.equals").with("x", value(v)),
+        Op::NotEquals(v) => Message::new("rule.op.not_equals").with("x", value(v)),
+        Op::Between(a, b) => Message::new("rule.op.between")
+            .with("a", num(*a))
+            .with("b", num(*b)),
+        Op::Outside(a, b) => Message::new("rule.op.outside")
+            .with("a", num(*a))
+            .with("b", num(*b)),
+    };
+    Param::Message(Box::new(m))
+}
+
+fn bool_param(b: bool) -> Param {
+    Param::Enum {
+        of: "bool",
+        id: if b { "true" } else { "false" }.into(),
+    }
+}
+
+/// A value as shown (`12`, `< 10` for a withheld people count): a number when it is one.
+fn number_or_text(shown: &str, unit: Option<Arc<str>>) -> Param {
+    match shown.parse::<f64>() {
+        Ok(value) if value.is_finite() => Param::Number { value, unit },
+        _ => Param::Text(SafeText::redacting(shown)),
     }
 }

@@ -107,20 +107,25 @@ fn forgetting_a_device_clears_only_the_conditions_it_alone_held() {
     assert_eq!(out.len(), 1);
     out.clear();
     // g2 still holds the site's condition: forgetting g1 clears nothing.
-    e.forget_device(g1, Timestamp(T0 + 700_000), "g1 quarantined", &mut out);
+    let why = |d: &str| {
+        beffroi_core::Message::new("rule.quarantined")
+            .device("device", d)
+            .with("actor", beffroi_core::Param::User("user:ana".into()))
+            .with("reason", beffroi_core::Param::Text("test".into()))
+    };
+    e.forget_device(g1, Timestamp(T0 + 700_000), &why("g1"), &mut out);
     assert!(out.is_empty(), "{out:?}");
     // Forgetting g2 too: the condition clears with the reason.
-    e.forget_device(
-        g2,
-        Timestamp(T0 + 800_000),
-        "g2 quarantined by user:ana",
-        &mut out,
-    );
+    e.forget_device(g2, Timestamp(T0 + 800_000), &why("g2"), &mut out);
     assert_eq!(
         kinds(&out),
         vec![(AlarmKind::Clear, "high@site:s2".into(), 800)]
     );
-    assert_eq!(out[0].evidence, "g2 quarantined by user:ana");
+    assert_eq!(out[0].evidence, "g2 quarantined by user:ana: test");
+    assert_eq!(
+        out[0].evidence_message.as_ref().map(|m| m.code),
+        Some("rule.quarantined")
+    );
     out.clear();
     // Its sustain window was forgotten too: a tick raises nothing.
     e.on_tick(Timestamp(T0 + 2_000_000), &mut out);

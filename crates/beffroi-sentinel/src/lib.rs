@@ -21,6 +21,8 @@
 //! - [`Anomaly::FirmwareChange`]: the `firmware` text field of a device changes.
 //! - [`Anomaly::IdentityChange`]: a known username connects with a new address or client id.
 
+use beffroi_core::SafeText;
+use beffroi_core::message::{Message, Param};
 use std::collections::VecDeque;
 use std::sync::Arc;
 
@@ -132,6 +134,24 @@ impl Anomaly {
         }
     }
 
+    /// The message code of its incident's title (`cyber.<anomaly>`), whose English
+    /// template is [`Anomaly::title`] followed by ` — {subject}`.
+    pub fn title_code(self) -> &'static str {
+        match self {
+            Anomaly::Silence => "cyber.silence",
+            Anomaly::Flood => "cyber.flood",
+            Anomaly::ImpossibleJump => "cyber.impossible_jump",
+            Anomaly::ClockSkew => "cyber.clock_skew",
+            Anomaly::Replay => "cyber.replay",
+            Anomaly::BadSignature => "cyber.bad_signature",
+            Anomaly::Unregistered => "cyber.unregistered",
+            Anomaly::TopicMismatch => "cyber.topic_mismatch",
+            Anomaly::BruteForce => "cyber.brute_force",
+            Anomaly::FirmwareChange => "cyber.firmware_change",
+            Anomaly::IdentityChange => "cyber.identity_change",
+        }
+    }
+
     /// A short English title of its incident.
     pub fn title(self) -> &'static str {
         match self {
@@ -175,7 +195,10 @@ pub struct Finding {
     pub anomaly: Anomaly,
     pub subject: Subject,
     pub at: Timestamp,
+    /// The English rendering of `message`.
     pub evidence: String,
+    /// The evidence as a message, for the console to render in the reader's language.
+    pub message: Message,
 }
 
 /// Thresholds. Defaults are documented in `docs/security-detection.md`.
@@ -398,14 +421,15 @@ impl Sentinel {
         anomaly: Anomaly,
         subject: Subject,
         at: Timestamp,
-        evidence: String,
+        message: Message,
     ) {
         if self.enabled(anomaly) {
             out.push(Finding {
                 anomaly,
                 subject,
                 at,
-                evidence,
+                evidence: message.english().to_string(),
+                message,
             });
         }
     }
@@ -438,10 +462,11 @@ impl Sentinel {
             }
         } else if !track.flooding {
             track.flooding = true;
-            let ev = format!(
-                "{} exceeded {rate} messages/min (burst {cap}) at {received}",
-                self.dev_id(device)
-            );
+            let ev = Message::new("cyber.ev.flood")
+                .device("device", self.dev_id(device))
+                .number("rate", rate)
+                .number("burst", cap)
+                .with("time", Param::Time(received));
             self.push(out, Anomaly::Flood, Subject::Device(device), received, ev);
         }
     }
@@ -462,18 +487,18 @@ impl Sentinel {
         };
         *slot = Some(slot.map_or(received, |t| t.max(received)));
         let skew = if time.since(received) > self.config.skew_ahead {
-            Some((time.since(received), "ahead of"))
+            Some((time.since(received), "cyber.ev.clock_ahead"))
         } else if received.since(time) > self.config.skew_behind {
-            Some((received.since(time), "behind"))
+            Some((received.since(time), "cyber.ev.clock_behind"))
         } else {
             None
         };
-        if let Some((gap, side)) = skew {
-            let ev = format!(
-                "{}: event time {time} is {} s {side} reception {received}",
-                self.dev_id(device),
-                gap.as_secs_f64()
-            );
+        if let Some((gap, code)) = skew {
+            let ev = Message::new(code)
+                .device("device", self.dev_id(device))
+                .with("time", Param::Time(time))
+                .number("seconds", gap.as_secs_f64())
+                .with("received", Param::Time(received));
             self.push(
                 out,
                 Anomaly::ClockSkew,
@@ -517,16 +542,18 @@ impl Sentinel {
                             // A people count is never quoted (it may be below the
                             // minimum group size).
                             let ev = if spec.people_count {
-                                format!(
-                                    "{id}.{}: a jump between {t0} and {time}; at most {max}/min is physically possible",
-                                    spec.name
-                                )
+                                Message::new("cyber.ev.jump_people")
                             } else {
-                                format!(
-                                    "{id}.{}: {prev} at {t0} then {v} at {time}; at most {max}/min is physically possible",
-                                    spec.name
-                                )
+                                Message::new("cyber.ev.jump")
+                                    .with("before", number(prev, &spec.unit))
+                                    .with("after", number(*v, &spec.unit))
                             };
+                            let ev = ev
+                                .device("device", id)
+                                .with("field", Param::Text(SafeText::redacting(&spec.name)))
+                                .with("from", Param::Time(t0))
+                                .with("to", Param::Time(time))
+                                .number("max", max);
                             findings.push((Anomaly::ImpossibleJump, ev));
                         }
                         track.last_number.insert(field, (*v, time));
@@ -536,7 +563,11 @@ impl Sentinel {
                     match &track.firmware {
                         Some(old) if old != fw => findings.push((
                             Anomaly::FirmwareChange,
-                            format!("{id}: firmware `{old}` became `{fw}` at {time}"),
+                            Message::new("cyber.ev.firmware")
+                                .device("device", id)
+                                .with("old", Param::Text(SafeText::redacting(old)))
+                                .with("new", Param::Text(SafeText::redacting(fw)))
+                                .with("time", Param::Time(time)),
                         )),
                         _ => {}
                     }
@@ -581,11 +612,16 @@ impl Sentinel {
                     let win = self.auth_by_client.entry(who.into()).or_default();
                     if win.hit(at, w, n) {
                         win.times.clear();
-                        let ev = format!(
-                            "{n} authentication failures for `{who}` within {} s (last from {})",
-                            w.as_secs_f64(),
-                            address.as_deref().unwrap_or("unknown address")
-                        );
+                        let ev = Message::new("cyber.ev.auth_client")
+                            .int("count", i64::try_from(n).unwrap_or(i64::MAX))
+                            .with("who", text(who))
+                            .number("seconds", w.as_secs_f64())
+                            .with(
+                                "address",
+                                address
+                                    .as_deref()
+                                    .map_or_else(|| unknown("cyber.ev.unknown_address"), text),
+                            );
                         let s = subject_of(&self.territory, who);
                         self.push(out, Anomaly::BruteForce, s, at, ev);
                     }
@@ -599,10 +635,11 @@ impl Sentinel {
                             .or_default();
                         if win.hit(at, w, n) {
                             win.times.clear();
-                            let ev = format!(
-                                "{n} authentication failures from address {addr} within {} s (last for `{who}`)",
-                                w.as_secs_f64()
-                            );
+                            let ev = Message::new("cyber.ev.auth_address")
+                                .int("count", i64::try_from(n).unwrap_or(i64::MAX))
+                                .with("address", text(addr))
+                                .number("seconds", w.as_secs_f64())
+                                .with("who", text(who));
                             let s = subject_of(&self.territory, who);
                             let s = match s {
                                 Subject::Device(d) => Subject::Device(d),
@@ -628,15 +665,16 @@ impl Sentinel {
                 let prev = self.identities.get(user.as_str()).cloned();
                 match prev {
                     Some(old) if old != now => {
-                        let show =
-                            |x: &Option<Arc<str>>| x.as_deref().unwrap_or("unknown").to_string();
-                        let ev = format!(
-                            "`{user}` connected as client `{}` from {} (was client `{}` from {})",
-                            now.0,
-                            show(&now.1),
-                            old.0,
-                            show(&old.1)
-                        );
+                        let show = |x: &Option<Arc<str>>| {
+                            x.as_deref()
+                                .map_or_else(|| unknown("cyber.ev.unknown"), text)
+                        };
+                        let ev = Message::new("cyber.ev.identity")
+                            .with("user", text(user))
+                            .with("client", text(&now.0))
+                            .with("address", show(&now.1))
+                            .with("old_client", text(&old.0))
+                            .with("old_address", show(&old.1));
                         let s = subject_of(&self.territory, user);
                         self.push(out, Anomaly::IdentityChange, s, at, ev);
                     }
@@ -650,13 +688,13 @@ impl Sentinel {
             }
             SecuritySignal::BadSignature { device } => {
                 let s = subject_of(&self.territory, device);
-                let ev = format!("signed message for `{device}` whose MAC does not verify");
+                let ev = Message::new("cyber.ev.bad_signature").with("device", text(device));
                 self.push(out, Anomaly::BadSignature, s, at, ev);
             }
             // An unsigned message for a kind that requires signing: as suspect as a bad MAC.
             SecuritySignal::Unsigned { device } => {
                 let s = subject_of(&self.territory, device);
-                let ev = format!("unsigned message for `{device}`, whose kind requires signing");
+                let ev = Message::new("cyber.ev.unsigned").with("device", text(device));
                 self.push(out, Anomaly::BadSignature, s, at, ev);
             }
             SecuritySignal::Replay {
@@ -665,9 +703,10 @@ impl Sentinel {
                 last,
             } => {
                 let s = subject_of(&self.territory, device);
-                let ev = format!(
-                    "signed message for `{device}` with counter {counter}, not fresh (highest seen {last})"
-                );
+                let ev = Message::new("cyber.ev.replay")
+                    .with("device", text(device))
+                    .int("counter", i64::try_from(*counter).unwrap_or(i64::MAX))
+                    .int("last", i64::try_from(*last).unwrap_or(i64::MAX));
                 self.push(out, Anomaly::Replay, s, at, ev);
             }
             // Grouped per publisher: one finding per message, one incident per publisher,
@@ -679,23 +718,29 @@ impl Sentinel {
             } => {
                 let subject = self.publisher_subject(publisher.as_deref());
                 let who = match &subject {
-                    Subject::Device(d) => format!("`{}`", self.dev_id(*d)),
-                    Subject::Other(name) if &**name == UNKNOWN_PUBLISHER => {
-                        "an unknown publisher".to_string()
-                    }
-                    Subject::Other(name) => format!("`{name}`"),
+                    Subject::Device(d) => Some(Param::Device(self.dev_id(*d).into())),
+                    Subject::Other(name) if &**name == UNKNOWN_PUBLISHER => None,
+                    Subject::Other(name) => Some(text(name)),
                 };
-                let mut ev = format!(
-                    "a message from {who} names {names} unregistered device{}",
-                    if *names == 1 { "" } else { "s" }
-                );
+                let code = match (&who, *names == 1) {
+                    (Some(_), true) => "cyber.ev.unregistered_one",
+                    (Some(_), false) => "cyber.ev.unregistered_many",
+                    (None, true) => "cyber.ev.unregistered_unknown_one",
+                    (None, false) => "cyber.ev.unregistered_unknown_many",
+                };
+                let mut ev = Message::new(code).with("count", Param::Int(i64::from(*names)));
+                if let Some(who) = who {
+                    ev = ev.with("publisher", who);
+                }
                 if !tags.is_empty() {
                     let quoted: Vec<String> = tags
                         .iter()
                         .take(MAX_TAGS_QUOTED)
                         .map(|t| format!("#{t}"))
                         .collect();
-                    ev.push_str(&format!(" (name tags {})", quoted.join(", ")));
+                    let tags =
+                        Message::new("cyber.ev.name_tags").with("tags", text(&quoted.join(", ")));
+                    ev = ev.with("tags", Param::Message(Box::new(tags)));
                 }
                 self.push(out, Anomaly::Unregistered, subject, at, ev);
             }
@@ -705,11 +750,13 @@ impl Sentinel {
             } => {
                 // About the publisher (the topic's device), never the device it named.
                 let s = subject_of(&self.territory, topic_device);
-                let named = match self.territory.device_id(claimed) {
-                    Some(_) => format!("`{claimed}`"),
-                    None => claimed.clone(),
+                let code = match self.territory.device_id(claimed) {
+                    Some(_) => "cyber.ev.topic_mismatch_known",
+                    None => "cyber.ev.topic_mismatch",
                 };
-                let ev = format!("message on the topic of `{topic_device}` names {named}");
+                let ev = Message::new(code)
+                    .with("topic", text(topic_device))
+                    .with("named", text(claimed));
                 self.push(out, Anomaly::TopicMismatch, s, at, ev);
             }
         }
@@ -784,22 +831,42 @@ impl Sentinel {
             });
             if let Some(&n) = hot {
                 self.devices[d.get()].silence_flagged = true;
-                let ev = format!(
-                    "{} silent for {} min (heartbeat {} min) since {last}, while neighbour {} ({:.0} m) reports a raised condition",
-                    dev.id,
-                    silent.millis() / 60_000,
-                    hb.millis() / 60_000,
-                    t.device(n).id,
-                    t.device(n).position.distance_m(&dev.position)
-                );
+                let ev = Message::new("cyber.ev.silence")
+                    .device("device", &dev.id)
+                    .int("minutes", silent.millis() / 60_000)
+                    .int("heartbeat", hb.millis() / 60_000)
+                    .with("since", Param::Time(last))
+                    .device("neighbour", &t.device(n).id)
+                    .number(
+                        "distance",
+                        t.device(n).position.distance_m(&dev.position).round(),
+                    );
                 out.push(Finding {
                     anomaly: Anomaly::Silence,
                     subject: Subject::Device(d),
                     at: now,
-                    evidence: ev,
+                    evidence: ev.english().to_string(),
+                    message: ev,
                 });
             }
         }
+    }
+}
+
+/// Text from a message or the configuration as a message parameter (scrubbed).
+fn text(s: &str) -> Param {
+    Param::Text(SafeText::redacting(s))
+}
+
+/// "unknown" (an address, a client) as a message of its own, translated by the console.
+fn unknown(code: &'static str) -> Param {
+    Param::Message(Box::new(Message::new(code)))
+}
+
+fn number(value: f64, unit: &Option<Arc<str>>) -> Param {
+    Param::Number {
+        value,
+        unit: unit.clone(),
     }
 }
 

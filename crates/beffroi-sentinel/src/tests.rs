@@ -396,3 +396,11 @@ proptest! {
         prop_assert!(out.is_empty(), "{:?}", out);
     }
 }
+
+#[test]
+fn every_anomaly_titles_its_incident_through_a_catalogued_message() {
+    for a in Anomaly::ALL {
+        let template = beffroi_core::message::template(a.title_code()).expect("catalogued");
+        assert_eq!(template, format!("{} — {{subject}}", a.title()), "{a:?}");
+    }
+}

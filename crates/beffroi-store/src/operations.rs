@@ -30,8 +30,11 @@ const UPSERT_CRISIS: &str = "INSERT INTO crises (id, kind, title, communes, leve
      closed_by = excluded.closed_by, summary = excluded.summary, roles = excluded.roles, \
      incidents = excluded.incidents";
 
+/// A crisis log row: at, actor, kind, text, incident, message.
+type CrisisLogRow = (i64, String, String, String, Option<i64>, Option<String>);
+
 const INSERT_CRISIS_LOG: &str = "INSERT INTO crisis_log (crisis_id, at, actor, kind, text, \
-     incident) VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
+     incident, message) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
 
 fn crisis_id_to_sql(id: CrisisId) -> Result<i64, StoreError> {
     i64::try_from(id.0).map_err(|_| inconsistent(format!("crisis id {} exceeds i64", id.0)))
@@ -104,6 +107,7 @@ pub(crate) fn write_crises(
                 e.kind.as_str(),
                 e.text.as_str(),
                 e.incident.map(id_to_sql).transpose()?,
+                crate::rows::write_message(e.message.as_ref()),
             ])
             .ctx("write crisis log")?;
         }
@@ -188,16 +192,23 @@ pub(crate) fn crises(
         .ctx("read crises")?;
     let mut log_stmt = conn
         .prepare_cached(
-            "SELECT at, actor, kind, text, incident FROM crisis_log \
+            "SELECT at, actor, kind, text, incident, message FROM crisis_log \
              WHERE crisis_id = ?1 ORDER BY id",
         )
         .ctx("prepare crisis log")?;
     let mut out = SkipList::new();
     for row in rows {
         let id = row.0;
-        let entries: Vec<(i64, String, String, String, Option<i64>)> = log_stmt
+        let entries: Vec<CrisisLogRow> = log_stmt
             .query_map([id], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                ))
             })
             .ctx("read crisis log")?
             .collect::<Result<_, _>>()
@@ -209,7 +220,7 @@ pub(crate) fn crises(
 
 fn crisis_from_row(
     row: CrisisRow,
-    entries: Vec<(i64, String, String, String, Option<i64>)>,
+    entries: Vec<CrisisLogRow>,
     t: &Territory,
 ) -> Result<Crisis, StoreError> {
     let (
@@ -252,7 +263,7 @@ fn crisis_from_row(
         .ok_or_else(|| bad("roles"))?;
     let incidents: Vec<u64> = serde_json::from_str(&incidents).map_err(|_| bad("incidents"))?;
     let mut log = Vec::with_capacity(entries.len());
-    for (at, actor, kind, text, incident) in entries {
+    for (at, actor, kind, text, incident, message) in entries {
         log.push(CrisisLogEntry {
             at: Timestamp(at),
             actor: parse_actor(&actor).ok_or_else(|| bad("log actor"))?,
@@ -260,6 +271,7 @@ fn crisis_from_row(
             // Read back through the recogniser: a row is not trusted.
             text: beffroi_core::SafeText::redacting(&text),
             incident: incident.map(id_from_sql).transpose()?,
+            message: crate::rows::read_message(message.as_deref())?,
         });
     }
     Ok(Crisis {
@@ -331,7 +343,7 @@ pub(crate) fn log_since(
     crate::queries::visibility_clauses(t, visible, "i.", &mut clauses, &mut args);
     args.push(SqlValue::Integer(limit_to_sql(limit)));
     let sql = format!(
-        "SELECT l.at, l.actor, l.action, l.detail, l.incident_id, i.title \
+        "SELECT l.at, l.actor, l.action, l.detail, l.message, l.incident_id, i.title \
          FROM incident_log l JOIN incidents i ON i.id = l.incident_id \
          WHERE {} ORDER BY l.at DESC, l.id DESC LIMIT ?",
         clauses.join(" AND ")
@@ -341,8 +353,8 @@ pub(crate) fn log_since(
         .query_map(params_from_iter(args), |r| {
             Ok((
                 LogRow::read(r)?,
-                r.get::<_, i64>(4)?,
-                r.get::<_, String>(5)?,
+                r.get::<_, i64>(5)?,
+                r.get::<_, String>(6)?,
             ))
         })
         .ctx("read log since")?;

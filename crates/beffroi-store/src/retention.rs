@@ -576,11 +576,11 @@ struct RedactedLog {
 impl RedactedLog {
     const INCIDENT: RedactedLog = RedactedLog {
         select: "SELECT id, actor, detail FROM incident_log WHERE incident_id = ?1",
-        update: "UPDATE incident_log SET actor = ?2, detail = ?3 WHERE id = ?1",
+        update: "UPDATE incident_log SET actor = ?2, detail = ?3, message = NULL WHERE id = ?1",
     };
     const CRISIS: RedactedLog = RedactedLog {
         select: "SELECT id, actor, text FROM crisis_log WHERE crisis_id = ?1",
-        update: "UPDATE crisis_log SET actor = ?2, text = ?3 WHERE id = ?1",
+        update: "UPDATE crisis_log SET actor = ?2, text = ?3, message = NULL WHERE id = ?1",
     };
 }
 
@@ -1101,7 +1101,7 @@ pub(crate) fn erase_subject(
                 .ctx("read log to erase")?;
             if let Some(d) = erase_pseudonyms(&detail, pp) {
                 tx.execute(
-                    "UPDATE incident_log SET detail = ?2 WHERE id = ?1",
+                    "UPDATE incident_log SET detail = ?2, message = NULL WHERE id = ?1",
                     params![entry, d],
                 )
                 .ctx("erase in log")?;
@@ -1118,7 +1118,7 @@ pub(crate) fn erase_subject(
         for (entry, text) in entries {
             if let Some(t) = erase_pseudonyms(&text, pp) {
                 tx.execute(
-                    "UPDATE crisis_log SET text = ?2 WHERE id = ?1",
+                    "UPDATE crisis_log SET text = ?2, message = NULL WHERE id = ?1",
                     params![entry, t],
                 )
                 .ctx("erase in crisis log")?;

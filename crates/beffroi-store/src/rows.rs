@@ -237,8 +237,8 @@ pub(crate) const UPSERT_INCIDENT: &str = "INSERT INTO incidents (id, key, rule, 
 /// A pseudonym an incident carries (recorded once, at its first reading).
 pub(crate) const INSERT_CARRIED: &str = "INSERT OR IGNORE INTO incident_pseudonyms \
      (incident_id, pseudonym, at) VALUES (?1, ?2, ?3)";
-pub(crate) const INSERT_LOG: &str =
-    "INSERT INTO incident_log (incident_id, at, actor, action, detail) VALUES (?1, ?2, ?3, ?4, ?5)";
+pub(crate) const INSERT_LOG: &str = "INSERT INTO incident_log (incident_id, at, actor, action, detail, message) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
 
 /// Binds `inc` to [`UPSERT_INCIDENT`] and runs it.
 pub(crate) fn upsert_incident(
@@ -406,13 +406,14 @@ impl IncidentRow {
     }
 }
 
-pub(crate) const LOG_COLUMNS: &str = "at, actor, action, detail";
+pub(crate) const LOG_COLUMNS: &str = "at, actor, action, detail, message";
 
 pub(crate) struct LogRow {
     at: i64,
     actor: String,
     action: String,
     detail: String,
+    message: Option<String>,
 }
 
 impl LogRow {
@@ -422,6 +423,7 @@ impl LogRow {
             actor: row.get(1)?,
             action: row.get(2)?,
             detail: row.get(3)?,
+            message: row.get(4)?,
         })
     }
 
@@ -433,8 +435,24 @@ impl LogRow {
             actor,
             action: self.action.into(),
             detail: beffroi_core::SafeText::redacting(&self.detail),
+            message: read_message(self.message.as_deref())?,
         })
     }
+}
+
+/// A log line's message read back; a row whose message does not read is inconsistent.
+pub(crate) fn read_message(
+    json: Option<&str>,
+) -> Result<Option<beffroi_core::Message>, StoreError> {
+    json.map(|j| {
+        beffroi_engine::message_json::from_json_str(j).map_err(|e| inconsistent(e.to_string()))
+    })
+    .transpose()
+}
+
+/// A log line's message as stored.
+pub(crate) fn write_message(m: Option<&beffroi_core::Message>) -> Option<String> {
+    m.map(|m| beffroi_engine::message_json::to_json(m).to_string())
 }
 
 // ---- procedure (SOP) as JSON ----------------------------------------------------------

@@ -24,6 +24,7 @@ const MIGRATIONS: &[&str] = &[
     V10_SITUATIONS,
     V11_HANDOVER_NOTES,
     V12_SHELVING,
+    V13_MESSAGES,
 ];
 
 /// The schema version this build writes.
@@ -329,6 +330,14 @@ CREATE TABLE shelf_log (
     until       INTEGER
 ) STRICT;
 CREATE INDEX shelf_log_key ON shelf_log (dedup_key);
+"#;
+
+/// What the server says in a log line as a code and parameters (JSON, see
+/// `beffroi_engine::message_json`), for the console to render in the reader's language.
+/// `detail` / `text` stay its English rendering. Rows written before have none.
+const V13_MESSAGES: &str = r#"
+ALTER TABLE incident_log ADD COLUMN message TEXT;
+ALTER TABLE crisis_log ADD COLUMN message TEXT;
 "#;
 
 /// Brings the database to [`SCHEMA_VERSION`]. Refuses a database written by a newer build.

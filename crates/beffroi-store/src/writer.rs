@@ -156,7 +156,8 @@ impl Store for SqliteStore {
                         entry.at.0,
                         entry.actor.to_string(),
                         &*entry.action,
-                        entry.detail.as_str()
+                        entry.detail.as_str(),
+                        rows::write_message(entry.message.as_ref())
                     ])
                     .ctx("write incident log")?;
                 }

@@ -119,11 +119,21 @@ fn incident(t: &Territory, id: u64, device: &str, evidence: &str) -> IncidentCha
     IncidentChange {
         incident,
         created: true,
-        log: vec![LogEntry {
-            at: Timestamp(B - 5 * MIN),
-            actor: Actor::User("ana".into()),
-            action: "comment".into(),
-            detail: beffroi_core::safe_format!("Badge {evidence} vu à l'entrée"),
+        log: vec![{
+            // A line that says a message carrying the personal value, as rule evidence can.
+            let m = beffroi_core::Message::new("incident.condition_cleared").with(
+                "evidence",
+                beffroi_core::Param::Text(beffroi_core::safe_format!(
+                    "Badge {evidence} vu à l'entrée"
+                )),
+            );
+            LogEntry {
+                at: Timestamp(B - 5 * MIN),
+                actor: Actor::User("ana".into()),
+                action: "condition_cleared".into(),
+                detail: m.english(),
+                message: Some(m),
+            }
         }],
         pseudonyms: vec![],
     }
@@ -385,6 +395,7 @@ async fn each_category_is_purged_at_its_limit_and_a_hold_keeps_its_incident() {
         "people replaced by their role"
     );
     assert_eq!(log1[0].detail, "Badge [effacé] vu à l'entrée");
+    assert_eq!(log1[0].message, None, "a redacted line keeps no message");
     assert_eq!(log1[0].actor, Actor::User("[operator]".into()));
     let (i2, log2) = r.incident(2).expect("held");
     assert!(
@@ -392,6 +403,7 @@ async fn each_category_is_purged_at_its_limit_and_a_hold_keeps_its_incident() {
         "a held incident is not redacted"
     );
     assert!(log2[0].detail.contains(BADGE_HELD));
+    assert!(log2[0].message.is_some(), "a held line keeps its message");
     assert!(
         r.has_value("a1", BADGE_HELD),
         "observation in the held window kept"
@@ -660,6 +672,7 @@ async fn erasure_reaches_every_store_except_a_held_incident() {
     let (i1, log1) = r.incident(1).expect("kept, redacted");
     assert_eq!(i1.evidence, "badge=[effacé]");
     assert_eq!(log1[0].detail, "Badge [effacé] vu à l'entrée");
+    assert_eq!(log1[0].message, None, "an erased line keeps no message");
     assert!(r.incident(2).expect("held").0.evidence.contains(BADGE_HELD));
 
     // The engine writes the open incident again: it stays erased.

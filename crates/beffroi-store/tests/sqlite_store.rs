@@ -77,6 +77,20 @@ fn log(at: i64, actor: Actor, action: &str, detail: &str) -> LogEntry {
         actor,
         action: action.into(),
         detail: beffroi_core::SafeText::redacting(detail),
+        message: None,
+    }
+}
+
+/// An opening line that says a message (read back with it, not just its English text).
+fn opened_line() -> LogEntry {
+    use beffroi_core::{Message, Param, Severity};
+    let m = Message::new("incident.opened")
+        .with("severity", Param::Severity(Severity::Major))
+        .with("evidence", Param::Text("level_m=3.2".into()));
+    LogEntry {
+        detail: m.english(),
+        message: Some(m),
+        ..log(1_000, Actor::Rule("flood-high".into()), "opened", "")
     }
 }
 
@@ -138,16 +152,7 @@ fn incident_round_trips_with_procedure_and_log() {
     let (mut store, reader) = open(&path);
     let opened = incident(7, "flood-high@site:s2", Status::New, 1_000);
     store
-        .write(&change(
-            opened.clone(),
-            true,
-            vec![log(
-                1_000,
-                Actor::Rule("flood-high".into()),
-                "opened",
-                "major — level_m=3.2",
-            )],
-        ))
+        .write(&change(opened.clone(), true, vec![opened_line()]))
         .expect("write opened");
 
     let mut worked = opened.clone();
@@ -187,12 +192,11 @@ fn incident_round_trips_with_procedure_and_log() {
         .expect("read")
         .expect("present");
     assert_eq!(read, worked);
-    let mut expected = vec![log(
-        1_000,
-        Actor::Rule("flood-high".into()),
-        "opened",
-        "major — level_m=3.2",
-    )];
+    let mut expected = vec![opened_line()];
+    assert_eq!(
+        entries[0].message.as_ref().map(|m| m.code),
+        Some("incident.opened")
+    );
     expected.extend(later);
     assert_eq!(entries, expected);
     assert_eq!(

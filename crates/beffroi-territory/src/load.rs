@@ -56,11 +56,45 @@ struct KindsFile {
     kind: Vec<Spanned<KindRaw>>,
 }
 
+/// A kind's label: one text (older files), or one per language of the console.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum LabelRaw {
+    One(String),
+    Languages(LabelsRaw),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LabelsRaw {
+    fr: String,
+    en: String,
+}
+
+impl LabelRaw {
+    /// The French label (or the only one).
+    fn fr(&self) -> &str {
+        match self {
+            LabelRaw::One(s) => s,
+            LabelRaw::Languages(l) => &l.fr,
+        }
+    }
+    fn en(&self) -> Option<&str> {
+        match self {
+            LabelRaw::One(_) => None,
+            LabelRaw::Languages(l) => Some(&l.en),
+        }
+    }
+    fn all(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(self.fr()).chain(self.en())
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct KindRaw {
     id: String,
-    label: String,
+    label: LabelRaw,
     #[serde(default)]
     heartbeat: Option<String>,
     /// Signed telemetry: "none" (default), "optional" or "required".
@@ -386,13 +420,14 @@ fn load_kinds(src: &SourceFile, t: &mut Territory, errors: &mut ConfigErrors) {
             cx.err(at, "kind.id", format!("kind `{}`: {}", k.id, p.reason()));
             refused = true;
         }
-        if let Some(p) = prohibited_label(&k.label) {
-            cx.err(
-                at,
-                "kind.label",
-                format!("label `{}`: {}", k.label, p.reason()),
-            );
-            refused = true;
+        for label in k.label.all() {
+            if label.trim().is_empty() {
+                cx.err(at, "kind.label", format!("kind `{}`: empty label", k.id));
+                refused = true;
+            } else if let Some(p) = prohibited_label(label) {
+                cx.err(at, "kind.label", format!("label `{label}`: {}", p.reason()));
+                refused = true;
+            }
         }
         let mut fields = Vec::new();
         for f in &k.field {
@@ -634,7 +669,8 @@ fn load_kinds(src: &SourceFile, t: &mut Territory, errors: &mut ConfigErrors) {
         }
         if let Err(e) = t.add_kind(DeviceKind {
             id: k.id.as_str().into(),
-            label: k.label.as_str().into(),
+            label: k.label.fr().into(),
+            label_en: k.label.en().map(Into::into),
             heartbeat,
             fields,
             signing,
@@ -1336,6 +1372,31 @@ mod tests {
             e.contains("kinds.toml:1") && e.contains("kind.signing"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn kind_labels_in_french_and_english_or_one_label() {
+        let mut f = files("");
+        let t = load(&f).expect("one label");
+        assert_eq!(
+            (&*t.kinds[0].label, t.kinds[0].label_en.as_deref()),
+            ("L", None)
+        );
+        let two = |label: &str| f[1].text.replace("label = \"L\"", label);
+        let text = two("label = { fr = \"Limnimètre\", en = \"Water-level gauge\" }");
+        f[1] = SourceFile::new("kinds.toml", &text);
+        let t = load(&f).expect("two labels");
+        assert_eq!(&*t.kinds[0].label, "Limnimètre");
+        assert_eq!(t.kinds[0].label_en.as_deref(), Some("Water-level gauge"));
+        for bad in [
+            "label = { fr = \"Limnimètre\" }",
+            "label = { fr = \"Limnimètre\", en = \"\" }",
+            "label = { fr = \"L\", en = \"Face recognition camera\" }",
+        ] {
+            let text = files("")[1].text.replace("label = \"L\"", bad);
+            let e = load(&with_kinds(&text)).expect_err(bad).to_string();
+            assert!(e.contains("kinds.toml:"), "{bad}: {e}");
+        }
     }
 
     #[test]

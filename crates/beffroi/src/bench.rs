@@ -70,6 +70,7 @@ fn territory(devices: usize) -> Result<Territory> {
         .add_kind(DeviceKind {
             id: "water_level".into(),
             label: "Gauge".into(),
+            label_en: None,
             heartbeat: Some(beffroi_core::Duration::from_mins(15)),
             signing: beffroi_core::Signing::None,
             purpose: None,

@@ -12,7 +12,7 @@ import * as api from '../api.js';
 import * as live from '../live.js';
 import { navigate } from '../router.js';
 import { h, clear, toast } from '../dom.js';
-import { t, tOr, getLang, onLangChange } from '../i18n.js';
+import { t, tOr, getLang, onLangChange, tMessage, incidentTitle } from '../i18n.js';
 
 export const route = 'crisis';
 export const navKey = 'nav.crisis';
@@ -139,6 +139,7 @@ function roleName(d, id) {
  * role, closing, an incident attached or changed) are read back into their parts; an
  * operator's entry is shown as written. */
 function logText(d, e) {
+  if (e.message) return tMessage(e.message, { role: (id) => roleName(d, id), timeZone: state?.tz ?? undefined }, e.text);
   const x = e.text ?? '';
   let m;
   if (e.kind === 'incident') {
@@ -403,7 +404,7 @@ function incidentBoard(d) {
       h('th', t('crisis.inc.status')), h('th', t('crisis.inc.unit')))),
     h('tbody', ...rows.map((i) => h(`tr.row-${i.severity}`, { dataset: { id: i.id, status: i.status } },
       h('td', h('a', { href: `#/incidents/${i.id}` }, `#${i.id}`)),
-      h('td', h('a', { href: `#/incidents/${i.id}` }, i.title), h('div.row-sub', `${i.commune_name} · ${i.site_name}`)),
+      h('td', h('a', { href: `#/incidents/${i.id}` }, incidentTitle(i)), h('div.row-sub', `${i.commune_name} · ${i.site_name}`)),
       h('td', h(`span.sev.sev-${i.severity}`, t(`severity.${i.severity}`))),
       h('td', h(`span.status.st-${i.status}`, t(`status.${i.status}`))),
       h('td.unit', i.unit ?? i.owner ?? '—')))))
@@ -512,7 +513,7 @@ export function reportHtml(d, now = new Date().toISOString()) {
     + logTable(t('crisis.report.incident_actions'), (k) => k === 'incident')
     + `<h2>${esc(t('crisis.report.incidents'))}</h2><table>`
     + row(['#', t('crisis.inc.title'), t('crisis.inc.severity'), t('crisis.inc.status'), t('crisis.report.commune'), t('crisis.inc.unit'), t('crisis.report.opened'), t('crisis.report.resolved')], 'th')
-    + incidents.map((i) => row([`#${i.id}`, i.title, t(`severity.${i.severity}`), t(`status.${i.status}`), i.commune_name ?? communeName(i.commune),
+    + incidents.map((i) => row([`#${i.id}`, incidentTitle(i), t(`severity.${i.severity}`), t(`status.${i.status}`), i.commune_name ?? communeName(i.commune),
       i.unit ?? i.owner ?? '', fmtLocal(i.opened_at), fmtLocal(i.resolved_at)])).join('')
     + '</table>'
     + (d.hidden_incidents > 0 ? `<p class="muted">${esc(t('crisis.report.hidden', { n: d.hidden_incidents }))}</p>` : '')

@@ -7,7 +7,7 @@ import * as api from '../api.js';
 import * as live from '../live.js';
 import { navigate } from '../router.js';
 import { h, clear, toast } from '../dom.js';
-import { t, tOr, fmtTime, fmtAgo, onLangChange } from '../i18n.js';
+import { t, tOr, fmtTime, fmtAgo, onLangChange, tMessage, incidentTitle, fmtNumber, actorName } from '../i18n.js';
 import { peopleCountText } from '../privacy.js';
 import { withPseudonyms } from './unmask.js';
 import * as situations from './situations.js';
@@ -215,7 +215,7 @@ function incidentRow(i, now, alone) {
     alone && canAct && h('input.bulk', { type: 'checkbox', title: t('situation.select'), checked: state.picked.has(alone.s.id),
       on: { change: (e) => alone.onSelect(alone.s.id, e.target.checked), click: (e) => e.stopPropagation() } }),
     h(`span.sev.sev-${i.severity}`, t(`severity.${i.severity}`)),
-    h('div.row-main', h('div.row-title', i.title),
+    h('div.row-main', h('div.row-title', incidentTitle(i)),
       h('div.row-sub', `${i.commune_name} · ${i.site_name}`)),
     h('div.row-meta', h(`span.status.st-${i.status}`, t(`status.${i.status}`)),
       h('span.age', { title: fmtTime(i.opened_at) }, fmtAgo(i.opened_at, now)),
@@ -284,7 +284,7 @@ function paintDetail() {
   el.append(...[
     h('header.detail-head',
       h(`span.sev.big.sev-${d.severity}`, t(`severity.${d.severity}`)),
-      h('div', h('h2#detail-title', withPseudonyms(d.title, d)),
+      h('div', h('h2#detail-title', withPseudonyms(incidentTitle(d), d)),
         h('div.sub', `#${d.id} · ${d.commune_name} · ${d.site_name} · ${tOr(`category.${d.category}`, d.category)}`)),
       h(`span.status.big.st-${d.status}#detail-status`, { dataset: { status: d.status } }, t(`status.${d.status}`))),
     situations.panel(d, () => loadDetail(d.id, true)),
@@ -301,7 +301,7 @@ function paintDetail() {
       d.technique && [h('dt', t('incident.technique')),
         h('dd#detail-technique', h('a', { href: d.technique.url, target: '_blank', rel: 'noopener noreferrer' },
           `${d.technique.id} · ${d.technique.name}`), ' ', h('span.muted', t('incident.technique_hint')))]),
-    h('section.block', h('h3', t('incident.evidence')), h('p.evidence', d.evidence ? withPseudonyms(d.evidence, d) : '—'),
+    h('section.block', h('h3', t('incident.evidence')), h('p.evidence', d.evidence ? withPseudonyms(d.evidence_message ? tMessage(d.evidence_message, {}, d.evidence) : d.evidence, d) : '—'),
       d.carried_pseudonyms?.length > 0 && h('p.carried#detail-carried', h('span.muted', t('incident.carried')), ' ',
         withPseudonyms(d.carried_pseudonyms.join(' '), d)),
       state.deviceData && observations(state.deviceData, d)),
@@ -310,7 +310,7 @@ function paintDetail() {
     assignment(d),
     h('section.block', h('h3', t('log.title')),
       d.log?.length ? h('ol.log#incident-log', ...d.log.map((e) => h('li', { dataset: { action: e.action } },
-        h('time', fmtTime(e.at)), h('span.actor', e.actor.replace(/^user:/, '')), h('span.what', tOr(`handover.action.${e.action}`, e.action)), e.detail && h('span.detail', withPseudonyms(e.detail, d)))))
+        h('time', fmtTime(e.at)), h('span.actor', actorName(e.actor)), h('span.what', tOr(`handover.action.${e.action}`, e.action)), e.detail && h('span.detail', withPseudonyms(e.message ? tMessage(e.message, {}, e.detail) : e.detail, d)))))
         : h('p.muted', t('log.empty')),
       canAct && commentBox()),
   ].filter((part) => part != null && part !== false));
@@ -321,7 +321,7 @@ function observations(dev, incident) {
   if (!rows.length) return null;
   // A personal value is its pseudonym: a chip, unmaskable if this incident carries it.
   const shown = (o) => (typeof o.value === 'string' ? withPseudonyms(o.value, incident)
-    : `${observedValue(o)}${o.unit ? ' ' + o.unit : ''}`);
+    : (typeof o.value === 'boolean' ? t(`msg.bool.${o.value}`) : fmtNumber(observedValue(o), o.unit, 3)));
   return h('div', h('h4', t('incident.observations')), h('table.obs', ...rows.map((o) =>
     h('tr', h('td', fmtTime(o.time)), h('td', o.field), h('td.num', shown(o))))));
 }

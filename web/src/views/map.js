@@ -13,7 +13,7 @@ import { peopleCountText, MIN_GROUP } from '../privacy.js';
 import * as live from '../live.js';
 import { navigate } from '../router.js';
 import { h, clear, toast } from '../dom.js';
-import { t, getLang, onLangChange } from '../i18n.js';
+import { t, getLang, onLangChange, inLang, incidentTitle, locale } from '../i18n.js';
 import { deviceChart } from '../chart.js';
 import * as situations from './situations.js';
 
@@ -128,7 +128,8 @@ export function mount(el) {
 
   // Count labels are images: a style without glyphs (no base map, no internet) cannot draw
   // text, but it can draw icons. Each label is drawn once, before the data that needs it.
-  const countLabel = (n) => (n < 1000 ? String(n) : n < 10000 ? `${(n / 1000).toFixed(1).replace(/\.0$/, '')}k` : `${Math.round(n / 1000)}k`);
+  // A cluster's count the reader's way, compact (`1,5 k` in French).
+  const countLabel = (n) => new Intl.NumberFormat(locale(), { notation: 'compact', maximumFractionDigits: 1 }).format(n);
   const labelImage = (text) => {
     const id = `count-${text}`;
     if (map.hasImage(id)) return;
@@ -283,7 +284,7 @@ export function mount(el) {
     type: 'FeatureCollection',
     features: live.openIncidents().map((i) => ({
       type: 'Feature', geometry: { type: 'Point', coordinates: i.position },
-      properties: { id: i.id, severity: i.severity, title: i.title },
+      properties: { id: i.id, severity: i.severity, title: incidentTitle(i) },
     })),
   });
 
@@ -297,7 +298,7 @@ export function mount(el) {
       ...Object.keys(SEVERITY_COLORS).map((k) => h('option', { value: k, selected: k === listSeverity }, t(`severity.${k}`))));
     const row = (i) => h(`li.map-incident.row-${i.severity}`, { dataset: { id: i.id } },
       h(`span.sev.sev-${i.severity}`, t(`severity.${i.severity}`)),
-      h('a.map-incident-title', { href: `#/incidents/${i.id}` }, i.title),
+      h('a.map-incident-title', { href: `#/incidents/${i.id}` }, incidentTitle(i)),
       h('span.muted', i.commune_name),
       h('button.ghost.locate', { type: 'button', on: { click: () => locate(i) } }, t('map.locate')));
     // One entry per situation (the incidents of one real event), its incidents inside.
@@ -307,7 +308,7 @@ export function mount(el) {
       return h(`li.map-situation.row-${s.severity}`, { dataset: { situation: s.id } },
         h('div.map-situation-head',
           h(`span.sev.sev-${s.severity}`, t(`severity.${s.severity}`)),
-          h('span.map-incident-title', s.title),
+          h('span.map-incident-title', situations.situationTitle(s)),
           h('span.muted', t('situation.count', { n: g.incidents.length })),
           h('button.ghost.locate-situation', { type: 'button', on: { click: () => locateAll(g.incidents) } }, t('map.locate'))),
         h('ul.map-situation-incidents', ...g.incidents.map(row)));
@@ -490,7 +491,7 @@ export function mount(el) {
         h('div.panel-head', h('h3', t('device.title', { id: d.id })),
           h('button.ghost', { type: 'button', on: { click: () => (details.hidden = true) } }, t('device.close'))),
         h('dl.kv',
-          h('dt', t('device.kind')), h('dd', d.kind_label),
+          h('dt', t('device.kind')), h('dd', inLang(d.kind_label, d.kind_label_en)),
           h('dt', t('device.site')), h('dd', d.site),
           h('dt', t('device.commune')), h('dd', d.commune),
           h('dt', t('device.state')), h('dd', h(`span.state.${d.state}`, t(`state.${d.state}`))),

@@ -10,7 +10,7 @@ import * as api from '../api.js';
 import * as live from '../live.js';
 import { navigate } from '../router.js';
 import { h, clear, toast } from '../dom.js';
-import { t, tOr, fmtTime, getLang, onLangChange } from '../i18n.js';
+import { t, tOr, fmtTime, getLang, onLangChange, tMessage, incidentTitle, localTitle, actorName } from '../i18n.js';
 import { mountHealth } from './health.js';
 
 export const route = 'overview';
@@ -180,7 +180,7 @@ function zoned(iso, withDate = true) {
   }
 }
 
-const who = (actor) => (actor ?? '').replace(/^user:/, '').replace(/^token:/, '');
+const who = (actor) => actorName(actor);
 
 async function writeNote(ta, button) {
   const text = ta.value.trim();
@@ -251,7 +251,7 @@ function paintHandover() {
         table(`handover-group-${g.category}-${g.commune}`, ['severity', 'title', 'status', 'unit', 'opened'], g.incidents.map((i) =>
           h('tr', { dataset: { id: i.id }, on: { click: () => navigate(`#/incidents/${i.id}`) } },
             h('td', h(`span.sev.sev-${i.severity}`, t(`severity.${i.severity}`))),
-            h('td', h('span.muted', `#${i.id} `), i.title, i.escalated_at ? h('span.tag.overdue', ` ${t('incident.escalated')}`) : null),
+            h('td', h('span.muted', `#${i.id} `), incidentTitle(i), i.escalated_at ? h('span.tag.overdue', ` ${t('incident.escalated')}`) : null),
             h('td', h(`span.status.st-${i.status}`, t(`status.${i.status}`))),
             h('td', i.unit ?? i.owner ?? '—'),
             h('td.num', zoned(i.opened_at)))))))) : null,
@@ -279,13 +279,14 @@ function paintHandover() {
       d.log.length ? table('handover-log', ['at', 'incident', 'actor', 'action', 'detail'], d.log.map((e) =>
         h('tr', { dataset: { incident: e.incident, action: e.action } },
           h('td.num', zoned(e.at)),
-          h('td', h('a', { href: `#/incidents/${e.incident}` }, `#${e.incident}`), ' ', e.title),
+          h('td', h('a', { href: `#/incidents/${e.incident}` }, `#${e.incident}`), ' ', localTitle(e.title)),
           h('td', who(e.actor)),
           h('td', actionLabel(e.action)),
-          h('td.detail', e.detail)))) : null,
+          h('td.detail', e.message ? tMessage(e.message, {}, e.detail) : e.detail)))) : null,
       t('handover.nolog')),
     d.chatter_left_out > 0 && h('p.muted#handover-chatter', t('handover.chatter', { n: d.chatter_left_out })),
   ].filter((x) => x != null && x !== false));
+
 }
 
 function actionLabel(action) {

@@ -6,7 +6,7 @@
 
 import * as api from '../api.js';
 import { h, clear, toast } from '../dom.js';
-import { t, fmtTime, onLangChange } from '../i18n.js';
+import { t, fmtTime, onLangChange, inLang, fmtNumber, tOr, actorName } from '../i18n.js';
 
 export const route = 'privacy';
 export const navKey = 'nav.privacy';
@@ -147,7 +147,9 @@ function fmtDays(seconds) {
 function detailText(d) {
   if (d == null) return '';
   if (typeof d !== 'object') return String(d);
-  return Object.entries(d).map(([k, v]) => `${k}: ${typeof v === 'object' ? JSON.stringify(v) : v}`).join(' · ');
+  const value = (v) => (v === null ? '—' : typeof v === 'boolean' ? t(`msg.bool.${v}`)
+    : typeof v === 'number' ? fmtNumber(v) : typeof v === 'object' ? JSON.stringify(v) : v);
+  return Object.entries(d).map(([k, v]) => `${tOr(`privacy.detail.${k}`, k)} : ${value(v)}`).join(' · ');
 }
 
 function paintLog(err) {
@@ -161,7 +163,7 @@ function paintLog(err) {
   el.append(table('#privacy-log', [t('privacy.col.when'), t('privacy.col.who'), t('privacy.col.action'),
     t('privacy.col.target'), t('privacy.col.outcome'), t('privacy.col.detail')],
   state.log.map((e) => h('tr', { dataset: { seq: String(e.seq), outcome: e.outcome } },
-    h('td.num', fmtTime(e.at)), h('td', e.actor), h('td', h('code', e.action)), h('td', e.target ?? ''),
+    h('td.num', fmtTime(e.at)), h('td', actorName(e.actor)), h('td', h('code', e.action)), h('td', e.target ?? ''),
     h('td', { class: `outcome-${e.outcome}` }, t(`privacy.outcome.${e.outcome}`)), h('td.detail', detailText(e.detail))))));
   if (state.next) {
     el.append(h('button#privacy-log-more', { type: 'button', on: { click: () => loadLog(state.next) } }, t('privacy.log.more')));
@@ -248,6 +250,6 @@ function paintNotices() {
     el.append(h('details.notice-commune',
       h('summary', `${commune} (${items.length})`),
       h('ul.notice-list', items.map((n) => h('li', h('a', { href: n.url, target: '_blank', rel: 'noopener' }, n.device),
-        ' — ', n.kind_label, ', ', n.site)))));
+        ' — ', inLang(n.kind_label, n.kind_label_en), ', ', n.site)))));
   }
 }

@@ -7,7 +7,13 @@
 import * as api from '../api.js';
 import * as live from '../live.js';
 import { h, toast } from '../dom.js';
-import { t, tOr, fmtTime, fmtAgo } from '../i18n.js';
+import { t, tOr, fmtTime, fmtAgo, localTitle, incidentTitle } from '../i18n.js';
+
+/** A situation's title in the reader's language: its leading incident's. */
+export function situationTitle(s) {
+  const lead = live.incidents.get(s.lead);
+  return lead ? incidentTitle(lead) : localTitle(s.title);
+}
 
 /** The situation an incident is in (null: none known yet). */
 export function situationOf(incidentId) {
@@ -56,7 +62,7 @@ export function head(s, { selected, onSelect }) {
     canAct && h('input.bulk', { type: 'checkbox', title: t('situation.select'), checked: selected,
       on: { change: (e) => onSelect(s.id, e.target.checked), click: (e) => e.stopPropagation() } }),
     h(`span.sev.sev-${s.severity}`, t(`severity.${s.severity}`)),
-    h('div.row-main', h('div.row-title', s.title),
+    h('div.row-main', h('div.row-title', situationTitle(s)),
       h('div.row-sub', t('situation.count', { n: s.incidents.length }), ' · ',
         tOr(`family.${s.family}`, s.family ?? tOr(`category.${s.category}`, s.category)))),
     h('div.row-meta', h(`span.status.st-${s.status}`, t(`status.${s.status}`)),
@@ -78,13 +84,13 @@ export function panel(incident, reload) {
   let mergeSelect = null;
   if (canAct && others.length) {
     mergeSelect = h('select#situation-merge', h('option', { value: '' }, t('situation.merge_pick')),
-      ...others.map((o) => h('option', { value: o.id }, `#${o.id} · ${o.title}`)));
+      ...others.map((o) => h('option', { value: o.id }, `#${o.id} · ${situationTitle(o)}`)));
   }
   return h('section.block.situation-panel#situation-panel', { dataset: { situation: s.id, count: s.incidents.length } },
     h('h3', t('situation.title', { id: s.id, n: s.incidents.length })),
     several && h('ul.situation-members', ...s.incidents.map((m) => h(`li${m.id === incident.id ? '.current' : ''}`,
       h(`span.sev.sev-${m.severity}`, t(`severity.${m.severity}`)), ' ',
-      h('a', { href: `#/incidents/${m.id}` }, m.title), ' ',
+      h('a', { href: `#/incidents/${m.id}` }, incidentTitle(live.incidents.get(m.id) ?? m)), ' ',
       h(`span.status.st-${m.status}`, t(`status.${m.status}`))))),
     canAct && h('div.actions#situation-actions',
       several && s.unacknowledged > 0 && h('button.action', { type: 'button', dataset: { action: 'situation-acknowledge' },

@@ -6,7 +6,7 @@
 import * as api from '../api.js';
 import * as live from '../live.js';
 import { h, clear, toast } from '../dom.js';
-import { t, fmtTime, fmtAgo, onLangChange } from '../i18n.js';
+import { t, fmtTime, fmtAgo, onLangChange, localTitle } from '../i18n.js';
 
 export const route = 'units';
 export const navKey = 'nav.units';
@@ -128,7 +128,7 @@ function card(u) {
       missions.length
         ? h('ul.missions', ...missions.map((m) => h('li.mission', { dataset: { id: m.id } },
           m.severity && h(`span.sev.sev-${m.severity}`, t(`severity.${m.severity}`)),
-          h('a', { href: `#/incidents/${m.id}` }, `#${m.id} ${m.title ?? ''}`),
+          h('a', { href: `#/incidents/${m.id}` }, `#${m.id} ${localTitle(m.title ?? '')}`),
           m.status && h(`span.status.st-${m.status}`, t(`status.${m.status}`)),
           m.opened_at && h('span.age', { title: fmtTime(m.opened_at) }, fmtAgo(m.opened_at, now)))))
         : h('p.muted', t('units.no_mission'))),

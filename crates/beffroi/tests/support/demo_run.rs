@@ -38,6 +38,12 @@ fn accounts_in(text: &str) -> BTreeMap<String, String> {
 /// Starts `beffroi demo` at real speed and waits until it answers and has printed the
 /// accounts of `wanted` (the administrator's password is generated too).
 pub fn start(wanted: &[&str]) -> RunningDemo {
+    start_at_speed(wanted, 1)
+}
+
+/// Like [`start`], with `speed` simulated seconds per wall-clock second (scenarios, reminders
+/// and escalations come sooner).
+pub fn start_at_speed(wanted: &[&str], speed: u32) -> RunningDemo {
     let dir = tempfile::tempdir().expect("tempdir");
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -45,7 +51,7 @@ pub fn start(wanted: &[&str]) -> RunningDemo {
         .port();
     let out = dir.path().join("demo.out");
     let child = Command::new(env!("CARGO_BIN_EXE_beffroi"))
-        .args(["demo", "--speed", "1", "--listen"])
+        .args(["demo", "--speed", &speed.to_string(), "--listen"])
         .arg(format!("127.0.0.1:{port}"))
         .arg("--data")
         .arg(dir.path().join("data"))
