@@ -56,4 +56,7 @@ pub struct Alarm {
     /// observations of that device at that time in the same payload). Set by the engine,
     /// never from rule text; empty for ticks, clears and security findings.
     pub carries: Vec<Arc<str>>,
+    /// What fired the rule, as structure (raises only; `None` for escalations, clears and
+    /// security findings). Stored on the incident at its opening, never overwritten.
+    pub trigger: Option<crate::trigger::Trigger>,
 }

@@ -846,6 +846,7 @@ impl Pipeline {
             // Occupancy changes are reported at the next tick, coalesced.
             self.events.observe(o);
             self.eval.on_observation(o, &mut self.alarms);
+            self.follow_trigger(o, out);
         }
         // People counts are kept per time bucket only: the rules and events saw
         // the reading; the store gets it at its bucket's start, where it keeps the highest.
@@ -1049,6 +1050,28 @@ impl Pipeline {
         }
         out.batch.crises.extend(self.crises.follow(&change));
         out.batch.incidents.push(change);
+    }
+
+    /// A fresh numeric reading moves the `current` and `peak` of the open incidents its
+    /// series triggered (a people count as it may be shown). One map lookup when it
+    /// triggered none.
+    fn follow_trigger(&mut self, o: &Observation, out: &mut Output) {
+        let Value::Number(n) = o.value else { return };
+        let Some(spec) = self.territory.kind_of(o.device).fields.get(o.field.get()) else {
+            return;
+        };
+        let v = if spec.people_count {
+            match self.aggregates.shown(n) {
+                Some(v) => v,
+                None => return,
+            }
+        } else {
+            n
+        };
+        let name = Arc::clone(&spec.name);
+        for change in self.book.observe_reading(o.device, &name, v, o.time) {
+            self.record(change, o.time, out);
+        }
     }
 
     fn flush_alarms(&mut self, out: &mut Output) {

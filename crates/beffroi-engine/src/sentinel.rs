@@ -219,6 +219,7 @@ impl SentinelGlue {
             auto_resolve: false,
             silence: false,
             carries: Vec::new(),
+            trigger: None,
         }
     }
 }

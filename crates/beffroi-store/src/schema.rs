@@ -21,6 +21,7 @@ const MIGRATIONS: &[&str] = &[
     V7_RETENTION,
     V8_WATERMARKS,
     V9_INCIDENT_PSEUDONYMS,
+    V10_INCIDENT_TRIGGER,
 ];
 
 /// The schema version this build writes.
@@ -263,6 +264,17 @@ INSERT OR IGNORE INTO incident_pseudonyms (incident_id, pseudonym, at)
     SELECT i.id, o.value_text, o.time FROM incidents i
     JOIN observations o ON o.device = i.device AND o.time = i.opened_at
     JOIN identities p ON p.pseudonym = o.value_text;
+"#;
+
+/// The evidence of an incident as structure: what fired its rule at the opening (JSON,
+/// never overwritten), the worst and the latest value of the triggering field, and the
+/// last re-opening. Incidents stored before it have no trigger.
+const V10_INCIDENT_TRIGGER: &str = r#"
+ALTER TABLE incidents ADD COLUMN trigger TEXT;
+ALTER TABLE incidents ADD COLUMN peak REAL;
+ALTER TABLE incidents ADD COLUMN current REAL;
+ALTER TABLE incidents ADD COLUMN current_at INTEGER;
+ALTER TABLE incidents ADD COLUMN reopened_at INTEGER;
 "#;
 
 /// Brings the database to [`SCHEMA_VERSION`]. Refuses a database written by a newer build.
