@@ -257,7 +257,7 @@ impl CrisisBoard {
             at,
             actor: actor.clone(),
             kind: CrisisLogKind::Incident,
-            text: crate::safe_format!("#{} {} — attached", inc.id, inc.title),
+            text: crate::safe_format!("#{} {} — attached", inc.id, inc.title_now()),
             incident: Some(inc.id),
         }));
         let incidents: BTreeSet<IncidentId> = attached.iter().map(|i| i.id).collect();
@@ -395,7 +395,12 @@ impl CrisisBoard {
                     at: e.at,
                     actor: e.actor.clone(),
                     kind: CrisisLogKind::Incident,
-                    text: crate::safe_format!("#{} {} — {}{detail}", inc.id, inc.title, e.action),
+                    text: crate::safe_format!(
+                        "#{} {} — {}{detail}",
+                        inc.id,
+                        inc.title_now(),
+                        e.action
+                    ),
                     incident: Some(inc.id),
                 });
             }

@@ -946,8 +946,9 @@ impl Evaluator {
             let mut a = self.alarm(rule, AlarmKind::Raise, site, dev, at);
             // A title's `{value}` stays a token: the incident renders it from its current
             // value when read (`Incident::title_now`), so it never freezes the opening value.
-            // A rule whose alarm names no triggering value gets it rendered now.
-            if a.title.contains("{value}") && device.is_none() {
+            // Without a numeric value to follow (a suppressed people count, a boolean) it
+            // is rendered now, as it may be shown.
+            if a.title.contains("{value}") && trigger.value.is_none() {
                 let value = device
                     .and_then(|d| self.last_value.get(&d))
                     .cloned()
