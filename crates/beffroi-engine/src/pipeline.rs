@@ -1049,6 +1049,16 @@ impl Pipeline {
             }
         }
         out.batch.crises.extend(self.crises.follow(&change));
+        // A reading's move of `current` / `peak` just before another change of the same
+        // incident is carried by that change: one change per incident and reading.
+        if let Some(last) = out.batch.incidents.last()
+            && last.incident.id == change.incident.id
+            && !last.created
+            && last.log.is_empty()
+            && last.pseudonyms.is_empty()
+        {
+            out.batch.incidents.pop();
+        }
         out.batch.incidents.push(change);
     }
 
