@@ -251,8 +251,8 @@ function paintDetail() {
     canAct && h('div.actions#lifecycle', ...LIFECYCLE.filter(([, ok]) => ok(d.status)).map(([a]) =>
       h(`button.action.act-${a}`, { type: 'button', dataset: { action: a }, on: { click: () => doAction(a) } }, t(`action.${a}`)))),
     h('dl.kv',
-      h('dt', t('incident.opened')), h('dd', `${fmtTime(d.opened_at)} (${fmtAgo(d.opened_at, live.serverNow())})`),
-      d.reopened_at && [h('dt', t('incident.reopened')), h('dd#detail-reopened', { dataset: { at: d.reopened_at } }, `${fmtTime(d.reopened_at)} (${fmtAgo(d.reopened_at, live.serverNow())})`)],
+      h('dt', t('incident.opened')), h('dd', `${fmtZoned(Date.parse(d.opened_at))} (${fmtAgo(d.opened_at, live.serverNow())})`),
+      d.reopened_at && [h('dt', t('incident.reopened')), h('dd#detail-reopened', { dataset: { at: d.reopened_at } }, `${fmtZoned(Date.parse(d.reopened_at))} (${fmtAgo(d.reopened_at, live.serverNow())})`)],
       d.acknowledged_at && [h('dt', t('incident.acknowledged')), h('dd', fmtTime(d.acknowledged_at))],
       h('dt', t('incident.rule')), h('dd', rule ? `${d.rule} · ${tOr(`ruletype.${rule.type}`, rule.type)}, ${tOr(`severity.${rule.severity}`, rule.severity)}` : d.rule),
       h('dt', t('incident.alarms')), h('dd', `${d.alarm_count} · ${t(d.condition_active ? 'incident.condition_active' : 'incident.condition_cleared')}`),
