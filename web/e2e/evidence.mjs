@@ -3,8 +3,8 @@
 // (resolved), rises again (re-opened) and eases. The detail shows the trigger that opened
 // it (not the last raise), charts the level around it with the threshold line and the
 // trigger marked, lists the readings around the trigger (not the latest), shows the
-// re-opening as such, and the title shows the current level. Exits non-zero on the first
-// failure.
+// re-opening as such, the title shows the current level, and a small map the incident's
+// surroundings. Exits non-zero on the first failure.
 
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
@@ -118,7 +118,21 @@ try {
   check(/Rouvert le/.test(kv), `labelled "Rouvert le": ${kv}`);
   const title = await page.locator('#detail-title').innerText();
   check(title.includes('(2.3 m)'), `the title shows the current level: ${title}`);
-  await page.screenshot({ path: join(shots, 'evidence.png') });
+  step('the surroundings: the incident and the devices around it, drawn offline');
+  await page.locator('#incident-minimap[data-ready="true"]').waitFor();
+  const near = await page.locator('#incident-minimap').evaluate((el) => ({
+    devices: Number(el.dataset.devices), lon: Number(el.dataset.lon), lat: Number(el.dataset.lat),
+    canvas: !!el.querySelector('canvas'),
+  }));
+  check(near.canvas && near.devices >= 1, `the gauge is among the devices shown: ${JSON.stringify(near)}`);
+  check(near.lon === inc.position[0] && near.lat === inc.position[1], `centred on the incident: ${JSON.stringify(near)}`);
+  // Repaints (live updates) keep the same map.
+  const before = await page.locator('#incident-minimap canvas').elementHandle();
+  await api(token, 'POST', `/devices/${gauge.id}/observations?format=json`, { values: { level_m: 2.35 }, time: now - 15 * MIN });
+  await page.locator('#trigger-current[data-value="2.35"]').waitFor();
+  check(await before.evaluate((c) => c.isConnected), 'the map survived the repaint');
+  await page.locator('#surroundings').scrollIntoViewIfNeeded();
+  await page.screenshot({ path: join(shots, 'evidence.png'), fullPage: true });
 
   const serious = errors.filter((e) => !/Failed to load resource|GL Driver/.test(e));
   check(serious.length === 0, `no error in the page: ${serious.join(' | ')}`);

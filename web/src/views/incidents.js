@@ -8,6 +8,7 @@ import { navigate } from '../router.js';
 import { h, clear, toast } from '../dom.js';
 import { t, tOr, fmtTime, fmtAgo, getLang, onLangChange } from '../i18n.js';
 import { evidenceChart } from '../chart.js';
+import { miniMap } from '../minimap.js';
 import { peopleCountText } from '../privacy.js';
 import { withPseudonyms } from './unmask.js';
 
@@ -60,7 +61,7 @@ export function mount(el, args) {
   paintFilters();
   paintQueue();
   update(args);
-  return () => { offs.forEach((f) => f()); clearInterval(ticker); cancelAnimationFrame(frame); state = null; };
+  return () => { offs.forEach((f) => f()); clearInterval(ticker); cancelAnimationFrame(frame); state.minimap?.map?.remove(); state = null; };
 }
 
 /** Opens the queue with these filters, the others cleared (the alerting banner: the
@@ -268,6 +269,7 @@ function paintDetail() {
       d.carried_pseudonyms?.length > 0 && h('p.carried#detail-carried', h('span.muted', t('incident.carried')), ' ',
         withPseudonyms(d.carried_pseudonyms.join(' '), d)),
       state.deviceData && observations(state.deviceData, d)),
+    surroundings(d),
     sop(d, canAct),
     assignment(d),
     h('section.block', h('h3', t('log.title')),
@@ -290,6 +292,27 @@ function readingsWindow(d) {
   const end = d.resolved_at ? Date.parse(d.resolved_at) + 30 * MIN : Math.max(live.serverNow(), at + 30 * MIN);
   const until = Math.min(end, from + WINDOW_MAX);
   return { from: new Date(from).toISOString(), until: new Date(until).toISOString() };
+}
+
+/** The incident's surroundings on a small map: one map per selected incident, kept across
+ * repaints (its element is moved, not redrawn). */
+function surroundings(d) {
+  if (!Array.isArray(d.position)) return null;
+  if (state.minimap?.id !== d.id) {
+    state.minimap?.map?.remove();
+    const el = h('div.minimap#incident-minimap', { role: 'img', 'aria-label': t('evidence.minimap') });
+    const m = { id: d.id, el, map: null };
+    state.minimap = m;
+    // Drawn once the element is in the page (after this paint).
+    requestAnimationFrame(() => {
+      if (state?.minimap !== m) return;
+      miniMap(el, d, api.can('device.read')).then((map) => {
+        if (state?.minimap === m) m.map = map;
+        else map.remove();
+      }).catch(() => { el.dataset.ready = 'unavailable'; });
+    });
+  }
+  return h('section.block#surroundings', h('h3', t('evidence.surroundings')), state.minimap.el);
 }
 
 /** Numbers in the reader's language. */
