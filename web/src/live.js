@@ -171,11 +171,16 @@ async function probe() {
 
 export const SEVERITY_RANK = { critical: 4, major: 3, minor: 2, info: 1 };
 
-/** Severity first (critical on top), then age (oldest first). */
+/** When an incident last (re)opened: a re-opening is recent activity, not an old case. */
+export function lastOpened(i) {
+  return i.last_opened_at ?? i.reopened_at ?? i.opened_at;
+}
+
+/** Severity first (critical on top), then the most recent (re-)opening first. */
 export function compareIncidents(a, b) {
   return (
     (SEVERITY_RANK[b.severity] ?? 0) - (SEVERITY_RANK[a.severity] ?? 0) ||
-    a.opened_at.localeCompare(b.opened_at) ||
-    a.id - b.id
+    lastOpened(b).localeCompare(lastOpened(a)) ||
+    b.id - a.id
   );
 }

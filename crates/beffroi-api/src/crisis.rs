@@ -702,7 +702,7 @@ fn report_html(
             h,
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             i.id,
-            escape(&i.title),
+            escape(&i.title_now()),
             escape(severity_label(i.severity, en)),
             escape(status_label(i.status, en)),
             escape(&t.commune(i.commune).name),

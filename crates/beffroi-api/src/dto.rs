@@ -48,6 +48,72 @@ pub struct IncidentDto {
     /// console to render in the reader's language; `title` is its English rendering.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub title_message: Option<MessageDto>,
+    /// What fired the rule at the opening, as structure; never overwritten (`evidence` is
+    /// the text of the latest raise or clear, kept for compatibility).
+    pub trigger: Option<TriggerDto>,
+    /// The worst value of the triggering field since the opening.
+    pub peak: Option<f64>,
+    /// The latest value of the triggering field, and its time.
+    pub current: Option<f64>,
+    pub current_at: Option<String>,
+    /// The last re-opening (`opened_at` stays the first opening).
+    pub reopened_at: Option<String>,
+    /// `reopened_at` if any, else `opened_at`: what the queue sorts by.
+    pub last_opened_at: String,
+}
+
+/// The structured evidence of a rule firing.
+#[derive(Serialize, ToSchema)]
+pub struct TriggerDto {
+    /// threshold | absence | rate | correlation | aggregate
+    pub kind: String,
+    /// The device whose reading (or silence) fired the rule.
+    pub device: Option<String>,
+    /// The field compared.
+    pub field: Option<String>,
+    /// The field's unit, from its device kind.
+    pub unit: Option<String>,
+    /// The value that fired (absent for a silence, a non-number or a suppressed count).
+    pub value: Option<f64>,
+    /// above | below | between | outside | equals | not_equals
+    pub op: Option<String>,
+    /// The threshold, or the interval's low bound; the warning level of an aggregate.
+    pub threshold: Option<f64>,
+    /// The interval's high bound; the critical level of an aggregate.
+    pub threshold_high: Option<f64>,
+    /// Sustained duration, silence, or the window of a rate or correlation, in seconds.
+    pub window_s: Option<i64>,
+    /// A rate's count, or how many conditions a correlation joins.
+    pub count: Option<u32>,
+    pub radius_m: Option<f64>,
+    /// When it fired.
+    pub at: String,
+}
+
+impl TriggerDto {
+    pub fn from_core(tr: &beffroi_core::Trigger, t: &Territory) -> Self {
+        let unit = tr.device.zip(tr.field.as_deref()).and_then(|(d, f)| {
+            t.kind_of(d)
+                .fields
+                .iter()
+                .find(|s| &*s.name == f)
+                .and_then(|s| s.unit.as_deref().map(Into::into))
+        });
+        TriggerDto {
+            kind: tr.kind.as_str().into(),
+            device: tr.device.map(|d| t.device(d).id.to_string()),
+            field: tr.field.as_deref().map(Into::into),
+            unit,
+            value: tr.value,
+            op: tr.op.map(|o| o.as_str().into()),
+            threshold: tr.threshold,
+            threshold_high: tr.threshold_high,
+            window_s: tr.window.map(|w| w.millis() / 1000),
+            count: tr.count,
+            radius_m: tr.radius_m,
+            at: ts(tr.at),
+        }
+    }
 }
 
 /// A MITRE ATT&CK for ICS technique.
@@ -72,7 +138,7 @@ impl IncidentDto {
             category: i.category.to_string(),
             severity: i.severity.as_str().into(),
             status: i.status.as_str().into(),
-            title: i.title.to_string(),
+            title: i.title_now().to_string(),
             commune: commune.id.to_string(),
             commune_name: commune.name.to_string(),
             site: site.id.to_string(),
@@ -101,6 +167,12 @@ impl IncidentDto {
             )
             .as_ref()
             .map(Into::into),
+            trigger: i.trigger.as_ref().map(|tr| TriggerDto::from_core(tr, t)),
+            peak: i.peak,
+            current: i.current,
+            current_at: i.current_at.map(ts),
+            reopened_at: i.reopened_at.map(ts),
+            last_opened_at: ts(i.last_opened_at()),
         }
     }
 }
@@ -329,6 +401,8 @@ pub struct DeviceDetailDto {
     /// Trust level of the device's latest observation (signed | broker_authenticated |
     /// unauthenticated), if it sent any.
     pub trust: Option<String>,
+    /// The newest readings, or those of the window asked for (`from`, `until`), newest
+    /// first.
     pub recent: Vec<ObservationDto>,
 }
 

@@ -576,22 +576,77 @@ pub async fn list_devices(
     Json(list)
 }
 
-#[utoipa::path(get, path = "/api/v1/devices/{id}", params(("id" = String, Path)),
-    responses((status = 200, body = DeviceDetailDto), (status = 404, body = crate::error::ErrorBody)), security(("bearer" = [])))]
+/// The longest window of readings `GET /devices/{id}?from=&until=` reads.
+pub const READINGS_WINDOW_MAX: beffroi_core::Duration = beffroi_core::Duration::from_mins(48 * 60);
+/// The most readings one window gives (the newest of the window when it holds more).
+pub const READINGS_WINDOW_LIMIT: usize = 1000;
+
+#[derive(Deserialize, utoipa::IntoParams)]
+pub struct DeviceReadingsParams {
+    /// RFC 3339: the readings from this event time (with `until`, at most 48 h; the
+    /// incident detail asks for the window around its trigger). Without `from` and
+    /// `until`, the newest readings.
+    from: Option<String>,
+    /// RFC 3339: the readings up to this event time.
+    until: Option<String>,
+}
+
+impl DeviceReadingsParams {
+    /// The window asked for, bounded: one bound alone reads 48 h from (or up to) it.
+    fn window(
+        &self,
+    ) -> Result<Option<(beffroi_core::Timestamp, beffroi_core::Timestamp)>, ApiError> {
+        let parse = |name: &str, v: &Option<String>| {
+            v.as_deref()
+                .map(|x| {
+                    beffroi_wire::parse_rfc3339(x).ok_or_else(|| {
+                        ApiError::new(
+                            ErrorCode::InvalidRequest,
+                            format!("`{name}` is not an RFC 3339 time"),
+                        )
+                    })
+                })
+                .transpose()
+        };
+        let (from, until) = (parse("from", &self.from)?, parse("until", &self.until)?);
+        let (from, until) = match (from, until) {
+            (None, None) => return Ok(None),
+            (Some(f), None) => (f, f.plus(READINGS_WINDOW_MAX)),
+            (None, Some(u)) => (u.minus(READINGS_WINDOW_MAX), u),
+            (Some(f), Some(u)) => (f, u),
+        };
+        if until < from || until.since(from) > READINGS_WINDOW_MAX {
+            return Err(ApiError::new(
+                ErrorCode::InvalidRequest,
+                "`from` must precede `until`, by 48 h at most",
+            ));
+        }
+        Ok(Some((from, until)))
+    }
+}
+
+#[utoipa::path(get, path = "/api/v1/devices/{id}", params(("id" = String, Path), DeviceReadingsParams),
+    responses((status = 200, body = DeviceDetailDto), (status = 400, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)), security(("bearer" = [])))]
 pub async fn get_device(
     State(s): State<AppState>,
     _u: User,
     Path(id): Path<String>,
+    Query(p): Query<DeviceReadingsParams>,
 ) -> Result<Json<DeviceDetailDto>, ApiError> {
     let t = Arc::clone(&s.engine.territory);
     let d = t
         .device_id(&id)
         .ok_or_else(|| ObjectKind::Device.not_found())?;
+    let window = p.window()?;
     let reader = Arc::clone(&s.reader);
     let recent = blocking(move || {
-        reader
-            .observations(d, beffroi_core::Timestamp(0), 200)
-            .map_err(store_err)
+        match window {
+            Some((from, until)) => {
+                reader.observations_between(d, from, until, READINGS_WINDOW_LIMIT)
+            }
+            None => reader.observations(d, beffroi_core::Timestamp(0), 200),
+        }
+        .map_err(store_err)
     })
     .await?;
     let kind = t.kind_of(d);

@@ -61,6 +61,7 @@ use crate::{crisis, handlers, overview, situations, units};
         crate::crowd::PeopleCount, crate::unmask::UnmaskRequest, crate::unmask::UnmaskResponse,
         crate::unmask::UnmaskPendingResponse, crate::unmask::UnmaskRequestDto,
         crate::unmask::UnmaskRequestsDto,
+        crate::dto::TriggerDto,
     )),
     modifiers(&Bearer),
 )]

@@ -159,7 +159,7 @@ pub async fn get_unit(
                 .iter()
                 .map(|i| MissionDto {
                     id: i.id.0,
-                    title: i.title.to_string(),
+                    title: i.title_now().to_string(),
                     severity: i.severity.as_str().into(),
                     status: i.status.as_str().into(),
                     commune: t.commune(i.commune).id.to_string(),

@@ -60,4 +60,7 @@ pub struct Alarm {
     /// `evidence` is its English rendering. `None` where the evidence is not composed by
     /// the program (or is empty).
     pub evidence_message: Option<crate::message::Message>,
+    /// What fired the rule, as structure (raises only; `None` for escalations, clears and
+    /// security findings). Stored on the incident at its opening, never overwritten.
+    pub trigger: Option<crate::trigger::Trigger>,
 }

@@ -261,7 +261,7 @@ impl CrisisBoard {
         log.extend(attached.iter().map(|inc| {
             let m = Message::new("crisis.incident_attached")
                 .with("incident", Param::Incident(inc.id))
-                .text("title", &inc.title);
+                .text("title", &inc.title_now());
             CrisisLogEntry {
                 at,
                 actor: actor.clone(),
@@ -415,7 +415,7 @@ impl CrisisBoard {
                 };
                 let mut m = Message::new(code)
                     .with("incident", Param::Incident(inc.id))
-                    .text("title", &inc.title)
+                    .text("title", &inc.title_now())
                     .with("action", enum_param("action", &e.action));
                 if !e.detail.is_empty() {
                     let detail = match &e.message {

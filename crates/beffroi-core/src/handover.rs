@@ -399,6 +399,11 @@ mod tests {
             sop: vec![],
             reminded_at: None,
             escalated_at: None,
+            trigger: None,
+            peak: None,
+            current: None,
+            current_at: None,
+            reopened_at: None,
         }
     }
 

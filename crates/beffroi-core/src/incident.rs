@@ -15,6 +15,11 @@ use crate::alarm::{Alarm, AlarmKind, DedupKey};
 use crate::geo::Point;
 use crate::territory::{CommuneIdx, DeviceIdx, SiteIdx, Territory};
 use crate::time::{Duration, Timestamp};
+use crate::trigger::Trigger;
+
+/// The placeholder of a rule title for the triggering value, rendered when read
+/// ([`Incident::title_now`]) so that a title never freezes the opening value.
+pub const VALUE_TOKEN: &str = "{value}";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Severity {
@@ -169,9 +174,62 @@ pub struct Incident {
     pub reminded_at: Option<Timestamp>,
     /// When the unacknowledged incident was escalated to the supervisor.
     pub escalated_at: Option<Timestamp>,
+    /// What fired the rule at the opening, as structure; never overwritten.
+    pub trigger: Option<Trigger>,
+    /// The worst value of the triggering field since the opening (the direction of the
+    /// condition decides "worst": [`Trigger::is_worse`]).
+    pub peak: Option<f64>,
+    /// The latest value of the triggering field, and its event time.
+    pub current: Option<f64>,
+    pub current_at: Option<Timestamp>,
+    /// The last re-opening (by its rule or by a person); `opened_at` stays the first.
+    pub reopened_at: Option<Timestamp>,
 }
 
 impl Incident {
+    /// The time of its latest opening: the last re-opening, or the opening.
+    pub fn last_opened_at(&self) -> Timestamp {
+        self.reopened_at.unwrap_or(self.opened_at)
+    }
+
+    /// The title as it reads now: the rule's `{value}` (kept in the stored title) replaced
+    /// by the current value of the triggering field, or the value that fired it, or `…`.
+    pub fn title_now(&self) -> SafeText {
+        if !self.title.contains(VALUE_TOKEN) {
+            return self.title.clone();
+        }
+        let v = self
+            .current
+            .or(self.trigger.as_ref().and_then(|t| t.value))
+            .map_or_else(|| "…".to_string(), |v| v.to_string());
+        SafeText::redacting(&self.title.replace(VALUE_TOKEN, &v))
+    }
+
+    /// A reading of `device`'s `field` at `at` while the incident is open: moves `current`
+    /// (if it is not older than the current one) and `peak`. Returns whether either moved.
+    pub fn observe_reading(
+        &mut self,
+        device: DeviceIdx,
+        field: &str,
+        value: f64,
+        at: Timestamp,
+    ) -> bool {
+        let Some(t) = self.trigger.as_ref().filter(|t| t.watches(device, field)) else {
+            return false;
+        };
+        if !self.status.is_open() || self.current_at.is_some_and(|c| at < c) {
+            return false;
+        }
+        let worse = self.peak.is_none_or(|p| t.is_worse(value, p));
+        let moved = worse || self.current != Some(value);
+        if worse {
+            self.peak = Some(value);
+        }
+        self.current = Some(value);
+        self.current_at = Some(at);
+        moved
+    }
+
     /// Whether step `i` was skipped: not done while a later step is done.
     pub fn step_skipped(&self, i: usize) -> bool {
         self.sop.get(i).is_some_and(|s| s.done_at.is_none())
@@ -312,6 +370,9 @@ pub struct IncidentBook {
     by_key: HashMap<DedupKey, IncidentId>,
     procedures: HashMap<Arc<str>, Procedure>,
     next_id: u64,
+    /// The incidents whose trigger names a device: a reading of that device is all it
+    /// takes to find the incidents whose `current` and `peak` it may move.
+    watching: HashMap<DeviceIdx, Vec<IncidentId>>,
 }
 
 impl IncidentBook {
@@ -347,8 +408,59 @@ impl IncidentBook {
             return Err(TransitionError::KeyTaken(*other));
         }
         self.by_key.insert(incident.key.clone(), incident.id);
+        self.watch(&incident);
         self.by_id.insert(incident.id, incident);
         Ok(())
+    }
+
+    fn watch(&mut self, inc: &Incident) {
+        if let Some(d) = inc.trigger.as_ref().and_then(|t| t.device) {
+            let ids = self.watching.entry(d).or_default();
+            if !ids.contains(&inc.id) {
+                ids.push(inc.id);
+            }
+        }
+    }
+
+    fn unwatch(&mut self, inc: &Incident) {
+        if let Some(d) = inc.trigger.as_ref().and_then(|t| t.device)
+            && let Some(ids) = self.watching.get_mut(&d)
+        {
+            ids.retain(|i| *i != inc.id);
+            if ids.is_empty() {
+                self.watching.remove(&d);
+            }
+        }
+    }
+
+    /// A numeric reading of `device`'s `field` (event time `at`, as it may be shown): the
+    /// open incidents it triggered get their `current` and `peak` moved. One change (with
+    /// no log line) per incident whose values moved; nothing when the device triggered
+    /// nothing, at the cost of one map lookup.
+    pub fn observe_reading(
+        &mut self,
+        device: DeviceIdx,
+        field: &str,
+        value: f64,
+        at: Timestamp,
+    ) -> Vec<IncidentChange> {
+        let Some(ids) = self.watching.get(&device) else {
+            return Vec::new();
+        };
+        let mut changes = Vec::new();
+        for id in ids {
+            if let Some(inc) = self.by_id.get_mut(id)
+                && inc.observe_reading(device, field, value, at)
+            {
+                changes.push(IncidentChange {
+                    incident: inc.clone(),
+                    created: false,
+                    log: Vec::new(),
+                    pseudonyms: Vec::new(),
+                });
+            }
+        }
+        changes
     }
 
     /// Makes sure future ids are above `id` (ids of closed incidents in the store).
@@ -392,6 +504,7 @@ impl IncidentBook {
                         inc.status = Status::New;
                         inc.resolved_at = None;
                         inc.acknowledged_at = None;
+                        inc.reopened_at = Some(at);
                         log.push(said(
                             at,
                             &actor,
@@ -447,7 +560,17 @@ impl IncidentBook {
                 AlarmKind::Raise | AlarmKind::Escalate => carried(alarm),
                 AlarmKind::Clear => Vec::new(),
             };
-            if log.is_empty() && pseudonyms.is_empty() {
+            // A later raise keeps the opening's trigger: only the peak and current move.
+            let moved = match (&alarm.trigger, alarm.kind.clone()) {
+                (Some(t), AlarmKind::Raise | AlarmKind::Escalate) => {
+                    match (t.device, &t.field, t.value) {
+                        (Some(d), Some(f), Some(v)) => inc.observe_reading(d, f, v, t.at),
+                        _ => false,
+                    }
+                }
+                _ => false,
+            };
+            if log.is_empty() && pseudonyms.is_empty() && !moved {
                 return None;
             }
             inc.updated_at = inc.updated_at.max(at);
@@ -506,6 +629,15 @@ impl IncidentBook {
                 .unwrap_or_default(),
             reminded_at: None,
             escalated_at: None,
+            peak: alarm.trigger.as_ref().and_then(|t| t.value),
+            current: alarm.trigger.as_ref().and_then(|t| t.value),
+            current_at: alarm
+                .trigger
+                .as_ref()
+                .filter(|t| t.value.is_some())
+                .map(|t| t.at),
+            trigger: alarm.trigger.clone(),
+            reopened_at: None,
         };
         let log = vec![said(
             at,
@@ -515,6 +647,7 @@ impl IncidentBook {
                 .with("severity", Param::Severity(alarm.severity)),
         )];
         self.by_key.insert(inc.key.clone(), id);
+        self.watch(&inc);
         self.by_id.insert(id, inc.clone());
         Some(IncidentChange {
             incident: inc,
@@ -584,6 +717,7 @@ impl IncidentBook {
                 inc.resolved_at = None;
                 inc.closed_at = None;
                 inc.acknowledged_at = Some(at);
+                inc.reopened_at = Some(at);
                 ("reopened", Said::Nothing)
             }
             IncidentAction::Assign(owner) => {
@@ -636,7 +770,9 @@ impl IncidentBook {
         };
         if inc.status == Status::Closed {
             self.by_key.remove(&inc.key);
-            self.by_id.remove(&id);
+            if let Some(closed) = self.by_id.remove(&id) {
+                self.unwatch(&closed);
+            }
         }
         Ok(change)
     }
@@ -808,6 +944,11 @@ pub(crate) mod tests_support {
             sop: Vec::new(),
             reminded_at: None,
             escalated_at: None,
+            trigger: None,
+            peak: None,
+            current: None,
+            current_at: None,
+            reopened_at: None,
         }
     }
 }
@@ -835,6 +976,7 @@ mod tests {
             silence: false,
             carries: Vec::new(),
             evidence_message: None,
+            trigger: None,
         }
     }
 
@@ -858,6 +1000,127 @@ mod tests {
         clear.carries = vec!["badge:1:d".into()];
         let c = b.apply_alarm(&clear, &t).expect("cleared");
         assert!(c.pseudonyms.is_empty());
+    }
+
+    fn fired(at: i64, value: f64) -> Alarm {
+        let t = fixture::small();
+        let mut a = alarm(AlarmKind::Raise, Severity::Major, at);
+        let mut tr = Trigger::new(crate::trigger::TriggerKind::Threshold, Timestamp(at));
+        tr.device = t.device_id("g1");
+        tr.field = Some("level_m".into());
+        tr.value = Some(value);
+        tr.op = Some(crate::trigger::TriggerOp::Above);
+        tr.threshold = Some(3.0);
+        a.trigger = Some(tr);
+        a.title = "High water ({value} m)".into();
+        a
+    }
+
+    #[test]
+    fn the_trigger_is_never_overwritten_and_peak_and_current_follow_the_readings() {
+        let t = fixture::small();
+        let g1 = t.device_id("g1").expect("fixture");
+        let mut b = IncidentBook::new([]);
+        let opened = b.apply_alarm(&fired(10, 3.2), &t).expect("opens").incident;
+        let first = opened.trigger.clone().expect("trigger stored at opening");
+        assert_eq!(first.value, Some(3.2));
+        assert_eq!((opened.peak, opened.current), (Some(3.2), Some(3.2)));
+        assert_eq!(opened.title_now(), "High water (3.2 m)");
+
+        // Readings of the triggering series move current and peak, not the trigger.
+        let c = b.observe_reading(g1, "level_m", 3.5, Timestamp(20));
+        assert_eq!(c.len(), 1);
+        assert!(c[0].log.is_empty(), "a reading is not a log line");
+        let c = b.observe_reading(g1, "level_m", 3.4, Timestamp(30));
+        let inc = &c[0].incident;
+        assert_eq!((inc.peak, inc.current), (Some(3.5), Some(3.4)));
+        assert_eq!(inc.title_now(), "High water (3.4 m)");
+        assert_eq!(
+            inc.title, "High water ({value} m)",
+            "the stored title keeps the token"
+        );
+        // Another field, another device, an older reading: nothing moves.
+        assert!(
+            b.observe_reading(g1, "battery", 9.0, Timestamp(40))
+                .is_empty()
+        );
+        assert!(
+            b.observe_reading(crate::DeviceIdx(99), "level_m", 9.0, Timestamp(40))
+                .is_empty()
+        );
+        assert!(
+            b.observe_reading(g1, "level_m", 9.0, Timestamp(25))
+                .is_empty()
+        );
+
+        // Escalation, clear (auto-resolve), raise again: the opening's trigger stays.
+        let mut esc = alarm(AlarmKind::Escalate, Severity::Critical, 50);
+        esc.evidence = "condition active for 60 min".into();
+        let c = b.apply_alarm(&esc, &t).expect("escalates");
+        assert_eq!(c.incident.trigger.as_ref(), Some(&first));
+        let c = b
+            .apply_alarm(&alarm(AlarmKind::Clear, Severity::Major, 60), &t)
+            .expect("clears");
+        assert_eq!(c.incident.status, Status::Resolved);
+        assert_eq!(c.incident.trigger.as_ref(), Some(&first));
+        // Resolved: readings no longer move it.
+        assert!(
+            b.observe_reading(g1, "level_m", 2.0, Timestamp(65))
+                .is_empty()
+        );
+        let c = b.apply_alarm(&fired(70, 3.9), &t).expect("reopens");
+        let inc = &c.incident;
+        assert_eq!(
+            inc.trigger.as_ref(),
+            Some(&first),
+            "a raise again keeps the first trigger"
+        );
+        assert_eq!((inc.peak, inc.current), (Some(3.9), Some(3.9)));
+        assert_eq!(
+            inc.opened_at,
+            Timestamp(10),
+            "opened_at stays the first opening"
+        );
+        assert_eq!(inc.reopened_at, Some(Timestamp(70)));
+        assert_eq!(inc.last_opened_at(), Timestamp(70));
+    }
+
+    #[test]
+    fn a_reopening_by_a_person_is_dated_and_a_closed_incident_stops_watching() {
+        let t = fixture::small();
+        let g1 = t.device_id("g1").expect("fixture");
+        let mut b = IncidentBook::new([]);
+        let id = b
+            .apply_alarm(&fired(10, 3.2), &t)
+            .expect("opens")
+            .incident
+            .id;
+        let op = Actor::User("alice".into());
+        b.act(id, &IncidentAction::Resolve, &op, Timestamp(20))
+            .expect("resolve");
+        let c = b
+            .act(id, &IncidentAction::Reopen, &op, Timestamp(30))
+            .expect("reopen");
+        assert_eq!(c.incident.reopened_at, Some(Timestamp(30)));
+        assert_eq!(c.incident.opened_at, Timestamp(10));
+        b.act(id, &IncidentAction::Resolve, &op, Timestamp(40))
+            .expect("resolve");
+        b.act(id, &IncidentAction::Close, &op, Timestamp(50))
+            .expect("close");
+        assert!(b.watching.is_empty(), "a closed incident leaves the index");
+        assert!(
+            b.observe_reading(g1, "level_m", 5.0, Timestamp(60))
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn a_title_without_a_known_value_does_not_show_a_stale_one() {
+        let mut i = tests_support::incident(IncidentId(1), None, Status::New);
+        i.title = "Affluence ({value} personnes)".into();
+        assert_eq!(i.title_now(), "Affluence (… personnes)");
+        i.title = "Crue".into();
+        assert_eq!(i.title_now(), "Crue");
     }
 
     fn book() -> IncidentBook {

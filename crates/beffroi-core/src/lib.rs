@@ -28,6 +28,7 @@ pub mod territory;
 pub mod text;
 pub mod text_domain;
 pub mod time;
+pub mod trigger;
 pub mod unit;
 pub mod visibility;
 
@@ -57,4 +58,5 @@ pub use territory::{
 pub use text::SafeText;
 pub use text_domain::{TextDomain, TextPattern};
 pub use time::{Clock, Duration, SimClock, Timestamp};
+pub use trigger::{Trigger, TriggerKind, TriggerOp};
 pub use unit::{Unit, UnitBoard, UnitError, UnitKind, UnitSpec, UnitStatus};

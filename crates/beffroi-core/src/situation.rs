@@ -130,7 +130,8 @@ impl Member {
             category: i.category.clone(),
             severity: i.severity,
             status: i.status,
-            title: i.title.clone(),
+            // The title as it reads now (`{value}` from the latest reading).
+            title: i.title_now(),
             commune: i.commune,
             site: i.site,
             position: i.position,
@@ -724,6 +725,11 @@ mod tests {
             sop: Vec::new(),
             reminded_at: None,
             escalated_at: None,
+            trigger: None,
+            peak: None,
+            current: None,
+            current_at: None,
+            reopened_at: None,
         }
     }
 

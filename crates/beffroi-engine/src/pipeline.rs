@@ -91,6 +91,10 @@ pub struct Pipeline {
     metrics: Arc<Metrics>,
     states: Vec<DeviceState>,
     alarms: Vec<Alarm>,
+    /// Readings for `IncidentBook::observe_reading` that came while alarms of the same input
+    /// were pending: each with how many of the pending alarms came before it, so that
+    /// `flush_alarms` applies readings and alarms in the order the rules saw them.
+    deferred_readings: Vec<(usize, DeviceIdx, Arc<str>, f64, Timestamp)>,
     obs: Vec<Observation>,
     limiter: LogLimiter,
     units: UnitBoard,
@@ -168,6 +172,7 @@ impl Pipeline {
             territory,
             metrics,
             alarms: Vec::new(),
+            deferred_readings: Vec::new(),
             obs: Vec::new(),
             events_clock: start,
             limiter: LogLimiter {
@@ -1077,7 +1082,9 @@ impl Pipeline {
         if fresh && !quarantined {
             // Occupancy changes are reported at the next tick, coalesced.
             self.events.observe(o);
+            let before = self.alarms.len();
             self.eval.on_observation(o, &mut self.alarms);
+            self.follow_trigger(o, before, out);
         }
         // People counts are kept per time bucket only: the rules and events saw
         // the reading; the store gets it at its bucket's start, where it keeps the highest.
@@ -1387,15 +1394,81 @@ impl Pipeline {
             }
         }
         out.batch.crises.extend(self.crises.follow(&change));
+        // A reading's move of `current` / `peak` just before another change of the same
+        // incident is carried by that change: one change per incident and reading.
+        if let Some(last) = out.batch.incidents.last()
+            && last.incident.id == change.incident.id
+            && !last.created
+            && last.log.is_empty()
+            && last.pseudonyms.is_empty()
+        {
+            out.batch.incidents.pop();
+        }
         out.batch.incidents.push(change);
     }
 
+    /// A fresh numeric reading moves the `current` and `peak` of the open incidents its
+    /// series triggered (a people count as it may be shown), before the alarms it raised
+    /// apply: at once when no alarm of the same input is pending, else in `flush_alarms`
+    /// after the `before` alarms raised ahead of it. One map lookup when it triggered none.
+    fn follow_trigger(&mut self, o: &Observation, before: usize, out: &mut Output) {
+        let Value::Number(n) = o.value else { return };
+        let Some(spec) = self.territory.kind_of(o.device).fields.get(o.field.get()) else {
+            return;
+        };
+        let v = if spec.people_count {
+            match self.aggregates.shown(n) {
+                Some(v) => v,
+                None => return,
+            }
+        } else {
+            n
+        };
+        let name = Arc::clone(&spec.name);
+        if before > 0 || !self.deferred_readings.is_empty() {
+            self.deferred_readings
+                .push((before, o.device, name, v, o.time));
+            return;
+        }
+        self.apply_reading(o.device, &name, v, o.time, out);
+    }
+
+    fn apply_reading(
+        &mut self,
+        device: DeviceIdx,
+        field: &str,
+        v: f64,
+        at: Timestamp,
+        out: &mut Output,
+    ) {
+        for change in self.book.observe_reading(device, field, v, at) {
+            self.record(change, at, out);
+        }
+    }
+
+    /// Applies the deferred readings that came before alarm `upto` (all with `None`).
+    fn apply_deferred(&mut self, upto: Option<usize>, next: &mut usize, out: &mut Output) {
+        while let Some((before, d, f, v, at)) = self.deferred_readings.get(*next).cloned() {
+            if upto.is_some_and(|j| before > j) {
+                break;
+            }
+            *next += 1;
+            self.apply_reading(d, &f, v, at, out);
+        }
+        if upto.is_none() {
+            self.deferred_readings.clear();
+            *next = 0;
+        }
+    }
+
     fn flush_alarms(&mut self, out: &mut Output) {
-        if self.alarms.is_empty() {
+        if self.alarms.is_empty() && self.deferred_readings.is_empty() {
             return;
         }
         let alarms = std::mem::take(&mut self.alarms);
-        for a in &alarms {
+        let mut next = 0;
+        for (j, a) in alarms.iter().enumerate() {
+            self.apply_deferred(Some(j), &mut next, out);
             self.metrics.alarms.inc();
             self.sentinel.on_alarm(a);
             // A device's state on the map is what the rules say of it: the sentinel's
@@ -1433,6 +1506,7 @@ impl Pipeline {
                 self.record(change, a.at, out);
             }
         }
+        self.apply_deferred(None, &mut next, out);
         self.alarms = alarms;
         self.alarms.clear();
     }

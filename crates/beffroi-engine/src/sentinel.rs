@@ -222,6 +222,7 @@ impl SentinelGlue {
             silence: false,
             carries: Vec::new(),
             evidence_message: Some(evidence),
+            trigger: None,
         }
     }
 }

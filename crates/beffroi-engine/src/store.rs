@@ -272,6 +272,20 @@ pub trait StoreReader: Send + Sync + 'static {
         since: Timestamp,
         limit: usize,
     ) -> Result<Vec<StoredObservation>, StoreError>;
+    /// Observations of a device with an event time in `from..=until`, newest first, at most
+    /// `limit` (the newest of the window when it holds more). The default reads the newest
+    /// since `from` and keeps those up to `until`: right only when the window's end is near.
+    fn observations_between(
+        &self,
+        device: DeviceIdx,
+        from: Timestamp,
+        until: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<StoredObservation>, StoreError> {
+        let mut v = self.observations(device, from, limit)?;
+        v.retain(|o| o.time <= until);
+        Ok(v)
+    }
     fn observation_count(&self) -> Result<u64, StoreError>;
     /// Most recent rejections, newest first.
     fn rejections(&self, limit: usize) -> Result<Vec<StoredRejection>, StoreError>;

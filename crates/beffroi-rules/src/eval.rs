@@ -6,7 +6,7 @@ use std::sync::Arc;
 use beffroi_core::privacy::Aggregates;
 use beffroi_core::{
     Alarm, AlarmKind, DedupKey, DeviceIdx, Duration, FieldIdx, Observation, SiteIdx, Territory,
-    Timestamp, Value,
+    Timestamp, Trigger, TriggerKind, Value,
 };
 use rustc_hash::{FxHashMap, FxHashSet};
 
@@ -350,6 +350,14 @@ impl Evaluator {
         a.title = SafeText::redacting(&a.title.replace("{value}", &shown));
         a.evidence = ev.english();
         a.evidence_message = Some(ev);
+        if a.kind == AlarmKind::Raise {
+            let mut tr = Trigger::new(TriggerKind::Aggregate, at);
+            tr.value = if people { None } else { Some(sum) };
+            tr.op = Some(beffroi_core::TriggerOp::Above);
+            tr.threshold = Some(warning);
+            tr.threshold_high = Some(critical);
+            a.trigger = Some(tr);
+        }
         out.push(a);
     }
 
@@ -565,7 +573,10 @@ impl Evaluator {
                             st.fired = true;
                             self.pending.remove(&(r, d));
                             let ev = Some(self.evidence(cond, d, &obs.value, *sustained));
-                            self.unit_up(set, r, dev_unit(d), site, Some(d), t, ev, out);
+                            let mut tr =
+                                self.trigger_of(TriggerKind::Threshold, cond, d, &obs.value, t);
+                            tr.window = *sustained;
+                            self.unit_up(set, r, dev_unit(d), site, Some(d), t, ev, tr, out);
                         } else {
                             self.pending.insert((r, d));
                         }
@@ -618,7 +629,10 @@ impl Evaluator {
                             .int("seconds", window.millis() / 1000)
                             .device("device", &self.territory.device(d).id),
                     );
-                    self.unit_up(set, r, unit, site, Some(d), t, ev, out);
+                    let mut tr = self.trigger_of(TriggerKind::Rate, cond, d, &obs.value, t);
+                    tr.window = Some(*window);
+                    tr.count = Some(*count);
+                    self.unit_up(set, r, unit, site, Some(d), t, ev, tr, out);
                 }
             }
             Body::Correlation {
@@ -682,7 +696,23 @@ impl Evaluator {
                             .with("field", field_param(cond))
                             .with("value", self.value_param(d, cond.field, &obs.value)),
                     );
-                    self.unit_up(set, r, site_unit(at_site), at_site, at_device, t, ev, out);
+                    let mut tr = self.trigger_of(TriggerKind::Correlation, cond, d, &obs.value, t);
+                    tr.window = Some(*window);
+                    tr.count = u32::try_from(n).ok();
+                    if let Scope::RadiusM(m) = scope {
+                        tr.radius_m = Some(*m);
+                    }
+                    self.unit_up(
+                        set,
+                        r,
+                        site_unit(at_site),
+                        at_site,
+                        at_device,
+                        t,
+                        ev,
+                        tr,
+                        out,
+                    );
                 }
             }
             Body::Aggregate { inputs, .. } => {
@@ -786,8 +816,13 @@ impl Evaluator {
                     let ev = value
                         .as_ref()
                         .map(|v| self.evidence(cond, d, v, *sustained));
+                    let mut tr = match &value {
+                        Some(v) => self.trigger_of(TriggerKind::Threshold, cond, d, v, now),
+                        None => Trigger::new(TriggerKind::Threshold, now),
+                    };
+                    tr.window = *sustained;
                     let site = self.territory.device(d).site;
-                    self.unit_up(&set, r, dev_unit(d), site, Some(d), now, ev, out);
+                    self.unit_up(&set, r, dev_unit(d), site, Some(d), now, ev, tr, out);
                 }
             }
         }
@@ -820,7 +855,10 @@ impl Evaluator {
                         .with("since", Param::Time(seen))
                         .int("minutes", now.since(seen).millis() / 60_000),
                 );
-                self.unit_up(&set, r, dev_unit(d), site, Some(d), now, ev, out);
+                let mut tr = Trigger::new(TriggerKind::Absence, now);
+                tr.device = Some(d);
+                tr.window = Some(after);
+                self.unit_up(&set, r, dev_unit(d), site, Some(d), now, ev, tr, out);
             }
         }
         // Rates that fell below their count.
@@ -957,6 +995,7 @@ impl Evaluator {
         device: Option<DeviceIdx>,
         at: Timestamp,
         evidence: Option<Message>,
+        trigger: Trigger,
         out: &mut Vec<Alarm>,
     ) {
         let rule = set.rule(r);
@@ -981,7 +1020,11 @@ impl Evaluator {
             ks.level = 0;
             let dev = ks.device.or(device);
             let mut a = self.alarm(rule, AlarmKind::Raise, site, dev, at);
-            if a.title.contains("{value}") {
+            // A title's `{value}` stays a token: the incident renders it from its current
+            // value when read (`Incident::title_now`), so it never freezes the opening value.
+            // Without a numeric value to follow (a suppressed people count, a boolean) it
+            // is rendered now, as it may be shown.
+            if a.title.contains("{value}") && trigger.value.is_none() {
                 let value = device
                     .and_then(|d| self.last_value.get(&d))
                     .cloned()
@@ -990,6 +1033,7 @@ impl Evaluator {
             }
             a.evidence = evidence.as_ref().map(Message::english).unwrap_or_default();
             a.evidence_message = evidence;
+            a.trigger = Some(trigger);
             out.push(a);
         }
     }
@@ -1073,7 +1117,49 @@ impl Evaluator {
             silence: matches!(rule.body, Body::Absence { .. }),
             carries: Vec::new(),
             evidence_message: None,
+            trigger: None,
         }
+    }
+
+    /// The trigger of a reading `v` of `d` against `cond` at `t`: the value as it may be
+    /// shown (a suppressed people count or a non-number is `None`).
+    fn trigger_of(
+        &self,
+        kind: TriggerKind,
+        cond: &Condition,
+        d: DeviceIdx,
+        v: &Value,
+        t: Timestamp,
+    ) -> Trigger {
+        use crate::model::Op;
+        use beffroi_core::TriggerOp;
+        let people = self
+            .territory
+            .kind_of(d)
+            .fields
+            .get(cond.field.get())
+            .is_some_and(|f| f.people_count);
+        let mut tr = Trigger::new(kind, t);
+        tr.device = Some(d);
+        tr.field = Some(cond.field_name.clone());
+        tr.value = match v {
+            Value::Number(n) if people => self.aggregates.shown(*n),
+            Value::Number(n) => Some(*n),
+            _ => None,
+        };
+        let num = |v: &Value| match v {
+            Value::Number(n) => Some(*n),
+            _ => None,
+        };
+        (tr.op, tr.threshold, tr.threshold_high) = match &cond.op {
+            Op::Above(x) => (Some(TriggerOp::Above), Some(*x), None),
+            Op::Below(x) => (Some(TriggerOp::Below), Some(*x), None),
+            Op::Between(a, b) => (Some(TriggerOp::Between), Some(*a), Some(*b)),
+            Op::Outside(a, b) => (Some(TriggerOp::Outside), Some(*a), Some(*b)),
+            Op::Equals(x) => (Some(TriggerOp::Equals), num(x), None),
+            Op::NotEquals(x) => (Some(TriggerOp::NotEquals), num(x), None),
+        };
+        tr
     }
 }
 

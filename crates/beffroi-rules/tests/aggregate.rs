@@ -299,7 +299,10 @@ fn no_people_count_below_the_group_size_reaches_titles_or_evidence() {
     }
     assert_eq!(&*cap.title, "Jauge — ≥ 250 personnes");
     let crowd = out.iter().find(|a| &*a.rule == "crowd").expect("250 > 50");
-    assert_eq!(&*crowd.title, "Foule : 250 personnes");
+    // The title keeps `{value}` for the incident to render from its current value
+    // (`Incident::title_now`); the value it starts from is the count as it may be shown.
+    assert_eq!(&*crowd.title, "Foule : {value} personnes");
+    assert_eq!(crowd.trigger.as_ref().and_then(|t| t.value), Some(250.0));
     // g1 drops to 3: the clear's evidence does not print the 3.
     out.clear();
     e.on_observation(&obs(g1, 3.0, 3), &mut out);

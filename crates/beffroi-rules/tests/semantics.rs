@@ -306,3 +306,47 @@ proptest! {
         }
     }
 }
+
+/// Each raise carries what the rule compared, as structure: the reading, the operator and
+/// threshold, the window; an absence its silence; escalations and clears carry none.
+#[test]
+fn raises_carry_their_trigger_and_nothing_else_does() {
+    use beffroi_core::{TriggerKind, TriggerOp};
+    let (mut e, t) = eval(SUSTAINED);
+    let mut out = Vec::new();
+    e.on_observation(&obs(&t, "g1", 0, Value::Number(2.5), 0), &mut out);
+    e.on_observation(&obs(&t, "g1", 0, Value::Number(2.7), 600), &mut out);
+    let raise = out
+        .iter()
+        .find(|a| a.kind == AlarmKind::Raise)
+        .expect("raised");
+    let tr = raise.trigger.as_ref().expect("a raise carries its trigger");
+    assert_eq!(tr.kind, TriggerKind::Threshold);
+    assert_eq!(tr.device, t.device_id("g1"));
+    assert_eq!(tr.field.as_deref(), Some("level_m"));
+    assert_eq!(
+        tr.value,
+        Some(2.7),
+        "the reading that completed the sustained time"
+    );
+    assert_eq!((tr.op, tr.threshold), (Some(TriggerOp::Above), Some(2.0)));
+    assert_eq!(tr.window, Some(Duration::from_mins(10)));
+    assert_eq!(tr.at, Timestamp(T0 + 600_000));
+    out.clear();
+    e.on_tick(Timestamp(T0 + 600_000 + 1_800_000), &mut out);
+    let esc = out
+        .iter()
+        .find(|a| a.kind == AlarmKind::Escalate)
+        .expect("escalated");
+    assert!(
+        esc.trigger.is_none(),
+        "an escalation does not replace the trigger"
+    );
+    out.clear();
+    e.on_observation(&obs(&t, "g1", 0, Value::Number(1.0), 2_500), &mut out);
+    assert!(
+        out.iter()
+            .all(|a| a.kind == AlarmKind::Clear && a.trigger.is_none()),
+        "{out:?}"
+    );
+}

@@ -343,7 +343,8 @@ pub(crate) fn log_since(
     crate::queries::visibility_clauses(t, visible, "i.", &mut clauses, &mut args);
     args.push(SqlValue::Integer(limit_to_sql(limit)));
     let sql = format!(
-        "SELECT l.at, l.actor, l.action, l.detail, l.message, l.incident_id, i.title \
+        "SELECT l.at, l.actor, l.action, l.detail, l.message, l.incident_id, i.title, \
+         COALESCE(i.current, json_extract(i.trigger, '$.value')) \
          FROM incident_log l JOIN incidents i ON i.id = l.incident_id \
          WHERE {} ORDER BY l.at DESC, l.id DESC LIMIT ?",
         clauses.join(" AND ")
@@ -355,12 +356,20 @@ pub(crate) fn log_since(
                 LogRow::read(r)?,
                 r.get::<_, i64>(5)?,
                 r.get::<_, String>(6)?,
+                r.get::<_, Option<f64>>(7)?,
             ))
         })
         .ctx("read log since")?;
     let mut out = SkipList::new();
     for row in rows {
-        let (log, id, title) = row.ctx("read log since")?;
+        let (log, id, title, value) = row.ctx("read log since")?;
+        // A title's `{value}` reads as the incident's current value (`Incident::title_now`).
+        let title = if title.contains(beffroi_core::incident::VALUE_TOKEN) {
+            let v = value.map_or_else(|| "…".to_string(), |v| v.to_string());
+            title.replace(beffroi_core::incident::VALUE_TOKEN, &v)
+        } else {
+            title
+        };
         out.push((|| {
             Ok(HandoverEntry {
                 incident: id_from_sql(id)?,

@@ -249,7 +249,7 @@ pub(crate) fn incident_with_log(
     Ok(Some((incident, log)))
 }
 
-/// Newest observations of `device` since `since`, at most `limit`.
+/// Newest observations of `device` with an event time in `since..=until`, at most `limit`.
 ///
 /// The primary key is (device, field, time): rather than sorting every row of the device,
 /// each field is read newest first through the key (fields are found by skipping along the
@@ -259,6 +259,7 @@ pub(crate) fn observations(
     t: &Territory,
     device: DeviceIdx,
     since: Timestamp,
+    until: Timestamp,
     limit: usize,
     skipped: &Skipped,
 ) -> Result<Vec<StoredObservation>, StoreError> {
@@ -275,7 +276,8 @@ pub(crate) fn observations(
         .ctx("prepare observation fields")?;
     let sql = format!(
         "SELECT {OBSERVATION_COLUMNS} FROM observations \
-         WHERE device = ?1 AND field = ?2 AND time >= ?3 ORDER BY time DESC LIMIT ?4"
+         WHERE device = ?1 AND field = ?2 AND time >= ?3 AND time <= ?5 \
+         ORDER BY time DESC LIMIT ?4"
     );
     let mut newest = conn.prepare_cached(&sql).ctx("prepare observations")?;
 
@@ -287,7 +289,7 @@ pub(crate) fn observations(
     while let Some(name) = field {
         let rows = newest
             .query_map(
-                params![device_name, name, since.0, limit],
+                params![device_name, name, since.0, limit, until.0],
                 ObservationRow::read,
             )
             .ctx("read observations")?;

@@ -124,7 +124,34 @@ impl StoreReader for SqliteReader {
         limit: usize,
     ) -> Result<Vec<StoredObservation>, StoreError> {
         let t = self.territory();
-        queries::observations(&self.pool.get(), &t, device, since, limit, &self.skipped)
+        queries::observations(
+            &self.pool.get(),
+            &t,
+            device,
+            since,
+            Timestamp(i64::MAX),
+            limit,
+            &self.skipped,
+        )
+    }
+
+    fn observations_between(
+        &self,
+        device: DeviceIdx,
+        from: Timestamp,
+        until: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<StoredObservation>, StoreError> {
+        let t = self.territory();
+        queries::observations(
+            &self.pool.get(),
+            &t,
+            device,
+            from,
+            until,
+            limit,
+            &self.skipped,
+        )
     }
 
     fn observation_count(&self) -> Result<u64, StoreError> {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use beffroi_core::{
     Actor, DedupKey, DeviceIdx, FieldIdx, Incident, IncidentId, LogEntry, Point, Severity, SopStep,
-    Status, Territory, Timestamp, Value,
+    Status, Territory, Timestamp, Trigger, TriggerKind, TriggerOp, Value,
 };
 use beffroi_engine::store::{StoredObservation, StoredRejection};
 use beffroi_engine::{Source, StoreError};
@@ -215,14 +215,15 @@ impl RejectionRow {
 pub(crate) const INCIDENT_COLUMNS: &str = "id, key, rule, category, severity, status, title, \
      commune, site, device, lon, lat, opened_at, updated_at, acknowledged_at, resolved_at, \
      closed_at, owner, condition_active, alarm_count, evidence, sop_title, sop, reminded_at, \
-     escalated_at";
+     escalated_at, trigger, peak, current, current_at, reopened_at";
 
 pub(crate) const UPSERT_INCIDENT: &str = "INSERT INTO incidents (id, key, rule, category, \
      severity, status, title, commune, site, device, lon, lat, opened_at, updated_at, \
      acknowledged_at, resolved_at, closed_at, owner, condition_active, alarm_count, evidence, \
-     sop_title, sop, reminded_at, escalated_at) \
+     sop_title, sop, reminded_at, escalated_at, trigger, peak, current, current_at, \
+     reopened_at) \
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, \
-     ?19, ?20, ?21, ?22, ?23, ?24, ?25) \
+     ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30) \
      ON CONFLICT (id) DO UPDATE SET key = excluded.key, rule = excluded.rule, \
      category = excluded.category, severity = excluded.severity, status = excluded.status, \
      title = excluded.title, commune = excluded.commune, site = excluded.site, \
@@ -232,7 +233,9 @@ pub(crate) const UPSERT_INCIDENT: &str = "INSERT INTO incidents (id, key, rule, 
      closed_at = excluded.closed_at, owner = excluded.owner, \
      condition_active = excluded.condition_active, alarm_count = excluded.alarm_count, \
      evidence = excluded.evidence, sop_title = excluded.sop_title, sop = excluded.sop, \
-     reminded_at = excluded.reminded_at, escalated_at = excluded.escalated_at";
+     reminded_at = excluded.reminded_at, escalated_at = excluded.escalated_at, \
+     trigger = excluded.trigger, peak = excluded.peak, current = excluded.current, \
+     current_at = excluded.current_at, reopened_at = excluded.reopened_at";
 
 /// A pseudonym an incident carries (recorded once, at its first reading).
 pub(crate) const INSERT_CARRIED: &str = "INSERT OR IGNORE INTO incident_pseudonyms \
@@ -258,6 +261,11 @@ pub(crate) fn upsert_incident(
         .ok_or_else(|| inconsistent(format!("incident {}: site index out of range", inc.id)))?;
     let device = inc.device.map(|d| device_id(t, d)).transpose()?;
     let sop = sop_to_json(&inc.sop);
+    let trigger = inc
+        .trigger
+        .as_ref()
+        .map(|tr| trigger_to_json(t, tr))
+        .transpose()?;
     stmt.execute(rusqlite::params![
         id_to_sql(inc.id)?,
         inc.key.as_str(),
@@ -284,6 +292,11 @@ pub(crate) fn upsert_incident(
         sop,
         inc.reminded_at.map(|t| t.0),
         inc.escalated_at.map(|t| t.0),
+        trigger,
+        inc.peak,
+        inc.current,
+        inc.current_at.map(|t| t.0),
+        inc.reopened_at.map(|t| t.0),
     ])
     .map_err(|e| StoreError::Backend(format!("write incident {}: {e}", inc.id)))?;
     Ok(())
@@ -316,6 +329,11 @@ pub(crate) struct IncidentRow {
     sop: String,
     reminded_at: Option<i64>,
     escalated_at: Option<i64>,
+    trigger: Option<String>,
+    peak: Option<f64>,
+    current: Option<f64>,
+    current_at: Option<i64>,
+    reopened_at: Option<i64>,
 }
 
 impl IncidentRow {
@@ -347,6 +365,11 @@ impl IncidentRow {
             sop: row.get(22)?,
             reminded_at: row.get(23)?,
             escalated_at: row.get(24)?,
+            trigger: row.get(25)?,
+            peak: row.get(26)?,
+            current: row.get(27)?,
+            current_at: row.get(28)?,
+            reopened_at: row.get(29)?,
         })
     }
 
@@ -376,6 +399,13 @@ impl IncidentRow {
         })?;
         let sop = sop_from_json(&self.sop)
             .ok_or_else(|| inconsistent(format!("incident {id}: malformed procedure JSON")))?;
+        let trigger =
+            match &self.trigger {
+                Some(j) => Some(trigger_from_json(t, j).ok_or_else(|| {
+                    inconsistent(format!("incident {id}: malformed trigger JSON"))
+                })?),
+                None => None,
+            };
         Ok(Incident {
             id,
             key: DedupKey(self.key.into()),
@@ -402,6 +432,11 @@ impl IncidentRow {
             sop,
             reminded_at: self.reminded_at.map(Timestamp),
             escalated_at: self.escalated_at.map(Timestamp),
+            trigger,
+            peak: self.peak,
+            current: self.current,
+            current_at: self.current_at.map(Timestamp),
+            reopened_at: self.reopened_at.map(Timestamp),
         })
     }
 }
@@ -458,6 +493,61 @@ pub(crate) fn write_message(m: Option<&beffroi_core::Message>) -> Option<String>
 // ---- procedure (SOP) as JSON ----------------------------------------------------------
 
 /// `[{"text": "...", "done_by": "user:alice" | null, "done_at": 1700000000000 | null}]`
+/// An incident's trigger as JSON, its device by textual id.
+pub(crate) fn trigger_to_json(t: &Territory, tr: &Trigger) -> Result<String, StoreError> {
+    let device = tr.device.map(|d| device_id(t, d)).transpose()?;
+    Ok(json!({
+        "kind": tr.kind.as_str(),
+        "device": device,
+        "field": tr.field.as_deref(),
+        "value": tr.value,
+        "op": tr.op.map(TriggerOp::as_str),
+        "threshold": tr.threshold,
+        "threshold_high": tr.threshold_high,
+        "window_ms": tr.window.map(|w| w.millis()),
+        "count": tr.count,
+        "radius_m": tr.radius_m,
+        "at": tr.at.0,
+    })
+    .to_string())
+}
+
+/// Reads [`trigger_to_json`] back; a device no longer in the territory is left out (the
+/// incident keeps the rest of its evidence).
+pub(crate) fn trigger_from_json(t: &Territory, s: &str) -> Option<Trigger> {
+    let v: serde_json::Value = serde_json::from_str(s).ok()?;
+    let opt_f64 = |k: &str| v.get(k).and_then(serde_json::Value::as_f64);
+    let mut tr = Trigger::new(
+        TriggerKind::parse(v.get("kind")?.as_str()?)?,
+        Timestamp(v.get("at")?.as_i64()?),
+    );
+    tr.device = v
+        .get("device")
+        .and_then(serde_json::Value::as_str)
+        .and_then(|d| t.device_id(d));
+    tr.field = v
+        .get("field")
+        .and_then(serde_json::Value::as_str)
+        .map(Into::into);
+    tr.value = opt_f64("value");
+    tr.op = match v.get("op").and_then(serde_json::Value::as_str) {
+        Some(o) => Some(TriggerOp::parse(o)?),
+        None => None,
+    };
+    tr.threshold = opt_f64("threshold");
+    tr.threshold_high = opt_f64("threshold_high");
+    tr.window = v
+        .get("window_ms")
+        .and_then(serde_json::Value::as_i64)
+        .map(beffroi_core::Duration);
+    tr.count = v
+        .get("count")
+        .and_then(serde_json::Value::as_u64)
+        .and_then(|c| u32::try_from(c).ok());
+    tr.radius_m = opt_f64("radius_m");
+    Some(tr)
+}
+
 pub(crate) fn sop_to_json(steps: &[SopStep]) -> String {
     serde_json::Value::Array(
         steps

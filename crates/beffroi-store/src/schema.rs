@@ -25,6 +25,7 @@ const MIGRATIONS: &[&str] = &[
     V11_HANDOVER_NOTES,
     V12_SHELVING,
     V13_MESSAGES,
+    V14_INCIDENT_TRIGGER,
 ];
 
 /// The schema version this build writes.
@@ -338,6 +339,17 @@ CREATE INDEX shelf_log_key ON shelf_log (dedup_key);
 const V13_MESSAGES: &str = r#"
 ALTER TABLE incident_log ADD COLUMN message TEXT;
 ALTER TABLE crisis_log ADD COLUMN message TEXT;
+"#;
+
+/// The evidence of an incident as structure: what fired its rule at the opening (JSON,
+/// never overwritten), the worst and the latest value of the triggering field, and the
+/// last re-opening. Incidents stored before it have no trigger.
+const V14_INCIDENT_TRIGGER: &str = r#"
+ALTER TABLE incidents ADD COLUMN trigger TEXT;
+ALTER TABLE incidents ADD COLUMN peak REAL;
+ALTER TABLE incidents ADD COLUMN current REAL;
+ALTER TABLE incidents ADD COLUMN current_at INTEGER;
+ALTER TABLE incidents ADD COLUMN reopened_at INTEGER;
 "#;
 
 /// Brings the database to [`SCHEMA_VERSION`]. Refuses a database written by a newer build.

@@ -115,6 +115,11 @@ fn incident(t: &Territory, id: u64, device: &str, evidence: &str) -> IncidentCha
         sop: Vec::new(),
         reminded_at: None,
         escalated_at: None,
+        trigger: None,
+        peak: None,
+        current: None,
+        current_at: None,
+        reopened_at: None,
     };
     IncidentChange {
         incident,

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use beffroi_core::territory::fixture;
 use beffroi_core::{
     Actor, DedupKey, FieldIdx, Incident, IncidentChange, IncidentId, LogEntry, Point, Severity,
-    SopStep, Status, Territory, Timestamp, Value,
+    SopStep, Status, Territory, Timestamp, Trigger, TriggerKind, TriggerOp, Value,
 };
 use beffroi_engine::store::{IncidentQuery, StoredObservation, StoredRejection, Visibility};
 use beffroi_engine::{Source, Store, StoreError, StoreReader, WriteBatch};
@@ -68,6 +68,11 @@ fn incident(id: u64, key: &str, status: Status, at: i64) -> Incident {
         ],
         reminded_at: None,
         escalated_at: None,
+        trigger: None,
+        peak: None,
+        current: None,
+        current_at: None,
+        reopened_at: None,
     }
 }
 
@@ -575,6 +580,54 @@ fn reopening_the_file_keeps_everything() {
         })
         .expect("redelivery");
     assert_eq!(reader.observation_count().expect("count"), 5);
+}
+
+/// The structured trigger, the peak and current values and the last re-opening are
+/// written and read back after a restart, as they were.
+#[test]
+fn the_trigger_and_the_reopening_survive_a_restart() {
+    let (_dir, path) = temp();
+    let t = fixture::small();
+    let mut inc = incident(4, "flood-high@device:g1", Status::New, 1_000);
+    let mut tr = Trigger::new(TriggerKind::Threshold, Timestamp(1_000));
+    tr.device = t.device_id("g1");
+    tr.field = Some("level_m".into());
+    tr.value = Some(3.004);
+    tr.op = Some(TriggerOp::Above);
+    tr.threshold = Some(3.0);
+    tr.window = Some(beffroi_core::Duration::from_mins(10));
+    inc.trigger = Some(tr);
+    inc.peak = Some(3.515);
+    inc.current = Some(3.4);
+    inc.current_at = Some(Timestamp(9_000));
+    inc.reopened_at = Some(Timestamp(8_000));
+    inc.title = "Niveau haut ({value} m)".into();
+    {
+        let (mut store, _reader) = open(&path);
+        store
+            .write(&change(inc.clone(), true, vec![]))
+            .expect("write");
+    }
+    let (mut store, reader) = open(&path);
+    assert_eq!(store.active_incidents().expect("active"), vec![inc.clone()]);
+    let (read, _) = reader
+        .incident_with_log(IncidentId(4), &Visibility::everything())
+        .expect("read")
+        .expect("there");
+    assert_eq!(read, inc);
+    assert_eq!(read.title_now(), "Niveau haut (3.4 m)");
+    // An incident stored without a trigger reads back without one.
+    let plain = incident(5, "flood-high@site:s2", Status::New, 2_000);
+    store
+        .write(&change(plain.clone(), true, vec![]))
+        .expect("write");
+    assert_eq!(
+        reader
+            .incident_with_log(IncidentId(5), &Visibility::everything())
+            .expect("read")
+            .map(|(i, _)| i),
+        Some(plain)
+    );
 }
 
 #[test]

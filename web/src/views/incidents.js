@@ -7,7 +7,9 @@ import * as api from '../api.js';
 import * as live from '../live.js';
 import { navigate } from '../router.js';
 import { h, clear, toast } from '../dom.js';
-import { t, tOr, fmtTime, fmtAgo, onLangChange, tMessage, incidentTitle, fmtNumber, actorName } from '../i18n.js';
+import { t, tOr, fmtTime, fmtAgo, getLang, onLangChange, tMessage, incidentTitle, fmtNumber, actorName } from '../i18n.js';
+import { evidenceChart } from '../chart.js';
+import { miniMap } from '../minimap.js';
 import { peopleCountText } from '../privacy.js';
 import { withPseudonyms } from './unmask.js';
 import * as situations from './situations.js';
@@ -66,7 +68,7 @@ export function mount(el, args) {
   paintFilters();
   paintQueue();
   update(args);
-  return () => { offs.forEach((f) => f()); clearInterval(ticker); cancelAnimationFrame(frame); state = null; };
+  return () => { offs.forEach((f) => f()); clearInterval(ticker); cancelAnimationFrame(frame); state.minimap?.map?.remove(); state = null; };
 }
 
 /** Opens the queue with these filters, the others cleared (the alerting banner: the
@@ -218,7 +220,8 @@ function incidentRow(i, now, alone) {
     h('div.row-main', h('div.row-title', incidentTitle(i)),
       h('div.row-sub', `${i.commune_name} · ${i.site_name}`)),
     h('div.row-meta', h(`span.status.st-${i.status}`, t(`status.${i.status}`)),
-      h('span.age', { title: fmtTime(i.opened_at) }, fmtAgo(i.opened_at, now)),
+      h('span.age', { title: i.reopened_at ? `${t('incident.reopened')} ${fmtTime(i.reopened_at)}` : fmtTime(i.opened_at) },
+        i.reopened_at ? `↻ ${fmtAgo(i.reopened_at, now)}` : fmtAgo(i.opened_at, now)),
       (i.unit ?? i.owner) && h('span.unit', i.unit ?? i.owner),
       shelf && h('span.tag.shelved', { title: t('shelf.until', { until: fmtTime(shelf.until) }) }, t('shelf.tag'))));
   }
@@ -242,12 +245,18 @@ async function loadDetail(id, quiet) {
     const d = await api.get(`/incidents/${id}`);
     if (!state || seq !== loadSeq) return;
     state.detailData = d;
-    if (d.device && !quiet) {
-      api.get(`/devices/${encodeURIComponent(d.device)}`).then((dev) => {
-        if (state?.detailData?.id === id) { state.deviceData = dev; paintDetail(); }
+    // The readings of the device that fired the rule, around its trigger; without a
+    // trigger (incidents stored before it), the device's latest readings.
+    const device = d.trigger?.device ?? d.device;
+    const win = readingsWindow(d);
+    const key = `${device}|${win ? `${win.from}|${win.until}` : ''}`;
+    if (device && (!quiet || key !== state.readingsKey)) {
+      const q = win ? `?from=${encodeURIComponent(win.from)}&until=${encodeURIComponent(win.until)}` : '';
+      api.get(`/devices/${encodeURIComponent(device)}${q}`).then((dev) => {
+        if (state?.detailData?.id === id) { state.deviceData = dev; state.readingsKey = key; state.window = win; paintDetail(); }
       }).catch(() => {});
     }
-    if (!quiet) state.deviceData = null;
+    if (!quiet) { state.deviceData = null; state.readingsKey = null; state.window = null; }
     paintDetail();
   } catch (e) {
     if (!state || seq !== loadSeq) return;
@@ -293,7 +302,8 @@ function paintDetail() {
     canAct && h('div.actions#lifecycle', ...LIFECYCLE.filter(([, ok]) => ok(d.status)).map(([a]) =>
       h(`button.action.act-${a}`, { type: 'button', dataset: { action: a }, on: { click: () => doAction(a) } }, t(`action.${a}`)))),
     h('dl.kv',
-      h('dt', t('incident.opened')), h('dd', `${fmtTime(d.opened_at)} (${fmtAgo(d.opened_at, live.serverNow())})`),
+      h('dt', t('incident.opened')), h('dd', `${fmtZoned(Date.parse(d.opened_at))} (${fmtAgo(d.opened_at, live.serverNow())})`),
+      d.reopened_at && [h('dt', t('incident.reopened')), h('dd#detail-reopened', { dataset: { at: d.reopened_at } }, `${fmtZoned(Date.parse(d.reopened_at))} (${fmtAgo(d.reopened_at, live.serverNow())})`)],
       d.acknowledged_at && [h('dt', t('incident.acknowledged')), h('dd', fmtTime(d.acknowledged_at))],
       h('dt', t('incident.rule')), h('dd', rule ? `${d.rule} · ${tOr(`ruletype.${rule.type}`, rule.type)}, ${tOr(`severity.${rule.severity}`, rule.severity)}` : d.rule),
       h('dt', t('incident.alarms')), h('dd', `${d.alarm_count} · ${t(d.condition_active ? 'incident.condition_active' : 'incident.condition_cleared')}`),
@@ -301,10 +311,15 @@ function paintDetail() {
       d.technique && [h('dt', t('incident.technique')),
         h('dd#detail-technique', h('a', { href: d.technique.url, target: '_blank', rel: 'noopener noreferrer' },
           `${d.technique.id} · ${d.technique.name}`), ' ', h('span.muted', t('incident.technique_hint')))]),
-    h('section.block', h('h3', t('incident.evidence')), h('p.evidence', d.evidence ? withPseudonyms(d.evidence_message ? tMessage(d.evidence_message, {}, d.evidence) : d.evidence, d) : '—'),
+    h('section.block#evidence', h('h3', t('incident.evidence')),
+      d.trigger && triggerFacts(d),
+      d.trigger && state.deviceData && chart(state.deviceData, d),
+      h(d.trigger ? 'p.evidence.legacy' : 'p.evidence', { title: d.trigger ? t('evidence.latest_text') : null },
+        d.evidence ? withPseudonyms(d.evidence_message ? tMessage(d.evidence_message, {}, d.evidence) : d.evidence, d) : '—'),
       d.carried_pseudonyms?.length > 0 && h('p.carried#detail-carried', h('span.muted', t('incident.carried')), ' ',
         withPseudonyms(d.carried_pseudonyms.join(' '), d)),
       state.deviceData && observations(state.deviceData, d)),
+    surroundings(d),
     sop(d, canAct),
     shelving.shelfBlock(d, canAct),
     assignment(d),
@@ -316,14 +331,143 @@ function paintDetail() {
   ].filter((part) => part != null && part !== false));
 }
 
+const MIN = 60000;
+const WINDOW_MAX = 48 * 60 * MIN;
+
+/** The readings the detail asks for: from 30 min before the trigger (and before the time
+ * its condition had to last) to now, or to 30 min after the resolution; 48 h at most. */
+function readingsWindow(d) {
+  if (!d.trigger) return null;
+  const at = Date.parse(d.trigger.at);
+  const from = at - 30 * MIN - (d.trigger.window_s ?? 0) * 1000;
+  const end = d.resolved_at ? Date.parse(d.resolved_at) + 30 * MIN : Math.max(live.serverNow(), at + 30 * MIN);
+  const until = Math.min(end, from + WINDOW_MAX);
+  return { from: new Date(from).toISOString(), until: new Date(until).toISOString() };
+}
+
+/** The incident's surroundings on a small map: one map per selected incident, kept across
+ * repaints (its element is moved, not redrawn). */
+function surroundings(d) {
+  if (!Array.isArray(d.position)) return null;
+  if (state.minimap?.id !== d.id) {
+    state.minimap?.map?.remove();
+    const el = h('div.minimap#incident-minimap', { role: 'img', 'aria-label': t('evidence.minimap') });
+    const m = { id: d.id, el, map: null };
+    state.minimap = m;
+    // Drawn once the element is in the page (after this paint).
+    requestAnimationFrame(() => {
+      if (state?.minimap !== m) return;
+      miniMap(el, d, api.can('device.read')).then((map) => {
+        if (state?.minimap === m) m.map = map;
+        else map.remove();
+      }).catch(() => { el.dataset.ready = 'unavailable'; });
+    });
+  }
+  return h('section.block#surroundings', h('h3', t('evidence.surroundings')), state.minimap.el);
+}
+
+/** Numbers in the reader's language. */
+function fmtNum(v) {
+  if (v == null || !Number.isFinite(v)) return '—';
+  return new Intl.NumberFormat(getLang() === 'en' ? 'en-GB' : 'fr-FR', { maximumFractionDigits: 3 }).format(v);
+}
+
+/** Date and time in the reader's language and the territory's time zone (the browser's
+ * when the territory declares none, or one this browser does not know). */
+function fmtZoned(ms, short) {
+  const locale = getLang() === 'en' ? 'en-GB' : 'fr-FR';
+  const opts = short ? { hour: '2-digit', minute: '2-digit' } : { dateStyle: 'short', timeStyle: 'medium' };
+  const tz = state?.territory?.timezone;
+  let f;
+  try {
+    f = new Intl.DateTimeFormat(locale, tz ? { ...opts, timeZone: tz } : opts);
+  } catch {
+    f = new Intl.DateTimeFormat(locale, opts);
+  }
+  return f.format(new Date(ms));
+}
+
+function withUnit(v, unit) {
+  return v == null ? '—' : `${fmtNum(v)}${unit ? ' ' + unit : ''}`;
+}
+
+/** The condition that fired, as a sentence in the reader's language. */
+function conditionText(tr) {
+  const u = tr.unit;
+  const op = tr.op && t(`evidence.op.${tr.op}`, { threshold: withUnit(tr.threshold, u), high: withUnit(tr.threshold_high, u) });
+  const min = tr.window_s != null ? fmtNum(tr.window_s / 60) : null;
+  switch (tr.kind) {
+    case 'absence': return t('evidence.absence', { min });
+    case 'rate': return t('evidence.rate', { field: tr.field, op: op ?? '', count: tr.count, min });
+    case 'correlation': return t('evidence.correlation', { count: tr.count, min })
+      + (tr.radius_m != null ? ` ${t('evidence.radius', { m: fmtNum(tr.radius_m) })}` : '');
+    case 'aggregate': return t('evidence.aggregate', { threshold: fmtNum(tr.threshold), high: fmtNum(tr.threshold_high) });
+    default: return `${tr.field ?? ''} ${op ?? ''}${min ? ' ' + t('evidence.sustained', { min }) : ''}`.trim();
+  }
+}
+
+function triggerFacts(d) {
+  const tr = d.trigger;
+  const fact = (id, label, value, data) => h(`span#${id}`, { dataset: data ?? {} }, h('span.label', label), value);
+  return h('div.trigger-facts#trigger-facts', { dataset: { kind: tr.kind } },
+    fact('trigger-at', t('evidence.fired_at'), fmtZoned(Date.parse(tr.at)), { at: tr.at }),
+    tr.device && fact('trigger-device', t('evidence.device'), tr.device),
+    fact('trigger-condition', t('evidence.condition'), conditionText(tr)),
+    tr.value != null && fact('trigger-value', t('evidence.value'), withUnit(tr.value, tr.unit), { value: tr.value }),
+    d.peak != null && fact('trigger-peak', t('evidence.peak'), withUnit(d.peak, tr.unit), { value: d.peak }),
+    d.current != null && fact('trigger-current', t('evidence.current'),
+      `${withUnit(d.current, tr.unit)}${d.current_at ? ` (${fmtZoned(Date.parse(d.current_at), true)})` : ''}`, { value: d.current }));
+}
+
+/** The triggering field charted over the window, with its threshold(s) and the trigger. */
+function chart(dev, d) {
+  const tr = d.trigger;
+  const win = state.window;
+  if (!tr.field || !win) return null;
+  const points = dev.recent.filter((o) => o.field === tr.field && typeof o.value === 'number')
+    .map((o) => [Date.parse(o.time), o.value]).sort((a, b) => a[0] - b[0]);
+  if (!points.length) return h('p.muted#evidence-chart-empty', t('evidence.no_readings'));
+  const thresholds = [tr.threshold, tr.threshold_high].filter((v) => v != null && tr.kind !== 'aggregate');
+  const unit = tr.unit ? ` ${tr.unit}` : '';
+  return h('figure.chart#evidence-chart', evidenceChart({
+    points,
+    from: Date.parse(win.from),
+    to: Date.parse(win.until),
+    thresholds,
+    trigger: { at: Date.parse(tr.at), value: tr.value },
+    fmtNum,
+    fmtTime: (ms) => fmtZoned(ms, true),
+    labels: {
+      title: t('evidence.chart', { field: tr.field }),
+      threshold: (v) => t('evidence.threshold', { value: `${fmtNum(v)}${unit}` }),
+      trigger: (v, ms) => t('evidence.trigger_marker', { value: `${fmtNum(v)}${unit}`, time: fmtZoned(ms) }),
+    },
+  }));
+}
+
+/** The readings around the trigger (the triggering field's, nearest to it first), or the
+ * device's latest when the incident has no trigger. */
 function observations(dev, incident) {
-  const rows = dev.recent.slice(0, 8);
+  const tr = incident.trigger;
+  let rows;
+  if (tr) {
+    const at = Date.parse(tr.at);
+    const series = dev.recent.filter((o) => !tr.field || o.field === tr.field);
+    rows = series.map((o) => ({ o, gap: Math.abs(Date.parse(o.time) - at) }))
+      .sort((a, b) => a.gap - b.gap).slice(0, 9).map((x) => x.o)
+      .sort((a, b) => Date.parse(a.time) - Date.parse(b.time));
+  } else {
+    rows = dev.recent.slice(0, 8);
+  }
   if (!rows.length) return null;
   // A personal value is its pseudonym: a chip, unmaskable if this incident carries it.
   const shown = (o) => (typeof o.value === 'string' ? withPseudonyms(o.value, incident)
     : (typeof o.value === 'boolean' ? t(`msg.bool.${o.value}`) : fmtNumber(observedValue(o), o.unit, 3)));
-  return h('div', h('h4', t('incident.observations')), h('table.obs', ...rows.map((o) =>
-    h('tr', h('td', fmtTime(o.time)), h('td', o.field), h('td.num', shown(o))))));
+  const isTrigger = (o) => tr && o.field === tr.field && Date.parse(o.time) === Date.parse(tr.at);
+  return h('div', h('h4', t(tr ? 'evidence.readings_around' : 'incident.observations')),
+    h('table.obs#evidence-readings', ...rows.map((o) =>
+      h(isTrigger(o) ? 'tr.trigger' : 'tr', { dataset: isTrigger(o) ? { time: o.time, trigger: 'true' } : { time: o.time } },
+        h('td', tr ? fmtZoned(Date.parse(o.time)) : fmtTime(o.time)), h('td', o.field), h('td.num', shown(o))))));
 }
 
 /** A reading as shown: a suppressed people count is "< 10", never a number. */
