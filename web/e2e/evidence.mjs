@@ -119,7 +119,7 @@ try {
   const kv = await page.locator('.kv').innerText();
   check(/Rouvert le/.test(kv), `labelled "Rouvert le": ${kv}`);
   const title = await page.locator('#detail-title').innerText();
-  check(title.includes('(2.3 m)'), `the title shows the current level: ${title}`);
+  check(title.includes('(2,3 m)'), `the title shows the current level, written the French way: ${title}`);
   step('the surroundings: the incident and the devices around it, drawn offline');
   await page.locator('#incident-minimap[data-ready="true"]').waitFor();
   const near = await page.locator('#incident-minimap').evaluate((el) => ({

@@ -3,8 +3,10 @@
 //   node web/e2e/readme-shots.mjs http://127.0.0.1:8080 "$BEFFROI_ADMIN_PASSWORD" docs/screenshots
 //
 // Run it after a few minutes of demo play, so that the queue has incidents of every
-// severity. It acts through the API (acknowledges and assigns one incident, opens a crisis
-// for Dijon, opens and closes a snow crisis for its report), then photographs the views.
+// severity and situations of several incidents. It acts through the API (acknowledges and
+// assigns one incident, opens a crisis for Dijon, opens and closes a snow crisis for its
+// report), then photographs the views: the queue of situations under the alerting banner,
+// an incident's evidence chart, and the rest.
 
 import { launch, login } from './lib.mjs';
 
@@ -31,8 +33,17 @@ async function api(method, path, body) {
 
 const open = await api('GET', '/incidents?status=open');
 const fresh = open.filter((i) => i.status === 'new');
-const incident = fresh.find((i) => i.severity === 'critical') ?? fresh[0];
+// The one worked on: not a critical one (the alerting banner stays for the pictures).
+const incident = fresh.find((i) => i.severity === 'major') ?? fresh[0];
 if (!incident) throw new Error('no open incident yet: let the demo play a few minutes');
+// The evidence: an incident of several in one situation, fired by a threshold.
+const situations = await api('GET', '/situations');
+const grouped = situations.filter((s) => s.incidents.length > 1);
+let evidence = null;
+for (const s of [...grouped, ...situations]) {
+  const d = await api('GET', `/incidents/${s.lead}`);
+  if (d.trigger && d.trigger.threshold != null && d.device) { evidence = d; break; }
+}
 const units = await api('GET', '/units');
 const unit = units.find((u) => u.status === 'available' && u.kind === 'police')
   ?? units.find((u) => u.status === 'available');
@@ -61,6 +72,8 @@ async function shot(hash, name, ready) {
   await page.screenshot({ path: `${out}/${name}.png` });
 }
 await shot('#/map', 'map', '.maplibregl-canvas');
+await shot('#/incidents', 'situations', grouped.length ? 'li.situation' : 'li.incident-row');
+if (evidence) await shot(`#/incidents/${evidence.id}`, 'evidence', 'svg.evidence-chart');
 await shot(`#/incidents/${incident.id}`, 'detail', '#detail-title');
 await shot('#/units', 'units', '.unit-status');
 await shot(`#/crisis/${flood.id}`, 'crisis', '.crisis-view');

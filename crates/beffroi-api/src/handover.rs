@@ -108,6 +108,9 @@ impl HandoverNoteDto {
 /// Open incidents handed over together (today: one category in one commune).
 #[derive(Serialize, ToSchema)]
 pub struct IncidentGroupDto {
+    /// The situation its incidents are (the incidents of one real event); `null`: incidents
+    /// in no situation, grouped by category and commune.
+    pub situation: Option<u64>,
     pub category: String,
     /// Commune id.
     pub commune: String,
@@ -232,11 +235,18 @@ pub async fn handover(
                 .cmp(&a.severity)
                 .then(a.opened_at.cmp(&b.opened_at))
         });
-        let groups = core_handover::group_open(&open)
+        let situation_of: std::collections::HashMap<IncidentId, beffroi_core::SituationId> = ops
+            .situations
+            .iter()
+            .filter(|x| x.closed_at.is_none())
+            .flat_map(|x| x.members.iter().map(move |m| (m.incident, x.id)))
+            .collect();
+        let groups = core_handover::group_open(&open, |id| situation_of.get(&id).copied())
             .iter()
             .map(|g| {
                 let commune = t.commune(g.key.commune);
                 IncidentGroupDto {
+                    situation: g.key.situation.map(|x| x.0),
                     category: g.key.category.to_string(),
                     commune: commune.id.to_string(),
                     commune_name: commune.name.to_string(),
@@ -258,7 +268,7 @@ pub async fn handover(
                     .filter(|(_, st)| st.overdue(now))
                     .map(move |(n, st)| OverdueStepDto {
                         incident: i.id.0,
-                        title: i.title.to_string(),
+                        title: i.title_now().to_string(),
                         severity: i.severity.as_str().into(),
                         step: n,
                         text: st.text.to_string(),

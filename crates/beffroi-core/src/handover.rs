@@ -190,9 +190,12 @@ pub fn worth_handing_over(entry: &LogEntry, severity: Severity) -> bool {
     }
 }
 
-/// The key incidents are grouped by in the handover.
+/// The key incidents are grouped by in the handover: their situation, or for an incident
+/// in none known, its category and commune. `category` and `commune` are those of the
+/// group's first incident (the most severe, the oldest).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct GroupKey {
+    pub situation: Option<crate::situation::SituationId>,
     pub category: Arc<str>,
     pub commune: CommuneIdx,
 }
@@ -215,30 +218,43 @@ impl IncidentGroup<'_> {
     }
 }
 
-/// THE grouping of the handover's open incidents, in one place: by category and commune
-/// today; groups of one real event (situations) can replace it here without touching its
-/// callers. Groups come most severe first, then by their oldest incident.
-pub fn group_open(incidents: &[Incident]) -> Vec<IncidentGroup<'_>> {
-    let mut groups: std::collections::BTreeMap<GroupKey, Vec<&Incident>> = Default::default();
+/// THE grouping of the handover's open incidents, in one place: the incidents of one
+/// situation together (`situation_of`, the situations the engine keeps), and those in none
+/// known by category and commune. Groups come most severe first, then by their oldest
+/// incident.
+pub fn group_open(
+    incidents: &[Incident],
+    situation_of: impl Fn(crate::IncidentId) -> Option<crate::situation::SituationId>,
+) -> Vec<IncidentGroup<'_>> {
+    // By situation, else by category and commune.
+    type Bucket = (
+        Option<crate::situation::SituationId>,
+        Option<(Arc<str>, CommuneIdx)>,
+    );
+    let mut groups: std::collections::BTreeMap<Bucket, Vec<&Incident>> = Default::default();
     for i in incidents.iter().filter(|i| i.status.is_open()) {
-        groups
-            .entry(GroupKey {
-                category: Arc::clone(&i.category),
-                commune: i.commune,
-            })
-            .or_default()
-            .push(i);
+        let bucket = match situation_of(i.id) {
+            Some(s) => (Some(s), None),
+            None => (None, Some((Arc::clone(&i.category), i.commune))),
+        };
+        groups.entry(bucket).or_default().push(i);
     }
     let mut out: Vec<IncidentGroup<'_>> = groups
         .into_iter()
-        .map(|(key, mut incidents)| {
+        .filter_map(|((situation, _), mut incidents)| {
             incidents.sort_by(|a, b| {
                 b.severity
                     .cmp(&a.severity)
                     .then(a.opened_at.cmp(&b.opened_at))
                     .then(a.id.cmp(&b.id))
             });
-            IncidentGroup { key, incidents }
+            let first = incidents.first()?;
+            let key = GroupKey {
+                situation,
+                category: Arc::clone(&first.category),
+                commune: first.commune,
+            };
+            Some(IncidentGroup { key, incidents })
         })
         .collect();
     let oldest = |g: &IncidentGroup<'_>| g.incidents.iter().map(|i| i.opened_at).min();
@@ -418,7 +434,7 @@ mod tests {
             inc(4, "flood", 1, Severity::Minor, 0),
             closed,
         ];
-        let groups = group_open(&list);
+        let groups = group_open(&list, |_| None);
         let shape: Vec<(&str, u32, Vec<u64>)> = groups
             .iter()
             .map(|g| {
@@ -436,6 +452,23 @@ mod tests {
                 ("flood", 0, vec![3, 1]),
                 ("flood", 1, vec![4]),
             ]
+        );
+        // Incidents of one situation are handed over together, whatever their category
+        // and commune; the others as before.
+        let sit = crate::situation::SituationId(7);
+        let groups = group_open(&list, |id| (id.0 == 1 || id.0 == 4).then_some(sit));
+        let shape: Vec<(Option<u64>, Vec<u64>)> = groups
+            .iter()
+            .map(|g| {
+                (
+                    g.key.situation.map(|s| s.0),
+                    g.incidents.iter().map(|i| i.id.0).collect(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            shape,
+            [(None, vec![2]), (None, vec![3]), (Some(7), vec![4, 1])]
         );
     }
 }

@@ -247,7 +247,8 @@ function paintHandover() {
     notesBlock(d),
     section('handover-groups', t('handover.open', { n: open.length }),
       d.groups.length ? h('div.groups#handover-open', ...d.groups.map((g) => h('div.group', { dataset: { category: g.category, commune: g.commune } },
-        h('h4', h(`span.sev.sev-${g.worst}`, t(`severity.${g.worst}`)), ' ', tOr(`category.${g.category}`, g.category), ' — ', g.commune_name, h('span.muted', ` (${g.incidents.length})`)),
+        h('h4', h(`span.sev.sev-${g.worst}`, t(`severity.${g.worst}`)), ' ', tOr(`category.${g.category}`, g.category), ' — ', g.commune_name, h('span.muted', ` (${g.incidents.length})`),
+          g.situation != null && h('span.muted.handover-situation', { dataset: { situation: g.situation } }, ` · ${t('handover.situation', { id: g.situation })}`)),
         table(`handover-group-${g.category}-${g.commune}`, ['severity', 'title', 'status', 'unit', 'opened'], g.incidents.map((i) =>
           h('tr', { dataset: { id: i.id }, on: { click: () => navigate(`#/incidents/${i.id}`) } },
             h('td', h(`span.sev.sev-${i.severity}`, t(`severity.${i.severity}`))),
@@ -258,7 +259,7 @@ function paintHandover() {
       t('handover.noopen')),
     section('handover-overdue', t('handover.overdue', { n: d.overdue_steps.length }),
       d.overdue_steps.length ? table('handover-overdue-table', ['incident', 'step', 'due'], d.overdue_steps.map((s) =>
-        h('tr', h('td', h('a', { href: `#/incidents/${s.incident}` }, `#${s.incident}`), ' ', s.title), h('td', s.text), h('td.num', zoned(s.due_at))))) : null,
+        h('tr', h('td', h('a', { href: `#/incidents/${s.incident}` }, `#${s.incident}`), ' ', localTitle(s.title)), h('td', s.text), h('td.num', zoned(s.due_at))))) : null,
       t('handover.nooverdue')),
     section('handover-units', t('handover.units', { n: d.engaged_units.length }),
       d.engaged_units.length ? table('handover-units-table', ['unit', 'missions', 'since_at'], d.engaged_units.map((u) =>
