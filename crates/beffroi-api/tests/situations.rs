@@ -119,6 +119,7 @@ async fn start(t: &Arc<Territory>, db: &Path, seed: bool) -> H {
                     id: "flood".into(),
                     categories: vec!["flood".into(), "cyber".into()],
                     rules: vec![],
+                    site_kinds: vec![],
                     within: Neighbourhood::Territory,
                     window: Duration::from_mins(60),
                 }],

@@ -98,8 +98,11 @@ pub struct Family {
     pub id: Arc<str>,
     /// Incidents of these categories belong to the family…
     pub categories: Vec<Arc<str>>,
-    /// …and those raised by these rules, whatever their category.
+    /// …and those raised by these rules, whatever their category…
     pub rules: Vec<Arc<str>>,
+    /// …at sites of these kinds (empty: any site). A flood's family takes the sentinel's
+    /// "device silenced" on the river's gauges, not on a camera.
+    pub site_kinds: Vec<crate::territory::SiteKind>,
     pub within: Neighbourhood,
     /// An incident joins a situation of its family whose latest member opened at most this
     /// long before it.
@@ -398,15 +401,21 @@ impl SituationBook {
         self.next_id = self.next_id.max(id.0 + 1);
     }
 
-    /// The family an incident belongs to: the one naming its rule, else the one naming
-    /// its category.
-    pub fn family_of(&self, i: &Incident) -> Option<&Family> {
+    /// The family an incident belongs to, among those that take its site's kind: the one
+    /// naming its rule, else the one naming its category.
+    pub fn family_of(&self, i: &Incident, t: &Territory) -> Option<&Family> {
+        let kind = t.sites.get(i.site.get()).map(|s| s.kind);
+        let takes = |f: &&Family| {
+            f.site_kinds.is_empty() || kind.is_some_and(|k| f.site_kinds.contains(&k))
+        };
         self.families
             .iter()
+            .filter(takes)
             .find(|f| f.rules.iter().any(|r| *r == i.rule))
             .or_else(|| {
                 self.families
                     .iter()
+                    .filter(takes)
                     .find(|f| f.categories.iter().any(|c| *c == i.category))
             })
     }
@@ -445,7 +454,7 @@ impl SituationBook {
         actor: &Actor,
     ) -> Option<SituationChange> {
         let member = Member::of(inc);
-        let family = self.family_of(inc).cloned();
+        let family = self.family_of(inc, t).cloned();
         let joined = family.as_ref().and_then(|f| {
             self.active
                 .values()
@@ -747,9 +756,48 @@ mod tests {
             id: "fire".into(),
             categories: vec!["fire".into()],
             rules: vec!["gauge-silent".into()],
+            site_kinds: vec![],
             within,
             window: Duration::from_mins(30),
         }])
+    }
+
+    #[test]
+    fn a_family_takes_only_incidents_at_sites_of_its_kinds() {
+        use crate::territory::SiteKind;
+        let t = fixture::small();
+        // s1 is a school, s2 a river reach.
+        let mut b = SituationBook::new(vec![
+            Family {
+                id: "flood".into(),
+                categories: vec!["flood".into()],
+                rules: vec!["cyber-silence".into()],
+                site_kinds: vec![SiteKind::RiverReach],
+                within: Neighbourhood::Territory,
+                window: Duration::from_mins(60),
+            },
+            Family {
+                id: "cyber".into(),
+                categories: vec![crate::visibility::CYBER.into()],
+                rules: vec![],
+                site_kinds: vec![],
+                within: Neighbourhood::Territory,
+                window: Duration::from_mins(60),
+            },
+        ]);
+        let at_reach = incident(1, "cyber-silence", crate::visibility::CYBER, 1, 0);
+        let at_school = incident(2, "cyber-silence", crate::visibility::CYBER, 0, 1);
+        assert_eq!(b.family_of(&at_reach, &t).map(|f| &*f.id), Some("flood"));
+        assert_eq!(b.family_of(&at_school, &t).map(|f| &*f.id), Some("cyber"));
+        let flood = incident(3, "flood-high", "flood", 0, 2);
+        assert!(
+            b.family_of(&flood, &t).is_none(),
+            "a flood alarm at a school: no family"
+        );
+        b.follow(&change(&at_reach, true), &t);
+        let c = b.follow(&change(&at_school, true), &t);
+        assert!(c[0].created, "not the flood's situation");
+        assert_eq!(c[0].situation.family.as_deref(), Some("cyber"));
     }
 
     #[test]
@@ -876,6 +924,7 @@ mod tests {
             id: "flood".into(),
             categories: vec!["flood".into()],
             rules: vec!["cyber-silence".into()],
+            site_kinds: vec![],
             within: Neighbourhood::Territory,
             window: Duration::from_mins(60),
         }]);

@@ -37,6 +37,8 @@ struct Raw {
     categories: Vec<String>,
     #[serde(default)]
     rules: Vec<String>,
+    #[serde(default)]
+    site_kinds: Vec<String>,
     within: String,
     window: String,
     radius_m: Option<f64>,
@@ -109,6 +111,19 @@ pub fn parse(src: &SourceFile, rules: &RuleSet) -> Result<Vec<Family>, ConfigErr
                 ok = false;
             }
         }
+        let mut site_kinds = Vec::new();
+        for k in &f.site_kinds {
+            match beffroi_core::SiteKind::parse(k) {
+                Some(k) => site_kinds.push(k),
+                None => {
+                    err(
+                        "site_kinds",
+                        format!("family `{}`: unknown site kind `{k}`", f.id),
+                    );
+                    ok = false;
+                }
+            }
+        }
         let within = match (f.within.as_str(), f.radius_m) {
             ("site", None) => Neighbourhood::Site,
             ("zone", None) => Neighbourhood::Zone,
@@ -172,6 +187,7 @@ pub fn parse(src: &SourceFile, rules: &RuleSet) -> Result<Vec<Family>, ConfigErr
             id: f.id.as_str().into(),
             categories: f.categories.iter().map(|c| Arc::from(c.as_str())).collect(),
             rules: f.rules.iter().map(|r| Arc::from(r.as_str())).collect(),
+            site_kinds,
             within,
             window,
         });
