@@ -63,9 +63,10 @@ await api('POST', `/crises/${snow.id}/close`, { summary: 'Chaussées dégagées 
 const { context, close } = await launch({ locale: 'en-GB' });
 const page = await context.newPage();
 await login(page, base, password);
-async function shot(hash, name, ready) {
+async function shot(hash, name, ready, scrollTo) {
   await page.goto(`${base}/${hash}`);
   await page.locator(ready).first().waitFor();
+  if (scrollTo) await page.locator(scrollTo).first().scrollIntoViewIfNeeded();
   // A picture, not a test: give the map's clusters, the charts and the transitions a moment
   // (the live stream keeps the network busy, so there is no idle state to wait for).
   await page.waitForTimeout(2500);
@@ -73,7 +74,7 @@ async function shot(hash, name, ready) {
 }
 await shot('#/map', 'map', '.maplibregl-canvas');
 await shot('#/incidents', 'situations', grouped.length ? 'li.situation' : 'li.incident-row');
-if (evidence) await shot(`#/incidents/${evidence.id}`, 'evidence', 'svg.evidence-chart');
+if (evidence) await shot(`#/incidents/${evidence.id}`, 'evidence', 'svg.evidence-chart', '#evidence');
 await shot(`#/incidents/${incident.id}`, 'detail', '#detail-title');
 await shot('#/units', 'units', '.unit-status');
 await shot(`#/crisis/${flood.id}`, 'crisis', '.crisis-view');

@@ -72,6 +72,20 @@ export function head(s, { selected, onSelect }) {
       t('action.acknowledge'))));
 }
 
+/** The incidents of a situation in its panel: folded when there are many (the queue lists
+ *  them too), the open ones first. */
+function members(s, incident) {
+  const rank = (m) => (live.OPEN.has(m.status) ? 0 : 1);
+  const list = [...s.incidents].sort((a, b) => rank(a) - rank(b));
+  const ul = h('ul.situation-members', ...list.map((m) => h(`li${m.id === incident.id ? '.current' : ''}`,
+    h(`span.sev.sev-${m.severity}`, t(`severity.${m.severity}`)), ' ',
+    h('a', { href: `#/incidents/${m.id}` }, incidentTitle(live.incidents.get(m.id) ?? m)), ' ',
+    h(`span.status.st-${m.status}`, t(`status.${m.status}`)))));
+  if (list.length <= 6) return ul;
+  const open = list.filter((m) => live.OPEN.has(m.status)).length;
+  return h('details.situation-fold', h('summary', t('situation.members', { n: list.length, open })), ul);
+}
+
 /** The situation panel above an incident's detail: what the situation holds, its actions,
  *  its log; split this incident out, or merge another situation in. */
 export function panel(incident, reload) {
@@ -88,10 +102,7 @@ export function panel(incident, reload) {
   }
   return h('section.block.situation-panel#situation-panel', { dataset: { situation: s.id, count: s.incidents.length } },
     h('h3', t('situation.title', { id: s.id, n: s.incidents.length })),
-    several && h('ul.situation-members', ...s.incidents.map((m) => h(`li${m.id === incident.id ? '.current' : ''}`,
-      h(`span.sev.sev-${m.severity}`, t(`severity.${m.severity}`)), ' ',
-      h('a', { href: `#/incidents/${m.id}` }, incidentTitle(live.incidents.get(m.id) ?? m)), ' ',
-      h(`span.status.st-${m.status}`, t(`status.${m.status}`))))),
+    several && members(s, incident),
     canAct && h('div.actions#situation-actions',
       several && s.unacknowledged > 0 && h('button.action', { type: 'button', dataset: { action: 'situation-acknowledge' },
         on: { click: () => run(act(s.id, 'acknowledge')) } }, t('situation.acknowledge_all')),
