@@ -411,12 +411,12 @@ impl SituationBook {
         self.families
             .iter()
             .filter(takes)
-            .find(|f| f.rules.iter().any(|r| *r == i.rule))
+            .find(|f| f.rules.contains(&i.rule))
             .or_else(|| {
                 self.families
                     .iter()
                     .filter(takes)
-                    .find(|f| f.categories.iter().any(|c| *c == i.category))
+                    .find(|f| f.categories.contains(&i.category))
             })
     }
 

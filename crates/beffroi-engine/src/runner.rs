@@ -1609,6 +1609,15 @@ impl Clock for ScaledClock {
     }
 }
 
+impl From<crate::pipeline::SituationActError> for ActError {
+    fn from(e: crate::pipeline::SituationActError) -> Self {
+        match e {
+            crate::pipeline::SituationActError::Situation(e) => ActError::Situation(e),
+            crate::pipeline::SituationActError::Transition(e) => ActError::Transition(e),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1652,14 +1661,5 @@ mod tests {
         assert_eq!(got[0].action, "device.quarantine");
         assert_eq!(got[0].target.as_deref(), Some("g1"));
         assert!(got[0].detail.contains("jump of 5 m"), "{}", got[0].detail);
-    }
-}
-
-impl From<crate::pipeline::SituationActError> for ActError {
-    fn from(e: crate::pipeline::SituationActError) -> Self {
-        match e {
-            crate::pipeline::SituationActError::Situation(e) => ActError::Situation(e),
-            crate::pipeline::SituationActError::Transition(e) => ActError::Transition(e),
-        }
     }
 }

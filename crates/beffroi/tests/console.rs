@@ -10,87 +10,34 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use support::beffroi::Beffroi;
+use support::browser::{self, screenshots};
 use support::http::{ADMIN_PASSWORD, Api};
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn chromium() -> PathBuf {
-    std::env::var_os("CHROMIUM")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"))
-}
-
-fn node_version() -> Option<String> {
-    let out = Command::new("node").arg("--version").output().ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
-}
-
-/// Why the browser test cannot run here, if it cannot.
-fn missing() -> Option<String> {
-    if node_version().is_none() {
-        return Some("node not found".into());
-    }
-    if !chromium().is_file() {
-        return Some(format!(
-            "{} not found (apt-get install chromium, or set CHROMIUM)",
-            chromium().display()
-        ));
-    }
-    let pw = repo().join("web/node_modules/playwright-core/package.json");
-    if !pw.is_file() {
-        return Some(format!("{} not found (npm ci in web/)", pw.display()));
-    }
-    None
-}
-
-fn screenshots() -> PathBuf {
-    if let Some(d) = std::env::var_os("BEFFROI_SCREENSHOTS") {
-        return PathBuf::from(d);
-    }
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo().join("target"));
-    target.join("console-screenshots")
-}
-
-fn run_script(script: &Path, base: &str, shots: &Path) -> (bool, String) {
-    let out = Command::new("node")
-        .arg(script)
-        .arg(base)
-        .arg(ADMIN_PASSWORD)
-        .arg(shots)
-        .current_dir(repo().join("web"))
-        .output()
-        .expect("run node");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
+/// Runs `web/e2e/<script>` against `base` as the test's administrator.
+fn run_script(script: &str, base: &str, shots: &Path) -> (bool, String) {
+    browser::node(
+        script,
+        [
+            std::ffi::OsStr::new(base),
+            std::ffi::OsStr::new(ADMIN_PASSWORD),
+            shots.as_os_str(),
+        ],
+    )
 }
 
 #[test]
 fn an_operator_handles_a_live_incident_in_the_console() {
-    if let Some(why) = missing() {
-        if std::env::var("BEFFROI_REQUIRE_SERVICES").as_deref() == Ok("1") {
-            panic!("{why} and BEFFROI_REQUIRE_SERVICES=1");
-        }
-        eprintln!("SKIPPED: {why} (set BEFFROI_REQUIRE_SERVICES=1 to fail instead)");
+    if !browser::available() {
         return;
     }
     let beffroi = Beffroi::start(None);
     let shots = screenshots();
     let _ = std::fs::remove_dir_all(&shots);
-    let (ok, log) = run_script(&repo().join("web/e2e/console.mjs"), &beffroi.base(), &shots);
+    let (ok, log) = run_script("console.mjs", &beffroi.base(), &shots);
     println!("{log}");
     assert!(
         ok && log.contains("CONSOLE E2E OK"),
@@ -228,20 +175,12 @@ fn an_operator_handles_a_live_incident_in_the_console() {
 /// silences the tone only; a second tab shares the session; notifications once allowed.
 #[test]
 fn a_critical_incident_is_heard_and_counted_until_acknowledged() {
-    if let Some(why) = missing() {
-        if std::env::var("BEFFROI_REQUIRE_SERVICES").as_deref() == Ok("1") {
-            panic!("{why} and BEFFROI_REQUIRE_SERVICES=1");
-        }
-        eprintln!("SKIPPED: {why} (set BEFFROI_REQUIRE_SERVICES=1 to fail instead)");
+    if !browser::available() {
         return;
     }
     let beffroi = Beffroi::start(None);
     let shots = screenshots().join("alerting");
-    let (ok, log) = run_script(
-        &repo().join("web/e2e/alerting.mjs"),
-        &beffroi.base(),
-        &shots,
-    );
+    let (ok, log) = run_script("alerting.mjs", &beffroi.base(), &shots);
     println!("{log}");
     assert!(
         ok && log.contains("ALERTING E2E OK"),
@@ -322,11 +261,7 @@ fn sigterm_ends_the_live_streams_and_the_process() {
 /// unit of their communes to an incident of their communes.
 #[test]
 fn every_role_sees_only_screens_it_may_use() {
-    if let Some(why) = missing() {
-        if std::env::var("BEFFROI_REQUIRE_SERVICES").as_deref() == Ok("1") {
-            panic!("{why} and BEFFROI_REQUIRE_SERVICES=1");
-        }
-        eprintln!("SKIPPED: {why} (set BEFFROI_REQUIRE_SERVICES=1 to fail instead)");
+    if !browser::available() {
         return;
     }
     let demo = support::demo_run::start(&[
@@ -347,22 +282,17 @@ fn every_role_sees_only_screens_it_may_use() {
     )
     .expect("write the accounts");
     let shots = screenshots().join("roles");
-    let run = Command::new("node")
-        .arg(repo().join("web/e2e/roles.mjs"))
-        .arg(base)
-        .arg(&file)
-        .arg(&shots)
-        .current_dir(repo().join("web"))
-        .output()
-        .expect("run node");
-    let log = format!(
-        "{}{}",
-        String::from_utf8_lossy(&run.stdout),
-        String::from_utf8_lossy(&run.stderr)
+    let (ok, log) = browser::node(
+        "roles.mjs",
+        [
+            std::ffi::OsStr::new(base),
+            file.as_os_str(),
+            shots.as_os_str(),
+        ],
     );
     println!("{log}");
     assert!(
-        run.status.success() && log.contains("ROLES E2E OK"),
+        ok && log.contains("ROLES E2E OK"),
         "the browser script failed:\n{log}\n{}",
         std::fs::read_to_string(dir.path().join("demo.err")).unwrap_or_default()
     );
@@ -374,11 +304,7 @@ fn every_role_sees_only_screens_it_may_use() {
 /// literal `false`.
 #[test]
 fn an_operators_map_is_framed_on_and_counts_their_communes() {
-    if let Some(why) = missing() {
-        if std::env::var("BEFFROI_REQUIRE_SERVICES").as_deref() == Ok("1") {
-            panic!("{why} and BEFFROI_REQUIRE_SERVICES=1");
-        }
-        eprintln!("SKIPPED: {why} (set BEFFROI_REQUIRE_SERVICES=1 to fail instead)");
+    if !browser::available() {
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");
@@ -408,7 +334,7 @@ fn an_operators_map_is_framed_on_and_counts_their_communes() {
         users.display().to_string()
     ));
     let shots = screenshots().join("map");
-    let (ok, log) = run_script(&repo().join("web/e2e/map.mjs"), &beffroi.base(), &shots);
+    let (ok, log) = run_script("map.mjs", &beffroi.base(), &shots);
     println!("{log}");
     assert!(
         ok && log.contains("MAP E2E OK"),
@@ -423,11 +349,7 @@ fn an_operators_map_is_framed_on_and_counts_their_communes() {
 /// fits on one or two pages, and the supervisor marks the note read.
 #[test]
 fn the_handover_note_is_written_read_and_printed() {
-    if let Some(why) = missing() {
-        if std::env::var("BEFFROI_REQUIRE_SERVICES").as_deref() == Ok("1") {
-            panic!("{why} and BEFFROI_REQUIRE_SERVICES=1");
-        }
-        eprintln!("SKIPPED: {why} (set BEFFROI_REQUIRE_SERVICES=1 to fail instead)");
+    if !browser::available() {
         return;
     }
     let demo = support::demo_run::start(&["operator", "supervisor", "admin"]);
@@ -438,22 +360,18 @@ fn the_handover_note_is_written_read_and_printed() {
         serde_json::to_string(accounts).expect("accounts as JSON"),
     )
     .expect("write the accounts");
-    let run = Command::new("node")
-        .arg(repo().join("web/e2e/handover.mjs"))
-        .arg(base)
-        .arg(&file)
-        .arg(screenshots().join("handover"))
-        .current_dir(repo().join("web"))
-        .output()
-        .expect("run node");
-    let log = format!(
-        "{}{}",
-        String::from_utf8_lossy(&run.stdout),
-        String::from_utf8_lossy(&run.stderr)
+    let shots = screenshots().join("handover");
+    let (ok, log) = browser::node(
+        "handover.mjs",
+        [
+            std::ffi::OsStr::new(base),
+            file.as_os_str(),
+            shots.as_os_str(),
+        ],
     );
     println!("{log}");
     assert!(
-        run.status.success() && log.contains("HANDOVER E2E OK"),
+        ok && log.contains("HANDOVER E2E OK"),
         "the browser script failed:\n{log}\n{}",
         std::fs::read_to_string(dir.path().join("demo.err")).unwrap_or_default()
     );

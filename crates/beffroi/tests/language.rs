@@ -10,30 +10,7 @@
 
 mod support;
 
-use std::path::PathBuf;
-use std::process::Command;
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn missing() -> Option<String> {
-    let node = Command::new("node").arg("--version").output();
-    if !node.is_ok_and(|o| o.status.success()) {
-        return Some("node not found".into());
-    }
-    let chromium = std::env::var_os("CHROMIUM")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"));
-    if !chromium.is_file() {
-        return Some(format!("{} not found", chromium.display()));
-    }
-    let pw = repo().join("web/node_modules/playwright-core/package.json");
-    if !pw.is_file() {
-        return Some(format!("{} not found (npm ci in web/)", pw.display()));
-    }
-    None
-}
+use support::browser;
 
 /// Words of the English templates that French writes the same way.
 const SAME_IN_FRENCH: &[&str] = &["vacant"];
@@ -79,11 +56,7 @@ fn the_english_fragments_come_from_the_catalogue() {
 
 #[test]
 fn the_french_console_shows_no_english_server_text() {
-    if let Some(why) = missing() {
-        if std::env::var("BEFFROI_REQUIRE_SERVICES").as_deref() == Ok("1") {
-            panic!("{why} and BEFFROI_REQUIRE_SERVICES=1");
-        }
-        eprintln!("SKIPPED: {why} (set BEFFROI_REQUIRE_SERVICES=1 to fail instead)");
+    if !browser::available() {
         return;
     }
     let demo = support::demo_run::start_at_speed(
@@ -110,27 +83,19 @@ fn the_french_console_shows_no_english_server_text() {
         serde_json::to_string(&english_fragments()).expect("fragments as JSON"),
     )
     .expect("write the fragments");
-    let shots = std::env::var_os("BEFFROI_SCREENSHOTS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo().join("target/console-screenshots"))
-        .join("language");
-    let run = Command::new("node")
-        .arg(repo().join("web/e2e/language.mjs"))
-        .arg(&demo.base)
-        .arg(&accounts)
-        .arg(&fragments)
-        .arg(&shots)
-        .current_dir(repo().join("web"))
-        .output()
-        .expect("run node");
-    let log = format!(
-        "{}{}",
-        String::from_utf8_lossy(&run.stdout),
-        String::from_utf8_lossy(&run.stderr)
+    let shots = browser::screenshots().join("language");
+    let (ok, log) = browser::node(
+        "language.mjs",
+        [
+            std::ffi::OsStr::new(&demo.base),
+            accounts.as_os_str(),
+            fragments.as_os_str(),
+            shots.as_os_str(),
+        ],
     );
     println!("{log}");
     assert!(
-        run.status.success() && log.contains("LANGUAGE E2E OK"),
+        ok && log.contains("LANGUAGE E2E OK"),
         "the browser script failed:\n{log}\n{}",
         std::fs::read_to_string(demo.dir.path().join("demo.err")).unwrap_or_default()
     );

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod beffroi;
+pub mod browser;
 pub mod demo;
 pub mod demo_run;
 pub mod http;
