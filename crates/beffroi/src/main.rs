@@ -265,7 +265,7 @@ fn check(dir: &std::path::Path) -> ExitCode {
     match setup::load_dir(dir) {
         Ok(dep) => {
             println!(
-                "{}: OK — territory `{}`: {} communes, {} zones, {} sites, {} device kinds, {} devices; {} rules; {} procedures; {} units; {} crisis roles; {} scenarios; {} events; {} processing activities in the register",
+                "{}: OK — territory `{}`: {} communes, {} zones, {} sites, {} device kinds, {} devices; {} rules; {} procedures; {} units; {} crisis roles; {} situation families; {} scenarios; {} events; {} processing activities in the register",
                 dir.display(),
                 dep.territory.id,
                 dep.territory.communes.len(),
@@ -277,6 +277,7 @@ fn check(dir: &std::path::Path) -> ExitCode {
                 dep.procedures.len(),
                 dep.operations.units.len(),
                 dep.operations.roles.len(),
+                dep.operations.families.len(),
                 dep.scenarios.len(),
                 dep.events.len(),
                 dep.privacy.activities.len()
