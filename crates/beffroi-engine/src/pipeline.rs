@@ -249,11 +249,21 @@ impl Pipeline {
     }
 
     fn push_situations(&mut self, changes: Vec<SituationChange>, now: Timestamp, out: &mut Output) {
+        let mut closed = false;
         for c in changes {
+            closed |= c.situation.closed_at.is_some();
             self.situation_views
                 .insert(c.situation.id, Arc::new(c.situation.clone()));
             out.batch.situations.push(c);
         }
+        // Only a closing can make a view old enough to leave: not a scan per reading.
+        if closed {
+            self.forget_old_situations(now);
+        }
+    }
+
+    /// Drops the closed situations older than a day from the published views.
+    fn forget_old_situations(&mut self, now: Timestamp) {
         self.situation_views.retain(|_, s| {
             s.closed_at
                 .is_none_or(|c| now.since(c) <= RECENT_SITUATIONS)
@@ -1188,6 +1198,7 @@ impl Pipeline {
             let pending = std::mem::take(&mut self.pending_situations);
             self.push_situations(pending, now, out);
         }
+        self.forget_old_situations(now);
         self.refresh_events(now, false, out);
         self.eval.on_tick(now, &mut self.alarms);
         self.flush_alarms(out);

@@ -26,10 +26,13 @@ export function situationOf(incidentId) {
 /** Groups the incidents shown in the queue by situation, in the queue's order (the first
  *  incident of a group places it). Incidents of no known situation stand alone. */
 export function group(incidents) {
+  // incident id → its situation, built once per call (not a scan per incident).
+  const of = new Map();
+  for (const s of live.situations.values()) for (const m of s.incidents) of.set(m.id, s);
   const groups = [];
   const byId = new Map();
   for (const i of incidents) {
-    const s = situationOf(i.id);
+    const s = of.get(i.id) ?? null;
     const key = s ? `s${s.id}` : `i${i.id}`;
     let g = byId.get(key);
     if (!g) {
