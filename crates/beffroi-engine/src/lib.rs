@@ -30,4 +30,7 @@ pub mod trust;
 pub mod watermark;
 
 pub use envelope::{Ack, AckOutcome, Envelope, Source};
-pub use store::{Store, StoreError, StoreReader, WriteBatch};
+pub use store::{
+    Commit, IncidentReads, ObservationReads, RecordReads, Restore, Retain, Store, StoreError,
+    StoreReader, WriteBatch,
+};

@@ -572,7 +572,7 @@ fn read_state(store: &mut dyn Store, now: Timestamp) -> Result<Restored, StoreEr
         max_situation: store.max_situation_id()?,
         events: store.events()?,
         windows: store.replay_windows()?,
-        quarantine: store.quarantine_log()?,
+        quarantine: store.quarantine_acts()?,
         holds: store.legal_holds(now)?,
         notes: store.handover_notes()?,
         shelving: store.shelf_log()?,

@@ -5,7 +5,7 @@ use std::sync::{Arc, LazyLock};
 
 use beffroi_core::{DeviceIdx, Incident, IncidentId, Territory, Timestamp};
 use beffroi_engine::store::StoredObservation;
-use beffroi_engine::{Store, StoreError, WriteBatch};
+use beffroi_engine::{Commit, Restore, Retain, StoreError, WriteBatch};
 use rusqlite::{
     Connection, OptionalExtension, Statement, Transaction, TransactionBehavior, params,
 };
@@ -126,7 +126,7 @@ impl SqliteStore {
     }
 }
 
-impl Store for SqliteStore {
+impl Commit for SqliteStore {
     fn write(&mut self, batch: &WriteBatch) -> Result<(), StoreError> {
         if batch.is_empty() {
             return Ok(());
@@ -278,7 +278,9 @@ impl Store for SqliteStore {
         self.wal.after_commit(&self.conn);
         Ok(())
     }
+}
 
+impl Restore for SqliteStore {
     fn active_incidents(&mut self) -> Result<Vec<Incident>, StoreError> {
         queries::active_incidents(&self.conn, &self.territory, &self.skipped)
     }
@@ -352,6 +354,82 @@ impl Store for SqliteStore {
         Ok(out)
     }
 
+    fn quarantine_acts(
+        &mut self,
+    ) -> Result<Vec<beffroi_engine::sentinel::QuarantineAct>, StoreError> {
+        crate::queries::quarantine_log(&self.conn, &self.territory, usize::MAX)
+    }
+
+    fn handover_notes(&mut self) -> Result<Vec<beffroi_core::handover::HandoverNote>, StoreError> {
+        crate::handover::notes(&self.conn, &self.territory)
+    }
+
+    fn shelf_log(&mut self) -> Result<Vec<beffroi_core::shelving::ShelfAct>, StoreError> {
+        crate::handover::shelf_log(&self.conn, &self.territory)
+    }
+}
+
+impl Retain for SqliteStore {
+    /// Walks the (device, field) pairs along the primary key (one seek each, no scan) and
+    /// deletes each pair's rows older than `before`, at most [`PURGE_CHUNK`] rows per
+    /// transaction. Rows of devices no longer in the territory are purged too.
+    fn purge_observations(&mut self, before: Timestamp) -> Result<usize, StoreError> {
+        let mut total = 0usize;
+        // The pair being purged; `None` before the first one.
+        let mut pair: Option<(String, String)> = None;
+        let mut first = true;
+        loop {
+            let tx = self.begin()?;
+            let mut budget = PURGE_CHUNK;
+            let mut finished = false;
+            while budget > 0 {
+                if first {
+                    pair = first_pair(&tx)?;
+                    first = false;
+                }
+                let Some((device, field)) = &pair else {
+                    finished = true;
+                    break;
+                };
+                let deleted = tx
+                    .prepare_cached(
+                        "DELETE FROM observations WHERE device = ?1 AND field = ?2 \
+                         AND (time, vkey) IN (SELECT time, vkey FROM observations \
+                          WHERE device = ?1 AND field = ?2 AND time < ?3 \
+                          ORDER BY time LIMIT ?4)",
+                    )
+                    .ctx("prepare purge")?
+                    .execute(params![device, field, before.0, budget as i64])
+                    .ctx("purge observations")?;
+                budget -= deleted;
+                total += deleted;
+                if budget > 0 {
+                    // This pair has nothing older left: move on to the next one.
+                    pair = next_pair(&tx, device, field)?;
+                }
+            }
+            let deleted_here = PURGE_CHUNK - budget;
+            if deleted_here > 0 {
+                tx.prepare_cached(
+                    "UPDATE counters SET value = value - ?1 WHERE name = 'observations'",
+                )
+                .ctx("prepare observation count")?
+                .execute([deleted_here as i64])
+                .ctx("write observation count")?;
+            }
+            tx.commit().ctx("commit purge")?;
+            self.wal.after_commit(&self.conn);
+            if finished {
+                break;
+            }
+        }
+        if total > 0 {
+            self.wal.truncate_after_erasure(&self.conn);
+            tracing::info!(deleted = total, before = %before, "observations purged");
+        }
+        Ok(total)
+    }
+
     fn purge(
         &mut self,
         plan: &beffroi_engine::store::PurgePlan,
@@ -390,80 +468,6 @@ impl Store for SqliteStore {
         now: Timestamp,
     ) -> Result<beffroi_engine::store::ErasureReport, StoreError> {
         crate::retention::erase_subject(&mut self.conn, &mut self.wal, pseudonyms, now)
-    }
-
-    fn quarantine_log(
-        &mut self,
-    ) -> Result<Vec<beffroi_engine::sentinel::QuarantineAct>, StoreError> {
-        crate::queries::quarantine_log(&self.conn, &self.territory, usize::MAX)
-    }
-
-    fn handover_notes(&mut self) -> Result<Vec<beffroi_core::handover::HandoverNote>, StoreError> {
-        crate::handover::notes(&self.conn, &self.territory)
-    }
-
-    fn shelf_log(&mut self) -> Result<Vec<beffroi_core::shelving::ShelfAct>, StoreError> {
-        crate::handover::shelf_log(&self.conn, &self.territory)
-    }
-
-    /// Walks the (device, field) pairs along the primary key (one seek each, no scan) and
-    /// deletes each pair's rows older than `before`, at most [`PURGE_CHUNK`] rows per
-    /// transaction. Rows of devices no longer in the territory are purged too.
-    fn purge_observations(&mut self, before: Timestamp) -> Result<usize, StoreError> {
-        let mut total = 0usize;
-        // The pair being purged; `None` before the first one.
-        let mut pair: Option<(String, String)> = None;
-        let mut first = true;
-        loop {
-            let tx = self.begin()?;
-            let mut budget = PURGE_CHUNK;
-            let mut finished = false;
-            while budget > 0 {
-                if first {
-                    pair = first_pair(&tx)?;
-                    first = false;
-                }
-                let Some((device, field)) = &pair else {
-                    finished = true;
-                    break;
-                };
-                let deleted = tx
-                    .prepare_cached(
-                        "DELETE FROM observations WHERE device = ?1 AND field = ?2 AND time IN \
-                         (SELECT time FROM observations \
-                          WHERE device = ?1 AND field = ?2 AND time < ?3 \
-                          ORDER BY time LIMIT ?4)",
-                    )
-                    .ctx("prepare purge")?
-                    .execute(params![device, field, before.0, budget as i64])
-                    .ctx("purge observations")?;
-                budget -= deleted;
-                total += deleted;
-                if budget > 0 {
-                    // This pair has nothing older left: move on to the next one.
-                    pair = next_pair(&tx, device, field)?;
-                }
-            }
-            let deleted_here = PURGE_CHUNK - budget;
-            if deleted_here > 0 {
-                tx.prepare_cached(
-                    "UPDATE counters SET value = value - ?1 WHERE name = 'observations'",
-                )
-                .ctx("prepare observation count")?
-                .execute([deleted_here as i64])
-                .ctx("write observation count")?;
-            }
-            tx.commit().ctx("commit purge")?;
-            self.wal.after_commit(&self.conn);
-            if finished {
-                break;
-            }
-        }
-        if total > 0 {
-            self.wal.truncate_after_erasure(&self.conn);
-            tracing::info!(deleted = total, before = %before, "observations purged");
-        }
-        Ok(total)
     }
 }
 
@@ -506,20 +510,21 @@ pub(crate) fn next_pair(
 // ---- observation inserts ---------------------------------------------------------------
 
 /// Observations inserted per statement: one `VALUES` list of this many rows amortises the
-/// per-statement cost (7 parameters a row, far below SQLite's limit of 32,766).
+/// per-statement cost (10 parameters a row, far below SQLite's limit of 32,766).
 const ROWS_PER_INSERT: usize = 64;
 
 /// `INSERT OR IGNORE` of `rows` observations, parameters numbered row after row.
 fn insert_observations_sql(rows: usize) -> String {
     let mut sql = String::from(
         "INSERT OR IGNORE INTO observations \
-         (device, field, time, value, value_bool, value_text, received, trust, quarantined) VALUES ",
+         (device, field, time, vkey, value, value_bool, value_text, received, trust, quarantined) \
+         VALUES ",
     );
     for i in 0..rows {
         if i > 0 {
             sql.push_str(", ");
         }
-        sql.push_str("(?, ?, ?, ?, ?, ?, ?, ?, ?)");
+        sql.push_str("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
     }
     sql
 }
@@ -530,7 +535,7 @@ static INSERT_OBSERVATION: LazyLock<String> = LazyLock::new(|| insert_observatio
 
 /// Raises a people count's bucket row to the highest count seen in the bucket.
 const RAISE_PEOPLE_COUNT: &str = "UPDATE observations SET value = MAX(value, ?4) \
-     WHERE device = ?1 AND field = ?2 AND time = ?3";
+     WHERE device = ?1 AND field = ?2 AND time = ?3 AND vkey = 0";
 
 /// Inserts the observations (idempotently) and returns how many were new. People counts
 /// (`people_count` fields, which the pipeline stamps with their time bucket's start) keep
@@ -635,19 +640,34 @@ fn bind_observations(
     for (i, o) in observations.iter().enumerate() {
         let (device, field) = device_field(t, o.device, o.field)?;
         let (value, value_bool, value_text) = rows::value_columns(&o.value);
-        let at = i * 9;
+        let at = i * COLUMNS_PER_ROW;
         let bound = (|| {
             stmt.raw_bind_parameter(at + 1, device)?;
             stmt.raw_bind_parameter(at + 2, field)?;
             stmt.raw_bind_parameter(at + 3, o.time.0)?;
-            stmt.raw_bind_parameter(at + 4, value)?;
-            stmt.raw_bind_parameter(at + 5, value_bool)?;
-            stmt.raw_bind_parameter(at + 6, value_text)?;
-            stmt.raw_bind_parameter(at + 7, o.received.0)?;
-            stmt.raw_bind_parameter(at + 8, o.trust.as_str())?;
-            stmt.raw_bind_parameter(at + 9, o.quarantined)
+            stmt.raw_bind_parameter(at + 4, value_key(t, o))?;
+            stmt.raw_bind_parameter(at + 5, value)?;
+            stmt.raw_bind_parameter(at + 6, value_bool)?;
+            stmt.raw_bind_parameter(at + 7, value_text)?;
+            stmt.raw_bind_parameter(at + 8, o.received.0)?;
+            stmt.raw_bind_parameter(at + 9, o.trust.as_str())?;
+            stmt.raw_bind_parameter(at + 10, o.quarantined)
         })();
         bound.ctx("bind observation")?;
     }
     Ok(())
+}
+
+/// Parameters of one observation row in [`insert_observations_sql`].
+const COLUMNS_PER_ROW: usize = 10;
+
+/// The row's value key: the value's ([`beffroi_core::Value::key`]), or 0 for a people count,
+/// whose one row per bucket keeps the bucket's highest count.
+fn value_key(t: &Territory, o: &StoredObservation) -> i64 {
+    let people = t
+        .kind_of(o.device)
+        .fields
+        .get(o.field.get())
+        .is_some_and(|f| f.people_count);
+    if people { 0 } else { o.value.key() }
 }

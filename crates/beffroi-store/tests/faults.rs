@@ -25,7 +25,8 @@ use beffroi_engine::store::{
     IncidentQuery, LegalHold, PurgePlan, PurgeReport, StoredUnit, Watermark,
 };
 use beffroi_engine::{
-    Ack, AckOutcome, Envelope, Source, Store, StoreError, StoreReader, WriteBatch,
+    Ack, AckOutcome, Commit, Envelope, IncidentReads, ObservationReads, Restore, Retain, Source,
+    StoreError, WriteBatch,
 };
 use beffroi_store::{SqliteReader, SqliteStore};
 use beffroi_territory::SourceFile;
@@ -129,7 +130,7 @@ struct Flaky {
     fail: Arc<Mutex<Vec<std::ops::Range<u64>>>>,
 }
 
-impl Store for Flaky {
+impl Commit for Flaky {
     fn write(&mut self, batch: &WriteBatch) -> Result<(), StoreError> {
         let n = self.commits.fetch_add(1, Ordering::SeqCst);
         let failing = self
@@ -145,52 +146,98 @@ impl Store for Flaky {
         }
         self.inner.write(batch)
     }
+}
+
+impl Restore for Flaky {
     fn active_incidents(&mut self) -> Result<Vec<Incident>, StoreError> {
         self.inner.active_incidents()
     }
+
     fn max_incident_id(&mut self) -> Result<IncidentId, StoreError> {
         self.inner.max_incident_id()
     }
+
     fn incident(&mut self, id: IncidentId) -> Result<Option<Incident>, StoreError> {
         self.inner.incident(id)
     }
+
     fn last_seen(&mut self) -> Result<Vec<(beffroi_core::DeviceIdx, Timestamp)>, StoreError> {
         self.inner.last_seen()
     }
+
     fn watermarks(&mut self) -> Result<Vec<Watermark>, StoreError> {
         self.inner.watermarks()
     }
-    fn purge_observations(&mut self, before: Timestamp) -> Result<usize, StoreError> {
-        self.inner.purge_observations(before)
-    }
-    fn purge(&mut self, plan: &PurgePlan) -> Result<PurgeReport, StoreError> {
-        self.inner.purge(plan)
-    }
-    fn legal_holds(&mut self, now: Timestamp) -> Result<Vec<LegalHold>, StoreError> {
-        self.inner.legal_holds(now)
-    }
+
     fn units(&mut self) -> Result<Vec<StoredUnit>, StoreError> {
         self.inner.units()
     }
+
     fn crises(&mut self) -> Result<Vec<beffroi_core::crisis::Crisis>, StoreError> {
         self.inner.crises()
     }
+
     fn situations(&mut self, since: Timestamp) -> Result<Vec<beffroi_core::Situation>, StoreError> {
         self.inner.situations(since)
     }
+
     fn max_situation_id(&mut self) -> Result<beffroi_core::SituationId, StoreError> {
         self.inner.max_situation_id()
     }
+
     fn events(&mut self) -> Result<Vec<beffroi_core::Event>, StoreError> {
         self.inner.events()
     }
+
     fn replay_windows(&mut self) -> Result<Vec<beffroi_engine::trust::StoredWindow>, StoreError> {
         self.inner.replay_windows()
     }
-    fn quarantine_log(
+
+    fn quarantine_acts(
         &mut self,
     ) -> Result<Vec<beffroi_engine::sentinel::QuarantineAct>, StoreError> {
-        self.inner.quarantine_log()
+        self.inner.quarantine_acts()
+    }
+    fn handover_notes(&mut self) -> Result<Vec<beffroi_core::handover::HandoverNote>, StoreError> {
+        self.inner.handover_notes()
+    }
+    fn shelf_log(&mut self) -> Result<Vec<beffroi_core::shelving::ShelfAct>, StoreError> {
+        self.inner.shelf_log()
+    }
+}
+
+impl Retain for Flaky {
+    fn purge_observations(&mut self, before: Timestamp) -> Result<usize, StoreError> {
+        self.inner.purge_observations(before)
+    }
+
+    fn purge(&mut self, plan: &PurgePlan) -> Result<PurgeReport, StoreError> {
+        self.inner.purge(plan)
+    }
+
+    fn legal_holds(&mut self, now: Timestamp) -> Result<Vec<LegalHold>, StoreError> {
+        self.inner.legal_holds(now)
+    }
+    fn record_purge(&mut self, at: Timestamp, detail: &str) -> Result<(), StoreError> {
+        self.inner.record_purge(at, detail)
+    }
+    fn set_hold(&mut self, hold: &LegalHold) -> Result<(), StoreError> {
+        self.inner.set_hold(hold)
+    }
+    fn release_hold(
+        &mut self,
+        incident: IncidentId,
+        by: &str,
+        at: Timestamp,
+    ) -> Result<bool, StoreError> {
+        self.inner.release_hold(incident, by, at)
+    }
+    fn erase_subject(
+        &mut self,
+        pseudonyms: &[String],
+        now: Timestamp,
+    ) -> Result<beffroi_engine::store::ErasureReport, StoreError> {
+        self.inner.erase_subject(pseudonyms, now)
     }
 }
 

@@ -6,6 +6,7 @@
 //! The engine runs for real (runner, writer thread, SQLite store); the purges are asked for
 //! at chosen instants of the simulated clock.
 
+use beffroi_engine::store::prelude::*;
 use std::sync::{Arc, Mutex};
 
 use beffroi_core::privacy::days;
@@ -19,7 +20,7 @@ use beffroi_engine::retention::{LegalHold, PrivacyCommand, PrivacyOutcome, Purge
 use beffroi_engine::runner::{EngineAudit, EngineConfig, EngineHandle};
 use beffroi_engine::store::Visibility;
 use beffroi_engine::store::{StoredObservation, StoredRejection};
-use beffroi_engine::{Source, Store, StoreReader, WriteBatch};
+use beffroi_engine::{Source, WriteBatch};
 use beffroi_wire::RejectReason;
 
 /// 2026-01-01T00:00:00Z: when everything below was recorded.
@@ -600,8 +601,8 @@ async fn erasure_reaches_every_store_except_a_held_incident() {
     {
         let c = rusqlite::Connection::open(r._dir.path().join("beffroi.db")).expect("raw");
         c.execute(
-            "INSERT INTO observations (device, field, time, value_text, received, trust) \
-             VALUES ('a2', 'note', ?1, ?2, ?1, 'unauthenticated')",
+            "INSERT INTO observations (device, field, time, vkey, value_text, received, trust) \
+             VALUES ('a2', 'note', ?1, 0, ?2, ?1, 'unauthenticated')",
             rusqlite::params![B + 2, format!("rappeler {BADGE_PURGED} demain")],
         )
         .expect("note");

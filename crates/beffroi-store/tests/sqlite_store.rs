@@ -1,5 +1,6 @@
 //! The SQLite store against the persistence contract, on files in a temporary directory.
 
+use beffroi_engine::store::prelude::*;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -9,7 +10,7 @@ use beffroi_core::{
     SopStep, Status, Territory, Timestamp, Trigger, TriggerKind, TriggerOp, Value,
 };
 use beffroi_engine::store::{IncidentQuery, StoredObservation, StoredRejection, Visibility};
-use beffroi_engine::{Source, Store, StoreError, StoreReader, WriteBatch};
+use beffroi_engine::{Source, StoreError, WriteBatch};
 use beffroi_store::{PURGE_CHUNK, SqliteReader, SqliteStore};
 use beffroi_wire::RejectReason;
 
@@ -1092,12 +1093,12 @@ fn quarantine_acts_and_marked_observations_round_trip() {
         assert!(seen[0].quarantined, "{seen:?}");
     }
     let (mut store, _) = open(&path);
-    assert_eq!(store.quarantine_log().expect("restored").len(), 2);
+    assert_eq!(store.quarantine_acts().expect("restored").len(), 2);
 }
 
 /// People counts: one row per counter and time bucket (the pipeline stamps the
 /// bucket's start), holding the bucket's highest count, whatever the order of arrival and
-/// redeliveries; other fields keep their first value per time.
+/// redeliveries; other fields keep each distinct value per time.
 #[test]
 fn people_counts_keep_the_highest_count_of_their_bucket() {
     let (_dir, path) = temp();
