@@ -32,9 +32,9 @@ use crate::events::{EventError, EventView};
 use crate::live::LiveEvent;
 use crate::metrics::Metrics;
 use crate::operations::{Operations, OpsSnapshot};
-use crate::pipeline::{Ingested, Output, Pipeline};
+use crate::pipeline::{Ingested, Output, Pipeline, PipelineConfig};
 use crate::retention::{PrivacyCommand, PrivacyError, PrivacyOutcome, PurgePlan};
-use crate::store::{Store, StoreError, WriteBatch};
+use crate::store::{Store, StoreError, StoredState, WriteBatch};
 
 #[derive(Clone, Debug)]
 pub struct EngineConfig {
@@ -543,40 +543,10 @@ impl EngineHandle {
 
 /// What the engine's state is rebuilt from: read from the store at start and after a
 /// failed commit (the store is the truth: [ADR 0019](../../../docs/adr/0019-bounded-wal-and-the-store-as-truth.md)).
-struct Restored {
-    incidents: Vec<Incident>,
-    max_id: IncidentId,
-    last_seen: Vec<(beffroi_core::DeviceIdx, Timestamp)>,
-    watermarks: Vec<crate::store::Watermark>,
-    units: Vec<crate::store::StoredUnit>,
-    crises: Vec<Crisis>,
-    situations: Vec<beffroi_core::Situation>,
-    max_situation: beffroi_core::SituationId,
-    events: Vec<beffroi_core::Event>,
-    windows: Vec<crate::trust::StoredWindow>,
-    quarantine: Vec<crate::sentinel::QuarantineAct>,
-    holds: Vec<crate::store::LegalHold>,
-    notes: Vec<beffroi_core::handover::HandoverNote>,
-    shelving: Vec<beffroi_core::shelving::ShelfAct>,
-}
+type Restored = StoredState;
 
 fn read_state(store: &mut dyn Store, now: Timestamp) -> Result<Restored, StoreError> {
-    Ok(Restored {
-        incidents: store.active_incidents()?,
-        max_id: store.max_incident_id()?,
-        last_seen: store.last_seen()?,
-        watermarks: store.watermarks()?,
-        units: store.units()?,
-        crises: store.crises()?,
-        situations: store.situations(now.minus(beffroi_core::Duration::from_mins(24 * 60)))?,
-        max_situation: store.max_situation_id()?,
-        events: store.events()?,
-        windows: store.replay_windows()?,
-        quarantine: store.quarantine_acts()?,
-        holds: store.legal_holds(now)?,
-        notes: store.handover_notes()?,
-        shelving: store.shelf_log()?,
-    })
+    StoredState::read(store, now)
 }
 
 /// What a pipeline is built from besides the stored state: the deployment as loaded at
@@ -596,65 +566,40 @@ impl Blueprint {
     /// event with the same id.
     fn build(
         &self,
-        r: Restored,
+        mut r: Restored,
         now: Timestamp,
     ) -> Result<(Pipeline, std::collections::HashMap<IncidentId, Timestamp>), StoreError> {
-        let holds = r.holds.into_iter().map(|h| (h.incident, h.until)).collect();
-        let territory = &self.territory;
+        let holds = std::mem::take(&mut r.holds)
+            .into_iter()
+            .map(|h| (h.incident, h.until))
+            .collect();
+        let cfg = &self.cfg;
         let mut pipeline = Pipeline::new(
-            Arc::clone(territory),
-            Arc::clone(&self.rules),
-            self.procedures.clone(),
-            Arc::clone(&self.metrics),
+            PipelineConfig {
+                operations: cfg.operations.clone(),
+                device_keys: Arc::clone(&cfg.device_keys),
+                security: cfg.security.clone(),
+                aggregates: cfg.privacy.aggregates,
+                close_resolved_after: cfg.close_resolved_after,
+                retention: Some((
+                    Arc::clone(&cfg.privacy),
+                    cfg.retention
+                        .unwrap_or(cfg.privacy.retention.technical_observations),
+                )),
+                pseudonymiser: cfg.pseudonymiser.clone(),
+                events: self.file_events.clone(),
+                ..PipelineConfig::new(
+                    Arc::clone(&self.territory),
+                    Arc::clone(&self.rules),
+                    self.procedures.clone(),
+                    Arc::clone(&self.metrics),
+                )
+            },
             now,
         );
-        let cfg = &self.cfg;
-        pipeline.set_operations(&cfg.operations, now);
-        pipeline.set_device_keys(Arc::clone(&cfg.device_keys));
-        pipeline.restore_replay_windows(&r.windows);
-        pipeline.set_security_config(cfg.security.clone());
-        pipeline.set_aggregates(cfg.privacy.aggregates);
-        pipeline.set_close_resolved_after(cfg.close_resolved_after);
-        pipeline.set_retention(
-            &cfg.privacy,
-            cfg.retention
-                .unwrap_or(cfg.privacy.retention.technical_observations),
-        );
-        pipeline.set_pseudonymiser(cfg.pseudonymiser.clone());
-        let mut events = self.file_events.clone();
-        for e in r.events {
-            let id = e.id.clone();
-            match beffroi_rules::compile_event(e, territory, "store", None, 0) {
-                Ok(c) => {
-                    events.retain(|x| x.event.id != c.event.id);
-                    events.push(c);
-                }
-                Err(err) => {
-                    tracing::warn!(event = %id, error = %err, "stored event no longer valid for this territory; skipped");
-                }
-            }
-        }
-        pipeline.load_events(events, now);
-        let restored_count = r.incidents.len();
         pipeline
-            .restore(r.incidents, r.max_id, &r.last_seen)
+            .restore(r, now)
             .map_err(|e| StoreError::Inconsistent(e.to_string()))?;
-        pipeline.restore_watermarks(&r.watermarks);
-        let units: Vec<_> = r
-            .units
-            .into_iter()
-            .map(|u| (u.id, u.status, u.updated_at))
-            .collect();
-        pipeline.restore_operations(&units, r.crises);
-        pipeline.set_families(cfg.operations.families.clone());
-        pipeline.restore_situations(r.situations, r.max_situation, now);
-        pipeline.restore_quarantine(r.quarantine);
-        pipeline.restore_handover(r.notes, r.shelving);
-        tracing::info!(
-            active_incidents = restored_count,
-            devices_seen = r.last_seen.len(),
-            "state restored from the store"
-        );
         Ok((pipeline, holds))
     }
 

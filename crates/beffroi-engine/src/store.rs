@@ -327,6 +327,60 @@ pub trait StoreReader:
 }
 impl<T: IncidentReads + ObservationReads + RecordReads + Send + Sync + 'static> StoreReader for T {}
 
+/// Everything the engine's state is rebuilt from, as the store holds it: read at start and
+/// after a failed commit (the store is the truth), handed to
+/// [`crate::pipeline::Pipeline::restore`] in one piece.
+#[derive(Clone, Debug, Default)]
+pub struct StoredState {
+    pub incidents: Vec<Incident>,
+    pub max_incident: IncidentId,
+    pub last_seen: Vec<(DeviceIdx, Timestamp)>,
+    pub watermarks: Vec<Watermark>,
+    pub units: Vec<StoredUnit>,
+    pub crises: Vec<Crisis>,
+    /// Active situations and those closed in the last day.
+    pub situations: Vec<beffroi_core::Situation>,
+    pub max_situation: beffroi_core::SituationId,
+    /// Events declared through the API and cancellations (they take precedence over a file
+    /// event with the same id).
+    pub events: Vec<beffroi_core::Event>,
+    pub replay_windows: Vec<crate::trust::StoredWindow>,
+    pub quarantine: Vec<crate::sentinel::QuarantineAct>,
+    /// Legal holds in force (the runner keeps them; the pipeline does not need them).
+    pub holds: Vec<LegalHold>,
+    pub notes: Vec<beffroi_core::handover::HandoverNote>,
+    pub shelving: Vec<beffroi_core::shelving::ShelfAct>,
+}
+
+/// How far back closed situations are restored.
+const RESTORED_SITUATIONS: beffroi_core::Duration = beffroi_core::Duration::from_mins(24 * 60);
+
+impl StoredState {
+    /// Reads the whole state from `store` (as of `now`, for holds in force and recent
+    /// situations).
+    pub fn read<S: Restore + Retain + ?Sized>(
+        store: &mut S,
+        now: Timestamp,
+    ) -> Result<StoredState, StoreError> {
+        Ok(StoredState {
+            incidents: store.active_incidents()?,
+            max_incident: store.max_incident_id()?,
+            last_seen: store.last_seen()?,
+            watermarks: store.watermarks()?,
+            units: store.units()?,
+            crises: store.crises()?,
+            situations: store.situations(now.minus(RESTORED_SITUATIONS))?,
+            max_situation: store.max_situation_id()?,
+            events: store.events()?,
+            replay_windows: store.replay_windows()?,
+            quarantine: store.quarantine_acts()?,
+            holds: store.legal_holds(now)?,
+            notes: store.handover_notes()?,
+            shelving: store.shelf_log()?,
+        })
+    }
+}
+
 /// A row of `identities`: what a pseudonym stands for, sealed with its epoch's key. Only
 /// `beffroi_privacy::Pseudonymiser::open` turns it back into the value.
 #[derive(Clone, PartialEq, Eq)]

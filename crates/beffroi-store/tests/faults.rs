@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use beffroi_core::territory::fixture;
 use beffroi_core::{Incident, IncidentId, SimClock, Status, Territory, Timestamp};
 use beffroi_engine::metrics::Metrics;
-use beffroi_engine::pipeline::{Output, Pipeline};
+use beffroi_engine::pipeline::{Output, Pipeline, PipelineConfig};
 use beffroi_engine::runner::{self, Engine, EngineConfig};
 use beffroi_engine::store::Visibility;
 use beffroi_engine::store::{
@@ -377,10 +377,12 @@ fn oracle(t: &Arc<Territory>, reader: &SqliteReader) -> Book {
     stored.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)));
     let rules = beffroi_rules::parse(&SourceFile::new("rules.toml", RULES), t).expect("rules");
     let mut p = Pipeline::new(
-        Arc::clone(t),
-        Arc::new(rules),
-        Vec::new(),
-        Arc::new(Metrics::new()),
+        PipelineConfig::new(
+            Arc::clone(t),
+            Arc::new(rules),
+            Vec::new(),
+            Arc::new(Metrics::new()),
+        ),
         Timestamp(T0),
     );
     let mut book: BTreeMap<IncidentId, (Incident, Vec<(String, i64)>)> = BTreeMap::new();
