@@ -55,7 +55,7 @@ fn bench(c: &mut Criterion) {
                         START + round * N + i
                     );
                     p.ingest(
-                        Source::Http,
+                        Source::HTTP,
                         Format::Json,
                         None,
                         body.as_bytes(),

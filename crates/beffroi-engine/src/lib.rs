@@ -25,6 +25,7 @@ pub mod retention;
 pub mod runner;
 pub mod sentinel;
 pub mod situations;
+pub mod source;
 pub mod store;
 pub mod trust;
 pub mod watermark;

@@ -136,6 +136,8 @@ pub struct Pipeline {
     /// Changes made while restoring (incidents placed in a situation), written with the
     /// next batch.
     pending_situations: Vec<SituationChange>,
+    /// The counters of each source met so far (no registry lookup per message).
+    source_metrics: Vec<(Source, Arc<crate::metrics::SourceMetrics>)>,
 }
 
 /// What a pipeline is built from besides the state the store holds ([`Pipeline::restore`]):
@@ -342,6 +344,7 @@ impl Pipeline {
             situations: SituationBook::new(Vec::new()),
             situation_views: std::collections::BTreeMap::new(),
             pending_situations: Vec::new(),
+            source_metrics: Vec::new(),
         }
     }
 
@@ -1030,7 +1033,7 @@ impl Pipeline {
         received: Timestamp,
         out: &mut Output,
     ) -> Ingested {
-        self.metrics.messages[source.index()].inc();
+        self.source_metrics(source).messages.inc();
         let mut result = Ingested::default();
         let admitted = match self.trust.admit(
             &self.territory,
@@ -1149,7 +1152,9 @@ impl Pipeline {
             self.on_security_signal(&signal, received, out);
         }
         result.accepted = self.obs.len();
-        self.metrics.accepted[source.index()].inc_by(self.obs.len() as u64);
+        self.source_metrics(source)
+            .accepted
+            .inc_by(self.obs.len() as u64);
         let obs = std::mem::take(&mut self.obs);
         let readings = readings(&obs, &carried);
         let mut last = None;
@@ -1247,7 +1252,7 @@ impl Pipeline {
         let o = if self.has_text && matches!(o.value, Value::Text(_)) {
             let mut p = o.clone();
             if let Err(rej) = self.pseudonymise(&mut p, out) {
-                self.reject(Source::Simulator, rej, received, out);
+                self.reject(Source::SIMULATOR, rej, received, out);
                 return;
             }
             sealed = p;
@@ -1256,7 +1261,7 @@ impl Pipeline {
             o
         };
         let carried = sealed_since(out, sealed_before);
-        self.metrics.accepted[Source::Simulator.index()].inc();
+        self.source_metrics(Source::SIMULATOR).accepted.inc();
         let freshness = self.classify(o, out);
         if freshness == Freshness::Fresh {
             self.sentinel.on_message(o.device, received);
@@ -1281,15 +1286,25 @@ impl Pipeline {
         }
     }
 
+    /// The counters of `source`, resolved once per source.
+    fn source_metrics(&mut self, source: Source) -> Arc<crate::metrics::SourceMetrics> {
+        if let Some((_, m)) = self.source_metrics.iter().find(|(s, _)| *s == source) {
+            return Arc::clone(m);
+        }
+        let m = self.metrics.source(source);
+        self.source_metrics.push((source, Arc::clone(&m)));
+        m
+    }
+
     /// Records an input refused before reaching the pipeline (e.g. overload).
     pub fn reject(&mut self, source: Source, rej: Rejection, at: Timestamp, out: &mut Output) {
-        self.metrics.rejected(source, rej.reason).inc();
+        self.source_metrics(source).rejected(rej.reason).inc();
         if self.limiter.allow(at, &self.metrics) {
             tracing::info!(source = source.as_str(), reason = rej.reason.as_str(), detail = %rej.detail, "input rejected");
         }
         out.batch.rejections.push(StoredRejection {
             at,
-            source,
+            source: source.as_str().to_string(),
             reason: rej.reason,
             detail: rej.detail,
         });

@@ -430,7 +430,7 @@ mod tests {
         let at = T0.plus(Duration::from_secs(secs));
         let body = format!(r#"{{"time": {}, "values": {{"level_m": {level}}}}}"#, at.0);
         p.ingest(
-            Source::Http,
+            Source::HTTP,
             Format::Json,
             Some(dev),
             body.as_bytes(),

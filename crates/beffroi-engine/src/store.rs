@@ -10,7 +10,6 @@ use beffroi_core::{
 };
 use beffroi_wire::RejectReason;
 
-use crate::envelope::Source;
 pub use crate::retention::{
     ErasureReport, LegalHold, PurgePlan, PurgeReport, PurgeRun, StoreRows, SubjectData,
 };
@@ -32,7 +31,8 @@ pub struct StoredObservation {
 #[derive(Clone, Debug, PartialEq)]
 pub struct StoredRejection {
     pub at: Timestamp,
-    pub source: Source,
+    /// The source's name ([`Source::as_str`]); any name read back from the store.
+    pub source: String,
     pub reason: RejectReason,
     pub detail: String,
 }

@@ -127,7 +127,7 @@ fn play(
                 .strip_prefix("beffroi/")
                 .and_then(|t| t.split('/').nth(1));
             let r = p.ingest(
-                Source::Simulator,
+                Source::SIMULATOR,
                 m.format,
                 hint,
                 &m.payload,
@@ -311,7 +311,7 @@ fn a_capacity_condition_raised_before_a_restart_still_clears_after_it() {
             now.0 + i as i64
         );
         let r = p.ingest(
-            Source::Simulator,
+            Source::SIMULATOR,
             beffroi_wire::Format::Json,
             Some(c),
             payload.as_bytes(),

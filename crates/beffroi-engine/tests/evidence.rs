@@ -52,7 +52,7 @@ fn pack(p: &mut Pipeline, readings: &[(i64, f64)], received: i64) -> Output {
     let body = format!("[{}]", records.join(","));
     let mut out = Output::default();
     let r = p.ingest(
-        Source::Mqtt,
+        Source::MQTT,
         Format::Senml,
         None,
         body.as_bytes(),

@@ -47,7 +47,7 @@ fn level(p: &mut Pipeline, v: f64, at: i64, received: i64) -> Output {
     let mut out = Output::default();
     let body = format!(r#"{{"device":"g1","time":{at},"values":{{"level_m":{v}}}}}"#);
     let r = p.ingest(
-        Source::Mqtt,
+        Source::MQTT,
         Format::Json,
         None,
         body.as_bytes(),
@@ -142,7 +142,7 @@ fn a_reading_older_than_its_retention_is_refused_as_expired() {
         T0 - 61 * MIN
     );
     let r = p.ingest(
-        Source::Mqtt,
+        Source::MQTT,
         Format::Json,
         None,
         body.as_bytes(),

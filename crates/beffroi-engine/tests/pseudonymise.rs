@@ -33,7 +33,7 @@ fn ingest(p: &mut Pipeline, badge: &str, at: i64) -> Output {
     let mut out = Output::default();
     let body = format!(r#"{{"device":"a1","time":{at},"values":{{"on":true,"badge":"{badge}"}}}}"#);
     p.ingest(
-        Source::Http,
+        Source::HTTP,
         Format::Json,
         None,
         body.as_bytes(),
@@ -182,7 +182,7 @@ fn declared_technical_text_refuses_free_text() {
             {{"device":"a1","time":{START},"values":{{"note":"rappeler le 06 12 34 56 78"}}}}]"#
     );
     p.ingest(
-        Source::Http,
+        Source::HTTP,
         Format::Json,
         None,
         body.as_bytes(),
@@ -283,7 +283,7 @@ equals = true
         START + 2_000
     );
     p.ingest(
-        Source::Http,
+        Source::HTTP,
         Format::Json,
         None,
         body.as_bytes(),

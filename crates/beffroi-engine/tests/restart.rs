@@ -67,7 +67,7 @@ fn level(p: &mut Pipeline, dev: &str, v: f64, at_min: i64, out: &mut Output) {
         T0 + at_min * 60_000
     );
     let r = p.ingest(
-        Source::Http,
+        Source::HTTP,
         Format::Json,
         None,
         body.as_bytes(),

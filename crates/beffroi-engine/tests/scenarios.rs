@@ -165,7 +165,7 @@ fn play_signed(
                 .filter(|s| s.borrow().device == m.device)
                 .map(|s| s.borrow_mut().seal(&m.payload));
             let r = p.ingest(
-                Source::Simulator,
+                Source::SIMULATOR,
                 m.format,
                 hint,
                 sealed.as_deref().unwrap_or(&m.payload),
@@ -348,7 +348,7 @@ fn quarantining_the_spoofed_gauge_clears_its_false_alarm_and_keeps_the_real_one(
                 };
                 let stored = out.batch.observations.len();
                 let r = p.ingest(
-                    Source::Simulator,
+                    Source::SIMULATOR,
                     beffroi_wire::Format::Chirpstack,
                     None,
                     &envelope,

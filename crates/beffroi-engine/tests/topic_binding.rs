@@ -77,7 +77,7 @@ fn ingest(
 ) -> Output {
     let mut out = Output::default();
     p.ingest_from(
-        Source::Mqtt,
+        Source::MQTT,
         format,
         Transport {
             device_hint: hint,

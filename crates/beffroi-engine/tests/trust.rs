@@ -56,7 +56,7 @@ fn body(dev: &str, v: f64) -> Vec<u8> {
 fn ingest(p: &mut Pipeline, hint: &str, authenticated: bool, payload: &[u8]) -> Output {
     let mut out = Output::default();
     p.ingest_from(
-        Source::Mqtt,
+        Source::MQTT,
         Format::Json,
         Transport {
             device_hint: Some(hint),

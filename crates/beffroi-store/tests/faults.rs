@@ -70,7 +70,7 @@ impl Reading {
     /// outcome sent to `tx`.
     fn envelope(&self, stream: u64, tx: tokio::sync::oneshot::Sender<AckOutcome>) -> Envelope {
         Envelope {
-            source: Source::Mqtt,
+            source: Source::MQTT,
             format: Format::Json,
             device_hint: None,
             payload: self.payload().into_bytes().into(),
@@ -249,6 +249,18 @@ struct Rig {
     fail: Arc<Mutex<Vec<std::ops::Range<u64>>>>,
 }
 
+impl Rig {
+    /// The MQTT source's port: it waits for room, as the adapter does.
+    fn port(&self) -> beffroi_engine::source::SourcePort {
+        self.engine
+            .handle
+            .source_port(beffroi_engine::source::SourceConfig {
+                source: Source::MQTT,
+                overload: beffroi_engine::source::Overload::Wait,
+            })
+    }
+}
+
 async fn start(path: &std::path::Path, t: &Arc<Territory>) -> Rig {
     let (store, reader) = beffroi_store::open(path, Arc::clone(t)).expect("open");
     let commits = Arc::new(AtomicU64::new(0));
@@ -299,11 +311,10 @@ async fn deliver(rig: &Rig, readings: &[Reading]) -> usize {
         let mut outcomes = Vec::new();
         for r in &window {
             let (tx, rx) = tokio::sync::oneshot::channel();
-            rig.engine
-                .handle
-                .submit(r.envelope(stream, tx))
-                .await
-                .expect("engine open");
+            assert!(
+                rig.port().submit(r.envelope(stream, tx)).await.is_ok(),
+                "engine open"
+            );
             outcomes.push(rx);
         }
         let mut stored_prefix = 0;
@@ -390,7 +401,7 @@ fn oracle(t: &Arc<Territory>, reader: &SqliteReader) -> Book {
         let mut out = Output::default();
         let body = format!(r#"{{"device":"{dev}","time":{at},"values":{{"level_m":{v}}}}}"#);
         let r = p.ingest(
-            Source::Http,
+            Source::HTTP,
             Format::Json,
             None,
             body.as_bytes(),
@@ -565,11 +576,13 @@ async fn while_commits_fail_the_engine_says_it_is_not_storing_and_recovers_by_it
     };
     // One delivery attempt, refused: not stored, not acknowledged.
     let (tx, rx) = tokio::sync::oneshot::channel();
-    rig.engine
-        .handle
-        .submit(reading.envelope(beffroi_engine::envelope::new_stream(), tx))
-        .await
-        .expect("engine open");
+    assert!(
+        rig.port()
+            .submit(reading.envelope(beffroi_engine::envelope::new_stream(), tx))
+            .await
+            .is_ok(),
+        "engine open"
+    );
     assert!(matches!(rx.await, Ok(AckOutcome::Failed(_))));
     assert!(
         !rig.engine.handle.storing(),

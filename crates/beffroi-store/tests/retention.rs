@@ -245,7 +245,7 @@ async fn rig() -> Rig {
         ],
         rejections: vec![StoredRejection {
             at: Timestamp(B),
-            source: Source::Http,
+            source: Source::HTTP.as_str().into(),
             reason: RejectReason::UnknownDevice,
             detail: "device `zz` is not in the territory".into(),
         }],

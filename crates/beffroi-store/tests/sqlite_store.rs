@@ -482,7 +482,7 @@ fn rejections_are_listed_newest_first() {
     let (mut store, reader) = open(&path);
     let rejection = |at: i64, reason: RejectReason| StoredRejection {
         at: Timestamp(at),
-        source: Source::Mqtt,
+        source: Source::MQTT.as_str().into(),
         reason,
         detail: format!("device g9 at {at}"),
     };
@@ -554,7 +554,7 @@ fn reopening_the_file_keeps_everything() {
         batch.observations = observations_of_every_type();
         batch.rejections = vec![StoredRejection {
             at: Timestamp(5),
-            source: Source::Http,
+            source: Source::HTTP.as_str().into(),
             reason: RejectReason::Malformed,
             detail: "expected a JSON array".into(),
         }];

@@ -188,7 +188,7 @@ fn run_once(t: &Arc<Territory>, n_rules: usize, msgs: &[Vec<u8>]) -> Result<RunR
     for (i, m) in msgs.iter().enumerate() {
         let received = Timestamp(start.0 + i as i64);
         p.ingest(
-            Source::Simulator,
+            Source::SIMULATOR,
             Format::Senml,
             None,
             m,

@@ -303,26 +303,6 @@ impl EngineHandle {
         Arc::clone(&self.events.borrow())
     }
 
-    /// Submits an envelope, waiting for room (backpressure).
-    pub async fn submit(&self, env: Envelope) -> Result<(), EngineClosed> {
-        let r = self.ingest.send(env).await.map_err(|_| EngineClosed);
-        self.metrics
-            .ingest_queue_depth
-            .set((self.ingest.max_capacity() - self.ingest.capacity()) as i64);
-        r
-    }
-
-    /// Submits an envelope if there is room; otherwise hands it back (the caller refuses
-    /// it and counts the overload).
-    pub fn try_submit(&self, env: Envelope) -> Result<(), Box<Envelope>> {
-        match self.ingest.try_send(env) {
-            Ok(()) => Ok(()),
-            Err(mpsc::error::TrySendError::Full(e) | mpsc::error::TrySendError::Closed(e)) => {
-                Err(Box::new(e))
-            }
-        }
-    }
-
     /// Applies an operator action; returns once the change is durable.
     pub async fn act(
         &self,
@@ -407,9 +387,40 @@ impl EngineHandle {
             .map_err(|_| EngineClosed)
     }
 
-    /// The ingest queue itself, for sources that wait for room (MQTT, simulator).
-    pub fn ingest_sender(&self) -> mpsc::Sender<Envelope> {
-        self.ingest.clone()
+    /// The ingest queue's end for one source: its name stamped, its overload policy
+    /// applied, its counters resolved, its security signals to the command queue.
+    pub fn source_port(&self, config: crate::source::SourceConfig) -> crate::source::SourcePort {
+        let commands = self.commands.clone();
+        let metrics = Arc::clone(&self.metrics);
+        crate::source::SourcePort::new(
+            config,
+            self.ingest.clone(),
+            Arc::clone(&self.metrics),
+            Arc::clone(&self.clock),
+            Arc::clone(&self.territory),
+        )
+        .with_signals(crate::source::SignalSink(Arc::new(
+            move |signal| match commands.try_send(Command::Security(signal)) {
+                Ok(()) => true,
+                Err(_) => {
+                    metrics.security_signals_dropped.inc();
+                    false
+                }
+            },
+        )))
+    }
+
+    /// Runs a source component on its port until `shutdown` (a stop is logged).
+    pub async fn run_source(
+        &self,
+        source: Box<dyn crate::source::IngestSource>,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) {
+        let config = source.config();
+        let port = self.source_port(config);
+        if let Err(e) = source.run(port, shutdown).await {
+            tracing::error!(source = config.source.as_str(), error = %e, "source stopped");
+        }
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<LiveEvent> {
