@@ -820,7 +820,7 @@ fn erase_in_other_texts(tx: &Connection, p: &str) -> Result<u64, StoreError> {
     const TEXTS: &[(&str, &str, &str, &str)] = &[
         (
             "observations",
-            "device, field, time",
+            "device, field, time, vkey",
             "value_text",
             " AND value_text != ?2 AND NOT EXISTS (SELECT 1 FROM temp.held_windows w \
              WHERE w.device = observations.device AND observations.time BETWEEN w.from_ms AND w.to_ms)",
