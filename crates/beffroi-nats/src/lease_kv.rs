@@ -1,0 +1,236 @@
+//! The lease manager: [`crate::lease::Node`]'s decisions carried out on JetStream KV.
+//!
+//! Buckets `beffroi_<territory>_members` (each node's key rewritten every round, entries
+//! older than 10 × ttl purged by the server) and `beffroi_<territory>_leases` (key `p<n>` =
+//! owner id, written by compare-and-set on the revision). Each round, every `renew_every`:
+//! heartbeat, read members and leases, [`Node::plan`], write, then publish the partitions
+//! owned on a `watch` channel ([`LeaseManager::owned`]) — the partition consumers start and
+//! stop from it.
+//!
+//! Node ids are KV keys: 1 to 64 characters among `A–Z a–z 0–9 - _`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::{self, kv};
+use bytes::Bytes;
+use futures::StreamExt;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::NatsError;
+use crate::lease::{Action, LeaseEntry, LeaseTiming, Node};
+use crate::subject::encode_token;
+
+/// Creates (idempotently) the two buckets of a territory and returns (members, leases).
+pub async fn ensure_buckets(
+    js: &jetstream::Context,
+    territory: &str,
+    cluster_size: usize,
+    timing: LeaseTiming,
+) -> Result<(kv::Store, kv::Store), NatsError> {
+    let base = format!("beffroi_{}", encode_token(territory).replace('~', "_"));
+    let replicas = cluster_size.clamp(1, 3);
+    let members = js
+        .create_or_update_key_value(kv::Config {
+            bucket: format!("{base}_members"),
+            history: 1,
+            max_age: timing.ttl * 10,
+            storage: jetstream::stream::StorageType::File,
+            num_replicas: replicas,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| NatsError::Kv(e.to_string()))?;
+    let leases = js
+        .create_or_update_key_value(kv::Config {
+            bucket: format!("{base}_leases"),
+            history: 1,
+            storage: jetstream::stream::StorageType::File,
+            num_replicas: replicas,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| NatsError::Kv(e.to_string()))?;
+    Ok((members, leases))
+}
+
+fn valid_node_id(id: &str) -> bool {
+    (1..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+fn lease_key(partition: u32) -> String {
+    format!("p{partition}")
+}
+
+/// Runs one node's leases.
+pub struct LeaseManager {
+    node: Node,
+    members: kv::Store,
+    leases: kv::Store,
+    origin: Instant,
+    owned_tx: watch::Sender<BTreeSet<u32>>,
+}
+
+impl LeaseManager {
+    pub fn new(
+        id: &str,
+        partitions: u32,
+        timing: LeaseTiming,
+        members: kv::Store,
+        leases: kv::Store,
+    ) -> Result<Self, NatsError> {
+        if !valid_node_id(id) {
+            return Err(NatsError::Config(format!(
+                "node id {id:?}: 1 to 64 characters among A-Z a-z 0-9 - _"
+            )));
+        }
+        if timing.renew_every.is_zero() || timing.renew_every >= timing.ttl {
+            return Err(NatsError::Config(
+                "renew_every must be above zero and below the lease ttl".into(),
+            ));
+        }
+        Ok(LeaseManager {
+            node: Node::new(id, partitions, timing),
+            members,
+            leases,
+            origin: Instant::now(),
+            owned_tx: watch::Sender::new(BTreeSet::new()),
+        })
+    }
+
+    /// The partitions this node owns, updated after every round.
+    pub fn owned(&self) -> watch::Receiver<BTreeSet<u32>> {
+        self.owned_tx.subscribe()
+    }
+
+    fn now(&self) -> Duration {
+        self.origin.elapsed()
+    }
+
+    /// Renews every `renew_every` until `shutdown`; then releases nothing (the leases expire
+    /// for the others, which is what a crash looks like too).
+    pub async fn run(mut self, shutdown: CancellationToken) {
+        let mut tick = tokio::time::interval(self.node.timing.renew_every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let started = tokio::select! {
+                () = shutdown.cancelled() => break,
+                at = tick.tick() => at.into_std(),
+            };
+            let now = started.saturating_duration_since(self.origin);
+            if let Err(e) = self.round(now).await {
+                tracing::debug!(node = %self.node.id, error = %e, "lease round failed");
+            }
+            // Ownership also ends by time, even when the store is unreachable.
+            let owned = self.node.owned(self.now());
+            self.owned_tx.send_if_modified(|cur| {
+                let changed = *cur != owned;
+                *cur = owned;
+                changed
+            });
+        }
+        self.node.stop();
+        self.owned_tx.send_replace(BTreeSet::new());
+    }
+
+    /// One round started at `now` (since the manager's origin): heartbeat, read, decide,
+    /// write.
+    pub async fn round(&mut self, now: Duration) -> Result<(), NatsError> {
+        let kv_err = |e: &dyn std::fmt::Display| NatsError::Kv(e.to_string());
+        self.members
+            .put(&self.node.id, Bytes::from_static(b"alive"))
+            .await
+            .map_err(|e| kv_err(&e))?;
+        let mut members = BTreeMap::new();
+        let mut keys = self.members.keys().await.map_err(|e| kv_err(&e))?;
+        let mut names = Vec::new();
+        while let Some(k) = keys.next().await {
+            names.push(k.map_err(|e| kv_err(&e))?);
+        }
+        for name in names {
+            if let Some(e) = self
+                .members
+                .entry(name.clone())
+                .await
+                .map_err(|e| kv_err(&e))?
+                && e.operation == kv::Operation::Put
+            {
+                members.insert(name, e.revision);
+            }
+        }
+        self.node.observe_members(&members, now);
+        let mut leases = BTreeMap::new();
+        for p in 0..self.node.partitions {
+            let entry = match self
+                .leases
+                .entry(lease_key(p))
+                .await
+                .map_err(|e| kv_err(&e))?
+            {
+                None => LeaseEntry::Free { revision: 0 },
+                Some(e) if e.operation != kv::Operation::Put => LeaseEntry::Free {
+                    revision: e.revision,
+                },
+                Some(e) => LeaseEntry::Held {
+                    owner: String::from_utf8_lossy(&e.value).into_owned(),
+                    revision: e.revision,
+                },
+            };
+            leases.insert(p, entry);
+        }
+        let actions = self.node.plan(&leases, now);
+        let value = Bytes::from(self.node.id.clone().into_bytes());
+        for action in actions {
+            let sent_at = self.now();
+            match action {
+                Action::Claim {
+                    partition,
+                    revision: 0,
+                } => match self
+                    .leases
+                    .create(lease_key(partition), value.clone())
+                    .await
+                {
+                    Ok(rev) => self.node.confirmed(partition, rev, sent_at),
+                    Err(_) => self.node.refused(partition),
+                },
+                Action::Claim {
+                    partition,
+                    revision,
+                }
+                | Action::Renew {
+                    partition,
+                    revision,
+                } => match self
+                    .leases
+                    .update(lease_key(partition), value.clone(), revision)
+                    .await
+                {
+                    Ok(rev) => self.node.confirmed(partition, rev, sent_at),
+                    Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => {
+                        self.node.refused(partition)
+                    }
+                    // Unreachable: the lease lasts until its own expiry.
+                    Err(e) => tracing::debug!(partition, error = %e, "lease write failed"),
+                },
+                Action::Release {
+                    partition,
+                    revision,
+                } => {
+                    if let Err(e) = self
+                        .leases
+                        .delete_expect_revision(lease_key(partition), Some(revision))
+                        .await
+                    {
+                        tracing::debug!(partition, error = %e, "lease release failed");
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,306 @@
+//! Against real NATS servers from the testkit (skipped without nats-server 2.10+, unless
+//! `BEFFROI_REQUIRE_SERVICES=1`). Every wait is on a condition with a deadline.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use beffroi_nats::consume::{self, ConsumeConfig, ConsumeStats, Delivered};
+use beffroi_nats::lease::LeaseTiming;
+use beffroi_nats::lease_kv::{LeaseManager, ensure_buckets};
+use beffroi_nats::partition::partition_of;
+use beffroi_nats::publish::{Outgoing, Publisher};
+use beffroi_nats::stream::{IngestLayout, ensure_ingest_stream};
+use beffroi_nats::subject::IngestSubject;
+use beffroi_testkit::nats::NatsCluster;
+use tokio_util::sync::CancellationToken;
+
+fn reading(i: usize) -> Outgoing {
+    Outgoing {
+        subject: IngestSubject {
+            territory: "dijon".into(),
+            commune: format!("commune {}", i % 23),
+            device: format!("capteur.{}", i % 97),
+            kind: "senml".into(),
+        },
+        msg_id: format!("r-{i}"),
+        payload: format!(r#"[{{"n":"level","v":{i}}}]"#).into(),
+    }
+}
+
+/// Polls `cond` every 20 ms until it holds or `deadline` passes.
+async fn wait_for(what: &str, deadline: Duration, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(start.elapsed() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stream_partitions_as_partition_of_predicts() {
+    let Some(nats) = NatsCluster::start(1) else {
+        return;
+    };
+    let client = beffroi_nats::connect(&nats.urls(), "test")
+        .await
+        .expect("connect");
+    let js = beffroi_nats::async_nats::jetstream::new(client);
+    let layout = IngestLayout::new("dijon", 8, 1);
+    let stream = ensure_ingest_stream(&js, &layout).await.expect("stream");
+    // Idempotent: a second call finds the same stream.
+    ensure_ingest_stream(&js, &layout).await.expect("again");
+    // Another partition count is refused, not applied.
+    let other = IngestLayout::new("dijon", 9, 1);
+    assert!(ensure_ingest_stream(&js, &other).await.is_err());
+
+    let publisher = Publisher::new(js.clone());
+    let readings: Vec<Outgoing> = (0..200).map(reading).collect();
+    let stored = publisher.publish_batch(&readings).await;
+    for (r, s) in readings.iter().zip(stored) {
+        let s = s.expect("stored");
+        let raw = stream.get_raw_message(s.sequence).await.expect("get");
+        let (subject, partition) = IngestSubject::parse(raw.subject.as_str()).expect("parse");
+        assert_eq!(subject, r.subject);
+        assert_eq!(
+            partition,
+            Some(partition_of(
+                layout.key,
+                &r.subject.commune,
+                &r.subject.device,
+                8
+            )),
+            "{}",
+            raw.subject
+        );
+    }
+    // The same ids again: stored once.
+    let again = publisher.publish_batch(&readings[..10]).await;
+    assert!(again.iter().all(|s| s.as_ref().is_ok_and(|s| s.duplicate)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_acknowledged_reading_is_committed_across_a_node_kill() {
+    let Some(mut cluster) = NatsCluster::start(3) else {
+        return;
+    };
+    let client = beffroi_nats::connect(&cluster.urls(), "test")
+        .await
+        .expect("connect");
+    let js = beffroi_nats::async_nats::jetstream::new(client);
+    let partitions = 4;
+    let layout = IngestLayout::new("dijon", partitions, 3);
+    let stream = ensure_ingest_stream(&js, &layout).await.expect("stream");
+    let cfg = ConsumeConfig {
+        batch_max: 64,
+        max_wait: Duration::from_millis(100),
+        ack_wait: Duration::from_secs(3),
+        retry_pause: Duration::from_millis(100),
+    };
+
+    // The "store": readings by message id, with how many times each was committed.
+    let store: Arc<Mutex<HashMap<String, u32>>> = Arc::default();
+    let stats = Arc::new(ConsumeStats::default());
+    let shutdown = CancellationToken::new();
+    let mut tasks = Vec::new();
+    for p in 0..partitions {
+        let consumer = consume::ensure_partition_consumer(&stream, &layout, p, &cfg)
+            .await
+            .expect("consumer");
+        let store = store.clone();
+        tasks.push(tokio::spawn(consume::run_partition(
+            consumer,
+            p,
+            cfg.clone(),
+            stats.clone(),
+            shutdown.clone(),
+            move |batch: Vec<Delivered>| {
+                let store = store.clone();
+                async move {
+                    let mut s = store.lock().map_err(|_| "poisoned")?;
+                    for d in batch {
+                        assert_eq!(d.partition, p);
+                        *s.entry(d.msg_id.unwrap_or_default()).or_insert(0) += 1;
+                    }
+                    Ok::<(), &str>(())
+                }
+            },
+        )));
+    }
+
+    // The node leading the stream is the one to kill.
+    let leader = stream_leader(&js, &layout).await;
+    let victim = (0..cluster.len())
+        .find(|&i| cluster.name(i) == leader)
+        .unwrap_or(0);
+
+    let n = 3000;
+    let batch = 100;
+    let mut publisher = Publisher::new(js.clone());
+    publisher.deadline = Duration::from_secs(30);
+    let started = Instant::now();
+    let mut acked = BTreeSet::new();
+    let mut before_kill = Duration::ZERO;
+    for chunk in (0..n).collect::<Vec<_>>().chunks(batch) {
+        if chunk[0] == n / 2 {
+            before_kill = started.elapsed();
+            cluster.kill(victim);
+            eprintln!("killed {leader} (stream leader) after {} readings", n / 2);
+        }
+        let readings: Vec<Outgoing> = chunk.iter().map(|&i| reading(i)).collect();
+        for (r, s) in readings
+            .iter()
+            .zip(publisher.publish_batch(&readings).await)
+        {
+            s.unwrap_or_else(|e| panic!("{} not stored: {e}", r.msg_id));
+            acked.insert(r.msg_id.clone());
+        }
+    }
+    let publish_time = started.elapsed();
+
+    wait_for("every reading committed", Duration::from_secs(60), || {
+        store.lock().map(|s| s.len()).unwrap_or(0) >= n
+    })
+    .await;
+    let consume_time = started.elapsed();
+    shutdown.cancel();
+    for t in tasks {
+        t.await.expect("partition task");
+    }
+
+    let store = store.lock().expect("store").clone();
+    let committed: BTreeSet<String> = store.keys().cloned().collect();
+    assert_eq!(
+        committed, acked,
+        "committed readings differ from acknowledged ones"
+    );
+    let mut info = js
+        .get_stream(layout.stream_name())
+        .await
+        .expect("stream")
+        .info()
+        .await
+        .expect("info")
+        .clone();
+    assert_eq!(
+        info.state.messages, n as u64,
+        "retried publishes must be stored once"
+    );
+    let twice = store.values().filter(|&&c| c > 1).count();
+    let ps = &publisher.stats;
+    eprintln!(
+        "published {} readings before the kill in {before_kill:?} ({:.0}/s); \
+         published {n} readings in {publish_time:?} ({:.0}/s, retries {}, duplicates {}); \
+         all committed after {consume_time:?}; batches {}, acks {} (checked {}, withheld {}), \
+         redelivered {}, committed twice {twice}, fetch failures {}",
+        n / 2,
+        (n / 2) as f64 / before_kill.as_secs_f64(),
+        n as f64 / publish_time.as_secs_f64(),
+        ps.retries.load(Ordering::Relaxed),
+        ps.duplicates.load(Ordering::Relaxed),
+        stats.batches.load(Ordering::Relaxed),
+        stats.acks.load(Ordering::Relaxed),
+        stats.acks_checked.load(Ordering::Relaxed),
+        stats.acks_withheld.load(Ordering::Relaxed),
+        stats.redelivered.load(Ordering::Relaxed),
+        stats.fetch_failures.load(Ordering::Relaxed),
+    );
+    // The node comes back and catches up.
+    cluster.restart(victim);
+    info = js
+        .get_stream(layout.stream_name())
+        .await
+        .expect("stream")
+        .info()
+        .await
+        .expect("info")
+        .clone();
+    assert_eq!(info.state.messages, n as u64);
+}
+
+async fn stream_leader(
+    js: &beffroi_nats::async_nats::jetstream::Context,
+    layout: &IngestLayout,
+) -> String {
+    let mut stream = js.get_stream(layout.stream_name()).await.expect("stream");
+    let info = stream.info().await.expect("info");
+    info.cluster
+        .as_ref()
+        .and_then(|c| c.leader.clone())
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_stops_renewing_loses_its_partitions_within_ttl() {
+    let Some(cluster) = NatsCluster::start(3) else {
+        return;
+    };
+    let client = beffroi_nats::connect(&cluster.urls(), "test")
+        .await
+        .expect("connect");
+    let js = beffroi_nats::async_nats::jetstream::new(client);
+    let timing = LeaseTiming {
+        ttl: Duration::from_secs(3),
+        renew_every: Duration::from_secs(1),
+    };
+    let partitions = 8;
+    let (members, leases) = ensure_buckets(&js, "dijon", 3, timing)
+        .await
+        .expect("buckets");
+    let a = LeaseManager::new(
+        "node-a",
+        partitions,
+        timing,
+        members.clone(),
+        leases.clone(),
+    )
+    .expect("a");
+    let b = LeaseManager::new("node-b", partitions, timing, members, leases).expect("b");
+    let (owned_a, owned_b) = (a.owned(), b.owned());
+    let (stop_a, stop_b) = (CancellationToken::new(), CancellationToken::new());
+    let task_a = tokio::spawn(a.run(stop_a.clone()));
+    let task_b = tokio::spawn(b.run(stop_b.clone()));
+
+    let overlap = |a: &BTreeSet<u32>, b: &BTreeSet<u32>| a.intersection(b).count();
+    let started = Instant::now();
+    let deadline = Duration::from_secs(30);
+    loop {
+        let (sa, sb) = (owned_a.borrow().clone(), owned_b.borrow().clone());
+        assert_eq!(overlap(&sa, &sb), 0, "a {sa:?} and b {sb:?} overlap");
+        if sa.len() + sb.len() == partitions as usize && !sa.is_empty() && !sb.is_empty() {
+            eprintln!("shared after {:?}: a {sa:?}, b {sb:?}", started.elapsed());
+            break;
+        }
+        assert!(
+            started.elapsed() < deadline,
+            "never shared: a {sa:?}, b {sb:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // b stops renewing (as if it hung or died).
+    stop_b.cancel();
+    task_b.await.expect("b");
+    let stopped = Instant::now();
+    loop {
+        let sa = owned_a.borrow().clone();
+        if sa.len() == partitions as usize {
+            break;
+        }
+        assert!(stopped.elapsed() < deadline, "a never took over: {sa:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let takeover = stopped.elapsed();
+    eprintln!(
+        "takeover of all {partitions} partitions: {takeover:?} (ttl {:?}, renew every {:?})",
+        timing.ttl, timing.renew_every
+    );
+    // Bound: ttl + renew interval, plus a round's KV round trips.
+    assert!(
+        takeover <= timing.ttl + timing.renew_every + Duration::from_millis(500),
+        "takeover took {takeover:?}"
+    );
+    stop_a.cancel();
+    task_a.await.expect("a");
+}
