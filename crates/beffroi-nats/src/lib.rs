@@ -3,7 +3,7 @@
 //!
 //! ```text
 //!  HTTP ingest ──Publisher──▶ beffroi.<t>.in.<commune>.<device>.<kind>   (PubAck, then 200)
-//!  MQTT devices ─(server's MQTT listener)─┘        │ stream BEFFROI_<t>_IN, R = min(3, n)
+//!  MQTT devices ─▶ $MQTT_msgs ─forwarder─┘         │ stream BEFFROI_<t>_IN, R = min(3, n)
 //!                                                  ▼ stored as beffroi.<t>.part.<p>.…
 //!                      durable pull consumer ingest-p<p> ──run_partition──▶ commit ──▶ AckAll
 //!                                   ▲
@@ -17,6 +17,8 @@
 //! - [`consume`]: a partition's fetch → commit → ack loop, one ack per committed batch.
 //! - [`lease`]: who owns which partition, decided from observed revisions (pure).
 //! - [`lease_kv`]: those decisions carried out on JetStream KV with compare-and-set.
+//! - [`mqtt_forward`]: MQTT devices (the server's MQTT listener) into the ingest log, from
+//!   the server's own `$MQTT_msgs` stream, acknowledged there only once stored.
 //!
 //! The choices and what was verified are in `docs/adr/0039-nats-jetstream-ingest.md`.
 //!
@@ -26,6 +28,7 @@
 pub mod consume;
 pub mod lease;
 pub mod lease_kv;
+pub mod mqtt_forward;
 pub mod partition;
 pub mod publish;
 pub mod stream;

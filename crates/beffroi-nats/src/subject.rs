@@ -6,9 +6,10 @@
 //! | `beffroi.<territory>.part.<p>.<commune>.<device>.<kind>`  | the same, as stored: `<p>` is its partition |
 //! | `beffroi.<territory>.live.<token>…`                       | the live events bus          |
 //!
-//! Publishers (and MQTT devices through the server's MQTT listener, topic
-//! `beffroi/<territory>/in/<commune>/<device>/<kind>`) write the `in` form; the ingest stream
-//! rewrites it to the `part` form on storage (see [`crate::stream`]).
+//! Publishers write the `in` form; the ingest stream rewrites it to the `part` form on
+//! storage (see [`crate::stream`]). MQTT devices publish on the topic
+//! `beffroi/<territory>/dev/<commune>/<device>/<kind>`, which the forwarder moves to the `in`
+//! form ([`crate::mqtt_forward`]).
 //!
 //! # Tokens
 //!

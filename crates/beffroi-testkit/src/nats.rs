@@ -38,6 +38,8 @@ use std::time::{Duration, Instant};
 const READY_DEADLINE: Duration = Duration::from_secs(30);
 /// The oldest server accepted (JetStream clustering, KV CAS, subject transforms).
 const MIN_VERSION: (u32, u32) = (2, 10);
+/// Attempts with fresh ports when a node exits at start (a port taken meanwhile).
+const START_ATTEMPTS: usize = 5;
 /// The cluster name written in every node's configuration.
 const CLUSTER_NAME: &str = "beffroi-test";
 
@@ -81,26 +83,40 @@ impl NatsCluster {
     fn start_inner(n: usize, mqtt: bool) -> Option<NatsCluster> {
         assert!(n >= 1, "a cluster needs at least one node");
         let binary = binary()?;
-        let dir = tempfile::tempdir().expect("temp dir for nats");
-        let nodes = (0..n)
-            .map(|i| Node {
-                name: format!("n{i}"),
-                ports: Ports {
-                    client: free_port(),
-                    route: free_port(),
-                    http: free_port(),
-                    mqtt: mqtt.then(free_port),
-                },
-                child: None,
-            })
-            .collect();
-        let mut cluster = NatsCluster { binary, dir, nodes };
-        for i in 0..n {
-            cluster.write_config(i);
-            cluster.spawn(i);
+        let mut last = String::new();
+        // A port free a moment ago may be taken meanwhile: start again on fresh ports.
+        for _ in 0..START_ATTEMPTS {
+            let dir = tempfile::tempdir().expect("temp dir for nats");
+            let nodes = (0..n)
+                .map(|i| Node {
+                    name: format!("n{i}"),
+                    ports: Ports {
+                        client: free_port(),
+                        route: free_port(),
+                        http: free_port(),
+                        mqtt: mqtt.then(free_port),
+                    },
+                    child: None,
+                })
+                .collect();
+            let mut cluster = NatsCluster {
+                binary: binary.clone(),
+                dir,
+                nodes,
+            };
+            let started = (0..n).try_for_each(|i| {
+                cluster.write_config(i);
+                cluster.spawn_once(i, Instant::now() + READY_DEADLINE)
+            });
+            match started {
+                Ok(()) => {
+                    cluster.wait_ready();
+                    return Some(cluster);
+                }
+                Err(e) => last = e,
+            }
         }
-        cluster.wait_ready();
-        Some(cluster)
+        panic!("nats cluster did not start after {START_ATTEMPTS} attempts: {last}");
     }
 
     /// Starts a single standalone server.
@@ -209,48 +225,52 @@ impl NatsCluster {
         std::fs::write(dir.join("nats.conf"), conf).expect("write nats.conf");
     }
 
-    /// Starts node `i`'s process, retrying while its client port is still held by the
-    /// kernel after a kill.
+    /// Starts node `i`'s process again, retrying while its ports are still held by the kernel
+    /// after a kill.
     fn spawn(&mut self, i: usize) {
-        let conf = self.node_dir(i).join("nats.conf");
-        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, self.nodes[i].ports.client));
         let deadline = Instant::now() + READY_DEADLINE;
         loop {
-            let mut child = Command::new(&self.binary)
-                .arg("-c")
-                .arg(&conf)
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap_or_else(|e| panic!("spawn {}: {e}", self.binary.display()));
-            let exited = loop {
-                if let Ok(Some(status)) = child.try_wait() {
-                    break Some(status);
-                }
-                if TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok() {
-                    break None;
-                }
-                if Instant::now() >= deadline {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    panic!(
-                        "nats node {i} not accepting on {addr} after {READY_DEADLINE:?}:\n{}",
-                        self.log(i)
-                    );
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            };
-            match exited {
-                None => {
-                    self.nodes[i].child = Some(child);
-                    return;
-                }
-                Some(status) if Instant::now() >= deadline => {
-                    panic!("nats node {i} exited with {status}:\n{}", self.log(i))
-                }
-                Some(_) => std::thread::sleep(Duration::from_millis(100)),
+            match self.spawn_once(i, deadline) {
+                Ok(()) => return,
+                Err(e) if Instant::now() >= deadline => panic!("{e}"),
+                Err(_) => std::thread::sleep(Duration::from_millis(100)),
             }
+        }
+    }
+
+    /// Starts node `i`'s process and waits until its client port accepts connections; an
+    /// error if the process exits first (a port taken) or the deadline passes.
+    fn spawn_once(&mut self, i: usize, deadline: Instant) -> Result<(), String> {
+        let conf = self.node_dir(i).join("nats.conf");
+        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, self.nodes[i].ports.client));
+        let mut child = Command::new(&self.binary)
+            .arg("-c")
+            .arg(&conf)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {}: {e}", self.binary.display()));
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Err(format!(
+                    "nats node {i} exited with {status}:\n{}",
+                    self.log(i)
+                ));
+            }
+            if TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok() {
+                self.nodes[i].child = Some(child);
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!(
+                    "nats node {i} not accepting on {addr} after {READY_DEADLINE:?}:\n{}",
+                    self.log(i)
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 
