@@ -294,6 +294,17 @@ impl Node {
             .collect()
     }
 
+    /// The partitions owned at `now`, each with the instant (same origin as `now`) at which
+    /// its ownership ends unless renewed: the fence a partition's processing must not cross.
+    pub fn owned_until(&self, now: Duration) -> BTreeMap<u32, Duration> {
+        let horizon = self.timing.ttl.saturating_sub(self.timing.renew_every / 4);
+        self.mine
+            .iter()
+            .map(|(p, (_, sent))| (*p, *sent + horizon))
+            .filter(|(_, until)| *until > now)
+            .collect()
+    }
+
     /// Forgets every lease (the node stops; its leases expire for the others).
     pub fn stop(&mut self) {
         self.mine.clear();
@@ -426,6 +437,21 @@ mod tests {
     fn all_owned(nodes: &[Node], now: Duration, partitions: u32) -> bool {
         let owned: BTreeSet<u32> = nodes.iter().flat_map(|n| n.owned(now)).collect();
         owned.len() == partitions as usize
+    }
+
+    #[test]
+    fn ownership_ends_at_its_fence() {
+        let t = timing();
+        let mut node = Node::new("a", 2, t);
+        let mut kv = SimKv::default();
+        kv.round(&mut node, Duration::ZERO);
+        let until = node.owned_until(Duration::ZERO);
+        assert_eq!(until.len(), 2);
+        let fence = until.values().copied().max().unwrap_or_default();
+        assert_eq!(fence, t.ttl - t.renew_every / 4);
+        assert_eq!(node.owned(fence - Duration::from_millis(1)).len(), 2);
+        assert!(node.owned(fence).is_empty());
+        assert!(node.owned_until(fence).is_empty());
     }
 
     #[test]

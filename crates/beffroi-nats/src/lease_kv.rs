@@ -4,12 +4,15 @@
 //! older than 10 × ttl purged by the server) and `beffroi_<territory>_leases` (key `p<n>` =
 //! owner id, written by compare-and-set on the revision). Each round, every `renew_every`:
 //! heartbeat, read members and leases, [`Node::plan`], write, then publish the partitions
-//! owned on a `watch` channel ([`LeaseManager::owned`]) — the partition consumers start and
-//! stop from it.
+//! owned, each with the instant its ownership ends unless renewed, on a `watch` channel
+//! ([`LeaseManager::ownership`]). [`supervise_partitions`] starts a partition's work when it
+//! is owned and cancels it when it is not, or at that instant at the latest — even when the
+//! store is unreachable and no round completes.
 //!
 //! Node ids are KV keys: 1 to 64 characters among `A–Z a–z 0–9 - _`.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
+use std::future::Future;
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, kv};
@@ -55,6 +58,9 @@ pub async fn ensure_buckets(
     Ok((members, leases))
 }
 
+/// Partitions owned, each with the instant its ownership ends unless renewed.
+pub type Ownership = BTreeMap<u32, Instant>;
+
 fn valid_node_id(id: &str) -> bool {
     (1..=64).contains(&id.len())
         && id
@@ -72,7 +78,7 @@ pub struct LeaseManager {
     members: kv::Store,
     leases: kv::Store,
     origin: Instant,
-    owned_tx: watch::Sender<BTreeSet<u32>>,
+    owned_tx: watch::Sender<Ownership>,
 }
 
 impl LeaseManager {
@@ -98,12 +104,12 @@ impl LeaseManager {
             members,
             leases,
             origin: Instant::now(),
-            owned_tx: watch::Sender::new(BTreeSet::new()),
+            owned_tx: watch::Sender::new(Ownership::new()),
         })
     }
 
-    /// The partitions this node owns, updated after every round.
-    pub fn owned(&self) -> watch::Receiver<BTreeSet<u32>> {
+    /// The partitions this node owns and until when, updated after every round.
+    pub fn ownership(&self) -> watch::Receiver<Ownership> {
         self.owned_tx.subscribe()
     }
 
@@ -122,11 +128,21 @@ impl LeaseManager {
                 at = tick.tick() => at.into_std(),
             };
             let now = started.saturating_duration_since(self.origin);
-            if let Err(e) = self.round(now).await {
-                tracing::debug!(node = %self.node.id, error = %e, "lease round failed");
+            // A round stuck on an unreachable store must not hold back the next one; the
+            // writes it made are compare-and-set, so cutting it short is safe.
+            match tokio::time::timeout(self.node.timing.renew_every, self.round(now)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    tracing::debug!(node = %self.node.id, error = %e, "lease round failed")
+                }
+                Err(_) => tracing::debug!(node = %self.node.id, "lease round timed out"),
             }
-            // Ownership also ends by time, even when the store is unreachable.
-            let owned = self.node.owned(self.now());
+            let owned: Ownership = self
+                .node
+                .owned_until(self.now())
+                .into_iter()
+                .map(|(p, until)| (p, self.origin + until))
+                .collect();
             self.owned_tx.send_if_modified(|cur| {
                 let changed = *cur != owned;
                 *cur = owned;
@@ -134,7 +150,7 @@ impl LeaseManager {
             });
         }
         self.node.stop();
-        self.owned_tx.send_replace(BTreeSet::new());
+        self.owned_tx.send_replace(Ownership::new());
     }
 
     /// One round started at `now` (since the manager's origin): heartbeat, read, decide,
@@ -232,5 +248,70 @@ impl LeaseManager {
             }
         }
         Ok(())
+    }
+}
+
+/// Runs `start(partition, token)` for every partition this node owns, and cancels its token
+/// when the partition is no longer owned or its ownership instant passes (whichever comes
+/// first), until `shutdown`. A partition owned again is restarted only after its previous run
+/// has returned, so one node never runs a partition twice at once.
+pub async fn supervise_partitions<S, Fut>(
+    mut ownership: watch::Receiver<Ownership>,
+    mut start: S,
+    shutdown: CancellationToken,
+) where
+    S: FnMut(u32, CancellationToken) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let mut running: BTreeMap<u32, (CancellationToken, tokio::task::JoinHandle<()>)> =
+        BTreeMap::new();
+    loop {
+        let owned = ownership.borrow_and_update().clone();
+        let now = Instant::now();
+        let ended: Vec<u32> = running
+            .keys()
+            .copied()
+            .filter(|p| owned.get(p).is_none_or(|until| *until <= now))
+            .collect();
+        for p in ended {
+            if let Some((token, handle)) = running.remove(&p) {
+                token.cancel();
+                let _ = handle.await;
+                tracing::debug!(partition = p, "partition stopped");
+            }
+        }
+        for (&p, &until) in &owned {
+            if until > now && !running.contains_key(&p) {
+                let token = shutdown.child_token();
+                let handle = tokio::spawn(start(p, token.clone()));
+                running.insert(p, (token, handle));
+                tracing::debug!(partition = p, "partition started");
+            }
+        }
+        let next_fence = running
+            .keys()
+            .filter_map(|p| owned.get(p))
+            .min()
+            .copied()
+            .map(tokio::time::Instant::from_std);
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            changed = ownership.changed() => {
+                if changed.is_err() {
+                    // The lease manager is gone: nothing is owned any more.
+                    break;
+                }
+            }
+            () = async {
+                match next_fence {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            } => {}
+        }
+    }
+    for (_, (token, handle)) in running {
+        token.cancel();
+        let _ = handle.await;
     }
 }
