@@ -360,3 +360,52 @@ pub fn channel_commit(
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn delivered(seq: u64) -> Delivered {
+        Delivered {
+            subject: IngestSubject {
+                territory: "t".into(),
+                commune: "c".into(),
+                device: "d".into(),
+                kind: "senml".into(),
+            },
+            partition: 0,
+            msg_id: Some(format!("m{seq}")),
+            payload: Bytes::from_static(b"[]"),
+            stream_sequence: seq,
+            delivered: 1,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_full_channel_drops_the_batch_and_counts_it() {
+        let stats = Arc::new(ConsumeStats::default());
+        let (tx, mut rx) = mpsc::channel(1);
+        let mut commit = channel_commit(tx, Duration::from_millis(20), stats.clone());
+        // The engine side answers the first batch.
+        let first = commit(vec![delivered(1)]);
+        let engine = async {
+            let req = rx.recv().await.expect("request");
+            assert_eq!(req.batch.len(), 1);
+            let _ = req.done.send(Ok(()));
+        };
+        let (outcome, ()) = tokio::join!(first, engine);
+        assert_eq!(outcome, Ok(()));
+        // Nobody reads: the second fills the channel and waits for an outcome that never
+        // comes; the third finds the channel full and is dropped.
+        let second = commit(vec![delivered(2)]);
+        let second = tokio::spawn(second);
+        tokio::task::yield_now().await;
+        let third = commit(vec![delivered(3)]).await;
+        assert!(third.is_err());
+        assert_eq!(stats.overload_drops.load(Ordering::Relaxed), 1);
+        // The engine fails the second: an error, nothing acknowledged.
+        let req = rx.recv().await.expect("request");
+        let _ = req.done.send(Err("store down".into()));
+        assert_eq!(second.await.expect("task"), Err("store down".to_owned()));
+    }
+}

@@ -16,7 +16,8 @@
 //! - [`publish`]: publishing with acks, batched, retried with the same message id.
 //! - [`consume`]: a partition's fetch → commit → ack loop, one ack per committed batch.
 //! - [`lease`]: who owns which partition, decided from observed revisions (pure).
-//! - [`lease_kv`]: those decisions carried out on JetStream KV with compare-and-set.
+//! - [`lease_kv`]: those decisions carried out on JetStream KV with compare-and-set, and
+//!   `supervise_partitions`, which runs a partition's consumer only while it is owned.
 //! - [`mqtt_forward`]: MQTT devices (the server's MQTT listener) into the ingest log, from
 //!   the server's own `$MQTT_msgs` stream, acknowledged there only once stored.
 //!
