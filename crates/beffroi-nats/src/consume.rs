@@ -98,6 +98,23 @@ impl Default for ConsumeConfig {
     }
 }
 
+impl ConsumeConfig {
+    /// A batch of at least one message; a fetch shorter than `ack_wait`, or every batch would
+    /// be redelivered while it is being fetched.
+    pub fn check(&self) -> Result<(), NatsError> {
+        if self.batch_max == 0 {
+            return Err(NatsError::Config("batch_max must be at least 1".into()));
+        }
+        if self.max_wait.is_zero() || self.max_wait >= self.ack_wait {
+            return Err(NatsError::Config(format!(
+                "max_wait ({:?}) must be above zero and below ack_wait ({:?})",
+                self.max_wait, self.ack_wait
+            )));
+        }
+        Ok(())
+    }
+}
+
 /// Counters of the partition consumers. Relaxed atomics.
 #[derive(Debug, Default)]
 pub struct ConsumeStats {
@@ -130,6 +147,7 @@ pub async fn ensure_partition_consumer(
     partition: u32,
     cfg: &ConsumeConfig,
 ) -> Result<consumer::PullConsumer, NatsError> {
+    cfg.check()?;
     let name = consumer_name(partition);
     let config = consumer::pull::Config {
         durable_name: Some(name.clone()),
@@ -379,6 +397,21 @@ mod tests {
             stream_sequence: seq,
             delivered: 1,
         }
+    }
+
+    #[test]
+    fn configurations_that_cannot_work_are_refused() {
+        assert!(ConsumeConfig::default().check().is_ok());
+        let empty = ConsumeConfig {
+            batch_max: 0,
+            ..ConsumeConfig::default()
+        };
+        assert!(empty.check().is_err());
+        let slow = ConsumeConfig {
+            max_wait: Duration::from_secs(60),
+            ..ConsumeConfig::default()
+        };
+        assert!(slow.check().is_err());
     }
 
     #[tokio::test]
