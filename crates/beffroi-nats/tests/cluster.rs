@@ -16,6 +16,10 @@ use beffroi_nats::subject::IngestSubject;
 use beffroi_testkit::nats::NatsCluster;
 use tokio_util::sync::CancellationToken;
 
+/// One cluster at a time: the timings these tests measure (takeover, rates) mean little on
+/// two cores shared by three clusters.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 fn reading(i: usize) -> Outgoing {
     Outgoing {
         subject: IngestSubject {
@@ -40,6 +44,7 @@ async fn wait_for(what: &str, deadline: Duration, mut cond: impl FnMut() -> bool
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_stream_partitions_as_partition_of_predicts() {
+    let _one = ONE_AT_A_TIME.lock().await;
     let Some(nats) = NatsCluster::start(1) else {
         return;
     };
@@ -82,6 +87,7 @@ async fn the_stream_partitions_as_partition_of_predicts() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_acknowledged_reading_is_committed_across_a_node_kill() {
+    let _one = ONE_AT_A_TIME.lock().await;
     let Some(mut cluster) = NatsCluster::start(3) else {
         return;
     };
@@ -233,6 +239,7 @@ async fn stream_leader(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_that_stops_renewing_loses_its_partitions_within_ttl() {
+    let _one = ONE_AT_A_TIME.lock().await;
     let Some(cluster) = NatsCluster::start(3) else {
         return;
     };
@@ -305,9 +312,10 @@ async fn a_node_that_stops_renewing_loses_its_partitions_within_ttl() {
         "takeover of all {partitions} partitions: {takeover:?} (ttl {:?}, renew every {:?})",
         timing.ttl, timing.renew_every
     );
-    // Bound: ttl + renew interval, plus a round's KV round trips.
+    // Bound: ttl + renew interval, plus a round's KV round trips and a loaded machine's
+    // scheduling.
     assert!(
-        takeover <= timing.ttl + timing.renew_every + Duration::from_millis(500),
+        takeover <= timing.ttl + timing.renew_every + Duration::from_secs(1),
         "takeover took {takeover:?}"
     );
     stop_a.cancel();
@@ -319,6 +327,7 @@ async fn a_node_that_stops_renewing_loses_its_partitions_within_ttl() {
 /// (after `ack_wait`) and committed, then settles everything at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_owners_batch_is_not_settled_by_the_next_owner() {
+    let _one = ONE_AT_A_TIME.lock().await;
     let Some(nats) = NatsCluster::start(1) else {
         return;
     };
@@ -331,7 +340,7 @@ async fn a_dead_owners_batch_is_not_settled_by_the_next_owner() {
     let cfg = ConsumeConfig {
         batch_max: 16,
         max_wait: Duration::from_millis(100),
-        ack_wait: Duration::from_secs(2),
+        ack_wait: Duration::from_secs(3),
         retry_pause: Duration::from_millis(50),
     };
     let consumer = consume::ensure_partition_consumer(&stream, &layout, 0, &cfg)
@@ -433,6 +442,7 @@ async fn a_dead_owners_batch_is_not_settled_by_the_next_owner() {
 /// ever committed by both at once, and every acknowledged reading is committed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn partitions_move_to_the_survivor_and_are_never_processed_twice_at_once() {
+    let _one = ONE_AT_A_TIME.lock().await;
     use beffroi_nats::lease_kv::supervise_partitions;
     use std::sync::atomic::AtomicI32;
 
@@ -658,4 +668,73 @@ async fn partitions_move_to_the_survivor_and_are_never_processed_twice_at_once()
     for t in tasks {
         t.await.expect("task");
     }
+}
+
+/// Rates on a 3-node cluster (R3, file storage), printed for BENCHMARKS-style notes, not
+/// asserted: publishing in batches of 500 with acks, then consuming 4 partitions in batches
+/// of 256 with one ack per batch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publish_and_consume_rates() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let Some(cluster) = NatsCluster::start(3) else {
+        return;
+    };
+    let client = beffroi_nats::connect(&cluster.urls(), "test")
+        .await
+        .expect("connect");
+    let js = beffroi_nats::async_nats::jetstream::new(client);
+    let partitions = 4;
+    let layout = IngestLayout::new("dijon", partitions, 3);
+    let stream = ensure_ingest_stream(&js, &layout).await.expect("stream");
+    let n = 20_000;
+    let publisher = Publisher::new(js.clone());
+    let started = Instant::now();
+    for chunk in (0..n).collect::<Vec<_>>().chunks(500) {
+        let readings: Vec<Outgoing> = chunk.iter().map(|&i| reading(i)).collect();
+        for r in publisher.publish_batch(&readings).await {
+            r.expect("stored");
+        }
+    }
+    let published = started.elapsed();
+
+    let cfg = ConsumeConfig::default();
+    let count = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let stats = Arc::new(ConsumeStats::default());
+    let shutdown = CancellationToken::new();
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for p in 0..partitions {
+        let consumer = consume::ensure_partition_consumer(&stream, &layout, p, &cfg)
+            .await
+            .expect("consumer");
+        let count = count.clone();
+        tasks.push(tokio::spawn(consume::run_partition(
+            consumer,
+            p,
+            cfg.clone(),
+            stats.clone(),
+            shutdown.clone(),
+            move |batch: Vec<Delivered>| {
+                count.fetch_add(batch.len(), Ordering::Relaxed);
+                async { Ok::<(), &str>(()) }
+            },
+        )));
+    }
+    wait_for("every reading consumed", Duration::from_secs(120), || {
+        count.load(Ordering::Relaxed) >= n
+    })
+    .await;
+    let consumed = started.elapsed();
+    shutdown.cancel();
+    for t in tasks {
+        t.await.expect("task");
+    }
+    eprintln!(
+        "3 nodes, R3: published {n} in {published:?} ({:.0}/s, batches of 500 awaiting their \
+         acks); consumed them in {consumed:?} ({:.0}/s, {} batches, {} acks)",
+        n as f64 / published.as_secs_f64(),
+        n as f64 / consumed.as_secs_f64(),
+        stats.batches.load(Ordering::Relaxed),
+        stats.acks.load(Ordering::Relaxed),
+    );
 }
