@@ -58,6 +58,9 @@ pub async fn ensure_buckets(
     Ok((members, leases))
 }
 
+/// How long a partition's run that returned on its own waits before it is started again.
+pub const RESTART_PAUSE: Duration = Duration::from_secs(1);
+
 /// Partitions owned, each with the instant its ownership ends unless renewed.
 pub type Ownership = BTreeMap<u32, Instant>;
 
@@ -254,7 +257,9 @@ impl LeaseManager {
 /// Runs `start(partition, token)` for every partition this node owns, and cancels its token
 /// when the partition is no longer owned or its ownership instant passes (whichever comes
 /// first), until `shutdown`. A partition owned again is restarted only after its previous run
-/// has returned, so one node never runs a partition twice at once.
+/// has returned, so one node never runs a partition twice at once; a run that returns on its
+/// own while the partition is still owned (its consumer could not be reached) is started
+/// again after [`RESTART_PAUSE`].
 pub async fn supervise_partitions<S, Fut>(
     mut ownership: watch::Receiver<Ownership>,
     mut start: S,
@@ -279,6 +284,15 @@ pub async fn supervise_partitions<S, Fut>(
                 let _ = handle.await;
                 tracing::debug!(partition = p, "partition stopped");
             }
+        }
+        let finished: Vec<u32> = running
+            .iter()
+            .filter(|(_, (_, handle))| handle.is_finished())
+            .map(|(p, _)| *p)
+            .collect();
+        for p in finished {
+            running.remove(&p);
+            tracing::debug!(partition = p, "partition run returned; started again");
         }
         for (&p, &until) in &owned {
             if until > now && !running.contains_key(&p) {
@@ -308,10 +322,85 @@ pub async fn supervise_partitions<S, Fut>(
                     None => std::future::pending().await,
                 }
             } => {}
+            // Notices runs that returned on their own.
+            () = tokio::time::sleep(RESTART_PAUSE) => {}
         }
     }
     for (_, (token, handle)) in running {
         token.cancel();
         let _ = handle.await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn partitions_run_while_owned_and_stop_at_their_fence() {
+        let now = Instant::now();
+        let (tx, rx) = watch::channel(Ownership::from([
+            (0, now + Duration::from_millis(300)),
+            (1, now + Duration::from_secs(30)),
+        ]));
+        let running = Arc::new([AtomicUsize::new(0), AtomicUsize::new(0)]);
+        let starts = Arc::new([AtomicUsize::new(0), AtomicUsize::new(0)]);
+        let shutdown = CancellationToken::new();
+        let supervisor = {
+            let (running, starts) = (running.clone(), starts.clone());
+            tokio::spawn(supervise_partitions(
+                rx,
+                move |p, token| {
+                    let (running, starts) = (running.clone(), starts.clone());
+                    async move {
+                        let first = starts[p as usize].fetch_add(1, Ordering::SeqCst) == 0;
+                        if p == 1 && first {
+                            // Its consumer could not be reached: returns on its own.
+                            return;
+                        }
+                        running[p as usize].fetch_add(1, Ordering::SeqCst);
+                        token.cancelled().await;
+                        running[p as usize].fetch_sub(1, Ordering::SeqCst);
+                    }
+                },
+                shutdown.clone(),
+            ))
+        };
+        let wait = |what: &'static str, cond: Box<dyn Fn() -> bool + Send>| async move {
+            let start = Instant::now();
+            while !cond() {
+                assert!(start.elapsed() < Duration::from_secs(5), "{what}");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        };
+        let r = running.clone();
+        wait("0 runs", Box::new(move || r[0].load(Ordering::SeqCst) == 1)).await;
+        // Partition 0's fence passes without any renewal: stopped by time alone.
+        let r = running.clone();
+        wait(
+            "0 stopped at its fence",
+            Box::new(move || r[0].load(Ordering::SeqCst) == 0),
+        )
+        .await;
+        assert!(now.elapsed() >= Duration::from_millis(300));
+        // Partition 1 returned at once, and was started again.
+        let r = running.clone();
+        wait(
+            "1 restarted",
+            Box::new(move || r[1].load(Ordering::SeqCst) == 1),
+        )
+        .await;
+        assert_eq!(starts[1].load(Ordering::SeqCst), 2);
+        assert_eq!(
+            starts[0].load(Ordering::SeqCst),
+            1,
+            "0 is not owned any more"
+        );
+        // The lease manager goes away: nothing is owned, everything stops.
+        drop(tx);
+        supervisor.await.expect("supervisor");
+        assert_eq!(running[1].load(Ordering::SeqCst), 0);
     }
 }

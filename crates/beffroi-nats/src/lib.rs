@@ -23,6 +23,50 @@
 //!
 //! The choices and what was verified are in `docs/adr/0039-nats-jetstream-ingest.md`.
 //!
+//! # A node, wired
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use beffroi_nats::{consume, lease::LeaseTiming, lease_kv, stream::IngestLayout};
+//! use tokio_util::sync::CancellationToken;
+//!
+//! # async fn node() -> Result<(), beffroi_nats::NatsError> {
+//! let client = beffroi_nats::connect("nats://10.0.0.1:4222,nats://10.0.0.2:4222", "node-1").await?;
+//! let js = beffroi_nats::async_nats::jetstream::new(client);
+//! let layout = IngestLayout::new("dijon", 16, 3);
+//! let stream = beffroi_nats::stream::ensure_ingest_stream(&js, &layout).await?;
+//! let cfg = consume::ConsumeConfig::default();
+//! let timing = LeaseTiming::new(Duration::from_secs(15));
+//! let (members, leases) = lease_kv::ensure_buckets(&js, "dijon", 3, timing).await?;
+//! let manager = lease_kv::LeaseManager::new("node-1", 16, timing, members, leases)?;
+//! let ownership = manager.ownership();
+//! let shutdown = CancellationToken::new();
+//! tokio::spawn(manager.run(shutdown.clone()));
+//! let stats = std::sync::Arc::new(consume::ConsumeStats::default());
+//! lease_kv::supervise_partitions(
+//!     ownership,
+//!     move |p, token| {
+//!         let (stream, layout, cfg, stats) = (stream.clone(), layout.clone(), cfg.clone(), stats.clone());
+//!         async move {
+//!             let Ok(consumer) = consume::ensure_partition_consumer(&stream, &layout, p, &cfg).await
+//!             else {
+//!                 return; // started again after `lease_kv::RESTART_PAUSE` while owned
+//!             };
+//!             consume::run_partition(consumer, p, cfg, stats, token, |batch| async move {
+//!                 // Hand `batch` to the engine; Ok only once it is committed.
+//!                 let _ = batch;
+//!                 Ok::<(), String>(())
+//!             })
+//!             .await;
+//!         }
+//!     },
+//!     shutdown,
+//! )
+//! .await;
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! **API boundary:** only the `async_nats` connection, JetStream context, stream, consumer and
 //! KV handles cross it; the engine sees [`consume::Delivered`] batches and a commit callback.
 
