@@ -3,7 +3,10 @@
 //! - [`mosquitto::Mosquitto`]: a real broker on a free loopback port with its own folder,
 //!   skipped with a message when the binary is missing, unless
 //!   `BEFFROI_REQUIRE_SERVICES=1` makes that a failure.
+//! - [`nats::NatsCluster`]: a real NATS cluster (JetStream, optional MQTT listener) of `n`
+//!   nodes on free loopback ports, with SIGKILL and restart of a node; same contract.
 //!
 //! Panics are the failure mode here: this code only runs inside tests.
 
 pub mod mosquitto;
+pub mod nats;
