@@ -901,19 +901,19 @@ impl Ctx<'_> {
                             continue;
                         }
                     };
-                    if let Some((prev, _)) = steps.last() {
-                        if offset <= *prev {
-                            self.err(
-                                at,
-                                &key,
-                                format!(
-                                    "step offsets must increase: {} after {}",
-                                    show(offset),
-                                    show(*prev)
-                                ),
-                            );
-                            ok = false;
-                        }
+                    if let Some((prev, _)) = steps.last()
+                        && offset <= *prev
+                    {
+                        self.err(
+                            at,
+                            &key,
+                            format!(
+                                "step offsets must increase: {} after {}",
+                                show(offset),
+                                show(*prev)
+                            ),
+                        );
+                        ok = false;
                     }
                     if end.is_some_and(|e| offset >= e) {
                         self.err(
@@ -937,19 +937,19 @@ impl Ctx<'_> {
         let e = raw.get_ref();
         let mut ok = true;
         let at = self.duration(&e.at, "event.at");
-        if let (Some(at), Some(d)) = (at, duration) {
-            if at >= d {
-                self.err(
-                    e.at.span().start,
-                    "event.at",
-                    format!(
-                        "{} is not before the scenario's end ({})",
-                        show(at),
-                        show(d)
-                    ),
-                );
-                ok = false;
-            }
+        if let (Some(at), Some(d)) = (at, duration)
+            && at >= d
+        {
+            self.err(
+                e.at.span().start,
+                "event.at",
+                format!(
+                    "{} is not before the scenario's end ({})",
+                    show(at),
+                    show(d)
+                ),
+            );
+            ok = false;
         }
         let device = self.device(&e.device, "event.device");
         let format = self.format(e.format.as_ref(), "event.format");
@@ -1013,19 +1013,19 @@ impl Ctx<'_> {
             None => Some(None),
             Some(d) => self.duration(d, "silence.to").map(Some),
         };
-        if let (Some(f), Some(Some(t)), Some(d)) = (from, to, &s.to) {
-            if t <= f {
-                self.err(
-                    d.span().start,
-                    "silence.to",
-                    format!(
-                        "the silence ends ({}) before it starts ({})",
-                        show(t),
-                        show(f)
-                    ),
-                );
-                return None;
-            }
+        if let (Some(f), Some(Some(t)), Some(d)) = (from, to, &s.to)
+            && t <= f
+        {
+            self.err(
+                d.span().start,
+                "silence.to",
+                format!(
+                    "the silence ends ({}) before it starts ({})",
+                    show(t),
+                    show(f)
+                ),
+            );
+            return None;
         }
         Some(Silence {
             device: device?,
@@ -1037,15 +1037,15 @@ impl Ctx<'_> {
     fn expect(&mut self, raw: &Spanned<ExpectRaw>, duration: Option<Duration>) -> Option<Expect> {
         let e = raw.get_ref();
         let mut ok = true;
-        if let Some(site) = &e.site {
-            if self.t.site_id(site.get_ref()).is_none() {
-                self.err(
-                    site.span().start,
-                    "expect.site",
-                    format!("unknown site `{}`", site.get_ref()),
-                );
-                ok = false;
-            }
+        if let Some(site) = &e.site
+            && self.t.site_id(site.get_ref()).is_none()
+        {
+            self.err(
+                site.span().start,
+                "expect.site",
+                format!("unknown site `{}`", site.get_ref()),
+            );
+            ok = false;
         }
         let min_severity = match &e.min_severity {
             None => None,

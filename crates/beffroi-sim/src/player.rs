@@ -268,11 +268,11 @@ impl Player {
             if next < sig.end.0 {
                 self.heap.push(Reverse(Cursor { at: next, ..c }));
             }
-        } else if let Some(ev) = sc.events.get(order - sc.signals.len()) {
-            if !silenced {
-                for (f, v) in &ev.values {
-                    set(&mut self.fields, &mut self.values, *f, v.clone());
-                }
+        } else if let Some(ev) = sc.events.get(order - sc.signals.len())
+            && !silenced
+        {
+            for (f, v) in &ev.values {
+                set(&mut self.fields, &mut self.values, *f, v.clone());
             }
         }
     }
@@ -281,11 +281,11 @@ impl Player {
         let device = DeviceIdx(c.device);
         let format = FORMATS[usize::from(c.format)];
         let mut fcnt = 0;
-        if format == Format::Chirpstack {
-            if let Some(n) = self.fcnt.get_mut(device.get()) {
-                *n = n.wrapping_add(1);
-                fcnt = *n;
-            }
+        if format == Format::Chirpstack
+            && let Some(n) = self.fcnt.get_mut(device.get())
+        {
+            *n = n.wrapping_add(1);
+            fcnt = *n;
         }
         let time = self.start.plus(Duration(c.at));
         let dedup = mix(self.seed ^ mix(u64::from(c.device) << 32 | u64::from(fcnt)) ^ c.at as u64);
