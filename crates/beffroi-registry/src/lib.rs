@@ -1,4 +1,4 @@
-//! The registry of device credentials ([ADR 0012], [ADR 0040]).
+//! The registry of device credentials (ADR 0012 and ADR 0040, in `docs/adr/`).
 //!
 //! One record per credential *generation* of a device: a password (kept only as an Argon2id
 //! hash, plus the broker's own PBKDF2-SHA512 hash) and a 32-byte signing key (kept in clear:
@@ -14,9 +14,6 @@
 //! - [`secrets`]: secret generation and hashing (Argon2id, Mosquitto's `$7$`), no storage.
 //! - [`broker`]: the Mosquitto password and ACL files, rendered from the active credentials.
 //! - [`issue`] and [`rotate`]: a fresh secret, hashed, recorded through the port.
-//!
-//! [ADR 0012]: ../../../docs/adr/0012-device-identity-and-broker-files.md
-//! [ADR 0040]: ../../../docs/adr/0040-device-registry-port.md
 
 pub mod broker;
 #[cfg(any(test, feature = "contract"))]

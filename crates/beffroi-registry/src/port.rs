@@ -5,7 +5,7 @@
 //! and [`CredentialStore`] for `beffroi devices`, which changes the registry. A backend stores
 //! what it is handed ([`NewCredential`]: hashes, a key, a time); secrets are generated and
 //! hashed by [`crate::secrets`], never by a backend. The contract every backend must meet is
-//! written once in [`crate::contract`] (feature `contract`).
+//! written once in `beffroi_registry::contract` (feature `contract`).
 
 use std::collections::BTreeMap;
 use std::fmt;

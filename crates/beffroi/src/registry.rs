@@ -131,7 +131,7 @@ pub async fn watch(
             // Perhaps read while `beffroi devices` was writing: retried at the next tick.
             Err(e) => {
                 tracing::error!(
-                    error = format!("{e:#}"),
+                    error = %format_args!("{e:#}"),
                     "cannot reload the device registry; keys in force kept"
                 )
             }
