@@ -9,7 +9,10 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use clap::{Args as ClapArgs, Subcommand};
 
-use crate::registry::{self, BrokerSettings, Issued, Registry};
+use beffroi_registry::broker::{self, BrokerSettings};
+use beffroi_registry::{CredentialStore, DeviceId, Issued, Status};
+
+use crate::registry;
 
 #[derive(ClapArgs, Debug)]
 pub struct Args {
@@ -79,7 +82,7 @@ pub fn run(args: Args) -> Result<()> {
             "BEFFROI_MQTT_PASSWORD (the ingest user's broker password) is not set: the broker files cannot be written"
         );
     }
-    let mut reg = Registry::open(&args.data)?;
+    let mut reg = registry::open(&args.data)?;
     match &args.command {
         Cmd::List => {
             println!("device\tgeneration\tstatus\tissued_at\trevoked_at");
@@ -114,7 +117,7 @@ pub fn run(args: Args) -> Result<()> {
                     let current: std::collections::BTreeSet<String> = reg
                         .list()?
                         .into_iter()
-                        .filter(|e| e.status == "issued")
+                        .filter(|e| e.status == Status::Issued)
                         .map(|e| e.device)
                         .collect();
                     for d in &territory.devices {
@@ -131,18 +134,23 @@ pub fn run(args: Args) -> Result<()> {
             if wanted.is_empty() {
                 bail!("no device to issue (give ids, or --all / --kind with --deployment)");
             }
+            // Every id checked before the registry changes.
+            let wanted = wanted
+                .iter()
+                .map(|id| DeviceId::parse(id))
+                .collect::<Result<Vec<_>, _>>()?;
             let mut issued = Vec::new();
             for id in &wanted {
-                issued.push(reg.issue(id)?);
+                issued.push(beffroi_registry::issue(reg.as_mut(), id, now_secs())?);
             }
             emit(&issued, out.as_deref())?;
         }
         Cmd::Rotate { id, out } => {
-            let i = reg.rotate(id)?;
+            let i = beffroi_registry::rotate(reg.as_mut(), &DeviceId::parse(id)?, now_secs())?;
             emit(&[i], out.as_deref())?;
         }
         Cmd::Revoke { id } => {
-            reg.revoke(id)?;
+            reg.revoke(&DeviceId::parse(id)?, now_secs())?;
             eprintln!("{id}: revoked");
         }
         Cmd::BrokerFiles { out } => {
@@ -150,19 +158,26 @@ pub fn run(args: Args) -> Result<()> {
                 .clone()
                 .or_else(|| args.broker_dir.clone())
                 .context("--out or --broker-dir")?;
-            sync(&reg, &args, &dir)?;
+            sync(reg.as_ref(), &args, &dir)?;
             return Ok(());
         }
     }
     if let Some(dir) = &args.broker_dir {
-        sync(&reg, &args, dir)?;
+        sync(reg.as_ref(), &args, dir)?;
     } else {
         eprintln!("note: no --broker-dir; run `beffroi devices broker-files` to update the broker");
     }
     Ok(())
 }
 
-fn sync(reg: &Registry, args: &Args, dir: &Path) -> Result<()> {
+fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+fn sync(reg: &dyn CredentialStore, args: &Args, dir: &Path) -> Result<()> {
     let ingest_password = std::env::var("BEFFROI_MQTT_PASSWORD")
         .context("BEFFROI_MQTT_PASSWORD (the ingest user's broker password) is not set")?;
     let settings = BrokerSettings {
@@ -170,8 +185,8 @@ fn sync(reg: &Registry, args: &Args, dir: &Path) -> Result<()> {
         ingest_user: args.ingest_user.clone(),
         ingest_password,
     };
-    let (pw, acl) = registry::broker_files(reg, &settings)?;
-    registry::write_broker_files(dir, &pw, &acl)?;
+    let files = broker::render(&reg.active()?, &settings)?;
+    registry::write_broker_files(dir, &files)?;
     eprintln!("broker files written to {}", dir.display());
     if let Some(pid) = &args.broker_pid_file {
         registry::reload_broker(pid)?;

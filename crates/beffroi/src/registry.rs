@@ -1,286 +1,125 @@
-//! The registry of device credentials (`<data_dir>/devices.sqlite`) and the Mosquitto
-//! password and ACL files generated from it. See ADR 0012.
-//!
-//! One row per credential generation of a device: a password (kept only as an Argon2id
-//! hash, plus the broker's own PBKDF2-SHA512 hash) and a 32-byte signing key (kept in
-//! clear: the server needs it to verify HMACs; the file is 0600 and separate from the main
-//! store). Statuses: `issued` (the device's current credential), `rotated` (replaced by a
-//! newer generation: refused at once, no grace period), `revoked`.
+//! Wiring of the device registry (ADR 0012, ADR 0040): which backend the binary uses, the
+//! signing keys loaded at start and reloaded when the registry changes, and the broker's
+//! files on disk. The registry itself is `beffroi-registry`, reached through its port.
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result, bail};
-use argon2::password_hash::{PasswordHasher, SaltString};
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
-use rand::RngCore as _;
-use rusqlite::{Connection, OptionalExtension, params};
+use beffroi_registry::sqlite::{SqliteRegistry, SqliteRegistryReader};
+use beffroi_registry::{CredentialReads, CredentialStore};
 
-pub const FILE_NAME: &str = "devices.sqlite";
-/// Mosquitto 2.0's PBKDF2 iteration count for `$7$` hashes (`mosquitto_passwd`).
-pub const BROKER_ITERATIONS: u32 = 101;
-
-/// The secret handed out once by `issue` / `rotate`.
-#[derive(Clone, Debug)]
-pub struct Issued {
-    pub device: String,
-    pub generation: i64,
-    pub password: String,
-    pub key: [u8; 32],
+/// The registry of a data folder, read-write (created if needed): `beffroi devices`.
+pub fn open(data_dir: &Path) -> Result<Box<dyn CredentialStore>> {
+    Ok(Box::new(SqliteRegistry::open(data_dir)?))
 }
 
-/// One device's current state, as `list` prints it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Entry {
-    pub device: String,
-    pub generation: i64,
-    pub status: String,
-    pub issued_at: i64,
-    pub revoked_at: Option<i64>,
+/// The registry of a data folder, read-only, if there is one: the server never creates nor
+/// changes it.
+pub fn open_reader(data_dir: &Path) -> Result<Option<Box<dyn CredentialReads>>> {
+    Ok(SqliteRegistryReader::open(data_dir)?.map(|r| Box::new(r) as Box<dyn CredentialReads>))
 }
 
-pub struct Registry {
-    conn: Connection,
-    path: PathBuf,
+/// Follows the registry's revision and reads the signing keys again when it changes. Opens
+/// the registry when it appears (created after start), and again after a failed read.
+pub struct KeyWatch {
+    data_dir: PathBuf,
+    reader: Option<Box<dyn CredentialReads>>,
+    /// The revision of the keys in force; `None` until keys were read.
+    last: Option<u64>,
 }
 
-fn now_secs() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
-
-impl Registry {
-    pub fn path(data_dir: &Path) -> PathBuf {
-        data_dir.join(FILE_NAME)
-    }
-
-    /// Opens (creating if needed, 0600) the registry of a data folder.
-    pub fn open(data_dir: &Path) -> Result<Registry> {
-        std::fs::create_dir_all(data_dir)
-            .with_context(|| format!("creating {}", data_dir.display()))?;
-        let path = Registry::path(data_dir);
-        if !path.exists() {
-            // Create it private before SQLite writes anything in it.
-            let f = std::fs::OpenOptions::new()
-                .create(true)
-                .truncate(false)
-                .write(true)
-                .open(&path)
-                .with_context(|| format!("creating {}", path.display()))?;
-            set_mode(&f, 0o600)?;
-        }
-        let conn =
-            Connection::open(&path).with_context(|| format!("opening {}", path.display()))?;
-        conn.execute_batch(
-            "PRAGMA journal_mode=DELETE;
-             PRAGMA synchronous=FULL;
-             CREATE TABLE IF NOT EXISTS credentials (
-                device TEXT NOT NULL,
-                generation INTEGER NOT NULL,
-                status TEXT NOT NULL CHECK (status IN ('issued','rotated','revoked')),
-                password_hash TEXT NOT NULL,
-                broker_hash TEXT NOT NULL,
-                signing_key BLOB NOT NULL CHECK (length(signing_key) = 32),
-                issued_at INTEGER NOT NULL,
-                revoked_at INTEGER,
-                PRIMARY KEY (device, generation)
-             );",
-        )?;
-        Ok(Registry { conn, path })
-    }
-
-    #[cfg_attr(not(test), allow(dead_code))]
-    pub fn file(&self) -> &Path {
-        &self.path
-    }
-
-    fn current(&self, device: &str) -> Result<Option<(i64, String)>> {
-        Ok(self
-            .conn
-            .query_row(
-                "SELECT generation, status FROM credentials WHERE device = ?1
-                 ORDER BY generation DESC LIMIT 1",
-                [device],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()?)
-    }
-
-    fn insert(&mut self, device: &str, generation: i64) -> Result<Issued> {
-        let mut rng = rand::rng();
-        let mut pw = [0u8; 24];
-        rng.fill_bytes(&mut pw);
-        let password = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(pw);
-        let mut key = [0u8; 32];
-        rng.fill_bytes(&mut key);
-        let password_hash = argon2_hash(&password)?;
-        let broker_hash = mosquitto_hash(&password);
-        self.conn.execute(
-            "INSERT INTO credentials (device, generation, status, password_hash, broker_hash,
-                                      signing_key, issued_at)
-             VALUES (?1, ?2, 'issued', ?3, ?4, ?5, ?6)",
-            params![
-                device,
-                generation,
-                password_hash,
-                broker_hash,
-                &key[..],
-                now_secs()
-            ],
-        )?;
-        Ok(Issued {
-            device: device.into(),
-            generation,
-            password,
-            key,
-        })
-    }
-
-    /// Issues a first credential for a device that has none (or whose last was revoked).
-    pub fn issue(&mut self, device: &str) -> Result<Issued> {
-        check_device_id(device)?;
-        match self.current(device)? {
-            Some((_, s)) if s == "issued" => {
-                bail!("{device} already has a credential: rotate or revoke it")
-            }
-            Some((g, _)) => self.insert(device, g + 1),
-            None => self.insert(device, 1),
+impl KeyWatch {
+    pub fn new(data_dir: PathBuf) -> KeyWatch {
+        KeyWatch {
+            data_dir,
+            reader: None,
+            last: None,
         }
     }
 
-    /// Replaces a device's credential; the old one is refused at once.
-    pub fn rotate(&mut self, device: &str) -> Result<Issued> {
-        match self.current(device)? {
-            Some((g, s)) if s == "issued" => {
-                let tx = self.conn.transaction()?;
-                tx.execute(
-                    "UPDATE credentials SET status = 'rotated', revoked_at = ?3
-                     WHERE device = ?1 AND generation = ?2",
-                    params![device, g, now_secs()],
-                )?;
-                tx.commit()?;
-                self.insert(device, g + 1)
-            }
-            _ => bail!("{device} has no credential in force to rotate"),
+    /// The signing keys in force if the registry changed since the last call (the first
+    /// call reads them), `None` if it did not or there is no registry yet. Blocking.
+    pub fn poll(&mut self) -> Result<Option<BTreeMap<String, [u8; 32]>>> {
+        let result = self.read();
+        if result.is_err() {
+            // Reopen and read everything at the next call.
+            self.reader = None;
+            self.last = None;
         }
+        result
     }
 
-    /// Revokes a device's credential.
-    pub fn revoke(&mut self, device: &str) -> Result<()> {
-        let n = self.conn.execute(
-            "UPDATE credentials SET status = 'revoked', revoked_at = ?2
-             WHERE device = ?1 AND status = 'issued'",
-            params![device, now_secs()],
-        )?;
-        if n == 0 {
-            bail!("{device} has no credential in force to revoke");
+    fn read(&mut self) -> Result<Option<BTreeMap<String, [u8; 32]>>> {
+        if self.reader.is_none() {
+            self.reader = open_reader(&self.data_dir)?;
         }
-        Ok(())
-    }
-
-    /// The latest generation of every device.
-    pub fn list(&self) -> Result<Vec<Entry>> {
-        let mut st = self.conn.prepare(
-            "SELECT c.device, c.generation, c.status, c.issued_at, c.revoked_at
-             FROM credentials c
-             WHERE c.generation = (SELECT MAX(generation) FROM credentials d
-                                   WHERE d.device = c.device)
-             ORDER BY c.device",
-        )?;
-        let rows = st.query_map([], |r| {
-            Ok(Entry {
-                device: r.get(0)?,
-                generation: r.get(1)?,
-                status: r.get(2)?,
-                issued_at: r.get(3)?,
-                revoked_at: r.get(4)?,
-            })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
-    }
-
-    /// Devices with a credential in force: broker hash and signing key.
-    pub fn active(&self) -> Result<Vec<(String, String, [u8; 32])>> {
-        let mut st = self.conn.prepare(
-            "SELECT device, broker_hash, signing_key FROM credentials
-             WHERE status = 'issued' ORDER BY device",
-        )?;
-        let rows = st.query_map([], |r| {
-            let key: Vec<u8> = r.get(2)?;
-            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, key))
-        })?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (d, h, k) = row?;
-            let key: [u8; 32] = k
-                .try_into()
-                .map_err(|_| anyhow::anyhow!("{d}: stored signing key is not 32 bytes"))?;
-            out.push((d, h, key));
+        let Some(reader) = &self.reader else {
+            return Ok(None);
+        };
+        // The revision first: a change committed between the two reads shows as a newer
+        // revision at the next call, never as keys newer than their revision missed.
+        let revision = reader.revision()?;
+        if self.last == Some(revision) {
+            return Ok(None);
         }
-        Ok(out)
-    }
-
-    /// The signing keys in force, by device id.
-    pub fn keys(&self) -> Result<BTreeMap<String, [u8; 32]>> {
-        Ok(self.active()?.into_iter().map(|(d, _, k)| (d, k)).collect())
+        let keys = reader.signing_keys()?;
+        self.last = Some(revision);
+        Ok(Some(keys))
     }
 }
 
-/// Reads the signing keys in force, if the registry exists (read-only).
-pub fn load_keys(data_dir: &Path) -> Result<Option<BTreeMap<String, [u8; 32]>>> {
-    let path = Registry::path(data_dir);
-    if !path.exists() {
-        return Ok(None);
-    }
-    // Read-only: the server never changes the registry (nor its modification time, which
-    // the key watcher follows).
-    let conn = Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-        .with_context(|| format!("opening {}", path.display()))?;
-    Registry { conn, path }.keys().map(Some)
-}
-
-/// The signing keys in force at start, for the engine (empty without a registry).
-pub async fn load_device_keys(data_dir: &Path) -> Result<beffroi_engine::trust::DeviceKeys> {
-    let dir = data_dir.to_path_buf();
-    let keys = tokio::task::spawn_blocking(move || load_keys(&dir)).await??;
-    let keys = keys.unwrap_or_default();
+/// The signing keys in force at start, for the engine (empty without a registry), and the
+/// watch that follows them from there.
+pub async fn load_device_keys(
+    data_dir: &Path,
+) -> Result<(beffroi_engine::trust::DeviceKeys, KeyWatch)> {
+    let mut watch = KeyWatch::new(data_dir.to_path_buf());
+    let (keys, watch) = tokio::task::spawn_blocking(move || {
+        let keys = watch.poll();
+        (keys, watch)
+    })
+    .await?;
+    let keys = keys?.unwrap_or_default();
     tracing::info!(devices = keys.len(), "device signing keys loaded");
-    Ok(beffroi_engine::trust::DeviceKeys::new(keys))
+    Ok((beffroi_engine::trust::DeviceKeys::new(keys), watch))
 }
 
-/// Reloads the signing keys when the registry file changes (a revocation takes effect
-/// without a restart). Polls the file's modification time every second: SQLite rewrites
-/// the file in place, and a poll also sees a registry created after start.
+/// Reloads the signing keys when the registry changes (a revocation takes effect without a
+/// restart): polls the registry's revision every second.
 pub async fn watch(
     engine: beffroi_engine::runner::EngineHandle,
-    data_dir: PathBuf,
+    mut watch: KeyWatch,
     shutdown: tokio_util::sync::CancellationToken,
 ) {
-    let path = Registry::path(&data_dir);
-    let stamp = |p: &Path| {
-        std::fs::metadata(p)
-            .and_then(|m| m.modified())
-            .ok()
-            .map(|t| (t, std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)))
-    };
-    let mut last = stamp(&path);
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
     loop {
         tokio::select! {
             () = shutdown.cancelled() => return,
             _ = tick.tick() => {}
         }
-        let now = stamp(&path);
-        if now == last {
-            continue;
-        }
-        last = now;
-        match load_device_keys(&data_dir).await {
-            Ok(keys) => {
+        let polled = tokio::task::spawn_blocking(move || {
+            let keys = watch.poll();
+            (keys, watch)
+        })
+        .await;
+        let keys = match polled {
+            Ok((keys, w)) => {
+                watch = w;
+                keys
+            }
+            // The blocking task panicked: nothing left to watch with.
+            Err(e) => {
+                tracing::error!(error = %e, "the device registry watch stopped");
+                return;
+            }
+        };
+        match keys {
+            Ok(None) => {}
+            Ok(Some(keys)) => {
+                tracing::info!(devices = keys.len(), "device signing keys reloaded");
+                let keys = beffroi_engine::trust::DeviceKeys::new(keys);
                 if engine
                     .replace_device_keys(std::sync::Arc::new(keys))
                     .await
@@ -289,143 +128,37 @@ pub async fn watch(
                     return;
                 }
             }
+            // Perhaps read while `beffroi devices` was writing: retried at the next tick.
             Err(e) => {
-                // Perhaps read while `beffroi devices` was writing: retry at the next tick.
-                last = None;
-                tracing::error!(error = %e, "cannot reload the device registry; keys in force kept")
+                tracing::error!(
+                    error = %format_args!("{e:#}"),
+                    "cannot reload the device registry; keys in force kept"
+                )
             }
         }
     }
 }
 
-fn check_device_id(id: &str) -> Result<()> {
-    // The id becomes a broker user name and a topic level: no separators, wildcards,
-    // whitespace or the password file's ':'.
-    if id.is_empty()
-        || id.len() > 128
-        || id.chars().any(|c| {
-            matches!(c, '/' | '+' | '#' | ':' | '$') || c.is_whitespace() || c.is_control()
-        })
-    {
-        bail!("{id:?} is not a usable device id (no / + # : $, whitespace or control)");
-    }
-    Ok(())
-}
-
-fn argon2_hash(password: &str) -> Result<String> {
-    let mut salt = [0u8; 16];
-    rand::rng().fill_bytes(&mut salt);
-    let salt = SaltString::encode_b64(&salt).map_err(|e| anyhow::anyhow!("salt: {e}"))?;
-    let h = argon2::Argon2::default()
-        .hash_password(password.as_bytes(), &salt)
-        .map_err(|e| anyhow::anyhow!("argon2: {e}"))?;
-    Ok(h.to_string())
-}
-
-/// Whether `password` matches an Argon2id hash from the registry.
-#[allow(dead_code)]
-pub fn argon2_verify(password: &str, hash: &str) -> bool {
-    use argon2::password_hash::{PasswordHash, PasswordVerifier};
-    PasswordHash::new(hash)
-        .map(|h| {
-            argon2::Argon2::default()
-                .verify_password(password.as_bytes(), &h)
-                .is_ok()
-        })
-        .unwrap_or(false)
-}
-
-/// Mosquitto 2.0's `$7$` hash: `$7$<iterations>$<base64 salt>$<base64 PBKDF2-HMAC-SHA512>`
-/// (12-byte salt, 64-byte hash, standard base64 with padding), as `mosquitto_passwd` writes.
-pub fn mosquitto_hash(password: &str) -> String {
-    let mut salt = [0u8; 12];
-    rand::rng().fill_bytes(&mut salt);
-    mosquitto_hash_with(password, &salt, BROKER_ITERATIONS)
-}
-
-pub fn mosquitto_hash_with(password: &str, salt: &[u8], iterations: u32) -> String {
-    let mut out = [0u8; 64];
-    pbkdf2::pbkdf2_hmac::<sha2::Sha512>(password.as_bytes(), salt, iterations, &mut out);
-    format!(
-        "$7${iterations}${}${}",
-        STANDARD.encode(salt),
-        STANDARD.encode(out)
-    )
-}
-
-/// What the broker files are generated with.
-#[derive(Clone, Debug)]
-pub struct BrokerSettings {
-    /// Topic prefix before the device id: `beffroi/+` (any territory) by default.
-    pub prefix: String,
-    /// Beffroi's own ingest user and its password (from `BEFFROI_MQTT_PASSWORD`).
-    pub ingest_user: String,
-    pub ingest_password: String,
-}
-
-/// The suffixes of a device's topics the ACL grants it: those the MQTT source routes
-/// (`beffroi_mqtt::DEVICE_SUFFIXES`, checked by a test; the `mqtt` feature is optional).
-pub const DEVICE_TOPIC_SUFFIXES: [&str; 2] = ["senml", "json"];
-
-/// The password file and ACL file contents.
-pub fn broker_files(reg: &Registry, s: &BrokerSettings) -> Result<(String, String)> {
-    check_device_id(&s.ingest_user)?;
-    let active = reg.active()?;
-    let mut pw = String::new();
-    let mut acl = String::from(
-        "# Generated by `beffroi devices broker-files` from the device registry: do not edit.\n\
-         # Each device may only publish on its own topics (`senml`, `json`) and read nothing.\n\n",
-    );
-    pw.push_str(&format!(
-        "{}:{}\n",
-        s.ingest_user,
-        mosquitto_hash(&s.ingest_password)
-    ));
-    acl.push_str(&format!(
-        "user {}\ntopic read {}/#\ntopic read application/+/device/+/event/up\n\
-         topic read $SYS/broker/log/#\n\n",
-        s.ingest_user, s.prefix
-    ));
-    for (device, hash, _) in &active {
-        if *device == s.ingest_user {
-            bail!("device {device} has the ingest user's name");
-        }
-        pw.push_str(&format!("{device}:{hash}\n"));
-        // Only the suffixes the MQTT source routes: a device may not publish on a topic
-        // that its own device level would not bind (the source refuses those too).
-        acl.push_str(&format!("user {device}\n"));
-        for suffix in DEVICE_TOPIC_SUFFIXES {
-            acl.push_str(&format!("topic write {}/{device}/{suffix}\n", s.prefix));
-        }
-        acl.push('\n');
-    }
-    Ok((pw, acl))
-}
-
 /// Writes the broker files atomically (temp file + rename), both 0640: Mosquitto rereads
 /// them on SIGHUP after dropping privileges, so they are readable by the folder's group
 /// (make the folder setgid, group `mosquitto`); `passwd` holds only PBKDF2 hashes.
-pub fn write_broker_files(dir: &Path, pw: &str, acl: &str) -> Result<()> {
+pub fn write_broker_files(dir: &Path, files: &beffroi_registry::broker::BrokerFiles) -> Result<()> {
     std::fs::create_dir_all(dir)?;
-    write_atomic(&dir.join("passwd"), pw.as_bytes(), 0o640)?;
-    write_atomic(&dir.join("acl"), acl.as_bytes(), 0o640)?;
+    write_atomic(&dir.join("passwd"), files.passwd.as_bytes(), 0o640)?;
+    write_atomic(&dir.join("acl"), files.acl.as_bytes(), 0o640)?;
     Ok(())
 }
 
 pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
     let dir = path.parent().unwrap_or(Path::new("."));
     let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-    set_mode(tmp.as_file(), mode)?;
+    tmp.as_file()
+        .set_permissions(std::fs::Permissions::from_mode(mode))?;
     tmp.write_all(bytes)?;
     tmp.as_file().sync_all()?;
     tmp.persist(path)
         .with_context(|| format!("replacing {}", path.display()))?;
-    Ok(())
-}
-
-fn set_mode(f: &std::fs::File, mode: u32) -> Result<()> {
-    use std::os::unix::fs::PermissionsExt as _;
-    f.set_permissions(std::fs::Permissions::from_mode(mode))?;
     Ok(())
 }
 
@@ -454,58 +187,8 @@ pub fn reload_broker(pid_file: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn mosquitto_hash_matches_mosquitto_passwd() {
-        // `mosquitto_passwd -b pw dev1 secret` (mosquitto 2.0.11) wrote:
-        let line = "$7$101$uJiDVv3S2WlZvK8l$mUBfN4RxZfKCHQYKP9aAtrEdWQUmmx4g0eXytWTV98M7iHEL2etHc0dV69dYI95TDMtkDqRbjRLr3ayYcPVgJA==";
-        let salt = STANDARD.decode("uJiDVv3S2WlZvK8l").expect("salt");
-        assert_eq!(mosquitto_hash_with("secret", &salt, 101), line);
-        assert_ne!(mosquitto_hash_with("secreT", &salt, 101), line);
-    }
-
-    #[test]
-    fn issue_rotate_revoke() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let mut reg = Registry::open(dir.path()).expect("open");
-        let a = reg.issue("gauge-1").expect("issue");
-        assert!(reg.issue("gauge-1").is_err(), "a second issue is refused");
-        let b = reg.rotate("gauge-1").expect("rotate");
-        assert_ne!(a.key, b.key);
-        assert_ne!(a.password, b.password);
-        assert_eq!(reg.keys().expect("keys").get("gauge-1"), Some(&b.key));
-        reg.issue("cam-2").expect("issue");
-        reg.revoke("cam-2").expect("revoke");
-        assert!(reg.revoke("cam-2").is_err());
-        let keys = reg.keys().expect("keys");
-        assert!(!keys.contains_key("cam-2"));
-        let list = reg.list().expect("list");
-        assert_eq!(list.len(), 2);
-        assert_eq!(list[0].device, "cam-2");
-        assert_eq!(list[0].status, "revoked");
-        assert_eq!(list[1].generation, 2);
-        assert!(reg.issue("a/b").is_err());
-        assert!(reg.issue("a:b").is_err());
-        // The registry file is private.
-        use std::os::unix::fs::PermissionsExt as _;
-        let mode = std::fs::metadata(reg.file())
-            .expect("meta")
-            .permissions()
-            .mode();
-        assert_eq!(mode & 0o077, 0);
-        // The password is stored hashed only.
-        let stored: String = reg
-            .conn
-            .query_row(
-                "SELECT password_hash FROM credentials WHERE device='gauge-1' AND generation=2",
-                [],
-                |r| r.get(0),
-            )
-            .expect("row");
-        assert!(stored.starts_with("$argon2id$"));
-        assert!(argon2_verify(&b.password, &stored));
-        assert!(!argon2_verify(&a.password, &stored));
-    }
+    use beffroi_registry::DeviceId;
+    use beffroi_registry::broker::{self, BrokerSettings};
 
     #[cfg(feature = "mqtt")]
     #[test]
@@ -514,34 +197,30 @@ mod tests {
             .iter()
             .map(|(s, _)| *s)
             .collect();
-        assert_eq!(routed, DEVICE_TOPIC_SUFFIXES);
+        assert_eq!(routed, broker::DEVICE_TOPIC_SUFFIXES);
     }
 
     #[test]
-    fn broker_files_list_only_active_devices() {
+    fn broker_files_list_only_active_devices_and_are_group_readable() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut reg = Registry::open(dir.path()).expect("open");
-        reg.issue("g1").expect("issue");
-        reg.issue("g2").expect("issue");
-        reg.revoke("g2").expect("revoke");
+        let mut reg = open(dir.path()).expect("open");
+        let (g1, g2) = (
+            DeviceId::parse("g1").expect("id"),
+            DeviceId::parse("g2").expect("id"),
+        );
+        beffroi_registry::issue(reg.as_mut(), &g1, 1).expect("issue");
+        beffroi_registry::issue(reg.as_mut(), &g2, 1).expect("issue");
+        reg.revoke(&g2, 2).expect("revoke");
         let s = BrokerSettings {
             prefix: "beffroi/+".into(),
             ingest_user: "beffroi".into(),
             ingest_password: "x".into(),
         };
-        let (pw, acl) = broker_files(&reg, &s).expect("files");
-        assert!(pw.lines().any(|l| l.starts_with("g1:$7$101$")));
-        assert!(!pw.contains("g2:"));
-        assert!(acl.contains(
-            "user g1\ntopic write beffroi/+/g1/senml\ntopic write beffroi/+/g1/json\n\n"
-        ));
-        // No wildcard for a device: an unknown suffix or extra levels are denied.
-        assert!(!acl.contains("g1/#"), "{acl}");
-        assert!(!acl.contains("g1/+"), "{acl}");
-        assert!(!acl.contains("g2"));
-        assert!(acl.contains("user beffroi\ntopic read beffroi/+/#"));
-        assert!(acl.contains("topic read $SYS/broker/log/#"));
-        write_broker_files(dir.path(), &pw, &acl).expect("write");
+        let files = broker::render(&reg.active().expect("active"), &s).expect("files");
+        assert!(files.passwd.lines().any(|l| l.starts_with("g1:$7$101$")));
+        assert!(!files.passwd.contains("g2:"));
+        assert!(!files.acl.contains("g2"));
+        write_broker_files(dir.path(), &files).expect("write");
         use std::os::unix::fs::PermissionsExt as _;
         let m = |f: &str| {
             std::fs::metadata(dir.path().join(f))
@@ -552,5 +231,26 @@ mod tests {
         };
         assert_eq!(m("passwd"), 0o640);
         assert_eq!(m("acl"), 0o640);
+    }
+
+    #[test]
+    fn the_key_watch_reloads_when_the_registry_changes_only() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut watch = KeyWatch::new(dir.path().to_path_buf());
+        // No registry: no keys, and none created.
+        assert!(watch.poll().expect("poll").is_none());
+        assert!(!beffroi_registry::sqlite::path(dir.path()).exists());
+        // Created after start: its keys are read at the next poll, once.
+        let mut reg = open(dir.path()).expect("open");
+        let g1 = DeviceId::parse("g1").expect("id");
+        let issued = beffroi_registry::issue(reg.as_mut(), &g1, 1).expect("issue");
+        let keys = watch.poll().expect("poll").expect("keys read");
+        assert_eq!(keys.get("g1"), Some(&issued.key));
+        assert!(watch.poll().expect("poll").is_none(), "nothing changed");
+        // A revocation is seen by the watch's own handle.
+        reg.revoke(&g1, 2).expect("revoke");
+        let keys = watch.poll().expect("poll").expect("keys reloaded");
+        assert!(keys.is_empty());
+        assert!(watch.poll().expect("poll").is_none());
     }
 }

@@ -212,7 +212,7 @@ async fn serve(
         let http = std::mem::take(&mut opts.http);
         tokio::task::spawn_blocking(move || crate::accounts::build(&t, &http, demo)).await??
     };
-    let device_keys = crate::registry::load_device_keys(&opts.data_dir).await?;
+    let (device_keys, key_watch) = crate::registry::load_device_keys(&opts.data_dir).await?;
     let engine = runner::start_with_events(
         Arc::clone(&territory),
         Arc::clone(&dep.rules),
@@ -318,7 +318,7 @@ async fn serve(
     }
     tasks.spawn(crate::registry::watch(
         handle.clone(),
-        opts.data_dir.clone(),
+        key_watch,
         shutdown.clone(),
     ));
     if opts.simulate {
