@@ -3,7 +3,11 @@
 //! - [`mosquitto::Mosquitto`]: a real broker on a free loopback port with its own folder,
 //!   skipped with a message when the binary is missing, unless
 //!   `BEFFROI_REQUIRE_SERVICES=1` makes that a failure.
+//! - [`postgres::Postgres`]: a throwaway PostgreSQL cluster on a free loopback port (one per
+//!   test binary with [`postgres::Postgres::shared`], a database per test), skipped or
+//!   failing the same way.
 //!
 //! Panics are the failure mode here: this code only runs inside tests.
 
 pub mod mosquitto;
+pub mod postgres;
