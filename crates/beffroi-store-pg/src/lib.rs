@@ -136,6 +136,28 @@ pub(crate) fn connect_reader(config: &postgres::Config) -> Result<Client, StoreE
     Ok(client)
 }
 
+/// Closes connections on a thread of their own: the `postgres` client drives its socket
+/// with a private runtime, which cannot run inside another runtime's context, so a
+/// connection dropped from async code (the last `Arc` of a reader released by a task)
+/// would panic there.
+pub(crate) fn close_apart(clients: Vec<Client>) {
+    if clients.is_empty() {
+        return;
+    }
+    let closing = std::thread::Builder::new()
+        .name("store-pg-close".into())
+        .spawn(move || drop(clients));
+    match closing {
+        // Waited for: the server has seen the sessions end when the store is gone.
+        Ok(handle) => {
+            if handle.join().is_err() {
+                tracing::warn!("closing store connections panicked");
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "could not close store connections apart"),
+    }
+}
+
 // Both halves must cross threads: the writer to the store thread, the reader into an Arc.
 const _: () = {
     const fn store<T: Store>() {}

@@ -44,9 +44,17 @@ impl Pool {
         };
         if pooled.is_closed() {
             tracing::warn!("store reader connection closed; reconnecting");
-            pooled.conn = Some(crate::connect_reader(&self.config)?);
+            let fresh = crate::connect_reader(&self.config)?;
+            crate::close_apart(pooled.conn.replace(fresh).into_iter().collect());
         }
         Ok(pooled)
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        let idle = std::mem::take(&mut *self.idle.lock().unwrap_or_else(PoisonError::into_inner));
+        crate::close_apart(idle);
     }
 }
 

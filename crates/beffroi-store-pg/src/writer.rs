@@ -32,7 +32,8 @@ const ADD_OBSERVATION_COUNT: &str =
 /// The one writer connection. Owned by the engine's store thread; every call blocks until
 /// the data is durable (`synchronous_commit = on`).
 pub struct PgStore {
-    client: Client,
+    /// `Some` until `drop`.
+    client: Option<Client>,
     config: postgres::Config,
     territory: Arc<Territory>,
     skipped: Skipped,
@@ -46,7 +47,7 @@ impl PgStore {
         skipped: Skipped,
     ) -> Self {
         PgStore {
-            client,
+            client: Some(client),
             config,
             territory,
             skipped,
@@ -82,11 +83,15 @@ impl PgStore {
     /// The connection, reconnected first when the server closed it (restart, failover):
     /// the engine retries a failed commit, and the retry then finds a live connection.
     pub(crate) fn client(&mut self) -> Result<&mut Client, StoreError> {
-        if self.client.is_closed() {
-            tracing::warn!("store connection closed; reconnecting");
-            self.client = crate::connect_writer(&self.config)?;
-        }
-        Ok(&mut self.client)
+        let client = match self.client.take() {
+            Some(c) if !c.is_closed() => c,
+            closed => {
+                tracing::warn!("store connection closed; reconnecting");
+                crate::close_apart(closed.into_iter().collect());
+                crate::connect_writer(&self.config)?
+            }
+        };
+        Ok(self.client.insert(client))
     }
 
     pub(crate) fn begin(&mut self) -> Result<Transaction<'_>, StoreError> {
@@ -95,6 +100,12 @@ impl PgStore {
 
     pub(crate) fn territory(&self) -> Arc<Territory> {
         Arc::clone(&self.territory)
+    }
+}
+
+impl Drop for PgStore {
+    fn drop(&mut self) {
+        crate::close_apart(self.client.take().into_iter().collect());
     }
 }
 

@@ -88,6 +88,11 @@ macro_rules! store_suite {
             handover_notes_and_shelves_survive_a_reopen,
             two_readings_of_one_millisecond_with_different_values_are_both_kept,
             identities_are_upserted_with_the_observations,
+            each_category_is_purged_at_its_limit_and_a_hold_keeps_its_incident,
+            erasure_reaches_every_store_except_a_held_incident,
+            a_closed_crisis_is_redacted_then_deleted,
+            identities_of_destroyed_epochs_are_deleted,
+            old_handover_notes_and_shelving_acts_are_purged,
         );
     };
     (@cases $backend:path; $($case:ident),* $(,)?) => {
