@@ -10,8 +10,9 @@
 //! - **Acknowledged means durable.** WAL with `synchronous=FULL`: once `write` returns, the
 //!   batch survives a process kill and a power loss (with `NORMAL` a power loss could lose
 //!   the last commits). Senders must only be acknowledged after `write` returned `Ok`.
-//! - **Idempotent observations.** The key is (device, field, event time) and rows are
-//!   inserted with `INSERT OR IGNORE`: a redelivered batch stores nothing twice. Incidents
+//! - **Idempotent observations.** The key is (device, field, event time, value key) and
+//!   rows are inserted with `INSERT OR IGNORE`: a redelivered batch stores nothing twice,
+//!   while a second reading of the same millisecond with another value is kept. Incidents
 //!   are upserted by id; their log entries are appended.
 //! - **Ids as text.** Rows hold the territory's textual ids (device, field name, site,
 //!   commune), never indices, so the file reads well in `sqlite3` and survives territory

@@ -251,7 +251,7 @@ pub(crate) fn incident_with_log(
 
 /// Newest observations of `device` with an event time in `since..=until`, at most `limit`.
 ///
-/// The primary key is (device, field, time): rather than sorting every row of the device,
+/// The primary key is (device, field, time, value key): rather than sorting every row of the device,
 /// each field is read newest first through the key (fields are found by skipping along the
 /// key, one seek each), and the per-field lists are merged.
 pub(crate) fn observations(

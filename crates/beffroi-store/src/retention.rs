@@ -332,8 +332,8 @@ fn purge_observations(
             let (category, cut) = cutoff_of(t, plan, device, field);
             let deleted = tx
                 .prepare_cached(
-                    "DELETE FROM observations WHERE device = ?1 AND field = ?2 AND time IN \
-                     (SELECT o.time FROM observations o \
+                    "DELETE FROM observations WHERE device = ?1 AND field = ?2 \
+                     AND (time, vkey) IN (SELECT o.time, o.vkey FROM observations o \
                       WHERE o.device = ?1 AND o.field = ?2 AND o.time < ?3 \
                       AND NOT EXISTS (SELECT 1 FROM temp.held_windows w \
                           WHERE w.device = ?1 AND o.time BETWEEN w.from_ms AND w.to_ms) \
@@ -820,7 +820,7 @@ fn erase_in_other_texts(tx: &Connection, p: &str) -> Result<u64, StoreError> {
     const TEXTS: &[(&str, &str, &str, &str)] = &[
         (
             "observations",
-            "device, field, time",
+            "device, field, time, vkey",
             "value_text",
             " AND value_text != ?2 AND NOT EXISTS (SELECT 1 FROM temp.held_windows w \
              WHERE w.device = observations.device AND observations.time BETWEEN w.from_ms AND w.to_ms)",
@@ -1020,8 +1020,8 @@ pub(crate) fn erase_subject(
             let tx = begin(conn)?;
             let n = tx
                 .prepare_cached(
-                    "DELETE FROM observations WHERE (device, field, time) IN \
-                     (SELECT o.device, o.field, o.time FROM observations o \
+                    "DELETE FROM observations WHERE (device, field, time, vkey) IN \
+                     (SELECT o.device, o.field, o.time, o.vkey FROM observations o \
                      WHERE o.value_text = ?1 AND NOT EXISTS (SELECT 1 FROM temp.held_windows w \
                      WHERE w.device = o.device AND o.time BETWEEN w.from_ms AND w.to_ms) LIMIT ?2)",
                 )

@@ -26,6 +26,7 @@ const MIGRATIONS: &[&str] = &[
     V12_SHELVING,
     V13_MESSAGES,
     V14_INCIDENT_TRIGGER,
+    V15_OBSERVATION_VALUE_KEY,
 ];
 
 /// The schema version this build writes.
@@ -350,6 +351,36 @@ ALTER TABLE incidents ADD COLUMN peak REAL;
 ALTER TABLE incidents ADD COLUMN current REAL;
 ALTER TABLE incidents ADD COLUMN current_at INTEGER;
 ALTER TABLE incidents ADD COLUMN reopened_at INTEGER;
+"#;
+
+/// An observation's identity becomes (device, field, time, value key), the key being
+/// `beffroi_core::Value::key`: a second reading of the same millisecond with another value
+/// is kept, a redelivered one still ignored. The table is rebuilt (SQLite cannot change a
+/// primary key); rows stored before get key 0, so a reading stored before the upgrade and
+/// redelivered after it is stored a second time (its evaluation is still skipped by the
+/// watermarks). People counts keep key 0: one row per counter and bucket.
+const V15_OBSERVATION_VALUE_KEY: &str = r#"
+CREATE TABLE observations_v15 (
+    device      TEXT    NOT NULL,
+    field       TEXT    NOT NULL,
+    time        INTEGER NOT NULL,
+    vkey        INTEGER NOT NULL DEFAULT 0,
+    value       REAL,
+    value_bool  INTEGER CHECK (value_bool IN (0, 1)),
+    value_text  TEXT,
+    received    INTEGER NOT NULL,
+    trust       TEXT    NOT NULL DEFAULT 'unauthenticated'
+        CHECK (trust IN ('unauthenticated', 'broker_authenticated', 'signed')),
+    quarantined INTEGER NOT NULL DEFAULT 0 CHECK (quarantined IN (0, 1)),
+    PRIMARY KEY (device, field, time, vkey)
+) WITHOUT ROWID, STRICT;
+INSERT INTO observations_v15
+    (device, field, time, vkey, value, value_bool, value_text, received, trust, quarantined)
+    SELECT device, field, time, 0, value, value_bool, value_text, received, trust, quarantined
+    FROM observations;
+DROP TABLE observations;
+ALTER TABLE observations_v15 RENAME TO observations;
+CREATE INDEX observations_text ON observations (value_text) WHERE value_text IS NOT NULL;
 "#;
 
 /// Brings the database to [`SCHEMA_VERSION`]. Refuses a database written by a newer build.

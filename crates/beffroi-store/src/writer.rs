@@ -429,8 +429,8 @@ impl Store for SqliteStore {
                 };
                 let deleted = tx
                     .prepare_cached(
-                        "DELETE FROM observations WHERE device = ?1 AND field = ?2 AND time IN \
-                         (SELECT time FROM observations \
+                        "DELETE FROM observations WHERE device = ?1 AND field = ?2 \
+                         AND (time, vkey) IN (SELECT time, vkey FROM observations \
                           WHERE device = ?1 AND field = ?2 AND time < ?3 \
                           ORDER BY time LIMIT ?4)",
                     )
@@ -506,20 +506,21 @@ pub(crate) fn next_pair(
 // ---- observation inserts ---------------------------------------------------------------
 
 /// Observations inserted per statement: one `VALUES` list of this many rows amortises the
-/// per-statement cost (7 parameters a row, far below SQLite's limit of 32,766).
+/// per-statement cost (10 parameters a row, far below SQLite's limit of 32,766).
 const ROWS_PER_INSERT: usize = 64;
 
 /// `INSERT OR IGNORE` of `rows` observations, parameters numbered row after row.
 fn insert_observations_sql(rows: usize) -> String {
     let mut sql = String::from(
         "INSERT OR IGNORE INTO observations \
-         (device, field, time, value, value_bool, value_text, received, trust, quarantined) VALUES ",
+         (device, field, time, vkey, value, value_bool, value_text, received, trust, quarantined) \
+         VALUES ",
     );
     for i in 0..rows {
         if i > 0 {
             sql.push_str(", ");
         }
-        sql.push_str("(?, ?, ?, ?, ?, ?, ?, ?, ?)");
+        sql.push_str("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
     }
     sql
 }
@@ -530,7 +531,7 @@ static INSERT_OBSERVATION: LazyLock<String> = LazyLock::new(|| insert_observatio
 
 /// Raises a people count's bucket row to the highest count seen in the bucket.
 const RAISE_PEOPLE_COUNT: &str = "UPDATE observations SET value = MAX(value, ?4) \
-     WHERE device = ?1 AND field = ?2 AND time = ?3";
+     WHERE device = ?1 AND field = ?2 AND time = ?3 AND vkey = 0";
 
 /// Inserts the observations (idempotently) and returns how many were new. People counts
 /// (`people_count` fields, which the pipeline stamps with their time bucket's start) keep
@@ -561,7 +562,8 @@ fn insert_observations(
             .prepare_cached(RAISE_PEOPLE_COUNT)
             .ctx("prepare people count")?;
         for o in &people {
-            bind_observations(&mut one, t, std::slice::from_ref(o))?;
+            // One row per counter and bucket: value key 0, whatever the count.
+            bind_observations(&mut one, t, std::slice::from_ref(o), false)?;
             let n = one.raw_execute().ctx("write people count")?;
             inserted += n;
             if n == 0
@@ -614,38 +616,43 @@ fn insert_rows(
         .ctx("prepare observations")?;
     let mut chunks = observations.chunks_exact(ROWS_PER_INSERT);
     for chunk in &mut chunks {
-        bind_observations(&mut many, t, chunk)?;
+        bind_observations(&mut many, t, chunk, true)?;
         inserted += many.raw_execute().ctx("write observations")?;
     }
     let mut one = tx
         .prepare_cached(&INSERT_OBSERVATION)
         .ctx("prepare observation")?;
     for o in chunks.remainder() {
-        bind_observations(&mut one, t, std::slice::from_ref(o))?;
+        bind_observations(&mut one, t, std::slice::from_ref(o), true)?;
         inserted += one.raw_execute().ctx("write observation")?;
     }
     Ok(inserted)
 }
 
+/// Binds the rows; `keyed`: each row's value key is its value's
+/// ([`beffroi_core::Value::key`]), else 0 (people counts: one row per bucket).
 fn bind_observations(
     stmt: &mut Statement<'_>,
     t: &Territory,
     observations: &[StoredObservation],
+    keyed: bool,
 ) -> Result<(), StoreError> {
     for (i, o) in observations.iter().enumerate() {
         let (device, field) = device_field(t, o.device, o.field)?;
         let (value, value_bool, value_text) = rows::value_columns(&o.value);
-        let at = i * 9;
+        let vkey = if keyed { o.value.key() } else { 0 };
+        let at = i * 10;
         let bound = (|| {
             stmt.raw_bind_parameter(at + 1, device)?;
             stmt.raw_bind_parameter(at + 2, field)?;
             stmt.raw_bind_parameter(at + 3, o.time.0)?;
-            stmt.raw_bind_parameter(at + 4, value)?;
-            stmt.raw_bind_parameter(at + 5, value_bool)?;
-            stmt.raw_bind_parameter(at + 6, value_text)?;
-            stmt.raw_bind_parameter(at + 7, o.received.0)?;
-            stmt.raw_bind_parameter(at + 8, o.trust.as_str())?;
-            stmt.raw_bind_parameter(at + 9, o.quarantined)
+            stmt.raw_bind_parameter(at + 4, vkey)?;
+            stmt.raw_bind_parameter(at + 5, value)?;
+            stmt.raw_bind_parameter(at + 6, value_bool)?;
+            stmt.raw_bind_parameter(at + 7, value_text)?;
+            stmt.raw_bind_parameter(at + 8, o.received.0)?;
+            stmt.raw_bind_parameter(at + 9, o.trust.as_str())?;
+            stmt.raw_bind_parameter(at + 10, o.quarantined)
         })();
         bound.ctx("bind observation")?;
     }
