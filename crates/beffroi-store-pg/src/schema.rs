@@ -286,6 +286,10 @@ CREATE INDEX shelf_log_key ON shelf_log (dedup_key);
 /// Brings the database to [`SCHEMA_VERSION`]. Refuses a database written by a newer build.
 pub(crate) fn migrate(client: &mut Client) -> Result<(), StoreError> {
     let mut tx = client.transaction().ctx("begin migration")?;
+    // Waits as long as another process takes to migrate (the session's lock timeout is
+    // for the ingest's statements, not for this).
+    tx.batch_execute("SET LOCAL lock_timeout = 0")
+        .ctx("lock migrations")?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
         .ctx("lock migrations")?;
     tx.batch_execute(
@@ -311,6 +315,8 @@ pub(crate) fn migrate(client: &mut Client) -> Result<(), StoreError> {
     let start = usize::try_from(current).unwrap_or(0);
     for (version, sql) in (1i64..).zip(MIGRATIONS).skip(start) {
         let mut tx = client.transaction().ctx("begin migration")?;
+        tx.batch_execute("SET LOCAL lock_timeout = 0")
+            .ctx("lock migrations")?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
             .ctx("lock migrations")?;
         // Another process may have applied it while we waited for the lock.
