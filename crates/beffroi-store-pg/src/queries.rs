@@ -265,7 +265,8 @@ pub(crate) fn incident_with_log(
 }
 
 /// Newest observations of `device` with an event time in `since..=until`, at most `limit`,
-/// newest first (ties by field index, then as stored).
+/// newest first (ties by field index). One backward scan of `observations_device_time`:
+/// the `ORDER BY` is the index's, read backwards, so no sort of the device's rows.
 pub(crate) fn observations(
     client: &mut impl GenericClient,
     t: &Territory,
@@ -280,7 +281,7 @@ pub(crate) fn observations(
     let sql = format!(
         "SELECT {OBSERVATION_COLUMNS} FROM observations \
          WHERE device = $1 AND time >= $2 AND time <= $3 \
-         ORDER BY time DESC, field, vkey LIMIT $4"
+         ORDER BY time DESC, field DESC, vkey DESC LIMIT $4"
     );
     let rows = client
         .query(&sql, &[&device_name, &since.0, &until.0, &limit])

@@ -44,8 +44,9 @@ CREATE TABLE observations (
     PRIMARY KEY (device, field, time, vkey)
 );
 CREATE INDEX observations_text ON observations (value_text) WHERE value_text IS NOT NULL;
--- A device's newest readings (the key leads with the field), and the retention purge.
-CREATE INDEX observations_device_time ON observations (device, time);
+-- A device's newest readings in one backward scan, ties in a fixed order (the key leads
+-- with the field), and the retention purge.
+CREATE INDEX observations_device_time ON observations (device, time, field, vkey);
 CREATE INDEX observations_time ON observations (time);
 
 -- Watermarks: JSON object {"field": ms, ...} of the latest evaluated event times.
