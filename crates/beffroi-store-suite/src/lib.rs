@@ -88,6 +88,8 @@ macro_rules! store_suite {
             handover_notes_and_shelves_survive_a_reopen,
             two_readings_of_one_millisecond_with_different_values_are_both_kept,
             identities_are_upserted_with_the_observations,
+            observations_between_reads_the_newest_of_the_window,
+            an_incident_carries_the_pseudonyms_recorded_with_it,
             each_category_is_purged_at_its_limit_and_a_hold_keeps_its_incident,
             erasure_reaches_every_store_except_a_held_incident,
             a_closed_crisis_is_redacted_then_deleted,

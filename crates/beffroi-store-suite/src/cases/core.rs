@@ -1291,3 +1291,71 @@ pub fn identities_are_upserted_with_the_observations(b: &dyn Backend) {
         None
     );
 }
+
+/// A window of a device's readings: those with an event time in `from..=until`, newest
+/// first, the newest `limit` of them when the window holds more, however many readings
+/// are newer than the window.
+pub fn observations_between_reads_the_newest_of_the_window(b: &dyn Backend) {
+    let (mut store, reader) = b.open();
+    let g1 = territory().device_id("g1").expect("fixture");
+    store
+        .write(&WriteBatch {
+            observations: (1..=20).map(|i| level("g1", i * 1_000, 1.0)).collect(),
+            ..Default::default()
+        })
+        .expect("write");
+    let times = |from: i64, until: i64, limit: usize| -> Vec<i64> {
+        reader
+            .observations_between(g1, Timestamp(from), Timestamp(until), limit)
+            .expect("read")
+            .iter()
+            .map(|o| o.time.0)
+            .collect()
+    };
+    assert_eq!(times(3_000, 6_000, 10), [6_000, 5_000, 4_000, 3_000]);
+    assert_eq!(times(3_000, 6_000, 2), [6_000, 5_000]);
+    assert_eq!(times(3_500, 3_900, 10), Vec::<i64>::new());
+    assert_eq!(times(0, 1_000, 10), [1_000]);
+}
+
+/// The pseudonyms an incident carries are those recorded with its changes, once each, in
+/// the order they were first recorded; nothing else (its text) counts.
+pub fn an_incident_carries_the_pseudonyms_recorded_with_it(b: &dyn Backend) {
+    let (mut store, reader) = b.open();
+    let mut inc = incident(5, "flood-high@site:s2", Status::New, 1_000);
+    inc.title = "Crue — badge:1:tttttttttttttttttttt".into();
+    let mut first = change(inc.clone(), true, vec![]);
+    first.incidents[0].pseudonyms = vec!["badge:1:aaaaaaaaaaaaaaaaaaaa".into()];
+    store.write(&first).expect("write");
+    inc.updated_at = Timestamp(2_000);
+    let mut second = change(inc, false, vec![]);
+    second.incidents[0].pseudonyms = vec![
+        "badge:1:bbbbbbbbbbbbbbbbbbbb".into(),
+        "badge:1:aaaaaaaaaaaaaaaaaaaa".into(),
+    ];
+    store.write(&second).expect("write");
+    assert_eq!(
+        reader.carried(IncidentId(5)).expect("read"),
+        [
+            "badge:1:aaaaaaaaaaaaaaaaaaaa",
+            "badge:1:bbbbbbbbbbbbbbbbbbbb"
+        ]
+    );
+    assert!(
+        reader
+            .carries(IncidentId(5), "badge:1:bbbbbbbbbbbbbbbbbbbb")
+            .expect("read")
+    );
+    assert!(
+        !reader
+            .carries(IncidentId(5), "badge:1:tttttttttttttttttttt")
+            .expect("read"),
+        "found in its title only"
+    );
+    assert!(
+        !reader
+            .carries(IncidentId(6), "badge:1:aaaaaaaaaaaaaaaaaaaa")
+            .expect("read")
+    );
+    assert!(reader.carried(IncidentId(6)).expect("read").is_empty());
+}
