@@ -95,6 +95,8 @@ macro_rules! store_suite {
             a_closed_crisis_is_redacted_then_deleted,
             identities_of_destroyed_epochs_are_deleted,
             old_handover_notes_and_shelving_acts_are_purged,
+            legal_holds_supersede_release_and_list,
+            the_retention_status_counts_rows_and_names_the_last_run,
         );
     };
     (@cases $backend:path; $($case:ident),* $(,)?) => {

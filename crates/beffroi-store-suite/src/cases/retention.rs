@@ -862,3 +862,127 @@ pub fn old_handover_notes_and_shelving_acts_are_purged(b: &dyn Backend) {
     // k1's shelving goes; its unshelving (k1's last act) and k2's shelving stay.
     assert_eq!(ids("SELECT seq FROM shelf_log ORDER BY seq"), [2, 3]);
 }
+
+/// A legal hold supersedes the incident's hold in force, a release ends the one in force
+/// (once), and the listings say which are in force, newest first.
+pub fn legal_holds_supersede_release_and_list(b: &dyn Backend) {
+    let (mut store, reader) = b.open();
+    let hold = |incident: u64, set_at: i64, until: i64| LegalHold {
+        incident: IncidentId(incident),
+        justification: "Réquisition judiciaire n° 2026/123 du parquet".into(),
+        until: Timestamp(until),
+        set_by: "dpo".into(),
+        set_at: Timestamp(set_at),
+        released_at: None,
+        released_by: None,
+    };
+    store.set_hold(&hold(1, 1_000, 50_000)).expect("hold");
+    store.set_hold(&hold(2, 2_000, 9_000)).expect("hold");
+    // A new hold on incident 1 supersedes the first: released when the new one is set.
+    store.set_hold(&hold(1, 3_000, 60_000)).expect("hold");
+    let in_force = |store: &mut Box<dyn beffroi_engine::Store>, now: i64| -> Vec<(u64, i64)> {
+        store
+            .legal_holds(Timestamp(now))
+            .expect("holds")
+            .iter()
+            .map(|h| (h.incident.0, h.until.0))
+            .collect()
+    };
+    assert_eq!(in_force(&mut store, 4_000), [(1, 60_000), (2, 9_000)]);
+    assert_eq!(
+        in_force(&mut store, 10_000),
+        [(1, 60_000)],
+        "hold 2 has ended"
+    );
+    let all = reader.holds(Timestamp(10_000), true).expect("all holds");
+    assert_eq!(all.len(), 3);
+    assert_eq!(all[2].released_at, Some(Timestamp(3_000)), "superseded");
+    assert_eq!(all[2].released_by.as_deref(), Some("dpo"));
+    assert_eq!(
+        reader.holds(Timestamp(4_000), false).expect("holds").len(),
+        2
+    );
+
+    assert!(
+        store
+            .release_hold(IncidentId(1), "supervisor", Timestamp(5_000))
+            .expect("release")
+    );
+    assert!(
+        !store
+            .release_hold(IncidentId(1), "supervisor", Timestamp(5_500))
+            .expect("release"),
+        "nothing left in force"
+    );
+    assert!(
+        !store
+            .release_hold(IncidentId(2), "supervisor", Timestamp(10_000))
+            .expect("release"),
+        "an ended hold is not released"
+    );
+    let released = &reader.holds(Timestamp(5_000), true).expect("holds")[0];
+    assert_eq!(
+        (released.released_at, released.released_by.as_deref()),
+        (Some(Timestamp(5_000)), Some("supervisor"))
+    );
+    assert!(store.legal_holds(Timestamp(5_000)).expect("holds").len() == 1);
+}
+
+/// The retention status counts rows and their oldest date per store and category, and
+/// names the last purge run.
+pub fn the_retention_status_counts_rows_and_names_the_last_run(b: &dyn Backend) {
+    let t = Arc::new(territory());
+    let crate::Opened {
+        mut store, reader, ..
+    } = b.open_in(Arc::clone(&t));
+    let (rows, last) = reader.retention_status().expect("status");
+    assert!(rows.iter().all(|r| r.rows == 0), "{rows:?}");
+    assert_eq!(last, None);
+    store
+        .write(&WriteBatch {
+            observations: vec![
+                obs(&t, "g1", 0, Value::Number(1.0), B),
+                obs(&t, "g1", 0, Value::Number(2.0), B + 1),
+                obs(&t, "a2", 1, Value::Text(BADGE_PURGED.into()), B - 7),
+            ],
+            incidents: vec![incident(&t, 1, "g2", BADGE_PURGED)],
+            identities: vec![identity(BADGE_PURGED, 1, B - 3)],
+            ..WriteBatch::default()
+        })
+        .expect("write");
+    store
+        .record_purge(Timestamp(B + 10), r#"{"removed": {}}"#)
+        .expect("record");
+    store
+        .record_purge(Timestamp(B + 20), r#"{"removed": {"rejections": 1}}"#)
+        .expect("record");
+    let (rows, last) = reader.retention_status().expect("status");
+    let find = |store: &str, category: DataCategory| {
+        rows.iter()
+            .find(|r| r.store == store && r.category == category)
+            .map(|r| (r.rows, r.oldest.map(|o| o.0)))
+    };
+    assert_eq!(
+        find("observations", DataCategory::Technical),
+        Some((2, Some(B)))
+    );
+    assert_eq!(
+        find("observations", DataCategory::Personal),
+        Some((1, Some(B - 7)))
+    );
+    assert_eq!(
+        find("identities", DataCategory::Personal),
+        Some((1, Some(B - 3)))
+    );
+    assert_eq!(
+        find("incidents", DataCategory::Technical),
+        Some((1, Some(B - 10 * MIN)))
+    );
+    assert_eq!(
+        find("incident_log", DataCategory::Technical).map(|r| r.0),
+        Some(1)
+    );
+    let last = last.expect("a run");
+    assert_eq!(last.at, Timestamp(B + 20));
+    assert_eq!(last.detail["removed"]["rejections"], 1);
+}
