@@ -117,6 +117,37 @@ fn the_store_reconnects_after_the_server_closed_its_sessions() {
     );
 }
 
+/// Acknowledged means durable: every batch `write` returned for is there after the server
+/// stopped without a checkpoint (its start replays the WAL), the store still open then.
+#[test]
+fn acknowledged_batches_survive_a_server_crash() {
+    let Some(mut pg) = Postgres::start() else {
+        return;
+    };
+    let url = pg.create_database("crash");
+    let (mut store, reader) = beffroi_store_pg::open(&url, territory()).expect("open");
+    for i in 0..20 {
+        store
+            .write(&WriteBatch {
+                observations: vec![level(i * 1_000)],
+                rejections: vec![beffroi_engine::store::StoredRejection {
+                    at: Timestamp(i),
+                    source: beffroi_engine::Source::Http,
+                    reason: beffroi_wire::RejectReason::Malformed,
+                    detail: format!("batch {i}"),
+                }],
+                ..Default::default()
+            })
+            .expect("write");
+    }
+    pg.crash_and_restart();
+    drop((store, reader));
+    let (mut store, reader) = beffroi_store_pg::open(&url, territory()).expect("reopen");
+    assert_eq!(reader.observation_count().expect("count"), 20);
+    assert_eq!(reader.rejections(100).expect("read").len(), 20);
+    assert_eq!(store.last_seen().expect("last seen").len(), 1);
+}
+
 #[test]
 fn identities_of_a_destroyed_epoch_are_forgotten() {
     use beffroi_core::Identifier;

@@ -39,6 +39,8 @@ const START_ATTEMPTS: usize = 5;
 pub struct Postgres {
     child: Child,
     port: u16,
+    bin: PathBuf,
+    owner: Option<(u32, u32)>,
     /// `None` once handed to the watchdog (shared cluster): the watchdog removes it.
     dir: Option<tempfile::TempDir>,
     path: PathBuf,
@@ -81,6 +83,8 @@ impl Postgres {
                     return Some(Postgres {
                         child,
                         port,
+                        bin,
+                        owner,
                         dir: Some(dir),
                         path,
                     });
@@ -178,6 +182,26 @@ impl Postgres {
             .process_group(0)
             .spawn()
             .expect("spawn the postgres watchdog");
+    }
+
+    /// Stops the server without a checkpoint (immediate shutdown: what is not in its WAL on
+    /// disk is lost, as in a crash) and starts it again on the same port and data: the
+    /// start replays the WAL, as after a power cut.
+    pub fn crash_and_restart(&mut self) {
+        self.stop();
+        let deadline = Instant::now() + READY_DEADLINE;
+        loop {
+            match spawn(&self.bin, &self.path, self.port, self.owner) {
+                Ok(child) => {
+                    self.child = child;
+                    return;
+                }
+                Err(e) if Instant::now() >= deadline => {
+                    panic!("postgres did not restart on port {}: {e}", self.port)
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(100)),
+            }
+        }
     }
 
     fn stop(&mut self) {
