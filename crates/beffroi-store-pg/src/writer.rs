@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use beffroi_core::{DeviceIdx, Incident, IncidentId, Territory, Timestamp};
-use beffroi_engine::store::StoredObservation;
+use beffroi_engine::store::{StoredIdentity, StoredObservation};
 use beffroi_engine::{Store, StoreError, WriteBatch};
 use postgres::{Client, Transaction};
 
@@ -12,17 +12,22 @@ use crate::error::{Context, Skipped};
 use crate::queries;
 use crate::rows::{self, INSERT_LOG, UPSERT_INCIDENT, count_to_sql, device_field, id_to_sql};
 
-/// `last_seen` only rises; the watermarks of the fields named in `$3` are replaced (the
-/// pipeline only ever raises them, and commits are applied in order).
+/// `last_seen` only rises; the watermarks of the fields named in the new object are
+/// replaced (the pipeline only ever raises them, and commits are applied in order). One
+/// statement for every device of the batch (each named once), from arrays.
 const UPSERT_DEVICE_STATE: &str = "INSERT INTO device_state (device, last_seen, watermarks) \
-     VALUES ($1, $2, $3::text::jsonb) ON CONFLICT (device) DO UPDATE SET \
+     SELECT d, l, w::jsonb FROM UNNEST($1::text[], $2::int8[], $3::text[]) AS u(d, l, w) \
+     ON CONFLICT (device) DO UPDATE SET \
      last_seen = GREATEST(device_state.last_seen, excluded.last_seen), \
      watermarks = device_state.watermarks || excluded.watermarks";
 const INSERT_REJECTION: &str =
     "INSERT INTO rejections (at, source, reason, detail) VALUES ($1, $2, $3, $4)";
-/// A pseudonym met again keeps its first sighting and raises its last.
+/// A pseudonym met again keeps its first sighting and raises its last. One statement for
+/// every pseudonym of the batch (each named once), from arrays.
 const UPSERT_IDENTITY: &str = "INSERT INTO identities \
-     (pseudonym, identifier, epoch, sealed, first_seen, last_seen) VALUES ($1, $2, $3, $4, $5, $5) \
+     (pseudonym, identifier, epoch, sealed, first_seen, last_seen) \
+     SELECT * FROM UNNEST($1::text[], $2::text[], $3::int8[], $4::bytea[], $5::int8[], \
+     $6::int8[]) \
      ON CONFLICT (pseudonym) DO UPDATE SET \
      first_seen = LEAST(identities.first_seen, excluded.first_seen), \
      last_seen = GREATEST(identities.last_seen, excluded.last_seen)";
@@ -159,17 +164,19 @@ impl Store for PgStore {
                     .or_insert(o.received);
             }
             let marks = watermarks_by_device(t, &batch.watermarks)?;
-            let seen = tx
-                .prepare(UPSERT_DEVICE_STATE)
-                .ctx("prepare device state")?;
             // In device order: two writers never deadlock on these rows.
             let mut last_seen: Vec<_> = last_seen.into_iter().collect();
             last_seen.sort_by_key(|(d, _)| *d);
+            let mut devices = Vec::with_capacity(last_seen.len());
+            let mut times = Vec::with_capacity(last_seen.len());
+            let mut marks_json = Vec::with_capacity(last_seen.len());
             for (device, at) in last_seen {
-                let json = marks.get(&device).map_or("{}", String::as_str);
-                tx.execute(&seen, &[&rows::device_id(t, device)?, &at.0, &json])
-                    .ctx("write device state")?;
+                devices.push(rows::device_id(t, device)?);
+                times.push(at.0);
+                marks_json.push(marks.get(&device).map_or("{}", String::as_str));
             }
+            tx.execute(UPSERT_DEVICE_STATE, &[&devices, &times, &marks_json])
+                .ctx("write device state")?;
             if inserted > 0 {
                 tx.execute(ADD_OBSERVATION_COUNT, &[&count_to_sql(inserted)])
                     .ctx("write observation count")?;
@@ -177,20 +184,42 @@ impl Store for PgStore {
         }
 
         if !batch.identities.is_empty() {
-            let upsert = tx.prepare(UPSERT_IDENTITY).ctx("prepare identity")?;
+            // Each pseudonym once: its earliest and latest sightings of the batch.
+            let mut seen: Vec<(&StoredIdentity, i64, i64)> = Vec::new();
+            let mut at: HashMap<&str, usize> = HashMap::new();
             for i in &batch.identities {
-                tx.execute(
-                    &upsert,
-                    &[
-                        &i.sealed.pseudonym.0,
-                        &i.sealed.identifier.as_str(),
-                        &i64::from(i.sealed.epoch),
-                        &i.sealed.ciphertext,
-                        &i.seen.0,
-                    ],
-                )
-                .ctx("write identity")?;
+                match at.get(&*i.sealed.pseudonym.0) {
+                    Some(&k) => {
+                        let (_, first, last) = &mut seen[k];
+                        *first = (*first).min(i.seen.0);
+                        *last = (*last).max(i.seen.0);
+                    }
+                    None => {
+                        at.insert(&i.sealed.pseudonym.0, seen.len());
+                        seen.push((i, i.seen.0, i.seen.0));
+                    }
+                }
             }
+            let pseudonyms: Vec<&str> = seen
+                .iter()
+                .map(|(i, _, _)| &*i.sealed.pseudonym.0)
+                .collect();
+            let identifiers: Vec<&str> = seen
+                .iter()
+                .map(|(i, _, _)| i.sealed.identifier.as_str())
+                .collect();
+            let epochs: Vec<i64> = seen
+                .iter()
+                .map(|(i, _, _)| i64::from(i.sealed.epoch))
+                .collect();
+            let sealed: Vec<&[u8]> = seen.iter().map(|(i, _, _)| &*i.sealed.ciphertext).collect();
+            let firsts: Vec<i64> = seen.iter().map(|(_, f, _)| *f).collect();
+            let lasts: Vec<i64> = seen.iter().map(|(_, _, l)| *l).collect();
+            tx.execute(
+                UPSERT_IDENTITY,
+                &[&pseudonyms, &identifiers, &epochs, &sealed, &firsts, &lasts],
+            )
+            .ctx("write identities")?;
         }
 
         for q in &batch.quarantine {
