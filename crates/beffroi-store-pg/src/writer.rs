@@ -20,8 +20,12 @@ const UPSERT_DEVICE_STATE: &str = "INSERT INTO device_state (device, last_seen, 
      ON CONFLICT (device) DO UPDATE SET \
      last_seen = GREATEST(device_state.last_seen, excluded.last_seen), \
      watermarks = device_state.watermarks || excluded.watermarks";
-const INSERT_REJECTION: &str =
-    "INSERT INTO rejections (at, source, reason, detail) VALUES ($1, $2, $3, $4)";
+/// Rejections of a batch in one statement, from arrays, in their order (`WITH ORDINALITY`:
+/// the identity column numbers them as they came).
+const INSERT_REJECTIONS: &str = "INSERT INTO rejections (at, source, reason, detail) \
+     SELECT at, source, reason, detail FROM \
+     UNNEST($1::int8[], $2::text[], $3::text[], $4::text[]) WITH ORDINALITY \
+     AS u(at, source, reason, detail, n) ORDER BY n";
 /// A pseudonym met again keeps its first sighting and raises its last. One statement for
 /// every pseudonym of the batch (each named once), from arrays.
 const UPSERT_IDENTITY: &str = "INSERT INTO identities \
@@ -278,14 +282,13 @@ impl Store for PgStore {
         }
 
         if !batch.rejections.is_empty() {
-            let insert = tx.prepare(INSERT_REJECTION).ctx("prepare rejection")?;
-            for r in &batch.rejections {
-                tx.execute(
-                    &insert,
-                    &[&r.at.0, &r.source.as_str(), &r.reason.as_str(), &r.detail],
-                )
-                .ctx("write rejection")?;
-            }
+            let r = &batch.rejections;
+            let at: Vec<i64> = r.iter().map(|r| r.at.0).collect();
+            let source: Vec<&str> = r.iter().map(|r| r.source.as_str()).collect();
+            let reason: Vec<&str> = r.iter().map(|r| r.reason.as_str()).collect();
+            let detail: Vec<&str> = r.iter().map(|r| r.detail.as_str()).collect();
+            tx.execute(INSERT_REJECTIONS, &[&at, &source, &reason, &detail])
+                .ctx("write rejections")?;
         }
 
         tx.commit().ctx("commit write")?;
