@@ -11,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 use beffroi_core::{Actor, DeviceIdx, IncidentAction, IncidentId, Severity, Status, Value};
 use beffroi_engine::live::{DeviceState, LiveEvent};
 use beffroi_engine::runner::{ActError, EngineHandle};
+use beffroi_engine::source::Refused;
 use beffroi_engine::store::IncidentQuery;
 use beffroi_engine::{Ack, AckOutcome, Envelope, Source};
 use beffroi_wire::Format;
@@ -828,7 +829,7 @@ async fn ingest(
     let format = format_of(&p)?;
     let (tx, rx) = oneshot::channel();
     let env = Envelope {
-        source: Source::Http,
+        source: Source::HTTP,
         format,
         device_hint: device.map(Into::into),
         payload: body,
@@ -840,16 +841,22 @@ async fn ingest(
             let _ = tx.send(o);
         })),
     };
-    if let Err(env) = s.engine.try_submit(env) {
-        s.engine
-            .metrics
-            .rejected(Source::Http, beffroi_wire::RejectReason::Overload)
-            .inc();
-        drop(env);
-        return Err(ApiError::new(
-            ErrorCode::Overloaded,
-            "ingest queue full, retry later",
-        ));
+    match s.ingest.submit(env).await {
+        Ok(()) => {}
+        // Counted by the port.
+        Err(Refused::Overloaded(_)) => {
+            return Err(ApiError::new(
+                ErrorCode::Overloaded,
+                "ingest queue full, retry later",
+            ));
+        }
+        // Shutting down: nothing was taken, as when the store is unavailable.
+        Err(Refused::Closed(_)) => {
+            return Err(ApiError::new(
+                ErrorCode::StoreUnavailable,
+                "the engine is shutting down, retry later",
+            ));
+        }
     }
     match rx.await {
         Ok(AckOutcome::Stored { accepted, rejected }) => {

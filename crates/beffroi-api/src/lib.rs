@@ -58,6 +58,9 @@ pub use routes::{Caller, ROUTES, WebSecurity};
 #[derive(Clone)]
 pub struct AppState {
     pub engine: EngineHandle,
+    /// HTTP ingest as a source component: named `http`, it refuses at once when the
+    /// engine's queue is full (the client is told to retry).
+    pub ingest: beffroi_engine::source::SourcePort,
     pub reader: Arc<dyn StoreReader>,
     pub auth: Arc<Auth>,
     pub ready: Arc<AtomicBool>,
@@ -158,7 +161,12 @@ impl AppState {
         });
         let health_gauges = Arc::new(alarm_health::HealthGauges::default());
         engine.metrics.with_registry(|r| health_gauges.register(r));
+        let ingest = engine.source_port(beffroi_engine::source::SourceConfig {
+            source: beffroi_engine::Source::HTTP,
+            overload: beffroi_engine::source::Overload::Refuse,
+        });
         AppState {
+            ingest,
             engine,
             reader,
             auth,

@@ -8,6 +8,7 @@
 //! Also here: lists cut to the caller's communes, cyber incidents, CSRF on cookie sessions,
 //! login throttling and lock-out on a simulated clock, security headers, the audit hook.
 
+use beffroi_engine::store::prelude::*;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -23,7 +24,6 @@ use beffroi_core::{
     AuditOutcome, AuditRecord, AuditSink, CommuneIdx, DedupKey, DeviceIdx, Duration,
     IncidentChange, IncidentId, Point, Severity, SimClock, Status, Territory, Timestamp,
 };
-use beffroi_engine::Store;
 use beffroi_engine::metrics::Metrics;
 use beffroi_engine::operations::Operations;
 use beffroi_engine::runner::{self, Engine, EngineConfig};

@@ -5,6 +5,7 @@
 //! communes only, audited, counted by the alarm health, and no longer counts once its time
 //! is up.
 
+use beffroi_engine::store::prelude::*;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
@@ -18,7 +19,6 @@ use beffroi_core::{
     Actor, AuditRecord, AuditSink, DedupKey, DeviceIdx, Duration, IncidentChange, IncidentId,
     LogEntry, Point, SafeText, Severity, SimClock, Status, Territory, Timestamp,
 };
-use beffroi_engine::Store;
 use beffroi_engine::metrics::Metrics;
 use beffroi_engine::runner::{self, Engine, EngineConfig};
 use beffroi_engine::store::WriteBatch;

@@ -6,6 +6,7 @@
 //!   never appears as a people count in the device pages, lists, crowd, events, incidents
 //!   and the live stream, while a large one (240) does.
 
+use beffroi_engine::store::prelude::*;
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
@@ -18,7 +19,6 @@ use beffroi_core::{
     AuditOutcome, AuditRecord, AuditSink, DedupKey, DeviceIdx, Identifier, IncidentChange,
     IncidentId, Point, Severity, SimClock, Status, Territory, Timestamp, Trust, Value,
 };
-use beffroi_engine::Store;
 use beffroi_engine::metrics::Metrics;
 use beffroi_engine::runner::{self, Engine, EngineConfig};
 use beffroi_engine::store::{StoredObservation, WriteBatch};

@@ -4,6 +4,7 @@
 //! justification and an end within a year and is audited; the retention status has the
 //! shape the DPO view reads.
 
+use beffroi_engine::store::prelude::*;
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
@@ -17,7 +18,6 @@ use beffroi_core::{
     AuditRecord, AuditSink, DedupKey, FieldIdx, Incident, IncidentChange, IncidentId, Point,
     PrivacyPolicy, Severity, SimClock, Status, Timestamp, Value,
 };
-use beffroi_engine::Store;
 use beffroi_engine::metrics::Metrics;
 use beffroi_engine::runner::{self, Engine, EngineConfig};
 use beffroi_engine::store::{StoredObservation, WriteBatch};

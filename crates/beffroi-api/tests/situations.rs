@@ -2,6 +2,7 @@
 //! that spans another commune and a cyber incident, what its actions reach, split and
 //! merge across the scope's edge, bulk acknowledgement, and a restart.
 
+use beffroi_engine::store::prelude::*;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -16,7 +17,6 @@ use beffroi_core::{
     DedupKey, DeviceIdx, Duration, IncidentChange, IncidentId, Point, Severity, SimClock, Status,
     Territory, Timestamp,
 };
-use beffroi_engine::Store;
 use beffroi_engine::metrics::Metrics;
 use beffroi_engine::operations::Operations;
 use beffroi_engine::runner::{self, Engine, EngineConfig};

@@ -28,7 +28,7 @@ use crate::text::SafeText;
 use crate::time::{Duration, Timestamp};
 use crate::visibility::Visibility;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct SituationId(pub u64);
 
 impl fmt::Display for SituationId {

@@ -11,7 +11,7 @@ use beffroi_core::Timestamp;
 use beffroi_core::territory::fixture;
 use beffroi_engine::Source;
 use beffroi_engine::metrics::Metrics;
-use beffroi_engine::pipeline::{Output, Pipeline};
+use beffroi_engine::pipeline::{Output, Pipeline, PipelineConfig};
 use beffroi_privacy::{EpochKey, Pseudonymiser};
 use beffroi_territory::SourceFile;
 use beffroi_wire::Format;
@@ -23,16 +23,14 @@ const N: i64 = 1_000;
 fn pipeline() -> Pipeline {
     let t = Arc::new(fixture::small());
     let rules = beffroi_rules::parse(&SourceFile::new("rules.toml", ""), &t).expect("rules");
-    let mut p = Pipeline::new(
-        t,
-        Arc::new(rules),
-        Vec::new(),
-        Arc::new(Metrics::new()),
-        Timestamp(START),
-    );
     let keys = Pseudonymiser::new(vec![EpochKey::new(1, &[3; 32])]).expect("keys");
-    p.set_pseudonymiser(Some(Arc::new(keys)));
-    p
+    Pipeline::new(
+        PipelineConfig {
+            pseudonymiser: Some(Arc::new(keys)),
+            ..PipelineConfig::new(t, Arc::new(rules), Vec::new(), Arc::new(Metrics::new()))
+        },
+        Timestamp(START),
+    )
 }
 
 fn bench(c: &mut Criterion) {
@@ -57,7 +55,7 @@ fn bench(c: &mut Criterion) {
                         START + round * N + i
                     );
                     p.ingest(
-                        Source::Http,
+                        Source::HTTP,
                         Format::Json,
                         None,
                         body.as_bytes(),

@@ -6,25 +6,28 @@ use beffroi_core::Timestamp;
 use beffroi_wire::{Format, Rejection};
 use bytes::Bytes;
 
-/// Where an input came from. Bounded: used as a metric label.
+/// Where an input came from, by name: `mqtt`, `http`, `simulator`, or the name of any
+/// source component ([`crate::source::IngestSource`]). The engine knows no source by kind;
+/// the name labels metrics and stored rejections. Names are `'static` strings written in
+/// code, so the label values stay bounded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Source {
-    Mqtt,
-    Http,
-    Simulator,
-}
+pub struct Source(&'static str);
 
 impl Source {
-    pub const ALL: [Source; 3] = [Source::Mqtt, Source::Http, Source::Simulator];
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Source::Mqtt => "mqtt",
-            Source::Http => "http",
-            Source::Simulator => "simulator",
-        }
+    /// The MQTT adapter (devices through the broker).
+    pub const MQTT: Source = Source("mqtt");
+    /// HTTP ingest (`POST /api/v1/ingest`).
+    pub const HTTP: Source = Source("http");
+    /// The scenario player of the demo and of `simulate`.
+    pub const SIMULATOR: Source = Source("simulator");
+
+    /// A source by name (lower case, `[a-z0-9_-]`: a metric label value).
+    pub const fn named(name: &'static str) -> Source {
+        Source(name)
     }
-    pub fn index(self) -> usize {
-        self as usize
+
+    pub fn as_str(self) -> &'static str {
+        self.0
     }
 }
 

@@ -25,9 +25,13 @@ pub mod retention;
 pub mod runner;
 pub mod sentinel;
 pub mod situations;
+pub mod source;
 pub mod store;
 pub mod trust;
 pub mod watermark;
 
 pub use envelope::{Ack, AckOutcome, Envelope, Source};
-pub use store::{Store, StoreError, StoreReader, WriteBatch};
+pub use store::{
+    Commit, IncidentReads, ObservationReads, RecordReads, Restore, Retain, Store, StoreError,
+    StoreReader, WriteBatch,
+};

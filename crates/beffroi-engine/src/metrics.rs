@@ -4,7 +4,7 @@
 //! reason, category, result — never a device id). Hot-path counters are resolved once and
 //! kept, so counting costs one atomic add.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use beffroi_wire::RejectReason;
 use prometheus_client::encoding::EncodeLabelSet;
@@ -89,16 +89,36 @@ pub struct PurgeLabel {
     pub action: &'static str,
 }
 
+/// One source's counters (`beffroi_ingest_messages`, `…_observations_accepted`,
+/// `…_observations_rejected` with its label), resolved once.
+#[derive(Debug)]
+pub struct SourceMetrics {
+    /// Envelopes received.
+    pub messages: Counter,
+    /// Observations validated and handed to the rules.
+    pub accepted: Counter,
+    /// Inputs refused, indexed by `RejectReason::index`.
+    rejected: Vec<Counter>,
+}
+
+impl SourceMetrics {
+    pub fn rejected(&self, reason: RejectReason) -> &Counter {
+        &self.rejected[reason.index()]
+    }
+}
+
 pub struct Metrics {
     /// Rows removed or redacted by the retention purge, per store, category and action.
     pub privacy_purged: Family<PurgeLabel, Counter>,
     registry: Mutex<Registry>,
     /// Envelopes received, per source.
-    pub messages: Vec<Counter>,
+    messages_f: Family<SourceLabel, Counter>,
     /// Observations accepted, per source.
-    pub accepted: Vec<Counter>,
+    accepted_f: Family<SourceLabel, Counter>,
     /// Observations or messages rejected, per source × reason.
-    rejected: Vec<Counter>,
+    rejected_f: Family<RejectLabel, Counter>,
+    /// Each source's counters, resolved once on the source's first use.
+    sources: std::sync::RwLock<Vec<(Source, Arc<SourceMetrics>)>>,
     pub incidents_opened: Family<CategoryLabel, Counter>,
     pub incident_changes: Counter,
     /// Situations opened (an incident that joined an existing one does not count).
@@ -155,31 +175,11 @@ impl Metrics {
         let messages_f = Family::<SourceLabel, Counter>::default();
         let accepted_f = Family::<SourceLabel, Counter>::default();
         let rejected_f = Family::<RejectLabel, Counter>::default();
-        let per_source = |f: &Family<SourceLabel, Counter>| {
-            Source::ALL
-                .iter()
-                .map(|s| f.get_or_create(&SourceLabel { source: s.as_str() }).clone())
-                .collect::<Vec<_>>()
-        };
-        let messages = per_source(&messages_f);
-        let accepted = per_source(&accepted_f);
-        let mut rejected = Vec::new();
-        for s in Source::ALL {
-            for reason in RejectReason::ALL {
-                rejected.push(
-                    rejected_f
-                        .get_or_create(&RejectLabel {
-                            source: s.as_str(),
-                            reason: reason.as_str(),
-                        })
-                        .clone(),
-                );
-            }
-        }
         let m = Metrics {
-            messages,
-            accepted,
-            rejected,
+            messages_f: messages_f.clone(),
+            accepted_f: accepted_f.clone(),
+            rejected_f: rejected_f.clone(),
+            sources: std::sync::RwLock::new(Vec::new()),
             incidents_opened: Family::default(),
             incident_changes: Counter::default(),
             situations_opened: Counter::default(),
@@ -371,11 +371,55 @@ impl Metrics {
             m.security_signals_dropped.clone(),
         );
         *m.registry.lock().unwrap_or_else(|p| p.into_inner()) = r;
+        // The built-in sources are exposed from the start (at 0), others on first use.
+        for s in [Source::MQTT, Source::HTTP, Source::SIMULATOR] {
+            m.source(s);
+        }
         m
     }
 
-    pub fn rejected(&self, source: Source, reason: RejectReason) -> &Counter {
-        &self.rejected[source.index() * RejectReason::ALL.len() + reason.index()]
+    /// A source's counters, created (and exposed) on its first use. The hot path holds
+    /// the returned handle rather than asking again.
+    pub fn source(&self, source: Source) -> Arc<SourceMetrics> {
+        let found = self
+            .sources
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .find(|(s, _)| *s == source)
+            .map(|(_, m)| Arc::clone(m));
+        if let Some(m) = found {
+            return m;
+        }
+        let mut all = self.sources.write().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, m)) = all.iter().find(|(s, _)| *s == source) {
+            return Arc::clone(m);
+        }
+        let label = SourceLabel {
+            source: source.as_str(),
+        };
+        let m = Arc::new(SourceMetrics {
+            messages: self.messages_f.get_or_create(&label).clone(),
+            accepted: self.accepted_f.get_or_create(&label).clone(),
+            rejected: RejectReason::ALL
+                .iter()
+                .map(|r| {
+                    self.rejected_f
+                        .get_or_create(&RejectLabel {
+                            source: source.as_str(),
+                            reason: r.as_str(),
+                        })
+                        .clone()
+                })
+                .collect(),
+        });
+        all.push((source, Arc::clone(&m)));
+        m
+    }
+
+    /// The counter of inputs from `source` refused for `reason`.
+    pub fn rejected(&self, source: Source, reason: RejectReason) -> Counter {
+        self.source(source).rejected(reason).clone()
     }
 
     /// Observations accepted at one trust level.

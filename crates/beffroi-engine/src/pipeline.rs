@@ -25,7 +25,7 @@ use crate::live::{DeviceChange, DeviceState};
 use crate::metrics::Metrics;
 use crate::operations::{Operations, OpsSnapshot};
 use crate::store::{StoredIdentity, StoredObservation, StoredRejection, WriteBatch};
-use crate::trust::{DeviceKeys, StoredWindow, Transport, TrustGate};
+use crate::trust::{DeviceKeys, Transport, TrustGate};
 use crate::watermark::Freshness;
 use beffroi_core::EventStatus;
 use beffroi_rules::EventRules;
@@ -136,10 +136,165 @@ pub struct Pipeline {
     /// Changes made while restoring (incidents placed in a situation), written with the
     /// next batch.
     pending_situations: Vec<SituationChange>,
+    /// The counters of each source met so far (no registry lookup per message).
+    source_metrics: Vec<(Source, Arc<crate::metrics::SourceMetrics>)>,
 }
 
-impl Pipeline {
+/// What a pipeline is built from besides the state the store holds ([`Pipeline::restore`]):
+/// the deployment as loaded. [`PipelineConfig::new`] gives the defaults of everything but
+/// the territory, rules, procedures and metrics.
+#[derive(Clone)]
+pub struct PipelineConfig {
+    pub territory: Arc<Territory>,
+    pub rules: Arc<RuleSet>,
+    pub procedures: Vec<Procedure>,
+    pub metrics: Arc<Metrics>,
+    /// Units, escalation delays, safeguard-plan roles, situation families, shelving.
+    pub operations: Operations,
+    /// Signing keys in force (hot-reloaded with [`Pipeline::set_device_keys`]).
+    pub device_keys: Arc<DeviceKeys>,
+    /// Anomaly-detection thresholds and quarantine policy (`security.toml`).
+    pub security: beffroi_sentinel::Config,
+    /// Minimum group size and bucket of people counts.
+    pub aggregates: beffroi_core::privacy::Aggregates,
+    /// Incidents resolved this long ago that nobody closed are closed (`None`: never).
+    pub close_resolved_after: Option<beffroi_core::Duration>,
+    /// The retention policy and the retention of technical observations: a reading
+    /// already older than its field's retention is refused as `expired` (`None`: nothing
+    /// refused).
+    pub retention: Option<(Arc<beffroi_core::PrivacyPolicy>, beffroi_core::Duration)>,
+    /// The territory's pseudonymisation keys (without them personal text is refused).
+    pub pseudonymiser: Option<Arc<beffroi_privacy::Pseudonymiser>>,
+    /// The events of `events.toml`, compiled (stored ones come with [`Pipeline::restore`]).
+    pub events: Vec<EventRules>,
+}
+
+impl PipelineConfig {
     pub fn new(
+        territory: Arc<Territory>,
+        rules: Arc<RuleSet>,
+        procedures: Vec<Procedure>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        PipelineConfig {
+            territory,
+            rules,
+            procedures,
+            metrics,
+            operations: Operations::default(),
+            device_keys: Arc::default(),
+            security: beffroi_sentinel::Config::default(),
+            aggregates: beffroi_core::privacy::Aggregates::default(),
+            close_resolved_after: None,
+            retention: None,
+            pseudonymiser: None,
+            events: Vec::new(),
+        }
+    }
+}
+
+/// A stored state that does not fit the territory and rules it is restored into.
+#[derive(Debug, thiserror::Error)]
+#[error("restore: {0}")]
+pub struct RestoreError(#[from] TransitionError);
+
+impl Pipeline {
+    /// A pipeline with nothing evaluated yet, configured from `config` at `start`; bring
+    /// it to the stored state with [`Pipeline::restore`].
+    pub fn new(config: PipelineConfig, start: Timestamp) -> Self {
+        let PipelineConfig {
+            territory,
+            rules,
+            procedures,
+            metrics,
+            operations,
+            device_keys,
+            security,
+            aggregates,
+            close_resolved_after,
+            retention,
+            pseudonymiser,
+            events,
+        } = config;
+        let mut p = Pipeline::blank(territory, rules, procedures, metrics, start);
+        p.units = UnitBoard::new(operations.units.iter().cloned(), start);
+        p.crises = CrisisBoard::new(operations.roles.clone());
+        p.escalation = operations.escalation.clone();
+        p.shelves.set_policy(operations.shelving);
+        p.situations.set_families(operations.families);
+        p.trust.set_keys(device_keys);
+        p.sentinel.set_config(security);
+        p.set_aggregates(aggregates);
+        p.close_resolved_after = close_resolved_after;
+        if let Some((policy, technical)) = retention {
+            p.set_retention(&policy, technical);
+        }
+        p.pseudonymiser = pseudonymiser;
+        p.load_events(events, start);
+        p
+    }
+
+    /// Brings a new pipeline to the state the store holds (at start, after a failed
+    /// commit), in the one order that works: replay windows; stored events over the
+    /// file's (so that incidents raised by an event's rules re-arm); incidents, last
+    /// heard times and watermarks; units and crises (missions rebuilt from the active
+    /// incidents); situations; quarantine; handover notes and shelving. `holds` are not
+    /// the pipeline's and are ignored. A stored event no longer valid for the territory is
+    /// skipped with a warning.
+    pub fn restore(
+        &mut self,
+        state: crate::store::StoredState,
+        now: Timestamp,
+    ) -> Result<(), RestoreError> {
+        let crate::store::StoredState {
+            incidents,
+            max_incident,
+            last_seen,
+            watermarks,
+            units,
+            crises,
+            situations,
+            max_situation,
+            events,
+            replay_windows,
+            quarantine,
+            holds: _,
+            notes,
+            shelving,
+        } = state;
+        self.trust.restore(&replay_windows);
+        let mut stored = Vec::with_capacity(events.len());
+        for e in events {
+            let id = e.id.clone();
+            match beffroi_rules::compile_event(e, &self.territory, "store", None, 0) {
+                Ok(c) => stored.push(c),
+                Err(err) => {
+                    tracing::warn!(event = %id, error = %err, "stored event no longer valid for this territory; skipped");
+                }
+            }
+        }
+        if !stored.is_empty() {
+            self.load_events(stored, now);
+        }
+        self.restore_incidents(incidents, max_incident, &last_seen)?;
+        self.watermarks.restore(&watermarks);
+        let units: Vec<_> = units
+            .into_iter()
+            .map(|u| (u.id, u.status, u.updated_at))
+            .collect();
+        self.restore_operations(&units, crises);
+        self.restore_situations(situations, max_situation, now);
+        self.restore_quarantine(quarantine);
+        self.restore_handover(notes, shelving);
+        tracing::info!(
+            active_incidents = self.book.active().count(),
+            devices_seen = last_seen.len(),
+            "state restored from the store"
+        );
+        Ok(())
+    }
+
+    fn blank(
         territory: Arc<Territory>,
         rules: Arc<RuleSet>,
         procedures: Vec<Procedure>,
@@ -189,20 +344,14 @@ impl Pipeline {
             situations: SituationBook::new(Vec::new()),
             situation_views: std::collections::BTreeMap::new(),
             pending_situations: Vec::new(),
+            source_metrics: Vec::new(),
         }
     }
 
-    /// Installs the families of `situations.toml` (before [`restore_situations`]).
-    ///
-    /// [`restore_situations`]: Self::restore_situations
-    pub fn set_families(&mut self, families: Vec<beffroi_core::Family>) {
-        self.situations.set_families(families);
-    }
-
-    /// Reinstates the active situations after a restart (call after
-    /// [`restore`](Self::restore)); an active incident in none (a store written before
-    /// situations) is placed where it belongs, and that is written with the next batch.
-    pub fn restore_situations(
+    /// Reinstates the active situations (after the incidents); an active incident in none
+    /// (a store written before situations) is placed where it belongs, and that is written
+    /// with the next batch.
+    fn restore_situations(
         &mut self,
         situations: Vec<Situation>,
         max_id: SituationId,
@@ -370,11 +519,6 @@ impl Pipeline {
             .ok_or_else(|| SituationError::NotFound(into).into())
     }
 
-    /// Installs the territory's pseudonymisation keys (at start).
-    pub fn set_pseudonymiser(&mut self, p: Option<Arc<beffroi_privacy::Pseudonymiser>>) {
-        self.pseudonymiser = p;
-    }
-
     /// Replaces a personal or sensitive text value by its pseudonym (current epoch) and
     /// queues the sealed value for `identities`. Without keys, the observation is refused:
     /// the detail names the field, never the value.
@@ -484,24 +628,9 @@ impl Pipeline {
         self.trust.set_keys(keys);
     }
 
-    /// Restores the stored replay windows of signing devices (at start).
-    pub fn restore_replay_windows(&mut self, windows: &[StoredWindow]) {
-        self.trust.restore(windows);
-    }
-
-    /// Installs the units, escalation delays and safeguard-plan roles of the deployment
-    /// (before [`restore`](Self::restore)).
-    pub fn set_operations(&mut self, ops: &Operations, now: Timestamp) {
-        self.units = UnitBoard::new(ops.units.iter().cloned(), now);
-        self.crises = CrisisBoard::new(ops.roles.clone());
-        self.escalation = ops.escalation.clone();
-        self.shelves.set_policy(ops.shelving);
-    }
-
-    /// Reinstates the units' recorded statuses and the crises after a restart, then
-    /// rebuilds the units' missions from the active incidents (call after
-    /// [`restore`](Self::restore)).
-    pub fn restore_operations(
+    /// Reinstates the units' recorded statuses and the crises, then rebuilds the units'
+    /// missions from the active incidents (after the incidents).
+    fn restore_operations(
         &mut self,
         units: &[(String, UnitStatus, Timestamp)],
         crises: Vec<Crisis>,
@@ -706,13 +835,8 @@ impl Pipeline {
         self.eval.last_seen(d)
     }
 
-    /// Reinstates the stored watermarks (at start, after a failed commit).
-    pub fn restore_watermarks(&mut self, marks: &[crate::store::Watermark]) {
-        self.watermarks.restore(marks);
-    }
-
-    /// Rebuilds state read back from the store after a restart.
-    pub fn restore(
+    /// Rebuilds the incident book, the rules' raised conditions and the last heard times.
+    fn restore_incidents(
         &mut self,
         incidents: Vec<Incident>,
         max_id: IncidentId,
@@ -783,9 +907,9 @@ impl Pipeline {
         self.events_clock
     }
 
-    /// Loads events (from `events.toml` and the store) before [`Pipeline::restore`], so
-    /// that incidents raised by an event's rules re-arm.
-    pub fn load_events(&mut self, events: Vec<EventRules>, now: Timestamp) {
+    /// Loads events (from `events.toml` and the store) before the incidents are restored,
+    /// so that incidents raised by an event's rules re-arm.
+    fn load_events(&mut self, events: Vec<EventRules>, now: Timestamp) {
         for e in events {
             self.events.upsert(e, now);
         }
@@ -909,7 +1033,7 @@ impl Pipeline {
         received: Timestamp,
         out: &mut Output,
     ) -> Ingested {
-        self.metrics.messages[source.index()].inc();
+        self.source_metrics(source).messages.inc();
         let mut result = Ingested::default();
         let admitted = match self.trust.admit(
             &self.territory,
@@ -1028,7 +1152,9 @@ impl Pipeline {
             self.on_security_signal(&signal, received, out);
         }
         result.accepted = self.obs.len();
-        self.metrics.accepted[source.index()].inc_by(self.obs.len() as u64);
+        self.source_metrics(source)
+            .accepted
+            .inc_by(self.obs.len() as u64);
         let obs = std::mem::take(&mut self.obs);
         let readings = readings(&obs, &carried);
         let mut last = None;
@@ -1126,7 +1252,7 @@ impl Pipeline {
         let o = if self.has_text && matches!(o.value, Value::Text(_)) {
             let mut p = o.clone();
             if let Err(rej) = self.pseudonymise(&mut p, out) {
-                self.reject(Source::Simulator, rej, received, out);
+                self.reject(Source::SIMULATOR, rej, received, out);
                 return;
             }
             sealed = p;
@@ -1135,7 +1261,7 @@ impl Pipeline {
             o
         };
         let carried = sealed_since(out, sealed_before);
-        self.metrics.accepted[Source::Simulator.index()].inc();
+        self.source_metrics(Source::SIMULATOR).accepted.inc();
         let freshness = self.classify(o, out);
         if freshness == Freshness::Fresh {
             self.sentinel.on_message(o.device, received);
@@ -1160,15 +1286,25 @@ impl Pipeline {
         }
     }
 
+    /// The counters of `source`, resolved once per source.
+    fn source_metrics(&mut self, source: Source) -> Arc<crate::metrics::SourceMetrics> {
+        if let Some((_, m)) = self.source_metrics.iter().find(|(s, _)| *s == source) {
+            return Arc::clone(m);
+        }
+        let m = self.metrics.source(source);
+        self.source_metrics.push((source, Arc::clone(&m)));
+        m
+    }
+
     /// Records an input refused before reaching the pipeline (e.g. overload).
     pub fn reject(&mut self, source: Source, rej: Rejection, at: Timestamp, out: &mut Output) {
-        self.metrics.rejected(source, rej.reason).inc();
+        self.source_metrics(source).rejected(rej.reason).inc();
         if self.limiter.allow(at, &self.metrics) {
             tracing::info!(source = source.as_str(), reason = rej.reason.as_str(), detail = %rej.detail, "input rejected");
         }
         out.batch.rejections.push(StoredRejection {
             at,
-            source,
+            source: source.as_str().to_string(),
             reason: rej.reason,
             detail: rej.detail,
         });
@@ -1213,11 +1349,6 @@ impl Pipeline {
                 self.record(change, now, out);
             }
         }
-    }
-
-    /// Closes incidents resolved this long ago that nobody closed (`None`: never).
-    pub fn set_close_resolved_after(&mut self, after: Option<beffroi_core::Duration>) {
-        self.close_resolved_after = after;
     }
 
     /// An operator action on an incident.
@@ -1293,8 +1424,8 @@ impl Pipeline {
         Ok(c)
     }
 
-    /// Puts back the stored handover notes and replays the shelving log (at start).
-    pub fn restore_handover(
+    /// Puts back the stored handover notes and replays the shelving log.
+    fn restore_handover(
         &mut self,
         notes: Vec<beffroi_core::handover::HandoverNote>,
         shelving: Vec<beffroi_core::shelving::ShelfAct>,
@@ -1567,7 +1698,7 @@ impl Pipeline {
     /// category and purpose in `policy`, `technical_observations` for technical fields): an
     /// observation older than that is refused as `expired` rather than stored until the
     /// next purge.
-    pub fn set_retention(
+    fn set_retention(
         &mut self,
         policy: &beffroi_core::PrivacyPolicy,
         technical_observations: beffroi_core::Duration,
@@ -1617,15 +1748,10 @@ impl Pipeline {
         Ok(())
     }
 
-    pub fn set_aggregates(&mut self, a: beffroi_core::privacy::Aggregates) {
+    fn set_aggregates(&mut self, a: beffroi_core::privacy::Aggregates) {
         self.eval.set_aggregates(a);
         self.events.set_aggregates(a);
         self.aggregates = a;
-    }
-
-    /// Installs the thresholds of `security.toml`.
-    pub fn set_security_config(&mut self, config: beffroi_sentinel::Config) {
-        self.sentinel.set_config(config);
     }
 
     pub fn is_quarantined(&self, d: DeviceIdx) -> bool {
@@ -1636,8 +1762,8 @@ impl Pipeline {
         &self.sentinel
     }
 
-    /// Replays the stored quarantine acts, oldest first (at start, after `restore`).
-    pub fn restore_quarantine(&mut self, acts: Vec<crate::sentinel::QuarantineAct>) {
+    /// Replays the stored quarantine acts, oldest first.
+    fn restore_quarantine(&mut self, acts: Vec<crate::sentinel::QuarantineAct>) {
         for act in acts {
             if let Err(e) = self.sentinel.apply(act) {
                 tracing::warn!(error = %e, "stored quarantine act skipped");

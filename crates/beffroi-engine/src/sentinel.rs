@@ -400,7 +400,7 @@ mod tests {
     use super::*;
     use crate::Source;
     use crate::metrics::Metrics;
-    use crate::pipeline::{Output, Pipeline};
+    use crate::pipeline::{Output, Pipeline, PipelineConfig};
     use beffroi_core::Status;
     use beffroi_core::territory::fixture;
     use beffroi_wire::Format;
@@ -411,14 +411,18 @@ mod tests {
         let mut t = fixture::small();
         t.kinds[0].fields[0].max_step_per_minute = Some(0.5);
         let t = Arc::new(t);
-        let mut p = Pipeline::new(
-            Arc::clone(&t),
-            Arc::new(beffroi_rules::RuleSet::default()),
-            Vec::new(),
-            Arc::new(Metrics::new()),
+        let p = Pipeline::new(
+            PipelineConfig {
+                security: cfg,
+                ..PipelineConfig::new(
+                    Arc::clone(&t),
+                    Arc::new(beffroi_rules::RuleSet::default()),
+                    Vec::new(),
+                    Arc::new(Metrics::new()),
+                )
+            },
             T0,
         );
-        p.set_security_config(cfg);
         (p, t)
     }
 
@@ -426,7 +430,7 @@ mod tests {
         let at = T0.plus(Duration::from_secs(secs));
         let body = format!(r#"{{"time": {}, "values": {{"level_m": {level}}}}}"#, at.0);
         p.ingest(
-            Source::Http,
+            Source::HTTP,
             Format::Json,
             Some(dev),
             body.as_bytes(),

@@ -1,6 +1,7 @@
-//! The persistence boundary. The engine writes through [`Store`] on a dedicated thread and
-//! the API reads through [`StoreReader`] (from `spawn_blocking`). `beffroi-store` implements
-//! both on SQLite.
+//! The persistence boundary, as role traits with no default bodies. The engine writes
+//! through [`Store`] ([`Commit`], [`Restore`], [`Retain`]) on a dedicated thread and the API
+//! reads through [`StoreReader`] ([`IncidentReads`], [`ObservationReads`], [`RecordReads`])
+//! from `spawn_blocking`. `beffroi-store` implements them on SQLite.
 
 use beffroi_core::crisis::{Crisis, CrisisChange};
 use beffroi_core::{
@@ -9,7 +10,6 @@ use beffroi_core::{
 };
 use beffroi_wire::RejectReason;
 
-use crate::envelope::Source;
 pub use crate::retention::{
     ErasureReport, LegalHold, PurgePlan, PurgeReport, PurgeRun, StoreRows, SubjectData,
 };
@@ -31,7 +31,8 @@ pub struct StoredObservation {
 #[derive(Clone, Debug, PartialEq)]
 pub struct StoredRejection {
     pub at: Timestamp,
-    pub source: Source,
+    /// The source's name ([`Source::as_str`]); any name read back from the store.
+    pub source: String,
     pub reason: RejectReason,
     pub detail: String,
 }
@@ -159,11 +160,24 @@ pub struct IncidentQuery {
     pub visible: Visibility,
 }
 
-/// Writes. One writer at a time; called from a dedicated thread, never from async code.
-pub trait Store: Send + 'static {
+/// The store's roles. A backend implements every one of them, with no default body: a
+/// method a backend forgot is a compile error, not a silent "nothing to restore". The
+/// engine's store thread holds a [`Store`] (commit, restore, retain); the API holds a
+/// [`StoreReader`] (incident reads through the caller's visibility, observation reads,
+/// records of holds, identities and quarantine). Both are blanket-implemented for any type
+/// with all their roles.
+///
+/// Writes are called from one dedicated thread, never from async code.
+pub trait Commit {
     /// Commits the whole batch atomically. Observations are idempotent on
-    /// (device, field, time): a redelivered message is not stored twice.
+    /// (device, field, event time, value key — [`beffroi_core::Value::key`]): a redelivered
+    /// reading is not stored twice, and a second reading of the same millisecond with
+    /// another value is not lost.
     fn write(&mut self, batch: &WriteBatch) -> Result<(), StoreError>;
+}
+
+/// What the engine reads back on start (or after a failed commit) to rebuild its state.
+pub trait Restore {
     /// Incidents that are not closed, to rebuild the incident book on start.
     fn active_incidents(&mut self) -> Result<Vec<Incident>, StoreError>;
     /// Highest incident id ever allocated (0 when none).
@@ -174,57 +188,6 @@ pub trait Store: Send + 'static {
     fn last_seen(&mut self) -> Result<Vec<(DeviceIdx, Timestamp)>, StoreError>;
     /// The latest evaluated event time of every (device, field) series.
     fn watermarks(&mut self) -> Result<Vec<Watermark>, StoreError>;
-    /// Deletes observations with an event time before `before`; returns how many.
-    fn purge_observations(&mut self, before: Timestamp) -> Result<usize, StoreError>;
-    /// Carries out a retention purge in bounded transactions (see [`crate::retention`]),
-    /// records the run and returns what it removed and redacted. The default only purges
-    /// observations at the plan's strictest cutoff.
-    fn purge(&mut self, plan: &PurgePlan) -> Result<PurgeReport, StoreError> {
-        let n = self.purge_observations(plan.unknown_field)?;
-        let mut r = PurgeReport::default();
-        r.remove(
-            "observations",
-            beffroi_core::territory::DataCategory::Technical,
-            n as u64,
-        );
-        Ok(r)
-    }
-    /// The legal holds in force at `now` (the engine keeps open incidents under hold out of
-    /// an erasure in memory too).
-    fn legal_holds(&mut self, _now: Timestamp) -> Result<Vec<LegalHold>, StoreError> {
-        Ok(Vec::new())
-    }
-    /// Records a purge run (its audit detail), for the retention status.
-    fn record_purge(&mut self, _at: Timestamp, _detail: &str) -> Result<(), StoreError> {
-        Ok(())
-    }
-    /// Records a legal hold (superseding the incident's hold in force, if any).
-    fn set_hold(&mut self, _hold: &LegalHold) -> Result<(), StoreError> {
-        Err(StoreError::Backend(
-            "legal holds are not supported by this store".into(),
-        ))
-    }
-    /// Releases the incident's hold in force; whether there was one.
-    fn release_hold(
-        &mut self,
-        _incident: IncidentId,
-        _by: &str,
-        _at: Timestamp,
-    ) -> Result<bool, StoreError> {
-        Ok(false)
-    }
-    /// Erases what is held under a person's pseudonyms (observations and identities
-    /// deleted, incidents and logs redacted), except what a legal hold in force at `now`
-    /// keeps.
-    fn erase_subject(
-        &mut self,
-        _pseudonyms: &[String],
-        _now: Timestamp,
-    ) -> Result<ErasureReport, StoreError> {
-        Err(StoreError::Backend(
-            "erasure is not supported by this store".into(),
-        ))
-    }
     /// Recorded unit statuses, to restore the unit board.
     fn units(&mut self) -> Result<Vec<StoredUnit>, StoreError>;
     /// Every crisis with its log, oldest first.
@@ -234,30 +197,56 @@ pub trait Store: Send + 'static {
     /// Highest situation id ever allocated (0 when none).
     fn max_situation_id(&mut self) -> Result<beffroi_core::SituationId, StoreError>;
     /// Events declared through the API and cancellations, to restore event mode on start.
-    fn events(&mut self) -> Result<Vec<beffroi_core::Event>, StoreError> {
-        Ok(Vec::new())
-    }
+    fn events(&mut self) -> Result<Vec<beffroi_core::Event>, StoreError>;
     /// The replay windows of signing devices, to refuse replays across restarts.
-    fn replay_windows(&mut self) -> Result<Vec<crate::trust::StoredWindow>, StoreError> {
-        Ok(Vec::new())
-    }
+    fn replay_windows(&mut self) -> Result<Vec<crate::trust::StoredWindow>, StoreError>;
     /// Every quarantine act, oldest first, to rebuild the quarantined set on start.
-    fn quarantine_log(&mut self) -> Result<Vec<crate::sentinel::QuarantineAct>, StoreError> {
-        Ok(Vec::new())
-    }
+    fn quarantine_acts(&mut self) -> Result<Vec<crate::sentinel::QuarantineAct>, StoreError>;
     /// The newest handover notes with their reads (at most
     /// [`beffroi_core::handover::MAX_NOTES`]), to restore the note board on start.
-    fn handover_notes(&mut self) -> Result<Vec<beffroi_core::handover::HandoverNote>, StoreError> {
-        Ok(Vec::new())
-    }
+    fn handover_notes(&mut self) -> Result<Vec<beffroi_core::handover::HandoverNote>, StoreError>;
     /// The shelving acts still relevant, oldest first, to rebuild the shelf on start.
-    fn shelf_log(&mut self) -> Result<Vec<beffroi_core::shelving::ShelfAct>, StoreError> {
-        Ok(Vec::new())
-    }
+    fn shelf_log(&mut self) -> Result<Vec<beffroi_core::shelving::ShelfAct>, StoreError>;
 }
 
-/// Reads, safe to call concurrently with the writer (blocking: use `spawn_blocking`).
-pub trait StoreReader: Send + Sync + 'static {
+/// Retention, legal holds and erasure (see [`crate::retention`]).
+pub trait Retain {
+    /// Deletes observations with an event time before `before`; returns how many.
+    fn purge_observations(&mut self, before: Timestamp) -> Result<usize, StoreError>;
+    /// Carries out a retention purge in bounded transactions, records the run and returns
+    /// what it removed and redacted.
+    fn purge(&mut self, plan: &PurgePlan) -> Result<PurgeReport, StoreError>;
+    /// The legal holds in force at `now` (the engine keeps open incidents under hold out of
+    /// an erasure in memory too).
+    fn legal_holds(&mut self, now: Timestamp) -> Result<Vec<LegalHold>, StoreError>;
+    /// Records a purge run (its audit detail), for the retention status.
+    fn record_purge(&mut self, at: Timestamp, detail: &str) -> Result<(), StoreError>;
+    /// Records a legal hold (superseding the incident's hold in force, if any).
+    fn set_hold(&mut self, hold: &LegalHold) -> Result<(), StoreError>;
+    /// Releases the incident's hold in force; whether there was one.
+    fn release_hold(
+        &mut self,
+        incident: IncidentId,
+        by: &str,
+        at: Timestamp,
+    ) -> Result<bool, StoreError>;
+    /// Erases what is held under a person's pseudonyms (observations and identities
+    /// deleted, incidents and logs redacted), except what a legal hold in force at `now`
+    /// keeps.
+    fn erase_subject(
+        &mut self,
+        pseudonyms: &[String],
+        now: Timestamp,
+    ) -> Result<ErasureReport, StoreError>;
+}
+
+/// The engine's side of a backend: one writer at a time, on a dedicated thread.
+pub trait Store: Commit + Restore + Retain + Send + 'static {}
+impl<T: Commit + Restore + Retain + Send + 'static> Store for T {}
+
+/// Incident reads. The API calls them only through its visibility-bound wrapper; every one
+/// takes the visibility as part of the query.
+pub trait IncidentReads {
     fn incidents(&self, q: &IncidentQuery) -> Result<Vec<Incident>, StoreError>;
     /// The incident with its log, `None` when it does not exist or `visible` does not see it.
     fn incident_with_log(
@@ -265,30 +254,6 @@ pub trait StoreReader: Send + Sync + 'static {
         id: IncidentId,
         visible: &Visibility,
     ) -> Result<Option<(Incident, Vec<LogEntry>)>, StoreError>;
-    /// Most recent observations of a device, newest first.
-    fn observations(
-        &self,
-        device: DeviceIdx,
-        since: Timestamp,
-        limit: usize,
-    ) -> Result<Vec<StoredObservation>, StoreError>;
-    /// Observations of a device with an event time in `from..=until`, newest first, at most
-    /// `limit` (the newest of the window when it holds more). The default reads the newest
-    /// since `from` and keeps those up to `until`: right only when the window's end is near.
-    fn observations_between(
-        &self,
-        device: DeviceIdx,
-        from: Timestamp,
-        until: Timestamp,
-        limit: usize,
-    ) -> Result<Vec<StoredObservation>, StoreError> {
-        let mut v = self.observations(device, from, limit)?;
-        v.retain(|o| o.time <= until);
-        Ok(v)
-    }
-    fn observation_count(&self) -> Result<u64, StoreError>;
-    /// Most recent rejections, newest first.
-    fn rejections(&self, limit: usize) -> Result<Vec<StoredRejection>, StoreError>;
     /// The incidents with these ids that `visible` sees (closed ones included), in id order;
     /// the visibility is part of the query.
     fn incidents_by_id(
@@ -304,41 +269,115 @@ pub trait StoreReader: Send + Sync + 'static {
         limit: usize,
         visible: &Visibility,
     ) -> Result<Vec<HandoverEntry>, StoreError>;
+}
+
+/// Observation and rejection reads.
+pub trait ObservationReads {
+    /// Most recent observations of a device, newest first.
+    fn observations(
+        &self,
+        device: DeviceIdx,
+        since: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<StoredObservation>, StoreError>;
+    /// Observations of a device with an event time in `from..=until`, newest first, at most
+    /// `limit` (the newest of the window when it holds more).
+    fn observations_between(
+        &self,
+        device: DeviceIdx,
+        from: Timestamp,
+        until: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<StoredObservation>, StoreError>;
+    fn observation_count(&self) -> Result<u64, StoreError>;
+    /// Most recent rejections, newest first.
+    fn rejections(&self, limit: usize) -> Result<Vec<StoredRejection>, StoreError>;
+}
+
+/// Reads of records kept for compliance and security: quarantine acts, legal holds,
+/// retention status, what is held under a person's pseudonyms, sealed identities.
+pub trait RecordReads {
     /// The newest `limit` quarantine acts, oldest first.
     fn quarantine_log(
         &self,
-        _limit: usize,
-    ) -> Result<Vec<crate::sentinel::QuarantineAct>, StoreError> {
-        Ok(Vec::new())
-    }
+        limit: usize,
+    ) -> Result<Vec<crate::sentinel::QuarantineAct>, StoreError>;
     /// Legal holds, newest first; only those in force at `now` unless `all`.
-    fn holds(&self, _now: Timestamp, _all: bool) -> Result<Vec<LegalHold>, StoreError> {
-        Ok(Vec::new())
-    }
+    fn holds(&self, now: Timestamp, all: bool) -> Result<Vec<LegalHold>, StoreError>;
     /// Rows and oldest row per store and category, and the last purge run.
-    fn retention_status(&self) -> Result<(Vec<StoreRows>, Option<PurgeRun>), StoreError> {
-        Ok((Vec::new(), None))
-    }
+    fn retention_status(&self) -> Result<(Vec<StoreRows>, Option<PurgeRun>), StoreError>;
     /// What is held under a person's pseudonyms (at most `limit` observations listed).
-    fn subject_data(
-        &self,
-        _pseudonyms: &[String],
-        _limit: usize,
-    ) -> Result<SubjectData, StoreError> {
-        Ok(SubjectData::default())
-    }
+    fn subject_data(&self, pseudonyms: &[String], limit: usize) -> Result<SubjectData, StoreError>;
     /// The pseudonyms incident `id` carries (recorded from the reading that raised it), in
     /// the order they were recorded.
     fn carried(&self, id: IncidentId) -> Result<Vec<String>, StoreError>;
     /// Whether incident `id` carries `pseudonym`: it was recorded from the reading that
-    /// raised it (never found in its title, evidence or log). Refuses by default.
-    fn carries(&self, _id: IncidentId, _pseudonym: &str) -> Result<bool, StoreError> {
-        Ok(false)
-    }
+    /// raised it (never found in its title, evidence or log).
+    fn carries(&self, id: IncidentId, pseudonym: &str) -> Result<bool, StoreError>;
     /// The sealed value behind a pseudonym (table `identities`), for purpose-bound
     /// unmasking; `None` when it was never seen or has been purged or erased.
-    fn identity(&self, _pseudonym: &str) -> Result<Option<IdentityRow>, StoreError> {
-        Ok(None)
+    fn identity(&self, pseudonym: &str) -> Result<Option<IdentityRow>, StoreError>;
+}
+
+/// The API's side of a backend: reads, safe to call concurrently with the writer
+/// (blocking: call them from `spawn_blocking`).
+pub trait StoreReader:
+    IncidentReads + ObservationReads + RecordReads + Send + Sync + 'static
+{
+}
+impl<T: IncidentReads + ObservationReads + RecordReads + Send + Sync + 'static> StoreReader for T {}
+
+/// Everything the engine's state is rebuilt from, as the store holds it: read at start and
+/// after a failed commit (the store is the truth), handed to
+/// [`crate::pipeline::Pipeline::restore`] in one piece.
+#[derive(Clone, Debug, Default)]
+pub struct StoredState {
+    pub incidents: Vec<Incident>,
+    pub max_incident: IncidentId,
+    pub last_seen: Vec<(DeviceIdx, Timestamp)>,
+    pub watermarks: Vec<Watermark>,
+    pub units: Vec<StoredUnit>,
+    pub crises: Vec<Crisis>,
+    /// Active situations and those closed in the last day.
+    pub situations: Vec<beffroi_core::Situation>,
+    pub max_situation: beffroi_core::SituationId,
+    /// Events declared through the API and cancellations (they take precedence over a file
+    /// event with the same id).
+    pub events: Vec<beffroi_core::Event>,
+    pub replay_windows: Vec<crate::trust::StoredWindow>,
+    pub quarantine: Vec<crate::sentinel::QuarantineAct>,
+    /// Legal holds in force (the runner keeps them; the pipeline does not need them).
+    pub holds: Vec<LegalHold>,
+    pub notes: Vec<beffroi_core::handover::HandoverNote>,
+    pub shelving: Vec<beffroi_core::shelving::ShelfAct>,
+}
+
+/// How far back closed situations are restored.
+const RESTORED_SITUATIONS: beffroi_core::Duration = beffroi_core::Duration::from_mins(24 * 60);
+
+impl StoredState {
+    /// Reads the whole state from `store` (as of `now`, for holds in force and recent
+    /// situations).
+    pub fn read<S: Restore + Retain + ?Sized>(
+        store: &mut S,
+        now: Timestamp,
+    ) -> Result<StoredState, StoreError> {
+        Ok(StoredState {
+            incidents: store.active_incidents()?,
+            max_incident: store.max_incident_id()?,
+            last_seen: store.last_seen()?,
+            watermarks: store.watermarks()?,
+            units: store.units()?,
+            crises: store.crises()?,
+            situations: store.situations(now.minus(RESTORED_SITUATIONS))?,
+            max_situation: store.max_situation_id()?,
+            events: store.events()?,
+            replay_windows: store.replay_windows()?,
+            quarantine: store.quarantine_acts()?,
+            holds: store.legal_holds(now)?,
+            notes: store.handover_notes()?,
+            shelving: store.shelf_log()?,
+        })
     }
 }
 
@@ -365,4 +404,12 @@ impl std::fmt::Debug for IdentityRow {
             .field("epoch", &self.epoch)
             .finish_non_exhaustive()
     }
+}
+
+/// The store's role traits, to call their methods on a concrete backend or a `dyn Store` /
+/// `dyn StoreReader`: `use beffroi_engine::store::prelude::*;`.
+pub mod prelude {
+    pub use super::{
+        Commit, IncidentReads, ObservationReads, RecordReads, Restore, Retain, Store, StoreReader,
+    };
 }

@@ -7,7 +7,8 @@ use std::sync::Arc;
 use beffroi_core::{Duration, EventStatus, Incident, Severity, Status, Territory, Timestamp};
 use beffroi_engine::Source;
 use beffroi_engine::metrics::Metrics;
-use beffroi_engine::pipeline::{Output, Pipeline};
+use beffroi_engine::pipeline::{Output, Pipeline, PipelineConfig};
+use beffroi_engine::store::StoredState;
 use beffroi_sim::{Player, Scenario};
 use beffroi_territory::SourceFile;
 
@@ -95,18 +96,22 @@ fn play(
         &f.territory.id,
     );
     let mut p = Pipeline::new(
-        Arc::clone(&f.territory),
-        Arc::clone(&f.rules),
-        Vec::new(),
-        Arc::new(Metrics::new()),
+        PipelineConfig {
+            // The demo's badges and plates are pseudonymised, as in production.
+            pseudonymiser: beffroi_privacy::Pseudonymiser::new(vec![
+                beffroi_privacy::EpochKey::new(1, &[42; 32]),
+            ])
+            .map(Arc::new),
+            events: compiled,
+            ..PipelineConfig::new(
+                Arc::clone(&f.territory),
+                Arc::clone(&f.rules),
+                Vec::new(),
+                Arc::new(Metrics::new()),
+            )
+        },
         START,
     );
-    // The demo's badges and plates are pseudonymised, as in production.
-    p.set_pseudonymiser(
-        beffroi_privacy::Pseudonymiser::new(vec![beffroi_privacy::EpochKey::new(1, &[42; 32])])
-            .map(Arc::new),
-    );
-    p.load_events(compiled, START);
     let step = Duration::from_secs(15);
     let mut offset = Duration::ZERO;
     let mut msgs = Vec::new();
@@ -122,7 +127,7 @@ fn play(
                 .strip_prefix("beffroi/")
                 .and_then(|t| t.split('/').nth(1));
             let r = p.ingest(
-                Source::Simulator,
+                Source::SIMULATOR,
                 m.format,
                 hint,
                 &m.payload,
@@ -271,21 +276,33 @@ fn a_capacity_condition_raised_before_a_restart_still_clears_after_it() {
 
     // A new process: events are loaded before the incidents are restored.
     let now = START.plus(Duration::from_mins(71));
-    let mut p = Pipeline::new(
-        Arc::clone(&f.territory),
-        Arc::clone(&f.rules),
-        Vec::new(),
-        Arc::new(Metrics::new()),
-        now,
-    );
     let compiled = beffroi_engine::events::parse(
         &SourceFile::new("events.toml", events.as_str()),
         &f.territory,
         START,
     )
     .expect("valid");
-    p.load_events(compiled, now);
-    p.restore(open, max, &[]).expect("restore");
+    let mut p = Pipeline::new(
+        PipelineConfig {
+            events: compiled,
+            ..PipelineConfig::new(
+                Arc::clone(&f.territory),
+                Arc::clone(&f.rules),
+                Vec::new(),
+                Arc::new(Metrics::new()),
+            )
+        },
+        now,
+    );
+    p.restore(
+        StoredState {
+            incidents: open,
+            max_incident: max,
+            ..StoredState::default()
+        },
+        now,
+    )
+    .expect("restore");
     // The crowd leaves: every counter reports 100 people.
     let mut out = Output::default();
     for (i, c) in ZENITH_COUNTERS.iter().enumerate() {
@@ -294,7 +311,7 @@ fn a_capacity_condition_raised_before_a_restart_still_clears_after_it() {
             now.0 + i as i64
         );
         let r = p.ingest(
-            Source::Simulator,
+            Source::SIMULATOR,
             beffroi_wire::Format::Json,
             Some(c),
             payload.as_bytes(),

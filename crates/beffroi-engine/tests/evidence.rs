@@ -8,7 +8,7 @@ use beffroi_core::territory::fixture;
 use beffroi_core::{Incident, Status, Timestamp};
 use beffroi_engine::Source;
 use beffroi_engine::metrics::Metrics;
-use beffroi_engine::pipeline::{Output, Pipeline};
+use beffroi_engine::pipeline::{Output, Pipeline, PipelineConfig};
 use beffroi_territory::SourceFile;
 use beffroi_wire::Format;
 
@@ -33,10 +33,7 @@ fn pipeline() -> Pipeline {
     let t = Arc::new(fixture::small());
     let rules = beffroi_rules::parse(&SourceFile::new("rules.toml", RULES), &t).expect("rules");
     Pipeline::new(
-        t,
-        Arc::new(rules),
-        Vec::new(),
-        Arc::new(Metrics::new()),
+        PipelineConfig::new(t, Arc::new(rules), Vec::new(), Arc::new(Metrics::new())),
         Timestamp(T0),
     )
 }
@@ -55,7 +52,7 @@ fn pack(p: &mut Pipeline, readings: &[(i64, f64)], received: i64) -> Output {
     let body = format!("[{}]", records.join(","));
     let mut out = Output::default();
     let r = p.ingest(
-        Source::Mqtt,
+        Source::MQTT,
         Format::Senml,
         None,
         body.as_bytes(),

@@ -8,7 +8,7 @@ use beffroi_core::territory::fixture;
 use beffroi_core::{Status, Timestamp};
 use beffroi_engine::Source;
 use beffroi_engine::metrics::Metrics;
-use beffroi_engine::pipeline::{Output, Pipeline};
+use beffroi_engine::pipeline::{Output, Pipeline, PipelineConfig};
 use beffroi_territory::SourceFile;
 use beffroi_wire::Format;
 
@@ -30,17 +30,16 @@ above = 2.0
 "#;
 
 fn pipeline() -> (Pipeline, Arc<Metrics>) {
+    pipeline_with(|_| {})
+}
+
+fn pipeline_with(configure: impl FnOnce(&mut PipelineConfig)) -> (Pipeline, Arc<Metrics>) {
     let t = Arc::new(fixture::small());
     let rules = beffroi_rules::parse(&SourceFile::new("rules.toml", RULES), &t).expect("rules");
     let metrics = Arc::new(Metrics::new());
-    let p = Pipeline::new(
-        t,
-        Arc::new(rules),
-        Vec::new(),
-        Arc::clone(&metrics),
-        Timestamp(T0),
-    );
-    (p, metrics)
+    let mut cfg = PipelineConfig::new(t, Arc::new(rules), Vec::new(), Arc::clone(&metrics));
+    configure(&mut cfg);
+    (Pipeline::new(cfg, Timestamp(T0)), metrics)
 }
 
 /// One reading of g1 at `at`, received at `received`; the output of that one message.
@@ -48,7 +47,7 @@ fn level(p: &mut Pipeline, v: f64, at: i64, received: i64) -> Output {
     let mut out = Output::default();
     let body = format!(r#"{{"device":"g1","time":{at},"values":{{"level_m":{v}}}}}"#);
     let r = p.ingest(
-        Source::Mqtt,
+        Source::MQTT,
         Format::Json,
         None,
         body.as_bytes(),
@@ -131,18 +130,19 @@ fn the_sentinel_still_sees_a_clock_set_back_on_a_late_reading() {
 /// the territory has agreed to forget. One inside the retention is accepted.
 #[test]
 fn a_reading_older_than_its_retention_is_refused_as_expired() {
-    let (mut p, metrics) = pipeline();
-    p.set_retention(
-        &beffroi_core::PrivacyPolicy::unconfigured(),
-        beffroi_core::Duration::from_mins(60),
-    );
+    let (mut p, metrics) = pipeline_with(|c| {
+        c.retention = Some((
+            Arc::new(beffroi_core::PrivacyPolicy::unconfigured()),
+            beffroi_core::Duration::from_mins(60),
+        ));
+    });
     let mut out = Output::default();
     let body = format!(
         r#"{{"device":"g1","time":{},"values":{{"level_m":3.0}}}}"#,
         T0 - 61 * MIN
     );
     let r = p.ingest(
-        Source::Mqtt,
+        Source::MQTT,
         Format::Json,
         None,
         body.as_bytes(),

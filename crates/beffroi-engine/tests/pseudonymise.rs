@@ -8,7 +8,7 @@ use beffroi_core::territory::fixture;
 use beffroi_core::{Identifier, Timestamp, Value};
 use beffroi_engine::Source;
 use beffroi_engine::metrics::Metrics;
-use beffroi_engine::pipeline::{Output, Pipeline};
+use beffroi_engine::pipeline::{Output, Pipeline, PipelineConfig};
 use beffroi_privacy::{EpochKey, Pseudonymiser, parse_pseudonym};
 use beffroi_territory::SourceFile;
 use beffroi_wire::{Format, RejectReason};
@@ -19,14 +19,13 @@ fn pipeline(keys: Option<Arc<Pseudonymiser>>) -> (Pipeline, Arc<Metrics>) {
     let t = Arc::new(fixture::small());
     let rules = beffroi_rules::parse(&SourceFile::new("rules.toml", ""), &t).expect("rules");
     let metrics = Arc::new(Metrics::new());
-    let mut p = Pipeline::new(
-        t,
-        Arc::new(rules),
-        Vec::new(),
-        Arc::clone(&metrics),
+    let p = Pipeline::new(
+        PipelineConfig {
+            pseudonymiser: keys,
+            ..PipelineConfig::new(t, Arc::new(rules), Vec::new(), Arc::clone(&metrics))
+        },
         Timestamp(START),
     );
-    p.set_pseudonymiser(keys);
     (p, metrics)
 }
 
@@ -34,7 +33,7 @@ fn ingest(p: &mut Pipeline, badge: &str, at: i64) -> Output {
     let mut out = Output::default();
     let body = format!(r#"{{"device":"a1","time":{at},"values":{{"on":true,"badge":"{badge}"}}}}"#);
     p.ingest(
-        Source::Http,
+        Source::HTTP,
         Format::Json,
         None,
         body.as_bytes(),
@@ -152,15 +151,19 @@ fn declared_text_pipeline() -> (Pipeline, Arc<Metrics>, beffroi_core::Territory)
     let t = Arc::new(t);
     let rules = beffroi_rules::parse(&SourceFile::new("rules.toml", ""), &t).expect("rules");
     let metrics = Arc::new(Metrics::new());
-    let mut p = Pipeline::new(
-        Arc::clone(&t),
-        Arc::new(rules),
-        Vec::new(),
-        Arc::clone(&metrics),
+    let keys = Arc::new(Pseudonymiser::new(vec![EpochKey::new(1, &[3; 32])]).expect("keys"));
+    let p = Pipeline::new(
+        PipelineConfig {
+            pseudonymiser: Some(keys),
+            ..PipelineConfig::new(
+                Arc::clone(&t),
+                Arc::new(rules),
+                Vec::new(),
+                Arc::clone(&metrics),
+            )
+        },
         Timestamp(START),
     );
-    let keys = Arc::new(Pseudonymiser::new(vec![EpochKey::new(1, &[3; 32])]).expect("keys"));
-    p.set_pseudonymiser(Some(keys));
     (p, metrics, (*t).clone())
 }
 
@@ -179,7 +182,7 @@ fn declared_technical_text_refuses_free_text() {
             {{"device":"a1","time":{START},"values":{{"note":"rappeler le 06 12 34 56 78"}}}}]"#
     );
     p.ingest(
-        Source::Http,
+        Source::HTTP,
         Format::Json,
         None,
         body.as_bytes(),
@@ -259,13 +262,12 @@ equals = true
 "#;
     let rules = beffroi_rules::parse(&SourceFile::new("rules.toml", rules), &t).expect("rules");
     let mut p = Pipeline::new(
-        t,
-        Arc::new(rules),
-        Vec::new(),
-        Arc::new(Metrics::new()),
+        PipelineConfig {
+            pseudonymiser: Some(Arc::clone(&keys)),
+            ..PipelineConfig::new(t, Arc::new(rules), Vec::new(), Arc::new(Metrics::new()))
+        },
         Timestamp(START),
     );
-    p.set_pseudonymiser(Some(Arc::clone(&keys)));
     let out = ingest(&mut p, "BADGE-0042", START + 1_000);
     let badge = keys.seal(Identifier::Badge, "BADGE-0042").pseudonym.0;
     assert_eq!(out.batch.incidents.len(), 1, "{:?}", out.batch.incidents);
@@ -281,7 +283,7 @@ equals = true
         START + 2_000
     );
     p.ingest(
-        Source::Http,
+        Source::HTTP,
         Format::Json,
         None,
         body.as_bytes(),

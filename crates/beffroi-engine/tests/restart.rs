@@ -9,7 +9,9 @@ use beffroi_core::{Incident, IncidentId, Severity, Status, Timestamp};
 use beffroi_engine::Source;
 use beffroi_engine::live::DeviceState;
 use beffroi_engine::metrics::Metrics;
-use beffroi_engine::pipeline::{Output, Pipeline};
+use beffroi_engine::operations::Operations;
+use beffroi_engine::pipeline::{Output, Pipeline, PipelineConfig};
+use beffroi_engine::store::{StoredState, StoredUnit};
 use beffroi_territory::SourceFile;
 use beffroi_wire::Format;
 
@@ -44,13 +46,17 @@ after = "20m"
 "#;
 
 fn pipeline(start: i64) -> Pipeline {
+    pipeline_with(start, Operations::default())
+}
+
+fn pipeline_with(start: i64, operations: Operations) -> Pipeline {
     let t = Arc::new(fixture::small());
     let rules = beffroi_rules::parse(&SourceFile::new("rules.toml", RULES), &t).expect("rules");
     Pipeline::new(
-        t,
-        Arc::new(rules),
-        Vec::new(),
-        Arc::new(Metrics::new()),
+        PipelineConfig {
+            operations,
+            ..PipelineConfig::new(t, Arc::new(rules), Vec::new(), Arc::new(Metrics::new()))
+        },
         Timestamp(start),
     )
 }
@@ -61,7 +67,7 @@ fn level(p: &mut Pipeline, dev: &str, v: f64, at_min: i64, out: &mut Output) {
         T0 + at_min * 60_000
     );
     let r = p.ingest(
-        Source::Http,
+        Source::HTTP,
         Format::Json,
         None,
         body.as_bytes(),
@@ -92,8 +98,16 @@ fn conditions_raised_before_a_restart_still_clear_and_escalate() {
         (b.territory().device_id("g1").expect("g1"), Timestamp(T0)),
         (b.territory().device_id("g2").expect("g2"), Timestamp(T0)),
     ];
-    b.restore(opened, IncidentId(id.0), &last_seen)
-        .expect("restore");
+    b.restore(
+        StoredState {
+            incidents: opened,
+            max_incident: IncidentId(id.0),
+            last_seen,
+            ..StoredState::default()
+        },
+        Timestamp(T0 + 10 * 60_000),
+    )
+    .expect("restore");
 
     // Escalation continues from when the condition was raised (30 min), not from the restart.
     let mut out = Output::default();
@@ -143,7 +157,6 @@ fn units_and_crises_are_restored_and_carry_on() {
     use beffroi_core::crisis::{CrisisCommand, CrisisKind, CrisisLogKind, CrisisOpening};
     use beffroi_core::incident::{EscalationDelays, EscalationPolicy};
     use beffroi_core::{Actor, Duration, IncidentAction, UnitKind, UnitSpec, UnitStatus};
-    use beffroi_engine::operations::Operations;
 
     let mut escalation = EscalationPolicy::default();
     escalation.delays[Severity::Major as usize] = EscalationDelays {
@@ -169,8 +182,7 @@ fn units_and_crises_are_restored_and_carry_on() {
     };
     let op = Actor::User("alice".into());
 
-    let mut a = pipeline(T0);
-    a.set_operations(&ops, Timestamp(T0));
+    let mut a = pipeline_with(T0, ops.clone());
     let mut out = Output::default();
     let crisis = a
         .open_crisis(
@@ -223,11 +235,15 @@ fn units_and_crises_are_restored_and_carry_on() {
     );
 
     // What the store would hold: the last row of each unit and crisis, the active incidents.
-    let units: Vec<(String, UnitStatus, Timestamp)> = out
+    let units: Vec<StoredUnit> = out
         .batch
         .units
         .iter()
-        .map(|u| (u.spec.id.to_string(), u.status, u.updated_at))
+        .map(|u| StoredUnit {
+            id: u.spec.id.to_string(),
+            status: u.status,
+            updated_at: u.updated_at,
+        })
         .collect();
     let crises: Vec<_> = out
         .batch
@@ -243,10 +259,18 @@ fn units_and_crises_are_restored_and_carry_on() {
     }
     let incidents: Vec<Incident> = latest.into_values().collect();
 
-    let mut b = pipeline(T0 + 3 * 60_000);
-    b.set_operations(&ops, Timestamp(T0 + 3 * 60_000));
-    b.restore(incidents, id, &[]).expect("restore");
-    b.restore_operations(&units, crises);
+    let mut b = pipeline_with(T0 + 3 * 60_000, ops);
+    b.restore(
+        StoredState {
+            incidents,
+            max_incident: id,
+            units,
+            crises,
+            ..StoredState::default()
+        },
+        Timestamp(T0 + 3 * 60_000),
+    )
+    .expect("restore");
     let pm1 = b.units().get("pm-1").expect("pm-1");
     assert_eq!(
         (pm1.status, pm1.missions.clone()),
@@ -373,8 +397,17 @@ fn shelves_and_handover_notes_are_restored_and_a_shelf_expires_on_the_tick() {
 
     // Restart 10 minutes later from what the store holds.
     let mut b = pipeline(T0 + 10 * 60_000);
-    b.restore(vec![inc.clone()], inc.id, &[]).expect("restore");
-    b.restore_handover(vec![note.clone()], out.batch.shelving.clone());
+    b.restore(
+        StoredState {
+            incidents: vec![inc.clone()],
+            max_incident: inc.id,
+            notes: vec![note.clone()],
+            shelving: out.batch.shelving.clone(),
+            ..StoredState::default()
+        },
+        Timestamp(T0 + 10 * 60_000),
+    )
+    .expect("restore");
     assert!(
         b.shelves()
             .is_shelved(&inc.key, Timestamp(T0 + 10 * 60_000))

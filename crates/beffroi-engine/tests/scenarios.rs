@@ -13,7 +13,7 @@ use beffroi_core::{
 };
 use beffroi_engine::Source;
 use beffroi_engine::metrics::Metrics;
-use beffroi_engine::pipeline::{Output, Pipeline};
+use beffroi_engine::pipeline::{Output, Pipeline, PipelineConfig};
 use beffroi_engine::trust::DeviceKeys;
 use beffroi_sim::{Player, Scenario};
 use beffroi_territory::SourceFile;
@@ -115,19 +115,18 @@ fn play_signed(
 ) -> (HashMap<IncidentId, Incident>, usize) {
     let start = Timestamp(1_795_694_400_000);
     let mut player = Player::new(Arc::clone(&f.territory), scenarios, start, &f.territory.id);
-    let mut p = Pipeline::new(
+    let mut cfg = PipelineConfig::new(
         Arc::clone(&f.territory),
         Arc::clone(&f.rules),
         f.procedures.clone(),
         Arc::new(Metrics::new()),
-        start,
     );
-    p.set_families(f.families.clone());
+    cfg.operations.families = f.families.clone();
     // Badges, plates and phone numbers of the demo are pseudonymised, as in production.
-    p.set_pseudonymiser(
+    cfg.pseudonymiser =
         beffroi_privacy::Pseudonymiser::new(vec![beffroi_privacy::EpochKey::new(1, &[42; 32])])
-            .map(Arc::new),
-    );
+            .map(Arc::new);
+    let mut p = Pipeline::new(cfg, start);
     let signing = signer.map(|s| {
         let s = s.borrow();
         p.set_device_keys(Arc::new(DeviceKeys::new([(s.id.clone(), s.key)])));
@@ -166,7 +165,7 @@ fn play_signed(
                 .filter(|s| s.borrow().device == m.device)
                 .map(|s| s.borrow_mut().seal(&m.payload));
             let r = p.ingest(
-                Source::Simulator,
+                Source::SIMULATOR,
                 m.format,
                 hint,
                 sealed.as_deref().unwrap_or(&m.payload),
@@ -349,7 +348,7 @@ fn quarantining_the_spoofed_gauge_clears_its_false_alarm_and_keeps_the_real_one(
                 };
                 let stored = out.batch.observations.len();
                 let r = p.ingest(
-                    Source::Simulator,
+                    Source::SIMULATOR,
                     beffroi_wire::Format::Chirpstack,
                     None,
                     &envelope,

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use beffroi_core::Timestamp;
 use beffroi_engine::Source;
 use beffroi_engine::metrics::Metrics;
-use beffroi_engine::pipeline::{Output, Pipeline};
+use beffroi_engine::pipeline::{Output, Pipeline, PipelineConfig};
 use beffroi_engine::trust::Transport;
 use beffroi_territory::SourceFile;
 use beffroi_wire::{Format, RejectReason};
@@ -60,10 +60,7 @@ fn pipeline() -> (Pipeline, Arc<Metrics>) {
     .expect("rules");
     let metrics = Arc::new(Metrics::new());
     let p = Pipeline::new(
-        t,
-        Arc::new(rules),
-        Vec::new(),
-        Arc::clone(&metrics),
+        PipelineConfig::new(t, Arc::new(rules), Vec::new(), Arc::clone(&metrics)),
         Timestamp(START),
     );
     (p, metrics)
@@ -80,7 +77,7 @@ fn ingest(
 ) -> Output {
     let mut out = Output::default();
     p.ingest_from(
-        Source::Mqtt,
+        Source::MQTT,
         format,
         Transport {
             device_hint: hint,

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use beffroi_core::{Timestamp, Trust};
 use beffroi_engine::Source;
 use beffroi_engine::metrics::Metrics;
-use beffroi_engine::pipeline::{Output, Pipeline};
+use beffroi_engine::pipeline::{Output, Pipeline, PipelineConfig};
 use beffroi_engine::trust::{DeviceKeys, Transport};
 use beffroi_territory::SourceFile;
 use beffroi_wire::{Format, RejectReason, signed};
@@ -42,10 +42,7 @@ fn pipeline() -> (Pipeline, Arc<Metrics>) {
     let rules = beffroi_rules::parse(&SourceFile::new("rules.toml", ""), &t).expect("rules");
     let metrics = Arc::new(Metrics::new());
     let mut p = Pipeline::new(
-        t,
-        Arc::new(rules),
-        Vec::new(),
-        Arc::clone(&metrics),
+        PipelineConfig::new(t, Arc::new(rules), Vec::new(), Arc::clone(&metrics)),
         Timestamp(START),
     );
     p.set_device_keys(Arc::new(DeviceKeys::new([("gauge".to_string(), KEY)])));
@@ -59,7 +56,7 @@ fn body(dev: &str, v: f64) -> Vec<u8> {
 fn ingest(p: &mut Pipeline, hint: &str, authenticated: bool, payload: &[u8]) -> Output {
     let mut out = Output::default();
     p.ingest_from(
-        Source::Mqtt,
+        Source::MQTT,
         Format::Json,
         Transport {
             device_hint: Some(hint),

@@ -139,6 +139,40 @@ impl MqttSource {
     }
 }
 
+/// The MQTT adapter as a source component: named `mqtt`, it waits when the engine's queue
+/// is full (the broker keeps the backlog in our persistent session).
+impl beffroi_engine::source::IngestSource for MqttSource {
+    fn config(&self) -> beffroi_engine::source::SourceConfig {
+        beffroi_engine::source::SourceConfig {
+            source: Source::MQTT,
+            overload: beffroi_engine::source::Overload::Wait,
+        }
+    }
+
+    fn run(
+        self: Box<Self>,
+        port: beffroi_engine::source::SourcePort,
+        shutdown: CancellationToken,
+    ) -> futures::future::BoxFuture<'static, Result<(), beffroi_engine::source::SourceError>> {
+        Box::pin(async move {
+            let Some(tx) = port.waiting_sender() else {
+                return Err(beffroi_engine::source::SourceError {
+                    name: Source::MQTT.as_str(),
+                    message: "the MQTT adapter needs a waiting port (it reserves room before \
+                              it takes a message off the broker)"
+                        .into(),
+                });
+            };
+            (*self).run(tx, port.clock(), shutdown).await.map_err(|e| {
+                beffroi_engine::source::SourceError {
+                    name: Source::MQTT.as_str(),
+                    message: e.to_string(),
+                }
+            })
+        })
+    }
+}
+
 /// What the store writer reports for one message, carried back to the source task.
 struct Settlement {
     conn: u64,
@@ -437,7 +471,7 @@ impl Runner {
                     })
                 });
                 self.queue.push_back(Envelope {
-                    source: Source::Mqtt,
+                    source: Source::MQTT,
                     format: route.format,
                     authenticated: self.broker_auth && route.device_hint.is_some(),
                     device_hint: route.device_hint,

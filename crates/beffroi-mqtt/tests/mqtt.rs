@@ -221,7 +221,7 @@ async fn routes_topics(protocol: MqttVersion) {
         let env = got
             .get(*payload)
             .unwrap_or_else(|| panic!("nothing from {topic}"));
-        assert_eq!(env.source, Source::Mqtt, "{topic}");
+        assert_eq!(env.source, Source::MQTT, "{topic}");
         assert_eq!(env.format, *format, "{topic}");
         assert_eq!(env.device_hint.as_deref(), *hint, "{topic}");
         assert_eq!(env.received, NOW, "{topic}");

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use beffroi_core::{DeviceIdx, Incident, IncidentId, Territory, Timestamp};
 use beffroi_engine::store::{StoredIdentity, StoredObservation};
-use beffroi_engine::{Store, StoreError, WriteBatch};
+use beffroi_engine::{Commit, Restore, Retain, StoreError, WriteBatch};
 use postgres::{Client, Transaction};
 
 use crate::error::{Context, Skipped};
@@ -118,7 +118,7 @@ impl Drop for PgStore {
     }
 }
 
-impl Store for PgStore {
+impl Commit for PgStore {
     fn write(&mut self, batch: &WriteBatch) -> Result<(), StoreError> {
         if batch.is_empty() {
             return Ok(());
@@ -294,7 +294,9 @@ impl Store for PgStore {
         tx.commit().ctx("commit write")?;
         Ok(())
     }
+}
 
+impl Restore for PgStore {
     fn active_incidents(&mut self) -> Result<Vec<Incident>, StoreError> {
         let t = self.territory();
         let skipped = self.skipped.clone();
@@ -374,6 +376,59 @@ impl Store for PgStore {
         Ok(out)
     }
 
+    fn quarantine_acts(
+        &mut self,
+    ) -> Result<Vec<beffroi_engine::sentinel::QuarantineAct>, StoreError> {
+        let t = self.territory();
+        crate::queries::quarantine_log(self.client()?, &t, usize::MAX)
+    }
+
+    fn handover_notes(&mut self) -> Result<Vec<beffroi_core::handover::HandoverNote>, StoreError> {
+        let t = self.territory();
+        crate::handover::notes(self.client()?, &t)
+    }
+
+    fn shelf_log(&mut self) -> Result<Vec<beffroi_core::shelving::ShelfAct>, StoreError> {
+        let t = self.territory();
+        crate::handover::shelf_log(self.client()?, &t)
+    }
+}
+
+impl Retain for PgStore {
+    /// Deletes observations older than `before` in transactions of at most [`PURGE_CHUNK`]
+    /// rows (through the `time` index), the observation count adjusted in each. Rows of
+    /// devices no longer in the territory are purged too.
+    fn purge_observations(&mut self, before: Timestamp) -> Result<usize, StoreError> {
+        let mut total = 0usize;
+        loop {
+            let mut tx = self.begin()?;
+            let deleted = tx
+                .execute(
+                    "DELETE FROM observations WHERE ctid IN \
+                     (SELECT ctid FROM observations WHERE time < $1 LIMIT $2)",
+                    &[&before.0, &count_to_sql(PURGE_CHUNK)],
+                )
+                .ctx("purge observations")?;
+            let deleted = usize::try_from(deleted).unwrap_or(usize::MAX);
+            if deleted > 0 {
+                tx.execute(
+                    "UPDATE counters SET value = value - $1 WHERE name = 'observations'",
+                    &[&count_to_sql(deleted)],
+                )
+                .ctx("write observation count")?;
+            }
+            tx.commit().ctx("commit purge")?;
+            total += deleted;
+            if deleted < PURGE_CHUNK {
+                break;
+            }
+        }
+        if total > 0 {
+            tracing::info!(deleted = total, before = %before, "observations purged");
+        }
+        Ok(total)
+    }
+
     fn purge(
         &mut self,
         plan: &beffroi_engine::store::PurgePlan,
@@ -411,57 +466,6 @@ impl Store for PgStore {
         now: Timestamp,
     ) -> Result<beffroi_engine::store::ErasureReport, StoreError> {
         crate::retention::erase_subject(self.client()?, pseudonyms, now)
-    }
-
-    fn quarantine_log(
-        &mut self,
-    ) -> Result<Vec<beffroi_engine::sentinel::QuarantineAct>, StoreError> {
-        let t = self.territory();
-        crate::queries::quarantine_log(self.client()?, &t, usize::MAX)
-    }
-
-    fn handover_notes(&mut self) -> Result<Vec<beffroi_core::handover::HandoverNote>, StoreError> {
-        let t = self.territory();
-        crate::handover::notes(self.client()?, &t)
-    }
-
-    fn shelf_log(&mut self) -> Result<Vec<beffroi_core::shelving::ShelfAct>, StoreError> {
-        let t = self.territory();
-        crate::handover::shelf_log(self.client()?, &t)
-    }
-
-    /// Deletes observations older than `before` in transactions of at most [`PURGE_CHUNK`]
-    /// rows (through the `time` index), the observation count adjusted in each. Rows of
-    /// devices no longer in the territory are purged too.
-    fn purge_observations(&mut self, before: Timestamp) -> Result<usize, StoreError> {
-        let mut total = 0usize;
-        loop {
-            let mut tx = self.begin()?;
-            let deleted = tx
-                .execute(
-                    "DELETE FROM observations WHERE ctid IN \
-                     (SELECT ctid FROM observations WHERE time < $1 LIMIT $2)",
-                    &[&before.0, &count_to_sql(PURGE_CHUNK)],
-                )
-                .ctx("purge observations")?;
-            let deleted = usize::try_from(deleted).unwrap_or(usize::MAX);
-            if deleted > 0 {
-                tx.execute(
-                    "UPDATE counters SET value = value - $1 WHERE name = 'observations'",
-                    &[&count_to_sql(deleted)],
-                )
-                .ctx("write observation count")?;
-            }
-            tx.commit().ctx("commit purge")?;
-            total += deleted;
-            if deleted < PURGE_CHUNK {
-                break;
-            }
-        }
-        if total > 0 {
-            tracing::info!(deleted = total, before = %before, "observations purged");
-        }
-        Ok(total)
     }
 }
 

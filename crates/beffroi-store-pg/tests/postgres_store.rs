@@ -6,8 +6,9 @@ use std::sync::Arc;
 
 use beffroi_core::territory::fixture;
 use beffroi_core::{FieldIdx, Territory, Timestamp, Value};
+use beffroi_engine::store::prelude::*;
 use beffroi_engine::store::{StoredIdentity, StoredObservation};
-use beffroi_engine::{Store, StoreError, StoreReader, WriteBatch};
+use beffroi_engine::{StoreError, WriteBatch};
 use beffroi_testkit::postgres::Postgres;
 
 fn territory() -> Arc<Territory> {
@@ -132,7 +133,7 @@ fn acknowledged_batches_survive_a_server_crash() {
                 observations: vec![level(i * 1_000)],
                 rejections: vec![beffroi_engine::store::StoredRejection {
                     at: Timestamp(i),
-                    source: beffroi_engine::Source::Http,
+                    source: beffroi_engine::Source::HTTP.as_str().into(),
                     reason: beffroi_wire::RejectReason::Malformed,
                     detail: format!("batch {i}"),
                 }],

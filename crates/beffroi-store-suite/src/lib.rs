@@ -3,7 +3,7 @@
 //! of a [`Backend`], and expanded into one `#[test]` per case by [`store_suite!`] in each
 //! adapter's tests (`beffroi-store` on SQLite, `beffroi-store-pg` on PostgreSQL).
 //!
-//! ```ignore
+//! ```text
 //! // crates/beffroi-store-pg/tests/suite.rs
 //! fn backend(case: &str) -> Option<PgBackend> { /* a fresh database named after the case */ }
 //! beffroi_store_suite::store_suite!(backend);

@@ -8,14 +8,15 @@
 //!
 //! `cargo bench -p beffroi-store --bench write`
 
+use beffroi_engine::store::prelude::*;
 use std::hint::black_box;
 use std::sync::Arc;
 use std::time::Duration;
 
 use beffroi_core::territory::fixture;
 use beffroi_core::{DeviceIdx, FieldIdx, Territory, Timestamp, Value};
+use beffroi_engine::WriteBatch;
 use beffroi_engine::store::StoredObservation;
-use beffroi_engine::{Store, WriteBatch};
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 
 /// The fixture's commune, sites and kinds, with `devices` water-level gauges.

@@ -10,10 +10,12 @@
 //! - **Acknowledged means durable.** WAL with `synchronous=FULL`: once `write` returns, the
 //!   batch survives a process kill and a power loss (with `NORMAL` a power loss could lose
 //!   the last commits). Senders must only be acknowledged after `write` returned `Ok`.
-//! - **Idempotent observations.** The key is (device, field, event time, value key) and
-//!   rows are inserted with `INSERT OR IGNORE`: a redelivered batch stores nothing twice,
-//!   while a second reading of the same millisecond with another value is kept. Incidents
-//!   are upserted by id; their log entries are appended.
+//! - **Idempotent observations, none lost.** The key is (device, field, event time, value
+//!   key — `beffroi_core::Value::key`) and rows are inserted with `INSERT OR IGNORE`: a
+//!   redelivered batch stores nothing twice, and a second reading of the same millisecond
+//!   with another value is kept beside the first. People counts keep one row per bucket
+//!   (key 0) holding its highest count. Incidents are upserted by id; their log entries are
+//!   appended.
 //! - **Ids as text.** Rows hold the territory's textual ids (device, field name, site,
 //!   commune), never indices, so the file reads well in `sqlite3` and survives territory
 //!   edits. A row that names something the territory no longer has is reported as
@@ -53,7 +55,7 @@ use crate::error::{Context, Skipped};
 pub use queries::DEFAULT_LIMIT;
 pub use reader::SqliteReader;
 pub use retention::RECORD_CHUNK;
-pub use schema::SCHEMA_VERSION;
+pub use schema::{SCHEMA_VERSION, create_at_version};
 pub use writer::{PURGE_CHUNK, SqliteStore};
 
 /// Read-only connections in the reader's pool.
@@ -71,7 +73,7 @@ pub fn open(
     let mut writer = Connection::open(path)
         .map_err(|e| StoreError::Backend(format!("open {}: {e}", path.display())))?;
     configure_writer(&writer)?;
-    schema::migrate(&mut writer)?;
+    schema::migrate(&mut writer, &territory)?;
 
     let readers = (0..READERS)
         .map(|_| open_reader(path))

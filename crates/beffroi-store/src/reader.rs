@@ -4,7 +4,7 @@ use std::sync::{Arc, PoisonError, RwLock};
 
 use beffroi_core::{DeviceIdx, Incident, IncidentId, LogEntry, Territory, Timestamp};
 use beffroi_engine::store::{IncidentQuery, StoredObservation, StoredRejection};
-use beffroi_engine::{StoreError, StoreReader};
+use beffroi_engine::{IncidentReads, ObservationReads, RecordReads, StoreError};
 
 use crate::error::Skipped;
 use crate::pool::Pool;
@@ -54,57 +54,7 @@ impl SqliteReader {
     }
 }
 
-impl StoreReader for SqliteReader {
-    fn holds(
-        &self,
-        now: Timestamp,
-        all: bool,
-    ) -> Result<Vec<beffroi_engine::store::LegalHold>, StoreError> {
-        crate::retention::holds(&self.pool.get(), now, all)
-    }
-
-    fn retention_status(
-        &self,
-    ) -> Result<
-        (
-            Vec<beffroi_engine::store::StoreRows>,
-            Option<beffroi_engine::store::PurgeRun>,
-        ),
-        StoreError,
-    > {
-        crate::retention::retention_status(&self.pool.get(), &self.territory())
-    }
-
-    fn subject_data(
-        &self,
-        pseudonyms: &[String],
-        limit: usize,
-    ) -> Result<beffroi_engine::store::SubjectData, StoreError> {
-        crate::retention::subject_data(&self.pool.get(), pseudonyms, limit)
-    }
-
-    fn carried(&self, id: IncidentId) -> Result<Vec<String>, StoreError> {
-        queries::carried(&self.pool.get(), id)
-    }
-
-    fn carries(&self, id: IncidentId, pseudonym: &str) -> Result<bool, StoreError> {
-        queries::carries(&self.pool.get(), id, pseudonym)
-    }
-
-    fn identity(
-        &self,
-        pseudonym: &str,
-    ) -> Result<Option<beffroi_engine::store::IdentityRow>, StoreError> {
-        queries::identity(&self.pool.get(), pseudonym)
-    }
-
-    fn quarantine_log(
-        &self,
-        limit: usize,
-    ) -> Result<Vec<beffroi_engine::sentinel::QuarantineAct>, StoreError> {
-        queries::quarantine_log(&self.pool.get(), &self.territory(), limit)
-    }
-
+impl IncidentReads for SqliteReader {
     fn incidents(&self, q: &IncidentQuery) -> Result<Vec<Incident>, StoreError> {
         queries::incidents(&self.pool.get(), &self.territory(), q, &self.skipped)
     }
@@ -117,6 +67,27 @@ impl StoreReader for SqliteReader {
         queries::incident_with_log(&mut self.pool.get(), &self.territory(), id, visible)
     }
 
+    fn incidents_by_id(
+        &self,
+        ids: &[IncidentId],
+        visible: &beffroi_engine::store::Visibility,
+    ) -> Result<Vec<Incident>, StoreError> {
+        let t = self.territory();
+        crate::operations::incidents_by_id(&self.pool.get(), &t, ids, visible, &self.skipped)
+    }
+
+    fn log_since(
+        &self,
+        since: Timestamp,
+        limit: usize,
+        visible: &beffroi_engine::store::Visibility,
+    ) -> Result<Vec<beffroi_engine::store::HandoverEntry>, StoreError> {
+        let t = self.territory();
+        crate::operations::log_since(&self.pool.get(), &t, since, limit, visible, &self.skipped)
+    }
+}
+
+impl ObservationReads for SqliteReader {
     fn observations(
         &self,
         device: DeviceIdx,
@@ -161,23 +132,56 @@ impl StoreReader for SqliteReader {
     fn rejections(&self, limit: usize) -> Result<Vec<StoredRejection>, StoreError> {
         queries::rejections(&self.pool.get(), limit, &self.skipped)
     }
+}
 
-    fn incidents_by_id(
+impl RecordReads for SqliteReader {
+    fn quarantine_log(
         &self,
-        ids: &[IncidentId],
-        visible: &beffroi_engine::store::Visibility,
-    ) -> Result<Vec<Incident>, StoreError> {
-        let t = self.territory();
-        crate::operations::incidents_by_id(&self.pool.get(), &t, ids, visible, &self.skipped)
+        limit: usize,
+    ) -> Result<Vec<beffroi_engine::sentinel::QuarantineAct>, StoreError> {
+        queries::quarantine_log(&self.pool.get(), &self.territory(), limit)
     }
 
-    fn log_since(
+    fn holds(
         &self,
-        since: Timestamp,
+        now: Timestamp,
+        all: bool,
+    ) -> Result<Vec<beffroi_engine::store::LegalHold>, StoreError> {
+        crate::retention::holds(&self.pool.get(), now, all)
+    }
+
+    fn retention_status(
+        &self,
+    ) -> Result<
+        (
+            Vec<beffroi_engine::store::StoreRows>,
+            Option<beffroi_engine::store::PurgeRun>,
+        ),
+        StoreError,
+    > {
+        crate::retention::retention_status(&self.pool.get(), &self.territory())
+    }
+
+    fn subject_data(
+        &self,
+        pseudonyms: &[String],
         limit: usize,
-        visible: &beffroi_engine::store::Visibility,
-    ) -> Result<Vec<beffroi_engine::store::HandoverEntry>, StoreError> {
-        let t = self.territory();
-        crate::operations::log_since(&self.pool.get(), &t, since, limit, visible, &self.skipped)
+    ) -> Result<beffroi_engine::store::SubjectData, StoreError> {
+        crate::retention::subject_data(&self.pool.get(), pseudonyms, limit)
+    }
+
+    fn carried(&self, id: IncidentId) -> Result<Vec<String>, StoreError> {
+        queries::carried(&self.pool.get(), id)
+    }
+
+    fn carries(&self, id: IncidentId, pseudonym: &str) -> Result<bool, StoreError> {
+        queries::carries(&self.pool.get(), id, pseudonym)
+    }
+
+    fn identity(
+        &self,
+        pseudonym: &str,
+    ) -> Result<Option<beffroi_engine::store::IdentityRow>, StoreError> {
+        queries::identity(&self.pool.get(), pseudonym)
     }
 }

@@ -332,8 +332,8 @@ fn purge_observations(
             let (category, cut) = cutoff_of(t, plan, device, field);
             let deleted = tx
                 .prepare_cached(
-                    "DELETE FROM observations WHERE device = ?1 AND field = ?2 \
-                     AND (time, vkey) IN (SELECT o.time, o.vkey FROM observations o \
+                    "DELETE FROM observations WHERE device = ?1 AND field = ?2 AND (time, vkey) IN \
+                     (SELECT o.time, o.vkey FROM observations o \
                       WHERE o.device = ?1 AND o.field = ?2 AND o.time < ?3 \
                       AND NOT EXISTS (SELECT 1 FROM temp.held_windows w \
                           WHERE w.device = ?1 AND o.time BETWEEN w.from_ms AND w.to_ms) \

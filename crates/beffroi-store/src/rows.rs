@@ -10,8 +10,8 @@ use beffroi_core::{
     Actor, DedupKey, DeviceIdx, FieldIdx, Incident, IncidentId, LogEntry, Point, Severity, SopStep,
     Status, Territory, Timestamp, Trigger, TriggerKind, TriggerOp, Value,
 };
+use beffroi_engine::StoreError;
 use beffroi_engine::store::{StoredObservation, StoredRejection};
-use beffroi_engine::{Source, StoreError};
 use beffroi_wire::RejectReason;
 use rusqlite::Row;
 use serde_json::json;
@@ -192,17 +192,13 @@ impl RejectionRow {
     }
 
     pub(crate) fn into_rejection(self) -> Result<StoredRejection, StoreError> {
-        let source = Source::ALL
-            .into_iter()
-            .find(|s| s.as_str() == self.source)
-            .ok_or_else(|| inconsistent(format!("unknown rejection source `{}`", self.source)))?;
         let reason = RejectReason::ALL
             .into_iter()
             .find(|r| r.as_str() == self.reason)
             .ok_or_else(|| inconsistent(format!("unknown rejection reason `{}`", self.reason)))?;
         Ok(StoredRejection {
             at: Timestamp(self.at),
-            source,
+            source: self.source,
             reason,
             detail: self.detail,
         })

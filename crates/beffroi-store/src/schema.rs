@@ -6,6 +6,7 @@
 
 use rusqlite::{Connection, TransactionBehavior};
 
+use beffroi_core::{Territory, Value};
 use beffroi_engine::StoreError;
 
 use crate::error::Context;
@@ -353,18 +354,16 @@ ALTER TABLE incidents ADD COLUMN current_at INTEGER;
 ALTER TABLE incidents ADD COLUMN reopened_at INTEGER;
 "#;
 
-/// An observation's identity becomes (device, field, time, value key), the key being
-/// `beffroi_core::Value::key`: a second reading of the same millisecond with another value
-/// is kept, a redelivered one still ignored. The table is rebuilt (SQLite cannot change a
-/// primary key); rows stored before get key 0, so a reading stored before the upgrade and
-/// redelivered after it is stored a second time (its evaluation is still skipped by the
-/// watermarks). People counts keep key 0: one row per counter and bucket.
+/// An observation's identity gains its value key (`beffroi_core::Value::key`): two readings
+/// of the same (device, field, millisecond) with different values are both kept, a
+/// redelivered one is stored once. People counts keep one row per bucket (key 0). The rows
+/// are copied with key 0; [`backfill_value_keys`] computes the keys in the same transaction.
 const V15_OBSERVATION_VALUE_KEY: &str = r#"
-CREATE TABLE observations_v15 (
+CREATE TABLE observations_keyed (
     device      TEXT    NOT NULL,
     field       TEXT    NOT NULL,
     time        INTEGER NOT NULL,
-    vkey        INTEGER NOT NULL DEFAULT 0,
+    vkey        INTEGER NOT NULL,
     value       REAL,
     value_bool  INTEGER CHECK (value_bool IN (0, 1)),
     value_text  TEXT,
@@ -374,17 +373,74 @@ CREATE TABLE observations_v15 (
     quarantined INTEGER NOT NULL DEFAULT 0 CHECK (quarantined IN (0, 1)),
     PRIMARY KEY (device, field, time, vkey)
 ) WITHOUT ROWID, STRICT;
-INSERT INTO observations_v15
+INSERT INTO observations_keyed
     (device, field, time, vkey, value, value_bool, value_text, received, trust, quarantined)
     SELECT device, field, time, 0, value, value_bool, value_text, received, trust, quarantined
     FROM observations;
 DROP TABLE observations;
-ALTER TABLE observations_v15 RENAME TO observations;
+ALTER TABLE observations_keyed RENAME TO observations;
 CREATE INDEX observations_text ON observations (value_text) WHERE value_text IS NOT NULL;
 "#;
 
+/// Computes the value keys of the rows [`V15_OBSERVATION_VALUE_KEY`] copied, in the
+/// migration's transaction. People counts (a `people_count` field of the device's kind in
+/// `territory`) keep key 0, as the writer gives them; so do rows of devices the territory
+/// no longer has, which no reading will be redelivered to. Returns how many rows were keyed.
+fn backfill_value_keys(
+    tx: &rusqlite::Transaction<'_>,
+    territory: &Territory,
+) -> Result<u64, StoreError> {
+    let mut read = tx
+        .prepare("SELECT device, field, time, value, value_bool, value_text FROM observations")
+        .ctx("prepare value key backfill")?;
+    let mut rows = read.query([]).ctx("read observations to key")?;
+    let mut keyed: Vec<(String, String, i64, i64)> = Vec::new();
+    while let Some(r) = rows.next().ctx("read observation to key")? {
+        let device: String = r.get(0).ctx("read device")?;
+        let field: String = r.get(1).ctx("read field")?;
+        let Some(d) = territory.device_id(&device) else {
+            continue;
+        };
+        if territory
+            .kind_of(d)
+            .fields
+            .iter()
+            .any(|f| f.people_count && *f.name == *field)
+        {
+            continue;
+        }
+        let value = match (
+            r.get::<_, Option<f64>>(3).ctx("read value")?,
+            r.get::<_, Option<bool>>(4).ctx("read value")?,
+            r.get::<_, Option<String>>(5).ctx("read value")?,
+        ) {
+            (Some(n), _, _) => Value::Number(n),
+            (_, Some(b), _) => Value::Bool(b),
+            (_, _, Some(t)) => Value::Text(t.into()),
+            // A row without a value keeps key 0: it stays readable as it was.
+            _ => continue,
+        };
+        let time: i64 = r.get(2).ctx("read time")?;
+        keyed.push((device, field, time, value.key()));
+    }
+    drop(rows);
+    drop(read);
+    let mut update = tx
+        .prepare(
+            "UPDATE observations SET vkey = ?4 \
+             WHERE device = ?1 AND field = ?2 AND time = ?3 AND vkey = 0",
+        )
+        .ctx("prepare value key update")?;
+    for (device, field, time, key) in &keyed {
+        update
+            .execute(rusqlite::params![device, field, time, key])
+            .ctx("write value key")?;
+    }
+    Ok(keyed.len() as u64)
+}
+
 /// Brings the database to [`SCHEMA_VERSION`]. Refuses a database written by a newer build.
-pub(crate) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+pub(crate) fn migrate(conn: &mut Connection, territory: &Territory) -> Result<(), StoreError> {
     let current: u32 = conn
         .pragma_query_value(None, "user_version", |row| row.get(0))
         .ctx("read schema version")?;
@@ -400,10 +456,32 @@ pub(crate) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
             .ctx("begin migration")?;
         tx.execute_batch(sql)
             .map_err(|e| StoreError::Backend(format!("migration to version {version}: {e}")))?;
+        if std::ptr::eq(*sql, V15_OBSERVATION_VALUE_KEY) {
+            let keyed = backfill_value_keys(&tx, territory)?;
+            tracing::info!(rows = keyed, "observation value keys computed");
+        }
         tx.pragma_update(None, "user_version", version)
             .ctx("set schema version")?;
         tx.commit().ctx("commit migration")?;
         tracing::info!(version, "store schema migrated");
     }
     Ok(())
+}
+
+/// Creates a database at `path` with the first `version` migrations only: the store as an
+/// older release left it, for upgrade tests. Not for production use.
+#[doc(hidden)]
+pub fn create_at_version(path: &std::path::Path, version: u32) -> Result<(), StoreError> {
+    let mut conn = Connection::open(path)
+        .map_err(|e| StoreError::Backend(format!("open {}: {e}", path.display())))?;
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .ctx("begin migration")?;
+    for (v, sql) in (1u32..).zip(MIGRATIONS).take(version as usize) {
+        tx.execute_batch(sql)
+            .map_err(|e| StoreError::Backend(format!("migration to version {v}: {e}")))?;
+    }
+    tx.pragma_update(None, "user_version", version.min(SCHEMA_VERSION))
+        .ctx("set schema version")?;
+    tx.commit().ctx("commit migration")
 }

@@ -5,7 +5,7 @@ use std::sync::{Arc, LazyLock};
 
 use beffroi_core::{DeviceIdx, Incident, IncidentId, Territory, Timestamp};
 use beffroi_engine::store::StoredObservation;
-use beffroi_engine::{Store, StoreError, WriteBatch};
+use beffroi_engine::{Commit, Restore, Retain, StoreError, WriteBatch};
 use rusqlite::{
     Connection, OptionalExtension, Statement, Transaction, TransactionBehavior, params,
 };
@@ -126,7 +126,7 @@ impl SqliteStore {
     }
 }
 
-impl Store for SqliteStore {
+impl Commit for SqliteStore {
     fn write(&mut self, batch: &WriteBatch) -> Result<(), StoreError> {
         if batch.is_empty() {
             return Ok(());
@@ -278,7 +278,9 @@ impl Store for SqliteStore {
         self.wal.after_commit(&self.conn);
         Ok(())
     }
+}
 
+impl Restore for SqliteStore {
     fn active_incidents(&mut self) -> Result<Vec<Incident>, StoreError> {
         queries::active_incidents(&self.conn, &self.territory, &self.skipped)
     }
@@ -352,47 +354,7 @@ impl Store for SqliteStore {
         Ok(out)
     }
 
-    fn purge(
-        &mut self,
-        plan: &beffroi_engine::store::PurgePlan,
-    ) -> Result<beffroi_engine::store::PurgeReport, StoreError> {
-        let territory = Arc::clone(&self.territory);
-        crate::retention::purge(&mut self.conn, &mut self.wal, &territory, plan)
-    }
-
-    fn legal_holds(
-        &mut self,
-        now: Timestamp,
-    ) -> Result<Vec<beffroi_engine::store::LegalHold>, StoreError> {
-        crate::retention::holds(&self.conn, now, false)
-    }
-
-    fn record_purge(&mut self, at: Timestamp, detail: &str) -> Result<(), StoreError> {
-        crate::retention::record_purge(&mut self.conn, &mut self.wal, at, detail)
-    }
-
-    fn set_hold(&mut self, hold: &beffroi_engine::store::LegalHold) -> Result<(), StoreError> {
-        crate::retention::set_hold(&mut self.conn, &mut self.wal, hold)
-    }
-
-    fn release_hold(
-        &mut self,
-        incident: IncidentId,
-        by: &str,
-        at: Timestamp,
-    ) -> Result<bool, StoreError> {
-        crate::retention::release_hold(&mut self.conn, &mut self.wal, incident, by, at)
-    }
-
-    fn erase_subject(
-        &mut self,
-        pseudonyms: &[String],
-        now: Timestamp,
-    ) -> Result<beffroi_engine::store::ErasureReport, StoreError> {
-        crate::retention::erase_subject(&mut self.conn, &mut self.wal, pseudonyms, now)
-    }
-
-    fn quarantine_log(
+    fn quarantine_acts(
         &mut self,
     ) -> Result<Vec<beffroi_engine::sentinel::QuarantineAct>, StoreError> {
         crate::queries::quarantine_log(&self.conn, &self.territory, usize::MAX)
@@ -405,7 +367,9 @@ impl Store for SqliteStore {
     fn shelf_log(&mut self) -> Result<Vec<beffroi_core::shelving::ShelfAct>, StoreError> {
         crate::handover::shelf_log(&self.conn, &self.territory)
     }
+}
 
+impl Retain for SqliteStore {
     /// Walks the (device, field) pairs along the primary key (one seek each, no scan) and
     /// deletes each pair's rows older than `before`, at most [`PURGE_CHUNK`] rows per
     /// transaction. Rows of devices no longer in the territory are purged too.
@@ -464,6 +428,46 @@ impl Store for SqliteStore {
             tracing::info!(deleted = total, before = %before, "observations purged");
         }
         Ok(total)
+    }
+
+    fn purge(
+        &mut self,
+        plan: &beffroi_engine::store::PurgePlan,
+    ) -> Result<beffroi_engine::store::PurgeReport, StoreError> {
+        let territory = Arc::clone(&self.territory);
+        crate::retention::purge(&mut self.conn, &mut self.wal, &territory, plan)
+    }
+
+    fn legal_holds(
+        &mut self,
+        now: Timestamp,
+    ) -> Result<Vec<beffroi_engine::store::LegalHold>, StoreError> {
+        crate::retention::holds(&self.conn, now, false)
+    }
+
+    fn record_purge(&mut self, at: Timestamp, detail: &str) -> Result<(), StoreError> {
+        crate::retention::record_purge(&mut self.conn, &mut self.wal, at, detail)
+    }
+
+    fn set_hold(&mut self, hold: &beffroi_engine::store::LegalHold) -> Result<(), StoreError> {
+        crate::retention::set_hold(&mut self.conn, &mut self.wal, hold)
+    }
+
+    fn release_hold(
+        &mut self,
+        incident: IncidentId,
+        by: &str,
+        at: Timestamp,
+    ) -> Result<bool, StoreError> {
+        crate::retention::release_hold(&mut self.conn, &mut self.wal, incident, by, at)
+    }
+
+    fn erase_subject(
+        &mut self,
+        pseudonyms: &[String],
+        now: Timestamp,
+    ) -> Result<beffroi_engine::store::ErasureReport, StoreError> {
+        crate::retention::erase_subject(&mut self.conn, &mut self.wal, pseudonyms, now)
     }
 }
 
@@ -562,8 +566,7 @@ fn insert_observations(
             .prepare_cached(RAISE_PEOPLE_COUNT)
             .ctx("prepare people count")?;
         for o in &people {
-            // One row per counter and bucket: value key 0, whatever the count.
-            bind_observations(&mut one, t, std::slice::from_ref(o), false)?;
+            bind_observations(&mut one, t, std::slice::from_ref(o))?;
             let n = one.raw_execute().ctx("write people count")?;
             inserted += n;
             if n == 0
@@ -616,37 +619,33 @@ fn insert_rows(
         .ctx("prepare observations")?;
     let mut chunks = observations.chunks_exact(ROWS_PER_INSERT);
     for chunk in &mut chunks {
-        bind_observations(&mut many, t, chunk, true)?;
+        bind_observations(&mut many, t, chunk)?;
         inserted += many.raw_execute().ctx("write observations")?;
     }
     let mut one = tx
         .prepare_cached(&INSERT_OBSERVATION)
         .ctx("prepare observation")?;
     for o in chunks.remainder() {
-        bind_observations(&mut one, t, std::slice::from_ref(o), true)?;
+        bind_observations(&mut one, t, std::slice::from_ref(o))?;
         inserted += one.raw_execute().ctx("write observation")?;
     }
     Ok(inserted)
 }
 
-/// Binds the rows; `keyed`: each row's value key is its value's
-/// ([`beffroi_core::Value::key`]), else 0 (people counts: one row per bucket).
 fn bind_observations(
     stmt: &mut Statement<'_>,
     t: &Territory,
     observations: &[StoredObservation],
-    keyed: bool,
 ) -> Result<(), StoreError> {
     for (i, o) in observations.iter().enumerate() {
         let (device, field) = device_field(t, o.device, o.field)?;
         let (value, value_bool, value_text) = rows::value_columns(&o.value);
-        let vkey = if keyed { o.value.key() } else { 0 };
-        let at = i * 10;
+        let at = i * COLUMNS_PER_ROW;
         let bound = (|| {
             stmt.raw_bind_parameter(at + 1, device)?;
             stmt.raw_bind_parameter(at + 2, field)?;
             stmt.raw_bind_parameter(at + 3, o.time.0)?;
-            stmt.raw_bind_parameter(at + 4, vkey)?;
+            stmt.raw_bind_parameter(at + 4, value_key(t, o))?;
             stmt.raw_bind_parameter(at + 5, value)?;
             stmt.raw_bind_parameter(at + 6, value_bool)?;
             stmt.raw_bind_parameter(at + 7, value_text)?;
@@ -657,4 +656,18 @@ fn bind_observations(
         bound.ctx("bind observation")?;
     }
     Ok(())
+}
+
+/// Parameters of one observation row in [`insert_observations_sql`].
+const COLUMNS_PER_ROW: usize = 10;
+
+/// The row's value key: the value's ([`beffroi_core::Value::key`]), or 0 for a people count,
+/// whose one row per bucket keeps the bucket's highest count.
+fn value_key(t: &Territory, o: &StoredObservation) -> i64 {
+    let people = t
+        .kind_of(o.device)
+        .fields
+        .get(o.field.get())
+        .is_some_and(|f| f.people_count);
+    if people { 0 } else { o.value.key() }
 }

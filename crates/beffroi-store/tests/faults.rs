@@ -18,14 +18,15 @@ use std::sync::{Arc, Mutex};
 use beffroi_core::territory::fixture;
 use beffroi_core::{Incident, IncidentId, SimClock, Status, Territory, Timestamp};
 use beffroi_engine::metrics::Metrics;
-use beffroi_engine::pipeline::{Output, Pipeline};
+use beffroi_engine::pipeline::{Output, Pipeline, PipelineConfig};
 use beffroi_engine::runner::{self, Engine, EngineConfig};
 use beffroi_engine::store::Visibility;
 use beffroi_engine::store::{
     IncidentQuery, LegalHold, PurgePlan, PurgeReport, StoredUnit, Watermark,
 };
 use beffroi_engine::{
-    Ack, AckOutcome, Envelope, Source, Store, StoreError, StoreReader, WriteBatch,
+    Ack, AckOutcome, Commit, Envelope, IncidentReads, ObservationReads, Restore, Retain, Source,
+    StoreError, WriteBatch,
 };
 use beffroi_store::{SqliteReader, SqliteStore};
 use beffroi_territory::SourceFile;
@@ -69,7 +70,7 @@ impl Reading {
     /// outcome sent to `tx`.
     fn envelope(&self, stream: u64, tx: tokio::sync::oneshot::Sender<AckOutcome>) -> Envelope {
         Envelope {
-            source: Source::Mqtt,
+            source: Source::MQTT,
             format: Format::Json,
             device_hint: None,
             payload: self.payload().into_bytes().into(),
@@ -129,7 +130,7 @@ struct Flaky {
     fail: Arc<Mutex<Vec<std::ops::Range<u64>>>>,
 }
 
-impl Store for Flaky {
+impl Commit for Flaky {
     fn write(&mut self, batch: &WriteBatch) -> Result<(), StoreError> {
         let n = self.commits.fetch_add(1, Ordering::SeqCst);
         let failing = self
@@ -145,52 +146,98 @@ impl Store for Flaky {
         }
         self.inner.write(batch)
     }
+}
+
+impl Restore for Flaky {
     fn active_incidents(&mut self) -> Result<Vec<Incident>, StoreError> {
         self.inner.active_incidents()
     }
+
     fn max_incident_id(&mut self) -> Result<IncidentId, StoreError> {
         self.inner.max_incident_id()
     }
+
     fn incident(&mut self, id: IncidentId) -> Result<Option<Incident>, StoreError> {
         self.inner.incident(id)
     }
+
     fn last_seen(&mut self) -> Result<Vec<(beffroi_core::DeviceIdx, Timestamp)>, StoreError> {
         self.inner.last_seen()
     }
+
     fn watermarks(&mut self) -> Result<Vec<Watermark>, StoreError> {
         self.inner.watermarks()
     }
-    fn purge_observations(&mut self, before: Timestamp) -> Result<usize, StoreError> {
-        self.inner.purge_observations(before)
-    }
-    fn purge(&mut self, plan: &PurgePlan) -> Result<PurgeReport, StoreError> {
-        self.inner.purge(plan)
-    }
-    fn legal_holds(&mut self, now: Timestamp) -> Result<Vec<LegalHold>, StoreError> {
-        self.inner.legal_holds(now)
-    }
+
     fn units(&mut self) -> Result<Vec<StoredUnit>, StoreError> {
         self.inner.units()
     }
+
     fn crises(&mut self) -> Result<Vec<beffroi_core::crisis::Crisis>, StoreError> {
         self.inner.crises()
     }
+
     fn situations(&mut self, since: Timestamp) -> Result<Vec<beffroi_core::Situation>, StoreError> {
         self.inner.situations(since)
     }
+
     fn max_situation_id(&mut self) -> Result<beffroi_core::SituationId, StoreError> {
         self.inner.max_situation_id()
     }
+
     fn events(&mut self) -> Result<Vec<beffroi_core::Event>, StoreError> {
         self.inner.events()
     }
+
     fn replay_windows(&mut self) -> Result<Vec<beffroi_engine::trust::StoredWindow>, StoreError> {
         self.inner.replay_windows()
     }
-    fn quarantine_log(
+
+    fn quarantine_acts(
         &mut self,
     ) -> Result<Vec<beffroi_engine::sentinel::QuarantineAct>, StoreError> {
-        self.inner.quarantine_log()
+        self.inner.quarantine_acts()
+    }
+    fn handover_notes(&mut self) -> Result<Vec<beffroi_core::handover::HandoverNote>, StoreError> {
+        self.inner.handover_notes()
+    }
+    fn shelf_log(&mut self) -> Result<Vec<beffroi_core::shelving::ShelfAct>, StoreError> {
+        self.inner.shelf_log()
+    }
+}
+
+impl Retain for Flaky {
+    fn purge_observations(&mut self, before: Timestamp) -> Result<usize, StoreError> {
+        self.inner.purge_observations(before)
+    }
+
+    fn purge(&mut self, plan: &PurgePlan) -> Result<PurgeReport, StoreError> {
+        self.inner.purge(plan)
+    }
+
+    fn legal_holds(&mut self, now: Timestamp) -> Result<Vec<LegalHold>, StoreError> {
+        self.inner.legal_holds(now)
+    }
+    fn record_purge(&mut self, at: Timestamp, detail: &str) -> Result<(), StoreError> {
+        self.inner.record_purge(at, detail)
+    }
+    fn set_hold(&mut self, hold: &LegalHold) -> Result<(), StoreError> {
+        self.inner.set_hold(hold)
+    }
+    fn release_hold(
+        &mut self,
+        incident: IncidentId,
+        by: &str,
+        at: Timestamp,
+    ) -> Result<bool, StoreError> {
+        self.inner.release_hold(incident, by, at)
+    }
+    fn erase_subject(
+        &mut self,
+        pseudonyms: &[String],
+        now: Timestamp,
+    ) -> Result<beffroi_engine::store::ErasureReport, StoreError> {
+        self.inner.erase_subject(pseudonyms, now)
     }
 }
 
@@ -200,6 +247,18 @@ struct Rig {
     metrics: Arc<Metrics>,
     commits: Arc<AtomicU64>,
     fail: Arc<Mutex<Vec<std::ops::Range<u64>>>>,
+}
+
+impl Rig {
+    /// The MQTT source's port: it waits for room, as the adapter does.
+    fn port(&self) -> beffroi_engine::source::SourcePort {
+        self.engine
+            .handle
+            .source_port(beffroi_engine::source::SourceConfig {
+                source: Source::MQTT,
+                overload: beffroi_engine::source::Overload::Wait,
+            })
+    }
 }
 
 async fn start(path: &std::path::Path, t: &Arc<Territory>) -> Rig {
@@ -252,11 +311,10 @@ async fn deliver(rig: &Rig, readings: &[Reading]) -> usize {
         let mut outcomes = Vec::new();
         for r in &window {
             let (tx, rx) = tokio::sync::oneshot::channel();
-            rig.engine
-                .handle
-                .submit(r.envelope(stream, tx))
-                .await
-                .expect("engine open");
+            assert!(
+                rig.port().submit(r.envelope(stream, tx)).await.is_ok(),
+                "engine open"
+            );
             outcomes.push(rx);
         }
         let mut stored_prefix = 0;
@@ -330,10 +388,12 @@ fn oracle(t: &Arc<Territory>, reader: &SqliteReader) -> Book {
     stored.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)));
     let rules = beffroi_rules::parse(&SourceFile::new("rules.toml", RULES), t).expect("rules");
     let mut p = Pipeline::new(
-        Arc::clone(t),
-        Arc::new(rules),
-        Vec::new(),
-        Arc::new(Metrics::new()),
+        PipelineConfig::new(
+            Arc::clone(t),
+            Arc::new(rules),
+            Vec::new(),
+            Arc::new(Metrics::new()),
+        ),
         Timestamp(T0),
     );
     let mut book: BTreeMap<IncidentId, (Incident, Vec<(String, i64)>)> = BTreeMap::new();
@@ -341,7 +401,7 @@ fn oracle(t: &Arc<Territory>, reader: &SqliteReader) -> Book {
         let mut out = Output::default();
         let body = format!(r#"{{"device":"{dev}","time":{at},"values":{{"level_m":{v}}}}}"#);
         let r = p.ingest(
-            Source::Http,
+            Source::HTTP,
             Format::Json,
             None,
             body.as_bytes(),
@@ -516,11 +576,13 @@ async fn while_commits_fail_the_engine_says_it_is_not_storing_and_recovers_by_it
     };
     // One delivery attempt, refused: not stored, not acknowledged.
     let (tx, rx) = tokio::sync::oneshot::channel();
-    rig.engine
-        .handle
-        .submit(reading.envelope(beffroi_engine::envelope::new_stream(), tx))
-        .await
-        .expect("engine open");
+    assert!(
+        rig.port()
+            .submit(reading.envelope(beffroi_engine::envelope::new_stream(), tx))
+            .await
+            .is_ok(),
+        "engine open"
+    );
     assert!(matches!(rx.await, Ok(AckOutcome::Failed(_))));
     assert!(
         !rig.engine.handle.storing(),

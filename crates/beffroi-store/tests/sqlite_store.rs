@@ -2,6 +2,7 @@
 //! an aborted process, rows written by hand with SQLite's syntax). The persistence contract
 //! itself is the shared suite (`tests/suite.rs`, from `beffroi-store-suite`).
 
+use beffroi_engine::store::prelude::*;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -11,7 +12,7 @@ use beffroi_core::{
     Status, Territory, Timestamp, Value,
 };
 use beffroi_engine::store::StoredObservation;
-use beffroi_engine::{Store, StoreError, StoreReader, WriteBatch};
+use beffroi_engine::{StoreError, WriteBatch};
 use beffroi_store::{SqliteReader, SqliteStore};
 
 fn territory() -> Arc<Territory> {

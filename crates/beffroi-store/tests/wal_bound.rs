@@ -6,14 +6,15 @@
 //! caught up with a writer that never pauses and the WAL grew with every commit (about
 //! 480 MB for this test's 3,000 commits).
 
+use beffroi_engine::store::prelude::*;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use beffroi_core::territory::fixture;
 use beffroi_core::{DeviceIdx, FieldIdx, Timestamp, Value};
+use beffroi_engine::WriteBatch;
 use beffroi_engine::metrics::WalMetrics;
 use beffroi_engine::store::StoredObservation;
-use beffroi_engine::{Store, StoreReader, WriteBatch};
 use beffroi_store::wal::{HARD_FRAMES, JOURNAL_SIZE_LIMIT};
 
 /// Commits `n` readings spread like a town reporting: consecutive readings land on distant
@@ -105,7 +106,7 @@ fn the_wal_stays_under_its_bound_while_commits_never_pause() {
         store.wal_bytes()
     );
     assert_eq!(
-        beffroi_engine::StoreReader::observation_count(
+        beffroi_engine::ObservationReads::observation_count(
             &beffroi_store::open(&path, Arc::new(fixture::town(DEVICES)))
                 .expect("reopen")
                 .1

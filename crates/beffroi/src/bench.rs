@@ -12,7 +12,7 @@ use beffroi_core::{
 };
 use beffroi_engine::Source;
 use beffroi_engine::metrics::Metrics;
-use beffroi_engine::pipeline::{Output, Pipeline};
+use beffroi_engine::pipeline::{Output, Pipeline, PipelineConfig};
 use beffroi_territory::SourceFile;
 use beffroi_wire::Format;
 
@@ -178,14 +178,17 @@ fn run_once(t: &Arc<Territory>, n_rules: usize, msgs: &[Vec<u8>]) -> Result<RunR
     let set = Arc::new(rules(n_rules, t)?);
     let metrics = Arc::new(Metrics::new());
     let start = Timestamp(1_795_694_400_000);
-    let mut p = Pipeline::new(Arc::clone(t), set, Vec::new(), metrics, start);
+    let mut p = Pipeline::new(
+        PipelineConfig::new(Arc::clone(t), set, Vec::new(), metrics),
+        start,
+    );
     let mut out = Output::default();
     let mut incidents = 0;
     let began = Instant::now();
     for (i, m) in msgs.iter().enumerate() {
         let received = Timestamp(start.0 + i as i64);
         p.ingest(
-            Source::Simulator,
+            Source::SIMULATOR,
             Format::Senml,
             None,
             m,

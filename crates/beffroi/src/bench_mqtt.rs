@@ -215,11 +215,11 @@ async fn start_engine(
     let stats = source.stats();
     let shutdown = CancellationToken::new();
     let mut health = source.health();
-    tokio::spawn(source.run(
-        engine.handle.ingest_sender(),
-        Arc::new(SystemClock),
-        shutdown.clone(),
-    ));
+    {
+        let engine = engine.handle.clone();
+        let stop = shutdown.clone();
+        tokio::spawn(async move { engine.run_source(Box::new(source), stop).await });
+    }
     let deadline = Instant::now() + StdDuration::from_secs(10);
     while *health.borrow() != beffroi_mqtt::MqttHealth::Ready {
         if Instant::now() > deadline {

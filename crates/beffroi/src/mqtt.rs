@@ -6,11 +6,10 @@ use beffroi_engine::runner::EngineHandle;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use beffroi_engine::metrics::Metrics;
-use beffroi_mqtt::{MqttConfig, MqttSource, MqttStats, MqttVersion};
+use beffroi_mqtt::{MqttConfig, MqttStats, MqttVersion};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
-use tokio_util::sync::CancellationToken;
 
 use crate::config::MqttSettings;
 
@@ -47,15 +46,6 @@ pub async fn forward_signals(
         if engine.security_signal(sig).await.is_err() {
             return;
         }
-    }
-}
-
-pub async fn run(source: MqttSource, engine: EngineHandle, shutdown: CancellationToken) {
-    if let Err(e) = source
-        .run(engine.ingest_sender(), Arc::clone(&engine.clock), shutdown)
-        .await
-    {
-        tracing::error!(error = %e, "MQTT source stopped");
     }
 }
 

@@ -10,7 +10,8 @@ use beffroi_api::AppState;
 use beffroi_core::audit::{AuditOutcome, AuditSink};
 use beffroi_core::{Clock, Duration};
 use beffroi_engine::metrics::Metrics;
-use beffroi_engine::runner::{self, EngineConfig, EngineHandle};
+use beffroi_engine::runner::{self, EngineConfig};
+use beffroi_engine::source::{IngestSource, Overload, SourceConfig, SourceError, SourcePort};
 use beffroi_engine::{Envelope, Source};
 use bytes::Bytes;
 use tokio_util::sync::CancellationToken;
@@ -299,7 +300,9 @@ async fn serve(
             tasks.spawn(crate::mqtt::forward_signals(rx, handle.clone()));
         }
         crate::mqtt::export_stats(&source.stats(), &metrics);
-        tasks.spawn(crate::mqtt::run(source, handle.clone(), shutdown.clone()));
+        let engine = handle.clone();
+        let stop = shutdown.clone();
+        tasks.spawn(async move { engine.run_source(Box::new(source), stop).await });
     }
     #[cfg(not(feature = "mqtt"))]
     if opts.mqtt.is_some() {
@@ -319,11 +322,10 @@ async fn serve(
         shutdown.clone(),
     ));
     if opts.simulate {
-        tasks.spawn(loop_scenarios(
-            dep.scenarios.clone(),
-            handle.clone(),
-            shutdown.clone(),
-        ));
+        let engine = handle.clone();
+        let stop = shutdown.clone();
+        let player = ScenarioLoop(dep.scenarios.clone());
+        tasks.spawn(async move { engine.run_source(Box::new(player), stop).await });
     }
 
     ready.store(true, Ordering::Release);
@@ -438,23 +440,48 @@ fn web_security(http: &crate::config::HttpSettings) -> beffroi_api::WebSecurity 
     }
 }
 
+/// The demo's scenario player as a source component: named `simulator`, it waits when the
+/// engine's queue is full (the scenarios wait with it).
+struct ScenarioLoop(Vec<Arc<beffroi_sim::Scenario>>);
+
+impl IngestSource for ScenarioLoop {
+    fn config(&self) -> SourceConfig {
+        SourceConfig {
+            source: Source::SIMULATOR,
+            overload: Overload::Wait,
+        }
+    }
+
+    fn run(
+        self: Box<Self>,
+        port: SourcePort,
+        shutdown: CancellationToken,
+    ) -> futures::future::BoxFuture<'static, Result<(), SourceError>> {
+        Box::pin(async move {
+            loop_scenarios(self.0, port, shutdown).await;
+            Ok(())
+        })
+    }
+}
+
 /// Plays the demo scenarios in a loop on the engine's clock: background and every scenario
 /// together, restarting when the longest ends.
 async fn loop_scenarios(
     scenarios: Vec<Arc<beffroi_sim::Scenario>>,
-    engine: EngineHandle,
+    port: SourcePort,
     shutdown: CancellationToken,
 ) {
-    let tx = engine.ingest_sender();
-    let territory_id = engine.territory.id.to_string();
+    let clock = port.clock();
+    let territory = Arc::clone(port.territory());
+    let territory_id = territory.id.to_string();
     let mut messages = Vec::new();
     let mut signals = Vec::new();
     let mut round = 0u32;
     loop {
         round += 1;
-        let start = engine.clock.now();
+        let start = clock.now();
         let mut player = beffroi_sim::Player::new(
-            Arc::clone(&engine.territory),
+            Arc::clone(&territory),
             scenarios.clone(),
             start,
             &territory_id,
@@ -469,13 +496,13 @@ async fn loop_scenarios(
                 _ = shutdown.cancelled() => return,
                 _ = tokio::time::sleep(std::time::Duration::from_millis(100)) => {}
             }
-            let now = engine.clock.now();
+            let now = clock.now();
             messages.clear();
             player.drain_until(now.since(start), &mut messages);
             signals.clear();
             player.drain_signals_until(now.since(start), &mut signals);
             for (_, s) in signals.drain(..) {
-                engine.try_security_signal(s);
+                port.security_signal(s);
             }
             for m in messages.drain(..) {
                 let hint = m
@@ -484,7 +511,7 @@ async fn loop_scenarios(
                     .nth(2)
                     .filter(|_| m.topic.starts_with("beffroi/"));
                 let env = Envelope {
-                    source: Source::Simulator,
+                    source: Source::SIMULATOR,
                     format: m.format,
                     device_hint: hint.map(Into::into),
                     payload: Bytes::from(m.payload),
@@ -493,7 +520,7 @@ async fn loop_scenarios(
                     stream: None,
                     ack: None,
                 };
-                if tx.send(env).await.is_err() {
+                if port.submit(env).await.is_err() {
                     return;
                 }
             }

@@ -460,7 +460,7 @@ pub fn rejections_are_listed_newest_first(b: &dyn Backend) {
     let (mut store, reader) = b.open();
     let rejection = |at: i64, reason: RejectReason| StoredRejection {
         at: Timestamp(at),
-        source: Source::Mqtt,
+        source: Source::MQTT.as_str().into(),
         reason,
         detail: format!("device g9 at {at}"),
     };
@@ -528,7 +528,7 @@ pub fn reopening_keeps_everything(b: &dyn Backend) {
         batch.observations = observations_of_every_type();
         batch.rejections = vec![StoredRejection {
             at: Timestamp(5),
-            source: Source::Http,
+            source: Source::HTTP.as_str().into(),
             reason: RejectReason::Malformed,
             detail: "expected a JSON array".into(),
         }];
@@ -981,12 +981,12 @@ pub fn quarantine_acts_and_marked_observations_round_trip(b: &dyn Backend) {
         assert!(seen[0].quarantined, "{seen:?}");
     }
     let (mut store, _) = b.open();
-    assert_eq!(store.quarantine_log().expect("restored").len(), 2);
+    assert_eq!(store.quarantine_acts().expect("restored").len(), 2);
 }
 
 /// People counts: one row per counter and time bucket (the pipeline stamps the
 /// bucket's start), holding the bucket's highest count, whatever the order of arrival and
-/// redeliveries; other fields keep their first value per time.
+/// redeliveries; other fields keep each distinct value per time.
 pub fn people_counts_keep_the_highest_count_of_their_bucket(b: &dyn Backend) {
     let mut t = fixture::small();
     let counter = t.kind_id("level").expect("fixture");

@@ -6,6 +6,7 @@
 //! The engine runs for real (runner, writer thread, the backend's store); the purges are
 //! asked for at chosen instants of the simulated clock.
 
+use beffroi_engine::store::prelude::*;
 use std::sync::{Arc, Mutex};
 
 use beffroi_core::privacy::days;
@@ -19,7 +20,7 @@ use beffroi_engine::retention::{LegalHold, PrivacyCommand, PrivacyOutcome, Purge
 use beffroi_engine::runner::{EngineAudit, EngineConfig, EngineHandle};
 use beffroi_engine::store::Visibility;
 use beffroi_engine::store::{StoredObservation, StoredRejection};
-use beffroi_engine::{Source, StoreReader, WriteBatch};
+use beffroi_engine::{Source, WriteBatch};
 use beffroi_wire::RejectReason;
 
 use crate::Backend;
@@ -277,7 +278,7 @@ async fn rig(b: &dyn Backend) -> Rig {
         ],
         rejections: vec![StoredRejection {
             at: Timestamp(B),
-            source: Source::Http,
+            source: Source::HTTP.as_str().into(),
             reason: RejectReason::UnknownDevice,
             detail: "device `zz` is not in the territory".into(),
         }],
@@ -629,8 +630,8 @@ async fn erasure_reaches_every_store(b: &dyn Backend) {
     // The person in other texts too: a technical note, a crisis title, a hold's
     // justification (of another incident), a quarantine reason.
     let sql = format!(
-        "INSERT INTO observations (device, field, time, value_text, received, trust) \
-         VALUES ('a2', 'note', {t}, 'rappeler {BADGE_PURGED} demain', {t}, 'unauthenticated');
+        "INSERT INTO observations (device, field, time, vkey, value_text, received, trust) \
+         VALUES ('a2', 'note', {t}, 0, 'rappeler {BADGE_PURGED} demain', {t}, 'unauthenticated');
          INSERT INTO crises (id, kind, title, communes, level, opened_at, opened_by, roles, incidents) \
          VALUES (77, 'other', 'Fugue de {BADGE_PURGED}', '[]', 1, {B}, 'ana', '[]', '[]');
          INSERT INTO legal_holds (incident_id, justification, until, set_by, set_at) \
