@@ -1,7 +1,8 @@
 //! The PostgreSQL adapter of Beffroi's persistence boundary ([`beffroi_engine::store`]).
 //!
-//! [`open`] returns the two halves: [`PgStore`] (implements [`Store`]) for the engine's
-//! store thread, and [`PgReader`] (implements [`StoreReader`]) for the API. The tables,
+//! [`open`] returns the two halves: [`PgStore`] (implements [`Store`]: `Commit`, `Restore`,
+//! `Retain`) for the engine's store thread, and [`PgReader`] (implements [`StoreReader`]:
+//! `IncidentReads`, `ObservationReads`, `RecordReads`) for the API. The tables,
 //! columns and semantics are those of the SQLite store (`beffroi-store`); one test suite
 //! (`beffroi-store-suite`) runs against both.
 //!
