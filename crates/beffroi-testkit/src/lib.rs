@@ -5,8 +5,12 @@
 //!   `BEFFROI_REQUIRE_SERVICES=1` makes that a failure.
 //! - [`nats::NatsCluster`]: a real NATS cluster (JetStream, optional MQTT listener) of `n`
 //!   nodes on free loopback ports, with SIGKILL and restart of a node; same contract.
+//! - [`postgres::Postgres`]: a throwaway PostgreSQL cluster on a free loopback port (one per
+//!   test binary with [`postgres::Postgres::shared`], a database per test), skipped or
+//!   failing the same way.
 //!
 //! Panics are the failure mode here: this code only runs inside tests.
 
 pub mod mosquitto;
 pub mod nats;
+pub mod postgres;

@@ -3,8 +3,8 @@
 //! purge is in the audit log with its counts, and a legal hold keeps its incident (and its
 //! device's observations in its window) until its end date, then the incident is purged.
 //!
-//! The engine runs for real (runner, writer thread, SQLite store); the purges are asked for
-//! at chosen instants of the simulated clock.
+//! The engine runs for real (runner, writer thread, the backend's store); the purges are
+//! asked for at chosen instants of the simulated clock.
 
 use beffroi_engine::store::prelude::*;
 use std::sync::{Arc, Mutex};
@@ -22,6 +22,8 @@ use beffroi_engine::store::Visibility;
 use beffroi_engine::store::{StoredObservation, StoredRejection};
 use beffroi_engine::{Source, WriteBatch};
 use beffroi_wire::RejectReason;
+
+use crate::Backend;
 
 /// 2026-01-01T00:00:00Z: when everything below was recorded.
 const B: i64 = 1_767_225_600_000;
@@ -147,11 +149,41 @@ fn incident(t: &Territory, id: u64, device: &str, evidence: &str) -> IncidentCha
 
 struct Rig {
     engine: beffroi_engine::runner::Engine,
-    reader: Arc<beffroi_store::SqliteReader>,
+    reader: Arc<dyn StoreReader>,
     clock: Arc<SimClock>,
     audit: Arc<Recorded>,
     territory: Arc<Territory>,
-    _dir: tempfile::TempDir,
+}
+
+/// The identity rows the pseudonymisation stage writes for `pseudonym` (a dummy sealed
+/// value: these tests never open it).
+fn identity(pseudonym: &str, epoch: u32, at: i64) -> beffroi_engine::store::StoredIdentity {
+    beffroi_engine::store::StoredIdentity {
+        sealed: beffroi_privacy::Sealed {
+            pseudonym: beffroi_privacy::Pseudonym(pseudonym.into()),
+            identifier: Identifier::Badge,
+            epoch,
+            ciphertext: vec![0],
+        },
+        seen: Timestamp(at),
+    }
+}
+
+/// Calls the store from the test's async code: store calls block (an adapter may even
+/// refuse to run inside a runtime's context, as the `postgres` client does), so they leave
+/// the runtime's context first, as the engine's `spawn_blocking` does.
+fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    tokio::task::block_in_place(f)
+}
+
+/// Runs an engine test on a runtime of its own (the cases are plain functions).
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(f)
 }
 
 fn metric(text: &str, store: &str, category: &str, action: &str) -> Option<f64> {
@@ -179,8 +211,7 @@ impl Rig {
 
     fn values(&self, device: &str) -> Vec<String> {
         let d = self.territory.device_id(device).expect("device");
-        self.reader
-            .observations(d, Timestamp(0), 100)
+        blocking(|| self.reader.observations(d, Timestamp(0), 100))
             .expect("read")
             .into_iter()
             .map(|o| {
@@ -196,13 +227,15 @@ impl Rig {
     }
 
     fn incident(&self, id: u64) -> Option<(Incident, Vec<LogEntry>)> {
-        self.reader
-            .incident_with_log(IncidentId(id), &Visibility::everything())
-            .expect("read")
+        blocking(|| {
+            self.reader
+                .incident_with_log(IncidentId(id), &Visibility::everything())
+        })
+        .expect("read")
     }
 
     fn identities(&self) -> u64 {
-        let (rows, _) = self.reader.retention_status().expect("status");
+        let (rows, _) = blocking(|| self.reader.retention_status()).expect("status");
         rows.iter()
             .find(|r| r.store == "identities")
             .map_or(0, |r| r.rows)
@@ -228,11 +261,11 @@ impl Rig {
     }
 }
 
-async fn rig() -> Rig {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let path = dir.path().join("beffroi.db");
+async fn rig(b: &dyn Backend) -> Rig {
     let t = Arc::new(territory());
-    let (mut store, reader) = beffroi_store::open(&path, Arc::clone(&t)).expect("open");
+    let crate::Opened {
+        mut store, reader, ..
+    } = blocking(|| b.open_in(Arc::clone(&t)));
     let num = |v: f64| Value::Number(v);
     let text = |s: &str| Value::Text(s.into());
     let batch = WriteBatch {
@@ -256,20 +289,11 @@ async fn rig() -> Rig {
             // On a device with a sensitive field: redacted at the sensitive limit.
             incident(&t, 4, "a2", PLATE_SENSITIVE),
         ],
+        // The identities rows the pseudonymisation stage would have written.
+        identities: vec![identity(BADGE_PURGED, 1, B), identity(BADGE_HELD, 1, B)],
         ..WriteBatch::default()
     };
-    store.write(&batch).expect("seed");
-    // The identities rows the pseudonymisation stage would have written.
-    let conn = rusqlite::Connection::open(&path).expect("open raw");
-    for p in [BADGE_PURGED, BADGE_HELD] {
-        conn.execute(
-            "INSERT INTO identities (pseudonym, identifier, epoch, sealed, first_seen, last_seen) \
-             VALUES (?1, 'badge', 1, x'00', ?2, ?2)",
-            rusqlite::params![p, B],
-        )
-        .expect("identity");
-    }
-    drop(conn);
+    blocking(|| store.write(&batch)).expect("seed");
 
     let clock = Arc::new(SimClock::new(Timestamp(B)));
     let audit = Arc::new(Recorded::default());
@@ -294,7 +318,7 @@ async fn rig() -> Rig {
         Arc::clone(&t),
         Arc::new(rules),
         Vec::new(),
-        Box::new(store),
+        store,
         Arc::clone(&clock) as Arc<dyn beffroi_core::Clock>,
         Arc::new(beffroi_engine::metrics::Metrics::new()),
         cfg,
@@ -303,17 +327,19 @@ async fn rig() -> Rig {
     .expect("engine");
     Rig {
         engine,
-        reader: Arc::new(reader),
+        reader,
         clock,
         audit,
         territory: t,
-        _dir: dir,
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn each_category_is_purged_at_its_limit_and_a_hold_keeps_its_incident() {
-    let r = rig().await;
+pub fn each_category_is_purged_at_its_limit_and_a_hold_keeps_its_incident(b: &dyn Backend) {
+    block_on(each_category_is_purged_at_its_limit(b));
+}
+
+async fn each_category_is_purged_at_its_limit(b: &dyn Backend) {
+    let r = rig(b).await;
     assert_eq!(
         r.handle().next_purge_at(),
         Some(Timestamp(B).plus(days(1))),
@@ -453,13 +479,17 @@ async fn each_category_is_purged_at_its_limit_and_a_hold_keeps_its_incident() {
     // the held incident is not.
     let _ = r.purge_at(Duration(days(365).0 - MIN)).await;
     assert!(r.incident(1).is_some());
-    assert_eq!(r.reader.rejections(10).expect("read").len(), 1);
+    assert_eq!(blocking(|| r.reader.rejections(10)).expect("read").len(), 1);
     let rep = r.purge_at(Duration(days(365).0 + MIN)).await;
     assert!(
         r.incident(1).is_none(),
         "incident deleted at the technical limit"
     );
-    assert!(r.reader.rejections(10).expect("read").is_empty());
+    assert!(
+        blocking(|| r.reader.rejections(10))
+            .expect("read")
+            .is_empty()
+    );
     assert_eq!(
         rep.removed_of("incidents", DataCategory::Technical),
         2,
@@ -470,8 +500,7 @@ async fn each_category_is_purged_at_its_limit_and_a_hold_keeps_its_incident() {
     let (i2, _) = r.incident(2).expect("held until day 400");
     assert!(i2.evidence.contains(BADGE_HELD));
     assert_eq!(
-        r.reader
-            .holds(Timestamp(B).plus(days(366)), false)
+        blocking(|| r.reader.holds(Timestamp(B).plus(days(366)), false))
             .expect("holds")
             .len(),
         1
@@ -489,8 +518,7 @@ async fn each_category_is_purged_at_its_limit_and_a_hold_keeps_its_incident() {
     assert_eq!(r.identities(), 0);
     assert!(rep.held_incidents.is_empty());
     assert!(
-        r.reader
-            .holds(Timestamp(B).plus(days(401)), false)
+        blocking(|| r.reader.holds(Timestamp(B).plus(days(401)), false))
             .expect("holds")
             .is_empty()
     );
@@ -513,7 +541,7 @@ async fn each_category_is_purged_at_its_limit_and_a_hold_keeps_its_incident() {
 
     // Every purge that removed something is in the audit log; forced runs always are.
     assert_eq!(r.purge_audits(), 10);
-    let (_, last) = r.reader.retention_status().expect("status");
+    let (_, last) = blocking(|| r.reader.retention_status()).expect("status");
     assert_eq!(
         last.expect("last purge recorded").at,
         Timestamp(B).plus(Duration(days(400).0 + MIN))
@@ -525,9 +553,12 @@ async fn each_category_is_purged_at_its_limit_and_a_hold_keeps_its_incident() {
 /// A person's erasure: their observations and identity go, incidents and logs keep a
 /// `[effacé]` in their place, an open incident stays erased after the engine writes it
 /// again, and an incident under legal hold is left as it is and reported.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn erasure_reaches_every_store_except_a_held_incident() {
-    let r = rig().await;
+pub fn erasure_reaches_every_store_except_a_held_incident(b: &dyn Backend) {
+    block_on(erasure_reaches_every_store(b));
+}
+
+async fn erasure_reaches_every_store(b: &dyn Backend) {
+    let r = rig(b).await;
     let t = Arc::clone(&r.territory);
     // Incident 3, open, mentions the person too; incident 2 (mentioning BADGE_HELD) is held.
     let mut open = incident(&t, 3, "a2", BADGE_PURGED);
@@ -556,17 +587,18 @@ async fn erasure_reaches_every_store_except_a_held_incident() {
         clock,
         audit,
         territory,
-        _dir,
     } = r;
     engine.shutdown().await;
-    let path = _dir.path().join("beffroi.db");
-    let (mut store, _) = beffroi_store::open(&path, Arc::clone(&territory)).expect("reopen");
-    store
-        .write(&WriteBatch {
-            incidents: vec![open],
-            ..WriteBatch::default()
-        })
-        .expect("open incident");
+    let store = blocking(|| {
+        let mut store = b.open_in(Arc::clone(&territory)).store;
+        store
+            .write(&WriteBatch {
+                incidents: vec![open],
+                ..WriteBatch::default()
+            })
+            .expect("open incident");
+        store
+    });
     let rules = beffroi_rules::parse(
         &beffroi_territory::SourceFile::new("rules.toml", ""),
         &territory,
@@ -576,7 +608,7 @@ async fn erasure_reaches_every_store_except_a_held_incident() {
         Arc::clone(&territory),
         Arc::new(rules),
         Vec::new(),
-        Box::new(store),
+        store,
         Arc::clone(&clock) as Arc<dyn beffroi_core::Clock>,
         Arc::new(beffroi_engine::metrics::Metrics::new()),
         EngineConfig {
@@ -593,44 +625,25 @@ async fn erasure_reaches_every_store_except_a_held_incident() {
         clock,
         audit,
         territory,
-        _dir,
     };
 
     // The person in other texts too: a technical note, a crisis title, a hold's
     // justification (of another incident), a quarantine reason.
-    {
-        let c = rusqlite::Connection::open(r._dir.path().join("beffroi.db")).expect("raw");
-        c.execute(
-            "INSERT INTO observations (device, field, time, vkey, value_text, received, trust) \
-             VALUES ('a2', 'note', ?1, 0, ?2, ?1, 'unauthenticated')",
-            rusqlite::params![B + 2, format!("rappeler {BADGE_PURGED} demain")],
-        )
-        .expect("note");
-        c.execute(
-            "INSERT INTO crises (id, kind, title, communes, level, opened_at, opened_by, roles, incidents) \
-             VALUES (77, 'other', ?1, '[]', 1, ?2, 'ana', '[]', '[]')",
-            rusqlite::params![format!("Fugue de {BADGE_PURGED}"), B],
-        )
-        .expect("crisis");
-        c.execute(
-            "INSERT INTO legal_holds (incident_id, justification, until, set_by, set_at) \
-             VALUES (99, ?1, ?2, 'dpo', ?3)",
-            rusqlite::params![
-                format!("Plainte visant {BADGE_PURGED}, réf. 2026/9"),
-                B + 10 * 86_400_000,
-                B
-            ],
-        )
-        .expect("hold");
-        c.execute(
-            "INSERT INTO quarantine_log (device, quarantined, actor, reason, at) \
-             VALUES ('a2', 1, 'ana', ?1, ?2)",
-            rusqlite::params![format!("badge cloné {BADGE_PURGED}"), B],
-        )
-        .expect("quarantine");
-    }
+    let sql = format!(
+        "INSERT INTO observations (device, field, time, vkey, value_text, received, trust) \
+         VALUES ('a2', 'note', {t}, 0, 'rappeler {BADGE_PURGED} demain', {t}, 'unauthenticated');
+         INSERT INTO crises (id, kind, title, communes, level, opened_at, opened_by, roles, incidents) \
+         VALUES (77, 'other', 'Fugue de {BADGE_PURGED}', '[]', 1, {B}, 'ana', '[]', '[]');
+         INSERT INTO legal_holds (incident_id, justification, until, set_by, set_at) \
+         VALUES (99, 'Plainte visant {BADGE_PURGED}, réf. 2026/9', {until}, 'dpo', {B});
+         INSERT INTO quarantine_log (device, quarantined, actor, reason, at) \
+         VALUES ('a2', TRUE, 'ana', 'badge cloné {BADGE_PURGED}', {B});",
+        t = B + 2,
+        until = B + 10 * 86_400_000,
+    );
+    blocking(|| b.execute(&sql));
     let person = vec![BADGE_PURGED.to_string(), BADGE_HELD.to_string()];
-    let found = r.reader.subject_data(&person, 100).expect("search");
+    let found = blocking(|| r.reader.subject_data(&person, 100)).expect("search");
     assert_eq!(found.observation_count, 2, "{found:?}");
     assert_eq!(found.identities, 2);
     let ids: Vec<u64> = found.incidents.iter().map(|i| i.id.0).collect();
@@ -663,16 +676,17 @@ async fn erasure_reaches_every_store_except_a_held_incident() {
     );
     assert!(!r.has_value("a2", BADGE_PURGED));
     assert!(r.has_value("a1", BADGE_HELD));
-    // Gone from the files too: not left in the database's free pages (secure_delete), nor
-    // in old frames of its write-ahead log (truncated after the erasure). Read with the
-    // live key, either would give the value back.
-    for name in ["beffroi.db", "beffroi.db-wal"] {
-        let bytes = std::fs::read(r._dir.path().join(name)).unwrap_or_default();
+    // Gone from the files too (where the backend can promise it): not left in the
+    // database's free pages, nor in old frames of its write-ahead log. Read with the live
+    // key, either would give the value back.
+    for file in b.erased_files() {
+        let bytes = std::fs::read(&file).unwrap_or_default();
         assert!(
             !bytes
                 .windows(BADGE_PURGED.len())
                 .any(|w| w == BADGE_PURGED.as_bytes()),
-            "{name} still holds the erased value"
+            "{} still holds the erased value",
+            file.display()
         );
     }
     let (i1, log1) = r.incident(1).expect("kept, redacted");
@@ -693,7 +707,7 @@ async fn erasure_reaches_every_store_except_a_held_incident() {
     let (i3, _) = r.incident(3).expect("open incident");
     assert_eq!(i3.evidence, "badge=[effacé]");
     assert!(!i3.title.contains(BADGE_PURGED));
-    let after = r.reader.subject_data(&person[..1], 100).expect("search");
+    let after = blocking(|| r.reader.subject_data(&person[..1], 100)).expect("search");
     assert_eq!(after.observation_count, 0);
     assert!(after.incidents.is_empty(), "{after:?}");
     let Rig { engine, .. } = r;
@@ -702,11 +716,14 @@ async fn erasure_reaches_every_store_except_a_held_incident() {
 
 /// A closed crisis loses its people at the personal limit (in the engine's memory too) and
 /// is deleted at the technical one.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_closed_crisis_is_redacted_then_deleted() {
+pub fn a_closed_crisis_is_redacted_then_deleted(b: &dyn Backend) {
+    block_on(closed_crisis_redacted_then_deleted(b));
+}
+
+async fn closed_crisis_redacted_then_deleted(b: &dyn Backend) {
     use beffroi_core::crisis::{CrisisCommand, CrisisKind, CrisisOpening};
     use beffroi_engine::runner::{OpsCommand, OpsOutcome};
-    let r = rig().await;
+    let r = rig(b).await;
     let ana = Actor::User("ana".into());
     let c = match r
         .handle()
@@ -769,26 +786,18 @@ async fn a_closed_crisis_is_redacted_then_deleted() {
 
 /// The sealed values of a destroyed key epoch can never be opened again: the purge deletes
 /// them whatever their age; a newer epoch than the engine knows of is left alone.
-#[test]
-fn identities_of_destroyed_epochs_are_deleted() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let path = dir.path().join("beffroi.db");
+pub fn identities_of_destroyed_epochs_are_deleted(b: &dyn Backend) {
     let t = Arc::new(territory());
-    let (mut store, _reader) = beffroi_store::open(&path, Arc::clone(&t)).expect("open");
-    let conn = rusqlite::Connection::open(&path).expect("open raw");
-    for (p, epoch) in [
-        ("badge:1:aaaaaaaaaaaaaaaaaaaa", 1),
-        ("badge:2:aaaaaaaaaaaaaaaaaaaa", 2),
-        ("badge:3:aaaaaaaaaaaaaaaaaaaa", 3),
-        ("badge:5:aaaaaaaaaaaaaaaaaaaa", 5),
-    ] {
-        conn.execute(
-            "INSERT INTO identities (pseudonym, identifier, epoch, sealed, first_seen, last_seen) \
-             VALUES (?1, 'badge', ?2, x'00', ?3, ?3)",
-            rusqlite::params![p, epoch, B],
-        )
-        .expect("identity");
-    }
+    let crate::Opened { mut store, .. } = b.open_in(Arc::clone(&t));
+    store
+        .write(&WriteBatch {
+            identities: [1, 2, 3, 5]
+                .into_iter()
+                .map(|epoch| identity(&format!("badge:{epoch}:aaaaaaaaaaaaaaaaaaaa"), epoch, B))
+                .collect(),
+            ..WriteBatch::default()
+        })
+        .expect("identities");
     let mut plan = beffroi_engine::retention::PurgePlan::new(
         &t,
         &policy(),
@@ -803,13 +812,7 @@ fn identities_of_destroyed_epochs_are_deleted() {
         2,
         "{rep:?}"
     );
-    let left: Vec<i64> = conn
-        .prepare("SELECT epoch FROM identities ORDER BY epoch")
-        .expect("prepare")
-        .query_map([], |r| r.get(0))
-        .expect("query")
-        .collect::<Result<_, _>>()
-        .expect("rows");
+    let left = b.query_i64("SELECT epoch FROM identities ORDER BY epoch");
     assert_eq!(
         left,
         vec![2, 5],
@@ -819,12 +822,9 @@ fn identities_of_destroyed_epochs_are_deleted() {
 
 /// Handover notes may hold pseudonyms: the purge deletes those older than the personal limit
 /// with their reads; the shelving log keeps the last act of each alarm whatever its age.
-#[test]
-fn old_handover_notes_and_shelving_acts_are_purged() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let path = dir.path().join("beffroi.db");
+pub fn old_handover_notes_and_shelving_acts_are_purged(b: &dyn Backend) {
     let t = Arc::new(territory());
-    let (mut store, _reader) = beffroi_store::open(&path, Arc::clone(&t)).expect("open");
+    let crate::Opened { mut store, .. } = b.open_in(Arc::clone(&t));
     let plan = beffroi_engine::retention::PurgePlan::new(
         &t,
         &policy(),
@@ -833,30 +833,23 @@ fn old_handover_notes_and_shelving_acts_are_purged() {
         Timestamp(B),
     );
     let (old, recent) = (plan.personal.0.min(plan.technical.0) - 1, B - 1);
-    let conn = rusqlite::Connection::open(&path).expect("open raw");
     for (id, at) in [(1, old), (2, recent)] {
-        conn.execute(
-            "INSERT INTO handover_notes (id, author, at, communes, text) VALUES (?1, 'op', ?2, '', 'n')",
-            rusqlite::params![id, at],
-        )
-        .expect("note");
-        conn.execute(
-            "INSERT INTO handover_note_reads (note_id, reader, at) VALUES (?1, 'sup', ?2)",
-            rusqlite::params![id, at],
-        )
-        .expect("read");
+        b.execute(&format!(
+            "INSERT INTO handover_notes (id, author, at, communes, text) \
+             VALUES ({id}, 'op', {at}, '', 'n');
+             INSERT INTO handover_note_reads (note_id, reader, at) VALUES ({id}, 'sup', {at});"
+        ));
     }
     for (key, change, at) in [
         ("k1", "shelved", old),
         ("k1", "unshelved", old),
         ("k2", "shelved", old),
     ] {
-        conn.execute(
+        b.execute(&format!(
             "INSERT INTO shelf_log (dedup_key, incident_id, commune, category, change, actor, \
-             reason, at, until) VALUES (?1, 1, 'c', 'flood', ?2, 'user:op', 'r', ?3, NULL)",
-            rusqlite::params![key, change, at],
-        )
-        .expect("act");
+             reason, at, until) VALUES ('{key}', 1, 'c', 'flood', '{change}', 'user:op', 'r', \
+             {at}, NULL)"
+        ));
     }
     let rep = store.purge(&plan).expect("purge");
     assert_eq!(
@@ -864,16 +857,133 @@ fn old_handover_notes_and_shelving_acts_are_purged() {
         1,
         "{rep:?}"
     );
-    let ids = |sql: &str| -> Vec<i64> {
-        conn.prepare(sql)
-            .expect("prepare")
-            .query_map([], |r| r.get(0))
-            .expect("query")
-            .collect::<Result<_, _>>()
-            .expect("rows")
-    };
+    let ids = |sql: &str| b.query_i64(sql);
     assert_eq!(ids("SELECT id FROM handover_notes"), [2]);
     assert_eq!(ids("SELECT note_id FROM handover_note_reads"), [2]);
     // k1's shelving goes; its unshelving (k1's last act) and k2's shelving stay.
     assert_eq!(ids("SELECT seq FROM shelf_log ORDER BY seq"), [2, 3]);
+}
+
+/// A legal hold supersedes the incident's hold in force, a release ends the one in force
+/// (once), and the listings say which are in force, newest first.
+pub fn legal_holds_supersede_release_and_list(b: &dyn Backend) {
+    let (mut store, reader) = b.open();
+    let hold = |incident: u64, set_at: i64, until: i64| LegalHold {
+        incident: IncidentId(incident),
+        justification: "Réquisition judiciaire n° 2026/123 du parquet".into(),
+        until: Timestamp(until),
+        set_by: "dpo".into(),
+        set_at: Timestamp(set_at),
+        released_at: None,
+        released_by: None,
+    };
+    store.set_hold(&hold(1, 1_000, 50_000)).expect("hold");
+    store.set_hold(&hold(2, 2_000, 9_000)).expect("hold");
+    // A new hold on incident 1 supersedes the first: released when the new one is set.
+    store.set_hold(&hold(1, 3_000, 60_000)).expect("hold");
+    let in_force = |store: &mut Box<dyn beffroi_engine::Store>, now: i64| -> Vec<(u64, i64)> {
+        store
+            .legal_holds(Timestamp(now))
+            .expect("holds")
+            .iter()
+            .map(|h| (h.incident.0, h.until.0))
+            .collect()
+    };
+    assert_eq!(in_force(&mut store, 4_000), [(1, 60_000), (2, 9_000)]);
+    assert_eq!(
+        in_force(&mut store, 10_000),
+        [(1, 60_000)],
+        "hold 2 has ended"
+    );
+    let all = reader.holds(Timestamp(10_000), true).expect("all holds");
+    assert_eq!(all.len(), 3);
+    assert_eq!(all[2].released_at, Some(Timestamp(3_000)), "superseded");
+    assert_eq!(all[2].released_by.as_deref(), Some("dpo"));
+    assert_eq!(
+        reader.holds(Timestamp(4_000), false).expect("holds").len(),
+        2
+    );
+
+    assert!(
+        store
+            .release_hold(IncidentId(1), "supervisor", Timestamp(5_000))
+            .expect("release")
+    );
+    assert!(
+        !store
+            .release_hold(IncidentId(1), "supervisor", Timestamp(5_500))
+            .expect("release"),
+        "nothing left in force"
+    );
+    assert!(
+        !store
+            .release_hold(IncidentId(2), "supervisor", Timestamp(10_000))
+            .expect("release"),
+        "an ended hold is not released"
+    );
+    let released = &reader.holds(Timestamp(5_000), true).expect("holds")[0];
+    assert_eq!(
+        (released.released_at, released.released_by.as_deref()),
+        (Some(Timestamp(5_000)), Some("supervisor"))
+    );
+    assert!(store.legal_holds(Timestamp(5_000)).expect("holds").len() == 1);
+}
+
+/// The retention status counts rows and their oldest date per store and category, and
+/// names the last purge run.
+pub fn the_retention_status_counts_rows_and_names_the_last_run(b: &dyn Backend) {
+    let t = Arc::new(territory());
+    let crate::Opened {
+        mut store, reader, ..
+    } = b.open_in(Arc::clone(&t));
+    let (rows, last) = reader.retention_status().expect("status");
+    assert!(rows.iter().all(|r| r.rows == 0), "{rows:?}");
+    assert_eq!(last, None);
+    store
+        .write(&WriteBatch {
+            observations: vec![
+                obs(&t, "g1", 0, Value::Number(1.0), B),
+                obs(&t, "g1", 0, Value::Number(2.0), B + 1),
+                obs(&t, "a2", 1, Value::Text(BADGE_PURGED.into()), B - 7),
+            ],
+            incidents: vec![incident(&t, 1, "g2", BADGE_PURGED)],
+            identities: vec![identity(BADGE_PURGED, 1, B - 3)],
+            ..WriteBatch::default()
+        })
+        .expect("write");
+    store
+        .record_purge(Timestamp(B + 10), r#"{"removed": {}}"#)
+        .expect("record");
+    store
+        .record_purge(Timestamp(B + 20), r#"{"removed": {"rejections": 1}}"#)
+        .expect("record");
+    let (rows, last) = reader.retention_status().expect("status");
+    let find = |store: &str, category: DataCategory| {
+        rows.iter()
+            .find(|r| r.store == store && r.category == category)
+            .map(|r| (r.rows, r.oldest.map(|o| o.0)))
+    };
+    assert_eq!(
+        find("observations", DataCategory::Technical),
+        Some((2, Some(B)))
+    );
+    assert_eq!(
+        find("observations", DataCategory::Personal),
+        Some((1, Some(B - 7)))
+    );
+    assert_eq!(
+        find("identities", DataCategory::Personal),
+        Some((1, Some(B - 3)))
+    );
+    assert_eq!(
+        find("incidents", DataCategory::Technical),
+        Some((1, Some(B - 10 * MIN)))
+    );
+    assert_eq!(
+        find("incident_log", DataCategory::Technical).map(|r| r.0),
+        Some(1)
+    );
+    let last = last.expect("a run");
+    assert_eq!(last.at, Timestamp(B + 20));
+    assert_eq!(last.detail["removed"]["rejections"], 1);
 }
