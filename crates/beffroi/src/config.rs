@@ -26,7 +26,34 @@ struct Raw {
     audit: Option<RawAudit>,
     #[serde(default)]
     privacy: Option<RawPrivacy>,
+    #[serde(default)]
+    cluster: Option<RawCluster>,
 }
+
+/// `[cluster]`: the shared services of a deployment run on several servers. Today: the
+/// store in PostgreSQL.
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+struct RawCluster {
+    /// A PostgreSQL URL (`postgres://user@host:5432/db`); without it, the
+    /// `BEFFROI_DATABASE_URL` environment variable (so that a password stays out of the
+    /// file).
+    #[serde(default)]
+    database: Option<String>,
+}
+
+/// Where the store lives.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StoreLocation {
+    /// `<data_dir>/beffroi.db` (the default: one server).
+    Sqlite,
+    /// A PostgreSQL database, by URL (or from `BEFFROI_DATABASE_URL` when the URL is
+    /// `None`): `[cluster] database`.
+    Postgres(Option<String>),
+}
+
+/// The environment variable that gives `[cluster] database` when the file does not.
+pub const DATABASE_URL_ENV: &str = "BEFFROI_DATABASE_URL";
 
 /// `[privacy]`: where the territory's pseudonymisation keys live, and who approves an
 /// unmasking.
@@ -294,6 +321,8 @@ pub struct Config {
     pub keys_dir: Option<PathBuf>,
     /// `[privacy] unmask_approval` and `unmask_approval_within`.
     pub unmask_approval: beffroi_api::unmask::ApprovalPolicy,
+    /// `[cluster] database`: where the store lives.
+    pub store: StoreLocation,
 }
 
 impl Config {
@@ -498,7 +527,27 @@ impl Config {
                 )
             })?;
         }
+        let store = match raw.cluster {
+            None => StoreLocation::Sqlite,
+            Some(RawCluster { database: None }) => StoreLocation::Postgres(None),
+            Some(RawCluster {
+                database: Some(url),
+            }) => {
+                let url = url.trim().to_string();
+                if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+                    return Err(ConfigError::new(
+                        src.path.clone(),
+                        None,
+                        Some("cluster.database"),
+                        "a PostgreSQL URL (postgres://user@host:5432/database), or leave it \
+                         out and set BEFFROI_DATABASE_URL",
+                    ));
+                }
+                StoreLocation::Postgres(Some(url))
+            }
+        };
         Ok(Config {
+            store,
             close_resolved_after,
             unmask_approval,
             keys_dir: privacy.keys_dir.map(|p| base.join(p)),
@@ -520,6 +569,30 @@ mod tests {
 
     fn parse(text: &str) -> Result<Config, ConfigError> {
         Config::parse(&SourceFile::new("/etc/beffroi/beffroi.toml", text))
+    }
+
+    /// `[cluster] database` selects PostgreSQL; without the table the store is SQLite's;
+    /// something that is not a PostgreSQL URL is refused at its field.
+    #[test]
+    fn the_cluster_table_selects_the_postgresql_store() {
+        let base = "data_dir = \"d\"\ndeployment = \"dep\"\n";
+        assert_eq!(parse(base).expect("valid").store, StoreLocation::Sqlite);
+        let url = "postgres://beffroi@db.local:5432/beffroi";
+        assert_eq!(
+            parse(&format!("{base}[cluster]\ndatabase = \"{url}\"\n"))
+                .expect("valid")
+                .store,
+            StoreLocation::Postgres(Some(url.into()))
+        );
+        assert_eq!(
+            parse(&format!("{base}[cluster]\n")).expect("valid").store,
+            StoreLocation::Postgres(None)
+        );
+        let e = parse(&format!("{base}[cluster]\ndatabase = \"mysql://x/y\"\n"))
+            .expect_err("not PostgreSQL");
+        assert!(e.to_string().contains("cluster.database"), "{e}");
+        let e = parse(&format!("{base}[cluster]\nnats = \"nats://x\"\n")).expect_err("unknown key");
+        assert!(e.to_string().contains("nats"), "{e}");
     }
 
     #[test]

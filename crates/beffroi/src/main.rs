@@ -2,6 +2,7 @@
 
 mod accounts;
 mod audit_cmd;
+mod backend;
 mod bench;
 #[cfg(feature = "mqtt")]
 mod bench_mqtt;
@@ -169,6 +170,7 @@ fn main() -> ExitCode {
                         unmask_approval: Default::default(),
                         clock,
                         simulate: true,
+                        store: config::StoreLocation::Sqlite,
                         http: config::HttpSettings::default(),
                         mqtt: mqtt.map(|url| config::MqttSettings {
                             url,
@@ -222,6 +224,7 @@ fn main() -> ExitCode {
                         unmask_approval: cfg.unmask_approval,
                         clock: Arc::new(beffroi_engine::runner::SystemClock),
                         simulate: false,
+                        store: cfg.store,
                         http: cfg.http,
                         mqtt: cfg.mqtt,
                         console: cfg.console,

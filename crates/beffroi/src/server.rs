@@ -48,6 +48,8 @@ pub struct RunOptions {
     pub keys_dir: PathBuf,
     /// Who approves an unmasking before its value is revealed.
     pub unmask_approval: beffroi_api::unmask::ApprovalPolicy,
+    /// Where the store lives: `<data_dir>/beffroi.db`, or PostgreSQL (`[cluster]`).
+    pub store: crate::config::StoreLocation,
 }
 
 /// The configuration a run loaded: the deployment and its files with their SHA-256.
@@ -141,7 +143,6 @@ async fn serve(
     audit: Arc<beffroi_audit::AuditLog>,
 ) -> Result<()> {
     let db = opts.data_dir.join("beffroi.db");
-    crate::files::private_db(&db)?;
     let territory = Arc::clone(&dep.territory);
     // The pseudonymisation keys: epoch 1 is created on first start.
     let (pseudonymiser, epochs) = {
@@ -162,21 +163,8 @@ async fn serve(
         .filter(|e| !e.key_present)
         .map(|e| e.epoch)
         .collect();
-    let (store, reader, forgotten) = {
-        let t = Arc::clone(&territory);
-        let path = db.clone();
-        let alive = alive.clone();
-        let wal_metrics = metrics.wal.clone();
-        tokio::task::spawn_blocking(move || {
-            let (mut store, reader) = beffroi_store::open(&path, t)?;
-            store.set_wal_metrics(wal_metrics);
-            // The sealed values of destroyed epochs can no longer be opened: gone.
-            let forgotten = store.forget_identities_except(&alive)?;
-            Ok::<_, beffroi_engine::StoreError>((store, reader, forgotten))
-        })
-        .await?
-        .with_context(|| format!("cannot open the store {}", db.display()))?
-    };
+    let (store, reader, forgotten) =
+        crate::backend::open(&opts.store, &db, &territory, &alive, &metrics).await?;
     crate::audit_cmd::record_system(
         audit.as_ref(),
         "privacy.keys",
@@ -218,7 +206,7 @@ async fn serve(
         Arc::clone(&dep.rules),
         dep.procedures.clone(),
         dep.events.clone(),
-        Box::new(store),
+        store,
         Arc::clone(&opts.clock),
         Arc::clone(&metrics),
         EngineConfig {
@@ -241,7 +229,7 @@ async fn serve(
     .context("cannot start the engine")?;
     let handle = engine.handle.clone();
 
-    let state = AppState::new(handle.clone(), Arc::new(reader), Arc::new(auth))
+    let state = AppState::new(handle.clone(), reader, Arc::new(auth))
         .with_web(web.clone())
         .with_audit(Arc::clone(&audit_in))
         .with_privacy(Arc::new(dep.privacy.clone()))

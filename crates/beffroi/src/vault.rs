@@ -444,7 +444,22 @@ pub fn run(args: KeysArgs) -> Result<()> {
                 .iter()
                 .find(|s| s.epoch == epoch)
                 .and_then(|s| s.created_at);
-            let holds = holds_covering(&cfg.data_dir.join("beffroi.db"), created)?;
+            let holds = match &cfg.store {
+                crate::config::StoreLocation::Sqlite => {
+                    holds_covering(&cfg.data_dir.join("beffroi.db"), created)?
+                }
+                crate::config::StoreLocation::Postgres(url) => {
+                    let dep = crate::setup::load_dir(&cfg.deployment).map_err(|e| {
+                        anyhow::anyhow!("{} is invalid:\n{e}", cfg.deployment.display())
+                    })?;
+                    crate::backend::holds_covering_postgres(
+                        url.as_deref(),
+                        dep.territory,
+                        created,
+                        now_ms(),
+                    )?
+                }
+            };
             if !holds.is_empty() && despite_hold.as_deref().is_none_or(|r| r.trim().is_empty()) {
                 let list: Vec<String> = holds
                     .iter()
