@@ -39,9 +39,7 @@ impl Get for Row {
     }
 }
 
-pub(crate) fn inconsistent(msg: impl Into<String>) -> StoreError {
-    StoreError::Inconsistent(msg.into())
-}
+pub(crate) use beffroi_store_rows::inconsistent;
 
 /// Rows left out of listings because they no longer match the territory (or are
 /// malformed), shared by the writer and the reader.

@@ -14,6 +14,7 @@ use serde_json::json;
 
 use crate::error::{Context, Get, SkipList, Skipped, inconsistent};
 use crate::queries::Params;
+use crate::rows::ReadRow;
 use crate::rows::{
     INCIDENT_COLUMNS, IncidentRow, LogRow, id_from_sql, id_to_sql, limit_to_sql, parse_actor,
 };

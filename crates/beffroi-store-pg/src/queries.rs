@@ -9,6 +9,7 @@ use postgres::GenericClient;
 use postgres::types::ToSql;
 
 use crate::error::{Context, Get, SkipList, Skipped, inconsistent};
+use crate::rows::ReadRow;
 use crate::rows::{
     INCIDENT_COLUMNS, IncidentRow, LOG_COLUMNS, LogRow, OBSERVATION_COLUMNS, ObservationRow,
     REJECTION_COLUMNS, RejectionRow, device_id, device_idx, field_idx, id_from_sql, id_to_sql,

@@ -9,6 +9,7 @@ use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 
 use crate::error::{Context, SkipList, Skipped, inconsistent};
+use crate::rows::ReadRow;
 use crate::rows::{
     INCIDENT_COLUMNS, IncidentRow, LOG_COLUMNS, LogRow, OBSERVATION_COLUMNS, ObservationRow,
     REJECTION_COLUMNS, RejectionRow, device_id, device_idx, field_idx, id_from_sql, id_to_sql,
