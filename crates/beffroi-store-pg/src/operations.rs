@@ -1,11 +1,7 @@
 //! Rows of the command post's operations: units, crises and their logs; the shift
 //! handover's log query.
 
-use std::collections::BTreeSet;
-
-use beffroi_core::crisis::{
-    Crisis, CrisisChange, CrisisId, CrisisKind, CrisisLogEntry, CrisisLogKind, RoleHolder,
-};
+use beffroi_core::crisis::{Crisis, CrisisChange};
 use beffroi_core::{Incident, IncidentId, Territory, Timestamp, Unit, UnitStatus};
 use beffroi_engine::StoreError;
 use beffroi_engine::store::{HandoverEntry, StoredUnit, Visibility};
@@ -15,9 +11,8 @@ use serde_json::json;
 use crate::error::{Context, Get, SkipList, Skipped, inconsistent};
 use crate::queries::Params;
 use crate::rows::ReadRow;
-use crate::rows::{
-    INCIDENT_COLUMNS, IncidentRow, LogRow, id_from_sql, id_to_sql, limit_to_sql, parse_actor,
-};
+use crate::rows::{INCIDENT_COLUMNS, IncidentRow, LogRow, id_from_sql, id_to_sql, limit_to_sql};
+use beffroi_store_rows::{CrisisLogRow, CrisisRow, crisis_from_row, crisis_id_to_sql};
 
 const UPSERT_UNIT: &str = "INSERT INTO units (id, status, missions, updated_at) \
      VALUES ($1, $2, $3, $4) ON CONFLICT (id) DO UPDATE SET status = excluded.status, \
@@ -31,15 +26,8 @@ const UPSERT_CRISIS: &str = "INSERT INTO crises (id, kind, title, communes, leve
      closed_by = excluded.closed_by, summary = excluded.summary, roles = excluded.roles, \
      incidents = excluded.incidents";
 
-/// A crisis log row: at, actor, kind, text, incident, message.
-type CrisisLogRow = (i64, String, String, String, Option<i64>, Option<String>);
-
 const INSERT_CRISIS_LOG: &str = "INSERT INTO crisis_log (crisis_id, at, actor, kind, text, \
      incident, message) VALUES ($1, $2, $3, $4, $5, $6, $7)";
-
-fn crisis_id_to_sql(id: CrisisId) -> Result<i64, StoreError> {
-    i64::try_from(id.0).map_err(|_| inconsistent(format!("crisis id {} exceeds i64", id.0)))
-}
 
 pub(crate) fn write_units(tx: &mut Transaction<'_>, units: &[Unit]) -> Result<(), StoreError> {
     let stmt = tx.prepare(UPSERT_UNIT).ctx("prepare unit")?;
@@ -140,21 +128,6 @@ pub(crate) fn units(
     Ok(out.finish(skipped, "units"))
 }
 
-type CrisisRow = (
-    i64,
-    String,
-    String,
-    String,
-    i64,
-    i64,
-    String,
-    Option<i64>,
-    Option<String>,
-    Option<String>,
-    String,
-    String,
-);
-
 pub(crate) fn crises(
     client: &mut impl GenericClient,
     t: &Territory,
@@ -204,84 +177,6 @@ pub(crate) fn crises(
         out.push(crisis_from_row(row, entries, t))?;
     }
     Ok(out.finish(skipped, "crises"))
-}
-
-fn crisis_from_row(
-    row: CrisisRow,
-    entries: Vec<CrisisLogRow>,
-    t: &Territory,
-) -> Result<Crisis, StoreError> {
-    let (
-        id,
-        kind,
-        title,
-        communes,
-        level,
-        opened_at,
-        opened_by,
-        closed_at,
-        closed_by,
-        summary,
-        roles,
-        incidents,
-    ) = row;
-    let bad = |what: &str| inconsistent(format!("crisis {id}: {what}"));
-    let kind = CrisisKind::parse(&kind).ok_or_else(|| bad("kind"))?;
-    let communes: Vec<String> = serde_json::from_str(&communes).map_err(|_| bad("communes"))?;
-    let communes = communes
-        .iter()
-        .map(|c| {
-            t.commune_id(c)
-                .ok_or_else(|| bad(&format!("commune `{c}` is gone")))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    let roles: Vec<serde_json::Value> = serde_json::from_str(&roles).map_err(|_| bad("roles"))?;
-    let roles = roles
-        .iter()
-        .map(|r| {
-            Some(RoleHolder {
-                role: r.get("role")?.as_str()?.into(),
-                holder: r
-                    .get("holder")
-                    .and_then(|h| h.as_str())
-                    .map(beffroi_core::SafeText::redacting),
-            })
-        })
-        .collect::<Option<Vec<_>>>()
-        .ok_or_else(|| bad("roles"))?;
-    let incidents: Vec<u64> = serde_json::from_str(&incidents).map_err(|_| bad("incidents"))?;
-    let mut log = Vec::with_capacity(entries.len());
-    for (at, actor, kind, text, incident, message) in entries {
-        log.push(CrisisLogEntry {
-            at: Timestamp(at),
-            actor: parse_actor(&actor).ok_or_else(|| bad("log actor"))?,
-            kind: CrisisLogKind::parse(&kind).ok_or_else(|| bad("log kind"))?,
-            // Read back through the recogniser: a row is not trusted.
-            text: beffroi_core::SafeText::redacting(&text),
-            incident: incident.map(id_from_sql).transpose()?,
-            message: crate::rows::read_message(message.as_deref())?,
-        });
-    }
-    Ok(Crisis {
-        id: CrisisId(u64::try_from(id).map_err(|_| bad("id"))?),
-        kind,
-        title: beffroi_core::SafeText::redacting(&title),
-        communes,
-        level: u8::try_from(level).map_err(|_| bad("level"))?,
-        opened_at: Timestamp(opened_at),
-        opened_by: parse_actor(&opened_by).ok_or_else(|| bad("opened_by"))?,
-        closed_at: closed_at.map(Timestamp),
-        closed_by: closed_by
-            .map(|a| parse_actor(&a).ok_or_else(|| bad("closed_by")))
-            .transpose()?,
-        summary: summary.as_deref().map(beffroi_core::SafeText::redacting),
-        roles,
-        log,
-        incidents: incidents
-            .into_iter()
-            .map(IncidentId)
-            .collect::<BTreeSet<_>>(),
-    })
 }
 
 pub(crate) fn incidents_by_id(

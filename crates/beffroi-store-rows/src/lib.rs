@@ -7,8 +7,12 @@
 //! Reading never panics: a row that does not fit the current territory (or is malformed)
 //! becomes [`StoreError::Inconsistent`].
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
+use beffroi_core::crisis::{
+    Crisis, CrisisId, CrisisKind, CrisisLogEntry, CrisisLogKind, RoleHolder,
+};
 use beffroi_core::{
     Actor, DedupKey, DeviceIdx, FieldIdx, Incident, IncidentId, LogEntry, Point, Severity, SopStep,
     Status, Territory, Timestamp, Trigger, TriggerKind, TriggerOp, Value,
@@ -416,6 +420,111 @@ pub fn sop_from_json(s: &str) -> Option<Vec<SopStep>> {
             })
         })
         .collect()
+}
+
+// ---- crises ---------------------------------------------------------------------------
+
+/// A crisis log row: at, actor, kind, text, incident, message.
+pub type CrisisLogRow = (i64, String, String, String, Option<i64>, Option<String>);
+
+/// A crisis row: id, kind, title, communes (JSON), level, opened_at, opened_by, closed_at,
+/// closed_by, summary, roles (JSON), incidents (JSON).
+pub type CrisisRow = (
+    i64,
+    String,
+    String,
+    String,
+    i64,
+    i64,
+    String,
+    Option<i64>,
+    Option<String>,
+    Option<String>,
+    String,
+    String,
+);
+
+pub fn crisis_id_to_sql(id: CrisisId) -> Result<i64, StoreError> {
+    i64::try_from(id.0).map_err(|_| inconsistent(format!("crisis id {} exceeds i64", id.0)))
+}
+
+/// The crisis a row and its log rows hold; `t` resolves its communes.
+pub fn crisis_from_row(
+    row: CrisisRow,
+    entries: Vec<CrisisLogRow>,
+    t: &Territory,
+) -> Result<Crisis, StoreError> {
+    let (
+        id,
+        kind,
+        title,
+        communes,
+        level,
+        opened_at,
+        opened_by,
+        closed_at,
+        closed_by,
+        summary,
+        roles,
+        incidents,
+    ) = row;
+    let bad = |what: &str| inconsistent(format!("crisis {id}: {what}"));
+    let kind = CrisisKind::parse(&kind).ok_or_else(|| bad("kind"))?;
+    let communes: Vec<String> = serde_json::from_str(&communes).map_err(|_| bad("communes"))?;
+    let communes = communes
+        .iter()
+        .map(|c| {
+            t.commune_id(c)
+                .ok_or_else(|| bad(&format!("commune `{c}` is gone")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let roles: Vec<serde_json::Value> = serde_json::from_str(&roles).map_err(|_| bad("roles"))?;
+    let roles = roles
+        .iter()
+        .map(|r| {
+            Some(RoleHolder {
+                role: r.get("role")?.as_str()?.into(),
+                holder: r
+                    .get("holder")
+                    .and_then(|h| h.as_str())
+                    .map(beffroi_core::SafeText::redacting),
+            })
+        })
+        .collect::<Option<Vec<_>>>()
+        .ok_or_else(|| bad("roles"))?;
+    let incidents: Vec<u64> = serde_json::from_str(&incidents).map_err(|_| bad("incidents"))?;
+    let mut log = Vec::with_capacity(entries.len());
+    for (at, actor, kind, text, incident, message) in entries {
+        log.push(CrisisLogEntry {
+            at: Timestamp(at),
+            actor: parse_actor(&actor).ok_or_else(|| bad("log actor"))?,
+            kind: CrisisLogKind::parse(&kind).ok_or_else(|| bad("log kind"))?,
+            // Read back through the recogniser: a row is not trusted.
+            text: beffroi_core::SafeText::redacting(&text),
+            incident: incident.map(id_from_sql).transpose()?,
+            message: read_message(message.as_deref())?,
+        });
+    }
+    Ok(Crisis {
+        id: CrisisId(u64::try_from(id).map_err(|_| bad("id"))?),
+        kind,
+        title: beffroi_core::SafeText::redacting(&title),
+        communes,
+        level: u8::try_from(level).map_err(|_| bad("level"))?,
+        opened_at: Timestamp(opened_at),
+        opened_by: parse_actor(&opened_by).ok_or_else(|| bad("opened_by"))?,
+        closed_at: closed_at.map(Timestamp),
+        closed_by: closed_by
+            .map(|a| parse_actor(&a).ok_or_else(|| bad("closed_by")))
+            .transpose()?,
+        summary: summary.as_deref().map(beffroi_core::SafeText::redacting),
+        roles,
+        log,
+        incidents: incidents
+            .into_iter()
+            .map(IncidentId)
+            .collect::<BTreeSet<_>>(),
+    })
 }
 
 #[cfg(test)]
