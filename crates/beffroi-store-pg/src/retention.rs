@@ -24,6 +24,7 @@ use postgres::{Client, GenericClient, Transaction};
 use crate::error::{Context, Get};
 use crate::rows::count_to_sql;
 use crate::writer::{PURGE_CHUNK, PgStore};
+use beffroi_store_rows::retention::{cutoff_of, redact_actor, redact_sop};
 
 /// Incidents or crises redacted or deleted per transaction.
 pub const RECORD_CHUNK: usize = 200;
@@ -128,20 +129,6 @@ fn gather_held(client: &mut Client, now: Timestamp) -> Result<Vec<IncidentId>, S
         .into_iter()
         .filter_map(|id| u64::try_from(id).ok().map(IncidentId))
         .collect())
-}
-
-/// Category and cutoff of a stored (device, field) pair.
-fn cutoff_of(t: &Territory, plan: &PurgePlan, device: &str, field: &str) -> (DataCategory, i64) {
-    let found = t.device_id(device).and_then(|d| {
-        let kind = t.device(d).kind;
-        let f = t.kind(kind).field(field)?;
-        plan.fields.get(kind.get())?.get(f.get()).copied()
-    });
-    match found {
-        Some((c, cut)) => (c, cut.0),
-        // Unknown now: its category is unknown, the strictest cutoff applies.
-        None => (DataCategory::Personal, plan.unknown_field.0),
-    }
 }
 
 /// The whole purge; see the module documentation of `beffroi_engine::retention`.
@@ -411,33 +398,6 @@ fn delete_closed(
             return Ok(());
         }
     }
-}
-
-fn redact_actor(plan: &PurgePlan, actor: &str) -> String {
-    if actor.starts_with("user:") {
-        format!("user:{}", plan.role_of(actor))
-    } else {
-        actor.to_string()
-    }
-}
-
-/// Redacts the `done_by` of each procedure step (`[{"text","done_by","done_at"}]`).
-fn redact_sop(plan: &PurgePlan, sop: &str) -> String {
-    let Ok(mut v) = serde_json::from_str::<serde_json::Value>(sop) else {
-        return sop.to_string();
-    };
-    if let Some(steps) = v.as_array_mut() {
-        for step in steps {
-            if let Some(by) = step
-                .get("done_by")
-                .and_then(|b| b.as_str())
-                .map(str::to_string)
-            {
-                step["done_by"] = serde_json::Value::String(redact_actor(plan, &by));
-            }
-        }
-    }
-    v.to_string()
 }
 
 /// Closed incidents past the personal limit: pseudonyms and people replaced, kept as a

@@ -3,17 +3,18 @@
 //! A situation row holds its members as a JSON list of incident ids; what a member shows
 //! (title, status, severity…) is read back from the incident's row, the one truth about it.
 
-use beffroi_core::situation::{
-    Member, Situation, SituationChange, SituationEvent, SituationId, SituationLogEntry,
-};
-use beffroi_core::{IncidentId, Territory, Timestamp};
+use beffroi_core::situation::{Situation, SituationChange, SituationId};
+use beffroi_core::{Territory, Timestamp};
 use beffroi_engine::StoreError;
 use beffroi_engine::store::Visibility;
 use postgres::{GenericClient, Transaction};
 use serde_json::json;
 
 use crate::error::{Context, Get, SkipList, Skipped, inconsistent};
-use crate::rows::{id_from_sql, id_to_sql, parse_actor};
+use crate::rows::id_to_sql;
+use beffroi_store_rows::{
+    SituationLogRow, SituationRow, sid_from_sql, situation_from_row, situation_members,
+};
 
 const UPSERT: &str = "INSERT INTO situations (id, family, opened_at, updated_at, closed_at, \
      merged_into, members) VALUES ($1, $2, $3, $4, $5, $6, $7) \
@@ -26,12 +27,6 @@ const INSERT_LOG: &str = "INSERT INTO situation_log (situation_id, at, actor, ev
 
 fn sid_to_sql(id: SituationId) -> Result<i64, StoreError> {
     i64::try_from(id.0).map_err(|_| inconsistent(format!("situation id {} exceeds i64", id.0)))
-}
-
-fn sid_from_sql(id: i64) -> Result<SituationId, StoreError> {
-    u64::try_from(id)
-        .map(SituationId)
-        .map_err(|_| inconsistent(format!("situation id {id} is negative")))
 }
 
 pub(crate) fn write(
@@ -83,17 +78,6 @@ pub(crate) fn max_id(client: &mut impl GenericClient) -> Result<SituationId, Sto
     sid_from_sql(max.unwrap_or(0))
 }
 
-type Row = (
-    i64,
-    Option<String>,
-    i64,
-    i64,
-    Option<i64>,
-    Option<i64>,
-    String,
-);
-type LogRow = (i64, String, String, Option<i64>, Option<i64>);
-
 /// Situations not closed, and those closed at or after `since`, in id order. A member
 /// whose incident is gone (purged) is left out; a situation left with none is skipped.
 pub(crate) fn read(
@@ -102,7 +86,7 @@ pub(crate) fn read(
     since: Timestamp,
     skipped: &Skipped,
 ) -> Result<Vec<Situation>, StoreError> {
-    let rows: Vec<Row> = client
+    let rows: Vec<SituationRow> = client
         .query(
             "SELECT id, family, opened_at, updated_at, closed_at, merged_into, members \
              FROM situations WHERE closed_at IS NULL OR closed_at >= $1 ORDER BY id",
@@ -130,7 +114,7 @@ pub(crate) fn read(
         .ctx("prepare situation log")?;
     let mut out = SkipList::new();
     for row in rows {
-        let entries: Vec<LogRow> = client
+        let entries: Vec<SituationLogRow> = client
             .query(&log_stmt, &[&row.0])
             .ctx("read situation log")?
             .iter()
@@ -148,44 +132,12 @@ pub(crate) fn read(
 fn from_row(
     client: &mut impl GenericClient,
     t: &Territory,
-    row: Row,
-    entries: Vec<LogRow>,
+    row: SituationRow,
+    entries: Vec<SituationLogRow>,
     skipped: &Skipped,
 ) -> Result<Option<Situation>, StoreError> {
-    let (id, family, opened_at, updated_at, closed_at, merged_into, members) = row;
-    let bad = |what: &str| inconsistent(format!("situation {id}: {what}"));
-    let ids: Vec<u64> = serde_json::from_str(&members).map_err(|_| bad("members"))?;
-    let ids: Vec<IncidentId> = ids.into_iter().map(IncidentId).collect();
+    let ids = situation_members(&row)?;
     let incidents =
         crate::operations::incidents_by_id(client, t, &ids, &Visibility::everything(), skipped)?;
-    // In the order they joined.
-    let mut members = Vec::with_capacity(ids.len());
-    for iid in &ids {
-        if let Some(i) = incidents.iter().find(|i| i.id == *iid) {
-            members.push(Member::of(i));
-        }
-    }
-    if members.is_empty() {
-        return Ok(None);
-    }
-    let mut log = Vec::with_capacity(entries.len());
-    for (at, actor, event, incident, other) in entries {
-        log.push(SituationLogEntry {
-            at: Timestamp(at),
-            actor: parse_actor(&actor).ok_or_else(|| bad("log actor"))?,
-            event: SituationEvent::parse(&event).ok_or_else(|| bad("log event"))?,
-            incident: incident.map(id_from_sql).transpose()?,
-            other: other.map(sid_from_sql).transpose()?,
-        });
-    }
-    Ok(Some(Situation {
-        id: sid_from_sql(id)?,
-        family: family.map(Into::into),
-        opened_at: Timestamp(opened_at),
-        updated_at: Timestamp(updated_at),
-        closed_at: closed_at.map(Timestamp),
-        merged_into: merged_into.map(sid_from_sql).transpose()?,
-        members,
-        log,
-    }))
+    situation_from_row(row, entries, &ids, &incidents)
 }

@@ -7,12 +7,18 @@
 //! Reading never panics: a row that does not fit the current territory (or is malformed)
 //! becomes [`StoreError::Inconsistent`].
 
+pub mod retention;
+mod skipped;
+
+pub use skipped::{SkipList, Skipped};
+
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use beffroi_core::crisis::{
     Crisis, CrisisId, CrisisKind, CrisisLogEntry, CrisisLogKind, RoleHolder,
 };
+use beffroi_core::situation::{Member, Situation, SituationEvent, SituationId, SituationLogEntry};
 use beffroi_core::{
     Actor, DedupKey, DeviceIdx, FieldIdx, Incident, IncidentId, LogEntry, Point, Severity, SopStep,
     Status, Territory, Timestamp, Trigger, TriggerKind, TriggerOp, Value,
@@ -525,6 +531,78 @@ pub fn crisis_from_row(
             .map(IncidentId)
             .collect::<BTreeSet<_>>(),
     })
+}
+
+// ---- situations -----------------------------------------------------------------------
+
+/// A situation id read from a row.
+pub fn sid_from_sql(id: i64) -> Result<SituationId, StoreError> {
+    u64::try_from(id)
+        .map(SituationId)
+        .map_err(|_| inconsistent(format!("situation id {id} is negative")))
+}
+
+/// A situation row: id, family, opened_at, updated_at, closed_at, merged_into, members (JSON).
+pub type SituationRow = (
+    i64,
+    Option<String>,
+    i64,
+    i64,
+    Option<i64>,
+    Option<i64>,
+    String,
+);
+
+/// A situation log row: at, actor, event, incident, other situation.
+pub type SituationLogRow = (i64, String, String, Option<i64>, Option<i64>);
+
+/// The ids of a situation row's members, in the order they joined.
+pub fn situation_members(row: &SituationRow) -> Result<Vec<IncidentId>, StoreError> {
+    let ids: Vec<u64> = serde_json::from_str(&row.6)
+        .map_err(|_| inconsistent(format!("situation {}: members", row.0)))?;
+    Ok(ids.into_iter().map(IncidentId).collect())
+}
+
+/// The situation a row and its log rows hold, with the members among `incidents` (read by
+/// the adapter for `ids`, [`situation_members`]); `None` when none of them is left.
+pub fn situation_from_row(
+    row: SituationRow,
+    entries: Vec<SituationLogRow>,
+    ids: &[IncidentId],
+    incidents: &[Incident],
+) -> Result<Option<Situation>, StoreError> {
+    let (id, family, opened_at, updated_at, closed_at, merged_into, _) = row;
+    let bad = |what: &str| inconsistent(format!("situation {id}: {what}"));
+    // In the order they joined.
+    let mut members = Vec::with_capacity(ids.len());
+    for iid in ids {
+        if let Some(i) = incidents.iter().find(|i| i.id == *iid) {
+            members.push(Member::of(i));
+        }
+    }
+    if members.is_empty() {
+        return Ok(None);
+    }
+    let mut log = Vec::with_capacity(entries.len());
+    for (at, actor, event, incident, other) in entries {
+        log.push(SituationLogEntry {
+            at: Timestamp(at),
+            actor: parse_actor(&actor).ok_or_else(|| bad("log actor"))?,
+            event: SituationEvent::parse(&event).ok_or_else(|| bad("log event"))?,
+            incident: incident.map(id_from_sql).transpose()?,
+            other: other.map(sid_from_sql).transpose()?,
+        });
+    }
+    Ok(Some(Situation {
+        id: sid_from_sql(id)?,
+        family: family.map(Into::into),
+        opened_at: Timestamp(opened_at),
+        updated_at: Timestamp(updated_at),
+        closed_at: closed_at.map(Timestamp),
+        merged_into: merged_into.map(sid_from_sql).transpose()?,
+        members,
+        log,
+    }))
 }
 
 #[cfg(test)]

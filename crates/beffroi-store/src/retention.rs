@@ -19,6 +19,7 @@ use beffroi_engine::retention::{
     StoreRows, SubjectData, SubjectIncident, SubjectObservation, erase_pseudonyms, pseudonyms_in,
     redact_pseudonyms,
 };
+use beffroi_store_rows::retention::{cutoff_of, redact_actor, redact_sop};
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 
 use crate::error::Context;
@@ -142,20 +143,6 @@ fn gather_held(
         .iter()
         .filter_map(|h| u64::try_from(h.0).ok().map(IncidentId))
         .collect())
-}
-
-/// Category and cutoff of a stored (device, field) pair.
-fn cutoff_of(t: &Territory, plan: &PurgePlan, device: &str, field: &str) -> (DataCategory, i64) {
-    let found = t.device_id(device).and_then(|d| {
-        let kind = t.device(d).kind;
-        let f = t.kind(kind).field(field)?;
-        plan.fields.get(kind.get())?.get(f.get()).copied()
-    });
-    match found {
-        Some((c, cut)) => (c, cut.0),
-        // Unknown now: its category is unknown, the strictest cutoff applies.
-        None => (DataCategory::Personal, plan.unknown_field.0),
-    }
 }
 
 /// The whole purge; see the module documentation of `beffroi_engine::retention`.
@@ -441,33 +428,6 @@ fn delete_closed(
             return Ok(());
         }
     }
-}
-
-fn redact_actor(plan: &PurgePlan, actor: &str) -> String {
-    if actor.starts_with("user:") {
-        format!("user:{}", plan.role_of(actor))
-    } else {
-        actor.to_string()
-    }
-}
-
-/// Redacts the `done_by` of each procedure step (`[{"text","done_by","done_at"}]`).
-fn redact_sop(plan: &PurgePlan, sop: &str) -> String {
-    let Ok(mut v) = serde_json::from_str::<serde_json::Value>(sop) else {
-        return sop.to_string();
-    };
-    if let Some(steps) = v.as_array_mut() {
-        for step in steps {
-            if let Some(by) = step
-                .get("done_by")
-                .and_then(|b| b.as_str())
-                .map(str::to_string)
-            {
-                step["done_by"] = serde_json::Value::String(redact_actor(plan, &by));
-            }
-        }
-    }
-    v.to_string()
 }
 
 /// Closed incidents past the personal limit: pseudonyms and people replaced, kept as a

@@ -7,9 +7,9 @@
 //!                                                                              live events
 //! ```
 //!
-//! Overload policy: MQTT and the simulator wait (`submit`), so the broker holds messages
-//! for our persistent session; HTTP refuses at once (`try_submit` → 503) and the refusal
-//! is counted. The writer channel is bounded too: a slow disk slows the pipeline, which
+//! Overload policy, per source ([`crate::source::Overload`], applied by its
+//! [`crate::source::SourcePort`]): MQTT and the simulator wait, so the broker holds messages
+//! for our persistent session; HTTP refuses at once (→ 503) and the refusal is counted. The writer channel is bounded too: a slow disk slows the pipeline, which
 //! slows the sources; nothing is dropped silently. Acknowledgements, command replies and
 //! live events are released only after the batch that carries them is committed.
 
