@@ -417,11 +417,6 @@ impl Metrics {
         m
     }
 
-    /// The counter of inputs from `source` refused for `reason`.
-    pub fn rejected(&self, source: Source, reason: RejectReason) -> Counter {
-        self.source(source).rejected(reason).clone()
-    }
-
     /// Observations accepted at one trust level.
     pub fn trust(&self, t: beffroi_core::Trust) -> &Counter {
         &self.trust_counters[t as usize]

@@ -167,7 +167,7 @@ impl Commit for PgStore {
                     .and_modify(|at| *at = (*at).max(o.received))
                     .or_insert(o.received);
             }
-            let marks = watermarks_by_device(t, &batch.watermarks)?;
+            let marks = crate::rows::watermarks_by_device(t, &batch.watermarks)?;
             // In device order: two writers never deadlock on these rows.
             let mut last_seen: Vec<_> = last_seen.into_iter().collect();
             last_seen.sort_by_key(|(d, _)| *d);
@@ -545,31 +545,6 @@ fn insert_observations(
         inserted += usize::from(new);
     }
     Ok(inserted)
-}
-
-/// Per device, the JSON object of its fields' new watermarks (the highest of the batch).
-fn watermarks_by_device(
-    t: &Territory,
-    marks: &[beffroi_engine::store::Watermark],
-) -> Result<HashMap<DeviceIdx, String>, StoreError> {
-    let mut per: HashMap<DeviceIdx, Vec<(beffroi_core::FieldIdx, i64)>> = HashMap::new();
-    for m in marks {
-        let fields = per.entry(m.device).or_default();
-        match fields.iter_mut().find(|(f, _)| *f == m.field) {
-            Some((_, at)) => *at = (*at).max(m.time.0),
-            None => fields.push((m.field, m.time.0)),
-        }
-    }
-    let mut out = HashMap::with_capacity(per.len());
-    for (device, fields) in per {
-        let mut obj = serde_json::Map::new();
-        for (field, at) in fields {
-            let (_, name) = device_field(t, device, field)?;
-            obj.insert(name.to_string(), serde_json::Value::from(at));
-        }
-        out.insert(device, serde_json::Value::Object(obj).to_string());
-    }
-    Ok(out)
 }
 
 fn insert_rows(

@@ -428,6 +428,34 @@ pub fn sop_from_json(s: &str) -> Option<Vec<SopStep>> {
         .collect()
 }
 
+// ---- device states --------------------------------------------------------------------
+
+/// Per device, the JSON object of its fields' new watermarks (the highest of the batch).
+pub fn watermarks_by_device(
+    t: &Territory,
+    marks: &[beffroi_engine::store::Watermark],
+) -> Result<std::collections::HashMap<DeviceIdx, String>, StoreError> {
+    let mut per: std::collections::HashMap<DeviceIdx, Vec<(beffroi_core::FieldIdx, i64)>> =
+        std::collections::HashMap::new();
+    for m in marks {
+        let fields = per.entry(m.device).or_default();
+        match fields.iter_mut().find(|(f, _)| *f == m.field) {
+            Some((_, at)) => *at = (*at).max(m.time.0),
+            None => fields.push((m.field, m.time.0)),
+        }
+    }
+    let mut out = std::collections::HashMap::with_capacity(per.len());
+    for (device, fields) in per {
+        let mut obj = serde_json::Map::new();
+        for (field, at) in fields {
+            let (_, name) = device_field(t, device, field)?;
+            obj.insert(name.to_string(), serde_json::Value::from(at));
+        }
+        out.insert(device, serde_json::Value::Object(obj).to_string());
+    }
+    Ok(out)
+}
+
 // ---- crises ---------------------------------------------------------------------------
 
 /// A crisis log row: at, actor, kind, text, incident, message.

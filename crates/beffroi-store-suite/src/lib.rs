@@ -23,6 +23,7 @@ use beffroi_core::Territory;
 use beffroi_engine::{Store, StoreReader};
 
 pub mod cases;
+pub mod fixtures;
 
 /// Both halves of a store opened on a backend's database.
 pub struct Opened {

@@ -390,8 +390,7 @@ impl EngineHandle {
     /// The ingest queue's end for one source: its name stamped, its overload policy
     /// applied, its counters resolved, its security signals to the command queue.
     pub fn source_port(&self, config: crate::source::SourceConfig) -> crate::source::SourcePort {
-        let commands = self.commands.clone();
-        let metrics = Arc::clone(&self.metrics);
+        let engine = self.clone();
         crate::source::SourcePort::new(
             config,
             self.ingest.clone(),
@@ -399,15 +398,9 @@ impl EngineHandle {
             Arc::clone(&self.clock),
             Arc::clone(&self.territory),
         )
-        .with_signals(crate::source::SignalSink(Arc::new(
-            move |signal| match commands.try_send(Command::Security(signal)) {
-                Ok(()) => true,
-                Err(_) => {
-                    metrics.security_signals_dropped.inc();
-                    false
-                }
-            },
-        )))
+        .with_signals(crate::source::SignalSink(Arc::new(move |signal| {
+            engine.try_security_signal(signal)
+        })))
     }
 
     /// Runs a source component on its port until `shutdown` (a stop is logged).
