@@ -352,6 +352,15 @@ pub struct IngestResponse {
     pub rejected: Vec<RejectionDto>,
 }
 
+/// A reading appended to a cluster's ingest log (`202`): durable, stored and evaluated by
+/// the node running the engine; its rejections, if any, are in `/api/v1/rejections`.
+#[derive(Serialize, ToSchema)]
+pub struct IngestLogged {
+    pub log_sequence: u64,
+    /// The log had this reading already.
+    pub duplicate: bool,
+}
+
 #[derive(Serialize, ToSchema)]
 pub struct StoredRejectionDto {
     pub at: String,

@@ -732,20 +732,21 @@ pub struct IngestParams {
 
 #[utoipa::path(post, path = "/api/v1/observations", params(IngestParams),
     request_body(content = String, description = "SenML JSON pack (application/senml+json), plain JSON or a ChirpStack uplink"),
-    responses((status = 200, body = IngestResponse), (status = 422, body = crate::error::ErrorBody),
+    responses((status = 200, body = IngestResponse), (status = 202, body = IngestLogged, description = "On a cluster node: appended to the ingest log"), (status = 422, body = crate::error::ErrorBody),
         (status = 503, body = crate::error::ErrorBody)), security(("bearer" = [])))]
 pub async fn post_observations(
     State(s): State<AppState>,
     _u: User,
     Query(p): Query<IngestParams>,
     body: bytes::Bytes,
-) -> Result<Json<IngestResponse>, ApiError> {
+) -> Result<Response, ApiError> {
     ingest(s, None, p, body).await
 }
 
 #[utoipa::path(post, path = "/api/v1/devices/{id}/observations", params(("id" = String, Path), IngestParams),
     request_body(content = String, description = "SenML JSON pack whose names are field names, or plain JSON"),
     responses((status = 200, body = IngestResponse),
+        (status = 202, body = IngestLogged, description = "On a cluster node: appended to the ingest log"),
         (status = 422, body = crate::error::ErrorBody, description = "`device_mismatch`: a record (a plain JSON `device`, a ChirpStack devEui, a signed envelope's `dev`) names another device than the path's; nothing is ingested")),
     security(("bearer" = [])))]
 pub async fn post_device_observations(
@@ -754,7 +755,7 @@ pub async fn post_device_observations(
     Path(id): Path<String>,
     Query(p): Query<IngestParams>,
     body: bytes::Bytes,
-) -> Result<Json<IngestResponse>, ApiError> {
+) -> Result<Response, ApiError> {
     // The guard checked the caller's scope over the path's device: the payload may speak of
     // that device only, or the check would be worth nothing.
     let t = &s.engine.territory;
@@ -825,8 +826,22 @@ async fn ingest(
     device: Option<String>,
     p: IngestParams,
     body: bytes::Bytes,
-) -> Result<Json<IngestResponse>, ApiError> {
+) -> Result<Response, ApiError> {
     let format = format_of(&p)?;
+    if let Some(log) = &s.ingest_log {
+        let receipt = log
+            .append(device, format, body)
+            .await
+            .map_err(|e| ApiError::new(ErrorCode::StoreUnavailable, e))?;
+        return Ok((
+            StatusCode::ACCEPTED,
+            Json(IngestLogged {
+                log_sequence: receipt.sequence,
+                duplicate: receipt.duplicate,
+            }),
+        )
+            .into_response());
+    }
     let (tx, rx) = oneshot::channel();
     let env = Envelope {
         source: Source::HTTP,
@@ -875,7 +890,7 @@ async fn ingest(
                 )
                 .with_details(details));
             }
-            Ok(Json(IngestResponse { accepted, rejected }))
+            Ok(Json(IngestResponse { accepted, rejected }).into_response())
         }
         Ok(AckOutcome::Failed(e)) => Err(ApiError::new(ErrorCode::StoreUnavailable, e)),
         Err(_) => Err(ApiError::new(

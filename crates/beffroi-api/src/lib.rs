@@ -61,6 +61,9 @@ pub struct AppState {
     /// HTTP ingest as a source component: named `http`, it refuses at once when the
     /// engine's queue is full (the client is told to retry).
     pub ingest: beffroi_engine::source::SourcePort,
+    /// In a cluster, HTTP ingest is appended to the shared ingest log instead (whichever
+    /// node runs the engine stores it); `None`: straight to this server's engine.
+    pub ingest_log: Option<Arc<dyn IngestLog>>,
     pub reader: Arc<dyn StoreReader>,
     pub auth: Arc<Auth>,
     pub ready: Arc<AtomicBool>,
@@ -89,6 +92,28 @@ pub struct AppState {
     pub unmask_requests: Arc<unmask::Requests>,
     /// The territory's alarm health on `/metrics`.
     pub health_gauges: Arc<alarm_health::HealthGauges>,
+}
+
+/// Where a reading posted over HTTP is appended when the server is a cluster node: a
+/// durable log (NATS JetStream) that the node running the engine consumes. A reading is
+/// answered `202` once the log has it; the adapter lives in the binary.
+pub trait IngestLog: Send + Sync {
+    /// Appends one request's body; the device named by the path, if any.
+    fn append(
+        &self,
+        device: Option<String>,
+        format: beffroi_wire::Format,
+        body: bytes::Bytes,
+    ) -> futures::future::BoxFuture<'static, Result<LogReceipt, String>>;
+}
+
+/// Where the log put a reading.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LogReceipt {
+    /// Its sequence in the log.
+    pub sequence: u64,
+    /// The log had it already (the same request sent again).
+    pub duplicate: bool,
 }
 
 /// The default audit sink: each record is a structured `tracing` event on target `audit`.
@@ -167,6 +192,7 @@ impl AppState {
         });
         AppState {
             ingest,
+            ingest_log: None,
             engine,
             reader,
             auth,
@@ -184,6 +210,12 @@ impl AppState {
             unmask_requests: Arc::new(unmask::Requests::default()),
             health_gauges,
         }
+    }
+
+    /// Sends HTTP ingest to the cluster's ingest log rather than to this server's engine.
+    pub fn with_ingest_log(mut self, log: Arc<dyn IngestLog>) -> AppState {
+        self.ingest_log = Some(log);
+        self
     }
 
     /// Sets the deployment's privacy policy.

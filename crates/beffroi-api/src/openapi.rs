@@ -33,7 +33,7 @@ use crate::{crisis, handlers, overview, situations, units};
     ),
     components(schemas(
         IncidentDto, IncidentDetailDto, SopDto, SopStepDto, LogEntryDto, MessageDto, ActionRequest,
-        LoginRequest, LoginResponse, RejectionDto, IngestResponse, StoredRejectionDto,
+        LoginRequest, LoginResponse, RejectionDto, IngestResponse, IngestLogged, StoredRejectionDto,
         DeviceDto, DeviceDetailDto, ObservationDto, TerritoryDto, CommuneDto, RuleDto,
         ErrorBody, ErrorDetail,
         overview::MeDto, overview::ScopeDto, overview::GrantDto, overview::OverviewDto, overview::SeverityCounts,

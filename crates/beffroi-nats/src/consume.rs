@@ -27,7 +27,10 @@
 //! If neither holds the ack is *withheld* ([`ConsumeStats::acks_withheld`]): the committed
 //! messages stay in the held set, and once the outstanding ones are redelivered to us after
 //! `ack_wait` and committed, the count matches and one ack settles them all. The consumer's
-//! `max_ack_pending` equals the batch size, so the set stays bounded. The ack goes to the
+//! `max_ack_pending` is [`PENDING_BATCHES`] batches, so the set stays bounded, and a new
+//! owner whose predecessor died with deliveries in flight goes on committing while it waits
+//! for them (were it one batch, the dead node's deliveries and the first held batch would
+//! fill it, and nothing would be delivered until the redelivery). The ack goes to the
 //! message with the highest stream sequence of the held set.
 //!
 //! A commit that fails acknowledges nothing: its messages are redelivered after `ack_wait`
@@ -73,10 +76,14 @@ pub struct Delivered {
     pub delivered: u64,
 }
 
+/// How many batches a partition's consumer may have delivered and not acknowledged.
+pub const PENDING_BATCHES: usize = 8;
+
 /// Settings of the partition consumers.
 #[derive(Clone, Debug)]
 pub struct ConsumeConfig {
-    /// Most messages in a batch; also the consumer's `max_ack_pending`.
+    /// Most messages in a batch; the consumer's `max_ack_pending` is [`PENDING_BATCHES`]
+    /// times this.
     pub batch_max: usize,
     /// How long a fetch waits for the batch to fill.
     pub max_wait: Duration,
@@ -154,7 +161,8 @@ pub async fn ensure_partition_consumer(
         filter_subject: partition_filter(&layout.territory, partition),
         ack_policy: consumer::AckPolicy::All,
         ack_wait: cfg.ack_wait,
-        max_ack_pending: i64::try_from(cfg.batch_max).unwrap_or(i64::MAX),
+        max_ack_pending: i64::try_from(cfg.batch_max.saturating_mul(PENDING_BATCHES))
+            .unwrap_or(i64::MAX),
         deliver_policy: consumer::DeliverPolicy::All,
         num_replicas: layout.replicas(),
         ..Default::default()
@@ -271,7 +279,21 @@ pub async fn run_partition<F, Fut, E>(
     }
 }
 
+/// How long past its own expiry a fetch may wait for the server before it is given up: a
+/// pull request sent to a server that then died gets no answer, and the consumer would wait
+/// for ever. Messages delivered to an abandoned fetch come back after `ack_wait`.
+pub const FETCH_SLACK: Duration = Duration::from_secs(1);
+
 async fn fetch(
+    consumer: &consumer::PullConsumer,
+    cfg: &ConsumeConfig,
+) -> Result<Vec<jetstream::Message>, NatsError> {
+    tokio::time::timeout(cfg.max_wait + FETCH_SLACK, fetch_unbounded(consumer, cfg))
+        .await
+        .map_err(|_| NatsError::Consumer("fetch got no answer in time".into()))?
+}
+
+async fn fetch_unbounded(
     consumer: &consumer::PullConsumer,
     cfg: &ConsumeConfig,
 ) -> Result<Vec<jetstream::Message>, NatsError> {

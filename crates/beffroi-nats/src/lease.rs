@@ -157,12 +157,25 @@ fn rendezvous_weight(member: &str, partition: u32) -> u32 {
     h ^ (h >> 16)
 }
 
+/// Whether a holder gives a lease up to a member that hashes higher.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Balance {
+    /// Partitions move to their desired owner as members join: the load spreads.
+    #[default]
+    Rendezvous,
+    /// A holder keeps its lease for as long as it renews it; only a free or expired lease
+    /// goes to the desired owner. For a single lease naming the one node that acts (the
+    /// active engine), where a move costs a restore and a member joining must not cause one.
+    Sticky,
+}
+
 /// One node's view and decisions.
 #[derive(Clone, Debug)]
 pub struct Node {
     pub id: String,
     pub partitions: u32,
     pub timing: LeaseTiming,
+    pub balance: Balance,
     members: Observations<String>,
     leases: Observations<u32>,
     /// Partitions we hold: the revision we wrote, and when we sent that write.
@@ -175,6 +188,7 @@ impl Node {
             id: id.into(),
             partitions,
             timing,
+            balance: Balance::default(),
             members: Observations::default(),
             leases: Observations::default(),
             mine: BTreeMap::new(),
@@ -222,9 +236,14 @@ impl Node {
             self.leases.observe(&partition, revision, now);
             match entry {
                 LeaseEntry::Held { owner, .. } if owner == self.id => {
-                    // Ours in the store; keep it only while we can still renew in time.
+                    // Ours in the store; keep it only while we can still renew in time. A
+                    // lease whose fence passed was given up (the work stopped): renewing it
+                    // would hand it back behind the work's back, so it is released.
                     let desired = desired_owner(live.iter().map(String::as_str), partition);
-                    if desired == Some(self.id.as_str()) {
+                    let fresh = self.owned(now).contains(&partition);
+                    if fresh
+                        && (self.balance == Balance::Sticky || desired == Some(self.id.as_str()))
+                    {
                         actions.push(Action::Renew {
                             partition,
                             revision,
@@ -475,6 +494,63 @@ mod tests {
                 assert_eq!(before, after);
             }
         }
+    }
+
+    /// A sticky lease stays with its holder when a member that hashes higher joins (a
+    /// rendezvous lease moves to it), and still passes to a live member once the holder
+    /// stops renewing.
+    #[test]
+    fn a_sticky_lease_stays_with_its_holder_until_it_stops() {
+        let t = timing();
+        // A newcomer that wins partition 0 by rendezvous against `a`.
+        let newcomer = ["b", "c", "d", "e", "f", "g"]
+            .into_iter()
+            .find(|m| desired_owner(["a", m], 0) == Some(*m))
+            .expect("some member hashes above a");
+        for (balance, stays) in [(Balance::Sticky, true), (Balance::Rendezvous, false)] {
+            let mut a = Node::new("a", 1, t);
+            a.balance = balance;
+            let mut kv = SimKv::default();
+            kv.round(&mut a, Duration::ZERO);
+            assert_eq!(a.owned(Duration::ZERO).len(), 1);
+            let mut b = Node::new(newcomer, 1, t);
+            b.balance = balance;
+            let mut nodes = vec![a, b];
+            let settled = simulate(
+                &mut nodes,
+                &mut kv,
+                t.renew_every,
+                Duration::from_secs(20),
+                |_, _| true,
+                |_, now| now >= Duration::from_secs(15),
+            );
+            assert!(settled.is_some());
+            let now = Duration::from_secs(15);
+            assert_eq!(nodes[0].owned(now).len() == 1, stays, "{balance:?}");
+            assert_eq!(nodes[1].owned(now).len() == 1, !stays, "{balance:?}");
+        }
+        // The sticky holder stops: the other takes over.
+        let mut nodes = vec![Node::new("a", 1, t), Node::new(newcomer, 1, t)];
+        for n in &mut nodes {
+            n.balance = Balance::Sticky;
+        }
+        let mut kv = SimKv::default();
+        kv.round(&mut nodes[0], Duration::ZERO);
+        let stop = Duration::from_secs(10);
+        let took = simulate(
+            &mut nodes,
+            &mut kv,
+            t.renew_every,
+            Duration::from_secs(30),
+            |i, now| i == 1 || now < stop,
+            |n, now| now >= stop && n[1].owned(now).len() == 1,
+        )
+        .expect("the other node took over");
+        assert!(
+            took - stop <= t.ttl + 2 * t.renew_every,
+            "{:?}",
+            took - stop
+        );
     }
 
     #[test]

@@ -58,6 +58,46 @@ pub async fn ensure_buckets(
     Ok((members, leases))
 }
 
+/// The last entry of `key`: (operation, revision, value). Read from any replica (direct
+/// get) and, when no replica answers — for a while after a server is lost, a bucket's
+/// direct-get responders can be missing although the stream has a leader — from the
+/// stream's leader.
+async fn read_entry(
+    store: &kv::Store,
+    key: &str,
+) -> Result<Option<(kv::Operation, u64, Bytes)>, NatsError> {
+    match store.entry(key).await {
+        Ok(e) => Ok(e.map(|e| (e.operation, e.revision, e.value))),
+        Err(direct) => {
+            let subject = format!("{}{key}", store.prefix);
+            match store.stream.get_last_raw_message_by_subject(&subject).await {
+                Ok(m) => {
+                    let op = match m
+                        .headers
+                        .get("KV-Operation")
+                        .map(|v| v.as_str().to_owned())
+                        .as_deref()
+                    {
+                        Some("DEL") => kv::Operation::Delete,
+                        Some("PURGE") => kv::Operation::Purge,
+                        _ => kv::Operation::Put,
+                    };
+                    Ok(Some((op, m.sequence, m.payload)))
+                }
+                Err(e)
+                    if e.kind()
+                        == async_nats::jetstream::stream::LastRawMessageErrorKind::NoMessageFound =>
+                {
+                    Ok(None)
+                }
+                Err(e) => Err(NatsError::Kv(format!(
+                    "reading {key}: {direct}; from the leader: {e}"
+                ))),
+            }
+        }
+    }
+}
+
 /// How long a partition's run that returned on its own waits before it is started again.
 pub const RESTART_PAUSE: Duration = Duration::from_secs(1);
 
@@ -111,6 +151,12 @@ impl LeaseManager {
         })
     }
 
+    /// Keeps a lease held for as long as it is renewed ([`crate::lease::Balance::Sticky`]).
+    pub fn sticky(mut self) -> Self {
+        self.node.balance = crate::lease::Balance::Sticky;
+        self
+    }
+
     /// The partitions this node owns and until when, updated after every round.
     pub fn ownership(&self) -> watch::Receiver<Ownership> {
         self.owned_tx.subscribe()
@@ -156,14 +202,8 @@ impl LeaseManager {
         self.owned_tx.send_replace(Ownership::new());
     }
 
-    /// One round started at `now` (since the manager's origin): heartbeat, read, decide,
-    /// write.
-    pub async fn round(&mut self, now: Duration) -> Result<(), NatsError> {
+    async fn read_members(&self) -> Result<BTreeMap<String, u64>, NatsError> {
         let kv_err = |e: &dyn std::fmt::Display| NatsError::Kv(e.to_string());
-        self.members
-            .put(&self.node.id, Bytes::from_static(b"alive"))
-            .await
-            .map_err(|e| kv_err(&e))?;
         let mut members = BTreeMap::new();
         let mut keys = self.members.keys().await.map_err(|e| kv_err(&e))?;
         let mut names = Vec::new();
@@ -171,32 +211,51 @@ impl LeaseManager {
             names.push(k.map_err(|e| kv_err(&e))?);
         }
         for name in names {
-            if let Some(e) = self
-                .members
-                .entry(name.clone())
-                .await
-                .map_err(|e| kv_err(&e))?
-                && e.operation == kv::Operation::Put
+            if let Some((kv::Operation::Put, revision, _)) =
+                read_entry(&self.members, &name).await?
             {
-                members.insert(name, e.revision);
+                members.insert(name, revision);
             }
         }
-        self.node.observe_members(&members, now);
+        Ok(members)
+    }
+
+    /// One round started at `now` (since the manager's origin): heartbeat, read, decide,
+    /// write. The membership's part may fail (its bucket electing a leader after a server
+    /// was lost) without holding back the leases' part: a holder renews what it holds, and
+    /// a standby decides on the membership it saw last (a write is compare-and-set, so a
+    /// stale view can lose a race, never win two). The heartbeat's error is returned after.
+    pub async fn round(&mut self, now: Duration) -> Result<(), NatsError> {
+        let kv_err = |e: &dyn std::fmt::Display| NatsError::Kv(e.to_string());
+        let heartbeat = self
+            .members
+            .put(&self.node.id, Bytes::from_static(b"alive"))
+            .await
+            .map(drop)
+            .map_err(|e| kv_err(&e));
+        let membership = if heartbeat.is_ok() {
+            self.read_members().await
+        } else {
+            Err(NatsError::Kv(
+                "membership not read: heartbeat failed".into(),
+            ))
+        };
+        match &membership {
+            Ok(members) => self.node.observe_members(members, now),
+            Err(e) => {
+                tracing::debug!(node = %self.node.id, error = %e, "membership not updated this round")
+            }
+        }
         let mut leases = BTreeMap::new();
         for p in 0..self.node.partitions {
-            let entry = match self
-                .leases
-                .entry(lease_key(p))
-                .await
-                .map_err(|e| kv_err(&e))?
-            {
+            let entry = match read_entry(&self.leases, &lease_key(p)).await? {
                 None => LeaseEntry::Free { revision: 0 },
-                Some(e) if e.operation != kv::Operation::Put => LeaseEntry::Free {
-                    revision: e.revision,
-                },
-                Some(e) => LeaseEntry::Held {
-                    owner: String::from_utf8_lossy(&e.value).into_owned(),
-                    revision: e.revision,
+                Some((op, revision, _)) if op != kv::Operation::Put => {
+                    LeaseEntry::Free { revision }
+                }
+                Some((_, revision, value)) => LeaseEntry::Held {
+                    owner: String::from_utf8_lossy(&value).into_owned(),
+                    revision,
                 },
             };
             leases.insert(p, entry);
@@ -250,7 +309,7 @@ impl LeaseManager {
                 }
             }
         }
-        Ok(())
+        heartbeat
     }
 }
 

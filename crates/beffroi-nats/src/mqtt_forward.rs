@@ -152,13 +152,22 @@ pub async fn run_forwarder(
             }
         };
         let mut messages = Vec::new();
-        while let Some(m) = batch.next().await {
-            match m {
-                Ok(m) => messages.push(m),
-                Err(_) => {
-                    stats.fetch_failures.fetch_add(1, Ordering::Relaxed);
+        // Bounded: a pull request whose server died is never answered (see
+        // `consume::FETCH_SLACK`); what was delivered to it comes back after `ack_wait`.
+        let drained = tokio::time::timeout(max_wait + crate::consume::FETCH_SLACK, async {
+            while let Some(m) = batch.next().await {
+                match m {
+                    Ok(m) => messages.push(m),
+                    Err(_) => {
+                        stats.fetch_failures.fetch_add(1, Ordering::Relaxed);
+                    }
                 }
             }
+        })
+        .await;
+        if drained.is_err() {
+            stats.fetch_failures.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!("forwarder fetch got no answer in time");
         }
         let mut outgoing = Vec::with_capacity(messages.len());
         let mut keep = Vec::with_capacity(messages.len());

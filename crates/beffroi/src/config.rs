@@ -30,8 +30,9 @@ struct Raw {
     cluster: Option<RawCluster>,
 }
 
-/// `[cluster]`: the shared services of a deployment run on several servers. Today: the
-/// store in PostgreSQL.
+/// `[cluster]`: the shared services of a deployment run on several servers: the store in
+/// PostgreSQL and, with `nats`, the ingest log and the choice of the active node on NATS
+/// JetStream.
 #[derive(Deserialize, Debug, Default)]
 #[serde(deny_unknown_fields)]
 struct RawCluster {
@@ -40,7 +41,38 @@ struct RawCluster {
     /// file).
     #[serde(default)]
     database: Option<String>,
+    /// NATS server URLs, comma-separated (`nats://10.0.0.1:4222,nats://10.0.0.2:4222`).
+    #[serde(default)]
+    nats: Option<String>,
+    /// This node's id, unique in the cluster (`A–Z a–z 0–9 - _`, 1 to 64 characters).
+    #[serde(default)]
+    node: Option<String>,
+    /// Partitions of the ingest log (default 16; fixed for the life of the stream).
+    #[serde(default)]
+    partitions: Option<u32>,
+    /// How long the active node's lease lasts without renewal (default `10s`).
+    #[serde(default)]
+    lease_ttl: Option<String>,
+    /// How many NATS servers the cluster has (its streams keep min(3, n) replicas; default 3).
+    #[serde(default)]
+    nats_servers: Option<usize>,
 }
+
+/// `[cluster] nats`: this server is one node of a cluster on NATS JetStream.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NatsSettings {
+    /// Comma-separated server URLs.
+    pub servers: String,
+    pub node: String,
+    pub partitions: u32,
+    pub lease_ttl: std::time::Duration,
+    pub cluster_size: usize,
+}
+
+/// The partitions of the ingest log when `[cluster] partitions` is not set.
+pub const DEFAULT_PARTITIONS: u32 = 16;
+/// The active node's lease when `[cluster] lease_ttl` is not set.
+pub const DEFAULT_LEASE_TTL: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Where the store lives.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -323,6 +355,8 @@ pub struct Config {
     pub unmask_approval: beffroi_api::unmask::ApprovalPolicy,
     /// `[cluster] database`: where the store lives.
     pub store: StoreLocation,
+    /// `[cluster] nats`: the cluster this server is a node of.
+    pub nats: Option<NatsSettings>,
 }
 
 impl Config {
@@ -527,12 +561,16 @@ impl Config {
                 )
             })?;
         }
-        let store = match raw.cluster {
+        let nats = raw
+            .cluster
+            .as_ref()
+            .map(|c| nats_settings(src, c))
+            .transpose()?
+            .flatten();
+        let store = match raw.cluster.map(|c| c.database) {
             None => StoreLocation::Sqlite,
-            Some(RawCluster { database: None }) => StoreLocation::Postgres(None),
-            Some(RawCluster {
-                database: Some(url),
-            }) => {
+            Some(None) => StoreLocation::Postgres(None),
+            Some(Some(url)) => {
                 let url = url.trim().to_string();
                 if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
                     return Err(ConfigError::new(
@@ -548,6 +586,7 @@ impl Config {
         };
         Ok(Config {
             store,
+            nats,
             close_resolved_after,
             unmask_approval,
             keys_dir: privacy.keys_dir.map(|p| base.join(p)),
@@ -561,6 +600,69 @@ impl Config {
             audit,
         })
     }
+}
+
+/// `[cluster] nats` and the settings that go with it; `None` without `nats`.
+fn nats_settings(src: &SourceFile, c: &RawCluster) -> Result<Option<NatsSettings>, ConfigError> {
+    let err = |field: &'static str, msg: &str| {
+        ConfigError::new(src.path.clone(), None, Some(field), msg.to_string())
+    };
+    let Some(servers) = c.nats.as_deref().map(str::trim) else {
+        for (set, field) in [
+            (c.node.is_some(), "cluster.node"),
+            (c.partitions.is_some(), "cluster.partitions"),
+            (c.lease_ttl.is_some(), "cluster.lease_ttl"),
+            (c.nats_servers.is_some(), "cluster.nats_servers"),
+        ] {
+            if set {
+                return Err(err(field, "only with `nats` (the cluster's NATS servers)"));
+            }
+        }
+        return Ok(None);
+    };
+    if servers.is_empty() || !servers.split(',').all(|u| u.trim().starts_with("nats://")) {
+        return Err(err(
+            "cluster.nats",
+            "NATS server URLs, comma-separated (nats://host:4222,nats://host2:4222)",
+        ));
+    }
+    let node = c.node.clone().unwrap_or_default();
+    if !(1..=64).contains(&node.len())
+        || !node
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return Err(err(
+            "cluster.node",
+            "this node's id, unique in the cluster: 1 to 64 characters among A-Z a-z 0-9 - _",
+        ));
+    }
+    let partitions = c.partitions.unwrap_or(DEFAULT_PARTITIONS);
+    if !(1..=1024).contains(&partitions) {
+        return Err(err("cluster.partitions", "from 1 to 1024"));
+    }
+    let lease_ttl = match c.lease_ttl.as_deref() {
+        None => DEFAULT_LEASE_TTL,
+        Some(v) => {
+            let d = parse_duration(v).map_err(|e| err("cluster.lease_ttl", &e.to_string()))?;
+            let ms = u64::try_from(d.millis()).unwrap_or(0);
+            if ms < 1_000 {
+                return Err(err("cluster.lease_ttl", "at least 1s"));
+            }
+            std::time::Duration::from_millis(ms)
+        }
+    };
+    let cluster_size = c.nats_servers.unwrap_or(3);
+    if cluster_size == 0 {
+        return Err(err("cluster.nats_servers", "at least 1"));
+    }
+    Ok(Some(NatsSettings {
+        servers: servers.to_string(),
+        node,
+        partitions,
+        lease_ttl,
+        cluster_size,
+    }))
 }
 
 #[cfg(test)]
@@ -591,8 +693,49 @@ mod tests {
         let e = parse(&format!("{base}[cluster]\ndatabase = \"mysql://x/y\"\n"))
             .expect_err("not PostgreSQL");
         assert!(e.to_string().contains("cluster.database"), "{e}");
-        let e = parse(&format!("{base}[cluster]\nnats = \"nats://x\"\n")).expect_err("unknown key");
-        assert!(e.to_string().contains("nats"), "{e}");
+        let e =
+            parse(&format!("{base}[cluster]\nnatss = \"nats://x\"\n")).expect_err("unknown key");
+        assert!(e.to_string().contains("natss"), "{e}");
+    }
+
+    /// `[cluster] nats` makes the server a node: its id is required and checked, the rest
+    /// has defaults; the node's settings without `nats` are refused at their field.
+    #[test]
+    fn the_cluster_table_makes_a_node_of_nats() {
+        let base = "data_dir = \"d\"\ndeployment = \"dep\"\n[cluster]\n";
+        assert_eq!(parse(base).expect("valid").nats, None);
+        let c = parse(&format!(
+            "{base}nats = \"nats://a:4222, nats://b:4222\"\nnode = \"n-1\"\nlease_ttl = \"3s\"\n"
+        ))
+        .expect("valid");
+        assert_eq!(
+            c.nats,
+            Some(NatsSettings {
+                servers: "nats://a:4222, nats://b:4222".into(),
+                node: "n-1".into(),
+                partitions: DEFAULT_PARTITIONS,
+                lease_ttl: std::time::Duration::from_secs(3),
+                cluster_size: 3,
+            })
+        );
+        assert_eq!(c.store, StoreLocation::Postgres(None));
+        for (text, field) in [
+            ("nats = \"nats://a\"\n", "cluster.node"),
+            ("nats = \"nats://a\"\nnode = \"a.b\"\n", "cluster.node"),
+            ("nats = \"http://a\"\nnode = \"n\"\n", "cluster.nats"),
+            (
+                "nats = \"nats://a\"\nnode = \"n\"\npartitions = 0\n",
+                "cluster.partitions",
+            ),
+            (
+                "nats = \"nats://a\"\nnode = \"n\"\nlease_ttl = \"200ms\"\n",
+                "cluster.lease_ttl",
+            ),
+            ("node = \"n\"\n", "cluster.node"),
+        ] {
+            let e = parse(&format!("{base}{text}")).expect_err(text);
+            assert!(e.to_string().contains(field), "{text}: {e}");
+        }
     }
 
     #[test]

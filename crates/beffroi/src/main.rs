@@ -6,6 +6,8 @@ mod backend;
 mod bench;
 #[cfg(feature = "mqtt")]
 mod bench_mqtt;
+#[cfg(feature = "nats")]
+mod cluster;
 mod config;
 mod conns;
 mod devices_cmd;
@@ -171,6 +173,7 @@ fn main() -> ExitCode {
                         clock,
                         simulate: true,
                         store: config::StoreLocation::Sqlite,
+                        nats: None,
                         http: config::HttpSettings::default(),
                         mqtt: mqtt.map(|url| config::MqttSettings {
                             url,
@@ -225,6 +228,7 @@ fn main() -> ExitCode {
                         clock: Arc::new(beffroi_engine::runner::SystemClock),
                         simulate: false,
                         store: cfg.store,
+                        nats: cfg.nats,
                         http: cfg.http,
                         mqtt: cfg.mqtt,
                         console: cfg.console,
@@ -243,6 +247,10 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
+            #[cfg(feature = "nats")]
+            if e.downcast_ref::<cluster::LeaseLost>().is_some() {
+                return ExitCode::from(cluster::LOST_LEASE_EXIT);
+            }
             ExitCode::FAILURE
         }
     }

@@ -50,6 +50,8 @@ pub struct RunOptions {
     pub unmask_approval: beffroi_api::unmask::ApprovalPolicy,
     /// Where the store lives: `<data_dir>/beffroi.db`, or PostgreSQL (`[cluster]`).
     pub store: crate::config::StoreLocation,
+    /// `[cluster] nats`: this server is a node of a cluster.
+    pub nats: Option<crate::config::NatsSettings>,
 }
 
 /// The configuration a run loaded: the deployment and its files with their SHA-256.
@@ -201,6 +203,92 @@ async fn serve(
         tokio::task::spawn_blocking(move || crate::accounts::build(&t, &http, demo)).await??
     };
     let (device_keys, key_watch) = crate::registry::load_device_keys(&opts.data_dir).await?;
+
+    // Listening before the engine starts: `/livez` answers at once, the rest `503` until
+    // the app is installed (a cluster node on standby says so).
+    let addr: SocketAddr = opts
+        .listen
+        .parse()
+        .with_context(|| format!("invalid listen address `{}`", opts.listen))?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    let local = listener.local_addr()?;
+    let metrics_listener = match metrics_listen {
+        None => None,
+        Some(a) => Some(
+            tokio::net::TcpListener::bind(a)
+                .await
+                .with_context(|| format!("cannot listen on {a} (http.metrics_listen)"))?,
+        ),
+    };
+    let limits = crate::conns::Limits {
+        header_timeout: header_timeout.map_or(std::time::Duration::from_secs(10), |d| {
+            std::time::Duration::from_millis(d.millis().max(1) as u64)
+        }),
+        max_connections: max_connections.unwrap_or(1024).max(1),
+        refused: Default::default(),
+    };
+    metrics.with_registry(|r| {
+        r.register(
+            "http_connections_refused",
+            "HTTP connections closed at once because max_connections were being served",
+            limits.refused.clone(),
+        )
+    });
+    // Everything stops when this is cancelled: a signal, or a cluster node's lease lost.
+    let stop_all = CancellationToken::new();
+    let http_stop = CancellationToken::new();
+    tokio::spawn(stop_on_signal(stop_all.clone()));
+    let app_slot = AppSlot::default();
+    #[cfg(feature = "nats")]
+    let node_name = opts.nats.as_ref().map(|n| n.node.clone());
+    #[cfg(not(feature = "nats"))]
+    let node_name: Option<String> = None;
+    let http_task = tokio::spawn(crate::conns::serve(
+        listener,
+        app_slot.router(node_name.clone()),
+        limits.clone(),
+        http_stop.clone(),
+    ));
+
+    // A cluster node waits on standby until it holds the lease, then restores the engine
+    // from the shared store.
+    #[cfg(feature = "nats")]
+    let mut node = match opts.nats.clone() {
+        None => None,
+        Some(settings) => {
+            let node = crate::cluster::Node::join(settings, &territory.id).await?;
+            let node_id = node.settings.node.clone();
+            let collector =
+                crate::cluster::ClusterCollector::new(Arc::clone(&node.stats), node_id.clone());
+            metrics.with_registry(|r| r.register_collector(Box::new(collector)));
+            Some(node)
+        }
+    };
+    #[cfg(not(feature = "nats"))]
+    if opts.nats.is_some() {
+        anyhow::bail!("this binary was built without the `nats` feature ([cluster] nats)");
+    }
+    #[cfg(feature = "nats")]
+    let mut took_lease_at = None;
+    #[cfg(feature = "nats")]
+    if let Some(node) = node.as_mut() {
+        println!(
+            "Beffroi — node {} on standby (http://{local}/livez), waiting for the territory's lease",
+            node.settings.node
+        );
+        tracing::info!(node = %node.settings.node, "standby: waiting for the lease");
+        if !node.wait_active(&stop_all).await {
+            http_stop.cancel();
+            let _ = http_task.await;
+            tracing::info!("stopped on standby");
+            return Ok(());
+        }
+        took_lease_at = Some(std::time::Instant::now());
+        tracing::info!(node = %node.settings.node, "holds the lease: restoring the engine from the store");
+    }
+
     let engine = runner::start_with_events(
         Arc::clone(&territory),
         Arc::clone(&dep.rules),
@@ -229,13 +317,18 @@ async fn serve(
     .context("cannot start the engine")?;
     let handle = engine.handle.clone();
 
-    let state = AppState::new(handle.clone(), reader, Arc::new(auth))
+    #[allow(unused_mut)]
+    let mut state = AppState::new(handle.clone(), reader, Arc::new(auth))
         .with_web(web.clone())
         .with_audit(Arc::clone(&audit_in))
         .with_privacy(Arc::new(dep.privacy.clone()))
         .with_audit_reader(Arc::clone(&audit) as Arc<dyn beffroi_core::AuditReader>)
         .with_pseudonymiser(Arc::clone(&pseudonymiser))
         .with_unmask_approval(opts.unmask_approval);
+    #[cfg(feature = "nats")]
+    if let Some(node) = &node {
+        state = state.with_ingest_log(node.ingest_log(Arc::clone(&territory)));
+    }
     let ready = Arc::clone(&state.ready);
     let end_streams = state.shutdown.clone();
     // Built only when served: an app holds the engine's handle, and the engine drains only
@@ -246,22 +339,7 @@ async fn serve(
         beffroi_api::router(state).merge(beffroi_console::router(opts.console.clone())),
         web,
     );
-    let addr: SocketAddr = opts
-        .listen
-        .parse()
-        .with_context(|| format!("invalid listen address `{}`", opts.listen))?;
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("cannot listen on {addr}"))?;
-    let local = listener.local_addr()?;
-    let metrics_listener = match metrics_listen {
-        None => None,
-        Some(a) => Some(
-            tokio::net::TcpListener::bind(a)
-                .await
-                .with_context(|| format!("cannot listen on {a} (http.metrics_listen)"))?,
-        ),
-    };
+    app_slot.install(app);
 
     let shutdown = CancellationToken::new();
     let mut tasks = tokio::task::JoinSet::new();
@@ -296,6 +374,29 @@ async fn serve(
     if opts.mqtt.is_some() {
         anyhow::bail!("this binary was built without the `mqtt` feature");
     }
+    #[cfg(feature = "nats")]
+    let lease_lost = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    #[cfg(feature = "nats")]
+    if let Some(node) = &node {
+        let engine = handle.clone();
+        let stop = shutdown.clone();
+        let source = node.source();
+        tasks.spawn(async move { engine.run_source(Box::new(source), stop).await });
+        let lost = node.lease_lost();
+        let resign = node.resign();
+        let (stop_all, flag, node_id) = (
+            stop_all.clone(),
+            Arc::clone(&lease_lost),
+            node.settings.node.clone(),
+        );
+        tokio::spawn(async move {
+            lost.await;
+            resign.cancel();
+            tracing::error!(node = %node_id, "lost the territory's lease: stopping so that another node takes over");
+            flag.store(true, Ordering::Release);
+            stop_all.cancel();
+        });
+    }
     if let Some(retain) = opts.audit_retain {
         tasks.spawn(crate::audit_cmd::retention_schedule(
             Arc::clone(&audit),
@@ -317,6 +418,24 @@ async fn serve(
     }
 
     ready.store(true, Ordering::Release);
+    #[cfg(feature = "nats")]
+    if let (Some(node), Some(at)) = (&node, took_lease_at) {
+        let ms = crate::cluster::millis_since(at);
+        node.stats.takeover_ms.store(ms, Ordering::Relaxed);
+        node.stats.active.store(1, Ordering::Relaxed);
+        tracing::info!(node = %node.settings.node, takeover_ms = ms, "active: the engine runs on this node");
+        crate::audit_cmd::record_system(
+            audit.as_ref(),
+            "cluster.active",
+            Some(node.settings.node.clone()),
+            AuditOutcome::Ok,
+            serde_json::json!({ "restored_in_ms": ms }),
+        );
+        println!(
+            "  node        : {} active (engine restored in {ms} ms)",
+            node.settings.node
+        );
+    }
     println!(
         "Beffroi — {} ({} communes, {} sites, {} devices, {} rules)",
         territory.name,
@@ -353,46 +472,6 @@ async fn serve(
     }
     tracing::info!(%local, "listening");
 
-    let stop = shutdown.clone();
-    let http_stop = CancellationToken::new();
-    let signals = {
-        let http_stop = http_stop.clone();
-        async move {
-            let term = async {
-                #[cfg(unix)]
-                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                    Ok(mut s) => {
-                        s.recv().await;
-                    }
-                    Err(_) => std::future::pending::<()>().await,
-                }
-                #[cfg(not(unix))]
-                std::future::pending::<()>().await
-            };
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term => {}
-                _ = stop.cancelled() => {}
-            }
-            tracing::info!("shutting down: draining the pipeline");
-            end_streams.cancel();
-            http_stop.cancel();
-        }
-    };
-    let limits = crate::conns::Limits {
-        header_timeout: header_timeout.map_or(std::time::Duration::from_secs(10), |d| {
-            std::time::Duration::from_millis(d.millis().max(1) as u64)
-        }),
-        max_connections: max_connections.unwrap_or(1024).max(1),
-        refused: Default::default(),
-    };
-    metrics.with_registry(|r| {
-        r.register(
-            "http_connections_refused",
-            "HTTP connections closed at once because max_connections were being served",
-            limits.refused.clone(),
-        )
-    });
     if let (Some(l), Some(metrics_app)) = (metrics_listener, metrics_app) {
         tasks.spawn(crate::conns::serve(
             l,
@@ -404,20 +483,80 @@ async fn serve(
             http_stop.clone(),
         ));
     }
-    let server = async move {
-        tokio::join!(
-            signals,
-            crate::conns::serve(listener, app, limits, http_stop)
-        );
-        Ok::<(), std::io::Error>(())
-    };
-    let result = server.await;
+    stop_all.cancelled().await;
+    tracing::info!("shutting down: draining the pipeline");
+    end_streams.cancel();
+    http_stop.cancel();
+    let result = http_task.await;
     shutdown.cancel();
     while tasks.join_next().await.is_some() {}
     drop(handle);
     engine.shutdown().await;
+    #[cfg(feature = "nats")]
+    drop(node.take());
     tracing::info!("stopped");
-    result.context("HTTP server")
+    result.context("HTTP server")?;
+    #[cfg(feature = "nats")]
+    if lease_lost.load(Ordering::Acquire) {
+        return Err(crate::cluster::LeaseLost.into());
+    }
+    Ok(())
+}
+
+/// Cancels `stop` on Ctrl-C or SIGTERM.
+async fn stop_on_signal(stop: CancellationToken) {
+    let term = async {
+        #[cfg(unix)]
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+        #[cfg(not(unix))]
+        std::future::pending::<()>().await
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+        _ = stop.cancelled() => return,
+    }
+    stop.cancel();
+}
+
+/// The HTTP app a server answers with: `/livez` always (the process serves), the full app
+/// once installed, and until then `503` — `starting`, or `standby` on a cluster node
+/// waiting for the lease.
+#[derive(Clone, Default)]
+struct AppSlot(Arc<std::sync::OnceLock<axum::Router>>);
+
+impl AppSlot {
+    fn install(&self, app: axum::Router) {
+        let _ = self.0.set(app);
+    }
+
+    fn router(&self, node: Option<String>) -> axum::Router {
+        use axum::response::IntoResponse;
+        use tower::ServiceExt;
+        let slot = Arc::clone(&self.0);
+        axum::Router::new()
+            .route("/livez", axum::routing::get(|| async { "ok\n" }))
+            .fallback(move |req: axum::extract::Request| {
+                let (slot, node) = (Arc::clone(&slot), node.clone());
+                async move {
+                    match (slot.get(), node) {
+                        (Some(app), _) => match app.clone().oneshot(req).await {
+                            Ok(r) => r,
+                            Err(never) => match never {},
+                        },
+                        #[cfg(feature = "nats")]
+                        (None, Some(node)) => crate::cluster::standby_answer(&node),
+                        (None, _) => (axum::http::StatusCode::SERVICE_UNAVAILABLE, "starting\n")
+                            .into_response(),
+                    }
+                }
+            })
+    }
 }
 
 fn web_security(http: &crate::config::HttpSettings) -> beffroi_api::WebSecurity {

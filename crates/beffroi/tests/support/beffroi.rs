@@ -45,6 +45,9 @@ pub struct Beffroi {
     extra: String,
     /// Arguments after `serve --config FILE`.
     extra_args: Mutex<Vec<String>>,
+    /// What answers `200` once the process is up: `/healthz` (ready), or `/livez` for a
+    /// cluster node that may wait on standby.
+    up_path: &'static str,
 }
 
 fn free_port() -> u16 {
@@ -86,6 +89,12 @@ impl Beffroi {
         Self::start_configured(None, None, None, extra.to_string(), prepare)
     }
 
+    /// Starts a cluster node on the demo with `extra` appended to its configuration, and
+    /// waits until it is alive (`/livez`): it may be on standby.
+    pub fn start_node(extra: &str) -> Beffroi {
+        Self::start_inner(None, None, None, extra.to_string(), |_| (), "/livez")
+    }
+
     fn start_configured(
         mqtt: Option<MqttSettings>,
         deployment: Option<PathBuf>,
@@ -93,7 +102,19 @@ impl Beffroi {
         extra: String,
         prepare: impl FnOnce(&Path),
     ) -> Beffroi {
+        Self::start_inner(mqtt, deployment, broker_auth, extra, prepare, "/healthz")
+    }
+
+    fn start_inner(
+        mqtt: Option<MqttSettings>,
+        deployment: Option<PathBuf>,
+        broker_auth: Option<BrokerAuth>,
+        extra: String,
+        prepare: impl FnOnce(&Path),
+        up_path: &'static str,
+    ) -> Beffroi {
         let b = Beffroi {
+            up_path,
             broker_auth,
             child: Mutex::new(None),
             dir: tempfile::tempdir().expect("temp dir for beffroi"),
@@ -269,7 +290,10 @@ impl Beffroi {
                         .iter(),
                 )
                 .env("BEFFROI_ADMIN_PASSWORD", ADMIN_PASSWORD)
-                .env("BEFFROI_LOG", "info")
+                .env(
+                    "BEFFROI_LOG",
+                    std::env::var("BEFFROI_TEST_LOG").unwrap_or_else(|_| "info".into()),
+                )
                 .env_remove("BEFFROI_MQTT_PASSWORD");
             if let Some(a) = &self.broker_auth {
                 cmd.env("BEFFROI_MQTT_PASSWORD", &a.password);
@@ -298,7 +322,7 @@ impl Beffroi {
 
     fn wait_ready(&self) -> Result<(), String> {
         let agent = agent();
-        let url = format!("{}/healthz", self.base());
+        let url = format!("{}{}", self.base(), self.up_path);
         let deadline = Instant::now() + READY_DEADLINE;
         loop {
             let exited = self.child().as_mut().map(|c| c.try_wait());
@@ -309,7 +333,7 @@ impl Beffroi {
                 return Ok(());
             }
             if Instant::now() >= deadline {
-                return Err(format!("/healthz not 200 after {READY_DEADLINE:?}"));
+                return Err(format!("{} not 200 after {READY_DEADLINE:?}", self.up_path));
             }
             std::thread::sleep(Duration::from_millis(20));
         }

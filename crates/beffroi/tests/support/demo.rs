@@ -88,6 +88,24 @@ pub fn site_kinds() -> HashMap<String, String> {
         .collect()
 }
 
+/// Site id → commune id, from `demo/territory/sites.geojson`.
+pub fn site_communes() -> HashMap<String, String> {
+    let text = std::fs::read_to_string(dir().join("territory/sites.geojson")).expect("sites");
+    let v: serde_json::Value = serde_json::from_str(&text).expect("sites.geojson is JSON");
+    v["features"]
+        .as_array()
+        .expect("features")
+        .iter()
+        .map(|f| {
+            let p = &f["properties"];
+            (
+                p["id"].as_str().expect("site id").to_owned(),
+                p["commune"].as_str().expect("site commune").to_owned(),
+            )
+        })
+        .collect()
+}
+
 /// The devices of one kind.
 pub fn of_kind<'a>(all: &'a [Device], kind: &str) -> Vec<&'a Device> {
     all.iter().filter(|d| d.kind == kind).collect()

@@ -1,0 +1,400 @@
+//! Three `beffroi serve` nodes on one PostgreSQL and a three-server NATS cluster: one node
+//! holds the territory's lease and runs the engine, the others wait on standby. Devices
+//! stream QoS 1 MQTT readings through NATS's MQTT listener and HTTP readings through the
+//! active node; mid-stream the active node is killed (`kill -9`) and so is one NATS server.
+//! A standby takes over; every acknowledged reading is stored exactly once, every fire
+//! alarm raises its incident once (including alarms committed by the dead node and
+//! delivered again), and the live stream goes on on the node that took over. The time the
+//! takeover took is printed.
+
+mod support;
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::{BufRead, BufReader};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use support::beffroi::Beffroi;
+use support::http::{Api, agent, get_text};
+use support::publisher::Publisher;
+use support::{now_ms, poll, senml_time};
+
+const TERRITORY: &str = "dijon-metropole";
+/// MQTT readings streamed by the device thread.
+const MQTT_READINGS: usize = 600;
+/// HTTP readings posted to whichever node is active.
+const HTTP_READINGS: usize = 120;
+
+fn pg(url: &str) -> postgres::Client {
+    postgres::Client::connect(url, postgres::NoTls).expect("connect to PostgreSQL")
+}
+
+fn is_active(b: &Beffroi) -> bool {
+    b.is_running()
+        && matches!(
+            get_text(&agent(), &format!("{}/healthz", b.base())),
+            Some((200, _))
+        )
+}
+
+/// The index of the node that answers ready, once exactly one does.
+fn active_node(nodes: &[&Beffroi], within: Duration) -> usize {
+    poll(
+        "one active node",
+        within,
+        || nodes.iter().map(|b| b.log()).collect::<Vec<_>>().join("\n"),
+        || {
+            let ready: Vec<usize> = (0..nodes.len()).filter(|&i| is_active(nodes[i])).collect();
+            (ready.len() == 1).then(|| ready[0])
+        },
+    )
+}
+
+/// A reading: its device, its event time and its value.
+#[derive(Clone, Debug, PartialEq)]
+struct Reading {
+    device: String,
+    time: i64,
+    level: f64,
+}
+
+fn senml(r: &Reading) -> String {
+    format!(
+        r#"[{{"bt":{},"n":"level_m","v":{}}}]"#,
+        senml_time(r.time),
+        r.level
+    )
+}
+
+fn fire(time: i64) -> String {
+    format!(r#"[{{"bt":{},"n":"fire","vb":true}}]"#, senml_time(time))
+}
+
+/// The MQTT topic of a device on the NATS MQTT listener.
+fn topic(communes: &HashMap<String, String>, d: &support::demo::Device) -> String {
+    beffroi_nats::mqtt_forward::device_topic(TERRITORY, &communes[&d.site], &d.id, "senml")
+}
+
+#[test]
+fn three_nodes_lose_the_active_one_and_a_nats_server_and_lose_nothing() {
+    let Some(postgres) = beffroi_testkit::postgres::Postgres::start() else {
+        return;
+    };
+    let Some(mut nats) = beffroi_testkit::nats::NatsCluster::start_with_mqtt(3) else {
+        return;
+    };
+    let url = postgres.create_database("cluster");
+    // The pseudonymisation keys are the territory's, the same on every node.
+    let keys = tempfile::tempdir().expect("keys folder");
+    let config = |node: &str| {
+        format!(
+            "[privacy]\nkeys_dir = {:?}\n\n[cluster]\ndatabase = \"{url}\"\nnats = \"{}\"\nnode = \"{node}\"\npartitions = 4\nlease_ttl = \"10s\"\nnats_servers = 3\n",
+            keys.path().join("vault").display().to_string(),
+            nats.urls()
+        )
+    };
+    let n1 = Beffroi::start_node(&config("n1"));
+    assert_eq!(active_node(&[&n1], Duration::from_secs(30)), 0);
+    let n2 = Beffroi::start_node(&config("n2"));
+    let n3 = Beffroi::start_node(&config("n3"));
+    let nodes = [&n1, &n2, &n3];
+    // The others wait on standby: alive, not ready, and saying why.
+    for b in [&n2, &n3] {
+        let (status, body) = get_text(&agent(), &format!("{}/api/v1/incidents", b.base()))
+            .expect("a standby answers");
+        assert_eq!(status, 503, "{body}");
+        assert!(body.contains("\"standby\""), "{body}");
+        assert!(matches!(
+            get_text(&agent(), &format!("{}/livez", b.base())),
+            Some((200, _))
+        ));
+    }
+    assert_eq!(active_node(&nodes, Duration::from_secs(5)), 0);
+
+    let devices = support::demo::devices();
+    let communes = support::demo::site_communes();
+    let gauges: Vec<&support::demo::Device> = support::demo::of_kind(&devices, "water_level");
+    assert!(gauges.len() >= 10, "water level gauges in the demo");
+    // Fire panels of distinct sites: the fire rule's incidents are keyed by site.
+    let mut panels: Vec<&support::demo::Device> = Vec::new();
+    for p in support::demo::of_kind(&devices, "fire_panel") {
+        if panels.iter().all(|q| q.site != p.site) {
+            panels.push(p);
+        }
+    }
+    assert!(panels.len() >= 8, "fire panels of eight sites");
+    let panels = &panels[..8];
+
+    // The MQTT readings: each gauge's times strictly increase, so each reading is one row.
+    let base = now_ms() - 60_000;
+    let mqtt_readings: Vec<Reading> = (0..MQTT_READINGS)
+        .map(|i| Reading {
+            device: gauges[i % gauges.len()].id.clone(),
+            time: base + i as i64 * 10,
+            level: 0.5 + (i % 100) as f64 / 1000.0,
+        })
+        .collect();
+    let publisher = Publisher::connect(nats.mqtt_port(0).expect("MQTT listener"), "gauges");
+    let client = publisher.client();
+    let by_id: HashMap<&str, &support::demo::Device> =
+        devices.iter().map(|d| (d.id.as_str(), d)).collect();
+    let (streamed_tx, streamed_rx) = mpsc::channel::<usize>();
+    let streamer = {
+        let topics: Vec<String> = mqtt_readings
+            .iter()
+            .map(|r| topic(&communes, by_id[r.device.as_str()]))
+            .collect();
+        let bodies: Vec<String> = mqtt_readings.iter().map(senml).collect();
+        std::thread::spawn(move || {
+            for (i, (t, b)) in topics.iter().zip(&bodies).enumerate() {
+                client
+                    .publish(t, rumqttc::QoS::AtLeastOnce, false, b.as_bytes())
+                    .expect("publish request");
+                let _ = streamed_tx.send(i + 1);
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        })
+    };
+    // Four fire alarms before the loss.
+    for p in &panels[..4] {
+        publisher.publish(&topic(&communes, p), fire(now_ms()));
+    }
+
+    // HTTP readings to the active node; after the loss, to whichever node took over.
+    let http_readings: Vec<Reading> = (0..HTTP_READINGS)
+        .map(|i| Reading {
+            device: gauges[(i * 7) % gauges.len()].id.clone(),
+            time: base + 30_000 + i as i64 * 10,
+            level: 0.9 + (i % 50) as f64 / 1000.0,
+        })
+        .collect();
+    let mut active = 0usize;
+    let mut api = Api::login(&nodes[active].base());
+    let mut takeover = None;
+    let mut killed_nats = false;
+    for (i, r) in http_readings.iter().enumerate() {
+        if i == HTTP_READINGS / 2 {
+            // Mid-stream: the MQTT thread is half way too.
+            let _ = streamed_rx.iter().find(|&n| n >= MQTT_READINGS / 2);
+            let killed_at = Instant::now();
+            nodes[active].kill9();
+            let next = active_node(&nodes, Duration::from_secs(60));
+            let took = killed_at.elapsed();
+            println!(
+                "takeover: node {} ready {} ms after node {} was killed (lease ttl 10 s)",
+                next + 1,
+                took.as_millis(),
+                active + 1
+            );
+            takeover = Some(took);
+            active = next;
+            api = Api::login(&nodes[active].base());
+        }
+        if i == HTTP_READINGS * 2 / 3 && !killed_nats {
+            nats.kill(2);
+            killed_nats = true;
+        }
+        let path = format!("/api/v1/devices/{}/observations?format=senml", r.device);
+        let (status, v) = post_retrying(&api, &path, &senml(r));
+        assert_eq!(status, 202, "{v}\n{}", all_logs(&nodes));
+        assert!(v["log_sequence"].as_u64().is_some_and(|s| s > 0), "{v}");
+    }
+    assert!(takeover.is_some());
+    streamer.join().expect("the MQTT thread");
+
+    // The live stream goes on on the node that took over: a new fire alarm reaches it.
+    let (events_tx, events_rx) = mpsc::channel::<Value>();
+    {
+        let stream = api
+            .agent
+            .get(&format!("{}/api/v1/stream", api.base))
+            .header("Authorization", &format!("Bearer {}", api.token))
+            .config()
+            .timeout_global(Some(Duration::from_secs(90)))
+            .build()
+            .call()
+            .unwrap_or_else(|e| panic!("stream: {e}\n{}", all_logs(&nodes)));
+        assert_eq!(stream.status().as_u16(), 200);
+        let mut reader = BufReader::new(stream.into_body().into_reader());
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            while reader.read_line(&mut line).map(|n| n > 0).unwrap_or(false) {
+                if let Some(data) = line.trim_end().strip_prefix("data: ")
+                    && let Ok(v) = serde_json::from_str::<Value>(data)
+                    && events_tx.send(v).is_err()
+                {
+                    return;
+                }
+                line.clear();
+            }
+        });
+    }
+    // Four more fire alarms after the loss, and the first four again (joined, not opened).
+    for p in panels[4..].iter().chain(&panels[..4]) {
+        publisher.publish(&topic(&communes, p), fire(now_ms()));
+    }
+    let live_site = &panels[4].site;
+    let seen = poll(
+        "the new fire alarm on the live stream of the node that took over",
+        Duration::from_secs(60),
+        || format!("{}\n{}", all_logs(&nodes), cluster_metrics(&api)),
+        || {
+            events_rx.try_iter().find(|v| {
+                v.to_string().contains(live_site.as_str()) && v.to_string().contains("fire")
+            })
+        },
+    );
+    assert!(seen.to_string().contains("fire"), "{seen}");
+    publisher.wait_acks((MQTT_READINGS + 12) as u64, Duration::from_secs(60));
+
+    // Every acknowledged reading stored exactly once.
+    let expected: Vec<&Reading> = mqtt_readings.iter().chain(&http_readings).collect();
+    let devices_streamed: Vec<String> = gauges.iter().map(|g| g.id.clone()).collect();
+    let mut db = pg(&url);
+    let stored = |db: &mut postgres::Client| -> Vec<(String, i64, f64)> {
+        db.query(
+            "SELECT device, time, value FROM observations WHERE field = 'level_m' \
+             AND device = ANY($1) AND time >= $2 ORDER BY device, time",
+            &[&devices_streamed, &base],
+        )
+        .expect("observations")
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect()
+    };
+    let rows = poll(
+        "every acknowledged reading in PostgreSQL",
+        Duration::from_secs(90),
+        || format!("{}\n{}", all_logs(&nodes), nats.log(0)),
+        || {
+            let rows = stored(&mut db);
+            (rows.len() >= expected.len()).then_some(rows)
+        },
+    );
+    let mut want: Vec<(String, i64)> = expected
+        .iter()
+        .map(|r| (r.device.clone(), r.time))
+        .collect();
+    want.sort();
+    let got: Vec<(String, i64)> = rows.iter().map(|(d, t, _)| (d.clone(), *t)).collect();
+    assert_eq!(
+        got.len(),
+        want.len(),
+        "no reading stored twice, none invented"
+    );
+    assert_eq!(got, want, "every acknowledged reading, once");
+    for r in &expected {
+        let row = rows
+            .iter()
+            .find(|(d, t, _)| *d == r.device && *t == r.time)
+            .expect("stored");
+        assert!((row.2 - r.level).abs() < 1e-9, "{r:?} stored as {row:?}");
+    }
+
+    // Every fire alarm raised its incident once, across the loss.
+    let fires = poll(
+        "eight fire incidents",
+        Duration::from_secs(60),
+        || all_logs(&nodes),
+        || {
+            let rows = db
+                .query(
+                    "SELECT site, count(*) FROM incidents WHERE rule = 'fire-alarm' GROUP BY site",
+                    &[],
+                )
+                .expect("incidents");
+            let by_site: BTreeMap<String, i64> =
+                rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+            (by_site.len() >= panels.len()).then_some(by_site)
+        },
+    );
+    for p in panels {
+        assert_eq!(
+            fires.get(&p.site),
+            Some(&1),
+            "one fire incident at {}: {fires:?}",
+            p.site
+        );
+    }
+    assert_eq!(fires.len(), panels.len(), "{fires:?}");
+
+    // The node that took over still runs the engine (the NATS server lost did not cost it
+    // its lease) and says so on /metrics.
+    assert!(
+        is_active(nodes[active]),
+        "the node that took over is still active\n{}",
+        all_logs(&nodes)
+    );
+    let metrics = api.metrics();
+    let node = format!("n{}", active + 1);
+    assert_eq!(
+        support::http::metric(&metrics, "beffroi_cluster_active", &[("node", &node)]),
+        Some(1.0),
+        "{metrics}"
+    );
+    assert!(
+        support::http::metric(
+            &metrics,
+            "beffroi_cluster_takeover_milliseconds",
+            &[("node", &node)]
+        )
+        .is_some_and(|ms| ms > 0.0),
+        "{metrics}"
+    );
+    drop(publisher);
+}
+
+/// The cluster's lines of a node's `/metrics`, for failure messages.
+fn cluster_metrics(api: &Api) -> String {
+    let text = api
+        .agent
+        .get(&format!("{}/metrics", api.base))
+        .header("Authorization", &format!("Bearer {}", api.token))
+        .call()
+        .ok()
+        .and_then(|mut r| r.body_mut().read_to_string().ok())
+        .unwrap_or_default();
+    text.lines()
+        .filter(|l| l.contains("cluster_") || l.contains("source=\"nats\""))
+        .filter(|l| !l.starts_with('#'))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn all_logs(nodes: &[&Beffroi]) -> String {
+    nodes
+        .iter()
+        .enumerate()
+        .map(|(i, b)| format!("===== node n{} =====\n{}", i + 1, b.log()))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Posts, retrying on a refused connection or a `503` (the node going away, the log busy
+/// while a NATS server is lost) until an answer that is neither.
+fn post_retrying(api: &Api, path: &str, body: &str) -> (u16, Value) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (status, v) = match api
+            .agent
+            .post(&format!("{}{path}", api.base))
+            .header("Authorization", &format!("Bearer {}", api.token))
+            .content_type("application/json")
+            .send(body)
+        {
+            Ok(mut r) => {
+                let text = r.body_mut().read_to_string().unwrap_or_default();
+                (
+                    r.status().as_u16(),
+                    serde_json::from_str(&text).unwrap_or(Value::String(text)),
+                )
+            }
+            Err(e) => (0, Value::String(e.to_string())),
+        };
+        if status != 503 && status != 0 || Instant::now() >= deadline {
+            return (status, v);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
