@@ -163,9 +163,10 @@ pub enum Balance {
     /// Partitions move to their desired owner as members join: the load spreads.
     #[default]
     Rendezvous,
-    /// A holder keeps its lease for as long as it renews it; only a free or expired lease
-    /// goes to the desired owner. For a single lease naming the one node that acts (the
-    /// active engine), where a move costs a restore and a member joining must not cause one.
+    /// A holder keeps its lease for as long as it renews it; a free lease goes to the first
+    /// member that claims it, an expired one to the desired owner among the others. For a
+    /// single lease naming the one node that acts (the active engine), where a move costs a
+    /// restore and a member joining must not cause one.
     Sticky,
 }
 
@@ -273,8 +274,11 @@ impl Node {
                 }
                 LeaseEntry::Free { .. } => {
                     self.mine.remove(&partition);
-                    if desired_owner(live.iter().map(String::as_str), partition)
-                        == Some(self.id.as_str())
+                    // Sticky: the first to ask gets it (compare-and-set decides), rather than
+                    // wait for a member that may be the one that just left.
+                    if self.balance == Balance::Sticky
+                        || desired_owner(live.iter().map(String::as_str), partition)
+                            == Some(self.id.as_str())
                     {
                         actions.push(Action::Claim {
                             partition,
@@ -322,6 +326,12 @@ impl Node {
             .map(|(p, (_, sent))| (*p, *sent + horizon))
             .filter(|(_, until)| *until > now)
             .collect()
+    }
+
+    /// The leases this node holds in the store as far as it knows: (partition, revision
+    /// written), to release them when it stops on purpose.
+    pub fn held(&self) -> Vec<(u32, u64)> {
+        self.mine.iter().map(|(p, (rev, _))| (*p, *rev)).collect()
     }
 
     /// Forgets every lease (the node stops; its leases expire for the others).
@@ -550,6 +560,45 @@ mod tests {
             took - stop <= t.ttl + 2 * t.renew_every,
             "{:?}",
             took - stop
+        );
+    }
+
+    /// A sticky lease released by its holder (a node stopping on purpose) is claimed by a
+    /// standby at its next round, even while the leaver still counts as a live member that
+    /// hashes higher.
+    #[test]
+    fn a_released_sticky_lease_is_claimed_at_the_next_round() {
+        let t = timing();
+        let leaver = ["b", "c", "d", "e", "f", "g"]
+            .into_iter()
+            .find(|m| desired_owner(["a", m], 0) == Some(*m))
+            .expect("some member hashes above a");
+        let mut holder = Node::new(leaver, 1, t);
+        holder.balance = Balance::Sticky;
+        let mut standby = Node::new("a", 1, t);
+        standby.balance = Balance::Sticky;
+        let mut kv = SimKv::default();
+        kv.round(&mut holder, Duration::ZERO);
+        kv.round(&mut standby, Duration::from_millis(10));
+        assert_eq!(holder.owned(Duration::from_millis(10)).len(), 1);
+        assert!(standby.owned(Duration::from_millis(10)).is_empty());
+        // The holder releases its lease (compare-and-set on the revision it wrote).
+        let (partition, revision) = holder.held()[0];
+        let at = Duration::from_millis(500);
+        kv.apply(
+            &mut holder,
+            vec![Action::Release {
+                partition,
+                revision,
+            }],
+            at,
+        );
+        holder.stop();
+        kv.round(&mut standby, t.renew_every);
+        assert_eq!(
+            standby.owned(t.renew_every).len(),
+            1,
+            "claimed at the next round, not after the leaver's membership expired"
         );
     }
 

@@ -166,40 +166,103 @@ impl LeaseManager {
         self.origin.elapsed()
     }
 
-    /// Renews every `renew_every` until `shutdown`; then releases nothing (the leases expire
-    /// for the others, which is what a crash looks like too).
-    pub async fn run(mut self, shutdown: CancellationToken) {
+    /// [`LeaseManager::run`] until `shutdown` (leases left to expire) or `leave` (leases
+    /// released first, so that their next owners claim them at their next round rather
+    /// than after `ttl`). Cancel `leave` only once the work the leases guard has stopped:
+    /// a node that drained and stops on purpose.
+    pub async fn run_until(self, shutdown: CancellationToken, leave: CancellationToken) {
+        let (leases, members) = (self.leases.clone(), self.members.clone());
+        let id = self.node.id.clone();
+        let renew_every = self.node.timing.renew_every;
+        let held = std::sync::Arc::new(std::sync::Mutex::new(Vec::<(u32, u64)>::new()));
+        let stop = CancellationToken::new();
+        let run = {
+            let (held, stop) = (std::sync::Arc::clone(&held), stop.clone());
+            self.run_recording(stop, held)
+        };
+        tokio::pin!(run);
+        let release = tokio::select! {
+            () = &mut run => false,
+            () = shutdown.cancelled() => false,
+            () = leave.cancelled() => true,
+        };
+        stop.cancel();
+        run.await;
+        if !release {
+            return;
+        }
+        // Out of the membership first: a peer deciding who should take a free lease no
+        // longer counts this node among the live ones.
+        match tokio::time::timeout(renew_every, members.delete(&id)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::debug!(error = %e, "membership not left"),
+            Err(_) => tracing::debug!("leaving the membership timed out"),
+        }
+        let held = held.lock().map(|h| h.clone()).unwrap_or_default();
+        for (partition, revision) in held {
+            let done = tokio::time::timeout(
+                renew_every,
+                leases.delete_expect_revision(lease_key(partition), Some(revision)),
+            )
+            .await;
+            match done {
+                Ok(Ok(())) => tracing::debug!(partition, "lease released"),
+                Ok(Err(e)) => tracing::debug!(partition, error = %e, "lease not released"),
+                Err(_) => tracing::debug!(partition, "lease release timed out"),
+            }
+        }
+    }
+
+    async fn run_recording(
+        mut self,
+        shutdown: CancellationToken,
+        held: std::sync::Arc<std::sync::Mutex<Vec<(u32, u64)>>>,
+    ) {
         let mut tick = tokio::time::interval(self.node.timing.renew_every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            let started = tokio::select! {
+            tokio::select! {
                 () = shutdown.cancelled() => break,
-                at = tick.tick() => at.into_std(),
-            };
-            let now = started.saturating_duration_since(self.origin);
-            // A round stuck on an unreachable store must not hold back the next one; the
-            // writes it made are compare-and-set, so cutting it short is safe.
-            match tokio::time::timeout(self.node.timing.renew_every, self.round(now)).await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => {
-                    tracing::debug!(node = %self.node.id, error = %e, "lease round failed")
-                }
-                Err(_) => tracing::debug!(node = %self.node.id, "lease round timed out"),
+                at = tick.tick() => self.step(at.into_std()).await,
             }
-            let owned: Ownership = self
-                .node
-                .owned_until(self.now())
-                .into_iter()
-                .map(|(p, until)| (p, self.origin + until))
-                .collect();
-            self.owned_tx.send_if_modified(|cur| {
-                let changed = *cur != owned;
-                *cur = owned;
-                changed
-            });
+            if let Ok(mut h) = held.lock() {
+                *h = self.node.held();
+            }
         }
         self.node.stop();
         self.owned_tx.send_replace(Ownership::new());
+    }
+
+    /// One round at `started`, cut short at `renew_every`, and the ownership published.
+    async fn step(&mut self, started: Instant) {
+        let now = started.saturating_duration_since(self.origin);
+        // A round stuck on an unreachable store must not hold back the next one; the
+        // writes it made are compare-and-set, so cutting it short is safe.
+        match tokio::time::timeout(self.node.timing.renew_every, self.round(now)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::debug!(node = %self.node.id, error = %e, "lease round failed")
+            }
+            Err(_) => tracing::debug!(node = %self.node.id, "lease round timed out"),
+        }
+        let owned: Ownership = self
+            .node
+            .owned_until(self.now())
+            .into_iter()
+            .map(|(p, until)| (p, self.origin + until))
+            .collect();
+        self.owned_tx.send_if_modified(|cur| {
+            let changed = *cur != owned;
+            *cur = owned;
+            changed
+        });
+    }
+
+    /// Renews every `renew_every` until `shutdown`; then releases nothing (the leases expire
+    /// for the others, which is what a crash looks like too).
+    pub async fn run(self, shutdown: CancellationToken) {
+        self.run_recording(shutdown, std::sync::Arc::default())
+            .await;
     }
 
     async fn read_members(&self) -> Result<BTreeMap<String, u64>, NatsError> {

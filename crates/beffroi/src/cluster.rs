@@ -72,8 +72,11 @@ pub struct Node {
     stream: beffroi_nats::async_nats::jetstream::stream::Stream,
     js: beffroi_nats::async_nats::jetstream::Context,
     ownership: watch::Receiver<Ownership>,
-    /// Stops the lease manager.
+    /// Stops the lease manager, leaving the lease to expire.
     leases: CancellationToken,
+    /// Stops it after releasing the lease.
+    leave: CancellationToken,
+    manager: Option<tokio::task::JoinHandle<()>>,
     pub stats: Arc<ClusterStats>,
 }
 
@@ -103,7 +106,12 @@ impl Node {
         let stream = beffroi_nats::stream::ensure_ingest_stream(&js, &layout)
             .await
             .context("the ingest stream")?;
-        let timing = LeaseTiming::new(settings.lease_ttl);
+        // Renewed five times per ttl: a renewal that fails while a NATS server's loss has
+        // the lease bucket electing a leader is tried again several times before the fence.
+        let timing = LeaseTiming {
+            ttl: settings.lease_ttl,
+            renew_every: settings.lease_ttl / 5,
+        };
         let (members, leases) =
             lease_kv::ensure_buckets(&js, territory, settings.cluster_size, timing)
                 .await
@@ -114,7 +122,8 @@ impl Node {
             .sticky();
         let ownership = manager.ownership();
         let stop = CancellationToken::new();
-        tokio::spawn(manager.run(stop.clone()));
+        let leave = CancellationToken::new();
+        let manager = tokio::spawn(manager.run_until(stop.clone(), leave.clone()));
         let stats = Arc::new(ClusterStats {
             partitions: (0..settings.partitions)
                 .map(|_| Arc::new(ConsumeStats::default()))
@@ -132,6 +141,8 @@ impl Node {
             js,
             ownership,
             leases: stop,
+            leave,
+            manager: Some(manager),
             stats,
         })
     }
@@ -203,6 +214,17 @@ impl Node {
                 ack_wait: std::time::Duration::from_secs(10),
                 ..ConsumeConfig::default()
             },
+        }
+    }
+}
+
+impl Node {
+    /// Leaves the cluster on purpose, once the engine has drained: releases the lease so
+    /// that a standby takes over at its next round instead of after the lease's ttl.
+    pub async fn leave(mut self) {
+        self.leave.cancel();
+        if let Some(m) = self.manager.take() {
+            let _ = m.await;
         }
     }
 }
@@ -521,7 +543,23 @@ impl Collector for ClusterCollector {
             }
         }
         let node = [("node", self.node.clone())];
-        let counters: [(&str, &str, u64); 5] = [
+        let forward = &self.stats.forward;
+        let counters: [(&str, &str, u64); 8] = [
+            (
+                "cluster_mqtt_forward_redelivered",
+                "MQTT readings the listener's stream delivered to the forwarder again",
+                forward.redelivered.load(Ordering::Relaxed),
+            ),
+            (
+                "cluster_mqtt_forward_fetch_failures",
+                "Forwarder fetches that failed or got no answer in time (retried)",
+                forward.fetch_failures.load(Ordering::Relaxed),
+            ),
+            (
+                "cluster_mqtt_forward_malformed",
+                "MQTT messages on a device topic of the wrong shape (dropped, never ingested)",
+                forward.malformed.load(Ordering::Relaxed),
+            ),
             (
                 "cluster_mqtt_forwarded",
                 "MQTT readings moved from the MQTT listener's stream into the ingest log",

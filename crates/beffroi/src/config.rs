@@ -50,7 +50,7 @@ struct RawCluster {
     /// Partitions of the ingest log (default 16; fixed for the life of the stream).
     #[serde(default)]
     partitions: Option<u32>,
-    /// How long the active node's lease lasts without renewal (default `10s`).
+    /// How long the active node's lease lasts without renewal (default `15s`).
     #[serde(default)]
     lease_ttl: Option<String>,
     /// How many NATS servers the cluster has (its streams keep min(3, n) replicas; default 3).
@@ -72,7 +72,7 @@ pub struct NatsSettings {
 /// The partitions of the ingest log when `[cluster] partitions` is not set.
 pub const DEFAULT_PARTITIONS: u32 = 16;
 /// The active node's lease when `[cluster] lease_ttl` is not set.
-pub const DEFAULT_LEASE_TTL: std::time::Duration = std::time::Duration::from_secs(10);
+pub const DEFAULT_LEASE_TTL: std::time::Duration = std::time::Duration::from_secs(15);
 
 /// Where the store lives.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -377,6 +377,8 @@ async fn serve(
     #[cfg(feature = "nats")]
     let lease_lost = Arc::new(std::sync::atomic::AtomicBool::new(false));
     #[cfg(feature = "nats")]
+    let mut lease_watch = None;
+    #[cfg(feature = "nats")]
     if let Some(node) = &node {
         let engine = handle.clone();
         let stop = shutdown.clone();
@@ -389,13 +391,13 @@ async fn serve(
             Arc::clone(&lease_lost),
             node.settings.node.clone(),
         );
-        tokio::spawn(async move {
+        lease_watch = Some(tokio::spawn(async move {
             lost.await;
             resign.cancel();
             tracing::error!(node = %node_id, "lost the territory's lease: stopping so that another node takes over");
             flag.store(true, Ordering::Release);
             stop_all.cancel();
-        });
+        }));
     }
     if let Some(retain) = opts.audit_retain {
         tasks.spawn(crate::audit_cmd::retention_schedule(
@@ -484,20 +486,38 @@ async fn serve(
         ));
     }
     stop_all.cancelled().await;
+    // Why it stops is settled now: leaving on purpose below also ends the ownership.
+    #[cfg(feature = "nats")]
+    let lost = {
+        if let Some(w) = lease_watch.take() {
+            w.abort();
+        }
+        lease_lost.load(Ordering::Acquire)
+    };
     tracing::info!("shutting down: draining the pipeline");
     end_streams.cancel();
     http_stop.cancel();
     let result = http_task.await;
     shutdown.cancel();
     while tasks.join_next().await.is_some() {}
+    // The installed app holds engine handles: the engine drains once every one is gone.
+    drop(app_slot);
     drop(handle);
     engine.shutdown().await;
+    // A node that stops on purpose hands the lease over at once; one that lost it leaves
+    // nothing to hand over.
     #[cfg(feature = "nats")]
-    drop(node.take());
+    if let Some(node) = node.take() {
+        if lost {
+            drop(node);
+        } else {
+            node.leave().await;
+        }
+    }
     tracing::info!("stopped");
     result.context("HTTP server")?;
     #[cfg(feature = "nats")]
-    if lease_lost.load(Ordering::Acquire) {
+    if lost {
         return Err(crate::cluster::LeaseLost.into());
     }
     Ok(())
