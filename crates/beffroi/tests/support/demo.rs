@@ -72,24 +72,16 @@ pub fn devices() -> Vec<Device> {
 
 /// Site id → site kind, from `demo/territory/sites.geojson`.
 pub fn site_kinds() -> HashMap<String, String> {
-    let text = std::fs::read_to_string(dir().join("territory/sites.geojson")).expect("sites");
-    let v: serde_json::Value = serde_json::from_str(&text).expect("sites.geojson is JSON");
-    v["features"]
-        .as_array()
-        .expect("features")
-        .iter()
-        .map(|f| {
-            let p = &f["properties"];
-            (
-                p["id"].as_str().expect("site id").to_owned(),
-                p["kind"].as_str().expect("site kind").to_owned(),
-            )
-        })
-        .collect()
+    site_property("kind")
 }
 
 /// Site id → commune id, from `demo/territory/sites.geojson`.
 pub fn site_communes() -> HashMap<String, String> {
+    site_property("commune")
+}
+
+/// Site id → the text property `name` of each site of `demo/territory/sites.geojson`.
+fn site_property(name: &str) -> HashMap<String, String> {
     let text = std::fs::read_to_string(dir().join("territory/sites.geojson")).expect("sites");
     let v: serde_json::Value = serde_json::from_str(&text).expect("sites.geojson is JSON");
     v["features"]
@@ -100,7 +92,10 @@ pub fn site_communes() -> HashMap<String, String> {
             let p = &f["properties"];
             (
                 p["id"].as_str().expect("site id").to_owned(),
-                p["commune"].as_str().expect("site commune").to_owned(),
+                p[name]
+                    .as_str()
+                    .unwrap_or_else(|| panic!("site {name}"))
+                    .to_owned(),
             )
         })
         .collect()
