@@ -3,7 +3,7 @@
 //!
 //! ```text
 //!   devices ─MQTT─▶ NATS MQTT listener ─▶ $MQTT_msgs ─forwarder─┐
-//!   HTTP ingest (any node) ─────────────── publish, PubAck ─────┴▶ ingest stream, P partitions
+//!   HTTP ingest (the active node) ──────── publish, PubAck ─────┴▶ ingest stream, P partitions
 //!                                                                      │ durable pull consumers
 //!   lease `p0` (JetStream KV) ─▶ the active node ◀─────────────────────┘ batch → commit → ack
 //!                                 engine restored from PostgreSQL, ticks, acts, serves the console
@@ -18,7 +18,7 @@
 //! them. Readings committed but not acknowledged are delivered again and stored once (the
 //! observation key); their incidents are found in the restored state and joined, not
 //! opened twice. A node that loses its lease stops at once (exit status 75), so that two
-//! nodes never act together for longer than the lease's margin. See ADR 0041.
+//! nodes never act together for longer than its drain. See ADR 0041.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
