@@ -42,8 +42,10 @@ def main() -> None:
         shutil.copy(DEMO / "territory" / f, out / "territory" / f)
     for f in (DEMO / "territory" / "devices").glob("*.toml"):
         shutil.copy(f, out / "territory" / "devices" / f.name)
-    for f in ["rules.toml", "procedures.toml"]:
-        shutil.copy(DEMO / f, out / f)
+    # Every file of the deployment beside the territory (rules, procedures, privacy
+    # register, security, crisis, escalation, events, situations): serve needs them all.
+    for f in DEMO.glob("*.toml"):
+        shutil.copy(f, out / f.name)
 
     existing = sum(f.read_text().count("[[device]]") for f in (out / "territory/devices").glob("*.toml"))
     sites = json.loads((DEMO / "territory/sites.geojson").read_text())["features"]

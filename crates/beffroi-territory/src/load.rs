@@ -155,6 +155,7 @@ struct DevicesFile {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(test, derive(Debug, PartialEq))]
 struct DeviceRaw {
     id: String,
     kind: String,
@@ -954,15 +955,67 @@ fn load_sites(src: &SourceFile, t: &mut Territory, errors: &mut ConfigErrors) {
     }
 }
 
+/// Devices parsed at a time from a large devices file.
+const DEVICES_PER_PIECE: usize = 4096;
+
+/// The file's text cut before every `per_piece`-th line that is exactly `[[device]]`, each
+/// piece with its byte offset in the file.
+fn device_pieces(text: &str, per_piece: usize) -> Vec<(usize, &str)> {
+    let mut cuts = vec![0];
+    let (mut headers, mut offset) = (0usize, 0usize);
+    for line in text.split_inclusive('\n') {
+        if line.trim_end() == "[[device]]" {
+            if headers > 0 && headers.is_multiple_of(per_piece) {
+                cuts.push(offset);
+            }
+            headers += 1;
+        }
+        offset += line.len();
+    }
+    cuts.push(text.len());
+    cuts.windows(2).map(|w| (w[0], &text[w[0]..w[1]])).collect()
+}
+
+/// The devices of a file with the byte offset of each, parsed a piece of
+/// [`DEVICES_PER_PIECE`] devices at a time: the parser's document of a whole
+/// 1,000,000-device file takes gigabytes and seconds of page faults, a piece's a few
+/// megabytes. A piece that does not parse on its own (a syntax error, or a multi-line
+/// string that the cut went through) sends the whole file to the parser as written, so
+/// errors and their lines are those of the file.
+fn parse_devices(text: &str, per_piece: usize) -> Result<Vec<(usize, DeviceRaw)>, toml::de::Error> {
+    let pieces = device_pieces(text, per_piece);
+    if pieces.len() > 1 {
+        let mut all = Vec::new();
+        let whole = pieces.iter().all(|(base, piece)| {
+            toml::from_str::<DevicesFile>(piece).is_ok_and(|p| {
+                all.extend(
+                    p.device
+                        .into_iter()
+                        .map(|d| (base + d.span().start, d.into_inner())),
+                );
+                true
+            })
+        });
+        if whole {
+            return Ok(all);
+        }
+    }
+    let parsed: DevicesFile = toml::from_str(text)?;
+    Ok(parsed
+        .device
+        .into_iter()
+        .map(|d| (d.span().start, d.into_inner()))
+        .collect())
+}
+
 fn load_devices(src: &SourceFile, t: &mut Territory, errors: &mut ConfigErrors) {
-    let parsed: DevicesFile = match toml::from_str(&src.text) {
+    let devices = match parse_devices(&src.text, DEVICES_PER_PIECE) {
         Ok(p) => p,
         Err(e) => return errors.push(ConfigError::from_toml(src, &e)),
     };
     let mut cx = Ctx { src, errors };
-    for d in &parsed.device {
-        let at = d.span().start;
-        let d = d.get_ref();
+    for (at, d) in &devices {
+        let at = *at;
         if !valid_id(&d.id) {
             cx.err(at, "device.id", format!("invalid id `{}`", d.id));
             continue;
@@ -1040,6 +1093,66 @@ fn valid_timezone(tz: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn device(i: usize) -> String {
+        format!("[[device]]\nid = \"d{i}\"\nkind = \"level\"\nsite = \"s1\"\n\n")
+    }
+
+    #[test]
+    fn a_devices_file_is_cut_before_every_nth_device_header() {
+        let text: String = std::iter::once("# header\n".to_string())
+            .chain((0..5).map(device))
+            .collect();
+        let pieces = device_pieces(&text, 2);
+        assert_eq!(pieces.len(), 3);
+        assert_eq!(pieces.iter().map(|(_, p)| *p).collect::<String>(), text);
+        for (offset, piece) in &pieces {
+            assert_eq!(&text[*offset..*offset + piece.len()], *piece);
+        }
+        assert!(pieces[0].1.starts_with("# header"));
+        assert!(pieces[1].1.starts_with("[[device]]\nid = \"d2\""));
+        assert!(pieces[2].1.starts_with("[[device]]\nid = \"d4\""));
+    }
+
+    #[test]
+    fn devices_parsed_in_pieces_are_those_of_the_whole_file_at_the_same_offsets() {
+        let text: String = (0..9).map(device).collect();
+        let whole = parse_devices(&text, usize::MAX).expect("whole");
+        let pieces = parse_devices(&text, 2).expect("pieces");
+        assert_eq!(whole.len(), 9);
+        assert_eq!(whole, pieces);
+        assert!(
+            whole
+                .iter()
+                .all(|(at, d)| text[*at..].starts_with("[[device]]")
+                    && text[*at..].contains(&format!("id = \"{}\"", d.id)))
+        );
+    }
+
+    #[test]
+    fn a_cut_through_a_multi_line_string_falls_back_to_the_whole_file() {
+        // A literal multi-line string holding a `[[device]]` line: the cut goes through
+        // it, its pieces do not parse alone, and the file is read whole as written.
+        let text = format!(
+            "{}[[device]]\nid = '''\n[[device]]\n'''\nkind = \"level\"\nsite = \"s1\"\n\n{}",
+            device(0),
+            device(2)
+        );
+        let whole = parse_devices(&text, usize::MAX).expect("whole");
+        assert_eq!(whole.len(), 3);
+        assert_eq!(whole[1].1.id, "[[device]]\n");
+        assert_eq!(parse_devices(&text, 1).expect("pieces"), whole);
+    }
+
+    #[test]
+    fn a_syntax_error_in_a_later_piece_is_reported_at_its_line_in_the_file() {
+        let mut text: String = (0..6).map(device).collect();
+        text.push_str("[[device]]\nid = \"d6\"\nkind = level\n");
+        let line = text.lines().count();
+        let e = parse_devices(&text, 2).expect_err("a bare word is not a value");
+        let src = SourceFile::new("devices/x.toml", text.as_str());
+        assert_eq!(ConfigError::from_toml(&src, &e).line, Some(line));
+    }
 
     fn files(devices: &str) -> Vec<SourceFile> {
         vec![

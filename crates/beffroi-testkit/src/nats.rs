@@ -148,6 +148,11 @@ impl NatsCluster {
     }
 
     /// MQTT listener port of node `i` (started with [`NatsCluster::start_with_mqtt`]).
+    /// Process id of server `i`, while it runs.
+    pub fn pid(&self, i: usize) -> Option<u32> {
+        self.nodes[i].child.as_ref().map(Child::id)
+    }
+
     pub fn mqtt_port(&self, i: usize) -> Option<u16> {
         self.nodes[i].ports.mqtt
     }

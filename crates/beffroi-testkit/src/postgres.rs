@@ -112,6 +112,11 @@ impl Postgres {
         self.port
     }
 
+    /// Process id of the postmaster (its backends are its children).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// URL of the `postgres` maintenance database.
     pub fn url(&self) -> String {
         self.url_of("postgres")

@@ -17,6 +17,9 @@ struct Raw {
     /// Incidents resolved this long ago that nobody closed are closed (default 24h; "off").
     #[serde(default)]
     close_resolved_after: Option<String>,
+    /// How long the store writer gathers work into one commit (default `2ms`; `0ms`: none).
+    #[serde(default)]
+    commit_window: Option<String>,
     #[serde(default)]
     mqtt: Option<RawMqtt>,
     #[serde(default)]
@@ -329,6 +332,11 @@ pub struct MqttSettings {
     pub reconnect_max: Option<std::time::Duration>,
 }
 
+/// How long the store writer gathers work into one commit by default.
+pub const DEFAULT_COMMIT_WINDOW: std::time::Duration = std::time::Duration::from_millis(2);
+/// The longest commit window accepted: beyond, the live stream lags visibly.
+const MAX_COMMIT_WINDOW_MS: u64 = 100;
+
 /// How long a resolved incident may stay unclosed before the system closes it.
 pub const DEFAULT_CLOSE_RESOLVED_AFTER: beffroi_core::Duration =
     beffroi_core::Duration::from_mins(24 * 60);
@@ -344,6 +352,9 @@ pub struct Config {
     pub retention: Option<beffroi_core::Duration>,
     /// `close_resolved_after` (`None`: "off").
     pub close_resolved_after: Option<beffroi_core::Duration>,
+    /// `commit_window`: how long the store writer waits, after the first work of a commit,
+    /// for more to fold into it.
+    pub commit_window: std::time::Duration,
     pub mqtt: Option<MqttSettings>,
     pub console: beffroi_console::Settings,
     pub audit: AuditSettings,
@@ -538,6 +549,27 @@ impl Config {
             })?),
             None => Some(DEFAULT_CLOSE_RESOLVED_AFTER),
         };
+        let commit_window = match raw.commit_window.as_deref() {
+            None => DEFAULT_COMMIT_WINDOW,
+            Some(v) => {
+                let d = parse_duration(v).map_err(|e| {
+                    ConfigError::new(src.path.clone(), None, Some("commit_window"), e)
+                })?;
+                let ms = u64::try_from(d.0).unwrap_or(u64::MAX);
+                if ms > MAX_COMMIT_WINDOW_MS {
+                    return Err(ConfigError::new(
+                        src.path.clone(),
+                        None,
+                        Some("commit_window"),
+                        format!(
+                            "at most {MAX_COMMIT_WINDOW_MS}ms: every acknowledgement and live \
+                             event waits up to this long"
+                        ),
+                    ));
+                }
+                std::time::Duration::from_millis(ms)
+            }
+        };
         let privacy = raw.privacy.unwrap_or_default();
         let mut unmask_approval = beffroi_api::unmask::ApprovalPolicy::default();
         if let Some(a) = privacy.unmask_approval.as_deref() {
@@ -588,6 +620,7 @@ impl Config {
             store,
             nats,
             close_resolved_after,
+            commit_window,
             unmask_approval,
             keys_dir: privacy.keys_dir.map(|p| base.join(p)),
             http,
@@ -752,6 +785,24 @@ mod tests {
             Some("https://t.example.org/{z}/{x}/{y}.png")
         );
         assert_eq!(tiles.console.attribution.as_deref(), Some("© OSM"));
+    }
+
+    #[test]
+    fn the_commit_window_defaults_to_two_milliseconds_and_is_bounded() {
+        let base = "data_dir = \"d\"\ndeployment = \"dep\"\n";
+        assert_eq!(
+            parse(base).expect("valid").commit_window,
+            DEFAULT_COMMIT_WINDOW
+        );
+        assert_eq!(DEFAULT_COMMIT_WINDOW.as_millis(), 2);
+        for (text, ms) in [("0ms", 0), ("10ms", 10), ("100ms", 100)] {
+            let c = parse(&format!("commit_window = \"{text}\"\n{base}")).expect(text);
+            assert_eq!(c.commit_window, std::time::Duration::from_millis(ms));
+        }
+        for bad in ["101ms", "1s", "soon"] {
+            let e = parse(&format!("commit_window = \"{bad}\"\n{base}")).expect_err(bad);
+            assert!(e.to_string().contains("commit_window"), "{e}");
+        }
     }
 
     #[test]

@@ -51,8 +51,13 @@ use writer::*;
 pub struct EngineConfig {
     /// Capacity of the ingest queue, in envelopes.
     pub ingest_capacity: usize,
-    /// Most envelopes folded into one write batch.
+    /// Most envelopes folded into one write batch, and into one commit.
     pub batch_max: usize,
+    /// How long the store writer waits, after the first work of a commit, for more to
+    /// fold into it (ended early by `batch_max` envelopes). Fewer, larger commits cost
+    /// less CPU and fewer pages written per message; every acknowledgement, reply and live
+    /// event waits at most this long more. Zero: commit what is queued at once.
+    pub commit_window: std::time::Duration,
     /// Processing-time tick of the rules (absence, sustained, escalation), in wall time.
     pub tick: std::time::Duration,
     /// Retention of technical observations (event time), overriding the privacy policy's
@@ -103,6 +108,7 @@ impl Default for EngineConfig {
         EngineConfig {
             ingest_capacity: 8192,
             batch_max: 2048,
+            commit_window: std::time::Duration::from_millis(2),
             tick: std::time::Duration::from_millis(500),
             retention: None,
             close_resolved_after: None,
@@ -558,7 +564,13 @@ pub async fn start_with_events(
         .spawn(move || {
             writer_loop(
                 store,
-                job_rx,
+                JobQueue {
+                    rx: job_rx,
+                    window: CommitWindow {
+                        delay: cfg.commit_window,
+                        envelopes: cfg.batch_max,
+                    },
+                },
                 Outlets {
                     live: writer_live,
                     ops: ops_tx,

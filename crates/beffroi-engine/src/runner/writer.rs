@@ -37,6 +37,59 @@ pub(super) struct Outlets {
 /// Most jobs the writer folds into one commit.
 pub(super) const MAX_JOBS_PER_COMMIT: usize = 256;
 
+/// Bounds of one commit: how long the writer waits for more work after the first job, and
+/// how many envelopes end the wait early.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct CommitWindow {
+    pub(super) delay: std::time::Duration,
+    pub(super) envelopes: usize,
+}
+
+/// The pipeline's jobs as the writer takes them: a commit's worth at a time.
+pub(super) struct JobQueue {
+    pub(super) rx: mpsc::Receiver<Job>,
+    pub(super) window: CommitWindow,
+}
+
+impl JobQueue {
+    /// The jobs of the next commit: the first to arrive, whatever is queued, and whatever
+    /// arrives until the window's delay has passed since the first or it holds `envelopes`
+    /// envelopes (or [`MAX_JOBS_PER_COMMIT`] jobs). A zero delay takes only what is
+    /// already queued. `None` once the pipeline is gone and the queue drained.
+    fn next_group(&mut self) -> Option<Vec<Job>> {
+        let first = self.rx.blocking_recv()?;
+        let until = std::time::Instant::now() + self.window.delay;
+        let mut envelopes = first.acks.len();
+        let mut group = vec![first];
+        loop {
+            while group.len() < MAX_JOBS_PER_COMMIT && envelopes < self.window.envelopes {
+                match self.rx.try_recv() {
+                    Ok(j) => {
+                        envelopes += j.acks.len();
+                        group.push(j);
+                    }
+                    Err(mpsc::error::TryRecvError::Empty) => break,
+                    // The pipeline has stopped: nothing more will come, commit now.
+                    Err(mpsc::error::TryRecvError::Disconnected) => return Some(group),
+                }
+            }
+            let now = std::time::Instant::now();
+            if group.len() >= MAX_JOBS_PER_COMMIT
+                || envelopes >= self.window.envelopes
+                || now >= until
+            {
+                return Some(group);
+            }
+            // The writer is its own thread: waiting here holds up nothing but this
+            // commit, and the pipeline keeps evaluating into the bounded queue meanwhile.
+            std::thread::sleep((until - now).min(WINDOW_POLL));
+        }
+    }
+}
+
+/// How often a commit window looks for more jobs before its delay is over.
+const WINDOW_POLL: std::time::Duration = std::time::Duration::from_micros(500);
+
 /// Whether commits succeed, logged once per change of state (a failing disk would
 /// otherwise write a line per commit).
 pub(super) struct StoreHealth {
@@ -113,7 +166,7 @@ pub(super) fn refuse(job: Job, msg: &str, metrics: &Metrics) {
 
 pub(super) fn writer_loop(
     mut store: Box<dyn Store>,
-    mut jobs: mpsc::Receiver<Job>,
+    mut jobs: JobQueue,
     out: Outlets,
     metrics: Arc<Metrics>,
     audit: Option<(Arc<dyn beffroi_core::AuditSink>, Arc<Territory>)>,
@@ -128,16 +181,10 @@ pub(super) fn writer_loop(
     } = out;
     let mut generation = 0u64;
     let mut health = StoreHealth { failing: None };
-    while let Some(first) = jobs.blocking_recv() {
-        // Group commit: whatever queued up while the last commit was syncing goes into
-        // this one, so the number of fsyncs does not grow with the message rate.
-        let mut group = vec![first];
-        while group.len() < MAX_JOBS_PER_COMMIT {
-            match jobs.try_recv() {
-                Ok(j) => group.push(j),
-                Err(_) => break,
-            }
-        }
+    // Group commit: whatever queued up while the last commit was syncing, or arrives
+    // within the commit window, goes into this one, so that the number of commits (and of
+    // pages written) does not grow with the message rate.
+    while let Some(group) = jobs.next_group() {
         let mut privacy = Vec::new();
         // Jobs built on top of a failed commit are refused whole, their privacy acts too:
         // their changes assume state the store does not have (a scheduled purge waits for
@@ -400,5 +447,88 @@ pub(super) fn audit_policy_acts(
                 &serde_json::json!({ "reason": a.reason, "event_time_ms": a.at.0 }).to_string(),
             ),
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    /// A job carrying `envelopes` acknowledgements and nothing else.
+    fn job(envelopes: usize) -> Job {
+        Job {
+            generation: 0,
+            out: Output::default(),
+            acks: (0..envelopes)
+                .map(|_| {
+                    (
+                        Ack::new(|_| {}),
+                        Ingested {
+                            accepted: 1,
+                            rejected: Vec::new(),
+                        },
+                    )
+                })
+                .collect(),
+            replies: Vec::new(),
+            events_snapshot: None,
+            privacy: Vec::new(),
+            ops: None,
+        }
+    }
+
+    fn queue(delay: Duration, envelopes: usize) -> (mpsc::Sender<Job>, JobQueue) {
+        let (tx, rx) = mpsc::channel(MAX_JOBS_PER_COMMIT);
+        let window = CommitWindow { delay, envelopes };
+        (tx, JobQueue { rx, window })
+    }
+
+    #[test]
+    fn without_a_window_a_commit_takes_what_is_queued() {
+        let (tx, mut q) = queue(Duration::ZERO, 2048);
+        for n in [1, 2, 3] {
+            tx.try_send(job(n)).expect("room");
+        }
+        let group = q.next_group().expect("jobs");
+        assert_eq!(group.iter().map(|j| j.acks.len()).sum::<usize>(), 6);
+        drop(tx);
+        assert!(q.next_group().is_none(), "the pipeline is gone");
+    }
+
+    #[test]
+    fn work_arriving_within_the_window_joins_the_commit() {
+        let (tx, mut q) = queue(Duration::from_millis(300), 2048);
+        tx.try_send(job(1)).expect("room");
+        let late = std::thread::spawn(move || {
+            tx.blocking_send(job(1)).expect("writer listening");
+            tx
+        });
+        let group = q.next_group().expect("jobs");
+        let _tx = late.join().expect("sender");
+        assert_eq!(group.len(), 2, "the second job came within the window");
+    }
+
+    #[test]
+    fn a_full_commit_does_not_wait_for_the_window_to_end() {
+        // A window of an hour: a group that reaches the size bound is committed at once.
+        let (tx, mut q) = queue(Duration::from_secs(3600), 4);
+        for _ in 0..3 {
+            tx.try_send(job(2)).expect("room");
+        }
+        let t0 = Instant::now();
+        let group = q.next_group().expect("jobs");
+        assert!(t0.elapsed() < Duration::from_secs(60), "it did not wait");
+        assert_eq!(
+            group.len(),
+            2,
+            "two jobs of two envelopes reach the bound of four"
+        );
+        // The pipeline stops: the last job is committed without waiting for the window.
+        drop(tx);
+        let t0 = Instant::now();
+        let rest = q.next_group().expect("the third job");
+        assert!(t0.elapsed() < Duration::from_secs(60), "it did not wait");
+        assert_eq!(rest.len(), 1);
     }
 }

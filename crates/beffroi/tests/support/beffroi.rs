@@ -95,6 +95,19 @@ impl Beffroi {
         Self::start_inner(None, None, None, extra.to_string(), |_| (), "/livez")
     }
 
+    /// [`start_node`](Self::start_node) on the given deployment folder (laid out like
+    /// `demo/`).
+    pub fn start_node_on(deployment: PathBuf, extra: &str) -> Beffroi {
+        Self::start_inner(
+            None,
+            Some(deployment),
+            None,
+            extra.to_string(),
+            |_| (),
+            "/livez",
+        )
+    }
+
     fn start_configured(
         mqtt: Option<MqttSettings>,
         deployment: Option<PathBuf>,
