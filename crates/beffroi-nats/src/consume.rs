@@ -288,22 +288,42 @@ async fn fetch(
     consumer: &consumer::PullConsumer,
     cfg: &ConsumeConfig,
 ) -> Result<Vec<jetstream::Message>, NatsError> {
-    tokio::time::timeout(cfg.max_wait + FETCH_SLACK, fetch_unbounded(consumer, cfg))
-        .await
-        .map_err(|_| NatsError::Consumer("fetch got no answer in time".into()))?
+    fetch_ready(consumer, cfg.batch_max, cfg.max_wait).await
 }
 
-async fn fetch_unbounded(
+/// Up to `batch_max` messages: those ready now, without waiting; when none is, the first to
+/// arrive within `max_wait`, as soon as it arrives. A batch is never held back for more to
+/// come (a pull for `batch_max` would wait until it is full or expires, `max_wait` of
+/// latency at every stage at a low rate): under load the next call finds many ready, at a
+/// trickle each message goes on at once. Bounded by `max_wait` + [`FETCH_SLACK`].
+pub(crate) async fn fetch_ready(
     consumer: &consumer::PullConsumer,
-    cfg: &ConsumeConfig,
+    batch_max: usize,
+    max_wait: Duration,
 ) -> Result<Vec<jetstream::Message>, NatsError> {
-    let mut batch = consumer
-        .batch()
-        .max_messages(cfg.batch_max)
-        .expires(cfg.max_wait)
-        .messages()
+    tokio::time::timeout(max_wait + FETCH_SLACK, async {
+        let ready = drain(consumer.fetch().max_messages(batch_max).messages().await).await?;
+        if !ready.is_empty() {
+            return Ok(ready);
+        }
+        drain(
+            consumer
+                .batch()
+                .max_messages(1)
+                .expires(max_wait)
+                .messages()
+                .await,
+        )
         .await
-        .map_err(|e| NatsError::Consumer(e.to_string()))?;
+    })
+    .await
+    .map_err(|_| NatsError::Consumer("fetch got no answer in time".into()))?
+}
+
+async fn drain(
+    batch: Result<consumer::pull::Batch, consumer::pull::BatchError>,
+) -> Result<Vec<jetstream::Message>, NatsError> {
+    let mut batch = batch.map_err(|e| NatsError::Consumer(e.to_string()))?;
     let mut out = Vec::new();
     while let Some(m) = batch.next().await {
         out.push(m.map_err(|e| NatsError::Consumer(e.to_string()))?);

@@ -30,7 +30,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_nats::jetstream::{self, AckKind, consumer, stream};
-use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 
 use crate::NatsError;
@@ -140,35 +139,18 @@ pub async fn run_forwarder(
     while !shutdown.is_cancelled() {
         let fetched = tokio::select! {
             () = shutdown.cancelled() => return,
-            b = consumer.batch().max_messages(batch_max).expires(max_wait).messages() => b,
+            b = crate::consume::fetch_ready(&consumer, batch_max, max_wait) => b,
         };
-        let mut batch = match fetched {
-            Ok(b) => b,
+        let messages = match fetched {
+            Ok(m) => m,
             Err(e) => {
+                // What was delivered to a failed fetch comes back after `ack_wait`.
                 stats.fetch_failures.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(error = %e, "forwarder fetch failed");
                 tokio::time::sleep(max_wait).await;
                 continue;
             }
         };
-        let mut messages = Vec::new();
-        // Bounded: a pull request whose server died is never answered (see
-        // `consume::FETCH_SLACK`); what was delivered to it comes back after `ack_wait`.
-        let drained = tokio::time::timeout(max_wait + crate::consume::FETCH_SLACK, async {
-            while let Some(m) = batch.next().await {
-                match m {
-                    Ok(m) => messages.push(m),
-                    Err(_) => {
-                        stats.fetch_failures.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-            }
-        })
-        .await;
-        if drained.is_err() {
-            stats.fetch_failures.fetch_add(1, Ordering::Relaxed);
-            tracing::debug!("forwarder fetch got no answer in time");
-        }
         let mut outgoing = Vec::with_capacity(messages.len());
         let mut keep = Vec::with_capacity(messages.len());
         for m in messages {

@@ -289,7 +289,12 @@ impl Subscriber {
 
 /// What the broker does alone: a burst from one publisher to one subscriber (messages per
 /// second until the subscriber has them all), then its CPU per message at `rate`.
-fn broker_alone(port: u16, broker: &Cpu, a: &Args) -> (f64, f64) {
+fn broker_alone(port: u16, broker: &Cpu, a: &Args) -> (f64, f64, f64) {
+    // What it spends doing nothing (heartbeats, replication of empty streams), for 3 s.
+    let c0 = broker.now();
+    let w0 = Instant::now();
+    std::thread::sleep(Duration::from_secs(3));
+    let idle = (broker.now() - c0) / w0.elapsed().as_secs_f64();
     let publisher = Load::connect(port, "bench-pub", None);
     let body = gauge(now_ms());
     let topic = |i: u64| format!("beffroi/ceiling/d{}/senml", i % 1000);
@@ -304,7 +309,7 @@ fn broker_alone(port: u16, broker: &Cpu, a: &Args) -> (f64, f64) {
     publisher.stream(n, a.rate, |i| (topic(i), body.clone()), |_| {});
     sub.wait(n, Duration::from_secs(60));
     let cpu_per_msg = (broker.now() - c0) / n as f64;
-    (ceiling, cpu_per_msg)
+    (ceiling, cpu_per_msg, idle)
 }
 
 fn wait_for(mut done: impl FnMut() -> bool, within: Duration) -> bool {
@@ -580,11 +585,12 @@ fn single_node(
 ) {
     // 1. Mosquitto alone.
     let mosq_cpu = Cpu::of(vec![mosquitto.pid()]);
-    let (m_ceiling, m_cpu) = broker_alone(mosquitto.port(), &mosq_cpu, a);
+    let (m_ceiling, m_cpu, m_idle) = broker_alone(mosquitto.port(), &mosq_cpu, a);
     println!(
-        "Mosquitto alone: {m_ceiling:.0} msg/s publisher → subscriber (QoS 1); {:.1} µs of broker CPU per message at {} msg/s",
+        "Mosquitto alone: {m_ceiling:.0} msg/s publisher → subscriber (QoS 1); {:.1} µs of broker CPU per message at {} msg/s; idle {:.1} % of a core",
         m_cpu * 1e6,
-        a.rate
+        a.rate,
+        100.0 * m_idle
     );
 
     // 2. A single node on SQLite and Mosquitto.
@@ -639,11 +645,12 @@ fn cluster(
     // 3. NATS alone (three servers, the MQTT listener of the first).
     let nats_cpu = Cpu::of((0..3).filter_map(|i| nats.pid(i)).collect());
     let nats_port = nats.mqtt_port(0).expect("NATS MQTT listener");
-    let (n_ceiling, n_cpu) = broker_alone(nats_port, &nats_cpu, a);
+    let (n_ceiling, n_cpu, n_idle) = broker_alone(nats_port, &nats_cpu, a);
     println!(
-        "NATS alone (3 servers, MQTT listener, QoS 1): {n_ceiling:.0} msg/s publisher → subscriber; {:.1} µs of NATS CPU (3 servers) per message at {} msg/s",
+        "NATS alone (3 servers, MQTT listener, QoS 1): {n_ceiling:.0} msg/s publisher → subscriber; {:.1} µs of NATS CPU (3 servers) per message at {} msg/s; idle {:.1} % of a core",
         n_cpu * 1e6,
-        a.rate
+        a.rate,
+        100.0 * n_idle
     );
 
     // 4. Cluster nodes on PostgreSQL and NATS.
