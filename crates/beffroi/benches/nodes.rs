@@ -373,15 +373,7 @@ fn steady(
     let sent: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
     let latencies: Arc<Mutex<Vec<f64>>> = Arc::default();
     {
-        let stream = api
-            .agent
-            .get(&format!("{}/api/v1/stream", api.base))
-            .header("Authorization", &format!("Bearer {}", api.token))
-            .config()
-            .timeout_global(Some(Duration::from_secs(3600)))
-            .build()
-            .call()
-            .expect("live stream");
+        let stream = api.stream(Duration::from_secs(3600)).expect("live stream");
         let mut reader = BufReader::new(stream.into_body().into_reader());
         let (sent, latencies) = (Arc::clone(&sent), Arc::clone(&latencies));
         std::thread::spawn(move || {

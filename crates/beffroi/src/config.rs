@@ -332,6 +332,22 @@ pub struct MqttSettings {
     pub reconnect_max: Option<std::time::Duration>,
 }
 
+/// A duration of `field` within `millis`, or an error naming the field and `hint`.
+fn bounded_duration(
+    src: &SourceFile,
+    field: &str,
+    text: &str,
+    millis: std::ops::RangeInclusive<u64>,
+    hint: &str,
+) -> Result<std::time::Duration, ConfigError> {
+    let d = parse_duration(text)
+        .map_err(|e| ConfigError::new(src.path.clone(), None, Some(field), e))?;
+    match u64::try_from(d.millis()) {
+        Ok(ms) if millis.contains(&ms) => Ok(std::time::Duration::from_millis(ms)),
+        _ => Err(ConfigError::new(src.path.clone(), None, Some(field), hint)),
+    }
+}
+
 /// How long the store writer gathers work into one commit by default.
 pub const DEFAULT_COMMIT_WINDOW: std::time::Duration = std::time::Duration::from_millis(2);
 /// The longest commit window accepted: beyond, the live stream lags visibly.
@@ -396,23 +412,19 @@ impl Config {
                         "4 (MQTT 3.1.1) or 5",
                     ));
                 }
-                let reconnect_max = match m.reconnect_max.as_deref() {
-                    None => None,
-                    Some(s) => {
-                        let d = parse_duration(s).map_err(|e| {
-                            ConfigError::new(src.path.clone(), None, Some("mqtt.reconnect_max"), e)
-                        })?;
-                        if d.millis() < 100 || d.millis() > 3_600_000 {
-                            return Err(ConfigError::new(
-                                src.path.clone(),
-                                None,
-                                Some("mqtt.reconnect_max"),
-                                "between 100ms and 1h",
-                            ));
-                        }
-                        Some(std::time::Duration::from_millis(d.millis() as u64))
-                    }
-                };
+                let reconnect_max = m
+                    .reconnect_max
+                    .as_deref()
+                    .map(|s| {
+                        bounded_duration(
+                            src,
+                            "mqtt.reconnect_max",
+                            s,
+                            100..=3_600_000,
+                            "between 100ms and 1h",
+                        )
+                    })
+                    .transpose()?;
                 Some(MqttSettings {
                     url: m.url,
                     client_id: m.client_id,
@@ -551,24 +563,13 @@ impl Config {
         };
         let commit_window = match raw.commit_window.as_deref() {
             None => DEFAULT_COMMIT_WINDOW,
-            Some(v) => {
-                let d = parse_duration(v).map_err(|e| {
-                    ConfigError::new(src.path.clone(), None, Some("commit_window"), e)
-                })?;
-                let ms = u64::try_from(d.0).unwrap_or(u64::MAX);
-                if ms > MAX_COMMIT_WINDOW_MS {
-                    return Err(ConfigError::new(
-                        src.path.clone(),
-                        None,
-                        Some("commit_window"),
-                        format!(
-                            "at most {MAX_COMMIT_WINDOW_MS}ms: every acknowledgement and live \
-                             event waits up to this long"
-                        ),
-                    ));
-                }
-                std::time::Duration::from_millis(ms)
-            }
+            Some(v) => bounded_duration(
+                src,
+                "commit_window",
+                v,
+                0..=MAX_COMMIT_WINDOW_MS,
+                "at most 100ms: every acknowledgement and live event waits up to this long",
+            )?,
         };
         let privacy = raw.privacy.unwrap_or_default();
         let mut unmask_approval = beffroi_api::unmask::ApprovalPolicy::default();

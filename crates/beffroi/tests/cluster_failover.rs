@@ -208,13 +208,7 @@ fn three_nodes_lose_the_active_one_and_a_nats_server_and_lose_nothing() {
     let (events_tx, events_rx) = mpsc::channel::<Value>();
     {
         let stream = api
-            .agent
-            .get(&format!("{}/api/v1/stream", api.base))
-            .header("Authorization", &format!("Bearer {}", api.token))
-            .config()
-            .timeout_global(Some(Duration::from_secs(90)))
-            .build()
-            .call()
+            .stream(Duration::from_secs(90))
             .unwrap_or_else(|e| panic!("stream: {e}\n{}", all_logs(&nodes)));
         assert_eq!(stream.status().as_u16(), 200);
         let mut reader = BufReader::new(stream.into_body().into_reader());

@@ -172,15 +172,7 @@ fn events_are_declared_watched_cancelled_and_survive_a_restart() {
     );
 
     // The live stream tells about the cancellation.
-    let stream = api
-        .agent
-        .get(&format!("{}/api/v1/stream", api.base))
-        .header("Authorization", &format!("Bearer {}", api.token))
-        .config()
-        .timeout_global(Some(Duration::from_secs(30)))
-        .build()
-        .call()
-        .expect("stream");
+    let stream = api.stream(Duration::from_secs(30)).expect("stream");
     assert_eq!(stream.status().as_u16(), 200);
     let (tx, rx) = mpsc::channel();
     let mut reader = BufReader::new(stream.into_body().into_reader());

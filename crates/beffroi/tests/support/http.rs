@@ -101,6 +101,20 @@ impl Api {
     }
 
     /// `/metrics` as text.
+    /// Opens the live stream (`GET /api/v1/stream`), to be read for at most `within`.
+    pub fn stream(
+        &self,
+        within: Duration,
+    ) -> Result<ureq::http::Response<ureq::Body>, ureq::Error> {
+        self.agent
+            .get(&format!("{}/api/v1/stream", self.base))
+            .header("Authorization", &self.bearer())
+            .config()
+            .timeout_global(Some(within))
+            .build()
+            .call()
+    }
+
     pub fn metrics(&self) -> String {
         let mut r = self
             .agent
