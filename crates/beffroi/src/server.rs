@@ -224,6 +224,10 @@ async fn serve(
                 .with_context(|| format!("cannot listen on {a} (http.metrics_listen)"))?,
         ),
     };
+    let metrics_addr = metrics_listener
+        .as_ref()
+        .map(|l| l.local_addr())
+        .transpose()?;
     let limits = crate::conns::Limits {
         header_timeout: header_timeout.map_or(std::time::Duration::from_secs(10), |d| {
             std::time::Duration::from_millis(d.millis().max(1) as u64)
@@ -253,6 +257,20 @@ async fn serve(
         limits.clone(),
         http_stop.clone(),
     ));
+    // `/metrics` without a token, served from the start: a standby's own metrics (its
+    // lease, its forwarder) until the engine's app is installed.
+    let metrics_slot = AppSlot::default();
+    let metrics_task = metrics_listener.map(|l| {
+        tokio::spawn(crate::conns::serve(
+            l,
+            metrics_slot.metrics_router(Arc::clone(&metrics)),
+            crate::conns::Limits {
+                max_connections: 16,
+                ..limits.clone()
+            },
+            http_stop.clone(),
+        ))
+    });
 
     // A cluster node waits on standby until it holds the lease, then restores the engine
     // from the shared store.
@@ -284,6 +302,9 @@ async fn serve(
         if !node.wait_active(&stop_all).await {
             http_stop.cancel();
             let _ = http_task.await;
+            if let Some(t) = metrics_task {
+                let _ = t.await;
+            }
             tracing::info!("stopped on standby");
             return Ok(());
         }
@@ -453,11 +474,8 @@ async fn serve(
     println!(
         "  API         : http://{local}/api/v1   (health: http://{local}/healthz, metrics: http://{local}/metrics with a metrics.read token)"
     );
-    if let Some(l) = &metrics_listener {
-        println!(
-            "  metrics     : http://{}/metrics   (no token)",
-            l.local_addr()?
-        );
+    if let Some(a) = metrics_addr {
+        println!("  metrics     : http://{a}/metrics   (no token)");
     }
     println!("  data        : {}", db.display());
     println!("  audit log   : {}", audit.path().display());
@@ -478,16 +496,8 @@ async fn serve(
     tracing::info!(%local, "listening");
     release_start_memory();
 
-    if let (Some(l), Some(metrics_app)) = (metrics_listener, metrics_app) {
-        tasks.spawn(crate::conns::serve(
-            l,
-            metrics_app,
-            crate::conns::Limits {
-                max_connections: 16,
-                ..limits.clone()
-            },
-            http_stop.clone(),
-        ));
+    if let Some(metrics_app) = metrics_app {
+        metrics_slot.install(metrics_app);
     }
     stop_all.cancelled().await;
     // Why it stops is settled now: leaving on purpose below also ends the ownership.
@@ -502,10 +512,14 @@ async fn serve(
     end_streams.cancel();
     http_stop.cancel();
     let result = http_task.await;
+    if let Some(t) = metrics_task {
+        let _ = t.await;
+    }
     shutdown.cancel();
     while tasks.join_next().await.is_some() {}
-    // The installed app holds engine handles: the engine drains once every one is gone.
+    // The installed apps hold engine handles: the engine drains once every one is gone.
     drop(app_slot);
+    drop(metrics_slot);
     drop(handle);
     engine.shutdown().await;
     // A node that stops on purpose hands the lease over at once; one that lost it leaves
@@ -580,6 +594,36 @@ impl AppSlot {
                     }
                 }
             })
+    }
+}
+
+impl AppSlot {
+    /// The app of the unauthenticated metrics address: the installed one, and until then
+    /// `/metrics` from the registry alone (a standby's lease and forwarder counters).
+    fn metrics_router(&self, metrics: Arc<beffroi_engine::metrics::Metrics>) -> axum::Router {
+        use axum::response::IntoResponse;
+        use tower::ServiceExt;
+        let slot = Arc::clone(&self.0);
+        axum::Router::new().fallback(move |req: axum::extract::Request| {
+            let (slot, metrics) = (Arc::clone(&slot), Arc::clone(&metrics));
+            async move {
+                match slot.get() {
+                    Some(app) => match app.clone().oneshot(req).await {
+                        Ok(r) => r,
+                        Err(never) => match never {},
+                    },
+                    None if req.uri().path() == "/metrics" => (
+                        [(
+                            axum::http::header::CONTENT_TYPE,
+                            "text/plain; version=0.0.4; charset=utf-8",
+                        )],
+                        metrics.encode(),
+                    )
+                        .into_response(),
+                    None => axum::http::StatusCode::NOT_FOUND.into_response(),
+                }
+            }
+        })
     }
 }
 

@@ -97,7 +97,15 @@ fn three_nodes_lose_the_active_one_and_a_nats_server_and_lose_nothing() {
     };
     let n1 = Beffroi::start_node(&config("n1"));
     assert_eq!(active_node(&[&n1], Duration::from_secs(30)), 0);
-    let n2 = Beffroi::start_node(&config("n2"));
+    // The second node also serves `/metrics` without a token on an address of its own.
+    let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let n2 = Beffroi::start_node(&format!(
+        "{}\n[http]\nmetrics_listen = \"127.0.0.1:{metrics_port}\"\n",
+        config("n2")
+    ));
     let n3 = Beffroi::start_node(&config("n3"));
     let nodes = [&n1, &n2, &n3];
     // The others wait on standby: alive, not ready, and saying why.
@@ -112,6 +120,17 @@ fn three_nodes_lose_the_active_one_and_a_nats_server_and_lose_nothing() {
         ));
     }
     assert_eq!(active_node(&nodes, Duration::from_secs(5)), 0);
+    // A standby's own metrics: it is not active, its lease manager runs.
+    let (status, text) = get_text(
+        &agent(),
+        &format!("http://127.0.0.1:{metrics_port}/metrics"),
+    )
+    .expect("a standby serves its metrics");
+    assert_eq!(status, 200, "{text}");
+    assert!(
+        text.contains("beffroi_cluster_active{node=\"n2\"} 0"),
+        "{text}"
+    );
 
     let devices = support::demo::devices();
     let communes = support::demo::site_communes();
