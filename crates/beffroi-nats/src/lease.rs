@@ -419,6 +419,14 @@ mod tests {
         }
     }
 
+    /// A member that wins partition 0 by rendezvous against `a`.
+    fn above_a() -> &'static str {
+        ["b", "c", "d", "e", "f", "g"]
+            .into_iter()
+            .find(|m| desired_owner(["a", m], 0) == Some(*m))
+            .expect("some member hashes above a")
+    }
+
     fn timing() -> LeaseTiming {
         LeaseTiming {
             ttl: Duration::from_millis(3000),
@@ -513,10 +521,7 @@ mod tests {
     fn a_sticky_lease_stays_with_its_holder_until_it_stops() {
         let t = timing();
         // A newcomer that wins partition 0 by rendezvous against `a`.
-        let newcomer = ["b", "c", "d", "e", "f", "g"]
-            .into_iter()
-            .find(|m| desired_owner(["a", m], 0) == Some(*m))
-            .expect("some member hashes above a");
+        let newcomer = above_a();
         for (balance, stays) in [(Balance::Sticky, true), (Balance::Rendezvous, false)] {
             let mut a = Node::new("a", 1, t);
             a.balance = balance;
@@ -569,10 +574,7 @@ mod tests {
     #[test]
     fn a_released_sticky_lease_is_claimed_at_the_next_round() {
         let t = timing();
-        let leaver = ["b", "c", "d", "e", "f", "g"]
-            .into_iter()
-            .find(|m| desired_owner(["a", m], 0) == Some(*m))
-            .expect("some member hashes above a");
+        let leaver = above_a();
         let mut holder = Node::new(leaver, 1, t);
         holder.balance = Balance::Sticky;
         let mut standby = Node::new("a", 1, t);
