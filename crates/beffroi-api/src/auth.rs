@@ -3,9 +3,11 @@
 //! - **Accounts** ([`Account`]): an Argon2id hash, grants (roles × scopes), an optional TOTP
 //!   secret. Loaded from `users.toml` ([`crate::users`], the model in
 //!   [`crate::access::users`]) or added in code (the demo).
-//! - **Sessions**: 256-bit random ids, kept in memory (a restart logs everybody out), with
-//!   an idle and an absolute timeout and a per-session CSRF token. The console carries the
-//!   id in an `HttpOnly` cookie; scripts may send it as a bearer token.
+//! - **Sessions**: 256-bit random ids, kept in memory by their SHA-256 digest (a restart
+//!   logs everybody out), with an idle and an absolute timeout and a per-session CSRF
+//!   token. The console carries the id in an `HttpOnly` cookie; scripts may send it as a
+//!   bearer token. On a cluster node they are also handed to a [`SessionShare`] and
+//!   applied from it ([`Auth::apply_shared`]): the node that takes over honours them.
 //! - **API tokens** ([`ApiToken`]): declared with their own grants, stored as SHA-256
 //!   digests (a token is 256 random bits, so a fast hash is enough), accepted only as
 //!   bearer tokens: they cannot open a console session.
@@ -175,6 +177,27 @@ struct Session {
     csrf: String,
     created: Timestamp,
     last: Timestamp,
+    /// When `last` was last handed to the [`SessionShare`].
+    shared: Timestamp,
+}
+
+/// A session as the other nodes of a cluster hold it: keyed by the digest of its id (never
+/// the id), naming its account rather than carrying its grants (each node rebuilds them
+/// from its own accounts, so a session outlives no account).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SharedSession {
+    pub user: String,
+    pub csrf: String,
+    pub created_ms: i64,
+    pub last_ms: i64,
+}
+
+/// Where a node's session changes go so that the other nodes of its cluster honour them: a
+/// login, a use at most every quarter of the idle timeout, a logout. Called with no lock
+/// held; it must not block (the adapter queues, and counts what it drops).
+pub trait SessionShare: Send + Sync {
+    /// `key`: the session id's SHA-256 digest, lowercase hex. `None`: the session ended.
+    fn changed(&self, key: &str, session: Option<&SharedSession>);
 }
 
 pub struct Auth {
@@ -182,7 +205,10 @@ pub struct Auth {
     tokens: HashMap<[u8; 32], Arc<Principal>>,
     /// Hash checked for unknown users, so that timing does not reveal which names exist.
     dummy: String,
-    sessions: Mutex<HashMap<String, Session>>,
+    /// By the digest of their id.
+    sessions: Mutex<HashMap<[u8; 32], Session>>,
+    /// The cluster's shared sessions, when this server is one of its nodes.
+    share: std::sync::OnceLock<Arc<dyn SessionShare>>,
     throttle: Mutex<Throttle>,
     /// Last TOTP step accepted per user: a code is good once.
     totp_used: Mutex<HashMap<String, u64>>,
@@ -272,6 +298,7 @@ impl Auth {
             tokens: HashMap::new(),
             dummy: String::new(),
             sessions: Mutex::new(HashMap::new()),
+            share: std::sync::OnceLock::new(),
             throttle: Mutex::new(Throttle::default()),
             totp_used: Mutex::new(HashMap::new()),
             known: Mutex::new(HashMap::new()),
@@ -514,28 +541,87 @@ impl Auth {
     fn open_session(&self, account: &Account, now: Timestamp) -> LoginOk {
         let session = random_b64(32);
         let csrf = random_b64(32);
-        let principal = Arc::new(Principal {
-            name: account.name.clone(),
-            kind: PrincipalKind::User,
-            grants: account.grants.clone(),
-        });
-        let mut s = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
-        s.retain(|_, v| self.alive(v, now));
-        s.insert(
-            session.clone(),
-            Session {
-                principal: Arc::clone(&principal),
+        let principal = principal_of(account);
+        let digest = token_digest(&session);
+        {
+            let mut s = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+            s.retain(|_, v| self.alive(v, now));
+            s.insert(
+                digest,
+                Session {
+                    principal: Arc::clone(&principal),
+                    csrf: csrf.clone(),
+                    created: now,
+                    last: now,
+                    shared: now,
+                },
+            );
+        }
+        if let Some(share) = self.share.get() {
+            let record = SharedSession {
+                user: account.name.clone(),
                 csrf: csrf.clone(),
-                created: now,
-                last: now,
-            },
-        );
+                created_ms: now.millis(),
+                last_ms: now.millis(),
+            };
+            share.changed(&hex_of(&digest), Some(&record));
+        }
         LoginOk {
             session,
             csrf,
             principal,
             expires_in: u64::try_from(self.policy.absolute.millis() / 1000).unwrap_or(0),
         }
+    }
+
+    /// Hands this server's session changes to `share` from now on (once; later calls are
+    /// ignored).
+    pub fn share_sessions(&self, share: Arc<dyn SessionShare>) {
+        let _ = self.share.set(share);
+    }
+
+    /// Applies a session change made on another node (or this one's, coming back): `None`
+    /// ends the session here too. A session of an account this server does not have, or
+    /// already expired, is not taken. Returns whether the session is now valid here.
+    pub fn apply_shared(&self, key: &str, session: Option<SharedSession>) -> bool {
+        let Some(digest) = digest_of_hex(key) else {
+            return false;
+        };
+        let mut s = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(remote) = session else {
+            s.remove(&digest);
+            return false;
+        };
+        let now = self.clock.now();
+        if let Some(local) = s.get_mut(&digest) {
+            // Uses seen on either node keep it alive; the rest was fixed at login.
+            let last = Timestamp(remote.last_ms);
+            if last > local.last {
+                local.last = last;
+                local.shared = last;
+            }
+            let alive = self.alive(local, now);
+            if !alive {
+                s.remove(&digest);
+            }
+            return alive;
+        }
+        let Some(account) = self.users.get(&remote.user) else {
+            return false;
+        };
+        let last = Timestamp(remote.last_ms);
+        let session = Session {
+            principal: principal_of(account),
+            csrf: remote.csrf,
+            created: Timestamp(remote.created_ms),
+            last,
+            shared: last,
+        };
+        if !self.alive(&session, now) {
+            return false;
+        }
+        s.insert(digest, session);
+        true
     }
 
     fn alive(&self, s: &Session, now: Timestamp) -> bool {
@@ -558,19 +644,42 @@ impl Auth {
             }
             Credential::Cookie(c) => (c, true),
         };
+        let digest = token_digest(id);
         let mut s = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
-        let alive = s.get(id).map(|v| self.alive(v, now))?;
+        let alive = s.get(&digest).map(|v| self.alive(v, now))?;
         if !alive {
-            s.remove(id);
+            s.remove(&digest);
             return None;
         }
-        let v = s.get_mut(id)?;
+        let v = s.get_mut(&digest)?;
         v.last = now;
-        Some(Authenticated {
+        // Other nodes learn of uses a quarter of the idle timeout apart: a session may end
+        // there that much early, never late.
+        let share = match self.share.get() {
+            Some(share) if now.since(v.shared).millis() >= self.policy.idle.millis() / 4 => {
+                v.shared = now;
+                Some((
+                    Arc::clone(share),
+                    SharedSession {
+                        user: v.principal.name.clone(),
+                        csrf: v.csrf.clone(),
+                        created_ms: v.created.millis(),
+                        last_ms: now.millis(),
+                    },
+                ))
+            }
+            _ => None,
+        };
+        let who = Authenticated {
             principal: Arc::clone(&v.principal),
             csrf: cookie.then(|| v.csrf.clone()),
             session: Some(id.to_string()),
-        })
+        };
+        drop(s);
+        if let Some((share, record)) = share {
+            share.changed(&hex_of(&digest), Some(&record));
+        }
+        Some(who)
     }
 
     /// Whether a session is still valid, without counting this as use (the live stream asks
@@ -578,13 +687,39 @@ impl Auth {
     pub fn session_alive(&self, session: &str) -> bool {
         let now = self.clock.now();
         let s = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
-        s.get(session).is_some_and(|v| self.alive(v, now))
+        s.get(&token_digest(session))
+            .is_some_and(|v| self.alive(v, now))
     }
 
     pub fn logout(&self, session: &str) {
-        let mut s = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
-        s.remove(session);
+        let digest = token_digest(session);
+        let removed = {
+            let mut s = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+            s.remove(&digest).is_some()
+        };
+        if removed && let Some(share) = self.share.get() {
+            share.changed(&hex_of(&digest), None);
+        }
     }
+}
+
+/// A console user's principal: the account's grants.
+fn principal_of(account: &Account) -> Arc<Principal> {
+    Arc::new(Principal {
+        name: account.name.clone(),
+        kind: PrincipalKind::User,
+        grants: account.grants.clone(),
+    })
+}
+
+fn hex_of(digest: &[u8; 32]) -> String {
+    hex::encode(digest)
+}
+
+fn digest_of_hex(key: &str) -> Option<[u8; 32]> {
+    let mut out = [0u8; 32];
+    hex::decode_to_slice(key, &mut out).ok()?;
+    Some(out)
 }
 
 /// Compares a CSRF header with the session's token in constant time.
@@ -797,6 +932,106 @@ mod tests {
         assert_eq!(cookie.csrf.as_deref(), Some(ok.csrf.as_str()));
         a.logout(&ok.session);
         assert!(a.authenticate(Credential::Bearer(&ok.session)).is_none());
+    }
+
+    /// What a node hands to the cluster, recorded.
+    #[derive(Default)]
+    struct Recorded(Mutex<Vec<(String, Option<SharedSession>)>>);
+
+    impl SessionShare for Recorded {
+        fn changed(&self, key: &str, session: Option<&SharedSession>) {
+            self.0
+                .lock()
+                .expect("recorded")
+                .push((key.to_string(), session.cloned()));
+        }
+    }
+
+    impl Recorded {
+        fn take(&self) -> Vec<(String, Option<SharedSession>)> {
+            std::mem::take(&mut *self.0.lock().expect("recorded"))
+        }
+    }
+
+    /// A session opened on one node works on another once its change is applied there: the
+    /// same CSRF token and grants; uses keep it alive on both; logout ends it on both. What
+    /// crosses names the digest of the id, never the id.
+    #[test]
+    fn a_session_opened_on_one_node_holds_on_another_until_logout() {
+        let clock = SimClock::new(Timestamp(1_700_000_000_000));
+        let (a, b) = (auth(&clock), auth(&clock));
+        let shared = Arc::new(Recorded::default());
+        a.share_sessions(Arc::clone(&shared) as Arc<dyn SessionShare>);
+        let ok = a.login("admin", "s3cret", None, "1").expect("valid");
+        assert!(
+            b.authenticate(Credential::Cookie(&ok.session)).is_none(),
+            "not yet shared"
+        );
+        let changes = shared.take();
+        assert_eq!(changes.len(), 1, "{changes:?}");
+        let (key, record) = changes[0].clone();
+        assert_eq!(key, hex::encode(token_digest(&ok.session)));
+        let json = serde_json::to_string(&record).expect("json");
+        assert!(!json.contains(&ok.session), "the id crossed: {json}");
+        assert!(b.apply_shared(&key, record));
+        let there = b
+            .authenticate(Credential::Cookie(&ok.session))
+            .expect("valid on the other node");
+        assert_eq!(there.csrf.as_deref(), Some(ok.csrf.as_str()));
+        assert_eq!(there.principal.grants, ok.principal.grants);
+
+        // Used on the first node only: a use sooner than a quarter of the idle timeout is
+        // not sent, a later one is, and keeps the session alive on the other node past its
+        // own idle timeout.
+        clock.advance(Duration::from_mins(5));
+        assert!(a.authenticate(Credential::Cookie(&ok.session)).is_some());
+        assert!(shared.take().is_empty());
+        clock.advance(Duration::from_mins(5));
+        assert!(a.authenticate(Credential::Cookie(&ok.session)).is_some());
+        let touches = shared.take();
+        assert_eq!(touches.len(), 1, "{touches:?}");
+        for (k, r) in touches {
+            assert!(b.apply_shared(&k, r));
+        }
+        clock.advance(Duration::from_mins(25));
+        assert!(
+            b.session_alive(&ok.session),
+            "35 minutes after its last use there, 25 after its last use anywhere"
+        );
+
+        a.logout(&ok.session);
+        let ended = shared.take();
+        assert_eq!(ended, vec![(key.clone(), None)]);
+        for (k, r) in ended {
+            assert!(!b.apply_shared(&k, r));
+        }
+        assert!(b.authenticate(Credential::Cookie(&ok.session)).is_none());
+    }
+
+    /// A shared session is not taken for an account this node lacks, once expired, or under
+    /// a key that is not a digest.
+    #[test]
+    fn shared_sessions_of_unknown_accounts_expired_or_malformed_are_refused() {
+        let clock = SimClock::new(Timestamp(1_700_000_000_000));
+        let b = auth(&clock);
+        let now = clock.now().millis();
+        let record = |user: &str, created_ms: i64, last_ms: i64| SharedSession {
+            user: user.into(),
+            csrf: "c".into(),
+            created_ms,
+            last_ms,
+        };
+        let key = hex::encode(token_digest("some-session"));
+        assert!(!b.apply_shared(&key, Some(record("mallory", now, now))));
+        let idle = b.policy().idle.millis();
+        assert!(!b.apply_shared(&key, Some(record("admin", now - idle - 1, now - idle - 1))));
+        let absolute = b.policy().absolute.millis();
+        assert!(!b.apply_shared(&key, Some(record("admin", now - absolute, now))));
+        assert!(!b.apply_shared("not-hex", Some(record("admin", now, now))));
+        assert!(!b.apply_shared(&key[..62], Some(record("admin", now, now))));
+        assert!(b.authenticate(Credential::Bearer("some-session")).is_none());
+        assert!(b.apply_shared(&key, Some(record("admin", now, now))));
+        assert!(b.authenticate(Credential::Bearer("some-session")).is_some());
     }
 
     #[test]

@@ -279,7 +279,24 @@ pub(crate) fn client_addr(
         .filter_map(|v| v.to_str().ok())
         .collect::<Vec<_>>()
         .join(",");
-    client_from(peer, &forwarded, &s.web.trusted_proxies)
+    let peers = s
+        .web
+        .cluster_peers
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    if peers.is_empty() {
+        client_from(peer, &forwarded, &s.web.trusted_proxies)
+    } else {
+        let trusted: Vec<IpAddr> = s
+            .web
+            .trusted_proxies
+            .iter()
+            .chain(&peers)
+            .copied()
+            .collect();
+        client_from(peer, &forwarded, &trusted)
+    }
 }
 
 /// The client of a request that came from `peer` with `X-Forwarded-For: forwarded`, when
@@ -660,6 +677,10 @@ pub struct WebSecurity {
     /// The reverse proxies in front of the server: `X-Forwarded-For` is read only from them
     /// (empty: never read).
     pub trusted_proxies: Arc<[IpAddr]>,
+    /// On a cluster node, the addresses the other nodes advertise: trusted like proxies,
+    /// since a standby relays the console to the active node (kept up to date from the
+    /// cluster's membership; empty on a single server).
+    pub cluster_peers: Arc<std::sync::RwLock<Vec<IpAddr>>>,
 }
 
 #[cfg(test)]

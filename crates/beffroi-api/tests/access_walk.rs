@@ -299,6 +299,7 @@ async fn harness() -> Harness {
             secure_cookies: true,
             hsts: true,
             trusted_proxies: Arc::from([]),
+            cluster_peers: Default::default(),
         });
     state
         .ready
@@ -309,6 +310,7 @@ async fn harness() -> Harness {
             secure_cookies: true,
             hsts: true,
             trusted_proxies: Arc::from([]),
+            cluster_peers: Default::default(),
         },
     );
     let h = Harness {

@@ -122,6 +122,23 @@ pub struct LeaseManager {
     leases: kv::Store,
     origin: Instant,
     owned_tx: watch::Sender<Ownership>,
+    /// This node's membership value: what its peers learn of it (its console's address).
+    advertise: Bytes,
+    /// The members' values as last read.
+    member_values: BTreeMap<String, Bytes>,
+    members_tx: watch::Sender<BTreeMap<String, Bytes>>,
+    holders_tx: watch::Sender<Holders>,
+}
+
+/// Who holds each lease, as the last round read it.
+pub type Holders = BTreeMap<u32, Holder>;
+
+/// A lease's holder and the value it advertises in the membership (empty when it has left
+/// the membership or was not read).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Holder {
+    pub node: String,
+    pub advertised: Bytes,
 }
 
 impl LeaseManager {
@@ -148,7 +165,30 @@ impl LeaseManager {
             leases,
             origin: Instant::now(),
             owned_tx: watch::Sender::new(Ownership::new()),
+            advertise: Bytes::from_static(b"alive"),
+            member_values: BTreeMap::new(),
+            members_tx: watch::Sender::new(BTreeMap::new()),
+            holders_tx: watch::Sender::new(Holders::new()),
         })
+    }
+
+    /// What this node's membership entry says to its peers (by default `alive`): a
+    /// server's address for the others to reach it.
+    pub fn advertise(mut self, value: impl Into<Bytes>) -> Self {
+        self.advertise = value.into();
+        self
+    }
+
+    /// The live members and what each advertises, updated after every round that read
+    /// them.
+    pub fn members(&self) -> watch::Receiver<BTreeMap<String, Bytes>> {
+        self.members_tx.subscribe()
+    }
+
+    /// Who holds each lease and what it advertises, updated after every round that read
+    /// them.
+    pub fn holders(&self) -> watch::Receiver<Holders> {
+        self.holders_tx.subscribe()
     }
 
     /// Keeps a lease held for as long as it is renewed ([`crate::lease::Balance::Sticky`]).
@@ -265,22 +305,27 @@ impl LeaseManager {
             .await;
     }
 
-    async fn read_members(&self) -> Result<BTreeMap<String, u64>, NatsError> {
+    /// The live members with their entry's revision, and their values.
+    async fn read_members(
+        &self,
+    ) -> Result<(BTreeMap<String, u64>, BTreeMap<String, Bytes>), NatsError> {
         let kv_err = |e: &dyn std::fmt::Display| NatsError::Kv(e.to_string());
         let mut members = BTreeMap::new();
+        let mut values = BTreeMap::new();
         let mut keys = self.members.keys().await.map_err(|e| kv_err(&e))?;
         let mut names = Vec::new();
         while let Some(k) = keys.next().await {
             names.push(k.map_err(|e| kv_err(&e))?);
         }
         for name in names {
-            if let Some((kv::Operation::Put, revision, _)) =
+            if let Some((kv::Operation::Put, revision, value)) =
                 read_entry(&self.members, &name).await?
             {
+                values.insert(name.clone(), value);
                 members.insert(name, revision);
             }
         }
-        Ok(members)
+        Ok((members, values))
     }
 
     /// One round started at `now` (since the manager's origin): heartbeat, read, decide,
@@ -292,7 +337,7 @@ impl LeaseManager {
         let kv_err = |e: &dyn std::fmt::Display| NatsError::Kv(e.to_string());
         let heartbeat = self
             .members
-            .put(&self.node.id, Bytes::from_static(b"alive"))
+            .put(&self.node.id, self.advertise.clone())
             .await
             .map(drop)
             .map_err(|e| kv_err(&e));
@@ -303,8 +348,16 @@ impl LeaseManager {
                 "membership not read: heartbeat failed".into(),
             ))
         };
-        match &membership {
-            Ok(members) => self.node.observe_members(members, now),
+        match membership {
+            Ok((members, values)) => {
+                self.node.observe_members(&members, now);
+                self.members_tx.send_if_modified(|cur| {
+                    let changed = *cur != values;
+                    cur.clone_from(&values);
+                    changed
+                });
+                self.member_values = values;
+            }
             Err(e) => {
                 tracing::debug!(node = %self.node.id, error = %e, "membership not updated this round")
             }
@@ -323,6 +376,24 @@ impl LeaseManager {
             };
             leases.insert(p, entry);
         }
+        let holders: Holders = leases
+            .iter()
+            .filter_map(|(p, entry)| match entry {
+                LeaseEntry::Held { owner, .. } => Some((
+                    *p,
+                    Holder {
+                        node: owner.clone(),
+                        advertised: self.member_values.get(owner).cloned().unwrap_or_default(),
+                    },
+                )),
+                LeaseEntry::Free { .. } => None,
+            })
+            .collect();
+        self.holders_tx.send_if_modified(|cur| {
+            let changed = *cur != holders;
+            *cur = holders;
+            changed
+        });
         let actions = self.node.plan(&leases, now);
         let value = Bytes::from(self.node.id.clone().into_bytes());
         for action in actions {

@@ -18,6 +18,8 @@
 //! - [`lease`]: who owns which partition, decided from observed revisions (pure).
 //! - [`lease_kv`]: those decisions carried out on JetStream KV with compare-and-set, and
 //!   `supervise_partitions`, which runs a partition's consumer only while it is owned.
+//! - [`shared_kv`]: a small table every node holds a copy of (the console's sessions),
+//!   written through a bounded queue and followed by a watch.
 //! - [`mqtt_forward`]: MQTT devices (the server's MQTT listener) into the ingest log, from
 //!   the server's own `$MQTT_msgs` stream, acknowledged there only once stored.
 //!
@@ -76,6 +78,7 @@ pub mod lease_kv;
 pub mod mqtt_forward;
 pub mod partition;
 pub mod publish;
+pub mod shared_kv;
 pub mod stream;
 pub mod subject;
 

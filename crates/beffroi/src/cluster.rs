@@ -77,6 +77,12 @@ pub struct Node {
     /// Stops it after releasing the lease.
     leave: CancellationToken,
     manager: Option<tokio::task::JoinHandle<()>>,
+    /// Who holds the lease and the address it advertises (where a standby relays to).
+    holders: watch::Receiver<lease_kv::Holders>,
+    /// The live members and the address each advertises.
+    members: watch::Receiver<std::collections::BTreeMap<String, bytes::Bytes>>,
+    /// Ends the node's background tasks (the shared sessions).
+    tasks: CancellationToken,
     pub stats: Arc<ClusterStats>,
 }
 
@@ -92,12 +98,21 @@ pub struct ClusterStats {
     pub active: AtomicU64,
     /// Milliseconds from the lease taken to the engine ready (0 before).
     pub takeover_ms: AtomicU64,
+    /// The console's sessions shared with the other nodes.
+    pub sessions: Arc<beffroi_nats::shared_kv::SharedStats>,
+    /// Requests a standby relayed to the active node, and those it could not.
+    pub relayed: AtomicU64,
+    pub relay_failures: AtomicU64,
 }
 
 impl Node {
     /// Connects, makes sure the ingest stream and the lease buckets exist, and starts
-    /// competing for the lease.
-    pub async fn join(settings: NatsSettings, territory: &str) -> Result<Node> {
+    /// competing for the lease, advertising `console` (`host:port`) to the other nodes.
+    pub async fn join(
+        settings: NatsSettings,
+        territory: &str,
+        console: Option<String>,
+    ) -> Result<Node> {
         let client = beffroi_nats::connect(&settings.servers, &settings.node)
             .await
             .context("[cluster] nats")?;
@@ -117,10 +132,15 @@ impl Node {
                 .await
                 .context("the lease buckets")?;
         // Sticky: a node joining must not take the engine from the node running it.
-        let manager = lease_kv::LeaseManager::new(&settings.node, 1, timing, members, leases)
+        let mut manager = lease_kv::LeaseManager::new(&settings.node, 1, timing, members, leases)
             .context("[cluster] node")?
             .sticky();
+        if let Some(console) = console {
+            manager = manager.advertise(console.into_bytes());
+        }
         let ownership = manager.ownership();
+        let holders = manager.holders();
+        let members = manager.members();
         let stop = CancellationToken::new();
         let leave = CancellationToken::new();
         let manager = tokio::spawn(manager.run_until(stop.clone(), leave.clone()));
@@ -133,6 +153,9 @@ impl Node {
             unknown_kinds: AtomicU64::new(0),
             active: AtomicU64::new(0),
             takeover_ms: AtomicU64::new(0),
+            sessions: Arc::default(),
+            relayed: AtomicU64::new(0),
+            relay_failures: AtomicU64::new(0),
         });
         Ok(Node {
             settings,
@@ -143,8 +166,82 @@ impl Node {
             leases: stop,
             leave,
             manager: Some(manager),
+            holders,
+            members,
+            tasks: CancellationToken::new(),
             stats,
         })
+    }
+
+    /// The address the node holding the lease advertises, unless it is this node's own or
+    /// it advertises none.
+    pub fn holders(&self) -> watch::Receiver<lease_kv::Holders> {
+        self.holders.clone()
+    }
+
+    /// Keeps `peers` to the addresses the cluster's members advertise (IP literals; a node
+    /// advertised by host name is trusted only through `[http] trusted_proxies`): the
+    /// active node reads the client's address from a standby's `X-Forwarded-For`, so that
+    /// logins relayed through a standby are throttled per client, not per standby.
+    pub fn trust_peers(&self, peers: Arc<std::sync::RwLock<Vec<std::net::IpAddr>>>) {
+        let mut members = self.members.clone();
+        let stop = self.tasks.clone();
+        tokio::spawn(async move {
+            loop {
+                let ips = peer_ips(&members.borrow_and_update());
+                *peers.write().unwrap_or_else(|p| p.into_inner()) = ips;
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    changed = members.changed() => if changed.is_err() { return },
+                }
+            }
+        });
+    }
+
+    /// Shares `auth`'s console sessions with the other nodes through the bucket
+    /// `beffroi_<t>_sessions` (entries expire with a session's absolute lifetime): what a
+    /// node opens, uses and closes is written there, and what the others write is applied
+    /// here, so the node that takes over honours the sessions of the one that died.
+    pub async fn share_sessions(
+        &self,
+        territory: &str,
+        auth: Arc<beffroi_api::Auth>,
+    ) -> Result<()> {
+        use beffroi_nats::shared_kv;
+        let absolute = auth.policy().absolute.millis();
+        let max_age = std::time::Duration::from_millis(u64::try_from(absolute).unwrap_or(0));
+        let bucket = shared_kv::ensure_bucket(
+            &self.js,
+            territory,
+            "sessions",
+            self.settings.cluster_size,
+            max_age,
+        )
+        .await
+        .context("the sessions bucket")?;
+        let stats = Arc::clone(&self.stats.sessions);
+        let writer =
+            shared_kv::SharedWriter::spawn(bucket.clone(), Arc::clone(&stats), self.tasks.clone());
+        auth.share_sessions(Arc::new(SharedSessions(writer)));
+        tokio::spawn(shared_kv::follow(
+            bucket,
+            stats,
+            self.tasks.clone(),
+            move |key, value| {
+                let session = match value {
+                    None => None,
+                    Some(v) => match serde_json::from_slice(v) {
+                        Ok(s) => Some(s),
+                        Err(e) => {
+                            tracing::debug!(error = %e, "a shared session that does not parse");
+                            return;
+                        }
+                    },
+                };
+                auth.apply_shared(key, session);
+            },
+        ));
+        Ok(())
     }
 
     /// Waits until this node holds the lease (`true`) or `stop` is cancelled (`false`).
@@ -232,6 +329,41 @@ impl Node {
 impl Drop for Node {
     fn drop(&mut self) {
         self.leases.cancel();
+        self.tasks.cancel();
+    }
+}
+
+/// The IP addresses among the members' advertised `host:port` values (`[v6]:port` too).
+fn peer_ips(members: &std::collections::BTreeMap<String, bytes::Bytes>) -> Vec<std::net::IpAddr> {
+    let mut ips: Vec<std::net::IpAddr> = members
+        .values()
+        .filter_map(|v| std::str::from_utf8(v).ok())
+        .filter_map(|v| v.trim().rsplit_once(':'))
+        .filter_map(|(host, _)| {
+            host.trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse()
+                .ok()
+        })
+        .collect();
+    ips.sort_unstable();
+    ips.dedup();
+    ips
+}
+
+/// The console's sessions, written to the cluster's shared table.
+struct SharedSessions(beffroi_nats::shared_kv::SharedWriter);
+
+impl beffroi_api::auth::SessionShare for SharedSessions {
+    fn changed(&self, key: &str, session: Option<&beffroi_api::auth::SharedSession>) {
+        let value = match session.map(serde_json::to_vec).transpose() {
+            Ok(v) => v.map(bytes::Bytes::from),
+            Err(e) => {
+                tracing::debug!(error = %e, "a session that does not serialise");
+                return;
+            }
+        };
+        self.0.change(key, value);
     }
 }
 
@@ -544,7 +676,38 @@ impl Collector for ClusterCollector {
         }
         let node = [("node", self.node.clone())];
         let forward = &self.stats.forward;
-        let counters: [(&str, &str, u64); 8] = [
+        let sessions = &self.stats.sessions;
+        let counters: [(&str, &str, u64); 14] = [
+            (
+                "cluster_sessions_written",
+                "Console session changes this node wrote to the cluster's shared table",
+                sessions.written.load(Ordering::Relaxed),
+            ),
+            (
+                "cluster_sessions_dropped",
+                "Session changes dropped because the queue to the shared table was full",
+                sessions.dropped.load(Ordering::Relaxed),
+            ),
+            (
+                "cluster_sessions_write_failures",
+                "Session changes the shared table did not take",
+                sessions.failed.load(Ordering::Relaxed),
+            ),
+            (
+                "cluster_sessions_received",
+                "Session changes read from the shared table (this node's own included)",
+                sessions.received.load(Ordering::Relaxed),
+            ),
+            (
+                "cluster_relayed",
+                "Requests this standby relayed to the node running the engine",
+                self.stats.relayed.load(Ordering::Relaxed),
+            ),
+            (
+                "cluster_relay_failures",
+                "Requests this standby could not relay (no active node known, or it did not answer)",
+                self.stats.relay_failures.load(Ordering::Relaxed),
+            ),
             (
                 "cluster_mqtt_forward_redelivered",
                 "MQTT readings the listener's stream delivered to the forwarder again",
@@ -639,4 +802,25 @@ pub fn standby_answer(node: &str) -> axum::response::Response {
 /// How long since `start`, in whole milliseconds.
 pub fn millis_since(start: Instant) -> u64 {
     u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peers_are_the_ip_addresses_members_advertise() {
+        let members: std::collections::BTreeMap<String, bytes::Bytes> = [
+            ("n1", "10.0.0.11:8080"),
+            ("n2", "[2001:db8::12]:8080"),
+            ("n3", "node-3.local:8080"),
+            ("n4", "alive"),
+            ("n5", "10.0.0.11:9090"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), bytes::Bytes::from(v)))
+        .collect();
+        let ips: Vec<String> = peer_ips(&members).iter().map(ToString::to_string).collect();
+        assert_eq!(ips, vec!["10.0.0.11", "2001:db8::12"]);
+    }
 }

@@ -59,6 +59,10 @@ struct RawCluster {
     /// How many NATS servers the cluster has (its streams keep min(3, n) replicas; default 3).
     #[serde(default)]
     nats_servers: Option<usize>,
+    /// `host:port` at which the other nodes reach this node's HTTP address, to relay the
+    /// console to it while it runs the engine (default: `listen`, unless it is a wildcard).
+    #[serde(default)]
+    advertise: Option<String>,
 }
 
 /// `[cluster] nats`: this server is one node of a cluster on NATS JetStream.
@@ -70,6 +74,8 @@ pub struct NatsSettings {
     pub partitions: u32,
     pub lease_ttl: std::time::Duration,
     pub cluster_size: usize,
+    /// `[cluster] advertise`: `host:port` the other nodes reach this one at.
+    pub advertise: Option<String>,
 }
 
 /// The partitions of the ingest log when `[cluster] partitions` is not set.
@@ -647,6 +653,7 @@ fn nats_settings(src: &SourceFile, c: &RawCluster) -> Result<Option<NatsSettings
             (c.partitions.is_some(), "cluster.partitions"),
             (c.lease_ttl.is_some(), "cluster.lease_ttl"),
             (c.nats_servers.is_some(), "cluster.nats_servers"),
+            (c.advertise.is_some(), "cluster.advertise"),
         ] {
             if set {
                 return Err(err(field, "only with `nats` (the cluster's NATS servers)"));
@@ -690,12 +697,31 @@ fn nats_settings(src: &SourceFile, c: &RawCluster) -> Result<Option<NatsSettings
     if cluster_size == 0 {
         return Err(err("cluster.nats_servers", "at least 1"));
     }
+    let advertise = match c.advertise.as_deref().map(str::trim) {
+        None => None,
+        Some(a) => {
+            let well_formed = a.rsplit_once(':').is_some_and(|(host, port)| {
+                !host.is_empty()
+                    && !host.contains('/')
+                    && !host.contains(char::is_whitespace)
+                    && port.parse::<u16>().is_ok_and(|p| p > 0)
+            });
+            if !well_formed {
+                return Err(err(
+                    "cluster.advertise",
+                    "host:port at which the other nodes reach this one (10.0.0.11:8080)",
+                ));
+            }
+            Some(a.to_string())
+        }
+    };
     Ok(Some(NatsSettings {
         servers: servers.to_string(),
         node,
         partitions,
         lease_ttl,
         cluster_size,
+        advertise,
     }))
 }
 
@@ -750,7 +776,16 @@ mod tests {
                 partitions: DEFAULT_PARTITIONS,
                 lease_ttl: std::time::Duration::from_secs(3),
                 cluster_size: 3,
+                advertise: None,
             })
+        );
+        let c = parse(&format!(
+            "{base}nats = \"nats://a\"\nnode = \"n\"\nadvertise = \"node-1.local:8080\"\n"
+        ))
+        .expect("valid");
+        assert_eq!(
+            c.nats.and_then(|n| n.advertise).as_deref(),
+            Some("node-1.local:8080")
         );
         assert_eq!(c.store, StoreLocation::Postgres(None));
         for (text, field) in [
@@ -766,6 +801,15 @@ mod tests {
                 "cluster.lease_ttl",
             ),
             ("node = \"n\"\n", "cluster.node"),
+            (
+                "nats = \"nats://a\"\nnode = \"n\"\nadvertise = \"http://a:80\"\n",
+                "cluster.advertise",
+            ),
+            (
+                "nats = \"nats://a\"\nnode = \"n\"\nadvertise = \"a\"\n",
+                "cluster.advertise",
+            ),
+            ("advertise = \"a:1\"\n", "cluster.advertise"),
         ] {
             let e = parse(&format!("{base}{text}")).expect_err(text);
             assert!(e.to_string().contains(field), "{text}: {e}");

@@ -16,6 +16,8 @@ mod files;
 mod mqtt;
 mod privacy_cmd;
 mod registry;
+#[cfg(feature = "nats")]
+mod relay;
 mod reload;
 mod server;
 mod setup;

@@ -204,6 +204,7 @@ async fn serve(
         let http = std::mem::take(&mut opts.http);
         tokio::task::spawn_blocking(move || crate::accounts::build(&t, &http, demo)).await??
     };
+    let auth = Arc::new(auth);
     let (device_keys, key_watch) = crate::registry::load_device_keys(&opts.data_dir).await?;
 
     // Listening before the engine starts: `/livez` answers at once, the rest `503` until
@@ -278,11 +279,32 @@ async fn serve(
     let mut node = match opts.nats.clone() {
         None => None,
         Some(settings) => {
-            let node = crate::cluster::Node::join(settings, &territory.id).await?;
+            // Where the other nodes relay the console while this one runs the engine.
+            let advertise = settings
+                .advertise
+                .clone()
+                .or_else(|| (!local.ip().is_unspecified()).then(|| local.to_string()));
+            if advertise.is_none() {
+                tracing::warn!(
+                    "[cluster] advertise is not set and listen is a wildcard: the other nodes \
+                     cannot relay the console to this one while it runs the engine"
+                );
+            }
+            let node =
+                crate::cluster::Node::join(settings, &territory.id, advertise.clone()).await?;
             let node_id = node.settings.node.clone();
             let collector =
                 crate::cluster::ClusterCollector::new(Arc::clone(&node.stats), node_id.clone());
             metrics.with_registry(|r| r.register_collector(Box::new(collector)));
+            node.share_sessions(&territory.id, Arc::clone(&auth))
+                .await?;
+            node.trust_peers(Arc::clone(&web.cluster_peers));
+            app_slot.relay_to(crate::relay::Relay::new(
+                node_id,
+                advertise,
+                node.holders(),
+                Arc::clone(&node.stats),
+            ));
             Some(node)
         }
     };
@@ -342,7 +364,7 @@ async fn serve(
     let handle = engine.handle.clone();
 
     #[allow(unused_mut)]
-    let mut state = AppState::new(handle.clone(), reader, Arc::new(auth))
+    let mut state = AppState::new(handle.clone(), reader, Arc::clone(&auth))
         .with_web(web.clone())
         .with_audit(Arc::clone(&audit_in))
         .with_privacy(Arc::new(dep.privacy.clone()))
@@ -563,33 +585,50 @@ async fn stop_on_signal(stop: CancellationToken) {
 }
 
 /// The HTTP app a server answers with: `/livez` always (the process serves), the full app
-/// once installed, and until then `503` — `starting`, or `standby` on a cluster node
-/// waiting for the lease.
+/// once installed, and until then `503 starting` — or, on a cluster node waiting for the
+/// lease, the answer of the node running the engine, relayed (`503 standby` when none is
+/// reachable).
 #[derive(Clone, Default)]
-struct AppSlot(Arc<std::sync::OnceLock<axum::Router>>);
+struct AppSlot {
+    app: Arc<std::sync::OnceLock<axum::Router>>,
+    /// A cluster node on standby relays to the node running the engine.
+    #[cfg(feature = "nats")]
+    relay: Arc<std::sync::OnceLock<crate::relay::Relay>>,
+}
 
 impl AppSlot {
     fn install(&self, app: axum::Router) {
-        let _ = self.0.set(app);
+        let _ = self.app.set(app);
+    }
+
+    #[cfg(feature = "nats")]
+    fn relay_to(&self, relay: crate::relay::Relay) {
+        let _ = self.relay.set(relay);
     }
 
     fn router(&self, node: Option<String>) -> axum::Router {
         use axum::response::IntoResponse;
         use tower::ServiceExt;
-        let slot = Arc::clone(&self.0);
+        let slot = self.clone();
         axum::Router::new()
             .route("/livez", axum::routing::get(|| async { "ok\n" }))
             .fallback(move |req: axum::extract::Request| {
-                let (slot, node) = (Arc::clone(&slot), node.clone());
+                let (slot, node) = (slot.clone(), node.clone());
                 async move {
-                    match (slot.get(), node) {
-                        (Some(app), _) => match app.clone().oneshot(req).await {
+                    if let Some(app) = slot.app.get() {
+                        return match app.clone().oneshot(req).await {
                             Ok(r) => r,
                             Err(never) => match never {},
-                        },
+                        };
+                    }
+                    #[cfg(feature = "nats")]
+                    if let Some(relay) = slot.relay.get() {
+                        return relay.answer(req).await;
+                    }
+                    match node {
                         #[cfg(feature = "nats")]
-                        (None, Some(node)) => crate::cluster::standby_answer(&node),
-                        (None, _) => (axum::http::StatusCode::SERVICE_UNAVAILABLE, "starting\n")
+                        Some(node) => crate::cluster::standby_answer(&node),
+                        _ => (axum::http::StatusCode::SERVICE_UNAVAILABLE, "starting\n")
                             .into_response(),
                     }
                 }
@@ -603,7 +642,7 @@ impl AppSlot {
     fn metrics_router(&self, metrics: Arc<beffroi_engine::metrics::Metrics>) -> axum::Router {
         use axum::response::IntoResponse;
         use tower::ServiceExt;
-        let slot = Arc::clone(&self.0);
+        let slot = Arc::clone(&self.app);
         axum::Router::new().fallback(move |req: axum::extract::Request| {
             let (slot, metrics) = (Arc::clone(&slot), Arc::clone(&metrics));
             async move {
@@ -632,6 +671,7 @@ fn web_security(http: &crate::config::HttpSettings) -> beffroi_api::WebSecurity 
         secure_cookies: http.behind_tls,
         hsts: http.behind_tls,
         trusted_proxies: http.trusted_proxies.clone().into(),
+        cluster_peers: Default::default(),
     }
 }
 

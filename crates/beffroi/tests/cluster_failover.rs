@@ -4,9 +4,11 @@
 //! active node; mid-stream the active node is killed (`kill -9`) and so is one NATS server.
 //! A standby takes over; every acknowledged reading is stored exactly once, every fire
 //! alarm raises its incident once (including alarms committed by the dead node and
-//! delivered again), and the live stream goes on on the node that took over. The time the
-//! takeover took is printed. Last, the node that took over is stopped on purpose and hands
-//! the lease to the last standby at once.
+//! delivered again), and the live stream goes on on every surviving node: the one that took
+//! over, and the standby that relays the console to it. The session opened on the node
+//! that died still holds on the one that took over (sessions are shared through NATS). The
+//! time the takeover took is printed. Last, the node that took over is stopped on purpose
+//! and hands the lease to the last standby at once.
 
 mod support;
 
@@ -31,11 +33,13 @@ fn pg(url: &str) -> postgres::Client {
     postgres::Client::connect(url, postgres::NoTls).expect("connect to PostgreSQL")
 }
 
+/// Whether `b` runs the engine: its own `/healthz` answers `ok` (a standby that relays
+/// answers `relaying to …`).
 fn is_active(b: &Beffroi) -> bool {
     b.is_running()
         && matches!(
             get_text(&agent(), &format!("{}/healthz", b.base())),
-            Some((200, _))
+            Some((200, body)) if body.starts_with("ok")
         )
 }
 
@@ -108,18 +112,44 @@ fn three_nodes_lose_the_active_one_and_a_nats_server_and_lose_nothing() {
     ));
     let n3 = Beffroi::start_node(&config("n3"));
     let nodes = [&n1, &n2, &n3];
-    // The others wait on standby: alive, not ready, and saying why.
+    // The others wait on standby, alive, and relay the console to the active node: what
+    // they answer is its answer, refusals included.
     for b in [&n2, &n3] {
+        let (status, body) = poll(
+            "a standby relaying to the active node",
+            Duration::from_secs(30),
+            || all_logs(&nodes),
+            || {
+                get_text(&agent(), &format!("{}/healthz", b.base()))
+                    .filter(|(status, _)| *status == 200)
+            },
+        );
+        assert!(body.starts_with("relaying to"), "{status}: {body}");
         let (status, body) = get_text(&agent(), &format!("{}/api/v1/incidents", b.base()))
             .expect("a standby answers");
-        assert_eq!(status, 503, "{body}");
-        assert!(body.contains("\"standby\""), "{body}");
+        assert_eq!(status, 401, "the active node's refusal, relayed: {body}");
+        assert!(body.contains("\"unauthorized\""), "{body}");
         assert!(matches!(
             get_text(&agent(), &format!("{}/livez", b.base())),
             Some((200, _))
         ));
     }
     assert_eq!(active_node(&nodes, Duration::from_secs(5)), 0);
+    // Logged in through a standby: the session is the active node's, and every node's.
+    let through_n2 = Api::login(&n2.base());
+    for b in [&n1, &n3] {
+        let elsewhere = Api {
+            base: b.base(),
+            ..through_n2.clone()
+        };
+        let (status, v) = elsewhere.get("/api/v1/incidents");
+        assert_eq!(
+            status,
+            200,
+            "a session opened through n2, on {}: {v}",
+            b.base()
+        );
+    }
     // A standby's own metrics: it is not active, its lease manager runs.
     let (status, text) = get_text(
         &agent(),
@@ -130,6 +160,11 @@ fn three_nodes_lose_the_active_one_and_a_nats_server_and_lose_nothing() {
     assert!(
         text.contains("beffroi_cluster_active{node=\"n2\"} 0"),
         "{text}"
+    );
+    assert!(
+        support::http::metric(&text, "beffroi_cluster_relayed_total", &[("node", "n2")])
+            .is_some_and(|n| n >= 2.0),
+        "the standby counts what it relayed (a refusal, a login): {text}"
     );
 
     let devices = support::demo::devices();
@@ -209,7 +244,14 @@ fn three_nodes_lose_the_active_one_and_a_nats_server_and_lose_nothing() {
             );
             takeover = Some(took);
             active = next;
-            api = Api::login(&nodes[active].base());
+            // The session opened on the node that died holds on the one that took over:
+            // nobody logs in again.
+            api = Api {
+                base: nodes[active].base(),
+                ..api.clone()
+            };
+            let (status, v) = api.get("/api/v1/incidents");
+            assert_eq!(status, 200, "the dead node's session on the new one: {v}");
         }
         if i == HTTP_READINGS * 2 / 3 && !killed_nats {
             nats.kill(2);
@@ -223,20 +265,36 @@ fn three_nodes_lose_the_active_one_and_a_nats_server_and_lose_nothing() {
     assert!(takeover.is_some());
     streamer.join().expect("the MQTT thread");
 
-    // The live stream goes on on the node that took over: a new fire alarm reaches it.
-    let (events_tx, events_rx) = mpsc::channel::<Value>();
-    {
-        let stream = api
-            .stream(Duration::from_secs(90))
-            .unwrap_or_else(|e| panic!("stream: {e}\n{}", all_logs(&nodes)));
-        assert_eq!(stream.status().as_u16(), 200);
+    // The live stream goes on on every surviving node: the one that took over, and the
+    // standby that relays to it, with the session opened through a standby before the loss.
+    let survivors: Vec<usize> = (0..nodes.len())
+        .filter(|&i| nodes[i].is_running())
+        .collect();
+    assert_eq!(survivors.len(), 2);
+    let (events_tx, events_rx) = mpsc::channel::<(usize, Value)>();
+    for &i in &survivors {
+        let on = Api {
+            base: nodes[i].base(),
+            ..through_n2.clone()
+        };
+        let stream = poll(
+            "the live stream of a surviving node",
+            Duration::from_secs(30),
+            || all_logs(&nodes),
+            || {
+                on.stream(Duration::from_secs(90))
+                    .ok()
+                    .filter(|r| r.status().as_u16() == 200)
+            },
+        );
         let mut reader = BufReader::new(stream.into_body().into_reader());
+        let events_tx = events_tx.clone();
         std::thread::spawn(move || {
             let mut line = String::new();
             while reader.read_line(&mut line).map(|n| n > 0).unwrap_or(false) {
                 if let Some(data) = line.trim_end().strip_prefix("data: ")
                     && let Ok(v) = serde_json::from_str::<Value>(data)
-                    && events_tx.send(v).is_err()
+                    && events_tx.send((i, v)).is_err()
                 {
                     return;
                 }
@@ -275,25 +333,31 @@ fn three_nodes_lose_the_active_one_and_a_nats_server_and_lose_nothing() {
     }
     assert!(acked, "the fire alarms acknowledged\n{}", all_logs(&nodes));
     let live_site = &panels[4].site;
-    let seen = poll(
-        "the new fire alarm on the live stream of the node that took over",
+    let seen_on = std::cell::RefCell::new(std::collections::BTreeSet::new());
+    poll(
+        "the new fire alarm on the live stream of both surviving nodes",
         Duration::from_secs(60),
         || {
             format!(
-                "{}\n{}\nPUBACKs {} of {}",
+                "{}\n{}\nPUBACKs {} of {}, seen on {:?}",
                 all_logs(&nodes),
                 cluster_metrics(&api),
                 publisher.acks(),
-                MQTT_READINGS + 4
+                MQTT_READINGS + 4,
+                seen_on.borrow()
             )
         },
         || {
-            events_rx.try_iter().find(|v| {
-                v.to_string().contains(live_site.as_str()) && v.to_string().contains("fire")
-            })
+            let mut seen = seen_on.borrow_mut();
+            for (i, v) in events_rx.try_iter() {
+                let text = v.to_string();
+                if text.contains(live_site.as_str()) && text.contains("fire") {
+                    seen.insert(i);
+                }
+            }
+            (seen.len() == survivors.len()).then_some(())
         },
     );
-    assert!(seen.to_string().contains("fire"), "{seen}");
     publisher.wait_acks((MQTT_READINGS + 4) as u64, Duration::from_secs(60));
 
     // Every acknowledged reading stored exactly once.
