@@ -11,6 +11,7 @@
 //!   (issue, rotate, revoke), with no default bodies. Backends store hashes and keys they
 //!   are handed; they never see a password.
 //! - [`sqlite`]: the SQLite adapter, `<data_dir>/devices.sqlite`.
+//! - `pg` (feature `postgres`): the PostgreSQL adapter, in a cluster's database.
 //! - [`secrets`]: secret generation and hashing (Argon2id, Mosquitto's `$7$`), no storage.
 //! - [`broker`]: the Mosquitto password and ACL files, rendered from the active credentials.
 //! - [`issue`] and [`rotate`]: a fresh secret, hashed, recorded through the port.
@@ -19,6 +20,8 @@ pub mod broker;
 #[cfg(any(test, feature = "contract"))]
 pub mod contract;
 mod error;
+#[cfg(feature = "postgres")]
+pub mod pg;
 pub mod port;
 pub mod secrets;
 pub mod sqlite;

@@ -49,17 +49,22 @@ pub async fn open(
     }
 }
 
-#[cfg(feature = "postgres")]
-async fn open_postgres(url: Option<&str>, t: Arc<Territory>, alive: Vec<u32>) -> Result<Opened> {
-    let url = match url {
-        Some(u) => u.to_string(),
+/// The PostgreSQL URL `[cluster] database` gives, or else `BEFFROI_DATABASE_URL`.
+pub fn database_url(url: Option<&str>) -> Result<String> {
+    match url {
+        Some(u) => Ok(u.to_string()),
         None => std::env::var(crate::config::DATABASE_URL_ENV).with_context(|| {
             format!(
                 "[cluster] gives no database: set {} to a PostgreSQL URL",
                 crate::config::DATABASE_URL_ENV
             )
-        })?,
-    };
+        }),
+    }
+}
+
+#[cfg(feature = "postgres")]
+async fn open_postgres(url: Option<&str>, t: Arc<Territory>, alive: Vec<u32>) -> Result<Opened> {
+    let url = database_url(url)?;
     let shown = redact_url(&url);
     tokio::task::spawn_blocking(move || {
         let (mut store, reader) = beffroi_store_pg::open(&url, t)?;
@@ -88,15 +93,7 @@ pub fn holds_covering_postgres(
     now: i64,
 ) -> Result<Vec<(i64, i64)>> {
     use beffroi_engine::store::prelude::*;
-    let url = match url {
-        Some(u) => u.to_string(),
-        None => std::env::var(crate::config::DATABASE_URL_ENV).with_context(|| {
-            format!(
-                "[cluster] gives no database: set {} to a PostgreSQL URL",
-                crate::config::DATABASE_URL_ENV
-            )
-        })?,
-    };
+    let url = database_url(url)?;
     let shown = redact_url(&url);
     let (_, reader) = beffroi_store_pg::open(&url, territory)
         .with_context(|| format!("cannot open the PostgreSQL store {shown}"))?;

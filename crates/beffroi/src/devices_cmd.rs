@@ -19,6 +19,11 @@ pub struct Args {
     /// Data folder (the registry is `<data>/devices.sqlite`).
     #[arg(long, default_value = "beffroi-data")]
     data: PathBuf,
+    /// The registry in this PostgreSQL database instead: a cluster's (`[cluster] database`),
+    /// which every node reads. Pass `--database "$BEFFROI_DATABASE_URL"` to keep the
+    /// password off the command line's history.
+    #[arg(long, conflicts_with = "data")]
+    database: Option<String>,
     /// Folder of the broker's `passwd` and `acl` files: rewritten after every change.
     #[arg(long, env = "BEFFROI_BROKER_DIR")]
     broker_dir: Option<PathBuf>,
@@ -82,7 +87,11 @@ pub fn run(args: Args) -> Result<()> {
             "BEFFROI_MQTT_PASSWORD (the ingest user's broker password) is not set: the broker files cannot be written"
         );
     }
-    let mut reg = registry::open(&args.data)?;
+    let at = match &args.database {
+        Some(url) => registry::Location::Postgres(url.clone()),
+        None => registry::Location::Dir(args.data.clone()),
+    };
+    let mut reg = registry::open(&at)?;
     match &args.command {
         Cmd::List => {
             println!("device\tgeneration\tstatus\tissued_at\trevoked_at");

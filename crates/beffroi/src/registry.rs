@@ -10,30 +10,74 @@ use anyhow::{Context as _, Result, bail};
 use beffroi_registry::sqlite::{SqliteRegistry, SqliteRegistryReader};
 use beffroi_registry::{CredentialReads, CredentialStore};
 
-/// The registry of a data folder, read-write (created if needed): `beffroi devices`.
-pub fn open(data_dir: &Path) -> Result<Box<dyn CredentialStore>> {
-    Ok(Box::new(SqliteRegistry::open(data_dir)?))
+/// Where the registry is kept.
+#[derive(Clone, Debug)]
+pub enum Location {
+    /// `<data_dir>/devices.sqlite`: a single server.
+    Dir(PathBuf),
+    /// A PostgreSQL database, by URL: a cluster's, shared by its nodes.
+    Postgres(String),
 }
 
-/// The registry of a data folder, read-only, if there is one: the server never creates nor
-/// changes it.
-pub fn open_reader(data_dir: &Path) -> Result<Option<Box<dyn CredentialReads>>> {
-    Ok(SqliteRegistryReader::open(data_dir)?.map(|r| Box::new(r) as Box<dyn CredentialReads>))
+impl Location {
+    /// Where the server whose store is `store` keeps its registry: beside its SQLite store,
+    /// or in its PostgreSQL database.
+    pub fn of_store(store: &crate::config::StoreLocation, data_dir: &Path) -> Result<Location> {
+        Ok(match store {
+            crate::config::StoreLocation::Sqlite => Location::Dir(data_dir.to_path_buf()),
+            crate::config::StoreLocation::Postgres(url) => {
+                Location::Postgres(crate::backend::database_url(url.as_deref())?)
+            }
+        })
+    }
+}
+
+/// The registry, read-write (created if needed): `beffroi devices`.
+pub fn open(at: &Location) -> Result<Box<dyn CredentialStore>> {
+    match at {
+        Location::Dir(dir) => Ok(Box::new(SqliteRegistry::open(dir)?)),
+        Location::Postgres(url) => open_postgres(url),
+    }
+}
+
+#[cfg(feature = "postgres")]
+fn open_postgres(url: &str) -> Result<Box<dyn CredentialStore>> {
+    let shown = crate::backend::redact_url(url);
+    Ok(Box::new(
+        beffroi_registry::pg::PgRegistry::open(url)
+            .with_context(|| format!("cannot open the device registry in {shown}"))?,
+    ))
+}
+
+#[cfg(not(feature = "postgres"))]
+fn open_postgres(_: &str) -> Result<Box<dyn CredentialStore>> {
+    bail!("this binary was built without the `postgres` feature")
+}
+
+/// The registry, read-only, if there is one: the server never creates nor changes a
+/// SQLite registry (a PostgreSQL one gets its tables, empty, as the store does).
+pub fn open_reader(at: &Location) -> Result<Option<Box<dyn CredentialReads>>> {
+    match at {
+        Location::Dir(dir) => {
+            Ok(SqliteRegistryReader::open(dir)?.map(|r| Box::new(r) as Box<dyn CredentialReads>))
+        }
+        Location::Postgres(url) => Ok(Some(open_postgres(url)? as Box<dyn CredentialReads>)),
+    }
 }
 
 /// Follows the registry's revision and reads the signing keys again when it changes. Opens
 /// the registry when it appears (created after start), and again after a failed read.
 pub struct KeyWatch {
-    data_dir: PathBuf,
+    at: Location,
     reader: Option<Box<dyn CredentialReads>>,
     /// The revision of the keys in force; `None` until keys were read.
     last: Option<u64>,
 }
 
 impl KeyWatch {
-    pub fn new(data_dir: PathBuf) -> KeyWatch {
+    pub fn new(at: Location) -> KeyWatch {
         KeyWatch {
-            data_dir,
+            at,
             reader: None,
             last: None,
         }
@@ -53,7 +97,7 @@ impl KeyWatch {
 
     fn read(&mut self) -> Result<Option<BTreeMap<String, [u8; 32]>>> {
         if self.reader.is_none() {
-            self.reader = open_reader(&self.data_dir)?;
+            self.reader = open_reader(&self.at)?;
         }
         let Some(reader) = &self.reader else {
             return Ok(None);
@@ -73,9 +117,9 @@ impl KeyWatch {
 /// The signing keys in force at start, for the engine (empty without a registry), and the
 /// watch that follows them from there.
 pub async fn load_device_keys(
-    data_dir: &Path,
+    at: Location,
 ) -> Result<(beffroi_engine::trust::DeviceKeys, KeyWatch)> {
-    let mut watch = KeyWatch::new(data_dir.to_path_buf());
+    let mut watch = KeyWatch::new(at);
     let (keys, watch) = tokio::task::spawn_blocking(move || {
         let keys = watch.poll();
         (keys, watch)
@@ -203,7 +247,7 @@ mod tests {
     #[test]
     fn broker_files_list_only_active_devices_and_are_group_readable() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut reg = open(dir.path()).expect("open");
+        let mut reg = open(&Location::Dir(dir.path().to_path_buf())).expect("open");
         let (g1, g2) = (
             DeviceId::parse("g1").expect("id"),
             DeviceId::parse("g2").expect("id"),
@@ -236,12 +280,38 @@ mod tests {
     #[test]
     fn the_key_watch_reloads_when_the_registry_changes_only() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut watch = KeyWatch::new(dir.path().to_path_buf());
+        let at = Location::Dir(dir.path().to_path_buf());
+        let mut watch = KeyWatch::new(at.clone());
         // No registry: no keys, and none created.
         assert!(watch.poll().expect("poll").is_none());
         assert!(!beffroi_registry::sqlite::path(dir.path()).exists());
         // Created after start: its keys are read at the next poll, once.
-        let mut reg = open(dir.path()).expect("open");
+        reloads_on_change(&at, &mut watch);
+    }
+
+    /// A cluster's nodes read the registry in PostgreSQL: a key issued by `beffroi devices
+    /// --database` on any machine reaches each node's watch, and so does its revocation.
+    #[cfg(feature = "postgres")]
+    #[test]
+    fn the_key_watch_follows_a_registry_in_postgresql() {
+        let Some(pg) = beffroi_testkit::postgres::Postgres::shared() else {
+            return;
+        };
+        let at = Location::Postgres(pg.create_database("registry_watch"));
+        let mut watch = KeyWatch::new(at.clone());
+        let keys = watch
+            .poll()
+            .expect("poll")
+            .expect("the (empty) registry is read");
+        assert!(keys.is_empty());
+        assert!(watch.poll().expect("poll").is_none(), "nothing changed");
+        reloads_on_change(&at, &mut watch);
+    }
+
+    /// Issues `g1` through another handle on `at`: `watch` reads its key once, then its
+    /// revocation once.
+    fn reloads_on_change(at: &Location, watch: &mut KeyWatch) {
+        let mut reg = open(at).expect("open");
         let g1 = DeviceId::parse("g1").expect("id");
         let issued = beffroi_registry::issue(reg.as_mut(), &g1, 1).expect("issue");
         let keys = watch.poll().expect("poll").expect("keys read");

@@ -205,7 +205,9 @@ async fn serve(
         tokio::task::spawn_blocking(move || crate::accounts::build(&t, &http, demo)).await??
     };
     let auth = Arc::new(auth);
-    let (device_keys, key_watch) = crate::registry::load_device_keys(&opts.data_dir).await?;
+    // The device registry beside the store: a cluster's nodes share it in PostgreSQL.
+    let registry_at = crate::registry::Location::of_store(&opts.store, &opts.data_dir)?;
+    let (device_keys, key_watch) = crate::registry::load_device_keys(registry_at).await?;
 
     // Listening before the engine starts: `/livez` answers at once, the rest `503` until
     // the app is installed (a cluster node on standby says so).

@@ -456,6 +456,23 @@ fn three_nodes_lose_the_active_one_and_a_nats_server_and_lose_nothing() {
     );
     drop(publisher);
 
+    // A logout (through the standby, so on the active node) ends the session; the node that
+    // takes over next must refuse it too, and keep honouring the others.
+    let standby = survivors
+        .iter()
+        .copied()
+        .find(|&i| i != active)
+        .expect("a standby survives");
+    let (status, v) = Api {
+        base: nodes[standby].base(),
+        ..through_n2.clone()
+    }
+    .post("/api/v1/auth/logout", "");
+    assert!(
+        status == 200 || status == 204,
+        "logout relayed: {status} {v}"
+    );
+
     // A node stopped on purpose (an upgrade, one node at a time) hands the lease over: the
     // last standby takes over at its next round, not a lease's ttl later.
     let leaving = Instant::now();
@@ -477,6 +494,24 @@ fn three_nodes_lose_the_active_one_and_a_nats_server_and_lose_nothing() {
         handover < Duration::from_secs(15),
         "the lease was released, not left to expire: {handover:?}\n{}",
         all_logs(&nodes)
+    );
+    let on_last = |session: &Api| {
+        Api {
+            base: nodes[last].base(),
+            ..session.clone()
+        }
+        .get("/api/v1/incidents")
+        .0
+    };
+    assert_eq!(
+        on_last(&through_n2),
+        401,
+        "the logged-out session, after a handover"
+    );
+    assert_eq!(
+        on_last(&api),
+        200,
+        "the first session, after two changes of node"
     );
 }
 
