@@ -35,6 +35,7 @@
 
 mod error;
 mod events;
+pub mod fence;
 mod handover;
 mod operations;
 mod pool;
@@ -55,6 +56,7 @@ use postgres::{Client, NoTls};
 
 use crate::error::{Context, Skipped};
 
+pub use fence::Fence;
 pub use queries::DEFAULT_LIMIT;
 pub use reader::PgReader;
 pub use retention::RECORD_CHUNK;

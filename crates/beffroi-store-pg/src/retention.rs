@@ -29,8 +29,11 @@ use beffroi_store_rows::retention::{cutoff_of, redact_actor, redact_sop};
 /// Incidents or crises redacted or deleted per transaction.
 pub const RECORD_CHUNK: usize = 200;
 
+/// A purge's transaction, refused first if a node took over from this one's writer.
 fn begin(client: &mut Client) -> Result<Transaction<'_>, StoreError> {
-    client.transaction().ctx("begin purge")
+    let mut tx = client.transaction().ctx("begin purge")?;
+    crate::fence::check(&mut tx)?;
+    Ok(tx)
 }
 
 const HELD_TABLES: &str = "

@@ -17,13 +17,40 @@ use postgres::Client;
 use crate::error::Context;
 
 /// Migration `i` brings the database from version `i` to version `i + 1`.
-const MIGRATIONS: &[&str] = &[V1_INITIAL];
+const MIGRATIONS: &[&str] = &[V1_INITIAL, V2_FENCE];
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
 
 /// An arbitrary constant: the advisory lock taken while migrating.
 const MIGRATION_LOCK: i64 = 0x6265_6666_726f_6931;
+
+/// The cluster's fence (see [`crate::fence`]): the epoch of the last node that took over,
+/// and the check every write transaction of a fenced writer makes first. A writer whose
+/// session says an older epoch is refused with SQLSTATE `BF001`; a session that says none
+/// (a server that is not a cluster node) is not checked.
+const V2_FENCE: &str = r#"
+CREATE TABLE cluster_fence (
+    one   BOOLEAN PRIMARY KEY DEFAULT TRUE CHECK (one),
+    epoch BIGINT  NOT NULL CHECK (epoch >= 0)
+);
+INSERT INTO cluster_fence (one, epoch) VALUES (TRUE, 0);
+CREATE FUNCTION beffroi_fence_check() RETURNS void LANGUAGE plpgsql AS $fence$
+DECLARE
+    mine    TEXT := current_setting('beffroi.fence_epoch', true);
+    current BIGINT;
+BEGIN
+    IF mine IS NULL OR mine = '' THEN
+        RETURN;
+    END IF;
+    SELECT epoch INTO current FROM cluster_fence WHERE one FOR SHARE;
+    IF current > mine::BIGINT THEN
+        RAISE EXCEPTION 'fenced: node epoch % was taken over by epoch %', mine, current
+            USING ERRCODE = 'BF001';
+    END IF;
+END
+$fence$;
+"#;
 
 const V1_INITIAL: &str = r#"
 -- A reading is stored once per (device, field, event time, value key): a redelivered

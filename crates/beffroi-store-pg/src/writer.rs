@@ -46,6 +46,11 @@ pub struct PgStore {
     config: postgres::Config,
     territory: Arc<Territory>,
     skipped: Skipped,
+    /// The epoch this writer holds once fenced ([`crate::fence::Fence::take`]); 0: not a
+    /// cluster node's, never checked.
+    fence: Arc<std::sync::atomic::AtomicI64>,
+    /// The epoch set on the current connection's session.
+    applied_fence: i64,
 }
 
 impl PgStore {
@@ -60,7 +65,15 @@ impl PgStore {
             config,
             territory,
             skipped,
+            fence: Arc::default(),
+            applied_fence: 0,
         }
+    }
+
+    /// The handle that fences this writer: once taken, every write transaction of this
+    /// store first checks that no node took over since.
+    pub fn fence(&self) -> crate::fence::Fence {
+        crate::fence::Fence::new(self.config.clone(), Arc::clone(&self.fence))
     }
 
     /// Resolves ids against a new territory from now on (after a territory reload).
@@ -91,20 +104,38 @@ impl PgStore {
 
     /// The connection, reconnected first when the server closed it (restart, failover):
     /// the engine retries a failed commit, and the retry then finds a live connection.
+    /// The session carries this writer's fence epoch, set again on a new connection.
     pub(crate) fn client(&mut self) -> Result<&mut Client, StoreError> {
-        let client = match self.client.take() {
+        let mut client = match self.client.take() {
             Some(c) if !c.is_closed() => c,
             closed => {
                 tracing::warn!("store connection closed; reconnecting");
                 crate::close_apart(closed.into_iter().collect());
+                self.applied_fence = 0;
                 crate::connect_writer(&self.config)?
             }
         };
+        let epoch = self.fence.load(std::sync::atomic::Ordering::Acquire);
+        if epoch != self.applied_fence {
+            let set = client
+                .batch_execute(&format!("SET beffroi.fence_epoch = '{epoch}'"))
+                .ctx("set the fence epoch");
+            if let Err(e) = set {
+                self.client = Some(client);
+                return Err(e);
+            }
+            self.applied_fence = epoch;
+        }
         Ok(self.client.insert(client))
     }
 
     pub(crate) fn begin(&mut self) -> Result<Transaction<'_>, StoreError> {
-        self.client()?.transaction().ctx("begin write")
+        let fenced = self.fence.load(std::sync::atomic::Ordering::Acquire) > 0;
+        let mut tx = self.client()?.transaction().ctx("begin write")?;
+        if fenced {
+            crate::fence::check(&mut tx)?;
+        }
+        Ok(tx)
     }
 
     pub(crate) fn territory(&self) -> Arc<Territory> {

@@ -182,3 +182,67 @@ fn identities_of_a_destroyed_epoch_are_forgotten() {
     assert!(reader.identity(&plate.pseudonym.0).expect("read").is_some());
     assert_eq!(reader.identity(&badge.pseudonym.0).expect("read"), None);
 }
+
+/// The node that takes over fences the one it replaced: once the second writer took the
+/// fence, every write of the first fails (a batch, a purge's record, after a reconnection
+/// too) and nothing of it is stored, while the second writes on. A writer never fenced (a
+/// single server on PostgreSQL) is never checked.
+#[test]
+fn a_writer_is_fenced_out_by_the_node_that_takes_over() {
+    let Some(url) = database("pg_fence") else {
+        return;
+    };
+    let batch = |time| WriteBatch {
+        observations: vec![level(time)],
+        ..Default::default()
+    };
+    let (mut single, _) = beffroi_store_pg::open(&url, territory()).expect("open");
+    let (mut old, reader) = beffroi_store_pg::open(&url, territory()).expect("open");
+    let (mut new, _) = beffroi_store_pg::open(&url, territory()).expect("open");
+    let old_fence = old.fence();
+    assert_eq!(old_fence.take().expect("fence"), 1);
+    old.write(&batch(1_000)).expect("the holder writes");
+
+    assert_eq!(new.fence().take().expect("fence"), 2);
+    let refused = |r: Result<(), StoreError>| match r {
+        Err(StoreError::Backend(m)) => assert!(m.contains("fenced"), "{m}"),
+        other => panic!("expected the fence to refuse, got {other:?}"),
+    };
+    refused(old.write(&batch(2_000)));
+    refused(old.record_purge(Timestamp(2_000), "late purge"));
+    // A new connection of the old writer carries its epoch again.
+    raw(&url)
+        .query_one(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+             WHERE datname = current_database() AND pid <> pg_backend_pid() \
+             AND application_name = 'beffroi'",
+            &[],
+        )
+        .expect("terminate");
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    // The first write finds its connection closed (the engine retries); the retry
+    // reconnects and is refused.
+    assert!(old.write(&batch(3_000)).is_err());
+    refused(old.write(&batch(3_000)));
+    if new.write(&batch(4_000)).is_err() {
+        new.write(&batch(4_000)).expect("the new holder writes");
+    }
+    if single.write(&batch(5_000)).is_err() {
+        single
+            .write(&batch(5_000))
+            .expect("a writer that never took a fence is not checked");
+    }
+    let mut count = None;
+    for _ in 0..=beffroi_store_pg::READERS {
+        if let Ok(n) = reader.observation_count() {
+            count = Some(n);
+            break;
+        }
+    }
+    assert_eq!(
+        count,
+        Some(3),
+        "1 000, 4 000 and 5 000; nothing of the fenced writer"
+    );
+    assert_eq!(old_fence.epoch(), 1);
+}

@@ -12,8 +12,18 @@ use beffroi_engine::{Store, StoreReader};
 
 use crate::config::StoreLocation;
 
-/// The writer, the reader and how many sealed identities of destroyed epochs were deleted.
-pub type Opened = (Box<dyn Store>, Arc<dyn StoreReader>, usize);
+/// The writer, the reader, how many sealed identities of destroyed epochs were deleted,
+/// and, for a store shared by a cluster's nodes, how a node that takes over fences out the
+/// writer of the node it replaces.
+pub type Opened = (
+    Box<dyn Store>,
+    Arc<dyn StoreReader>,
+    usize,
+    Option<TakeFence>,
+);
+
+/// Fences out every earlier writer of the store and returns the epoch taken (blocking).
+pub type TakeFence = Box<dyn FnOnce() -> Result<i64> + Send>;
 
 /// Opens the store where `location` says (`db`: the SQLite file of the data folder),
 /// forgetting the sealed values of every epoch not in `alive`.
@@ -40,6 +50,7 @@ pub async fn open(
                     Box::new(store),
                     Arc::new(reader),
                     forgotten,
+                    None,
                 ))
             })
             .await?
@@ -69,7 +80,15 @@ async fn open_postgres(url: Option<&str>, t: Arc<Territory>, alive: Vec<u32>) ->
     tokio::task::spawn_blocking(move || {
         let (mut store, reader) = beffroi_store_pg::open(&url, t)?;
         let forgotten = store.forget_identities_except(&alive)?;
-        Ok::<Opened, beffroi_engine::StoreError>((Box::new(store), Arc::new(reader), forgotten))
+        let fence = store.fence();
+        let take: TakeFence =
+            Box::new(move || fence.take().context("cannot take the store's fence"));
+        Ok::<Opened, beffroi_engine::StoreError>((
+            Box::new(store),
+            Arc::new(reader),
+            forgotten,
+            Some(take),
+        ))
     })
     .await?
     .with_context(|| format!("cannot open the PostgreSQL store {shown}"))

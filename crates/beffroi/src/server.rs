@@ -167,7 +167,7 @@ async fn serve(
         .filter(|e| !e.key_present)
         .map(|e| e.epoch)
         .collect();
-    let (store, reader, forgotten) =
+    let (store, reader, forgotten, take_fence) =
         crate::backend::open(&opts.store, &db, &territory, &alive, &metrics).await?;
     crate::audit_cmd::record_system(
         audit.as_ref(),
@@ -333,8 +333,18 @@ async fn serve(
             return Ok(());
         }
         took_lease_at = Some(std::time::Instant::now());
+        // Before anything is restored or written: the node this one replaces, if it is
+        // still draining, can no longer commit.
+        if let Some(take) = take_fence {
+            let epoch = tokio::task::spawn_blocking(take).await??;
+            tracing::info!(node = %node.settings.node, epoch, "store fenced");
+        }
         tracing::info!(node = %node.settings.node, "holds the lease: restoring the engine from the store");
     }
+
+    // A single server's store is never fenced.
+    #[cfg(not(feature = "nats"))]
+    drop(take_fence);
 
     let engine = runner::start_with_events(
         Arc::clone(&territory),
