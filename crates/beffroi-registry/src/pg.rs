@@ -256,13 +256,7 @@ impl CredentialStore for PgRegistry {
         credential: &NewCredential,
     ) -> Result<i64, RegistryError> {
         self.change(|tx| {
-            let generation = match current(tx, device)? {
-                Some((_, Status::Issued)) => {
-                    return Err(RegistryError::AlreadyIssued(device.to_string()));
-                }
-                Some((g, _)) => g + 1,
-                None => 1,
-            };
+            let generation = crate::port::generation_to_issue(device, current(tx, device)?)?;
             insert(tx, device, generation, credential)?;
             Ok(generation)
         })
@@ -274,9 +268,7 @@ impl CredentialStore for PgRegistry {
         credential: &NewCredential,
     ) -> Result<i64, RegistryError> {
         self.change(|tx| {
-            let Some((g, Status::Issued)) = current(tx, device)? else {
-                return Err(RegistryError::NothingToRotate(device.to_string()));
-            };
+            let g = crate::port::generation_to_rotate(device, current(tx, device)?)?;
             tx.execute(
                 "UPDATE device_credentials SET status = 'rotated', revoked_at = $3
                  WHERE device = $1 AND generation = $2",

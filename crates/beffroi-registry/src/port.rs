@@ -163,6 +163,31 @@ pub trait CredentialStore: CredentialReads {
     fn revoke(&mut self, device: &DeviceId, at: i64) -> Result<(), RegistryError>;
 }
 
+/// The generation an issue records, given the device's latest one: 1, or the next after a
+/// rotated or revoked one; refused while one is in force. Every backend decides by it.
+pub fn generation_to_issue(
+    device: &DeviceId,
+    latest: Option<(i64, Status)>,
+) -> Result<i64, RegistryError> {
+    match latest {
+        Some((_, Status::Issued)) => Err(RegistryError::AlreadyIssued(device.to_string())),
+        Some((g, _)) => Ok(g + 1),
+        None => Ok(1),
+    }
+}
+
+/// The generation a rotation replaces, given the device's latest one: the one in force;
+/// refused when none is.
+pub fn generation_to_rotate(
+    device: &DeviceId,
+    latest: Option<(i64, Status)>,
+) -> Result<i64, RegistryError> {
+    match latest {
+        Some((g, Status::Issued)) => Ok(g),
+        _ => Err(RegistryError::NothingToRotate(device.to_string())),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

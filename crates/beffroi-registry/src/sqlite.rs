@@ -216,13 +216,7 @@ impl CredentialStore for SqliteRegistry {
         credential: &NewCredential,
     ) -> Result<i64, RegistryError> {
         let tx = self.write()?;
-        let generation = match current(&tx, device)? {
-            Some((_, Status::Issued)) => {
-                return Err(RegistryError::AlreadyIssued(device.to_string()));
-            }
-            Some((g, _)) => g + 1,
-            None => 1,
-        };
+        let generation = crate::port::generation_to_issue(device, current(&tx, device)?)?;
         insert(&tx, device, generation, credential)?;
         bump(&tx)?;
         tx.commit()
@@ -236,9 +230,7 @@ impl CredentialStore for SqliteRegistry {
         credential: &NewCredential,
     ) -> Result<i64, RegistryError> {
         let tx = self.write()?;
-        let Some((g, Status::Issued)) = current(&tx, device)? else {
-            return Err(RegistryError::NothingToRotate(device.to_string()));
-        };
+        let g = crate::port::generation_to_rotate(device, current(&tx, device)?)?;
         tx.execute(
             "UPDATE credentials SET status = 'rotated', revoked_at = ?3
              WHERE device = ?1 AND generation = ?2",
