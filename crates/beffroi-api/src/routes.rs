@@ -273,12 +273,7 @@ pub(crate) fn client_addr(
     ext: &axum::http::Extensions,
 ) -> String {
     let peer = ext.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
-    let forwarded = req_headers
-        .get_all("x-forwarded-for")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .collect::<Vec<_>>()
-        .join(",");
+    let forwarded = forwarded_for(req_headers);
     let peers = s
         .web
         .cluster_peers
@@ -297,6 +292,16 @@ pub(crate) fn client_addr(
             .collect();
         client_from(peer, &forwarded, &trusted)
     }
+}
+
+/// Every `X-Forwarded-For` header of a request, in order, as one comma-separated list.
+pub fn forwarded_for(headers: &HeaderMap) -> String {
+    headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The client of a request that came from `peer` with `X-Forwarded-For: forwarded`, when

@@ -138,12 +138,7 @@ impl Relay {
         let headers = req.headers_mut();
         strip_hop_by_hop(headers);
         if let Some(peer) = peer {
-            let chain = headers
-                .get_all("x-forwarded-for")
-                .iter()
-                .filter_map(|v| v.to_str().ok())
-                .collect::<Vec<_>>()
-                .join(", ");
+            let chain = beffroi_api::routes::forwarded_for(headers);
             let chain = if chain.is_empty() {
                 peer.to_string()
             } else {
