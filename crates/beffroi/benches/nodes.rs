@@ -711,6 +711,43 @@ fn cluster(
         .map(|n| format!("{:.0} MiB", rss_mb(n.pid())))
         .collect();
     println!("  standby nodes' peak RSS: {}", idle.join(", "));
+    relay_cost(&api, &n1, &n2);
+}
+
+/// The console through a standby (relayed to the active node) beside the same requests
+/// made to the active node: latency of a listing, and the standby's CPU per request.
+fn relay_cost(api: &Api, active: &Beffroi, standby: &Beffroi) {
+    const REQUESTS: usize = 300;
+    let time = |base: &str| {
+        let on = Api {
+            base: base.to_string(),
+            ..api.clone()
+        };
+        let mut lat: Vec<f64> = (0..REQUESTS)
+            .map(|_| {
+                let t = Instant::now();
+                let (status, _) = on.get("/api/v1/incidents?limit=50");
+                assert_eq!(status, 200, "GET through {base}");
+                t.elapsed().as_secs_f64() * 1000.0
+            })
+            .collect();
+        lat.sort_by(f64::total_cmp);
+        let pct = |p: f64| lat[((lat.len() as f64 * p).ceil() as usize).saturating_sub(1)];
+        (pct(0.5), pct(0.99))
+    };
+    let direct = time(&active.base());
+    let c0 = cpu_secs(standby.pid());
+    let relayed = time(&standby.base());
+    let standby_cpu = cpu_secs(standby.pid()) - c0;
+    println!(
+        "  console listing (50 incidents), {REQUESTS} requests: direct p50 {:.2} ms, p99 {:.2} ms; \
+         through a standby p50 {:.2} ms, p99 {:.2} ms; the standby's CPU {:.0} µs per request",
+        direct.0,
+        direct.1,
+        relayed.0,
+        relayed.1,
+        standby_cpu * 1e6 / REQUESTS as f64
+    );
 }
 
 /// The `commit_window` line of a node's configuration, if `--commit-window` was given.
