@@ -8,7 +8,8 @@
 //!    stream (`GET /api/v1/stream`); then the most it stores and acknowledges.
 //! 3. NATS alone (3 servers, MQTT listeners, JetStream): the same two measurements.
 //! 4. A cluster node (PostgreSQL, NATS): the same as 2, devices publishing to NATS's MQTT
-//!    listener; then the most it stores with 1, 2 and 3 nodes running.
+//!    listener; then the most it stores with 1, 2 and 3 nodes running, and a console
+//!    listing through a standby (relayed) beside the same listing on the active node.
 //!
 //! CPU is read from `/proc/PID/stat` of each process (all threads), so the load generator,
 //! which runs in this process, is not counted. The deployment is the demo's, with the
