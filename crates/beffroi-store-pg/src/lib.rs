@@ -45,6 +45,7 @@ mod retention;
 mod rows;
 mod schema;
 mod situations;
+pub mod vault;
 mod writer;
 
 use std::sync::Arc;

@@ -17,7 +17,7 @@ use postgres::Client;
 use crate::error::Context;
 
 /// Migration `i` brings the database from version `i` to version `i + 1`.
-const MIGRATIONS: &[&str] = &[V1_INITIAL, V2_FENCE];
+const MIGRATIONS: &[&str] = &[V1_INITIAL, V2_FENCE, V3_VAULT_CHECKS];
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
@@ -50,6 +50,16 @@ BEGIN
     END IF;
 END
 $fence$;
+"#;
+
+/// The check value of each pseudonymisation key epoch the servers of this store hold (see
+/// [`crate::vault`]): never a key, never a pseudonym.
+const V3_VAULT_CHECKS: &str = r#"
+CREATE TABLE vault_checks (
+    epoch       BIGINT PRIMARY KEY CHECK (epoch > 0),
+    check_value TEXT   NOT NULL,
+    recorded_at TIMESTAMPTZ NOT NULL DEFAULT now()
+);
 "#;
 
 const V1_INITIAL: &str = r#"

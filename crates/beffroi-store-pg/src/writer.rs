@@ -70,6 +70,15 @@ impl PgStore {
         }
     }
 
+    /// Compares the server's pseudonymisation vault with the store's record
+    /// ([`crate::vault`]), recording the epochs it does not know yet.
+    pub fn check_vault(
+        &mut self,
+        checks: &[(u32, String)],
+    ) -> Result<crate::vault::VaultCheck, StoreError> {
+        crate::vault::check_vault(self.client()?, checks)
+    }
+
     /// The handle that fences this writer: once taken, every write transaction of this
     /// store first checks that no node took over since.
     pub fn fence(&self) -> crate::fence::Fence {

@@ -246,3 +246,59 @@ fn a_writer_is_fenced_out_by_the_node_that_takes_over() {
     );
     assert_eq!(old_fence.epoch(), 1);
 }
+
+/// The servers of one store compare their pseudonymisation vaults through it: the first
+/// records its epochs' check values; the same vault agrees, another vault differs at the
+/// epoch it does not share, and a copy from before a rotation is behind.
+#[test]
+fn servers_of_one_store_must_hold_the_same_vault() {
+    use beffroi_store_pg::vault::VaultCheck;
+    let Some(url) = database("pg_vault_checks") else {
+        return;
+    };
+    let (mut first, _) = beffroi_store_pg::open(&url, territory()).expect("open");
+    let (mut other, _) = beffroi_store_pg::open(&url, territory()).expect("open");
+    let check = |e: u32, v: &str| (e, v.to_string());
+    let vault = [check(1, "aa"), check(2, "bb")];
+    assert_eq!(
+        first.check_vault(&vault).expect("check"),
+        VaultCheck::Agrees
+    );
+    assert_eq!(
+        other.check_vault(&vault).expect("check"),
+        VaultCheck::Agrees
+    );
+    assert_eq!(
+        other
+            .check_vault(&[check(1, "aa"), check(2, "zz")])
+            .expect("check"),
+        VaultCheck::Differs { epoch: 2 }
+    );
+    assert_eq!(
+        other.check_vault(&[check(1, "aa")]).expect("check"),
+        VaultCheck::Behind {
+            recorded: 2,
+            current: 1
+        }
+    );
+    // A rotation on one server: recorded, and the others' copies are then behind.
+    let rotated = [check(1, "aa"), check(2, "bb"), check(3, "cc")];
+    assert_eq!(
+        first.check_vault(&rotated).expect("check"),
+        VaultCheck::Agrees
+    );
+    assert_eq!(
+        other.check_vault(&vault).expect("check"),
+        VaultCheck::Behind {
+            recorded: 3,
+            current: 2
+        }
+    );
+    // An epoch destroyed since (its key gone from the vault) is not compared.
+    assert_eq!(
+        other
+            .check_vault(&[check(2, "bb"), check(3, "cc")])
+            .expect("check"),
+        VaultCheck::Agrees
+    );
+}

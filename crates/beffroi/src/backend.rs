@@ -26,12 +26,15 @@ pub type Opened = (
 pub type TakeFence = Box<dyn FnOnce() -> Result<i64> + Send>;
 
 /// Opens the store where `location` says (`db`: the SQLite file of the data folder),
-/// forgetting the sealed values of every epoch not in `alive`.
+/// forgetting the sealed values of every epoch not in `alive`. A PostgreSQL store, which
+/// several servers may share, first compares `vault` (the key checks of this server's
+/// pseudonymisation vault) with what the others recorded, and refuses another vault.
 pub async fn open(
     location: &StoreLocation,
     db: &Path,
     territory: &Arc<Territory>,
     alive: &[u32],
+    vault: Vec<(u32, String)>,
     metrics: &Metrics,
 ) -> Result<Opened> {
     let t = Arc::clone(territory);
@@ -56,7 +59,7 @@ pub async fn open(
             .await?
             .with_context(|| format!("cannot open the store {}", db.display()))
         }
-        StoreLocation::Postgres(url) => open_postgres(url.as_deref(), t, alive).await,
+        StoreLocation::Postgres(url) => open_postgres(url.as_deref(), t, alive, vault).await,
     }
 }
 
@@ -74,11 +77,39 @@ pub fn database_url(url: Option<&str>) -> Result<String> {
 }
 
 #[cfg(feature = "postgres")]
-async fn open_postgres(url: Option<&str>, t: Arc<Territory>, alive: Vec<u32>) -> Result<Opened> {
+async fn open_postgres(
+    url: Option<&str>,
+    t: Arc<Territory>,
+    alive: Vec<u32>,
+    vault: Vec<(u32, String)>,
+) -> Result<Opened> {
+    use beffroi_store_pg::vault::VaultCheck;
     let url = database_url(url)?;
     let shown = redact_url(&url);
+    let (mut store, reader) = {
+        let shown = shown.clone();
+        tokio::task::spawn_blocking(move || beffroi_store_pg::open(&url, t))
+            .await?
+            .with_context(|| format!("cannot open the PostgreSQL store {shown}"))?
+    };
+    let (checked, mut store) = tokio::task::spawn_blocking(move || {
+        let checked = store.check_vault(&vault);
+        (checked, store)
+    })
+    .await?;
+    match checked.context("cannot compare the pseudonymisation vault with the store's")? {
+        VaultCheck::Agrees => {}
+        VaultCheck::Differs { epoch } => anyhow::bail!(
+            "this server's pseudonymisation vault is not the one the other servers of {shown} \
+             use (epoch {epoch} has another key): the same person would get other pseudonyms. \
+             Give every server the same vault ([privacy] keys_dir on shared storage, or a copy)"
+        ),
+        VaultCheck::Behind { recorded, current } => anyhow::bail!(
+            "this server's pseudonymisation vault stops at epoch {current} while another server \
+             of {shown} has epoch {recorded}: copy the vault again after a key rotation"
+        ),
+    }
     tokio::task::spawn_blocking(move || {
-        let (mut store, reader) = beffroi_store_pg::open(&url, t)?;
         let forgotten = store.forget_identities_except(&alive)?;
         let fence = store.fence();
         let take: TakeFence =
@@ -95,7 +126,12 @@ async fn open_postgres(url: Option<&str>, t: Arc<Territory>, alive: Vec<u32>) ->
 }
 
 #[cfg(not(feature = "postgres"))]
-async fn open_postgres(_: Option<&str>, _: Arc<Territory>, _: Vec<u32>) -> Result<Opened> {
+async fn open_postgres(
+    _: Option<&str>,
+    _: Arc<Territory>,
+    _: Vec<u32>,
+    _: Vec<(u32, String)>,
+) -> Result<Opened> {
     anyhow::bail!(
         "this binary was built without the `postgres` feature: [cluster] database needs it"
     )

@@ -167,8 +167,15 @@ async fn serve(
         .filter(|e| !e.key_present)
         .map(|e| e.epoch)
         .collect();
-    let (store, reader, forgotten, take_fence) =
-        crate::backend::open(&opts.store, &db, &territory, &alive, &metrics).await?;
+    let (store, reader, forgotten, take_fence) = crate::backend::open(
+        &opts.store,
+        &db,
+        &territory,
+        &alive,
+        pseudonymiser.key_checks(),
+        &metrics,
+    )
+    .await?;
     crate::audit_cmd::record_system(
         audit.as_ref(),
         "privacy.keys",

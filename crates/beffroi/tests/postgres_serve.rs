@@ -2,7 +2,8 @@
 //! observations go to the database, nothing to `beffroi.db`; after a `kill -9` and a
 //! restart the open incident is restored from PostgreSQL, and the same alarm again joins
 //! it rather than opening a second one. A legal hold set through the API lands in
-//! PostgreSQL, and `beffroi privacy keys destroy` finds it there.
+//! PostgreSQL, and `beffroi privacy keys destroy` finds it there. A second server given
+//! another pseudonymisation vault is refused by the same store.
 
 mod support;
 
@@ -128,6 +129,42 @@ fn serve_keeps_its_store_in_postgresql_across_a_kill() {
     assert!(!refused.status.success(), "destroyed under a hold");
     assert!(
         why.contains(&format!("incident {id}")) && why.contains("--despite-hold"),
+        "{why}"
+    );
+
+    // Another server on the same store with a vault of its own (its default one, beside
+    // its own data folder): refused before it writes, since the same person would get other
+    // pseudonyms there.
+    let other = tempfile::tempdir().expect("temp dir");
+    let config = std::fs::read_to_string(b.config_path()).expect("config");
+    let config: String = config
+        .lines()
+        .map(|l| {
+            if l.starts_with("data_dir = ") {
+                format!(
+                    "data_dir = {:?}",
+                    other.path().join("data").display().to_string()
+                )
+            } else if l.starts_with("listen = ") {
+                "listen = \"127.0.0.1:0\"".to_string()
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let other_config = other.path().join("beffroi.toml");
+    std::fs::write(&other_config, config).expect("write config");
+    let refused = Command::new(env!("CARGO_BIN_EXE_beffroi"))
+        .args(["serve", "--config"])
+        .arg(&other_config)
+        .env("BEFFROI_ADMIN_PASSWORD", support::http::ADMIN_PASSWORD)
+        .output()
+        .expect("run beffroi");
+    let why = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "started with another vault");
+    assert!(
+        why.contains("pseudonymisation vault is not the one") && why.contains("epoch 1"),
         "{why}"
     );
 }
