@@ -13,6 +13,10 @@
 //!   active cannot loop).
 //! - No known active node, or one that does not answer within [`CONNECT_TIMEOUT`] (a
 //!   takeover under way): `503 standby` with `Retry-After: 1`, as before relaying.
+//! - A relayed live stream that goes silent for [`STREAM_IDLE`] (three of the stream's
+//!   15-second keep-alives) is ended: an active node that vanished without closing its
+//!   connections (power, network) must not leave the console waiting on a dead stream; it
+//!   reconnects, and is answered by whichever node runs the engine then.
 //! - `/healthz` on a standby asks the active node's: `200 relaying` when it answers `200`,
 //!   so that a load balancer keeps a standby in rotation only while it reaches an engine.
 
@@ -41,6 +45,8 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
 /// The lease whose holder runs the engine.
 const ACTIVE: u32 = 0;
+/// Silence after which a relayed live stream is ended.
+pub const STREAM_IDLE: Duration = Duration::from_secs(45);
 
 pub struct Relay {
     node: String,
@@ -156,7 +162,17 @@ impl Relay {
             Ok(Ok(answer)) => {
                 let (mut parts, body) = answer.into_parts();
                 strip_hop_by_hop(&mut parts.headers);
-                Some(Response::from_parts(parts, Body::new(body)))
+                let streaming = parts
+                    .headers
+                    .get(header::CONTENT_TYPE)
+                    .and_then(|v| v.to_str().ok())
+                    .is_some_and(|v| v.starts_with("text/event-stream"));
+                let body = if streaming {
+                    ended_when_idle(Body::new(body), STREAM_IDLE)
+                } else {
+                    Body::new(body)
+                };
+                Some(Response::from_parts(parts, body))
             }
             Ok(Err(e)) => {
                 tracing::debug!(target, error = %e, "relay to the active node failed");
@@ -168,6 +184,36 @@ impl Relay {
             }
         }
     }
+}
+
+/// `body`, ended with an error when no data comes for `idle`.
+fn ended_when_idle(body: Body, idle: Duration) -> Body {
+    use futures::StreamExt as _;
+    let frames = http_body_util::BodyStream::new(body);
+    let data = futures::stream::unfold(Some(frames), move |frames| async move {
+        let mut frames = frames?;
+        loop {
+            match tokio::time::timeout(idle, frames.next()).await {
+                Ok(Some(Ok(frame))) => {
+                    if let Ok(data) = frame.into_data() {
+                        return Some((Ok(data), Some(frames)));
+                    }
+                }
+                Ok(Some(Err(e))) => return Some((Err(std::io::Error::other(e)), None)),
+                Ok(None) => return None,
+                Err(_) => {
+                    return Some((
+                        Err(std::io::Error::new(
+                            std::io::ErrorKind::TimedOut,
+                            "the relayed stream went silent",
+                        )),
+                        None,
+                    ));
+                }
+            }
+        }
+    });
+    Body::from_stream(data)
 }
 
 /// The address the lease's holder advertises, unless it is `node` itself, advertises
@@ -243,6 +289,39 @@ mod tests {
         assert_eq!(target_of(&holders("n1", ""), "n2", None), None);
         assert_eq!(target_of(&holders("n1", "host:0"), "n2", None), None);
         assert_eq!(target_of(&Holders::new(), "n2", None), None);
+    }
+
+    /// A relayed stream passes its data on, and ends once nothing has come for the idle
+    /// time; a stream that keeps talking is not cut (the clock is Tokio's, paused).
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_relayed_stream_is_ended() {
+        use futures::StreamExt as _;
+        use http_body_util::BodyExt as _;
+        let idle = Duration::from_secs(45);
+        // One event every 15 s, three times, then silence.
+        let talking = futures::stream::iter(0..3)
+            .then(|i| async move {
+                tokio::time::sleep(Duration::from_secs(15)).await;
+                Ok::<_, std::io::Error>(bytes::Bytes::from(format!("data: {i}\n\n")))
+            })
+            .chain(futures::stream::pending());
+        let started = tokio::time::Instant::now();
+        let mut body = ended_when_idle(Body::from_stream(talking), idle);
+        let mut got = String::new();
+        let ended = loop {
+            match body.frame().await {
+                Some(Ok(frame)) => {
+                    if let Ok(d) = frame.into_data() {
+                        got.push_str(&String::from_utf8_lossy(&d));
+                    }
+                }
+                Some(Err(e)) => break e.to_string(),
+                None => panic!("the stream ended without an error"),
+            }
+        };
+        assert_eq!(got, "data: 0\n\ndata: 1\n\ndata: 2\n\n");
+        assert!(ended.contains("silent"), "{ended}");
+        assert_eq!(started.elapsed(), Duration::from_secs(45 + 45));
     }
 
     #[test]
