@@ -26,6 +26,9 @@ pub enum ErrorCode {
     Overloaded,
     /// 503: the store failed; nothing was acknowledged.
     StoreUnavailable,
+    /// 503: this node of a cluster is on standby and reaches no node running the engine (a
+    /// takeover under way); retry in a moment.
+    Standby,
     /// 404: no unit with this id in the deployment, or one out of the caller's scope.
     UnitNotFound,
     /// 409: the unit is off duty and cannot be assigned.
@@ -96,7 +99,7 @@ impl ErrorCode {
     /// Every code, in declaration order: the console translates each (`error.code.<code>`
     /// in `web/src/i18n.js`, checked by `tests/error_codes_translated.rs`). A new code goes
     /// here too.
-    pub const ALL: [ErrorCode; 39] = [
+    pub const ALL: [ErrorCode; 40] = [
         ErrorCode::Unauthorized,
         ErrorCode::InvalidCredentials,
         ErrorCode::InvalidRequest,
@@ -106,6 +109,7 @@ impl ErrorCode {
         ErrorCode::ObservationsRejected,
         ErrorCode::Overloaded,
         ErrorCode::StoreUnavailable,
+        ErrorCode::Standby,
         ErrorCode::UnitNotFound,
         ErrorCode::UnitOffDuty,
         ErrorCode::CrisisNotFound,
@@ -146,7 +150,9 @@ impl ErrorCode {
             ErrorCode::InvalidTransition => StatusCode::CONFLICT,
             ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::ObservationsRejected => StatusCode::UNPROCESSABLE_ENTITY,
-            ErrorCode::Overloaded | ErrorCode::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::Overloaded | ErrorCode::StoreUnavailable | ErrorCode::Standby => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ErrorCode::UnitNotFound | ErrorCode::CrisisNotFound => StatusCode::NOT_FOUND,
             ErrorCode::UnitOffDuty | ErrorCode::CrisisClosed => StatusCode::CONFLICT,
             ErrorCode::EventNotFound | ErrorCode::NoHold => StatusCode::NOT_FOUND,
@@ -182,6 +188,7 @@ impl ErrorCode {
             ErrorCode::ObservationsRejected => "observations_rejected",
             ErrorCode::Overloaded => "overloaded",
             ErrorCode::StoreUnavailable => "store_unavailable",
+            ErrorCode::Standby => "standby",
             ErrorCode::UnitNotFound => "unit_not_found",
             ErrorCode::UnitOffDuty => "unit_off_duty",
             ErrorCode::CrisisNotFound => "crisis_not_found",

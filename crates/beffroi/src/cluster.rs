@@ -781,22 +781,17 @@ impl Collector for ClusterCollector {
     }
 }
 
-/// What a standby answers to everything: `503 standby` (a load balancer sends the console
-/// and HTTP ingest to the ready node).
+/// What a standby answers when it cannot relay (no node running the engine is known or
+/// reachable): `503` with the public code `standby` the console translates, and
+/// `Retry-After: 1`.
 pub fn standby_answer(node: &str) -> axum::response::Response {
-    use axum::http::StatusCode;
     use axum::response::IntoResponse;
-    (
-        StatusCode::SERVICE_UNAVAILABLE,
-        [("retry-after", "1")],
-        axum::Json(serde_json::json!({
-            "error": {
-                "code": "standby",
-                "message": format!("node `{node}` is on standby: another node of the cluster runs the engine"),
-            }
-        })),
+    beffroi_api::error::ApiError::new(
+        beffroi_api::error::ErrorCode::Standby,
+        format!("node `{node}` is on standby and reaches no node running the engine"),
     )
-        .into_response()
+    .retry_after(1)
+    .into_response()
 }
 
 /// How long since `start`, in whole milliseconds.
