@@ -2,9 +2,11 @@
 //! node changes an entry, followed by all of them (the console's sessions).
 //!
 //! - [`ensure_bucket`]: the bucket, created idempotently, entries expiring after `max_age`.
-//! - [`SharedWriter`]: puts and deletes queued on a bounded channel and written by one task;
-//!   when the queue is full the change is dropped and counted (a caller never waits on
-//!   NATS), and a write that fails is counted too.
+//! - [`SharedWriter`]: puts and deletes queued on a bounded channel and written by one task,
+//!   in order. A write that fails (the bucket electing a leader after a server was lost) is
+//!   tried again with a growing pause, for up to [`GIVE_UP_AFTER`]. A logout lost there
+//!   would leave the session valid on the other nodes. When the queue is full the change
+//!   is dropped and counted: a caller never waits on NATS.
 //! - [`follow`]: every entry's current value, then every change, handed to a callback; the
 //!   watch is opened again after an error (the server it used was lost), which delivers the
 //!   current values again — the callback must be idempotent.
@@ -26,6 +28,10 @@ use crate::subject::encode_token;
 pub const QUEUE: usize = 1024;
 /// Pause before a lost watch is opened again.
 const REWATCH_PAUSE: Duration = Duration::from_millis(500);
+/// How long one change is tried before it is given up (and counted as dropped).
+pub const GIVE_UP_AFTER: Duration = Duration::from_secs(60);
+/// One attempt's limit.
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Creates (idempotently) the bucket `beffroi_<territory>_<name>`.
 pub async fn ensure_bucket(
@@ -53,9 +59,10 @@ pub async fn ensure_bucket(
 pub struct SharedStats {
     /// Changes written.
     pub written: AtomicU64,
-    /// Changes dropped because the queue was full.
+    /// Changes dropped: the queue was full, or NATS did not take them for
+    /// [`GIVE_UP_AFTER`].
     pub dropped: AtomicU64,
-    /// Writes NATS refused or did not answer.
+    /// Attempts NATS refused or did not answer (tried again).
     pub failed: AtomicU64,
     /// Changes received from the table (this node's own included).
     pub received: AtomicU64,
@@ -80,21 +87,43 @@ impl SharedWriter {
                     change = rx.recv() => change,
                 };
                 let Some((key, value)) = change else { return };
-                let done = match value {
-                    Some(v) => store
-                        .put(&key, v)
+                let started = tokio::time::Instant::now();
+                let mut pause = Duration::from_millis(100);
+                loop {
+                    let attempt = async {
+                        match value.clone() {
+                            Some(v) => store
+                                .put(&key, v)
+                                .await
+                                .map(drop)
+                                .map_err(|e| e.to_string()),
+                            None => store.delete(&key).await.map_err(|e| e.to_string()),
+                        }
+                    };
+                    let done = tokio::time::timeout(ATTEMPT_TIMEOUT, attempt)
                         .await
-                        .map(drop)
-                        .map_err(|e| e.to_string()),
-                    None => store.delete(&key).await.map_err(|e| e.to_string()),
-                };
-                match done {
-                    Ok(()) => task_stats.written.fetch_add(1, Ordering::Relaxed),
-                    Err(e) => {
-                        tracing::debug!(key, error = %e, "shared entry not written");
-                        task_stats.failed.fetch_add(1, Ordering::Relaxed)
+                        .unwrap_or_else(|_| Err("no answer".into()));
+                    match done {
+                        Ok(()) => {
+                            task_stats.written.fetch_add(1, Ordering::Relaxed);
+                            break;
+                        }
+                        Err(e) => {
+                            task_stats.failed.fetch_add(1, Ordering::Relaxed);
+                            if started.elapsed() >= GIVE_UP_AFTER {
+                                tracing::warn!(key, error = %e, "shared entry given up");
+                                task_stats.dropped.fetch_add(1, Ordering::Relaxed);
+                                break;
+                            }
+                            tracing::debug!(key, error = %e, "shared entry not written yet");
+                        }
                     }
-                };
+                    tokio::select! {
+                        () = stop.cancelled() => return,
+                        () = tokio::time::sleep(pause) => {}
+                    }
+                    pause = (pause * 2).min(Duration::from_secs(2));
+                }
             }
         });
         SharedWriter { tx, stats }

@@ -685,12 +685,12 @@ impl Collector for ClusterCollector {
             ),
             (
                 "cluster_sessions_dropped",
-                "Session changes dropped because the queue to the shared table was full",
+                "Session changes dropped: the queue to the shared table was full, or it did not take them for 60 s",
                 sessions.dropped.load(Ordering::Relaxed),
             ),
             (
                 "cluster_sessions_write_failures",
-                "Session changes the shared table did not take",
+                "Attempts to write a session change the shared table did not take (tried again)",
                 sessions.failed.load(Ordering::Relaxed),
             ),
             (
