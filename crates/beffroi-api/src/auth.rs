@@ -181,6 +181,18 @@ struct Session {
     shared: Timestamp,
 }
 
+impl Session {
+    /// What the other nodes of a cluster are told of it.
+    fn record(&self) -> SharedSession {
+        SharedSession {
+            user: self.principal.name.clone(),
+            csrf: self.csrf.clone(),
+            created_ms: self.created.millis(),
+            last_ms: self.last.millis(),
+        }
+    }
+}
+
 /// A session as the other nodes of a cluster hold it: keyed by the digest of its id (never
 /// the id), naming its account rather than carrying its grants (each node rebuilds them
 /// from its own accounts, so a session outlives no account).
@@ -543,27 +555,20 @@ impl Auth {
         let csrf = random_b64(32);
         let principal = principal_of(account);
         let digest = token_digest(&session);
+        let entry = Session {
+            principal: Arc::clone(&principal),
+            csrf: csrf.clone(),
+            created: now,
+            last: now,
+            shared: now,
+        };
+        let record = self.share.get().map(|share| (share, entry.record()));
         {
             let mut s = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
             s.retain(|_, v| self.alive(v, now));
-            s.insert(
-                digest,
-                Session {
-                    principal: Arc::clone(&principal),
-                    csrf: csrf.clone(),
-                    created: now,
-                    last: now,
-                    shared: now,
-                },
-            );
+            s.insert(digest, entry);
         }
-        if let Some(share) = self.share.get() {
-            let record = SharedSession {
-                user: account.name.clone(),
-                csrf: csrf.clone(),
-                created_ms: now.millis(),
-                last_ms: now.millis(),
-            };
+        if let Some((share, record)) = record {
             share.changed(&hex_of(&digest), Some(&record));
         }
         LoginOk {
@@ -632,19 +637,18 @@ impl Auth {
     pub fn authenticate(&self, cred: Credential<'_>) -> Option<Authenticated> {
         let now = self.clock.now();
         let (id, cookie) = match cred {
-            Credential::Bearer(t) => {
-                if let Some(p) = self.tokens.get(&token_digest(t)) {
-                    return Some(Authenticated {
-                        principal: Arc::clone(p),
-                        csrf: None,
-                        session: None,
-                    });
-                }
-                (t, false)
-            }
+            Credential::Bearer(t) => (t, false),
             Credential::Cookie(c) => (c, true),
         };
+        // API tokens and sessions are both kept by digest: one hash for either lookup.
         let digest = token_digest(id);
+        if !cookie && let Some(p) = self.tokens.get(&digest) {
+            return Some(Authenticated {
+                principal: Arc::clone(p),
+                csrf: None,
+                session: None,
+            });
+        }
         let mut s = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
         let alive = s.get(&digest).map(|v| self.alive(v, now))?;
         if !alive {
@@ -658,15 +662,7 @@ impl Auth {
         let share = match self.share.get() {
             Some(share) if now.since(v.shared).millis() >= self.policy.idle.millis() / 4 => {
                 v.shared = now;
-                Some((
-                    Arc::clone(share),
-                    SharedSession {
-                        user: v.principal.name.clone(),
-                        csrf: v.csrf.clone(),
-                        created_ms: v.created.millis(),
-                        last_ms: now.millis(),
-                    },
-                ))
+                Some((Arc::clone(share), v.record()))
             }
             _ => None,
         };

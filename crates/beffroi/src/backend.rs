@@ -86,43 +86,35 @@ async fn open_postgres(
     use beffroi_store_pg::vault::VaultCheck;
     let url = database_url(url)?;
     let shown = redact_url(&url);
-    let (mut store, reader) = {
-        let shown = shown.clone();
-        tokio::task::spawn_blocking(move || beffroi_store_pg::open(&url, t))
-            .await?
-            .with_context(|| format!("cannot open the PostgreSQL store {shown}"))?
-    };
-    let (checked, mut store) = tokio::task::spawn_blocking(move || {
-        let checked = store.check_vault(&vault);
-        (checked, store)
+    // One trip to the blocking pool: open, compare the vault, and only when it agrees
+    // forget the identities of destroyed epochs.
+    let opened = tokio::task::spawn_blocking(move || {
+        let (mut store, reader) = beffroi_store_pg::open(&url, t)?;
+        let checked = store.check_vault(&vault)?;
+        if checked != VaultCheck::Agrees {
+            return Ok(Err(checked));
+        }
+        let forgotten = store.forget_identities_except(&alive)?;
+        Ok::<_, beffroi_engine::StoreError>(Ok((store, reader, forgotten)))
     })
-    .await?;
-    match checked.context("cannot compare the pseudonymisation vault with the store's")? {
-        VaultCheck::Agrees => {}
-        VaultCheck::Differs { epoch } => anyhow::bail!(
+    .await?
+    .with_context(|| format!("cannot open the PostgreSQL store {shown}"))?;
+    let (store, reader, forgotten) = match opened {
+        Ok(opened) => opened,
+        Err(VaultCheck::Differs { epoch }) => anyhow::bail!(
             "this server's pseudonymisation vault is not the one the other servers of {shown} \
              use (epoch {epoch} has another key): the same person would get other pseudonyms. \
              Give every server the same vault ([privacy] keys_dir on shared storage, or a copy)"
         ),
-        VaultCheck::Behind { recorded, current } => anyhow::bail!(
+        Err(VaultCheck::Behind { recorded, current }) => anyhow::bail!(
             "this server's pseudonymisation vault stops at epoch {current} while another server \
              of {shown} has epoch {recorded}: copy the vault again after a key rotation"
         ),
-    }
-    tokio::task::spawn_blocking(move || {
-        let forgotten = store.forget_identities_except(&alive)?;
-        let fence = store.fence();
-        let take: TakeFence =
-            Box::new(move || fence.take().context("cannot take the store's fence"));
-        Ok::<Opened, beffroi_engine::StoreError>((
-            Box::new(store),
-            Arc::new(reader),
-            forgotten,
-            Some(take),
-        ))
-    })
-    .await?
-    .with_context(|| format!("cannot open the PostgreSQL store {shown}"))
+        Err(VaultCheck::Agrees) => unreachable!("an agreeing vault opens the store"),
+    };
+    let fence = store.fence();
+    let take: TakeFence = Box::new(move || fence.take().context("cannot take the store's fence"));
+    Ok((Box::new(store), Arc::new(reader), forgotten, Some(take)))
 }
 
 #[cfg(not(feature = "postgres"))]

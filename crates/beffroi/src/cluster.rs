@@ -173,8 +173,7 @@ impl Node {
         })
     }
 
-    /// The address the node holding the lease advertises, unless it is this node's own or
-    /// it advertises none.
+    /// Who holds the lease and what it advertises, as the last lease round read them.
     pub fn holders(&self) -> watch::Receiver<lease_kv::Holders> {
         self.holders.clone()
     }
@@ -338,7 +337,7 @@ fn peer_ips(members: &std::collections::BTreeMap<String, bytes::Bytes>) -> Vec<s
     let mut ips: Vec<std::net::IpAddr> = members
         .values()
         .filter_map(|v| std::str::from_utf8(v).ok())
-        .filter_map(|v| v.trim().rsplit_once(':'))
+        .filter_map(crate::config::host_port)
         .filter_map(|(host, _)| {
             host.trim_start_matches('[')
                 .trim_end_matches(']')

@@ -78,6 +78,15 @@ pub struct NatsSettings {
     pub advertise: Option<String>,
 }
 
+/// `host:port` as a node advertises its address (`[cluster] advertise`: a host name, an
+/// IPv4 address or a bracketed IPv6 one, and a port above 0), split; `None` otherwise.
+pub fn host_port(s: &str) -> Option<(&str, u16)> {
+    let (host, port) = s.trim().rsplit_once(':')?;
+    let port = port.parse::<u16>().ok().filter(|p| *p > 0)?;
+    let plain = !host.is_empty() && !host.contains('/') && !host.contains(char::is_whitespace);
+    plain.then_some((host, port))
+}
+
 /// The partitions of the ingest log when `[cluster] partitions` is not set.
 pub const DEFAULT_PARTITIONS: u32 = 16;
 /// The active node's lease when `[cluster] lease_ttl` is not set.
@@ -700,13 +709,7 @@ fn nats_settings(src: &SourceFile, c: &RawCluster) -> Result<Option<NatsSettings
     let advertise = match c.advertise.as_deref().map(str::trim) {
         None => None,
         Some(a) => {
-            let well_formed = a.rsplit_once(':').is_some_and(|(host, port)| {
-                !host.is_empty()
-                    && !host.contains('/')
-                    && !host.contains(char::is_whitespace)
-                    && port.parse::<u16>().is_ok_and(|p| p > 0)
-            });
-            if !well_formed {
+            if host_port(a).is_none() {
                 return Err(err(
                     "cluster.advertise",
                     "host:port at which the other nodes reach this one (10.0.0.11:8080)",

@@ -224,9 +224,7 @@ fn target_of(holders: &Holders, node: &str, own: Option<&str>) -> Option<String>
         return None;
     }
     let addr = std::str::from_utf8(&holder.advertised).ok()?.trim();
-    let usable = addr
-        .rsplit_once(':')
-        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0));
+    let usable = crate::config::host_port(addr).is_some();
     (usable && Some(addr) != own).then(|| addr.to_string())
 }
 
