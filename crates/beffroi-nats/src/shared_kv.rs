@@ -73,6 +73,10 @@ pub struct SharedStats {
 pub struct SharedWriter {
     tx: mpsc::Sender<(String, Option<Bytes>)>,
     stats: Arc<SharedStats>,
+    /// Changes queued so far, and changes settled (written or given up): what
+    /// [`SharedWriter::flush`] waits on.
+    queued: Arc<AtomicU64>,
+    settled: tokio::sync::watch::Sender<u64>,
 }
 
 impl SharedWriter {
@@ -80,6 +84,8 @@ impl SharedWriter {
     pub fn spawn(store: kv::Store, stats: Arc<SharedStats>, stop: CancellationToken) -> Self {
         let (tx, mut rx) = mpsc::channel::<(String, Option<Bytes>)>(QUEUE);
         let task_stats = Arc::clone(&stats);
+        let settled = tokio::sync::watch::Sender::new(0u64);
+        let task_settled = settled.clone();
         tokio::spawn(async move {
             loop {
                 let change = tokio::select! {
@@ -106,6 +112,7 @@ impl SharedWriter {
                     match done {
                         Ok(()) => {
                             task_stats.written.fetch_add(1, Ordering::Relaxed);
+                            task_settled.send_modify(|n| *n += 1);
                             break;
                         }
                         Err(e) => {
@@ -113,6 +120,7 @@ impl SharedWriter {
                             if started.elapsed() >= GIVE_UP_AFTER {
                                 tracing::warn!(key, error = %e, "shared entry given up");
                                 task_stats.dropped.fetch_add(1, Ordering::Relaxed);
+                                task_settled.send_modify(|n| *n += 1);
                                 break;
                             }
                             tracing::debug!(key, error = %e, "shared entry not written yet");
@@ -126,7 +134,24 @@ impl SharedWriter {
                 }
             }
         });
-        SharedWriter { tx, stats }
+        SharedWriter {
+            tx,
+            stats,
+            queued: Arc::default(),
+            settled,
+        }
+    }
+
+    /// Waits until every change queued before the call is written or given up, for at most
+    /// `within`; whether it was. What a node stopping on purpose does before it hands over,
+    /// so that its last logout is not lost with it.
+    pub async fn flush(&self, within: Duration) -> bool {
+        let target = self.queued.load(Ordering::Acquire);
+        let mut settled = self.settled.subscribe();
+        matches!(
+            tokio::time::timeout(within, settled.wait_for(|n| *n >= target)).await,
+            Ok(Ok(_))
+        )
     }
 
     /// Queues `key` to be set to `value` (`None`: deleted); dropped and counted when the
@@ -134,6 +159,8 @@ impl SharedWriter {
     pub fn change(&self, key: &str, value: Option<Bytes>) {
         if self.tx.try_send((key.to_string(), value)).is_err() {
             self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.queued.fetch_add(1, Ordering::AcqRel);
         }
     }
 }

@@ -80,6 +80,11 @@ async fn what_one_node_writes_every_node_follows_including_a_late_one() {
     .await;
     writer.change("k1", None);
     writer.change("k2", Some(Bytes::from_static(b"two again")));
+    assert!(
+        writer.flush(Duration::from_secs(20)).await,
+        "flushed: both changes written"
+    );
+    assert_eq!(stats.written.load(Ordering::Relaxed), 4);
     wait_for("the delete and the update", || {
         let t = seen_by_b.lock().expect("table");
         !t.contains_key("k1") && t.get("k2").map(Vec::as_slice) == Some(&b"two again"[..])

@@ -83,6 +83,8 @@ pub struct Node {
     members: watch::Receiver<std::collections::BTreeMap<String, bytes::Bytes>>,
     /// Ends the node's background tasks (the shared sessions).
     tasks: CancellationToken,
+    /// Writes this node's session changes to the cluster's table.
+    sessions: std::sync::OnceLock<beffroi_nats::shared_kv::SharedWriter>,
     pub stats: Arc<ClusterStats>,
 }
 
@@ -169,6 +171,7 @@ impl Node {
             holders,
             members,
             tasks: CancellationToken::new(),
+            sessions: std::sync::OnceLock::new(),
             stats,
         })
     }
@@ -221,6 +224,7 @@ impl Node {
         let stats = Arc::clone(&self.stats.sessions);
         let writer =
             shared_kv::SharedWriter::spawn(bucket.clone(), Arc::clone(&stats), self.tasks.clone());
+        let _ = self.sessions.set(writer.clone());
         auth.share_sessions(Arc::new(SharedSessions(writer)));
         tokio::spawn(shared_kv::follow(
             bucket,
@@ -318,6 +322,13 @@ impl Node {
     /// Leaves the cluster on purpose, once the engine has drained: releases the lease so
     /// that a standby takes over at its next round instead of after the lease's ttl.
     pub async fn leave(mut self) {
+        // The sessions first: a logout made just before the stop reaches the node that
+        // takes over before it does.
+        if let Some(w) = self.sessions.get()
+            && !w.flush(std::time::Duration::from_secs(5)).await
+        {
+            tracing::warn!("session changes not all shared before leaving");
+        }
         self.leave.cancel();
         if let Some(m) = self.manager.take() {
             let _ = m.await;
