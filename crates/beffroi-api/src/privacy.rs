@@ -139,7 +139,8 @@ pub async fn notices(State(s): State<AppState>) -> Result<Json<Vec<NoticeRefDto>
 pub struct AccessLogParams {
     /// Only entries at or after this time (RFC 3339).
     since: Option<String>,
-    /// Only entries before this seq (the next page: `next_before` of the previous answer).
+    /// Only entries listed after this cursor (the next page: `next_before` of the previous
+    /// answer).
     before: Option<u64>,
     /// At most this many entries (1–1000, default 100).
     limit: Option<usize>,
@@ -149,6 +150,10 @@ pub struct AccessLogParams {
 pub struct AccessLogEntryDto {
     /// Position in the audit chain (`beffroi audit show`).
     pub seq: u64,
+    /// In a cluster, the node whose audit chain holds the entry (each node signs its own;
+    /// `beffroi audit verify --database` checks them all); absent on a single node.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
     pub at: String,
     /// Who: a user, `token:NAME`, `system`.
     pub actor: String,
@@ -165,7 +170,9 @@ pub struct AccessLogEntryDto {
 pub struct AccessLogDto {
     /// Newest first.
     pub entries: Vec<AccessLogEntryDto>,
-    /// Pass as `before` for the next (older) page; `null` when this page is the last.
+    /// Pass as `before` for the next (older) page; `null` when this page is the last. A
+    /// cursor, not a seq: in a cluster it follows the order in which the cluster's log
+    /// received the entries of every node.
     pub next_before: Option<u64>,
 }
 
@@ -207,7 +214,7 @@ pub async fn access_log(
     let q = AuditQuery {
         action_prefixes: ACCESS_LOG_PREFIXES.iter().map(|p| p.to_string()).collect(),
         since_ms,
-        before_seq: p.before,
+        before: p.before,
         // One more tells whether an older page exists.
         limit: limit + 1,
     };
@@ -232,7 +239,7 @@ pub async fn access_log(
     });
     Ok(Json(AccessLogDto {
         next_before: if more {
-            entries.last().map(|e| e.seq)
+            entries.last().map(|e| e.cursor)
         } else {
             None
         },
@@ -240,6 +247,7 @@ pub async fn access_log(
             .into_iter()
             .map(|e| AccessLogEntryDto {
                 seq: e.seq,
+                node: e.node,
                 at: Timestamp(e.record.at_ms).to_string(),
                 actor: e.record.actor.to_string(),
                 detail: serde_json::from_str(&e.record.detail)

@@ -116,6 +116,8 @@ impl beffroi_core::AuditReader for Recorder {
             .rev()
             .map(|(i, record)| beffroi_core::AuditEntry {
                 seq: i as u64 + 1,
+                node: None,
+                cursor: i as u64 + 1,
                 record,
             })
             .filter(|e| {
@@ -125,7 +127,7 @@ impl beffroi_core::AuditReader for Recorder {
                         .any(|p| e.record.action.starts_with(p.as_str()))
             })
             .filter(|e| q.since_ms.is_none_or(|s| e.record.at_ms >= s))
-            .filter(|e| q.before_seq.is_none_or(|b| e.seq < b))
+            .filter(|e| q.before.is_none_or(|b| e.cursor < b))
             .take(q.limit)
             .collect())
     }

@@ -23,13 +23,20 @@
 //!   checks the log against its anchor and against checkpoints exported off the host.
 //!   `beffroi audit verify` prints its report.
 //!
+//! - [`mirror`] copies the log elsewhere as it is written; [`pg`] (feature `postgres`) is
+//!   that elsewhere for a cluster: every node's log in the shared database, read back as
+//!   one access log and verified chain by chain (ADR 0045).
+//!
 //! **Architecture invariant:** the chain and the verification ([`chain`]) are pure; the
 //! only I/O is in [`store`] (SQLite), [`key`] (the key files), [`anchor`] (the anchor
-//! file) and the writer thread.
+//! file), [`pg`] (PostgreSQL), the writer thread and the mirror thread.
 
 pub mod anchor;
 pub mod chain;
 pub mod key;
+pub mod mirror;
+#[cfg(feature = "postgres")]
+pub mod pg;
 pub mod store;
 
 use std::path::{Path, PathBuf};
@@ -378,6 +385,8 @@ pub struct AuditLog {
     metrics: AuditMetrics,
     public_key: VerifyingKey,
     path: PathBuf,
+    log_id: String,
+    commits: Arc<mirror::CommitSignal>,
 }
 
 impl AuditLog {
@@ -445,7 +454,9 @@ impl AuditLog {
             metrics: metrics.clone(),
             log_id: log_id.id.clone(),
             anchor_file: cfg.anchor_file.clone(),
+            commits: Arc::default(),
         };
+        let commits = Arc::clone(&writer.commits);
         let reason = continuity
             .new_log_reason
             .unwrap_or_else(|| "a log made before anchors: anchored from here on".into());
@@ -500,6 +511,8 @@ impl AuditLog {
             metrics,
             public_key,
             path: cfg.path,
+            log_id: log_id.id,
+            commits,
         })
     }
 
@@ -513,6 +526,16 @@ impl AuditLog {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The log's identity (16 random bytes, hex), as its file and its anchor hold it.
+    pub fn log_id(&self) -> &str {
+        &self.log_id
+    }
+
+    /// Bumped after every transaction of the writer: a [`mirror::Mirror`] waits on it.
+    pub fn commits(&self) -> Arc<mirror::CommitSignal> {
+        Arc::clone(&self.commits)
     }
 
     fn sender(&self) -> Option<SyncSender<Msg>> {
@@ -625,6 +648,8 @@ pub fn read_entries(path: &Path, q: &AuditQuery) -> Result<Vec<AuditEntry>, Audi
         .into_iter()
         .map(|e| AuditEntry {
             seq: u64::try_from(e.seq).unwrap_or(0),
+            node: None,
+            cursor: u64::try_from(e.seq).unwrap_or(0),
             record: AuditRecord {
                 at_ms: e.at_ms,
                 // Read back through the recogniser: what the file holds is not trusted.
@@ -656,6 +681,7 @@ struct Writer {
     metrics: AuditMetrics,
     log_id: String,
     anchor_file: Option<PathBuf>,
+    commits: Arc<mirror::CommitSignal>,
 }
 
 impl Writer {
@@ -682,6 +708,7 @@ impl Writer {
                 Err(RecvTimeoutError::Timeout) => {
                     // A failure is logged by checkpoint_if_due; the next wake-up retries.
                     let _ = self.checkpoint_if_due(false);
+                    self.commits.bump();
                     continue;
                 }
                 Err(RecvTimeoutError::Disconnected) => {
@@ -721,6 +748,7 @@ impl Writer {
                 }
                 let _ = reply.send(outcome.map_err(|e| e.to_string()));
             }
+            self.commits.bump();
         }
     }
 
@@ -988,6 +1016,8 @@ mod tests {
             metrics: AuditMetrics::default(),
             public_key: SigningKey::from_bytes(&[1; 32]).verifying_key(),
             path: PathBuf::from("audit.sqlite"),
+            log_id: "0".repeat(32),
+            commits: Arc::default(),
         };
         (log, rx)
     }

@@ -384,7 +384,7 @@ pub fn query(
         args.push(since.into());
         sql.push_str(&format!(" AND at_ms >= ?{}", args.len()));
     }
-    if let Some(before) = q.before_seq {
+    if let Some(before) = q.before {
         args.push(i64::try_from(before).unwrap_or(i64::MAX).into());
         sql.push_str(&format!(" AND seq < ?{}", args.len()));
     }

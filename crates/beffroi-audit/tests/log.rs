@@ -190,7 +190,7 @@ fn reads_back_by_action_prefix_newest_first() {
             "access.privacy.".into(),
         ],
         since_ms,
-        before_seq,
+        before: before_seq,
         limit,
     };
     let got: Vec<String> = log
@@ -338,7 +338,7 @@ fn a_missing_log_is_refused_unless_a_reason_is_given_and_recorded() {
         &beffroi_core::audit::AuditQuery {
             action_prefixes: vec!["audit.".into()],
             since_ms: None,
-            before_seq: None,
+            before: None,
             limit: 10,
         },
     )
@@ -408,7 +408,7 @@ fn a_log_made_before_anchors_is_anchored_and_says_so() {
         &beffroi_core::audit::AuditQuery {
             action_prefixes: vec![],
             since_ms: None,
-            before_seq: None,
+            before: None,
             limit: 1,
         },
     )

@@ -57,6 +57,12 @@ pub trait AuditSink: Send + Sync {
 pub struct AuditEntry {
     /// Its position in the chain (1, 2, …), as `beffroi audit show` prints it.
     pub seq: u64,
+    /// The node whose chain holds it, when the log read is a cluster's (each node signs a
+    /// chain of its own); `None` for a single node's log.
+    pub node: Option<String>,
+    /// Its place in the listing, for [`AuditQuery::before`]: the seq in a single node's log,
+    /// the order of arrival in a cluster's.
+    pub cursor: u64,
     pub record: AuditRecord,
 }
 
@@ -68,8 +74,9 @@ pub struct AuditQuery {
     pub action_prefixes: Vec<String>,
     /// Only entries at or after this wall-clock time (ms).
     pub since_ms: Option<i64>,
-    /// Only entries before this seq (the next page of a newest-first listing).
-    pub before_seq: Option<u64>,
+    /// Only entries listed after this cursor ([`AuditEntry::cursor`] of the last entry of
+    /// the previous page of a newest-first listing).
+    pub before: Option<u64>,
     pub limit: usize,
 }
 

@@ -100,6 +100,14 @@ pub struct VerifyArgs {
     /// Accepted for older scripts: failing on unsigned entries is now the default.
     #[arg(long, hide = true)]
     strict: bool,
+    /// A cluster's audit trail: check every node's log as the PostgreSQL database at this
+    /// URL holds it (the copies the nodes make, `[cluster] database`), instead of a file.
+    #[arg(long, conflicts_with_all = ["config", "data", "checkpoints", "anchor"])]
+    database: Option<String>,
+    /// With --database: trust the public keys the nodes recorded in the database (whoever
+    /// can rewrite the entries can replace them too); pin copies with --public-key instead.
+    #[arg(long, requires = "database")]
+    trust_recorded_keys: bool,
 }
 
 #[derive(Args)]
@@ -257,6 +265,9 @@ fn export(args: &ExportArgs) -> Result<()> {
 }
 
 fn verify(args: &VerifyArgs) -> Result<ExitCode> {
+    if let Some(url) = &args.database {
+        return verify_cluster(args, url);
+    }
     let Located {
         cfg,
         data_dir,
@@ -372,6 +383,89 @@ fn verify(args: &VerifyArgs) -> Result<ExitCode> {
         eprintln!("warning: {w}");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `verify --database`: every node's log in the cluster's database, each against the
+/// pinned keys (or the keys the nodes recorded, when trusted).
+#[cfg(feature = "postgres")]
+fn verify_cluster(args: &VerifyArgs, url: &str) -> Result<ExitCode> {
+    let pinned = args
+        .public_keys
+        .iter()
+        .map(|p| beffroi_audit::key::read_public(p))
+        .collect::<Result<Vec<_>, _>>()?;
+    if pinned.is_empty() && !args.trust_recorded_keys {
+        return Err(anyhow!(
+            "no pinned public key: pass --public-key FILE for each node (a copy of its audit-signing.pub kept apart), or --trust-recorded-keys to trust the keys the nodes recorded in the database"
+        ));
+    }
+    if !pinned.is_empty() && args.trust_recorded_keys {
+        eprintln!("note: trusting the keys recorded in the database besides the pinned ones");
+    }
+    let mut client = beffroi_audit::pg::connect(url, "beffroi-audit-verify")?;
+    let logs = beffroi_audit::pg::logs(&mut client)?;
+    if logs.is_empty() {
+        eprintln!(
+            "audit trail in {}: FAILED — it holds no log",
+            redact_url(url)
+        );
+        return Ok(ExitCode::FAILURE);
+    }
+    let mut failed = false;
+    for log in &logs {
+        let mut keys = pinned.clone();
+        if args.trust_recorded_keys {
+            keys.extend(log.recorded_keys.iter().copied());
+        }
+        let report = beffroi_audit::pg::verify_log(&mut client, &log.log_id, &keys)?;
+        let name = format!("audit log {} of node {}", log.log_id, log.node);
+        if let Some(first) = report.first_problem() {
+            eprintln!("{name}: FAILED — {first}");
+            for p in report.problems.iter().skip(1).take(MAX_LISTED) {
+                eprintln!("  {p}");
+            }
+            failed = true;
+        } else if report.last_signed_seq.is_none() {
+            eprintln!(
+                "{name}: FAILED — no signed checkpoint: nothing proves these entries were written by the node's key"
+            );
+            failed = true;
+        } else if report.unsigned > 0 && !args.allow_unsigned_tail {
+            eprintln!(
+                "{name}: FAILED — {} entries after seq {} not covered by a signed checkpoint (a node stopped by `kill -9` leaves its last ones unsigned; --allow-unsigned-tail to accept them)",
+                report.unsigned,
+                report.last_signed_seq.unwrap_or(0)
+            );
+            eprintln!("  {}", summary(&report));
+            failed = true;
+        } else {
+            println!("{name}: OK — {}", summary(&report));
+        }
+    }
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+#[cfg(not(feature = "postgres"))]
+fn verify_cluster(_: &VerifyArgs, _: &str) -> Result<ExitCode> {
+    Err(anyhow!(
+        "this binary was built without the `postgres` feature (--database)"
+    ))
+}
+
+/// A database URL without its password, for messages.
+fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let userinfo = &url[s + 3..at];
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{}{user}@{}", &url[..s + 3], &url[at + 1..])
+        }
+        _ => url.to_string(),
+    }
 }
 
 fn summary(r: &Report) -> String {
@@ -538,6 +632,52 @@ pub async fn open(
     .context("cannot open the audit log")?;
     metrics.with_registry(|r| log.metrics().register(r));
     Ok(std::sync::Arc::new(log))
+}
+
+/// How often the mirror looks at the log when the writer signals nothing (it copies after
+/// every commit otherwise).
+#[cfg(feature = "postgres")]
+const MIRROR_POLL: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Starts copying `log` to the cluster's database at `url`, as `node`'s log (ADR 0045).
+#[cfg(feature = "postgres")]
+pub fn start_mirror(
+    log: &beffroi_audit::AuditLog,
+    url: &str,
+    node: &str,
+    metrics: &beffroi_engine::metrics::Metrics,
+) -> Result<beffroi_audit::mirror::MirrorHandle> {
+    use beffroi_audit::mirror::{Mirror, MirrorMetrics, MirroredLog};
+    let counters = MirrorMetrics::default();
+    metrics.with_registry(|r| counters.register(r));
+    let mirror = Mirror::new(
+        beffroi_audit::pg::PgMirrorTarget::new(url),
+        log.path(),
+        MirroredLog {
+            log_id: log.log_id().to_string(),
+            node: node.to_string(),
+            public_key: *log.public_key(),
+        },
+        counters,
+    );
+    mirror
+        .spawn(log.commits(), MIRROR_POLL)
+        .context("cannot start the audit mirror")
+}
+
+/// Where the DPO's access log is read: this node's log, or, with the store in PostgreSQL,
+/// every node's entries as the database holds them.
+pub fn access_log_reader(
+    store: &crate::config::StoreLocation,
+    log: &std::sync::Arc<beffroi_audit::AuditLog>,
+) -> Result<std::sync::Arc<dyn beffroi_core::AuditReader>> {
+    match store {
+        #[cfg(feature = "postgres")]
+        crate::config::StoreLocation::Postgres(url) => Ok(std::sync::Arc::new(
+            beffroi_audit::pg::PgAuditReader::new(&crate::backend::database_url(url.as_deref())?),
+        )),
+        _ => Ok(std::sync::Arc::clone(log) as std::sync::Arc<dyn beffroi_core::AuditReader>),
+    }
 }
 
 /// How often the server applies the audit log's retention.

@@ -101,6 +101,18 @@ pub async fn run(dep: Deployment, opts: RunOptions) -> Result<()> {
             "data_dir": opts.data_dir.display().to_string(),
         }),
     );
+    // With the store in PostgreSQL, the log is copied there as it is written: a node lost
+    // with its disk takes no audited act with it, and the access log is the cluster's.
+    #[cfg(feature = "postgres")]
+    let mirror = match &opts.store {
+        crate::config::StoreLocation::Postgres(url) => Some(crate::audit_cmd::start_mirror(
+            &audit,
+            &crate::backend::database_url(url.as_deref())?,
+            opts.nats.as_ref().map_or("server", |n| n.node.as_str()),
+            &metrics,
+        )?),
+        crate::config::StoreLocation::Sqlite => None,
+    };
     crate::audit_cmd::record_system(
         audit.as_ref(),
         "config.load",
@@ -136,6 +148,13 @@ pub async fn run(dep: Deployment, opts: RunOptions) -> Result<()> {
         Ok(Ok(())) => {}
         Ok(Err(e)) => tracing::error!(error = %e, "audit log: final checkpoint failed"),
         Err(e) => tracing::error!(error = %e, "audit log: close task failed"),
+    }
+    // Its last pass copies the final checkpoint.
+    #[cfg(feature = "postgres")]
+    if let Some(mirror) = mirror
+        && let Err(e) = tokio::task::spawn_blocking(move || mirror.stop()).await
+    {
+        tracing::error!(error = %e, "audit mirror: stop task failed");
     }
     result
 }
@@ -387,7 +406,7 @@ async fn serve(
         .with_web(web.clone())
         .with_audit(Arc::clone(&audit_in))
         .with_privacy(Arc::new(dep.privacy.clone()))
-        .with_audit_reader(Arc::clone(&audit) as Arc<dyn beffroi_core::AuditReader>)
+        .with_audit_reader(crate::audit_cmd::access_log_reader(&opts.store, &audit)?)
         .with_pseudonymiser(Arc::clone(&pseudonymiser))
         .with_unmask_approval(opts.unmask_approval);
     #[cfg(feature = "nats")]

@@ -7,8 +7,10 @@
 //! delivered again), and the live stream goes on on every surviving node: the one that took
 //! over, and the standby that relays the console to it. The session opened on the node
 //! that died still holds on the one that took over (sessions are shared through NATS). The
-//! time the takeover took is printed. Last, the node that took over is stopped on purpose
-//! and hands the lease to the last standby at once.
+//! time the takeover took is printed. The access log read on the node that took over holds
+//! what the killed one recorded, and every node's audit chain verifies in PostgreSQL. Last,
+//! the node that took over is stopped on purpose and hands the lease to the last standby
+//! at once.
 
 mod support;
 
@@ -150,6 +152,10 @@ fn three_nodes_lose_the_active_one_and_a_nats_server_and_lose_nothing() {
             b.base()
         );
     }
+    // Reading the access log is itself audited, on the active node n1: its entry must
+    // outlive n1 (copied to the cluster's database, ADR 0045).
+    let (status, v) = through_n2.get("/api/v1/privacy/access-log?limit=5");
+    assert_eq!(status, 200, "{v}");
     // A standby's own metrics: it is not active, its lease manager runs.
     let (status, text) = get_text(
         &agent(),
@@ -456,6 +462,27 @@ fn three_nodes_lose_the_active_one_and_a_nats_server_and_lose_nothing() {
     );
     drop(publisher);
 
+    // The access log read on the node that took over holds what n1 recorded before it was
+    // killed, with the node's name: the cluster's audit trail, not this node's.
+    let entries = poll(
+        "n1's access log entry read on the node that took over",
+        Duration::from_secs(30),
+        || all_logs(&nodes),
+        || {
+            let (status, v) = api.get("/api/v1/privacy/access-log?limit=1000");
+            let entries = v["entries"].as_array().cloned().unwrap_or_default();
+            (status == 200
+                && entries
+                    .iter()
+                    .any(|e| e["node"] == "n1" && e["action"] == "privacy.access_log"))
+            .then_some(entries)
+        },
+    );
+    assert!(
+        entries.iter().all(|e| e["node"].is_string()),
+        "every entry names its node: {entries:?}"
+    );
+
     // A logout (through the standby, so on the active node) ends the session; the node that
     // takes over next must refuse it too, and keep honouring the others.
     let standby = survivors
@@ -520,6 +547,27 @@ fn three_nodes_lose_the_active_one_and_a_nats_server_and_lose_nothing() {
         200,
         "the first session, after two changes of node"
     );
+
+    // Every node's audit chain, as the cluster's database holds it, verifies: n1's up to
+    // its last entry copied before the kill (unsigned after its last checkpoint), the one
+    // stopped on purpose up to its final checkpoint.
+    let verify = std::process::Command::new(env!("CARGO_BIN_EXE_beffroi"))
+        .args(["audit", "verify", "--database", &url])
+        .args(["--trust-recorded-keys", "--allow-unsigned-tail"])
+        .output()
+        .expect("run beffroi audit verify");
+    let out = format!(
+        "{}{}",
+        String::from_utf8_lossy(&verify.stdout),
+        String::from_utf8_lossy(&verify.stderr)
+    );
+    assert!(verify.status.success(), "{out}");
+    for node in ["n1", "n2", "n3"] {
+        assert!(
+            out.contains(&format!("of node {node}: OK")),
+            "{node}'s chain verified: {out}"
+        );
+    }
 }
 
 /// The cluster's lines of a node's `/metrics`, for failure messages.

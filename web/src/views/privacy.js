@@ -67,7 +67,7 @@ async function loadRegister() {
 
 async function loadLog(before) {
   try {
-    const q = before ? `?limit=${PAGE}&before=${before}` : `?limit=${PAGE}`;
+    const q = before ? `?limit=${PAGE}&before=${encodeURIComponent(before)}` : `?limit=${PAGE}`;
     const r = await api.get(`/privacy/access-log${q}`);
     if (!state) return;
     state.log = before ? state.log.concat(r.entries) : r.entries;
@@ -160,10 +160,14 @@ function paintLog(err) {
     return;
   }
   if (!state.log.length) { el.append(h('p.muted#privacy-log-empty', t('privacy.log.empty'))); return; }
-  el.append(table('#privacy-log', [t('privacy.col.when'), t('privacy.col.who'), t('privacy.col.action'),
-    t('privacy.col.target'), t('privacy.col.outcome'), t('privacy.col.detail')],
+  // A cluster's log holds one signed chain per node: say which one each entry is in.
+  const nodes = state.log.some((e) => e.node);
+  el.append(table('#privacy-log', [t('privacy.col.when'), ...(nodes ? [t('privacy.col.node')] : []),
+    t('privacy.col.who'), t('privacy.col.action'), t('privacy.col.target'), t('privacy.col.outcome'),
+    t('privacy.col.detail')],
   state.log.map((e) => h('tr', { dataset: { seq: String(e.seq), outcome: e.outcome } },
-    h('td.num', fmtTime(e.at)), h('td', actorName(e.actor)), h('td', h('code', e.action)), h('td', e.target ?? ''),
+    h('td.num', fmtTime(e.at)), ...(nodes ? [h('td', e.node ?? '')] : []), h('td', actorName(e.actor)),
+    h('td', h('code', e.action)), h('td', e.target ?? ''),
     h('td', { class: `outcome-${e.outcome}` }, t(`privacy.outcome.${e.outcome}`)), h('td.detail', detailText(e.detail))))));
   if (state.next) {
     el.append(h('button#privacy-log-more', { type: 'button', on: { click: () => loadLog(state.next) } }, t('privacy.log.more')));
