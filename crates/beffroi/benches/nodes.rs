@@ -15,6 +15,9 @@
 //! which runs in this process, is not counted. The deployment is the demo's, with the
 //! sentinel's flood limit lifted (its gauges report many times a second here).
 //!
+//! Each broker alone is also timed from publish to a second subscriber, with a probe every
+//! `rate / 5` messages, as the node is from an alarm's publish to its live stream.
+//!
 //! Flags (after `--`): `--rate N` (10000), `--secs S` (20), `--burst N` (50000).
 
 #[path = "../tests/support/mod.rs"]
@@ -288,9 +291,108 @@ impl Subscriber {
     }
 }
 
+/// A QoS 1 subscriber to `beffroi/probe/#` that notes when each probe `beffroi/probe/<i>`
+/// arrives: the broker's own publish → subscriber latency, beside the node's.
+struct Probe {
+    _rt: tokio::runtime::Runtime,
+    got: Arc<Mutex<HashMap<u64, Instant>>>,
+}
+
+impl Probe {
+    fn start(port: u16) -> Probe {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let mut o = MqttOptions::new("bench-probe", "127.0.0.1", port);
+        o.set_keep_alive(Duration::from_secs(30))
+            .set_clean_session(true);
+        let (client, mut ev) = rt.block_on(async { AsyncClient::new(o, 100) });
+        let got: Arc<Mutex<HashMap<u64, Instant>>> = Arc::default();
+        let (tx, rx) = std::sync::mpsc::channel();
+        {
+            let got = Arc::clone(&got);
+            rt.spawn(async move {
+                let mut tx = Some(tx);
+                loop {
+                    match ev.poll().await {
+                        Ok(Event::Incoming(Packet::SubAck(_))) => {
+                            if let Some(t) = tx.take() {
+                                let _ = t.send(());
+                            }
+                        }
+                        Ok(Event::Incoming(Packet::Publish(p))) => {
+                            let at = Instant::now();
+                            if let Some(i) = p
+                                .topic
+                                .rsplit('/')
+                                .next()
+                                .and_then(|i| i.parse::<u64>().ok())
+                            {
+                                got.lock().unwrap_or_else(|p| p.into_inner()).insert(i, at);
+                            }
+                        }
+                        Ok(_) => {}
+                        Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+                    }
+                }
+            });
+        }
+        rt.block_on(client.subscribe("beffroi/probe/#", QoS::AtLeastOnce))
+            .expect("subscribe");
+        rx.recv_timeout(Duration::from_secs(10))
+            .expect("SUBACK from the broker");
+        Probe { _rt: rt, got }
+    }
+
+    /// (p50, p99, max) in ms of the probes `sent`, once all arrived (or 30 s passed).
+    fn latencies(&self, sent: &HashMap<u64, Instant>) -> (f64, f64, f64) {
+        wait_for(
+            || self.got.lock().unwrap_or_else(|p| p.into_inner()).len() >= sent.len(),
+            Duration::from_secs(30),
+        );
+        let got = self.got.lock().unwrap_or_else(|p| p.into_inner());
+        let mut lat: Vec<f64> = sent
+            .iter()
+            .filter_map(|(i, t0)| Some(got.get(i)?.duration_since(*t0).as_secs_f64() * 1000.0))
+            .collect();
+        lat.sort_by(f64::total_cmp);
+        let pct = |p: f64| {
+            lat.get(((lat.len() as f64 * p).ceil() as usize).saturating_sub(1))
+                .copied()
+                .unwrap_or(f64::NAN)
+        };
+        (pct(0.5), pct(0.99), lat.last().copied().unwrap_or(f64::NAN))
+    }
+}
+
+/// What a broker does alone.
+struct Alone {
+    /// Messages per second from one publisher to one subscriber, as fast as they go.
+    ceiling: f64,
+    /// Broker CPU seconds per message at `rate`.
+    cpu_per_msg: f64,
+    /// Broker CPU (share of a core) with no traffic.
+    idle: f64,
+    /// Publish → subscriber latency of probes at `rate`, (p50, p99, max) ms.
+    latency: (f64, f64, f64),
+}
+
+impl Alone {
+    fn latency_text(&self) -> String {
+        format!(
+            "publish → subscriber p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+            self.latency.0, self.latency.1, self.latency.2
+        )
+    }
+}
+
 /// What the broker does alone: a burst from one publisher to one subscriber (messages per
-/// second until the subscriber has them all), then its CPU per message at `rate`.
-fn broker_alone(port: u16, broker: &Cpu, a: &Args) -> (f64, f64, f64) {
+/// second until the subscriber has them all), then its CPU per message at `rate`, with a
+/// probe every `rate / 5` messages timed from its publish to a second subscriber, as the
+/// node's alarms are to its live stream.
+fn broker_alone(port: u16, broker: &Cpu, a: &Args) -> Alone {
     // What it spends doing nothing (heartbeats, replication of empty streams), for 3 s.
     let c0 = broker.now();
     let w0 = Instant::now();
@@ -305,12 +407,36 @@ fn broker_alone(port: u16, broker: &Cpu, a: &Args) -> (f64, f64, f64) {
     sub.wait(a.burst as u64, Duration::from_secs(120));
     let ceiling = a.burst as f64 / t0.elapsed().as_secs_f64();
     let n = u64::from(a.rate) * a.secs;
-    let sub = Subscriber::start(port, n);
+    let probe = Probe::start(port);
+    let every = u64::from(a.rate / 5).max(1);
+    let sub = Subscriber::start(port, n - n / every);
+    let sent: std::cell::RefCell<HashMap<u64, Instant>> = std::cell::RefCell::default();
     let c0 = broker.now();
-    publisher.stream(n, a.rate, |i| (topic(i), body.clone()), |_| {});
-    sub.wait(n, Duration::from_secs(60));
+    publisher.stream(
+        n,
+        a.rate,
+        |i| {
+            if i % every == every / 2 {
+                (format!("beffroi/probe/{i}"), body.clone())
+            } else {
+                (topic(i), body.clone())
+            }
+        },
+        |i| {
+            if i % every == every / 2 {
+                sent.borrow_mut().insert(i, Instant::now());
+            }
+        },
+    );
+    sub.wait(n - n / every, Duration::from_secs(60));
     let cpu_per_msg = (broker.now() - c0) / n as f64;
-    (ceiling, cpu_per_msg, idle)
+    let latency = probe.latencies(&sent.borrow());
+    Alone {
+        ceiling,
+        cpu_per_msg,
+        idle,
+        latency,
+    }
 }
 
 fn wait_for(mut done: impl FnMut() -> bool, within: Duration) -> bool {
@@ -578,12 +704,14 @@ fn single_node(
 ) {
     // 1. Mosquitto alone.
     let mosq_cpu = Cpu::of(vec![mosquitto.pid()]);
-    let (m_ceiling, m_cpu, m_idle) = broker_alone(mosquitto.port(), &mosq_cpu, a);
+    let m = broker_alone(mosquitto.port(), &mosq_cpu, a);
+    let m_ceiling = m.ceiling;
     println!(
-        "Mosquitto alone: {m_ceiling:.0} msg/s publisher → subscriber (QoS 1); {:.1} µs of broker CPU per message at {} msg/s; idle {:.1} % of a core",
-        m_cpu * 1e6,
+        "Mosquitto alone: {m_ceiling:.0} msg/s publisher → subscriber (QoS 1); {:.1} µs of broker CPU per message at {} msg/s, {}; idle {:.1} % of a core",
+        m.cpu_per_msg * 1e6,
         a.rate,
-        100.0 * m_idle
+        m.latency_text(),
+        100.0 * m.idle
     );
 
     // 2. A single node on SQLite and Mosquitto.
@@ -638,12 +766,14 @@ fn cluster(
     // 3. NATS alone (three servers, the MQTT listener of the first).
     let nats_cpu = Cpu::of((0..3).filter_map(|i| nats.pid(i)).collect());
     let nats_port = nats.mqtt_port(0).expect("NATS MQTT listener");
-    let (n_ceiling, n_cpu, n_idle) = broker_alone(nats_port, &nats_cpu, a);
+    let alone = broker_alone(nats_port, &nats_cpu, a);
+    let n_ceiling = alone.ceiling;
     println!(
-        "NATS alone (3 servers, MQTT listener, QoS 1): {n_ceiling:.0} msg/s publisher → subscriber; {:.1} µs of NATS CPU (3 servers) per message at {} msg/s; idle {:.1} % of a core",
-        n_cpu * 1e6,
+        "NATS alone (3 servers, MQTT listener, QoS 1): {n_ceiling:.0} msg/s publisher → subscriber; {:.1} µs of NATS CPU (3 servers) per message at {} msg/s, {}; idle {:.1} % of a core",
+        alone.cpu_per_msg * 1e6,
         a.rate,
-        100.0 * n_idle
+        alone.latency_text(),
+        100.0 * alone.idle
     );
 
     // 4. Cluster nodes on PostgreSQL and NATS.
