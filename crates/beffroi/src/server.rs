@@ -274,7 +274,7 @@ async fn serve(
     // Everything stops when this is cancelled: a signal, or a cluster node's lease lost.
     let stop_all = CancellationToken::new();
     let http_stop = CancellationToken::new();
-    tokio::spawn(stop_on_signal(stop_all.clone()));
+    tokio::spawn(stop_on_signal(stop_all.clone()).context("cannot install the signal handlers")?);
     let app_slot = AppSlot::default();
     #[cfg(feature = "nats")]
     let node_name = opts.nats.as_ref().map(|n| n.node.clone());
@@ -601,25 +601,35 @@ async fn serve(
     Ok(())
 }
 
-/// Cancels `stop` on Ctrl-C or SIGTERM.
-async fn stop_on_signal(stop: CancellationToken) {
-    let term = async {
+/// Cancels `stop` on Ctrl-C or SIGTERM. The handlers are installed by this call, before
+/// the server listens: a SIGTERM that arrives as soon as `/healthz` answers must stop it
+/// cleanly, not kill it with the default action (a handler installed by a spawned task
+/// may not be there yet on a busy machine).
+fn stop_on_signal(
+    stop: CancellationToken,
+) -> std::io::Result<impl std::future::Future<Output = ()> + Send + 'static> {
+    #[cfg(unix)]
+    let (mut term, mut int) = {
+        use tokio::signal::unix::{SignalKind, signal};
+        (
+            signal(SignalKind::terminate())?,
+            signal(SignalKind::interrupt())?,
+        )
+    };
+    Ok(async move {
         #[cfg(unix)]
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+            _ = stop.cancelled() => return,
         }
         #[cfg(not(unix))]
-        std::future::pending::<()>().await
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term => {}
-        _ = stop.cancelled() => return,
-    }
-    stop.cancel();
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = stop.cancelled() => return,
+        }
+        stop.cancel();
+    })
 }
 
 /// The HTTP app a server answers with: `/livez` always (the process serves), the full app
