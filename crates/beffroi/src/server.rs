@@ -406,6 +406,7 @@ async fn serve(
         .with_web(web.clone())
         .with_audit(Arc::clone(&audit_in))
         .with_privacy(Arc::new(dep.privacy.clone()))
+        .with_cap(dep.cap.clone().map(Arc::new))
         .with_audit_reader(crate::audit_cmd::access_log_reader(&opts.store, &audit)?)
         .with_pseudonymiser(Arc::clone(&pseudonymiser))
         .with_unmask_approval(opts.unmask_approval);

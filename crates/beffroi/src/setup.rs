@@ -37,6 +37,16 @@ pub struct Deployment {
     /// Controller, retention per category, aggregates and the register of processing
     /// (`privacy.toml`; required as soon as a field is personal).
     pub privacy: beffroi_core::PrivacyPolicy,
+    /// The public alerts announced as CAP 1.2 (`cap.toml`, optional: none without it).
+    pub cap: Option<beffroi_api::cap::CapPolicy>,
+}
+
+/// Reads `cap.toml` against the categories the rules raise.
+fn cap_of(src: &SourceFile, rules: &RuleSet) -> Result<beffroi_api::cap::CapPolicy, ConfigErrors> {
+    let mut categories: Vec<&str> = rules.rules.iter().map(|r| &*r.category).collect();
+    categories.sort_unstable();
+    categories.dedup();
+    beffroi_api::cap::parse_policy(src, &categories)
 }
 
 /// Loads `privacy.toml` (or the unconfigured policy when absent) and checks the
@@ -138,7 +148,10 @@ pub fn load_demo() -> Result<Deployment> {
         "demo/territory/kinds.toml",
     )
     .map_err(|e| fail("the embedded demo privacy policy", e))?;
+    let cap = cap_of(&demo_file("cap.toml")?, &rules)
+        .map_err(|e| fail("the embedded demo public alerts", e))?;
     Ok(Deployment {
+        cap: Some(cap),
         privacy,
         security,
         territory: Arc::new(territory),
@@ -207,6 +220,17 @@ pub fn load_dir(dir: &Path) -> Result<Deployment, ConfigErrors> {
     )
     .map_err(|e| errors.extend(e))
     .ok();
+    let cap_path = dir.join("cap.toml");
+    let cap = match (&rules, cap_path.exists()) {
+        (Some(rules), true) => match SourceFile::read(&cap_path) {
+            Ok(src) => cap_of(&src, rules).map_err(|e| errors.extend(e)).ok(),
+            Err(e) => {
+                errors.push(e);
+                None
+            }
+        },
+        _ => None,
+    };
     let sdir = dir.join("scenarios");
     let scenarios = if sdir.is_dir() {
         beffroi_sim::load_dir(&sdir, &territory)
@@ -224,6 +248,7 @@ pub fn load_dir(dir: &Path) -> Result<Deployment, ConfigErrors> {
             Some(security),
             Some(privacy),
         ) if errors.is_empty() => Ok(Deployment {
+            cap,
             privacy,
             territory: Arc::new(territory),
             rules: Arc::new(rules),
