@@ -52,6 +52,22 @@ pub struct CapPolicy {
     /// How long a resolved or closed incident stays in the feed.
     pub feed_window: beffroi_core::Duration,
     pub publish: Vec<Publish>,
+    /// CAP feeds read as incidents (a neighbour, an official warning service).
+    pub sources: Vec<CapSource>,
+}
+
+/// A CAP feed polled for alerts that become incidents (`[[source]]`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct CapSource {
+    /// A short name (`a-z 0-9 - _`): the incidents' rule is `cap:<name>`.
+    pub name: String,
+    /// An Atom feed of CAP alerts, or one CAP document (`http://` only: this build has no
+    /// TLS client; poll an `https://` feed through a local forward proxy).
+    pub url: String,
+    /// How often it is polled; a failure doubles the wait, up to ten times this.
+    pub every: beffroi_core::Duration,
+    /// The category of the incidents it opens (`neighbour`, `flood`…).
+    pub category: String,
 }
 
 /// One category published.
@@ -86,6 +102,19 @@ struct RawPolicy {
     feed_window: Option<toml::Spanned<String>>,
     #[serde(default)]
     publish: Vec<toml::Spanned<RawPublish>>,
+    #[serde(default)]
+    source: Vec<toml::Spanned<RawSource>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSource {
+    name: String,
+    url: String,
+    #[serde(default)]
+    every: Option<String>,
+    #[serde(default)]
+    category: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -253,7 +282,72 @@ pub fn parse_policy(src: &SourceFile, categories: &[&str]) -> Result<CapPolicy, 
             radius_km,
         });
     }
+    let mut sources: Vec<CapSource> = Vec::new();
+    for (i, src_entry) in raw.source.iter().enumerate() {
+        let line = src.line(src_entry.span().start);
+        let r = src_entry.get_ref();
+        let field = |f: &str| format!("source[{i}].{f}");
+        let name_ok = !r.name.is_empty()
+            && r.name.len() <= 64
+            && r.name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+        if !name_ok {
+            fail(
+                line,
+                field("name"),
+                "a short name: a-z, 0-9, - and _ (at most 64)".into(),
+            );
+        }
+        if sources.iter().any(|s| s.name == r.name) {
+            fail(line, field("name"), format!("`{}` is named twice", r.name));
+        }
+        let url = r.url.trim().to_string();
+        if url.starts_with("https://") {
+            fail(line, field("url"), "this build has no TLS client: poll an https:// feed through a local forward proxy (http://)".into());
+        } else if !url.starts_with("http://") || url.len() <= "http://".len() {
+            fail(
+                line,
+                field("url"),
+                "an http:// URL of an Atom feed of CAP alerts or of one CAP document".into(),
+            );
+        }
+        let every = match r.every.as_deref() {
+            None => beffroi_core::Duration(300_000),
+            Some(e) => match beffroi_territory::parse_duration(e) {
+                Ok(d) if d.millis() >= 1000 => d,
+                Ok(_) => {
+                    fail(line, field("every"), "at least 1s".into());
+                    beffroi_core::Duration(300_000)
+                }
+                Err(e) => {
+                    fail(line, field("every"), e);
+                    beffroi_core::Duration(300_000)
+                }
+            },
+        };
+        let category = r.category.clone().unwrap_or_else(|| "neighbour".into());
+        if category == "cyber"
+            || category.is_empty()
+            || !category
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+        {
+            fail(
+                line,
+                field("category"),
+                "an incident category (a-z, 0-9, - and _), not `cyber`".into(),
+            );
+        }
+        sources.push(CapSource {
+            name: r.name.clone(),
+            url,
+            every,
+            category,
+        });
+    }
     errors.into_result(CapPolicy {
+        sources,
         sender: raw.sender.into_inner(),
         sender_name: raw.sender_name,
         status,

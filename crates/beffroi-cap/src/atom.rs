@@ -4,7 +4,11 @@
 use std::fmt::Write as _;
 
 use crate::CapTime;
+use crate::read::CapError;
 use crate::write::escape;
+
+/// The Atom namespace.
+pub const NAMESPACE: &str = "http://www.w3.org/2005/Atom";
 
 /// The media type of a CAP document, for the entries' links.
 pub const CAP_MEDIA_TYPE: &str = "application/cap+xml";
@@ -64,4 +68,47 @@ pub fn feed_xml(f: &Feed) -> String {
     }
     x.push_str("</feed>\n");
     x
+}
+
+/// The links of an Atom feed's entries to their CAP documents, in feed order: per entry,
+/// its link of type [`CAP_MEDIA_TYPE`] (or `application/xml`, `text/xml`), else its
+/// `alternate` link, else its first. Read under the same limits as an alert (no DTD, no
+/// foreign entity). Links are as written: relative ones are the caller's to resolve.
+pub fn entry_links(bytes: &[u8]) -> Result<Vec<String>, CapError> {
+    let xml = crate::read::text(bytes)?;
+    let root = crate::read::tree(xml, ("feed", NAMESPACE))?;
+    let attr = |n: &crate::read::Node, k: &str| {
+        n.attrs
+            .iter()
+            .find(|(name, _)| name == k)
+            .map(|(_, v)| v.trim().to_string())
+    };
+    let mut out = Vec::new();
+    for entry in root.children.iter().filter(|c| c.name == "entry") {
+        let links: Vec<&crate::read::Node> =
+            entry.children.iter().filter(|c| c.name == "link").collect();
+        let typed = links.iter().find(|l| {
+            attr(l, "type").is_some_and(|t| {
+                let t = t
+                    .split(';')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .to_ascii_lowercase();
+                t == CAP_MEDIA_TYPE || t == "application/xml" || t == "text/xml"
+            })
+        });
+        let alternate = links
+            .iter()
+            .find(|l| attr(l, "rel").is_none_or(|r| r == "alternate"));
+        if let Some(href) = typed
+            .or(alternate)
+            .or(links.first())
+            .and_then(|l| attr(l, "href"))
+            .filter(|h| !h.is_empty())
+        {
+            out.push(href);
+        }
+    }
+    Ok(out)
 }

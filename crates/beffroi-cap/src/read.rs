@@ -62,12 +62,14 @@ pub enum CapErrorKind {
 }
 
 #[derive(Debug, Default)]
-struct Node {
-    name: String,
+pub(crate) struct Node {
+    pub(crate) name: String,
     /// Byte offset of its start tag.
     at: usize,
-    text: String,
-    children: Vec<Node>,
+    /// Attributes by local name (namespace declarations left out).
+    pub(crate) attrs: Vec<(String, String)>,
+    pub(crate) text: String,
+    pub(crate) children: Vec<Node>,
 }
 
 struct Lines<'a>(&'a str);
@@ -89,8 +91,9 @@ fn err(lines: &Lines<'_>, at: usize, path: impl Into<String>, kind: CapErrorKind
     }
 }
 
-/// Reads the document into a tree of local names, under the limits.
-fn tree(xml: &str) -> Result<Node, CapError> {
+/// Reads the document into a tree of local names, under the limits; the root must be
+/// `root` = (local name, namespace).
+pub(crate) fn tree(xml: &str, root_name: (&str, &str)) -> Result<Node, CapError> {
     let lines = Lines(xml);
     let mut r = NsReader::from_str(xml);
     r.config_mut().trim_text(false);
@@ -160,7 +163,7 @@ fn tree(xml: &str) -> Result<Node, CapError> {
                             CapErrorKind::Malformed("more than one root element".into()),
                         ));
                     }
-                    if name != "alert" || ns.as_deref() != Some(NAMESPACE) {
+                    if name != root_name.0 || ns.as_deref() != Some(root_name.1) {
                         let found = match &ns {
                             Some(n) => format!("`{name}` in namespace `{n}`"),
                             None => format!("`{name}` in no namespace"),
@@ -170,14 +173,42 @@ fn tree(xml: &str) -> Result<Node, CapError> {
                             at,
                             "document",
                             CapErrorKind::NotCap(format!(
-                                "the root is {found}, not `alert` in `{NAMESPACE}`"
+                                "the root is {found}, not `{}` in `{}`",
+                                root_name.0, root_name.1
                             )),
                         ));
                     }
                 }
+                let mut attrs = Vec::new();
+                for a in s.attributes() {
+                    let a = a.map_err(|e| {
+                        err(
+                            &lines,
+                            at,
+                            path(&stack),
+                            CapErrorKind::Malformed(e.to_string()),
+                        )
+                    })?;
+                    let key = a.key.as_ref();
+                    if key == "xmlns" || key.starts_with("xmlns:") {
+                        continue;
+                    }
+                    let value = a
+                        .normalized_value(quick_xml::XmlVersion::Implicit1_0)
+                        .map_err(|e| {
+                            err(
+                                &lines,
+                                at,
+                                path(&stack),
+                                CapErrorKind::Entity(e.to_string()),
+                            )
+                        })?;
+                    attrs.push((a.key.local_name().as_ref().to_string(), value.into_owned()));
+                }
                 stack.push(Node {
                     name,
                     at,
+                    attrs,
                     ..Node::default()
                 });
             }
@@ -579,8 +610,8 @@ fn lat_lon(s: &str) -> Option<LatLon> {
         .then_some(LatLon { lat, lon })
 }
 
-/// Reads one CAP 1.2 alert.
-pub fn parse_alert(bytes: &[u8]) -> Result<Alert, CapError> {
+/// The document as text, within [`MAX_BYTES`].
+pub(crate) fn text(bytes: &[u8]) -> Result<&str, CapError> {
     let at_start = |kind| CapError {
         line: 1,
         path: "document".into(),
@@ -589,7 +620,12 @@ pub fn parse_alert(bytes: &[u8]) -> Result<Alert, CapError> {
     if bytes.len() > MAX_BYTES {
         return Err(at_start(CapErrorKind::TooLarge(MAX_BYTES)));
     }
-    let xml = std::str::from_utf8(bytes).map_err(|_| at_start(CapErrorKind::NotUtf8))?;
-    let root = tree(xml)?;
+    std::str::from_utf8(bytes).map_err(|_| at_start(CapErrorKind::NotUtf8))
+}
+
+/// Reads one CAP 1.2 alert.
+pub fn parse_alert(bytes: &[u8]) -> Result<Alert, CapError> {
+    let xml = text(bytes)?;
+    let root = tree(xml, ("alert", NAMESPACE))?;
     Map { lines: Lines(xml) }.alert(&root)
 }

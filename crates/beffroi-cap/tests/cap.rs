@@ -364,6 +364,7 @@ proptest! {
     #[test]
     fn the_reader_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {
         let _ = parse_alert(&bytes);
+        let _ = beffroi_cap::atom::entry_links(&bytes);
     }
 
     /// Alerts mangled at random (a byte changed, a span cut out or repeated) are refused
@@ -388,4 +389,50 @@ proptest! {
             prop_assert_eq!(alert_xml(&back.unwrap_or(a)), again);
         }
     }
+}
+
+#[test]
+fn a_feed_lists_its_entries_cap_links_and_refuses_a_dtd() {
+    let feed = r#"<?xml version="1.0"?>
+<feed xmlns="http://www.w3.org/2005/Atom">
+  <entry><link rel="self" href="/self"/><link rel="alternate" type="application/cap+xml; charset=utf-8" href="/cap/1.xml"/></entry>
+  <entry><link href="https://x.example/2.xml"/></entry>
+  <entry><link rel="related" href="/3"/></entry>
+  <entry><title>no link</title></entry>
+</feed>"#;
+    assert_eq!(
+        beffroi_cap::atom::entry_links(feed.as_bytes()).expect("feed"),
+        ["/cap/1.xml", "https://x.example/2.xml", "/3"]
+    );
+    let ours = beffroi_cap::atom::feed_xml(&beffroi_cap::atom::Feed {
+        id: "urn:x".into(),
+        title: "T & co".into(),
+        author: "A".into(),
+        updated: CapTime(0),
+        self_url: "/feed".into(),
+        entries: vec![beffroi_cap::atom::Entry {
+            id: "urn:x:1".into(),
+            title: "e".into(),
+            updated: CapTime(0),
+            link: "/cap/alerts/1?a=1&b=2".into(),
+            summary: None,
+        }],
+    });
+    assert_eq!(
+        beffroi_cap::atom::entry_links(ours.as_bytes()).expect("our feed"),
+        ["/cap/alerts/1?a=1&b=2"]
+    );
+    let dtd = feed.replace(
+        "<feed",
+        "<!DOCTYPE feed [<!ENTITY e SYSTEM \"file:///etc/passwd\">]>\n<feed",
+    );
+    assert_eq!(
+        beffroi_cap::atom::entry_links(dtd.as_bytes()).map_err(|e| e.kind),
+        Err(CapErrorKind::Dtd)
+    );
+    let entity_in_href = feed.replace("/cap/1.xml", "&e;");
+    assert!(matches!(
+        beffroi_cap::atom::entry_links(entity_in_href.as_bytes()).map_err(|e| e.kind),
+        Err(CapErrorKind::Entity(_))
+    ));
 }

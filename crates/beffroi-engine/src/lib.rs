@@ -15,6 +15,7 @@
 pub mod binding;
 pub mod envelope;
 pub mod events;
+pub mod external;
 pub mod live;
 pub mod message_json;
 pub mod metrics;

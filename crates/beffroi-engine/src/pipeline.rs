@@ -1328,6 +1328,20 @@ impl Pipeline {
         self.flush_sentinel(at, out);
     }
 
+    /// Applies an alert from outside the territory's devices (a CAP feed): opens, updates
+    /// or resolves its incident. Returns the incident as it stands, if there is one (an
+    /// end for an alert never seen opens nothing).
+    pub fn external_alert(
+        &mut self,
+        alert: &crate::external::ExternalAlert,
+        out: &mut Output,
+    ) -> Option<Incident> {
+        let key = alert.key(&self.territory);
+        self.alarms.push(alert.alarm(&self.territory));
+        self.flush_alarms(out);
+        self.book.by_key(&key).cloned()
+    }
+
     /// Advances processing time.
     pub fn tick(&mut self, now: Timestamp, out: &mut Output) {
         if !self.pending_situations.is_empty() {

@@ -6,6 +6,7 @@ mod backend;
 mod bench;
 #[cfg(feature = "mqtt")]
 mod bench_mqtt;
+mod cap_feeds;
 #[cfg(feature = "nats")]
 mod cluster;
 mod config;

@@ -497,6 +497,17 @@ async fn serve(
         key_watch,
         shutdown.clone(),
     ));
+    // CAP feeds read as incidents, on the node that runs the engine.
+    if let Some(policy) = dep.cap.as_ref().filter(|p| !p.sources.is_empty()) {
+        let feed_metrics = crate::cap_feeds::FeedMetrics::default();
+        metrics.with_registry(|r| feed_metrics.register(r));
+        tasks.spawn(crate::cap_feeds::run(
+            policy.sources.clone(),
+            handle.clone(),
+            feed_metrics,
+            shutdown.clone(),
+        ));
+    }
     if opts.simulate {
         let engine = handle.clone();
         let stop = shutdown.clone();

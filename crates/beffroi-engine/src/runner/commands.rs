@@ -27,6 +27,11 @@ pub(super) enum Command {
     },
     /// A security signal from an edge (broker feed, simulator) for anomaly detection.
     Security(beffroi_core::SecuritySignal),
+    /// An alert from outside (a CAP feed), mapped onto the territory.
+    External {
+        alert: Box<crate::external::ExternalAlert>,
+        reply: oneshot::Sender<Result<Option<Incident>, ActError>>,
+    },
     CancelEvent {
         id: String,
         actor: String,
@@ -57,6 +62,10 @@ pub(super) enum Pending {
         oneshot::Sender<Result<EventView, EventError>>,
         Result<EventView, EventError>,
     ),
+    External(
+        oneshot::Sender<Result<Option<Incident>, ActError>>,
+        Box<Option<Incident>>,
+    ),
 }
 
 impl Pending {
@@ -72,6 +81,9 @@ impl Pending {
             Pending::Event(tx, r) => {
                 let _ = tx.send(r);
             }
+            Pending::External(tx, r) => {
+                let _ = tx.send(Ok(*r));
+            }
         }
     }
 
@@ -86,6 +98,9 @@ impl Pending {
             }
             Pending::Event(tx, _) => {
                 let _ = tx.send(Err(EventError::Store(msg.to_string())));
+            }
+            Pending::External(tx, _) => {
+                let _ = tx.send(Err(ActError::Store(msg.to_string())));
             }
         }
     }
@@ -124,6 +139,10 @@ pub(super) fn handle_command(
         }
         Command::Security(signal) => {
             p.on_security_signal(&signal, clock.now(), &mut job.out);
+        }
+        Command::External { alert, reply } => {
+            let r = p.external_alert(&alert, &mut job.out);
+            job.replies.push(Pending::External(reply, Box::new(r)));
         }
         Command::Identities(sealed) => {
             let seen = clock.now();

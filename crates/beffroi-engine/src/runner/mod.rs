@@ -366,6 +366,23 @@ impl EngineHandle {
             .map_err(|_| EngineClosed)
     }
 
+    /// Applies an alert from outside (a CAP feed); returns its incident once the change is
+    /// durable (`None`: an end of an alert that opened nothing here).
+    pub async fn external_alert(
+        &self,
+        alert: crate::external::ExternalAlert,
+    ) -> Result<Option<Incident>, ActError> {
+        let (reply, rx) = oneshot::channel();
+        self.commands
+            .send(Command::External {
+                alert: Box::new(alert),
+                reply,
+            })
+            .await
+            .map_err(|_| ActError::Closed)?;
+        rx.await.map_err(|_| ActError::Closed)?
+    }
+
     /// Replaces the signing keys in force (the device registry changed).
     pub async fn replace_device_keys(
         &self,
