@@ -3,18 +3,9 @@
 //! follow the readings, its title shows the current value, and the readings the detail
 //! asks for are those around the trigger, not the device's latest.
 
-use std::sync::Arc;
-
-use axum::Router;
 use axum::body::Body;
 use axum::http::{Method, Request, header};
-use beffroi_api::access::{Grant, Role, Scope};
-use beffroi_api::auth::{ApiToken, Auth, AuthPolicy, token_digest};
-use beffroi_api::{AppState, WebSecurity};
-use beffroi_core::{DeviceIdx, SimClock, Territory, Timestamp};
-use beffroi_engine::metrics::Metrics;
-use beffroi_engine::runner::{self, Engine, EngineConfig};
-use beffroi_territory::SourceFile;
+use beffroi_core::Timestamp;
 use serde_json::{Value as Json, json};
 use tower::ServiceExt;
 
@@ -39,60 +30,11 @@ after = "30m"
 severity = "critical"
 "#;
 
-struct Harness {
-    app: Router,
-    t: Arc<Territory>,
-    _engine: Engine,
-    _dir: tempfile::TempDir,
-}
-
-fn root() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+mod support;
+use support::Harness;
 
 async fn harness() -> Harness {
-    let t = Arc::new(
-        beffroi_territory::load_dir(&root().join("demo/territory")).expect("demo territory"),
-    );
-    let rules =
-        Arc::new(beffroi_rules::parse(&SourceFile::new("rules.toml", RULES), &t).expect("rules"));
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (store, reader) =
-        beffroi_store::open(&dir.path().join("evidence.db"), Arc::clone(&t)).expect("store");
-    let clock = SimClock::new(Timestamp(NOW));
-    let engine = runner::start_with_events(
-        Arc::clone(&t),
-        rules,
-        vec![],
-        vec![],
-        Box::new(store),
-        Arc::new(clock.clone()),
-        Arc::new(Metrics::new()),
-        EngineConfig::default(),
-    )
-    .await
-    .expect("engine");
-    let mut auth = Auth::new(AuthPolicy::default(), Arc::new(clock));
-    auth.add_token(ApiToken {
-        name: TOKEN.into(),
-        digest: token_digest(TOKEN),
-        grants: vec![Grant {
-            role: Role::Administrator,
-            scope: Scope::Territory,
-        }],
-    });
-    let state = AppState::new(engine.handle.clone(), Arc::new(reader), Arc::new(auth))
-        .with_privacy(Arc::new(beffroi_core::PrivacyPolicy::unconfigured()));
-    state
-        .ready
-        .store(true, std::sync::atomic::Ordering::Release);
-    let app = beffroi_api::harden(beffroi_api::router(state), WebSecurity::default());
-    Harness {
-        app,
-        t,
-        _engine: engine,
-        _dir: dir,
-    }
+    support::harness(RULES, NOW, TOKEN, |s| s).await
 }
 
 impl Harness {
@@ -114,15 +56,6 @@ impl Harness {
             .await
             .expect("body");
         (status, serde_json::from_slice(&bytes).unwrap_or(Json::Null))
-    }
-
-    fn gauge(&self) -> String {
-        let k = self.t.kind_id("water_level").expect("kind");
-        let d = (0..self.t.devices.len())
-            .map(|i| DeviceIdx(i as u32))
-            .find(|d| self.t.device(*d).kind == k)
-            .expect("a gauge");
-        self.t.device(d).id.to_string()
     }
 
     async fn level(&self, value: f64, at: i64) {

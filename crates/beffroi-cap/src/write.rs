@@ -4,22 +4,14 @@ use std::fmt::Write as _;
 
 use crate::{Alert, Area, Info, LatLon, NAMESPACE, NamedValue};
 
-/// Escapes text for an element's content or an attribute value.
+/// Escapes text for an element's content or an attribute value (quick-xml's escaping),
+/// after dropping the control characters XML 1.0 does not allow.
 pub fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            // Control characters other than tab and line ends are not XML 1.0.
-            c if c.is_control() && !matches!(c, '\t' | '\n' | '\r') => {}
-            c => out.push(c),
-        }
-    }
-    out
+    let kept: String = s
+        .chars()
+        .filter(|c| !c.is_control() || matches!(c, '\t' | '\n' | '\r'))
+        .collect();
+    quick_xml::escape::escape(kept.as_str()).into_owned()
 }
 
 struct Out {
