@@ -61,8 +61,8 @@ pub struct CapPolicy {
 pub struct CapSource {
     /// A short name (`a-z 0-9 - _`): the incidents' rule is `cap:<name>`.
     pub name: String,
-    /// An Atom feed of CAP alerts, or one CAP document (`http://` only: this build has no
-    /// TLS client; poll an `https://` feed through a local forward proxy).
+    /// An Atom feed of CAP alerts, or one CAP document (`http://` or `https://`, checked
+    /// against the Mozilla root certificates built in).
     pub url: String,
     /// How often it is polled; a failure doubles the wait, up to ten times this.
     pub every: beffroi_core::Duration,
@@ -303,13 +303,16 @@ pub fn parse_policy(src: &SourceFile, categories: &[&str]) -> Result<CapPolicy, 
             fail(line, field("name"), format!("`{}` is named twice", r.name));
         }
         let url = r.url.trim().to_string();
-        if url.starts_with("https://") {
-            fail(line, field("url"), "this build has no TLS client: poll an https:// feed through a local forward proxy (http://)".into());
-        } else if !url.starts_with("http://") || url.len() <= "http://".len() {
+        let scheme_len = ["https://", "http://"]
+            .iter()
+            .find(|p| url.starts_with(**p))
+            .map(|p| p.len());
+        if scheme_len.is_none_or(|n| url.len() <= n) {
             fail(
                 line,
                 field("url"),
-                "an http:// URL of an Atom feed of CAP alerts or of one CAP document".into(),
+                "an http:// or https:// URL of an Atom feed of CAP alerts or of one CAP document"
+                    .into(),
             );
         }
         let every = match r.every.as_deref() {

@@ -316,4 +316,27 @@ fn the_policy_refuses_what_must_not_be_public_with_the_line() {
         parse("sender = \"x\"\nsender_name = \"y\"\nsurprise = 1\n").is_err(),
         "unknown keys refused"
     );
+
+    // Feeds read as incidents: http or https, a short name, a category that is not cyber.
+    let sources = parse(&format!(
+        "{head}[[source]]\nname = \"voisin\"\nurl = \"https://alertes.voisin.example/feed.atom\"\nevery = \"30s\"\n\n[[source]]\nname = \"Voisin 2\"\nurl = \"ftp://x\"\ncategory = \"cyber\"\nevery = \"10ms\"\n"
+    ))
+    .expect_err("the second source is wrong four times");
+    let fields: Vec<&str> = sources.iter().filter_map(|e| e.field.as_deref()).collect();
+    assert_eq!(
+        fields,
+        [
+            "source[1].name",
+            "source[1].url",
+            "source[1].every",
+            "source[1].category"
+        ],
+        "{sources}"
+    );
+    let ok = parse(&format!(
+        "{head}[[source]]\nname = \"voisin\"\nurl = \"https://alertes.voisin.example/feed.atom\"\n"
+    ))
+    .expect("an https feed");
+    assert_eq!(ok.sources[0].category, "neighbour");
+    assert_eq!(ok.sources[0].every.millis(), 300_000);
 }

@@ -271,10 +271,10 @@ fn resolve(feed: &str, link: &str) -> Option<String> {
     if link.starts_with("http://") || link.starts_with("https://") {
         return Some(link.to_string());
     }
-    let rest = feed.strip_prefix("http://")?;
+    let (scheme, rest) = feed.split_once("://")?;
     let host = rest.split('/').next()?;
     if link.starts_with('/') {
-        Some(format!("http://{host}{link}"))
+        Some(format!("{scheme}://{host}{link}"))
     } else {
         let base = feed.rsplit_once('/').map_or(feed, |(b, _)| b);
         Some(format!("{base}/{link}"))
@@ -572,6 +572,10 @@ mod tests {
         assert_eq!(
             resolve(feed, "http://other/3.xml").as_deref(),
             Some("http://other/3.xml")
+        );
+        assert_eq!(
+            resolve("https://x.example/f", "/a.xml").as_deref(),
+            Some("https://x.example/a.xml")
         );
     }
 }
