@@ -451,6 +451,15 @@ fn no_personal_value_is_kept_in_clear_anywhere() {
         ("/api/v1/crises", vec![crisis_id.clone()]),
         ("/api/v1/events", vec![event_id]),
     ];
+    // Public alerts (CAP): every incident, published or not (those are 404).
+    let every_incident: Vec<String> = admin
+        .incidents("")
+        .iter()
+        .filter_map(|i| i["id"].as_u64())
+        .map(|i| i.to_string())
+        .collect();
+    assert!(every_incident.contains(&incident.to_string()));
+    ids.push(("/api/v1/cap/alerts", every_incident));
     let units = admin.get_ok("/api/v1/units");
     if let Some(u) = units.as_array().and_then(|a| a.first()) {
         ids.push((
