@@ -203,10 +203,14 @@ impl<T: MirrorTarget> Mirror<T> {
                 .map(|(s, _)| *s)
                 .or(tail.entry.as_ref().map(|(s, _)| *s));
             let signed_from = tail.checkpoint_seq.map_or(i64::MIN, |s| s + 1);
-            let checkpoints: Vec<StoredCheckpoint> = store::checkpoints(&conn, &self.path)?
-                .into_iter()
-                .filter(|c| c.seq >= signed_from && upto.is_some_and(|u| c.seq <= u))
-                .collect();
+            // Only those the target lacks: a log signs every minute, and this runs after
+            // every commit.
+            let checkpoints: Vec<StoredCheckpoint> = match upto {
+                Some(u) if signed_from <= u => {
+                    store::checkpoints_between(&conn, &self.path, signed_from, u)?
+                }
+                _ => Vec::new(),
+            };
             if entries.is_empty() && checkpoints.is_empty() {
                 self.metrics.lag.set(0);
                 self.tail = Some(tail);

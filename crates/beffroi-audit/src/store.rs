@@ -341,13 +341,24 @@ pub fn entries_page(
 }
 
 pub fn checkpoints(conn: &Connection, path: &Path) -> Result<Vec<StoredCheckpoint>, AuditError> {
+    checkpoints_between(conn, path, i64::MIN, i64::MAX)
+}
+
+/// The checkpoints that sign an entry with a seq in `from..=to`, in seq order.
+pub fn checkpoints_between(
+    conn: &Connection,
+    path: &Path,
+    from: i64,
+    to: i64,
+) -> Result<Vec<StoredCheckpoint>, AuditError> {
     let mut stmt = conn
         .prepare(
-            "SELECT seq, entry_hash, at_ms, signature, key_id FROM checkpoints ORDER BY seq, rowid",
+            "SELECT seq, entry_hash, at_ms, signature, key_id FROM checkpoints \
+             WHERE seq BETWEEN ?1 AND ?2 ORDER BY seq, rowid",
         )
         .map_err(db_err(path))?;
     let rows = stmt
-        .query_map([], |r| {
+        .query_map(params![from, to], |r| {
             Ok(StoredCheckpoint {
                 seq: int(r.get_ref(0)?),
                 entry_hash: text(r.get_ref(1)?).unwrap_or_default(),
