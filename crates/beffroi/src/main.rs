@@ -13,6 +13,7 @@ mod config;
 mod conns;
 mod devices_cmd;
 mod files;
+mod hubeau_feed;
 #[cfg(feature = "mqtt")]
 mod mqtt;
 mod privacy_cmd;

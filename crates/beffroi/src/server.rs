@@ -508,6 +508,18 @@ async fn serve(
             shutdown.clone(),
         ));
     }
+    // Hub'Eau stations read as devices, on the node that runs the engine.
+    if let Some(config) = dep.hubeau.clone() {
+        let hubeau_metrics = crate::hubeau_feed::HubeauMetrics::default();
+        metrics.with_registry(|r| hubeau_metrics.register(r));
+        let engine = handle.clone();
+        let stop = shutdown.clone();
+        let source = crate::hubeau_feed::HubeauSource {
+            config,
+            metrics: hubeau_metrics,
+        };
+        tasks.spawn(async move { engine.run_source(Box::new(source), stop).await });
+    }
     if opts.simulate {
         let engine = handle.clone();
         let stop = shutdown.clone();

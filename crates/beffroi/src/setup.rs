@@ -39,6 +39,8 @@ pub struct Deployment {
     pub privacy: beffroi_core::PrivacyPolicy,
     /// The public alerts announced as CAP 1.2 (`cap.toml`, optional: none without it).
     pub cap: Option<beffroi_api::cap::CapPolicy>,
+    /// Hub'Eau stations read as devices (`hubeau.toml`, optional: none without it).
+    pub hubeau: Option<Arc<beffroi_hubeau::HubeauConfig>>,
 }
 
 /// Reads `cap.toml` against the categories the rules raise.
@@ -152,6 +154,7 @@ pub fn load_demo() -> Result<Deployment> {
         .map_err(|e| fail("the embedded demo public alerts", e))?;
     Ok(Deployment {
         cap: Some(cap),
+        hubeau: None,
         privacy,
         security,
         territory: Arc::new(territory),
@@ -231,6 +234,21 @@ pub fn load_dir(dir: &Path) -> Result<Deployment, ConfigErrors> {
         },
         _ => None,
     };
+    let hubeau_path = dir.join("hubeau.toml");
+    let hubeau = if hubeau_path.exists() {
+        match SourceFile::read(&hubeau_path) {
+            Ok(src) => beffroi_hubeau::parse(&src, &territory)
+                .map(Arc::new)
+                .map_err(|e| errors.extend(e))
+                .ok(),
+            Err(e) => {
+                errors.push(e);
+                None
+            }
+        }
+    } else {
+        None
+    };
     let sdir = dir.join("scenarios");
     let scenarios = if sdir.is_dir() {
         beffroi_sim::load_dir(&sdir, &territory)
@@ -249,6 +267,7 @@ pub fn load_dir(dir: &Path) -> Result<Deployment, ConfigErrors> {
             Some(privacy),
         ) if errors.is_empty() => Ok(Deployment {
             cap,
+            hubeau,
             privacy,
             territory: Arc::new(territory),
             rules: Arc::new(rules),
