@@ -36,6 +36,7 @@ mod scrub;
 pub mod security;
 pub mod shelving;
 pub mod situations;
+pub mod taxii;
 pub mod totp;
 pub mod units;
 pub mod unmask;
@@ -95,6 +96,9 @@ pub struct AppState {
     pub health_gauges: Arc<alarm_health::HealthGauges>,
     /// What the territory announces as CAP 1.2 public alerts (`cap.toml`); `None`: nothing.
     pub cap: Option<Arc<cap::CapPolicy>>,
+    /// Who reads the territory's cyber indicators over TAXII 2.1 (`taxii.toml`); `None`:
+    /// no TAXII server.
+    pub taxii: Option<Arc<taxii::TaxiiPolicy>>,
 }
 
 /// Where a reading posted over HTTP is appended when the server is a cluster node: a
@@ -213,12 +217,19 @@ impl AppState {
             unmask_requests: Arc::new(unmask::Requests::default()),
             health_gauges,
             cap: None,
+            taxii: None,
         }
     }
 
     /// Publishes the public alerts `cap.toml` selects, as CAP 1.2 and an Atom feed.
     pub fn with_cap(mut self, policy: Option<Arc<cap::CapPolicy>>) -> AppState {
         self.cap = policy;
+        self
+    }
+
+    /// Serves the territory's cyber indicators over TAXII 2.1 as `taxii.toml` says.
+    pub fn with_taxii(mut self, policy: Option<Arc<taxii::TaxiiPolicy>>) -> AppState {
+        self.taxii = policy;
         self
     }
 

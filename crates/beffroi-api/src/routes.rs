@@ -45,7 +45,7 @@ use crate::auth::{Credential, csrf_matches};
 use crate::error::{ApiError, ErrorCode};
 use crate::{
     AppState, alarm_health, cap, console, crisis, crowd, events, handlers, handover, overview,
-    privacy, retention, scoped, security, shelving, situations, units, unmask,
+    privacy, retention, scoped, security, shelving, situations, taxii, units, unmask,
 };
 
 /// What kind of object an `{id}` names.
@@ -194,6 +194,16 @@ pub static ROUTES: &[RouteSpec] = &[
     // Public alerts: what `cap.toml` selects, nothing else (see `cap`).
     route!(GET "/api/v1/cap/alerts", Public, "", cap::feed),
     route!(GET "/api/v1/cap/alerts/{id}", Public, "", cap::alert),
+    // Cyber threat sharing (TAXII 2.1): partners authenticate with the credentials of
+    // `taxii.toml`, per API root, in the handlers (`taxii::admit`); no console account.
+    route!(GET "/taxii2/", Public, "", taxii::discovery),
+    route!(GET "/taxii2/{root}/", Public, "", taxii::api_root),
+    route!(GET "/taxii2/{root}/collections/", Public, "", taxii::collections),
+    route!(GET "/taxii2/{root}/collections/{id}/", Public, "", taxii::collection),
+    route!(GET "/taxii2/{root}/collections/{id}/objects/", Public, "", taxii::objects_route),
+    route!(GET "/taxii2/{root}/collections/{id}/objects/{object}/", Public, "", taxii::object_route),
+    route!(GET "/taxii2/{root}/collections/{id}/objects/{object}/versions/", Public, "", taxii::versions_route),
+    route!(GET "/taxii2/{root}/collections/{id}/manifest/", Public, "", taxii::manifest_route),
     route!(GET "/api/v1/privacy/retention", Allow(P::PrivacyRead, Global), "privacy.retention", retention::status),
     route!(GET "/api/v1/privacy/holds", Allow(P::PrivacyRead, Global), "privacy.holds", retention::list_holds),
     route!(POST "/api/v1/incidents/{id}/hold", Allow(P::LegalHold, Object(O::Incident)), "privacy.hold", retention::set_hold),

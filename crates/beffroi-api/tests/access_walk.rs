@@ -48,6 +48,8 @@ fn root() -> PathBuf {
 enum Rule {
     Public,
     Authenticated,
+    /// A TAXII partner's credential from `taxii.toml`: no console credential opens it.
+    Partner,
     Perm(String, String),
 }
 
@@ -82,6 +84,7 @@ fn expectations() -> Expectations {
         let rule = match w.get(2..) {
             Some(["public"]) => Rule::Public,
             Some(["authenticated"]) => Rule::Authenticated,
+            Some(["partner"]) => Rule::Partner,
             Some([p, m]) => Rule::Perm(p.to_string(), m.to_string()),
             _ => panic!("expectations line {}: `{line}`", n + 1),
         };
@@ -297,6 +300,19 @@ async fn harness() -> Harness {
     let state = AppState::new(engine.handle.clone(), Arc::new(reader), Arc::new(auth))
         .with_audit(Arc::clone(&audit) as Arc<dyn AuditSink>)
         .with_audit_reader(Arc::clone(&audit) as Arc<dyn beffroi_core::AuditReader>)
+        .with_taxii(Some(Arc::new(
+            beffroi_api::taxii::parse_policy(
+                &SourceFile::new(
+                    "taxii.toml",
+                    format!(
+                        "[[root]]\nname = \"walk\"\nmax_tlp = \"red\"\n[[root.reader]]\nname = \"partner\"\ntoken_sha256 = \"{}\"\n",
+                        hex::encode(beffroi_api::taxii::token_digest("partner-token"))
+                    ),
+                ),
+                &t,
+            )
+            .expect("a TAXII policy"),
+        )))
         .with_cap(Some(Arc::new(
             beffroi_api::cap::parse_policy(
                 &SourceFile::new(
@@ -422,6 +438,10 @@ impl Harness {
     /// The id an `{id}` stands for in a context: the object of `commune`.
     fn object_id(&self, path: &str, commune: &str) -> String {
         let t = &self.t;
+        if path.starts_with("/taxii2/") {
+            // The walk root's collection (any commune: partners are not scoped to one).
+            return beffroi_taxii::StixId::collection_uuid(&[&t.id, "walk"]);
+        }
         if path == "/api/v1/devices/{id}/notice" {
             // Only a device observing public space has a notice (public route: any will do).
             return t
@@ -455,6 +475,14 @@ impl Harness {
         }
         "no-such-event".into()
     }
+}
+
+/// A TAXII route's other parameters: the walk's root and an object id.
+fn taxii_path(path: &str) -> String {
+    path.replace("{root}", "walk").replace(
+        "{object}",
+        "indicator--8e2e2d2b-17d4-4cbf-938f-98ee46b3cd3f",
+    )
 }
 
 /// A request body and query that the handler accepts (or refuses on its own grounds).
@@ -491,6 +519,8 @@ fn body_for(method: &Method, path: &str, commune: &str) -> (Option<Value>, &'sta
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Expect {
+    /// 401: the console's credentials are not a partner's.
+    Refused,
     Allowed,
     Forbidden,
     Hidden,
@@ -506,6 +536,7 @@ enum Ctx {
 fn expected(e: &Expectations, rule: &Rule, role: &str, ctx: Ctx) -> Expect {
     match rule {
         Rule::Public | Rule::Authenticated => Expect::Allowed,
+        Rule::Partner => Expect::Refused,
         Rule::Perm(p, mode) => {
             if !e.roles[role].contains(p) {
                 return Expect::Forbidden;
@@ -571,7 +602,7 @@ async fn every_route_every_role_every_scope() {
         let method: Method = method.parse().expect("method");
         // Without credentials: 401 unless public.
         if *rule != Rule::Public {
-            let uri = path.replace("{id}", &h.object_id(path, A));
+            let uri = taxii_path(&path.replace("{id}", &h.object_id(path, A)));
             let (body, query) = body_for(&method, path, A);
             let r = h
                 .call(method.clone(), &format!("{uri}{query}"), Auth_::None, body)
@@ -587,7 +618,7 @@ async fn every_route_every_role_every_scope() {
                     Ctx::Other | Ctx::Territory => B,
                 };
                 let tok = token(role, matches!(ctx, Ctx::Territory));
-                let uri = path.replace("{id}", &h.object_id(path, commune));
+                let uri = taxii_path(&path.replace("{id}", &h.object_id(path, commune)));
                 let (body, query) = body_for(&method, path, commune);
                 let r = h
                     .call(
@@ -600,6 +631,7 @@ async fn every_route_every_role_every_scope() {
                 let want = expected(&e, rule, role.as_str(), ctx);
                 cells += 1;
                 let ok = match want {
+                    Expect::Refused => r.status == 401,
                     Expect::Forbidden => r.status == 403,
                     Expect::Hidden => r.status == 404 && hidden_code(r.code()),
                     Expect::Allowed => {

@@ -129,6 +129,10 @@ pub const CATALOGUE: &[(&str, &str)] = &[
         "cyber.ev.auth_address",
         "{count} authentication failures from address {address} within {seconds} s (last for `{who}`)",
     ),
+    (
+        "cyber.ev.known_bad",
+        "`{who}` from {address}, in {network} which `{source}` flags as known bad",
+    ),
     ("cyber.ev.unknown_address", "unknown address"),
     ("cyber.ev.unknown", "unknown"),
     (
@@ -214,6 +218,10 @@ pub const CATALOGUE: &[(&str, &str)] = &[
     (
         "cyber.identity_change",
         "Device credential used from a new network identity — {subject}",
+    ),
+    (
+        "cyber.known_bad_address",
+        "Connection from an address a partner flagged — {subject}",
     ),
 ];
 

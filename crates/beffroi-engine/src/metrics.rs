@@ -153,6 +153,8 @@ pub struct Metrics {
     pub security_signals: Family<KindLabel, Counter>,
     /// Security signals dropped because the engine's command queue was full.
     pub security_signals_dropped: Counter,
+    /// Networks partners' indicators flag as known bad, all sources together.
+    pub known_bad_networks: Gauge,
     /// Observations accepted, per trust level.
     pub observations_by_trust: Family<TrustLabel, Counter>,
     /// The same counters resolved once, indexed by `Trust as usize` (hot path).
@@ -205,6 +207,7 @@ impl Metrics {
             observations_by_trust: Family::default(),
             trust_counters: Vec::new(),
             security_signals_dropped: Counter::default(),
+            known_bad_networks: Gauge::default(),
             registry: Mutex::new(Registry::default()),
         };
         r.register(
@@ -369,6 +372,11 @@ impl Metrics {
             "security_signals_dropped",
             "Security signals dropped because the engine's command queue was full",
             m.security_signals_dropped.clone(),
+        );
+        r.register(
+            "known_bad_networks",
+            "Networks partners' indicators flag as known bad (TAXII), all sources together",
+            m.known_bad_networks.clone(),
         );
         *m.registry.lock().unwrap_or_else(|p| p.into_inner()) = r;
         // The built-in sources are exposed from the start (at 0), others on first use.

@@ -1776,6 +1776,15 @@ impl Pipeline {
         &self.sentinel
     }
 
+    /// Replaces the networks `source` flags as known bad (see
+    /// [`beffroi_sentinel::Sentinel::set_known_bad`]).
+    pub fn set_known_bad(&mut self, source: &str, networks: Vec<beffroi_sentinel::KnownBad>) {
+        self.sentinel.set_known_bad(source, networks);
+        self.metrics
+            .known_bad_networks
+            .set(self.sentinel.known_bad_count() as i64);
+    }
+
     /// Replays the stored quarantine acts, oldest first.
     fn restore_quarantine(&mut self, acts: Vec<crate::sentinel::QuarantineAct>) {
         for act in acts {

@@ -76,6 +76,14 @@ impl SentinelGlue {
         self.detect.set_last_heard(d, t);
     }
 
+    pub fn set_known_bad(&mut self, source: &str, networks: Vec<beffroi_sentinel::KnownBad>) {
+        self.detect.set_known_bad(source, networks);
+    }
+
+    pub fn known_bad_count(&self) -> usize {
+        self.detect.known_bad_count()
+    }
+
     pub fn set_config(&mut self, config: Config) {
         self.detect.set_config(config);
     }

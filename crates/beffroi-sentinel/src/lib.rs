@@ -20,6 +20,8 @@
 //!   id/username and per address.
 //! - [`Anomaly::FirmwareChange`]: the `firmware` text field of a device changes.
 //! - [`Anomaly::IdentityChange`]: a known username connects with a new address or client id.
+//! - [`Anomaly::KnownBadAddress`]: a connection or an authentication attempt from an address
+//!   a partner's indicator names ([`Sentinel::set_known_bad`]).
 
 use beffroi_core::SafeText;
 use beffroi_core::message::{Message, Param};
@@ -53,10 +55,11 @@ pub enum Anomaly {
     BruteForce,
     FirmwareChange,
     IdentityChange,
+    KnownBadAddress,
 }
 
 impl Anomaly {
-    pub const ALL: [Anomaly; 11] = [
+    pub const ALL: [Anomaly; 12] = [
         Anomaly::Silence,
         Anomaly::Flood,
         Anomaly::ImpossibleJump,
@@ -68,6 +71,7 @@ impl Anomaly {
         Anomaly::BruteForce,
         Anomaly::FirmwareChange,
         Anomaly::IdentityChange,
+        Anomaly::KnownBadAddress,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -83,6 +87,7 @@ impl Anomaly {
             Anomaly::BruteForce => "brute_force",
             Anomaly::FirmwareChange => "firmware_change",
             Anomaly::IdentityChange => "identity_change",
+            Anomaly::KnownBadAddress => "known_bad_address",
         }
     }
 
@@ -114,6 +119,7 @@ impl Anomaly {
             Anomaly::BruteForce => ("T0812", "Default Credentials"),
             Anomaly::FirmwareChange => ("T0839", "Module Firmware"),
             Anomaly::IdentityChange => ("T0859", "Valid Accounts"),
+            Anomaly::KnownBadAddress => ("T0883", "Internet Accessible Device"),
         };
         Technique { id, name }
     }
@@ -130,7 +136,8 @@ impl Anomaly {
             | Anomaly::TopicMismatch
             | Anomaly::BruteForce
             | Anomaly::FirmwareChange
-            | Anomaly::IdentityChange => Severity::Major,
+            | Anomaly::IdentityChange
+            | Anomaly::KnownBadAddress => Severity::Major,
         }
     }
 
@@ -149,6 +156,7 @@ impl Anomaly {
             Anomaly::BruteForce => "cyber.brute_force",
             Anomaly::FirmwareChange => "cyber.firmware_change",
             Anomaly::IdentityChange => "cyber.identity_change",
+            Anomaly::KnownBadAddress => "cyber.known_bad_address",
         }
     }
 
@@ -166,6 +174,7 @@ impl Anomaly {
             Anomaly::BruteForce => "Burst of authentication failures",
             Anomaly::FirmwareChange => "Device firmware changed",
             Anomaly::IdentityChange => "Device credential used from a new network identity",
+            Anomaly::KnownBadAddress => "Connection from an address a partner flagged",
         }
     }
 }
@@ -315,6 +324,44 @@ pub fn impossible_jump(
     (next - prev).abs() > max_per_minute * minutes
 }
 
+/// How often one flagged address raises a finding again while it keeps connecting.
+pub const KNOWN_BAD_REPEAT: Duration = Duration::from_mins(10);
+
+/// A network a partner's indicator flags: an address and a prefix length, and until when
+/// the indicator is valid.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KnownBad {
+    pub address: std::net::IpAddr,
+    pub prefix: u8,
+    pub until: Option<Timestamp>,
+}
+
+impl KnownBad {
+    /// Whether `addr` is in the network (IPv4 and IPv6 never match each other).
+    pub fn contains(&self, addr: std::net::IpAddr) -> bool {
+        use std::net::IpAddr::{V4, V6};
+        match (self.address, addr) {
+            (V4(n), V4(a)) => {
+                let p = u32::from(self.prefix.min(32));
+                let mask = if p == 0 { 0 } else { u32::MAX << (32 - p) };
+                u32::from(n) & mask == u32::from(a) & mask
+            }
+            (V6(n), V6(a)) => {
+                let p = u32::from(self.prefix.min(128));
+                let mask = if p == 0 { 0 } else { u128::MAX << (128 - p) };
+                u128::from(n) & mask == u128::from(a) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+impl std::fmt::Display for KnownBad {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.address, self.prefix)
+    }
+}
+
 /// A client's network identity as the broker saw it: client id and address.
 type NetIdentity = (Arc<str>, Option<Arc<str>>);
 
@@ -349,6 +396,11 @@ pub struct Sentinel {
     unregistered_publishers: FxHashSet<Arc<str>>,
     /// First tick: a device never heard of counts as heard then.
     started: Option<Timestamp>,
+    /// Partners' indicators: networks per source ([`Sentinel::set_known_bad`]).
+    known_bad: FxHashMap<Arc<str>, Vec<KnownBad>>,
+    /// When each flagged address last raised a finding (one per address per
+    /// [`KNOWN_BAD_REPEAT`]).
+    known_bad_flagged: FxHashMap<std::net::IpAddr, Timestamp>,
     /// Flood rate and burst per kind (index), resolved from the configuration once: the
     /// hot path does not hash kind names.
     flood_rates: Vec<(f64, f64)>,
@@ -392,6 +444,8 @@ impl Sentinel {
             max_keys: 100_000,
             unregistered_publishers: FxHashSet::default(),
             started: None,
+            known_bad: FxHashMap::default(),
+            known_bad_flagged: FxHashMap::default(),
         }
     }
 
@@ -404,6 +458,81 @@ impl Sentinel {
 
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// Replaces the networks `source` (a partner, a CSIRT) flags as known bad. An empty
+    /// list forgets the source.
+    pub fn set_known_bad(&mut self, source: &str, networks: Vec<KnownBad>) {
+        if networks.is_empty() {
+            self.known_bad.remove(source);
+        } else {
+            self.known_bad.insert(source.into(), networks);
+        }
+    }
+
+    /// How many networks are flagged, all sources together.
+    pub fn known_bad_count(&self) -> usize {
+        self.known_bad.values().map(Vec::len).sum()
+    }
+
+    /// The first flagged network holding `addr` (still valid at `at`), and its source.
+    fn known_bad_match(&self, addr: std::net::IpAddr, at: Timestamp) -> Option<(&str, &KnownBad)> {
+        let mut sources: Vec<_> = self.known_bad.iter().collect();
+        sources.sort_by(|a, b| a.0.cmp(b.0));
+        sources.into_iter().find_map(|(src, nets)| {
+            nets.iter()
+                .find(|n| n.contains(addr) && n.until.is_none_or(|u| at < u))
+                .map(|n| (&**src, n))
+        })
+    }
+
+    /// A connection or an authentication attempt from `address`: a finding when a
+    /// partner flagged it, at most once per address per [`KNOWN_BAD_REPEAT`].
+    fn check_known_bad(
+        &mut self,
+        address: Option<&str>,
+        who: &str,
+        at: Timestamp,
+        out: &mut Vec<Finding>,
+    ) {
+        if self.known_bad.is_empty() || !self.enabled(Anomaly::KnownBadAddress) {
+            return;
+        }
+        let Some(addr) =
+            address.and_then(|a| a.trim_matches(['[', ']']).parse::<std::net::IpAddr>().ok())
+        else {
+            return;
+        };
+        let Some((source, net)) = self.known_bad_match(addr, at) else {
+            return;
+        };
+        if let Some(last) = self.known_bad_flagged.get(&addr)
+            && at.since(*last) < KNOWN_BAD_REPEAT
+        {
+            return;
+        }
+        let ev = Message::new("cyber.ev.known_bad")
+            .with(
+                "address",
+                Param::Text(SafeText::redacting(&addr.to_string())),
+            )
+            .with(
+                "network",
+                Param::Text(SafeText::redacting(&net.to_string())),
+            )
+            .with("source", text(source))
+            .with("who", text(who));
+        if self.known_bad_flagged.len() >= self.max_keys {
+            self.known_bad_flagged.clear();
+        }
+        self.known_bad_flagged.insert(addr, at);
+        self.push(
+            out,
+            Anomaly::KnownBadAddress,
+            Subject::Other(format!("address:{addr}").into()),
+            at,
+            ev,
+        );
     }
 
     pub fn set_config(&mut self, config: Config) {
@@ -606,6 +735,7 @@ impl Sentinel {
                 address,
             } => {
                 let who: &str = username.as_deref().unwrap_or(client_id);
+                self.check_known_bad(address.as_deref(), who, at, out);
                 let (n, w) = (self.config.auth_failures, self.config.auth_window);
                 let full = self.auth_by_client.len() >= self.max_keys;
                 if !full || self.auth_by_client.contains_key(who) {
@@ -657,6 +787,12 @@ impl Sentinel {
                 username,
                 address,
             } => {
+                self.check_known_bad(
+                    address.as_deref(),
+                    username.as_deref().unwrap_or(client_id),
+                    at,
+                    out,
+                );
                 let Some(user) = username else { return };
                 let now: NetIdentity = (
                     client_id.as_str().into(),

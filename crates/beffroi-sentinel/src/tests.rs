@@ -404,3 +404,83 @@ fn every_anomaly_titles_its_incident_through_a_catalogued_message() {
         assert_eq!(template, format!("{} — {{subject}}", a.title()), "{a:?}");
     }
 }
+
+#[test]
+fn an_address_a_partner_flags_raises_one_finding_per_address_and_repeat_window() {
+    let (mut s, _t) = sentinel();
+    let mut out = Vec::new();
+    // No user name: the identity-change detector stays out of it.
+    let connect = |addr: &str| SecuritySignal::Connected {
+        client_id: "cam-7".into(),
+        username: None,
+        address: Some(addr.into()),
+    };
+    // Nothing flagged: nothing found.
+    s.on_signal(&connect("198.51.100.23"), at(0), &mut out);
+    assert!(out.is_empty(), "{out:?}");
+    s.set_known_bad(
+        "csirt",
+        vec![
+            KnownBad {
+                address: "198.51.100.0".parse().expect("ip"),
+                prefix: 24,
+                until: Some(at(3600)),
+            },
+            KnownBad {
+                address: "2001:db8::".parse().expect("ip"),
+                prefix: 32,
+                until: None,
+            },
+        ],
+    );
+    assert_eq!(s.known_bad_count(), 2);
+    s.on_signal(&connect("198.51.101.1"), at(10), &mut out);
+    assert!(out.is_empty(), "outside the /24: {out:?}");
+    s.on_signal(&connect("198.51.100.23"), at(20), &mut out);
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert_eq!(out[0].anomaly, Anomaly::KnownBadAddress);
+    assert_eq!(
+        out[0].subject,
+        Subject::Other("address:198.51.100.23".into())
+    );
+    assert!(
+        out[0].evidence.contains("198.51.100.0/24") && out[0].evidence.contains("csirt"),
+        "{}",
+        out[0].evidence
+    );
+    // The same address again within ten minutes, by connection or failed login: no more.
+    s.on_signal(&connect("198.51.100.23"), at(60), &mut out);
+    s.on_signal(
+        &SecuritySignal::AuthFailure {
+            client_id: "x".into(),
+            username: None,
+            address: Some("198.51.100.23".into()),
+        },
+        at(70),
+        &mut out,
+    );
+    assert_eq!(out.len(), 1, "{out:?}");
+    // IPv6 in brackets, as some logs write it; later, the same IPv4 address again.
+    s.on_signal(&connect("[2001:db8:1::5]"), at(80), &mut out);
+    assert_eq!(out.len(), 2, "{out:?}");
+    s.on_signal(&connect("198.51.100.23"), at(20 + 601), &mut out);
+    assert_eq!(out.len(), 3, "{out:?}");
+    // The indicator expired: nothing; the source withdrawn: nothing.
+    s.on_signal(&connect("198.51.100.99"), at(3600), &mut out);
+    assert_eq!(out.len(), 3, "{out:?}");
+    s.set_known_bad("csirt", Vec::new());
+    assert_eq!(s.known_bad_count(), 0);
+    s.on_signal(&connect("[2001:db8:1::6]"), at(4000), &mut out);
+    assert_eq!(out.len(), 3, "{out:?}");
+}
+
+proptest! {
+    /// A network contains exactly the addresses sharing its first `prefix` bits.
+    #[test]
+    fn a_network_contains_the_addresses_of_its_prefix(n in any::<u32>(), a in any::<u32>(), p in 0u8..=32) {
+        let net = KnownBad { address: std::net::IpAddr::V4(n.into()), prefix: p, until: None };
+        let same = p == 0 || (n >> (32 - u32::from(p))) == (a >> (32 - u32::from(p)));
+        prop_assert_eq!(net.contains(std::net::IpAddr::V4(a.into())), same);
+        prop_assert!(!net.contains("::1".parse().expect("ip")));
+    }
+}

@@ -59,6 +59,14 @@ impl StixId {
         StixId(format!("{object_type}--{}", uuid.hyphenated()))
     }
 
+    /// A TAXII collection's identifier (a bare UUID, not a STIX id), stable for a key
+    /// such as (territory, API root): `derive` under the type `x-taxii-collection`.
+    pub fn collection_uuid(key: &[&str]) -> String {
+        let id = StixId::derive("x-taxii-collection", key);
+        id.0.split_once("--")
+            .map_or_else(String::new, |(_, u)| u.to_owned())
+    }
+
     /// A constant identifier the crate knows to be valid (the TLP marking definitions).
     pub(crate) fn known(text: &'static str) -> StixId {
         StixId(text.to_owned())
@@ -99,6 +107,17 @@ impl Serialize for StixId {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_collection_id_is_a_stable_bare_uuid() {
+        let a = StixId::collection_uuid(&["town", "partners"]);
+        assert_eq!(a, StixId::collection_uuid(&["town", "partners"]));
+        assert_ne!(a, StixId::collection_uuid(&["town", "csirt"]));
+        assert!(
+            Uuid::parse_str(&a).is_ok_and(|u| u.get_version_num() == 5),
+            "{a}"
+        );
+    }
 
     #[test]
     fn derived_ids_are_stable_version_5_and_keyed() {

@@ -24,6 +24,7 @@ mod reload;
 mod server;
 mod setup;
 mod simulate;
+mod taxii_pull;
 mod vault;
 
 use std::path::PathBuf;
@@ -112,6 +113,11 @@ enum Command {
     Privacy {
         #[command(subcommand)]
         command: privacy_cmd::PrivacyCommand,
+    },
+    /// Cyber threat sharing (TAXII 2.1): `token` makes a partner's credential.
+    Taxii {
+        #[command(subcommand)]
+        command: taxii_pull::TaxiiCommand,
     },
 }
 
@@ -248,6 +254,7 @@ fn main() -> ExitCode {
         Command::Users(cmd) => accounts::run(cmd),
         Command::Devices(args) => devices_cmd::run(args),
         Command::Privacy { command } => privacy_cmd::run(command),
+        Command::Taxii { command } => taxii_pull::command(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

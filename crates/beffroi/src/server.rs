@@ -407,6 +407,7 @@ async fn serve(
         .with_audit(Arc::clone(&audit_in))
         .with_privacy(Arc::new(dep.privacy.clone()))
         .with_cap(dep.cap.clone().map(Arc::new))
+        .with_taxii(dep.taxii.clone())
         .with_audit_reader(crate::audit_cmd::access_log_reader(&opts.store, &audit)?)
         .with_pseudonymiser(Arc::clone(&pseudonymiser))
         .with_unmask_approval(opts.unmask_approval);
@@ -505,6 +506,17 @@ async fn serve(
             policy.sources.clone(),
             handle.clone(),
             feed_metrics,
+            shutdown.clone(),
+        ));
+    }
+    // Partners' indicators pulled over TAXII, on the node that runs the engine.
+    if let Some(policy) = dep.taxii.as_ref().filter(|p| !p.pulls.is_empty()) {
+        let pull_metrics = crate::taxii_pull::PullMetrics::default();
+        metrics.with_registry(|r| pull_metrics.register(r));
+        tasks.spawn(crate::taxii_pull::run(
+            policy.pulls.clone(),
+            handle.clone(),
+            pull_metrics,
             shutdown.clone(),
         ));
     }

@@ -41,6 +41,8 @@ pub struct Deployment {
     pub cap: Option<beffroi_api::cap::CapPolicy>,
     /// Hub'Eau stations read as devices (`hubeau.toml`, optional: none without it).
     pub hubeau: Option<Arc<beffroi_hubeau::HubeauConfig>>,
+    /// Cyber threat sharing over TAXII 2.1 (`taxii.toml`, optional: none without it).
+    pub taxii: Option<Arc<beffroi_api::taxii::TaxiiPolicy>>,
 }
 
 /// Reads `cap.toml` against the categories the rules raise.
@@ -155,6 +157,7 @@ pub fn load_demo() -> Result<Deployment> {
     Ok(Deployment {
         cap: Some(cap),
         hubeau: None,
+        taxii: None,
         privacy,
         security,
         territory: Arc::new(territory),
@@ -249,6 +252,21 @@ pub fn load_dir(dir: &Path) -> Result<Deployment, ConfigErrors> {
     } else {
         None
     };
+    let taxii_path = dir.join("taxii.toml");
+    let taxii = if taxii_path.exists() {
+        match SourceFile::read(&taxii_path) {
+            Ok(src) => beffroi_api::taxii::parse_policy(&src, &territory)
+                .map(Arc::new)
+                .map_err(|e| errors.extend(e))
+                .ok(),
+            Err(e) => {
+                errors.push(e);
+                None
+            }
+        }
+    } else {
+        None
+    };
     let sdir = dir.join("scenarios");
     let scenarios = if sdir.is_dir() {
         beffroi_sim::load_dir(&sdir, &territory)
@@ -268,6 +286,7 @@ pub fn load_dir(dir: &Path) -> Result<Deployment, ConfigErrors> {
         ) if errors.is_empty() => Ok(Deployment {
             cap,
             hubeau,
+            taxii,
             privacy,
             territory: Arc::new(territory),
             rules: Arc::new(rules),

@@ -708,3 +708,171 @@ fn bulk_issue_by_kind_to_a_private_file() {
         .expect("run");
     assert!(!unknown.status.success());
 }
+
+/// A partner's TAXII collection that holds one indicator, `[ipv4-addr:value = '127.0.0.1']`,
+/// served on loopback; every request's path and query recorded.
+fn partner_taxii(requests: std::sync::Arc<std::sync::Mutex<Vec<String>>>) -> u16 {
+    use std::io::{BufRead, BufReader, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = l.local_addr().expect("addr").port();
+    let envelope = serde_json::json!({
+        "more": false,
+        "objects": [
+            {
+                "type": "indicator", "spec_version": "2.1",
+                "id": "indicator--8e2e2d2b-17d4-4cbf-938f-98ee46b3cd3f",
+                "created": "2026-12-01T08:00:00.000Z", "modified": "2026-12-01T08:00:00.000Z",
+                "name": "Botnet C2 — contact jean.dupont@csirt.example",
+                "indicator_types": ["malicious-activity"],
+                "pattern": "[ipv4-addr:value = '127.0.0.1']", "pattern_type": "stix",
+                "valid_from": "2026-12-01T08:00:00Z",
+                "object_marking_refs": ["marking-definition--f88d31f6-486f-44da-b317-01333bde0b82"]
+            },
+            {
+                "type": "indicator", "spec_version": "2.1",
+                "id": "indicator--0b5b4f0e-51f6-4a59-9d5c-3c1a9b8f2a11",
+                "created": "2026-12-01T08:00:00.000Z", "modified": "2026-12-01T08:00:00.000Z",
+                "pattern": "[ipv4-addr:value = '127.0.0.2' AND network-traffic:dst_port = 22]",
+                "pattern_type": "stix", "valid_from": "2026-12-01T08:00:00Z"
+            }
+        ]
+    })
+    .to_string();
+    std::thread::spawn(move || {
+        for conn in l.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let mut reader = BufReader::new(conn.try_clone().expect("clone"));
+            let mut line = String::new();
+            if reader.read_line(&mut line).is_err() {
+                continue;
+            }
+            requests
+                .lock()
+                .expect("requests")
+                .push(line.split_whitespace().nth(1).unwrap_or("/").to_string());
+            loop {
+                let mut h = String::new();
+                if reader.read_line(&mut h).map_or(true, |n| n == 0) || h == "\r\n" {
+                    break;
+                }
+            }
+            let _ = write!(
+                conn,
+                "HTTP/1.1 200 OK\r\nContent-Type: application/taxii+json;version=2.1\r\nX-TAXII-Date-Added-First: 2026-12-01T08:00:00.000Z\r\nX-TAXII-Date-Added-Last: 2026-12-01T08:00:00.000Z\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{envelope}",
+                envelope.len()
+            );
+        }
+    });
+    port
+}
+
+/// An indicator pulled from a partner's TAXII collection reaches the sentinel: a
+/// connection attempt from the address it names, seen in the broker's log, raises a
+/// `cyber-known_bad_address` incident. The indicator whose pattern joins the address with
+/// another condition is not used.
+#[test]
+fn a_pulled_indicator_raises_an_incident_when_its_address_is_seen() {
+    use std::sync::{Arc, Mutex};
+    use support::beffroi::{Beffroi, BrokerAuth, MqttSettings};
+    use support::http::{Api, metric};
+    use support::poll;
+
+    let requests = Arc::new(Mutex::new(Vec::new()));
+    let partner = partner_taxii(Arc::clone(&requests));
+    let all = support::demo::devices();
+    let dev = support::demo::of_kind(&all, "water_level")[0].id.clone();
+    let reg = tempfile::tempdir().expect("tempdir");
+    let broker_dir = tempfile::tempdir().expect("tempdir");
+    let issued = devices(reg.path(), broker_dir.path(), None, &["issue", &dev]);
+    let password = password_of(&issued, &dev);
+    chmod_readable(broker_dir.path());
+    let Some(broker) = Mosquitto::start_with(&broker_conf(broker_dir.path())) else {
+        return;
+    };
+    let work = tempfile::tempdir().expect("tempdir");
+    let deployment = work.path().join("deployment");
+    support::copy_dir(&support::demo::dir(), &deployment);
+    std::fs::write(
+        deployment.join("taxii.toml"),
+        format!(
+            "[[pull]]\nname = \"csirt\"\nurl = \"http://127.0.0.1:{partner}/taxii2/api1/collections/91a7b528-80eb-42ed-a74d-c6fbd5a26116/objects/\"\nuser = \"dijon\"\npassword_env = \"BEFFROI_TEST_TAXII_PASSWORD\"\nevery = \"1s\"\n"
+        ),
+    )
+    .expect("taxii.toml");
+    let beffroi = Beffroi::start_full(
+        Some(MqttSettings {
+            url: broker.url(),
+            client_id: format!("beffroi-taxii-{}", std::process::id()),
+            protocol: 4,
+        }),
+        Some(deployment),
+        Some(BrokerAuth {
+            username: "beffroi".into(),
+            password: INGEST_PASSWORD.into(),
+        }),
+        |data| {
+            std::fs::create_dir_all(data).expect("data dir");
+            std::fs::copy(
+                reg.path().join("devices.sqlite"),
+                data.join("devices.sqlite"),
+            )
+            .expect("registry into the data folder");
+        },
+    );
+    let api = Api::login(&beffroi.base());
+    let log = || support::logs(&beffroi, &broker);
+    // The partner's indicator in force: one network (the exact one), one skipped.
+    poll("the partner's indicator pulled", WAIT, log, || {
+        let m = api.metrics();
+        (metric(&m, "beffroi_known_bad_networks", &[]) == Some(1.0)).then_some(())
+    });
+    let m = api.metrics();
+    assert_eq!(
+        metric(
+            &m,
+            "beffroi_taxii_pull_skipped_total",
+            &[("source", "csirt")]
+        ),
+        Some(1.0),
+        "{m}"
+    );
+    let first = requests.lock().expect("requests")[0].clone();
+    assert!(first.contains("match%5Btype%5D=indicator"), "{first}");
+    // Later polls ask only for what was added after the last page.
+    poll("a poll with added_after", WAIT, log, || {
+        requests
+            .lock()
+            .expect("requests")
+            .iter()
+            .any(|r| r.contains("added_after=2026-12-01T08%3A00%3A00.000Z"))
+            .then_some(())
+    });
+    assert!(
+        api.get_ok("/api/v1/incidents?category=cyber")
+            .to_string()
+            .find("known_bad")
+            .is_none(),
+        "nothing before the address is seen"
+    );
+    // The device connects from 127.0.0.1, the flagged address.
+    let c = connect(broker.port(), "dev-seen", &dev, &password, None).expect("accepted");
+    let incident = poll("the known-bad address incident", WAIT, log, || {
+        api.get_ok("/api/v1/incidents?category=cyber")
+            .as_array()
+            .and_then(|l| {
+                l.iter()
+                    .find(|i| i["rule"] == "cyber-known_bad_address")
+                    .cloned()
+            })
+    });
+    drop(c);
+    let detail = api.get_ok(&format!("/api/v1/incidents/{}", incident["id"]));
+    let text = detail.to_string();
+    assert!(
+        text.contains("127.0.0.1") && text.contains("csirt"),
+        "{detail:#}"
+    );
+    assert!(text.contains("T0883"), "{detail:#}");
+    // The partner's free text is never read.
+    assert!(!text.contains("jean.dupont"), "{detail:#}");
+}

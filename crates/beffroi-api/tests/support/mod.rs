@@ -1,6 +1,8 @@
 //! The API over a real engine and SQLite store, on the demo territory and a simulated
 //! clock, with one administrator token: the harness of the end-to-end API tests.
 
+#![allow(dead_code)]
+
 use std::sync::Arc;
 
 use axum::Router;
@@ -15,6 +17,7 @@ use beffroi_territory::SourceFile;
 pub struct Harness {
     pub app: Router,
     pub t: Arc<Territory>,
+    pub handle: beffroi_engine::runner::EngineHandle,
     _engine: Engine,
     _dir: tempfile::TempDir,
 }
@@ -70,6 +73,7 @@ pub async fn harness(
     Harness {
         app,
         t,
+        handle: engine.handle.clone(),
         _engine: engine,
         _dir: dir,
     }

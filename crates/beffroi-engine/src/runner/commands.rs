@@ -27,6 +27,12 @@ pub(super) enum Command {
     },
     /// A security signal from an edge (broker feed, simulator) for anomaly detection.
     Security(beffroi_core::SecuritySignal),
+    /// The networks a partner's indicators flag (a TAXII source), replacing its earlier
+    /// list.
+    KnownBad {
+        source: String,
+        networks: Vec<beffroi_sentinel::KnownBad>,
+    },
     /// An alert from outside (a CAP feed), mapped onto the territory.
     External {
         alert: Box<crate::external::ExternalAlert>,
@@ -139,6 +145,10 @@ pub(super) fn handle_command(
         }
         Command::Security(signal) => {
             p.on_security_signal(&signal, clock.now(), &mut job.out);
+        }
+        Command::KnownBad { source, networks } => {
+            tracing::info!(source = %source, networks = networks.len(), "known-bad networks replaced");
+            p.set_known_bad(&source, networks);
         }
         Command::External { alert, reply } => {
             let r = p.external_alert(&alert, &mut job.out);

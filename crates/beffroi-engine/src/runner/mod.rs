@@ -366,6 +366,20 @@ impl EngineHandle {
             .map_err(|_| EngineClosed)
     }
 
+    /// Replaces the networks `source` (a partner's TAXII collection) flags as known bad;
+    /// a connection to the broker from one of them raises a `cyber-known_bad_address`
+    /// incident. An empty list forgets the source.
+    pub async fn set_known_bad(
+        &self,
+        source: String,
+        networks: Vec<beffroi_sentinel::KnownBad>,
+    ) -> Result<(), EngineClosed> {
+        self.commands
+            .send(Command::KnownBad { source, networks })
+            .await
+            .map_err(|_| EngineClosed)
+    }
+
     /// Applies an alert from outside (a CAP feed); returns its incident once the change is
     /// durable (`None`: an end of an alert that opened nothing here).
     pub async fn external_alert(
