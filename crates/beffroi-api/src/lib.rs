@@ -22,6 +22,7 @@ pub mod crowd;
 pub mod dto;
 pub mod error;
 pub mod events;
+pub mod federation;
 mod handlers;
 pub mod handover;
 pub mod mapgrid;
@@ -99,6 +100,8 @@ pub struct AppState {
     /// Who reads the territory's cyber indicators over TAXII 2.1 (`taxii.toml`); `None`:
     /// no TAXII server.
     pub taxii: Option<Arc<taxii::TaxiiPolicy>>,
+    /// The partners' inbox and the links' state (`federation.toml`); `None`: no partner.
+    pub federation: Option<federation::Port>,
 }
 
 /// Where a reading posted over HTTP is appended when the server is a cluster node: a
@@ -218,6 +221,7 @@ impl AppState {
             health_gauges,
             cap: None,
             taxii: None,
+            federation: None,
         }
     }
 
@@ -230,6 +234,12 @@ impl AppState {
     /// Serves the territory's cyber indicators over TAXII 2.1 as `taxii.toml` says.
     pub fn with_taxii(mut self, policy: Option<Arc<taxii::TaxiiPolicy>>) -> AppState {
         self.taxii = policy;
+        self
+    }
+
+    /// Receives partners' batches through `port`, and shows its links.
+    pub fn with_federation(mut self, port: Option<federation::Port>) -> AppState {
+        self.federation = port;
         self
     }
 

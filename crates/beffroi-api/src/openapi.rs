@@ -84,6 +84,7 @@ pub fn document() -> utoipa::openapi::OpenApi {
     doc.merge(<crate::events::EventsApi as OpenApi>::openapi());
     doc.merge(<crate::privacy::PrivacyApi as OpenApi>::openapi());
     doc.merge(<crate::cap::CapApi as OpenApi>::openapi());
+    doc.merge(<crate::federation::FederationApi as OpenApi>::openapi());
     doc.merge(<crate::retention::PrivacyApi as OpenApi>::openapi());
     doc
 }

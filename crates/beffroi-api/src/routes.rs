@@ -44,8 +44,8 @@ use crate::access::{Permission, Principal, Scope, Visibility};
 use crate::auth::{Credential, csrf_matches};
 use crate::error::{ApiError, ErrorCode};
 use crate::{
-    AppState, alarm_health, cap, console, crisis, crowd, events, handlers, handover, overview,
-    privacy, retention, scoped, security, shelving, situations, taxii, units, unmask,
+    AppState, alarm_health, cap, console, crisis, crowd, events, federation, handlers, handover,
+    overview, privacy, retention, scoped, security, shelving, situations, taxii, units, unmask,
 };
 
 /// What kind of object an `{id}` names.
@@ -196,6 +196,10 @@ pub static ROUTES: &[RouteSpec] = &[
     route!(GET "/api/v1/cap/alerts/{id}", Public, "", cap::alert),
     // Cyber threat sharing (TAXII 2.1): partners authenticate with the credentials of
     // `taxii.toml`, per API root, in the handlers (`taxii::admit`); no console account.
+    // Federation: partners post signed batches (`federation::inbox` checks the signature
+    // with the key `federation.toml` pins); the console sees the links.
+    route!(POST "/federation/v1/inbox", Public, "", federation::inbox),
+    route!(GET "/api/v1/federation/links", Allow(P::TerritoryRead, Global), "", federation::links),
     route!(GET "/taxii2/", Public, "", taxii::discovery),
     route!(GET "/taxii2/{root}/", Public, "", taxii::api_root),
     route!(GET "/taxii2/{root}/collections/", Public, "", taxii::collections),

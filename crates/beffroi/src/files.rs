@@ -88,16 +88,21 @@ pub fn totp_key(path: &Path) -> Result<beffroi_api::totp::SealKey> {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
     let key = beffroi_api::totp::SealKey::generate();
+    write_private(path, key.as_bytes())?;
+    Ok(key)
+}
+
+/// Writes a new file readable by its owner only (0600), synced; refuses to overwrite.
+pub fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
         .open(path)
         .with_context(|| format!("cannot create {}", path.display()))?;
-    std::io::Write::write_all(&mut f, key.as_bytes())
+    std::io::Write::write_all(&mut f, bytes)
         .and_then(|()| f.sync_all())
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    Ok(key)
+        .with_context(|| format!("cannot write {}", path.display()))
 }
 
 fn restrict(path: &Path, mode: u32) -> Result<()> {

@@ -12,6 +12,7 @@ mod cluster;
 mod config;
 mod conns;
 mod devices_cmd;
+mod federation;
 mod files;
 mod hubeau_feed;
 #[cfg(feature = "mqtt")]
@@ -113,6 +114,11 @@ enum Command {
     Privacy {
         #[command(subcommand)]
         command: privacy_cmd::PrivacyCommand,
+    },
+    /// Federation with neighbouring instances: `key` prints this instance's public key.
+    Federation {
+        #[command(subcommand)]
+        command: federation::FederationCommand,
     },
     /// Cyber threat sharing (TAXII 2.1): `token` makes a partner's credential.
     Taxii {
@@ -255,6 +261,7 @@ fn main() -> ExitCode {
         Command::Devices(args) => devices_cmd::run(args),
         Command::Privacy { command } => privacy_cmd::run(command),
         Command::Taxii { command } => taxii_pull::command(command),
+        Command::Federation { command } => federation::command(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

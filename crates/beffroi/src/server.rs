@@ -401,6 +401,23 @@ async fn serve(
     .context("cannot start the engine")?;
     let handle = engine.handle.clone();
 
+    // Agreements with neighbouring instances: queues in the data folder, the inbox on the
+    // API.
+    let fed_reader = Arc::clone(&reader);
+    let fed = match dep.federation.clone() {
+        Some(config) => {
+            let fed_metrics = crate::federation::FederationMetrics::default();
+            metrics.with_registry(|r| fed_metrics.register(r));
+            Some(crate::federation::Fed::open(
+                config,
+                &opts.data_dir,
+                handle.clone(),
+                Arc::clone(&audit_in) as Arc<dyn beffroi_core::AuditSink>,
+                fed_metrics,
+            )?)
+        }
+        None => None,
+    };
     #[allow(unused_mut)]
     let mut state = AppState::new(handle.clone(), reader, Arc::clone(&auth))
         .with_web(web.clone())
@@ -408,6 +425,10 @@ async fn serve(
         .with_privacy(Arc::new(dep.privacy.clone()))
         .with_cap(dep.cap.clone().map(Arc::new))
         .with_taxii(dep.taxii.clone())
+        .with_federation(
+            fed.clone()
+                .map(|f| Arc::new(crate::federation::FedPort(f)) as beffroi_api::federation::Port),
+        )
         .with_audit_reader(crate::audit_cmd::access_log_reader(&opts.store, &audit)?)
         .with_pseudonymiser(Arc::clone(&pseudonymiser))
         .with_unmask_approval(opts.unmask_approval);
@@ -508,6 +529,9 @@ async fn serve(
             feed_metrics,
             shutdown.clone(),
         ));
+    }
+    if let Some(fed) = fed {
+        tasks.spawn(fed.run(fed_reader, shutdown.clone()));
     }
     // Partners' indicators pulled over TAXII, on the node that runs the engine.
     if let Some(policy) = dep.taxii.as_ref().filter(|p| !p.pulls.is_empty()) {

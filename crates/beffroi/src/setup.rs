@@ -43,6 +43,8 @@ pub struct Deployment {
     pub hubeau: Option<Arc<beffroi_hubeau::HubeauConfig>>,
     /// Cyber threat sharing over TAXII 2.1 (`taxii.toml`, optional: none without it).
     pub taxii: Option<Arc<beffroi_api::taxii::TaxiiPolicy>>,
+    /// Agreements with neighbouring instances (`federation.toml`, optional: none without it).
+    pub federation: Option<Arc<beffroi_federation::Federation>>,
 }
 
 /// Reads `cap.toml` against the categories the rules raise.
@@ -158,6 +160,7 @@ pub fn load_demo() -> Result<Deployment> {
         cap: Some(cap),
         hubeau: None,
         taxii: None,
+        federation: None,
         privacy,
         security,
         territory: Arc::new(territory),
@@ -267,6 +270,25 @@ pub fn load_dir(dir: &Path) -> Result<Deployment, ConfigErrors> {
     } else {
         None
     };
+    let federation_path = dir.join("federation.toml");
+    let federation = match (&rules, federation_path.exists()) {
+        (Some(rules), true) => match SourceFile::read(&federation_path) {
+            Ok(src) => {
+                let mut categories: Vec<&str> = rules.rules.iter().map(|r| &*r.category).collect();
+                categories.sort_unstable();
+                categories.dedup();
+                beffroi_federation::parse(&src, &territory, &categories)
+                    .map(Arc::new)
+                    .map_err(|e| errors.extend(e))
+                    .ok()
+            }
+            Err(e) => {
+                errors.push(e);
+                None
+            }
+        },
+        _ => None,
+    };
     let sdir = dir.join("scenarios");
     let scenarios = if sdir.is_dir() {
         beffroi_sim::load_dir(&sdir, &territory)
@@ -287,6 +309,7 @@ pub fn load_dir(dir: &Path) -> Result<Deployment, ConfigErrors> {
             cap,
             hubeau,
             taxii,
+            federation,
             privacy,
             territory: Arc::new(territory),
             rules: Arc::new(rules),
