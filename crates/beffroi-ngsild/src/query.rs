@@ -15,7 +15,7 @@
 //! `pick`, `omit`, `datasetId`, `join`…) are refused with `OperationNotSupported`
 //! rather than silently ignored. Every parameter is read at most once.
 
-use crate::context::type_iri;
+use crate::context::{JsonLdContext, type_iri};
 use crate::entity::{Entity, Representation};
 use crate::error::{ErrorType, NgsiError};
 use crate::geo::{GeoQuery, GeoRel, Geometry};
@@ -425,9 +425,20 @@ pub struct Selection<'a> {
 }
 
 impl Selection<'_> {
-    /// The answer's body: the page's entities as the query asks.
+    /// The body of an `application/json` answer: the page's entities as the query
+    /// asks (the context goes in the `Link` header).
     pub fn body(&self, query: &Query) -> serde_json::Value {
         serde_json::Value::Array(self.entities.iter().map(|e| query.render(e)).collect())
+    }
+
+    /// The body of an `application/ld+json` answer: each entity carries `@context`.
+    pub fn body_with_context(&self, query: &Query, context: &JsonLdContext) -> serde_json::Value {
+        serde_json::Value::Array(
+            self.entities
+                .iter()
+                .map(|e| context.with_body_context(query.render(e)))
+                .collect(),
+        )
     }
 }
 
@@ -566,7 +577,9 @@ mod tests {
         Entity::new(format!("urn:ngsi-ld:Device:t:d{n:02}"), "Device")
             .with(
                 "deviceState",
-                Attribute::property(Value::Text(if n.is_multiple_of(2) { "ok" } else { "silent" }.into())),
+                Attribute::property(Value::Text(
+                    if n.is_multiple_of(2) { "ok" } else { "silent" }.into(),
+                )),
             )
             .with(
                 "location",

@@ -143,13 +143,14 @@ impl Endpoint {
                 "white space or control characters",
             ));
         }
-        let lower = uri
-            .get(..8)
-            .map(str::to_ascii_lowercase)
-            .unwrap_or_default();
-        let rest = if lower.starts_with("https://") {
+        let has_scheme = |scheme: &str| {
+            uri.as_bytes()
+                .get(..scheme.len())
+                .is_some_and(|head| head.eq_ignore_ascii_case(scheme.as_bytes()))
+        };
+        let rest = if has_scheme("https://") {
             &uri[8..]
-        } else if lower.starts_with("http://") {
+        } else if has_scheme("http://") {
             &uri[7..]
         } else {
             return Err(NgsiError::bad_data(
@@ -809,6 +810,8 @@ mod tests {
         };
         let uri = |u: &str| with(&["notification", "endpoint", "uri"], json!(u));
         assert!(uri("ftp://x.example/").detail.contains("http"));
+        assert!(uri("http://").detail.contains("host"));
+        assert!(Endpoint::new("HTTP://x.example/é", NotificationMedia::Json).is_ok());
         assert!(
             uri("https://user:pw@x.example/")
                 .detail
