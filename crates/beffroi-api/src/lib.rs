@@ -26,6 +26,7 @@ pub mod federation;
 mod handlers;
 pub mod handover;
 pub mod mapgrid;
+pub mod ngsild;
 pub mod openapi;
 pub mod overview;
 pub mod password;
@@ -102,6 +103,8 @@ pub struct AppState {
     pub taxii: Option<Arc<taxii::TaxiiPolicy>>,
     /// The partners' inbox and the links' state (`federation.toml`); `None`: no partner.
     pub federation: Option<federation::Port>,
+    /// NGSI-LD subscriptions of the city's data platform (in memory).
+    pub subscriptions: Arc<ngsild::Subscriptions>,
 }
 
 /// Where a reading posted over HTTP is appended when the server is a cluster node: a
@@ -222,6 +225,7 @@ impl AppState {
             cap: None,
             taxii: None,
             federation: None,
+            subscriptions: Arc::default(),
         }
     }
 

@@ -45,7 +45,8 @@ use crate::auth::{Credential, csrf_matches};
 use crate::error::{ApiError, ErrorCode};
 use crate::{
     AppState, alarm_health, cap, console, crisis, crowd, events, federation, handlers, handover,
-    overview, privacy, retention, scoped, security, shelving, situations, taxii, units, unmask,
+    ngsild, overview, privacy, retention, scoped, security, shelving, situations, taxii, units,
+    unmask,
 };
 
 /// What kind of object an `{id}` names.
@@ -200,6 +201,16 @@ pub static ROUTES: &[RouteSpec] = &[
     // with the key `federation.toml` pins); the console sees the links.
     route!(POST "/federation/v1/inbox", Public, "", federation::inbox),
     route!(GET "/api/v1/federation/links", Allow(P::TerritoryRead, Global), "", federation::links),
+    // NGSI-LD for the city's data platform: the caller's communes only, a tenant being one
+    // of them (see `ngsild`).
+    route!(GET "/ngsi-ld/v1/entities", Allow(P::DeviceRead, Filtered), "", ngsild::query_entities),
+    route!(GET "/ngsi-ld/v1/entities/{id}", Allow(P::DeviceRead, Filtered), "", ngsild::entity),
+    route!(GET "/ngsi-ld/v1/types", Allow(P::DeviceRead, Filtered), "", ngsild::types),
+    route!(POST "/ngsi-ld/v1/subscriptions", Allow(P::DeviceRead, Filtered), "ngsild.subscribe", ngsild::subscribe),
+    route!(POST "/ngsi-ld/v1/subscriptions/", Allow(P::DeviceRead, Filtered), "ngsild.subscribe", ngsild::subscribe),
+    route!(GET "/ngsi-ld/v1/subscriptions", Allow(P::DeviceRead, Filtered), "", ngsild::subscriptions),
+    route!(GET "/ngsi-ld/v1/subscriptions/", Allow(P::DeviceRead, Filtered), "", ngsild::subscriptions),
+    route!(GET "/ngsi-ld/v1/jsonldContexts/{id}", Public, "", ngsild::jsonld_context),
     route!(GET "/taxii2/", Public, "", taxii::discovery),
     route!(GET "/taxii2/{root}/", Public, "", taxii::api_root),
     route!(GET "/taxii2/{root}/collections/", Public, "", taxii::collections),

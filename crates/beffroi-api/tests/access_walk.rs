@@ -438,6 +438,18 @@ impl Harness {
     /// The id an `{id}` stands for in a context: the object of `commune`.
     fn object_id(&self, path: &str, commune: &str) -> String {
         let t = &self.t;
+        if path == "/ngsi-ld/v1/jsonldContexts/{id}" {
+            return "beffroi.jsonld".into();
+        }
+        if path == "/ngsi-ld/v1/entities/{id}" {
+            // A device of commune A: every caller with `device.read` on A's or the whole
+            // territory reads it (the list route's cut, not an object's).
+            return format!(
+                "urn:ngsi-ld:Device:{}:{}",
+                t.id,
+                t.device(first_device_in(t, A)).id
+            );
+        }
         if path.starts_with("/taxii2/") {
             // The walk root's collection (any commune: partners are not scoped to one).
             return beffroi_taxii::StixId::collection_uuid(&[&t.id, "walk"]);
