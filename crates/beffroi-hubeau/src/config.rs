@@ -148,9 +148,9 @@ fn duration(
                 line,
                 Some(name),
                 format!(
-                    "between {} s and {} days",
+                    "between {} s and {} h",
                     min.millis() / 1000,
-                    max.millis() / 86_400_000
+                    max.millis() / 3_600_000
                 ),
             ));
             default

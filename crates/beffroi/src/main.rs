@@ -17,6 +17,7 @@ mod files;
 mod hubeau_feed;
 #[cfg(feature = "mqtt")]
 mod mqtt;
+mod peer;
 mod privacy_cmd;
 mod registry;
 #[cfg(feature = "nats")]
@@ -79,6 +80,11 @@ enum Command {
         /// recorded as the new log's first entry.
         #[arg(long, value_name = "REASON")]
         new_audit_log: Option<String>,
+        /// Also runs a neighbouring territory on the next port (data in `<data>-peer`),
+        /// under an agreement: the demo's floods in Dijon and Longvic appear there as
+        /// incidents from a neighbour.
+        #[arg(long)]
+        peer: bool,
     },
     /// Runs Beffroi from a configuration file (see README: "Configuration").
     Serve {
@@ -127,6 +133,45 @@ enum Command {
     },
 }
 
+/// The demo's options for one territory on `listen` with `data`.
+#[allow(clippy::too_many_arguments)]
+fn demo_options(
+    dep: &setup::Deployment,
+    listen: String,
+    data: PathBuf,
+    clock: Arc<dyn beffroi_core::Clock>,
+    simulate: bool,
+    mqtt: Option<config::MqttSettings>,
+    console: beffroi_console::Settings,
+    new_audit_log: Option<String>,
+) -> server::RunOptions {
+    let keys_dir = vault::default_dir(&data, &dep.territory.id);
+    server::RunOptions {
+        listen,
+        audit: config::AuditSettings::default().to_config(&data, audit_cmd::key_override()),
+        audit_retain: config::AuditSettings::default().retention(),
+        audit_pinned_key: None,
+        new_audit_log,
+        config_source: server::ConfigSource {
+            target: "embedded demo".into(),
+            files: audit_cmd::demo_digests(),
+        },
+        data_dir: data,
+        keys_dir,
+        retention: Some(beffroi_core::Duration::from_mins(60 * 24 * 7)),
+        close_resolved_after: Some(config::DEFAULT_CLOSE_RESOLVED_AFTER),
+        commit_window: config::DEFAULT_COMMIT_WINDOW,
+        unmask_approval: Default::default(),
+        clock,
+        simulate,
+        store: config::StoreLocation::Sqlite,
+        nats: None,
+        http: config::HttpSettings::default(),
+        mqtt,
+        console,
+    }
+}
+
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("BEFFROI_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -151,11 +196,11 @@ fn main() -> ExitCode {
             tiles,
             pmtiles,
             new_audit_log,
+            peer,
         } => runtime().and_then(|rt| {
             rt.block_on(async {
                 let new_audit_log = reason(new_audit_log)?;
-                let dep = setup::load_demo()?;
-                let keys_dir = vault::default_dir(&data, &dep.territory.id);
+                let mut dep = setup::load_demo()?;
                 let console = beffroi_console::Settings {
                     tiles,
                     pmtiles,
@@ -163,48 +208,69 @@ fn main() -> ExitCode {
                 };
                 console.validate().map_err(|e| anyhow::anyhow!("--{e}"))?;
                 let now = beffroi_engine::runner::SystemClock;
-                let clock = Arc::new(beffroi_engine::runner::ScaledClock::new(
-                    beffroi_core::Clock::now(&now),
-                    speed,
-                ));
-                let audit =
-                    config::AuditSettings::default().to_config(&data, audit_cmd::key_override());
-                server::run(
-                    dep,
-                    server::RunOptions {
+                let clock: Arc<dyn beffroi_core::Clock> = Arc::new(
+                    beffroi_engine::runner::ScaledClock::new(beffroi_core::Clock::now(&now), speed),
+                );
+                let mqtt = mqtt.map(|url| config::MqttSettings {
+                    url,
+                    client_id: "beffroi-demo".into(),
+                    protocol: mqtt_protocol,
+                    topics: None,
+                    username: None,
+                    broker_auth: false,
+                    reconnect_max: None,
+                });
+                if !peer {
+                    let opts = demo_options(
+                        &dep,
                         listen,
-                        audit,
-                        audit_retain: config::AuditSettings::default().retention(),
-                        audit_pinned_key: None,
-                        new_audit_log,
-                        config_source: server::ConfigSource {
-                            target: "embedded demo".into(),
-                            files: audit_cmd::demo_digests(),
-                        },
-                        data_dir: data,
-                        keys_dir,
-                        retention: Some(beffroi_core::Duration::from_mins(60 * 24 * 7)),
-                        close_resolved_after: Some(config::DEFAULT_CLOSE_RESOLVED_AFTER),
-                        commit_window: config::DEFAULT_COMMIT_WINDOW,
-                        unmask_approval: Default::default(),
-                        clock,
-                        simulate: true,
-                        store: config::StoreLocation::Sqlite,
-                        nats: None,
-                        http: config::HttpSettings::default(),
-                        mqtt: mqtt.map(|url| config::MqttSettings {
-                            url,
-                            client_id: "beffroi-demo".into(),
-                            protocol: mqtt_protocol,
-                            topics: None,
-                            username: None,
-                            broker_auth: false,
-                            reconnect_max: None,
-                        }),
+                        data,
+                        Arc::clone(&clock),
+                        true,
+                        mqtt,
                         console,
-                    },
-                )
-                .await
+                        new_audit_log,
+                    );
+                    return server::run(dep, opts).await;
+                }
+                let peer_listen = peer::next_port(&listen)?;
+                let mut peer_dep = setup::load_demo()?;
+                let peer_data = peer::data_dir(&data);
+                peer::agree(
+                    &mut dep,
+                    &mut peer_dep,
+                    &listen,
+                    &peer_listen,
+                    &data,
+                    &peer_data,
+                )?;
+                let opts = demo_options(
+                    &dep,
+                    listen,
+                    data,
+                    Arc::clone(&clock),
+                    true,
+                    mqtt,
+                    console.clone(),
+                    new_audit_log.clone(),
+                );
+                let mut peer_opts = demo_options(
+                    &peer_dep,
+                    peer_listen,
+                    peer_data,
+                    clock,
+                    false,
+                    None,
+                    console,
+                    new_audit_log,
+                );
+                // The two data folders are siblings: the neighbour's audit key is its own.
+                peer_opts.audit.key_file = peer_opts
+                    .audit
+                    .key_file
+                    .with_file_name("audit-signing-peer.key");
+                tokio::try_join!(server::run(dep, opts), server::run(peer_dep, peer_opts))
+                    .map(|_| ())
             })
         }),
         Command::Serve {

@@ -44,18 +44,39 @@ pub fn start(wanted: &[&str]) -> RunningDemo {
 /// Like [`start`], with `speed` simulated seconds per wall-clock second (scenarios, reminders
 /// and escalations come sooner).
 pub fn start_at_speed(wanted: &[&str], speed: u32) -> RunningDemo {
+    start_with(wanted, speed, &[], None)
+}
+
+/// A free loopback port whose next port is free too (`demo --peer` takes both).
+fn two_free_ports() -> u16 {
+    loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        if port < u16::MAX && std::net::TcpListener::bind(("127.0.0.1", port + 1)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// Like [`start_at_speed`], with more arguments, and the administrator's password set
+/// (`None`: generated and printed).
+pub fn start_with(wanted: &[&str], speed: u32, args: &[&str], admin: Option<&str>) -> RunningDemo {
     let dir = tempfile::tempdir().expect("tempdir");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port();
+    let port = two_free_ports();
     let out = dir.path().join("demo.out");
-    let child = Command::new(env!("CARGO_BIN_EXE_beffroi"))
-        .args(["demo", "--speed", &speed.to_string(), "--listen"])
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_beffroi"));
+    cmd.args(["demo", "--speed", &speed.to_string(), "--listen"])
         .arg(format!("127.0.0.1:{port}"))
         .arg("--data")
         .arg(dir.path().join("data"))
-        .env_remove("BEFFROI_ADMIN_PASSWORD")
+        .args(args);
+    match admin {
+        Some(pw) => cmd.env("BEFFROI_ADMIN_PASSWORD", pw),
+        None => cmd.env_remove("BEFFROI_ADMIN_PASSWORD"),
+    };
+    let child = cmd
         .stdout(Stdio::from(
             std::fs::File::create(&out).expect("stdout file"),
         ))

@@ -38,10 +38,15 @@ pub struct Api {
 impl Api {
     /// Logs in as `admin` on `base` (`http://127.0.0.1:PORT`).
     pub fn login(base: &str) -> Api {
+        Api::login_as(base, "admin", ADMIN_PASSWORD)
+    }
+
+    /// Logs in as `user` with `password`.
+    pub fn login_as(base: &str, user: &str, password: &str) -> Api {
         let agent = agent();
         let mut r = agent
             .post(&format!("{base}/api/v1/auth/login"))
-            .send_json(serde_json::json!({"username": "admin", "password": ADMIN_PASSWORD}))
+            .send_json(serde_json::json!({"username": user, "password": password}))
             .expect("login request");
         let status = r.status().as_u16();
         let body: Value = r.body_mut().read_json().expect("login answer is JSON");
