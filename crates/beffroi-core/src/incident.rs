@@ -186,7 +186,16 @@ pub struct Incident {
     pub reopened_at: Option<Timestamp>,
 }
 
+/// The rule of an incident a partner shares under a federation agreement:
+/// `fed:<partner>`.
+pub const PARTNER_RULE_PREFIX: &str = "fed:";
+
 impl Incident {
+    /// A partner's incident, shown here as it changes there: the partner handles it.
+    pub fn is_from_partner(&self) -> bool {
+        self.rule.starts_with(PARTNER_RULE_PREFIX)
+    }
+
     /// The time of its latest opening: the last re-opening, or the opening.
     pub fn last_opened_at(&self) -> Timestamp {
         self.reopened_at.unwrap_or(self.opened_at)
@@ -674,6 +683,16 @@ impl IncidentBook {
             action: action.name(),
             from: inc.status.as_str(),
         };
+        // A partner's incident is the partner's to handle: here it is commented, and
+        // closed once it ended there, nothing else.
+        if inc.is_from_partner()
+            && !matches!(action, IncidentAction::Comment(_) | IncidentAction::Close)
+        {
+            return Err(TransitionError::NotAllowed {
+                action: action.name(),
+                from: "a partner's",
+            });
+        }
         let (log_action, detail): (&'static str, Said) = match action {
             IncidentAction::Acknowledge => {
                 if inc.status != Status::New {
@@ -821,7 +840,8 @@ impl IncidentBook {
         }
         let mut changes = Vec::new();
         for inc in self.by_id.values_mut() {
-            if inc.status != Status::New {
+            // A partner's incident is acknowledged there, not here: no reminder.
+            if inc.status != Status::New || inc.is_from_partner() {
                 continue;
             }
             let d = policy.for_severity(inc.severity);
@@ -1288,6 +1308,54 @@ mod tests {
             Some("incident.closed_unattended")
         );
         assert!(b.get(id).is_none(), "a closed incident leaves the book");
+    }
+
+    #[test]
+    fn a_partners_incident_is_commented_and_closed_here_never_acted_on_nor_reminded() {
+        let t = fixture::small();
+        let clock = SimClock::new(Timestamp(0));
+        let mut b = book();
+        let mut a = alarm(AlarmKind::Raise, Severity::Major, 0);
+        a.rule = format!("{PARTNER_RULE_PREFIX}voisin").into();
+        a.key = DedupKey::for_site("fed:voisin/INC-1", "s2");
+        let id = b.apply_alarm(&a, &t).expect("opens").incident.id;
+        let actor = Actor::User("op".into());
+        for action in [
+            IncidentAction::Acknowledge,
+            IncidentAction::Start,
+            IncidentAction::Resolve,
+            IncidentAction::Assign("pm-1".into()),
+        ] {
+            assert_eq!(
+                b.act(id, &action, &actor, Timestamp(1)).map(|_| ()),
+                Err(TransitionError::NotAllowed {
+                    action: action.name(),
+                    from: "a partner's"
+                })
+            );
+        }
+        assert!(
+            b.act(
+                id,
+                &IncidentAction::Comment("vu".into()),
+                &actor,
+                Timestamp(2)
+            )
+            .is_ok()
+        );
+        clock.advance(Duration::from_secs(24 * 3600));
+        assert!(
+            b.tick_escalation(&policy(), clock.now()).is_empty(),
+            "acknowledged at the partner's, not here"
+        );
+        // Ended at the partner: closed here.
+        let mut end = a.clone();
+        end.kind = AlarmKind::Clear;
+        b.apply_alarm(&end, &t).expect("resolves");
+        assert!(
+            b.act(id, &IncidentAction::Close, &actor, Timestamp(3))
+                .is_ok()
+        );
     }
 
     #[test]

@@ -736,7 +736,7 @@ impl Fed {
             s.tlp.to_ascii_uppercase()
         );
         Some(ExternalAlert {
-            source: format!("fed:{}", p.name).into(),
+            source: format!("{}{}", beffroi_core::incident::PARTNER_RULE_PREFIX, p.name).into(),
             reference: s.reference.clone(),
             category: Arc::clone(&p.category),
             severity: Severity::parse(&s.severity).unwrap_or(Severity::Info),

@@ -357,6 +357,13 @@ fn shared_changes_cross_once_and_in_order_after_the_link_is_cut() {
         !at_a.is_empty() && at_a.iter().all(|i| i["status"] == "new"),
         "{at_a:#?}"
     );
+    // A partner's incident is the partner's to handle: commented here, not acknowledged.
+    let theirs = format!("/api/v1/incidents/{}/actions", at_a[0]["id"]);
+    let (status, answer) = api_a.post(&theirs, r#"{"action":"acknowledge"}"#);
+    assert_eq!(status, 409, "{answer}");
+    assert!(answer.to_string().contains("partner"), "{answer}");
+    let (status, answer) = api_a.post(&theirs, r#"{"action":"comment","text":"vu"}"#);
+    assert_eq!(status, 200, "{answer}");
     // Every exchange is in the audit log.
     let audit = std::process::Command::new(env!("CARGO_BIN_EXE_beffroi"))
         .args(["audit", "show", "--limit", "10000", "--data"])

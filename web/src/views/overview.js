@@ -12,6 +12,7 @@ import { navigate } from '../router.js';
 import { h, clear, toast } from '../dom.js';
 import { t, tOr, fmtTime, getLang, onLangChange, tMessage, incidentTitle, localTitle, actorName } from '../i18n.js';
 import { mountHealth } from './health.js';
+import { mountLinks } from './links.js';
 
 export const route = 'overview';
 export const navKey = 'nav.overview';
@@ -59,13 +60,14 @@ export function mount(el) {
   const handover = h('section.handover#handover');
   const head = h('div.handover-head');
   const health = h('div.health-wrap');
+  const links = h('div.links-wrap');
   // Each part for the roles that may read it: the key figures (`supervise`: the
   // supervisor), the alarm health of the user's communes, the handover (`handover`: the
   // operator too).
   const figures = api.can('supervise');
   const handing = api.can('handover');
   el.append(h('section.overview-view#overview', figures && strip, api.can('incident.read') && health,
-    handing && h('div.handover-wrap', head, handover)));
+    api.can('territory.read') && links, handing && h('div.handover-wrap', head, handover)));
   state = { strip, since, handover, head, kpis: null, data: null, timers: [], communes: new Map() };
   // Commune names for the notes' scopes (ids in the handover).
   if (api.can('handover')) {
@@ -76,6 +78,7 @@ export function mount(el) {
     }).catch(() => {});
   }
   const unmountHealth = api.can('incident.read') ? mountHealth(health) : () => {};
+  const unmountLinks = api.can('territory.read') ? mountLinks(links) : () => {};
 
   const refreshKpis = figures ? throttle(loadKpis, THROTTLE_MS) : () => {};
   const refreshHandover = handing ? throttle(loadHandover, THROTTLE_MS * 2) : () => {};
@@ -94,7 +97,7 @@ export function mount(el) {
   paintKpis();
   if (figures) loadKpis();
   if (handing) loadHandover();
-  return () => { offs.forEach((f) => f()); clearInterval(ticker); unmountHealth(); state = null; };
+  return () => { offs.forEach((f) => f()); clearInterval(ticker); unmountHealth(); unmountLinks(); state = null; };
 }
 
 async function loadKpis() {
