@@ -14,6 +14,8 @@
 //! tlp = "amber"                     # the marking the partner must respect
 //! receive = true                    # their shared incidents appear here…
 //! category = "neighbour"            # …as incidents of this category
+//! notes = true                      # notes written here on their incidents go back to
+//!                                   # them, and theirs on ours are read (both sides say so)
 //! ```
 
 use std::sync::Arc;
@@ -97,6 +99,9 @@ pub struct Partner {
     pub receive: bool,
     /// The category of their incidents here.
     pub category: Arc<str>,
+    /// Operators' notes on the partner's incidents are sent back to it, and its notes on
+    /// the incidents shared with it are read.
+    pub notes: bool,
 }
 
 impl Partner {
@@ -153,6 +158,8 @@ struct RawPartner {
     receive: Option<bool>,
     #[serde(default)]
     category: Option<String>,
+    #[serde(default)]
+    notes: bool,
 }
 
 /// An instance or partner name: 1 to 40 of `a-z 0-9 - _`.
@@ -308,6 +315,7 @@ pub fn parse(
                 tlp,
                 receive: p.receive.unwrap_or(true),
                 category: category.into(),
+                notes: p.notes,
             });
         }
     }

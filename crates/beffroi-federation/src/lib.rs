@@ -18,5 +18,8 @@ pub mod share;
 pub mod wire;
 
 pub use agreement::{Federation, Field, Partner, Tlp, parse};
-pub use share::{rekey, rekey_text, share};
-pub use wire::{Ack, Batch, Message, SharedIncident, next_in_order, parse_batch, sign, verify};
+pub use share::{note, rekey, rekey_text, share};
+pub use wire::{
+    Ack, Batch, Content, Message, SharedIncident, SharedNote, next_in_order, parse_batch, sign,
+    verify,
+};

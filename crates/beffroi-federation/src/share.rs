@@ -62,6 +62,22 @@ pub fn rekey_text(secret: &[u8; 32], partner: &str, text: &str) -> String {
     out
 }
 
+/// An operator's note on a partner's incident, as the partner receives it: the text
+/// (scrubbed when it was written) with its pseudonyms re-keyed for the partner.
+pub fn note(
+    reference: &str,
+    at: i64,
+    text: &str,
+    partner: &Partner,
+    secret: &[u8; 32],
+) -> crate::SharedNote {
+    crate::SharedNote {
+        reference: reference.to_string(),
+        at,
+        text: bounded(rekey_text(secret, &partner.name, text)),
+    }
+}
+
 fn bounded(mut s: String) -> String {
     s.retain(|c| !c.is_control());
     if s.len() > MAX_TEXT {

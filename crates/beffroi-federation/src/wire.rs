@@ -59,12 +59,59 @@ impl SharedIncident {
     }
 }
 
-/// One message of a batch.
+/// A note an operator of the receiver's partner wrote on one of the receiver's own
+/// incidents (the agreement's `notes`): scrubbed, its pseudonyms re-keyed.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SharedNote {
+    /// The receiver's reference of its incident (`INC-42`), as it shared it.
+    pub reference: String,
+    pub at: i64,
+    pub text: String,
+}
+
+/// One message of a batch: a shared incident's change, or a note back.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Message {
     pub seq: u64,
-    pub incident: SharedIncident,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incident: Option<SharedIncident>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<SharedNote>,
+}
+
+/// What a message carries.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Content {
+    Incident(SharedIncident),
+    Note(SharedNote),
+}
+
+impl Message {
+    pub fn new(seq: u64, content: Content) -> Message {
+        match content {
+            Content::Incident(i) => Message {
+                seq,
+                incident: Some(i),
+                note: None,
+            },
+            Content::Note(n) => Message {
+                seq,
+                incident: None,
+                note: Some(n),
+            },
+        }
+    }
+
+    /// What the message carries (a reader has checked that it carries exactly one).
+    pub fn content(&self) -> Option<Content> {
+        match (&self.incident, &self.note) {
+            (Some(i), None) => Some(Content::Incident(i.clone())),
+            (None, Some(n)) => Some(Content::Note(n.clone())),
+            _ => None,
+        }
+    }
 }
 
 /// What a sender posts.
@@ -171,10 +218,31 @@ pub fn parse_batch(body: &[u8]) -> Result<Batch, BatchError> {
         if index > 0 && m.seq != b.messages[index - 1].seq.saturating_add(1) {
             return Err(BatchError::OutOfOrder(index));
         }
-        let i = &m.incident;
         if m.seq == 0 {
             return Err(bad("seq", "starts at 1"));
         }
+        let i = match (&m.incident, &m.note) {
+            (Some(i), None) => i,
+            (None, Some(n)) => {
+                if n.reference.is_empty()
+                    || !text_ok(&n.reference)
+                    || n.text.trim().is_empty()
+                    || !text_ok(&n.text)
+                {
+                    return Err(bad(
+                        "note",
+                        "a reference and a text of 1 to 300 bytes, no control character",
+                    ));
+                }
+                continue;
+            }
+            _ => {
+                return Err(bad(
+                    "incident",
+                    "a message carries an incident or a note, one of them",
+                ));
+            }
+        };
         if i.reference.is_empty() || !text_ok(&i.reference) || i.reference.contains(['/', '@']) {
             return Err(bad(
                 "incident.reference",

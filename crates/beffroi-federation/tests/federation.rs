@@ -200,7 +200,8 @@ fn batch(from: &str, to: &str, seqs: std::ops::RangeInclusive<u64>) -> Batch {
         messages: seqs
             .map(|seq| Message {
                 seq,
-                incident: SharedIncident {
+                note: None,
+                incident: Some(SharedIncident {
                     reference: format!("INC-{seq}"),
                     version: seq as i64,
                     category: "flood".into(),
@@ -213,7 +214,7 @@ fn batch(from: &str, to: &str, seqs: std::ops::RangeInclusive<u64>) -> Batch {
                     title: None,
                     site: None,
                     tlp: "amber".into(),
-                },
+                }),
             })
             .collect(),
     }
@@ -257,7 +258,7 @@ fn a_batch_is_signed_for_one_receiver_and_read_under_checks() {
         Err(BatchError::OutOfOrder(1))
     );
     let mut b = batch("dijon", "quetigny", 1..=1);
-    b.messages[0].incident.position = [f64::MAX, 0.0];
+    b.messages[0].incident.as_mut().expect("incident").position = [f64::MAX, 0.0];
     assert!(matches!(
         parse_batch(&serde_json::to_vec(&b).expect("json")),
         Err(BatchError::Field {
@@ -265,13 +266,37 @@ fn a_batch_is_signed_for_one_receiver_and_read_under_checks() {
             ..
         })
     ));
-    b.messages[0].incident.position = [5.0, 47.0];
-    b.messages[0].incident.title = Some("a\u{7}bell".into());
+    b.messages[0].incident.as_mut().expect("incident").position = [5.0, 47.0];
+    b.messages[0].incident.as_mut().expect("incident").title = Some("a\u{7}bell".into());
     assert!(parse_batch(&serde_json::to_vec(&b).expect("json")).is_err());
     assert!(matches!(
         parse_batch(b"{\"from\": 1}"),
         Err(BatchError::Json { .. })
     ));
+    // A note back is a message of its own: an incident or a note, never both, never none.
+    let note = beffroi_federation::SharedNote {
+        reference: "INC-7".into(),
+        at: 5,
+        text: "Équipe en route".into(),
+    };
+    let mut b = batch("quetigny", "dijon", 1..=2);
+    b.messages[1] = Message::new(2, beffroi_federation::Content::Note(note.clone()));
+    let read = parse_batch(&serde_json::to_vec(&b).expect("json")).expect("valid");
+    assert_eq!(
+        read.messages[1].content(),
+        Some(beffroi_federation::Content::Note(note))
+    );
+    b.messages[1].incident = b.messages[0].incident.clone();
+    assert!(
+        parse_batch(&serde_json::to_vec(&b).expect("json")).is_err(),
+        "both"
+    );
+    b.messages[1].incident = None;
+    b.messages[1].note = None;
+    assert!(
+        parse_batch(&serde_json::to_vec(&b).expect("json")).is_err(),
+        "none"
+    );
     let with_extra = br#"{"from":"a","to":"b","sent_at":0,"messages":[],"notes":"x"}"#;
     assert!(
         parse_batch(with_extra).is_err(),

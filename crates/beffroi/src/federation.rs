@@ -27,11 +27,13 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use base64::Engine as _;
 use beffroi_api::federation::{FederationPort, LinkView};
-use beffroi_core::{Point, SafeText, Severity, SiteIdx, Territory, Timestamp};
+use beffroi_core::{IncidentId, Point, SafeText, Severity, SiteIdx, Territory, Timestamp};
 use beffroi_engine::external::ExternalAlert;
 use beffroi_engine::runner::EngineHandle;
 use beffroi_engine::store::{IncidentQuery, StoreReader};
-use beffroi_federation::{Batch, Federation, Message, Partner, SharedIncident};
+use beffroi_federation::{
+    Batch, Content, Federation, Message, Partner, SharedIncident, SharedNote,
+};
 use ed25519_dalek::SigningKey;
 use futures::future::BoxFuture;
 use prometheus_client::metrics::counter::Counter;
@@ -118,9 +120,9 @@ impl Queues {
             "PRAGMA journal_mode = WAL;
              PRAGMA synchronous = FULL;
              CREATE TABLE IF NOT EXISTS outbox (
-               partner TEXT NOT NULL, seq INTEGER NOT NULL, incident INTEGER NOT NULL,
-               version INTEGER NOT NULL, body TEXT NOT NULL,
-               PRIMARY KEY (partner, seq), UNIQUE (partner, incident, version));
+               partner TEXT NOT NULL, seq INTEGER NOT NULL, kind TEXT NOT NULL,
+               incident INTEGER NOT NULL, version INTEGER NOT NULL, body TEXT NOT NULL,
+               PRIMARY KEY (partner, seq), UNIQUE (partner, kind, incident, version));
              CREATE TABLE IF NOT EXISTS shared (
                partner TEXT NOT NULL, incident INTEGER NOT NULL, PRIMARY KEY (partner, incident));
              CREATE TABLE IF NOT EXISTS acked (partner TEXT PRIMARY KEY, seq INTEGER NOT NULL);
@@ -324,7 +326,11 @@ impl Fed {
                 ev = live.recv() => match ev {
                     Ok(beffroi_engine::live::LiveEvent::Incident(change)) => {
                         let me = Arc::clone(&self);
-                        let queued = tokio::task::spawn_blocking(move || me.enqueue_all(&change.incident)).await;
+                        let queued = tokio::task::spawn_blocking(move || {
+                            let notes = me.enqueue_notes(&change)?;
+                            Ok::<_, String>(notes + me.enqueue_all(&change.incident)?)
+                        })
+                        .await;
                         match queued {
                             Ok(Ok(n)) if n > 0 => self.queued.notify_waiters(),
                             Ok(Ok(_)) => {}
@@ -412,12 +418,16 @@ impl Fed {
             let tx = c.transaction()?;
             let last: Option<String> = tx
                 .query_row(
-                    "SELECT body FROM outbox WHERE partner = ?1 AND incident = ?2 ORDER BY seq DESC LIMIT 1",
+                    "SELECT body FROM outbox WHERE partner = ?1 AND kind = 'incident' AND incident = ?2 ORDER BY seq DESC LIMIT 1",
                     params![p.name, incident],
                     |r| r.get(0),
                 )
                 .optional()?;
-            if let Some(last) = last.and_then(|b| serde_json::from_str::<SharedIncident>(&b).ok()) {
+            let last = last.and_then(|b| match content_of(&b) {
+                Some(Content::Incident(i)) => Some(i),
+                _ => None,
+            });
+            if let Some(last) = last {
                 let unchanged = SharedIncident {
                     version: last.version,
                     ..s.clone()
@@ -427,15 +437,16 @@ impl Fed {
                 }
                 s.version = s.version.max(last.version + 1);
             }
-            let body = serde_json::to_string(&s).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+            let version = s.version;
+            let body = body_of(Content::Incident(s));
             let seq: i64 = tx.query_row(
                 "SELECT COALESCE(MAX(seq), 0) + 1 FROM outbox WHERE partner = ?1",
                 [&p.name],
                 |r| r.get(0),
             )?;
             tx.execute(
-                "INSERT INTO outbox (partner, seq, incident, version, body) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![p.name, seq, incident, s.version, body],
+                "INSERT INTO outbox (partner, seq, kind, incident, version, body) VALUES (?1, ?2, 'incident', ?3, ?4, ?5)",
+                params![p.name, seq, incident, version, body],
             )?;
             tx.execute(
                 "INSERT OR IGNORE INTO shared (partner, incident) VALUES (?1, ?2)",
@@ -497,14 +508,7 @@ impl Fed {
             }
             let messages: Vec<Message> = rows
                 .iter()
-                .filter_map(|(seq, body)| {
-                    serde_json::from_str::<SharedIncident>(body)
-                        .ok()
-                        .map(|incident| Message {
-                            seq: *seq as u64,
-                            incident,
-                        })
-                })
+                .filter_map(|(seq, body)| content_of(body).map(|c| Message::new(*seq as u64, c)))
                 .collect();
             let (first, last) = (
                 messages.first().map(|m| m.seq),
@@ -637,8 +641,8 @@ impl Fed {
             )?;
             let mut last = last as u64;
             for m in beffroi_federation::next_in_order(last, batch) {
-                let body = serde_json::to_string(&m.incident)
-                    .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+                let Some(content) = m.content() else { continue };
+                let body = body_of(content);
                 tx.execute(
                     "INSERT INTO received (partner, seq, body, at) VALUES (?1, ?2, ?3, ?4)",
                     params![partner, m.seq as i64, body, now],
@@ -652,7 +656,7 @@ impl Fed {
 
     async fn apply_loop(self: Arc<Fed>, stop: CancellationToken) {
         loop {
-            for p in self.config.partners.iter().filter(|p| p.receive) {
+            for p in self.config.partners.iter().filter(|p| p.receive || p.notes) {
                 loop {
                     let me = Arc::clone(&self);
                     let name = p.name.clone();
@@ -679,12 +683,13 @@ impl Fed {
                         }
                     };
                     for (seq, body) in pending {
-                        let applied = match serde_json::from_str::<SharedIncident>(&body) {
-                            Ok(s) => match self.alert_of(p, &s) {
+                        let applied = match content_of(&body) {
+                            Some(Content::Incident(s)) if p.receive => match self.alert_of(p, &s) {
                                 Some(alert) => self.engine.external_alert(alert).await.is_ok(),
                                 None => true,
                             },
-                            Err(_) => true,
+                            Some(Content::Note(n)) if p.notes => self.apply_note(p, &n).await,
+                            _ => true,
                         };
                         if !applied {
                             tracing::warn!(partner = %p.name, seq, "federation message not applied; retried");
@@ -710,6 +715,118 @@ impl Fed {
                 () = tokio::time::sleep(Duration::from_secs(5)) => {}
             }
         }
+    }
+
+    /// A partner's note on one of the incidents shared with it, as a comment of the
+    /// incident by `fed:<partner>`; only on an incident this instance shared with it.
+    /// `false`: to retry (the engine is closing).
+    async fn apply_note(&self, p: &Partner, n: &SharedNote) -> bool {
+        let Some(id) = n
+            .reference
+            .strip_prefix("INC-")
+            .and_then(|x| x.parse::<u64>().ok())
+        else {
+            return true;
+        };
+        let (name, incident) = (p.name.clone(), id as i64);
+        let shared = self
+            .queues
+            .with(|c| {
+                c.query_row(
+                    "SELECT 1 FROM shared WHERE partner = ?1 AND incident = ?2",
+                    params![name, incident],
+                    |_| Ok(()),
+                )
+                .optional()
+                .map(|o| o.is_some())
+            })
+            .unwrap_or(false);
+        if !shared {
+            tracing::warn!(partner = %p.name, reference = %n.reference, "a partner's note on an incident not shared with it: ignored");
+            return true;
+        }
+        let text = SafeText::redacting(&format!("{} : {}", p.name, n.text));
+        let actor = beffroi_core::incident::Actor::Rule(
+            format!("{}{}", beffroi_core::incident::PARTNER_RULE_PREFIX, p.name).into(),
+        );
+        match self
+            .engine
+            .act(
+                IncidentId(id),
+                beffroi_core::incident::IncidentAction::Comment(text),
+                actor,
+            )
+            .await
+        {
+            Ok(_) => true,
+            Err(beffroi_engine::runner::ActError::Closed) => false,
+            // Closed or gone here since: nothing to note.
+            Err(e) => {
+                tracing::debug!(partner = %p.name, error = %e, "a partner's note not applied");
+                true
+            }
+        }
+    }
+
+    /// Queues the operators' notes written on a partner's incident back to the partner
+    /// (the agreement's `notes`); 1 per note queued.
+    fn enqueue_notes(
+        &self,
+        change: &beffroi_core::incident::IncidentChange,
+    ) -> Result<usize, String> {
+        let i = &change.incident;
+        let Some(partner) = i
+            .rule
+            .strip_prefix(beffroi_core::incident::PARTNER_RULE_PREFIX)
+            .and_then(|n| self.config.partner(n))
+            .filter(|p| p.notes)
+        else {
+            return Ok(0);
+        };
+        // The key is `fed:<partner>/<their reference>@site:…`.
+        let Some(reference) = i
+            .key
+            .0
+            .split_once('/')
+            .and_then(|(_, rest)| rest.split_once('@'))
+            .map(|(r, _)| r.to_string())
+        else {
+            return Ok(0);
+        };
+        let mut queued = 0;
+        for entry in change.log.iter().filter(|e| {
+            &*e.action == "comment" && matches!(e.actor, beffroi_core::incident::Actor::User(_))
+        }) {
+            let note = beffroi_federation::note(
+                &reference,
+                entry.at.0,
+                entry.detail.as_str(),
+                partner,
+                &self.keys.secret,
+            );
+            let body = body_of(Content::Note(note));
+            let incident = i.id.0 as i64;
+            let seq = self.queues.with(|c| {
+                let tx = c.transaction()?;
+                let seq: i64 = tx.query_row(
+                    "SELECT COALESCE(MAX(seq), 0) + 1 FROM outbox WHERE partner = ?1",
+                    [&partner.name],
+                    |r| r.get(0),
+                )?;
+                let n = tx.execute(
+                    "INSERT OR IGNORE INTO outbox (partner, seq, kind, incident, version, body) VALUES (?1, ?2, 'note', ?3, ?4, ?5)",
+                    params![partner.name, seq, incident, entry.at.0, body],
+                )?;
+                tx.commit()?;
+                Ok((n > 0).then_some(seq as u64))
+            })?;
+            if let Some(seq) = seq {
+                self.link(&partner.name, |l| l.last_seq = l.last_seq.max(seq));
+                self.update_backlog(&partner.name);
+                queued += 1;
+            }
+        }
+        Ok(queued)
     }
 
     /// A partner's incident as an alarm of this territory.
@@ -749,6 +866,15 @@ impl Fed {
     }
 }
 
+/// A message's content as the queues store it (the message without its number).
+fn body_of(content: Content) -> String {
+    serde_json::to_string(&Message::new(0, content)).unwrap_or_default()
+}
+
+fn content_of(body: &str) -> Option<Content> {
+    serde_json::from_str::<Message>(body).ok()?.content()
+}
+
 /// Where a partner's incident is shown: the nearest site of the commune its INSEE code
 /// names, or the nearest site of the territory within 30 km of its position.
 fn place(t: &Territory, insee: Option<&str>, at: Point) -> Option<SiteIdx> {
@@ -779,7 +905,7 @@ impl FederationPort for FedPort {
         self.0
             .config
             .partner(name)
-            .filter(|p| p.receive)
+            .filter(|p| p.receive || p.notes)
             .map(|p| p.key)
     }
 

@@ -78,6 +78,7 @@ pub fn agree(
             tlp: Tlp::Amber,
             receive: false,
             category: "neighbour".into(),
+            notes: false,
         }],
     }));
     peer.federation = Some(Arc::new(Federation {
@@ -93,6 +94,7 @@ pub fn agree(
             tlp: Tlp::Amber,
             receive: true,
             category: "neighbour".into(),
+            notes: false,
         }],
     }));
     Ok(())

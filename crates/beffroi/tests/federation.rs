@@ -105,7 +105,7 @@ fn deployment(root: &Path, name: &str, partner: &str, url: &str, key: &str) -> P
     std::fs::write(
         d.join("federation.toml"),
         format!(
-            "name = \"{name}\"\n\n[[partner]]\nname = \"{partner}\"\nurl = \"{url}\"\npublic_key = \"{key}\"\ncategories = [\"flood\"]\nmin_severity = \"major\"\ncommunes = [\"plombieres-les-dijon\"]\nfields = [\"title\", \"site\"]\ntlp = \"amber\"\n"
+            "name = \"{name}\"\n\n[[partner]]\nname = \"{partner}\"\nurl = \"{url}\"\npublic_key = \"{key}\"\ncategories = [\"flood\"]\nmin_severity = \"major\"\ncommunes = [\"plombieres-les-dijon\"]\nfields = [\"title\", \"site\"]\ntlp = \"amber\"\nnotes = true\n"
         ),
     )
     .expect("federation.toml");
@@ -216,6 +216,12 @@ fn shared_changes_cross_once_and_in_order_after_the_link_is_cut() {
     level(&api_b, GAUGE, 3.6, t0 + 5 * 60_000);
     level(&api_b, GAUGE, 3.7, t0 + 12 * 60_000);
     level(&api_a, GAUGE, 1.2, t0 + 20 * 60_000);
+    // B's operator writes on A's incident: a note back (the agreements say `notes`).
+    let (status, answer) = api_b.post(
+        &format!("/api/v1/incidents/{}/actions", opened["id"]),
+        r#"{"action":"comment","text":"Équipe en route, rappeler le 06 12 34 56 78"}"#,
+    );
+    assert_eq!(status, 200, "{answer}");
     let backlog = poll(
         "A's backlog while the link is down",
         WAIT,
@@ -285,7 +291,12 @@ fn shared_changes_cross_once_and_in_order_after_the_link_is_cut() {
         // Each incident's versions arrive in increasing order.
         let mut last: std::collections::HashMap<String, i64> = Default::default();
         for (_, body) in &received {
-            let m: Value = serde_json::from_str(body).expect("json");
+            let message: Value = serde_json::from_str(body).expect("json");
+            let Some(m) = message.get("incident") else {
+                // A note back on one of the receiver's own incidents.
+                assert!(message["note"]["reference"].is_string(), "{body}");
+                continue;
+            };
             let r = m["reference"].as_str().expect("reference").to_string();
             let v = m["version"].as_i64().expect("version");
             assert!(
@@ -342,7 +353,7 @@ fn shared_changes_cross_once_and_in_order_after_the_link_is_cut() {
     )
     .iter()
     .filter_map(|(_, body)| {
-        serde_json::from_str::<Value>(body).ok()?["reference"]
+        serde_json::from_str::<Value>(body).ok()?["incident"]["reference"]
             .as_str()
             .map(str::to_string)
     })
@@ -364,6 +375,14 @@ fn shared_changes_cross_once_and_in_order_after_the_link_is_cut() {
     assert!(answer.to_string().contains("partner"), "{answer}");
     let (status, answer) = api_a.post(&theirs, r#"{"action":"comment","text":"vu"}"#);
     assert_eq!(status, 200, "{answer}");
+    // B's note is in A's incident's log, by the partner, the phone number scrubbed.
+    let noted = poll("B's note at A", WAIT, logs, || {
+        let d = api_a.get_ok(&format!("/api/v1/incidents/{id}"));
+        d.to_string().contains("Équipe en route").then_some(d)
+    });
+    let text = noted.to_string();
+    assert!(text.contains("dijon-b : Équipe en route"), "{noted:#}");
+    assert!(!text.contains("06 12 34 56 78"), "{noted:#}");
     // Every exchange is in the audit log.
     let audit = std::process::Command::new(env!("CARGO_BIN_EXE_beffroi"))
         .args(["audit", "show", "--limit", "10000", "--data"])
