@@ -16,7 +16,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use beffroi_core::{AuditOutcome, AuditRecord, SafeText};
+use beffroi_core::AuditOutcome;
 use beffroi_federation::wire::{HEADER_PARTNER, HEADER_SIGNATURE};
 use beffroi_federation::{Ack, Batch};
 use futures::future::BoxFuture;
@@ -57,23 +57,6 @@ pub trait FederationPort: Send + Sync {
     fn links(&self) -> Vec<LinkView>;
 }
 
-fn audit(
-    s: &AppState,
-    partner: &str,
-    action: &str,
-    outcome: AuditOutcome,
-    detail: serde_json::Value,
-) {
-    s.audit.record(AuditRecord {
-        at_ms: s.engine.clock.now().0,
-        actor: SafeText::redacting(&format!("partner:{partner}")),
-        action: action.into(),
-        target: None,
-        outcome,
-        detail: SafeText::redacting(&detail.to_string()),
-    });
-}
-
 /// `POST /federation/v1/inbox`.
 pub async fn inbox(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
     let header = |name: &str| {
@@ -95,10 +78,10 @@ pub async fn inbox(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -
         .and_then(|p| p.partner_key(&partner))
         .is_some_and(|key| beffroi_federation::verify(&key, &partner, &own, &body, &signature));
     let (true, Some(port)) = (signed, port) else {
-        audit(
-            &s,
+        s.audit_partner(
             &partner,
             "federation.denied",
+            None,
             AuditOutcome::Denied,
             serde_json::json!({}),
         );
@@ -126,11 +109,7 @@ pub async fn inbox(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -
     );
     match port.receive(partner.clone(), batch).await {
         Ok(acked) => {
-            audit(
-                &s,
-                &partner,
-                "federation.receive",
-                AuditOutcome::Ok,
+            s.audit_partner(&partner, "federation.receive", None, AuditOutcome::Ok,
                 serde_json::json!({ "first": first, "last": last, "messages": count, "acked": acked }),
             );
             (StatusCode::OK, Json(Ack { acked })).into_response()

@@ -241,6 +241,26 @@ impl AppState {
         self
     }
 
+    /// Records what a partner (a federation partner, a TAXII reader) did or was refused:
+    /// actor `partner:<name>`.
+    pub(crate) fn audit_partner(
+        &self,
+        partner: &str,
+        action: &str,
+        target: Option<&str>,
+        outcome: beffroi_core::AuditOutcome,
+        detail: serde_json::Value,
+    ) {
+        self.audit.record(beffroi_core::AuditRecord {
+            at_ms: self.engine.clock.now().0,
+            actor: beffroi_core::SafeText::redacting(&format!("partner:{partner}")),
+            action: action.into(),
+            target: target.map(beffroi_core::SafeText::redacting),
+            outcome,
+            detail: beffroi_core::SafeText::redacting(&detail.to_string()),
+        });
+    }
+
     /// Receives partners' batches through `port`, and shows its links.
     pub fn with_federation(mut self, port: Option<federation::Port>) -> AppState {
         self.federation = port;

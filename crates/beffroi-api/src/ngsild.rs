@@ -430,6 +430,31 @@ fn pairs(raw: Option<&str>) -> Vec<(String, String)> {
     out
 }
 
+/// The entities the caller may read under the request's tenant, of `types` (all when
+/// `None`), read on a blocking thread.
+async fn read(
+    s: &AppState,
+    c: Caller,
+    headers: &HeaderMap,
+    types: Option<Vec<String>>,
+) -> Result<Vec<Entity>, NgsiError> {
+    let tenant = tenant(s, &c, headers)?;
+    let s = s.clone();
+    tokio::task::spawn_blocking(move || {
+        let names: Option<Vec<&str>> = types
+            .as_ref()
+            .map(|v| v.iter().map(String::as_str).collect());
+        entities(&s, &c, tenant, names.as_deref())
+    })
+    .await
+    .map_err(|_| {
+        NgsiError::new(
+            beffroi_ngsild::ErrorType::InternalError,
+            "the request failed",
+        )
+    })?
+}
+
 /// `GET /ngsi-ld/v1/entities`.
 pub async fn query_entities(
     State(s): State<AppState>,
@@ -445,31 +470,13 @@ pub async fn query_entities(
         Ok(q) => q,
         Err(e) => return err(e),
     };
-    let tenant = match tenant(&s, &c, &headers) {
-        Ok(t) => t,
-        Err(e) => return err(e),
-    };
     let types: Option<Vec<String>> = q
         .types
         .as_ref()
         .map(|t| t.names().into_iter().map(str::to_string).collect());
-    let s2 = s.clone();
-    let all = tokio::task::spawn_blocking(move || {
-        let names: Option<Vec<&str>> = types
-            .as_ref()
-            .map(|v| v.iter().map(String::as_str).collect());
-        entities(&s2, &c, tenant, names.as_deref())
-    })
-    .await;
-    let all = match all {
-        Ok(Ok(e)) => e,
-        Ok(Err(e)) => return err(e),
-        Err(_) => {
-            return err(NgsiError::new(
-                beffroi_ngsild::ErrorType::InternalError,
-                "the request failed",
-            ));
-        }
+    let all = match read(&s, c, &headers, types).await {
+        Ok(all) => all,
+        Err(e) => return err(e),
     };
     let sel = beffroi_ngsild::select(&all, &q);
     let body = if wants_ld(&headers) {
@@ -498,20 +505,9 @@ pub async fn entity(
     if let Err(e) = check_link(&headers, &ctx) {
         return err(e);
     }
-    let tenant = match tenant(&s, &c, &headers) {
-        Ok(t) => t,
+    let all = match read(&s, c, &headers, None).await {
+        Ok(all) => all,
         Err(e) => return err(e),
-    };
-    let s2 = s.clone();
-    let all = match tokio::task::spawn_blocking(move || entities(&s2, &c, tenant, None)).await {
-        Ok(Ok(e)) => e,
-        Ok(Err(e)) => return err(e),
-        Err(_) => {
-            return err(NgsiError::new(
-                beffroi_ngsild::ErrorType::InternalError,
-                "the request failed",
-            ));
-        }
     };
     match all.iter().find(|e| e.id == id) {
         Some(e) => {
@@ -538,20 +534,9 @@ pub async fn types(
     let details = raw
         .as_deref()
         .is_some_and(|q| q.split('&').any(|p| p == "details=true"));
-    let tenant = match tenant(&s, &c, &headers) {
-        Ok(t) => t,
+    let all = match read(&s, c, &headers, None).await {
+        Ok(all) => all,
         Err(e) => return err(e),
-    };
-    let s2 = s.clone();
-    let all = match tokio::task::spawn_blocking(move || entities(&s2, &c, tenant, None)).await {
-        Ok(Ok(e)) => e,
-        Ok(Err(e)) => return err(e),
-        Err(_) => {
-            return err(NgsiError::new(
-                beffroi_ngsild::ErrorType::InternalError,
-                "the request failed",
-            ));
-        }
     };
     let body = if details {
         beffroi_ngsild::entity_type_details(&all)

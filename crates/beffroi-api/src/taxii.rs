@@ -28,7 +28,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use beffroi_core::incident::Incident;
-use beffroi_core::{AuditOutcome, AuditRecord, Duration, SafeText, Territory};
+use beffroi_core::{AuditOutcome, Duration, Territory};
 use beffroi_engine::store::IncidentQuery;
 use beffroi_taxii::collection::StoredObject;
 use beffroi_taxii::query::{Endpoint, Query};
@@ -155,6 +155,18 @@ fn short_name(s: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
 }
 
+/// What is wrong with a root's, a reader's or a source's name: its alphabet (it goes into
+/// URLs and credentials), or a second declaration.
+fn name_error(name: &str, what: &str, taken: bool) -> Option<String> {
+    if !short_name(name) {
+        Some(format!("`{name}`: 1 to 40 of a-z, 0-9, `-` and `_`"))
+    } else if taken {
+        Some(format!("{what} `{name}` is declared twice"))
+    } else {
+        None
+    }
+}
+
 fn tlp_of(s: &str) -> Option<Tlp> {
     let s = s.trim().to_ascii_lowercase();
     let s = s.strip_prefix("tlp:").unwrap_or(&s);
@@ -221,21 +233,8 @@ pub fn parse_policy(src: &SourceFile, territory: &Territory) -> Result<TaxiiPoli
         let line = src.line(r.span().start);
         let r = r.get_ref();
         let field = |f: &str| format!("root[{i}].{f}");
-        if !short_name(&r.name) {
-            fail(
-                line,
-                &field("name"),
-                format!(
-                    "`{}`: 1 to 40 of a-z, 0-9, `-` and `_` (a URL segment)",
-                    r.name
-                ),
-            );
-        } else if roots.iter().any(|o| o.name == r.name) {
-            fail(
-                line,
-                &field("name"),
-                format!("root `{}` is declared twice", r.name),
-            );
+        if let Some(m) = name_error(&r.name, "root", roots.iter().any(|o| o.name == r.name)) {
+            fail(line, &field("name"), m);
         }
         let max_tlp = tlp_of(&r.max_tlp).unwrap_or_else(|| {
             fail(line, &field("max_tlp"), "white, green, amber or red".into());
@@ -244,18 +243,9 @@ pub fn parse_policy(src: &SourceFile, territory: &Territory) -> Result<TaxiiPoli
         let mut readers: Vec<Reader> = Vec::new();
         for (j, rd) in r.reader.iter().enumerate() {
             let f = |x: &str| format!("root[{i}].reader[{j}].{x}");
-            if !short_name(&rd.name) {
-                fail(
-                    line,
-                    &f("name"),
-                    format!("`{}`: 1 to 40 of a-z, 0-9, `-` and `_`", rd.name),
-                );
-            } else if readers.iter().any(|o| o.name == rd.name) {
-                fail(
-                    line,
-                    &f("name"),
-                    format!("reader `{}` is declared twice in this root", rd.name),
-                );
+            let taken = readers.iter().any(|o| o.name == rd.name);
+            if let Some(m) = name_error(&rd.name, "reader", taken) {
+                fail(line, &f("name"), m);
             }
             let digest = hex::decode(rd.token_sha256.trim())
                 .ok()
@@ -292,18 +282,8 @@ pub fn parse_policy(src: &SourceFile, territory: &Territory) -> Result<TaxiiPoli
         let line = src.line(p.span().start);
         let p = p.get_ref();
         let field = |f: &str| format!("pull[{i}].{f}");
-        if !short_name(&p.name) {
-            fail(
-                line,
-                &field("name"),
-                format!("`{}`: 1 to 40 of a-z, 0-9, `-` and `_`", p.name),
-            );
-        } else if pulls.iter().any(|o| o.name == p.name) {
-            fail(
-                line,
-                &field("name"),
-                format!("pull `{}` is declared twice", p.name),
-            );
+        if let Some(m) = name_error(&p.name, "pull", pulls.iter().any(|o| o.name == p.name)) {
+            fail(line, &field("name"), m);
         }
         if !(p.url.starts_with("https://") || p.url.starts_with("http://"))
             || p.url.contains(['?', '#', ' '])
@@ -541,24 +521,6 @@ fn reader_of<'a>(root: &'a Root, user: &str, token: &str) -> Option<&'a Reader> 
     found
 }
 
-fn audit(
-    s: &AppState,
-    actor: &str,
-    action: &str,
-    target: &str,
-    outcome: AuditOutcome,
-    detail: serde_json::Value,
-) {
-    s.audit.record(AuditRecord {
-        at_ms: s.engine.clock.now().0,
-        actor: SafeText::redacting(actor),
-        action: action.into(),
-        target: Some(SafeText::redacting(target)),
-        outcome,
-        detail: SafeText::redacting(&detail.to_string()),
-    });
-}
-
 fn policy(s: &AppState) -> Result<Arc<TaxiiPolicy>, Box<Response>> {
     s.taxii
         .clone()
@@ -584,11 +546,10 @@ fn admit(s: &AppState, headers: &HeaderMap, root: &Root) -> Result<String, Box<R
             Ok(r.name.clone())
         }
         None => {
-            audit(
-                s,
-                &format!("partner:{user}"),
+            s.audit_partner(
+                &user,
                 "taxii.denied",
-                &root.name,
+                Some(&root.name),
                 AuditOutcome::Denied,
                 serde_json::json!({}),
             );
@@ -752,11 +713,10 @@ async fn read(
     {
         return not_found("object");
     }
-    audit(
-        &s,
-        &format!("partner:{reader}"),
+    s.audit_partner(
+        &reader,
         "taxii.read",
-        &format!(
+        Some(&format!(
             "{}/{}",
             root.name,
             match &endpoint {
@@ -764,7 +724,7 @@ async fn read(
                 Endpoint::Manifest => "manifest",
                 Endpoint::Versions(_) => "versions",
             }
-        ),
+        )),
         AuditOutcome::Ok,
         serde_json::json!({ "objects": page.objects.len() }),
     );

@@ -195,27 +195,11 @@ async fn entities_by_type_tenant_and_place_without_a_personal_value() {
 /// failed under `BEFFROI_REQUIRE_SERVICES`) without the package, which `.ci/run` installs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_real_ngsi_ld_client_queries_and_is_notified() {
-    let have = Command::new("python3")
-        .args(["-c", "import ngsildclient"])
-        .status()
-        .is_ok_and(|s| s.success());
-    if !have {
-        assert!(
-            std::env::var_os("BEFFROI_REQUIRE_SERVICES").is_none(),
-            "python3 with ngsildclient is required (pip install ngsildclient)"
-        );
-        eprintln!("skipped: python3 lacks ngsildclient");
+    if !support::python_has("ngsildclient", "ngsildclient") {
         return;
     }
     let h = support::harness(RULES, NOW, TOKEN, |s| s).await;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    let app = h.app.clone();
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
+    let port = support::listen(h.app.clone()).await.port();
     let script = support::root().join("crates/beffroi-api/tests/ngsild_client.py");
     let mut child = Command::new("python3")
         .arg(script)

@@ -388,27 +388,14 @@ async fn partners_read_the_cyber_incidents_as_stix_under_their_root_s_rules() {
 /// the Python packages, which `.ci/run` installs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_reference_client_reads_valid_stix() {
-    let have = std::process::Command::new("python3")
-        .args(["-c", "import taxii2client, stix2validator"])
-        .status()
-        .is_ok_and(|s| s.success());
-    if !have {
-        assert!(
-            std::env::var_os("BEFFROI_REQUIRE_SERVICES").is_none(),
-            "python3 with taxii2-client and stix2-validator is required (pip install taxii2-client stix2-validator)"
-        );
-        eprintln!("skipped: python3 lacks taxii2-client or stix2-validator");
+    if !support::python_has(
+        "taxii2client, stix2validator",
+        "taxii2-client stix2-validator",
+    ) {
         return;
     }
     let t = taxii().await;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let app = t.h.app.clone();
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
+    let addr = support::listen(t.h.app.clone()).await;
     let script = support::root().join("crates/beffroi-api/tests/taxii_client.py");
     let out = tokio::task::spawn_blocking(move || {
         std::process::Command::new("python3")

@@ -253,17 +253,7 @@ pub fn map_alert(
 
 /// Fetches `url` (blocking), at most the CAP reader's size.
 fn fetch(url: &str) -> Result<Vec<u8>, String> {
-    let agent = ureq::Agent::config_builder()
-        .timeout_global(Some(FETCH_TIMEOUT))
-        .http_status_as_error(true)
-        .build()
-        .new_agent();
-    let mut r = agent.get(url).call().map_err(|e| format!("{url}: {e}"))?;
-    r.body_mut()
-        .with_config()
-        .limit(beffroi_cap::read::MAX_BYTES as u64 + 1)
-        .read_to_vec()
-        .map_err(|e| format!("{url}: {e}"))
+    crate::backoff::fetch(url, None, beffroi_cap::read::MAX_BYTES, FETCH_TIMEOUT)
 }
 
 /// Resolves an entry's link against the feed's URL (absolute, or absolute path).
@@ -320,15 +310,14 @@ async fn poll(
     stop: CancellationToken,
 ) {
     let every = Duration::from_millis(source.every.millis().max(1000) as u64);
-    let mut wait = Duration::ZERO;
+    let mut backoff = crate::backoff::Backoff::new(every);
     let mut seen: HashSet<(String, i64)> = HashSet::new();
     let mut order: VecDeque<(String, i64)> = VecDeque::new();
-    let mut failing = false;
     tracing::info!(source = %source.name, url = %source.url, every = ?every, "CAP feed polled");
     loop {
         tokio::select! {
             () = stop.cancelled() => return,
-            () = tokio::time::sleep(wait) => {}
+            () = tokio::time::sleep(backoff.wait()) => {}
         }
         let url = source.url.clone();
         let found = tokio::task::spawn_blocking(move || poll_once(&url)).await;
@@ -382,7 +371,7 @@ async fn poll(
                     .failures
                     .get_or_create(&vec![("source".into(), source.name.clone())])
                     .inc();
-                if !failing {
+                if !backoff.is_failing() {
                     tracing::warn!(source = %source.name, error = %e, "CAP feed unreachable or unreadable; retrying with backoff");
                 }
             }
@@ -392,18 +381,11 @@ async fn poll(
             }
         }
         if ok {
-            if failing {
+            if backoff.succeeded() {
                 tracing::info!(source = %source.name, "CAP feed read again");
             }
-            failing = false;
-            wait = every;
         } else {
-            failing = true;
-            wait = if wait.is_zero() {
-                every
-            } else {
-                (wait * 2).min(every * 10)
-            };
+            backoff.failed();
         }
     }
 }

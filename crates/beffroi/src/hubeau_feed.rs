@@ -89,21 +89,12 @@ impl IngestSource for HubeauSource {
 
 /// Fetches `url` (blocking), at most the answer reader's size.
 fn fetch(url: &str) -> Result<Vec<u8>, String> {
-    let agent = ureq::Agent::config_builder()
-        .timeout_global(Some(FETCH_TIMEOUT))
-        .http_status_as_error(true)
-        .build()
-        .new_agent();
-    let mut r = agent
-        .get(url)
-        .header("Accept", "application/json")
-        .call()
-        .map_err(|e| format!("{url}: {e}"))?;
-    r.body_mut()
-        .with_config()
-        .limit(beffroi_hubeau::answer::MAX_BYTES as u64 + 1)
-        .read_to_vec()
-        .map_err(|e| format!("{url}: {e}"))
+    crate::backoff::fetch(
+        url,
+        Some("application/json"),
+        beffroi_hubeau::answer::MAX_BYTES,
+        FETCH_TIMEOUT,
+    )
 }
 
 /// Why a poll stopped early.
@@ -125,13 +116,12 @@ async fn run(
     let clock = port.clock();
     let every = Duration::from_millis(cfg.every.millis().max(1000) as u64);
     let mut cursor = Cursor::new(clock.now().minus(cfg.backfill));
-    let mut wait = Duration::ZERO;
-    let mut failing = false;
+    let mut backoff = crate::backoff::Backoff::new(every);
     tracing::info!(url = %cfg.url, stations = cfg.stations.len(), every = ?every, "Hub'Eau hydrometry polled");
     loop {
         tokio::select! {
             () = stop.cancelled() => return,
-            () = tokio::time::sleep(wait) => {}
+            () = tokio::time::sleep(backoff.wait()) => {}
         }
         cursor.raise_to(clock.now().minus(cfg.backfill));
         let mut outcome = Ok(());
@@ -143,28 +133,20 @@ async fn run(
         }
         match outcome {
             Ok(()) => {
-                if failing {
+                if backoff.succeeded() {
                     tracing::info!("Hub'Eau read again");
                 }
-                failing = false;
-                wait = every;
             }
             Err(Stop::Closed) => return,
             Err(Stop::NotCommitted(e)) => {
                 tracing::warn!(error = %e, "Hub'Eau readings not committed; asked again at the next poll");
-                wait = every;
+                backoff.steady();
             }
             Err(Stop::Failed(e)) => {
                 metrics.failures.inc();
-                if !failing {
+                if backoff.failed() {
                     tracing::warn!(error = %e, "Hub'Eau unreachable or unreadable; retrying with backoff");
                 }
-                failing = true;
-                wait = if wait.is_zero() {
-                    every
-                } else {
-                    (wait * 2).min(every * 10)
-                };
             }
         }
     }

@@ -3,6 +3,7 @@
 mod accounts;
 mod audit_cmd;
 mod backend;
+mod backoff;
 mod bench;
 #[cfg(feature = "mqtt")]
 mod bench_mqtt;

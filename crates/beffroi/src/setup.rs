@@ -47,12 +47,36 @@ pub struct Deployment {
     pub federation: Option<Arc<beffroi_federation::Federation>>,
 }
 
-/// Reads `cap.toml` against the categories the rules raise.
-fn cap_of(src: &SourceFile, rules: &RuleSet) -> Result<beffroi_api::cap::CapPolicy, ConfigErrors> {
+/// The categories the rules raise, each once.
+fn categories_of(rules: &RuleSet) -> Vec<&str> {
     let mut categories: Vec<&str> = rules.rules.iter().map(|r| &*r.category).collect();
     categories.sort_unstable();
     categories.dedup();
-    beffroi_api::cap::parse_policy(src, &categories)
+    categories
+}
+
+/// Reads `cap.toml` against the categories the rules raise.
+fn cap_of(src: &SourceFile, rules: &RuleSet) -> Result<beffroi_api::cap::CapPolicy, ConfigErrors> {
+    beffroi_api::cap::parse_policy(src, &categories_of(rules))
+}
+
+/// Reads and parses an optional file of a deployment folder: `None` when it is absent, or
+/// cannot be read or parsed (the errors go to `errors`).
+fn if_present<T>(
+    path: &Path,
+    errors: &mut ConfigErrors,
+    parse: impl FnOnce(&SourceFile) -> Result<T, ConfigErrors>,
+) -> Option<T> {
+    if !path.exists() {
+        return None;
+    }
+    match SourceFile::read(path) {
+        Ok(src) => parse(&src).map_err(|e| errors.extend(e)).ok(),
+        Err(e) => {
+            errors.push(e);
+            None
+        }
+    }
 }
 
 /// Loads `privacy.toml` (or the unconfigured policy when absent) and checks the
@@ -229,66 +253,30 @@ pub fn load_dir(dir: &Path) -> Result<Deployment, ConfigErrors> {
     )
     .map_err(|e| errors.extend(e))
     .ok();
-    let cap_path = dir.join("cap.toml");
-    let cap = match (&rules, cap_path.exists()) {
-        (Some(rules), true) => match SourceFile::read(&cap_path) {
-            Ok(src) => cap_of(&src, rules).map_err(|e| errors.extend(e)).ok(),
-            Err(e) => {
-                errors.push(e);
-                None
-            }
-        },
-        _ => None,
-    };
-    let hubeau_path = dir.join("hubeau.toml");
-    let hubeau = if hubeau_path.exists() {
-        match SourceFile::read(&hubeau_path) {
-            Ok(src) => beffroi_hubeau::parse(&src, &territory)
-                .map(Arc::new)
-                .map_err(|e| errors.extend(e))
-                .ok(),
-            Err(e) => {
-                errors.push(e);
-                None
-            }
-        }
-    } else {
-        None
-    };
-    let taxii_path = dir.join("taxii.toml");
-    let taxii = if taxii_path.exists() {
-        match SourceFile::read(&taxii_path) {
-            Ok(src) => beffroi_api::taxii::parse_policy(&src, &territory)
-                .map(Arc::new)
-                .map_err(|e| errors.extend(e))
-                .ok(),
-            Err(e) => {
-                errors.push(e);
-                None
-            }
-        }
-    } else {
-        None
-    };
-    let federation_path = dir.join("federation.toml");
-    let federation = match (&rules, federation_path.exists()) {
-        (Some(rules), true) => match SourceFile::read(&federation_path) {
-            Ok(src) => {
-                let mut categories: Vec<&str> = rules.rules.iter().map(|r| &*r.category).collect();
-                categories.sort_unstable();
-                categories.dedup();
-                beffroi_federation::parse(&src, &territory, &categories)
-                    .map(Arc::new)
-                    .map_err(|e| errors.extend(e))
-                    .ok()
-            }
-            Err(e) => {
-                errors.push(e);
-                None
-            }
-        },
-        _ => None,
-    };
+    let categories = rules.as_ref().map(categories_of).unwrap_or_default();
+    let with_rules = rules.is_some();
+    // Without valid rules, the files checked against their categories are not read: their
+    // errors would only repeat the rules'.
+    let cap = with_rules
+        .then(|| {
+            if_present(&dir.join("cap.toml"), &mut errors, |src| {
+                beffroi_api::cap::parse_policy(src, &categories)
+            })
+        })
+        .flatten();
+    let hubeau = if_present(&dir.join("hubeau.toml"), &mut errors, |src| {
+        beffroi_hubeau::parse(src, &territory).map(Arc::new)
+    });
+    let taxii = if_present(&dir.join("taxii.toml"), &mut errors, |src| {
+        beffroi_api::taxii::parse_policy(src, &territory).map(Arc::new)
+    });
+    let federation = with_rules
+        .then(|| {
+            if_present(&dir.join("federation.toml"), &mut errors, |src| {
+                beffroi_federation::parse(src, &territory, &categories).map(Arc::new)
+            })
+        })
+        .flatten();
     let sdir = dir.join("scenarios");
     let scenarios = if sdir.is_dir() {
         beffroi_sim::load_dir(&sdir, &territory)
@@ -338,13 +326,7 @@ fn optional<T: Default>(
     if !path.exists() {
         return Some(T::default());
     }
-    match SourceFile::read(path) {
-        Ok(src) => parse(&src).map_err(|e| errors.extend(e)).ok(),
-        Err(e) => {
-            errors.push(e);
-            None
-        }
-    }
+    if_present(path, errors, parse)
 }
 
 fn load_operations(dir: &Path, territory: &Territory, errors: &mut ConfigErrors) -> Operations {

@@ -225,13 +225,12 @@ async fn poll(
     let label = PullMetrics::label(&src.name);
     let mut held: BTreeMap<String, Held> = BTreeMap::new();
     let mut added_after: Option<String> = None;
-    let mut wait = Duration::ZERO;
-    let mut failing = false;
+    let mut backoff = crate::backoff::Backoff::new(every);
     tracing::info!(source = %src.name, url = %src.url, every = ?every, "partner indicators pulled (TAXII 2.1)");
     loop {
         tokio::select! {
             () = stop.cancelled() => return,
-            () = tokio::time::sleep(wait) => {}
+            () = tokio::time::sleep(backoff.wait()) => {}
         }
         let (s2, p2, a2) = (src.clone(), password.clone(), added_after.clone());
         let got = tokio::task::spawn_blocking(move || fetch(&s2, p2.as_deref(), a2.as_deref()))
@@ -240,11 +239,9 @@ async fn poll(
             .and_then(|r| r);
         match got {
             Ok(pulled) => {
-                if failing {
+                if backoff.succeeded() {
                     tracing::info!(source = %src.name, "partner's TAXII collection read again");
                 }
-                failing = false;
-                wait = every;
                 metrics
                     .skipped
                     .get_or_create(&label)
@@ -296,15 +293,9 @@ async fn poll(
             }
             Err(e) => {
                 metrics.failures.get_or_create(&label).inc();
-                if !failing {
+                if backoff.failed() {
                     tracing::warn!(source = %src.name, error = %e, "partner's TAXII collection unreachable or unreadable; retrying with backoff");
                 }
-                failing = true;
-                wait = if wait.is_zero() {
-                    every
-                } else {
-                    (wait * 2).min(every * 10)
-                };
             }
         }
     }

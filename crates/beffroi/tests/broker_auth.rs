@@ -712,9 +712,6 @@ fn bulk_issue_by_kind_to_a_private_file() {
 /// A partner's TAXII collection that holds one indicator, `[ipv4-addr:value = '127.0.0.1']`,
 /// served on loopback; every request's path and query recorded.
 fn partner_taxii(requests: std::sync::Arc<std::sync::Mutex<Vec<String>>>) -> u16 {
-    use std::io::{BufRead, BufReader, Write};
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = l.local_addr().expect("addr").port();
     let envelope = serde_json::json!({
         "more": false,
         "objects": [
@@ -738,32 +735,18 @@ fn partner_taxii(requests: std::sync::Arc<std::sync::Mutex<Vec<String>>>) -> u16
         ]
     })
     .to_string();
-    std::thread::spawn(move || {
-        for conn in l.incoming() {
-            let Ok(mut conn) = conn else { continue };
-            let mut reader = BufReader::new(conn.try_clone().expect("clone"));
-            let mut line = String::new();
-            if reader.read_line(&mut line).is_err() {
-                continue;
-            }
-            requests
-                .lock()
-                .expect("requests")
-                .push(line.split_whitespace().nth(1).unwrap_or("/").to_string());
-            loop {
-                let mut h = String::new();
-                if reader.read_line(&mut h).map_or(true, |n| n == 0) || h == "\r\n" {
-                    break;
-                }
-            }
-            let _ = write!(
-                conn,
-                "HTTP/1.1 200 OK\r\nContent-Type: application/taxii+json;version=2.1\r\nX-TAXII-Date-Added-First: 2026-12-01T08:00:00.000Z\r\nX-TAXII-Date-Added-Last: 2026-12-01T08:00:00.000Z\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{envelope}",
-                envelope.len()
-            );
+    support::outside::serve(move |target| {
+        requests.lock().expect("requests").push(target.to_string());
+        let mut a = support::outside::Answer::new(
+            200,
+            "application/taxii+json;version=2.1",
+            envelope.clone(),
+        );
+        for h in ["X-TAXII-Date-Added-First", "X-TAXII-Date-Added-Last"] {
+            a.headers.push((h, "2026-12-01T08:00:00.000Z".into()));
         }
-    });
-    port
+        a
+    })
 }
 
 /// An indicator pulled from a partner's TAXII collection reaches the sentinel: a

@@ -6,8 +6,6 @@
 mod support;
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -19,40 +17,16 @@ use support::{now_ms, poll, rfc3339};
 type Site = Arc<Mutex<Option<HashMap<String, String>>>>;
 
 fn serve(site: Site) -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = l.local_addr().expect("addr").port();
-    std::thread::spawn(move || {
-        for conn in l.incoming() {
-            let Ok(mut conn) = conn else { continue };
-            let mut reader = BufReader::new(conn.try_clone().expect("clone"));
-            let mut line = String::new();
-            if reader.read_line(&mut line).is_err() {
-                continue;
-            }
-            let path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
-            loop {
-                let mut h = String::new();
-                if reader.read_line(&mut h).map_or(true, |n| n == 0) || h == "\r\n" {
-                    break;
-                }
-            }
-            let answer = match site.lock().expect("site").as_ref() {
-                None => (503, String::new()),
-                Some(pages) => match pages.get(&path) {
-                    Some(b) => (200, b.clone()),
-                    None => (404, String::new()),
-                },
-            };
-            let _ = write!(
-                conn,
-                "HTTP/1.1 {} x\r\nContent-Type: application/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
-                answer.0,
-                answer.1.len(),
-                answer.1
-            );
-        }
-    });
-    port
+    support::outside::serve(move |path| {
+        let (status, body) = match site.lock().expect("site").as_ref() {
+            None => (503, String::new()),
+            Some(pages) => match pages.get(path) {
+                Some(b) => (200, b.clone()),
+                None => (404, String::new()),
+            },
+        };
+        support::outside::Answer::new(status, "application/xml", body)
+    })
 }
 
 /// A neighbour's alert, as another system writes it: a prefixed namespace and `Z` times.

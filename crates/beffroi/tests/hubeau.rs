@@ -6,8 +6,6 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -27,51 +25,25 @@ struct State {
 }
 
 fn serve(state: Arc<Mutex<State>>) -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = l.local_addr().expect("addr").port();
-    std::thread::spawn(move || {
-        for conn in l.incoming() {
-            let Ok(mut conn) = conn else { continue };
-            let mut reader = BufReader::new(conn.try_clone().expect("clone"));
-            let mut line = String::new();
-            if reader.read_line(&mut line).is_err() {
-                continue;
-            }
-            let target = line.split_whitespace().nth(1).unwrap_or("/").to_string();
-            loop {
-                let mut h = String::new();
-                if reader.read_line(&mut h).map_or(true, |n| n == 0) || h == "\r\n" {
-                    break;
+    support::outside::serve(move |target| {
+        let mut s = state.lock().expect("state");
+        s.requests.push(target.to_string());
+        let (status, body) = match (&s.pages, target.split_once('?')) {
+            (None, _) => (503, String::new()),
+            (Some((first, second)), Some((PATH, query))) => {
+                // 206: the API's status when more pages follow.
+                if query.contains("cursor=calm-2") {
+                    (200, second.clone())
+                } else if first.contains("cursor=calm-2") {
+                    (206, first.clone())
+                } else {
+                    (200, first.clone())
                 }
             }
-            let answer = {
-                let mut s = state.lock().expect("state");
-                s.requests.push(target.clone());
-                match (&s.pages, target.split_once('?')) {
-                    (None, _) => (503, String::new()),
-                    (Some((first, second)), Some((PATH, query))) => {
-                        // 206: the API's status when more pages follow.
-                        if query.contains("cursor=calm-2") {
-                            (200, second.clone())
-                        } else if first.contains("cursor=calm-2") {
-                            (206, first.clone())
-                        } else {
-                            (200, first.clone())
-                        }
-                    }
-                    _ => (404, String::new()),
-                }
-            };
-            let _ = write!(
-                conn,
-                "HTTP/1.1 {} x\r\nContent-Type: application/json;charset=UTF-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
-                answer.0,
-                answer.1.len(),
-                answer.1
-            );
-        }
-    });
-    port
+            _ => (404, String::new()),
+        };
+        support::outside::Answer::new(status, "application/json;charset=UTF-8", body)
+    })
 }
 
 /// A fixture with its times (`{t-N}`: N minutes before `t0`) and `{base}` filled in.

@@ -90,3 +90,32 @@ impl Harness {
         self.t.device(d).id.to_string()
     }
 }
+
+/// Whether python3 can import `modules` (comma-separated); without them a test is skipped,
+/// unless `BEFFROI_REQUIRE_SERVICES` asks that it fail. `pip` names the packages.
+pub fn python_has(modules: &str, pip: &str) -> bool {
+    let have = std::process::Command::new("python3")
+        .args(["-c", &format!("import {modules}")])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !have {
+        assert!(
+            std::env::var_os("BEFFROI_REQUIRE_SERVICES").is_none(),
+            "python3 with {pip} is required (pip install {pip})"
+        );
+        eprintln!("skipped: python3 lacks {pip}");
+    }
+    have
+}
+
+/// Serves `app` on a free loopback port, until the test ends.
+pub async fn listen(app: Router) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    addr
+}

@@ -9,6 +9,7 @@ pub mod browser;
 pub mod demo;
 pub mod demo_run;
 pub mod http;
+pub mod outside;
 pub use beffroi_testkit::mosquitto;
 pub mod publisher;
 
