@@ -2,7 +2,7 @@
 //! user sees a shared flood cross the border on one machine.
 //!
 //! The neighbour is the embedded demo territory under another name (`voisin-demo`), quiet
-//! (no scenario plays there). The demo sends it its floods of Dijon and Longvic, the
+//! (no scenario plays there, no rule of its own runs). The demo sends it its floods of Dijon and Longvic, the
 //! communes the Ouche crosses, from `minor`, with their title and site; the neighbour
 //! sends nothing back. Both use the federation's real path: keys in each data folder,
 //! signed batches over loopback HTTP, durable queues.
@@ -49,6 +49,12 @@ pub fn agree(
     t.id = "voisin-demo".into();
     t.name = "Territoire voisin (démo)".into();
     peer.territory = Arc::new(t);
+    // A quiet neighbour: no device of its reports, so its own rules would only open a
+    // silence incident per device; it runs none, and shows what the demo shares.
+    peer.rules = Arc::new(beffroi_rules::RuleSet::default());
+    peer.operations.families = Vec::new();
+    peer.cap = None;
+    peer.events = Vec::new();
     crate::files::private_dir(main_data)?;
     crate::files::private_dir(peer_data)?;
     let main_key = crate::federation::Keys::open(main_data)?

@@ -56,6 +56,13 @@ fn the_demo_s_flood_crosses_to_the_neighbour() {
         ["dijon", "longvic"].contains(&commune),
         "the border zone only: {commune}"
     );
+    // The quiet neighbour opens nothing of its own (no silence per device).
+    let own: Vec<_> = at_peer
+        .incidents("")
+        .into_iter()
+        .filter(|i| i["category"] != "neighbour")
+        .collect();
+    assert!(own.is_empty(), "{own:#?}");
     let at_demo = Api::login_as(&demo.base, "admin", ADMIN);
     let links = at_demo.get_ok("/api/v1/federation/links");
     assert_eq!(links[0]["partner"], "voisin-demo", "{links:#}");
