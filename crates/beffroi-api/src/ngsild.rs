@@ -55,6 +55,8 @@ struct Held {
     sub: Subscription,
     scope: Scope,
     tenant: Option<CommuneIdx>,
+    /// The contexts as the subscriber reached this server (its notifications link them).
+    context: JsonLdContext,
 }
 
 /// The subscriptions of this server (in memory).
@@ -607,6 +609,7 @@ pub async fn subscribe(
             sub,
             scope: c.scope.clone(),
             tenant,
+            context: ctx.clone(),
         });
         id
     };
@@ -691,17 +694,17 @@ async fn notify_loop(s: AppState) {
                     h.sub.matches(&entity) && h.sub.watches(&attrs) && h.sub.may_notify(now)
                 })
                 .map(|h| {
-                    let ctx = JsonLdContext::new(format!("http://localhost{CONTEXT_PATH}"));
+                    let ctx = &h.context;
                     let body = beffroi_ngsild::notification_body(
                         &h.sub,
                         std::slice::from_ref(&entity),
                         now,
-                        &ctx,
+                        ctx,
                     );
                     (
                         h.sub.id.clone(),
                         h.sub.request.notification.endpoint.uri().to_string(),
-                        h.sub.notification_link_header(&ctx),
+                        h.sub.notification_link_header(ctx),
                         body.to_string(),
                     )
                 })
