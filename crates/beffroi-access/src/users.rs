@@ -500,7 +500,7 @@ mod tests {
         let e = errors("[[user]]\nname = \"a\"\nrole = \"x\"\n", None);
         assert_eq!(e.len(), 1);
         assert!(
-            e[0].starts_with("users.toml:3: unknown field `role`"),
+            e[0].starts_with("users.toml:3:1: unknown field `role`"),
             "{e:?}"
         );
     }
@@ -576,7 +576,7 @@ mod tests {
         let e = seal_clear_secrets(&src("[[user]]\nname = \n"), &mut |_, _| Ok(String::new()))
             .expect_err("not TOML")
             .to_string();
-        assert!(e.starts_with("users.toml:2: "), "{e}");
+        assert!(e.starts_with("users.toml:2:8: "), "{e}");
     }
 
     fn role() -> impl Strategy<Value = Role> {

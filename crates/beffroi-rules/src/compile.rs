@@ -2,16 +2,15 @@ use std::collections::HashSet;
 use std::path::Path;
 
 use beffroi_core::{Duration, FieldType, KindIdx, Severity, SiteKind, Territory, Value};
-use beffroi_territory::{ConfigError, ConfigErrors, SourceFile, parse_duration};
+use beffroi_territory::{
+    ConfigError, ConfigErrors, SourceFile, TomlDoc, parse_duration, suggestion,
+};
 use serde::Deserialize;
 use toml::Spanned;
 
 use crate::model::{Body, Bucket, Condition, KeyBy, Op, Rule, RuleIdx, RuleSet, Scope, Target};
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct File {
-    #[serde(default)]
     rule: Vec<Spanned<RawRule>>,
 }
 
@@ -129,7 +128,8 @@ pub fn parse_file(path: &Path, territory: &Territory) -> Result<RuleSet, ConfigE
 
 struct Cx<'a> {
     src: &'a SourceFile,
-    line: usize,
+    /// Where the rule's table starts in its file.
+    at: usize,
     rule: String,
     errors: &'a mut ConfigErrors,
     /// This rule may read personal or sensitive fields (a deployment rule with the DPO's
@@ -146,11 +146,12 @@ pub enum Origin {
 }
 
 impl Cx<'_> {
+    /// An error about `field` of the rule, at the field's own value.
     fn err(&mut self, field: &str, msg: impl std::fmt::Display) {
-        self.errors.push(ConfigError::new(
-            self.src.path.clone(),
-            Some(self.line),
-            Some(field),
+        self.errors.push(ConfigError::in_table(
+            self.src,
+            self.at,
+            field,
             format!("rule `{}`: {msg}", self.rule),
         ));
     }
@@ -167,16 +168,21 @@ pub fn parse_from(
     territory: &Territory,
     origin: Origin,
 ) -> Result<RuleSet, ConfigErrors> {
-    let file: File = toml::from_str(&src.text).map_err(|e| ConfigError::from_toml(src, &e))?;
     let mut errors = ConfigErrors::default();
+    let mut doc = TomlDoc::parse(src, &mut errors);
+    doc.only(&["rule"], &mut errors);
+    let file = File {
+        rule: doc.entries("rule", &mut errors),
+    };
     let mut rules = Vec::new();
     let mut ids = HashSet::new();
     for raw in &file.rule {
-        let line = src.line(raw.span().start);
+        let at = raw.span().start;
+        let line = src.line(at);
         let raw = raw.get_ref();
         let mut cx = Cx {
             src,
-            line,
+            at,
             rule: raw.id.clone(),
             errors: &mut errors,
             personal_allowed: origin == Origin::Deployment
@@ -263,7 +269,8 @@ fn compile_rule(raw: &RawRule, t: &Territory, line: usize, cx: &mut Cx<'_>) -> O
     };
     let rule_kind = raw.kind.as_deref().and_then(|k| {
         t.kind_id(k).or_else(|| {
-            cx.err("kind", format!("unknown device kind `{k}`"));
+            let hint = suggestion(k, t.kinds.iter().map(|k| &*k.id));
+            cx.err("kind", format!("unknown device kind `{k}`{hint}"));
             None
         })
     });
@@ -388,9 +395,10 @@ fn compile_rule(raw: &RawRule, t: &Territory, line: usize, cx: &mut Cx<'_>) -> O
                 continue;
             };
             let Some(k) = t.kind_id(kname) else {
+                let hint = suggestion(kname, t.kinds.iter().map(|k| &*k.id));
                 cx.err(
                     &format!("{f}.kind"),
-                    format!("unknown device kind `{kname}`"),
+                    format!("unknown device kind `{kname}`{hint}"),
                 );
                 continue;
             };
@@ -446,7 +454,10 @@ fn compile_rule(raw: &RawRule, t: &Territory, line: usize, cx: &mut Cx<'_>) -> O
         for c in &raw.communes {
             match t.commune_id(c) {
                 Some(ci) => communes.push(ci),
-                None => cx.err("communes", format!("unknown commune `{c}`")),
+                None => {
+                    let hint = suggestion(c, t.communes.iter().map(|c| &*c.id));
+                    cx.err("communes", format!("unknown commune `{c}`{hint}"))
+                }
             }
         }
         let mut kinds = Vec::new();
@@ -460,7 +471,10 @@ fn compile_rule(raw: &RawRule, t: &Territory, line: usize, cx: &mut Cx<'_>) -> O
         for s in &raw.sites {
             match t.site_id(s) {
                 Some(si) => listed.push(si),
-                None => cx.err("sites", format!("unknown site `{s}`")),
+                None => {
+                    let hint = suggestion(s, t.sites.iter().map(|s| &*s.id));
+                    cx.err("sites", format!("unknown site `{s}`{hint}"))
+                }
             }
         }
         site_ok = Some(
@@ -490,7 +504,10 @@ fn compile_rule(raw: &RawRule, t: &Territory, line: usize, cx: &mut Cx<'_>) -> O
                 }
                 devices.push(di)
             }
-            None => cx.err("devices", format!("unknown device `{d}`")),
+            None => {
+                let hint = suggestion(d, t.devices.iter().map(|d| &*d.id));
+                cx.err("devices", format!("unknown device `{d}`{hint}"))
+            }
         }
     }
 
@@ -906,15 +923,15 @@ above = 1.0
         .expect_err("invalid");
         let text = errs.to_string();
         assert!(
-            text.contains("rules.toml:2: `threshold`: rule `a`: `level_m > 12` can never match"),
+            text.contains("rules.toml:8:7: `threshold`: rule `a`: `level_m > 12` can never match"),
             "{text}"
         );
         assert!(
-            text.contains("rules.toml:12: `severity`: rule `b`: unknown severity `urgent`"),
+            text.contains("rules.toml:16:12: `severity`: rule `b`: unknown severity `urgent`"),
             "{text}"
         );
         assert!(
-            text.contains("rules.toml:12: `threshold.above`: rule `b`: `above` compares numbers but field `on` is a bool"),
+            text.contains("rules.toml:20:9: `threshold.above`: rule `b`: `above` compares numbers but field `on` is a bool"),
             "{text}"
         );
     }

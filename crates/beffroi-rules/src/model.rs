@@ -134,6 +134,26 @@ pub struct Rule {
 }
 
 impl Rule {
+    /// The device kinds whose readings this rule reads.
+    pub fn kinds(&self) -> Vec<KindIdx> {
+        match &self.body {
+            Body::Threshold { cond, .. } | Body::Rate { cond, .. } => vec![cond.kind],
+            Body::Absence { kind, .. } => vec![*kind],
+            Body::Correlation { conds, .. } => conds.iter().map(|c| c.kind).collect(),
+            Body::Aggregate { .. } => Vec::new(),
+        }
+    }
+
+    /// Whether readings of device `d` (of `kind`, at `site`) can feed this rule.
+    pub fn watches(&self, d: beffroi_core::DeviceIdx, kind: KindIdx, site: SiteIdx) -> bool {
+        if let Body::Aggregate { inputs, .. } = &self.body {
+            return inputs.iter().any(|(x, _)| *x == d);
+        }
+        self.devices.as_ref().is_none_or(|ds| ds.contains(&d))
+            && self.site_allowed(site)
+            && self.kinds().contains(&kind)
+    }
+
     pub fn site_allowed(&self, s: SiteIdx) -> bool {
         self.sites
             .as_ref()

@@ -9,11 +9,17 @@
 //! duration parser are also used by the rule, procedure and scenario loaders.
 
 mod error;
+mod failed;
 mod load;
 mod privacy;
 mod prohibited;
+mod toml_doc;
 
-pub use error::{ConfigError, ConfigErrors, SourceFile, line_of_offset, parse_duration};
-pub use load::{load, load_dir, read_dir_sources};
+pub use error::{
+    ConfigError, ConfigErrors, SourceFile, did_you_mean, line_of_offset, parse_duration, suggestion,
+};
+pub use failed::Failed;
+pub use load::{Partial, load, load_dir, load_partial, read_dir_sources};
 pub use privacy::{check_against, load_privacy};
 pub use prohibited::{Prohibited, prohibited_label, prohibited_name};
+pub use toml_doc::TomlDoc;

@@ -9,8 +9,11 @@ use beffroi_core::{
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::error::suggestion;
 use crate::error::{ConfigError, ConfigErrors, SourceFile, parse_duration};
+use crate::failed::{Failed, What};
 use crate::prohibited::{prohibited_label, prohibited_name};
+use crate::toml_doc::TomlDoc;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -181,14 +184,10 @@ struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
+    /// An error about `field` of the table at `span_start`, at the field's own value.
     fn err(&mut self, span_start: usize, field: &str, msg: impl Into<String>) {
-        let line = self.src.line(span_start);
-        self.errors.push(ConfigError::new(
-            self.src.path.clone(),
-            Some(line),
-            Some(field),
-            msg,
-        ));
+        self.errors
+            .push(ConfigError::in_table(self.src, span_start, field, msg));
     }
 }
 
@@ -213,7 +212,10 @@ pub fn read_dir_sources(dir: &Path) -> Result<Vec<SourceFile>, ConfigErrors> {
         }
         match SourceFile::read(&p) {
             Ok(f) => files.push(SourceFile::new(name, f.text)),
-            Err(e) => errors.push(e),
+            Err(e) => errors.push(ConfigError {
+                file: name.into(),
+                ..e
+            }),
         }
     }
     let devices = dir.join("devices");
@@ -234,12 +236,17 @@ pub fn read_dir_sources(dir: &Path) -> Result<Vec<SourceFile>, ConfigErrors> {
                             .unwrap_or(f.path);
                         files.push(SourceFile::new(name, f.text));
                     }
-                    Err(e) => errors.push(e),
+                    Err(e) => {
+                        let name = p.file_name().map_or(String::from("devices"), |n| {
+                            format!("devices/{}", n.to_string_lossy())
+                        });
+                        errors.push(ConfigError { file: name, ..e });
+                    }
                 }
             }
         }
         Err(e) => errors.push(ConfigError::new(
-            devices.display().to_string(),
+            "devices",
             None,
             None,
             format!("cannot read the devices folder: {e}"),
@@ -252,9 +259,7 @@ pub fn read_dir_sources(dir: &Path) -> Result<Vec<SourceFile>, ConfigErrors> {
 pub fn load_dir(dir: &Path) -> Result<Territory, ConfigErrors> {
     let files = read_dir_sources(dir).map_err(|mut e| {
         for err in &mut e.0 {
-            if !err.file.starts_with('/') {
-                err.file = dir.join(&err.file).display().to_string();
-            }
+            err.file = dir.join(&err.file).display().to_string();
         }
         e
     })?;
@@ -269,22 +274,60 @@ pub fn load_dir(dir: &Path) -> Result<Territory, ConfigErrors> {
 /// Parses and validates a territory from its files: `territory.toml`, `kinds.toml`,
 /// `sites.geojson`, optional `communes.geojson`, and any `devices/*.toml`.
 pub fn load(files: &[SourceFile]) -> Result<Territory, ConfigErrors> {
+    let partial = load_partial(files);
+    partial.errors.into_result(partial.territory)
+}
+
+/// What could be loaded of a territory with mistakes, so that the files that refer to it
+/// are still checked in the same run.
+pub struct Partial {
+    /// Every declaration that loaded.
+    pub territory: Territory,
+    /// Every error, knock-on errors folded under their cause.
+    pub errors: ConfigErrors,
+    /// What was declared but not loaded, to fold the other files' knock-on errors.
+    pub failed: Failed,
+}
+
+/// [`load`], keeping what loaded when there are errors.
+pub fn load_partial(files: &[SourceFile]) -> Partial {
     let mut errors = ConfigErrors::default();
+    let mut failed = Failed::default();
     let find = |name: &str| files.iter().find(|f| f.path == name);
     let Some(tfile) = find("territory.toml") else {
-        return Err(ConfigError::new("territory.toml", None, None, "file missing").into());
+        errors.push(ConfigError::new(
+            "territory.toml",
+            None,
+            None,
+            "file missing",
+        ));
+        return Partial {
+            territory: Territory::new("", ""),
+            errors,
+            failed,
+        };
     };
-    let parsed: TerritoryFile = match toml::from_str(&tfile.text) {
-        Ok(p) => p,
-        Err(e) => return Err(ConfigError::from_toml(tfile, &e).into()),
+    let mut doc = TomlDoc::parse(tfile, &mut errors);
+    doc.only(&["territory", "commune", "zone"], &mut errors);
+    doc.require("territory", &mut errors);
+    let header = doc.value::<Header>("territory", &mut errors);
+    let parsed = TerritoryFile {
+        territory: header.unwrap_or(Header {
+            id: String::new(),
+            name: String::new(),
+            timezone: None,
+        }),
+        commune: doc.entries("commune", &mut errors),
+        zone: doc.entries("zone", &mut errors),
     };
+    let header_read = !parsed.territory.id.is_empty() || errors.is_empty();
     let mut t = Territory::new(&parsed.territory.id, &parsed.territory.name);
     {
         let mut cx = Ctx {
             src: tfile,
             errors: &mut errors,
         };
-        if !valid_id(&parsed.territory.id) {
+        if header_read && !valid_id(&parsed.territory.id) {
             cx.err(
                 0,
                 "territory.id",
@@ -303,6 +346,7 @@ pub fn load(files: &[SourceFile]) -> Result<Territory, ConfigErrors> {
         for c in &parsed.commune {
             let at = c.span().start;
             let c = c.get_ref();
+            failed.begin(&c.id, cx.errors);
             if !valid_id(&c.id) {
                 cx.err(at, "commune.id", format!("invalid id `{}`", c.id));
                 continue;
@@ -325,15 +369,25 @@ pub fn load(files: &[SourceFile]) -> Result<Territory, ConfigErrors> {
                 cx.err(at, "commune.id", e.to_string());
             }
         }
+        failed.settle(What::Commune, cx.errors, |id| t.commune_id(id).is_some());
         for z in &parsed.zone {
             let at = z.span().start;
             let z = z.get_ref();
+            failed.begin(&z.id, cx.errors);
             let Some(commune) = t.commune_id(&z.commune) else {
-                cx.err(
-                    at,
-                    "zone.commune",
-                    format!("unknown commune `{}`", z.commune),
-                );
+                if !failed.follows(
+                    What::Commune,
+                    &z.commune,
+                    Some((What::Zone, &z.id)),
+                    cx.errors,
+                ) {
+                    let hint = suggestion(&z.commune, t.communes.iter().map(|c| &*c.id));
+                    cx.err(
+                        at,
+                        "zone.commune",
+                        format!("unknown commune `{}`{hint}", z.commune),
+                    );
+                }
                 continue;
             };
             if !valid_id(&z.id) {
@@ -348,14 +402,15 @@ pub fn load(files: &[SourceFile]) -> Result<Territory, ConfigErrors> {
                 cx.err(at, "zone.id", e.to_string());
             }
         }
-        if t.communes.is_empty() {
+        failed.settle(What::Zone, cx.errors, |id| t.zone_id(id).is_some());
+        if t.communes.is_empty() && parsed.commune.is_empty() {
             cx.err(0, "commune", "a territory needs at least one commune");
         }
     }
 
     match find("kinds.toml") {
         None => errors.push(ConfigError::new("kinds.toml", None, None, "file missing")),
-        Some(kfile) => load_kinds(kfile, &mut t, &mut errors),
+        Some(kfile) => load_kinds(kfile, &mut t, &mut errors, &mut failed),
     }
     match find("sites.geojson") {
         None => errors.push(ConfigError::new(
@@ -364,26 +419,32 @@ pub fn load(files: &[SourceFile]) -> Result<Territory, ConfigErrors> {
             None,
             "file missing",
         )),
-        Some(sfile) => load_sites(sfile, &mut t, &mut errors),
+        Some(sfile) => load_sites(sfile, &mut t, &mut errors, &mut failed),
     }
     if let Some(cfile) = find("communes.geojson") {
-        load_commune_boundaries(cfile, &mut t, &mut errors);
+        load_commune_boundaries(cfile, &mut t, &mut errors, &mut failed);
     }
     for f in files.iter().filter(|f| f.path.starts_with("devices/")) {
-        load_devices(f, &mut t, &mut errors);
+        load_devices(f, &mut t, &mut errors, &mut failed);
     }
-    errors.into_result(t)
+    Partial {
+        territory: t,
+        errors,
+        failed,
+    }
 }
 
-fn load_kinds(src: &SourceFile, t: &mut Territory, errors: &mut ConfigErrors) {
-    let parsed: KindsFile = match toml::from_str(&src.text) {
-        Ok(p) => p,
-        Err(e) => return errors.push(ConfigError::from_toml(src, &e)),
+fn load_kinds(src: &SourceFile, t: &mut Territory, errors: &mut ConfigErrors, failed: &mut Failed) {
+    let mut doc = TomlDoc::parse(src, errors);
+    doc.only(&["kind"], errors);
+    let parsed = KindsFile {
+        kind: doc.entries("kind", errors),
     };
     let mut cx = Ctx { src, errors };
     for k in &parsed.kind {
         let at = k.span().start;
         let k = k.get_ref();
+        failed.begin(&k.id, cx.errors);
         if !valid_id(&k.id) {
             cx.err(at, "kind.id", format!("invalid id `{}`", k.id));
             continue;
@@ -575,7 +636,13 @@ fn load_kinds(src: &SourceFile, t: &mut Territory, errors: &mut ConfigErrors) {
             let text = match text_domain(f, ty, category) {
                 Ok(d) => d,
                 Err((key, at, msg)) => {
-                    cx.err(at, key, format!("field `{}.{}`: {msg}", k.id, f.name));
+                    // `at` is the value's own offset.
+                    cx.errors.push(ConfigError::at(
+                        cx.src,
+                        at,
+                        Some(key),
+                        format!("field `{}.{}`: {msg}", k.id, f.name),
+                    ));
                     continue;
                 }
             };
@@ -682,6 +749,7 @@ fn load_kinds(src: &SourceFile, t: &mut Territory, errors: &mut ConfigErrors) {
             cx.err(at, "kind.id", e.to_string());
         }
     }
+    failed.settle(What::Kind, cx.errors, |id| t.kind_id(id).is_some());
 }
 
 /// What a text field admits: `values`, `pattern` or free text; `Err((key, offset of the
@@ -773,7 +841,12 @@ fn feature_collection(
 /// `communes.geojson`: the boundary of each commune of `territory.toml`, as a Polygon or
 /// MultiPolygon feature whose `properties.id` names it (a Point feature adds nothing: the
 /// position comes from `territory.toml`).
-fn load_commune_boundaries(src: &SourceFile, t: &mut Territory, errors: &mut ConfigErrors) {
+fn load_commune_boundaries(
+    src: &SourceFile,
+    t: &mut Territory,
+    errors: &mut ConfigErrors,
+    failed: &mut Failed,
+) {
     let Some(fc) = feature_collection(src, errors) else {
         return;
     };
@@ -784,6 +857,9 @@ fn load_commune_boundaries(src: &SourceFile, t: &mut Territory, errors: &mut Con
             .and_then(|p| p.get("id"))
             .and_then(|v| v.as_str())
             .unwrap_or("");
+        if t.commune_id(id).is_none() && failed.follows(What::Commune, id, None, errors) {
+            continue;
+        }
         let line = feature_line(src, id, n);
         let mut err = |field: &str, msg: String| {
             errors.push(ConfigError::new(
@@ -832,7 +908,7 @@ fn load_commune_boundaries(src: &SourceFile, t: &mut Territory, errors: &mut Con
     }
 }
 
-fn load_sites(src: &SourceFile, t: &mut Territory, errors: &mut ConfigErrors) {
+fn load_sites(src: &SourceFile, t: &mut Territory, errors: &mut ConfigErrors, failed: &mut Failed) {
     let Some(fc) = feature_collection(src, errors) else {
         return;
     };
@@ -844,6 +920,13 @@ fn load_sites(src: &SourceFile, t: &mut Territory, errors: &mut ConfigErrors) {
                 .and_then(|v| v.as_str())
         };
         let id = prop("id").unwrap_or("");
+        failed.begin(id, errors);
+        let commune_name = prop("commune").unwrap_or("");
+        if t.commune_id(commune_name).is_none()
+            && failed.follows(What::Commune, commune_name, Some((What::Site, id)), errors)
+        {
+            continue;
+        }
         let line = feature_line(src, id, n);
         let mut err = |field: &str, msg: String| {
             errors.push(ConfigError::new(
@@ -875,13 +958,11 @@ fn load_sites(src: &SourceFile, t: &mut Territory, errors: &mut ConfigErrors) {
                 continue;
             }
         };
-        let Some(commune) = prop("commune").and_then(|c| t.commune_id(c)) else {
+        let Some(commune) = t.commune_id(commune_name) else {
+            let hint = suggestion(commune_name, t.communes.iter().map(|c| &*c.id));
             err(
                 "properties.commune",
-                format!(
-                    "site `{id}`: unknown commune `{}`",
-                    prop("commune").unwrap_or("")
-                ),
+                format!("site `{id}`: unknown commune `{commune_name}`{hint}"),
             );
             continue;
         };
@@ -953,6 +1034,7 @@ fn load_sites(src: &SourceFile, t: &mut Territory, errors: &mut ConfigErrors) {
             err("properties.id", e.to_string());
         }
     }
+    failed.settle(What::Site, errors, |id| t.site_id(id).is_some());
 }
 
 /// Devices parsed at a time from a large devices file.
@@ -982,8 +1064,12 @@ fn device_pieces(text: &str, per_piece: usize) -> Vec<(usize, &str)> {
 /// megabytes. A piece that does not parse on its own (a syntax error, or a multi-line
 /// string that the cut went through) sends the whole file to the parser as written, so
 /// errors and their lines are those of the file.
-fn parse_devices(text: &str, per_piece: usize) -> Result<Vec<(usize, DeviceRaw)>, toml::de::Error> {
-    let pieces = device_pieces(text, per_piece);
+fn parse_devices(
+    src: &SourceFile,
+    per_piece: usize,
+    errors: &mut ConfigErrors,
+) -> Vec<(usize, DeviceRaw)> {
+    let pieces = device_pieces(&src.text, per_piece);
     if pieces.len() > 1 {
         let mut all = Vec::new();
         let whole = pieces.iter().all(|(base, piece)| {
@@ -997,43 +1083,52 @@ fn parse_devices(text: &str, per_piece: usize) -> Result<Vec<(usize, DeviceRaw)>
             })
         });
         if whole {
-            return Ok(all);
+            return all;
         }
     }
-    let parsed: DevicesFile = toml::from_str(text)?;
-    Ok(parsed
-        .device
+    let mut doc = TomlDoc::parse(src, errors);
+    doc.only(&["device"], errors);
+    doc.entries::<DeviceRaw>("device", errors)
         .into_iter()
         .map(|d| (d.span().start, d.into_inner()))
-        .collect())
+        .collect()
 }
 
-fn load_devices(src: &SourceFile, t: &mut Territory, errors: &mut ConfigErrors) {
-    let devices = match parse_devices(&src.text, DEVICES_PER_PIECE) {
-        Ok(p) => p,
-        Err(e) => return errors.push(ConfigError::from_toml(src, &e)),
-    };
+fn load_devices(
+    src: &SourceFile,
+    t: &mut Territory,
+    errors: &mut ConfigErrors,
+    failed: &mut Failed,
+) {
+    let devices = parse_devices(src, DEVICES_PER_PIECE, errors);
     let mut cx = Ctx { src, errors };
     for (at, d) in &devices {
         let at = *at;
+        failed.begin(&d.id, cx.errors);
         if !valid_id(&d.id) {
             cx.err(at, "device.id", format!("invalid id `{}`", d.id));
             continue;
         }
         let Some(kind) = t.kind_id(&d.kind) else {
-            cx.err(
-                at,
-                "device.kind",
-                format!("device `{}`: unknown kind `{}`", d.id, d.kind),
-            );
+            if !failed.follows(What::Kind, &d.kind, Some((What::Device, &d.id)), cx.errors) {
+                let hint = suggestion(&d.kind, t.kinds.iter().map(|k| &*k.id));
+                cx.err(
+                    at,
+                    "device.kind",
+                    format!("device `{}`: unknown kind `{}`{hint}", d.id, d.kind),
+                );
+            }
             continue;
         };
         let Some(site) = t.site_id(&d.site) else {
-            cx.err(
-                at,
-                "device.site",
-                format!("device `{}`: unknown site `{}`", d.id, d.site),
-            );
+            if !failed.follows(What::Site, &d.site, Some((What::Device, &d.id)), cx.errors) {
+                let hint = suggestion(&d.site, t.sites.iter().map(|s| &*s.id));
+                cx.err(
+                    at,
+                    "device.site",
+                    format!("device `{}`: unknown site `{}`{hint}", d.id, d.site),
+                );
+            }
             continue;
         };
         let position = match d.position {
@@ -1074,6 +1169,7 @@ fn load_devices(src: &SourceFile, t: &mut Territory, errors: &mut ConfigErrors) 
             cx.err(at, "device.id", e.to_string());
         }
     }
+    failed.settle(What::Device, cx.errors, |id| t.device_id(id).is_some());
 }
 
 /// The shape of an IANA time zone name (`Europe/Paris`, `America/Argentina/Buenos_Aires`,
@@ -1114,6 +1210,17 @@ mod tests {
         assert!(pieces[2].1.starts_with("[[device]]\nid = \"d4\""));
     }
 
+    /// The devices of `text` read `per_piece` at a time, and the errors found.
+    fn parse_devices(
+        text: &str,
+        per_piece: usize,
+    ) -> Result<Vec<(usize, DeviceRaw)>, ConfigErrors> {
+        let src = SourceFile::new("devices/x.toml", text);
+        let mut errors = ConfigErrors::default();
+        let devices = super::parse_devices(&src, per_piece, &mut errors);
+        errors.into_result(devices)
+    }
+
     #[test]
     fn devices_parsed_in_pieces_are_those_of_the_whole_file_at_the_same_offsets() {
         let text: String = (0..9).map(device).collect();
@@ -1150,8 +1257,7 @@ mod tests {
         text.push_str("[[device]]\nid = \"d6\"\nkind = level\n");
         let line = text.lines().count();
         let e = parse_devices(&text, 2).expect_err("a bare word is not a value");
-        let src = SourceFile::new("devices/x.toml", text.as_str());
-        assert_eq!(ConfigError::from_toml(&src, &e).line, Some(line));
+        assert_eq!(e.0[0].line, Some(line), "{e}");
     }
 
     fn files(devices: &str) -> Vec<SourceFile> {
@@ -1175,6 +1281,30 @@ mod tests {
     }
 
     /// The kinds file of [`files`] with one more field appended to the kind.
+    /// Every error is on the line of its own field (`key = …`, the key being the field's
+    /// last segment), at the column of its value; or, for a field that is not written
+    /// (missing, or the table itself), on a table header.
+    fn at_own_fields(files: &[SourceFile], errs: &ConfigErrors) {
+        for e in errs.iter() {
+            let src = files.iter().find(|f| f.path == e.file).expect("file");
+            let (Some(line), Some(field)) = (e.line, e.field.as_deref()) else {
+                continue;
+            };
+            let text = src.text.lines().nth(line - 1).unwrap_or_default();
+            let key = field.rsplit('.').next().unwrap_or(field);
+            let written = text.trim_start().strip_prefix(key).map(str::trim_start);
+            if let Some(value) = written.and_then(|w| w.strip_prefix('=')) {
+                let column = text.chars().count() - value.trim_start().chars().count() + 1;
+                assert_eq!(e.column, Some(column), "{e}: `{text}`");
+            } else {
+                assert!(
+                    text.trim_start().starts_with('['),
+                    "{e} is not at its field: `{text}`"
+                );
+            }
+        }
+    }
+
     fn with_field(field: &str) -> Vec<SourceFile> {
         let mut f = files("[[device]]\nid = \"d1\"\nkind = \"level\"\nsite = \"s1\"\n");
         f[1] = SourceFile::new(
@@ -1260,11 +1390,12 @@ mod tests {
                 "technical, personal or sensitive",
             ),
         ] {
-            let e = load(&with_field(&format!("name = \"x\"\n{field}")))
-                .expect_err(field)
-                .to_string();
+            let files = with_field(&format!("name = \"x\"\n{field}"));
+            let errs = load(&files).expect_err(field);
+            at_own_fields(&files, &errs);
+            let e = errs.to_string();
             assert!(
-                e.contains("kinds.toml:11") && e.contains(expect),
+                e.starts_with("kinds.toml:1") && e.contains(expect),
                 "{field}: {e}"
             );
         }
@@ -1361,40 +1492,41 @@ mod tests {
         for (field, expect) in [
             (
                 "type = \"text\"\ncategory = \"technical\"\n\n\n\npattern = \"[A-Z]+\"",
-                "kinds.toml:18: `field.pattern`: field `level.x`: `pattern` matches text of any length",
+                "kinds.toml:18:11: `field.pattern`: field `level.x`: `pattern` matches text of any length",
             ),
             (
                 "type = \"text\"\ncategory = \"technical\"\n\n\n\npattern = \"[a-z]{1,200}\"",
-                "kinds.toml:18: `field.pattern`: field `level.x`: `pattern` matches up to 200 bytes",
+                "kinds.toml:18:11: `field.pattern`: field `level.x`: `pattern` matches up to 200 bytes",
             ),
             (
                 "type = \"text\"\ncategory = \"technical\"\n\n\n\npattern = \"(E[0-9]\"",
-                "kinds.toml:18: `field.pattern`: field `level.x`: `pattern` is not a regular expression",
+                "kinds.toml:18:11: `field.pattern`: field `level.x`: `pattern` is not a regular expression",
             ),
             (
                 "type = \"text\"\ncategory = \"technical\"\n\n\n\nvalues = []",
-                "kinds.toml:18: `field.values`: field `level.x`: `values` lists no value",
+                "kinds.toml:18:10: `field.values`: field `level.x`: `values` lists no value",
             ),
             (
                 "type = \"text\"\ncategory = \"technical\"\n\n\n\nvalues = [\"ok\", \"ok\"]",
-                "kinds.toml:18: `field.values`: field `level.x`: value #1 of `values` is listed twice",
+                "kinds.toml:18:10: `field.values`: field `level.x`: value #1 of `values` is listed twice",
             ),
             (
                 "type = \"number\"\ncategory = \"technical\"\n\n\n\nvalues = [\"1\"]",
-                "kinds.toml:18: `field.values`: field `level.x`: only a text field takes `values`",
+                "kinds.toml:18:10: `field.values`: field `level.x`: only a text field takes `values`",
             ),
             (
                 "type = \"text\"\ncategory = \"personal\"\n\n\n\npattern = \"[A-Z]{2}\"",
-                "kinds.toml:18: `field.pattern`: field `level.x`: a personal field holds an identifier",
+                "kinds.toml:18:11: `field.pattern`: field `level.x`: a personal field holds an identifier",
             ),
             (
                 "type = \"text\"\ncategory = \"technical\"\nvalues = [\"a\"]\n\n\npattern = \"a\"",
-                "kinds.toml:18: `field.pattern`: field `level.x`: declare `values` or `pattern`, not both",
+                "kinds.toml:18:11: `field.pattern`: field `level.x`: declare `values` or `pattern`, not both",
             ),
         ] {
-            let e = load(&with_field(&format!("name = \"x\"\n{field}")))
-                .expect_err(field)
-                .to_string();
+            let files = with_field(&format!("name = \"x\"\n{field}"));
+            let errs = load(&files).expect_err(field);
+            at_own_fields(&files, &errs);
+            let e = errs.to_string();
             assert!(e.contains(expect), "{field}: {e}");
         }
     }
@@ -1447,16 +1579,14 @@ mod tests {
             ),
         ];
         for (kind, field, reason) in refused {
-            let errs = load(&with_kinds(&format!("{head}{kind}"))).expect_err(kind);
+            let files = with_kinds(&format!("{head}{kind}"));
+            let errs = load(&files).expect_err(kind);
             let text = errs.to_string();
             assert_eq!(errs.len(), 1, "{text}");
             assert!(text.starts_with("kinds.toml:"), "{text}");
             assert!(text.contains(field) && text.contains(reason), "{text}");
-            // the refused kind's line: 8 (kind.*) or 11 (its field), never elsewhere
-            assert!(
-                text.starts_with("kinds.toml:8:") || text.starts_with("kinds.toml:11:"),
-                "{text}"
-            );
+            // at the refused field's own line, never elsewhere
+            at_own_fields(&files, &errs);
         }
         let fine = format!(
             "{head}[[kind]]\nid = \"power\"\nlabel = \"Power meter\"\n[[kind.field]]\nname = \"voltage\"\ntype = \"number\"\ncategory = \"technical\"\n[[kind.field]]\nname = \"storage_usage\"\ntype = \"number\"\ncategory = \"technical\"\n[[kind.field]]\nname = \"battery_age_days\"\ntype = \"number\"\ncategory = \"technical\"\n[[kind.field]]\nname = \"page\"\ntype = \"text\"\ncategory = \"technical\"\n"
@@ -1480,9 +1610,17 @@ mod tests {
             "kinds.toml",
             f[1].text.replace("\"required\"", "\"always\""),
         );
-        let e = load(&f).expect_err("invalid").to_string();
+        let errs = load(&f).expect_err("invalid");
+        at_own_fields(&f, &errs);
+        let e = errs.to_string();
         assert!(
-            e.contains("kinds.toml:1") && e.contains("kind.signing"),
+            e.contains("`kind.signing`: unknown signing `always`"),
+            "{e}"
+        );
+        // The kind is not loaded; its device's "unknown kind" follows and is folded.
+        assert_eq!(errs.len(), 1, "{e}");
+        assert!(
+            e.ends_with("(1 more error follows from this one and is not shown)"),
             "{e}"
         );
     }
@@ -1532,12 +1670,12 @@ mod tests {
         let text = errs.to_string();
         assert_eq!(errs.len(), 2, "{text}");
         assert!(
-            text.contains("devices/c1.toml:1: `device.kind`: device `d1`: unknown kind `nope`"),
+            text.contains("devices/c1.toml:3:8: `device.kind`: device `d1`: unknown kind `nope`"),
             "{text}"
         );
         assert!(
             text.contains(
-                "devices/c1.toml:6: `device.site`: device `d2`: unknown site `elsewhere`"
+                "devices/c1.toml:9:8: `device.site`: device `d2`: unknown site `elsewhere`"
             ),
             "{text}"
         );

@@ -77,7 +77,7 @@ struct ActivityRaw {
 }
 
 fn err(src: &SourceFile, at: usize, field: &str, msg: impl Into<String>) -> ConfigError {
-    ConfigError::new(src.path.clone(), Some(src.line(at)), Some(field), msg)
+    ConfigError::in_table(src, at, field, msg)
 }
 
 /// A positive duration, or `default` after recording the error.
@@ -373,9 +373,13 @@ retention = "15d"
     #[test]
     fn errors_name_file_line_and_field() {
         let text = MINIMAL.replace("public_task", "because");
-        let e = load_privacy(&SourceFile::new("privacy.toml", text)).expect_err("invalid");
+        let e = load_privacy(&SourceFile::new("privacy.toml", text.as_str())).expect_err("invalid");
         let s = e.to_string();
-        assert!(s.contains("privacy.toml:11"), "{s}");
+        let line = text
+            .lines()
+            .position(|l| l.contains("\"because\""))
+            .map(|i| i + 1);
+        assert_eq!(e.0[0].line, line, "{s}");
         assert!(s.contains("`activity.legal_basis`"), "{s}");
     }
 }

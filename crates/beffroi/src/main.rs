@@ -16,6 +16,7 @@ mod devices_cmd;
 mod federation;
 mod files;
 mod hubeau_feed;
+mod lint;
 #[cfg(feature = "mqtt")]
 mod mqtt;
 mod peer;
@@ -402,6 +403,9 @@ fn check(dir: &std::path::Path) -> ExitCode {
                     k.id, f.name
                 );
             }
+            for w in lint::warnings(&dep, dir) {
+                println!("{w}");
+            }
             if dep.privacy.activities.is_empty() {
                 println!(
                     "note: no privacy.toml: the register is not configured (Beffroi's own records still hold staff names and notes; see docs/privacy.md)"
@@ -418,7 +422,16 @@ fn check(dir: &std::path::Path) -> ExitCode {
             }
         }
         Err(errors) => {
+            // File by file (in the order they were read), each in the order of its lines.
+            let mut files: Vec<&str> = Vec::new();
             for e in errors.iter() {
+                if !files.contains(&e.file.as_str()) {
+                    files.push(&e.file);
+                }
+            }
+            let mut sorted: Vec<_> = errors.iter().collect();
+            sorted.sort_by_key(|e| (files.iter().position(|f| *f == e.file), e.line, e.column));
+            for e in sorted {
                 eprintln!("{e}");
             }
             eprintln!("{} error(s)", errors.len());

@@ -208,7 +208,25 @@ pub fn load_dir(dir: &Path) -> Result<Deployment, ConfigErrors> {
     } else {
         dir.join("territory")
     };
-    let territory = beffroi_territory::load_dir(&tdir)?;
+    // The territory's mistakes do not stop the check: the other files are read against
+    // what loaded, and their errors about what did not are folded under its errors.
+    let (territory, mut territory_errors, failed) = match beffroi_territory::read_dir_sources(&tdir)
+    {
+        Ok(files) => {
+            let p = beffroi_territory::load_partial(&files);
+            let mut errors = p.errors;
+            for e in &mut errors.0 {
+                e.file = tdir.join(&e.file).display().to_string();
+            }
+            (p.territory, errors, p.failed)
+        }
+        Err(mut e) => {
+            for err in &mut e.0 {
+                err.file = tdir.join(&err.file).display().to_string();
+            }
+            return Err(e);
+        }
+    };
     let rules_path = dir.join("rules.toml");
     let rules = if rules_path.exists() {
         beffroi_rules::parse_file(&rules_path, &territory)
@@ -284,6 +302,13 @@ pub fn load_dir(dir: &Path) -> Result<Deployment, ConfigErrors> {
             .ok()
     } else {
         Some(Vec::new())
+    };
+    let errors = if territory_errors.is_empty() {
+        errors
+    } else {
+        let left = failed.fold(&mut territory_errors, errors);
+        territory_errors.extend(left);
+        territory_errors
     };
     match (rules, procedures, scenarios, events, security, privacy) {
         (

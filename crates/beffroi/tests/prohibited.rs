@@ -57,7 +57,10 @@ fn check_refuses_biometric_and_categorising_kinds() {
         "{out}"
     );
     assert!(
-        out.contains(&format!("kinds.toml:{}:", first_new_line + 3)),
+        out.contains(&format!(
+            "kinds.toml:{}:12: `field.category`",
+            first_new_line + 6
+        )),
         "the biometric field's line: {out}"
     );
 }
@@ -92,7 +95,7 @@ fn check_reports_free_technical_text_and_refuses_unbounded_patterns() {
     let (ok, out) = check(dir.path());
     assert!(!ok, "refused: {out}");
     assert!(
-        out.contains(&format!("kinds.toml:{}: `field.pattern`", line + 1))
+        out.contains(&format!("kinds.toml:{}:11: `field.pattern`", line + 1))
             && out.contains("camera_health.firmware")
             && out.contains("any length"),
         "{out}"

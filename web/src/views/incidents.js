@@ -54,17 +54,17 @@ export function mount(el, args) {
       if (ev.reset && state.selected) loadDetail(state.selected, true);
     }),
     live.on('situations', () => { schedule(); if (state.detailData) paintDetail(); }),
-    live.on('unit', () => { state.units = null; loadUnits().then(() => state.detailData && paintDetail()); }),
+    live.on('unit', () => { state.units = null; loadUnits().then(() => state?.detailData && paintDetail()); }),
     live.on('resync', () => state.selected && loadDetail(state.selected, true)),
     onLangChange(() => { paintFilters(); paintQueue(); paintDetail(); }),
     shelving.onChange(() => { schedule(); paintDetail(); }),
   ];
   const ticker = setInterval(schedule, 30000); // ages ("3 min ago") move on
   Promise.all([
-    api.get('/territory').then((tt) => (state.territory = tt)).catch(() => {}),
-    api.get('/rules').then((r) => (state.rules = new Map(r.map((x) => [x.id, x])))).catch(() => {}),
+    api.get('/territory').then((tt) => { if (state) state.territory = tt; }).catch(() => {}),
+    api.get('/rules').then((r) => { if (state) state.rules = new Map(r.map((x) => [x.id, x])); }).catch(() => {}),
     loadUnits(),
-  ]).then(() => { paintFilters(); paintQueue(); if (state.detailData) paintDetail(); });
+  ]).then(() => { if (!state) return; paintFilters(); paintQueue(); if (state.detailData) paintDetail(); }); // the view may be gone
   paintFilters();
   paintQueue();
   update(args);
@@ -98,11 +98,13 @@ export function update(args) {
 async function loadUnits() {
   // The units are read for the assignment and the unit filter: not by roles without units.
   if (!api.can('unit.read')) { state.units = false; return; }
+  let units;
   try {
-    state.units = await api.get('/units');
+    units = await api.get('/units');
   } catch (e) {
-    state.units = e.status === 404 ? false : null; // false: the server has no unit list
+    units = e.status === 404 ? false : null; // false: the server has no unit list
   }
+  if (state) state.units = units; // the view may have been left meanwhile
 }
 
 export function onKey(e) {
