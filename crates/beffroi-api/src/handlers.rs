@@ -16,7 +16,7 @@ use beffroi_engine::store::IncidentQuery;
 use beffroi_engine::{Ack, AckOutcome, Envelope, Source};
 use beffroi_wire::Format;
 use futures::Stream;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, oneshot};
 
 use crate::AppState;
@@ -57,6 +57,29 @@ pub async fn healthz(State(s): State<AppState>) -> Response {
     } else {
         (StatusCode::OK, "ok\n").into_response()
     }
+}
+
+/// The engine's clock, for the tools that feed it (`beffroi simulate` stamps its readings
+/// on it, so that a server on the wall clock does not refuse them as ahead of its time).
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ClockDto {
+    /// The engine's processing time (RFC 3339, UTC).
+    pub now: String,
+    /// The same, in milliseconds since the epoch.
+    pub now_ms: i64,
+    /// Seconds of the engine's clock per wall-clock second: 1 on the wall clock, the
+    /// speed of an accelerated demo.
+    pub rate: f64,
+}
+
+#[utoipa::path(get, path = "/api/v1/clock", responses((status = 200, body = ClockDto)))]
+pub async fn clock(State(s): State<AppState>) -> Json<ClockDto> {
+    let now = s.engine.clock.now();
+    Json(ClockDto {
+        now: now.to_string(),
+        now_ms: now.0,
+        rate: s.engine.clock.rate(),
+    })
 }
 
 #[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus text exposition")))]

@@ -11,7 +11,7 @@ use crate::{crisis, handlers, overview, situations, units};
 #[openapi(
     info(title = "Beffroi API", description = "Safe-city hypervision: incidents, devices, observations, live stream."),
     paths(
-        handlers::healthz, handlers::metrics, handlers::login, handlers::logout,
+        handlers::healthz, handlers::clock, handlers::metrics, handlers::login, handlers::logout,
         handlers::list_incidents, handlers::get_incident, handlers::act,
         handlers::territory, handlers::sites_geojson, handlers::list_devices, handlers::get_device,
         handlers::post_observations, handlers::post_device_observations, handlers::rejections,
@@ -32,7 +32,7 @@ use crate::{crisis, handlers, overview, situations, units};
         crate::unmask::reveal,
     ),
     components(schemas(
-        IncidentDto, IncidentDetailDto, SopDto, SopStepDto, LogEntryDto, MessageDto, ActionRequest,
+        crate::handlers::ClockDto, IncidentDto, IncidentDetailDto, SopDto, SopStepDto, LogEntryDto, MessageDto, ActionRequest,
         LoginRequest, LoginResponse, RejectionDto, IngestResponse, IngestLogged, StoredRejectionDto,
         DeviceDto, DeviceDetailDto, ObservationDto, TerritoryDto, CommuneDto, RuleDto,
         ErrorBody, ErrorDetail,

@@ -131,6 +131,7 @@ pub static ROUTES: &[RouteSpec] = &[
     route!(GET "/metrics", Allow(P::MetricsRead, Territory), "", handlers::metrics),
     route!(POST "/api/v1/auth/login", Public, "auth.login", handlers::login),
     route!(GET "/api/v1/openapi.json", Public, "", handlers::openapi),
+    route!(GET "/api/v1/clock", Public, "", handlers::clock),
     route!(POST "/api/v1/auth/logout", Authenticated, "auth.logout", handlers::logout),
     route!(GET "/api/v1/auth/me", Authenticated, "", overview::me),
     route!(GET "/api/v1/incidents", Allow(P::IncidentRead, Filtered), "", handlers::list_incidents),

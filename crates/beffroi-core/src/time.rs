@@ -97,6 +97,11 @@ pub fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
 /// Something that tells the current processing time.
 pub trait Clock: Send + Sync {
     fn now(&self) -> Timestamp;
+    /// How many seconds of this clock pass in a second of the wall clock: 1 for the wall
+    /// clock itself, the speed of an accelerated demo.
+    fn rate(&self) -> f64 {
+        1.0
+    }
 }
 
 /// A clock that only moves when told to: tests and scenario playback.

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration as StdDuration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
-use beffroi_core::Duration;
+use beffroi_core::{Duration, Timestamp};
 use beffroi_sim::{LoadGenerator, Message, Player};
 use beffroi_wire::Format;
 
@@ -21,12 +21,21 @@ pub struct Args {
     /// Instead of scenarios, a steady load of this many messages per second.
     #[arg(long)]
     load: Option<u32>,
-    /// How long to play (load mode, or to cut scenarios short), e.g. 30s, 10m.
+    /// How long to play, e.g. 30s, 10m: in load mode, wall-clock time (default 10s); in
+    /// scenario mode, scenario time (default: to the end of the longest scenario), which
+    /// passes at the server's pace (at 60×, 10m of scenario take 10 s).
     #[arg(long)]
     duration: Option<String>,
-    /// Simulated seconds per wall-clock second (scenario mode).
-    #[arg(long, default_value_t = 60.0)]
-    speed: f64,
+    /// Scenario seconds per wall-clock second. Default: the pace of the server's clock
+    /// (1 for `serve`, the demo's speed for `demo`), read from its /api/v1/clock, so that
+    /// readings are stamped on its time; a pace other than the server's is refused, as
+    /// its readings would run ahead of the server's clock (`bad_time`) or behind it.
+    #[arg(long)]
+    speed: Option<f64>,
+    /// The Beffroi server whose clock the readings follow when sending to a broker
+    /// (`--to mqtt://…`), e.g. http://127.0.0.1:8080. With `--to http://…`, that server.
+    #[arg(long)]
+    server: Option<String>,
     /// Deployment folder; default: the embedded demo.
     #[arg(long)]
     deployment: Option<PathBuf>,
@@ -130,10 +139,75 @@ impl Sink {
     }
 }
 
+/// A server's clock as `/api/v1/clock` gives it.
+#[derive(serde::Deserialize)]
+struct ServerClock {
+    now_ms: i64,
+    rate: f64,
+}
+
+/// Reads the clock of the Beffroi server at `base`, and the wall time it was read at.
+async fn server_clock(base: &str) -> Result<(ServerClock, Instant)> {
+    let url = format!("{}/api/v1/clock", base.trim_end_matches('/'));
+    let read = tokio::task::spawn_blocking(move || -> Result<ServerClock> {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .timeout_global(Some(StdDuration::from_secs(10)))
+            .build()
+            .into();
+        let mut resp = agent
+            .get(&url)
+            .call()
+            .with_context(|| format!("reading the server's clock at {url}"))?;
+        resp.body_mut()
+            .read_json()
+            .with_context(|| format!("{url} is not a Beffroi clock"))
+    });
+    let clock = read.await??;
+    Ok((clock, Instant::now()))
+}
+
+/// The pace and origin of the readings' times: the server's clock when it can be read,
+/// the wall clock at 60× (the demo's default) otherwise.
+async fn timeline(args: &Args) -> Result<(f64, Timestamp, Instant)> {
+    let server = args
+        .server
+        .clone()
+        .or_else(|| args.to.starts_with("http://").then(|| args.to.clone()));
+    let Some(server) = server else {
+        let speed = args.speed.unwrap_or(60.0);
+        eprintln!(
+            "note: the server's clock is unknown (give --server http://HOST:PORT to follow it): \
+             playing at {speed}× from the wall clock, as `beffroi demo` runs; a server on the \
+             wall clock refuses readings ahead of its time (bad_time)"
+        );
+        return Ok((speed, crate::wall_now(), Instant::now()));
+    };
+    let (clock, at) = server_clock(&server).await?;
+    let speed = match args.speed {
+        None => clock.rate,
+        Some(s) if (s - clock.rate).abs() <= clock.rate * 0.01 => s,
+        Some(s) => bail!(
+            "the server at {server} runs its clock at {}× the wall clock: readings played at \
+             {s}× would run {} its time and be refused (bad_time) or raise clock-skew incidents; \
+             leave --speed out to follow the server, or run `beffroi demo --speed {s}`",
+            clock.rate,
+            if s > clock.rate { "ahead of" } else { "behind" }
+        ),
+    };
+    Ok((speed, Timestamp(clock.now_ms), at))
+}
+
 pub async fn run(args: Args) -> Result<()> {
     let dep = match &args.deployment {
         Some(d) => crate::setup::load_dir(d).map_err(|e| anyhow!("{}:\n{e}", d.display()))?,
         None => crate::setup::load_demo()?,
+    };
+    let (speed, origin, origin_at) = timeline(&args).await?;
+    // The readings' time: the server's clock, followed at its pace.
+    let now = || {
+        origin.plus(Duration(
+            (origin_at.elapsed().as_secs_f64() * speed * 1000.0) as i64,
+        ))
     };
     let sink = Sink::connect(&args.to, &args.user).await?;
     let limit = args
@@ -148,14 +222,15 @@ pub async fn run(args: Args) -> Result<()> {
         let format = Format::parse(&args.format).ok_or_else(|| anyhow!("unknown format"))?;
         // Event times from now on, at the pace they are sent: readings of a past the
         // server would keep no longer (its retention) are refused as `expired`.
-        let mut generator = LoadGenerator::new(Arc::clone(&dep.territory), format, 42)
-            .with_start(crate::wall_now());
+        let load_start = now();
+        let mut generator =
+            LoadGenerator::new(Arc::clone(&dep.territory), format, 42).with_start(load_start);
         let total = limit.unwrap_or(Duration::from_secs(10));
         let period = 1.0 / f64::from(rate.max(1));
         while started.elapsed().as_secs_f64() < total.as_secs_f64() {
             let due = (started.elapsed().as_secs_f64() / period) as u64;
             while sent < due {
-                let offset = Duration((sent as f64 * period * 1000.0) as i64);
+                let offset = Duration((sent as f64 * period * speed * 1000.0) as i64);
                 sink.send(generator.next_message(offset)).await?;
                 sent += 1;
             }
@@ -177,12 +252,12 @@ pub async fn run(args: Args) -> Result<()> {
                 bail!("no scenario `{n}`");
             }
         }
-        let start = crate::wall_now();
+        let start = now();
         let mut player = Player::new(Arc::clone(&dep.territory), wanted, start, &dep.territory.id);
         let end = limit.unwrap_or(player.duration());
         let mut batch = Vec::new();
         loop {
-            let sim = Duration((started.elapsed().as_secs_f64() * args.speed * 1000.0) as i64);
+            let sim = now().since(start);
             batch.clear();
             player.drain_until(sim.min(end), &mut batch);
             for m in batch.drain(..) {

@@ -47,4 +47,7 @@ impl Clock for ScaledClock {
         let elapsed = self.wall_origin.elapsed().as_secs_f64() * self.speed * 1000.0;
         self.origin.plus(beffroi_core::Duration(elapsed as i64))
     }
+    fn rate(&self) -> f64 {
+        self.speed
+    }
 }
