@@ -27,7 +27,11 @@ struct Fixture {
 fn fixture() -> Fixture {
     let dir = demo();
     let territory = beffroi_territory::load_dir(&dir.join("territory")).expect("demo territory");
-    let rules = beffroi_rules::parse_file(&dir.join("rules.toml"), &territory).expect("rules");
+    let rules = beffroi_rules::parse(
+        &beffroi_territory::SourceFile::read(&dir.join("rules.toml")).expect("read rules"),
+        &territory,
+    )
+    .expect("rules");
     let scenarios = beffroi_sim::load_dir(&dir.join("scenarios"), &territory).expect("scenarios");
     let keep = ["background", "crowd-surge"];
     Fixture {

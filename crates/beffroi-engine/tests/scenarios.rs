@@ -1,6 +1,9 @@
 //! Plays every demo scenario (with the background) through the pipeline on a simulated
 //! clock and checks the incidents each one declares — and, for exclusive scenarios, that
-//! no other incident opens.
+//! no other incident opens; the background alone opens none. Also the demo's own
+//! conventions that no loader checks (the background covers every kind within its
+//! heartbeat, a scenario silences for the background the devices it drives, the territory's
+//! generated ids, positions and LoRaWAN identifiers).
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -34,7 +37,11 @@ struct Fixture {
 fn fixture() -> Fixture {
     let dir = demo();
     let territory = beffroi_territory::load_dir(&dir.join("territory")).expect("demo territory");
-    let rules = beffroi_rules::parse_file(&dir.join("rules.toml"), &territory).expect("rules");
+    let rules = beffroi_rules::parse(
+        &beffroi_territory::SourceFile::read(&dir.join("rules.toml")).expect("read rules"),
+        &territory,
+    )
+    .expect("rules");
     let procedures = beffroi_engine::procedures::parse(
         &SourceFile::read(&dir.join("procedures.toml")).expect("read"),
     )
@@ -222,11 +229,29 @@ fn check(f: &Fixture, name: &str) {
     let (incidents, rejected) = play(f, list, sc.duration);
     assert_eq!(rejected, 0, "{name}: the simulator produced rejected input");
     let t = &f.territory;
+    if name == "background" {
+        assert!(
+            sc.expects.is_empty() && sc.exclusive,
+            "background.toml must expect nothing and be exclusive: the background alone opens \
+             no incident"
+        );
+    } else {
+        assert!(
+            !sc.expects.is_empty(),
+            "{name}: a scenario expects at least one incident ([[expect]])"
+        );
+    }
+    let mut first_expected: Option<Timestamp> = None;
     for e in &sc.expects {
         let found = incidents
             .values()
             .filter(|i| matches(e, i, t, start))
             .collect::<Vec<_>>();
+        first_expected = found
+            .iter()
+            .map(|i| i.opened_at)
+            .chain(first_expected)
+            .min();
         assert!(
             !found.is_empty(),
             "{name}: expected incident not opened: {e:?}\nopened: {:#?}",
@@ -243,6 +268,18 @@ fn check(f: &Fixture, name: &str) {
                 .unwrap_or(Severity::Info);
             assert!(best >= min, "{name}: {e:?} reached only {}", best.as_str());
         }
+    }
+    // A scenario shows something within 45 minutes of the demo, except the one whose whole
+    // point is a long silence (10 minutes of life, then 45 minutes of absence).
+    if let Some(first) = first_expected
+        && name != "gauge-silent"
+    {
+        let after = first.0 - start.0;
+        assert!(
+            after <= Duration::from_mins(45).millis(),
+            "{name}: the first expected incident opens {} min into the play (more than 45)",
+            after / 60_000
+        );
     }
     if sc.exclusive {
         for i in incidents.values() {
@@ -267,9 +304,222 @@ fn every_demo_scenario_produces_its_incidents() {
     let f = fixture();
     let names: Vec<String> = f.scenarios.iter().map(|s| s.name.clone()).collect();
     assert!(names.len() >= 8, "{names:?}");
+    assert!(
+        names.iter().any(|n| n == "background"),
+        "demo/scenarios/background.toml is missing"
+    );
     for name in &names {
         check(&f, name);
     }
+}
+
+/// Each scenario file is named after its scenario (`beffroi demo` and the docs name them so).
+#[test]
+fn every_scenario_file_is_named_after_its_scenario() {
+    let f = fixture();
+    let dir = demo().join("scenarios");
+    for e in std::fs::read_dir(&dir).expect("read demo/scenarios") {
+        let path = e.expect("entry").path();
+        if path.extension().is_none_or(|x| x != "toml") {
+            continue;
+        }
+        let stem = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .expect("file name");
+        assert!(
+            f.scenarios.iter().any(|s| s.name == stem),
+            "{}: its `name` differs from the file name",
+            path.display()
+        );
+    }
+}
+
+/// The background alone feeds every technical field of every kind (personal values are
+/// not simulated; firmware is reported on change only), and each device at least once per
+/// its kind's heartbeat, so that it raises no absence and no silence.
+#[test]
+fn the_background_covers_every_kind_within_its_heartbeat() {
+    let f = fixture();
+    let t = Arc::clone(&f.territory);
+    let bg = f
+        .scenarios
+        .iter()
+        .find(|s| s.name == "background")
+        .expect("background scenario")
+        .clone();
+    let mut seen: std::collections::HashSet<(usize, usize)> = Default::default();
+    let mut last: HashMap<DeviceIdx, Timestamp> = HashMap::new();
+    let mut gaps: Vec<String> = Vec::new();
+    let duration = bg.duration;
+    play_with(&f, vec![bg], duration, |_, _, out| {
+        for o in &out.batch.observations {
+            let d = &t.devices[o.device.get()];
+            seen.insert((d.kind.get(), o.field.get()));
+            // From one reading to the next (the first comes at the signal's phase).
+            if let Some(before) = last.insert(o.device, o.time)
+                && let Some(hb) = t.kinds[d.kind.get()].heartbeat
+                && o.time.0 - before.0 > hb.millis()
+                && gaps.len() < 10
+            {
+                gaps.push(format!(
+                    "{} ({}): {} s without a reading, heartbeat {} s",
+                    d.id,
+                    t.kinds[d.kind.get()].id,
+                    (o.time.0 - before.0) / 1000,
+                    hb.millis() / 1000
+                ));
+            }
+        }
+    });
+    assert!(
+        gaps.is_empty(),
+        "background slower than heartbeats:\n{}",
+        gaps.join("\n")
+    );
+    let mut missing = Vec::new();
+    for (k, kind) in t.kinds.iter().enumerate() {
+        for (i, field) in kind.fields.iter().enumerate() {
+            if field.category != beffroi_core::DataCategory::Technical || &*field.name == "firmware"
+            {
+                continue;
+            }
+            if !seen.contains(&(k, i)) {
+                missing.push(format!("{}.{}", kind.id, field.name));
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "demo/scenarios/background.toml has no signal for {missing:?}"
+    );
+    let silent: Vec<&str> = t
+        .devices
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !last.keys().any(|d| d.get() == *i))
+        .map(|(_, d)| &*d.id)
+        .take(10)
+        .collect();
+    assert!(silent.is_empty(), "the background never feeds {silent:?}");
+}
+
+/// A device a scenario drives by name is silenced for the background from the start, so
+/// that its readings are the scenario's alone.
+#[test]
+fn a_scenario_silences_the_devices_it_drives_for_the_background() {
+    let f = fixture();
+    let mut checked = 0;
+    for sc in f.scenarios.iter().filter(|s| s.name != "background") {
+        let silenced: Vec<DeviceIdx> = sc
+            .silences()
+            .iter()
+            .filter(|s| s.from == Duration::ZERO)
+            .map(|s| s.device)
+            .collect();
+        let mut driven: Vec<DeviceIdx> = sc.named_devices().collect();
+        driven.sort_by_key(|d| d.get());
+        driven.dedup();
+        for d in driven {
+            checked += 1;
+            assert!(
+                silenced.contains(&d),
+                "demo/scenarios/{}.toml drives {} without silencing it for the background \
+                 (a [[silence]] from 0s)",
+                sc.name,
+                f.territory.devices[d.get()].id
+            );
+        }
+    }
+    assert!(
+        checked > 5,
+        "only {checked} devices driven by name in the demo"
+    );
+}
+
+/// The demo territory's generated conventions: every commune has a zone, a site lies near
+/// its commune's centre and its perimeter turns counter-clockwise (RFC 7946), a device's id
+/// is `<site>-<kind>-NN`, and the LoRaWAN kinds' devices have a dev_eui.
+#[test]
+fn the_demo_territory_follows_its_conventions() {
+    let f = fixture();
+    let t = &f.territory;
+    let mut problems = Vec::new();
+    for (i, c) in t.communes.iter().enumerate() {
+        if !t.zones.iter().any(|z| z.commune.get() == i) {
+            problems.push(format!("commune {} has no zone", c.id));
+        }
+    }
+    for s in &t.sites {
+        let c = &t.communes[s.commune.get()];
+        let limit = if &*c.id == "dijon" { 5_000.0 } else { 2_500.0 };
+        let d = s.position.distance_m(&c.position);
+        if d > limit {
+            problems.push(format!("site {} is {d:.0} m from {}'s centre", s.id, c.id));
+        }
+        if let Some(ring) = &s.perimeter {
+            let area2: f64 = ring
+                .iter()
+                .zip(ring.iter().cycle().skip(1))
+                .map(|(a, b)| a.lon * b.lat - b.lon * a.lat)
+                .sum();
+            if area2 <= 0.0 {
+                problems.push(format!(
+                    "site {}: its perimeter turns clockwise (RFC 7946 wants counter-clockwise)",
+                    s.id
+                ));
+            }
+        }
+    }
+    let short = |kind: &str| match kind {
+        "water_level" => Some("gauge"),
+        "rain_gauge" => Some("rain"),
+        "fire_panel" => Some("fire"),
+        "intrusion_panel" => Some("intrusion"),
+        "access_reader" => Some("access"),
+        "smoke_detector" => Some("smoke"),
+        "temperature" => Some("temp"),
+        "road_surface" => Some("road"),
+        "people_counter" => Some("counter"),
+        "camera_health" => Some("cam"),
+        _ => None,
+    };
+    let lorawan = [
+        "water_level",
+        "rain_gauge",
+        "road_surface",
+        "people_counter",
+    ];
+    for d in &t.devices {
+        let kind = &*t.kinds[d.kind.get()].id;
+        let site = &*t.sites[d.site.get()].id;
+        if let Some(short) = short(kind) {
+            let number =
+                d.id.strip_prefix(site)
+                    .and_then(|r| r.strip_prefix('-'))
+                    .and_then(|r| r.strip_prefix(short))
+                    .and_then(|r| r.strip_prefix('-'));
+            if !number.is_some_and(|n| {
+                (2..=3).contains(&n.len()) && n.bytes().all(|b| b.is_ascii_digit())
+            }) {
+                problems.push(format!("device {} is not named {site}-{short}-NN", d.id));
+            }
+        }
+        if lorawan.contains(&kind) && d.dev_eui.is_none() {
+            problems.push(format!("device {} ({kind}, LoRaWAN) needs a dev_eui", d.id));
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "{} problem(s) in demo/territory, first ones:\n{}",
+        problems.len(),
+        problems
+            .iter()
+            .take(20)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
 }
 
 /// Quarantining the spoofed legacy gauge stops its false flood alarm

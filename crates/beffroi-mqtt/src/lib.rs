@@ -43,7 +43,8 @@
 //! - So a message can be delivered twice (redelivery after a crash, a reconnection or a
 //!   late ack). Duplicates are absorbed by the store's idempotent insert on
 //!   (device, field, time).
-//! - Subscriptions are re-sent on every CONNACK, session or not (rumqttc issue #250): a
+//! - Subscriptions are re-sent on every CONNACK, session or not (rumqttc does not re-send them after
+//!   a clean reconnect): a
 //!   broker that lost the session would otherwise deliver nothing, and say nothing.
 //! - Retained messages replayed by a (re-)subscription are old values, not new readings:
 //!   they are acknowledged and skipped ([`MqttStats::retained_skipped`]).

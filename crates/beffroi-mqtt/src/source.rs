@@ -522,7 +522,8 @@ impl Runner {
         self.failed_this_conn = 0;
         self.last_error = None;
         bump(&self.stats.connects);
-        // Re-subscribe on every CONNACK, session or not (rumqttc issue #250): a broker that
+        // Re-subscribe on every CONNACK, session or not (rumqttc does not re-send them after a
+        // clean reconnect, and says nothing): a broker that
         // lost the session would otherwise deliver nothing, silently.
         self.outbox.push_back(Out::Subscribe(conn));
         self.set_health(MqttHealth::Connected);

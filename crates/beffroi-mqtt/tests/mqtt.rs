@@ -347,7 +347,7 @@ async fn v5_failed_outcome_triggers_redelivery() {
     redelivers_without_restart(MqttVersion::V5).await;
 }
 
-/// rumqttc issue #250: a broker that comes back without our session delivers nothing unless
+/// rumqttc does not re-send subscriptions after a clean reconnect: a broker that comes back without our session delivers nothing unless
 /// we subscribe again.
 async fn resubscribes_after_session_loss(protocol: MqttVersion) {
     let Some(mut broker) = Mosquitto::start() else {

@@ -1,5 +1,4 @@
 use std::collections::HashSet;
-use std::path::Path;
 
 use beffroi_core::{Duration, FieldType, KindIdx, Severity, SiteKind, Territory, Value};
 use beffroi_territory::{
@@ -118,12 +117,6 @@ struct RawCorrelation {
 struct RawEscalate {
     after: String,
     severity: String,
-}
-
-/// Reads and compiles a rules file.
-pub fn parse_file(path: &Path, territory: &Territory) -> Result<RuleSet, ConfigErrors> {
-    let src = SourceFile::read(path)?;
-    parse(&src, territory)
 }
 
 struct Cx<'a> {

@@ -19,7 +19,7 @@ mod eval;
 mod event;
 mod model;
 
-pub use compile::{parse, parse_file};
+pub use compile::parse;
 pub use eval::Evaluator;
 pub use event::{CAPACITY_RULE, EventRules, PEOPLE_UNIT, compile_event, event_rule_id};
 pub use model::{Body, Condition, KeyBy, Op, Rule, RuleIdx, RuleSet, Scope};

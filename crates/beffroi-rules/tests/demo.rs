@@ -9,8 +9,11 @@ fn demo_territory_and_rules_are_valid() {
         .unwrap_or_else(|e| panic!("demo territory invalid:\n{e}"));
     assert!(t.communes.len() >= 20, "{} communes", t.communes.len());
     assert!(t.devices.len() >= 2000, "{} devices", t.devices.len());
-    let rules = beffroi_rules::parse_file(&demo.join("rules.toml"), &t)
-        .unwrap_or_else(|e| panic!("demo rules invalid:\n{e}"));
+    let rules = beffroi_rules::parse(
+        &beffroi_territory::SourceFile::read(&demo.join("rules.toml")).expect("read rules"),
+        &t,
+    )
+    .unwrap_or_else(|e| panic!("demo rules invalid:\n{e}"));
     for id in [
         "flood-level-high",
         "intrusion-alarm",

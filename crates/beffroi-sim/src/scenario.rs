@@ -27,6 +27,16 @@ impl Scenario {
     pub fn silences(&self) -> &[Silence] {
         &self.silences
     }
+
+    /// The devices this scenario names one by one (a signal's `device`, an event's), in no
+    /// particular order, possibly repeated; not those a signal selects by kind.
+    pub fn named_devices(&self) -> impl Iterator<Item = DeviceIdx> + '_ {
+        self.signals
+            .iter()
+            .filter(|s| !s.phased)
+            .flat_map(|s| s.devices.iter().copied())
+            .chain(self.events.iter().map(|e| e.device))
+    }
 }
 
 /// An incident the scenario must open. Every criterion given must match.

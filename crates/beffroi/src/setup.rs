@@ -229,7 +229,9 @@ pub fn load_dir(dir: &Path) -> Result<Deployment, ConfigErrors> {
     };
     let rules_path = dir.join("rules.toml");
     let rules = if rules_path.exists() {
-        beffroi_rules::parse_file(&rules_path, &territory)
+        SourceFile::read(&rules_path)
+            .map_err(ConfigErrors::from)
+            .and_then(|src| beffroi_rules::parse(&src, &territory))
             .map_err(|e| errors.extend(e))
             .ok()
     } else {
@@ -401,7 +403,7 @@ pub fn reload(
     rules_path: &Path,
     procedures_path: Option<&Path>,
 ) -> Result<(RuleSet, Vec<Procedure>), ConfigErrors> {
-    let rules = beffroi_rules::parse_file(rules_path, territory)?;
+    let rules = beffroi_rules::parse(&SourceFile::read(rules_path)?, territory)?;
     let procedures = match procedures_path {
         Some(p) if p.exists() => beffroi_engine::procedures::parse(&SourceFile::read(p)?)?,
         _ => Vec::new(),
