@@ -1,7 +1,7 @@
 use std::collections::HashSet;
 use std::path::Path;
 
-use beffroi_core::{Duration, FieldType, KindIdx, Severity, SiteKind, Territory, Value};
+use beffroi_core::{Duration, FieldType, KindIdx, Severity, Territory, Value};
 use beffroi_territory::{ConfigError, ConfigErrors, SourceFile, parse_duration};
 use serde::Deserialize;
 use toml::Spanned;
@@ -451,7 +451,7 @@ fn compile_rule(raw: &RawRule, t: &Territory, line: usize, cx: &mut Cx<'_>) -> O
         }
         let mut kinds = Vec::new();
         for k in &raw.site_kinds {
-            match SiteKind::parse(k) {
+            match t.site_kind(k) {
                 Some(sk) => kinds.push(sk),
                 None => cx.err("site_kinds", format!("unknown site kind `{k}`")),
             }

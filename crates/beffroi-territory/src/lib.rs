@@ -12,6 +12,7 @@ mod error;
 mod load;
 mod privacy;
 mod prohibited;
+mod site_kinds;
 
 pub use error::{ConfigError, ConfigErrors, SourceFile, line_of_offset, parse_duration};
 pub use load::{load, load_dir, read_dir_sources};
