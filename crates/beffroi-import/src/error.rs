@@ -77,6 +77,10 @@ impl ImportErrors {
     pub fn iter(&self) -> impl Iterator<Item = &ImportError> {
         self.0.iter()
     }
+    /// In the order of the files, then of their lines and columns.
+    pub fn sort(&mut self) {
+        self.0.sort_by(|a, b| (&a.file, a.at).cmp(&(&b.file, b.at)));
+    }
     /// `Ok(value)` when nothing was recorded.
     pub fn into_result<T>(self, value: T) -> Result<T, ImportErrors> {
         if self.0.is_empty() {

@@ -68,6 +68,8 @@ fn territory_dir(dir: &Path) -> PathBuf {
 }
 
 fn print_errors(errors: &ImportErrors) {
+    let mut errors = errors.clone();
+    errors.sort();
     for e in errors.iter() {
         eprintln!("{e}");
     }

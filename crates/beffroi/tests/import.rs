@@ -178,7 +178,7 @@ fn sites_devices_and_a_network_servers_list_import_once_and_then_change_nothing(
     ]);
     assert!(o.status.success(), "{}", text(&o));
     assert!(
-        text(&o).contains("nothing to change: 2 site(s) and 6 device(s) already as imported"),
+        text(&o).contains("nothing to change: 2 site(s) and 7 device(s) already as imported"),
         "{}",
         text(&o)
     );
