@@ -486,7 +486,7 @@ pub async fn sites_geojson(State(s): State<AppState>, _u: User) -> Response {
             serde_json::json!({
                 "type": "Feature",
                 "geometry": geometry,
-                "properties": {"id": &*site.id, "name": &*site.name, "kind": site.kind.as_str(),
+                "properties": {"id": &*site.id, "name": &*site.name, "kind": t.site_kind_id(site.kind),
                     "commune": &*t.commune(site.commune).id},
             })
         })

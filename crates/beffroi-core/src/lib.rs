@@ -52,8 +52,8 @@ pub use situation::{
 };
 pub use territory::{
     Commune, CommuneIdx, DataCategory, Device, DeviceIdx, DeviceKind, FieldIdx, FieldSpec,
-    FieldType, Identifier, KindIdx, Semantic, Signing, Site, SiteIdx, SiteKind, Territory, Zone,
-    ZoneIdx,
+    FieldType, Identifier, KindIdx, Semantic, Signing, Site, SiteIdx, SiteKind, SiteKindDecl,
+    SiteKindIdx, Territory, Zone, ZoneIdx,
 };
 pub use text::SafeText;
 pub use text_domain::{TextDomain, TextPattern};

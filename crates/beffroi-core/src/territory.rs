@@ -19,7 +19,14 @@ macro_rules! index_type {
         }
     )*};
 }
-index_type!(CommuneIdx, ZoneIdx, SiteIdx, DeviceIdx, KindIdx);
+index_type!(
+    CommuneIdx,
+    ZoneIdx,
+    SiteIdx,
+    DeviceIdx,
+    KindIdx,
+    SiteKindIdx
+);
 
 /// Index of a field inside its device kind.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -345,6 +352,8 @@ impl DeviceKind {
     }
 }
 
+/// What a site is: one of the nine kinds every deployment knows, or one its kinds file
+/// declares (`[[site_kind]]`), held by its index in [`Territory::site_kinds`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum SiteKind {
     TownHall,
@@ -356,10 +365,13 @@ pub enum SiteKind {
     EventGround,
     PublicBuilding,
     Other,
+    /// Declared by the deployment; its id and labels are in [`Territory::site_kinds`].
+    Declared(SiteKindIdx),
 }
 
 impl SiteKind {
-    pub const ALL: [SiteKind; 9] = [
+    /// The kinds every deployment has, declared or not.
+    pub const BUILT_IN: [SiteKind; 9] = [
         SiteKind::TownHall,
         SiteKind::School,
         SiteKind::Gym,
@@ -371,8 +383,9 @@ impl SiteKind {
         SiteKind::Other,
     ];
 
-    pub fn as_str(self) -> &'static str {
-        match self {
+    /// The id of a built-in kind; `None` for a declared one (see [`Territory::site_kind_id`]).
+    pub fn built_in_id(self) -> Option<&'static str> {
+        Some(match self {
             SiteKind::TownHall => "town_hall",
             SiteKind::School => "school",
             SiteKind::Gym => "gym",
@@ -382,12 +395,43 @@ impl SiteKind {
             SiteKind::EventGround => "event_ground",
             SiteKind::PublicBuilding => "public_building",
             SiteKind::Other => "other",
-        }
+            SiteKind::Declared(_) => return None,
+        })
     }
 
-    pub fn parse(s: &str) -> Option<SiteKind> {
-        SiteKind::ALL.into_iter().find(|k| k.as_str() == s)
+    /// A built-in kind by its id. A deployment's declared kinds are found with
+    /// [`Territory::site_kind`].
+    pub fn parse_built_in(s: &str) -> Option<SiteKind> {
+        SiteKind::BUILT_IN
+            .into_iter()
+            .find(|k| k.built_in_id() == Some(s))
     }
+
+    /// French and English labels of a built-in kind.
+    pub fn built_in_labels(self) -> Option<(&'static str, &'static str)> {
+        Some(match self {
+            SiteKind::TownHall => ("Hôtel de ville", "Town hall"),
+            SiteKind::School => ("École", "School"),
+            SiteKind::Gym => ("Gymnase", "Gym"),
+            SiteKind::MediaLibrary => ("Médiathèque", "Media library"),
+            SiteKind::RiverReach => ("Tronçon de rivière", "River reach"),
+            SiteKind::RoadSection => ("Tronçon de route", "Road section"),
+            SiteKind::EventGround => ("Lieu d’événement", "Event ground"),
+            SiteKind::PublicBuilding => ("Bâtiment public", "Public building"),
+            SiteKind::Other => ("Autre", "Other"),
+            SiteKind::Declared(_) => return None,
+        })
+    }
+}
+
+/// A site kind declared by the deployment (`[[site_kind]]` in the kinds file).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SiteKindDecl {
+    pub id: Arc<str>,
+    /// The label in French.
+    pub label: Arc<str>,
+    /// The label in English.
+    pub label_en: Arc<str>,
 }
 
 #[derive(Clone, Debug)]
@@ -448,12 +492,15 @@ pub struct Territory {
     pub sites: Vec<Site>,
     pub kinds: Vec<DeviceKind>,
     pub devices: Vec<Device>,
+    /// Site kinds the deployment declares beside the built-in ones.
+    pub site_kinds: Vec<SiteKindDecl>,
     commune_ids: HashMap<Arc<str>, CommuneIdx>,
     zone_ids: HashMap<Arc<str>, ZoneIdx>,
     site_ids: HashMap<Arc<str>, SiteIdx>,
     kind_ids: HashMap<Arc<str>, KindIdx>,
     device_ids: HashMap<Arc<str>, DeviceIdx>,
     dev_euis: HashMap<Arc<str>, DeviceIdx>,
+    site_kind_ids: HashMap<Arc<str>, SiteKindIdx>,
     devices_by_kind: Vec<Vec<DeviceIdx>>,
 }
 
@@ -494,6 +541,36 @@ impl Territory {
     }
     pub fn site_id(&self, id: &str) -> Option<SiteIdx> {
         self.site_ids.get(id).copied()
+    }
+    /// A site kind by its id: built-in, or declared by the deployment.
+    pub fn site_kind(&self, id: &str) -> Option<SiteKind> {
+        SiteKind::parse_built_in(id)
+            .or_else(|| self.site_kind_ids.get(id).map(|&i| SiteKind::Declared(i)))
+    }
+    /// The id of a site kind. A declared kind's index comes from [`Territory::site_kind`]
+    /// or [`Territory::add_site_kind`] on this territory.
+    pub fn site_kind_id(&self, k: SiteKind) -> &str {
+        match k {
+            SiteKind::Declared(i) => &self.site_kinds[i.get()].id,
+            built_in => built_in.built_in_id().unwrap_or_default(),
+        }
+    }
+    /// The French and English labels of a site kind.
+    pub fn site_kind_labels(&self, k: SiteKind) -> (&str, &str) {
+        match k {
+            SiteKind::Declared(i) => {
+                let d = &self.site_kinds[i.get()];
+                (&d.label, &d.label_en)
+            }
+            built_in => built_in.built_in_labels().unwrap_or_default(),
+        }
+    }
+    /// Ids of every site kind: the built-in ones, then the declared ones.
+    pub fn site_kind_ids(&self) -> impl Iterator<Item = &str> {
+        SiteKind::BUILT_IN
+            .iter()
+            .filter_map(|k| k.built_in_id())
+            .chain(self.site_kinds.iter().map(|d| &*d.id))
     }
     pub fn kind_id(&self, id: &str) -> Option<KindIdx> {
         self.kind_ids.get(id).copied()
@@ -557,6 +634,20 @@ impl Territory {
         insert_unique(&mut self.site_ids, &s.id, idx, "site")?;
         self.sites.push(s);
         Ok(idx)
+    }
+    /// Declares a site kind; its id may be neither a built-in kind's nor another
+    /// declared kind's.
+    pub fn add_site_kind(&mut self, k: SiteKindDecl) -> Result<SiteKind, DuplicateId> {
+        if SiteKind::parse_built_in(&k.id).is_some() {
+            return Err(DuplicateId {
+                what: "site kind (built in)",
+                id: k.id.to_string(),
+            });
+        }
+        let idx = SiteKindIdx(self.site_kinds.len() as u32);
+        insert_unique(&mut self.site_kind_ids, &k.id, idx, "site kind")?;
+        self.site_kinds.push(k);
+        Ok(SiteKind::Declared(idx))
     }
     pub fn add_kind(&mut self, k: DeviceKind) -> Result<KindIdx, DuplicateId> {
         let idx = KindIdx(self.kinds.len() as u32);
@@ -736,5 +827,59 @@ pub mod fixture {
             .expect("fresh id");
         }
         t
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decl(id: &str) -> SiteKindDecl {
+        SiteKindDecl {
+            id: id.into(),
+            label: format!("{id} (fr)").into(),
+            label_en: format!("{id} (en)").into(),
+        }
+    }
+
+    #[test]
+    fn built_in_site_kinds_round_trip_through_their_ids() {
+        let t = Territory::new("t", "T");
+        for k in SiteKind::BUILT_IN {
+            let id = k.built_in_id().expect("built in");
+            assert_eq!(SiteKind::parse_built_in(id), Some(k));
+            assert_eq!(t.site_kind(id), Some(k));
+            assert_eq!(t.site_kind_id(k), id);
+            assert!(!t.site_kind_labels(k).0.is_empty());
+        }
+        assert_eq!(t.site_kind_ids().count(), 9);
+        assert_eq!(t.site_kind("water_tower"), None);
+    }
+
+    #[test]
+    fn declared_site_kinds_resolve_beside_the_built_in_ones() {
+        let mut t = Territory::new("t", "T");
+        let tower = t.add_site_kind(decl("water_tower")).expect("new");
+        let car_park = t.add_site_kind(decl("car_park")).expect("new");
+        assert_ne!(tower, car_park);
+        assert_eq!(t.site_kind("water_tower"), Some(tower));
+        assert_eq!(t.site_kind("car_park"), Some(car_park));
+        assert_eq!(t.site_kind_id(car_park), "car_park");
+        assert_eq!(
+            t.site_kind_labels(tower),
+            ("water_tower (fr)", "water_tower (en)")
+        );
+        assert_eq!(SiteKind::parse_built_in("water_tower"), None);
+        assert_eq!(tower.built_in_id(), None);
+        let ids: Vec<_> = t.site_kind_ids().collect();
+        assert_eq!(ids.len(), 11);
+        assert_eq!(&ids[9..], ["water_tower", "car_park"]);
+        // Neither twice nor over a built-in kind.
+        assert_eq!(
+            t.add_site_kind(decl("water_tower")).map_err(|e| e.what),
+            Err("site kind")
+        );
+        assert!(t.add_site_kind(decl("school")).is_err());
+        assert_eq!(t.site_kinds.len(), 2);
     }
 }

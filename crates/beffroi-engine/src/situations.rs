@@ -113,7 +113,7 @@ pub fn parse(src: &SourceFile, rules: &RuleSet) -> Result<Vec<Family>, ConfigErr
         }
         let mut site_kinds = Vec::new();
         for k in &f.site_kinds {
-            match beffroi_core::SiteKind::parse(k) {
+            match beffroi_core::SiteKind::parse_built_in(k) {
                 Some(k) => site_kinds.push(k),
                 None => {
                     err(

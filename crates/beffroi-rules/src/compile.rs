@@ -1,6 +1,6 @@
 use std::collections::HashSet;
 
-use beffroi_core::{Duration, FieldType, KindIdx, Severity, SiteKind, Territory, Value};
+use beffroi_core::{Duration, FieldType, KindIdx, Severity, Territory, Value};
 use beffroi_territory::{
     ConfigError, ConfigErrors, SourceFile, TomlDoc, parse_duration, suggestion,
 };
@@ -455,7 +455,7 @@ fn compile_rule(raw: &RawRule, t: &Territory, line: usize, cx: &mut Cx<'_>) -> O
         }
         let mut kinds = Vec::new();
         for k in &raw.site_kinds {
-            match SiteKind::parse(k) {
+            match t.site_kind(k) {
                 Some(sk) => kinds.push(sk),
                 None => cx.err("site_kinds", format!("unknown site kind `{k}`")),
             }

@@ -13,6 +13,7 @@ mod failed;
 mod load;
 mod privacy;
 mod prohibited;
+mod site_kinds;
 mod toml_doc;
 
 pub use error::{

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use beffroi_core::geo::ring_centre;
 use beffroi_core::{
     Commune, DataCategory, Device, DeviceKind, FieldSpec, FieldType, Identifier, Point, Semantic,
-    Signing, Site, SiteKind, Territory, TextDomain, TextPattern, Zone,
+    Signing, Site, Territory, TextDomain, TextPattern, Zone,
 };
 use serde::Deserialize;
 use toml::Spanned;
@@ -57,6 +57,9 @@ struct ZoneRaw {
 struct KindsFile {
     #[serde(default)]
     kind: Vec<Spanned<KindRaw>>,
+    /// Read by `site_kinds`.
+    #[serde(default, rename = "site_kind")]
+    _site_kind: Option<serde::de::IgnoredAny>,
 }
 
 /// A kind's label: one text (older files), or one per language of the console.
@@ -410,7 +413,10 @@ pub fn load_partial(files: &[SourceFile]) -> Partial {
 
     match find("kinds.toml") {
         None => errors.push(ConfigError::new("kinds.toml", None, None, "file missing")),
-        Some(kfile) => load_kinds(kfile, &mut t, &mut errors, &mut failed),
+        Some(kfile) => {
+            load_kinds(kfile, &mut t, &mut errors, &mut failed);
+            crate::site_kinds::load_site_kinds(kfile, &mut t, &mut errors);
+        }
     }
     match find("sites.geojson") {
         None => errors.push(ConfigError::new(
@@ -436,9 +442,10 @@ pub fn load_partial(files: &[SourceFile]) -> Partial {
 
 fn load_kinds(src: &SourceFile, t: &mut Territory, errors: &mut ConfigErrors, failed: &mut Failed) {
     let mut doc = TomlDoc::parse(src, errors);
-    doc.only(&["kind"], errors);
+    doc.only(&["kind", "site_kind"], errors);
     let parsed = KindsFile {
         kind: doc.entries("kind", errors),
+        _site_kind: None,
     };
     let mut cx = Ctx { src, errors };
     for k in &parsed.kind {
@@ -947,7 +954,7 @@ fn load_sites(src: &SourceFile, t: &mut Territory, errors: &mut ConfigErrors, fa
             err("properties.name", format!("site `{id}` has no name"));
             continue;
         };
-        let kind = match prop("kind").map(|k| (k, SiteKind::parse(k))) {
+        let kind = match prop("kind").map(|k| (k, t.site_kind(k))) {
             Some((_, Some(k))) => k,
             Some((k, None)) => {
                 err("properties.kind", format!("unknown site kind `{k}`"));

@@ -16,6 +16,7 @@ mod devices_cmd;
 mod federation;
 mod files;
 mod hubeau_feed;
+mod import_cmd;
 mod lint;
 #[cfg(feature = "mqtt")]
 mod mqtt;
@@ -101,6 +102,9 @@ enum Command {
     /// Validates a deployment folder (territory/, rules.toml, procedures.toml, scenarios/)
     /// or a bare territory folder, and reports every error with file, line and field.
     Check { dir: PathBuf },
+    /// Imports devices and sites from CSV, GeoJSON or a LoRaWAN network server's device
+    /// list into a deployment folder (`--dry-run` prints what would change).
+    Import(import_cmd::Args),
     /// Plays scenarios or a steady load into an MQTT broker or Beffroi's HTTP endpoint
     /// (also the load generator).
     Simulate(simulate::Args),
@@ -188,6 +192,7 @@ fn main() -> ExitCode {
     init_tracing();
     let result = match cli.command {
         Command::Check { dir } => return check(&dir),
+        Command::Import(args) => return import_cmd::run(args),
         Command::Audit { command } => return audit_cmd::run(command),
         Command::Demo {
             listen,
