@@ -112,7 +112,7 @@ fn events_are_declared_watched_cancelled_and_survive_a_restart() {
         v["error"]["details"]["errors"][0]["field"], "severity",
         "{v}"
     );
-    assert_eq!(v["error"]["details"]["errors"][0]["line"], 1, "{v}");
+    assert_eq!(v["error"]["details"]["errors"][0]["line"], 5, "{v}");
     let (status, v) = api.post("/api/v1/events", &body(perimeter(), "", "zenith-concert"));
     assert_eq!(
         (status, v["error"]["code"].as_str()),
