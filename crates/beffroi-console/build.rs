@@ -28,13 +28,12 @@ fn main() {
     let web = manifest.join("../../web");
     let web = web.canonicalize().unwrap_or(web);
     let out = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets it"));
+    // What the console embeds changes with our files and the lockfile only. `node_modules`
+    // is not watched: this script installs it (from the lockfile), and a file it writes
+    // after cargo noted the build's start would make every next build run it again.
     for p in ["src", "package.json", "package-lock.json"] {
         println!("cargo:rerun-if-changed={}", web.join(p).display());
     }
-    println!(
-        "cargo:rerun-if-changed={}",
-        web.join("node_modules/.package-lock.json").display()
-    );
     println!("cargo:rerun-if-env-changed=NPM");
 
     install(&web);

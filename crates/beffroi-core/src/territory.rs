@@ -304,6 +304,9 @@ pub struct DeviceKind {
     /// The label in English, when the kinds file gives one (`label = { fr, en }`).
     pub label_en: Option<Arc<str>>,
     pub heartbeat: Option<Duration>,
+    /// How often a device of the kind reports in normal life (`period` in the kinds
+    /// file): the sentinel's flood limit follows from it.
+    pub period: Option<Duration>,
     pub fields: Vec<FieldSpec>,
     /// Whether the kind's devices sign their messages (signed telemetry envelope).
     pub signing: Signing,
@@ -741,6 +744,7 @@ pub mod fixture {
                 label: "Level".into(),
                 label_en: None,
                 heartbeat: Some(Duration::from_mins(10)),
+                period: None,
                 signing: Signing::None,
                 purpose: None,
                 public_space: false,
@@ -768,6 +772,7 @@ pub mod fixture {
                 label: "Alarm".into(),
                 label_en: None,
                 heartbeat: None,
+                period: None,
                 signing: Signing::None,
                 purpose: None,
                 public_space: false,

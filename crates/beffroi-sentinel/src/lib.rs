@@ -406,14 +406,27 @@ pub struct Sentinel {
     flood_rates: Vec<(f64, f64)>,
 }
 
+/// A device may send this many times the messages its kind's reporting period implies
+/// before its traffic counts as a flood (retries, a burst after a reconnection, one message
+/// per field).
+pub const FLOOD_MARGIN: f64 = 4.0;
+
+/// The flood rate (messages a minute) and burst of each kind: the kind's line in
+/// `security.toml` if it has one; else from its declared reporting period (never below the
+/// defaults); else the defaults.
 fn flood_rates(t: &Territory, c: &Config) -> Vec<(f64, f64)> {
     t.kinds
         .iter()
         .map(|k| {
-            c.flood_per_kind
-                .get(&k.id)
-                .copied()
-                .unwrap_or((c.flood_per_minute, c.flood_burst))
+            c.flood_per_kind.get(&k.id).copied().unwrap_or_else(|| {
+                let per_minute = k.period.map_or(0.0, |p| {
+                    FLOOD_MARGIN * 60_000.0 / (p.millis().max(1) as f64)
+                });
+                (
+                    c.flood_per_minute.max(per_minute),
+                    c.flood_burst.max(per_minute * 2.5),
+                )
+            })
         })
         .collect()
 }

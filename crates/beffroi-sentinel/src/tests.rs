@@ -70,6 +70,35 @@ fn a_flood_is_flagged_once_per_episode() {
     assert_eq!(out.len(), 1);
 }
 
+/// A kind that declares it reports every 2 s is not a flood at that pace (30 messages a
+/// minute, beyond the default 12); four times its pace is.
+#[test]
+fn the_flood_limit_follows_the_kind_s_reporting_period() {
+    let mut t = fixture::small();
+    t.kinds[0].period = Some(Duration::from_secs(2));
+    let t = Arc::new(t);
+    let mut s = Sentinel::new(Arc::clone(&t), Config::default());
+    let g1 = dev(&t, "g1");
+    let mut out = Vec::new();
+    for i in 0..600 {
+        s.on_message(g1, T0.plus(Duration(i * 2_000)), &mut out);
+    }
+    assert!(out.is_empty(), "its own pace: {out:?}");
+    // The same pace for a kind that declares none: the default limit flags it.
+    let (mut plain, t2) = sentinel();
+    for i in 0..600 {
+        plain.on_message(dev(&t2, "g1"), T0.plus(Duration(i * 2_000)), &mut out);
+    }
+    assert_eq!(out.len(), 1, "{out:?}");
+    out.clear();
+    // Five messages a second, ten times its pace: a flood.
+    for i in 0..600 {
+        s.on_message(g1, at(2_000).plus(Duration(i * 200)), &mut out);
+    }
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert_eq!(out[0].anomaly, Anomaly::Flood);
+}
+
 #[test]
 fn brute_force_is_counted_per_user_and_per_address() {
     let (mut s, t) = sentinel();

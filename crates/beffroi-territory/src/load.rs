@@ -103,6 +103,9 @@ struct KindRaw {
     label: LabelRaw,
     #[serde(default)]
     heartbeat: Option<String>,
+    /// How often a device of the kind reports in normal life.
+    #[serde(default)]
+    period: Option<String>,
     /// Signed telemetry: "none" (default), "optional" or "required".
     #[serde(default)]
     signing: Option<String>,
@@ -468,6 +471,32 @@ fn load_kinds(src: &SourceFile, t: &mut Territory, errors: &mut ConfigErrors, fa
                 None
             }
         };
+        let period = match k.period.as_deref().map(parse_duration) {
+            None => None,
+            Some(Ok(d)) if d.millis() > 0 => Some(d),
+            Some(Ok(_)) => {
+                cx.err(at, "kind.period", "must be longer than zero");
+                None
+            }
+            Some(Err(e)) => {
+                cx.err(at, "kind.period", e);
+                None
+            }
+        };
+        if let (Some(p), Some(h)) = (period, heartbeat)
+            && p > h
+        {
+            cx.err(
+                at,
+                "kind.period",
+                format!(
+                    "kind `{}` reports every {} but is silent after {}: the period must not exceed the heartbeat",
+                    k.id,
+                    k.period.as_deref().unwrap_or_default(),
+                    k.heartbeat.as_deref().unwrap_or_default()
+                ),
+            );
+        }
         let signing = match k.signing.as_deref() {
             None => Signing::None,
             Some(s) => match Signing::parse(s) {
@@ -747,6 +776,7 @@ fn load_kinds(src: &SourceFile, t: &mut Territory, errors: &mut ConfigErrors, fa
             label: k.label.fr().into(),
             label_en: k.label.en().map(Into::into),
             heartbeat,
+            period,
             fields,
             signing,
             purpose: k.purpose.as_deref().map(Into::into),

@@ -72,6 +72,7 @@ fn territory(devices: usize) -> Result<Territory> {
             label: "Gauge".into(),
             label_en: None,
             heartbeat: Some(beffroi_core::Duration::from_mins(15)),
+            period: None,
             signing: beffroi_core::Signing::None,
             purpose: None,
             public_space: false,

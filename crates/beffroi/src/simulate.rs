@@ -174,12 +174,16 @@ async fn timeline(args: &Args) -> Result<(f64, Timestamp, Instant)> {
         .clone()
         .or_else(|| args.to.starts_with("http://").then(|| args.to.clone()));
     let Some(server) = server else {
-        let speed = args.speed.unwrap_or(60.0);
-        eprintln!(
-            "note: the server's clock is unknown (give --server http://HOST:PORT to follow it): \
-             playing at {speed}× from the wall clock, as `beffroi demo` runs; a server on the \
-             wall clock refuses readings ahead of its time (bad_time)"
-        );
+        // A steady load is stamped at the wall clock's pace; scenarios at the demo's.
+        let default = if args.load.is_some() { 1.0 } else { 60.0 };
+        let speed = args.speed.unwrap_or(default);
+        if speed != 1.0 {
+            eprintln!(
+                "note: the server's clock is unknown (give --server http://HOST:PORT to follow \
+                 it): playing at {speed}× from the wall clock, as `beffroi demo` runs; a server \
+                 on the wall clock refuses readings ahead of its time (bad_time)"
+            );
+        }
         return Ok((speed, crate::wall_now(), Instant::now()));
     };
     let (clock, at) = server_clock(&server).await?;

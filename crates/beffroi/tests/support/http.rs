@@ -10,6 +10,11 @@ pub fn agent() -> ureq::Agent {
     ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_global(Some(Duration::from_secs(20)))
+        // A connection the server closes after an answer that left the request body unread
+        // (a refusal before the handler) may be picked from the pool for the next request
+        // as it closes: one connection per request, as the tests are not about reuse.
+        .max_idle_connections(0)
+        .max_idle_connections_per_host(0)
         .build()
         .into()
 }
