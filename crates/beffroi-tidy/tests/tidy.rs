@@ -86,6 +86,11 @@ const CRATES: &[Krate] = &[
         ],
     ),
     krate(
+        "beffroi-communes",
+        Pure,
+        &["thiserror", "flate2", "strsim", "serde_json", "sha2"],
+    ),
+    krate(
         "beffroi-rules",
         Pure,
         &[
@@ -428,6 +433,7 @@ const CRATES: &[Krate] = &[
             "beffroi-privacy",
             "beffroi-registry",
             "beffroi-import",
+            "beffroi-communes",
             "anyhow",
             "clap",
             "tokio",

@@ -17,6 +17,7 @@ mod federation;
 mod files;
 mod hubeau_feed;
 mod import_cmd;
+mod init_cmd;
 mod lint;
 #[cfg(feature = "mqtt")]
 mod mqtt;
@@ -102,6 +103,10 @@ enum Command {
     /// Validates a deployment folder (territory/, rules.toml, procedures.toml, scenarios/)
     /// or a bare territory folder, and reports every error with file, line and field.
     Check { dir: PathBuf },
+    /// Creates a new deployment folder for a territory from the official list of communes
+    /// (`--commune INSEE…`, `--epci SIREN|NAME` or `--departement CODE`), with commented
+    /// example kinds, rules, procedures, units and privacy settings to edit.
+    Init(init_cmd::Args),
     /// Imports devices and sites from CSV, GeoJSON or a LoRaWAN network server's device
     /// list into a deployment folder (`--dry-run` prints what would change).
     Import(import_cmd::Args),
@@ -193,6 +198,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Check { dir } => return check(&dir),
         Command::Import(args) => return import_cmd::run(args),
+        Command::Init(args) => return init_cmd::run(args),
         Command::Audit { command } => return audit_cmd::run(command),
         Command::Demo {
             listen,
