@@ -133,22 +133,6 @@ impl Catalogue {
         self.communes().any(|c| c.town_hall().is_some())
     }
 
-    /// For tests that need the places: `true` when this build has them; else skipped with a
-    /// message, or a failure under `BEFFROI_REQUIRE_SERVICES=1` (CI).
-    #[doc(hidden)]
-    pub fn places_or_skip(&self) -> bool {
-        if self.has_places() {
-            return true;
-        }
-        let why = "the communes were built without their town halls and outlines (no Python 3 \
-                   with pip when building)";
-        if std::env::var("BEFFROI_REQUIRE_SERVICES").as_deref() == Ok("1") {
-            panic!("{why}, and BEFFROI_REQUIRE_SERVICES=1");
-        }
-        eprintln!("SKIPPED: {why}; set BEFFROI_REQUIRE_SERVICES=1 to fail instead");
-        false
-    }
-
     pub fn is_empty(&self) -> bool {
         self.table.communes.is_empty()
     }

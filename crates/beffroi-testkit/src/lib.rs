@@ -13,6 +13,20 @@
 //!
 //! Panics are the failure mode here: this code only runs inside tests.
 
+/// For a test that needs something this machine or build may lack (`what` says what is
+/// missing): `true` when `available`; else the test is skipped with a message, or fails
+/// under `BEFFROI_REQUIRE_SERVICES=1` (CI).
+pub fn available_or_skip(available: bool, what: &str) -> bool {
+    if available {
+        return true;
+    }
+    if std::env::var("BEFFROI_REQUIRE_SERVICES").as_deref() == Ok("1") {
+        panic!("{what}, and BEFFROI_REQUIRE_SERVICES=1");
+    }
+    eprintln!("SKIPPED: {what}; set BEFFROI_REQUIRE_SERVICES=1 to fail instead");
+    false
+}
+
 pub mod mosquitto;
 pub mod nats;
 pub mod postgres;
