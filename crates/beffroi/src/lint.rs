@@ -106,19 +106,22 @@ pub fn warnings(dep: &Deployment, dir: &Path) -> Vec<String> {
             .take(EXAMPLES)
             .map(|d| format!("`{d}`"))
             .collect();
-        let examples = if *total == 1 {
-            examples.join("")
-        } else {
-            format!("e.g. {}", examples.join(", "))
-        };
+        let examples = format!("e.g. {}", examples.join(", "));
         let silent = if kind.heartbeat.is_some() {
             " (their silence is still detected)"
         } else {
             ""
         };
-        let which = if *total == 1 {
-            format!("the one device of kind `{}` is", kind.id)
-        } else if unwatched.len() == *total {
+        if *total == 1 {
+            let silent = silent.replace("their", "its");
+            out.push(format!(
+                "warning: the one device of kind `{}`, `{}`, is watched by no rule{silent}: its \
+                 readings are kept but open no incident",
+                kind.id, unwatched[0]
+            ));
+            continue;
+        }
+        let which = if unwatched.len() == *total {
             format!("all {total} devices of kind `{}` are", kind.id)
         } else {
             format!(

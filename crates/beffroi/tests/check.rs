@@ -145,7 +145,7 @@ fn a_category_without_procedure_and_unwatched_devices_are_warnings() {
     assert!(out.lines().any(|x| x.starts_with(&want)), "{want}\n{out}");
     // The demo's alerting line is watched by no rule: said once for its kind.
     assert_eq!(
-        out.matches("of kind `alert_line` is watched by no rule")
+        out.matches("of kind `alert_line`, `dijon-hotel-de-ville-sms-01`, is watched by no rule")
             .count(),
         1,
         "{out}"
