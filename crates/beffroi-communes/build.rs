@@ -171,7 +171,8 @@ fn wheel(sources: &Path) -> Result<(PathBuf, String), String> {
             ));
         }
     }
-    println!("cargo:rerun-if-changed={}", path.display());
+    // The wheel is not watched: its digest is pinned in requirements.txt, which is, and a
+    // file this script downloads would make every next build run it again.
     Ok((path, format!("{name} {version}")))
 }
 
