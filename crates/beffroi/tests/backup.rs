@@ -128,7 +128,8 @@ fn a_backup_of_a_running_server_restores_into_a_fresh_folder_whose_audit_log_ver
         std::thread::spawn(move || {
             let mut sent = 0u32;
             while busy.load(Ordering::SeqCst) || sent < 20 {
-                let body = json!({"time": now_ms() - 1_000, "values": {"fire": sent % 2 == 0}});
+                let body =
+                    json!({"time": now_ms() - 1_000, "values": {"fire": sent.is_multiple_of(2)}});
                 let (st, _) = api.post(
                     &format!("/api/v1/devices/{FIRE}/observations?format=json"),
                     &body.to_string(),
