@@ -722,7 +722,11 @@ fn plan<'m>(manifest: &'m Manifest, layout: &Layout) -> Result<Vec<(&'m FileEntr
     let mut problems = Vec::new();
     for f in &manifest.files {
         match layout.path_of(f.place, &f.path) {
-            None => problems.push(format!("{:?} {}: no such place here", f.place, f.path)),
+            None => problems.push(format!(
+                "{:?} {}: this layout has no such place (a vault kept outside beffroi-keys/ \
+                 restores with --config naming its [privacy] keys_dir)",
+                f.place, f.path
+            )),
             Some(to) if to.exists() => problems.push(format!("{} exists already", to.display())),
             Some(to) => plan.push((f, to)),
         }
