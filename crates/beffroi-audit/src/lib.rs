@@ -81,7 +81,9 @@ pub enum AuditError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("audit log {path}: schema version {found} is newer than this binary knows")]
+    #[error(
+        "audit log {path}: schema version {found} was written by a newer Beffroi than this one; run that version, or restore a backup taken before the upgrade"
+    )]
     Schema { path: PathBuf, found: i64 },
     #[error("audit log {path}: {message}")]
     Damaged { path: PathBuf, message: String },

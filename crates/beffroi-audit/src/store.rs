@@ -17,13 +17,17 @@ CREATE TRIGGER IF NOT EXISTS checkpoints_append_only_delete BEFORE DELETE ON che
     BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 ";
 
-/// 1: entries and checkpoints; 2: `log_meta` with the log's identity (`log_id`).
-const SCHEMA_VERSION: i64 = 2;
+/// The tables as ordered migrations: migration `i` brings the file from version `i` to
+/// `i + 1`, in one transaction with the version bump (`PRAGMA user_version`), so a crash
+/// mid-upgrade leaves the previous version whole. Never edit a released one: append.
+const MIGRATIONS: &[&str] = &[V1_ENTRIES, V2_LOG_META];
 
-/// The triggers refuse UPDATE and DELETE: they do not stop someone who writes the file
-/// directly (or drops them), which is what the chain and the signatures are for, but they
-/// stop any code path of ours from rewriting history by mistake.
-const SCHEMA: &str = "
+/// The schema version this code writes.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// Entries and checkpoints. `IF NOT EXISTS`: a log written before versions (version 0 with
+/// its tables) becomes version 1 unchanged.
+const V1_ENTRIES: &str = "
 CREATE TABLE IF NOT EXISTS entries (
     seq INTEGER PRIMARY KEY,
     at_ms INTEGER NOT NULL,
@@ -42,14 +46,21 @@ CREATE TABLE IF NOT EXISTS checkpoints (
     signature TEXT NOT NULL,
     key_id TEXT NOT NULL
 );
+";
+
+/// `log_meta`, the log's identity (`log_id`, made at open when missing).
+const V2_LOG_META: &str = "
 CREATE TABLE IF NOT EXISTS log_meta (
     key TEXT PRIMARY KEY,
     value TEXT NOT NULL
 );
-CREATE TRIGGER IF NOT EXISTS log_meta_append_only_update BEFORE UPDATE ON log_meta
-    BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
-CREATE TRIGGER IF NOT EXISTS log_meta_append_only_delete BEFORE DELETE ON log_meta
-    BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+";
+
+/// The triggers refuse UPDATE and DELETE: they do not stop someone who writes the file
+/// directly (or drops them), which is what the chain and the signatures are for, but they
+/// stop any code path of ours from rewriting history by mistake. Not part of a version:
+/// every open makes sure they are there.
+const TRIGGERS: &str = "
 CREATE TRIGGER IF NOT EXISTS entries_append_only_update BEFORE UPDATE ON entries
     BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS entries_append_only_delete BEFORE DELETE ON entries
@@ -58,7 +69,38 @@ CREATE TRIGGER IF NOT EXISTS checkpoints_append_only_update BEFORE UPDATE ON che
     BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS checkpoints_append_only_delete BEFORE DELETE ON checkpoints
     BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS log_meta_append_only_update BEFORE UPDATE ON log_meta
+    BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS log_meta_append_only_delete BEFORE DELETE ON log_meta
+    BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 ";
+
+/// Brings the log to [`SCHEMA_VERSION`], one transaction per migration; refuses a log
+/// written by a newer version.
+fn migrate(conn: &mut Connection, path: &Path) -> Result<(), AuditError> {
+    let found: i64 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .map_err(db_err(path))?;
+    if found > SCHEMA_VERSION {
+        return Err(AuditError::Schema {
+            path: path.to_path_buf(),
+            found,
+        });
+    }
+    for (version, sql) in (1i64..).zip(MIGRATIONS).skip(found.max(0) as usize) {
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(db_err(path))?;
+        tx.execute_batch(sql).map_err(db_err(path))?;
+        tx.pragma_update(None, "user_version", version)
+            .map_err(db_err(path))?;
+        tx.commit().map_err(db_err(path))?;
+        if found > 0 {
+            tracing::info!(path = %path.display(), from = found, version, "audit log schema migrated");
+        }
+    }
+    Ok(())
+}
 
 fn db_err(path: &Path) -> impl Fn(rusqlite::Error) -> AuditError + '_ {
     move |e| AuditError::Db {
@@ -85,7 +127,7 @@ pub fn open_writer(path: &Path) -> Result<(Connection, LogId), AuditError> {
             source: e,
         })?;
     }
-    let conn = Connection::open(path).map_err(db_err(path))?;
+    let mut conn = Connection::open(path).map_err(db_err(path))?;
     conn.pragma_update(None, "journal_mode", "WAL")
         .map_err(db_err(path))?;
     conn.pragma_update(None, "synchronous", "FULL")
@@ -96,18 +138,8 @@ pub fn open_writer(path: &Path) -> Result<(Connection, LogId), AuditError> {
     // truncated after a prune ([`truncate_wal`]).
     conn.pragma_update(None, "secure_delete", "ON")
         .map_err(db_err(path))?;
-    let version: i64 = conn
-        .pragma_query_value(None, "user_version", |r| r.get(0))
-        .map_err(db_err(path))?;
-    if version > SCHEMA_VERSION {
-        return Err(AuditError::Schema {
-            path: path.to_path_buf(),
-            found: version,
-        });
-    }
-    conn.execute_batch(SCHEMA).map_err(db_err(path))?;
-    conn.pragma_update(None, "user_version", SCHEMA_VERSION)
-        .map_err(db_err(path))?;
+    migrate(&mut conn, path)?;
+    conn.execute_batch(TRIGGERS).map_err(db_err(path))?;
     let id = match log_id(&conn, path)? {
         Some(id) => LogId { id, created: false },
         None => {

@@ -416,3 +416,51 @@ fn a_log_made_before_anchors_is_anchored_and_says_so() {
     assert_eq!(last[0].record.action, "audit.anchor.new");
     assert!(last[0].record.detail.contains("before anchors"), "{last:?}");
 }
+
+#[test]
+fn a_log_of_a_newer_release_is_refused_untouched() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    closed_log(dir.path(), 3);
+    let path = dir.path().join("audit.sqlite");
+    let newer = beffroi_audit::store::SCHEMA_VERSION + 1;
+    rusqlite::Connection::open(&path)
+        .expect("sqlite")
+        .pragma_update(None, "user_version", newer)
+        .expect("a newer release's version");
+    let e = AuditLog::open(config(dir.path(), 5), clock())
+        .err()
+        .expect("refused");
+    assert!(
+        matches!(e, beffroi_audit::AuditError::Schema { found, .. } if found == newer),
+        "{e}"
+    );
+    assert!(e.to_string().contains("newer Beffroi"), "{e}");
+    let c = rusqlite::Connection::open(&path).expect("sqlite");
+    let v: i64 = c
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .expect("version");
+    assert_eq!(v, newer);
+}
+
+#[test]
+fn a_log_written_before_versions_is_taken_as_version_one_and_upgraded() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    closed_log(dir.path(), 3);
+    // The first release wrote its tables and no version, no identity, no anchor.
+    let c = rusqlite::Connection::open(dir.path().join("audit.sqlite")).expect("sqlite");
+    c.execute_batch("DROP TABLE log_meta; PRAGMA user_version = 0;")
+        .expect("downgrade");
+    drop(c);
+    std::fs::remove_file(dir.path().join(beffroi_audit::ANCHOR_FILE)).expect("rm");
+    let log = AuditLog::open(config(dir.path(), 5), clock()).expect("opens");
+    log.close().expect("close");
+    let c = rusqlite::Connection::open(dir.path().join("audit.sqlite")).expect("sqlite");
+    let v: i64 = c
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .expect("version");
+    assert_eq!(v, beffroi_audit::store::SCHEMA_VERSION);
+    let entries: i64 = c
+        .query_row("SELECT count(*) FROM entries", [], |r| r.get(0))
+        .expect("count");
+    assert_eq!(entries, 4, "three entries kept, the re-anchoring recorded");
+}

@@ -463,7 +463,11 @@ pub(crate) fn migrate(conn: &mut Connection, territory: &Territory) -> Result<()
         tx.pragma_update(None, "user_version", version)
             .ctx("set schema version")?;
         tx.commit().ctx("commit migration")?;
-        tracing::info!(version, "store schema migrated");
+        if current == 0 {
+            tracing::debug!(version, "store schema created");
+        } else {
+            tracing::info!(from = current, version, "store schema migrated");
+        }
     }
     Ok(())
 }

@@ -112,26 +112,72 @@ struct Queues {
     conn: Mutex<Connection>,
 }
 
+/// `federation.sqlite`'s schema as ordered migrations: migration `i` brings the file from
+/// version `i` to `i + 1` (`PRAGMA user_version`), in one transaction with the version
+/// bump. Never edit a released one: append.
+const MIGRATIONS: &[&str] = &[QUEUES_V1, QUEUES_V2_PENDING];
+
+/// The schema version this build writes.
+pub const QUEUES_SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// The queues as the first release made them, without a version: `IF NOT EXISTS` takes
+/// such a file (version 0, tables present) as version 1 unchanged.
+const QUEUES_V1: &str = "
+CREATE TABLE IF NOT EXISTS outbox (
+  partner TEXT NOT NULL, seq INTEGER NOT NULL, kind TEXT NOT NULL,
+  incident INTEGER NOT NULL, version INTEGER NOT NULL, body TEXT NOT NULL,
+  PRIMARY KEY (partner, seq), UNIQUE (partner, kind, incident, version));
+CREATE TABLE IF NOT EXISTS shared (
+  partner TEXT NOT NULL, incident INTEGER NOT NULL, PRIMARY KEY (partner, incident));
+CREATE TABLE IF NOT EXISTS acked (partner TEXT PRIMARY KEY, seq INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS received (
+  partner TEXT NOT NULL, seq INTEGER NOT NULL, body TEXT NOT NULL,
+  applied INTEGER NOT NULL DEFAULT 0, at INTEGER NOT NULL,
+  PRIMARY KEY (partner, seq));";
+
+/// The messages received and not applied yet, by partner and number: what the apply loop
+/// reads every second. `received` keeps every message, so without it each pass walks a
+/// partner's whole history.
+const QUEUES_V2_PENDING: &str =
+    "CREATE INDEX received_pending ON received (partner, seq) WHERE applied = 0;";
+
+/// Brings the queues to [`QUEUES_SCHEMA_VERSION`]; refuses a file of a newer version.
+fn migrate_queues(conn: &mut Connection, path: &Path) -> Result<()> {
+    let found: i64 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    if found > QUEUES_SCHEMA_VERSION {
+        anyhow::bail!(
+            "{}: schema version {found} was written by a newer Beffroi than this one \
+             ({QUEUES_SCHEMA_VERSION}); run that version, or restore a backup taken before \
+             the upgrade",
+            path.display()
+        );
+    }
+    for (version, sql) in (1i64..).zip(MIGRATIONS).skip(found.max(0) as usize) {
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .and_then(|tx| {
+                tx.execute_batch(sql)?;
+                tx.pragma_update(None, "user_version", version)?;
+                tx.commit()
+            })
+            .with_context(|| format!("cannot migrate {} to version {version}", path.display()));
+        tx?;
+        if found > 0 {
+            tracing::info!(path = %path.display(), from = found, version, "federation queues schema migrated");
+        }
+    }
+    Ok(())
+}
+
 impl Queues {
     fn open(path: &Path) -> Result<Queues> {
-        let conn =
+        let mut conn =
             Connection::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-        conn.execute_batch(
-            "PRAGMA journal_mode = WAL;
-             PRAGMA synchronous = FULL;
-             CREATE TABLE IF NOT EXISTS outbox (
-               partner TEXT NOT NULL, seq INTEGER NOT NULL, kind TEXT NOT NULL,
-               incident INTEGER NOT NULL, version INTEGER NOT NULL, body TEXT NOT NULL,
-               PRIMARY KEY (partner, seq), UNIQUE (partner, kind, incident, version));
-             CREATE TABLE IF NOT EXISTS shared (
-               partner TEXT NOT NULL, incident INTEGER NOT NULL, PRIMARY KEY (partner, incident));
-             CREATE TABLE IF NOT EXISTS acked (partner TEXT PRIMARY KEY, seq INTEGER NOT NULL);
-             CREATE TABLE IF NOT EXISTS received (
-               partner TEXT NOT NULL, seq INTEGER NOT NULL, body TEXT NOT NULL,
-               applied INTEGER NOT NULL DEFAULT 0, at INTEGER NOT NULL,
-               PRIMARY KEY (partner, seq));",
-        )
-        .context("cannot create the federation queues")?;
+        conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;")
+            .with_context(|| format!("cannot open {}", path.display()))?;
+        migrate_queues(&mut conn, path).context("cannot create the federation queues")?;
         Ok(Queues {
             conn: Mutex::new(conn),
         })
@@ -947,5 +993,88 @@ impl FederationPort for FedPort {
             .collect();
         out.sort_by(|a, b| a.partner.cmp(&b.partner));
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn version(c: &Connection) -> i64 {
+        c.pragma_query_value(None, "user_version", |r| r.get(0))
+            .expect("version")
+    }
+
+    /// The queues as the first release left them: its tables, no version, a message
+    /// waiting to be applied and one applied.
+    fn first_release(path: &Path) {
+        let c = Connection::open(path).expect("open");
+        c.execute_batch(QUEUES_V1).expect("first release's tables");
+        c.execute_batch(
+            "INSERT INTO received (partner, seq, body, applied, at) VALUES
+               ('dijon', 1, '{}', 1, 10), ('dijon', 2, '{}', 0, 20);
+             INSERT INTO acked (partner, seq) VALUES ('dijon', 7);",
+        )
+        .expect("rows");
+        assert_eq!(version(&c), 0);
+    }
+
+    #[test]
+    fn the_first_releases_queues_are_upgraded_in_place() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("federation.sqlite");
+        first_release(&path);
+        let q = Queues::open(&path).expect("upgrade");
+        let (pending, acked, plan) = q
+            .with(|c| {
+                let pending: Vec<i64> = c
+                    .prepare("SELECT seq FROM received WHERE partner = 'dijon' AND applied = 0 ORDER BY seq")?
+                    .query_map([], |r| r.get(0))?
+                    .collect::<rusqlite::Result<_>>()?;
+                let acked: i64 =
+                    c.query_row("SELECT seq FROM acked WHERE partner = 'dijon'", [], |r| r.get(0))?;
+                let plan: String = c.query_row(
+                    "EXPLAIN QUERY PLAN SELECT seq, body FROM received WHERE partner = ?1 AND applied = 0 ORDER BY seq LIMIT 100",
+                    ["dijon"],
+                    |r| r.get(3),
+                )?;
+                Ok((pending, acked, plan))
+            })
+            .expect("read");
+        assert_eq!(pending, vec![2]);
+        assert_eq!(acked, 7);
+        assert!(plan.contains("received_pending"), "{plan}");
+        let c = q.conn.lock().expect("lock");
+        assert_eq!(version(&c), QUEUES_SCHEMA_VERSION);
+        drop(c);
+        drop(q);
+        // Opening again changes nothing.
+        Queues::open(&path).expect("reopen");
+        assert_eq!(
+            version(&Connection::open(&path).expect("open")),
+            QUEUES_SCHEMA_VERSION
+        );
+    }
+
+    #[test]
+    fn queues_of_a_newer_release_are_refused_untouched() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("federation.sqlite");
+        first_release(&path);
+        Connection::open(&path)
+            .expect("open")
+            .pragma_update(None, "user_version", QUEUES_SCHEMA_VERSION + 1)
+            .expect("newer");
+        let e = Queues::open(&path).err().expect("refused");
+        assert!(format!("{e:#}").contains("newer Beffroi"), "{e:#}");
+        let c = Connection::open(&path).expect("open");
+        let indexes: i64 = c
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE name = 'received_pending'",
+                [],
+                |r| r.get(0),
+            )
+            .expect("count");
+        assert_eq!(indexes, 0, "nothing migrated");
     }
 }

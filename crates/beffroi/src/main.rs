@@ -4,6 +4,7 @@ mod accounts;
 mod audit_cmd;
 mod backend;
 mod backoff;
+mod backup;
 mod bench;
 #[cfg(feature = "mqtt")]
 mod bench_mqtt;
@@ -142,6 +143,13 @@ enum Command {
         #[command(subcommand)]
         command: taxii_pull::TaxiiCommand,
     },
+    /// Copies every store of the data folder into a new backup folder while the server
+    /// runs (SQLite's online backup), with a manifest of checksums; `--keys` copies the
+    /// keys instead, never into the same backup (docs/operations.md).
+    Backup(backup::BackupArgs),
+    /// Restores a backup into a fresh data folder (or the keys beside it), after checking
+    /// every file against the manifest.
+    Restore(backup::RestoreArgs),
 }
 
 /// The demo's options for one territory on `listen` with `data`.
@@ -341,6 +349,8 @@ fn main() -> ExitCode {
         Command::Privacy { command } => privacy_cmd::run(command),
         Command::Taxii { command } => taxii_pull::command(command),
         Command::Federation { command } => federation::command(command),
+        Command::Backup(args) => backup::backup(args),
+        Command::Restore(args) => backup::restore(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
