@@ -62,11 +62,13 @@ pub fn warnings(dep: &Deployment, dir: &Path) -> Vec<String> {
             }
         }
         if !any {
-            let kinds: Vec<String> = r
+            let mut kinds: Vec<String> = r
                 .kinds()
                 .iter()
                 .map(|k| format!("`{}`", t.kinds[k.get()].id))
                 .collect();
+            kinds.sort();
+            kinds.dedup();
             let what = if kinds.is_empty() {
                 "its inputs".to_string()
             } else {
