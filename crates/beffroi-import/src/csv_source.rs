@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use crate::error::{ImportError, ImportErrors, Loc};
 use crate::record::{
-    DeviceRecord, Geometry, Origin, Records, SiteRecord, normalise_eui, parse_number, wgs84,
+    DeviceRecord, Geometry, Origin, Records, SiteRecord, optional_eui, parse_number, wgs84,
 };
 use crate::text::{Encoding, decode};
 
@@ -23,80 +23,47 @@ struct Column {
     required: bool,
 }
 
+impl Column {
+    const fn required(field: &'static str, aliases: &'static [&'static str]) -> Column {
+        Column {
+            field,
+            aliases,
+            required: true,
+        }
+    }
+
+    const fn optional(field: &'static str, aliases: &'static [&'static str]) -> Column {
+        Column {
+            field,
+            aliases,
+            required: false,
+        }
+    }
+}
+
+const ID: &[&str] = &["id", "identifiant"];
+const KIND: &[&str] = &["kind", "type"];
+const LONGITUDE: &[&str] = &["longitude", "lon", "lng", "x"];
+const LATITUDE: &[&str] = &["latitude", "lat", "y"];
+
 const DEVICE_COLUMNS: &[Column] = &[
-    Column {
-        field: "id",
-        aliases: &["id", "identifiant"],
-        required: true,
-    },
-    Column {
-        field: "kind",
-        aliases: &["kind", "type"],
-        required: true,
-    },
-    Column {
-        field: "site",
-        aliases: &["site"],
-        required: true,
-    },
-    Column {
-        field: "longitude",
-        aliases: &["longitude", "lon", "lng", "x"],
-        required: false,
-    },
-    Column {
-        field: "latitude",
-        aliases: &["latitude", "lat", "y"],
-        required: false,
-    },
-    Column {
-        field: "dev_eui",
-        aliases: &["deveui", "eui"],
-        required: false,
-    },
+    Column::required("id", ID),
+    Column::required("kind", KIND),
+    Column::required("site", &["site"]),
+    Column::optional("longitude", LONGITUDE),
+    Column::optional("latitude", LATITUDE),
+    Column::optional("dev_eui", &["deveui", "eui"]),
 ];
 
 const SITE_COLUMNS: &[Column] = &[
-    Column {
-        field: "id",
-        aliases: &["id", "identifiant"],
-        required: true,
-    },
-    Column {
-        field: "name",
-        aliases: &["name", "nom"],
-        required: true,
-    },
-    Column {
-        field: "kind",
-        aliases: &["kind", "type"],
-        required: true,
-    },
-    Column {
-        field: "commune",
-        aliases: &["commune"],
-        required: true,
-    },
-    Column {
-        field: "longitude",
-        aliases: &["longitude", "lon", "lng", "x"],
-        required: true,
-    },
-    Column {
-        field: "latitude",
-        aliases: &["latitude", "lat", "y"],
-        required: true,
-    },
-    Column {
-        field: "zone",
-        aliases: &["zone"],
-        required: false,
-    },
-    Column {
-        field: "river",
-        aliases: &["river", "riviere", "rivière", "coursdeau"],
-        required: false,
-    },
+    Column::required("id", ID),
+    Column::required("name", &["name", "nom"]),
+    Column::required("kind", KIND),
+    Column::required("commune", &["commune"]),
+    Column::required("longitude", LONGITUDE),
+    Column::required("latitude", LATITUDE),
+    Column::optional("zone", &["zone"]),
+    Column::optional("river", &["river", "riviere", "rivière", "coursdeau"]),
 ];
 
 /// The columns of the devices CSV, for documentation and templates:
@@ -132,6 +99,15 @@ impl Row {
             .find(|(f, ..)| *f == field)
             .map(|(_, v, ..)| v.trim())
             .filter(|v| !v.is_empty())
+    }
+
+    /// The cell of `field`; when it is blank, `None` and an error.
+    fn required(&self, field: &str, origin: &Origin, errors: &mut ImportErrors) -> Option<String> {
+        let value = self.get(field).map(str::to_string);
+        if value.is_none() {
+            errors.push(origin.error(field, "empty cell; required"));
+        }
+        value
     }
 
     fn origin(&self, file: &Arc<str>) -> Origin {
@@ -186,6 +162,11 @@ fn read_table(
         Some(Err(e)) => return Err(header_error(format!("unreadable header: {e}"))),
         Some(Ok(h)) => h,
     };
+    let names = columns
+        .iter()
+        .map(|c| c.field)
+        .collect::<Vec<_>>()
+        .join(", ");
     // Which field each column of the file holds.
     let mut mapped: Vec<Option<&'static str>> = Vec::new();
     let mut errors = ImportErrors::default();
@@ -207,14 +188,9 @@ fn read_table(
             }
             None if h.trim().is_empty() => {}
             None => records.notes.push(format!(
-                "{file}:1:{}: column `{}` ignored (Beffroi reads {})",
+                "{file}:1:{}: column `{}` ignored (Beffroi reads {names})",
                 i + 1,
                 h.trim(),
-                columns
-                    .iter()
-                    .map(|c| c.field)
-                    .collect::<Vec<_>>()
-                    .join(", ")
             )),
         }
         mapped.push(None);
@@ -226,13 +202,8 @@ fn read_table(
                 Some(Loc::new(1, 1)),
                 Some(c.field),
                 format!(
-                    "no `{}` column in the header (the header line names the columns: {})",
+                    "no `{}` column in the header (the header line names the columns: {names})",
                     c.field,
-                    columns
-                        .iter()
-                        .map(|c| c.field)
-                        .collect::<Vec<_>>()
-                        .join(", ")
                 ),
             ));
         }
@@ -364,70 +335,64 @@ fn position(
     }
 }
 
-/// Reads a devices CSV: `id, kind, site` and optionally `longitude, latitude, dev_eui`.
-pub fn read_devices(file: &str, bytes: &[u8]) -> Result<Records, ImportErrors> {
+/// Reads the table of `columns` and gives each row, with its origin, to `each`, which
+/// adds its record or pushes its errors (those go to the records').
+fn read_rows(
+    file: &str,
+    bytes: &[u8],
+    columns: &[Column],
+    mut each: impl FnMut(&Row, Origin, &mut Records, &mut ImportErrors),
+) -> Result<Records, ImportErrors> {
     let file: Arc<str> = file.into();
     let mut records = Records::default();
-    let rows = read_table(&file, bytes, DEVICE_COLUMNS, &mut records)?;
+    let rows = read_table(&file, bytes, columns, &mut records)?;
     let mut errors = ImportErrors::default();
     for row in &rows {
-        let origin = row.origin(&file);
-        let mut required = |field: &str| match row.get(field) {
-            Some(v) => Some(v.to_string()),
-            None => {
-                errors.push(origin.error(field, "empty cell; required"));
-                None
-            }
-        };
-        let (id, kind, site) = (required("id"), required("kind"), required("site"));
-        let position = position(row, &origin, &mut errors);
-        let dev_eui = match row.get("dev_eui") {
-            None => Ok(None),
-            Some(e) => normalise_eui(e).map(Some).ok_or_else(|| {
-                errors.push(origin.error(
-                    "dev_eui",
-                    format!("`{e}` is not 16 hexadecimal digits (a LoRaWAN device EUI)"),
-                ));
-            }),
-        };
-        if let (Some(id), Some(kind), Some(site), Ok(position), Ok(dev_eui)) =
-            (id, kind, site, position, dev_eui)
-        {
-            records.devices.push(DeviceRecord {
-                id,
-                kind,
-                site,
-                position,
-                dev_eui,
-                origin,
-            });
-        }
+        each(row, row.origin(&file), &mut records, &mut errors);
     }
     records.errors.extend(errors);
     Ok(records)
 }
 
+/// Reads a devices CSV: `id, kind, site` and optionally `longitude, latitude, dev_eui`.
+pub fn read_devices(file: &str, bytes: &[u8]) -> Result<Records, ImportErrors> {
+    read_rows(
+        file,
+        bytes,
+        DEVICE_COLUMNS,
+        |row, origin, records, errors| {
+            let (id, kind, site) = (
+                row.required("id", &origin, errors),
+                row.required("kind", &origin, errors),
+                row.required("site", &origin, errors),
+            );
+            let position = position(row, &origin, errors);
+            let dev_eui = optional_eui(row.get("dev_eui"), &origin, errors);
+            if let (Some(id), Some(kind), Some(site), Ok(position), Ok(dev_eui)) =
+                (id, kind, site, position, dev_eui)
+            {
+                records.devices.push(DeviceRecord {
+                    id,
+                    kind,
+                    site,
+                    position,
+                    dev_eui,
+                    origin,
+                });
+            }
+        },
+    )
+}
+
 /// Reads a sites CSV: `id, name, kind, commune, longitude, latitude` and optionally
 /// `zone, river`.
 pub fn read_sites(file: &str, bytes: &[u8]) -> Result<Records, ImportErrors> {
-    let file: Arc<str> = file.into();
-    let mut records = Records::default();
-    let rows = read_table(&file, bytes, SITE_COLUMNS, &mut records)?;
-    let mut errors = ImportErrors::default();
-    for row in &rows {
-        let origin = row.origin(&file);
-        let mut required = |field: &str| match row.get(field) {
-            Some(v) => Some(v.to_string()),
-            None => {
-                errors.push(origin.error(field, "empty cell; required"));
-                None
-            }
-        };
+    read_rows(file, bytes, SITE_COLUMNS, |row, origin, records, errors| {
         let (id, name, kind, commune) = (
-            required("id"),
-            required("name"),
-            required("kind"),
-            required("commune"),
+            row.required("id", &origin, errors),
+            row.required("name", &origin, errors),
+            row.required("kind", &origin, errors),
+            row.required("commune", &origin, errors),
         );
         let position = match (row.get("longitude"), row.get("latitude")) {
             (None, None) => {
@@ -437,7 +402,7 @@ pub fn read_sites(file: &str, bytes: &[u8]) -> Result<Records, ImportErrors> {
                 ));
                 Err(())
             }
-            _ => position(row, &origin, &mut errors),
+            _ => position(row, &origin, errors),
         };
         if let (Some(id), Some(name), Some(kind), Some(commune), Ok(Some(p))) =
             (id, name, kind, commune, position)
@@ -453,9 +418,7 @@ pub fn read_sites(file: &str, bytes: &[u8]) -> Result<Records, ImportErrors> {
                 origin,
             });
         }
-    }
-    records.errors.extend(errors);
-    Ok(records)
+    })
 }
 
 #[cfg(test)]

@@ -17,7 +17,7 @@ use serde_json::Value;
 
 use crate::error::{ImportError, ImportErrors, Loc};
 use crate::json_spans::{array_elements, key_offset};
-use crate::record::{DeviceRecord, Geometry, Origin, Records, SiteRecord, normalise_eui, wgs84};
+use crate::record::{DeviceRecord, Geometry, Origin, Records, SiteRecord, optional_eui, wgs84};
 use crate::text::{decode, loc_of};
 
 /// Reads a GeoJSON FeatureCollection of devices and sites.
@@ -124,15 +124,7 @@ pub fn read(file: &str, bytes: &[u8]) -> Result<Records, ImportErrors> {
         };
         if site.is_some() {
             let (id, kind) = (required("id", id), required("kind", kind));
-            let dev_eui = match dev_eui {
-                None => Ok(None),
-                Some(e) => normalise_eui(&e).map(Some).ok_or_else(|| {
-                    errors.push(origin.error(
-                        "dev_eui",
-                        format!("`{e}` is not 16 hexadecimal digits (a LoRaWAN device EUI)"),
-                    ));
-                }),
-            };
+            let dev_eui = optional_eui(dev_eui.as_deref(), &origin, &mut errors);
             let position = match geometry {
                 Some(Shape::Point(p)) => Some(p),
                 Some(Shape::Line(l)) => ring_centre(&l),

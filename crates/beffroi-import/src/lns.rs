@@ -17,6 +17,7 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::error::{ImportError, ImportErrors, Loc};
@@ -169,19 +170,38 @@ fn member_at(text: &str, span: Option<&Range<usize>>, key: &str) -> Option<Loc> 
         .map(|o| loc_of(text, o))
 }
 
-/// Reads a ChirpStack v4 device list.
-pub fn read_chirpstack(
+/// How a network server writes its device list.
+struct ListFormat<D> {
+    /// The member holding the list; `None`: the document is the list, or `end_devices`.
+    key: Option<&'static str>,
+    /// What the document should be, said when it is not.
+    expected: &'static str,
+    /// The field, and the words, of the error for an item that is not a device.
+    not_a_device: (&'static str, &'static str),
+    /// The device's name, in messages about it.
+    name: fn(&D) -> &str,
+}
+
+/// What one item gives for its device; a field is `None` once its error is pushed.
+struct Fields {
+    id: Option<String>,
+    kind: Option<String>,
+    site: Option<String>,
+    dev_eui: Option<String>,
+    position: Option<beffroi_core::Point>,
+}
+
+/// Reads a network server's device list: each item is read as a `D`, then `fields` says
+/// what it gives (with where each member of the item is), pushing the errors it finds. An
+/// item with an error is left out, its errors in the records'.
+fn read_list<D: DeserializeOwned>(
     file: &str,
     bytes: &[u8],
-    opts: LnsOptions<'_>,
+    format: ListFormat<D>,
+    fields: impl Fn(D, &mut Origin, &dyn Fn(&str) -> Option<Loc>, &mut ImportErrors) -> Fields,
 ) -> Result<Records, ImportErrors> {
     let (text, _) = decode(bytes);
-    let (list, spans) = items(
-        file,
-        &text,
-        Some("result"),
-        "ChirpStack's device list: {\"totalCount\": …, \"result\": [ … ]}",
-    )?;
+    let (list, spans) = items(file, &text, format.key, format.expected)?;
     let file: Arc<str> = file.into();
     let mut records = Records::default();
     let mut errors = ImportErrors::default();
@@ -193,63 +213,23 @@ pub fn read_chirpstack(
             span.map(|r| loc_of(&text, r.start)),
             format!("device #{n}"),
         );
-        let d: ChirpStackDevice = match serde_json::from_value(item) {
+        let d: D = match serde_json::from_value(item) {
             Ok(d) => d,
             Err(e) => {
-                errors.push(origin.error("devEui", format!("not a ChirpStack device: {e}")));
+                let (field, not_a_device) = format.not_a_device;
+                errors.push(origin.error(field, format!("{not_a_device}: {e}")));
                 continue;
             }
         };
-        origin.label = format!("device #{n} `{}`", d.name);
-        origin.field("id", "name", at("name"));
-        origin.field("dev_eui", "devEui", at("devEui").or_else(|| at("dev_eui")));
-        let tag_at = at("tags");
-        let kind = match d.tags.get(&opts.map.kind_tag) {
-            Some(k) => {
-                origin.field("kind", format!("tags.{}", opts.map.kind_tag), tag_at);
-                Some(k.clone())
-            }
-            None => {
-                origin.field(
-                    "kind",
-                    "deviceProfileName",
-                    at("deviceProfileName").or_else(|| at("device_profile_name")),
-                );
-                let kind = opts
-                    .map
-                    .kind_of_profile(&[&d.device_profile_name, &d.device_profile_id]);
-                if kind.is_none() {
-                    errors.push(origin.error(
-                        "kind",
-                        format!(
-                            "no kind for device profile `{}`: map it in the kind map (--kind-map), under [profiles]: \"{}\" = \"<kind>\", or give the device a `{}` tag",
-                            d.device_profile_name, d.device_profile_name, opts.map.kind_tag
-                        ),
-                    ));
-                }
-                kind.map(str::to_string)
-            }
-        };
-        let site = site_of(&d.tags, opts, &mut origin, tag_at, &mut errors);
-        let id = slug(&d.name);
-        if !valid_id(&id) {
-            errors.push(origin.error("id", format!("the name `{}` makes no identifier (give the device a name with letters or digits)", d.name)));
-        }
-        let dev_eui = normalise_eui(&d.dev_eui);
-        if dev_eui.is_none() {
-            errors.push(origin.error(
-                "dev_eui",
-                format!("`{}` is not 16 hexadecimal digits", d.dev_eui),
-            ));
-        }
-        let position = position_from_tags(&d.tags);
-        if let (true, Some(kind), Some(site), Some(dev_eui)) = (valid_id(&id), kind, site, dev_eui)
+        origin.label = format!("device #{n} `{}`", (format.name)(&d));
+        let f = fields(d, &mut origin, &at, &mut errors);
+        if let (Some(id), Some(kind), Some(site), Some(dev_eui)) = (f.id, f.kind, f.site, f.dev_eui)
         {
             records.devices.push(DeviceRecord {
                 id,
                 kind,
                 site,
-                position,
+                position: f.position,
                 dev_eui: Some(dev_eui),
                 origin,
             });
@@ -257,6 +237,75 @@ pub fn read_chirpstack(
     }
     records.errors.extend(errors);
     Ok(records)
+}
+
+/// Reads a ChirpStack v4 device list.
+pub fn read_chirpstack(
+    file: &str,
+    bytes: &[u8],
+    opts: LnsOptions<'_>,
+) -> Result<Records, ImportErrors> {
+    let format = ListFormat {
+        key: Some("result"),
+        expected: "ChirpStack's device list: {\"totalCount\": …, \"result\": [ … ]}",
+        not_a_device: ("devEui", "not a ChirpStack device"),
+        name: |d: &ChirpStackDevice| &d.name,
+    };
+    read_list(
+        file,
+        bytes,
+        format,
+        |d: ChirpStackDevice, origin, at, errors| {
+            origin.field("id", "name", at("name"));
+            origin.field("dev_eui", "devEui", at("devEui").or_else(|| at("dev_eui")));
+            let tag_at = at("tags");
+            let kind = match d.tags.get(&opts.map.kind_tag) {
+                Some(k) => {
+                    origin.field("kind", format!("tags.{}", opts.map.kind_tag), tag_at);
+                    Some(k.clone())
+                }
+                None => {
+                    origin.field(
+                        "kind",
+                        "deviceProfileName",
+                        at("deviceProfileName").or_else(|| at("device_profile_name")),
+                    );
+                    let kind = opts
+                        .map
+                        .kind_of_profile(&[&d.device_profile_name, &d.device_profile_id]);
+                    if kind.is_none() {
+                        errors.push(origin.error(
+                        "kind",
+                        format!(
+                            "no kind for device profile `{}`: map it in the kind map (--kind-map), under [profiles]: \"{}\" = \"<kind>\", or give the device a `{}` tag",
+                            d.device_profile_name, d.device_profile_name, opts.map.kind_tag
+                        ),
+                    ));
+                    }
+                    kind.map(str::to_string)
+                }
+            };
+            let site = site_of(&d.tags, opts, origin, tag_at, errors);
+            let id = slug(&d.name);
+            if !valid_id(&id) {
+                errors.push(origin.error("id", format!("the name `{}` makes no identifier (give the device a name with letters or digits)", d.name)));
+            }
+            let dev_eui = normalise_eui(&d.dev_eui);
+            if dev_eui.is_none() {
+                errors.push(origin.error(
+                    "dev_eui",
+                    format!("`{}` is not 16 hexadecimal digits", d.dev_eui),
+                ));
+            }
+            Fields {
+                id: valid_id(&id).then_some(id),
+                kind,
+                site,
+                dev_eui,
+                position: position_from_tags(&d.tags),
+            }
+        },
+    )
 }
 
 fn site_of(
@@ -332,32 +381,13 @@ struct TtsLocation {
 
 /// Reads a device list of The Things Stack.
 pub fn read_tts(file: &str, bytes: &[u8], opts: LnsOptions<'_>) -> Result<Records, ImportErrors> {
-    let (text, _) = decode(bytes);
-    let (list, spans) = items(
-        file,
-        &text,
-        None,
-        "The Things Stack's device list: a JSON array of end devices, or {\"end_devices\": [ … ]}",
-    )?;
-    let file: Arc<str> = file.into();
-    let mut records = Records::default();
-    let mut errors = ImportErrors::default();
-    for (n, item) in list.into_iter().enumerate() {
-        let span = spans.get(n);
-        let at = |key: &str| member_at(&text, span, key);
-        let mut origin = Origin::new(
-            &file,
-            span.map(|r| loc_of(&text, r.start)),
-            format!("device #{n}"),
-        );
-        let d: TtsDevice = match serde_json::from_value(item) {
-            Ok(d) => d,
-            Err(e) => {
-                errors.push(origin.error("ids", format!("not an end device: {e}")));
-                continue;
-            }
-        };
-        origin.label = format!("device #{n} `{}`", d.ids.device_id);
+    let format = ListFormat {
+        key: None,
+        expected: "The Things Stack's device list: a JSON array of end devices, or {\"end_devices\": [ … ]}",
+        not_a_device: ("ids", "not an end device"),
+        name: |d: &TtsDevice| &d.ids.device_id,
+    };
+    read_list(file, bytes, format, |d: TtsDevice, origin, at, errors| {
         origin.field("id", "ids.device_id", at("device_id"));
         origin.field(
             "dev_eui",
@@ -390,7 +420,7 @@ pub fn read_tts(file: &str, bytes: &[u8], opts: LnsOptions<'_>) -> Result<Record
                 kind.map(str::to_string)
             }
         };
-        let site = site_of(&d.attributes, opts, &mut origin, attr_at, &mut errors);
+        let site = site_of(&d.attributes, opts, origin, attr_at, errors);
         let id = d.ids.device_id.clone();
         if !valid_id(&id) {
             errors.push(origin.error(
@@ -418,20 +448,14 @@ pub fn read_tts(file: &str, bytes: &[u8], opts: LnsOptions<'_>) -> Result<Record
             .get("user")
             .and_then(|l| wgs84(l.longitude?, l.latitude?))
             .or_else(|| position_from_tags(&d.attributes));
-        if let (true, Some(kind), Some(site), Some(dev_eui)) = (valid_id(&id), kind, site, dev_eui)
-        {
-            records.devices.push(DeviceRecord {
-                id,
-                kind,
-                site,
-                position,
-                dev_eui: Some(dev_eui),
-                origin,
-            });
+        Fields {
+            id: valid_id(&id).then_some(id),
+            kind,
+            site,
+            dev_eui,
+            position,
         }
-    }
-    records.errors.extend(errors);
-    Ok(records)
+    })
 }
 
 #[cfg(test)]

@@ -669,16 +669,13 @@ impl fmt::Display for Plan {
                 self.unchanged_sites, self.unchanged_devices
             )?;
         }
-        let count = |add: bool, changes: &mut dyn Iterator<Item = &Change>| {
-            changes.filter(|c| (**c == Change::Add) == add).count()
-        };
         if !self.sites.is_empty() {
-            writeln!(
+            write_counts(
                 f,
-                "sites.geojson: {} site(s) to add, {} to update, {} unchanged",
-                count(true, &mut self.sites.iter().map(|c| &c.change)),
-                count(false, &mut self.sites.iter().map(|c| &c.change)),
-                self.unchanged_sites
+                "sites.geojson",
+                "site(s)",
+                self.sites.iter().map(|c| &c.change),
+                self.unchanged_sites,
             )?;
             for c in &self.sites {
                 let r = &c.record;
@@ -694,20 +691,18 @@ impl fmt::Display for Plan {
                     )?,
                     Change::Update(fields) => {
                         writeln!(f, "  ~ site `{}`   from {}", r.id, r.origin.place())?;
-                        for x in fields {
-                            writeln!(f, "      {}: {} → {}", x.field, x.old, x.new)?;
-                        }
+                        write_fields(f, fields)?;
                     }
                 }
             }
         }
         if !self.devices.is_empty() {
-            writeln!(
+            write_counts(
                 f,
-                "devices: {} device(s) to add, {} to update, {} unchanged",
-                count(true, &mut self.devices.iter().map(|c| &c.change)),
-                count(false, &mut self.devices.iter().map(|c| &c.change)),
-                self.unchanged_devices
+                "devices",
+                "device(s)",
+                self.devices.iter().map(|c| &c.change),
+                self.unchanged_devices,
             )?;
             for c in &self.devices {
                 let r = &c.record;
@@ -727,9 +722,7 @@ impl fmt::Display for Plan {
                             c.file,
                             r.origin.place()
                         )?;
-                        for x in fields {
-                            writeln!(f, "      {}: {} → {}", x.field, x.old, x.new)?;
-                        }
+                        write_fields(f, fields)?;
                     }
                 }
             }
@@ -739,4 +732,33 @@ impl fmt::Display for Plan {
         }
         Ok(())
     }
+}
+
+/// A plan's line for the sites or the devices: how many to add, to update, and unchanged.
+fn write_counts<'a>(
+    f: &mut fmt::Formatter<'_>,
+    file: &str,
+    noun: &str,
+    changes: impl Iterator<Item = &'a Change>,
+    unchanged: usize,
+) -> fmt::Result {
+    let (mut add, mut update) = (0, 0);
+    for c in changes {
+        match c {
+            Change::Add => add += 1,
+            Change::Update(_) => update += 1,
+        }
+    }
+    writeln!(
+        f,
+        "{file}: {add} {noun} to add, {update} to update, {unchanged} unchanged"
+    )
+}
+
+/// The fields an update changes, one a line.
+fn write_fields(f: &mut fmt::Formatter<'_>, fields: &[FieldChange]) -> fmt::Result {
+    for x in fields {
+        writeln!(f, "      {}: {} → {}", x.field, x.old, x.new)?;
+    }
+    Ok(())
 }

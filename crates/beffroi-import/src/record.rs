@@ -208,6 +208,24 @@ pub fn normalise_eui(s: &str) -> Option<String> {
         .then(|| hex.to_ascii_lowercase())
 }
 
+/// A device's EUI when the source gives one, normalised; `Err` once the error about a
+/// malformed one is pushed.
+pub(crate) fn optional_eui(
+    value: Option<&str>,
+    origin: &Origin,
+    errors: &mut ImportErrors,
+) -> Result<Option<String>, ()> {
+    match value {
+        None => Ok(None),
+        Some(e) => normalise_eui(e).map(Some).ok_or_else(|| {
+            errors.push(origin.error(
+                "dev_eui",
+                format!("`{e}` is not 16 hexadecimal digits (a LoRaWAN device EUI)"),
+            ));
+        }),
+    }
+}
+
 /// A position from longitude and latitude, if they are WGS84 degrees.
 pub fn wgs84(lon: f64, lat: f64) -> Option<Point> {
     let p = Point::new(lon, lat);

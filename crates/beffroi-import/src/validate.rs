@@ -8,7 +8,7 @@ use beffroi_core::Territory;
 
 use crate::error::{ImportError, ImportErrors};
 use crate::lns::KindMap;
-use crate::record::{Records, valid_id};
+use crate::record::{Origin, Records, valid_id};
 
 /// The names a territory knows, for checking imports against it.
 #[derive(Clone, Debug, Default)]
@@ -97,20 +97,29 @@ pub fn validate_kind_map(map: &KindMap, cat: &Catalogue) -> ImportErrors {
     errors
 }
 
+/// Checks a record's id: an identifier, not already taken by another `what` (site,
+/// device) of the import.
+fn check_id<'a>(
+    what: &str,
+    id: &'a str,
+    origin: &'a Origin,
+    seen: &mut BTreeMap<&'a str, &'a Origin>,
+    errors: &mut ImportErrors,
+) {
+    if !valid_id(id) {
+        errors.push(origin.error("id", format!("`{id}` is not an identifier (lowercase letters, digits, '-', '_', '.'; `{}` would do)", crate::record::slug(id))));
+    } else if let Some(first) = seen.insert(id, origin) {
+        errors.push(origin.error("id", format!("{what} `{id}` is also at {}", first.place())));
+    }
+}
+
 /// Checks every record; sites imported with the devices count as known sites.
 pub fn validate(records: &Records, cat: &Catalogue) -> ImportErrors {
     let mut errors = ImportErrors::default();
-    let mut site_ids: BTreeMap<&str, &crate::record::Origin> = BTreeMap::new();
+    let mut site_ids: BTreeMap<&str, &Origin> = BTreeMap::new();
     for s in &records.sites {
         let o = &s.origin;
-        if !valid_id(&s.id) {
-            errors.push(o.error("id", format!("`{}` is not an identifier (lowercase letters, digits, '-', '_', '.'; `{}` would do)", s.id, crate::record::slug(&s.id))));
-        } else if let Some(first) = site_ids.insert(&s.id, o) {
-            errors.push(o.error(
-                "id",
-                format!("site `{}` is also at {}", s.id, first.place()),
-            ));
-        }
+        check_id("site", &s.id, o, &mut site_ids, &mut errors);
         if s.name.trim().is_empty() {
             errors.push(o.error("name", "empty name"));
         }
@@ -158,18 +167,11 @@ pub fn validate(records: &Records, cat: &Catalogue) -> ImportErrors {
             ));
         }
     }
-    let mut device_ids: BTreeMap<&str, &crate::record::Origin> = BTreeMap::new();
-    let mut euis: BTreeMap<&str, (&str, &crate::record::Origin)> = BTreeMap::new();
+    let mut device_ids: BTreeMap<&str, &Origin> = BTreeMap::new();
+    let mut euis: BTreeMap<&str, (&str, &Origin)> = BTreeMap::new();
     for d in &records.devices {
         let o = &d.origin;
-        if !valid_id(&d.id) {
-            errors.push(o.error("id", format!("`{}` is not an identifier (lowercase letters, digits, '-', '_', '.'; `{}` would do)", d.id, crate::record::slug(&d.id))));
-        } else if let Some(first) = device_ids.insert(&d.id, o) {
-            errors.push(o.error(
-                "id",
-                format!("device `{}` is also at {}", d.id, first.place()),
-            ));
-        }
+        check_id("device", &d.id, o, &mut device_ids, &mut errors);
         if !cat.kinds.contains(&d.kind) {
             errors.push(o.error(
                 "kind",

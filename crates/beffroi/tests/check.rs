@@ -4,10 +4,9 @@
 //! that loads but likely says something else gets warnings.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 mod support;
-use support::copy_dir;
+use support::{beffroi_in, copy_dir};
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -15,12 +14,7 @@ fn repo() -> PathBuf {
 
 /// Runs `beffroi check DIR` from `cwd`: success, stdout, stderr.
 fn check(cwd: &Path, dir: &Path) -> (bool, String, String) {
-    let o = Command::new(env!("CARGO_BIN_EXE_beffroi"))
-        .current_dir(cwd)
-        .arg("check")
-        .arg(dir)
-        .output()
-        .expect("run beffroi check");
+    let o = beffroi_in(cwd, &["check", dir.to_str().expect("a UTF-8 path")]);
     (
         o.status.success(),
         String::from_utf8_lossy(&o.stdout).into_owned(),

@@ -5,10 +5,9 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 mod support;
-use support::copy_dir;
+use support::{beffroi, copy_dir, text};
 
 fn fixture(name: &str) -> String {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -16,21 +15,6 @@ fn fixture(name: &str) -> String {
         .join(name)
         .display()
         .to_string()
-}
-
-fn beffroi(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_beffroi"))
-        .args(args)
-        .output()
-        .expect("run beffroi")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 /// Every file of the territory folder and its bytes.
@@ -136,17 +120,15 @@ fn sites_devices_and_a_network_servers_list_import_once_and_then_change_nothing(
     assert!(imported.contains("[[device]]\nid = \"ahuy-stade-counter-02\"\nkind = \"people_counter\"\nsite = \"ahuy-stade\"\nposition = [5.0265, 47.372]\ndev_eui = \"70b3d57ed0a10003\"\n"), "{imported}");
 
     // The network server's list: kinds from the profile map, sites from tags or --site.
-    let o = beffroi(&[
-        "import",
-        "--dir",
-        &d,
+    let network_server = [
         "--chirpstack",
         &chirpstack,
         "--kind-map",
         &map,
         "--site",
         "ahuy-mairie",
-    ]);
+    ];
+    let o = beffroi(&[&["import", "--dir", &d][..], &network_server].concat());
     assert!(o.status.success(), "{}", text(&o));
     let out = text(&o);
     assert!(out.contains("+ device `limnimetre-suzon-amont` (water_level at ahuy-suzon, dev_eui a84041000181c001) → devices/imported-chirpstack-devices.toml"), "{out}");
@@ -161,21 +143,21 @@ fn sites_devices_and_a_network_servers_list_import_once_and_then_change_nothing(
 
     // The same three files again: nothing to change, not a byte written.
     let after = snapshot(&dep);
-    let o = beffroi(&[
-        "import",
-        "--dir",
-        &d,
-        "--geojson",
-        &geojson,
-        "--csv-devices",
-        &csv,
-        "--chirpstack",
-        &chirpstack,
-        "--kind-map",
-        &map,
-        "--site",
-        "ahuy-mairie",
-    ]);
+    let o = beffroi(
+        &[
+            &[
+                "import",
+                "--dir",
+                &d,
+                "--geojson",
+                &geojson,
+                "--csv-devices",
+                &csv,
+            ][..],
+            &network_server,
+        ]
+        .concat(),
+    );
     assert!(o.status.success(), "{}", text(&o));
     assert!(
         text(&o).contains("nothing to change: 2 site(s) and 7 device(s) already as imported"),

@@ -7,27 +7,11 @@
 mod support;
 
 use std::path::Path;
-use std::process::{Command, Output};
 use std::time::Duration;
 
 use support::beffroi::Beffroi;
 use support::http::Api;
-use support::poll;
-
-fn beffroi(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_beffroi"))
-        .args(args)
-        .output()
-        .expect("run beffroi")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
+use support::{beffroi, poll, text};
 
 fn read(p: &Path) -> String {
     std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))

@@ -4,29 +4,17 @@
 //! a text field's values or pattern refused.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 mod support;
-use support::copy_dir;
+use support::{beffroi, copy_dir, text};
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
 fn check(dir: &Path) -> (bool, String) {
-    let o = Command::new(env!("CARGO_BIN_EXE_beffroi"))
-        .arg("check")
-        .arg(dir)
-        .output()
-        .expect("run beffroi check");
-    (
-        o.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        ),
-    )
+    let o = beffroi(&["check", dir.to_str().expect("a UTF-8 path")]);
+    (o.status.success(), text(&o))
 }
 
 #[test]

@@ -14,7 +14,33 @@ pub use beffroi_testkit::mosquitto;
 pub mod publisher;
 
 use std::path::Path;
+use std::process::{Command, Output};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// Runs the `beffroi` binary with `args` and waits for it to end.
+pub fn beffroi(args: &[&str]) -> Output {
+    run(Command::new(env!("CARGO_BIN_EXE_beffroi")).args(args))
+}
+
+/// Runs the `beffroi` binary with `args` from the folder `cwd` (for relative paths).
+pub fn beffroi_in(cwd: &Path, args: &[&str]) -> Output {
+    run(Command::new(env!("CARGO_BIN_EXE_beffroi"))
+        .current_dir(cwd)
+        .args(args))
+}
+
+fn run(command: &mut Command) -> Output {
+    command.output().expect("run beffroi")
+}
+
+/// What a run printed: its standard output, then its standard error.
+pub fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
 
 /// Milliseconds since the epoch of the wall clock (the clock `serve` runs on).
 pub fn now_ms() -> i64 {
