@@ -3,8 +3,8 @@ use std::sync::Arc;
 
 use beffroi_core::geo::ring_centre;
 use beffroi_core::{
-    Commune, DataCategory, Device, DeviceKind, FieldSpec, FieldType, Identifier, Point, Semantic,
-    Signing, Site, Territory, TextDomain, TextPattern, Zone,
+    Commune, DataCategory, Device, DeviceKind, Duration, FieldSpec, FieldType, Identifier, Point,
+    Semantic, Signing, Site, Territory, TextDomain, TextPattern, Zone,
 };
 use serde::Deserialize;
 use toml::Spanned;
@@ -190,6 +190,26 @@ struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
+    /// An optional duration longer than zero (`None` when absent or wrong, the error noted).
+    fn positive_duration(
+        &mut self,
+        at: usize,
+        field: &str,
+        text: Option<&str>,
+    ) -> Option<Duration> {
+        match text.map(parse_duration)? {
+            Ok(d) if d.millis() > 0 => Some(d),
+            Ok(_) => {
+                self.err(at, field, "must be longer than zero");
+                None
+            }
+            Err(e) => {
+                self.err(at, field, e);
+                None
+            }
+        }
+    }
+
     /// An error about `field` of the table at `span_start`, at the field's own value.
     fn err(&mut self, span_start: usize, field: &str, msg: impl Into<String>) {
         self.errors
@@ -459,30 +479,8 @@ fn load_kinds(src: &SourceFile, t: &mut Territory, errors: &mut ConfigErrors, fa
             cx.err(at, "kind.id", format!("invalid id `{}`", k.id));
             continue;
         }
-        let heartbeat = match k.heartbeat.as_deref().map(parse_duration) {
-            None => None,
-            Some(Ok(d)) if d.millis() > 0 => Some(d),
-            Some(Ok(_)) => {
-                cx.err(at, "kind.heartbeat", "must be longer than zero");
-                None
-            }
-            Some(Err(e)) => {
-                cx.err(at, "kind.heartbeat", e);
-                None
-            }
-        };
-        let period = match k.period.as_deref().map(parse_duration) {
-            None => None,
-            Some(Ok(d)) if d.millis() > 0 => Some(d),
-            Some(Ok(_)) => {
-                cx.err(at, "kind.period", "must be longer than zero");
-                None
-            }
-            Some(Err(e)) => {
-                cx.err(at, "kind.period", e);
-                None
-            }
-        };
+        let heartbeat = cx.positive_duration(at, "kind.heartbeat", k.heartbeat.as_deref());
+        let period = cx.positive_duration(at, "kind.period", k.period.as_deref());
         if let (Some(p), Some(h)) = (period, heartbeat)
             && p > h
         {
