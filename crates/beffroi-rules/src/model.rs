@@ -144,6 +144,16 @@ impl Rule {
         }
     }
 
+    /// Whether this rule reads readings of `kind` ([`Rule::kinds`] without a list).
+    pub fn reads_kind(&self, kind: KindIdx) -> bool {
+        match &self.body {
+            Body::Threshold { cond, .. } | Body::Rate { cond, .. } => cond.kind == kind,
+            Body::Absence { kind: k, .. } => *k == kind,
+            Body::Correlation { conds, .. } => conds.iter().any(|c| c.kind == kind),
+            Body::Aggregate { .. } => false,
+        }
+    }
+
     /// Whether readings of device `d` (of `kind`, at `site`) can feed this rule.
     pub fn watches(&self, d: beffroi_core::DeviceIdx, kind: KindIdx, site: SiteIdx) -> bool {
         if let Body::Aggregate { inputs, .. } = &self.body {
@@ -151,7 +161,7 @@ impl Rule {
         }
         self.devices.as_ref().is_none_or(|ds| ds.contains(&d))
             && self.site_allowed(site)
-            && self.kinds().contains(&kind)
+            && self.reads_kind(kind)
     }
 
     pub fn site_allowed(&self, s: SiteIdx) -> bool {

@@ -74,15 +74,6 @@ impl Failed {
         true
     }
 
-    /// Whether `id` was declared but not loaded, for any kind of declaration.
-    pub fn contains(&self, id: &str) -> bool {
-        self.by_id.keys().any(|(_, x)| x == id)
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.by_id.is_empty()
-    }
-
     /// Folds the errors of other files (rules, procedures, scenarios…) that name a
     /// declaration that failed here (most say it is unknown): each is counted under the territory's error
     /// (`territory[cause]`) instead of being reported. Returns the errors left.

@@ -3,7 +3,21 @@
 //! each failure up to ten times `every`; the first success restores it), and one bounded
 //! GET ([`fetch`]).
 
+use std::future::Future;
 use std::time::Duration;
+
+/// Runs `poll` for every source at once and returns when all have ended (each ends on its
+/// service's stop token).
+pub async fn poll_each<S, F>(sources: Vec<S>, poll: impl Fn(S) -> F)
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    let mut tasks = tokio::task::JoinSet::new();
+    for s in sources {
+        tasks.spawn(poll(s));
+    }
+    while tasks.join_next().await.is_some() {}
+}
 
 /// GETs `url` (blocking: call it on a blocking thread), at most `limit` bytes of body
 /// (one more, so that the reader refuses an answer over its own limit), within `timeout`;

@@ -51,24 +51,39 @@ pub fn warnings(dep: &Deployment, dir: &Path) -> Vec<String> {
         }
     }
 
-    // Which rules watch which devices.
+    // Which rules watch which devices: each rule looks only at the devices of its kinds
+    // (a territory of a million devices and a thousand rules is checked in seconds).
+    let mut of_kind: Vec<Vec<usize>> = vec![Vec::new(); t.kinds.len()];
+    for (i, d) in t.devices.iter().enumerate() {
+        of_kind[d.kind.get()].push(i);
+    }
     let mut watched = vec![false; t.devices.len()];
     for r in &dep.rules.rules {
         let mut any = false;
-        for (i, d) in t.devices.iter().enumerate() {
+        let mut kinds = r.kinds();
+        kinds.sort_unstable();
+        kinds.dedup();
+        let candidates: Vec<usize> = match &r.body {
+            beffroi_rules::Body::Aggregate { inputs, .. } => {
+                inputs.iter().map(|(d, _)| d.get()).collect()
+            }
+            _ => kinds
+                .iter()
+                .flat_map(|k| of_kind[k.get()].iter().copied())
+                .collect(),
+        };
+        for i in candidates {
+            let d = &t.devices[i];
             if r.watches(DeviceIdx(i as u32), d.kind, d.site) {
                 watched[i] = true;
                 any = true;
             }
         }
         if !any {
-            let mut kinds: Vec<String> = r
-                .kinds()
+            let kinds: Vec<String> = kinds
                 .iter()
                 .map(|k| format!("`{}`", t.kinds[k.get()].id))
                 .collect();
-            kinds.sort();
-            kinds.dedup();
             let what = if kinds.is_empty() {
                 "its inputs".to_string()
             } else {

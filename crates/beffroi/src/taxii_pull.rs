@@ -198,11 +198,10 @@ pub async fn run(
     metrics: PullMetrics,
     stop: CancellationToken,
 ) {
-    let mut tasks = tokio::task::JoinSet::new();
-    for s in sources {
-        tasks.spawn(poll(s, engine.clone(), metrics.clone(), stop.clone()));
-    }
-    while tasks.join_next().await.is_some() {}
+    crate::backoff::poll_each(sources, |s| {
+        poll(s, engine.clone(), metrics.clone(), stop.clone())
+    })
+    .await
 }
 
 async fn poll(
